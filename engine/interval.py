@@ -1,0 +1,139 @@
+"""Interval grids aligned to the local wall clock of any IANA zone (SPEC §4).
+
+Definition used throughout: an interval *boundary* is every instant whose local wall-clock time in
+the reporting zone is a whole multiple of the interval length after local midnight. Intervals are
+the half-open spans between consecutive boundaries, labelled by their start. So a spring-forward
+day in New York has 92 quarter-hours and a fall-back day 100 (the repeated hour's quarter-hours
+appear twice, with different ``interval_start_utc``). Where a DST jump is not a multiple of the
+interval length (Australia/Lord_Howe moves by 30 minutes), the interval that spans the jump is
+longer or shorter than nominal: that is what the wall clock shows.
+
+Bucketing does not convert every row's time zone: all boundaries in a window are multiples of one
+*grain* (the greatest common divisor of their epoch milliseconds: 15 minutes for every zone in use
+today), so rows are keyed by ``epoch_ms // grain`` (integer arithmetic) and grains are mapped to
+intervals on the small aggregated frame.
+
+Example:
+    >>> from datetime import datetime, UTC
+    >>> g = interval_grid(datetime(2026, 3, 8, 5, tzinfo=UTC), datetime(2026, 3, 9, 4, tzinfo=UTC),
+    ...                   minutes=15, tz="America/New_York")
+    >>> g.height
+    92
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, timedelta
+from functools import reduce
+
+import polars as pl
+
+from engine.schema import UTC_TS
+
+__all__ = [
+    "GRID",
+    "Window",
+    "grain_ms",
+    "interval_grid",
+    "snap_window",
+]
+
+#: Columns of a grid (and the interval key columns of every interval table).
+GRID: dict[str, pl.DataType] = {
+    "interval_start_utc": UTC_TS,
+    "interval_end_utc": UTC_TS,
+    "interval_start_local": pl.Datetime("us"),
+    "utc_offset_min": pl.Int32(),
+}
+
+Window = tuple[datetime, datetime]
+
+_DAY_MINUTES = 1440
+
+
+def _as_utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        msg = f"naive datetime {value.isoformat()}: instants must carry a time zone"
+        raise ValueError(msg)
+    return value.astimezone(UTC)
+
+
+def _boundaries(start: datetime, end: datetime, minutes: int, tz: str) -> pl.Series:
+    """Every boundary from at or before ``start`` to at or after ``end``, in UTC, sorted."""
+    pad = timedelta(days=2)
+    lo = (start - pad).replace(tzinfo=None)
+    hi = (end + pad).replace(tzinfo=None)
+    every = "1d" if minutes == _DAY_MINUTES else f"{minutes}m"
+    naive = pl.datetime_range(lo, hi, every, time_unit="us", eager=True).dt.truncate(every)
+    # Local wall-clock candidates; each exists zero (gap), one or two (fold) times.
+    frame = pl.DataFrame({"local": naive}).select(
+        pl.concat_list(
+            pl.col("local").dt.replace_time_zone(tz, ambiguous=amb, non_existent="null")
+            for amb in ("earliest", "latest")
+        ).alias("b")
+    )
+    return (
+        frame.explode("b")
+        .drop_nulls()
+        .select(pl.col("b").dt.convert_time_zone("UTC").cast(UTC_TS))
+        .unique()
+        .sort("b")
+        .to_series()
+    )
+
+
+def interval_grid(start: datetime, end: datetime, *, minutes: int, tz: str) -> pl.DataFrame:
+    """All intervals that overlap ``[start, end)``.
+
+    Args:
+        start: window start (aware).
+        end: window end (aware, exclusive).
+        minutes: 15, 30, 60, or 1440 for local days.
+        tz: IANA zone the intervals align to.
+
+    Returns:
+        A small frame with the :data:`GRID` columns, sorted by ``interval_start_utc``.
+
+    Example:
+        >>> from datetime import datetime, UTC
+        >>> interval_grid(datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 2, tzinfo=UTC),
+        ...               minutes=60, tz="Asia/Kathmandu").row(0)[2].time().isoformat()
+        '05:00:00'
+    """
+    start, end = _as_utc(start), _as_utc(end)
+    if end <= start:
+        msg = f"window end {end.isoformat()} is not after its start {start.isoformat()}"
+        raise ValueError(msg)
+    b = _boundaries(start, end, minutes, tz)
+    frame = pl.DataFrame({"interval_start_utc": b}).with_columns(
+        interval_end_utc=pl.col("interval_start_utc").shift(-1)
+    )
+    frame = frame.filter(
+        pl.col("interval_end_utc") > start, pl.col("interval_start_utc") < end
+    ).with_columns(
+        interval_start_local=pl.col("interval_start_utc")
+        .dt.convert_time_zone(tz)
+        .dt.replace_time_zone(None),
+    )
+    return frame.with_columns(
+        utc_offset_min=(
+            (pl.col("interval_start_local") - pl.col("interval_start_utc").dt.replace_time_zone(None))
+            .dt.total_minutes()
+            .cast(pl.Int32)
+        )
+    ).select(GRID.keys())
+
+
+def snap_window(start: datetime, end: datetime, *, minutes: int, tz: str) -> Window:
+    """The window widened outwards to whole intervals."""
+    grid = interval_grid(start, end, minutes=minutes, tz=tz)
+    first: datetime = grid["interval_start_utc"][0]
+    last: datetime = grid["interval_end_utc"][-1]
+    return first, last
+
+
+def grain_ms(grid: pl.DataFrame) -> int:
+    """The largest step in ms that every boundary of ``grid`` is a multiple of."""
+    edges = pl.concat([grid["interval_start_utc"], grid["interval_end_utc"]]).dt.epoch("ms")
+    return int(reduce(math.gcd, edges.unique().to_list(), 0))

@@ -1,0 +1,102 @@
+"""Settings of the table builders (SPEC §4, §5): plain, validated, immutable values.
+
+The builders take a :class:`BuildSettings`; where it comes from (TOML, environment, the command
+line) is the business of :mod:`engine.config`.
+
+Example:
+    >>> s = BuildSettings(interval_minutes=30, tz="Asia/Kolkata")
+    >>> s.threshold_ms("q1", "voice")
+    20000
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+__all__ = [
+    "SL_FORMULAS",
+    "Attribution",
+    "BuildSettings",
+    "SlFormula",
+    "ThresholdOverride",
+]
+
+Attribution = Literal["arrival", "end"]
+SlFormula = Literal[
+    "answered_over_answered_abandoned",
+    "exclude_short_abandons",
+    "ignore_abandons_within_t",
+    "abandons_within_t_positive",
+    "answered_only",
+]
+SL_FORMULAS: tuple[SlFormula, ...] = (
+    "answered_over_answered_abandoned",
+    "exclude_short_abandons",
+    "ignore_abandons_within_t",
+    "abandons_within_t_positive",
+    "answered_only",
+)
+
+_DEFAULT_THRESHOLDS_MS = {
+    "voice": 20_000,
+    "callback": 20_000,
+    "chat": 60_000,
+    "messaging": 60_000,
+    "email": 3_600_000,
+}
+
+
+class ThresholdOverride(BaseModel):
+    """A service-level threshold for one queue (optionally one channel of it)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    queue_id: str
+    channel: str | None = None
+    threshold_ms: int = Field(ge=0)
+
+
+class BuildSettings(BaseModel):
+    """Everything that changes what the interval tables contain."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    interval_minutes: Literal[15, 30, 60] = 15
+    tz: str = "UTC"
+    attribution: Attribution = "arrival"
+    sl_formula: SlFormula = "exclude_short_abandons"
+    sl_comparator: Literal["<=", "<"] = "<="
+    sl_default_ms: dict[str, int] = Field(default_factory=lambda: dict(_DEFAULT_THRESHOLDS_MS))
+    sl_overrides: tuple[ThresholdOverride, ...] = ()
+    use_vendor_threshold: bool = False
+    short_abandon_ms: int = Field(default=5_000, ge=0)
+
+    @field_validator("tz")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            msg = f"unknown IANA time zone {value!r}"
+            raise ValueError(msg) from exc
+        return value
+
+    @field_validator("sl_default_ms")
+    @classmethod
+    def _non_negative(cls, value: dict[str, int]) -> dict[str, int]:
+        bad = {k: v for k, v in value.items() if v < 0}
+        if bad:
+            msg = f"service-level thresholds must be >= 0 ms, got {bad}"
+            raise ValueError(msg)
+        return {**_DEFAULT_THRESHOLDS_MS, **value}
+
+    def threshold_ms(self, queue_id: str, channel: str) -> int:
+        """The configured threshold for a queue and channel (vendor thresholds aside)."""
+        for wanted in (channel, None):  # a queue-and-channel override beats a queue-wide one
+            for o in self.sl_overrides:
+                if o.queue_id == queue_id and o.channel == wanted:
+                    return o.threshold_ms
+        return self.sl_default_ms.get(channel, _DEFAULT_THRESHOLDS_MS["voice"])
