@@ -179,9 +179,7 @@ def build(contacts: pl.LazyFrame, *, window: Window, settings: BuildSettings) ->
     at = _attributed_at(settings)
     inbound = contacts.filter(pl.col("direction") == "inbound", at >= lo, at < hi)
     agg = (
-        inbound.group_by(
-            "queue_id", "channel", (at.cast(pl.Int64) // grain_us).alias("_grain")
-        )
+        inbound.group_by("queue_id", "channel", (at.cast(pl.Int64) // grain_us).alias("_grain"))
         .agg(_measures(settings))
         .with_columns((pl.col("_grain") * grain_us).cast(grid["interval_start_utc"].dtype))
         .rename({"_grain": "_at"})
@@ -189,9 +187,7 @@ def build(contacts: pl.LazyFrame, *, window: Window, settings: BuildSettings) ->
     return _zero_fill(_to_intervals(agg, grid, "_at"), grid, _queue_names(inbound))
 
 
-def rollup(
-    table: pl.LazyFrame, *, window: Window, minutes: int, tz: str
-) -> pl.LazyFrame:
+def rollup(table: pl.LazyFrame, *, window: Window, minutes: int, tz: str) -> pl.LazyFrame:
     """Roll a volume table up to coarser intervals (30, 60, or 1440 for local days).
 
     The coarser grid's boundaries are a subset of the finer one's, so each fine interval lies in

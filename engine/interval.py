@@ -118,7 +118,10 @@ def interval_grid(start: datetime, end: datetime, *, minutes: int, tz: str) -> p
     )
     return frame.with_columns(
         utc_offset_min=(
-            (pl.col("interval_start_local") - pl.col("interval_start_utc").dt.replace_time_zone(None))
+            (
+                pl.col("interval_start_local")
+                - pl.col("interval_start_utc").dt.replace_time_zone(None)
+            )
             .dt.total_minutes()
             .cast(pl.Int32)
         )

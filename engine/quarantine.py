@@ -56,7 +56,11 @@ REASONS: tuple[str, ...] = (
 )
 
 _TIMESTAMPS = ("offered_at", "answered_at", "ended_at", "updated_at")
-_ENUMS = {"channel": "unknown_channel", "direction": "unknown_direction", "outcome": "unknown_outcome"}
+_ENUMS = {
+    "channel": "unknown_channel",
+    "direction": "unknown_direction",
+    "outcome": "unknown_outcome",
+}
 _INTEGERS = tuple(c for c, t in CONTACTS.items() if t.is_integer())
 _TEXT = tuple(c for c, t in CONTACTS.items() if t == pl.String())
 _ZERO_DEFAULT = ("talk_ms", "hold_ms", "acw_ms", "messages", "csat_responses", "csat_score")
@@ -81,7 +85,10 @@ def _parse_timestamp(name: str, dtype: pl.DataType) -> tuple[pl.Expr, pl.Expr]:
     if dtype == pl.Null:
         return pl.lit(None, UTC_TS), pl.lit(value=False)
     text = col.cast(pl.String)
-    parsed = text.str.to_datetime("%+", time_unit="us", time_zone="UTC", strict=False)
+    parsed = pl.coalesce(  # RFC 3339 / ISO 8601 with seconds, or without them (09:01Z)
+        text.str.to_datetime(fmt, time_unit="us", time_zone="UTC", strict=False)
+        for fmt in ("%+", "%Y-%m-%dT%H:%M%#z")
+    )
     return parsed, text.is_not_null() & parsed.is_null()
 
 
@@ -133,10 +140,11 @@ def conform_contacts(frame: pl.LazyFrame) -> pl.LazyFrame:
             value = pl.col(name).cast(pl.String) if name in schema else pl.lit(None, pl.String)
         exprs.append(value.alias(name))
 
-    flags = [("missing_id", c, pl.col(c).is_null()) for c in (*CONTACTS_KEY, "queue_id")]
-    flags.append(("missing_timestamp", "offered_at", pl.col("offered_at").is_null()))
+    # Nullness of the value as given: an unparsable value is not a missing one.
+    checks.append(("missing_timestamp", "offered_at", pl.col("offered_at").is_null()))
+    checks += [("missing_id", c, pl.col(c).is_null()) for c in (*CONTACTS_KEY, "queue_id")]
     conformed = frame.select(*exprs, *(f.alias(f"__f{i}") for i, (_, _, f) in enumerate(checks)))
-    flags += [(r, c, pl.col(f"__f{i}")) for i, (r, c, _) in enumerate(checks)]
+    flags = [(r, c, pl.col(f"__f{i}")) for i, (r, c, _) in enumerate(checks)]
     offered = pl.col("offered_at")
     flags += [
         ("end_before_offer", "ended_at", pl.col("ended_at") < offered),
@@ -159,8 +167,11 @@ def conform_contacts(frame: pl.LazyFrame) -> pl.LazyFrame:
 def _filled_wait() -> pl.Expr:
     """``wait_ms`` when given, else what the timestamps say, else 0 (SPEC §3.1)."""
     offered = pl.col("offered_at")
-    until = pl.when(pl.col("outcome") == "answered").then(pl.col("answered_at"))
-    until = until.otherwise(pl.col("ended_at"))
+    until = (
+        pl.when(pl.col("outcome") == "answered")
+        .then(pl.col("answered_at"))
+        .otherwise(pl.col("ended_at"))
+    )
     derived = (until - offered).dt.total_milliseconds()
     return pl.coalesce(pl.col("wait_ms"), derived, pl.lit(0, pl.Int64))
 
@@ -193,9 +204,7 @@ def validate_contacts(frame: pl.LazyFrame) -> tuple[pl.LazyFrame, pl.LazyFrame]:
     """
     conformed = conform_contacts(frame)
     failed = conformed.filter(pl.col(_REASON).is_not_null())
-    passed = conformed.filter(pl.col(_REASON).is_null()).unique(
-        subset=list(CONTACTS), keep="any"
-    )
+    passed = conformed.filter(pl.col(_REASON).is_null()).unique(subset=list(CONTACTS), keep="any")
     key = list(CONTACTS_KEY)
     stamp = pl.col("updated_at").fill_null(_OLDEST)
     latest = passed.filter(stamp == stamp.max().over(key))

@@ -8,6 +8,7 @@ are accumulated in dicts. It is slow and obviously right, which is the point.
 from __future__ import annotations
 
 import bisect
+import itertools
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
@@ -61,7 +62,7 @@ def intervals(start: datetime, end: datetime, minutes: int, tz: str) -> list[dic
     b = boundaries(start, end, minutes, tz)
     zone = ZoneInfo(tz)
     rows = []
-    for lo, hi in zip(b, b[1:], strict=False):
+    for lo, hi in itertools.pairwise(b):
         if hi > start and lo < end:
             local = lo.astimezone(zone)
             offset = local.utcoffset()

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.interval import snap_window
 from engine.callvolume import ADDITIVE, KEYS, build, derive, rollup, rollup_window
+from engine.interval import snap_window
 from engine.schema import CONTACTS
 from engine.settings import SL_FORMULAS, BuildSettings
 from tests import oracle
@@ -137,9 +137,7 @@ def oracle_rows() -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
-@pytest.mark.parametrize(
-    ("attribution", "expected_interval_minute"), [("arrival", 0), ("end", 15)]
-)
+@pytest.mark.parametrize(("attribution", "expected_interval_minute"), [("arrival", 0), ("end", 15)])
 def test_attribution_moves_a_segment_to_its_end_interval(attribution, expected_interval_minute):
     from datetime import UTC, timedelta
 

@@ -1,0 +1,137 @@
+"""Every quarantine reason, one hand-made row each, plus de-duplication rules (SPEC §7)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import polars as pl
+import pytest
+
+from engine.quarantine import REASONS, InputSchemaError, validate_contacts
+from engine.schema import CONTACTS, QUARANTINE
+
+T0 = datetime(2026, 10, 1, 9, tzinfo=UTC)
+
+
+def good(**changes: Any) -> dict[str, Any]:
+    """One valid row as text, the way a CSV delivers it."""
+    row: dict[str, Any] = {
+        "source": "ujet", "contact_id": "c1", "segment_no": "1", "channel": "voice",
+        "direction": "inbound", "queue_id": "q1", "queue_name": "Sales",
+        "offered_at": "2026-10-01T09:00:00.000Z", "answered_at": "2026-10-01T09:00:10.000Z",
+        "ended_at": "2026-10-01T09:05:00.000Z", "outcome": "answered", "wait_ms": "10000",
+        "talk_ms": "250000", "hold_ms": "0", "acw_ms": "40000", "sl_threshold_ms": None,
+        "messages": "0", "csat_responses": "0", "csat_score": "0",
+        "updated_at": "2026-10-01T09:06:00.000Z",
+    }  # fmt: skip
+    row.update(changes)
+    return row
+
+
+def run(*rows: dict[str, Any]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    frame = pl.DataFrame(list(rows), schema=dict.fromkeys(rows[0], pl.String))
+    clean, bad = validate_contacts(frame.lazy())
+    return clean.collect(), bad.collect()
+
+
+CASES = [
+    ("missing_id", {"contact_id": None}),
+    ("missing_id", {"queue_id": None}),
+    ("missing_timestamp", {"offered_at": None}),
+    ("unparsable_timestamp", {"offered_at": "2026-13-45T99:00"}),
+    ("unparsable_timestamp", {"ended_at": "yesterday"}),
+    ("unparsable_timestamp", {"offered_at": "2026-10-01 09:00:00"}),  # no offset: not UTC-safe
+    ("wrong_type", {"talk_ms": "12.5s"}),
+    ("wrong_type", {"segment_no": "one"}),
+    ("unknown_channel", {"channel": "fax"}),
+    ("unknown_direction", {"direction": "sideways"}),
+    ("unknown_outcome", {"outcome": "lost"}),
+    ("end_before_offer", {"ended_at": "2026-10-01T08:59:59.999Z"}),
+    ("answer_before_offer", {"answered_at": "2026-10-01T08:00:00Z"}),
+    ("negative_duration", {"wait_ms": "-1"}),
+    ("negative_duration", {"acw_ms": "-40000"}),
+]
+
+
+@pytest.mark.parametrize(("reason", "change"), CASES)
+def test_each_reason_is_quarantined_with_its_raw_payload(reason: str, change: dict[str, Any]):
+    clean, bad = run(good(contact_id="ok"), good(**{"contact_id": "bad", **change}))
+    assert clean["contact_id"].to_list() == ["ok"]
+    assert bad.schema == pl.Schema(QUARANTINE)
+    assert bad["reason"].to_list() == [reason]
+    raw = json.loads(bad["raw"][0])
+    column = next(iter(change))
+    assert raw[column] == change[column]  # the payload as received, not as parsed
+
+
+def test_every_reason_has_a_case() -> None:
+    assert {r for r, _ in CASES} | {"conflicting_duplicate"} == set(REASONS)
+
+
+def test_conflicting_duplicate_quarantines_both_rows() -> None:
+    clean, bad = run(good(), good(talk_ms="1"), good(contact_id="c2"))
+    assert clean["contact_id"].to_list() == ["c2"]
+    assert bad["reason"].to_list() == ["conflicting_duplicate"] * 2
+    assert bad["record_id"].to_list() == ["c1:1", "c1:1"]
+
+
+def test_exact_duplicates_collapse_and_latest_update_wins() -> None:
+    older = good(outcome="open", answered_at=None, ended_at=None, updated_at="2026-10-01T09:01Z")
+    clean, bad = run(older, good(), good(), good())
+    assert bad.height == 0
+    assert clean.height == 1
+    assert clean["outcome"].to_list() == ["answered"]
+
+
+def test_null_updated_at_is_older_than_any_other() -> None:
+    clean, _ = run(good(updated_at=None, outcome="open", answered_at=None, ended_at=None), good())
+    assert clean["outcome"].to_list() == ["answered"]
+
+
+def test_clean_rows_have_the_canonical_schema_and_defaults() -> None:
+    row = good(hold_ms=None, messages=None, wait_ms=None, direction=None)
+    clean, bad = run(row)
+    assert bad.height == 0
+    assert clean.schema == pl.Schema(CONTACTS)
+    r = clean.row(0, named=True)
+    assert (r["hold_ms"], r["messages"], r["direction"]) == (0, 0, "inbound")
+    assert r["wait_ms"] == 10_000  # derived from answered_at - offered_at
+    assert r["offered_at"] == T0
+    assert r["ended_at"] - r["offered_at"] == timedelta(minutes=5)
+
+
+def test_typed_input_passes_through_and_offsets_are_converted_to_utc() -> None:
+    clean, _ = run(good(offered_at="2026-10-01T11:00:00+02:00"))
+    assert clean["offered_at"][0] == T0
+    typed = clean.lazy()
+    again, bad = validate_contacts(typed)
+    assert again.collect().equals(clean)
+    assert bad.collect().height == 0
+
+
+def test_missing_required_column_is_a_clear_error() -> None:
+    frame = pl.DataFrame([good()]).drop("queue_id")
+    with pytest.raises(InputSchemaError, match="queue_id"):
+        validate_contacts(frame.lazy())
+
+
+def test_naive_datetime_columns_are_refused() -> None:
+    frame = pl.DataFrame([good()]).with_columns(
+        pl.col("offered_at").str.to_datetime("%Y-%m-%dT%H:%M:%S%.fZ")
+    )
+    with pytest.raises(InputSchemaError, match="naive"):
+        validate_contacts(frame.lazy())
+
+
+def test_validation_of_dirty_synthetic_data_recovers_the_clean_frame() -> None:
+    from engine.synthetic import generate_contacts, make_dirty
+
+    clean_in = generate_contacts(seed=3, days=2)
+    dirty, injected = make_dirty(clean_in, seed=3, fraction=0.05)
+    clean, bad = validate_contacts(dirty.lazy())
+    got = bad.collect().group_by("reason").len()
+    assert dict(got.iter_rows()) == {k: v for k, v in injected.items() if v}
+    key = ["source", "contact_id", "segment_no"]
+    assert clean.collect().sort(key).equals(clean_in.sort(key))
