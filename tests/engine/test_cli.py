@@ -1,0 +1,139 @@
+"""The command line: build from every input kind, options, and every error path's exit code."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import polars as pl
+import pytest
+from click.testing import CliRunner
+
+from engine.cli import cli
+from engine.synthetic import generate_contacts, make_dirty
+
+START = datetime(2026, 10, 1, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def contacts() -> pl.DataFrame:
+    return generate_contacts(seed=5, start=START, days=2)
+
+
+def invoke(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cli, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.mark.parametrize("kind", ["parquet", "csv", "ndjson"])
+def test_build_reads_every_input_kind_to_the_same_table(kind, contacts, tmp_path: Path) -> None:
+    path = tmp_path / f"contacts.{kind}"
+    if kind == "parquet":
+        contacts.write_parquet(path)
+    else:
+        text = contacts.with_columns(
+            pl.col(pl.Datetime("us", "UTC")).dt.strftime("%Y-%m-%dT%H:%M:%S%.3fZ")
+        )
+        getattr(text, f"write_{kind}")(path)
+    out = tmp_path / "out"
+    code, stdout, stderr = invoke(
+        "build", "--contacts", str(path), "--out", str(out),
+        "--start", "2026-10-01T00:00:00Z", "--end", "2026-10-03T00:00:00Z",
+    )  # fmt: skip
+    assert code == 0, stderr
+    assert "quarantined" in stdout
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["contacts"] == contacts.height
+    assert summary["intervals"] == 2 * 96
+    table = pl.read_parquet(out / "store" / "callvolume" / "**" / "*.parquet")
+    reference = tmp_path.parent / "reference.parquet"
+    if kind == "parquet":
+        table.write_parquet(reference)
+    elif reference.exists():
+        assert table.equals(pl.read_parquet(reference))
+    for name in ("callvolume.csv", "callvolume.ndjson", "callvolume_document.json"):
+        assert (out / "exports" / name).exists()
+
+
+def test_options_change_the_table(contacts, tmp_path: Path) -> None:
+    path = tmp_path / "c.parquet"
+    contacts.write_parquet(path)
+    code, _, stderr = invoke(
+        "build", "--contacts", str(path), "--out", str(tmp_path / "o"), "--interval", "60",
+        "--tz", "Asia/Kathmandu", "--attribution", "end", "--sl-formula", "answered_only",
+        "--sl-threshold", "voice=30s", "--sl-threshold", "q-billing/voice=10000",
+        "--use-vendor-threshold", "--short-abandon-ms", "3000", "--format", "parquet",
+    )  # fmt: skip
+    assert code == 0, stderr
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert (summary["interval_minutes"], summary["tz"]) == (60, "Asia/Kathmandu")
+    assert not (tmp_path / "o" / "exports").exists()
+    table = pl.read_parquet(tmp_path / "o" / "store" / "callvolume" / "**" / "*.parquet")
+    assert set(table["interval_start_utc"].dt.minute()) == {15}
+
+
+def test_dirty_rows_are_quarantined_not_fatal(contacts, tmp_path: Path) -> None:
+    dirty, injected = make_dirty(contacts, seed=1, fraction=0.05)
+    path = tmp_path / "dirty.csv"
+    dirty.write_csv(path)
+    code, _, stderr = invoke("build", "--contacts", str(path), "--out", str(tmp_path / "o"))
+    assert code == 0, stderr
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert summary["quarantined"] == {k: v for k, v in sorted(injected.items()) if v}
+    quarantine = pl.read_csv(tmp_path / "o" / "quarantine" / "contacts.csv")
+    assert quarantine.height == sum(injected.values())
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--contacts", "nope.parquet"], "no such file"),
+        (["--tz", "Mars/Olympus"], "tz"),
+        (["--start", "2026-10-01"], "both --start and --end"),
+        (["--start", "yesterday", "--end", "2026-10-02T00:00:00Z"], "ISO 8601"),
+        (["--start", "2026-10-01T00:00:00", "--end", "2026-10-02T00:00:00Z"], "UTC offset"),
+        (["--start", "2026-10-02T00:00:00Z", "--end", "2026-10-01T00:00:00Z"], "not after"),
+        (["--sl-threshold", "voice"], "TARGET=MILLISECONDS"),
+    ],
+)
+def test_errors_are_one_line_with_exit_code_2(args, message, contacts, tmp_path: Path) -> None:
+    path = tmp_path / "c.parquet"
+    contacts.write_parquet(path)
+    base = ["build", "--contacts", str(path), "--out", str(tmp_path / "o")]
+    if args[0] == "--contacts":
+        base = ["build", "--out", str(tmp_path / "o")]
+    code, _, stderr = invoke(*base, *args)
+    assert code == 2
+    assert message in stderr
+    assert len(stderr.strip().splitlines()) == 1
+
+
+def test_missing_required_column_is_exit_2(contacts, tmp_path: Path) -> None:
+    path = tmp_path / "c.parquet"
+    contacts.drop("queue_id").write_parquet(path)
+    code, _, stderr = invoke("build", "--contacts", str(path), "--out", str(tmp_path / "o"))
+    assert code == 2
+    assert "queue_id" in stderr
+
+
+def test_unknown_input_kind_is_exit_2(tmp_path: Path) -> None:
+    path = tmp_path / "contacts.xlsx"
+    path.write_bytes(b"PK")
+    code, _, stderr = invoke("build", "--contacts", str(path), "--out", str(tmp_path / "o"))
+    assert code == 2
+    assert "unknown file kind" in stderr
+
+
+def test_usage_error_is_exit_2() -> None:
+    code, _, _ = invoke("build", "--interval", "45")
+    assert code == 2
+
+
+def test_demo_runs_end_to_end(tmp_path: Path) -> None:
+    code, stdout, stderr = invoke("demo", "--out", str(tmp_path / "d"), "--days", "3")
+    assert code == 0, stderr
+    assert "quarantined" in stdout
+    summary = json.loads((tmp_path / "d" / "summary.json").read_text())
+    assert summary["contacts"] > 0
+    assert summary["window"][0] < summary["window"][1]

@@ -1,0 +1,121 @@
+"""Outputs: the Contact Volume document (seed 003), paging, the store, the text files."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import polars as pl
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from engine.callvolume import build, derive
+from engine.export import callvolume_document, write_csv, write_ndjson, write_store
+from engine.settings import BuildSettings
+from engine.synthetic import generate_contacts
+
+SEED_003 = Path(__file__).resolve().parents[3] / "shared" / "seeds" / "003_21604ec8130c67ff.txt"
+START = datetime(2026, 10, 1, tzinfo=UTC)
+WINDOW = (START, START + timedelta(days=1))
+OURS = [
+    "shortAbandonedContacts",
+    "flowOutContacts",
+    "answeredWithinServiceLevel",
+    "serviceLevel",
+    "averageHandleTime",
+    "averageSpeedOfAnswer",
+]
+
+
+def seed_row_fields() -> list[str]:
+    """The field names of the seed's sample CallVolumeUpdate row, in the seed's order."""
+    text = SEED_003.read_text()
+    sample = text[text.index('"CallVolumeUpdate": [') + 20 : text.index('"totalCount"')]
+    return re.findall(r'^\s*"([A-Za-z_]+)":', sample, flags=re.MULTILINE)
+
+
+@pytest.fixture(scope="module")
+def table() -> pl.DataFrame:
+    contacts = generate_contacts(seed=11, start=START, days=1).lazy()
+    settings = BuildSettings()
+    return derive(build(contacts, window=WINDOW, settings=settings), settings=settings).collect()
+
+
+def test_document_has_the_seed_fields_then_ours(table: pl.DataFrame) -> None:
+    doc = callvolume_document(table, org_id="o-1", limit=3)
+    assert list(doc) == ["hasMore", "CallVolumeUpdate", "totalCount"]
+    fields = seed_row_fields()
+    assert "maxqueueHoldTimeAbandoned" in fields  # the seed's own spelling
+    row = doc["CallVolumeUpdate"][0]
+    assert sorted(row) == sorted(fields + OURS)
+    assert list(row)[-len(OURS) :] == OURS
+
+
+def test_document_values_follow_the_table(table: pl.DataFrame) -> None:
+    busy = table.filter(pl.col("answered") > 0, pl.col("abandoned") > 0).row(0, named=True)
+    doc = callvolume_document(table, org_id="o-1")
+    row = next(
+        r
+        for r in doc["CallVolumeUpdate"]
+        if r["queueId"] == busy["queue_id"]
+        and r["source"] == busy["channel"]
+        and r["intervalStartTimeStamp"]
+        == busy["interval_start_utc"].strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    )
+    assert row["offeredContacts"] == busy["offered"]
+    assert row["maxqueueHoldTimeAbandoned"] == busy["wait_abandoned_max_ms"]
+    assert row["conversationHandleTime"] == busy["handle_ms"]
+    assert row["queueName"] == busy["queue_name"]
+    assert re.fullmatch(r"[0-9a-f]{24}", row["_id"])
+    seconds = callvolume_document(table, org_id="o-1", unit="s")["CallVolumeUpdate"]
+    again = next(r for r in seconds if r["_id"] == row["_id"])
+    assert again["conversationHandleTime"] == (busy["handle_ms"] + 500) // 1000
+
+
+@given(skip=st.integers(0, 900), limit=st.integers(1, 400))
+def test_paging_covers_every_row_once(table: pl.DataFrame, skip: int, limit: int) -> None:
+    total = table.height
+    page = callvolume_document(table, org_id="o", skip=skip, limit=limit)
+    assert page["totalCount"] == total
+    assert len(page["CallVolumeUpdate"]) == max(0, min(limit, total - skip))
+    assert page["hasMore"] == (skip + limit < total)
+
+
+def test_walking_all_pages_gives_unique_stable_ids(table: pl.DataFrame) -> None:
+    ids, skip = [], 0
+    while True:
+        page = callvolume_document(table, org_id="o", skip=skip, limit=500)
+        ids += [r["_id"] for r in page["CallVolumeUpdate"]]
+        skip += 500
+        if not page["hasMore"]:
+            break
+    assert len(ids) == len(set(ids)) == table.height
+    assert ids == [r["_id"] for r in callvolume_document(table, org_id="o")["CallVolumeUpdate"]]
+
+
+def test_store_is_partitioned_by_utc_date_and_replaced_whole(tmp_path: Path) -> None:
+    frame = pl.DataFrame(
+        {"interval_start_utc": [START, START + timedelta(days=1, hours=1)], "v": [1, 2]},
+        schema={"interval_start_utc": pl.Datetime("us", "UTC"), "v": pl.Int64},
+    )
+    target = tmp_path / "store" / "t"
+    write_store(frame, target, by="interval_start_utc")
+    parts = sorted(p.parent.name for p in target.rglob("*.parquet"))
+    assert parts == ["date=2026-10-01", "date=2026-10-02"]
+    write_store(frame.head(1), target, by="interval_start_utc")  # a rebuild replaces, never merges
+    back = pl.read_parquet(target / "**" / "*.parquet", hive_partitioning=False)
+    assert back["v"].to_list() == [1]
+    assert [p.name for p in tmp_path.joinpath("store").iterdir()] == ["t"]  # no temp leftovers
+
+
+def test_csv_and_ndjson_round_trip(table: pl.DataFrame, tmp_path: Path) -> None:
+    csv = pl.read_csv(write_csv(table, tmp_path / "t.csv"))
+    lines = write_ndjson(table, tmp_path / "t.ndjson").read_text().splitlines()
+    nd = [json.loads(line) for line in lines]
+    assert csv.height == len(nd) == table.height
+    assert csv["interval_start_utc"][0].endswith("Z")
+    assert nd[0]["offered"] == table["offered"][0]
+    assert csv["offered"].sum() == table["offered"].sum()
