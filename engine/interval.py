@@ -24,6 +24,7 @@ Example:
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from functools import reduce
 
@@ -34,9 +35,13 @@ from engine.schema import UTC_TS
 __all__ = [
     "GRID",
     "Window",
+    "aggregate_by_interval",
     "grain_ms",
+    "in_grid",
     "interval_grid",
     "snap_window",
+    "to_intervals",
+    "zero_fill",
 ]
 
 #: Columns of a grid (and the interval key columns of every interval table).
@@ -61,9 +66,11 @@ def _as_utc(value: datetime) -> datetime:
 
 def _boundaries(start: datetime, end: datetime, minutes: int, tz: str) -> pl.Series:
     """Every boundary from at or before ``start`` to at or after ``end``, in UTC, sorted."""
+    # UTC wall times +-2 days cover every zone's local times (offsets are within +-14 h); one
+    # more step on top because truncating the candidates moves them down by up to a step.
     pad = timedelta(days=2)
     lo = (start - pad).replace(tzinfo=None)
-    hi = (end + pad).replace(tzinfo=None)
+    hi = (end + pad + timedelta(minutes=minutes)).replace(tzinfo=None)
     every = "1d" if minutes == _DAY_MINUTES else f"{minutes}m"
     naive = pl.datetime_range(lo, hi, every, time_unit="us", eager=True).dt.truncate(every)
     # Local wall-clock candidates; each exists zero (gap), one or two (fold) times.
@@ -140,3 +147,100 @@ def grain_ms(grid: pl.DataFrame) -> int:
     """The largest step in ms that every boundary of ``grid`` is a multiple of."""
     edges = pl.concat([grid["interval_start_utc"], grid["interval_end_utc"]]).dt.epoch("ms")
     return int(reduce(math.gcd, edges.unique().to_list(), 0))
+
+
+def in_grid(at: pl.Expr, grid: pl.DataFrame) -> pl.Expr:
+    """``at`` falls in one of the intervals of ``grid`` (from its first start to its last end)."""
+    lo: datetime = grid["interval_start_utc"][0]
+    hi: datetime = grid["interval_end_utc"][-1]
+    return (at >= lo) & (at < hi)
+
+
+def to_intervals(
+    frame: pl.LazyFrame,
+    grid: pl.DataFrame,
+    *,
+    at: str,
+    by: Sequence[str],
+    combine: Sequence[pl.Expr],
+) -> pl.LazyFrame:
+    """Map each row's instant ``at`` to its interval of ``grid`` and combine rows of one interval.
+
+    ``frame`` is small (already aggregated, e.g. by grain or by finer interval); rows outside the
+    grid must have been filtered out.
+
+    Returns:
+        One row per (``interval_start_utc``, ``*by``) with the ``combine`` aggregates.
+    """
+    bounds = grid.lazy().select("interval_start_utc", pl.col("interval_start_utc").alias("_b"))
+    return (
+        frame.sort(at)
+        .join_asof(bounds, left_on=at, right_on="_b", strategy="backward")
+        .group_by("interval_start_utc", *by)
+        .agg(combine)
+    )
+
+
+def aggregate_by_interval(
+    frame: pl.LazyFrame,
+    grid: pl.DataFrame,
+    *,
+    at: pl.Expr,
+    by: Sequence[str],
+    measures: Sequence[pl.Expr],
+    combine: Sequence[pl.Expr],
+) -> pl.LazyFrame:
+    """Aggregate rows to (interval, ``*by``): by integer grain first, then grains to intervals.
+
+    Rows are keyed by ``epoch_us // grain`` (integer arithmetic on the large frame, see the module
+    docstring); the per-grain aggregates are mapped to intervals on the small frame.
+
+    Args:
+        frame: rows whose instant ``at`` lies inside the grid (see :func:`in_grid`); instants in
+            microseconds.
+        grid: the target intervals (:func:`interval_grid`).
+        at: each row's instant.
+        by: the other group keys.
+        measures: aggregates of the rows of one grain.
+        combine: how the ``measures`` of several grains combine into one interval.
+
+    Example:
+        >>> from datetime import datetime, UTC
+        >>> g = interval_grid(datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 1, 1, tzinfo=UTC),
+        ...                   minutes=15, tz="UTC")
+        >>> rows = pl.LazyFrame({"t": [datetime(2026, 1, 1, 0, 20, tzinfo=UTC)], "k": ["a"]})
+        >>> aggregate_by_interval(rows, g, at=pl.col("t"), by=["k"], measures=[pl.len()],
+        ...                       combine=[pl.col("len").sum()]).collect().row(0)[1:]
+        ('a', 1)
+    """
+    grain_us = grain_ms(grid) * 1000
+    agg = (
+        frame.group_by(*by, (at.cast(pl.Int64) // grain_us).alias("_grain"))
+        .agg(measures)
+        .with_columns((pl.col("_grain") * grain_us).cast(grid["interval_start_utc"].dtype))
+        .rename({"_grain": "_at"})
+    )
+    return to_intervals(agg, grid, at="_at", by=by, combine=combine)
+
+
+def zero_fill(
+    agg: pl.LazyFrame, grid: pl.DataFrame, combos: pl.LazyFrame, *, fill: Sequence[str]
+) -> pl.LazyFrame:
+    """Every interval of ``grid`` for every key combination of ``combos``, zeros where ``agg``
+    has no row.
+
+    Args:
+        agg: one row per (``interval_start_utc``, key columns of ``combos``).
+        grid: the intervals.
+        combos: the key combinations to fill (unique rows); null keys match null keys.
+        fill: the columns of ``agg`` that become 0 where it has no row.
+
+    Returns:
+        The :data:`GRID` columns, the key columns and every column of ``agg``, unsorted.
+    """
+    keys = ["interval_start_utc", *combos.collect_schema().names()]
+    return (
+        combos.join(grid.lazy(), how="cross")
+        .join(agg, on=keys, how="left", nulls_equal=True)
+        .with_columns(pl.col(c).fill_null(0) for c in fill)
+    )
