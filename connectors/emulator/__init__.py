@@ -1,0 +1,41 @@
+"""Loopback emulators of the vendor APIs, for the connector tests and the demo.
+
+``server`` holds the vendor-neutral part (a ``ThreadingHTTPServer`` on 127.0.0.1 with a per-tenant
+rate limiter, fault injection, counters and a request log), ``fault`` the fault switches and the
+limiter, and one module per vendor its routes and record shapes (``ujet``, with its canonical
+mapping in ``ujet_record`` and its JSON shapes in ``ujet_render``).
+
+Example:
+    >>> from connectors.emulator import Fault, Faults, UjetEmulator
+    >>> with UjetEmulator(faults=Faults(schedule={1: Fault.UNAVAILABLE})) as emu:
+    ...     emu.base_url.startswith("http://127.0.0.1:")
+    True
+"""
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from connectors.emulator.fault import Fault, Faults, RateLimiter
+from connectors.emulator.server import EmulatorServer, LogEntry, Request, Response, Stats
+
+if TYPE_CHECKING:
+    from connectors.emulator.ujet import UjetEmulator
+
+__all__ = [
+    "EmulatorServer",
+    "Fault",
+    "Faults",
+    "LogEntry",
+    "RateLimiter",
+    "Request",
+    "Response",
+    "Stats",
+    "UjetEmulator",
+]
+
+
+def __getattr__(name: str) -> Any:
+    """Import vendor emulators on first use (``python -m connectors.emulator.ujet`` runs clean)."""
+    if name == "UjetEmulator":
+        return importlib.import_module("connectors.emulator.ujet").UjetEmulator
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
