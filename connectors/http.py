@@ -1,0 +1,288 @@
+"""The one HTTP client of the connectors: URL policy, auth, timeouts, one classified send.
+
+:func:`make_client` builds every vendor's ``httpx.Client``: HTTPS required unless the host is
+loopback (``127.0.0.0/8``, ``::1``, ``localhost``), connect/read/write/pool timeouts, a User-Agent,
+no redirects. Auth flows read ``SecretStr`` credentials at request time and never log them:
+:func:`basic_auth` (UJET), :class:`HeaderAuth` (Kore.ai's ``auth: <JWT>``, a static bearer),
+:class:`BearerAuth` over a :class:`TokenProvider` such as :class:`OAuth2ClientCredentials`
+(Mindful: refreshed ``margin`` seconds before expiry, and once more after a 401).
+:func:`send_request` sends under the URL policy
+(:func:`~connectors.errors.require_secure_url`) (never off the base URL's origin) and classifies
+every failure; :func:`parse_json` parses the body. Limiting, retries and requests as data are in
+:mod:`connectors.retry`.
+
+Example:
+    >>> client = make_client("https://x.test/api/v1", setting="ujet.base_url")
+    >>> str(client.base_url), client.headers["User-Agent"].startswith("wfm-intervals/")
+    ('https://x.test/api/v1/', True)
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import threading
+import time
+from collections.abc import Callable, Generator, Mapping
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any, Literal, Protocol
+
+import httpx
+from pydantic import SecretStr
+
+from connectors.errors import (
+    AuthError,
+    InsecureURLError,
+    InvalidBodyError,
+    TransportError,
+    UnexpectedStatusError,
+    error_for_status,
+    require_secure_url,
+)
+
+__all__ = [
+    "USER_AGENT",
+    "BearerAuth",
+    "HeaderAuth",
+    "OAuth2ClientCredentials",
+    "Timeouts",
+    "TokenProvider",
+    "basic_auth",
+    "make_client",
+    "parse_json",
+    "send_request",
+]
+
+try:
+    USER_AGENT = f"wfm-intervals/{version('wfm-intervals')}"
+except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
+    USER_AGENT = "wfm-intervals/0"
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Seconds allowed to connect, read a chunk, write a chunk, and wait for a pooled connection."""
+
+    connect: float = 10.0
+    read: float = 60.0
+    write: float = 30.0
+    pool: float = 10.0
+
+    def to_httpx(self) -> httpx.Timeout:
+        """The equivalent ``httpx.Timeout``."""
+        return httpx.Timeout(connect=self.connect, read=self.read, write=self.write, pool=self.pool)
+
+
+class HeaderAuth(httpx.Auth):
+    """A static secret in one header, e.g. ``HeaderAuth("auth", jwt)`` for Kore.ai, or
+    ``HeaderAuth("Authorization", token, scheme="Bearer")`` for a static bearer token."""
+
+    def __init__(self, header: str, value: SecretStr, *, scheme: str = "") -> None:
+        self._header, self._prefix, self._value = header, f"{scheme} " if scheme else "", value
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        """Set the configured header."""
+        request.headers[self._header] = self._prefix + self._value.get_secret_value()
+        yield request
+
+
+def basic_auth(username: str, password: SecretStr) -> HeaderAuth:
+    """HTTP Basic auth (UJET): ``Authorization: Basic base64(username:password)``.
+
+    Example:
+        >>> auth = basic_auth("api-user", SecretStr("pw"))
+    """
+    pair = f"{username}:{password.get_secret_value()}".encode()
+    return HeaderAuth("Authorization", SecretStr(base64.b64encode(pair).decode()), scheme="Basic")
+
+
+class TokenProvider(Protocol):
+    """Hands out a bearer token; ``invalidate`` makes the next call fetch a fresh one."""
+
+    def token(self) -> SecretStr: ...  # pragma: no cover - protocol
+
+    def invalidate(self) -> None: ...  # pragma: no cover - protocol
+
+
+class BearerAuth(httpx.Auth):
+    """``Authorization: Bearer`` from a :class:`TokenProvider`; after a 401 it refreshes once."""
+
+    def __init__(self, provider: TokenProvider) -> None:
+        self._provider = provider
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        """Send with the current token; after a 401, invalidate it and resend once."""
+        request.headers["Authorization"] = f"Bearer {self._provider.token().get_secret_value()}"
+        response = yield request
+        if response.status_code == 401:
+            self._provider.invalidate()
+            request.headers["Authorization"] = f"Bearer {self._provider.token().get_secret_value()}"
+            yield request
+
+
+class OAuth2ClientCredentials:
+    """OAuth2 client-credentials token provider, refreshing ``margin`` seconds before expiry.
+
+    Thread-safe. The exchange is classified like any call (5xx, 429 and transport errors are
+    retriable); a refusal (400/401/403/other 4xx) or a reply without a token is an
+    :class:`~connectors.errors.AuthError`. ``client_auth`` sends the client credentials as HTTP
+    Basic (RFC 6749's preference) or in the form body.
+
+    Example:
+        >>> auth = BearerAuth(OAuth2ClientCredentials("https://id.test/t", "app", SecretStr("s")))
+    """
+
+    def __init__(
+        self,
+        token_url: str,
+        client_id: str,
+        client_secret: SecretStr,
+        *,
+        scope: str | None = None,
+        margin: float = 60.0,
+        client_auth: Literal["basic", "body"] = "basic",
+        setting: str = "token_url",
+        timeouts: Timeouts | None = None,
+        transport: httpx.BaseTransport | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._url = require_secure_url(token_url, setting=setting)
+        self._id, self._secret, self._scope, self._margin = client_id, client_secret, scope, margin
+        self._client_auth, self._timeouts = client_auth, timeouts or Timeouts()
+        self._transport, self._clock = transport, clock
+        self._lock = threading.Lock()
+        self._token: SecretStr | None = None
+        self._refresh_at = 0.0
+
+    def token(self) -> SecretStr:
+        """The cached token, or a fresh one when it is due for refresh."""
+        with self._lock:
+            if self._token is None or self._clock() >= self._refresh_at:
+                self._token, lifetime = self._exchange()
+                self._refresh_at = self._clock() + lifetime - min(self._margin, lifetime / 2)
+            return self._token
+
+    def invalidate(self) -> None:
+        """Drop the cached token."""
+        with self._lock:
+            self._token = None
+
+    def _exchange(self) -> tuple[SecretStr, float]:
+        form = {"grant_type": "client_credentials"} | (
+            {"scope": self._scope} if self._scope else {}
+        )
+        auth: httpx.Auth | None = basic_auth(self._id, self._secret)
+        if self._client_auth == "body":
+            form |= {"client_id": self._id, "client_secret": self._secret.get_secret_value()}
+            auth = None
+        headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
+        with httpx.Client(
+            timeout=self._timeouts.to_httpx(), headers=headers, transport=self._transport
+        ) as client:
+            request = client.build_request("POST", self._url, data=form)
+            try:
+                body = parse_json(send_request(client, request, auth=auth))
+            except (AuthError, UnexpectedStatusError) as exc:
+                raise AuthError(f"token exchange refused: {exc}") from exc
+        token = body.get("access_token") if isinstance(body, dict) else None
+        if not isinstance(token, str) or not token:
+            raise AuthError("token exchange returned no access_token", url=self._url)
+        try:
+            lifetime = float(body.get("expires_in", 3600))
+        except (TypeError, ValueError):
+            lifetime = 3600.0
+        return SecretStr(token), max(lifetime, 0.0) if math.isfinite(lifetime) else 3600.0
+
+
+def make_client(
+    base_url: str,
+    *,
+    setting: str = "base_url",
+    auth: httpx.Auth | None = None,
+    timeouts: Timeouts | None = None,
+    user_agent: str = USER_AGENT,
+    headers: Mapping[str, str] | None = None,
+    transport: httpx.BaseTransport | None = None,
+) -> httpx.Client:
+    """Build the ``httpx.Client`` for one connector (checks the URL policy first).
+
+    Args:
+        base_url: The vendor's base URL.
+        setting: The configuration key of ``base_url`` for error messages, e.g. ``ujet.base_url``.
+        auth: An auth flow of this module, or ``None``.
+        timeouts: Connect/read/write/pool timeouts (default :class:`Timeouts`).
+        user_agent: The User-Agent header.
+        headers: Extra non-secret headers.
+        transport: A custom transport (``httpx.MockTransport`` in unit tests).
+
+    Example:
+        >>> client = make_client("http://localhost:8080", auth=HeaderAuth("auth", SecretStr("j")))
+        >>> client.timeout.read
+        60.0
+    """
+    return httpx.Client(
+        base_url=require_secure_url(base_url, setting=setting),
+        auth=auth,
+        timeout=(timeouts or Timeouts()).to_httpx(),
+        headers={"User-Agent": user_agent, "Accept": "application/json", **(headers or {})},
+        transport=transport,
+        follow_redirects=False,
+    )
+
+
+def send_request(
+    client: httpx.Client, request: httpx.Request, *, auth: httpx.Auth | None = None
+) -> httpx.Response:
+    """Send one built request under the URL policy and classify the outcome.
+
+    The URL must pass :func:`~connectors.errors.require_secure_url` and, when the client has a
+    base URL, keep its origin, so credentials never follow a URL to another host.
+
+    Raises:
+        TransportError: Timeouts, refused or dropped connections, protocol errors.
+        ConnectorError: What :func:`~connectors.errors.error_for_status` makes of a non-2xx.
+
+    Example:
+        >>> ok = httpx.MockTransport(lambda request: httpx.Response(204))
+        >>> client = make_client("https://x.test", transport=ok)
+        >>> send_request(client, client.build_request("GET", "a"))
+        <Response [204 No Content]>
+    """
+    target = require_secure_url(request.url, setting="request URL")
+    if client.base_url.host and _origin(target) != _origin(client.base_url):
+        raise InsecureURLError("request URL leaves the base URL's origin", url=target)
+    try:
+        response = client.send(request) if auth is None else client.send(request, auth=auth)
+    except httpx.TimeoutException as exc:
+        raise TransportError(f"timed out ({type(exc).__name__})", url=request.url) from exc
+    except httpx.RequestError as exc:
+        raise TransportError(f"{type(exc).__name__}: {exc}", url=request.url) from exc
+    error = error_for_status(response.status_code, response.headers, url=request.url)
+    if error is not None:
+        raise error
+    return response
+
+
+def parse_json(response: httpx.Response) -> Any:
+    """The parsed JSON body of a response from :func:`send_request` (``None`` for 204).
+
+    Raises:
+        InvalidBodyError: Truncated or otherwise invalid JSON (retriable).
+
+    Example:
+        >>> parse_json(httpx.Response(200, json={"a": 1}))
+        {'a': 1}
+    """
+    if response.status_code == 204:
+        return None
+    try:
+        return json.loads(response.content)
+    except ValueError as exc:
+        msg = f"HTTP {response.status_code}: body is not valid JSON ({len(response.content)} bytes)"
+        raise InvalidBodyError(msg, url=response.request.url) from exc
+
+
+def _origin(url: httpx.URL) -> tuple[str, str, int]:
+    return url.scheme, url.host, url.port or (443 if url.scheme == "https" else 80)

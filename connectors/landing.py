@@ -1,0 +1,300 @@
+"""The raw landing store: records as received (minus PII) in Parquet, and reading them back.
+
+Layout: ``<root>/raw/source=<s>/stream=<t>/date=<fetch date, UTC>/part-<uuid>.parquet``, one
+file per landed page (append-only; :func:`compact` merges a partition's small files). Columns
+(:data:`LANDING_SCHEMA`): ``record_id``, ``updated_at`` (vendor's last change, or null),
+``fetched_at``, ``batch_id`` (the sync run), ``page_no``, and ``payload``: the record's JSON
+after :class:`PiiScrubber` dropped the PII paths and replaced phone numbers by :func:`pii_hash`.
+
+:func:`land_page` writes a temp file, fsyncs and renames it: on return the page is durable, and
+only then may the sync commit its state. :func:`scan_landed` keeps each ``record_id``'s latest
+version (latest ``updated_at``, nulls lowest, then ``fetched_at``, ``batch_id``, ``page_no``),
+so re-landing a page after a crash or a lookback never double counts.
+
+Example:
+    >>> import tempfile
+    >>> root, now = Path(tempfile.mkdtemp()), datetime(2026, 10, 1, tzinfo=UTC)
+    >>> page = [{"id": 7, "updated_at": "2026-10-01T00:00:00Z", "email": "a@b.c"}]
+    >>> for run in ("run-1", "run-2"):  # the same page landed twice
+    ...     _ = land_page(root, "ujet", "calls", page, key=RecordKey("id", "updated_at"),
+    ...                   scrubber=PiiScrubber(drop=("email",)), fetched_at=now, batch_id=run)
+    >>> scan_landed(root, "ujet", "calls").select("record_id", "payload").collect().rows()
+    [('7', '{"id":7,"updated_at":"2026-10-01T00:00:00Z"}')]
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import hmac
+import io
+import json
+import re
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+from pydantic import SecretStr
+
+from connectors.errors import ConfigError, RecordError
+from connectors.state import atomic_write_bytes, check_name, durable_replace, fsync_dir, parse_utc
+from engine.schema import UTC_TS
+
+__all__ = [
+    "LANDING_SCHEMA",
+    "LandedBatch",
+    "PiiScrubber",
+    "RecordKey",
+    "RejectedRecord",
+    "compact",
+    "land_page",
+    "latest_records",
+    "pii_hash",
+    "scan_landed",
+]
+
+LANDING_SCHEMA: dict[str, pl.DataType] = {
+    "record_id": pl.String(),
+    "updated_at": UTC_TS,
+    "fetched_at": UTC_TS,
+    "batch_id": pl.String(),
+    "page_no": pl.Int32(),
+    "payload": pl.String(),
+}
+_SEGMENT = re.compile(r"(\*|[^.\[\]=]+)(?:\[([^.\[\]=]+)=([^\[\]]*)\])?")
+_Segment = tuple[str, str | None, str | None]
+_dump = functools.partial(json.dumps, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+def pii_hash(value: str, secret: SecretStr) -> str:
+    """The keyed hash (HMAC-SHA256, hex) that stands in for a phone number.
+
+    Example:
+        >>> pii_hash("13307526714", SecretStr("k"))[:12]
+        'ddb15461664a'
+    """
+    key = secret.get_secret_value().encode()
+    return hmac.new(key, value.encode(), hashlib.sha256).hexdigest()
+
+
+def _parse_path(path: str) -> tuple[_Segment, ...]:
+    matches = [_SEGMENT.fullmatch(part) for part in path.split(".")]
+    if not path or not all(matches):
+        raise ConfigError(f"pii path {path!r}: expected key(.key)* with * or key[attr=value]")
+    return tuple((m[1], m[2], m[3]) for m in matches if m)
+
+
+def _apply(node: Any, path: Sequence[_Segment], leaf: Callable[[Any], Any] | None) -> Any:
+    """``node`` with ``path`` dropped (``leaf`` None) or its value mapped; shares the rest."""
+    if isinstance(node, list):
+        return [_apply(item, path, leaf) for item in node]
+    if not isinstance(node, dict) or not path:
+        return node
+    (key, attr, value), rest = path[0], path[1:]
+    names = list(node) if key == "*" else [key] if key in node else []
+    out = dict(node) if names else node
+    for name in names:
+        child = out[name]
+        if attr is not None:  # a selector: the list items whose ``attr`` equals ``value``
+            if isinstance(child, list):
+                hit = [isinstance(i, dict) and str(i.get(attr)) == value for i in child]
+                if rest or leaf is not None:
+                    out[name] = [
+                        _apply(i, rest, leaf) if h else i for i, h in zip(child, hit, strict=True)
+                    ]
+                else:
+                    out[name] = [i for i, h in zip(child, hit, strict=True) if not h]
+        elif rest:
+            out[name] = _apply(child, rest, leaf)
+        elif leaf is None:
+            del out[name]
+        else:
+            out[name] = leaf(child)
+    return out
+
+
+@dataclass(frozen=True)
+class PiiScrubber:
+    """Removes PII key paths from a record and replaces phone numbers by a keyed hash.
+
+    Paths are dotted keys, ``*`` for any key, and ``key[attr=value]`` for the items of a list
+    whose ``attr`` equals ``value`` (Dixa's ``fields[name=contact_point]``); lists on the way are
+    walked item by item. ``hash_paths`` values are reduced to their digits and replaced by
+    :func:`pii_hash` (null stays null); a path in both lists is dropped. Never mutates its input.
+
+    Example:
+        >>> scrub = PiiScrubber(drop=("agent.email",), hash_paths=("phone",), secret=SecretStr("k"))
+        >>> scrub({"agent": {"email": "x@y.z", "id": 1}, "phone": None})
+        {'agent': {'id': 1}, 'phone': None}
+    """
+
+    drop: tuple[str, ...] = ()
+    hash_paths: tuple[str, ...] = ()
+    secret: SecretStr | None = None
+    _parsed: tuple[tuple[tuple[_Segment, ...], ...], ...] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.hash_paths and not (self.secret and self.secret.get_secret_value()):
+            raise ConfigError("pii.hash_secret: required when phone numbers are hashed")
+        parsed = tuple(
+            tuple(_parse_path(p) for p in paths) for paths in (self.hash_paths, self.drop)
+        )
+        object.__setattr__(self, "_parsed", parsed)
+
+    def _hash(self, value: Any) -> str | None:
+        if isinstance(value, bool) or not isinstance(value, str | int) or not self.secret:
+            return None
+        return pii_hash(re.sub(r"\D", "", str(value)) or str(value).strip(), self.secret)
+
+    def __call__(self, record: Mapping[str, Any]) -> dict[str, Any]:
+        """The record without PII."""
+        out: Any = dict(record)
+        for path in self._parsed[0]:
+            out = _apply(out, path, self._hash)
+        for path in self._parsed[1]:
+            out = _apply(out, path, None)
+        return dict(out)
+
+
+@dataclass(frozen=True)
+class RecordKey:
+    """Where a record's primary key and last-modified instant are: a top-level key or a function
+    of the raw record (e.g. Dixa's ``csid`` inside ``fields``)."""
+
+    record_id: str | Callable[[Mapping[str, Any]], object]
+    updated_at: str | Callable[[Mapping[str, Any]], object] | None = None
+
+    def read(self, record: Mapping[str, Any]) -> tuple[str, datetime | None]:
+        """``(record_id, updated_at)``; :class:`~connectors.errors.RecordError` without an id."""
+        get = record.get
+        rid = get(self.record_id) if isinstance(self.record_id, str) else self.record_id(record)
+        if isinstance(rid, bool) or not isinstance(rid, str | int) or rid == "":
+            raise RecordError("missing_record_id", "record has no usable primary key")
+        upd = self.updated_at
+        return str(rid), parse_utc(get(upd) if isinstance(upd, str) else upd and upd(record))
+
+
+@dataclass(frozen=True)
+class RejectedRecord:
+    """A record that could not be landed: reason code, message, scrubbed JSON, for quarantine."""
+
+    reason: str
+    message: str
+    raw: str
+
+
+@dataclass(frozen=True)
+class LandedBatch:
+    """What :func:`land_page` wrote (``path`` is ``None`` when nothing was landable)."""
+
+    path: Path | None
+    rows: int
+    rejected: tuple[RejectedRecord, ...]
+    max_updated_at: datetime | None
+    batch_id: str
+
+
+def _stream_dir(root: Path, source: str, stream: str) -> Path:
+    source, stream = check_name(source, what="source"), check_name(stream, what="stream")
+    return Path(root) / "raw" / f"source={source}" / f"stream={stream}"
+
+
+def land_page(
+    root: Path,
+    source: str,
+    stream: str,
+    records: Sequence[Any],
+    *,
+    key: RecordKey,
+    scrubber: PiiScrubber,
+    fetched_at: datetime,
+    batch_id: str,
+    page_no: int = 1,
+) -> LandedBatch:
+    """Scrub and land one page durably; records without a key come back as ``rejected``.
+
+    A record repeated within the page is landed once (its latest ``updated_at``, then last).
+    See the module docstring for an example.
+    """
+    if fetched_at.tzinfo is None:
+        raise ValueError("naive datetime: fetched_at must be timezone-aware")
+    rows: dict[str, tuple[datetime | None, str]] = {}
+    rejected: list[RejectedRecord] = []
+    for raw in records:
+        clean = scrubber(raw) if isinstance(raw, dict) else raw
+        try:
+            if not isinstance(raw, dict):
+                raise RecordError("not_an_object", "record is not a JSON object")
+            rid, updated = key.read(raw)
+        except RecordError as exc:
+            rejected.append(RejectedRecord(exc.reason, str(exc), _dump(clean)))
+            continue
+        old = rows.get(rid)
+        if old is None or old[0] is None or (updated is not None and updated >= old[0]):
+            rows[rid] = (updated, _dump(clean))
+    stamps = [u for u, _ in rows.values() if u is not None]
+    path = None
+    if rows:
+        n, day = len(rows), fetched_at.astimezone(UTC).date().isoformat()
+        columns = {"record_id": list(rows), "updated_at": [u for u, _ in rows.values()]}
+        columns |= {"fetched_at": [fetched_at] * n, "batch_id": [batch_id] * n}
+        columns |= {"page_no": [page_no] * n, "payload": [p for _, p in rows.values()]}
+        buffer = io.BytesIO()
+        pl.DataFrame(columns, schema=LANDING_SCHEMA).write_parquet(buffer, compression="zstd")
+        part = _stream_dir(root, source, stream) / f"date={day}"
+        path = part / f"part-{uuid.uuid4().hex}.parquet"
+        atomic_write_bytes(path, buffer.getvalue())
+    return LandedBatch(path, len(rows), tuple(rejected), max(stamps, default=None), batch_id)
+
+
+def latest_records(frame: pl.LazyFrame) -> pl.LazyFrame:
+    """One row per ``record_id``: its latest version (see the module docstring for the order).
+
+    Example:
+        >>> latest_records(pl.LazyFrame(schema=LANDING_SCHEMA)).collect().height
+        0
+    """
+    order = ["updated_at", "fetched_at", "batch_id", "page_no"]
+    return frame.group_by("record_id").agg(pl.all().sort_by(order).last())
+
+
+def scan_landed(root: Path, source: str, stream: str) -> pl.LazyFrame:
+    """The de-duplicated landed records of one stream, lazily (see the module docstring)."""
+    files = sorted(_stream_dir(root, source, stream).glob("date=*/*.parquet"))
+    if not files:
+        return pl.LazyFrame(schema=LANDING_SCHEMA)
+    return latest_records(pl.scan_parquet(files, schema=LANDING_SCHEMA, hive_partitioning=False))
+
+
+def compact(
+    root: Path, source: str, stream: str, *, before: date | None = None, min_files: int = 2
+) -> int:
+    """Merge each date partition (before ``before``, if given) into one file; count removals.
+
+    Keeps the latest version of each record per partition (older ones can never win in
+    :func:`scan_landed`, whose result is unchanged). Crash-safe: the merged file is durable before
+    the inputs are deleted. Do not run it while the same stream is being scanned.
+
+    Example:
+        >>> import tempfile
+        >>> compact(Path(tempfile.mkdtemp()), "ujet", "calls")
+        0
+    """
+    removed = 0
+    for part in sorted(_stream_dir(root, source, stream).glob("date=*")):
+        files = sorted(part.glob("*.parquet"))
+        if len(files) < min_files or (before and date.fromisoformat(part.name[5:]) >= before):
+            continue
+        tmp, name = part / f".compact-{uuid.uuid4().hex}.tmp", f"part-{uuid.uuid4().hex}.parquet"
+        lazy = pl.scan_parquet(files, schema=LANDING_SCHEMA, hive_partitioning=False)
+        latest_records(lazy).sort("record_id").sink_parquet(tmp, compression="zstd")
+        durable_replace(tmp, part / name)
+        for file in files:
+            file.unlink()
+        fsync_dir(part)
+        removed += len(files)
+    return removed

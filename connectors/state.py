@@ -1,0 +1,276 @@
+"""Incremental sync state per (source, stream), written atomically, and the durable-file helpers.
+
+A stream's state is its cursor (the highest ``updated_at`` seen, or the end of the last completed
+hour) and the lookback it was committed with. The next sync starts at ``cursor - lookback`` (the
+lookback from the current configuration), so late updates are re-read and de-duplicated by the
+landing store. State is one small JSON file per stream, ``<root>/<source>/<stream>.json``, holding
+only names, instants and a duration: there is no free-form field a secret could end up in.
+
+Write order is the crash-safety contract: the sync lands a batch (durable when
+:func:`connectors.landing.land_page` returns), and only then calls :meth:`StateStore.commit`.
+A crash before the commit leaves the old cursor, so the next run re-reads and de-duplicates; a
+crash during the commit leaves the old or the new file, never a torn one, because
+:func:`atomic_write_bytes` writes a temporary file, fsyncs it, ``os.replace``-s it over the old
+one and fsyncs the directory. Commits never move a cursor backwards; :meth:`StateStore.reset`
+does.
+
+Example:
+    >>> import tempfile
+    >>> from datetime import UTC, datetime, timedelta
+    >>> store, hour = StateStore(Path(tempfile.mkdtemp())), timedelta(hours=1)
+    >>> _ = store.commit("ujet", "calls", datetime(2026, 10, 1, tzinfo=UTC), lookback=hour)
+    >>> store.resume_from("ujet", "calls", lookback=hour, initial=datetime(2026, 1, 1, tzinfo=UTC))
+    datetime.datetime(2026, 9, 30, 23, 0, tzinfo=datetime.timezone.utc)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeGuard
+
+from connectors.errors import ConfigError, StateError
+
+__all__ = [
+    "StateStore",
+    "StreamState",
+    "atomic_write_bytes",
+    "check_name",
+    "durable_mkdir",
+    "durable_replace",
+    "format_utc",
+    "fsync_dir",
+    "parse_utc",
+]
+
+_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+_VERSION = 1
+
+
+def check_name(value: object, *, what: str) -> str:
+    """Validate a source or stream name (it becomes a path component).
+
+    Example:
+        >>> check_name("ujet", what="source")
+        'ujet'
+    """
+    if not isinstance(value, str) or not _NAME.fullmatch(value):
+        raise ConfigError(f"{what}: {value!r} is not a valid name ([a-z0-9][a-z0-9_-]*)")
+    return value
+
+
+def parse_utc(value: object) -> datetime | None:
+    """Parse an ISO 8601 instant (``Z`` or an offset; naive means UTC) to an aware UTC datetime.
+
+    Returns ``None`` for anything that is not such a string (or a datetime).
+
+    Example:
+        >>> parse_utc("2018-05-30T20:46:31.333Z")
+        datetime.datetime(2018, 5, 30, 20, 46, 31, 333000, tzinfo=datetime.timezone.utc)
+    """
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.strip())
+        except ValueError:
+            return None
+    if not isinstance(value, datetime):
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def format_utc(value: datetime, *, timespec: str = "milliseconds") -> str:
+    """Format an aware instant as ISO 8601 UTC with a ``Z``.
+
+    Example:
+        >>> format_utc(datetime(2026, 10, 1, 9, 45, tzinfo=UTC))
+        '2026-10-01T09:45:00.000Z'
+    """
+    if value.tzinfo is None:
+        raise ValueError("naive datetime: instants must be timezone-aware")
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(timespec=timespec) + "Z"
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a directory's entries (created, renamed, deleted files) durable."""
+    if os.name == "nt":  # pragma: no cover - directories cannot be opened for fsync on Windows
+        return
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def durable_mkdir(path: Path) -> None:
+    """Create ``path`` and missing parents, fsyncing each new entry's parent directory.
+
+    Example:
+        >>> durable_mkdir(Path(tempfile.mkdtemp()) / "raw" / "source=ujet")
+    """
+    missing = [p for p in (path, *path.parents) if not p.exists()]
+    for directory in reversed(missing):
+        directory.mkdir(exist_ok=True)
+        fsync_dir(directory.parent)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically and durably (temp file, fsync, replace, fsync dir).
+
+    Readers see the old content or the new, never a mix; after return it survives a crash.
+
+    Example:
+        >>> atomic_write_bytes(Path(tempfile.mkdtemp()) / "x.json", b"{}")
+    """
+    durable_mkdir(path.parent)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        durable_replace(Path(tmp), path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def durable_replace(tmp: Path, path: Path) -> None:
+    """fsync ``tmp``, rename it over ``path`` (atomic), and fsync the directory.
+
+    Example:
+        >>> d = Path(tempfile.mkdtemp())
+        >>> _ = (d / "x.tmp").write_bytes(b"1")
+        >>> durable_replace(d / "x.tmp", d / "x")
+    """
+    with tmp.open("rb") as handle:
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+@dataclass(frozen=True)
+class StreamState:
+    """The committed state of one stream."""
+
+    source: str
+    stream: str
+    cursor: datetime
+    lookback: timedelta
+    committed_at: datetime
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON document stored on disk (names, instants, seconds: nothing else)."""
+        return {
+            "version": _VERSION,
+            "source": self.source,
+            "stream": self.stream,
+            "cursor": format_utc(self.cursor, timespec="microseconds"),
+            "lookback_s": self.lookback.total_seconds(),
+            "committed_at": format_utc(self.committed_at, timespec="microseconds"),
+        }
+
+    @classmethod
+    def from_json(cls, data: Any, *, path: Path) -> StreamState:
+        """Validate a stored document; :class:`~connectors.errors.StateError` if it is bad."""
+        if not isinstance(data, dict) or data.get("version") != _VERSION:
+            raise StateError(f"state file {path}: unknown format or version")
+        cursor, committed = parse_utc(data.get("cursor")), parse_utc(data.get("committed_at"))
+        lookback = data.get("lookback_s")
+        if cursor is None or committed is None or not _finite(lookback):
+            raise StateError(f"state file {path}: missing or invalid cursor/lookback")
+        try:
+            source = check_name(data.get("source"), what="source")
+            stream = check_name(data.get("stream"), what="stream")
+        except ConfigError as exc:
+            raise StateError(f"state file {path}: {exc}") from None
+        return cls(source, stream, cursor, timedelta(seconds=lookback), committed)
+
+
+def _finite(value: object) -> TypeGuard[float]:
+    return isinstance(value, int | float) and math.isfinite(value)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class StateStore:
+    """Reads and commits :class:`StreamState` files under ``root``.
+
+    Args:
+        root: The state directory.
+        now: Clock for ``committed_at`` (injectable for tests).
+    """
+
+    def __init__(self, root: Path, *, now: Callable[[], datetime] = _utcnow) -> None:
+        self.root = Path(root)
+        self._now = now
+
+    def path(self, source: str, stream: str) -> Path:
+        """The file holding the state of ``(source, stream)``."""
+        return (
+            self.root
+            / check_name(source, what="source")
+            / f"{check_name(stream, what='stream')}.json"
+        )
+
+    def get(self, source: str, stream: str) -> StreamState | None:
+        """The committed state, or ``None`` if the stream was never committed (or was reset)."""
+        path = self.path(source, stream)
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        try:
+            state = StreamState.from_json(json.loads(raw), path=path)
+        except ValueError:
+            raise StateError(f"state file {path}: not valid JSON") from None
+        if (state.source, state.stream) != (source, stream):
+            raise StateError(f"state file {path}: holds {state.source}/{state.stream}")
+        return state
+
+    def resume_from(
+        self, source: str, stream: str, *, lookback: timedelta, initial: datetime
+    ) -> datetime:
+        """Where the next sync starts: ``cursor - lookback``, or ``initial`` with no state."""
+        state = self.get(source, stream)
+        return initial if state is None else state.cursor - lookback
+
+    def commit(
+        self, source: str, stream: str, cursor: datetime, *, lookback: timedelta
+    ) -> StreamState:
+        """Durably record ``cursor``; call only after the data it covers was landed.
+
+        The stored cursor never moves backwards (the later of the old and the new is kept).
+        """
+        if cursor.tzinfo is None:
+            raise ValueError("naive datetime: cursors must be timezone-aware")
+        old = self.get(source, stream)
+        cursor = cursor if old is None else max(old.cursor, cursor)
+        state = StreamState(source, stream, cursor.astimezone(UTC), lookback, self._now())
+        data = json.dumps(state.to_json(), indent=2, sort_keys=True).encode() + b"\n"
+        atomic_write_bytes(self.path(source, stream), data)
+        return state
+
+    def show(self) -> list[StreamState]:
+        """Every committed stream state, sorted by source and stream."""
+        paths = sorted(self.root.glob("*/*.json"))
+        names = [(p.parent.name, p.stem) for p in paths]
+        states = (self.get(*n) for n in names if _NAME.fullmatch(n[0]) and _NAME.fullmatch(n[1]))
+        return [s for s in states if s is not None]
+
+    def reset(self, source: str | None = None, stream: str | None = None) -> list[StreamState]:
+        """Delete the matching states (all when both are ``None``); return what was deleted."""
+        removed = [
+            s for s in self.show() if source in (None, s.source) and stream in (None, s.stream)
+        ]
+        for state in removed:
+            path = self.path(state.source, state.stream)
+            path.unlink(missing_ok=True)
+            fsync_dir(path.parent)
+        return removed

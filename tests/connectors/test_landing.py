@@ -1,0 +1,460 @@
+"""The raw landing store: PII scrubbing, durable pages, de-duplication, compaction, crash safety."""
+
+from __future__ import annotations
+
+import copy
+import doctest
+import hashlib
+import hmac
+import json
+import os
+import random
+import tempfile
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import polars as pl
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import SecretStr
+
+import connectors.landing
+from connectors.errors import ConfigError
+from connectors.landing import (
+    LANDING_SCHEMA,
+    PiiScrubber,
+    RecordKey,
+    compact,
+    land_page,
+    latest_records,
+    pii_hash,
+    scan_landed,
+)
+from connectors.state import StateStore
+
+T0 = datetime(2026, 10, 1, 12, 0, tzinfo=UTC)
+KEY = SecretStr("hmac-key")
+UJET = RecordKey("id", "updated_at")
+NO_PII = PiiScrubber()
+
+
+def land(
+    root: Path,
+    records: list[Any],
+    *,
+    at: datetime = T0,
+    batch: str = "run-1",
+    page_no: int = 1,
+    **kw: Any,
+) -> Any:
+    return land_page(
+        root,
+        kw.pop("source", "ujet"),
+        kw.pop("stream", "calls"),
+        records,
+        key=kw.pop("key", UJET),
+        scrubber=kw.pop("scrubber", NO_PII),
+        fetched_at=at,
+        batch_id=batch,
+        page_no=page_no,
+    )
+
+
+def call(i: int, minute: int = 0, **extra: Any) -> dict[str, Any]:
+    return {"id": i, "updated_at": f"2026-10-01T10:{minute:02d}:00.000Z", **extra}
+
+
+def landed(root: Path) -> dict[str, dict[str, Any]]:
+    frame = scan_landed(root, "ujet", "calls").collect()
+    return {row["record_id"]: json.loads(row["payload"]) for row in frame.iter_rows(named=True)}
+
+
+# -- PII -------------------------------------------------------------------------------------------
+
+
+def test_pii_hash_is_a_keyed_hmac() -> None:
+    expected = hmac.new(b"hmac-key", b"13307526714", hashlib.sha256).hexdigest()
+    assert pii_hash("13307526714", KEY) == expected
+    assert pii_hash("13307526714", SecretStr("other")) != expected
+    assert len(expected) == 64
+
+
+UJET_CALL = {
+    "id": 1,
+    "end_user": {"id": 9, "phone_number": "+1 (330) 752-6714", "email": "eu@x.test"},
+    "agent_info": {"name": "Ann", "email": "ann@x.test", "id": 3},
+    "queue_durations": [
+        {"queue": "a", "agent": {"email": "a@x.test", "id": 1}},
+        {"queue": "b", "agent": {"email": "b@x.test", "id": 2}},
+    ],
+    "recording_url": "https://media.test/rec.mp3",
+}
+
+
+def test_scrubber_drops_nested_paths_and_walks_lists() -> None:
+    scrub = PiiScrubber(
+        drop=(
+            "end_user.email",
+            "agent_info.name",
+            "agent_info.email",
+            "queue_durations.agent.email",
+            "recording_url",
+        ),
+        hash_paths=("end_user.phone_number",),
+        secret=KEY,
+    )
+    original = copy.deepcopy(UJET_CALL)
+    clean = scrub(UJET_CALL)
+    assert original == UJET_CALL  # never mutates its input
+    assert clean == {
+        "id": 1,
+        "end_user": {"id": 9, "phone_number": pii_hash("13307526714", KEY)},
+        "agent_info": {"id": 3},
+        "queue_durations": [{"queue": "a", "agent": {"id": 1}}, {"queue": "b", "agent": {"id": 2}}],
+    }
+
+
+def test_phone_formats_hash_alike() -> None:
+    scrub = PiiScrubber(hash_paths=("phoneNumber",), secret=KEY)
+    values = ["+13307526714", "1-330-752-6714", "13307526714", 13307526714]
+    assert len({scrub({"phoneNumber": v})["phoneNumber"] for v in values}) == 1
+    assert scrub({"phoneNumber": None}) == {"phoneNumber": None}
+    assert scrub({"phoneNumber": {"nested": "x"}}) == {"phoneNumber": None}
+    assert scrub({"other": 1}) == {"other": 1}
+
+
+def test_wildcards_and_selectors() -> None:
+    dixa = {
+        "primaryTimestampField": {"name": "created_at", "timestamp": "2023-04-21T10:23:14.293Z"},
+        "fields": [
+            {"name": "csid", "field": {"value": 184472, "_type": "LongField"}},
+            {"name": "contact_point", "field": {"value": "+4511223344", "label": "+4511223344"}},
+            {"name": "requester_email", "field": {"value": "x@y.z"}},
+        ],
+    }
+    scrub = PiiScrubber(
+        drop=("fields[name=requester_email]",),
+        hash_paths=("fields[name=contact_point].field.*",),
+        secret=KEY,
+    )
+    clean = scrub(dixa)
+    digest = pii_hash("4511223344", KEY)
+    assert clean["fields"] == [
+        {"name": "csid", "field": {"value": 184472, "_type": "LongField"}},
+        {"name": "contact_point", "field": {"value": digest, "label": digest}},
+    ]
+    assert PiiScrubber(drop=("*.email",))(
+        {"a": {"email": 1, "b": 2}, "c": [{"email": 3}], "email": 4}
+    ) == {
+        "a": {"b": 2},
+        "c": [{}],
+        "email": 4,
+    }
+
+
+def test_scrubber_tolerates_absent_and_odd_shapes() -> None:
+    scrub = PiiScrubber(drop=("a.b.c", "list[k=v]", "x"))
+    record = {"a": {"b": "not-a-dict"}, "list": "not-a-list", "y": [1, None, "s"]}
+    assert scrub(record) == record
+
+
+def test_drop_wins_over_hash() -> None:
+    assert PiiScrubber(drop=("p",), hash_paths=("p",), secret=KEY)({"p": "123", "q": 1}) == {"q": 1}
+
+
+@pytest.mark.parametrize("path", ["", "a..b", "a[b]", "a[=x]", "a]"])
+def test_invalid_paths_fail_fast(path: str) -> None:
+    with pytest.raises(ConfigError, match="pii path"):
+        PiiScrubber(drop=(path,))
+
+
+def test_hashing_needs_a_secret() -> None:
+    with pytest.raises(ConfigError, match=r"^pii\.hash_secret"):
+        PiiScrubber(hash_paths=("phoneNumber",))
+    with pytest.raises(ConfigError):
+        PiiScrubber(hash_paths=("phoneNumber",), secret=SecretStr(""))
+    assert "hmac-key" not in repr(PiiScrubber(hash_paths=("p",), secret=KEY))
+
+
+# -- landing ---------------------------------------------------------------------------------------
+
+
+def test_a_landed_page_is_one_parquet_file_in_its_partition(tmp_path: Path) -> None:
+    batch = land(tmp_path, [call(1), call(2, 5)], at=T0, page_no=3)
+    assert batch.path is not None
+    assert (
+        batch.path.parent == tmp_path / "raw" / "source=ujet" / "stream=calls" / "date=2026-10-01"
+    )
+    assert batch.path.name.startswith("part-")
+    assert batch.path.suffix == ".parquet"
+    assert batch.rows == 2
+    assert batch.max_updated_at == datetime(2026, 10, 1, 10, 5, tzinfo=UTC)
+    frame = pl.read_parquet(batch.path)
+    assert frame.schema == pl.Schema(LANDING_SCHEMA)
+    assert frame.to_dicts() == [
+        {
+            "record_id": "1",
+            "updated_at": datetime(2026, 10, 1, 10, tzinfo=UTC),
+            "fetched_at": T0,
+            "batch_id": "run-1",
+            "page_no": 3,
+            "payload": '{"id":1,"updated_at":"2026-10-01T10:00:00.000Z"}',
+        },
+        {
+            "record_id": "2",
+            "updated_at": datetime(2026, 10, 1, 10, 5, tzinfo=UTC),
+            "fetched_at": T0,
+            "batch_id": "run-1",
+            "page_no": 3,
+            "payload": '{"id":2,"updated_at":"2026-10-01T10:05:00.000Z"}',
+        },
+    ]
+    assert [p.name for p in batch.path.parent.iterdir()] == [batch.path.name]  # no temp file left
+
+
+def test_partition_is_the_utc_fetch_date(tmp_path: Path) -> None:
+    late = datetime(2026, 10, 1, 23, 30, tzinfo=UTC).astimezone(ZoneInfo("Asia/Tokyo"))
+    batch = land(tmp_path, [call(1)], at=late)
+    assert batch.path is not None
+    assert batch.path.parent.name == "date=2026-10-01"
+
+
+def test_records_without_a_key_are_rejected_for_quarantine(tmp_path: Path) -> None:
+    scrub = PiiScrubber(drop=("email",))
+    records = [
+        call(1),
+        {"updated_at": "x", "email": "pii@x.test"},
+        {"id": None},
+        {"id": ""},
+        {"id": True},
+        "junk",
+        7,
+    ]
+    batch = land(tmp_path, records, scrubber=scrub)
+    assert batch.rows == 1
+    assert [r.reason for r in batch.rejected] == ["missing_record_id"] * 4 + ["not_an_object"] * 2
+    assert batch.rejected[0].raw == '{"updated_at":"x"}'  # scrubbed before it goes anywhere
+    assert batch.rejected[-1].raw == "7"
+
+
+def test_unparsable_updated_at_lands_as_null(tmp_path: Path) -> None:
+    land(tmp_path, [{"id": "a", "updated_at": "not a time"}, {"id": "b"}])
+    frame = scan_landed(tmp_path, "ujet", "calls").collect()
+    assert frame["updated_at"].null_count() == 2
+
+
+def test_key_functions(tmp_path: Path) -> None:
+    def csid(record: Any) -> object:
+        return next(f["field"]["value"] for f in record["fields"] if f["name"] == "csid")
+
+    dixa = RecordKey(csid, lambda r: r["primaryTimestampField"]["timestamp"])
+    record = {
+        "primaryTimestampField": {"timestamp": "2023-04-21T10:23:14.293Z"},
+        "fields": [{"name": "csid", "field": {"value": 184472}}],
+    }
+    batch = land(tmp_path, [record], key=dixa, source="dixa", stream="conversations")
+    assert batch.rows == 1
+    frame = scan_landed(tmp_path, "dixa", "conversations").collect()
+    assert frame["record_id"].to_list() == ["184472"]
+    assert frame["updated_at"].to_list() == [datetime(2023, 4, 21, 10, 23, 14, 293000, tzinfo=UTC)]
+
+
+def test_an_empty_page_writes_nothing(tmp_path: Path) -> None:
+    batch = land(tmp_path, [])
+    assert batch.path is None
+    assert batch.rows == 0
+    assert not (tmp_path / "raw").exists()
+    assert scan_landed(tmp_path, "ujet", "calls").collect().schema == pl.Schema(LANDING_SCHEMA)
+
+
+def test_a_record_repeated_within_a_page_lands_once(tmp_path: Path) -> None:
+    batch = land(tmp_path, [call(1, 5, v="newer"), call(1, 1, v="older"), call(1, 5, v="last")])
+    assert batch.rows == 1
+    assert landed(tmp_path)["1"]["v"] == "last"
+
+
+def test_naive_fetched_at_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="naive"):
+        land(tmp_path, [call(1)], at=datetime(2026, 10, 1))  # noqa: DTZ001 - on purpose
+
+
+# -- reading back ----------------------------------------------------------------------------------
+
+
+def test_latest_updated_at_wins_then_latest_fetch(tmp_path: Path) -> None:
+    land(
+        tmp_path, [call(1, 5, v="a"), call(2, 1, v="a"), {"id": 3, "v": "a"}], at=T0, batch="run-1"
+    )
+    land(
+        tmp_path,
+        [call(1, 3, v="b"), call(2, 1, v="b"), {"id": 3, "v": "b"}],
+        at=T0 + timedelta(hours=1),
+        batch="run-2",
+    )
+    land(tmp_path, [{"id": 1, "v": "c"}], at=T0 + timedelta(hours=2), batch="run-3")
+    rows = landed(tmp_path)
+    assert rows["1"]["v"] == "a"  # the newest version, though fetched first; null never wins
+    assert rows["2"]["v"] == "b"  # same version: the later fetch
+    assert rows["3"]["v"] == "b"  # no updated_at at all: the later fetch
+
+
+def test_scan_keeps_one_row_per_record(tmp_path: Path) -> None:
+    for run in range(3):
+        land(
+            tmp_path,
+            [call(i, run) for i in range(10)],
+            batch=f"run-{run}",
+            at=T0 + timedelta(days=run),
+        )
+    frame = scan_landed(tmp_path, "ujet", "calls").collect()
+    assert frame.height == 10
+    assert frame.schema == pl.Schema(LANDING_SCHEMA)
+    assert set(frame["updated_at"].to_list()) == {datetime(2026, 10, 1, 10, 2, tzinfo=UTC)}
+
+
+def test_streams_are_separate(tmp_path: Path) -> None:
+    land(tmp_path, [call(1)], stream="calls")
+    land(tmp_path, [call(1), call(2)], stream="chats")
+    assert scan_landed(tmp_path, "ujet", "calls").collect().height == 1
+    assert scan_landed(tmp_path, "ujet", "chats").collect().height == 2
+    assert scan_landed(tmp_path, "mindful", "callbacks").collect().height == 0
+
+
+# -- crash safety ----------------------------------------------------------------------------------
+
+
+class SimulatedCrashError(Exception):
+    pass
+
+
+def sync(
+    root: Path,
+    states: StateStore,
+    pages: list[list[dict[str, Any]]],
+    run: str,
+    crash_before_commit: bool = False,
+) -> None:
+    """What a connector does: land every page, then commit the cursor."""
+    latest = None
+    for number, records in enumerate(pages, start=1):
+        batch = land(root, records, batch=run, page_no=number)
+        latest = max(filter(None, [latest, batch.max_updated_at]))
+    if crash_before_commit:
+        raise SimulatedCrashError
+    assert latest is not None
+    states.commit("ujet", "calls", latest, lookback=timedelta(minutes=30))
+
+
+def test_a_crash_between_landing_and_commit_loses_and_double_counts_nothing(tmp_path: Path) -> None:
+    states = StateStore(tmp_path / "state")
+    pages = [[call(1, 1), call(2, 2)], [call(3, 3)]]
+    with pytest.raises(SimulatedCrashError):
+        sync(tmp_path, states, pages, "run-1", crash_before_commit=True)
+    assert states.get("ujet", "calls") is None  # the cursor did not advance
+    assert len(landed(tmp_path)) == 3  # but the data is there
+    sync(tmp_path, states, pages, "run-2")  # the next run re-reads the same pages
+    assert states.get("ujet", "calls").cursor == datetime(2026, 10, 1, 10, 3, tzinfo=UTC)  # type: ignore[union-attr]
+    frame = scan_landed(tmp_path, "ujet", "calls").collect()
+    assert sorted(frame["record_id"].to_list()) == ["1", "2", "3"]  # no double count
+    files = list((tmp_path / "raw").rglob("*.parquet"))
+    assert len(files) == 4  # both runs' pages are on disk; de-duplication makes it exact
+
+
+def test_a_crash_while_landing_leaves_no_visible_partial_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    land(tmp_path, [call(1)])
+
+    def crash(src: object, dst: object) -> None:
+        raise OSError("disk gone")
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(OSError, match="disk gone"):
+        land(tmp_path, [call(2)])
+    monkeypatch.undo()
+    assert set(landed(tmp_path)) == {"1"}
+    assert all(not p.name.endswith(".tmp") for p in (tmp_path / "raw").rglob("*"))
+
+
+# -- compaction ------------------------------------------------------------------------------------
+
+
+def test_compaction_merges_small_files_without_changing_the_result(tmp_path: Path) -> None:
+    for day in range(3):
+        for number in range(4):
+            at = T0 + timedelta(days=day, minutes=number)
+            land(
+                tmp_path,
+                [call(i, number + day) for i in range(number, number + 5)],
+                at=at,
+                page_no=number,
+            )
+    before = scan_landed(tmp_path, "ujet", "calls").sort("record_id").collect()
+    assert compact(tmp_path, "ujet", "calls", before=date(2026, 10, 3)) == 8
+    parts = sorted((tmp_path / "raw" / "source=ujet" / "stream=calls").iterdir())
+    assert [len(list(p.glob("*.parquet"))) for p in parts] == [1, 1, 4]
+    after = scan_landed(tmp_path, "ujet", "calls").sort("record_id").collect()
+    assert after.equals(before)
+    assert compact(tmp_path, "ujet", "calls") == 4
+    assert compact(tmp_path, "ujet", "calls") == 0  # idempotent
+    assert scan_landed(tmp_path, "ujet", "calls").sort("record_id").collect().equals(before)
+
+
+def test_latest_records_on_a_frame() -> None:
+    frame = pl.LazyFrame(
+        {
+            "record_id": ["a", "a", "a", "b"],
+            "updated_at": [T0, None, T0, None],
+            "fetched_at": [T0, T0 + timedelta(hours=1), T0 + timedelta(minutes=1), T0],
+            "batch_id": ["x", "y", "z", "x"],
+            "page_no": [1, 1, 1, 1],
+            "payload": ["a1", "a2", "a3", "b1"],
+        },
+        schema=LANDING_SCHEMA,
+    )
+    result = latest_records(frame).sort("record_id").collect()
+    assert result["payload"].to_list() == ["a3", "b1"]
+
+
+@settings(max_examples=25, deadline=None)  # each example fsyncs real files
+@given(
+    versions=st.lists(st.tuples(st.integers(0, 9), st.integers(0, 50)), min_size=1, max_size=60),
+    chunk=st.integers(1, 10),
+    seed=st.integers(0, 2**16),
+)
+def test_page_chunking_order_and_reruns_change_nothing(
+    versions: list[tuple[int, int]], chunk: int, seed: int
+) -> None:
+    """Land the same versions in any order and chunking, twice: the scan is the per-id latest."""
+    records = [
+        {"id": i, "updated_at": (T0 + timedelta(seconds=s)).isoformat(), "v": s}
+        for i, s in versions
+    ]
+    expected = {str(i): max(s for j, s in versions if j == i) for i, _ in versions}
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        for run in range(2):
+            shuffled = records[:]
+            random.Random(seed + run).shuffle(shuffled)
+            for number, start in enumerate(range(0, len(shuffled), chunk)):
+                land(
+                    root,
+                    shuffled[start : start + chunk],
+                    batch=f"run-{run}",
+                    page_no=number,
+                    at=T0 + timedelta(minutes=run),
+                )
+        got = {rid: payload["v"] for rid, payload in landed(root).items()}
+        assert got == expected
+        compact(root, "ujet", "calls")
+        assert {rid: payload["v"] for rid, payload in landed(root).items()} == expected
+
+
+def test_docstring_examples_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the examples' temp dirs go here
+    result = doctest.testmod(connectors.landing)
+    assert result.attempted > 0
+    assert result.failed == 0
