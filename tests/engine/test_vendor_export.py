@@ -1,0 +1,108 @@
+"""Vendor export profiles against golden files, and the rules each format imposes."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+
+from engine import callvolume
+from engine.schema import CONTACTS
+from engine.settings import BuildSettings
+from engine.vendor_export import ExportError, Profile, builtin_profiles, render
+
+GOLDEN = Path(__file__).parent / "golden"
+T0 = datetime(2026, 10, 1, 9, tzinfo=UTC)
+
+
+def contact(i: int, queue: str, channel: str, minutes: int, outcome: str, **kw: Any) -> dict:
+    offered = T0 + timedelta(minutes=minutes)
+    answered = outcome == "answered"
+    return {
+        "source": "s", "contact_id": f"c{i}", "segment_no": 1, "channel": channel,
+        "direction": "inbound", "queue_id": queue, "queue_name": f"{queue.title()} Team",
+        "offered_at": offered, "answered_at": offered + timedelta(seconds=12) if answered else None,
+        "ended_at": offered + timedelta(minutes=4), "outcome": outcome,
+        "wait_ms": 12_000 if answered else 31_500, "talk_ms": 200_400 if answered else 0,
+        "hold_ms": 0, "acw_ms": 30_600 if answered else 0, "sl_threshold_ms": None,
+        "messages": 0, "csat_responses": 0, "csat_score": 0, "updated_at": offered, **kw,
+    }  # fmt: skip
+
+
+def table(tz: str = "UTC", minutes: int = 15) -> pl.DataFrame:
+    rows = [
+        contact(1, "sales", "voice", 1, "answered"),
+        contact(2, "sales", "voice", 2, "abandoned"),
+        contact(3, "sales", "voice", 20, "answered"),
+        contact(4, "help, desk", "chat", 35, "answered"),
+    ]
+    s = BuildSettings(tz=tz, interval_minutes=minutes)  # type: ignore[arg-type]
+    window = (T0, T0 + timedelta(hours=1))
+    frame = pl.DataFrame(rows, schema=CONTACTS).lazy()
+    return callvolume.derive(
+        callvolume.build(frame, window=window, settings=s), settings=s
+    ).collect()
+
+
+@pytest.mark.parametrize("name", ["genesys", "calabrio", "eleveo"])
+def test_profile_matches_golden_files(name: str) -> None:
+    files = render(table(), builtin_profiles()[name])
+    folder = GOLDEN / name
+    if os.environ.get("WFM_UPDATE_GOLDEN"):  # regenerate deliberately, then review the diff
+        folder.mkdir(parents=True, exist_ok=True)
+        for fname, text in files:
+            (folder / fname).write_text(text)
+    assert sorted(f for f, _ in files) == sorted(p.name for p in folder.iterdir())
+    for fname, text in files:
+        assert text == (folder / fname).read_text(), fname
+
+
+def test_genesys_one_file_per_queue_and_media_type() -> None:
+    files = dict(render(table(), builtin_profiles()["genesys"]))
+    assert set(files) == {"genesys_Sales_Team_voice.csv", "genesys_Help__Desk_Team_chat.csv"}
+    lines = files["genesys_Sales_Team_voice.csv"].splitlines()
+    assert lines[0].split(",")[-3:] == ["Offered", "Interactions Handled",
+                                        "Total Handle Time (Seconds)"]  # fmt: skip
+    assert lines[1] == "2026-10-01T09:00:00.000Z,Sales Team,Voice,,,2,1,231"  # 231.0 s of handle
+
+
+def test_calabrio_has_21_fields_no_header_and_zeros() -> None:
+    ((_, text),) = render(table(), builtin_profiles()["calabrio"])
+    rows = [line.split(";") for line in text.splitlines()]
+    assert {len(r) for r in rows} == {21}
+    assert rows[0][0] == "15"  # the interval length first
+    assert not rows[0][5].isalpha()  # no header row
+    empty = next(r for r in rows if r[3] == "help, desk:chat")
+    assert empty[5:] == ["0"] * 16
+
+
+def test_eleveo_fills_whole_utc_days_and_splits_at_the_size_limit() -> None:
+    profile = builtin_profiles()["eleveo"]
+    ((_, text),) = render(table(), profile)
+    assert len(text.splitlines()) == 1 + 96 * 2  # header + a full day for both queues
+    small = profile.model_copy(update={"max_file_bytes": 2000})
+    parts = render(table(), small)
+    assert len(parts) > 1
+    assert all(len(t.encode()) <= 2000 for _, t in parts)
+    assert all(t.startswith("IntervalStartUTC,") for _, t in parts)
+    body = "".join(t.split("\n", 1)[1] for _, t in parts)
+    assert body == text.split("\n", 1)[1]
+    assert [n for n, _ in parts][:2] == ["eleveo_intervals_001.csv", "eleveo_intervals_002.csv"]
+
+
+def test_intervals_that_do_not_fit_the_profile_are_refused() -> None:
+    with pytest.raises(ExportError, match="15-minute intervals aligned to UTC"):
+        render(table(minutes=60, tz="Asia/Kathmandu"), builtin_profiles()["genesys"])
+
+
+def test_a_user_profile_is_just_data(tmp_path: Path) -> None:
+    profile = Profile.model_validate({
+        "name": "mine", "file_name": "x.txt", "delimiter": "|", "header": False,
+        "columns": [{"header": "q", "column": "queue_id"}, {"header": "n", "column": "offered"}],
+    })  # fmt: skip
+    ((_, text),) = render(table(), profile)
+    assert text.splitlines()[0] == "help, desk|0"
