@@ -20,7 +20,15 @@ from typing import Final
 
 import polars as pl
 
-from engine.interval import GRID, Window, grain_ms, interval_grid
+from engine.interval import (
+    GRID,
+    Window,
+    aggregate_by_interval,
+    in_grid,
+    interval_grid,
+    to_intervals,
+    zero_fill,
+)
 from engine.schema import CHANNELS
 from engine.settings import BuildSettings
 
@@ -140,11 +148,9 @@ def _queue_names(frame: pl.LazyFrame) -> pl.LazyFrame:
 
 def _zero_fill(agg: pl.LazyFrame, grid: pl.DataFrame, names: pl.LazyFrame) -> pl.LazyFrame:
     pairs = agg.select("queue_id", "channel").unique()
-    full = pairs.join(grid.lazy(), how="cross")
     return (
-        full.join(agg, on=list(KEYS), how="left")
+        zero_fill(agg, grid, pairs, fill=ADDITIVE)
         .join(names, on="queue_id", how="left")
-        .with_columns(pl.col(c).fill_null(0) for c in ADDITIVE)
         .select(SCHEMA.keys())
         .sort(["queue_id", "channel", "interval_start_utc"])
     )
@@ -152,13 +158,7 @@ def _zero_fill(agg: pl.LazyFrame, grid: pl.DataFrame, names: pl.LazyFrame) -> pl
 
 def _to_intervals(agg: pl.LazyFrame, grid: pl.DataFrame, at: str) -> pl.LazyFrame:
     """Map each row's instant ``at`` to its interval and combine rows of the same interval."""
-    bounds = grid.lazy().select("interval_start_utc", pl.col("interval_start_utc").alias("_b"))
-    return (
-        agg.sort(at)
-        .join_asof(bounds, left_on=at, right_on="_b", strategy="backward")
-        .group_by(KEYS)
-        .agg(_combine())
-    )
+    return to_intervals(agg, grid, at=at, by=KEYS[1:], combine=_combine())
 
 
 def build(contacts: pl.LazyFrame, *, window: Window, settings: BuildSettings) -> pl.LazyFrame:
@@ -174,17 +174,12 @@ def build(contacts: pl.LazyFrame, *, window: Window, settings: BuildSettings) ->
         :data:`SCHEMA`'s columns, sorted by queue, channel and interval.
     """
     grid = interval_grid(*window, minutes=settings.interval_minutes, tz=settings.tz)
-    lo, hi = grid["interval_start_utc"][0], grid["interval_end_utc"][-1]
-    grain_us = grain_ms(grid) * 1000
     at = _attributed_at(settings)
-    inbound = contacts.filter(pl.col("direction") == "inbound", at >= lo, at < hi)
-    agg = (
-        inbound.group_by("queue_id", "channel", (at.cast(pl.Int64) // grain_us).alias("_grain"))
-        .agg(_measures(settings))
-        .with_columns((pl.col("_grain") * grain_us).cast(grid["interval_start_utc"].dtype))
-        .rename({"_grain": "_at"})
+    inbound = contacts.filter(pl.col("direction") == "inbound", in_grid(at, grid))
+    agg = aggregate_by_interval(
+        inbound, grid, at=at, by=KEYS[1:], measures=_measures(settings), combine=_combine()
     )
-    return _zero_fill(_to_intervals(agg, grid, "_at"), grid, _queue_names(inbound))
+    return _zero_fill(agg, grid, _queue_names(inbound))
 
 
 def rollup(table: pl.LazyFrame, *, window: Window, minutes: int, tz: str) -> pl.LazyFrame:

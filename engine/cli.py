@@ -267,8 +267,12 @@ def demo(out: Path, days: int, seed: int) -> None:
     expected = sum(injected.values())
     if report.quarantined_total != expected:
         _fail(f"demo quarantined {report.quarantined_total} rows, injected {expected}", code=1)
+    cli_callbacks.demo_callbacks(out, start=start, days=days, seed=seed, tz="America/New_York")
 
 
 def main() -> None:
     """Console entry point."""
     cli(prog_name="wfm-intervals")
+
+
+from engine import cli_callbacks  # noqa: E402  (registers the callback commands)

@@ -94,7 +94,9 @@ def _parse_timestamp(name: str, dtype: pl.DataType) -> tuple[pl.Expr, pl.Expr]:
 
 def _parse_integer(name: str, dtype: pl.DataType, target: pl.DataType) -> tuple[pl.Expr, pl.Expr]:
     col = pl.col(name)
-    if dtype.is_integer() or dtype == pl.Null:
+    if dtype == pl.Null:  # absent (or all-null) column: the caller's default applies
+        return pl.lit(None, target), pl.lit(value=False)
+    if dtype.is_integer():
         return col.cast(target), pl.lit(value=False)
     if dtype.is_float():
         whole = col.is_null() | (col.is_finite() & (col == col.floor()))

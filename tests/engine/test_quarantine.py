@@ -102,6 +102,21 @@ def test_clean_rows_have_the_canonical_schema_and_defaults() -> None:
     assert r["ended_at"] - r["offered_at"] == timedelta(minutes=5)
 
 
+def test_optional_columns_may_be_absent() -> None:
+    row = {k: v for k, v in good().items() if k in {
+        "source", "contact_id", "segment_no", "channel", "queue_id", "offered_at", "outcome",
+        "answered_at"}}  # fmt: skip
+    clean, bad = run(row)
+    assert bad.height == 0
+    r = clean.row(0, named=True)
+    assert (r["wait_ms"], r["talk_ms"], r["direction"], r["sl_threshold_ms"]) == (
+        10_000,
+        0,
+        "inbound",
+        None,
+    )
+
+
 def test_typed_input_passes_through_and_offsets_are_converted_to_utc() -> None:
     clean, _ = run(good(offered_at="2026-10-01T11:00:00+02:00"))
     assert clean["offered_at"][0] == T0

@@ -1,0 +1,126 @@
+"""The ``retry_outcomes`` table (SPEC §6.1, docs/callbacks.md).
+
+One row per interval x ``call_target_id`` x ``retry_bucket`` (``1`` … ``5``, ``over5``; all six
+for every call target with a request in the window), with the requests whose retry count falls in
+the bucket, by final outcome. Requests without retries are in no bucket. A request counts in the
+interval of its instant (its first attempt's ``created_at``).
+
+Example:
+    >>> from datetime import datetime, UTC
+    >>> from engine.settings import BuildSettings
+    >>> from engine.synthetic_callbacks import generate_attempts
+    >>> w = datetime(2026, 10, 1, tzinfo=UTC), datetime(2026, 10, 2, tzinfo=UTC)
+    >>> t = build(generate_attempts(days=1, scale=0.2).lazy(), window=w, settings=BuildSettings())
+    >>> t.collect().height % (96 * 6)
+    0
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import polars as pl
+
+from engine.callback_request import (
+    OUTCOMES,
+    RETRY_BUCKETS,
+    call_target_names,
+    combine,
+    requests,
+    retry_bucket,
+)
+from engine.interval import (
+    GRID,
+    Window,
+    aggregate_by_interval,
+    in_grid,
+    interval_grid,
+    to_intervals,
+    zero_fill,
+)
+from engine.settings import BuildSettings
+
+__all__ = ["COUNTS", "GROUP", "KEYS", "SCHEMA", "build", "rollup"]
+
+GROUP: Final = ("call_target_id", "retry_bucket")
+KEYS: Final = ("interval_start_utc", *GROUP)
+#: The additive columns.
+COUNTS: Final = ("requests", *OUTCOMES)
+
+SCHEMA: Final[dict[str, pl.DataType]] = {
+    **GRID,
+    "call_target_id": pl.String(),
+    "call_target_name": pl.String(),
+    "retry_bucket": RETRY_BUCKETS,
+    **dict.fromkeys(COUNTS, pl.Int64()),
+}
+
+
+def _measures() -> list[pl.Expr]:
+    outcome = pl.col("outcome")
+    return [
+        pl.len().cast(pl.Int64).alias("requests"),
+        *((outcome == o).sum().cast(pl.Int64).alias(o) for o in OUTCOMES),
+    ]
+
+
+def _zero_fill(
+    agg: pl.LazyFrame, grid: pl.DataFrame, targets: pl.LazyFrame, names: pl.LazyFrame
+) -> pl.LazyFrame:
+    buckets = pl.LazyFrame([pl.Series("retry_bucket", RETRY_BUCKETS.categories, RETRY_BUCKETS)])
+    return (
+        zero_fill(agg, grid, targets.join(buckets, how="cross"), fill=COUNTS)
+        .join(names, on="call_target_id", how="left", nulls_equal=True)
+        .select(SCHEMA.keys())
+        .sort([*GROUP, "interval_start_utc"])
+    )
+
+
+def build(attempts: pl.LazyFrame, *, window: Window, settings: BuildSettings) -> pl.LazyFrame:
+    """The retry outcome table for ``window`` from canonical (validated) attempts.
+
+    Args:
+        attempts: canonical attempts (:data:`engine.schema.CALLBACK_ATTEMPTS`).
+        window: ``[start, end)``; widened to whole intervals.
+        settings: interval length and zone.
+
+    Returns:
+        :data:`SCHEMA`'s columns, sorted by call target, bucket and interval.
+
+    Example:
+        >>> from datetime import datetime, UTC
+        >>> from engine.schema import CALLBACK_ATTEMPTS
+        >>> w = datetime(2026, 10, 1, tzinfo=UTC), datetime(2026, 10, 1, 1, tzinfo=UTC)
+        >>> build(pl.LazyFrame(schema=CALLBACK_ATTEMPTS), window=w,
+        ...       settings=BuildSettings()).collect().columns == list(SCHEMA)
+        True
+    """
+    grid = interval_grid(*window, minutes=settings.interval_minutes, tz=settings.tz)
+    instant = pl.col("instant")
+    reqs = requests(attempts).filter(in_grid(instant, grid))
+    retried = reqs.filter(pl.col("retries") > 0).with_columns(retry_bucket())
+    agg = aggregate_by_interval(
+        retried, grid, at=instant, by=GROUP, measures=_measures(), combine=combine(COUNTS)
+    )
+    targets = reqs.select("call_target_id").unique()
+    return _zero_fill(agg, grid, targets, call_target_names(reqs))
+
+
+def rollup(table: pl.LazyFrame, *, window: Window, minutes: int, tz: str) -> pl.LazyFrame:
+    """Roll the table up to coarser intervals (30, 60, or 1440 for local days), exactly.
+
+    Example:
+        >>> from datetime import datetime, UTC
+        >>> from engine.synthetic_callbacks import generate_attempts
+        >>> w = datetime(2026, 10, 1, tzinfo=UTC), datetime(2026, 10, 2, tzinfo=UTC)
+        >>> t15 = build(generate_attempts(days=1, scale=0.2).lazy(), window=w,
+        ...             settings=BuildSettings())
+        >>> rollup(t15, window=w, minutes=1440, tz="UTC").collect().height % 6
+        0
+    """
+    grid = interval_grid(*window, minutes=minutes, tz=tz)
+    names = table.group_by("call_target_id").agg(pl.col("call_target_name").first())
+    agg = table.select(*KEYS, *COUNTS).rename({"interval_start_utc": "_at"})
+    rolled = to_intervals(agg, grid, at="_at", by=GROUP, combine=combine(COUNTS))
+    targets = table.select("call_target_id").unique()
+    return _zero_fill(rolled, grid, targets, names)

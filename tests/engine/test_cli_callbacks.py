@@ -1,0 +1,175 @@
+"""The callback commands: build, the printed document (seed 000's keys), filters, error exits."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+from click.testing import CliRunner
+
+from engine.cli import cli
+from engine.schema import CALLBACK_ATTEMPTS
+from engine.synthetic_callbacks import generate_attempts, make_dirty_attempts
+
+START = datetime(2026, 10, 1, tzinfo=UTC)
+SEED_000 = Path(__file__).resolve().parents[3] / "shared" / "seeds" / "000_fd510271b6251268.txt"
+WINDOW = ("--begin", "2026-10-01", "--end", "2026-10-03")
+
+
+def invoke(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cli, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+def keys_of(doc: Any) -> set[str]:
+    if isinstance(doc, list):
+        return set().union(*(keys_of(d) for d in doc)) if doc else set()
+    if not isinstance(doc, dict):
+        return set()
+    return set(doc) | {k for v in doc.values() for k in keys_of(v)}
+
+
+@pytest.fixture(scope="module")
+def seed_keys() -> set[str]:
+    """Every key of the response example in seed 000, with its line numbers stripped."""
+    if not SEED_000.exists():
+        pytest.skip(f"seed document not found at {SEED_000}")
+    text = SEED_000.read_text().split("Response Example", 1)[1]
+    body = "\n".join(line for line in text.splitlines() if not re.fullmatch(r"\s*\d+\s*", line))
+    return keys_of(json.loads(body))
+
+
+@pytest.fixture(scope="module")
+def attempts() -> pl.DataFrame:
+    return generate_attempts(seed=21, start=START, days=2, scale=0.5)
+
+
+@pytest.fixture(scope="module")
+def attempts_csv(attempts: pl.DataFrame, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    dirty, _ = make_dirty_attempts(attempts, seed=2, fraction=0.01)
+    path = tmp_path_factory.mktemp("cb") / "attempts.csv"
+    dirty.write_csv(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def built(attempts_csv: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("out")
+    code, stdout, stderr = invoke(
+        "callbacks", "--attempts", str(attempts_csv), "--out", str(out), "--tz", "Europe/London",
+        "--start", "2026-10-01T00:00:00Z", "--end", "2026-10-03T00:00:00Z",
+    )  # fmt: skip
+    assert code == 0, stderr
+    assert "not callbacks" in stdout
+    return out
+
+
+def metrics(*args: str) -> Any:
+    code, stdout, stderr = invoke("callback-metrics", *args)
+    assert code == 0, stderr
+    return json.loads(stdout)
+
+
+def test_callbacks_writes_every_output(built: Path) -> None:
+    summary = json.loads((built / "callbacks_summary.json").read_text())
+    assert summary["quarantined"]
+    assert summary["not_callbacks"] > 0
+    assert summary["intervals"] == 2 * 96
+    for name in ("callback_attempts", "callback_intervals", "retry_outcomes"):
+        assert any((built / "store" / name).rglob("*.parquet")), name
+    for name in ("callback_intervals.csv", "retry_outcomes.ndjson", "callback_metrics.json"):
+        assert (built / "exports" / name).exists(), name
+    assert (built / "exports" / "callback_gaps.ndjson").exists()
+    assert (built / "quarantine" / "callback_attempts.csv").exists()
+
+
+def test_document_has_exactly_the_seed_keys(built: Path, seed_keys: set[str]) -> None:
+    doc = metrics(*WINDOW, "--store", str(built))
+    assert keys_of(doc) == seed_keys
+    assert doc["data"]["totalCallbacks"] > 0
+
+
+def test_store_and_attempts_file_give_the_same_document(built: Path, attempts_csv: Path) -> None:
+    from_store = metrics(*WINDOW, "--store", str(built))
+    assert metrics(*WINDOW, "--attempts", str(attempts_csv)) == from_store
+    assert json.loads((built / "exports" / "callback_metrics.json").read_text()) == from_store
+
+
+def test_filters_select_requests(built: Path) -> None:
+    def total(*args: str) -> int:
+        return int(metrics(*WINDOW, "--store", str(built), *args)["data"]["totalCallbacks"])
+
+    everything = total()
+    assert total("--callTargetId", "4380,4381") == total("--callTargetId", "4380") + total(
+        "--callTargetId", "4381"
+    )
+    assert total("--type", "asap") + total("--type", "scheduled") == everything
+    assert total("--sourceType", "voice") + total("--sourceType", "digital") == everything
+    assert total("--firstPartyCalled", "Customer First") == total("--firstPartyCalled", "customer")
+    asap = metrics(*WINDOW, "--store", str(built), "--type", "asap")["data"]["outcomes"]
+    assert asap["totalCallbackScheduled"] == 0
+    assert total("--callTargetId", "no-such-target") == 0
+
+
+def test_step_lists_interval_documents(built: Path, seed_keys: set[str]) -> None:
+    elements = metrics(*WINDOW, "--store", str(built), "--step", "1d", "--tz", "Europe/London")
+    assert [(e["intervalBegin"], e["partialInterval"]) for e in elements] == [
+        ("2026-09-30T23:00:00Z", True),
+        ("2026-10-01T23:00:00Z", False),
+        ("2026-10-02T23:00:00Z", True),
+    ]
+    assert keys_of([e["data"] for e in elements]) == seed_keys - {"data"}
+    whole = metrics(*WINDOW, "--store", str(built))["data"]["totalCallbacks"]
+    assert sum(e["data"]["totalCallbacks"] for e in elements) == whole
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--begin", "2026-10-01x", "--end", "2026-10-02"), "--begin"),
+        (("--begin", "2026-10-01", "--end", "01/10/2026"), "--end"),
+        (("--begin", "2026-10-02", "--end", "2026-10-01"), "not after"),
+        ((*WINDOW, "--firstPartyCalled", "robot"), "agent, customer"),
+        ((*WINDOW, "--callTargetId", " , "), "callTargetId"),
+        ((*WINDOW, "--step", "1h", "--tz", "Mars/Olympus_Mons"), "Mars/Olympus_Mons"),
+        ((*WINDOW, "--store", "/nonexistent/wfm"), "no callback_attempts"),
+        ((*WINDOW, "--attempts", "/nonexistent/a.csv"), "no such file"),
+    ],
+)
+def test_errors_are_one_line_and_exit_2(built: Path, args: tuple[str, ...], message: str) -> None:
+    store = () if "--store" in args or "--attempts" in args else ("--store", str(built))
+    code, stdout, stderr = invoke("callback-metrics", *args, *store)
+    assert code == 2
+    assert stdout == ""
+    assert len(stderr.strip().splitlines()) == 1
+    assert message in stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("--start", "2026-10-01T00:00:00Z"),
+        ("--start", "2026-10-01T00:00:00", "--end", "2026-10-02T00:00:00Z"),
+        ("--tz", "Mars/Olympus_Mons"),
+    ],
+)
+def test_callbacks_errors_exit_2(attempts_csv: Path, tmp_path: Path, args: tuple[str, ...]):
+    code, _, stderr = invoke(
+        "callbacks", "--attempts", str(attempts_csv), "--out", str(tmp_path), *args
+    )
+    assert code == 2
+    assert len(stderr.strip().splitlines()) == 1
+
+
+def test_callbacks_without_callbacks_needs_a_window(tmp_path: Path) -> None:
+    path = tmp_path / "none.csv"
+    empty = pl.DataFrame(schema=dict.fromkeys(CALLBACK_ATTEMPTS, pl.String))
+    empty.write_csv(path)
+    code, _, stderr = invoke("callbacks", "--attempts", str(path), "--out", str(tmp_path / "o"))
+    assert code == 2
+    assert "--start" in stderr
