@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import random
+import tempfile
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -12,6 +14,7 @@ from hypothesis import strategies as st
 
 from engine import callback_intervals, callback_metrics, retry_outcomes
 from engine.interval import snap_window
+from engine.pipeline import read_table
 from engine.schema import CALLBACK_ATTEMPTS
 from engine.settings import BuildSettings
 from tests import oracle_callbacks
@@ -184,7 +187,9 @@ def test_splitting_attempts_into_two_files_changes_nothing(case, rnd: random.Ran
     shuffled = rows[:]
     rnd.shuffle(shuffled)
     cut = rnd.randint(0, len(shuffled))
-    two = pl.concat([frame(shuffled[:cut]), frame(shuffled[cut:])])
-    assert callback_metrics.document(two, begin=start, end=end) == callback_metrics.document(
-        frame(rows), begin=start, end=end
-    )
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, part in enumerate((shuffled[:cut], shuffled[cut:])):
+            pl.DataFrame(part, schema=CALLBACK_ATTEMPTS).write_parquet(Path(tmp) / f"{i}.parquet")
+        both = read_table(Path(tmp))  # a directory of Parquet files, as the CLI reads it
+        got = callback_metrics.document(both, begin=start, end=end)
+    assert got == callback_metrics.document(frame(rows), begin=start, end=end)
