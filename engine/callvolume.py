@@ -101,8 +101,8 @@ def _measures(settings: BuildSettings) -> list[pl.Expr]:
     t = _threshold_ms(settings)
     within = wait <= t if settings.sl_comparator == "<=" else wait < t
     handle = pl.col("talk_ms") + pl.col("hold_ms") + pl.col("acw_ms")
-    return [
-        pl.len().cast(pl.Int64).alias("offered"),
+    measures = [
+        pl.len().alias("offered"),
         answered.sum().alias("answered"),
         abandoned.sum().alias("abandoned"),
         (abandoned & (wait < settings.short_abandon_ms)).sum().alias("short_abandoned"),
@@ -123,6 +123,7 @@ def _measures(settings: BuildSettings) -> list[pl.Expr]:
         pl.when(answered).then(wait).max().fill_null(0).alias("wait_answered_max_ms"),
         pl.when(abandoned).then(wait).max().fill_null(0).alias("wait_abandoned_max_ms"),
     ]
+    return [m.cast(pl.Int64) for m in measures]  # counts of booleans come out as UInt32
 
 
 def _combine() -> list[pl.Expr]:

@@ -196,6 +196,9 @@ def _quarantine_rows(frame: pl.LazyFrame) -> pl.LazyFrame:
 def validate_contacts(frame: pl.LazyFrame) -> tuple[pl.LazyFrame, pl.LazyFrame]:
     """Split ``frame`` into canonical contacts and quarantine rows.
 
+    Only identities that occur more than once (found by one cheap group-by) go through the
+    de-duplication rules; every other valid row passes straight through.
+
     Args:
         frame: contacts in the canonical shape, possibly as text columns.
 
@@ -206,14 +209,20 @@ def validate_contacts(frame: pl.LazyFrame) -> tuple[pl.LazyFrame, pl.LazyFrame]:
     """
     conformed = conform_contacts(frame)
     failed = conformed.filter(pl.col(_REASON).is_not_null())
-    passed = conformed.filter(pl.col(_REASON).is_null()).unique(subset=list(CONTACTS), keep="any")
+    passed = conformed.filter(pl.col(_REASON).is_null()).select(list(CONTACTS))
     key = list(CONTACTS_KEY)
+    repeated = passed.group_by(key).len().filter(pl.col("len") > 1).select(key)
+    single = passed.join(repeated, on=key, how="anti")
     stamp = pl.col("updated_at").fill_null(_OLDEST)
-    latest = passed.filter(stamp == stamp.max().over(key))
+    versions = passed.join(repeated, on=key, how="semi").unique(keep="any")
+    latest = versions.filter(stamp == stamp.max().over(key))
     clashes = pl.len().over(key) > 1
+    # Both rows of a conflict parsed cleanly, so their canonical form is their payload.
     conflicts = latest.filter(clashes).with_columns(
-        pl.lit("conflicting_duplicate").alias(_REASON), pl.lit("updated_at").alias(_DETAIL)
+        pl.lit("conflicting_duplicate").alias(_REASON),
+        pl.lit("updated_at").alias(_DETAIL),
+        pl.struct(list(CONTACTS)).alias(_RAW),
     )
-    clean = latest.filter(~clashes).select(list(CONTACTS))
+    clean = pl.concat([single, latest.filter(~clashes).select(list(CONTACTS))])
     quarantine = pl.concat([_quarantine_rows(failed), _quarantine_rows(conflicts)])
     return clean, quarantine

@@ -148,3 +148,25 @@ def test_attribution_moves_a_segment_to_its_end_interval(attribution, expected_i
     t = _engine([row], start, start + timedelta(hours=1), {"attribution": attribution})
     hit = t.filter(pl.col("offered") == 1)["interval_start_utc"].dt.minute().to_list()
     assert hit == [expected_interval_minute]
+
+
+def test_every_table_builder_returns_its_declared_schema() -> None:
+    from datetime import UTC, timedelta
+
+    from engine import callback_intervals, retry_outcomes
+    from engine.callvolume import SCHEMA
+    from engine.synthetic import generate_contacts
+    from engine.synthetic_callbacks import generate_attempts
+
+    start = datetime(2026, 10, 1, tzinfo=UTC)
+    window = (start, start + timedelta(days=1))
+    s = BuildSettings()
+    contacts = generate_contacts(start=start, days=1, scale=0.1).lazy()
+    attempts = generate_attempts(start=start, days=1, scale=0.1).lazy()
+    for module, frame in ((callback_intervals, attempts), (retry_outcomes, attempts)):
+        built = module.build(frame, window=window, settings=s)
+        assert built.collect_schema() == pl.Schema(module.SCHEMA)
+        assert built.collect().schema == pl.Schema(module.SCHEMA)
+    volume = build(contacts, window=window, settings=s)
+    assert volume.collect_schema() == pl.Schema(SCHEMA)
+    assert volume.collect().schema == pl.Schema(SCHEMA)
