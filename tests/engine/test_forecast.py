@@ -1,0 +1,87 @@
+"""The forecasting format, consumed by real forecasting tooling (Nixtla's utilsforecast and
+coreforecast), and the export commands."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from click.testing import CliRunner
+from coreforecast.grouped_array import GroupedArray
+from coreforecast.lag_transforms import Lag
+from utilsforecast.losses import mae
+from utilsforecast.preprocessing import fill_gaps
+
+from engine import callvolume
+from engine.cli import cli
+from engine.forecast import long_format
+from engine.settings import BuildSettings
+from engine.synthetic import generate_contacts
+
+START = datetime(2026, 10, 5, tzinfo=UTC)  # a Monday
+DAYS = 21
+WEEK = 7 * 96
+
+
+@pytest.fixture(scope="module")
+def table() -> pl.DataFrame:
+    s = BuildSettings()
+    window = (START, START + timedelta(days=DAYS))
+    contacts = generate_contacts(seed=4, start=START, days=DAYS, scale=0.5).lazy()
+    return callvolume.build(contacts, window=window, settings=s).collect()
+
+
+def test_series_are_complete_and_regular_for_the_libraries(table: pl.DataFrame) -> None:
+    long = long_format(table.lazy()).collect()
+    assert long.columns == ["unique_id", "ds", "y"]
+    assert long.schema["ds"] == pl.Datetime("us")  # naive: what the libraries expect
+    filled = fill_gaps(long, freq="15m", start="per_serie", end="per_serie")
+    assert filled.height == long.height  # no gaps: zero-filled intervals
+    sizes = long.group_by("unique_id").len()["len"].unique().to_list()
+    assert sizes == [DAYS * 96]
+    offered = long.filter(pl.col("unique_id").str.ends_with("|offered"))["y"].sum()
+    assert offered == table["offered"].sum()
+
+
+def test_seasonal_naive_forecast_beats_a_flat_one(table: pl.DataFrame) -> None:
+    long = long_format(table.lazy(), metrics=("offered",)).collect()
+    sizes = long.group_by("unique_id", maintain_order=True).len()["len"].to_numpy()
+    indptr = np.append(0, np.cumsum(sizes)).astype(np.int32)
+    ga = GroupedArray(long["y"].to_numpy(), indptr)
+    last_week = Lag(WEEK).transform(ga)  # seasonal naive: the same interval a week earlier
+    scored = long.with_columns(
+        seasonal=pl.Series(last_week), flat=pl.col("y").mean().over("unique_id")
+    ).filter(pl.col("ds") >= (START + timedelta(days=14)).replace(tzinfo=None))
+    errors = mae(scored, models=["seasonal", "flat"], id_col="unique_id", target_col="y")
+    assert errors["seasonal"].sum() < errors["flat"].sum()
+
+
+def test_ratio_metrics_are_refused() -> None:
+    with pytest.raises(ValueError, match="not additive"):
+        long_format(pl.LazyFrame(), metrics=("aht_ms",))
+
+
+def test_export_commands(table: pl.DataFrame, tmp_path: Path) -> None:
+    store = tmp_path / "out"
+    from engine.export import write_store
+
+    write_store(table, store / "store" / "callvolume", by="interval_start_utc")
+    run = CliRunner().invoke
+    r = run(cli, ["export", "forecast", "--store", str(store), "--out", str(tmp_path / "f.csv")])
+    assert r.exit_code == 0, r.stderr
+    assert pl.read_csv(tmp_path / "f.csv").columns == ["unique_id", "ds", "y"]
+    r = run(cli, ["export", "vendor", "calabrio", "--store", str(store), "--out", str(tmp_path)])
+    assert r.exit_code == 0, r.stderr
+    assert (tmp_path / "calabrio_queue_statistics.csv").exists()
+    r = run(cli, ["export", "contact-volume", "--store", str(store), "--limit", "2"])
+    assert r.exit_code == 0, r.stderr
+    assert '"hasMore": true' in r.stdout
+    r = run(cli, ["export", "vendor", "nope", "--store", str(store), "--out", str(tmp_path)])
+    assert r.exit_code == 2
+    assert "unknown profile" in r.stderr
+    r = run(cli, ["export", "forecast", "--store", str(tmp_path / "none"), "--out", "x.csv"])
+    assert r.exit_code == 2
+    assert "no volume table" in r.stderr
