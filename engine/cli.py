@@ -278,3 +278,4 @@ def main() -> None:
 from engine import cli_callbacks  # noqa: E402  (registers the callback commands)
 from engine import cli_export as cli_export  # noqa: E402, PLC0414  (registers export)
 from engine import cli_report as cli_report  # noqa: E402, PLC0414  (registers report)
+from engine import cli_sync as cli_sync  # noqa: E402, PLC0414  (registers sync, config, state)

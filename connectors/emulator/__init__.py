@@ -3,7 +3,9 @@
 ``server`` holds the vendor-neutral part (a ``ThreadingHTTPServer`` on 127.0.0.1 with a per-tenant
 rate limiter, fault injection, counters and a request log), ``fault`` the fault switches and the
 limiter, and one module per vendor its routes and record shapes (``ujet``, with its canonical
-mapping in ``ujet_record`` and its JSON shapes in ``ujet_render``).
+mapping in ``ujet_record`` and its JSON shapes in ``ujet_render``; ``mindful``, with its
+records in ``mindful_render``, its data in ``mindful_store`` and the vendor's metrics in
+``mindful_metrics``).
 
 Example:
     >>> from connectors.emulator import Fault, Faults, UjetEmulator
@@ -19,13 +21,19 @@ from connectors.emulator.fault import Fault, Faults, RateLimiter
 from connectors.emulator.server import EmulatorServer, LogEntry, Request, Response, Stats
 
 if TYPE_CHECKING:
+    from connectors.emulator.dixa import DixaEmulator
+    from connectors.emulator.kore import KoreEmulator
+    from connectors.emulator.mindful import MindfulEmulator
     from connectors.emulator.ujet import UjetEmulator
 
 __all__ = [
+    "DixaEmulator",
     "EmulatorServer",
     "Fault",
     "Faults",
+    "KoreEmulator",
     "LogEntry",
+    "MindfulEmulator",
     "RateLimiter",
     "Request",
     "Response",
@@ -38,4 +46,10 @@ def __getattr__(name: str) -> Any:
     """Import vendor emulators on first use (``python -m connectors.emulator.ujet`` runs clean)."""
     if name == "UjetEmulator":
         return importlib.import_module("connectors.emulator.ujet").UjetEmulator
+    if name == "MindfulEmulator":
+        return importlib.import_module("connectors.emulator.mindful").MindfulEmulator
+    if name == "KoreEmulator":
+        return importlib.import_module("connectors.emulator.kore").KoreEmulator
+    if name == "DixaEmulator":
+        return importlib.import_module("connectors.emulator.dixa").DixaEmulator
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

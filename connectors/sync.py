@@ -1,0 +1,356 @@
+"""The sync loop: pull every stream of a source page by page, land each page, then commit state.
+
+For each stream, in declaration order::
+
+    state (cursor - lookback, or the configured start)
+      -> first request -> iterate_pages (rate limiter before every attempt, retry policy,
+         loop guard, max-pages guard)
+      -> per page: prepare + shape check (misfits are quarantined) -> land_page (durable)
+         -> StateStore.commit(latest updated_at landed so far)
+
+State is committed only after the page it covers is durable, so a crash or a kill at any point
+re-reads at most the pages after the last commit (plus the lookback), and the landing store's
+de-duplication by primary key makes the re-read harmless. One rate limiter is shared by all
+streams of a source (vendors limit per tenant). A :class:`SyncReport` per stream counts pages,
+records, retries and 429s and carries the one-line error of a stream that failed; ``progress``
+is called after every landed page.
+
+Example:
+    ``reports = sync_source(UJET, settings, landing_root=Path("data/landing"),
+    state_root=Path("data/state"))``
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections import Counter, deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from connectors.errors import ConnectorError, RateLimitedError, RetriableError
+from connectors.landing import PiiScrubber, RecordKey, RejectedRecord, land_page
+from connectors.normalise import land_rejected
+from connectors.paging import CursorTailPaginator, Page, Paginator, iterate_pages
+from connectors.ratelimit import RateLimiter
+from connectors.retry import ApiRequest
+from connectors.source import Source, SourceSettings, Stream, shape_error
+from connectors.state import StateStore, format_utc
+
+__all__ = [
+    "Progress",
+    "SequentialLimiter",
+    "SyncReport",
+    "first_request",
+    "sync_source",
+    "sync_stream",
+]
+
+_log = logging.getLogger(__name__)
+
+
+class SequentialLimiter(RateLimiter):
+    """A rate limiter whose windows also count from responses, around any base limiter.
+
+    A server counts a request somewhere between our send and its response. Windows counted from
+    grants (the base limiter) are exceeded when an earlier request happens to reach the server
+    later than a newer one (scheduling delays, network jitter). For one caller sending one
+    request at a time, counting each of the base limiter's windows from the moment the response
+    of the request that opened it arrived (:meth:`done`) guarantees the limit whatever the
+    latency, at the price of one round trip per window. The base limiter's own windows (rate,
+    burst, period, margin) still apply; with ``anchored=False`` only they do.
+
+    Example:
+        >>> t = [0.0]
+        >>> clock, sleep = (lambda: t[0]), (lambda s: t.__setitem__(0, t[0] + s))
+        >>> lim = SequentialLimiter(RateLimiter(2, 2, clock=clock, sleep=sleep), clock=clock,
+        ...                         sleep=sleep)
+        >>> lim.acquire(); t[0] += 0.3; lim.done(); _ = lim.acquire(); lim.done()
+        0.0
+        >>> lim.acquire()  # the window opened when the first response came back, at 0.3
+        1.3
+    """
+
+    def __init__(
+        self,
+        base: RateLimiter,
+        *,
+        anchored: bool = True,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        super().__init__(base.rate, base.burst, clock=clock, sleep=sleep)
+        self.base, self.windows, self.anchored = base, base.windows, anchored
+        self._now, self._wait = clock, sleep
+        self._done: deque[float] = deque(maxlen=max(count for count, _ in base.windows))
+
+    def reserve(self) -> float:
+        """The base limiter's reservation."""
+        return self.base.reserve()
+
+    def acquire(self) -> float:
+        """Wait until the response-anchored windows allow a request, then the base windows."""
+        done = self._done
+        ready = max((done[-n] + span for n, span in self.windows if len(done) >= n), default=0.0)
+        if (wait := ready - self._now()) > 0:
+            self._wait(wait)
+        return self.base.acquire()
+
+    def done(self) -> None:
+        """Record that the response of the last request sent has arrived."""
+        if self.anchored:
+            self._done.append(self._now())
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Reported after each landed page; ``total_hint`` estimates the stream's records (the
+    vendor's ``Total`` header plus what came before), or is ``None``."""
+
+    source: str
+    stream: str
+    pages: int
+    records: int
+    total_hint: int | None
+
+
+@dataclass
+class SyncReport:
+    """What one stream's sync did (names, counts and instants only: no secret, no content)."""
+
+    source: str
+    stream: str
+    started_from: str
+    cursor: str | None = None
+    pages: int = 0
+    records: int = 0
+    landed: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)
+    retries: int = 0
+    throttled: int = 0
+    seconds: float = 0.0
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """No error."""
+        return self.error is None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report as a JSON-able dict."""
+        return asdict(self)
+
+
+def first_request(
+    stream: Stream, start: datetime, settings: SourceSettings, now: datetime
+) -> tuple[ApiRequest, Paginator]:
+    """The first request of a stream's sync from ``start``, and its paginator.
+
+    The stream's own ``plan`` when it declares one, else the built-in ``cursor_tail`` plan.
+
+    Example:
+        >>> from connectors.ujet import UJET, UjetSettings
+        >>> at = datetime(2026, 1, 1, tzinfo=UTC)
+        >>> request, _ = first_request(UJET.streams[0], at, UjetSettings(), at)
+        >>> request.params["updated_at[from]"], request.params["per"]
+        ('2026-01-01T00:00:00.000Z', 100)
+    """
+    if stream.plan is not None:
+        return stream.plan(start, settings, now)
+    if stream.paging != "cursor_tail":
+        msg = f"stream {stream.name!r}: paging {stream.paging!r} needs a plan in its declaration"
+        raise NotImplementedError(msg)
+    per = settings.per_page
+    params = {**stream.params, stream.cursor_param: format_utc(start), "per": per, "page": 1}
+    paginator = CursorTailPaginator(cursor_param=stream.cursor_param, field=stream.cursor_field)
+    return ApiRequest("GET", stream.path, params=params), paginator
+
+
+def _screen(
+    stream: Stream, records: Sequence[Any], scrubber: PiiScrubber
+) -> tuple[list[Any], list[RejectedRecord]]:
+    """Prepare records; set aside (scrubbed) those that do not fit the declared shape."""
+    kept: list[Any] = []
+    rejected: list[RejectedRecord] = []
+    for raw in records:
+        record = stream.prepare(raw) if stream.prepare and isinstance(raw, Mapping) else raw
+        where = None if stream.record_dtype is None else shape_error(record, stream.record_dtype)
+        if where is None:
+            kept.append(record)
+            continue
+        clean = scrubber(record) if isinstance(record, Mapping) else record
+        raw_json = json.dumps(clean, ensure_ascii=False, separators=(",", ":"), default=str)
+        rejected.append(RejectedRecord("wrong_type", where, raw_json))
+    return kept, rejected
+
+
+@dataclass
+class _Run:
+    """The per-stream pieces of one sync."""
+
+    source: Source
+    stream: Stream
+    settings: SourceSettings
+    landing_root: Path
+    state: StateStore
+    scrubber: PiiScrubber
+    batch_id: str
+    report: SyncReport
+    started: datetime
+    latest: datetime | None = None
+    base: int = 0
+
+    def land(self, page: Page) -> None:
+        """Land one page durably, quarantine its misfits, then commit the cursor."""
+        source, stream, report = self.source.name, self.stream.name, self.report
+        records, rejected = _screen(self.stream, page.records, self.scrubber)
+        landed = land_page(
+            self.landing_root,
+            source,
+            stream,
+            records,
+            key=self.stream.record_key
+            or RecordKey(self.stream.primary_key, self.stream.cursor_field),
+            scrubber=self.scrubber,
+            fetched_at=datetime.now(UTC),
+            batch_id=self.batch_id,
+            page_no=page.page_no,
+        )
+        rejected += landed.rejected
+        if rejected:
+            land_rejected(self.landing_root, source, stream, rejected, batch_id=self.batch_id)
+        if landed.max_updated_at is not None:
+            self.latest = max(self.latest or landed.max_updated_at, landed.max_updated_at)
+        cursor = self.latest
+        if self.stream.page_cursor is not None:
+            cursor = self.stream.page_cursor(page, self.latest, self.started)
+        if cursor is not None:
+            self.state.commit(source, stream, cursor, lookback=self.settings.lookback)
+        if str(page.request.params.get("page", "1")) == "1":
+            self.base = report.records  # a fresh cursor request: Total counts from here
+        report.pages += 1
+        report.records += len(page.records)
+        report.landed += landed.rows
+        report.rejected = dict(Counter(report.rejected) + Counter(r.reason for r in rejected))
+
+    def total_hint(self, page: Page) -> int | None:
+        """What the vendor's ``Total`` header says the stream holds, if it sent one."""
+        total = page.response.headers.get("Total", "")
+        return self.base + int(total) if total.isdigit() else None
+
+
+def sync_stream(
+    source: Source,
+    stream: Stream,
+    settings: SourceSettings,
+    *,
+    client: httpx.Client,
+    landing_root: Path,
+    state: StateStore,
+    limiter: RateLimiter,
+    sleep: Callable[[float], None] = time.sleep,
+    progress: Callable[[Progress], None] | None = None,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> SyncReport:
+    """Sync one stream (see the module docstring); a connector error ends it in ``report.error``.
+
+    Everything landed before the error stays committed; the next sync resumes from there.
+    """
+    if not isinstance(limiter, SequentialLimiter):
+        limiter = SequentialLimiter(limiter)
+    began, started = time.perf_counter(), now()
+    lookback, initial = settings.lookback, settings.initial_cursor(started)
+    start = state.resume_from(source.name, stream.name, lookback=lookback, initial=initial)
+    report = SyncReport(source.name, stream.name, started_from=format_utc(start))
+
+    def on_retry(attempt: int, delay: float, error: RetriableError) -> None:
+        limiter.done()
+        report.retries += 1
+        report.throttled += isinstance(error, RateLimitedError)
+
+    run = _Run(
+        source=source,
+        stream=stream,
+        settings=settings,
+        landing_root=landing_root,
+        state=state,
+        scrubber=PiiScrubber(stream.pii_drop, stream.pii_hash, settings.pii_hash_secret),
+        batch_id=f"{started:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}",
+        report=report,
+        started=started,
+    )
+    request, paginator = first_request(stream, start, settings, started)
+    try:
+        for page in iterate_pages(
+            client,
+            request,
+            paginator,
+            records_path=stream.records_path,
+            limiter=limiter,
+            retry=settings.retry_policy(sleep=sleep, on_retry=on_retry),
+            max_pages=settings.max_pages,
+        ):
+            limiter.done()
+            run.land(page)
+            if progress is not None:
+                hint = run.total_hint(page)
+                progress(Progress(source.name, stream.name, report.pages, report.records, hint))
+    except ConnectorError as exc:
+        report.error = str(exc)
+        _log.error("sync %s/%s failed: %s", source.name, stream.name, exc)
+    committed = state.get(source.name, stream.name)
+    report.cursor = None if committed is None else format_utc(committed.cursor)
+    report.seconds = round(time.perf_counter() - began, 3)
+    _log.info("sync %s/%s: %s", source.name, stream.name, report.to_dict())
+    return report
+
+
+def sync_source(
+    source: Source,
+    settings: SourceSettings,
+    *,
+    landing_root: Path,
+    state_root: Path,
+    streams: Sequence[str] | None = None,
+    transport: httpx.BaseTransport | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    progress: Callable[[Progress], None] | None = None,
+) -> list[SyncReport]:
+    """Sync the streams of ``source`` (all, or those named), one report per stream.
+
+    A stream that fails does not stop the next one (its error is in its report).
+
+    Raises:
+        ConfigError: An unknown stream name, or settings the client cannot be built from.
+    """
+    source = source.configured(settings)
+    chosen = [source.stream(name) for name in streams] if streams else list(source.streams)
+    anchored = settings.rate_limit_anchor == "response"
+    state, limiter = (
+        StateStore(state_root),
+        SequentialLimiter(settings.limiter(), anchored=anchored),
+    )
+    with source.client(settings, transport) as client:
+        if source.preflight is not None:
+            source.preflight(settings, client, limiter, settings.retry_policy(sleep=sleep))
+        return [
+            sync_stream(
+                source,
+                stream,
+                settings,
+                client=client,
+                landing_root=landing_root,
+                state=state,
+                limiter=limiter,
+                sleep=sleep,
+                progress=progress,
+            )
+            for stream in chosen
+        ]

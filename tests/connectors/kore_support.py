@@ -1,0 +1,94 @@
+"""Shared helpers of the Kore.ai connector tests: data, settings, one sync, rebuilds."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+from pydantic import SecretStr
+
+from connectors.emulator import KoreEmulator
+from connectors.kore import KORE, KoreSettings
+from connectors.normalise import rebuild
+from connectors.source import TimeoutSettings
+from connectors.state import StateStore
+from connectors.sync import SyncReport, sync_stream
+from engine.synthetic import generate_contacts
+
+DAY = datetime(2026, 10, 1, tzinfo=UTC)
+NOW = DAY + timedelta(days=2, hours=6, minutes=7)  # the emulated "now" of a sync
+CONTACTS = generate_contacts(start=DAY, days=3, scale=0.03, seed=11, as_of=NOW, source="kore")
+KEYS = ["interval_start_utc", "queue_id", "channel"]
+JWT_HEADER = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9"  # base64url of {"alg":"HS256","typ":"JWT"}
+
+
+def settings(emu: KoreEmulator, **kw: Any) -> KoreSettings:
+    """Fast settings against ``emu`` (no real rate limit, tiny retry delays)."""
+    values: dict[str, Any] = {
+        "enabled": True,
+        "base_url": emu.base_url,
+        "account_id": emu.account_id,
+        "org_id": emu.org_id,
+        "app_id": emu.app_id,
+        "client_secret": SecretStr(emu.secret),
+        "start": DAY,
+        "per_page": 40,
+        "rate_limit_per_s": 1000.0,
+        "rate_limit_burst": 1000,
+        "rate_limit_period_s": 1.0,
+        "retry_base_s": 0.001,
+        "retry_after_max_s": 0.001,
+        "max_retries": 8,
+        "timeouts": TimeoutSettings(read=5.0),
+    }
+    return KoreSettings(**(values | kw))
+
+
+def sync(emu: KoreEmulator, root: Path, *, now: datetime = NOW, **kw: Any) -> SyncReport:
+    """One sync of the stream at the emulated instant ``now`` (retry sleeps skipped)."""
+    s = settings(emu, **kw)
+    source = KORE.configured(s)
+    with source.client(s, None) as client:
+        return sync_stream(
+            source,
+            source.streams[0],
+            s,
+            client=client,
+            landing_root=root / "landing",
+            state=StateStore(root / "state"),
+            limiter=s.limiter(),
+            sleep=lambda _: None,
+            now=lambda: now,
+        )
+
+
+def imported(root: Path, **kw: Any) -> pl.DataFrame:
+    """The rows rebuilt from the landing store (asserting nothing was quarantined)."""
+    out = rebuild(KORE, root / "landing", KoreSettings(**kw))
+    assert out.quarantine.collect().height == 0
+    return out.rows.collect()
+
+
+def as_served(rows: pl.DataFrame, emu: KoreEmulator) -> pl.DataFrame:
+    """Imported rows in the shape of the emulator's truth."""
+    columns = emu.expected_callvolume().columns
+    return rows.select(columns).with_columns(pl.col("channel").cast(pl.String)).sort(KEYS)
+
+
+def expected(emu: KoreEmulator, *, until: datetime = NOW) -> pl.DataFrame:
+    """The emulator's truth for intervals before ``until``."""
+    served = emu.expected_callvolume()
+    return served.filter(pl.col("interval_start_utc") < until).sort(KEYS)
+
+
+@contextmanager
+def contract_harness() -> Iterator[KoreSettings]:
+    """The Kore.ai emulator with the last two whole UTC days of traffic, and settings for it."""
+    day = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=2)
+    contacts = generate_contacts(start=day, days=2, scale=0.02, seed=5, source="kore")
+    with KoreEmulator(contacts, rate_limit=None) as emu:
+        yield settings(emu, start=day)

@@ -1,0 +1,197 @@
+"""Configuration: TOML layers, environment, .env, secrets dir, masking, errors, and the commands
+that read it (``config show``, ``state show``/``reset``, ``sync``)."""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from pydantic import SecretStr, ValidationError
+
+from connectors.errors import ConfigError
+from connectors.state import StateStore
+from engine.cli import cli
+from engine.config import DEFAULTS_FILE, AppSettings, describe_errors, load_settings, to_toml
+from tests.connectors import ujet_support as sup
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No WFM_ variable and no .env of the developer's leaks into these tests."""
+    for name in [n for n in os.environ if n.startswith("WFM_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+
+
+def test_defaults_file_states_the_model_defaults() -> None:
+    from_file = load_settings(env_file=None)
+    data = tomllib.loads(DEFAULTS_FILE.read_text())
+    assert from_file.sources.ujet.rate_limit_per_s == data["sources"]["ujet"]["rate_limit_per_s"]
+    bare = AppSettings.model_construct()  # no sources at all: the models' own defaults
+    assert from_file.masked()["build"] == bare.build.model_dump(mode="json")
+    assert from_file.masked()["sources"]["ujet"] == AppSettings().masked()["sources"]["ujet"]
+
+
+def test_layers_in_priority_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "tenant.toml"
+    config.write_text(
+        "[sources.ujet]\nper_page = 50\nlookback_minutes = 10\nusername = 'from-toml'\n"
+        "rate_limit_per_s = 3.0\n[build]\ntz = 'Europe/London'\n"
+    )
+    (tmp_path / ".env").write_text(
+        "WFM_SOURCES__UJET__LOOKBACK_MINUTES=20\nWFM_SOURCES__UJET__USERNAME=from-dotenv\n"
+        "WFM_CONFIG=ignored.toml\n"
+    )
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "WFM_SOURCES__UJET__PASSWORD").write_text("pw-from-secrets-dir\n")
+    (secrets / "WFM_SOURCES__UJET__USERNAME").write_text("from-secrets")
+    monkeypatch.setenv("WFM_SOURCES__UJET__USERNAME", "from-env")
+    monkeypatch.setenv("WFM_SECRETS_DIR", str(secrets))
+    settings = load_settings(config, env_file=tmp_path / ".env")
+    ujet = settings.sources.ujet
+    assert ujet.per_page == 50  # the --config file over defaults.toml
+    assert ujet.rate_limit_per_s == 3.0
+    assert ujet.lookback_minutes == 20  # .env over the file
+    assert ujet.username == "from-env"  # the environment over everything
+    assert isinstance(ujet.password, SecretStr)
+    assert ujet.password.get_secret_value() == "pw-from-secrets-dir"
+    assert settings.build.tz == "Europe/London"
+    assert settings.build.interval_minutes == 15  # untouched keys keep their defaults
+    assert (
+        load_settings(env_file=None, sources={"ujet": {"per_page": 7}}).sources.ujet.per_page == 7
+    )
+
+
+def test_config_file_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "c.toml").write_text("[store]\nstate = 'elsewhere/state'\n")
+    monkeypatch.setenv("WFM_CONFIG", str(tmp_path / "c.toml"))
+    assert load_settings(env_file=None).store.state == Path("elsewhere/state")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[sourcs.ujet]\nenabled = true\n", r"unknown section \[sourcs\]"),
+        ("[store\n", "not valid TOML"),
+    ],
+)
+def test_bad_files_fail_with_one_line(tmp_path: Path, text: str, message: str) -> None:
+    (tmp_path / "c.toml").write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_settings(tmp_path / "c.toml", env_file=None)
+    with pytest.raises(ConfigError, match="no such file"):
+        load_settings(tmp_path / "missing.toml", env_file=None)
+
+
+@pytest.mark.parametrize(
+    ("sources", "line"),
+    [
+        (
+            {"ujet": {"rate_limit_per_s": 0}},
+            "sources.ujet.rate_limit_per_s: Input should be greater",
+        ),
+        ({"ujet": {"per_page": 500}}, "sources.ujet.per_page: Input should be less than or equal"),
+        ({"ujet": {"enabled": True}}, "sources.ujet: required when enabled: base_url, username"),
+        ({"ujet": {"base_url": "http://ujet.example.com/v1"}}, "sources.ujet.base_url: HTTPS"),
+        ({"ujet": {"base_url": "https://u:leak-9@h.test/v1"}}, "sources.ujet.base_url: credent"),
+        ({"ujet": {"lookbak_minutes": 5}}, "sources.ujet.lookbak_minutes: Extra inputs"),
+        ({"nope": {}}, "sources.nope: Extra inputs are not permitted"),
+    ],
+)
+def test_every_validation_error_is_one_line_naming_the_setting(
+    sources: dict[str, Any], line: str
+) -> None:
+    with pytest.raises(ValidationError) as info:
+        load_settings(env_file=None, sources=sources)
+    lines = describe_errors(info.value)
+    assert any(text.startswith(line) for text in lines), lines
+    assert all("\n" not in text and "leak-9" not in text for text in lines)
+
+
+def test_masked_view_hides_secrets_and_renders_as_toml() -> None:
+    settings = load_settings(
+        env_file=None,
+        sources={"ujet": {"password": "pw-1", "pii_hash_secret": "k-2", "username": "u"}},
+    )
+    masked = settings.masked()
+    assert masked["sources"]["ujet"]["password"] == "*" * 10
+    rendered = to_toml(masked)
+    assert "pw-1" not in rendered
+    assert "k-2" not in rendered
+    parsed = tomllib.loads(rendered)
+    assert parsed["sources"]["ujet"]["username"] == "u"
+    assert parsed["build"]["sl_default_ms"]["chat"] == 60_000
+    assert "start" not in parsed["sources"]["ujet"]  # unset values are comments
+
+
+def invoke(args: list[str], env: dict[str, str] | None = None) -> Any:
+    return CliRunner().invoke(cli, args, env=env, catch_exceptions=False)
+
+
+def test_config_show_command_masks_and_fails_in_one_line() -> None:
+    env = {"WFM_SOURCES__UJET__PASSWORD": "pw-cli-3", "WFM_SOURCES__UJET__USERNAME": "u"}
+    result = invoke(["config", "show"], env)
+    assert result.exit_code == 0
+    assert "pw-cli-3" not in result.output
+    assert 'password = "**********"' in result.output
+    shown = json.loads(invoke(["config", "show", "--json"], env).output)
+    assert shown["sources"]["ujet"]["username"] == "u"
+    bad = invoke(["config", "show"], {"WFM_SOURCES__UJET__RATE_LIMIT_PER_S": "fast"})
+    assert bad.exit_code == 2
+    assert bad.output.strip().splitlines() == [
+        "wfm-intervals: error: invalid setting sources.ujet.rate_limit_per_s: "
+        "Input should be a valid number, unable to parse string as a number"
+    ]
+
+
+def test_state_show_and_reset(tmp_path: Path) -> None:
+    env = {"WFM_STORE__STATE": str(tmp_path / "state")}
+    assert "no state" in invoke(["state", "show"], env).output
+    store = StateStore(tmp_path / "state")
+    for stream in ("calls", "chats"):
+        store.commit("ujet", stream, datetime(2026, 10, 1, tzinfo=UTC), lookback=timedelta(hours=1))
+    shown = invoke(["state", "show"], env).output
+    assert "ujet/calls  cursor 2026-10-01T00:00:00.000Z  lookback 60 min" in shown
+    reset = invoke(["state", "reset", "ujet", "calls", "--yes"], env)
+    assert reset.exit_code == 0
+    assert "reset ujet/calls" in reset.output
+    assert [s.stream for s in store.show()] == ["chats"]
+    assert invoke(["state", "reset", "--yes"], env).exit_code == 0
+    assert store.show() == []
+
+
+def test_sync_command_against_the_emulator(tmp_path: Path) -> None:
+    assert invoke(["sync"]).exit_code == 2  # nothing enabled
+    assert "unknown source 'nope'" in invoke(["sync", "nope"]).output
+    with sup.emulator(sup.small_contacts(scale=0.01)) as emu:
+        env = {
+            "WFM_SOURCES__UJET__ENABLED": "true",
+            "WFM_SOURCES__UJET__BASE_URL": emu.base_url,
+            "WFM_SOURCES__UJET__USERNAME": sup.USER,
+            "WFM_SOURCES__UJET__PASSWORD": sup.PASSWORD,
+            "WFM_SOURCES__UJET__PII_HASH_SECRET": sup.PII_SECRET,
+            "WFM_SOURCES__UJET__RATE_LIMIT_PER_S": "200",
+            "WFM_SOURCES__UJET__START": "2026-09-01T00:00:00Z",
+            "WFM_STORE__LANDING": str(tmp_path / "landing"),
+            "WFM_STORE__STATE": str(tmp_path / "state"),
+        }
+        table = invoke(["sync"], env)
+        as_json = invoke(["sync", "ujet", "--json", "--stream", "chats"], env)
+        truth = emu.expected_contacts()
+        refused = invoke(["sync", "ujet"], env | {"WFM_SOURCES__UJET__PASSWORD": "wrong-7"})
+    assert table.exit_code == 0, table.output
+    assert "ujet/calls" in table.output
+    assert "ujet/chats" in table.output
+    assert [r["stream"] for r in json.loads(as_json.output)] == ["chats"]
+    assert sup.synced(tmp_path / "landing").equals(truth)
+    assert refused.exit_code == 2
+    assert "HTTP 401" in refused.output
+    assert "wrong-7" not in refused.output
+    assert sup.PASSWORD not in table.output + as_json.output
