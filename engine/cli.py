@@ -277,5 +277,7 @@ def main() -> None:
 
 from engine import cli_callbacks  # noqa: E402  (registers the callback commands)
 from engine import cli_export as cli_export  # noqa: E402, PLC0414  (registers export)
+from engine import cli_reconcile as cli_reconcile  # noqa: E402, PLC0414  (registers reconcile)
 from engine import cli_report as cli_report  # noqa: E402, PLC0414  (registers report)
+from engine import cli_run as cli_run  # noqa: E402, PLC0414  (registers run)
 from engine import cli_sync as cli_sync  # noqa: E402, PLC0414  (registers sync, config, state)

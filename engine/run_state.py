@@ -1,0 +1,87 @@
+"""The run state: when the last ``wfm-intervals run`` started and which window it built.
+
+One small JSON file next to the connectors' state, ``<store.state>/run.json`` (the connectors
+keep theirs in ``<store.state>/<source>/<stream>.json``), written atomically
+(:func:`connectors.state.atomic_write_bytes`) after a run has written its tables. It holds
+instants and the build settings the tables were made with, nothing else: no secret can end up
+in it. The next run rebuilds from ``window_end - lookback``, counts segments changed after
+``started_at`` as late changes, and rebuilds everything when the build settings changed.
+
+Example:
+    >>> import tempfile
+    >>> from datetime import UTC, datetime
+    >>> path = run_state_path(Path(tempfile.mkdtemp()))
+    >>> at = datetime(2026, 10, 2, tzinfo=UTC)
+    >>> save_run_state(path, RunState(at, at, at, at, {"tz": "UTC"}))
+    >>> load_run_state(path).build
+    {'tz': 'UTC'}
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from connectors.errors import StateError
+from connectors.state import atomic_write_bytes, format_utc, parse_utc
+
+__all__ = ["RunState", "load_run_state", "run_state_path", "save_run_state"]
+
+_VERSION = 1
+_INSTANTS = ("started_at", "finished_at", "window_start", "window_end")
+
+
+@dataclass(frozen=True)
+class RunState:
+    """What the last successful run did.
+
+    Attributes:
+        started_at: when it started (the reference of late changes).
+        finished_at: when it finished.
+        window_start: the start of the window its tables were rebuilt for.
+        window_end: the end of that window (the latest of every run so far).
+        build: the build settings the tables were made with (``BuildSettings`` as JSON).
+    """
+
+    started_at: datetime
+    finished_at: datetime
+    window_start: datetime
+    window_end: datetime
+    build: dict[str, Any]
+
+
+def run_state_path(state_root: Path) -> Path:
+    """Where the run state lives under the connectors' state directory."""
+    return Path(state_root) / "run.json"
+
+
+def load_run_state(path: Path) -> RunState | None:
+    """The saved run state, or ``None`` before the first run.
+
+    Raises:
+        StateError: the file is not a run state this version wrote.
+    """
+    try:
+        data = json.loads(path.read_bytes())
+    except FileNotFoundError:
+        return None
+    except ValueError:
+        raise StateError(f"run state {path}: not valid JSON") from None
+    if not isinstance(data, dict) or data.get("version") != _VERSION:
+        raise StateError(f"run state {path}: not a version {_VERSION} run state")
+    instants = {name: parse_utc(data.get(name)) for name in _INSTANTS}
+    build = data.get("build")
+    if any(v is None for v in instants.values()) or not isinstance(build, dict):
+        raise StateError(f"run state {path}: missing or invalid fields")
+    return RunState(build=build, **instants)  # type: ignore[arg-type]
+
+
+def save_run_state(path: Path, state: RunState) -> None:
+    """Write the run state atomically (and durably)."""
+    data: dict[str, Any] = {"version": _VERSION}
+    data |= {name: format_utc(getattr(state, name)) for name in _INSTANTS}
+    data["build"] = state.build
+    atomic_write_bytes(path, json.dumps(data, indent=1, sort_keys=True).encode())

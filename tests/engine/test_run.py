@@ -1,0 +1,254 @@
+"""``wfm-intervals run`` over the four emulators on loopback: the summary equals what was written,
+a second run with nothing new changes nothing, a late change is aggregated again, and every
+error path exits with its code and one line naming the setting, the URL or the store."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+
+import engine.run
+from connectors.landing import LANDING_SCHEMA, scan_landed
+from engine import callvolume
+from engine.interval import snap_window
+from engine.run_tables import TABLES
+from engine.settings import BuildSettings
+from tests.engine.run_support import (
+    SECRETS,
+    T0,
+    Stack,
+    closed_port_url,
+    csv_rows,
+    emulators,
+    invoke,
+    one_error_line,
+    table,
+    write_config,
+)
+from tests.engine.run_support import clean_environment as _clean
+
+
+@pytest.fixture(autouse=True)
+def _environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    _clean(monkeypatch, tmp_path)
+
+
+@pytest.fixture
+def now(monkeypatch: pytest.MonkeyPatch) -> datetime:
+    """The runs' "now", frozen (the vendors' clocks keep running)."""
+    frozen = datetime.now(UTC).replace(second=0, microsecond=0)
+    monkeypatch.setattr(engine.run, "utcnow", lambda: frozen)
+    return frozen
+
+
+@pytest.fixture
+def stack() -> Iterator[Stack]:
+    with emulators() as s:
+        yield s
+
+
+def _raw_rows(landing: Path, source: str, stream: str) -> int:
+    files = list((landing / "raw" / f"source={source}" / f"stream={stream}").rglob("*.parquet"))
+    return pl.scan_parquet(files, schema=LANDING_SCHEMA).select(pl.len()).collect().item()
+
+
+def _texts(root: Path) -> str:
+    kinds = {".json", ".csv", ".ndjson", ".html", ".toml"}
+    return "\n".join(p.read_text() for p in root.rglob("*") if p.suffix in kinds)
+
+
+def test_a_run_matches_its_tables_and_a_second_run_changes_nothing(
+    tmp_path: Path, stack: Stack, now: datetime
+) -> None:
+    config = write_config(tmp_path, stack)
+    first = invoke(["run", "--json", "--quiet"], config)
+    assert first.exit_code == 0, first.output
+    assert first.stderr == ""
+    summary = json.loads(first.stdout)
+    out, landing = tmp_path / "out", tmp_path / "landing"
+    assert (summary["ok"], summary["exit_code"], summary["problems"]) == (True, 0, [])
+    assert summary["window"]["full_rebuild"] is True
+    assert summary["segments"] == table(out, "contacts").height == stack.served_contacts().height
+    assert summary["attempts"] == table(out, "callback_attempts").height > 0
+    volume = table(out, "callvolume")
+    assert summary["intervals_written"] == summary["tables"]["callvolume"]["rows"] == volume.height
+    for name in (*TABLES, "callvolume_kore"):
+        assert summary["tables"][name]["rows"] == table(out, name).height > 0
+    assert volume["interval_start_utc"].min() == T0
+    assert volume["interval_end_utc"].max() == snap_window(T0, now, minutes=15, tz="UTC")[1]
+    quarantined = sum(csv_rows(p) for p in (out / "quarantine").glob("*.csv"))
+    assert quarantined == sum(summary["quarantined"].values())
+    assert quarantined == sum(q["quarantined"] for q in summary["quarantine"])
+    assert [f"{p['source']}/{p['stream']}" for p in summary["pulled"]] == [
+        "ujet/calls",
+        "ujet/chats",
+        "mindful/attempts",
+        "dixa/conversations",
+        "kore/callvolume",
+    ]
+    for p in summary["pulled"]:
+        held = scan_landed(landing, p["source"], p["stream"]).collect().height
+        assert p["new"] == held > 0
+        assert p["landed"] == _raw_rows(landing, p["source"], p["stream"]) >= held
+    assert [c["status"] for c in summary["reconcile"]["checks"]] == ["ok", "ok"]
+    assert json.loads((out / "reconcile.json").read_text())["ok"] is True
+    assert '<div id="reconcile">' in (out / "report.html").read_text()
+    assert all(Path(f).exists() for f in summary["files"])
+    for export in ("callvolume_document.json", "forecast.parquet", "callvolume.csv"):
+        assert (out / "exports" / export).is_file()
+    assert any((out / "exports" / "vendor" / "genesys").iterdir())
+    written = first.output + _texts(tmp_path / "out") + _texts(tmp_path / "state")
+    assert not [s for s in SECRETS.values() if s in written]
+
+    before = {name: table(out, name) for name in (*TABLES, "contacts", "callback_attempts")}
+    second = invoke(["run"], config)  # plain summary on stdout, key=value log lines on stderr
+    assert second.exit_code == 0, second.output
+    assert "pulled" in second.stdout
+    assert "late changes re-aggregated 0" in second.stdout
+    assert "event=step step=report" in second.stderr
+    again = json.loads((out / "run_summary.json").read_text())
+    assert again["window"]["full_rebuild"] is False
+    assert [p["new"] for p in again["pulled"]] == [0] * 5
+    assert again["late_changes"] == 0
+    for name, frame in before.items():
+        assert_frame_equal(table(out, name), frame, check_row_order=False)
+
+
+def test_a_late_change_is_aggregated_again(tmp_path: Path, stack: Stack, now: datetime) -> None:
+    config = write_config(tmp_path, stack, run={"lookback_minutes": 60, "report": False})
+    assert invoke(["run", "--quiet"], config).exit_code == 0
+    truth = stack.ujet.expected_contacts()
+    single = truth.filter(pl.len().over("contact_id") == 1)
+    answered = single.filter((pl.col("outcome") == "answered") & (pl.col("channel") == "voice"))
+    late = answered.sort("offered_at").row(0, named=True)
+    assert late["offered_at"] < now - timedelta(hours=2)  # well before the next window
+    stack.ujet.update_records([late["contact_id"]], talk_ms=late["talk_ms"] + 60_000)
+    stack.sync_kore()  # Kore.ai's own aggregate sees the change too
+
+    third = invoke(["run", "--json", "--quiet"], config)
+    assert third.exit_code == 0, third.output
+    summary = json.loads(third.stdout)
+    pulled = {f"{p['source']}/{p['stream']}": p["new"] for p in summary["pulled"]}
+    assert pulled == {
+        "ujet/calls": 1,
+        "ujet/chats": 0,
+        "mindful/attempts": 0,
+        "dixa/conversations": 0,
+        "kore/callvolume": 1,  # Kore.ai's row of that interval changed too
+    }
+    assert summary["late_changes"] == 1
+    assert summary["window"]["start"] <= late["offered_at"].strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert summary["reconcile"]["ok"] is True
+    out = tmp_path / "out"
+    window = snap_window(T0, now, minutes=15, tz="UTC")
+    settings = BuildSettings()
+    expected = callvolume.derive(
+        callvolume.build(stack.served_contacts().lazy(), window=window, settings=settings),
+        settings=settings,
+    ).collect()
+    stored = table(out, "callvolume").select(expected.columns)
+    assert_frame_equal(stored, expected, check_row_order=False)
+    row = stored.filter(
+        (pl.col("queue_id") == late["queue_id"])
+        & (pl.col("interval_start_utc") <= late["offered_at"])
+        & (pl.col("interval_end_utc") > late["offered_at"])
+        & (pl.col("channel") == "voice")
+    )
+    assert row["talk_ms"].item() >= late["talk_ms"] + 60_000
+
+
+def test_too_much_quarantine_exits_1(tmp_path: Path, stack: Stack, now: datetime) -> None:
+    hour = T0 + timedelta(hours=5)
+    template = stack.mindful.records()[0] | {"createdAt": f"{hour:%Y-%m-%dT%H}:01:00.000Z"}
+    bad = [
+        template | {"id": "bad-ts", "originalId": "bad-ts", "createdAt": "yesterday"},
+        template | {"id": "bad-out", "originalId": "bad-out", "outcome": "Boom"},
+        template | {"id": "bad-type", "originalId": "bad-type", "retryAttempt": "two"},
+    ]
+    stack.mindful.add_raw_records(bad, hour=hour)
+    config = write_config(tmp_path, stack, run={"max_quarantine_fraction": 0.01, "report": False})
+    result = invoke(["run", "--json", "--quiet"], config)
+    assert result.exit_code == 1, result.output
+    summary = json.loads(result.stdout)
+    assert summary["quarantined"] == {
+        "unknown_outcome": 1,
+        "unparsable_timestamp": 1,
+        "wrong_type": 1,
+    }
+    assert csv_rows(tmp_path / "out" / "quarantine" / "callback_attempts.csv") == 3
+    assert summary["problems"] == [
+        next(p for p in summary["problems"] if p.startswith("callback_attempts: 3 of "))
+    ]
+    assert result.stderr.startswith("wfm-intervals: problem: callback_attempts: 3 of ")
+    assert (tmp_path / "state" / "run.json").is_file()  # the tables were written
+
+
+def test_bad_settings_name_the_setting(tmp_path: Path, stack: Stack) -> None:
+    window = ["--start", T0.isoformat(), "--end", (T0 + timedelta(days=1)).isoformat()]
+    cases = [
+        ({"run": {"max_quarantine_fraction": "lots"}}, "run.max_quarantine_fraction"),
+        ({"output": {"vendor_profiles": ["nope"]}}, "output.vendor_profiles: unknown profile"),
+        ({"reconcile__tolerance": {"offered": -1}}, "reconcile.tolerance"),
+        ({"sources__kore": {"rate_limit_per_s": 0}}, "sources.kore.rate_limit_per_s"),
+    ]
+    for sections, setting in cases:
+        config = write_config(tmp_path, stack, **sections)
+        for args in (["run"], ["reconcile", *window]):
+            result = invoke(args, config)
+            assert result.exit_code == 2, (args, result.output)
+            assert f"invalid setting {setting}" in one_error_line(result)
+    off = {f"sources__{n}": {"enabled": False} for n in ("ujet", "dixa", "mindful", "kore")}
+    nothing = write_config(tmp_path, stack, **off)
+    assert "no source is enabled" in one_error_line(invoke(["run"], nothing))
+
+
+def test_an_unreachable_source_names_the_url_and_commits_no_run(
+    tmp_path: Path, stack: Stack
+) -> None:
+    url = closed_port_url("/manager/api/v1")
+    config = write_config(tmp_path, stack, sources__ujet={"base_url": url, "max_retries": 1})
+    result = invoke(["run", "--quiet"], config)
+    assert result.exit_code == 2, result.output
+    line = one_error_line(result)
+    assert "ujet/calls" in line
+    assert url.removesuffix("/manager/api/v1") in line
+    assert not [s for s in SECRETS.values() if s in result.output]
+    assert not (tmp_path / "state" / "run.json").exists()
+    assert not (tmp_path / "out" / "store").exists()
+
+
+def test_missing_stores_and_usage_errors(tmp_path: Path, stack: Stack) -> None:
+    config = write_config(tmp_path, stack)
+    window = ["--start", T0.isoformat(), "--end", (T0 + timedelta(days=1)).isoformat()]
+    nowhere = tmp_path / "nowhere"
+    line = one_error_line(invoke(["reconcile", *window], config))
+    assert f"store.landing {tmp_path / 'landing'}: no such directory" in line
+    (tmp_path / "landing").mkdir()
+    line = one_error_line(invoke(["reconcile", *window, "--store", str(nowhere)], config))
+    assert f"--store {nowhere}: no such directory" in line
+    (tmp_path / "built").mkdir()
+    line = one_error_line(
+        invoke(["reconcile", *window, "--store", str(tmp_path / "built")], config)
+    )
+    assert "no store/contacts" in line
+    (tmp_path / "file").write_text("not a directory")
+    broken = write_config(tmp_path, stack, store={"landing": str(tmp_path / "file")})
+    assert "store.landing: " in one_error_line(invoke(["run"], broken))
+    usage = [
+        (["run", "--start", "2026-10-01"], "give both --start and --end"),
+        (["run", "--start", "2026-10-02", "--end", "2026-10-01"], "is not after --start"),
+        (["reconcile", "--start", "2026-10-02", "--end", "2026-10-01"], "is not after --start"),
+        (["reconcile", *window, "--tolerance", "offered"], "--tolerance 'offered': expected"),
+        (["reconcile", *window, "--tolerance", "offered=-2"], "expected FIELD=NUMBER"),
+        (["run", "--start", "yesterday", "--end", "2026-10-01"], "--start 'yesterday'"),
+    ]
+    for args, message in usage:
+        result = invoke(args, config)
+        assert result.exit_code == 2, (args, result.output)
+        assert message in one_error_line(result)
