@@ -10,15 +10,14 @@ Example:
 from __future__ import annotations
 
 import sys
-import tempfile
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
 import click
 from pydantic import ValidationError
 
-from engine import pipeline, synthetic
+from engine import pipeline
 from engine.export import DurationUnit
 from engine.pipeline import FORMATS, BuildReport, Format
 from engine.quarantine import InputSchemaError
@@ -229,53 +228,12 @@ def build(contacts_path: Path, out: Path, **opts: Any) -> None:
     _run_build(frame, out, opts, title=f"built from {contacts_path}")
 
 
-@cli.command()
-@click.option(
-    "--out",
-    default=Path("demo-out"),
-    show_default=True,
-    type=click.Path(path_type=Path, file_okay=False),
-    help="Output directory.",
-)
-@click.option(
-    "--days",
-    default=28,
-    show_default=True,
-    type=click.IntRange(1, 366),
-    help="Days of synthetic data.",
-)
-@click.option("--seed", default=7, show_default=True, type=int, help="Random seed.")
-def demo(out: Path, days: int, seed: int) -> None:
-    """Generate a month of contact-centre data and build every table (no configuration)."""
-    start = datetime(2026, 10, 1, tzinfo=UTC)
-    click.echo(f"generating {days} days of synthetic contacts (seed {seed}) ...")
-    contacts = synthetic.generate_contacts(seed=seed, start=start, days=days)
-    dirty, injected = synthetic.make_dirty(contacts, seed=seed, fraction=0.002)
-    with tempfile.TemporaryDirectory(prefix="wfm-demo-") as tmp:
-        raw = Path(tmp) / "contacts.csv"
-        dirty.write_csv(raw)  # through the same text path a user's CSV takes
-        opts: dict[str, Any] = {
-            "sl_thresholds": (),
-            "start": start.isoformat(),
-            "end": (start + timedelta(days=days)).isoformat(),
-            "formats": (),
-            "org_id": "o-demo",
-            "duration_unit": "ms",
-            "tz": "America/New_York",
-        }
-        report = _run_build(pipeline.read_table(raw), out, opts, title="demo build")
-    expected = sum(injected.values())
-    if report.quarantined_total != expected:
-        _fail(f"demo quarantined {report.quarantined_total} rows, injected {expected}", code=1)
-    cli_callbacks.demo_callbacks(out, start=start, days=days, seed=seed, tz="America/New_York")
-
-
 def main() -> None:
     """Console entry point."""
     cli(prog_name="wfm-intervals")
 
 
-from engine import cli_callbacks  # noqa: E402  (registers the callback commands)
+from engine import cli_demo as cli_demo  # noqa: E402, PLC0414  (registers demo)
 from engine import cli_export as cli_export  # noqa: E402, PLC0414  (registers export)
 from engine import cli_reconcile as cli_reconcile  # noqa: E402, PLC0414  (registers reconcile)
 from engine import cli_report as cli_report  # noqa: E402, PLC0414  (registers report)

@@ -15,8 +15,7 @@ Example:
 from __future__ import annotations
 
 import json
-import tempfile
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +28,8 @@ from engine.callback_pipeline import CALLBACK_FORMATS, CallbackReport, build_cal
 from engine.cli import _fail, _instant, _settings, cli
 from engine.quarantine import InputSchemaError
 from engine.schema import CALLBACK_ATTEMPTS
-from engine.synthetic_callbacks import generate_attempts, make_dirty_attempts
 
-__all__ = ["callback_metrics_command", "callbacks", "demo_callbacks", "run_callbacks"]
+__all__ = ["callback_metrics_command", "callbacks", "run_callbacks"]
 
 
 def _print_report(report: CallbackReport, *, title: str) -> None:
@@ -212,30 +210,3 @@ def _time(value: str, name: str) -> datetime:
         return callback_metrics.parse_time(value)
     except ValueError as exc:
         _fail(f"--{name}: {exc}")
-
-
-def demo_callbacks(out: Path, *, start: datetime, days: int, seed: int, tz: str) -> CallbackReport:
-    """The demo's callback part: synthetic attempts, dirtied, through the CSV path, built."""
-    click.echo(f"generating {days} days of synthetic callback attempts (seed {seed}) ...")
-    dirty, injected = make_dirty_attempts(
-        generate_attempts(seed=seed, start=start, days=days), seed=seed, fraction=0.002
-    )
-    with tempfile.TemporaryDirectory(prefix="wfm-demo-cb-") as tmp:
-        raw = Path(tmp) / "callback_attempts.csv"
-        dirty.write_csv(raw)
-        report = run_callbacks(
-            pipeline.read_table(raw),
-            out,
-            title="demo callbacks",
-            start=start.isoformat(),
-            end=(start + timedelta(days=days)).isoformat(),
-            tz=tz,
-        )
-    expected = sum(n for r, n in injected.items() if r != "not_callbacks")
-    if (report.quarantined_total, report.not_callbacks) != (expected, injected["not_callbacks"]):
-        _fail(
-            f"demo quarantined {report.quarantined_total} attempt rows and set aside "
-            f"{report.not_callbacks}, injected {expected} and {injected['not_callbacks']}",
-            code=1,
-        )
-    return report

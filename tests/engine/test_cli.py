@@ -130,10 +130,15 @@ def test_usage_error_is_exit_2() -> None:
     assert code == 2
 
 
-def test_demo_runs_end_to_end(tmp_path: Path) -> None:
-    code, stdout, stderr = invoke("demo", "--out", str(tmp_path / "d"), "--days", "3")
+def test_demo_runs_the_whole_job_on_the_emulators(tmp_path: Path) -> None:
+    code, stdout, stderr = invoke("demo", "--out", str(tmp_path / "d"), "--days", "2")
     assert code == 0, stderr
-    assert "quarantined" in stdout
-    summary = json.loads((tmp_path / "d" / "summary.json").read_text())
-    assert summary["contacts"] > 0
-    assert summary["window"][0] < summary["window"][1]
+    summary = json.loads((tmp_path / "d" / "run_summary.json").read_text())
+    assert summary["ok"]
+    pulled = {p["source"] for p in summary["pulled"]}
+    assert pulled == {"ujet", "dixa", "mindful", "kore"}
+    assert summary["segments"] > 0
+    assert summary["attempts"] > 0
+    assert all(c["status"] in {"ok", "within_tolerance"} for c in summary["reconcile"]["checks"])
+    assert (tmp_path / "d" / "report.html").exists()
+    assert "reconcile kore: ok" in stdout

@@ -195,3 +195,15 @@ def test_sync_command_against_the_emulator(tmp_path: Path) -> None:
     assert "HTTP 401" in refused.output
     assert "wrong-7" not in refused.output
     assert sup.PASSWORD not in table.output + as_json.output
+
+
+@pytest.mark.parametrize("name", ["ujet", "mindful", "dixa", "kore"])
+def test_every_example_tenant_file_loads(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine.config import CONFIG_DIR
+    from engine.demo_stack import SECRET_NAMES
+
+    for secret in SECRET_NAMES:
+        monkeypatch.setenv(secret, "set-in-the-environment")
+    settings = load_settings(CONFIG_DIR / "examples" / f"{name}.toml", env_file=None)
+    assert settings.enabled_sources() == [name]
+    assert "set-in-the-environment" not in settings.model_dump_json()  # secrets stay masked
