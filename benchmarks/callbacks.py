@@ -166,7 +166,7 @@ def _verify(path: Path, results: Path) -> dict[str, Any]:
         try:
             assert_frame_equal(
                 sort_table(ours, module.KEYS),
-                sort_table(theirs.cast(module.SCHEMA), module.KEYS),  # type: ignore[arg-type]
+                sort_table(theirs.cast(module.SCHEMA), module.KEYS),
             )
         except AssertionError as exc:
             sys.exit(f"FAIL: {name}: polars and duckdb disagree; no time is reported.\n{exc}")

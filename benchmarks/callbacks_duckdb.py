@@ -80,8 +80,8 @@ def requests_sql(path: str, *, window: tuple[datetime, datetime]) -> str:
     """
     lo, hi = (_us(t) for t in window)
     key = "struct_pack(r := retry_attempt, c := created_at, a := attempt_id, i := file_row_number)"
-    firsts = (*_GROUP, "call_target_name", "customer_key", "created_at")
-    firsts += ("estimated_callback_ms", "punctuality_ms")
+    firsts = [*_GROUP, "call_target_name", "customer_key", "created_at"]
+    firsts += ["estimated_callback_ms", "punctuality_ms"]
     finals = ("outcome", "callback_ms", "customer_wait_ms", "talk_ms")
     columns = [f"fa.{c} AS {c}" for c in firsts] + [f"la.{c} AS {c}" for c in finals]
     return f"""

@@ -56,8 +56,11 @@ def _targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for r in rows:
         if r["engine"] != "polars" or "error" in r:
             continue
+        # The ratio must hold on CPU time too: on a shared machine a wall-clock ratio can come
+        # from the peer having run during someone else's job.
+        both = min(r["vs_duckdb"], r["vs_duckdb_per_cpu_s"])
         checks = [
-            (f"polars >= {ratio}x DuckDB throughput", r["vs_duckdb"], r["vs_duckdb"] >= ratio),
+            (f"polars >= {ratio}x DuckDB (wall and CPU)", both, both >= ratio),
             (
                 f"polars >= {rate / 1e6:.0f}M segments/s",
                 r["segments_per_s"],

@@ -1,10 +1,12 @@
 """The UJET call and chat mapping, in one vectorised plan (see :mod:`connectors.ujet`).
 
-Landed payloads are decoded with ``str.json_decode`` and :data:`RECORD_DTYPE`; ``queue_durations``
-is exploded with its index (one canonical segment per entry); each answered entry takes the handle
-entry and the agent participant of the same answered rank (``list.get``: a positional join, never
-a cross join); queue names come from the record's menu objects (``menu_path``, ``selected_menu``,
-and a join on the menus of ``transfers``). The canonical rules are those of
+Landed payloads are decoded to :data:`RECORD_DTYPE` by :func:`connectors.ujet_decode.decode_pages`
+(``pl.read_json`` on pages of 128 records, ~3x cheaper than ``str.json_decode`` and the same
+result; a batch-level ``map_batches`` in the lazy plan); ``queue_durations`` is exploded with its
+index (one canonical segment per entry); each answered entry takes the handle entry and the agent
+participant of the same answered rank (``list.get``: a positional join, never a cross join); queue
+names come from the record's menu objects (``menu_path``, ``selected_menu``, and a join on the
+menus of ``transfers``). The canonical rules are those of
 :func:`engine.quarantine.validate_contacts`; the few the mapping alone can see (an answered entry
 without its handle entry, a rating outside 0-5) are flagged here. A record with any bad segment is
 quarantined whole with its landed payload.
@@ -23,6 +25,7 @@ from typing import Literal
 import polars as pl
 
 from connectors.source import Normalised
+from connectors.ujet_decode import decode_pages
 from engine.quarantine import validate_contacts
 from engine.schema import QUARANTINE
 
@@ -107,13 +110,23 @@ def _menu_id(path: pl.Expr) -> pl.Expr:
     return path.str.extract(r"([^/]+)$")
 
 
+_DECODED_SCHEMA = pl.Schema(
+    {"record_id": pl.String(), "payload": pl.String()}
+    | {f.name: f.dtype for f in RECORD_DTYPE.fields}  # type: ignore[attr-defined]
+)
+
+
+def _decoded(frame: pl.DataFrame) -> pl.DataFrame:
+    """``record_id``, ``payload`` and the payload's fields (:func:`decode_pages`: the fast way)."""
+    return frame.hstack(decode_pages(frame, "payload", RECORD_DTYPE))
+
+
 def _records(landed: pl.LazyFrame, unit: str) -> pl.LazyFrame:
     """One row per landed record: the decoded fields the mapping reads."""
     answered = pl.element().struct.field("event") == "answered"
     return (
         landed.select("record_id", "payload")
-        .with_columns(pl.col("payload").str.json_decode(RECORD_DTYPE).alias("__r"))
-        .unnest("__r")
+        .map_batches(_decoded, schema=_DECODED_SCHEMA, streamable=True)
         .with_columns(
             pl.concat_str(pl.lit(f"{unit}-"), "record_id").alias("contact_id"),
             pl.col("queue_durations").list.len().fill_null(0).cast(pl.Int32).alias("__n"),
