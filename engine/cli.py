@@ -233,6 +233,7 @@ def main() -> None:
     cli(prog_name="wfm-intervals")
 
 
+from engine import cli_callbacks as cli_callbacks  # noqa: E402, PLC0414  (callbacks, callback-metrics)
 from engine import cli_demo as cli_demo  # noqa: E402, PLC0414  (registers demo)
 from engine import cli_export as cli_export  # noqa: E402, PLC0414  (registers export)
 from engine import cli_reconcile as cli_reconcile  # noqa: E402, PLC0414  (registers reconcile)

@@ -142,3 +142,16 @@ def test_demo_runs_the_whole_job_on_the_emulators(tmp_path: Path) -> None:
     assert all(c["status"] in {"ok", "within_tolerance"} for c in summary["reconcile"]["checks"])
     assert (tmp_path / "d" / "report.html").exists()
     assert "reconcile kore: ok" in stdout
+
+
+def test_the_program_registers_every_command() -> None:
+    """In a fresh interpreter, as the console script runs: import order must not matter."""
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", "from engine.cli import cli; print(' '.join(sorted(cli.commands)))"],
+        capture_output=True, text=True, check=True,
+    ).stdout.split()  # fmt: skip
+    assert out == ["build", "callback-metrics", "callbacks", "config", "demo", "export",
+                   "reconcile", "report", "run", "state", "sync"]  # fmt: skip
