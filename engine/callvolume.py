@@ -138,28 +138,23 @@ def _attributed_at(settings: BuildSettings) -> pl.Expr:
     return pl.col("offered_at")
 
 
-def _queue_names(frame: pl.LazyFrame) -> pl.LazyFrame:
-    """Per queue, the name on its most recently updated row (ties: the greatest name)."""
-    return (
-        frame.group_by("queue_id")
-        .agg(pl.col("queue_name").sort_by(["updated_at", "queue_name"], nulls_last=False).last())
-        .with_columns(pl.col("queue_name").fill_null(pl.col("queue_id")))
-    )
+def _queue_name() -> pl.Expr:
+    """Per queue, the name on its most recently updated row (ties: the greatest name).
+
+    Evaluated on the small aggregated frame, where each (queue, name) carries its latest
+    ``updated_at``, so the contacts are read once.
+    """
+    pick = pl.col("queue_name").sort_by(["updated_at", "queue_name"], nulls_last=False).last()
+    return pick.over("queue_id").fill_null(pl.col("queue_id")).alias("queue_name")
 
 
-def _zero_fill(agg: pl.LazyFrame, grid: pl.DataFrame, names: pl.LazyFrame) -> pl.LazyFrame:
-    pairs = agg.select("queue_id", "channel").unique()
+def _zero_fill(agg: pl.LazyFrame, grid: pl.DataFrame) -> pl.LazyFrame:
+    pairs = agg.select("queue_id", "queue_name", "channel").unique()
     return (
         zero_fill(agg, grid, pairs, fill=ADDITIVE)
-        .join(names, on="queue_id", how="left")
         .select(SCHEMA.keys())
         .sort(["queue_id", "channel", "interval_start_utc"])
     )
-
-
-def _to_intervals(agg: pl.LazyFrame, grid: pl.DataFrame, at: str) -> pl.LazyFrame:
-    """Map each row's instant ``at`` to its interval and combine rows of the same interval."""
-    return to_intervals(agg, grid, at=at, by=KEYS[1:], combine=_combine())
 
 
 def build(contacts: pl.LazyFrame, *, window: Window, settings: BuildSettings) -> pl.LazyFrame:
@@ -177,10 +172,15 @@ def build(contacts: pl.LazyFrame, *, window: Window, settings: BuildSettings) ->
     grid = interval_grid(*window, minutes=settings.interval_minutes, tz=settings.tz)
     at = _attributed_at(settings)
     inbound = contacts.filter(pl.col("direction") == "inbound", in_grid(at, grid))
+    by = ("queue_id", "queue_name", "channel")
+    latest = pl.col("updated_at").max()
     agg = aggregate_by_interval(
-        inbound, grid, at=at, by=KEYS[1:], measures=_measures(settings), combine=_combine()
-    )
-    return _zero_fill(agg, grid, _queue_names(inbound))
+        inbound, grid, at=at, by=by,
+        measures=[*_measures(settings), latest], combine=[*_combine(), latest],
+    )  # fmt: skip
+    # A renamed queue has rows under several names: give them the latest and merge them.
+    named = agg.with_columns(_queue_name()).group_by("interval_start_utc", *by).agg(_combine())
+    return _zero_fill(named, grid)
 
 
 def rollup(table: pl.LazyFrame, *, window: Window, minutes: int, tz: str) -> pl.LazyFrame:
@@ -200,10 +200,9 @@ def rollup(table: pl.LazyFrame, *, window: Window, minutes: int, tz: str) -> pl.
         0
     """
     grid = interval_grid(*window, minutes=minutes, tz=tz)
-    names = table.group_by("queue_id").agg(pl.col("queue_name").first())
-    agg = table.select(*KEYS, *ADDITIVE).rename({"interval_start_utc": "_at"})
-    rolled = _to_intervals(agg, grid, "_at")
-    return _zero_fill(rolled, grid, names)
+    agg = table.select(*KEYS, "queue_name", *ADDITIVE).rename({"interval_start_utc": "_at"})
+    by = ("queue_id", "queue_name", "channel")  # a built table has one name per queue
+    return _zero_fill(to_intervals(agg, grid, at="_at", by=by, combine=_combine()), grid)
 
 
 def rollup_window(table: pl.LazyFrame) -> pl.LazyFrame:
