@@ -2,7 +2,8 @@
 
 It starts the four vendor emulators on free 127.0.0.1 ports (:mod:`engine.demo_stack`) serving
 a month of seeded synthetic traffic that ends at the last UTC midnight, writes a throwaway
-configuration pointing at them (random credentials, passed through the environment as a real
+configuration pointing at them (``config/demo.toml`` for the zone and the outputs; random
+credentials, passed through the environment as a real
 deployment would), and runs :func:`engine.run.run`: sync the four sources through the real
 connectors, build every table, export (all vendor profiles and the forecasting format),
 reconcile with Mindful's and Kore.ai's own aggregates, and write the HTML report. The landing
@@ -14,6 +15,7 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
+import tomllib
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -23,13 +25,11 @@ import click
 
 from engine.cli import _fail, cli
 from engine.cli_run import show_summary
-from engine.config import load_settings
+from engine.config import CONFIG_DIR, load_settings
 from engine.demo_stack import emulators, random_secrets, write_config
 from engine.run import run
 
 __all__ = ["demo"]
-
-_TZ = "America/New_York"
 
 
 @contextmanager
@@ -74,19 +74,19 @@ def demo(out: Path, days: int, seed: int, scale: float) -> None:  # fmt: skip
     end = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     start = end - timedelta(days=days)
     secrets = random_secrets()
+    demo = tomllib.loads((CONFIG_DIR / "demo.toml").read_text(encoding="utf-8"))
+    tz = str(demo["build"]["tz"])
     click.echo(
         f"demo: {days} days of synthetic traffic ({start:%Y-%m-%d} .. {end:%Y-%m-%d}), seed "
         f"{seed}, served by UJET, Dixa, Mindful and Kore.ai emulators on 127.0.0.1"
     )
     with (
         tempfile.TemporaryDirectory(prefix="wfm-demo-") as tmp,
-        emulators(secrets, start=start, days=days, seed=seed, scale=scale, time_zone=_TZ) as stack,
+        emulators(secrets, start=start, days=days, seed=seed, scale=scale, time_zone=tz) as stack,
     ):
         config = write_config(
-            Path(tmp), stack, start=start,
-            output={"dir": str(out.resolve()), "org_id": "o-demo", "forecast": True,
-                    "vendor_profiles": ["genesys", "calabrio", "eleveo"]},
-            build={"tz": _TZ},
+            Path(tmp), stack, start=start, build=demo["build"],
+            output={**demo["output"], "dir": str(out.resolve())},
         )  # fmt: skip
         with _environment(secrets):
             settings = load_settings(config, env_file=None)
