@@ -17,7 +17,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
@@ -104,10 +103,6 @@ class BuildReport:
     def quarantined_total(self) -> int:
         """Rows quarantined for any reason."""
         return sum(self.quarantined.values())
-
-    def to_json(self) -> str:
-        """The report as pretty JSON."""
-        return json.dumps(asdict(self), indent=2)
 
 
 def _write_table(
