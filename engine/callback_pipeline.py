@@ -31,6 +31,7 @@ from engine import callback_intervals, callback_metrics, export, retry_outcomes
 from engine.callback_attempts import callback_gaps, not_callbacks, validate_callback_attempts
 from engine.callback_request import requests
 from engine.interval import Window, snap_window
+from engine.pipeline import iso_utc, quarantine_counts
 from engine.settings import BuildSettings
 
 __all__ = ["CALLBACK_FORMATS", "CallbackReport", "build_callbacks", "callback_window"]
@@ -144,16 +145,15 @@ def build_callbacks(
     files.append(export.write_json(document, out_dir / "exports" / "callback_metrics.json"))
     files.append(export.write_ndjson(gaps, out_dir / "exports" / "callback_gaps.ndjson"))
     files.append(export.write_csv(quarantine, out_dir / "quarantine" / "callback_attempts.csv"))
-    reasons = quarantine.group_by("reason").len().sort("reason").iter_rows()
     report = CallbackReport(
         rows_in=int(rows_in.item()),
         attempts=clean.height,
         requests=int(n_requests.item()),
         not_callbacks=int(skipped.item()),
-        quarantined={str(r): int(n) for r, n in reasons},
+        quarantined=quarantine_counts(quarantine),
         collapsed=int(rows_in.item()) - int(skipped.item()) - clean.height - quarantine.height,
         gaps=gaps.height,
-        window=(_iso(window[0]), _iso(window[1])),
+        window=(iso_utc(window[0]), iso_utc(window[1])),
         interval_minutes=settings.interval_minutes,
         tz=settings.tz,
         intervals=table["interval_start_utc"].n_unique(),
@@ -167,7 +167,3 @@ def build_callbacks(
     export.write_json(asdict(report), summary)
     report.files.append(str(summary))
     return report
-
-
-def _iso(value: datetime) -> str:
-    return value.isoformat().replace("+00:00", "Z")

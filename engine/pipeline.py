@@ -36,6 +36,8 @@ __all__ = [
     "InputFileError",
     "build_contacts",
     "data_window",
+    "iso_utc",
+    "quarantine_counts",
     "read_table",
 ]
 
@@ -157,13 +159,12 @@ def build_contacts(
     files = [export.write_store(clean, out_dir / "store" / "contacts", by="offered_at")]
     files += _write_table("callvolume", table, out_dir, formats, org_id=org_id, unit=duration_unit)
     files.append(export.write_csv(quarantine, out_dir / "quarantine" / "contacts.csv"))
-    reasons = quarantine.group_by("reason").len().sort("reason").iter_rows()
     report = BuildReport(
         rows_in=int(rows_in.item()),
         contacts=clean.height,
-        quarantined={str(r): int(n) for r, n in reasons},
+        quarantined=quarantine_counts(quarantine),
         collapsed=int(rows_in.item()) - clean.height - quarantine.height,
-        window=(_iso(window[0]), _iso(window[1])),
+        window=(iso_utc(window[0]), iso_utc(window[1])),
         interval_minutes=settings.interval_minutes,
         tz=settings.tz,
         intervals=table["interval_start_utc"].n_unique(),
@@ -178,5 +179,12 @@ def build_contacts(
     return report
 
 
-def _iso(value: datetime) -> str:
+def iso_utc(value: datetime) -> str:
+    """An instant as ISO 8601 with ``Z`` (the summaries' format)."""
     return value.isoformat().replace("+00:00", "Z")
+
+
+def quarantine_counts(quarantine: pl.DataFrame) -> dict[str, int]:
+    """Quarantined rows per reason, in reason order."""
+    rows = quarantine.group_by("reason").len().sort("reason").iter_rows()
+    return {str(reason): int(n) for reason, n in rows}

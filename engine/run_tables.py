@@ -168,7 +168,7 @@ def _summary(report: Any, rows: pl.DataFrame, extra_rows: int, window: Window) -
     reasons = Counter(rows["reason"].to_list())
     report.rows_in += extra_rows
     report.quarantined = {str(r): int(n) for r, n in sorted(reasons.items())}
-    report.window = tuple(t.isoformat().replace("+00:00", "Z") for t in window)
+    report.window = tuple(pipeline.iso_utc(t) for t in window)
     return asdict(report)
 
 
