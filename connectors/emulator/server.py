@@ -294,7 +294,12 @@ class EmulatorServer:
 
     @property
     def request_log(self) -> tuple[LogEntry, ...]:
-        """Every request so far, in arrival order."""
+        """Every answered (or dropped) request so far, in arrival order.
+
+        A request is logged when its answer is ready, so one still in flight (a ``SLOW`` fault
+        asleep) is missing until it ends; :meth:`stop` wakes and joins those, so the log read
+        after ``stop()`` is complete.
+        """
         with self._lock:
             return tuple(self._log)
 
