@@ -257,8 +257,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--compression",
         choices=["zstd", "lz4", "snappy", "uncompressed"],
-        default="zstd",
-        help="Parquet codec of the data file (zstd: the Polars default, as the store writes)",
+        default="lz4",
+        help="Parquet codec of the data file (lz4: engine.export.STORE_COMPRESSION, the store's)",
     )
     hidden = argparse.SUPPRESS
     p.add_argument("--worker", choices=["generate", "check-peer", "verify", *RUNS], help=hidden)
