@@ -5,14 +5,18 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import polars as pl
 from pydantic import SecretStr
 
-from connectors.dixa import DixaSettings
+from connectors.dixa import DIXA, DixaSettings
 from connectors.emulator import DixaEmulator
+from connectors.normalise import rebuild
+from connectors.state import format_utc
 from engine.synthetic import generate_contacts
+from tests.connectors.kill_support import KillResumeCase
 
 NOW = datetime.now(UTC)
 T0 = NOW.replace(minute=0, second=0, microsecond=0) - timedelta(days=2)
@@ -50,3 +54,35 @@ def contract_harness() -> Iterator[DixaSettings]:
     """The Dixa source against its emulator, for the contract test."""
     with emulator() as emu:
         yield make_settings(emu)
+
+
+@contextmanager
+def kill_resume_case(seed: int) -> Iterator[KillResumeCase]:
+    """About 28 requests of 10 records over two days (the kill-and-resume test)."""
+    with emulator() as emu:
+        yield KillResumeCase(
+            emulator=emu,
+            settings={
+                "ENABLED": "true",
+                "BASE_URL": emu.base_url,
+                "API_TOKEN": TOKEN,
+                "PII_HASH_SECRET": KEY.get_secret_value(),
+                "PER_PAGE": "10",
+                "RATE_LIMIT_PER_S": "100",
+                "RATE_LIMIT_BURST": "100",
+                "START": format_utc(T0),
+                "RETRY_BASE_S": "0.01",
+                "RETRY_AFTER_MAX_S": "0.05",
+            },
+            rebuilt=lambda landing: synced(emu, landing),
+            truth=emu.expected_contacts,
+            key=("contact_id", "segment_no"),
+            cursors={"conversations": None},
+            kill_between=(2, 14),
+        )
+
+
+def synced(emu: DixaEmulator, landing: Path, **overrides: Any) -> pl.DataFrame:
+    """The canonical contacts rebuilt from a landing store, sorted like the emulator's truth."""
+    out = rebuild(DIXA, landing, make_settings(emu, **overrides))
+    return out.rows.collect().sort("contact_id", "segment_no")

@@ -18,6 +18,7 @@ from connectors.source import TimeoutSettings
 from connectors.state import StateStore
 from connectors.sync import SyncReport, sync_stream
 from engine.synthetic import generate_contacts
+from tests.connectors.kill_support import KillResumeCase
 
 DAY = datetime(2026, 10, 1, tzinfo=UTC)
 NOW = DAY + timedelta(days=2, hours=6, minutes=7)  # the emulated "now" of a sync
@@ -92,3 +93,37 @@ def contract_harness() -> Iterator[KoreSettings]:
     contacts = generate_contacts(start=day, days=2, scale=0.02, seed=5, source="kore")
     with KoreEmulator(contacts, rate_limit=None) as emu:
         yield settings(emu, start=day)
+
+
+@contextmanager
+def kill_resume_case(seed: int) -> Iterator[KillResumeCase]:
+    """The last two whole UTC days of interval rows, 5 a page (the kill-and-resume test).
+
+    The sync runs as a subprocess on the real clock, so the data ends before today: every
+    interval is complete whenever the test runs.
+    """
+    day = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=2)
+    contacts = generate_contacts(start=day, days=2, scale=0.02, seed=seed, source="kore")
+    with KoreEmulator(contacts, rate_limit=None) as emu:
+        yield KillResumeCase(
+            emulator=emu,
+            settings={
+                "ENABLED": "true",
+                "BASE_URL": emu.base_url,
+                "ACCOUNT_ID": emu.account_id,
+                "ORG_ID": emu.org_id,
+                "APP_ID": emu.app_id,
+                "CLIENT_SECRET": emu.secret,
+                "START": day.isoformat(),
+                "PER_PAGE": "5",
+                "RATE_LIMIT_PER_S": "1000",
+                "RATE_LIMIT_BURST": "1000",
+                "RATE_LIMIT_PERIOD_S": "1",
+                "RETRY_BASE_S": "0.01",
+                "RETRY_AFTER_MAX_S": "0.05",
+            },
+            rebuilt=lambda landing: as_served(imported(landing.parent), emu),
+            truth=lambda: expected(emu, until=datetime.now(UTC)),
+            key=("interval_start_utc", "queue_id", "channel"),
+            cursors={"callvolume": None},
+        )

@@ -5,13 +5,17 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from functools import partial
+from pathlib import Path
 
 import polars as pl
 from pydantic import SecretStr
 
 from connectors.emulator import MindfulEmulator
-from connectors.mindful import MindfulSettings
+from connectors.mindful import MINDFUL, MindfulSettings
+from connectors.normalise import rebuild
 from engine.synthetic_callbacks import generate_attempts
+from tests.connectors.kill_support import KillResumeCase
 
 START = datetime(2026, 10, 1, tzinfo=UTC)
 END = START + timedelta(hours=30)
@@ -46,3 +50,35 @@ def contract_harness() -> Iterator[MindfulSettings]:
     """The Mindful emulator with a day of attempts (and a few holds), and settings for it."""
     with MindfulEmulator(small_attempts(), rate_limit_per_s=1000.0, extra_holds=3) as emu:
         yield settings_for(emu)
+
+
+def rebuilt(landing: Path) -> pl.DataFrame:
+    """The callback attempts rebuilt from a landing store, sorted like the emulator's truth."""
+    return rebuild(MINDFUL, landing).rows.collect().sort("attempt_id")
+
+
+@contextmanager
+def kill_resume_case(seed: int) -> Iterator[KillResumeCase]:
+    """31 hourly requests and an OAuth2 token exchange (the kill can land in it)."""
+    with MindfulEmulator(small_attempts(seed=seed), rate_limit_per_s=1000.0, extra_holds=2) as emu:
+        yield KillResumeCase(
+            emulator=emu,
+            settings={
+                "ENABLED": "true",
+                "BASE_URL": emu.base_url,
+                "TOKEN_URL": emu.token_url,
+                "CLIENT_ID": emu.client_id,
+                "CLIENT_SECRET": emu.client_secret,
+                "PII_HASH_SECRET": PII_SECRET,
+                "START": START.isoformat(),
+                "END": END.isoformat(),
+                "RATE_LIMIT_PER_S": "40",
+                "RETRY_BASE_S": "0.01",
+                "RETRY_AFTER_MAX_S": "0.05",
+            },
+            rebuilt=rebuilt,
+            truth=partial(emu.expected_attempts, SecretStr(PII_SECRET)),
+            key=("attempt_id",),
+            cursors={"attempts": END},
+            kill_between=(1, 15),
+        )

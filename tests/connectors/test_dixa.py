@@ -10,12 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import random
-import signal
-import subprocess
-import sys
-import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -35,10 +29,11 @@ from connectors.emulator.server import Request, Response
 from connectors.errors import AuthError, ConfigError, ConnectorError
 from connectors.landing import scan_landed
 from connectors.normalise import rebuild
-from connectors.state import StateStore, format_utc
+from connectors.state import StateStore
 from connectors.sync import SyncReport, sync_source
 from engine.config import describe_errors, load_settings
 from engine.schema import CONTACTS
+from tests.connectors import dixa_support as support
 from tests.connectors.dixa_support import KEY, NOW, T0, TOKEN, emulator, make_settings
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -104,8 +99,7 @@ def sync(
 
 
 def synced(emu: DixaEmulator, root: Path, **overrides: Any) -> pl.DataFrame:
-    out = rebuild(DIXA, root / "landing", make_settings(emu, **overrides))
-    return out.rows.collect().sort("contact_id", "segment_no")
+    return support.synced(emu, root / "landing", **overrides)
 
 
 def quarantined(emu: DixaEmulator, root: Path) -> pl.DataFrame:
@@ -465,64 +459,6 @@ def test_settings_are_validated_with_one_line_per_problem() -> None:
         DixaSettings(
             field_mapping={k: v for k, v in DEFAULT_FIELD_MAPPING.items() if v != "outcome"}
         )
-
-
-CLI = [sys.executable, "-c", "from engine.cli import main; main()", "sync", "dixa", "--json"]
-
-
-def cli_environment(emu: DixaEmulator, root: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WFM_")}
-    dixa = {
-        "ENABLED": "true",
-        "BASE_URL": emu.base_url,
-        "API_TOKEN": TOKEN,
-        "PII_HASH_SECRET": KEY.get_secret_value(),
-        "PER_PAGE": "10",
-        "RATE_LIMIT_PER_S": "100",
-        "RATE_LIMIT_BURST": "100",
-        "START": format_utc(T0),
-        "RETRY_BASE_S": "0.01",
-        "RETRY_AFTER_MAX_S": "0.05",
-    }
-    env |= {f"WFM_SOURCES__DIXA__{k}": v for k, v in dixa.items()}
-    return env | {
-        "WFM_STORE__LANDING": str(root / "landing"),
-        "WFM_STORE__STATE": str(root / "state"),
-    }
-
-
-@pytest.mark.skipif(sys.platform == "win32", reason="needs SIGKILL")
-@pytest.mark.parametrize("seed", [1, 3])
-def test_a_killed_sync_resumes_to_the_exact_result(tmp_path: Path, seed: int) -> None:
-    """Mirrors ``test_kill_resume.py``: SIGKILL a ``wfm-intervals sync dixa`` at a random point."""
-    rng = random.Random(seed)
-    with emulator() as emu:
-        env = cli_environment(emu, tmp_path)
-        log = (tmp_path / "first.log").open("wb")
-        first = subprocess.Popen(CLI, env=env, cwd=tmp_path, stdout=log, stderr=log)
-        deadline, requests = time.monotonic() + 60, rng.randint(2, 14)  # of about 28
-        while emu.stats.requests < requests and first.poll() is None:
-            assert time.monotonic() < deadline
-            time.sleep(0.002)
-        time.sleep(rng.uniform(0.0, 0.03))
-        first.send_signal(signal.SIGKILL)
-        first.wait(timeout=30)
-        log.close()
-        assert first.returncode == -signal.SIGKILL, (tmp_path / "first.log").read_text()
-        killed_at = emu.stats.requests
-        partial = synced(emu, tmp_path)
-        second = subprocess.run(
-            CLI, env=env, cwd=tmp_path, capture_output=True, timeout=120, check=False
-        )
-        assert second.returncode == 0, second.stderr.decode()
-        assert emu.stats.requests > killed_at
-        truth = emu.expected_contacts()
-        rebuilt = synced(emu, tmp_path)
-    assert partial.height < truth.height  # the kill did interrupt the sync
-    assert_frame_equal(rebuilt, truth)  # nothing missing, nothing doubled
-    assert {s.stream for s in StateStore(tmp_path / "state").show()} == {"conversations"}
-    leftovers = list(tmp_path.rglob("*.tmp"))  # a torn write may leave a temp file...
-    assert all(p.name.startswith(".") for p in leftovers)  # ...never a half-written part file
 
 
 class _RepeatingKey(DixaEmulator):

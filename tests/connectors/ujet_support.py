@@ -20,6 +20,7 @@ from engine import callvolume
 from engine.interval import snap_window
 from engine.settings import BuildSettings
 from engine.synthetic import generate_contacts
+from tests.connectors.kill_support import KillResumeCase
 
 START = datetime(2026, 10, 1, tzinfo=UTC)
 USER, PASSWORD = "tenant-key", "pw-Zx81-never-logged"
@@ -145,3 +146,28 @@ def contract_harness() -> Iterator[UjetSettings]:
     """The UJET source against its emulator, for the contract test."""
     with emulator(small_contacts(scale=0.02)) as emu:
         yield settings_for(emu)
+
+
+@contextmanager
+def kill_resume_case(seed: int) -> Iterator[KillResumeCase]:
+    """About 30 requests of 10 records: calls and chats of a day (the kill-and-resume test)."""
+    with emulator(small_contacts(seed=seed, scale=0.03), rate_limit_per_s=1000.0) as emu:
+        yield KillResumeCase(
+            emulator=emu,
+            settings={
+                "ENABLED": "true",
+                "BASE_URL": emu.base_url,
+                "USERNAME": USER,
+                "PASSWORD": PASSWORD,
+                "PII_HASH_SECRET": PII_SECRET,
+                "PER_PAGE": "10",
+                "RATE_LIMIT_PER_S": "40",
+                "START": "2026-09-01T00:00:00Z",
+                "RETRY_BASE_S": "0.01",
+                "RETRY_AFTER_MAX_S": "0.05",
+            },
+            rebuilt=synced,
+            truth=emu.expected_contacts,
+            key=("contact_id", "segment_no"),
+            cursors={"calls": None, "chats": None},
+        )
