@@ -38,7 +38,7 @@ from typing import Any, Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import httpx
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator
 
 from connectors.dixa_fields import RECORD_DTYPE
 from connectors.dixa_mapping import (
@@ -50,7 +50,7 @@ from connectors.dixa_mapping import (
     normalise,
     record_key,
 )
-from connectors.errors import ConfigError, require_secure_url
+from connectors.errors import ConfigError
 from connectors.http import HeaderAuth, make_client
 from connectors.landing import RecordKey
 from connectors.paging import Page, PageKeyPaginator, Paginator, TimeWindowPaginator, iterate_pages
@@ -103,16 +103,6 @@ class DixaSettings(SourceSettings):
     filters: dict[str, list[str]] = Field(default_factory=dict)
     pii_fields: tuple[str, ...] = PII_FIELDS
 
-    @field_validator("base_url")
-    @classmethod
-    def _secure(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                require_secure_url(value, setting="base_url")
-            except ConfigError as exc:
-                raise ValueError(str(exc).removeprefix("base_url: ")) from None
-        return value
-
     @field_validator("timezone")
     @classmethod
     def _zone(cls, value: str) -> str:
@@ -160,24 +150,13 @@ class DixaSettings(SourceSettings):
             raise ValueError(f"{bad[0]!r} is not one of {', '.join(allowed)}")
         return {k.upper(): v for k, v in value.items()}
 
-    @model_validator(mode="after")
-    def _complete(self) -> DixaSettings:
-        if self.enabled:
-            missing = [
-                name
-                for name, value in (
-                    ("base_url", self.base_url),
-                    ("api_token", self.api_token and self.api_token.get_secret_value()),
-                    (
-                        "pii_hash_secret",
-                        self.pii_hash_secret and self.pii_hash_secret.get_secret_value(),
-                    ),
-                )
-                if not value
-            ]
-            if missing:
-                raise ValueError(f"required when enabled: {', '.join(missing)}")
-        return self
+    def required_when_enabled(self) -> Mapping[str, object]:
+        """The API token and the PII hashing key, besides the base URL."""
+        return {
+            "base_url": self.base_url,
+            "api_token": self.api_token,
+            "pii_hash_secret": self.pii_hash_secret,
+        }
 
     @property
     def window(self) -> timedelta:

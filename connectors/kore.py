@@ -30,6 +30,7 @@ and the quarantine rules are in :mod:`connectors.kore_rows`.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta
 from functools import partial
@@ -39,7 +40,7 @@ import httpx
 import polars as pl
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from connectors.errors import ConfigError, require_secure_url
+from connectors.errors import ConfigError
 from connectors.http import make_client
 from connectors.kore_auth import KoreJwtAuth
 from connectors.kore_rows import (
@@ -96,16 +97,6 @@ class KoreSettings(SourceSettings):
     per_page: int = Field(default=100, ge=1, le=1000)
     lookback_minutes: float = Field(default=180.0, ge=0)
 
-    @field_validator("base_url")
-    @classmethod
-    def _secure(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                require_secure_url(value, setting="base_url")
-            except ConfigError as exc:
-                raise ValueError(str(exc).removeprefix("base_url: ")) from None
-        return value
-
     @field_validator("account_id")
     @classmethod
     def _path_safe(cls, value: str) -> str:
@@ -122,17 +113,20 @@ class KoreSettings(SourceSettings):
         return value
 
     @model_validator(mode="after")
-    def _complete(self) -> KoreSettings:
+    def _whole_intervals(self) -> KoreSettings:
         if self.window_minutes % self.interval_minutes:
             raise ValueError("window_minutes must be a multiple of interval_minutes")
-        if self.enabled:
-            secret = bool(self.client_secret and self.client_secret.get_secret_value())
-            given = {"base_url": bool(self.base_url), "account_id": bool(self.account_id)}
-            given |= {"org_id": bool(self.org_id), "app_id": bool(self.app_id)}
-            given |= {"client_secret": secret}
-            if missing := [name for name, value in given.items() if not value]:
-                raise ValueError(f"required when enabled: {', '.join(missing)}")
         return self
+
+    def required_when_enabled(self) -> Mapping[str, object]:
+        """The account, organisation and app ids and the JWT secret (no PII: no hashing key)."""
+        return {
+            "base_url": self.base_url,
+            "account_id": self.account_id,
+            "org_id": self.org_id,
+            "app_id": self.app_id,
+            "client_secret": self.client_secret,
+        }
 
     def limiter(self) -> RateLimiter:
         """At most ``rate_limit_burst`` requests in any ``rate_limit_period_s`` (plus margin)."""

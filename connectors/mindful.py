@@ -30,16 +30,16 @@ from typing import Any, Final, Literal
 
 import httpx
 import polars as pl
-from pydantic import AwareDatetime, Field, SecretStr, field_validator, model_validator
+from pydantic import AwareDatetime, Field, SecretStr, field_validator
 
-from connectors.errors import ConfigError, ResponseShapeError, require_secure_url
+from connectors.errors import ConfigError, ResponseShapeError
 from connectors.http import BearerAuth, HeaderAuth, OAuth2ClientCredentials, make_client
 from connectors.landing import RecordKey
 from connectors.mindful_mapping import RECORD_DTYPE, attempts_and_quarantine
 from connectors.paging import Page, Paginator, TimeWindowPaginator
 from connectors.ratelimit import RateLimiter
 from connectors.retry import ApiRequest, TimeWindow, send_json
-from connectors.source import Normalised, Source, SourceSettings, Stream
+from connectors.source import Normalised, Source, SourceSettings, Stream, secure_url_setting
 
 __all__ = [
     "METRICS_PATH",
@@ -124,35 +124,18 @@ class MindfulSettings(SourceSettings):
     lookback_minutes: float = Field(default=180.0, ge=0)
     end: AwareDatetime | None = None
 
-    @field_validator("base_url", "token_url")
+    @field_validator("token_url")
     @classmethod
-    def _secure(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                require_secure_url(value, setting="url")
-            except ConfigError as exc:
-                raise ValueError(str(exc).removeprefix("url: ")) from None
-        return value
+    def _secure_token_url(cls, value: str | None) -> str | None:
+        return secure_url_setting(value)
 
-    @model_validator(mode="after")
-    def _complete(self) -> MindfulSettings:
-        if not self.enabled:
-            return self
-
-        def given(secret: SecretStr | None) -> bool:
-            return bool(secret and secret.get_secret_value())
-
-        needed = {"base_url": bool(self.base_url), "pii_hash_secret": given(self.pii_hash_secret)}
+    def required_when_enabled(self) -> Mapping[str, object]:
+        """The PII hashing key and the credentials of the configured ``auth``."""
+        needed: dict[str, object] = {"base_url": self.base_url}
+        needed["pii_hash_secret"] = self.pii_hash_secret
         if self.auth == "oauth2":
-            needed |= {
-                "client_id": bool(self.client_id),
-                "client_secret": given(self.client_secret),
-            }
-        else:
-            needed |= {"static_token": given(self.static_token)}
-        if missing := [name for name, ok in needed.items() if not ok]:
-            raise ValueError(f"required when enabled: {', '.join(missing)}")
-        return self
+            return needed | {"client_id": self.client_id, "client_secret": self.client_secret}
+        return needed | {"static_token": self.static_token}
 
     def metrics_limiter(self) -> RateLimiter:
         """The client-side limiter of the metrics endpoint."""

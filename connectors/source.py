@@ -21,14 +21,22 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, Self
 
 import httpx
 import polars as pl
 from polars.datatypes import DataTypeClass
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 
-from connectors.errors import ConfigError, RetriableError
+from connectors.errors import ConfigError, RetriableError, require_secure_url
 from connectors.http import Timeouts
 from connectors.landing import RecordKey
 from connectors.paging import Page, Paginator
@@ -44,6 +52,7 @@ __all__ = [
     "Stream",
     "TimeoutSettings",
     "no_rows",
+    "secure_url_setting",
     "shape_error",
 ]
 
@@ -146,6 +155,27 @@ class TimeoutSettings(BaseModel):
         return Timeouts(self.connect, self.read, self.write, self.pool)
 
 
+def secure_url_setting(value: str | None) -> str | None:
+    """A URL setting's field validator: :func:`require_secure_url`, as a one-line pydantic error.
+
+    Example:
+        >>> secure_url_setting("http://example.com")
+        Traceback (most recent call last):
+        ...
+        ValueError: HTTPS is required for non-loopback hosts (http://example.com)
+    """
+    if value is not None:
+        try:
+            require_secure_url(value, setting="url")
+        except ConfigError as exc:
+            raise ValueError(str(exc).removeprefix("url: ")) from None
+    return value
+
+
+def _given(value: object) -> bool:
+    return bool(value.get_secret_value() if isinstance(value, SecretStr) else value)
+
+
 class SourceSettings(BaseModel):
     """Settings every source has (``[sources.<name>]``); vendors subclass it.
 
@@ -181,6 +211,27 @@ class SourceSettings(BaseModel):
         if not math.isfinite(value):
             raise ValueError("must be a finite number of requests per second")
         return value
+
+    @field_validator("base_url")
+    @classmethod
+    def _secure(cls, value: str | None) -> str | None:
+        return secure_url_setting(value)
+
+    def required_when_enabled(self) -> Mapping[str, object]:
+        """The settings an enabled source cannot work without (vendors override).
+
+        Name -> value, in the order an error lists the missing ones; a value is missing when it is
+        empty, ``None`` or a :class:`~pydantic.SecretStr` holding an empty string.
+        """
+        return {"base_url": self.base_url}
+
+    @model_validator(mode="after")
+    def _complete(self) -> Self:
+        if self.enabled:
+            required = self.required_when_enabled().items()
+            if missing := [name for name, value in required if not _given(value)]:
+                raise ValueError(f"required when enabled: {', '.join(missing)}")
+        return self
 
     @property
     def lookback(self) -> timedelta:

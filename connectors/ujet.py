@@ -51,9 +51,9 @@ from typing import Any, Literal
 
 import httpx
 import polars as pl
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr
 
-from connectors.errors import ConfigError, require_secure_url
+from connectors.errors import ConfigError
 from connectors.http import basic_auth, make_client
 from connectors.source import Normalised, Source, SourceSettings, Stream
 from connectors.ujet_mapping import RECORD_DTYPE, SOURCE, segments_and_quarantine
@@ -99,35 +99,14 @@ class UjetSettings(SourceSettings):
     password: SecretStr | None = None
     per_page: int = Field(default=100, ge=1, le=100)
 
-    @field_validator("base_url")
-    @classmethod
-    def _secure(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                require_secure_url(value, setting="base_url")
-            except ConfigError as exc:
-                raise ValueError(str(exc).removeprefix("base_url: ")) from None
-        return value
-
-    @model_validator(mode="after")
-    def _complete(self) -> UjetSettings:
-        if self.enabled:
-            missing = [
-                name
-                for name, value in (
-                    ("base_url", self.base_url),
-                    ("username", self.username),
-                    ("password", self.password and self.password.get_secret_value()),
-                    (
-                        "pii_hash_secret",
-                        self.pii_hash_secret and self.pii_hash_secret.get_secret_value(),
-                    ),
-                )
-                if not value
-            ]
-            if missing:
-                raise ValueError(f"required when enabled: {', '.join(missing)}")
-        return self
+    def required_when_enabled(self) -> Mapping[str, object]:
+        """Basic auth credentials and the PII hashing key, besides the base URL."""
+        return {
+            "base_url": self.base_url,
+            "username": self.username,
+            "password": self.password,
+            "pii_hash_secret": self.pii_hash_secret,
+        }
 
 
 def prepare(record: Mapping[str, Any]) -> dict[str, Any]:
