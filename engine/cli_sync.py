@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -34,28 +33,10 @@ from connectors.state import StateStore, format_utc
 from connectors.sync import Progress as SyncProgress
 from connectors.sync import SyncReport, sync_source
 from engine.cli import _fail, cli
-from engine.config import AppSettings, describe_errors, load_settings, to_toml
+from engine.cli_output import CONFIG_OPTION, settings_or_fail
+from engine.config import AppSettings, to_toml
 
 __all__ = ["config_group", "run_sync", "state_group", "sync"]
-
-_CONFIG_OPTION = click.option(
-    "--config",
-    "config_path",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="TOML file over config/defaults.toml [$WFM_CONFIG].",
-)
-
-
-def _settings(config_path: Path | None) -> AppSettings:
-    try:
-        return load_settings(config_path)
-    except ConnectorError as exc:
-        _fail(str(exc))
-    except ValidationError as exc:
-        lines = describe_errors(exc)
-        for line in lines[:-1]:
-            click.echo(f"wfm-intervals: error: invalid setting {line}", err=True)
-        _fail(f"invalid setting {lines[-1]}")
 
 
 @contextmanager
@@ -135,7 +116,7 @@ def _summary(reports: Sequence[SyncReport]) -> Table:
 
 @cli.command("sync")
 @click.argument("sources", nargs=-1)
-@_CONFIG_OPTION
+@CONFIG_OPTION
 @click.option("--stream", "streams", multiple=True, help="Only these streams (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Print the reports as JSON.")
 @click.option("-v", "--verbose", is_flag=True, help="Log each stream's progress.")
@@ -147,7 +128,7 @@ def sync(
     verbose: bool,
 ) -> None:
     """Pull SOURCES (default: every enabled source) into the landing store."""
-    settings = _settings(config_path)
+    settings = settings_or_fail(config_path)
     names = list(sources) or settings.enabled_sources()
     if not names:
         _fail("no source is enabled: set sources.<name>.enabled = true (or name one)")
@@ -188,11 +169,11 @@ def config_group() -> None:
 
 
 @config_group.command("show")
-@_CONFIG_OPTION
+@CONFIG_OPTION
 @click.option("--json", "as_json", is_flag=True, help="JSON instead of TOML.")
 def config_show(config_path: Path | None, as_json: bool) -> None:
     """Print the effective configuration with every secret masked."""
-    masked = _settings(config_path).masked()
+    masked = settings_or_fail(config_path).masked()
     click.echo(json.dumps(masked, indent=2) if as_json else to_toml(masked))
 
 
@@ -202,10 +183,10 @@ def state_group() -> None:
 
 
 @state_group.command("show")
-@_CONFIG_OPTION
+@CONFIG_OPTION
 def state_show(config_path: Path | None) -> None:
     """Print every stream's committed cursor."""
-    store = StateStore(_settings(config_path).store.state)
+    store = StateStore(settings_or_fail(config_path).store.state)
     try:
         states = store.show()
     except ConnectorError as exc:
@@ -224,7 +205,7 @@ def state_show(config_path: Path | None) -> None:
 @state_group.command("reset")
 @click.argument("source", required=False)
 @click.argument("stream", required=False)
-@_CONFIG_OPTION
+@CONFIG_OPTION
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 def state_reset(
     source: str | None, stream: str | None, config_path: Path | None, yes: bool
@@ -233,7 +214,7 @@ def state_reset(
 
     Landed data stays; the re-read is de-duplicated.
     """
-    store = StateStore(_settings(config_path).store.state)
+    store = StateStore(settings_or_fail(config_path).store.state)
     what = "/".join(p for p in (source, stream) if p) or "every stream"
     if not yes and not click.confirm(f"reset the sync state of {what}?"):
         _fail("aborted", code=1)
