@@ -4,6 +4,10 @@
 the first stream that fails stops the run with its one-line error (:class:`SyncFailedError`),
 after everything it committed stays landed. Besides the sync reports it counts, per stream, the
 record versions that are new in the landing store (a re-read of unchanged records is not new).
+After a stream has synced it compacts the stream's landing partitions of earlier fetch dates (one
+file per page becomes one file per day; :func:`connectors.landing.compact`): a sync only ever
+writes to the partition of the day it runs, so those are complete, and without this a nightly run
+would scan one more day of small files every night.
 :func:`canonical` rebuilds the canonical rows of one table (``contacts`` from UJET and Dixa,
 ``callback_attempts`` from Mindful) and their quarantine from the landing store
 (:func:`connectors.normalise.rebuild`).
@@ -18,11 +22,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import polars as pl
 
-from connectors.landing import scan_landed
+from connectors.landing import compact, scan_landed
 from connectors.normalise import rebuild
 from connectors.registry import get_source
 from connectors.sync import Progress, sync_source
@@ -53,6 +58,7 @@ class Pull:
     throttled: int = 0
     cursor: str | None = None
     seconds: float = 0.0
+    compacted: int = 0  #: landing files of earlier fetch dates merged away after the sync
 
     def to_dict(self) -> dict[str, Any]:
         """As a JSON-able dict."""
@@ -73,6 +79,7 @@ def sync_all(settings: AppSettings, names: Sequence[str], emit: Emit | None = No
     """
     say = emit or (lambda _event, _fields: None)
     pulls: list[Pull] = []
+    today = datetime.now(UTC).date()  # partitions before it are complete (fetch dates, UTC)
     for name in names:
         source, source_settings = get_source(name), settings.source(name)
         streams = [s.name for s in source.configured(source_settings).streams]
@@ -115,6 +122,7 @@ def sync_all(settings: AppSettings, names: Sequence[str], emit: Emit | None = No
                 r.throttled,
                 r.cursor,
                 r.seconds,
+                compact(settings.store.landing, name, r.stream, before=today),
             )
             pulls.append(pull)
             say("sync.stream", pull.to_dict())

@@ -252,3 +252,40 @@ def test_missing_stores_and_usage_errors(tmp_path: Path, stack: Stack) -> None:
         result = invoke(args, config)
         assert result.exit_code == 2, (args, result.output)
         assert message in one_error_line(result)
+
+
+def test_earlier_landing_partitions_are_compacted_and_nothing_changes(
+    tmp_path: Path, stack: Stack, now: datetime
+) -> None:
+    config = write_config(tmp_path, stack)
+    assert invoke(["run", "--quiet"], config).exit_code == 0
+    out, landing = tmp_path / "out", tmp_path / "landing"
+    before = {name: table(out, name) for name in (*TABLES, "contacts", "callback_attempts")}
+    # Pretend the first run fetched everything three days ago: one file per page in old partitions.
+    old = (datetime.now(UTC) - timedelta(days=3)).date().isoformat()
+    moved: dict[tuple[str, str], int] = {}
+    for stream_dir in sorted((landing / "raw").glob("source=*/stream=*")):
+        (today,) = stream_dir.glob("date=*")
+        files = len(list(today.glob("*.parquet")))
+        today.rename(stream_dir / f"date={old}")
+        moved[stream_dir.parent.name[7:], stream_dir.name[7:]] = files
+    held = {
+        k: scan_landed(landing, *k).select("record_id", "payload").collect().sort("record_id")
+        for k in moved
+    }
+    assert max(moved.values()) > 1
+
+    second = invoke(["run", "--json", "--quiet"], config)
+    assert second.exit_code == 0, second.output
+    pulled = {(p["source"], p["stream"]): p for p in json.loads(second.stdout)["pulled"]}
+    for key, files in moved.items():
+        merged = list(
+            (landing / "raw" / f"source={key[0]}" / f"stream={key[1]}").glob(f"date={old}/*")
+        )
+        assert [m.suffix for m in merged] == [".parquet"]
+        assert pulled[key]["compacted"] == (files if files > 1 else 0)
+        assert pulled[key]["new"] == 0
+        landed = scan_landed(landing, *key).collect().sort("record_id")
+        assert_frame_equal(landed.select("record_id", "payload"), held[key])
+    for name, frame in before.items():
+        assert_frame_equal(table(out, name), frame, check_row_order=False)
