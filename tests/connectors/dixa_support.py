@@ -63,7 +63,6 @@ def kill_resume_case(seed: int) -> Iterator[KillResumeCase]:
         yield KillResumeCase(
             emulator=emu,
             settings={
-                "ENABLED": "true",
                 "BASE_URL": emu.base_url,
                 "API_TOKEN": TOKEN,
                 "PII_HASH_SECRET": KEY.get_secret_value(),
@@ -71,8 +70,6 @@ def kill_resume_case(seed: int) -> Iterator[KillResumeCase]:
                 "RATE_LIMIT_PER_S": "100",
                 "RATE_LIMIT_BURST": "100",
                 "START": format_utc(T0),
-                "RETRY_BASE_S": "0.01",
-                "RETRY_AFTER_MAX_S": "0.05",
             },
             rebuilt=lambda landing: synced(emu, landing),
             truth=emu.expected_contacts,

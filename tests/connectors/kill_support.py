@@ -25,7 +25,8 @@ class KillResumeCase:
 
     Attributes:
         emulator: the running emulator (its request counter times the kill).
-        settings: the source's settings as ``WFM_SOURCES__<SOURCE>__<NAME>`` values (names only).
+        settings: the source's settings as ``WFM_SOURCES__<SOURCE>__<NAME>`` values (names only;
+            the test adds ``ENABLED`` and short retry delays).
         rebuilt: the canonical rows rebuilt from a landing directory, shaped and sorted as truth.
         truth: what a complete sync must leave (called after the second sync).
         key: the columns that identify a row (no duplicates allowed).

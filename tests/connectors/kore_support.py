@@ -108,7 +108,6 @@ def kill_resume_case(seed: int) -> Iterator[KillResumeCase]:
         yield KillResumeCase(
             emulator=emu,
             settings={
-                "ENABLED": "true",
                 "BASE_URL": emu.base_url,
                 "ACCOUNT_ID": emu.account_id,
                 "ORG_ID": emu.org_id,
@@ -119,8 +118,6 @@ def kill_resume_case(seed: int) -> Iterator[KillResumeCase]:
                 "RATE_LIMIT_PER_S": "1000",
                 "RATE_LIMIT_BURST": "1000",
                 "RATE_LIMIT_PERIOD_S": "1",
-                "RETRY_BASE_S": "0.01",
-                "RETRY_AFTER_MAX_S": "0.05",
             },
             rebuilt=lambda landing: as_served(imported(landing.parent), emu),
             truth=lambda: expected(emu, until=datetime.now(UTC)),

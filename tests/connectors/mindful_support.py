@@ -64,7 +64,6 @@ def kill_resume_case(seed: int) -> Iterator[KillResumeCase]:
         yield KillResumeCase(
             emulator=emu,
             settings={
-                "ENABLED": "true",
                 "BASE_URL": emu.base_url,
                 "TOKEN_URL": emu.token_url,
                 "CLIENT_ID": emu.client_id,
@@ -73,8 +72,6 @@ def kill_resume_case(seed: int) -> Iterator[KillResumeCase]:
                 "START": START.isoformat(),
                 "END": END.isoformat(),
                 "RATE_LIMIT_PER_S": "40",
-                "RETRY_BASE_S": "0.01",
-                "RETRY_AFTER_MAX_S": "0.05",
             },
             rebuilt=rebuilt,
             truth=partial(emu.expected_attempts, SecretStr(PII_SECRET)),

@@ -45,7 +45,9 @@ def case_factory(name: str) -> Callable[[int], AbstractContextManager[KillResume
 
 def environment(name: str, case: KillResumeCase, root: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("WFM_")}
-    env |= {f"WFM_SOURCES__{name.upper()}__{k}": v for k, v in case.settings.items()}
+    settings = {"ENABLED": "true", "RETRY_BASE_S": "0.01", "RETRY_AFTER_MAX_S": "0.05"}
+    settings |= case.settings
+    env |= {f"WFM_SOURCES__{name.upper()}__{k}": v for k, v in settings.items()}
     return env | {
         "WFM_STORE__LANDING": str(root / "landing"),
         "WFM_STORE__STATE": str(root / "state"),

@@ -155,7 +155,6 @@ def kill_resume_case(seed: int) -> Iterator[KillResumeCase]:
         yield KillResumeCase(
             emulator=emu,
             settings={
-                "ENABLED": "true",
                 "BASE_URL": emu.base_url,
                 "USERNAME": USER,
                 "PASSWORD": PASSWORD,
@@ -163,8 +162,6 @@ def kill_resume_case(seed: int) -> Iterator[KillResumeCase]:
                 "PER_PAGE": "10",
                 "RATE_LIMIT_PER_S": "40",
                 "START": "2026-09-01T00:00:00Z",
-                "RETRY_BASE_S": "0.01",
-                "RETRY_AFTER_MAX_S": "0.05",
             },
             rebuilt=synced,
             truth=emu.expected_contacts,
