@@ -5,9 +5,10 @@ whole of October 2026, ``scale`` calibrated to reach the size) are written once 
 cached in ``--data-dir``. Then each engine and task runs in its own fresh worker process (so that
 its peak memory is its own), warms up once and is timed ``--repeat`` times:
 
-- ``tables``: ``callback_intervals.build`` + ``retry_outcomes.build`` for the month (15-minute
-  UTC intervals), collected together by the streaming engine (``pl.collect_all``, as the
-  pipeline does); DuckDB: the requests of the window into a temporary table, then both tables;
+- ``tables``: ``callback_pipeline.callback_tables`` for the month (15-minute UTC intervals; both
+  tables from one requests frame, built in ``partitions_for(attempts)`` parts), collected
+  together by the streaming engine (``pl.collect_all``), as the pipeline does; DuckDB: the
+  requests of the window into a temporary table, then both tables;
 - ``document``: ``callback_metrics.document`` for the month; DuckDB: one query.
 
 The SQL (:mod:`benchmarks.callbacks_duckdb`) implements docs/callbacks.md independently, runs
@@ -84,7 +85,9 @@ def _timed(fn: Any, repeat: int, imported: float) -> tuple[dict[str, Any], Any]:
 def _polars(task: str, path: Path, repeat: int, out: Path) -> dict[str, Any]:
     import polars as pl
 
-    from engine import callback_intervals, callback_metrics, retry_outcomes
+    from engine import callback_metrics
+    from engine.callback_pipeline import callback_tables
+    from engine.callback_request import partitions_for
     from engine.settings import BuildSettings
 
     imported = peak_rss_mib()
@@ -92,13 +95,9 @@ def _polars(task: str, path: Path, repeat: int, out: Path) -> dict[str, Any]:
 
     def tables() -> list[pl.DataFrame]:
         lf = pl.scan_parquet(path)
-        return pl.collect_all(
-            [
-                callback_intervals.build(lf, window=WINDOW, settings=settings),
-                retry_outcomes.build(lf, window=WINDOW, settings=settings),
-            ],
-            engine="streaming",
-        )
+        parts = partitions_for(lf.select(pl.len()).collect().item())  # Parquet metadata
+        both = callback_tables(lf, window=WINDOW, settings=settings, partitions=parts)
+        return pl.collect_all(both, engine="streaming")
 
     def document() -> dict[str, Any]:
         return callback_metrics.document(pl.scan_parquet(path), begin=WINDOW[0], end=WINDOW[1])

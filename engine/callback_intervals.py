@@ -27,8 +27,10 @@ from engine.callback_request import (
     ADDITIVE,
     call_target_names,
     combine,
+    finish_table,
     measures,
-    requests,
+    partitioned_requests,
+    rolled_up,
 )
 from engine.interval import (
     GRID,
@@ -36,17 +38,39 @@ from engine.interval import (
     aggregate_by_interval,
     in_grid,
     interval_grid,
-    to_intervals,
     zero_fill,
 )
 from engine.schema import CALLBACK_FIRST_PARTIES, CALLBACK_SOURCE_TYPES, CALLBACK_TYPES
 from engine.settings import BuildSettings
 
-__all__ = ["ADDITIVE", "GROUP", "KEYS", "SCHEMA", "build", "rollup"]
+__all__ = [
+    "ADDITIVE",
+    "GROUP",
+    "KEYS",
+    "REQUEST_COLUMNS",
+    "SCHEMA",
+    "build",
+    "from_requests",
+    "rollup",
+]
 
 #: The group columns besides the interval.
 GROUP: Final = ("call_target_id", "type", "first_party_called", "source_type")
 KEYS: Final = ("interval_start_utc", *GROUP)
+#: The request columns the table reads (:func:`from_requests`), including the names'.
+REQUEST_COLUMNS: Final = (
+    *GROUP,
+    "call_target_name",
+    "instant",
+    "attempts",
+    "retries",
+    "outcome",
+    "callback_ms",
+    "estimated_callback_ms",
+    "punctuality_ms",
+    "customer_wait_ms",
+    "talk_ms",
+)
 
 #: The stored table: interval key columns, the group, the call target's name, additive measures.
 SCHEMA: Final[dict[str, pl.DataType]] = {
@@ -61,13 +85,25 @@ SCHEMA: Final[dict[str, pl.DataType]] = {
 
 
 def _zero_fill(agg: pl.LazyFrame, grid: pl.DataFrame, names: pl.LazyFrame) -> pl.LazyFrame:
-    combos = agg.select(GROUP).unique()
-    return (
-        zero_fill(agg, grid, combos, fill=ADDITIVE)
-        .join(names, on="call_target_id", how="left", nulls_equal=True)
-        .select(SCHEMA.keys())
-        .sort([*GROUP, "interval_start_utc"])
+    filled = zero_fill(agg, grid, agg.select(GROUP).unique(), fill=ADDITIVE)
+    return finish_table(filled, names, columns=list(SCHEMA), order=[*GROUP, "interval_start_utc"])
+
+
+def from_requests(reqs: pl.LazyFrame, grid: pl.DataFrame, names: pl.LazyFrame) -> pl.LazyFrame:
+    """The table over ``grid`` from the requests whose instant lies in it.
+
+    Taking requests rather than attempts lets one requests frame serve both callback tables
+    (:func:`engine.callback_pipeline.callback_tables`): building requests is most of the cost.
+
+    Args:
+        reqs: the window's requests, at least :data:`REQUEST_COLUMNS`.
+        grid: the intervals (:func:`engine.interval.interval_grid`).
+        names: per call target its name (:func:`engine.callback_request.call_target_names`).
+    """
+    agg = aggregate_by_interval(
+        reqs, grid, at=pl.col("instant"), by=GROUP, measures=measures(), combine=combine()
     )
+    return _zero_fill(agg, grid, names)
 
 
 def build(attempts: pl.LazyFrame, *, window: Window, settings: BuildSettings) -> pl.LazyFrame:
@@ -91,12 +127,9 @@ def build(attempts: pl.LazyFrame, *, window: Window, settings: BuildSettings) ->
         0
     """
     grid = interval_grid(*window, minutes=settings.interval_minutes, tz=settings.tz)
-    instant = pl.col("instant")
-    reqs = requests(attempts).filter(in_grid(instant, grid))
-    agg = aggregate_by_interval(
-        reqs, grid, at=instant, by=GROUP, measures=measures(), combine=combine()
-    )
-    return _zero_fill(agg, grid, call_target_names(reqs))
+    where = [in_grid(pl.col("instant"), grid)]
+    reqs = partitioned_requests(attempts, where=where, columns=REQUEST_COLUMNS).cache()
+    return from_requests(reqs, grid, call_target_names(reqs))
 
 
 def rollup(table: pl.LazyFrame, *, window: Window, minutes: int, tz: str) -> pl.LazyFrame:
@@ -114,7 +147,5 @@ def rollup(table: pl.LazyFrame, *, window: Window, minutes: int, tz: str) -> pl.
         0
     """
     grid = interval_grid(*window, minutes=minutes, tz=tz)
-    names = table.group_by("call_target_id").agg(pl.col("call_target_name").first())
-    agg = table.select(*KEYS, *ADDITIVE).rename({"interval_start_utc": "_at"})
-    rolled = to_intervals(agg, grid, at="_at", by=GROUP, combine=combine())
+    rolled, names = rolled_up(table, grid, group=GROUP, columns=ADDITIVE)
     return _zero_fill(rolled, grid, names)

@@ -25,7 +25,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import polars as pl
 
 from engine.callback_request import (
+    REQUEST_COLUMNS,
     RETRY_BUCKETS,
+    customer_counts,
     customers,
     in_retry_bucket,
     measures,
@@ -39,6 +41,8 @@ __all__ = ["STEPS", "Step", "document", "document_intervals", "parse_time"]
 
 Step = Literal["15m", "1h", "1d"]
 STEPS: Final[dict[str, int]] = {"15m": 15, "1h": 60, "1d": 1440}
+#: The request columns a document reads (every one but the chain key).
+_DOCUMENT_COLUMNS: Final = tuple(c for c in REQUEST_COLUMNS if c not in ("source", "original_id"))
 _TIME_FORMATS: Final = ("%Y-%m-%d", "%Y-%m-%dT%H:%M:%SZ")
 _FIVE: Final = (  # document key, outcome; in the seed's (alphabetical) order
     ("totalAbandoned", "abandoned"),
@@ -113,14 +117,19 @@ def _selection(
     return conditions
 
 
-def _aggregates() -> list[pl.Expr]:
+def _additive() -> list[pl.Expr]:
+    """The document's additive aggregates: :func:`measures` and the retry buckets' outcomes."""
     outcome = pl.col("outcome")
     retries = [
         (in_retry_bucket(b) & (outcome == o)).sum().cast(pl.Int64).alias(f"retry_{b}_{o}")
         for b in RETRY_BUCKETS.categories
         for _, o in _FIVE
     ]
-    return [*measures(), *retries, *customers()]
+    return [*measures(), *retries]
+
+
+def _aggregates() -> list[pl.Expr]:
+    return [*_additive(), *customers()]
 
 
 def _average(row: dict[str, Any], name: str) -> float | int:
@@ -212,8 +221,9 @@ def document(
         source_type=source_type,
         type=type,
     )
-    row = requests(attempts).filter(where).select(_aggregates()).collect().row(0, named=True)
-    return {"data": _data(row)}
+    reqs = requests(attempts).filter(where).select(_DOCUMENT_COLUMNS).cache()
+    additive, people = pl.collect_all([reqs.select(_additive()), customer_counts(reqs)])
+    return {"data": _data(additive.row(0, named=True) | people.row(0, named=True))}
 
 
 def _iso(value: datetime) -> str:

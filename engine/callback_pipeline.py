@@ -29,12 +29,23 @@ import polars as pl
 
 from engine import callback_intervals, callback_metrics, export, retry_outcomes
 from engine.callback_attempts import callback_gaps, not_callbacks, validate_callback_attempts
-from engine.callback_request import requests
-from engine.interval import Window, snap_window
+from engine.callback_request import (
+    call_target_names,
+    partitioned_requests,
+    partitions_for,
+    requests,
+)
+from engine.interval import Window, in_grid, interval_grid, snap_window
 from engine.pipeline import iso_utc, quarantine_counts
 from engine.settings import BuildSettings
 
-__all__ = ["CALLBACK_FORMATS", "CallbackReport", "build_callbacks", "callback_window"]
+__all__ = [
+    "CALLBACK_FORMATS",
+    "CallbackReport",
+    "build_callbacks",
+    "callback_tables",
+    "callback_window",
+]
 
 CallbackFormat = Literal["parquet", "csv", "ndjson"]
 CALLBACK_FORMATS: tuple[CallbackFormat, ...] = ("parquet", "csv", "ndjson")
@@ -80,6 +91,35 @@ def callback_window(attempts: pl.DataFrame, settings: BuildSettings) -> Window:
         raise ValueError(msg)
     end = hi + timedelta(microseconds=1)
     return snap_window(lo, end, minutes=settings.interval_minutes, tz=settings.tz)
+
+
+def callback_tables(
+    attempts: pl.LazyFrame, *, window: Window, settings: BuildSettings, partitions: int = 1
+) -> tuple[pl.LazyFrame, pl.LazyFrame]:
+    """``callback_intervals`` and ``retry_outcomes`` for ``window``, from one requests frame.
+
+    Each table's ``build`` reduces the chains itself; built side by side they would do it twice
+    (and the call targets' names twice more), since each use prunes the requests to other
+    columns and the plans then differ. Here the window's requests are reduced once, to the
+    columns either table reads, and cached; collect both frames together (``pl.collect_all``).
+
+    Args:
+        attempts: canonical (validated) attempts.
+        window: ``[start, end)``; widened to whole intervals.
+        settings: interval length and zone.
+        partitions: build the requests in this many parts to bound memory
+            (:func:`engine.callback_request.partitioned_requests`).
+    """
+    grid = interval_grid(*window, minutes=settings.interval_minutes, tz=settings.tz)
+    columns = dict.fromkeys([*callback_intervals.REQUEST_COLUMNS, *retry_outcomes.REQUEST_COLUMNS])
+    where = [in_grid(pl.col("instant"), grid)]
+    reqs = partitioned_requests(attempts, where=where, columns=list(columns), partitions=partitions)
+    reqs = reqs.cache()
+    names = call_target_names(reqs).cache()
+    return (
+        callback_intervals.from_requests(reqs, grid, names),
+        retry_outcomes.from_requests(reqs, grid, names),
+    )
 
 
 def _write(
@@ -128,13 +168,12 @@ def build_callbacks(
         minutes=settings.interval_minutes,
         tz=settings.tz,
     )
-    lazy = clean.lazy()
+    lazy, parts = clean.lazy(), partitions_for(clean.height)
     table, retries, gaps, n_requests = pl.collect_all(
         [
-            callback_intervals.build(lazy, window=window, settings=settings),
-            retry_outcomes.build(lazy, window=window, settings=settings),
+            *callback_tables(lazy, window=window, settings=settings, partitions=parts),
             callback_gaps(lazy),
-            requests(lazy).select(pl.len()),
+            lazy.select("source", "original_id").unique().select(pl.len()),  # one per chain
         ]
     )
     document = callback_metrics.document(lazy, begin=window[0], end=window[1])

@@ -19,26 +19,36 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Final
 
 import polars as pl
 
+from engine.interval import to_intervals
 from engine.schema import CALLBACK_OUTCOMES
 
 __all__ = [
     "ADDITIVE",
+    "ATTEMPTS_PER_PARTITION",
     "ATTRIBUTES",
     "MAXIMA",
+    "ORDER",
     "OUTCOMES",
+    "REQUEST_COLUMNS",
     "RETRY_BUCKETS",
     "SUMS",
     "call_target_names",
     "combine",
+    "customer_counts",
     "customers",
+    "finish_table",
     "in_retry_bucket",
     "measures",
+    "partitioned_requests",
+    "partitions_for",
     "requests",
     "retry_bucket",
+    "rolled_up",
 ]
 
 #: A request's attributes, taken from its first attempt.
@@ -77,26 +87,146 @@ MAXIMA: Final = tuple(f"{s}_max" for s in _STATS)
 SUMS: Final = tuple(c for c in ADDITIVE if c not in MAXIMA)
 
 
+#: A chain's order: its first attempt has the lowest key, its final attempt the highest.
+ORDER: Final = ("retry_attempt", "created_at", "attempt_id")
+#: Request columns taken from the first attempt, and the attempt column each one is.
+_FROM_FIRST: Final = {
+    **{c: c for c in ATTRIBUTES},
+    "instant": "created_at",
+    "estimated_callback_ms": "estimated_callback_ms",
+    "punctuality_ms": "punctuality_ms",
+}
+#: Request columns taken from the final attempt, and the attempt column each one is.
+_FROM_FINAL: Final = {
+    "retries": "retry_attempt",
+    "outcome": "outcome",
+    "callback_ms": "callback_ms",
+    "customer_wait_ms": "customer_wait_ms",
+    "talk_ms": "talk_ms",
+}
+#: The columns of :func:`requests`, in order (``attempts``: the chain's length).
+REQUEST_COLUMNS: Final = (
+    "source",
+    "original_id",
+    *ATTRIBUTES,
+    "instant",
+    "attempts",
+    "retries",
+    "outcome",
+    "callback_ms",
+    "estimated_callback_ms",
+    "punctuality_ms",
+    "customer_wait_ms",
+    "talk_ms",
+)
+
+
+def _chain_ends(attempts: pl.LazyFrame) -> pl.LazyFrame:
+    """Per chain, the ``attempt_id`` of its first (``_f``) and final (``_l``) attempt.
+
+    Only the chain and order columns are sorted (a global sort of every column the requests need
+    cost twice the CPU; carrying even the numeric ones cost more memory than their join), and
+    the reduction is ``min_by``/``max_by`` of the sorted position, a streaming aggregate, where
+    ``get(arg_min)`` was a per-group gather.
+    """
+    ranked = attempts.select("source", "original_id", *ORDER).sort(*ORDER)
+    rank = pl.col("_rank")
+    return (
+        ranked.with_row_index("_rank")
+        .group_by("source", "original_id")
+        .agg(
+            pl.col("attempt_id").min_by(rank).alias("_f"),
+            pl.col("attempt_id").max_by(rank).alias("_l"),
+            pl.len().cast(pl.Int64).alias("attempts"),
+        )
+    )
+
+
 def requests(attempts: pl.LazyFrame) -> pl.LazyFrame:
     """One row per request: ``source``, ``original_id``, the :data:`ATTRIBUTES`, ``instant``,
     ``attempts``, ``retries``, ``outcome`` and the per-request durations (nullable).
 
+    The first and final attempts are found on the chain and order columns alone; their other
+    columns are joined back by (``source``, ``attempt_id``), so a caller that selects fewer
+    columns reads and joins only those (projection pushdown prunes the joins). Not by row index:
+    ``attempts`` is evaluated once per join side, and a plan with an unordered step (``unique``,
+    a join) need not give its rows in the same order each time. The joins build their hash
+    tables on the chains (``force_left``) and stream the attempts through them: left to choose,
+    the engine hashed the attempts' side (1 GiB more at 10M attempts).
+
     Args:
-        attempts: canonical callback attempts (:data:`engine.schema.CALLBACK_ATTEMPTS`).
+        attempts: canonical callback attempts (:data:`engine.schema.CALLBACK_ATTEMPTS`), unique
+            by (``source``, ``attempt_id``) as validation leaves them.
     """
-    ranked = attempts.sort("retry_attempt", "created_at", "attempt_id").with_row_index("_rank")
-    first, final = pl.col("_rank").arg_min(), pl.col("_rank").arg_max()
-    return ranked.group_by("source", "original_id").agg(
-        *(pl.col(c).get(first) for c in ATTRIBUTES),
-        pl.col("created_at").get(first).alias("instant"),
-        pl.len().cast(pl.Int64).alias("attempts"),
-        pl.col("retry_attempt").get(final).cast(pl.Int64).alias("retries"),
-        pl.col("outcome").get(final),
-        pl.col("callback_ms").get(final),
-        pl.col("estimated_callback_ms").get(first),
-        pl.col("punctuality_ms").get(first),
-        pl.col("customer_wait_ms").get(final),
-        pl.col("talk_ms").get(final),
+    first = attempts.select(
+        "source",
+        pl.col("attempt_id").alias("_f"),
+        *(pl.col(a).alias(r) for r, a in _FROM_FIRST.items()),
+    )
+    final = attempts.select(
+        "source",
+        pl.col("attempt_id").alias("_l"),
+        *(pl.col(a).alias(r) for r, a in _FROM_FINAL.items()),
+    )
+    return (
+        _chain_ends(attempts)
+        .join(final, on=["source", "_l"], build_side="force_left")
+        .join(first, on=["source", "_f"], build_side="force_left")
+        .with_columns(pl.col("retries").cast(pl.Int64))
+        .select(REQUEST_COLUMNS)
+    )
+
+
+#: Attempts per part of :func:`partitioned_requests` that :func:`partitions_for` aims at.
+ATTEMPTS_PER_PARTITION: Final = 2_500_000
+
+
+def partitions_for(attempts: int) -> int:
+    """How many parts to build the requests of ``attempts`` attempts in (one up to 2.5M).
+
+    At 10M attempts (both tables, lz4 Parquet) one pass peaked at 2.8 GiB, two parts at 2.2,
+    four at 1.9-2.0 and eight at 1.7, for 13, 14, 15-16 and 18 CPU-s: each part reads the attempts
+    again. Below 2.5M the extra passes cost more than the memory they save
+    (benchmarks/README.md, "Callback tables").
+    """
+    return max(1, -(-attempts // ATTEMPTS_PER_PARTITION))
+
+
+def partitioned_requests(
+    attempts: pl.LazyFrame,
+    *,
+    where: Sequence[pl.Expr],
+    columns: Sequence[str],
+    partitions: int = 1,
+) -> pl.LazyFrame:
+    """The :func:`requests` satisfying ``where``, only ``columns``, built in ``partitions`` parts.
+
+    Part ``p`` holds the chains whose ``original_id`` hashes to ``p`` modulo ``partitions``. A
+    chain has one ``original_id``, so it never spans two parts (hashing ``source`` too would
+    change nothing but the cost) and the parts' union is exactly :func:`requests`. Each part's
+    sort and chain hash table hold about ``1/partitions`` of the attempts, which is what bounds
+    peak memory; every part reads the scan again, which is what it costs (see
+    benchmarks/README.md).
+
+    Args:
+        attempts: canonical callback attempts.
+        where: conditions on request columns that a request must meet (e.g. its instant in the
+            window).
+        columns: the request columns to keep (narrow: the concatenation is held).
+        partitions: number of parts (1: one pass).
+    """
+    if partitions < 1:
+        msg = f"partitions must be at least 1, not {partitions}"
+        raise ValueError(msg)
+    if partitions == 1:
+        return requests(attempts).filter(*where).select(columns)
+    part = pl.col("original_id").hash(seed=0) % partitions
+    return pl.concat(
+        [
+            requests(attempts.filter(part == p)).filter(*where).select(columns)
+            for p in range(partitions)
+        ],
+        parallel=False,
     )
 
 
@@ -165,6 +295,21 @@ def customers() -> list[pl.Expr]:
     ]
 
 
+def customer_counts(reqs: pl.LazyFrame) -> pl.LazyFrame:
+    """:func:`customers` over all of ``reqs``, as one row, by a group-by on the key.
+
+    The same numbers as ``reqs.select(customers())``, for less CPU on a whole window (about a
+    quarter less for the month's document at 10M attempts): one streaming group-by counts each
+    key's requests, where ``n_unique`` and ``value_counts`` hash every key twice.
+    """
+    key = pl.col("customer_key")
+    per_key = reqs.select(key).filter(key.is_not_null()).group_by(key).len()
+    return per_key.select(
+        pl.len().cast(pl.Int64).alias("unique_customers"),
+        _count(pl.col("len") >= 2).alias("repeat_customers"),
+    )
+
+
 def call_target_names(reqs: pl.LazyFrame) -> pl.LazyFrame:
     """Per call target, the name on its latest request (ties: the greatest name; else the id)."""
     name = pl.col("call_target_name")
@@ -173,3 +318,35 @@ def call_target_names(reqs: pl.LazyFrame) -> pl.LazyFrame:
         .agg(name.sort_by(["instant", "call_target_name"], nulls_last=False).last())
         .with_columns(name.fill_null(pl.col("call_target_id")))
     )
+
+
+def finish_table(
+    filled: pl.LazyFrame, names: pl.LazyFrame, *, columns: Sequence[str], order: Sequence[str]
+) -> pl.LazyFrame:
+    """A zero-filled table with its call targets' names, in its stored column and row order.
+
+    The last step of both interval tables, from requests and from a roll-up alike.
+    """
+    return (
+        filled.join(names, on="call_target_id", how="left", nulls_equal=True)
+        .select(columns)
+        .sort(order)
+    )
+
+
+def rolled_up(
+    table: pl.LazyFrame, grid: pl.DataFrame, *, group: Sequence[str], columns: tuple[str, ...]
+) -> tuple[pl.LazyFrame, pl.LazyFrame]:
+    """A stored table's ``columns`` combined into the coarser intervals of ``grid``, and its names.
+
+    Each fine interval lies in exactly one coarse interval, so combining (sums add, maxima take
+    the max) is exact; a call target has one name in the whole table, so any row's will do.
+
+    Returns:
+        The rolled rows (one per coarse interval and ``group``, not zero-filled) and the names.
+    """
+    names = table.group_by("call_target_id").agg(pl.col("call_target_name").first())
+    fine = table.select("interval_start_utc", *group, *columns).rename(
+        {"interval_start_utc": "_at"}
+    )
+    return to_intervals(fine, grid, at="_at", by=group, combine=combine(columns)), names

@@ -26,8 +26,10 @@ from engine.callback_request import (
     RETRY_BUCKETS,
     call_target_names,
     combine,
-    requests,
+    finish_table,
+    partitioned_requests,
     retry_bucket,
+    rolled_up,
 )
 from engine.interval import (
     GRID,
@@ -35,17 +37,27 @@ from engine.interval import (
     aggregate_by_interval,
     in_grid,
     interval_grid,
-    to_intervals,
     zero_fill,
 )
 from engine.settings import BuildSettings
 
-__all__ = ["COUNTS", "GROUP", "KEYS", "SCHEMA", "build", "rollup"]
+__all__ = [
+    "COUNTS",
+    "GROUP",
+    "KEYS",
+    "REQUEST_COLUMNS",
+    "SCHEMA",
+    "build",
+    "from_requests",
+    "rollup",
+]
 
 GROUP: Final = ("call_target_id", "retry_bucket")
 KEYS: Final = ("interval_start_utc", *GROUP)
 #: The additive columns.
 COUNTS: Final = ("requests", *OUTCOMES)
+#: The request columns the table reads (:func:`from_requests`), including the names'.
+REQUEST_COLUMNS: Final = ("call_target_id", "call_target_name", "instant", "retries", "outcome")
 
 SCHEMA: Final[dict[str, pl.DataType]] = {
     **GRID,
@@ -68,12 +80,31 @@ def _zero_fill(
     agg: pl.LazyFrame, grid: pl.DataFrame, targets: pl.LazyFrame, names: pl.LazyFrame
 ) -> pl.LazyFrame:
     buckets = pl.LazyFrame([pl.Series("retry_bucket", RETRY_BUCKETS.categories, RETRY_BUCKETS)])
-    return (
-        zero_fill(agg, grid, targets.join(buckets, how="cross"), fill=COUNTS)
-        .join(names, on="call_target_id", how="left", nulls_equal=True)
-        .select(SCHEMA.keys())
-        .sort([*GROUP, "interval_start_utc"])
+    filled = zero_fill(agg, grid, targets.join(buckets, how="cross"), fill=COUNTS)
+    return finish_table(filled, names, columns=list(SCHEMA), order=[*GROUP, "interval_start_utc"])
+
+
+def from_requests(reqs: pl.LazyFrame, grid: pl.DataFrame, names: pl.LazyFrame) -> pl.LazyFrame:
+    """The table over ``grid`` from the requests whose instant lies in it.
+
+    Every call target with a request in ``reqs`` gets all six buckets, so ``reqs`` must be all
+    the window's requests, not only the retried ones.
+
+    Args:
+        reqs: the window's requests, at least :data:`REQUEST_COLUMNS`.
+        grid: the intervals (:func:`engine.interval.interval_grid`).
+        names: per call target its name (:func:`engine.callback_request.call_target_names`).
+    """
+    retried = reqs.filter(pl.col("retries") > 0).with_columns(retry_bucket())
+    agg = aggregate_by_interval(
+        retried,
+        grid,
+        at=pl.col("instant"),
+        by=GROUP,
+        measures=_measures(),
+        combine=combine(COUNTS),
     )
+    return _zero_fill(agg, grid, reqs.select("call_target_id").unique(), names)
 
 
 def build(attempts: pl.LazyFrame, *, window: Window, settings: BuildSettings) -> pl.LazyFrame:
@@ -96,14 +127,9 @@ def build(attempts: pl.LazyFrame, *, window: Window, settings: BuildSettings) ->
         True
     """
     grid = interval_grid(*window, minutes=settings.interval_minutes, tz=settings.tz)
-    instant = pl.col("instant")
-    reqs = requests(attempts).filter(in_grid(instant, grid))
-    retried = reqs.filter(pl.col("retries") > 0).with_columns(retry_bucket())
-    agg = aggregate_by_interval(
-        retried, grid, at=instant, by=GROUP, measures=_measures(), combine=combine(COUNTS)
-    )
-    targets = reqs.select("call_target_id").unique()
-    return _zero_fill(agg, grid, targets, call_target_names(reqs))
+    where = [in_grid(pl.col("instant"), grid)]
+    reqs = partitioned_requests(attempts, where=where, columns=REQUEST_COLUMNS).cache()
+    return from_requests(reqs, grid, call_target_names(reqs))
 
 
 def rollup(table: pl.LazyFrame, *, window: Window, minutes: int, tz: str) -> pl.LazyFrame:
@@ -119,8 +145,5 @@ def rollup(table: pl.LazyFrame, *, window: Window, minutes: int, tz: str) -> pl.
         0
     """
     grid = interval_grid(*window, minutes=minutes, tz=tz)
-    names = table.group_by("call_target_id").agg(pl.col("call_target_name").first())
-    agg = table.select(*KEYS, *COUNTS).rename({"interval_start_utc": "_at"})
-    rolled = to_intervals(agg, grid, at="_at", by=GROUP, combine=combine(COUNTS))
-    targets = table.select("call_target_id").unique()
-    return _zero_fill(rolled, grid, targets, names)
+    rolled, names = rolled_up(table, grid, group=GROUP, columns=COUNTS)
+    return _zero_fill(rolled, grid, table.select("call_target_id").unique(), names)
