@@ -22,6 +22,9 @@ HTTP behaviour:
 * ``sort_column`` (any top-level scalar field, default ``id``) and ``sort_direction`` ``ASC`` /
   ``DESC``; ties break on ``id`` in the same direction; nulls last ascending, first descending.
 * A malformed ``page``, ``per``, bound or sort gives 400.
+* Pages are answered from the records kept sorted per sort column (rebuilt after a change), by
+  binary search for a range on the sort column: the same answer as scanning every record, in
+  microseconds rather than tens of milliseconds per page (:mod:`~connectors.emulator.ujet_query`).
 
 Example:
     >>> import httpx
@@ -36,10 +39,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
-import re
+import json
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
@@ -48,6 +51,13 @@ import polars as pl
 
 from connectors.emulator.fault import Faults
 from connectors.emulator.server import EmulatorServer, Request, Response, basic_auth_tenant
+from connectors.emulator.ujet_query import (
+    BadRequestError,
+    SortedView,
+    answer,
+    int_param,
+    sort_column,
+)
 from connectors.emulator.ujet_record import (
     ENDPOINTS,
     Contact,
@@ -56,7 +66,6 @@ from connectors.emulator.ujet_record import (
     extra_calls,
     normalise,
 )
-from connectors.emulator.ujet_render import iso
 from engine.schema import CONTACTS, empty_contacts
 
 __all__ = ["API_PREFIX", "DEFAULT_PER", "MAX_PER", "UjetEmulator", "main"]
@@ -66,99 +75,7 @@ DEFAULT_PER = 25
 MAX_PER = 100
 Record = dict[str, Any]
 
-_RANGE = re.compile(r"([a-z_]+)\[(from|to)\]")
-_OFFSET = re.compile(r" (\d\d:?\d\d)$")  # a "+hh:mm" offset whose "+" became a space in the query
 _IMMUTABLE = {"source", "contact_id", "segment_no", "channel", "direction"}
-_CALL_TYPES = {
-    "ivrcall": "voice inbound (ivr)",
-    "incomingcallapp": "voice inbound (app)",
-    "incomingcallweb": "voice callback (web)",
-    "scheduledcallapp": "voice scheduled (app)",
-    "scheduledcallweb": "voice scheduled (web)",
-    "outboundcall": "voice outbound",
-}
-_LISTS: Mapping[str, Callable[[Record], object]] = {
-    "id[]": lambda r: r["id"],
-    "agent_id[]": lambda r: (r["agent_info"] or {}).get("id"),
-    "end_user_id[]": lambda r: r["end_user"]["id"],
-    "call_status[]": lambda r: r["status"],
-    "chat_status[]": lambda r: r["status"],
-    "call_type[]": lambda r: r.get("call_type"),
-    "chat_type[]": lambda r: r.get("chat_type"),
-    "call_fail_reason[]": lambda r: r["fail_reason"],
-    "chat_fail_reason[]": lambda r: r["fail_reason"],
-    "verified[]": lambda r: r["verified"],
-    "lang[]": lambda r: r["lang"],
-    "support_number[]": lambda r: r.get("support_number"),
-}
-
-
-class _BadRequestError(ValueError):
-    """A malformed query parameter (answered with 400)."""
-
-
-def _text(value: object) -> str:
-    return "null" if value is None else str(value).lower()
-
-
-def _int_param(query: Mapping[str, list[str]], name: str, default: int) -> int:
-    raw = query.get(name, [str(default)])[-1] or str(default)
-    if not (raw.isascii() and raw.isdigit()) or int(raw) < 1:
-        raise _BadRequestError(f"{name} must be a positive integer")
-    return int(raw)
-
-
-def _instant(raw: str, *, ceil: bool) -> str:
-    """A bound as a record-style timestamp string (records have millisecond precision)."""
-    try:
-        ts = datetime.fromisoformat(_OFFSET.sub(r"+\1", raw.strip()))
-    except ValueError:
-        raise _BadRequestError(f"not an ISO 8601 time: {raw!r}") from None
-    ts = ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
-    if ceil and ts.microsecond % 1000:
-        ts += timedelta(microseconds=1000 - ts.microsecond % 1000)
-    return str(iso(ts))
-
-
-def _filtered(records: list[Record], query: Mapping[str, list[str]]) -> list[Record]:
-    for key, values in query.items():
-        if key in _LISTS:
-            wanted = {_CALL_TYPES.get(v.lower(), v.lower()) for v in values}
-            get = _LISTS[key]
-            records = [r for r in records if _text(get(r)) in wanted]
-        elif match := _RANGE.fullmatch(key):
-            name, lower = match[1], match[2] == "from"
-            bound: object
-            kind: tuple[type, ...]
-            if name.endswith("_at"):
-                bound, kind = _instant(values[-1], ceil=lower), (str,)
-            else:
-                try:
-                    bound, kind = float(values[-1]), (int, float)
-                except ValueError:
-                    raise _BadRequestError(f"{key} must be a number") from None
-            records = [
-                r
-                for r in records
-                if isinstance(r.get(name), kind)
-                and not isinstance(r[name], bool)
-                and (r[name] >= bound if lower else r[name] <= bound)
-            ]
-    return records
-
-
-def _sorted(records: list[Record], query: Mapping[str, list[str]]) -> list[Record]:
-    column = query.get("sort_column", ["id"])[-1] or "id"
-    direction = (query.get("sort_direction", ["ASC"])[-1] or "ASC").upper()
-    if direction not in {"ASC", "DESC"}:
-        raise _BadRequestError("sort_direction must be ASC or DESC")
-    if records and (column not in records[0] or isinstance(records[0][column], dict | list)):
-        raise _BadRequestError(f"cannot sort by {column!r}")
-    present = [r for r in records if r.get(column) is not None]
-    absent = [r for r in records if r.get(column) is None]
-    present.sort(key=lambda r: (r[column], r["id"]), reverse=direction == "DESC")
-    absent.sort(key=lambda r: r["id"], reverse=direction == "DESC")
-    return present + absent if direction == "ASC" else absent + present
 
 
 class UjetEmulator(EmulatorServer):
@@ -211,6 +128,10 @@ class UjetEmulator(EmulatorServer):
         self._contacts: dict[str, Contact] = {}
         self._aliases: dict[str, str] = {}
         self._records: dict[str, dict[int, Record]] = {"calls": {}, "chats": {}}
+        self._version = dict.fromkeys(self._records, 0)  # bumped by every change of the records
+        self._views: dict[tuple[str, str], tuple[int, SortedView]] = {}
+        # endpoint -> id -> (the record served, its compact JSON): encoded once, not per request
+        self._encoded: dict[str, dict[int, tuple[Record, bytes]]] = {"calls": {}, "chats": {}}
         if contacts is not None and contacts.height:
             self._add(contacts, touch=False)
         if extra_menu_abandons or extra_outbound:
@@ -225,7 +146,9 @@ class UjetEmulator(EmulatorServer):
                 end=end,
                 seed=seed,
             ):
-                self._records["calls"][call["id"]] = call
+                self._store_record("calls", call["id"], call)
+        for endpoint in self._records:  # indexed up front, like a real API: the tail order
+            self._view(endpoint, "updated_at")
 
     @property
     def base_url(self) -> str:
@@ -318,7 +241,14 @@ class UjetEmulator(EmulatorServer):
     def _put(self, contact: Contact) -> None:
         self._contacts[contact.contact_id] = contact
         self._aliases[contact.contact_id] = contact.contact_id
-        self._records[contact.endpoint][contact.ujet_id] = contact.render(self.seed)
+        self._store_record(contact.endpoint, contact.ujet_id, contact.render(self.seed))
+
+    def _store_record(self, endpoint: str, key: int, record: Record) -> None:
+        """Serve ``record`` as ``key`` (replacing the one served as such), with its JSON."""
+        self._records[endpoint][key] = record
+        encoded = json.dumps(record, separators=(",", ":")).encode()
+        self._encoded[endpoint][key] = (record, encoded)
+        self._version[endpoint] += 1
 
     # -- HTTP ---------------------------------------------------------------------------------
     def authenticate(self, request: Request) -> str | None:
@@ -339,18 +269,49 @@ class UjetEmulator(EmulatorServer):
         if request.method != "GET":
             return Response(405, {"message": "Method Not Allowed"})
         try:
-            page = _int_param(request.query, "page", 1)
-            per = min(_int_param(request.query, "per", self.default_per), MAX_PER)
-            with self._store:
-                records = list(self._records[endpoint].values())
-            records = _sorted(_filtered(records, request.query), request.query)
-        except _BadRequestError as exc:
+            page = int_param(request.query, "page", 1)
+            per = min(int_param(request.query, "per", self.default_per), MAX_PER)
+            records, view = self._view(endpoint, sort_column(request.query))
+            rows, total = answer(records, view, request.query, page, per)
+        except BadRequestError as exc:
             return Response(400, {"message": str(exc)})
-        last = max(1, -(-len(records) // per))
-        headers = {"Total": str(len(records)), "Per-Page": str(per)}
+        last = max(1, -(-total // per))
+        headers = {"Total": str(total), "Per-Page": str(per)}
         if link := self._link(request, page, per, last):
             headers["Link"] = link
-        return Response(200, records[(page - 1) * per : page * per], headers)
+        return Response(200, rows, headers, self._body(endpoint, rows))
+
+    def _body(self, endpoint: str, rows: list[Record]) -> bytes:
+        """``rows`` as compact JSON: each record's stored encoding, unless a change replaced it
+        since the page was selected (then that record is encoded now)."""
+        stored = self._encoded[endpoint]
+        parts = []
+        for r in rows:
+            entry = stored.get(r["id"])
+            if entry is not None and entry[0] is r:
+                parts.append(entry[1])
+            else:
+                parts.append(json.dumps(r, separators=(",", ":")).encode())
+        return b"[" + b",".join(parts) + b"]"
+
+    def _view(self, endpoint: str, column: str) -> tuple[list[Record], SortedView | None]:
+        """The endpoint's records and their view sorted by ``column`` (see ``ujet_query``).
+
+        A view is built once per version of the records (the first request after a change pays
+        the sort) and is ``None`` when the column cannot be indexed: the request is then answered
+        by scanning, as every request was before.
+        """
+        with self._store:
+            version, cached = self._version[endpoint], self._views.get((endpoint, column))
+            if cached is not None and cached[0] == version:
+                return [], cached[1]
+            records = list(self._records[endpoint].values())
+        view = SortedView.build(records, column)
+        if view is not None:
+            with self._store:
+                if self._version[endpoint] == version:
+                    self._views[(endpoint, column)] = (version, view)
+        return records, view
 
     def _link(self, request: Request, page: int, per: int, last: int) -> str:
         rels = [("first", 1), ("prev", min(page - 1, last))] if page > 1 else []
