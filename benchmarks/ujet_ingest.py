@@ -18,7 +18,10 @@
 2. **Request rate** (``--seconds`` at ``--rate`` requests/s, per anchor): the emulator (this
    process) allows ``--rate`` requests/s and holds about ``rate x seconds`` pages of 100 records;
    a worker process syncs them with the connector's limiter set to the same rate. Reported:
-   achieved / allowed (from the emulator's own request log) and the emulator's rate-limit 429s.
+   achieved / allowed (from the emulator's own request log) and the emulator's rate-limit 429s,
+   with the load average after each run. ``--rate-runs`` repeats each anchor; ``--busy N`` runs
+   N CPU-bound processes meanwhile (a shared machine's load, reproducibly); a re-run replaces the
+   recorded runs of the same rate, anchor, margin and ``--busy``, and keeps the others.
 
 Usage::
 
@@ -28,14 +31,18 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import subprocess
+import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import format_table, machine_facts, run_worker, write_json
+from benchmarks.common import format_table, loadavg, machine_facts, run_worker, write_json
 
 MODULE = "benchmarks.ujet_ingest"
 HERE = Path(__file__).resolve().parent
@@ -183,7 +190,7 @@ def _normalise(root: Path, repeat: int) -> dict[str, Any]:
     return {"records": n, "runs": runs, "peak_rss_mib": peak_rss_mib()}
 
 
-def _sync(base_url: str, rate: float, anchor: str) -> dict[str, Any]:
+def _sync(base_url: str, rate: float, anchor: str, margin: float) -> dict[str, Any]:
     from pydantic import SecretStr
 
     from connectors.sync import sync_source
@@ -197,9 +204,7 @@ def _sync(base_url: str, rate: float, anchor: str) -> dict[str, Any]:
         pii_hash_secret=SecretStr("bench-hmac"),
         rate_limit_per_s=rate,
         rate_limit_anchor="request" if anchor == "request" else "response",
-        rate_limit_margin_s=0.0
-        if anchor == "response"
-        else 0.03,  # as config/defaults.toml advises
+        rate_limit_margin_s=0.0 if anchor == "response" else margin,
         per_page=100,
         start=datetime(2026, 9, 1, tzinfo=UTC),
     )
@@ -215,9 +220,23 @@ def _sync(base_url: str, rate: float, anchor: str) -> dict[str, Any]:
 # --- the parent -----------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def _busy(n: int) -> Iterator[None]:
+    """``n`` processes spinning on the CPU meanwhile: the load other jobs put on a shared box."""
+    spin = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
+    try:
+        time.sleep(5 if n else 0)  # let them get going before the run starts
+        yield
+    finally:
+        for proc in spin:
+            proc.kill()
+            proc.wait()
+
+
 def _rate(args: argparse.Namespace, anchor: str) -> dict[str, Any]:
     from connectors.emulator import UjetEmulator
 
+    margin = 0.0 if anchor == "response" else args.request_margin
     scale = args.rate * args.seconds * 100 / 8_300  # about 8,300 records/day at scale 1
     emu = UjetEmulator(
         _contacts(1, scale, args.seed),
@@ -226,7 +245,7 @@ def _rate(args: argparse.Namespace, anchor: str) -> dict[str, Any]:
         rate_limit_per_s=args.rate,
         seed=args.seed,
     )
-    with emu:
+    with emu, _busy(args.busy):
         run = run_worker(
             MODULE,
             [
@@ -238,6 +257,8 @@ def _rate(args: argparse.Namespace, anchor: str) -> dict[str, Any]:
                 str(args.rate),
                 "--anchor",
                 anchor,
+                "--margin",
+                str(margin),
             ],
         )
         log, stats = emu.request_log, emu.stats
@@ -245,6 +266,8 @@ def _rate(args: argparse.Namespace, anchor: str) -> dict[str, Any]:
     achieved = (len(log) - 1) / span if span > 0 else 0.0
     return {
         "anchor": anchor,
+        "margin_s": margin,
+        "busy_processes": args.busy,
         "requests": len(log),
         "seconds": round(span, 2),
         "achieved_per_s": round(achieved, 3),
@@ -252,7 +275,42 @@ def _rate(args: argparse.Namespace, anchor: str) -> dict[str, Any]:
         "fraction": round(achieved / args.rate, 4),
         "rate_limited_429": stats.rate_limited_429,
         "sync_wall_s": round(run.report["wall_s"], 2),
+        "recorded_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "loadavg_1_5_15": loadavg(),  # at the end of this run: the load it ran under
     }
+
+
+def _rate_part(
+    args: argparse.Namespace, doc: dict[str, Any], facts: dict[str, Any]
+) -> list[list[object]]:
+    """Run the rate part into ``doc["rate"]`` (runs of other settings are kept); table rows."""
+    replaced = {
+        (args.rate, a, 0.0 if a == "response" else args.request_margin, args.busy)
+        for a in args.anchors
+    }
+    kept = [
+        r
+        for r in doc.get("rate", {}).get("runs", [])
+        if (r["allowed_per_s"], r["anchor"], r["margin_s"], r.get("busy_processes", 0))
+        not in replaced
+    ]
+    doc["rate"] = {"machine": facts, "runs": kept}
+    rows: list[list[object]] = []
+    for anchor in [a for _ in range(args.rate_runs) for a in args.anchors]:
+        print(f"syncing for about {args.seconds:g} s at {args.rate:g}/s ({anchor}) ...")
+        r = _rate(args, anchor)
+        doc["rate"]["runs"].append(r)
+        rows.append(
+            [
+                f"sync, windows from {anchor}s, margin {r['margin_s']:g} s",
+                f"{r['requests']:,} req",
+                f"{r['seconds']:.1f}",
+                "",
+                f"{r['achieved_per_s']:.3f} req/s",
+                f"{r['fraction']:.1%} of {args.rate:g}/s, {r['rate_limited_429']} x 429",
+            ]
+        )
+    return rows
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -263,6 +321,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--rate", type=float, default=5.0, help="requests/s (emulator and client)")
     p.add_argument("--seconds", type=float, default=60.0, help="length of the rate run")
     p.add_argument("--anchors", nargs="+", default=["response", "request"])
+    p.add_argument("--rate-runs", type=int, default=1, help="rate runs per anchor (all recorded)")
+    p.add_argument(
+        "--request-margin",
+        type=float,
+        default=0.03,  # as config/defaults.toml advises for anchor = "request"
+        help="the limiter's margin (s) when windows count from requests (0 from responses)",
+    )
+    p.add_argument("--busy", type=int, default=0, help="CPU-bound processes during rate runs")
     p.add_argument("--skip-normalise", action="store_true")
     p.add_argument("--skip-rate", action="store_true")
     p.add_argument("--data-dir", type=Path, default=HERE / "data")
@@ -273,12 +339,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--root", type=Path, help=hidden)
     p.add_argument("--base-url", help=hidden)
     p.add_argument("--anchor", help=hidden)
+    p.add_argument("--margin", type=float, help=hidden)
     args = p.parse_args(argv)
     if args.worker:
         workers = {
             "generate": lambda: _generate(args.root, args.records, args.seed),
             "normalise": lambda: _normalise(args.root, args.repeat),
-            "sync": lambda: _sync(args.base_url, args.rate, args.anchor),
+            "sync": lambda: _sync(args.base_url, args.rate, args.anchor, args.margin),
         }
         Path(args.worker_out).write_text(json.dumps(workers[args.worker]()))
         return
@@ -299,21 +366,7 @@ def main(argv: list[str] | None = None) -> None:
             best, cpu = min(r["wall_s"]), min(r["cpu_s"])
             rows.append([name, f"{n:,}", f"{best:.2f}", f"{cpu:.2f}", f"{n / best:,.0f}", ""])
     if not args.skip_rate:
-        doc["rate"] = {"machine": facts, "runs": []}
-        for anchor in args.anchors:
-            print(f"syncing for about {args.seconds:g} s at {args.rate:g}/s ({anchor}) ...")
-            r = _rate(args, anchor)
-            doc["rate"]["runs"].append(r)
-            rows.append(
-                [
-                    f"sync, windows from {anchor}s",
-                    f"{r['requests']:,} req",
-                    f"{r['seconds']:.1f}",
-                    "",
-                    f"{r['achieved_per_s']:.3f} req/s",
-                    f"{r['fraction']:.1%} of {args.rate:g}/s, {r['rate_limited_429']} x 429",
-                ]
-            )
+        rows += _rate_part(args, doc, facts)
     print(format_table(["what", "n", "best s", "cpu s", "rate", "note"], rows, "lrrrrl"))
     write_json(args.json, doc)
     print(f"wrote {args.json}")

@@ -137,17 +137,24 @@ def _records(landed: pl.LazyFrame, unit: str) -> pl.LazyFrame:
 
 def _segments(records: pl.LazyFrame, unit: str) -> pl.LazyFrame:
     """One row per ``queue_durations`` entry, with its handle entry and agent by answered rank."""
-    rank = pl.element().cast(pl.Int32).cum_sum() - 1
     is_agent = pl.element().struct.field("type") == "agent"
+    n_answered = pl.col("__n_answered").cast(pl.Int64)
+    # The answered rank is a running count over the whole exploded column minus the answered
+    # entries of the records before (explode keeps the order): a per-list ``cum_sum`` in
+    # ``list.eval`` cost ~0.5 µs per record, this costs next to nothing. The values are the old
+    # ones (-1 before the first answered entry; null where ``__answered`` is null), and what an
+    # entry that is not answered looks up by its rank is never used.
+    rank = pl.col("__answered").cast(pl.Int64).cum_sum() - pl.col("__before") - 1
     exploded = (
         records.filter(pl.col("__n") > 0)
         .with_columns(
             pl.int_ranges(0, "__n", dtype=pl.Int32).alias("__idx"),
-            pl.col("__answered").list.eval(rank).alias("__rank"),
             pl.col("__answered").list.sum().alias("__n_answered"),
             pl.col("participants").list.filter(is_agent).alias("__agents"),
         )
-        .explode(["queue_durations", "__idx", "__answered", "__rank"])
+        .with_columns((n_answered.cum_sum() - n_answered).alias("__before"))
+        .explode(["queue_durations", "__idx", "__answered"])
+        .with_columns(rank.alias("__rank"))
     )
     q = pl.col("queue_durations").struct.field
     rank_col = pl.col("__rank")

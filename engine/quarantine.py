@@ -68,6 +68,9 @@ _OLDEST = datetime(1, 1, 1, tzinfo=UTC)
 _RAW = "__raw"
 _REASON = "__reason"
 _DETAIL = "__detail"
+_SHARED = "__shared"
+_PARSED = "__parsed_"
+_SHORT = "%Y-%m-%dT%H:%M%#z"  # no seconds
 
 
 class InputSchemaError(ValueError):
@@ -75,7 +78,11 @@ class InputSchemaError(ValueError):
 
 
 def _parse_timestamp(name: str, dtype: pl.DataType) -> tuple[pl.Expr, pl.Expr]:
-    """The parsed column and a flag for 'had a value that did not parse'."""
+    """The parsed column and a flag for 'had a value that did not parse'.
+
+    Self-contained (both formats on every value); :func:`conform_contacts` parses text columns
+    a cheaper way (:func:`_parse_texts`), with the same result.
+    """
     col = pl.col(name)
     if isinstance(dtype, pl.Datetime):
         if dtype.time_zone is None:
@@ -86,10 +93,49 @@ def _parse_timestamp(name: str, dtype: pl.DataType) -> tuple[pl.Expr, pl.Expr]:
         return pl.lit(None, UTC_TS), pl.lit(value=False)
     text = col.cast(pl.String)
     parsed = pl.coalesce(  # RFC 3339 / ISO 8601 with seconds, or without them (09:01Z)
-        text.str.to_datetime(fmt, time_unit="us", time_zone="UTC", strict=False)
-        for fmt in ("%+", "%Y-%m-%dT%H:%M%#z")
+        _instant(text, fmt) for fmt in ("%+", _SHORT)
     )
     return parsed, text.is_not_null() & parsed.is_null()
+
+
+def _conform_timestamp(name: str, dtype: pl.DataType) -> tuple[pl.Expr, pl.Expr]:
+    """:func:`_parse_timestamp` for :func:`conform_contacts`: a text column was parsed one step
+    earlier (:func:`_parse_texts`) into a column of its own."""
+    if isinstance(dtype, pl.Datetime | pl.Null):
+        return _parse_timestamp(name, dtype)
+    parsed = pl.col(_PARSED + name)
+    return parsed, pl.col(name).is_not_null() & parsed.is_null()
+
+
+def _instant(text: pl.Expr, fmt: str) -> pl.Expr:
+    return text.str.to_datetime(fmt, time_unit="us", time_zone="UTC", strict=False)
+
+
+def _parse_texts(frame: pl.LazyFrame, schema: pl.Schema) -> pl.LazyFrame:
+    """``frame`` with each text timestamp column parsed into ``__parsed_<name>``.
+
+    RFC 3339 / ISO 8601 with seconds, or else without them (``09:01Z``): the second format only
+    sees the values the first one refused (the others are masked to null), because parsing is
+    nearly all of the conform's cost and a failing parse costs as much as a successful one. Two
+    steps of their own: inside one expression Polars' common subexpression elimination
+    evaluated the first parse twice, and the whole parse once for the value and once more for
+    its flag.
+    """
+    names = [
+        n for n in _TIMESTAMPS if n in schema and not isinstance(schema[n], pl.Datetime | pl.Null)
+    ]
+    if not names:
+        return frame
+    text = {n: pl.col(n).cast(pl.String) for n in names}
+    first = [_instant(text[n], "%+").alias(_PARSED + n) for n in names]
+    second = [
+        pl.coalesce(  # the second format sees null where the first one parsed
+            pl.col(_PARSED + n),
+            _instant(pl.when(pl.col(_PARSED + n).is_null()).then(text[n]), _SHORT),
+        ).alias(_PARSED + n)
+        for n in names
+    ]
+    return frame.with_columns(first).with_columns(second)
 
 
 def _parse_integer(name: str, dtype: pl.DataType, target: pl.DataType) -> tuple[pl.Expr, pl.Expr]:
@@ -123,7 +169,7 @@ def conform_contacts(frame: pl.LazyFrame) -> pl.LazyFrame:
     for name, target in CONTACTS.items():
         dtype = schema.get(name, pl.Null())
         if name in _TIMESTAMPS:
-            value, bad = _parse_timestamp(name, dtype)
+            value, bad = _conform_timestamp(name, dtype)
             checks.append(("unparsable_timestamp", name, bad))
         elif name in _INTEGERS:
             value, bad = _parse_integer(name, dtype, target)
@@ -145,7 +191,9 @@ def conform_contacts(frame: pl.LazyFrame) -> pl.LazyFrame:
     # Nullness of the value as given: an unparsable value is not a missing one.
     checks.append(("missing_timestamp", "offered_at", pl.col("offered_at").is_null()))
     checks += [("missing_id", c, pl.col(c).is_null()) for c in (*CONTACTS_KEY, "queue_id")]
-    conformed = frame.select(*exprs, *(f.alias(f"__f{i}") for i, (_, _, f) in enumerate(checks)))
+    conformed = _parse_texts(frame, schema).select(
+        *exprs, *(f.alias(f"__f{i}") for i, (_, _, f) in enumerate(checks))
+    )
     flags = [(r, c, pl.col(f"__f{i}")) for i, (r, c, _) in enumerate(checks)]
     offered = pl.col("offered_at")
     flags += [
@@ -196,8 +244,14 @@ def _quarantine_rows(frame: pl.LazyFrame) -> pl.LazyFrame:
 def validate_contacts(frame: pl.LazyFrame) -> tuple[pl.LazyFrame, pl.LazyFrame]:
     """Split ``frame`` into canonical contacts and quarantine rows.
 
-    Only identities that occur more than once (found by one cheap group-by) go through the
-    de-duplication rules; every other valid row passes straight through.
+    Both outputs come from one conformed frame, marked once with whether its identity occurs
+    more than once (a window count) and cached: collected together, the two outputs parse and
+    group each row once. (Without the mark the cache would not hold: Polars pushes the outputs'
+    different filters through it and conforms the input once per branch, seven times in all.)
+    Only rows whose identity is shared go through the de-duplication rules; every other valid
+    row passes straight through. Counting all rows, not only valid ones, sends a few extra rows
+    that way (a valid row sharing its identity only with invalid ones); the rules then keep it,
+    exactly as if it had passed straight through.
 
     Args:
         frame: contacts in the canonical shape, possibly as text columns.
@@ -207,14 +261,13 @@ def validate_contacts(frame: pl.LazyFrame) -> tuple[pl.LazyFrame, pl.LazyFrame]:
         schema and a unique identity; ``quarantine`` has the :data:`~engine.schema.QUARANTINE`
         schema.
     """
-    conformed = conform_contacts(frame)
-    failed = conformed.filter(pl.col(_REASON).is_not_null())
-    passed = conformed.filter(pl.col(_REASON).is_null()).select(list(CONTACTS))
     key = list(CONTACTS_KEY)
-    repeated = passed.group_by(key).len().filter(pl.col("len") > 1).select(key)
-    single = passed.join(repeated, on=key, how="anti")
+    marked = conform_contacts(frame).with_columns((pl.len().over(key) > 1).alias(_SHARED)).cache()
+    valid = pl.col(_REASON).is_null()
+    failed = marked.filter(~valid)
+    single = marked.filter(valid & ~pl.col(_SHARED)).select(list(CONTACTS))
+    versions = marked.filter(valid & pl.col(_SHARED)).select(list(CONTACTS)).unique(keep="any")
     stamp = pl.col("updated_at").fill_null(_OLDEST)
-    versions = passed.join(repeated, on=key, how="semi").unique(keep="any")
     latest = versions.filter(stamp == stamp.max().over(key))
     clashes = pl.len().over(key) > 1
     # Both rows of a conflict parsed cleanly, so their canonical form is their payload.

@@ -8,6 +8,8 @@ from typing import Any
 
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from engine.quarantine import REASONS, InputSchemaError, validate_contacts
 from engine.schema import CONTACTS, QUARANTINE
@@ -150,3 +152,95 @@ def test_validation_of_dirty_synthetic_data_recovers_the_clean_frame() -> None:
     assert dict(got.iter_rows()) == {k: v for k, v in injected.items() if v}
     key = ["source", "contact_id", "segment_no"]
     assert clean.collect().sort(key).equals(clean_in.sort(key))
+
+
+def _two_plan_split(frame: pl.LazyFrame) -> tuple[pl.LazyFrame, pl.LazyFrame]:
+    """The rules as the previous implementation wrote them: clean rows and quarantine as two
+    plans that share nothing (group-by of repeated identities, anti and semi joins)."""
+    from engine.quarantine import _quarantine_rows, conform_contacts
+
+    conformed = conform_contacts(frame)
+    failed = conformed.filter(pl.col("__reason").is_not_null())
+    passed = conformed.filter(pl.col("__reason").is_null()).select(list(CONTACTS))
+    key = ["source", "contact_id", "segment_no"]
+    repeated = passed.group_by(key).len().filter(pl.col("len") > 1).select(key)
+    single = passed.join(repeated, on=key, how="anti")
+    stamp = pl.col("updated_at").fill_null(datetime(1, 1, 1, tzinfo=UTC))
+    versions = passed.join(repeated, on=key, how="semi").unique(keep="any")
+    latest = versions.filter(stamp == stamp.max().over(key))
+    clashes = pl.len().over(key) > 1
+    conflicts = latest.filter(clashes).with_columns(
+        pl.lit("conflicting_duplicate").alias("__reason"),
+        pl.lit("updated_at").alias("__detail"),
+        pl.struct(list(CONTACTS)).alias("__raw"),
+    )
+    clean = pl.concat([single, latest.filter(~clashes).select(list(CONTACTS))])
+    return clean, pl.concat([_quarantine_rows(failed), _quarantine_rows(conflicts)])
+
+
+_STAMPS = [None, "2026-10-01T09:06:00.000Z", "2026-10-01T09:07Z", "2026-10-01T11:07+02:00", "soon"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    rows=st.lists(
+        st.fixed_dictionaries(
+            {
+                "contact_id": st.sampled_from(["c1", "c2", "c3", None]),
+                "segment_no": st.sampled_from(["1", "2", "x"]),
+                "talk_ms": st.sampled_from(["250000", "1", "-1", "2.5"]),
+                "offered_at": st.sampled_from([*_STAMPS, "2026-10-01T09:00Z"]),
+                "updated_at": st.sampled_from(_STAMPS),
+                "outcome": st.sampled_from(["answered", "answered", "lost"]),
+            }
+        ),
+        min_size=1,
+        max_size=30,
+    )
+)
+def test_one_pass_split_equals_the_two_plan_rules(rows: list[dict[str, Any]]) -> None:
+    """Duplicates, conflicts and invalid rows mixed: the same rows and quarantine as before."""
+    frame = pl.DataFrame([good(**r) for r in rows], schema=dict.fromkeys(good(), pl.String))
+    got = pl.collect_all(validate_contacts(frame.lazy()))
+    want = pl.collect_all(_two_plan_split(frame.lazy()))
+    for g, w in zip(got, want, strict=True):
+        assert g.schema == w.schema
+        assert g.sort(pl.all(), nulls_last=True).equals(w.sort(pl.all(), nulls_last=True))
+
+
+@given(
+    texts=st.lists(
+        st.one_of(
+            st.none(),
+            st.sampled_from(["2026-10-01T09:01Z", "2026-10-01T09:01+02:00", "2026-10-01 09:01"]),
+            st.datetimes(timezones=st.just(UTC)).map(lambda t: t.isoformat()),
+            st.datetimes(timezones=st.just(UTC)).map(lambda t: t.strftime("%Y-%m-%dT%H:%M%z")),
+            st.text(max_size=25),
+        ),
+        min_size=1,
+        max_size=20,
+    )
+)
+def test_masked_second_timestamp_format_equals_parsing_every_value_twice(
+    texts: list[str | None],
+) -> None:
+    """The short format (no seconds) only sees what the long one refused: same values, flags."""
+    from engine.quarantine import conform_contacts
+
+    rows = [good(offered_at=t, updated_at=t) for t in texts]
+    frame = pl.DataFrame(rows, schema=dict.fromkeys(good(), pl.String))
+    got = conform_contacts(frame.lazy()).collect()
+
+    def both(name: str) -> pl.Expr:  # the previous expression: both formats on every value
+        return pl.coalesce(
+            pl.col(name).str.to_datetime(f, time_unit="us", time_zone="UTC", strict=False)
+            for f in ("%+", "%Y-%m-%dT%H:%M%#z")
+        )
+
+    want = frame.select(both("offered_at"), both("updated_at"))
+    assert got.select("offered_at", "updated_at").equals(want)
+    bad = (frame["updated_at"].is_not_null() & want["updated_at"].is_null()) | want[
+        "offered_at"
+    ].is_null()  # the same text in both columns: one fails if the other does
+    expected = frame["offered_at"].is_not_null() & bad
+    assert (got["__reason"] == "unparsable_timestamp").fill_null(value=False).equals(expected)
