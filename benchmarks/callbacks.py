@@ -47,6 +47,8 @@ HERE = Path(__file__).resolve().parent
 START = datetime(2026, 10, 1, tzinfo=UTC)
 DAYS = 31
 WINDOW = (START, START + timedelta(days=DAYS))
+#: The row index the tables task has the Parquet scan assign (engine.callback_request.requests).
+ROW = "__row"
 
 
 def data_path(data_dir: Path, size: int, seed: int, compression: str) -> Path:
@@ -94,9 +96,9 @@ def _polars(task: str, path: Path, repeat: int, out: Path) -> dict[str, Any]:
     settings = BuildSettings()
 
     def tables() -> list[pl.DataFrame]:
-        lf = pl.scan_parquet(path)
+        lf = pl.scan_parquet(path, row_index_name=ROW)  # file positions: values of the rows
         parts = partitions_for(lf.select(pl.len()).collect().item())  # Parquet metadata
-        both = callback_tables(lf, window=WINDOW, settings=settings, partitions=parts)
+        both = callback_tables(lf, window=WINDOW, settings=settings, partitions=parts, row_id=ROW)
         return pl.collect_all(both, engine="streaming")
 
     def document() -> dict[str, Any]:

@@ -47,6 +47,7 @@ __all__ = [
     "callback_window",
 ]
 
+_ROW = "__row"
 CallbackFormat = Literal["parquet", "csv", "ndjson"]
 CALLBACK_FORMATS: tuple[CallbackFormat, ...] = ("parquet", "csv", "ndjson")
 
@@ -94,7 +95,12 @@ def callback_window(attempts: pl.DataFrame, settings: BuildSettings) -> Window:
 
 
 def callback_tables(
-    attempts: pl.LazyFrame, *, window: Window, settings: BuildSettings, partitions: int = 1
+    attempts: pl.LazyFrame,
+    *,
+    window: Window,
+    settings: BuildSettings,
+    partitions: int = 1,
+    row_id: str | None = None,
 ) -> tuple[pl.LazyFrame, pl.LazyFrame]:
     """``callback_intervals`` and ``retry_outcomes`` for ``window``, from one requests frame.
 
@@ -109,11 +115,15 @@ def callback_tables(
         settings: interval length and zone.
         partitions: build the requests in this many parts to bound memory
             (:func:`engine.callback_request.partitioned_requests`).
+        row_id: a row-identifying integer column of ``attempts``, to join on instead of the
+            attempt's id (:func:`engine.callback_request.requests` says which columns qualify).
     """
     grid = interval_grid(*window, minutes=settings.interval_minutes, tz=settings.tz)
     columns = dict.fromkeys([*callback_intervals.REQUEST_COLUMNS, *retry_outcomes.REQUEST_COLUMNS])
     where = [in_grid(pl.col("instant"), grid)]
-    reqs = partitioned_requests(attempts, where=where, columns=list(columns), partitions=partitions)
+    reqs = partitioned_requests(
+        attempts, where=where, columns=list(columns), partitions=partitions, row_id=row_id
+    )
     reqs = reqs.cache()
     names = call_target_names(reqs).cache()
     return (
@@ -171,7 +181,13 @@ def build_callbacks(
     lazy, parts = clean.lazy(), partitions_for(clean.height)
     table, retries, gaps, n_requests = pl.collect_all(
         [
-            *callback_tables(lazy, window=window, settings=settings, partitions=parts),
+            *callback_tables(
+                clean.with_row_index(_ROW).lazy(),  # materialised: a value of each row
+                window=window,
+                settings=settings,
+                partitions=parts,
+                row_id=_ROW,
+            ),
             callback_gaps(lazy),
             lazy.select("source", "original_id").unique().select(pl.len()),  # one per chain
         ]

@@ -7,12 +7,15 @@ across sources, equal retry numbers and creation times in one chain (ties broken
 
 from __future__ import annotations
 
+import tempfile
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import polars as pl
 import pytest
 from hypothesis import given
+from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
@@ -104,6 +107,37 @@ def test_callback_tables_equal_each_tables_build(rows: list[dict[str, Any]], par
     settings = BuildSettings()
     both = callback_tables(frame(rows), window=WINDOW, settings=settings, partitions=parts)
     got = pl.collect_all(list(both))
+    for module, table in zip((callback_intervals, retry_outcomes), got, strict=True):
+        assert_frame_equal(
+            table, module.build(frame(rows), window=WINDOW, settings=settings).collect()
+        )
+
+
+@given(attempts(), st.integers(1, 4))
+def test_a_row_id_join_gives_the_same_requests(rows: list[dict[str, Any]], parts: int) -> None:
+    where = [pl.col("instant") < WINDOW[1]]
+    indexed = pl.DataFrame(rows, schema=CALLBACK_ATTEMPTS).with_row_index("_row").lazy()
+    by_row = partitioned_requests(
+        indexed, where=where, columns=REQUEST_COLUMNS, partitions=parts, row_id="_row"
+    )
+    by_id = partitioned_requests(frame(rows), where=where, columns=REQUEST_COLUMNS)
+    assert_frame_equal(in_order(by_row), in_order(by_id))
+
+
+@hypothesis_settings(max_examples=25)
+@given(attempts(), st.integers(1, 3))
+def test_tables_joined_on_a_parquet_scans_row_index_equal_each_build(
+    rows: list[dict[str, Any]], parts: int
+) -> None:
+    settings = BuildSettings()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "attempts.parquet"
+        pl.DataFrame(rows, schema=CALLBACK_ATTEMPTS).write_parquet(path, row_group_size=7)
+        scan = pl.scan_parquet(path, row_index_name="_row")
+        both = callback_tables(
+            scan, window=WINDOW, settings=settings, partitions=parts, row_id="_row"
+        )
+        got = pl.collect_all(list(both), engine="streaming")
     for module, table in zip((callback_intervals, retry_outcomes), got, strict=True):
         assert_frame_equal(
             table, module.build(frame(rows), window=WINDOW, settings=settings).collect()
