@@ -102,7 +102,8 @@ def _polars(task: str, path: Path, repeat: int, out: Path) -> dict[str, Any]:
         return pl.collect_all(both, engine="streaming")
 
     def document() -> dict[str, Any]:
-        return callback_metrics.document(pl.scan_parquet(path), begin=WINDOW[0], end=WINDOW[1])
+        scan = pl.scan_parquet(path, row_index_name=ROW)
+        return callback_metrics.document(scan, begin=WINDOW[0], end=WINDOW[1], row_id=ROW)
 
     if task == "tables":
         report, (intervals, retries) = _timed(tables, repeat, imported)

@@ -191,6 +191,7 @@ def document(
     first_party_called: str | None = None,
     source_type: str | None = None,
     type: str | None = None,
+    row_id: str | None = None,
 ) -> dict[str, Any]:
     """The seed-000 metrics document for the requests whose instant is in ``[begin, end)``.
 
@@ -202,6 +203,8 @@ def document(
         first_party_called: ``agent`` or ``customer``.
         source_type: ``voice`` or ``digital``.
         type: ``asap`` or ``scheduled``.
+        row_id: a row-identifying integer column of ``attempts`` to join on
+            (:func:`engine.callback_request.requests` says which columns qualify).
 
     Raises:
         ValueError: an empty or reversed window, a naive instant or an unknown filter value.
@@ -221,7 +224,7 @@ def document(
         source_type=source_type,
         type=type,
     )
-    reqs = requests(attempts).filter(where).select(_DOCUMENT_COLUMNS).cache()
+    reqs = requests(attempts, row_id=row_id).filter(where).select(_DOCUMENT_COLUMNS).cache()
     additive, people = pl.collect_all([reqs.select(_additive()), customer_counts(reqs)])
     return {"data": _data(additive.row(0, named=True) | people.row(0, named=True))}
 

@@ -19,7 +19,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
-from engine import callback_intervals, retry_outcomes
+from engine import callback_intervals, callback_metrics, retry_outcomes
 from engine.callback_pipeline import callback_tables
 from engine.callback_request import (
     REQUEST_COLUMNS,
@@ -142,6 +142,16 @@ def test_tables_joined_on_a_parquet_scans_row_index_equal_each_build(
         assert_frame_equal(
             table, module.build(frame(rows), window=WINDOW, settings=settings).collect()
         )
+
+
+@given(attempts(), st.sampled_from([None, "t1", "t1,t2"]))
+def test_the_document_joined_on_a_row_id_is_the_same(
+    rows: list[dict[str, Any]], target: str | None
+) -> None:
+    indexed = pl.DataFrame(rows, schema=CALLBACK_ATTEMPTS).with_row_index("_row").lazy()
+    window = {"begin": WINDOW[0], "end": WINDOW[1], "call_target_id": target}
+    got = callback_metrics.document(indexed, row_id="_row", **window)
+    assert got == callback_metrics.document(frame(rows), **window)
 
 
 @given(attempts())
