@@ -179,20 +179,17 @@ def build_callbacks(
         tz=settings.tz,
     )
     lazy, parts = clean.lazy(), partitions_for(clean.height)
+    indexed = clean.with_row_index(_ROW).lazy()  # materialised: the index is a value of each row
     table, retries, gaps, n_requests = pl.collect_all(
         [
             *callback_tables(
-                clean.with_row_index(_ROW).lazy(),  # materialised: a value of each row
-                window=window,
-                settings=settings,
-                partitions=parts,
-                row_id=_ROW,
+                indexed, window=window, settings=settings, partitions=parts, row_id=_ROW
             ),
             callback_gaps(lazy),
             lazy.select("source", "original_id").unique().select(pl.len()),  # one per chain
         ]
     )
-    document = callback_metrics.document(lazy, begin=window[0], end=window[1])
+    document = callback_metrics.document(indexed, begin=window[0], end=window[1], row_id=_ROW)
 
     files = [export.write_store(clean, out_dir / "store" / "callback_attempts", by="created_at")]
     files += _write("callback_intervals", table, out_dir, formats)
