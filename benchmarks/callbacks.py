@@ -34,7 +34,9 @@ from typing import Any
 from benchmarks.callbacks_report import RUNS, render, summarise
 from benchmarks.common import (
     WorkerRun,
+    add_worker_arguments,
     best_of,
+    check_peer,
     loadavg,
     machine_facts,
     peak_rss_mib,
@@ -242,32 +244,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-dir", type=Path, default=HERE / "data")
     p.add_argument("--json", type=Path, default=HERE / "results" / "callbacks.json")
-    p.add_argument("--timeout", type=float, default=3600.0, help="seconds per worker")
-    p.add_argument(
-        "--check-peer",
-        type=int,
-        default=200,
-        metavar="FRAMES",
-        help="first check the SQL against the engine on this many adversarial frames (0: skip)",
-    )
-    p.add_argument(
-        "--max-rss-mib",
-        type=float,
-        default=14_336.0,
-        help="kill a worker whose resident memory exceeds this (protects a shared machine)",
-    )
-    p.add_argument(
-        "--compression",
-        choices=["zstd", "lz4", "snappy", "uncompressed"],
-        default="lz4",
-        help="Parquet codec of the data file (lz4: engine.export.STORE_COMPRESSION, the store's)",
-    )
-    hidden = argparse.SUPPRESS
-    p.add_argument("--worker", choices=["generate", "check-peer", "verify", *RUNS], help=hidden)
-    p.add_argument("--worker-out", help=hidden)
-    p.add_argument("--data-path", type=Path, help=hidden)
-    p.add_argument("--size", type=int, help=hidden)
-    p.add_argument("--result", type=Path, help=hidden)
+    add_worker_arguments(p, workers=RUNS, check_peer=200, max_rss_mib=14_336.0)
     return p.parse_args(argv)
 
 
@@ -276,13 +253,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.worker:
         _worker(args)
         return
-    if args.check_peer:
-        flags = ["--worker", "check-peer", "--size", str(args.check_peer), "--seed", str(args.seed)]
-        try:
-            run_worker(MODULE, flags, timeout_s=args.timeout)
-        except RuntimeError:
-            sys.exit("FAIL: the DuckDB peer disagrees with the engine (see above)")
-        print(f"peer check: DuckDB == engine on {args.check_peer} adversarial frames")
+    check_peer(MODULE, args)
     machine = machine_facts()
     measured = [_measure(size, args) for size in args.sizes]
     machine["loadavg_1_5_15_at_end"] = loadavg()

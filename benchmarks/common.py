@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -270,3 +271,51 @@ def write_json(path: Path, doc: dict[str, Any]) -> None:
     """Write ``doc`` as indented JSON, creating the folder."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(doc, indent=2) + "\n")
+
+
+def add_worker_arguments(
+    p: argparse.ArgumentParser,
+    *,
+    workers: Sequence[str],
+    check_peer: int,
+    max_rss_mib: float,
+) -> None:
+    """The options every engine-against-DuckDB benchmark shares, and its hidden worker flags."""
+    p.add_argument("--timeout", type=float, default=3600.0, help="seconds per worker")
+    p.add_argument(
+        "--check-peer",
+        type=int,
+        default=check_peer,
+        metavar="FRAMES",
+        help="first check the SQL against the engine on this many adversarial frames (0: skip)",
+    )
+    p.add_argument(
+        "--max-rss-mib",
+        type=float,
+        default=max_rss_mib,
+        help="kill a worker whose resident memory exceeds this (protects a shared machine)",
+    )
+    p.add_argument(
+        "--compression",
+        choices=["zstd", "lz4", "snappy", "uncompressed"],
+        default="lz4",
+        help="Parquet codec of the data file (lz4: engine.export.STORE_COMPRESSION, the store's)",
+    )
+    hidden = argparse.SUPPRESS
+    p.add_argument("--worker", choices=["generate", "check-peer", "verify", *workers], help=hidden)
+    p.add_argument("--worker-out", help=hidden)
+    p.add_argument("--data-path", type=Path, help=hidden)
+    p.add_argument("--size", type=int, help=hidden)
+    p.add_argument("--result", type=Path, help=hidden)
+
+
+def check_peer(module: str, args: argparse.Namespace) -> None:
+    """Run the ``check-peer`` worker (``--check-peer`` frames); exit with FAIL if it disagrees."""
+    if not args.check_peer:
+        return
+    flags = ["--worker", "check-peer", "--size", str(args.check_peer), "--seed", str(args.seed)]
+    try:
+        run_worker(module, flags, timeout_s=args.timeout)
+    except RuntimeError:
+        sys.exit("FAIL: the DuckDB peer disagrees with the engine (see above)")
+    print(f"peer check: DuckDB == engine on {args.check_peer} adversarial frames")
