@@ -6,6 +6,16 @@ file per landed page (append-only; :func:`compact` merges a partition's small fi
 ``fetched_at``, ``batch_id`` (the sync run), ``page_no``, and ``payload``: the record's JSON
 after :class:`PiiScrubber` dropped the PII paths and replaced phone numbers by :func:`pii_hash`.
 
+A stream that lands *decoded* (``record_dtype`` given to :func:`land_page`, :func:`scan_landed`
+and :func:`compact`) also stores each payload decoded to that dtype, in the column ``record``
+(:data:`RECORD`), in files named ``part-<uuid>.record.parquet``: the JSON is parsed once, when
+the page lands (where a 1 request/s sync has time to spare), and a rebuild reads typed Parquet
+columns instead of parsing ~2.6 KB of JSON per record again (the decode was most of a rebuild's
+cost, see ``benchmarks/README.md``). ``payload`` stays the lossless record (unknown keys and all):
+quarantine rows show it, and a stream that changes its dtype can still rebuild from it. Files
+landed before (without ``record``) are read by decoding their payload, the same decode, and
+:func:`compact` rewrites them decoded.
+
 :func:`land_page` writes a temp file, fsyncs and renames it: on return the page is durable, and
 only then may the sync commit its state. :func:`scan_landed` keeps each ``record_id``'s latest
 version (latest ``updated_at``, nulls lowest, then ``fetched_at``, ``batch_id``, ``page_no``),
@@ -40,12 +50,15 @@ from typing import Any
 import polars as pl
 from pydantic import SecretStr
 
+from connectors.decode import decode_pages
 from connectors.errors import ConfigError, RecordError
 from connectors.state import atomic_write_bytes, check_name, durable_replace, fsync_dir, parse_utc
 from engine.schema import UTC_TS
 
 __all__ = [
+    "DECODED_SUFFIX",
     "LANDING_SCHEMA",
+    "RECORD",
     "LandedBatch",
     "PiiScrubber",
     "RecordKey",
@@ -55,6 +68,7 @@ __all__ = [
     "latest_records",
     "pii_hash",
     "scan_landed",
+    "with_record",
 ]
 
 LANDING_SCHEMA: dict[str, pl.DataType] = {
@@ -65,6 +79,10 @@ LANDING_SCHEMA: dict[str, pl.DataType] = {
     "page_no": pl.Int32(),
     "payload": pl.String(),
 }
+#: The column of a decoded landing file that holds the payload decoded to the stream's dtype.
+RECORD = "record"
+#: How the name of a landing file with the :data:`RECORD` column ends.
+DECODED_SUFFIX = ".record.parquet"
 _SEGMENT = re.compile(r"(\*|[^.\[\]=]+)(?:\[([^.\[\]=]+)=([^\[\]]*)\])?")
 _Segment = tuple[str, str | None, str | None]
 _dump = functools.partial(json.dumps, ensure_ascii=False, separators=(",", ":"), default=str)
@@ -214,11 +232,14 @@ def land_page(
     fetched_at: datetime,
     batch_id: str,
     page_no: int = 1,
+    record_dtype: pl.DataType | None = None,
 ) -> LandedBatch:
     """Scrub and land one page durably; records without a key come back as ``rejected``.
 
     A record repeated within the page is landed once (its latest ``updated_at``, then last).
-    See the module docstring for an example.
+    With ``record_dtype`` the page lands decoded too (see the module docstring): the caller has
+    checked that every record fits it (:func:`connectors.source.shape_error`). See the module
+    docstring for an example.
     """
     if fetched_at.tzinfo is None:
         raise ValueError("naive datetime: fetched_at must be timezone-aware")
@@ -243,12 +264,59 @@ def land_page(
         columns = {"record_id": list(rows), "updated_at": [u for u, _ in rows.values()]}
         columns |= {"fetched_at": [fetched_at] * n, "batch_id": [batch_id] * n}
         columns |= {"page_no": [page_no] * n, "payload": [p for _, p in rows.values()]}
+        frame = pl.DataFrame(columns, schema=LANDING_SCHEMA)
+        if record_dtype is not None:
+            frame = with_record(frame, record_dtype)
         buffer = io.BytesIO()
-        pl.DataFrame(columns, schema=LANDING_SCHEMA).write_parquet(buffer, compression="zstd")
+        frame.write_parquet(buffer, compression="zstd")
         part = _stream_dir(root, source, stream) / f"date={day}"
-        path = part / f"part-{uuid.uuid4().hex}.parquet"
+        path = part / _file_name(record_dtype)
         atomic_write_bytes(path, buffer.getvalue())
     return LandedBatch(path, len(rows), tuple(rejected), max(stamps, default=None), batch_id)
+
+
+def with_record(frame: pl.DataFrame, dtype: pl.DataType) -> pl.DataFrame:
+    """``frame`` (landing columns) with :data:`RECORD`: its ``payload`` decoded to ``dtype``.
+
+    The decode is :func:`connectors.decode.decode_pages` (``pl.read_json`` on pages of
+    records, ``str.json_decode`` where that refuses): unknown keys are left in ``payload`` only.
+
+    Example:
+        >>> frame = pl.DataFrame({"payload": ['{"a":1,"new":[2]}']})
+        >>> with_record(frame, pl.Struct({"a": pl.Int64}))[RECORD].to_list()
+        [{'a': 1}]
+    """
+    fields = decode_pages(frame, "payload", dtype)
+    return frame.with_columns(fields.to_struct(RECORD).cast(dtype))
+
+
+def _file_name(record_dtype: pl.DataType | None) -> str:
+    return f"part-{uuid.uuid4().hex}" + (".parquet" if record_dtype is None else DECODED_SUFFIX)
+
+
+def _scan_files(files: list[Path], record_dtype: pl.DataType | None) -> pl.LazyFrame:
+    """Landing files as one lazy frame: :data:`LANDING_SCHEMA`, plus :data:`RECORD` if
+    ``record_dtype`` is given (read from decoded files, decoded from the payload of others)."""
+    if record_dtype is None:  # a decoded file's extra column is not read
+        return pl.scan_parquet(
+            files, schema=LANDING_SCHEMA, hive_partitioning=False, extra_columns="ignore"
+        )
+    decoded = [f for f in files if f.name.endswith(DECODED_SUFFIX)]
+    plain = [f for f in files if not f.name.endswith(DECODED_SUFFIX)]
+    schema = pl.Schema(LANDING_SCHEMA | {RECORD: record_dtype})
+    parts = [pl.scan_parquet(decoded, schema=schema, hive_partitioning=False)] if decoded else []
+    if plain:
+        parts.append(
+            pl.scan_parquet(plain, schema=LANDING_SCHEMA, hive_partitioning=False).map_batches(
+                functools.partial(with_record, dtype=record_dtype), schema=schema
+            )
+        )
+    return pl.concat(parts) if parts else pl.LazyFrame(schema=schema)
+
+
+def _empty(record_dtype: pl.DataType | None) -> pl.LazyFrame:
+    extra = {} if record_dtype is None else {RECORD: record_dtype}
+    return pl.LazyFrame(schema=LANDING_SCHEMA | extra)
 
 
 def latest_records(frame: pl.LazyFrame) -> pl.LazyFrame:
@@ -271,22 +339,34 @@ def latest_records(frame: pl.LazyFrame) -> pl.LazyFrame:
     return pl.concat([once, again.filter(latest).drop("__row")])
 
 
-def scan_landed(root: Path, source: str, stream: str) -> pl.LazyFrame:
-    """The de-duplicated landed records of one stream, lazily (see the module docstring)."""
+def scan_landed(
+    root: Path, source: str, stream: str, *, record_dtype: pl.DataType | None = None
+) -> pl.LazyFrame:
+    """The de-duplicated landed records of one stream, lazily (see the module docstring).
+
+    With ``record_dtype``, also the column :data:`RECORD` (the payload decoded to it).
+    """
     files = sorted(_stream_dir(root, source, stream).glob("date=*/*.parquet"))
     if not files:
-        return pl.LazyFrame(schema=LANDING_SCHEMA)
-    return latest_records(pl.scan_parquet(files, schema=LANDING_SCHEMA, hive_partitioning=False))
+        return _empty(record_dtype)
+    return latest_records(_scan_files(files, record_dtype))
 
 
 def compact(
-    root: Path, source: str, stream: str, *, before: date | None = None, min_files: int = 2
+    root: Path,
+    source: str,
+    stream: str,
+    *,
+    before: date | None = None,
+    min_files: int = 2,
+    record_dtype: pl.DataType | None = None,
 ) -> int:
     """Merge each date partition (before ``before``, if given) into one file; count removals.
 
     Keeps the latest version of each record per partition (older ones can never win in
     :func:`scan_landed`, whose result is unchanged). Crash-safe: the merged file is durable before
-    the inputs are deleted. Do not run it while the same stream is being scanned.
+    the inputs are deleted. Do not run it while the same stream is being scanned. With
+    ``record_dtype`` the merged file is a decoded one (files landed before are decoded now).
 
     Example:
         >>> import tempfile
@@ -296,11 +376,16 @@ def compact(
     removed = 0
     for part in sorted(_stream_dir(root, source, stream).glob("date=*")):
         files = sorted(part.glob("*.parquet"))
-        if len(files) < min_files or (before and date.fromisoformat(part.name[5:]) >= before):
+        undecoded = record_dtype is not None and any(
+            not f.name.endswith(DECODED_SUFFIX) for f in files
+        )
+        if (len(files) < min_files and not undecoded) or (
+            before and date.fromisoformat(part.name[5:]) >= before
+        ):
             continue
-        tmp, name = part / f".compact-{uuid.uuid4().hex}.tmp", f"part-{uuid.uuid4().hex}.parquet"
-        lazy = pl.scan_parquet(files, schema=LANDING_SCHEMA, hive_partitioning=False)
-        latest_records(lazy).sort("record_id").sink_parquet(tmp, compression="zstd")
+        tmp, name = part / f".compact-{uuid.uuid4().hex}.tmp", _file_name(record_dtype)
+        merged = latest_records(_scan_files(files, record_dtype)).sort("record_id")
+        merged.sink_parquet(tmp, compression="zstd")
         durable_replace(tmp, part / name)
         for file in files:
             file.unlink()

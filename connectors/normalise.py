@@ -108,7 +108,7 @@ def rebuild(source: Source, root: Path, settings: SourceSettings | None = None) 
     rows: list[pl.LazyFrame] = []
     quarantine: list[pl.LazyFrame] = []
     for stream in source.streams:
-        landed = scan_landed(root, source.name, stream.name)
+        landed = scan_landed(root, source.name, stream.name, record_dtype=stream.landed_dtype)
         out = stream.normalise(landed)
         rows.append(out.rows)
         quarantine.append(out.quarantine)

@@ -96,6 +96,9 @@ class Stream:
         pii_hash: Paths whose value (a phone number) is replaced by a keyed hash.
         record_dtype: The record shape the normalise function decodes; records that do not fit
             it are quarantined at landing (see :func:`shape_error`).
+        land_decoded: Also land each record decoded to ``record_dtype`` (the landing column
+            ``record``, :mod:`connectors.landing`), so that ``normalise`` reads typed columns
+            instead of parsing the JSON payload again on every rebuild.
         prepare: Applied to each raw record before scrubbing (e.g. to isolate a phone number).
         record_ref: How quarantine rows name a record: ``{id}`` is its primary key.
         plan: ``(start, settings, now) -> (first request, paginator)``; ``None``: the sync's
@@ -121,11 +124,22 @@ class Stream:
     pii_drop: tuple[str, ...] = ()
     pii_hash: tuple[str, ...] = ()
     record_dtype: pl.DataType | None = None
+    land_decoded: bool = False
     prepare: Callable[[Mapping[str, Any]], dict[str, Any]] | None = None
     record_ref: str = "{id}"
     plan: Callable[[datetime, Any, datetime], tuple[ApiRequest, Paginator]] | None = None
     page_cursor: Callable[[Page, datetime | None, datetime], datetime | None] | None = None
     record_key: RecordKey | None = None
+
+    @property
+    def landed_dtype(self) -> pl.DataType | None:
+        """The dtype the landing store decodes this stream's records to (``None``: JSON only).
+
+        Example:
+            >>> Stream(name="s", path="s", primary_key="id", normalise=no_rows).landed_dtype is None
+            True
+        """
+        return self.record_dtype if self.land_decoded else None
 
     def ref(self, record_id: pl.Expr) -> pl.Expr:
         """The quarantine ``record_id`` of records whose primary key is ``record_id`` (null: ?).

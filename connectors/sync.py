@@ -222,6 +222,7 @@ class _Run:
             fetched_at=datetime.now(UTC),
             batch_id=self.batch_id,
             page_no=page.page_no,
+            record_dtype=self.stream.landed_dtype,
         )
         rejected += landed.rejected
         if rejected:

@@ -5,11 +5,14 @@ Both streams tail ``GET /calls`` and ``GET /chats`` by ``updated_at[from]``, sor
 re-reading ``lookback_minutes`` behind the committed cursor. Auth is HTTP Basic; the tenant's
 limit is 1 request/s unless configured otherwise.
 
+Both streams land decoded (``land_decoded``: each page's records are also stored as
+:data:`RECORD_DTYPE` columns), so a rebuild does not parse the JSON again.
 :func:`normalise` turns landed records into canonical segments in one vectorised plan (no row
-loop): decode the ``payload`` JSON with an explicit dtype, explode ``queue_durations`` with its
-index (one segment per entry: a transferred contact is offered to each queue), and take each
-answered segment's handle entry and agent participant by answered rank (the k-th answered entry
-owns the k-th ``handle_durations`` entry and the k-th agent participant: never a cross join).
+loop): read the landed ``record`` (or decode the ``payload`` JSON of a store landed before with
+the same dtype), explode ``queue_durations`` with its index (one segment per entry: a
+transferred contact is offered to each queue), and take each answered segment's handle entry
+and agent participant by answered rank (the k-th answered entry owns the k-th
+``handle_durations`` entry and the k-th agent participant: never a cross join).
 
 ============================  ===============================================================
 canonical                     UJET (``q`` = ``queue_durations[i]``)
@@ -168,6 +171,7 @@ def _stream(name: Literal["calls", "chats"]) -> Stream:
         pii_drop=PII_DROP,
         pii_hash=PII_HASH,
         record_dtype=RECORD_DTYPE,
+        land_decoded=True,
         prepare=prepare,
         record_ref=f"{name[:-1]}-{{id}}",
     )

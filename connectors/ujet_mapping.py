@@ -1,12 +1,14 @@
 """The UJET call and chat mapping, in one vectorised plan (see :mod:`connectors.ujet`).
 
-Landed payloads are decoded to :data:`RECORD_DTYPE` by :func:`connectors.ujet_decode.decode_pages`
-(``pl.read_json`` on pages of 128 records, ~3x cheaper than ``str.json_decode`` and the same
-result; a batch-level ``map_batches`` in the lazy plan); ``queue_durations`` is exploded with its
-index (one canonical segment per entry); each answered entry takes the handle entry and the agent
-participant of the same answered rank (``list.get``: a positional join, never a cross join); queue
-names come from the record's menu objects (``menu_path``, ``selected_menu``, and a join on the
-menus of ``transfers``). The canonical rules are those of
+The records are read from the landing store's ``record`` column (the payload decoded to
+:data:`RECORD_DTYPE` when the page landed: a rebuild parses no JSON); for a store landed before
+that column existed, the payloads are decoded here by :func:`connectors.decode.decode_pages`, the
+same decode (``pl.read_json`` on pages of 128 records; a batch-level ``map_batches`` in the lazy
+plan). ``queue_durations`` is exploded with its index (one canonical segment per entry); each
+answered entry takes the handle entry and the agent participant of the same answered rank
+(``list.get``: a positional join, never a cross join); queue names come from the record's menu
+objects (``menu_path``, ``selected_menu``, and a join on the menus of ``transfers``). The
+canonical rules are those of
 :func:`engine.quarantine.validate_contacts`; the few the mapping alone can see (an answered entry
 without its handle entry, a rating outside 0-5) are flagged here. A record with any bad segment is
 quarantined whole with its landed payload.
@@ -24,8 +26,9 @@ from typing import Literal
 
 import polars as pl
 
+from connectors.decode import decode_pages
+from connectors.landing import RECORD
 from connectors.source import Normalised
-from connectors.ujet_decode import decode_pages
 from engine.quarantine import validate_contacts
 from engine.schema import QUARANTINE
 
@@ -105,33 +108,42 @@ FLOW_OUT_STATUSES = (
 _REASON, _DETAIL = "__reason", "__detail"
 
 
+def _contact_id(unit: str) -> pl.Expr:
+    return pl.concat_str(pl.lit(f"{unit}-"), "record_id").alias("contact_id")
+
+
 def _menu_id(path: pl.Expr) -> pl.Expr:
     """The menu id a ``materialized_path`` ends in (``"10/3002"`` -> ``"3002"``)."""
     return path.str.extract(r"([^/]+)$")
 
 
 _DECODED_SCHEMA = pl.Schema(
-    {"record_id": pl.String(), "payload": pl.String()}
-    | {f.name: f.dtype for f in RECORD_DTYPE.fields}  # type: ignore[attr-defined]
+    {"record_id": pl.String()} | {f.name: f.dtype for f in RECORD_DTYPE.fields}  # type: ignore[attr-defined]
 )
 
 
 def _decoded(frame: pl.DataFrame) -> pl.DataFrame:
-    """``record_id``, ``payload`` and the payload's fields (:func:`decode_pages`: the fast way)."""
-    return frame.hstack(decode_pages(frame, "payload", RECORD_DTYPE))
+    """``record_id`` and the payload's fields (:func:`decode_pages`: the fast way)."""
+    return frame.select("record_id").hstack(decode_pages(frame, "payload", RECORD_DTYPE))
+
+
+def _fields(landed: pl.LazyFrame) -> pl.LazyFrame:
+    """``record_id`` and the fields of :data:`RECORD_DTYPE`: from the landed ``record`` column
+    when the store has it (the stream lands decoded), else decoded from ``payload``."""
+    if RECORD in landed.collect_schema().names():
+        return landed.select("record_id", pl.col(RECORD).cast(RECORD_DTYPE).struct.unnest())
+    return landed.select("record_id", "payload").map_batches(
+        _decoded, schema=_DECODED_SCHEMA, streamable=True
+    )
 
 
 def _records(landed: pl.LazyFrame, unit: str) -> pl.LazyFrame:
     """One row per landed record: the decoded fields the mapping reads."""
     answered = pl.element().struct.field("event") == "answered"
-    return (
-        landed.select("record_id", "payload")
-        .map_batches(_decoded, schema=_DECODED_SCHEMA, streamable=True)
-        .with_columns(
-            pl.concat_str(pl.lit(f"{unit}-"), "record_id").alias("contact_id"),
-            pl.col("queue_durations").list.len().fill_null(0).cast(pl.Int32).alias("__n"),
-            pl.col("queue_durations").list.eval(answered).alias("__answered"),
-        )
+    return _fields(landed).with_columns(
+        _contact_id(unit),
+        pl.col("queue_durations").list.len().fill_null(0).cast(pl.Int32).alias("__n"),
+        pl.col("queue_durations").list.eval(answered).alias("__answered"),
     )
 
 
@@ -333,7 +345,7 @@ def segments_and_quarantine(
         .unique("contact_id", keep="first", maintain_order=True)
     )
     quarantine = (
-        bad.join(records.select("contact_id", "payload"), on="contact_id", how="left")
+        bad.join(landed.select(_contact_id(unit), "payload"), on="contact_id", how="left")
         .select(
             pl.lit(SOURCE).alias("source"),
             pl.lit("contacts").alias("table"),

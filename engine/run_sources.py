@@ -82,7 +82,8 @@ def sync_all(settings: AppSettings, names: Sequence[str], emit: Emit | None = No
     today = datetime.now(UTC).date()  # partitions before it are complete (fetch dates, UTC)
     for name in names:
         source, source_settings = get_source(name), settings.source(name)
-        streams = [s.name for s in source.configured(source_settings).streams]
+        configured = source.configured(source_settings)
+        streams = [s.name for s in configured.streams]
         before = {s: _versions(settings, name, s) for s in streams}
 
         def progress(p: Progress) -> None:
@@ -122,7 +123,13 @@ def sync_all(settings: AppSettings, names: Sequence[str], emit: Emit | None = No
                 r.throttled,
                 r.cursor,
                 r.seconds,
-                compact(settings.store.landing, name, r.stream, before=today),
+                compact(
+                    settings.store.landing,
+                    name,
+                    r.stream,
+                    before=today,
+                    record_dtype=configured.stream(r.stream).landed_dtype,
+                ),
             )
             pulls.append(pull)
             say("sync.stream", pull.to_dict())

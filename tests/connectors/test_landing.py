@@ -24,7 +24,9 @@ from pydantic import SecretStr
 import connectors.landing
 from connectors.errors import ConfigError
 from connectors.landing import (
+    DECODED_SUFFIX,
     LANDING_SCHEMA,
+    RECORD,
     PiiScrubber,
     RecordKey,
     compact,
@@ -60,6 +62,7 @@ def land(
         fetched_at=at,
         batch_id=batch,
         page_no=page_no,
+        record_dtype=kw.pop("record_dtype", None),
     )
 
 
@@ -401,6 +404,75 @@ def test_compaction_merges_small_files_without_changing_the_result(tmp_path: Pat
     assert compact(tmp_path, "ujet", "calls") == 4
     assert compact(tmp_path, "ujet", "calls") == 0  # idempotent
     assert scan_landed(tmp_path, "ujet", "calls").sort("record_id").collect().equals(before)
+
+
+# -- landing decoded -------------------------------------------------------------------------------
+
+#: A record shape with the kinds a vendor dtype has: scalars, a struct, a list of structs.
+DTYPE = pl.Struct(
+    {
+        "updated_at": pl.String,
+        "n": pl.Int64,
+        "menu": pl.Struct({"id": pl.String}),
+        "queues": pl.List(pl.Struct({"s": pl.Float64, "event": pl.String})),
+    }
+)
+
+
+def shaped(i: int, minute: int = 0, **extra: Any) -> dict[str, Any]:
+    queues = [{"s": i / 2, "event": "answered", "new": [1]}] * (i % 3)
+    return call(i, minute, n=i, menu={"id": str(i)} if i % 2 else None, queues=queues, **extra)
+
+
+def expected_records(frame: pl.DataFrame) -> dict[str, Any]:
+    """What each landed payload decodes to, by ``str.json_decode`` (not the landing's decoder)."""
+    decoded = frame.select("record_id", pl.col("payload").str.json_decode(DTYPE).alias("r"))
+    return dict(decoded.iter_rows())
+
+
+def test_a_page_lands_decoded_too_when_asked(tmp_path: Path) -> None:
+    records = [shaped(i, i, extra_key={"x": i}) for i in range(7)]
+    batch = land(tmp_path, records, record_dtype=DTYPE)
+    assert batch.path is not None
+    assert batch.path.name.endswith(DECODED_SUFFIX)
+    frame = pl.read_parquet(batch.path)
+    assert frame.schema == pl.Schema(LANDING_SCHEMA | {RECORD: DTYPE})
+    assert dict(frame.select("record_id", RECORD).iter_rows()) == expected_records(frame)
+    assert frame[RECORD][1] == {
+        "updated_at": "2026-10-01T10:01:00.000Z",
+        "n": 1,
+        "menu": {"id": "1"},
+        "queues": [{"s": 0.5, "event": "answered"}],
+    }
+    assert all('"extra_key"' in p for p in frame["payload"])  # unknown keys: payload only
+    plain = scan_landed(tmp_path, "ujet", "calls").collect()  # without a dtype: as before
+    assert plain.schema == pl.Schema(LANDING_SCHEMA)
+    assert plain.sort("record_id").equals(frame.drop(RECORD).sort("record_id"))
+
+
+def test_a_store_landed_before_reads_decoded_and_compacts_to_decoded(tmp_path: Path) -> None:
+    days = [T0 + timedelta(days=d) for d in range(3)]
+    for n, at in enumerate(days):  # JSON-only pages first, then decoded ones, ids overlapping
+        land(tmp_path, [shaped(i, n) for i in range(n, n + 6)], at=at, page_no=1)
+        decoded = [shaped(i, n + 10) for i in range(n + 3, n + 9)]
+        land(tmp_path, decoded, at=at + timedelta(minutes=5), page_no=2, record_dtype=DTYPE)
+    before = scan_landed(tmp_path, "ujet", "calls", record_dtype=DTYPE).collect()
+    assert before.schema == pl.Schema(LANDING_SCHEMA | {RECORD: DTYPE})
+    assert before.height == 11
+    assert dict(before.select("record_id", RECORD).iter_rows()) == expected_records(before)
+    plain = scan_landed(tmp_path, "ujet", "calls").collect()
+    assert plain.sort("record_id").equals(before.drop(RECORD).sort("record_id"))
+
+    assert compact(tmp_path, "ujet", "calls", before=days[2].date(), record_dtype=DTYPE) == 4
+    names = sorted(p.name for p in (tmp_path / "raw").rglob("*.parquet"))
+    assert sum(n.endswith(DECODED_SUFFIX) for n in names) == 3  # two merged + day 3's page 2
+    after = scan_landed(tmp_path, "ujet", "calls", record_dtype=DTYPE).collect()
+    assert after.sort("record_id").equals(before.sort("record_id"))
+    land(tmp_path, [shaped(40)], at=days[0] - timedelta(days=1))  # a lone JSON-only file
+    assert compact(tmp_path, "ujet", "calls", before=days[1].date(), record_dtype=DTYPE) == 1
+    lone = tmp_path / "raw" / "source=ujet" / "stream=calls" / "date=2026-09-30"
+    assert [p.name.endswith(DECODED_SUFFIX) for p in lone.iterdir()] == [True]
+    assert compact(tmp_path, "ujet", "calls", before=days[1].date(), record_dtype=DTYPE) == 0
 
 
 def test_latest_records_on_a_frame() -> None:

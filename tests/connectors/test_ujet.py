@@ -124,7 +124,10 @@ def call(rid: int, queues: list[dict], **kw: Any) -> dict:
 NAMES = {3001: "Sales", 3002: "Billing", 3003: "Retention", 3100: "Web"}
 
 
-def land(tmp_path: Path, stream: str, records: list[dict]) -> pl.LazyFrame:
+def land(tmp_path: Path, stream: str, records: list[dict], *, decoded: bool = True) -> pl.LazyFrame:
+    """Land one page as the sync does (decoded too, unless ``decoded`` is false: a store landed
+    before records were landed decoded) and scan it as the rebuild does."""
+    dtype = UJET.stream(stream).landed_dtype if decoded else None
     land_page(
         tmp_path,
         "ujet",
@@ -134,14 +137,16 @@ def land(tmp_path: Path, stream: str, records: list[dict]) -> pl.LazyFrame:
         scrubber=SCRUB,
         fetched_at=datetime(2026, 10, 2, tzinfo=UTC),
         batch_id="t",
+        record_dtype=dtype,
     )
-    return scan_landed(tmp_path, "ujet", stream)
+    return scan_landed(tmp_path, "ujet", stream, record_dtype=dtype)
 
 
 def run(
-    tmp_path: Path, records: list[dict], stream: str = "calls"
+    tmp_path: Path, records: list[dict], stream: str = "calls", *, decoded: bool = True
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    out = normalise(land(tmp_path, stream, records), stream=stream)  # type: ignore[arg-type]
+    landed = land(tmp_path, stream, records, decoded=decoded)
+    out = normalise(landed, stream=stream)  # type: ignore[arg-type]
     rows, quarantine = pl.collect_all([out.rows, out.quarantine])
     return rows.sort("contact_id", "segment_no"), quarantine.sort("record_id")
 
@@ -340,7 +345,14 @@ def test_pii_is_dropped_and_the_phone_hashed_before_landing(tmp_path: Path) -> N
     assert payloads["11"]["agent_info"] == {"id": 1001}
 
 
-def test_bad_records_are_quarantined_whole_with_their_payload(tmp_path: Path) -> None:
+def test_the_stream_lands_decoded() -> None:
+    assert [s.landed_dtype for s in UJET.streams] == [RECORD_DTYPE, RECORD_DTYPE]
+
+
+@pytest.mark.parametrize("decoded", [True, False], ids=["decoded", "json-only"])
+def test_bad_records_are_quarantined_whole_with_their_payload(
+    tmp_path: Path, decoded: bool
+) -> None:
     good = call(20, [queue(3001, "abandoned", 0, 1, 5)])
     no_handle = call(21, [queue(3001, "transferred", 0, 1, 5), queue(3002, "answered", 1, 2, 5)])
     negative = call(22, [queue(3001, "abandoned", 0, 1, -5)])
@@ -349,7 +361,9 @@ def test_bad_records_are_quarantined_whole_with_their_payload(tmp_path: Path) ->
     finished = call(25, [queue(3001, None, 0, None, 5)], status="finished")
     backwards = call(26, [queue(3001, "abandoned", 30, 1, 5)])
     rows, quarantine = run(
-        tmp_path, [good, no_handle, negative, bad_time, unknown, finished, backwards]
+        tmp_path,
+        [good, no_handle, negative, bad_time, unknown, finished, backwards],
+        decoded=decoded,
     )
     assert rows["contact_id"].to_list() == ["call-20"]
     assert quarantine.schema == pl.Schema(QUARANTINE)
@@ -399,10 +413,14 @@ def test_declaration() -> None:
     assert calls.params == {"sort_column": "updated_at", "sort_direction": "ASC"}
 
 
-def _served(emu: UjetEmulator, tmp_path: Path) -> Callable[[str], pl.LazyFrame]:
+def _served(
+    emu: UjetEmulator, tmp_path: Path, *, decoded: bool = True
+) -> Callable[[str], pl.LazyFrame]:
     def landed(stream: str) -> pl.LazyFrame:
         records = json.loads(json.dumps(emu.records(stream)))
-        return land(tmp_path, stream, records) if records else scan_landed(tmp_path, "ujet", stream)
+        if records:
+            return land(tmp_path, stream, records, decoded=decoded)
+        return scan_landed(tmp_path, "ujet", stream)
 
     return landed
 
@@ -413,8 +431,9 @@ def test_mapping_inverts_the_emulator(
     tmp_path_factory: pytest.TempPathFactory, contacts: pl.DataFrame
 ) -> None:
     emu = UjetEmulator(contacts, rate_limit_per_s=None, extra_menu_abandons=1, extra_outbound=1)
-    landed = _served(emu, tmp_path_factory.mktemp("land"))
-    outs = [normalise(landed(s), stream=s) for s in ("calls", "chats")]
-    rows = pl.concat([o.rows for o in outs]).collect().sort("contact_id", "segment_no")
-    assert pl.concat([o.quarantine for o in outs]).collect().height == 0
-    assert_frame_equal(rows, emu.expected_contacts())
+    for decoded in (True, False):  # landed decoded (as now), and JSON only (stores from before)
+        landed = _served(emu, tmp_path_factory.mktemp("land"), decoded=decoded)
+        outs = [normalise(landed(s), stream=s) for s in ("calls", "chats")]
+        rows = pl.concat([o.rows for o in outs]).collect().sort("contact_id", "segment_no")
+        assert pl.concat([o.quarantine for o in outs]).collect().height == 0
+        assert_frame_equal(rows, emu.expected_contacts())

@@ -55,7 +55,8 @@ def stack() -> Iterator[Stack]:
 
 def _raw_rows(landing: Path, source: str, stream: str) -> int:
     files = list((landing / "raw" / f"source={source}" / f"stream={stream}").rglob("*.parquet"))
-    return pl.scan_parquet(files, schema=LANDING_SCHEMA).select(pl.len()).collect().item()
+    frame = pl.scan_parquet(files, schema=LANDING_SCHEMA, extra_columns="ignore")
+    return frame.select(pl.len()).collect().item()
 
 
 def _texts(root: Path) -> str:

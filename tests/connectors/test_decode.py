@@ -6,7 +6,7 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from connectors.ujet_decode import decode_pages
+from connectors.decode import decode_pages
 from connectors.ujet_mapping import RECORD_DTYPE
 
 _ODD = [

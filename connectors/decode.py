@@ -1,4 +1,4 @@
-"""Decode landed UJET payloads: `pl.read_json` per page of records, `str.json_decode` as fallback.
+"""Decode landed JSON payloads: `pl.read_json` per page of records, `str.json_decode` as fallback.
 
 ``str.json_decode`` of a 2.6 KB call record costs ~23 µs; ``pl.read_json`` with an explicit
 schema on a JSON array of ~100-200 records costs ~6 µs per record, plus ~1 µs to join the page
