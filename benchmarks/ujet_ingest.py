@@ -71,7 +71,7 @@ def _generate(root: Path, records: int, seed: int) -> dict[str, Any]:
     from pydantic import SecretStr
 
     from connectors.emulator import UjetEmulator
-    from connectors.landing import DECODED_SUFFIX, LANDING_SCHEMA, PiiScrubber, with_record
+    from connectors.landing import LANDING_SCHEMA, PiiScrubber, decoded_suffix, with_record
     from connectors.ujet import PII_DROP, PII_HASH, RECORD_DTYPE, prepare
 
     emu = UjetEmulator(
@@ -117,7 +117,8 @@ def _generate(root: Path, records: int, seed: int) -> dict[str, Any]:
         part.mkdir(parents=True, exist_ok=True)
         for n, chunk in enumerate(landed.iter_slices(100_000)):  # decoded, as the sync lands
             decoded = with_record(chunk, RECORD_DTYPE)
-            decoded.write_parquet(part / f"part-{n:04d}{DECODED_SUFFIX}", compression="zstd")
+            name = f"part-{n:04d}{decoded_suffix(RECORD_DTYPE)}"
+            decoded.write_parquet(part / name, compression="zstd")
     payloads = (
         pl.scan_parquet(root / "raw" / "**" / "*.parquet")
         .select(pl.len(), pl.col("payload").str.len_bytes().mean())
@@ -137,10 +138,14 @@ def _normalise(root: Path, repeat: int) -> dict[str, Any]:
 
     from benchmarks.common import best_of, peak_rss_mib
     from connectors.decode import decode_pages
-    from connectors.landing import scan_landed
+    from connectors.landing import decoded_suffix, scan_landed
     from connectors.normalise import rebuild
     from connectors.ujet import RECORD_DTYPE, UJET, normalise
 
+    suffix = decoded_suffix(RECORD_DTYPE)
+    stale = [f.name for f in root.rglob("*.parquet") if not f.name.endswith(suffix)]
+    if stale:  # they would be decoded from JSON: the "rebuild" row would time the old path
+        raise SystemExit(f"{root}: {len(stale)} files not decoded to RECORD_DTYPE; delete it")
     streams = ("calls", "chats")
     landed = {s: scan_landed(root, "ujet", s, record_dtype=RECORD_DTYPE).collect() for s in streams}
     n = sum(f.height for f in landed.values())

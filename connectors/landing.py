@@ -8,13 +8,15 @@ after :class:`PiiScrubber` dropped the PII paths and replaced phone numbers by :
 
 A stream that lands *decoded* (``record_dtype`` given to :func:`land_page`, :func:`scan_landed`
 and :func:`compact`) also stores each payload decoded to that dtype, in the column ``record``
-(:data:`RECORD`), in files named ``part-<uuid>.record.parquet``: the JSON is parsed once, when
+(:data:`RECORD`), in files named ``part-<uuid>.record-<dtype digest>.parquet``
+(:func:`decoded_suffix`): the JSON is parsed once, when
 the page lands (where a 1 request/s sync has time to spare), and a rebuild reads typed Parquet
 columns instead of parsing ~2.6 KB of JSON per record again (the decode was most of a rebuild's
 cost, see ``benchmarks/README.md``). ``payload`` stays the lossless record (unknown keys and all):
 quarantine rows show it, and a stream that changes its dtype can still rebuild from it. Files
 landed before (without ``record``) are read by decoding their payload, the same decode, and
-:func:`compact` rewrites them decoded.
+:func:`compact` rewrites them decoded. So are files decoded to another dtype (the stream's dtype
+changed since): the digest in the name tells, without opening the file.
 
 :func:`land_page` writes a temp file, fsyncs and renames it: on return the page is durable, and
 only then may the sync commit its state. :func:`scan_landed` keeps each ``record_id``'s latest
@@ -56,7 +58,6 @@ from connectors.state import atomic_write_bytes, check_name, durable_replace, fs
 from engine.schema import UTC_TS
 
 __all__ = [
-    "DECODED_SUFFIX",
     "LANDING_SCHEMA",
     "RECORD",
     "LandedBatch",
@@ -64,6 +65,7 @@ __all__ = [
     "RecordKey",
     "RejectedRecord",
     "compact",
+    "decoded_suffix",
     "land_page",
     "latest_records",
     "pii_hash",
@@ -81,8 +83,6 @@ LANDING_SCHEMA: dict[str, pl.DataType] = {
 }
 #: The column of a decoded landing file that holds the payload decoded to the stream's dtype.
 RECORD = "record"
-#: How the name of a landing file with the :data:`RECORD` column ends.
-DECODED_SUFFIX = ".record.parquet"
 _SEGMENT = re.compile(r"(\*|[^.\[\]=]+)(?:\[([^.\[\]=]+)=([^\[\]]*)\])?")
 _Segment = tuple[str, str | None, str | None]
 _dump = functools.partial(json.dumps, ensure_ascii=False, separators=(",", ":"), default=str)
@@ -290,27 +290,41 @@ def with_record(frame: pl.DataFrame, dtype: pl.DataType) -> pl.DataFrame:
     return frame.with_columns(fields.to_struct(RECORD).cast(dtype))
 
 
+def decoded_suffix(dtype: pl.DataType) -> str:
+    """How the name of a landing file whose :data:`RECORD` column has ``dtype`` ends.
+
+    Example:
+        >>> decoded_suffix(pl.Struct({"a": pl.Int64}))
+        '.record-dd21d52adc67.parquet'
+    """
+    digest = hashlib.sha256(repr(dtype).encode()).hexdigest()[:12]
+    return f".record-{digest}.parquet"
+
+
 def _file_name(record_dtype: pl.DataType | None) -> str:
-    return f"part-{uuid.uuid4().hex}" + (".parquet" if record_dtype is None else DECODED_SUFFIX)
+    suffix = ".parquet" if record_dtype is None else decoded_suffix(record_dtype)
+    return f"part-{uuid.uuid4().hex}{suffix}"
 
 
 def _scan_files(files: list[Path], record_dtype: pl.DataType | None) -> pl.LazyFrame:
     """Landing files as one lazy frame: :data:`LANDING_SCHEMA`, plus :data:`RECORD` if
     ``record_dtype`` is given (read from decoded files, decoded from the payload of others)."""
-    if record_dtype is None:  # a decoded file's extra column is not read
+
+    def json_only(paths: list[Path]) -> pl.LazyFrame:  # a decoded file's extra column unread
         return pl.scan_parquet(
-            files, schema=LANDING_SCHEMA, hive_partitioning=False, extra_columns="ignore"
+            paths, schema=LANDING_SCHEMA, hive_partitioning=False, extra_columns="ignore"
         )
-    decoded = [f for f in files if f.name.endswith(DECODED_SUFFIX)]
-    plain = [f for f in files if not f.name.endswith(DECODED_SUFFIX)]
+
+    if record_dtype is None:
+        return json_only(files)
+    suffix = decoded_suffix(record_dtype)  # other files: decoded here (JSON only, other dtype)
+    decoded = [f for f in files if f.name.endswith(suffix)]
+    plain = [f for f in files if not f.name.endswith(suffix)]
     schema = pl.Schema(LANDING_SCHEMA | {RECORD: record_dtype})
     parts = [pl.scan_parquet(decoded, schema=schema, hive_partitioning=False)] if decoded else []
     if plain:
-        parts.append(
-            pl.scan_parquet(plain, schema=LANDING_SCHEMA, hive_partitioning=False).map_batches(
-                functools.partial(with_record, dtype=record_dtype), schema=schema
-            )
-        )
+        decode = functools.partial(with_record, dtype=record_dtype)
+        parts.append(json_only(plain).map_batches(decode, schema=schema))
     return pl.concat(parts) if parts else pl.LazyFrame(schema=schema)
 
 
@@ -377,7 +391,7 @@ def compact(
     for part in sorted(_stream_dir(root, source, stream).glob("date=*")):
         files = sorted(part.glob("*.parquet"))
         undecoded = record_dtype is not None and any(
-            not f.name.endswith(DECODED_SUFFIX) for f in files
+            not f.name.endswith(decoded_suffix(record_dtype)) for f in files
         )
         if (len(files) < min_files and not undecoded) or (
             before and date.fromisoformat(part.name[5:]) >= before

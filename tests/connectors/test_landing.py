@@ -24,12 +24,12 @@ from pydantic import SecretStr
 import connectors.landing
 from connectors.errors import ConfigError
 from connectors.landing import (
-    DECODED_SUFFIX,
     LANDING_SCHEMA,
     RECORD,
     PiiScrubber,
     RecordKey,
     compact,
+    decoded_suffix,
     land_page,
     latest_records,
     pii_hash,
@@ -434,7 +434,7 @@ def test_a_page_lands_decoded_too_when_asked(tmp_path: Path) -> None:
     records = [shaped(i, i, extra_key={"x": i}) for i in range(7)]
     batch = land(tmp_path, records, record_dtype=DTYPE)
     assert batch.path is not None
-    assert batch.path.name.endswith(DECODED_SUFFIX)
+    assert batch.path.name.endswith(decoded_suffix(DTYPE))
     frame = pl.read_parquet(batch.path)
     assert frame.schema == pl.Schema(LANDING_SCHEMA | {RECORD: DTYPE})
     assert dict(frame.select("record_id", RECORD).iter_rows()) == expected_records(frame)
@@ -465,14 +465,27 @@ def test_a_store_landed_before_reads_decoded_and_compacts_to_decoded(tmp_path: P
 
     assert compact(tmp_path, "ujet", "calls", before=days[2].date(), record_dtype=DTYPE) == 4
     names = sorted(p.name for p in (tmp_path / "raw").rglob("*.parquet"))
-    assert sum(n.endswith(DECODED_SUFFIX) for n in names) == 3  # two merged + day 3's page 2
+    assert sum(n.endswith(decoded_suffix(DTYPE)) for n in names) == 3  # two merged + day 3's page 2
     after = scan_landed(tmp_path, "ujet", "calls", record_dtype=DTYPE).collect()
     assert after.sort("record_id").equals(before.sort("record_id"))
     land(tmp_path, [shaped(40)], at=days[0] - timedelta(days=1))  # a lone JSON-only file
     assert compact(tmp_path, "ujet", "calls", before=days[1].date(), record_dtype=DTYPE) == 1
     lone = tmp_path / "raw" / "source=ujet" / "stream=calls" / "date=2026-09-30"
-    assert [p.name.endswith(DECODED_SUFFIX) for p in lone.iterdir()] == [True]
+    assert [p.name.endswith(decoded_suffix(DTYPE)) for p in lone.iterdir()] == [True]
     assert compact(tmp_path, "ujet", "calls", before=days[1].date(), record_dtype=DTYPE) == 0
+
+
+def test_files_decoded_to_another_dtype_are_decoded_again(tmp_path: Path) -> None:
+    old = pl.Struct({"updated_at": pl.String, "n": pl.Int64})  # before the stream's dtype grew
+    land(tmp_path, [shaped(i) for i in range(5)], record_dtype=old)
+    landed = scan_landed(tmp_path, "ujet", "calls", record_dtype=DTYPE).collect()
+    assert dict(landed.select("record_id", RECORD).iter_rows()) == expected_records(landed)
+    assert landed[RECORD].struct.field("queues").list.len().sum() == 4  # not null: from payload
+    assert compact(tmp_path, "ujet", "calls", record_dtype=DTYPE) == 1
+    names = [p.name for p in (tmp_path / "raw").rglob("*.parquet")]
+    assert len(names) == 1
+    assert names[0].endswith(decoded_suffix(DTYPE))
+    assert decoded_suffix(DTYPE) != decoded_suffix(old)
 
 
 def test_latest_records_on_a_frame() -> None:
