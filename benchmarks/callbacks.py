@@ -6,10 +6,12 @@ cached in ``--data-dir``. Then each engine and task runs in its own fresh worker
 its peak memory is its own), warms up once and is timed ``--repeat`` times:
 
 - ``tables``: ``callback_pipeline.callback_tables`` for the month (15-minute UTC intervals; both
-  tables from one requests frame, built in ``partitions_for(attempts)`` parts), collected
+  tables from one requests frame: reduced from runs if the file is in chain order, checked in
+  the timed run, else built in ``partitions_for(attempts)`` parts), collected
   together by the streaming engine (``pl.collect_all``), as the pipeline does; DuckDB: the
   requests of the window into a temporary table, then both tables;
-- ``document``: ``callback_metrics.document`` for the month; DuckDB: one query.
+- ``document``: ``callback_metrics.document_in_chain_order`` for the month if the file is in
+  chain order (checked in the timed run), else ``callback_metrics.document``; DuckDB: one query.
 
 The SQL (:mod:`benchmarks.callbacks_duckdb`) implements docs/callbacks.md independently, runs
 with 2 threads, and is first checked against the engine on small adversarial frames
@@ -53,19 +55,23 @@ WINDOW = (START, START + timedelta(days=DAYS))
 ROW = "__row"
 
 
-def data_path(data_dir: Path, size: int, seed: int, compression: str) -> Path:
-    return data_dir / f"callbacks-{size}-seed{seed}-{compression}.parquet"
+def data_path(data_dir: Path, size: int, seed: int, compression: str, layout: str) -> Path:
+    suffix = "-chain" if layout == "chain" else ""
+    return data_dir / f"callbacks-{size}-seed{seed}-{compression}{suffix}.parquet"
 
 
 # --- workers (each runs in a fresh process) -------------------------------------------------
 
 
-def _generate(size: int, seed: int, path: Path, compression: str) -> dict[str, Any]:
+def _generate(size: int, seed: int, path: Path, compression: str, layout: str) -> dict[str, Any]:
+    from engine.callback_request import in_chain_order
     from engine.synthetic_callbacks import generate_attempts
 
     # Calibrate on a sample large enough for the Poisson noise to be ~0.2 %.
     scale = 10 * size / generate_attempts(seed=seed, start=START, days=DAYS, scale=10.0).height
     frame = generate_attempts(seed=seed, start=START, days=DAYS, scale=scale)
+    if layout == "chain":  # the store's row order (engine.callback_pipeline.build_callbacks)
+        frame = in_chain_order(frame.lazy()).collect(engine="streaming")
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".partial")
     frame.write_parquet(partial, compression=compression)  # type: ignore[arg-type]
@@ -91,7 +97,7 @@ def _polars(task: str, path: Path, repeat: int, out: Path) -> dict[str, Any]:
 
     from engine import callback_metrics
     from engine.callback_pipeline import callback_tables
-    from engine.callback_request import partitions_for
+    from engine.callback_request import chain_order_breaks, partitions_for
     from engine.settings import BuildSettings
 
     imported = peak_rss_mib()
@@ -100,11 +106,18 @@ def _polars(task: str, path: Path, repeat: int, out: Path) -> dict[str, Any]:
     def tables() -> list[pl.DataFrame]:
         lf = pl.scan_parquet(path, row_index_name=ROW)  # file positions: values of the rows
         parts = partitions_for(lf.select(pl.len()).collect().item())  # Parquet metadata
-        both = callback_tables(lf, window=WINDOW, settings=settings, partitions=parts, row_id=ROW)
+        # Checked inside the timed run, as a reader of the store must (the document does too).
+        ordered = chain_order_breaks(lf).collect(engine="streaming").item() == 0
+        both = callback_tables(
+            lf, window=WINDOW, settings=settings, partitions=parts, row_id=ROW,
+            chain_ordered=ordered,
+        )  # fmt: skip
         return pl.collect_all(both, engine="streaming")
 
     def document() -> dict[str, Any]:
         scan = pl.scan_parquet(path, row_index_name=ROW)
+        if chain_order_breaks(scan).collect(engine="streaming").item() == 0:  # as for tables
+            return callback_metrics.document_in_chain_order(scan, begin=WINDOW[0], end=WINDOW[1])
         return callback_metrics.document(scan, begin=WINDOW[0], end=WINDOW[1], row_id=ROW)
 
     if task == "tables":
@@ -193,7 +206,7 @@ def _verify(path: Path, results: Path) -> dict[str, Any]:
 
 def _worker(args: argparse.Namespace) -> None:
     if args.worker == "generate":
-        report = _generate(args.size, args.seed, args.data_path, args.compression)
+        report = _generate(args.size, args.seed, args.data_path, args.compression, args.layout)
     elif args.worker == "check-peer":
         from benchmarks.callbacks_check import check_against_engine
 
@@ -211,9 +224,9 @@ def _worker(args: argparse.Namespace) -> None:
 
 
 def _measure(size: int, args: argparse.Namespace) -> dict[str, Any]:
-    path = data_path(args.data_dir, size, args.seed, args.compression)
+    path = data_path(args.data_dir, size, args.seed, args.compression, args.layout)
     common = ["--data-path", str(path), "--seed", str(args.seed), "--size", str(size)]
-    common += ["--compression", args.compression]
+    common += ["--compression", args.compression, "--layout", args.layout]
     limits = {"timeout_s": args.timeout, "max_rss_mib": args.max_rss_mib}
     if not path.exists():
         print(f"[{size:,}] generating {path} ...", flush=True)
@@ -244,6 +257,13 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-dir", type=Path, default=HERE / "data")
     p.add_argument("--json", type=Path, default=HERE / "results" / "callbacks.json")
+    p.add_argument(
+        "--layout",
+        choices=["chain", "generated"],
+        default="chain",
+        help="row order of the data file: chain (the store's, engine.callback_request."
+        "in_chain_order; default) or generated (by creation time, as generated)",
+    )
     add_worker_arguments(p, workers=RUNS, check_peer=200, max_rss_mib=14_336.0)
     return p.parse_args(argv)
 

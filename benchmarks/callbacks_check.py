@@ -81,7 +81,9 @@ def _frame(r: random.Random, window: tuple[datetime, datetime]) -> Any:
 
 def check_against_engine(frames: int, *, seed: int = 0) -> int:
     """Compare the SQL with ``callback_intervals``/``retry_outcomes.build`` and
-    ``callback_metrics.document`` on ``frames`` small adversarial frames.
+    ``callback_metrics.document`` on ``frames`` small adversarial frames, and again with the
+    frame in the store's chain order (``callback_tables(..., chain_ordered=True)``,
+    ``callback_metrics.document_in_chain_order``).
 
     Raises:
         AssertionError: on the first disagreement.
@@ -100,6 +102,8 @@ def check_against_engine(frames: int, *, seed: int = 0) -> int:
         retries_sql,
     )
     from engine import callback_intervals, callback_metrics, retry_outcomes
+    from engine.callback_pipeline import callback_tables
+    from engine.callback_request import in_chain_order
     from engine.settings import BuildSettings
 
     window = (datetime(2026, 10, 1, tzinfo=UTC), datetime(2026, 10, 2, tzinfo=UTC))
@@ -112,12 +116,23 @@ def check_against_engine(frames: int, *, seed: int = 0) -> int:
             frame.write_parquet(path)
             lf = pl.scan_parquet(path)
             con.execute(f"CREATE OR REPLACE TEMP TABLE reqs AS {requests_sql(path, window=window)}")
+            theirs = {}
             for name, module in tables.items():
                 sql = (intervals_sql if name == "intervals" else retries_sql)("reqs", window=window)
-                theirs = pl.DataFrame(con.sql(sql).to_arrow_table()).cast(module.SCHEMA)
+                table = pl.DataFrame(con.sql(sql).to_arrow_table()).cast(module.SCHEMA)
+                theirs[name] = sort_table(table, module.KEYS)
                 ours = module.build(lf, window=window, settings=BuildSettings()).collect()
-                assert_frame_equal(sort_table(theirs, module.KEYS), sort_table(ours, module.KEYS))
+                assert_frame_equal(theirs[name], sort_table(ours, module.KEYS))
             doc = document_data(fetch_row(con, document_sql(path, window=window)))
             want = callback_metrics.document(lf, begin=window[0], end=window[1])
             assert doc == want, f"frame {k}: document differs\n{doc}\n{want}"
+            # The same frame in the store's chain order: the engine's run reduction.
+            runs = in_chain_order(frame.lazy()).collect().lazy()
+            both = callback_tables(
+                runs, window=window, settings=BuildSettings(), chain_ordered=True
+            )
+            for (name, module), ours in zip(tables.items(), pl.collect_all(both), strict=True):
+                assert_frame_equal(theirs[name], sort_table(ours, module.KEYS))
+            got = callback_metrics.document_in_chain_order(runs, begin=window[0], end=window[1])
+            assert doc == got, f"frame {k} in chain order: document differs\n{doc}\n{got}"
     return frames

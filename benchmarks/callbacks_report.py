@@ -121,10 +121,14 @@ def summarise(
         "generator": "engine.synthetic_callbacks.generate_attempts (days=31, scale calibrated)",
         "seed": args["seed"],
         "parquet_compression": args["compression"],
+        "row_order": "chain (engine.callback_request.in_chain_order, the store's)"
+        if args.get("layout", "generated") == "chain"
+        else "as generated (by creation time)",
         "repeat": args["repeat"],
         "warmup_runs": 1,
-        "polars": "pl.collect_all([callback_intervals.build, retry_outcomes.build], "
-        "engine='streaming'); callback_metrics.document (default engine: streaming)",
+        "polars": "callback_pipeline.callback_tables collected by pl.collect_all(engine="
+        "'streaming'); callback_metrics.document_in_chain_order (chain order checked in the "
+        "timed run; else the general path: callback_metrics.document, tables in parts)",
         "duckdb": "2 threads; tables: CREATE TEMP TABLE of the window's requests, then two "
         "queries; document: one query",
         "peak_rss": "VmHWM of a fresh worker process per engine, task and size (its own peak)",

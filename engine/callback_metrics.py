@@ -37,12 +37,22 @@ from engine.callback_spelling import normalised
 from engine.interval import GRID, interval_grid, to_intervals
 from engine.schema import CALLBACK_ATTEMPTS
 
-__all__ = ["STEPS", "Step", "document", "document_intervals", "parse_time"]
+__all__ = [
+    "STEPS",
+    "Step",
+    "document",
+    "document_in_chain_order",
+    "document_intervals",
+    "parse_time",
+]
 
 Step = Literal["15m", "1h", "1d"]
 STEPS: Final[dict[str, int]] = {"15m": 15, "1h": 60, "1d": 1440}
 #: The request columns a document reads (every one but the chain key).
 _DOCUMENT_COLUMNS: Final = tuple(c for c in REQUEST_COLUMNS if c not in ("source", "original_id"))
+#: Parts the customers are counted in by :func:`document_in_chain_order`: at 10M
+#: attempts, 1.3 GiB peak against 1.7-2.0 in one pass, for 0.6 CPU-s more (three parts: no less).
+_CUSTOMER_PARTS: Final = 2
 _TIME_FORMATS: Final = ("%Y-%m-%d", "%Y-%m-%dT%H:%M:%SZ")
 _FIVE: Final = (  # document key, outcome; in the seed's (alphabetical) order
     ("totalAbandoned", "abandoned"),
@@ -195,6 +205,9 @@ def document(
 ) -> dict[str, Any]:
     """The seed-000 metrics document for the requests whose instant is in ``[begin, end)``.
 
+    Attempts known to be in the store's chain order have a cheaper way to the same document:
+    :func:`document_in_chain_order`.
+
     Args:
         attempts: canonical attempts (every attempt of the requests, whatever its own time).
         begin: window start (aware, inclusive).
@@ -226,6 +239,53 @@ def document(
     )
     reqs = requests(attempts, row_id=row_id).filter(where).select(_DOCUMENT_COLUMNS).cache()
     additive, people = pl.collect_all([reqs.select(_additive()), customer_counts(reqs)])
+    return {"data": _data(additive.row(0, named=True) | people.row(0, named=True))}
+
+
+def document_in_chain_order(
+    attempts: pl.LazyFrame,
+    *,
+    begin: datetime,
+    end: datetime,
+    call_target_id: str | None = None,
+    first_party_called: str | None = None,
+    source_type: str | None = None,
+    type: str | None = None,
+) -> dict[str, Any]:
+    """:func:`document` for attempts in the store's chain order, reduced from their runs.
+
+    ``attempts`` must yield its rows in :data:`engine.callback_request.CHAIN_ORDER` on every
+    evaluation (a Parquet file or a frame in that order, as
+    :func:`engine.callback_request.in_chain_order` leaves it; a plan with an unordered step such
+    as ``unique`` does not qualify even if one evaluation happens to be in order): it is
+    evaluated once for the additive aggregates and once per part of the customers
+    (:func:`engine.callback_request.customer_counts`), since reducing runs again costs less than
+    holding the requests (at 10M attempts: 1.3-1.5 GiB peak against ~2 in one ``collect_all``).
+    :func:`engine.callback_request.chain_order_breaks` tells whether a source is in that order.
+
+    Example:
+        >>> from engine.callback_request import in_chain_order
+        >>> from engine.synthetic_callbacks import generate_attempts
+        >>> attempts = generate_attempts(days=1, scale=0.2)
+        >>> w = {"begin": parse_time("2026-10-01"), "end": parse_time("2026-10-02")}
+        >>> ordered = in_chain_order(attempts.lazy()).collect().lazy()
+        >>> document_in_chain_order(ordered, **w) == document(attempts.lazy(), **w)
+        True
+    """
+    where = _selection(
+        begin,
+        end,
+        call_target_id=call_target_id,
+        first_party_called=first_party_called,
+        source_type=source_type,
+        type=type,
+    )
+    reqs = requests(attempts, chain_ordered=True).filter(where).select(_DOCUMENT_COLUMNS)
+    additive = reqs.select(_additive()).collect(engine="streaming")
+    people = pl.concat(
+        customer_counts(reqs, part=(p, _CUSTOMER_PARTS)).collect(engine="streaming")
+        for p in range(_CUSTOMER_PARTS)
+    ).sum()
     return {"data": _data(additive.row(0, named=True) | people.row(0, named=True))}
 
 
