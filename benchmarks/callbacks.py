@@ -10,8 +10,8 @@ its peak memory is its own), warms up once and is timed ``--repeat`` times:
   the timed run, else built in ``partitions_for(attempts)`` parts), collected
   together by the streaming engine (``pl.collect_all``), as the pipeline does; DuckDB: the
   requests of the window into a temporary table, then both tables;
-- ``document``: ``callback_metrics.document_in_chain_order`` for the month if the file is in
-  chain order (checked in the timed run), else ``callback_metrics.document``; DuckDB: one query.
+- ``document``: ``callback_metrics.document`` for the month, ``chain_ordered=True`` if the file
+  is in chain order (checked in the timed run); DuckDB: one query.
 
 The SQL (:mod:`benchmarks.callbacks_duckdb`) implements docs/callbacks.md independently, runs
 with 2 threads, and is first checked against the engine on small adversarial frames
@@ -117,7 +117,9 @@ def _polars(task: str, path: Path, repeat: int, out: Path) -> dict[str, Any]:
     def document() -> dict[str, Any]:
         scan = pl.scan_parquet(path, row_index_name=ROW)
         if chain_order_breaks(scan).collect(engine="streaming").item() == 0:  # as for tables
-            return callback_metrics.document_in_chain_order(scan, begin=WINDOW[0], end=WINDOW[1])
+            return callback_metrics.document(
+                scan, begin=WINDOW[0], end=WINDOW[1], chain_ordered=True
+            )
         return callback_metrics.document(scan, begin=WINDOW[0], end=WINDOW[1], row_id=ROW)
 
     if task == "tables":

@@ -83,7 +83,7 @@ def check_against_engine(frames: int, *, seed: int = 0) -> int:
     """Compare the SQL with ``callback_intervals``/``retry_outcomes.build`` and
     ``callback_metrics.document`` on ``frames`` small adversarial frames, and again with the
     frame in the store's chain order (``callback_tables(..., chain_ordered=True)``,
-    ``callback_metrics.document_in_chain_order``).
+    ``callback_metrics.document(..., chain_ordered=True)``).
 
     Raises:
         AssertionError: on the first disagreement.
@@ -133,6 +133,8 @@ def check_against_engine(frames: int, *, seed: int = 0) -> int:
             )
             for (name, module), ours in zip(tables.items(), pl.collect_all(both), strict=True):
                 assert_frame_equal(theirs[name], sort_table(ours, module.KEYS))
-            got = callback_metrics.document_in_chain_order(runs, begin=window[0], end=window[1])
+            got = callback_metrics.document(
+                runs, begin=window[0], end=window[1], chain_ordered=True
+            )
             assert doc == got, f"frame {k} in chain order: document differs\n{doc}\n{got}"
     return frames

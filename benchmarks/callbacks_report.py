@@ -127,7 +127,7 @@ def summarise(
         "repeat": args["repeat"],
         "warmup_runs": 1,
         "polars": "callback_pipeline.callback_tables collected by pl.collect_all(engine="
-        "'streaming'); callback_metrics.document_in_chain_order (chain order checked in the "
+        "'streaming'); callback_metrics.document(chain_ordered=True) (chain order checked in the "
         "timed run; else the general path: callback_metrics.document, tables in parts)",
         "duckdb": "2 threads; tables: CREATE TEMP TABLE of the window's requests, then two "
         "queries; document: one query",

@@ -41,7 +41,6 @@ __all__ = [
     "STEPS",
     "Step",
     "document",
-    "document_in_chain_order",
     "document_intervals",
     "parse_time",
 ]
@@ -50,7 +49,7 @@ Step = Literal["15m", "1h", "1d"]
 STEPS: Final[dict[str, int]] = {"15m": 15, "1h": 60, "1d": 1440}
 #: The request columns a document reads (every one but the chain key).
 _DOCUMENT_COLUMNS: Final = tuple(c for c in REQUEST_COLUMNS if c not in ("source", "original_id"))
-#: Parts the customers are counted in by :func:`document_in_chain_order`: at 10M
+#: Parts the customers of chain-ordered attempts are counted in (:func:`document`): at 10M
 #: attempts, 1.3 GiB peak against 1.7-2.0 in one pass, for 0.6 CPU-s more (three parts: no less).
 _CUSTOMER_PARTS: Final = 2
 _TIME_FORMATS: Final = ("%Y-%m-%d", "%Y-%m-%dT%H:%M:%SZ")
@@ -202,11 +201,20 @@ def document(
     source_type: str | None = None,
     type: str | None = None,
     row_id: str | None = None,
+    chain_ordered: bool = False,
 ) -> dict[str, Any]:
     """The seed-000 metrics document for the requests whose instant is in ``[begin, end)``.
 
-    Attempts known to be in the store's chain order have a cheaper way to the same document:
-    :func:`document_in_chain_order`.
+    With ``chain_ordered`` the requests are reduced from their runs (no sort, hash table or
+    join; :func:`engine.callback_request.requests`): ``attempts`` must then yield its rows in
+    :data:`engine.callback_request.CHAIN_ORDER` on every evaluation (a Parquet file or a frame in
+    that order, as :func:`engine.callback_request.in_chain_order` leaves it; a plan with an
+    unordered step such as ``unique`` does not qualify even if one evaluation happens to be in
+    order; :func:`engine.callback_request.chain_order_breaks` tells). It is then evaluated once
+    for the additive aggregates and once per part of the customers
+    (:func:`engine.callback_request.customer_counts`), since reducing runs again costs less than
+    holding the requests (at 10M attempts: 1.3-1.5 GiB peak against ~2 in one ``collect_all``).
+    The document is the same either way.
 
     Args:
         attempts: canonical attempts (every attempt of the requests, whatever its own time).
@@ -218,58 +226,20 @@ def document(
         type: ``asap`` or ``scheduled``.
         row_id: a row-identifying integer column of ``attempts`` to join on
             (:func:`engine.callback_request.requests` says which columns qualify).
+        chain_ordered: ``attempts`` is in chain order (``row_id`` does not apply).
 
     Raises:
         ValueError: an empty or reversed window, a naive instant or an unknown filter value.
-
-    Example:
-        >>> from engine.schema import CALLBACK_ATTEMPTS
-        >>> empty = pl.LazyFrame(schema=CALLBACK_ATTEMPTS)
-        >>> document(empty, begin=parse_time("2026-10-01"),
-        ...          end=parse_time("2026-10-02"))["data"]["totalCallbacks"]
-        0
-    """
-    where = _selection(
-        begin,
-        end,
-        call_target_id=call_target_id,
-        first_party_called=first_party_called,
-        source_type=source_type,
-        type=type,
-    )
-    reqs = requests(attempts, row_id=row_id).filter(where).select(_DOCUMENT_COLUMNS).cache()
-    additive, people = pl.collect_all([reqs.select(_additive()), customer_counts(reqs)])
-    return {"data": _data(additive.row(0, named=True) | people.row(0, named=True))}
-
-
-def document_in_chain_order(
-    attempts: pl.LazyFrame,
-    *,
-    begin: datetime,
-    end: datetime,
-    call_target_id: str | None = None,
-    first_party_called: str | None = None,
-    source_type: str | None = None,
-    type: str | None = None,
-) -> dict[str, Any]:
-    """:func:`document` for attempts in the store's chain order, reduced from their runs.
-
-    ``attempts`` must yield its rows in :data:`engine.callback_request.CHAIN_ORDER` on every
-    evaluation (a Parquet file or a frame in that order, as
-    :func:`engine.callback_request.in_chain_order` leaves it; a plan with an unordered step such
-    as ``unique`` does not qualify even if one evaluation happens to be in order): it is
-    evaluated once for the additive aggregates and once per part of the customers
-    (:func:`engine.callback_request.customer_counts`), since reducing runs again costs less than
-    holding the requests (at 10M attempts: 1.3-1.5 GiB peak against ~2 in one ``collect_all``).
-    :func:`engine.callback_request.chain_order_breaks` tells whether a source is in that order.
 
     Example:
         >>> from engine.callback_request import in_chain_order
         >>> from engine.synthetic_callbacks import generate_attempts
         >>> attempts = generate_attempts(days=1, scale=0.2)
         >>> w = {"begin": parse_time("2026-10-01"), "end": parse_time("2026-10-02")}
+        >>> document(attempts.lazy(), **w)["data"]["totalCallbacks"] > 0
+        True
         >>> ordered = in_chain_order(attempts.lazy()).collect().lazy()
-        >>> document_in_chain_order(ordered, **w) == document(attempts.lazy(), **w)
+        >>> document(ordered, **w, chain_ordered=True) == document(attempts.lazy(), **w)
         True
     """
     where = _selection(
@@ -280,10 +250,14 @@ def document_in_chain_order(
         source_type=source_type,
         type=type,
     )
-    reqs = requests(attempts, chain_ordered=True).filter(where).select(_DOCUMENT_COLUMNS)
-    additive = reqs.select(_additive()).collect(engine="streaming")
+    if not chain_ordered:
+        reqs = requests(attempts, row_id=row_id).filter(where).select(_DOCUMENT_COLUMNS).cache()
+        additive, people = pl.collect_all([reqs.select(_additive()), customer_counts(reqs)])
+        return {"data": _data(additive.row(0, named=True) | people.row(0, named=True))}
+    runs = requests(attempts, chain_ordered=True).filter(where).select(_DOCUMENT_COLUMNS)
+    additive = runs.select(_additive()).collect(engine="streaming")
     people = pl.concat(
-        customer_counts(reqs, part=(p, _CUSTOMER_PARTS)).collect(engine="streaming")
+        customer_counts(runs, part=(p, _CUSTOMER_PARTS)).collect(engine="streaming")
         for p in range(_CUSTOMER_PARTS)
     ).sum()
     return {"data": _data(additive.row(0, named=True) | people.row(0, named=True))}

@@ -207,7 +207,7 @@ def build_callbacks(
             requests(lazy, chain_ordered=True).select(pl.len()),  # one per chain
         ]
     )
-    document = callback_metrics.document_in_chain_order(lazy, begin=window[0], end=window[1])
+    document = callback_metrics.document(lazy, begin=window[0], end=window[1], chain_ordered=True)
 
     files = [export.write_store(clean, out_dir / "store" / "callback_attempts", by="created_at")]
     files += _write("callback_intervals", table, out_dir, formats)

@@ -185,7 +185,7 @@ def callback_metrics_command(
     """Print the callback metrics document (Mindful's seed-000 shape) as JSON."""
     b, e = _time(begin, "begin"), _time(end, "end")
     attempts = _attempts(attempts_path, store)
-    filters = {
+    filters: dict[str, Any] = {
         "call_target_id": call_target_id,
         "first_party_called": first_party_called,
         "source_type": source_type,

@@ -96,7 +96,7 @@ def test_the_document_from_runs_equals_the_general_document(
 ) -> None:
     window = {"begin": WINDOW[0], "end": WINDOW[1], "call_target_id": target}
     unordered = pl.DataFrame(rows, schema=CALLBACK_ATTEMPTS).lazy()
-    got = callback_metrics.document_in_chain_order(ordered(rows).lazy(), **window)
+    got = callback_metrics.document(ordered(rows).lazy(), **window, chain_ordered=True)
     assert got == callback_metrics.document(unordered, **window)
     assert got == callback_metrics.document(unordered.reverse(), **window)
 
