@@ -56,8 +56,15 @@ ROW = "__row"
 
 
 def data_path(data_dir: Path, size: int, seed: int, compression: str, layout: str) -> Path:
+    if layout == "store":  # a directory, the store's own codec
+        return data_dir / f"callbacks-{size}-seed{seed}-store"
     suffix = "-chain" if layout == "chain" else ""
     return data_dir / f"callbacks-{size}-seed{seed}-{compression}{suffix}.parquet"
+
+
+def scan_source(path: Path) -> str:
+    """What DuckDB's ``read_parquet`` and a plain Polars scan read: the file, or the store's."""
+    return str(path / "**" / "*.parquet") if path.is_dir() else str(path)
 
 
 # --- workers (each runs in a fresh process) -------------------------------------------------
@@ -65,14 +72,18 @@ def data_path(data_dir: Path, size: int, seed: int, compression: str, layout: st
 
 def _generate(size: int, seed: int, path: Path, compression: str, layout: str) -> dict[str, Any]:
     from engine.callback_request import in_chain_order
+    from engine.callback_store import write_attempts
     from engine.synthetic_callbacks import generate_attempts
 
     # Calibrate on a sample large enough for the Poisson noise to be ~0.2 %.
     scale = 10 * size / generate_attempts(seed=seed, start=START, days=DAYS, scale=10.0).height
     frame = generate_attempts(seed=seed, start=START, days=DAYS, scale=scale)
-    if layout == "chain":  # the store's row order (engine.callback_pipeline.build_callbacks)
+    if layout in ("chain", "store"):  # the store's row order (engine.callback_store)
         frame = in_chain_order(frame.lazy()).collect(engine="streaming")
     path.parent.mkdir(parents=True, exist_ok=True)
+    if layout == "store":  # as build_callbacks writes store/callback_attempts
+        write_attempts(frame, path)
+        return {"rows": frame.height, "scale": scale, "peak_rss_mib": peak_rss_mib()}
     partial = path.with_suffix(".partial")
     frame.write_parquet(partial, compression=compression)  # type: ignore[arg-type]
     partial.replace(path)
@@ -103,6 +114,9 @@ def _polars(task: str, path: Path, repeat: int, out: Path) -> dict[str, Any]:
     imported = peak_rss_mib()
     settings = BuildSettings()
 
+    if path.is_dir():  # the store, read as `callback-metrics --store` reads it
+        return _polars_store(task, path, repeat, out)
+
     def tables() -> list[pl.DataFrame]:
         lf = pl.scan_parquet(path, row_index_name=ROW)  # file positions: values of the rows
         parts = partitions_for(lf.select(pl.len()).collect().item())  # Parquet metadata
@@ -122,6 +136,13 @@ def _polars(task: str, path: Path, repeat: int, out: Path) -> dict[str, Any]:
             )
         return callback_metrics.document(scan, begin=WINDOW[0], end=WINDOW[1], row_id=ROW)
 
+    return _run_polars(task, tables, document, repeat=repeat, imported=imported, out=out)
+
+
+def _run_polars(
+    task: str, tables: Any, document: Any, *, repeat: int, imported: float, out: Path
+) -> dict[str, Any]:
+    """Time ``tables`` or ``document`` and leave the result in ``out`` for the verify worker."""
     if task == "tables":
         report, (intervals, retries) = _timed(tables, repeat, imported)
         intervals.write_parquet(out / "polars-intervals.parquet")
@@ -129,6 +150,39 @@ def _polars(task: str, path: Path, repeat: int, out: Path) -> dict[str, Any]:
     else:
         report, doc = _timed(document, repeat, imported)
         (out / "polars-document.json").write_text(json.dumps(doc))
+    return report
+
+
+def _polars_store(task: str, path: Path, repeat: int, out: Path) -> dict[str, Any]:
+    """The tasks on a store directory: :func:`engine.callback_store.scan_attempts` (its layout
+    file and the order check) inside the timed run, then runs or the general path."""
+    import polars as pl
+
+    from engine import callback_metrics
+    from engine.callback_pipeline import callback_tables
+    from engine.callback_request import partitions_for
+    from engine.callback_store import scan_attempts
+    from engine.settings import BuildSettings
+
+    imported = peak_rss_mib()
+    settings = BuildSettings()
+
+    def tables() -> list[pl.DataFrame]:
+        frame, ordered = scan_attempts(path)
+        parts = partitions_for(frame.select(pl.len()).collect().item())  # Parquet metadata
+        both = callback_tables(
+            frame, window=WINDOW, settings=settings, partitions=parts, chain_ordered=ordered
+        )
+        return pl.collect_all(both, engine="streaming")
+
+    def document() -> dict[str, Any]:
+        frame, ordered = scan_attempts(path)
+        return callback_metrics.document(
+            frame, begin=WINDOW[0], end=WINDOW[1], chain_ordered=ordered
+        )
+
+    report = _run_polars(task, tables, document, repeat=repeat, imported=imported, out=out)
+    report["chain_ordered"] = scan_attempts(path)[1]
     return report
 
 
@@ -146,7 +200,7 @@ def _duckdb(task: str, path: Path, repeat: int, out: Path) -> dict[str, Any]:
 
     imported = peak_rss_mib()
     con = duckdb_connection(threads=2)
-    reqs = f"CREATE OR REPLACE TEMP TABLE reqs AS {requests_sql(str(path), window=WINDOW)}"
+    reqs = f"CREATE OR REPLACE TEMP TABLE reqs AS {requests_sql(scan_source(path), window=WINDOW)}"
     queries = [intervals_sql("reqs", window=WINDOW), retries_sql("reqs", window=WINDOW)]
 
     def tables() -> list[Any]:
@@ -156,7 +210,7 @@ def _duckdb(task: str, path: Path, repeat: int, out: Path) -> dict[str, Any]:
         return got
 
     def document() -> dict[str, Any]:
-        return document_data(fetch_row(con, document_sql(str(path), window=WINDOW)))
+        return document_data(fetch_row(con, document_sql(scan_source(path), window=WINDOW)))
 
     if task == "tables":
         report, (intervals, retries) = _timed(tables, repeat, imported)
@@ -198,7 +252,7 @@ def _verify(path: Path, results: Path) -> dict[str, Any]:
     if counts["intervals_requests"] != requests:
         sys.exit(f"FAIL: the table has {counts['intervals_requests']} requests, the document "
                  f"{requests}")  # fmt: skip
-    rows = pl.scan_parquet(path).select(pl.len()).collect().item()
+    rows = pl.scan_parquet(scan_source(path)).select(pl.len()).collect().item()
     print(
         f"verified: same tables ({counts['intervals_rows']:,} + {counts['retries_rows']:,} rows) "
         f"and document ({requests:,} requests) from {rows:,} attempts"
@@ -261,10 +315,11 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--json", type=Path, default=HERE / "results" / "callbacks.json")
     p.add_argument(
         "--layout",
-        choices=["chain", "generated"],
-        default="chain",
-        help="row order of the data file: chain (the store's, engine.callback_request."
-        "in_chain_order; default) or generated (by creation time, as generated)",
+        choices=["store", "chain", "generated"],
+        default="store",
+        help="the data: store (a store/callback_attempts directory as build_callbacks writes "
+        "it, engine.callback_store; default), chain (one file in chain order) or generated "
+        "(one file by creation time, as generated)",
     )
     add_worker_arguments(p, workers=RUNS, check_peer=200, max_rss_mib=14_336.0)
     return p.parse_args(argv)

@@ -79,13 +79,21 @@ def requests_sql(path: str, *, window: tuple[datetime, datetime]) -> str:
     2.5x less CPU than ``arg_min_null(struct_pack(<columns>), <key>)`` per chain (measured at 1M).
     """
     lo, hi = (_us(t) for t in window)
-    key = "struct_pack(r := retry_attempt, c := created_at, a := attempt_id, i := file_row_number)"
+    # A row's identity: its file's row number, and when ``path`` is a glob (a store directory,
+    # whose row numbers restart in every file) the file's index in the high bits. An integer:
+    # a (filename, row number) struct cost DuckDB ~75 % more CPU at 10M (measured).
+    many = "*" in path
+    row = "(file_index::BIGINT << 40) + file_row_number" if many else "file_row_number"
+    key = "struct_pack(r := retry_attempt, c := created_at, a := attempt_id, i := rid)"
     firsts = [*_GROUP, "call_target_name", "customer_key", "created_at"]
     firsts += ["estimated_callback_ms", "punctuality_ms"]
     finals = ("outcome", "callback_ms", "customer_wait_ms", "talk_ms")
     columns = [f"fa.{c} AS {c}" for c in firsts] + [f"la.{c} AS {c}" for c in finals]
     return f"""
-WITH att AS (SELECT * FROM read_parquet('{_quoted(path)}', file_row_number = true)),
+WITH att AS (
+    SELECT *, {row} AS rid
+    FROM read_parquet('{_quoted(path)}', file_row_number = true, hive_partitioning = false)
+),
 chains AS (
     SELECT min({key}).i AS f, max({key}) AS l, count(*) AS attempts
     FROM att GROUP BY source, original_id
@@ -93,8 +101,8 @@ chains AS (
 SELECT {", ".join(columns)}, chains.l.r::BIGINT AS retries, attempts,
     epoch_us(fa.created_at) // {GRAIN_US} AS g
 FROM chains
-JOIN att AS fa ON fa.file_row_number = chains.f
-JOIN att AS la ON la.file_row_number = chains.l.i
+JOIN att AS fa ON fa.rid = chains.f
+JOIN att AS la ON la.rid = chains.l.i
 WHERE epoch_us(fa.created_at) >= {lo} AND epoch_us(fa.created_at) < {hi}
 """
 

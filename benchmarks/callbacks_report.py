@@ -46,7 +46,7 @@ def _row(m: dict[str, Any], name: str, run: WorkerRun) -> dict[str, Any]:
         "ru_maxrss_mib": round(run.ru_maxrss_mib, 1),
         "rss_after_imports_mib": round(run.report["rss_after_imports_mib"], 1),
         "loadavg_before_after": run.report["loadavg_before_after"],
-    }
+    } | ({"chain_ordered": run.report["chain_ordered"]} if "chain_ordered" in run.report else {})
 
 
 def verdict(wall_ratio: float, cpu_ratio: float) -> str:
@@ -121,9 +121,13 @@ def summarise(
         "generator": "engine.synthetic_callbacks.generate_attempts (days=31, scale calibrated)",
         "seed": args["seed"],
         "parquet_compression": args["compression"],
-        "row_order": "chain (engine.callback_request.in_chain_order, the store's)"
-        if args.get("layout", "generated") == "chain"
-        else "as generated (by creation time)",
+        "row_order": {
+            "store": "the store as build_callbacks writes it (engine.callback_store: one file "
+            "per request date, each in chain order, with its layout file; checked in the "
+            "timed run by scan_attempts)",
+            "chain": "one file in chain order (engine.callback_request.in_chain_order)",
+            "generated": "one file as generated (by creation time)",
+        }[args.get("layout", "generated")],
         "repeat": args["repeat"],
         "warmup_runs": 1,
         "polars": "callback_pipeline.callback_tables collected by pl.collect_all(engine="

@@ -1,7 +1,7 @@
 """The callback pipeline edge: validate attempts, build the callback tables, write every output.
 
-Outputs under ``out_dir``: ``store/callback_attempts`` (clean attempts, by ``created_at`` date,
-each file in chain order: :func:`engine.callback_request.in_chain_order`),
+Outputs under ``out_dir``: ``store/callback_attempts`` (clean attempts in chain order, by the
+date of their request: :func:`engine.callback_store.write_attempts`),
 ``store/callback_intervals`` and ``store/retry_outcomes`` (Parquet, by interval date), CSV and
 NDJSON exports of both tables, ``exports/callback_metrics.json`` (the seed-000 document for the
 window), ``exports/callback_gaps.ndjson``, ``quarantine/callback_attempts.csv`` and
@@ -28,7 +28,7 @@ from typing import Literal
 
 import polars as pl
 
-from engine import callback_intervals, callback_metrics, export, retry_outcomes
+from engine import callback_intervals, callback_metrics, callback_store, export, retry_outcomes
 from engine.callback_attempts import callback_gaps, not_callbacks, validate_callback_attempts
 from engine.callback_request import (
     call_target_names,
@@ -209,7 +209,7 @@ def build_callbacks(
     )
     document = callback_metrics.document(lazy, begin=window[0], end=window[1], chain_ordered=True)
 
-    files = [export.write_store(clean, out_dir / "store" / "callback_attempts", by="created_at")]
+    files = [callback_store.write_attempts(clean, out_dir / "store" / "callback_attempts")]
     files += _write("callback_intervals", table, out_dir, formats)
     files += _write("retry_outcomes", retries, out_dir, formats)
     files.append(export.write_json(document, out_dir / "exports" / "callback_metrics.json"))

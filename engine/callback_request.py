@@ -174,15 +174,20 @@ def _same_chain() -> pl.Expr:
     return pl.all_horizontal(pl.col(c).eq_missing(pl.col(c).shift()) for c in CHAIN_ORDER[:2])
 
 
-def chain_order_breaks(attempts: pl.LazyFrame) -> pl.LazyFrame:
+def chain_order_breaks(attempts: pl.LazyFrame, *, starts: Sequence[int] = ()) -> pl.LazyFrame:
     """One row, ``breaks``: the rows of ``attempts`` not strictly after the row before them in
     :data:`CHAIN_ORDER` (nulls first). Zero means :func:`requests` may take ``chain_ordered``.
 
     Strictly: two attempts of one chain with the same (``retry_attempt``, ``created_at``,
     ``attempt_id``) count as a break, since their order would be arbitrary. The first row never
-    breaks. One streaming pass of neighbour comparisons on the five key columns.
+    breaks, nor do the rows at the positions ``starts``: where the files of a store whose chains
+    never span two files begin (:mod:`engine.callback_store`; each chain is still one run). One
+    streaming pass of neighbour comparisons on the five key columns.
     """
-    ordered = _after(CHAIN_ORDER) | (pl.col("_pos") == 0)
+    pos = pl.col("_pos")
+    ordered = _after(CHAIN_ORDER) | (pos == 0)
+    if starts:
+        ordered |= pos.is_in(pl.Series(list(starts), dtype=pl.get_index_type()).implode())
     return attempts.with_row_index("_pos").select((~ordered).sum().cast(pl.Int64).alias("breaks"))
 
 

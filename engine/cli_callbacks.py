@@ -25,9 +25,9 @@ import polars as pl
 from engine import callback_metrics, pipeline
 from engine.callback_attempts import validate_callback_attempts
 from engine.callback_pipeline import CALLBACK_FORMATS, CallbackReport, build_callbacks
+from engine.callback_store import scan_attempts
 from engine.cli import _fail, _instant, _settings, cli
 from engine.quarantine import InputSchemaError
-from engine.schema import CALLBACK_ATTEMPTS
 
 __all__ = ["callback_metrics_command", "callbacks", "run_callbacks"]
 
@@ -121,14 +121,15 @@ def callbacks(attempts_path: Path, out: Path, **opts: Any) -> None:
     run_callbacks(frame, out, title=f"callbacks built from {attempts_path}", **opts)
 
 
-def _stored_attempts(store: Path) -> pl.LazyFrame:
+def _stored_attempts(store: Path) -> tuple[pl.LazyFrame, bool]:
     for candidate in (store / "store" / "callback_attempts", store / "callback_attempts"):
-        if candidate.is_dir():
-            return pipeline.read_table(candidate).select(list(CALLBACK_ATTEMPTS))
+        if candidate.is_dir() and any(candidate.rglob("*.parquet")):
+            return scan_attempts(candidate)
     _fail(f"--store {store}: no callback_attempts table (run `wfm-intervals callbacks` first)")
 
 
-def _attempts(attempts_path: Path | None, store: Path) -> pl.LazyFrame:
+def _attempts(attempts_path: Path | None, store: Path) -> tuple[pl.LazyFrame, bool]:
+    """The attempts, and whether they are a store in chain order (requests from runs)."""
     if attempts_path is None:
         return _stored_attempts(store)
     try:
@@ -138,7 +139,7 @@ def _attempts(attempts_path: Path | None, store: Path) -> pl.LazyFrame:
         _fail(f"--attempts: {exc}")
     if bad.item():
         click.echo(f"wfm-intervals: note: {bad.item()} attempt rows quarantined", err=True)
-    return clean_df.lazy()
+    return clean_df.lazy(), False
 
 
 @cli.command("callback-metrics")
@@ -184,7 +185,7 @@ def callback_metrics_command(
 ) -> None:
     """Print the callback metrics document (Mindful's seed-000 shape) as JSON."""
     b, e = _time(begin, "begin"), _time(end, "end")
-    attempts = _attempts(attempts_path, store)
+    attempts, chain_ordered = _attempts(attempts_path, store)
     filters: dict[str, Any] = {
         "call_target_id": call_target_id,
         "first_party_called": first_party_called,
@@ -193,7 +194,9 @@ def callback_metrics_command(
     }
     try:
         if step is None:
-            result: Any = callback_metrics.document(attempts, begin=b, end=e, **filters)
+            result: Any = callback_metrics.document(
+                attempts, begin=b, end=e, chain_ordered=chain_ordered, **filters
+            )
         else:
             result = callback_metrics.document_intervals(
                 attempts, begin=b, end=e, step=step, tz=tz, **filters

@@ -56,15 +56,17 @@ def _replace_dir(tmp: Path, final: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def write_store(frame: pl.DataFrame, directory: Path, *, by: str) -> Path:
-    """Write ``frame`` as Parquet partitioned by the UTC date of column ``by``; atomic per table.
+def write_store(frame: pl.DataFrame, directory: Path, *, by: str | pl.Expr) -> Path:
+    """Write ``frame`` as Parquet partitioned by the UTC date of column ``by`` (or of the instant
+    ``by`` computes); atomic per table. Each partition keeps the rows' order.
 
     Returns:
         The table's directory.
     """
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = directory.with_name(f".{directory.name}.tmp-{uuid.uuid4().hex}")
-    dated = frame.with_columns(pl.col(by).dt.date().alias("date"))
+    instant = pl.col(by) if isinstance(by, str) else by
+    dated = frame.with_columns(instant.dt.date().alias("date"))
     if dated.height:
         dated.write_parquet(tmp, partition_by="date", mkdir=True, compression=STORE_COMPRESSION)
     else:  # keep the schema readable even when there is nothing to write

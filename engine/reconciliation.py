@@ -36,6 +36,7 @@ from connectors.normalise import rebuild
 from connectors.registry import SOURCES
 from engine import callvolume, export
 from engine.callback_metrics import document
+from engine.callback_store import scan_attempts
 from engine.callvolume import ADDITIVE
 from engine.config import AppSettings
 from engine.interval import Window, snap_window
@@ -119,6 +120,8 @@ class Inputs:
     contacts: pl.LazyFrame
     attempts: pl.LazyFrame
     kore_rows: pl.LazyFrame | None
+    #: ``attempts`` is a store in chain order (:func:`engine.callback_store.scan_attempts`).
+    attempts_chain_ordered: bool = False
 
 
 def _stored(store: Path, name: str) -> pl.LazyFrame:
@@ -145,9 +148,10 @@ def load_inputs(settings: AppSettings, *, store: Path | None = None) -> Inputs:
         if not store.is_dir():
             raise InputFileError(f"--store {store}: no such directory")
         contacts = _stored(store, "contacts") if "kore" in enabled else _NO_CONTACTS.lazy()
-        attempts = (
-            _stored(store, "callback_attempts") if "mindful" in enabled else _NO_ATTEMPTS.lazy()
-        )
+        attempts, chain_ordered = _NO_ATTEMPTS.lazy(), False
+        if "mindful" in enabled:
+            _stored(store, "callback_attempts")  # the same error when it is missing
+            attempts, chain_ordered = scan_attempts(store / "store" / "callback_attempts")
     else:
         frames = [
             rebuild(SOURCES[n], landing, settings.source(n)).rows
@@ -155,11 +159,11 @@ def load_inputs(settings: AppSettings, *, store: Path | None = None) -> Inputs:
             if SOURCES[n].table == "contacts"
         ]
         contacts = pl.concat(frames) if frames else _NO_CONTACTS.lazy()
-        attempts = _NO_ATTEMPTS.lazy()
+        attempts, chain_ordered = _NO_ATTEMPTS.lazy(), False
         if "mindful" in enabled:
             attempts = rebuild(SOURCES["mindful"], landing, settings.source("mindful")).rows
     kore = rebuild(KORE, landing, settings.source("kore")).rows if "kore" in enabled else None
-    return Inputs(contacts, attempts, kore)
+    return Inputs(contacts, attempts, kore, chain_ordered)
 
 
 def tolerances(settings: AppSettings, given: Mapping[str, float] | None = None) -> dict[str, float]:
@@ -188,10 +192,15 @@ def _presence(difference: Mapping[str, Any]) -> str:
 
 
 def _mindful(
-    settings: MindfulSettings, attempts: pl.LazyFrame, window: Window, tol: dict[str, float]
+    settings: MindfulSettings, inputs: Inputs, window: Window, tol: dict[str, float]
 ) -> tuple[Check, list[dict[str, Any]]]:
     check = Check("mindful", _COMPARES["mindful"])
-    ours = document(attempts, begin=window[0], end=window[1])
+    ours = document(
+        inputs.attempts,
+        begin=window[0],
+        end=window[1],
+        chain_ordered=inputs.attempts_chain_ordered,
+    )
     theirs = fetch_metrics(settings, *window)
     found = compare_documents(ours, theirs, tolerance=tol)
     rows = [dict.fromkeys(_DIFF_KEYS[:3]) | d | {"presence": _presence(d)} for d in found]
@@ -266,7 +275,7 @@ def reconcile(
         elif name == "mindful":
             mindful = settings.source("mindful")
             assert isinstance(mindful, MindfulSettings)
-            check, found = _mindful(mindful, inputs.attempts, (begin, end), tol)
+            check, found = _mindful(mindful, inputs, (begin, end), tol)
             check.window_start, check.window_end = _iso(begin), _iso(end)
             found = [{"source": "mindful", **d} for d in found]
         else:

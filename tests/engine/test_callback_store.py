@@ -1,0 +1,113 @@
+"""The callback attempts store in chain order (engine.callback_store): written by request date,
+read back as runs only when its layout file vouches for every file and the order holds."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+from hypothesis import given
+from polars.testing import assert_frame_equal
+
+from engine import callback_metrics, export
+from engine.callback_request import CHAIN_ORDER, in_chain_order, requests
+from engine.callback_store import LAYOUT, scan_attempts, write_attempts
+from engine.schema import CALLBACK_ATTEMPTS
+from engine.synthetic_callbacks import generate_attempts
+from tests.engine.test_callback_partitions import WINDOW, attempts, in_order
+
+T0 = datetime(2026, 10, 1, 23, 50, tzinfo=UTC)
+
+
+def chain_ordered(frame: pl.DataFrame) -> pl.DataFrame:
+    return in_chain_order(frame.lazy()).collect()
+
+
+def store_of(frame: pl.DataFrame, root: Path) -> Path:
+    return write_attempts(chain_ordered(frame), root / "callback_attempts")
+
+
+def month() -> pl.DataFrame:
+    return generate_attempts(days=3, scale=0.3)
+
+
+def test_a_chain_across_midnight_stays_in_its_requests_partition(tmp_path: Path) -> None:
+    base = month().head(1)
+    retry = base.with_columns(
+        pl.lit("retry-1").alias("attempt_id"),
+        pl.lit(1, base.schema["retry_attempt"]).alias("retry_attempt"),
+        (pl.lit(T0) + timedelta(minutes=20)).alias("created_at"),
+    )
+    first = base.with_columns(pl.lit(T0).alias("created_at"))
+    store = store_of(pl.concat([retry, first]), tmp_path)
+    files = sorted(p.relative_to(store).as_posix() for p in store.rglob("*.parquet"))
+    assert files == ["date=2026-10-01/00000000.parquet"]  # not split at midnight
+    frame, ordered = scan_attempts(store)
+    assert ordered
+    assert frame.collect()["attempt_id"].to_list()[-1] == "retry-1"
+
+
+def test_a_store_reads_back_whole_and_in_chain_order(tmp_path: Path) -> None:
+    attempts = month()
+    store = store_of(attempts, tmp_path)
+    assert len(list(store.rglob("*.parquet"))) >= 3
+    layout = json.loads((store / LAYOUT).read_text())
+    assert sum(layout["files"].values()) == attempts.height
+    frame, ordered = scan_attempts(store)
+    assert ordered
+    got = frame.collect()
+    assert got.schema == pl.Schema(CALLBACK_ATTEMPTS)
+    assert got.sort(CHAIN_ORDER).equals(attempts.select(got.columns).sort(CHAIN_ORDER))
+    window = {"begin": WINDOW[0], "end": WINDOW[0] + timedelta(days=3)}
+    want = callback_metrics.document(attempts.lazy(), **window)
+    assert callback_metrics.document(frame, **window, chain_ordered=True) == want
+
+
+def _tamper(store: Path, how: str) -> None:
+    files = sorted(store.rglob("*.parquet"))
+    if how == "no layout":
+        (store / LAYOUT).unlink()
+    elif how == "garbage layout":
+        (store / LAYOUT).write_text("{not json")
+    elif how == "a file added":
+        shutil.copy(files[0], files[0].with_name("extra.parquet"))
+    elif how == "a file removed":
+        files[-1].unlink()
+    elif how == "a file reordered":  # same rows, same count: only the order check can tell
+        pl.read_parquet(files[0]).reverse().write_parquet(files[0])
+    elif how == "rows moved between files":  # the counts change
+        a, b = pl.read_parquet(files[0]), pl.read_parquet(files[1])
+        a.head(a.height - 1).write_parquet(files[0])
+        pl.concat([a.tail(1), b]).write_parquet(files[1])
+
+
+def test_a_store_changed_since_it_was_written_is_read_the_general_way(tmp_path: Path) -> None:
+    attempts = month()
+    hows = ["no layout", "garbage layout", "a file added", "a file removed"]
+    hows += ["a file reordered", "rows moved between files"]
+    for n, how in enumerate(hows):
+        store = store_of(attempts, tmp_path / str(n))
+        _tamper(store, how)
+        frame, ordered = scan_attempts(store)
+        assert not ordered, how
+        assert frame.select(pl.len()).collect().item() > 0
+
+
+def test_a_store_written_by_attempt_date_is_read_the_general_way(tmp_path: Path) -> None:
+    store = export.write_store(chain_ordered(month()), tmp_path / "old", by="created_at")
+    assert not scan_attempts(store)[1]
+
+
+@given(attempts())
+def test_runs_of_any_written_store_equal_the_general_reduction(rows: list[dict[str, Any]]) -> None:
+    frame = pl.DataFrame(rows, schema=CALLBACK_ATTEMPTS)
+    with tempfile.TemporaryDirectory() as tmp:
+        scanned, ordered = scan_attempts(store_of(frame, Path(tmp)))
+        assert ordered
+        runs = in_order(requests(scanned, chain_ordered=True))
+    assert_frame_equal(runs, in_order(requests(frame.lazy())))
