@@ -124,12 +124,12 @@ class Inputs:
     attempts_chain_ordered: bool = False
 
 
-def _stored(store: Path, name: str) -> pl.LazyFrame:
+def _table_dir(store: Path, name: str) -> Path:
     directory = store / "store" / name
     if not any(directory.rglob("*.parquet")):
         msg = f"--store {store}: no store/{name} (run `wfm-intervals run` or `build` first)"
         raise InputFileError(msg)
-    return read_table(directory)
+    return directory
 
 
 def load_inputs(settings: AppSettings, *, store: Path | None = None) -> Inputs:
@@ -147,11 +147,12 @@ def load_inputs(settings: AppSettings, *, store: Path | None = None) -> Inputs:
     if store is not None:
         if not store.is_dir():
             raise InputFileError(f"--store {store}: no such directory")
-        contacts = _stored(store, "contacts") if "kore" in enabled else _NO_CONTACTS.lazy()
+        contacts = _NO_CONTACTS.lazy()
+        if "kore" in enabled:
+            contacts = read_table(_table_dir(store, "contacts"))
         attempts, chain_ordered = _NO_ATTEMPTS.lazy(), False
         if "mindful" in enabled:
-            _stored(store, "callback_attempts")  # the same error when it is missing
-            attempts, chain_ordered = scan_attempts(store / "store" / "callback_attempts")
+            attempts, chain_ordered = scan_attempts(_table_dir(store, "callback_attempts"))
     else:
         frames = [
             rebuild(SOURCES[n], landing, settings.source(n)).rows
