@@ -9,14 +9,14 @@ after :class:`PiiScrubber` dropped the PII paths and replaced phone numbers by :
 A stream that lands *decoded* (``record_dtype`` given to :func:`land_page`, :func:`scan_landed`
 and :func:`compact`) also stores each payload decoded to that dtype, in the column ``record``
 (:data:`RECORD`), in files named ``part-<uuid>.record-<dtype digest>.parquet``
-(:func:`decoded_suffix`): the JSON is parsed once, when
-the page lands (where a 1 request/s sync has time to spare), and a rebuild reads typed Parquet
-columns instead of parsing ~2.6 KB of JSON per record again (the decode was most of a rebuild's
-cost, see ``benchmarks/README.md``). ``payload`` stays the lossless record (unknown keys and all):
-quarantine rows show it, and a stream that changes its dtype can still rebuild from it. Files
-landed before (without ``record``) are read by decoding their payload, the same decode, and
-:func:`compact` rewrites them decoded. So are files decoded to another dtype (the stream's dtype
-changed since): the digest in the name tells, without opening the file.
+(:func:`decoded_suffix`): the JSON is parsed once, when the page lands (where a 1 request/s sync
+has time to spare), and a rebuild reads typed Parquet columns instead of parsing ~2.5 KB of JSON
+per record again (the decode was most of a rebuild's cost, see ``benchmarks/README.md``).
+``payload`` stays the lossless record (unknown keys and all): quarantine rows show it, and a
+stream that changes its dtype can still rebuild from it. Files landed before (without
+``record``) are read by decoding their payload, the same decode, and :func:`compact` rewrites
+them decoded. So are files decoded to another dtype (the stream's dtype changed since): the
+digest in the name tells, without opening the file.
 
 :func:`land_page` writes a temp file, fsyncs and renames it: on return the page is durable, and
 only then may the sync commit its state. :func:`scan_landed` keeps each ``record_id``'s latest
