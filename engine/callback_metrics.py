@@ -278,6 +278,7 @@ def document_intervals(
     first_party_called: str | None = None,
     source_type: str | None = None,
     type: str | None = None,
+    chain_ordered: bool = False,
 ) -> list[dict[str, Any]]:
     """The document's ``data`` per step interval (aligned to the wall clock of ``tz``).
 
@@ -285,7 +286,7 @@ def document_intervals(
     "intervalEnd", "partialInterval", "data"}``: the interval's own bounds (UTC,
     ``YYYY-MM-DDTHH:MM:SSZ``), whether the window cuts it (its data then covers only the part
     inside the window), and the data of :func:`document` for that part. Unique and repeat
-    customers are exact per interval.
+    customers are exact per interval. ``chain_ordered`` as for :func:`document`.
 
     Example:
         >>> from engine.schema import CALLBACK_ATTEMPTS
@@ -311,7 +312,7 @@ def document_intervals(
         type=type,
     )
     grid = interval_grid(begin, end, minutes=STEPS[step], tz=tz)
-    reqs = requests(attempts).filter(where)
+    reqs = requests(attempts, chain_ordered=chain_ordered).filter(where)
     per_interval = to_intervals(reqs, grid, at="instant", by=(), combine=_aggregates())
     table = (
         grid.lazy()

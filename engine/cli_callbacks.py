@@ -199,7 +199,7 @@ def callback_metrics_command(
             )
         else:
             result = callback_metrics.document_intervals(
-                attempts, begin=b, end=e, step=step, tz=tz, **filters
+                attempts, begin=b, end=e, step=step, tz=tz, chain_ordered=chain_ordered, **filters
             )
     except ValueError as exc:
         _fail(str(exc))

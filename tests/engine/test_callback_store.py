@@ -66,6 +66,10 @@ def test_a_store_reads_back_whole_and_in_chain_order(tmp_path: Path) -> None:
     window = {"begin": WINDOW[0], "end": WINDOW[0] + timedelta(days=3)}
     want = callback_metrics.document(attempts.lazy(), **window)
     assert callback_metrics.document(frame, **window, chain_ordered=True) == want
+    hours = {**window, "step": "1h", "tz": "Asia/Kolkata", "type": "asap"}
+    want_hours = callback_metrics.document_intervals(attempts.lazy(), **hours)
+    assert len(want_hours) == 73  # 72 hours; +05:30 cuts the first and the last
+    assert callback_metrics.document_intervals(frame, **hours, chain_ordered=True) == want_hours
 
 
 def _tamper(store: Path, how: str) -> None:
