@@ -320,7 +320,7 @@ def _scan_files(files: list[Path], record_dtype: pl.DataType | None) -> pl.LazyF
     suffix = decoded_suffix(record_dtype)  # other files: decoded here (JSON only, other dtype)
     decoded = [f for f in files if f.name.endswith(suffix)]
     plain = [f for f in files if not f.name.endswith(suffix)]
-    schema = pl.Schema(LANDING_SCHEMA | {RECORD: record_dtype})
+    schema = _schema(record_dtype)
     parts = [pl.scan_parquet(decoded, schema=schema, hive_partitioning=False)] if decoded else []
     if plain:
         decode = functools.partial(with_record, dtype=record_dtype)
@@ -328,9 +328,10 @@ def _scan_files(files: list[Path], record_dtype: pl.DataType | None) -> pl.LazyF
     return pl.concat(parts) if parts else pl.LazyFrame(schema=schema)
 
 
-def _empty(record_dtype: pl.DataType | None) -> pl.LazyFrame:
+def _schema(record_dtype: pl.DataType | None) -> pl.Schema:
+    """The landing columns, with :data:`RECORD` for a decoded stream."""
     extra = {} if record_dtype is None else {RECORD: record_dtype}
-    return pl.LazyFrame(schema=LANDING_SCHEMA | extra)
+    return pl.Schema(LANDING_SCHEMA | extra)
 
 
 def latest_records(frame: pl.LazyFrame) -> pl.LazyFrame:
@@ -362,7 +363,7 @@ def scan_landed(
     """
     files = sorted(_stream_dir(root, source, stream).glob("date=*/*.parquet"))
     if not files:
-        return _empty(record_dtype)
+        return pl.LazyFrame(schema=_schema(record_dtype))
     return latest_records(_scan_files(files, record_dtype))
 
 
@@ -388,11 +389,10 @@ def compact(
         0
     """
     removed = 0
+    suffix = None if record_dtype is None else decoded_suffix(record_dtype)
     for part in sorted(_stream_dir(root, source, stream).glob("date=*")):
         files = sorted(part.glob("*.parquet"))
-        undecoded = record_dtype is not None and any(
-            not f.name.endswith(decoded_suffix(record_dtype)) for f in files
-        )
+        undecoded = suffix is not None and any(not f.name.endswith(suffix) for f in files)
         if (len(files) < min_files and not undecoded) or (
             before and date.fromisoformat(part.name[5:]) >= before
         ):

@@ -1,10 +1,11 @@
 """The UJET call and chat mapping, in one vectorised plan (see :mod:`connectors.ujet`).
 
 The records are read from the landing store's ``record`` column (the payload decoded to
-:data:`RECORD_DTYPE` when the page landed: a rebuild parses no JSON); for a store landed before
-that column existed, the payloads are decoded here by :func:`connectors.decode.decode_pages`, the
-same decode (``pl.read_json`` on pages of 128 records; a batch-level ``map_batches`` in the lazy
-plan). ``queue_durations`` is exploded with its index (one canonical segment per entry); each
+:data:`RECORD_DTYPE` when the page landed: a rebuild parses no JSON; the store decodes files
+landed before that column existed as it scans them). A frame of landed records without the
+column (scanned without the dtype) is decoded here with the store's own function,
+:func:`connectors.landing.with_record` (a batch-level ``map_batches`` in the lazy plan).
+``queue_durations`` is exploded with its index (one canonical segment per entry); each
 answered entry takes the handle entry and the agent participant of the same answered rank
 (``list.get``: a positional join, never a cross join); queue names come from the record's menu
 objects (``menu_path``, ``selected_menu``, and a join on the menus of ``transfers``). The
@@ -22,12 +23,12 @@ Example:
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Literal
 
 import polars as pl
 
-from connectors.decode import decode_pages
-from connectors.landing import RECORD
+from connectors.landing import RECORD, with_record
 from connectors.source import Normalised
 from engine.quarantine import validate_contacts
 from engine.schema import QUARANTINE
@@ -117,24 +118,20 @@ def _menu_id(path: pl.Expr) -> pl.Expr:
     return path.str.extract(r"([^/]+)$")
 
 
-_DECODED_SCHEMA = pl.Schema(
-    {"record_id": pl.String()} | {f.name: f.dtype for f in RECORD_DTYPE.fields}  # type: ignore[attr-defined]
+_LANDED_JSON_ONLY = pl.Schema(
+    {"record_id": pl.String(), "payload": pl.String(), RECORD: RECORD_DTYPE}
 )
-
-
-def _decoded(frame: pl.DataFrame) -> pl.DataFrame:
-    """``record_id`` and the payload's fields (:func:`decode_pages`: the fast way)."""
-    return frame.select("record_id").hstack(decode_pages(frame, "payload", RECORD_DTYPE))
 
 
 def _fields(landed: pl.LazyFrame) -> pl.LazyFrame:
     """``record_id`` and the fields of :data:`RECORD_DTYPE`: from the landed ``record`` column
-    when the store has it (the stream lands decoded), else decoded from ``payload``."""
-    if RECORD in landed.collect_schema().names():
-        return landed.select("record_id", pl.col(RECORD).cast(RECORD_DTYPE).struct.unnest())
-    return landed.select("record_id", "payload").map_batches(
-        _decoded, schema=_DECODED_SCHEMA, streamable=True
-    )
+    (the stream lands decoded), else decoded from ``payload`` here the way the landing store
+    decodes (:func:`connectors.landing.with_record`), for frames landed as JSON only."""
+    if RECORD not in landed.collect_schema().names():
+        landed = landed.select("record_id", "payload").map_batches(
+            partial(with_record, dtype=RECORD_DTYPE), schema=_LANDED_JSON_ONLY, streamable=True
+        )
+    return landed.select("record_id", pl.col(RECORD).cast(RECORD_DTYPE).struct.unnest())
 
 
 def _records(landed: pl.LazyFrame, unit: str) -> pl.LazyFrame:

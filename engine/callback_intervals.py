@@ -23,6 +23,7 @@ from typing import Final
 
 import polars as pl
 
+from engine import callback_request
 from engine.callback_request import (
     ADDITIVE,
     call_target_names,
@@ -57,19 +58,12 @@ __all__ = [
 #: The group columns besides the interval.
 GROUP: Final = ("call_target_id", "type", "first_party_called", "source_type")
 KEYS: Final = ("interval_start_utc", *GROUP)
-#: The request columns the table reads (:func:`from_requests`), including the names'.
-REQUEST_COLUMNS: Final = (
-    *GROUP,
-    "call_target_name",
-    "instant",
-    "attempts",
-    "retries",
-    "outcome",
-    "callback_ms",
-    "estimated_callback_ms",
-    "punctuality_ms",
-    "customer_wait_ms",
-    "talk_ms",
+#: The request columns the table reads (:func:`from_requests`), including the names': every one
+#: but the chain key and the customer (only the document counts customers).
+REQUEST_COLUMNS: Final = tuple(
+    c
+    for c in callback_request.REQUEST_COLUMNS
+    if c not in ("source", "original_id", "customer_key")
 )
 
 #: The stored table: interval key columns, the group, the call target's name, additive measures.

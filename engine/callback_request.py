@@ -40,6 +40,7 @@ __all__ = [
     "SUMS",
     "call_target_names",
     "chain_order_breaks",
+    "chain_start",
     "combine",
     "customer_counts",
     "customers",
@@ -169,9 +170,11 @@ def _after(columns: Sequence[str]) -> pl.Expr:
     return after
 
 
-def _same_chain() -> pl.Expr:
-    """The row is in the previous row's chain (a null key is a value, as in a group-by)."""
-    return pl.all_horizontal(pl.col(c).eq_missing(pl.col(c).shift()) for c in CHAIN_ORDER[:2])
+def chain_start(position: pl.Expr) -> pl.Expr:
+    """The row starts a run: the first row (``position`` 0), or its chain key differs from the
+    previous row's (a null key is a value, as in a group-by)."""
+    same = pl.all_horizontal(pl.col(c).eq_missing(pl.col(c).shift()) for c in CHAIN_ORDER[:2])
+    return ~same | (position == 0)
 
 
 def chain_order_breaks(attempts: pl.LazyFrame, *, starts: Sequence[int] = ()) -> pl.LazyFrame:
@@ -200,7 +203,7 @@ def _run_requests(attempts: pl.LazyFrame) -> pl.LazyFrame:
     sort, no hash table, no join, and one evaluation of ``attempts`` (so the pairing cannot mix
     two evaluations' row orders). A run's position span is its number of attempts.
     """
-    start = ~_same_chain() | (pl.col("_pos") == 0)
+    start = chain_start(pl.col("_pos"))
     ends = (
         attempts.with_row_index("_pos")
         .with_columns(start.alias("_start"))

@@ -35,22 +35,20 @@ from typing import Final
 import polars as pl
 
 from engine import export
-from engine.callback_request import CHAIN_ORDER, chain_order_breaks
+from engine.callback_request import CHAIN_ORDER, chain_order_breaks, chain_start
 from engine.schema import CALLBACK_ATTEMPTS
 
 __all__ = ["LAYOUT", "scan_attempts", "write_attempts"]
 
 #: The layout file of a store written in chain order: ``{"order": [...], "files": {path: rows}}``.
 LAYOUT: Final = "_chain_order.json"
-_CHAIN: Final = CHAIN_ORDER[:2]
 
 
 def _request_instant() -> pl.Expr:
     """Each row's request instant: the ``created_at`` of its run's first row (rows in chain
     order: that is the chain's first attempt)."""
-    start = ~pl.all_horizontal(pl.col(c).eq_missing(pl.col(c).shift()) for c in _CHAIN)
-    first = pl.int_range(pl.len()) == 0
-    return pl.when(start | first).then(pl.col("created_at")).forward_fill()
+    start = chain_start(pl.int_range(pl.len()))
+    return pl.when(start).then(pl.col("created_at")).forward_fill()
 
 
 def _files(directory: Path) -> list[Path]:
