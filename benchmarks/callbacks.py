@@ -1,6 +1,6 @@
 """Benchmark of the callback tables and document: our engine against DuckDB on one Parquet file.
 
-Per size: seeded synthetic attempts (:func:`engine.synthetic_callbacks.generate_attempts`, the
+Per size: seeded synthetic attempts (:func:`engine.demo.callbacks.generate_attempts`, the
 whole of October 2026, ``scale`` calibrated to reach the size) are written once to Parquet and
 cached in ``--data-dir``. Then each engine and task runs in its own fresh worker process (so that
 its peak memory is its own), warms up once and is timed ``--repeat`` times:
@@ -51,7 +51,8 @@ HERE = Path(__file__).resolve().parent
 START = datetime(2026, 10, 1, tzinfo=UTC)
 DAYS = 31
 WINDOW = (START, START + timedelta(days=DAYS))
-#: The row index the tables task has the Parquet scan assign (engine.callback_request.requests).
+#: The row index the tables task has the Parquet scan assign
+#: (engine.tables.callback_requests.requests).
 ROW = "__row"
 
 
@@ -71,14 +72,14 @@ def scan_source(path: Path) -> str:
 
 
 def _generate(size: int, seed: int, path: Path, compression: str, layout: str) -> dict[str, Any]:
-    from engine.callback_request import in_chain_order
-    from engine.callback_store import write_attempts
-    from engine.synthetic_callbacks import generate_attempts
+    from engine.demo.callbacks import generate_attempts
+    from engine.output.store import write_attempts
+    from engine.tables.callback_requests import in_chain_order
 
     # Calibrate on a sample large enough for the Poisson noise to be ~0.2 %.
     scale = 10 * size / generate_attempts(seed=seed, start=START, days=DAYS, scale=10.0).height
     frame = generate_attempts(seed=seed, start=START, days=DAYS, scale=scale)
-    if layout in ("chain", "store"):  # the store's row order (engine.callback_store)
+    if layout in ("chain", "store"):  # the store's row order (engine.output.store)
         frame = in_chain_order(frame.lazy()).collect(engine="streaming")
     path.parent.mkdir(parents=True, exist_ok=True)
     if layout == "store":  # as build_callbacks writes store/callback_attempts
@@ -106,10 +107,10 @@ def _timed(fn: Any, repeat: int, imported: float) -> tuple[dict[str, Any], Any]:
 def _polars(task: str, path: Path, repeat: int, out: Path) -> dict[str, Any]:
     import polars as pl
 
-    from engine import callback_metrics
-    from engine.callback_pipeline import callback_tables
-    from engine.callback_request import chain_order_breaks, partitions_for
+    from engine.pipeline.callbacks import callback_tables
     from engine.settings import BuildSettings
+    from engine.tables import callback_metrics
+    from engine.tables.callback_requests import chain_order_breaks, partitions_for
 
     imported = peak_rss_mib()
     settings = BuildSettings()
@@ -154,15 +155,15 @@ def _run_polars(
 
 
 def _polars_store(task: str, path: Path, repeat: int, out: Path) -> dict[str, Any]:
-    """The tasks on a store directory: :func:`engine.callback_store.scan_attempts` (its layout
+    """The tasks on a store directory: :func:`engine.output.store.scan_attempts` (its layout
     file and the order check) inside the timed run, then runs or the general path."""
     import polars as pl
 
-    from engine import callback_metrics
-    from engine.callback_pipeline import callback_tables
-    from engine.callback_request import partitions_for
-    from engine.callback_store import scan_attempts
+    from engine.output.store import scan_attempts
+    from engine.pipeline.callbacks import callback_tables
     from engine.settings import BuildSettings
+    from engine.tables import callback_metrics
+    from engine.tables.callback_requests import partitions_for
 
     imported = peak_rss_mib()
     settings = BuildSettings()
@@ -228,7 +229,7 @@ def _verify(path: Path, results: Path) -> dict[str, Any]:
     from polars.testing import assert_frame_equal
 
     from benchmarks.callbacks_check import sort_table
-    from engine import callback_intervals, retry_outcomes
+    from engine.tables import callback_intervals, retry_outcomes
 
     counts: dict[str, Any] = {}
     for name, module in (("intervals", callback_intervals), ("retries", retry_outcomes)):
@@ -318,7 +319,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         choices=["store", "chain", "generated"],
         default="store",
         help="the data: store (a store/callback_attempts directory as build_callbacks writes "
-        "it, engine.callback_store; default), chain (one file in chain order) or generated "
+        "it, engine.output.store; default), chain (one file in chain order) or generated "
         "(one file by creation time, as generated)",
     )
     add_worker_arguments(p, workers=RUNS, check_peer=200, max_rss_mib=14_336.0)

@@ -101,10 +101,10 @@ def check_against_engine(frames: int, *, seed: int = 0) -> int:
         requests_sql,
         retries_sql,
     )
-    from engine import callback_intervals, callback_metrics, retry_outcomes
-    from engine.callback_pipeline import callback_tables
-    from engine.callback_request import in_chain_order
+    from engine.pipeline.callbacks import callback_tables
     from engine.settings import BuildSettings
+    from engine.tables import callback_intervals, callback_metrics, retry_outcomes
+    from engine.tables.callback_requests import in_chain_order
 
     window = (datetime(2026, 10, 1, tzinfo=UTC), datetime(2026, 10, 2, tzinfo=UTC))
     con = duckdb_connection()

@@ -118,14 +118,14 @@ def summarise(
         "window_utc": [w.isoformat() for w in window],
         "interval_minutes": 15,
         "tz": "UTC",
-        "generator": "engine.synthetic_callbacks.generate_attempts (days=31, scale calibrated)",
+        "generator": "engine.demo.callbacks.generate_attempts (days=31, scale calibrated)",
         "seed": args["seed"],
         "parquet_compression": args["compression"],
         "row_order": {
-            "store": "the store as build_callbacks writes it (engine.callback_store: one file "
+            "store": "the store as build_callbacks writes it (engine.output.store: one file "
             "per request date, each in chain order, with its layout file; checked in the "
             "timed run by scan_attempts)",
-            "chain": "one file in chain order (engine.callback_request.in_chain_order)",
+            "chain": "one file in chain order (engine.tables.callback_requests.in_chain_order)",
             "generated": "one file as generated (by creation time)",
         }[args.get("layout", "generated")],
         "repeat": args["repeat"],

@@ -299,7 +299,7 @@ def add_worker_arguments(
         "--compression",
         choices=["zstd", "lz4", "snappy", "uncompressed"],
         default="lz4",
-        help="Parquet codec of the data file (lz4: engine.export.STORE_COMPRESSION, the store's)",
+        help="Parquet codec of the data file (lz4: the store's, engine.output.files)",
     )
     hidden = argparse.SUPPRESS
     p.add_argument("--worker", choices=["generate", "check-peer", "verify", *workers], help=hidden)

@@ -7,7 +7,8 @@
    would leave the same). A fresh worker process then times, best of ``--repeat`` after a warm-up:
 
    - ``rebuild``: :func:`connectors.normalise.rebuild` (scan and de-duplicate the landing store,
-     decode, map, :func:`engine.quarantine.validate_contacts`), rows and quarantine collected;
+     decode, map, :func:`engine.validate.contacts.validate_contacts`), rows and quarantine
+     collected;
    - ``normalise``: the same on landed frames already in memory (no scan, no de-duplication);
    - ``decode: str.json_decode``: the payload decode the mapping used before;
    - ``decode: decode_pages``: the payload decode the mapping uses
@@ -53,7 +54,7 @@ USER, PASSWORD = "bench-key", "bench-secret"  # the local emulator's fake creden
 def _contacts(days: int, scale: float, seed: int) -> Any:
     import polars as pl
 
-    from engine.synthetic import generate_contacts
+    from engine.demo.contacts import generate_contacts
 
     frame = generate_contacts(seed=seed, start=START, days=days, scale=scale, source="ujet")
     channel, direction = pl.col("channel").cast(pl.String), pl.col("direction").cast(pl.String)
@@ -72,7 +73,7 @@ def _generate(root: Path, records: int, seed: int) -> dict[str, Any]:
 
     from connectors.emulator import UjetEmulator
     from connectors.landing import LANDING_SCHEMA, PiiScrubber, decoded_suffix, with_record
-    from connectors.ujet import PII_DROP, PII_HASH, RECORD_DTYPE, prepare
+    from connectors.vendors.ujet.client import PII_DROP, PII_HASH, RECORD_DTYPE, prepare
 
     emu = UjetEmulator(
         _contacts(1, 2.0, seed),
@@ -140,7 +141,7 @@ def _normalise(root: Path, repeat: int) -> dict[str, Any]:
     from connectors.decode import decode_pages
     from connectors.landing import decoded_suffix, scan_landed
     from connectors.normalise import rebuild
-    from connectors.ujet import RECORD_DTYPE, UJET, normalise
+    from connectors.vendors.ujet.client import RECORD_DTYPE, UJET, normalise
 
     suffix = decoded_suffix(RECORD_DTYPE)
     stale = [f.name for f in root.rglob("*.parquet") if not f.name.endswith(suffix)]
@@ -187,7 +188,7 @@ def _sync(base_url: str, rate: float, anchor: str, margin: float) -> dict[str, A
     from pydantic import SecretStr
 
     from connectors.sync import sync_source
-    from connectors.ujet import UJET, UjetSettings
+    from connectors.vendors.ujet.client import UJET, UjetSettings
 
     settings = UjetSettings(
         enabled=True,

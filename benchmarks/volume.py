@@ -1,6 +1,6 @@
 """Benchmark of the volume table (SPEC §5): our engine against DuckDB on the same Parquet file.
 
-Per size: seeded synthetic segments (:func:`engine.synthetic.generate_segments`, the whole of
+Per size: seeded synthetic segments (:func:`engine.demo.contacts.generate_segments`, the whole of
 October 2026) are written once to Parquet and cached in ``--data-dir``. Then each engine runs in
 its own fresh worker process (so that its peak memory is its own), warms up once (first touch of
 fresh memory is expensive, see PERF-NOTES) and is timed ``--repeat`` times:
@@ -66,7 +66,7 @@ def _report(timings: Timings, after_imports_mib: float) -> dict[str, Any]:
 
 
 def _generate(size: int, seed: int, path: Path, compression: str) -> dict[str, Any]:
-    from engine.synthetic import generate_segments
+    from engine.demo.contacts import generate_segments
 
     frame = generate_segments(size, seed=seed, start=START, days=DAYS)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -79,8 +79,8 @@ def _generate(size: int, seed: int, path: Path, compression: str) -> dict[str, A
 def _polars(path: Path, repeat: int, result: Path) -> dict[str, Any]:
     import polars as pl
 
-    from engine import callvolume
     from engine.settings import BuildSettings
+    from engine.tables import callvolume
 
     imported = peak_rss_mib()
 
@@ -96,9 +96,9 @@ def _polars(path: Path, repeat: int, result: Path) -> dict[str, Any]:
 def _polars_validated(path: Path, repeat: int, result: Path) -> dict[str, Any]:
     import polars as pl
 
-    from engine import callvolume
-    from engine.quarantine import validate_contacts
     from engine.settings import BuildSettings
+    from engine.tables import callvolume
+    from engine.validate.contacts import validate_contacts
 
     imported = peak_rss_mib()
 
@@ -141,7 +141,7 @@ def _verify(path: Path, results: Path) -> dict[str, Any]:
     from polars.testing import assert_frame_equal
 
     from benchmarks.volume_duckdb import COLUMNS
-    from engine.callvolume import SCHEMA
+    from engine.tables.callvolume import SCHEMA
 
     if tuple(SCHEMA) != COLUMNS:
         sys.exit(f"FAIL: the DuckDB query's columns {COLUMNS} are not SCHEMA's {tuple(SCHEMA)}")

@@ -1,6 +1,7 @@
 """The DuckDB peer of the volume benchmark: SPEC §5's ``callvolume`` table as one SQL query.
 
-The same definitions as :mod:`engine.callvolume`, written independently from the SPEC so that the
+The same definitions as :mod:`engine.tables.callvolume`, written independently from the SPEC so
+that the
 benchmark compares equal work and checks the answer: outbound excluded; arrival attribution;
 intervals of the UTC wall clock (``epoch // length``); thresholds per channel from
 :class:`engine.settings.BuildSettings` (``wait_ms <= T`` is within); zero-fill of every interval of
@@ -60,7 +61,8 @@ _KEYS = (
     "queue_name",
     "channel",
 )
-#: The columns of the result, in the order of ``engine.callvolume.SCHEMA`` (checked by the caller).
+#: The columns of the result, in the order of ``engine.tables.callvolume.SCHEMA`` (checked by the
+#: caller).
 COLUMNS = (*_KEYS, *_COUNTS, *_SUMS)
 
 
@@ -139,7 +141,7 @@ ORDER BY pairs.queue_id, pairs.channel, grid.g
 
 
 def check_against_engine(frames: int, *, seed: int = 0) -> int:
-    """Compare the query with ``engine.callvolume.build`` on small adversarial frames.
+    """Compare the query with ``engine.tables.callvolume.build`` on small adversarial frames.
 
     Null names and update times, renamed queues, ties, waits on every threshold, offers on the
     window's and the intervals' edges, outbound rows: the peer must agree exactly before its times
@@ -155,8 +157,8 @@ def check_against_engine(frames: int, *, seed: int = 0) -> int:
     import polars as pl
     from polars.testing import assert_frame_equal
 
-    from engine.callvolume import SCHEMA, build
     from engine.schema import CONTACTS
+    from engine.tables.callvolume import SCHEMA, build
 
     window = (datetime(2026, 10, 1, tzinfo=UTC), datetime(2026, 10, 2, tzinfo=UTC))
     con = duckdb.connect(config={"threads": 2})

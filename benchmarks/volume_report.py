@@ -103,7 +103,7 @@ def summarise(
         "window_utc": [w.isoformat() for w in window],
         "interval_minutes": 15,
         "tz": "UTC",
-        "generator": "engine.synthetic.generate_segments",
+        "generator": "engine.demo.contacts.generate_segments",
         "seed": args["seed"],
         "parquet_compression": args["compression"],
         "repeat": args["repeat"],

@@ -2,7 +2,8 @@
 
 :func:`rebuild` is what the pipeline calls: for each stream of a source it scans the
 de-duplicated landed records (:func:`connectors.landing.scan_landed`), runs the stream's
-vectorised normalise function (which ends at :func:`engine.quarantine.validate_contacts`), and
+vectorised normalise function (which ends at :func:`engine.validate.contacts.validate_contacts`),
+and
 adds the records set aside at landing time (no primary key, or a shape that does not fit the
 stream's declared dtype), so that nothing is ever dropped silently (SPEC §7).
 
@@ -14,7 +15,7 @@ durable Parquet file per page that had any::
 
 Example:
     >>> import tempfile
-    >>> from connectors.ujet import UJET
+    >>> from connectors.vendors.ujet.client import UJET
     >>> out = rebuild(UJET, Path(tempfile.mkdtemp()))
     >>> out.rows.collect().height, out.quarantine.collect().height
     (0, 0)

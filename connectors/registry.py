@@ -12,12 +12,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from connectors.dixa import DIXA
 from connectors.errors import ConfigError
-from connectors.kore import KORE
-from connectors.mindful import MINDFUL
 from connectors.source import Source
-from connectors.ujet import UJET
+from connectors.vendors.dixa.client import DIXA
+from connectors.vendors.kore.client import KORE
+from connectors.vendors.mindful.client import MINDFUL
+from connectors.vendors.ujet.client import UJET
 
 __all__ = ["SOURCES", "get_source"]
 

@@ -156,7 +156,7 @@ def first_request(
     The stream's own ``plan`` when it declares one, else the built-in ``cursor_tail`` plan.
 
     Example:
-        >>> from connectors.ujet import UJET, UjetSettings
+        >>> from connectors.vendors.ujet.client import UJET, UjetSettings
         >>> at = datetime(2026, 1, 1, tzinfo=UTC)
         >>> request, _ = first_request(UJET.streams[0], at, UjetSettings(), at)
         >>> request.params["updated_at[from]"], request.params["per"]

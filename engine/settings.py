@@ -1,7 +1,7 @@
 """Settings of the table builders (SPEC §4, §5): plain, validated, immutable values.
 
 The builders take a :class:`BuildSettings`; where it comes from (TOML, environment, the command
-line) is the business of :mod:`engine.config`.
+line) is the business of :mod:`engine.app.config`.
 
 Example:
     >>> s = BuildSettings(interval_minutes=30, tz="Asia/Kolkata")

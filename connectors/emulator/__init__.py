@@ -21,10 +21,10 @@ from connectors.emulator.fault import Fault, Faults, RateLimiter
 from connectors.emulator.server import EmulatorServer, LogEntry, Request, Response, Stats
 
 if TYPE_CHECKING:
-    from connectors.emulator.dixa import DixaEmulator
-    from connectors.emulator.kore import KoreEmulator
-    from connectors.emulator.mindful import MindfulEmulator
-    from connectors.emulator.ujet import UjetEmulator
+    from connectors.emulator.dixa.app import DixaEmulator
+    from connectors.emulator.kore.app import KoreEmulator
+    from connectors.emulator.mindful.app import MindfulEmulator
+    from connectors.emulator.ujet.app import UjetEmulator
 
 __all__ = [
     "DixaEmulator",
@@ -43,13 +43,14 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    """Import vendor emulators on first use (``python -m connectors.emulator.ujet`` runs clean)."""
+    """Import vendor emulators on first use (``python -m connectors.emulator.ujet.app`` runs
+    clean)."""
     if name == "UjetEmulator":
-        return importlib.import_module("connectors.emulator.ujet").UjetEmulator
+        return importlib.import_module("connectors.emulator.ujet.app").UjetEmulator
     if name == "MindfulEmulator":
-        return importlib.import_module("connectors.emulator.mindful").MindfulEmulator
+        return importlib.import_module("connectors.emulator.mindful.app").MindfulEmulator
     if name == "KoreEmulator":
-        return importlib.import_module("connectors.emulator.kore").KoreEmulator
+        return importlib.import_module("connectors.emulator.kore.app").KoreEmulator
     if name == "DixaEmulator":
-        return importlib.import_module("connectors.emulator.dixa").DixaEmulator
+        return importlib.import_module("connectors.emulator.dixa.app").DixaEmulator
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

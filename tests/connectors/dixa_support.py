@@ -11,11 +11,11 @@ from typing import Any
 import polars as pl
 from pydantic import SecretStr
 
-from connectors.dixa import DIXA, DixaSettings
 from connectors.emulator import DixaEmulator
 from connectors.normalise import rebuild
 from connectors.state import format_utc
-from engine.synthetic import generate_contacts
+from connectors.vendors.dixa.client import DIXA, DixaSettings
+from engine.demo.contacts import generate_contacts
 from tests.connectors.kill_support import KillResumeCase
 
 NOW = datetime.now(UTC)

@@ -12,12 +12,12 @@ import polars as pl
 from pydantic import SecretStr
 
 from connectors.emulator import KoreEmulator
-from connectors.kore import KORE, KoreSettings
 from connectors.normalise import rebuild
 from connectors.source import TimeoutSettings
 from connectors.state import StateStore
 from connectors.sync import SyncReport, sync_stream
-from engine.synthetic import generate_contacts
+from connectors.vendors.kore.client import KORE, KoreSettings
+from engine.demo.contacts import generate_contacts
 from tests.connectors.kill_support import KillResumeCase
 
 DAY = datetime(2026, 10, 1, tzinfo=UTC)

@@ -12,9 +12,9 @@ import polars as pl
 from pydantic import SecretStr
 
 from connectors.emulator import MindfulEmulator
-from connectors.mindful import MINDFUL, MindfulSettings
 from connectors.normalise import rebuild
-from engine.synthetic_callbacks import generate_attempts
+from connectors.vendors.mindful.client import MINDFUL, MindfulSettings
+from engine.demo.callbacks import generate_attempts
 from tests.connectors.kill_support import KillResumeCase
 
 START = datetime(2026, 10, 1, tzinfo=UTC)

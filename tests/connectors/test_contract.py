@@ -18,12 +18,12 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from connectors.kore_rows import KORE_CALLVOLUME
 from connectors.normalise import rebuild
 from connectors.registry import SOURCES
 from connectors.source import SourceSettings
 from connectors.state import StateStore, parse_utc
 from connectors.sync import sync_source
+from connectors.vendors.kore.rows import KORE_CALLVOLUME
 from engine.schema import CALLBACK_ATTEMPTS, CONTACTS, CONTACTS_KEY, QUARANTINE
 
 #: Canonical table -> (schema, key).

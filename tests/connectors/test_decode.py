@@ -7,7 +7,7 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from connectors.decode import decode_pages
-from connectors.ujet_mapping import RECORD_DTYPE
+from connectors.vendors.ujet.mapping import RECORD_DTYPE
 
 _ODD = [
     '{"status":5,"rating":4.0,"call_type":true}',  # scalars into strings, whole float into int

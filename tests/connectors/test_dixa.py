@@ -21,9 +21,6 @@ from click.testing import CliRunner
 from polars.testing import assert_frame_equal
 from pydantic import SecretStr, ValidationError
 
-from connectors.dixa import DIXA, DixaSettings
-from connectors.dixa_fields import decode_fields
-from connectors.dixa_mapping import DEFAULT_FIELD_MAPPING, normalise
 from connectors.emulator import DixaEmulator, Fault, Faults
 from connectors.emulator.server import Request, Response
 from connectors.errors import AuthError, ConfigError, ConnectorError
@@ -31,7 +28,10 @@ from connectors.landing import scan_landed
 from connectors.normalise import rebuild
 from connectors.state import StateStore
 from connectors.sync import SyncReport, sync_source
-from engine.config import describe_errors, load_settings
+from connectors.vendors.dixa.client import DIXA, DixaSettings
+from connectors.vendors.dixa.fields import decode_fields
+from connectors.vendors.dixa.mapping import DEFAULT_FIELD_MAPPING, normalise
+from engine.app.config import describe_errors, load_settings
 from engine.schema import CONTACTS
 from tests.connectors import dixa_support as support
 from tests.connectors.dixa_support import KEY, NOW, T0, TOKEN, emulator, make_settings
@@ -376,7 +376,7 @@ def test_unknown_record_id_fails_fast_naming_the_setting(tmp_path: Path) -> None
 def test_cli_sync_exits_2_on_an_unknown_record_id(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from engine.cli import cli
+    from engine.cli.main import cli
 
     with emulator() as emu:
         env = {

@@ -1,7 +1,7 @@
 """The Dixa emulator over real loopback sockets: auth, catalogues, paging, periods, limits, faults.
 
 The round-trip tests decode the served records with a small reference decoder written from the
-mapping table in ``connectors.emulator.dixa_record`` and check it rebuilds the canonical input.
+mapping table in ``connectors.emulator.dixa.record`` and check it rebuilds the canonical input.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
 from connectors.emulator import DixaEmulator, Fault, Faults
-from connectors.emulator.dixa import BurstLimiter
+from connectors.emulator.dixa.app import BurstLimiter
 from engine.schema import CONTACTS
 
 T0 = datetime(2024, 5, 1, 9, 0, tzinfo=UTC)

@@ -18,8 +18,8 @@ import polars as pl
 import pytest
 
 from connectors.emulator import Fault, Faults, KoreEmulator
-from connectors.emulator.kore import WindowLimiter
-from connectors.emulator.kore_jwt import sign_hs256, verify_hs256
+from connectors.emulator.kore.app import WindowLimiter
+from connectors.emulator.kore.jwt import sign_hs256, verify_hs256
 from engine.schema import CONTACTS
 
 T0 = datetime(2023, 6, 1, 9, 45, tzinfo=UTC)

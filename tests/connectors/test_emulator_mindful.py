@@ -1,7 +1,7 @@
 """The Mindful emulator over real loopback sockets: tokens, hour files, metrics, limits, faults.
 
 The round-trip test decodes the served JSON with a small reference decoder written from the
-mapping table in ``connectors.emulator.mindful_render`` and checks it rebuilds the canonical input.
+mapping table in ``connectors.emulator.mindful.render`` and checks it rebuilds the canonical input.
 """
 
 from __future__ import annotations
@@ -21,11 +21,11 @@ from polars.testing import assert_frame_equal
 from pydantic import SecretStr
 
 from connectors.emulator import Fault, Faults, MindfulEmulator
-from connectors.emulator.mindful import METRICS_PATH, hour_path
+from connectors.emulator.mindful.app import METRICS_PATH, hour_path
 from connectors.landing import pii_hash
-from engine.callback_metrics import document
+from engine.demo.callbacks import generate_attempts
 from engine.schema import CALLBACK_ATTEMPTS
-from engine.synthetic_callbacks import generate_attempts
+from engine.tables.callback_metrics import document
 
 T0 = datetime(2023, 6, 8, 12, tzinfo=UTC)
 KEY = SecretStr("hash-key-for-tests")

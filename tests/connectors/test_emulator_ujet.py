@@ -1,7 +1,7 @@
 """The UJET emulator over real loopback sockets: auth, paging, filters, rate limit, faults, data.
 
 The round-trip test decodes the served JSON with a small reference decoder written from the
-mapping table in ``connectors.emulator.ujet_record`` and checks it rebuilds the canonical input.
+mapping table in ``connectors.emulator.ujet.record`` and checks it rebuilds the canonical input.
 """
 
 from __future__ import annotations

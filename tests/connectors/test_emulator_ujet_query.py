@@ -13,9 +13,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import connectors.emulator.ujet_query
+import connectors.emulator.ujet.query
 from connectors.emulator import UjetEmulator
-from connectors.emulator.ujet_query import (
+from connectors.emulator.ujet.query import (
     BadRequestError,
     SortedView,
     answer,
@@ -202,7 +202,7 @@ def test_bad_requests_are_the_same_errors() -> None:
 
 
 def test_doctests() -> None:
-    assert doctest.testmod(connectors.emulator.ujet_query).failed == 0
+    assert doctest.testmod(connectors.emulator.ujet.query).failed == 0
 
 
 @pytest.mark.parametrize("per", [1, 100])

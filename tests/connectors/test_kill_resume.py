@@ -70,7 +70,7 @@ def kill_after(
 @pytest.mark.parametrize("name", sorted(SOURCES))
 def test_killed_sync_resumes_to_the_exact_result(name: str, seed: int, tmp_path: Path) -> None:
     rng = random.Random(f"{name}:{seed}")
-    cli = [sys.executable, "-c", "from engine.cli import main; main()", "sync", name, "--json"]
+    cli = [sys.executable, "-c", "from engine.cli.main import main; main()", "sync", name, "--json"]
     with case_factory(name)(seed) as case:
         env = environment(name, case, tmp_path)
         log = (tmp_path / "first.log").open("wb")

@@ -18,14 +18,14 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from connectors.emulator import Fault, Faults, KoreEmulator
-from connectors.kore import KORE, KoreSettings
 from connectors.normalise import rebuild
 from connectors.source import TimeoutSettings
 from connectors.state import StateStore, format_utc
-from engine.callvolume import build
-from engine.kore_import import import_kore, reconcile_kore
-from engine.reconcile import compare_callvolume
+from connectors.vendors.kore.client import KORE, KoreSettings
+from engine.pipeline.kore import import_kore, reconcile_kore
 from engine.settings import BuildSettings
+from engine.tables.callvolume import build
+from engine.tables.compare import compare_callvolume
 from tests.connectors.kore_support import (
     CONTACTS,
     DAY,

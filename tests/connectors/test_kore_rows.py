@@ -12,11 +12,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
-from connectors.kore_rows import KORE_CALLVOLUME, kore_rows_to_callvolume, validate_rows
-from engine.callvolume import SCHEMA, build, derive
-from engine.export import callvolume_document
+from connectors.vendors.kore.rows import KORE_CALLVOLUME, kore_rows_to_callvolume, validate_rows
+from engine.demo.contacts import generate_contacts
+from engine.output.files import callvolume_document
 from engine.settings import BuildSettings
-from engine.synthetic import generate_contacts
+from engine.tables.callvolume import SCHEMA, build, derive
 
 START = datetime(2026, 10, 1, tzinfo=UTC)
 UNSENT = ("open", "abandoned_within_sl")  # no field of the document carries them

@@ -19,10 +19,10 @@ from polars.testing import assert_frame_equal
 from pydantic import SecretStr, ValidationError
 
 from connectors.emulator import Fault, Faults, KoreEmulator
-from connectors.kore import KORE, KoreSettings, plan
-from connectors.kore_auth import KoreJwtAuth, decode_claims
 from connectors.state import StateStore, parse_utc
 from connectors.sync import sync_source
+from connectors.vendors.kore.auth import KoreJwtAuth, decode_claims
+from connectors.vendors.kore.client import KORE, KoreSettings, plan
 from tests.connectors.kore_support import (
     CONTACTS,
     DAY,
@@ -144,7 +144,7 @@ import sys
 from datetime import datetime
 from pathlib import Path
 from pydantic import SecretStr
-from connectors.kore import KORE, KoreSettings
+from connectors.vendors.kore.client import KORE, KoreSettings
 from connectors.state import StateStore, parse_utc
 from connectors.sync import sync_stream
 

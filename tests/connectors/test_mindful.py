@@ -22,23 +22,23 @@ from polars.testing import assert_frame_equal
 from pydantic import SecretStr, ValidationError
 
 from connectors.emulator import Fault, Faults, MindfulEmulator
-from connectors.emulator.mindful import hour_path
+from connectors.emulator.mindful.app import hour_path
 from connectors.errors import ResponseShapeError
 from connectors.landing import scan_landed
-from connectors.mindful import (
+from connectors.normalise import rebuild
+from connectors.source import TimeoutSettings
+from connectors.state import StateStore, format_utc
+from connectors.sync import Progress, SyncReport, sync_source
+from connectors.vendors.mindful.client import (
     MINDFUL,
     MindfulSettings,
     fetch_metrics,
     normalise,
     not_callback_records,
 )
-from connectors.normalise import rebuild
-from connectors.source import TimeoutSettings
-from connectors.state import StateStore, format_utc
-from connectors.sync import Progress, SyncReport, sync_source
-from engine.callback_metrics import document
+from engine.demo.callbacks import generate_attempts
 from engine.schema import CALLBACK_ATTEMPTS, QUARANTINE
-from engine.synthetic_callbacks import generate_attempts
+from engine.tables.callback_metrics import document
 
 NOW = datetime.now(UTC)
 HOUR_NOW = NOW.replace(minute=0, second=0, microsecond=0)

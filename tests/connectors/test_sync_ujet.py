@@ -22,8 +22,8 @@ from connectors.emulator import Fault, Faults, UjetEmulator
 from connectors.normalise import rebuild, scan_rejected
 from connectors.state import StateStore
 from connectors.sync import SyncReport, sync_source
-from connectors.ujet import UJET, UjetSettings
-from engine import pipeline
+from connectors.vendors.ujet.client import UJET, UjetSettings
+from engine.pipeline import build as pipeline
 from engine.settings import BuildSettings
 from tests.connectors import ujet_support as sup
 

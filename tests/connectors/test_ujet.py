@@ -22,7 +22,14 @@ from pydantic import SecretStr
 from connectors.emulator import UjetEmulator
 from connectors.landing import PiiScrubber, RecordKey, land_page, pii_hash, scan_landed
 from connectors.source import shape_error
-from connectors.ujet import PII_DROP, PII_HASH, RECORD_DTYPE, UJET, normalise, prepare
+from connectors.vendors.ujet.client import (
+    PII_DROP,
+    PII_HASH,
+    RECORD_DTYPE,
+    UJET,
+    normalise,
+    prepare,
+)
 from engine.schema import CONTACTS, QUARANTINE
 from tests.connectors.test_emulator_ujet import loose_contacts
 

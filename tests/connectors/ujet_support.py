@@ -15,11 +15,11 @@ from pydantic import SecretStr
 
 from connectors.emulator import UjetEmulator
 from connectors.normalise import rebuild
-from connectors.ujet import UJET, UjetSettings
-from engine import callvolume
+from connectors.vendors.ujet.client import UJET, UjetSettings
+from engine.demo.contacts import generate_contacts
 from engine.interval import snap_window
 from engine.settings import BuildSettings
-from engine.synthetic import generate_contacts
+from engine.tables import callvolume
 from tests.connectors.kill_support import KillResumeCase
 
 START = datetime(2026, 10, 1, tzinfo=UTC)

@@ -19,9 +19,9 @@ import polars as pl
 import pytest
 from click.testing import CliRunner, Result
 
-from engine import demo_stack
-from engine.cli import cli
-from engine.demo_stack import Stack
+from engine.cli.main import cli
+from engine.demo import stack as demo_stack
+from engine.demo.stack import Stack
 
 T0 = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=1)
 DAY = (T0, T0 + timedelta(days=1))

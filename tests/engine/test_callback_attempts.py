@@ -9,16 +9,16 @@ from typing import Any
 import polars as pl
 import pytest
 
-from engine.callback_attempts import (
+from engine.demo.callbacks import generate_attempts
+from engine.schema import CALLBACK_ATTEMPTS, CALLBACK_OUTCOMES, QUARANTINE
+from engine.validate.callback_attempts import (
     REASONS,
     callback_gaps,
     not_callbacks,
     validate_callback_attempts,
 )
-from engine.callback_spelling import FIRST_PARTY_SPELLINGS, OUTCOME_SPELLINGS, normalised
-from engine.quarantine import InputSchemaError
-from engine.schema import CALLBACK_ATTEMPTS, CALLBACK_OUTCOMES, QUARANTINE
-from engine.synthetic_callbacks import generate_attempts
+from engine.validate.contacts import InputSchemaError
+from engine.validate.spelling import FIRST_PARTY_SPELLINGS, OUTCOME_SPELLINGS, normalised
 
 T0 = datetime(2026, 10, 1, 9, tzinfo=UTC)
 

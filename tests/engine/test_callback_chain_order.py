@@ -3,7 +3,7 @@
 The adversarial attempts of test_callback_partitions (chains sharing an ``original_id`` across
 sources, null ``original_id``s, equal retry numbers and creation times in a chain, null
 attributes and keys, first attempts on interval and window edges), sorted by
-:data:`engine.callback_request.CHAIN_ORDER` as the store writes them, or not.
+:data:`engine.tables.callback_requests.CHAIN_ORDER` as the store writes them, or not.
 """
 
 from __future__ import annotations
@@ -18,9 +18,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
-from engine import callback_intervals, callback_metrics, retry_outcomes
-from engine.callback_pipeline import build_callbacks, callback_tables
-from engine.callback_request import (
+from engine.demo.callbacks import generate_attempts
+from engine.pipeline.callbacks import build_callbacks, callback_tables
+from engine.schema import CALLBACK_ATTEMPTS
+from engine.settings import BuildSettings
+from engine.tables import callback_intervals, callback_metrics, retry_outcomes
+from engine.tables.callback_requests import (
     CHAIN_ORDER,
     REQUEST_COLUMNS,
     chain_order_breaks,
@@ -30,9 +33,6 @@ from engine.callback_request import (
     partitioned_requests,
     requests,
 )
-from engine.schema import CALLBACK_ATTEMPTS
-from engine.settings import BuildSettings
-from engine.synthetic_callbacks import generate_attempts
 from tests import oracle_callbacks
 from tests.engine.test_callback_partitions import WINDOW, attempts, in_order
 

@@ -19,9 +19,11 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
-from engine import callback_intervals, callback_metrics, retry_outcomes
-from engine.callback_pipeline import callback_tables
-from engine.callback_request import (
+from engine.pipeline.callbacks import callback_tables
+from engine.schema import CALLBACK_ATTEMPTS
+from engine.settings import BuildSettings
+from engine.tables import callback_intervals, callback_metrics, retry_outcomes
+from engine.tables.callback_requests import (
     REQUEST_COLUMNS,
     customer_counts,
     customers,
@@ -29,8 +31,6 @@ from engine.callback_request import (
     partitions_for,
     requests,
 )
-from engine.schema import CALLBACK_ATTEMPTS
-from engine.settings import BuildSettings
 from tests import oracle_callbacks
 
 START = datetime(2026, 10, 1, tzinfo=UTC)

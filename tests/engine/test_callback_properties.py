@@ -12,11 +12,11 @@ import polars as pl
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine import callback_intervals, callback_metrics, retry_outcomes
 from engine.interval import snap_window
-from engine.pipeline import read_table
+from engine.pipeline.build import read_table
 from engine.schema import CALLBACK_ATTEMPTS
 from engine.settings import BuildSettings
+from engine.tables import callback_intervals, callback_metrics, retry_outcomes
 from tests import oracle_callbacks
 from tests.strategies import INTERESTING_DAYS
 

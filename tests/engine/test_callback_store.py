@@ -1,4 +1,4 @@
-"""The callback attempts store in chain order (engine.callback_store): written by request date,
+"""The callback attempts store in chain order (engine.output.store): written by request date,
 read back as runs only when its layout file vouches for every file and the order holds."""
 
 from __future__ import annotations
@@ -14,11 +14,12 @@ import polars as pl
 from hypothesis import given
 from polars.testing import assert_frame_equal
 
-from engine import callback_metrics, export
-from engine.callback_request import CHAIN_ORDER, in_chain_order, requests
-from engine.callback_store import LAYOUT, scan_attempts, write_attempts
+from engine.demo.callbacks import generate_attempts
+from engine.output import files as export
+from engine.output.store import LAYOUT, scan_attempts, write_attempts
 from engine.schema import CALLBACK_ATTEMPTS
-from engine.synthetic_callbacks import generate_attempts
+from engine.tables import callback_metrics
+from engine.tables.callback_requests import CHAIN_ORDER, in_chain_order, requests
 from tests.engine.test_callback_partitions import WINDOW, attempts, in_order
 
 T0 = datetime(2026, 10, 1, 23, 50, tzinfo=UTC)

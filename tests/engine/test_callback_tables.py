@@ -8,10 +8,10 @@ from typing import Any
 import polars as pl
 import pytest
 
-from engine import callback_intervals, callback_metrics, retry_outcomes
+from engine.demo.callbacks import generate_attempts
 from engine.schema import CALLBACK_ATTEMPTS
 from engine.settings import BuildSettings
-from engine.synthetic_callbacks import generate_attempts
+from engine.tables import callback_intervals, callback_metrics, retry_outcomes
 
 T9 = datetime(2026, 10, 1, 9, tzinfo=UTC)
 

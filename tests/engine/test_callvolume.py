@@ -11,10 +11,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.callvolume import ADDITIVE, KEYS, build, derive, rollup, rollup_window
 from engine.interval import snap_window
 from engine.schema import CONTACTS
 from engine.settings import SL_FORMULAS, BuildSettings
+from engine.tables.callvolume import ADDITIVE, KEYS, build, derive, rollup, rollup_window
 from tests import oracle
 from tests.strategies import build_settings, contact_rows, day_window
 
@@ -153,10 +153,10 @@ def test_attribution_moves_a_segment_to_its_end_interval(attribution, expected_i
 def test_every_table_builder_returns_its_declared_schema() -> None:
     from datetime import UTC, timedelta
 
-    from engine import callback_intervals, retry_outcomes
-    from engine.callvolume import SCHEMA
-    from engine.synthetic import generate_contacts
-    from engine.synthetic_callbacks import generate_attempts
+    from engine.demo.callbacks import generate_attempts
+    from engine.demo.contacts import generate_contacts
+    from engine.tables import callback_intervals, retry_outcomes
+    from engine.tables.callvolume import SCHEMA
 
     start = datetime(2026, 10, 1, tzinfo=UTC)
     window = (start, start + timedelta(days=1))

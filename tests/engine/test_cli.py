@@ -10,8 +10,8 @@ import polars as pl
 import pytest
 from click.testing import CliRunner
 
-from engine.cli import cli
-from engine.synthetic import generate_contacts, make_dirty
+from engine.cli.main import cli
+from engine.demo.contacts import generate_contacts, make_dirty
 
 START = datetime(2026, 10, 1, tzinfo=UTC)
 
@@ -150,7 +150,7 @@ def test_the_program_registers_every_command() -> None:
     import sys
 
     out = subprocess.run(
-        [sys.executable, "-c", "from engine.cli import cli; print(' '.join(sorted(cli.commands)))"],
+        [sys.executable, "-c", "from engine.cli.main import cli; print(' '.join(sorted(cli.commands)))"],  # noqa: E501
         capture_output=True, text=True, check=True,
     ).stdout.split()  # fmt: skip
     assert out == ["build", "callback-metrics", "callbacks", "config", "demo", "export",

@@ -12,9 +12,9 @@ import polars as pl
 import pytest
 from click.testing import CliRunner
 
-from engine.cli import cli
+from engine.cli.main import cli
+from engine.demo.callbacks import generate_attempts, make_dirty_attempts
 from engine.schema import CALLBACK_ATTEMPTS
-from engine.synthetic_callbacks import generate_attempts, make_dirty_attempts
 
 START = datetime(2026, 10, 1, tzinfo=UTC)
 SEED_000 = Path(__file__).resolve().parents[3] / "shared" / "seeds" / "000_fd510271b6251268.txt"

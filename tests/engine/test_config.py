@@ -16,8 +16,8 @@ from pydantic import SecretStr, ValidationError
 
 from connectors.errors import ConfigError
 from connectors.state import StateStore
-from engine.cli import cli
-from engine.config import DEFAULTS_FILE, AppSettings, describe_errors, load_settings, to_toml
+from engine.app.config import DEFAULTS_FILE, AppSettings, describe_errors, load_settings, to_toml
+from engine.cli.main import cli
 from tests.connectors import ujet_support as sup
 
 
@@ -199,8 +199,8 @@ def test_sync_command_against_the_emulator(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("name", ["ujet", "mindful", "dixa", "kore"])
 def test_every_example_tenant_file_loads(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    from engine.config import CONFIG_DIR
-    from engine.demo_stack import SECRET_NAMES
+    from engine.app.config import CONFIG_DIR
+    from engine.demo.stack import SECRET_NAMES
 
     for secret in SECRET_NAMES:
         monkeypatch.setenv(secret, "set-in-the-environment")

@@ -12,10 +12,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.callvolume import build, derive
-from engine.export import callvolume_document, write_csv, write_ndjson, write_store
+from engine.demo.contacts import generate_contacts
+from engine.output.files import callvolume_document, write_csv, write_ndjson, write_store
 from engine.settings import BuildSettings
-from engine.synthetic import generate_contacts
+from engine.tables.callvolume import build, derive
 
 SEED_003 = Path(__file__).resolve().parents[3] / "shared" / "seeds" / "003_21604ec8130c67ff.txt"
 START = datetime(2026, 10, 1, tzinfo=UTC)

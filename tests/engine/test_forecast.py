@@ -15,11 +15,11 @@ from coreforecast.lag_transforms import Lag
 from utilsforecast.losses import mae
 from utilsforecast.preprocessing import fill_gaps
 
-from engine import callvolume
-from engine.cli import cli
-from engine.forecast import long_format
+from engine.cli.main import cli
+from engine.demo.contacts import generate_contacts
 from engine.settings import BuildSettings
-from engine.synthetic import generate_contacts
+from engine.tables import callvolume
+from engine.tables.forecast import long_format
 
 START = datetime(2026, 10, 5, tzinfo=UTC)  # a Monday
 DAYS = 21
@@ -66,7 +66,7 @@ def test_ratio_metrics_are_refused() -> None:
 
 def test_export_commands(table: pl.DataFrame, tmp_path: Path) -> None:
     store = tmp_path / "out"
-    from engine.export import write_store
+    from engine.output.files import write_store
 
     write_store(table, store / "store" / "callvolume", by="interval_start_utc")
     run = CliRunner().invoke

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.quarantine import REASONS, InputSchemaError, validate_contacts
 from engine.schema import CONTACTS, QUARANTINE
+from engine.validate.contacts import REASONS, InputSchemaError, validate_contacts
 
 T0 = datetime(2026, 10, 1, 9, tzinfo=UTC)
 
@@ -143,7 +143,7 @@ def test_naive_datetime_columns_are_refused() -> None:
 
 
 def test_validation_of_dirty_synthetic_data_recovers_the_clean_frame() -> None:
-    from engine.synthetic import generate_contacts, make_dirty
+    from engine.demo.contacts import generate_contacts, make_dirty
 
     clean_in = generate_contacts(seed=3, days=2)
     dirty, injected = make_dirty(clean_in, seed=3, fraction=0.05)
@@ -157,7 +157,7 @@ def test_validation_of_dirty_synthetic_data_recovers_the_clean_frame() -> None:
 def _two_plan_split(frame: pl.LazyFrame) -> tuple[pl.LazyFrame, pl.LazyFrame]:
     """The rules as the previous implementation wrote them: clean rows and quarantine as two
     plans that share nothing (group-by of repeated identities, anti and semi joins)."""
-    from engine.quarantine import _quarantine_rows, conform_contacts
+    from engine.validate.contacts import _quarantine_rows, conform_contacts
 
     conformed = conform_contacts(frame)
     failed = conformed.filter(pl.col("__reason").is_not_null())
@@ -225,7 +225,7 @@ def test_masked_second_timestamp_format_equals_parsing_every_value_twice(
     texts: list[str | None],
 ) -> None:
     """The short format (no seconds) only sees what the long one refused: same values, flags."""
-    from engine.quarantine import conform_contacts
+    from engine.validate.contacts import conform_contacts
 
     rows = [good(offered_at=t, updated_at=t) for t in texts]
     frame = pl.DataFrame(rows, schema=dict.fromkeys(good(), pl.String))

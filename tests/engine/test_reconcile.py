@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.callvolume import ADDITIVE, build
-from engine.reconcile import DIFFERENCE_COLUMNS, ROW, compare_callvolume, compare_documents
+from engine.demo.contacts import generate_contacts
 from engine.settings import BuildSettings
-from engine.synthetic import generate_contacts
+from engine.tables.callvolume import ADDITIVE, build
+from engine.tables.compare import DIFFERENCE_COLUMNS, ROW, compare_callvolume, compare_documents
 
 START = datetime(2026, 10, 1, tzinfo=UTC)
 WINDOW = (START, START + timedelta(days=1))

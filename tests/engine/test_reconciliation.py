@@ -13,8 +13,8 @@ import polars as pl
 import pytest
 from pydantic import SecretStr
 
-from engine.config import load_settings
-from engine.reconciliation import Inputs, load_inputs, reconcile
+from engine.app.config import load_settings
+from engine.pipeline.checks import Inputs, load_inputs, reconcile
 from tests.engine.run_support import (
     DAY,
     SECRETS,

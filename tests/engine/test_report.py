@@ -25,14 +25,14 @@ import polars as pl
 import pytest
 from click.testing import CliRunner
 
-from engine import pipeline
-from engine.callback_pipeline import build_callbacks
-from engine.cli import cli
-from engine.report import SECTIONS, render, write_report
-from engine.report_data import MAX_POINTS, StoreError, compute, open_store
+from engine.cli.main import cli
+from engine.demo.callbacks import generate_attempts, make_dirty_attempts
+from engine.demo.contacts import generate_contacts, make_dirty
+from engine.pipeline import build as pipeline
+from engine.pipeline.callbacks import build_callbacks
+from engine.report.build import SECTIONS, render, write_report
+from engine.report.data import MAX_POINTS, StoreError, compute, open_store
 from engine.settings import BuildSettings
-from engine.synthetic import generate_contacts, make_dirty
-from engine.synthetic_callbacks import generate_attempts, make_dirty_attempts
 
 START = datetime(2026, 10, 1, tzinfo=UTC)
 DAYS = 3

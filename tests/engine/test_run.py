@@ -13,12 +13,12 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-import engine.run
+import engine.pipeline.run
 from connectors.landing import LANDING_SCHEMA, scan_landed
-from engine import callvolume
 from engine.interval import snap_window
-from engine.run_tables import TABLES
+from engine.pipeline.tables import TABLES
 from engine.settings import BuildSettings
+from engine.tables import callvolume
 from tests.engine.run_support import (
     SECRETS,
     T0,
@@ -43,7 +43,7 @@ def _environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 def now(monkeypatch: pytest.MonkeyPatch) -> datetime:
     """The runs' "now", frozen (the vendors' clocks keep running)."""
     frozen = datetime.now(UTC).replace(second=0, microsecond=0)
-    monkeypatch.setattr(engine.run, "utcnow", lambda: frozen)
+    monkeypatch.setattr(engine.pipeline.run, "utcnow", lambda: frozen)
     return frozen
 
 

@@ -14,14 +14,14 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from engine.schema import CHANNELS, CONTACTS, DIRECTIONS, OUTCOMES
-from engine.synthetic import (
+from engine.demo.contacts import (
     DEFAULT_QUEUES,
     QueueSpec,
     generate_contacts,
     generate_segments,
     make_dirty,
 )
+from engine.schema import CHANNELS, CONTACTS, DIRECTIONS, OUTCOMES
 
 START = datetime(2026, 10, 1, tzinfo=UTC)  # a Thursday
 TIMESTAMPS = ("offered_at", "answered_at", "ended_at", "updated_at")

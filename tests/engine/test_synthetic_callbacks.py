@@ -7,7 +7,11 @@ from datetime import UTC, datetime
 import polars as pl
 import pytest
 
-from engine.callback_attempts import callback_gaps, not_callbacks, validate_callback_attempts
+from engine.demo.callbacks import (
+    DEFAULT_TARGETS,
+    generate_attempts,
+    make_dirty_attempts,
+)
 from engine.schema import (
     CALLBACK_ATTEMPTS,
     CALLBACK_FIRST_PARTIES,
@@ -15,10 +19,10 @@ from engine.schema import (
     CALLBACK_SOURCE_TYPES,
     CALLBACK_TYPES,
 )
-from engine.synthetic_callbacks import (
-    DEFAULT_TARGETS,
-    generate_attempts,
-    make_dirty_attempts,
+from engine.validate.callback_attempts import (
+    callback_gaps,
+    not_callbacks,
+    validate_callback_attempts,
 )
 
 START = datetime(2026, 10, 1, tzinfo=UTC)

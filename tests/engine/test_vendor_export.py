@@ -10,10 +10,10 @@ from typing import Any
 import polars as pl
 import pytest
 
-from engine import callvolume
+from engine.output.vendor import ExportError, Profile, builtin_profiles, render
 from engine.schema import CONTACTS
 from engine.settings import BuildSettings
-from engine.vendor_export import ExportError, Profile, builtin_profiles, render
+from engine.tables import callvolume
 
 GOLDEN = Path(__file__).parent / "golden"
 T0 = datetime(2026, 10, 1, 9, tzinfo=UTC)

@@ -1,0 +1,155 @@
+"""Landed Mindful historical records (seed 001) -> canonical ``callback_attempts``, vectorised.
+
+One plan, no row loop: decode each landed ``payload`` with the explicit :data:`RECORD_DTYPE`
+(unknown keys are ignored by construction), rename to the canonical columns, and hand the frame
+to :func:`engine.validate.callback_attempts.validate_callback_attempts`, which owns the spelling
+rules
+(``engine.validate.spelling``), the type checks and the quarantine reasons.
+
+=========================  =====================================================================
+canonical                  Mindful
+=========================  =====================================================================
+source                     the constant ``"mindful"``
+attempt_id, original_id    ``id``, ``originalId`` (a retry shares its original's ``originalId``)
+retry_attempt, has_retry   ``retryAttempt`` (0 = first), ``hasRetry``
+call_target_id / _name     ``callTargetId`` / ``callTargetName``
+type                       ``type``: ``asap``/``scheduled``; ``unknown`` (e.g. the caller chose
+                           to hold) is not a callback: counted, never quarantined
+first_party_called         ``firstPartyCalled`` (``agent``, ``customer``, ``customer_first``…)
+source_type                ``source``: ``CBWidget:…`` -> digital; ``Phone:…`` or a bare phone
+                           number (the number that was called) -> voice
+created_at … ended_at      ``createdAt``, ``processedAt``, ``estimatedFor``, ``endedAt``
+outcome                    ``outcome`` (``Success``, ``Unavailable``, ``Not Completed``…)
+callback_ms                ``actualCallbackTime`` x 1000
+estimated_callback_ms      ``estimatedCallbackTime`` x 1000
+customer_wait_ms           ``customerWaitDuration`` x 1000
+talk_ms                    ``talkDuration`` x 1000
+punctuality_ms             ``punctuality`` x 1000 (signed; taken as given, not recomputed)
+was_punctual               ``wasPunctual``
+customer_key               ``phoneNumber``, already replaced by its keyed hash before landing
+=========================  =====================================================================
+
+Durations are decoded as numbers of seconds (``Float64``, so ``10`` and ``10.0`` both work); a
+value that is not a whole number of milliseconds is quarantined as ``wrong_type``. Quarantine rows
+carry the landed (PII-free) payload as ``raw``.
+
+Example:
+    >>> from connectors.landing import LANDING_SCHEMA
+    >>> rows, bad, holds = attempts_and_quarantine(pl.LazyFrame(schema=LANDING_SCHEMA))
+    >>> rows.collect().height, bad.collect().height, holds.collect().height
+    (0, 0, 0)
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import polars as pl
+
+from engine.schema import QUARANTINE
+from engine.validate.callback_attempts import not_callbacks, validate_callback_attempts
+
+__all__ = ["PHONE_SOURCE", "RECORD_DTYPE", "SOURCE", "attempts_and_quarantine", "canonical"]
+
+SOURCE: Final = "mindful"
+#: A ``source`` that is a phone number (the number called), not a widget: voice.
+PHONE_SOURCE: Final = r"^\s*\+?[0-9][0-9 ().-]{5,}$"
+_S, _F = pl.String(), pl.Float64()
+#: The fields of a record the mapping reads, with their JSON types (seed 001).
+RECORD_DTYPE: Final = pl.Struct(
+    {
+        "id": _S,
+        "originalId": _S,
+        "retryAttempt": pl.Int64(),
+        "hasRetry": pl.Boolean(),
+        "callTargetId": _S,
+        "callTargetName": _S,
+        "type": _S,
+        "firstPartyCalled": _S,
+        "source": _S,
+        "createdAt": _S,
+        "processedAt": _S,
+        "estimatedFor": _S,
+        "endedAt": _S,
+        "outcome": _S,
+        "actualCallbackTime": _F,
+        "estimatedCallbackTime": _F,
+        "customerWaitDuration": _F,
+        "talkDuration": _F,
+        "punctuality": _F,
+        "wasPunctual": pl.Boolean(),
+        "phoneNumber": _S,
+    }
+)
+_RENAME: Final = {
+    "attempt_id": "id",
+    "original_id": "originalId",
+    "retry_attempt": "retryAttempt",
+    "has_retry": "hasRetry",
+    "call_target_id": "callTargetId",
+    "call_target_name": "callTargetName",
+    "type": "type",
+    "first_party_called": "firstPartyCalled",
+    "created_at": "createdAt",
+    "processed_at": "processedAt",
+    "estimated_for": "estimatedFor",
+    "ended_at": "endedAt",
+    "outcome": "outcome",
+    "was_punctual": "wasPunctual",
+    "customer_key": "phoneNumber",
+}
+_SECONDS: Final = {
+    "callback_ms": "actualCallbackTime",
+    "estimated_callback_ms": "estimatedCallbackTime",
+    "customer_wait_ms": "customerWaitDuration",
+    "talk_ms": "talkDuration",
+    "punctuality_ms": "punctuality",
+}
+
+
+def canonical(landed: pl.LazyFrame) -> pl.LazyFrame:
+    """Landed records as canonical-named columns (not yet validated), one row per record.
+
+    Example:
+        >>> import json
+        >>> landed = pl.LazyFrame({"payload": [json.dumps({"id": "a", "talkDuration": 61,
+        ...     "source": "+1 855 555 0100", "x_new": 1})]})
+        >>> canonical(landed).select("attempt_id", "talk_ms", "source_type").collect().row(0)
+        ('a', 61000.0, 'phone')
+    """
+    record = pl.col("payload").str.json_decode(RECORD_DTYPE).struct
+    source = record.field("source")
+    return landed.select(
+        pl.lit(SOURCE).alias("source"),
+        *(record.field(field).alias(name) for name, field in _RENAME.items()),
+        pl.when(source.str.contains(PHONE_SOURCE))
+        .then(pl.lit("phone"))
+        .otherwise(source)
+        .alias("source_type"),
+        *((record.field(field) * 1000).alias(name) for name, field in _SECONDS.items()),
+    )
+
+
+def attempts_and_quarantine(
+    landed: pl.LazyFrame,
+) -> tuple[pl.LazyFrame, pl.LazyFrame, pl.LazyFrame]:
+    """Canonical attempts, quarantine rows (raw = the landed payload) and non-callback records.
+
+    Args:
+        landed: de-duplicated landed records (:data:`connectors.landing.LANDING_SCHEMA`).
+
+    Returns:
+        ``(attempts, quarantine, not_callbacks)``: ``attempts`` has exactly the
+        :data:`~engine.schema.CALLBACK_ATTEMPTS` schema, ``quarantine`` the
+        :data:`~engine.schema.QUARANTINE` schema, ``not_callbacks`` the canonical-named columns of
+        the records whose ``type`` says they are not callbacks (to be counted).
+    """
+    frame = canonical(landed)
+    clean, bad = validate_callback_attempts(frame)
+    payloads = landed.select(pl.col("record_id"), pl.col("payload").alias("_payload"))
+    bad = (
+        bad.join(payloads, on="record_id", how="left")
+        .with_columns(pl.coalesce("_payload", "raw").alias("raw"))
+        .select(list(QUARANTINE))
+    )
+    return clean, bad, not_callbacks(frame)

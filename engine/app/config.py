@@ -1,0 +1,307 @@
+"""The effective configuration: TOML files, ``WFM_`` environment variables, ``.env``, secrets.
+
+Sources, highest priority first (pydantic-settings merges them key by key):
+
+1. keyword arguments of :func:`load_settings` (the command line's overrides);
+2. environment variables ``WFM_<SECTION>__<KEY>``, e.g. ``WFM_SOURCES__UJET__PASSWORD``;
+3. a ``.env`` file in the working directory (same names);
+4. a secrets directory (``WFM_SECRETS_DIR``): one file per setting, named like the variable
+   (``WFM_SOURCES__UJET__PASSWORD``), holding the value;
+5. the TOML file given by ``--config`` / ``WFM_CONFIG``;
+6. ``config/defaults.toml``.
+
+Sections: ``[build]`` (:class:`engine.settings.BuildSettings`), ``[output]``, ``[store]``,
+``[run]`` and ``[reconcile]`` (:mod:`engine.app.sections`) and ``[sources.<name>]`` for each
+registered connector (its settings model, e.g.
+:class:`connectors.vendors.ujet.client.UjetSettings`). Credentials are ``SecretStr``:
+:meth:`AppSettings.masked`
+shows them as ``**********``. :func:`describe_errors` renders a ``ValidationError`` as one line per
+problem, naming the setting and never its value.
+
+Example:
+    >>> settings = load_settings(env_file=None)
+    >>> settings.sources.ujet.rate_limit_per_s, settings.store.state.name
+    (1.0, 'state')
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    NestedSecretsSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from connectors.errors import ConfigError
+from connectors.registry import SOURCES
+from connectors.source import SourceSettings
+from engine.app.sections import ReconcileSettings, RunSettings
+from engine.output.vendor import builtin_profiles
+from engine.pipeline.build import FORMATS, Format
+from engine.settings import BuildSettings
+from engine.tables.callvolume import ADDITIVE
+from engine.tables.forecast import DEFAULT_METRICS
+
+__all__ = [
+    "CONFIG_DIR",
+    "DEFAULTS_FILE",
+    "AppSettings",
+    "OutputSettings",
+    "StoreSettings",
+    "describe_errors",
+    "load_settings",
+    "to_toml",
+]
+
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
+DEFAULTS_FILE = CONFIG_DIR / "defaults.toml"
+_FILES: ContextVar[tuple[Path, ...]] = ContextVar("wfm_config_files", default=(DEFAULTS_FILE,))
+_SECRETS: ContextVar[Path | None] = ContextVar("wfm_secrets_dir", default=None)
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+class OutputSettings(BaseModel):
+    """``[output]``: where and in which formats the tables are written."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    dir: Path = Path("out")
+    formats: tuple[Format, ...] = FORMATS
+    org_id: str = Field(default="wfm-intervals", min_length=1)
+    duration_unit: Literal["ms", "s"] = "ms"
+    vendor_profiles: tuple[str, ...] = ()
+    forecast: bool = False
+    forecast_metrics: tuple[str, ...] = DEFAULT_METRICS
+
+    @field_validator("vendor_profiles")
+    @classmethod
+    def _known_profiles(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        known = builtin_profiles()
+        if bad := [v for v in value if v not in known]:
+            raise ValueError(f"unknown profile {bad[0]!r} (built in: {', '.join(sorted(known))})")
+        return value
+
+    @field_validator("forecast_metrics")
+    @classmethod
+    def _additive(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if bad := [v for v in value if v not in ADDITIVE]:
+            raise ValueError(f"{bad[0]!r} is not an additive column of the volume table")
+        return value
+
+
+class StoreSettings(BaseModel):
+    """``[store]``: the raw landing store and the incremental sync state."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    landing: Path = Path("data/landing")
+    state: Path = Path("data/state")
+
+
+_source_fields: dict[str, Any] = {
+    name: (source.settings_model, Field(default_factory=source.settings_model))
+    for name, source in SOURCES.items()
+}
+if TYPE_CHECKING:
+    SourcesSettings = BaseModel
+else:
+    SourcesSettings = create_model(
+        "SourcesSettings", __config__=ConfigDict(extra="forbid", frozen=True), **_source_fields
+    )
+
+
+class AppSettings(BaseSettings):
+    """Everything configurable; see the module docstring for where values come from."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="WFM_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",  # .env may hold other WFM_ names (WFM_CONFIG); TOML is checked below
+        frozen=True,
+    )
+
+    build: BuildSettings = BuildSettings()
+    output: OutputSettings = OutputSettings()
+    store: StoreSettings = StoreSettings()
+    run: RunSettings = RunSettings()
+    reconcile: ReconcileSettings = ReconcileSettings()
+    sources: SourcesSettings = Field(default_factory=SourcesSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Init > environment > ``.env`` > secrets dir > ``--config`` file > defaults.toml."""
+        secrets_dir = _SECRETS.get()
+        secrets: tuple[PydanticBaseSettingsSource, ...] = ()
+        if secrets_dir is not None:
+            secrets = (
+                NestedSecretsSettingsSource(
+                    file_secret_settings,
+                    secrets_dir=secrets_dir,
+                    secrets_dir_missing="error",
+                    secrets_nested_delimiter="__",
+                    secrets_prefix="WFM_",
+                ),
+            )
+        toml = TomlConfigSettingsSource(settings_cls, toml_file=list(_FILES.get()), deep_merge=True)
+        return (init_settings, env_settings, dotenv_settings, *secrets, toml)
+
+    def source(self, name: str) -> SourceSettings:
+        """The settings of source ``name`` (``[sources.<name>]``).
+
+        Raises:
+            ConfigError: No such source.
+        """
+        value = getattr(self.sources, name, None)
+        if not isinstance(value, SourceSettings):
+            raise ConfigError(f"unknown source {name!r} (known: {', '.join(sorted(SOURCES))})")
+        return value
+
+    def enabled_sources(self) -> list[str]:
+        """Names of the sources with ``enabled = true``, in registry order."""
+        return [name for name in SOURCES if self.source(name).enabled]
+
+    def masked(self) -> dict[str, Any]:
+        """The effective settings as plain data, secrets shown as ``**********`` (or null)."""
+        data: dict[str, Any] = self.model_dump(mode="json")
+        return data
+
+
+def describe_errors(exc: ValidationError) -> list[str]:
+    """One line per validation problem: ``<setting path>: <message>`` (never the value).
+
+    Example:
+        >>> try:
+        ...     load_settings(env_file=None, output={"duration_unit": "h", "nope": 1})
+        ... except ValidationError as exc:
+        ...     for line in describe_errors(exc):
+        ...         print(line)
+        output.duration_unit: Input should be 'ms' or 's'
+        output.nope: Extra inputs are not permitted
+    """
+    lines = []
+    for error in exc.errors(include_url=False, include_input=False):
+        where = ".".join(str(p) for p in error["loc"]) or "settings"
+        message = str(error["msg"]).removeprefix("Value error, ")
+        lines.append(f"{where}: {message}")
+    return lines
+
+
+@contextmanager
+def _using(files: tuple[Path, ...], secrets_dir: Path | None) -> Iterator[None]:
+    tokens = (_FILES.set(files), _SECRETS.set(secrets_dir))
+    try:
+        yield
+    finally:
+        _FILES.reset(tokens[0])
+        _SECRETS.reset(tokens[1])
+
+
+def load_settings(
+    config: Path | None = None,
+    *,
+    env_file: Path | str | None = ".env",
+    secrets_dir: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    **overrides: Any,
+) -> AppSettings:
+    """Load the effective settings (see the module docstring for the order).
+
+    Args:
+        config: A TOML file layered over ``config/defaults.toml``; default ``$WFM_CONFIG``.
+        env_file: The dotenv file (``None``: none).
+        secrets_dir: The secrets directory; default ``$WFM_SECRETS_DIR``.
+        environ: Where ``WFM_CONFIG`` and ``WFM_SECRETS_DIR`` are read (default ``os.environ``).
+        **overrides: Top-level sections as dicts (the highest priority).
+
+    Raises:
+        ConfigError: The config file or secrets directory is missing, or a file is not TOML.
+        ValidationError: A setting is invalid (render it with :func:`describe_errors`).
+    """
+    env = os.environ if environ is None else environ
+    if config is None and env.get("WFM_CONFIG"):
+        config = Path(env["WFM_CONFIG"])
+    if secrets_dir is None and env.get("WFM_SECRETS_DIR"):
+        secrets_dir = Path(env["WFM_SECRETS_DIR"])
+    files = [DEFAULTS_FILE] if DEFAULTS_FILE.is_file() else []
+    if config is not None:
+        if not Path(config).is_file():
+            raise ConfigError(f"config file {config}: no such file")
+        files.append(Path(config))
+    if secrets_dir is not None and not Path(secrets_dir).is_dir():
+        raise ConfigError(f"secrets dir {secrets_dir}: no such directory")
+    for file in files:
+        try:
+            data = tomllib.loads(file.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"config file {file}: not valid TOML ({exc})") from None
+        if unknown := sorted(set(data) - set(AppSettings.model_fields)):
+            known = ", ".join(AppSettings.model_fields)
+            raise ConfigError(
+                f"config file {file}: unknown section [{unknown[0]}] (known: {known})"
+            )
+    with _using(tuple(files), secrets_dir):
+        return AppSettings(_env_file=env_file, **overrides)  # type: ignore[call-arg]
+
+
+def _toml_key(key: str) -> str:
+    return key if _BARE_KEY.fullmatch(key) else _toml_value(key)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, Mapping):
+        pairs = (f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items() if v is not None)
+        return "{" + ", ".join(pairs) + "}"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    escaped = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{escaped}"'
+
+
+def to_toml(data: Mapping[str, Any], prefix: str = "") -> str:
+    """Render nested settings data as TOML (``None`` values become comments).
+
+    Example:
+        >>> print(to_toml({"store": {"state": "data/state", "x": None}}))
+        [store]
+        state = "data/state"
+        # x = (not set)
+    """
+    lines: list[str] = []
+    scalars = {k: v for k, v in data.items() if not isinstance(v, Mapping)}
+    tables = {k: v for k, v in data.items() if isinstance(v, Mapping)}
+    if prefix and scalars:
+        lines.append(f"[{prefix}]")
+    for key, value in scalars.items():
+        name = _toml_key(key)
+        lines.append(f"# {name} = (not set)" if value is None else f"{name} = {_toml_value(value)}")
+    for key, value in tables.items():
+        section = f"{prefix}.{_toml_key(key)}" if prefix else _toml_key(key)
+        body = to_toml(value, section)
+        if body:
+            lines.extend(["", body] if lines else [body])
+    return "\n".join(lines)

@@ -1,0 +1,190 @@
+"""``wfm-intervals build``: the interval tables from a canonical contacts file.
+
+Example:
+    $ wfm-intervals build --contacts contacts.parquet --out out/ --tz Europe/London
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from engine.cli.common import build_settings, fail, instant
+from engine.output.files import DurationUnit
+from engine.pipeline import build as pipeline
+from engine.pipeline.build import FORMATS, BuildReport, Format
+from engine.settings import SL_FORMULAS, BuildSettings, ThresholdOverride
+from engine.validate.contacts import InputSchemaError
+
+__all__ = ["build", "build_options", "run_build"]
+
+
+def _thresholds(specs: tuple[str, ...]) -> tuple[dict[str, int], tuple[ThresholdOverride, ...]]:
+    """``voice=20000`` (channel default), ``QUEUE=15000`` or ``QUEUE/chat=30000`` (overrides)."""
+    defaults: dict[str, int] = {}
+    overrides: list[ThresholdOverride] = []
+    channels = set(BuildSettings().sl_default_ms)
+    for spec in specs:
+        target, sep, raw = spec.partition("=")
+        value = raw.strip().lower()
+        ms = value.removesuffix("ms")
+        if value.endswith("s") and not value.endswith("ms"):
+            ms = str(int(value.removesuffix("s")) * 1000) if value[:-1].isdigit() else "x"
+        if not sep or not ms.isdigit():
+            fail(f"--sl-threshold {spec!r}: expected TARGET=MILLISECONDS (e.g. voice=20000)")
+        if target in channels:
+            defaults[target] = int(ms)
+        else:
+            queue, _, channel = target.partition("/")
+            overrides.append(
+                ThresholdOverride(queue_id=queue, channel=channel or None, threshold_ms=int(ms))
+            )
+    return defaults, tuple(overrides)
+
+
+def _print_report(report: BuildReport, *, title: str) -> None:
+    q = ", ".join(f"{r}={n}" for r, n in report.quarantined.items()) or "none"
+    click.echo(f"{title}")
+    click.echo(f"  rows in          {report.rows_in:>12,}")
+    click.echo(f"  contacts         {report.contacts:>12,}")
+    click.echo(f"  quarantined      {report.quarantined_total:>12,}  ({q})")
+    click.echo(f"  collapsed        {report.collapsed:>12,}  (exact duplicates, older versions)")
+    click.echo(f"  window           {report.window[0]} .. {report.window[1]}")
+    click.echo(
+        f"  intervals        {report.intervals:>12,}  ({report.interval_minutes} min, {report.tz})"
+    )
+    click.echo(f"  queue x channel  {report.queue_channels:>12,}")
+    click.echo(f"  table rows       {report.table_rows:>12,}")
+    click.echo(f"  files written    {len(report.files):>12,}")
+    for f in report.files:
+        click.echo(f"    {f}")
+    click.echo(f"  took             {report.seconds:>11.2f}s")
+
+
+_BUILD_OPTIONS = [
+    click.option("--start", help="Window start, ISO 8601 instant (default: first contact)."),
+    click.option("--end", help="Window end (exclusive), ISO 8601 instant (default: last contact)."),
+    click.option(
+        "--interval",
+        "interval_minutes",
+        type=click.Choice(["15", "30", "60"]),
+        help="Interval length in minutes [15].",
+    ),
+    click.option("--tz", help="IANA reporting time zone the intervals align to [UTC]."),
+    click.option(
+        "--attribution",
+        type=click.Choice(["arrival", "end"]),
+        help="Interval a segment counts in: where it was offered, or where it ended [arrival].",
+    ),
+    click.option(
+        "--sl-formula",
+        type=click.Choice(SL_FORMULAS),
+        help="Service-level formula [exclude_short_abandons].",
+    ),
+    click.option(
+        "--sl-comparator",
+        type=click.Choice(["<=", "<"]),
+        help="'within' means wait <= T or wait < T [<=].",
+    ),
+    click.option(
+        "--sl-threshold",
+        "sl_thresholds",
+        multiple=True,
+        metavar="TARGET=MS",
+        help="SL threshold: CHANNEL=MS, QUEUE=MS or QUEUE/CHANNEL=MS (20s also ok); repeatable.",
+    ),
+    click.option(
+        "--use-vendor-threshold/--no-use-vendor-threshold",
+        default=None,
+        help="Prefer each record's own SL threshold when it has one [no].",
+    ),
+    click.option(
+        "--short-abandon-ms",
+        type=click.IntRange(min=0),
+        help="Abandons with a shorter wait are short abandons [5000].",
+    ),
+    click.option(
+        "--format",
+        "formats",
+        multiple=True,
+        type=click.Choice(FORMATS),
+        help="Outputs to write; repeatable [all].",
+    ),
+    click.option(
+        "--org-id",
+        default="wfm-intervals",
+        show_default=True,
+        help="orgId stamped on the Contact Volume document.",
+    ),
+    click.option(
+        "--duration-unit",
+        type=click.Choice(["ms", "s"]),
+        default="ms",
+        show_default=True,
+        help="Durations of the Contact Volume document.",
+    ),
+]
+
+
+def build_options(f: Any) -> Any:
+    for option in reversed(_BUILD_OPTIONS):
+        f = option(f)
+    return f
+
+
+def run_build(frame: Any, out: Path, opts: dict[str, Any], title: str) -> BuildReport:
+    defaults, overrides = _thresholds(opts.pop("sl_thresholds"))
+    start, end = instant(opts.pop("start"), "start"), instant(opts.pop("end"), "end")
+    if (start is None) != (end is None):
+        fail("give both --start and --end, or neither")
+    formats: tuple[Format, ...] = opts.pop("formats") or FORMATS
+    org_id: str = opts.pop("org_id")
+    unit: DurationUnit = opts.pop("duration_unit")
+    if opts.get("interval_minutes"):
+        opts["interval_minutes"] = int(opts["interval_minutes"])
+    settings = build_settings(
+        **opts, sl_default_ms=defaults or None, sl_overrides=overrides or None
+    )
+    window = (start, end) if start and end else None
+    try:
+        report = pipeline.build_contacts(
+            frame,
+            settings=settings,
+            out_dir=out,
+            window=window,
+            formats=formats,
+            org_id=org_id,
+            duration_unit=unit,
+        )
+    except (InputSchemaError, ValueError) as exc:
+        fail(str(exc))
+    except OSError as exc:
+        fail(f"{exc.strerror or exc}: {exc.filename or out}")
+    _print_report(report, title=title)
+    return report
+
+
+@click.command()
+@click.option(
+    "--contacts",
+    "contacts_path",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Canonical contacts: .parquet, .csv, .ndjson/.jsonl, or a Parquet directory.",
+)
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Output directory (store/, exports/, quarantine/, summary.json).",
+)
+@build_options
+def build(contacts_path: Path, out: Path, **opts: Any) -> None:
+    """Build the interval tables from a canonical contacts file."""
+    try:
+        frame = pipeline.read_table(contacts_path)
+    except pipeline.InputFileError as exc:
+        fail(f"--contacts: {exc}")
+    run_build(frame, out, opts, title=f"built from {contacts_path}")

@@ -1,0 +1,216 @@
+"""The callback commands of ``wfm-intervals`` (registered on :data:`engine.cli.main.cli`).
+
+- ``callbacks``: validate callback attempts and build ``callback_intervals``, ``retry_outcomes``
+  and their exports (:func:`engine.pipeline.callbacks.build_callbacks`).
+- ``callback-metrics``: print the seed-000 metrics document (or, with ``--step``, a list of
+  per-interval documents) as JSON on stdout, from an attempts file or a built store.
+
+Errors are one line on stderr and exit code 2, like every other command.
+
+Example:
+    $ wfm-intervals callbacks --attempts attempts.csv --out out/ --tz Europe/London
+    $ wfm-intervals callback-metrics --begin 2026-10-01 --end 2026-10-02 --store out/ --type asap
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import click
+import polars as pl
+
+from engine.cli.common import build_settings, fail, instant
+from engine.output.store import scan_attempts
+from engine.pipeline import build as pipeline
+from engine.pipeline.callbacks import CALLBACK_FORMATS, CallbackReport, build_callbacks
+from engine.tables import callback_metrics
+from engine.validate.callback_attempts import validate_callback_attempts
+from engine.validate.contacts import InputSchemaError
+
+__all__ = ["callback_metrics_command", "callbacks", "run_callbacks"]
+
+
+def _print_report(report: CallbackReport, *, title: str) -> None:
+    q = ", ".join(f"{r}={n}" for r, n in report.quarantined.items()) or "none"
+    click.echo(title)
+    click.echo(f"  rows in          {report.rows_in:>12,}")
+    click.echo(f"  attempts         {report.attempts:>12,}")
+    click.echo(f"  requests         {report.requests:>12,}")
+    click.echo(f"  not callbacks    {report.not_callbacks:>12,}  (e.g. the caller chose to hold)")
+    click.echo(f"  quarantined      {report.quarantined_total:>12,}  ({q})")
+    click.echo(f"  collapsed        {report.collapsed:>12,}  (exact duplicates)")
+    click.echo(f"  chains with gaps {report.gaps:>12,}")
+    click.echo(f"  window           {report.window[0]} .. {report.window[1]}")
+    click.echo(
+        f"  intervals        {report.intervals:>12,}  ({report.interval_minutes} min, {report.tz})"
+    )
+    click.echo(
+        f"  combinations     {report.combinations:>12,}  (call target x type x party x source)"
+    )
+    click.echo(f"  table rows       {report.table_rows:>12,}  (+ {report.retry_rows:,} retry rows)")
+    click.echo(f"  files written    {len(report.files):>12,}")
+    for f in report.files:
+        click.echo(f"    {f}")
+    click.echo(f"  took             {report.seconds:>11.2f}s")
+
+
+def run_callbacks(frame: pl.LazyFrame, out: Path, *, title: str, **opts: Any) -> CallbackReport:
+    """Build the callback tables with command-line options; print the report.
+
+    Options: ``start``, ``end`` (text), ``interval_minutes`` (text), ``tz``, ``formats``.
+    """
+    start, end = instant(opts.get("start"), "start"), instant(opts.get("end"), "end")
+    if (start is None) != (end is None):
+        fail("give both --start and --end, or neither")
+    minutes = opts.get("interval_minutes")
+    settings = build_settings(interval_minutes=int(minutes) if minutes else None, tz=opts.get("tz"))
+    try:
+        report = build_callbacks(
+            frame,
+            settings=settings,
+            out_dir=out,
+            window=(start, end) if start and end else None,
+            formats=tuple(opts.get("formats") or CALLBACK_FORMATS),
+        )
+    except (InputSchemaError, ValueError) as exc:
+        fail(str(exc))
+    except (OSError, pl.exceptions.ComputeError) as exc:
+        fail(f"{getattr(exc, 'strerror', None) or exc}: {getattr(exc, 'filename', None) or out}")
+    _print_report(report, title=title)
+    return report
+
+
+@click.command()
+@click.option(
+    "--attempts",
+    "attempts_path",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Callback attempts: .parquet, .csv, .ndjson/.jsonl, or a Parquet directory.",
+)
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Output directory (store/, exports/, quarantine/, callbacks_summary.json).",
+)
+@click.option("--start", help="Window start, ISO 8601 instant (default: first request).")
+@click.option("--end", help="Window end (exclusive), ISO 8601 instant (default: last request).")
+@click.option(
+    "--interval",
+    "interval_minutes",
+    type=click.Choice(["15", "30", "60"]),
+    help="Interval length in minutes [15].",
+)
+@click.option("--tz", help="IANA reporting time zone the intervals align to [UTC].")
+@click.option(
+    "--format",
+    "formats",
+    multiple=True,
+    type=click.Choice(CALLBACK_FORMATS),
+    help="Table outputs to write; repeatable [all].",
+)
+def callbacks(attempts_path: Path, out: Path, **opts: Any) -> None:
+    """Build the callback interval and retry outcome tables from callback attempts."""
+    try:
+        frame = pipeline.read_table(attempts_path)
+    except pipeline.InputFileError as exc:
+        fail(f"--attempts: {exc}")
+    run_callbacks(frame, out, title=f"callbacks built from {attempts_path}", **opts)
+
+
+def _stored_attempts(store: Path) -> tuple[pl.LazyFrame, bool]:
+    for candidate in (store / "store" / "callback_attempts", store / "callback_attempts"):
+        if candidate.is_dir() and any(candidate.rglob("*.parquet")):
+            return scan_attempts(candidate)
+    fail(f"--store {store}: no callback_attempts table (run `wfm-intervals callbacks` first)")
+
+
+def _attempts(attempts_path: Path | None, store: Path) -> tuple[pl.LazyFrame, bool]:
+    """The attempts, and whether they are a store in chain order (requests from runs)."""
+    if attempts_path is None:
+        return _stored_attempts(store)
+    try:
+        clean, quarantine = validate_callback_attempts(pipeline.read_table(attempts_path))
+        clean_df, bad = pl.collect_all([clean, quarantine.select(pl.len())])
+    except (pipeline.InputFileError, InputSchemaError) as exc:
+        fail(f"--attempts: {exc}")
+    if bad.item():
+        click.echo(f"wfm-intervals: note: {bad.item()} attempt rows quarantined", err=True)
+    return clean_df.lazy(), False
+
+
+@click.command("callback-metrics")
+@click.option("--begin", "--timeBegin", "begin", required=True, help="YYYY-MM-DD or …THH:MM:SSZ.")
+@click.option("--end", "--timeEnd", "end", required=True, help="Exclusive; like --begin.")
+@click.option("--callTargetId", "--call-target-id", "call_target_id", help="Id or id,id,….")
+@click.option(
+    "--firstPartyCalled", "--first-party-called", "first_party_called", help="agent|customer"
+)
+@click.option("--sourceType", "--source-type", "source_type", help="voice|digital")
+@click.option("--type", "type_", help="asap|scheduled")
+@click.option(
+    "--attempts",
+    "attempts_path",
+    type=click.Path(path_type=Path),
+    help="Callback attempts file (validated first) instead of a built store.",
+)
+@click.option(
+    "--store",
+    default=Path("demo-out"),
+    show_default=True,
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Output directory of a callbacks build (or demo) holding store/callback_attempts.",
+)
+@click.option(
+    "--step",
+    type=click.Choice(list(callback_metrics.STEPS)),
+    help="Print a list of per-interval documents instead of one.",
+)
+@click.option("--tz", default="UTC", show_default=True, help="Zone the --step intervals align to.")
+def callback_metrics_command(
+    *,
+    begin: str,
+    end: str,
+    attempts_path: Path | None,
+    store: Path,
+    step: callback_metrics.Step | None,
+    tz: str,
+    type_: str | None,
+    call_target_id: str | None,
+    first_party_called: str | None,
+    source_type: str | None,
+) -> None:
+    """Print the callback metrics document (Mindful's seed-000 shape) as JSON."""
+    b, e = _time(begin, "begin"), _time(end, "end")
+    attempts, chain_ordered = _attempts(attempts_path, store)
+    filters: dict[str, Any] = {
+        "call_target_id": call_target_id,
+        "first_party_called": first_party_called,
+        "source_type": source_type,
+        "type": type_,
+    }
+    try:
+        if step is None:
+            result: Any = callback_metrics.document(
+                attempts, begin=b, end=e, chain_ordered=chain_ordered, **filters
+            )
+        else:
+            result = callback_metrics.document_intervals(
+                attempts, begin=b, end=e, step=step, tz=tz, chain_ordered=chain_ordered, **filters
+            )
+    except ValueError as exc:
+        fail(str(exc))
+    except (OSError, pl.exceptions.ComputeError) as exc:
+        fail(f"{attempts_path or store}: {exc}")
+    click.echo(json.dumps(result, indent=2))
+
+
+def _time(value: str, name: str) -> datetime:
+    try:
+        return callback_metrics.parse_time(value)
+    except ValueError as exc:
+        fail(f"--{name}: {exc}")

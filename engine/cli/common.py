@@ -1,0 +1,180 @@
+"""Shared pieces of the ``run`` and ``reconcile`` commands: settings, tables, log lines.
+
+- :func:`settings_or_fail` loads the configuration or exits 2 with one line per bad setting;
+- :func:`print_table` prints a table with rich on a terminal and as aligned plain text otherwise;
+- :func:`key_values` renders structured log fields as ``key=value`` (values with spaces quoted),
+  and :func:`log_lines` sends a logger's records to stderr in that form (no colours, no bars).
+
+Example:
+    >>> key_values({"event": "sync", "stream": "ujet/calls", "note": "two words"})
+    'event=sync stream=ujet/calls note="two words"'
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from connectors.errors import ConnectorError
+from engine.app.config import AppSettings, describe_errors, load_settings
+from engine.settings import BuildSettings
+
+__all__ = [
+    "CONFIG_OPTION",
+    "build_settings",
+    "fail",
+    "instant",
+    "key_values",
+    "log_lines",
+    "print_table",
+    "settings_or_fail",
+]
+
+CONFIG_OPTION = click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="TOML file over config/defaults.toml [$WFM_CONFIG].",
+)
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    click.echo(f"wfm-intervals: error: {message}", err=True)
+    sys.exit(code)
+
+
+def instant(value: str | None, name: str) -> datetime | None:
+    if value is None:
+        return None
+    text = value.strip()
+    try:
+        if len(text) == 10:  # a date alone means its UTC midnight
+            return datetime.fromisoformat(text).replace(tzinfo=UTC)
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        fail(f"--{name} {value!r} is not an ISO 8601 instant (e.g. 2026-10-01T00:00:00Z)")
+    if parsed.tzinfo is None:
+        fail(f"--{name} {value!r} has no UTC offset; add Z or +HH:MM")
+    return parsed.astimezone(UTC)
+
+
+def build_settings(**kw: Any) -> BuildSettings:
+    try:
+        return BuildSettings(**{k: v for k, v in kw.items() if v is not None})
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "settings"
+        fail(f"invalid setting {where}: {err['msg']}")
+
+
+def settings_or_fail(config_path: Path | None) -> AppSettings:
+    """The effective settings, or exit 2 (one ``invalid setting <path>: <message>`` per line)."""
+    try:
+        return load_settings(config_path)
+    except ConnectorError as exc:
+        fail(str(exc))
+    except ValidationError as exc:
+        lines = describe_errors(exc)
+        for line in lines[:-1]:
+            click.echo(f"wfm-intervals: error: invalid setting {line}", err=True)
+        fail(f"invalid setting {lines[-1]}")
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if value is None:
+        return "-"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:,.6g}"
+    return str(value)
+
+
+def _numeric(values: Sequence[Any]) -> bool:
+    def number(v: Any) -> bool:
+        return isinstance(v, int | float) and not isinstance(v, bool)
+
+    return any(number(v) for v in values) and all(v is None or number(v) for v in values)
+
+
+def print_table(
+    headers: Sequence[str], rows: Sequence[Sequence[Any]], *, title: str | None = None
+) -> None:
+    """Print ``rows`` under ``headers`` on stdout: rich on a terminal, aligned text otherwise.
+
+    Numbers are right-aligned and grouped by thousands; ``None`` prints as ``-``.
+    """
+    cells = [[_cell(v) for v in row] for row in rows]
+    numeric = [_numeric([r[i] for r in rows]) for i in range(len(headers))]
+    if sys.stdout.isatty():
+        table = Table(title=title, title_justify="left")
+        for header, right in zip(headers, numeric, strict=True):
+            table.add_column(header, justify="right" if right else "left")
+        for row in cells:
+            table.add_row(*row)
+        Console(file=sys.stdout).print(table)
+        return
+    widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
+
+    def line(values: Sequence[str]) -> str:
+        parts = (
+            v.rjust(w) if right else v.ljust(w)
+            for v, w, right in zip(values, widths, numeric, strict=True)
+        )
+        return "  ".join(parts).rstrip()
+
+    if title:
+        click.echo(title)
+    click.echo(line(headers))
+    for row in cells:
+        click.echo(line(row))
+
+
+def key_values(fields: Mapping[str, Any]) -> str:
+    """``key=value`` pairs; values with spaces, quotes or ``=`` are quoted."""
+    out = []
+    for key, value in fields.items():
+        text = _cell(value).replace(",", "") if isinstance(value, int | float) else _cell(value)
+        if any(ch in text for ch in ' "='):
+            text = '"' + text.replace('"', '\\"') + '"'
+        out.append(f"{key}={text}")
+    return " ".join(out)
+
+
+@contextmanager
+def log_lines(*names: str, level: int = logging.INFO, quiet: bool = False) -> Iterator[None]:
+    """Send the named loggers' records to stderr as ``time level=... logger=... message`` lines
+    (``quiet``: nowhere, warnings included)."""
+    handler: logging.Handler
+    if quiet:
+        handler = logging.NullHandler()
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s level=%(levelname)s logger=%(name)s %(message)s")
+        )
+    loggers = [logging.getLogger(n) for n in names]
+    saved = [(lg.level, lg.propagate) for lg in loggers]
+    for lg in loggers:
+        lg.addHandler(handler)
+        lg.setLevel(logging.CRITICAL + 1 if quiet else level)
+        lg.propagate = False
+    try:
+        yield
+    finally:
+        for lg, (lvl, propagate) in zip(loggers, saved, strict=True):
+            lg.removeHandler(handler)
+            lg.setLevel(lvl)
+            lg.propagate = propagate

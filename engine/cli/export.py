@@ -1,0 +1,120 @@
+"""``wfm-intervals export``: vendor files, the forecasting format and Contact Volume pages.
+
+All read the volume table of a built store (the ``--out`` directory of ``build``/``demo``).
+
+Example:
+    $ wfm-intervals export vendor genesys --store demo-out --out exports/genesys
+    $ wfm-intervals export forecast --store demo-out --out forecast.parquet
+    $ wfm-intervals export contact-volume --store demo-out --skip 0 --limit 100
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+
+import click
+import polars as pl
+
+from engine.cli.common import fail
+from engine.output import files as outputs
+from engine.output.files import DOCUMENT_INPUT
+from engine.output.vendor import ExportError, Profile, builtin_profiles, render
+from engine.pipeline.build import InputFileError, read_table
+from engine.settings import BuildSettings
+from engine.tables.callvolume import DERIVED, derive
+from engine.tables.forecast import DEFAULT_METRICS, long_format
+
+__all__ = ["export"]
+
+_STORE = click.option(
+    "--store",
+    default=Path("demo-out"),
+    show_default=True,
+    type=click.Path(path_type=Path, file_okay=False),
+    help="A built output directory (holding store/callvolume).",
+)
+
+
+def _volume(store: Path) -> pl.DataFrame:
+    """The stored volume table with its derived columns (re-derived with defaults if absent)."""
+    try:
+        table = read_table(store / "store" / "callvolume").collect()
+    except (InputFileError, FileNotFoundError, pl.exceptions.ComputeError):
+        fail(f"--store {store}: no volume table (run `wfm-intervals build` or `demo` first)")
+    table = table.select(c for c in table.columns if c in DOCUMENT_INPUT)
+    if not set(DERIVED) <= set(table.columns):
+        table = derive(table.lazy(), settings=BuildSettings()).collect()
+    return table
+
+
+@click.group()
+def export() -> None:
+    """Export the volume table in other shapes."""
+
+
+@export.command("vendor")
+@click.argument("profile_name", metavar="PROFILE")
+@_STORE
+@click.option("--out", required=True, type=click.Path(path_type=Path, file_okay=False),
+              help="Directory for the vendor files.")  # fmt: skip
+@click.option("--profile-file", type=click.Path(path_type=Path, dir_okay=False, exists=True),
+              help="A TOML profile of your own instead of a built-in one.")  # fmt: skip
+def vendor(profile_name: str, store: Path, out: Path, profile_file: Path | None) -> None:
+    """Write the files of a WFM vendor PROFILE (genesys, calabrio, eleveo, or --profile-file)."""
+    if profile_file is not None:
+        try:
+            profile = Profile.model_validate(tomllib.loads(profile_file.read_text()))
+        except ValueError as exc:
+            fail(f"--profile-file {profile_file}: {str(exc).splitlines()[0]}")
+    else:
+        profiles = builtin_profiles()
+        if profile_name not in profiles:
+            fail(f"unknown profile {profile_name!r} (built in: {', '.join(sorted(profiles))})")
+        profile = profiles[profile_name]
+    try:
+        files = render(_volume(store), profile)
+    except ExportError as exc:
+        fail(str(exc))
+    out.mkdir(parents=True, exist_ok=True)
+    for name, text in files:
+        (out / name).write_text(text)
+    click.echo(f"wrote {len(files)} {profile.name} file(s) to {out}")
+
+
+@export.command("forecast")
+@_STORE
+@click.option("--out", required=True, type=click.Path(path_type=Path, dir_okay=False),
+              help="Output file: .parquet or .csv.")  # fmt: skip
+@click.option("--metric", "metrics", multiple=True, default=DEFAULT_METRICS, show_default=True,
+              help="Additive column to turn into series; repeatable.")  # fmt: skip
+def forecast(store: Path, out: Path, metrics: tuple[str, ...]) -> None:
+    """Write the long unique_id, ds, y format for forecasting libraries."""
+    try:
+        frame = long_format(_volume(store).lazy(), metrics=metrics).collect()
+    except ValueError as exc:
+        fail(f"--metric: {exc}")
+    if out.suffix == ".parquet":
+        out.parent.mkdir(parents=True, exist_ok=True)
+        frame.write_parquet(out)
+    elif out.suffix == ".csv":
+        outputs.write_csv(frame, out)
+    else:
+        fail(f"--out {out}: expected a .parquet or .csv file")
+    click.echo(f"wrote {frame['unique_id'].n_unique()} series, {frame.height} rows to {out}")
+
+
+@export.command("contact-volume")
+@_STORE
+@click.option("--skip", default=0, show_default=True, type=click.IntRange(min=0))
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(min=1))
+@click.option("--org-id", default="wfm-intervals", show_default=True)
+@click.option("--duration-unit", type=click.Choice(["ms", "s"]), default="ms", show_default=True)
+def contact_volume(store: Path, skip: int, limit: int, org_id: str, duration_unit: str) -> None:
+    """Print one page of the Contact Volume document (Kore.ai shape) as JSON."""
+    doc = outputs.callvolume_document(
+        _volume(store), org_id=org_id, skip=skip, limit=limit,
+        unit="s" if duration_unit == "s" else "ms",
+    )  # fmt: skip
+    click.echo(json.dumps(doc, indent=1))

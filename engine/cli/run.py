@@ -1,0 +1,175 @@
+"""The ``run`` command of ``wfm-intervals`` (registered on :data:`engine.cli.main.cli`).
+
+Runs the whole job once (:func:`engine.pipeline.run.run`: sync, rebuild, build, export, reconcile,
+report) and prints the run summary (``--json``: as JSON). While it runs: progress bars on a
+terminal (rich, on stderr), ``key=value`` log lines on stderr otherwise, nothing with
+``--quiet``. Exit codes: 0 ok; 1 data problems (a table's quarantined share above
+``[run] max_quarantine_fraction``, or a reconciliation out of tolerance); 2 usage,
+configuration or I/O errors, and unreachable sources (one line naming the setting or URL).
+
+Example:
+    $ WFM_CONFIG=config/tenant.toml wfm-intervals run --quiet
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+import polars as pl
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from connectors.errors import ConnectorError
+from engine.cli.common import (
+    CONFIG_OPTION,
+    fail,
+    instant,
+    key_values,
+    log_lines,
+    print_table,
+    settings_or_fail,
+)
+from engine.output.vendor import ExportError
+from engine.pipeline.run import STEPS, RunSummary, run
+from engine.pipeline.sources import Emit, SyncFailedError
+
+__all__ = ["run_command", "show_summary"]
+
+_log = logging.getLogger("engine.pipeline.run")
+
+
+def _flat(fields: dict[str, Any]) -> dict[str, Any]:
+    """Dict values (reasons -> counts) as ``a:1,b:2``, so every value is one token."""
+    return {
+        k: ",".join(f"{a}:{b}" for a, b in v.items()) or "none" if isinstance(v, dict) else v
+        for k, v in fields.items()
+    }
+
+
+@contextmanager
+def _display(*, terminal: bool, quiet: bool) -> Iterator[Emit | None]:
+    """Progress bars (terminal), log lines (otherwise) or nothing (quiet), as an event sink."""
+    with ExitStack() as stack:
+        if quiet:
+            stack.enter_context(log_lines("engine.pipeline.run", "connectors", quiet=True))
+            yield None
+            return
+        if not terminal:
+            stack.enter_context(log_lines("engine.pipeline.run"))
+            stack.enter_context(log_lines("connectors", level=logging.WARNING))
+
+            def log(event: str, fields: dict[str, Any]) -> None:
+                level = logging.DEBUG if event == "sync.page" else logging.INFO
+                _log.log(level, key_values({"event": event, **_flat(fields)}))
+
+            yield log
+            return
+        from rich.logging import RichHandler  # noqa: PLC0415 - terminals only
+
+        console = Console(stderr=True)
+        connectors = logging.getLogger("connectors")
+        handler = RichHandler(console=console, show_path=False, level=logging.WARNING)
+        connectors.addHandler(handler)
+        stack.callback(connectors.removeHandler, handler)
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+        bar = stack.enter_context(Progress(*columns, TimeElapsedColumn(), console=console))
+        steps = bar.add_task("run", total=len(STEPS))
+        tasks: dict[str, Any] = {}
+
+        def show(event: str, fields: dict[str, Any]) -> None:
+            if event == "sync.page":
+                key = f"{fields['source']}/{fields['stream']}"
+                if key not in tasks:
+                    tasks[key] = bar.add_task(key, total=fields["total_hint"])
+                bar.update(tasks[key], completed=fields["records"], total=fields["total_hint"])
+            elif event == "step":
+                bar.update(steps, advance=1, description=f"run: {fields['step']} done")
+
+        yield show
+
+
+def show_summary(summary: RunSummary) -> None:
+    """Print the run summary as tables and lines (``--json`` prints :meth:`RunSummary.to_json`)."""
+    w = summary.window
+    kind = "full rebuild" if w["full_rebuild"] else "incremental"
+    click.echo(f"run {summary.started_at} .. {summary.finished_at} ({summary.seconds:.1f} s)")
+    click.echo(
+        f"window {w['start']} .. {w['end']} ({w['interval_minutes']} min, {w['tz']}; {kind})"
+    )
+    pulled = [
+        [
+            f"{p['source']}/{p['stream']}",
+            p["pages"],
+            p["records"],
+            p["landed"],
+            p["new"],
+            sum(p["rejected"].values()),
+            p["retries"],
+            p["cursor"],
+        ]
+        for p in summary.pulled
+    ]
+    heads = ("source/stream", "pages", "records", "landed", "new", "rejected", "retries", "cursor")
+    print_table(heads, pulled, title="pulled")
+    quarantine = [
+        [q["table"], q["rows"], q["quarantined"], q["fraction"]] for q in summary.quarantine
+    ]
+    print_table(("table", "rows read", "quarantined", "fraction"), quarantine, title="quarantine")
+    reasons = ", ".join(f"{r}={n}" for r, n in summary.quarantined.items()) or "none"
+    click.echo(f"quarantined by reason: {reasons}")
+    tables = [[n, t["rows"], t.get("window_rows")] for n, t in summary.tables.items()]
+    print_table(("table", "rows", "rows in window"), tables, title="tables")
+    click.echo(
+        f"segments {summary.segments:,}  attempts {summary.attempts:,}  "
+        f"intervals written {summary.intervals_written:,}  "
+        f"late changes re-aggregated {summary.late_changes:,}"
+    )
+    if summary.reconcile is not None:
+        for c in summary.reconcile["checks"]:
+            detail = c["note"] or f"{c['differences']} differences, {c['out_of_tolerance']} beyond"
+            click.echo(f"reconcile {c['source']}: {c['status']} ({detail})")
+    click.echo(f"report {summary.report or 'not written ([run] report = false)'}")
+    click.echo(f"files {len(summary.files):,} (listed in run_summary.json)")
+    click.echo(f"problems: {'; '.join(summary.problems) or 'none'}")
+
+
+@click.command("run")
+@CONFIG_OPTION
+@click.option("--start", help="Window start, ISO 8601 instant (default: from the last run).")
+@click.option("--end", help="Window end (exclusive), ISO 8601 instant (default: now).")
+@click.option("--json", "as_json", is_flag=True, help="Print the run summary as JSON.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars and no log lines.")
+def run_command(
+    *, config_path: Path | None, start: str | None, end: str | None, as_json: bool, quiet: bool
+) -> None:
+    """Sync, rebuild, build, export, reconcile and report: the whole job, once."""
+    settings = settings_or_fail(config_path)
+    begin, until = instant(start, "start"), instant(end, "end")
+    if (begin is None) != (until is None):
+        fail("give both --start and --end, or neither")
+    if begin is not None and until is not None and until <= begin:
+        fail(f"--end {end!r} is not after --start {start!r}")
+    with _display(terminal=sys.stderr.isatty(), quiet=quiet) as on_event:
+        try:
+            summary = run(settings, start=begin, end=until, on_event=on_event)
+        except (ConnectorError, SyncFailedError, ExportError) as exc:
+            fail(str(exc))
+        except OSError as exc:
+            fail(f"{exc.strerror or exc}: {exc.filename or settings.output.dir}")
+        except pl.exceptions.PolarsError as exc:  # e.g. a damaged Parquet file in the store
+            fail(f"output.dir {settings.output.dir}: {str(exc).splitlines()[0]}")
+    if as_json:
+        click.echo(json.dumps(summary.to_json(), indent=2))
+    else:
+        show_summary(summary)
+    for problem in summary.problems:
+        click.echo(f"wfm-intervals: problem: {problem}", err=True)
+    if summary.exit_code:
+        sys.exit(summary.exit_code)

@@ -1,0 +1,183 @@
+"""Vendor export files defined as data: one TOML profile per WFM product (``config/exports/``).
+
+A profile names its columns in order, each taken from a column of the volume table (optionally
+formatted, mapped, or converted from ms to whole seconds, rounded half up), a constant, or the
+interval length; plus the delimiter, whether there is a header, how files are split (by columns,
+by size) and whether every day is zero-filled from 00:00 to 24:00 UTC. Adding a product is adding
+a TOML file. Besides the volume table's columns a profile can use ``queue_key``
+(``queue_id:channel``, unique per row of an interval).
+
+Example:
+    >>> p = builtin_profiles()["genesys"]
+    >>> [c.header for c in p.columns][:3]
+    ['Interval Start UTC Date', 'Queue', 'Media Type']
+"""
+
+from __future__ import annotations
+
+import tomllib
+from datetime import UTC, datetime, time, timedelta
+from pathlib import Path
+from typing import Literal
+
+import polars as pl
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from engine.interval import interval_grid
+from engine.tables.callvolume import ADDITIVE
+
+__all__ = ["PROFILE_DIR", "Column", "ExportError", "Profile", "builtin_profiles", "render"]
+
+PROFILE_DIR = Path(__file__).resolve().parents[2] / "config" / "exports"
+
+
+class ExportError(ValueError):
+    """The table cannot be rendered with this profile (wrong interval length or alignment)."""
+
+
+class Column(BaseModel):
+    """One output column: exactly one of ``column``, ``const`` or ``interval_length``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    header: str
+    column: str | None = None
+    const: str | None = None
+    interval_length: bool = False
+    format: str | None = None
+    unit: Literal["ms", "s"] = "ms"
+    map: dict[str, str] | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Column:
+        sources = [self.column is not None, self.const is not None, self.interval_length]
+        if sum(sources) != 1:
+            msg = f"column {self.header!r}: give exactly one of column, const, interval_length"
+            raise ValueError(msg)
+        return self
+
+
+class Profile(BaseModel):
+    """A vendor file format."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    description: str = ""
+    interval_minutes: Literal[15, 30, 60] = 15
+    delimiter: str = Field(default=",", min_length=1, max_length=1)
+    header: bool = True
+    split_by: tuple[str, ...] = ()
+    file_name: str
+    max_file_bytes: int = Field(default=0, ge=0)
+    full_days: bool = False
+    columns: tuple[Column, ...]
+
+
+def builtin_profiles(directory: Path = PROFILE_DIR) -> dict[str, Profile]:
+    """Every ``*.toml`` profile in ``directory``, by name."""
+    profiles = {}
+    for path in sorted(directory.glob("*.toml")):
+        with path.open("rb") as fh:
+            profile = Profile.model_validate(tomllib.load(fh))
+        profiles[profile.name] = profile
+    return profiles
+
+
+def _check_intervals(table: pl.DataFrame, profile: Profile) -> None:
+    step_us = profile.interval_minutes * 60_000_000
+    length = (pl.col("interval_end_utc") - pl.col("interval_start_utc")).dt.total_microseconds()
+    bad = table.filter(
+        (length != step_us) | (pl.col("interval_start_utc").cast(pl.Int64) % step_us != 0)
+    )
+    if bad.height:
+        msg = (
+            f"profile {profile.name!r} needs {profile.interval_minutes}-minute intervals aligned "
+            f"to UTC; build the table with --interval {profile.interval_minutes} and a zone whose "
+            f"offset is a multiple of it (e.g. --tz UTC)"
+        )
+        raise ExportError(msg)
+
+
+def _full_days(table: pl.DataFrame, profile: Profile) -> pl.DataFrame:
+    """Zero rows for every interval of every UTC day the table touches, per queue and channel."""
+    first: datetime = table["interval_start_utc"].min()  # type: ignore[assignment]
+    last: datetime = table["interval_start_utc"].max()  # type: ignore[assignment]
+    start = datetime.combine(first.date(), time(), tzinfo=UTC)
+    end = datetime.combine(last.date(), time(), tzinfo=UTC) + timedelta(days=1)
+    grid = interval_grid(start, end, minutes=profile.interval_minutes, tz="UTC")
+    pairs = table.select("queue_id", "channel", "queue_name").unique(["queue_id", "channel"])
+    full = pairs.join(grid, how="cross").join(
+        table.drop("queue_name", *grid.columns[1:]), on=["queue_id", "channel",
+                                                        "interval_start_utc"], how="left"
+    )  # fmt: skip
+    return full.with_columns(pl.col(c).fill_null(0) for c in ADDITIVE if c in full.columns)
+
+
+def _cell(col: Column, profile: Profile, delimiter: str) -> pl.Expr:
+    if col.interval_length:
+        return pl.lit(str(profile.interval_minutes))
+    if col.const is not None:
+        return pl.lit(col.const)
+    assert col.column is not None
+    value = pl.col(col.column)
+    if col.unit == "s":
+        value = (value + 500) // 1000
+    if col.format is not None:
+        value = value.dt.strftime(col.format)
+    text = value.cast(pl.String)
+    if col.map:
+        text = text.replace(col.map)
+    needs_quotes = text.str.contains(f'[{delimiter}"\n]')
+    quoted = pl.lit('"') + text.str.replace_all('"', '""', literal=True) + pl.lit('"')
+    return pl.when(needs_quotes).then(quoted).otherwise(text).fill_null("")
+
+
+def _file_stem(template: str, values: dict[str, object]) -> str:
+    safe = {k: "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in str(v))
+            for k, v in values.items()}  # fmt: skip
+    return template.format(**safe)
+
+
+def render(table: pl.DataFrame, profile: Profile) -> list[tuple[str, str]]:
+    """The files of ``profile`` for a volume table: ``[(file name, text), ...]``.
+
+    Raises:
+        ExportError: the table's intervals do not fit the profile.
+    """
+    if table.height == 0:
+        return []
+    _check_intervals(table, profile)
+    rows = _full_days(table, profile) if profile.full_days else table
+    rows = rows.with_columns(
+        pl.concat_str(pl.col("queue_id"), pl.col("channel").cast(pl.String), separator=":").alias(
+            "queue_key"
+        )
+    ).sort(*profile.split_by, "interval_start_utc", "queue_id", "channel")
+    d = profile.delimiter
+    lines = rows.select(
+        *profile.split_by,
+        pl.concat_str([_cell(c, profile, d) for c in profile.columns], separator=d).alias("_l"),
+    )
+    header = d.join(c.header for c in profile.columns) + "\n" if profile.header else ""
+    groups = lines.partition_by(*profile.split_by, as_dict=True) if profile.split_by else {
+        (): lines}  # fmt: skip
+    files: list[tuple[str, str]] = []
+    for key, group in groups.items():
+        values = dict(zip(profile.split_by, key, strict=True))
+        if profile.max_file_bytes:
+            budget = profile.max_file_bytes - len(header.encode())
+            sizes = group["_l"].str.len_bytes() + 1
+            budget -= int(sizes.to_numpy().max())  # so that a part never exceeds the limit
+            if budget <= 0:
+                msg = f"profile {profile.name!r}: max_file_bytes is too small for one line"
+                raise ExportError(msg)
+            part = (sizes.cum_sum() // budget).alias("_part")
+            # cum_sum only grows, so parts come out in order
+            parts = group.with_columns(part).partition_by("_part", maintain_order=True)
+        else:
+            parts = [group]
+        for number, chunk in enumerate(parts):
+            name = _file_stem(profile.file_name, {**values, "part": f"{number + 1:03d}"})
+            files.append((name, header + "\n".join(chunk["_l"]) + "\n"))
+    return files

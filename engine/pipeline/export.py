@@ -1,0 +1,81 @@
+"""The exports of one ``wfm-intervals run``, written from the merged interval tables.
+
+What ``[output]`` asks for, under ``<output.dir>/exports/``:
+
+* ``formats``: ``csv`` and ``ndjson`` of every interval table, ``kore`` the Contact Volume
+  document (seed 003) of the volume table (``parquet`` is the store, always written);
+* ``vendor_profiles``: the files of each WFM vendor profile, in ``vendor/<profile>/``;
+* ``forecast``: ``forecast.parquet``, the long ``unique_id, ds, y`` format of
+  ``forecast_metrics``.
+
+Example:
+    ``files = export_tables(Path("out"), settings.output, built.tables)``
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+
+import polars as pl
+
+from engine.app.config import OutputSettings
+from engine.output import files as export
+from engine.output.vendor import ExportError, builtin_profiles, render
+from engine.tables.forecast import long_format
+
+__all__ = ["export_tables"]
+
+
+def _vendor(out: Path, name: str, table: pl.DataFrame) -> list[Path]:
+    profile = builtin_profiles()[name]
+    try:
+        files = render(table, profile)
+    except ExportError as exc:
+        raise ExportError(f"output.vendor_profiles: {name}: {exc}") from None
+    folder = out / "exports" / "vendor" / name
+    shutil.rmtree(folder, ignore_errors=True)  # no file of an earlier run's split stays behind
+    folder.mkdir(parents=True)
+    written = []
+    for file_name, text in files:
+        (folder / file_name).write_text(text, encoding="utf-8")
+        written.append(folder / file_name)
+    return written
+
+
+def export_tables(
+    out: Path, output: OutputSettings, tables: Mapping[str, pl.DataFrame]
+) -> list[Path]:
+    """Write the exports ``output`` asks for from ``tables`` (name -> merged table).
+
+    Raises:
+        ExportError: a vendor profile does not fit the table (the message names the setting).
+
+    Example:
+        >>> import tempfile
+        >>> export_tables(Path(tempfile.mkdtemp()), OutputSettings(), {})
+        []
+    """
+    files: list[Path] = []
+    exports = out / "exports"
+    for name, table in tables.items():
+        if "csv" in output.formats:
+            files.append(export.write_csv(table, exports / f"{name}.csv"))
+        if "ndjson" in output.formats:
+            files.append(export.write_ndjson(table, exports / f"{name}.ndjson"))
+    volume = tables.get("callvolume")
+    if volume is None:
+        return files
+    if "kore" in output.formats:
+        doc = export.callvolume_document(volume, org_id=output.org_id, unit=output.duration_unit)
+        files.append(export.write_json(doc, exports / "callvolume_document.json"))
+    for name in output.vendor_profiles:
+        files += _vendor(out, name, volume)
+    if output.forecast:
+        frame = long_format(volume.lazy(), metrics=output.forecast_metrics).collect()
+        path = exports / "forecast.parquet"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        frame.write_parquet(path)
+        files.append(path)
+    return files

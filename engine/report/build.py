@@ -1,0 +1,298 @@
+"""``wfm-intervals report``: one self-contained HTML file describing a built store.
+
+The page opens offline: CSS, charts (inline SVG from :mod:`engine.report.charts`) and one small
+script are inline, and nothing refers to another file or URL. Sections: volume over the window,
+a weekday x hour heatmap, service level and AHT per day and queue, callback outcomes and retries,
+and data quality (quarantine counts and, when the store holds a ``reconcile.json``, the
+reconciliation). The numbers come from :mod:`engine.report.data` and :mod:`engine.report.sections`;
+this module only lays them out.
+
+Example:
+    >>> import tempfile
+    >>> from engine import pipeline
+    >>> from engine.settings import BuildSettings
+    >>> from engine.demo.contacts import generate_contacts
+    >>> out = Path(tempfile.mkdtemp())
+    >>> _ = pipeline.build_contacts(generate_contacts(days=1).lazy(), settings=BuildSettings(),
+    ...                             out_dir=out)
+    >>> data = write_report(out, out / "report.html")
+    >>> "data-ready" in (out / "report.html").read_text()
+    True
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from html import escape
+from pathlib import Path
+from typing import Any, Final
+
+import polars as pl
+
+from engine.report import charts
+from engine.report.data import MAX_POINTS, ReportData, compute, open_store
+from engine.report.page import (
+    CSS,
+    DASH,
+    SCRIPT,
+    Cell,
+    callback_tables,
+    fmt_duration,
+    fmt_int,
+    fmt_pct,
+    header,
+    service_table,
+    table,
+)
+from engine.settings import SlFormula
+
+__all__ = ["SECTIONS", "json_html", "render", "write_report"]
+
+#: Section ids of the page, in order.
+SECTIONS: Final = ("volume", "heatmap", "service", "callbacks", "quality")
+_KINDS: Final = {"contacts": "Contacts", "callbacks": "Callback attempts"}
+_MAX_ROWS: Final = 200  #: rows of one reconciliation table shown
+_FOOTER: Final = (
+    "Made by wfm-intervals from the store's additive columns; every ratio is derived from sums, "
+    "never averaged. Definitions: docs/metrics.md and docs/callbacks.md."
+)
+
+
+def _section(sid: str, title: str, how: str, body: str) -> str:
+    return (
+        f'<section id="{sid}" data-section="{sid}"><h2>{escape(title)}</h2>'
+        f'<p class="how"><strong>How to read this.</strong> {how}</p>{body}</section>'
+    )
+
+
+def _none(text: str) -> str:
+    return f'<p class="empty">{escape(text)}</p>'
+
+
+def _no_contacts(d: ReportData) -> str | None:
+    """Why the contact sections are empty, if they are."""
+    if "callvolume" not in d.store.tables:
+        return _none("No callvolume table in this store (run `wfm-intervals build`).")
+    return _none("No contacts in this window.") if d.queues.height == 0 else None
+
+
+_QUEUE_HEAD: Final = ("Queue (channel)", "Offered", "Answered", "Abandoned", "Abandon rate",
+                     "Service level", "ASA", "AHT")  # fmt: skip
+
+
+def _queue_row(label: str, r: dict[str, Any]) -> list[str]:
+    counts = [fmt_int(r[c]) for c in ("offered", "answered", "abandoned")]
+    ratios = [fmt_pct(r["abandon_rate"]), fmt_pct(r["service_level"])]
+    return [label, *counts, *ratios, fmt_duration(r["asa_ms"]), fmt_duration(r["aht_ms"])]
+
+
+def _volume(d: ReportData) -> str:
+    title = "Volume over the window"
+    how = (
+        "One panel per channel. The shaded area is contacts offered; the green line those "
+        "answered and the red line those abandoned, per time bucket in the report's zone. "
+        "Long windows are rolled up (exactly: sums of intervals) so that each line has at most "
+        f"{MAX_POINTS} points. The table gives the window total per queue, with ratios computed "
+        "from those totals."
+    )
+    if missing := _no_contacts(d):
+        return _section("volume", title, how, missing)
+    svg = charts.volume_svg(
+        d.volume, window=d.window, minutes=d.volume_minutes, interval=d.interval_minutes, tz=d.tz
+    )
+    rows = [_queue_row(r["queue"], r) for r in d.queues.iter_rows(named=True)]
+    total = _queue_row("All queues", d.totals)
+    grid = table(_QUEUE_HEAD, rows, total=total, table_id="queue-totals")
+    return _section("volume", title, how, f"<figure>{svg}</figure>{grid}")
+
+
+def _heatmap(d: ReportData) -> str:
+    how = (
+        f"Each cell is the number of contacts offered in that hour of that weekday, local time in "
+        f"{escape(d.tz)}, summed over the window (the label after each weekday says how many of "
+        "that weekday the window holds, partial days included). Darker is busier; the cells add "
+        "up to the offered total above."
+    )
+    title = "When contacts arrive: weekday by hour of day"
+    if missing := _no_contacts(d):
+        return _section("heatmap", title, how, missing)
+    return _section(
+        "heatmap", title, how, f"<figure>{charts.heatmap_svg(d.heatmap, tz=d.tz)}</figure>"
+    )
+
+
+def _service(d: ReportData, target: float) -> str:
+    how = (
+        f"Service level ({escape(d.sl_formula)}) and average handle time per local day and queue, "
+        "each computed from that day's summed counts and durations. Service level is green at or "
+        f"above the {target:.0%} target, amber within 10 points below it and red further below; "
+        "AHT is amber more than 10% above the queue's AHT over the window and blue more than 10% "
+        "below it. Days marked † are cut by the window (not whole local days) and are left out of "
+        "the chart."
+    )
+    title = "Service level and handle time per day and queue"
+    if missing := _no_contacts(d):
+        return _section("service", title, how, missing)
+    whole = d.daily.filter(~pl.col("partial"))
+    chart = f"<figure>{charts.service_svg(whole, target=target)}</figure>" if whole.height else ""
+    return _section("service", title, how, chart + service_table(d.daily, d.queues, target))
+
+
+def _callbacks(d: ReportData) -> str:
+    how = (
+        "A callback request is a chain of attempts; it counts once, in the interval of its first "
+        "attempt, with the outcome of its last attempt. Success rate is successful requests over "
+        "all requests. The retry table counts requests by how many retries they needed (0 = "
+        "settled on the first attempt) and by final outcome; the bars show each row's outcome mix."
+    )
+    title = "Callbacks: outcomes and retries"
+    cb = d.callbacks
+    if cb is None:
+        return _section("callbacks", title, how, _none("No callback tables in this store."))
+    if cb.targets.row(-1, named=True)["requests"] == 0:
+        return _section("callbacks", title, how, _none("No callback requests in this window."))
+    return _section("callbacks", title, how, callback_tables(cb))
+
+
+def _scalar(value: Any) -> Cell:
+    if isinstance(value, bool):
+        return ("✓ yes", "ok") if value else ("✗ no", "bad")
+    if value is None:
+        return (DASH, "na")
+    if isinstance(value, int):
+        return fmt_int(value)
+    return str(value)
+
+
+def json_html(value: Any) -> str:
+    """Any JSON value as nested tables (lists of objects as tables, at most 200 rows each).
+
+    Example:
+        >>> "<td>ok</td>" in json_html({"ok": True, "rows": [{"field": "offered", "diff": 1}]})
+        True
+    """
+    if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+        cols = list(dict.fromkeys(k for v in value for k in v))
+        rows = [[_scalar(v.get(c)) for c in cols] for v in value[:_MAX_ROWS]]
+        cut = len(value) > _MAX_ROWS
+        note = f"<p>The first {_MAX_ROWS} of {len(value):,} rows.</p>" if cut else ""
+        return f'<div class="scroll">{table(cols, rows)}</div>{note}'
+    if not isinstance(value, dict):
+        cell = _scalar(value)
+        return f"<p>{escape(cell if isinstance(cell, str) else cell[0])}</p>"
+    flat = [[k, _scalar(v)] for k, v in value.items() if not isinstance(v, dict | list)]
+    out = table(["Field", "Value"], flat) if flat else ""
+    for key, v in value.items():
+        if isinstance(v, dict | list):
+            out += f"<h4>{escape(str(key))}</h4>" + json_html(v)
+    return out
+
+
+def _quality(d: ReportData) -> str:
+    how = (
+        "Rows that could not be used are quarantined with a reason (see docs/metrics.md and "
+        "docs/callbacks.md) and never silently dropped; counts are for the whole build, not only "
+        "this window. Reconciliation compares our numbers with a vendor's own aggregate, when "
+        "one has been run into this store (reconcile.json)."
+    )
+    q = d.quarantine
+    counts = (
+        table(
+            ["Reason", *(_KINDS[c] for c in q.columns if c != "reason")],
+            [[r[0], *(fmt_int(v) for v in r[1:])] for r in q.iter_rows()],
+            total=["Total", *(fmt_int(q[c].sum()) for c in q.columns if c != "reason")],
+            table_id="quarantine",
+        )
+        if q.height
+        else _none("Nothing was quarantined.")
+    )
+    intake = table(
+        ["", *(_KINDS[c] for c in d.intake.columns[1:])],
+        [[r[0], *(fmt_int(v) for v in r[1:])] for r in d.intake.iter_rows()],
+        table_id="intake",
+    )
+    store = d.store
+    if store.reconcile_error:
+        recon = _none(f"reconcile.json could not be read: {store.reconcile_error}")
+    elif store.reconcile is None:
+        recon = '<p class="empty" id="reconcile-status">Reconciliation: not run.</p>'
+    else:
+        recon = f'<div id="reconcile">{json_html(store.reconcile)}</div>'
+    body = (
+        f'<div class="cols"><div><h3>What the builds read</h3>{intake}</div>'
+        f"<div><h3>Quarantined rows by reason</h3>{counts}</div></div>"
+        f"<h3>Reconciliation</h3>{recon}"
+    )
+    return _section("quality", "Data quality", how, body)
+
+
+def render(
+    data: ReportData, *, sl_target: float = 0.8, generated_at: datetime | None = None
+) -> str:
+    """The whole HTML page for ``data``.
+
+    Args:
+        data: from :func:`engine.report.data.compute`.
+        sl_target: the service-level target the colours and the chart's line use.
+        generated_at: the time printed as the generation time (default: now).
+
+    Example:
+        ``page = render(compute(open_store(Path("demo-out"))), sl_target=0.85)``
+    """
+    at = generated_at or datetime.now(UTC)
+    title = f"wfm-intervals report {data.window[0]:%Y-%m-%d} to {data.window[1]:%Y-%m-%d}"
+    body = "".join(
+        [
+            header(data, at, sl_target),
+            _volume(data),
+            _heatmap(data),
+            _service(data, sl_target),
+            _callbacks(data),
+            _quality(data),
+        ]
+    )
+    return (
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{escape(title)}</title><style>{CSS}</style></head>"
+        f"<body><main>{body}</main><footer>{_FOOTER}</footer>"
+        f"<script>{SCRIPT}</script></body></html>\n"
+    )
+
+
+def write_report(
+    store: Path,
+    out: Path,
+    *,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    tz: str | None = None,
+    sl_formula: SlFormula | None = None,
+    sl_target: float = 0.8,
+    generated_at: datetime | None = None,
+) -> ReportData:
+    """Compute the report of the build under ``store`` and write it to ``out`` (atomically).
+
+    Args:
+        store: a build's ``--out`` directory (or its ``store/``).
+        out: the HTML file to write.
+        start: window start (default: the store's first interval).
+        end: window end, exclusive (default: the store's last interval end).
+        tz: zone of days, hours and weekdays (default: the build's zone).
+        sl_formula: service-level formula (default: the build's).
+        sl_target: target service level for the colours, in ``[0, 1]``.
+        generated_at: printed generation time (default: now).
+
+    Returns:
+        The numbers shown.
+
+    Raises:
+        engine.report.data.StoreError: no tables in ``store``, a bad window or zone.
+    """
+    data = compute(open_store(store), start=start, end=end, tz=tz, sl_formula=sl_formula)
+    page = render(data, sl_target=sl_target, generated_at=generated_at)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text(page, encoding="utf-8")
+    tmp.replace(out)
+    return data

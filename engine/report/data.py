@@ -1,0 +1,289 @@
+"""The numbers of the HTML report (:mod:`engine.report.build`), read from a built store with Polars.
+
+:func:`open_store` finds what a build (``build``, ``callbacks`` or ``demo``) wrote under its
+``--out`` directory; :func:`compute` turns it into :class:`ReportData`: small, collected frames,
+one per report section. Roll-ups go through the engine's own functions
+(:func:`engine.tables.callvolume.rollup`, :func:`engine.tables.callvolume.rollup_window`) and every
+ratio
+(service level, AHT, success rate) is derived again from summed additive columns with
+:func:`engine.tables.callvolume.derive`, never averaged.
+
+Example:
+    >>> import tempfile
+    >>> from engine import pipeline
+    >>> from engine.settings import BuildSettings
+    >>> from engine.demo.contacts import generate_contacts
+    >>> out = Path(tempfile.mkdtemp())
+    >>> _ = pipeline.build_contacts(generate_contacts(days=1).lazy(), settings=BuildSettings(),
+    ...                             out_dir=out)
+    >>> data = compute(open_store(out))
+    >>> data.heatmap["offered"].sum() == data.queues["offered"].sum()
+    True
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Final
+
+import polars as pl
+
+from engine.interval import Window
+from engine.report.sections import (
+    CallbackNumbers,
+    callback_numbers,
+    quality_frames,
+    service_level_formula,
+)
+from engine.settings import BuildSettings, SlFormula
+from engine.tables import callvolume
+
+__all__ = ["MAX_POINTS", "TABLES", "ReportData", "Store", "StoreError", "compute", "open_store"]
+
+#: The tables a report reads from ``store/``.
+TABLES: Final = ("callvolume", "callback_intervals", "retry_outcomes")
+#: The volume chart rolls up (hourly, then daily) until it has at most this many points per line.
+MAX_POINTS: Final = 800
+_SUMS: Final = tuple(c for c in callvolume.ADDITIVE if c not in callvolume.MAXIMA)
+
+
+class StoreError(ValueError):
+    """The store directory is missing, empty, or an option does not fit it."""
+
+
+@dataclass(frozen=True)
+class Store:
+    """What a build wrote: its tables (lazy), its summaries and reconciliation, if any."""
+
+    root: Path
+    tables: dict[str, pl.LazyFrame]
+    summaries: dict[str, dict[str, Any]] = field(default_factory=dict)
+    reconcile: Any = None
+    reconcile_error: str | None = None
+
+    def setting(self, key: str) -> Any:
+        """A build setting from the summaries (contacts first), or ``None``."""
+        return next((s[key] for s in self.summaries.values() if key in s), None)
+
+
+@dataclass(frozen=True)
+class ReportData:
+    """Everything the report shows, computed; frames are small and collected."""
+
+    store: Store
+    window: Window
+    tz: str
+    interval_minutes: int | None
+    sl_formula: SlFormula
+    sl_formula_note: str
+    volume_minutes: int
+    volume: pl.DataFrame  #: bucket start (UTC), channel, offered, answered, abandoned
+    heatmap: pl.DataFrame  #: weekday 1-7 x hour 0-23, offered; and ``days`` per weekday
+    daily: pl.DataFrame  #: local day x queue: sums and derived ratios
+    queues: pl.DataFrame  #: window total per queue
+    totals: dict[str, Any]  #: window total of every queue
+    callbacks: CallbackNumbers | None
+    quarantine: pl.DataFrame  #: reason, contacts, callbacks
+    intake: pl.DataFrame  #: what the builds read: measure, contacts, callbacks
+
+
+def open_store(path: Path) -> Store:
+    """Find the tables, summaries and ``reconcile.json`` of a build's output directory.
+
+    ``path`` is the build's ``--out`` directory (holding ``store/``) or its ``store/`` itself.
+
+    Raises:
+        StoreError: no interval table is there.
+
+    Example:
+        >>> open_store(Path("/nonexistent"))
+        Traceback (most recent call last):
+        ...
+        engine.report.data.StoreError: /nonexistent: no store/ with callvolume, ...
+    """
+    tables_dir, root = (path / "store", path) if (path / "store").is_dir() else (path, path.parent)
+    tables = {
+        name: pl.scan_parquet(tables_dir / name / "**" / "*.parquet", hive_partitioning=False)
+        for name in TABLES
+        if any((tables_dir / name).rglob("*.parquet"))
+    }
+    if not tables:
+        msg = f"{path}: no store/ with callvolume, callback_intervals or retry_outcomes tables"
+        raise StoreError(msg + " (run `wfm-intervals build`, `callbacks` or `demo` first)")
+    summaries = {
+        kind: json.loads(p.read_text())
+        for kind, p in (
+            ("contacts", root / "summary.json"),
+            ("callbacks", root / "callbacks_summary.json"),
+        )
+        if p.is_file()
+    }
+    reconcile, error = None, None
+    candidates = [p / "reconcile.json" for p in (root, tables_dir)]
+    if found := next((p for p in candidates if p.is_file()), None):
+        try:
+            reconcile = json.loads(found.read_text())
+        except (OSError, ValueError) as exc:
+            error = f"{found}: {exc}"
+    return Store(root, tables, summaries, reconcile, error)
+
+
+def _window(store: Store, start: datetime | None, end: datetime | None) -> Window:
+    spans = pl.concat(
+        pl.collect_all(
+            [
+                t.select(pl.col("interval_start_utc").min(), pl.col("interval_end_utc").max())
+                for t in store.tables.values()
+            ]
+        )
+    )
+    lo, hi = start or spans["interval_start_utc"].min(), end or spans["interval_end_utc"].max()
+    if not isinstance(lo, datetime) or not isinstance(hi, datetime):
+        msg = f"{store.root}: the store's tables have no intervals; give --start and --end"
+        raise StoreError(msg)
+    if hi <= lo:
+        msg = f"the window end {hi.isoformat()} is not after its start {lo.isoformat()}"
+        raise StoreError(msg)
+    return lo, hi
+
+
+def _in(table: pl.LazyFrame, window: Window) -> pl.LazyFrame:
+    start = pl.col("interval_start_utc")
+    return table.filter(start >= window[0], start < window[1])
+
+
+def _volume_minutes(window: Window, interval: int) -> int:
+    minutes = (window[1] - window[0]).total_seconds() / 60
+    return next(
+        (m for m in (interval, 60, 1440) if m >= interval and minutes / m <= MAX_POINTS), 1440
+    )
+
+
+def _labelled(frame: pl.LazyFrame) -> pl.LazyFrame:
+    label = pl.format("{} ({})", pl.col("queue_name"), pl.col("channel").cast(pl.String))
+    return frame.with_columns(label.alias("queue"))
+
+
+def _volume_numbers(
+    table: pl.LazyFrame, window: Window, tz: str, interval: int, settings: BuildSettings
+) -> dict[str, Any]:
+    base = _in(table.select(callvolume.SCHEMA.keys()), window)
+    minutes = _volume_minutes(window, interval)
+    counts = [pl.col(c).sum() for c in ("offered", "answered", "abandoned")]
+    local = pl.col("interval_start_utc").dt.convert_time_zone(tz)
+    hours = pl.DataFrame({"hour": range(24)}, schema={"hour": pl.Int8})
+    grid = pl.DataFrame({"weekday": range(1, 8)}, schema={"weekday": pl.Int8}).join(
+        hours, how="cross"
+    )
+    rolled = callvolume.rollup(base, window=window, minutes=minutes, tz=tz)
+    daily = callvolume.rollup(base, window=window, minutes=1440, tz=tz)
+    window_rows = callvolume.rollup_window(base)
+    volume, heat, days, queues, totals = pl.collect_all(
+        [
+            rolled.group_by("interval_start_utc", "channel").agg(counts).sort(pl.all()),
+            base.group_by(local.dt.weekday().alias("weekday"), local.dt.hour().alias("hour")).agg(
+                pl.col("offered").sum()
+            ),
+            _labelled(callvolume.derive(daily, settings=settings))
+            .with_columns(
+                pl.col("interval_start_local").dt.date().alias("day"),
+                (
+                    (pl.col("interval_start_utc") < window[0])
+                    | (pl.col("interval_end_utc") > window[1])
+                ).alias("partial"),
+            )
+            .sort("day", "channel", "queue_name"),
+            _labelled(callvolume.derive(window_rows, settings=settings)).sort("channel", "queue"),
+            callvolume.derive(
+                window_rows.select(
+                    *(pl.col(c).sum() for c in _SUMS),
+                    *(pl.col(c).max() for c in callvolume.MAXIMA),
+                ),
+                settings=settings,
+            ),
+        ]
+    )
+    weekday_days = days.select("day").unique().group_by(pl.col("day").dt.weekday().alias("weekday"))
+    heatmap = (
+        grid.join(heat, on=["weekday", "hour"], how="left")
+        .join(weekday_days.len("days"), on="weekday", how="left")
+        .with_columns(pl.col("offered", "days").fill_null(0).cast(pl.Int64))
+        .sort("weekday", "hour")
+    )
+    return {
+        "volume_minutes": minutes,
+        "volume": volume,
+        "heatmap": heatmap,
+        "daily": days,
+        "queues": queues,
+        "totals": totals.row(0, named=True),
+    }
+
+
+def _empty_volume() -> dict[str, Any]:
+    empty = pl.DataFrame()
+    frames = dict.fromkeys(("volume", "heatmap", "daily", "queues"), empty)
+    return {"volume_minutes": 0, "totals": {}, **frames}
+
+
+def compute(
+    store: Store,
+    *,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    tz: str | None = None,
+    sl_formula: SlFormula | None = None,
+) -> ReportData:
+    """Every number of the report for ``[start, end)`` (default: the span of the store).
+
+    Args:
+        store: from :func:`open_store`.
+        start: first instant (UTC-aware); intervals starting at or after it are in.
+        end: end instant, exclusive.
+        tz: zone of days, hours and weekdays (default: the zone the store was built in).
+        sl_formula: service-level formula (default: the one the store was built with).
+
+    Raises:
+        StoreError: the window is empty or reversed, or ``tz`` is not a zone.
+    """
+    zone = tz or store.setting("tz") or "UTC"
+    try:
+        settings = BuildSettings(tz=zone)
+    except ValueError as exc:
+        msg = f"--tz {zone!r}: not an IANA time zone"
+        raise StoreError(msg) from exc
+    window = _window(store, start, end)
+    table = store.tables.get("callvolume")
+    formula, note = service_level_formula(table, sl_formula)
+    settings = settings.model_copy(update={"sl_formula": formula})
+    interval = store.setting("interval_minutes")
+    if interval is None and table is not None:
+        lengths = table.select((pl.col("interval_end_utc") - pl.col("interval_start_utc")).mode())
+        interval = int(lengths.collect().to_series()[0].total_seconds() // 60)
+    volume = (
+        _volume_numbers(table, window, zone, int(interval or 15), settings)
+        if table is not None
+        else _empty_volume()
+    )
+    cb, ro = store.tables.get("callback_intervals"), store.tables.get("retry_outcomes")
+    callbacks = (
+        callback_numbers(_in(cb, window), _in(ro, window) if ro is not None else None)
+        if cb is not None
+        else None
+    )
+    quarantine, intake = quality_frames(store.root, store.summaries)
+    return ReportData(
+        store=store,
+        window=window,
+        tz=zone,
+        interval_minutes=int(interval) if interval else None,
+        sl_formula=formula,
+        sl_formula_note=note,
+        callbacks=callbacks,
+        quarantine=quarantine,
+        intake=intake,
+        **volume,
+    )

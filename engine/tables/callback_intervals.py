@@ -1,0 +1,146 @@
+"""The ``callback_intervals`` table (SPEC §6.1, docs/callbacks.md).
+
+One row per interval x ``call_target_id`` x ``type`` x ``first_party_called`` x ``source_type``,
+zero-filled over the window for every combination seen in it. A request counts in the interval
+of its instant (its first attempt's ``created_at``). Only additive columns are stored (counts,
+sums, non-null counts and maxima, see :data:`engine.tables.callback_requests.ADDITIVE`), so summing
+rows
+over whole intervals gives the metrics document's additive fields exactly and :func:`rollup` is
+exact.
+
+Example:
+    >>> from datetime import datetime, UTC
+    >>> from engine.settings import BuildSettings
+    >>> from engine.demo.callbacks import generate_attempts
+    >>> w = datetime(2026, 10, 1, tzinfo=UTC), datetime(2026, 10, 2, tzinfo=UTC)
+    >>> t = build(generate_attempts(days=1, scale=0.2).lazy(), window=w, settings=BuildSettings())
+    >>> t.collect().height % 96
+    0
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import polars as pl
+
+from engine.interval import (
+    GRID,
+    Window,
+    aggregate_by_interval,
+    in_grid,
+    interval_grid,
+    zero_fill,
+)
+from engine.schema import CALLBACK_FIRST_PARTIES, CALLBACK_SOURCE_TYPES, CALLBACK_TYPES
+from engine.settings import BuildSettings
+from engine.tables import callback_requests as callback_request
+from engine.tables.callback_requests import (
+    ADDITIVE,
+    call_target_names,
+    combine,
+    finish_table,
+    measures,
+    partitioned_requests,
+    rolled_up,
+)
+
+__all__ = [
+    "ADDITIVE",
+    "GROUP",
+    "KEYS",
+    "REQUEST_COLUMNS",
+    "SCHEMA",
+    "build",
+    "from_requests",
+    "rollup",
+]
+
+#: The group columns besides the interval.
+GROUP: Final = ("call_target_id", "type", "first_party_called", "source_type")
+KEYS: Final = ("interval_start_utc", *GROUP)
+#: The request columns the table reads (:func:`from_requests`), including the names': every one
+#: but the chain key and the customer (only the document counts customers).
+REQUEST_COLUMNS: Final = tuple(
+    c
+    for c in callback_request.REQUEST_COLUMNS
+    if c not in ("source", "original_id", "customer_key")
+)
+
+#: The stored table: interval key columns, the group, the call target's name, additive measures.
+SCHEMA: Final[dict[str, pl.DataType]] = {
+    **GRID,
+    "call_target_id": pl.String(),
+    "call_target_name": pl.String(),
+    "type": CALLBACK_TYPES,
+    "first_party_called": CALLBACK_FIRST_PARTIES,
+    "source_type": CALLBACK_SOURCE_TYPES,
+    **dict.fromkeys(ADDITIVE, pl.Int64()),
+}
+
+
+def _zero_fill(agg: pl.LazyFrame, grid: pl.DataFrame, names: pl.LazyFrame) -> pl.LazyFrame:
+    filled = zero_fill(agg, grid, agg.select(GROUP).unique(), fill=ADDITIVE)
+    return finish_table(filled, names, columns=list(SCHEMA), order=[*GROUP, "interval_start_utc"])
+
+
+def from_requests(reqs: pl.LazyFrame, grid: pl.DataFrame, names: pl.LazyFrame) -> pl.LazyFrame:
+    """The table over ``grid`` from the requests whose instant lies in it.
+
+    Taking requests rather than attempts lets one requests frame serve both callback tables
+    (:func:`engine.pipeline.callbacks.callback_tables`): building requests is most of the cost.
+
+    Args:
+        reqs: the window's requests, at least :data:`REQUEST_COLUMNS`.
+        grid: the intervals (:func:`engine.interval.interval_grid`).
+        names: per call target its name (:func:`engine.tables.callback_requests.call_target_names`).
+    """
+    agg = aggregate_by_interval(
+        reqs, grid, at=pl.col("instant"), by=GROUP, measures=measures(), combine=combine()
+    )
+    return _zero_fill(agg, grid, names)
+
+
+def build(attempts: pl.LazyFrame, *, window: Window, settings: BuildSettings) -> pl.LazyFrame:
+    """The callback interval table for ``window`` from canonical (validated) attempts.
+
+    Args:
+        attempts: canonical attempts (:data:`engine.schema.CALLBACK_ATTEMPTS`); every attempt of
+            a request must be present, whatever its own time, for the request to be complete.
+        window: ``[start, end)``; widened to whole intervals.
+        settings: interval length and zone (the other settings do not apply to callbacks).
+
+    Returns:
+        :data:`SCHEMA`'s columns, sorted by the group columns and interval.
+
+    Example:
+        >>> from datetime import datetime, UTC
+        >>> from engine.schema import CALLBACK_ATTEMPTS
+        >>> w = datetime(2026, 10, 1, tzinfo=UTC), datetime(2026, 10, 1, 1, tzinfo=UTC)
+        >>> empty = pl.LazyFrame(schema=CALLBACK_ATTEMPTS)
+        >>> build(empty, window=w, settings=BuildSettings()).collect().height
+        0
+    """
+    grid = interval_grid(*window, minutes=settings.interval_minutes, tz=settings.tz)
+    where = [in_grid(pl.col("instant"), grid)]
+    reqs = partitioned_requests(attempts, where=where, columns=REQUEST_COLUMNS).cache()
+    return from_requests(reqs, grid, call_target_names(reqs))
+
+
+def rollup(table: pl.LazyFrame, *, window: Window, minutes: int, tz: str) -> pl.LazyFrame:
+    """Roll the table up to coarser intervals (30, 60, or 1440 for local days), exactly.
+
+    Each fine interval lies in exactly one coarse interval; sums add and maxima take the max.
+
+    Example:
+        >>> from datetime import datetime, UTC
+        >>> from engine.demo.callbacks import generate_attempts
+        >>> w = datetime(2026, 10, 1, tzinfo=UTC), datetime(2026, 10, 2, tzinfo=UTC)
+        >>> t15 = build(generate_attempts(days=1, scale=0.2).lazy(), window=w,
+        ...             settings=BuildSettings())
+        >>> rollup(t15, window=w, minutes=60, tz="UTC").collect().height % 24
+        0
+    """
+    grid = interval_grid(*window, minutes=minutes, tz=tz)
+    rolled, names = rolled_up(table, grid, group=GROUP, columns=ADDITIVE)
+    return _zero_fill(rolled, grid, names)

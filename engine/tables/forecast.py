@@ -1,0 +1,65 @@
+"""The long forecasting format (``unique_id``, ``ds``, ``y``) that statsforecast, Prophet and
+the other Nixtla tools read.
+
+One series per queue, channel and metric: ``unique_id`` is ``queue_id|channel|metric``, ``ds``
+is the interval start in UTC *without* a zone (forecasting libraries want naive, strictly
+increasing stamps; local wall-clock stamps repeat in the fall-back hour), and ``y`` the metric as
+a float. Only additive metrics are offered: they are zero-filled, so every series is complete
+and regular. Forecast the workload (``offered``, ``answered``, ``handle_ms``) and derive AHT as
+``handle_ms / answered`` from the forecasts, rather than forecasting a ratio.
+
+Example:
+    >>> from datetime import datetime, UTC, timedelta
+    >>> from engine import callvolume
+    >>> from engine.settings import BuildSettings
+    >>> from engine.demo.contacts import generate_contacts
+    >>> w = datetime(2026, 10, 1, tzinfo=UTC), datetime(2026, 10, 2, tzinfo=UTC)
+    >>> t = callvolume.build(generate_contacts(start=w[0], days=1, scale=0.1).lazy(), window=w,
+    ...                      settings=BuildSettings())
+    >>> long_format(t, metrics=("offered",)).collect().columns
+    ['unique_id', 'ds', 'y']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import polars as pl
+
+from engine.tables.callvolume import ADDITIVE
+
+__all__ = ["DEFAULT_METRICS", "long_format"]
+
+DEFAULT_METRICS: tuple[str, ...] = ("offered", "answered", "abandoned", "handle_ms")
+
+
+def long_format(table: pl.LazyFrame, *, metrics: Sequence[str] = DEFAULT_METRICS) -> pl.LazyFrame:
+    """The volume table as one long frame of series, sorted by ``unique_id`` and ``ds``.
+
+    Args:
+        table: a volume table (:data:`engine.tables.callvolume.SCHEMA` columns).
+        metrics: additive columns to turn into series.
+
+    Raises:
+        ValueError: a metric is not an additive column of the volume table.
+    """
+    unknown = [m for m in metrics if m not in ADDITIVE]
+    if unknown:
+        msg = f"not additive volume columns: {unknown} (choose from {list(ADDITIVE)})"
+        raise ValueError(msg)
+    return (
+        table.unpivot(
+            index=["queue_id", "channel", "interval_start_utc"],
+            on=list(metrics),
+            variable_name="metric",
+            value_name="y",
+        )
+        .select(
+            pl.concat_str(
+                "queue_id", pl.col("channel").cast(pl.String), "metric", separator="|"
+            ).alias("unique_id"),
+            pl.col("interval_start_utc").dt.replace_time_zone(None).alias("ds"),
+            pl.col("y").cast(pl.Float64),
+        )
+        .sort("unique_id", "ds")
+    )

@@ -1,0 +1,149 @@
+"""The ``retry_outcomes`` table (SPEC §6.1, docs/callbacks.md).
+
+One row per interval x ``call_target_id`` x ``retry_bucket`` (``1`` … ``5``, ``over5``; all six
+for every call target with a request in the window), with the requests whose retry count falls in
+the bucket, by final outcome. Requests without retries are in no bucket. A request counts in the
+interval of its instant (its first attempt's ``created_at``).
+
+Example:
+    >>> from datetime import datetime, UTC
+    >>> from engine.settings import BuildSettings
+    >>> from engine.demo.callbacks import generate_attempts
+    >>> w = datetime(2026, 10, 1, tzinfo=UTC), datetime(2026, 10, 2, tzinfo=UTC)
+    >>> t = build(generate_attempts(days=1, scale=0.2).lazy(), window=w, settings=BuildSettings())
+    >>> t.collect().height % (96 * 6)
+    0
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import polars as pl
+
+from engine.interval import (
+    GRID,
+    Window,
+    aggregate_by_interval,
+    in_grid,
+    interval_grid,
+    zero_fill,
+)
+from engine.settings import BuildSettings
+from engine.tables.callback_requests import (
+    OUTCOMES,
+    RETRY_BUCKETS,
+    call_target_names,
+    combine,
+    finish_table,
+    partitioned_requests,
+    retry_bucket,
+    rolled_up,
+)
+
+__all__ = [
+    "COUNTS",
+    "GROUP",
+    "KEYS",
+    "REQUEST_COLUMNS",
+    "SCHEMA",
+    "build",
+    "from_requests",
+    "rollup",
+]
+
+GROUP: Final = ("call_target_id", "retry_bucket")
+KEYS: Final = ("interval_start_utc", *GROUP)
+#: The additive columns.
+COUNTS: Final = ("requests", *OUTCOMES)
+#: The request columns the table reads (:func:`from_requests`), including the names'.
+REQUEST_COLUMNS: Final = ("call_target_id", "call_target_name", "instant", "retries", "outcome")
+
+SCHEMA: Final[dict[str, pl.DataType]] = {
+    **GRID,
+    "call_target_id": pl.String(),
+    "call_target_name": pl.String(),
+    "retry_bucket": RETRY_BUCKETS,
+    **dict.fromkeys(COUNTS, pl.Int64()),
+}
+
+
+def _measures() -> list[pl.Expr]:
+    outcome = pl.col("outcome")
+    return [
+        pl.len().cast(pl.Int64).alias("requests"),
+        *((outcome == o).sum().cast(pl.Int64).alias(o) for o in OUTCOMES),
+    ]
+
+
+def _zero_fill(
+    agg: pl.LazyFrame, grid: pl.DataFrame, targets: pl.LazyFrame, names: pl.LazyFrame
+) -> pl.LazyFrame:
+    buckets = pl.LazyFrame([pl.Series("retry_bucket", RETRY_BUCKETS.categories, RETRY_BUCKETS)])
+    filled = zero_fill(agg, grid, targets.join(buckets, how="cross"), fill=COUNTS)
+    return finish_table(filled, names, columns=list(SCHEMA), order=[*GROUP, "interval_start_utc"])
+
+
+def from_requests(reqs: pl.LazyFrame, grid: pl.DataFrame, names: pl.LazyFrame) -> pl.LazyFrame:
+    """The table over ``grid`` from the requests whose instant lies in it.
+
+    Every call target with a request in ``reqs`` gets all six buckets, so ``reqs`` must be all
+    the window's requests, not only the retried ones.
+
+    Args:
+        reqs: the window's requests, at least :data:`REQUEST_COLUMNS`.
+        grid: the intervals (:func:`engine.interval.interval_grid`).
+        names: per call target its name (:func:`engine.tables.callback_requests.call_target_names`).
+    """
+    retried = reqs.filter(pl.col("retries") > 0).with_columns(retry_bucket())
+    agg = aggregate_by_interval(
+        retried,
+        grid,
+        at=pl.col("instant"),
+        by=GROUP,
+        measures=_measures(),
+        combine=combine(COUNTS),
+    )
+    return _zero_fill(agg, grid, reqs.select("call_target_id").unique(), names)
+
+
+def build(attempts: pl.LazyFrame, *, window: Window, settings: BuildSettings) -> pl.LazyFrame:
+    """The retry outcome table for ``window`` from canonical (validated) attempts.
+
+    Args:
+        attempts: canonical attempts (:data:`engine.schema.CALLBACK_ATTEMPTS`).
+        window: ``[start, end)``; widened to whole intervals.
+        settings: interval length and zone.
+
+    Returns:
+        :data:`SCHEMA`'s columns, sorted by call target, bucket and interval.
+
+    Example:
+        >>> from datetime import datetime, UTC
+        >>> from engine.schema import CALLBACK_ATTEMPTS
+        >>> w = datetime(2026, 10, 1, tzinfo=UTC), datetime(2026, 10, 1, 1, tzinfo=UTC)
+        >>> build(pl.LazyFrame(schema=CALLBACK_ATTEMPTS), window=w,
+        ...       settings=BuildSettings()).collect().columns == list(SCHEMA)
+        True
+    """
+    grid = interval_grid(*window, minutes=settings.interval_minutes, tz=settings.tz)
+    where = [in_grid(pl.col("instant"), grid)]
+    reqs = partitioned_requests(attempts, where=where, columns=REQUEST_COLUMNS).cache()
+    return from_requests(reqs, grid, call_target_names(reqs))
+
+
+def rollup(table: pl.LazyFrame, *, window: Window, minutes: int, tz: str) -> pl.LazyFrame:
+    """Roll the table up to coarser intervals (30, 60, or 1440 for local days), exactly.
+
+    Example:
+        >>> from datetime import datetime, UTC
+        >>> from engine.demo.callbacks import generate_attempts
+        >>> w = datetime(2026, 10, 1, tzinfo=UTC), datetime(2026, 10, 2, tzinfo=UTC)
+        >>> t15 = build(generate_attempts(days=1, scale=0.2).lazy(), window=w,
+        ...             settings=BuildSettings())
+        >>> rollup(t15, window=w, minutes=1440, tz="UTC").collect().height % 6
+        0
+    """
+    grid = interval_grid(*window, minutes=minutes, tz=tz)
+    rolled, names = rolled_up(table, grid, group=GROUP, columns=COUNTS)
+    return _zero_fill(rolled, grid, table.select("call_target_id").unique(), names)

@@ -1,0 +1,279 @@
+"""Validation of callback attempts (SPEC §3.2, §7; docs/callbacks.md): clean, quarantine, gaps.
+
+Input: attempts with the canonical column names (:data:`engine.schema.CALLBACK_ATTEMPTS`), typed
+or as text (CSV). Enumerations may use the vendor's spellings, folded to canonical values by
+:mod:`engine.validate.spelling` (which documents every accepted spelling).
+
+A null ``type`` or ``outcome`` is quarantined as unknown; a null ``first_party_called``,
+``source_type``, ``call_target_id`` or ``customer_key`` is kept (the attempt has no such
+attribute). Known non-callbacks are set aside before any other check (:func:`not_callbacks`).
+Every other row that breaks a rule is quarantined with the *first* reason that applies:
+
+=========================  ================================================================
+reason                     when
+=========================  ================================================================
+``missing_id``             ``source``, ``attempt_id`` or ``original_id`` is null
+``missing_timestamp``      ``created_at`` is null
+``unparsable_timestamp``   a timestamp is text that is not ISO 8601 with an offset or ``Z``
+``wrong_type``             a number is not whole (``retry_attempt`` null too), a flag is not
+                           ``true``/``false``/``1``/``0``
+``negative_retry_attempt`` ``retry_attempt`` < 0
+``negative_duration``      ``callback_ms``, ``estimated_callback_ms``, ``customer_wait_ms`` or
+                           ``talk_ms`` < 0 (``punctuality_ms`` is signed)
+``end_before_start``       ``ended_at`` < ``created_at`` (SPEC §7 "end before start")
+``unknown_type``           ``type`` is not a callback type nor a known non-callback
+``unknown_outcome``        ``outcome`` is no accepted spelling
+``unknown_first_party``    ``first_party_called`` is no accepted spelling
+``unknown_source_type``    ``source_type`` is no accepted spelling
+``conflicting_duplicate``  two different rows share (``source``, ``attempt_id``): both
+=========================  ================================================================
+
+Rows equal after normalisation are collapsed (a re-read hour delivers the same attempt again).
+
+Example:
+    >>> raw = pl.LazyFrame({"source": ["m"], "attempt_id": ["a"], "original_id": ["a"],
+    ...     "retry_attempt": ["0"], "type": ["ASAP"], "outcome": ["Success"],
+    ...     "first_party_called": ["Customer First"], "created_at": ["2026-10-01T09:00:00Z"]})
+    >>> clean, bad = validate_callback_attempts(raw)
+    >>> clean.select("type", "outcome", "first_party_called").collect().row(0)
+    ('asap', 'successful', 'customer')
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import polars as pl
+
+from engine.schema import CALLBACK_ATTEMPTS, QUARANTINE
+from engine.validate.contacts import InputSchemaError, _parse_integer, _parse_timestamp
+from engine.validate.spelling import NOT_CALLBACK_TYPES, SPELLINGS, spelling_key
+
+__all__ = [
+    "KEY",
+    "REASONS",
+    "REQUIRED",
+    "callback_gaps",
+    "conform_attempts",
+    "not_callbacks",
+    "validate_callback_attempts",
+]
+
+REASONS: Final = (
+    "missing_id",
+    "missing_timestamp",
+    "unparsable_timestamp",
+    "wrong_type",
+    "negative_retry_attempt",
+    "negative_duration",
+    "end_before_start",
+    "unknown_type",
+    "unknown_outcome",
+    "unknown_first_party",
+    "unknown_source_type",
+    "conflicting_duplicate",
+)
+#: The identity of an attempt.
+KEY: Final = ("source", "attempt_id")
+#: Columns an input must have (the others default to null).
+REQUIRED: Final = ("source", "attempt_id", "original_id", "retry_attempt", "type", "created_at")
+
+_ENUMS: Final = {  # column: (spellings, reason, null is an error)
+    "type": (SPELLINGS["type"], "unknown_type", True),
+    "outcome": (SPELLINGS["outcome"], "unknown_outcome", True),
+    "first_party_called": (SPELLINGS["first_party_called"], "unknown_first_party", False),
+    "source_type": (SPELLINGS["source_type"], "unknown_source_type", False),
+}
+_NON_NEGATIVE: Final = ("callback_ms", "estimated_callback_ms", "customer_wait_ms", "talk_ms")
+_ROW, _REASON, _DETAIL = "__row", "__reason", "__detail"
+
+
+def _is_not_callback() -> pl.Expr:
+    return spelling_key(pl.col("type"), "type").is_in(NOT_CALLBACK_TYPES).fill_null(value=False)
+
+
+def _check_columns(frame: pl.LazyFrame) -> pl.Schema:
+    schema = frame.collect_schema()
+    missing = [c for c in REQUIRED if c not in schema]
+    if missing:
+        msg = f"input has no column {', '.join(map(repr, missing))} (required: {REQUIRED})"
+        raise InputSchemaError(msg)
+    return schema
+
+
+def not_callbacks(frame: pl.LazyFrame) -> pl.LazyFrame:
+    """The input rows that are known non-callbacks (``type`` ``unknown``, ``hold``, …), as given.
+
+    Not bad input: the pipeline counts them as ``not_callbacks``.
+
+    Example:
+        >>> rows = pl.LazyFrame({c: ["x"] for c in REQUIRED}).with_columns(type=pl.lit("Unknown"))
+        >>> not_callbacks(rows).collect().height
+        1
+    """
+    _check_columns(frame)
+    return frame.filter(_is_not_callback())
+
+
+def _parse_boolean(name: str, dtype: pl.DataType) -> tuple[pl.Expr, pl.Expr]:
+    col = pl.col(name)
+    if dtype in (pl.Boolean(), pl.Null()):
+        return col.cast(pl.Boolean), pl.lit(value=False)
+    text = col.cast(pl.String).str.strip_chars().str.to_lowercase()
+    value = text.replace_strict(
+        {"true": True, "1": True, "false": False, "0": False}, default=None, return_dtype=pl.Boolean
+    )
+    return value, text.is_not_null() & value.is_null()
+
+
+def _parse_enum(name: str, target: pl.Enum) -> tuple[pl.Expr, pl.Expr]:
+    spellings, _, required = _ENUMS[name]
+    text = spelling_key(pl.col(name), name)
+    value = text.replace_strict(spellings, default=None, return_dtype=pl.String)
+    bad = value.is_null() if required else text.is_not_null() & value.is_null()
+    return value.cast(target), bad
+
+
+def _first_reason(flags: list[tuple[str, str, pl.Expr]]) -> tuple[pl.Expr, pl.Expr]:
+    """The reason and column of the first failing rule, in the order of :data:`REASONS`."""
+    order = {r: i for i, r in enumerate(REASONS)}
+    reason, detail = pl.lit(None, pl.String), pl.lit(None, pl.String)
+    for r, c, flag in sorted(flags, key=lambda f: order[f[0]], reverse=True):
+        hit = flag.fill_null(value=False)
+        reason = pl.when(hit).then(pl.lit(r)).otherwise(reason)
+        detail = pl.when(hit).then(pl.lit(c)).otherwise(detail)
+    return reason, detail
+
+
+def conform_attempts(frame: pl.LazyFrame) -> pl.LazyFrame:
+    """Parse the callback rows of ``frame`` to the canonical schema, adding ``__reason``,
+    ``__detail`` (the column at fault) and ``__row`` (the row's index in ``frame``); known
+    non-callbacks are dropped.
+
+    Raises:
+        InputSchemaError: a required column is missing or a timestamp column is naive.
+    """
+    schema = _check_columns(frame)
+    absent = [pl.lit(None).alias(c) for c in CALLBACK_ATTEMPTS if c not in schema]
+    exprs: list[pl.Expr] = [pl.col(_ROW)]
+    checks: list[tuple[str, str, pl.Expr]] = []
+    for name, target in CALLBACK_ATTEMPTS.items():
+        dtype = schema.get(name, pl.Null())
+        if isinstance(target, pl.Datetime):
+            value, bad = _parse_timestamp(name, dtype)
+            checks.append(("unparsable_timestamp", name, bad))
+        elif target.is_integer():
+            value, bad = _parse_integer(name, dtype, target)
+            checks.append(("wrong_type", name, bad))
+        elif target == pl.Boolean():
+            value, bad = _parse_boolean(name, dtype)
+            checks.append(("wrong_type", name, bad))
+        elif isinstance(target, pl.Enum):
+            value, bad = _parse_enum(name, target)
+            checks.append((_ENUMS[name][1], name, bad))
+        else:
+            value = pl.col(name).cast(pl.String)
+        exprs.append(value.alias(name))
+    checks += [("missing_id", c, pl.col(c).is_null()) for c in ("source", *KEY[1:], "original_id")]
+    checks += [("missing_timestamp", "created_at", pl.col("created_at").is_null())]
+    checks += [("wrong_type", "retry_attempt", pl.col("retry_attempt").is_null())]
+    flagged = (
+        frame.with_row_index(_ROW)
+        .filter(~_is_not_callback())
+        .with_columns(absent)
+        .select(*exprs, *(f.alias(f"__f{i}") for i, (_, _, f) in enumerate(checks)))
+    )
+    flags = [(r, c, pl.col(f"__f{i}")) for i, (r, c, _) in enumerate(checks)]
+    flags += [
+        ("negative_retry_attempt", "retry_attempt", pl.col("retry_attempt") < 0),
+        *(("negative_duration", c, pl.col(c) < 0) for c in _NON_NEGATIVE),
+        ("end_before_start", "ended_at", pl.col("ended_at") < pl.col("created_at")),
+    ]
+    reason, detail = _first_reason(flags)
+    return flagged.with_columns(reason.alias(_REASON), detail.alias(_DETAIL)).select(
+        *CALLBACK_ATTEMPTS, _REASON, _DETAIL, _ROW
+    )
+
+
+def _quarantine_rows(frame: pl.LazyFrame, failed: pl.LazyFrame) -> pl.LazyFrame:
+    """Quarantine rows for ``failed`` (``__row``, ``__reason``, ``__detail``): the raw payload is
+    taken from ``frame`` as given, and only for the (few) failed rows."""
+    known = [c for c in frame.collect_schema() if c in CALLBACK_ATTEMPTS]
+    return (
+        failed.join(frame.with_row_index(_ROW), on=_ROW, how="left")
+        .select(
+            pl.col("source").cast(pl.String),
+            pl.lit("callback_attempts").alias("table"),
+            pl.col("attempt_id").cast(pl.String).fill_null("?").alias("record_id"),
+            pl.col(_REASON).alias("reason"),
+            pl.col(_DETAIL).alias("detail"),
+            pl.struct(known).struct.json_encode().alias("raw"),
+        )
+        .cast(QUARANTINE)  # type: ignore[arg-type]
+    )
+
+
+def validate_callback_attempts(frame: pl.LazyFrame) -> tuple[pl.LazyFrame, pl.LazyFrame]:
+    """Split the callback rows of ``frame`` into canonical attempts and quarantine rows.
+
+    Known non-callbacks are in neither (see :func:`not_callbacks`).
+
+    Args:
+        frame: attempts with the canonical column names, typed or as text.
+
+    Returns:
+        ``(clean, quarantine)``: ``clean`` has exactly the
+        :data:`~engine.schema.CALLBACK_ATTEMPTS` schema and a unique (``source``,
+        ``attempt_id``); ``quarantine`` has the :data:`~engine.schema.QUARANTINE` schema.
+
+    Example:
+        >>> rows = pl.LazyFrame({"source": "m", "attempt_id": ["a", "b"], "original_id": "a",
+        ...     "retry_attempt": [0, -1], "type": "asap", "outcome": "Unavailable",
+        ...     "created_at": "2026-10-01T09:00:00Z"})
+        >>> clean, bad = validate_callback_attempts(rows)
+        >>> clean.collect().height, bad.collect()["reason"].to_list()
+        (1, ['negative_retry_attempt'])
+    """
+    conformed = conform_attempts(frame)
+    failed = conformed.filter(pl.col(_REASON).is_not_null())
+    passed = conformed.filter(pl.col(_REASON).is_null())
+    distinct = passed.select(list(CALLBACK_ATTEMPTS)).unique()
+    clashes = pl.len().over(KEY) > 1
+    clashing = distinct.filter(clashes).select(KEY).unique()
+    conflicts = (  # one row per distinct content of a clashing identity
+        passed.join(clashing, on=KEY, how="semi")
+        .unique(subset=list(CALLBACK_ATTEMPTS), keep="any")
+        .with_columns(
+            pl.lit("conflicting_duplicate").alias(_REASON), pl.lit("attempt_id").alias(_DETAIL)
+        )
+    )
+    bad = pl.concat([f.select(_ROW, _REASON, _DETAIL) for f in (failed, conflicts)])
+    return distinct.filter(~clashes), _quarantine_rows(frame, bad)
+
+
+def callback_gaps(clean: pl.LazyFrame) -> pl.LazyFrame:
+    """Chains with missing retry numbers: ``source``, ``original_id``, ``missing`` (sorted).
+
+    A chain's retry numbers should run from 0 to its highest ``retry_attempt``.
+
+    Example:
+        >>> rows = pl.LazyFrame({"source": ["m", "m"], "original_id": ["a", "a"],
+        ...                      "retry_attempt": [0, 3]})
+        >>> callback_gaps(rows).collect()["missing"].to_list()
+        [[1, 2]]
+    """
+    retry = pl.col("retry_attempt")
+    return (
+        clean.group_by("source", "original_id")
+        .agg(retry.unique().alias("_have"), retry.max().alias("_max"))
+        .select(
+            "source",
+            "original_id",
+            pl.int_ranges(0, pl.col("_max").cast(pl.Int32) + 1, dtype=pl.Int32)
+            .list.set_difference("_have")
+            .list.sort()
+            .alias("missing"),
+        )
+        .filter(pl.col("missing").list.len() > 0)
+        .sort("source", "original_id")
+    )

@@ -1,0 +1,281 @@
+"""Validation at the boundary: canonical contacts in, clean rows and quarantine rows out (SPEC §7).
+
+Any input frame (Parquet with proper types, or CSV/NDJSON where everything may be text) is
+conformed to :data:`engine.schema.CONTACTS`. A row that breaks a rule goes to the quarantine
+frame with the *first* reason that applies, in this order:
+
+=========================  ================================================================
+reason                     when
+=========================  ================================================================
+``missing_id``             ``source``, ``contact_id``, ``segment_no`` or ``queue_id`` is null
+``missing_timestamp``      ``offered_at`` is null
+``unparsable_timestamp``   a timestamp is text that is not ISO 8601 with a UTC offset or ``Z``
+``wrong_type``             a number column holds something that is not a whole number
+``unknown_channel``        ``channel`` is not one of the canonical channels
+``unknown_direction``      ``direction`` is not ``inbound``/``outbound``
+``unknown_outcome``        ``outcome`` is not ``answered``/``abandoned``/``flow_out``/``open``
+``end_before_offer``       ``ended_at`` is before ``offered_at``
+``answer_before_offer``    ``answered_at`` is before ``offered_at``
+``negative_duration``      a ``*_ms`` column or a count is negative
+``conflicting_duplicate``  two different rows share an identity *and* its latest ``updated_at``
+=========================  ================================================================
+
+Exact duplicate rows are collapsed and, for one identity, the row with the latest ``updated_at``
+wins (a null ``updated_at`` is older than any other); those are updates, not bad input.
+
+Example:
+    >>> import polars as pl
+    >>> from engine.demo.contacts import generate_contacts
+    >>> clean, bad = validate_contacts(generate_contacts(days=1).lazy())
+    >>> bad.collect().height
+    0
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import polars as pl
+
+from engine.schema import CONTACTS, CONTACTS_KEY, CONTACTS_REQUIRED, QUARANTINE, UTC_TS
+
+__all__ = ["REASONS", "InputSchemaError", "conform_contacts", "validate_contacts"]
+
+REASONS: tuple[str, ...] = (
+    "missing_id",
+    "missing_timestamp",
+    "unparsable_timestamp",
+    "wrong_type",
+    "unknown_channel",
+    "unknown_direction",
+    "unknown_outcome",
+    "end_before_offer",
+    "answer_before_offer",
+    "negative_duration",
+    "conflicting_duplicate",
+)
+
+_TIMESTAMPS = ("offered_at", "answered_at", "ended_at", "updated_at")
+_ENUMS = {
+    "channel": "unknown_channel",
+    "direction": "unknown_direction",
+    "outcome": "unknown_outcome",
+}
+_INTEGERS = tuple(c for c, t in CONTACTS.items() if t.is_integer())
+_TEXT = tuple(c for c, t in CONTACTS.items() if t == pl.String())
+_ZERO_DEFAULT = ("talk_ms", "hold_ms", "acw_ms", "messages", "csat_responses", "csat_score")
+_OLDEST = datetime(1, 1, 1, tzinfo=UTC)
+_RAW = "__raw"
+_REASON = "__reason"
+_DETAIL = "__detail"
+_SHARED = "__shared"
+_PARSED = "__parsed_"
+_SHORT = "%Y-%m-%dT%H:%M%#z"  # no seconds
+
+
+class InputSchemaError(ValueError):
+    """The input cannot be read as contacts at all (a required column is missing, naive times)."""
+
+
+def _parse_timestamp(name: str, dtype: pl.DataType) -> tuple[pl.Expr, pl.Expr]:
+    """The parsed column and a flag for 'had a value that did not parse'.
+
+    Self-contained (both formats on every value); :func:`conform_contacts` parses text columns
+    a cheaper way (:func:`_parse_texts`), with the same result.
+    """
+    col = pl.col(name)
+    if isinstance(dtype, pl.Datetime):
+        if dtype.time_zone is None:
+            msg = f"column {name!r} holds naive datetimes; canonical instants must be UTC-aware"
+            raise InputSchemaError(msg)
+        return col.dt.convert_time_zone("UTC").cast(UTC_TS), pl.lit(value=False)
+    if dtype == pl.Null:
+        return pl.lit(None, UTC_TS), pl.lit(value=False)
+    text = col.cast(pl.String)
+    parsed = pl.coalesce(  # RFC 3339 / ISO 8601 with seconds, or without them (09:01Z)
+        _instant(text, fmt) for fmt in ("%+", _SHORT)
+    )
+    return parsed, text.is_not_null() & parsed.is_null()
+
+
+def _conform_timestamp(name: str, dtype: pl.DataType) -> tuple[pl.Expr, pl.Expr]:
+    """:func:`_parse_timestamp` for :func:`conform_contacts`: a text column was parsed one step
+    earlier (:func:`_parse_texts`) into a column of its own."""
+    if isinstance(dtype, pl.Datetime | pl.Null):
+        return _parse_timestamp(name, dtype)
+    parsed = pl.col(_PARSED + name)
+    return parsed, pl.col(name).is_not_null() & parsed.is_null()
+
+
+def _instant(text: pl.Expr, fmt: str) -> pl.Expr:
+    return text.str.to_datetime(fmt, time_unit="us", time_zone="UTC", strict=False)
+
+
+def _parse_texts(frame: pl.LazyFrame, schema: pl.Schema) -> pl.LazyFrame:
+    """``frame`` with each text timestamp column parsed into ``__parsed_<name>``.
+
+    RFC 3339 / ISO 8601 with seconds, or else without them (``09:01Z``): the second format only
+    sees the values the first one refused (the others are masked to null), because parsing is
+    nearly all of the conform's cost and a failing parse costs as much as a successful one. Two
+    steps of their own: inside one expression Polars' common subexpression elimination
+    evaluated the first parse twice, and the whole parse once for the value and once more for
+    its flag.
+    """
+    names = [
+        n for n in _TIMESTAMPS if n in schema and not isinstance(schema[n], pl.Datetime | pl.Null)
+    ]
+    if not names:
+        return frame
+    text = {n: pl.col(n).cast(pl.String) for n in names}
+    first = [_instant(text[n], "%+").alias(_PARSED + n) for n in names]
+    second = [
+        pl.coalesce(  # the second format sees null where the first one parsed
+            pl.col(_PARSED + n),
+            _instant(pl.when(pl.col(_PARSED + n).is_null()).then(text[n]), _SHORT),
+        ).alias(_PARSED + n)
+        for n in names
+    ]
+    return frame.with_columns(first).with_columns(second)
+
+
+def _parse_integer(name: str, dtype: pl.DataType, target: pl.DataType) -> tuple[pl.Expr, pl.Expr]:
+    col = pl.col(name)
+    if dtype == pl.Null:  # absent (or all-null) column: the caller's default applies
+        return pl.lit(None, target), pl.lit(value=False)
+    if dtype.is_integer():
+        return col.cast(target), pl.lit(value=False)
+    if dtype.is_float():
+        whole = col.is_null() | (col.is_finite() & (col == col.floor()))
+        return pl.when(whole).then(col).cast(target, strict=False), ~whole
+    parsed = col.cast(pl.String).str.strip_chars().cast(target, strict=False)
+    return parsed, col.is_not_null() & parsed.is_null()
+
+
+def conform_contacts(frame: pl.LazyFrame) -> pl.LazyFrame:
+    """Parse ``frame`` to the canonical schema, adding ``__reason``, ``__detail`` and ``__raw``.
+
+    Raises:
+        InputSchemaError: a required column is missing or a timestamp column is naive.
+    """
+    schema = frame.collect_schema()
+    missing = [c for c in CONTACTS_REQUIRED if c not in schema]
+    if missing:
+        msg = f"input has no column {', '.join(map(repr, missing))} (required: {CONTACTS_REQUIRED})"
+        raise InputSchemaError(msg)
+    known = [c for c in schema if c in CONTACTS]
+    exprs: list[pl.Expr] = [pl.struct(known).alias(_RAW)]
+    checks: list[tuple[str, str, pl.Expr]] = []  # (reason, column, flag)
+
+    for name, target in CONTACTS.items():
+        dtype = schema.get(name, pl.Null())
+        if name in _TIMESTAMPS:
+            value, bad = _conform_timestamp(name, dtype)
+            checks.append(("unparsable_timestamp", name, bad))
+        elif name in _INTEGERS:
+            value, bad = _parse_integer(name, dtype, target)
+            checks.append(("wrong_type", name, bad))
+            if name in _ZERO_DEFAULT:
+                value = value.fill_null(0)
+        elif name in _ENUMS:
+            assert isinstance(target, pl.Enum)
+            text = pl.col(name).cast(pl.String) if name in schema else pl.lit("inbound")
+            if name == "direction":
+                text = text.fill_null("inbound")
+            ok = text.is_in(target.categories.to_list())
+            checks.append((_ENUMS[name], name, ~ok.fill_null(value=False)))
+            value = pl.when(ok).then(text).cast(target)
+        else:
+            value = pl.col(name).cast(pl.String) if name in schema else pl.lit(None, pl.String)
+        exprs.append(value.alias(name))
+
+    # Nullness of the value as given: an unparsable value is not a missing one.
+    checks.append(("missing_timestamp", "offered_at", pl.col("offered_at").is_null()))
+    checks += [("missing_id", c, pl.col(c).is_null()) for c in (*CONTACTS_KEY, "queue_id")]
+    conformed = _parse_texts(frame, schema).select(
+        *exprs, *(f.alias(f"__f{i}") for i, (_, _, f) in enumerate(checks))
+    )
+    flags = [(r, c, pl.col(f"__f{i}")) for i, (r, c, _) in enumerate(checks)]
+    offered = pl.col("offered_at")
+    flags += [
+        ("end_before_offer", "ended_at", pl.col("ended_at") < offered),
+        ("answer_before_offer", "answered_at", pl.col("answered_at") < offered),
+    ]
+    flags += [("negative_duration", c, pl.col(c) < 0) for c in _INTEGERS if c != "segment_no"]
+    order = {r: i for i, r in enumerate(REASONS)}
+    flags.sort(key=lambda f: order[f[0]])
+    reason = pl.lit(None, pl.String)
+    detail = pl.lit(None, pl.String)
+    for r, c, flag in reversed(flags):  # the first failing rule wins
+        reason = pl.when(flag.fill_null(value=False)).then(pl.lit(r)).otherwise(reason)
+        detail = pl.when(flag.fill_null(value=False)).then(pl.lit(c)).otherwise(detail)
+    wait = _filled_wait()
+    return conformed.with_columns(
+        reason.alias(_REASON), detail.alias(_DETAIL), wait.alias("wait_ms")
+    ).select(*CONTACTS, _REASON, _DETAIL, _RAW)
+
+
+def _filled_wait() -> pl.Expr:
+    """``wait_ms`` when given, else what the timestamps say, else 0 (SPEC §3.1)."""
+    offered = pl.col("offered_at")
+    until = (
+        pl.when(pl.col("outcome") == "answered")
+        .then(pl.col("answered_at"))
+        .otherwise(pl.col("ended_at"))
+    )
+    derived = (until - offered).dt.total_milliseconds()
+    return pl.coalesce(pl.col("wait_ms"), derived, pl.lit(0, pl.Int64))
+
+
+def _quarantine_rows(frame: pl.LazyFrame) -> pl.LazyFrame:
+    return frame.select(
+        pl.col("source"),
+        pl.lit("contacts").alias("table"),
+        pl.concat_str(
+            pl.col("contact_id").fill_null("?"),
+            pl.col("segment_no").cast(pl.String).fill_null("?"),
+            separator=":",
+        ).alias("record_id"),
+        pl.col(_REASON).alias("reason"),
+        pl.col(_DETAIL).alias("detail"),
+        pl.col(_RAW).struct.json_encode().alias("raw"),
+    ).cast(QUARANTINE)  # type: ignore[arg-type]
+
+
+def validate_contacts(frame: pl.LazyFrame) -> tuple[pl.LazyFrame, pl.LazyFrame]:
+    """Split ``frame`` into canonical contacts and quarantine rows.
+
+    Both outputs come from one conformed frame, marked once with whether its identity occurs
+    more than once (a window count) and cached: collected together, the two outputs parse and
+    group each row once. (Without the mark the cache would not hold: Polars pushes the outputs'
+    different filters through it and conforms the input once per branch, seven times in all.)
+    Only rows whose identity is shared go through the de-duplication rules; every other valid
+    row passes straight through. Counting all rows, not only valid ones, sends a few extra rows
+    that way (a valid row sharing its identity only with invalid ones); the rules then keep it,
+    exactly as if it had passed straight through.
+
+    Args:
+        frame: contacts in the canonical shape, possibly as text columns.
+
+    Returns:
+        ``(clean, quarantine)``: ``clean`` has exactly the :data:`~engine.schema.CONTACTS`
+        schema and a unique identity; ``quarantine`` has the :data:`~engine.schema.QUARANTINE`
+        schema.
+    """
+    key = list(CONTACTS_KEY)
+    marked = conform_contacts(frame).with_columns((pl.len().over(key) > 1).alias(_SHARED)).cache()
+    valid = pl.col(_REASON).is_null()
+    failed = marked.filter(~valid)
+    single = marked.filter(valid & ~pl.col(_SHARED)).select(list(CONTACTS))
+    versions = marked.filter(valid & pl.col(_SHARED)).select(list(CONTACTS)).unique(keep="any")
+    stamp = pl.col("updated_at").fill_null(_OLDEST)
+    latest = versions.filter(stamp == stamp.max().over(key))
+    clashes = pl.len().over(key) > 1
+    # Both rows of a conflict parsed cleanly, so their canonical form is their payload.
+    conflicts = latest.filter(clashes).with_columns(
+        pl.lit("conflicting_duplicate").alias(_REASON),
+        pl.lit("updated_at").alias(_DETAIL),
+        pl.struct(list(CONTACTS)).alias(_RAW),
+    )
+    clean = pl.concat([single, latest.filter(~clashes).select(list(CONTACTS))])
+    quarantine = pl.concat([_quarantine_rows(failed), _quarantine_rows(conflicts)])
+    return clean, quarantine
