@@ -28,11 +28,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from connectors.errors import ConfigError, ConnectorError
-from connectors.registry import get_source
 from connectors.state import StateStore, format_utc
 from connectors.sync import Progress as SyncProgress
 from connectors.sync import SyncReport, sync_source
 from engine.app.config import AppSettings, to_toml
+from engine.app.sources import connector
 from engine.cli.common import CONFIG_OPTION, fail, settings_or_fail
 
 __all__ = ["config_group", "run_sync", "state_group", "sync"]
@@ -74,7 +74,7 @@ def run_sync(
     """
     reports: list[SyncReport] = []
     for name in names:
-        source = get_source(name)
+        source = connector(name)
         source_settings = settings.source(name)
         if not source_settings.enabled:
             msg = f"sources.{name}.enabled: the source is not enabled"

@@ -33,10 +33,10 @@ from typing import Any, Final, Literal
 import polars as pl
 
 from connectors.normalise import rebuild
-from connectors.registry import SOURCES
 from connectors.vendors.kore.client import KORE, KoreSettings
 from connectors.vendors.mindful.client import MindfulSettings, fetch_metrics
 from engine.app.config import AppSettings
+from engine.app.sources import SOURCES
 from engine.interval import Window, snap_window
 from engine.output import files as export
 from engine.output.store import scan_attempts

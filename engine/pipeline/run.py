@@ -38,10 +38,10 @@ from typing import Any
 import polars as pl
 
 from connectors.errors import ConfigError
-from connectors.registry import get_source
 from connectors.state import StateStore, format_utc
 from connectors.vendors.kore.client import KoreSettings
 from engine.app.config import AppSettings
+from engine.app.sources import connector
 from engine.interval import Window
 from engine.output import files as export
 from engine.pipeline.checks import Inputs, reconcile, write_reconciliation
@@ -109,7 +109,7 @@ def _check_dirs(settings: AppSettings) -> None:
 
 def _cut(settings: AppSettings, name: str, window: Window) -> Window:
     """``window`` ended where the source's sync has completed (its committed cursor)."""
-    stream = get_source(name).configured(settings.source(name)).streams[0].name
+    stream = connector(name).configured(settings.source(name)).streams[0].name
     state = StateStore(settings.store.state).get(name, stream)
     end = window[1] if state is None else min(window[1], state.cursor)
     return window[0], end

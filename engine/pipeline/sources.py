@@ -29,9 +29,9 @@ import polars as pl
 
 from connectors.landing import compact, scan_landed
 from connectors.normalise import rebuild
-from connectors.registry import get_source
 from connectors.sync import Progress, sync_source
 from engine.app.config import AppSettings
+from engine.app.sources import connector
 from engine.schema import QUARANTINE
 
 __all__ = ["Pull", "SyncFailedError", "canonical", "sync_all"]
@@ -81,7 +81,7 @@ def sync_all(settings: AppSettings, names: Sequence[str], emit: Emit | None = No
     pulls: list[Pull] = []
     today = datetime.now(UTC).date()  # partitions before it are complete (fetch dates, UTC)
     for name in names:
-        source, source_settings = get_source(name), settings.source(name)
+        source, source_settings = connector(name), settings.source(name)
         configured = source.configured(source_settings)
         streams = [s.name for s in configured.streams]
         before = {s: _versions(settings, name, s) for s in streams}
@@ -150,9 +150,9 @@ def canonical(
     """
     landing = settings.store.landing
     outs = [
-        rebuild(get_source(n), landing, settings.source(n))
+        rebuild(connector(n), landing, settings.source(n))
         for n in names
-        if get_source(n).table == table
+        if connector(n).table == table
     ]
     if not outs:
         return None
