@@ -47,6 +47,8 @@ from email.utils import parsedate_to_datetime
 
 import httpx
 
+from engine.errors import WfmError
+
 __all__ = [
     "AuthError",
     "ConfigError",
@@ -103,7 +105,7 @@ def redact_url(url: str | httpx.URL) -> str:
     return str(parsed)
 
 
-class ConnectorError(Exception):
+class ConnectorError(WfmError):
     """Base of every error the connector layer raises on purpose.
 
     Args:

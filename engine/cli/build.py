@@ -12,11 +12,11 @@ from typing import Any
 import click
 
 from engine.cli.common import build_settings, fail, instant
+from engine.errors import InputSchemaError
 from engine.output.files import DurationUnit
 from engine.pipeline import build as pipeline
 from engine.pipeline.build import FORMATS, BuildReport, Format
 from engine.settings import SL_FORMULAS, BuildSettings, ThresholdOverride
-from engine.validate.contacts import InputSchemaError
 
 __all__ = ["build", "build_options", "run_build"]
 

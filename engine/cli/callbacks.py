@@ -23,12 +23,12 @@ import click
 import polars as pl
 
 from engine.cli.common import build_settings, fail, instant
+from engine.errors import InputSchemaError
 from engine.output.store import scan_attempts
 from engine.pipeline import build as pipeline
 from engine.pipeline.callbacks import CALLBACK_FORMATS, CallbackReport, build_callbacks
 from engine.tables import callback_metrics
 from engine.validate.callback_attempts import validate_callback_attempts
-from engine.validate.contacts import InputSchemaError
 
 __all__ = ["callback_metrics_command", "callbacks", "run_callbacks"]
 

@@ -18,10 +18,11 @@ import click
 import polars as pl
 
 from engine.cli.common import fail
+from engine.errors import ExportError, InputFileError
 from engine.output import files as outputs
 from engine.output.files import DOCUMENT_INPUT
-from engine.output.vendor import ExportError, Profile, builtin_profiles, render
-from engine.pipeline.build import InputFileError, read_table
+from engine.output.vendor import Profile, builtin_profiles, render
+from engine.pipeline.build import read_table
 from engine.settings import BuildSettings
 from engine.tables.callvolume import DERIVED, derive
 from engine.tables.forecast import DEFAULT_METRICS, long_format

@@ -24,7 +24,7 @@ import click
 from connectors.errors import ConnectorError
 from engine.app.sections import parse_tolerance
 from engine.cli.common import CONFIG_OPTION, fail, instant, log_lines, print_table, settings_or_fail
-from engine.pipeline.build import InputFileError
+from engine.errors import InputFileError
 from engine.pipeline.checks import Reconciliation, load_inputs, reconcile, write_reconciliation
 
 __all__ = ["reconcile_command", "show_reconciliation"]

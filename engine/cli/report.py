@@ -17,8 +17,8 @@ import click
 import polars as pl
 
 from engine.cli.common import fail, instant
+from engine.errors import StoreError
 from engine.report.build import write_report
-from engine.report.data import StoreError
 from engine.settings import SL_FORMULAS, SlFormula
 
 __all__ = ["report"]

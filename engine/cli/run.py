@@ -36,9 +36,9 @@ from engine.cli.common import (
     print_table,
     settings_or_fail,
 )
-from engine.output.vendor import ExportError
+from engine.errors import ExportError, SyncFailedError
 from engine.pipeline.run import STEPS, RunSummary, run
-from engine.pipeline.sources import Emit, SyncFailedError
+from engine.pipeline.sources import Emit
 
 __all__ = ["run_command", "show_summary"]
 

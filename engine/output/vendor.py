@@ -23,16 +23,13 @@ from typing import Literal
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from engine.errors import ExportError
 from engine.interval import interval_grid
 from engine.tables.callvolume import ADDITIVE
 
 __all__ = ["PROFILE_DIR", "Column", "ExportError", "Profile", "builtin_profiles", "render"]
 
 PROFILE_DIR = Path(__file__).resolve().parents[2] / "config" / "exports"
-
-
-class ExportError(ValueError):
-    """The table cannot be rendered with this profile (wrong interval length or alignment)."""
 
 
 class Column(BaseModel):

@@ -25,6 +25,7 @@ from typing import Any, Literal
 
 import polars as pl
 
+from engine.errors import InputFileError
 from engine.interval import Window, snap_window
 from engine.output import files as export
 from engine.settings import BuildSettings
@@ -44,10 +45,6 @@ __all__ = [
 
 Format = Literal["parquet", "csv", "ndjson", "kore"]
 FORMATS: tuple[Format, ...] = ("parquet", "csv", "ndjson", "kore")
-
-
-class InputFileError(OSError):
-    """An input file is missing or of a kind we cannot read."""
 
 
 def read_table(path: Path) -> pl.LazyFrame:

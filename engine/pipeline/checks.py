@@ -37,10 +37,11 @@ from connectors.vendors.kore.client import KORE, KoreSettings
 from connectors.vendors.mindful.client import MindfulSettings, fetch_metrics
 from engine.app.config import AppSettings
 from engine.app.sources import SOURCES
+from engine.errors import InputFileError
 from engine.interval import Window, snap_window
 from engine.output import files as export
 from engine.output.store import scan_attempts
-from engine.pipeline.build import InputFileError, read_table
+from engine.pipeline.build import read_table
 from engine.pipeline.kore import reconcile_kore
 from engine.schema import CALLBACK_ATTEMPTS, CONTACTS
 from engine.tables import callvolume

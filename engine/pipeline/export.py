@@ -21,8 +21,9 @@ from pathlib import Path
 import polars as pl
 
 from engine.app.config import OutputSettings
+from engine.errors import ExportError
 from engine.output import files as export
-from engine.output.vendor import ExportError, builtin_profiles, render
+from engine.output.vendor import builtin_profiles, render
 from engine.tables.forecast import long_format
 
 __all__ = ["export_tables"]

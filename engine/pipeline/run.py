@@ -42,6 +42,7 @@ from connectors.state import StateStore, format_utc
 from connectors.vendors.kore.client import KoreSettings
 from engine.app.config import AppSettings
 from engine.app.sources import connector
+from engine.errors import StoreError
 from engine.interval import Window
 from engine.output import files as export
 from engine.pipeline.checks import Inputs, reconcile, write_reconciliation
@@ -52,7 +53,6 @@ from engine.pipeline.state import RunState, load_run_state, run_state_path, save
 from engine.pipeline.tables import Built, build_tables
 from engine.pipeline.window import Canonical, run_windows
 from engine.report.build import write_report
-from engine.report.data import StoreError
 from engine.schema import QUARANTINE
 
 __all__ = ["STEPS", "RunSummary", "run", "utcnow"]

@@ -32,15 +32,12 @@ from connectors.normalise import rebuild
 from connectors.sync import Progress, sync_source
 from engine.app.config import AppSettings
 from engine.app.sources import connector
+from engine.errors import SyncFailedError
 from engine.schema import QUARANTINE
 
 __all__ = ["Pull", "SyncFailedError", "canonical", "sync_all"]
 
 Emit = Callable[[str, dict[str, Any]], None]
-
-
-class SyncFailedError(RuntimeError):
-    """A stream could not be synced; the message is one line naming the stream and the URL."""
 
 
 @dataclass

@@ -9,7 +9,7 @@ this module only lays them out.
 
 Example:
     >>> import tempfile
-    >>> from engine import pipeline
+    >>> from engine.pipeline import build as pipeline
     >>> from engine.settings import BuildSettings
     >>> from engine.demo.contacts import generate_contacts
     >>> out = Path(tempfile.mkdtemp())

@@ -10,7 +10,7 @@ ratio
 
 Example:
     >>> import tempfile
-    >>> from engine import pipeline
+    >>> from engine.pipeline import build as pipeline
     >>> from engine.settings import BuildSettings
     >>> from engine.demo.contacts import generate_contacts
     >>> out = Path(tempfile.mkdtemp())
@@ -31,6 +31,7 @@ from typing import Any, Final
 
 import polars as pl
 
+from engine.errors import StoreError
 from engine.interval import Window
 from engine.report.sections import (
     CallbackNumbers,
@@ -48,10 +49,6 @@ TABLES: Final = ("callvolume", "callback_intervals", "retry_outcomes")
 #: The volume chart rolls up (hourly, then daily) until it has at most this many points per line.
 MAX_POINTS: Final = 800
 _SUMS: Final = tuple(c for c in callvolume.ADDITIVE if c not in callvolume.MAXIMA)
-
-
-class StoreError(ValueError):
-    """The store directory is missing, empty, or an option does not fit it."""
 
 
 @dataclass(frozen=True)
@@ -102,7 +99,7 @@ def open_store(path: Path) -> Store:
         >>> open_store(Path("/nonexistent"))
         Traceback (most recent call last):
         ...
-        engine.report.data.StoreError: /nonexistent: no store/ with callvolume, ...
+        engine.errors.StoreError: /nonexistent: no store/ with callvolume, ...
     """
     tables_dir, root = (path / "store", path) if (path / "store").is_dir() else (path, path.parent)
     tables = {

@@ -9,7 +9,7 @@ column, which is derived, so the report's own ratios agree with it.
 
 Example:
     >>> from datetime import datetime, UTC
-    >>> from engine import callback_intervals
+    >>> from engine.tables import callback_intervals
     >>> from engine.settings import BuildSettings
     >>> from engine.demo.callbacks import generate_attempts
     >>> w = datetime(2026, 10, 1, tzinfo=UTC), datetime(2026, 10, 2, tzinfo=UTC)

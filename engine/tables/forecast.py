@@ -10,7 +10,7 @@ and regular. Forecast the workload (``offered``, ``answered``, ``handle_ms``) an
 
 Example:
     >>> from datetime import datetime, UTC, timedelta
-    >>> from engine import callvolume
+    >>> from engine.tables import callvolume
     >>> from engine.settings import BuildSettings
     >>> from engine.demo.contacts import generate_contacts
     >>> w = datetime(2026, 10, 1, tzinfo=UTC), datetime(2026, 10, 2, tzinfo=UTC)

@@ -45,8 +45,9 @@ from typing import Final
 
 import polars as pl
 
+from engine.errors import InputSchemaError
 from engine.schema import CALLBACK_ATTEMPTS, QUARANTINE
-from engine.validate.contacts import InputSchemaError, _parse_integer, _parse_timestamp
+from engine.validate.contacts import _parse_integer, _parse_timestamp
 from engine.validate.spelling import NOT_CALLBACK_TYPES, SPELLINGS, spelling_key
 
 __all__ = [

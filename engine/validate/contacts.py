@@ -37,6 +37,7 @@ from datetime import UTC, datetime
 
 import polars as pl
 
+from engine.errors import InputSchemaError
 from engine.schema import CONTACTS, CONTACTS_KEY, CONTACTS_REQUIRED, QUARANTINE, UTC_TS
 
 __all__ = ["REASONS", "InputSchemaError", "conform_contacts", "validate_contacts"]
@@ -71,10 +72,6 @@ _DETAIL = "__detail"
 _SHARED = "__shared"
 _PARSED = "__parsed_"
 _SHORT = "%Y-%m-%dT%H:%M%#z"  # no seconds
-
-
-class InputSchemaError(ValueError):
-    """The input cannot be read as contacts at all (a required column is missing, naive times)."""
 
 
 def _parse_timestamp(name: str, dtype: pl.DataType) -> tuple[pl.Expr, pl.Expr]:

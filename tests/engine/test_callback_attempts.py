@@ -10,6 +10,7 @@ import polars as pl
 import pytest
 
 from engine.demo.callbacks import generate_attempts
+from engine.errors import InputSchemaError
 from engine.schema import CALLBACK_ATTEMPTS, CALLBACK_OUTCOMES, QUARANTINE
 from engine.validate.callback_attempts import (
     REASONS,
@@ -17,7 +18,6 @@ from engine.validate.callback_attempts import (
     not_callbacks,
     validate_callback_attempts,
 )
-from engine.validate.contacts import InputSchemaError
 from engine.validate.spelling import FIRST_PARTY_SPELLINGS, OUTCOME_SPELLINGS, normalised
 
 T0 = datetime(2026, 10, 1, 9, tzinfo=UTC)

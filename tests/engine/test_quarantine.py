@@ -11,8 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from engine.errors import InputSchemaError
 from engine.schema import CONTACTS, QUARANTINE
-from engine.validate.contacts import REASONS, InputSchemaError, validate_contacts
+from engine.validate.contacts import REASONS, validate_contacts
 
 T0 = datetime(2026, 10, 1, 9, tzinfo=UTC)
 

@@ -28,10 +28,11 @@ from click.testing import CliRunner
 from engine.cli.main import cli
 from engine.demo.callbacks import generate_attempts, make_dirty_attempts
 from engine.demo.contacts import generate_contacts, make_dirty
+from engine.errors import StoreError
 from engine.pipeline import build as pipeline
 from engine.pipeline.callbacks import build_callbacks
 from engine.report.build import SECTIONS, render, write_report
-from engine.report.data import MAX_POINTS, StoreError, compute, open_store
+from engine.report.data import MAX_POINTS, compute, open_store
 from engine.settings import BuildSettings
 
 START = datetime(2026, 10, 1, tzinfo=UTC)

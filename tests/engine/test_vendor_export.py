@@ -10,7 +10,8 @@ from typing import Any
 import polars as pl
 import pytest
 
-from engine.output.vendor import ExportError, Profile, builtin_profiles, render
+from engine.errors import ExportError
+from engine.output.vendor import Profile, builtin_profiles, render
 from engine.schema import CONTACTS
 from engine.settings import BuildSettings
 from engine.tables import callvolume

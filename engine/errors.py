@@ -1,0 +1,76 @@
+"""The one error tree of wfm-intervals, and the exit code each branch means.
+
+::
+
+    WfmError                      exit 2 unless a subclass says otherwise
+    ├── InputError                an input cannot be read as the table it should be
+    │   ├── InputFileError        missing, unreadable or of a kind we cannot read (also OSError)
+    │   └── InputSchemaError      readable, but a required column or type is wrong (also ValueError)
+    ├── StoreError                a store or output directory is missing or not what it should be
+    ├── ExportError               a table cannot be rendered with an export profile
+    ├── SyncFailedError           a source could not be synced (one line: source, stream, URL)
+    └── ConnectorError            everything the connector layer raises on purpose
+        ├── RetriableError ...    (429, 5xx, transport, invalid body: retried by the shared layer)
+        ├── FatalError ...        (configuration, auth, shape, paging guards, state)
+        └── SkippableError ...    (one bad record: quarantined, never fatal)
+
+The connector branch is defined in :mod:`connectors.errors` (its own docstring draws it in full);
+it hangs from :class:`WfmError` so that one ``except WfmError`` at the command line catches
+every error we raise on purpose, and :attr:`WfmError.exit_code` says how the process ends.
+Data problems found in good inputs (quarantine over a threshold, reconciliation out of
+tolerance) are not errors: they are counted in the run summary and end with exit 1.
+
+Messages are one line, name the file, setting or URL involved, and never carry a secret.
+
+Example:
+    >>> issubclass(InputSchemaError, ValueError) and issubclass(InputSchemaError, WfmError)
+    True
+    >>> InputFileError("contacts.csv: no such file").exit_code
+    2
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ExportError",
+    "InputError",
+    "InputFileError",
+    "InputSchemaError",
+    "StoreError",
+    "SyncFailedError",
+    "WfmError",
+]
+
+
+class WfmError(Exception):
+    """Base of every error wfm-intervals raises on purpose.
+
+    ``exit_code`` is the process exit status a command ends with when this error stops it:
+    2 for usage, configuration, source and I/O errors (every branch today).
+    """
+
+    exit_code: int = 2
+
+
+class InputError(WfmError):
+    """An input cannot be read as the table it should be."""
+
+
+class InputFileError(InputError, OSError):
+    """An input file is missing or of a kind we cannot read."""
+
+
+class InputSchemaError(InputError, ValueError):
+    """The input cannot be read as its table at all (a required column is missing, naive times)."""
+
+
+class StoreError(WfmError, ValueError):
+    """The store directory is missing, empty, or an option does not fit it."""
+
+
+class ExportError(WfmError, ValueError):
+    """The table cannot be rendered with this profile (wrong interval length or alignment)."""
+
+
+class SyncFailedError(WfmError, RuntimeError):
+    """A stream could not be synced; the message is one line naming the stream and the URL."""
