@@ -25,10 +25,11 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any, TypeVar
+
+from engine import clock
 
 __all__ = [
     "Timings",
@@ -232,7 +233,7 @@ def machine_facts(
 ) -> dict[str, Any]:
     """Where and with what a benchmark ran (load average included: a busy machine is slower)."""
     return {
-        "recorded_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "recorded_at": clock.now().isoformat(timespec="seconds"),
         "nproc": os.cpu_count(),
         "mem_total_gib": _meminfo_gib(),
         "cpu": _cpu_model(),

@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import format_table, loadavg, machine_facts, run_worker, write_json
+from engine import clock
 
 MODULE = "benchmarks.ujet_ingest"
 HERE = Path(__file__).resolve().parent
@@ -105,7 +106,7 @@ def _generate(root: Path, records: int, seed: int) -> dict[str, Any]:
             .select(
                 new_id.alias("record_id"),
                 stamp.alias("updated_at"),
-                pl.lit(datetime.now(UTC)).alias("fetched_at"),
+                pl.lit(clock.now()).alias("fetched_at"),
                 pl.lit("bench").alias("batch_id"),
                 (pl.int_range(pl.len()) // 100).cast(pl.Int32).alias("page_no"),
                 pl.concat_str(
@@ -269,7 +270,7 @@ def _rate(args: argparse.Namespace, anchor: str) -> dict[str, Any]:
         "fraction": round(achieved / args.rate, 4),
         "rate_limited_429": stats.rate_limited_429,
         "sync_wall_s": round(run.report["wall_s"], 2),
-        "recorded_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "recorded_at": clock.now().isoformat(timespec="seconds"),
         "loadavg_1_5_15": loadavg(),  # at the end of this run: the load it ran under
     }
 

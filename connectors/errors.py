@@ -47,6 +47,7 @@ from email.utils import parsedate_to_datetime
 
 import httpx
 
+from engine import clock
 from engine.errors import WfmError
 
 __all__ = [
@@ -237,7 +238,7 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
         when = parsedate_to_datetime(value.strip())
         if when.tzinfo is None:  # the obsolete RFC 850 and asctime forms: HTTP-dates are GMT
             when = when.replace(tzinfo=UTC)
-        return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+        return max(0.0, (when - (now or clock.now())).total_seconds())
     except (TypeError, ValueError, IndexError, OverflowError):
         return None
 

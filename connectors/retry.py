@@ -46,7 +46,7 @@ import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, NamedTuple, TypeVar
 
 import httpx
@@ -54,6 +54,7 @@ import httpx
 from connectors.errors import RetriableError, RetriesExhaustedError, redact_url
 from connectors.http import parse_json, send_request
 from connectors.ratelimit import RateLimiter
+from engine import clock
 
 __all__ = ["ApiRequest", "ApiResponse", "RetryPolicy", "TimeWindow", "send_json"]
 
@@ -218,6 +219,6 @@ def send_json(
         response = send_request(client, built)
         body = parse_json(response)
         status, headers, url = response.status_code, response.headers, redact_url(built.url)
-        return ApiResponse(status, headers, body, url, datetime.now(UTC))
+        return ApiResponse(status, headers, body, url, clock.now())
 
     return attempt() if retry is None else retry.call(attempt)

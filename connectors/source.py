@@ -42,6 +42,7 @@ from connectors.landing import RecordKey
 from connectors.paging import Page, Paginator
 from connectors.ratelimit import RateLimiter
 from connectors.retry import ApiRequest, RetryPolicy
+from engine import clock
 from engine.schema import empty_contacts, empty_quarantine
 
 __all__ = [
@@ -256,7 +257,7 @@ class SourceSettings(BaseModel):
         """Where a stream with no state starts: ``start``, else ``initial_days`` before now."""
         if self.start is not None:
             return self.start.astimezone(UTC)
-        return (now or datetime.now(UTC)) - timedelta(days=self.initial_days)
+        return (now or clock.now()) - timedelta(days=self.initial_days)
 
     def limiter(self) -> RateLimiter:
         """The client-side limiter: ``floor(rate)`` per second (bursts allowed), plus margin."""

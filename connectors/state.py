@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any, TypeGuard
 
 from connectors.errors import ConfigError, StateError
+from engine import clock
 
 __all__ = [
     "StateStore",
@@ -195,10 +196,6 @@ def _finite(value: object) -> TypeGuard[float]:
     return isinstance(value, int | float) and math.isfinite(value)
 
 
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
 class StateStore:
     """Reads and commits :class:`StreamState` files under ``root``.
 
@@ -207,7 +204,7 @@ class StateStore:
         now: Clock for ``committed_at`` (injectable for tests).
     """
 
-    def __init__(self, root: Path, *, now: Callable[[], datetime] = _utcnow) -> None:
+    def __init__(self, root: Path, *, now: Callable[[], datetime] = clock.now) -> None:
         self.root = Path(root)
         self._now = now
 

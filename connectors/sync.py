@@ -29,7 +29,7 @@ import uuid
 from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,7 @@ from connectors.ratelimit import RateLimiter
 from connectors.retry import ApiRequest
 from connectors.source import Source, SourceSettings, Stream, shape_error
 from connectors.state import StateStore, format_utc
+from engine import clock
 
 __all__ = [
     "Progress",
@@ -204,6 +205,7 @@ class _Run:
     batch_id: str
     report: SyncReport
     started: datetime
+    now: Callable[[], datetime]
     latest: datetime | None = None
     base: int = 0
 
@@ -219,7 +221,7 @@ class _Run:
             key=self.stream.record_key
             or RecordKey(self.stream.primary_key, self.stream.cursor_field),
             scrubber=self.scrubber,
-            fetched_at=datetime.now(UTC),
+            fetched_at=self.now(),
             batch_id=self.batch_id,
             page_no=page.page_no,
             record_dtype=self.stream.landed_dtype,
@@ -258,7 +260,7 @@ def sync_stream(
     limiter: RateLimiter,
     sleep: Callable[[float], None] = time.sleep,
     progress: Callable[[Progress], None] | None = None,
-    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    now: Callable[[], datetime] = clock.now,
 ) -> SyncReport:
     """Sync one stream (see the module docstring); a connector error ends it in ``report.error``.
 
@@ -286,6 +288,7 @@ def sync_stream(
         batch_id=f"{started:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}",
         report=report,
         started=started,
+        now=now,
     )
     request, paginator = first_request(stream, start, settings, started)
     try:

@@ -43,8 +43,7 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    """Import vendor emulators on first use (``python -m connectors.emulator.ujet.app`` runs
-    clean)."""
+    """Import vendor emulators on first use (importing this package loads no vendor module)."""
     if name == "UjetEmulator":
         return importlib.import_module("connectors.emulator.ujet.app").UjetEmulator
     if name == "MindfulEmulator":

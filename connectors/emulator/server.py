@@ -39,12 +39,13 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
 
 from connectors.emulator.fault import Fault, Faults, RateLimiter, draw_fault, with_unknown_keys
+from engine import clock
 
 __all__ = ["EmulatorServer", "LogEntry", "Request", "Response", "Stats", "basic_auth_tenant"]
 
@@ -312,7 +313,7 @@ class EmulatorServer:
 
     # -- request handling -------------------------------------------------------------------
     def _dispatch(self, handler: _Handler) -> None:
-        at, mono = datetime.now(UTC), time.monotonic()
+        at, mono = clock.now(), time.monotonic()
         url = urlsplit(handler.path)
         size = int(handler.headers.get("Content-Length") or 0)
         request = Request(

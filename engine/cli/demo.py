@@ -18,11 +18,12 @@ import tempfile
 import tomllib
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import click
 
+from engine import clock
 from engine.app.config import CONFIG_DIR, load_settings
 from engine.cli.common import fail
 from engine.cli.run import show_summary
@@ -71,7 +72,7 @@ def _environment(values: Mapping[str, str]) -> Iterator[None]:
 )
 def demo(out: Path, days: int, seed: int, scale: float) -> None:  # fmt: skip
     """Run the whole job on built-in vendor emulators (loopback only, no configuration)."""
-    end = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    end = clock.now().replace(hour=0, minute=0, second=0, microsecond=0)
     start = end - timedelta(days=days)
     secrets = random_secrets()
     demo = tomllib.loads((CONFIG_DIR / "demo.toml").read_text(encoding="utf-8"))

@@ -35,6 +35,7 @@ import polars as pl
 from connectors.normalise import rebuild
 from connectors.vendors.kore.client import KORE, KoreSettings
 from connectors.vendors.mindful.client import MindfulSettings, fetch_metrics
+from engine import clock
 from engine.app.config import AppSettings
 from engine.app.sources import SOURCES
 from engine.errors import InputFileError
@@ -98,7 +99,7 @@ class Reconciliation:
     window: Window
     checks: list[Check]
     differences: list[dict[str, Any]] = field(default_factory=list)
-    generated_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    generated_at: datetime = field(default_factory=clock.now)
 
     @property
     def ok(self) -> bool:

@@ -31,7 +31,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,7 @@ from connectors.state import StateStore, format_utc
 from connectors.vendors.kore.client import KoreSettings
 from engine.app.config import AppSettings
 from engine.app.sources import connector
+from engine.clock import now as clock_now
 from engine.errors import StoreError
 from engine.interval import Window
 from engine.output import files as export
@@ -55,15 +56,10 @@ from engine.pipeline.window import Canonical, run_windows
 from engine.report.build import write_report
 from engine.schema import QUARANTINE
 
-__all__ = ["STEPS", "RunSummary", "run", "utcnow"]
+__all__ = ["STEPS", "RunSummary", "run"]
 
 #: The steps of a run, in order (``step`` events name them).
 STEPS = ("sync", "rebuild", "build", "export", "reconcile", "report")
-
-
-def utcnow() -> datetime:
-    """The wall clock, UTC (the run's "now"; tests replace it)."""
-    return datetime.now(UTC)
 
 
 @dataclass
@@ -223,7 +219,7 @@ def run(
         start: window start (with ``end``; default: from the run state).
         end: window end, exclusive (default: now).
         on_event: called with ``(event, fields)`` as the run goes (progress, logs).
-        clock: "now" (default :func:`utcnow`).
+        clock: "now" (default :func:`engine.clock.now`).
 
     Raises:
         ConfigError: nothing enabled, a path that is not a directory, a bad setting.
@@ -232,7 +228,7 @@ def run(
         ExportError: a vendor profile does not fit the table.
         OSError: the output directory cannot be written.
     """
-    emit, now_of = on_event or (lambda _event, _fields: None), clock or utcnow
+    emit, now_of = on_event or (lambda _event, _fields: None), clock or clock_now
     began, now = time.perf_counter(), now_of()
     names = settings.enabled_sources()
     if not names:

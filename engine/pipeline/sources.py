@@ -22,7 +22,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import polars as pl
@@ -30,6 +29,7 @@ import polars as pl
 from connectors.landing import compact, scan_landed
 from connectors.normalise import rebuild
 from connectors.sync import Progress, sync_source
+from engine import clock
 from engine.app.config import AppSettings
 from engine.app.sources import connector
 from engine.errors import SyncFailedError
@@ -76,7 +76,7 @@ def sync_all(settings: AppSettings, names: Sequence[str], emit: Emit | None = No
     """
     say = emit or (lambda _event, _fields: None)
     pulls: list[Pull] = []
-    today = datetime.now(UTC).date()  # partitions before it are complete (fetch dates, UTC)
+    today = clock.now().date()  # partitions before it are complete (fetch dates, UTC)
     for name in names:
         source, source_settings = connector(name), settings.source(name)
         configured = source.configured(source_settings)

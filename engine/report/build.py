@@ -22,13 +22,14 @@ Example:
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from html import escape
 from pathlib import Path
 from typing import Any, Final
 
 import polars as pl
 
+from engine import clock
 from engine.report import charts
 from engine.report.data import MAX_POINTS, ReportData, compute, open_store
 from engine.report.page import (
@@ -239,7 +240,7 @@ def render(
     Example:
         ``page = render(compute(open_store(Path("demo-out"))), sl_target=0.85)``
     """
-    at = generated_at or datetime.now(UTC)
+    at = generated_at or clock.now()
     title = f"wfm-intervals report {data.window[0]:%Y-%m-%d} to {data.window[1]:%Y-%m-%d}"
     body = "".join(
         [

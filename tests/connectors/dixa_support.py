@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +16,10 @@ from connectors.normalise import rebuild
 from connectors.state import format_utc
 from connectors.vendors.dixa.client import DIXA, DixaSettings
 from engine.demo.contacts import generate_contacts
+from tests.calendar import TEST_NOW
 from tests.connectors.kill_support import KillResumeCase
 
-NOW = datetime.now(UTC)
+NOW = TEST_NOW
 T0 = NOW.replace(minute=0, second=0, microsecond=0) - timedelta(days=2)
 KEY = SecretStr("test-hmac-key-d1x4")
 TOKEN = "dixa-api-token-5e2b"  # noqa: S105 - the emulator's fake credential

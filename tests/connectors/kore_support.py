@@ -17,7 +17,9 @@ from connectors.source import TimeoutSettings
 from connectors.state import StateStore
 from connectors.sync import SyncReport, sync_stream
 from connectors.vendors.kore.client import KORE, KoreSettings
+from engine import clock
 from engine.demo.contacts import generate_contacts
+from tests.calendar import TODAY
 from tests.connectors.kill_support import KillResumeCase
 
 DAY = datetime(2026, 10, 1, tzinfo=UTC)
@@ -89,7 +91,7 @@ def expected(emu: KoreEmulator, *, until: datetime = NOW) -> pl.DataFrame:
 @contextmanager
 def contract_harness() -> Iterator[KoreSettings]:
     """The Kore.ai emulator with the last two whole UTC days of traffic, and settings for it."""
-    day = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=2)
+    day = TODAY - timedelta(days=2)
     contacts = generate_contacts(start=day, days=2, scale=0.02, seed=5, source="kore")
     with KoreEmulator(contacts, rate_limit=None) as emu:
         yield settings(emu, start=day)
@@ -99,10 +101,10 @@ def contract_harness() -> Iterator[KoreSettings]:
 def kill_resume_case(seed: int) -> Iterator[KillResumeCase]:
     """The last two whole UTC days of interval rows, 5 a page (the kill-and-resume test).
 
-    The sync runs as a subprocess on the real clock, so the data ends before today: every
-    interval is complete whenever the test runs.
+    The sync runs as a subprocess on the tests' calendar (``WFM_CLOCK_AT``), and the data ends
+    before the test day: every interval is complete.
     """
-    day = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=2)
+    day = TODAY - timedelta(days=2)
     contacts = generate_contacts(start=day, days=2, scale=0.02, seed=seed, source="kore")
     with KoreEmulator(contacts, rate_limit=None) as emu:
         yield KillResumeCase(
@@ -120,7 +122,7 @@ def kill_resume_case(seed: int) -> Iterator[KillResumeCase]:
                 "RATE_LIMIT_PERIOD_S": "1",
             },
             rebuilt=lambda landing: as_served(imported(landing.parent), emu),
-            truth=lambda: expected(emu, until=datetime.now(UTC)),
+            truth=lambda: expected(emu, until=clock.now()),
             key=("interval_start_utc", "queue_id", "channel"),
             cursors={"callvolume": None},
         )

@@ -20,6 +20,7 @@ import pytest
 from connectors.emulator import Fault, Faults, KoreEmulator
 from connectors.emulator.kore.app import WindowLimiter
 from connectors.emulator.kore.jwt import sign_hs256, verify_hs256
+from engine import clock
 from engine.schema import CONTACTS
 
 T0 = datetime(2023, 6, 1, 9, 45, tzinfo=UTC)
@@ -229,7 +230,7 @@ def test_bad_requests(emu: KoreEmulator) -> None:
 
 
 def test_jwt_is_verified(emu: KoreEmulator) -> None:
-    now = datetime.now(UTC)
+    now = clock.now()
     assert post(emu).status_code == 200
     assert post(emu, token=emu.token(exp=now + timedelta(minutes=5))).status_code == 200
     wrong = sign_hs256({"appId": emu.app_id}, "s3cr3t-guess")

@@ -23,6 +23,7 @@ from connectors.state import StateStore, parse_utc
 from connectors.sync import sync_source
 from connectors.vendors.kore.auth import KoreJwtAuth, decode_claims
 from connectors.vendors.kore.client import KORE, KoreSettings, plan
+from engine.clock import unix_seconds
 from tests.connectors.kore_support import (
     CONTACTS,
     DAY,
@@ -46,7 +47,7 @@ def test_jwt_claims_expiry_and_resign_after_401(emu: KoreEmulator) -> None:
 
     def clock() -> float:  # the first three readings are an hour old: that token has expired
         calls[0] += 1
-        return time.time() - (3600 if calls[0] <= 3 else 0)
+        return unix_seconds() - (3600 if calls[0] <= 3 else 0)
 
     auth = KoreJwtAuth(emu.app_id, SecretStr(emu.secret), lifetime_s=300, clock=clock)
     stale = auth.token().get_secret_value()

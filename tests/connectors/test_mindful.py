@@ -12,7 +12,7 @@ import json
 import logging
 import re
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -36,11 +36,13 @@ from connectors.vendors.mindful.client import (
     normalise,
     not_callback_records,
 )
+from engine import clock
 from engine.demo.callbacks import generate_attempts
 from engine.schema import CALLBACK_ATTEMPTS, QUARANTINE
 from engine.tables.callback_metrics import document
+from tests.calendar import TEST_NOW
 
-NOW = datetime.now(UTC)
+NOW = TEST_NOW
 HOUR_NOW = NOW.replace(minute=0, second=0, microsecond=0)
 DAY0 = HOUR_NOW - timedelta(hours=26)
 #: A day of requests from DAY0, cut an hour before now (so every attempt is in an ended hour).
@@ -108,7 +110,7 @@ def request_number(hour: datetime) -> int:
 def test_fault_free_sync_rebuilds_the_attempts_exactly(tmp_path: Path) -> None:
     with emulator() as emu:
         report = sync(emu, tmp_path)
-        current = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+        current = clock.now().replace(minute=0, second=0, microsecond=0)
         assert report.ok, report.error
         assert_frame_equal(synced(tmp_path), emu.expected_attempts(KEY))
         state = StateStore(tmp_path / "state").get("mindful", "attempts")

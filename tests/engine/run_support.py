@@ -1,8 +1,9 @@
 """Shared helpers of the ``run`` and ``reconcile`` tests: the four emulators on loopback, a config
 file pointing at them (secrets only in the environment), and readers of what a run wrote.
 
-The data is one day (yesterday, UTC) at a low scale: UJET voice and chat, Dixa e-mail and
-messaging, Mindful callbacks; the Kore.ai emulator aggregates the contacts UJET and Dixa serve.
+The data is one day (the tests' YESTERDAY, a Sunday) at a low scale: UJET voice and chat, Dixa
+e-mail and messaging, Mindful callbacks; the Kore.ai emulator aggregates the contacts UJET and
+Dixa serve.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import os
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +21,12 @@ import pytest
 from click.testing import CliRunner, Result
 
 from engine.cli.main import cli
+from engine.clock import CLOCK_AT_VARIABLE
 from engine.demo import stack as demo_stack
 from engine.demo.stack import Stack
+from tests.calendar import YESTERDAY
 
-T0 = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=1)
+T0 = YESTERDAY
 DAY = (T0, T0 + timedelta(days=1))
 SECRETS = {
     "WFM_SOURCES__UJET__PASSWORD": "ujet-pw-Rr71-never-logged",
@@ -38,7 +41,7 @@ SECRETS = {
 
 @contextmanager
 def emulators() -> Iterator[Stack]:
-    """The four emulators serving yesterday's traffic (fast limits: the tests never wait)."""
+    """The four emulators serving the tests' YESTERDAY (fast limits: the tests never wait)."""
     with demo_stack.emulators(SECRETS, start=T0) as stack:
         yield stack
 
@@ -56,7 +59,7 @@ def invoke(args: list[str], config: Path | None = None) -> Result:
 
 def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No WFM_ variable or .env of the developer's leaks into a test."""
-    for name in [n for n in os.environ if n.startswith("WFM_")]:
+    for name in [n for n in os.environ if n.startswith("WFM_") and n != CLOCK_AT_VARIABLE]:
         monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
 

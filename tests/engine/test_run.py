@@ -6,19 +6,21 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-import engine.pipeline.run
 from connectors.landing import LANDING_SCHEMA, scan_landed
+from engine import clock
+from engine.clock import StartedClock, use_clock
 from engine.interval import snap_window
 from engine.pipeline.tables import TABLES
 from engine.settings import BuildSettings
 from engine.tables import callvolume
+from tests.calendar import TEST_NOW
 from tests.engine.run_support import (
     SECRETS,
     T0,
@@ -40,11 +42,11 @@ def _environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def now(monkeypatch: pytest.MonkeyPatch) -> datetime:
-    """The runs' "now", frozen (the vendors' clocks keep running)."""
-    frozen = datetime.now(UTC).replace(second=0, microsecond=0)
-    monkeypatch.setattr(engine.pipeline.run, "utcnow", lambda: frozen)
-    return frozen
+def now() -> Iterator[datetime]:
+    """The runs' "now": the test day's TEST_NOW, on a clock restarted for this test that runs on
+    (so the emulators' update stamps move); a test lasts seconds, far from the next interval."""
+    with use_clock(StartedClock(TEST_NOW)):
+        yield TEST_NOW
 
 
 @pytest.fixture
@@ -263,7 +265,7 @@ def test_earlier_landing_partitions_are_compacted_and_nothing_changes(
     out, landing = tmp_path / "out", tmp_path / "landing"
     before = {name: table(out, name) for name in (*TABLES, "contacts", "callback_attempts")}
     # Pretend the first run fetched everything three days ago: one file per page in old partitions.
-    old = (datetime.now(UTC) - timedelta(days=3)).date().isoformat()
+    old = (clock.now() - timedelta(days=3)).date().isoformat()
     moved: dict[tuple[str, str], int] = {}
     for stream_dir in sorted((landing / "raw").glob("source=*/stream=*")):
         (today,) = stream_dir.glob("date=*")

@@ -33,14 +33,11 @@ Example:
 
 from __future__ import annotations
 
-import argparse
-import contextlib
 import hmac
-import importlib
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable, Iterable
+from datetime import datetime
 from typing import Any, Literal
 from urllib.parse import quote
 
@@ -59,8 +56,9 @@ from connectors.emulator.dixa.query import (
 )
 from connectors.emulator.fault import Faults, RateLimiter
 from connectors.emulator.server import EmulatorServer, Request, Response
+from engine.clock import now
 
-__all__ = ["DEFAULT_PAGE_LIMIT", "BurstLimiter", "DixaEmulator", "NextKey", "main"]
+__all__ = ["DEFAULT_PAGE_LIMIT", "BurstLimiter", "DixaEmulator", "NextKey"]
 
 DEFAULT_PAGE_LIMIT = 100
 NextKey = Literal["meta", "meta_url", "top"]
@@ -150,7 +148,7 @@ class DixaEmulator(EmulatorServer):
         self.token = token
         self.next_key: NextKey = next_key
         self.default_page_limit = default_page_limit
-        self.clock = clock or (lambda: datetime.now(UTC))
+        self.clock = clock or now
         self.store = data.Store(seed=seed, unknown_type=unknown_type)
         if contacts is not None and contacts.height:
             self.store.add(contacts, now=None)
@@ -299,39 +297,3 @@ class DixaEmulator(EmulatorServer):
                 url = f"{request.path}?pageKey={quote(nxt, safe='')}"
                 body["meta"] = {"next": nxt if self.next_key == "meta" else url}
         return Response(200, body)
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    """Serve generated data until Ctrl-C (``python -m connectors.emulator.dixa.app --days 1``)."""
-    parser = argparse.ArgumentParser(prog="python -m connectors.emulator.dixa.app")
-    parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--days", type=int, default=1)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--scale", type=float, default=0.2)
-    parser.add_argument("--rate-limit", type=float, default=10.0, help="requests/s per token")
-    parser.add_argument("--token", default="emu-dixa-token")
-    parser.add_argument("--next-key", choices=("meta", "meta_url", "top"), default="meta")
-    args = parser.parse_args(argv)
-    # imported lazily: serving the emulator must not depend on the engine's data generator
-    generate = importlib.import_module("engine.demo.contacts").generate_contacts
-    start = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    start -= timedelta(days=args.days)
-    frame = generate(seed=args.seed, start=start, days=args.days, scale=args.scale, source="dixa")
-    emulator = DixaEmulator(
-        frame,
-        token=args.token,
-        rate_limit_per_s=args.rate_limit,
-        port=args.port,
-        seed=args.seed,
-        next_key=args.next_key,
-    )
-    with emulator:
-        print(f"Dixa emulator: {emulator.base_url}/v1/analytics/records, token {args.token!r}")
-        print(f"{frame.height} queue offers; Ctrl-C to stop")
-        with contextlib.suppress(KeyboardInterrupt):
-            while True:  # short sleeps: SIGINT may land on a server thread, not this one
-                time.sleep(0.5)
-
-
-if __name__ == "__main__":
-    main()

@@ -34,14 +34,11 @@ Example:
 
 from __future__ import annotations
 
-import argparse
-import contextlib
-import importlib
 import json
 import re
 import time
-from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import polars as pl
@@ -51,8 +48,9 @@ from connectors.emulator.kore.jwt import sign_hs256, verify_hs256
 from connectors.emulator.kore.store import VolumeStore
 from connectors.emulator.kore.volume import DurationUnit
 from connectors.emulator.server import EmulatorServer, Request, Response
+from engine.clock import now
 
-__all__ = ["DEFAULT_LIMIT", "MAX_LIMIT", "KoreEmulator", "WindowLimiter", "main"]
+__all__ = ["DEFAULT_LIMIT", "MAX_LIMIT", "KoreEmulator", "WindowLimiter"]
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
@@ -150,7 +148,7 @@ class KoreEmulator(VolumeStore, EmulatorServer):
         self.account_id, self.org_id, self.app_id = account_id, org_id, app_id
         self.secret = secret
         self.total_count_offset = total_count_offset
-        self.clock = clock or (lambda: datetime.now(UTC))
+        self.clock = clock or now
         self.init_store(contacts, org_id=org_id, unit=unit, interval_minutes=interval_minutes)
 
     def set_rate_window(self, requests: int | None, window_s: float = 60.0) -> None:
@@ -235,33 +233,3 @@ class KoreEmulator(VolumeStore, EmulatorServer):
                 "totalCount": len(selected) + self.total_count_offset,
             },
         )
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    """Serve generated data until Ctrl-C (``python -m connectors.emulator.kore.app --days 1``)."""
-    parser = argparse.ArgumentParser(prog="python -m connectors.emulator.kore.app")
-    parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--days", type=int, default=1)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--scale", type=float, default=1.0)
-    parser.add_argument("--rate-limit", type=int, default=60, help="requests per minute")
-    parser.add_argument("--unit", choices=("ms", "s"), default="ms")
-    args = parser.parse_args(argv)
-    generate = importlib.import_module("engine.demo.contacts").generate_contacts
-    start = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    start -= timedelta(days=args.days)
-    frame = generate(seed=args.seed, start=start, days=args.days, scale=args.scale, source="kore")
-    emulator = KoreEmulator(
-        frame, rate_limit=args.rate_limit, port=args.port, seed=args.seed, unit=args.unit
-    )
-    with emulator:
-        print(f"Kore.ai emulator: POST {emulator.url}")
-        print(f"orgId {emulator.org_id}, appId {emulator.app_id}; {len(emulator.rows())} rows")
-        print("Ctrl-C to stop")
-        with contextlib.suppress(KeyboardInterrupt):
-            while True:  # short sleeps: SIGINT may land on a server thread, not this one
-                time.sleep(0.5)
-
-
-if __name__ == "__main__":
-    main()

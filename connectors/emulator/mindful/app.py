@@ -41,15 +41,12 @@ Example:
 
 from __future__ import annotations
 
-import argparse
-import contextlib
 import hmac
-import importlib
 import math
 import re
 import secrets
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs
@@ -61,7 +58,7 @@ from connectors.emulator.mindful.metrics import FILTERS, parse_bound
 from connectors.emulator.mindful.store import MindfulStore
 from connectors.emulator.server import EmulatorServer, Request, Response, basic_auth_tenant
 
-__all__ = ["DATA_PREFIX", "METRICS_PATH", "TOKEN_PATH", "MindfulEmulator", "hour_path", "main"]
+__all__ = ["DATA_PREFIX", "METRICS_PATH", "TOKEN_PATH", "MindfulEmulator", "hour_path"]
 
 TOKEN_PATH = "/oauth2/token"  # noqa: S105 - a URL path, not a password
 DATA_PREFIX = "/v2/data/historical/"
@@ -280,42 +277,3 @@ class MindfulEmulator(EmulatorServer, MindfulStore):
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}")
             filters[name] = None if value is None else value.lower()
         return self.metrics(begin, end, **filters)
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    """Serve generated data until Ctrl-C (``python -m connectors.emulator.mindful.app --days
-    1``)."""
-    parser = argparse.ArgumentParser(prog="python -m connectors.emulator.mindful.app")
-    parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--days", type=int, default=1)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--scale", type=float, default=1.0)
-    parser.add_argument("--client-id", default="emu-client")
-    parser.add_argument("--client-secret", default="emu-secret")
-    parser.add_argument("--token-lifetime", type=float, default=3600.0)
-    args = parser.parse_args(argv)
-    # imported lazily: serving the emulator must not depend on the engine's data generator
-    generate = importlib.import_module("engine.demo.callbacks").generate_attempts
-    start = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    start -= timedelta(days=args.days)
-    frame = generate(seed=args.seed, start=start, days=args.days, scale=args.scale)
-    emulator = MindfulEmulator(
-        frame,
-        client_id=args.client_id,
-        client_secret=args.client_secret,
-        token_lifetime_s=args.token_lifetime,
-        port=args.port,
-        seed=args.seed,
-        extra_holds=max(1, frame.height // 20),
-    )
-    with emulator:
-        print(f"Mindful emulator: {emulator.base_url}{DATA_PREFIX}YYYYMMDD/HH, {METRICS_PATH}")
-        print(f"token: POST {emulator.token_url} as client {args.client_id!r}")
-        print(f"{frame.height} attempts, {emulator.not_callbacks} holds; Ctrl-C to stop")
-        with contextlib.suppress(KeyboardInterrupt):
-            while True:  # short sleeps: SIGINT may land on a server thread, not this one
-                time.sleep(0.5)
-
-
-if __name__ == "__main__":
-    main()

@@ -27,6 +27,7 @@ from pydantic import SecretStr
 from connectors.emulator.mindful.metrics import metrics_document
 from connectors.emulator.mindful.render import PhoneBook, hold_record, normal_form, record
 from connectors.landing import pii_hash
+from engine import clock
 from engine.schema import CALLBACK_ATTEMPTS
 
 __all__ = ["MindfulStore"]
@@ -127,7 +128,7 @@ class MindfulStore:
         rng = random.Random(f"{self.seed}:holds:{self._holds}")
         with self._store:
             rows = list(self._rows.values())
-            created = [r["created_at"] for r in rows] or [datetime.now(UTC)]
+            created = [r["created_at"] for r in rows] or [clock.now()]
             start, end = start or min(created), end or max(created)
             seen = {(r["call_target_id"], r["call_target_name"]) for r in rows}
             targets = targets or sorted(t for t in seen if t[0]) or [("5298", "Calls test")]

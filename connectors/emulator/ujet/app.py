@@ -36,14 +36,10 @@ Example:
 
 from __future__ import annotations
 
-import argparse
-import contextlib
-import importlib
 import json
 import threading
-import time
-from collections.abc import Callable, Iterable, Sequence
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -59,16 +55,16 @@ from connectors.emulator.ujet.query import (
     sort_column,
 )
 from connectors.emulator.ujet.record import (
-    ENDPOINTS,
     Contact,
     IdAllocator,
     conform,
     extra_calls,
     normalise,
 )
+from engine.clock import now
 from engine.schema import CONTACTS, empty_contacts
 
-__all__ = ["API_PREFIX", "DEFAULT_PER", "MAX_PER", "UjetEmulator", "main"]
+__all__ = ["API_PREFIX", "DEFAULT_PER", "MAX_PER", "UjetEmulator"]
 
 API_PREFIX = "/manager/api/v1"
 DEFAULT_PER = 25
@@ -121,7 +117,7 @@ class UjetEmulator(EmulatorServer):
             seed=seed,
         )
         self.auth = (username, password)
-        self.clock = clock or (lambda: datetime.now(UTC))
+        self.clock = clock or now
         self.default_per = default_per
         self._store = threading.RLock()
         self._ids = IdAllocator()
@@ -326,45 +322,3 @@ class UjetEmulator(EmulatorServer):
             f'<{base}{urlencode([*keep, ("page", p), ("per", per)])}>; rel="{rel}"'
             for rel, p in rels
         )
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    """Serve generated data until Ctrl-C (``python -m connectors.emulator.ujet.app --days 1``)."""
-    parser = argparse.ArgumentParser(prog="python -m connectors.emulator.ujet.app")
-    parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--days", type=int, default=1)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--scale", type=float, default=1.0)
-    parser.add_argument("--rate-limit", type=float, default=1.0, help="requests/s per tenant")
-    parser.add_argument("--username", default="emu-key")
-    parser.add_argument("--password", default="emu-secret")
-    args = parser.parse_args(argv)
-    # imported lazily: serving the emulator must not depend on the engine's data generator
-    generate = importlib.import_module("engine.demo.contacts").generate_contacts
-    start = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    start -= timedelta(days=args.days)
-    frame = generate(seed=args.seed, start=start, days=args.days, scale=args.scale, source="ujet")
-    channel, direction = pl.col("channel").cast(pl.String), pl.col("direction").cast(pl.String)
-    frame = frame.filter(
-        channel.is_in(list(ENDPOINTS)) & ~((channel == "chat") & (direction == "outbound"))
-    )
-    emulator = UjetEmulator(
-        frame,
-        username=args.username,
-        password=args.password,
-        rate_limit_per_s=args.rate_limit,
-        port=args.port,
-        seed=args.seed,
-        extra_menu_abandons=max(1, frame.height // 50),
-        extra_outbound=max(1, frame.height // 50),
-    )
-    with emulator:
-        print(f"UJET emulator: {emulator.base_url}/calls and /chats, user {args.username!r}")
-        print(f"{frame.height} segments; Ctrl-C to stop")
-        with contextlib.suppress(KeyboardInterrupt):
-            while True:  # short sleeps: SIGINT may land on a server thread, not this one
-                time.sleep(0.5)
-
-
-if __name__ == "__main__":
-    main()

@@ -20,12 +20,13 @@ import hashlib
 import hmac
 import json
 import threading
-import time
 from collections.abc import Callable, Generator
 from typing import Any
 
 import httpx
 from pydantic import SecretStr
+
+from engine.clock import unix_seconds
 
 __all__ = ["KoreJwtAuth", "decode_claims", "sign_jwt"]
 
@@ -82,7 +83,7 @@ class KoreJwtAuth(httpx.Auth):
         lifetime_s: int = 300,
         margin_s: float = 30.0,
         header: str = "auth",
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = unix_seconds,
     ) -> None:
         if lifetime_s < 1:
             raise ValueError("lifetime_s must be at least 1 second")

@@ -1,0 +1,21 @@
+"""The tests' calendar: the fixed instant every test starts at, and the days built from it.
+
+Tests never read the wall clock. ``tests/conftest.py`` makes :data:`TEST_NOW` the process's clock
+for the whole session (a clock that starts there and runs forward, so waits still end) and puts
+it in ``WFM_CLOCK_AT`` for the child processes the tests start. Data is built from these
+constants, never from "today": the suite gives the same results on any day, at any hour.
+
+:data:`TEST_NOW` is a Monday early morning (UTC), so :data:`YESTERDAY` is a Sunday: low weekend
+traffic, which the quarantine-threshold test relies on.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+#: When every test starts: Monday 2026-11-09 06:05 UTC.
+TEST_NOW = datetime(2026, 11, 9, 6, 5, tzinfo=UTC)
+#: Midnight UTC at the start of the test day.
+TODAY = TEST_NOW.replace(hour=0, minute=0, second=0, microsecond=0)
+#: Midnight UTC at the start of the day before (a Sunday).
+YESTERDAY = TODAY - timedelta(days=1)
