@@ -320,7 +320,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument(
         "--request-margin",
         type=float,
-        default=0.03,  # as config/defaults.toml advises for anchor = "request"
+        default=0.03,  # as engine/data/defaults.toml advises for anchor = "request"
         help="the limiter's margin (s) when windows count from requests (0 from responses)",
     )
     p.add_argument("--busy", type=int, default=0, help="CPU-bound processes during rate runs")

@@ -8,7 +8,7 @@ Sources, highest priority first (pydantic-settings merges them key by key):
 4. a secrets directory (``WFM_SECRETS_DIR``): one file per setting, named like the variable
    (``WFM_SOURCES__UJET__PASSWORD``), holding the value;
 5. the TOML file given by ``--config`` / ``WFM_CONFIG``;
-6. ``config/defaults.toml``.
+6. the built-in defaults (``engine/data/defaults.toml``, shipped with the package).
 
 Sections: ``[build]`` (:class:`engine.settings.BuildSettings`), ``[output]``, ``[store]``,
 ``[run]`` and ``[reconcile]`` (:mod:`engine.app.sections`) and ``[sources.<name>]`` for each
@@ -32,6 +32,7 @@ import tomllib
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
+from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -55,8 +56,9 @@ from engine.tables.callvolume import ADDITIVE
 from engine.tables.forecast import DEFAULT_METRICS
 
 __all__ = [
-    "CONFIG_DIR",
+    "DATA_DIR",
     "DEFAULTS_FILE",
+    "DEMO_FILE",
     "AppSettings",
     "OutputSettings",
     "StoreSettings",
@@ -65,8 +67,11 @@ __all__ = [
     "to_toml",
 ]
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
-DEFAULTS_FILE = CONFIG_DIR / "defaults.toml"
+#: The built-in settings shipped inside the package (``engine/data/``): the defaults every
+#: configuration is layered over, and the demo's settings layered over those.
+DATA_DIR = Path(str(resources.files("engine") / "data"))
+DEFAULTS_FILE = DATA_DIR / "defaults.toml"
+DEMO_FILE = DATA_DIR / "demo.toml"
 _FILES: ContextVar[tuple[Path, ...]] = ContextVar("wfm_config_files", default=(DEFAULTS_FILE,))
 _SECRETS: ContextVar[Path | None] = ContextVar("wfm_secrets_dir", default=None)
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
@@ -228,7 +233,7 @@ def load_settings(
     """Load the effective settings (see the module docstring for the order).
 
     Args:
-        config: A TOML file layered over ``config/defaults.toml``; default ``$WFM_CONFIG``.
+        config: A TOML file layered over the built-in defaults; default ``$WFM_CONFIG``.
         env_file: The dotenv file (``None``: none).
         secrets_dir: The secrets directory; default ``$WFM_SECRETS_DIR``.
         environ: Where ``WFM_CONFIG`` and ``WFM_SECRETS_DIR`` are read (default ``os.environ``).

@@ -44,7 +44,7 @@ CONFIG_OPTION = click.option(
     "--config",
     "config_path",
     type=click.Path(path_type=Path, dir_okay=False),
-    help="TOML file over config/defaults.toml [$WFM_CONFIG].",
+    help="TOML file layered over the built-in defaults [$WFM_CONFIG].",
 )
 
 

@@ -2,7 +2,7 @@
 
 It starts the four vendor emulators on free 127.0.0.1 ports (:mod:`engine.demo.stack`) serving
 a month of seeded synthetic traffic that ends at the last UTC midnight, writes a throwaway
-configuration pointing at them (``config/demo.toml`` for the zone and the outputs; random
+configuration pointing at them (the built-in ``demo.toml`` for the zone and the outputs; random
 credentials, passed through the environment as a real
 deployment would), and runs :func:`engine.pipeline.run.run`: sync the four sources through the real
 connectors, build every table, export (all vendor profiles and the forecasting format),
@@ -24,7 +24,7 @@ from pathlib import Path
 import click
 
 from engine import clock
-from engine.app.config import CONFIG_DIR, load_settings
+from engine.app.config import DEMO_FILE, load_settings
 from engine.cli.common import fail
 from engine.cli.run import show_summary
 from engine.demo.stack import emulators, random_secrets, write_config
@@ -75,7 +75,7 @@ def demo(out: Path, days: int, seed: int, scale: float) -> None:  # fmt: skip
     end = clock.now().replace(hour=0, minute=0, second=0, microsecond=0)
     start = end - timedelta(days=days)
     secrets = random_secrets()
-    demo = tomllib.loads((CONFIG_DIR / "demo.toml").read_text(encoding="utf-8"))
+    demo = tomllib.loads(DEMO_FILE.read_text(encoding="utf-8"))
     tz = str(demo["build"]["tz"])
     click.echo(
         f"demo: {days} days of synthetic traffic ({start:%Y-%m-%d} .. {end:%Y-%m-%d}), seed "

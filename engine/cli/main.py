@@ -1,4 +1,10 @@
-"""The ``wfm-intervals`` command line.
+"""The ``wfm-intervals`` command line: the group, and where each command lives.
+
+Commands are imported when they are run, not when the program starts: ``wfm-intervals --help``
+lists every command from :data:`COMMANDS` (its module, its object and its one-line help)
+without importing Polars, the connectors or the report's charting library.
+``tests/engine/test_cli.py`` checks that each entry loads and that its help line is the
+command's own.
 
 Exit codes: 0 ok; 1 data problems found; 2 usage, configuration or I/O error (with a one-line
 message naming the setting, file or URL, never a secret).
@@ -9,33 +15,96 @@ Example:
 
 from __future__ import annotations
 
+import importlib
+from typing import NamedTuple
+
 import click
 
-from engine.cli import build, callbacks, demo, export, reconcile, report, run, sync
-
-__all__ = ["cli", "main"]
+__all__ = ["COMMANDS", "Command", "cli", "main"]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class Command(NamedTuple):
+    """Where a command lives, and its one-line help (shown by ``--help`` without importing it)."""
+
+    module: str
+    attribute: str
+    help: str
+
+
+#: Every command by name.
+COMMANDS: dict[str, Command] = {
+    "build": Command(
+        "engine.cli.build", "build", "Build the interval tables from a canonical contacts file."
+    ),
+    "callback-metrics": Command(
+        "engine.cli.callbacks",
+        "callback_metrics_command",
+        "Print the callback metrics document (Mindful's seed-000 shape) as JSON.",
+    ),
+    "callbacks": Command(
+        "engine.cli.callbacks",
+        "callbacks",
+        "Build the callback interval and retry outcome tables from callback attempts.",
+    ),
+    "config": Command("engine.cli.sync", "config_group", "Show the effective configuration."),
+    "demo": Command(
+        "engine.cli.demo",
+        "demo",
+        "Run the whole job on built-in vendor emulators (loopback only, no configuration).",
+    ),
+    "export": Command("engine.cli.export", "export", "Export the volume table in other shapes."),
+    "reconcile": Command(
+        "engine.cli.reconcile",
+        "reconcile_command",
+        "Compare our numbers with Mindful's and Kore.ai's own for a window.",
+    ),
+    "report": Command(
+        "engine.cli.report",
+        "report",
+        "Write a self-contained HTML report (charts, tables, data quality) of a built store.",
+    ),
+    "run": Command(
+        "engine.cli.run",
+        "run_command",
+        "Sync, rebuild, build, export, reconcile and report: the whole job, once.",
+    ),
+    "state": Command("engine.cli.sync", "state_group", "Show or reset the incremental sync state."),
+    "sync": Command(
+        "engine.cli.sync",
+        "sync",
+        "Pull SOURCES (default: every enabled source) into the landing store.",
+    ),
+}
+
+
+def load(name: str) -> click.Command:
+    """Import the command called ``name`` (a ``KeyError`` for an unknown name)."""
+    where = COMMANDS[name]
+    command = getattr(importlib.import_module(where.module), where.attribute)
+    if not isinstance(command, click.Command):
+        raise TypeError(f"{where.module}.{where.attribute} is not a click command")
+    return command
+
+
+class _Commands(click.Group):
+    """A group that imports a command only when it is invoked or asked for."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        return load(cmd_name) if cmd_name in COMMANDS else None
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, COMMANDS[name].help) for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="wfm-intervals")
 def cli() -> None:
     """wfm-intervals: contact-centre records to exact 15-minute interval tables."""
-
-
-for command in (
-    build.build,
-    callbacks.callbacks,
-    callbacks.callback_metrics_command,
-    demo.demo,
-    export.export,
-    reconcile.reconcile_command,
-    report.report,
-    run.run_command,
-    sync.sync,
-    sync.config_group,
-    sync.state_group,
-):
-    cli.add_command(command)
 
 
 def main() -> None:

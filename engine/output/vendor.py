@@ -1,4 +1,4 @@
-"""Vendor export files defined as data: one TOML profile per WFM product (``config/exports/``).
+"""Vendor export files defined as data: one TOML profile per WFM product (``engine/data/exports/``).
 
 A profile names its columns in order, each taken from a column of the volume table (optionally
 formatted, mapped, or converted from ms to whole seconds, rounded half up), a constant, or the
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import tomllib
 from datetime import UTC, datetime, time, timedelta
+from importlib import resources
 from pathlib import Path
 from typing import Literal
 
@@ -29,7 +30,8 @@ from engine.tables.callvolume import ADDITIVE
 
 __all__ = ["PROFILE_DIR", "Column", "ExportError", "Profile", "builtin_profiles", "render"]
 
-PROFILE_DIR = Path(__file__).resolve().parents[2] / "config" / "exports"
+#: The built-in profiles, shipped inside the package.
+PROFILE_DIR = Path(str(resources.files("engine") / "data" / "exports"))
 
 
 class Column(BaseModel):

@@ -144,14 +144,40 @@ def test_demo_runs_the_whole_job_on_the_emulators(tmp_path: Path) -> None:
     assert "reconcile kore: ok" in stdout
 
 
-def test_the_program_registers_every_command() -> None:
+def test_the_program_lists_every_command_and_each_loads() -> None:
     """In a fresh interpreter, as the console script runs: import order must not matter."""
     import subprocess
     import sys
 
+    code = (
+        "import click; from engine.cli.main import cli, load, COMMANDS\n"
+        "ctx = click.Context(cli)\n"
+        "for name in cli.list_commands(ctx):\n"
+        "    command = load(name)\n"
+        "    assert command.name == name, (name, command.name)\n"
+        "    assert command.get_short_help_str(limit=200) == COMMANDS[name].help, name\n"
+        "print(' '.join(cli.list_commands(ctx)))\n"
+    )
     out = subprocess.run(
-        [sys.executable, "-c", "from engine.cli.main import cli; print(' '.join(sorted(cli.commands)))"],  # noqa: E501
-        capture_output=True, text=True, check=True,
-    ).stdout.split()  # fmt: skip
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split()
     assert out == ["build", "callback-metrics", "callbacks", "config", "demo", "export",
                    "reconcile", "report", "run", "state", "sync"]  # fmt: skip
+
+
+def test_help_imports_no_heavy_library() -> None:
+    """``--help`` lists the commands from their entries alone: Polars and matplotlib stay out."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from engine.cli.main import main\n"
+        "sys.argv = ['wfm-intervals', '--help']\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in ('polars', 'matplotlib', 'httpx') if m in sys.modules))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert "callback-metrics  Print the callback metrics document" in out
+    assert out.strip().splitlines()[-1] == "[]"

@@ -20,6 +20,9 @@ from engine.app.config import DEFAULTS_FILE, AppSettings, describe_errors, load_
 from engine.cli.main import cli
 from tests.connectors import ujet_support as sup
 
+#: The example tenant files shipped in the repository's config/ folder.
+EXAMPLES = Path(__file__).resolve().parents[2] / "config" / "examples"
+
 
 @pytest.fixture(autouse=True)
 def _clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -199,11 +202,10 @@ def test_sync_command_against_the_emulator(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("name", ["ujet", "mindful", "dixa", "kore"])
 def test_every_example_tenant_file_loads(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    from engine.app.config import CONFIG_DIR
     from engine.demo.stack import SECRET_NAMES
 
     for secret in SECRET_NAMES:
         monkeypatch.setenv(secret, "set-in-the-environment")
-    settings = load_settings(CONFIG_DIR / "examples" / f"{name}.toml", env_file=None)
+    settings = load_settings(EXAMPLES / f"{name}.toml", env_file=None)
     assert settings.enabled_sources() == [name]
     assert "set-in-the-environment" not in settings.model_dump_json()  # secrets stay masked
