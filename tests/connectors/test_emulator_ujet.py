@@ -414,10 +414,8 @@ def test_slow_response_and_client_timeout() -> None:
         rate_limit_per_s=FAST,
         faults=Faults(schedule={1: Fault.SLOW, 2: Fault.SLOW}, slow_s=0.3),
     ) as emu:
-        started = time.monotonic()
-        assert get(emu, "calls").status_code == 200
-        assert time.monotonic() - started >= 0.3
-        with pytest.raises(httpx.ReadTimeout):
+        assert get(emu, "calls").status_code == 200  # slow, but whole
+        with pytest.raises(httpx.ReadTimeout):  # slower than the client waits
             CLIENT.get(f"{emu.base_url}/calls", auth=emu.auth, timeout=0.05)
         assert emu.stats.slowed == 2
 

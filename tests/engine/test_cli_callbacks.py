@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,8 @@ from engine.demo.callbacks import generate_attempts, make_dirty_attempts
 from engine.schema import CALLBACK_ATTEMPTS
 
 START = datetime(2026, 10, 1, tzinfo=UTC)
-SEED_000 = Path(__file__).resolve().parents[3] / "shared" / "seeds" / "000_fd510271b6251268.txt"
+#: The response example of Mindful's metrics API (seed 000), kept as a fixture.
+SEED_000 = Path(__file__).resolve().parents[1] / "fixtures" / "seed_000_metrics_response.json"
 WINDOW = ("--begin", "2026-10-01", "--end", "2026-10-03")
 
 
@@ -36,12 +36,8 @@ def keys_of(doc: Any) -> set[str]:
 
 @pytest.fixture(scope="module")
 def seed_keys() -> set[str]:
-    """Every key of the response example in seed 000, with its line numbers stripped."""
-    if not SEED_000.exists():
-        pytest.skip(f"seed document not found at {SEED_000}")
-    text = SEED_000.read_text().split("Response Example", 1)[1]
-    body = "\n".join(line for line in text.splitlines() if not re.fullmatch(r"\s*\d+\s*", line))
-    return keys_of(json.loads(body))
+    """Every key of the response example in seed 000."""
+    return keys_of(json.loads(SEED_000.read_text(encoding="utf-8")))
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,8 @@ from engine.output.files import callvolume_document, write_csv, write_ndjson, wr
 from engine.settings import BuildSettings
 from engine.tables.callvolume import build, derive
 
-SEED_003 = Path(__file__).resolve().parents[3] / "shared" / "seeds" / "003_21604ec8130c67ff.txt"
+#: The sample CallVolumeUpdate row of Kore.ai's Contact Volume API (seed 003), as a fixture.
+SEED_003 = Path(__file__).resolve().parents[1] / "fixtures" / "seed_003_callvolume_row.json"
 START = datetime(2026, 10, 1, tzinfo=UTC)
 WINDOW = (START, START + timedelta(days=1))
 OURS = [
@@ -32,9 +33,7 @@ OURS = [
 
 def seed_row_fields() -> list[str]:
     """The field names of the seed's sample CallVolumeUpdate row, in the seed's order."""
-    text = SEED_003.read_text()
-    sample = text[text.index('"CallVolumeUpdate": [') + 20 : text.index('"totalCount"')]
-    return re.findall(r'^\s*"([A-Za-z_]+)":', sample, flags=re.MULTILINE)
+    return list(json.loads(SEED_003.read_text(encoding="utf-8")))
 
 
 @pytest.fixture(scope="module")
