@@ -5,13 +5,14 @@ whole of October 2026, ``scale`` calibrated to reach the size) are written once 
 cached in ``--data-dir``. Then each engine and task runs in its own fresh worker process (so that
 its peak memory is its own), warms up once and is timed ``--repeat`` times:
 
-- ``tables``: ``callback_pipeline.callback_tables`` for the month (15-minute UTC intervals; both
-  tables from one requests frame: reduced from runs if the file is in chain order, checked in
-  the timed run, else built in ``partitions_for(attempts)`` parts), collected
-  together by the streaming engine (``pl.collect_all``), as the pipeline does; DuckDB: the
-  requests of the window into a temporary table, then both tables;
-- ``document``: ``callback_metrics.document`` for the month, ``chain_ordered=True`` if the file
-  is in chain order (checked in the timed run); DuckDB: one query.
+- ``tables``: ``engine.pipeline.callbacks.callback_tables`` for the month (15-minute UTC
+  intervals; both tables from one requests frame, collected together), as the pipeline does.
+  The requests are the one plan (``requests``: sort into chain order, reduce the runs) for a
+  file, and the store's reader (``scan_requests``: runs once its layout file and an order
+  pass, inside the timed run, prove the order) for a store; DuckDB: the requests of the window
+  into a temporary table, then both tables;
+- ``document``: ``callback_metrics.document`` for the month over the same requests; DuckDB:
+  one query.
 
 The SQL (:mod:`benchmarks.callbacks_duckdb`) implements docs/callbacks.md independently, runs
 with 2 threads, and is first checked against the engine on small adversarial frames
@@ -51,9 +52,6 @@ HERE = Path(__file__).resolve().parent
 START = datetime(2026, 10, 1, tzinfo=UTC)
 DAYS = 31
 WINDOW = (START, START + timedelta(days=DAYS))
-#: The row index the tables task has the Parquet scan assign
-#: (engine.tables.callback_requests.requests).
-ROW = "__row"
 
 
 def data_path(data_dir: Path, size: int, seed: int, compression: str, layout: str) -> Path:
@@ -105,12 +103,14 @@ def _timed(fn: Any, repeat: int, imported: float) -> tuple[dict[str, Any], Any]:
 
 
 def _polars(task: str, path: Path, repeat: int, out: Path) -> dict[str, Any]:
+    """The tasks on one Parquet file: the one requests plan (sort into chain order, reduce the
+    runs), exact whatever the file's order."""
     import polars as pl
 
     from engine.pipeline.callbacks import callback_tables
     from engine.settings import BuildSettings
     from engine.tables import callback_metrics
-    from engine.tables.callback_requests import chain_order_breaks, partitions_for
+    from engine.tables.callback_requests import requests
 
     imported = peak_rss_mib()
     settings = BuildSettings()
@@ -119,23 +119,12 @@ def _polars(task: str, path: Path, repeat: int, out: Path) -> dict[str, Any]:
         return _polars_store(task, path, repeat, out)
 
     def tables() -> list[pl.DataFrame]:
-        lf = pl.scan_parquet(path, row_index_name=ROW)  # file positions: values of the rows
-        parts = partitions_for(lf.select(pl.len()).collect().item())  # Parquet metadata
-        # Checked inside the timed run, as a reader of the store must (the document does too).
-        ordered = chain_order_breaks(lf).collect(engine="streaming").item() == 0
-        both = callback_tables(
-            lf, window=WINDOW, settings=settings, partitions=parts, row_id=ROW,
-            chain_ordered=ordered,
-        )  # fmt: skip
-        return pl.collect_all(both, engine="streaming")
+        reqs = requests(pl.scan_parquet(path))
+        return pl.collect_all(callback_tables(reqs, window=WINDOW, settings=settings))
 
     def document() -> dict[str, Any]:
-        scan = pl.scan_parquet(path, row_index_name=ROW)
-        if chain_order_breaks(scan).collect(engine="streaming").item() == 0:  # as for tables
-            return callback_metrics.document(
-                scan, begin=WINDOW[0], end=WINDOW[1], chain_ordered=True
-            )
-        return callback_metrics.document(scan, begin=WINDOW[0], end=WINDOW[1], row_id=ROW)
+        reqs = requests(pl.scan_parquet(path))
+        return callback_metrics.document(reqs, begin=WINDOW[0], end=WINDOW[1])
 
     return _run_polars(task, tables, document, repeat=repeat, imported=imported, out=out)
 
@@ -155,35 +144,27 @@ def _run_polars(
 
 
 def _polars_store(task: str, path: Path, repeat: int, out: Path) -> dict[str, Any]:
-    """The tasks on a store directory: :func:`engine.output.store.scan_attempts` (its layout
-    file and the order check) inside the timed run, then runs or the general path."""
+    """The tasks on a store directory: :func:`engine.output.store.scan_requests` (its layout
+    file and the order check) inside the timed run, then runs or the general plan."""
     import polars as pl
 
-    from engine.output.store import scan_attempts
+    from engine.output.store import is_chain_ordered, scan_requests
     from engine.pipeline.callbacks import callback_tables
     from engine.settings import BuildSettings
     from engine.tables import callback_metrics
-    from engine.tables.callback_requests import partitions_for
 
     imported = peak_rss_mib()
     settings = BuildSettings()
 
     def tables() -> list[pl.DataFrame]:
-        frame, ordered = scan_attempts(path)
-        parts = partitions_for(frame.select(pl.len()).collect().item())  # Parquet metadata
-        both = callback_tables(
-            frame, window=WINDOW, settings=settings, partitions=parts, chain_ordered=ordered
-        )
-        return pl.collect_all(both, engine="streaming")
+        both = callback_tables(scan_requests(path), window=WINDOW, settings=settings)
+        return pl.collect_all(both)
 
     def document() -> dict[str, Any]:
-        frame, ordered = scan_attempts(path)
-        return callback_metrics.document(
-            frame, begin=WINDOW[0], end=WINDOW[1], chain_ordered=ordered
-        )
+        return callback_metrics.document(scan_requests(path), begin=WINDOW[0], end=WINDOW[1])
 
     report = _run_polars(task, tables, document, repeat=repeat, imported=imported, out=out)
-    report["chain_ordered"] = scan_attempts(path)[1]
+    report["chain_ordered"] = is_chain_ordered(path)
     return report
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import random
 import tempfile
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 __all__ = ["check_against_engine", "duckdb_connection", "fetch_row", "sort_table"]
@@ -81,9 +82,9 @@ def _frame(r: random.Random, window: tuple[datetime, datetime]) -> Any:
 
 def check_against_engine(frames: int, *, seed: int = 0) -> int:
     """Compare the SQL with ``callback_intervals``/``retry_outcomes.build`` and
-    ``callback_metrics.document`` on ``frames`` small adversarial frames, and again with the
-    frame in the store's chain order (``callback_tables(..., chain_ordered=True)``,
-    ``callback_metrics.document(..., chain_ordered=True)``).
+    ``callback_metrics.document`` on ``frames`` small adversarial frames, and again from the
+    frame written as the callback store and read back by its reader
+    (:func:`engine.output.store.scan_requests`, which reduces proven chain order from runs).
 
     Raises:
         AssertionError: on the first disagreement.
@@ -101,10 +102,11 @@ def check_against_engine(frames: int, *, seed: int = 0) -> int:
         requests_sql,
         retries_sql,
     )
+    from engine.output.store import scan_requests, write_attempts
     from engine.pipeline.callbacks import callback_tables
     from engine.settings import BuildSettings
     from engine.tables import callback_intervals, callback_metrics, retry_outcomes
-    from engine.tables.callback_requests import in_chain_order
+    from engine.tables.callback_requests import in_chain_order, requests
 
     window = (datetime(2026, 10, 1, tzinfo=UTC), datetime(2026, 10, 2, tzinfo=UTC))
     con = duckdb_connection()
@@ -121,20 +123,17 @@ def check_against_engine(frames: int, *, seed: int = 0) -> int:
                 sql = (intervals_sql if name == "intervals" else retries_sql)("reqs", window=window)
                 table = pl.DataFrame(con.sql(sql).to_arrow_table()).cast(module.SCHEMA)
                 theirs[name] = sort_table(table, module.KEYS)
-                ours = module.build(lf, window=window, settings=BuildSettings()).collect()
+                ours = module.build(requests(lf), window=window, settings=BuildSettings()).collect()
                 assert_frame_equal(theirs[name], sort_table(ours, module.KEYS))
             doc = document_data(fetch_row(con, document_sql(path, window=window)))
-            want = callback_metrics.document(lf, begin=window[0], end=window[1])
+            want = callback_metrics.document(requests(lf), begin=window[0], end=window[1])
             assert doc == want, f"frame {k}: document differs\n{doc}\n{want}"
-            # The same frame in the store's chain order: the engine's run reduction.
-            runs = in_chain_order(frame.lazy()).collect().lazy()
-            both = callback_tables(
-                runs, window=window, settings=BuildSettings(), chain_ordered=True
-            )
+            # The same frame as the store writes it, read back by the store's reader (runs).
+            store = write_attempts(in_chain_order(frame.lazy()).collect(), Path(tmp) / "store")
+            runs = scan_requests(store)
+            both = callback_tables(runs, window=window, settings=BuildSettings())
             for (name, module), ours in zip(tables.items(), pl.collect_all(both), strict=True):
                 assert_frame_equal(theirs[name], sort_table(ours, module.KEYS))
-            got = callback_metrics.document(
-                runs, begin=window[0], end=window[1], chain_ordered=True
-            )
+            got = callback_metrics.document(runs, begin=window[0], end=window[1])
             assert doc == got, f"frame {k} in chain order: document differs\n{doc}\n{got}"
     return frames

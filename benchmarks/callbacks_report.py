@@ -124,15 +124,16 @@ def summarise(
         "row_order": {
             "store": "the store as build_callbacks writes it (engine.output.store: one file "
             "per request date, each in chain order, with its layout file; checked in the "
-            "timed run by scan_attempts)",
+            "timed run by scan_requests)",
             "chain": "one file in chain order (engine.tables.callback_requests.in_chain_order)",
             "generated": "one file as generated (by creation time)",
         }[args.get("layout", "generated")],
         "repeat": args["repeat"],
         "warmup_runs": 1,
-        "polars": "callback_pipeline.callback_tables collected by pl.collect_all(engine="
-        "'streaming'); callback_metrics.document(chain_ordered=True) (chain order checked in the "
-        "timed run; else the general path: callback_metrics.document, tables in parts)",
+        "polars": "engine.pipeline.callbacks.callback_tables collected by pl.collect_all, and "
+        "callback_metrics.document, over requests: the one plan (sort into chain order, reduce "
+        "the runs) for a file; the store's reader (scan_requests: runs once the layout file and "
+        "an order pass prove the order, in the timed run) for a store",
         "duckdb": "2 threads; tables: CREATE TEMP TABLE of the window's requests, then two "
         "queries; document: one query",
         "peak_rss": "VmHWM of a fresh worker process per engine, task and size (its own peak)",

@@ -30,6 +30,7 @@ from functools import reduce
 
 import polars as pl
 
+from engine.schema import GRID as GRID_SCHEMA
 from engine.schema import UTC_TS
 
 __all__ = [
@@ -45,12 +46,7 @@ __all__ = [
 ]
 
 #: Columns of a grid (and the interval key columns of every interval table).
-GRID: dict[str, pl.DataType] = {
-    "interval_start_utc": UTC_TS,
-    "interval_end_utc": UTC_TS,
-    "interval_start_local": pl.Datetime("us"),
-    "utc_offset_min": pl.Int32(),
-}
+GRID = GRID_SCHEMA
 
 Window = tuple[datetime, datetime]
 

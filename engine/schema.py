@@ -23,11 +23,15 @@ __all__ = [
     "CALLBACK_OUTCOMES",
     "CALLBACK_SOURCE_TYPES",
     "CALLBACK_TYPES",
+    "CALLVOLUME",
+    "CALLVOLUME_MAXIMA",
+    "CALLVOLUME_SUMS",
     "CHANNELS",
     "CONTACTS",
     "CONTACTS_KEY",
     "CONTACTS_REQUIRED",
     "DIRECTIONS",
+    "GRID",
     "OUTCOMES",
     "QUARANTINE",
     "UTC_TS",
@@ -131,3 +135,46 @@ def empty_contacts() -> pl.DataFrame:
 def empty_quarantine() -> pl.DataFrame:
     """An empty frame with the quarantine schema."""
     return pl.DataFrame(schema=QUARANTINE)
+
+
+#: The interval key columns every interval table starts with (SPEC §4).
+GRID: Final[dict[str, pl.DataType]] = {
+    "interval_start_utc": UTC_TS,
+    "interval_end_utc": UTC_TS,
+    "interval_start_local": pl.Datetime("us"),
+    "utc_offset_min": pl.Int32(),
+}
+
+#: The volume table's additive columns that sum (SPEC §5), in table order.
+CALLVOLUME_SUMS: Final = (
+    "offered",
+    "answered",
+    "abandoned",
+    "short_abandoned",
+    "flow_out",
+    "open",
+    "completed",
+    "answered_within_sl",
+    "abandoned_within_sl",
+    "wait_answered_ms",
+    "wait_abandoned_ms",
+    "talk_ms",
+    "hold_ms",
+    "acw_ms",
+    "handle_ms",
+    "messages",
+    "csat_responses",
+    "csat_score",
+)
+#: The volume table's additive columns that take the maximum.
+CALLVOLUME_MAXIMA: Final = ("wait_answered_max_ms", "wait_abandoned_max_ms")
+
+#: SPEC §5: the stored volume table, one row per interval x queue x channel (the Kore.ai
+#: connector imports its rows into the same shape).
+CALLVOLUME: Final[dict[str, pl.DataType]] = {
+    **GRID,
+    "queue_id": pl.String(),
+    "queue_name": pl.String(),
+    "channel": CHANNELS,
+    **dict.fromkeys((*CALLVOLUME_SUMS, *CALLVOLUME_MAXIMA), pl.Int64()),
+}

@@ -13,6 +13,8 @@ Every rule reads the modules under ``engine/`` and ``connectors/`` with :mod:`as
 - the pure rooms (``validate/``, ``tables/`` and the core modules) do no I/O and never collect;
   collecting and writing happen in ``pipeline/`` and in the few places listed in
   :data:`COLLECTS_OUTSIDE_PIPELINE`, each with its reason;
+- the chain-order fast path of the callback requests (``requests_from_runs``, whose rows must
+  already be in chain order) is called only by the store's reader, which proves that order;
 - rooms stay small: at most :data:`MAX_MODULES` modules at the top of a folder, at most
   :data:`MAX_LINES` lines in a module.
 """
@@ -40,6 +42,15 @@ CORE = (
 )
 ORCHESTRATION = ("engine.pipeline", "engine.cli", "engine.app", "engine.report", "engine.demo")
 CONNECTORS_MAY_IMPORT = ("engine.schema", "engine.errors", "engine.clock")
+#: Open debt, listed so that it shrinks and never grows: these vendor mappings still run the
+#: engine's validation on what they map, and the pipeline validates the same rows again
+#: ("validate once, at the pipeline edge" is not done yet). Remove a line when its mapping
+#: stops validating; the test fails on a stale line too.
+CONNECTORS_VALIDATING = {
+    "connectors.vendors.dixa.mapping": "engine.validate.contacts",
+    "connectors.vendors.mindful.mapping": "engine.validate.callback_attempts",
+    "connectors.vendors.ujet.mapping": "engine.validate.contacts",
+}
 PURE = ("engine.schema", "engine.settings", "engine.interval", "engine.validate", "engine.tables")
 
 #: Modules outside ``engine/pipeline/`` that collect or write, and why they may.
@@ -54,6 +65,7 @@ COLLECTS_OUTSIDE_PIPELINE = {
     "engine.demo.stack": "the demo writes the emulators' seeded data once",
     "engine.cli.callbacks": "callback-metrics prints one document read from the store",
     "engine.cli.export": "export commands read a committed store and write one file each",
+    "engine.tables.callback_metrics": "renders the seed-000 JSON document: one collect, one row",
 }
 
 MAX_MODULES = 13
@@ -228,7 +240,8 @@ def test_connectors_import_only_the_engine_contract(module: str) -> None:
         for m in imports(module, runtime_only=False)
         if m.startswith("engine") and m != "engine" and not _inside(m, CONNECTORS_MAY_IMPORT)
     )
-    assert bad == [], f"{module} imports {bad} (connectors may import {CONNECTORS_MAY_IMPORT})"
+    allowed = [CONNECTORS_VALIDATING[module]] if module in CONNECTORS_VALIDATING else []
+    assert bad == allowed, f"{module} imports {bad} (connectors may import {CONNECTORS_MAY_IMPORT})"
 
 
 def test_only_the_app_room_knows_the_connector_registry() -> None:
@@ -264,9 +277,30 @@ def _io_calls(module: str) -> list[str]:
     return calls
 
 
-@pytest.mark.parametrize("module", sorted(m for m in MODULES if _inside(m, PURE)))
+#: Modules of the pure rooms that render a document (a dict) and so collect one aggregate row.
+RENDERS_A_DOCUMENT = frozenset({"engine.tables.callback_metrics"})
+
+
+@pytest.mark.parametrize(
+    "module", sorted(m for m in MODULES if _inside(m, PURE) and m not in RENDERS_A_DOCUMENT)
+)
 def test_pure_rooms_do_no_io_and_never_collect(module: str) -> None:
     assert _io_calls(module) == [], f"{module} is pure (LazyFrame in, LazyFrame out)"
+
+
+def test_document_renderers_only_collect() -> None:
+    for module in RENDERS_A_DOCUMENT:
+        assert all(c.startswith("collect()") for c in _io_calls(module)), module
+
+
+def test_only_the_store_reader_reduces_runs_without_sorting() -> None:
+    callers = sorted(
+        m
+        for m, path in MODULES.items()
+        if "requests_from_runs" in path.read_text(encoding="utf-8")
+        and m not in {"engine.tables.callback_requests", "engine.output.store"}
+    )
+    assert callers == []
 
 
 def test_only_the_pipeline_collects_and_writes() -> None:

@@ -24,7 +24,7 @@ import polars as pl
 
 from engine.cli.common import build_settings, fail, instant
 from engine.errors import InputSchemaError
-from engine.output.store import scan_attempts
+from engine.output.store import requests_of, scan_requests
 from engine.pipeline import build as pipeline
 from engine.pipeline.callbacks import CALLBACK_FORMATS, CallbackReport, build_callbacks
 from engine.tables import callback_metrics
@@ -122,17 +122,17 @@ def callbacks(attempts_path: Path, out: Path, **opts: Any) -> None:
     run_callbacks(frame, out, title=f"callbacks built from {attempts_path}", **opts)
 
 
-def _stored_attempts(store: Path) -> tuple[pl.LazyFrame, bool]:
+def _stored_requests(store: Path) -> pl.LazyFrame:
     for candidate in (store / "store" / "callback_attempts", store / "callback_attempts"):
         if candidate.is_dir() and any(candidate.rglob("*.parquet")):
-            return scan_attempts(candidate)
+            return scan_requests(candidate)
     fail(f"--store {store}: no callback_attempts table (run `wfm-intervals callbacks` first)")
 
 
-def _attempts(attempts_path: Path | None, store: Path) -> tuple[pl.LazyFrame, bool]:
-    """The attempts, and whether they are a store in chain order (requests from runs)."""
+def _requests(attempts_path: Path | None, store: Path) -> pl.LazyFrame:
+    """The requests of the attempts file, validated, or of the store."""
     if attempts_path is None:
-        return _stored_attempts(store)
+        return _stored_requests(store)
     try:
         clean, quarantine = validate_callback_attempts(pipeline.read_table(attempts_path))
         clean_df, bad = pl.collect_all([clean, quarantine.select(pl.len())])
@@ -140,7 +140,7 @@ def _attempts(attempts_path: Path | None, store: Path) -> tuple[pl.LazyFrame, bo
         fail(f"--attempts: {exc}")
     if bad.item():
         click.echo(f"wfm-intervals: note: {bad.item()} attempt rows quarantined", err=True)
-    return clean_df.lazy(), False
+    return requests_of(clean_df)
 
 
 @click.command("callback-metrics")
@@ -186,7 +186,7 @@ def callback_metrics_command(
 ) -> None:
     """Print the callback metrics document (Mindful's seed-000 shape) as JSON."""
     b, e = _time(begin, "begin"), _time(end, "end")
-    attempts, chain_ordered = _attempts(attempts_path, store)
+    reqs = _requests(attempts_path, store)
     filters: dict[str, Any] = {
         "call_target_id": call_target_id,
         "first_party_called": first_party_called,
@@ -195,12 +195,10 @@ def callback_metrics_command(
     }
     try:
         if step is None:
-            result: Any = callback_metrics.document(
-                attempts, begin=b, end=e, chain_ordered=chain_ordered, **filters
-            )
+            result: Any = callback_metrics.document(reqs, begin=b, end=e, **filters)
         else:
             result = callback_metrics.document_intervals(
-                attempts, begin=b, end=e, step=step, tz=tz, chain_ordered=chain_ordered, **filters
+                reqs, begin=b, end=e, step=step, tz=tz, **filters
             )
     except ValueError as exc:
         fail(str(exc))

@@ -1,29 +1,31 @@
-"""The callback attempts store in chain order, so that its readers reduce requests from runs.
+"""The callback attempts store in chain order, and the readers that prove it before using it.
 
 ``store/callback_attempts`` is written by :func:`write_attempts` from attempts in
-:data:`engine.tables.callback_requests.CHAIN_ORDER`
-(:func:`engine.tables.callback_requests.in_chain_order`),
-partitioned by the UTC date of each *request* (its first attempt's ``created_at``), not of each
-attempt: a chain whose retries cross midnight stays in one file, and every file keeps the order.
-A layout file (:data:`LAYOUT`) names the files and their row counts.
+:data:`engine.tables.callback_requests.CHAIN_ORDER`, partitioned by the UTC date of each
+*request* (its first attempt's ``created_at``), not of each attempt: a chain whose retries cross
+midnight stays in one file, and every file keeps the order. A layout file (:data:`LAYOUT`) names
+the files and their row counts.
 
-:func:`scan_attempts` reads the store back and says whether it may be reduced from runs
-(:func:`engine.tables.callback_requests.requests` with ``chain_ordered``): only if the layout file
-names exactly the Parquet files present, with their row counts (so nothing was added, removed
-or rewritten since), and one streaming pass finds no row out of chain order inside a file
-(:func:`engine.tables.callback_requests.chain_order_breaks`; the file starts may break). A store
-written before this layout, or changed by hand, is read the general way: exactness never
-depends on the order. A chain can only be split between files by a writer that does not
-partition by request; :func:`write_attempts` is the one that writes the layout file.
+Requests (:func:`engine.tables.callback_requests.requests`) are one plan: sort into chain order,
+reduce each chain's run. The readers here skip the sort only when they have proven the order:
+
+- :func:`scan_requests` (a stored directory): the layout file names exactly the Parquet files
+  present, with their row counts (nothing added, removed or rewritten since), and one streaming
+  pass finds no row out of chain order inside a file (the file starts may break);
+- :func:`requests_of` (attempts held in memory): one streaming pass finds no row out of order.
+
+Otherwise they take the general plan: exactness never depends on the order, only speed does.
 
 Example:
     >>> import tempfile
-    >>> from engine.tables.callback_requests import in_chain_order
+    >>> from engine.tables.callback_requests import in_chain_order, requests
     >>> from engine.demo.callbacks import generate_attempts
-    >>> attempts = in_chain_order(generate_attempts(days=2, scale=0.1).lazy()).collect()
-    >>> store = write_attempts(attempts, Path(tempfile.mkdtemp()) / "callback_attempts")
-    >>> frame, chain_ordered = scan_attempts(store)
-    >>> frame.select(pl.len()).collect().item() == attempts.height, chain_ordered
+    >>> attempts = generate_attempts(days=2, scale=0.1)
+    >>> store = write_attempts(in_chain_order(attempts.lazy()).collect(),
+    ...                        Path(tempfile.mkdtemp()) / "callback_attempts")
+    >>> key = ["source", "original_id"]
+    >>> stored = scan_requests(store).collect().sort(key)
+    >>> stored.equals(requests(attempts.lazy()).collect().sort(key)), is_chain_ordered(store)
     (True, True)
 """
 
@@ -37,9 +39,22 @@ import polars as pl
 
 from engine.output import files as export
 from engine.schema import CALLBACK_ATTEMPTS
-from engine.tables.callback_requests import CHAIN_ORDER, chain_order_breaks, chain_start
+from engine.tables.callback_requests import (
+    CHAIN_ORDER,
+    chain_order_breaks,
+    chain_start,
+    requests,
+    requests_from_runs,
+)
 
-__all__ = ["LAYOUT", "scan_attempts", "write_attempts"]
+__all__ = [
+    "LAYOUT",
+    "is_chain_ordered",
+    "requests_of",
+    "scan_attempts",
+    "scan_requests",
+    "write_attempts",
+]
 
 #: The layout file of a store written in chain order: ``{"order": [...], "files": {path: rows}}``.
 LAYOUT: Final = "_chain_order.json"
@@ -77,26 +92,47 @@ def write_attempts(attempts: pl.DataFrame, directory: Path) -> Path:
     return directory
 
 
-def scan_attempts(directory: Path) -> tuple[pl.LazyFrame, bool]:
-    """The stored attempts (:data:`engine.schema.CALLBACK_ATTEMPTS` columns), and whether they
-    may be reduced from runs (see the module docstring). The frame's row order is the files'
-    order on every evaluation (a Parquet scan), as ``chain_ordered`` needs.
-    """
+def scan_attempts(directory: Path) -> pl.LazyFrame:
+    """The stored attempts (:data:`engine.schema.CALLBACK_ATTEMPTS` columns), in the files'
+    order on every evaluation (a Parquet scan)."""
     files = _files(directory)
-    frame = pl.scan_parquet(files, hive_partitioning=False).select(list(CALLBACK_ATTEMPTS))
+    return pl.scan_parquet(files, hive_partitioning=False).select(list(CALLBACK_ATTEMPTS))
+
+
+def _in_order(attempts: pl.LazyFrame, starts: list[int]) -> bool:
+    breaks = chain_order_breaks(attempts, starts=starts).collect(engine="streaming")
+    return int(breaks.item()) == 0
+
+
+def is_chain_ordered(directory: Path) -> bool:
+    """The store is provably in chain order (see the module docstring)."""
     try:
         layout = json.loads((directory / LAYOUT).read_text())
     except (OSError, ValueError):
-        return frame, False
-    named = layout.get("files") if isinstance(layout, dict) else None
+        return False
+    if not isinstance(layout, dict) or layout.get("order") != list(CHAIN_ORDER):
+        return False
+    named = layout.get("files")
+    files = _files(directory)
     relative = [f.relative_to(directory).as_posix() for f in files]
-    if layout.get("order") != list(CHAIN_ORDER) or not isinstance(named, dict):
-        return frame, False
-    if sorted(named) != relative:
-        return frame, False
+    if not isinstance(named, dict) or sorted(named) != relative:
+        return False
     counts = _row_counts(files)
     if counts != [named[r] for r in relative]:
-        return frame, False
+        return False
     starts = [sum(counts[:i]) for i in range(1, len(counts))]
-    breaks = chain_order_breaks(frame, starts=starts).collect(engine="streaming").item()
-    return frame, breaks == 0
+    return _in_order(scan_attempts(directory), starts)
+
+
+def scan_requests(directory: Path) -> pl.LazyFrame:
+    """The requests of the stored attempts: from their runs when the store is provably in chain
+    order (:func:`is_chain_ordered`), else by the general plan. The same rows either way."""
+    attempts = scan_attempts(directory)
+    return requests_from_runs(attempts) if is_chain_ordered(directory) else requests(attempts)
+
+
+def requests_of(attempts: pl.DataFrame) -> pl.LazyFrame:
+    """The requests of attempts held in memory: from their runs when one streaming pass finds
+    them in chain order (as :func:`write_attempts` wants them), else by the general plan."""
+    lazy = attempts.lazy()
+    return requests_from_runs(lazy) if _in_order(lazy, []) else requests(lazy)

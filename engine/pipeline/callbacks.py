@@ -28,18 +28,13 @@ from typing import Literal
 
 import polars as pl
 
-from engine.interval import Window, in_grid, interval_grid, snap_window
+from engine.interval import Window, snap_window
 from engine.output import files as export
 from engine.output import store as callback_store
 from engine.pipeline.build import iso_utc, quarantine_counts
 from engine.settings import BuildSettings
 from engine.tables import callback_intervals, callback_metrics, retry_outcomes
-from engine.tables.callback_requests import (
-    call_target_names,
-    in_chain_order,
-    partitioned_requests,
-    requests,
-)
+from engine.tables.callback_requests import in_chain_order
 from engine.validate.callback_attempts import (
     callback_gaps,
     not_callbacks,
@@ -85,18 +80,12 @@ class CallbackReport:
         return sum(self.quarantined.values())
 
 
-def callback_window(
-    attempts: pl.DataFrame, settings: BuildSettings, *, chain_ordered: bool = False
-) -> Window:
+def callback_window(reqs: pl.LazyFrame, settings: BuildSettings) -> Window:
     """The smallest whole-interval window holding every request's instant.
 
-    ``chain_ordered``: ``attempts`` is in chain order
-    (:func:`engine.tables.callback_requests.requests`).
-
     Raises:
-        ValueError: there are no attempts.
+        ValueError: there are no requests.
     """
-    reqs = requests(attempts.lazy(), chain_ordered=chain_ordered)
     instants = reqs.select(pl.col("instant")).collect()["instant"]
     lo, hi = instants.min(), instants.max()
     if not isinstance(lo, datetime) or not isinstance(hi, datetime):
@@ -107,56 +96,17 @@ def callback_window(
 
 
 def callback_tables(
-    attempts: pl.LazyFrame,
-    *,
-    window: Window,
-    settings: BuildSettings,
-    partitions: int = 1,
-    row_id: str | None = None,
-    chain_ordered: bool = False,
+    reqs: pl.LazyFrame, *, window: Window, settings: BuildSettings
 ) -> tuple[pl.LazyFrame, pl.LazyFrame]:
-    """``callback_intervals`` and ``retry_outcomes`` for ``window``, from one requests frame.
+    """``callback_intervals`` and ``retry_outcomes`` for ``window`` from one requests frame.
 
-    Each table's ``build`` reduces the chains itself; built side by side they would do it twice
-    (and the call targets' names twice more), since each use prunes the requests to other
-    columns and the plans then differ. Here the window's requests are reduced once, to the
-    columns either table reads, and cached; collect both frames together (``pl.collect_all``).
-    Chain-ordered attempts' requests are reduced from runs for each use instead (0.6 CPU-s more
-    at 10M attempts than holding them, and half the memory).
-
-    Args:
-        attempts: canonical (validated) attempts.
-        window: ``[start, end)``; widened to whole intervals.
-        settings: interval length and zone.
-        partitions: build the requests in this many parts to bound memory
-            (:func:`engine.tables.callback_requests.partitioned_requests`).
-        row_id: a row-identifying integer column of ``attempts``, to join on instead of the
-            attempt's id (:func:`engine.tables.callback_requests.requests` says which columns
-            qualify).
-        chain_ordered: ``attempts`` yields its rows in the store's chain order
-            (:data:`engine.tables.callback_requests.CHAIN_ORDER`): the requests are then reduced
-            where
-            their chains lie, in one pass (``partitions`` and ``row_id`` do not apply).
+    The requests are cached, so collecting both frames together (``pl.collect_all``) reduces
+    the chains once for both tables.
     """
-    grid = interval_grid(*window, minutes=settings.interval_minutes, tz=settings.tz)
-    columns = dict.fromkeys([*callback_intervals.REQUEST_COLUMNS, *retry_outcomes.REQUEST_COLUMNS])
-    where = [in_grid(pl.col("instant"), grid)]
-    reqs = partitioned_requests(
-        attempts,
-        where=where,
-        columns=list(columns),
-        partitions=partitions,
-        row_id=row_id,
-        chain_ordered=chain_ordered,
-    )
-    if chain_ordered:  # runs are cheaper to reduce again than to hold (1.1 GiB at 10M)
-        names = call_target_names(reqs)
-    else:
-        reqs = reqs.cache()
-        names = call_target_names(reqs).cache()
+    cached = reqs.cache()
     return (
-        callback_intervals.from_requests(reqs, grid, names),
-        retry_outcomes.from_requests(reqs, grid, names),
+        callback_intervals.build(cached, window=window, settings=settings),
+        retry_outcomes.build(cached, window=window, settings=settings),
     )
 
 
@@ -196,28 +146,26 @@ def build_callbacks(
     rows_in, clean, quarantine, skipped = pl.collect_all(
         [
             attempts.select(pl.len()),
-            # The store's order: each chain's attempts in one run, so that requests are reduced
-            # where they lie (engine.tables.callback_requests.requests), here and when the store is
-            # read.
+            # The store's order: each chain's attempts in one run (engine.output.store).
             in_chain_order(clean_lf),
             quarantine_lf,
             not_callbacks(attempts).select(pl.len()),
         ]
     )
+    reqs = callback_store.requests_of(clean)
     window = snap_window(
-        *(window or callback_window(clean, settings, chain_ordered=True)),
+        *(window or callback_window(reqs, settings)),
         minutes=settings.interval_minutes,
         tz=settings.tz,
     )
-    lazy = clean.lazy()
     table, retries, gaps, n_requests = pl.collect_all(
         [
-            *callback_tables(lazy, window=window, settings=settings, chain_ordered=True),
-            callback_gaps(lazy),
-            requests(lazy, chain_ordered=True).select(pl.len()),  # one per chain
+            *callback_tables(reqs, window=window, settings=settings),
+            callback_gaps(clean.lazy()),
+            reqs.select(pl.len()),  # one per chain
         ]
     )
-    document = callback_metrics.document(lazy, begin=window[0], end=window[1], chain_ordered=True)
+    document = callback_metrics.document(reqs, begin=window[0], end=window[1])
 
     files = [callback_store.write_attempts(clean, out_dir / "store" / "callback_attempts")]
     files += _write("callback_intervals", table, out_dir, formats)

@@ -41,12 +41,13 @@ from engine.app.sources import SOURCES
 from engine.errors import InputFileError
 from engine.interval import Window, snap_window
 from engine.output import files as export
-from engine.output.store import scan_attempts
+from engine.output.store import scan_requests
 from engine.pipeline.build import read_table
 from engine.pipeline.kore import reconcile_kore
 from engine.schema import CALLBACK_ATTEMPTS, CONTACTS
 from engine.tables import callvolume
 from engine.tables.callback_metrics import document
+from engine.tables.callback_requests import requests
 from engine.tables.callvolume import ADDITIVE
 from engine.tables.compare import DIFFERENCE_COLUMNS, compare_documents
 
@@ -120,13 +121,11 @@ class Reconciliation:
 
 @dataclass(frozen=True)
 class Inputs:
-    """Our canonical contacts and attempts, and the Kore.ai rows (lazy)."""
+    """Our canonical contacts and callback requests, and the Kore.ai rows (lazy)."""
 
     contacts: pl.LazyFrame
-    attempts: pl.LazyFrame
+    requests: pl.LazyFrame
     kore_rows: pl.LazyFrame | None
-    #: ``attempts`` is a store in chain order (:func:`engine.output.store.scan_attempts`).
-    attempts_chain_ordered: bool = False
 
 
 def _table_dir(store: Path, name: str) -> Path:
@@ -155,9 +154,9 @@ def load_inputs(settings: AppSettings, *, store: Path | None = None) -> Inputs:
         contacts = _NO_CONTACTS.lazy()
         if "kore" in enabled:
             contacts = read_table(_table_dir(store, "contacts"))
-        attempts, chain_ordered = _NO_ATTEMPTS.lazy(), False
+        reqs = requests(_NO_ATTEMPTS.lazy())
         if "mindful" in enabled:
-            attempts, chain_ordered = scan_attempts(_table_dir(store, "callback_attempts"))
+            reqs = scan_requests(_table_dir(store, "callback_attempts"))
     else:
         frames = [
             rebuild(SOURCES[n], landing, settings.source(n)).rows
@@ -165,11 +164,11 @@ def load_inputs(settings: AppSettings, *, store: Path | None = None) -> Inputs:
             if SOURCES[n].table == "contacts"
         ]
         contacts = pl.concat(frames) if frames else _NO_CONTACTS.lazy()
-        attempts, chain_ordered = _NO_ATTEMPTS.lazy(), False
+        reqs = requests(_NO_ATTEMPTS.lazy())
         if "mindful" in enabled:
-            attempts = rebuild(SOURCES["mindful"], landing, settings.source("mindful")).rows
+            reqs = requests(rebuild(SOURCES["mindful"], landing, settings.source("mindful")).rows)
     kore = rebuild(KORE, landing, settings.source("kore")).rows if "kore" in enabled else None
-    return Inputs(contacts, attempts, kore, chain_ordered)
+    return Inputs(contacts, reqs, kore)
 
 
 def tolerances(settings: AppSettings, given: Mapping[str, float] | None = None) -> dict[str, float]:
@@ -201,12 +200,7 @@ def _mindful(
     settings: MindfulSettings, inputs: Inputs, window: Window, tol: dict[str, float]
 ) -> tuple[Check, list[dict[str, Any]]]:
     check = Check("mindful", _COMPARES["mindful"])
-    ours = document(
-        inputs.attempts,
-        begin=window[0],
-        end=window[1],
-        chain_ordered=inputs.attempts_chain_ordered,
-    )
+    ours = document(inputs.requests, begin=window[0], end=window[1])
     theirs = fetch_metrics(settings, *window)
     found = compare_documents(ours, theirs, tolerance=tol)
     rows = [dict.fromkeys(_DIFF_KEYS[:3]) | d | {"presence": _presence(d)} for d in found]

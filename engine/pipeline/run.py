@@ -55,6 +55,7 @@ from engine.pipeline.tables import Built, build_tables
 from engine.pipeline.window import Canonical, run_windows
 from engine.report.build import write_report
 from engine.schema import QUARANTINE
+from engine.tables.callback_requests import requests
 
 __all__ = ["STEPS", "RunSummary", "run"]
 
@@ -179,7 +180,7 @@ def _reconcile(
     if not {"mindful", "kore"} & set(names):
         return []
     kore = canon.kore.rows.lazy() if canon.kore else None
-    inputs = Inputs(canon.contact_rows.lazy(), canon.attempt_rows.lazy(), kore)
+    inputs = Inputs(canon.contact_rows.lazy(), requests(canon.attempt_rows.lazy()), kore)
     cuts: dict[str, Window] = {
         n: _cut(settings, n, window) for n in ("mindful", "kore") if n in names
     }

@@ -13,8 +13,9 @@ Example:
     >>> from engine.settings import BuildSettings
     >>> from engine.demo.callbacks import generate_attempts
     >>> w = datetime(2026, 10, 1, tzinfo=UTC), datetime(2026, 10, 2, tzinfo=UTC)
-    >>> ci = callback_intervals.build(generate_attempts(days=1, scale=0.2).lazy(), window=w,
-    ...                               settings=BuildSettings())
+    >>> from engine.tables.callback_requests import requests
+    >>> reqs = requests(generate_attempts(days=1, scale=0.2).lazy())
+    >>> ci = callback_intervals.build(reqs, window=w, settings=BuildSettings())
     >>> numbers = callback_numbers(ci, None)
     >>> int(numbers.targets["requests"][-1]) == int(ci.collect()["requests"].sum())
     True

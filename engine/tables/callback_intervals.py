@@ -13,7 +13,9 @@ Example:
     >>> from engine.settings import BuildSettings
     >>> from engine.demo.callbacks import generate_attempts
     >>> w = datetime(2026, 10, 1, tzinfo=UTC), datetime(2026, 10, 2, tzinfo=UTC)
-    >>> t = build(generate_attempts(days=1, scale=0.2).lazy(), window=w, settings=BuildSettings())
+    >>> from engine.tables.callback_requests import requests
+    >>> reqs = requests(generate_attempts(days=1, scale=0.2).lazy())
+    >>> t = build(reqs, window=w, settings=BuildSettings())
     >>> t.collect().height % 96
     0
 """
@@ -41,7 +43,6 @@ from engine.tables.callback_requests import (
     combine,
     finish_table,
     measures,
-    partitioned_requests,
     rolled_up,
 )
 
@@ -52,14 +53,13 @@ __all__ = [
     "REQUEST_COLUMNS",
     "SCHEMA",
     "build",
-    "from_requests",
     "rollup",
 ]
 
 #: The group columns besides the interval.
 GROUP: Final = ("call_target_id", "type", "first_party_called", "source_type")
 KEYS: Final = ("interval_start_utc", *GROUP)
-#: The request columns the table reads (:func:`from_requests`), including the names': every one
+#: The request columns the table reads (:func:`build`), including the names': every one
 #: but the chain key and the customer (only the document counts customers).
 REQUEST_COLUMNS: Final = tuple(
     c
@@ -84,29 +84,13 @@ def _zero_fill(agg: pl.LazyFrame, grid: pl.DataFrame, names: pl.LazyFrame) -> pl
     return finish_table(filled, names, columns=list(SCHEMA), order=[*GROUP, "interval_start_utc"])
 
 
-def from_requests(reqs: pl.LazyFrame, grid: pl.DataFrame, names: pl.LazyFrame) -> pl.LazyFrame:
-    """The table over ``grid`` from the requests whose instant lies in it.
-
-    Taking requests rather than attempts lets one requests frame serve both callback tables
-    (:func:`engine.pipeline.callbacks.callback_tables`): building requests is most of the cost.
+def build(reqs: pl.LazyFrame, *, window: Window, settings: BuildSettings) -> pl.LazyFrame:
+    """The callback interval table for ``window`` from the requests of canonical attempts.
 
     Args:
-        reqs: the window's requests, at least :data:`REQUEST_COLUMNS`.
-        grid: the intervals (:func:`engine.interval.interval_grid`).
-        names: per call target its name (:func:`engine.tables.callback_requests.call_target_names`).
-    """
-    agg = aggregate_by_interval(
-        reqs, grid, at=pl.col("instant"), by=GROUP, measures=measures(), combine=combine()
-    )
-    return _zero_fill(agg, grid, names)
-
-
-def build(attempts: pl.LazyFrame, *, window: Window, settings: BuildSettings) -> pl.LazyFrame:
-    """The callback interval table for ``window`` from canonical (validated) attempts.
-
-    Args:
-        attempts: canonical attempts (:data:`engine.schema.CALLBACK_ATTEMPTS`); every attempt of
-            a request must be present, whatever its own time, for the request to be complete.
+        reqs: requests (:func:`engine.tables.callback_requests.requests`), at least
+            :data:`REQUEST_COLUMNS`; those whose instant is outside ``window`` are ignored.
+            Each request needs all its attempts, whatever their own time, to be complete.
         window: ``[start, end)``; widened to whole intervals.
         settings: interval length and zone (the other settings do not apply to callbacks).
 
@@ -116,15 +100,19 @@ def build(attempts: pl.LazyFrame, *, window: Window, settings: BuildSettings) ->
     Example:
         >>> from datetime import datetime, UTC
         >>> from engine.schema import CALLBACK_ATTEMPTS
+        >>> from engine.tables.callback_requests import requests
         >>> w = datetime(2026, 10, 1, tzinfo=UTC), datetime(2026, 10, 1, 1, tzinfo=UTC)
-        >>> empty = pl.LazyFrame(schema=CALLBACK_ATTEMPTS)
+        >>> empty = requests(pl.LazyFrame(schema=CALLBACK_ATTEMPTS))
         >>> build(empty, window=w, settings=BuildSettings()).collect().height
         0
     """
     grid = interval_grid(*window, minutes=settings.interval_minutes, tz=settings.tz)
-    where = [in_grid(pl.col("instant"), grid)]
-    reqs = partitioned_requests(attempts, where=where, columns=REQUEST_COLUMNS).cache()
-    return from_requests(reqs, grid, call_target_names(reqs))
+    reqs = reqs.filter(in_grid(pl.col("instant"), grid)).select(REQUEST_COLUMNS).cache()
+    names = call_target_names(reqs)
+    agg = aggregate_by_interval(
+        reqs, grid, at=pl.col("instant"), by=GROUP, measures=measures(), combine=combine()
+    )
+    return _zero_fill(agg, grid, names)
 
 
 def rollup(table: pl.LazyFrame, *, window: Window, minutes: int, tz: str) -> pl.LazyFrame:
@@ -135,8 +123,9 @@ def rollup(table: pl.LazyFrame, *, window: Window, minutes: int, tz: str) -> pl.
     Example:
         >>> from datetime import datetime, UTC
         >>> from engine.demo.callbacks import generate_attempts
+        >>> from engine.tables.callback_requests import requests
         >>> w = datetime(2026, 10, 1, tzinfo=UTC), datetime(2026, 10, 2, tzinfo=UTC)
-        >>> t15 = build(generate_attempts(days=1, scale=0.2).lazy(), window=w,
+        >>> t15 = build(requests(generate_attempts(days=1, scale=0.2).lazy()), window=w,
         ...             settings=BuildSettings())
         >>> rollup(t15, window=w, minutes=60, tz="UTC").collect().height % 24
         0

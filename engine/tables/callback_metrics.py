@@ -8,10 +8,14 @@ document ``GET /v2/callback/historical/metrics`` returns: the same keys, spellin
 integer aggregates; an empty set gives ``0``. :func:`document_intervals` gives the same content
 per step interval of a reporting zone. The frames are collected here, once per document.
 
+Both take requests (:func:`engine.tables.callback_requests.requests`), not attempts: a request
+is what the document counts, and one requests frame can serve the document and both tables.
+
 Example:
     >>> from engine.demo.callbacks import generate_attempts
-    >>> attempts = generate_attempts(days=1, scale=0.2).lazy()
-    >>> doc = document(attempts, begin=parse_time("2026-10-01"), end=parse_time("2026-10-02"))
+    >>> from engine.tables.callback_requests import requests
+    >>> reqs = requests(generate_attempts(days=1, scale=0.2).lazy())
+    >>> doc = document(reqs, begin=parse_time("2026-10-01"), end=parse_time("2026-10-02"))
     >>> doc["data"]["totalCallbacks"] > 0
     True
 """
@@ -29,11 +33,9 @@ from engine.schema import CALLBACK_ATTEMPTS
 from engine.tables.callback_requests import (
     REQUEST_COLUMNS,
     RETRY_BUCKETS,
-    customer_counts,
     customers,
     in_retry_bucket,
     measures,
-    requests,
 )
 from engine.validate.spelling import normalised
 
@@ -49,9 +51,6 @@ Step = Literal["15m", "1h", "1d"]
 STEPS: Final[dict[str, int]] = {"15m": 15, "1h": 60, "1d": 1440}
 #: The request columns a document reads (every one but the chain key).
 _DOCUMENT_COLUMNS: Final = tuple(c for c in REQUEST_COLUMNS if c not in ("source", "original_id"))
-#: Parts the customers of chain-ordered attempts are counted in (:func:`document`): at 10M
-#: attempts, 1.3 GiB peak against 1.7-2.0 in one pass, for 0.6 CPU-s more (three parts: no less).
-_CUSTOMER_PARTS: Final = 2
 _TIME_FORMATS: Final = ("%Y-%m-%d", "%Y-%m-%dT%H:%M:%SZ")
 _FIVE: Final = (  # document key, outcome; in the seed's (alphabetical) order
     ("totalAbandoned", "abandoned"),
@@ -192,7 +191,7 @@ def _data(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def document(
-    attempts: pl.LazyFrame,
+    reqs: pl.LazyFrame,
     *,
     begin: datetime,
     end: datetime,
@@ -200,50 +199,34 @@ def document(
     first_party_called: str | None = None,
     source_type: str | None = None,
     type: str | None = None,
-    row_id: str | None = None,
-    chain_ordered: bool = False,
 ) -> dict[str, Any]:
     """The seed-000 metrics document for the requests whose instant is in ``[begin, end)``.
 
-    With ``chain_ordered`` the requests are reduced from their runs (no sort, hash table or
-    join; :func:`engine.tables.callback_requests.requests`): ``attempts`` must then yield its rows
-    in
-    :data:`engine.tables.callback_requests.CHAIN_ORDER` on every evaluation (a Parquet file or a
-    frame in
-    that order, as :func:`engine.tables.callback_requests.in_chain_order` leaves it; a plan with an
-    unordered step such as ``unique`` does not qualify even if one evaluation happens to be in
-    order; :func:`engine.tables.callback_requests.chain_order_breaks` tells). It is then evaluated
-    once
-    for the additive aggregates and once per part of the customers
-    (:func:`engine.tables.callback_requests.customer_counts`), since reducing runs again costs less
-    than
-    holding the requests (at 10M attempts: 1.3-1.5 GiB peak against ~2 in one ``collect_all``).
-    The document is the same either way.
+    Unique and repeat customers are counted over the window's requests as a whole (exact, never
+    summed from intervals). One collect of one aggregate row.
 
     Args:
-        attempts: canonical attempts (every attempt of the requests, whatever its own time).
+        reqs: requests (:func:`engine.tables.callback_requests.requests`) of canonical attempts
+            (every attempt of a request, whatever its own time).
         begin: window start (aware, inclusive).
         end: window end (aware, exclusive).
         call_target_id: one id or a comma-separated list.
         first_party_called: ``agent`` or ``customer``.
         source_type: ``voice`` or ``digital``.
         type: ``asap`` or ``scheduled``.
-        row_id: a row-identifying integer column of ``attempts`` to join on
-            (:func:`engine.tables.callback_requests.requests` says which columns qualify).
-        chain_ordered: ``attempts`` is in chain order (``row_id`` does not apply).
 
     Raises:
         ValueError: an empty or reversed window, a naive instant or an unknown filter value.
 
     Example:
-        >>> from engine.tables.callback_requests import in_chain_order
         >>> from engine.demo.callbacks import generate_attempts
+        >>> from engine.tables.callback_requests import requests
         >>> attempts = generate_attempts(days=1, scale=0.2)
         >>> w = {"begin": parse_time("2026-10-01"), "end": parse_time("2026-10-02")}
-        >>> document(attempts.lazy(), **w)["data"]["totalCallbacks"] > 0
+        >>> document(requests(attempts.lazy()), **w)["data"]["totalCallbacks"] > 0
         True
-        >>> ordered = in_chain_order(attempts.lazy()).collect().lazy()
-        >>> document(ordered, **w, chain_ordered=True) == document(attempts.lazy(), **w)
+        >>> shuffled = attempts.sample(fraction=1.0, shuffle=True, seed=3).lazy()
+        >>> document(requests(shuffled), **w) == document(requests(attempts.lazy()), **w)
         True
     """
     where = _selection(
@@ -254,17 +237,8 @@ def document(
         source_type=source_type,
         type=type,
     )
-    if not chain_ordered:
-        reqs = requests(attempts, row_id=row_id).filter(where).select(_DOCUMENT_COLUMNS).cache()
-        additive, people = pl.collect_all([reqs.select(_additive()), customer_counts(reqs)])
-        return {"data": _data(additive.row(0, named=True) | people.row(0, named=True))}
-    runs = requests(attempts, chain_ordered=True).filter(where).select(_DOCUMENT_COLUMNS)
-    additive = runs.select(_additive()).collect(engine="streaming")
-    people = pl.concat(
-        customer_counts(runs, part=(p, _CUSTOMER_PARTS)).collect(engine="streaming")
-        for p in range(_CUSTOMER_PARTS)
-    ).sum()
-    return {"data": _data(additive.row(0, named=True) | people.row(0, named=True))}
+    row = reqs.filter(where).select(_DOCUMENT_COLUMNS).select(_aggregates()).collect()
+    return {"data": _data(row.row(0, named=True))}
 
 
 def _iso(value: datetime) -> str:
@@ -272,7 +246,7 @@ def _iso(value: datetime) -> str:
 
 
 def document_intervals(
-    attempts: pl.LazyFrame,
+    reqs: pl.LazyFrame,
     *,
     begin: datetime,
     end: datetime,
@@ -282,7 +256,6 @@ def document_intervals(
     first_party_called: str | None = None,
     source_type: str | None = None,
     type: str | None = None,
-    chain_ordered: bool = False,
 ) -> list[dict[str, Any]]:
     """The document's ``data`` per step interval (aligned to the wall clock of ``tz``).
 
@@ -290,11 +263,12 @@ def document_intervals(
     "intervalEnd", "partialInterval", "data"}``: the interval's own bounds (UTC,
     ``YYYY-MM-DDTHH:MM:SSZ``), whether the window cuts it (its data then covers only the part
     inside the window), and the data of :func:`document` for that part. Unique and repeat
-    customers are exact per interval. ``chain_ordered`` as for :func:`document`.
+    customers are exact per interval. ``reqs`` as for :func:`document`.
 
     Example:
         >>> from engine.schema import CALLBACK_ATTEMPTS
-        >>> els = document_intervals(pl.LazyFrame(schema=CALLBACK_ATTEMPTS), step="1h",
+        >>> from engine.tables.callback_requests import requests
+        >>> els = document_intervals(requests(pl.LazyFrame(schema=CALLBACK_ATTEMPTS)), step="1h",
         ...     begin=parse_time("2026-10-01T00:30:00Z"), end=parse_time("2026-10-01T02:00:00Z"))
         >>> [(e["intervalBegin"], e["partialInterval"]) for e in els]
         [('2026-10-01T00:00:00Z', True), ('2026-10-01T01:00:00Z', False)]
@@ -316,7 +290,7 @@ def document_intervals(
         type=type,
     )
     grid = interval_grid(begin, end, minutes=STEPS[step], tz=tz)
-    reqs = requests(attempts, chain_ordered=chain_ordered).filter(where)
+    reqs = reqs.filter(where)
     per_interval = to_intervals(reqs, grid, at="instant", by=(), combine=_aggregates())
     table = (
         grid.lazy()

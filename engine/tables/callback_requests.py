@@ -2,7 +2,13 @@
 
 Definitions are those of docs/callbacks.md. A request is the chain of attempts sharing
 (``source``, ``original_id``); its first attempt has the lowest (``retry_attempt``,
-``created_at``, ``attempt_id``), its final attempt the highest. The request's attributes and
+``created_at``, ``attempt_id``), its final attempt the highest.
+
+There is one plan (:func:`requests`): sort the attempts into :data:`CHAIN_ORDER`, where each
+chain is one run of rows from its first to its final attempt, and reduce every run where it lies
+(:func:`requests_from_runs`). It is exact whatever order the attempts come in. The only reader
+allowed to skip the sort is the callback store's (:mod:`engine.output.store`), after proving
+that the rows it reads are in that order. The request's attributes and
 instant come from the first attempt; its outcome, retry count, callback time, customer wait and
 talk time from the final one; estimated callback time and punctuality from the first.
 
@@ -29,7 +35,6 @@ from engine.schema import CALLBACK_OUTCOMES
 
 __all__ = [
     "ADDITIVE",
-    "ATTEMPTS_PER_PARTITION",
     "ATTRIBUTES",
     "CHAIN_ORDER",
     "MAXIMA",
@@ -42,15 +47,13 @@ __all__ = [
     "chain_order_breaks",
     "chain_start",
     "combine",
-    "customer_counts",
     "customers",
     "finish_table",
     "in_chain_order",
     "in_retry_bucket",
     "measures",
-    "partitioned_requests",
-    "partitions_for",
     "requests",
+    "requests_from_runs",
     "retry_bucket",
     "rolled_up",
 ]
@@ -127,35 +130,12 @@ REQUEST_COLUMNS: Final = (
 )
 
 
-def _chain_ends(attempts: pl.LazyFrame, ref: str) -> pl.LazyFrame:
-    """Per chain, the ``ref`` of its first (``_f``) and final (``_l``) attempt.
-
-    Only the chain and order columns are sorted (a global sort of every column the requests need
-    cost twice the CPU; carrying even the numeric ones cost more memory than their join), and
-    the reduction is ``min_by``/``max_by`` of the sorted position, a streaming aggregate, where
-    ``get(arg_min)`` was a per-group gather.
-    """
-    ranked = attempts.select(*dict.fromkeys(["source", "original_id", *ORDER, ref])).sort(*ORDER)
-    rank = pl.col("_rank")
-    return (
-        ranked.with_row_index("_rank")
-        .group_by("source", "original_id")
-        .agg(
-            pl.col(ref).min_by(rank).alias("_f"),
-            pl.col(ref).max_by(rank).alias("_l"),
-            pl.len().cast(pl.Int64).alias("attempts"),
-        )
-    )
-
-
 def in_chain_order(attempts: pl.LazyFrame) -> pl.LazyFrame:
     """``attempts`` sorted by :data:`CHAIN_ORDER` (nulls first, as Polars sorts): the store's order.
 
     Each chain's attempts are then one run of rows, first attempt first and final attempt last,
-    and :func:`requests` with ``chain_ordered=True`` reduces them without a sort, a hash table or
-    a join (benchmarks/README.md, "Callback tables"). ``build_callbacks`` writes
-    ``store/callback_attempts`` in this order. The sort is the cost: 9-15 CPU-s at 10M attempts
-    (``DataFrame.sort`` took 17).
+    which :func:`requests_from_runs` reduces without a hash table or a join. The callback store
+    is written in this order.
     """
     return attempts.sort(CHAIN_ORDER)
 
@@ -179,7 +159,7 @@ def chain_start(position: pl.Expr) -> pl.Expr:
 
 def chain_order_breaks(attempts: pl.LazyFrame, *, starts: Sequence[int] = ()) -> pl.LazyFrame:
     """One row, ``breaks``: the rows of ``attempts`` not strictly after the row before them in
-    :data:`CHAIN_ORDER` (nulls first). Zero means :func:`requests` may take ``chain_ordered``.
+    :data:`CHAIN_ORDER` (nulls first). Zero means :func:`requests_from_runs` may be used.
 
     Strictly: two attempts of one chain with the same (``retry_attempt``, ``created_at``,
     ``attempt_id``) count as a break, since their order would be arbitrary. The first row never
@@ -194,10 +174,13 @@ def chain_order_breaks(attempts: pl.LazyFrame, *, starts: Sequence[int] = ()) ->
     return attempts.with_row_index("_pos").select((~ordered).sum().cast(pl.Int64).alias("breaks"))
 
 
-def _run_requests(attempts: pl.LazyFrame) -> pl.LazyFrame:
-    """:func:`requests` of attempts in :data:`CHAIN_ORDER`: each chain is a run of rows.
+def requests_from_runs(attempts: pl.LazyFrame) -> pl.LazyFrame:
+    """:func:`requests` of attempts that are already in :data:`CHAIN_ORDER` (a precondition).
 
-    A run starts where the chain key changes and ends before the next start. The starts and
+    Rows out of that order give wrong requests: call :func:`requests` unless the order has been
+    proven for every evaluation of ``attempts``, as the callback store's reader does
+    (:func:`engine.output.store.scan_requests`; ``tests/test_architecture.py`` allows no other
+    caller). A run starts where the chain key changes and ends before the next start. The starts and
     ends are kept (one row for a one-attempt chain, two adjacent rows otherwise), each start
     takes the final attempt's columns from itself or the next row, and the rest are dropped: no
     sort, no hash table, no join, and one evaluation of ``attempts`` (so the pairing cannot mix
@@ -228,117 +211,22 @@ def _run_requests(attempts: pl.LazyFrame) -> pl.LazyFrame:
     )
 
 
-def requests(
-    attempts: pl.LazyFrame, *, row_id: str | None = None, chain_ordered: bool = False
-) -> pl.LazyFrame:
+def requests(attempts: pl.LazyFrame) -> pl.LazyFrame:
     """One row per request: ``source``, ``original_id``, the :data:`ATTRIBUTES`, ``instant``,
     ``attempts``, ``retries``, ``outcome`` and the per-request durations (nullable).
 
-    The first and final attempts are found on the chain and order columns alone; their other
-    columns are joined back by (``source``, ``attempt_id``), so a caller that selects fewer
-    columns reads and joins only those (projection pushdown prunes the joins). Not by row index:
-    ``attempts`` is evaluated once per join side, and a plan with an unordered step (``unique``,
-    a join) need not give its rows in the same order each time. The joins build their hash
-    tables on the chains (``force_left``) and stream the attempts through them: left to choose,
-    the engine hashed the attempts' side (1 GiB more at 10M attempts).
-
-    With ``row_id``, the join is on that integer column instead: one integer key rather than two
-    strings (at 10M attempts, tables in 4 parts: 10.8 against 15-16 CPU-s, 1.2 against ~1.9
-    GiB). It must be a value *of the row*, unique, that every evaluation of ``attempts`` gives
-    alike: a column of a materialised frame (``DataFrame.with_row_index(...).lazy()``) or the
-    file position a Parquet scan assigns (``pl.scan_parquet(..., row_index_name=...)``), never a
-    ``with_row_index`` on a lazy plan, for the reason above.
-
-    With ``chain_ordered``, the caller vouches that ``attempts`` yields its rows in
-    :data:`CHAIN_ORDER` (:func:`in_chain_order` wrote them so, or :func:`chain_order_breaks`
-    found none): each chain is then a run of rows and is reduced where it lies, with neither the
-    sort nor the joins (at 10M attempts, the month's requests in about 0.5 against 5 CPU-s).
-    ``row_id`` is then not needed. Wrong rows if the rows are not in that order.
+    The attempts are sorted into :data:`CHAIN_ORDER` and each chain's run of rows is reduced
+    where it lies (:func:`requests_from_runs`): exact whatever the input's row order. A caller
+    that selects fewer columns sorts and reads only those (projection pushdown).
 
     Args:
         attempts: canonical callback attempts (:data:`engine.schema.CALLBACK_ATTEMPTS`), unique
             by (``source``, ``attempt_id``) as validation leaves them.
-        row_id: the name of such a row-identifying integer column, if ``attempts`` has one.
-        chain_ordered: ``attempts`` is in :data:`CHAIN_ORDER`.
+
+    Returns:
+        :data:`REQUEST_COLUMNS`, one row per (``source``, ``original_id``), in chain order.
     """
-    if chain_ordered:
-        return _run_requests(attempts)
-    keys = ["source"] if row_id is None else []
-    ref = "attempt_id" if row_id is None else row_id
-    first = attempts.select(
-        *keys, pl.col(ref).alias("_f"), *(pl.col(a).alias(r) for r, a in _FROM_FIRST.items())
-    )
-    final = attempts.select(
-        *keys, pl.col(ref).alias("_l"), *(pl.col(a).alias(r) for r, a in _FROM_FINAL.items())
-    )
-    return (
-        _chain_ends(attempts, ref)
-        .join(final, on=[*keys, "_l"], build_side="force_left")
-        .join(first, on=[*keys, "_f"], build_side="force_left")
-        .with_columns(pl.col("retries").cast(pl.Int64))
-        .select(REQUEST_COLUMNS)
-    )
-
-
-#: Attempts per part of :func:`partitioned_requests` that :func:`partitions_for` aims at.
-ATTEMPTS_PER_PARTITION: Final = 2_500_000
-
-
-def partitions_for(attempts: int) -> int:
-    """How many parts to build the requests of ``attempts`` attempts in (one up to 2.5M).
-
-    At 10M attempts (both tables, lz4 Parquet) one pass peaked at 2.8 GiB, two parts at 2.2,
-    four at 1.9-2.0 and eight at 1.7, for 13, 14, 15-16 and 18 CPU-s: each part reads the attempts
-    again. Below 2.5M the extra passes cost more than the memory they save
-    (benchmarks/README.md, "Callback tables").
-    """
-    return max(1, -(-attempts // ATTEMPTS_PER_PARTITION))
-
-
-def partitioned_requests(
-    attempts: pl.LazyFrame,
-    *,
-    where: Sequence[pl.Expr],
-    columns: Sequence[str],
-    partitions: int = 1,
-    row_id: str | None = None,
-    chain_ordered: bool = False,
-) -> pl.LazyFrame:
-    """The :func:`requests` satisfying ``where``, only ``columns``, built in ``partitions`` parts.
-
-    Part ``p`` holds the chains whose ``original_id`` hashes to ``p`` modulo ``partitions``. A
-    chain has one ``original_id``, so it never spans two parts (hashing ``source`` too would
-    change nothing but the cost) and the parts' union is exactly :func:`requests`. Each part's
-    sort and chain hash table hold about ``1/partitions`` of the attempts, which is what bounds
-    peak memory; every part reads the scan again, which is what it costs (see
-    benchmarks/README.md).
-
-    Args:
-        attempts: canonical callback attempts.
-        where: conditions on request columns that a request must meet (e.g. its instant in the
-            window).
-        columns: the request columns to keep (narrow: the concatenation is held).
-        partitions: number of parts (1: one pass).
-        row_id: a row-identifying integer column of ``attempts`` (see :func:`requests`).
-        chain_ordered: ``attempts`` is in :data:`CHAIN_ORDER` (see :func:`requests`); the
-            requests are then built in one pass whatever ``partitions`` says: a run reduction
-            holds no more than the kept columns of the requests.
-    """
-    if partitions < 1:
-        msg = f"partitions must be at least 1, not {partitions}"
-        raise ValueError(msg)
-    if chain_ordered:
-        return requests(attempts, chain_ordered=True).filter(*where).select(columns)
-    if partitions == 1:
-        return requests(attempts, row_id=row_id).filter(*where).select(columns)
-    part = pl.col("original_id").hash(seed=0) % partitions
-    return pl.concat(
-        [
-            requests(attempts.filter(part == p), row_id=row_id).filter(*where).select(columns)
-            for p in range(partitions)
-        ],
-        parallel=False,
-    )
+    return requests_from_runs(in_chain_order(attempts))
 
 
 def _count(condition: pl.Expr) -> pl.Expr:
@@ -404,34 +292,6 @@ def customers() -> list[pl.Expr]:
         # value_counts, not unique_counts: the latter fails on an empty selection (Polars 2.1).
         _count(key.value_counts().struct.field("count") >= 2).alias("repeat_customers"),
     ]
-
-
-def customer_counts(reqs: pl.LazyFrame, *, part: tuple[int, int] = (0, 1)) -> pl.LazyFrame:
-    """:func:`customers` over all of ``reqs``, as one row, by a group-by on the key.
-
-    The same numbers as ``reqs.select(customers())``, for less CPU on a whole window (about a
-    quarter less for the month's document at 10M attempts): one streaming group-by counts each
-    key's requests, where ``n_unique`` and ``value_counts`` hash every key twice.
-
-    With ``part=(p, k)``, only the keys whose hash is ``p`` modulo ``k``: a key falls in exactly
-    one part, so the ``k`` parts' counts add up to the whole exactly (the hash only splits the
-    keys; the keys themselves are compared in full). Collected one after the other, each part's
-    hash table holds about ``1/k`` of the keys (the month at 10M attempts: 3.6M keys of 64
-    characters, ~1.3 GB in one group-by).
-    """
-    p, k = part
-    if not 0 <= p < k:
-        msg = f"part {p} of {k} does not exist"
-        raise ValueError(msg)
-    key = pl.col("customer_key")
-    keys = reqs.select(key).filter(key.is_not_null())
-    if k > 1:
-        keys = keys.filter(key.hash(seed=0) % k == p)
-    per_key = keys.group_by(key).len()
-    return per_key.select(
-        pl.len().cast(pl.Int64).alias("unique_customers"),
-        _count(pl.col("len") >= 2).alias("repeat_customers"),
-    )
 
 
 def call_target_names(reqs: pl.LazyFrame) -> pl.LazyFrame:

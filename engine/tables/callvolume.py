@@ -21,7 +21,6 @@ from typing import Final
 import polars as pl
 
 from engine.interval import (
-    GRID,
     Window,
     aggregate_by_interval,
     in_grid,
@@ -29,7 +28,7 @@ from engine.interval import (
     to_intervals,
     zero_fill,
 )
-from engine.schema import CHANNELS
+from engine.schema import CALLVOLUME, CALLVOLUME_MAXIMA, CALLVOLUME_SUMS
 from engine.settings import BuildSettings
 
 __all__ = [
@@ -45,38 +44,14 @@ __all__ = [
 ]
 
 KEYS: Final = ("interval_start_utc", "queue_id", "channel")
-SUMS: Final = (
-    "offered",
-    "answered",
-    "abandoned",
-    "short_abandoned",
-    "flow_out",
-    "open",
-    "completed",
-    "answered_within_sl",
-    "abandoned_within_sl",
-    "wait_answered_ms",
-    "wait_abandoned_ms",
-    "talk_ms",
-    "hold_ms",
-    "acw_ms",
-    "handle_ms",
-    "messages",
-    "csat_responses",
-    "csat_score",
-)
-MAXIMA: Final = ("wait_answered_max_ms", "wait_abandoned_max_ms")
+SUMS: Final = CALLVOLUME_SUMS
+MAXIMA: Final = CALLVOLUME_MAXIMA
 ADDITIVE: Final = (*SUMS, *MAXIMA)
 DERIVED: Final = ("aht_ms", "asa_ms", "abandon_rate", "service_level")
 
-#: The stored table: interval key columns, queue, channel, additive measures.
-SCHEMA: Final[dict[str, pl.DataType]] = {
-    **GRID,
-    "queue_id": pl.String(),
-    "queue_name": pl.String(),
-    "channel": CHANNELS,
-    **dict.fromkeys(ADDITIVE, pl.Int64()),
-}
+#: The stored table: interval key columns, queue, channel, additive measures (the contract in
+#: :mod:`engine.schema`, where the Kore.ai connector reads it too).
+SCHEMA: Final = CALLVOLUME
 
 
 def _threshold_ms(settings: BuildSettings) -> pl.Expr:

@@ -10,7 +10,9 @@ Example:
     >>> from engine.settings import BuildSettings
     >>> from engine.demo.callbacks import generate_attempts
     >>> w = datetime(2026, 10, 1, tzinfo=UTC), datetime(2026, 10, 2, tzinfo=UTC)
-    >>> t = build(generate_attempts(days=1, scale=0.2).lazy(), window=w, settings=BuildSettings())
+    >>> from engine.tables.callback_requests import requests
+    >>> reqs = requests(generate_attempts(days=1, scale=0.2).lazy())
+    >>> t = build(reqs, window=w, settings=BuildSettings())
     >>> t.collect().height % (96 * 6)
     0
 """
@@ -36,7 +38,6 @@ from engine.tables.callback_requests import (
     call_target_names,
     combine,
     finish_table,
-    partitioned_requests,
     retry_bucket,
     rolled_up,
 )
@@ -48,7 +49,6 @@ __all__ = [
     "REQUEST_COLUMNS",
     "SCHEMA",
     "build",
-    "from_requests",
     "rollup",
 ]
 
@@ -56,7 +56,7 @@ GROUP: Final = ("call_target_id", "retry_bucket")
 KEYS: Final = ("interval_start_utc", *GROUP)
 #: The additive columns.
 COUNTS: Final = ("requests", *OUTCOMES)
-#: The request columns the table reads (:func:`from_requests`), including the names'.
+#: The request columns the table reads (:func:`build`), including the names'.
 REQUEST_COLUMNS: Final = ("call_target_id", "call_target_name", "instant", "retries", "outcome")
 
 SCHEMA: Final[dict[str, pl.DataType]] = {
@@ -84,17 +84,31 @@ def _zero_fill(
     return finish_table(filled, names, columns=list(SCHEMA), order=[*GROUP, "interval_start_utc"])
 
 
-def from_requests(reqs: pl.LazyFrame, grid: pl.DataFrame, names: pl.LazyFrame) -> pl.LazyFrame:
-    """The table over ``grid`` from the requests whose instant lies in it.
-
-    Every call target with a request in ``reqs`` gets all six buckets, so ``reqs`` must be all
-    the window's requests, not only the retried ones.
+def build(reqs: pl.LazyFrame, *, window: Window, settings: BuildSettings) -> pl.LazyFrame:
+    """The retry outcome table for ``window`` from the requests of canonical attempts.
 
     Args:
-        reqs: the window's requests, at least :data:`REQUEST_COLUMNS`.
-        grid: the intervals (:func:`engine.interval.interval_grid`).
-        names: per call target its name (:func:`engine.tables.callback_requests.call_target_names`).
+        reqs: requests (:func:`engine.tables.callback_requests.requests`), at least
+            :data:`REQUEST_COLUMNS`; those whose instant is outside ``window`` are ignored.
+            Each request needs all its attempts, whatever their own time, to be complete.
+        window: ``[start, end)``; widened to whole intervals.
+        settings: interval length and zone.
+
+    Returns:
+        :data:`SCHEMA`'s columns, sorted by call target, bucket and interval.
+
+    Example:
+        >>> from datetime import datetime, UTC
+        >>> from engine.schema import CALLBACK_ATTEMPTS
+        >>> from engine.tables.callback_requests import requests
+        >>> w = datetime(2026, 10, 1, tzinfo=UTC), datetime(2026, 10, 1, 1, tzinfo=UTC)
+        >>> build(requests(pl.LazyFrame(schema=CALLBACK_ATTEMPTS)), window=w,
+        ...       settings=BuildSettings()).collect().columns == list(SCHEMA)
+        True
     """
+    grid = interval_grid(*window, minutes=settings.interval_minutes, tz=settings.tz)
+    reqs = reqs.filter(in_grid(pl.col("instant"), grid)).select(REQUEST_COLUMNS).cache()
+    names = call_target_names(reqs)
     retried = reqs.filter(pl.col("retries") > 0).with_columns(retry_bucket())
     agg = aggregate_by_interval(
         retried,
@@ -107,39 +121,15 @@ def from_requests(reqs: pl.LazyFrame, grid: pl.DataFrame, names: pl.LazyFrame) -
     return _zero_fill(agg, grid, reqs.select("call_target_id").unique(), names)
 
 
-def build(attempts: pl.LazyFrame, *, window: Window, settings: BuildSettings) -> pl.LazyFrame:
-    """The retry outcome table for ``window`` from canonical (validated) attempts.
-
-    Args:
-        attempts: canonical attempts (:data:`engine.schema.CALLBACK_ATTEMPTS`).
-        window: ``[start, end)``; widened to whole intervals.
-        settings: interval length and zone.
-
-    Returns:
-        :data:`SCHEMA`'s columns, sorted by call target, bucket and interval.
-
-    Example:
-        >>> from datetime import datetime, UTC
-        >>> from engine.schema import CALLBACK_ATTEMPTS
-        >>> w = datetime(2026, 10, 1, tzinfo=UTC), datetime(2026, 10, 1, 1, tzinfo=UTC)
-        >>> build(pl.LazyFrame(schema=CALLBACK_ATTEMPTS), window=w,
-        ...       settings=BuildSettings()).collect().columns == list(SCHEMA)
-        True
-    """
-    grid = interval_grid(*window, minutes=settings.interval_minutes, tz=settings.tz)
-    where = [in_grid(pl.col("instant"), grid)]
-    reqs = partitioned_requests(attempts, where=where, columns=REQUEST_COLUMNS).cache()
-    return from_requests(reqs, grid, call_target_names(reqs))
-
-
 def rollup(table: pl.LazyFrame, *, window: Window, minutes: int, tz: str) -> pl.LazyFrame:
     """Roll the table up to coarser intervals (30, 60, or 1440 for local days), exactly.
 
     Example:
         >>> from datetime import datetime, UTC
         >>> from engine.demo.callbacks import generate_attempts
+        >>> from engine.tables.callback_requests import requests
         >>> w = datetime(2026, 10, 1, tzinfo=UTC), datetime(2026, 10, 2, tzinfo=UTC)
-        >>> t15 = build(generate_attempts(days=1, scale=0.2).lazy(), window=w,
+        >>> t15 = build(requests(generate_attempts(days=1, scale=0.2).lazy()), window=w,
         ...             settings=BuildSettings())
         >>> rollup(t15, window=w, minutes=1440, tz="UTC").collect().height % 6
         0

@@ -26,6 +26,7 @@ from connectors.landing import pii_hash
 from engine.demo.callbacks import generate_attempts
 from engine.schema import CALLBACK_ATTEMPTS
 from engine.tables.callback_metrics import document
+from engine.tables.callback_requests import requests
 
 T0 = datetime(2023, 6, 8, 12, tzinfo=UTC)
 KEY = SecretStr("hash-key-for-tests")
@@ -384,7 +385,7 @@ def test_metrics_equal_the_engine_document(emu: MindfulEmulator) -> None:
         assert served.status_code == 200
         filters = {names[k]: v for k, v in params.items() if k in names}
         ours = document(
-            attempts,
+            requests(attempts),
             begin=datetime.fromisoformat(params["timeBegin"]).replace(tzinfo=UTC),
             end=datetime.fromisoformat(params["timeEnd"]).replace(tzinfo=UTC),
             **filters,
@@ -428,7 +429,7 @@ def test_holds_are_served_but_are_not_callbacks() -> None:
         day = {"timeBegin": "2023-06-08", "timeEnd": "2023-06-10"}
         with_holds = metrics(e, **day).json()
         assert with_holds == document(
-            attempts.lazy(), begin=T0 - timedelta(hours=12), end=T0 + timedelta(days=2)
+            requests(attempts.lazy()), begin=T0 - timedelta(hours=12), end=T0 + timedelta(days=2)
         )
 
 

@@ -40,6 +40,7 @@ from engine import clock
 from engine.demo.callbacks import generate_attempts
 from engine.schema import CALLBACK_ATTEMPTS, QUARANTINE
 from engine.tables.callback_metrics import document
+from engine.tables.callback_requests import requests
 from tests.calendar import TEST_NOW
 
 NOW = TEST_NOW
@@ -435,11 +436,11 @@ def test_metrics_reconcile_with_the_engine_document(tmp_path: Path) -> None:
         for begin, end, filters in cases:
             theirs = fetch_metrics(settings, begin, end, sleep=lambda _: None, **filters)
             flat = {k: ",".join(v) if isinstance(v, list) else v for k, v in filters.items()}
-            assert theirs == document(ours, begin=begin, end=end, **flat), filters
+            assert theirs == document(requests(ours), begin=begin, end=end, **flat), filters
         assert theirs["data"]["totalCallbacks"] > 0
         emu.faults = Faults(unknown_keys=True)
         noisy = fetch_metrics(settings, DAY0, HOUR_NOW, sleep=lambda _: None)
-        assert noisy == document(ours, begin=DAY0, end=HOUR_NOW)
+        assert noisy == document(requests(ours), begin=DAY0, end=HOUR_NOW)
         with pytest.raises(ValueError, match="unknown metrics filter"):
             fetch_metrics(settings, DAY0, HOUR_NOW, queue="x")
 

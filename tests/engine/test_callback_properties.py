@@ -17,6 +17,7 @@ from engine.pipeline.build import read_table
 from engine.schema import CALLBACK_ATTEMPTS
 from engine.settings import BuildSettings
 from engine.tables import callback_intervals, callback_metrics, retry_outcomes
+from engine.tables.callback_requests import requests
 from tests import oracle_callbacks
 from tests.strategies import INTERESTING_DAYS
 
@@ -110,7 +111,7 @@ def keys_of(doc: Any) -> set[str]:
 @given(cases(), filters)
 def test_document_equals_oracle_exactly(case, flt) -> None:
     rows, start, end, _ = case
-    got = callback_metrics.document(frame(rows), begin=start, end=end, **flt)
+    got = callback_metrics.document(requests(frame(rows)), begin=start, end=end, **flt)
     assert got == oracle_callbacks.document(rows, start, end, **flt)
     assert keys_of(got) == SEED_000_KEYS
 
@@ -118,7 +119,7 @@ def test_document_equals_oracle_exactly(case, flt) -> None:
 @given(cases())
 def test_requests_are_conserved(case) -> None:
     rows, start, end, _ = case
-    data = callback_metrics.document(frame(rows), begin=start, end=end)["data"]
+    data = callback_metrics.document(requests(frame(rows)), begin=start, end=end)["data"]
     reqs = oracle_callbacks._selected(oracle_callbacks.requests(rows), start, end, {})
     other = sum(1 for r in reqs if r["outcome"] == "other")
     o = data["outcomes"]
@@ -135,7 +136,7 @@ def test_requests_are_conserved(case) -> None:
 
 def test_empty_window_gives_zeros_not_nulls() -> None:
     start = datetime(2026, 10, 1, tzinfo=UTC)
-    doc = callback_metrics.document(frame([]), begin=start, end=start + timedelta(days=1))
+    doc = callback_metrics.document(requests(frame([])), begin=start, end=start + timedelta(days=1))
     assert doc == oracle_callbacks.document([], start, start + timedelta(days=1))
 
     def leaves(d: Any) -> list[Any]:
@@ -149,8 +150,12 @@ def test_interval_tables_equal_oracle_and_sum_to_the_document(case, minutes: int
     rows, start, end, tz = case
     start, end = snap_window(start, end, minutes=minutes, tz=tz)
     settings = BuildSettings(interval_minutes=minutes, tz=tz)  # type: ignore[arg-type]
-    ci = callback_intervals.build(frame(rows), window=(start, end), settings=settings).collect()
-    ro = retry_outcomes.build(frame(rows), window=(start, end), settings=settings).collect()
+    ci = callback_intervals.build(
+        requests(frame(rows)), window=(start, end), settings=settings
+    ).collect()
+    ro = retry_outcomes.build(
+        requests(frame(rows)), window=(start, end), settings=settings
+    ).collect()
     keys = ["call_target_id", "type", "first_party_called", "source_type"]
     additive = [c for c in ci.columns if ci[c].dtype.is_integer() and c != "utc_offset_min"]
     nonzero = ci.filter(pl.col("requests") > 0)
@@ -171,7 +176,7 @@ def test_interval_tables_equal_oracle_and_sum_to_the_document(case, minutes: int
     ro_want = oracle_callbacks.retry_outcomes(rows, start, end, minutes, tz)
     assert ro_got == {k: {c: n for c, n in v.items() if n} for k, v in ro_want.items()}
     # Summed over the window, the interval table gives the document's additive fields.
-    doc = callback_metrics.document(frame(rows), begin=start, end=end)["data"]
+    doc = callback_metrics.document(requests(frame(rows)), begin=start, end=end)["data"]
     total = ci.select(pl.col(additive).sum()).row(0, named=True) if ci.height else {}
     assert total.get("requests", 0) == doc["totalCallbacks"]
     assert total.get("successful", 0) == doc["outcomes"]["totalSuccessful"]
@@ -191,5 +196,5 @@ def test_splitting_attempts_into_two_files_changes_nothing(case, rnd: random.Ran
         for i, part in enumerate((shuffled[:cut], shuffled[cut:])):
             pl.DataFrame(part, schema=CALLBACK_ATTEMPTS).write_parquet(Path(tmp) / f"{i}.parquet")
         both = read_table(Path(tmp))  # a directory of Parquet files, as the CLI reads it
-        got = callback_metrics.document(both, begin=start, end=end)
-    assert got == callback_metrics.document(frame(rows), begin=start, end=end)
+        got = callback_metrics.document(requests(both), begin=start, end=end)
+    assert got == callback_metrics.document(requests(frame(rows)), begin=start, end=end)

@@ -1,5 +1,6 @@
 """The callback attempts store in chain order (engine.output.store): written by request date,
-read back as runs only when its layout file vouches for every file and the order holds."""
+read back as runs only when its layout file vouches for every file and the order holds, and
+the same requests either way."""
 
 from __future__ import annotations
 
@@ -16,11 +17,18 @@ from polars.testing import assert_frame_equal
 
 from engine.demo.callbacks import generate_attempts
 from engine.output import files as export
-from engine.output.store import LAYOUT, scan_attempts, write_attempts
+from engine.output.store import (
+    LAYOUT,
+    is_chain_ordered,
+    requests_of,
+    scan_attempts,
+    scan_requests,
+    write_attempts,
+)
 from engine.schema import CALLBACK_ATTEMPTS
 from engine.tables import callback_metrics
 from engine.tables.callback_requests import CHAIN_ORDER, in_chain_order, requests
-from tests.engine.test_callback_partitions import WINDOW, attempts, in_order
+from tests.engine.test_callback_requests import WINDOW, attempts, in_order
 
 T0 = datetime(2026, 10, 1, 23, 50, tzinfo=UTC)
 
@@ -48,9 +56,10 @@ def test_a_chain_across_midnight_stays_in_its_requests_partition(tmp_path: Path)
     store = store_of(pl.concat([retry, first]), tmp_path)
     files = sorted(p.relative_to(store).as_posix() for p in store.rglob("*.parquet"))
     assert files == ["date=2026-10-01/00000000.parquet"]  # not split at midnight
-    frame, ordered = scan_attempts(store)
-    assert ordered
-    assert frame.collect()["attempt_id"].to_list()[-1] == "retry-1"
+    assert is_chain_ordered(store)
+    assert scan_attempts(store).collect()["attempt_id"].to_list()[-1] == "retry-1"
+    (request,) = scan_requests(store).collect().iter_rows(named=True)
+    assert (request["attempts"], request["retries"], request["instant"]) == (2, 1, T0)
 
 
 def test_a_store_reads_back_whole_and_in_chain_order(tmp_path: Path) -> None:
@@ -59,18 +68,17 @@ def test_a_store_reads_back_whole_and_in_chain_order(tmp_path: Path) -> None:
     assert len(list(store.rglob("*.parquet"))) >= 3
     layout = json.loads((store / LAYOUT).read_text())
     assert sum(layout["files"].values()) == attempts.height
-    frame, ordered = scan_attempts(store)
-    assert ordered
-    got = frame.collect()
+    assert is_chain_ordered(store)
+    got = scan_attempts(store).collect()
     assert got.schema == pl.Schema(CALLBACK_ATTEMPTS)
     assert got.sort(CHAIN_ORDER).equals(attempts.select(got.columns).sort(CHAIN_ORDER))
     window = {"begin": WINDOW[0], "end": WINDOW[0] + timedelta(days=3)}
-    want = callback_metrics.document(attempts.lazy(), **window)
-    assert callback_metrics.document(frame, **window, chain_ordered=True) == want
+    want = callback_metrics.document(requests(attempts.lazy()), **window)
+    assert callback_metrics.document(scan_requests(store), **window) == want
     hours = {**window, "step": "1h", "tz": "Asia/Kolkata", "type": "asap"}
-    want_hours = callback_metrics.document_intervals(attempts.lazy(), **hours)
+    want_hours = callback_metrics.document_intervals(requests(attempts.lazy()), **hours)
     assert len(want_hours) == 73  # 72 hours; +05:30 cuts the first and the last
-    assert callback_metrics.document_intervals(frame, **hours, chain_ordered=True) == want_hours
+    assert callback_metrics.document_intervals(scan_requests(store), **hours) == want_hours
 
 
 def _tamper(store: Path, how: str) -> None:
@@ -98,21 +106,32 @@ def test_a_store_changed_since_it_was_written_is_read_the_general_way(tmp_path: 
     for n, how in enumerate(hows):
         store = store_of(attempts, tmp_path / str(n))
         _tamper(store, how)
-        frame, ordered = scan_attempts(store)
-        assert not ordered, how
-        assert frame.select(pl.len()).collect().item() > 0
+        assert not is_chain_ordered(store), how
+        present = scan_attempts(store)
+        assert present.select(pl.len()).collect().item() > 0
+        # Whatever was done to it, the requests are exactly those of the attempts now there.
+        assert_frame_equal(in_order(scan_requests(store)), in_order(requests(present)))
 
 
 def test_a_store_written_by_attempt_date_is_read_the_general_way(tmp_path: Path) -> None:
     store = export.write_store(chain_ordered(month()), tmp_path / "old", by="created_at")
-    assert not scan_attempts(store)[1]
+    assert not is_chain_ordered(store)
 
 
 @given(attempts())
 def test_runs_of_any_written_store_equal_the_general_reduction(rows: list[dict[str, Any]]) -> None:
     frame = pl.DataFrame(rows, schema=CALLBACK_ATTEMPTS)
     with tempfile.TemporaryDirectory() as tmp:
-        scanned, ordered = scan_attempts(store_of(frame, Path(tmp)))
-        assert ordered
-        runs = in_order(requests(scanned, chain_ordered=True))
+        store = store_of(frame, Path(tmp))
+        assert is_chain_ordered(store)
+        runs = in_order(scan_requests(store))
     assert_frame_equal(runs, in_order(requests(frame.lazy())))
+
+
+@given(attempts())
+def test_requests_of_a_frame_in_memory_in_any_order(rows: list[dict[str, Any]]) -> None:
+    frame = pl.DataFrame(rows, schema=CALLBACK_ATTEMPTS)
+    want = in_order(requests(frame.lazy()))
+    assert_frame_equal(in_order(requests_of(frame)), want)
+    assert_frame_equal(in_order(requests_of(chain_ordered(frame))), want)
+    assert_frame_equal(in_order(requests_of(frame.reverse())), want)

@@ -12,6 +12,7 @@ from engine.demo.callbacks import generate_attempts
 from engine.schema import CALLBACK_ATTEMPTS
 from engine.settings import BuildSettings
 from engine.tables import callback_intervals, callback_metrics, retry_outcomes
+from engine.tables.callback_requests import requests
 
 T9 = datetime(2026, 10, 1, 9, tzinfo=UTC)
 
@@ -42,7 +43,9 @@ def frame(rows: list[dict[str, Any]]) -> pl.LazyFrame:
 
 
 def test_hand_computed_document() -> None:
-    data = callback_metrics.document(frame(ROWS), begin=T9, end=T9 + timedelta(hours=1))["data"]
+    data = callback_metrics.document(requests(frame(ROWS)), begin=T9, end=T9 + timedelta(hours=1))[
+        "data"
+    ]
     assert data["totalCallbacks"] == 2
     assert data["outcomes"] == {
         "totalAbandoned": 0, "totalCallbackASAP": 1, "totalCallbackScheduled": 1,
@@ -64,7 +67,9 @@ def test_hand_computed_document() -> None:
 
 def test_filters_on_the_hand_example() -> None:
     def total(**flt: str) -> int:
-        doc = callback_metrics.document(frame(ROWS), begin=T9, end=T9 + timedelta(hours=2), **flt)
+        doc = callback_metrics.document(
+            requests(frame(ROWS)), begin=T9, end=T9 + timedelta(hours=2), **flt
+        )
         return int(doc["data"]["totalCallbacks"])
 
     assert total() == 3
@@ -77,7 +82,9 @@ def test_filters_on_the_hand_example() -> None:
 
 def test_tables_of_the_hand_example() -> None:
     w = (T9, T9 + timedelta(hours=1))
-    table = callback_intervals.build(frame(ROWS), window=w, settings=BuildSettings()).collect()
+    table = callback_intervals.build(
+        requests(frame(ROWS)), window=w, settings=BuildSettings()
+    ).collect()
     assert table.height == 2 * 4  # two combinations seen, four quarter-hours each
     busy = table.filter(pl.col("requests") > 0).sort("call_target_id")
     assert busy.select("interval_start_utc", "call_target_id", "attempts", "retries").rows() == [
@@ -87,7 +94,9 @@ def test_tables_of_the_hand_example() -> None:
     assert busy["call_target_name"].to_list() == ["ct-1", "ct-2"]  # no name: the id
     empty = table.filter(pl.col("requests") == 0)
     assert (empty.select(callback_intervals.ADDITIVE).sum_horizontal() == 0).all()
-    retries = retry_outcomes.build(frame(ROWS), window=w, settings=BuildSettings()).collect()
+    retries = retry_outcomes.build(
+        requests(frame(ROWS)), window=w, settings=BuildSettings()
+    ).collect()
     assert retries.height == 2 * 6 * 4  # every bucket for every call target seen
     assert retries.filter(pl.col("requests") > 0).select(
         "call_target_id", "retry_bucket", "successful"
@@ -97,13 +106,13 @@ def test_tables_of_the_hand_example() -> None:
 @pytest.mark.parametrize("tz", ["UTC", "America/New_York", "Asia/Kathmandu"])
 def test_rollup_equals_a_direct_build(tz: str) -> None:
     start = datetime(2026, 10, 31, tzinfo=UTC)
-    attempts = generate_attempts(seed=8, start=start, days=3, scale=0.3).lazy()
+    reqs = requests(generate_attempts(seed=8, start=start, days=3, scale=0.3).lazy())
     w = (start, start + timedelta(days=3))
     for module in (callback_intervals, retry_outcomes):
-        fine = module.build(attempts, window=w, settings=BuildSettings(tz=tz))
+        fine = module.build(reqs, window=w, settings=BuildSettings(tz=tz))
         for minutes in (30, 60):
             direct = module.build(
-                attempts,
+                reqs,
                 window=w,
                 settings=BuildSettings(interval_minutes=minutes, tz=tz),  # type: ignore[arg-type]
             )
@@ -114,8 +123,9 @@ def test_rollup_equals_a_direct_build(tz: str) -> None:
 def test_step_documents_add_up_to_the_window_document() -> None:
     attempts = generate_attempts(seed=9, days=2, scale=0.3).lazy()
     begin, end = datetime(2026, 10, 1, tzinfo=UTC), datetime(2026, 10, 2, tzinfo=UTC)
-    whole = callback_metrics.document(attempts, begin=begin, end=end)["data"]
-    parts = callback_metrics.document_intervals(attempts, begin=begin, end=end, step="1h")
+    whole = callback_metrics.document(requests(attempts), begin=begin, end=end)["data"]
+    reqs = requests(attempts)
+    parts = callback_metrics.document_intervals(reqs, begin=begin, end=end, step="1h")
     assert len(parts) == 24
     assert not any(p["partialInterval"] for p in parts)
     assert parts[0]["intervalBegin"] == "2026-10-01T00:00:00Z"

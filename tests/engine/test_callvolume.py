@@ -156,14 +156,15 @@ def test_every_table_builder_returns_its_declared_schema() -> None:
     from engine.demo.callbacks import generate_attempts
     from engine.demo.contacts import generate_contacts
     from engine.tables import callback_intervals, retry_outcomes
+    from engine.tables.callback_requests import requests
     from engine.tables.callvolume import SCHEMA
 
     start = datetime(2026, 10, 1, tzinfo=UTC)
     window = (start, start + timedelta(days=1))
     s = BuildSettings()
     contacts = generate_contacts(start=start, days=1, scale=0.1).lazy()
-    attempts = generate_attempts(start=start, days=1, scale=0.1).lazy()
-    for module, frame in ((callback_intervals, attempts), (retry_outcomes, attempts)):
+    reqs = requests(generate_attempts(start=start, days=1, scale=0.1).lazy())
+    for module, frame in ((callback_intervals, reqs), (retry_outcomes, reqs)):
         built = module.build(frame, window=window, settings=s)
         assert built.collect_schema() == pl.Schema(module.SCHEMA)
         assert built.collect().schema == pl.Schema(module.SCHEMA)

@@ -191,7 +191,7 @@ def test_kore_rows_with_nothing_of_ours_are_differences(
         monkeypatch.setenv(name, value)
     settings = load_settings(config)
     inputs = load_inputs(settings)
-    nothing = Inputs(inputs.contacts.clear(), inputs.attempts, inputs.kore_rows)
+    nothing = Inputs(inputs.contacts.clear(), inputs.requests, inputs.kore_rows)
     rec = reconcile(settings, nothing, window=DAY)
     kore = rec.checks[1]
     assert (kore.source, kore.status) == ("kore", "out_of_tolerance")

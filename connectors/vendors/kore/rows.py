@@ -40,8 +40,7 @@ from typing import Final, Literal
 
 import polars as pl
 
-from engine.schema import CHANNELS, QUARANTINE
-from engine.tables.callvolume import SCHEMA
+from engine.schema import CALLVOLUME, CHANNELS, QUARANTINE
 
 __all__ = [
     "COUNT_FIELDS",
@@ -90,7 +89,7 @@ RECORD_DTYPE: Final[pl.Struct] = pl.Struct(
     }
 )
 #: The imported table: the volume table's columns with ``source`` first.
-KORE_CALLVOLUME: Final[dict[str, pl.DataType]] = {"source": pl.String(), **SCHEMA}
+KORE_CALLVOLUME: Final[dict[str, pl.DataType]] = {"source": pl.String(), **CALLVOLUME}
 _REASON, _DETAIL = "__reason", "__detail"
 _MEASURES: Final = (*COUNT_FIELDS, *DURATION_FIELDS)
 _NUMBERS: Final = ("__v", *COUNT_FIELDS.values(), *DURATION_FIELDS.values())
