@@ -33,11 +33,10 @@ the response to the request that opened it arrived. That is safe by causality al
 cannot answer a request it has not yet counted, so its window starts no later than ours, whatever
 the latency, the jitter or the load. The price is one round trip per window: a client sending one
 request at a time gets ``period / (period + rtt)`` of the allowed rate, where ``rtt`` runs from the
-server counting a request to us recording its response (against the UJET emulator at 5/s: 99.4 %
-with ~7 ms on an idle machine, 97.7-98.0 % under a load of ~4, and 93.5-94.3 % back when the
-emulator scanned every record, ~60 ms per page). Over a real link the round trip is the link's: at
-150 ms this anchor would give ~87 % of 1/s, and the request anchor with a margin above the link's
-jitter is the better setting there.
+server counting a request to us recording its response (the rates measured against the UJET
+emulator are in benchmarks/README.md). Over a real link the round trip is the link's: at 150 ms
+this anchor would give ~87 % of 1/s, and the request anchor with a margin above the link's jitter
+is the better setting there.
 
 Any anchor earlier than the response, such as the send plus an estimate of the one-way latency,
 would assume a latency the client cannot observe (a request can be held up on the way in while

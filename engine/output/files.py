@@ -42,9 +42,8 @@ DOCUMENT_INPUT: dict[str, pl.DataType] = {
     **dict.fromkeys(DERIVED, pl.Float64()),
 }
 _ISO_MS = "%Y-%m-%dT%H:%M:%S%.3fZ"
-#: Codec of the Parquet store. Reading is the largest single cost of a build (benchmarks/README.md,
-#: "Where the time goes"): the 13 columns the volume table needs decode from 10M rows in 0.59 CPU-s
-#: from lz4 against 0.94 from zstd, for about 1.5x the disk (438 vs 290 MB at 10M segments).
+#: Codec of the Parquet store: lz4 decodes faster than zstd for about 1.5x the disk, and reading
+#: is the largest single cost of a build (the figures: benchmarks/README.md, "Where the time goes").
 STORE_COMPRESSION: Literal["lz4"] = "lz4"
 
 
