@@ -10,12 +10,16 @@ value): you collect, you write. docs/api.md walks through it on a few hand-made 
 - validation: :func:`validate_contacts`, :func:`validate_callback_attempts` (clean rows and
   quarantine rows, SPEC §7);
 - intervals: :func:`interval_grid`, :func:`snap_window`;
-- tables, as modules with a ``build`` each: :mod:`callvolume` (also ``derive``, ``rollup``,
-  ``rollup_window``), :mod:`callback_intervals`, :mod:`retry_outcomes`,
-  :mod:`callback_metrics` (the seed-000 document), :mod:`forecast` (``long_format``);
+- tables, as modules: :mod:`callvolume` (``build``, ``derive`` for the ratios, ``rollup`` to
+  coarser intervals, ``rollup_window`` for window totals), :mod:`callback_requests`
+  (``requests``: attempts reduced to one row per callback request), :mod:`callback_intervals`
+  and :mod:`retry_outcomes` (``build``, ``rollup``), :mod:`callback_metrics` (``document``,
+  ``document_intervals``: Mindful's callback metrics document, same keys and spelling),
+  :mod:`forecast` (``long_format``: ``unique_id, ds, y``);
 - errors: :class:`WfmError`, the root of every error raised on purpose.
 
-Names are imported on first use, so ``import engine`` stays light.
+Names are imported on first use: ``import engine`` (and so ``import engine.clock`` or any other
+submodule) loads neither Polars nor a table module until a name is used.
 
 Example:
     >>> import engine
@@ -28,6 +32,7 @@ Example:
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -38,6 +43,7 @@ if TYPE_CHECKING:
     from engine.tables import (
         callback_intervals,
         callback_metrics,
+        callback_requests,
         callvolume,
         forecast,
         retry_outcomes,
@@ -54,6 +60,7 @@ __all__ = [
     "WfmError",
     "callback_intervals",
     "callback_metrics",
+    "callback_requests",
     "callvolume",
     "forecast",
     "interval_grid",
@@ -63,34 +70,37 @@ __all__ = [
     "validate_contacts",
 ]
 
-#: Where each public name lives: a module (for a table module) or ``module:attribute``.
-_PLACES = {
-    "CALLBACK_ATTEMPTS": "engine.schema:CALLBACK_ATTEMPTS",
-    "CONTACTS": "engine.schema:CONTACTS",
-    "QUARANTINE": "engine.schema:QUARANTINE",
-    "BuildSettings": "engine.settings:BuildSettings",
-    "ThresholdOverride": "engine.settings:ThresholdOverride",
-    "WfmError": "engine.errors:WfmError",
-    "callback_intervals": "engine.tables.callback_intervals",
-    "callback_metrics": "engine.tables.callback_metrics",
-    "callvolume": "engine.tables.callvolume",
-    "forecast": "engine.tables.forecast",
-    "interval_grid": "engine.interval:interval_grid",
-    "retry_outcomes": "engine.tables.retry_outcomes",
-    "snap_window": "engine.interval:snap_window",
-    "validate_callback_attempts": "engine.validate.callback_attempts:validate_callback_attempts",
-    "validate_contacts": "engine.validate.contacts:validate_contacts",
+#: How to load each public name (every import written out, so the import rules see it).
+_LOADERS: dict[str, Callable[[], Any]] = {
+    "BuildSettings": lambda: importlib.import_module("engine.settings").BuildSettings,
+    "ThresholdOverride": lambda: importlib.import_module("engine.settings").ThresholdOverride,
+    "CALLBACK_ATTEMPTS": lambda: importlib.import_module("engine.schema").CALLBACK_ATTEMPTS,
+    "CONTACTS": lambda: importlib.import_module("engine.schema").CONTACTS,
+    "QUARANTINE": lambda: importlib.import_module("engine.schema").QUARANTINE,
+    "interval_grid": lambda: importlib.import_module("engine.interval").interval_grid,
+    "snap_window": lambda: importlib.import_module("engine.interval").snap_window,
+    "validate_contacts": lambda: (
+        importlib.import_module("engine.validate.contacts").validate_contacts
+    ),
+    "validate_callback_attempts": lambda: (
+        importlib.import_module("engine.validate.callback_attempts").validate_callback_attempts
+    ),
+    "WfmError": lambda: importlib.import_module("engine.errors").WfmError,
+    "callback_intervals": lambda: importlib.import_module("engine.tables.callback_intervals"),
+    "callback_metrics": lambda: importlib.import_module("engine.tables.callback_metrics"),
+    "callback_requests": lambda: importlib.import_module("engine.tables.callback_requests"),
+    "callvolume": lambda: importlib.import_module("engine.tables.callvolume"),
+    "forecast": lambda: importlib.import_module("engine.tables.forecast"),
+    "retry_outcomes": lambda: importlib.import_module("engine.tables.retry_outcomes"),
 }
 
 
 def __getattr__(name: str) -> Any:
     """Import a public name on first use."""
-    place = _PLACES.get(name)
-    if place is None:
-        raise AttributeError(f"module 'engine' has no attribute {name!r}")
-    module, _, attribute = place.partition(":")
-    value = importlib.import_module(module)
-    return getattr(value, attribute) if attribute else value
+    load = _LOADERS.get(name)
+    if load is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return load()
 
 
 def __dir__() -> list[str]:
