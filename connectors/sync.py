@@ -157,6 +157,7 @@ def first_request(
     The stream's own ``plan`` when it declares one, else the built-in ``cursor_tail`` plan.
 
     Example:
+        >>> from datetime import UTC
         >>> from connectors.vendors.ujet.client import UJET, UjetSettings
         >>> at = datetime(2026, 1, 1, tzinfo=UTC)
         >>> request, _ = first_request(UJET.streams[0], at, UjetSettings(), at)
