@@ -98,15 +98,11 @@ def callback_window(reqs: pl.LazyFrame, settings: BuildSettings) -> Window:
 def callback_tables(
     reqs: pl.LazyFrame, *, window: Window, settings: BuildSettings
 ) -> tuple[pl.LazyFrame, pl.LazyFrame]:
-    """``callback_intervals`` and ``retry_outcomes`` for ``window`` from one requests frame.
-
-    The requests are cached, so collecting both frames together (``pl.collect_all``) reduces
-    the chains once for both tables.
-    """
-    cached = reqs.cache()
+    """``callback_intervals`` and ``retry_outcomes`` for ``window`` from one requests frame;
+    collect them together (``pl.collect_all``) so that what ``reqs`` caches is computed once."""
     return (
-        callback_intervals.build(cached, window=window, settings=settings),
-        retry_outcomes.build(cached, window=window, settings=settings),
+        callback_intervals.build(reqs, window=window, settings=settings),
+        retry_outcomes.build(reqs, window=window, settings=settings),
     )
 
 

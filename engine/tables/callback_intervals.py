@@ -107,7 +107,7 @@ def build(reqs: pl.LazyFrame, *, window: Window, settings: BuildSettings) -> pl.
         0
     """
     grid = interval_grid(*window, minutes=settings.interval_minutes, tz=settings.tz)
-    reqs = reqs.filter(in_grid(pl.col("instant"), grid)).select(REQUEST_COLUMNS).cache()
+    reqs = reqs.filter(in_grid(pl.col("instant"), grid)).select(REQUEST_COLUMNS)
     names = call_target_names(reqs)
     agg = aggregate_by_interval(
         reqs, grid, at=pl.col("instant"), by=GROUP, measures=measures(), combine=combine()

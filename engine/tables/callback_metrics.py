@@ -36,6 +36,7 @@ from engine.tables.callback_requests import (
     customers,
     in_retry_bucket,
     measures,
+    requests_per_customer,
 )
 from engine.validate.spelling import normalised
 
@@ -136,10 +137,6 @@ def _additive() -> list[pl.Expr]:
     return [*measures(), *retries]
 
 
-def _aggregates() -> list[pl.Expr]:
-    return [*_additive(), *customers()]
-
-
 def _average(row: dict[str, Any], name: str) -> float | int:
     n: int = row[f"{name}_count"]
     return row[f"{name}_sum"] / (n * 1000) if n else 0
@@ -150,7 +147,7 @@ def _maximum(row: dict[str, Any], name: str) -> float | int:
 
 
 def _data(row: dict[str, Any]) -> dict[str, Any]:
-    """The seed's ``data`` object from one row of :func:`_aggregates`."""
+    """The seed's ``data`` object from one row of :func:`_additive` and :func:`customers`."""
     outcomes = {
         "totalAbandoned": row["abandoned"],
         "totalCallbackASAP": row["asap"],
@@ -203,7 +200,7 @@ def document(
     """The seed-000 metrics document for the requests whose instant is in ``[begin, end)``.
 
     Unique and repeat customers are counted over the window's requests as a whole (exact, never
-    summed from intervals). One collect of one aggregate row.
+    summed from intervals). One collect of two one-row aggregates.
 
     Args:
         reqs: requests (:func:`engine.tables.callback_requests.requests`) of canonical attempts
@@ -237,8 +234,12 @@ def document(
         source_type=source_type,
         type=type,
     )
-    row = reqs.filter(where).select(_DOCUMENT_COLUMNS).select(_aggregates()).collect()
-    return {"data": _data(row.row(0, named=True))}
+    selected = reqs.filter(where).select(_DOCUMENT_COLUMNS)
+    additive, people = pl.collect_all(
+        [selected.select(_additive()), customers(requests_per_customer(selected))],
+        engine="streaming",
+    )
+    return {"data": _data(additive.row(0, named=True) | people.row(0, named=True))}
 
 
 def _iso(value: datetime) -> str:
@@ -291,10 +292,20 @@ def document_intervals(
     )
     grid = interval_grid(begin, end, minutes=STEPS[step], tz=tz)
     reqs = reqs.filter(where)
-    per_interval = to_intervals(reqs, grid, at="instant", by=(), combine=_aggregates())
+    per_interval = to_intervals(reqs, grid, at="instant", by=(), combine=_additive())
+    key = pl.col("customer_key")
+    per_key = to_intervals(
+        reqs.filter(key.is_not_null()).select("instant", key),
+        grid,
+        at="instant",
+        by=("customer_key",),
+        combine=[pl.len().alias("requests")],
+    )
+    people = customers(per_key, by=("interval_start_utc",))
     table = (
         grid.lazy()
         .join(per_interval, on="interval_start_utc", how="left")
+        .join(people, on="interval_start_utc", how="left")
         .with_columns(pl.exclude(GRID).fill_null(0))
         .sort("interval_start_utc")
         .collect()

@@ -54,6 +54,7 @@ __all__ = [
     "measures",
     "requests",
     "requests_from_runs",
+    "requests_per_customer",
     "retry_bucket",
     "rolled_up",
 ]
@@ -216,8 +217,11 @@ def requests(attempts: pl.LazyFrame) -> pl.LazyFrame:
     ``attempts``, ``retries``, ``outcome`` and the per-request durations (nullable).
 
     The attempts are sorted into :data:`CHAIN_ORDER` and each chain's run of rows is reduced
-    where it lies (:func:`requests_from_runs`): exact whatever the input's row order. A caller
-    that selects fewer columns sorts and reads only those (projection pushdown).
+    where it lies (:func:`requests_from_runs`): exact whatever the input's row order. The result
+    is cached: the sort is the cost, so the uses of one requests frame in one collect (both
+    tables, their names, the document) share one sort. (Runs read from a proven store are
+    cheaper to reduce again than to hold, so :func:`requests_from_runs` does not cache.) A
+    caller that selects fewer columns sorts and reads only those (projection pushdown).
 
     Args:
         attempts: canonical callback attempts (:data:`engine.schema.CALLBACK_ATTEMPTS`), unique
@@ -226,7 +230,7 @@ def requests(attempts: pl.LazyFrame) -> pl.LazyFrame:
     Returns:
         :data:`REQUEST_COLUMNS`, one row per (``source``, ``original_id``), in chain order.
     """
-    return requests_from_runs(in_chain_order(attempts))
+    return requests_from_runs(in_chain_order(attempts)).cache()
 
 
 def _count(condition: pl.Expr) -> pl.Expr:
@@ -284,14 +288,25 @@ def retry_bucket() -> pl.Expr:
     return pl.when(retries > 0).then(label).cast(RETRY_BUCKETS).alias("retry_bucket")
 
 
-def customers() -> list[pl.Expr]:
-    """``unique_customers`` (distinct non-null keys) and ``repeat_customers`` (>= 2 requests)."""
-    key = pl.col("customer_key").drop_nulls()
-    return [
-        key.n_unique().cast(pl.Int64).alias("unique_customers"),
-        # value_counts, not unique_counts: the latter fails on an empty selection (Polars 2.1).
-        _count(key.value_counts().struct.field("count") >= 2).alias("repeat_customers"),
+def customers(per_key: pl.LazyFrame, *, by: Sequence[str] = ()) -> pl.LazyFrame:
+    """``unique_customers`` and ``repeat_customers`` per ``by`` group (one row without ``by``).
+
+    ``per_key`` has one row per (``*by``, ``customer_key``) with the key's number of requests in
+    a column ``requests`` (:func:`requests_per_customer`): a customer is unique once per group
+    and repeat when it has two requests or more there. Counting by a streaming group-by on the
+    key holds one entry per key, where ``n_unique`` and ``value_counts`` each hash every key.
+    """
+    counts = [
+        pl.len().cast(pl.Int64).alias("unique_customers"),
+        _count(pl.col("requests") >= 2).alias("repeat_customers"),
     ]
+    return per_key.group_by(*by).agg(counts) if by else per_key.select(counts)
+
+
+def requests_per_customer(reqs: pl.LazyFrame) -> pl.LazyFrame:
+    """Per non-null ``customer_key`` of ``reqs``, its number of requests (column ``requests``)."""
+    key = pl.col("customer_key")
+    return reqs.filter(key.is_not_null()).group_by(key).agg(pl.len().alias("requests"))
 
 
 def call_target_names(reqs: pl.LazyFrame) -> pl.LazyFrame:

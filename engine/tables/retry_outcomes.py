@@ -107,7 +107,7 @@ def build(reqs: pl.LazyFrame, *, window: Window, settings: BuildSettings) -> pl.
         True
     """
     grid = interval_grid(*window, minutes=settings.interval_minutes, tz=settings.tz)
-    reqs = reqs.filter(in_grid(pl.col("instant"), grid)).select(REQUEST_COLUMNS).cache()
+    reqs = reqs.filter(in_grid(pl.col("instant"), grid)).select(REQUEST_COLUMNS)
     names = call_target_names(reqs)
     retried = reqs.filter(pl.col("retries") > 0).with_columns(retry_bucket())
     agg = aggregate_by_interval(
