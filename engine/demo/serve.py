@@ -37,10 +37,16 @@ def _start(days: int) -> datetime:
     return midnight - timedelta(days=days)
 
 
-def _ujet(args: argparse.Namespace) -> tuple[EmulatorServer, Callable[[], list[str]]]:
-    frame = generate_contacts(
-        seed=args.seed, start=_start(args.days), days=args.days, scale=args.scale, source="ujet"
+def _contacts(args: argparse.Namespace, source: str) -> pl.DataFrame:
+    """The seeded synthetic contacts of ``--days`` whole days, as ``source``'s."""
+    start = _start(args.days)
+    return generate_contacts(
+        seed=args.seed, start=start, days=args.days, scale=args.scale, source=source
     )
+
+
+def _ujet(args: argparse.Namespace) -> tuple[EmulatorServer, Callable[[], list[str]]]:
+    frame = _contacts(args, "ujet")
     channel, direction = pl.col("channel").cast(pl.String), pl.col("direction").cast(pl.String)
     frame = frame.filter(
         channel.is_in(list(ENDPOINTS)) & ~((channel == "chat") & (direction == "outbound"))
@@ -62,9 +68,7 @@ def _ujet(args: argparse.Namespace) -> tuple[EmulatorServer, Callable[[], list[s
 
 
 def _dixa(args: argparse.Namespace) -> tuple[EmulatorServer, Callable[[], list[str]]]:
-    frame = generate_contacts(
-        seed=args.seed, start=_start(args.days), days=args.days, scale=args.scale, source="dixa"
-    )
+    frame = _contacts(args, "dixa")
     emulator = DixaEmulator(
         frame,
         token=args.token,
@@ -80,9 +84,7 @@ def _dixa(args: argparse.Namespace) -> tuple[EmulatorServer, Callable[[], list[s
 
 
 def _kore(args: argparse.Namespace) -> tuple[EmulatorServer, Callable[[], list[str]]]:
-    frame = generate_contacts(
-        seed=args.seed, start=_start(args.days), days=args.days, scale=args.scale, source="kore"
-    )
+    frame = _contacts(args, "kore")
     emulator = KoreEmulator(
         frame, rate_limit=args.rate_limit, port=args.port, seed=args.seed, unit=args.unit
     )
