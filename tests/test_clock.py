@@ -33,15 +33,16 @@ def wall_clock_reads(text: str) -> list[int]:
 
 
 def test_the_detector_finds_each_form() -> None:
+    dt, tm = "datetime.", "time."  # split, so that this file holds no read of its own
     text = "\n".join(
         [
-            "a = datetime.now(UTC)",
-            "b = datetime.utcnow()",
-            "c = date.today()",
-            "d = time.time()",
-            "clock: Callable[[], float] = time.time,",
-            "e = time.monotonic()",
-            "f = datetime.now(UTC)  # clock-ok: printing the host's time in a banner",
+            f"a = {dt}now(UTC)",
+            f"b = {dt}utcnow()",
+            "c = date." + "today()",
+            f"d = {tm}time()",
+            f"clock: Callable[[], float] = {tm}time,",
+            f"e = {tm}monotonic()",
+            f"f = {dt}now(UTC)  # clock-ok: printing the host's time in a banner",
             "g = clock.now()",
         ]
     )
@@ -53,7 +54,7 @@ def test_no_wall_clock_reads_outside_the_clock_module() -> None:
         f"{path.relative_to(ROOT)}:{n}"
         for folder in ("engine", "connectors", "tests", "benchmarks")
         for path in sorted((ROOT / folder).rglob("*.py"))
-        if path not in EXEMPT and path != Path(__file__)
+        if path not in EXEMPT
         for n in wall_clock_reads(path.read_text(encoding="utf-8"))
     ]
     assert found == [], "read engine.clock.now() instead"
