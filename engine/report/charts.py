@@ -3,11 +3,12 @@
 Why matplotlib: it is a well-kept library that draws dates in any time zone, heatmaps, stacked
 bars and legends properly, where hand-written SVG would re-implement axis ticks and label layout
 badly. It runs headless here: each figure gets an explicit Agg canvas and pyplot (with its global
-state and GUI backends) is never imported. Text is drawn as vector paths (``svg.fonttype =
-"path"``, with the DejaVu Sans that ships with matplotlib), so a chart looks the same, crisp at
-any zoom, on a machine without that font and offline; ``svg.hashsalt`` and the removed metadata
-date make the SVG the same on every run. Each SVG's ids are prefixed with its chart id, so several
-can live in one HTML page.
+state and GUI backends) is never imported. matplotlib itself is imported when a chart is drawn,
+not with this module, so a command that draws none starts without it. Text is drawn as vector
+paths (``svg.fonttype = "path"``, with the DejaVu Sans that ships with matplotlib), so a chart
+looks the same, crisp at any zoom, on a machine without that font and offline; ``svg.hashsalt``
+and the removed metadata date make the SVG the same on every run. Each SVG's ids are prefixed
+with its chart id, so several can live in one HTML page.
 
 Example:
     >>> fig = figure(2, 1)
@@ -21,19 +22,19 @@ from __future__ import annotations
 
 import io
 import re
+from contextlib import AbstractContextManager
 from datetime import timedelta
 from html import escape
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-import matplotlib as mpl
 import polars as pl
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, PercentFormatter
-from matplotlib.typing import RcKeyType
 
 from engine.interval import Window, interval_grid
 from engine.tables.callback_requests import OUTCOMES
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+    from matplotlib.typing import RcKeyType
 
 __all__ = [
     "OUTCOME_COLOURS",
@@ -77,9 +78,26 @@ _WEEKDAYS: Final = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _GRAIN: Final = {15: "15 minutes", 30: "30 minutes", 60: "hour", 1440: "day"}
 
 
+def _style() -> AbstractContextManager[None]:
+    """The context in which a chart is drawn: matplotlib (imported here) set to :data:`RC`."""
+    import matplotlib as mpl  # noqa: PLC0415 - drawing a chart is the only use
+
+    return mpl.rc_context(RC)
+
+
+def _percent() -> Any:
+    """A tick formatter showing 0..1 as 0 %..100 %."""
+    from matplotlib.ticker import PercentFormatter  # noqa: PLC0415 - see _style
+
+    return PercentFormatter(1.0)
+
+
 def figure(width: float, height: float) -> Figure:
     """A figure (inches) with an Agg canvas and the report's style; no pyplot, no display."""
-    with mpl.rc_context(RC):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: PLC0415 - see _style
+    from matplotlib.figure import Figure  # noqa: PLC0415 - see _style
+
+    with _style():
         fig = Figure(figsize=(width, height), layout="constrained")
     FigureCanvasAgg(fig)
     return fig
@@ -88,7 +106,7 @@ def figure(width: float, height: float) -> Figure:
 def to_svg(fig: Figure, chart_id: str, label: str) -> str:
     """The figure as an ``<svg>`` element for inlining: ids prefixed, scaled to its container."""
     buf = io.StringIO()
-    with mpl.rc_context(RC):
+    with _style():
         fig.savefig(buf, format="svg", metadata=_METADATA)
     text = buf.getvalue()
     text = text[text.index("<svg") :]
@@ -136,7 +154,7 @@ def volume_svg(
 ) -> str:
     """Offered (area), answered and abandoned (lines) per ``minutes``, one panel per channel."""
     channels = volume["channel"].unique(maintain_order=True).to_list()
-    with mpl.rc_context(RC):
+    with _style():
         fig = figure(12, 0.6 + 1.45 * len(channels))
         axes = fig.subplots(len(channels), 1, sharex=True, squeeze=False)[:, 0]
         for ax, channel in zip(axes, channels, strict=True):
@@ -149,7 +167,7 @@ def volume_svg(
                 ax.plot(x, rows[name].to_numpy(), color=colour, lw=0.9, label=name)
             ax.set_ylabel(str(channel), rotation=0, ha="right", va="center", fontweight="bold")
             ax.set_ylim(bottom=0)
-            ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
+            ax.yaxis.set_major_formatter(lambda v, _: f"{v:,.0f}")
         _time_axis(axes[-1], window, tz)
         grain = _GRAIN.get(minutes, f"{minutes} minutes")
         note = "" if minutes == interval else f" ({interval}-minute intervals rolled up)"
@@ -163,13 +181,15 @@ def volume_svg(
 
 def heatmap_svg(heatmap: pl.DataFrame, *, tz: str) -> str:
     """Offered contacts by local weekday (rows) x hour of day (columns), each cell labelled."""
+    from matplotlib import colormaps  # noqa: PLC0415 - see _style
+
     grid = heatmap.sort("weekday", "hour")["offered"].to_numpy().reshape(7, 24)
     days = heatmap.group_by("weekday").agg(pl.col("days").first()).sort("weekday")["days"]
     peak = max(int(grid.max()), 1)
-    with mpl.rc_context(RC):
+    with _style():
         fig = figure(12, 3.6)
         ax = fig.add_subplot()
-        cmap = mpl.colormaps["Blues"].resampled(64)  # 64 shades: a light vector colour bar
+        cmap = colormaps["Blues"].resampled(64)  # 64 shades: a light vector colour bar
         mesh = ax.pcolormesh(grid, cmap=cmap, vmin=0, vmax=peak, edgecolors="white", lw=0.5)
         for (row, col), value in _cells(grid):
             colour = "white" if value > 0.55 * peak else "#1f2937"
@@ -196,7 +216,7 @@ def _cells(grid: Any) -> list[tuple[tuple[int, int], int]]:
 
 def service_svg(daily: pl.DataFrame, *, target: float) -> str:
     """Service level and AHT per full local day, one line per queue."""
-    with mpl.rc_context(RC):
+    with _style():
         fig = figure(12, 3.4)
         sl_ax, aht_ax = fig.subplots(1, 2)
         for queue in daily["queue"].unique(maintain_order=True):
@@ -206,7 +226,7 @@ def service_svg(daily: pl.DataFrame, *, target: float) -> str:
             aht_ax.plot(x, (rows["aht_ms"] / 60_000).to_numpy(), marker="o", ms=3, lw=1.2)
         sl_ax.axhline(target, color="#111827", lw=0.8, ls="--", label=f"target {target:.0%}")
         sl_ax.set_ylim(0, 1.02)
-        sl_ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+        sl_ax.yaxis.set_major_formatter(_percent())
         sl_ax.set_title("Service level per day")
         aht_ax.set_ylim(bottom=0)
         aht_ax.set_title("Average handle time per day (minutes)")
@@ -222,7 +242,7 @@ def service_svg(daily: pl.DataFrame, *, target: float) -> str:
 def retry_svg(retries: pl.DataFrame) -> str:
     """Share of each final outcome by retry count, as 100 % stacked bars labelled with n."""
     rows = retries.filter(pl.col("requests") > 0)
-    with mpl.rc_context(RC):
+    with _style():
         fig = figure(12, 0.9 + 0.32 * max(rows.height, 1))
         ax = fig.add_subplot()
         y = list(range(rows.height))
@@ -239,7 +259,7 @@ def retry_svg(retries: pl.DataFrame) -> str:
         ax.set_yticks(y, [f"{r} retries" if r != "1" else "1 retry" for r in rows["retries"]])
         ax.invert_yaxis()
         ax.set_xlim(0, 1)
-        ax.xaxis.set_major_formatter(PercentFormatter(1.0))
+        ax.xaxis.set_major_formatter(_percent())
         ax.grid(axis="y", visible=False)
         ax.set_axisbelow(True)
         ax.set_title("Final outcome of callback requests by number of retries")
