@@ -240,7 +240,8 @@ def load_settings(
         **overrides: Top-level sections as dicts (the highest priority).
 
     Raises:
-        ConfigError: The config file or secrets directory is missing, or a file is not TOML.
+        ConfigError: The config file, the secrets directory or the package's built-in defaults
+            are missing, or a file is not TOML.
         ValidationError: A setting is invalid (render it with :func:`describe_errors`).
     """
     env = os.environ if environ is None else environ
@@ -248,7 +249,9 @@ def load_settings(
         config = Path(env["WFM_CONFIG"])
     if secrets_dir is None and env.get("WFM_SECRETS_DIR"):
         secrets_dir = Path(env["WFM_SECRETS_DIR"])
-    files = [DEFAULTS_FILE] if DEFAULTS_FILE.is_file() else []
+    if not DEFAULTS_FILE.is_file():
+        raise ConfigError(f"built-in defaults {DEFAULTS_FILE}: missing (reinstall wfm-intervals)")
+    files = [DEFAULTS_FILE]
     if config is not None:
         if not Path(config).is_file():
             raise ConfigError(f"config file {config}: no such file")

@@ -93,6 +93,15 @@ def test_bad_files_fail_with_one_line(tmp_path: Path, text: str, message: str) -
         load_settings(tmp_path / "missing.toml", env_file=None)
 
 
+def test_missing_built_in_defaults_fail_instead_of_being_skipped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A package without its defaults file stops with one line: its values are not the models'."""
+    monkeypatch.setattr("engine.app.config.DEFAULTS_FILE", tmp_path / "defaults.toml")
+    with pytest.raises(ConfigError, match=r"built-in defaults .*defaults\.toml: missing"):
+        load_settings(env_file=None)
+
+
 @pytest.mark.parametrize(
     ("sources", "line"),
     [
