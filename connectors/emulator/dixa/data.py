@@ -6,10 +6,14 @@ Contact ids that are positive decimal integers are kept as csids (when free); ot
 csids from 100001 in input id order.
 
 Example:
-    >>> from engine.demo.contacts import generate_contacts
+    >>> at = datetime(2026, 11, 10, 9, 5, tzinfo=UTC)
+    >>> contacts = pl.DataFrame({"source": "dixa", "contact_id": ["7", "x"], "segment_no": 1,
+    ...     "channel": "voice", "queue_id": "q1", "offered_at": [at, at],
+    ...     "outcome": ["answered", "abandoned"]})
     >>> store = Store(seed=0)
-    >>> ids = store.add(generate_contacts(days=1, scale=0.01), now=None)
-    >>> len(store.entries("conversations")) == store.expected().height
+    >>> store.add(contacts, now=None)
+    ['7', '100001']
+    >>> len(store.entries("conversations")) == store.expected().height == 2
     True
 """
 

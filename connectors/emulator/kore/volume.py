@@ -33,10 +33,13 @@ the greatest name; no name at all: the queue id). Durations are kept in millisec
 :func:`render` converts them to the served unit (seconds: the aggregate rounded half up).
 
 Example:
-    >>> from engine.demo.contacts import generate_contacts
-    >>> rows = aggregate(generate_contacts(days=1, scale=0.02))
-    >>> sorted(rows[0])[:3], rows[0]["offeredContacts"] > 0
-    (['abandonedContacts', 'acwDuration', 'answeredContacts'], True)
+    >>> at = datetime(2026, 11, 10, 9, 5, tzinfo=UTC)
+    >>> contacts = pl.DataFrame({"source": "kore", "contact_id": ["c1", "c2"], "segment_no": 1,
+    ...     "channel": "voice", "queue_id": "q1", "offered_at": [at, at],
+    ...     "outcome": ["answered", "abandoned"]})
+    >>> (row,) = aggregate(contacts)
+    >>> row["interval_start"].isoformat(), row["offeredContacts"], row["abandonedContacts"]
+    ('2026-11-10T09:00:00+00:00', 2, 1)
 """
 
 from __future__ import annotations
