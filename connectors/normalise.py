@@ -17,8 +17,8 @@ Example:
     >>> import tempfile
     >>> from connectors.vendors.ujet.client import UJET
     >>> out = rebuild(UJET, Path(tempfile.mkdtemp()))
-    >>> out.rows.collect().height, out.quarantine.collect().height
-    (0, 0)
+    >>> out.rows.collect().height, out.quarantine.collect().height, out.raw.collect().height
+    (0, 0, 0)
 """
 
 from __future__ import annotations
@@ -28,15 +28,24 @@ import re
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import polars as pl
 
 from connectors.landing import RejectedRecord, scan_landed
-from connectors.source import Normalised, Source, SourceSettings
+from connectors.source import Source, SourceSettings, Stream
 from connectors.state import atomic_write_bytes, check_name
-from engine.schema import QUARANTINE
+from engine.schema import QUARANTINE, SOURCE_RECORD
 
-__all__ = ["REJECTED_SCHEMA", "land_rejected", "rebuild", "scan_rejected"]
+__all__ = [
+    "RAW_SCHEMA",
+    "REJECTED_SCHEMA",
+    "Rebuilt",
+    "land_rejected",
+    "normalise_stream",
+    "rebuild",
+    "scan_rejected",
+]
 
 REJECTED_SCHEMA: dict[str, pl.DataType] = {
     "record_id": pl.String(),
@@ -44,6 +53,12 @@ REJECTED_SCHEMA: dict[str, pl.DataType] = {
     "detail": pl.String(),
     "raw": pl.String(),
     "batch_id": pl.String(),
+}
+#: What :attr:`Rebuilt.raw` holds: each landed record's (PII-free) payload, by quarantine id.
+RAW_SCHEMA: dict[str, pl.DataType] = {
+    "source": pl.String(),
+    "record_id": pl.String(),
+    "raw": pl.String(),
 }
 _ID = re.compile(r'^\{"id":("?)([^",}]+)\1[,}]')
 
@@ -99,31 +114,71 @@ def scan_rejected(root: Path, source: str, stream: str) -> pl.LazyFrame:
     return frame.unique(["record_id", "reason", "raw"], keep="first", maintain_order=True)
 
 
-def rebuild(source: Source, root: Path, settings: SourceSettings | None = None) -> Normalised:
-    """Canonical rows and quarantine of ``source`` from the landing store under ``root``.
+class Rebuilt(NamedTuple):
+    """What :func:`rebuild` returns (lazy frames).
+
+    Attributes:
+        rows: the streams' canonical rows, not yet validated; rows of a table the pipeline
+            validates carry ``record_id`` (their record's quarantine id, see ``Stream.ref``).
+        quarantine: what landing and the mappings set aside (:data:`engine.schema.QUARANTINE`).
+        raw: every landed record's payload by quarantine id (:data:`RAW_SCHEMA`), for the
+            quarantine rows of the validation at the pipeline edge.
+    """
+
+    rows: pl.LazyFrame
+    quarantine: pl.LazyFrame
+    raw: pl.LazyFrame
+
+
+def normalise_stream(source: Source, stream: Stream, landed: pl.LazyFrame) -> Rebuilt:
+    """One stream's landed records (``landed``, de-duplicated) mapped: its rows named by their
+    records' quarantine ids, the mapping's quarantine, and the payloads (no landing rejects).
+
+    Example:
+        >>> from connectors.landing import LANDING_SCHEMA
+        >>> from connectors.vendors.ujet.client import UJET
+        >>> out = normalise_stream(UJET, UJET.streams[0], pl.LazyFrame(schema=LANDING_SCHEMA))
+        >>> out.rows.collect_schema()["record_id"]
+        String
+    """
+    ref = stream.ref(pl.col("record_id")).alias("record_id")
+    out = stream.normalise(landed)
+    named = SOURCE_RECORD in out.rows.collect_schema().names()
+    payloads = landed.select(
+        pl.lit(source.name).alias("source"), ref, pl.col("payload").alias("raw")
+    )
+    return Rebuilt(
+        out.rows.with_columns(ref) if named else out.rows,
+        out.quarantine,
+        payloads.cast(RAW_SCHEMA),  # type: ignore[arg-type]
+    )
+
+
+def rebuild(source: Source, root: Path, settings: SourceSettings | None = None) -> Rebuilt:
+    """Canonical rows, quarantine and payloads of ``source`` from the landing store at ``root``.
 
     A record set aside at landing is reported unless a later version of it was landed. With
     ``settings``, the source's streams are those configured (:meth:`Source.configured`).
     """
     source = source.configured(settings)
-    rows: list[pl.LazyFrame] = []
-    quarantine: list[pl.LazyFrame] = []
+    parts: list[Rebuilt] = []
     for stream in source.streams:
         landed = scan_landed(root, source.name, stream.name, record_dtype=stream.landed_dtype)
-        out = stream.normalise(landed)
-        rows.append(out.rows)
-        quarantine.append(out.quarantine)
         rejected = scan_rejected(root, source.name, stream.name).join(
             landed.select("record_id"), on="record_id", how="anti", nulls_equal=False
         )
-        quarantine.append(
-            rejected.select(
-                pl.lit(source.name).alias("source"),
-                pl.lit(source.table).alias("table"),
-                stream.ref(pl.col("record_id")).alias("record_id"),
-                "reason",
-                "detail",
-                "raw",
-            ).cast(QUARANTINE)  # type: ignore[arg-type]
-        )
-    return Normalised(pl.concat(rows), pl.concat(quarantine))
+        set_aside = rejected.select(
+            pl.lit(source.name).alias("source"),
+            pl.lit(source.table).alias("table"),
+            stream.ref(pl.col("record_id")).alias("record_id"),
+            "reason",
+            "detail",
+            "raw",
+        ).cast(QUARANTINE)  # type: ignore[arg-type]
+        out = normalise_stream(source, stream, landed)
+        parts.append(out._replace(quarantine=pl.concat([out.quarantine, set_aside])))
+    return Rebuilt(
+        pl.concat([p.rows for p in parts], how="vertical_relaxed"),
+        pl.concat([p.quarantine for p in parts]),
+        pl.concat([p.raw for p in parts]),
+    )

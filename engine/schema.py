@@ -34,6 +34,7 @@ __all__ = [
     "GRID",
     "OUTCOMES",
     "QUARANTINE",
+    "SOURCE_RECORD",
     "UTC_TS",
     "empty_contacts",
     "empty_quarantine",
@@ -125,6 +126,12 @@ QUARANTINE: Final[dict[str, pl.DataType]] = {
     "detail": pl.String(),
     "raw": pl.String(),
 }
+
+
+#: The column a connector's canonical rows carry besides the table's own: the id of the raw
+#: record each row came from, as quarantine rows name it (a record is quarantined whole, with its
+#: landed payload as ``raw``, when the validation at the pipeline edge fails any of its rows).
+SOURCE_RECORD: Final = "record_id"
 
 
 def empty_contacts() -> pl.DataFrame:

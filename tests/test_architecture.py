@@ -42,15 +42,6 @@ CORE = (
 )
 ORCHESTRATION = ("engine.pipeline", "engine.cli", "engine.app", "engine.report", "engine.demo")
 CONNECTORS_MAY_IMPORT = ("engine.schema", "engine.errors", "engine.clock")
-#: Open debt, listed so that it shrinks and never grows: these vendor mappings still run the
-#: engine's validation on what they map, and the pipeline validates the same rows again
-#: ("validate once, at the pipeline edge" is not done yet). Remove a line when its mapping
-#: stops validating; the test fails on a stale line too.
-CONNECTORS_VALIDATING = {
-    "connectors.vendors.dixa.mapping": "engine.validate.contacts",
-    "connectors.vendors.mindful.mapping": "engine.validate.callback_attempts",
-    "connectors.vendors.ujet.mapping": "engine.validate.contacts",
-}
 PURE = ("engine.schema", "engine.settings", "engine.interval", "engine.validate", "engine.tables")
 
 #: Modules outside ``engine/pipeline/`` that collect or write, and why they may.
@@ -240,8 +231,7 @@ def test_connectors_import_only_the_engine_contract(module: str) -> None:
         for m in imports(module, runtime_only=False)
         if m.startswith("engine") and m != "engine" and not _inside(m, CONNECTORS_MAY_IMPORT)
     )
-    allowed = [CONNECTORS_VALIDATING[module]] if module in CONNECTORS_VALIDATING else []
-    assert bad == allowed, f"{module} imports {bad} (connectors may import {CONNECTORS_MAY_IMPORT})"
+    assert bad == [], f"{module} imports {bad} (connectors may import {CONNECTORS_MAY_IMPORT})"
 
 
 def test_only_the_app_room_knows_the_connector_registry() -> None:

@@ -37,13 +37,13 @@ from connectors.vendors.kore.client import KORE, KoreSettings
 from connectors.vendors.mindful.client import MindfulSettings, fetch_metrics
 from engine import clock
 from engine.app.config import AppSettings
-from engine.app.sources import SOURCES
 from engine.errors import InputFileError
 from engine.interval import Window, snap_window
 from engine.output import files as export
 from engine.output.store import scan_requests
 from engine.pipeline.build import read_table
 from engine.pipeline.kore import reconcile_kore
+from engine.pipeline.sources import canonical_frames
 from engine.schema import CALLBACK_ATTEMPTS, CONTACTS
 from engine.tables import callvolume
 from engine.tables.callback_metrics import document
@@ -158,15 +158,12 @@ def load_inputs(settings: AppSettings, *, store: Path | None = None) -> Inputs:
         if "mindful" in enabled:
             reqs = scan_requests(_table_dir(store, "callback_attempts"))
     else:
-        frames = [
-            rebuild(SOURCES[n], landing, settings.source(n)).rows
-            for n in enabled
-            if SOURCES[n].table == "contacts"
-        ]
-        contacts = pl.concat(frames) if frames else _NO_CONTACTS.lazy()
+        found = canonical_frames(settings, enabled, "contacts")
+        contacts = found[0] if found else _NO_CONTACTS.lazy()
         reqs = requests(_NO_ATTEMPTS.lazy())
         if "mindful" in enabled:
-            reqs = requests(rebuild(SOURCES["mindful"], landing, settings.source("mindful")).rows)
+            attempts = canonical_frames(settings, ["mindful"], "callback_attempts")
+            reqs = requests(attempts[0] if attempts else _NO_ATTEMPTS.lazy())
     kore = rebuild(KORE, landing, settings.source("kore")).rows if "kore" in enabled else None
     return Inputs(contacts, reqs, kore)
 

@@ -10,7 +10,11 @@ writes to the partition of the day it runs, so those are complete, and without t
 would scan one more day of small files every night.
 :func:`canonical` rebuilds the canonical rows of one table (``contacts`` from UJET and Dixa,
 ``callback_attempts`` from Mindful) and their quarantine from the landing store
-(:func:`connectors.normalise.rebuild`).
+(:func:`connectors.normalise.rebuild`), and validates them: this is the one place the canonical
+rules are applied to a connector's rows (:func:`validated`). A record with a bad row is
+quarantined whole, under its record id, with its landed payload as ``raw``; the connectors'
+own quarantine (landing rejects, what a mapping alone can see) comes first, and no record is
+quarantined twice.
 
 Example:
     ``pulls = sync_all(settings, ["ujet", "mindful"])`` then
@@ -22,20 +26,34 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 from connectors.landing import compact, scan_landed
-from connectors.normalise import rebuild
+from connectors.normalise import Rebuilt, rebuild
+from connectors.source import Source, SourceSettings
 from connectors.sync import Progress, sync_source
 from engine import clock
 from engine.app.config import AppSettings
 from engine.app.sources import connector
 from engine.errors import SyncFailedError
-from engine.schema import QUARANTINE
+from engine.schema import QUARANTINE, SOURCE_RECORD
+from engine.validate.callback_attempts import validate_callback_attempts
+from engine.validate.contacts import validate_contacts
 
-__all__ = ["Pull", "SyncFailedError", "canonical", "sync_all"]
+__all__ = [
+    "Pull",
+    "SyncFailedError",
+    "canonical",
+    "canonical_frames",
+    "canonical_source",
+    "sync_all",
+    "validated",
+]
+
+_VALIDATE = {"contacts": validate_contacts, "callback_attempts": validate_callback_attempts}
 
 Emit = Callable[[str, dict[str, Any]], None]
 
@@ -134,26 +152,67 @@ def sync_all(settings: AppSettings, names: Sequence[str], emit: Emit | None = No
     return pulls
 
 
+def validated(rebuilt: Rebuilt, table: str) -> tuple[pl.LazyFrame, pl.LazyFrame]:
+    """The pipeline edge for one source's rebuilt rows: ``(clean, quarantine)`` of ``table``.
+
+    The rows are validated once (:func:`engine.validate.contacts.validate_contacts` or
+    :func:`engine.validate.callback_attempts.validate_callback_attempts`, each record named by
+    its ``record_id``); a quarantined record's ``raw`` is its landed payload (the canonical form
+    the validation saw when there is none). The connector's own quarantine rows come first.
+
+    Raises:
+        KeyError: ``table`` is not one the pipeline validates.
+    """
+    clean, bad = _VALIDATE[table](rebuilt.rows, record=SOURCE_RECORD)
+    payloads = rebuilt.raw.select("source", "record_id", pl.col("raw").alias("__payload"))
+    bad = (
+        bad.join(payloads, on=["source", "record_id"], how="left", nulls_equal=False)
+        .with_columns(pl.coalesce("__payload", "raw").alias("raw"))
+        .select(list(QUARANTINE))
+    )
+    return clean, pl.concat([rebuilt.quarantine.cast(QUARANTINE), bad])  # type: ignore[arg-type]
+
+
+def canonical_source(
+    source: Source, landing: Path, settings: SourceSettings | None = None
+) -> tuple[pl.LazyFrame, pl.LazyFrame]:
+    """One source's validated canonical rows and their quarantine, from the landing store at
+    ``landing`` (:func:`connectors.normalise.rebuild`, then :func:`validated`), lazily.
+
+    Raises:
+        KeyError: the source feeds no table the pipeline validates (Kore.ai's interval rows).
+    """
+    return validated(rebuild(source, landing, settings), source.table)
+
+
+def canonical_frames(
+    settings: AppSettings, names: Sequence[str], table: str
+) -> tuple[pl.LazyFrame, pl.LazyFrame] | None:
+    """:func:`canonical`, lazily (``None`` when none of the named sources feeds ``table``)."""
+    landing = settings.store.landing
+    outs = [
+        canonical_source(connector(n), landing, settings.source(n))
+        for n in names
+        if connector(n).table == table
+    ]
+    if not outs:
+        return None
+    return pl.concat([o[0] for o in outs]), pl.concat([o[1] for o in outs])
+
+
 def canonical(
     settings: AppSettings, names: Sequence[str], table: str
 ) -> tuple[pl.DataFrame, pl.DataFrame] | None:
-    """The canonical rows of ``table`` from the named sources that feed it, and their
-    quarantine (``None`` when none of them does).
+    """The validated canonical rows of ``table`` from the named sources that feed it, and
+    their quarantine (``None`` when none of them does).
 
     Example:
         >>> from engine.app.config import load_settings
         >>> canonical(load_settings(env_file=None), ["kore"], "contacts") is None
         True
     """
-    landing = settings.store.landing
-    outs = [
-        rebuild(connector(n), landing, settings.source(n))
-        for n in names
-        if connector(n).table == table
-    ]
-    if not outs:
+    frames = canonical_frames(settings, names, table)
+    if frames is None:
         return None
-    rows, quarantine = pl.collect_all(
-        [pl.concat([o.rows for o in outs]), pl.concat([o.quarantine for o in outs])]
-    )
-    return rows, quarantine.cast(QUARANTINE)  # type: ignore[arg-type]
+    rows, quarantine = pl.collect_all(list(frames))
+    return rows, quarantine

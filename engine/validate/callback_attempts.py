@@ -29,6 +29,8 @@ reason                     when
 =========================  ================================================================
 
 Rows equal after normalisation are collapsed (a re-read hour delivers the same attempt again).
+Rows from a connector also name the raw record they came from (``record``, the column
+:data:`engine.schema.SOURCE_RECORD`): quarantine rows are then filed under that id.
 
 Example:
     >>> raw = pl.LazyFrame({"source": ["m"], "attempt_id": ["a"], "original_id": ["a"],
@@ -196,16 +198,19 @@ def conform_attempts(frame: pl.LazyFrame) -> pl.LazyFrame:
     )
 
 
-def _quarantine_rows(frame: pl.LazyFrame, failed: pl.LazyFrame) -> pl.LazyFrame:
+def _quarantine_rows(
+    frame: pl.LazyFrame, failed: pl.LazyFrame, record: str | None = None
+) -> pl.LazyFrame:
     """Quarantine rows for ``failed`` (``__row``, ``__reason``, ``__detail``): the raw payload is
-    taken from ``frame`` as given, and only for the (few) failed rows."""
+    taken from ``frame`` as given, and only for the (few) failed rows; each is named by the
+    ``record`` column, else by its ``attempt_id``."""
     known = [c for c in frame.collect_schema() if c in CALLBACK_ATTEMPTS]
     return (
         failed.join(frame.with_row_index(_ROW), on=_ROW, how="left")
         .select(
             pl.col("source").cast(pl.String),
             pl.lit("callback_attempts").alias("table"),
-            pl.col("attempt_id").cast(pl.String).fill_null("?").alias("record_id"),
+            pl.col(record or "attempt_id").cast(pl.String).fill_null("?").alias("record_id"),
             pl.col(_REASON).alias("reason"),
             pl.col(_DETAIL).alias("detail"),
             pl.struct(known).struct.json_encode().alias("raw"),
@@ -214,13 +219,18 @@ def _quarantine_rows(frame: pl.LazyFrame, failed: pl.LazyFrame) -> pl.LazyFrame:
     )
 
 
-def validate_callback_attempts(frame: pl.LazyFrame) -> tuple[pl.LazyFrame, pl.LazyFrame]:
+def validate_callback_attempts(
+    frame: pl.LazyFrame, *, record: str | None = None
+) -> tuple[pl.LazyFrame, pl.LazyFrame]:
     """Split the callback rows of ``frame`` into canonical attempts and quarantine rows.
 
     Known non-callbacks are in neither (see :func:`not_callbacks`).
 
     Args:
         frame: attempts with the canonical column names, typed or as text.
+        record: the column naming the raw record each row came from (a connector's rows,
+            :data:`engine.schema.SOURCE_RECORD`): quarantine rows take their ``record_id`` from
+            it; ``None``: from ``attempt_id``.
 
     Returns:
         ``(clean, quarantine)``: ``clean`` has exactly the
@@ -249,7 +259,7 @@ def validate_callback_attempts(frame: pl.LazyFrame) -> tuple[pl.LazyFrame, pl.La
         )
     )
     bad = pl.concat([f.select(_ROW, _REASON, _DETAIL) for f in (failed, conflicts)])
-    return distinct.filter(~clashes), _quarantine_rows(frame, bad)
+    return distinct.filter(~clashes), _quarantine_rows(frame, bad, record)
 
 
 def callback_gaps(clean: pl.LazyFrame) -> pl.LazyFrame:

@@ -23,6 +23,10 @@ reason                     when
 Exact duplicate rows are collapsed and, for one identity, the row with the latest ``updated_at``
 wins (a null ``updated_at`` is older than any other); those are updates, not bad input.
 
+Rows from a connector also name the raw record they came from (``record``, the column
+:data:`engine.schema.SOURCE_RECORD`): a record is then quarantined whole, once, under that id,
+with the reason of its first failing row in segment order, and none of its rows stays clean.
+
 Example:
     >>> import polars as pl
     >>> from engine.demo.contacts import generate_contacts
@@ -70,6 +74,8 @@ _RAW = "__raw"
 _REASON = "__reason"
 _DETAIL = "__detail"
 _SHARED = "__shared"
+_ORDER = "__order"
+_RECORD = "__record"
 _PARSED = "__parsed_"
 _SHORT = "%Y-%m-%dT%H:%M%#z"  # no seconds
 
@@ -148,8 +154,9 @@ def _parse_integer(name: str, dtype: pl.DataType, target: pl.DataType) -> tuple[
     return parsed, col.is_not_null() & parsed.is_null()
 
 
-def conform_contacts(frame: pl.LazyFrame) -> pl.LazyFrame:
-    """Parse ``frame`` to the canonical schema, adding ``__reason``, ``__detail`` and ``__raw``.
+def conform_contacts(frame: pl.LazyFrame, *, keep: tuple[str, ...] = ()) -> pl.LazyFrame:
+    """Parse ``frame`` to the canonical schema, adding ``__reason``, ``__detail`` and ``__raw``
+    (and the columns ``keep`` as given, after the canonical ones).
 
     Raises:
         InputSchemaError: a required column is missing or a timestamp column is naive.
@@ -189,7 +196,7 @@ def conform_contacts(frame: pl.LazyFrame) -> pl.LazyFrame:
     checks.append(("missing_timestamp", "offered_at", pl.col("offered_at").is_null()))
     checks += [("missing_id", c, pl.col(c).is_null()) for c in (*CONTACTS_KEY, "queue_id")]
     conformed = _parse_texts(frame, schema).select(
-        *exprs, *(f.alias(f"__f{i}") for i, (_, _, f) in enumerate(checks))
+        *exprs, *keep, *(f.alias(f"__f{i}") for i, (_, _, f) in enumerate(checks))
     )
     flags = [(r, c, pl.col(f"__f{i}")) for i, (r, c, _) in enumerate(checks)]
     offered = pl.col("offered_at")
@@ -208,7 +215,7 @@ def conform_contacts(frame: pl.LazyFrame) -> pl.LazyFrame:
     wait = _filled_wait()
     return conformed.with_columns(
         reason.alias(_REASON), detail.alias(_DETAIL), wait.alias("wait_ms")
-    ).select(*CONTACTS, _REASON, _DETAIL, _RAW)
+    ).select(*CONTACTS, *keep, _REASON, _DETAIL, _RAW)
 
 
 def _filled_wait() -> pl.Expr:
@@ -223,22 +230,29 @@ def _filled_wait() -> pl.Expr:
     return pl.coalesce(pl.col("wait_ms"), derived, pl.lit(0, pl.Int64))
 
 
-def _quarantine_rows(frame: pl.LazyFrame) -> pl.LazyFrame:
+def _quarantine_rows(frame: pl.LazyFrame, record: str | None = None) -> pl.LazyFrame:
+    """Quarantine rows (named by ``record``, else ``<contact_id>:<segment_no>``); with
+    ``record``, also the rows' ``segment_no`` (``__order``) for picking a record's first one."""
+    segment = pl.concat_str(
+        pl.col("contact_id").fill_null("?"),
+        pl.col("segment_no").cast(pl.String).fill_null("?"),
+        separator=":",
+    )
+    order = [] if record is None else [pl.col("segment_no").alias(_ORDER)]
     return frame.select(
         pl.col("source"),
         pl.lit("contacts").alias("table"),
-        pl.concat_str(
-            pl.col("contact_id").fill_null("?"),
-            pl.col("segment_no").cast(pl.String).fill_null("?"),
-            separator=":",
-        ).alias("record_id"),
+        (segment if record is None else pl.col(record).cast(pl.String)).alias("record_id"),
         pl.col(_REASON).alias("reason"),
         pl.col(_DETAIL).alias("detail"),
         pl.col(_RAW).struct.json_encode().alias("raw"),
+        *order,
     ).cast(QUARANTINE)  # type: ignore[arg-type]
 
 
-def validate_contacts(frame: pl.LazyFrame) -> tuple[pl.LazyFrame, pl.LazyFrame]:
+def validate_contacts(
+    frame: pl.LazyFrame, *, record: str | None = None
+) -> tuple[pl.LazyFrame, pl.LazyFrame]:
     """Split ``frame`` into canonical contacts and quarantine rows.
 
     Both outputs come from one conformed frame, marked once with whether its identity occurs
@@ -252,18 +266,36 @@ def validate_contacts(frame: pl.LazyFrame) -> tuple[pl.LazyFrame, pl.LazyFrame]:
 
     Args:
         frame: contacts in the canonical shape, possibly as text columns.
+        record: the column naming the raw record each row came from (a connector's rows,
+            :data:`engine.schema.SOURCE_RECORD`), or ``None``: each row is its own record, named
+            ``<contact_id>:<segment_no>``. A record with a failing row is quarantined whole and
+            once (the first failing row in segment order gives the reason).
 
     Returns:
         ``(clean, quarantine)``: ``clean`` has exactly the :data:`~engine.schema.CONTACTS`
         schema and a unique identity; ``quarantine`` has the :data:`~engine.schema.QUARANTINE`
         schema.
+
+    Example:
+        >>> rows = pl.LazyFrame({"source": "u", "contact_id": "c", "segment_no": [1, 2],
+        ...     "channel": "voice", "queue_id": "q", "outcome": "answered", "record_id": "r",
+        ...     "offered_at": ["2026-10-01T09:00:00Z", "yesterday"]})
+        >>> clean, bad = validate_contacts(rows, record="record_id")
+        >>> clean.collect().height, bad.select("record_id", "reason").collect().rows()
+        (0, [('r', 'unparsable_timestamp')])
     """
-    key = list(CONTACTS_KEY)
-    marked = conform_contacts(frame).with_columns((pl.len().over(key) > 1).alias(_SHARED)).cache()
+    key, keep = list(CONTACTS_KEY), (record,) if record else ()
+    columns = [*CONTACTS, *keep]
+    marked = (
+        conform_contacts(frame, keep=keep)
+        .with_columns((pl.len().over(key) > 1).alias(_SHARED))
+        .cache()
+    )
     valid = pl.col(_REASON).is_null()
     failed = marked.filter(~valid)
-    single = marked.filter(valid & ~pl.col(_SHARED)).select(list(CONTACTS))
-    versions = marked.filter(valid & pl.col(_SHARED)).select(list(CONTACTS)).unique(keep="any")
+    single = marked.filter(valid & ~pl.col(_SHARED)).select(columns)
+    versions = marked.filter(valid & pl.col(_SHARED)).select(columns).unique(list(CONTACTS))
+    # (``unique`` over the canonical columns: a record name is not part of a row's content)
     stamp = pl.col("updated_at").fill_null(_OLDEST)
     latest = versions.filter(stamp == stamp.max().over(key))
     clashes = pl.len().over(key) > 1
@@ -273,6 +305,17 @@ def validate_contacts(frame: pl.LazyFrame) -> tuple[pl.LazyFrame, pl.LazyFrame]:
         pl.lit("updated_at").alias(_DETAIL),
         pl.struct(list(CONTACTS)).alias(_RAW),
     )
-    clean = pl.concat([single, latest.filter(~clashes).select(list(CONTACTS))])
-    quarantine = pl.concat([_quarantine_rows(failed), _quarantine_rows(conflicts)])
-    return clean, quarantine
+    clean = pl.concat([single, latest.filter(~clashes).select(columns)])
+    if record is None:
+        return clean, pl.concat([_quarantine_rows(failed), _quarantine_rows(conflicts)])
+    rows = pl.concat([_quarantine_rows(failed, record), _quarantine_rows(conflicts, record)])
+    first = (
+        rows.sort("record_id", _ORDER, nulls_last=True, maintain_order=True)
+        .unique("record_id", keep="first", maintain_order=True)
+        .drop(_ORDER)
+    )
+    records = rows.select(pl.col("record_id").alias(_RECORD))
+    clean = clean.with_columns(pl.col(record).cast(pl.String).alias(_RECORD)).join(
+        records, on=_RECORD, how="anti", nulls_equal=True
+    )
+    return clean.select(list(CONTACTS)), first

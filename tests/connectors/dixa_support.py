@@ -12,10 +12,10 @@ import polars as pl
 from pydantic import SecretStr
 
 from connectors.emulator import DixaEmulator
-from connectors.normalise import rebuild
 from connectors.state import format_utc
 from connectors.vendors.dixa.client import DIXA, DixaSettings
 from engine.demo.contacts import generate_contacts
+from engine.pipeline.sources import canonical_source
 from tests.calendar import TEST_NOW
 from tests.connectors.kill_support import KillResumeCase
 
@@ -82,5 +82,5 @@ def kill_resume_case(seed: int) -> Iterator[KillResumeCase]:
 
 def synced(emu: DixaEmulator, landing: Path, **overrides: Any) -> pl.DataFrame:
     """The canonical contacts rebuilt from a landing store, sorted like the emulator's truth."""
-    out = rebuild(DIXA, landing, make_settings(emu, **overrides))
-    return out.rows.collect().sort("contact_id", "segment_no")
+    rows, _ = canonical_source(DIXA, landing, make_settings(emu, **overrides))
+    return rows.collect().sort("contact_id", "segment_no")

@@ -12,9 +12,9 @@ import polars as pl
 from pydantic import SecretStr
 
 from connectors.emulator import MindfulEmulator
-from connectors.normalise import rebuild
 from connectors.vendors.mindful.client import MINDFUL, MindfulSettings
 from engine.demo.callbacks import generate_attempts
+from engine.pipeline.sources import canonical_source
 from tests.connectors.kill_support import KillResumeCase
 
 START = datetime(2026, 10, 1, tzinfo=UTC)
@@ -54,7 +54,7 @@ def contract_harness() -> Iterator[MindfulSettings]:
 
 def rebuilt(landing: Path) -> pl.DataFrame:
     """The callback attempts rebuilt from a landing store, sorted like the emulator's truth."""
-    return rebuild(MINDFUL, landing).rows.collect().sort("attempt_id")
+    return canonical_source(MINDFUL, landing)[0].collect().sort("attempt_id")
 
 
 @contextmanager

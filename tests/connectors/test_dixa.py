@@ -25,13 +25,14 @@ from connectors.emulator import DixaEmulator, Fault, Faults
 from connectors.emulator.server import Request, Response
 from connectors.errors import AuthError, ConfigError, ConnectorError
 from connectors.landing import scan_landed
-from connectors.normalise import rebuild
+from connectors.normalise import normalise_stream
 from connectors.state import StateStore
 from connectors.sync import SyncReport, sync_source
 from connectors.vendors.dixa.client import DIXA, DixaSettings
 from connectors.vendors.dixa.fields import decode_fields
-from connectors.vendors.dixa.mapping import DEFAULT_FIELD_MAPPING, normalise
+from connectors.vendors.dixa.mapping import DEFAULT_FIELD_MAPPING
 from engine.app.config import describe_errors, load_settings
+from engine.pipeline.sources import canonical_source, validated
 from engine.schema import CONTACTS
 from tests.connectors import dixa_support as support
 from tests.connectors.dixa_support import KEY, NOW, T0, TOKEN, emulator, make_settings
@@ -103,7 +104,7 @@ def synced(emu: DixaEmulator, root: Path, **overrides: Any) -> pl.DataFrame:
 
 
 def quarantined(emu: DixaEmulator, root: Path) -> pl.DataFrame:
-    return rebuild(DIXA, root / "landing", make_settings(emu)).quarantine.collect()
+    return canonical_source(DIXA, root / "landing", make_settings(emu))[1].collect()
 
 
 @pytest.mark.parametrize("next_key", ["meta", "meta_url", "top"])
@@ -285,6 +286,12 @@ def test_unknown_type_survives_as_a_string(tmp_path: Path) -> None:
         )
 
 
+def edge(landed: pl.LazyFrame) -> tuple[pl.LazyFrame, pl.LazyFrame]:
+    """Landed conversations mapped with the default mapping and validated, as a run does."""
+    stream = DIXA.configured(DixaSettings()).streams[0]
+    return validated(normalise_stream(DIXA, stream, landed), "contacts")
+
+
 def test_a_mapped_field_of_an_unknown_type_is_read_from_its_text() -> None:
     fields = [
         {"name": "csid", "field": {"value": 77, "_type": "LongField"}},
@@ -304,15 +311,12 @@ def test_a_mapped_field_of_an_unknown_type_is_read_from_its_text() -> None:
         {"name": "tag_ids", "field": {"value": [{"id": 1}], "_type": "ListField"}},
     ]
     landed = pl.LazyFrame({"record_id": ["77:1"], "payload": [json.dumps({"fields": fields})]})
-    out = normalise(landed, mapping=DEFAULT_FIELD_MAPPING)
-    bad = out.quarantine.collect()
+    _, bad = pl.collect_all(list(edge(landed)))
     assert bad["reason"].to_list() == ["wrong_type"]  # the object-valued duration
     assert bad["raw"].to_list() == [landed.collect()["payload"][0]]
     fields[6]["field"] = {"value": "3.5", "_type": "DurationField"}
-    good = normalise(
-        pl.LazyFrame({"record_id": ["77:1"], "payload": [json.dumps({"fields": fields})]}),
-        mapping=DEFAULT_FIELD_MAPPING,
-    ).rows.collect()
+    again = pl.LazyFrame({"record_id": ["77:1"], "payload": [json.dumps({"fields": fields})]})
+    good = edge(again)[0].collect()
     assert good.select("channel", "wait_ms", "messages").row(0) == ("messaging", 3_500, 3)
     assert good["offered_at"][0] == datetime(2024, 5, 1, 10, 0, 0, 250_000, tzinfo=UTC)
 

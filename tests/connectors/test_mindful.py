@@ -25,7 +25,7 @@ from connectors.emulator import Fault, Faults, MindfulEmulator
 from connectors.emulator.mindful.app import hour_path
 from connectors.errors import ResponseShapeError
 from connectors.landing import scan_landed
-from connectors.normalise import rebuild
+from connectors.normalise import normalise_stream
 from connectors.source import TimeoutSettings
 from connectors.state import StateStore, format_utc
 from connectors.sync import Progress, SyncReport, sync_source
@@ -33,14 +33,15 @@ from connectors.vendors.mindful.client import (
     MINDFUL,
     MindfulSettings,
     fetch_metrics,
-    normalise,
-    not_callback_records,
 )
+from connectors.vendors.mindful.mapping import canonical
 from engine import clock
 from engine.demo.callbacks import generate_attempts
+from engine.pipeline.sources import canonical_source, validated
 from engine.schema import CALLBACK_ATTEMPTS, QUARANTINE
 from engine.tables.callback_metrics import document
 from engine.tables.callback_requests import requests
+from engine.validate.callback_attempts import not_callbacks
 from tests.calendar import TEST_NOW
 
 NOW = TEST_NOW
@@ -91,7 +92,7 @@ def sync(
 
 
 def synced(root: Path) -> pl.DataFrame:
-    return rebuild(MINDFUL, root / "landing").rows.collect().sort("attempt_id")
+    return canonical_source(MINDFUL, root / "landing")[0].collect().sort("attempt_id")
 
 
 def emulator(**kw: Any) -> MindfulEmulator:
@@ -122,9 +123,9 @@ def test_fault_free_sync_rebuilds_the_attempts_exactly(tmp_path: Path) -> None:
         assert data_requests(emu)[-1] == hour_path(state.cursor)  # the current hour is read...
         assert report.cursor == format_utc(state.cursor)  # ...but not committed
         landed = scan_landed(tmp_path / "landing", "mindful", "attempts")
-        holds = not_callback_records(landed).collect()
+        holds = not_callbacks(canonical(landed)).collect()
         assert holds.height == emu.not_callbacks == 6
-        assert rebuild(MINDFUL, tmp_path / "landing").quarantine.collect().height == 0
+        assert canonical_source(MINDFUL, tmp_path / "landing")[1].collect().height == 0
         assert (report.retries, report.throttled, emu.stats.rate_limited_429) == (0, 0, 0)
 
 
@@ -168,7 +169,7 @@ def test_every_fault_gives_the_fault_free_result(
         assert report.ok, report.error
         assert_frame_equal(synced(tmp_path), emu.expected_attempts(KEY))
         assert (
-            not_callback_records(scan_landed(tmp_path / "landing", "mindful", "attempts"))
+            not_callbacks(canonical(scan_landed(tmp_path / "landing", "mindful", "attempts")))
             .collect()
             .height
             == emu.not_callbacks
@@ -377,9 +378,8 @@ def test_bad_records_are_quarantined_with_their_scrubbed_payload(tmp_path: Path)
         ]
         emu.add_raw_records(bad, hour=hour)
         assert sync(emu, tmp_path).ok
-        out = rebuild(MINDFUL, tmp_path / "landing")
-        assert_frame_equal(out.rows.collect().sort("attempt_id"), emu.expected_attempts(KEY))
-        quarantine = out.quarantine.collect()
+        rows, quarantine = pl.collect_all(list(canonical_source(MINDFUL, tmp_path / "landing")))
+        assert_frame_equal(rows.sort("attempt_id"), emu.expected_attempts(KEY))
         assert quarantine.schema == pl.Schema(QUARANTINE)
         assert sorted(quarantine["reason"]) == [
             "missing_record_id",  # set aside at landing: no primary key
@@ -483,8 +483,9 @@ def test_normalise_reads_vendor_variants() -> None:
     landed = pl.LazyFrame(
         {"record_id": [r["id"] for r in records], "payload": [json.dumps(r) for r in records]}
     )
-    rows = normalise(landed).rows.collect().sort("attempt_id")
+    mapped = normalise_stream(MINDFUL, MINDFUL.streams[0], landed)
+    rows = validated(mapped, "callback_attempts")[0].collect().sort("attempt_id")
     assert rows["source_type"].to_list() == ["voice", "voice", "digital"]
     assert rows["talk_ms"].to_list() == [61_500, 61_000, None]
     assert set(rows["first_party_called"]) == {"customer"}
-    assert not_callback_records(landed).collect()["attempt_id"].to_list() == ["d"]
+    assert not_callbacks(canonical(landed)).collect()["attempt_id"].to_list() == ["d"]

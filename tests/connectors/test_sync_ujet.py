@@ -19,11 +19,12 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from connectors.emulator import Fault, Faults, UjetEmulator
-from connectors.normalise import rebuild, scan_rejected
+from connectors.normalise import scan_rejected
 from connectors.state import StateStore
 from connectors.sync import SyncReport, sync_source
 from connectors.vendors.ujet.client import UJET, UjetSettings
 from engine.pipeline import build as pipeline
+from engine.pipeline.sources import canonical_source
 from engine.settings import BuildSettings
 from tests.connectors import ujet_support as sup
 
@@ -195,8 +196,7 @@ def test_no_secret_or_pii_in_logs_state_landing_or_outputs(
     with sup.emulator(contacts, faults=faults) as emu:
         reports = sync(emu, tmp_path)
         served = sup.pii_values(emu)
-    normalised = rebuild(UJET, tmp_path / "landing")
-    rows, quarantine = pl.collect_all([normalised.rows, normalised.quarantine])
+    rows, quarantine = pl.collect_all(list(canonical_source(UJET, tmp_path / "landing")))
     pipeline.build_contacts(rows.lazy(), settings=BuildSettings(), out_dir=tmp_path / "out")
     quarantine.write_csv(tmp_path / "out" / "quarantine.csv")
     (tmp_path / "out" / "reports.json").write_text(json.dumps([r.to_dict() for r in reports]))
@@ -273,7 +273,7 @@ def test_misfit_records_are_quarantined_at_landing(tmp_path: Path) -> None:
     rejected = scan_rejected(tmp_path / "landing", "ujet", "calls").collect()
     assert "+15550001111" not in " ".join(rejected["raw"])
     assert "Quinn Kim" not in " ".join(rejected["raw"])
-    quarantine = rebuild(UJET, tmp_path / "landing").quarantine.collect().sort("record_id")
+    quarantine = canonical_source(UJET, tmp_path / "landing")[1].collect().sort("record_id")
     assert quarantine.select("record_id", "reason").rows() == [
         ("call-2", "wrong_type"),
         ("call-?", "missing_record_id"),

@@ -1,8 +1,9 @@
 """The UJET mapping on hand-made records: segments, transfers, outcomes, chats, PII, quarantine.
 
 Records are written as the seed shows them, landed through the real landing store (prepare,
-PII scrub, Parquet), and normalised; a property checks the mapping against the emulator's
-canonical truth for random input.
+PII scrub, Parquet), normalised, and validated at the pipeline edge
+(:func:`engine.pipeline.sources.validated`, the one place the canonical rules apply); a property
+checks the mapping against the emulator's canonical truth for random input.
 """
 
 from __future__ import annotations
@@ -21,15 +22,16 @@ from pydantic import SecretStr
 
 from connectors.emulator import UjetEmulator
 from connectors.landing import PiiScrubber, RecordKey, land_page, pii_hash, scan_landed
+from connectors.normalise import normalise_stream
 from connectors.source import shape_error
 from connectors.vendors.ujet.client import (
     PII_DROP,
     PII_HASH,
     RECORD_DTYPE,
     UJET,
-    normalise,
     prepare,
 )
+from engine.pipeline.sources import validated
 from engine.schema import CONTACTS, QUARANTINE
 from tests.connectors.test_emulator_ujet import loose_contacts
 
@@ -153,8 +155,13 @@ def run(
     tmp_path: Path, records: list[dict], stream: str = "calls", *, decoded: bool = True
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     landed = land(tmp_path, stream, records, decoded=decoded)
-    out = normalise(landed, stream=stream)  # type: ignore[arg-type]
-    rows, quarantine = pl.collect_all([out.rows, out.quarantine])
+    return edge(landed, stream)
+
+
+def edge(landed: pl.LazyFrame, stream: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """One stream's landed records mapped and validated, as a run does."""
+    out = validated(normalise_stream(UJET, UJET.stream(stream), landed), "contacts")
+    rows, quarantine = pl.collect_all(list(out))
     return rows.sort("contact_id", "segment_no"), quarantine.sort("record_id")
 
 
@@ -440,7 +447,7 @@ def test_mapping_inverts_the_emulator(
     emu = UjetEmulator(contacts, rate_limit_per_s=None, extra_menu_abandons=1, extra_outbound=1)
     for decoded in (True, False):  # landed decoded (as now), and JSON only (stores from before)
         landed = _served(emu, tmp_path_factory.mktemp("land"), decoded=decoded)
-        outs = [normalise(landed(s), stream=s) for s in ("calls", "chats")]
-        rows = pl.concat([o.rows for o in outs]).collect().sort("contact_id", "segment_no")
-        assert pl.concat([o.quarantine for o in outs]).collect().height == 0
+        outs = [edge(landed(s), s) for s in ("calls", "chats")]
+        rows = pl.concat([o[0] for o in outs]).sort("contact_id", "segment_no")
+        assert pl.concat([o[1] for o in outs]).height == 0
         assert_frame_equal(rows, emu.expected_contacts())

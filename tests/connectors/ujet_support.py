@@ -14,10 +14,10 @@ import polars as pl
 from pydantic import SecretStr
 
 from connectors.emulator import UjetEmulator
-from connectors.normalise import rebuild
 from connectors.vendors.ujet.client import UJET, UjetSettings
 from engine.demo.contacts import generate_contacts
 from engine.interval import snap_window
+from engine.pipeline.sources import canonical_source
 from engine.settings import BuildSettings
 from engine.tables import callvolume
 from tests.connectors.kill_support import KillResumeCase
@@ -69,7 +69,7 @@ def settings_for(emu: UjetEmulator, **overrides: Any) -> UjetSettings:
 
 def synced(landing: Path) -> pl.DataFrame:
     """The canonical contacts rebuilt from a landing store, sorted like the emulator's truth."""
-    return rebuild(UJET, landing).rows.collect().sort("contact_id", "segment_no")
+    return canonical_source(UJET, landing)[0].collect().sort("contact_id", "segment_no")
 
 
 def volume(contacts: pl.DataFrame) -> pl.DataFrame:

@@ -23,11 +23,12 @@ record field (``_type``)            canonical column
 ``rating_score`` (Long)
 ==================================  ===========================================================
 
-Values go to :func:`engine.validate.contacts.validate_contacts` as text (times, counts) or as exact
-milliseconds (durations), so a value of a wrong or unknown type is quarantined with its reason
+Values are handed on as text (times, counts) or as exact milliseconds (durations), each row
+named by its ``record_id`` (the landed id): the validation at the pipeline edge applies the
+canonical rules once, so a value of a wrong or unknown type is quarantined there with its reason
 (``wrong_type``, ``unparsable_timestamp``, ``unknown_channel``, ...) and the landed payload as
 ``raw``, never fatal. A field absent from a record is null (absent counts and durations are 0,
-an absent ``wait_ms`` is derived from the times, as the validator does).
+an absent ``wait_ms`` is derived from the times, as the validation does).
 
 Example:
     >>> from connectors.landing import LANDING_SCHEMA
@@ -45,8 +46,7 @@ import polars as pl
 
 from connectors.source import Normalised
 from connectors.vendors.dixa.fields import decode_fields
-from engine.schema import CONTACTS, QUARANTINE
-from engine.validate.contacts import validate_contacts
+from engine.schema import CONTACTS, SOURCE_RECORD, empty_quarantine
 
 __all__ = [
     "CHANNEL_MAP",
@@ -183,7 +183,8 @@ def _canonical(
     unit: DurationUnit,
     maps: Mapping[str, Mapping[str, str]],
 ) -> pl.LazyFrame:
-    """One row per record: the mapped canonical columns (loose text for the validator)."""
+    """One row per record: ``record_id`` and the mapped canonical columns (loose text for the
+    validation at the pipeline edge)."""
     columns = [
         _column(ref, column, unit, maps)
         .filter(pl.col("name") == ref.partition(".")[0])
@@ -207,7 +208,8 @@ def normalise(
     channel_map: Mapping[str, str] = CHANNEL_MAP,
     outcome_map: Mapping[str, str] = OUTCOME_MAP,
 ) -> Normalised:
-    """Landed Dixa records -> canonical contacts (validated) and quarantine rows.
+    """Landed Dixa records -> canonical contacts (not yet validated, each with its landed
+    ``record_id``); the mapping itself quarantines nothing.
 
     Args:
         landed: landed records (:data:`~connectors.landing.LANDING_SCHEMA`), de-duplicated.
@@ -218,14 +220,8 @@ def normalise(
     """
     maps = {"channel": channel_map, "outcome": outcome_map}
     loose = _canonical(decode_fields(landed), mapping, duration_unit, maps)
-    clean, bad = validate_contacts(loose.select(c for c in CONTACTS if c in _columns(mapping)))
-    payloads = landed.select("record_id", pl.col("payload").alias("__payload"))
-    quarantine = (
-        bad.join(payloads, on="record_id", how="left")
-        .with_columns(pl.coalesce("__payload", "raw").alias("raw"))
-        .select(list(QUARANTINE))
-    )
-    return Normalised(clean, quarantine)
+    columns = [c for c in CONTACTS if c in _columns(mapping)]
+    return Normalised(loose.select(*columns, SOURCE_RECORD), empty_quarantine().lazy())
 
 
 def _columns(mapping: Mapping[str, str]) -> set[str]:

@@ -39,7 +39,8 @@ from connectors.paging import Page, Paginator, TimeWindowPaginator
 from connectors.ratelimit import RateLimiter
 from connectors.retry import ApiRequest, TimeWindow, send_json
 from connectors.source import Normalised, Source, SourceSettings, Stream, secure_url_setting
-from connectors.vendors.mindful.mapping import RECORD_DTYPE, attempts_and_quarantine
+from connectors.vendors.mindful.mapping import RECORD_DTYPE, canonical
+from engine.schema import empty_quarantine
 
 __all__ = [
     "METRICS_PATH",
@@ -50,7 +51,6 @@ __all__ = [
     "fetch_metrics",
     "hour_request",
     "normalise",
-    "not_callback_records",
     "page_cursor",
     "plan",
     "prepare",
@@ -232,27 +232,15 @@ def prepare(record: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def normalise(landed: pl.LazyFrame) -> Normalised:
-    """Landed Mindful records -> canonical attempts and quarantine rows (non-callbacks: neither).
+    """Landed Mindful records -> canonical attempts, not yet validated (the pipeline edge sets
+    aside the non-callbacks and quarantines bad rows); the mapping quarantines nothing.
 
     Example:
         >>> from connectors.landing import LANDING_SCHEMA
         >>> normalise(pl.LazyFrame(schema=LANDING_SCHEMA)).rows.collect().height
         0
     """
-    rows, quarantine, _ = attempts_and_quarantine(landed)
-    return Normalised(rows, quarantine)
-
-
-def not_callback_records(landed: pl.LazyFrame) -> pl.LazyFrame:
-    """The landed records that are not callbacks (``type`` ``unknown``: the caller chose to
-    hold…), canonical-named, for the build summary's ``not_callbacks`` count (SPEC §3.2).
-
-    Example:
-        >>> from connectors.landing import LANDING_SCHEMA
-        >>> not_callback_records(pl.LazyFrame(schema=LANDING_SCHEMA)).collect().height
-        0
-    """
-    return attempts_and_quarantine(landed)[2]
+    return Normalised(canonical(landed), empty_quarantine().lazy())
 
 
 def _project(value: Any, shape: Any, path: str) -> Any:

@@ -1,10 +1,10 @@
 """Landed Mindful historical records (seed 001) -> canonical ``callback_attempts``, vectorised.
 
 One plan, no row loop: decode each landed ``payload`` with the explicit :data:`RECORD_DTYPE`
-(unknown keys are ignored by construction), rename to the canonical columns, and hand the frame
-to :func:`engine.validate.callback_attempts.validate_callback_attempts`, which owns the spelling
-rules
-(``engine.validate.spelling``), the type checks and the quarantine reasons.
+(unknown keys are ignored by construction) and rename to the canonical columns, each row named by
+its ``record_id`` (the landed id). The validation at the pipeline edge applies the canonical rules
+once: it owns the vendor spellings, the type checks, the quarantine reasons (with the landed
+payload as ``raw``) and which records are not callbacks.
 
 =========================  =====================================================================
 canonical                  Mindful
@@ -30,14 +30,12 @@ customer_key               ``phoneNumber``, already replaced by its keyed hash b
 =========================  =====================================================================
 
 Durations are decoded as numbers of seconds (``Float64``, so ``10`` and ``10.0`` both work); a
-value that is not a whole number of milliseconds is quarantined as ``wrong_type``. Quarantine rows
-carry the landed (PII-free) payload as ``raw``.
+value that is not a whole number of milliseconds is quarantined as ``wrong_type`` at the edge.
 
 Example:
     >>> from connectors.landing import LANDING_SCHEMA
-    >>> rows, bad, holds = attempts_and_quarantine(pl.LazyFrame(schema=LANDING_SCHEMA))
-    >>> rows.collect().height, bad.collect().height, holds.collect().height
-    (0, 0, 0)
+    >>> canonical(pl.LazyFrame(schema=LANDING_SCHEMA)).collect().height
+    0
 """
 
 from __future__ import annotations
@@ -46,10 +44,9 @@ from typing import Final
 
 import polars as pl
 
-from engine.schema import QUARANTINE
-from engine.validate.callback_attempts import not_callbacks, validate_callback_attempts
+from engine.schema import SOURCE_RECORD
 
-__all__ = ["PHONE_SOURCE", "RECORD_DTYPE", "SOURCE", "attempts_and_quarantine", "canonical"]
+__all__ = ["PHONE_SOURCE", "RECORD_DTYPE", "SOURCE", "canonical"]
 
 SOURCE: Final = "mindful"
 #: A ``source`` that is a phone number (the number called), not a widget: voice.
@@ -108,12 +105,13 @@ _SECONDS: Final = {
 
 
 def canonical(landed: pl.LazyFrame) -> pl.LazyFrame:
-    """Landed records as canonical-named columns (not yet validated), one row per record.
+    """Landed records as canonical-named columns (not yet validated) and their ``record_id``,
+    one row per record.
 
     Example:
         >>> import json
-        >>> landed = pl.LazyFrame({"payload": [json.dumps({"id": "a", "talkDuration": 61,
-        ...     "source": "+1 855 555 0100", "x_new": 1})]})
+        >>> landed = pl.LazyFrame({"record_id": ["a"], "payload": [json.dumps({"id": "a",
+        ...     "talkDuration": 61, "source": "+1 855 555 0100", "x_new": 1})]})
         >>> canonical(landed).select("attempt_id", "talk_ms", "source_type").collect().row(0)
         ('a', 61000.0, 'phone')
     """
@@ -127,29 +125,5 @@ def canonical(landed: pl.LazyFrame) -> pl.LazyFrame:
         .otherwise(source)
         .alias("source_type"),
         *((record.field(field) * 1000).alias(name) for name, field in _SECONDS.items()),
+        pl.col("record_id").alias(SOURCE_RECORD),
     )
-
-
-def attempts_and_quarantine(
-    landed: pl.LazyFrame,
-) -> tuple[pl.LazyFrame, pl.LazyFrame, pl.LazyFrame]:
-    """Canonical attempts, quarantine rows (raw = the landed payload) and non-callback records.
-
-    Args:
-        landed: de-duplicated landed records (:data:`connectors.landing.LANDING_SCHEMA`).
-
-    Returns:
-        ``(attempts, quarantine, not_callbacks)``: ``attempts`` has exactly the
-        :data:`~engine.schema.CALLBACK_ATTEMPTS` schema, ``quarantine`` the
-        :data:`~engine.schema.QUARANTINE` schema, ``not_callbacks`` the canonical-named columns of
-        the records whose ``type`` says they are not callbacks (to be counted).
-    """
-    frame = canonical(landed)
-    clean, bad = validate_callback_attempts(frame)
-    payloads = landed.select(pl.col("record_id"), pl.col("payload").alias("_payload"))
-    bad = (
-        bad.join(payloads, on="record_id", how="left")
-        .with_columns(pl.coalesce("_payload", "raw").alias("raw"))
-        .select(list(QUARANTINE))
-    )
-    return clean, bad, not_callbacks(frame)

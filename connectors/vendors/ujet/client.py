@@ -130,13 +130,12 @@ def prepare(record: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def normalise(landed: pl.LazyFrame, *, stream: Literal["calls", "chats"]) -> Normalised:
-    """Landed UJET records of one stream -> canonical contacts (validated) and quarantine rows.
+    """Landed UJET records of one stream -> canonical segments (not yet validated, each with its
+    record's ``record_id``) and the quarantine of what the mapping alone can see.
 
-    One vectorised plan (:func:`connectors.vendors.ujet.mapping.segments_and_quarantine`):
-    canonical rules
-    are those of :func:`engine.validate.contacts.validate_contacts`; a record with any bad segment
-    is
-    quarantined whole, with its landed (PII-free) payload as ``raw``.
+    One vectorised plan (:func:`connectors.vendors.ujet.mapping.segments_and_quarantine`); the
+    canonical rules are applied once, at the pipeline edge, which quarantines a record with any
+    bad segment whole, with its landed (PII-free) payload as ``raw``.
 
     Example:
         >>> from connectors.landing import LANDING_SCHEMA

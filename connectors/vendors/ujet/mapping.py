@@ -9,12 +9,14 @@ column (scanned without the dtype) is decoded here with the store's own function
 ``queue_durations`` is exploded with its index (one canonical segment per entry); each
 answered entry takes the handle entry and the agent participant of the same answered rank
 (``list.get``: a positional join, never a cross join); queue names come from the record's menu
-objects (``menu_path``, ``selected_menu``, and a join on the menus of ``transfers``). The
-canonical rules are those of
-:func:`engine.validate.contacts.validate_contacts`; the few the mapping alone can see (an answered
-entry
-without its handle entry, a rating outside 0-5) are flagged here. A record with any bad segment is
-quarantined whole with its landed payload.
+objects (``menu_path``, ``selected_menu``, and a join on the menus of ``transfers``).
+
+The segments are not validated here: the canonical rules are applied once, at the pipeline
+edge, to the rows of every source (times stay ISO text for it to parse). Each row names its
+record (``record_id``, the landed id), so that the edge quarantines a record whole, with its
+landed payload. The few problems the mapping alone can see (an answered entry without its handle
+entry, a rating outside 0-5, a negative message count) are quarantined here, the record whole
+with its payload (the first flagged segment gives the reason), and its rows are left out.
 
 Example:
     >>> from connectors.landing import LANDING_SCHEMA
@@ -33,7 +35,6 @@ import polars as pl
 from connectors.landing import RECORD, with_record
 from connectors.source import Normalised
 from engine.schema import QUARANTINE
-from engine.validate.contacts import validate_contacts
 
 __all__ = [
     "ABANDON_REASONS",
@@ -170,6 +171,7 @@ def _segments(records: pl.LazyFrame, unit: str) -> pl.LazyFrame:
     q = pl.col("queue_durations").struct.field
     rank_col = pl.col("__rank")
     segs = exploded.select(
+        "record_id",
         "contact_id",
         "__idx",
         "__rank",
@@ -245,7 +247,8 @@ def _carrier() -> pl.Expr:
 
 
 def _canonical(unit: str) -> list[pl.Expr]:
-    """The canonical columns of a segment (times still ISO strings: the validator parses them)."""
+    """The canonical columns of a segment and its ``record_id`` (times still ISO strings: the
+    validation at the pipeline edge parses them)."""
     answered = pl.col("__answered")
     handle = pl.col("__handle").struct.field
     rating = pl.col("rating")
@@ -289,6 +292,7 @@ def _canonical(unit: str) -> list[pl.Expr]:
         pl.when(surveyed).then(1).otherwise(0).cast(pl.Int64).alias("csat_responses"),
         pl.when(surveyed).then(rating).otherwise(0).alias("csat_score"),
         pl.col("updated_at"),
+        pl.col("record_id"),
     ]
 
 
@@ -313,34 +317,16 @@ def _flags() -> list[pl.Expr]:
 def segments_and_quarantine(
     landed: pl.LazyFrame, *, endpoint: Literal["calls", "chats"]
 ) -> Normalised:
-    """Landed records of ``calls`` or ``chats`` -> validated canonical segments and quarantine."""
+    """Landed records of ``calls`` or ``chats`` -> canonical segments (not yet validated, each
+    with its ``record_id``) and the quarantine of what the mapping alone can see."""
     unit = endpoint[:-1]
     records = _records(landed, unit).cache()
     segments = _segments(records, unit)
     loose = segments.select(*_canonical(unit), *_flags()).cache()
-    clean, invalid = validate_contacts(loose.drop(_REASON, _DETAIL))
-    contact = pl.col("record_id").str.replace(r":[^:]*$", "")
-    segment = pl.col("record_id").str.extract(r":([^:]*)$").cast(pl.Int32, strict=False)
     bad = (
-        pl.concat(
-            [
-                loose.filter(pl.col(_REASON).is_not_null()).select(
-                    "contact_id",
-                    pl.lit(0).alias("prio"),
-                    "segment_no",
-                    pl.col(_REASON).alias("reason"),
-                    pl.col(_DETAIL).alias("detail"),
-                ),
-                invalid.select(
-                    contact.alias("contact_id"),
-                    pl.lit(1).alias("prio"),
-                    segment.alias("segment_no"),
-                    "reason",
-                    "detail",
-                ),
-            ]
-        )
-        .sort("contact_id", "prio", "segment_no", nulls_last=True)
+        loose.filter(pl.col(_REASON).is_not_null())
+        .select("contact_id", "segment_no", _REASON, _DETAIL)
+        .sort("contact_id", "segment_no", maintain_order=True)
         .unique("contact_id", keep="first", maintain_order=True)
     )
     quarantine = (
@@ -349,11 +335,11 @@ def segments_and_quarantine(
             pl.lit(SOURCE).alias("source"),
             pl.lit("contacts").alias("table"),
             pl.col("contact_id").alias("record_id"),
-            "reason",
-            "detail",
+            pl.col(_REASON).alias("reason"),
+            pl.col(_DETAIL).alias("detail"),
             pl.col("payload").alias("raw"),
         )
         .cast(QUARANTINE)  # type: ignore[arg-type]
     )
-    rows = clean.join(bad.select("contact_id"), on="contact_id", how="anti")
+    rows = loose.join(bad.select("contact_id"), on="contact_id", how="anti").drop(_REASON, _DETAIL)
     return Normalised(rows, quarantine)
