@@ -156,8 +156,6 @@ def _build(
         attempts=canon.attempts[0] if canon.attempts else None,
         attempt_quarantine=canon.attempts[1] if canon.attempts else empty,
         merge=merge,
-        org_id=settings.output.org_id,
-        duration_unit=settings.output.duration_unit,
     )
 
 

@@ -1,16 +1,21 @@
 """The tables of one ``wfm-intervals run``: build a window and merge it into the output store.
 
-:func:`build_tables` builds the window with the pipeline edges
-(:func:`engine.pipeline.build.build_contacts`, :func:`engine.pipeline.callbacks.build_callbacks`)
-into a
-staging directory inside the output directory, then moves the results into place:
+:func:`build_tables` takes the canonical rows the pipeline edge has already validated
+(:func:`engine.pipeline.sources.canonical`) and everything set aside for them, builds the
+window's tables in memory with the pure builders (:mod:`engine.tables`), and then writes each
+output once, in place (every write is atomic on its own, :mod:`engine.output.files`):
 
 * ``store/contacts`` and ``store/callback_attempts`` (every canonical row) replace the old ones;
 * each interval table (``callvolume``, ``callback_intervals``, ``retry_outcomes``) keeps its
-  rows outside the window and takes the window's rows from the build (:func:`merge_window`);
-* ``quarantine/contacts.csv`` and ``quarantine/callback_attempts.csv`` hold what the connectors
-  set aside (landing and normalisation) plus what the build's validation did;
-* ``summary.json`` and ``callbacks_summary.json`` count those quarantined rows too.
+  stored rows outside the window and takes the window's rows from the build
+  (:func:`merge_window`);
+* ``quarantine/contacts.csv`` and ``quarantine/callback_attempts.csv`` hold what was set aside
+  (landing, mappings, and the validation at the pipeline edge);
+* ``exports/callback_metrics.json`` and ``exports/callback_gaps.ndjson`` for the callback window;
+* ``summary.json`` and ``callbacks_summary.json`` count those rows.
+
+Nothing written is read back: the merged tables are also returned (:attr:`Built.tables`) for the
+exports.
 
 Example:
     ``built = build_tables(out, build=BuildSettings(), window=w, contacts=rows, ...)``
@@ -18,23 +23,24 @@ Example:
 
 from __future__ import annotations
 
-import shutil
-import uuid
-from collections import Counter
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 import polars as pl
 
-from engine.interval import Window, interval_grid
+from engine.interval import Window, interval_grid, snap_window
 from engine.output import files as export
+from engine.output import store as callback_store
 from engine.pipeline import build as pipeline
-from engine.pipeline.build import BuildReport
-from engine.pipeline.callbacks import CallbackReport, build_callbacks
+from engine.pipeline.build import BuildReport, iso_utc, quarantine_counts
+from engine.pipeline.callbacks import CallbackReport, callback_tables
 from engine.schema import QUARANTINE
 from engine.settings import BuildSettings
-from engine.tables import callback_intervals, callvolume, retry_outcomes
+from engine.tables import callback_intervals, callback_metrics, callvolume, retry_outcomes
+from engine.tables.callback_requests import in_chain_order
+from engine.validate.callback_attempts import callback_gaps
 
 __all__ = ["TABLES", "Built", "IntervalTable", "build_tables", "merge_window", "read_store"]
 
@@ -143,54 +149,90 @@ def merge_window(
     return pl.concat(parts).sort([*group, "interval_start_utc"], nulls_last=True)
 
 
-def _replace(staged: Path, final: Path) -> None:
-    """Move a staged file or directory over ``final`` (a directory: old one removed after)."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    if staged.is_file():
-        staged.replace(final)
-        return
-    old = final.with_name(f".{final.name}.old-{uuid.uuid4().hex}")
-    if final.exists():
-        final.rename(old)
-    staged.rename(final)
-    shutil.rmtree(old, ignore_errors=True)
+def _contacts(
+    contacts: pl.DataFrame, quarantine: pl.DataFrame, window: Window, settings: BuildSettings
+) -> tuple[pl.DataFrame, BuildReport]:
+    """The volume table of ``window`` from validated contacts, and the build's report."""
+    began = time.perf_counter()
+    table = callvolume.derive(
+        callvolume.build(contacts.lazy(), window=window, settings=settings), settings=settings
+    ).collect(engine="streaming")
+    report = BuildReport(
+        rows_in=contacts.height + quarantine.height,
+        contacts=contacts.height,
+        quarantined=quarantine_counts(quarantine),
+        collapsed=0,  # the pipeline edge collapsed duplicates before
+        window=(iso_utc(window[0]), iso_utc(window[1])),
+        interval_minutes=settings.interval_minutes,
+        tz=settings.tz,
+        intervals=table["interval_start_utc"].n_unique(),
+        queue_channels=table.select("queue_id", "channel").n_unique(),
+        table_rows=table.height,
+    )
+    report.seconds = round(time.perf_counter() - began, 3)
+    return table, report
 
 
-def _quarantine(out: Path, staging: Path, name: str, connectors: pl.DataFrame) -> pl.DataFrame:
-    staged = staging / "quarantine" / f"{name}.csv"
-    built = pl.read_csv(staged, infer_schema=False) if staged.is_file() else None
-    frames = [connectors.cast(QUARANTINE)]  # type: ignore[arg-type]
-    if built is not None and built.height:
-        frames.append(built.cast(QUARANTINE))  # type: ignore[arg-type]
-    rows = pl.concat(frames)
-    export.write_csv(rows, out / "quarantine" / f"{name}.csv")
-    return rows
+@dataclass
+class _Callbacks:
+    """The callback outputs of a window, in memory."""
+
+    attempts: pl.DataFrame  #: in the store's order (chain order)
+    table: pl.DataFrame
+    retries: pl.DataFrame
+    gaps: pl.DataFrame
+    document: dict[str, object]
+    report: CallbackReport
 
 
-def _summary(report: Any, rows: pl.DataFrame, extra_rows: int, window: Window) -> dict[str, Any]:
-    reasons = Counter(rows["reason"].to_list())
-    report.rows_in += extra_rows
-    report.quarantined = {str(r): int(n) for r, n in sorted(reasons.items())}
-    report.window = tuple(pipeline.iso_utc(t) for t in window)
-    return asdict(report)
+def _callbacks(
+    attempts: pl.DataFrame, quarantine: pl.DataFrame, window: Window, settings: BuildSettings
+) -> _Callbacks:
+    """The callback tables, gaps and metrics document of ``window`` from validated attempts."""
+    began = time.perf_counter()
+    clean = in_chain_order(attempts.lazy()).collect()
+    reqs = callback_store.requests_of(clean)
+    table, retries, gaps, n_requests = pl.collect_all(
+        [
+            *callback_tables(reqs, window=window, settings=settings),
+            callback_gaps(clean.lazy()),
+            reqs.select(pl.len()),  # one per chain
+        ]
+    )
+    document = callback_metrics.document(reqs, begin=window[0], end=window[1])
+    report = CallbackReport(
+        rows_in=clean.height + quarantine.height,
+        attempts=clean.height,
+        requests=int(n_requests.item()),
+        not_callbacks=0,  # set aside by the pipeline edge, not counted there
+        quarantined=quarantine_counts(quarantine),
+        collapsed=0,
+        gaps=gaps.height,
+        window=(iso_utc(window[0]), iso_utc(window[1])),
+        interval_minutes=settings.interval_minutes,
+        tz=settings.tz,
+        intervals=table["interval_start_utc"].n_unique(),
+        combinations=table.select(callback_intervals.GROUP).n_unique(),
+        table_rows=table.height,
+        retry_rows=retries.height,
+    )
+    report.seconds = round(time.perf_counter() - began, 3)
+    return _Callbacks(clean, table, retries, gaps, document, report)
 
 
 def _merge(
-    out: Path, staging: Path, built: Built, grids: dict[str, pl.DataFrame], *, merge: bool
-) -> None:
-    start = pl.col("interval_start_utc")
-    for name, table in TABLES.items():
-        fresh = read_store(staging, name)
-        if fresh is None:
-            continue
+    out: Path, fresh: dict[str, pl.DataFrame], grids: dict[str, pl.DataFrame], *, merge: bool
+) -> Built:
+    """The interval tables merged with the store (read, not written)."""
+    built, start = Built(), pl.col("interval_start_utc")
+    for name, table in fresh.items():
         grid = grids[name]
         existing = read_store(out, name) if merge else None
-        merged = merge_window(existing, fresh, grid=grid, table=table)
+        merged = merge_window(existing, table, grid=grid, table=TABLES[name])
         lo, hi = grid["interval_start_utc"][0], grid["interval_end_utc"][-1]
         built.window_rows[name] = merged.filter((start >= lo) & (start < hi)).height
         built.rows[name], built.tables[name] = merged.height, merged
-        path = export.write_store(merged, out / "store" / name, by="interval_start_utc")
-        built.files.append(path)
+    return built
 
 
 def build_tables(
@@ -204,8 +246,6 @@ def build_tables(
     attempts: pl.DataFrame | None = None,
     attempt_quarantine: pl.DataFrame | None = None,
     merge: bool = True,
-    org_id: str = "wfm-intervals",
-    duration_unit: export.DurationUnit = "ms",
 ) -> Built:
     """Build the window's tables and merge them into ``out/store`` (see the module docstring).
 
@@ -214,61 +254,58 @@ def build_tables(
         build: what to build.
         window: the volume table's window (whole intervals).
         callback_window: the callback tables' window (it may start earlier: chains).
-        contacts: canonical contacts (``None``: no contact source; the tables stay as they are).
-        contact_quarantine: what the connectors set aside for contacts.
-        attempts: canonical callback attempts (``None``: no callback source).
-        attempt_quarantine: what the connectors set aside for attempts.
+        contacts: validated canonical contacts (``None``: no contact source; the tables stay as
+            they are).
+        contact_quarantine: everything set aside for contacts.
+        attempts: validated canonical callback attempts (``None``: no callback source).
+        attempt_quarantine: everything set aside for attempts.
         merge: keep the stored rows outside the window (``False``: replace the tables).
-        org_id: ``orgId`` of the Contact Volume document.
-        duration_unit: durations of the Contact Volume document.
     """
-    built = Built()
-    staging = out / f".run-staging-{uuid.uuid4().hex}"
-    empty = pl.DataFrame(schema=QUARANTINE)
-    try:
-        if contacts is not None:
-            built.contacts = pipeline.build_contacts(
-                contacts.lazy(),
-                settings=build,
-                out_dir=staging,
-                window=window,
-                formats=("parquet",),
-                org_id=org_id,
-                duration_unit=duration_unit,
-            )
-            q = contact_quarantine if contact_quarantine is not None else empty
-            rows = _quarantine(out, staging, "contacts", q)
-            summary = _summary(built.contacts, rows, q.height, window)
-            built.files.append(export.write_json(summary, out / "summary.json"))
-        if attempts is not None:
-            built.callbacks = build_callbacks(
-                attempts.lazy(),
-                settings=build,
-                out_dir=staging,
-                window=callback_window,
-                formats=("parquet",),
-            )
-            q = attempt_quarantine if attempt_quarantine is not None else empty
-            rows = _quarantine(out, staging, "callback_attempts", q)
-            summary = _summary(built.callbacks, rows, q.height, callback_window)
-            built.files.append(export.write_json(summary, out / "callbacks_summary.json"))
-            for name in ("callback_metrics.json", "callback_gaps.ndjson"):
-                _replace(staging / "exports" / name, out / "exports" / name)
-                built.files.append(out / "exports" / name)
-        for name in ("contacts", "callback_attempts"):
-            if (staging / "store" / name).is_dir():
-                _replace(staging / "store" / name, out / "store" / name)
-                built.files.append(out / "store" / name)
-        minutes, tz = build.interval_minutes, build.tz
-        volume = interval_grid(*window, minutes=minutes, tz=tz)
-        chains = interval_grid(*callback_window, minutes=minutes, tz=tz)
-        grids = {"callvolume": volume, "callback_intervals": chains, "retry_outcomes": chains}
-        _merge(out, staging, built, grids, merge=merge)
-        built.files += [
-            out / "quarantine" / f"{n}.csv"
-            for n in ("contacts", "callback_attempts")
-            if (out / "quarantine" / f"{n}.csv").is_file()
-        ]
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    minutes, tz = build.interval_minutes, build.tz
+    window = snap_window(*window, minutes=minutes, tz=tz)
+    callback_window = snap_window(*callback_window, minutes=minutes, tz=tz)
+    set_aside = {
+        "contacts": _quarantine(contact_quarantine),
+        "callback_attempts": _quarantine(attempt_quarantine),
+    }
+    fresh: dict[str, pl.DataFrame] = {}
+    report, callbacks = None, None
+    if contacts is not None:
+        fresh["callvolume"], report = _contacts(contacts, set_aside["contacts"], window, build)
+    if attempts is not None:
+        callbacks = _callbacks(attempts, set_aside["callback_attempts"], callback_window, build)
+        fresh |= {"callback_intervals": callbacks.table, "retry_outcomes": callbacks.retries}
+    chains = interval_grid(*callback_window, minutes=minutes, tz=tz)
+    grids = {
+        "callvolume": interval_grid(*window, minutes=minutes, tz=tz),
+        "callback_intervals": chains,
+        "retry_outcomes": chains,
+    }
+    built = _merge(out, fresh, grids, merge=merge)
+    built.contacts, built.callbacks = report, callbacks.report if callbacks else None
+    # Every output is written once, in place, after everything is computed.
+    files = built.files
+    store, exports, quarantine = out / "store", out / "exports", out / "quarantine"
+    if contacts is not None:
+        files.append(export.write_store(contacts, store / "contacts", by="offered_at"))
+        files.append(export.write_csv(set_aside["contacts"], quarantine / "contacts.csv"))
+    if callbacks is not None:
+        files.append(callback_store.write_attempts(callbacks.attempts, store / "callback_attempts"))
+        files.append(export.write_json(callbacks.document, exports / "callback_metrics.json"))
+        files.append(export.write_ndjson(callbacks.gaps, exports / "callback_gaps.ndjson"))
+        files.append(
+            export.write_csv(set_aside["callback_attempts"], quarantine / "callback_attempts.csv")
+        )
+    for name, merged in built.tables.items():
+        files.append(export.write_store(merged, store / name, by="interval_start_utc"))
+    for summary, name in ((report, "summary.json"), (built.callbacks, "callbacks_summary.json")):
+        if summary is not None:
+            summary.files = [str(f) for f in files]
+            files.append(export.write_json(asdict(summary), out / name))
     return built
+
+
+def _quarantine(given: pl.DataFrame | None) -> pl.DataFrame:
+    if given is None:
+        return pl.DataFrame(schema=QUARANTINE)
+    return given.cast(QUARANTINE)  # type: ignore[arg-type]
