@@ -7,14 +7,18 @@ midnight stays in one file, and every file keeps the order. A layout file (:data
 the files and their row counts.
 
 Requests (:func:`engine.tables.callback_requests.requests`) are one plan: sort into chain order,
-reduce each chain's run. The readers here skip the sort only when they have proven the order:
+reduce each chain's run. The readers here skip the sort only when the rows they read prove, in
+one streaming pass, that every chain is one run of adjacent rows from its first to its final
+attempt (:func:`engine.tables.callback_requests.chain_order_breaks` is zero: the chains may lie
+in any order among themselves, as they do across the files, but none is split or out of order):
 
-- :func:`scan_requests` (a stored directory): the layout file names exactly the Parquet files
-  present, with their row counts (nothing added, removed or rewritten since), and one streaming
-  pass finds no row out of chain order inside a file (the file starts may break);
-- :func:`requests_of` (attempts held in memory): one streaming pass finds no row out of order.
+- :func:`scan_requests` (a stored directory): when the layout file also names exactly the
+  Parquet files present, with their row counts (a store not written by :func:`write_attempts`,
+  or changed since, is not worth the pass);
+- :func:`requests_of` (attempts held in memory).
 
-Otherwise they take the general plan: exactness never depends on the order, only speed does.
+Otherwise they take the general plan: exactness never depends on the order, the writer or the
+layout file, only speed does.
 
 Example:
     >>> import tempfile
@@ -99,13 +103,14 @@ def scan_attempts(directory: Path) -> pl.LazyFrame:
     return pl.scan_parquet(files, hive_partitioning=False).select(list(CALLBACK_ATTEMPTS))
 
 
-def _in_order(attempts: pl.LazyFrame, starts: list[int]) -> bool:
-    breaks = chain_order_breaks(attempts, starts=starts).collect(engine="streaming")
+def _in_runs(attempts: pl.LazyFrame) -> bool:
+    breaks = chain_order_breaks(attempts).collect(engine="streaming")
     return int(breaks.item()) == 0
 
 
 def is_chain_ordered(directory: Path) -> bool:
-    """The store is provably in chain order (see the module docstring)."""
+    """The layout file vouches for the store's files, and every chain in them is provably one
+    run of rows in chain order (see the module docstring): its requests may come from runs."""
     try:
         layout = json.loads((directory / LAYOUT).read_text())
     except (OSError, ValueError):
@@ -117,11 +122,9 @@ def is_chain_ordered(directory: Path) -> bool:
     relative = [f.relative_to(directory).as_posix() for f in files]
     if not isinstance(named, dict) or sorted(named) != relative:
         return False
-    counts = _row_counts(files)
-    if counts != [named[r] for r in relative]:
+    if _row_counts(files) != [named[r] for r in relative]:
         return False
-    starts = [sum(counts[:i]) for i in range(1, len(counts))]
-    return _in_order(scan_attempts(directory), starts)
+    return _in_runs(scan_attempts(directory))
 
 
 def scan_requests(directory: Path) -> pl.LazyFrame:
@@ -133,6 +136,7 @@ def scan_requests(directory: Path) -> pl.LazyFrame:
 
 def requests_of(attempts: pl.DataFrame) -> pl.LazyFrame:
     """The requests of attempts held in memory: from their runs when one streaming pass finds
-    them in chain order (as :func:`write_attempts` wants them), else by the general plan."""
+    every chain one run in order (as in :func:`write_attempts`' input), else by the general
+    plan. The same rows either way."""
     lazy = attempts.lazy()
-    return requests_from_runs(lazy) if _in_order(lazy, []) else requests(lazy)
+    return requests_from_runs(lazy) if _in_runs(lazy) else requests(lazy)

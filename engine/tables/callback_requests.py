@@ -8,9 +8,10 @@ There is one plan (:func:`requests`): sort the attempts into :data:`CHAIN_ORDER`
 chain is one run of rows from its first to its final attempt, and reduce every run where it lies
 (:func:`requests_from_runs`). It is exact whatever order the attempts come in. The only reader
 allowed to skip the sort is the callback store's (:mod:`engine.output.store`), after proving
-that the rows it reads are in that order. The request's attributes and
-instant come from the first attempt; its outcome, retry count, callback time, customer wait and
-talk time from the final one; estimated callback time and punctuality from the first.
+that every chain in the rows it reads is one run in that order (:func:`chain_order_breaks`).
+The request's attributes and instant come from the first attempt; its outcome, retry count,
+callback time, customer wait and talk time from the final one; estimated callback time and
+punctuality from the first.
 
 The aggregates (:func:`measures`) are what the interval tables store and what the metrics document
 reports, so the two agree by construction; :func:`combine` says how they add up across rows.
@@ -158,27 +159,30 @@ def chain_start(position: pl.Expr) -> pl.Expr:
     return ~same | (position == 0)
 
 
-def chain_order_breaks(attempts: pl.LazyFrame, *, starts: Sequence[int] = ()) -> pl.LazyFrame:
-    """One row, ``breaks``: the rows of ``attempts`` not strictly after the row before them in
-    :data:`CHAIN_ORDER` (nulls first). Zero means :func:`requests_from_runs` may be used.
+def chain_order_breaks(attempts: pl.LazyFrame) -> pl.LazyFrame:
+    """One row, ``breaks``: zero exactly when :func:`requests_from_runs` gives the requests of
+    ``attempts``, that is when every chain is one run of adjacent rows, each row of a run
+    strictly after the row before it in :data:`ORDER` (nulls first).
 
-    Strictly: two attempts of one chain with the same (``retry_attempt``, ``created_at``,
-    ``attempt_id``) count as a break, since their order would be arbitrary. The first row never
-    breaks, nor do the rows at the positions ``starts``: where the files of a store whose chains
-    never span two files begin (:mod:`engine.output.store`; each chain is still one run). One
-    streaming pass of neighbour comparisons on the five key columns.
+    ``breaks`` counts the rows of a run not strictly after the row before them (two attempts of
+    one chain with the same (``retry_attempt``, ``created_at``, ``attempt_id``) count, since
+    their order would be arbitrary) plus the runs beyond one per chain (a chain split in two
+    places, e.g. across two files of a store). The chains need not be in any order among
+    themselves. One streaming pass of neighbour comparisons and a count of the distinct chain
+    keys (a null key is a value, as in a group-by).
     """
-    pos = pl.col("_pos")
-    ordered = _after(CHAIN_ORDER) | (pos == 0)
-    if starts:
-        ordered |= pos.is_in(pl.Series(list(starts), dtype=pl.get_index_type()).implode())
-    return attempts.with_row_index("_pos").select((~ordered).sum().cast(pl.Int64).alias("breaks"))
+    start = chain_start(pl.col("_pos"))
+    late = (~start & ~_after(ORDER)).sum()
+    extra_runs = start.sum() - pl.struct(CHAIN_ORDER[:2]).n_unique()
+    breaks = (late.cast(pl.Int64) + extra_runs.cast(pl.Int64)).alias("breaks")
+    return attempts.with_row_index("_pos").select(breaks)
 
 
 def requests_from_runs(attempts: pl.LazyFrame) -> pl.LazyFrame:
-    """:func:`requests` of attempts that are already in :data:`CHAIN_ORDER` (a precondition).
+    """:func:`requests` of attempts whose every chain is one run of adjacent rows in
+    :data:`ORDER` (a precondition: :func:`chain_order_breaks` is zero, as in :data:`CHAIN_ORDER`).
 
-    Rows out of that order give wrong requests: call :func:`requests` unless the order has been
+    Other rows give wrong requests: call :func:`requests` unless the precondition has been
     proven for every evaluation of ``attempts``, as the callback store's reader does
     (:func:`engine.output.store.scan_requests`; ``tests/test_architecture.py`` allows no other
     caller). A run starts where the chain key changes and ends before the next start. The starts and

@@ -132,22 +132,56 @@ def test_requests_from_a_parquet_scan_in_small_row_groups_are_the_same(
     assert_frame_equal(got, in_order(requests(frame(rows))))
 
 
-@given(attempts())
-def test_no_breaks_exactly_when_the_rows_are_in_chain_order(rows: list[dict[str, Any]]) -> None:
-    unordered = pl.DataFrame(rows, schema=CALLBACK_ATTEMPTS)
+def attempt_order(row: dict[str, Any]) -> tuple[Any, ...]:
+    return (row["retry_attempt"], row["created_at"], row["attempt_id"])  # never null here
+
+
+def one_run_per_chain(rows: list[dict[str, Any]]) -> bool:
+    """Plainly: each chain's rows are adjacent, each strictly after the one before it."""
+    keys = [tuple(r[k] for k in KEY) for r in rows]
+    runs = [k for i, k in enumerate(keys) if i == 0 or k != keys[i - 1]]
+    later = [attempt_order(rows[i - 1]) < attempt_order(rows[i]) for i in range(1, len(rows))]
+    ordered_runs = all(later[i - 1] for i in range(1, len(rows)) if keys[i] == keys[i - 1])
+    return len(runs) == len(set(runs)) and ordered_runs
+
+
+def chains_in_random_order(rows: list[dict[str, Any]], rnd: random.Random) -> list[dict[str, Any]]:
+    """Each chain's rows together, first to final; the chains in a random order (as the chains
+    of a store lie across its files)."""
+    chains: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for r in rows:
+        chains.setdefault(tuple(r[k] for k in KEY), []).append(r)
+    blocks = [sorted(chain, key=attempt_order) for chain in chains.values()]
+    rnd.shuffle(blocks)
+    return [r for block in blocks for r in block]
+
+
+@given(attempts(), st.randoms(use_true_random=False))
+def test_no_breaks_exactly_when_every_chain_is_one_run_in_order(
+    rows: list[dict[str, Any]], rnd: random.Random
+) -> None:
+    shuffled = rows[:]
+    rnd.shuffle(shuffled)
+    runs = chains_in_random_order(rows, rnd)
+    for candidate in (rows, shuffled, runs, runs[::-1]):
+        proven = breaks(frame(candidate).collect()) == 0
+        assert proven == one_run_per_chain(candidate)
+        if proven:  # then, and only then, the runs are the oracle's requests
+            assert as_map(requests_from_runs(frame(candidate))) == oracle(rows)
+    assert breaks(frame(runs).collect()) == 0
     assert breaks(ordered(rows)) == 0
-    # (source, attempt_id) is unique, so chain order is a strict total order of the rows.
-    assert (breaks(unordered) == 0) == unordered.equals(ordered(rows))
 
 
-def test_a_tie_in_a_chain_is_a_break() -> None:
+def test_a_tie_or_a_split_chain_is_a_break() -> None:
     row = generate_attempts(days=1, scale=0.05).head(1)
     twin = row.with_columns(pl.lit("zz").alias("attempt_id"))
     assert breaks(pl.concat([row, twin])) == 0
+    assert breaks(pl.concat([twin, row])) == 1  # the final attempt before the first
     assert breaks(pl.concat([row, row])) == 1  # the same attempt twice: no order between them
-    nulls_first = pl.concat([twin.with_columns(pl.lit(None, pl.String).alias("original_id")), row])
-    assert breaks(nulls_first) == 0
-    assert breaks(nulls_first.reverse()) == 1
+    other = twin.with_columns(pl.lit(None, pl.String).alias("original_id"))
+    assert breaks(pl.concat([other, row, twin])) == 0  # chains in any order among themselves
+    assert breaks(pl.concat([row, other, twin])) == 1  # one chain in two runs
+    assert breaks(pl.concat([row, other, twin, other])) == 2
 
 
 @given(attempts(), st.sampled_from([None, "t1", "t1,t2"]))
@@ -184,5 +218,5 @@ def test_the_store_is_written_in_chain_order() -> None:
             pl.read_parquet(f, hive_partitioning=False).select(attempts.columns) for f in files
         ]
     for part in stored:
-        assert breaks(part) == 0
+        assert part.equals(in_chain_order(part.lazy()).collect())
     assert pl.concat(stored).sort(CHAIN_ORDER).equals(attempts.sort(CHAIN_ORDER))

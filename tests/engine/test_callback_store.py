@@ -97,12 +97,18 @@ def _tamper(store: Path, how: str) -> None:
         a, b = pl.read_parquet(files[0]), pl.read_parquet(files[1])
         a.head(a.height - 1).write_parquet(files[0])
         pl.concat([a.tail(1), b]).write_parquet(files[1])
+    elif how == "an attempt swapped between files":  # same counts, each file still in order
+        a, b = pl.read_parquet(files[0]), pl.read_parquet(files[1])
+        retry = a.with_row_index("_i").filter(pl.col("retry_attempt") > 0)["_i"][0]
+        keep_a, keep_b = a.filter(pl.int_range(pl.len()) != retry), b.tail(b.height - 1)
+        chain_ordered(pl.concat([keep_a, b.head(1)])).write_parquet(files[0])
+        chain_ordered(pl.concat([keep_b, a.slice(retry, 1)])).write_parquet(files[1])
 
 
 def test_a_store_changed_since_it_was_written_is_read_the_general_way(tmp_path: Path) -> None:
     attempts = month()
     hows = ["no layout", "garbage layout", "a file added", "a file removed"]
-    hows += ["a file reordered", "rows moved between files"]
+    hows += ["a file reordered", "rows moved between files", "an attempt swapped between files"]
     for n, how in enumerate(hows):
         store = store_of(attempts, tmp_path / str(n))
         _tamper(store, how)
@@ -111,6 +117,28 @@ def test_a_store_changed_since_it_was_written_is_read_the_general_way(tmp_path: 
         assert present.select(pl.len()).collect().item() > 0
         # Whatever was done to it, the requests are exactly those of the attempts now there.
         assert_frame_equal(in_order(scan_requests(store)), in_order(requests(present)))
+
+
+def test_a_store_written_from_attempts_out_of_chain_order_is_read_the_general_way(
+    tmp_path: Path,
+) -> None:
+    first = (
+        month()
+        .head(1)
+        .with_columns(pl.lit("o1").alias("original_id"), pl.lit(T0).alias("created_at"))
+    )
+    other = first.with_columns(pl.lit("o2").alias("original_id"), pl.lit("b").alias("attempt_id"))
+    retry = first.with_columns(
+        pl.lit("retry-1").alias("attempt_id"),
+        pl.lit(1, first.schema["retry_attempt"]).alias("retry_attempt"),
+        (pl.lit(T0) + timedelta(days=1)).alias("created_at"),
+    )
+    unordered = pl.concat([first, other, retry])  # the retry apart from its first attempt
+    store = write_attempts(unordered, tmp_path / "callback_attempts")
+    assert len(list(store.rglob("*.parquet"))) == 2  # so the chain lies in two files
+    assert not is_chain_ordered(store)
+    request, _ = in_order(scan_requests(store)).iter_rows(named=True)
+    assert (request["original_id"], request["attempts"], request["instant"]) == ("o1", 2, T0)
 
 
 def test_a_store_written_by_attempt_date_is_read_the_general_way(tmp_path: Path) -> None:
