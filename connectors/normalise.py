@@ -2,10 +2,12 @@
 
 :func:`rebuild` is what the pipeline calls: for each stream of a source it scans the
 de-duplicated landed records (:func:`connectors.landing.scan_landed`), runs the stream's
-vectorised normalise function (which ends at :func:`engine.validate.contacts.validate_contacts`),
-and
-adds the records set aside at landing time (no primary key, or a shape that does not fit the
-stream's declared dtype), so that nothing is ever dropped silently (SPEC §7).
+vectorised normalise function (a mapping to canonical columns, not a validation), and adds the
+records set aside at landing time (no primary key, or a shape that does not fit the stream's
+declared dtype), so that nothing is ever dropped silently (SPEC §7). Its rows name their record
+as quarantine rows do (``record_id``, :data:`engine.schema.SOURCE_RECORD`) and come with each
+landed record's payload (:attr:`Rebuilt.raw`): the pipeline validates the rows once, and
+quarantines a bad record whole, with its payload.
 
 Records set aside at landing are written by :func:`land_rejected` next to the raw store, one
 durable Parquet file per page that had any::

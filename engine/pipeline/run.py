@@ -5,7 +5,8 @@ Steps, each reported through ``on_event``:
 1. **sync** every enabled source into the landing store (:func:`engine.pipeline.sources.sync_all`;
    the first failed stream stops the run);
 2. **rebuild** canonical contacts (UJET, Dixa), callback attempts (Mindful) and the Kore.ai rows
-   (:func:`engine.pipeline.kore.import_kore`) from the landing store;
+   (:func:`engine.pipeline.kore.import_kore`) from the landing store; contacts and attempts are
+   validated there, once (:func:`engine.pipeline.sources.canonical`);
 3. **build** every table for the window and merge it into the output store
    (:func:`engine.pipeline.tables.build_tables`). The window is ``[previous window end - lookback,
    now)`` (the first run, or a run after the build settings changed, starts where the sources'
