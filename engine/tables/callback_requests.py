@@ -168,13 +168,15 @@ def chain_order_breaks(attempts: pl.LazyFrame) -> pl.LazyFrame:
     one chain with the same (``retry_attempt``, ``created_at``, ``attempt_id``) count, since
     their order would be arbitrary) plus the runs beyond one per chain (a chain split in two
     places, e.g. across two files of a store). The chains need not be in any order among
-    themselves. One streaming pass of neighbour comparisons and a count of the distinct chain
-    keys (a null key is a value, as in a group-by).
+    themselves. One streaming pass of neighbour comparisons, and the distinct chains counted by
+    a 64-bit hash of each run's key (a null key is a value, as in a group-by): a collision can
+    only count a break that is not there, so a zero is a proof.
     """
     start = chain_start(pl.col("_pos"))
     late = (~start & ~_after(ORDER)).sum()
-    extra_runs = start.sum() - pl.struct(CHAIN_ORDER[:2]).n_unique()
-    breaks = (late.cast(pl.Int64) + extra_runs.cast(pl.Int64)).alias("breaks")
+    chains = pl.struct(CHAIN_ORDER[:2]).hash().filter(start).n_unique()
+    extra_runs = start.sum().cast(pl.Int64) - chains.cast(pl.Int64)
+    breaks = (late.cast(pl.Int64) + extra_runs).alias("breaks")
     return attempts.with_row_index("_pos").select(breaks)
 
 
