@@ -37,10 +37,12 @@ __all__ = [
     "BuildReport",
     "InputFileError",
     "build_contacts",
+    "build_report",
     "data_window",
     "iso_utc",
     "quarantine_counts",
     "read_table",
+    "volume_table",
 ]
 
 Format = Literal["parquet", "csv", "ndjson", "kore"]
@@ -150,31 +152,54 @@ def build_contacts(
     if window is None:
         window = data_window(clean, settings)
     window = snap_window(*window, minutes=settings.interval_minutes, tz=settings.tz)
-    table = callvolume.derive(
-        callvolume.build(clean.lazy(), window=window, settings=settings), settings=settings
-    ).collect(engine="streaming")
+    table = volume_table(clean, window=window, settings=settings)
 
     files = [export.write_store(clean, out_dir / "store" / "contacts", by="offered_at")]
     files += _write_table("callvolume", table, out_dir, formats, org_id=org_id, unit=duration_unit)
     files.append(export.write_csv(quarantine, out_dir / "quarantine" / "contacts.csv"))
-    report = BuildReport(
-        rows_in=int(rows_in.item()),
-        contacts=clean.height,
+    report = build_report(
+        table, rows_in=int(rows_in.item()), contacts=clean.height, quarantine=quarantine,
+        window=window, settings=settings,
+    )  # fmt: skip
+    report.files = [str(f) for f in files]
+    report.seconds = round(time.perf_counter() - began, 3)
+    summary = out_dir / "summary.json"
+    export.write_json(asdict(report), summary)
+    report.files.append(str(summary))
+    return report
+
+
+def volume_table(
+    contacts: pl.DataFrame, *, window: Window, settings: BuildSettings
+) -> pl.DataFrame:
+    """The volume table of ``window`` (with its derived ratios) from validated contacts."""
+    lazy = callvolume.build(contacts.lazy(), window=window, settings=settings)
+    return callvolume.derive(lazy, settings=settings).collect(engine="streaming")
+
+
+def build_report(
+    table: pl.DataFrame,
+    *,
+    rows_in: int,
+    contacts: int,
+    quarantine: pl.DataFrame,
+    window: Window,
+    settings: BuildSettings,
+) -> BuildReport:
+    """What a build of ``table`` did: rows in, kept, quarantined and collapsed, and the table's
+    shape (``files`` and ``seconds`` are the caller's to fill in)."""
+    return BuildReport(
+        rows_in=rows_in,
+        contacts=contacts,
         quarantined=quarantine_counts(quarantine),
-        collapsed=int(rows_in.item()) - clean.height - quarantine.height,
+        collapsed=rows_in - contacts - quarantine.height,
         window=(iso_utc(window[0]), iso_utc(window[1])),
         interval_minutes=settings.interval_minutes,
         tz=settings.tz,
         intervals=table["interval_start_utc"].n_unique(),
         queue_channels=table.select("queue_id", "channel").n_unique(),
         table_rows=table.height,
-        files=[str(f) for f in files],
     )
-    report.seconds = round(time.perf_counter() - began, 3)
-    summary = out_dir / "summary.json"
-    export.write_json(asdict(report), summary)
-    report.files.append(str(summary))
-    return report
 
 
 def iso_utc(value: datetime) -> str:

@@ -24,7 +24,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import polars as pl
 
@@ -43,8 +43,10 @@ from engine.validate.callback_attempts import (
 
 __all__ = [
     "CALLBACK_FORMATS",
+    "CallbackOutputs",
     "CallbackReport",
     "build_callbacks",
+    "callback_outputs",
     "callback_tables",
     "callback_window",
 ]
@@ -106,6 +108,66 @@ def callback_tables(
     )
 
 
+@dataclass
+class CallbackOutputs:
+    """The callback outputs of a window, in memory (:func:`callback_outputs`)."""
+
+    attempts: pl.DataFrame  #: validated, in the store's order (chain order)
+    table: pl.DataFrame  #: ``callback_intervals``
+    retries: pl.DataFrame  #: ``retry_outcomes``
+    gaps: pl.DataFrame
+    document: dict[str, Any]  #: the seed-000 metrics document of the window
+    requests: int
+
+    def report(
+        self,
+        *,
+        rows_in: int,
+        not_callbacks: int,
+        quarantine: pl.DataFrame,
+        window: Window,
+        settings: BuildSettings,
+    ) -> CallbackReport:
+        """What the build did (``files`` and ``seconds`` are the caller's to fill in)."""
+        kept = self.attempts.height
+        return CallbackReport(
+            rows_in=rows_in,
+            attempts=kept,
+            requests=self.requests,
+            not_callbacks=not_callbacks,
+            quarantined=quarantine_counts(quarantine),
+            collapsed=rows_in - not_callbacks - kept - quarantine.height,
+            gaps=self.gaps.height,
+            window=(iso_utc(window[0]), iso_utc(window[1])),
+            interval_minutes=settings.interval_minutes,
+            tz=settings.tz,
+            intervals=self.table["interval_start_utc"].n_unique(),
+            combinations=self.table.select(callback_intervals.GROUP).n_unique(),
+            table_rows=self.table.height,
+            retry_rows=self.retries.height,
+        )
+
+
+def callback_outputs(
+    attempts: pl.DataFrame, *, window: Window, settings: BuildSettings
+) -> CallbackOutputs:
+    """Both callback tables, the gaps, the request count and the metrics document of ``window``.
+
+    ``attempts`` are validated attempts in the store's order (``in_chain_order``): their
+    requests are then reduced from runs, proven by :func:`engine.output.store.requests_of`.
+    """
+    reqs = callback_store.requests_of(attempts)
+    table, retries, gaps, n_requests = pl.collect_all(
+        [
+            *callback_tables(reqs, window=window, settings=settings),
+            callback_gaps(attempts.lazy()),
+            reqs.select(pl.len()),  # one per chain
+        ]
+    )
+    document = callback_metrics.document(reqs, begin=window[0], end=window[1])
+    return CallbackOutputs(attempts, table, retries, gaps, document, int(n_requests.item()))
+
+
 def _write(
     name: str, table: pl.DataFrame, out_dir: Path, formats: tuple[CallbackFormat, ...]
 ) -> list[Path]:
@@ -154,38 +216,22 @@ def build_callbacks(
         minutes=settings.interval_minutes,
         tz=settings.tz,
     )
-    table, retries, gaps, n_requests = pl.collect_all(
-        [
-            *callback_tables(reqs, window=window, settings=settings),
-            callback_gaps(clean.lazy()),
-            reqs.select(pl.len()),  # one per chain
-        ]
-    )
-    document = callback_metrics.document(reqs, begin=window[0], end=window[1])
+    out = callback_outputs(clean, window=window, settings=settings)
 
     files = [callback_store.write_attempts(clean, out_dir / "store" / "callback_attempts")]
-    files += _write("callback_intervals", table, out_dir, formats)
-    files += _write("retry_outcomes", retries, out_dir, formats)
-    files.append(export.write_json(document, out_dir / "exports" / "callback_metrics.json"))
-    files.append(export.write_ndjson(gaps, out_dir / "exports" / "callback_gaps.ndjson"))
+    files += _write("callback_intervals", out.table, out_dir, formats)
+    files += _write("retry_outcomes", out.retries, out_dir, formats)
+    files.append(export.write_json(out.document, out_dir / "exports" / "callback_metrics.json"))
+    files.append(export.write_ndjson(out.gaps, out_dir / "exports" / "callback_gaps.ndjson"))
     files.append(export.write_csv(quarantine, out_dir / "quarantine" / "callback_attempts.csv"))
-    report = CallbackReport(
+    report = out.report(
         rows_in=int(rows_in.item()),
-        attempts=clean.height,
-        requests=int(n_requests.item()),
         not_callbacks=int(skipped.item()),
-        quarantined=quarantine_counts(quarantine),
-        collapsed=int(rows_in.item()) - int(skipped.item()) - clean.height - quarantine.height,
-        gaps=gaps.height,
-        window=(iso_utc(window[0]), iso_utc(window[1])),
-        interval_minutes=settings.interval_minutes,
-        tz=settings.tz,
-        intervals=table["interval_start_utc"].n_unique(),
-        combinations=table.select(callback_intervals.GROUP).n_unique(),
-        table_rows=table.height,
-        retry_rows=retries.height,
-        files=[str(f) for f in files],
+        quarantine=quarantine,
+        window=window,
+        settings=settings,
     )
+    report.files = [str(f) for f in files]
     report.seconds = round(time.perf_counter() - began, 3)
     summary = out_dir / "callbacks_summary.json"
     export.write_json(asdict(report), summary)

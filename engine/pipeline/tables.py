@@ -34,13 +34,12 @@ from engine.interval import Window, interval_grid, snap_window
 from engine.output import files as export
 from engine.output import store as callback_store
 from engine.pipeline import build as pipeline
-from engine.pipeline.build import BuildReport, iso_utc, quarantine_counts
-from engine.pipeline.callbacks import CallbackReport, callback_tables
+from engine.pipeline.build import BuildReport
+from engine.pipeline.callbacks import CallbackOutputs, CallbackReport, callback_outputs
 from engine.schema import QUARANTINE
 from engine.settings import BuildSettings
-from engine.tables import callback_intervals, callback_metrics, callvolume, retry_outcomes
+from engine.tables import callback_intervals, callvolume, retry_outcomes
 from engine.tables.callback_requests import in_chain_order
-from engine.validate.callback_attempts import callback_gaps
 
 __all__ = ["TABLES", "Built", "IntervalTable", "build_tables", "merge_window", "read_store"]
 
@@ -152,72 +151,33 @@ def merge_window(
 def _contacts(
     contacts: pl.DataFrame, quarantine: pl.DataFrame, window: Window, settings: BuildSettings
 ) -> tuple[pl.DataFrame, BuildReport]:
-    """The volume table of ``window`` from validated contacts, and the build's report."""
+    """The volume table of ``window`` from validated contacts, and the build's report (the
+    pipeline edge collapsed duplicates before, so nothing is collapsed here)."""
     began = time.perf_counter()
-    table = callvolume.derive(
-        callvolume.build(contacts.lazy(), window=window, settings=settings), settings=settings
-    ).collect(engine="streaming")
-    report = BuildReport(
-        rows_in=contacts.height + quarantine.height,
-        contacts=contacts.height,
-        quarantined=quarantine_counts(quarantine),
-        collapsed=0,  # the pipeline edge collapsed duplicates before
-        window=(iso_utc(window[0]), iso_utc(window[1])),
-        interval_minutes=settings.interval_minutes,
-        tz=settings.tz,
-        intervals=table["interval_start_utc"].n_unique(),
-        queue_channels=table.select("queue_id", "channel").n_unique(),
-        table_rows=table.height,
-    )
+    table = pipeline.volume_table(contacts, window=window, settings=settings)
+    report = pipeline.build_report(
+        table, rows_in=contacts.height + quarantine.height, contacts=contacts.height,
+        quarantine=quarantine, window=window, settings=settings,
+    )  # fmt: skip
     report.seconds = round(time.perf_counter() - began, 3)
     return table, report
 
 
-@dataclass
-class _Callbacks:
-    """The callback outputs of a window, in memory."""
-
-    attempts: pl.DataFrame  #: in the store's order (chain order)
-    table: pl.DataFrame
-    retries: pl.DataFrame
-    gaps: pl.DataFrame
-    document: dict[str, object]
-    report: CallbackReport
-
-
 def _callbacks(
     attempts: pl.DataFrame, quarantine: pl.DataFrame, window: Window, settings: BuildSettings
-) -> _Callbacks:
-    """The callback tables, gaps and metrics document of ``window`` from validated attempts."""
+) -> tuple[CallbackOutputs, CallbackReport]:
+    """The callback outputs of ``window`` from validated attempts, and the build's report (the
+    pipeline edge set the non-callbacks aside before, so none are counted here)."""
     began = time.perf_counter()
-    clean = in_chain_order(attempts.lazy()).collect()
-    reqs = callback_store.requests_of(clean)
-    table, retries, gaps, n_requests = pl.collect_all(
-        [
-            *callback_tables(reqs, window=window, settings=settings),
-            callback_gaps(clean.lazy()),
-            reqs.select(pl.len()),  # one per chain
-        ]
+    out = callback_outputs(
+        in_chain_order(attempts.lazy()).collect(), window=window, settings=settings
     )
-    document = callback_metrics.document(reqs, begin=window[0], end=window[1])
-    report = CallbackReport(
-        rows_in=clean.height + quarantine.height,
-        attempts=clean.height,
-        requests=int(n_requests.item()),
-        not_callbacks=0,  # set aside by the pipeline edge, not counted there
-        quarantined=quarantine_counts(quarantine),
-        collapsed=0,
-        gaps=gaps.height,
-        window=(iso_utc(window[0]), iso_utc(window[1])),
-        interval_minutes=settings.interval_minutes,
-        tz=settings.tz,
-        intervals=table["interval_start_utc"].n_unique(),
-        combinations=table.select(callback_intervals.GROUP).n_unique(),
-        table_rows=table.height,
-        retry_rows=retries.height,
-    )
+    report = out.report(
+        rows_in=attempts.height + quarantine.height, not_callbacks=0, quarantine=quarantine,
+        window=window, settings=settings,
+    )  # fmt: skip
     report.seconds = round(time.perf_counter() - began, 3)
-    return _Callbacks(clean, table, retries, gaps, document, report)
+    return out, report
 
 
 def _merge(
@@ -269,11 +229,13 @@ def build_tables(
         "callback_attempts": _quarantine(attempt_quarantine),
     }
     fresh: dict[str, pl.DataFrame] = {}
-    report, callbacks = None, None
+    report, callbacks, callback_report = None, None, None
     if contacts is not None:
         fresh["callvolume"], report = _contacts(contacts, set_aside["contacts"], window, build)
     if attempts is not None:
-        callbacks = _callbacks(attempts, set_aside["callback_attempts"], callback_window, build)
+        callbacks, callback_report = _callbacks(
+            attempts, set_aside["callback_attempts"], callback_window, build
+        )
         fresh |= {"callback_intervals": callbacks.table, "retry_outcomes": callbacks.retries}
     chains = interval_grid(*callback_window, minutes=minutes, tz=tz)
     grids = {
@@ -282,7 +244,7 @@ def build_tables(
         "retry_outcomes": chains,
     }
     built = _merge(out, fresh, grids, merge=merge)
-    built.contacts, built.callbacks = report, callbacks.report if callbacks else None
+    built.contacts, built.callbacks = report, callback_report
     # Every output is written once, in place, after everything is computed.
     files = built.files
     store, exports, quarantine = out / "store", out / "exports", out / "quarantine"
