@@ -59,6 +59,8 @@ import time
 from collections import deque
 from collections.abc import Callable
 
+from engine.clock import sleep as clock_sleep
+
 __all__ = ["RateLimiter"]
 
 
@@ -87,7 +89,7 @@ class RateLimiter:
         period: float = 1.0,
         margin: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] = clock_sleep,
     ) -> None:
         if not (math.isfinite(rate) and rate > 0):
             raise ValueError("rate must be a positive number of requests per second")

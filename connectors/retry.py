@@ -43,7 +43,6 @@ from __future__ import annotations
 import logging
 import math
 import random
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -80,7 +79,7 @@ class RetryPolicy:
     base_delay: float = 0.5
     max_delay: float = 30.0
     max_retry_after: float = 120.0
-    sleep: Callable[[float], None] = time.sleep
+    sleep: Callable[[float], None] = clock.sleep
     rng: random.Random = field(default_factory=random.Random)
     on_retry: Callable[[int, float, RetriableError], None] | None = None
 

@@ -17,7 +17,6 @@ Example:
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -267,7 +266,7 @@ class SourceSettings(BaseModel):
     def retry_policy(
         self,
         *,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] = clock.sleep,
         on_retry: Callable[[int, float, RetriableError], None] | None = None,
     ) -> RetryPolicy:
         """The retry policy: ``max_retries`` retries after the first attempt, capped backoff."""

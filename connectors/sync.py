@@ -44,6 +44,7 @@ from connectors.retry import ApiRequest
 from connectors.source import Source, SourceSettings, Stream, shape_error
 from connectors.state import StateStore, format_utc
 from engine import clock
+from engine.clock import sleep as clock_sleep
 
 __all__ = [
     "Progress",
@@ -85,7 +86,7 @@ class SequentialLimiter(RateLimiter):
         *,
         anchored: bool = True,
         clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] = clock_sleep,
     ) -> None:
         super().__init__(base.rate, base.burst, clock=clock, sleep=sleep)
         self.base, self.windows, self.anchored = base, base.windows, anchored
@@ -259,7 +260,7 @@ def sync_stream(
     landing_root: Path,
     state: StateStore,
     limiter: RateLimiter,
-    sleep: Callable[[float], None] = time.sleep,
+    sleep: Callable[[float], None] = clock_sleep,
     progress: Callable[[Progress], None] | None = None,
     now: Callable[[], datetime] = clock.now,
 ) -> SyncReport:
@@ -325,7 +326,7 @@ def sync_source(
     state_root: Path,
     streams: Sequence[str] | None = None,
     transport: httpx.BaseTransport | None = None,
-    sleep: Callable[[float], None] = time.sleep,
+    sleep: Callable[[float], None] = clock_sleep,
     progress: Callable[[Progress], None] | None = None,
 ) -> list[SyncReport]:
     """Sync the streams of ``source`` (all, or those named), one report per stream.

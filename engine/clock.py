@@ -11,7 +11,9 @@ process has one current clock, the wall clock unless something injected another:
   forward at the speed of the monotonic clock, so waits and back-offs still end.
 
 Elapsed time (rate limiting, back-off, durations of a step) is measured with
-``time.monotonic``/``time.perf_counter``, which are not wall time and stay as they are.
+``time.monotonic``/``time.perf_counter``, which are not wall time and stay as they are. Waiting
+(a back-off, a rate limit's pause) goes through :func:`sleep`, the one default every waiting
+function takes, so a test hands in one that does not wait.
 ``tests/test_clock.py`` fails on any other wall-clock read in ``engine/``, ``connectors/`` or
 ``tests/``.
 
@@ -45,6 +47,7 @@ __all__ = [
     "FixedClock",
     "StartedClock",
     "now",
+    "sleep",
     "system_clock",
     "unix_seconds",
     "use_clock",
@@ -132,6 +135,20 @@ _current: Clock = _from_environment()
 def now() -> datetime:
     """The current instant from the process's clock (aware, UTC)."""
     return _current()
+
+
+def sleep(seconds: float) -> None:
+    """Wait ``seconds`` (on the monotonic clock; nothing for ``seconds <= 0``).
+
+    A timed wait on an event rather than ``time.sleep``: the same wait, and it also behaves
+    under a time-faking preload (libfaketime 0.9.10 fails ``time.sleep``'s absolute monotonic
+    sleep with ``EINVAL`` when it leaves the monotonic clock real, which the tests' date runs do).
+
+    Example:
+        >>> sleep(0.0)
+    """
+    if seconds > 0:
+        threading.Event().wait(seconds)
 
 
 def unix_seconds() -> float:

@@ -60,6 +60,20 @@ def test_no_wall_clock_reads_outside_the_clock_module() -> None:
     assert found == [], "read engine.clock.now() instead"
 
 
+def test_waits_go_through_the_clock_module() -> None:
+    """``engine.clock.sleep`` is the one wait (``time.sleep`` breaks under the date runs)."""
+    call = "time." + "sleep("
+    found = [
+        f"{path.relative_to(ROOT)}:{n}"
+        for folder in ("engine", "connectors", "tests")
+        for path in sorted((ROOT / folder).rglob("*.py"))
+        if path not in EXEMPT
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if call in line
+    ]
+    assert found == [], "wait with engine.clock.sleep instead"
+
+
 def test_use_clock_swaps_for_every_thread_and_restores() -> None:
     import threading
 

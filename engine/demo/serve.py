@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
@@ -155,7 +154,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             print(line)
         with contextlib.suppress(KeyboardInterrupt):
             while True:  # short sleeps: SIGINT may land on a server thread, not this one
-                time.sleep(0.5)
+                clock.sleep(0.5)
 
 
 if __name__ == "__main__":

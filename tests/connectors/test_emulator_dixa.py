@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import json
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -22,6 +21,7 @@ from polars.testing import assert_frame_equal
 
 from connectors.emulator import DixaEmulator, Fault, Faults
 from connectors.emulator.dixa.app import BurstLimiter
+from engine.clock import sleep as clock_sleep
 from engine.schema import CONTACTS
 
 T0 = datetime(2024, 5, 1, 9, 0, tzinfo=UTC)
@@ -428,7 +428,7 @@ def test_rate_limit_answers_429_beyond_a_burst_of_4() -> None:
         assert 429 in statuses
         limited = next(r for r in (get(emu, RECORDS) for _ in range(3)) if r.status_code == 429)
         assert "Retry-After" not in limited.headers  # Dixa documents none
-        time.sleep(0.45)
+        clock_sleep(0.45)
         assert get(emu, RECORDS).status_code == 200
         admitted = [e.monotonic for e in emu.request_log if e.status == 200]
         assert all(sum(t <= u < t + 0.4 for u in admitted) <= 4 for t in admitted)

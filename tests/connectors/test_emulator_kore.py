@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import json
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -21,6 +20,7 @@ from connectors.emulator import Fault, Faults, KoreEmulator
 from connectors.emulator.kore.app import WindowLimiter
 from connectors.emulator.kore.jwt import sign_hs256, verify_hs256
 from engine import clock
+from engine.clock import sleep as clock_sleep
 from engine.schema import CONTACTS
 
 T0 = datetime(2023, 6, 1, 9, 45, tzinfo=UTC)
@@ -283,7 +283,7 @@ def test_rate_limit_is_per_account_per_window() -> None:
         limited = post(emu)
         assert int(limited.headers["Retry-After"]) >= 1
         assert emu.stats.rate_limited_429 == 3
-        time.sleep(1.05)
+        clock_sleep(1.05)
         assert post(emu).status_code == 200
     now = [0.0]
     minute = WindowLimiter(60, 60.0, clock=lambda: now[0])

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import re
 import threading
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,6 +22,7 @@ from pydantic import SecretStr
 from connectors.emulator import Fault, Faults, MindfulEmulator
 from connectors.emulator.mindful.app import METRICS_PATH, hour_path
 from connectors.landing import pii_hash
+from engine.clock import sleep as clock_sleep
 from engine.demo.callbacks import generate_attempts
 from engine.schema import CALLBACK_ATTEMPTS
 from engine.tables.callback_metrics import document
@@ -536,7 +536,7 @@ def test_stop_leaves_no_thread_behind() -> None:
     with e:
         worker = threading.Thread(target=lambda: hour(e, T0))
         worker.start()
-        time.sleep(0.2)
+        clock_sleep(0.2)
     worker.join(timeout=5)
     assert not worker.is_alive()
     assert not [t for t in threading.enumerate() if t.name.startswith("MindfulEmulator")]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -22,6 +21,7 @@ from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
 from connectors.emulator import Fault, Faults, RateLimiter, UjetEmulator
+from engine.clock import sleep as clock_sleep
 from engine.schema import CONTACTS
 
 T0 = datetime(2024, 5, 1, 9, 0, tzinfo=UTC)
@@ -353,7 +353,7 @@ def test_rate_limit_never_hits_a_client_under_the_limit() -> None:
     with UjetEmulator(many(3), rate_limit_per_s=10, rate_limit_retry_after=False) as emu:
         for _ in range(8):
             assert get(emu, "calls").status_code == 200
-            time.sleep(0.12)
+            clock_sleep(0.12)
         emu.set_rate_limit(1)
         assert [get(emu, "calls").status_code for _ in range(2)] == [200, 429]
         assert "Retry-After" not in get(emu, "calls").headers
@@ -535,7 +535,7 @@ def test_stop_leaves_no_thread_behind() -> None:
             target=lambda: CLIENT.get(f"{emu.base_url}/calls", auth=emu.auth, timeout=60)
         )
         worker.start()
-        time.sleep(0.2)
+        clock_sleep(0.2)
     worker.join(timeout=5)
     assert not worker.is_alive()
     assert not [t for t in threading.enumerate() if t.name.startswith("UjetEmulator")]

@@ -25,6 +25,7 @@ from polars.testing import assert_frame_equal
 
 from connectors.registry import SOURCES
 from connectors.state import StateStore
+from engine.clock import sleep as clock_sleep
 from tests.connectors.kill_support import KillResumeCase
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="needs SIGKILL")
@@ -60,8 +61,8 @@ def kill_after(
     deadline = time.monotonic() + 60
     while case.emulator.stats.requests < requests and proc.poll() is None:
         assert time.monotonic() < deadline, "the sync never reached the request to be killed at"
-        time.sleep(0.002)
-    time.sleep(jitter)
+        clock_sleep(0.002)
+    clock_sleep(jitter)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
 

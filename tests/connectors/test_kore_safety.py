@@ -23,6 +23,7 @@ from connectors.state import StateStore, parse_utc
 from connectors.sync import sync_source
 from connectors.vendors.kore.auth import KoreJwtAuth, decode_claims
 from connectors.vendors.kore.client import KORE, KoreSettings, plan
+from engine.clock import sleep as clock_sleep
 from engine.clock import unix_seconds
 from tests.connectors.kore_support import (
     CONTACTS,
@@ -176,7 +177,7 @@ def test_kill_and_resume_is_exact(emu: KoreEmulator, tmp_path: Path, kill_at: in
     child.stdin.close()
     deadline = time.monotonic() + 30
     while emu.stats.slowed < 1 and child.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
+        clock_sleep(0.02)
     assert emu.stats.slowed == 1, "the child never reached the request to be killed in"
     os.kill(child.pid, signal.SIGKILL)
     assert child.wait(timeout=10) == -signal.SIGKILL

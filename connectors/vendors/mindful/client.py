@@ -23,7 +23,6 @@ before landing; ``phoneNumber`` is replaced by its keyed hash (``pii_hash_secret
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal
@@ -40,6 +39,7 @@ from connectors.ratelimit import RateLimiter
 from connectors.retry import ApiRequest, TimeWindow, send_json
 from connectors.source import Normalised, Source, SourceSettings, Stream, secure_url_setting
 from connectors.vendors.mindful.mapping import RECORD_DTYPE, canonical
+from engine.clock import sleep as clock_sleep
 from engine.schema import empty_quarantine
 
 __all__ = [
@@ -269,7 +269,7 @@ def fetch_metrics(
     end: datetime,
     *,
     transport: httpx.BaseTransport | None = None,
-    sleep: Callable[[float], None] = time.sleep,
+    sleep: Callable[[float], None] = clock_sleep,
     **filters: str | list[str] | None,
 ) -> dict[str, Any]:
     """Mindful's callback metrics document for ``[begin, end)`` (seed 000), for reconciliation.
