@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import reduce
 
@@ -35,6 +36,7 @@ from engine.schema import UTC_TS
 
 __all__ = [
     "GRID",
+    "Grid",
     "Window",
     "aggregate_by_interval",
     "grain_ms",
@@ -132,11 +134,59 @@ def interval_grid(start: datetime, end: datetime, *, minutes: int, tz: str) -> p
 
 
 def snap_window(start: datetime, end: datetime, *, minutes: int, tz: str) -> Window:
-    """The window widened outwards to whole intervals."""
-    grid = interval_grid(start, end, minutes=minutes, tz=tz)
-    first: datetime = grid["interval_start_utc"][0]
-    last: datetime = grid["interval_end_utc"][-1]
-    return first, last
+    """The window widened outwards to whole intervals (:attr:`Grid.window`)."""
+    return Grid.over(start, end, minutes=minutes, tz=tz).window
+
+
+@dataclass(frozen=True)
+class Grid:
+    """One window in whole intervals of one length and zone, with its intervals, built once.
+
+    :meth:`over` widens ``[start, end)`` to whole intervals and keeps the interval frame it
+    computed for that (:func:`interval_grid`), so the builders, the merge and the reports of
+    one build share one grid instead of each computing it again.
+
+    Attributes:
+        start: the first interval's start (UTC).
+        end: the last interval's end (UTC, exclusive).
+        minutes: the interval length (15, 30, 60, or 1440 for local days).
+        tz: the IANA zone the intervals align to.
+        frame: the intervals (:data:`GRID` columns, sorted by ``interval_start_utc``).
+
+    Example:
+        >>> from datetime import datetime, UTC
+        >>> g = Grid.over(datetime(2026, 3, 8, 5, 7, tzinfo=UTC),
+        ...               datetime(2026, 3, 9, 4, tzinfo=UTC), minutes=15, tz="America/New_York")
+        >>> g.start.isoformat(), g.frame.height
+        ('2026-03-08T05:00:00+00:00', 92)
+    """
+
+    start: datetime
+    end: datetime
+    minutes: int
+    tz: str
+    frame: pl.DataFrame = field(repr=False, compare=False)
+
+    @classmethod
+    def over(cls, start: datetime, end: datetime, *, minutes: int, tz: str) -> Grid:
+        """The grid of every interval that overlaps ``[start, end)``.
+
+        Raises:
+            ValueError: a naive instant, or ``end`` not after ``start``.
+        """
+        frame = interval_grid(start, end, minutes=minutes, tz=tz)
+        first: datetime = frame["interval_start_utc"][0]
+        last: datetime = frame["interval_end_utc"][-1]
+        return cls(first, last, minutes, tz, frame)
+
+    @property
+    def window(self) -> Window:
+        """``(start, end)``."""
+        return self.start, self.end
+
+    def holds(self, at: pl.Expr) -> pl.Expr:
+        """``at`` falls in one of the grid's intervals."""
+        return (at >= self.start) & (at < self.end)
 
 
 def grain_ms(grid: pl.DataFrame) -> int:

@@ -16,6 +16,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from engine.interval import Grid, Window
+
 __all__ = [
     "SL_FORMULAS",
     "Attribution",
@@ -92,6 +94,34 @@ class BuildSettings(BaseModel):
             msg = f"service-level thresholds must be >= 0 ms, got {bad}"
             raise ValueError(msg)
         return {**_DEFAULT_THRESHOLDS_MS, **value}
+
+    def grid(self, window: Window | Grid) -> Grid:
+        """The one :class:`~engine.interval.Grid` of ``window`` in these intervals and zone.
+
+        A grid is passed through as it is (built once, shared by every table of a build); a
+        ``(start, end)`` pair is widened to whole intervals.
+
+        Raises:
+            ValueError: a grid of another interval length or zone, a naive instant, or an
+                empty window.
+
+        Example:
+            >>> from datetime import UTC, datetime
+            >>> s = BuildSettings(interval_minutes=30)
+            >>> g = s.grid((datetime(2026, 10, 1, 0, 5, tzinfo=UTC),
+            ...             datetime(2026, 10, 1, 1, tzinfo=UTC)))
+            >>> s.grid(g) is g, g.frame.height
+            (True, 2)
+        """
+        if not isinstance(window, Grid):
+            return Grid.over(*window, minutes=self.interval_minutes, tz=self.tz)
+        if (window.minutes, window.tz) != (self.interval_minutes, self.tz):
+            msg = (
+                f"a grid of {window.minutes} min in {window.tz} given to a build of "
+                f"{self.interval_minutes} min in {self.tz}"
+            )
+            raise ValueError(msg)
+        return window
 
     def threshold_ms(self, queue_id: str, channel: str) -> int:
         """The configured threshold for a queue and channel (vendor thresholds aside)."""

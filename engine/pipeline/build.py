@@ -26,7 +26,7 @@ from typing import Any, Literal
 import polars as pl
 
 from engine.errors import InputFileError
-from engine.interval import Window, snap_window
+from engine.interval import Grid, Window
 from engine.output import files as export
 from engine.settings import BuildSettings
 from engine.tables import callvolume
@@ -71,17 +71,15 @@ def read_table(path: Path) -> pl.LazyFrame:
     raise InputFileError(msg)
 
 
-def data_window(contacts: pl.DataFrame, settings: BuildSettings) -> Window:
-    """The smallest whole-interval window holding every segment's attribution instant."""
+def data_window(contacts: pl.DataFrame, settings: BuildSettings) -> Grid:
+    """The smallest whole-interval grid holding every segment's attribution instant."""
     at = "offered_at" if settings.attribution == "arrival" else "ended_at"
     instants = contacts.select(pl.coalesce(at, "offered_at"))
     lo, hi = instants.min().item(), instants.max().item()
     if lo is None:
         msg = "no valid contacts to take a window from: give --start and --end"
         raise ValueError(msg)
-    return snap_window(
-        lo, hi + timedelta(microseconds=1), minutes=settings.interval_minutes, tz=settings.tz
-    )
+    return settings.grid((lo, hi + timedelta(microseconds=1)))
 
 
 @dataclass
@@ -149,17 +147,15 @@ def build_contacts(
     rows_in, clean, quarantine = pl.collect_all(
         [contacts.select(pl.len()), clean_lf, quarantine_lf], engine="streaming"
     )
-    if window is None:
-        window = data_window(clean, settings)
-    window = snap_window(*window, minutes=settings.interval_minutes, tz=settings.tz)
-    table = volume_table(clean, window=window, settings=settings)
+    grid = data_window(clean, settings) if window is None else settings.grid(window)
+    table = volume_table(clean, window=grid, settings=settings)
 
     files = [export.write_store(clean, out_dir / "store" / "contacts", by="offered_at")]
     files += _write_table("callvolume", table, out_dir, formats, org_id=org_id, unit=duration_unit)
     files.append(export.write_csv(quarantine, out_dir / "quarantine" / "contacts.csv"))
     report = build_report(
         table, rows_in=int(rows_in.item()), contacts=clean.height, quarantine=quarantine,
-        window=window, settings=settings,
+        window=grid, settings=settings,
     )  # fmt: skip
     report.files = [str(f) for f in files]
     report.seconds = round(time.perf_counter() - began, 3)
@@ -170,7 +166,7 @@ def build_contacts(
 
 
 def volume_table(
-    contacts: pl.DataFrame, *, window: Window, settings: BuildSettings
+    contacts: pl.DataFrame, *, window: Window | Grid, settings: BuildSettings
 ) -> pl.DataFrame:
     """The volume table of ``window`` (with its derived ratios) from validated contacts."""
     lazy = callvolume.build(contacts.lazy(), window=window, settings=settings)
@@ -183,11 +179,12 @@ def build_report(
     rows_in: int,
     contacts: int,
     quarantine: pl.DataFrame,
-    window: Window,
+    window: Window | Grid,
     settings: BuildSettings,
 ) -> BuildReport:
     """What a build of ``table`` did: rows in, kept, quarantined and collapsed, and the table's
     shape (``files`` and ``seconds`` are the caller's to fill in)."""
+    window = settings.grid(window).window
     return BuildReport(
         rows_in=rows_in,
         contacts=contacts,

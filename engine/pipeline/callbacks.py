@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 import polars as pl
 
-from engine.interval import Window, snap_window
+from engine.interval import Grid, Window
 from engine.output import files as export
 from engine.output import store as callback_store
 from engine.pipeline.build import iso_utc, quarantine_counts
@@ -82,8 +82,8 @@ class CallbackReport:
         return sum(self.quarantined.values())
 
 
-def callback_window(reqs: pl.LazyFrame, settings: BuildSettings) -> Window:
-    """The smallest whole-interval window holding every request's instant.
+def callback_window(reqs: pl.LazyFrame, settings: BuildSettings) -> Grid:
+    """The smallest whole-interval grid holding every request's instant.
 
     Raises:
         ValueError: there are no requests.
@@ -93,18 +93,18 @@ def callback_window(reqs: pl.LazyFrame, settings: BuildSettings) -> Window:
     if not isinstance(lo, datetime) or not isinstance(hi, datetime):
         msg = "no valid callback attempts to take a window from: give --start and --end"
         raise ValueError(msg)
-    end = hi + timedelta(microseconds=1)
-    return snap_window(lo, end, minutes=settings.interval_minutes, tz=settings.tz)
+    return settings.grid((lo, hi + timedelta(microseconds=1)))
 
 
 def callback_tables(
-    reqs: pl.LazyFrame, *, window: Window, settings: BuildSettings
+    reqs: pl.LazyFrame, *, window: Window | Grid, settings: BuildSettings
 ) -> tuple[pl.LazyFrame, pl.LazyFrame]:
     """``callback_intervals`` and ``retry_outcomes`` for ``window`` from one requests frame;
     collect them together (``pl.collect_all``) so that what ``reqs`` caches is computed once."""
+    grid = settings.grid(window)
     return (
-        callback_intervals.build(reqs, window=window, settings=settings),
-        retry_outcomes.build(reqs, window=window, settings=settings),
+        callback_intervals.build(reqs, window=grid, settings=settings),
+        retry_outcomes.build(reqs, window=grid, settings=settings),
     )
 
 
@@ -125,11 +125,11 @@ class CallbackOutputs:
         rows_in: int,
         not_callbacks: int,
         quarantine: pl.DataFrame,
-        window: Window,
+        window: Window | Grid,
         settings: BuildSettings,
     ) -> CallbackReport:
         """What the build did (``files`` and ``seconds`` are the caller's to fill in)."""
-        kept = self.attempts.height
+        kept, window = self.attempts.height, settings.grid(window).window
         return CallbackReport(
             rows_in=rows_in,
             attempts=kept,
@@ -149,22 +149,22 @@ class CallbackOutputs:
 
 
 def callback_outputs(
-    attempts: pl.DataFrame, *, window: Window, settings: BuildSettings
+    attempts: pl.DataFrame, *, window: Window | Grid, settings: BuildSettings
 ) -> CallbackOutputs:
     """Both callback tables, the gaps, the request count and the metrics document of ``window``.
 
     ``attempts`` are validated attempts in the store's order (``in_chain_order``): their
     requests are then reduced from runs, proven by :func:`engine.output.store.requests_of`.
     """
-    reqs = callback_store.requests_of(attempts)
+    reqs, grid = callback_store.requests_of(attempts), settings.grid(window)
     table, retries, gaps, n_requests = pl.collect_all(
         [
-            *callback_tables(reqs, window=window, settings=settings),
+            *callback_tables(reqs, window=grid, settings=settings),
             callback_gaps(attempts.lazy()),
             reqs.select(pl.len()),  # one per chain
         ]
     )
-    document = callback_metrics.document(reqs, begin=window[0], end=window[1])
+    document = callback_metrics.document(reqs, begin=grid.start, end=grid.end)
     return CallbackOutputs(attempts, table, retries, gaps, document, int(n_requests.item()))
 
 
@@ -211,12 +211,8 @@ def build_callbacks(
         ]
     )
     reqs = callback_store.requests_of(clean)
-    window = snap_window(
-        *(window or callback_window(reqs, settings)),
-        minutes=settings.interval_minutes,
-        tz=settings.tz,
-    )
-    out = callback_outputs(clean, window=window, settings=settings)
+    grid = callback_window(reqs, settings) if window is None else settings.grid(window)
+    out = callback_outputs(clean, window=grid, settings=settings)
 
     files = [callback_store.write_attempts(clean, out_dir / "store" / "callback_attempts")]
     files += _write("callback_intervals", out.table, out_dir, formats)
@@ -228,7 +224,7 @@ def build_callbacks(
         rows_in=int(rows_in.item()),
         not_callbacks=int(skipped.item()),
         quarantine=quarantine,
-        window=window,
+        window=grid,
         settings=settings,
     )
     report.files = [str(f) for f in files]

@@ -30,7 +30,7 @@ from typing import Final
 
 import polars as pl
 
-from engine.interval import Window, interval_grid, snap_window
+from engine.interval import Grid, Window
 from engine.output import files as export
 from engine.output import store as callback_store
 from engine.pipeline import build as pipeline
@@ -149,7 +149,7 @@ def merge_window(
 
 
 def _contacts(
-    contacts: pl.DataFrame, quarantine: pl.DataFrame, window: Window, settings: BuildSettings
+    contacts: pl.DataFrame, quarantine: pl.DataFrame, window: Grid, settings: BuildSettings
 ) -> tuple[pl.DataFrame, BuildReport]:
     """The volume table of ``window`` from validated contacts, and the build's report (the
     pipeline edge collapsed duplicates before, so nothing is collapsed here)."""
@@ -164,7 +164,7 @@ def _contacts(
 
 
 def _callbacks(
-    attempts: pl.DataFrame, quarantine: pl.DataFrame, window: Window, settings: BuildSettings
+    attempts: pl.DataFrame, quarantine: pl.DataFrame, window: Grid, settings: BuildSettings
 ) -> tuple[CallbackOutputs, CallbackReport]:
     """The callback outputs of ``window`` from validated attempts, and the build's report (the
     pipeline edge set the non-callbacks aside before, so none are counted here)."""
@@ -181,16 +181,15 @@ def _callbacks(
 
 
 def _merge(
-    out: Path, fresh: dict[str, pl.DataFrame], grids: dict[str, pl.DataFrame], *, merge: bool
+    out: Path, fresh: dict[str, pl.DataFrame], grids: dict[str, Grid], *, merge: bool
 ) -> Built:
     """The interval tables merged with the store (read, not written)."""
-    built, start = Built(), pl.col("interval_start_utc")
+    built = Built()
     for name, table in fresh.items():
         grid = grids[name]
         existing = read_store(out, name) if merge else None
-        merged = merge_window(existing, table, grid=grid, table=TABLES[name])
-        lo, hi = grid["interval_start_utc"][0], grid["interval_end_utc"][-1]
-        built.window_rows[name] = merged.filter((start >= lo) & (start < hi)).height
+        merged = merge_window(existing, table, grid=grid.frame, table=TABLES[name])
+        built.window_rows[name] = merged.filter(grid.holds(pl.col("interval_start_utc"))).height
         built.rows[name], built.tables[name] = merged.height, merged
     return built
 
@@ -221,9 +220,7 @@ def build_tables(
         attempt_quarantine: everything set aside for attempts.
         merge: keep the stored rows outside the window (``False``: replace the tables).
     """
-    minutes, tz = build.interval_minutes, build.tz
-    window = snap_window(*window, minutes=minutes, tz=tz)
-    callback_window = snap_window(*callback_window, minutes=minutes, tz=tz)
+    volume, chains = build.grid(window), build.grid(callback_window)
     set_aside = {
         "contacts": _quarantine(contact_quarantine),
         "callback_attempts": _quarantine(attempt_quarantine),
@@ -231,15 +228,14 @@ def build_tables(
     fresh: dict[str, pl.DataFrame] = {}
     report, callbacks, callback_report = None, None, None
     if contacts is not None:
-        fresh["callvolume"], report = _contacts(contacts, set_aside["contacts"], window, build)
+        fresh["callvolume"], report = _contacts(contacts, set_aside["contacts"], volume, build)
     if attempts is not None:
         callbacks, callback_report = _callbacks(
-            attempts, set_aside["callback_attempts"], callback_window, build
+            attempts, set_aside["callback_attempts"], chains, build
         )
         fresh |= {"callback_intervals": callbacks.table, "retry_outcomes": callbacks.retries}
-    chains = interval_grid(*callback_window, minutes=minutes, tz=tz)
     grids = {
-        "callvolume": interval_grid(*window, minutes=minutes, tz=tz),
+        "callvolume": volume,
         "callback_intervals": chains,
         "retry_outcomes": chains,
     }

@@ -21,6 +21,7 @@ from typing import Final
 import polars as pl
 
 from engine.interval import (
+    Grid,
     Window,
     aggregate_by_interval,
     in_grid,
@@ -132,19 +133,22 @@ def _zero_fill(agg: pl.LazyFrame, grid: pl.DataFrame) -> pl.LazyFrame:
     )
 
 
-def build(contacts: pl.LazyFrame, *, window: Window, settings: BuildSettings) -> pl.LazyFrame:
+def build(
+    contacts: pl.LazyFrame, *, window: Window | Grid, settings: BuildSettings
+) -> pl.LazyFrame:
     """The volume table for ``window`` from canonical (validated) contacts.
 
     Args:
         contacts: canonical contacts (:data:`engine.schema.CONTACTS`), unique by identity.
-        window: ``[start, end)``; widened to whole intervals.
+        window: ``[start, end)``, widened to whole intervals, or the build's one
+            :class:`~engine.interval.Grid` (:meth:`BuildSettings.grid`).
         settings: interval length, zone, attribution, thresholds.
 
     Returns:
         One row per interval x (queue, channel) seen in the window, zero-filled, with
         :data:`SCHEMA`'s columns, sorted by queue, channel and interval.
     """
-    grid = interval_grid(*window, minutes=settings.interval_minutes, tz=settings.tz)
+    grid = settings.grid(window).frame
     at = _attributed_at(settings)
     inbound = contacts.filter(pl.col("direction") == "inbound", in_grid(at, grid))
     by = ("queue_id", "queue_name", "channel")

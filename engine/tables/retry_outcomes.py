@@ -25,6 +25,7 @@ import polars as pl
 
 from engine.interval import (
     GRID,
+    Grid,
     Window,
     aggregate_by_interval,
     in_grid,
@@ -84,14 +85,15 @@ def _zero_fill(
     return finish_table(filled, names, columns=list(SCHEMA), order=[*GROUP, "interval_start_utc"])
 
 
-def build(reqs: pl.LazyFrame, *, window: Window, settings: BuildSettings) -> pl.LazyFrame:
+def build(reqs: pl.LazyFrame, *, window: Window | Grid, settings: BuildSettings) -> pl.LazyFrame:
     """The retry outcome table for ``window`` from the requests of canonical attempts.
 
     Args:
         reqs: requests (:func:`engine.tables.callback_requests.requests`), at least
             :data:`REQUEST_COLUMNS`; those whose instant is outside ``window`` are ignored.
             Each request needs all its attempts, whatever their own time, to be complete.
-        window: ``[start, end)``; widened to whole intervals.
+        window: ``[start, end)``, widened to whole intervals, or the build's one
+            :class:`~engine.interval.Grid` (:meth:`BuildSettings.grid`).
         settings: interval length and zone.
 
     Returns:
@@ -106,7 +108,7 @@ def build(reqs: pl.LazyFrame, *, window: Window, settings: BuildSettings) -> pl.
         ...       settings=BuildSettings()).collect().columns == list(SCHEMA)
         True
     """
-    grid = interval_grid(*window, minutes=settings.interval_minutes, tz=settings.tz)
+    grid = settings.grid(window).frame
     reqs = reqs.filter(in_grid(pl.col("instant"), grid)).select(REQUEST_COLUMNS)
     names = call_target_names(reqs)
     retried = reqs.filter(pl.col("retries") > 0).with_columns(retry_bucket())
