@@ -2,7 +2,8 @@
 
 Tests never read the wall clock. ``tests/conftest.py`` makes :data:`TEST_NOW` the process's clock
 for the whole session (a clock that starts there and runs forward, so waits still end) and puts
-it in ``WFM_CLOCK_AT`` for the child processes the tests start. Data is built from these
+where that clock is at the start of each test in ``WFM_CLOCK_AT`` for the child processes the
+tests start (:func:`wait_for_exit` waits for one on the same clock module). Data is built from these
 constants, never from "today": the suite gives the same results on any day, at any hour.
 
 :data:`TEST_NOW` is a Monday early morning (UTC), so :data:`YESTERDAY` is a Sunday: low weekend
@@ -11,7 +12,11 @@ traffic, which the quarantine-threshold test relies on.
 
 from __future__ import annotations
 
+import subprocess
+import time
 from datetime import UTC, datetime, timedelta
+
+from engine.clock import sleep
 
 #: When every test starts: Monday 2026-11-09 06:05 UTC.
 TEST_NOW = datetime(2026, 11, 9, 6, 5, tzinfo=UTC)
@@ -19,3 +24,18 @@ TEST_NOW = datetime(2026, 11, 9, 6, 5, tzinfo=UTC)
 TODAY = TEST_NOW.replace(hour=0, minute=0, second=0, microsecond=0)
 #: Midnight UTC at the start of the day before (a Sunday).
 YESTERDAY = TODAY - timedelta(days=1)
+
+
+def wait_for_exit(process: subprocess.Popen[bytes] | subprocess.Popen[str], seconds: float) -> int:
+    """Wait up to ``seconds`` for ``process`` to end; its return code (polls with
+    :func:`engine.clock.sleep`: ``Popen.wait(timeout=...)`` sleeps with ``time.sleep``).
+
+    Raises:
+        subprocess.TimeoutExpired: it is still running after ``seconds``.
+    """
+    deadline = time.monotonic() + seconds
+    while (code := process.poll()) is None:
+        if time.monotonic() > deadline:
+            raise subprocess.TimeoutExpired(process.args, seconds)
+        sleep(0.01)
+    return code

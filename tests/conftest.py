@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 from hypothesis import HealthCheck, settings
 
+from engine import clock
 from engine.clock import CLOCK_AT_VARIABLE, StartedClock, use_clock
 from tests.calendar import TEST_NOW
 
@@ -38,3 +39,14 @@ def _test_calendar() -> Iterator[None]:
             os.environ.pop(CLOCK_AT_VARIABLE, None)
         else:
             os.environ[CLOCK_AT_VARIABLE] = previous
+
+
+@pytest.fixture(autouse=True)
+def _children_start_on_our_clock() -> None:
+    """A child process a test starts begins where the tests' clock is now, not at TEST_NOW.
+
+    The session's clock has run on since TEST_NOW; a child that started at TEST_NOW would be
+    behind its parent by the session's age so far (minutes into a slow run: enough for a
+    token it signs to look expired to an emulator in the parent).
+    """
+    os.environ[CLOCK_AT_VARIABLE] = clock.now().isoformat()

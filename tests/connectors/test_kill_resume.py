@@ -26,6 +26,7 @@ from polars.testing import assert_frame_equal
 from connectors.registry import SOURCES
 from connectors.state import StateStore
 from engine.clock import sleep as clock_sleep
+from tests.calendar import wait_for_exit
 from tests.connectors.kill_support import KillResumeCase
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="needs SIGKILL")
@@ -64,7 +65,7 @@ def kill_after(
         clock_sleep(0.002)
     clock_sleep(jitter)
     proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=30)
+    wait_for_exit(proc, 30)
 
 
 @pytest.mark.parametrize("seed", SEEDS)

@@ -25,6 +25,7 @@ from connectors.vendors.kore.auth import KoreJwtAuth, decode_claims
 from connectors.vendors.kore.client import KORE, KoreSettings, plan
 from engine.clock import sleep as clock_sleep
 from engine.clock import unix_seconds
+from tests.calendar import wait_for_exit
 from tests.connectors.kore_support import (
     CONTACTS,
     DAY,
@@ -180,7 +181,7 @@ def test_kill_and_resume_is_exact(emu: KoreEmulator, tmp_path: Path, kill_at: in
         clock_sleep(0.02)
     assert emu.stats.slowed == 1, "the child never reached the request to be killed in"
     os.kill(child.pid, signal.SIGKILL)
-    assert child.wait(timeout=10) == -signal.SIGKILL
+    assert wait_for_exit(child, 10) == -signal.SIGKILL
     state = StateStore(tmp_path / "state").get("kore", "callvolume")
     assert state is not None
     assert state.cursor < NOW  # committed only what was landed
