@@ -1,8 +1,9 @@
 """Writing tables out: the Parquet store, CSV, NDJSON, and the Contact Volume document (§5.1).
 
-The Parquet store is partitioned by UTC date (``<dir>/<table>/date=YYYY-MM-DD/*.parquet``) and
-replaced atomically: a table is written to a temporary sibling directory and renamed into place,
-so a crash leaves either the old table or the new one, never a mix.
+:func:`write_store` replaces a store table whole, in one transaction of the Delta Lake store
+(:mod:`engine.output.delta`, partitioned by UTC date): a crash leaves either the old table or the
+new one, never a mix. The other writes replace one file atomically (a temporary sibling renamed
+into place).
 
 Example:
     >>> import polars as pl
@@ -15,13 +16,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import uuid
 from pathlib import Path
 from typing import Any, Literal
 
 import polars as pl
 
+from engine.output.delta import STORE_COMPRESSION, commit
 from engine.tables.callvolume import DERIVED, SCHEMA
 
 __all__ = [
@@ -42,36 +43,17 @@ DOCUMENT_INPUT: dict[str, pl.DataType] = {
     **dict.fromkeys(DERIVED, pl.Float64()),
 }
 _ISO_MS = "%Y-%m-%dT%H:%M:%S%.3fZ"
-#: Codec of the Parquet store: lz4 decodes faster than zstd for about 1.5x the disk, and reading
-#: is the largest single cost of a build (the figures: benchmarks/README.md, "Where the time goes").
-STORE_COMPRESSION: Literal["lz4"] = "lz4"
-
-
-def _replace_dir(tmp: Path, final: Path) -> None:
-    old = final.with_name(f".{final.name}.old-{uuid.uuid4().hex}")
-    if final.exists():
-        final.rename(old)
-    tmp.rename(final)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def write_store(frame: pl.DataFrame, directory: Path, *, by: str | pl.Expr) -> Path:
-    """Write ``frame`` as Parquet partitioned by the UTC date of column ``by`` (or of the instant
-    ``by`` computes); atomic per table. Each partition keeps the rows' order.
+    """Replace the store table at ``directory`` with ``frame``, partitioned by the UTC date of
+    column ``by`` (or of the instant ``by`` computes), in one transaction
+    (:func:`engine.output.delta.commit`). Each partition keeps the rows' order.
 
     Returns:
         The table's directory.
     """
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = directory.with_name(f".{directory.name}.tmp-{uuid.uuid4().hex}")
-    instant = pl.col(by) if isinstance(by, str) else by
-    dated = frame.with_columns(instant.dt.date().alias("date"))
-    if dated.height:
-        dated.write_parquet(tmp, partition_by="date", mkdir=True, compression=STORE_COMPRESSION)
-    else:  # keep the schema readable even when there is nothing to write
-        tmp.mkdir(parents=True)
-        dated.drop("date").write_parquet(tmp / "empty.parquet", compression=STORE_COMPRESSION)
-    _replace_dir(tmp, directory)
+    commit(directory, frame, by=by)
     return directory
 
 

@@ -1,10 +1,10 @@
 """The callback attempts store in chain order, and the readers that prove it before using it.
 
-``store/callback_attempts`` is written by :func:`write_attempts` from attempts in
+``store/callback_attempts`` is a table of the Delta Lake store (:mod:`engine.output.delta`)
+written by :func:`write_attempts` from attempts in
 :data:`engine.tables.callback_requests.CHAIN_ORDER`, partitioned by the UTC date of each
 *request* (its first attempt's ``created_at``), not of each attempt: a chain whose retries cross
-midnight stays in one file, and every file keeps the order. A layout file (:data:`LAYOUT`) names
-the files and their row counts.
+midnight stays in one file, and every file keeps the order.
 
 Requests (:func:`engine.tables.callback_requests.requests`) are one plan: sort into chain order,
 reduce each chain's run. The readers here skip the sort only when the rows they read prove, in
@@ -12,13 +12,13 @@ one streaming pass, that every chain is one run of adjacent rows from its first 
 attempt (:func:`engine.tables.callback_requests.chain_order_breaks` is zero: the chains may lie
 in any order among themselves, as they do across the files, but none is split or out of order):
 
-- :func:`scan_requests` (a stored directory): when the layout file also names exactly the
-  Parquet files present, with their row counts (a store not written by :func:`write_attempts`,
-  or changed since, is not worth the pass);
+- :func:`scan_requests` (a stored table): after the table's log vouches for every file it names
+  (:func:`engine.output.delta.problems`: present, with the size and row count it recorded; a
+  damaged table is a :class:`~engine.errors.StoreError`, never read as it is);
 - :func:`requests_of` (attempts held in memory).
 
-Otherwise they take the general plan: exactness never depends on the order, the writer or the
-layout file, only speed does.
+Otherwise they take the general plan: exactness never depends on the order or the writer,
+only speed does.
 
 Example:
     >>> import tempfile
@@ -35,16 +35,16 @@ Example:
 
 from __future__ import annotations
 
-import json
+from collections.abc import Iterable
+from datetime import date
 from pathlib import Path
-from typing import Final
 
 import polars as pl
 
-from engine.output import files as export
+from engine.errors import StoreError
+from engine.output import delta
 from engine.schema import CALLBACK_ATTEMPTS
 from engine.tables.callback_requests import (
-    CHAIN_ORDER,
     chain_order_breaks,
     chain_start,
     requests,
@@ -52,16 +52,13 @@ from engine.tables.callback_requests import (
 )
 
 __all__ = [
-    "LAYOUT",
     "is_chain_ordered",
+    "request_dates",
     "requests_of",
     "scan_attempts",
     "scan_requests",
     "write_attempts",
 ]
-
-#: The layout file of a store written in chain order: ``{"order": [...], "files": {path: rows}}``.
-LAYOUT: Final = "_chain_order.json"
 
 
 def _request_instant() -> pl.Expr:
@@ -71,36 +68,40 @@ def _request_instant() -> pl.Expr:
     return pl.when(start).then(pl.col("created_at")).forward_fill()
 
 
-def _files(directory: Path) -> list[Path]:
-    return sorted(directory.rglob("*.parquet"))
+def request_dates(attempts: pl.DataFrame) -> pl.Series:
+    """The partition (UTC date of the request) of each row of ``attempts`` in chain order."""
+    return attempts.select(delta.days_of(_request_instant()))[delta.PARTITION]
 
 
-def _row_counts(files: list[Path]) -> list[int]:
-    """Each file's row count, from the Parquet footers (read in parallel)."""
-    counts = pl.collect_all([pl.scan_parquet(f).select(pl.len()) for f in files])
-    return [int(c.item()) for c in counts]
-
-
-def write_attempts(attempts: pl.DataFrame, directory: Path) -> Path:
-    """Write ``attempts`` (in chain order) as the store, by request date, with its layout file.
-
-    The layout file is written after the table: a store without one (a crash in between) is
-    simply read the general way.
-    """
-    export.write_store(attempts, directory, by=_request_instant())
-    paths = _files(directory)
-    counts = _row_counts(paths)
-    files = {f.relative_to(directory).as_posix(): n for f, n in zip(paths, counts, strict=True)}
-    layout = {"order": list(CHAIN_ORDER), "partition": "request_date", "files": files}
-    export.write_json(layout, directory / LAYOUT)
+def write_attempts(
+    attempts: pl.DataFrame,
+    directory: Path,
+    *,
+    days: Iterable[date] | None = None,
+    tag: str | None = None,
+) -> Path:
+    """Write ``attempts`` (in chain order) to the store by request date, in one transaction:
+    the partitions ``days`` (every partition when ``None``) are replaced
+    (:func:`engine.output.delta.commit`; every row's request must fall in ``days``)."""
+    delta.commit(directory, attempts, by=_request_instant(), days=days, tag=tag)
     return directory
+
+
+def _checked(directory: Path) -> None:
+    found = delta.problems(directory)
+    if found:
+        more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
+        raise StoreError(f"{found[0]}{more}: the callback attempts store is damaged")
 
 
 def scan_attempts(directory: Path) -> pl.LazyFrame:
     """The stored attempts (:data:`engine.schema.CALLBACK_ATTEMPTS` columns), in the files'
-    order on every evaluation (a Parquet scan)."""
-    files = _files(directory)
-    return pl.scan_parquet(files, hive_partitioning=False).select(list(CALLBACK_ATTEMPTS))
+    order on every evaluation.
+
+    Raises:
+        StoreError: no table, or a damaged one.
+    """
+    return delta.scan(directory, CALLBACK_ATTEMPTS)
 
 
 def _in_runs(attempts: pl.LazyFrame) -> bool:
@@ -109,27 +110,23 @@ def _in_runs(attempts: pl.LazyFrame) -> bool:
 
 
 def is_chain_ordered(directory: Path) -> bool:
-    """The layout file vouches for the store's files, and every chain in them is provably one
-    run of rows in chain order (see the module docstring): its requests may come from runs."""
-    try:
-        layout = json.loads((directory / LAYOUT).read_text())
-    except (OSError, ValueError):
-        return False
-    if not isinstance(layout, dict) or layout.get("order") != list(CHAIN_ORDER):
-        return False
-    named = layout.get("files")
-    files = _files(directory)
-    relative = [f.relative_to(directory).as_posix() for f in files]
-    if not isinstance(named, dict) or sorted(named) != relative:
-        return False
-    if _row_counts(files) != [named[r] for r in relative]:
-        return False
+    """Every chain of the stored attempts is provably one run of rows in chain order (see the
+    module docstring): its requests may come from runs.
+
+    Raises:
+        StoreError: no table, or a damaged one.
+    """
+    _checked(directory)
     return _in_runs(scan_attempts(directory))
 
 
 def scan_requests(directory: Path) -> pl.LazyFrame:
     """The requests of the stored attempts: from their runs when the store is provably in chain
-    order (:func:`is_chain_ordered`), else by the general plan. The same rows either way."""
+    order (:func:`is_chain_ordered`), else by the general plan. The same rows either way.
+
+    Raises:
+        StoreError: no table, or a damaged one.
+    """
     attempts = scan_attempts(directory)
     return requests_from_runs(attempts) if is_chain_ordered(directory) else requests(attempts)
 

@@ -1,0 +1,298 @@
+"""The store's tables: Delta Lake tables partitioned by UTC date, each commit atomic and durable.
+
+Every table under ``<output.dir>/store/`` (``contacts``, ``callback_attempts``, ``callvolume``,
+``callback_intervals``, ``retry_outcomes``, ``callvolume_kore``) is a Delta Lake table (delta-rs,
+the ``deltalake`` package): Parquet files in ``date=YYYY-MM-DD/`` folders plus a transaction log
+(``_delta_log/``) that names which files make up each version. A reader sees one version,
+never a mix, and Polars, DuckDB, pandas and Spark read it as it is::
+
+    pl.scan_delta("out/store/callvolume")                         # Polars
+    duckdb.sql("SELECT * FROM delta_scan('out/store/callvolume')")  # DuckDB (delta extension)
+    deltalake.DeltaTable("out/store/callvolume").to_pandas()      # pandas
+
+:func:`commit` replaces whole date partitions (or the whole table) in one transaction, in this
+order: each new file is written and fsynced (with its folder), then the log entry that makes
+them visible is committed (the log's atomic put-if-absent), then the log entry is fsynced. A crash
+before the commit leaves unreferenced files that no version names (:func:`remove_orphans` takes
+them away); a crash after it leaves the new version. Partitions not named are never rewritten.
+
+:func:`problems` checks a table against its log: every file the current version names is there,
+with the size and row count the log recorded for it.
+
+Example:
+    >>> import tempfile
+    >>> from datetime import UTC, datetime
+    >>> at = datetime(2026, 10, 1, 9, tzinfo=UTC)
+    >>> path = Path(tempfile.mkdtemp()) / "t"
+    >>> _ = commit(path, pl.DataFrame({"at": [at], "n": [1]}), by="at")
+    >>> _ = commit(path, pl.DataFrame({"at": [at], "n": [2]}), by="at", days=[at.date()])
+    >>> scan(path).collect()["n"].to_list(), version(path), problems(path)
+    ([2], 2, [])
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Iterable
+from datetime import date
+from pathlib import Path
+from typing import Final, Literal
+
+import polars as pl
+from deltalake import CommitProperties, DeltaTable
+from deltalake.exceptions import DeltaError, TableNotFoundError
+from deltalake.transaction import AddAction, RemoveAction
+
+from engine.errors import StoreError
+
+__all__ = [
+    "PARTITION",
+    "STORE_COMPRESSION",
+    "commit",
+    "days_of",
+    "is_table",
+    "migrate",
+    "problems",
+    "remove_orphans",
+    "scan",
+    "version",
+]
+
+#: The partition column of every store table: the UTC date of its ``by`` instant.
+PARTITION: Final = "date"
+#: Codec of the store's files: lz4 decodes faster than zstd for about 1.5x the disk, and reading
+#: is the largest single cost of a build (the figures: benchmarks/README.md, "Where the time goes").
+STORE_COMPRESSION: Literal["lz4"] = "lz4"
+_LOG = "_delta_log"
+_RUN_KEY = "wfm_intervals.commit"
+
+
+def is_table(path: Path) -> bool:
+    """``path`` holds a Delta table (a transaction log)."""
+    return (Path(path) / _LOG).is_dir()
+
+
+def _open(path: Path) -> DeltaTable:
+    try:
+        return DeltaTable(str(path))
+    except (TableNotFoundError, DeltaError, OSError) as exc:
+        raise StoreError(f"{path}: not a readable store table ({_first_line(exc)})") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def version(path: Path) -> int:
+    """The table's current version (0 after its first commit).
+
+    Raises:
+        StoreError: no table at ``path``, or its log cannot be read.
+    """
+    return _open(path).version()
+
+
+def scan(path: Path, schema: pl.Schema | dict[str, pl.DataType] | None = None) -> pl.LazyFrame:
+    """The current version of the table, lazily, without the partition column.
+
+    With ``schema``, the columns are cast to it (the store writes enums as text).
+
+    Raises:
+        StoreError: no table at ``path``, or its log cannot be read.
+    """
+    if not is_table(path):
+        raise StoreError(f"{path}: no store table here")
+    _open(path)  # a damaged log fails here, with the path, not later inside a collect
+    frame = pl.scan_delta(str(path)).drop(PARTITION, strict=False)
+    if schema is None:
+        return frame
+    return frame.select(list(schema)).cast(dict(schema))  # type: ignore[arg-type]
+
+
+def days_of(by: str | pl.Expr) -> pl.Expr:
+    """The partition value of each row: the UTC date of ``by`` (a column or an instant)."""
+    instant = pl.col(by) if isinstance(by, str) else by
+    return instant.dt.date().alias(PARTITION)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _storable(frame: pl.DataFrame) -> pl.DataFrame:
+    """Enums as text: the table format has no enum type (:func:`scan` casts them back)."""
+    return frame.with_columns(pl.col(pl.Enum, pl.Categorical).cast(pl.String))
+
+
+def _write_files(path: Path, frame: pl.DataFrame, tag: str) -> list[AddAction | RemoveAction]:
+    actions: list[AddAction | RemoveAction] = []
+    folders = set()
+    for (day,), part in frame.group_by(PARTITION, maintain_order=True):
+        assert isinstance(day, date)
+        folder = path / f"{PARTITION}={day.isoformat()}"
+        folder.mkdir(parents=True, exist_ok=True)
+        name = f"part-{tag}-{uuid.uuid4().hex[:12]}.parquet"
+        part.drop(PARTITION).write_parquet(folder / name, compression=STORE_COMPRESSION)
+        _fsync(folder / name)
+        folders.add(folder)
+        size = (folder / name).stat().st_size
+        stats = json.dumps({"numRecords": part.height})
+        relative = f"{folder.name}/{name}"
+        actions.append(AddAction(relative, size, {PARTITION: day.isoformat()}, 0, True, stats))
+    for folder in (*folders, path):
+        _fsync(folder)
+    return actions
+
+
+def commit(
+    path: Path,
+    frame: pl.DataFrame,
+    *,
+    by: str | pl.Expr,
+    days: Iterable[date] | None = None,
+    tag: str | None = None,
+) -> int:
+    """Replace the date partitions ``days`` of the table at ``path`` (every partition when
+    ``days`` is ``None``) with ``frame``'s rows, in one durable transaction; the new version.
+
+    Each row goes to the partition of the UTC date of ``by``; every row must fall in one of
+    ``days`` (a partition named with no rows is emptied). The table is created on first use
+    with ``frame``'s schema. ``tag`` names the writer in the file names and the commit (a run
+    id: :func:`remove_orphans` tells a finished run's files from a killed one's by it).
+
+    Raises:
+        ValueError: a row outside ``days``.
+        StoreError: the table cannot be read or committed (the message names the path).
+    """
+    tag = tag or uuid.uuid4().hex[:12]
+    dated = _storable(frame).with_columns(days_of(by))
+    chosen = None if days is None else sorted(set(days))
+    if chosen is not None:
+        outside = dated.filter(~pl.col(PARTITION).is_in(chosen))
+        if outside.height:
+            first = outside[PARTITION].min()
+            assert isinstance(first, date)
+            msg = f"{path}: rows of {first.isoformat()} outside the partitions being replaced"
+            raise ValueError(msg)
+    schema = dated.head(0).to_arrow().schema
+    path.mkdir(parents=True, exist_ok=True)
+    try:
+        if not is_table(path):
+            DeltaTable.create(str(path), schema=schema, partition_by=[PARTITION], mode="ignore")
+        table = DeltaTable(str(path))
+        actions = _write_files(path, dated, tag)
+        filters = None if chosen is None else [(PARTITION, "in", [d.isoformat() for d in chosen])]
+        if chosen is not None and not chosen:
+            return table.version()
+        table.create_write_transaction(
+            actions,
+            mode="overwrite",
+            schema=schema,
+            partition_by=[PARTITION],
+            partition_filters=filters,
+            commit_properties=CommitProperties(custom_metadata={_RUN_KEY: tag}),
+        )
+    except (DeltaError, OSError) as exc:
+        raise StoreError(f"{path}: commit failed ({_first_line(exc)})") from None
+    log = path / _LOG
+    new = DeltaTable(str(path)).version()
+    entry = log / f"{new:020d}.json"
+    if entry.exists():
+        _fsync(entry)
+    _fsync(log)
+    return new
+
+
+def problems(path: Path) -> list[str]:
+    """What is wrong with the table at ``path``: one line per finding (empty: nothing).
+
+    A missing table, an unreadable log, a file of the current version that is missing, or
+    whose size or Parquet row count differs from what the log recorded for it.
+    """
+    if not is_table(path):
+        return [f"{path}: missing (no transaction log)"]
+    try:
+        adds = pl.DataFrame(_open(path).get_add_actions(flatten=True))
+    except StoreError as exc:
+        return [str(exc)]
+    except (DeltaError, OSError) as exc:
+        return [f"{path}: unreadable log ({_first_line(exc)})"]
+    found = []
+    for rel, size, rows in adds.select("path", "size_bytes", "num_records").iter_rows():
+        file = path / rel
+        if not file.is_file():
+            found.append(f"{file}: missing")
+        elif file.stat().st_size != size:
+            found.append(f"{file}: {file.stat().st_size} bytes, the log says {size}")
+        elif rows is not None:
+            try:
+                held = pl.scan_parquet(file).select(pl.len()).collect().item()
+            except (pl.exceptions.PolarsError, OSError) as exc:
+                found.append(f"{file}: unreadable ({_first_line(exc)})")
+                continue
+            if held != rows:
+                found.append(f"{file}: {held} rows, the log says {rows}")
+    return found
+
+
+def remove_orphans(path: Path) -> int:
+    """Delete the data files of commits that never happened (a killed writer's); their count.
+
+    A file is an orphan when the current version does not name it and its writer's tag is not
+    in the table's history (files of earlier versions stay, for readers and time travel).
+    """
+    if not is_table(path):
+        return 0
+    table = _open(path)
+    current = {str(p) for p in pl.DataFrame(table.get_add_actions(flatten=True))["path"]}
+    tags = {h.get(_RUN_KEY) for h in table.history()}
+    removed = 0
+    for file in path.glob(f"{PARTITION}=*/part-*.parquet"):
+        relative = f"{file.parent.name}/{file.name}"
+        tag = file.name.removeprefix("part-").rsplit("-", 1)[0]
+        if relative not in current and tag not in tags:
+            file.unlink()
+            removed += 1
+    return removed
+
+
+def migrate(path: Path, *, by: str | pl.Expr) -> bool:
+    """Make a table of the Parquet-directory store (before the Delta Lake store) a Delta
+    table, in place; ``True`` when there was one to migrate.
+
+    Its rows are committed as the table's first version, then the old files are deleted (a
+    crash before the commit leaves the old table, to migrate again; after it, only files that
+    no version names, deleted again next time).
+
+    Raises:
+        StoreError: the old files cannot be read, or the commit fails.
+    """
+    path = Path(path)
+    old = [f for f in path.rglob("*.parquet") if _LOG not in f.parts] if path.is_dir() else []
+    if is_table(path):
+        current = set(pl.DataFrame(_open(path).get_add_actions(flatten=True))["path"].to_list())
+        old = [f for f in old if not f.name.startswith("part-")]
+        stale = [f for f in old if f.relative_to(path).as_posix() not in current]
+        for file in stale:  # what a migration killed after its commit left behind
+            file.unlink()
+        return False
+    if not old:
+        return False
+    try:
+        rows = pl.read_parquet(old, hive_partitioning=False).drop(PARTITION, strict=False)
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        msg = f"{path}: cannot read the old store to migrate it ({_first_line(exc)})"
+        raise StoreError(msg) from None
+    commit(path, rows, by=by, tag="migrated")
+    for file in old:
+        file.unlink()
+    for extra in path.glob("_chain_order.json"):
+        extra.unlink()
+    return True
