@@ -23,7 +23,8 @@ import click
 import polars as pl
 
 from engine.cli.common import build_settings, fail, instant
-from engine.errors import InputSchemaError
+from engine.errors import InputSchemaError, StoreError
+from engine.output import delta
 from engine.output.store import requests_of, scan_requests
 from engine.pipeline import build as pipeline
 from engine.pipeline.callbacks import CALLBACK_FORMATS, CallbackReport, build_callbacks
@@ -124,8 +125,11 @@ def callbacks(attempts_path: Path, out: Path, **opts: Any) -> None:
 
 def _stored_requests(store: Path) -> pl.LazyFrame:
     for candidate in (store / "store" / "callback_attempts", store / "callback_attempts"):
-        if candidate.is_dir() and any(candidate.rglob("*.parquet")):
-            return scan_requests(candidate)
+        if delta.is_table(candidate):
+            try:
+                return scan_requests(candidate)
+            except StoreError as exc:
+                fail(f"--store {store}: {exc}")
     fail(f"--store {store}: no callback_attempts table (run `wfm-intervals callbacks` first)")
 
 

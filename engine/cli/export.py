@@ -42,7 +42,9 @@ def _volume(store: Path) -> pl.DataFrame:
     """The stored volume table with its derived columns (re-derived with defaults if absent)."""
     try:
         table = read_table(store / "store" / "callvolume").collect()
-    except (InputFileError, FileNotFoundError, pl.exceptions.ComputeError):
+    except (InputFileError, FileNotFoundError, pl.exceptions.ComputeError) as exc:
+        if (store / "store" / "callvolume").exists():
+            fail(f"--store {store}: {exc}")
         fail(f"--store {store}: no volume table (run `wfm-intervals build` or `demo` first)")
     table = table.select(c for c in table.columns if c in DOCUMENT_INPUT)
     if not set(DERIVED) <= set(table.columns):

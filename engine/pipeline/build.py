@@ -27,6 +27,7 @@ import polars as pl
 
 from engine.errors import InputFileError
 from engine.interval import Grid, Window
+from engine.output import delta
 from engine.output import files as export
 from engine.settings import BuildSettings
 from engine.tables import callvolume
@@ -50,7 +51,8 @@ FORMATS: tuple[Format, ...] = ("parquet", "csv", "ndjson", "kore")
 
 
 def read_table(path: Path) -> pl.LazyFrame:
-    """Scan a Parquet, CSV or NDJSON file (or a directory of Parquet files) lazily.
+    """Scan a Parquet, CSV or NDJSON file, a directory of Parquet files or a table of the store
+    (a Delta Lake table, checked against its log first) lazily.
 
     CSV columns are read as text and parsed at the validation boundary, so a bad value becomes a
     quarantine row instead of a failed read.
@@ -59,6 +61,11 @@ def read_table(path: Path) -> pl.LazyFrame:
         msg = f"no such file: {path}"
         raise InputFileError(msg)
     suffix = path.suffix.lower()
+    if delta.is_table(path):  # a table of the store (or any Delta table)
+        found = delta.problems(path)
+        if found:
+            raise InputFileError(f"{found[0]}: the table is damaged")
+        return delta.scan(path)
     if path.is_dir():
         return pl.scan_parquet(path / "**" / "*.parquet", hive_partitioning=False)
     if suffix == ".parquet":

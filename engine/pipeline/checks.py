@@ -39,6 +39,7 @@ from engine import clock
 from engine.app.config import AppSettings
 from engine.errors import InputFileError
 from engine.interval import Window, snap_window
+from engine.output import delta
 from engine.output import files as export
 from engine.output.store import scan_requests
 from engine.pipeline.build import read_table
@@ -130,7 +131,7 @@ class Inputs:
 
 def _table_dir(store: Path, name: str) -> Path:
     directory = store / "store" / name
-    if not any(directory.rglob("*.parquet")):
+    if not delta.is_table(directory):
         msg = f"--store {store}: no store/{name} (run `wfm-intervals run` or `build` first)"
         raise InputFileError(msg)
     return directory

@@ -31,6 +31,7 @@ from typing import Final
 import polars as pl
 
 from engine.interval import Grid, Window
+from engine.output import delta
 from engine.output import files as export
 from engine.output import store as callback_store
 from engine.pipeline import build as pipeline
@@ -97,7 +98,7 @@ def read_store(out_dir: Path, name: str) -> pl.DataFrame | None:
         True
     """
     directory = out_dir / "store" / name
-    if not any(directory.rglob("*.parquet")):
+    if not delta.is_table(directory):
         return None
     return pipeline.read_table(directory).collect()
 

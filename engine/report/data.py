@@ -33,6 +33,7 @@ import polars as pl
 
 from engine.errors import StoreError
 from engine.interval import Window
+from engine.output import delta
 from engine.report.sections import (
     CallbackNumbers,
     callback_numbers,
@@ -103,9 +104,7 @@ def open_store(path: Path) -> Store:
     """
     tables_dir, root = (path / "store", path) if (path / "store").is_dir() else (path, path.parent)
     tables = {
-        name: pl.scan_parquet(tables_dir / name / "**" / "*.parquet", hive_partitioning=False)
-        for name in TABLES
-        if any((tables_dir / name).rglob("*.parquet"))
+        name: delta.scan(tables_dir / name) for name in TABLES if delta.is_table(tables_dir / name)
     }
     if not tables:
         msg = f"{path}: no store/ with callvolume, callback_intervals or retry_outcomes tables"

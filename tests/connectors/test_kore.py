@@ -92,7 +92,7 @@ def test_import_writes_the_store_and_reconcile_writes_the_differences(
     done = import_kore(KoreSettings(), landing_root=tmp_path / "bad" / "landing", out_dir=out)
     assert done.quarantine["reason"].to_list() == ["unknown_channel"]
     assert (out / "quarantine" / "callvolume_kore.csv").is_file()
-    stored = pl.read_parquet(out / "store" / "callvolume_kore").drop("date", strict=False)
+    stored = pl.read_delta(str(out / "store" / "callvolume_kore")).drop("date", strict=False)
     assert_frame_equal(stored.sort(KEYS), done.rows.sort(KEYS), check_dtypes=False)
     window = (DAY, NOW.replace(hour=0, minute=0) + timedelta(days=1))
     ours = build(CONTACTS.lazy(), window=window, settings=BuildSettings())

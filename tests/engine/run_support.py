@@ -74,8 +74,7 @@ def closed_port_url(path: str = "") -> str:
 
 def table(out: Path, name: str) -> pl.DataFrame:
     """A stored table, sorted by every key-like column (without the partition column)."""
-    frame = pl.read_parquet(out / "store" / name / "**" / "*.parquet", hive_partitioning=False)
-    frame = frame.drop("date", strict=False)
+    frame = pl.read_delta(str(out / "store" / name)).drop("date", strict=False)
     return frame.sort(frame.columns[:8], nulls_last=True)
 
 
