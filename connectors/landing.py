@@ -53,6 +53,7 @@ from connectors.decode import decode_pages
 from connectors.errors import RecordError
 from connectors.pii import PiiScrubber, pii_hash
 from connectors.state import atomic_write_bytes, check_name, durable_replace, fsync_dir, parse_utc
+from engine import killpoint
 from engine.schema import UTC_TS
 
 __all__ = [
@@ -307,8 +308,10 @@ def compact(
         merged = latest_records(_scan_files(files, record_dtype)).sort("record_id")
         merged.sink_parquet(tmp, compression="zstd")
         durable_replace(tmp, part / name)
+        killpoint.reached("landing.compact_written")
         for file in files:
             file.unlink()
         fsync_dir(part)
+        killpoint.reached("landing.compact_removed")
         removed += len(files)
     return removed

@@ -43,7 +43,7 @@ from connectors.ratelimit import RateLimiter
 from connectors.retry import ApiRequest
 from connectors.source import Source, SourceSettings, Stream, shape_error
 from connectors.state import StateStore, format_utc
-from engine import clock
+from engine import clock, killpoint
 from engine.clock import sleep as clock_sleep
 
 __all__ = [
@@ -228,6 +228,7 @@ class _Run:
             page_no=page.page_no,
             record_dtype=self.stream.landed_dtype,
         )
+        killpoint.reached("sync.page_landed")
         rejected += landed.rejected
         if rejected:
             land_rejected(self.landing_root, source, stream, rejected, batch_id=self.batch_id)
@@ -238,6 +239,7 @@ class _Run:
             cursor = self.stream.page_cursor(page, self.latest, self.started)
         if cursor is not None:
             self.state.commit(source, stream, cursor, lookback=self.settings.lookback)
+            killpoint.reached("sync.cursor_committed")
         if str(page.request.params.get("page", "1")) == "1":
             self.base = report.records  # a fresh cursor request: Total counts from here
         report.pages += 1

@@ -7,6 +7,7 @@
     │   ├── InputFileError        missing, unreadable or of a kind we cannot read (also OSError)
     │   └── InputSchemaError      readable, but a required column or type is wrong (also ValueError)
     ├── StoreError                a store or output directory is missing or not what it should be
+    │   └── StoreLockedError      another run or sync holds the store's lock (names the holder)
     ├── ExportError               a table cannot be rendered with an export profile
     ├── SyncFailedError           a source could not be synced (one line: source, stream, URL)
     └── ConnectorError            everything the connector layer raises on purpose
@@ -37,6 +38,7 @@ __all__ = [
     "InputFileError",
     "InputSchemaError",
     "StoreError",
+    "StoreLockedError",
     "SyncFailedError",
     "WfmError",
 ]
@@ -66,6 +68,10 @@ class InputSchemaError(InputError, ValueError):
 
 class StoreError(WfmError, ValueError):
     """The store directory is missing, empty, or an option does not fit it."""
+
+
+class StoreLockedError(StoreError):
+    """Another ``run`` or ``sync`` holds the store's lock; the message names it (pid, host)."""
 
 
 class ExportError(WfmError, ValueError):

@@ -13,8 +13,11 @@ traffic, which the quarantine-threshold test relies on.
 from __future__ import annotations
 
 import subprocess
+import threading
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from engine.clock import sleep
 
@@ -39,3 +42,27 @@ def wait_for_exit(process: subprocess.Popen[bytes] | subprocess.Popen[str], seco
             raise subprocess.TimeoutExpired(process.args, seconds)
         sleep(0.01)
     return code
+
+
+def run_process(
+    args: Sequence[str], *, timeout: float, **options: Any
+) -> subprocess.CompletedProcess[Any]:
+    """``subprocess.run(args, capture_output=True, **options)``, killed after ``timeout``
+    seconds (then :class:`subprocess.TimeoutExpired`), without ``time.sleep``: the stdlib's
+    timed wait sleeps with it, which fails under libfaketime."""
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **options)
+    expired = threading.Event()
+
+    def expire() -> None:
+        expired.set()
+        process.kill()
+
+    timer = threading.Timer(timeout, expire)
+    timer.start()
+    try:
+        out, err = process.communicate()
+    finally:
+        timer.cancel()
+    if expired.is_set():
+        raise subprocess.TimeoutExpired(process.args, timeout, out, err)
+    return subprocess.CompletedProcess(process.args, process.returncode, out, err)

@@ -7,8 +7,8 @@ Every rule reads the modules under ``engine/`` and ``connectors/`` with :mod:`as
 - the core (``schema``, ``settings``, ``interval``, ``clock``, ``errors``, ``validate/``,
   ``tables/``, ``output/``) imports neither ``connectors`` nor the orchestration rooms
   (``pipeline/``, ``cli/``, ``app/``, ``report/``, ``demo/``);
-- ``connectors`` imports from the engine only its contract: ``engine.schema``, ``engine.errors``
-  and ``engine.clock``;
+- ``connectors`` imports from the engine only its contract: ``engine.schema``, ``engine.errors``,
+  ``engine.clock`` and ``engine.killpoint`` (the crash tests' hook);
 - ``engine.app`` is the only engine room that knows the connector registry;
 - the pure rooms (``validate/``, ``tables/`` and the core modules) do no I/O and never collect;
   collecting and writing happen in ``pipeline/`` and in the few places listed in
@@ -41,7 +41,7 @@ CORE = (
     "engine.output",
 )
 ORCHESTRATION = ("engine.pipeline", "engine.cli", "engine.app", "engine.report", "engine.demo")
-CONNECTORS_MAY_IMPORT = ("engine.schema", "engine.errors", "engine.clock")
+CONNECTORS_MAY_IMPORT = ("engine.schema", "engine.errors", "engine.clock", "engine.killpoint")
 PURE = ("engine.schema", "engine.settings", "engine.interval", "engine.validate", "engine.tables")
 
 #: Modules outside ``engine/pipeline/`` that collect or write, and why they may.

@@ -74,6 +74,11 @@ COMMANDS: dict[str, Command] = {
         "sync",
         "Pull SOURCES (default: every enabled source) into the landing store.",
     ),
+    "verify": Command(
+        "engine.cli.verify",
+        "verify_command",
+        "Check the landing store, the state and the store against each other (writes nothing).",
+    ),
 }
 
 
@@ -110,3 +115,7 @@ def cli() -> None:
 def main() -> None:
     """Console entry point."""
     cli(prog_name="wfm-intervals")
+
+
+if __name__ == "__main__":  # ``python -m engine.cli.main`` (the crash tests start it so)
+    main()

@@ -36,7 +36,7 @@ from engine.cli.common import (
     print_table,
     settings_or_fail,
 )
-from engine.errors import ExportError, SyncFailedError
+from engine.errors import ExportError, StoreError, SyncFailedError
 from engine.pipeline.run import STEPS, RunSummary, run
 from engine.pipeline.sources import Emit
 
@@ -140,14 +140,55 @@ def show_summary(summary: RunSummary) -> None:
     click.echo(f"problems: {'; '.join(summary.problems) or 'none'}")
 
 
+def show_plan(summary: RunSummary, streams: list[str], *, as_json: bool) -> None:
+    """What ``run --dry-run`` prints: the window, the sources, and the days each table would
+    have rebuilt (from what has landed so far: a real run syncs first, and may find more)."""
+    plan = {"window": summary.window, "sources": streams, **summary.plan}
+    if as_json:
+        click.echo(json.dumps(plan, indent=2))
+        return
+    w = summary.window
+    kind = "full rebuild" if w["full_rebuild"] else "incremental"
+    click.echo(f"dry run: nothing synced, nothing written ({kind})")
+    click.echo(f"window {w['start']} .. {w['end']} (recent from {w['recent_start']})")
+    click.echo(f"sources {', '.join(streams)}")
+    for name in ("callvolume", "callback_tables"):
+        spans = ", ".join(f"{a} .. {b}" for a, b in summary.plan[name]) or "none"
+        click.echo(f"{name}: {spans}")
+    for name, days in summary.plan["partitions"].items():
+        shown = days if isinstance(days, str) else f"{len(days)} day(s) {', '.join(days)}"
+        click.echo(f"{name} partitions: {shown}")
+
+
 @click.command("run")
 @CONFIG_OPTION
 @click.option("--start", help="Window start, ISO 8601 instant (default: from the last run).")
 @click.option("--end", help="Window end (exclusive), ISO 8601 instant (default: now).")
 @click.option("--json", "as_json", is_flag=True, help="Print the run summary as JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars and no log lines.")
+@click.option("--full-refresh", is_flag=True, help="Rebuild every table from the landing store.")
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Sync nothing, write nothing: print the window, streams and partitions a run would touch.",
+)
+@click.option(
+    "--wait",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    metavar="SECONDS",
+    help="Wait this long for another run or sync to release the store [0: fail at once].",
+)
 def run_command(
-    *, config_path: Path | None, start: str | None, end: str | None, as_json: bool, quiet: bool
+    *,
+    config_path: Path | None,
+    start: str | None,
+    end: str | None,
+    as_json: bool,
+    quiet: bool,
+    full_refresh: bool,
+    dry_run: bool,
+    wait: float,
 ) -> None:
     """Sync, rebuild, build, export, reconcile and report: the whole job, once."""
     settings = settings_or_fail(config_path)
@@ -158,13 +199,24 @@ def run_command(
         fail(f"--end {end!r} is not after --start {start!r}")
     with _display(terminal=sys.stderr.isatty(), quiet=quiet) as on_event:
         try:
-            summary = run(settings, start=begin, end=until, on_event=on_event)
-        except (ConnectorError, SyncFailedError, ExportError) as exc:
+            summary = run(
+                settings,
+                start=begin,
+                end=until,
+                on_event=on_event,
+                full_refresh=full_refresh,
+                dry_run=dry_run,
+                wait=wait,
+            )
+        except (ConnectorError, SyncFailedError, ExportError, StoreError) as exc:
             fail(str(exc))
         except OSError as exc:
             fail(f"{exc.strerror or exc}: {exc.filename or settings.output.dir}")
         except pl.exceptions.PolarsError as exc:  # e.g. a damaged Parquet file in the store
             fail(f"output.dir {settings.output.dir}: {str(exc).splitlines()[0]}")
+    if dry_run:
+        show_plan(summary, settings.enabled_sources(), as_json=as_json)
+        return
     if as_json:
         click.echo(json.dumps(summary.to_json(), indent=2))
     else:

@@ -34,6 +34,8 @@ from connectors.sync import SyncReport, sync_source
 from engine.app.config import AppSettings, to_toml
 from engine.app.sources import connector
 from engine.cli.common import CONFIG_OPTION, fail, settings_or_fail
+from engine.errors import StoreLockedError
+from engine.pipeline.lock import store_lock
 
 __all__ = ["config_group", "run_sync", "state_group", "sync"]
 
@@ -71,23 +73,33 @@ def run_sync(
 
     Raises:
         ConnectorError: An unknown or disabled source, or settings a client cannot be built from.
+        StoreLockedError: a run or another sync holds the store.
     """
     reports: list[SyncReport] = []
-    for name in names:
-        source = connector(name)
-        source_settings = settings.source(name)
-        if not source_settings.enabled:
-            msg = f"sources.{name}.enabled: the source is not enabled"
-            raise ConfigError(msg)
-        reports += sync_source(
-            source,
-            source_settings,
-            landing_root=settings.store.landing,
-            state_root=settings.store.state,
-            streams=streams or None,
-            progress=progress,
-        )
+    with store_lock(settings.store.state):  # one writer of the landing store and the state
+        for name in names:
+            reports += _sync_one(settings, name, streams, progress)
     return reports
+
+
+def _sync_one(
+    settings: AppSettings,
+    name: str,
+    streams: Sequence[str],
+    progress: Callable[[SyncProgress], None] | None,
+) -> list[SyncReport]:
+    source, source_settings = connector(name), settings.source(name)
+    if not source_settings.enabled:
+        msg = f"sources.{name}.enabled: the source is not enabled"
+        raise ConfigError(msg)
+    return sync_source(
+        source,
+        source_settings,
+        landing_root=settings.store.landing,
+        state_root=settings.store.state,
+        streams=streams or None,
+        progress=progress,
+    )
 
 
 def _summary(reports: Sequence[SyncReport]) -> Table:
@@ -148,7 +160,7 @@ def sync(
 
         try:
             reports = run_sync(settings, names, streams=streams, progress=on_page)
-        except ConnectorError as exc:
+        except (ConnectorError, StoreLockedError) as exc:
             fail(str(exc))
     if as_json:
         click.echo(json.dumps([r.to_dict() for r in reports], indent=2))

@@ -45,6 +45,7 @@ from deltalake import CommitProperties, DeltaTable
 from deltalake.exceptions import DeltaError, TableNotFoundError
 from deltalake.transaction import AddAction, RemoveAction
 
+from engine import killpoint
 from engine.errors import StoreError
 
 __all__ = [
@@ -95,10 +96,16 @@ def version(path: Path) -> int:
     return _open(path).version()
 
 
-def scan(path: Path, schema: pl.Schema | dict[str, pl.DataType] | None = None) -> pl.LazyFrame:
+def scan(
+    path: Path,
+    schema: pl.Schema | dict[str, pl.DataType] | None = None,
+    *,
+    days: Iterable[date] | None = None,
+) -> pl.LazyFrame:
     """The current version of the table, lazily, without the partition column.
 
-    With ``schema``, the columns are cast to it (the store writes enums as text).
+    With ``schema``, the columns are cast to it (the store writes enums as text); with
+    ``days``, only those partitions are read.
 
     Raises:
         StoreError: no table at ``path``, or its log cannot be read.
@@ -106,7 +113,10 @@ def scan(path: Path, schema: pl.Schema | dict[str, pl.DataType] | None = None) -
     if not is_table(path):
         raise StoreError(f"{path}: no store table here")
     _open(path)  # a damaged log fails here, with the path, not later inside a collect
-    frame = pl.scan_delta(str(path)).drop(PARTITION, strict=False)
+    frame = pl.scan_delta(str(path))
+    if days is not None:
+        frame = frame.filter(pl.col(PARTITION).is_in(sorted(set(days))))
+    frame = frame.drop(PARTITION, strict=False)
     if schema is None:
         return frame
     return frame.select(list(schema)).cast(dict(schema))  # type: ignore[arg-type]
@@ -188,6 +198,7 @@ def commit(
             DeltaTable.create(str(path), schema=schema, partition_by=[PARTITION], mode="ignore")
         table = DeltaTable(str(path))
         actions = _write_files(path, dated, tag)
+        killpoint.reached("delta.files_written")
         filters = None if chosen is None else [(PARTITION, "in", [d.isoformat() for d in chosen])]
         if chosen is not None and not chosen:
             return table.version()
@@ -201,6 +212,7 @@ def commit(
         )
     except (DeltaError, OSError) as exc:
         raise StoreError(f"{path}: commit failed ({_first_line(exc)})") from None
+    killpoint.reached("delta.committed")
     log = path / _LOG
     new = DeltaTable(str(path)).version()
     entry = log / f"{new:020d}.json"
@@ -275,7 +287,7 @@ def migrate(path: Path, *, by: str | pl.Expr) -> bool:
         StoreError: the old files cannot be read, or the commit fails.
     """
     path = Path(path)
-    old = [f for f in path.rglob("*.parquet") if _LOG not in f.parts] if path.is_dir() else []
+    old = sorted(f for f in path.rglob("*.parquet") if _LOG not in f.parts) if path.is_dir() else []
     if is_table(path):
         current = set(pl.DataFrame(_open(path).get_add_actions(flatten=True))["path"].to_list())
         old = [f for f in old if not f.name.startswith("part-")]

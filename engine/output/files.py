@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 import polars as pl
 
+from engine import killpoint
 from engine.output.delta import STORE_COMPRESSION, commit
 from engine.tables.callvolume import DERIVED, SCHEMA
 
@@ -61,7 +62,9 @@ def _atomic_write(path: Path, write: Any) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex}")
     write(tmp)
+    killpoint.reached("files.written")
     tmp.replace(path)
+    killpoint.reached("files.replaced")
     return path
 
 

@@ -54,6 +54,7 @@ from engine.tables.callback_requests import (
 __all__ = [
     "is_chain_ordered",
     "request_dates",
+    "request_instant",
     "requests_of",
     "scan_attempts",
     "scan_requests",
@@ -61,7 +62,7 @@ __all__ = [
 ]
 
 
-def _request_instant() -> pl.Expr:
+def request_instant() -> pl.Expr:
     """Each row's request instant: the ``created_at`` of its run's first row (rows in chain
     order: that is the chain's first attempt)."""
     start = chain_start(pl.int_range(pl.len()))
@@ -70,7 +71,7 @@ def _request_instant() -> pl.Expr:
 
 def request_dates(attempts: pl.DataFrame) -> pl.Series:
     """The partition (UTC date of the request) of each row of ``attempts`` in chain order."""
-    return attempts.select(delta.days_of(_request_instant()))[delta.PARTITION]
+    return attempts.select(delta.days_of(request_instant()))[delta.PARTITION]
 
 
 def write_attempts(
@@ -83,7 +84,7 @@ def write_attempts(
     """Write ``attempts`` (in chain order) to the store by request date, in one transaction:
     the partitions ``days`` (every partition when ``None``) are replaced
     (:func:`engine.output.delta.commit`; every row's request must fall in ``days``)."""
-    delta.commit(directory, attempts, by=_request_instant(), days=days, tag=tag)
+    delta.commit(directory, attempts, by=request_instant(), days=days, tag=tag)
     return directory
 
 

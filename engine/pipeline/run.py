@@ -1,26 +1,33 @@
 """``wfm-intervals run``: the whole job, incrementally, in one call (:func:`run`).
 
-Steps, each reported through ``on_event``:
+Everything happens under the store's lock (:func:`engine.pipeline.lock.store_lock`: a second
+writer fails at once naming the holder, or waits ``wait`` seconds). First the leftovers of killed
+runs are removed and tables of the Parquet-directory store are migrated to the Delta Lake store
+(:mod:`engine.output.delta`); a table the last run committed that is now missing or damaged is
+reported in ``repaired`` and everything is rebuilt from the landing store. Then, each step
+reported through ``on_event``:
 
 1. **sync** every enabled source into the landing store (:func:`engine.pipeline.sources.sync_all`;
    the first failed stream stops the run);
 2. **rebuild** canonical contacts (UJET, Dixa), callback attempts (Mindful) and the Kore.ai rows
    (:func:`engine.pipeline.kore.import_kore`) from the landing store; contacts and attempts are
    validated there, once (:func:`engine.pipeline.sources.canonical`);
-3. **build** every table for the window and merge it into the output store
-   (:func:`engine.pipeline.tables.build_tables`). The window is ``[previous window end - lookback,
-   now)`` (the first run, or a run after the build settings changed, starts where the sources'
-   first sync starts), widened back to the offer of every *late change* (a segment updated after
-   the previous run started but offered before it) and, for the callback tables, to the first
-   attempt of every chain with an attempt in it; ``start``/``end`` replace it;
-4. **export** (:func:`engine.pipeline.export.export_tables`);
+3. **build** the plan's days (:func:`engine.pipeline.window.plan_run`: the recent window and every
+   day whose landed content changed, however old; everything on a full rebuild) and commit them,
+   one transaction per table (:func:`engine.pipeline.tables.build_tables`);
+4. **export** the committed days (:func:`engine.pipeline.export.export_tables`);
 5. **reconcile** with Mindful and Kore.ai when they are enabled
    (:mod:`engine.pipeline.checks`), each cut to what its sync has completed;
 6. **report**: ``report.html``.
 
-The run state (:mod:`engine.pipeline.state`) is saved last; the summary (:class:`RunSummary`) also
-goes to ``run_summary.json``. Exit code 1 (data problems) when a table's quarantined share is
-above ``[run] max_quarantine_fraction`` or a reconciliation is out of tolerance.
+The run state (:mod:`engine.pipeline.state`) is saved last: the run is committed when it is. A
+run killed at any point before leaves tables that hold the previous run's rows or the new rows
+of whole partitions, never a mix within one, and the next run rebuilds every day whose digest
+the state does not hold yet: nothing is lost and nothing counted twice. The summary
+(:class:`RunSummary`) also goes to ``run_summary.json``. Exit code 1 (data problems) when a
+table's quarantined share is above ``[run] max_quarantine_fraction`` or a reconciliation is out
+of tolerance. ``full_refresh`` rebuilds every table from the landing store; ``dry_run`` syncs
+nothing, writes nothing, and says what a run would rebuild.
 
 Example:
     ``summary = run(load_settings(Path("config/tenant.toml")))`` then ``summary.exit_code``.
@@ -29,33 +36,37 @@ Example:
 from __future__ import annotations
 
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
-from connectors.errors import ConfigError
+from connectors.errors import ConfigError, StateError
 from connectors.state import StateStore, format_utc
 from connectors.vendors.kore.client import KoreSettings
+from engine import killpoint
 from engine.app.config import AppSettings
 from engine.app.sources import connector
 from engine.clock import now as clock_now
 from engine.errors import StoreError
 from engine.interval import Window
+from engine.output import delta
 from engine.output import files as export
 from engine.pipeline.checks import Inputs, reconcile, write_reconciliation
 from engine.pipeline.export import export_tables
 from engine.pipeline.kore import KoreImport, import_kore
-from engine.pipeline.sources import Emit, canonical, sync_all
+from engine.pipeline.lock import damage, housekeeping, store_lock
+from engine.pipeline.sources import Emit, canonical, sync_all, tables_fed
 from engine.pipeline.state import RunState, load_run_state, run_state_path, save_run_state
 from engine.pipeline.tables import Built, build_tables
-from engine.pipeline.window import Canonical, run_windows
+from engine.pipeline.window import Canonical, RunPlan, plan_run
 from engine.report.build import write_report
-from engine.schema import QUARANTINE
+from engine.schema import CALLBACK_ATTEMPTS, CONTACTS
 from engine.tables.callback_requests import requests
 
 __all__ = ["STEPS", "RunSummary", "run"]
@@ -75,7 +86,12 @@ class RunSummary:
     quarantine: list[dict[str, Any]] = field(default_factory=list)  #: per table
     segments: int = 0
     attempts: int = 0
-    late_changes: int = 0
+    late_changes: int = 0  #: changed partition days outside the recent window
+    repaired: list[str] = field(default_factory=list)  #: what was missing or damaged, rebuilt
+    cleaned: list[str] = field(default_factory=list)  #: leftovers of killed runs removed
+    plan: dict[str, Any] = field(
+        default_factory=dict
+    )  #: what was rebuilt (``--dry-run``: would be)
     intervals_written: int = 0
     tables: dict[str, dict[str, int]] = field(default_factory=dict)
     reconcile: dict[str, Any] | None = None
@@ -143,23 +159,6 @@ def _quarantine(summary: RunSummary, built: Built, kore: KoreImport | None, limi
     summary.quarantined = dict(sorted(reasons.items()))
 
 
-def _build(
-    settings: AppSettings, canon: Canonical, windows: tuple[Window, Window], *, merge: bool
-) -> Built:
-    empty = pl.DataFrame(schema=QUARANTINE)
-    return build_tables(
-        settings.output.dir,
-        build=settings.build,
-        window=windows[0],
-        callback_window=windows[1],
-        contacts=canon.contacts[0] if canon.contacts else None,
-        contact_quarantine=canon.contacts[1] if canon.contacts else empty,
-        attempts=canon.attempts[0] if canon.attempts else None,
-        attempt_quarantine=canon.attempts[1] if canon.attempts else empty,
-        merge=merge,
-    )
-
-
 def _count(summary: RunSummary, built: Built, canon: Canonical, limit: float) -> list[Path]:
     summary.segments = built.contacts.contacts if built.contacts else 0
     summary.attempts = built.callbacks.attempts if built.callbacks else 0
@@ -179,7 +178,15 @@ def _reconcile(
     if not {"mindful", "kore"} & set(names):
         return []
     kore = canon.kore.rows.lazy() if canon.kore else None
-    inputs = Inputs(canon.contact_rows.lazy(), requests(canon.attempt_rows.lazy()), kore)
+    contacts = canon.contact_rows
+    attempts = canon.attempt_rows
+    inputs = Inputs(
+        (contacts if contacts is not None else pl.DataFrame(schema=CONTACTS)).lazy(),
+        requests(
+            (attempts if attempts is not None else pl.DataFrame(schema=CALLBACK_ATTEMPTS)).lazy()
+        ),
+        kore,
+    )
     cuts: dict[str, Window] = {
         n: _cut(settings, n, window) for n in ("mindful", "kore") if n in names
     }
@@ -204,6 +211,66 @@ def _report(settings: AppSettings, summary: RunSummary) -> list[Path]:
     return [out / "report.html"]
 
 
+def _plan(
+    settings: AppSettings,
+    *,
+    names: list[str],
+    canon: Canonical,
+    previous: RunState | None,
+    given: tuple[datetime | None, datetime | None],
+    now: datetime,
+) -> RunPlan:
+    recent = None
+    if previous is not None:
+        minutes = settings.run.lookback_minutes
+        if minutes is None:
+            minutes = max(settings.source(n).lookback_minutes for n in names)
+        recent = previous.window_end - timedelta(minutes=minutes)
+    contacts = settings.output.dir / "store" / "contacts"
+
+    def stored(days: set[date]) -> pl.DataFrame:
+        if not delta.is_table(contacts):
+            return pl.DataFrame(schema=CONTACTS)
+        return delta.scan(contacts, CONTACTS, days=days).collect()
+
+    return plan_run(
+        canon,
+        settings=settings.build,
+        first_start=min(settings.source(n).initial_cursor(now) for n in names),
+        recent_start=recent,
+        given=given,
+        previous=None if previous is None else previous.digests,
+        stored=stored,
+        now=now,
+    )
+
+
+def _summary(settings: AppSettings, plan: RunPlan, now: datetime) -> RunSummary:
+    grids = [*plan.volume, *plan.callbacks]
+    start = min([plan.recent[0], *(g.start for g in grids)])
+    recent_days = {plan.recent[0].date(), (plan.recent[1] - timedelta(microseconds=1)).date()}
+    late = sum(
+        1
+        for name, days in plan.commit_days.items()
+        if days is not None and name in ("contacts", "callback_attempts")
+        for d in days
+        if not (min(recent_days) <= d <= max(recent_days))
+    )
+    return RunSummary(
+        started_at=format_utc(now, timespec="seconds"),
+        window={
+            "start": format_utc(start, timespec="seconds"),
+            "end": format_utc(plan.recent[1], timespec="seconds"),
+            "recent_start": format_utc(plan.recent[0], timespec="seconds"),
+            "interval_minutes": settings.build.interval_minutes,
+            "tz": settings.build.tz,
+            "full_rebuild": plan.full,
+        },
+        late_changes=late,
+        plan=plan.to_json(),
+    )
+
+
 def run(
     settings: AppSettings,
     *,
@@ -211,6 +278,9 @@ def run(
     end: datetime | None = None,
     on_event: Emit | None = None,
     clock: Callable[[], datetime] | None = None,
+    full_refresh: bool = False,
+    dry_run: bool = False,
+    wait: float = 0.0,
 ) -> RunSummary:
     """Run the whole job once (see the module docstring).
 
@@ -220,77 +290,126 @@ def run(
         end: window end, exclusive (default: now).
         on_event: called with ``(event, fields)`` as the run goes (progress, logs).
         clock: "now" (default :func:`engine.clock.now`).
+        full_refresh: rebuild every table from the landing store.
+        dry_run: sync nothing, write nothing; the summary says what would be rebuilt.
+        wait: seconds to wait for another run or sync to release the store.
 
     Raises:
         ConfigError: nothing enabled, a path that is not a directory, a bad setting.
+        StoreLockedError: another run or sync holds the store (after ``wait``).
         SyncFailedError: a stream could not be synced (nothing after it ran).
         ConnectorError: Mindful's metrics could not be fetched, a client could not be built.
         ExportError: a vendor profile does not fit the table.
+        StoreError: a store table cannot be read or committed.
         OSError: the output directory cannot be written.
     """
-    emit, now_of = on_event or (lambda _event, _fields: None), clock or clock_now
-    began, now = time.perf_counter(), now_of()
     names = settings.enabled_sources()
     if not names:
         raise ConfigError("no source is enabled: set sources.<name>.enabled = true")
     _check_dirs(settings)
+    switches = {"full_refresh": full_refresh, "dry_run": dry_run}
+    if dry_run:
+        return _run(settings, names, (start, end), on_event, clock, **switches)
+    with store_lock(settings.store.state, wait=wait):
+        return _run(settings, names, (start, end), on_event, clock, **switches)
+
+
+def _run(
+    settings: AppSettings,
+    names: list[str],
+    given: tuple[datetime | None, datetime | None],
+    on_event: Emit | None,
+    clock: Callable[[], datetime] | None,
+    *,
+    full_refresh: bool,
+    dry_run: bool,
+) -> RunSummary:
+    emit, now_of = on_event or (lambda _event, _fields: None), clock or clock_now
+    began, now = time.perf_counter(), now_of()
     out, build_json = settings.output.dir, settings.build.model_dump(mode="json")
     state_path = run_state_path(settings.store.state)
-    previous = load_run_state(state_path)
-    if previous is not None and (previous.build != build_json or not (out / "store").is_dir()):
-        previous = None  # rebuild everything: new settings, or the store is gone
+    try:
+        previous = None if full_refresh else load_run_state(state_path)
+    except StateError as exc:
+        fix = "run `wfm-intervals run --full-refresh` to rebuild the store from the landing store"
+        raise StateError(f"{exc} ({fix})") from None
+    store = out / "store"
+    cleaned = [] if dry_run else housekeeping(out, settings.store.landing, settings.store.state)
+    repaired: list[str] = []
+    if previous is not None and previous.build != build_json:
+        previous = None  # new build settings: rebuild everything
+    if previous is not None and not full_refresh:
+        repaired = damage(store, tables_fed(names))
+    if full_refresh or repaired:
+        previous = None
     step = [time.perf_counter()]
 
     def done(name: str) -> None:
         emit("step", {"step": name, "seconds": round(time.perf_counter() - step[0], 3)})
         step[0] = time.perf_counter()
 
-    pulls = sync_all(settings, names, emit)
+    pulls = [] if dry_run else sync_all(settings, names, emit)
     done("sync")
     kore = None
-    if "kore" in names:
+    if "kore" in names and not dry_run:
         kore_settings = settings.source("kore")
         assert isinstance(kore_settings, KoreSettings)
         kore = import_kore(kore_settings, landing_root=settings.store.landing, out_dir=out)
         if not kore.quarantine.height:  # import_kore writes the file only when there are rows
             (out / "quarantine" / "callvolume_kore.csv").unlink(missing_ok=True)
-    canon = Canonical(
+    canon = Canonical.of(
         canonical(settings, names, "contacts"),
         canonical(settings, names, "callback_attempts"),
         kore,
     )
     done("rebuild")
-    window, chains, late = run_windows(
-        settings, names=names, canonical=canon, previous=previous, given=(start, end), now=now
-    )
-    summary = RunSummary(
-        started_at=format_utc(now, timespec="seconds"),
-        window={
-            "start": format_utc(window[0], timespec="seconds"),
-            "end": format_utc(window[1], timespec="seconds"),
-            "callback_start": format_utc(chains[0], timespec="seconds"),
-            "interval_minutes": settings.build.interval_minutes,
-            "tz": settings.build.tz,
-            "full_rebuild": previous is None,
-        },
-        pulled=[p.to_dict() for p in pulls],
-        late_changes=late,
-    )
-    built = _build(settings, canon, (window, chains), merge=previous is not None)
-    files = _count(summary, built, canon, settings.run.max_quarantine_fraction)
-    done("build")
-    files += export_tables(out, settings.output, built.tables)
-    done("export")
-    files += _reconcile(settings, names, canon, window, summary)
-    done("reconcile")
-    files += _report(settings, summary)
-    done("report")
+    killpoint.reached("run.rebuilt")
+    plan = _plan(settings, names=names, canon=canon, previous=previous, given=given, now=now)
+    summary = _summary(settings, plan, now)
+    summary.pulled = [p.to_dict() for p in pulls]
+    summary.repaired, summary.cleaned = repaired, cleaned
+    if dry_run:
+        summary.finished_at = format_utc(now_of(), timespec="seconds")
+        summary.seconds = round(time.perf_counter() - began, 3)
+        return summary
+    files = _commit(settings, names, canon, plan, summary, done)
     finished = now_of()
     summary.finished_at = format_utc(finished, timespec="seconds")
     summary.seconds = round(time.perf_counter() - began, 3)
     summary.files = sorted({str(f) for f in [*files, out / "run_summary.json"]})
     export.write_json(summary.to_json(), out / "run_summary.json")
-    window_end = max(window[1], previous.window_end) if previous else window[1]
-    save_run_state(state_path, RunState(now, finished, window[0], window_end, build_json))
+    window_end = max(plan.recent[1], previous.window_end) if previous else plan.recent[1]
+    _save(state_path, RunState(now, finished, plan.recent[0], window_end, build_json, plan.digests))
     emit("run.done", {"exit_code": summary.exit_code, "seconds": summary.seconds})
     return summary
+
+
+def _save(path: Path, state: RunState) -> None:
+    """Commit the run: the run state says its tables are built (durable, atomic)."""
+    killpoint.reached("run.state_saving")
+    save_run_state(path, state)
+    killpoint.reached("run.state_saved")
+
+
+def _commit(  # noqa: PLR0917
+    settings: AppSettings,
+    names: list[str],
+    canon: Canonical,
+    plan: RunPlan,
+    summary: RunSummary,
+    done: Callable[[str], None],
+) -> list[Path]:
+    """Build, export, reconcile, report: every file written."""
+    out = settings.output.dir
+    tag = uuid.uuid4().hex[:12]  # the run's id, in the names of the files it commits
+    built = build_tables(out, build=settings.build, plan=plan, canonical=canon, tag=tag)
+    files = _count(summary, built, canon, settings.run.max_quarantine_fraction)
+    done("build")
+    files += export_tables(out, settings.output, built.tables)
+    killpoint.reached("run.exported")
+    done("export")
+    files += _reconcile(settings, names, canon, plan.recent, summary)
+    done("reconcile")
+    files += _report(settings, summary)
+    done("report")
+    return files

@@ -50,6 +50,7 @@ __all__ = [
     "canonical_frames",
     "canonical_source",
     "sync_all",
+    "tables_fed",
     "validated",
 ]
 
@@ -216,3 +217,20 @@ def canonical(
         return None
     rows, quarantine = pl.collect_all(list(frames))
     return rows, quarantine
+
+
+def tables_fed(names: Sequence[str]) -> list[str]:
+    """The store tables the named sources feed (the Kore.ai import, rebuilt whole by every run,
+    aside).
+
+    Example:
+        >>> tables_fed(["ujet"])
+        ['contacts', 'callvolume']
+    """
+    tables = {connector(n).table for n in names}
+    found = []
+    if "contacts" in tables:
+        found += ["contacts", "callvolume"]
+    if "callback_attempts" in tables:
+        found += ["callback_attempts", "callback_intervals", "retry_outcomes"]
+    return found

@@ -1,11 +1,14 @@
 """The run state: when the last ``wfm-intervals run`` started and which window it built.
 
 One small JSON file next to the connectors' state, ``<store.state>/run.json`` (the connectors
-keep theirs in ``<store.state>/<source>/<stream>.json``), written atomically
-(:func:`connectors.state.atomic_write_bytes`) after a run has written its tables. It holds
-instants and the build settings the tables were made with, nothing else: no secret can end up
-in it. The next run rebuilds from ``window_end - lookback``, counts segments changed after
-``started_at`` as late changes, and rebuilds everything when the build settings changed.
+keep theirs in ``<store.state>/<source>/<stream>.json``), written atomically and durably
+(:func:`connectors.state.atomic_write_bytes`) after a run has committed its tables: the run is
+committed when this file is. It holds instants, the build settings the tables were made with,
+and the digest of each canonical table's partition days the tables were built from
+(:func:`engine.pipeline.window.fingerprints`), nothing else: no secret can end up in it. The
+next run rebuilds the recent window from ``window_end - lookback`` and every day whose digest
+changed, and rebuilds everything when the build settings changed. A version 1 file (before the
+digests) is read with none: the next run rebuilds everything once.
 
 Example:
     >>> import tempfile
@@ -30,7 +33,7 @@ from connectors.state import atomic_write_bytes, format_utc, parse_utc
 
 __all__ = ["RunState", "load_run_state", "run_state_path", "save_run_state"]
 
-_VERSION = 1
+_VERSION = 2
 _INSTANTS = ("started_at", "finished_at", "window_start", "window_end")
 
 
@@ -44,6 +47,8 @@ class RunState:
         window_start: the start of the window its tables were rebuilt for.
         window_end: the end of that window (the latest of every run so far).
         build: the build settings the tables were made with (``BuildSettings`` as JSON).
+        digests: per canonical table, ISO date -> the digest of that partition day the tables
+            were built from (``None``: unknown, e.g. a version 1 file).
     """
 
     started_at: datetime
@@ -51,6 +56,7 @@ class RunState:
     window_start: datetime
     window_end: datetime
     build: dict[str, Any]
+    digests: dict[str, dict[str, str]] | None = None
 
 
 def run_state_path(state_root: Path) -> Path:
@@ -70,13 +76,23 @@ def load_run_state(path: Path) -> RunState | None:
         return None
     except ValueError:
         raise StateError(f"run state {path}: not valid JSON") from None
-    if not isinstance(data, dict) or data.get("version") != _VERSION:
-        raise StateError(f"run state {path}: not a version {_VERSION} run state")
+    if not isinstance(data, dict) or data.get("version") not in (1, _VERSION):
+        raise StateError(f"run state {path}: not a run state this version can read")
     instants = {name: parse_utc(data.get(name)) for name in _INSTANTS}
     build = data.get("build")
+    digests = data.get("digests")
     if any(v is None for v in instants.values()) or not isinstance(build, dict):
         raise StateError(f"run state {path}: missing or invalid fields")
-    return RunState(build=build, **instants)  # type: ignore[arg-type]
+    if data["version"] == _VERSION and not _valid_digests(digests):
+        raise StateError(f"run state {path}: missing or invalid digests")
+    return RunState(build=build, digests=digests, **instants)  # type: ignore[arg-type]
+
+
+def _valid_digests(value: Any) -> bool:
+    return isinstance(value, dict) and all(
+        isinstance(days, dict) and all(isinstance(v, str) for v in days.values())
+        for days in value.values()
+    )
 
 
 def save_run_state(path: Path, state: RunState) -> None:
@@ -84,4 +100,5 @@ def save_run_state(path: Path, state: RunState) -> None:
     data: dict[str, Any] = {"version": _VERSION}
     data |= {name: format_utc(getattr(state, name)) for name in _INSTANTS}
     data["build"] = state.build
+    data["digests"] = state.digests or {}
     atomic_write_bytes(path, json.dumps(data, indent=1, sort_keys=True).encode())

@@ -1,46 +1,49 @@
-"""The tables of one ``wfm-intervals run``: build a window and merge it into the output store.
+"""The tables of one ``wfm-intervals run``: build the plan's days and commit them to the store.
 
 :func:`build_tables` takes the canonical rows the pipeline edge has already validated
-(:func:`engine.pipeline.sources.canonical`) and everything set aside for them, builds the
-window's tables in memory with the pure builders (:mod:`engine.tables`), and then writes each
-output once, in place (every write is atomic on its own, :mod:`engine.output.files`):
+(:class:`engine.pipeline.window.Canonical`) and the run's plan
+(:func:`engine.pipeline.window.plan_run`), builds the tables of the plan's grids in memory with
+the pure builders (:mod:`engine.tables`), and commits each table once, one transaction each
+(:mod:`engine.output.delta`), replacing only the date partitions the plan touches:
 
-* ``store/contacts`` and ``store/callback_attempts`` (every canonical row) replace the old ones;
-* each interval table (``callvolume``, ``callback_intervals``, ``retry_outcomes``) keeps its
-  stored rows outside the window and takes the window's rows from the build
+* ``store/contacts`` and ``store/callback_attempts``: the changed partition days (every
+  partition in a full rebuild), from the canonical rows;
+* each interval table (``callvolume``, ``callback_intervals``, ``retry_outcomes``): the
+  partitions of its grids' intervals, each keeping its stored rows outside the grids
   (:func:`merge_window`);
-* ``quarantine/contacts.csv`` and ``quarantine/callback_attempts.csv`` hold what was set aside
-  (landing, mappings, and the validation at the pipeline edge);
-* ``exports/callback_metrics.json`` and ``exports/callback_gaps.ndjson`` for the callback window;
+* ``quarantine/contacts.csv`` and ``quarantine/callback_attempts.csv`` hold what was set aside;
+* ``exports/callback_metrics.json`` and ``exports/callback_gaps.ndjson`` for the recent window;
 * ``summary.json`` and ``callbacks_summary.json`` count those rows.
 
-Nothing written is read back: the merged tables are also returned (:attr:`Built.tables`) for the
-exports.
+Nothing written is read back: the committed partitions' rows are also returned
+(:attr:`Built.tables`) for the exports.
 
 Example:
-    ``built = build_tables(out, build=BuildSettings(), window=w, contacts=rows, ...)``
+    ``built = build_tables(out, build=BuildSettings(), plan=plan, canonical=canon, tag=run_id)``
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Final
 
 import polars as pl
 
-from engine.interval import Grid, Window
+from engine.interval import Grid
 from engine.output import delta
 from engine.output import files as export
 from engine.output import store as callback_store
 from engine.pipeline import build as pipeline
 from engine.pipeline.build import BuildReport
-from engine.pipeline.callbacks import CallbackOutputs, CallbackReport, callback_outputs
+from engine.pipeline.callbacks import CallbackOutputs, CallbackReport, callback_tables
+from engine.pipeline.window import Canonical, RunPlan
 from engine.schema import QUARANTINE
 from engine.settings import BuildSettings
-from engine.tables import callback_intervals, callvolume, retry_outcomes
-from engine.tables.callback_requests import in_chain_order
+from engine.tables import callback_intervals, callback_metrics, callvolume, retry_outcomes
+from engine.validate.callback_attempts import callback_gaps
 
 __all__ = ["TABLES", "Built", "IntervalTable", "build_tables", "merge_window", "read_store"]
 
@@ -118,6 +121,7 @@ def merge_window(
 
     Example:
         >>> from datetime import datetime, UTC
+        >>> from engine.interval import interval_grid
         >>> at = datetime(2026, 10, 1, tzinfo=UTC)
         >>> grid = interval_grid(at, at.replace(minute=30), minutes=15, tz="UTC")
         >>> old = grid.with_columns(queue_id=pl.lit("q"), queue_name=pl.lit("Q"),
@@ -149,118 +153,155 @@ def merge_window(
     return pl.concat(parts).sort([*group, "interval_start_utc"], nulls_last=True)
 
 
-def _contacts(
-    contacts: pl.DataFrame, quarantine: pl.DataFrame, window: Grid, settings: BuildSettings
-) -> tuple[pl.DataFrame, BuildReport]:
-    """The volume table of ``window`` from validated contacts, and the build's report (the
-    pipeline edge collapsed duplicates before, so nothing is collapsed here)."""
+def _volume(
+    contacts: pl.DataFrame, quarantine: pl.DataFrame, plan: RunPlan, settings: BuildSettings
+) -> tuple[list[pl.DataFrame], BuildReport]:
+    """The volume table of each of the plan's grids from validated contacts, and the build's
+    report (the pipeline edge collapsed duplicates before, so nothing is collapsed here)."""
     began = time.perf_counter()
-    table = pipeline.volume_table(contacts, window=window, settings=settings)
+    tables = [pipeline.volume_table(contacts, window=g, settings=settings) for g in plan.volume]
     report = pipeline.build_report(
-        table, rows_in=contacts.height + quarantine.height, contacts=contacts.height,
-        quarantine=quarantine, window=window, settings=settings,
+        pl.concat(tables), rows_in=contacts.height + quarantine.height, contacts=contacts.height,
+        quarantine=quarantine, window=plan.recent, settings=settings,
     )  # fmt: skip
     report.seconds = round(time.perf_counter() - began, 3)
-    return table, report
+    return tables, report
 
 
 def _callbacks(
-    attempts: pl.DataFrame, quarantine: pl.DataFrame, window: Grid, settings: BuildSettings
-) -> tuple[CallbackOutputs, CallbackReport]:
-    """The callback outputs of ``window`` from validated attempts, and the build's report (the
-    pipeline edge set the non-callbacks aside before, so none are counted here)."""
+    attempts: pl.DataFrame, quarantine: pl.DataFrame, plan: RunPlan, settings: BuildSettings
+) -> tuple[CallbackOutputs, list[tuple[pl.DataFrame, pl.DataFrame]], CallbackReport]:
+    """Both callback tables of each of the plan's grids from validated attempts in chain order,
+    the metrics document of the recent window, the gaps, and the build's report (the pipeline
+    edge set the non-callbacks aside before, so none are counted here)."""
     began = time.perf_counter()
-    out = callback_outputs(
-        in_chain_order(attempts.lazy()).collect(), window=window, settings=settings
+    reqs = callback_store.requests_of(attempts)
+    plans = [p for g in plan.callbacks for p in callback_tables(reqs, window=g, settings=settings)]
+    *frames, gaps, n = pl.collect_all(
+        [*plans, callback_gaps(attempts.lazy()), reqs.select(pl.len())]
     )
+    pairs = list(zip(frames[::2], frames[1::2], strict=True))
+    recent = plan.recent
+    document = callback_metrics.document(reqs, begin=recent[0], end=recent[1])
+    table = pl.concat([t for t, _ in pairs]) if pairs else empty_table("callback_intervals")
+    retries = pl.concat([r for _, r in pairs]) if pairs else empty_table("retry_outcomes")
+    out = CallbackOutputs(attempts, table, retries, gaps, document, int(n.item()))
     report = out.report(
         rows_in=attempts.height + quarantine.height, not_callbacks=0, quarantine=quarantine,
-        window=window, settings=settings,
+        window=recent, settings=settings,
     )  # fmt: skip
     report.seconds = round(time.perf_counter() - began, 3)
-    return out, report
+    return out, pairs, report
 
 
-def _merge(
-    out: Path, fresh: dict[str, pl.DataFrame], grids: dict[str, Grid], *, merge: bool
-) -> Built:
-    """The interval tables merged with the store (read, not written)."""
-    built = Built()
-    for name, table in fresh.items():
-        grid = grids[name]
-        existing = read_store(out, name) if merge else None
-        merged = merge_window(existing, table, grid=grid.frame, table=TABLES[name])
-        built.window_rows[name] = merged.filter(grid.holds(pl.col("interval_start_utc"))).height
-        built.rows[name], built.tables[name] = merged.height, merged
-    return built
+def _grid_days(grids: list[Grid]) -> set[date]:
+    """The partitions (UTC dates) of every interval of ``grids``."""
+    return {d for g in grids for d in g.frame["interval_start_utc"].dt.date().unique().to_list()}
+
+
+def _commit_interval_table(
+    out: Path, name: str, fresh: list[pl.DataFrame], grids: list[Grid], *, full: bool, tag: str
+) -> pl.DataFrame:
+    """Merge each grid's rows with the stored rows of its partitions; commit those partitions
+    (the whole table when ``full``); the committed rows."""
+    path, table = out / "store" / name, TABLES[name]
+    days = _grid_days(grids)
+    existing = None
+    if not full and delta.is_table(path):
+        existing = delta.scan(path, days=days).collect()
+    merged = []
+    for frame, grid in zip(fresh, grids, strict=True):
+        own = None
+        if existing is not None:
+            own = existing.filter(pl.col("interval_start_utc").dt.date().is_in(_grid_days([grid])))
+        merged.append(merge_window(own, frame, grid=grid.frame, table=table))
+    rows = pl.concat(merged) if merged else empty_table(name)
+    delta.commit(path, rows, by="interval_start_utc", days=None if full else days, tag=tag)
+    return rows
+
+
+def empty_table(name: str) -> pl.DataFrame:
+    """An empty table ``name`` (no grid: nothing to commit)."""
+    schemas = {
+        "callvolume": callvolume.SCHEMA,
+        "callback_intervals": callback_intervals.SCHEMA,
+        "retry_outcomes": retry_outcomes.SCHEMA,
+    }
+    return pl.DataFrame(schema=schemas[name])
 
 
 def build_tables(
     out: Path,
     *,
     build: BuildSettings,
-    window: Window,
-    callback_window: Window,
-    contacts: pl.DataFrame | None = None,
-    contact_quarantine: pl.DataFrame | None = None,
-    attempts: pl.DataFrame | None = None,
-    attempt_quarantine: pl.DataFrame | None = None,
-    merge: bool = True,
+    plan: RunPlan,
+    canonical: Canonical,
+    tag: str,
 ) -> Built:
-    """Build the window's tables and merge them into ``out/store`` (see the module docstring).
+    """Build the plan's tables and commit them to ``out/store`` (see the module docstring).
 
     Args:
         out: the output directory.
         build: what to build.
-        window: the volume table's window (whole intervals).
-        callback_window: the callback tables' window (it may start earlier: chains).
-        contacts: validated canonical contacts (``None``: no contact source; the tables stay as
-            they are).
-        contact_quarantine: everything set aside for contacts.
-        attempts: validated canonical callback attempts (``None``: no callback source).
-        attempt_quarantine: everything set aside for attempts.
-        merge: keep the stored rows outside the window (``False``: replace the tables).
+        plan: the run's plan (grids per interval table, partition days per canonical table).
+        canonical: validated canonical rows and everything set aside for them (attempts in
+            chain order); a table no source feeds is left as it is.
+        tag: the run's id, in the names of the files it commits.
     """
-    volume, chains = build.grid(window), build.grid(callback_window)
+    empty = pl.DataFrame(schema=QUARANTINE)
     set_aside = {
-        "contacts": _quarantine(contact_quarantine),
-        "callback_attempts": _quarantine(attempt_quarantine),
+        "contacts": _quarantine(canonical.contacts[1] if canonical.contacts else empty),
+        "callback_attempts": _quarantine(canonical.attempts[1] if canonical.attempts else empty),
     }
-    fresh: dict[str, pl.DataFrame] = {}
-    report, callbacks, callback_report = None, None, None
-    if contacts is not None:
-        fresh["callvolume"], report = _contacts(contacts, set_aside["contacts"], volume, build)
-    if attempts is not None:
-        callbacks, callback_report = _callbacks(
-            attempts, set_aside["callback_attempts"], chains, build
-        )
-        fresh |= {"callback_intervals": callbacks.table, "retry_outcomes": callbacks.retries}
-    grids = {
-        "callvolume": volume,
-        "callback_intervals": chains,
-        "retry_outcomes": chains,
-    }
-    built = _merge(out, fresh, grids, merge=merge)
-    built.contacts, built.callbacks = report, callback_report
-    # Every output is written once, in place, after everything is computed.
-    files = built.files
+    built, files = Built(), []
     store, exports, quarantine = out / "store", out / "exports", out / "quarantine"
-    if contacts is not None:
-        files.append(export.write_store(contacts, store / "contacts", by="offered_at"))
+    commit = plan.commit_days
+    if (contacts := canonical.contact_rows) is not None:
+        fresh, built.contacts = _volume(contacts, set_aside["contacts"], plan, build)
+        days = commit.get("contacts")
+        rows = contacts
+        if days is not None:
+            rows = contacts.filter(delta.days_of("offered_at").is_in(days))
+        delta.commit(store / "contacts", rows, by="offered_at", days=days, tag=tag)
+        files.append(store / "contacts")
+        built.tables["callvolume"] = _commit_interval_table(
+            out, "callvolume", fresh, plan.volume, full=plan.full, tag=tag
+        )
         files.append(export.write_csv(set_aside["contacts"], quarantine / "contacts.csv"))
-    if callbacks is not None:
-        files.append(callback_store.write_attempts(callbacks.attempts, store / "callback_attempts"))
-        files.append(export.write_json(callbacks.document, exports / "callback_metrics.json"))
-        files.append(export.write_ndjson(callbacks.gaps, exports / "callback_gaps.ndjson"))
+    if (attempts := canonical.attempt_rows) is not None:
+        outputs, pairs, built.callbacks = _callbacks(
+            attempts, set_aside["callback_attempts"], plan, build
+        )
+        days = commit.get("callback_attempts")
+        rows = attempts
+        if days is not None:
+            rows = attempts.filter(callback_store.request_dates(attempts).is_in(days))
+        callback_store.write_attempts(rows, store / "callback_attempts", days=days, tag=tag)
+        files.append(store / "callback_attempts")
+        for i, name in enumerate(("callback_intervals", "retry_outcomes")):
+            built.tables[name] = _commit_interval_table(
+                out, name, [p[i] for p in pairs], plan.callbacks, full=plan.full, tag=tag
+            )
+        files.append(export.write_json(outputs.document, exports / "callback_metrics.json"))
+        files.append(export.write_ndjson(outputs.gaps, exports / "callback_gaps.ndjson"))
         files.append(
             export.write_csv(set_aside["callback_attempts"], quarantine / "callback_attempts.csv")
         )
-    for name, merged in built.tables.items():
-        files.append(export.write_store(merged, store / name, by="interval_start_utc"))
-    for summary, name in ((report, "summary.json"), (built.callbacks, "callbacks_summary.json")):
+    for name, rows in built.tables.items():
+        files.append(store / name)
+        grids = plan.volume if name == "callvolume" else plan.callbacks
+        at = pl.col("interval_start_utc")
+        inside = pl.any_horizontal(g.holds(at) for g in grids) if grids else pl.lit(False)
+        built.window_rows[name] = rows.filter(inside).height
+        built.rows[name] = delta.scan(store / name).select(pl.len()).collect().item()
+    for summary, name in (
+        (built.contacts, "summary.json"),
+        (built.callbacks, "callbacks_summary.json"),
+    ):
         if summary is not None:
             summary.files = [str(f) for f in files]
             files.append(export.write_json(asdict(summary), out / name))
+    built.files = files
     return built
 
 

@@ -1,131 +1,270 @@
-"""Which intervals a ``wfm-intervals run`` rebuilds, and what the rebuild step hands over.
+"""What a ``wfm-intervals run`` rebuilds: the changed days, found by what landed, and their grids.
 
-:func:`run_windows` decides the window of a run:
+Change detection is by content, never by a vendor's clock. The rebuild step gives every
+canonical row (everything landed, validated); :func:`fingerprints` reduces each table to one
+digest per UTC date partition (contacts by the date of their offer, callback attempts by the date
+of their request), and the run state keeps the digests the store's tables were last built from
+(:class:`engine.pipeline.state.RunState`). A day whose digest differs (a record landed late,
+was changed, moved to another day, or a whole catch-up of days landed) is *changed*, however
+old; a day that did not is left alone. So an early-ending sync followed by a catch-up, or a
+callback attempt published hours after its request, re-aggregates exactly the days it touched.
 
-* the first run (or a run whose build settings changed, or whose store is gone) starts where the
-  enabled sources' first sync starts (their ``start``, else ``initial_days`` back);
-* later runs start at the previous window's end minus the lookback (``[run] lookback_minutes``,
-  default the largest ``lookback_minutes`` of the enabled sources);
-* a *late change* (a segment updated after the previous run started but offered before it)
-  widens the window back to its offer, so the intervals it changed are aggregated again;
-* the window ends now (and holds at least now's interval); both ends are widened to whole
-  intervals of the build's zone;
-* the callback tables' window also reaches back to the first attempt of every chain that has an
-  attempt in the window (a request counts in the interval of its first attempt);
-* an explicit ``start``/``end`` replaces the default window (late changes are still counted).
+:func:`plan_run` turns that into the run's plan:
+
+* a *full* rebuild (the first run, new build settings, ``--full-refresh``, or a damaged store)
+  covers every day from the earliest of the sources' first sync start and the earliest landed
+  row up to now;
+* otherwise the changed days of each table, plus the *recent* window
+  ``[previous window end - lookback, now)`` (``[run] lookback_minutes``, default the largest of
+  the enabled sources'), which also zero-fills the intervals up to now; an explicit
+  ``start``/``end`` replaces the recent window (changed days are rebuilt all the same);
+* days are grouped into runs of consecutive days (a gap of one day is bridged, so that two grids
+  never share a partition), and each run becomes one :class:`~engine.interval.Grid` of the
+  build's intervals and zone; the last ends at now's interval.
 
 Example:
-    >>> from datetime import UTC, datetime
-    >>> from engine.app.config import load_settings
-    >>> at = datetime(2026, 10, 1, 9, 7, tzinfo=UTC)
-    >>> w = run_windows(load_settings(env_file=None), names=["ujet"],
-    ...                 canonical=Canonical(None, None, None), previous=None,
-    ...                 given=(at.replace(hour=8), at), now=at)
-    >>> w.window[1].isoformat(), w.late_changes
-    ('2026-10-01T09:15:00+00:00', 0)
+    >>> from datetime import UTC, date, datetime
+    >>> from engine.settings import BuildSettings
+    >>> now = datetime(2026, 10, 9, 9, 7, tzinfo=UTC)
+    >>> days = [date(2026, 10, 1), date(2026, 10, 2), date(2026, 10, 8)]
+    >>> [(g.start.day, g.end.day) for g in grids_of(days, BuildSettings(), now)]
+    [(1, 3), (8, 9)]
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import NamedTuple
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
 
 import polars as pl
 
-from engine.app.config import AppSettings
-from engine.interval import Window, snap_window
+from engine.interval import Grid, Window
+from engine.output.delta import PARTITION, days_of
+from engine.output.store import request_dates
 from engine.pipeline.kore import KoreImport
-from engine.pipeline.state import RunState
-from engine.schema import CALLBACK_ATTEMPTS, CONTACTS
+from engine.settings import BuildSettings
+from engine.tables.callback_requests import in_chain_order
 
-__all__ = ["Canonical", "RunWindows", "run_windows"]
+__all__ = [
+    "Canonical",
+    "RunPlan",
+    "attribution_days",
+    "changed_days",
+    "fingerprints",
+    "grids_of",
+    "plan_run",
+]
+
+#: Digests of one table: ISO date -> ``"<rows>:<sum of row hashes>"``.
+Digests = dict[str, str]
 
 
 @dataclass(frozen=True)
 class Canonical:
     """What the rebuild step produced: ``(rows, quarantine)`` per canonical table (``None``
-    when no enabled source feeds it) and the Kore.ai import."""
+    when no enabled source feeds it) and the Kore.ai import. ``attempts`` rows are in chain
+    order (:func:`engine.tables.callback_requests.in_chain_order`)."""
 
     contacts: tuple[pl.DataFrame, pl.DataFrame] | None
     attempts: tuple[pl.DataFrame, pl.DataFrame] | None
     kore: KoreImport | None
 
-    @property
-    def contact_rows(self) -> pl.DataFrame:
-        """The canonical contacts (empty when there are none)."""
-        return self.contacts[0] if self.contacts else pl.DataFrame(schema=CONTACTS)
+    @classmethod
+    def of(
+        cls,
+        contacts: tuple[pl.DataFrame, pl.DataFrame] | None,
+        attempts: tuple[pl.DataFrame, pl.DataFrame] | None,
+        kore: KoreImport | None,
+    ) -> Canonical:
+        """Put the attempts in chain order (the store's order) once, here."""
+        if attempts is not None:
+            attempts = (in_chain_order(attempts[0].lazy()).collect(), attempts[1])
+        return cls(contacts, attempts, kore)
 
     @property
-    def attempt_rows(self) -> pl.DataFrame:
-        """The canonical callback attempts (empty when there are none)."""
-        return self.attempts[0] if self.attempts else pl.DataFrame(schema=CALLBACK_ATTEMPTS)
+    def contact_rows(self) -> pl.DataFrame | None:
+        """The canonical contacts (``None`` when no source feeds them)."""
+        return self.contacts[0] if self.contacts else None
+
+    @property
+    def attempt_rows(self) -> pl.DataFrame | None:
+        """The canonical callback attempts, in chain order (``None``: no callback source)."""
+        return self.attempts[0] if self.attempts else None
 
 
-class RunWindows(NamedTuple):
-    """The volume window, the callback window, and how many late changes widened them."""
-
-    window: Window
-    callback_window: Window
-    late_changes: int
-
-
-def _default_start(
-    settings: AppSettings, names: Sequence[str], previous: RunState | None, now: datetime
-) -> datetime:
-    if previous is None:
-        return min(settings.source(n).initial_cursor(now) for n in names)
-    minutes = settings.run.lookback_minutes
-    if minutes is None:
-        minutes = max(settings.source(n).lookback_minutes for n in names)
-    return previous.window_end - timedelta(minutes=minutes)
+def partition_days(canonical: Canonical) -> dict[str, pl.Series]:
+    """Each canonical row's store partition: ``contacts`` by offer date, ``callback_attempts``
+    by request date (tables no source feeds are absent)."""
+    days: dict[str, pl.Series] = {}
+    if (contacts := canonical.contact_rows) is not None:
+        days["contacts"] = contacts.select(days_of("offered_at"))[PARTITION]
+    if (attempts := canonical.attempt_rows) is not None:
+        days["callback_attempts"] = request_dates(attempts)
+    return days
 
 
-def _late(contacts: pl.DataFrame, previous: RunState | None) -> pl.DataFrame:
-    if previous is None:
-        return contacts.clear()
-    at = previous.started_at
-    return contacts.filter((pl.col("updated_at") > at) & (pl.col("offered_at") < at))
+def fingerprints(canonical: Canonical) -> dict[str, Digests]:
+    """One digest per table and partition day: its row count and the sum of its rows' hashes
+    (order-free; any change of any value of any row changes it)."""
+    tables = {"contacts": canonical.contact_rows, "callback_attempts": canonical.attempt_rows}
+    found: dict[str, Digests] = {}
+    for name, day in partition_days(canonical).items():
+        frame = tables[name]
+        assert frame is not None
+        hashed = frame.select(
+            day, (pl.struct(pl.all()).hash(seed=0) % (1 << 32)).cast(pl.Int64).alias("h")
+        )
+        digests = hashed.group_by(PARTITION).agg(pl.len(), pl.col("h").sum())
+        found[name] = {
+            d.isoformat(): f"{n}:{h}" for d, n, h in digests.iter_rows() if isinstance(d, date)
+        }
+    return found
 
 
-def _chains_from(attempts: pl.DataFrame, start: datetime) -> datetime:
-    """The first attempt of the earliest chain with an attempt created at or after ``start``."""
-    chains = attempts.group_by("original_id").agg(
-        pl.col("created_at").min().alias("first"), pl.col("created_at").max().alias("last")
-    )
-    first = chains.filter(pl.col("last") >= start)["first"].min()
-    return min(first, start) if isinstance(first, datetime) else start
+def changed_days(new: Digests, old: Digests | None) -> set[date]:
+    """Days whose digest is new, different, or gone (every day when ``old`` is ``None``)."""
+    if old is None:
+        return {date.fromisoformat(d) for d in new}
+    keys = set(new) | set(old)
+    return {date.fromisoformat(d) for d in keys if new.get(d) != old.get(d)}
 
 
-def run_windows(
-    settings: AppSettings,
-    *,
-    names: Sequence[str],
+def attribution_days(contacts: pl.DataFrame, settings: BuildSettings) -> set[date]:
+    """The UTC dates of the instants ``contacts`` count at (offer or end, by attribution)."""
+    at = "offered_at" if settings.attribution == "arrival" else "ended_at"
+    instant = pl.coalesce(at, "offered_at")
+    found = contacts.select(instant.dt.date().unique().drop_nulls())
+    return set(found.to_series().to_list())
+
+
+def _midnight(day: date) -> datetime:
+    return datetime.combine(day, time(), tzinfo=UTC)
+
+
+def grids_of(days: Iterable[date], settings: BuildSettings, now: datetime) -> list[Grid]:
+    """The grids of ``days``: runs of consecutive days (one-day gaps bridged), each ending at
+    midnight after its last day or at now's interval, whichever is first; days after now's
+    interval are dropped."""
+    end_of_now = settings.grid((now - timedelta(microseconds=1), now)).end
+    runs: list[list[date]] = []
+    for day in sorted(set(days)):
+        if _midnight(day) >= end_of_now:
+            continue
+        if runs and (day - runs[-1][-1]).days <= 2:
+            runs[-1].append(day)
+        else:
+            runs.append([day])
+    grids = []
+    for run in runs:
+        start, end = _midnight(run[0]), _midnight(run[-1] + timedelta(days=1))
+        grids.append(settings.grid((start, min(end, end_of_now))))
+    return grids
+
+
+@dataclass
+class RunPlan:
+    """What a run rebuilds: per interval table its grids, per canonical table the partition
+    days it commits (``None``: every partition, a full rebuild), and the digests to keep."""
+
+    full: bool
+    recent: Window
+    volume: list[Grid] = field(default_factory=list)
+    callbacks: list[Grid] = field(default_factory=list)
+    commit_days: dict[str, set[date] | None] = field(default_factory=dict)
+    digests: dict[str, Digests] = field(default_factory=dict)
+    changed: dict[str, int] = field(default_factory=dict)  #: table -> changed days
+
+    def to_json(self) -> dict[str, object]:
+        """The plan as ``--dry-run`` prints it."""
+
+        def days(grids: list[Grid]) -> list[list[str]]:
+            return [[_iso(g.start), _iso(g.end)] for g in grids]
+
+        return {
+            "full_rebuild": self.full,
+            "recent": [_iso(self.recent[0]), _iso(self.recent[1])],
+            "callvolume": days(self.volume),
+            "callback_tables": days(self.callbacks),
+            "changed_days": self.changed,
+            "partitions": {
+                name: "all" if d is None else sorted(x.isoformat() for x in d)
+                for name, d in self.commit_days.items()
+            },
+        }
+
+
+def _iso(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _earliest(canonical: Canonical) -> datetime | None:
+    found = []
+    if (contacts := canonical.contact_rows) is not None and contacts.height:
+        found.append(contacts["offered_at"].min())
+    if (attempts := canonical.attempt_rows) is not None and attempts.height:
+        found.append(attempts["created_at"].min())
+    return min((f for f in found if isinstance(f, datetime)), default=None)
+
+
+def _days(window: Window) -> set[date]:
+    first, last = window[0].date(), (window[1] - timedelta(microseconds=1)).date()
+    return {first + timedelta(days=i) for i in range((last - first).days + 1)}
+
+
+def plan_run(
     canonical: Canonical,
-    previous: RunState | None,
+    *,
+    settings: BuildSettings,
+    first_start: datetime,
+    recent_start: datetime | None,
     given: tuple[datetime | None, datetime | None],
+    previous: Mapping[str, Digests] | None,
+    stored: Callable[[set[date]], pl.DataFrame] | None = None,
     now: datetime,
-) -> RunWindows:
-    """The windows of a run (see the module docstring).
+) -> RunPlan:
+    """The plan of a run (see the module docstring).
 
     Args:
-        settings: the effective configuration.
-        names: the enabled sources.
         canonical: what the rebuild step produced.
-        previous: the last run's state (``None``: rebuild everything).
+        settings: the build settings.
+        first_start: where the sources' first sync starts (a full rebuild starts there, or at
+            the earliest landed row if that is earlier).
+        recent_start: the recent window's start (``None``: a full rebuild).
         given: the explicit ``(start, end)``, or ``(None, None)``.
+        previous: the digests the store was built from (``None``: a full rebuild).
+        stored: reads the stored contacts of the given partition days (their old versions:
+            with attribution at the end, a contact whose end moved to another day counts
+            where it was, too).
         now: the run's start.
     """
-    late = _late(canonical.contact_rows, previous)
+    new = fingerprints(canonical)
+    full = recent_start is None or previous is None
     start, end = given
     if start is None or end is None:
-        start, end = _default_start(settings, names, previous, now), now
-        if late.height:
-            first: datetime = late["offered_at"].min()  # type: ignore[assignment]
-            start = min(start, first)
-        start = min(start, end - timedelta(microseconds=1))  # at least the interval of now
-    minutes, tz = settings.build.interval_minutes, settings.build.tz
-    window = snap_window(start, end, minutes=minutes, tz=tz)
-    chains = _chains_from(canonical.attempt_rows, window[0])
-    return RunWindows(window, snap_window(chains, window[1], minutes=minutes, tz=tz), late.height)
+        earliest = _earliest(canonical)
+        first = first_start if earliest is None else min(first_start, earliest)
+        start = first if full or recent_start is None else recent_start
+        end = now
+    start = min(start, end - timedelta(microseconds=1))  # at least now's interval
+    recent = settings.grid((start, end)).window
+    plan = RunPlan(full, recent, digests=new)
+    if full:
+        plan.volume, plan.callbacks = [settings.grid(recent)], [settings.grid(recent)]
+        plan.commit_days = dict.fromkeys(new)
+        return plan
+    volume, chains = _days(recent), _days(recent)
+    for name, digests in new.items():
+        changed = changed_days(digests, (previous or {}).get(name))
+        plan.changed[name], plan.commit_days[name] = len(changed), changed
+        if name == "contacts":
+            rows = canonical.contact_rows
+            assert rows is not None
+            volume |= attribution_days(rows.filter(days_of("offered_at").is_in(changed)), settings)
+            if stored is not None and settings.attribution == "end" and changed:
+                volume |= attribution_days(stored(changed), settings)
+        else:
+            chains |= changed
+    plan.volume = grids_of(volume, settings, recent[1])
+    plan.callbacks = grids_of(chains, settings, recent[1])
+    return plan

@@ -26,7 +26,7 @@ from polars.testing import assert_frame_equal
 from connectors.registry import SOURCES
 from connectors.state import StateStore
 from engine.clock import sleep as clock_sleep
-from tests.calendar import wait_for_exit
+from tests.calendar import run_process, wait_for_exit
 from tests.connectors.kill_support import KillResumeCase
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="needs SIGKILL")
@@ -82,9 +82,7 @@ def test_killed_sync_resumes_to_the_exact_result(name: str, seed: int, tmp_path:
         assert first.returncode == -signal.SIGKILL, (tmp_path / "first.log").read_text()
         killed_at = case.emulator.stats.requests
         partial = case.rebuilt(tmp_path / "landing")
-        second = subprocess.run(
-            cli, env=env, cwd=tmp_path, capture_output=True, timeout=120, check=False
-        )
+        second = run_process(cli, env=env, cwd=tmp_path, timeout=120)
         assert second.returncode == 0, second.stderr.decode()
         assert case.emulator.stats.requests > killed_at
         truth, rebuilt = case.truth(), case.rebuilt(tmp_path / "landing")

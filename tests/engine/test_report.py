@@ -12,7 +12,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -34,6 +33,7 @@ from engine.pipeline.callbacks import build_callbacks
 from engine.report.build import SECTIONS, render, write_report
 from engine.report.data import MAX_POINTS, compute, open_store
 from engine.settings import BuildSettings
+from tests.calendar import run_process
 
 START = datetime(2026, 10, 1, tzinfo=UTC)
 DAYS = 3
@@ -314,7 +314,7 @@ def visit(page: Path, work: Path) -> Visit:
         "--host-resolver-rules=MAP * ~NOTFOUND", f"--log-net-log={net}", "--hide-scrollbars",
         f"--screenshot={shot}", "--window-size=1400,3000", "--dump-dom", page.resolve().as_uri(),
     ]  # fmt: skip
-    result = subprocess.run(args, capture_output=True, text=True, timeout=120, check=False)
+    result = run_process(args, timeout=120, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
     return Visit(result.stdout, result.stderr, _page_requests(net), shot)
 

@@ -1,0 +1,167 @@
+"""One writer at a time: the store's lock, and the leftovers of killed runs.
+
+:func:`store_lock` takes an exclusive ``flock`` on ``<store.state>/wfm-intervals.lock`` for the
+whole of a ``run`` or ``sync`` (the landing store, the connectors' and the run's state and the
+output store are written only under it). The kernel drops the lock when its holder dies, however
+it dies, so a lock left by a dead process is taken over with no guess about staleness. The file
+also says who holds it (pid, host, since when: no secret), which is what a second writer's error
+names:
+
+    wfm-intervals: error: the store is in use by pid 4242 on host-a since 2026-11-09T02:00:03Z
+    (another `wfm-intervals run` or `sync`); wait for it, or give --wait SECONDS
+
+:func:`clean_leftovers` removes what a killed run can leave behind: temporary files and folders
+of atomic writes, landing compactions never finished, and data files of store commits that never
+happened (:func:`engine.output.delta.remove_orphans`). :func:`housekeeping` does that and
+migrates tables of the Parquet-directory store (before the Delta Lake store) in place;
+:func:`damage` lists what is missing or damaged in the store's tables. All run under the lock.
+
+Example:
+    >>> import tempfile
+    >>> root = Path(tempfile.mkdtemp())
+    >>> with store_lock(root):
+    ...     holder(root)["pid"] == os.getpid()
+    True
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+import shutil
+import socket
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Final
+
+from engine import clock, killpoint
+from engine.errors import StoreLockedError
+from engine.output import delta
+from engine.output.store import request_instant
+
+__all__ = [
+    "LOCK_FILE",
+    "STORE_TABLES",
+    "clean_leftovers",
+    "damage",
+    "holder",
+    "housekeeping",
+    "store_lock",
+]
+
+LOCK_FILE: Final = "wfm-intervals.lock"
+#: The store's tables, and the column each is partitioned by (``None``: by request date).
+STORE_TABLES: Final[dict[str, str | None]] = {
+    "contacts": "offered_at",
+    "callback_attempts": None,
+    "callvolume": "interval_start_utc",
+    "callback_intervals": "interval_start_utc",
+    "retry_outcomes": "interval_start_utc",
+    "callvolume_kore": "interval_start_utc",
+}
+#: Names of what an interrupted write leaves: ``.<name>.tmp-<hex>``, ``.<name>.old-<hex>``,
+#: ``.run-staging-<hex>`` (earlier versions) and ``.compact-<hex>.tmp`` (landing compaction).
+_LEFTOVER = re.compile(
+    r"^(\..+\.(tmp|old)-[0-9a-f]{32}|\.run-staging-.+|\.compact-[0-9a-f]{32}\.tmp)$"
+)
+
+
+def holder(state_root: Path) -> dict[str, Any] | None:
+    """Who holds (or last held) the lock, as its file says (``None``: no such file)."""
+    try:
+        data = json.loads((Path(state_root) / LOCK_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _describe(found: dict[str, Any] | None) -> str:
+    if not found:
+        return "another process"
+    return f"pid {found.get('pid')} on {found.get('host')} since {found.get('since')}"
+
+
+@contextmanager
+def store_lock(state_root: Path, *, wait: float = 0.0) -> Iterator[None]:
+    """Hold the store's lock inside the ``with`` block.
+
+    Args:
+        state_root: ``store.state`` (created if missing).
+        wait: seconds to wait for a holder to finish (0: fail at once).
+
+    Raises:
+        StoreLockedError: another process holds it (after ``wait``); names the holder.
+    """
+    root = Path(state_root)
+    root.mkdir(parents=True, exist_ok=True)
+    fd = os.open(root / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        deadline = time.monotonic() + max(wait, 0.0)
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    found = _describe(holder(root))
+                    msg = (
+                        f"the store is in use by {found} (another `wfm-intervals run` or "
+                        "`sync`); wait for it, or give --wait SECONDS"
+                    )
+                    raise StoreLockedError(msg) from None
+                clock.sleep(min(0.2, max(deadline - time.monotonic(), 0.01)))
+        since = clock.now().strftime("%Y-%m-%dT%H:%M:%SZ")
+        me = {"pid": os.getpid(), "host": socket.gethostname(), "since": since}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(me).encode(), 0)
+        killpoint.reached("lock.taken")
+        yield
+    finally:
+        os.close(fd)  # closing drops the lock
+
+
+def clean_leftovers(*roots: Path, tables: Path | None = None) -> list[str]:
+    """Delete what killed runs left under ``roots`` and the orphans of the store's tables in
+    ``tables`` (``<output.dir>/store``); what was removed, one line each."""
+    removed: list[str] = []
+    for root in roots:
+        if not Path(root).is_dir():
+            continue
+        for path in sorted(Path(root).rglob(".*"), reverse=True):
+            if not _LEFTOVER.match(path.name) or not path.exists():
+                continue
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+            removed.append(str(path))
+    if tables is not None and tables.is_dir():
+        counts = {t: delta.remove_orphans(t) for t in sorted(tables.iterdir()) if delta.is_table(t)}
+        removed += [f"{t}: {n} uncommitted file(s)" for t, n in counts.items() if n]
+    return removed
+
+
+def housekeeping(out: Path, landing: Path, state: Path) -> list[str]:
+    """Clean the leftovers under the output directory, the landing store and the state, and
+    migrate every table of ``out/store`` still in the Parquet-directory layout; what was done.
+
+    Raises:
+        StoreError: an old table cannot be read to migrate it.
+    """
+    tables = out / "store"
+    done = clean_leftovers(out, landing, state, tables=tables)
+    for name, by in STORE_TABLES.items():
+        path = tables / name
+        partition = by if by is not None else request_instant()
+        if delta.migrate(path, by=partition):
+            done.append(f"{path}: migrated to the Delta Lake store")
+    return done
+
+
+def damage(tables: Path, names: list[str]) -> list[str]:
+    """What is missing or damaged among the tables ``names`` under ``tables``: one line each."""
+    return [problem for name in names for problem in delta.problems(tables / name)]

@@ -1,0 +1,337 @@
+"""Nightly runs that cannot lose history: the transactional store under ``wfm-intervals run``.
+
+Every case runs the real command against the loopback emulators and compares the stored tables
+with those of a clean run (or of the same store before the trouble): late landings re-aggregated
+whatever their vendor timestamps, missing or damaged tables and state rebuilt from the landing
+store, one writer at a time, the old Parquet store migrated, and a dry run that writes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+
+from engine.clock import StartedClock, use_clock
+from engine.demo.stack import Stack
+from engine.output import delta
+from engine.pipeline.lock import store_lock
+from engine.settings import BuildSettings
+from engine.tables import callvolume
+from engine.tables.callvolume import SCHEMA
+from tests.calendar import TEST_NOW, run_process
+from tests.engine.run_support import (
+    SECRETS,
+    T0,
+    clean_environment,
+    emulators,
+    invoke,
+    one_error_line,
+    table,
+    write_config,
+)
+
+TABLES = ("contacts", "callback_attempts", "callvolume", "callback_intervals", "retry_outcomes")
+
+
+@pytest.fixture
+def stack(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Stack]:
+    """The emulators, on a clock restarted at TEST_NOW for this test (so that every run of a
+    test falls in the same interval: a test lasts seconds)."""
+    clean_environment(monkeypatch, tmp_path)
+    with use_clock(StartedClock(TEST_NOW)), emulators() as s:
+        yield s
+
+
+def _config(root: Path, stack: Stack) -> Path:
+    """UJET and Mindful only (Kore.ai and Dixa add nothing to these cases), no report."""
+    return write_config(
+        root,
+        stack,
+        sources__dixa={"enabled": False},
+        sources__kore={"enabled": False},
+        run={"lookback_minutes": 60, "report": False},
+    )
+
+
+def _tables(out: Path) -> dict[str, pl.DataFrame]:
+    return {name: table(out, name) for name in TABLES}
+
+
+def _same(got: dict[str, pl.DataFrame], want: dict[str, pl.DataFrame]) -> None:
+    for name, frame in want.items():
+        assert_frame_equal(got[name], frame, check_row_order=False)
+
+
+def _run(config: Path, *args: str) -> dict[str, object]:
+    result = invoke(["run", "--json", "--quiet", *args], config)
+    assert result.exit_code == 0, result.output
+    summary: dict[str, object] = json.loads(result.stdout)
+    return summary
+
+
+def test_records_landing_late_with_old_vendor_stamps_are_aggregated(
+    tmp_path: Path, stack: Stack
+) -> None:
+    """A sync that ended early lands the rest the next night, stamped before the last run
+    started: the old rule (updated after the last run started) missed them; now the days they
+    land in are rebuilt because what landed for them changed."""
+    config = _config(tmp_path, stack)
+    _run(config)
+    served = stack.ujet.expected_contacts()
+    stamp = served["updated_at"].max()
+    assert isinstance(stamp, type(T0))
+    extra = served.filter(pl.col("segment_no") == 1).head(40)
+    extra = extra.with_columns(
+        pl.concat_str(pl.lit("late-"), "contact_id").alias("contact_id"),
+        pl.lit(stamp + timedelta(minutes=1)).alias("updated_at"),  # before the last run started
+    )
+    stack.ujet.add_contacts(extra, touch=False)
+    second = _run(config)
+    assert second["late_changes"] >= 1
+    out = tmp_path / "out"
+    incremental = _tables(out)
+    assert incremental["contacts"].height == stack.ujet.expected_contacts().height
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    _run(write_config(clean, stack, sources__dixa={"enabled": False},
+                      sources__kore={"enabled": False}, run={"report": False}))  # fmt: skip
+    _same(incremental, _tables(clean / "out"))
+    window = (T0, T0 + timedelta(days=1))
+    want = callvolume.build(
+        stack.ujet.expected_contacts().lazy(), window=window, settings=BuildSettings()
+    )
+    got = incremental["callvolume"].select(list(SCHEMA)).cast(SCHEMA)  # type: ignore[arg-type]
+    got = got.filter(pl.col("interval_start_utc") < window[1])
+    assert got["offered"].sum() == want.collect()["offered"].sum()
+
+
+def test_a_second_run_with_nothing_new_commits_nothing_outside_the_recent_window(
+    tmp_path: Path, stack: Stack
+) -> None:
+    config = _config(tmp_path, stack)
+    _run(config)
+    out = tmp_path / "out"
+    before = _tables(out)
+    second = _run(config)
+    assert second["late_changes"] == 0
+    plan = second["plan"]
+    assert isinstance(plan, dict)
+    assert plan["partitions"] == {"contacts": [], "callback_attempts": []}
+    _same(_tables(out), before)
+
+
+@pytest.mark.parametrize("damage", ["partition", "table", "file", "state", "whole store"])
+def test_lost_history_is_rebuilt_from_the_landing_store(
+    tmp_path: Path, stack: Stack, damage: str
+) -> None:
+    config = _config(tmp_path, stack)
+    _run(config)
+    out, state = tmp_path / "out", tmp_path / "state"
+    before = _tables(out)
+    volume = out / "store" / "callvolume"
+    if damage == "partition":
+        shutil.rmtree(sorted(volume.glob("date=*"))[0])
+    elif damage == "table":
+        shutil.rmtree(volume)
+    elif damage == "file":
+        victim = sorted((out / "store" / "callback_attempts").rglob("*.parquet"))[0]
+        victim.write_bytes(victim.read_bytes()[:64])
+    elif damage == "state":
+        (state / "run.json").unlink()
+    else:
+        shutil.rmtree(out / "store")
+    summary = _run(config)
+    repaired = summary["repaired"]
+    assert isinstance(repaired, list)
+    if damage in ("partition", "table", "file"):
+        assert repaired, "the damage was found"
+    assert summary["window"]["full_rebuild"] is True  # type: ignore[index]
+    _same(_tables(out), before)
+
+
+def test_a_damaged_run_state_is_one_line_naming_the_fix(tmp_path: Path, stack: Stack) -> None:
+    config = _config(tmp_path, stack)
+    _run(config)
+    (tmp_path / "state" / "run.json").write_text("{torn")
+    result = invoke(["run", "--quiet"], config)
+    assert result.exit_code == 2
+    line = one_error_line(result)
+    assert "run.json" in line
+    assert "--full-refresh" in line
+    assert invoke(["run", "--quiet", "--full-refresh"], config).exit_code == 0
+
+
+def test_one_writer_at_a_time(tmp_path: Path, stack: Stack) -> None:
+    config = _config(tmp_path, stack)
+    state = tmp_path / "state"
+    with store_lock(state):
+        held = invoke(["run", "--quiet"], config)
+        waited = invoke(["run", "--quiet", "--wait", "0.3"], config)
+    for result in (held, waited):
+        assert result.exit_code == 2
+        line = one_error_line(result)
+        assert f"pid {os.getpid()}" in line
+        assert "--wait" in line
+    assert not (tmp_path / "out" / "store").exists()  # nothing was written
+    assert invoke(["run", "--quiet"], config).exit_code == 0  # released: the next run goes
+
+
+def test_two_runs_at_once_take_turns(tmp_path: Path, stack: Stack) -> None:
+    """Two real processes started together: the lock makes one wait for the other (``--wait``),
+    and the store they leave is exactly a clean run's."""
+    config = _config(tmp_path, stack)
+    env = os.environ | SECRETS
+    cli = [sys.executable, "-m", "engine.cli.main", "run", "--json", "--quiet", "--wait", "120"]
+    procs = [
+        subprocess.Popen(
+            [*cli, "--config", str(config)],
+            env=env,
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for _ in range(2)
+    ]
+    outputs = [p.communicate() for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [err.decode()[-500:] for _, err in outputs]
+    kinds = sorted(json.loads(out)["window"]["full_rebuild"] for out, _ in outputs)
+    assert kinds == [False, True]  # one built the store, the other came after it
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    _run(_config(clean, stack))
+    _same(_tables(tmp_path / "out"), _tables(clean / "out"))
+
+
+def test_a_killed_lock_holder_is_taken_over(tmp_path: Path, stack: Stack) -> None:
+    config = _config(tmp_path, stack)
+    code = (
+        "import os, sys\n"
+        "from engine.pipeline.lock import store_lock\n"
+        "with store_lock(sys.argv[1]):\n"
+        "    os.kill(os.getpid(), 9)\n"
+    )
+    killed = run_process([sys.executable, "-c", code, str(tmp_path / "state")], timeout=60)
+    assert killed.returncode == -9
+    assert invoke(["run", "--quiet"], config).exit_code == 0
+
+
+def test_the_old_parquet_store_is_migrated_once(tmp_path: Path, stack: Stack) -> None:
+    config = _config(tmp_path, stack)
+    _run(config)
+    out = tmp_path / "out"
+    before = _tables(out)
+    for name in TABLES:  # rewrite each table in the layout of the Parquet-directory store
+        path = out / "store" / name
+        frame = pl.read_delta(str(path))
+        shutil.rmtree(path)
+        frame.write_parquet(path, partition_by="date", mkdir=True)
+    state = tmp_path / "state" / "run.json"
+    old = json.loads(state.read_text())
+    old["version"] = 1
+    del old["digests"]
+    state.write_text(json.dumps(old))
+    summary = _run(config)
+    cleaned = summary["cleaned"]
+    assert isinstance(cleaned, list)
+    assert sum("migrated" in c for c in cleaned) == len(TABLES)
+    _same(_tables(out), before)
+    assert not [p for p in (out / "store").rglob("*.parquet") if not p.name.startswith("part-")]
+    again = _run(config)
+    assert not [c for c in again["cleaned"] if "migrated" in c]  # type: ignore[union-attr]
+
+
+def test_a_dry_run_writes_nothing_and_says_what_a_run_would_touch(
+    tmp_path: Path, stack: Stack
+) -> None:
+    config = _config(tmp_path, stack)
+    _run(config)
+    before = sorted((p.relative_to(tmp_path), p.stat().st_mtime_ns) for p in tmp_path.rglob("*"))
+    result = invoke(["run", "--dry-run", "--json"], config)
+    assert result.exit_code == 0, result.output
+    plan = json.loads(result.stdout)
+    assert plan["sources"] == ["ujet", "mindful"]
+    assert plan["full_rebuild"] is False
+    assert plan["callvolume"]
+    assert plan["partitions"]["contacts"] == []
+    after = sorted((p.relative_to(tmp_path), p.stat().st_mtime_ns) for p in tmp_path.rglob("*"))
+    assert after == before
+    text = invoke(["run", "--dry-run", "--full-refresh"], config)
+    assert text.exit_code == 0, text.output
+    assert "full rebuild" in text.stdout
+    assert "contacts partitions: all" in text.stdout
+
+
+def test_leftovers_of_a_killed_run_are_cleaned(tmp_path: Path, stack: Stack) -> None:
+    config = _config(tmp_path, stack)
+    _run(config)
+    out = tmp_path / "out"
+    volume = out / "store" / "callvolume"
+    orphan = sorted(volume.glob("date=*"))[0] / "part-0123456789ab-000000000000.parquet"
+    shutil.copy(next(volume.rglob("part-*.parquet")), orphan)  # a commit that never happened
+    tmp = out / "exports" / f".callvolume.csv.tmp-{'a' * 32}"
+    tmp.write_text("half")
+    summary = _run(config)
+    cleaned = summary["cleaned"]
+    assert isinstance(cleaned, list)
+    assert str(tmp) in cleaned
+    assert any("uncommitted" in c for c in cleaned)
+    assert not orphan.exists()
+    assert not tmp.exists()
+
+
+def test_verify_checks_landing_state_and_store_against_each_other(
+    tmp_path: Path, stack: Stack
+) -> None:
+    config = _config(tmp_path, stack)
+    fresh = invoke(["verify"], config)
+    assert fresh.exit_code == 0, fresh.output  # no run yet: nothing is wrong
+    assert "behind   state" in fresh.stdout
+    _run(config)
+    good = invoke(["verify", "--json"], config)
+    assert good.exit_code == 0, good.output
+    findings = json.loads(good.stdout)["findings"]
+    assert {f["status"] for f in findings} == {"ok"}
+    assert {f["check"] for f in findings} >= {
+        "state",
+        "state ujet/calls",
+        "store callvolume",
+        "store vs state",
+        "landing vs state",
+    }
+    # Something lands after the run: the store is behind, not broken.
+    stack.ujet.update_records([stack.ujet.expected_contacts()["contact_id"][0]], talk_ms=1)
+    synced = invoke(["sync", "ujet"], config)
+    assert synced.exit_code == 0, synced.output
+    behind = invoke(["verify"], config)
+    assert behind.exit_code == 0, behind.output
+    assert (
+        "behind   landing vs state: contacts: 1 day(s) landed since the last run" in behind.stdout
+    )
+    # A partition of the contacts table replaced outside a run: every file is sound, the
+    # digests say the store is not what the last run built.
+    contacts = tmp_path / "out" / "store" / "contacts"
+    rows = pl.read_delta(str(contacts)).drop("date")
+    day = rows["offered_at"].min().date()  # type: ignore[union-attr]
+    fewer = rows.filter(pl.col("offered_at").dt.date() == day).slice(1)
+
+    delta.commit(contacts, fewer, by="offered_at", days=[day])
+    changed = invoke(["verify"], config)
+    assert changed.exit_code == 2
+    assert f"contacts: 1 partition day(s) differ from the last run: {day}" in changed.stdout
+    assert "--full-refresh" in one_error_line(changed)
+    # A lost file of the volume table: named, with the fix.
+    victim = next((tmp_path / "out" / "store" / "callvolume").rglob("part-*.parquet"))
+    victim.unlink()
+    lost = invoke(["verify"], config)
+    assert lost.exit_code == 2
+    assert f"{victim}: missing" in one_error_line(lost)
