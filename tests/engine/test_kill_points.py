@@ -1,0 +1,129 @@
+"""Crash safety at code points: ``wfm-intervals run`` killed at each write, rename and commit step
+(:mod:`engine.killpoint`), then run again, gives exactly the tables of an uninterrupted run.
+
+Each case starts the real command as a child process with ``WFM_KILL_AT`` naming one crash point
+(``<point>@<n>``: the n-th time the run reaches it), checks that the child really died there
+(``SIGKILL``, nothing flushed), runs again in-process, and compares every store table with a
+clean run over the same emulators. First-run cases kill a full build; incremental cases kill the
+next day's run after new contacts arrived (it also compacts the first day's landing files).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+
+from engine.clock import CLOCK_AT_VARIABLE, StartedClock, use_clock
+from engine.demo.stack import Stack
+from engine.killpoint import POINTS, VARIABLE
+from tests.calendar import TEST_NOW, run_process
+from tests.engine.run_support import SECRETS, clean_environment, emulators, invoke, table
+from tests.engine.run_support import write_config as _write_config
+
+TABLES = ("contacts", "callback_attempts", "callvolume", "callback_intervals", "retry_outcomes")
+NEXT_DAY = TEST_NOW + timedelta(days=1)
+
+#: (kill point, the first run's or the next day's) — delta.* counts commits in the order
+#: contacts, callvolume, callback_attempts, callback_intervals, retry_outcomes.
+FIRST_RUN = [
+    "lock.taken",
+    "sync.page_landed@1",
+    "sync.page_landed@4",
+    "sync.cursor_committed@2",
+    "run.rebuilt",
+    "delta.files_written@1",
+    "delta.committed@1",
+    "delta.files_written@2",
+    "delta.committed@3",
+    "delta.files_written@5",
+    "delta.committed@5",
+    "files.written@1",
+    "files.replaced@2",
+    "run.exported",
+    "run.state_saving",
+    "run.state_saved",
+]
+NEXT_RUN = [
+    "sync.page_landed@1",
+    "landing.compact_written@1",
+    "landing.compact_removed@1",
+    "delta.files_written@2",
+    "delta.committed@2",
+    "delta.committed@4",
+    "files.written@3",
+    "run.state_saving",
+]
+CASES = [("first", p) for p in FIRST_RUN] + [("next", p) for p in NEXT_RUN]
+
+
+def test_the_cases_cover_every_crash_point_and_at_least_twenty_sites() -> None:
+    used = {p.partition("@")[0] for _, p in CASES}
+    assert used == set(POINTS)
+    assert len(CASES) >= 20
+
+
+@pytest.fixture
+def stack(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Stack]:
+    clean_environment(monkeypatch, tmp_path)
+    with use_clock(StartedClock(TEST_NOW)), emulators() as s:
+        yield s
+
+
+def write_config(root: Path, stack: Stack) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    return _write_config(
+        root,
+        stack,
+        sources__dixa={"enabled": False},
+        sources__kore={"enabled": False},
+        run={"lookback_minutes": 60, "report": False},
+    )
+
+
+def _run_in_process(config: Path) -> None:
+    result = invoke(["run", "--quiet"], config)
+    assert result.exit_code == 0, result.output
+
+
+def _killed_run(config: Path, point: str, at: str) -> None:
+    env = os.environ | SECRETS | {VARIABLE: point, CLOCK_AT_VARIABLE: at}
+    cli = [sys.executable, "-m", "engine.cli.main", "run", "--quiet", "--config", str(config)]
+    child = run_process(cli, env=env, cwd=config.parent, timeout=180)
+    assert child.returncode == -signal.SIGKILL, (
+        f"{point} was not reached: exit {child.returncode}\n{child.stderr.decode()[-2000:]}"
+    )
+
+
+def _tables(out: Path) -> dict[str, pl.DataFrame]:
+    return {name: table(out, name) for name in TABLES}
+
+
+@pytest.mark.parametrize(("phase", "point"), CASES, ids=[f"{a}-{b}" for a, b in CASES])
+def test_a_run_killed_at_a_crash_point_loses_nothing(
+    tmp_path: Path, stack: Stack, phase: str, point: str
+) -> None:
+    killed = write_config(tmp_path / "killed", stack)
+    at = TEST_NOW
+    if phase == "next":
+        _run_in_process(killed)
+        served = stack.ujet.expected_contacts().filter(pl.col("segment_no") == 1).head(25)
+        stack.ujet.add_contacts(
+            served.with_columns(pl.concat_str(pl.lit("new-"), "contact_id").alias("contact_id"))
+        )
+        at = NEXT_DAY
+    _killed_run(killed, point, at.isoformat())
+    with use_clock(StartedClock(at)):
+        _run_in_process(killed)  # the next run, after the kill
+        clean = write_config(tmp_path / "clean", stack)
+        _run_in_process(clean)
+    got, want = _tables(tmp_path / "killed" / "out"), _tables(tmp_path / "clean" / "out")
+    for name in TABLES:
+        assert_frame_equal(got[name], want[name], check_row_order=False)
