@@ -1,0 +1,156 @@
+"""``wfm-intervals verify``: the landing store, the state and the output store checked against
+each other, writing nothing.
+
+:func:`verify` returns one :class:`Finding` per check, each ``ok``, ``behind`` (nothing is wrong,
+but a run has work to do) or ``problem`` (something is missing or damaged; its ``fix`` names the
+command that repairs it):
+
+* **state**: ``run.json`` and every enabled stream's cursor file read back; a store whose run state
+  is gone is rebuilt whole by the next run;
+* **store**: every table the enabled sources feed is a table whose current version has every file
+  it names, with the size and row count its log recorded (:func:`engine.output.delta.problems`);
+* **store vs state**: the stored canonical tables hash, partition day by partition day, to the
+  digests the last run recorded (:func:`engine.pipeline.window.fingerprints`): a partition lost,
+  added or changed outside a run shows here even when every file is sound;
+* **landing vs state**: what has landed is validated and hashed the same way: the days whose
+  landed content differs from what the tables were built from are work for the next run.
+
+Example:
+    ``for f in verify(load_settings(Path("wfm.toml"))): print(f.status, f.check, f.detail)``
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import date
+from typing import Any, Literal
+
+from connectors.errors import ConnectorError
+from connectors.state import StateStore
+from engine.app.config import AppSettings
+from engine.app.sources import connector
+from engine.errors import StoreError
+from engine.output import delta
+from engine.output.store import scan_attempts
+from engine.pipeline.sources import canonical, tables_fed
+from engine.pipeline.state import load_run_state, run_state_path
+from engine.pipeline.window import Canonical, changed_days, fingerprints
+from engine.schema import CONTACTS
+
+__all__ = ["Finding", "verify"]
+
+Status = Literal["ok", "behind", "problem"]
+_REFRESH = "wfm-intervals run --full-refresh"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One check: what, how it went, and the command that fixes a problem."""
+
+    check: str
+    status: Status
+    detail: str
+    fix: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """As a JSON-able dict."""
+        return asdict(self)
+
+
+def _days(found: set[date]) -> str:
+    shown = sorted(d.isoformat() for d in found)
+    more = f" and {len(shown) - 5} more" if len(shown) > 5 else ""
+    return ", ".join(shown[:5]) + more
+
+
+def _state(settings: AppSettings, names: list[str]) -> tuple[list[Finding], Any]:
+    found: list[Finding] = []
+    path = run_state_path(settings.store.state)
+    try:
+        state = load_run_state(path)
+    except ConnectorError as exc:
+        return [Finding("state", "problem", str(exc), _REFRESH)], None
+    if state is None:
+        found.append(Finding("state", "behind", f"{path}: no run yet", "wfm-intervals run"))
+    else:
+        found.append(
+            Finding("state", "ok", f"{path}: last run {state.finished_at:%Y-%m-%dT%H:%MZ}")
+        )
+    store = StateStore(settings.store.state)
+    for name in names:
+        for stream in connector(name).configured(settings.source(name)).streams:
+            try:
+                cursor = store.get(name, stream.name)
+            except ConnectorError as exc:
+                found.append(Finding(f"state {name}/{stream.name}", "problem", str(exc)))
+                continue
+            detail = (
+                "not synced yet" if cursor is None else f"cursor {cursor.cursor:%Y-%m-%dT%H:%MZ}"
+            )
+            found.append(Finding(f"state {name}/{stream.name}", "ok", detail))
+    return found, state
+
+
+def _stored_digests(settings: AppSettings, names: list[str]) -> dict[str, dict[str, str]]:
+    root = settings.output.dir / "store"
+    tables = tables_fed(names)
+    contacts = delta.scan(root / "contacts", CONTACTS).collect() if "contacts" in tables else None
+    attempts = None
+    if "callback_attempts" in tables:
+        attempts = scan_attempts(root / "callback_attempts").collect()
+    empty = contacts.clear() if contacts is not None else None
+    stored = Canonical.of(
+        None if contacts is None else (contacts, empty),  # type: ignore[arg-type]
+        None if attempts is None else (attempts, attempts.clear()),
+        None,
+    )
+    return fingerprints(stored)
+
+
+def verify(settings: AppSettings) -> list[Finding]:
+    """Every check (see the module docstring); writes nothing.
+
+    Raises:
+        ConfigError: nothing is enabled.
+    """
+    names = settings.enabled_sources()
+    found, state = _state(settings, names)
+    root = settings.output.dir / "store"
+    damaged = False
+    for name in tables_fed(names):
+        path = root / name
+        if not delta.is_table(path) and state is None:
+            continue  # no run yet: nothing to check
+        problems = delta.problems(path)
+        damaged |= bool(problems)
+        if problems:
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            found.append(Finding(f"store {name}", "problem", problems[0] + more, _REFRESH))
+        else:
+            found.append(Finding(f"store {name}", "ok", f"version {delta.version(path)}"))
+    if state is None or damaged or state.digests is None:
+        return found
+    try:
+        stored = _stored_digests(settings, names)
+    except (StoreError, OSError) as exc:
+        return [*found, Finding("store vs state", "problem", str(exc), _REFRESH)]
+    for name, digests in stored.items():
+        off = changed_days(digests, state.digests.get(name, {}))
+        if off:
+            detail = f"{name}: {len(off)} partition day(s) differ from the last run: {_days(off)}"
+            found.append(Finding("store vs state", "problem", detail, _REFRESH))
+        else:
+            found.append(Finding("store vs state", "ok", f"{name}: {len(digests)} day(s) agree"))
+    landed = Canonical.of(
+        canonical(settings, names, "contacts"),
+        canonical(settings, names, "callback_attempts"),
+        None,
+    )
+    for name, digests in fingerprints(landed).items():
+        new = changed_days(digests, state.digests.get(name, {}))
+        if new:
+            detail = f"{name}: {len(new)} day(s) landed since the last run: {_days(new)}"
+            found.append(Finding("landing vs state", "behind", detail, "wfm-intervals run"))
+        else:
+            found.append(Finding("landing vs state", "ok", f"{name}: nothing new landed"))
+    return found
