@@ -58,6 +58,7 @@ __all__ = [
     "problems",
     "remove_orphans",
     "scan",
+    "vacuum",
     "version",
 ]
 
@@ -273,6 +274,25 @@ def remove_orphans(path: Path) -> int:
             file.unlink()
             removed += 1
     return removed
+
+
+def vacuum(path: Path, *, keep_hours: int = 168) -> int:
+    """Delete the files of versions replaced more than ``keep_hours`` ago (time travel and slow
+    readers keep that long); how many. Without it, every partition a run rewrites would leave
+    its old files on disk for ever.
+
+    Raises:
+        StoreError: the table cannot be read.
+    """
+    if not is_table(path):
+        return 0
+    try:
+        removed = _open(path).vacuum(
+            retention_hours=keep_hours, enforce_retention_duration=False, dry_run=False
+        )
+    except (DeltaError, OSError) as exc:
+        raise StoreError(f"{path}: vacuum failed ({_first_line(exc)})") from None
+    return len(removed)
 
 
 def migrate(path: Path, *, by: str | pl.Expr) -> bool:

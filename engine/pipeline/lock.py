@@ -12,7 +12,8 @@ names:
 
 :func:`clean_leftovers` removes what a killed run can leave behind: temporary files and folders
 of atomic writes, landing compactions never finished, and data files of store commits that never
-happened (:func:`engine.output.delta.remove_orphans`). :func:`housekeeping` does that and
+happened (:func:`engine.output.delta.remove_orphans`), and the files of table versions replaced
+over a week ago (:func:`engine.output.delta.vacuum`). :func:`housekeeping` does that and
 migrates tables of the Parquet-directory store (before the Delta Lake store) in place;
 :func:`damage` lists what is missing or damaged in the store's tables. All run under the lock.
 
@@ -140,8 +141,13 @@ def clean_leftovers(*roots: Path, tables: Path | None = None) -> list[str]:
                 path.unlink(missing_ok=True)
             removed.append(str(path))
     if tables is not None and tables.is_dir():
-        counts = {t: delta.remove_orphans(t) for t in sorted(tables.iterdir()) if delta.is_table(t)}
+        found = [t for t in sorted(tables.iterdir()) if delta.is_table(t)]
+        counts = {t: delta.remove_orphans(t) for t in found}
         removed += [f"{t}: {n} uncommitted file(s)" for t, n in counts.items() if n]
+        old = {t: delta.vacuum(t) for t in found}
+        removed += [
+            f"{t}: {n} file(s) of versions replaced over a week ago" for t, n in old.items() if n
+        ]
     return removed
 
 
