@@ -164,8 +164,12 @@ def validated(rebuilt: Rebuilt, table: str) -> tuple[pl.LazyFrame, pl.LazyFrame]
     Raises:
         KeyError: ``table`` is not one the pipeline validates.
     """
-    clean, bad = _VALIDATE[table](rebuilt.rows, record=SOURCE_RECORD)
-    payloads = rebuilt.raw.select("source", "record_id", pl.col("raw").alias("__payload"))
+    # Cached: the clean rows, the quarantine and its payloads all start from the same rebuild
+    # (the landing scan and the mapping); without it, collecting them together ran that plan
+    # three times (1.8 s against 0.6 s for 15k Mindful attempts).
+    rows, raw = rebuilt.rows.cache(), rebuilt.raw.cache()
+    clean, bad = _VALIDATE[table](rows, record=SOURCE_RECORD)
+    payloads = raw.select("source", "record_id", pl.col("raw").alias("__payload"))
     bad = (
         bad.join(payloads, on=["source", "record_id"], how="left", nulls_equal=False)
         .with_columns(pl.coalesce("__payload", "raw").alias("raw"))
