@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from engine.interval import Grid, Window
 
 __all__ = [
+    "MAX_THRESHOLD_MS",
     "SL_FORMULAS",
     "Attribution",
     "BuildSettings",
@@ -42,6 +43,10 @@ SL_FORMULAS: tuple[SlFormula, ...] = (
     "answered_only",
 )
 
+#: The largest service-level threshold accepted: a week (a larger one is a typo, and would not
+#: fit the arithmetic of the table).
+MAX_THRESHOLD_MS = 7 * 24 * 3_600_000
+
 _DEFAULT_THRESHOLDS_MS = {
     "voice": 20_000,
     "callback": 20_000,
@@ -58,7 +63,7 @@ class ThresholdOverride(BaseModel):
 
     queue_id: str
     channel: str | None = None
-    threshold_ms: int = Field(ge=0)
+    threshold_ms: int = Field(ge=0, le=MAX_THRESHOLD_MS)
 
 
 class BuildSettings(BaseModel):
@@ -75,6 +80,9 @@ class BuildSettings(BaseModel):
     sl_overrides: tuple[ThresholdOverride, ...] = ()
     use_vendor_threshold: bool = False
     short_abandon_ms: int = Field(default=5_000, ge=0)
+    #: The longest window a build accepts, in days (a longer one is refused before any grid is
+    #: allocated: a typo'd year would otherwise ask for gigabytes of empty intervals).
+    max_window_days: int = Field(default=400, ge=1, le=36_600, exclude=True)
 
     @field_validator("tz")
     @classmethod
@@ -89,9 +97,9 @@ class BuildSettings(BaseModel):
     @field_validator("sl_default_ms")
     @classmethod
     def _non_negative(cls, value: dict[str, int]) -> dict[str, int]:
-        bad = {k: v for k, v in value.items() if v < 0}
+        bad = {k: v for k, v in value.items() if not 0 <= v <= MAX_THRESHOLD_MS}
         if bad:
-            msg = f"service-level thresholds must be >= 0 ms, got {bad}"
+            msg = f"service-level thresholds must be 0 to {MAX_THRESHOLD_MS} ms (a week), got {bad}"
             raise ValueError(msg)
         return {**_DEFAULT_THRESHOLDS_MS, **value}
 
@@ -122,6 +130,27 @@ class BuildSettings(BaseModel):
             )
             raise ValueError(msg)
         return window
+
+    def check_window(self, window: Window) -> None:
+        """Refuse a window a user gave that is longer than ``max_window_days`` (before any grid
+        is allocated: a typo'd year would otherwise ask for gigabytes of empty intervals).
+
+        Raises:
+            ValueError: it is longer.
+
+        Example:
+            >>> from datetime import UTC, datetime
+            >>> BuildSettings().check_window((datetime(1900, 1, 1, tzinfo=UTC),
+            ...                               datetime(2100, 1, 1, tzinfo=UTC)))
+            Traceback (most recent call last):
+            ...
+            ValueError: a window of 73,049 days is longer than max_window_days (400)
+        """
+        days = (window[1] - window[0]).total_seconds() / 86_400
+        if days > self.max_window_days:
+            limit = self.max_window_days
+            msg = f"a window of {days:,.0f} days is longer than max_window_days ({limit})"
+            raise ValueError(msg)
 
     def threshold_ms(self, queue_id: str, channel: str) -> int:
         """The configured threshold for a queue and channel (vendor thresholds aside)."""

@@ -11,12 +11,12 @@ from typing import Any
 
 import click
 
-from engine.cli.common import build_settings, fail, instant
+from engine.cli.common import build_settings, check_window, fail, instant
 from engine.errors import InputSchemaError
 from engine.output.files import DurationUnit
 from engine.pipeline import build as pipeline
 from engine.pipeline.build import FORMATS, BuildReport, Format
-from engine.settings import SL_FORMULAS, BuildSettings, ThresholdOverride
+from engine.settings import MAX_THRESHOLD_MS, SL_FORMULAS, BuildSettings, ThresholdOverride
 
 __all__ = ["build", "build_options", "run_build"]
 
@@ -34,6 +34,8 @@ def _thresholds(specs: tuple[str, ...]) -> tuple[dict[str, int], tuple[Threshold
             ms = str(int(value.removesuffix("s")) * 1000) if value[:-1].isdigit() else "x"
         if not sep or not ms.isdigit():
             fail(f"--sl-threshold {spec!r}: expected TARGET=MILLISECONDS (e.g. voice=20000)")
+        if int(ms) > MAX_THRESHOLD_MS:
+            fail(f"--sl-threshold {spec!r}: at most {MAX_THRESHOLD_MS} ms (a week)")
         if target in channels:
             defaults[target] = int(ms)
         else:
@@ -147,6 +149,7 @@ def run_build(frame: Any, out: Path, opts: dict[str, Any], title: str) -> BuildR
     settings = build_settings(
         **opts, sl_default_ms=defaults or None, sl_overrides=overrides or None
     )
+    check_window(settings, start, end)
     window = (start, end) if start and end else None
     try:
         report = pipeline.build_contacts(

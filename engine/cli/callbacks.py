@@ -22,7 +22,7 @@ from typing import Any
 import click
 import polars as pl
 
-from engine.cli.common import build_settings, fail, instant
+from engine.cli.common import build_settings, check_window, fail, instant
 from engine.errors import InputSchemaError, StoreError
 from engine.output import delta
 from engine.output.store import requests_of, scan_requests
@@ -68,6 +68,7 @@ def run_callbacks(frame: pl.LazyFrame, out: Path, *, title: str, **opts: Any) ->
         fail("give both --start and --end, or neither")
     minutes = opts.get("interval_minutes")
     settings = build_settings(interval_minutes=int(minutes) if minutes else None, tz=opts.get("tz"))
+    check_window(settings, start, end)
     try:
         report = build_callbacks(
             frame,

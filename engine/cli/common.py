@@ -22,6 +22,7 @@ from typing import Any, NoReturn
 
 import click
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 from rich.console import Console
 from rich.table import Table
 
@@ -51,6 +52,16 @@ CONFIG_OPTION = click.option(
 def fail(message: str, code: int = 2) -> NoReturn:
     click.echo(f"wfm-intervals: error: {message}", err=True)
     sys.exit(code)
+
+
+def check_window(settings: BuildSettings, start: datetime | None, end: datetime | None) -> None:
+    """Exit 2 when ``--start``/``--end`` span more than ``[build] max_window_days``."""
+    if start is None or end is None:
+        return
+    try:
+        settings.check_window((start, end))
+    except ValueError as exc:
+        fail(f"--start/--end: {exc}; give a shorter window, or raise [build] max_window_days")
 
 
 def instant(value: str | None, name: str) -> datetime | None:
@@ -83,6 +94,10 @@ def settings_or_fail(config_path: Path | None) -> AppSettings:
         return load_settings(config_path)
     except ConnectorError as exc:
         fail(str(exc))
+    except SettingsError as exc:  # e.g. a WFM_ variable holding a section that is not JSON
+        field = str(exc).split('"')[1] if str(exc).count('"') >= 2 else "?"
+        variable = f"WFM_{field.upper()}"
+        fail(f"invalid setting {field}: {variable} is not valid JSON (an object, e.g. '{{}}')")
     except ValidationError as exc:
         lines = describe_errors(exc)
         for line in lines[:-1]:

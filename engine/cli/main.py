@@ -113,8 +113,17 @@ def cli() -> None:
 
 
 def main() -> None:
-    """Console entry point."""
-    cli(prog_name="wfm-intervals")
+    """Console entry point: exit 130 when interrupted (Ctrl-C), as shells expect."""
+    try:
+        cli(prog_name="wfm-intervals", standalone_mode=False)
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        click.echo("wfm-intervals: interrupted", err=True)
+        raise SystemExit(130) from None
+    except click.exceptions.ClickException as exc:
+        exc.show()
+        raise SystemExit(exc.exit_code) from None
+    except click.exceptions.Exit as exc:
+        raise SystemExit(exc.exit_code) from None
 
 
 if __name__ == "__main__":  # ``python -m engine.cli.main`` (the crash tests start it so)

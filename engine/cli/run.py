@@ -29,6 +29,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from connectors.errors import ConnectorError
 from engine.cli.common import (
     CONFIG_OPTION,
+    check_window,
     fail,
     instant,
     key_values,
@@ -197,6 +198,7 @@ def run_command(
         fail("give both --start and --end, or neither")
     if begin is not None and until is not None and until <= begin:
         fail(f"--end {end!r} is not after --start {start!r}")
+    check_window(settings.build, begin, until)
     with _display(terminal=sys.stderr.isatty(), quiet=quiet) as on_event:
         try:
             summary = run(

@@ -225,13 +225,15 @@ def state_reset(
 
     Landed data stays; the re-read is de-duplicated.
     """
-    store = StateStore(settings_or_fail(config_path).store.state)
+    root = settings_or_fail(config_path).store.state
+    store = StateStore(root)
     what = "/".join(p for p in (source, stream) if p) or "every stream"
     if not yes and not click.confirm(f"reset the sync state of {what}?"):
-        fail("aborted", code=1)
+        fail("cancelled: nothing was reset", code=130)
     try:
-        removed = store.reset(source, stream)
-    except ConnectorError as exc:
+        with store_lock(root):  # never under a running sync or run
+            removed = store.reset(source, stream)
+    except (ConnectorError, StoreLockedError) as exc:
         fail(str(exc))
     for s in removed:
         click.echo(f"reset {s.source}/{s.stream} (was {format_utc(s.cursor)})")

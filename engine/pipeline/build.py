@@ -68,6 +68,8 @@ def read_table(path: Path) -> pl.LazyFrame:
         return delta.scan(path)
     if path.is_dir():
         return pl.scan_parquet(path / "**" / "*.parquet", hive_partitioning=False)
+    if path.stat().st_size == 0:
+        raise InputFileError(f"{path}: the file is empty (not even a header)")
     if suffix == ".parquet":
         return pl.scan_parquet(path)
     if suffix == ".csv":

@@ -1,0 +1,131 @@
+"""Bad input gets one line naming the file or setting and its exit code, never a traceback; an
+interrupted command exits 130 (issue 12, the cases done so far)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import polars as pl
+import pytest
+from click.testing import CliRunner, Result
+
+from engine.cli.main import cli
+from engine.clock import sleep
+from engine.settings import MAX_THRESHOLD_MS, BuildSettings
+from tests.calendar import wait_for_exit
+
+ROW = "u,c1,1,voice,q,2026-10-01T09:00:00Z,abandoned\n"
+HEADER = "source,contact_id,segment_no,channel,queue_id,offered_at,outcome\n"
+
+
+def invoke(args: list[str], env: dict[str, str] | None = None) -> Result:
+    return CliRunner().invoke(cli, args, env=env, catch_exceptions=False)
+
+
+def one_line(result: Result) -> str:
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("wfm-intervals: error: "), lines[0]
+    return lines[0]
+
+
+@pytest.mark.parametrize("name", ["empty.csv", "empty.ndjson", "empty.parquet"])
+def test_an_empty_contacts_file_is_one_line(tmp_path: Path, name: str) -> None:
+    path = tmp_path / name
+    path.write_bytes(b"")
+    result = invoke(["build", "--contacts", str(path), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2
+    assert f"{path}: the file is empty" in one_line(result)
+
+
+def test_a_header_only_file_builds_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "header.csv"
+    path.write_text(HEADER)
+    out = tmp_path / "o"
+    result = invoke(["build", "--contacts", str(path), "--out", str(out), "--start",
+                     "2026-10-01T00:00:00Z", "--end", "2026-10-01T01:00:00Z"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert pl.read_delta(str(out / "store" / "callvolume")).height == 0
+
+
+def test_a_threshold_beyond_a_week_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "c.csv"
+    path.write_text(HEADER + ROW)
+    huge = "voice=99999999999999999999999"
+    result = invoke(
+        ["build", "--contacts", str(path), "--out", str(tmp_path), "--sl-threshold", huge]
+    )
+    assert result.exit_code == 2
+    assert f"at most {MAX_THRESHOLD_MS} ms" in one_line(result)
+    with pytest.raises(ValueError, match="a week"):
+        BuildSettings(sl_default_ms={"voice": MAX_THRESHOLD_MS + 1})
+
+
+@pytest.mark.parametrize("command", ["build", "callbacks"])
+def test_a_window_of_two_centuries_is_refused_before_any_allocation(
+    tmp_path: Path, command: str
+) -> None:
+    path = tmp_path / "c.csv"
+    path.write_text(HEADER + ROW)
+    option = "--contacts" if command == "build" else "--attempts"
+    window = ["--start", "1900-01-01T00:00:00Z", "--end", "2100-01-01T00:00:00Z"]
+    result = invoke([command, option, str(path), "--out", str(tmp_path / "o"), *window])
+    assert result.exit_code == 2
+    line = one_line(result)
+    assert "73,049 days is longer than max_window_days (400)" in line
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_settings_variable_that_is_not_json_names_itself(tmp_path: Path) -> None:
+    result = invoke(["run"], {"WFM_BUILD": "{bad"})
+    assert result.exit_code == 2
+    assert "WFM_BUILD is not valid JSON" in one_line(result)
+
+
+def test_a_declined_reset_changes_nothing_and_exits_130(tmp_path: Path) -> None:
+    env = {"WFM_STORE__STATE": str(tmp_path / "state")}
+    result = CliRunner().invoke(cli, ["state", "reset"], env=env, input="n\n")
+    assert result.exit_code == 130
+    assert "cancelled: nothing was reset" in result.stderr
+
+
+def test_ctrl_c_exits_130_with_one_line(tmp_path: Path) -> None:
+    code = (
+        "import sys, threading\n"
+        "import click\n"
+        "from engine.cli import main\n"
+        "@click.command('wait')\n"
+        "def wait():\n"
+        "    print('ready', flush=True)\n"
+        "    threading.Event().wait(60)\n"
+        "main.COMMANDS['wait'] = main.Command('__main__', 'wait', 'Wait.')\n"
+        "sys.argv = ['wfm-intervals', 'wait']\n"
+        "main.main()\n"
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert child.stdout is not None
+    assert child.stdout.readline().strip() == "ready"
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and child.poll() is None:
+        os.kill(child.pid, signal.SIGINT)
+        if wait_for_exit_quietly(child):
+            break
+        sleep(0.05)
+    assert wait_for_exit(child, 30) == 130
+    _, err = child.communicate()
+    assert err.strip() == "wfm-intervals: interrupted"
+
+
+def wait_for_exit_quietly(child: subprocess.Popen[str]) -> bool:
+    try:
+        wait_for_exit(child, 0.5)
+    except subprocess.TimeoutExpired:
+        return False
+    return True
