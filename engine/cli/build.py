@@ -11,7 +11,14 @@ from typing import Any
 
 import click
 
-from engine.cli.common import build_settings, check_window, fail, instant
+from engine.cli.common import (
+    MAX_QUARANTINE_OPTION,
+    build_settings,
+    check_window,
+    exit_on_quarantine,
+    fail,
+    instant,
+)
 from engine.errors import InputSchemaError
 from engine.output.files import DurationUnit
 from engine.pipeline import build as pipeline
@@ -184,10 +191,12 @@ def run_build(frame: Any, out: Path, opts: dict[str, Any], title: str) -> BuildR
     help="Output directory (store/, exports/, quarantine/, summary.json).",
 )
 @build_options
-def build(contacts_path: Path, out: Path, **opts: Any) -> None:
+@MAX_QUARANTINE_OPTION
+def build(contacts_path: Path, out: Path, max_quarantine_fraction: float, **opts: Any) -> None:
     """Build the interval tables from a canonical contacts file."""
     try:
         frame = pipeline.read_table(contacts_path)
     except pipeline.InputFileError as exc:
         fail(f"--contacts: {exc}")
-    run_build(frame, out, opts, title=f"built from {contacts_path}")
+    report = run_build(frame, out, opts, title=f"built from {contacts_path}")
+    exit_on_quarantine(report.quarantined_total, report.rows_in, max_quarantine_fraction)

@@ -22,7 +22,14 @@ from typing import Any
 import click
 import polars as pl
 
-from engine.cli.common import build_settings, check_window, fail, instant
+from engine.cli.common import (
+    MAX_QUARANTINE_OPTION,
+    build_settings,
+    check_window,
+    exit_on_quarantine,
+    fail,
+    instant,
+)
 from engine.errors import InputSchemaError, StoreError
 from engine.output import delta
 from engine.output.store import requests_of, scan_requests
@@ -115,13 +122,16 @@ def run_callbacks(frame: pl.LazyFrame, out: Path, *, title: str, **opts: Any) ->
     type=click.Choice(CALLBACK_FORMATS),
     help="Table outputs to write; repeatable [all].",
 )
-def callbacks(attempts_path: Path, out: Path, **opts: Any) -> None:
+@MAX_QUARANTINE_OPTION
+def callbacks(attempts_path: Path, out: Path, max_quarantine_fraction: float, **opts: Any) -> None:
     """Build the callback interval and retry outcome tables from callback attempts."""
     try:
         frame = pipeline.read_table(attempts_path)
     except pipeline.InputFileError as exc:
         fail(f"--attempts: {exc}")
-    run_callbacks(frame, out, title=f"callbacks built from {attempts_path}", **opts)
+    report = run_callbacks(frame, out, title=f"callbacks built from {attempts_path}", **opts)
+    limit = max_quarantine_fraction
+    exit_on_quarantine(report.quarantined_total, report.rows_in - report.not_callbacks, limit)
 
 
 def _stored_requests(store: Path) -> pl.LazyFrame:

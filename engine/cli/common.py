@@ -54,6 +54,29 @@ def fail(message: str, code: int = 2) -> NoReturn:
     sys.exit(code)
 
 
+#: ``--max-quarantine-fraction`` of ``build`` and ``callbacks`` (``run`` has ``[run]``'s).
+MAX_QUARANTINE_OPTION = click.option(
+    "--max-quarantine-fraction",
+    type=click.FloatRange(0.0, 1.0),
+    default=0.05,
+    show_default=True,
+    help="Exit 1 (data problems) when more of the rows read than this are quarantined.",
+)
+
+
+def exit_on_quarantine(quarantined: int, rows_in: int, limit: float) -> None:
+    """Exit 1 with one line when the quarantined share of ``rows_in`` is above ``limit`` (the
+    outputs are written all the same)."""
+    share = quarantined / rows_in if rows_in else 0.0
+    if share > limit:
+        click.echo(
+            f"wfm-intervals: problem: {quarantined:,} of {rows_in:,} rows quarantined "
+            f"({share:.1%} > --max-quarantine-fraction {limit:.1%}); see quarantine/",
+            err=True,
+        )
+        sys.exit(1)
+
+
 def check_window(settings: BuildSettings, start: datetime | None, end: datetime | None) -> None:
     """Exit 2 when ``--start``/``--end`` span more than ``[build] max_window_days``."""
     if start is None or end is None:

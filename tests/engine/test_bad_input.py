@@ -16,6 +16,7 @@ from click.testing import CliRunner, Result
 
 from engine.cli.main import cli
 from engine.clock import sleep
+from engine.demo.callbacks import generate_attempts
 from engine.settings import MAX_THRESHOLD_MS, BuildSettings
 from tests.calendar import wait_for_exit
 
@@ -129,3 +130,26 @@ def wait_for_exit_quietly(child: subprocess.Popen[str]) -> bool:
     except subprocess.TimeoutExpired:
         return False
     return True
+
+
+def test_build_and_callbacks_exit_1_when_too_much_is_quarantined(tmp_path: Path) -> None:
+    path = tmp_path / "c.csv"
+    path.write_text(HEADER + ROW + ROW.replace("2026-10-01T09:00:00Z", "yesterday"))
+    args = ["build", "--contacts", str(path), "--out", str(tmp_path / "o")]
+    half = invoke(args)
+    assert half.exit_code == 1
+    assert half.stderr.strip() == (
+        "wfm-intervals: problem: 1 of 2 rows quarantined "
+        "(50.0% > --max-quarantine-fraction 5.0%); see quarantine/"
+    )
+    assert (tmp_path / "o" / "quarantine" / "contacts.csv").is_file()  # written all the same
+    assert invoke([*args, "--max-quarantine-fraction", "0.5"]).exit_code == 0
+    attempts = tmp_path / "a.parquet"
+    generated = generate_attempts(days=1, scale=0.1)
+    broken = generated.with_columns(pl.lit(None, pl.Datetime("us", "UTC")).alias("created_at"))
+    broken.write_parquet(attempts)
+    cb = ["callbacks", "--attempts", str(attempts), "--out", str(tmp_path / "cb")]
+    cb += ["--start", "2026-10-01T00:00:00Z", "--end", "2026-10-02T00:00:00Z"]
+    bad = invoke(cb)
+    assert bad.exit_code == 1, bad.output
+    assert f"{generated.height:,} of {generated.height:,} rows quarantined" in bad.stderr
