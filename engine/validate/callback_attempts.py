@@ -20,6 +20,8 @@ reason                     when
 ``negative_retry_attempt`` ``retry_attempt`` < 0
 ``negative_duration``      ``callback_ms``, ``estimated_callback_ms``, ``customer_wait_ms`` or
                            ``talk_ms`` < 0 (``punctuality_ms`` is signed)
+``implausible_duration``   one of those, or ``punctuality_ms`` either way, is beyond a week
+                           (:data:`engine.validate.contacts.MAX_DURATION_MS`)
 ``end_before_start``       ``ended_at`` < ``created_at`` (SPEC §7 "end before start")
 ``unknown_type``           ``type`` is not a callback type nor a known non-callback
 ``unknown_outcome``        ``outcome`` is no accepted spelling
@@ -49,7 +51,7 @@ import polars as pl
 
 from engine.errors import InputSchemaError
 from engine.schema import CALLBACK_ATTEMPTS, QUARANTINE
-from engine.validate.contacts import _parse_integer, _parse_timestamp
+from engine.validate.contacts import MAX_DURATION_MS, _parse_integer, _parse_timestamp
 from engine.validate.spelling import NOT_CALLBACK_TYPES, SPELLINGS, spelling_key
 
 __all__ = [
@@ -69,6 +71,7 @@ REASONS: Final = (
     "wrong_type",
     "negative_retry_attempt",
     "negative_duration",
+    "implausible_duration",
     "end_before_start",
     "unknown_type",
     "unknown_outcome",
@@ -76,6 +79,7 @@ REASONS: Final = (
     "unknown_source_type",
     "conflicting_duplicate",
 )
+_MAX_MS = MAX_DURATION_MS
 #: The identity of an attempt.
 KEY: Final = ("source", "attempt_id")
 #: Columns an input must have (the others default to null).
@@ -190,6 +194,12 @@ def conform_attempts(frame: pl.LazyFrame) -> pl.LazyFrame:
     flags += [
         ("negative_retry_attempt", "retry_attempt", pl.col("retry_attempt") < 0),
         *(("negative_duration", c, pl.col(c) < 0) for c in _NON_NEGATIVE),
+        *(("implausible_duration", c, pl.col(c) > MAX_DURATION_MS) for c in _NON_NEGATIVE),
+        (
+            "implausible_duration",
+            "punctuality_ms",
+            pl.col("punctuality_ms").abs() > MAX_DURATION_MS,
+        ),
         ("end_before_start", "ended_at", pl.col("ended_at") < pl.col("created_at")),
     ]
     reason, detail = _first_reason(flags)

@@ -17,6 +17,10 @@ reason                     when
 ``end_before_offer``       ``ended_at`` is before ``offered_at``
 ``answer_before_offer``    ``answered_at`` is before ``offered_at``
 ``negative_duration``      a ``*_ms`` column or a count is negative
+``implausible_duration``   a ``*_ms`` column (or the wait the timestamps give) is above
+                           :data:`MAX_DURATION_MS` (a week): no sum of a table can overflow
+``implausible_count``      ``messages``, ``csat_responses`` or ``csat_score`` is above
+                           :data:`MAX_COUNT`
 ``conflicting_duplicate``  two different rows share an identity *and* its latest ``updated_at``
 =========================  ================================================================
 
@@ -44,7 +48,20 @@ import polars as pl
 from engine.errors import InputSchemaError
 from engine.schema import CONTACTS, CONTACTS_KEY, CONTACTS_REQUIRED, QUARANTINE, UTC_TS
 
-__all__ = ["REASONS", "InputSchemaError", "conform_contacts", "validate_contacts"]
+__all__ = [
+    "MAX_COUNT",
+    "MAX_DURATION_MS",
+    "REASONS",
+    "InputSchemaError",
+    "conform_contacts",
+    "validate_contacts",
+]
+
+#: The longest plausible duration of one segment's wait, talk, hold or wrap-up: a week. With
+#: every duration at most this, a table's sums stay far inside 64 bits for any input size.
+MAX_DURATION_MS = 7 * 24 * 3_600_000
+#: The largest plausible count (messages, CSAT responses or score) of one segment.
+MAX_COUNT = 1_000_000
 
 REASONS: tuple[str, ...] = (
     "missing_id",
@@ -57,6 +74,8 @@ REASONS: tuple[str, ...] = (
     "end_before_offer",
     "answer_before_offer",
     "negative_duration",
+    "implausible_duration",
+    "implausible_count",
     "conflicting_duplicate",
 )
 
@@ -205,6 +224,11 @@ def conform_contacts(frame: pl.LazyFrame, *, keep: tuple[str, ...] = ()) -> pl.L
         ("answer_before_offer", "answered_at", pl.col("answered_at") < offered),
     ]
     flags += [("negative_duration", c, pl.col(c) < 0) for c in _INTEGERS if c != "segment_no"]
+    durations = [c for c in _INTEGERS if c.endswith("_ms")]
+    flags += [("implausible_duration", c, pl.col(c) > MAX_DURATION_MS) for c in durations]
+    flags += [("implausible_duration", "wait_ms", _filled_wait() > MAX_DURATION_MS)]
+    counts = [c for c in _INTEGERS if c != "segment_no" and not c.endswith("_ms")]
+    flags += [("implausible_count", c, pl.col(c) > MAX_COUNT) for c in counts]
     order = {r: i for i, r in enumerate(REASONS)}
     flags.sort(key=lambda f: order[f[0]])
     reason = pl.lit(None, pl.String)

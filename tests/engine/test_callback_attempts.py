@@ -63,6 +63,8 @@ CASES = [
     ("negative_duration", {"estimated_callback_ms": "-9000"}),
     ("negative_duration", {"customer_wait_ms": "-5"}),
     ("negative_duration", {"talk_ms": "-1000"}),
+    ("implausible_duration", {"talk_ms": str(2**62)}),
+    ("implausible_duration", {"punctuality_ms": "-604800001"}),
     ("end_before_start", {"ended_at": "2026-10-01T08:59:59.999Z"}),
     ("unknown_type", {"type": "callback-ish"}),
     ("unknown_type", {"type": None}),

@@ -55,6 +55,10 @@ CASES = [
     ("answer_before_offer", {"answered_at": "2026-10-01T08:00:00Z"}),
     ("negative_duration", {"wait_ms": "-1"}),
     ("negative_duration", {"acw_ms": "-40000"}),
+    ("implausible_duration", {"talk_ms": str(2**62)}),  # would wrap a sum to -9.2e18
+    ("implausible_duration", {"wait_ms": "604800001"}),  # a week and a millisecond
+    ("implausible_duration", {"answered_at": "2031-10-01T09:00:00Z", "wait_ms": None}),  # derived
+    ("implausible_count", {"messages": "1000001"}),
 ]
 
 
