@@ -149,6 +149,7 @@ def run_build(frame: Any, out: Path, opts: dict[str, Any], title: str) -> BuildR
     if (start is None) != (end is None):
         fail("give both --start and --end, or neither")
     formats: tuple[Format, ...] = opts.pop("formats") or FORMATS
+    set_aside = opts.pop("set_aside", None)
     org_id: str = opts.pop("org_id")
     unit: DurationUnit = opts.pop("duration_unit")
     if opts.get("interval_minutes"):
@@ -167,6 +168,7 @@ def run_build(frame: Any, out: Path, opts: dict[str, Any], title: str) -> BuildR
             formats=formats,
             org_id=org_id,
             duration_unit=unit,
+            set_aside=set_aside,
         )
     except (InputSchemaError, ValueError) as exc:
         fail(str(exc))
@@ -195,8 +197,9 @@ def run_build(frame: Any, out: Path, opts: dict[str, Any], title: str) -> BuildR
 def build(contacts_path: Path, out: Path, max_quarantine_fraction: float, **opts: Any) -> None:
     """Build the interval tables from a canonical contacts file."""
     try:
-        frame = pipeline.read_table(contacts_path)
+        frame, set_aside = pipeline.read_input(contacts_path, "contacts")
     except pipeline.InputFileError as exc:
         fail(f"--contacts: {exc}")
+    opts["set_aside"] = set_aside
     report = run_build(frame, out, opts, title=f"built from {contacts_path}")
     exit_on_quarantine(report.quarantined_total, report.rows_in, max_quarantine_fraction)

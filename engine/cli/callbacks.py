@@ -83,6 +83,7 @@ def run_callbacks(frame: pl.LazyFrame, out: Path, *, title: str, **opts: Any) ->
             out_dir=out,
             window=(start, end) if start and end else None,
             formats=tuple(opts.get("formats") or CALLBACK_FORMATS),
+            set_aside=opts.get("set_aside"),
         )
     except (InputSchemaError, ValueError) as exc:
         fail(str(exc))
@@ -126,10 +127,11 @@ def run_callbacks(frame: pl.LazyFrame, out: Path, *, title: str, **opts: Any) ->
 def callbacks(attempts_path: Path, out: Path, max_quarantine_fraction: float, **opts: Any) -> None:
     """Build the callback interval and retry outcome tables from callback attempts."""
     try:
-        frame = pipeline.read_table(attempts_path)
+        frame, set_aside = pipeline.read_input(attempts_path, "callback_attempts")
     except pipeline.InputFileError as exc:
         fail(f"--attempts: {exc}")
-    report = run_callbacks(frame, out, title=f"callbacks built from {attempts_path}", **opts)
+    title = f"callbacks built from {attempts_path}"
+    report = run_callbacks(frame, out, title=title, set_aside=set_aside, **opts)
     limit = max_quarantine_fraction
     exit_on_quarantine(report.quarantined_total, report.rows_in - report.not_callbacks, limit)
 

@@ -29,6 +29,7 @@ from engine.errors import InputFileError
 from engine.interval import Grid, Window
 from engine.output import delta
 from engine.output import files as export
+from engine.schema import QUARANTINE
 from engine.settings import BuildSettings
 from engine.tables import callvolume
 from engine.validate.contacts import validate_contacts
@@ -78,6 +79,45 @@ def read_table(path: Path) -> pl.LazyFrame:
         return pl.scan_ndjson(path, infer_schema_length=None)
     msg = f"{path}: unknown file kind {suffix!r} (expected .parquet, .csv, .ndjson or .jsonl)"
     raise InputFileError(msg)
+
+
+def read_input(path: Path, table: str) -> tuple[pl.LazyFrame, pl.DataFrame]:
+    """:func:`read_table`, and the lines of an NDJSON file that are not JSON objects, set aside.
+
+    One bad line of an NDJSON file is quarantined as that line (reason ``unparsable_line``,
+    ``record_id`` ``line <n>``, ``raw`` the line as it is) and the others are read; other kinds
+    of input are read whole by :func:`read_table`. Blank lines are skipped.
+
+    Raises:
+        InputFileError: as :func:`read_table`.
+    """
+    if path.is_dir() or path.suffix.lower() not in {".ndjson", ".jsonl"}:
+        return read_table(path), pl.DataFrame(schema=QUARANTINE)
+    read_table(path)  # the same checks: exists, not empty
+    lines = (
+        pl.scan_lines(path, row_index_name="n", row_index_offset=1)
+        .filter(pl.col("line").str.strip_chars() != "")
+        .collect()
+    )
+    text = pl.col("line")
+    is_object = (
+        text.str.strip_chars_start().str.starts_with("{")
+        & text.str.json_path_match("$").is_not_null()
+    )
+    good, bad = lines.filter(is_object), lines.filter(~is_object)
+    frame = pl.DataFrame()
+    if good.height:
+        joined = good.select(text.str.join("\n")).item()
+        frame = pl.read_ndjson(joined.encode(), infer_schema_length=None)
+    set_aside = bad.select(
+        pl.lit(None, pl.String).alias("source"),
+        pl.lit(table).alias("table"),
+        pl.format("line {}", "n").alias("record_id"),
+        pl.lit("unparsable_line").alias("reason"),
+        pl.lit(f"{path.name}: not a JSON object").alias("detail"),
+        text.alias("raw"),
+    )
+    return frame.lazy(), set_aside
 
 
 def data_window(contacts: pl.DataFrame, settings: BuildSettings) -> Grid:
@@ -139,6 +179,7 @@ def build_contacts(
     formats: tuple[Format, ...] = FORMATS,
     org_id: str = "wfm-intervals",
     duration_unit: export.DurationUnit = "ms",
+    set_aside: pl.DataFrame | None = None,
 ) -> BuildReport:
     """Validate contacts, build the volume table and write the store and exports.
 
@@ -150,12 +191,16 @@ def build_contacts(
         formats: which outputs to write besides the quarantine and summary.
         org_id: ``orgId`` of the Contact Volume document.
         duration_unit: durations of the Contact Volume document.
+        set_aside: quarantine rows of the input found before (:func:`read_input`).
     """
     began = time.perf_counter()
     clean_lf, quarantine_lf = validate_contacts(contacts)
     rows_in, clean, quarantine = pl.collect_all(
         [contacts.select(pl.len()), clean_lf, quarantine_lf], engine="streaming"
     )
+    if set_aside is not None and set_aside.height:
+        quarantine = pl.concat([set_aside.cast(quarantine.schema), quarantine])
+        rows_in = rows_in.select(pl.col(rows_in.columns[0]) + set_aside.height)
     grid = data_window(clean, settings) if window is None else settings.grid(window)
     table = volume_table(clean, window=grid, settings=settings)
 

@@ -188,6 +188,7 @@ def build_callbacks(
     out_dir: Path,
     window: Window | None = None,
     formats: tuple[CallbackFormat, ...] = CALLBACK_FORMATS,
+    set_aside: pl.DataFrame | None = None,
 ) -> CallbackReport:
     """Validate attempts, build ``callback_intervals`` and ``retry_outcomes``, write everything.
 
@@ -198,6 +199,7 @@ def build_callbacks(
         window: ``[start, end)``; default: the whole-interval span of the requests.
         formats: which table outputs to write besides the attempts store, the metrics document,
             gaps, quarantine and summary.
+        set_aside: quarantine rows of the input found before (``read_input``).
     """
     began = time.perf_counter()
     clean_lf, quarantine_lf = validate_callback_attempts(attempts)
@@ -210,6 +212,9 @@ def build_callbacks(
             not_callbacks(attempts).select(pl.len()),
         ]
     )
+    if set_aside is not None and set_aside.height:
+        quarantine = pl.concat([set_aside.cast(quarantine.schema), quarantine])
+        rows_in = rows_in.select(pl.col(rows_in.columns[0]) + set_aside.height)
     reqs = callback_store.requests_of(clean)
     grid = callback_window(reqs, settings) if window is None else settings.grid(window)
     out = callback_outputs(clean, window=grid, settings=settings)

@@ -153,3 +153,26 @@ def test_build_and_callbacks_exit_1_when_too_much_is_quarantined(tmp_path: Path)
     bad = invoke(cb)
     assert bad.exit_code == 1, bad.output
     assert f"{generated.height:,} of {generated.height:,} rows quarantined" in bad.stderr
+
+
+def test_one_bad_ndjson_line_is_quarantined_as_that_line(tmp_path: Path) -> None:
+    good = (
+        '{"source":"u","contact_id":"%s","segment_no":1,"channel":"voice","queue_id":"q",'
+        '"offered_at":"2026-10-01T09:%s:00Z","outcome":"abandoned"}'
+    )
+    path = tmp_path / "c.ndjson"
+    path.write_text("\n".join([good % ("c1", "00"), "not json", "", "[1, 2]", good % ("c2", "10")]))
+    out = tmp_path / "o"
+    result = invoke(["build", "--contacts", str(path), "--out", str(out),
+                     "--max-quarantine-fraction", "1"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert pl.read_delta(str(out / "store" / "contacts"))["contact_id"].sort().to_list() == [
+        "c1",
+        "c2",
+    ]
+    quarantine = pl.read_csv(out / "quarantine" / "contacts.csv")
+    assert quarantine.select("record_id", "reason", "raw").rows() == [
+        ("line 2", "unparsable_line", "not json"),
+        ("line 4", "unparsable_line", "[1, 2]"),
+    ]
+    assert "rows in                     4" in result.stdout
