@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+import polars as pl
 
 from engine.cli.common import (
     MAX_QUARANTINE_OPTION,
@@ -143,7 +144,9 @@ def build_options(f: Any) -> Any:
     return f
 
 
-def run_build(frame: Any, out: Path, opts: dict[str, Any], title: str) -> BuildReport:
+def run_build(
+    frame: Any, out: Path, opts: dict[str, Any], title: str, source: str = ""
+) -> BuildReport:
     defaults, overrides = _thresholds(opts.pop("sl_thresholds"))
     start, end = instant(opts.pop("start"), "start"), instant(opts.pop("end"), "end")
     if (start is None) != (end is None):
@@ -172,6 +175,8 @@ def run_build(frame: Any, out: Path, opts: dict[str, Any], title: str) -> BuildR
         )
     except (InputSchemaError, ValueError) as exc:
         fail(str(exc))
+    except pl.exceptions.PolarsError as exc:  # the input cannot be read (a torn Parquet file)
+        fail(f"{source or 'input'}: {str(exc).strip().splitlines()[0]}")
     except OSError as exc:
         fail(f"{exc.strerror or exc}: {exc.filename or out}")
     _print_report(report, title=title)
@@ -201,5 +206,6 @@ def build(contacts_path: Path, out: Path, max_quarantine_fraction: float, **opts
     except pipeline.InputFileError as exc:
         fail(f"--contacts: {exc}")
     opts["set_aside"] = set_aside
-    report = run_build(frame, out, opts, title=f"built from {contacts_path}")
+    title = f"built from {contacts_path}"
+    report = run_build(frame, out, opts, title=title, source=f"--contacts {contacts_path}")
     exit_on_quarantine(report.quarantined_total, report.rows_in, max_quarantine_fraction)

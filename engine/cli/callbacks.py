@@ -87,8 +87,10 @@ def run_callbacks(frame: pl.LazyFrame, out: Path, *, title: str, **opts: Any) ->
         )
     except (InputSchemaError, ValueError) as exc:
         fail(str(exc))
-    except (OSError, pl.exceptions.ComputeError) as exc:
-        fail(f"{getattr(exc, 'strerror', None) or exc}: {getattr(exc, 'filename', None) or out}")
+    except pl.exceptions.PolarsError as exc:  # the input cannot be read (a torn Parquet file)
+        fail(f"{opts.get('source', 'input')}: {str(exc).strip().splitlines()[0]}")
+    except OSError as exc:
+        fail(f"{exc.strerror or exc}: {exc.filename or out}")
     _print_report(report, title=title)
     return report
 
@@ -131,7 +133,8 @@ def callbacks(attempts_path: Path, out: Path, max_quarantine_fraction: float, **
     except pipeline.InputFileError as exc:
         fail(f"--attempts: {exc}")
     title = f"callbacks built from {attempts_path}"
-    report = run_callbacks(frame, out, title=title, set_aside=set_aside, **opts)
+    source = f"--attempts {attempts_path}"
+    report = run_callbacks(frame, out, title=title, set_aside=set_aside, source=source, **opts)
     limit = max_quarantine_fraction
     exit_on_quarantine(report.quarantined_total, report.rows_in - report.not_callbacks, limit)
 

@@ -68,7 +68,7 @@ def read_table(path: Path) -> pl.LazyFrame:
             raise InputFileError(f"{found[0]}: the table is damaged")
         return delta.scan(path)
     if path.is_dir():
-        return pl.scan_parquet(path / "**" / "*.parquet", hive_partitioning=False)
+        return _scan_directory(path)
     if path.stat().st_size == 0:
         raise InputFileError(f"{path}: the file is empty (not even a header)")
     if suffix == ".parquet":
@@ -79,6 +79,40 @@ def read_table(path: Path) -> pl.LazyFrame:
         return pl.scan_ndjson(path, infer_schema_length=None)
     msg = f"{path}: unknown file kind {suffix!r} (expected .parquet, .csv, .ndjson or .jsonl)"
     raise InputFileError(msg)
+
+
+def _as_text(column: str, dtype: pl.DataType) -> pl.Expr:
+    """A column as the text a CSV would hold (instants in ISO 8601 with ``Z``)."""
+    if isinstance(dtype, pl.Datetime) and dtype.time_zone is not None:
+        return pl.col(column).dt.convert_time_zone("UTC").dt.strftime("%Y-%m-%dT%H:%M:%S%.fZ")
+    return pl.col(column).cast(pl.String)
+
+
+def _scan_directory(path: Path) -> pl.LazyFrame:
+    """The Parquet files under ``path`` as one frame. When files disagree on a column's type,
+    that column is read as text from every file and parsed at the validation boundary, as a
+    CSV's would be (instead of failing the whole directory)."""
+    files = sorted(path.rglob("*.parquet"))
+    if not files:
+        raise InputFileError(f"{path}: no Parquet files in the directory")
+    try:
+        schemas = [pl.read_parquet_schema(f) for f in files]  # footers only
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise InputFileError(f"{path}: {str(exc).strip().splitlines()[0]}") from None
+    types: dict[str, set[pl.DataType]] = {}
+    for schema in schemas:
+        for name, dtype in schema.items():
+            types.setdefault(name, set()).add(dtype)
+    mixed = {name for name, found in types.items() if len(found) > 1}
+    if not mixed:
+        return pl.scan_parquet(files, hive_partitioning=False)
+    parts = [
+        pl.scan_parquet(f, hive_partitioning=False).with_columns(
+            _as_text(c, schema[c]) for c in mixed if c in schema
+        )
+        for f, schema in zip(files, schemas, strict=True)
+    ]
+    return pl.concat(parts, how="diagonal")
 
 
 def read_input(path: Path, table: str) -> tuple[pl.LazyFrame, pl.DataFrame]:

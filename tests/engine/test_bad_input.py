@@ -176,3 +176,32 @@ def test_one_bad_ndjson_line_is_quarantined_as_that_line(tmp_path: Path) -> None
         ("line 4", "unparsable_line", "[1, 2]"),
     ]
     assert "rows in                     4" in result.stdout
+
+
+def test_a_torn_parquet_input_names_the_option_and_the_file(tmp_path: Path) -> None:
+    contacts = tmp_path / "c.parquet"
+    pl.DataFrame({"source": ["u"] * 50}).write_parquet(contacts)
+    contacts.write_bytes(contacts.read_bytes()[:40])
+    attempts = tmp_path / "a.parquet"
+    attempts.write_bytes(contacts.read_bytes())
+    built = invoke(["build", "--contacts", str(contacts), "--out", str(tmp_path / "o")])
+    assert built.exit_code == 2
+    assert one_line(built).startswith(f"wfm-intervals: error: --contacts {contacts}: ")
+    cb = invoke(["callbacks", "--attempts", str(attempts), "--out", str(tmp_path / "o")])
+    assert cb.exit_code == 2
+    assert one_line(cb).startswith(f"wfm-intervals: error: --attempts {attempts}: ")
+
+
+def test_a_directory_whose_files_disagree_on_a_type_is_read_as_text(tmp_path: Path) -> None:
+    rows = pl.read_csv((HEADER + ROW + ROW.replace("c1", "c2")).encode(), infer_schema=False)
+    rows = rows.with_columns(pl.col("segment_no").cast(pl.Int32))
+    folder = tmp_path / "in"
+    folder.mkdir()
+    rows.head(1).write_parquet(folder / "a.parquet")
+    rows.tail(1).with_columns(pl.col("segment_no").cast(pl.String)).write_parquet(
+        folder / "b.parquet"
+    )
+    out = tmp_path / "o"
+    result = invoke(["build", "--contacts", str(folder), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert pl.read_delta(str(out / "store" / "contacts")).height == 2
