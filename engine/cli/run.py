@@ -39,7 +39,7 @@ from engine.cli.common import (
 )
 from engine.errors import ExportError, StoreError, SyncFailedError
 from engine.pipeline.run import STEPS, RunSummary, run
-from engine.pipeline.sources import Emit
+from engine.pipeline.sources import Emit, printable
 
 __all__ = ["run_command", "show_summary"]
 
@@ -215,7 +215,7 @@ def run_command(
         except OSError as exc:
             fail(f"{exc.strerror or exc}: {exc.filename or settings.output.dir}")
         except pl.exceptions.PolarsError as exc:  # e.g. a damaged Parquet file in the store
-            fail(f"output.dir {settings.output.dir}: {str(exc).splitlines()[0]}")
+            fail(f"output.dir {settings.output.dir}: {printable(exc)}")
     if dry_run:
         show_plan(summary, settings.enabled_sources(), as_json=as_json)
         return

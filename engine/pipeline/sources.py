@@ -38,7 +38,7 @@ from connectors.sync import Progress, sync_source
 from engine import clock
 from engine.app.config import AppSettings
 from engine.app.sources import connector
-from engine.errors import SyncFailedError
+from engine.errors import StoreError, SyncFailedError
 from engine.schema import QUARANTINE, SOURCE_RECORD
 from engine.validate.callback_attempts import validate_callback_attempts
 from engine.validate.contacts import validate_contacts
@@ -49,6 +49,7 @@ __all__ = [
     "canonical",
     "canonical_frames",
     "canonical_source",
+    "printable",
     "sync_all",
     "tables_fed",
     "validated",
@@ -83,7 +84,19 @@ class Pull:
 
 def _versions(settings: AppSettings, source: str, stream: str) -> pl.DataFrame:
     landed = scan_landed(settings.store.landing, source, stream)
-    return landed.select("record_id", pl.col("payload").hash().alias("version")).collect()
+    try:
+        return landed.select("record_id", pl.col("payload").hash().alias("version")).collect()
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise _unreadable(settings, f"{source}/{stream}", exc) from None
+
+
+def _unreadable(settings: AppSettings, what: str, exc: BaseException) -> StoreError:
+    """A landed file that cannot be read: one line naming the store, and how to recover."""
+    return StoreError(
+        f"store.landing {settings.store.landing}: the landed records of {what} cannot be read "
+        f"({printable(exc)}); move the damaged file away, then "
+        "`wfm-intervals state reset SOURCE STREAM` and `run` to fetch its records again"
+    )
 
 
 def sync_all(settings: AppSettings, names: Sequence[str], emit: Emit | None = None) -> list[Pull]:
@@ -219,8 +232,21 @@ def canonical(
     frames = canonical_frames(settings, names, table)
     if frames is None:
         return None
-    rows, quarantine = pl.collect_all(list(frames))
+    try:
+        rows, quarantine = pl.collect_all(list(frames))
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        feeds = ", ".join(n for n in names if connector(n).table == table)
+        raise _unreadable(settings, f"{table} ({feeds})", exc) from None
     return rows, quarantine
+
+
+def printable(exc: BaseException, limit: int = 300) -> str:
+    """The first line of an error, safe to print: no raw bytes, no control characters."""
+    lines = str(exc).strip().splitlines()
+    text = lines[0] if lines else type(exc).__name__
+    safe = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
+    safe = safe.encode("ascii", "backslashreplace").decode("ascii")
+    return safe if len(safe) <= limit else safe[: limit - 3] + "..."
 
 
 def tables_fed(names: Sequence[str]) -> list[str]:

@@ -373,3 +373,17 @@ def test_a_callback_chain_published_hours_late_reaches_the_callback_tables(
     # lack this chain, so the clean run's reconciliation (over the whole day) says so.
     assert json.loads(full.stdout)["problems"] == ["reconciliation: 6 differences out of tolerance"]
     _same(got, _tables(clean / "out"))
+
+
+def test_a_torn_landing_file_is_one_line_with_the_way_back(tmp_path: Path, stack: Stack) -> None:
+    config = _config(tmp_path, stack)
+    _run(config)
+    landed = sorted((tmp_path / "landing" / "raw" / "source=ujet").rglob("*.parquet"))[0]
+    landed.write_bytes(landed.read_bytes()[:100] + b"\x00\xff")
+    result = invoke(["run", "--quiet"], config)
+    assert result.exit_code == 2
+    line = one_error_line(result)
+    assert f"store.landing {tmp_path / 'landing'}: the landed records of ujet/" in line
+    assert "state reset" in line
+    assert "\x00" not in line
+    assert "\xff" not in line
