@@ -41,6 +41,7 @@ __all__ = [
     "StoreLockedError",
     "SyncFailedError",
     "WfmError",
+    "printable",
 ]
 
 
@@ -80,3 +81,17 @@ class ExportError(WfmError, ValueError):
 
 class SyncFailedError(WfmError, RuntimeError):
     """A stream could not be synced; the message is one line naming the stream and the URL."""
+
+
+def printable(exc: BaseException, limit: int = 300) -> str:
+    """The first line of an error, safe to print: no raw bytes, no control characters.
+
+    Example:
+        >>> printable(ValueError("bad \\x00 byte\\nmore"))
+        'bad \\\\x00 byte'
+    """
+    lines = str(exc).strip().splitlines()
+    text = lines[0] if lines else type(exc).__name__
+    safe = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
+    safe = safe.encode("ascii", "backslashreplace").decode("ascii")
+    return safe if len(safe) <= limit else safe[: limit - 3] + "..."

@@ -20,7 +20,7 @@ from engine.cli.common import (
     fail,
     instant,
 )
-from engine.errors import InputSchemaError
+from engine.errors import InputSchemaError, printable
 from engine.output.files import DurationUnit
 from engine.pipeline import build as pipeline
 from engine.pipeline.build import FORMATS, BuildReport, Format
@@ -176,7 +176,7 @@ def run_build(
     except (InputSchemaError, ValueError) as exc:
         fail(str(exc))
     except pl.exceptions.PolarsError as exc:  # the input cannot be read (a torn Parquet file)
-        fail(f"{source or 'input'}: {str(exc).strip().splitlines()[0]}")
+        fail(f"{source or 'input'}: {printable(exc)}")
     except OSError as exc:
         fail(f"{exc.strerror or exc}: {exc.filename or out}")
     _print_report(report, title=title)

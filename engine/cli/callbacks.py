@@ -30,7 +30,7 @@ from engine.cli.common import (
     fail,
     instant,
 )
-from engine.errors import InputSchemaError, StoreError
+from engine.errors import InputSchemaError, StoreError, printable
 from engine.output import delta
 from engine.output.store import requests_of, scan_requests
 from engine.pipeline import build as pipeline
@@ -88,7 +88,7 @@ def run_callbacks(frame: pl.LazyFrame, out: Path, *, title: str, **opts: Any) ->
     except (InputSchemaError, ValueError) as exc:
         fail(str(exc))
     except pl.exceptions.PolarsError as exc:  # the input cannot be read (a torn Parquet file)
-        fail(f"{opts.get('source', 'input')}: {str(exc).strip().splitlines()[0]}")
+        fail(f"{opts.get('source', 'input')}: {printable(exc)}")
     except OSError as exc:
         fail(f"{exc.strerror or exc}: {exc.filename or out}")
     _print_report(report, title=title)

@@ -37,9 +37,9 @@ from engine.cli.common import (
     print_table,
     settings_or_fail,
 )
-from engine.errors import ExportError, StoreError, SyncFailedError
+from engine.errors import ExportError, StoreError, SyncFailedError, printable
 from engine.pipeline.run import STEPS, RunSummary, run
-from engine.pipeline.sources import Emit, printable
+from engine.pipeline.sources import Emit
 
 __all__ = ["run_command", "show_summary"]
 

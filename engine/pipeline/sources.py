@@ -38,7 +38,7 @@ from connectors.sync import Progress, sync_source
 from engine import clock
 from engine.app.config import AppSettings
 from engine.app.sources import connector
-from engine.errors import StoreError, SyncFailedError
+from engine.errors import StoreError, SyncFailedError, printable
 from engine.schema import QUARANTINE, SOURCE_RECORD
 from engine.validate.callback_attempts import validate_callback_attempts
 from engine.validate.contacts import validate_contacts
@@ -49,7 +49,6 @@ __all__ = [
     "canonical",
     "canonical_frames",
     "canonical_source",
-    "printable",
     "sync_all",
     "tables_fed",
     "validated",
@@ -238,15 +237,6 @@ def canonical(
         feeds = ", ".join(n for n in names if connector(n).table == table)
         raise _unreadable(settings, f"{table} ({feeds})", exc) from None
     return rows, quarantine
-
-
-def printable(exc: BaseException, limit: int = 300) -> str:
-    """The first line of an error, safe to print: no raw bytes, no control characters."""
-    lines = str(exc).strip().splitlines()
-    text = lines[0] if lines else type(exc).__name__
-    safe = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
-    safe = safe.encode("ascii", "backslashreplace").decode("ascii")
-    return safe if len(safe) <= limit else safe[: limit - 3] + "..."
 
 
 def tables_fed(names: Sequence[str]) -> list[str]:

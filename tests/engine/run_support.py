@@ -51,6 +51,19 @@ def write_config(root: Path, stack: Stack, **sections: dict[str, Any]) -> Path:
     return demo_stack.write_config(root, stack, start=T0, **sections)
 
 
+def lean_config(root: Path, stack: Stack) -> Path:
+    """``root/wfm.toml`` with UJET and Mindful only (one source per canonical table), a 60-minute
+    lookback and no report: the store-safety and crash tests' configuration."""
+    root.mkdir(parents=True, exist_ok=True)
+    return write_config(
+        root,
+        stack,
+        sources__dixa={"enabled": False},
+        sources__kore={"enabled": False},
+        run={"lookback_minutes": 60, "report": False},
+    )
+
+
 def invoke(args: list[str], config: Path | None = None) -> Result:
     """``wfm-intervals ARGS --config CONFIG`` with the secrets in the environment only."""
     extra = ["--config", str(config)] if config is not None else []

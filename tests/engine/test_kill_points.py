@@ -25,8 +25,14 @@ from engine.clock import CLOCK_AT_VARIABLE, StartedClock, use_clock
 from engine.demo.stack import Stack
 from engine.killpoint import POINTS, VARIABLE
 from tests.calendar import TEST_NOW, run_process
-from tests.engine.run_support import SECRETS, clean_environment, emulators, invoke, table
-from tests.engine.run_support import write_config as _write_config
+from tests.engine.run_support import (
+    SECRETS,
+    clean_environment,
+    emulators,
+    invoke,
+    table,
+)
+from tests.engine.run_support import lean_config as write_config
 
 TABLES = ("contacts", "callback_attempts", "callvolume", "callback_intervals", "retry_outcomes")
 NEXT_DAY = TEST_NOW + timedelta(days=1)
@@ -75,17 +81,6 @@ def stack(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Stack]:
     clean_environment(monkeypatch, tmp_path)
     with use_clock(StartedClock(TEST_NOW)), emulators() as s:
         yield s
-
-
-def write_config(root: Path, stack: Stack) -> Path:
-    root.mkdir(parents=True, exist_ok=True)
-    return _write_config(
-        root,
-        stack,
-        sources__dixa={"enabled": False},
-        sources__kore={"enabled": False},
-        run={"lookback_minutes": 60, "report": False},
-    )
 
 
 def _run_in_process(config: Path) -> None:

@@ -35,6 +35,7 @@ from tests.engine.run_support import (
     clean_environment,
     emulators,
     invoke,
+    lean_config,
     one_error_line,
     table,
     write_config,
@@ -53,14 +54,7 @@ def stack(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Stack]:
 
 
 def _config(root: Path, stack: Stack) -> Path:
-    """UJET and Mindful only (Kore.ai and Dixa add nothing to these cases), no report."""
-    return write_config(
-        root,
-        stack,
-        sources__dixa={"enabled": False},
-        sources__kore={"enabled": False},
-        run={"lookback_minutes": 60, "report": False},
-    )
+    return lean_config(root, stack)
 
 
 def _tables(out: Path) -> dict[str, pl.DataFrame]:
