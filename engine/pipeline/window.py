@@ -262,6 +262,7 @@ def plan_run(
         if name == "contacts":
             rows = canonical.contact_rows
             assert rows is not None
+            volume |= changed  # where the old versions counted too (a day emptied, a move)
             volume |= attribution_days(rows.filter(days_of("offered_at").is_in(changed)), settings)
             if stored is not None and settings.attribution == "end" and changed:
                 volume |= attribution_days(stored(changed), settings)
