@@ -21,7 +21,10 @@ digest in the name tells, without opening the file.
 :func:`land_page` writes a temp file, fsyncs and renames it: on return the page is durable, and
 only then may the sync commit its state. :func:`scan_landed` keeps each ``record_id``'s latest
 version (latest ``updated_at``, nulls lowest, then ``fetched_at``, ``batch_id``, ``page_no``),
-so re-landing a page after a crash or a lookback never double counts.
+so re-landing a page after a crash or a lookback never double counts. Different contents sent
+under the same latest ``updated_at`` are all kept: a conflict, which the pipeline edge
+quarantines as ``conflicting_duplicate`` (when their canonical rows differ) rather than let the
+later fetch win.
 
 Example:
     >>> import tempfile
@@ -242,7 +245,9 @@ def _schema(record_dtype: pl.DataType | None) -> pl.Schema:
 
 
 def latest_records(frame: pl.LazyFrame) -> pl.LazyFrame:
-    """One row per ``record_id``: its latest version (see the module docstring for the order).
+    """One row per ``record_id``: its latest version (see the module docstring for the order),
+    or, when the vendor sent different contents under the same latest ``updated_at``, each of
+    them (a conflict the validation quarantines).
 
     Most ids are landed once (a compacted partition holds each id once), so one cheap window
     count finds them and only the ids landed more than once go through the ordering window:
@@ -255,10 +260,18 @@ def latest_records(frame: pl.LazyFrame) -> pl.LazyFrame:
     order = ["updated_at", "fetched_at", "batch_id", "page_no"]
     row = pl.col("__row")  # one winning row per id (a window, not a per-column sort: 28x faster)
     latest = row == row.sort_by(order).last().over("record_id")
+    # Versions the vendor stamped with the same, latest updated_at but sent with other content
+    # are all kept: the validation at the pipeline edge quarantines them as a conflict (SPEC §7)
+    # instead of the later fetch winning silently. Identical re-reads stay one row.
+    stamp = pl.col("updated_at")
+    tied = stamp.is_not_null() & (stamp == stamp.max().over("record_id"))
     counted = frame.with_columns(pl.len().over("record_id").alias("__n")).cache()
     once = counted.filter(pl.col("__n") == 1).drop("__n")
     again = counted.filter(pl.col("__n") > 1).drop("__n").with_row_index("__row")
-    return pl.concat([once, again.filter(latest).drop("__row")])
+    kept = again.filter(latest | tied).sort("__row").drop("__row")
+    return pl.concat(
+        [once, kept.unique(["record_id", "payload"], keep="last", maintain_order=True)]
+    )
 
 
 def scan_landed(

@@ -381,3 +381,27 @@ def test_a_torn_landing_file_is_one_line_with_the_way_back(tmp_path: Path, stack
     assert "state reset" in line
     assert "\x00" not in line
     assert "\xff" not in line
+
+
+def test_a_conflicting_duplicate_is_quarantined_not_won_by_the_later_fetch(
+    tmp_path: Path, stack: Stack
+) -> None:
+    """The vendor sends a record again under the same ``updated_at`` with other content: both
+    versions go to the quarantine as ``conflicting_duplicate`` (the later fetch used to win)."""
+    config = _config(tmp_path, stack)
+    _run(config)
+    calls = stack.ujet.expected_contacts().filter(pl.col("channel") == "voice")
+    last = calls.sort("updated_at").row(-1, named=True)  # at the cursor: the sync reads it again
+    assert last["outcome"] == "answered"
+    stack.ujet.update_records(  # the vendor shows talk time in whole seconds
+        [last["contact_id"]], talk_ms=last["talk_ms"] + 1000, updated_at=last["updated_at"]
+    )
+    result = invoke(["run", "--json", "--quiet"], config)
+    summary = json.loads(result.stdout)
+    assert summary["quarantined"].get("conflicting_duplicate", 0) >= 2, summary["quarantined"]
+    quarantine = pl.read_csv(tmp_path / "out" / "quarantine" / "contacts.csv")
+    conflict = quarantine.filter(pl.col("reason") == "conflicting_duplicate")
+    assert conflict["record_id"].n_unique() == 1
+    assert conflict["raw"].n_unique() == 2  # both payloads
+    stored = table(tmp_path / "out", "contacts")
+    assert last["contact_id"] not in stored["contact_id"].to_list()

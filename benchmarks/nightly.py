@@ -1,0 +1,359 @@
+"""Benchmark of the nightly job: what one ``wfm-intervals run`` costs as the history grows.
+
+Per case, ``--days`` of history (7, 90, 365 by default) are built by untimed runs against the
+UJET and Mindful emulators on 127.0.0.1 (every ``--chunk-days`` days, then the day before the
+last: see :func:`benchmarks.nightly_data.schedule`), the vendors then serve one more day, and
+the command a tenant schedules is timed as a child process::
+
+    WFM_CLOCK_AT=2026-11-02T02:00:00Z wfm-intervals run --config wfm.toml   # one day new
+    WFM_CLOCK_AT=2026-11-02T02:10:00Z wfm-intervals run --config wfm.toml   # nothing new
+
+Every instant is fixed (history ending 2026-11-01, the job at 02:00 UTC): the run's "now" is
+``WFM_CLOCK_AT``. Each timed run goes through :func:`benchmarks.common.run_worker`: a small
+worker process (stdlib only) starts the command and reports its wall time, CPU time and peak
+resident memory (``ru_maxrss`` from ``os.wait4``, exact because the worker is small; see
+``benchmarks/common.py``), exit code and step times (its ``event=step`` log lines).
+
+A time is reported only for a run that exited 0 and whose store is right
+(:func:`benchmarks.nightly_data.verify_store`: the stored volume table's ``offered`` per day
+equals what the emulators served, the new day included, and each callback attempt is stored
+once); the one-day run must not be a full rebuild, and the nothing-new run must land nothing new.
+
+Usage::
+
+    python -m benchmarks.nightly                          # --days 7,90,365
+    python -m benchmarks.nightly --days 7,90 --repeat 3
+    python -m benchmarks.nightly --quick                  # tiny sizes, seconds (the smoke test)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import (
+    _maxrss_mib,
+    _proc_status_mib,
+    format_table,
+    loadavg,
+    machine_facts,
+    run_worker,
+    write_json,
+)
+from engine import clock
+
+MODULE = "benchmarks.nightly"
+HERE = Path(__file__).resolve().parent
+#: The job's time of day (UTC), and how long after the one-day run the nothing-new run starts.
+RUN_AT, AGAIN_AFTER = timedelta(hours=2), timedelta(minutes=10)
+#: The day after the history (``nightly_data.HISTORY_END``), when the timed runs happen.
+NEW_DAY = datetime(2026, 11, 1, tzinfo=UTC)
+_STEP = re.compile(r"event=step step=(\w+) seconds=([0-9.]+)")
+_STORES = ("landing", "state", "out")
+
+
+# --- the worker: one run of the command, in a small process of its own ----------------------
+
+
+def _command() -> list[str]:
+    """The installed ``wfm-intervals`` next to this interpreter (or on ``PATH``)."""
+    here = Path(sys.executable).with_name("wfm-intervals")
+    found = str(here) if here.is_file() else shutil.which("wfm-intervals")
+    if found is None:
+        sys.exit("FAIL: no wfm-intervals command next to this Python or on PATH")
+    return [found]
+
+
+def _measure(root: Path, at: str, label: str, timeout_s: float, cap_mib: float) -> dict[str, Any]:
+    """Run ``wfm-intervals run --config root/wfm.toml`` in ``root`` on the clock ``at``.
+
+    The environment is this process's without any ``WFM_`` variable (the secrets are in
+    ``root/.env``, the configuration in ``wfm.toml``) plus ``WFM_CLOCK_AT``. Output goes to
+    ``root/logs/<label>.out|.err``. Killed past ``timeout_s`` or above ``cap_mib`` resident.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WFM_")}
+    env[clock.CLOCK_AT_VARIABLE] = at
+    logs = root / "logs"
+    logs.mkdir(exist_ok=True)
+    cmd = [*_command(), "run", "--config", str(root / "wfm.toml")]
+    err_path = logs / f"{label}.err"
+    with (logs / f"{label}.out").open("wb") as out, err_path.open("wb") as err:
+        began = time.perf_counter()
+        proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=out, stderr=err)
+        killed, hwm = "", 0.0
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            hwm = max(hwm, _proc_status_mib(proc.pid, "VmHWM") or 0.0)
+            rss = _proc_status_mib(proc.pid, "VmRSS") or 0.0
+            if rss > cap_mib:
+                killed = f"killed: resident memory {rss:,.0f} MiB > cap {cap_mib:,.0f} MiB"
+            elif time.perf_counter() - began > timeout_s:
+                killed = f"killed: still running after {timeout_s:,.0f} s"
+            if killed:
+                proc.kill()
+                _, status, usage = os.wait4(proc.pid, 0)
+                break
+            clock.sleep(0.02)
+        wall = time.perf_counter() - began
+    steps = {m[1]: float(m[2]) for m in _STEP.finditer(err_path.read_text(errors="replace"))}
+    return {
+        "label": label,
+        "clock_at": at,
+        "exit_code": os.waitstatus_to_exitcode(status),
+        "killed": killed,
+        "wall_s": round(wall, 3),
+        "cpu_s": round(usage.ru_utime + usage.ru_stime, 3),
+        "peak_rss_mib": round(_maxrss_mib(usage.ru_maxrss), 1),
+        "vmhwm_polled_mib": round(hwm, 1),
+        "steps": steps,
+    }
+
+
+def _worker(args: argparse.Namespace) -> None:
+    report = _measure(args.root, args.clock_at, args.label, args.timeout, args.max_rss_mib)
+    Path(args.worker_out).write_text(json.dumps(report))
+
+
+# --- the parent ------------------------------------------------------------------------------
+
+
+def _iso(at: datetime) -> str:
+    return at.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _run(root: Path, at: datetime, label: str, args: argparse.Namespace) -> dict[str, Any]:
+    """One run of the command, measured by a worker; adds what ``run_summary.json`` says."""
+    flags = ["--worker", "measure", "--root", str(root), "--clock-at", _iso(at), "--label", label]
+    flags += ["--timeout", str(args.timeout), "--max-rss-mib", str(args.max_rss_mib)]
+    report = run_worker(MODULE, flags, timeout_s=args.timeout + 60).report
+    summary_path = root / "out" / "run_summary.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+    report["run_seconds"] = summary.get("seconds")
+    report["full_rebuild"] = summary.get("window", {}).get("full_rebuild")
+    report["new"] = {f"{p['source']}/{p['stream']}": p["new"] for p in summary.get("pulled", [])}
+    report["summary_ok"] = summary.get("ok")
+    print(
+        f"  {label:<12} at {_iso(at)}: exit {report['exit_code']}, {report['wall_s']:.2f} s, "
+        f"peak {report['peak_rss_mib']:,.0f} MiB, new {sum(report['new'].values()):,}",
+        flush=True,
+    )
+    return report
+
+
+def _problems(run: dict[str, Any], check: dict[str, Any], *, one_day: bool) -> list[str]:
+    """What is wrong with a timed run: its exit, its kind, or its store."""
+    found = [f"exit code {run['exit_code']} {run['killed']}".strip()] if run["exit_code"] else []
+    if one_day and run["full_rebuild"] is not False:
+        found.append(f"not an incremental run (full_rebuild={run['full_rebuild']})")
+    if one_day and not sum(run["new"].values()):
+        found.append("the one-day run pulled nothing new")
+    if not one_day and any(run["new"].values()):
+        found.append(f"the nothing-new run pulled new records: {run['new']}")
+    if one_day and check.get("new_day_offered_stored") != check.get("new_day_offered_served"):
+        found.append("the new day's offered does not match what was served")
+    return found + list(check.get("problems", []))
+
+
+def _snapshot(root: Path, to: Path, *, restore: bool) -> None:
+    """Copy the stores of ``root`` to ``to`` (or back, with ``restore``)."""
+    for name in _STORES:
+        source, target = (to / name, root / name) if restore else (root / name, to / name)
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.copytree(source, target, symlinks=True)
+
+
+def _case(history: int, args: argparse.Namespace) -> dict[str, Any]:
+    """Build ``history`` days (untimed), then time the one-day and the nothing-new runs."""
+    from benchmarks import nightly_data as data
+
+    root = args.work_dir / f"history-{history}"
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    began = time.perf_counter()
+    traffic = data.generate(
+        history=history,
+        contacts_per_day=args.contacts_per_day,
+        callbacks_per_day=args.callbacks_per_day,
+        seed=args.seed,
+    )
+    keys, served = data.write_secrets(root), data.Served()
+    print(
+        f"[{history} days] {traffic.contacts.height:,} contact rows, "
+        f"{traffic.attempts.height:,} callback attempts; building the history ...",
+        flush=True,
+    )
+    setup: list[dict[str, Any]] = []
+    previous: datetime | None = None
+    runs = data.schedule(history, chunk_days=args.chunk_days, run_at=RUN_AT)
+    for n, at in enumerate(runs, 1):
+        contacts, attempts = traffic.contacts_served(previous, at), traffic.attempts_served(previous, at)
+        with data.serve(contacts, attempts, keys) as emulators:
+            served.add(emulators.ujet, emulators.mindful)
+            data.write_config(root, emulators, start=traffic.start)
+            setup.append(_run(root, at, f"setup-{n}", args))
+        if setup[-1]["exit_code"]:
+            sys.exit(f"FAIL: the setup run {n} of {history} days exited {setup[-1]['exit_code']}")
+        previous = at
+    setup_s = time.perf_counter() - began
+    at = NEW_DAY + data.DAY + RUN_AT
+    timed: dict[str, list[dict[str, Any]]] = {"one-day": [], "nothing-new": []}
+    checks: dict[str, dict[str, Any]] = {}
+    with data.serve(
+        traffic.contacts_served(previous, at), traffic.attempts_served(previous, at), keys
+    ) as emulators:
+        served.add(emulators.ujet, emulators.mindful)
+        data.write_config(root, emulators, start=traffic.start)
+        snapshot = root / "snapshot"
+        if args.repeat > 1:
+            _snapshot(root, snapshot, restore=False)
+        for r in range(args.repeat):
+            if r:
+                _snapshot(root, snapshot, restore=True)
+            for case, when in (("one-day", at), ("nothing-new", at + AGAIN_AFTER)):
+                run = _run(root, when, f"{case}-{r + 1}", args)
+                check = data.verify_store(root / "out", served, new_day=NEW_DAY)
+                run["problems"] = _problems(run, check, one_day=case == "one-day")
+                timed[case].append(run)
+                checks[case] = check
+    if not args.keep:
+        shutil.rmtree(root, ignore_errors=True)
+    return {
+        "history_days": history,
+        "contact_rows": traffic.contacts.height,
+        "callback_attempts": traffic.attempts.height,
+        "setup_s": round(setup_s, 1),
+        "setup": setup,
+        "cases": {case: _summarise(runs_, checks[case]) for case, runs_ in timed.items()},
+    }
+
+
+def _summarise(runs: list[dict[str, Any]], check: dict[str, Any]) -> dict[str, Any]:
+    problems = [p for run in runs for p in run["problems"]]
+    return {
+        "verified": not problems,
+        "problems": problems,
+        "exit_codes": [r["exit_code"] for r in runs],
+        "wall_s": statistics.median(r["wall_s"] for r in runs),
+        "cpu_s": statistics.median(r["cpu_s"] for r in runs),
+        "peak_rss_mib": max(r["peak_rss_mib"] for r in runs),
+        "check": check,
+        "runs": runs,
+    }
+
+
+def _targets(measured: list[dict[str, Any]]) -> dict[str, Any]:
+    """The issue's targets: one-day within 25 % from the shortest to the longest history;
+    nothing-new under 2 s at 90 days."""
+    one_day = {m["history_days"]: m["cases"]["one-day"]["wall_s"] for m in measured}
+    out: dict[str, Any] = {}
+    if len(one_day) > 1:
+        low, high = min(one_day), max(one_day)
+        change = one_day[high] / one_day[low] - 1
+        out["one_day_change"] = {"from_days": low, "to_days": high, "change": round(change, 3)}
+        out["one_day_within_25pct"] = abs(change) <= 0.25
+    at_90 = [m["cases"]["nothing-new"]["wall_s"] for m in measured if m["history_days"] == 90]
+    if at_90:
+        out["nothing_new_at_90_under_2s"] = at_90[0] < 2.0
+    return out
+
+
+def render(doc: dict[str, Any]) -> str:
+    """The results table, the step times and the targets, as text."""
+    rows, steps = [], []
+    names = ("sync", "rebuild", "build", "export", "reconcile", "report")
+    for m in doc["measured"]:
+        for case, c in m["cases"].items():
+            codes = ",".join(str(x) for x in c["exit_codes"])
+            verified = "yes" if c["verified"] else "NO"
+            rows.append(
+                [case, m["history_days"], f"{c['wall_s']:.2f}", f"{c['cpu_s']:.2f}",
+                 f"{c['peak_rss_mib']:,.0f}", codes, verified]
+            )  # fmt: skip
+            first = c["runs"][0]
+            startup = first["wall_s"] - (first["run_seconds"] or 0.0)
+            cells = [f"{first['steps'].get(s, 0.0):.2f}" for s in names]
+            steps.append([case, m["history_days"], *cells, f"{startup:.2f}"])
+    heads = ["case", "history days", "wall s", "cpu s", "peak MiB", "exit code", "verified"]
+    text = [format_table(heads, rows, "lrrrrrl"), ""]
+    text.append("seconds per step (first run of each case; startup = wall - run()):")
+    text.append(format_table(["case", "history days", *names, "startup"], steps, "lrrrrrrrr"))
+    text += ["", f"targets: {json.dumps(doc['targets'])}"]
+    return "\n".join(text)
+
+
+def _days(text: str) -> list[int]:
+    days = sorted({int(x) for x in text.split(",") if x.strip()})
+    if not days or days[0] < 1:
+        raise argparse.ArgumentTypeError("--days takes positive whole numbers, e.g. 7,90,365")
+    return days
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog=f"python -m {MODULE}", description=__doc__.split("\n")[0])
+    p.add_argument("--days", type=_days, default=[7, 90, 365], help="histories, e.g. 7,90,365")
+    p.add_argument("--contacts-per-day", type=int, default=1000, help="UJET contact rows per day")
+    p.add_argument(
+        "--callbacks-per-day", type=int, default=None, help="callback requests per weekday (default: contacts / 10)"
+    )
+    p.add_argument("--chunk-days", type=int, default=30, help="days served per untimed setup run")
+    p.add_argument("--repeat", type=int, default=1, help="timed runs per case (the median is kept)")
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--quick", action="store_true", help="tiny sizes: 1 and 3 days, 50 contacts a day")
+    p.add_argument("--work-dir", type=Path, default=HERE / "data" / "nightly")
+    p.add_argument("--keep", action="store_true", help="keep each case's stores and logs")
+    p.add_argument("--json", type=Path, default=HERE / "results" / "nightly.json")
+    p.add_argument("--timeout", type=float, default=1800.0, help="seconds per run")
+    p.add_argument("--max-rss-mib", type=float, default=8192.0, help="kill a run above this")
+    hidden = argparse.SUPPRESS
+    p.add_argument("--worker", choices=["measure"], help=hidden)
+    p.add_argument("--worker-out", help=hidden)
+    p.add_argument("--root", type=Path, help=hidden)
+    p.add_argument("--clock-at", help=hidden)
+    p.add_argument("--label", help=hidden)
+    args = p.parse_args(argv)
+    if args.quick:
+        args.days, args.contacts_per_day, args.chunk_days = [1, 3], 50, 2
+    if args.callbacks_per_day is None:
+        args.callbacks_per_day = max(1, args.contacts_per_day // 10)
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parse(argv)
+    if args.worker:
+        _worker(args)
+        return
+    machine = machine_facts(("polars", "deltalake", "pyarrow", "numpy"))
+    measured = [_case(days, args) for days in args.days]
+    machine["loadavg_1_5_15_at_end"] = loadavg()
+    settings = {k: v for k, v in vars(args).items() if not k.startswith(("worker", "root", "clock", "label"))}
+    doc = {
+        "benchmark": "nightly",
+        "command": "wfm-intervals run --config wfm.toml",
+        "machine": machine,
+        "args": json.loads(json.dumps(settings, default=str)),
+        "measured": measured,
+    }
+    doc["targets"] = _targets(measured)
+    print()
+    print(render(doc))
+    write_json(args.json, doc)
+    print(f"\nwritten: {args.json}")
+    if any(not c["verified"] for m in measured for c in m["cases"].values()):
+        sys.exit("FAIL: a timed run exited non-zero or left a wrong store (see problems in the JSON)")
+
+
+if __name__ == "__main__":
+    main()
