@@ -5,10 +5,11 @@ UJET and Mindful emulators on 127.0.0.1 (every ``--chunk-days`` days, then the d
 last: see :func:`benchmarks.nightly_data.schedule`), the vendors then serve one more day, and
 the command a tenant schedules is timed as a child process::
 
-    WFM_CLOCK_AT=2026-11-02T02:00:00Z wfm-intervals run --config wfm.toml   # one day new
-    WFM_CLOCK_AT=2026-11-02T02:10:00Z wfm-intervals run --config wfm.toml   # nothing new
+    WFM_CLOCK_AT=2026-11-05T02:00:00Z wfm-intervals run --config wfm.toml   # one day new
+    WFM_CLOCK_AT=2026-11-05T02:10:00Z wfm-intervals run --config wfm.toml   # nothing new
 
-Every instant is fixed (history ending 2026-11-01, the job at 02:00 UTC): the run's "now" is
+Every instant is fixed (the history ends 2026-11-04, a Wednesday, the new day; the job runs at
+02:00 UTC): the run's "now" is
 ``WFM_CLOCK_AT``. Each timed run goes through :func:`benchmarks.common.run_worker`: a small
 worker process (stdlib only) starts the command and reports its wall time, CPU time and peak
 resident memory (``ru_maxrss`` from ``os.wait4``, exact because the worker is small; see
@@ -56,8 +57,6 @@ MODULE = "benchmarks.nightly"
 HERE = Path(__file__).resolve().parent
 #: The job's time of day (UTC), and how long after the one-day run the nothing-new run starts.
 RUN_AT, AGAIN_AFTER = timedelta(hours=2), timedelta(minutes=10)
-#: The day after the history (``nightly_data.HISTORY_END``), when the timed runs happen.
-NEW_DAY = datetime(2026, 11, 1, tzinfo=UTC)
 _STEP = re.compile(r"event=step step=(\w+) seconds=([0-9.]+)")
 _STORES = ("landing", "state", "out")
 
@@ -207,7 +206,7 @@ def _case(history: int, args: argparse.Namespace) -> dict[str, Any]:
             sys.exit(f"FAIL: the setup run {n} of {history} days exited {setup[-1]['exit_code']}")
         previous = at
     setup_s = time.perf_counter() - began
-    at = NEW_DAY + data.DAY + RUN_AT
+    at = data.HISTORY_END + data.DAY + RUN_AT
     timed: dict[str, list[dict[str, Any]]] = {"one-day": [], "nothing-new": []}
     checks: dict[str, dict[str, Any]] = {}
     with data.serve(
@@ -223,7 +222,7 @@ def _case(history: int, args: argparse.Namespace) -> dict[str, Any]:
                 _snapshot(root, snapshot, restore=True)
             for case, when in (("one-day", at), ("nothing-new", at + AGAIN_AFTER)):
                 run = _run(root, when, f"{case}-{r + 1}", args)
-                check = data.verify_store(root / "out", served, new_day=NEW_DAY)
+                check = data.verify_store(root / "out", served, new_day=data.HISTORY_END)
                 run["problems"] = _problems(run, check, one_day=case == "one-day")
                 timed[case].append(run)
                 checks[case] = check
@@ -310,7 +309,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--chunk-days", type=int, default=30, help="days served per untimed setup run")
     p.add_argument("--repeat", type=int, default=1, help="timed runs per case (the median is kept)")
     p.add_argument("--seed", type=int, default=7)
-    p.add_argument("--quick", action="store_true", help="tiny sizes: 1 and 3 days, 50 contacts a day")
+    p.add_argument("--quick", action="store_true", help="tiny sizes: 2 days, 50 contacts a day")
     p.add_argument("--work-dir", type=Path, default=HERE / "data" / "nightly")
     p.add_argument("--keep", action="store_true", help="keep each case's stores and logs")
     p.add_argument("--json", type=Path, default=HERE / "results" / "nightly.json")
@@ -324,7 +323,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--label", help=hidden)
     args = p.parse_args(argv)
     if args.quick:
-        args.days, args.contacts_per_day, args.chunk_days = [1, 3], 50, 2
+        args.days, args.contacts_per_day, args.chunk_days = [2], 50, 30
     if args.callbacks_per_day is None:
         args.callbacks_per_day = max(1, args.contacts_per_day // 10)
     return args

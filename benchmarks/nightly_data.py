@@ -50,7 +50,7 @@ __all__ = [
 ]
 
 #: The end of every case's history (exclusive): the new day is the UTC day that starts here.
-HISTORY_END = datetime(2026, 11, 1, tzinfo=UTC)
+HISTORY_END = datetime(2026, 11, 4, tzinfo=UTC)  # the new day: Wednesday 4 November 2026
 DAY = timedelta(days=1)
 #: UJET's queues: voice and chat only (what UJET serves), numeric ids (kept as menu ids).
 QUEUES = (
