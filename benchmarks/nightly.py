@@ -38,7 +38,7 @@ import statistics
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -139,6 +139,11 @@ def _run(root: Path, at: datetime, label: str, args: argparse.Namespace) -> dict
     report = run_worker(MODULE, flags, timeout_s=args.timeout + 60).report
     summary_path = root / "out" / "run_summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+    started = datetime.fromisoformat(
+        summary.get("started_at", "1970-01-01Z").replace("Z", "+00:00")
+    )
+    if not at <= started < at + AGAIN_AFTER:  # the summary of an earlier run: this one wrote none
+        summary = {}
     report["run_seconds"] = summary.get("seconds")
     report["full_rebuild"] = summary.get("window", {}).get("full_rebuild")
     report["new"] = {f"{p['source']}/{p['stream']}": p["new"] for p in summary.get("pulled", [])}
@@ -197,7 +202,10 @@ def _case(history: int, args: argparse.Namespace) -> dict[str, Any]:
     previous: datetime | None = None
     runs = data.schedule(history, chunk_days=args.chunk_days, run_at=RUN_AT)
     for n, at in enumerate(runs, 1):
-        contacts, attempts = traffic.contacts_served(previous, at), traffic.attempts_served(previous, at)
+        contacts, attempts = (
+            traffic.contacts_served(previous, at),
+            traffic.attempts_served(previous, at),
+        )
         with data.serve(contacts, attempts, keys) as emulators:
             served.add(emulators.ujet, emulators.mindful)
             data.write_config(root, emulators, start=traffic.start)
@@ -304,7 +312,10 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--days", type=_days, default=[7, 90, 365], help="histories, e.g. 7,90,365")
     p.add_argument("--contacts-per-day", type=int, default=1000, help="UJET contact rows per day")
     p.add_argument(
-        "--callbacks-per-day", type=int, default=None, help="callback requests per weekday (default: contacts / 10)"
+        "--callbacks-per-day",
+        type=int,
+        default=None,
+        help="callback requests per weekday (default: contacts / 10)",
     )
     p.add_argument("--chunk-days", type=int, default=30, help="days served per untimed setup run")
     p.add_argument("--repeat", type=int, default=1, help="timed runs per case (the median is kept)")
@@ -337,7 +348,11 @@ def main(argv: list[str] | None = None) -> None:
     machine = machine_facts(("polars", "deltalake", "pyarrow", "numpy"))
     measured = [_case(days, args) for days in args.days]
     machine["loadavg_1_5_15_at_end"] = loadavg()
-    settings = {k: v for k, v in vars(args).items() if not k.startswith(("worker", "root", "clock", "label"))}
+    settings = {
+        k: v
+        for k, v in vars(args).items()
+        if not k.startswith(("worker", "root", "clock", "label"))
+    }
     doc = {
         "benchmark": "nightly",
         "command": "wfm-intervals run --config wfm.toml",
@@ -351,7 +366,9 @@ def main(argv: list[str] | None = None) -> None:
     write_json(args.json, doc)
     print(f"\nwritten: {args.json}")
     if any(not c["verified"] for m in measured for c in m["cases"].values()):
-        sys.exit("FAIL: a timed run exited non-zero or left a wrong store (see problems in the JSON)")
+        sys.exit(
+            "FAIL: a timed run exited non-zero or left a wrong store (see problems in the JSON)"
+        )
 
 
 if __name__ == "__main__":

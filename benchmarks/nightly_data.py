@@ -94,9 +94,7 @@ class Traffic:
         return self.attempts.filter(keep)
 
 
-def generate(
-    *, history: int, contacts_per_day: int, callbacks_per_day: int, seed: int
-) -> Traffic:
+def generate(*, history: int, contacts_per_day: int, callbacks_per_day: int, seed: int) -> Traffic:
     """The seeded traffic of ``history`` days before :data:`HISTORY_END` and of the new day.
 
     ``contacts_per_day`` is the mean number of canonical contact rows (queue segments, inbound
@@ -141,7 +139,9 @@ class Emulators:
 
 
 @contextmanager
-def serve(contacts: pl.DataFrame, attempts: pl.DataFrame, keys: dict[str, str]) -> Iterator[Emulators]:
+def serve(
+    contacts: pl.DataFrame, attempts: pl.DataFrame, keys: dict[str, str]
+) -> Iterator[Emulators]:
     """UJET serving ``contacts`` and Mindful serving ``attempts``, with the credentials of
     ``keys`` (:func:`write_secrets`) and no rate limits. Both index everything up front."""
     with ExitStack() as stack:
@@ -237,7 +237,9 @@ def verify_store(out: Path, served: Served, *, new_day: datetime) -> dict[str, o
     stored = {d.isoformat(): int(n) for d, n in per_day.iter_rows() if n}
     expected = {d: n for d, n in served.offered.items() if n}
     wrong = sorted(d for d in stored.keys() | expected.keys() if stored.get(d) != expected.get(d))
-    problems += [f"offered on {d}: stored {stored.get(d, 0)}, served {expected.get(d, 0)}" for d in wrong[:5]]
+    problems += [
+        f"offered on {d}: stored {stored.get(d, 0)}, served {expected.get(d, 0)}" for d in wrong[:5]
+    ]
     day = new_day.date().isoformat()
     stored_ids = attempts.get_column("attempt_id")
     if stored_ids.n_unique() != attempts.height or set(stored_ids) != served.attempt_ids:
