@@ -1,0 +1,41 @@
+"""Smoke test of ``benchmarks/nightly.py``: ``--quick`` builds a tiny history against the
+emulators, times the one-day and the nothing-new ``wfm-intervals run``, and verifies both stores.
+No duration is asserted (the benchmark's numbers are for ``benchmarks/README.md``)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.calendar import run_process
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_the_quick_nightly_benchmark_runs_and_verifies_its_runs(tmp_path: Path) -> None:
+    result = tmp_path / "nightly.json"
+    args = ["--quick", "--work-dir", str(tmp_path / "work"), "--json", str(result)]
+    done = run_process(
+        [sys.executable, "-m", "benchmarks.nightly", *args], timeout=300, cwd=ROOT, text=True
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "verified" in done.stdout
+    doc = json.loads(result.read_text())
+    [case] = doc["measured"]
+    assert case["history_days"] == 2
+    assert [run["exit_code"] for run in case["setup"]] == [0, 0]
+    one_day, nothing_new = case["cases"]["one-day"], case["cases"]["nothing-new"]
+    for timed in (one_day, nothing_new):
+        assert (timed["verified"], timed["problems"], timed["exit_codes"]) == (True, [], [0])
+        assert timed["peak_rss_mib"] > 0
+        assert timed["check"]["days_checked"] == 3
+    check = one_day["check"]
+    assert check["new_day_offered_stored"] == check["new_day_offered_served"] > 0
+    assert one_day["runs"][0]["full_rebuild"] is False
+    assert sum(one_day["runs"][0]["new"].values()) > 0
+    assert set(nothing_new["runs"][0]["new"].values()) == {0}
+    assert not (tmp_path / "work" / "history-2").exists()  # removed without --keep
