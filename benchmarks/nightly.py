@@ -348,11 +348,8 @@ def main(argv: list[str] | None = None) -> None:
     machine = machine_facts(("polars", "deltalake", "pyarrow", "numpy"))
     measured = [_case(days, args) for days in args.days]
     machine["loadavg_1_5_15_at_end"] = loadavg()
-    settings = {
-        k: v
-        for k, v in vars(args).items()
-        if not k.startswith(("worker", "root", "clock", "label"))
-    }
+    hidden = ("worker", "root", "clock", "label", "work_dir", "json")  # no machine paths kept
+    settings = {k: v for k, v in vars(args).items() if not k.startswith(hidden)}
     doc = {
         "benchmark": "nightly",
         "command": "wfm-intervals run --config wfm.toml",
