@@ -18,13 +18,18 @@ stream that changes its dtype can still rebuild from it. Files landed before (wi
 them decoded. So are files decoded to another dtype (the stream's dtype changed since): the
 digest in the name tells, without opening the file.
 
-:func:`land_page` writes a temp file, fsyncs and renames it: on return the page is durable, and
-only then may the sync commit its state. :func:`scan_landed` keeps each ``record_id``'s latest
-version (latest ``updated_at``, nulls lowest, then ``fetched_at``, ``batch_id``, ``page_no``),
-so re-landing a page after a crash or a lookback never double counts. Different contents sent
-under the same latest ``updated_at`` are all kept: a conflict, which the pipeline edge
-quarantines as ``conflicting_duplicate`` (when their canonical rows differ) rather than let the
-later fetch win.
+:func:`land_page` writes a temp file, fsyncs and renames it, then appends the file's entry to the
+stream's manifest (:mod:`connectors.landing.manifest`: which files must be there, their row
+counts, sizes and digests, and the cursor range each covers) and fsyncs that: on return the page
+and its entry are durable, and only then may the sync commit its state.
+:mod:`connectors.landing.check` compares the manifest with the files present and, at the start of
+a sync, has a lost or damaged file's range fetched again.
+
+:func:`scan_landed` keeps each ``record_id``'s latest version (latest ``updated_at``, nulls
+lowest, then ``fetched_at``, ``batch_id``, ``page_no``), so re-landing a page after a crash, a
+lookback or a repair never double counts. Different contents sent under the same latest
+``updated_at`` are all kept: a conflict, which the pipeline edge quarantines as
+``conflicting_duplicate`` (when their canonical rows differ) rather than let the later fetch win.
 
 Example:
     >>> import tempfile
@@ -54,8 +59,20 @@ import polars as pl
 
 from connectors.decode import decode_pages
 from connectors.errors import RecordError
+from connectors.landing.manifest import (
+    Span,
+    append_entry,
+    describe,
+    entry_of,
+    footer,
+    landed_files,
+    read_manifest,
+    rows_of,
+    stream_dir,
+    write_manifest,
+)
 from connectors.pii import PiiScrubber, pii_hash
-from connectors.state import atomic_write_bytes, check_name, durable_replace, fsync_dir, parse_utc
+from connectors.state import atomic_write_bytes, durable_replace, fsync_dir, parse_utc
 from engine import killpoint
 from engine.schema import UTC_TS
 
@@ -66,6 +83,7 @@ __all__ = [
     "PiiScrubber",
     "RecordKey",
     "RejectedRecord",
+    "Span",
     "compact",
     "decoded_suffix",
     "land_page",
@@ -126,11 +144,6 @@ class LandedBatch:
     batch_id: str
 
 
-def _stream_dir(root: Path, source: str, stream: str) -> Path:
-    source, stream = check_name(source, what="source"), check_name(stream, what="stream")
-    return Path(root) / "raw" / f"source={source}" / f"stream={stream}"
-
-
 def land_page(
     root: Path,
     source: str,
@@ -143,13 +156,17 @@ def land_page(
     batch_id: str,
     page_no: int = 1,
     record_dtype: pl.DataType | None = None,
+    span: Span | None = None,
 ) -> LandedBatch:
-    """Scrub and land one page durably; records without a key come back as ``rejected``.
+    """Scrub and land one page durably, with its manifest entry; records without a key come
+    back as ``rejected``.
 
     A record repeated within the page is landed once (its latest ``updated_at``, then last).
     With ``record_dtype`` the page lands decoded too (see the module docstring): the caller has
-    checked that every record fits it (:func:`connectors.source.shape_error`). See the module
-    docstring for an example.
+    checked that every record fits it (:func:`connectors.source.shape_error`). ``span`` is the
+    cursor range the page covers (the sync's: :class:`~connectors.landing.manifest.Span`); its
+    unknown ``end`` is the page's latest ``updated_at``, and without it the start is unknown (a
+    loss of the file cannot be fetched again by itself). See the module docstring for an example.
     """
     if fetched_at.tzinfo is None:
         raise ValueError("naive datetime: fetched_at must be timezone-aware")
@@ -177,11 +194,16 @@ def land_page(
         frame = pl.DataFrame(columns, schema=LANDING_SCHEMA)
         if record_dtype is not None:
             frame = with_record(frame, record_dtype)
+        given = span or Span()
+        covers = Span(given.start, given.end or max(stamps, default=None), given.committed)
         buffer = io.BytesIO()
-        frame.write_parquet(buffer, compression="zstd")
-        part = _stream_dir(root, source, stream) / f"date={day}"
-        path = part / _file_name(record_dtype)
-        atomic_write_bytes(path, buffer.getvalue())
+        frame.write_parquet(buffer, compression="zstd", metadata=footer(covers))
+        folder = stream_dir(root, source, stream)
+        path = folder / f"date={day}" / _file_name(record_dtype)
+        data = buffer.getvalue()
+        atomic_write_bytes(path, data)
+        entry = entry_of(path.relative_to(folder).as_posix(), data, n, covers)
+        append_entry(root, source, stream, entry)
     return LandedBatch(path, len(rows), tuple(rejected), max(stamps, default=None), batch_id)
 
 
@@ -281,7 +303,7 @@ def scan_landed(
 
     With ``record_dtype``, also the column :data:`RECORD` (the payload decoded to it).
     """
-    files = sorted(_stream_dir(root, source, stream).glob("date=*/*.parquet"))
+    files = landed_files(root, source, stream)
     if not files:
         return pl.LazyFrame(schema=_schema(record_dtype))
     return latest_records(_scan_files(files, record_dtype))
@@ -299,8 +321,13 @@ def compact(
     """Merge each date partition (before ``before``, if given) into one file; count removals.
 
     Keeps the latest version of each record per partition (older ones can never win in
-    :func:`scan_landed`, whose result is unchanged). Crash-safe: the merged file is durable before
-    the inputs are deleted. Do not run it while the same stream is being scanned. With
+    :func:`scan_landed`, whose result is unchanged). Crash-safe, in this order: the merged file
+    (its span the union of its inputs', in its footer) is durable; the manifest is replaced
+    atomically, the inputs' entries by the merged file's; the inputs are deleted. Killed after
+    the first step, the merged file is unlisted and its inputs listed; after the second, inputs
+    not yet deleted are unlisted: either way every record is still in a readable file, and
+    :func:`connectors.landing.check.repair_landing` lists the unlisted ones again (their spans
+    from their footers). Do not run it while the same stream is being scanned. With
     ``record_dtype`` the merged file is a decoded one (files landed before are decoded now).
 
     Example:
@@ -310,18 +337,29 @@ def compact(
     """
     removed = 0
     suffix = None if record_dtype is None else decoded_suffix(record_dtype)
-    for part in sorted(_stream_dir(root, source, stream).glob("date=*")):
+    folder = stream_dir(root, source, stream)
+    for part in sorted(folder.glob("date=*")):
         files = sorted(part.glob("*.parquet"))
         undecoded = suffix is not None and any(not f.name.endswith(suffix) for f in files)
         if (len(files) < min_files and not undecoded) or (
             before and date.fromisoformat(part.name[5:]) >= before
         ):
             continue
-        tmp, name = part / f".compact-{uuid.uuid4().hex}.tmp", _file_name(record_dtype)
+        listed = read_manifest(root, source, stream).entries
+        inputs = [f.relative_to(folder).as_posix() for f in files]
+        spans = [
+            listed[name].span if name in listed else describe(file, stream_folder=folder).span
+            for name, file in zip(inputs, files, strict=True)
+        ]
+        tmp, path = part / f".compact-{uuid.uuid4().hex}.tmp", part / _file_name(record_dtype)
         merged = latest_records(_scan_files(files, record_dtype)).sort("record_id")
-        merged.sink_parquet(tmp, compression="zstd")
-        durable_replace(tmp, part / name)
+        covers = functools.reduce(Span.union, spans)
+        merged.sink_parquet(tmp, compression="zstd", metadata=footer(covers))
+        durable_replace(tmp, path)
         killpoint.reached("landing.compact_written")
+        entry = entry_of(path.relative_to(folder).as_posix(), path, rows_of(path), covers)
+        kept = [e for name, e in listed.items() if name not in inputs]
+        write_manifest(root, source, stream, [*kept, entry])
         for file in files:
             file.unlink()
         fsync_dir(part)
