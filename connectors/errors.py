@@ -16,7 +16,8 @@ do is decided by the branch, never by parsing a message::
     │   ├── UnexpectedStatusError   any other non-2xx status (3xx, 4xx)
     │   ├── ResponseShapeError      valid JSON, but not the shape the stream declares
     │   ├── RetriesExhaustedError   a retriable error kept happening (it is the __cause__)
-    │   ├── StateError              an unreadable or invalid state file
+    │   ├── StateError              an unreadable or invalid state file, or a lost one
+    │   ├── LandingError            a lost landing file whose records cannot be fetched again
     │   └── PaginationError
     │       ├── PaginationLoopError the same next request twice
     │       └── MaxPagesError       more pages than the stream's max-pages guard
@@ -57,6 +58,7 @@ __all__ = [
     "FatalError",
     "InsecureURLError",
     "InvalidBodyError",
+    "LandingError",
     "MaxPagesError",
     "PaginationError",
     "PaginationLoopError",
@@ -182,7 +184,13 @@ class RetriesExhaustedError(FatalError):
 
 
 class StateError(FatalError):
-    """A state file cannot be read or does not validate."""
+    """A state file cannot be read or does not validate, or is missing while landed files
+    depend on it (:mod:`connectors.landing.check`)."""
+
+
+class LandingError(FatalError):
+    """A landing file is lost or damaged and its records cannot be fetched again by themselves
+    (where they start is not known); the message names the file and the command that fixes it."""
 
 
 class PaginationError(FatalError):

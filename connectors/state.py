@@ -11,8 +11,11 @@ Write order is the crash-safety contract: the sync lands a batch (durable when
 A crash before the commit leaves the old cursor, so the next run re-reads and de-duplicates; a
 crash during the commit leaves the old or the new file, never a torn one, because
 :func:`atomic_write_bytes` writes a temporary file, fsyncs it, ``os.replace``-s it over the old
-one and fsyncs the directory. Commits never move a cursor backwards; :meth:`StateStore.reset`
-does.
+one and fsyncs the directory. Commits never move a cursor backwards; :meth:`StateStore.rewind`
+(a lost landing file's range, :mod:`connectors.landing.check`) and :meth:`StateStore.reset` do.
+A reset leaves a marker, ``<root>/<source>/<stream>.reset``, until the stream's next commit: a
+state file missing *with* it was reset on purpose (the next sync starts over); one missing
+without it, while the stream's landing files say a cursor had been committed, was lost.
 
 Example:
     >>> import tempfile
@@ -245,14 +248,47 @@ class StateStore:
 
         The stored cursor never moves backwards (the later of the old and the new is kept).
         """
+        return self._write(source, stream, cursor, lookback, later=True)
+
+    def rewind(
+        self, source: str, stream: str, cursor: datetime, *, lookback: timedelta
+    ) -> StreamState:
+        """Durably move the cursor back to ``cursor``, so that the next sync reads from
+        ``cursor - lookback`` again (the earlier of the old and the new is kept).
+
+        Example:
+            >>> from datetime import UTC, timedelta
+            >>> store, t = StateStore(Path(tempfile.mkdtemp())), datetime(2026, 10, 1, tzinfo=UTC)
+            >>> _ = store.commit("ujet", "calls", t, lookback=timedelta(0))
+            >>> store.rewind("ujet", "calls", t - timedelta(hours=2), lookback=timedelta(0)).cursor
+            datetime.datetime(2026, 9, 30, 22, 0, tzinfo=datetime.timezone.utc)
+        """
+        return self._write(source, stream, cursor, lookback, later=False)
+
+    def _write(
+        self, source: str, stream: str, cursor: datetime, lookback: timedelta, *, later: bool
+    ) -> StreamState:
         if cursor.tzinfo is None:
             raise ValueError("naive datetime: cursors must be timezone-aware")
         old = self.get(source, stream)
-        cursor = cursor if old is None else max(old.cursor, cursor)
+        if old is not None:
+            cursor = max(old.cursor, cursor) if later else min(old.cursor, cursor)
         state = StreamState(source, stream, cursor.astimezone(UTC), lookback, self._now())
         data = json.dumps(state.to_json(), indent=2, sort_keys=True).encode() + b"\n"
         atomic_write_bytes(self.path(source, stream), data)
+        marker = self.reset_marker(source, stream)
+        if marker.exists():  # committed again: no longer a stream that was reset
+            marker.unlink(missing_ok=True)
+            fsync_dir(marker.parent)
         return state
+
+    def reset_marker(self, source: str, stream: str) -> Path:
+        """The file that says ``(source, stream)`` was reset and not committed since."""
+        return self.path(source, stream).with_suffix(".reset")
+
+    def was_reset(self, source: str, stream: str) -> bool:
+        """Whether the stream was reset and has not been committed since."""
+        return self.reset_marker(source, stream).exists()
 
     def show(self) -> list[StreamState]:
         """Every committed stream state, sorted by source and stream."""
@@ -262,12 +298,36 @@ class StateStore:
         return [s for s in states if s is not None]
 
     def reset(self, source: str | None = None, stream: str | None = None) -> list[StreamState]:
-        """Delete the matching states (all when both are ``None``); return what was deleted."""
-        removed = [
-            s for s in self.show() if source in (None, s.source) and stream in (None, s.stream)
+        """Delete the matching states (all when both are ``None``); return what was deleted.
+
+        Each stream is marked reset first (:meth:`was_reset`, until its next commit), a named
+        ``source``/``stream`` without a state file too, so that the next sync starts it over
+        instead of reporting its state as lost. A state file that cannot be read is deleted
+        all the same (it is not in the list returned: it holds no state).
+        """
+        found = [(p.parent.name, p.stem) for p in sorted(self.root.glob("*/*.json"))]
+        names = [
+            (a, b)
+            for a, b in found
+            if _NAME.fullmatch(a)
+            and _NAME.fullmatch(b)
+            and source in (None, a)
+            and stream in (None, b)
         ]
-        for state in removed:
-            path = self.path(state.source, state.stream)
-            path.unlink(missing_ok=True)
-            fsync_dir(path.parent)
+        if source is not None and stream is not None and (source, stream) not in names:
+            names.append((source, stream))
+        removed: list[StreamState] = []
+        for name in names:
+            try:
+                state = self.get(*name)
+            except StateError:
+                state = None
+            at = format_utc(self._now())
+            mark = {"version": _VERSION, "source": name[0], "stream": name[1], "reset_at": at}
+            atomic_write_bytes(self.reset_marker(*name), json.dumps(mark).encode() + b"\n")
+            path = self.path(*name)
+            if path.exists():
+                path.unlink()
+                fsync_dir(path.parent)
+            removed += [state] if state is not None else []
         return removed
