@@ -2,18 +2,21 @@
 
 For each stream, in declaration order::
 
-    state (cursor - lookback, or the configured start)
+    repair_landing (a lost or damaged landing file: the cursor rewound to its range's start)
+      -> state (cursor - lookback, or the configured start)
       -> first request -> iterate_pages (rate limiter before every attempt, retry policy,
          loop guard, max-pages guard)
-      -> per page: prepare + shape check (misfits are quarantined) -> land_page (durable)
+      -> per page: prepare + shape check (misfits are quarantined) -> land_page (the file and
+         its manifest entry with the page's cursor range, durable)
          -> StateStore.commit(latest updated_at landed so far)
 
 State is committed only after the page it covers is durable, so a crash or a kill at any point
 re-reads at most the pages after the last commit (plus the lookback), and the landing store's
-de-duplication by primary key makes the re-read harmless. One rate limiter is shared by all
-streams of a source (vendors limit per tenant). A :class:`SyncReport` per stream counts pages,
-records, retries and 429s and carries the one-line error of a stream that failed; ``progress``
-is called after every landed page.
+de-duplication by primary key makes the re-read harmless; a landing file lost since is fetched
+again (:mod:`connectors.landing.check`). One rate limiter is shared by all streams of a source
+(vendors limit per tenant). A :class:`SyncReport` per stream counts pages, records, retries and
+429s and carries the one-line error of a stream that failed and what was ``repaired``;
+``progress`` is called after every landed page.
 
 Example:
     ``reports = sync_source(UJET, settings, landing_root=Path("data/landing"),
@@ -36,13 +39,14 @@ from typing import Any
 import httpx
 
 from connectors.errors import ConnectorError, RateLimitedError, RetriableError
-from connectors.landing import PiiScrubber, RecordKey, RejectedRecord, land_page
+from connectors.landing import PiiScrubber, RecordKey, RejectedRecord, Span, land_page
+from connectors.landing.check import repair_landing
 from connectors.normalise import land_rejected
 from connectors.paging import CursorTailPaginator, Page, Paginator, iterate_pages
 from connectors.ratelimit import RateLimiter
 from connectors.retry import ApiRequest
 from connectors.source import Source, SourceSettings, Stream, shape_error
-from connectors.state import StateStore, format_utc
+from connectors.state import StateStore, format_utc, parse_utc
 from engine import clock, killpoint
 from engine.clock import sleep as clock_sleep
 
@@ -139,6 +143,8 @@ class SyncReport:
     throttled: int = 0
     seconds: float = 0.0
     error: str | None = None
+    #: What was lost or damaged in the landing store and how it was repaired, one line each.
+    repaired: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -208,8 +214,19 @@ class _Run:
     report: SyncReport
     started: datetime
     now: Callable[[], datetime]
+    start: datetime
+    committed: datetime | None = None
     latest: datetime | None = None
     base: int = 0
+
+    def span(self, page: Page) -> Span:
+        """The page's cursor range: where a sync reads it again (its window's start, the cursor
+        it was asked from, or the sync's start) and its window's end (else its records')."""
+        window, param = page.request.window, self.stream.cursor_param
+        if window is not None:
+            return Span(window.start, window.end, self.committed)
+        asked = parse_utc(page.request.params.get(param)) if param else None
+        return Span(asked or self.start, None, self.committed)
 
     def land(self, page: Page) -> None:
         """Land one page durably, quarantine its misfits, then commit the cursor."""
@@ -227,6 +244,7 @@ class _Run:
             batch_id=self.batch_id,
             page_no=page.page_no,
             record_dtype=self.stream.landed_dtype,
+            span=self.span(page),
         )
         killpoint.reached("sync.page_landed")
         rejected += landed.rejected
@@ -238,7 +256,8 @@ class _Run:
         if self.stream.page_cursor is not None:
             cursor = self.stream.page_cursor(page, self.latest, self.started)
         if cursor is not None:
-            self.state.commit(source, stream, cursor, lookback=self.settings.lookback)
+            held = self.state.commit(source, stream, cursor, lookback=self.settings.lookback)
+            self.committed = held.cursor
             killpoint.reached("sync.cursor_committed")
         if str(page.request.params.get("page", "1")) == "1":
             self.base = report.records  # a fresh cursor request: Total counts from here
@@ -253,6 +272,20 @@ class _Run:
         return self.base + int(total) if total.isdigit() else None
 
 
+def _repair(
+    source: Source, stream: Stream, settings: SourceSettings, *, root: Path, state: StateStore
+) -> list[str]:
+    """:func:`~connectors.landing.check.repair_landing` for a stream, logged; raises its errors."""
+    tail = stream.plan is None and stream.paging == "cursor_tail" and stream.record_key is None
+    initial, names = settings.initial_cursor(clock.now()), (source.name, stream.name)
+    done = repair_landing(
+        root, state, *names, lookback=settings.lookback, initial=initial, by_updated_at=tail
+    )
+    for line in done:
+        _log.warning("repaired %s", line)
+    return done
+
+
 def sync_stream(
     source: Source,
     stream: Stream,
@@ -265,17 +298,22 @@ def sync_stream(
     sleep: Callable[[float], None] = clock_sleep,
     progress: Callable[[Progress], None] | None = None,
     now: Callable[[], datetime] = clock.now,
+    repaired: list[str] | None = None,
 ) -> SyncReport:
     """Sync one stream (see the module docstring); a connector error ends it in ``report.error``.
 
     Everything landed before the error stays committed; the next sync resumes from there.
+    ``repaired``: what the landing store's repair did already (``None``: it is done here, first;
+    it raises :class:`StateError` and :class:`LandingError` as :func:`sync_source` does).
     """
     if not isinstance(limiter, SequentialLimiter):
         limiter = SequentialLimiter(limiter)
     began, started = time.perf_counter(), now()
+    if repaired is None:
+        repaired = _repair(source, stream, settings, root=landing_root, state=state)
     lookback, initial = settings.lookback, settings.initial_cursor(started)
     start = state.resume_from(source.name, stream.name, lookback=lookback, initial=initial)
-    report = SyncReport(source.name, stream.name, started_from=format_utc(start))
+    report = SyncReport(source.name, stream.name, format_utc(start), repaired=repaired)
 
     def on_retry(attempt: int, delay: float, error: RetriableError) -> None:
         limiter.done()
@@ -293,6 +331,8 @@ def sync_stream(
         report=report,
         started=started,
         now=now,
+        start=start,
+        committed=None if (held := state.get(source.name, stream.name)) is None else held.cursor,
     )
     request, paginator = first_request(stream, start, settings, started)
     try:
@@ -333,10 +373,14 @@ def sync_source(
 ) -> list[SyncReport]:
     """Sync the streams of ``source`` (all, or those named), one report per stream.
 
-    A stream that fails does not stop the next one (its error is in its report).
+    A stream that fails does not stop the next one (its error is in its report). Before any
+    request, every stream's landing files are checked against their manifest and what was lost
+    is repaired (:func:`connectors.landing.check.repair_landing`, ``repaired`` in the reports).
 
     Raises:
         ConfigError: An unknown stream name, or settings the client cannot be built from.
+        StateError: a state file is unreadable, or lost while landed files depend on it.
+        LandingError: a landing file is lost and its range is unknown.
     """
     source = source.configured(settings)
     chosen = [source.stream(name) for name in streams] if streams else list(source.streams)
@@ -345,6 +389,7 @@ def sync_source(
         StateStore(state_root),
         SequentialLimiter(settings.limiter(), anchored=anchored),
     )
+    repairs = [_repair(source, s, settings, root=landing_root, state=state) for s in chosen]
     with source.client(settings, transport) as client:
         if source.preflight is not None:
             source.preflight(settings, client, limiter, settings.retry_policy(sleep=sleep))
@@ -359,6 +404,7 @@ def sync_source(
                 limiter=limiter,
                 sleep=sleep,
                 progress=progress,
+                repaired=repaired,
             )
-            for stream in chosen
+            for stream, repaired in zip(chosen, repairs, strict=True)
         ]
