@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, NamedTuple, Self
 
@@ -202,6 +202,9 @@ class SourceSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     enabled: bool = False
+    #: The streams to sync, by name (``None``: every stream of the source), e.g. ``["calls"]``
+    #: for a tenant without chats.
+    streams: tuple[str, ...] | None = None
     base_url: str | None = None
     rate_limit_per_s: float = Field(default=1.0, gt=0)
     rate_limit_burst: int | None = Field(default=None, ge=1)
@@ -306,14 +309,34 @@ class Source:
     preflight: Callable[[Any, httpx.Client, RateLimiter, RetryPolicy], None] | None = None
 
     def configured(self, settings: SourceSettings | None) -> Source:
-        """This source with its streams for ``settings`` (itself when nothing depends on them).
+        """This source with its streams for ``settings``: bound to them when the streams depend
+        on settings, and only those ``settings.streams`` names (itself when nothing changes).
+
+        Raises:
+            ConfigError: ``streams`` names a stream the source does not have, or none.
 
         Example:
             >>> s = Source("x", SourceSettings, lambda s, t: httpx.Client(), streams=())
             >>> s.configured(SourceSettings()) is s
             True
         """
-        return self if self.bind is None or settings is None else self.bind(settings)
+        if settings is None:
+            return self
+        source = self if self.bind is None else self.bind(settings)
+        wanted = settings.streams
+        if wanted is None:
+            return source
+        known = [s.name for s in source.streams]
+        if unknown := [n for n in wanted if n not in known]:
+            msg = (
+                f"sources.{self.name}.streams: no stream {unknown[0]!r} "
+                f"(streams of {self.name}: {', '.join(known)})"
+            )
+            raise ConfigError(msg)
+        if not wanted:
+            msg = f"sources.{self.name}.streams is empty: set enabled = false instead"
+            raise ConfigError(msg)
+        return replace(source, streams=tuple(s for s in source.streams if s.name in wanted))
 
     def stream(self, name: str) -> Stream:
         """The stream called ``name``.

@@ -38,7 +38,12 @@ from typing import Any
 
 import httpx
 
-from connectors.errors import ConnectorError, RateLimitedError, RetriableError
+from connectors.errors import (
+    ConnectorError,
+    RateLimitedError,
+    RetriableError,
+    UnexpectedStatusError,
+)
 from connectors.landing import PiiScrubber, RecordKey, RejectedRecord, Span, land_page
 from connectors.landing.check import repair_landing
 from connectors.normalise import land_rejected
@@ -352,6 +357,11 @@ def sync_stream(
                 progress(Progress(source.name, stream.name, report.pages, report.records, hint))
     except ConnectorError as exc:
         report.error = str(exc)
+        if isinstance(exc, UnexpectedStatusError) and exc.status == 404:
+            report.error += (
+                f"; if this tenant has no {stream.name}, leave the stream out: "
+                f"sources.{source.name}.streams"
+            )
         _log.error("sync %s/%s failed: %s", source.name, stream.name, exc)
     committed = state.get(source.name, stream.name)
     report.cursor = None if committed is None else format_utc(committed.cursor)

@@ -405,3 +405,28 @@ def test_a_conflicting_duplicate_is_quarantined_not_won_by_the_later_fetch(
     assert conflict["raw"].n_unique() == 2  # both payloads
     stored = table(tmp_path / "out", "contacts")
     assert last["contact_id"] not in stored["contact_id"].to_list()
+
+
+def test_a_tenant_without_chats_leaves_the_stream_out(tmp_path: Path, stack: Stack) -> None:
+    stack.ujet._records.pop("chats")
+    failed = invoke(["run", "--quiet"], _config(tmp_path, stack))
+    assert failed.exit_code == 2
+    assert "leave the stream out: sources.ujet.streams" in one_error_line(failed)
+    only_calls = write_config(
+        tmp_path,
+        stack,
+        sources__ujet={"streams": ["calls"]},
+        sources__dixa={"enabled": False},
+        sources__kore={"enabled": False},
+        run={"report": False},
+    )
+    summary = _run(only_calls)
+    pulled = summary["pulled"]
+    assert isinstance(pulled, list)
+    assert [f"{p['source']}/{p['stream']}" for p in pulled] == ["ujet/calls", "mindful/attempts"]
+    wrong = write_config(tmp_path, stack, sources__ujet={"streams": ["calls", "emails"]})
+    refused = invoke(["run", "--quiet"], wrong)
+    assert refused.exit_code == 2
+    assert "sources.ujet.streams: no stream 'emails' (streams of ujet: calls, chats)" in (
+        one_error_line(refused)
+    )
