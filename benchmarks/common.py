@@ -161,7 +161,7 @@ def run_worker(
                 proc.kill()
                 _, status, usage = os.wait4(proc.pid, 0)
                 break
-            time.sleep(0.05)
+            clock.sleep(0.05)
         wall = time.perf_counter() - began
         proc.returncode = os.waitstatus_to_exitcode(status)
         if killed or proc.returncode != 0 or not out.exists():
