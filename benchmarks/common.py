@@ -126,6 +126,45 @@ class WorkerRun:
     wall_s: float
 
 
+@dataclass(frozen=True)
+class Watched:
+    """How a watched child ended: its wait status and resource usage, why it was killed (empty
+    when it was not), and the highest ``VmHWM`` seen while polling (MiB)."""
+
+    status: int
+    usage: Any
+    killed: str
+    vmhwm_mib: float
+
+
+def watch(
+    proc: subprocess.Popen[Any],
+    *,
+    max_rss_mib: float | None = None,
+    timeout_s: float | None = None,
+    every_s: float = 0.05,
+) -> Watched:
+    """Wait for ``proc``, polling its memory every ``every_s``: killed above ``max_rss_mib``
+    resident or after ``timeout_s`` (so that a runaway engine cannot push a shared machine into
+    the OOM killer)."""
+    began, killed, hwm = time.perf_counter(), "", 0.0
+    while True:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            return Watched(status, usage, killed, hwm)
+        hwm = max(hwm, _proc_status_mib(proc.pid, "VmHWM") or 0.0)
+        rss = _proc_status_mib(proc.pid, "VmRSS") if max_rss_mib is not None else None
+        if rss is not None and max_rss_mib is not None and rss > max_rss_mib:
+            killed = f"killed: resident memory {rss:,.0f} MiB > cap {max_rss_mib:,.0f} MiB"
+        elif timeout_s is not None and time.perf_counter() - began > timeout_s:
+            killed = f"killed: still running after {timeout_s:,.0f} s"
+        if killed:
+            proc.kill()
+            _, status, usage = os.wait4(proc.pid, 0)
+            return Watched(status, usage, killed, hwm)
+        clock.sleep(every_s)
+
+
 def run_worker(
     module: str,
     args: Sequence[str],
@@ -147,21 +186,8 @@ def run_worker(
         cmd = [sys.executable, "-m", module, "--worker-out", str(out), *args]
         began = time.perf_counter()
         proc = subprocess.Popen(cmd)
-        killed = ""
-        while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                break
-            rss = _proc_status_mib(proc.pid, "VmRSS") if max_rss_mib is not None else None
-            if rss is not None and max_rss_mib is not None and rss > max_rss_mib:
-                killed = f"killed: resident memory {rss:,.0f} MiB > cap {max_rss_mib:,.0f} MiB"
-            elif timeout_s is not None and time.perf_counter() - began > timeout_s:
-                killed = f"killed: still running after {timeout_s:,.0f} s"
-            if killed:
-                proc.kill()
-                _, status, usage = os.wait4(proc.pid, 0)
-                break
-            clock.sleep(0.05)
+        watched = watch(proc, max_rss_mib=max_rss_mib, timeout_s=timeout_s)
+        status, usage, killed = watched.status, watched.usage, watched.killed
         wall = time.perf_counter() - began
         proc.returncode = os.waitstatus_to_exitcode(status)
         if killed or proc.returncode != 0 or not out.exists():

@@ -44,11 +44,11 @@ from typing import Any
 
 from benchmarks.common import (
     _maxrss_mib,
-    _proc_status_mib,
     format_table,
     loadavg,
     machine_facts,
     run_worker,
+    watch,
     write_json,
 )
 from engine import clock
@@ -89,22 +89,13 @@ def _measure(root: Path, at: str, label: str, timeout_s: float, cap_mib: float) 
     with (logs / f"{label}.out").open("wb") as out, err_path.open("wb") as err:
         began = time.perf_counter()
         proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=out, stderr=err)
-        killed, hwm = "", 0.0
-        while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                break
-            hwm = max(hwm, _proc_status_mib(proc.pid, "VmHWM") or 0.0)
-            rss = _proc_status_mib(proc.pid, "VmRSS") or 0.0
-            if rss > cap_mib:
-                killed = f"killed: resident memory {rss:,.0f} MiB > cap {cap_mib:,.0f} MiB"
-            elif time.perf_counter() - began > timeout_s:
-                killed = f"killed: still running after {timeout_s:,.0f} s"
-            if killed:
-                proc.kill()
-                _, status, usage = os.wait4(proc.pid, 0)
-                break
-            clock.sleep(0.02)
+        watched = watch(proc, max_rss_mib=cap_mib, timeout_s=timeout_s, every_s=0.02)
+        status, usage, killed, hwm = (
+            watched.status,
+            watched.usage,
+            watched.killed,
+            watched.vmhwm_mib,
+        )
         wall = time.perf_counter() - began
     steps = {m[1]: float(m[2]) for m in _STEP.finditer(err_path.read_text(errors="replace"))}
     return {

@@ -34,6 +34,7 @@ import polars as pl
 from connectors.emulator import MindfulEmulator, UjetEmulator
 from engine.demo.callbacks import DEFAULT_TARGETS, generate_attempts
 from engine.demo.contacts import QueueSpec, generate_segments
+from engine.demo.stack import write_toml
 from engine.pipeline.tables import read_store
 
 __all__ = [
@@ -175,16 +176,6 @@ def write_secrets(root: Path) -> dict[str, str]:
     return keys
 
 
-def _toml(value: object) -> str:
-    if isinstance(value, datetime):
-        return value.strftime("%Y-%m-%dT%H:%M:%SZ")
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
 def write_config(root: Path, emulators: Emulators, *, start: datetime) -> Path:
     """``root/wfm.toml``: UJET and Mindful at ``emulators`` from ``start``, stores under ``root``;
     everything else is the built-in default (what a tenant's nightly run does)."""
@@ -208,13 +199,7 @@ def write_config(root: Path, emulators: Emulators, *, start: datetime) -> Path:
         "store": {"landing": root / "landing", "state": root / "state"},
         "output": {"dir": root / "out"},
     }
-    text = "\n".join(
-        f"[{name}]\n" + "".join(f"{k} = {_toml(v)}\n" for k, v in values.items())
-        for name, values in tables.items()
-    )
-    path = root / "wfm.toml"
-    path.write_text(text, encoding="utf-8")
-    return path
+    return write_toml(root / "wfm.toml", tables)
 
 
 def verify_store(out: Path, served: Served, *, new_day: datetime) -> dict[str, object]:

@@ -24,7 +24,14 @@ from connectors.emulator import DixaEmulator, KoreEmulator, MindfulEmulator, Uje
 from engine.demo.callbacks import generate_attempts
 from engine.demo.contacts import generate_contacts
 
-__all__ = ["SECRET_NAMES", "Stack", "emulators", "random_secrets", "write_config"]
+__all__ = [
+    "SECRET_NAMES",
+    "Stack",
+    "emulators",
+    "random_secrets",
+    "write_config",
+    "write_toml",
+]
 
 SECRET_NAMES = (
     "WFM_SOURCES__UJET__PASSWORD",
@@ -181,10 +188,17 @@ def write_config(root: Path, stack: Stack, *, start: datetime, **sections: dict[
     for name, values in sections.items():
         key = name.replace("__", ".")
         tables[key] = tables.get(key, {}) | values
+    return write_toml(root / "wfm.toml", tables)
+
+
+def write_toml(path: Path, tables: Mapping[str, Mapping[str, Any]]) -> Path:
+    """Write ``tables`` (``"sources.ujet" -> {key: value}``) as a TOML file; ``path``.
+
+    Values: booleans, numbers, instants (UTC, ``Z``), lists of those, anything else as a string.
+    """
     text = "\n".join(
         f"[{name}]\n" + "".join(f"{k} = {_toml(v)}\n" for k, v in values.items())
         for name, values in tables.items()
     )
-    path = root / "wfm.toml"
     path.write_text(text, encoding="utf-8")
     return path
