@@ -30,6 +30,7 @@ POINTS: Final = (
     "sync.cursor_committed",  # a stream's cursor is committed
     "landing.compact_written",  # a compacted landing file is durable, its inputs still there
     "landing.compact_removed",  # a compaction's inputs are deleted
+    "snapshot.parts_written",  # a canonical snapshot's files are durable, not yet committed
     "run.rebuilt",  # canonical rows rebuilt from the landing store, nothing of the build written
     "delta.files_written",  # a store commit's data files are durable, the commit not made
     "delta.committed",  # a store commit is made, its log entry not yet fsynced

@@ -89,6 +89,7 @@ __all__ = [
     "land_page",
     "latest_records",
     "pii_hash",
+    "scan_files",
     "scan_landed",
     "with_record",
 ]
@@ -238,7 +239,7 @@ def _file_name(record_dtype: pl.DataType | None) -> str:
     return f"part-{uuid.uuid4().hex}{suffix}"
 
 
-def _scan_files(files: list[Path], record_dtype: pl.DataType | None) -> pl.LazyFrame:
+def scan_files(files: list[Path], record_dtype: pl.DataType | None) -> pl.LazyFrame:
     """Landing files as one lazy frame: :data:`LANDING_SCHEMA`, plus :data:`RECORD` if
     ``record_dtype`` is given (read from decoded files, decoded from the payload of others)."""
 
@@ -306,7 +307,7 @@ def scan_landed(
     files = landed_files(root, source, stream)
     if not files:
         return pl.LazyFrame(schema=_schema(record_dtype))
-    return latest_records(_scan_files(files, record_dtype))
+    return latest_records(scan_files(files, record_dtype))
 
 
 def compact(
@@ -352,7 +353,7 @@ def compact(
             for name, file in zip(inputs, files, strict=True)
         ]
         tmp, path = part / f".compact-{uuid.uuid4().hex}.tmp", part / _file_name(record_dtype)
-        merged = latest_records(_scan_files(files, record_dtype)).sort("record_id")
+        merged = latest_records(scan_files(files, record_dtype)).sort("record_id")
         covers = functools.reduce(Span.union, spans)
         merged.sink_parquet(tmp, compression="zstd", metadata=footer(covers))
         durable_replace(tmp, path)

@@ -31,7 +31,8 @@ from typing import Any
 
 import polars as pl
 
-from connectors.landing import compact, scan_landed
+from connectors.landing import compact, latest_records, scan_files
+from connectors.landing.manifest import landed_files
 from connectors.normalise import Rebuilt, rebuild
 from connectors.source import Source, SourceSettings
 from connectors.sync import Progress, sync_source
@@ -75,16 +76,35 @@ class Pull:
     cursor: str | None = None
     seconds: float = 0.0
     compacted: int = 0  #: landing files of earlier fetch dates merged away after the sync
+    repaired: list[str] = field(default_factory=list)  #: landing files lost or torn, re-fetched
 
     def to_dict(self) -> dict[str, Any]:
         """As a JSON-able dict."""
         return asdict(self)
 
 
-def _versions(settings: AppSettings, source: str, stream: str) -> pl.DataFrame:
-    landed = scan_landed(settings.store.landing, source, stream)
+def _new_versions(settings: AppSettings, source: str, stream: str, before: set[Path]) -> int:
+    """Record versions landed since the stream's files were ``before``: records of the files
+    added whose latest version the earlier files did not hold (only those records are read)."""
+    root = settings.store.landing
+    files = landed_files(root, source, stream)
+    added = [f for f in files if f not in before]
+    if not added:
+        return 0
     try:
-        return landed.select("record_id", pl.col("payload").hash().alias("version")).collect()
+        ids = scan_files(added, None).select("record_id").collect()["record_id"].unique()
+
+        def latest(paths: list[Path]) -> pl.LazyFrame:
+            if not paths:
+                return pl.LazyFrame(schema={"record_id": pl.String, "version": pl.UInt64})
+            rows = scan_files(paths, None).filter(pl.col("record_id").is_in(ids.implode()))
+            return latest_records(rows).select(
+                "record_id", pl.col("payload").hash().alias("version")
+            )
+
+        old = [f for f in files if f in before]
+        fresh = latest(files).join(latest(old), on=["record_id", "version"], how="anti")
+        return fresh.collect().height
     except (pl.exceptions.PolarsError, OSError) as exc:
         raise _unreadable(settings, f"{source}/{stream}", exc) from None
 
@@ -112,7 +132,8 @@ def sync_all(settings: AppSettings, names: Sequence[str], emit: Emit | None = No
         source, source_settings = connector(name), settings.source(name)
         configured = source.configured(source_settings)
         streams = [s.name for s in configured.streams]
-        before = {s: _versions(settings, name, s) for s in streams}
+        root = settings.store.landing
+        before = {s: set(landed_files(root, name, s)) for s in streams}
 
         def progress(p: Progress) -> None:
             say(
@@ -137,8 +158,7 @@ def sync_all(settings: AppSettings, names: Sequence[str], emit: Emit | None = No
         for r in reports:
             if not r.ok:
                 raise SyncFailedError(f"{r.source}/{r.stream}: {r.error}")
-            after = _versions(settings, name, r.stream)
-            new = after.join(before[r.stream], on=["record_id", "version"], how="anti").height
+            new = _new_versions(settings, name, r.stream, before[r.stream])
             pull = Pull(
                 r.source,
                 r.stream,
@@ -158,6 +178,7 @@ def sync_all(settings: AppSettings, names: Sequence[str], emit: Emit | None = No
                     before=today,
                     record_dtype=configured.stream(r.stream).landed_dtype,
                 ),
+                list(r.repaired),
             )
             pulls.append(pull)
             say("sync.stream", pull.to_dict())

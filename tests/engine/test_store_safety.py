@@ -369,15 +369,39 @@ def test_a_callback_chain_published_hours_late_reaches_the_callback_tables(
     _same(got, _tables(clean / "out"))
 
 
-def test_a_torn_landing_file_is_one_line_with_the_way_back(tmp_path: Path, stack: Stack) -> None:
+def test_a_torn_landing_file_is_fetched_again_and_the_run_says_so(
+    tmp_path: Path, stack: Stack
+) -> None:
+    """A landed file torn on disk: the sync's repair sets it aside and fetches its range again
+    before anything reads it; the run exits 0 with the tables of a clean run and names the
+    repair in its summary."""
     config = _config(tmp_path, stack)
     _run(config)
     landed = sorted((tmp_path / "landing" / "raw" / "source=ujet").rglob("*.parquet"))[0]
     landed.write_bytes(landed.read_bytes()[:100] + b"\x00\xff")
-    result = invoke(["run", "--quiet"], config)
+    summary = _run(config)
+    repaired = summary["repaired"]
+    assert isinstance(repaired, list)
+    assert any(str(line).startswith("ujet/") for line in repaired), repaired
+    assert not any("\x00" in str(line) or "\xff" in str(line) for line in repaired)
+    clean = tmp_path / "clean"
+    invoke(["run", "--quiet"], _config(clean, stack))
+    _same(_tables(tmp_path / "out"), _tables(clean / "out"))
+
+
+def test_an_unreadable_landing_file_found_by_the_rebuild_is_one_line_with_the_way_back(
+    tmp_path: Path, stack: Stack
+) -> None:
+    """A landed file torn where no sync repairs it first (here a dry run, which syncs nothing)
+    stops the rebuild with one line naming the store and the way back."""
+    config = _config(tmp_path, stack)
+    _run(config)
+    landed = sorted((tmp_path / "landing" / "raw" / "source=ujet").rglob("*.parquet"))[0]
+    landed.write_bytes(landed.read_bytes()[:100] + b"\x00\xff")
+    result = invoke(["run", "--quiet", "--dry-run"], config)
     assert result.exit_code == 2
     line = one_error_line(result)
-    assert f"store.landing {tmp_path / 'landing'}: the landed records of ujet/" in line
+    assert f"store.landing {tmp_path / 'landing'}: the landed records of " in line
     assert "state reset" in line
     assert "\x00" not in line
     assert "\xff" not in line
