@@ -12,6 +12,9 @@ command that repairs it):
 * **store vs state**: the stored canonical tables hash, partition day by partition day, to the
   digests the last run recorded (:func:`engine.pipeline.window.fingerprints`): a partition lost,
   added or changed outside a run shows here even when every file is sound;
+* **landing**: every enabled stream's landing manifest against its files, reading every byte
+  (:func:`connectors.landing.check.check_landing` with ``deep``): a file lost, torn, or not
+  listed is a problem the next ``run`` repairs (its sync fetches the file's range again);
 * **landing vs state**: what has landed is validated and hashed the same way: the days whose
   landed content differs from what the tables were built from are work for the next run.
 
@@ -26,6 +29,7 @@ from datetime import date
 from typing import Any, Literal
 
 from connectors.errors import ConnectorError
+from connectors.landing.check import check_landing
 from connectors.state import StateStore
 from engine.app.config import AppSettings
 from engine.app.sources import connector
@@ -91,6 +95,32 @@ def _state(settings: AppSettings, names: list[str]) -> tuple[list[Finding], Any]
     return found, state
 
 
+def _landing(settings: AppSettings, names: list[str]) -> list[Finding]:
+    """The landing manifest of every enabled stream against its files (every byte read)."""
+    found: list[Finding] = []
+    for name in names:
+        for stream in connector(name).configured(settings.source(name)).streams:
+            tail = stream.plan is None and stream.paging == "cursor_tail"
+            problems = check_landing(
+                settings.store.landing,
+                settings.store.state,
+                name,
+                stream.name,
+                deep=True,
+                by_updated_at=tail and stream.record_key is None,
+            )
+            what = f"landing {name}/{stream.name}"
+            if not problems:
+                found.append(Finding(what, "ok", "every listed file is there and whole"))
+                continue
+            first = problems[0]
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            detail = f"{first.problem}: {first.path}: {first.detail}{more}"
+            fix = "wfm-intervals run (its sync fetches the lost records again)"
+            found.append(Finding(what, "problem", detail, fix))
+    return found
+
+
 def _stored_digests(settings: AppSettings, names: list[str]) -> dict[str, dict[str, str]]:
     root = settings.output.dir / "store"
     tables = tables_fed(names)
@@ -115,6 +145,7 @@ def verify(settings: AppSettings) -> list[Finding]:
     """
     names = settings.enabled_sources()
     found, state = _state(settings, names)
+    found += _landing(settings, names)
     root = settings.output.dir / "store"
     damaged = False
     for name in tables_fed(names):

@@ -298,6 +298,7 @@ def test_verify_checks_landing_state_and_store_against_each_other(
     assert {f["check"] for f in findings} >= {
         "state",
         "state ujet/calls",
+        "landing ujet/calls",
         "store callvolume",
         "store vs state",
         "landing vs state",
@@ -329,6 +330,16 @@ def test_verify_checks_landing_state_and_store_against_each_other(
     lost = invoke(["verify"], config)
     assert lost.exit_code == 2
     assert f"{victim}: missing" in one_error_line(lost)
+    # A lost landing file: named, with the run that fetches its records again.
+    landed = next((tmp_path / "landing" / "raw" / "source=ujet").rglob("part-*.parquet"))
+    landed.unlink()
+    gone = invoke(["verify", "--json"], config)
+    assert gone.exit_code == 2
+    found = [
+        f for f in json.loads(gone.stdout)["findings"] if f["check"].startswith("landing ujet")
+    ]
+    assert [f["status"] for f in found if str(landed) in f["detail"]] == ["problem"]
+    assert all(f["fix"].startswith("wfm-intervals run") for f in found if f["status"] != "ok")
 
 
 def test_a_callback_chain_published_hours_late_reaches_the_callback_tables(
