@@ -47,6 +47,7 @@ __all__ = [
     "normalise_stream",
     "rebuild",
     "scan_rejected",
+    "set_aside",
 ]
 
 REJECTED_SCHEMA: dict[str, pl.DataType] = {
@@ -132,6 +133,30 @@ class Rebuilt(NamedTuple):
     raw: pl.LazyFrame
 
 
+def set_aside(source: Source, stream: Stream, root: Path, landed: pl.LazyFrame) -> pl.LazyFrame:
+    """Quarantine rows (:data:`engine.schema.QUARANTINE`) of the records of ``stream`` set aside
+    at landing whose id is not among the ``record_id`` of ``landed`` (landed since).
+
+    Example:
+        >>> import tempfile
+        >>> from connectors.vendors.ujet.client import UJET
+        >>> ids = pl.LazyFrame(schema={"record_id": pl.String})
+        >>> set_aside(UJET, UJET.streams[0], Path(tempfile.mkdtemp()), ids).collect().height
+        0
+    """
+    rejected = scan_rejected(root, source.name, stream.name).join(
+        landed.select("record_id"), on="record_id", how="anti", nulls_equal=False
+    )
+    return rejected.select(
+        pl.lit(source.name).alias("source"),
+        pl.lit(source.table).alias("table"),
+        stream.ref(pl.col("record_id")).alias("record_id"),
+        "reason",
+        "detail",
+        "raw",
+    ).cast(QUARANTINE)  # type: ignore[arg-type]
+
+
 def normalise_stream(source: Source, stream: Stream, landed: pl.LazyFrame) -> Rebuilt:
     """One stream's landed records (``landed``, de-duplicated) mapped: its rows named by their
     records' quarantine ids, the mapping's quarantine, and the payloads (no landing rejects).
@@ -166,19 +191,9 @@ def rebuild(source: Source, root: Path, settings: SourceSettings | None = None) 
     parts: list[Rebuilt] = []
     for stream in source.streams:
         landed = scan_landed(root, source.name, stream.name, record_dtype=stream.landed_dtype)
-        rejected = scan_rejected(root, source.name, stream.name).join(
-            landed.select("record_id"), on="record_id", how="anti", nulls_equal=False
-        )
-        set_aside = rejected.select(
-            pl.lit(source.name).alias("source"),
-            pl.lit(source.table).alias("table"),
-            stream.ref(pl.col("record_id")).alias("record_id"),
-            "reason",
-            "detail",
-            "raw",
-        ).cast(QUARANTINE)  # type: ignore[arg-type]
+        rejected = set_aside(source, stream, root, landed.select("record_id"))
         out = normalise_stream(source, stream, landed)
-        parts.append(out._replace(quarantine=pl.concat([out.quarantine, set_aside])))
+        parts.append(out._replace(quarantine=pl.concat([out.quarantine, rejected])))
     return Rebuilt(
         pl.concat([p.rows for p in parts], how="vertical_relaxed"),
         pl.concat([p.quarantine for p in parts]),

@@ -61,7 +61,6 @@ from engine.pipeline.checks import Inputs, reconcile, write_reconciliation
 from engine.pipeline.export import export_tables
 from engine.pipeline.kore import KoreImport, import_kore
 from engine.pipeline.lock import damage, housekeeping, store_lock
-from engine.pipeline.snapshot import describe, refresh
 from engine.pipeline.sources import Emit, sync_all, tables_fed
 from engine.pipeline.state import RunState, load_run_state, run_state_path, save_run_state
 from engine.pipeline.tables import Built, build_tables
@@ -72,8 +71,6 @@ from engine.tables.callback_requests import requests
 
 __all__ = ["STEPS", "RunSummary", "run"]
 
-#: The canonical tables a run refreshes from the landing store, in :class:`Canonical`'s order.
-CANONICAL_TABLES = ("contacts", "callback_attempts")
 #: The steps of a run, in order (``step`` events name them).
 STEPS = ("sync", "rebuild", "build", "export", "reconcile", "report")
 
@@ -317,25 +314,6 @@ def run(
         return _run(settings, names, (start, end), on_event, clock, **switches)
 
 
-def _refreshed(
-    settings: AppSettings,
-    names: list[str],
-    kore: KoreImport | None,
-    emit: Emit,
-    *,
-    whole: bool,
-    write: bool,
-) -> Canonical:
-    """The canonical tables, refreshed from the landing store (:mod:`engine.pipeline.snapshot`)."""
-    frames = []
-    for table in CANONICAL_TABLES:
-        found = refresh(settings, names, table, whole=whole, write=write)
-        if found is not None:
-            emit("rebuild.table", {"table": table, **describe(found)})
-        frames.append(None if found is None else found.frames)
-    return Canonical.of(frames[0], frames[1], kore)
-
-
 def _run(
     settings: AppSettings,
     names: list[str],
@@ -379,7 +357,7 @@ def _run(
         kore = import_kore(kore_settings, landing_root=settings.store.landing, out_dir=out)
         if not kore.quarantine.height:  # import_kore writes the file only when there are rows
             (out / "quarantine" / "callvolume_kore.csv").unlink(missing_ok=True)
-    canon = _refreshed(
+    canon = Canonical.refreshed(
         settings, names, kore, emit, whole=full_refresh or bool(repaired), write=not dry_run
     )
     done("rebuild")

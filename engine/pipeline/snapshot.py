@@ -1,29 +1,24 @@
 """The canonical snapshot: a run's validated rows, kept between runs and refreshed from what landed.
 
-Rebuilding a canonical table (``contacts``, ``callback_attempts``) from the whole landing store
-every night costs time in proportion to all history (4.3 s of a 17 s run with a year of
-history). The rows depend on nothing but the landed files, so a run keeps them, with the list of
-files they were made from, under ``<store.state>/snapshot/<table>/``, and the next run redoes
-only the records that the files added or removed since then touch:
+Rebuilding a canonical table from the whole landing store every night costs time in proportion
+to all history (4.3 s of a 17 s run with a year of it). The rows depend on nothing but the
+landed files, so a run keeps them, with the list of files they came from, under
+``<store.state>/snapshot/<table>/``, and the next run redoes only these records:
 
-* **records touched**: every record id in a file that is new (a sync's pages, a compaction's
-  merged file, a repair's refetch) or gone (compacted away, lost), by stream, from an index of
-  the record ids of each landed file;
+* **touched**: every record id of a file new since (a sync's pages, a compaction's merged file,
+  a repair's refetch) or gone (compacted away, lost), from an index of each file's record ids;
 * **closed over identities**: the canonical rules compare rows across records (two records
-  giving one contact identity are a duplicate or a conflict), so any record that shares an
-  identity (``source`` and ``contact_id``, or ``source`` and ``attempt_id``, old rows and new)
-  with a touched record is redone with it, until nothing more is added;
-* those records' landed versions are read again (only the files holding them, only their rows),
-  de-duplicated, mapped and validated exactly as a full rebuild does
-  (:func:`engine.pipeline.sources.validated`), and spliced in: the snapshot's rows of other
-  identities and quarantine rows of other records stay as they were.
+  giving one contact are a duplicate or a conflict), so a record sharing an identity
+  (``source`` and ``contact_id`` or ``attempt_id``, old rows and new) with a touched one is
+  redone with it, until nothing more is added.
 
-Records set aside at landing are read whole every time (a few small files). The result equals
-:func:`engine.pipeline.sources.canonical` (rows and quarantine, in a fixed order); the tests hold
-both to that on generated landings. A snapshot that is missing, torn, or made under other
-settings, code or streams is rebuilt whole, as is everything on ``--full-refresh``; it is only
-ever a cache of the landing store, committed by its ``meta.json`` (written last, atomically):
-a run killed while writing it leaves the previous one in force.
+Their latest landed versions are read again (only the files holding them), mapped and validated
+as a full rebuild does (:func:`engine.pipeline.sources.validated`) and spliced in. Records set
+aside at landing are read whole every time (a few small files). The result equals
+:func:`engine.pipeline.sources.canonical` in a fixed order (``tests/engine/test_snapshot.py``).
+A snapshot missing, torn, or made under other settings, code or streams is redone whole, as on
+``--full-refresh``: it is a cache of the landing store, committed by its ``meta.json`` (written
+last, atomically), so a run killed while writing it leaves the previous one in force.
 
 Example:
     ``rows, quarantine = refresh(settings, ["ujet"], "contacts").frames``.
@@ -44,7 +39,7 @@ import polars as pl
 
 from connectors.landing import latest_records, scan_files
 from connectors.landing.manifest import landed_files
-from connectors.normalise import Rebuilt, normalise_stream, scan_rejected
+from connectors.normalise import RAW_SCHEMA, Rebuilt, normalise_stream, set_aside
 from connectors.source import Source
 from connectors.state import atomic_write_bytes, fsync_dir
 from engine import killpoint
@@ -54,7 +49,7 @@ from engine.errors import StoreError, printable
 from engine.pipeline.sources import validated
 from engine.schema import CALLBACK_ATTEMPTS, CONTACTS, QUARANTINE
 
-__all__ = ["FORMAT", "Refreshed", "describe", "refresh", "refresh_sources", "snapshot_dir"]
+__all__ = ["FORMAT", "Refreshed", "refresh", "refresh_sources", "snapshot_dir"]
 
 #: The snapshot layout's version (another one is rebuilt whole).
 FORMAT = 1
@@ -66,12 +61,8 @@ _ROW_ORDER = {
     "callback_attempts": ["source", "attempt_id"],
 }
 _SRC, _REF, _IDENT = "__src", "__ref", "__ident"
-_INDEX = {
-    "__src": pl.String(),
-    "stream": pl.String(),
-    "file": pl.String(),
-    "record_id": pl.String(),
-}
+_INDEX = {_SRC: pl.String(), "stream": pl.String(), "file": pl.String(), "record_id": pl.String()}
+_RECORDS = {_SRC: pl.String(), "stream": pl.String(), "record_id": pl.String(), _REF: pl.String()}
 _IDENTS = {_SRC: pl.String(), _REF: pl.String(), _IDENT: pl.UInt64()}
 #: Above this share of all records touched, redoing everything is as cheap.
 _WHOLE = 0.5
@@ -91,6 +82,10 @@ class Refreshed:
     mode: str  #: "whole" (no usable snapshot), "unchanged", or "incremental"
     redone: int  #: records mapped and validated again
     records: int  #: records landed in all
+
+    def describe(self) -> dict[str, Any]:
+        """How the table was refreshed, for the run's events."""
+        return {"mode": self.mode, "redone": self.redone, "records": self.records}
 
     @property
     def frames(self) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -124,14 +119,14 @@ def _key(feeds: Sequence[Source], table: str, settings: object) -> str:
 
 
 def _files(root: Path, feeds: Sequence[Source]) -> dict[str, int]:
+    """The landed files, as ``"<source>/<stream>/<path in the stream's folder>"`` -> size."""
     found: dict[str, int] = {}
     for feed in feeds:
         for stream in feed.streams:
-            folder = root / "raw" / f"source={feed.name}" / f"stream={stream.name}"
+            folder = _path(root, f"{feed.name}/{stream.name}/")
             for path in landed_files(root, feed.name, stream.name):
-                found[f"{feed.name}/{stream.name}/{path.relative_to(folder).as_posix()}"] = (
-                    path.stat().st_size
-                )
+                key = f"{feed.name}/{stream.name}/{path.relative_to(folder).as_posix()}"
+                found[key] = path.stat().st_size
     return found
 
 
@@ -140,119 +135,80 @@ def _path(root: Path, key: str) -> Path:
     return root / "raw" / f"source={source}" / f"stream={stream}" / rel
 
 
+def _of(frame: pl.LazyFrame, source: str, stream: str) -> pl.LazyFrame:
+    return frame.filter((pl.col(_SRC) == source) & (pl.col("stream") == stream))
+
+
 def _index(root: Path, keys: Sequence[str]) -> pl.DataFrame:
     """The record ids of the landed files ``keys``."""
-    frames = []
-    for key in keys:
-        source, stream, _rel = key.split("/", 2)
-        ids = pl.scan_parquet(_path(root, key), hive_partitioning=False).select("record_id")
-        frames.append(
-            ids.select(
-                pl.lit(source).alias(_SRC),
-                pl.lit(stream).alias("stream"),
-                pl.lit(key).alias("file"),
-                pl.col("record_id").cast(pl.String),
-            )
+    frames = [
+        pl.scan_parquet(_path(root, key), hive_partitioning=False).select(
+            pl.lit(key.split("/")[0]).alias(_SRC),
+            pl.lit(key.split("/")[1]).alias("stream"),
+            pl.lit(key).alias("file"),
+            pl.col("record_id").cast(pl.String),
         )
-    if not frames:
-        return pl.DataFrame(schema=_INDEX)
-    return pl.concat(pl.collect_all(frames))
+        for key in keys
+    ]
+    return pl.concat(pl.collect_all(frames)) if frames else pl.DataFrame(schema=_INDEX)
 
 
-def _identities(rows: pl.LazyFrame, table: str) -> pl.LazyFrame:
-    """Each row's record (``__src``, ``__ref``) and identity hash (:data:`_IDENTITY`)."""
-    keys = [pl.col(c).cast(pl.String) for c in _IDENTITY[table]]
-    return rows.select(
-        _SRC,
-        pl.col("record_id").cast(pl.String).alias(_REF),
-        pl.struct(keys).hash(seed=0).alias(_IDENT),
-    )
-
-
-def _row_identity(table: str) -> pl.Expr:
+def _identity(table: str) -> pl.Expr:
+    """A row's identity hash (:data:`_IDENTITY`)."""
     return pl.struct([pl.col(c).cast(pl.String) for c in _IDENTITY[table]]).hash(seed=0)
 
 
 def _records(index: pl.DataFrame, feeds: Sequence[Source]) -> pl.DataFrame:
     """``(__src, stream, record_id, __ref)`` of the index's records (``__ref``: the
     quarantine id, see ``Stream.ref``)."""
-    parts = []
-    for feed in feeds:
-        for stream in feed.streams:
-            mine = index.lazy().filter(
-                (pl.col(_SRC) == feed.name) & (pl.col("stream") == stream.name)
-            )
-            parts.append(
-                mine.select(
-                    _SRC, "stream", "record_id", stream.ref(pl.col("record_id")).alias(_REF)
-                ).unique()
-            )
-    if not parts:
-        return pl.DataFrame(
-            schema={_SRC: pl.String, "stream": pl.String, "record_id": pl.String, _REF: pl.String}
-        )
-    return pl.concat(pl.collect_all(parts))
+    parts = [
+        _of(index.lazy(), feed.name, stream.name)
+        .select(_SRC, "stream", "record_id", stream.ref(pl.col("record_id")).alias(_REF))
+        .unique()
+        for feed in feeds
+        for stream in feed.streams
+    ]
+    return pl.concat(pl.collect_all(parts)) if parts else pl.DataFrame(schema=_RECORDS)
 
 
 def _map(
     root: Path, feeds: Sequence[Source], table: str, index: pl.DataFrame, todo: pl.DataFrame | None
 ) -> tuple[pl.LazyFrame, pl.LazyFrame, pl.LazyFrame]:
     """The landed records ``todo`` (``__src``, ``stream``, ``record_id``; ``None``: all),
-    de-duplicated and mapped: ``(rows, mapping quarantine, payloads)``, each with ``__src``."""
+    de-duplicated and mapped: ``(rows with __src, mapping quarantine, payloads)``."""
     rows, quarantine, raw = [], [], []
     for feed in feeds:
         for stream in feed.streams:
-            mine = index.filter((pl.col(_SRC) == feed.name) & (pl.col("stream") == stream.name))
+            mine = _of(index.lazy(), feed.name, stream.name)
+            wanted = pl.lit(True)
             if todo is not None:
-                ids = todo.filter((pl.col(_SRC) == feed.name) & (pl.col("stream") == stream.name))[
-                    "record_id"
-                ]
-                if ids.is_empty():
-                    continue
-                mine = mine.filter(pl.col("record_id").is_in(ids.implode()))
-            files = [_path(root, k) for k in sorted(set(mine["file"].to_list()))]
-            if not files:
+                ids = _of(todo.lazy(), feed.name, stream.name).select("record_id").collect()
+                wanted = pl.col("record_id").is_in(ids["record_id"].implode())
+            keys = mine.filter(wanted).select("file").unique().collect()["file"]
+            if keys.is_empty():
                 continue
-            landed = scan_files(files, stream.landed_dtype)
-            if todo is not None:
-                landed = landed.filter(pl.col("record_id").is_in(ids.implode()))
-            out = normalise_stream(feed, stream, latest_records(landed))
-            src = pl.lit(feed.name).alias(_SRC)
-            rows.append(out.rows.with_columns(src))
-            quarantine.append(out.quarantine.cast(QUARANTINE).with_columns(src))  # type: ignore[arg-type]
+            landed = scan_files([_path(root, k) for k in sorted(keys)], stream.landed_dtype)
+            out = normalise_stream(feed, stream, latest_records(landed.filter(wanted)))
+            rows.append(out.rows.with_columns(pl.lit(feed.name).alias(_SRC)))
+            quarantine.append(out.quarantine)
             raw.append(out.raw)
     if not rows:
-        return _empty_rows(table), _empty_quarantine(), pl.LazyFrame(schema=_RAW)
-    return (
-        pl.concat(rows, how="vertical_relaxed"),
-        pl.concat(quarantine),
-        pl.concat(raw),
-    )
-
-
-_RAW = {"source": pl.String(), "record_id": pl.String(), "raw": pl.String()}
-
-
-def _empty_rows(table: str) -> pl.LazyFrame:
-    schema = CONTACTS if table == "contacts" else CALLBACK_ATTEMPTS
-    return pl.LazyFrame(schema={**schema, "record_id": pl.String(), _SRC: pl.String()})
-
-
-def _empty_quarantine() -> pl.LazyFrame:
-    return pl.LazyFrame(schema={**QUARANTINE, _SRC: pl.String()})
+        schema = CONTACTS if table == "contacts" else CALLBACK_ATTEMPTS
+        empty = pl.LazyFrame(schema={**schema, "record_id": pl.String(), _SRC: pl.String()})
+        return empty, pl.LazyFrame(schema=QUARANTINE), pl.LazyFrame(schema=RAW_SCHEMA)
+    return pl.concat(rows, how="vertical_relaxed"), pl.concat(quarantine), pl.concat(raw)
 
 
 def _validate(
     root: Path, feeds: Sequence[Source], table: str, index: pl.DataFrame, todo: pl.DataFrame | None
 ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
-    """Map and validate the records ``todo`` (``None``: all): ``(rows, quarantine with
-    __src, identities)``."""
+    """Map and validate the records ``todo`` (``None``: all): ``(rows, quarantine,
+    identities)``; a quarantine row's ``source`` is its connector's, as in a full rebuild."""
     rows, quarantine, raw = _map(root, feeds, table, index, todo)
     rows = rows.cache()
-    # ``validated`` wants one source's Rebuilt; the record names carry no source, so the
-    # quarantine's source column is the connector's (as a full rebuild gives it).
-    clean, bad = validated(Rebuilt(rows.drop(_SRC), quarantine.drop(_SRC), raw), table)
-    idents = _identities(rows, table)
+    clean, bad = validated(Rebuilt(rows.drop(_SRC), quarantine, raw), table)
+    ref = pl.col("record_id").cast(pl.String).alias(_REF)
+    idents = rows.select(_SRC, ref, _identity(table).alias(_IDENT))
     return tuple(pl.collect_all([clean, bad, idents]))  # type: ignore[return-value]
 
 
@@ -265,31 +221,14 @@ def _ordered(
     )
 
 
-def _rejected(root: Path, feeds: Sequence[Source], table: str, index: pl.DataFrame) -> pl.DataFrame:
-    """Records set aside at landing and never landed since (as ``connectors.normalise.rebuild``
-    gives them)."""
-    parts = []
-    for feed in feeds:
-        for stream in feed.streams:
-            landed = index.lazy().filter(
-                (pl.col(_SRC) == feed.name) & (pl.col("stream") == stream.name)
-            )
-            rejected = scan_rejected(root, feed.name, stream.name).join(
-                landed.select("record_id"), on="record_id", how="anti", nulls_equal=False
-            )
-            parts.append(
-                rejected.select(
-                    pl.lit(feed.name).alias("source"),
-                    pl.lit(table).alias("table"),
-                    stream.ref(pl.col("record_id")).alias("record_id"),
-                    "reason",
-                    "detail",
-                    "raw",
-                ).cast(QUARANTINE)  # type: ignore[arg-type]
-            )
-    if not parts:
-        return pl.DataFrame(schema=QUARANTINE)
-    return pl.concat(pl.collect_all(parts))
+def _rejected(root: Path, feeds: Sequence[Source], index: pl.DataFrame) -> pl.DataFrame:
+    """Records set aside at landing and not landed since (as a full rebuild gives them)."""
+    parts = [
+        set_aside(feed, stream, root, _of(index.lazy(), feed.name, stream.name))
+        for feed in feeds
+        for stream in feed.streams
+    ]
+    return pl.concat(pl.collect_all(parts)) if parts else pl.DataFrame(schema=QUARANTINE)
 
 
 def _load(folder: Path, key: str) -> _Snapshot | None:
@@ -315,11 +254,9 @@ def _save(folder: Path, key: str, snap: _Snapshot) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     tag = uuid.uuid4().hex[:12]
     parts: dict[str, str] = {}
-    frames = {"index": snap.index, "idents": snap.idents, "rows": snap.rows}
-    frames["quarantine"] = snap.quarantine
-    for name, frame in frames.items():
+    for name in ("index", "idents", "rows", "quarantine"):
         buffer = io.BytesIO()
-        frame.write_parquet(buffer, compression="zstd", compression_level=1)
+        getattr(snap, name).write_parquet(buffer, compression="zstd", compression_level=1)
         parts[name] = f"{name}-{tag}.parquet"
         atomic_write_bytes(folder / parts[name], buffer.getvalue())
     killpoint.reached("snapshot.parts_written")
@@ -442,7 +379,7 @@ def _refresh(
         snap, mode = _Snapshot(files, index, idents, rows, bad, redone=records), "whole"
     if write and mode != "unchanged":
         _save(folder, key, snap)
-    rejected = _rejected(root, feeds, table, snap.index)
+    rejected = _rejected(root, feeds, snap.index)
     rows, quarantine = _ordered(table, snap.rows, pl.concat([snap.quarantine, rejected]))
     if records is None:
         records = snap.index.select(_SRC, "stream", "record_id").unique().height
@@ -476,13 +413,8 @@ def _update(
             files,
             index,
             pl.concat([snap.idents.join(records, on=[_SRC, _REF], how="anti"), idents]),
-            pl.concat([snap.rows.filter(~_row_identity(table).is_in(redone_idents)), rows]),
+            pl.concat([snap.rows.filter(~_identity(table).is_in(redone_idents)), rows]),
             pl.concat([snap.quarantine.join(named, on=["source", "record_id"], how="anti"), bad]),
             redone=records.height,
         )
     return None
-
-
-def describe(refreshed: Refreshed) -> dict[str, Any]:
-    """How a table was refreshed, for the run's events."""
-    return {"mode": refreshed.mode, "redone": refreshed.redone, "records": refreshed.records}

@@ -33,16 +33,19 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 
 import polars as pl
 
+from engine.app.config import AppSettings
 from engine.interval import Grid, Window
 from engine.output.delta import PARTITION, days_of
 from engine.output.store import request_dates
 from engine.pipeline.kore import KoreImport
+from engine.pipeline.snapshot import refresh
 from engine.settings import BuildSettings
 from engine.tables.callback_requests import in_chain_order
 
@@ -81,6 +84,27 @@ class Canonical:
         if attempts is not None:
             attempts = (in_chain_order(attempts[0].lazy()).collect(), attempts[1])
         return cls(contacts, attempts, kore)
+
+    @classmethod
+    def refreshed(
+        cls,
+        settings: AppSettings,
+        names: Sequence[str],
+        kore: KoreImport | None,
+        emit: Callable[[str, dict[str, Any]], None],
+        *,
+        whole: bool,
+        write: bool,
+    ) -> Canonical:
+        """Both canonical tables from the landing store through their snapshots
+        (:func:`engine.pipeline.snapshot.refresh`), each reported as a ``rebuild.table`` event."""
+        frames = []
+        for table in ("contacts", "callback_attempts"):
+            found = refresh(settings, names, table, whole=whole, write=write)
+            if found is not None:
+                emit("rebuild.table", {"table": table, **found.describe()})
+            frames.append(None if found is None else found.frames)
+        return cls.of(frames[0], frames[1], kore)
 
     @property
     def contact_rows(self) -> pl.DataFrame | None:
