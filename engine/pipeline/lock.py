@@ -169,5 +169,7 @@ def housekeeping(out: Path, landing: Path, state: Path) -> list[str]:
 
 
 def damage(tables: Path, names: list[str]) -> list[str]:
-    """What is missing or damaged among the tables ``names`` under ``tables``: one line each."""
-    return [problem for name in names for problem in delta.problems(tables / name)]
+    """What is missing or damaged among the tables ``names`` under ``tables``: one line each
+    (files missing or of another size than their commit recorded; ``wfm-intervals verify``
+    also reads their row counts)."""
+    return [problem for name in names for problem in delta.problems(tables / name, deep=False)]
