@@ -15,12 +15,15 @@ do is decided by the branch, never by parsing a message::
     │   ├── AuthError               401/403, or the token exchange was refused
     │   ├── UnexpectedStatusError   any other non-2xx status (3xx, 4xx)
     │   ├── ResponseShapeError      valid JSON, but not the shape the stream declares
+    │   ├── ResponseTooLargeError   a body over the stream's size cap (never read past it)
     │   ├── RetriesExhaustedError   a retriable error kept happening (it is the __cause__)
     │   ├── StateError              an unreadable or invalid state file, or a lost one
     │   ├── LandingError            a lost landing file whose records cannot be fetched again
     │   └── PaginationError
     │       ├── PaginationLoopError the same next request twice
-    │       └── MaxPagesError       more pages than the stream's max-pages guard
+    │       ├── MaxPagesError       more pages than the stream's max-pages guard
+    │       └── PageInvariantError  a page breaks its paging kind's rules (``invariant`` names it)
+    │           └── RepeatedPageError two pages in a row with only records already seen
     └── SkippableError              one record or item is bad: quarantine it, carry on
         └── RecordError             a record cannot be landed (e.g. no primary key)
 
@@ -60,11 +63,14 @@ __all__ = [
     "InvalidBodyError",
     "LandingError",
     "MaxPagesError",
+    "PageInvariantError",
     "PaginationError",
     "PaginationLoopError",
     "RateLimitedError",
     "RecordError",
+    "RepeatedPageError",
     "ResponseShapeError",
+    "ResponseTooLargeError",
     "RetriableError",
     "RetriesExhaustedError",
     "ServerError",
@@ -179,6 +185,14 @@ class ResponseShapeError(FatalError):
     """The body parsed as JSON but does not have the declared shape."""
 
 
+class ResponseTooLargeError(FatalError):
+    """A response body is larger than the cap (``max_bytes``); reading stopped at the cap."""
+
+    def __init__(self, max_bytes: int, *, url: str | httpx.URL | None = None) -> None:
+        super().__init__(f"response body over the cap of max_page_bytes={max_bytes}", url=url)
+        self.max_bytes = max_bytes
+
+
 class RetriesExhaustedError(FatalError):
     """The retry budget is spent; the last retriable error is the ``__cause__``."""
 
@@ -203,6 +217,23 @@ class PaginationLoopError(PaginationError):
 
 class MaxPagesError(PaginationError):
     """A stream returned more pages than its max-pages guard allows."""
+
+
+class PageInvariantError(PaginationError):
+    """A page breaks an invariant of its paging kind; ``invariant`` is its short name.
+
+    Example:
+        >>> str(PageInvariantError("cursor_order", "page 4: updated_at goes back"))
+        'paging invariant cursor_order violated: page 4: updated_at goes back'
+    """
+
+    def __init__(self, invariant: str, detail: str, *, url: str | httpx.URL | None = None) -> None:
+        super().__init__(f"paging invariant {invariant} violated: {detail}", url=url)
+        self.invariant = invariant
+
+
+class RepeatedPageError(PageInvariantError):
+    """Two pages in a row whose records were all seen already in this sync."""
 
 
 class SkippableError(ConnectorError):

@@ -7,8 +7,9 @@ no redirects. Auth flows read ``SecretStr`` credentials at request time and neve
 :class:`BearerAuth` over a :class:`TokenProvider` such as :class:`OAuth2ClientCredentials`
 (Mindful: refreshed ``margin`` seconds before expiry, and once more after a 401).
 :func:`send_request` sends under the URL policy
-(:func:`~connectors.errors.require_secure_url`) (never off the base URL's origin) and classifies
-every failure; :func:`parse_json` parses the body. Limiting, retries and requests as data are in
+(:func:`~connectors.errors.require_secure_url`) (never off the base URL's origin), classifies
+every failure and reads a successful body only up to a size cap (:data:`DEFAULT_MAX_BYTES`);
+:func:`parse_json` parses the body. Limiting, retries and requests as data are in
 :mod:`connectors.retry`.
 
 Example:
@@ -36,6 +37,7 @@ from connectors.errors import (
     AuthError,
     InsecureURLError,
     InvalidBodyError,
+    ResponseTooLargeError,
     TransportError,
     UnexpectedStatusError,
     error_for_status,
@@ -43,6 +45,7 @@ from connectors.errors import (
 )
 
 __all__ = [
+    "DEFAULT_MAX_BYTES",
     "USER_AGENT",
     "BearerAuth",
     "HeaderAuth",
@@ -59,6 +62,9 @@ try:
     USER_AGENT = f"wfm-intervals/{version('wfm-intervals')}"
 except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
     USER_AGENT = "wfm-intervals/0"
+
+#: The default cap on one response body (decoded), in bytes: 20 MiB.
+DEFAULT_MAX_BYTES = 20 * 2**20
 
 
 @dataclass(frozen=True)
@@ -233,15 +239,23 @@ def make_client(
 
 
 def send_request(
-    client: httpx.Client, request: httpx.Request, *, auth: httpx.Auth | None = None
+    client: httpx.Client,
+    request: httpx.Request,
+    *,
+    auth: httpx.Auth | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> httpx.Response:
-    """Send one built request under the URL policy and classify the outcome.
+    """Send one built request under the URL policy, classify the outcome, read the body capped.
 
     The URL must pass :func:`~connectors.errors.require_secure_url` and, when the client has a
-    base URL, keep its origin, so credentials never follow a URL to another host.
+    base URL, keep its origin, so credentials never follow a URL to another host. The response
+    is streamed: an error status is raised without reading its body, and a successful body is
+    read chunk by chunk (decoded) until it ends or passes ``max_bytes``, so no more than the cap
+    (plus one network chunk) is ever held; a ``Content-Length`` over the cap fails before reading.
 
     Raises:
         TransportError: Timeouts, refused or dropped connections, protocol errors.
+        ResponseTooLargeError: The body is larger than ``max_bytes`` (fatal: not retried).
         ConnectorError: What :func:`~connectors.errors.error_for_status` makes of a non-2xx.
 
     Example:
@@ -254,15 +268,43 @@ def send_request(
     if client.base_url.host and _origin(target) != _origin(client.base_url):
         raise InsecureURLError("request URL leaves the base URL's origin", url=target)
     try:
-        response = client.send(request) if auth is None else client.send(request, auth=auth)
+        if auth is None:
+            response = client.send(request, stream=True)
+        else:
+            response = client.send(request, stream=True, auth=auth)
     except httpx.TimeoutException as exc:
         raise TransportError(f"timed out ({type(exc).__name__})", url=request.url) from exc
     except httpx.RequestError as exc:
         raise TransportError(f"{type(exc).__name__}: {exc}", url=request.url) from exc
-    error = error_for_status(response.status_code, response.headers, url=request.url)
-    if error is not None:
-        raise error
+    try:
+        error = error_for_status(response.status_code, response.headers, url=request.url)
+        if error is not None:
+            raise error
+        _read_capped(response, max_bytes)
+    finally:
+        response.close()
     return response
+
+
+def _read_capped(response: httpx.Response, max_bytes: int) -> None:
+    """Read a streamed response's body into it, stopping as soon as it passes ``max_bytes``."""
+    url = response.request.url
+    declared = response.headers.get("Content-Length", "")
+    if declared.isdecimal() and int(declared) > max_bytes:
+        raise ResponseTooLargeError(max_bytes, url=url)
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        for chunk in response.iter_bytes():
+            size += len(chunk)
+            if size > max_bytes:
+                raise ResponseTooLargeError(max_bytes, url=url)
+            chunks.append(chunk)
+    except httpx.TimeoutException as exc:
+        raise TransportError(f"timed out ({type(exc).__name__})", url=url) from exc
+    except httpx.RequestError as exc:
+        raise TransportError(f"{type(exc).__name__}: {exc}", url=url) from exc
+    response._content = b"".join(chunks)  # as Response.read() does, with the cap on the way in
 
 
 def parse_json(response: httpx.Response) -> Any:

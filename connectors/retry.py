@@ -51,7 +51,7 @@ from typing import Any, NamedTuple, TypeVar
 import httpx
 
 from connectors.errors import RetriableError, RetriesExhaustedError, redact_url
-from connectors.http import parse_json, send_request
+from connectors.http import DEFAULT_MAX_BYTES, parse_json, send_request
 from connectors.ratelimit import RateLimiter
 from engine import clock
 
@@ -195,8 +195,12 @@ def send_json(
     *,
     limiter: RateLimiter | None = None,
     retry: RetryPolicy | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> ApiResponse:
     """Send ``request`` through the limiter and the retry policy; parse the JSON reply.
+
+    The body is read up to ``max_bytes`` (:func:`~connectors.http.send_request`); a larger one
+    is a :class:`~connectors.errors.ResponseTooLargeError`, which is fatal, so never retried.
 
     Raises:
         ConnectorError: Classified; a retriable one only as the cause of a
@@ -215,7 +219,7 @@ def send_json(
         built = client.build_request(
             request.method, request.url, params=dict(request.params) or None, json=request.body
         )
-        response = send_request(client, built)
+        response = send_request(client, built, max_bytes=max_bytes)
         body = parse_json(response)
         status, headers, url = response.status_code, response.headers, redact_url(built.url)
         return ApiResponse(status, headers, body, url, clock.now())

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import base64
 import doctest
+import gzip
+import itertools
 import logging
+from collections.abc import Iterator
 from urllib.parse import parse_qs
 
 import httpx
@@ -17,11 +20,14 @@ from connectors.errors import (
     ConfigError,
     InsecureURLError,
     RateLimitedError,
+    ResponseTooLargeError,
+    RetriableError,
     RetriesExhaustedError,
     ServerError,
     UnexpectedStatusError,
 )
 from connectors.http import (
+    DEFAULT_MAX_BYTES,
     USER_AGENT,
     BearerAuth,
     HeaderAuth,
@@ -124,6 +130,86 @@ def test_parse_json_reports_the_url_without_secrets() -> None:
         Exception, match=r"not valid JSON \(5 bytes\) \(https://api\.test/x\?token=REDACTED\)"
     ):
         parse_json(httpx.Response(200, content=b"[1, 2", request=request))
+
+
+# -- the body size cap -----------------------------------------------------------------------------
+
+
+class Endless:
+    """A response body of endless 1 KiB chunks that counts what was read of it."""
+
+    def __init__(self) -> None:
+        self.sent = 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        for _ in itertools.count():
+            self.sent += 1024
+            yield b" " * 1024
+
+
+def streaming(status: int, body: Endless) -> httpx.Client:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(status, content=body)
+
+    return make_client("https://api.test", transport=httpx.MockTransport(handler))
+
+
+def test_a_body_over_the_cap_is_fatal_and_read_no_further() -> None:
+    body = Endless()
+    client = streaming(200, body)
+    with pytest.raises(ResponseTooLargeError, match=r"max_page_bytes=10000 \(https://api.test/x\)"):
+        send_request(client, client.build_request("GET", "x"), max_bytes=10_000)
+    assert 10_000 < body.sent <= 10_000 + 1024  # the cap plus the chunk that crossed it
+    assert not issubclass(ResponseTooLargeError, RetriableError)
+
+
+def test_a_declared_length_over_the_cap_fails_before_reading() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=b"[" + b"0," * 600 + b"0]")
+
+    client = make_client("https://api.test", transport=httpx.MockTransport(handler))
+    with pytest.raises(ResponseTooLargeError):
+        send_request(client, client.build_request("GET", "x"), max_bytes=1_000)
+    ok = send_request(client, client.build_request("GET", "x"), max_bytes=1_203)  # exactly
+    assert len(parse_json(ok)) == 601
+
+
+def test_the_cap_counts_decoded_bytes() -> None:
+    """A small gzip body that inflates past the cap is refused (a zip bomb stays small)."""
+    packed = gzip.compress(b"[" + b" " * 50_000 + b"]")
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=packed, headers={"Content-Encoding": "gzip"})
+
+    client = make_client("https://api.test", transport=httpx.MockTransport(handler))
+    assert len(packed) < 1_000
+    with pytest.raises(ResponseTooLargeError):
+        send_request(client, client.build_request("GET", "x"), max_bytes=10_000)
+    assert parse_json(send_request(client, client.build_request("GET", "x"))) == []
+
+
+def test_an_error_status_is_raised_without_reading_its_body() -> None:
+    body = Endless()
+    client = streaming(503, body)
+    with pytest.raises(ServerError, match="HTTP 503"):
+        send_request(client, client.build_request("GET", "x"))
+    assert body.sent == 0
+
+
+def test_an_oversized_body_is_not_retried_and_the_default_cap_is_20_mib() -> None:
+    calls: list[int] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(1)
+        return httpx.Response(200, content=b"<html>" + b"x" * 5_000)  # not JSON, and too big
+
+    client = make_client("https://api.test", transport=httpx.MockTransport(handler))
+    with pytest.raises(ResponseTooLargeError):
+        send_json(
+            client, ApiRequest(url="x"), retry=RetryPolicy(sleep=lambda s: None), max_bytes=4_096
+        )
+    assert calls == [1]
+    assert DEFAULT_MAX_BYTES == 20 * 2**20
 
 
 # -- auth flows ------------------------------------------------------------------------------------
