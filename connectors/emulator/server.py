@@ -10,7 +10,7 @@ in this order for every request::
                      | admitted: numbered 1, 2, ...
                    fault (schedule, else seeded draw) --> 429 / 500 / 503 / dropped connection
                      | none, SLOW (sleep first) or TRUNCATE
-                   hooks(n) -> route -> unknown keys? -> truncate? -> JSON response
+                   hooks(n) -> route -> rewrites? -> unknown keys? -> truncate? -> JSON response
 
 It binds ``127.0.0.1`` only, serves from a daemon thread, handles each request in its own thread
 (joined on stop) and speaks HTTP/1.0, so every response closes its connection and :meth:`stop`
@@ -204,6 +204,7 @@ class EmulatorServer:
         self._faults = faults or Faults()
         self._faults_since = 0
         self._hooks: list[Callable[[int], None]] = []
+        self._rewrites: list[Callable[[int, Request, Response], Response]] = []
         self._counts: Counter[str] = Counter()
         self._by_path: Counter[str] = Counter()
         self._by_status: Counter[int] = Counter()
@@ -293,6 +294,13 @@ class EmulatorServer:
         with self._lock:
             self._hooks.append(hook)
 
+    def add_rewrite(self, rewrite: Callable[[int, Request, Response], Response]) -> None:
+        """Pass the route's answer to the n-th admitted request through ``rewrite(n, request,
+        response)``: a server that misbehaves (pages out of order, repeated or short, headers
+        that lie, bodies too large). A rewrite that changes ``payload`` sets ``body=None``."""
+        with self._lock:
+            self._rewrites.append(rewrite)
+
     @property
     def stats(self) -> Stats:
         """A consistent snapshot of the counters."""
@@ -361,6 +369,7 @@ class EmulatorServer:
         with self._lock:
             self._counts["admitted"] += 1
             admitted, faults, hooks = self._counts["admitted"], self._faults, list(self._hooks)
+            rewrites = list(self._rewrites)
             fault = draw_fault(faults, seed=self.seed, number=admitted - self._faults_since)
             if fault in _FAULT_COUNTER:
                 self._counts[_FAULT_COUNTER[fault]] += 1
@@ -374,6 +383,8 @@ class EmulatorServer:
             for hook in hooks:
                 hook(admitted)
             response = self.route(request)
+            for rewrite in rewrites:
+                response = rewrite(admitted, request, response)
         except Exception as exc:  # a bug in a hook or a route: answer 500 and keep it visible
             self.errors.append(f"{type(exc).__name__}: {exc}")
             return _CANNED[Fault.SERVER_ERROR], fault
