@@ -2,7 +2,8 @@
 
 :func:`send_json` sends an :class:`ApiRequest` (waiting for the connector's
 :class:`~connectors.ratelimit.RateLimiter` before every attempt, retries included) and returns an
-:class:`ApiResponse` with the parsed JSON.
+:class:`ApiResponse` with the parsed JSON. A :class:`SequentialLimiter` wraps a connector's
+limiter so that its windows also count from the responses (the syncs send one request at a time).
 
 A :class:`RetryPolicy` calls a function and retries it while it raises a
 :class:`~connectors.errors.RetriableError` (429, 5xx, timeouts, dropped connections, truncated
@@ -43,6 +44,8 @@ from __future__ import annotations
 import logging
 import math
 import random
+import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -55,7 +58,14 @@ from connectors.http import DEFAULT_MAX_BYTES, parse_json, send_request
 from connectors.ratelimit import RateLimiter
 from engine import clock
 
-__all__ = ["ApiRequest", "ApiResponse", "RetryPolicy", "TimeWindow", "send_json"]
+__all__ = [
+    "ApiRequest",
+    "ApiResponse",
+    "RetryPolicy",
+    "SequentialLimiter",
+    "TimeWindow",
+    "send_json",
+]
 
 _log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -225,3 +235,56 @@ def send_json(
         return ApiResponse(status, headers, body, url, clock.now())
 
     return attempt() if retry is None else retry.call(attempt)
+
+
+class SequentialLimiter(RateLimiter):
+    """A rate limiter whose windows also count from responses, around any base limiter.
+
+    A server counts a request somewhere between our send and its response. Windows counted from
+    grants (the base limiter) are exceeded when an earlier request happens to reach the server
+    later than a newer one (scheduling delays, network jitter). For one caller sending one
+    request at a time, counting each of the base limiter's windows from the moment the response
+    of the request that opened it arrived (:meth:`done`) guarantees the limit whatever the
+    latency, at the price of one round trip per window. The base limiter's own windows (rate,
+    burst, period, margin) still apply; with ``anchored=False`` only they do.
+
+    Example:
+        >>> t = [0.0]
+        >>> clock, sleep = (lambda: t[0]), (lambda s: t.__setitem__(0, t[0] + s))
+        >>> lim = SequentialLimiter(RateLimiter(2, 2, clock=clock, sleep=sleep), clock=clock,
+        ...                         sleep=sleep)
+        >>> lim.acquire(); t[0] += 0.3; lim.done(); _ = lim.acquire(); lim.done()
+        0.0
+        >>> lim.acquire()  # the window opened when the first response came back, at 0.3
+        1.3
+    """
+
+    def __init__(
+        self,
+        base: RateLimiter,
+        *,
+        anchored: bool = True,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = clock.sleep,
+    ) -> None:
+        super().__init__(base.rate, base.burst, clock=clock, sleep=sleep)
+        self.base, self.windows, self.anchored = base, base.windows, anchored
+        self._now, self._wait = clock, sleep
+        self._done: deque[float] = deque(maxlen=max(count for count, _ in base.windows))
+
+    def reserve(self) -> float:
+        """The base limiter's reservation."""
+        return self.base.reserve()
+
+    def acquire(self) -> float:
+        """Wait until the response-anchored windows allow a request, then the base windows."""
+        done = self._done
+        ready = max((done[-n] + span for n, span in self.windows if len(done) >= n), default=0.0)
+        if (wait := ready - self._now()) > 0:
+            self._wait(wait)
+        return self.base.acquire()
+
+    def done(self) -> None:
+        """Record that the response of the last request sent has arrived."""
+        if self.anchored:
+            self._done.append(self._now())

@@ -35,8 +35,8 @@ from pydantic import (
     model_validator,
 )
 
-from connectors.errors import ConfigError, RetriableError, require_secure_url
-from connectors.http import Timeouts
+from connectors.errors import ConfigError, RecordError, RetriableError, require_secure_url
+from connectors.http import DEFAULT_MAX_BYTES, Timeouts
 from connectors.landing import RecordKey
 from connectors.paging import Page, Paginator
 from connectors.ratelimit import RateLimiter
@@ -141,6 +141,20 @@ class Stream:
         """
         return self.record_dtype if self.land_decoded else None
 
+    def identity(self, record: object) -> tuple[str, datetime | None] | None:
+        """A raw record's id and last change (``None`` without an id): what the repeated-page
+        guard of :func:`~connectors.paging.iterate_pages` compares.
+
+        Example:
+            >>> Stream(name="s", path="s", primary_key="id", normalise=no_rows).identity({"id": 7})
+            ('7', None)
+        """
+        key = self.record_key or RecordKey(self.primary_key, self.cursor_field)
+        try:
+            return key.read(record) if isinstance(record, Mapping) else None
+        except RecordError:
+            return None
+
     def ref(self, record_id: pl.Expr) -> pl.Expr:
         """The quarantine ``record_id`` of records whose primary key is ``record_id`` (null: ?).
 
@@ -220,6 +234,8 @@ class SourceSettings(BaseModel):
     retry_max_s: float = Field(default=30.0, ge=0)
     retry_after_max_s: float = Field(default=120.0, ge=0)
     max_pages: int = Field(default=100_000, ge=1)
+    #: The largest response body read, in bytes (decoded); a larger one stops the stream.
+    max_page_bytes: int = Field(default=DEFAULT_MAX_BYTES, ge=1)
     pii_hash_secret: SecretStr | None = None
 
     @field_validator("rate_limit_per_s")

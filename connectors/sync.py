@@ -5,16 +5,21 @@ For each stream, in declaration order::
     repair_landing (a lost or damaged landing file: the cursor rewound to its range's start)
       -> state (cursor - lookback, or the configured start)
       -> first request -> iterate_pages (rate limiter before every attempt, retry policy,
-         loop guard, max-pages guard)
-      -> per page: prepare + shape check (misfits are quarantined) -> land_page (the file and
-         its manifest entry with the page's cursor range, durable)
-         -> StateStore.commit(latest updated_at landed so far)
+         guards: loop, max pages, body size, the paging invariants of every page)
+      -> per page: StateStore.commit(the page before's cursor) -> prepare + shape check
+         (misfits are quarantined) -> land_page (the file and its manifest entry with the
+         page's cursor range, durable); the last page's cursor is committed at the end
 
 State is committed only after the page it covers is durable, so a crash or a kill at any point
 re-reads at most the pages after the last commit (plus the lookback), and the landing store's
 de-duplication by primary key makes the re-read harmless; a landing file lost since is fetched
-again (:mod:`connectors.landing.check`). One rate limiter is shared by all streams of a source
-(vendors limit per tenant). A :class:`SyncReport` per stream counts pages, records, retries and
+again (:mod:`connectors.landing.check`). A page's cursor is committed once the next page has
+passed the paging invariants (or the stream ended): when a page breaks one
+(:class:`~connectors.errors.PageInvariantError`, e.g. ``Total`` shows that the page before
+skipped records), the page before keeps its data but not its cursor, so the committed cursor
+never moves past records that were not seen. One rate limiter (a
+:class:`~connectors.retry.SequentialLimiter`) is shared by all streams of a source (vendors
+limit per tenant). A :class:`SyncReport` per stream counts pages, records, retries and
 429s and carries the one-line error of a stream that failed and what was ``repaired``;
 ``progress`` is called after every landed page.
 
@@ -29,7 +34,7 @@ import json
 import logging
 import time
 import uuid
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -40,6 +45,7 @@ import httpx
 
 from connectors.errors import (
     ConnectorError,
+    PageInvariantError,
     RateLimitedError,
     RetriableError,
     UnexpectedStatusError,
@@ -49,7 +55,7 @@ from connectors.landing.check import repair_landing
 from connectors.normalise import land_rejected
 from connectors.paging import CursorTailPaginator, Page, Paginator, iterate_pages
 from connectors.ratelimit import RateLimiter
-from connectors.retry import ApiRequest
+from connectors.retry import ApiRequest, SequentialLimiter
 from connectors.source import Source, SourceSettings, Stream, shape_error
 from connectors.state import StateStore, format_utc, parse_utc
 from engine import clock, killpoint
@@ -65,59 +71,6 @@ __all__ = [
 ]
 
 _log = logging.getLogger(__name__)
-
-
-class SequentialLimiter(RateLimiter):
-    """A rate limiter whose windows also count from responses, around any base limiter.
-
-    A server counts a request somewhere between our send and its response. Windows counted from
-    grants (the base limiter) are exceeded when an earlier request happens to reach the server
-    later than a newer one (scheduling delays, network jitter). For one caller sending one
-    request at a time, counting each of the base limiter's windows from the moment the response
-    of the request that opened it arrived (:meth:`done`) guarantees the limit whatever the
-    latency, at the price of one round trip per window. The base limiter's own windows (rate,
-    burst, period, margin) still apply; with ``anchored=False`` only they do.
-
-    Example:
-        >>> t = [0.0]
-        >>> clock, sleep = (lambda: t[0]), (lambda s: t.__setitem__(0, t[0] + s))
-        >>> lim = SequentialLimiter(RateLimiter(2, 2, clock=clock, sleep=sleep), clock=clock,
-        ...                         sleep=sleep)
-        >>> lim.acquire(); t[0] += 0.3; lim.done(); _ = lim.acquire(); lim.done()
-        0.0
-        >>> lim.acquire()  # the window opened when the first response came back, at 0.3
-        1.3
-    """
-
-    def __init__(
-        self,
-        base: RateLimiter,
-        *,
-        anchored: bool = True,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = clock_sleep,
-    ) -> None:
-        super().__init__(base.rate, base.burst, clock=clock, sleep=sleep)
-        self.base, self.windows, self.anchored = base, base.windows, anchored
-        self._now, self._wait = clock, sleep
-        self._done: deque[float] = deque(maxlen=max(count for count, _ in base.windows))
-
-    def reserve(self) -> float:
-        """The base limiter's reservation."""
-        return self.base.reserve()
-
-    def acquire(self) -> float:
-        """Wait until the response-anchored windows allow a request, then the base windows."""
-        done = self._done
-        ready = max((done[-n] + span for n, span in self.windows if len(done) >= n), default=0.0)
-        if (wait := ready - self._now()) > 0:
-            self._wait(wait)
-        return self.base.acquire()
-
-    def done(self) -> None:
-        """Record that the response of the last request sent has arrived."""
-        if self.anchored:
-            self._done.append(self._now())
 
 
 @dataclass(frozen=True)
@@ -223,6 +176,7 @@ class _Run:
     committed: datetime | None = None
     latest: datetime | None = None
     base: int = 0
+    pending: datetime | None = None  # the cursor of the last page landed, not yet committed
 
     def span(self, page: Page) -> Span:
         """The page's cursor range: where a sync reads it again (its window's start, the cursor
@@ -234,7 +188,9 @@ class _Run:
         return Span(asked or self.start, None, self.committed)
 
     def land(self, page: Page) -> None:
-        """Land one page durably, quarantine its misfits, then commit the cursor."""
+        """Commit the page before (this one passed the paging invariants), then land this one
+        durably and quarantine its misfits; its cursor is committed with the next page."""
+        self.commit()
         source, stream, report = self.source.name, self.stream.name, self.report
         records, rejected = _screen(self.stream, page.records, self.scrubber)
         landed = land_page(
@@ -260,16 +216,23 @@ class _Run:
         cursor = self.latest
         if self.stream.page_cursor is not None:
             cursor = self.stream.page_cursor(page, self.latest, self.started)
-        if cursor is not None:
-            held = self.state.commit(source, stream, cursor, lookback=self.settings.lookback)
-            self.committed = held.cursor
-            killpoint.reached("sync.cursor_committed")
         if str(page.request.params.get("page", "1")) == "1":
             self.base = report.records  # a fresh cursor request: Total counts from here
         report.pages += 1
         report.records += len(page.records)
         report.landed += landed.rows
         report.rejected = dict(Counter(report.rejected) + Counter(r.reason for r in rejected))
+        self.pending = cursor
+
+    def commit(self) -> None:
+        """Commit the cursor of the last page landed, if it is not committed yet."""
+        cursor, self.pending = self.pending, None
+        if cursor is not None:
+            held = self.state.commit(
+                self.source.name, self.stream.name, cursor, lookback=self.settings.lookback
+            )
+            self.committed = held.cursor
+            killpoint.reached("sync.cursor_committed")
 
     def total_hint(self, page: Page) -> int | None:
         """What the vendor's ``Total`` header says the stream holds, if it sent one."""
@@ -341,20 +304,28 @@ def sync_stream(
     )
     request, paginator = first_request(stream, start, settings, started)
     try:
-        for page in iterate_pages(
-            client,
-            request,
-            paginator,
-            records_path=stream.records_path,
-            limiter=limiter,
-            retry=settings.retry_policy(sleep=sleep, on_retry=on_retry),
-            max_pages=settings.max_pages,
-        ):
-            limiter.done()
-            run.land(page)
-            if progress is not None:
-                hint = run.total_hint(page)
-                progress(Progress(source.name, stream.name, report.pages, report.records, hint))
+        try:
+            for page in iterate_pages(
+                client,
+                request,
+                paginator,
+                records_path=stream.records_path,
+                limiter=limiter,
+                retry=settings.retry_policy(sleep=sleep, on_retry=on_retry),
+                max_pages=settings.max_pages,
+                max_bytes=settings.max_page_bytes,
+                identity=stream.identity,
+            ):
+                limiter.done()
+                run.land(page)
+                if progress is not None:
+                    hint = run.total_hint(page)
+                    progress(Progress(source.name, stream.name, report.pages, report.records, hint))
+        except PageInvariantError:
+            run.pending = None  # the page before may have moved past records this one exposed
+            raise
+        finally:
+            run.commit()
     except ConnectorError as exc:
         report.error = str(exc)
         if isinstance(exc, UnexpectedStatusError) and exc.status == 404:

@@ -7,7 +7,7 @@ import doctest
 import itertools
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,11 +16,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import connectors.paging
+import connectors.paging.driver
+import connectors.paging.paginator
 from connectors.errors import (
     MaxPagesError,
+    PageInvariantError,
     PaginationError,
     PaginationLoopError,
+    RepeatedPageError,
     ResponseShapeError,
 )
 from connectors.http import make_client
@@ -677,7 +680,176 @@ def test_the_guards_stop_any_server(kind: str, replies: list[dict[str, Any]]) ->
     assert fetched <= 30
 
 
-def test_docstring_examples_run() -> None:
-    result = doctest.testmod(connectors.paging)
+# -- the paging invariants -------------------------------------------------------------------------
+
+
+def by_id(record: Any) -> Any:
+    return (record["id"], record.get("updated_at")) if isinstance(record, dict) else None
+
+
+def at(ms: int) -> str:
+    return format_utc(T0 + timedelta(milliseconds=ms))
+
+
+def tail_http(
+    answer: Callable[[int, datetime, int, int], tuple[list[dict[str, Any]], int]],
+) -> tuple[httpx.Client, list[str]]:
+    """A tail server: ``answer(n, cursor, page, per) -> (rows, Total)`` for the n-th request."""
+    urls: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        urls.append(str(request.url))
+        params = request.url.params
+        cursor = datetime.fromisoformat(params["updated_at[from]"])
+        rows, total = answer(len(urls), cursor, int(params["page"]), int(params["per"]))
+        return httpx.Response(200, json=rows, headers={"Total": str(total)})
+
+    return client_for(handler), urls
+
+
+def honest(
+    rows: list[dict[str, Any]],
+) -> Callable[[int, datetime, int, int], tuple[list[dict[str, Any]], int]]:
+    def answer(n: int, cursor: datetime, number: int, per: int) -> tuple[list[Any], int]:
+        kept = sorted(
+            (r for r in rows if datetime.fromisoformat(r["updated_at"]) >= cursor),
+            key=lambda r: (r["updated_at"], r["id"]),
+        )
+        return kept[(number - 1) * per : number * per], len(kept)
+
+    return answer
+
+
+def tail_pages(client: httpx.Client, per: int = 2) -> Iterator[Page]:
+    first = ApiRequest(url="calls", params={"updated_at[from]": at(-1000), "per": per, "page": 1})
+    return iterate_pages(client, first, CursorTailPaginator(), identity=by_id)
+
+
+ROWS = [{"id": i, "updated_at": at(10 * i)} for i in range(1, 8)]
+
+
+def test_an_honest_tail_passes_every_invariant_even_with_ties_wider_than_a_page() -> None:
+    tie = [{"id": i, "updated_at": at(0)} for i in range(5)] + [{"id": 9, "updated_at": at(1)}]
+    for rows in (ROWS, tie):
+        client, _ = tail_http(honest(rows))
+        got = {r["id"] for p in tail_pages(client) for r in p.records}
+        assert got == {r["id"] for r in rows}
+
+
+@pytest.mark.parametrize(
+    ("name", "lie", "invariant"),
+    [
+        ("unsorted after 2 pages", lambda n, rows: rows[::-1] if n > 2 else rows, "cursor_order"),
+        (
+            "before the cursor",
+            lambda n, rows: [{"id": 0, "updated_at": at(-5)}, *rows] if n == 3 else rows,
+            "cursor_start",
+        ),
+        (
+            "empty page, Total says more",
+            lambda n, rows: [] if n == 3 else rows,
+            "empty_page_claims_more",
+        ),
+        (
+            "short page, Total says more",
+            lambda n, rows: rows[:1] if n == 3 else rows,
+            "total_mismatch",
+        ),
+    ],
+)
+def test_a_tail_page_that_breaks_an_invariant_is_not_yielded(
+    name: str, lie: Callable[[int, list[Any]], list[Any]], invariant: str
+) -> None:
+    truth = honest(ROWS)
+
+    def answer(n: int, cursor: datetime, number: int, per: int) -> tuple[list[Any], int]:
+        rows, total = truth(n, cursor, number, per)
+        return lie(n, rows), total
+
+    client, urls = tail_http(answer)
+    yielded: list[Page] = []
+    with pytest.raises(PageInvariantError, match=f"paging invariant {invariant} violated: page 3"):
+        yielded.extend(tail_pages(client))
+    assert len(yielded) == 2
+    assert len(urls) == 3
+
+
+def test_a_tail_that_skips_a_record_is_caught_by_total_across_the_cursor_move() -> None:
+    """Page 2 is sorted and starts at its cursor but hides record 3: only Total can tell."""
+    truth = honest(ROWS)
+
+    def answer(n: int, cursor: datetime, number: int, per: int) -> tuple[list[Any], int]:
+        rows, total = truth(n, cursor, number, per + 1)
+        return ([r for r in rows if r["id"] != 3] if n == 2 else rows[:per]), total
+
+    client, _ = tail_http(answer)
+    yielded: list[Page] = []
+    with pytest.raises(PageInvariantError, match="total_gap violated: page 3: Total fell by 2"):
+        yielded.extend(tail_pages(client))
+    assert [r["id"] for p in yielded for r in p.records] == [1, 2, 2, 4]
+
+
+def test_a_tail_page_repeated_for_page_2_3_is_stopped_at_the_second_repeat() -> None:
+    same = [{"id": i, "updated_at": at(0)} for i in range(2)]  # one instant: the tail pages on
+    client, urls = tail_http(lambda n, cursor, number, per: (same, 10))
+    with pytest.raises(RepeatedPageError, match="repeated_page violated: page 4"):
+        list(tail_pages(client))
+    assert len(urls) == 4  # first, its re-read at the moved cursor, then two repeats
+
+
+def test_page_number_repeats_are_stopped() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json=[{"id": 1}, {"id": 2}], headers={"Total": "1000"})
+
+    first = ApiRequest(url="calls", params={"page": 1, "per": 2})
+    pages = iterate_pages(client_for(handler), first, PageNumberPaginator(), identity=by_id)
+    with pytest.raises(RepeatedPageError, match="page 3"):
+        list(pages)
+    without = iterate_pages(client_for(handler), first, PageNumberPaginator(), max_pages=50)
+    with pytest.raises(MaxPagesError):  # without an identity only the max-pages guard is left
+        list(without)
+
+
+@pytest.mark.parametrize(
+    ("kind", "body", "invariant"),
+    [
+        ("skip", {"rows": [], "hasMore": True}, "has_more_without_rows"),
+        ("skip", {"rows": [], "totalCount": 9}, "empty_page_claims_more"),
+        ("key", {"rows": [], "next": "k2"}, "empty_page_claims_more"),
+    ],
+)
+def test_empty_pages_that_claim_more(kind: str, body: dict[str, Any], invariant: str) -> None:
+    client = client_for(lambda request: httpx.Response(200, json=body))
+    paginator: Paginator = SkipLimitPaginator() if kind == "skip" else PageKeyPaginator()
+    first = ApiRequest("POST", "x", body={"skip": 0, "limit": 5})
+    with pytest.raises(PageInvariantError, match=f"{invariant} violated: page 1"):
+        list(iterate_pages(client, first, paginator, records_path="rows"))
+
+
+def test_an_empty_page_with_a_next_link_is_a_lie() -> None:
+    link = '<https://api.test/v1/x?page=2>; rel="next"'
+    client = client_for(lambda request: httpx.Response(200, json=[], headers={"Link": link}))
+    first = ApiRequest(url="x", params={"page": 1, "per": 5})
+    with pytest.raises(PageInvariantError, match="empty_page_claims_more"):
+        list(iterate_pages(client, first, PageNumberPaginator()))
+
+
+def test_a_total_count_that_disagrees_with_has_more_is_reported_once_not_fatal(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        skip = json.loads(request.content)["skip"]
+        return httpx.Response(200, json={"rows": [skip], "hasMore": skip < 3, "totalCount": 50})
+
+    first = ApiRequest("POST", "callvolume", body={"skip": 0, "limit": 1})
+    pages = iterate_pages(client_for(handler), first, SkipLimitPaginator(), records_path="rows")
+    assert [r for p in pages for r in p.records] == [0, 1, 2, 3]
+    notes = [r for r in caplog.records if "disagrees with hasMore" in r.getMessage()]
+    assert len(notes) == 1
+
+
+@pytest.mark.parametrize("module", [connectors.paging.paginator, connectors.paging.driver])
+def test_docstring_examples_run(module: object) -> None:
+    result = doctest.testmod(module)  # type: ignore[arg-type]
     assert result.attempted > 0
     assert result.failed == 0

@@ -10,17 +10,21 @@ from __future__ import annotations
 import json
 import logging
 from collections import deque
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
 import httpx
 import polars as pl
 import pytest
+from click.testing import CliRunner
 from polars.testing import assert_frame_equal
 
 from connectors.emulator import Fault, Faults, UjetEmulator
+from connectors.emulator.server import Request, Response
+from connectors.landing import scan_landed
 from connectors.normalise import scan_rejected
-from connectors.state import StateStore
+from connectors.state import StateStore, parse_utc
 from connectors.sync import SyncReport, sync_source
 from connectors.vendors.ujet.client import UJET, UjetSettings
 from engine.pipeline import build as pipeline
@@ -280,3 +284,115 @@ def test_misfit_records_are_quarantined_at_landing(tmp_path: Path) -> None:
         ("call-?", "wrong_type"),
     ]
     assert quarantine["detail"][0] == "$.queue_durations"
+
+
+# -- a server that misbehaves (issue 12): named errors, honest cursors --------------------------
+
+
+def unsorted_after(emu: UjetEmulator, pages: int, broken: list[bool]) -> None:
+    """From the calls request after ``pages`` on, the server ignores ``sort_direction=ASC``."""
+
+    def rewrite(n: int, request: Request, response: Response) -> Response:
+        if not (broken[0] and n > pages and request.path.endswith("/calls")):
+            return response
+        return emu.route(replace(request, query={**request.query, "sort_direction": ["DESC"]}))
+
+    emu.add_rewrite(rewrite)
+
+
+def landed_calls(root: Path) -> set[str]:
+    return set(scan_landed(root / "landing", "ujet", "calls").collect()["record_id"])
+
+
+def test_a_server_that_stops_sorting_stops_the_stream_without_losing_records(
+    contacts: pl.DataFrame, reference: pl.DataFrame, tmp_path: Path
+) -> None:
+    broken = [True]
+    with sup.emulator(contacts) as emu:
+        unsorted_after(emu, 3, broken)
+        calls, chats = sync(emu, tmp_path)
+        served = emu.records("calls")
+        requests = emu.stats.by_path
+        cursor = StateStore(tmp_path / "state").get("ujet", "calls")
+        landed = landed_calls(tmp_path)
+        broken[0] = False  # the vendor fixes its server: the next sync brings the rest
+        again = sync(emu, tmp_path)
+    assert (calls.error or "").startswith("paging invariant cursor_order violated: page 4: ")
+    assert "\n" not in (calls.error or "")
+    assert calls.pages == 3
+    assert requests["/manager/api/v1/calls"] == 4
+    assert chats.ok
+    assert cursor is not None
+    behind = {str(r["id"]) for r in served if parse_utc(r["updated_at"]) < cursor.cursor}
+    assert behind <= landed  # the cursor stands on records that were all landed
+    assert len(landed) < len(served)
+    assert [r.error for r in again] == [None, None]
+    assert landed_calls(tmp_path) == {str(r["id"]) for r in served}
+    assert_frame_equal(sup.synced(tmp_path / "landing"), reference)
+
+
+def test_the_cli_exits_2_naming_source_stream_and_invariant(
+    contacts: pl.DataFrame, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from engine.cli.main import cli
+
+    with sup.emulator(contacts) as emu:
+        unsorted_after(emu, 3, [True])
+        env = {
+            "WFM_SOURCES__UJET__ENABLED": "true",
+            "WFM_SOURCES__UJET__BASE_URL": emu.base_url,
+            "WFM_SOURCES__UJET__USERNAME": sup.USER,
+            "WFM_SOURCES__UJET__PASSWORD": sup.PASSWORD,
+            "WFM_SOURCES__UJET__PII_HASH_SECRET": sup.PII_SECRET,
+            "WFM_SOURCES__UJET__RATE_LIMIT_PER_S": "500",
+            "WFM_SOURCES__UJET__PER_PAGE": "25",
+            "WFM_SOURCES__UJET__START": "2026-09-01T00:00:00Z",
+            "WFM_STORE__LANDING": str(tmp_path / "landing"),
+            "WFM_STORE__STATE": str(tmp_path / "state"),
+        }
+        monkeypatch.chdir(tmp_path)
+        result = CliRunner().invoke(cli, ["sync", "ujet", "--stream", "calls"], env=env)
+    assert result.exit_code == 2, result.output
+    errors = [line for line in result.output.splitlines() if "error:" in line]
+    assert len(errors) == 1
+    assert "ujet/calls: paging invariant cursor_order violated: page 4" in errors[0]
+    assert sup.PASSWORD not in result.output
+
+
+def test_a_server_stuck_on_one_page_is_stopped_at_once(
+    contacts: pl.DataFrame, tmp_path: Path
+) -> None:
+    with sup.emulator(contacts) as emu:
+        sent: dict[int, Response] = {}
+
+        def stuck(n: int, request: Request, response: Response) -> Response:
+            sent.setdefault(n, response)
+            return sent[2] if n > 2 and request.path.endswith("/calls") else response
+
+        emu.add_rewrite(stuck)
+        calls, chats = sync(emu, tmp_path)
+        requests = emu.stats.by_path
+    assert (calls.error or "").startswith("paging invariant cursor_start violated: page 3: ")
+    assert requests["/manager/api/v1/calls"] == 3  # it was followed for 373 pages
+    assert chats.ok
+
+
+def test_a_page_over_the_size_cap_is_a_fatal_error_fetched_once(
+    contacts: pl.DataFrame, tmp_path: Path
+) -> None:
+    with sup.emulator(contacts) as emu:
+
+        def huge(n: int, request: Request, response: Response) -> Response:
+            if n == 3 and request.path.endswith("/calls"):
+                return Response(200, body=b"<html>" + b"x" * 300_000)  # not JSON either
+            return response
+
+        emu.add_rewrite(huge)
+        settings = sup.settings_for(emu, max_page_bytes=200_000)  # an honest page: ~74 kB
+        calls, chats = sync(emu, tmp_path, settings)
+        requests = emu.stats.by_path
+    assert calls.error is not None
+    assert calls.error.startswith("response body over the cap of max_page_bytes=200000 (http")
+    assert requests["/manager/api/v1/calls"] == 3  # not retried (it was downloaded 7 times)
+    assert calls.retries == 0
+    assert chats.ok

@@ -214,7 +214,14 @@ def check_catalogue(
     """
     first = ApiRequest("GET", RECORDS_PATH, params={"pageLimit": 100})
     pages = iterate_pages(
-        client, first, _NEXT, records_path="data", limiter=limiter, retry=retry, max_pages=100
+        client,
+        first,
+        _NEXT,
+        records_path="data",
+        limiter=limiter,
+        retry=retry,
+        max_pages=100,
+        max_bytes=settings.max_page_bytes,
     )
     catalogue: dict[str, list[str]] = {}
     for page in pages:

@@ -309,6 +309,7 @@ def fetch_metrics(
             request,
             limiter=settings.metrics_limiter(),
             retry=settings.retry_policy(sleep=sleep),
+            max_bytes=settings.max_page_bytes,
         )
     body = response.body
     data = body.get("data") if isinstance(body, Mapping) else None

@@ -1,31 +1,29 @@
-"""Pure paginators for the four paging kinds, and one driver that walks them with guards.
+"""Pure paginators for the paging kinds, each with the invariants of a single page.
 
 A paginator's ``next_request(page)`` derives the next request from the last :class:`Page`
 (request sent, response status/headers/JSON, records), or returns ``None`` at the end; no I/O,
 no hidden state. It never takes a host from a response, only page parameters, so credentials
-cannot follow a link elsewhere. :func:`iterate_pages` yields each page before asking for the
-next, raises :class:`~connectors.errors.PaginationLoopError` when any earlier request of the run
-comes again (the same token, page or URL twice) and :class:`~connectors.errors.MaxPagesError`
-past ``max_pages``. Records sit at a dotted JSON path (``None``: the body is the list): a
-missing key or a non-list is a :class:`~connectors.errors.ResponseShapeError` (loud beats
-silently empty); ``null`` is an empty page.
+cannot follow a link elsewhere. Its ``check(page)`` raises
+:class:`~connectors.errors.PageInvariantError` when the page breaks a rule of its kind (see
+:mod:`connectors.paging`) and returns a note for a disagreement that is only reported. Records
+sit at a dotted JSON path (``None``: the body is the list): a missing key or a non-list is a
+:class:`~connectors.errors.ResponseShapeError` (loud beats silently empty); ``null`` is an
+empty page.
 """
 
 from __future__ import annotations
 
-import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol
 
 import httpx
 
-from connectors.errors import MaxPagesError, PaginationError, PaginationLoopError
+from connectors.errors import PageInvariantError, PaginationError
 from connectors.errors import ResponseShapeError as ShapeError
-from connectors.ratelimit import RateLimiter
-from connectors.retry import ApiRequest, ApiResponse, RetryPolicy, TimeWindow, send_json
+from connectors.retry import ApiRequest, ApiResponse, TimeWindow
 from connectors.state import format_utc, parse_utc
 
 __all__ = [
@@ -36,9 +34,10 @@ __all__ = [
     "Paginator",
     "SkipLimitPaginator",
     "TimeWindowPaginator",
+    "as_int",
     "extract_records",
-    "iterate_pages",
     "parse_link_header",
+    "violation",
 ]
 
 _LINK = re.compile(r"""<([^>]*)>[^<]*?;\s*rel\s*=\s*(?:"([^"]*)"|([^\s;,"]+))""", re.I)
@@ -60,7 +59,13 @@ class Paginator(Protocol):
     def next_request(self, page: Page) -> ApiRequest | None: ...  # pragma: no cover - protocol
 
 
-def _int(value: object) -> int | None:
+def as_int(value: object) -> int | None:
+    """A whole number from a JSON number or a header's digits, else ``None``.
+
+    Example:
+        >>> as_int("42"), as_int(True), as_int("4.2")
+        (42, None, None)
+    """
     if isinstance(value, str):
         return int(value) if value.strip().isdecimal() else None
     return value if isinstance(value, int) and not isinstance(value, bool) else None
@@ -70,6 +75,25 @@ def _path(body: Any, path: str) -> Any:
     for key in path.split(".") if path else ():
         body = body.get(key) if isinstance(body, dict) else None
     return body
+
+
+def violation(invariant: str, page: Page, detail: str) -> PageInvariantError:
+    """The error of ``page`` breaking ``invariant``: one line with the page number and URL."""
+    return PageInvariantError(invariant, f"page {page.page_no}: {detail}", url=page.response.url)
+
+
+def _check_total(page: Page, page_param: str, per: int | None, total_header: str) -> None:
+    """``Total`` against what arrived on a ``page``/``per`` page (one response: it is exact)."""
+    total = as_int(page.response.headers.get(total_header))
+    if total is None or per is None:
+        return
+    before, n = ((as_int(page.request.params.get(page_param)) or 1) - 1) * per, len(page.records)
+    if n == 0 and total > before:
+        detail = f"no records, but {total_header}: {total} promises {total - before} more"
+        raise violation("empty_page_claims_more", page, detail)
+    if (n < per and total != before + n) or total < before + n:
+        detail = f"records {before + 1}-{before + n} arrived, but {total_header} says {total}"
+        raise violation("total_mismatch", page, detail)
 
 
 def parse_link_header(value: str | None) -> dict[str, str]:
@@ -124,12 +148,22 @@ class PageNumberPaginator:
                 raise PaginationError(f'Link rel="next" has no {self.page_param!r} parameter')
             nxt = {k: v for k, v in query.items() if k in (self.page_param, self.per_param)}
             return request.with_params(**nxt) if link is not None else None
-        number = _int(request.params.get(self.page_param)) or 1
-        per = _int(headers.get(self.per_page_header))
-        per = per or _int(request.params.get(self.per_param)) or len(records)
-        total = _int(headers.get(self.total_header))
+        number = as_int(request.params.get(self.page_param)) or 1
+        per = as_int(headers.get(self.per_page_header))
+        per = per or as_int(request.params.get(self.per_param)) or len(records)
+        total = as_int(headers.get(self.total_header))
         more = number * per < total if total is not None else len(records) >= per
         return request.with_params(**{self.page_param: number + 1}) if more else None
+
+    def check(self, page: Page) -> str | None:
+        """``Total`` agrees with what arrived; an empty page has no ``Link`` rel="next"."""
+        headers = page.response.headers
+        if not page.records and parse_link_header(headers.get("Link")).get("next"):
+            raise violation("empty_page_claims_more", page, 'no records, but a Link rel="next"')
+        per = as_int(headers.get(self.per_page_header))
+        per = per or as_int(page.request.params.get(self.per_param))
+        _check_total(page, self.page_param, per, self.total_header)
+        return None
 
 
 @dataclass(frozen=True)
@@ -146,15 +180,35 @@ class SkipLimitPaginator:
         """Advance ``skip`` by the records received, while the server says there are more."""
         request, records, body = page.request, page.records, page.response.body
         sent = (request.body or {}) if self.location == "body" else request.params
-        skip, limit = _int(sent.get(self.skip_key)) or 0, _int(sent.get(self.limit_key))
+        skip, limit = as_int(sent.get(self.skip_key)) or 0, as_int(sent.get(self.limit_key))
         body = body if isinstance(body, dict) else {}
-        has_more, total = body.get(self.has_more_key), _int(body.get(self.total_key))
+        has_more, total = body.get(self.has_more_key), as_int(body.get(self.total_key))
         n = len(records)
         ended = skip + n >= total if total is not None else limit is not None and n < limit
         if n == 0 or has_more is False or (has_more is not True and ended):
             return None
         nxt = {self.skip_key: skip + n}
         return request.with_body(**nxt) if self.location == "body" else request.with_params(**nxt)
+
+    def check(self, page: Page) -> str | None:
+        """No ``hasMore`` on an empty page, nor (without it) an empty page short of the total;
+        a total that disagrees with ``hasMore`` is only reported: ``hasMore`` decides."""
+        request, n, body = page.request, len(page.records), page.response.body
+        sent = (request.body or {}) if self.location == "body" else request.params
+        skip = as_int(sent.get(self.skip_key)) or 0
+        body = body if isinstance(body, dict) else {}
+        has_more, total = body.get(self.has_more_key), as_int(body.get(self.total_key))
+        if n == 0 and has_more is True:
+            raise violation("has_more_without_rows", page, f"no rows, but {self.has_more_key}")
+        if n == 0 and has_more is None and total is not None and total > skip:
+            detail = f"no rows at {self.skip_key}={skip}, but {self.total_key}: {total}"
+            raise violation("empty_page_claims_more", page, detail)
+        if total is not None and isinstance(has_more, bool) and has_more != (skip + n < total):
+            return (
+                f"{self.total_key} {total} disagrees with {self.has_more_key}={has_more} "
+                f"after {skip + n} rows (following {self.has_more_key})"
+            )
+        return None
 
 
 @dataclass(frozen=True)
@@ -173,6 +227,12 @@ class PageKeyPaginator:
         if key.startswith(("http://", "https://", "/")) or "?" in key:
             key = httpx.URL(key).params.get(self.param) or key  # a next URL: take its key only
         return request.with_params(**{self.param: key})
+
+    def check(self, page: Page) -> str | None:
+        """An empty page must be the last (no next key)."""
+        if not page.records and self.next_request(page) is not None:
+            raise violation("empty_page_claims_more", page, "no records, but a next page key")
+        return None
 
 
 @dataclass(frozen=True)
@@ -211,6 +271,11 @@ class TimeWindowPaginator:
             raise PaginationError("time-window request without a window: use first_request")
         return None if window.end >= self.end else self._at(window.end)
 
+    def check(self, page: Page) -> str | None:
+        """The inner paginator's invariants (one request per window has none of its own)."""
+        check = getattr(self.inner, "check", None)
+        return None if check is None else check(page)
+
     def _at(self, start: datetime) -> ApiRequest:
         window = TimeWindow(start, start + self.step)
         return replace(self.render(window), window=window)
@@ -223,7 +288,8 @@ class CursorTailPaginator:
     A full page moves the cursor to the latest ``field`` on it minus ``overlap`` (so a boundary
     instant shared with the next page is read again, never skipped) and restarts at page 1; when
     that does not advance the cursor (a page of one instant), it asks for the next page instead.
-    A short or empty page is the end.
+    A short or empty page is the end. :meth:`check` holds each page to the order asked for
+    (``Total`` is checked across cursor moves by :func:`iterate_pages`).
     """
 
     cursor_param: str = "updated_at[from]"
@@ -231,70 +297,40 @@ class CursorTailPaginator:
     page_param: str = "page"
     per_param: str = "per"
     overlap: timedelta = timedelta(milliseconds=1)
+    total_header: str = "Total"
+
+    def stamp(self, record: Any) -> datetime | None:
+        """A record's cursor field as an aware instant (``None``: absent or not an instant)."""
+        return parse_utc(record.get(self.field)) if isinstance(record, dict) else None
+
+    def check(self, page: Page) -> str | None:
+        """Non-decreasing in ``field``, none before the requested cursor, ``Total`` agrees."""
+        asked = parse_utc(page.request.params.get(self.cursor_param))
+        previous: datetime | None = None
+        for at in filter(None, map(self.stamp, page.records)):
+            if asked is not None and at < asked:
+                detail = f"{self.field} {format_utc(at)} is before {self.cursor_param}"
+                raise violation("cursor_start", page, f"{detail}={format_utc(asked)}")
+            if previous is not None and at < previous:
+                detail = f"{self.field} goes back from {format_utc(previous)} to {format_utc(at)}"
+                raise violation("cursor_order", page, f"{detail} (ascending was asked)")
+            previous = at
+        per = as_int(page.request.params.get(self.per_param))
+        _check_total(page, self.page_param, per, self.total_header)
+        return None
 
     def next_request(self, page: Page) -> ApiRequest | None:
         """The next tail request, or ``None`` at the end."""
         request, records = page.request, page.records
-        per = _int(request.params.get(self.per_param))
+        per = as_int(request.params.get(self.per_param))
         if not records or (per is not None and len(records) < per):
             return None
-        stamps = [parse_utc(r.get(self.field)) for r in records if isinstance(r, dict)]
-        latest = max((s for s in stamps if s is not None), default=None)
+        latest = max(filter(None, map(self.stamp, records)), default=None)
         current = parse_utc(request.params.get(self.cursor_param))
         if latest is not None:
             cursor = format_utc(latest - self.overlap)
             moved = parse_utc(cursor)  # compare what is sent: formatting truncates to ms
             if current is None or (moved is not None and moved > current):
                 return request.with_params(**{self.cursor_param: cursor, self.page_param: "1"})
-        number = _int(request.params.get(self.page_param)) or 1
+        number = as_int(request.params.get(self.page_param)) or 1
         return request.with_params(**{self.page_param: number + 1})
-
-
-def _fingerprint(request: ApiRequest) -> str:
-    window = None if request.window is None else [w.isoformat() for w in request.window]
-    parts = [request.method.upper(), request.url, sorted(request.params.items()), request.body]
-    return json.dumps([*parts, window], sort_keys=True, default=str)
-
-
-def iterate_pages(
-    client: httpx.Client,
-    first_request: ApiRequest,
-    paginator: Paginator,
-    *,
-    records_path: str | None = None,
-    limiter: RateLimiter | None = None,
-    retry: RetryPolicy | None = None,
-    max_pages: int = 10_000,
-) -> Iterator[Page]:
-    """Fetch pages until the paginator says stop; yield each before asking for the next.
-
-    Example:
-        >>> from connectors.http import make_client
-        >>> def kore(r: httpx.Request) -> httpx.Response:
-        ...     skip = json.loads(r.content)["skip"]
-        ...     return httpx.Response(200, json={"rows": [skip], "hasMore": skip < 2})
-        >>> client = make_client("https://k.test", transport=httpx.MockTransport(kore))
-        >>> first = ApiRequest("POST", "callvolume", body={"skip": 0, "limit": 1})
-        >>> pages = iterate_pages(client, first, SkipLimitPaginator(), records_path="rows")
-        >>> [p.records for p in pages]
-        [[0], [1], [2]]
-
-    Raises:
-        PaginationLoopError: The paginator repeated a request of this run.
-        MaxPagesError: More than ``max_pages`` pages.
-    """
-    seen: set[str] = set()
-    request: ApiRequest | None = first_request
-    page_no = 0
-    while request is not None:
-        key = _fingerprint(request)
-        if key in seen:
-            raise PaginationLoopError(f"paginator repeated a request after page {page_no}")
-        if page_no >= max_pages:
-            raise MaxPagesError(f"stream has more than max_pages={max_pages} pages")
-        seen.add(key)
-        response = send_json(client, request, limiter=limiter, retry=retry)
-        page_no += 1
-        page = Page(request, response, extract_records(response.body, records_path), page_no)
-        yield page
-        request = paginator.next_request(page)

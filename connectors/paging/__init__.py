@@ -1,0 +1,65 @@
+"""Paging: pure paginators for the paging kinds, and one driver that walks them with guards.
+
+:mod:`connectors.paging.paginator` holds the paginators and the invariants of one page,
+:mod:`connectors.paging.driver` the driver, :func:`iterate_pages`, and the guards of a run.
+
+A paginator's ``next_request(page)`` derives the next request from the last :class:`Page`
+(request sent, response status/headers/JSON, records), or returns ``None`` at the end; no I/O,
+no hidden state. It never takes a host from a response, only page parameters, so credentials
+cannot follow a link elsewhere. Its ``check(page)`` raises
+:class:`~connectors.errors.PageInvariantError` when the page breaks a rule of its kind (below)
+and returns a note for a disagreement that is only reported (logged once per stream).
+
+:func:`iterate_pages` checks every page before it yields it, so a page that breaks a rule is
+never landed, and yields each page before asking for the next. It raises
+:class:`~connectors.errors.PaginationLoopError` when any earlier request of the run comes again
+(the same token, page or URL twice), :class:`~connectors.errors.MaxPagesError` past
+``max_pages``, and, given an ``identity`` of records, :class:`~connectors.errors.RepeatedPageError`
+for the second page in a row whose records were all seen already in the run; for a cursor
+tail, seen under the same cursor, as each move of the cursor re-reads its boundary instant,
+which can fill pages when more records than ``per`` share it. The invariants, by kind
+(``invariant`` name):
+
+* cursor tail: each page non-decreasing in the cursor field (``cursor_order``) and at or after
+  the requested cursor (``cursor_start``); when the cursor moves from ``C`` to ``C'``, ``Total``
+  must not fall by more than the records read in ``[C, C')``, and at the end the distinct
+  records read from the last cursor make up its ``Total`` (``total_gap``: records skipped);
+* cursor tail and page number: ``Total`` agrees with what arrived (``total_mismatch``: the last
+  page ends where ``Total`` says, no page goes past it); an empty page with more to come by
+  ``Total`` or ``Link`` (``empty_page_claims_more``);
+* skip/limit: ``hasMore`` on a page with no rows (``has_more_without_rows``); without
+  ``hasMore``, an empty page short of ``totalCount`` (``empty_page_claims_more``); a
+  ``totalCount`` that disagrees with ``hasMore`` is reported (``hasMore`` decides);
+* page key: an empty page with a next key (``empty_page_claims_more``);
+* time windows: the inner paginator's invariants in each window.
+
+Records sit at a dotted JSON path (``None``: the body is the list): a missing key or a non-list
+is a :class:`~connectors.errors.ResponseShapeError` (loud beats silently empty); ``null`` is an
+empty page.
+"""
+
+from connectors.paging.driver import iterate_pages
+from connectors.paging.paginator import (
+    CursorTailPaginator,
+    Page,
+    PageKeyPaginator,
+    PageNumberPaginator,
+    Paginator,
+    SkipLimitPaginator,
+    TimeWindowPaginator,
+    extract_records,
+    parse_link_header,
+)
+
+__all__ = [
+    "CursorTailPaginator",
+    "Page",
+    "PageKeyPaginator",
+    "PageNumberPaginator",
+    "Paginator",
+    "SkipLimitPaginator",
+    "TimeWindowPaginator",
+    "extract_records",
+    "iterate_pages",
+    "parse_link_header",
+]

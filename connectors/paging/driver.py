@@ -1,0 +1,183 @@
+"""The driver of the paginators: :func:`iterate_pages`, with the guards of a whole run.
+
+It checks every page (its paginator's ``check``, then the invariants that span pages: repeated
+pages, a tail's ``Total`` across cursor moves) before it yields it, so a page that breaks a
+rule is never landed, and yields each page before asking for the next.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Hashable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import httpx
+
+from connectors.errors import MaxPagesError, PaginationLoopError, RepeatedPageError
+from connectors.http import DEFAULT_MAX_BYTES
+from connectors.paging.paginator import (
+    CursorTailPaginator,
+    Page,
+    Paginator,
+    as_int,
+    extract_records,
+    violation,
+)
+from connectors.ratelimit import RateLimiter
+from connectors.retry import ApiRequest, RetryPolicy, send_json
+from connectors.state import format_utc, parse_utc
+
+__all__ = ["iterate_pages"]
+
+_log = logging.getLogger(__name__)
+
+
+def _fingerprint(request: ApiRequest) -> str:
+    window = None if request.window is None else [w.isoformat() for w in request.window]
+    parts = [request.method.upper(), request.url, sorted(request.params.items()), request.body]
+    return json.dumps([*parts, window], sort_keys=True, default=str)
+
+
+@dataclass
+class _Guard:
+    """The invariants of one run that span pages: repeats, and ``Total`` across tail cursors."""
+
+    paginator: Paginator
+    identity: Callable[[Any], Hashable | None] | None
+    #: The records read in the run (a tail: under the current cursor, see :meth:`_tail`).
+    seen: set[Hashable] = field(default_factory=set)
+    repeats: int = 0
+    noted: set[str] = field(default_factory=set)
+    #: The tail's current cursor, its first page's ``Total`` and the records read under it.
+    anchor: tuple[datetime | None, int | None, dict[Hashable, datetime | None]] | None = None
+
+    def admit(self, page: Page) -> None:
+        """Raise :class:`PageInvariantError` if ``page`` breaks an invariant, else remember it."""
+        check = getattr(self.paginator, "check", None)
+        note = None if check is None else check(page)
+        if note is not None and note not in self.noted:
+            self.noted.add(note)
+            _log.warning("page %d: %s (%s)", page.page_no, note, page.response.url)
+        seen: set[Hashable] = self.seen
+        if isinstance(self.paginator, CursorTailPaginator):
+            seen = self._tail(self.paginator, page)
+        self._repeat(page, seen)
+
+    def _key(self, record: Any) -> Hashable | None:
+        if self.identity is not None:
+            return self.identity(record)
+        return json.dumps(record, sort_keys=True, default=str)
+
+    def _tail(self, tail: CursorTailPaginator, page: Page) -> set[Hashable]:
+        """Check ``Total`` across a cursor move; the records read under this page's cursor."""
+        asked = parse_utc(page.request.params.get(tail.cursor_param))
+        total = as_int(page.response.headers.get(tail.total_header))
+        read = {k: tail.stamp(r) for r in page.records if (k := self._key(r)) is not None}
+        under: set[Hashable] = set()
+        if self.anchor is not None and self.anchor[0] == asked:  # the next page of one cursor
+            under = set(self.anchor[2])
+            self.anchor[2].update(read)
+            self._tail_end(tail, page, total)
+            return under
+        if self.anchor is not None and asked is not None:
+            cursor, before, earlier = self.anchor
+            if before is not None and total is not None and (cursor is None or cursor < asked):
+                stamps = (at for at in earlier.values() if at is not None)
+                between = sum(cursor is None or cursor <= at < asked for at in stamps)
+                if (skipped := before - total - between) > 0:
+                    since = "the start" if cursor is None else format_utc(cursor)
+                    detail = (
+                        f"{tail.total_header} fell by {before - total} from {since} to "
+                        f"{format_utc(asked)}, but {between} records in between were read: "
+                        f"{skipped} skipped"
+                    )
+                    raise violation("total_gap", page, detail)
+        self.anchor = (asked, total, read)
+        self._tail_end(tail, page, total)
+        return under
+
+    def _tail_end(self, tail: CursorTailPaginator, page: Page, total: int | None) -> None:
+        """At the tail's end, the distinct records read under its cursor make up ``Total`` (the
+        pages of one cursor overlap only when others were skipped, e.g. a tie sorted anew)."""
+        per = as_int(page.request.params.get(tail.per_param))
+        if self.anchor is None or total is None or per is None or len(page.records) >= per:
+            return
+        if (skipped := total - len(self.anchor[2])) > 0:
+            detail = (
+                f"the tail ends with {len(self.anchor[2])} distinct records read from this "
+                f"cursor, but {tail.total_header} says {total}: {skipped} skipped"
+            )
+            raise violation("total_gap", page, detail)
+
+    def _repeat(self, page: Page, seen: set[Hashable]) -> None:
+        if self.identity is None or not page.records:
+            self.repeats = 0
+            return
+        keys = [self.identity(r) for r in page.records]
+        if any(k is None for k in keys) or not seen.issuperset(keys):
+            self.repeats = 0
+        else:
+            self.repeats += 1
+            if self.repeats >= 2:
+                detail = f"page {page.page_no}: a second page in a row of records read already"
+                raise RepeatedPageError("repeated_page", detail, url=page.response.url)
+        self.seen.update(k for k in keys if k is not None)
+
+
+def iterate_pages(
+    client: httpx.Client,
+    first_request: ApiRequest,
+    paginator: Paginator,
+    *,
+    records_path: str | None = None,
+    limiter: RateLimiter | None = None,
+    retry: RetryPolicy | None = None,
+    max_pages: int = 10_000,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    identity: Callable[[Any], Hashable | None] | None = None,
+) -> Iterator[Page]:
+    """Fetch pages until the paginator says stop; check each, yield it, then ask for the next.
+
+    ``identity`` maps a record to what makes it the same record (its id and cursor value), or
+    ``None`` when it has none; without it, repeated pages are not detected. Bodies are read up
+    to ``max_bytes`` each.
+
+    Example:
+        >>> from connectors.http import make_client
+        >>> from connectors.paging import SkipLimitPaginator
+        >>> def kore(r: httpx.Request) -> httpx.Response:
+        ...     skip = json.loads(r.content)["skip"]
+        ...     return httpx.Response(200, json={"rows": [skip], "hasMore": skip < 2})
+        >>> client = make_client("https://k.test", transport=httpx.MockTransport(kore))
+        >>> first = ApiRequest("POST", "callvolume", body={"skip": 0, "limit": 1})
+        >>> pages = iterate_pages(client, first, SkipLimitPaginator(), records_path="rows")
+        >>> [p.records for p in pages]
+        [[0], [1], [2]]
+
+    Raises:
+        PaginationLoopError: The paginator repeated a request of this run.
+        MaxPagesError: More than ``max_pages`` pages.
+        PageInvariantError: A page broke an invariant of its kind (module docstring); it is
+            not yielded. :class:`RepeatedPageError` for the second repeated page in a row.
+        ResponseTooLargeError: A body over ``max_bytes``.
+    """
+    seen: set[str] = set()
+    guard = _Guard(paginator, identity)
+    request: ApiRequest | None = first_request
+    page_no = 0
+    while request is not None:
+        key = _fingerprint(request)
+        if key in seen:
+            raise PaginationLoopError(f"paginator repeated a request after page {page_no}")
+        if page_no >= max_pages:
+            raise MaxPagesError(f"stream has more than max_pages={max_pages} pages")
+        seen.add(key)
+        response = send_json(client, request, limiter=limiter, retry=retry, max_bytes=max_bytes)
+        page_no += 1
+        page = Page(request, response, extract_records(response.body, records_path), page_no)
+        guard.admit(page)
+        yield page
+        request = paginator.next_request(page)

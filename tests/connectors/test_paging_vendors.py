@@ -1,0 +1,113 @@
+"""The paging invariants hold for every vendor: each emulator is made to lie the way its paging
+kind can, and the stream stops with the invariant's name, its cursor not past what was landed.
+
+UJET (cursor tail) is covered in ``test_sync_ujet.py`` and ``test_paging_invariants.py``.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from connectors.emulator import DixaEmulator, KoreEmulator, MindfulEmulator
+from connectors.emulator.server import Request, Response
+from connectors.state import StateStore
+from connectors.sync import SyncReport, sync_source
+from connectors.vendors.dixa.client import DIXA
+from connectors.vendors.mindful.client import MINDFUL
+from tests.connectors import dixa_support as dixa
+from tests.connectors import kore_support as kore
+from tests.connectors import mindful_support as mindful
+
+
+def body(response: Response) -> dict[str, Any]:
+    assert isinstance(response.payload, dict)
+    return response.payload
+
+
+def test_kore_has_more_on_an_empty_page(tmp_path: Path) -> None:
+    def lie(n: int, request: Request, response: Response) -> Response:
+        if n != 3:
+            return response
+        return Response(200, {**body(response), "CallVolumeUpdate": [], "hasMore": True})
+
+    with KoreEmulator(kore.CONTACTS, rate_limit=None) as emu:
+        emu.add_rewrite(lie)
+        report = kore.sync(emu, tmp_path, per_page=5)
+        requests = emu.stats.admitted
+    assert (report.error or "").startswith(
+        "paging invariant has_more_without_rows violated: page 3: no rows, but hasMore"
+    )
+    assert requests == 3
+    state = StateStore(tmp_path / "state").get("kore", "callvolume")
+    assert state is None or state.cursor <= kore.DAY  # not past the window being paged
+
+
+def dixa_sync(emu: DixaEmulator, root: Path) -> SyncReport:
+    (report,) = sync_source(
+        DIXA,
+        dixa.make_settings(emu, per_page=5),
+        landing_root=root / "landing",
+        state_root=root / "state",
+        sleep=lambda _: None,
+    )
+    return report
+
+
+def test_dixa_empty_page_with_a_next_key(tmp_path: Path) -> None:
+    def lie(n: int, request: Request, response: Response) -> Response:
+        if request.method != "POST" or n != 3:
+            return response
+        return Response(200, {**body(response), "data": []})
+
+    with dixa.emulator() as emu:
+        emu.add_rewrite(lie)
+        report = dixa_sync(emu, tmp_path)
+    assert (report.error or "").startswith(
+        "paging invariant empty_page_claims_more violated: page 2: no records, but a next page key"
+    )
+
+
+def test_dixa_the_same_page_under_new_keys(tmp_path: Path) -> None:
+    """Fresh keys defeat the loop guard; the records, all read already, do not."""
+    first: list[Response] = []
+
+    def stuck(n: int, request: Request, response: Response) -> Response:
+        if request.method != "POST":
+            return response
+        first.append(response)
+        return Response(200, {**body(first[0]), "meta": {"next": f"key-{n}"}})
+
+    with dixa.emulator() as emu:
+        emu.add_rewrite(stuck)
+        report = dixa_sync(emu, tmp_path)
+        requests = emu.stats.admitted
+    assert (report.error or "").startswith("paging invariant repeated_page violated: page 3: ")
+    assert requests == 4  # the catalogue, then three pages
+
+
+def test_mindful_every_hour_the_same_records(tmp_path: Path) -> None:
+    served: list[Response] = []
+
+    def stuck(n: int, request: Request, response: Response) -> Response:
+        if "/data/historical/" not in request.path:
+            return response
+        if not served and body(response)["data"]:
+            served.append(response)  # the first hour with records, served for every later hour
+        return served[0] if served else response
+
+    with MindfulEmulator(mindful.small_attempts(), rate_limit_per_s=None) as emu:
+        emu.add_rewrite(stuck)
+        (report,) = sync_source(
+            MINDFUL,
+            mindful.settings_for(emu),
+            landing_root=tmp_path / "landing",
+            state_root=tmp_path / "state",
+            sleep=lambda _: None,
+        )
+    assert report.pages >= 2
+    assert (report.error or "").startswith("paging invariant repeated_page violated: page ")
+    state = StateStore(tmp_path / "state").get("mindful", "attempts")
+    assert state is not None
+    assert state.cursor <= mindful.START + timedelta(hours=report.pages - 1)
