@@ -66,16 +66,16 @@ class _Guard:
             seen = self._tail(self.paginator, page)
         self._repeat(page, seen)
 
-    def _key(self, record: Any) -> Hashable | None:
-        if self.identity is not None:
-            return self.identity(record)
-        return json.dumps(record, sort_keys=True, default=str)
+    def _key(self, record: Any) -> Hashable:
+        """The record's identity, else its content (a record without an id still counts)."""
+        key = None if self.identity is None else self.identity(record)
+        return json.dumps(record, sort_keys=True, default=str) if key is None else key
 
     def _tail(self, tail: CursorTailPaginator, page: Page) -> set[Hashable]:
         """Check ``Total`` across a cursor move; the records read under this page's cursor."""
         asked = parse_utc(page.request.params.get(tail.cursor_param))
         total = as_int(page.response.headers.get(tail.total_header))
-        read = {k: tail.stamp(r) for r in page.records if (k := self._key(r)) is not None}
+        read = {self._key(r): tail.stamp(r) for r in page.records}
         under: set[Hashable] = set()
         if self.anchor is not None and self.anchor[0] == asked:  # the next page of one cursor
             under = set(self.anchor[2])
