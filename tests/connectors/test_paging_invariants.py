@@ -49,7 +49,11 @@ class TailServer(EmulatorServer):
         self.truth = records
 
     def answer(
-        self, query: Mapping[str, list[str]], *, order: str = "asc", hide: frozenset[int] = frozenset()
+        self,
+        query: Mapping[str, list[str]],
+        *,
+        order: str = "asc",
+        hide: frozenset[int] = frozenset(),
     ) -> tuple[list[Record], int]:
         """The page asked for (``order``: asc, id or desc; ``hide``: ids left out of the
         rows, still counted in the total) and the total the honest server reports."""
@@ -186,12 +190,15 @@ def test_a_misbehaving_server_never_loses_records_silently(
         tally[f"{case['kind']}{'' if altered else ' (no effect)'}: {outcome}"] += 1
         lookback = timedelta(milliseconds=1)
         behind = [
-            r for r in truth if cursor is not None and parse_utc(r["updated_at"]) < cursor - lookback
+            r
+            for r in truth
+            if cursor is not None and parse_utc(r["updated_at"]) < cursor - lookback
         ]
         assert {str(r["id"]) for r in behind} <= landed, "a record behind the resume point"
         if error is None:
             upto = [r for r in truth if cursor is not None and parse_utc(r["updated_at"]) <= cursor]
             assert {str(r["id"]) for r in upto} <= landed, "exit 0 with records missing"
+            assert landed == {str(r["id"]) for r in truth}, "exit 0 short of what was served"
         else:
             tally["violations"] += "paging invariant" in error
             assert "\n" not in error
