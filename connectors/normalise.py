@@ -45,6 +45,7 @@ __all__ = [
     "Rebuilt",
     "land_rejected",
     "normalise_stream",
+    "payloads",
     "rebuild",
     "scan_rejected",
     "set_aside",
@@ -157,6 +158,20 @@ def set_aside(source: Source, stream: Stream, root: Path, landed: pl.LazyFrame) 
     ).cast(QUARANTINE)  # type: ignore[arg-type]
 
 
+def payloads(source: Source, stream: Stream, landed: pl.LazyFrame) -> pl.LazyFrame:
+    """``landed``'s payloads by quarantine id (:data:`RAW_SCHEMA`).
+
+    Example:
+        >>> from connectors.landing import LANDING_SCHEMA
+        >>> from connectors.vendors.ujet.client import UJET
+        >>> payloads(UJET, UJET.streams[0], pl.LazyFrame(schema=LANDING_SCHEMA)).collect().height
+        0
+    """
+    ref = stream.ref(pl.col("record_id")).alias("record_id")
+    frame = landed.select(pl.lit(source.name).alias("source"), ref, pl.col("payload").alias("raw"))
+    return frame.cast(RAW_SCHEMA)  # type: ignore[arg-type]
+
+
 def normalise_stream(source: Source, stream: Stream, landed: pl.LazyFrame) -> Rebuilt:
     """One stream's landed records (``landed``, de-duplicated) mapped: its rows named by their
     records' quarantine ids, the mapping's quarantine, and the payloads (no landing rejects).
@@ -171,13 +186,10 @@ def normalise_stream(source: Source, stream: Stream, landed: pl.LazyFrame) -> Re
     ref = stream.ref(pl.col("record_id")).alias("record_id")
     out = stream.normalise(landed)
     named = SOURCE_RECORD in out.rows.collect_schema().names()
-    payloads = landed.select(
-        pl.lit(source.name).alias("source"), ref, pl.col("payload").alias("raw")
-    )
     return Rebuilt(
         out.rows.with_columns(ref) if named else out.rows,
         out.quarantine,
-        payloads.cast(RAW_SCHEMA),  # type: ignore[arg-type]
+        payloads(source, stream, landed),
     )
 
 

@@ -66,8 +66,11 @@ __all__ = [
     "entry_of",
     "footer",
     "landed_files",
+    "landed_path",
+    "landed_sizes",
     "manifest_path",
     "read_manifest",
+    "record_ids",
     "rows_of",
     "stream_dir",
     "write_manifest",
@@ -94,6 +97,41 @@ def manifest_path(root: Path, source: str, stream: str) -> Path:
 def landed_files(root: Path, source: str, stream: str) -> list[Path]:
     """The landing files of a stream present on disk, sorted (what :func:`scan_landed` reads)."""
     return sorted(stream_dir(root, source, stream).glob("date=*/*.parquet"))
+
+
+def landed_sizes(root: Path, source: str, stream: str) -> dict[str, int]:
+    """The stream's landing files present on disk, as ``"<source>/<stream>/<path in the
+    stream's folder>"`` (a key :func:`landed_path` reads back) -> size in bytes."""
+    folder = stream_dir(root, source, stream)
+    return {
+        f"{source}/{stream}/{path.relative_to(folder).as_posix()}": path.stat().st_size
+        for path in landed_files(root, source, stream)
+    }
+
+
+def landed_path(root: Path, key: str) -> Path:
+    """The landing file a key of :func:`landed_sizes` names."""
+    source, stream, rel = key.split("/", 2)
+    return stream_dir(root, source, stream) / rel
+
+
+def record_ids(root: Path, keys: Iterable[str]) -> pl.DataFrame:
+    """The record ids in the landing files ``keys`` (of :func:`landed_sizes`): ``source``,
+    ``stream``, ``file`` (the key) and ``record_id``, one row per file and record. Only the
+    ``record_id`` column of each file is read."""
+    frames = [
+        pl.scan_parquet(landed_path(root, key), hive_partitioning=False).select(
+            pl.lit(key.split("/")[0]).alias("source"),
+            pl.lit(key.split("/")[1]).alias("stream"),
+            pl.lit(key).alias("file"),
+            pl.col("record_id").cast(pl.String),
+        )
+        for key in keys
+    ]
+    if not frames:
+        names = ("source", "stream", "file", "record_id")
+        return pl.DataFrame(schema=dict.fromkeys(names, pl.String()))
+    return pl.concat(pl.collect_all(frames))
 
 
 def _instant(value: datetime | None) -> str | None:

@@ -38,8 +38,8 @@ from typing import Any
 import polars as pl
 
 from connectors.landing import latest_records, scan_files
-from connectors.landing.manifest import landed_files
-from connectors.normalise import RAW_SCHEMA, Rebuilt, normalise_stream, set_aside
+from connectors.landing.manifest import landed_path, landed_sizes, record_ids
+from connectors.normalise import RAW_SCHEMA, Rebuilt, normalise_stream, payloads, set_aside
 from connectors.source import Source
 from connectors.state import atomic_write_bytes, fsync_dir
 from engine import killpoint
@@ -61,7 +61,6 @@ _ROW_ORDER = {
     "callback_attempts": ["source", "attempt_id"],
 }
 _SRC, _REF, _IDENT = "__src", "__ref", "__ident"
-_INDEX = {_SRC: pl.String(), "stream": pl.String(), "file": pl.String(), "record_id": pl.String()}
 _RECORDS = {_SRC: pl.String(), "stream": pl.String(), "record_id": pl.String(), _REF: pl.String()}
 _IDENTS = {_SRC: pl.String(), _REF: pl.String(), _IDENT: pl.UInt64()}
 #: Above this share of all records touched, redoing everything is as cheap.
@@ -96,7 +95,7 @@ class Refreshed:
 @dataclass
 class _Snapshot:
     files: dict[str, int]  #: "<source>/<stream>/<file>" -> size
-    index: pl.DataFrame  #: _INDEX: the record ids of each landed file
+    index: pl.DataFrame  #: __src, stream, file, record_id: the record ids of each landed file
     idents: pl.DataFrame  #: _IDENTS: each record's row identities
     rows: pl.DataFrame  #: validated rows
     quarantine: pl.DataFrame  #: QUARANTINE: the mappings' and the validation's
@@ -118,39 +117,17 @@ def _key(feeds: Sequence[Source], table: str, settings: object) -> str:
     return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _files(root: Path, feeds: Sequence[Source]) -> dict[str, int]:
-    """The landed files, as ``"<source>/<stream>/<path in the stream's folder>"`` -> size."""
-    found: dict[str, int] = {}
-    for feed in feeds:
-        for stream in feed.streams:
-            folder = _path(root, f"{feed.name}/{stream.name}/")
-            for path in landed_files(root, feed.name, stream.name):
-                key = f"{feed.name}/{stream.name}/{path.relative_to(folder).as_posix()}"
-                found[key] = path.stat().st_size
-    return found
-
-
-def _path(root: Path, key: str) -> Path:
-    source, stream, rel = key.split("/", 2)
-    return root / "raw" / f"source={source}" / f"stream={stream}" / rel
-
-
 def _of(frame: pl.LazyFrame, source: str, stream: str) -> pl.LazyFrame:
     return frame.filter((pl.col(_SRC) == source) & (pl.col("stream") == stream))
 
 
+def _files(root: Path, feeds: Sequence[Source]) -> dict[str, int]:
+    sizes = (landed_sizes(root, f.name, s.name) for f in feeds for s in f.streams)
+    return {k: n for found in sizes for k, n in found.items()}
+
+
 def _index(root: Path, keys: Sequence[str]) -> pl.DataFrame:
-    """The record ids of the landed files ``keys``."""
-    frames = [
-        pl.scan_parquet(_path(root, key), hive_partitioning=False).select(
-            pl.lit(key.split("/")[0]).alias(_SRC),
-            pl.lit(key.split("/")[1]).alias("stream"),
-            pl.lit(key).alias("file"),
-            pl.col("record_id").cast(pl.String),
-        )
-        for key in keys
-    ]
-    return pl.concat(pl.collect_all(frames)) if frames else pl.DataFrame(schema=_INDEX)
+    return record_ids(root, keys).rename({"source": _SRC})
 
 
 def _identity(table: str) -> pl.Expr:
@@ -173,30 +150,45 @@ def _records(index: pl.DataFrame, feeds: Sequence[Source]) -> pl.DataFrame:
 
 def _map(
     root: Path, feeds: Sequence[Source], table: str, index: pl.DataFrame, todo: pl.DataFrame | None
-) -> tuple[pl.LazyFrame, pl.LazyFrame, pl.LazyFrame]:
+) -> tuple[pl.LazyFrame, pl.LazyFrame, pl.LazyFrame, list[pl.LazyFrame]]:
     """The landed records ``todo`` (``__src``, ``stream``, ``record_id``; ``None``: all),
-    de-duplicated and mapped: ``(rows with __src, mapping quarantine, payloads)``."""
-    rows, quarantine, raw = [], [], []
+    de-duplicated and mapped: ``(rows with __src, mapping quarantine, payloads, payloads left
+    out)``. A stream that lands decoded is mapped from its typed columns: the payloads of its
+    records landed once are left out (read back for the records quarantined only, ~85 % of a
+    UJET landing's bytes not read)."""
+    rows, quarantine, raw, later = [], [], [], []
     for feed in feeds:
         for stream in feed.streams:
-            mine = _of(index.lazy(), feed.name, stream.name)
             wanted = pl.lit(True)
             if todo is not None:
                 ids = _of(todo.lazy(), feed.name, stream.name).select("record_id").collect()
                 wanted = pl.col("record_id").is_in(ids["record_id"].implode())
-            keys = mine.filter(wanted).select("file").unique().collect()["file"]
-            if keys.is_empty():
+            mine = _of(index.lazy(), feed.name, stream.name).filter(wanted).collect()
+            if mine.is_empty():
                 continue
-            landed = scan_files([_path(root, k) for k in sorted(keys)], stream.landed_dtype)
-            out = normalise_stream(feed, stream, latest_records(landed.filter(wanted)))
+            files = [landed_path(root, k) for k in sorted(set(mine["file"]))]
+            landed = scan_files(files, stream.landed_dtype).filter(wanted)
+            if stream.landed_dtype is not None:  # most ids once: no payload, no de-duplication
+                many = mine.filter(pl.len().over("record_id") > 1)["record_id"].implode()
+                once = landed.filter(~pl.col("record_id").is_in(many))
+                later.append(payloads(feed, stream, once))
+                landed = pl.concat(
+                    [
+                        once.with_columns(pl.lit(None, pl.String).alias("payload")),
+                        latest_records(landed.filter(pl.col("record_id").is_in(many))),
+                    ]
+                )
+            else:
+                landed = latest_records(landed)
+            out = normalise_stream(feed, stream, landed)
             rows.append(out.rows.with_columns(pl.lit(feed.name).alias(_SRC)))
             quarantine.append(out.quarantine)
             raw.append(out.raw)
     if not rows:
         schema = CONTACTS if table == "contacts" else CALLBACK_ATTEMPTS
         empty = pl.LazyFrame(schema={**schema, "record_id": pl.String(), _SRC: pl.String()})
-        return empty, pl.LazyFrame(schema=QUARANTINE), pl.LazyFrame(schema=RAW_SCHEMA)
-    return pl.concat(rows, how="vertical_relaxed"), pl.concat(quarantine), pl.concat(raw)
+        return empty, pl.LazyFrame(schema=QUARANTINE), pl.LazyFrame(schema=RAW_SCHEMA), []
+    return pl.concat(rows, how="vertical_relaxed"), pl.concat(quarantine), pl.concat(raw), later
 
 
 def _validate(
@@ -204,12 +196,18 @@ def _validate(
 ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """Map and validate the records ``todo`` (``None``: all): ``(rows, quarantine,
     identities)``; a quarantine row's ``source`` is its connector's, as in a full rebuild."""
-    rows, quarantine, raw = _map(root, feeds, table, index, todo)
+    rows, quarantine, raw, later = _map(root, feeds, table, index, todo)
     rows = rows.cache()
     clean, bad = validated(Rebuilt(rows.drop(_SRC), quarantine, raw), table)
     ref = pl.col("record_id").cast(pl.String).alias(_REF)
     idents = rows.select(_SRC, ref, _identity(table).alias(_IDENT))
-    return tuple(pl.collect_all([clean, bad, idents]))  # type: ignore[return-value]
+    clean_rows, bad_rows, ident_rows = pl.collect_all([clean, bad, idents])
+    if later and bad_rows.height:  # the payloads left out, of the records quarantined
+        keys = bad_rows.lazy().select("source", "record_id").unique()
+        found = pl.concat(later).join(keys, on=["source", "record_id"], how="semi").collect()
+        bad_rows = bad_rows.join(found, on=["source", "record_id"], how="left", suffix="_p")
+        bad_rows = bad_rows.with_columns(pl.coalesce("raw_p", "raw").alias("raw")).drop("raw_p")
+    return clean_rows, bad_rows, ident_rows
 
 
 def _ordered(
