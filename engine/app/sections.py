@@ -29,6 +29,9 @@ class RunSettings(BaseModel):
         lookback_minutes: each run rebuilds the tables from ``previous window end - lookback``;
             ``None``: the largest ``lookback_minutes`` of the enabled sources.
         report: write ``report.html`` into the output directory after every run.
+        report_days: the run's report covers the store's last ``report_days`` days (ending at
+            its last interval end), so its cost does not grow with the history kept;
+            ``wfm-intervals report`` still shows the whole store by default.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -36,6 +39,7 @@ class RunSettings(BaseModel):
     max_quarantine_fraction: float = Field(default=0.05, ge=0, le=1)
     lookback_minutes: float | None = Field(default=None, ge=0)
     report: bool = True
+    report_days: int = Field(default=35, ge=1)
 
 
 class ReconcileSettings(BaseModel):

@@ -22,7 +22,7 @@ Example:
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from html import escape
 from pathlib import Path
 from typing import Any, Final
@@ -31,7 +31,7 @@ import polars as pl
 
 from engine import clock
 from engine.report import charts
-from engine.report.data import MAX_POINTS, ReportData, compute, open_store
+from engine.report.data import MAX_POINTS, ReportData, compute, open_store, span
 from engine.report.page import (
     CSS,
     DASH,
@@ -47,7 +47,7 @@ from engine.report.page import (
 )
 from engine.settings import SlFormula
 
-__all__ = ["SECTIONS", "json_html", "render", "write_report"]
+__all__ = ["SECTIONS", "json_html", "render", "write_report", "write_run_report"]
 
 #: Section ids of the page, in order.
 SECTIONS: Final = ("volume", "heatmap", "service", "callbacks", "quality")
@@ -291,9 +291,36 @@ def write_report(
         engine.report.data.StoreError: no tables in ``store``, a bad window or zone.
     """
     data = compute(open_store(store), start=start, end=end, tz=tz, sl_formula=sl_formula)
-    page = render(data, sl_target=sl_target, generated_at=generated_at)
+    _write(render(data, sl_target=sl_target, generated_at=generated_at), out)
+    return data
+
+
+def write_run_report(
+    store: Path, out: Path, *, days: int, generated_at: datetime | None = None
+) -> ReportData:
+    """The nightly run's report: only the last ``days`` days of the store, written to ``out``.
+
+    The window ends at the store's last interval end and starts ``days`` days before it (or at
+    the store's first interval, if that is later), so the run's cost does not grow with history.
+
+    Raises:
+        ValueError: ``days`` < 1.
+        engine.report.data.StoreError: as :func:`write_report`.
+
+    Example:
+        ``write_run_report(Path("out"), Path("out/report.html"), days=35)``
+    """
+    if days < 1:
+        raise ValueError(f"days must be >= 1, not {days}")
+    opened = open_store(store)
+    first, last = span(opened)
+    data = compute(opened, start=max(first, last - timedelta(days=days)), end=last)
+    _write(render(data, generated_at=generated_at), out)
+    return data
+
+
+def _write(page: str, out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
     tmp.write_text(page, encoding="utf-8")
     tmp.replace(out)
-    return data

@@ -43,7 +43,16 @@ from engine.report.sections import (
 from engine.settings import BuildSettings, SlFormula
 from engine.tables import callvolume
 
-__all__ = ["MAX_POINTS", "TABLES", "ReportData", "Store", "StoreError", "compute", "open_store"]
+__all__ = [
+    "MAX_POINTS",
+    "TABLES",
+    "ReportData",
+    "Store",
+    "StoreError",
+    "compute",
+    "open_store",
+    "span",
+]
 
 #: The tables a report reads from ``store/``.
 TABLES: Final = ("callvolume", "callback_intervals", "retry_outcomes")
@@ -125,6 +134,15 @@ def open_store(path: Path) -> Store:
         except (OSError, ValueError) as exc:
             error = f"{found}: {exc}"
     return Store(root, tables, summaries, reconcile, error)
+
+
+def span(store: Store) -> Window:
+    """The store's first interval start and last interval end, over all its tables.
+
+    Raises:
+        StoreError: the tables hold no intervals.
+    """
+    return _window(store, None, None)
 
 
 def _window(store: Store, start: datetime | None, end: datetime | None) -> Window:
