@@ -37,6 +37,7 @@ __all__ = [
     "document_data",
     "document_sql",
     "intervals_sql",
+    "requests_relation_sql",
     "requests_sql",
     "retries_sql",
 ]
@@ -78,22 +79,29 @@ def requests_sql(path: str, *, window: tuple[datetime, datetime]) -> str:
     structs give the row numbers of the first and final attempts, whose columns are joined back:
     2.5x less CPU than ``arg_min_null(struct_pack(<columns>), <key>)`` per chain (measured at 1M).
     """
-    lo, hi = (_us(t) for t in window)
     # A row's identity: its file's row number, and when ``path`` is a glob (a store directory,
     # whose row numbers restart in every file) the file's index in the high bits. An integer:
     # a (filename, row number) struct cost DuckDB ~75 % more CPU at 10M (measured).
     many = "*" in path
     row = "(file_index::BIGINT << 40) + file_row_number" if many else "file_row_number"
+    return requests_relation_sql(
+        f"""(SELECT *, {row} AS rid
+    FROM read_parquet('{_quoted(path)}', file_row_number = true, hive_partitioning = false))""",
+        window=window,
+    )
+
+
+def requests_relation_sql(relation: str, *, window: tuple[datetime, datetime]) -> str:
+    """:func:`requests_sql` over any relation with the attempts' columns and ``rid``, a unique
+    integer per row (a table of de-duplicated attempts, a subquery)."""
+    lo, hi = (_us(t) for t in window)
     key = "struct_pack(r := retry_attempt, c := created_at, a := attempt_id, i := rid)"
     firsts = [*_GROUP, "call_target_name", "customer_key", "created_at"]
     firsts += ["estimated_callback_ms", "punctuality_ms"]
     finals = ("outcome", "callback_ms", "customer_wait_ms", "talk_ms")
     columns = [f"fa.{c} AS {c}" for c in firsts] + [f"la.{c} AS {c}" for c in finals]
     return f"""
-WITH att AS (
-    SELECT *, {row} AS rid
-    FROM read_parquet('{_quoted(path)}', file_row_number = true, hive_partitioning = false)
-),
+WITH att AS (SELECT * FROM {relation}),
 chains AS (
     SELECT min({key}).i AS f, max({key}) AS l, count(*) AS attempts
     FROM att GROUP BY source, original_id
@@ -139,16 +147,29 @@ def _grid(window: tuple[datetime, datetime]) -> str:
     return f"SELECT range AS g FROM range({lo // GRAIN_US}, {hi // GRAIN_US})"
 
 
+def _grid_columns(tz: str) -> str:
+    """The interval key columns of grain ``grid.g``: in UTC, or in ``tz`` when its offsets are
+    whole quarter-hours (every UTC boundary is then a local one; DuckDB's ``timezone``)."""
+    columns = ", ".join(_GRID).format(grain=GRAIN_US)
+    if tz == "UTC":
+        return columns
+    local = f"timezone('{tz}', make_timestamptz(grid.g * {GRAIN_US}))"
+    offset = f"((epoch_us({local}) - grid.g * {GRAIN_US}) // 60000000)::INTEGER"
+    return columns.replace(f"make_timestamp(grid.g * {GRAIN_US})", local).replace(
+        "0::INTEGER", offset
+    )
+
+
 def _on(left: str, right: str, columns: tuple[str, ...]) -> str:
     return " AND ".join(f"{left}.{c} IS NOT DISTINCT FROM {right}.{c}" for c in columns)
 
 
-def intervals_sql(reqs: str, *, window: tuple[datetime, datetime]) -> str:
+def intervals_sql(reqs: str, *, window: tuple[datetime, datetime], tz: str = "UTC") -> str:
     """``callback_intervals`` from the relation ``reqs`` (:func:`requests_sql`'s rows)."""
     measures = _measures()
     names = [m.rsplit(" AS ", 1)[1] for m in measures]
     group = ", ".join(_GROUP)
-    grid = ", ".join(_GRID).format(grain=GRAIN_US)
+    grid = _grid_columns(tz)
     return f"""
 WITH agg AS (SELECT {group}, g, {", ".join(measures)} FROM {reqs} GROUP BY {group}, g),
 combos AS (SELECT DISTINCT {group} FROM agg),
@@ -164,12 +185,12 @@ ORDER BY {", ".join(f"combos.{c}" for c in _GROUP)}, grid.g
 """
 
 
-def retries_sql(reqs: str, *, window: tuple[datetime, datetime]) -> str:
+def retries_sql(reqs: str, *, window: tuple[datetime, datetime], tz: str = "UTC") -> str:
     """``retry_outcomes`` from the relation ``reqs`` (:func:`requests_sql`'s rows)."""
     bucket = " ".join(f"WHEN retries {c} THEN '{b}'" for b, c in _BUCKETS.items())
     counts = ", ".join(f"count(*) FILTER (WHERE outcome = '{o}') AS {o}" for o in OUTCOMES)
     buckets = ", ".join(f"('{b}', {i})" for i, b in enumerate(_BUCKETS))
-    grid = ", ".join(_GRID).format(grain=GRAIN_US)
+    grid = _grid_columns(tz)
     return f"""
 WITH agg AS (
     SELECT call_target_id, CASE {bucket} END AS retry_bucket, g, count(*) AS requests, {counts}

@@ -25,7 +25,7 @@ from datetime import UTC, datetime, timedelta
 
 from engine.settings import BuildSettings
 
-__all__ = ["COLUMNS", "check_against_engine", "volume_sql"]
+__all__ = ["COLUMNS", "check_against_engine", "volume_relation_sql", "volume_sql"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _COUNTS = {
@@ -77,8 +77,20 @@ def _threshold(settings: BuildSettings) -> str:
 
 def volume_sql(path: str, *, window: tuple[datetime, datetime], settings: BuildSettings) -> str:
     """The query: one row per interval x (queue, channel) seen, zero-filled, sorted."""
+    if settings.tz != "UTC":
+        raise NotImplementedError("the DuckDB peer does not implement ['tz']")
+    source = path.replace("'", "''")
+    return volume_relation_sql(f"read_parquet('{source}')", window=window, settings=settings)
+
+
+def volume_relation_sql(
+    relation: str, *, window: tuple[datetime, datetime], settings: BuildSettings
+) -> str:
+    """:func:`volume_sql` over any relation with the contacts' columns (a table, a subquery),
+    in ``settings.tz`` too when its offsets are whole multiples of the interval length (every
+    UTC boundary is then a local one: America/New_York at 15 minutes; local columns from
+    DuckDB's ``timezone``)."""
     unsupported = {
-        "tz": settings.tz != "UTC",
         "attribution": settings.attribution != "arrival",
         "sl_overrides": bool(settings.sl_overrides),
         "use_vendor_threshold": settings.use_vendor_threshold,
@@ -98,10 +110,14 @@ def volume_sql(path: str, *, window: tuple[datetime, datetime], settings: BuildS
     counts = [f"count(*) FILTER (WHERE {c.format(**fill)}) AS {n}" for n, c in _COUNTS.items()]
     sums = [f"{e}::BIGINT AS {n}" for n, e in _SUMS.items()]
     measures = [*_COUNTS, *_SUMS]
-    source = path.replace("'", "''")
+    start = f"make_timestamptz(grid.g * {grain})"
+    local, offset = f"make_timestamp(grid.g * {grain})", "0::INTEGER"
+    if settings.tz != "UTC":
+        local = f"timezone('{settings.tz}', {start})"
+        offset = f"((epoch_us({local}) - grid.g * {grain}) // 60000000)::INTEGER"
     return f"""
 WITH inbound AS (
-    SELECT * FROM read_parquet('{source}')
+    SELECT * FROM {relation}
     WHERE direction = 'inbound' AND offered_at >= {_literal(lo)} AND offered_at < {_literal(hi)}
 ),
 agg AS (
@@ -124,10 +140,10 @@ names AS (  -- latest update per (queue, name) first: far fewer rows for arg_max
 pairs AS (SELECT DISTINCT queue_id, channel FROM agg),
 grid AS (SELECT range AS g FROM range({lo_us // grain}, {hi_us // grain}))
 SELECT
-    make_timestamptz(grid.g * {grain}) AS interval_start_utc,
+    {start} AS interval_start_utc,
     make_timestamptz((grid.g + 1) * {grain}) AS interval_end_utc,
-    make_timestamp(grid.g * {grain}) AS interval_start_local,
-    0::INTEGER AS utc_offset_min,
+    {local} AS interval_start_local,
+    {offset} AS utc_offset_min,
     pairs.queue_id,
     names.queue_name,
     pairs.channel,
