@@ -75,7 +75,7 @@ def run_callbacks(frame: pl.LazyFrame, out: Path, *, title: str, **opts: Any) ->
         fail("give both --start and --end, or neither")
     minutes = opts.get("interval_minutes")
     settings = build_settings(interval_minutes=int(minutes) if minutes else None, tz=opts.get("tz"))
-    check_window(settings, start, end)
+    check_window(settings, start, end, configurable=False)
     try:
         report = build_callbacks(
             frame,
@@ -85,7 +85,9 @@ def run_callbacks(frame: pl.LazyFrame, out: Path, *, title: str, **opts: Any) ->
             formats=tuple(opts.get("formats") or CALLBACK_FORMATS),
             set_aside=opts.get("set_aside"),
         )
-    except (InputSchemaError, ValueError) as exc:
+    except InputSchemaError as exc:
+        fail(f"{opts.get('source', 'input')}: {exc}")
+    except ValueError as exc:
         fail(str(exc))
     except pl.exceptions.PolarsError as exc:  # the input cannot be read (a torn Parquet file)
         fail(f"{opts.get('source', 'input')}: {printable(exc)}")
@@ -154,12 +156,18 @@ def _requests(attempts_path: Path | None, store: Path) -> pl.LazyFrame:
     if attempts_path is None:
         return _stored_requests(store)
     try:
-        clean, quarantine = validate_callback_attempts(pipeline.read_table(attempts_path))
+        frame, set_aside = pipeline.read_input(attempts_path, "callback_attempts")
+        clean, quarantine = validate_callback_attempts(frame)
         clean_df, bad = pl.collect_all([clean, quarantine.select(pl.len())])
-    except (pipeline.InputFileError, InputSchemaError) as exc:
+    except pipeline.InputFileError as exc:
         fail(f"--attempts: {exc}")
-    if bad.item():
-        click.echo(f"wfm-intervals: note: {bad.item()} attempt rows quarantined", err=True)
+    except InputSchemaError as exc:
+        fail(f"--attempts {attempts_path}: {exc}")
+    except pl.exceptions.PolarsError as exc:  # the input cannot be read (a torn Parquet file)
+        fail(f"--attempts {attempts_path}: {printable(exc)}")
+    quarantined = bad.item() + set_aside.height
+    if quarantined:
+        click.echo(f"wfm-intervals: note: {quarantined} attempt rows quarantined", err=True)
     return requests_of(clean_df)
 
 

@@ -17,6 +17,7 @@ Example:
 
 from __future__ import annotations
 
+import codecs
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
@@ -115,21 +116,103 @@ def _scan_directory(path: Path) -> pl.LazyFrame:
     return pl.concat(parts, how="diagonal")
 
 
-def read_input(path: Path, table: str) -> tuple[pl.LazyFrame, pl.DataFrame]:
-    """:func:`read_table`, and the lines of an NDJSON file that are not JSON objects, set aside.
+def _is_utf8(path: Path, chunk: int = 1 << 24) -> bool:
+    """Whether the whole file decodes as UTF-8 (read in chunks: memory stays flat)."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    with path.open("rb") as fh:
+        try:
+            while block := fh.read(chunk):
+                decoder.decode(block)
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            return False
+    return True
 
-    One bad line of an NDJSON file is quarantined as that line (reason ``unparsable_line``,
-    ``record_id`` ``line <n>``, ``raw`` the line as it is) and the others are read; other kinds
-    of input are read whole by :func:`read_table`. Blank lines are skipped.
+
+def _without_bad_lines(path: Path, *, csv: bool) -> tuple[bytes, pl.DataFrame]:
+    """The file with each line that is not UTF-8 blanked (NDJSON) or left out (CSV), and those
+    lines (``n``, ``line`` with each bad byte written as ``\\xNN``).
 
     Raises:
-        InputFileError: as :func:`read_table`.
+        InputFileError: a CSV whose bad line is its header or lies inside a quoted field (it
+            cannot be isolated as one record).
     """
-    if path.is_dir() or path.suffix.lower() not in {".ndjson", ".jsonl"}:
-        return read_table(path), pl.DataFrame(schema=QUARANTINE)
-    read_table(path)  # the same checks: exists, not empty
+    kept: list[bytes] = []
+    numbers: list[int] = []
+    texts: list[str] = []
+    quoted = False  # a CSV line starts inside a quoted field (an odd number of quotes before)
+    for n, raw in enumerate(path.read_bytes().splitlines(keepends=True), 1):
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError:
+            if csv and (n == 1 or quoted or raw.count(b'"') % 2):
+                where = "the header" if n == 1 else f"line {n}, inside a quoted field,"
+                msg = f"{path}: {where} is not UTF-8 (save the file as UTF-8)"
+                raise InputFileError(msg) from None
+            numbers.append(n)
+            texts.append(raw.rstrip(b"\r\n").decode("utf-8", "backslashreplace"))
+            if not csv:
+                kept.append(b"\n")  # a blank line: the others keep their numbers
+            continue
+        if csv and raw.count(b'"') % 2:
+            quoted = not quoted
+        kept.append(raw)
+    return b"".join(kept), pl.DataFrame({"n": numbers, "line": texts}, schema=_LINES)
+
+
+_LINES = {"n": pl.UInt32, "line": pl.String}
+
+
+def _unparsable(lines: pl.DataFrame, table: str, detail: str) -> pl.DataFrame:
+    """Quarantine rows of whole input lines (``record_id`` ``line <n>``, ``raw`` the line)."""
+    return lines.select(
+        pl.lit(None, pl.String).alias("source"),
+        pl.lit(table).alias("table"),
+        pl.format("line {}", "n").alias("record_id"),
+        pl.lit("unparsable_line").alias("reason"),
+        pl.lit(detail).alias("detail"),
+        pl.col("line").alias("raw"),
+    )
+
+
+def read_input(path: Path, table: str) -> tuple[pl.LazyFrame, pl.DataFrame]:
+    """:func:`read_table`, and the lines of a CSV or NDJSON file that cannot be read, set aside.
+
+    One bad line of an NDJSON file (not UTF-8, or not a JSON object) or of a CSV file (not
+    UTF-8) is quarantined as that line (reason ``unparsable_line``, ``record_id`` ``line <n>``,
+    ``raw`` the line, each byte that is not UTF-8 written as ``\\xNN``) and the others are read;
+    Parquet is read whole by :func:`read_table`. Blank NDJSON lines are skipped.
+
+    Example:
+        >>> import tempfile
+        >>> path = Path(tempfile.mkdtemp()) / "c.ndjson"
+        >>> _ = path.write_bytes(b'{"a": 1}\\n{"a": "\\xff"}\\nnot json\\n')
+        >>> frame, set_aside = read_input(path, "contacts")
+        >>> frame.collect().height, set_aside["record_id"].to_list(), set_aside["raw"][0]
+        (1, ['line 2', 'line 3'], '{"a": "\\\\xff"}')
+
+    Raises:
+        InputFileError: as :func:`read_table`; a CSV line that is not UTF-8 and cannot be
+            isolated as one record (the header, or inside a quoted field).
+    """
+    suffix = path.suffix.lower()
+    frame = read_table(path)  # the checks: exists, not empty, a kind we read
+    nothing = pl.DataFrame(schema=QUARANTINE)
+    if path.is_dir() or suffix not in {".ndjson", ".jsonl", ".csv"}:
+        return frame, nothing
+    utf8 = _is_utf8(path)
+    if suffix == ".csv":
+        if utf8:
+            return frame, nothing
+        data, bad_bytes = _without_bad_lines(path, csv=True)
+        set_aside = _unparsable(bad_bytes, table, f"{path.name}: not UTF-8")
+        return pl.scan_csv(data, infer_schema=False), set_aside.cast(QUARANTINE)  # type: ignore[arg-type]
+    source: Path | bytes = path
+    bad_bytes = pl.DataFrame(schema=_LINES)
+    if not utf8:
+        source, bad_bytes = _without_bad_lines(path, csv=False)
     lines = (
-        pl.scan_lines(path, row_index_name="n", row_index_offset=1)
+        pl.scan_lines(source, row_index_name="n", row_index_offset=1)
         .filter(pl.col("line").str.strip_chars() != "")
         .collect()
     )
@@ -139,19 +222,18 @@ def read_input(path: Path, table: str) -> tuple[pl.LazyFrame, pl.DataFrame]:
         & text.str.json_path_match("$").is_not_null()
     )
     good, bad = lines.filter(is_object), lines.filter(~is_object)
-    frame = pl.DataFrame()
     if good.height:
         joined = good.select(text.str.join("\n")).item()
-        frame = pl.read_ndjson(joined.encode(), infer_schema_length=None)
-    set_aside = bad.select(
-        pl.lit(None, pl.String).alias("source"),
-        pl.lit(table).alias("table"),
-        pl.format("line {}", "n").alias("record_id"),
-        pl.lit("unparsable_line").alias("reason"),
-        pl.lit(f"{path.name}: not a JSON object").alias("detail"),
-        text.alias("raw"),
-    )
-    return frame.lazy(), set_aside
+        frame = pl.read_ndjson(joined.encode(), infer_schema_length=None).lazy()
+    else:
+        frame = pl.LazyFrame()
+    set_aside = pl.concat(
+        [
+            _unparsable(bad_bytes, table, f"{path.name}: not UTF-8"),
+            _unparsable(bad.select(*_LINES), table, f"{path.name}: not a JSON object"),
+        ]
+    ).sort(pl.col("record_id").str.extract(r"(\d+)").cast(pl.Int64))
+    return frame, set_aside.cast(QUARANTINE)  # type: ignore[arg-type]
 
 
 def data_window(contacts: pl.DataFrame, settings: BuildSettings) -> Grid:
@@ -228,7 +310,7 @@ def build_contacts(
         set_aside: quarantine rows of the input found before (:func:`read_input`).
     """
     began = time.perf_counter()
-    clean_lf, quarantine_lf = validate_contacts(contacts)
+    clean_lf, quarantine_lf = validate_contacts(contacts, max_duration_ms=settings.max_duration_ms)
     rows_in, clean, quarantine = pl.collect_all(
         [contacts.select(pl.len()), clean_lf, quarantine_lf], engine="streaming"
     )
