@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from engine.interval import Grid, Window
 
 __all__ = [
+    "MAX_DURATION_LIMIT_HOURS",
     "MAX_THRESHOLD_MS",
     "SL_FORMULAS",
     "Attribution",
@@ -46,6 +47,12 @@ SL_FORMULAS: tuple[SlFormula, ...] = (
 #: The largest service-level threshold accepted: a week (a larger one is a typo, and would not
 #: fit the arithmetic of the table).
 MAX_THRESHOLD_MS = 7 * 24 * 3_600_000
+
+#: The largest ``max_duration_hours`` accepted: 8 days. A frame holds at most 2**32 - 1 rows
+#: (Polars' row index is 32 bits) and the largest sum of a table adds three durations per row
+#: (``handle_ms`` = talk + hold + wrap-up), so with every duration at most 8 days
+#: (691,200,000 ms) no sum can pass 3 * 691,200,000 * (2**32 - 1) < 2**63 - 1: none overflows.
+MAX_DURATION_LIMIT_HOURS = 8 * 24
 
 _DEFAULT_THRESHOLDS_MS = {
     "voice": 20_000,
@@ -80,6 +87,10 @@ class BuildSettings(BaseModel):
     sl_overrides: tuple[ThresholdOverride, ...] = ()
     use_vendor_threshold: bool = False
     short_abandon_ms: int = Field(default=5_000, ge=0)
+    #: A duration above this many hours (a wait, talk, hold or wrap-up; a callback's times) is
+    #: quarantined ``implausible_duration``: a week by default, at most
+    #: :data:`MAX_DURATION_LIMIT_HOURS` so that no sum can overflow.
+    max_duration_hours: int = Field(default=7 * 24, ge=1, le=MAX_DURATION_LIMIT_HOURS)
     #: The longest window a build accepts, in days (a longer one is refused before any grid is
     #: allocated: a typo'd year would otherwise ask for gigabytes of empty intervals).
     max_window_days: int = Field(default=400, ge=1, le=36_600, exclude=True)
@@ -102,6 +113,16 @@ class BuildSettings(BaseModel):
             msg = f"service-level thresholds must be 0 to {MAX_THRESHOLD_MS} ms (a week), got {bad}"
             raise ValueError(msg)
         return {**_DEFAULT_THRESHOLDS_MS, **value}
+
+    @property
+    def max_duration_ms(self) -> int:
+        """``max_duration_hours`` in milliseconds (what validation compares with).
+
+        Example:
+            >>> BuildSettings(max_duration_hours=1).max_duration_ms
+            3600000
+        """
+        return self.max_duration_hours * 3_600_000
 
     def grid(self, window: Window | Grid) -> Grid:
         """The one :class:`~engine.interval.Grid` of ``window`` in these intervals and zone.

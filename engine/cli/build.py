@@ -24,7 +24,13 @@ from engine.errors import InputSchemaError, printable
 from engine.output.files import DurationUnit
 from engine.pipeline import build as pipeline
 from engine.pipeline.build import FORMATS, BuildReport, Format
-from engine.settings import MAX_THRESHOLD_MS, SL_FORMULAS, BuildSettings, ThresholdOverride
+from engine.settings import (
+    MAX_DURATION_LIMIT_HOURS,
+    MAX_THRESHOLD_MS,
+    SL_FORMULAS,
+    BuildSettings,
+    ThresholdOverride,
+)
 
 __all__ = ["build", "build_options", "run_build"]
 
@@ -116,6 +122,11 @@ _BUILD_OPTIONS = [
         help="Abandons with a shorter wait are short abandons [5000].",
     ),
     click.option(
+        "--max-duration-hours",
+        type=click.IntRange(1, MAX_DURATION_LIMIT_HOURS),
+        help="A longer wait, talk, hold or wrap-up is quarantined implausible_duration [168].",
+    ),
+    click.option(
         "--format",
         "formats",
         multiple=True,
@@ -160,7 +171,7 @@ def run_build(
     settings = build_settings(
         **opts, sl_default_ms=defaults or None, sl_overrides=overrides or None
     )
-    check_window(settings, start, end)
+    check_window(settings, start, end, configurable=False)
     window = (start, end) if start and end else None
     try:
         report = pipeline.build_contacts(
@@ -173,7 +184,9 @@ def run_build(
             duration_unit=unit,
             set_aside=set_aside,
         )
-    except (InputSchemaError, ValueError) as exc:
+    except InputSchemaError as exc:
+        fail(f"{source or 'input'}: {exc}")
+    except ValueError as exc:
         fail(str(exc))
     except pl.exceptions.PolarsError as exc:  # the input cannot be read (a torn Parquet file)
         fail(f"{source or 'input'}: {printable(exc)}")

@@ -20,8 +20,8 @@ reason                     when
 ``negative_retry_attempt`` ``retry_attempt`` < 0
 ``negative_duration``      ``callback_ms``, ``estimated_callback_ms``, ``customer_wait_ms`` or
                            ``talk_ms`` < 0 (``punctuality_ms`` is signed)
-``implausible_duration``   one of those, or ``punctuality_ms`` either way, is beyond a week
-                           (:data:`engine.validate.contacts.MAX_DURATION_MS`)
+``implausible_duration``   one of those, or ``punctuality_ms`` either way, is beyond
+                           ``max_duration_ms`` (``[build] max_duration_hours``, a week)
 ``end_before_start``       ``ended_at`` < ``created_at`` (SPEC §7 "end before start")
 ``unknown_type``           ``type`` is not a callback type nor a known non-callback
 ``unknown_outcome``        ``outcome`` is no accepted spelling
@@ -79,7 +79,6 @@ REASONS: Final = (
     "unknown_source_type",
     "conflicting_duplicate",
 )
-_MAX_MS = MAX_DURATION_MS
 #: The identity of an attempt.
 KEY: Final = ("source", "attempt_id")
 #: Columns an input must have (the others default to null).
@@ -152,10 +151,13 @@ def _first_reason(flags: list[tuple[str, str, pl.Expr]]) -> tuple[pl.Expr, pl.Ex
     return reason, detail
 
 
-def conform_attempts(frame: pl.LazyFrame) -> pl.LazyFrame:
+def conform_attempts(
+    frame: pl.LazyFrame, *, max_duration_ms: int = MAX_DURATION_MS
+) -> pl.LazyFrame:
     """Parse the callback rows of ``frame`` to the canonical schema, adding ``__reason``,
     ``__detail`` (the column at fault) and ``__row`` (the row's index in ``frame``); known
-    non-callbacks are dropped.
+    non-callbacks are dropped. A duration beyond ``max_duration_ms`` (either way for
+    ``punctuality_ms``) is ``implausible_duration``.
 
     Raises:
         InputSchemaError: a required column is missing or a timestamp column is naive.
@@ -194,11 +196,11 @@ def conform_attempts(frame: pl.LazyFrame) -> pl.LazyFrame:
     flags += [
         ("negative_retry_attempt", "retry_attempt", pl.col("retry_attempt") < 0),
         *(("negative_duration", c, pl.col(c) < 0) for c in _NON_NEGATIVE),
-        *(("implausible_duration", c, pl.col(c) > MAX_DURATION_MS) for c in _NON_NEGATIVE),
+        *(("implausible_duration", c, pl.col(c) > max_duration_ms) for c in _NON_NEGATIVE),
         (
             "implausible_duration",
             "punctuality_ms",
-            pl.col("punctuality_ms").abs() > MAX_DURATION_MS,
+            pl.col("punctuality_ms").abs() > max_duration_ms,
         ),
         ("end_before_start", "ended_at", pl.col("ended_at") < pl.col("created_at")),
     ]
@@ -230,7 +232,7 @@ def _quarantine_rows(
 
 
 def validate_callback_attempts(
-    frame: pl.LazyFrame, *, record: str | None = None
+    frame: pl.LazyFrame, *, record: str | None = None, max_duration_ms: int = MAX_DURATION_MS
 ) -> tuple[pl.LazyFrame, pl.LazyFrame]:
     """Split the callback rows of ``frame`` into canonical attempts and quarantine rows.
 
@@ -241,6 +243,8 @@ def validate_callback_attempts(
         record: the column naming the raw record each row came from (a connector's rows,
             :data:`engine.schema.SOURCE_RECORD`): quarantine rows take their ``record_id`` from
             it; ``None``: from ``attempt_id``.
+        max_duration_ms: the plausibility bound of a duration
+            (:attr:`engine.settings.BuildSettings.max_duration_ms`; default a week).
 
     Returns:
         ``(clean, quarantine)``: ``clean`` has exactly the
@@ -255,7 +259,7 @@ def validate_callback_attempts(
         >>> clean.collect().height, bad.collect()["reason"].to_list()
         (1, ['negative_retry_attempt'])
     """
-    conformed = conform_attempts(frame)
+    conformed = conform_attempts(frame, max_duration_ms=max_duration_ms)
     failed = conformed.filter(pl.col(_REASON).is_not_null())
     passed = conformed.filter(pl.col(_REASON).is_null())
     distinct = passed.select(list(CALLBACK_ATTEMPTS)).unique()

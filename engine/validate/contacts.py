@@ -18,7 +18,8 @@ reason                     when
 ``answer_before_offer``    ``answered_at`` is before ``offered_at``
 ``negative_duration``      a ``*_ms`` column or a count is negative
 ``implausible_duration``   a ``*_ms`` column (or the wait the timestamps give) is above
-                           :data:`MAX_DURATION_MS` (a week): no sum of a table can overflow
+                           ``max_duration_ms`` (``[build] max_duration_hours``; default
+                           :data:`MAX_DURATION_MS`, a week): no sum of a table can overflow
 ``implausible_count``      ``messages``, ``csat_responses`` or ``csat_score`` is above
                            :data:`MAX_COUNT`
 ``conflicting_duplicate``  two different rows share an identity *and* its latest ``updated_at``
@@ -57,8 +58,9 @@ __all__ = [
     "validate_contacts",
 ]
 
-#: The longest plausible duration of one segment's wait, talk, hold or wrap-up: a week. With
-#: every duration at most this, a table's sums stay far inside 64 bits for any input size.
+#: The longest plausible duration of one segment's wait, talk, hold or wrap-up by default: a week
+#: (``[build] max_duration_hours``; :data:`engine.settings.MAX_DURATION_LIMIT_HOURS` says why no
+#: bound allowed lets a table's sums leave 64 bits).
 MAX_DURATION_MS = 7 * 24 * 3_600_000
 #: The largest plausible count (messages, CSAT responses or score) of one segment.
 MAX_COUNT = 1_000_000
@@ -173,9 +175,12 @@ def _parse_integer(name: str, dtype: pl.DataType, target: pl.DataType) -> tuple[
     return parsed, col.is_not_null() & parsed.is_null()
 
 
-def conform_contacts(frame: pl.LazyFrame, *, keep: tuple[str, ...] = ()) -> pl.LazyFrame:
+def conform_contacts(
+    frame: pl.LazyFrame, *, keep: tuple[str, ...] = (), max_duration_ms: int = MAX_DURATION_MS
+) -> pl.LazyFrame:
     """Parse ``frame`` to the canonical schema, adding ``__reason``, ``__detail`` and ``__raw``
-    (and the columns ``keep`` as given, after the canonical ones).
+    (and the columns ``keep`` as given, after the canonical ones). A duration above
+    ``max_duration_ms`` is ``implausible_duration``.
 
     Raises:
         InputSchemaError: a required column is missing or a timestamp column is naive.
@@ -225,8 +230,8 @@ def conform_contacts(frame: pl.LazyFrame, *, keep: tuple[str, ...] = ()) -> pl.L
     ]
     flags += [("negative_duration", c, pl.col(c) < 0) for c in _INTEGERS if c != "segment_no"]
     durations = [c for c in _INTEGERS if c.endswith("_ms")]
-    flags += [("implausible_duration", c, pl.col(c) > MAX_DURATION_MS) for c in durations]
-    flags += [("implausible_duration", "wait_ms", _filled_wait() > MAX_DURATION_MS)]
+    flags += [("implausible_duration", c, pl.col(c) > max_duration_ms) for c in durations]
+    flags += [("implausible_duration", "wait_ms", _filled_wait() > max_duration_ms)]
     counts = [c for c in _INTEGERS if c != "segment_no" and not c.endswith("_ms")]
     flags += [("implausible_count", c, pl.col(c) > MAX_COUNT) for c in counts]
     order = {r: i for i, r in enumerate(REASONS)}
@@ -275,7 +280,7 @@ def _quarantine_rows(frame: pl.LazyFrame, record: str | None = None) -> pl.LazyF
 
 
 def validate_contacts(
-    frame: pl.LazyFrame, *, record: str | None = None
+    frame: pl.LazyFrame, *, record: str | None = None, max_duration_ms: int = MAX_DURATION_MS
 ) -> tuple[pl.LazyFrame, pl.LazyFrame]:
     """Split ``frame`` into canonical contacts and quarantine rows.
 
@@ -294,6 +299,8 @@ def validate_contacts(
             :data:`engine.schema.SOURCE_RECORD`), or ``None``: each row is its own record, named
             ``<contact_id>:<segment_no>``. A record with a failing row is quarantined whole and
             once (the first failing row in segment order gives the reason).
+        max_duration_ms: the plausibility bound of a duration
+            (:attr:`engine.settings.BuildSettings.max_duration_ms`; default a week).
 
     Returns:
         ``(clean, quarantine)``: ``clean`` has exactly the :data:`~engine.schema.CONTACTS`
@@ -311,7 +318,7 @@ def validate_contacts(
     key, keep = list(CONTACTS_KEY), (record,) if record else ()
     columns = [*CONTACTS, *keep]
     marked = (
-        conform_contacts(frame, keep=keep)
+        conform_contacts(frame, keep=keep, max_duration_ms=max_duration_ms)
         .with_columns((pl.len().over(key) > 1).alias(_SHARED))
         .cache()
     )
