@@ -77,14 +77,23 @@ def exit_on_quarantine(quarantined: int, rows_in: int, limit: float) -> None:
         sys.exit(1)
 
 
-def check_window(settings: BuildSettings, start: datetime | None, end: datetime | None) -> None:
-    """Exit 2 when ``--start``/``--end`` span more than ``[build] max_window_days``."""
+def check_window(
+    settings: BuildSettings,
+    start: datetime | None,
+    end: datetime | None,
+    *,
+    configurable: bool = True,
+) -> None:
+    """Exit 2 when ``--start``/``--end`` span more than ``[build] max_window_days``
+    (``configurable``: the command reads the configuration, so the line says which setting
+    raises it; ``build`` and ``callbacks`` do not read it)."""
     if start is None or end is None:
         return
     try:
         settings.check_window((start, end))
     except ValueError as exc:
-        fail(f"--start/--end: {exc}; give a shorter window, or raise [build] max_window_days")
+        fix = "raise [build] max_window_days" if configurable else "build it in parts"
+        fail(f"--start/--end: {exc}; give a shorter window, or {fix}")
 
 
 def instant(value: str | None, name: str) -> datetime | None:

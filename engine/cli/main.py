@@ -20,6 +20,8 @@ from typing import NamedTuple
 
 import click
 
+from engine.errors import printable
+
 __all__ = ["COMMANDS", "Command", "cli", "main"]
 
 
@@ -112,15 +114,25 @@ def cli() -> None:
     """wfm-intervals: contact-centre records to exact 15-minute interval tables."""
 
 
-def main() -> None:
-    """Console entry point: exit 130 when interrupted (Ctrl-C), as shells expect."""
+def main(args: list[str] | None = None) -> None:
+    """Console entry point (``args``: the command line, default ``sys.argv[1:]``).
+
+    Exit 130 when interrupted (Ctrl-C), as shells expect; a usage error (an unknown option, a
+    bad value, a missing file) is one line naming the option, and exit 2.
+    """
     try:
-        cli(prog_name="wfm-intervals", standalone_mode=False)
+        cli(args, prog_name="wfm-intervals", standalone_mode=False)
     except (KeyboardInterrupt, click.exceptions.Abort):
         click.echo("wfm-intervals: interrupted", err=True)
         raise SystemExit(130) from None
+    except click.exceptions.UsageError as exc:
+        where = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+        text = exc.format_message().replace("\n", " ")
+        message = printable(ValueError(text), limit=500).rstrip(".")
+        click.echo(f"wfm-intervals: error: {message}{where}", err=True)
+        raise SystemExit(exc.exit_code) from None
     except click.exceptions.ClickException as exc:
-        exc.show()
+        click.echo(f"wfm-intervals: error: {printable(ValueError(exc.format_message()))}", err=True)
         raise SystemExit(exc.exit_code) from None
     except click.exceptions.Exit as exc:
         raise SystemExit(exc.exit_code) from None
