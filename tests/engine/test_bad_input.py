@@ -17,7 +17,7 @@ from click.testing import CliRunner, Result
 from engine.cli.main import cli
 from engine.clock import sleep
 from engine.demo.callbacks import generate_attempts
-from engine.settings import MAX_THRESHOLD_MS, BuildSettings
+from engine.settings import MAX_DURATION_LIMIT_HOURS, MAX_THRESHOLD_MS, BuildSettings
 from tests.calendar import wait_for_exit
 
 ROW = "u,c1,1,voice,q,2026-10-01T09:00:00Z,abandoned\n"
@@ -205,3 +205,70 @@ def test_a_directory_whose_files_disagree_on_a_type_is_read_as_text(tmp_path: Pa
     result = invoke(["build", "--contacts", str(folder), "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert pl.read_delta(str(out / "store" / "contacts")).height == 2
+
+
+def test_a_smaller_duration_bound_quarantines_what_the_default_accepts(tmp_path: Path) -> None:
+    path = tmp_path / "c.csv"
+    two_hours = str(2 * 3_600_000)
+    path.write_text(HEADER.replace("\n", ",talk_ms\n") + ROW.replace("\n", f",{two_hours}\n"))
+    args = ["build", "--contacts", str(path), "--max-quarantine-fraction", "1"]
+    assert invoke([*args, "--out", str(tmp_path / "a")]).exit_code == 0
+    assert pl.read_csv(tmp_path / "a" / "quarantine" / "contacts.csv").height == 0
+    window = ["--start", "2026-10-01T00:00:00Z", "--end", "2026-10-02T00:00:00Z"]
+    result = invoke([*args, "--out", str(tmp_path / "b"), "--max-duration-hours", "1", *window])
+    assert result.exit_code == 0, result.output
+    bad = pl.read_csv(tmp_path / "b" / "quarantine" / "contacts.csv")
+    assert bad.select("reason", "detail").rows() == [("implausible_duration", "talk_ms")]
+    with pytest.raises(ValueError, match="max_duration_hours"):
+        BuildSettings(max_duration_hours=MAX_DURATION_LIMIT_HOURS + 1)
+
+
+def test_the_largest_accepted_durations_sum_exactly(tmp_path: Path) -> None:
+    """No sum can overflow: a frame holds at most 2**32 - 1 rows, handle_ms adds three durations
+    of at most the largest bound allowed; and many rows at that bound sum exactly."""
+    limit = BuildSettings(max_duration_hours=MAX_DURATION_LIMIT_HOURS)
+    assert 3 * limit.max_duration_ms * (2**32 - 1) <= 2**63 - 1
+    n, ms = 20_000, limit.max_duration_ms
+    rows = pl.DataFrame(
+        {
+            "source": "u",
+            "contact_id": [f"c{i}" for i in range(n)],
+            "segment_no": 1,
+            "channel": "voice",
+            "queue_id": "q",
+            "offered_at": "2026-10-01T09:00:00Z",
+            "answered_at": "2026-10-01T09:00:00Z",
+            "outcome": "answered",
+            "wait_ms": ms,
+            "talk_ms": ms,
+            "hold_ms": ms,
+            "acw_ms": ms,
+        }
+    )
+    path = tmp_path / "c.parquet"
+    rows.write_parquet(path)
+    out = tmp_path / "o"
+    result = invoke(["build", "--contacts", str(path), "--out", str(out),
+                     "--max-duration-hours", str(MAX_DURATION_LIMIT_HOURS)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    table = pl.read_delta(str(out / "store" / "callvolume")).filter(pl.col("offered") > 0)
+    assert table.select("handle_ms", "talk_ms", "wait_answered_ms").row(0) == (
+        3 * ms * n,
+        ms * n,
+        ms * n,
+    )
+
+
+def test_a_non_utf8_ndjson_line_is_quarantined_as_that_line(tmp_path: Path) -> None:
+    good = '{"source":"u","contact_id":"c1","segment_no":1,"channel":"voice","queue_id":"q",'
+    good += '"offered_at":"2026-10-01T09:00:00Z","outcome":"abandoned"}'
+    path = tmp_path / "c.ndjson"
+    path.write_bytes(good.encode() + b'\n{"contact_id":"c\xff2"}\n')
+    out = tmp_path / "o"
+    result = invoke(["build", "--contacts", str(path), "--out", str(out),
+                     "--max-quarantine-fraction", "1", "--start", "2026-10-01T00:00:00Z",
+                     "--end", "2026-10-02T00:00:00Z"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    quarantine = pl.read_csv(out / "quarantine" / "contacts.csv")
+    line = quarantine.filter(pl.col("reason") == "unparsable_line")
+    assert line.select("record_id", "raw").rows() == [("line 2", '{"contact_id":"c\\xff2"}')]
