@@ -8,7 +8,9 @@ not with this module, so a command that draws none starts without it. Text is dr
 paths (``svg.fonttype = "path"``, with the DejaVu Sans that ships with matplotlib), so a chart
 looks the same, crisp at any zoom, on a machine without that font and offline; ``svg.hashsalt``
 and the removed metadata date make the SVG the same on every run. Each SVG's ids are prefixed
-with its chart id, so several can live in one HTML page.
+with its chart id, so several can live in one HTML page. Figures have fixed margins (in inches,
+set per chart) rather than a layout engine, which would lay every figure out once more before
+drawing it.
 
 Example:
     >>> fig = figure(2, 1)
@@ -98,9 +100,17 @@ def figure(width: float, height: float) -> Figure:
     from matplotlib.figure import Figure  # noqa: PLC0415 - see _style
 
     with _style():
-        fig = Figure(figsize=(width, height), layout="constrained")
+        fig = Figure(figsize=(width, height), layout=None)
     FigureCanvasAgg(fig)
     return fig
+
+
+def _margins(fig: Figure, *, left: float, right: float, top: float, bottom: float) -> None:
+    """Fixed margins in inches around the axes grid (no layout engine: it costs a draw)."""
+    width, height = fig.get_size_inches()
+    fig.subplots_adjust(
+        left=left / width, right=1 - right / width, top=1 - top / height, bottom=bottom / height
+    )
 
 
 def to_svg(fig: Figure, chart_id: str, label: str) -> str:
@@ -124,29 +134,53 @@ def _days(instants: pl.Series) -> Any:
     return (instants.dt.epoch("us") / 86_400e6).to_numpy()
 
 
-def _time_axis(ax: Any, window: Window, tz: str) -> None:
-    """Local-time ticks: every 6 hours (up to 3 days), midnights (up to 14), else Mondays."""
+def _time_axis(axes: Any, window: Window, tz: str) -> None:
+    """Local-time ticks on the shared x axis of ``axes`` (labels on the last one).
+
+    Labelled ticks every 6 hours (up to 3 days), at midnights (up to 14), on Mondays with short
+    marks at midnights (up to 92), else on the first of each month with marks on Mondays. The
+    marks are one line collection per panel, not minor ticks: a matplotlib tick is a handful of
+    artists, and hundreds of them were most of the chart's drawing time.
+    """
     start, end = window
     days = (end - start) / timedelta(days=1)
     grid = interval_grid(start, end, minutes=60 if days <= 3 else 1440, tz=tz).filter(
         pl.col("interval_start_utc").is_between(start, end)
     )
     local = pl.col("interval_start_local")
+    marks = None
     if days <= 3:
         ticks = grid.filter(local.dt.hour() % 6 == 0)
     elif days <= 14:
         ticks = grid
+    elif days <= 92:
+        ticks, marks = grid.filter(local.dt.weekday() == 1), grid
     else:
-        ticks = grid.filter(local.dt.weekday() == 1)
-        ax.set_xticks(_days(grid["interval_start_utc"]), minor=True)
+        ticks, marks = grid.filter(local.dt.day() == 1), grid.filter(local.dt.weekday() == 1)
     ticks = ticks.with_columns(
         pl.when(local.dt.hour() == 0)
         .then(local.dt.strftime("%a %d %b"))
         .otherwise(local.dt.strftime("%H:%M"))
         .alias("label")
     )
-    ax.set_xticks(_days(ticks["interval_start_utc"]), ticks["label"].to_list())
-    ax.set_xlim(_days(pl.Series([start, end])))
+    axes[-1].set_xticks(_days(ticks["interval_start_utc"]), ticks["label"].to_list())
+    axes[-1].set_xlim(_days(pl.Series([start, end])))
+    if marks is not None:
+        for ax in axes:
+            _marks(ax, _days(marks["interval_start_utc"]))
+
+
+def _marks(ax: Any, x: Any) -> None:
+    """Short tick marks below the x axis at ``x`` (data), drawn as one line collection."""
+    from matplotlib.collections import LineCollection  # noqa: PLC0415 - see _style
+
+    length = 2 / (ax.get_position().height * ax.figure.get_figheight() * 72)  # 2 pt, in axes
+    segments = [((v, 0.0), (v, -length)) for v in x]
+    lines = LineCollection(
+        segments, colors=RC["xtick.color"], linewidths=0.6, clip_on=False,
+        transform=ax.get_xaxis_transform(),
+    )  # fmt: skip
+    ax.add_collection(lines, autolim=False)
 
 
 def volume_svg(
@@ -156,6 +190,7 @@ def volume_svg(
     channels = volume["channel"].unique(maintain_order=True).to_list()
     with _style():
         fig = figure(12, 0.6 + 1.45 * len(channels))
+        _margins(fig, left=1.35, right=0.15, top=0.45, bottom=0.3)
         axes = fig.subplots(len(channels), 1, sharex=True, squeeze=False)[:, 0]
         for ax, channel in zip(axes, channels, strict=True):
             rows = volume.filter(pl.col("channel") == channel)
@@ -168,7 +203,7 @@ def volume_svg(
             ax.set_ylabel(str(channel), rotation=0, ha="right", va="center", fontweight="bold")
             ax.set_ylim(bottom=0)
             ax.yaxis.set_major_formatter(lambda v, _: f"{v:,.0f}")
-        _time_axis(axes[-1], window, tz)
+        _time_axis(axes, window, tz)
         grain = _GRAIN.get(minutes, f"{minutes} minutes")
         note = "" if minutes == interval else f" ({interval}-minute intervals rolled up)"
         fig.suptitle(
@@ -188,6 +223,7 @@ def heatmap_svg(heatmap: pl.DataFrame, *, tz: str) -> str:
     peak = max(int(grid.max()), 1)
     with _style():
         fig = figure(12, 3.6)
+        _margins(fig, left=1.2, right=0.65, top=0.35, bottom=0.45)
         ax = fig.add_subplot()
         cmap = colormaps["Blues"].resampled(64)  # 64 shades: a light vector colour bar
         mesh = ax.pcolormesh(grid, cmap=cmap, vmin=0, vmax=peak, edgecolors="white", lw=0.5)
@@ -218,6 +254,11 @@ def service_svg(daily: pl.DataFrame, *, target: float) -> str:
     """Service level and AHT per full local day, one line per queue."""
     with _style():
         fig = figure(12, 3.4)
+        entries = daily["queue"].n_unique() + 1  # the queues and the target
+        ncols = min(entries, 4)
+        below = 0.85 + 0.2 * -(-entries // ncols)  # the rotated labels, then the legend's rows
+        _margins(fig, left=0.5, right=0.15, top=0.3, bottom=below)
+        fig.subplots_adjust(wspace=0.12)
         sl_ax, aht_ax = fig.subplots(1, 2)
         for queue in daily["queue"].unique(maintain_order=True):
             rows = daily.filter(pl.col("queue") == queue)
@@ -235,7 +276,7 @@ def service_svg(daily: pl.DataFrame, *, target: float) -> str:
         for ax in (sl_ax, aht_ax):
             ax.set_xticks(days[::step], [f"{d:%a %d %b}" for d in days[::step]])
             ax.tick_params(axis="x", labelrotation=30)
-        fig.legend(loc="outside lower center", ncols=min(daily["queue"].n_unique() + 1, 4))
+        fig.legend(loc="lower center", ncols=ncols)
     return to_svg(fig, "chart-service", "Service level and average handle time per day and queue")
 
 
@@ -244,6 +285,7 @@ def retry_svg(retries: pl.DataFrame) -> str:
     rows = retries.filter(pl.col("requests") > 0)
     with _style():
         fig = figure(12, 0.9 + 0.32 * max(rows.height, 1))
+        _margins(fig, left=1.2, right=0.7, top=0.3, bottom=0.6)
         ax = fig.add_subplot()
         y = list(range(rows.height))
         left = [0.0] * rows.height
@@ -263,5 +305,5 @@ def retry_svg(retries: pl.DataFrame) -> str:
         ax.grid(axis="y", visible=False)
         ax.set_axisbelow(True)
         ax.set_title("Final outcome of callback requests by number of retries")
-        fig.legend(loc="outside lower center", ncols=len(OUTCOMES))
+        fig.legend(loc="lower center", ncols=len(OUTCOMES))
     return to_svg(fig, "chart-retries", "Final outcome of callback requests by number of retries")
