@@ -1,0 +1,197 @@
+"""Where the time goes inside ``build`` and ``callbacks``: the pipelines' steps, timed one by one.
+
+Runs the steps of ``engine.pipeline.build.build_contacts`` and
+``engine.pipeline.callbacks.build_callbacks`` in this process, in the pipelines' order and on the
+cardinality benchmark's input file and window (:mod:`benchmarks.cardinality_data`), Parquet
+outputs only (``--format parquet``). Per step: wall seconds, CPU seconds (all threads) and the
+peak resident memory *of that step* (``VmHWM``, reset before each step by writing 5 to
+``/proc/self/clear_refs``; Linux). The aggregation is split where the table modules allow it
+from outside: the group-by (everything up to the aggregated frame, collected) and the
+zero-fill, names and sort on it. ``decode alone`` (a plain scan of the file, collected and
+dropped) is measured first and is not a pipeline step: validation includes the read.
+
+Usage::
+
+    python -m benchmarks.cardinality_profile build --case many-queues --size 10000000
+    python -m benchmarks.cardinality_profile callbacks --case many-queues --size 10000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import polars as pl
+
+from benchmarks import cardinality_data as data
+from benchmarks.cardinality import HERE, data_path
+from benchmarks.common import format_table, peak_rss_mib
+
+T = TypeVar("T")
+
+
+class Steps:
+    """Timed steps, in order."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict[str, Any]] = []
+
+    def __call__(self, name: str, fn: Callable[[], T]) -> T:
+        Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
+        cpu, began = os.times(), time.perf_counter()
+        value = fn()
+        wall, after = time.perf_counter() - began, os.times()
+        self.rows.append(
+            {
+                "step": name,
+                "wall_s": round(wall, 3),
+                "cpu_s": round(after.user + after.system - cpu.user - cpu.system, 3),
+                "peak_rss_mib": round(peak_rss_mib()),
+            }
+        )
+        print(f"  {name}: {wall:.2f} s", flush=True)
+        return value
+
+
+def _build(path: Path, out: Path, step: Steps) -> None:
+    from engine.interval import aggregate_by_interval, in_grid
+    from engine.output import files as export
+    from engine.pipeline.build import read_input
+    from engine.settings import BuildSettings
+    from engine.tables import callvolume
+    from engine.validate.contacts import validate_contacts
+
+    settings = BuildSettings(tz=data.TZ)
+    frame, _ = read_input(path, "contacts")
+    clean_lf, quarantine_lf = validate_contacts(frame)
+    _, clean, quarantine = step(
+        "validate + de-duplicate (read included)",
+        lambda: pl.collect_all([frame.select(pl.len()), clean_lf, quarantine_lf]),
+    )
+    grid = step("grid", lambda: settings.grid(data.WINDOW))
+    g = grid.frame
+    at = callvolume._attributed_at(settings)  # the steps of callvolume.build, split
+    by = ("queue_id", "queue_name", "channel")
+    latest = pl.col("updated_at").max()
+
+    def group_by() -> pl.DataFrame:
+        inbound = clean.lazy().filter(pl.col("direction") == "inbound", in_grid(at, g))
+        agg = aggregate_by_interval(
+            inbound, g, at=at, by=by,
+            measures=[*callvolume._measures(settings), latest],
+            combine=[*callvolume._combine(), latest],
+        )  # fmt: skip
+        named = agg.with_columns(callvolume._queue_name())
+        return named.group_by("interval_start_utc", *by).agg(callvolume._combine()).collect()
+
+    named = step("group-by (to the aggregated frame)", group_by)
+
+    def filled() -> pl.DataFrame:
+        lazy = callvolume._zero_fill(named.lazy(), g)
+        return callvolume.derive(lazy, settings=settings).collect(engine="streaming")
+
+    table = step("zero-fill, sort, ratios", filled)
+    step("write contacts (store)", lambda: export.write_store(clean, out / "c", by="offered_at"))
+    step(
+        "write callvolume (store)",
+        lambda: export.write_store(table, out / "v", by="interval_start_utc"),
+    )
+    step("write quarantine CSV", lambda: export.write_csv(quarantine, out / "q.csv"))
+
+
+def _callbacks(path: Path, out: Path, step: Steps) -> None:
+    from engine.output import files as export
+    from engine.output import store
+    from engine.pipeline.build import read_input
+    from engine.settings import BuildSettings
+    from engine.tables import callback_intervals, callback_metrics, retry_outcomes
+    from engine.tables.callback_requests import in_chain_order
+    from engine.validate.callback_attempts import (
+        callback_gaps,
+        not_callbacks,
+        validate_callback_attempts,
+    )
+
+    settings = BuildSettings(tz=data.TZ)
+    frame, _ = read_input(path, "callback_attempts")
+    clean_lf, quarantine_lf = validate_callback_attempts(frame)
+    _, clean, quarantine, _ = step(
+        "validate + de-duplicate + chain order (read included)",
+        lambda: pl.collect_all(
+            [
+                frame.select(pl.len()),
+                in_chain_order(clean_lf),
+                quarantine_lf,
+                not_callbacks(frame).select(pl.len()),
+            ]
+        ),
+    )
+    grid = step("grid", lambda: settings.grid(data.WINDOW))
+    reqs = store.requests_of(clean)  # its order check runs here (one streaming pass)
+    tables = step(
+        "requests + both tables (group-by, zero-fill) + gaps",
+        lambda: pl.collect_all(
+            [
+                callback_intervals.build(reqs, window=grid, settings=settings),
+                retry_outcomes.build(reqs, window=grid, settings=settings),
+                callback_gaps(clean.lazy()),
+                reqs.select(pl.len()),
+            ]
+        ),
+    )
+    step(
+        "metrics document",
+        lambda: callback_metrics.document(reqs, begin=grid.start, end=grid.end),
+    )
+    step("write callback_attempts (store)", lambda: store.write_attempts(clean, out / "a"))
+    step(
+        "write both tables (store)",
+        lambda: [
+            export.write_store(t, out / n, by="interval_start_utc")
+            for t, n in zip(tables[:2], ("i", "r"), strict=True)
+        ],
+    )
+    step(
+        "write gaps, quarantine",
+        lambda: (
+            export.write_ndjson(tables[2], out / "g.ndjson"),
+            export.write_csv(quarantine, out / "q.csv"),
+        ),
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.cardinality_profile")
+    p.add_argument("command", choices=["build", "callbacks"])
+    p.add_argument("--case", choices=data.CASES, default="many-queues")
+    p.add_argument("--size", type=int, default=10_000_000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data-dir", type=Path, default=HERE / "data")
+    p.add_argument("--json", type=Path, help="also write the steps here")
+    args = p.parse_args(argv)
+    path = data_path(args.data_dir, args.command, args.case, args.size, args.seed)
+    if not path.exists():
+        raise SystemExit(f"{path}: run python -m benchmarks.cardinality at this size first")
+    step = Steps()
+    step("decode alone (not a step)", lambda: pl.scan_parquet(path).collect().height)
+    out = Path(tempfile.mkdtemp(prefix="profile-"))
+    try:
+        (_build if args.command == "build" else _callbacks)(path, out, step)
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+    rows = [[r["step"], r["wall_s"], r["cpu_s"], f"{r['peak_rss_mib']:,}"] for r in step.rows]
+    print(format_table(["step", "wall s", "CPU s", "peak MiB"], rows, "lrrr"))
+    if args.json:
+        doc = {"command": args.command, "case": args.case, "size": args.size, "steps": step.rows}
+        args.json.write_text(json.dumps(doc, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
