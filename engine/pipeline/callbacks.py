@@ -202,7 +202,9 @@ def build_callbacks(
         set_aside: quarantine rows of the input found before (``read_input``).
     """
     began = time.perf_counter()
-    clean_lf, quarantine_lf = validate_callback_attempts(attempts)
+    clean_lf, quarantine_lf = validate_callback_attempts(
+        attempts, max_duration_ms=settings.max_duration_ms
+    )
     rows_in, clean, quarantine, skipped = pl.collect_all(
         [
             attempts.select(pl.len()),

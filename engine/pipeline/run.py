@@ -18,7 +18,7 @@ reported through ``on_event``:
 4. **export** the committed days (:func:`engine.pipeline.export.export_tables`);
 5. **reconcile** with Mindful and Kore.ai when they are enabled
    (:mod:`engine.pipeline.checks`), each cut to what its sync has completed;
-6. **report**: ``report.html``.
+6. **report**: ``report.html`` over the store's last ``[run] report_days`` days.
 
 The run state (:mod:`engine.pipeline.state`) is saved last: the run is committed when it is. A
 run killed at any point before leaves tables that hold the previous run's rows or the new rows
@@ -65,7 +65,7 @@ from engine.pipeline.sources import Emit, sync_all, tables_fed
 from engine.pipeline.state import RunState, load_run_state, run_state_path, save_run_state
 from engine.pipeline.tables import Built, build_tables
 from engine.pipeline.window import Canonical, RunPlan, plan_run
-from engine.report.build import write_report
+from engine.report.build import write_run_report
 from engine.schema import CALLBACK_ATTEMPTS, CONTACTS
 from engine.tables.callback_requests import requests
 
@@ -203,7 +203,7 @@ def _report(settings: AppSettings, summary: RunSummary) -> list[Path]:
         return []
     out = settings.output.dir
     try:
-        write_report(out, out / "report.html")
+        write_run_report(out, out / "report.html", days=settings.run.report_days)
     except StoreError as exc:
         summary.report = f"not written: {exc}"
         return []

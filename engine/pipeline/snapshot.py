@@ -48,6 +48,7 @@ from engine.app.sources import connector
 from engine.errors import StoreError, printable
 from engine.pipeline.sources import validated
 from engine.schema import CALLBACK_ATTEMPTS, CONTACTS, QUARANTINE
+from engine.validate.contacts import MAX_DURATION_MS
 
 __all__ = ["FORMAT", "Refreshed", "refresh", "refresh_sources", "snapshot_dir"]
 
@@ -148,8 +149,16 @@ def _records(index: pl.DataFrame, feeds: Sequence[Source]) -> pl.DataFrame:
     return pl.concat(pl.collect_all(parts)) if parts else pl.DataFrame(schema=_RECORDS)
 
 
+@dataclass(frozen=True)
+class _Job:
+    root: Path  #: the landing store
+    feeds: Sequence[Source]
+    table: str
+    bound: int  #: the plausibility bound of durations (``[build] max_duration_hours``), ms
+
+
 def _map(
-    root: Path, feeds: Sequence[Source], table: str, index: pl.DataFrame, todo: pl.DataFrame | None
+    job: _Job, index: pl.DataFrame, todo: pl.DataFrame | None
 ) -> tuple[pl.LazyFrame, pl.LazyFrame, pl.LazyFrame, list[pl.LazyFrame]]:
     """The landed records ``todo`` (``__src``, ``stream``, ``record_id``; ``None``: all),
     de-duplicated and mapped: ``(rows with __src, mapping quarantine, payloads, payloads left
@@ -157,7 +166,7 @@ def _map(
     records landed once are left out (read back for the records quarantined only, ~85 % of a
     UJET landing's bytes not read)."""
     rows, quarantine, raw, later = [], [], [], []
-    for feed in feeds:
+    for feed in job.feeds:
         for stream in feed.streams:
             wanted = pl.lit(True)
             if todo is not None:
@@ -166,7 +175,7 @@ def _map(
             mine = _of(index.lazy(), feed.name, stream.name).filter(wanted).collect()
             if mine.is_empty():
                 continue
-            files = [landed_path(root, k) for k in sorted(set(mine["file"]))]
+            files = [landed_path(job.root, k) for k in sorted(set(mine["file"]))]
             landed = scan_files(files, stream.landed_dtype).filter(wanted)
             if stream.landed_dtype is not None:  # most ids once: no payload, no de-duplication
                 many = mine.filter(pl.len().over("record_id") > 1)["record_id"].implode()
@@ -185,22 +194,23 @@ def _map(
             quarantine.append(out.quarantine)
             raw.append(out.raw)
     if not rows:
-        schema = CONTACTS if table == "contacts" else CALLBACK_ATTEMPTS
+        schema = CONTACTS if job.table == "contacts" else CALLBACK_ATTEMPTS
         empty = pl.LazyFrame(schema={**schema, "record_id": pl.String(), _SRC: pl.String()})
         return empty, pl.LazyFrame(schema=QUARANTINE), pl.LazyFrame(schema=RAW_SCHEMA), []
     return pl.concat(rows, how="vertical_relaxed"), pl.concat(quarantine), pl.concat(raw), later
 
 
 def _validate(
-    root: Path, feeds: Sequence[Source], table: str, index: pl.DataFrame, todo: pl.DataFrame | None
+    job: _Job, index: pl.DataFrame, todo: pl.DataFrame | None
 ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """Map and validate the records ``todo`` (``None``: all): ``(rows, quarantine,
     identities)``; a quarantine row's ``source`` is its connector's, as in a full rebuild."""
-    rows, quarantine, raw, later = _map(root, feeds, table, index, todo)
+    rows, quarantine, raw, later = _map(job, index, todo)
     rows = rows.cache()
-    clean, bad = validated(Rebuilt(rows.drop(_SRC), quarantine, raw), table)
+    rebuilt = Rebuilt(rows.drop(_SRC), quarantine, raw)
+    clean, bad = validated(rebuilt, job.table, max_duration_ms=job.bound)
     ref = pl.col("record_id").cast(pl.String).alias(_REF)
-    idents = rows.select(_SRC, ref, _identity(table).alias(_IDENT))
+    idents = rows.select(_SRC, ref, _identity(job.table).alias(_IDENT))
     clean_rows, bad_rows, ident_rows = pl.collect_all([clean, bad, idents])
     if later and bad_rows.height:  # the payloads left out, of the records quarantined
         keys = bad_rows.lazy().select("source", "record_id").unique()
@@ -316,6 +326,7 @@ def refresh(
         landing=settings.store.landing,
         state=settings.store.state,
         settings=settings.build.model_dump(mode="json"),
+        max_duration_ms=settings.build.max_duration_ms,
         whole=whole,
         write=write,
     )
@@ -328,18 +339,20 @@ def refresh_sources(
     landing: Path,
     state: Path,
     settings: object = None,
+    max_duration_ms: int = MAX_DURATION_MS,
     whole: bool = False,
     write: bool = True,
 ) -> Refreshed:
     """:func:`refresh` for configured sources: ``landing`` and ``state`` are the stores'
     roots; ``settings`` (JSON-able) is what else the rows depend on (a snapshot made under
-    other settings is redone whole).
+    other settings is redone whole); ``max_duration_ms`` is the validation's plausibility bound.
 
     Raises:
         StoreError: a landed file cannot be read.
     """
     try:
-        return _refresh(feeds, table, landing, state, settings, whole=whole, write=write)
+        job = _Job(landing, feeds, table, max_duration_ms)
+        return _refresh(job, state, [settings, max_duration_ms], whole=whole, write=write)
     except (pl.exceptions.PolarsError, OSError) as exc:
         what = ", ".join(f.name for f in feeds)
         raise StoreError(
@@ -349,30 +362,21 @@ def refresh_sources(
         ) from None
 
 
-def _refresh(
-    feeds: Sequence[Source],
-    table: str,
-    root: Path,
-    state: Path,
-    settings: object,
-    *,
-    whole: bool,
-    write: bool,
-) -> Refreshed:
-    folder = snapshot_dir(state, table)
-    key = _key(feeds, table, settings)
+def _refresh(job: _Job, state: Path, settings: object, *, whole: bool, write: bool) -> Refreshed:
+    root, feeds, table = job.root, job.feeds, job.table
+    folder, key = snapshot_dir(state, table), _key(feeds, table, settings)
     files = _files(root, feeds)
     snap = None if whole else _load(folder, key)
     mode = "whole"
     if snap is not None and snap.files == files:
         mode = "unchanged"
     elif snap is not None:
-        snap = _update(root, feeds, table, snap, files)
+        snap = _update(job, snap, files)
         mode = "incremental"
     records = None
     if snap is None:  # no usable snapshot, or too much changed: redo every record
         index = _index(root, sorted(files))
-        rows, bad, idents = _validate(root, feeds, table, index, None)
+        rows, bad, idents = _validate(job, index, None)
         records = index.select(_SRC, "stream", "record_id").unique().height
         snap, mode = _Snapshot(files, index, idents, rows, bad, redone=records), "whole"
     if write and mode != "unchanged":
@@ -384,22 +388,20 @@ def _refresh(
     return Refreshed(rows, quarantine, mode, snap.redone, records)
 
 
-def _update(
-    root: Path, feeds: Sequence[Source], table: str, snap: _Snapshot, files: dict[str, int]
-) -> _Snapshot | None:
+def _update(job: _Job, snap: _Snapshot, files: dict[str, int]) -> _Snapshot | None:
     """``snap`` brought to the landed ``files``: the records their changes touch redone
     (``None``: so many that redoing everything is cheaper)."""
     added = sorted(k for k in files if snap.files.get(k) != files[k])
     gone = sorted(k for k in snap.files if files.get(k) != snap.files[k])
-    index = pl.concat([snap.index.filter(~pl.col("file").is_in(gone)), _index(root, added)])
-    everything = _records(index, feeds)
+    index = pl.concat([snap.index.filter(~pl.col("file").is_in(gone)), _index(job.root, added)])
+    everything = _records(index, job.feeds)
     changed = pl.concat(
         [snap.index.filter(pl.col("file").is_in(gone)), index.filter(pl.col("file").is_in(added))]
     )
-    records = _closure(snap, _records(changed, feeds), None)
+    records = _closure(snap, _records(changed, job.feeds), None)
     while records.height <= _WHOLE * max(everything.height, records.height):
         todo = everything.join(records, on=[_SRC, _REF], how="semi")
-        rows, bad, idents = _validate(root, feeds, table, index, todo)
+        rows, bad, idents = _validate(job, index, todo)
         grown = _closure(snap, records, idents)
         if grown.height > records.height:  # the new rows share identities with more records
             records = grown
@@ -411,7 +413,7 @@ def _update(
             files,
             index,
             pl.concat([snap.idents.join(records, on=[_SRC, _REF], how="anti"), idents]),
-            pl.concat([snap.rows.filter(~_identity(table).is_in(redone_idents)), rows]),
+            pl.concat([snap.rows.filter(~_identity(job.table).is_in(redone_idents)), rows]),
             pl.concat([snap.quarantine.join(named, on=["source", "record_id"], how="anti"), bad]),
             redone=records.height,
         )

@@ -42,7 +42,7 @@ from engine.app.sources import connector
 from engine.errors import StoreError, SyncFailedError, printable
 from engine.schema import QUARANTINE, SOURCE_RECORD
 from engine.validate.callback_attempts import validate_callback_attempts
-from engine.validate.contacts import validate_contacts
+from engine.validate.contacts import MAX_DURATION_MS, validate_contacts
 
 __all__ = [
     "Pull",
@@ -186,7 +186,9 @@ def sync_all(settings: AppSettings, names: Sequence[str], emit: Emit | None = No
     return pulls
 
 
-def validated(rebuilt: Rebuilt, table: str) -> tuple[pl.LazyFrame, pl.LazyFrame]:
+def validated(
+    rebuilt: Rebuilt, table: str, *, max_duration_ms: int = MAX_DURATION_MS
+) -> tuple[pl.LazyFrame, pl.LazyFrame]:
     """The pipeline edge for one source's rebuilt rows: ``(clean, quarantine)`` of ``table``.
 
     The rows are validated once (:func:`engine.validate.contacts.validate_contacts` or
@@ -201,7 +203,7 @@ def validated(rebuilt: Rebuilt, table: str) -> tuple[pl.LazyFrame, pl.LazyFrame]
     # (the landing scan and the mapping); without it, collecting them together ran that plan
     # three times (1.8 s against 0.6 s for 15k Mindful attempts).
     rows, raw = rebuilt.rows.cache(), rebuilt.raw.cache()
-    clean, bad = _VALIDATE[table](rows, record=SOURCE_RECORD)
+    clean, bad = _VALIDATE[table](rows, record=SOURCE_RECORD, max_duration_ms=max_duration_ms)
     payloads = raw.select("source", "record_id", pl.col("raw").alias("__payload"))
     bad = (
         bad.join(payloads, on=["source", "record_id"], how="left", nulls_equal=False)
@@ -212,7 +214,11 @@ def validated(rebuilt: Rebuilt, table: str) -> tuple[pl.LazyFrame, pl.LazyFrame]
 
 
 def canonical_source(
-    source: Source, landing: Path, settings: SourceSettings | None = None
+    source: Source,
+    landing: Path,
+    settings: SourceSettings | None = None,
+    *,
+    max_duration_ms: int = MAX_DURATION_MS,
 ) -> tuple[pl.LazyFrame, pl.LazyFrame]:
     """One source's validated canonical rows and their quarantine, from the landing store at
     ``landing`` (:func:`connectors.normalise.rebuild`, then :func:`validated`), lazily.
@@ -220,7 +226,9 @@ def canonical_source(
     Raises:
         KeyError: the source feeds no table the pipeline validates (Kore.ai's interval rows).
     """
-    return validated(rebuild(source, landing, settings), source.table)
+    return validated(
+        rebuild(source, landing, settings), source.table, max_duration_ms=max_duration_ms
+    )
 
 
 def canonical_frames(
@@ -229,7 +237,12 @@ def canonical_frames(
     """:func:`canonical`, lazily (``None`` when none of the named sources feeds ``table``)."""
     landing = settings.store.landing
     outs = [
-        canonical_source(connector(n), landing, settings.source(n))
+        canonical_source(
+            connector(n),
+            landing,
+            settings.source(n),
+            max_duration_ms=settings.build.max_duration_ms,
+        )
         for n in names
         if connector(n).table == table
     ]
