@@ -237,5 +237,11 @@ def state_reset(
         fail(str(exc))
     for s in removed:
         click.echo(f"reset {s.source}/{s.stream} (was {format_utc(s.cursor)})")
-    if not removed:
+    if not removed and source is not None and stream is not None:
+        # Marked reset all the same: its next sync starts over instead of reporting it lost.
+        click.echo(
+            f"reset {what} (it had no readable state): its next sync starts from its configured"
+            " start"
+        )
+    elif not removed:
         click.echo(f"nothing to reset for {what}")

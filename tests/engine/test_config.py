@@ -177,6 +177,12 @@ def test_state_show_and_reset(tmp_path: Path) -> None:
     assert [s.stream for s in store.show()] == ["chats"]
     assert invoke(["state", "reset", "--yes"], env).exit_code == 0
     assert store.show() == []
+    # A named stream without a state is marked reset all the same (the output says so).
+    again = invoke(["state", "reset", "ujet", "calls", "--yes"], env)
+    assert again.exit_code == 0
+    assert "reset ujet/calls (it had no readable state)" in again.output
+    assert store.was_reset("ujet", "calls")
+    assert "nothing to reset for every stream" in invoke(["state", "reset", "--yes"], env).output
 
 
 def test_sync_command_against_the_emulator(tmp_path: Path) -> None:
