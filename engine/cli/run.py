@@ -136,6 +136,10 @@ def show_summary(summary: RunSummary) -> None:
         for c in summary.reconcile["checks"]:
             detail = c["note"] or f"{c['differences']} differences, {c['out_of_tolerance']} beyond"
             click.echo(f"reconcile {c['source']}: {c['status']} ({detail})")
+    for line in summary.repaired:
+        click.echo(f"repaired {line}")
+    for line in summary.cleaned:
+        click.echo(f"cleaned {line}")
     click.echo(f"report {summary.report or 'not written ([run] report = false)'}")
     click.echo(f"files {len(summary.files):,} (listed in run_summary.json)")
     click.echo(f"problems: {'; '.join(summary.problems) or 'none'}")

@@ -167,6 +167,9 @@ def sync(
     else:
         click.echo("sync summary")
         Console(file=sys.stdout, width=140).print(_summary(reports))
+        for r in reports:
+            for line in r.repaired:
+                click.echo(f"repaired {r.source}/{r.stream}: {line}")
     failed = [r for r in reports if not r.ok]
     for r in failed[:-1]:
         click.echo(f"wfm-intervals: error: {r.source}/{r.stream}: {r.error}", err=True)

@@ -390,7 +390,10 @@ def test_a_torn_landing_file_is_fetched_again_and_the_run_says_so(
     _run(config)
     landed = sorted((tmp_path / "landing" / "raw" / "source=ujet").rglob("*.parquet"))[0]
     landed.write_bytes(landed.read_bytes()[:100] + b"\x00\xff")
-    summary = _run(config)
+    shown = invoke(["run", "--quiet"], config)
+    assert shown.exit_code == 0, shown.output
+    assert "repaired ujet/" in shown.stdout
+    summary = json.loads((tmp_path / "out" / "run_summary.json").read_text())
     repaired = summary["repaired"]
     assert isinstance(repaired, list)
     assert any(str(line).startswith("ujet/") for line in repaired), repaired
