@@ -19,7 +19,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import tempfile
@@ -32,7 +31,7 @@ import polars as pl
 
 from benchmarks import cardinality_data as data
 from benchmarks.cardinality import HERE, data_path
-from benchmarks.common import format_table, peak_rss_mib
+from benchmarks.common import format_table, peak_rss_mib, write_json
 
 T = TypeVar("T")
 
@@ -190,7 +189,7 @@ def main(argv: list[str] | None = None) -> None:
     print(format_table(["step", "wall s", "CPU s", "peak MiB"], rows, "lrrr"))
     if args.json:
         doc = {"command": args.command, "case": args.case, "size": args.size, "steps": step.rows}
-        args.json.write_text(json.dumps(doc, indent=2) + "\n")
+        write_json(args.json, doc)
 
 
 if __name__ == "__main__":

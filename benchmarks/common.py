@@ -294,10 +294,27 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]], align
     return "\n".join([line(cells[0]), rule, *(line(r) for r in cells[1:])])
 
 
+#: The repository's root: paths under it are recorded relative to it.
+REPO = Path(__file__).resolve().parents[1]
+
+
+def portable(text: str) -> str:
+    """``text`` with this machine's paths made portable: the repository's root dropped (paths
+    relative to it) and the temporary folder written ``<tmp>``.
+
+    Example:
+        >>> portable(f"{REPO}/benchmarks/data/x.parquet")
+        'benchmarks/data/x.parquet'
+    """
+    text = text.replace(f"{REPO}{os.sep}", "").replace(str(REPO), ".")
+    return text.replace(tempfile.gettempdir(), "<tmp>")
+
+
 def write_json(path: Path, doc: dict[str, Any]) -> None:
-    """Write ``doc`` as indented JSON, creating the folder."""
+    """Write ``doc`` as indented JSON, creating the folder; paths of this machine are written
+    relative to the repository (:func:`portable`), so results can be committed."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(doc, indent=2) + "\n")
+    path.write_text(portable(json.dumps(doc, indent=2)) + "\n")
 
 
 def add_worker_arguments(
