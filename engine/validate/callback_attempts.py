@@ -52,7 +52,7 @@ import polars as pl
 from engine.errors import InputSchemaError
 from engine.schema import CALLBACK_ATTEMPTS, QUARANTINE
 from engine.validate.contacts import MAX_DURATION_MS, _parse_integer, _parse_timestamp
-from engine.validate.spelling import NOT_CALLBACK_TYPES, SPELLINGS, spelling_key
+from engine.validate.spelling import NOT_CALLBACK_TYPES, SPELLINGS, per_distinct, spelling_key
 
 __all__ = [
     "KEY",
@@ -91,11 +91,14 @@ _ENUMS: Final = {  # column: (spellings, reason, null is an error)
     "source_type": (SPELLINGS["source_type"], "unknown_source_type", False),
 }
 _NON_NEGATIVE: Final = ("callback_ms", "estimated_callback_ms", "customer_wait_ms", "talk_ms")
-_ROW, _REASON, _DETAIL = "__row", "__reason", "__detail"
+_ROW, _REASON, _DETAIL, _SHARED = "__row", "__reason", "__detail", "__shared"
 
 
 def _is_not_callback() -> pl.Expr:
-    return spelling_key(pl.col("type"), "type").is_in(NOT_CALLBACK_TYPES).fill_null(value=False)
+    known = per_distinct(
+        "type", lambda d: spelling_key(d, "type").is_in(NOT_CALLBACK_TYPES), pl.Boolean()
+    )
+    return known.fill_null(value=False)
 
 
 def _check_columns(frame: pl.LazyFrame) -> pl.Schema:
@@ -134,9 +137,13 @@ def _parse_boolean(name: str, dtype: pl.DataType) -> tuple[pl.Expr, pl.Expr]:
 
 def _parse_enum(name: str, target: pl.Enum) -> tuple[pl.Expr, pl.Expr]:
     spellings, _, required = _ENUMS[name]
-    text = spelling_key(pl.col(name), name)
-    value = text.replace_strict(spellings, default=None, return_dtype=pl.String)
-    bad = value.is_null() if required else text.is_not_null() & value.is_null()
+
+    def fold(distinct: pl.Expr) -> pl.Expr:  # the canonical spelling, on distinct values only
+        key = spelling_key(distinct, name)
+        return key.replace_strict(spellings, default=None, return_dtype=pl.String)
+
+    value = per_distinct(name, fold, pl.String())
+    bad = value.is_null() if required else pl.col(name).is_not_null() & value.is_null()
     return value.cast(target), bad
 
 
@@ -259,21 +266,34 @@ def validate_callback_attempts(
         >>> clean.collect().height, bad.collect()["reason"].to_list()
         (1, ['negative_retry_attempt'])
     """
-    conformed = conform_attempts(frame, max_duration_ms=max_duration_ms)
-    failed = conformed.filter(pl.col(_REASON).is_not_null())
-    passed = conformed.filter(pl.col(_REASON).is_null())
-    distinct = passed.select(list(CALLBACK_ATTEMPTS)).unique()
+    # One conformed frame, marked with whether its identity occurs more than once and cached,
+    # so that every output below parses each row once (without the mark Polars pushes their
+    # different filters through the cache and conforms the input once per branch). Rows are
+    # compared whole only where their identity repeats (re-sent records): the others are unique
+    # as they are. Counting all rows, not only valid ones, sends a few extra rows that way; the
+    # rules then keep them exactly as if they had passed straight through.
     clashes = pl.len().over(KEY) > 1
+    marked = (
+        conform_attempts(frame, max_duration_ms=max_duration_ms)
+        .with_columns(clashes.alias(_SHARED))
+        .cache()
+    )
+    failed = marked.filter(pl.col(_REASON).is_not_null())
+    passed = marked.filter(pl.col(_REASON).is_null())
+    repeated = passed.filter(pl.col(_SHARED))
+    distinct = repeated.select(list(CALLBACK_ATTEMPTS)).unique()
     clashing = distinct.filter(clashes).select(KEY).unique()
     conflicts = (  # one row per distinct content of a clashing identity
-        passed.join(clashing, on=KEY, how="semi")
+        repeated.join(clashing, on=KEY, how="semi")
         .unique(subset=list(CALLBACK_ATTEMPTS), keep="any")
         .with_columns(
             pl.lit("conflicting_duplicate").alias(_REASON), pl.lit("attempt_id").alias(_DETAIL)
         )
     )
     bad = pl.concat([f.select(_ROW, _REASON, _DETAIL) for f in (failed, conflicts)])
-    return distinct.filter(~clashes), _quarantine_rows(frame, bad, record)
+    once = passed.filter(~pl.col(_SHARED)).select(list(CALLBACK_ATTEMPTS))
+    clean = pl.concat([once, distinct.filter(~clashes)])
+    return clean, _quarantine_rows(frame, bad, record)
 
 
 def callback_gaps(clean: pl.LazyFrame) -> pl.LazyFrame:

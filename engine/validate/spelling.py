@@ -35,6 +35,7 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Final
 
 import polars as pl
@@ -47,6 +48,7 @@ __all__ = [
     "SPELLINGS",
     "TYPE_SPELLINGS",
     "normalised",
+    "per_distinct",
     "spelling_key",
 ]
 
@@ -85,6 +87,21 @@ def spelling_key(expr: pl.Expr, name: str) -> pl.Expr:
     text = expr.cast(pl.String).str.strip_chars().str.to_lowercase()
     text = text.str.replace_all(r"[\s_\-]+", "_")
     return text.str.replace(r":.*$", "") if name == "source_type" else text
+
+
+def per_distinct(column: str, fold: Callable[[pl.Expr], pl.Expr], dtype: pl.DataType) -> pl.Expr:
+    """``fold`` of each row of ``column``, computed on the column's distinct values only and
+    mapped back to the rows (a lookup, not a regex, per row): the same values as
+    ``fold(pl.col(column))`` for any row-wise ``fold``.
+
+    Example:
+        >>> rows = pl.DataFrame({"type": ["ASAP", "asap", None, "ASAP"]})
+        >>> rows.select(per_distinct("type", lambda e: spelling_key(e, "type"), pl.String()))[
+        ...     "type"].to_list()
+        ['asap', 'asap', None, 'asap']
+    """
+    distinct = pl.col(column).unique(maintain_order=True)  # the same order on both sides
+    return pl.col(column).replace_strict(distinct, fold(distinct), default=None, return_dtype=dtype)
 
 
 def normalised(name: str, value: pl.Expr | str) -> pl.Expr:

@@ -8,6 +8,8 @@ from typing import Any
 
 import polars as pl
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from engine.demo.callbacks import generate_attempts
 from engine.errors import InputSchemaError
@@ -18,7 +20,13 @@ from engine.validate.callback_attempts import (
     not_callbacks,
     validate_callback_attempts,
 )
-from engine.validate.spelling import FIRST_PARTY_SPELLINGS, OUTCOME_SPELLINGS, normalised
+from engine.validate.spelling import (
+    FIRST_PARTY_SPELLINGS,
+    OUTCOME_SPELLINGS,
+    SPELLINGS,
+    normalised,
+    per_distinct,
+)
 
 T0 = datetime(2026, 10, 1, 9, tzinfo=UTC)
 
@@ -165,6 +173,33 @@ def test_vendor_spellings_are_normalised(column: str, spelling: str, canonical: 
     assert bad.height == 0
     assert clean[column].cast(pl.String).to_list() == [canonical]
     assert pl.select(normalised(column, spelling)).item() == canonical
+
+
+_SPELLING_TEXT = st.one_of(
+    st.none(),
+    st.sampled_from([k for table in SPELLINGS.values() for k in table]),
+    st.text(alphabet=" _-:aAbcdeEfhilnoprsStuwy0", max_size=12),
+)
+
+
+@given(
+    column=st.sampled_from(sorted(SPELLINGS)),
+    values=st.lists(_SPELLING_TEXT, max_size=30),
+    as_enum=st.booleans(),
+)
+def test_folding_distinct_values_gives_each_row_what_folding_it_would(
+    column: str, values: list[str | None], as_enum: bool
+) -> None:
+    # per_distinct folds each distinct value once and maps it back: row for row the same as
+    # normalising every row (the plain rule), whatever the order, repeats, nulls or dtype.
+    rows = pl.DataFrame({column: values}, schema={column: pl.String})
+    if as_enum:
+        rows = rows.with_columns(
+            pl.col(column).cast(pl.Enum(sorted({v for v in values if v is not None})))
+        )
+    expected = [None if v is None else pl.select(normalised(column, v)).item() for v in values]
+    folded = rows.select(per_distinct(column, lambda d: normalised(column, d), pl.String()))
+    assert folded[column].to_list() == expected
 
 
 def test_spelling_tables_only_name_canonical_values() -> None:
