@@ -273,20 +273,27 @@ def zero_fill(
     agg: pl.LazyFrame, grid: pl.DataFrame, combos: pl.LazyFrame, *, fill: Sequence[str]
 ) -> pl.LazyFrame:
     """Every interval of ``grid`` for every key combination of ``combos``, zeros where ``agg``
-    has no row.
+    has no row, sorted by the combination (its columns in their order, nulls first) and then
+    by interval.
+
+    The order comes from building the grid in it (the few combinations sorted, crossed with the
+    intervals in order, the aggregates joined keeping that order), not from sorting the filled
+    rows: the caller needs no sort of the (large) result.
 
     Args:
         agg: one row per (``interval_start_utc``, key columns of ``combos``).
-        grid: the intervals.
+        grid: the intervals (in order, as :func:`interval_grid` makes them).
         combos: the key combinations to fill (unique rows); null keys match null keys.
         fill: the columns of ``agg`` that become 0 where it has no row.
 
     Returns:
-        The :data:`GRID` columns, the key columns and every column of ``agg``, unsorted.
+        The :data:`GRID` columns, the key columns and every column of ``agg``.
     """
-    keys = ["interval_start_utc", *combos.collect_schema().names()]
+    names = combos.collect_schema().names()
+    keys = ["interval_start_utc", *names]
     return (
-        combos.join(grid.lazy(), how="cross")
-        .join(agg, on=keys, how="left", nulls_equal=True)
+        combos.sort(names)
+        .join(grid.lazy(), how="cross", maintain_order="left_right")
+        .join(agg, on=keys, how="left", nulls_equal=True, maintain_order="left")
         .with_columns(pl.col(c).fill_null(0) for c in fill)
     )

@@ -82,7 +82,7 @@ SCHEMA: Final[dict[str, pl.DataType]] = {
 
 def _zero_fill(agg: pl.LazyFrame, grid: pl.DataFrame, names: pl.LazyFrame) -> pl.LazyFrame:
     filled = zero_fill(agg, grid, agg.select(GROUP).unique(), fill=ADDITIVE)
-    return finish_table(filled, names, columns=list(SCHEMA), order=[*GROUP, "interval_start_utc"])
+    return finish_table(filled, names, columns=list(SCHEMA))
 
 
 def build(reqs: pl.LazyFrame, *, window: Window | Grid, settings: BuildSettings) -> pl.LazyFrame:

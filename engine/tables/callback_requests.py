@@ -326,17 +326,16 @@ def call_target_names(reqs: pl.LazyFrame) -> pl.LazyFrame:
 
 
 def finish_table(
-    filled: pl.LazyFrame, names: pl.LazyFrame, *, columns: Sequence[str], order: Sequence[str]
+    filled: pl.LazyFrame, names: pl.LazyFrame, *, columns: Sequence[str]
 ) -> pl.LazyFrame:
-    """A zero-filled table with its call targets' names, in its stored column and row order.
+    """A zero-filled table with its call targets' names, in its stored column order and in
+    ``filled``'s row order (:func:`engine.interval.zero_fill`'s: group, then interval).
 
     The last step of both interval tables, from requests and from a roll-up alike.
     """
-    return (
-        filled.join(names, on="call_target_id", how="left", nulls_equal=True)
-        .select(columns)
-        .sort(order)
-    )
+    return filled.join(
+        names, on="call_target_id", how="left", nulls_equal=True, maintain_order="left"
+    ).select(columns)
 
 
 def rolled_up(

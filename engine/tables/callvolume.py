@@ -125,12 +125,9 @@ def _queue_name() -> pl.Expr:
 
 
 def _zero_fill(agg: pl.LazyFrame, grid: pl.DataFrame) -> pl.LazyFrame:
-    pairs = agg.select("queue_id", "queue_name", "channel").unique()
-    return (
-        zero_fill(agg, grid, pairs, fill=ADDITIVE)
-        .select(SCHEMA.keys())
-        .sort(["queue_id", "channel", "interval_start_utc"])
-    )
+    """Zero-filled, sorted by queue, channel and interval (a queue has one name here)."""
+    pairs = agg.select("queue_id", "channel", "queue_name").unique()
+    return zero_fill(agg, grid, pairs, fill=ADDITIVE).select(SCHEMA.keys())
 
 
 def build(

@@ -82,7 +82,7 @@ def _zero_fill(
 ) -> pl.LazyFrame:
     buckets = pl.LazyFrame([pl.Series("retry_bucket", RETRY_BUCKETS.categories, RETRY_BUCKETS)])
     filled = zero_fill(agg, grid, targets.join(buckets, how="cross"), fill=COUNTS)
-    return finish_table(filled, names, columns=list(SCHEMA), order=[*GROUP, "interval_start_utc"])
+    return finish_table(filled, names, columns=list(SCHEMA))
 
 
 def build(reqs: pl.LazyFrame, *, window: Window | Grid, settings: BuildSettings) -> pl.LazyFrame:
