@@ -149,14 +149,17 @@ class CallbackOutputs:
 
 
 def callback_outputs(
-    attempts: pl.DataFrame, *, window: Window | Grid, settings: BuildSettings
-) -> CallbackOutputs:
-    """Both callback tables, the gaps, the request count and the metrics document of ``window``.
+    attempts: pl.DataFrame, *, window: Window | Grid | None, settings: BuildSettings
+) -> tuple[CallbackOutputs, Grid]:
+    """Both callback tables, the gaps, the request count and the metrics document of ``window``
+    (``None``: :func:`callback_window` of the requests), and that window's grid.
 
     ``attempts`` are validated attempts in the store's order (``in_chain_order``): their
-    requests are then reduced from runs, proven by :func:`engine.output.store.requests_of`.
+    requests are then reduced from runs, proven by :func:`engine.output.store.requests_of`,
+    once (held in memory: the tables, the count and the document all read them).
     """
-    reqs, grid = callback_store.requests_of(attempts), settings.grid(window)
+    reqs = callback_store.requests_of(attempts).collect().lazy()
+    grid = callback_window(reqs, settings) if window is None else settings.grid(window)
     table, retries, gaps, n_requests = pl.collect_all(
         [
             *callback_tables(reqs, window=grid, settings=settings),
@@ -165,7 +168,8 @@ def callback_outputs(
         ]
     )
     document = callback_metrics.document(reqs, begin=grid.start, end=grid.end)
-    return CallbackOutputs(attempts, table, retries, gaps, document, int(n_requests.item()))
+    out = CallbackOutputs(attempts, table, retries, gaps, document, int(n_requests.item()))
+    return out, grid
 
 
 def _write(
@@ -217,9 +221,7 @@ def build_callbacks(
     if set_aside is not None and set_aside.height:
         quarantine = pl.concat([set_aside.cast(quarantine.schema), quarantine])
         rows_in = rows_in.select(pl.col(rows_in.columns[0]) + set_aside.height)
-    reqs = callback_store.requests_of(clean)
-    grid = callback_window(reqs, settings) if window is None else settings.grid(window)
-    out = callback_outputs(clean, window=grid, settings=settings)
+    out, grid = callback_outputs(clean, window=window, settings=settings)
 
     files = [callback_store.write_attempts(clean, out_dir / "store" / "callback_attempts")]
     files += _write("callback_intervals", out.table, out_dir, formats)

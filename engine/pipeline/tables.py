@@ -175,7 +175,7 @@ def _callbacks(
     the metrics document of the recent window, the gaps, and the build's report (the pipeline
     edge set the non-callbacks aside before, so none are counted here)."""
     began = time.perf_counter()
-    reqs = callback_store.requests_of(attempts)
+    reqs = callback_store.requests_of(attempts).collect().lazy()  # once, for every reader
     plans = [p for g in plan.callbacks for p in callback_tables(reqs, window=g, settings=settings)]
     *frames, gaps, n = pl.collect_all(
         [*plans, callback_gaps(attempts.lazy()), reqs.select(pl.len())]
