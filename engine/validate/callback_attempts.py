@@ -307,9 +307,18 @@ def callback_gaps(clean: pl.LazyFrame) -> pl.LazyFrame:
         >>> callback_gaps(rows).collect()["missing"].to_list()
         [[1, 2]]
     """
-    retry = pl.col("retry_attempt")
+    retry, chain = pl.col("retry_attempt"), ["source", "original_id"]
+    # Numbers 0..max are all there exactly when a chain has max + 1 distinct ones: the lists
+    # of numbers are made only for the (few) chains where that count falls short.
+    holed = (
+        clean.group_by(chain)
+        .agg(retry.n_unique().alias("_n"), retry.max().cast(pl.Int64).alias("_max"))
+        .filter(pl.col("_n") != pl.col("_max") + 1)
+        .select(chain)
+    )
     return (
-        clean.group_by("source", "original_id")
+        clean.join(holed, on=chain, how="semi", nulls_equal=True)
+        .group_by(chain)
         .agg(retry.unique().alias("_have"), retry.max().alias("_max"))
         .select(
             "source",

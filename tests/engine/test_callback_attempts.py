@@ -285,3 +285,24 @@ def test_gaps_list_the_missing_retry_numbers_per_chain() -> None:
         {"source": "m", "original_id": "middle", "missing": [1, 4]},
         {"source": "m", "original_id": "no_first", "missing": [0]},
     ]
+
+
+@given(
+    chains=st.dictionaries(
+        st.tuples(st.sampled_from(["m", "n"]), st.sampled_from(["a", "b", "c", "d", "e"])),
+        st.lists(st.integers(min_value=0, max_value=7), min_size=1, max_size=6),
+        max_size=8,
+    )
+)
+def test_gaps_are_the_numbers_below_each_chains_highest_that_it_lacks(
+    chains: dict[tuple[str, str], list[int]],
+) -> None:
+    # The plain rule: a chain's missing numbers are those of 0..max that none of its rows has.
+    expected = [
+        {"source": s, "original_id": o, "missing": sorted(set(range(max(r) + 1)) - set(r))}
+        for (s, o), r in sorted(chains.items())
+        if set(range(max(r) + 1)) - set(r)
+    ]
+    frame = _chains(*((s, o, r) for (s, o), r in chains.items())) if chains else None
+    got = [] if frame is None else callback_gaps(frame).collect().to_dicts()
+    assert got == expected
