@@ -143,14 +143,20 @@ def _storable(frame: pl.DataFrame) -> pl.DataFrame:
 
 
 def _write_files(path: Path, frame: pl.DataFrame, tag: str) -> list[AddAction | RemoveAction]:
+    """Write one file per partition of ``frame`` (rows in ``frame``'s order) and say what to add.
+
+    Each partition is filtered out of ``frame`` as it is written, so one partition's copy is
+    held at a time (a group-by would first copy the whole frame into one chunk).
+    """
     actions: list[AddAction | RemoveAction] = []
     folders = set()
-    for (day,), part in frame.group_by(PARTITION, maintain_order=True):
+    for day in frame.get_column(PARTITION).unique().sort():
         assert isinstance(day, date)
+        part = _storable(frame.filter(pl.col(PARTITION) == day).drop(PARTITION))
         folder = path / f"{PARTITION}={day.isoformat()}"
         folder.mkdir(parents=True, exist_ok=True)
         name = f"part-{tag}-{uuid.uuid4().hex[:12]}.parquet"
-        part.drop(PARTITION).write_parquet(folder / name, compression=STORE_COMPRESSION)
+        part.write_parquet(folder / name, compression=STORE_COMPRESSION)
         _fsync(folder / name)
         folders.add(folder)
         size = (folder / name).stat().st_size
@@ -183,7 +189,7 @@ def commit(
         StoreError: the table cannot be read or committed (the message names the path).
     """
     tag = tag or uuid.uuid4().hex[:12]
-    dated = _storable(frame).with_columns(days_of(by))
+    dated = frame.with_columns(days_of(by))
     chosen = None if days is None else sorted(set(days))
     if chosen is not None:
         outside = dated.filter(~pl.col(PARTITION).is_in(chosen))
@@ -192,7 +198,7 @@ def commit(
             assert isinstance(first, date)
             msg = f"{path}: rows of {first.isoformat()} outside the partitions being replaced"
             raise ValueError(msg)
-    schema = dated.head(0).to_arrow().schema
+    schema = _storable(dated.head(0)).to_arrow().schema
     path.mkdir(parents=True, exist_ok=True)
     try:
         if not is_table(path):
