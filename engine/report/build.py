@@ -1,9 +1,11 @@
 """``wfm-intervals report``: one self-contained HTML file describing a built store.
 
 The page opens offline: CSS, charts (inline SVG from :mod:`engine.report.charts`) and one small
-script are inline, and nothing refers to another file or URL. Sections: volume over the window,
-a weekday x hour heatmap, service level and AHT per day and queue, callback outcomes and retries,
-and data quality (quarantine counts and, when the store holds a ``reconcile.json``, the
+script are inline, and nothing refers to another file or URL. The header's tiles give each channel
+its own service level (against its own threshold and target), ASA and AHT: never blended across
+channels. Sections: volume over the window, a weekday x hour heatmap, service level and AHT per
+day and queue, staffing and forecast vs actual (:mod:`engine.report.planning`), callback outcomes
+and retries, and data quality (quarantine counts and, when the store holds a ``reconcile.json``, the
 reconciliation). The numbers come from :mod:`engine.report.data` and :mod:`engine.report.sections`;
 this module only lays them out.
 
@@ -30,7 +32,7 @@ from typing import Any, Final
 import polars as pl
 
 from engine import clock
-from engine.report import charts
+from engine.report import charts, planning
 from engine.report.data import MAX_POINTS, ReportData, compute, open_store, span
 from engine.report.page import (
     CSS,
@@ -50,7 +52,7 @@ from engine.settings import SlFormula
 __all__ = ["SECTIONS", "json_html", "render", "write_report", "write_run_report"]
 
 #: Section ids of the page, in order.
-SECTIONS: Final = ("volume", "heatmap", "service", "callbacks", "quality")
+SECTIONS: Final = ("volume", "heatmap", "service", "staffing", "callbacks", "quality")
 _KINDS: Final = {"contacts": "Contacts", "callbacks": "Callback attempts"}
 _MAX_ROWS: Final = 200  #: rows of one reconciliation table shown
 _FOOTER: Final = (
@@ -137,6 +139,42 @@ def _service(d: ReportData, target: float) -> str:
     whole = d.daily.filter(~pl.col("partial"))
     chart = f"<figure>{charts.service_svg(whole, target=target)}</figure>" if whole.height else ""
     return _section("service", title, how, chart + service_table(d.daily, d.queues, target))
+
+
+def _staffing(d: ReportData, plan: pl.DataFrame) -> str:
+    how = (
+        "Per local day and channel of the window's last week: contacts offered, and the "
+        "seasonal naive forecast of them (each interval the mean of the same interval in up to "
+        "four earlier weeks the store holds; a dash where it holds none), with the difference "
+        "in percent of the forecast. Load is the offered work in Erlang-hours (offered x AHT); "
+        "agent-hours and the peak are what Erlang C needs, interval by interval, to reach each "
+        "channel's service-level target (the staffing table; docs/metrics.md). Agents are on "
+        "the phone or in the queue, before shrinkage (breaks, training, absence)."
+    )
+    title = "Staffing and forecast vs actual"
+    if missing := _no_contacts(d):
+        return _section("staffing", title, how, missing)
+    if plan.height == 0:
+        return _section("staffing", title, how, _none("The window holds no whole local day."))
+    rows = []
+    for r in plan.iter_rows(named=True):
+        fc, off = r["forecast"], r["offered"]
+        diff = fmt_pct((off - fc) / fc) if fc else DASH
+        rows.append(
+            [
+                f"{r['day']:%a %Y-%m-%d}",
+                str(r["channel"]),
+                fmt_int(round(off)),
+                DASH if fc is None else fmt_int(round(fc)),
+                diff,
+                DASH if r["load_hours"] is None else f"{r['load_hours']:,.1f}",
+                DASH if r["agent_hours"] is None else f"{r['agent_hours']:,.1f}",
+                DASH if r["peak_agents"] is None else fmt_int(r["peak_agents"]),
+            ]
+        )
+    head = ("Day", "Channel", "Offered", "Forecast", "Actual vs forecast", "Load (Erlang-h)",
+            "Agent-hours required", "Peak agents")  # fmt: skip
+    return _section("staffing", title, how, table(head, rows, table_id="staffing-days"))
 
 
 def _callbacks(d: ReportData) -> str:
@@ -241,13 +279,24 @@ def render(
         ``page = render(compute(open_store(Path("demo-out"))), sl_target=0.85)``
     """
     at = generated_at or clock.now()
+    need = planning.staffing_table(data.store.root)
+    channels = planning.channel_totals(data.queues, need, sl_formula=data.sl_formula)
+    volume = data.store.tables.get("callvolume")
+    plan = (
+        planning.plan_days(
+            volume, need, window=data.window, tz=data.tz, interval=data.interval_minutes or 15
+        )
+        if volume is not None
+        else pl.DataFrame()
+    )
     title = f"wfm-intervals report {data.window[0]:%Y-%m-%d} to {data.window[1]:%Y-%m-%d}"
     body = "".join(
         [
-            header(data, at, sl_target),
+            header(data, at, channels),
             _volume(data),
             _heatmap(data),
             _service(data, sl_target),
+            _staffing(data, plan),
             _callbacks(data),
             _quality(data),
         ]

@@ -63,6 +63,9 @@ dt{color:var(--muted)}dd{margin:0}
 .kpi{border:1px solid var(--line);border-radius:8px;padding:8px 12px;background:var(--bg)}
 .kpi span,.kpi small{display:block;font-size:12px;color:var(--muted)}
 .kpi b{display:block;font-size:20px;margin:1px 0}.kpi small{font-size:11px}
+.kpi.channel dl{display:grid;grid-template-columns:auto auto;gap:0 8px;margin:4px 0 0;
+font-size:12px}
+.kpi.channel dd{margin:0;text-align:right}.kpi b.good{color:#1a7f37}.kpi b.bad{color:#b42318}
 section{background:#fff;border:1px solid var(--line);border-radius:10px;padding:20px 24px;
  margin-top:18px}
 p.how{margin:0 0 12px;color:var(--muted);font-size:13px;max-width:980px}
@@ -127,17 +130,14 @@ def _zone(d: ReportData) -> str:
     )
 
 
-def _cards(d: ReportData, target: float) -> str:
+def _cards(d: ReportData, channels: Sequence[dict[str, Any]]) -> str:
     t, cards = d.totals, []
     if t:
         answered = t["answered"] / t["offered"] if t["offered"] else None
         cards += [
-            ("Offered", fmt_int(t["offered"]), "contacts offered to a queue"),
+            ("Offered", fmt_int(t["offered"]), "contacts offered to a queue, all channels"),
             ("Answered", fmt_int(t["answered"]), f"{fmt_pct(answered)} of offered"),
             ("Abandoned", fmt_int(t["abandoned"]), f"{fmt_pct(t['abandon_rate'])} of offered"),
-            ("Service level", fmt_pct(t["service_level"]), f"target {target:.0%}"),
-            ("AHT", fmt_duration(t["aht_ms"]), "talk + hold + after-call work"),
-            ("ASA", fmt_duration(t["asa_ms"]), "average wait of answered"),
         ]
     if d.callbacks is not None:
         total = d.callbacks.targets.row(-1, named=True)
@@ -147,14 +147,37 @@ def _cards(d: ReportData, target: float) -> str:
             ("Callback requests", fmt_int(total["requests"]), attempts),
             ("Callback success", success, "final outcome successful"),
         ]
-    return "".join(
+    html = "".join(
         f'<div class="kpi"><span>{k}</span><b>{escape(v)}</b><small>{escape(sub)}</small></div>'
         for k, v, sub in cards
     )
+    return html + "".join(_channel_tile(c) for c in channels)
 
 
-def header(d: ReportData, generated_at: datetime, target: float) -> str:
-    """The page header: title, window, zone, formula, store, generation time, key figures."""
+def _channel_tile(c: dict[str, Any]) -> str:
+    """One channel's tile: its own service level against its own threshold and target."""
+    target, sl = c.get("sl_target"), c.get("service_level")
+    cls = "na" if sl is None or target is None else "good" if sl >= target else "bad"
+    within = fmt_duration(c.get("threshold_ms"))
+    goal = f"target {target:.0%} within {within}" if target is not None else f"within {within}"
+    rows = [
+        ("Offered", fmt_int(c["offered"])),
+        ("Abandon rate", fmt_pct(c["abandon_rate"])),
+        ("ASA", fmt_duration(c["asa_ms"])),
+        ("AHT", fmt_duration(c["aht_ms"])),
+    ]
+    dl = "".join(f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in rows)
+    name = escape(str(c["channel"]))
+    return (
+        f'<div class="kpi channel" data-channel="{name}"><span>{name.capitalize()}</span>'
+        f'<b class="{cls}">{escape(fmt_pct(sl))}</b><small>service level, {escape(goal)}</small>'
+        f"<dl>{dl}</dl></div>"
+    )
+
+
+def header(d: ReportData, generated_at: datetime, channels: Sequence[dict[str, Any]]) -> str:
+    """The page header: title, window, zone, formula, store, generation time, key figures (the
+    counts of every channel; service level, ASA and AHT per channel, never blended)."""
     start, end = d.window
     meta = [
         ("Window", f"{_local(start, d.tz)} to {_local(end, d.tz)} ({d.tz})"),
@@ -166,7 +189,7 @@ def header(d: ReportData, generated_at: datetime, target: float) -> str:
         ("Generated", f"{generated_at.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}"),
     ]
     dl = "".join(f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in meta)
-    kpis = _cards(d, target)
+    kpis = _cards(d, channels)
     title = "<h1>Contact-centre interval report</h1>"
     return f'<header>{title}<dl>{dl}</dl><div class="kpis">{kpis}</div></header>'
 
