@@ -32,7 +32,7 @@ from typing import Any, Final
 import polars as pl
 
 from engine import clock
-from engine.report import charts, planning
+from engine.report import charts, interactive, planning
 from engine.report.data import MAX_POINTS, ReportData, compute, open_store, span
 from engine.report.page import (
     CSS,
@@ -52,7 +52,9 @@ from engine.settings import SlFormula
 __all__ = ["SECTIONS", "json_html", "render", "write_report", "write_run_report"]
 
 #: Section ids of the page, in order.
-SECTIONS: Final = ("volume", "heatmap", "service", "staffing", "callbacks", "quality")
+SECTIONS: Final = (
+    "volume", "heatmap", "intraday", "service", "staffing", "callbacks", "quality"
+)  # fmt: skip
 _KINDS: Final = {"contacts": "Contacts", "callbacks": "Callback attempts"}
 _MAX_ROWS: Final = 200  #: rows of one reconciliation table shown
 _FOOTER: Final = (
@@ -139,6 +141,22 @@ def _service(d: ReportData, target: float) -> str:
     whole = d.daily.filter(~pl.col("partial"))
     chart = f"<figure>{charts.service_svg(whole, target=target)}</figure>" if whole.height else ""
     return _section("service", title, how, chart + service_table(d.daily, d.queues, target))
+
+
+def _intraday(figs: dict[str, Any]) -> str:
+    how = (
+        "Interactive charts: hover for values, drag a box to zoom, double-click to reset, click "
+        "a legend entry to hide it. The intraday chart shows one local day of the window's last "
+        "week at interval resolution (choose it above the chart): contacts offered per queue "
+        "(solid) and the agents the staffing table requires for them (dotted, right axis); the "
+        f"queue filter keeps one queue (the {interactive.MAX_QUEUES} busiest are drawn). Below "
+        "it, callback requests per local day by final outcome, and contacts offered per day "
+        "against the seasonal naive forecast."
+    )
+    title = "Intraday, callbacks over time, forecast"
+    if not any(figs.values()):
+        return _section("intraday", title, how, _none("Nothing to draw in this window."))
+    return _section("intraday", title, how, interactive.section_body(figs))
 
 
 def _staffing(d: ReportData, plan: pl.DataFrame) -> str:
@@ -290,11 +308,14 @@ def render(
         else pl.DataFrame()
     )
     title = f"wfm-intervals report {data.window[0]:%Y-%m-%d} to {data.window[1]:%Y-%m-%d}"
+    figs = interactive.figures(data, staffing=need, plan=plan)
+    lib = f'<script id="plotly-js">{interactive.library()}</script>' if any(figs.values()) else ""
     body = "".join(
         [
             header(data, at, channels),
             _volume(data),
             _heatmap(data),
+            _intraday(figs),
             _service(data, sl_target),
             _staffing(data, plan),
             _callbacks(data),
@@ -306,7 +327,7 @@ def render(
         f'<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{escape(title)}</title><style>{CSS}</style></head>"
         f"<body><main>{body}</main><footer>{_FOOTER}</footer>"
-        f"<script>{SCRIPT}</script></body></html>\n"
+        f"{lib}<script>{SCRIPT}{interactive.SCRIPT}</script></body></html>\n"
     )
 
 

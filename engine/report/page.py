@@ -65,6 +65,7 @@ dt{color:var(--muted)}dd{margin:0}
 .kpi b{display:block;font-size:20px;margin:1px 0}.kpi small{font-size:11px}
 .kpi.channel dl{display:grid;grid-template-columns:auto auto;gap:0 8px;margin:4px 0 0;
 font-size:12px}
+.controls{margin:8px 0}.controls select{margin:0 12px 0 4px}.plot{width:100%;min-height:320px}
 .kpi.channel dd{margin:0;text-align:right}.kpi b.good{color:#1a7f37}.kpi b.bad{color:#b42318}
 section{background:#fff;border:1px solid var(--line);border-radius:10px;padding:20px 24px;
  margin-top:18px}
