@@ -38,7 +38,6 @@ from engine.report.page import (
     CSS,
     DASH,
     SCRIPT,
-    Cell,
     callback_tables,
     fmt_duration,
     fmt_int,
@@ -47,6 +46,7 @@ from engine.report.page import (
     service_table,
     table,
 )
+from engine.report.quality import json_html, reconcile_html
 from engine.settings import SlFormula
 
 __all__ = ["SECTIONS", "json_html", "render", "write_report", "write_run_report"]
@@ -56,7 +56,6 @@ SECTIONS: Final = (
     "volume", "heatmap", "intraday", "service", "staffing", "callbacks", "quality"
 )  # fmt: skip
 _KINDS: Final = {"contacts": "Contacts", "callbacks": "Callback attempts"}
-_MAX_ROWS: Final = 200  #: rows of one reconciliation table shown
 _FOOTER: Final = (
     "Made by wfm-intervals from the store's additive columns; every ratio is derived from sums, "
     "never averaged. Definitions: docs/metrics.md and docs/callbacks.md."
@@ -211,40 +210,6 @@ def _callbacks(d: ReportData) -> str:
     return _section("callbacks", title, how, callback_tables(cb))
 
 
-def _scalar(value: Any) -> Cell:
-    if isinstance(value, bool):
-        return ("✓ yes", "ok") if value else ("✗ no", "bad")
-    if value is None:
-        return (DASH, "na")
-    if isinstance(value, int):
-        return fmt_int(value)
-    return str(value)
-
-
-def json_html(value: Any) -> str:
-    """Any JSON value as nested tables (lists of objects as tables, at most 200 rows each).
-
-    Example:
-        >>> "<td>ok</td>" in json_html({"ok": True, "rows": [{"field": "offered", "diff": 1}]})
-        True
-    """
-    if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
-        cols = list(dict.fromkeys(k for v in value for k in v))
-        rows = [[_scalar(v.get(c)) for c in cols] for v in value[:_MAX_ROWS]]
-        cut = len(value) > _MAX_ROWS
-        note = f"<p>The first {_MAX_ROWS} of {len(value):,} rows.</p>" if cut else ""
-        return f'<div class="scroll">{table(cols, rows)}</div>{note}'
-    if not isinstance(value, dict):
-        cell = _scalar(value)
-        return f"<p>{escape(cell if isinstance(cell, str) else cell[0])}</p>"
-    flat = [[k, _scalar(v)] for k, v in value.items() if not isinstance(v, dict | list)]
-    out = table(["Field", "Value"], flat) if flat else ""
-    for key, v in value.items():
-        if isinstance(v, dict | list):
-            out += f"<h4>{escape(str(key))}</h4>" + json_html(v)
-    return out
-
-
 def _quality(d: ReportData) -> str:
     how = (
         "Rows that could not be used are quarantined with a reason (see docs/metrics.md and "
@@ -274,7 +239,7 @@ def _quality(d: ReportData) -> str:
     elif store.reconcile is None:
         recon = '<p class="empty" id="reconcile-status">Reconciliation: not run.</p>'
     else:
-        recon = f'<div id="reconcile">{json_html(store.reconcile)}</div>'
+        recon = f'<div id="reconcile">{reconcile_html(store.reconcile)}</div>'
     body = (
         f'<div class="cols"><div><h3>What the builds read</h3>{intake}</div>'
         f"<div><h3>Quarantined rows by reason</h3>{counts}</div></div>"

@@ -78,11 +78,12 @@ table{border-collapse:collapse;font-size:12.5px;margin:6px 0 10px;
 th,td{padding:4px 9px;border-bottom:1px solid var(--line);text-align:right;white-space:nowrap}
 th{background:#f1f5f9;font-weight:600;position:sticky;top:0}
 th:first-child,td:first-child{text-align:left}
+#reconcile-checks th,#reconcile-checks td{white-space:normal;text-align:left}
 tr.total td{font-weight:700;border-top:2px solid #cbd5e1}
 td.good{background:#dcfce7;color:#14532d}td.warn{background:#fef3c7;color:#78350f}
 td.bad{background:#fee2e2;color:#7f1d1d}td.hi{background:#fef3c7;color:#78350f}
 td.lo{background:#dbeafe;color:#1e3a8a}td.ok{color:#15803d}td.na{color:#9ca3af}
-.scroll{overflow-x:auto}
+.scroll{overflow-x:auto;max-width:100%}.verdict.ok{color:#1a7f37}.verdict.bad{color:#b42318;font-weight:600}
 .cols{display:grid;grid-template-columns:repeat(auto-fit,minmax(340px,1fr));gap:0 32px}
 footer{max-width:1240px;margin:0 auto;padding:4px 28px 28px;color:var(--muted);font-size:12px}
 @media print{body{background:#fff}section,header{break-inside:avoid;border:0}}

@@ -17,6 +17,7 @@ from engine.pipeline import build as pipeline
 from engine.report import planning
 from engine.report.build import render
 from engine.report.data import compute, open_store
+from engine.report.quality import reconcile_html
 from engine.settings import BuildSettings
 from engine.tables import staffing
 
@@ -114,3 +115,24 @@ def test_tiles_give_each_channel_its_own_service_level_and_target(tmp_path: Path
         assert f'data-channel="{tile["channel"]}"' in page
     assert "target 70% within 1:00" in page
     assert "Staffing and forecast vs actual" in page
+
+
+def test_the_reconciliation_reads_as_a_verdict_and_plain_tables() -> None:
+    diffs = [{"source": "kore", "interval_start_utc": "2026-11-02T10:00:00Z", "queue_id": "q1",
+              "channel": "voice", "field": "offered", "ours": 10, "theirs": 9, "diff": 1,
+              "within_tolerance": False, "presence": "both"}] * 201  # fmt: skip
+    what = "callback metrics document (seed 000), field by field"
+    check = {"source": "mindful", "compares": what,
+             "status": "out_of_tolerance", "compared": 54, "differences": 201,
+             "out_of_tolerance": 201, "note": ""}  # fmt: skip
+    html = reconcile_html({"ok": False, "checks": [check], "differences": diffs})
+    assert "differ from a vendor&#x27;s own beyond tolerance" in html
+    assert "seed" not in html
+    assert "callback metrics document, field by field" in html
+    assert '<td class="bad">out of tolerance</td>' in html
+    assert "<th>Ours - theirs</th>" in html
+    assert html.count("<td>q1</td>") == 200
+    assert "The first 200 of 201 differences." in html
+    passed = reconcile_html({"ok": True, "checks": [check | {"status": "ok"}], "differences": []})
+    assert "agree with the vendors&#x27; own in 1 check(s)." in passed
+    assert "No differences." in passed
