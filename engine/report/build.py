@@ -125,11 +125,12 @@ def _heatmap(d: ReportData) -> str:
     )
 
 
-def _service(d: ReportData, target: float) -> str:
+def _service(d: ReportData, targets: dict[str, float]) -> str:
     how = (
         f"Service level ({escape(d.sl_formula)}) and average handle time per local day and queue, "
         "each computed from that day's summed counts and durations. Service level is green at or "
-        f"above the {target:.0%} target, amber within 10 points below it and red further below; "
+        "above the target of the queue's channel (the dashed lines), amber within 10 points below "
+        "it and red further below; "
         "AHT is amber more than 10% above the queue's AHT over the window and blue more than 10% "
         "below it. Days marked † are cut by the window (not whole local days) and are left out of "
         "the chart."
@@ -138,8 +139,8 @@ def _service(d: ReportData, target: float) -> str:
     if missing := _no_contacts(d):
         return _section("service", title, how, missing)
     whole = d.daily.filter(~pl.col("partial"))
-    chart = f"<figure>{charts.service_svg(whole, target=target)}</figure>" if whole.height else ""
-    return _section("service", title, how, chart + service_table(d.daily, d.queues, target))
+    chart = f"<figure>{charts.service_svg(whole, targets=targets)}</figure>" if whole.height else ""
+    return _section("service", title, how, chart + service_table(d.daily, d.queues, targets))
 
 
 def _intraday(figs: dict[str, Any]) -> str:
@@ -249,13 +250,14 @@ def _quality(d: ReportData) -> str:
 
 
 def render(
-    data: ReportData, *, sl_target: float = 0.8, generated_at: datetime | None = None
+    data: ReportData, *, sl_target: float | None = None, generated_at: datetime | None = None
 ) -> str:
     """The whole HTML page for ``data``.
 
     Args:
         data: from :func:`engine.report.data.compute`.
-        sl_target: the service-level target the colours and the chart's line use.
+        sl_target: one service-level target for every channel (default: each channel's own,
+            from the staffing table or the defaults).
         generated_at: the time printed as the generation time (default: now).
 
     Example:
@@ -264,6 +266,9 @@ def render(
     at = generated_at or clock.now()
     need = planning.staffing_table(data.store.root)
     channels = planning.channel_totals(data.queues, need, sl_formula=data.sl_formula)
+    if sl_target is not None:  # one target for every channel, as asked
+        channels = [c | {"sl_target": sl_target} for c in channels]
+    targets = {str(c["channel"]): float(c["sl_target"] or 0.8) for c in channels}
     volume = data.store.tables.get("callvolume")
     plan = (
         planning.plan_days(
@@ -281,7 +286,7 @@ def render(
             _volume(data),
             _heatmap(data),
             _intraday(figs),
-            _service(data, sl_target),
+            _service(data, targets),
             _staffing(data, plan),
             _callbacks(data),
             _quality(data),
@@ -304,7 +309,7 @@ def write_report(
     end: datetime | None = None,
     tz: str | None = None,
     sl_formula: SlFormula | None = None,
-    sl_target: float = 0.8,
+    sl_target: float | None = None,
     generated_at: datetime | None = None,
 ) -> ReportData:
     """Compute the report of the build under ``store`` and write it to ``out`` (atomically).
@@ -316,7 +321,8 @@ def write_report(
         end: window end, exclusive (default: the store's last interval end).
         tz: zone of days, hours and weekdays (default: the build's zone).
         sl_formula: service-level formula (default: the build's).
-        sl_target: target service level for the colours, in ``[0, 1]``.
+        sl_target: one target service level for every channel's colours, in ``[0, 1]``
+            (default: each channel's own).
         generated_at: printed generation time (default: now).
 
     Returns:

@@ -232,9 +232,13 @@ def _aht_cell(value: float | None, reference: float | None) -> Cell:
     return (fmt_duration(value), "hi" if ratio > 1.1 else "lo" if ratio < 0.9 else "")
 
 
-def service_table(daily: pl.DataFrame, queues: pl.DataFrame, target: float) -> str:
-    """Local days x queues, service level and AHT per cell, the window's total row last."""
+def service_table(daily: pl.DataFrame, queues: pl.DataFrame, targets: dict[str, float]) -> str:
+    """Local days x queues, service level (coloured against the queue's channel's target) and
+    AHT per cell, the window's total row last."""
     names = queues["queue"].to_list()
+    channel = dict(zip(names, queues["channel"].cast(pl.String).to_list(), strict=True))
+    fallback = min(targets.values(), default=0.8)
+    target_of = {q: targets.get(channel[q], fallback) for q in names}
     window = {r["queue"]: r for r in queues.iter_rows(named=True)}
     cells = {(r["day"], r["queue"]): r for r in daily.iter_rows(named=True)}
     rows: list[list[Cell]] = []
@@ -242,12 +246,13 @@ def service_table(daily: pl.DataFrame, queues: pl.DataFrame, target: float) -> s
         row: list[Cell] = [f"{day:%a %d %b %Y}{' †' if partial else ''}"]
         for q in names:
             r = cells.get((day, q), {})
-            row += [_sl_cell(r.get("service_level"), target)]
+            row += [_sl_cell(r.get("service_level"), target_of[q])]
             row += [_aht_cell(r.get("aht_ms"), window[q]["aht_ms"])]
         rows.append(row)
     total: list[Cell] = ["Window"]
     for q in names:
-        total += [_sl_cell(window[q]["service_level"], target), fmt_duration(window[q]["aht_ms"])]
+        sl = _sl_cell(window[q]["service_level"], target_of[q])
+        total += [sl, fmt_duration(window[q]["aht_ms"])]
     top = "".join(f'<th colspan="2">{escape(q)}</th>' for q in names)
     head = (
         '<tr><th rowspan="2">Day</th>' + top + "</tr><tr>" + "<th>SL</th><th>AHT</th>" * len(names)

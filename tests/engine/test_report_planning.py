@@ -17,6 +17,7 @@ from engine.pipeline import build as pipeline
 from engine.report import planning
 from engine.report.build import render
 from engine.report.data import compute, open_store
+from engine.report.page import service_table
 from engine.report.quality import reconcile_html
 from engine.settings import BuildSettings
 from engine.tables import staffing
@@ -136,3 +137,16 @@ def test_the_reconciliation_reads_as_a_verdict_and_plain_tables() -> None:
     passed = reconcile_html({"ok": True, "checks": [check | {"status": "ok"}], "differences": []})
     assert "agree with the vendors&#x27; own in 1 check(s)." in passed
     assert "No differences." in passed
+
+
+def test_service_cells_are_coloured_against_their_channels_target(tmp_path: Path) -> None:
+    contacts = generate_contacts(start=T0, days=2, scale=0.05).lazy()
+    pipeline.build_contacts(contacts, settings=BuildSettings(), out_dir=tmp_path)
+    data = compute(open_store(tmp_path))
+    targets = {"chat": 0.0, "voice": 1.01, "email": 1.01, "messaging": 1.01, "callback": 1.01}
+    html = service_table(data.daily, data.queues, targets)
+    chat = pl.col("channel").cast(pl.String) == "chat"
+    cells = data.daily.filter(chat)["service_level"].count()
+    cells += data.queues.filter(chat)["service_level"].count()
+    assert cells > 0
+    assert html.count('<td class="good">') == cells
