@@ -63,6 +63,11 @@ _DEFAULT_THRESHOLDS_MS = {
 }
 
 
+#: Service-level targets the staffing table plans for (fraction within the threshold).
+_DEFAULT_SL_TARGETS = {"voice": 0.8, "callback": 0.8, "chat": 0.8, "messaging": 0.8, "email": 0.9}
+MAX_SL_TARGET = 0.999  #: the highest target accepted (Erlang C needs a finite answer)
+
+
 class ThresholdOverride(BaseModel):
     """A service-level threshold for one queue (optionally one channel of it)."""
 
@@ -86,6 +91,10 @@ class BuildSettings(BaseModel):
     sl_default_ms: dict[str, int] = Field(default_factory=lambda: dict(_DEFAULT_THRESHOLDS_MS))
     sl_overrides: tuple[ThresholdOverride, ...] = ()
     use_vendor_threshold: bool = False
+    #: Per channel, the fraction within the threshold the ``staffing`` table plans for.
+    sl_target: dict[str, float] = Field(default_factory=lambda: dict(_DEFAULT_SL_TARGETS))
+    #: The AHT ``staffing`` assumes in an interval where nothing was answered.
+    staffing_default_aht_ms: int = Field(default=300_000, ge=1_000, le=MAX_THRESHOLD_MS)
     short_abandon_ms: int = Field(default=5_000, ge=0)
     #: A duration above this many hours (a wait, talk, hold or wrap-up; a callback's times) is
     #: quarantined ``implausible_duration``: a week by default, at most
@@ -113,6 +122,15 @@ class BuildSettings(BaseModel):
             msg = f"service-level thresholds must be 0 to {MAX_THRESHOLD_MS} ms (a week), got {bad}"
             raise ValueError(msg)
         return {**_DEFAULT_THRESHOLDS_MS, **value}
+
+    @field_validator("sl_target")
+    @classmethod
+    def _target_range(cls, value: dict[str, float]) -> dict[str, float]:
+        bad = {k: v for k, v in value.items() if not 0 < v <= MAX_SL_TARGET}
+        if bad:
+            msg = f"service-level targets must be above 0 and at most {MAX_SL_TARGET}, got {bad}"
+            raise ValueError(msg)
+        return {**_DEFAULT_SL_TARGETS, **value}
 
     @property
     def max_duration_ms(self) -> int:

@@ -53,6 +53,8 @@ COLLECTS_OUTSIDE_PIPELINE = {
     "engine.report.build": "the report reads a committed store and writes one HTML file",
     "engine.report.data": "the report's numbers, read from a committed store",
     "engine.report.sections": "the report's tables, read from a committed store",
+    "engine.report.planning": "the report's staffing and forecast numbers, from a committed store",
+    "engine.report.interactive": "the report's chart figures, read from a committed store",
     "engine.demo.contacts": "the synthetic generator materialises its frame",
     "engine.demo.stack": "the demo writes the emulators' seeded data once",
     "engine.cli.callbacks": "callback-metrics prints one document read from the store",

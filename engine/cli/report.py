@@ -50,10 +50,10 @@ __all__ = ["report"]
 )
 @click.option(
     "--sl-target",
-    default=0.8,
-    show_default=True,
+    default=None,
     type=click.FloatRange(0, 1),
-    help="Service-level target for the colours and the chart's line, as a fraction.",
+    help="One service-level target for every channel's colours and chart line, as a fraction "
+    "(default: each channel's own [build.sl_target], as the staffing table holds it).",
 )
 def report(
     *,
@@ -63,7 +63,7 @@ def report(
     end: str | None,
     tz: str | None,
     sl_formula: SlFormula | None,
-    sl_target: float,
+    sl_target: float | None,
 ) -> None:
     """Write a self-contained HTML report (charts, tables, data quality) of a built store."""
     try:

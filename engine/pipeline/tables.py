@@ -11,6 +11,8 @@ the pure builders (:mod:`engine.tables`), and commits each table once, one trans
 * each interval table (``callvolume``, ``callback_intervals``, ``retry_outcomes``): the
   partitions of its grids' intervals, each keeping its stored rows outside the grids
   (:func:`merge_window`);
+* ``staffing`` (:mod:`engine.tables.staffing`): rebuilt from the committed ``callvolume`` rows,
+  the same partitions;
 * ``quarantine/contacts.csv`` and ``quarantine/callback_attempts.csv`` hold what was set aside;
 * ``exports/callback_metrics.json`` and ``exports/callback_gaps.ndjson`` for the recent window;
 * ``summary.json`` and ``callbacks_summary.json`` count those rows.
@@ -42,7 +44,7 @@ from engine.pipeline.callbacks import CallbackOutputs, CallbackReport, callback_
 from engine.pipeline.window import Canonical, RunPlan
 from engine.schema import QUARANTINE
 from engine.settings import BuildSettings
-from engine.tables import callback_intervals, callback_metrics, callvolume, retry_outcomes
+from engine.tables import callback_intervals, callback_metrics, callvolume, retry_outcomes, staffing
 from engine.validate.callback_attempts import callback_gaps
 
 __all__ = ["TABLES", "Built", "IntervalTable", "build_tables", "merge_window", "read_store"]
@@ -264,9 +266,14 @@ def build_tables(
             rows = contacts.filter(delta.days_of("offered_at").is_in(days))
         delta.commit(store / "contacts", rows, by="offered_at", days=days, tag=tag)
         files.append(store / "contacts")
-        built.tables["callvolume"] = _commit_interval_table(
+        volume = built.tables["callvolume"] = _commit_interval_table(
             out, "callvolume", fresh, plan.volume, full=plan.full, tag=tag
         )
+        # staffing is row by row of the volume table: the same partitions, rebuilt whole
+        plan_days = None if plan.full else _grid_days(plan.volume)
+        need = staffing.build(volume.lazy(), settings=build).collect()
+        delta.commit(store / "staffing", need, by="interval_start_utc", days=plan_days, tag=tag)
+        built.tables["staffing"] = need
         files.append(export.write_csv(set_aside["contacts"], quarantine / "contacts.csv"))
     if (attempts := canonical.attempt_rows) is not None:
         outputs, pairs, built.callbacks = _callbacks(
@@ -289,7 +296,7 @@ def build_tables(
         )
     for name, rows in built.tables.items():
         files.append(store / name)
-        grids = plan.volume if name == "callvolume" else plan.callbacks
+        grids = plan.volume if name in {"callvolume", "staffing"} else plan.callbacks
         at = pl.col("interval_start_utc")
         inside = pl.any_horizontal(g.holds(at) for g in grids) if grids else pl.lit(False)
         built.window_rows[name] = rows.filter(inside).height

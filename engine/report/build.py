@@ -1,9 +1,11 @@
 """``wfm-intervals report``: one self-contained HTML file describing a built store.
 
 The page opens offline: CSS, charts (inline SVG from :mod:`engine.report.charts`) and one small
-script are inline, and nothing refers to another file or URL. Sections: volume over the window,
-a weekday x hour heatmap, service level and AHT per day and queue, callback outcomes and retries,
-and data quality (quarantine counts and, when the store holds a ``reconcile.json``, the
+script are inline, and nothing refers to another file or URL. The header's tiles give each channel
+its own service level (against its own threshold and target), ASA and AHT: never blended across
+channels. Sections: volume over the window, a weekday x hour heatmap, service level and AHT per
+day and queue, staffing and forecast vs actual (:mod:`engine.report.planning`), callback outcomes
+and retries, and data quality (quarantine counts and, when the store holds a ``reconcile.json``, the
 reconciliation). The numbers come from :mod:`engine.report.data` and :mod:`engine.report.sections`;
 this module only lays them out.
 
@@ -30,13 +32,12 @@ from typing import Any, Final
 import polars as pl
 
 from engine import clock
-from engine.report import charts
+from engine.report import charts, interactive, planning
 from engine.report.data import MAX_POINTS, ReportData, compute, open_store, span
 from engine.report.page import (
     CSS,
     DASH,
     SCRIPT,
-    Cell,
     callback_tables,
     fmt_duration,
     fmt_int,
@@ -45,14 +46,16 @@ from engine.report.page import (
     service_table,
     table,
 )
+from engine.report.quality import json_html, reconcile_html
 from engine.settings import SlFormula
 
 __all__ = ["SECTIONS", "json_html", "render", "write_report", "write_run_report"]
 
 #: Section ids of the page, in order.
-SECTIONS: Final = ("volume", "heatmap", "service", "callbacks", "quality")
+SECTIONS: Final = (
+    "volume", "heatmap", "intraday", "service", "staffing", "callbacks", "quality"
+)  # fmt: skip
 _KINDS: Final = {"contacts": "Contacts", "callbacks": "Callback attempts"}
-_MAX_ROWS: Final = 200  #: rows of one reconciliation table shown
 _FOOTER: Final = (
     "Made by wfm-intervals from the store's additive columns; every ratio is derived from sums, "
     "never averaged. Definitions: docs/metrics.md and docs/callbacks.md."
@@ -122,11 +125,12 @@ def _heatmap(d: ReportData) -> str:
     )
 
 
-def _service(d: ReportData, target: float) -> str:
+def _service(d: ReportData, targets: dict[str, float]) -> str:
     how = (
         f"Service level ({escape(d.sl_formula)}) and average handle time per local day and queue, "
         "each computed from that day's summed counts and durations. Service level is green at or "
-        f"above the {target:.0%} target, amber within 10 points below it and red further below; "
+        "above the target of the queue's channel (the dashed lines), amber within 10 points below "
+        "it and red further below; "
         "AHT is amber more than 10% above the queue's AHT over the window and blue more than 10% "
         "below it. Days marked † are cut by the window (not whole local days) and are left out of "
         "the chart."
@@ -135,8 +139,60 @@ def _service(d: ReportData, target: float) -> str:
     if missing := _no_contacts(d):
         return _section("service", title, how, missing)
     whole = d.daily.filter(~pl.col("partial"))
-    chart = f"<figure>{charts.service_svg(whole, target=target)}</figure>" if whole.height else ""
-    return _section("service", title, how, chart + service_table(d.daily, d.queues, target))
+    chart = f"<figure>{charts.service_svg(whole, targets=targets)}</figure>" if whole.height else ""
+    return _section("service", title, how, chart + service_table(d.daily, d.queues, targets))
+
+
+def _intraday(figs: dict[str, Any]) -> str:
+    how = (
+        "Interactive charts: hover for values, drag a box to zoom, double-click to reset, click "
+        "a legend entry to hide it. The intraday chart shows one local day of the window's last "
+        "week at interval resolution (choose it above the chart): contacts offered per queue "
+        "(solid) and the agents the staffing table requires for them (dotted, right axis); the "
+        f"queue filter keeps one queue (the {interactive.MAX_QUEUES} busiest are drawn). Below "
+        "it, callback requests per local day by final outcome, and contacts offered per day "
+        "against the seasonal naive forecast."
+    )
+    title = "Intraday, callbacks over time, forecast"
+    if not any(figs.values()):
+        return _section("intraday", title, how, _none("Nothing to draw in this window."))
+    return _section("intraday", title, how, interactive.section_body(figs))
+
+
+def _staffing(d: ReportData, plan: pl.DataFrame) -> str:
+    how = (
+        "Per local day and channel of the window's last week: contacts offered, and the "
+        "seasonal naive forecast of them (each interval the mean of the same interval in up to "
+        "four earlier weeks the store holds; a dash where it holds none), with the difference "
+        "in percent of the forecast. Load is the offered work in Erlang-hours (offered x AHT); "
+        "agent-hours and the peak are what Erlang C needs, interval by interval, to reach each "
+        "channel's service-level target (the staffing table; docs/metrics.md). Agents are on "
+        "the phone or in the queue, before shrinkage (breaks, training, absence)."
+    )
+    title = "Staffing and forecast vs actual"
+    if missing := _no_contacts(d):
+        return _section("staffing", title, how, missing)
+    if plan.height == 0:
+        return _section("staffing", title, how, _none("The window holds no whole local day."))
+    rows = []
+    for r in plan.iter_rows(named=True):
+        fc, off = r["forecast"], r["offered"]
+        diff = fmt_pct((off - fc) / fc) if fc else DASH
+        rows.append(
+            [
+                f"{r['day']:%a %Y-%m-%d}",
+                str(r["channel"]),
+                fmt_int(round(off)),
+                DASH if fc is None else fmt_int(round(fc)),
+                diff,
+                DASH if r["load_hours"] is None else f"{r['load_hours']:,.1f}",
+                DASH if r["agent_hours"] is None else f"{r['agent_hours']:,.1f}",
+                DASH if r["peak_agents"] is None else fmt_int(r["peak_agents"]),
+            ]
+        )
+    head = ("Day", "Channel", "Offered", "Forecast", "Actual vs forecast", "Load (Erlang-h)",
+            "Agent-hours required", "Peak agents")  # fmt: skip
+    return _section("staffing", title, how, table(head, rows, table_id="staffing-days"))
 
 
 def _callbacks(d: ReportData) -> str:
@@ -153,40 +209,6 @@ def _callbacks(d: ReportData) -> str:
     if cb.targets.row(-1, named=True)["requests"] == 0:
         return _section("callbacks", title, how, _none("No callback requests in this window."))
     return _section("callbacks", title, how, callback_tables(cb))
-
-
-def _scalar(value: Any) -> Cell:
-    if isinstance(value, bool):
-        return ("✓ yes", "ok") if value else ("✗ no", "bad")
-    if value is None:
-        return (DASH, "na")
-    if isinstance(value, int):
-        return fmt_int(value)
-    return str(value)
-
-
-def json_html(value: Any) -> str:
-    """Any JSON value as nested tables (lists of objects as tables, at most 200 rows each).
-
-    Example:
-        >>> "<td>ok</td>" in json_html({"ok": True, "rows": [{"field": "offered", "diff": 1}]})
-        True
-    """
-    if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
-        cols = list(dict.fromkeys(k for v in value for k in v))
-        rows = [[_scalar(v.get(c)) for c in cols] for v in value[:_MAX_ROWS]]
-        cut = len(value) > _MAX_ROWS
-        note = f"<p>The first {_MAX_ROWS} of {len(value):,} rows.</p>" if cut else ""
-        return f'<div class="scroll">{table(cols, rows)}</div>{note}'
-    if not isinstance(value, dict):
-        cell = _scalar(value)
-        return f"<p>{escape(cell if isinstance(cell, str) else cell[0])}</p>"
-    flat = [[k, _scalar(v)] for k, v in value.items() if not isinstance(v, dict | list)]
-    out = table(["Field", "Value"], flat) if flat else ""
-    for key, v in value.items():
-        if isinstance(v, dict | list):
-            out += f"<h4>{escape(str(key))}</h4>" + json_html(v)
-    return out
 
 
 def _quality(d: ReportData) -> str:
@@ -218,7 +240,7 @@ def _quality(d: ReportData) -> str:
     elif store.reconcile is None:
         recon = '<p class="empty" id="reconcile-status">Reconciliation: not run.</p>'
     else:
-        recon = f'<div id="reconcile">{json_html(store.reconcile)}</div>'
+        recon = f'<div id="reconcile">{reconcile_html(store.reconcile)}</div>'
     body = (
         f'<div class="cols"><div><h3>What the builds read</h3>{intake}</div>'
         f"<div><h3>Quarantined rows by reason</h3>{counts}</div></div>"
@@ -228,26 +250,44 @@ def _quality(d: ReportData) -> str:
 
 
 def render(
-    data: ReportData, *, sl_target: float = 0.8, generated_at: datetime | None = None
+    data: ReportData, *, sl_target: float | None = None, generated_at: datetime | None = None
 ) -> str:
     """The whole HTML page for ``data``.
 
     Args:
         data: from :func:`engine.report.data.compute`.
-        sl_target: the service-level target the colours and the chart's line use.
+        sl_target: one service-level target for every channel (default: each channel's own,
+            from the staffing table or the defaults).
         generated_at: the time printed as the generation time (default: now).
 
     Example:
         ``page = render(compute(open_store(Path("demo-out"))), sl_target=0.85)``
     """
     at = generated_at or clock.now()
+    need = planning.staffing_table(data.store.root)
+    channels = planning.channel_totals(data.queues, need, sl_formula=data.sl_formula)
+    if sl_target is not None:  # one target for every channel, as asked
+        channels = [c | {"sl_target": sl_target} for c in channels]
+    targets = {str(c["channel"]): float(c["sl_target"] or 0.8) for c in channels}
+    volume = data.store.tables.get("callvolume")
+    plan = (
+        planning.plan_days(
+            volume, need, window=data.window, tz=data.tz, interval=data.interval_minutes or 15
+        )
+        if volume is not None
+        else pl.DataFrame()
+    )
     title = f"wfm-intervals report {data.window[0]:%Y-%m-%d} to {data.window[1]:%Y-%m-%d}"
+    figs = interactive.figures(data, staffing=need, plan=plan)
+    lib = f'<script id="plotly-js">{interactive.library()}</script>' if any(figs.values()) else ""
     body = "".join(
         [
-            header(data, at, sl_target),
+            header(data, at, channels),
             _volume(data),
             _heatmap(data),
-            _service(data, sl_target),
+            _intraday(figs),
+            _service(data, targets),
+            _staffing(data, plan),
             _callbacks(data),
             _quality(data),
         ]
@@ -257,7 +297,7 @@ def render(
         f'<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{escape(title)}</title><style>{CSS}</style></head>"
         f"<body><main>{body}</main><footer>{_FOOTER}</footer>"
-        f"<script>{SCRIPT}</script></body></html>\n"
+        f"{lib}<script>{SCRIPT}{interactive.SCRIPT}</script></body></html>\n"
     )
 
 
@@ -269,7 +309,7 @@ def write_report(
     end: datetime | None = None,
     tz: str | None = None,
     sl_formula: SlFormula | None = None,
-    sl_target: float = 0.8,
+    sl_target: float | None = None,
     generated_at: datetime | None = None,
 ) -> ReportData:
     """Compute the report of the build under ``store`` and write it to ``out`` (atomically).
@@ -281,7 +321,8 @@ def write_report(
         end: window end, exclusive (default: the store's last interval end).
         tz: zone of days, hours and weekdays (default: the build's zone).
         sl_formula: service-level formula (default: the build's).
-        sl_target: target service level for the colours, in ``[0, 1]``.
+        sl_target: one target service level for every channel's colours, in ``[0, 1]``
+            (default: each channel's own).
         generated_at: printed generation time (default: now).
 
     Returns:

@@ -250,11 +250,12 @@ def _cells(grid: Any) -> list[tuple[tuple[int, int], int]]:
     return [((r, c), int(grid[r, c])) for r in range(grid.shape[0]) for c in range(grid.shape[1])]
 
 
-def service_svg(daily: pl.DataFrame, *, target: float) -> str:
-    """Service level and AHT per full local day, one line per queue."""
+def service_svg(daily: pl.DataFrame, *, targets: dict[str, float]) -> str:
+    """Service level and AHT per full local day, one line per queue; a dashed line per distinct
+    target, naming its channels."""
     with _style():
         fig = figure(12, 3.4)
-        entries = daily["queue"].n_unique() + 1  # the queues and the target
+        entries = daily["queue"].n_unique() + len(set(targets.values()))  # queues and targets
         ncols = min(entries, 4)
         below = 0.85 + 0.2 * -(-entries // ncols)  # the rotated labels, then the legend's rows
         _margins(fig, left=0.5, right=0.15, top=0.3, bottom=below)
@@ -265,7 +266,14 @@ def service_svg(daily: pl.DataFrame, *, target: float) -> str:
             x = rows["day"].to_numpy()
             sl_ax.plot(x, rows["service_level"].to_numpy(), marker="o", ms=3, lw=1.2, label=queue)
             aht_ax.plot(x, (rows["aht_ms"] / 60_000).to_numpy(), marker="o", ms=3, lw=1.2)
-        sl_ax.axhline(target, color="#111827", lw=0.8, ls="--", label=f"target {target:.0%}")
+        shown = set(daily["channel"].cast(pl.String).unique().to_list())
+        by_value: dict[float, list[str]] = {}
+        for ch, t in sorted(targets.items()):
+            if ch in shown:
+                by_value.setdefault(t, []).append(ch)
+        for t, chans in sorted(by_value.items()):
+            label = f"target {t:.0%} ({', '.join(chans)})"
+            sl_ax.axhline(t, color="#111827", lw=0.8, ls="--", label=label)
         sl_ax.set_ylim(0, 1.02)
         sl_ax.yaxis.set_major_formatter(_percent())
         sl_ax.set_title("Service level per day")

@@ -63,6 +63,10 @@ dt{color:var(--muted)}dd{margin:0}
 .kpi{border:1px solid var(--line);border-radius:8px;padding:8px 12px;background:var(--bg)}
 .kpi span,.kpi small{display:block;font-size:12px;color:var(--muted)}
 .kpi b{display:block;font-size:20px;margin:1px 0}.kpi small{font-size:11px}
+.kpi.channel dl{display:grid;grid-template-columns:auto auto;gap:0 8px;margin:4px 0 0;
+font-size:12px}
+.controls{margin:8px 0}.controls select{margin:0 12px 0 4px}.plot{width:100%;min-height:320px}
+.kpi.channel dd{margin:0;text-align:right}.kpi b.good{color:#1a7f37}.kpi b.bad{color:#b42318}
 section{background:#fff;border:1px solid var(--line);border-radius:10px;padding:20px 24px;
  margin-top:18px}
 p.how{margin:0 0 12px;color:var(--muted);font-size:13px;max-width:980px}
@@ -74,11 +78,12 @@ table{border-collapse:collapse;font-size:12.5px;margin:6px 0 10px;
 th,td{padding:4px 9px;border-bottom:1px solid var(--line);text-align:right;white-space:nowrap}
 th{background:#f1f5f9;font-weight:600;position:sticky;top:0}
 th:first-child,td:first-child{text-align:left}
+#reconcile-checks th,#reconcile-checks td{white-space:normal;text-align:left}
 tr.total td{font-weight:700;border-top:2px solid #cbd5e1}
 td.good{background:#dcfce7;color:#14532d}td.warn{background:#fef3c7;color:#78350f}
 td.bad{background:#fee2e2;color:#7f1d1d}td.hi{background:#fef3c7;color:#78350f}
 td.lo{background:#dbeafe;color:#1e3a8a}td.ok{color:#15803d}td.na{color:#9ca3af}
-.scroll{overflow-x:auto}
+.scroll{overflow-x:auto;max-width:100%}.verdict.ok{color:#1a7f37}.verdict.bad{color:#b42318;font-weight:600}
 .cols{display:grid;grid-template-columns:repeat(auto-fit,minmax(340px,1fr));gap:0 32px}
 footer{max-width:1240px;margin:0 auto;padding:4px 28px 28px;color:var(--muted);font-size:12px}
 @media print{body{background:#fff}section,header{break-inside:avoid;border:0}}
@@ -127,17 +132,14 @@ def _zone(d: ReportData) -> str:
     )
 
 
-def _cards(d: ReportData, target: float) -> str:
+def _cards(d: ReportData, channels: Sequence[dict[str, Any]]) -> str:
     t, cards = d.totals, []
     if t:
         answered = t["answered"] / t["offered"] if t["offered"] else None
         cards += [
-            ("Offered", fmt_int(t["offered"]), "contacts offered to a queue"),
+            ("Offered", fmt_int(t["offered"]), "contacts offered to a queue, all channels"),
             ("Answered", fmt_int(t["answered"]), f"{fmt_pct(answered)} of offered"),
             ("Abandoned", fmt_int(t["abandoned"]), f"{fmt_pct(t['abandon_rate'])} of offered"),
-            ("Service level", fmt_pct(t["service_level"]), f"target {target:.0%}"),
-            ("AHT", fmt_duration(t["aht_ms"]), "talk + hold + after-call work"),
-            ("ASA", fmt_duration(t["asa_ms"]), "average wait of answered"),
         ]
     if d.callbacks is not None:
         total = d.callbacks.targets.row(-1, named=True)
@@ -147,14 +149,37 @@ def _cards(d: ReportData, target: float) -> str:
             ("Callback requests", fmt_int(total["requests"]), attempts),
             ("Callback success", success, "final outcome successful"),
         ]
-    return "".join(
+    html = "".join(
         f'<div class="kpi"><span>{k}</span><b>{escape(v)}</b><small>{escape(sub)}</small></div>'
         for k, v, sub in cards
     )
+    return html + "".join(_channel_tile(c) for c in channels)
 
 
-def header(d: ReportData, generated_at: datetime, target: float) -> str:
-    """The page header: title, window, zone, formula, store, generation time, key figures."""
+def _channel_tile(c: dict[str, Any]) -> str:
+    """One channel's tile: its own service level against its own threshold and target."""
+    target, sl = c.get("sl_target"), c.get("service_level")
+    cls = "na" if sl is None or target is None else "good" if sl >= target else "bad"
+    within = fmt_duration(c.get("threshold_ms"))
+    goal = f"target {target:.0%} within {within}" if target is not None else f"within {within}"
+    rows = [
+        ("Offered", fmt_int(c["offered"])),
+        ("Abandon rate", fmt_pct(c["abandon_rate"])),
+        ("ASA", fmt_duration(c["asa_ms"])),
+        ("AHT", fmt_duration(c["aht_ms"])),
+    ]
+    dl = "".join(f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in rows)
+    name = escape(str(c["channel"]))
+    return (
+        f'<div class="kpi channel" data-channel="{name}"><span>{name.capitalize()}</span>'
+        f'<b class="{cls}">{escape(fmt_pct(sl))}</b><small>service level, {escape(goal)}</small>'
+        f"<dl>{dl}</dl></div>"
+    )
+
+
+def header(d: ReportData, generated_at: datetime, channels: Sequence[dict[str, Any]]) -> str:
+    """The page header: title, window, zone, formula, store, generation time, key figures (the
+    counts of every channel; service level, ASA and AHT per channel, never blended)."""
     start, end = d.window
     meta = [
         ("Window", f"{_local(start, d.tz)} to {_local(end, d.tz)} ({d.tz})"),
@@ -166,7 +191,7 @@ def header(d: ReportData, generated_at: datetime, target: float) -> str:
         ("Generated", f"{generated_at.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}"),
     ]
     dl = "".join(f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in meta)
-    kpis = _cards(d, target)
+    kpis = _cards(d, channels)
     title = "<h1>Contact-centre interval report</h1>"
     return f'<header>{title}<dl>{dl}</dl><div class="kpis">{kpis}</div></header>'
 
@@ -207,9 +232,13 @@ def _aht_cell(value: float | None, reference: float | None) -> Cell:
     return (fmt_duration(value), "hi" if ratio > 1.1 else "lo" if ratio < 0.9 else "")
 
 
-def service_table(daily: pl.DataFrame, queues: pl.DataFrame, target: float) -> str:
-    """Local days x queues, service level and AHT per cell, the window's total row last."""
+def service_table(daily: pl.DataFrame, queues: pl.DataFrame, targets: dict[str, float]) -> str:
+    """Local days x queues, service level (coloured against the queue's channel's target) and
+    AHT per cell, the window's total row last."""
     names = queues["queue"].to_list()
+    channel = dict(zip(names, queues["channel"].cast(pl.String).to_list(), strict=True))
+    fallback = min(targets.values(), default=0.8)
+    target_of = {q: targets.get(channel[q], fallback) for q in names}
     window = {r["queue"]: r for r in queues.iter_rows(named=True)}
     cells = {(r["day"], r["queue"]): r for r in daily.iter_rows(named=True)}
     rows: list[list[Cell]] = []
@@ -217,12 +246,13 @@ def service_table(daily: pl.DataFrame, queues: pl.DataFrame, target: float) -> s
         row: list[Cell] = [f"{day:%a %d %b %Y}{' †' if partial else ''}"]
         for q in names:
             r = cells.get((day, q), {})
-            row += [_sl_cell(r.get("service_level"), target)]
+            row += [_sl_cell(r.get("service_level"), target_of[q])]
             row += [_aht_cell(r.get("aht_ms"), window[q]["aht_ms"])]
         rows.append(row)
     total: list[Cell] = ["Window"]
     for q in names:
-        total += [_sl_cell(window[q]["service_level"], target), fmt_duration(window[q]["aht_ms"])]
+        sl = _sl_cell(window[q]["service_level"], target_of[q])
+        total += [sl, fmt_duration(window[q]["aht_ms"])]
     top = "".join(f'<th colspan="2">{escape(q)}</th>' for q in names)
     head = (
         '<tr><th rowspan="2">Day</th>' + top + "</tr><tr>" + "<th>SL</th><th>AHT</th>" * len(names)

@@ -34,11 +34,12 @@ from tests.engine.run_support import (
 )
 from tests.engine.run_support import lean_config as write_config
 
-TABLES = ("contacts", "callback_attempts", "callvolume", "callback_intervals", "retry_outcomes")
+TABLES = ("contacts", "callback_attempts", "callvolume", "staffing", "callback_intervals",
+          "retry_outcomes")  # fmt: skip
 NEXT_DAY = TEST_NOW + timedelta(days=1)
 
 #: (kill point, the first run's or the next day's) — delta.* counts commits in the order
-#: contacts, callvolume, callback_attempts, callback_intervals, retry_outcomes.
+#: contacts, callvolume, staffing, callback_attempts, callback_intervals, retry_outcomes.
 FIRST_RUN = [
     "lock.taken",
     "sync.page_landed@1",

@@ -83,6 +83,9 @@ def test_a_run_matches_its_tables_and_a_second_run_changes_nothing(
     assert summary["intervals_written"] == summary["tables"]["callvolume"]["rows"] == volume.height
     for name in (*TABLES, "callvolume_kore"):
         assert summary["tables"][name]["rows"] == table(out, name).height > 0
+    need = table(out, "staffing")  # one staffing row per volume row, agents where load
+    assert summary["tables"]["staffing"]["rows"] == need.height == volume.height
+    assert (need["agents_required"] > 0).sum() == (volume["offered"] > 0).sum() > 0
     assert volume["interval_start_utc"].min() == T0
     assert volume["interval_end_utc"].max() == snap_window(T0, now, minutes=15, tz="UTC")[1]
     quarantined = sum(csv_rows(p) for p in (out / "quarantine").glob("*.csv"))

@@ -1,0 +1,162 @@
+"""The report's per-channel figures and its staffing and forecast-vs-actual numbers.
+
+Service level and ASA mean different things on different channels (a 20 s voice threshold, a
+1 h email one), so the report never blends them: :func:`channel_totals` gives each channel its
+own totals, ratios derived from that channel's sums, and the threshold and target the build
+planned with (from the ``staffing`` table; the defaults where there is none).
+
+:func:`plan_days` gives, per local day and channel of the window's last week, the contacts
+offered, the seasonal naive forecast of them (:mod:`engine.tables.seasonal`, from the store's
+history before that week, on local wall-clock intervals), the offered load and the agent-hours
+and peak agents the ``staffing`` table requires. Stored tables may hold busy rows only: the
+history is zero-filled on the interval grid before it is forecast.
+
+Example:
+    ``plan = plan_days(store_dir, window=data.window, tz="Europe/Berlin", interval=15)``
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Final
+from zoneinfo import ZoneInfo
+
+import polars as pl
+
+from engine.interval import Window
+from engine.output import delta
+from engine.settings import BuildSettings, SlFormula
+from engine.tables import callvolume, seasonal
+
+__all__ = ["PLAN_COLUMNS", "channel_totals", "plan_days", "staffing_table"]
+
+PLAN_COLUMNS: Final = ("day", "channel", "offered", "forecast", "load_hours", "agent_hours",
+                       "peak_agents")  # fmt: skip
+_SUMS: Final = tuple(c for c in callvolume.ADDITIVE if c not in callvolume.MAXIMA)
+
+
+def staffing_table(root: Path) -> pl.LazyFrame | None:
+    """The ``staffing`` table of a build's output directory (or its ``store/``), if any."""
+    for path in (root / "store" / "staffing", root / "staffing"):
+        if delta.is_table(path):
+            return delta.scan(path)
+    return None
+
+
+def channel_totals(
+    queues: pl.DataFrame, staffing: pl.LazyFrame | None, *, sl_formula: SlFormula
+) -> list[dict[str, Any]]:
+    """One dict per channel: the window's sums, derived ratios, ``threshold_ms`` and
+    ``sl_target`` (the most common of the channel's rows in ``staffing``, else the defaults).
+
+    Args:
+        queues: the report's per-queue window totals (additive columns and ``channel``).
+        staffing: the staffing table, if the store has one.
+        sl_formula: the report's service-level formula.
+    """
+    if queues.height == 0:
+        return []
+    settings = BuildSettings(sl_formula=sl_formula)
+    sums = queues.group_by("channel").agg(
+        *(pl.col(c).sum() for c in _SUMS), *(pl.col(c).max() for c in callvolume.MAXIMA)
+    )
+    derived = callvolume.derive(sums.lazy(), settings=settings)
+    targets = pl.LazyFrame(
+        {
+            "channel": list(settings.sl_target),
+            "sl_target": list(settings.sl_target.values()),
+            "threshold_ms": [settings.threshold_ms("", c) for c in settings.sl_target],
+        }
+    )
+    if staffing is not None:
+        stored = staffing.group_by("channel").agg(
+            pl.col("sl_target").mode().first(), pl.col("threshold_ms").mode().first()
+        )
+        targets = stored.join(targets, on="channel", how="full", coalesce=True).select(
+            "channel",
+            pl.coalesce("sl_target", "sl_target_right").alias("sl_target"),
+            pl.coalesce("threshold_ms", "threshold_ms_right").alias("threshold_ms"),
+        )
+    out = derived.with_columns(pl.col("channel").cast(pl.String)).join(
+        targets, on="channel", how="left"
+    )
+    return out.sort("channel").collect().to_dicts()
+
+
+def _history(volume: pl.LazyFrame, end: Window, tz: str, interval: int) -> pl.LazyFrame:
+    """Offered per channel and local wall-clock interval up to ``end[1]``, zero-filled."""
+    local = pl.col("interval_start_utc").dt.convert_time_zone(tz).dt.replace_time_zone(None)
+    busy = (
+        volume.filter(pl.col("interval_start_utc") < end[1])
+        .group_by(pl.col("channel").cast(pl.String).alias("unique_id"), local.alias("ds"))
+        .agg(pl.col("offered").sum().cast(pl.Float64).alias("y"))
+    )
+    bounds = busy.select(pl.col("ds").min().alias("lo"), pl.col("ds").max().alias("hi"))
+    step = f"{interval}m"
+    grid = bounds.select(pl.datetime_ranges("lo", "hi", step, time_unit="us").alias("ds")).explode(
+        "ds"
+    )
+    ids = busy.select("unique_id").unique()
+    full = ids.join(grid, how="cross")
+    return full.join(busy, on=["unique_id", "ds"], how="left").with_columns(
+        pl.col("y").fill_null(0.0)
+    )
+
+
+def plan_days(
+    volume: pl.LazyFrame, staffing: pl.LazyFrame | None, *, window: Window, tz: str, interval: int
+) -> pl.DataFrame:
+    """Per local day x channel of the window's last (up to) 7 whole days: :data:`PLAN_COLUMNS`.
+
+    ``forecast`` is null where the store holds no earlier week; the staffing columns are null
+    without a ``staffing`` table.
+    """
+    start_utc = max(window[0], window[1] - timedelta(days=seasonal.SEASON_DAYS))
+    local_start = start_utc.astimezone(ZoneInfo(tz)).replace(tzinfo=None)
+    midnight = local_start.replace(hour=0, minute=0, second=0, microsecond=0)
+    first = midnight if midnight == local_start else midnight + timedelta(days=1)
+    local_end = window[1].astimezone(ZoneInfo(tz)).replace(tzinfo=None)
+    days = (local_end.replace(hour=0, minute=0, second=0, microsecond=0) - first).days
+    if days < 1:
+        return pl.DataFrame(schema=dict.fromkeys(PLAN_COLUMNS, pl.Null))
+    last = first + timedelta(days=days)
+    history = _history(volume, window, tz, interval)
+    fc = seasonal.forecast(history, start=first, days=days, interval_minutes=interval)
+    day = pl.col("ds").dt.date().alias("day")
+    actual = (
+        history.filter(pl.col("ds") >= first, pl.col("ds") < last)
+        .group_by("unique_id", day)
+        .agg(pl.col("y").sum().alias("offered"))
+    )
+    frame = actual.join(
+        fc.group_by("unique_id", day).agg(
+            pl.when(pl.col("y_hat").is_not_null().any())
+            .then(pl.col("y_hat").sum())
+            .alias("forecast")
+        ),
+        on=["unique_id", "day"],
+        how="left",
+    ).rename({"unique_id": "channel"})
+    hours = interval / 60
+    if staffing is not None:
+        local = pl.col("interval_start_utc").dt.convert_time_zone(tz).dt.replace_time_zone(None)
+        per_interval = (
+            staffing.with_columns(local.alias("ds"))
+            .filter(pl.col("ds") >= first, pl.col("ds") < last)
+            .group_by(pl.col("channel").cast(pl.String), "ds")
+            .agg(pl.col("load_erlangs").sum(), pl.col("agents_required").sum())
+        )
+        need = per_interval.group_by("channel", day).agg(
+            (pl.col("load_erlangs").sum() * hours).alias("load_hours"),
+            (pl.col("agents_required").sum() * hours).alias("agent_hours"),
+            pl.col("agents_required").max().alias("peak_agents"),
+        )
+        frame = frame.join(need, on=["channel", "day"], how="left")
+    else:
+        frame = frame.with_columns(
+            pl.lit(None, pl.Float64).alias("load_hours"),
+            pl.lit(None, pl.Float64).alias("agent_hours"),
+            pl.lit(None, pl.Int64).alias("peak_agents"),
+        )
+    return frame.select(PLAN_COLUMNS).sort("day", "channel").collect()

@@ -1,0 +1,152 @@
+"""The report's per-channel tiles and its staffing and forecast-vs-actual numbers, against plain
+Python sums of the rows they read (sparse rows: zero-filled before the forecast)."""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from engine.demo.contacts import generate_contacts
+from engine.output import delta
+from engine.pipeline import build as pipeline
+from engine.report import planning
+from engine.report.build import render
+from engine.report.data import compute, open_store
+from engine.report.page import service_table
+from engine.report.quality import reconcile_html
+from engine.settings import BuildSettings
+from engine.tables import staffing
+
+T0 = datetime(2026, 11, 2, tzinfo=UTC)  # a Monday
+DAYS = 22
+
+
+def _sparse_volume(seed: int) -> pl.DataFrame:
+    """Busy rows only: two queues of voice and one of chat, offered on some intervals."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(DAYS * 96):
+        at = T0 + timedelta(minutes=15 * i)
+        for queue, channel in (("q1", "voice"), ("q2", "voice"), ("q3", "chat")):
+            if rng.random() < 0.4:
+                offered = rng.randint(1, 30)
+                answered = rng.randint(0, offered)
+                rows.append((at, queue, channel, offered, answered, answered * 200_000))
+    return pl.DataFrame(
+        rows,
+        schema={
+            "interval_start_utc": pl.Datetime("us", "UTC"),
+            "queue_id": pl.String,
+            "channel": pl.String,
+            "offered": pl.Int64,
+            "answered": pl.Int64,
+            "handle_ms": pl.Int64,
+        },
+        orient="row",
+    )
+
+
+def test_forecast_and_required_agents_per_day_match_plain_sums() -> None:
+    volume = _sparse_volume(3)
+    need = staffing.build(volume.lazy(), settings=BuildSettings()).collect()
+    window = (T0, T0 + timedelta(days=DAYS))
+    got = planning.plan_days(volume.lazy(), need.lazy(), window=window, tz="UTC", interval=15)
+
+    daily: dict[tuple[str, object], int] = defaultdict(int)
+    for r in volume.iter_rows(named=True):
+        daily[r["channel"], r["interval_start_utc"].date()] += r["offered"]
+    per_interval: dict[tuple[str, datetime], int] = defaultdict(int)
+    for r in need.iter_rows(named=True):
+        per_interval[r["channel"], r["interval_start_utc"]] += r["agents_required"]
+    first = (window[1] - timedelta(days=7)).date()
+    assert got["day"].unique().sort().to_list() == [first + timedelta(days=k) for k in range(7)]
+    for r in got.iter_rows(named=True):
+        ch, day = r["channel"], r["day"]
+        assert r["offered"] == daily[ch, day]
+        past = [daily[ch, day - timedelta(days=7 * k)] for k in (1, 2, 3, 4)]
+        past = [v for k, v in zip((1, 2, 3, 4), past, strict=True)
+                if day - timedelta(days=7 * k) >= T0.date()]  # fmt: skip
+        assert r["forecast"] == pytest.approx(sum(past) / len(past))
+        agents = [v for (c, at), v in per_interval.items() if c == ch and at.date() == day]
+        assert r["agent_hours"] == pytest.approx(sum(agents) / 4)
+        assert r["peak_agents"] == max(agents)
+
+
+def test_a_window_without_a_whole_day_or_history_shows_dashes() -> None:
+    volume = _sparse_volume(4).filter(pl.col("interval_start_utc") < T0 + timedelta(days=2))
+    got = planning.plan_days(volume.lazy(), None, window=(T0, T0 + timedelta(hours=20)),
+                             tz="UTC", interval=15)  # fmt: skip
+    assert got.height == 0
+    got = planning.plan_days(volume.lazy(), None, window=(T0, T0 + timedelta(days=2)),
+                             tz="UTC", interval=15)  # fmt: skip
+    assert got["forecast"].null_count() == got.height == 4
+    assert got["agent_hours"].null_count() == 4
+
+
+def test_tiles_give_each_channel_its_own_service_level_and_target(tmp_path: Path) -> None:
+    settings = BuildSettings(sl_target={"chat": 0.7})
+    contacts = generate_contacts(start=T0, days=1, scale=0.05).lazy()
+    pipeline.build_contacts(contacts, settings=settings, out_dir=tmp_path)
+    volume = delta.scan(tmp_path / "store" / "callvolume")
+    need = staffing.build(volume, settings=settings).collect()
+    delta.commit(tmp_path / "store" / "staffing", need, by="interval_start_utc", days=None,
+                 tag="t")  # fmt: skip
+    data = compute(open_store(tmp_path))
+    tiles = planning.channel_totals(
+        data.queues, planning.staffing_table(tmp_path), sl_formula=data.sl_formula
+    )
+    rows = volume.collect()
+    for tile in tiles:
+        mine = rows.filter(pl.col("channel").cast(pl.String) == tile["channel"])
+        within, answered = mine["answered_within_sl"].sum(), mine["answered"].sum()
+        abandoned, short = mine["abandoned"].sum(), mine["short_abandoned"].sum()
+        assert tile["service_level"] == pytest.approx(within / (answered + abandoned - short))
+        assert tile["asa_ms"] == pytest.approx(mine["wait_answered_ms"].sum() / answered)
+        assert tile["sl_target"] == (0.7 if tile["channel"] == "chat" else
+                                     settings.sl_target[tile["channel"]])  # fmt: skip
+        assert tile["threshold_ms"] == settings.threshold_ms("", tile["channel"])
+    assert {t["channel"] for t in tiles} == set(rows["channel"].cast(pl.String).unique())
+    page = render(data, generated_at=T0)
+    for tile in tiles:
+        assert f'data-channel="{tile["channel"]}"' in page
+    assert "target 70% within 1:00" in page
+    assert "Staffing and forecast vs actual" in page
+
+
+def test_the_reconciliation_reads_as_a_verdict_and_plain_tables() -> None:
+    diffs = [{"source": "kore", "interval_start_utc": "2026-11-02T10:00:00Z", "queue_id": "q1",
+              "channel": "voice", "field": "offered", "ours": 10, "theirs": 9, "diff": 1,
+              "within_tolerance": False, "presence": "both"}] * 201  # fmt: skip
+    what = "callback metrics document (seed 000), field by field"
+    check = {"source": "mindful", "compares": what,
+             "status": "out_of_tolerance", "compared": 54, "differences": 201,
+             "out_of_tolerance": 201, "note": ""}  # fmt: skip
+    html = reconcile_html({"ok": False, "checks": [check], "differences": diffs})
+    assert "differ from a vendor&#x27;s own beyond tolerance" in html
+    assert "seed" not in html
+    assert "callback metrics document, field by field" in html
+    assert '<td class="bad">out of tolerance</td>' in html
+    assert "<th>Ours - theirs</th>" in html
+    assert html.count("<td>q1</td>") == 200
+    assert "The first 200 of 201 differences." in html
+    passed = reconcile_html({"ok": True, "checks": [check | {"status": "ok"}], "differences": []})
+    assert "agree with the vendors&#x27; own in 1 check(s)." in passed
+    assert "No differences." in passed
+
+
+def test_service_cells_are_coloured_against_their_channels_target(tmp_path: Path) -> None:
+    contacts = generate_contacts(start=T0, days=2, scale=0.05).lazy()
+    pipeline.build_contacts(contacts, settings=BuildSettings(), out_dir=tmp_path)
+    data = compute(open_store(tmp_path))
+    targets = {"chat": 0.0, "voice": 1.01, "email": 1.01, "messaging": 1.01, "callback": 1.01}
+    html = service_table(data.daily, data.queues, targets)
+    chat = pl.col("channel").cast(pl.String) == "chat"
+    cells = data.daily.filter(chat)["service_level"].count()
+    cells += data.queues.filter(chat)["service_level"].count()
+    assert cells > 0
+    assert html.count('<td class="good">') == cells
