@@ -49,6 +49,7 @@ from connectors.errors import ConfigError
 from connectors.registry import SOURCES
 from connectors.source import SourceSettings
 from engine.app.sections import ReconcileSettings, RunSettings
+from engine.serve.settings import ServeSettings
 from engine.output.vendor import builtin_profiles
 from engine.pipeline.build import FORMATS, Format
 from engine.settings import BuildSettings
@@ -144,6 +145,7 @@ class AppSettings(BaseSettings):
     store: StoreSettings = StoreSettings()
     run: RunSettings = RunSettings()
     reconcile: ReconcileSettings = ReconcileSettings()
+    serve: ServeSettings = ServeSettings()
     sources: SourcesSettings = Field(default_factory=SourcesSettings)
 
     @classmethod
