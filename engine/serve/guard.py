@@ -2,7 +2,7 @@
 
 * :meth:`Guard.kore_client`: the ``auth`` header is an HS256 JWT (PyJWT, ``alg`` pinned, so
   ``none`` and key-confusion tokens are refused) signed with the secret of the app its ``appId``
-  claim names; an ``exp`` claim, when present, must be in the future.
+  claim names; an ``exp`` claim, when present, must be in the future (by :mod:`engine.clock`).
 * :meth:`Guard.bearer_client`: ``Authorization: Bearer <token>`` is a configured static token
   (compared in constant time with every one of them) or an unexpired token of
   :meth:`Guard.issue` (OAuth2 client credentials, secrets compared in constant time).
@@ -12,7 +12,8 @@
 A refused credential gives ``None`` and nothing else: the caller answers a bare 401.
 
 Example:
-    >>> from engine.serve.settings import ServeSettings
+    >>> from engine import clock
+from engine.serve.settings import ServeSettings
     >>> g = Guard(ServeSettings(tokens=("t0k",), rate_limit_per_minute=1), monotonic=lambda: 0.0)
     >>> g.bearer_client("Bearer t0k"), g.bearer_client("Bearer guess")
     ('token:0', None)
@@ -32,11 +33,24 @@ from collections.abc import Callable
 
 import jwt
 
+from engine import clock
 from engine.serve.settings import ServeSettings
 
 __all__ = ["Guard"]
 
 _WINDOW_S = 60.0
+#: Times are checked on the process clock (:mod:`engine.clock`), not PyJWT's wall clock.
+_NO_TIME = {"verify_exp": False, "verify_iat": False, "verify_nbf": False}
+
+
+def _current(claims: dict[str, object]) -> bool:
+    """``exp`` (when present) is a number in the future, ``nbf`` (when present) in the past."""
+    at = clock.now().timestamp()
+    exp, nbf = claims.get("exp"), claims.get("nbf")
+    for value in (exp, nbf):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            return False
+    return (exp is None or at < float(exp)) and (nbf is None or float(nbf) <= at)
 
 
 class Guard:
@@ -60,10 +74,10 @@ class Guard:
             app_id = claims.get("appId")
             secret = self.settings.kore_apps.get(app_id) if isinstance(app_id, str) else None
             key = secret.get_secret_value() if secret is not None else secrets.token_hex(32)
-            verified = jwt.decode(header.strip(), key, algorithms=["HS256"])
+            verified = jwt.decode(header.strip(), key, algorithms=["HS256"], options=_NO_TIME)
         except jwt.PyJWTError:
             return None
-        if secret is None or verified.get("appId") != app_id:
+        if secret is None or verified.get("appId") != app_id or not _current(verified):
             return None
         return f"app:{app_id}"
 
