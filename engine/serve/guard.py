@@ -32,6 +32,7 @@ from collections import deque
 from collections.abc import Callable
 
 import jwt
+from jwt.types import Options
 
 from engine import clock
 from engine.serve.settings import ServeSettings
@@ -40,17 +41,21 @@ __all__ = ["Guard"]
 
 _WINDOW_S = 60.0
 #: Times are checked on the process clock (:mod:`engine.clock`), not PyJWT's wall clock.
-_NO_TIME = {"verify_exp": False, "verify_iat": False, "verify_nbf": False}
+_NO_TIME: Options = {"verify_exp": False, "verify_iat": False, "verify_nbf": False}
 
 
 def _current(claims: dict[str, object]) -> bool:
     """``exp`` (when present) is a number in the future, ``nbf`` (when present) in the past."""
     at = clock.now().timestamp()
-    exp, nbf = claims.get("exp"), claims.get("nbf")
-    for value in (exp, nbf):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+    times: dict[str, float] = {}
+    for name in ("exp", "nbf"):
+        value = claims.get(name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float):
             return False
-    return (exp is None or at < float(exp)) and (nbf is None or float(nbf) <= at)
+        times[name] = float(value)
+    return at < times.get("exp", math.inf) and times.get("nbf", -math.inf) <= at
 
 
 class Guard:
