@@ -12,8 +12,7 @@
 A refused credential gives ``None`` and nothing else: the caller answers a bare 401.
 
 Example:
-    >>> from engine import clock
-from engine.serve.settings import ServeSettings
+    >>> from engine.serve.settings import ServeSettings
     >>> g = Guard(ServeSettings(tokens=("t0k",), rate_limit_per_minute=1), monotonic=lambda: 0.0)
     >>> g.bearer_client("Bearer t0k"), g.bearer_client("Bearer guess")
     ('token:0', None)
