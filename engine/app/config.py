@@ -49,9 +49,9 @@ from connectors.errors import ConfigError
 from connectors.registry import SOURCES
 from connectors.source import SourceSettings
 from engine.app.sections import ReconcileSettings, RunSettings
-from engine.serve.settings import ServeSettings
 from engine.output.vendor import builtin_profiles
 from engine.pipeline.build import FORMATS, Format
+from engine.serve.settings import ServeSettings
 from engine.settings import BuildSettings
 from engine.tables.callvolume import ADDITIVE
 from engine.tables.forecast import DEFAULT_METRICS
