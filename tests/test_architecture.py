@@ -40,7 +40,14 @@ CORE = (
     "engine.tables",
     "engine.output",
 )
-ORCHESTRATION = ("engine.pipeline", "engine.cli", "engine.app", "engine.report", "engine.demo")
+ORCHESTRATION = (
+    "engine.pipeline",
+    "engine.cli",
+    "engine.app",
+    "engine.report",
+    "engine.demo",
+    "engine.serve",
+)
 CONNECTORS_MAY_IMPORT = ("engine.schema", "engine.errors", "engine.clock", "engine.killpoint")
 PURE = ("engine.schema", "engine.settings", "engine.interval", "engine.validate", "engine.tables")
 
@@ -59,6 +66,7 @@ COLLECTS_OUTSIDE_PIPELINE = {
     "engine.demo.stack": "the demo writes the emulators' seeded data once",
     "engine.cli.callbacks": "callback-metrics prints one document read from the store",
     "engine.cli.export": "export commands read a committed store and write one file each",
+    "engine.serve.documents": "serve reads the committed store's tables once per version",
     "engine.tables.callback_metrics": "renders the seed-000 JSON document: one collect, one row",
 }
 

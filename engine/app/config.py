@@ -51,6 +51,7 @@ from connectors.source import SourceSettings
 from engine.app.sections import ReconcileSettings, RunSettings
 from engine.output.vendor import builtin_profiles
 from engine.pipeline.build import FORMATS, Format
+from engine.serve.settings import ServeSettings
 from engine.settings import BuildSettings
 from engine.tables.callvolume import ADDITIVE
 from engine.tables.forecast import DEFAULT_METRICS
@@ -144,6 +145,7 @@ class AppSettings(BaseSettings):
     store: StoreSettings = StoreSettings()
     run: RunSettings = RunSettings()
     reconcile: ReconcileSettings = ReconcileSettings()
+    serve: ServeSettings = ServeSettings()
     sources: SourcesSettings = Field(default_factory=SourcesSettings)
 
     @classmethod

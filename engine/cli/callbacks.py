@@ -38,7 +38,7 @@ from engine.pipeline.callbacks import CALLBACK_FORMATS, CallbackReport, build_ca
 from engine.tables import callback_metrics
 from engine.validate.callback_attempts import validate_callback_attempts
 
-__all__ = ["callback_metrics_command", "callbacks", "run_callbacks"]
+__all__ = ["callback_metrics_command", "callbacks", "run_callbacks", "stored_requests"]
 
 
 def _print_report(report: CallbackReport, *, title: str) -> None:
@@ -141,14 +141,28 @@ def callbacks(attempts_path: Path, out: Path, max_quarantine_fraction: float, **
     exit_on_quarantine(report.quarantined_total, report.rows_in - report.not_callbacks, limit)
 
 
-def _stored_requests(store: Path) -> pl.LazyFrame:
+def stored_requests(store: Path) -> pl.LazyFrame:
+    """The callback requests of the committed ``callback_attempts`` table of ``store``: what
+    ``callback-metrics --store`` (and ``serve``) renders.
+
+    Raises:
+        StoreError: no table, or a damaged one (the message names the store).
+    """
     for candidate in (store / "store" / "callback_attempts", store / "callback_attempts"):
         if delta.is_table(candidate):
             try:
                 return scan_requests(candidate)
             except StoreError as exc:
-                fail(f"--store {store}: {exc}")
-    fail(f"--store {store}: no callback_attempts table (run `wfm-intervals callbacks` first)")
+                raise StoreError(f"{store}: {exc}") from None
+    msg = f"{store}: no callback_attempts table (run `wfm-intervals callbacks` first)"
+    raise StoreError(msg)
+
+
+def _stored_requests(store: Path) -> pl.LazyFrame:
+    try:
+        return stored_requests(store)
+    except StoreError as exc:
+        fail(f"--store {exc}")
 
 
 def _requests(attempts_path: Path | None, store: Path) -> pl.LazyFrame:

@@ -18,7 +18,7 @@ import click
 import polars as pl
 
 from engine.cli.common import fail
-from engine.errors import ExportError, InputFileError
+from engine.errors import ExportError, InputFileError, StoreError
 from engine.output import files as outputs
 from engine.output.files import DOCUMENT_INPUT
 from engine.output.vendor import Profile, builtin_profiles, render
@@ -27,7 +27,7 @@ from engine.settings import BuildSettings
 from engine.tables.callvolume import DERIVED, derive
 from engine.tables.forecast import DEFAULT_METRICS, long_format
 
-__all__ = ["export"]
+__all__ = ["export", "volume_table"]
 
 _STORE = click.option(
     "--store",
@@ -38,18 +38,31 @@ _STORE = click.option(
 )
 
 
-def _volume(store: Path) -> pl.DataFrame:
-    """The stored volume table with its derived columns (re-derived with defaults if absent)."""
+def volume_table(store: Path) -> pl.DataFrame:
+    """The committed volume table of ``store`` with its derived columns (re-derived with
+    defaults if absent): what every export of the volume table (and ``serve``) renders.
+
+    Raises:
+        StoreError: no volume table, or a damaged one (the message names the store).
+    """
     try:
         table = read_table(store / "store" / "callvolume").collect()
     except (InputFileError, FileNotFoundError, pl.exceptions.ComputeError) as exc:
         if (store / "store" / "callvolume").exists():
-            fail(f"--store {store}: {exc}")
-        fail(f"--store {store}: no volume table (run `wfm-intervals build` or `demo` first)")
+            raise StoreError(f"{store}: {exc}") from None
+        msg = f"{store}: no volume table (run `wfm-intervals build` or `demo` first)"
+        raise StoreError(msg) from None
     table = table.select(c for c in table.columns if c in DOCUMENT_INPUT)
     if not set(DERIVED) <= set(table.columns):
         table = derive(table.lazy(), settings=BuildSettings()).collect()
     return table
+
+
+def _volume(store: Path) -> pl.DataFrame:
+    try:
+        return volume_table(store)
+    except StoreError as exc:
+        fail(f"--store {exc}")
 
 
 @click.group()

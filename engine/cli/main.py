@@ -70,6 +70,11 @@ COMMANDS: dict[str, Command] = {
         "run_command",
         "Sync, rebuild, build, export, reconcile and report: the whole job, once.",
     ),
+    "serve": Command(
+        "engine.cli.serve",
+        "serve",
+        "Serve the Kore.ai and Mindful APIs over the committed store (Ctrl-C stops).",
+    ),
     "state": Command("engine.cli.sync", "state_group", "Show or reset the incremental sync state."),
     "sync": Command(
         "engine.cli.sync",

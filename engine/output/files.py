@@ -32,6 +32,7 @@ __all__ = [
     "DurationUnit",
     "callvolume_document",
     "document_rows",
+    "page_document",
     "write_csv",
     "write_json",
     "write_ndjson",
@@ -183,7 +184,17 @@ def callvolume_document(
     if skip < 0 or (limit is not None and limit < 0):
         msg = f"skip and limit must be >= 0, got skip={skip} limit={limit}"
         raise ValueError(msg)
-    rows = document_rows(table, org_id=org_id, unit=unit)
+    return page_document(document_rows(table, org_id=org_id, unit=unit), skip=skip, limit=limit)
+
+
+def page_document(rows: pl.DataFrame, *, skip: int = 0, limit: int | None = None) -> dict[str, Any]:
+    """One page of the Contact Volume response from rows already rendered by
+    :func:`document_rows` (so a server renders a window once and pages it many times).
+
+    Example:
+        >>> page_document(pl.DataFrame({"a": [1, 2, 3]}), skip=1, limit=1)
+        {'hasMore': True, 'CallVolumeUpdate': [{'a': 2}], 'totalCount': 3}
+    """
     page = rows.slice(skip, limit)
     return {
         "hasMore": skip + page.height < rows.height,

@@ -162,7 +162,7 @@ def test_the_program_lists_every_command_and_each_loads() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout.split()
     assert out == ["build", "callback-metrics", "callbacks", "config", "demo", "export",
-                   "reconcile", "report", "run", "state", "sync", "verify"]  # fmt: skip
+                   "reconcile", "report", "run", "serve", "state", "sync", "verify"]  # fmt: skip
 
 
 def test_help_imports_no_heavy_library() -> None:

@@ -1,0 +1,88 @@
+"""``wfm-intervals serve``: the Kore.ai Contact Volume and Mindful callback metrics APIs over the
+committed store (:mod:`engine.serve.app`), on uvicorn.
+
+Refuses (exit 2) to listen on a non-loopback address without a certificate (``[serve]
+certfile``/``keyfile``) unless ``--insecure`` is given, and to start with no credential at all.
+
+Example:
+    $ WFM_SERVE__TOKENS='["s3cret-token"]' wfm-intervals serve --port 8080 --store out
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import sys
+import warnings
+from pathlib import Path
+
+import click
+from jwt.warnings import InsecureKeyLengthWarning
+
+from engine.app.config import AppSettings
+from engine.cli.common import CONFIG_OPTION, fail, settings_or_fail
+from engine.serve.app import create_app
+from engine.serve.documents import StoreDocuments
+from engine.serve.guard import Guard
+
+__all__ = ["serve"]
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check(settings: AppSettings, host: str, *, insecure: bool) -> None:
+    """Exit 2 with one line when ``settings`` cannot be served safely on ``host``."""
+    s = settings.serve
+    if not (s.kore_apps or s.tokens or s.oauth_clients):
+        fail("serve: no credentials (set serve.kore_apps, serve.tokens or serve.oauth_clients)")
+    if not s.tls and not _loopback(host) and not insecure:
+        fail(f"--host {host}: not a loopback address and no serve.certfile (or give --insecure)")
+    if any(len(v.get_secret_value().encode()) < 32 for v in s.kore_apps.values()):
+        click.echo("wfm-intervals: note: a serve.kore_apps secret is under 32 bytes", err=True)
+    for name in ("certfile", "keyfile"):
+        path = getattr(s, name)
+        if path is not None and not Path(path).is_file():
+            fail(f"serve.{name} {path}: no such file")
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--store", type=click.Path(path_type=Path, file_okay=False),
+              help="Built output directory to serve [serve.store, else output.dir].")  # fmt: skip
+@click.option("--insecure", is_flag=True, help="Allow a non-loopback address without TLS.")
+@CONFIG_OPTION
+def serve(
+    host: str, port: int, store: Path | None, insecure: bool, config_path: Path | None
+) -> None:
+    """Serve the Kore.ai and Mindful APIs over the committed store (Ctrl-C stops)."""
+    import uvicorn  # noqa: PLC0415 - only this command needs the server
+
+    warnings.filterwarnings("ignore", category=InsecureKeyLengthWarning)  # noted once, below
+    settings = settings_or_fail(config_path)
+    check(settings, host, insecure=insecure)
+    root = store or settings.serve.store or settings.output.dir
+    docs = StoreDocuments(root, org_id=settings.output.org_id, unit=settings.output.duration_unit)
+    app = create_app(docs, Guard(settings.serve))
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger("wfm_intervals.serve").addHandler(handler)
+    logging.getLogger("wfm_intervals.serve").setLevel(logging.INFO)
+    s = settings.serve
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        access_log=False,  # its line carries the query; ours has method, path, status only
+        ssl_certfile=str(s.certfile) if s.certfile else None,
+        ssl_keyfile=str(s.keyfile) if s.keyfile else None,
+        server_header=False,
+        log_level="warning",
+    )

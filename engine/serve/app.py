@@ -1,0 +1,280 @@
+"""The ASGI application of ``wfm-intervals serve`` (FastAPI: routing, an OpenAPI description and
+form parsing from an established stack, run on uvicorn).
+
+Routes:
+
+* ``POST /agentassist/api/public/analytics/account/{accountId}/callvolume`` (Kore.ai, seed 003):
+  body ``orgId`` (must be ``[output] org_id``), ``toTimeStamp`` (required), ``fromTimeStamp``,
+  ``skip`` (>= 0, default 0), ``limit`` (1..1000, default 100); ``auth: <HS256 JWT>``. Errors
+  ``{"errors": [{"msg", "code"}]}`` as the vendor's.
+* ``GET /v2/callback/historical/metrics`` (Mindful, seed 000): ``timeBegin``, ``timeEnd``
+  (``YYYY-MM-DD`` or ``YYYY-MM-DDTHH:MM:SSZ``), ``callTargetId`` (id or ``id,id``),
+  ``firstPartyCalled``, ``sourceType``, ``type``; ``Authorization: Bearer``. Errors
+  ``{"error", "message"}``.
+* ``POST /oauth2/token``: client credentials (form body or HTTP Basic) -> a Bearer token.
+* ``GET /healthz``; ``GET /openapi.json`` and ``/docs``.
+
+Every answer to a refused credential is a bare 401; over ``rate_limit_per_minute`` a client gets
+429 with ``Retry-After``; a body over ``max_body_bytes`` gets 413. The log has one line per
+request: method, path (never the query or a header), status and milliseconds.
+
+Example:
+    ``app = create_app(StoreDocuments(Path("out"), org_id="wfm-intervals"), Guard(settings))``
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import time
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qs
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from engine.errors import StoreError
+from engine.serve.documents import StoreDocuments
+from engine.serve.guard import Guard
+from engine.tables.callback_metrics import parse_time
+
+__all__ = ["KORE_PATH", "METRICS_PATH", "TOKEN_PATH", "create_app"]
+
+KORE_PATH = "/agentassist/api/public/analytics/account/{account_id}/callvolume"
+METRICS_PATH = "/v2/callback/historical/metrics"
+TOKEN_PATH = "/oauth2/token"  # noqa: S105 - a URL path
+MAX_LIMIT = 1000
+_FILTERS = {
+    "firstPartyCalled": ("first_party_called", ("agent", "customer")),
+    "sourceType": ("source_type", ("voice", "digital")),
+    "type": ("type", ("asap", "scheduled")),
+}
+log = logging.getLogger("wfm_intervals.serve")
+
+
+class _BadError(ValueError):
+    pass
+
+
+class BodyLimit:
+    """ASGI middleware: 413 for a body over ``limit`` bytes (declared or streamed), and the
+    request log line."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started, status, seen = time.perf_counter(), [0], [0]
+        declared = dict(scope["headers"]).get(b"content-length", b"0")
+
+        async def counted() -> Message:
+            message = await receive()
+            seen[0] += len(message.get("body", b""))
+            if seen[0] > self.limit:
+                raise _TooLargeError
+            return message
+
+        async def noted(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            if not declared.isdigit() or int(declared) > self.limit:
+                raise _TooLargeError
+            await self.app(scope, counted, noted)
+        except _TooLargeError:
+            await JSONResponse({"error": "Payload Too Large"}, 413)(scope, receive, noted)
+        ms = (time.perf_counter() - started) * 1000
+        log.info("%s %s %s %.1fms", scope["method"], scope["path"], status[0], ms)
+
+
+class _TooLargeError(Exception):
+    pass
+
+
+def _kore_error(status: int, msg: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"errors": [{"msg": msg, "code": status}]}, status, headers)
+
+
+def _mindful_error(status: int, error: str, message: str | None = None) -> JSONResponse:
+    body = {"error": error} | ({"message": message} if message else {})
+    return JSONResponse(body, status)
+
+
+def _too_many(retry: int, kore: bool) -> JSONResponse:
+    headers = {"Retry-After": str(retry)}
+    if kore:
+        return _kore_error(429, "Too Many Requests", headers)
+    return JSONResponse({"error": "Too Many Requests"}, 429, headers)
+
+
+def _instant(body: dict[str, Any], name: str) -> datetime | None:
+    raw = body.get(name)
+    if raw is None:
+        return None
+    if not isinstance(raw, str):
+        raise _BadError(f"{name} must be an ISO 8601 instant")
+    try:
+        value = datetime.fromisoformat(raw.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise _BadError(f"{name} must be an ISO 8601 instant") from None
+    if value.tzinfo is None:
+        raise _BadError(f"{name} must carry a UTC offset (…Z)")
+    return value.astimezone(UTC)
+
+
+def _count(body: dict[str, Any], name: str, default: int, low: int) -> int:
+    raw = body.get(name, default)
+    if isinstance(raw, bool) or not isinstance(raw, int) or raw < low:
+        raise _BadError(f"{name} must be an integer >= {low}")
+    return raw
+
+
+def _credentials(form: dict[str, str], header: str | None) -> tuple[str, str]:
+    scheme, _, value = (header or "").partition(" ")
+    if scheme.lower() == "basic":
+        try:
+            decoded = base64.b64decode(value.strip(), validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            return "", ""
+        user, _, password = decoded.partition(":")
+        return user, password
+    return form.get("client_id", ""), form.get("client_secret", "")
+
+
+def _kore_query(raw: bytes, org_id: str) -> tuple[datetime | None, datetime, int, int]:
+    """``fromTimeStamp``, ``toTimeStamp``, ``skip``, ``limit`` of a Contact Volume body."""
+    body = json.loads(raw or b"null")
+    if not isinstance(body, dict):
+        raise _BadError("the body must be a JSON object")
+    if body.get("orgId") != org_id:
+        raise _BadError("orgId is missing or unknown")
+    until = _instant(body, "toTimeStamp")
+    if until is None:
+        raise _BadError("toTimeStamp is required")
+    since = _instant(body, "fromTimeStamp")
+    skip = _count(body, "skip", 0, 0)
+    return since, until, skip, min(_count(body, "limit", 100, 1), MAX_LIMIT)
+
+
+def _metrics_query(params: dict[str, str]) -> tuple[datetime, datetime, dict[str, str | None]]:
+    """``timeBegin``, ``timeEnd`` and the filters (as the document's keywords) of a query."""
+    if "timeBegin" not in params or "timeEnd" not in params:
+        raise _BadError("timeBegin and timeEnd are required")
+    begin, end = parse_time(params["timeBegin"]), parse_time(params["timeEnd"])
+    if end <= begin:
+        raise _BadError("timeEnd must be after timeBegin")
+    filters: dict[str, str | None] = {"call_target_id": params.get("callTargetId") or None}
+    for name, (keyword, allowed) in _FILTERS.items():
+        value = params.get(name)
+        if value is not None and value.lower() not in allowed:
+            raise _BadError(f"{name} must be one of {', '.join(allowed)}")
+        filters[keyword] = None if value is None else value.lower()
+    return begin, end, filters
+
+
+_METRICS_PARAMETERS = {
+    "parameters": [
+        {"name": n, "in": "query", "required": n in {"timeBegin", "timeEnd"},
+         "schema": {"type": "string"}}
+        for n in ("timeBegin", "timeEnd", "callTargetId", "firstPartyCalled", "sourceType", "type")
+    ]
+}  # fmt: skip
+_KORE_BODY = {
+    "requestBody": {
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["orgId", "toTimeStamp"],
+                    "properties": {
+                        "orgId": {"type": "string"},
+                        "fromTimeStamp": {"type": "string", "format": "date-time"},
+                        "toTimeStamp": {"type": "string", "format": "date-time"},
+                        "skip": {"type": "integer", "minimum": 0, "default": 0},
+                        "limit": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
+                    },
+                }
+            }
+        }
+    }
+}
+
+
+def create_app(docs: StoreDocuments, guard: Guard) -> ASGIApp:
+    """The ASGI app serving ``docs`` behind ``guard`` (see the module docstring)."""
+    app = FastAPI(title="wfm-intervals serve", version="1", redoc_url=None)
+    settings = guard.settings
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, str]:
+        """Liveness: the process answers."""
+        return {"status": "ok"}
+
+    @app.post(KORE_PATH, openapi_extra=_KORE_BODY)
+    async def callvolume(account_id: str, request: Request) -> Response:
+        """Kore.ai Contact Volume (seed 003): one page of the volume table's rows."""
+        client = guard.kore_client(request.headers.get("auth"))
+        if client is None:
+            return _kore_error(401, "Unauthorized")
+        if settings.kore_account_id not in (None, account_id):
+            return _kore_error(404, "Not Found")
+        if (retry := guard.admit(client)) is not None:
+            return _too_many(retry, kore=True)
+        try:
+            since, until, skip, limit = _kore_query(await request.body(), docs.org_id)
+        except (_BadError, ValueError) as exc:
+            msg = str(exc) if isinstance(exc, _BadError) else "the body is not JSON"
+            return _kore_error(400, msg)
+        try:
+            page = docs.callvolume(since=since, until=until, skip=skip, limit=limit)
+        except StoreError as exc:
+            log.warning("callvolume: %s", exc)
+            return _kore_error(503, "Service Unavailable")
+        return JSONResponse(page)
+
+    @app.get(METRICS_PATH, openapi_extra=_METRICS_PARAMETERS)
+    def metrics(request: Request) -> Response:
+        """Mindful callback metrics (seed 000) of ``[timeBegin, timeEnd)``."""
+        client = guard.bearer_client(request.headers.get("authorization"))
+        if client is None:
+            return _mindful_error(401, "unauthorized")
+        if (retry := guard.admit(client)) is not None:
+            return _too_many(retry, kore=False)
+        try:
+            begin, end, filters = _metrics_query(dict(request.query_params))
+            doc = docs.callback_metrics(begin=begin, end=end, **filters)
+        except StoreError as exc:
+            log.warning("metrics: %s", exc)
+            return _mindful_error(503, "Service Unavailable")
+        except ValueError as exc:
+            return _mindful_error(400, "Bad Request", str(exc))
+        return JSONResponse(doc)
+
+    @app.post(TOKEN_PATH)
+    async def token(request: Request) -> Response:
+        """OAuth2 client credentials: ``{"access_token", "token_type", "expires_in"}``."""
+        peer = request.client.host if request.client else "?"
+        if (retry := guard.admit(f"peer:{peer}")) is not None:
+            return _too_many(retry, kore=False)
+        form = {k: v[-1] for k, v in parse_qs((await request.body()).decode("latin-1")).items()}
+        if form.get("grant_type") != "client_credentials":
+            return _mindful_error(400, "unsupported_grant_type")
+        issued = guard.issue(*_credentials(form, request.headers.get("authorization")))
+        if issued is None:
+            return _mindful_error(401, "invalid_client")
+        lifetime = settings.token_lifetime_s
+        return JSONResponse(
+            {"access_token": issued, "token_type": "Bearer", "expires_in": lifetime},
+            headers={"Cache-Control": "no-store"},
+        )
+
+    return BodyLimit(app, settings.max_body_bytes)

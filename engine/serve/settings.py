@@ -1,0 +1,60 @@
+"""``[serve]``: who may call ``wfm-intervals serve``, its limits and its certificate.
+
+Credentials are ``SecretStr`` and come through the usual secrets mechanism (``WFM_SERVE__…``
+variables, ``.env``, files in ``WFM_SECRETS_DIR``), never from a committed TOML file.
+
+Example:
+    >>> s = ServeSettings(kore_apps={"cs-1": "s3cret"})
+    >>> s.kore_apps["cs-1"].get_secret_value(), s.rate_limit_per_minute
+    ('s3cret', 600)
+    >>> s.kore_apps
+    {'cs-1': SecretStr('**********')}
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+
+__all__ = ["ServeSettings"]
+
+
+class ServeSettings(BaseModel):
+    """``[serve]`` settings.
+
+    Attributes:
+        store: the built output directory served (``None``: ``[output] dir``).
+        kore_account_id: the ``{accountId}`` of the Contact Volume path (``None``: any).
+        kore_apps: ``appId`` -> the HS256 secret that signs that app's ``auth`` JWT.
+        tokens: static Bearer tokens accepted by the callback metrics endpoint.
+        oauth_clients: ``client_id`` -> secret for ``POST /oauth2/token`` (client credentials).
+        token_lifetime_s: lifetime of the tokens the token endpoint issues.
+        rate_limit_per_minute: requests per client (credential, else address) per minute.
+        max_body_bytes: larger request bodies are refused with 413.
+        certfile, keyfile: PEM certificate and key: HTTPS when both are set.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    store: Path | None = None
+    kore_account_id: str | None = None
+    kore_apps: dict[str, SecretStr] = {}
+    tokens: tuple[SecretStr, ...] = ()
+    oauth_clients: dict[str, SecretStr] = {}
+    token_lifetime_s: int = Field(default=3600, ge=60)
+    rate_limit_per_minute: int = Field(default=600, ge=1)
+    max_body_bytes: int = Field(default=16_384, ge=256)
+    certfile: Path | None = None
+    keyfile: Path | None = None
+
+    @model_validator(mode="after")
+    def _pair(self) -> ServeSettings:
+        if (self.certfile is None) != (self.keyfile is None):
+            raise ValueError("give both certfile and keyfile, or neither")
+        return self
+
+    @property
+    def tls(self) -> bool:
+        """A certificate is configured."""
+        return self.certfile is not None

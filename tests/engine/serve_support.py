@@ -1,0 +1,82 @@
+"""A real ``serve`` on loopback (uvicorn in a thread) over a small committed store."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import uvicorn
+
+from engine.demo.callbacks import generate_attempts
+from engine.output import files as outputs
+from engine.output.store import write_attempts
+from engine.serve.app import create_app
+from engine.serve.documents import StoreDocuments
+from engine.serve.guard import Guard
+from engine.serve.settings import ServeSettings
+from engine.settings import BuildSettings
+from engine.tables.callback_requests import in_chain_order
+from engine.tables.callvolume import build
+from tests.connectors.kore_support import CONTACTS, DAY, NOW
+
+KORE_SECRET = "k" * 40
+APP_ID = "cs-serve-test"
+TOKEN = "static-token-for-tests-0123456789"  # noqa: S105 - a test credential
+CLIENT_ID, CLIENT_SECRET = "wfm-client", "client-secret-for-tests-0123456789"
+ORG_ID = "wfm-intervals"
+WINDOW = (DAY, NOW.replace(hour=0, minute=0) + timedelta(days=1))
+
+
+def ours() -> pl.DataFrame:
+    """The volume table the store holds (the engine's own build of the Kore.ai test contacts)."""
+    return build(CONTACTS.lazy(), window=WINDOW, settings=BuildSettings()).collect()
+
+
+def attempts() -> pl.DataFrame:
+    """A day of callback attempts, in chain order (as the store writes them)."""
+    frame = generate_attempts(seed=5, start=DAY, days=1, scale=0.2)
+    return in_chain_order(frame.lazy()).collect()
+
+
+def write_store(root: Path) -> Path:
+    """A committed store at ``root`` with ``store/callvolume`` and ``store/callback_attempts``."""
+    outputs.write_store(ours(), root / "store" / "callvolume", by="interval_start_utc")
+    write_attempts(attempts(), root / "store" / "callback_attempts")
+    return root
+
+
+def serve_settings(**kw: Any) -> ServeSettings:
+    values: dict[str, Any] = {
+        "kore_apps": {APP_ID: KORE_SECRET},
+        "tokens": (TOKEN,),
+        "oauth_clients": {CLIENT_ID: CLIENT_SECRET},
+    }
+    return ServeSettings.model_validate(values | kw)
+
+
+@contextmanager
+def running(root: Path, settings: ServeSettings | None = None, **docs: Any) -> Iterator[str]:
+    """Serve ``root`` on a free loopback port; yields the origin ``http://127.0.0.1:<port>``."""
+    app = create_app(
+        StoreDocuments(root, org_id=ORG_ID, **docs), Guard(settings or serve_settings())
+    )
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", access_log=False)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        if not thread.is_alive():
+            raise RuntimeError("the server did not start")
+        time.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
