@@ -23,6 +23,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+import socket
 import threading
 import time
 from collections.abc import Callable, Generator, Mapping
@@ -48,6 +49,7 @@ __all__ = [
     "DEFAULT_MAX_BYTES",
     "USER_AGENT",
     "BearerAuth",
+    "ConnectFailedError",
     "HeaderAuth",
     "OAuth2ClientCredentials",
     "Timeouts",
@@ -202,6 +204,36 @@ class OAuth2ClientCredentials:
         return SecretStr(token), max(lifetime, 0.0) if math.isfinite(lifetime) else 3600.0
 
 
+class ConnectFailedError(TransportError):
+    """No connection was made: the host refused it, was unreachable, or its name did not resolve.
+
+    Retriable (a restarting server comes back), but such failures rarely heal within seconds, so
+    :class:`~connectors.retry.RetryPolicy` gives them a budget of their own
+    (``max_connect_attempts``), and none at all when ``dns`` is true: a name that does not
+    resolve is a configuration problem, not a transient one.
+
+    Example:
+        >>> ConnectFailedError("cannot resolve host", dns=True).dns
+        True
+    """
+
+    def __init__(self, message: str, *, dns: bool = False, url: str | httpx.URL | None = None):
+        super().__init__(message, url=url)
+        self.dns = dns
+
+
+def _is_dns_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` or anything in its cause/context chain is a name-resolution failure."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, socket.gaierror):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
+
+
 def make_client(
     base_url: str,
     *,
@@ -274,6 +306,13 @@ def send_request(
             response = client.send(request, stream=True, auth=auth)
     except httpx.TimeoutException as exc:
         raise TransportError(f"timed out ({type(exc).__name__})", url=request.url) from exc
+    except httpx.ConnectError as exc:
+        if _is_dns_failure(exc):
+            host = request.url.host
+            raise ConnectFailedError(
+                f"cannot resolve host {host!r}", dns=True, url=request.url
+            ) from exc
+        raise ConnectFailedError(f"ConnectError: {exc}", url=request.url) from exc
     except httpx.RequestError as exc:
         raise TransportError(f"{type(exc).__name__}: {exc}", url=request.url) from exc
     try:

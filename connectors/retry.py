@@ -18,6 +18,11 @@ Before attempt ``n + 1`` it sleeps:
   which spreads retries of concurrent workers best (AWS architecture blog, "Exponential Backoff
   and Jitter").
 
+A :class:`~connectors.http.ConnectFailedError` (no connection made) has a smaller budget,
+``max_connect_attempts``, and a host name that does not resolve is not retried at all: those
+failures do not heal within a backoff's seconds, and seven warnings of the same refusal help
+nobody.
+
 After ``max_attempts`` attempts it raises :class:`~connectors.errors.RetriesExhaustedError` with
 the last error as ``__cause__``. The sleep function and the random source are fields, so tests
 never wait and are deterministic.
@@ -54,7 +59,7 @@ from typing import Any, NamedTuple, TypeVar
 import httpx
 
 from connectors.errors import RetriableError, RetriesExhaustedError, redact_url
-from connectors.http import DEFAULT_MAX_BYTES, parse_json, send_request
+from connectors.http import DEFAULT_MAX_BYTES, ConnectFailedError, parse_json, send_request
 from connectors.ratelimit import RateLimiter
 from engine import clock
 
@@ -80,6 +85,8 @@ class RetryPolicy:
         base_delay: Backoff scale in seconds: attempt ``n`` waits up to ``base_delay * 2**(n-1)``.
         max_delay: Cap on the exponential backoff, in seconds.
         max_retry_after: Cap on a server's ``Retry-After``, in seconds.
+        max_connect_attempts: Attempts when no connection could be made (refused, unreachable);
+            a host name that does not resolve gets one attempt.
         sleep: Called with the delay; inject a fake in tests.
         rng: The random source for the jitter.
         on_retry: Optional hook ``(attempt, delay, error)`` before each sleep (metrics, logging).
@@ -89,13 +96,14 @@ class RetryPolicy:
     base_delay: float = 0.5
     max_delay: float = 30.0
     max_retry_after: float = 120.0
+    max_connect_attempts: int = 2
     sleep: Callable[[float], None] = clock.sleep
     rng: random.Random = field(default_factory=random.Random)
     on_retry: Callable[[int, float, RetriableError], None] | None = None
 
     def __post_init__(self) -> None:
-        if self.max_attempts < 1:
-            raise ValueError("max_attempts must be at least 1")
+        if self.max_attempts < 1 or self.max_connect_attempts < 1:
+            raise ValueError("max_attempts and max_connect_attempts must be at least 1")
         if not (self.base_delay >= 0 and self.max_delay >= 0 and self.max_retry_after >= 0):
             raise ValueError("delays must be non-negative")
 
@@ -112,6 +120,12 @@ class RetryPolicy:
         ceiling = min(self.max_delay, self.base_delay * 2.0 ** min(attempt - 1, 60))
         return self.rng.uniform(0.0, ceiling)
 
+    def _budget(self, error: RetriableError) -> int:
+        """The attempts ``error``'s kind allows: fewer when no connection could be made."""
+        if isinstance(error, ConnectFailedError):
+            return 1 if error.dns else min(self.max_connect_attempts, self.max_attempts)
+        return self.max_attempts
+
     def call(self, fn: Callable[[], _T]) -> _T:
         """Call ``fn`` until it returns, retrying retriable errors within the budget.
 
@@ -126,7 +140,8 @@ class RetryPolicy:
             try:
                 return fn()
             except RetriableError as error:
-                if attempt == self.max_attempts:
+                budget = self._budget(error)
+                if attempt >= budget:
                     raise RetriesExhaustedError(
                         f"gave up after {attempt} attempts: {error}"
                     ) from error
@@ -135,7 +150,7 @@ class RetryPolicy:
                     "retrying in %.2fs (attempt %d of %d): %s",
                     pause,
                     attempt + 1,
-                    self.max_attempts,
+                    budget,
                     error,
                 )
                 if self.on_retry is not None:

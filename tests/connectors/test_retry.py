@@ -5,6 +5,7 @@ from __future__ import annotations
 import doctest
 import json
 import random
+import socket
 from collections.abc import Callable, Iterator
 
 import httpx
@@ -23,7 +24,7 @@ from connectors.errors import (
     TransportError,
     UnexpectedStatusError,
 )
-from connectors.http import make_client
+from connectors.http import ConnectFailedError, make_client
 from connectors.ratelimit import RateLimiter
 from connectors.retry import ApiRequest, RetryPolicy, send_json
 
@@ -291,3 +292,54 @@ def test_docstring_examples_run() -> None:
     result = doctest.testmod(connectors.retry)
     assert result.attempted > 0
     assert result.failed == 0
+
+
+def _unresolvable(request: httpx.Request) -> httpx.Response:
+    try:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+    except socket.gaierror as exc:
+        raise httpx.ConnectError("[Errno -2] Name or service not known") from exc
+
+
+def test_a_host_name_that_does_not_resolve_is_not_retried() -> None:
+    sleeps: list[float] = []
+    calls: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        return _unresolvable(request)
+
+    with pytest.raises(RetriesExhaustedError, match="gave up after 1 attempts") as info:
+        send_json(client_for(handler), ApiRequest(url="x"), retry=policy(sleeps, max_attempts=7))
+    assert isinstance(info.value.__cause__, ConnectFailedError)
+    assert info.value.__cause__.dns
+    assert "cannot resolve host" in str(info.value)
+    assert (len(calls), sleeps) == (1, [])
+
+
+def test_a_refused_connection_has_its_own_small_budget() -> None:
+    with socket.socket() as held:  # a loopback port that was free a moment ago: nobody listens
+        held.bind(("127.0.0.1", 0))
+        port = held.getsockname()[1]
+    sleeps: list[float] = []
+    client = make_client(f"http://127.0.0.1:{port}")
+    with pytest.raises(RetriesExhaustedError, match="gave up after 2 attempts") as info:
+        send_json(client, ApiRequest(url="x"), retry=policy(sleeps, max_attempts=7))
+    cause = info.value.__cause__
+    assert isinstance(cause, ConnectFailedError)
+    assert not cause.dns
+    assert len(sleeps) == 1
+
+
+def test_other_transient_errors_keep_the_full_budget() -> None:
+    handler, seen = scripted(*[httpx.Response(503)] * 6, OK)
+    sleeps: list[float] = []
+    reply = send_json(
+        client_for(handler), ApiRequest(url="x"), retry=policy(sleeps, max_attempts=7)
+    )
+    assert (reply.status, len(seen), len(sleeps)) == (200, 7, 6)
+
+
+def test_max_connect_attempts_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="max_connect_attempts"):
+        RetryPolicy(max_connect_attempts=0)
