@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -13,6 +12,7 @@ from typing import Any
 import polars as pl
 import uvicorn
 
+from engine import clock
 from engine.demo.callbacks import generate_attempts
 from engine.output import files as outputs
 from engine.output.store import write_attempts
@@ -73,7 +73,7 @@ def running(root: Path, settings: ServeSettings | None = None, **docs: Any) -> I
     while not server.started:
         if not thread.is_alive():
             raise RuntimeError("the server did not start")
-        time.sleep(0.01)
+        clock.sleep(0.01)
     port = server.servers[0].sockets[0].getsockname()[1]
     try:
         yield f"http://127.0.0.1:{port}"

@@ -153,6 +153,12 @@ CASES: dict[str, Case] = {
     "export forecast kind": Case("export forecast --store {d}/cb --out {d}/f.txt", 2, "--store"),
     "export unknown profile": Case("export vendor nope --store {d}/cb --out {d}/v", 2, "'nope'"),
     "report no store": Case("report --store {d}/nothing --out {d}/r.html", 2, "nothing"),
+    # serve (never starts listening in these cases)
+    "serve port out of range": Case("serve --port 70000", 2, "--port"),
+    "serve no credentials": Case("serve", 2, "serve: no credentials"),
+    "serve open address without TLS": Case(
+        "serve --host 0.0.0.0", 2, "serve.certfile", {"WFM_SERVE__TOKENS": '["' + "t" * 40 + '"]'}
+    ),
     # reconcile
     "reconcile bad start": Case("reconcile --start soon --end 2026-10-02", 2, "--start 'soon'"),
     "reconcile no end": Case("reconcile --start 2026-10-01", 2, "Missing option '--end'"),

@@ -106,7 +106,7 @@ def test_a_perturbed_kore_row_is_caught(tmp_path: Path, synced: tuple[Stack, Pat
     page = (tmp_path / "out" / "report.html").read_text()
     assert '<div id="reconcile">' in page
     assert "<td>offered</td>" in page
-    assert "out_of_tolerance" in page
+    assert "out of tolerance" in page  # the difference row, in words
 
     lenient = invoke(["reconcile", *WINDOW, "--json", "--tolerance", "offered=2"], config)
     assert lenient.exit_code == 0, lenient.output
