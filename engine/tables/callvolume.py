@@ -39,6 +39,7 @@ __all__ = [
     "MAXIMA",
     "SCHEMA",
     "build",
+    "configured_threshold_ms",
     "derive",
     "rollup",
     "rollup_window",
@@ -55,8 +56,10 @@ DERIVED: Final = ("aht_ms", "asa_ms", "abandon_rate", "service_level")
 SCHEMA: Final = CALLVOLUME
 
 
-def _threshold_ms(settings: BuildSettings) -> pl.Expr:
-    """The service-level threshold of each row, most specific rule first."""
+def configured_threshold_ms(settings: BuildSettings) -> pl.Expr:
+    """The service-level threshold configured for each row (``queue_id``, ``channel``): the
+    channel's default, then queue-wide overrides, then queue-and-channel ones (most specific
+    wins). A record's own vendor threshold is not considered (see :func:`_threshold_ms`)."""
     t: pl.Expr = pl.lit(settings.sl_default_ms.get("voice", 20_000), pl.Int64)
     for channel, ms in settings.sl_default_ms.items():
         t = pl.when(pl.col("channel") == channel).then(pl.lit(ms, pl.Int64)).otherwise(t)
@@ -66,9 +69,14 @@ def _threshold_ms(settings: BuildSettings) -> pl.Expr:
         if o.channel is not None:
             cond &= pl.col("channel") == o.channel
         t = pl.when(cond).then(pl.lit(o.threshold_ms, pl.Int64)).otherwise(t)
-    if settings.use_vendor_threshold:
-        t = pl.coalesce(pl.col("sl_threshold_ms"), t)
     return t
+
+
+def _threshold_ms(settings: BuildSettings) -> pl.Expr:
+    """The service-level threshold of each contact: its own vendor threshold when
+    ``use_vendor_threshold``, else the configured one."""
+    t = configured_threshold_ms(settings)
+    return pl.coalesce(pl.col("sl_threshold_ms"), t) if settings.use_vendor_threshold else t
 
 
 def _measures(settings: BuildSettings) -> list[pl.Expr]:

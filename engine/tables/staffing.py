@@ -34,6 +34,7 @@ from typing import Final
 import polars as pl
 
 from engine.settings import BuildSettings
+from engine.tables.callvolume import configured_threshold_ms
 
 __all__ = ["KEYS", "SCHEMA", "build"]
 
@@ -62,17 +63,6 @@ def _by_channel(
     for channel, v in values.items():
         expr = pl.when(pl.col("channel") == channel).then(pl.lit(v, dtype)).otherwise(expr)
     return expr
-
-
-def _threshold(settings: BuildSettings) -> pl.Expr:
-    """The configured threshold of each row (queue-and-channel override, queue, channel)."""
-    t = _by_channel(settings.sl_default_ms, settings.sl_default_ms["voice"], pl.Int64())
-    for o in sorted(settings.sl_overrides, key=lambda o: o.channel is not None):
-        cond = pl.col("queue_id") == o.queue_id
-        if o.channel is not None:
-            cond &= pl.col("channel") == o.channel
-        t = pl.when(cond).then(pl.lit(o.threshold_ms, pl.Int64)).otherwise(t)
-    return t
 
 
 def _required(base: pl.LazyFrame) -> pl.LazyFrame:
@@ -138,7 +128,7 @@ def build(table: pl.LazyFrame, *, settings: BuildSettings) -> pl.LazyFrame:
         *KEYS,
         pl.col("offered").cast(pl.Int64),
         aht.alias("aht_ms"),
-        _threshold(settings).alias("threshold_ms"),
+        configured_threshold_ms(settings).alias("threshold_ms"),
         _by_channel(settings.sl_target, settings.sl_target["voice"], pl.Float64()).alias(
             "sl_target"
         ),
