@@ -90,7 +90,12 @@ def _queue_row(label: str, r: dict[str, Any]) -> list[str]:
     return [label, *counts, *ratios, fmt_duration(r["asa_ms"]), fmt_duration(r["aht_ms"])]
 
 
-def _volume(d: ReportData) -> str:
+def _plot(chart_id: str, figs: dict[str, Any]) -> str:
+    """The element Plotly draws ``chart_id`` into, or nothing when it has no figure."""
+    return f'<div id="{chart_id}" class="plot"></div>' if figs.get(chart_id) else ""
+
+
+def _volume(d: ReportData, figs: dict[str, Any]) -> str:
     title = "Volume over the window"
     how = (
         "One panel per channel. The shaded area is contacts offered; the green line those "
@@ -101,16 +106,13 @@ def _volume(d: ReportData) -> str:
     )
     if missing := _no_contacts(d):
         return _section("volume", title, how, missing)
-    svg = charts.volume_svg(
-        d.volume, window=d.window, minutes=d.volume_minutes, interval=d.interval_minutes, tz=d.tz
-    )
     rows = [_queue_row(r["queue"], r) for r in d.queues.iter_rows(named=True)]
     total = _queue_row("All queues", d.totals)
     grid = table(_QUEUE_HEAD, rows, total=total, table_id="queue-totals")
-    return _section("volume", title, how, f"<figure>{svg}</figure>{grid}")
+    return _section("volume", title, how, _plot("chart-volume", figs) + grid)
 
 
-def _heatmap(d: ReportData) -> str:
+def _heatmap(d: ReportData, figs: dict[str, Any]) -> str:
     how = (
         f"Each cell is the number of contacts offered in that hour of that weekday, local time in "
         f"{escape(d.tz)}, summed over the window (the label after each weekday says how many of "
@@ -120,12 +122,10 @@ def _heatmap(d: ReportData) -> str:
     title = "When contacts arrive: weekday by hour of day"
     if missing := _no_contacts(d):
         return _section("heatmap", title, how, missing)
-    return _section(
-        "heatmap", title, how, f"<figure>{charts.heatmap_svg(d.heatmap, tz=d.tz)}</figure>"
-    )
+    return _section("heatmap", title, how, _plot("chart-heatmap", figs))
 
 
-def _service(d: ReportData, targets: dict[str, float]) -> str:
+def _service(d: ReportData, targets: dict[str, float], figs: dict[str, Any]) -> str:
     how = (
         f"Service level ({escape(d.sl_formula)}) and average handle time per local day and queue, "
         "each computed from that day's summed counts and durations. Service level is green at or "
@@ -138,9 +138,24 @@ def _service(d: ReportData, targets: dict[str, float]) -> str:
     title = "Service level and handle time per day and queue"
     if missing := _no_contacts(d):
         return _section("service", title, how, missing)
-    whole = d.daily.filter(~pl.col("partial"))
-    chart = f"<figure>{charts.service_svg(whole, targets=targets)}</figure>" if whole.height else ""
+    chart = _plot("chart-service", figs)
     return _section("service", title, how, chart + service_table(d.daily, d.queues, targets))
+
+
+def _overview(d: ReportData, targets: dict[str, float]) -> dict[str, Any]:
+    """The overview charts' figures by element id (:mod:`engine.report.charts`)."""
+    figs: dict[str, Any] = dict.fromkeys(charts.CHARTS)
+    if d.queues.height:
+        figs["chart-volume"] = charts.volume_figure(
+            d.volume, minutes=d.volume_minutes, interval=d.interval_minutes, tz=d.tz
+        )
+        figs["chart-heatmap"] = charts.heatmap_figure(d.heatmap, tz=d.tz)
+        whole = d.daily.filter(~pl.col("partial"))
+        if whole.height:
+            figs["chart-service"] = charts.service_figure(whole, targets=targets)
+    if d.callbacks is not None and d.callbacks.retries is not None:
+        figs["chart-retries"] = charts.retry_figure(d.callbacks.retries)
+    return figs
 
 
 def _intraday(figs: dict[str, Any]) -> str:
@@ -195,7 +210,7 @@ def _staffing(d: ReportData, plan: pl.DataFrame) -> str:
     return _section("staffing", title, how, table(head, rows, table_id="staffing-days"))
 
 
-def _callbacks(d: ReportData) -> str:
+def _callbacks(d: ReportData, figs: dict[str, Any]) -> str:
     how = (
         "A callback request is a chain of attempts; it counts once, in the interval of its first "
         "attempt, with the outcome of its last attempt. Success rate is successful requests over "
@@ -208,7 +223,7 @@ def _callbacks(d: ReportData) -> str:
         return _section("callbacks", title, how, _none("No callback tables in this store."))
     if cb.targets.row(-1, named=True)["requests"] == 0:
         return _section("callbacks", title, how, _none("No callback requests in this window."))
-    return _section("callbacks", title, how, callback_tables(cb))
+    return _section("callbacks", title, how, callback_tables(cb) + _plot("chart-retries", figs))
 
 
 def _quality(d: ReportData) -> str:
@@ -278,18 +293,19 @@ def render(
         else pl.DataFrame()
     )
     title = f"wfm-intervals report {data.window[0]:%Y-%m-%d} to {data.window[1]:%Y-%m-%d}"
-    figs = interactive.figures(data, staffing=need, plan=plan)
+    figs = _overview(data, targets) | interactive.figures(data, staffing=need, plan=plan)
     lib = f'<script id="plotly-js">{interactive.library()}</script>' if any(figs.values()) else ""
     body = "".join(
         [
             header(data, at, channels),
-            _volume(data),
-            _heatmap(data),
+            _volume(data, figs),
+            _heatmap(data, figs),
             _intraday(figs),
-            _service(data, targets),
+            _service(data, targets, figs),
             _staffing(data, plan),
-            _callbacks(data),
+            _callbacks(data, figs),
             _quality(data),
+            interactive.figures_json(figs),
         ]
     )
     return (

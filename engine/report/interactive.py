@@ -1,6 +1,9 @@
 """The report's interactive charts: Plotly, its library inlined, so the page stays offline.
 
-Three charts, each with tooltips and zoom (drag a box; double-click resets): the intraday view
+Every chart of the page is a Plotly figure (the overview charts are :mod:`engine.report.charts`);
+this module holds the library, the script that draws them all from one JSON block
+(:func:`figures_json`), and three charts of its own, each with tooltips and zoom (drag a box;
+double-click resets): the intraday view
 (offered and agents required per interval and queue over the window's last 7 local days, one
 chosen day shown, a queue filter), callback requests per local day by final outcome, and offered
 against the seasonal naive forecast per day and channel. Plotly draws them from the figures
@@ -25,10 +28,11 @@ from typing import Any, Final
 import polars as pl
 from plotly.offline import get_plotlyjs
 
+from engine.report.charts import local_points
 from engine.report.data import ReportData
 from engine.tables.callback_requests import OUTCOMES
 
-__all__ = ["MAX_QUEUES", "SCRIPT", "figures", "library", "section_body"]
+__all__ = ["MAX_QUEUES", "SCRIPT", "figures", "figures_json", "library", "section_body"]
 
 MAX_QUEUES: Final = 20  #: queues drawn in the intraday view (the busiest)
 _DAYS: Final = 7
@@ -91,7 +95,9 @@ def _intraday(d: ReportData, staffing: pl.LazyFrame | None) -> dict[str, Any] | 
         .collect()
     )
     traces = []
-    for (queue,), rows in full.group_by("queue_id", maintain_order=True):
+    measures = [c for c in ("offered", "agents_required") if c in full.columns]
+    for (queue,), queue_rows in full.group_by("queue_id", maintain_order=True):
+        rows = local_points(queue_rows, d.tz, measures)  # a line breaks at a DST fall-back
         traces.append(
             {
                 "type": "scatter",
@@ -210,7 +216,8 @@ def figures(d: ReportData, *, staffing: pl.LazyFrame | None, plan: pl.DataFrame)
 
 
 def section_body(figs: dict[str, Any]) -> str:
-    """The controls, the chart containers and the figures' JSON (read by :data:`SCRIPT`)."""
+    """The intraday section's controls and chart containers (the figures' JSON is
+    :func:`figures_json`, once per page)."""
     intraday = figs.get("chart-intraday")
     controls = ""
     if intraday is not None:
@@ -232,13 +239,21 @@ def section_body(figs: dict[str, Any]) -> str:
         "chart-forecast": "Offered vs the seasonal naive forecast, per day",
     }
     divs = "".join(
-        f'<h3>{escape(titles[k])}</h3><div id="{k}" class="plot"></div>'
-        for k, v in figs.items()
-        if v is not None
+        f'<h3>{escape(title)}</h3><div id="{k}" class="plot"></div>'
+        for k, title in titles.items()
+        if figs.get(k) is not None
     )
-    data = json.dumps({k: v for k, v in figs.items() if v is not None} | {"config": _CONFIG})
-    data = data.replace("</", "<\\/")
-    return f'{controls}{divs}<script type="application/json" id="figures">{data}</script>'
+    return controls + divs
+
+
+def figures_json(figs: dict[str, Any]) -> str:
+    """Every figure of the page (by element id) as the one JSON block :data:`SCRIPT` draws from;
+    nothing when there is no figure."""
+    shown = {k: v for k, v in figs.items() if v is not None}
+    if not shown:
+        return ""
+    data = json.dumps(shown | {"config": _CONFIG}).replace("</", "<\\/")
+    return f'<script type="application/json" id="figures">{data}</script>'
 
 
 #: Draws the figures and wires the controls (runs after Plotly.js).

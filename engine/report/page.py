@@ -1,7 +1,8 @@
 """HTML pieces of the report (:mod:`engine.report.build`): style, script, number formats and tables.
 
 Every text that comes from data goes through :func:`html.escape`. The script only marks the page
-as rendered (``<body data-ready="1" data-charts="N">``), which the browser test checks.
+as rendered (``<body data-ready="1">``), which the browser test checks; the charts are drawn by
+:data:`engine.report.interactive.SCRIPT`.
 
 Example:
     >>> table(["Queue", "Offered"], [["Sales", fmt_int(1234)]])  # doctest: +ELLIPSIS
@@ -17,7 +18,6 @@ from typing import Any, Final
 
 import polars as pl
 
-from engine.report import charts
 from engine.report.data import ReportData
 from engine.report.sections import CallbackNumbers
 from engine.tables.callback_requests import OUTCOMES
@@ -40,11 +40,7 @@ __all__ = [
 Cell = str | tuple[str, str]
 DASH: Final = "\N{EN DASH}"  # shown for an undefined number
 
-SCRIPT: Final = (
-    "(function(){var b=document.body;"
-    'b.setAttribute("data-charts",String(document.querySelectorAll("svg.chart").length));'
-    'b.setAttribute("data-ready","1");})();'
-)
+SCRIPT: Final = '(function(){var b=document.body;b.setAttribute("data-ready","1");})();'
 
 CSS: Final = """
 :root{--ink:#111827;--muted:#4b5563;--line:#e5e7eb;--bg:#f8fafc;--accent:#1d4ed8}
@@ -72,7 +68,6 @@ section{background:#fff;border:1px solid var(--line);border-radius:10px;padding:
 p.how{margin:0 0 12px;color:var(--muted);font-size:13px;max-width:980px}
 p.empty{color:var(--muted);font-style:italic}
 figure{margin:0 0 12px}
-svg.chart{display:block;height:auto;max-width:100%}
 table{border-collapse:collapse;font-size:12.5px;margin:6px 0 10px;
  font-variant-numeric:tabular-nums}
 th,td{padding:4px 9px;border-bottom:1px solid var(--line);text-align:right;white-space:nowrap}
@@ -266,7 +261,7 @@ def _outcome_cells(r: dict[str, Any]) -> list[Cell]:
 
 
 def callback_tables(cb: CallbackNumbers) -> str:
-    """Outcomes per call target, callback performance, retries by final outcome, the bar chart."""
+    """Outcomes per call target, callback performance, retries by final outcome."""
     outcome_head = ["Requests", *(o.capitalize() for o in OUTCOMES), "Success rate"]
     *targets, all_row = list(cb.targets.iter_rows(named=True))
     extra = ("asap", "scheduled", "attempts", "retries")
@@ -309,4 +304,4 @@ def callback_tables(cb: CallbackNumbers) -> str:
         total=["All requests", *_outcome_cells(all_row)],
         table_id="retries",
     )
-    return out + f"<figure>{charts.retry_svg(cb.retries)}</figure>"
+    return out

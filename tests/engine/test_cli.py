@@ -166,7 +166,7 @@ def test_the_program_lists_every_command_and_each_loads() -> None:
 
 
 def test_help_imports_no_heavy_library() -> None:
-    """``--help`` lists the commands from their entries alone: Polars and matplotlib stay out."""
+    """``--help`` lists the commands from their entries alone: Polars and Plotly stay out."""
     import subprocess
     import sys
 
@@ -174,30 +174,10 @@ def test_help_imports_no_heavy_library() -> None:
         "import sys; from engine.cli.main import main\n"
         "sys.argv = ['wfm-intervals', '--help']\n"
         "try:\n    main()\nexcept SystemExit:\n    pass\n"
-        "print(sorted(m for m in ('polars', 'matplotlib', 'httpx') if m in sys.modules))\n"
+        "print(sorted(m for m in ('polars', 'plotly', 'httpx') if m in sys.modules))\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
     assert "callback-metrics  Print the callback metrics document" in out
     assert out.strip().splitlines()[-1] == "[]"
-
-
-def test_matplotlib_is_imported_when_a_chart_is_drawn() -> None:
-    """The commands that write a report load without matplotlib; drawing a chart loads it."""
-    import subprocess
-    import sys
-
-    code = (
-        "import sys; from engine.cli.main import load\n"
-        "for name in ('report', 'run', 'demo'):\n"
-        "    load(name)\n"
-        "print('matplotlib' in sys.modules)\n"
-        "from engine.report import charts\n"
-        "charts.to_svg(charts.figure(1, 1), 'c', 'empty')\n"
-        "print('matplotlib' in sys.modules)\n"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout
-    assert out.split() == ["False", "True"]

@@ -131,6 +131,54 @@ def test_a_window_cuts_every_section_and_another_zone_moves_the_hours(store: Pat
     assert day.callbacks.retries["requests"].sum() == requests
 
 
+def _figures(html: str) -> dict[str, Any]:
+    start = html.split('<script type="application/json" id="figures">')[1]
+    block = start.split("</script>", maxsplit=1)[0]
+    return dict(json.loads(block.replace("<\\/", "</")))
+
+
+def test_the_charts_figures_add_up_to_the_store(
+    store: Path, page: Path, stored: pl.DataFrame
+) -> None:
+    """What Plotly is given to draw: per channel, the volume chart's offered points sum to the
+    stored offered; the heatmap's cells to the window's offered; the retry bars to requests."""
+    figs = _figures(page.read_text())
+    volume = figs["chart-volume"]["data"]
+    drawn = {
+        t["hovertemplate"].split("<br>")[0]: sum(t["y"]) for t in volume if t["name"] == "offered"
+    }
+    per_channel = stored.group_by(pl.col("channel").cast(pl.String)).agg(pl.col("offered").sum())
+    assert drawn == dict(per_channel.iter_rows())
+    cells = figs["chart-heatmap"]["data"][0]["z"]
+    assert sum(map(sum, cells)) == stored["offered"].sum()
+    assert len(cells) == 7
+    assert {len(r) for r in cells} == {24}
+    bars = figs["chart-retries"]["data"]
+    data = compute(open_store(store))
+    assert data.callbacks is not None
+    assert data.callbacks.retries is not None
+    assert sum(sum(t["x"]) for t in bars) == data.callbacks.retries["requests"].sum()
+
+
+def test_a_dst_fall_back_breaks_the_line_instead_of_doubling_back() -> None:
+    """New York, 2026-11-01: 01:00-01:59 local happens twice (EDT, then EST). The points keep
+    every interval, in time order, with one null between the two passes."""
+    from engine.report.charts import volume_figure
+
+    at = [datetime(2026, 11, 1, 4, tzinfo=UTC) + timedelta(minutes=15 * i) for i in range(16)]
+    frame = pl.DataFrame(
+        {"interval_start_utc": at, "channel": ["voice"] * 16, "offered": list(range(1, 17))}
+    ).with_columns(answered=pl.col("offered"), abandoned=pl.lit(0))
+    fig = volume_figure(frame, minutes=15, interval=15, tz="America/New_York")
+    offered = next(t for t in fig["data"] if t["name"] == "offered")
+    assert offered["x"][:4] == ["2026-11-01 00:00", "2026-11-01 00:15", "2026-11-01 00:30",
+                                "2026-11-01 00:45"]  # fmt: skip
+    assert offered["x"][7:10] == ["2026-11-01 01:45", "2026-11-01 01:00", "2026-11-01 01:00"]
+    assert offered["y"][8] is None  # the break, then the repeated hour from its start
+    assert [y for y in offered["y"] if y is not None] == list(range(1, 17))
+    assert offered["x"][-1] == "2026-11-01 02:45"
+
+
 def test_callback_tables_add_up_to_the_store(store: Path) -> None:
     data = compute(open_store(store))
     ci = pl.read_delta(str(store / "store" / "callback_intervals"))
@@ -192,7 +240,9 @@ def test_the_page_is_deterministic_and_offline(store: Path, page: Path) -> None:
     for section in SECTIONS:
         assert f'id="{section}"' in html
     for chart in CHARTS:
-        assert html.count(f'<svg id="{chart}"') == 1
+        assert html.count(f'<div id="{chart}" class="plot">') == 1
+    figures = json.loads(html.split('id="figures">')[1].split("</script>")[0].replace("<\\/", "</"))
+    assert set(CHARTS) <= set(figures)
     assert_offline(html)
 
 
@@ -352,11 +402,11 @@ def test_the_report_renders_in_a_real_browser(page: Path, tmp_path: Path) -> Non
     body = re.search(r"<body[^>]*>", seen.dom)
     assert body is not None
     assert 'data-ready="1"' in body.group(0)  # the inline script ran
-    assert f'data-charts="{len(CHARTS)}"' in body.group(0)
+    assert f'data-plots="{len(CHARTS) + 3}"' in body.group(0)  # and the three intraday ones
     for section in SECTIONS:
         assert f'<section id="{section}"' in seen.dom
-    for chart in CHARTS:
-        assert re.search(rf'<svg id="{chart}"[^>]*class="chart"', seen.dom)
+    for chart in CHARTS:  # Plotly drew into each element
+        assert re.search(rf'<div id="{chart}" class="plot[^"]*js-plotly-plot', seen.dom)
     assert _console(seen.log) == []
     assert seen.requests == []
     png = seen.screenshot.read_bytes()
@@ -376,7 +426,7 @@ def test_the_interactive_charts_draw_and_their_controls_respond(page: Path, tmp_
     body = re.search(r"<body[^>]*>", plain.dom)
     assert body is not None
     n = html.count('class="plot"')
-    assert n == 3
+    assert n == 3 + len(CHARTS)
     assert f'data-plots="{n}"' in body.group(0)
     assert f'data-day="{days[-1]}"' in body.group(0)  # the last day by default
     assert 'data-queue="all"' in body.group(0)
