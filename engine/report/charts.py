@@ -117,9 +117,14 @@ def volume_figure(volume: pl.DataFrame, *, minutes: int, interval: int | None, t
     grain = _GRAIN.get(minutes, f"{minutes} minutes")
     note = "" if minutes == interval else f" ({interval}-minute intervals rolled up)"
     layout |= {
-        "height": 110 + 150 * n,
-        "margin": {"t": 40, "r": 20, "l": 70},
-        "title": {"text": f"Contacts per {grain}{note}, by channel", "x": 0.01},
+        "height": 140 + 150 * n,
+        "margin": {"t": 70, "r": 20, "l": 70},  # the title, then the legend above the panels
+        "title": {
+            "text": f"Contacts per {grain}{note}, by channel",
+            "x": 0.01,
+            "y": 0.99,
+            "yanchor": "top",
+        },
         "xaxis": {
             "type": "date",
             "title": {"text": f"local time ({tz})"},
