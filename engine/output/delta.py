@@ -137,6 +137,32 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
+def _changed(path: Path, dated: pl.DataFrame, days: list[date]) -> list[date]:
+    """The partitions of ``days`` whose stored rows differ from ``dated``'s (any row order)."""
+    stored = pl.scan_delta(str(path)).filter(pl.col(PARTITION).is_in(days)).collect()
+    ours = _storable(dated)
+    if set(stored.columns) != set(ours.columns):
+        return days
+    try:
+        theirs = stored.select(ours.columns).cast(ours.schema)
+    except pl.exceptions.PolarsError:
+        return days
+    columns = ours.columns
+    changed = []
+    for day in days:
+        a = ours.filter(pl.col(PARTITION) == day)
+        b = theirs.filter(pl.col(PARTITION) == day)
+        try:
+            same = a.height == b.height and a.sort(columns, nulls_last=True).equals(
+                b.sort(columns, nulls_last=True)
+            )
+        except pl.exceptions.PolarsError:  # a column that cannot be sorted: assume changed
+            same = False
+        if not same:
+            changed.append(day)
+    return changed
+
+
 def _storable(frame: pl.DataFrame) -> pl.DataFrame:
     """Enums as text: the table format has no enum type (:func:`scan` casts them back)."""
     return frame.with_columns(pl.col(pl.Enum, pl.Categorical).cast(pl.String))
@@ -175,9 +201,14 @@ def commit(
     by: str | pl.Expr,
     days: Iterable[date] | None = None,
     tag: str | None = None,
+    if_changed: bool = False,
 ) -> int:
     """Replace the date partitions ``days`` of the table at ``path`` (every partition when
     ``days`` is ``None``) with ``frame``'s rows, in one durable transaction; the new version.
+
+    With ``if_changed``, partitions that already hold exactly ``frame``'s rows (the same rows,
+    in any order) are not rewritten, and when that is every one of ``days`` nothing is committed
+    and the current version is returned: a run that changes nothing leaves the table as it was.
 
     Each row goes to the partition of the UTC date of ``by``; every row must fall in one of
     ``days`` (a partition named with no rows is emptied). The table is created on first use
@@ -204,6 +235,11 @@ def commit(
         if not is_table(path):
             DeltaTable.create(str(path), schema=schema, partition_by=[PARTITION], mode="ignore")
         table = DeltaTable(str(path))
+        if if_changed and chosen:
+            chosen = _changed(path, dated, chosen)
+            dated = dated.filter(pl.col(PARTITION).is_in(chosen))
+            if not chosen:
+                return table.version()
         actions = _write_files(path, dated, tag)
         killpoint.reached("delta.files_written")
         filters = None if chosen is None else [(PARTITION, "in", [d.isoformat() for d in chosen])]

@@ -80,11 +80,15 @@ def write_attempts(
     *,
     days: Iterable[date] | None = None,
     tag: str | None = None,
+    if_changed: bool = False,
 ) -> Path:
     """Write ``attempts`` (in chain order) to the store by request date, in one transaction:
     the partitions ``days`` (every partition when ``None``) are replaced
-    (:func:`engine.output.delta.commit`; every row's request must fall in ``days``)."""
-    delta.commit(directory, attempts, by=request_instant(), days=days, tag=tag)
+    (:func:`engine.output.delta.commit`; every row's request must fall in ``days``; with
+    ``if_changed``, only those whose stored rows differ)."""
+    delta.commit(
+        directory, attempts, by=request_instant(), days=days, tag=tag, if_changed=if_changed
+    )
     return directory
 
 

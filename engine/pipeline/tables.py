@@ -218,7 +218,9 @@ def _commit_interval_table(
             own = existing.filter(pl.col("interval_start_utc").dt.date().is_in(_grid_days([grid])))
         merged.append(merge_window(own, frame, grid=grid.frame, table=table))
     rows = pl.concat(merged) if merged else empty_table(name)
-    delta.commit(path, rows, by="interval_start_utc", days=None if full else days, tag=tag)
+    delta.commit(
+        path, rows, by="interval_start_utc", days=None if full else days, tag=tag, if_changed=True
+    )
     return rows
 
 
@@ -264,7 +266,7 @@ def build_tables(
         rows = contacts
         if days is not None:
             rows = contacts.filter(delta.days_of("offered_at").is_in(days))
-        delta.commit(store / "contacts", rows, by="offered_at", days=days, tag=tag)
+        delta.commit(store / "contacts", rows, by="offered_at", days=days, tag=tag, if_changed=True)
         files.append(store / "contacts")
         volume = built.tables["callvolume"] = _commit_interval_table(
             out, "callvolume", fresh, plan.volume, full=plan.full, tag=tag
@@ -272,7 +274,10 @@ def build_tables(
         # staffing is row by row of the volume table: the same partitions, rebuilt whole
         plan_days = None if plan.full else _grid_days(plan.volume)
         need = staffing.build(volume.lazy(), settings=build).collect()
-        delta.commit(store / "staffing", need, by="interval_start_utc", days=plan_days, tag=tag)
+        delta.commit(
+            store / "staffing", need, by="interval_start_utc", days=plan_days, tag=tag,
+            if_changed=True,
+        )  # fmt: skip
         built.tables["staffing"] = need
         files.append(export.write_csv(set_aside["contacts"], quarantine / "contacts.csv"))
     if (attempts := canonical.attempt_rows) is not None:
@@ -283,7 +288,9 @@ def build_tables(
         rows = attempts
         if days is not None:
             rows = attempts.filter(callback_store.request_dates(attempts).is_in(days))
-        callback_store.write_attempts(rows, store / "callback_attempts", days=days, tag=tag)
+        callback_store.write_attempts(
+            rows, store / "callback_attempts", days=days, tag=tag, if_changed=True
+        )
         files.append(store / "callback_attempts")
         for i, name in enumerate(("callback_intervals", "retry_outcomes")):
             built.tables[name] = _commit_interval_table(

@@ -17,6 +17,7 @@ from connectors.landing import LANDING_SCHEMA, scan_landed
 from engine import clock
 from engine.clock import StartedClock, use_clock
 from engine.interval import snap_window
+from engine.output import delta
 from engine.pipeline.tables import TABLES
 from engine.settings import BuildSettings
 from engine.tables import callvolume
@@ -113,6 +114,7 @@ def test_a_run_matches_its_tables_and_a_second_run_changes_nothing(
     assert not [s for s in SECRETS.values() if s in written]
 
     before = {name: table(out, name) for name in (*TABLES, "contacts", "callback_attempts")}
+    versions = {name: delta.version(out / "store" / name) for name in before}
     second = invoke(["run"], config)  # plain summary on stdout, key=value log lines on stderr
     assert second.exit_code == 0, second.output
     assert "pulled" in second.stdout
@@ -124,6 +126,8 @@ def test_a_run_matches_its_tables_and_a_second_run_changes_nothing(
     assert again["late_changes"] == 0
     for name, frame in before.items():
         assert_frame_equal(table(out, name), frame, check_row_order=False)
+    # the same window rebuilt to the same rows: nothing committed, no new table version
+    assert {name: delta.version(out / "store" / name) for name in before} == versions
 
 
 def test_a_late_change_is_aggregated_again(tmp_path: Path, stack: Stack, now: datetime) -> None:

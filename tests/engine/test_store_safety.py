@@ -14,7 +14,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
@@ -468,3 +468,25 @@ def test_a_tenant_without_chats_leaves_the_stream_out(tmp_path: Path, stack: Sta
     assert "sources.ujet.streams: no stream 'emails' (streams of ujet: calls, chats)" in (
         one_error_line(refused)
     )
+
+
+def test_a_commit_of_the_same_rows_changes_nothing_and_a_change_only_its_partition(
+    tmp_path: Path,
+) -> None:
+    """``if_changed``: the same rows in another order commit nothing; one changed day rewrites
+    that day's partition only (the other day's file stays as it was)."""
+    at = datetime(2026, 10, 1, 9, tzinfo=UTC)
+    rows = pl.DataFrame(
+        {"at": [at, at + timedelta(hours=1), at + timedelta(days=1)], "n": [1, 2, 3]}
+    )
+    days = [at.date(), (at + timedelta(days=1)).date()]
+    path = tmp_path / "t"
+    first = delta.commit(path, rows, by="at", days=days)
+    assert delta.commit(path, rows.reverse(), by="at", days=days, if_changed=True) == first
+    second_day = path / f"date={days[1].isoformat()}"
+    kept = sorted(p.name for p in second_day.iterdir())
+    changed = rows.with_columns(pl.when(pl.col("n") == 1).then(10).otherwise("n").alias("n"))
+    assert delta.commit(path, changed, by="at", days=days, if_changed=True) == first + 1
+    assert sorted(p.name for p in second_day.iterdir()) == kept
+    assert sorted(delta.scan(path).collect()["n"].to_list()) == [2, 3, 10]
+    assert delta.commit(path, changed, by="at", days=days) == first + 2  # without: always
