@@ -8,11 +8,12 @@ From the same input file, to Parquet (lz4, partitioned by UTC date as the store 
   contacts (``contacts/``, by the date of ``offered_at``), aggregate the volume table in the
   reporting zone, zero-filled over the window for every (queue, channel) seen
   (:func:`benchmarks.volume_duckdb.volume_relation_sql`) with the derived ratios of
-  ``engine.tables.callvolume.derive``, and write it (``callvolume/``, by interval date);
+  ``engine.tables.callvolume.derive``, and write its busy rows (``callvolume/``, by interval
+  date), as the engine's store keeps them (``engine.tables.dense``);
 - ``callbacks``: collapse exact duplicate attempts, drop an identity (``source``,
   ``attempt_id``) with two different contents, write the canonical attempts
-  (``callback_attempts/``, by the date of ``created_at``), reduce the requests and write both
-  zero-filled tables (:mod:`benchmarks.callbacks_duckdb`; ``callback_intervals/``,
+  (``callback_attempts/``, by the date of ``created_at``), reduce the requests and write the busy
+  rows of both zero-filled tables (:mod:`benchmarks.callbacks_duckdb`; ``callback_intervals/``,
   ``retry_outcomes/``).
 
 The SQL is made by :func:`build_script` / :func:`callbacks_script` (which import the engine's
@@ -86,7 +87,12 @@ SELECT * FROM (
 QUALIFY count(*) OVER ({key}) = 1;
 """
         + _copy("SELECT * FROM contacts", target, "contacts", "offered_at")
-        + _copy(f"SELECT {_ratios()} FROM ({volume})", target, "callvolume", "interval_start_utc")
+        + _copy(
+            f"SELECT {_ratios()} FROM ({volume}) WHERE offered > 0",  # busy rows, as we store
+            target,
+            "callvolume",
+            "interval_start_utc",
+        )
     )
 
 
@@ -107,13 +113,13 @@ SELECT *, row_number() OVER () AS rid FROM (
         + _copy("SELECT * EXCLUDE (rid) FROM att", target, "callback_attempts", "created_at")
         + f"CREATE TEMP TABLE reqs AS {reqs};\n"
         + _copy(
-            intervals_sql("reqs", window=window, tz=tz),
+            f"SELECT * FROM ({intervals_sql('reqs', window=window, tz=tz)}) WHERE requests > 0",
             target,
             "callback_intervals",
             "interval_start_utc",
         )
         + _copy(
-            retries_sql("reqs", window=window, tz=tz),
+            f"SELECT * FROM ({retries_sql('reqs', window=window, tz=tz)}) WHERE requests > 0",
             target,
             "retry_outcomes",
             "interval_start_utc",

@@ -10,6 +10,8 @@ value): you collect, you write. docs/api.md walks through it on a few hand-made 
 - validation: :func:`validate_contacts`, :func:`validate_callback_attempts` (clean rows and
   quarantine rows, SPEC §7);
 - intervals: :func:`interval_grid`, :func:`snap_window`;
+- a built store: :func:`read_table` (a table as stored, busy rows only, or ``dense=True``: the
+  zero-filled grid of a window);
 - tables, as modules: :mod:`callvolume` (``build``, ``derive`` for the ratios, ``rollup`` to
   coarser intervals, ``rollup_window`` for window totals), :mod:`callback_requests`
   (``requests``: attempts reduced to one row per callback request), :mod:`callback_intervals`
@@ -38,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from engine.errors import WfmError
     from engine.interval import interval_grid, snap_window
+    from engine.output.read import read_table
     from engine.schema import CALLBACK_ATTEMPTS, CONTACTS, QUARANTINE
     from engine.settings import BuildSettings, ThresholdOverride
     from engine.tables import (
@@ -64,6 +67,7 @@ __all__ = [
     "callvolume",
     "forecast",
     "interval_grid",
+    "read_table",
     "retry_outcomes",
     "snap_window",
     "validate_callback_attempts",
@@ -78,6 +82,7 @@ _LOADERS: dict[str, Callable[[], Any]] = {
     "CONTACTS": lambda: importlib.import_module("engine.schema").CONTACTS,
     "QUARANTINE": lambda: importlib.import_module("engine.schema").QUARANTINE,
     "interval_grid": lambda: importlib.import_module("engine.interval").interval_grid,
+    "read_table": lambda: importlib.import_module("engine.output.read").read_table,
     "snap_window": lambda: importlib.import_module("engine.interval").snap_window,
     "validate_contacts": lambda: (
         importlib.import_module("engine.validate.contacts").validate_contacts

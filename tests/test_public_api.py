@@ -31,6 +31,7 @@ ENGINE_HOMES = {
     "QUARANTINE": ("engine.schema", "QUARANTINE"),
     "interval_grid": ("engine.interval", "interval_grid"),
     "snap_window": ("engine.interval", "snap_window"),
+    "read_table": ("engine.output.read", "read_table"),
     "validate_contacts": ("engine.validate.contacts", "validate_contacts"),
     "validate_callback_attempts": (
         "engine.validate.callback_attempts",

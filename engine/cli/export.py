@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import tomllib
+from datetime import datetime
 from pathlib import Path
 
 import click
@@ -21,10 +22,11 @@ from engine.cli.common import fail
 from engine.errors import ExportError, InputFileError, StoreError
 from engine.output import files as outputs
 from engine.output.files import DOCUMENT_INPUT
+from engine.output.read import built_with
 from engine.output.vendor import Profile, builtin_profiles, render
 from engine.pipeline.build import read_table
-from engine.settings import BuildSettings
-from engine.tables.callvolume import DERIVED, derive
+from engine.tables.callvolume import DERIVED, KEYS, derive
+from engine.tables.dense import fill
 from engine.tables.forecast import DEFAULT_METRICS, long_format
 
 __all__ = ["export", "volume_table"]
@@ -53,9 +55,24 @@ def volume_table(store: Path) -> pl.DataFrame:
         msg = f"{store}: no volume table (run `wfm-intervals build` or `demo` first)"
         raise StoreError(msg) from None
     table = table.select(c for c in table.columns if c in DOCUMENT_INPUT)
+    settings = built_with(store)
     if not set(DERIVED) <= set(table.columns):
-        table = derive(table.lazy(), settings=BuildSettings()).collect()
-    return table
+        table = derive(table.lazy(), settings=settings).collect()
+    if table.height == 0:
+        return table
+    # the store keeps busy rows: fill the store's span (engine.tables.dense), ratios kept as
+    # stored on busy rows and null on the zeros (every denominator is zero there)
+    span = (table["interval_start_utc"].min(), table["interval_end_utc"].max())
+    assert isinstance(span[0], datetime)
+    assert isinstance(span[1], datetime)
+    grid = settings.grid((span[0], span[1])).frame
+    ratios = table.select(*KEYS, *DERIVED)
+    filled = (
+        fill(table.lazy(), "callvolume", grid)
+        .cast({k: table.schema[k] for k in KEYS})  # the store's text where the builder's enums
+        .join(ratios.lazy(), on=list(KEYS), how="left", nulls_equal=True, maintain_order="left")
+    )
+    return filled.select(table.columns).cast(table.schema).collect()
 
 
 def _volume(store: Path) -> pl.DataFrame:

@@ -33,6 +33,7 @@ from engine.output import files as export
 from engine.schema import QUARANTINE
 from engine.settings import BuildSettings
 from engine.tables import callvolume
+from engine.tables.dense import busy
 from engine.validate.contacts import validate_contacts
 
 __all__ = [
@@ -275,7 +276,10 @@ def _write_table(
 ) -> list[Path]:
     written: list[Path] = []
     if "parquet" in formats:
-        written.append(export.write_store(table, out_dir / "store" / name, by="interval_start_utc"))
+        busy_rows = table.filter(busy(name))  # the store keeps busy rows (engine.tables.dense)
+        written.append(
+            export.write_store(busy_rows, out_dir / "store" / name, by="interval_start_utc")
+        )
     if "csv" in formats:
         written.append(export.write_csv(table, out_dir / "exports" / f"{name}.csv"))
     if "ndjson" in formats:

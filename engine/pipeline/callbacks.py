@@ -35,6 +35,7 @@ from engine.pipeline.build import iso_utc, quarantine_counts
 from engine.settings import BuildSettings
 from engine.tables import callback_intervals, callback_metrics, retry_outcomes
 from engine.tables.callback_requests import in_chain_order
+from engine.tables.dense import busy
 from engine.validate.callback_attempts import (
     callback_gaps,
     not_callbacks,
@@ -177,7 +178,8 @@ def _write(
 ) -> list[Path]:
     written: list[Path] = []
     if "parquet" in formats:
-        written.append(export.write_store(table, out_dir / "store" / name, by="interval_start_utc"))
+        kept = table.filter(busy(name))  # the store keeps busy rows (engine.tables.dense)
+        written.append(export.write_store(kept, out_dir / "store" / name, by="interval_start_utc"))
     if "csv" in formats:
         written.append(export.write_csv(table, out_dir / "exports" / f"{name}.csv"))
     if "ndjson" in formats:

@@ -28,13 +28,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Final
 
 import polars as pl
 
-from engine.interval import Grid
+from engine.interval import Grid, interval_grid
 from engine.output import delta
 from engine.output import files as export
 from engine.output import store as callback_store
@@ -44,7 +44,15 @@ from engine.pipeline.callbacks import CallbackOutputs, CallbackReport, callback_
 from engine.pipeline.window import Canonical, RunPlan
 from engine.schema import QUARANTINE
 from engine.settings import BuildSettings
-from engine.tables import callback_intervals, callback_metrics, callvolume, retry_outcomes, staffing
+from engine.tables import (
+    callback_intervals,
+    callback_metrics,
+    callvolume,
+    dense,
+    retry_outcomes,
+    staffing,
+)
+from engine.tables.dense import busy
 from engine.validate.callback_attempts import callback_gaps
 
 __all__ = ["TABLES", "Built", "IntervalTable", "build_tables", "merge_window", "read_store"]
@@ -90,8 +98,11 @@ class Built:
     contacts: BuildReport | None = None
     callbacks: CallbackReport | None = None
     rows: dict[str, int] = field(default_factory=dict)  #: table -> rows in the store
-    window_rows: dict[str, int] = field(default_factory=dict)  #: table -> rows in the window
-    tables: dict[str, pl.DataFrame] = field(default_factory=dict)  #: interval tables, merged
+    window_rows: dict[str, int] = field(
+        default_factory=dict
+    )  #: table -> rows stored for the window
+    #: the interval tables of the committed partitions, zero-filled for the exports
+    tables: dict[str, pl.DataFrame] = field(default_factory=dict)
     files: list[Path] = field(default_factory=list)
 
 
@@ -122,7 +133,7 @@ def merge_window(
     away) gets zero rows over the span, so rebuilding an unchanged window changes nothing.
 
     Example:
-        >>> from datetime import datetime, UTC
+        >>> from datetime import UTC, date, datetime, timedeltatime, UTC
         >>> from engine.interval import interval_grid
         >>> at = datetime(2026, 10, 1, tzinfo=UTC)
         >>> grid = interval_grid(at, at.replace(minute=30), minutes=15, tz="UTC")
@@ -218,10 +229,46 @@ def _commit_interval_table(
             own = existing.filter(pl.col("interval_start_utc").dt.date().is_in(_grid_days([grid])))
         merged.append(merge_window(own, frame, grid=grid.frame, table=table))
     rows = pl.concat(merged) if merged else empty_table(name)
+    kept = rows.filter(busy(name))  # the store keeps busy rows (engine.tables.dense)
     delta.commit(
-        path, rows, by="interval_start_utc", days=None if full else days, tag=tag, if_changed=True
+        path, kept, by="interval_start_utc", days=None if full else days, tag=tag, if_changed=True
     )
-    return rows
+    return kept
+
+
+def _dense(
+    name: str,
+    rows: pl.DataFrame,
+    grids: list[Grid],
+    settings: BuildSettings,
+    *,
+    seen: pl.DataFrame | None = None,
+) -> pl.DataFrame:
+    """``rows`` (a table's committed partitions) zero-filled for the exports (SPEC §4): each
+    run of consecutive partition days is one window, up to the plan's last grid end, and every
+    group seen in it gets every interval of it (the volume table with its derived ratios)."""
+    if not grids or rows.height == 0:
+        return rows
+    end = max(g.end for g in grids)
+    days = sorted(_grid_days(grids))
+    blocks = [[days[0]]]
+    for day in days[1:]:
+        if day - blocks[-1][-1] == timedelta(days=1):
+            blocks[-1].append(day)
+        else:
+            blocks.append([day])
+    found = seen.lazy() if seen is not None else None
+    parts = []
+    for block in blocks:
+        lo = datetime.combine(block[0], datetime.min.time(), UTC)
+        hi = min(end, datetime.combine(block[-1] + timedelta(days=1), datetime.min.time(), UTC))
+        grid = interval_grid(lo, hi, minutes=grids[0].minutes, tz=grids[0].tz)
+        grid = grid.filter(pl.col("interval_start_utc").dt.date().is_in(block))
+        filled = dense.fill(rows.lazy(), name, grid, seen=found)
+        parts.append(
+            callvolume.derive(filled, settings=settings) if name == "callvolume" else filled
+        )
+    return pl.concat(pl.collect_all(parts))
 
 
 def empty_table(name: str) -> pl.DataFrame:
@@ -268,15 +315,16 @@ def build_tables(
             rows = contacts.filter(delta.days_of("offered_at").is_in(days))
         delta.commit(store / "contacts", rows, by="offered_at", days=days, tag=tag, if_changed=True)
         files.append(store / "contacts")
-        volume = built.tables["callvolume"] = _commit_interval_table(
+        kept = _commit_interval_table(
             out, "callvolume", fresh, plan.volume, full=plan.full, tag=tag
         )
+        volume = built.tables["callvolume"] = _dense("callvolume", kept, plan.volume, build)
         # staffing is row by row of the volume table: the same partitions, rebuilt whole
         plan_days = None if plan.full else _grid_days(plan.volume)
         need = staffing.build(volume.lazy(), settings=build).collect()
         delta.commit(
-            store / "staffing", need, by="interval_start_utc", days=plan_days, tag=tag,
-            if_changed=True,
+            store / "staffing", need.filter(pl.col("offered") != 0), by="interval_start_utc",
+            days=plan_days, tag=tag, if_changed=True,
         )  # fmt: skip
         built.tables["staffing"] = need
         files.append(export.write_csv(set_aside["contacts"], quarantine / "contacts.csv"))
@@ -292,10 +340,18 @@ def build_tables(
             rows, store / "callback_attempts", days=days, tag=tag, if_changed=True
         )
         files.append(store / "callback_attempts")
-        for i, name in enumerate(("callback_intervals", "retry_outcomes")):
-            built.tables[name] = _commit_interval_table(
+        stored = [
+            _commit_interval_table(
                 out, name, [p[i] for p in pairs], plan.callbacks, full=plan.full, tag=tag
             )
+            for i, name in enumerate(("callback_intervals", "retry_outcomes"))
+        ]
+        built.tables["callback_intervals"] = _dense(
+            "callback_intervals", stored[0], plan.callbacks, build
+        )
+        built.tables["retry_outcomes"] = _dense(
+            "retry_outcomes", stored[1], plan.callbacks, build, seen=stored[0]
+        )
         files.append(export.write_json(outputs.document, exports / "callback_metrics.json"))
         files.append(export.write_ndjson(outputs.gaps, exports / "callback_gaps.ndjson"))
         files.append(
@@ -306,7 +362,8 @@ def build_tables(
         grids = plan.volume if name in {"callvolume", "staffing"} else plan.callbacks
         at = pl.col("interval_start_utc")
         inside = pl.any_horizontal(g.holds(at) for g in grids) if grids else pl.lit(False)
-        built.window_rows[name] = rows.filter(inside).height
+        stored_row = pl.col("offered") != 0 if name == "staffing" else busy(name)
+        built.window_rows[name] = rows.filter(inside & stored_row).height
         built.rows[name] = delta.scan(store / name).select(pl.len()).collect().item()
     for summary, name in (
         (built.contacts, "summary.json"),

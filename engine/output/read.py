@@ -1,0 +1,85 @@
+"""Reading a built store's tables from Python: as stored (busy rows) or zero-filled.
+
+The store keeps the busy rows of each interval table (:mod:`engine.tables.dense`). A notebook
+user reads them lazily with :func:`read_table`; ``dense=True`` gives the zero-filled grid of a
+window (every group seen in the window, every interval of it), in the zone and interval length
+the store was built with (:func:`built_with`).
+
+Example:
+    ``engine.read_table(Path("demo-out"), "callvolume", window=(start, end), dense=True)``
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+
+from engine.errors import StoreError
+from engine.interval import Window
+from engine.output import delta
+from engine.settings import BuildSettings
+from engine.tables import callvolume
+from engine.tables.dense import SHAPES, fill
+
+__all__ = ["built_with", "read_table"]
+
+
+def built_with(out_dir: Path) -> BuildSettings:
+    """The zone and interval length the store under ``out_dir`` was built with (its
+    ``summary.json``, else its ``callbacks_summary.json``; UTC and 15 minutes when neither says).
+
+    Example:
+        >>> built_with(Path("/nonexistent")).tz
+        'UTC'
+    """
+    for name in ("summary.json", "callbacks_summary.json"):
+        try:
+            found = json.loads((out_dir / name).read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(found, dict) and "tz" in found:
+            return BuildSettings(tz=found["tz"], interval_minutes=found.get("interval_minutes", 15))
+    return BuildSettings()
+
+
+def read_table(
+    out_dir: Path, name: str, *, window: Window | None = None, dense: bool = False
+) -> pl.LazyFrame:
+    """The table ``name`` of the store built into ``out_dir`` (a ``build``, ``callbacks``,
+    ``run`` or ``demo`` output directory), lazily, intervals starting in ``window`` if given.
+
+    With ``dense`` (``callvolume``, ``callback_intervals``, ``retry_outcomes``; ``window``
+    required), the zero-filled grid of the window: the builder's own table for that window;
+    the volume table's ratios are as stored on busy rows and null on the zeros.
+
+    Raises:
+        StoreError: no such table in the store.
+        ValueError: ``dense`` without a ``window``, or for a table that is not zero-filled.
+    """
+    path = out_dir / "store" / name
+    if not delta.is_table(path):
+        raise StoreError(f"{out_dir}: no store/{name} table (run `wfm-intervals build` first)")
+    frame = delta.scan(path)
+    if window is not None and name in SHAPES:
+        at = pl.col("interval_start_utc")
+        frame = frame.filter(at >= window[0], at < window[1])
+    if not dense:
+        return frame
+    if window is None or name not in SHAPES:
+        raise ValueError(f"dense=True needs a window and one of {', '.join(SHAPES)}")
+    grid = built_with(out_dir).grid(window).frame
+    seen = None
+    if name == "retry_outcomes" and delta.is_table(out_dir / "store" / "callback_intervals"):
+        seen = delta.scan(out_dir / "store" / "callback_intervals")
+    filled = fill(frame, name, grid, seen=seen)
+    if name != "callvolume":
+        return filled
+    keys, settings = list(callvolume.KEYS), built_with(out_dir)
+    if not set(callvolume.DERIVED) <= set(frame.collect_schema().names()):
+        return callvolume.derive(filled, settings=settings)
+    ratios = frame.select(*keys, *callvolume.DERIVED).cast(
+        {"channel": callvolume.SCHEMA["channel"]}
+    )
+    return filled.join(ratios, on=keys, how="left", nulls_equal=True, maintain_order="left")

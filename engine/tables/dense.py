@@ -1,0 +1,134 @@
+"""Busy rows and the zero-filled grid: what the store keeps and what a reader is shown.
+
+The store keeps the **busy rows** of each interval table only: those with a non-zero additive
+column (a row the builder aggregated from at least one contact or request). The zeros are
+derived where a consumer needs the full grid (SPEC §4, "Zero-fill"): :func:`fill` gives every
+group *seen in the requested window* every interval of that window, zeros for the additive
+columns, exactly as the builders' own zero-fill does for the window they build. For one build
+window, ``fill(busy rows of build(w), w) == build(w)`` row for row (a property in the tests).
+
+What "seen" means per table (the builders' own rule):
+
+- ``callvolume`` (and ``staffing``, built row by row from it): the (queue, channel) pairs with a
+  busy row in the window: every inbound contact is offered in some interval;
+- ``callback_intervals``: the (call target, type, first party, source type) groups with a busy
+  row: every request is counted in its interval;
+- ``retry_outcomes``: every call target with a request in the window (``seen``: its
+  ``callback_intervals`` rows) times every retry bucket, although most targets retry little.
+
+A group's name (queue or call target) on its zero rows is the one on its latest busy row in the
+window (a built window has one name per group).
+
+Example:
+    >>> from datetime import datetime, UTC
+    >>> from engine.settings import BuildSettings
+    >>> from engine.demo.contacts import generate_contacts
+    >>> from engine.tables import callvolume
+    >>> day = datetime(2026, 10, 1, tzinfo=UTC)
+    >>> w = BuildSettings().grid((day, day.replace(day=2)))
+    >>> built = callvolume.build(generate_contacts(start=w.start, days=1).lazy(), window=w,
+    ...                          settings=BuildSettings()).collect()
+    >>> stored = built.filter(busy("callvolume"))
+    >>> filled = fill(stored.lazy(), "callvolume", w.frame).collect()
+    >>> stored.height < built.height, filled.equals(built)
+    (True, True)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+import polars as pl
+
+from engine.interval import zero_fill
+from engine.tables import callback_intervals, callvolume, retry_outcomes
+from engine.tables.callback_requests import RETRY_BUCKETS
+
+__all__ = ["SHAPES", "TableShape", "busy", "fill"]
+
+
+@dataclass(frozen=True)
+class TableShape:
+    """How an interval table is keyed and what it adds up."""
+
+    group: tuple[str, ...]  #: the key columns besides the interval
+    additive: tuple[str, ...]  #: the columns that add (zero on a filled row)
+    label: tuple[str, str]  #: (name column, the id column it names)
+    schema: dict[str, pl.DataType]  #: the stored column order and types
+
+
+#: The zero-filled interval tables, by name.
+SHAPES: Final = {
+    "callvolume": TableShape(
+        ("queue_id", "channel"),
+        callvolume.ADDITIVE,
+        ("queue_name", "queue_id"),
+        dict(callvolume.SCHEMA),
+    ),
+    "callback_intervals": TableShape(
+        callback_intervals.GROUP,
+        callback_intervals.ADDITIVE,
+        ("call_target_name", "call_target_id"),
+        callback_intervals.SCHEMA,
+    ),
+    "retry_outcomes": TableShape(
+        retry_outcomes.GROUP,
+        retry_outcomes.COUNTS,
+        ("call_target_name", "call_target_id"),
+        retry_outcomes.SCHEMA,
+    ),
+}
+
+
+def busy(name: str) -> pl.Expr:
+    """True on the rows of table ``name`` that the store keeps: any additive column non-zero.
+
+    Example:
+        >>> zeros = {o: [0, 0] for o in retry_outcomes.OUTCOMES}
+        >>> frame = pl.DataFrame({"requests": [0, 2], **zeros})
+        >>> frame.filter(busy("retry_outcomes"))["requests"].to_list()
+        [2]
+    """
+    return pl.any_horizontal(pl.col(c) != 0 for c in SHAPES[name].additive)
+
+
+def fill(
+    rows: pl.LazyFrame, name: str, grid: pl.DataFrame, *, seen: pl.LazyFrame | None = None
+) -> pl.LazyFrame:
+    """The zero-filled table ``name`` over ``grid`` (its intervals, in order) from ``rows``: the
+    stored rows (busy rows, or a dense table: filling is idempotent) of that table.
+
+    Rows outside ``grid`` are left out. For ``retry_outcomes``, ``seen`` gives the call targets
+    seen in the window: rows with ``interval_start_utc``, ``call_target_id`` and
+    ``call_target_name`` (the ``callback_intervals`` rows); without it, the targets with a busy
+    row.
+
+    Returns:
+        The table's stored columns, sorted by group, then interval (as the builders sort).
+    """
+    shape = SHAPES[name]
+    at = pl.col("interval_start_utc")
+    lo, hi = grid["interval_start_utc"][0], grid["interval_end_utc"][-1]
+    present = set(rows.collect_schema().names())
+    typed = [pl.col(c).cast(t) for c, t in shape.schema.items() if c in present]
+    inside = rows.filter((at >= lo) & (at < hi)).with_columns(typed)  # the store writes text
+    key, (label, labelled) = ["interval_start_utc", *shape.group], shape.label
+    known = [inside]
+    if seen is not None:
+        typed_labels = [pl.col(c).cast(shape.schema[c]) for c in (label, labelled)]
+        known.append(seen.filter((at >= lo) & (at < hi)).with_columns(typed_labels))
+    stamped = pl.concat([k.select(at, labelled, label) for k in known], how="vertical")
+    names = stamped.sort(at).group_by(labelled).agg(pl.col(label).last())
+    if name == "retry_outcomes":
+        buckets = pl.LazyFrame([pl.Series("retry_bucket", RETRY_BUCKETS.categories, RETRY_BUCKETS)])
+        combos = names.select(labelled).join(buckets, how="cross")
+    else:
+        combos = inside.select(shape.group).unique()
+    values = inside.select(*key, *shape.additive)
+    filled = zero_fill(values, grid, combos, fill=shape.additive)
+    return (
+        filled.join(names, on=labelled, how="left", nulls_equal=True, maintain_order="left")
+        .select(list(shape.schema))
+        .cast(shape.schema)  # type: ignore[arg-type]
+    )

@@ -1,0 +1,109 @@
+"""The busy-rows store and the zero-filled grid (SPEC §4 "Zero-fill", engine/tables/dense.py).
+
+For any inputs and window, the builders' zero-filled table equals its busy rows filled again
+over the same window, row for row (order and types included): storing busy rows loses nothing.
+A dense table filled again is unchanged (a store written before keeps reading the same).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import polars as pl
+from hypothesis import given
+from hypothesis import strategies as st
+from polars.testing import assert_frame_equal
+
+from engine.interval import snap_window
+from engine.schema import CALLBACK_ATTEMPTS, CONTACTS
+from engine.settings import BuildSettings
+from engine.tables import callback_intervals, callvolume, retry_outcomes
+from engine.tables.callback_requests import requests
+from engine.tables.dense import busy, fill
+from tests.engine.test_callback_properties import cases as callback_cases
+from tests.strategies import build_settings, contact_rows, day_window
+
+
+@st.composite
+def volume_cases(
+    draw: st.DrawFn,
+) -> tuple[list[dict[str, object]], BuildSettings, tuple[datetime, datetime]]:
+    tz, start, end = draw(day_window())
+    settings = BuildSettings(**draw(build_settings(tz)))
+    return draw(contact_rows(start, end)), settings, (start, end)
+
+
+@given(volume_cases())
+def test_the_volume_table_is_its_busy_rows_filled_again(case) -> None:  # type: ignore[no-untyped-def]
+    rows, settings, window = case
+    grid = settings.grid(window)
+    built = callvolume.build(
+        pl.DataFrame(rows, schema=CONTACTS).lazy(), window=grid, settings=settings
+    ).collect()
+    stored = built.filter(busy("callvolume"))
+    assert stored.height == built.filter(pl.col("offered") > 0).height  # busy: something offered
+    assert_frame_equal(fill(stored.lazy(), "callvolume", grid.frame).collect(), built)
+    assert_frame_equal(fill(built.lazy(), "callvolume", grid.frame).collect(), built)
+
+
+@given(callback_cases(), st.sampled_from([15, 30, 60]))
+def test_the_callback_tables_are_their_busy_rows_filled_again(case, minutes: int) -> None:  # type: ignore[no-untyped-def]
+    rows, start, end, tz = case
+    settings = BuildSettings(interval_minutes=minutes, tz=tz)  # type: ignore[arg-type]
+    grid = settings.grid(snap_window(start, end, minutes=minutes, tz=tz))
+    reqs = requests(pl.DataFrame(rows, schema=CALLBACK_ATTEMPTS).lazy())
+    ci = callback_intervals.build(reqs, window=grid, settings=settings).collect()
+    ro = retry_outcomes.build(reqs, window=grid, settings=settings).collect()
+    ci_stored = ci.filter(busy("callback_intervals"))
+    ro_stored = ro.filter(busy("retry_outcomes"))
+    assert ci_stored.height == ci.filter(pl.col("requests") > 0).height
+    assert_frame_equal(fill(ci_stored.lazy(), "callback_intervals", grid.frame).collect(), ci)
+    # retry rows of a target that never retried are all zero: its targets come from ci
+    seen = ci_stored.lazy()
+    assert_frame_equal(
+        fill(ro_stored.lazy(), "retry_outcomes", grid.frame, seen=seen).collect(), ro
+    )
+    assert_frame_equal(fill(ro.lazy(), "retry_outcomes", grid.frame, seen=seen).collect(), ro)
+
+
+def test_an_empty_window_fills_to_an_empty_table() -> None:
+    settings = BuildSettings()
+    day = datetime(2026, 10, 1, tzinfo=UTC)
+    grid = settings.grid((day, day.replace(hour=2)))
+    empty = pl.DataFrame(schema=callvolume.SCHEMA)
+    assert fill(empty.lazy(), "callvolume", grid.frame).collect().height == 0
+
+
+def test_a_built_store_keeps_busy_rows_and_reads_back_dense(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """``build`` stores busy rows; ``engine.read_table(..., dense=True)`` gives the builder's
+    table of the window back (ratios included), and its exported CSV is that table too."""
+    import engine
+    from engine.demo.callbacks import generate_attempts
+    from engine.demo.contacts import generate_contacts
+    from engine.pipeline import build as pipeline
+    from engine.pipeline.callbacks import build_callbacks
+
+    settings = BuildSettings(tz="America/New_York")
+    day = datetime(2026, 11, 1, tzinfo=UTC)  # a fall-back day in New York
+    window = (day, day.replace(day=2))
+    contacts = generate_contacts(seed=3, start=day, days=1, scale=0.2, time_zone=settings.tz)
+    pipeline.build_contacts(contacts.lazy(), settings=settings, out_dir=tmp_path, window=window)
+    attempts = generate_attempts(seed=3, start=day, days=1, scale=0.2)
+    build_callbacks(attempts.lazy(), settings=settings, out_dir=tmp_path, window=window)
+
+    stored = engine.read_table(tmp_path, "callvolume").collect()
+    assert stored.height > 0
+    assert (stored["offered"] > 0).all()
+    want = pipeline.volume_table(contacts, window=settings.grid(window), settings=settings)
+    got = engine.read_table(tmp_path, "callvolume", window=window, dense=True).collect()
+    assert got.height == want.height > stored.height
+    assert_frame_equal(got.select(want.columns), want)
+    exported = pl.read_csv(tmp_path / "exports" / "callvolume.csv", infer_schema_length=None)
+    assert exported.height == want.height
+    for name in ("callback_intervals", "retry_outcomes"):
+        busy_only = engine.read_table(tmp_path, name).collect()
+        full = engine.read_table(tmp_path, name, window=window, dense=True).collect()
+        assert 0 < busy_only.height < full.height
+        assert busy_only["requests"].sum() == full["requests"].sum()
+        csv = pl.read_csv(tmp_path / "exports" / f"{name}.csv", infer_schema_length=None)
+        assert full.height == csv.height
