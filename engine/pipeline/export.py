@@ -2,11 +2,15 @@
 
 What ``[output]`` asks for, under ``<output.dir>/exports/``:
 
-* ``formats``: ``csv`` and ``ndjson`` of every interval table, ``kore`` the Contact Volume
-  document (seed 003) of the volume table (``parquet`` is the store, always written);
+* ``formats``: ``csv`` and ``ndjson`` of every interval table as the store holds it (busy rows:
+  :mod:`engine.tables.dense`), ``kore`` the Contact Volume document (seed 003) of the volume
+  table, zero-filled (``parquet`` is the store, always written);
 * ``vendor_profiles``: the files of each WFM vendor profile, in ``vendor/<profile>/``;
 * ``forecast``: ``forecast.parquet``, the long ``unique_id, ds, y`` format of
   ``forecast_metrics``.
+
+``tables`` are zero-filled (every queue seen in the window, every interval): the vendor files,
+the document and the forecasting format need the full grid; the CSV and NDJSON dumps do not.
 
 Example:
     ``files = export_tables(Path("out"), settings.output, built.tables)``
@@ -24,6 +28,7 @@ from engine.app.config import OutputSettings
 from engine.errors import ExportError
 from engine.output import files as export
 from engine.output.vendor import builtin_profiles, render
+from engine.tables.dense import busy
 from engine.tables.forecast import long_format
 
 __all__ = ["export_tables"]
@@ -45,6 +50,11 @@ def _vendor(out: Path, name: str, table: pl.DataFrame) -> list[Path]:
     return written
 
 
+def _stored(name: str) -> pl.Expr:
+    """The rows of table ``name`` that the store keeps (:mod:`engine.tables.dense`)."""
+    return pl.col("offered") != 0 if name == "staffing" else busy(name)
+
+
 def export_tables(
     out: Path, output: OutputSettings, tables: Mapping[str, pl.DataFrame]
 ) -> list[Path]:
@@ -61,10 +71,11 @@ def export_tables(
     files: list[Path] = []
     exports = out / "exports"
     for name, table in tables.items():
+        rows = table.filter(_stored(name))  # the table as the store holds it: busy rows
         if "csv" in output.formats:
-            files.append(export.write_csv(table, exports / f"{name}.csv"))
+            files.append(export.write_csv(rows, exports / f"{name}.csv"))
         if "ndjson" in output.formats:
-            files.append(export.write_ndjson(table, exports / f"{name}.ndjson"))
+            files.append(export.write_ndjson(rows, exports / f"{name}.ndjson"))
     volume = tables.get("callvolume")
     if volume is None:
         return files

@@ -92,12 +92,16 @@ def test_a_run_matches_its_tables_and_a_second_run_changes_nothing(
     assert (volume["offered"] > 0).all()  # the store keeps busy rows: the zeros are derived
     assert volume["interval_start_utc"].min() >= T0
     assert volume["interval_end_utc"].max() <= window[1]
-    dense = pl.read_csv(
-        out / "exports" / "callvolume.csv", try_parse_dates=True, infer_schema_length=None
+    dumped = pl.read_csv(out / "exports" / "callvolume.csv", infer_schema_length=None)
+    assert dumped.height == volume.height  # the CSV dump: the table as stored
+    forecast = pl.read_parquet(out / "exports" / "forecast.parquet")  # needs the full grid
+    offered = forecast.filter(pl.col("unique_id").str.ends_with("offered"))
+    assert offered["ds"].min() == T0.replace(tzinfo=None)  # every interval of the window
+    assert offered["ds"].max() == (window[1] - timedelta(minutes=15)).replace(tzinfo=None)
+    assert offered["y"].sum() == volume["offered"].sum()
+    assert offered.height == offered["unique_id"].n_unique() * (window[1] - T0) / timedelta(
+        minutes=15
     )
-    assert dense["interval_start_utc"].min() == T0  # the export: every interval of the window
-    assert dense["interval_end_utc"].max() == window[1]
-    assert dense["offered"].sum() == volume["offered"].sum()
     quarantined = sum(csv_rows(p) for p in (out / "quarantine").glob("*.csv"))
     assert quarantined == sum(summary["quarantined"].values())
     assert quarantined == sum(q["quarantined"] for q in summary["quarantine"])
