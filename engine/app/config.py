@@ -90,6 +90,8 @@ class OutputSettings(BaseModel):
     vendor_profiles: tuple[str, ...] = ()
     forecast: bool = False
     forecast_metrics: tuple[str, ...] = DEFAULT_METRICS
+    forecast_time: Literal["utc", "local"] = "utc"
+    settle_minutes: int = Field(default=15, ge=0, le=1440)
 
     @field_validator("vendor_profiles")
     @classmethod

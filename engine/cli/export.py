@@ -14,16 +14,18 @@ import json
 import tomllib
 from datetime import datetime
 from pathlib import Path
+from typing import Literal
 
 import click
 import polars as pl
 
+from engine import clock
 from engine.cli.common import fail
 from engine.errors import ExportError, InputFileError, StoreError
 from engine.output import files as outputs
 from engine.output.files import DOCUMENT_INPUT
 from engine.output.read import built_with
-from engine.output.vendor import Profile, builtin_profiles, render
+from engine.output.vendor import Profile, builtin_profiles, closed_by, render
 from engine.pipeline.build import read_table
 from engine.tables.callvolume import DERIVED, KEYS, derive
 from engine.tables.dense import fill
@@ -37,6 +39,15 @@ _STORE = click.option(
     show_default=True,
     type=click.Path(path_type=Path, file_okay=False),
     help="A built output directory (holding store/callvolume).",
+)
+
+
+_SETTLE = click.option(
+    "--settle-minutes",
+    default=15,
+    show_default=True,
+    type=click.IntRange(0, 1440),
+    help="Closed intervals only: those that ended at least this long ago.",
 )
 
 
@@ -94,8 +105,12 @@ def export() -> None:
               help="Directory for the vendor files.")  # fmt: skip
 @click.option("--profile-file", type=click.Path(path_type=Path, dir_okay=False, exists=True),
               help="A TOML profile of your own instead of a built-in one.")  # fmt: skip
-def vendor(profile_name: str, store: Path, out: Path, profile_file: Path | None) -> None:
-    """Write the files of a WFM vendor PROFILE (genesys, calabrio, eleveo, or --profile-file)."""
+@_SETTLE
+def vendor(
+    profile_name: str, store: Path, out: Path, profile_file: Path | None, settle_minutes: int
+) -> None:
+    """Write the files of a WFM vendor PROFILE (genesys, calabrio, eleveo, or --profile-file):
+    the intervals closed now (ended at least --settle-minutes ago)."""
     if profile_file is not None:
         try:
             profile = Profile.model_validate(tomllib.loads(profile_file.read_text()))
@@ -106,8 +121,9 @@ def vendor(profile_name: str, store: Path, out: Path, profile_file: Path | None)
         if profile_name not in profiles:
             fail(f"unknown profile {profile_name!r} (built in: {', '.join(sorted(profiles))})")
         profile = profiles[profile_name]
+    now = clock.now()
     try:
-        files = render(_volume(store), profile)
+        files = render(_volume(store), profile, closed=closed_by(now, settle_minutes), run_at=now)
     except ExportError as exc:
         fail(str(exc))
     out.mkdir(parents=True, exist_ok=True)
@@ -122,10 +138,19 @@ def vendor(profile_name: str, store: Path, out: Path, profile_file: Path | None)
               help="Output file: .parquet or .csv.")  # fmt: skip
 @click.option("--metric", "metrics", multiple=True, default=DEFAULT_METRICS, show_default=True,
               help="Additive column to turn into series; repeatable.")  # fmt: skip
-def forecast(store: Path, out: Path, metrics: tuple[str, ...]) -> None:
-    """Write the long unique_id, ds, y format for forecasting libraries."""
+@_SETTLE
+@click.option("--time", type=click.Choice(["utc", "local"]), default="utc", show_default=True,
+              help="ds in UTC, or on the wall clock of the zone it was built in.")  # fmt: skip
+def forecast(
+    store: Path, out: Path, metrics: tuple[str, ...], settle_minutes: int, time: str
+) -> None:
+    """Write the long unique_id, ds, y format for forecasting libraries (closed intervals)."""
+    ended = pl.col("interval_end_utc") <= closed_by(clock.now(), settle_minutes)
+    stamps: Literal["utc", "local"] = "local" if time == "local" else "utc"
     try:
-        frame = long_format(_volume(store).lazy(), metrics=metrics).collect()
+        frame = long_format(
+            _volume(store).lazy().filter(ended), metrics=metrics, time=stamps
+        ).collect()
     except ValueError as exc:
         fail(f"--metric: {exc}")
     if out.suffix == ".parquet":

@@ -5,7 +5,10 @@ formatted, mapped, or converted from ms to whole seconds, rounded half up), a co
 interval length; plus the delimiter, whether there is a header, how files are split (by columns,
 by size) and whether every day is zero-filled from 00:00 to 24:00 UTC. Adding a product is adding
 a TOML file. Besides the volume table's columns a profile can use ``queue_key``
-(``queue_id:channel``, unique per row of an interval).
+(``queue_id:channel``, unique per row of an interval); a file name can hold ``{part}`` (the part
+of a split file), a ``split_by`` column, and ``{run}``, the run's UTC date and time
+(``20261106T233500Z``), for products that need every file name to be unique. Only closed
+intervals are written when :func:`render` is given the instant they must have ended by.
 
 Example:
     >>> p = builtin_profiles()["genesys"]
@@ -24,11 +27,20 @@ from typing import Literal
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from engine import clock
 from engine.errors import ExportError
 from engine.interval import interval_grid
 from engine.tables.callvolume import ADDITIVE
 
-__all__ = ["PROFILE_DIR", "Column", "ExportError", "Profile", "builtin_profiles", "render"]
+__all__ = [
+    "PROFILE_DIR",
+    "Column",
+    "ExportError",
+    "Profile",
+    "builtin_profiles",
+    "closed_by",
+    "render",
+]
 
 #: The built-in profiles, shipped inside the package.
 PROFILE_DIR = Path(str(resources.files("engine") / "data" / "exports"))
@@ -98,13 +110,16 @@ def _check_intervals(table: pl.DataFrame, profile: Profile) -> None:
         raise ExportError(msg)
 
 
-def _full_days(table: pl.DataFrame, profile: Profile) -> pl.DataFrame:
-    """Zero rows for every interval of every UTC day the table touches, per queue and channel."""
+def _full_days(table: pl.DataFrame, profile: Profile, closed_by: datetime | None) -> pl.DataFrame:
+    """Zero rows for every interval of every UTC day the table touches, per queue and channel,
+    up to the last interval closed by ``closed_by`` (never an interval still to come)."""
     first: datetime = table["interval_start_utc"].min()  # type: ignore[assignment]
     last: datetime = table["interval_start_utc"].max()  # type: ignore[assignment]
     start = datetime.combine(first.date(), time(), tzinfo=UTC)
     end = datetime.combine(last.date(), time(), tzinfo=UTC) + timedelta(days=1)
     grid = interval_grid(start, end, minutes=profile.interval_minutes, tz="UTC")
+    if closed_by is not None:
+        grid = grid.filter(pl.col("interval_end_utc") <= closed_by)
     pairs = table.select("queue_id", "channel", "queue_name").unique(["queue_id", "channel"])
     full = pairs.join(grid, how="cross").join(
         table.drop("queue_name", *grid.columns[1:]), on=["queue_id", "channel",
@@ -138,16 +153,44 @@ def _file_stem(template: str, values: dict[str, object]) -> str:
     return template.format(**safe)
 
 
-def render(table: pl.DataFrame, profile: Profile) -> list[tuple[str, str]]:
+def closed_by(now: datetime, settle_minutes: int) -> datetime:
+    """The instant by which an interval must have ended to be exported: ``now`` less the settle
+    time (an interval is closed when its end plus the settle time has passed).
+
+    Example:
+        >>> closed_by(datetime(2026, 11, 6, 23, 35, tzinfo=UTC), 0).isoformat()
+        '2026-11-06T23:35:00+00:00'
+    """
+    return now - timedelta(minutes=settle_minutes)
+
+
+def render(
+    table: pl.DataFrame,
+    profile: Profile,
+    *,
+    closed: datetime | None = None,
+    run_at: datetime | None = None,
+) -> list[tuple[str, str]]:
     """The files of ``profile`` for a volume table: ``[(file name, text), ...]``.
+
+    Args:
+        table: the zero-filled volume table (with ``queue_name`` and the additive columns).
+        profile: the file format.
+        closed: only intervals that ended by this instant are written (:func:`closed_by`; a
+            running interval is never exported); ``None``: every interval of ``table``.
+        run_at: the run's instant, for a ``{run}`` in the file name (``YYYYMMDDTHHMMSSZ``,
+            UTC; default: now, from :mod:`engine.clock`).
 
     Raises:
         ExportError: the table's intervals do not fit the profile.
     """
+    if closed is not None:
+        table = table.filter(pl.col("interval_end_utc") <= closed)
     if table.height == 0:
         return []
     _check_intervals(table, profile)
-    rows = _full_days(table, profile) if profile.full_days else table
+    stamp = (run_at or clock.now()).astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+    rows = _full_days(table, profile, closed) if profile.full_days else table
     rows = rows.with_columns(
         pl.concat_str(pl.col("queue_id"), pl.col("channel").cast(pl.String), separator=":").alias(
             "queue_key"
@@ -177,6 +220,7 @@ def render(table: pl.DataFrame, profile: Profile) -> list[tuple[str, str]]:
         else:
             parts = [group]
         for number, chunk in enumerate(parts):
-            name = _file_stem(profile.file_name, {**values, "part": f"{number + 1:03d}"})
+            stem = {**values, "part": f"{number + 1:03d}", "run": stamp}
+            name = _file_stem(profile.file_name, stem)
             files.append((name, header + "\n".join(chunk["_l"]) + "\n"))
     return files

@@ -373,7 +373,7 @@ def _run(
         summary.finished_at = format_utc(now_of(), timespec="seconds")
         summary.seconds = round(time.perf_counter() - began, 3)
         return summary
-    files = _commit(settings, names, canon, plan, summary, done)
+    files = _commit(settings, names, canon, plan, summary, done, now)
     finished = now_of()
     summary.finished_at = format_utc(finished, timespec="seconds")
     summary.seconds = round(time.perf_counter() - began, 3)
@@ -399,14 +399,16 @@ def _commit(  # noqa: PLR0917
     plan: RunPlan,
     summary: RunSummary,
     done: Callable[[str], None],
+    now: datetime,
 ) -> list[Path]:
-    """Build, export, reconcile, report: every file written."""
+    """Build, export, reconcile, report: every file written (the exports' closed intervals are
+    those closed at the run's start, ``now``)."""
     out = settings.output.dir
     tag = uuid.uuid4().hex[:12]  # the run's id, in the names of the files it commits
     built = build_tables(out, build=settings.build, plan=plan, canonical=canon, tag=tag)
     files = _count(summary, built, canon, settings.run.max_quarantine_fraction)
     done("build")
-    files += export_tables(out, settings.output, built.tables)
+    files += export_tables(out, settings.output, built.tables, now=now)
     killpoint.reached("run.exported")
     done("export")
     files += _reconcile(settings, names, canon, plan.recent, summary)

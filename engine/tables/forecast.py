@@ -2,11 +2,13 @@
 the other Nixtla tools read.
 
 One series per queue, channel and metric: ``unique_id`` is ``queue_id|channel|metric``, ``ds``
-is the interval start in UTC *without* a zone (forecasting libraries want naive, strictly
-increasing stamps; local wall-clock stamps repeat in the fall-back hour), and ``y`` the metric as
-a float. Only additive metrics are offered: they are zero-filled, so every series is complete
-and regular. Forecast the workload (``offered``, ``answered``, ``handle_ms``) and derive AHT as
-``handle_ms / answered`` from the forecasts, rather than forecasting a ratio.
+is the interval start *without* a zone (forecasting libraries want naive stamps): in UTC by
+default (strictly increasing and regular), or on the reporting zone's wall clock with
+``time="local"`` (``[output] forecast_time``), where a centre's daily curve does not move at a DST
+change; and ``y`` the metric as a float. Only additive metrics are offered: they are
+zero-filled, so every series is complete. Forecast the workload (``offered``, ``answered``,
+``handle_ms``) and derive AHT as ``handle_ms / answered`` from the forecasts, rather than
+forecasting a ratio.
 
 Example:
     >>> from datetime import datetime, UTC, timedelta
@@ -23,6 +25,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 import polars as pl
 
@@ -33,12 +36,22 @@ __all__ = ["DEFAULT_METRICS", "long_format"]
 DEFAULT_METRICS: tuple[str, ...] = ("offered", "answered", "abandoned", "handle_ms")
 
 
-def long_format(table: pl.LazyFrame, *, metrics: Sequence[str] = DEFAULT_METRICS) -> pl.LazyFrame:
+def long_format(
+    table: pl.LazyFrame,
+    *,
+    metrics: Sequence[str] = DEFAULT_METRICS,
+    time: Literal["utc", "local"] = "utc",
+) -> pl.LazyFrame:
     """The volume table as one long frame of series, sorted by ``unique_id`` and ``ds``.
 
     Args:
         table: a volume table (:data:`engine.tables.callvolume.SCHEMA` columns).
         metrics: additive columns to turn into series.
+        time: ``ds`` as the interval start in UTC (``"utc"``, strictly increasing and regular),
+            or on the reporting zone's wall clock (``"local"``, its ``interval_start_local``: a
+            centre's daily curve stays put across DST changes). Local stamps skip the
+            spring-forward hour, and the fall-back hour's two intervals of each stamp are
+            summed into one row (every metric is additive, so the sum is exact).
 
     Raises:
         ValueError: a metric is not an additive column of the volume table.
@@ -47,19 +60,17 @@ def long_format(table: pl.LazyFrame, *, metrics: Sequence[str] = DEFAULT_METRICS
     if unknown:
         msg = f"not additive volume columns: {unknown} (choose from {list(ADDITIVE)})"
         raise ValueError(msg)
-    return (
-        table.unpivot(
-            index=["queue_id", "channel", "interval_start_utc"],
-            on=list(metrics),
-            variable_name="metric",
-            value_name="y",
-        )
-        .select(
-            pl.concat_str(
-                "queue_id", pl.col("channel").cast(pl.String), "metric", separator="|"
-            ).alias("unique_id"),
-            pl.col("interval_start_utc").dt.replace_time_zone(None).alias("ds"),
-            pl.col("y").cast(pl.Float64),
-        )
-        .sort("unique_id", "ds")
-    )
+    stamp = "interval_start_utc" if time == "utc" else "interval_start_local"
+    series = table.unpivot(
+        index=["queue_id", "channel", stamp], on=list(metrics), variable_name="metric",
+        value_name="y",
+    ).select(
+        pl.concat_str(
+            "queue_id", pl.col("channel").cast(pl.String), "metric", separator="|"
+        ).alias("unique_id"),
+        pl.col(stamp).dt.replace_time_zone(None).alias("ds"),
+        pl.col("y").cast(pl.Float64),
+    )  # fmt: skip
+    if time == "local":
+        series = series.group_by("unique_id", "ds").agg(pl.col("y").sum())
+    return series.sort("unique_id", "ds")

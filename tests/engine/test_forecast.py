@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import polars as pl
@@ -75,7 +76,8 @@ def test_export_commands(table: pl.DataFrame, tmp_path: Path) -> None:
     assert pl.read_csv(tmp_path / "f.csv").columns == ["unique_id", "ds", "y"]
     r = run(cli, ["export", "vendor", "calabrio", "--store", str(store), "--out", str(tmp_path)])
     assert r.exit_code == 0, r.stderr
-    assert (tmp_path / "calabrio_queue_statistics.csv").exists()
+    # unique per run: the clock's instant (the tests' fixed 2026-11-09 06:05 UTC) in the name
+    assert (tmp_path / "calabrio_queue_statistics_20261109T060500Z.csv").exists()
     r = run(cli, ["export", "contact-volume", "--store", str(store), "--limit", "2"])
     assert r.exit_code == 0, r.stderr
     assert '"hasMore": true' in r.stdout
@@ -85,3 +87,42 @@ def test_export_commands(table: pl.DataFrame, tmp_path: Path) -> None:
     r = run(cli, ["export", "forecast", "--store", str(tmp_path / "none"), "--out", "x.csv"])
     assert r.exit_code == 2
     assert "no volume table" in r.stderr
+
+
+def test_local_time_keeps_the_daily_curve_across_a_dst_change() -> None:
+    """New York falls back on 2026-11-01: 100 quarter-hours in UTC, 96 wall-clock stamps; the
+    repeated hour's two intervals of each stamp are summed. Spring forward (2026-03-08): 92 of
+    both."""
+    s = BuildSettings(tz="America/New_York")
+    zone = ZoneInfo(s.tz)
+    cases = (
+        (datetime(2026, 11, 1, tzinfo=zone), 100, 96),
+        (datetime(2026, 3, 8, tzinfo=zone), 92, 92),
+    )
+    for day, in_utc, on_the_wall in cases:
+        start, end = day.astimezone(UTC), (day + timedelta(days=1)).astimezone(UTC)
+        rows = generate_contacts(seed=9, start=start, days=1, scale=0.5, time_zone=s.tz)
+        table = callvolume.build(rows.lazy(), window=(start, end), settings=s)
+        utc = long_format(table, metrics=("offered",)).collect()
+        local = long_format(table, metrics=("offered",), time="local").collect()
+        one = utc["unique_id"][0]
+        assert utc.filter(pl.col("unique_id") == one).height == in_utc
+        stamps = local.filter(pl.col("unique_id") == one)["ds"]
+        assert stamps.n_unique() == stamps.len() == on_the_wall
+        midnight = day.replace(tzinfo=None)
+        assert stamps.min() == midnight  # local midnight, whatever the offset
+        assert stamps.is_sorted()
+        assert local["y"].sum() == utc["y"].sum()  # every contact kept
+    fall_back = datetime(2026, 11, 1)  # noqa: DTZ001 - a naive wall-clock stamp, as ds is
+    # 01:15 local happened twice: 05:15 UTC (EDT) and 06:15 UTC (EST); one local row sums both
+    s_rows = generate_contacts(
+        seed=9, start=datetime(2026, 11, 1, 4, tzinfo=UTC), days=1, scale=0.5, time_zone=s.tz
+    )
+    window = (datetime(2026, 11, 1, 4, tzinfo=UTC), datetime(2026, 11, 2, 5, tzinfo=UTC))
+    table = callvolume.build(s_rows.lazy(), window=window, settings=s)
+    utc = long_format(table, metrics=("offered",)).collect()
+    local = long_format(table, metrics=("offered",), time="local").collect()
+    at = [fall_back.replace(hour=5, minute=15), fall_back.replace(hour=6, minute=15)]
+    repeated = utc.filter(pl.col("ds").is_in(at))["y"].sum()
+    local_sum = local.filter(pl.col("ds") == fall_back.replace(hour=1, minute=15))["y"].sum()
+    assert local_sum == repeated > 0

@@ -96,12 +96,13 @@ def test_a_run_matches_its_tables_and_a_second_run_changes_nothing(
     assert dumped.height == volume.height  # the CSV dump: the table as stored
     forecast = pl.read_parquet(out / "exports" / "forecast.parquet")  # needs the full grid
     offered = forecast.filter(pl.col("unique_id").str.ends_with("offered"))
-    assert offered["ds"].min() == T0.replace(tzinfo=None)  # every interval of the window
-    assert offered["ds"].max() == (window[1] - timedelta(minutes=15)).replace(tzinfo=None)
-    assert offered["y"].sum() == volume["offered"].sum()
-    assert offered.height == offered["unique_id"].n_unique() * (window[1] - T0) / timedelta(
-        minutes=15
-    )
+    step = timedelta(minutes=15)
+    closed = T0 + (now - step - T0) // step * step  # closed: ended 15 min (settle) before now
+    assert offered["ds"].min() == T0.replace(tzinfo=None)  # every closed interval of the window
+    assert offered["ds"].max() == (closed - step).replace(tzinfo=None)
+    assert offered.height == offered["unique_id"].n_unique() * ((closed - T0) // step)
+    busy_closed = volume.filter(pl.col("interval_end_utc") <= closed)["offered"].sum()
+    assert offered["y"].sum() == busy_closed
     quarantined = sum(csv_rows(p) for p in (out / "quarantine").glob("*.csv"))
     assert quarantined == sum(summary["quarantined"].values())
     assert quarantined == sum(q["quarantined"] for q in summary["quarantine"])

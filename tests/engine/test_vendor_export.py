@@ -11,13 +11,14 @@ import polars as pl
 import pytest
 
 from engine.errors import ExportError
-from engine.output.vendor import Profile, builtin_profiles, render
+from engine.output.vendor import Profile, builtin_profiles, closed_by, render
 from engine.schema import CONTACTS
 from engine.settings import BuildSettings
 from engine.tables import callvolume
 
 GOLDEN = Path(__file__).parent / "golden"
 T0 = datetime(2026, 10, 1, 9, tzinfo=UTC)
+RUN_AT = datetime(2026, 10, 2, 0, 30, tzinfo=UTC)  #: the next night's run: the day is closed
 
 
 def contact(i: int, queue: str, channel: str, minutes: int, outcome: str, **kw: Any) -> dict:
@@ -51,7 +52,8 @@ def table(tz: str = "UTC", minutes: int = 15) -> pl.DataFrame:
 
 @pytest.mark.parametrize("name", ["genesys", "calabrio", "eleveo"])
 def test_profile_matches_golden_files(name: str) -> None:
-    files = render(table(), builtin_profiles()[name])
+    closed = closed_by(RUN_AT, 15)
+    files = render(table(), builtin_profiles()[name], closed=closed, run_at=RUN_AT)
     folder = GOLDEN / name
     if os.environ.get("WFM_UPDATE_GOLDEN"):  # regenerate deliberately, then review the diff
         folder.mkdir(parents=True, exist_ok=True)
@@ -107,3 +109,47 @@ def test_a_user_profile_is_just_data(tmp_path: Path) -> None:
     })  # fmt: skip
     ((_, text),) = render(table(), profile)
     assert text.splitlines()[0] == "help, desk|0"
+
+
+def late_table() -> pl.DataFrame:
+    """A day with contacts in its last intervals (23:05, 23:20, 23:31 and 23:47 UTC)."""
+    rows = [contact(i, "sales", "voice", 14 * 60 + m, "answered") for i, m in
+            enumerate((5, 20, 31, 47))]  # fmt: skip
+    s = BuildSettings()
+    day = datetime(2026, 10, 1, tzinfo=UTC)
+    frame = pl.DataFrame(rows, schema=CONTACTS).lazy()
+    built = callvolume.build(frame, window=(day, day + timedelta(days=1)), settings=s)
+    return callvolume.derive(built, settings=s).collect()
+
+
+def test_a_run_at_23_35_exports_neither_the_running_nor_a_future_interval() -> None:
+    """At 23:35 the 23:30 interval is still running and 23:45 has not begun: no profile writes
+    them, Eleveo's full days included; with the default 15-minute settle time, 23:15 (ended
+    23:30) waits too."""
+    at = datetime(2026, 10, 1, 23, 35, tzinfo=UTC)
+    table = late_table()
+    assert table.filter(pl.col("interval_start_utc") >= at.replace(minute=30))["offered"].sum() == 2
+    for settle, last in ((0, "23:15"), (15, "23:00")):
+        closed = closed_by(at, settle)
+        for name in ("genesys", "calabrio", "eleveo"):
+            profile = builtin_profiles()[name]
+            text = "".join(t for _, t in render(table, profile, closed=closed, run_at=at))
+            times = [t for t in ("23:00", "23:15", "23:30", "23:45") if f"T{t}" in text or
+                     f";{t};" in text]  # fmt: skip
+            assert times[-1] == last, (name, settle, times)
+    eleveo = builtin_profiles()["eleveo"]
+    ((_, text),) = render(table, eleveo, closed=closed_by(at, 0), run_at=at)
+    assert len(text.splitlines()) == 1 + 94  # header, 00:00 to 23:15: no 23:30, no 23:45
+
+
+def test_eleveo_writes_its_documented_timestamp_and_calabrio_unique_names() -> None:
+    ((_, text),) = render(table(), builtin_profiles()["eleveo"], closed=closed_by(RUN_AT, 15))
+    assert text.splitlines()[1].startswith("2026-10-01T00:00:00Z,")  # 2019-01-18T22:15:00Z form
+    calabrio = builtin_profiles()["calabrio"]
+    names = [
+        render(table(), calabrio, run_at=at)[0][0] for at in (RUN_AT, RUN_AT + timedelta(minutes=1))
+    ]
+    assert names == [
+        "calabrio_queue_statistics_20261002T003000Z.csv",
+        "calabrio_queue_statistics_20261002T003100Z.csv",
+    ]
