@@ -16,11 +16,12 @@ Example:
 from __future__ import annotations
 
 import importlib
+import traceback
 from typing import NamedTuple
 
 import click
 
-from engine.errors import printable
+from engine.errors import WfmError, printable
 
 __all__ = ["COMMANDS", "Command", "cli", "main"]
 
@@ -123,7 +124,9 @@ def main(args: list[str] | None = None) -> None:
     """Console entry point (``args``: the command line, default ``sys.argv[1:]``).
 
     Exit 130 when interrupted (Ctrl-C), as shells expect; a usage error (an unknown option, a
-    bad value, a missing file) is one line naming the option, and exit 2.
+    bad value, a missing file) is one line naming the option, and exit 2. An unexpected
+    exception (a bug) prints its traceback, then one line, and exits 2, never Python's 1, which
+    here means data problems.
     """
     try:
         cli(args, prog_name="wfm-intervals", standalone_mode=False)
@@ -141,6 +144,18 @@ def main(args: list[str] | None = None) -> None:
         raise SystemExit(exc.exit_code) from None
     except click.exceptions.Exit as exc:
         raise SystemExit(exc.exit_code) from None
+    except WfmError as exc:  # raised on purpose, and no command turned it into its line
+        click.echo(f"wfm-intervals: error: {printable(exc)}", err=True)
+        raise SystemExit(2) from None
+    except Exception as exc:  # a bug: never Python's exit 1, which here means data problems
+        click.echo("".join(traceback.format_exception(exc)).rstrip(), err=True)
+        name = type(exc).__name__
+        click.echo(
+            f"wfm-intervals: internal error ({name}: {printable(exc)}): a bug; please report "
+            "it with the traceback above",
+            err=True,
+        )
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":  # ``python -m engine.cli.main`` (the crash tests start it so)

@@ -221,3 +221,25 @@ def test_a_non_utf8_line_is_quarantined_with_its_bytes_escaped(files: Path) -> N
         ("line 5", "unparsable_line", "u,c\\xe92,1,voice,q,x,y")
     ]
     assert pl.read_delta(str(out / "store" / "contacts")).height == 3
+
+
+def test_a_bug_prints_its_traceback_then_one_line_and_exits_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """An exception no command expects (a bug) is not Python's exit 1, which here means data
+    problems: the traceback (for the report), then one line naming it, and exit 2."""
+    import engine.cli.report
+
+    def broken(*_: object, **__: object) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(engine.cli.report, "write_report", broken)
+    with pytest.raises(SystemExit) as done:
+        main(["report", "--store", str(tmp_path), "--out", str(tmp_path / "r.html")])
+    assert done.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0].startswith("Traceback")
+    assert err[-1] == (
+        "wfm-intervals: internal error (RuntimeError: boom): a bug; please report it with the "
+        "traceback above"
+    )
