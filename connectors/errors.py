@@ -45,7 +45,9 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
@@ -79,6 +81,8 @@ __all__ = [
     "TransportError",
     "UnexpectedStatusError",
     "error_for_status",
+    "is_missing_allowed",
+    "missing_allowed",
     "parse_retry_after",
     "redact_url",
     "require_secure_url",
@@ -337,3 +341,22 @@ def _is_loopback(host: str) -> bool:
         return host.lower() == "localhost" or ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+_MISSING_ALLOWED: ContextVar[bool] = ContextVar("wfm_missing_allowed", default=False)
+
+
+@contextmanager
+def missing_allowed(allowed: bool = True) -> Iterator[None]:
+    """Within it, an enabled source's settings validate without what it needs to run (a
+    password, a base URL): ``config show`` prints the rest and lists what is missing."""
+    token = _MISSING_ALLOWED.set(allowed)
+    try:
+        yield
+    finally:
+        _MISSING_ALLOWED.reset(token)
+
+
+def is_missing_allowed() -> bool:
+    """Inside :func:`missing_allowed`."""
+    return _MISSING_ALLOWED.get()

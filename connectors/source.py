@@ -35,7 +35,13 @@ from pydantic import (
     model_validator,
 )
 
-from connectors.errors import ConfigError, RecordError, RetriableError, require_secure_url
+from connectors.errors import (
+    ConfigError,
+    RecordError,
+    RetriableError,
+    is_missing_allowed,
+    require_secure_url,
+)
 from connectors.http import DEFAULT_MAX_BYTES, Timeouts
 from connectors.landing import RecordKey
 from connectors.paging import Page, Paginator
@@ -251,19 +257,19 @@ class SourceSettings(BaseModel):
         return secure_url_setting(value)
 
     def required_when_enabled(self) -> Mapping[str, object]:
-        """The settings an enabled source cannot work without (vendors override).
-
-        Name -> value, in the order an error lists the missing ones; a value is missing when it is
-        empty, ``None`` or a :class:`~pydantic.SecretStr` holding an empty string.
-        """
+        """The settings an enabled source cannot work without (vendors override): name ->
+        value, in the order an error lists the missing ones (:meth:`missing`: empty, ``None`` or
+        an empty :class:`~pydantic.SecretStr`)."""
         return {"base_url": self.base_url}
+
+    def missing(self) -> list[str]:
+        """What :meth:`required_when_enabled` lists and is not given."""
+        return [name for name, value in self.required_when_enabled().items() if not _given(value)]
 
     @model_validator(mode="after")
     def _complete(self) -> Self:
-        if self.enabled:
-            required = self.required_when_enabled().items()
-            if missing := [name for name, value in required if not _given(value)]:
-                raise ValueError(f"required when enabled: {', '.join(missing)}")
+        if self.enabled and not is_missing_allowed() and (missing := self.missing()):
+            raise ValueError(f"required when enabled: {', '.join(missing)}")
         return self
 
     @property

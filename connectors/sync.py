@@ -344,11 +344,14 @@ def sync_stream(
                 f"; if this tenant has no {stream.name}, leave the stream out: "
                 f"sources.{source.name}.streams"
             )
-        _log.error("sync %s/%s failed: %s", source.name, stream.name, exc)
+        failed = {"event": "sync.failed", "source": source.name, "stream": stream.name,
+                  "error": str(exc)}  # fmt: skip
+        _log.error("sync %s/%s failed: %s", source.name, stream.name, exc, extra={"fields": failed})
     committed = state.get(source.name, stream.name)
     report.cursor = None if committed is None else format_utc(committed.cursor)
     report.seconds = round(time.perf_counter() - began, 3)
-    _log.info("sync %s/%s: %s", source.name, stream.name, report.to_dict())
+    fields = {"event": "sync.stream", **report.to_dict()}  # a JSON log line's fields
+    _log.info("sync %s/%s: %s", source.name, stream.name, fields, extra={"fields": fields})
     return report
 
 

@@ -4,10 +4,13 @@ Sources, highest priority first (pydantic-settings merges them key by key):
 
 1. keyword arguments of :func:`load_settings` (the command line's overrides);
 2. environment variables ``WFM_<SECTION>__<KEY>``, e.g. ``WFM_SOURCES__UJET__PASSWORD``;
-3. a ``.env`` file in the working directory (same names);
-4. a secrets directory (``WFM_SECRETS_DIR``): one file per setting, named like the variable
-   (``WFM_SOURCES__UJET__PASSWORD``), holding the value;
-5. the TOML file given by ``--config`` / ``WFM_CONFIG``;
+3. a ``.env`` file in the working directory, over one beside each config file (same names;
+   cron runs from ``/``: the files beside the configuration are found wherever it starts);
+4. a secrets directory (``WFM_SECRETS_DIR``, else a ``secrets/`` folder beside a config file):
+   one file per setting, named like the variable (``WFM_SOURCES__UJET__PASSWORD``), holding the
+   value;
+5. the TOML files given by ``--config`` (repeatable) / ``WFM_CONFIG`` (``:``-separated), the
+   last one highest: a tenant's file over a site's, merged key by key;
 6. the built-in defaults (``engine/data/defaults.toml``, shipped with the package).
 
 Sections: ``[build]`` (:class:`engine.settings.BuildSettings`), ``[output]``, ``[store]``,
@@ -29,7 +32,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from importlib import resources
@@ -45,7 +48,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from connectors.errors import ConfigError
+from connectors.errors import ConfigError, missing_allowed
 from connectors.registry import SOURCES
 from connectors.source import SourceSettings
 from engine.app.sections import ReconcileSettings, RunSettings
@@ -63,8 +66,11 @@ __all__ = [
     "AppSettings",
     "OutputSettings",
     "StoreSettings",
+    "config_files",
     "describe_errors",
+    "env_files",
     "load_settings",
+    "secrets_dir_of",
     "to_toml",
 ]
 
@@ -226,21 +232,76 @@ def _using(files: tuple[Path, ...], secrets_dir: Path | None) -> Iterator[None]:
         _SECRETS.reset(tokens[1])
 
 
+def config_files(
+    config: Path | Sequence[Path] | None, environ: Mapping[str, str] | None = None
+) -> list[Path]:
+    """The TOML files to layer, lowest priority first: the built-in defaults, then ``config``
+    (one file or several, in order), else ``$WFM_CONFIG`` (paths separated by ``:``).
+
+    Raises:
+        ConfigError: the built-in defaults or a named file are missing.
+    """
+    env = os.environ if environ is None else environ
+    given = [config] if isinstance(config, Path | str) else list(config or ())
+    if not given and env.get("WFM_CONFIG"):
+        given = [Path(p) for p in env["WFM_CONFIG"].split(os.pathsep) if p]
+    if not DEFAULTS_FILE.is_file():
+        raise ConfigError(f"built-in defaults {DEFAULTS_FILE}: missing (reinstall wfm-intervals)")
+    for path in given:
+        if not Path(path).is_file():
+            raise ConfigError(f"config file {path}: no such file")
+    return [DEFAULTS_FILE, *(Path(p) for p in given)]
+
+
+def env_files(files: Sequence[Path], env_file: Path | str | None) -> tuple[Path, ...]:
+    """The dotenv files, lowest priority first: a ``.env`` beside each config file (cron runs
+    from ``/``), then ``env_file`` as given (default: ``.env`` in the working directory)."""
+    if env_file is None:
+        return ()
+    beside = [f.parent / Path(env_file).name for f in files[1:]]
+    ordered = dict.fromkeys([*beside, Path(env_file)])  # once each, in order
+    return tuple(p for p in ordered if p.is_file())
+
+
+def secrets_dir_of(
+    files: Sequence[Path], given: Path | None = None, environ: Mapping[str, str] | None = None
+) -> Path | None:
+    """The secrets directory: ``given``, else ``$WFM_SECRETS_DIR``, else a ``secrets`` folder
+    beside the last config file that has one (``None``: no secrets directory).
+
+    Raises:
+        ConfigError: the directory named does not exist.
+    """
+    env = os.environ if environ is None else environ
+    found = given or (Path(env["WFM_SECRETS_DIR"]) if env.get("WFM_SECRETS_DIR") else None)
+    if found is None:
+        beside = [f.parent / "secrets" for f in files[1:] if (f.parent / "secrets").is_dir()]
+        found = beside[-1] if beside else None
+    if found is not None and not Path(found).is_dir():
+        raise ConfigError(f"secrets dir {found}: no such directory")
+    return found
+
+
 def load_settings(
-    config: Path | None = None,
+    config: Path | Sequence[Path] | None = None,
     *,
     env_file: Path | str | None = ".env",
     secrets_dir: Path | None = None,
     environ: Mapping[str, str] | None = None,
+    allow_missing: bool = False,
     **overrides: Any,
 ) -> AppSettings:
     """Load the effective settings (see the module docstring for the order).
 
     Args:
-        config: A TOML file layered over the built-in defaults; default ``$WFM_CONFIG``.
-        env_file: The dotenv file (``None``: none).
-        secrets_dir: The secrets directory; default ``$WFM_SECRETS_DIR``.
+        config: TOML files layered over the built-in defaults, in order (a later file wins, key
+            by key); default ``$WFM_CONFIG`` (paths separated by ``:``).
+        env_file: The dotenv file (``None``: none); a file of the same name beside each config
+            file is read too, below it.
+        secrets_dir: The secrets directory; default ``$WFM_SECRETS_DIR``, else a ``secrets``
+            directory beside the last config file that has one.
         environ: Where ``WFM_CONFIG`` and ``WFM_SECRETS_DIR`` are read (default ``os.environ``).
+        allow_missing: an enabled source may lack what it needs to run (``config show``).
         **overrides: Top-level sections as dicts (the highest priority).
 
     Raises:
@@ -249,19 +310,8 @@ def load_settings(
         ValidationError: A setting is invalid (render it with :func:`describe_errors`).
     """
     env = os.environ if environ is None else environ
-    if config is None and env.get("WFM_CONFIG"):
-        config = Path(env["WFM_CONFIG"])
-    if secrets_dir is None and env.get("WFM_SECRETS_DIR"):
-        secrets_dir = Path(env["WFM_SECRETS_DIR"])
-    if not DEFAULTS_FILE.is_file():
-        raise ConfigError(f"built-in defaults {DEFAULTS_FILE}: missing (reinstall wfm-intervals)")
-    files = [DEFAULTS_FILE]
-    if config is not None:
-        if not Path(config).is_file():
-            raise ConfigError(f"config file {config}: no such file")
-        files.append(Path(config))
-    if secrets_dir is not None and not Path(secrets_dir).is_dir():
-        raise ConfigError(f"secrets dir {secrets_dir}: no such directory")
+    files = config_files(config, env)
+    secrets_dir = secrets_dir_of(files, secrets_dir, env)
     for file in files:
         try:
             data = tomllib.loads(file.read_text(encoding="utf-8"))
@@ -272,8 +322,9 @@ def load_settings(
             raise ConfigError(
                 f"config file {file}: unknown section [{unknown[0]}] (known: {known})"
             )
-    with _using(tuple(files), secrets_dir):
-        return AppSettings(_env_file=env_file, **overrides)  # type: ignore[call-arg]
+    with _using(tuple(files), secrets_dir), missing_allowed(allow_missing):
+        dotenv = env_files(files, env_file)
+        return AppSettings(_env_file=dotenv or None, **overrides)  # type: ignore[call-arg]
 
 
 def _toml_key(key: str) -> str:

@@ -23,12 +23,14 @@ import click
 import polars as pl
 
 from engine.cli.common import (
+    CONFIG_OPTION,
     MAX_QUARANTINE_OPTION,
     build_settings,
     check_window,
     exit_on_quarantine,
     fail,
     instant,
+    store_dir,
 )
 from engine.errors import InputSchemaError, StoreError, printable
 from engine.output import delta
@@ -202,11 +204,11 @@ def _requests(attempts_path: Path | None, store: Path) -> pl.LazyFrame:
 )
 @click.option(
     "--store",
-    default=Path("demo-out"),
-    show_default=True,
     type=click.Path(path_type=Path, file_okay=False),
-    help="Output directory of a callbacks build (or demo) holding store/callback_attempts.",
+    help="Output directory of a callbacks build (or demo) holding store/callback_attempts "
+    "[output.dir of --config].",
 )
+@CONFIG_OPTION
 @click.option(
     "--step",
     type=click.Choice(list(callback_metrics.STEPS)),
@@ -218,7 +220,8 @@ def callback_metrics_command(
     begin: str,
     end: str,
     attempts_path: Path | None,
-    store: Path,
+    store: Path | None,
+    config_path: tuple[Path, ...],
     step: callback_metrics.Step | None,
     tz: str,
     type_: str | None,
@@ -228,7 +231,8 @@ def callback_metrics_command(
 ) -> None:
     """Print the callback metrics document (Mindful's seed-000 shape) as JSON."""
     b, e = _time(begin, "begin"), _time(end, "end")
-    reqs = _requests(attempts_path, store)
+    where = store_dir(store, config_path) if attempts_path is None else Path()
+    reqs = _requests(attempts_path, where)
     filters: dict[str, Any] = {
         "call_target_id": call_target_id,
         "first_party_called": first_party_called,

@@ -28,6 +28,7 @@ from rich.table import Table
 
 from connectors.errors import ConnectorError
 from engine.app.config import AppSettings, describe_errors, load_settings
+from engine.cli import logs
 from engine.settings import BuildSettings
 
 __all__ = [
@@ -45,8 +46,16 @@ CONFIG_OPTION = click.option(
     "--config",
     "config_path",
     type=click.Path(path_type=Path, dir_okay=False),
-    help="TOML file layered over the built-in defaults [$WFM_CONFIG].",
+    multiple=True,
+    help="TOML file layered over the built-in defaults; repeat to layer several in order "
+    "(a tenant's file over a site's) [$WFM_CONFIG, paths separated by ':'].",
 )
+
+
+def store_dir(store: Path | None, config_path: Sequence[Path]) -> Path:
+    """The built output directory a command reads: ``--store``, else ``[output] dir`` of the
+    configuration (``--config`` files, ``$WFM_CONFIG``, ``WFM_OUTPUT__DIR``)."""
+    return store if store is not None else settings_or_fail(config_path).output.dir
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -120,10 +129,13 @@ def build_settings(**kw: Any) -> BuildSettings:
         fail(f"invalid setting {where}: {err['msg']}")
 
 
-def settings_or_fail(config_path: Path | None) -> AppSettings:
-    """The effective settings, or exit 2 (one ``invalid setting <path>: <message>`` per line)."""
+def settings_or_fail(
+    config_path: Sequence[Path] | Path | None, *, allow_missing: bool = False
+) -> AppSettings:
+    """The effective settings, or exit 2 (one ``invalid setting <path>: <message>`` per line).
+    With ``allow_missing``, an enabled source may lack what it needs to run."""
     try:
-        return load_settings(config_path)
+        return load_settings(config_path or None, allow_missing=allow_missing)
     except ConnectorError as exc:
         fail(str(exc))
     except SettingsError as exc:  # e.g. a WFM_ variable holding a section that is not JSON
@@ -202,26 +214,15 @@ def key_values(fields: Mapping[str, Any]) -> str:
 
 @contextmanager
 def log_lines(*names: str, level: int = logging.INFO, quiet: bool = False) -> Iterator[None]:
-    """Send the named loggers' records to stderr as ``time level=... logger=... message`` lines
-    (``quiet``: nowhere, warnings included)."""
-    handler: logging.Handler
-    if quiet:
-        handler = logging.NullHandler()
-    else:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(
-            logging.Formatter("%(asctime)s level=%(levelname)s logger=%(name)s %(message)s")
-        )
+    """Let the named loggers' records at ``level`` and above (lower if ``--log-level`` asks)
+    through to the one log handler (:mod:`engine.cli.logs`); ``quiet``: none at all."""
+    shown = logging.CRITICAL + 1 if quiet else min(level, logs.level())
     loggers = [logging.getLogger(n) for n in names]
-    saved = [(lg.level, lg.propagate) for lg in loggers]
+    saved = [lg.level for lg in loggers]
     for lg in loggers:
-        lg.addHandler(handler)
-        lg.setLevel(logging.CRITICAL + 1 if quiet else level)
-        lg.propagate = False
+        lg.setLevel(shown)
     try:
         yield
     finally:
-        for lg, (lvl, propagate) in zip(loggers, saved, strict=True):
-            lg.removeHandler(handler)
+        for lg, lvl in zip(loggers, saved, strict=True):
             lg.setLevel(lvl)
-            lg.propagate = propagate

@@ -12,15 +12,16 @@ from __future__ import annotations
 
 import json
 import tomllib
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import click
 import polars as pl
 
 from engine import clock
-from engine.cli.common import fail
+from engine.cli.common import CONFIG_OPTION, fail, store_dir
 from engine.errors import ExportError, InputFileError, StoreError
 from engine.output import files as outputs
 from engine.output.files import DOCUMENT_INPUT
@@ -33,13 +34,15 @@ from engine.tables.forecast import DEFAULT_METRICS, long_format
 
 __all__ = ["export", "volume_table"]
 
-_STORE = click.option(
-    "--store",
-    default=Path("demo-out"),
-    show_default=True,
-    type=click.Path(path_type=Path, file_okay=False),
-    help="A built output directory (holding store/callvolume).",
-)
+
+def _store(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``--store`` (default: ``[output] dir`` of the configuration) and ``--config``."""
+    command = CONFIG_OPTION(command)
+    return click.option(
+        "--store",
+        type=click.Path(path_type=Path, file_okay=False),
+        help="A built output directory (holding store/callvolume) [output.dir of --config].",
+    )(command)
 
 
 _SETTLE = click.option(
@@ -100,14 +103,19 @@ def export() -> None:
 
 @export.command("vendor")
 @click.argument("profile_name", metavar="PROFILE")
-@_STORE
+@_store
 @click.option("--out", required=True, type=click.Path(path_type=Path, file_okay=False),
               help="Directory for the vendor files.")  # fmt: skip
 @click.option("--profile-file", type=click.Path(path_type=Path, dir_okay=False, exists=True),
               help="A TOML profile of your own instead of a built-in one.")  # fmt: skip
 @_SETTLE
-def vendor(
-    profile_name: str, store: Path, out: Path, profile_file: Path | None, settle_minutes: int
+def vendor(  # noqa: PLR0917 - the command's options
+    profile_name: str,
+    store: Path | None,
+    config_path: tuple[Path, ...],
+    out: Path,
+    profile_file: Path | None,
+    settle_minutes: int,
 ) -> None:
     """Write the files of a WFM vendor PROFILE (genesys, calabrio, eleveo, or --profile-file):
     the intervals closed now (ended at least --settle-minutes ago)."""
@@ -123,7 +131,8 @@ def vendor(
         profile = profiles[profile_name]
     now = clock.now()
     try:
-        files = render(_volume(store), profile, closed=closed_by(now, settle_minutes), run_at=now)
+        table = _volume(store_dir(store, config_path))
+        files = render(table, profile, closed=closed_by(now, settle_minutes), run_at=now)
     except ExportError as exc:
         fail(str(exc))
     out.mkdir(parents=True, exist_ok=True)
@@ -133,7 +142,7 @@ def vendor(
 
 
 @export.command("forecast")
-@_STORE
+@_store
 @click.option("--out", required=True, type=click.Path(path_type=Path, dir_okay=False),
               help="Output file: .parquet or .csv.")  # fmt: skip
 @click.option("--metric", "metrics", multiple=True, default=DEFAULT_METRICS, show_default=True,
@@ -141,15 +150,22 @@ def vendor(
 @_SETTLE
 @click.option("--time", type=click.Choice(["utc", "local"]), default="utc", show_default=True,
               help="ds in UTC, or on the wall clock of the zone it was built in.")  # fmt: skip
-def forecast(
-    store: Path, out: Path, metrics: tuple[str, ...], settle_minutes: int, time: str
+def forecast(  # noqa: PLR0917 - the command's options
+    store: Path | None,
+    config_path: tuple[Path, ...],
+    out: Path,
+    metrics: tuple[str, ...],
+    settle_minutes: int,
+    time: str,
 ) -> None:
     """Write the long unique_id, ds, y format for forecasting libraries (closed intervals)."""
     ended = pl.col("interval_end_utc") <= closed_by(clock.now(), settle_minutes)
     stamps: Literal["utc", "local"] = "local" if time == "local" else "utc"
     try:
         frame = long_format(
-            _volume(store).lazy().filter(ended), metrics=metrics, time=stamps
+            _volume(store_dir(store, config_path)).lazy().filter(ended),
+            metrics=metrics,
+            time=stamps,
         ).collect()
     except ValueError as exc:
         fail(f"--metric: {exc}")
@@ -164,15 +180,22 @@ def forecast(
 
 
 @export.command("contact-volume")
-@_STORE
+@_store
 @click.option("--skip", default=0, show_default=True, type=click.IntRange(min=0))
 @click.option("--limit", default=100, show_default=True, type=click.IntRange(min=1))
 @click.option("--org-id", default="wfm-intervals", show_default=True)
 @click.option("--duration-unit", type=click.Choice(["ms", "s"]), default="ms", show_default=True)
-def contact_volume(store: Path, skip: int, limit: int, org_id: str, duration_unit: str) -> None:
+def contact_volume(  # noqa: PLR0917 - the command's options
+    store: Path | None,
+    config_path: tuple[Path, ...],
+    skip: int,
+    limit: int,
+    org_id: str,
+    duration_unit: str,
+) -> None:
     """Print one page of the Contact Volume document (Kore.ai shape) as JSON."""
     doc = outputs.callvolume_document(
-        _volume(store), org_id=org_id, skip=skip, limit=limit,
+        _volume(store_dir(store, config_path)), org_id=org_id, skip=skip, limit=limit,
         unit="s" if duration_unit == "s" else "ms",
     )  # fmt: skip
     click.echo(json.dumps(doc, indent=1))

@@ -116,8 +116,27 @@ class _Commands(click.Group):
 
 @click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="wfm-intervals")
-def cli() -> None:
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    envvar="WFM_LOG_FORMAT",
+    help="Log lines on stderr: key=value text, or one JSON object per line [$WFM_LOG_FORMAT].",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="info",
+    show_default=True,
+    envvar="WFM_LOG_LEVEL",
+    help="The lowest level logged [$WFM_LOG_LEVEL].",
+)
+def cli(log_format: str, log_level: str) -> None:
     """wfm-intervals: contact-centre records to exact 15-minute interval tables."""
+    from engine.cli import logs  # noqa: PLC0415 - standard library only; loaded with a command
+
+    logs.configure("json" if log_format == "json" else "text", log_level)
 
 
 def main(args: list[str] | None = None) -> None:

@@ -109,7 +109,7 @@ def reconcile_command(
     *,
     start: str,
     end: str,
-    config_path: Path | None,
+    config_path: tuple[Path, ...],
     tolerance_specs: tuple[str, ...],
     store: Path | None,
     out: Path | None,

@@ -16,7 +16,7 @@ from pathlib import Path
 import click
 import polars as pl
 
-from engine.cli.common import fail, instant
+from engine.cli.common import CONFIG_OPTION, fail, instant, store_dir
 from engine.errors import StoreError
 from engine.report.build import write_report
 from engine.settings import SL_FORMULAS, SlFormula
@@ -27,10 +27,11 @@ __all__ = ["report"]
 @click.command()
 @click.option(
     "--store",
-    required=True,
     type=click.Path(path_type=Path, file_okay=False),
-    help="Output directory of a build, callbacks or demo run (holding store/).",
+    help="Output directory of a build, callbacks or demo run (holding store/) "
+    "[output.dir of --config].",
 )
+@CONFIG_OPTION
 @click.option(
     "--out",
     default=Path("report.html"),
@@ -57,7 +58,8 @@ __all__ = ["report"]
 )
 def report(
     *,
-    store: Path,
+    store: Path | None,
+    config_path: tuple[Path, ...],
     out: Path,
     start: str | None,
     end: str | None,
@@ -66,6 +68,7 @@ def report(
     sl_target: float | None,
 ) -> None:
     """Write a self-contained HTML report (charts, tables, data quality) of a built store."""
+    store = store_dir(store, config_path)
     try:
         data = write_report(
             store,

@@ -18,6 +18,7 @@ import logging
 import sys
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,19 +28,23 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from connectors.errors import ConnectorError
+from connectors.state import format_utc
+from engine import clock
+from engine.app.config import AppSettings
+from engine.cli import logs
 from engine.cli.common import (
     CONFIG_OPTION,
     check_window,
     fail,
     instant,
-    key_values,
     log_lines,
     print_table,
     settings_or_fail,
 )
-from engine.errors import ExportError, StoreError, SyncFailedError, printable
+from engine.errors import ExportError, StoreError, StoreLockedError, SyncFailedError, printable
 from engine.pipeline.run import STEPS, RunSummary, run
 from engine.pipeline.sources import Emit
+from engine.pipeline.state import record_run
 
 __all__ = ["run_command", "show_summary"]
 
@@ -68,7 +73,7 @@ def _display(*, terminal: bool, quiet: bool) -> Iterator[Emit | None]:
 
             def log(event: str, fields: dict[str, Any]) -> None:
                 level = logging.DEBUG if event == "sync.page" else logging.INFO
-                _log.log(level, key_values({"event": event, **_flat(fields)}))
+                _log.log(level, event, extra={"fields": {"event": event, **_flat(fields)}})
 
             yield log
             return
@@ -165,6 +170,32 @@ def show_plan(summary: RunSummary, streams: list[str], *, as_json: bool) -> None
         click.echo(f"{name} partitions: {shown}")
 
 
+def _history_entry(summary: RunSummary) -> dict[str, Any]:
+    """What ``state show`` keeps of a finished run: its window, counts and exit code."""
+    return {
+        "exit_code": summary.exit_code,
+        "window": summary.window,
+        "new_records": {f"{p['source']}/{p['stream']}": p.get("new", 0) for p in summary.pulled},
+        "late_changes": summary.late_changes,
+        "quarantined": sum(summary.quarantined.values()),
+        "tables": {name: t.get("rows", 0) for name, t in summary.tables.items()},
+        "problems": len(summary.problems),
+    }
+
+
+def _record(settings: AppSettings, started: datetime, entry: dict[str, Any]) -> None:
+    """Add the run to the state's short history; a failure to write it is logged, not fatal."""
+    stamp = {"timespec": "seconds"}
+    times = {
+        "started_at": format_utc(started, **stamp),
+        "finished_at": format_utc(clock.now(), **stamp),
+    }
+    try:
+        record_run(settings.store.state, times | entry)
+    except OSError as exc:
+        logging.getLogger(__name__).warning("run history not written: %s", exc)
+
+
 @click.command("run")
 @CONFIG_OPTION
 @click.option("--start", help="Window start, ISO 8601 instant (default: from the last run).")
@@ -186,7 +217,7 @@ def show_plan(summary: RunSummary, streams: list[str], *, as_json: bool) -> None
 )
 def run_command(
     *,
-    config_path: Path | None,
+    config_path: tuple[Path, ...],
     start: str | None,
     end: str | None,
     as_json: bool,
@@ -203,7 +234,10 @@ def run_command(
     if begin is not None and until is not None and until <= begin:
         fail(f"--end {end!r} is not after --start {start!r}")
     check_window(settings.build, begin, until)
-    with _display(terminal=sys.stderr.isatty(), quiet=quiet) as on_event:
+    started = clock.now()
+    terminal = sys.stderr.isatty() and logs.current_format() == "text"  # bars: a person reads
+    with _display(terminal=terminal, quiet=quiet) as on_event:
+        error, locked = None, False
         try:
             summary = run(
                 settings,
@@ -215,14 +249,19 @@ def run_command(
                 wait=wait,
             )
         except (ConnectorError, SyncFailedError, ExportError, StoreError) as exc:
-            fail(str(exc))
+            error, locked = str(exc), isinstance(exc, StoreLockedError)
         except OSError as exc:
-            fail(f"{exc.strerror or exc}: {exc.filename or settings.output.dir}")
+            error = f"{exc.strerror or exc}: {exc.filename or settings.output.dir}"
         except pl.exceptions.PolarsError as exc:  # e.g. a damaged Parquet file in the store
-            fail(f"output.dir {settings.output.dir}: {printable(exc)}")
+            error = f"output.dir {settings.output.dir}: {printable(exc)}"
+        if error is not None:
+            if not dry_run and not locked:  # a run refused by the lock: its holder records
+                _record(settings, started, {"exit_code": 2, "error": error})
+            fail(error)
     if dry_run:
         show_plan(summary, settings.enabled_sources(), as_json=as_json)
         return
+    _record(settings, started, _history_entry(summary))
     if as_json:
         click.echo(json.dumps(summary.to_json(), indent=2))
     else:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import sys
 import warnings
 from pathlib import Path
 
@@ -60,7 +59,7 @@ def check(settings: AppSettings, host: str, *, insecure: bool) -> None:
 @click.option("--insecure", is_flag=True, help="Allow a non-loopback address without TLS.")
 @CONFIG_OPTION
 def serve(
-    host: str, port: int, store: Path | None, insecure: bool, config_path: Path | None
+    host: str, port: int, store: Path | None, insecure: bool, config_path: tuple[Path, ...]
 ) -> None:
     """Serve the Kore.ai and Mindful APIs over the committed store (Ctrl-C stops)."""
     import uvicorn  # noqa: PLC0415 - only this command needs the server
@@ -71,9 +70,7 @@ def serve(
     root = store or settings.serve.store or settings.output.dir
     docs = StoreDocuments(root, org_id=settings.output.org_id, unit=settings.output.duration_unit)
     app = create_app(docs, Guard(settings.serve))
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.getLogger("wfm_intervals.serve").addHandler(handler)
+    # one line per request through the one log handler (--log-format, engine.cli.logs)
     logging.getLogger("wfm_intervals.serve").setLevel(logging.INFO)
     s = settings.serve
     uvicorn.run(

@@ -25,17 +25,20 @@ from typing import Any
 import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
-from connectors.errors import ConfigError, ConnectorError
+from connectors.errors import ConfigError, ConnectorError, StateError
 from connectors.state import StateStore, format_utc
 from connectors.sync import Progress as SyncProgress
 from connectors.sync import SyncReport, sync_source
-from engine.app.config import AppSettings, to_toml
+from engine import clock
+from engine.app.config import AppSettings, config_files, env_files, secrets_dir_of, to_toml
+from engine.app.origin import flatten, layers_of, origin_of
 from engine.app.sources import connector
-from engine.cli.common import CONFIG_OPTION, fail, settings_or_fail
+from engine.cli import logs
+from engine.cli.common import CONFIG_OPTION, fail, print_table, settings_or_fail
 from engine.errors import StoreLockedError
 from engine.pipeline.lock import store_lock
+from engine.pipeline.state import load_run_state, run_history, run_state_path
 
 __all__ = ["config_group", "run_sync", "state_group", "sync"]
 
@@ -44,21 +47,21 @@ __all__ = ["config_group", "run_sync", "state_group", "sync"]
 def _log_to(console: Console | None, *, verbose: bool) -> Iterator[None]:
     """Send the connectors' log to stderr (through rich's console on a terminal)."""
     logger = logging.getLogger("connectors")
-    handler: logging.Handler
-    if console is not None:
+    handler: logging.Handler | None = None
+    if console is not None:  # a person at a terminal: the lines above the progress bars
         from rich.logging import RichHandler  # noqa: PLC0415 - terminals only
 
         handler = RichHandler(console=console, show_path=False)
-    else:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logger.addHandler(handler)
+        logger.propagate = False
     previous = logger.level
-    logger.setLevel(logging.INFO if verbose else logging.WARNING)
-    logger.addHandler(handler)
+    logger.setLevel(min(logging.INFO if verbose else logging.WARNING, logs.level()))
     try:
         yield
     finally:
-        logger.removeHandler(handler)
+        if handler is not None:
+            logger.removeHandler(handler)
+            logger.propagate = True
         logger.setLevel(previous)
 
 
@@ -102,27 +105,16 @@ def _sync_one(
     )
 
 
-def _summary(reports: Sequence[SyncReport]) -> Table:
-    table = Table()
-    for header in ("source/stream", "pages", "records", "landed", "rejected", "retries", "429s"):
-        table.add_column(header, justify="left" if header == "source/stream" else "right")
-    table.add_column("cursor")
-    table.add_column("seconds", justify="right")
-    table.add_column("status")
-    for r in reports:
-        table.add_row(
-            f"{r.source}/{r.stream}",
-            f"{r.pages:,}",
-            f"{r.records:,}",
-            f"{r.landed:,}",
-            f"{sum(r.rejected.values()):,}",
-            f"{r.retries:,}",
-            f"{r.throttled:,}",
-            r.cursor or "-",
-            f"{r.seconds:.1f}",
-            "ok" if r.ok else "FAILED",
-        )
-    return table
+def _summary(reports: Sequence[SyncReport]) -> tuple[list[str], list[list[Any]]]:
+    """The summary's headers and rows (:func:`print_table`: rich on a terminal, aligned text
+    in a pipe or a file)."""
+    heads = ["source/stream", "pages", "records", "landed", "rejected", "retries", "429s"]
+    rows = [
+        [f"{r.source}/{r.stream}", r.pages, r.records, r.landed, sum(r.rejected.values()),
+         r.retries, r.throttled, r.cursor or "-", round(r.seconds, 1), "ok" if r.ok else "FAILED"]
+        for r in reports
+    ]  # fmt: skip
+    return [*heads, "cursor", "seconds", "status"], rows
 
 
 @click.command("sync")
@@ -133,7 +125,7 @@ def _summary(reports: Sequence[SyncReport]) -> Table:
 @click.option("-v", "--verbose", is_flag=True, help="Log each stream's progress.")
 def sync(
     sources: tuple[str, ...],
-    config_path: Path | None,
+    config_path: tuple[Path, ...],
     streams: tuple[str, ...],
     as_json: bool,
     verbose: bool,
@@ -143,7 +135,8 @@ def sync(
     names = list(sources) or settings.enabled_sources()
     if not names:
         fail("no source is enabled: set sources.<name>.enabled = true (or name one)")
-    terminal = sys.stderr.isatty()
+    started = clock.now()
+    terminal = sys.stderr.isatty() and logs.current_format() == "text"  # bars: a person reads
     console = Console(stderr=True) if terminal else None
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
     with (
@@ -162,15 +155,22 @@ def sync(
             reports = run_sync(settings, names, streams=streams, progress=on_page)
         except (ConnectorError, StoreLockedError) as exc:
             fail(str(exc))
-    if as_json:
-        click.echo(json.dumps([r.to_dict() for r in reports], indent=2))
+    failed = [r for r in reports if not r.ok]
+    if as_json:  # the keys of `run --json` for the same things
+        doc = {
+            "ok": not failed,
+            "exit_code": 2 if failed else 0,
+            "started_at": format_utc(started, timespec="seconds"),
+            "finished_at": format_utc(clock.now(), timespec="seconds"),
+            "pulled": [r.to_dict() for r in reports],
+            "problems": [f"{r.source}/{r.stream}: {r.error}" for r in failed],
+        }
+        click.echo(json.dumps(doc, indent=2))
     else:
-        click.echo("sync summary")
-        Console(file=sys.stdout, width=140).print(_summary(reports))
+        print_table(*_summary(reports), title="sync summary")
         for r in reports:
             for line in r.repaired:
                 click.echo(f"repaired {r.source}/{r.stream}: {line}")
-    failed = [r for r in reports if not r.ok]
     for r in failed[:-1]:
         click.echo(f"wfm-intervals: error: {r.source}/{r.stream}: {r.error}", err=True)
     if failed:
@@ -185,10 +185,38 @@ def config_group() -> None:
 @config_group.command("show")
 @CONFIG_OPTION
 @click.option("--json", "as_json", is_flag=True, help="JSON instead of TOML.")
-def config_show(config_path: Path | None, as_json: bool) -> None:
-    """Print the effective configuration with every secret masked."""
-    masked = settings_or_fail(config_path).masked()
-    click.echo(json.dumps(masked, indent=2) if as_json else to_toml(masked))
+@click.option("--origin", is_flag=True, help="Name the layer that set each value.")
+def config_show(config_path: tuple[Path, ...], as_json: bool, origin: bool) -> None:
+    """Print the effective configuration with every secret masked.
+
+    Works with settings missing (an enabled source without its password): it prints the rest
+    and lists what is missing on stderr, with the variable that would give it.
+    """
+    settings = settings_or_fail(config_path, allow_missing=True)
+    masked = settings.masked()
+    if origin:
+        show_origins(masked, config_path, as_json=as_json)
+    else:
+        click.echo(json.dumps(masked, indent=2) if as_json else to_toml(masked))
+    for name in settings.enabled_sources():
+        for key in settings.source(name).missing():
+            variable = f"WFM_SOURCES__{name.upper()}__{key.upper()}"
+            click.echo(
+                f"missing: sources.{name}.{key} (required when enabled; {variable})", err=True
+            )
+
+
+def show_origins(masked: dict[str, Any], config_path: tuple[Path, ...], *, as_json: bool) -> None:
+    """Every setting with its value (secrets masked) and the layer that set it."""
+    files = config_files(config_path or None)
+    layers = layers_of(files, env_files(files, ".env"), secrets_dir_of(files))
+    flat = flatten(masked)
+    if as_json:
+        doc = {k: {"value": v, "origin": origin_of(k, layers)} for k, v in flat.items()}
+        click.echo(json.dumps(doc, indent=2))
+        return
+    for key, value in flat.items():
+        click.echo(f"{key} = {json.dumps(value)}  # {origin_of(key, layers)}")
 
 
 @click.group("state")
@@ -198,13 +226,30 @@ def state_group() -> None:
 
 @state_group.command("show")
 @CONFIG_OPTION
-def state_show(config_path: Path | None) -> None:
-    """Print every stream's committed cursor."""
-    store = StateStore(settings_or_fail(config_path).store.state)
+@click.option("--json", "as_json", is_flag=True, help="JSON: streams, the run window, last runs.")
+def state_show(config_path: tuple[Path, ...], as_json: bool) -> None:
+    """Print every stream's committed cursor, the last run's window and the last runs."""
+    root = settings_or_fail(config_path).store.state
+    store = StateStore(root)
     try:
         states = store.show()
-    except ConnectorError as exc:
+        last = load_run_state(run_state_path(root))
+    except (ConnectorError, StateError) as exc:
         fail(str(exc))
+    history = run_history(root)
+    if as_json:
+        streams = [
+            {"source": s.source, "stream": s.stream, "cursor": format_utc(s.cursor),
+             "lookback_minutes": s.lookback.total_seconds() / 60,
+             "committed_at": format_utc(s.committed_at)}
+            for s in states
+        ]  # fmt: skip
+        window = None
+        if last is not None:
+            window = {k: format_utc(getattr(last, k), timespec="seconds") for k in
+                      ("started_at", "finished_at", "window_start", "window_end")}  # fmt: skip
+        click.echo(json.dumps({"streams": streams, "run": window, "runs": history}, indent=2))
+        return
     if not states:
         click.echo(f"no state under {store.root}")
     for s in states:
@@ -214,6 +259,12 @@ def state_show(config_path: Path | None) -> None:
             f"{s.source}/{s.stream}  cursor {format_utc(s.cursor)}  lookback {lookback}"
             f"  committed {committed}"
         )
+    if last is not None:
+        span = f"{format_utc(last.window_start)} .. {format_utc(last.window_end)}"
+        click.echo(f"last run  {format_utc(last.started_at)}  tables built for {span}")
+    for r in history[-5:]:
+        what = r.get("error") or f"{sum(r.get('new_records', {}).values()):,} new records"
+        click.echo(f"run  {r.get('started_at')}  exit {r.get('exit_code')}  {what}")
 
 
 @state_group.command("reset")
@@ -222,7 +273,7 @@ def state_show(config_path: Path | None) -> None:
 @CONFIG_OPTION
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 def state_reset(
-    source: str | None, stream: str | None, config_path: Path | None, yes: bool
+    source: str | None, stream: str | None, config_path: tuple[Path, ...], yes: bool
 ) -> None:
     """Forget the cursor of SOURCE/STREAM (all when omitted): the next sync starts over.
 

@@ -27,7 +27,7 @@ __all__ = ["verify_command"]
 @click.command("verify")
 @CONFIG_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
-def verify_command(*, config_path: Path | None, as_json: bool) -> None:
+def verify_command(*, config_path: tuple[Path, ...], as_json: bool) -> None:
     """Check the landing store, the state and the store against each other (writes nothing)."""
     settings = settings_or_fail(config_path)
     if not settings.enabled_sources():

@@ -77,6 +77,8 @@ class Pull:
     seconds: float = 0.0
     compacted: int = 0  #: landing files of earlier fetch dates merged away after the sync
     repaired: list[str] = field(default_factory=list)  #: landing files lost or torn, re-fetched
+    started_from: str = ""  #: the cursor the sync started from (lookback included)
+    error: str | None = None  #: as ``sync --json`` has it (a run stops at a stream's error)
 
     def to_dict(self) -> dict[str, Any]:
         """As a JSON-able dict."""
@@ -179,6 +181,7 @@ def sync_all(settings: AppSettings, names: Sequence[str], emit: Emit | None = No
                     record_dtype=configured.stream(r.stream).landed_dtype,
                 ),
                 list(r.repaired),
+                r.started_from,
             )
             pulls.append(pull)
             say("sync.stream", pull.to_dict())

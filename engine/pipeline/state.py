@@ -102,3 +102,28 @@ def save_run_state(path: Path, state: RunState) -> None:
     data["build"] = state.build
     data["digests"] = state.digests or {}
     atomic_write_bytes(path, json.dumps(data, indent=1, sort_keys=True).encode())
+
+
+#: Runs kept in the history (the oldest are dropped).
+HISTORY_KEPT = 20
+
+
+def history_path(state_root: Path) -> Path:
+    """Where the short run history lives under the connectors' state directory."""
+    return Path(state_root) / "runs.json"
+
+
+def run_history(state_root: Path) -> list[dict[str, Any]]:
+    """The last runs, oldest first (``[]`` before the first, or when the file is unreadable:
+    the history is informative, never what a run depends on)."""
+    try:
+        data = json.loads(history_path(state_root).read_bytes())
+    except (OSError, ValueError):
+        return []
+    return [d for d in data if isinstance(d, dict)] if isinstance(data, list) else []
+
+
+def record_run(state_root: Path, entry: dict[str, Any]) -> None:
+    """Append one run to the history, keeping the last :data:`HISTORY_KEPT` (atomic write)."""
+    runs = [*run_history(state_root), entry][-HISTORY_KEPT:]
+    atomic_write_bytes(history_path(state_root), json.dumps(runs, indent=1).encode())

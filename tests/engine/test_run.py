@@ -142,6 +142,11 @@ def test_a_run_matches_its_tables_and_a_second_run_changes_nothing(
         assert_frame_equal(table(out, name), frame, check_row_order=False)
     # the same window rebuilt to the same rows: nothing committed, no new table version
     assert {name: delta.version(out / "store" / name) for name in before} == versions
+    state = json.loads(invoke(["state", "show", "--json"], config).stdout)
+    assert [r["exit_code"] for r in state["runs"]] == [0, 0]  # the short run history
+    assert state["runs"][0]["new_records"]["ujet/calls"] > 0
+    assert [r["new_records"]["ujet/calls"] for r in state["runs"]][1] == 0
+    assert state["run"]["window_end"] == again["window"]["end"]
 
 
 def test_a_late_change_is_aggregated_again(tmp_path: Path, stack: Stack, now: datetime) -> None:

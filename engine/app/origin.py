@@ -1,0 +1,85 @@
+"""Where each effective setting came from: the layer that set it (``config show --origin``).
+
+The layers, lowest priority first, as :func:`engine.app.config.load_settings` merges them: the
+built-in defaults, each ``--config`` file in order, the secrets directory, the ``.env`` files
+(those beside the config files, then the working directory's), the ``WFM_`` environment
+variables. A setting no layer names has its model default. A layer that sets a whole table (a
+``WFM_SERVE__TOKENS`` JSON value) is the origin of every key under it.
+
+Example:
+    >>> layers = [("defaults", {"output": {"dir": "out"}}), ("site.toml", {"output": {"dir": "x"}})]
+    >>> origin_of("output.dir", flatten_layers(layers)), origin_of("build.tz", [])
+    ('site.toml', 'model default')
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from dotenv import dotenv_values
+
+from engine.app.config import DEFAULTS_FILE
+
+__all__ = ["flatten", "flatten_layers", "layers_of", "origin_of"]
+
+_PREFIX = "WFM_"
+
+
+def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested tables as dotted keys: ``{"a": {"b": 1}}`` -> ``{"a.b": 1}``."""
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            out |= flatten(value, f"{path}.")
+        else:
+            out[path] = value
+    return out
+
+
+def _variables(names: Iterable[str]) -> list[str]:
+    """``WFM_SOURCES__UJET__PASSWORD`` -> ``sources.ujet.password`` (other names left out)."""
+    return [
+        n[len(_PREFIX) :].lower().replace("__", ".")
+        for n in names
+        if n.upper().startswith(_PREFIX) and "__" in n
+    ]
+
+
+def layers_of(
+    files: Sequence[Path],
+    dotenv: Sequence[Path],
+    secrets_dir: Path | None,
+    environ: Mapping[str, str] | None = None,
+) -> list[tuple[str, list[str]]]:
+    """Each layer's label and the dotted settings it names, lowest priority first."""
+    env = os.environ if environ is None else environ
+    layers: list[tuple[str, list[str]]] = []
+    for file in files:
+        label = "built-in defaults" if file == DEFAULTS_FILE else str(file)
+        layers.append((label, list(flatten(tomllib.loads(file.read_text(encoding="utf-8"))))))
+    if secrets_dir is not None:
+        names = [p.name for p in sorted(Path(secrets_dir).iterdir()) if p.is_file()]
+        layers.append((f"secrets dir {secrets_dir}", _variables(names)))
+    layers.extend((str(file), _variables(dotenv_values(file))) for file in dotenv)
+    named = sorted(n for n in env if n.upper().startswith(_PREFIX))
+    layers.extend((f"environment {name}", _variables([name])) for name in named)
+    return layers
+
+
+def flatten_layers(layers: Iterable[tuple[str, Mapping[str, Any]]]) -> list[tuple[str, list[str]]]:
+    """``(label, nested data)`` layers as ``(label, dotted keys)``."""
+    return [(label, list(flatten(data))) for label, data in layers]
+
+
+def origin_of(path: str, layers: Sequence[tuple[str, list[str]]]) -> str:
+    """The label of the highest layer that names ``path`` or a table holding it."""
+    found = "model default"
+    for label, keys in layers:
+        if any(path == k or path.startswith(f"{k}.") for k in keys):
+            found = label
+    return found
