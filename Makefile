@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck bench lock clean
+.PHONY: demo test lint typecheck bench docs lock clean
 
 $(STAMP): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ typecheck: $(STAMP)
 ## bench: the benchmarks (not part of the test run)
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.volume
+
+## docs: regenerate docs/cli.md from the commands' own --help (a test checks it is current)
+docs: $(STAMP)
+	$(BIN)/python -m engine.cli.docs > docs/cli.md
 
 ## lock: re-resolve requirements.lock from pyproject.toml (needs network to PyPI)
 lock:

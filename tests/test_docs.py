@@ -31,3 +31,11 @@ def test_api_examples_run() -> None:
     namespace: dict[str, object] = {"__name__": "api_md"}
     for n, code in enumerate(blocks(PAGE), 1):
         exec(compile(code, f"docs/api.md block {n}", "exec"), namespace)  # noqa: S102
+
+
+def test_the_cli_page_is_current() -> None:
+    """docs/cli.md is what the commands' own --help says today (regenerate: ``make docs``)."""
+    from engine.cli.docs import render
+
+    page = (ROOT / "docs" / "cli.md").read_text()
+    assert page == render(), "docs/cli.md is out of date: run `make docs` and commit it"
