@@ -27,8 +27,8 @@ from rich.console import Console
 from rich.table import Table
 
 from connectors.errors import ConnectorError
+from engine.app import logs
 from engine.app.config import AppSettings, describe_errors, load_settings
-from engine.cli import logs
 from engine.settings import BuildSettings
 
 __all__ = [
@@ -215,7 +215,7 @@ def key_values(fields: Mapping[str, Any]) -> str:
 @contextmanager
 def log_lines(*names: str, level: int = logging.INFO, quiet: bool = False) -> Iterator[None]:
     """Let the named loggers' records at ``level`` and above (lower if ``--log-level`` asks)
-    through to the one log handler (:mod:`engine.cli.logs`); ``quiet``: none at all."""
+    through to the one log handler (:mod:`engine.app.logs`); ``quiet``: none at all."""
     shown = logging.CRITICAL + 1 if quiet else min(level, logs.level())
     loggers = [logging.getLogger(n) for n in names]
     saved = [lg.level for lg in loggers]

@@ -134,7 +134,7 @@ class _Commands(click.Group):
 )
 def cli(log_format: str, log_level: str) -> None:
     """wfm-intervals: contact-centre records to exact 15-minute interval tables."""
-    from engine.cli import logs  # noqa: PLC0415 - standard library only; loaded with a command
+    from engine.app import logs  # noqa: PLC0415 - standard library only; loaded with a command
 
     logs.configure("json" if log_format == "json" else "text", log_level)
 

@@ -68,7 +68,7 @@ def report(
     sl_target: float | None,
 ) -> None:
     """Write a self-contained HTML report (charts, tables, data quality) of a built store."""
-    store = store_dir(store, config_path)
+    given, store = store is not None, store_dir(store, config_path)
     try:
         data = write_report(
             store,
@@ -80,7 +80,7 @@ def report(
             sl_target=sl_target,
         )
     except StoreError as exc:
-        fail(str(exc))
+        fail(str(exc) if given else f"{exc} (give --store, or --config with [output] dir)")
     except OSError as exc:
         fail(f"{exc.strerror or exc}: {exc.filename or out}")
     except pl.exceptions.PolarsError as exc:  # e.g. a damaged Parquet file in the store

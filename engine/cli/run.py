@@ -30,8 +30,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from connectors.errors import ConnectorError
 from connectors.state import format_utc
 from engine import clock
+from engine.app import logs
 from engine.app.config import AppSettings
-from engine.cli import logs
 from engine.cli.common import (
     CONFIG_OPTION,
     check_window,

@@ -70,7 +70,7 @@ def serve(
     root = store or settings.serve.store or settings.output.dir
     docs = StoreDocuments(root, org_id=settings.output.org_id, unit=settings.output.duration_unit)
     app = create_app(docs, Guard(settings.serve))
-    # one line per request through the one log handler (--log-format, engine.cli.logs)
+    # one line per request through the one log handler (--log-format, engine.app.logs)
     logging.getLogger("wfm_intervals.serve").setLevel(logging.INFO)
     s = settings.serve
     uvicorn.run(

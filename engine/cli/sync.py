@@ -31,10 +31,10 @@ from connectors.state import StateStore, format_utc
 from connectors.sync import Progress as SyncProgress
 from connectors.sync import SyncReport, sync_source
 from engine import clock
+from engine.app import logs
 from engine.app.config import AppSettings, config_files, env_files, secrets_dir_of, to_toml
 from engine.app.origin import flatten, layers_of, origin_of
 from engine.app.sources import connector
-from engine.cli import logs
 from engine.cli.common import CONFIG_OPTION, fail, print_table, settings_or_fail
 from engine.errors import StoreLockedError
 from engine.pipeline.lock import store_lock

@@ -66,7 +66,7 @@ __all__ = [
 #: ``out_of_tolerance``: at least one beyond; ``skipped``: not run (see the check's note).
 Status = Literal["ok", "within_tolerance", "out_of_tolerance", "skipped"]
 _COMPARES: Final = {
-    "mindful": "callback metrics document (seed 000), field by field",
+    "mindful": "Mindful's callback metrics document, field by field",
     "kore": "interval volume, interval x queue x channel",
 }
 _NO_CONTACTS: Final = pl.DataFrame(schema=CONTACTS)

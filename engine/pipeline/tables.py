@@ -133,7 +133,7 @@ def merge_window(
     away) gets zero rows over the span, so rebuilding an unchanged window changes nothing.
 
     Example:
-        >>> from datetime import UTC, date, datetime, timedeltatime, UTC
+        >>> from datetime import datetime, UTC
         >>> from engine.interval import interval_grid
         >>> at = datetime(2026, 10, 1, tzinfo=UTC)
         >>> grid = interval_grid(at, at.replace(minute=30), minutes=15, tz="UTC")

@@ -400,7 +400,7 @@ def test_cli_sync_exits_2_on_an_unknown_record_id(
         env["WFM_SOURCES__DIXA__RECORD_IDS"] = '["conversations"]'
         ok = CliRunner().invoke(cli, ["sync", "dixa", "--json"], env=env)
         assert ok.exit_code == 0, ok.output
-        assert json.loads(ok.output[ok.output.index("[") :])[0]["landed"] > 0
+        assert json.loads(ok.stdout)["pulled"][0]["landed"] > 0
 
 
 def test_a_custom_mapping_reads_another_record_id(tmp_path: Path) -> None:

@@ -85,7 +85,7 @@ def command(env: dict[str, str], *args: str) -> Result:
 def synced(env: dict[str, str], name: str) -> list[dict[str, Any]]:
     result = command(env, "sync", name, "--json")
     assert result.exit_code == 0, result.output
-    reports: list[dict[str, Any]] = json.loads(result.stdout)
+    reports: list[dict[str, Any]] = json.loads(result.stdout)["pulled"]
     return reports
 
 

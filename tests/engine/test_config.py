@@ -207,7 +207,7 @@ def test_sync_command_against_the_emulator(tmp_path: Path) -> None:
     assert table.exit_code == 0, table.output
     assert "ujet/calls" in table.output
     assert "ujet/chats" in table.output
-    assert [r["stream"] for r in json.loads(as_json.output)] == ["chats"]
+    assert [r["stream"] for r in json.loads(as_json.stdout)["pulled"]] == ["chats"]
     assert sup.synced(tmp_path / "landing").equals(truth)
     assert refused.exit_code == 2
     assert "HTTP 401" in refused.output
