@@ -50,3 +50,13 @@ def _children_start_on_our_clock() -> None:
     token it signs to look expired to an emulator in the parent).
     """
     os.environ[CLOCK_AT_VARIABLE] = clock.now().isoformat()
+
+
+@pytest.fixture(autouse=True)
+def _one_log_handler_per_command() -> Iterator[None]:
+    """A command invoked in-process installs the one log handler (engine.app.logs), as its
+    process would; it goes away with the test, as the process would."""
+    yield
+    from engine.app import logs
+
+    logs.uninstall()

@@ -12,7 +12,8 @@ structured output needs; ``structlog`` would add a second API for the same recor
 
 A record's fields are given as ``extra={"fields": {...}}`` (the run's events are logged so); the
 run id is one per command invocation, on every line. Secrets never reach a record: the code logs
-names, counts and URLs without credentials, and the tests check the lines.
+names, counts and URLs without credentials, and the tests check the lines; as a second guard,
+the configuration's secrets are masked in every line (:func:`mask`).
 
 Example:
     >>> record = logging.LogRecord("x", logging.INFO, "f", 1, "hello", None, None)
@@ -27,6 +28,7 @@ import json
 import logging
 import sys
 import uuid
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
@@ -38,7 +40,9 @@ __all__ = [
     "configure",
     "current_format",
     "level",
+    "mask",
     "run_id",
+    "uninstall",
 ]
 
 FORMATS: Final = ("text", "json")
@@ -47,6 +51,8 @@ LogFormat = Literal["text", "json"]
 _RUN_ID = uuid.uuid4().hex[:12]
 _HANDLER_NAME = "wfm-intervals"
 _LEVEL = [logging.INFO]  # the configured --log-level
+_SECRETS: set[str] = set()  # values never shown (mask)
+_MIN_SECRET = 4  # shorter values would mask ordinary words
 #: Our loggers' roots: their records are shown from --log-level up; other libraries' from WARNING.
 OURS: Final = ("engine", "connectors", "wfm_intervals")
 
@@ -80,7 +86,7 @@ class JsonFormatter(logging.Formatter):
         line |= fields if fields else {"message": record.getMessage()}
         if record.exc_info:
             line["error"] = self.formatException(record.exc_info).splitlines()[-1]
-        return json.dumps(line, default=str)
+        return _masked(json.dumps(line, default=str))
 
 
 def _value(value: Any) -> str:
@@ -98,7 +104,7 @@ class TextFormatter(logging.Formatter):
         )
         fields = _fields(record)
         body = " ".join(f"{k}={_value(v)}" for k, v in fields.items()) or record.getMessage()
-        return f"{head} {body}"
+        return _masked(f"{head} {body}")
 
 
 class _Stderr(logging.StreamHandler):  # type: ignore[type-arg]
@@ -135,6 +141,32 @@ def configure(fmt: LogFormat = "text", level: str = "info") -> logging.Handler:
     if handler.level > logging.DEBUG:  # the connectors' line per stream: `sync -v` or debug
         logging.getLogger("connectors").setLevel(max(handler.level, logging.WARNING))
     return handler
+
+
+def uninstall() -> None:
+    """Remove the handler :func:`configure` installed and the levels it set (tests run many
+    commands in one process; a command's process ends with it)."""
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if h.get_name() == _HANDLER_NAME]:
+        root.removeHandler(old)
+    for name in OURS:
+        logging.getLogger(name).setLevel(logging.NOTSET)
+    root.setLevel(logging.WARNING)
+    _LEVEL[0] = logging.INFO
+    _SECRETS.clear()
+
+
+def mask(values: Iterable[str]) -> None:
+    """Never show these values (the configuration's secrets) in a line: a second guard, since
+    no code logs a secret; each becomes ``**********``."""
+    _SECRETS.update(v for v in values if len(v) >= _MIN_SECRET)
+
+
+def _masked(line: str) -> str:
+    for secret in _SECRETS:
+        if secret in line:
+            line = line.replace(secret, "**********")
+    return line
 
 
 def level() -> int:

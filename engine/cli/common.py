@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import click
-from pydantic import ValidationError
+from pydantic import BaseModel, SecretStr, ValidationError
 from pydantic_settings import SettingsError
 from rich.console import Console
 from rich.table import Table
@@ -50,6 +50,27 @@ CONFIG_OPTION = click.option(
     help="TOML file layered over the built-in defaults; repeat to layer several in order "
     "(a tenant's file over a site's) [$WFM_CONFIG, paths separated by ':'].",
 )
+
+
+def secret_values(settings: AppSettings) -> list[str]:
+    """Every secret value of ``settings`` (its ``SecretStr`` fields, at any depth)."""
+    found: list[str] = []
+
+    def walk(value: Any) -> None:
+        if isinstance(value, SecretStr):
+            found.append(value.get_secret_value())
+        elif isinstance(value, BaseModel):
+            for name in type(value).model_fields:
+                walk(getattr(value, name))
+        elif isinstance(value, Mapping):
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, list | tuple):
+            for item in value:
+                walk(item)
+
+    walk(settings)
+    return found
 
 
 def store_dir(store: Path | None, config_path: Sequence[Path]) -> Path:
@@ -135,7 +156,9 @@ def settings_or_fail(
     """The effective settings, or exit 2 (one ``invalid setting <path>: <message>`` per line).
     With ``allow_missing``, an enabled source may lack what it needs to run."""
     try:
-        return load_settings(config_path or None, allow_missing=allow_missing)
+        settings = load_settings(config_path or None, allow_missing=allow_missing)
+        logs.mask(secret_values(settings))  # a second guard: no line shows a secret
+        return settings
     except ConnectorError as exc:
         fail(str(exc))
     except SettingsError as exc:  # e.g. a WFM_ variable holding a section that is not JSON

@@ -87,3 +87,16 @@ def test_sync_and_run_summaries_have_one_shape_and_no_boxes_in_a_pipe(
     assert "ujet/calls" in out
     assert not set(out) & BOX
     assert not set(plain.stderr) & BOX
+
+
+def test_a_configured_secret_never_shows_in_a_line(capsys: pytest.CaptureFixture[str]) -> None:
+    """The second guard: were a secret ever logged, the line shows ``**********`` instead."""
+    import logging
+
+    from engine.app import logs
+
+    logs.configure("json", "info")
+    logs.mask(["s3cr3t-value", "ab"])  # too short a value is not masked (it would hit words)
+    logging.getLogger("engine.test").info("token s3cr3t-value in ab")
+    line = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
+    assert line["message"] == "token ********** in ab"
