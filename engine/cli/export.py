@@ -25,11 +25,10 @@ from engine.cli.common import CONFIG_OPTION, fail, store_dir
 from engine.errors import ExportError, InputFileError, StoreError
 from engine.output import files as outputs
 from engine.output.files import DOCUMENT_INPUT
-from engine.output.read import built_with
+from engine.output.read import built_with, filled_volume
 from engine.output.vendor import Profile, builtin_profiles, closed_by, render
 from engine.pipeline.build import read_table
-from engine.tables.callvolume import DERIVED, KEYS, derive
-from engine.tables.dense import fill
+from engine.tables.callvolume import DERIVED, derive
 from engine.tables.forecast import DEFAULT_METRICS, long_format
 
 __all__ = ["export", "volume_table"]
@@ -55,8 +54,9 @@ _SETTLE = click.option(
 
 
 def volume_table(store: Path) -> pl.DataFrame:
-    """The committed volume table of ``store`` with its derived columns (re-derived with
-    defaults if absent): what every export of the volume table (and ``serve``) renders.
+    """The committed volume table of ``store``, zero-filled over the store's span in the zone it
+    was built with (the store keeps busy rows), with its derived columns (re-derived if absent):
+    what every export of the volume table (and ``serve``) renders.
 
     Raises:
         StoreError: no volume table, or a damaged one (the message names the store).
@@ -74,19 +74,11 @@ def volume_table(store: Path) -> pl.DataFrame:
         table = derive(table.lazy(), settings=settings).collect()
     if table.height == 0:
         return table
-    # the store keeps busy rows: fill the store's span (engine.tables.dense), ratios kept as
-    # stored on busy rows and null on the zeros (every denominator is zero there)
     span = (table["interval_start_utc"].min(), table["interval_end_utc"].max())
     assert isinstance(span[0], datetime)
     assert isinstance(span[1], datetime)
-    grid = settings.grid((span[0], span[1])).frame
-    ratios = table.select(*KEYS, *DERIVED)
-    filled = (
-        fill(table.lazy(), "callvolume", grid)
-        .cast({k: table.schema[k] for k in KEYS})  # the store's text where the builder's enums
-        .join(ratios.lazy(), on=list(KEYS), how="left", nulls_equal=True, maintain_order="left")
-    )
-    return filled.select(table.columns).cast(table.schema).collect()
+    filled = filled_volume(table.lazy(), settings.grid((span[0], span[1])).frame)
+    return filled.select(table.columns).cast(table.schema).collect()  # the store's types
 
 
 def _volume(store: Path) -> pl.DataFrame:

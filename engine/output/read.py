@@ -23,7 +23,7 @@ from engine.settings import BuildSettings
 from engine.tables import callvolume
 from engine.tables.dense import SHAPES, fill
 
-__all__ = ["built_with", "read_table"]
+__all__ = ["built_with", "filled_volume", "read_table"]
 
 
 def built_with(out_dir: Path) -> BuildSettings:
@@ -73,13 +73,20 @@ def read_table(
     seen = None
     if name == "retry_outcomes" and delta.is_table(out_dir / "store" / "callback_intervals"):
         seen = delta.scan(out_dir / "store" / "callback_intervals")
-    filled = fill(frame, name, grid, seen=seen)
     if name != "callvolume":
-        return filled
-    keys, settings = list(callvolume.KEYS), built_with(out_dir)
+        return fill(frame, name, grid, seen=seen)
     if not set(callvolume.DERIVED) <= set(frame.collect_schema().names()):
-        return callvolume.derive(filled, settings=settings)
-    ratios = frame.select(*keys, *callvolume.DERIVED).cast(
-        {"channel": callvolume.SCHEMA["channel"]}
+        return callvolume.derive(fill(frame, name, grid), settings=built_with(out_dir))
+    return filled_volume(frame, grid)
+
+
+def filled_volume(rows: pl.LazyFrame, grid: pl.DataFrame) -> pl.LazyFrame:
+    """A volume table's rows (busy rows as stored, with their ratios) zero-filled over ``grid``
+    (:func:`engine.tables.dense.fill`): the ratios as stored on the busy rows and null on the
+    zeros, where every denominator is zero. Keys in the builder's types."""
+    keys = list(callvolume.KEYS)
+    ratios = rows.select(*keys, *callvolume.DERIVED).with_columns(
+        pl.col(k).cast(callvolume.SCHEMA[k]) for k in keys
     )
+    filled = fill(rows, "callvolume", grid)
     return filled.join(ratios, on=keys, how="left", nulls_equal=True, maintain_order="left")

@@ -52,43 +52,14 @@ from engine.tables import (
     retry_outcomes,
     staffing,
 )
-from engine.tables.dense import busy
+from engine.tables.dense import TableShape, busy
 from engine.validate.callback_attempts import callback_gaps
 
-__all__ = ["TABLES", "Built", "IntervalTable", "build_tables", "merge_window", "read_store"]
+__all__ = ["TABLES", "Built", "build_tables", "merge_window", "read_store"]
 
 
-@dataclass(frozen=True)
-class IntervalTable:
-    """How an interval table is keyed: its group columns, additive columns and label."""
-
-    name: str
-    group: tuple[str, ...]
-    additive: tuple[str, ...]
-    label: tuple[str, str]  #: (name column, the id column it names)
-
-
-#: The interval tables a run merges, by name.
-TABLES: Final = {
-    t.name: t
-    for t in (
-        IntervalTable(
-            "callvolume", ("queue_id", "channel"), callvolume.ADDITIVE, ("queue_name", "queue_id")
-        ),
-        IntervalTable(
-            "callback_intervals",
-            callback_intervals.GROUP,
-            callback_intervals.ADDITIVE,
-            ("call_target_name", "call_target_id"),
-        ),
-        IntervalTable(
-            "retry_outcomes",
-            retry_outcomes.GROUP,
-            retry_outcomes.COUNTS,
-            ("call_target_name", "call_target_id"),
-        ),
-    )
-}
+#: The interval tables a run merges, by name: how each is keyed (engine.tables.dense).
+TABLES: Final = dense.SHAPES
 
 
 @dataclass
@@ -125,12 +96,13 @@ def _conform(frame: pl.DataFrame, schema: pl.Schema) -> pl.DataFrame:
 
 
 def merge_window(
-    existing: pl.DataFrame | None, fresh: pl.DataFrame, *, grid: pl.DataFrame, table: IntervalTable
+    existing: pl.DataFrame | None, fresh: pl.DataFrame, *, grid: pl.DataFrame, table: TableShape
 ) -> pl.DataFrame:
     """The stored rows outside ``grid``'s span, plus ``fresh`` (the span rebuilt).
 
     A group the store has rows for inside the span but ``fresh`` does not (its contacts moved
-    away) gets zero rows over the span, so rebuilding an unchanged window changes nothing.
+    away) keeps none there: the span is what was rebuilt. The store keeps busy rows only
+    (:mod:`engine.tables.dense`), so nothing stands in for them.
 
     Example:
         >>> from datetime import datetime, UTC
@@ -139,31 +111,16 @@ def merge_window(
         >>> grid = interval_grid(at, at.replace(minute=30), minutes=15, tz="UTC")
         >>> old = grid.with_columns(queue_id=pl.lit("q"), queue_name=pl.lit("Q"),
         ...                         channel=pl.lit("voice"), offered=pl.lit(2))
-        >>> merged = merge_window(old, old.clear(), grid=grid, table=TABLES["callvolume"])
-        >>> merged["offered"].to_list()
-        [0, 0]
+        >>> merge_window(old, old.clear(), grid=grid, table=TABLES["callvolume"]).height
+        0
     """
     if existing is None or existing.height == 0:
         return fresh
     lo, hi = grid["interval_start_utc"][0], grid["interval_end_utc"][-1]
     start = pl.col("interval_start_utc")
-    existing = _conform(existing, fresh.schema)
-    inside = existing.filter((start >= lo) & (start < hi))
-    group, (name, named) = list(table.group), table.label
-    missing = (
-        inside.select(group)
-        .unique()
-        .join(fresh.select(group).unique(), on=group, how="anti", nulls_equal=True)
-    )
-    labels = inside.sort("interval_start_utc").group_by(named).agg(pl.col(name).last())
-    pad = (
-        missing.join(grid, how="cross")
-        .with_columns(pl.lit(0).alias(c) for c in table.additive if c in fresh.columns)
-        .join(labels, on=named, how="left", nulls_equal=True)
-    )
-    outside = existing.filter((start < lo) | (start >= hi))
-    parts = [outside, fresh, _conform(pad, fresh.schema)]
-    return pl.concat(parts).sort([*group, "interval_start_utc"], nulls_last=True)
+    outside = _conform(existing, fresh.schema).filter((start < lo) | (start >= hi))
+    order = [*table.group, "interval_start_utc"]
+    return pl.concat([outside, fresh]).sort(order, nulls_last=True)
 
 
 def _volume(
