@@ -61,43 +61,50 @@ class _BadError(ValueError):
 
 
 class BodyLimit:
-    """ASGI middleware: 413 for a body over ``limit`` bytes (declared or streamed), and the
-    request log line."""
+    """ASGI middleware: 413 for a body over ``limit`` bytes (declared, or streamed in chunks with
+    no ``Content-Length``: the body is read here, at most ``limit`` bytes, before the route
+    runs), and the request log line."""
 
     def __init__(self, app: ASGIApp, limit: int) -> None:
         self.app, self.limit = app, limit
+
+    async def _body(self, scope: Scope, receive: Receive) -> list[Message] | None:
+        """The request's body messages, or ``None`` when it is over the limit."""
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
+            return None
+        messages, seen = [], 0
+        while True:
+            message = await receive()
+            messages.append(message)
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                return None
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                return messages
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started, status, seen = time.perf_counter(), [0], [0]
-        declared = dict(scope["headers"]).get(b"content-length", b"0")
-
-        async def counted() -> Message:
-            message = await receive()
-            seen[0] += len(message.get("body", b""))
-            if seen[0] > self.limit:
-                raise _TooLargeError
-            return message
+        started, status = time.perf_counter(), [0]
 
         async def noted(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status[0] = message["status"]
             await send(message)
 
-        try:
-            if not declared.isdigit() or int(declared) > self.limit:
-                raise _TooLargeError
-            await self.app(scope, counted, noted)
-        except _TooLargeError:
+        messages = await self._body(scope, receive)
+        if messages is None:
             await JSONResponse({"error": "Payload Too Large"}, 413)(scope, receive, noted)
+        else:
+
+            async def replay() -> Message:
+                return messages.pop(0) if messages else await receive()
+
+            await self.app(scope, replay, noted)
         ms = (time.perf_counter() - started) * 1000
         log.info("%s %s %s %.1fms", scope["method"], scope["path"], status[0], ms)
-
-
-class _TooLargeError(Exception):
-    pass
 
 
 def _kore_error(status: int, msg: str, headers: dict[str, str] | None = None) -> JSONResponse:

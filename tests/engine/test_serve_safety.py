@@ -23,6 +23,7 @@ from tests.engine.serve_support import (
     KORE_SECRET,
     ORG_ID,
     TOKEN,
+    attempts,
     running,
     serve_settings,
     write_store,
@@ -225,3 +226,66 @@ def test_serve_refuses_a_public_address_without_tls_and_a_missing_credential(
     bare = CliRunner().invoke(cli, ["serve", "--store", str(tmp_path)], env={})
     assert bare.exit_code == 2
     assert "no credentials" in bare.output
+
+
+def chunks(size: int) -> Iterator[bytes]:
+    """A streamed body (no Content-Length: sent chunked) of ``size`` bytes of JSON."""
+    text = json.dumps(BODY | {"pad": "x" * max(0, size - 100)}).encode()
+    for at in range(0, len(text), 256):
+        yield text[at : at + 256]
+
+
+def test_a_streamed_body_over_the_limit_gets_413_and_under_it_is_served(origin: str) -> None:
+    head = {"auth": token({"appId": APP_ID}), "content-type": "application/json"}
+    big = httpx.post(origin + KORE_URL, content=chunks(4000), headers=head)
+    assert (big.status_code, big.json()) == (413, {"error": "Payload Too Large"})
+    small = httpx.post(origin + KORE_URL, content=chunks(500), headers=head)
+    assert small.status_code == 200
+    assert len(small.json()["CallVolumeUpdate"]) == 2
+    form = httpx.post(origin + "/oauth2/token", content=chunks(4000))
+    assert form.status_code == 413
+
+
+def test_kore_429_is_in_the_vendors_shape_and_the_token_endpoint_is_limited_per_address(
+    store: Path,
+) -> None:
+    with running(store, serve_settings(rate_limit_per_minute=2)) as url:
+        head = {"auth": token({"appId": APP_ID})}
+        codes = [httpx.post(url + KORE_URL, json=BODY, headers=head) for _ in range(3)]
+        assert [r.status_code for r in codes] == [200, 200, 429]
+        assert codes[-1].json() == {"errors": [{"msg": "Too Many Requests", "code": 429}]}
+        assert 1 <= int(codes[-1].headers["Retry-After"]) <= 60
+        form = {"grant_type": "client_credentials"}
+        posts = [httpx.post(url + "/oauth2/token", data=form, auth=(CLIENT_ID, "guess"))
+                 for _ in range(3)]  # fmt: skip
+        assert [r.status_code for r in posts] == [401, 401, 429]
+        assert "Retry-After" in posts[-1].headers
+
+
+def test_another_account_is_404_only_behind_a_valid_credential(store: Path) -> None:
+    with running(store, serve_settings(kore_account_id="acc")) as url:
+        other = url + KORE_URL.replace("/acc/", "/other/")
+        good = {"auth": token({"appId": APP_ID})}
+        assert httpx.post(url + KORE_URL, json=BODY, headers=good).status_code == 200
+        assert httpx.post(other, json=BODY, headers=good).status_code == 404
+        guess = httpx.post(other, json=BODY, headers={"auth": token({"appId": "x"})})
+        assert (guess.status_code, guess.json()["errors"][0]["msg"]) == (401, "Unauthorized")
+
+
+def test_a_list_of_call_targets_adds_up_the_targets_one_by_one(origin: str) -> None:
+    """Independent of the document's own code: the targets' requests are disjoint, so every
+    outcome count of ``a,b`` is the count of ``a`` plus the count of ``b``."""
+    head = {"Authorization": f"Bearer {TOKEN}"}
+
+    def outcomes(targets: str) -> dict[str, int]:
+        r = httpx.get(origin + METRICS, params=DAY | {"callTargetId": targets}, headers=head)
+        assert r.status_code == 200
+        data = r.json()["data"]
+        return data["outcomes"] | {"totalCallbacks": data["totalCallbacks"]}
+
+    a, b = sorted(attempts()["call_target_id"].unique().to_list())[:2]
+    one, two, both = outcomes(a), outcomes(b), outcomes(f"{a},{b}")
+    assert one["totalCallbacks"] > 0
+    assert two["totalCallbacks"] > 0
+    assert both == {k: one[k] + two[k] for k in both}
+    assert outcomes(f" {a} , {b} ") == both
