@@ -15,8 +15,9 @@ Routes:
 * ``GET /healthz``; ``GET /openapi.json`` and ``/docs``.
 
 Every answer to a refused credential is a bare 401; over ``rate_limit_per_minute`` a client gets
-429 with ``Retry-After``; a body over ``max_body_bytes`` gets 413. The log has one line per
-request: method, path (never the query or a header), status and milliseconds.
+429 with ``Retry-After`` (a client is its credential; refused credentials and the token endpoint
+count against the caller's address); a body over ``max_body_bytes`` gets 413. The log has one
+line per request: method, path (never the query or a header), status and milliseconds.
 
 Example:
     ``app = create_app(StoreDocuments(Path("out"), org_id="wfm-intervals"), Guard(settings))``
@@ -121,6 +122,15 @@ def _too_many(retry: int, kore: bool) -> JSONResponse:
     if kore:
         return _kore_error(429, "Too Many Requests", headers)
     return JSONResponse({"error": "Too Many Requests"}, 429, headers)
+
+
+def _refused(guard: Guard, request: Request, kore: bool) -> JSONResponse:
+    """A bare 401, or 429 once the caller's address has used its budget on refused credentials
+    (a guesser is limited like a client)."""
+    peer = request.client.host if request.client else "?"
+    if (retry := guard.admit(f"peer:{peer}")) is not None:
+        return _too_many(retry, kore=kore)
+    return _kore_error(401, "Unauthorized") if kore else _mindful_error(401, "unauthorized")
 
 
 def _instant(body: dict[str, Any], name: str) -> datetime | None:
@@ -231,7 +241,7 @@ def create_app(docs: StoreDocuments, guard: Guard) -> ASGIApp:
         """Kore.ai Contact Volume (seed 003): one page of the volume table's rows."""
         client = guard.kore_client(request.headers.get("auth"))
         if client is None:
-            return _kore_error(401, "Unauthorized")
+            return _refused(guard, request, kore=True)
         if settings.kore_account_id not in (None, account_id):
             return _kore_error(404, "Not Found")
         if (retry := guard.admit(client)) is not None:
@@ -253,7 +263,7 @@ def create_app(docs: StoreDocuments, guard: Guard) -> ASGIApp:
         """Mindful callback metrics (seed 000) of ``[timeBegin, timeEnd)``."""
         client = guard.bearer_client(request.headers.get("authorization"))
         if client is None:
-            return _mindful_error(401, "unauthorized")
+            return _refused(guard, request, kore=False)
         if (retry := guard.admit(client)) is not None:
             return _too_many(retry, kore=False)
         try:

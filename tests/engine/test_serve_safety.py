@@ -289,3 +289,21 @@ def test_a_list_of_call_targets_adds_up_the_targets_one_by_one(origin: str) -> N
     assert two["totalCallbacks"] > 0
     assert both == {k: one[k] + two[k] for k in both}
     assert outcomes(f" {a} , {b} ") == both
+
+
+def test_a_guesser_is_rate_limited_by_address_and_a_valid_client_keeps_its_budget(
+    store: Path,
+) -> None:
+    with running(store, serve_settings(rate_limit_per_minute=3)) as url:
+        guesses = [
+            httpx.get(url + METRICS, params=DAY, headers={"Authorization": "Bearer guess"}),
+            httpx.post(url + KORE_URL, json=BODY, headers={"auth": token({"appId": "x"})}),
+            httpx.get(url + METRICS, params=DAY, headers={"Authorization": "Bearer guess-2"}),
+            httpx.post(url + KORE_URL, json=BODY, headers={"auth": "not-a-jwt"}),
+            httpx.get(url + METRICS, params=DAY),
+        ]
+        assert [r.status_code for r in guesses] == [401, 401, 401, 429, 429]
+        assert guesses[3].json() == {"errors": [{"msg": "Too Many Requests", "code": 429}]}
+        assert 1 <= int(guesses[4].headers["Retry-After"]) <= 60
+        good = httpx.get(url + METRICS, params=DAY, headers={"Authorization": f"Bearer {TOKEN}"})
+        assert good.status_code == 200
