@@ -47,6 +47,7 @@ ORCHESTRATION = (
     "engine.report",
     "engine.demo",
     "engine.serve",
+    "engine.distributed",
 )
 CONNECTORS_MAY_IMPORT = ("engine.schema", "engine.errors", "engine.clock", "engine.killpoint")
 PURE = ("engine.schema", "engine.settings", "engine.interval", "engine.validate", "engine.tables")
@@ -68,6 +69,7 @@ COLLECTS_OUTSIDE_PIPELINE = {
     "engine.cli.export": "export commands read a committed store and write one file each",
     "engine.serve.documents": "serve reads the committed store's tables once per version",
     "engine.tables.callback_metrics": "renders the seed-000 JSON document: one collect, one row",
+    "engine.distributed.ray_engine": "Ray tasks collect their day's table; the driver the merge",
 }
 
 MAX_MODULES = 13

@@ -164,6 +164,7 @@ def run_build(
         fail("give both --start and --end, or neither")
     formats: tuple[Format, ...] = opts.pop("formats") or FORMATS
     set_aside = opts.pop("set_aside", None)
+    engine, ray_address = opts.pop("engine", "local"), opts.pop("ray_address", None)
     org_id: str = opts.pop("org_id")
     unit: DurationUnit = opts.pop("duration_unit")
     if opts.get("interval_minutes"):
@@ -183,6 +184,8 @@ def run_build(
             org_id=org_id,
             duration_unit=unit,
             set_aside=set_aside,
+            engine=engine,
+            ray_address=ray_address,
         )
     except InputSchemaError as exc:
         fail(f"{source or 'input'}: {exc}")
@@ -212,6 +215,17 @@ def run_build(
 )
 @build_options
 @MAX_QUARANTINE_OPTION
+@click.option(
+    "--engine",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="ray: build the volume table on a Ray cluster (the same table; docs/scale-out.md).",
+)
+@click.option(
+    "--ray-address",
+    help="A running Ray cluster ('auto', 'ray://host:10001'); default: start a local one.",
+)
 def build(contacts_path: Path, out: Path, max_quarantine_fraction: float, **opts: Any) -> None:
     """Build the interval tables from a canonical contacts file."""
     try:

@@ -300,6 +300,8 @@ def build_contacts(
     org_id: str = "wfm-intervals",
     duration_unit: export.DurationUnit = "ms",
     set_aside: pl.DataFrame | None = None,
+    engine: Literal["local", "ray"] = "local",
+    ray_address: str | None = None,
 ) -> BuildReport:
     """Validate contacts, build the volume table and write the store and exports.
 
@@ -312,6 +314,8 @@ def build_contacts(
         org_id: ``orgId`` of the Contact Volume document.
         duration_unit: durations of the Contact Volume document.
         set_aside: quarantine rows of the input found before (:func:`read_input`).
+        engine: ``ray`` builds the volume table on a Ray cluster (``ray_address``; none: a
+            local one): the same table (:mod:`engine.distributed.ray_engine`).
     """
     began = time.perf_counter()
     clean_lf, quarantine_lf = validate_contacts(contacts, max_duration_ms=settings.max_duration_ms)
@@ -322,7 +326,12 @@ def build_contacts(
         quarantine = pl.concat([set_aside.cast(quarantine.schema), quarantine])
         rows_in = rows_in.select(pl.col(rows_in.columns[0]) + set_aside.height)
     grid = data_window(clean, settings) if window is None else settings.grid(window)
-    table = volume_table(clean, window=grid, settings=settings)
+    if engine == "ray":
+        from engine.distributed import ray_engine  # noqa: PLC0415 - an optional extra
+
+        table = ray_engine.volume_table(clean, grid=grid, settings=settings, address=ray_address)
+    else:
+        table = volume_table(clean, window=grid, settings=settings)
 
     files = [export.write_store(clean, out_dir / "store" / "contacts", by="offered_at")]
     files += _write_table("callvolume", table, out_dir, formats, org_id=org_id, unit=duration_unit)

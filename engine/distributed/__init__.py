@@ -1,0 +1,1 @@
+"""engine.distributed: the same tables built on a Ray cluster (docs/scale-out.md)."""
