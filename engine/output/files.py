@@ -70,8 +70,14 @@ def _atomic_write(path: Path, write: Any) -> Path:
 
 
 def write_json(document: Any, path: Path) -> Path:
-    """A JSON document, written atomically."""
-    return _atomic_write(path, lambda p: p.write_text(json.dumps(document, indent=1)))
+    """A JSON document, written atomically; the text is ``json.dumps(document, indent=1)``,
+    streamed to the file chunk by chunk (never the whole text in memory at once)."""
+
+    def write(p: Path) -> None:
+        with p.open("w", encoding="utf-8") as f:
+            json.dump(document, f, indent=1)
+
+    return _atomic_write(path, write)
 
 
 def _text_safe(frame: pl.DataFrame) -> pl.DataFrame:

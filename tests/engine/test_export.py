@@ -13,7 +13,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from engine.demo.contacts import generate_contacts
-from engine.output.files import callvolume_document, write_csv, write_ndjson, write_store
+from engine.output.files import (
+    callvolume_document,
+    write_csv,
+    write_json,
+    write_ndjson,
+    write_store,
+)
 from engine.settings import BuildSettings
 from engine.tables.callvolume import build, derive
 
@@ -119,3 +125,14 @@ def test_csv_and_ndjson_round_trip(table: pl.DataFrame, tmp_path: Path) -> None:
     assert csv["interval_start_utc"][0].endswith("Z")
     assert nd[0]["offered"] == table["offered"][0]
     assert csv["offered"].sum() == table["offered"].sum()
+
+
+def test_write_json_streams_the_indented_text(tmp_path: Path) -> None:
+    """The file holds exactly the one-space indented text, UTF-8, and nothing is left beside it."""
+    doc = {"hasMore": False, "CallVolumeUpdate": [{"a": 1, "b": "é"}, {"a": None}], "n": 2.5}
+    path = write_json(doc, tmp_path / "exports" / "doc.json")
+    text = path.read_bytes().decode("utf-8")
+    assert text.startswith('{\n "hasMore": false,\n "CallVolumeUpdate": [\n  {\n   "a": 1,')
+    assert '"b": "\\u00e9"' in text
+    assert json.loads(text) == doc
+    assert [p.name for p in path.parent.iterdir()] == ["doc.json"]
