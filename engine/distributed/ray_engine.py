@@ -1,8 +1,9 @@
 """The volume table built on a Ray cluster: Ray Data maps over UTC days, the same Polars builder.
 
-15-minute (and 30- and 60-minute, in zones whose offset is a whole multiple of the interval)
-intervals never cross a UTC day, so the volume table is a map over (UTC day) partitions followed
-by an exact merge. :func:`volume_table` hands each day's validated contacts to Ray Data as Arrow
+Every interval belongs to one UTC day, the day of its start (an interval that crosses UTC
+midnight, as 30-minute ones do in Kathmandu, belongs to the day it starts on, with every contact
+it holds), so the volume table is a map over (UTC day) partitions followed by an exact merge.
+:func:`volume_table` hands each day's validated contacts to Ray Data as Arrow
 (``groupby("_day").map_groups`` with ``batch_format="pyarrow"``); each task runs the one builder,
 :func:`engine.tables.callvolume.build`, over that day's intervals and returns its **busy rows**.
 The driver then does the two global steps the builder does over the whole window:
