@@ -186,11 +186,13 @@ def config_group() -> None:
 @CONFIG_OPTION
 @click.option("--json", "as_json", is_flag=True, help="JSON instead of TOML.")
 @click.option("--origin", is_flag=True, help="Name the layer that set each value.")
-def config_show(config_path: tuple[Path, ...], as_json: bool, origin: bool) -> None:
+@click.option("--check", is_flag=True, help="Exit 2 when an enabled source lacks a setting.")
+def config_show(config_path: tuple[Path, ...], as_json: bool, origin: bool, check: bool) -> None:
     """Print the effective configuration with every secret masked.
 
     Works with settings missing (an enabled source without its password): it prints the rest
-    and lists what is missing on stderr, with the variable that would give it.
+    and lists what is missing on stderr, with the variable that would give it (exit 2 with
+    --check: a preflight for a scheduled run).
     """
     settings = settings_or_fail(config_path, allow_missing=True)
     masked = settings.masked()
@@ -198,12 +200,12 @@ def config_show(config_path: tuple[Path, ...], as_json: bool, origin: bool) -> N
         show_origins(masked, config_path, as_json=as_json)
     else:
         click.echo(json.dumps(masked, indent=2) if as_json else to_toml(masked))
-    for name in settings.enabled_sources():
-        for key in settings.source(name).missing():
-            variable = f"WFM_SOURCES__{name.upper()}__{key.upper()}"
-            click.echo(
-                f"missing: sources.{name}.{key} (required when enabled; {variable})", err=True
-            )
+    missing = [(n, k) for n in settings.enabled_sources() for k in settings.source(n).missing()]
+    for name, key in missing:
+        variable = f"WFM_SOURCES__{name.upper()}__{key.upper()}"
+        click.echo(f"missing: sources.{name}.{key} (required when enabled; {variable})", err=True)
+    if check and missing:
+        fail(f"{len(missing)} required setting(s) missing (listed above)")
 
 
 def show_origins(masked: dict[str, Any], config_path: tuple[Path, ...], *, as_json: bool) -> None:

@@ -103,6 +103,12 @@ def test_config_show_prints_with_missing_secrets_and_names_each_origin(
     assert doc["output.org_id"] == {"value": "tenant", "origin": str(tenant)}
     with pytest.raises(Exception, match="required when enabled"):  # a run still refuses
         load_settings([site, tenant])
+    layered = ["--config", str(site), "--config", str(tenant)]
+    checked = CliRunner().invoke(cli, ["config", "show", "--check", *layered])
+    assert checked.exit_code == 2  # the preflight fails, after the same listing
+    assert checked.stderr.splitlines()[-1] == (
+        "wfm-intervals: error: 2 required setting(s) missing (listed above)"
+    )
 
 
 def test_state_show_json_has_the_run_window_and_a_bounded_history(tmp_path: Path) -> None:
