@@ -137,9 +137,15 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
-def _changed(path: Path, dated: pl.DataFrame, days: list[date]) -> list[date]:
-    """The partitions of ``days`` whose stored rows differ from ``dated``'s (any row order)."""
-    stored = pl.scan_delta(str(path)).filter(pl.col(PARTITION).is_in(days)).collect()
+def _changed(
+    path: Path, dated: pl.DataFrame, days: list[date], known: pl.DataFrame | None, by: pl.Expr
+) -> list[date]:
+    """The partitions of ``days`` whose stored rows differ from ``dated``'s (any row order);
+    ``known``: those partitions' rows, already read by the caller (:func:`scan`), else read."""
+    if known is None:
+        stored = pl.scan_delta(str(path)).filter(pl.col(PARTITION).is_in(days)).collect()
+    else:
+        stored = _storable(known).with_columns(days_of(by))
     ours = _storable(dated)
     if set(stored.columns) != set(ours.columns):
         return days
@@ -202,6 +208,7 @@ def commit(
     days: Iterable[date] | None = None,
     tag: str | None = None,
     if_changed: bool = False,
+    stored: pl.DataFrame | None = None,
 ) -> int:
     """Replace the date partitions ``days`` of the table at ``path`` (every partition when
     ``days`` is ``None``) with ``frame``'s rows, in one durable transaction; the new version.
@@ -209,6 +216,8 @@ def commit(
     With ``if_changed``, partitions that already hold exactly ``frame``'s rows (the same rows,
     in any order) are not rewritten, and when that is every one of ``days`` nothing is committed
     and the current version is returned: a run that changes nothing leaves the table as it was.
+    ``stored``: the rows of ``days`` as :func:`scan` gave them, when the caller holds them
+    already (not read a second time).
 
     Each row goes to the partition of the UTC date of ``by``; every row must fall in one of
     ``days`` (a partition named with no rows is emptied). The table is created on first use
@@ -236,7 +245,8 @@ def commit(
             DeltaTable.create(str(path), schema=schema, partition_by=[PARTITION], mode="ignore")
         table = DeltaTable(str(path))
         if if_changed and chosen:
-            chosen = _changed(path, dated, chosen)
+            instant = pl.col(by) if isinstance(by, str) else by
+            chosen = _changed(path, dated, chosen, stored, instant)
             dated = dated.filter(pl.col(PARTITION).is_in(chosen))
             if not chosen:
                 return table.version()

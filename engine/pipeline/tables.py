@@ -188,8 +188,9 @@ def _commit_interval_table(
     rows = pl.concat(merged) if merged else empty_table(name)
     kept = rows.filter(busy(name))  # the store keeps busy rows (engine.tables.dense)
     delta.commit(
-        path, kept, by="interval_start_utc", days=None if full else days, tag=tag, if_changed=True
-    )
+        path, kept, by="interval_start_utc", days=None if full else days, tag=tag,
+        if_changed=True, stored=existing,  # read above: not read again to compare
+    )  # fmt: skip
     return kept
 
 
