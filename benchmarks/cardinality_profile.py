@@ -87,7 +87,7 @@ def _build(path: Path, out: Path, step: Steps) -> None:
             measures=[*callvolume._measures(settings), latest],
             combine=[*callvolume._combine(), latest],
         )  # fmt: skip
-        named = agg.with_columns(callvolume._queue_name())
+        named = agg.with_columns(callvolume.latest_queue_name())
         return named.group_by("interval_start_utc", *by).agg(callvolume._combine()).collect()
 
     named = step("group-by (to the aggregated frame)", group_by)

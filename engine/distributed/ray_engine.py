@@ -61,17 +61,11 @@ def _attributed(settings: BuildSettings) -> pl.Expr:
 
 
 def _names(inbound: pl.DataFrame) -> pl.DataFrame:
-    """Each queue's name on its most recently updated inbound contact of the window (ties: the
-    greatest name), as the builder chooses it over the whole window."""
-    named = inbound.select("queue_id", "queue_name", "updated_at")
-    pick = pl.col("queue_name").sort_by(["updated_at", "queue_name"], nulls_last=False).last()
-    return (
-        named.group_by("queue_id", "queue_name")
-        .agg(pl.col("updated_at").max())
-        .group_by("queue_id")
-        .agg(pick)
-        .with_columns(pl.col("queue_name").fill_null(pl.col("queue_id")))
-    )
+    """Each queue's name over the whole window, by the builder's own rule
+    (:func:`engine.tables.callvolume.latest_queue_name`), on each (queue, name)'s latest update."""
+    latest = inbound.group_by("queue_id", "queue_name").agg(pl.col("updated_at").max())
+    named = latest.with_columns(callvolume.latest_queue_name())
+    return named.unique("queue_id").select("queue_id", "queue_name")
 
 
 def _init(address: str | None) -> None:

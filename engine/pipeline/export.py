@@ -55,11 +55,6 @@ def _vendor(
     return written
 
 
-def _stored(name: str) -> pl.Expr:
-    """The rows of table ``name`` that the store keeps (:mod:`engine.tables.dense`)."""
-    return pl.col("offered") != 0 if name == "staffing" else busy(name)
-
-
 def export_tables(
     out: Path,
     output: OutputSettings,
@@ -83,7 +78,7 @@ def export_tables(
     files: list[Path] = []
     exports = out / "exports"
     for name, table in tables.items():
-        rows = table.filter(_stored(name))  # the table as the store holds it: busy rows
+        rows = table.filter(busy(name))  # the table as the store holds it: busy rows
         if "csv" in output.formats:
             files.append(export.write_csv(rows, exports / f"{name}.csv"))
         if "ndjson" in output.formats:

@@ -281,7 +281,7 @@ def build_tables(
         plan_days = None if plan.full else _grid_days(plan.volume)
         need = staffing.build(volume.lazy(), settings=build).collect()
         delta.commit(
-            store / "staffing", need.filter(pl.col("offered") != 0), by="interval_start_utc",
+            store / "staffing", need.filter(busy("staffing")), by="interval_start_utc",
             days=plan_days, tag=tag, if_changed=True,
         )  # fmt: skip
         built.tables["staffing"] = need
@@ -320,8 +320,7 @@ def build_tables(
         grids = plan.volume if name in {"callvolume", "staffing"} else plan.callbacks
         at = pl.col("interval_start_utc")
         inside = pl.any_horizontal(g.holds(at) for g in grids) if grids else pl.lit(False)
-        stored_row = pl.col("offered") != 0 if name == "staffing" else busy(name)
-        built.window_rows[name] = rows.filter(inside & stored_row).height
+        built.window_rows[name] = rows.filter(inside & busy(name)).height
         built.rows[name] = delta.scan(store / name).select(pl.len()).collect().item()
     for summary, name in (
         (built.contacts, "summary.json"),

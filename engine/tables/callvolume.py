@@ -41,6 +41,7 @@ __all__ = [
     "build",
     "configured_threshold_ms",
     "derive",
+    "latest_queue_name",
     "rollup",
     "rollup_window",
 ]
@@ -122,7 +123,7 @@ def _attributed_at(settings: BuildSettings) -> pl.Expr:
     return pl.col("offered_at")
 
 
-def _queue_name() -> pl.Expr:
+def latest_queue_name() -> pl.Expr:
     """Per queue, the name on its most recently updated row (ties: the greatest name).
 
     Evaluated on the small aggregated frame, where each (queue, name) carries its latest
@@ -163,7 +164,9 @@ def build(
         measures=[*_measures(settings), latest], combine=[*_combine(), latest],
     )  # fmt: skip
     # A renamed queue has rows under several names: give them the latest and merge them.
-    named = agg.with_columns(_queue_name()).group_by("interval_start_utc", *by).agg(_combine())
+    named = (
+        agg.with_columns(latest_queue_name()).group_by("interval_start_utc", *by).agg(_combine())
+    )
     return _zero_fill(named, grid)
 
 

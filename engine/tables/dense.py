@@ -82,7 +82,8 @@ SHAPES: Final = {
 
 
 def busy(name: str) -> pl.Expr:
-    """True on the rows of table ``name`` that the store keeps: any additive column non-zero.
+    """True on the rows of table ``name`` that the store keeps: any additive column non-zero
+    (``staffing``, built row by row from the volume table: something offered).
 
     Example:
         >>> zeros = {o: [0, 0] for o in retry_outcomes.OUTCOMES}
@@ -90,6 +91,8 @@ def busy(name: str) -> pl.Expr:
         >>> frame.filter(busy("retry_outcomes"))["requests"].to_list()
         [2]
     """
+    if name == "staffing":
+        return pl.col("offered") != 0
     return pl.any_horizontal(pl.col(c) != 0 for c in SHAPES[name].additive)
 
 

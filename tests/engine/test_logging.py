@@ -4,7 +4,6 @@ no box-drawing tables in a pipe, and one JSON summary shape for ``sync`` and ``r
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -12,10 +11,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 from engine.cli.main import cli
-from engine.clock import StartedClock, use_clock
 from engine.demo.stack import Stack
-from tests.calendar import TEST_NOW
-from tests.engine.run_support import SECRETS, emulators, lean_config
+from tests.engine.run_support import SECRETS, lean_config
 from tests.engine.run_support import clean_environment as _clean
 
 BOX = set("─│┌┐└┘├┤┬┴┼━┃┏┓┗┛╭╮╯╰")
@@ -24,18 +21,6 @@ BOX = set("─│┌┐└┘├┤┬┴┼━┃┏┓┗┛╭╮╯╰")
 @pytest.fixture(autouse=True)
 def _environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     _clean(monkeypatch, tmp_path)
-
-
-@pytest.fixture
-def now() -> Iterator[datetime]:
-    with use_clock(StartedClock(TEST_NOW)):
-        yield TEST_NOW
-
-
-@pytest.fixture
-def stack() -> Iterator[Stack]:
-    with emulators() as s:
-        yield s
 
 
 def _invoke(args: list[str]) -> Result:

@@ -5,7 +5,6 @@ error path exits with its code and one line naming the setting, the URL or the s
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -15,21 +14,18 @@ from polars.testing import assert_frame_equal
 
 from connectors.landing import LANDING_SCHEMA, scan_landed
 from engine import clock
-from engine.clock import StartedClock, use_clock
 from engine.interval import snap_window
 from engine.output import delta
 from engine.pipeline.tables import TABLES
 from engine.settings import BuildSettings
 from engine.tables import callvolume
 from engine.tables.dense import busy
-from tests.calendar import TEST_NOW
 from tests.engine.run_support import (
     SECRETS,
     T0,
     Stack,
     closed_port_url,
     csv_rows,
-    emulators,
     invoke,
     one_error_line,
     table,
@@ -41,20 +37,6 @@ from tests.engine.run_support import clean_environment as _clean
 @pytest.fixture(autouse=True)
 def _environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     _clean(monkeypatch, tmp_path)
-
-
-@pytest.fixture
-def now() -> Iterator[datetime]:
-    """The runs' "now": the test day's TEST_NOW, on a clock restarted for this test that runs on
-    (so the emulators' update stamps move); a test lasts seconds, far from the next interval."""
-    with use_clock(StartedClock(TEST_NOW)):
-        yield TEST_NOW
-
-
-@pytest.fixture
-def stack() -> Iterator[Stack]:
-    with emulators() as s:
-        yield s
 
 
 def _raw_rows(landing: Path, source: str, stream: str) -> int:
