@@ -21,9 +21,12 @@ Example:
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import math
+import os
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Generator, Mapping
@@ -59,6 +62,7 @@ __all__ = [
     "make_client",
     "parse_json",
     "send_request",
+    "tls_context",
 ]
 
 try:
@@ -188,7 +192,10 @@ class OAuth2ClientCredentials:
             auth = None
         headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
         with httpx.Client(
-            timeout=self._timeouts.to_httpx(), headers=headers, transport=self._transport
+            timeout=self._timeouts.to_httpx(),
+            headers=headers,
+            transport=self._transport,
+            verify=tls_context(),
         ) as client:
             request = client.build_request("POST", self._url, data=form)
             try:
@@ -235,6 +242,22 @@ def _is_dns_failure(exc: BaseException) -> bool:
     return False
 
 
+def tls_context() -> ssl.SSLContext:
+    """The process's certificate-verifying TLS context (httpx's default: certifi's CAs, or
+    ``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` when set), built once per pair of those variables.
+
+    Loading the CA bundle costs ~30 ms; a run builds a client per source and per token exchange,
+    and each would load it again. An ``ssl.SSLContext`` is safe to share between clients.
+    """
+    return _tls_context(os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
+
+
+@functools.lru_cache(maxsize=4)
+def _tls_context(cafile: str | None, capath: str | None) -> ssl.SSLContext:
+    del cafile, capath  # the cache key; httpx reads the same variables
+    return httpx.create_ssl_context()
+
+
 def make_client(
     base_url: str,
     *,
@@ -268,6 +291,7 @@ def make_client(
         headers={"User-Agent": user_agent, "Accept": "application/json", **(headers or {})},
         transport=transport,
         follow_redirects=False,
+        verify=tls_context(),
     )
 
 
