@@ -208,14 +208,7 @@ def test_two_runs_at_once_take_turns(tmp_path: Path, stack: Stack) -> None:
 
 def test_a_killed_lock_holder_is_taken_over(tmp_path: Path, stack: Stack) -> None:
     config = _config(tmp_path, stack)
-    code = (
-        "import os, sys\n"
-        "from engine.pipeline.lock import store_lock\n"
-        "with store_lock(sys.argv[1]):\n"
-        "    os.kill(os.getpid(), 9)\n"
-    )
-    killed = run_process([sys.executable, "-c", code, str(tmp_path / "state")], timeout=60)
-    assert killed.returncode == -9
+    _kill_a_lock_holder(tmp_path / "state")
     assert invoke(["run", "--quiet"], config).exit_code == 0
 
 
@@ -265,20 +258,59 @@ def test_a_dry_run_writes_nothing_and_says_what_a_run_would_touch(
     assert "contacts partitions: all" in text.stdout
 
 
+def _leftovers(out: Path) -> tuple[Path, Path]:
+    """What a writer killed mid-way leaves: a data file of a commit that never happened and a
+    half-written temporary file."""
+    volume = out / "store" / "callvolume"
+    orphan = sorted(volume.glob("date=*"))[0] / "part-0123456789ab-000000000000.parquet"
+    shutil.copy(next(volume.rglob("part-*.parquet")), orphan)
+    tmp = out / "exports" / f".callvolume.csv.tmp-{'a' * 32}"
+    tmp.write_text("half")
+    return orphan, tmp
+
+
+def _kill_a_lock_holder(state: Path) -> None:
+    code = (
+        "import os, sys\n"
+        "from engine.pipeline.lock import store_lock\n"
+        "with store_lock(sys.argv[1]):\n"
+        "    os.kill(os.getpid(), 9)\n"
+    )
+    assert run_process([sys.executable, "-c", code, str(state)], timeout=60).returncode == -9
+
+
 def test_leftovers_of_a_killed_run_are_cleaned(tmp_path: Path, stack: Stack) -> None:
     config = _config(tmp_path, stack)
     _run(config)
-    out = tmp_path / "out"
-    volume = out / "store" / "callvolume"
-    orphan = sorted(volume.glob("date=*"))[0] / "part-0123456789ab-000000000000.parquet"
-    shutil.copy(next(volume.rglob("part-*.parquet")), orphan)  # a commit that never happened
-    tmp = out / "exports" / f".callvolume.csv.tmp-{'a' * 32}"
-    tmp.write_text("half")
+    orphan, tmp = _leftovers(tmp_path / "out")
+    _kill_a_lock_holder(tmp_path / "state")  # the writer that left them died holding the lock
     summary = _run(config)
     cleaned = summary["cleaned"]
     assert isinstance(cleaned, list)
     assert str(tmp) in cleaned
     assert any("uncommitted" in c for c in cleaned)
+    assert not orphan.exists()
+    assert not tmp.exists()
+
+
+def test_after_a_clean_end_the_sweep_waits_a_day(tmp_path: Path, stack: Stack) -> None:
+    """A run after one that ended cleanly skips the sweep (nothing of a killed writer can be
+    there); stray files a writer outside the lock left are swept once a day."""
+    config = _config(tmp_path, stack)
+    _run(config)
+    lock = json.loads((tmp_path / "state" / "wfm-intervals.lock").read_text())
+    assert "ended" in lock
+    orphan, tmp = _leftovers(tmp_path / "out")
+    assert _run(config)["cleaned"] == []
+    assert orphan.exists()
+    assert tmp.exists()
+    record = tmp_path / "state" / "housekeeping.json"
+    swept = datetime.fromisoformat(json.loads(record.read_text())["swept"])
+    day_before = swept - timedelta(days=1, minutes=1)
+    record.write_text(json.dumps({"swept": day_before.strftime("%Y-%m-%dT%H:%M:%SZ")}))
+    cleaned = _run(config)["cleaned"]
+    assert isinstance(cleaned, list)
+    assert str(tmp) in cleaned
     assert not orphan.exists()
     assert not tmp.exists()
 
