@@ -134,6 +134,18 @@ def scan(
     return frame.select(list(schema)).cast(dict(schema))  # type: ignore[arg-type]
 
 
+def partition_days(path: Path) -> list[date]:
+    """The partitions (UTC dates) that hold files in the table's current version, in order.
+
+    Raises:
+        StoreError: no table at ``path``, or its log cannot be read.
+    """
+    adds = pl.DataFrame(_open(path).get_add_actions(flatten=True))
+    if not adds.height:
+        return []
+    return sorted(adds.get_column(f"partition.{PARTITION}").unique().to_list())
+
+
 def days_of(by: str | pl.Expr) -> pl.Expr:
     """The partition value of each row: the UTC date of ``by`` (a column or an instant)."""
     instant = pl.col(by) if isinstance(by, str) else by

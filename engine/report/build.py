@@ -279,19 +279,22 @@ def render(
         ``page = render(compute(open_store(Path("demo-out"))), sl_target=0.85)``
     """
     at = generated_at or clock.now()
-    need = planning.staffing_table(data.store.root)
+    need = planning.staffing_table(data.store.root, days=data.store.days)
     channels = planning.channel_totals(data.queues, need, sl_formula=data.sl_formula)
     if sl_target is not None:  # one target for every channel, as asked
         channels = [c | {"sl_target": sl_target} for c in channels]
     targets = {str(c["channel"]): float(c["sl_target"] or 0.8) for c in channels}
     volume = data.store.tables.get("callvolume")
-    plan = (
-        planning.plan_days(
-            volume, need, window=data.window, tz=data.tz, interval=data.interval_minutes or 15
+    plan = pl.DataFrame()
+    if volume is not None:
+        plan = planning.plan_days(
+            volume,
+            need,
+            window=data.window,
+            tz=data.tz,
+            interval=data.interval_minutes or 15,
+            history_from=data.store.history_from,
         )
-        if volume is not None
-        else pl.DataFrame()
-    )
     title = f"wfm-intervals report {data.window[0]:%Y-%m-%d} to {data.window[1]:%Y-%m-%d}"
     figs = _overview(data, targets) | interactive.figures(data, staffing=need, plan=plan)
     lib = f'<script id="plotly-js">{interactive.library()}</script>' if any(figs.values()) else ""
@@ -369,7 +372,7 @@ def write_run_report(
     """
     if days < 1:
         raise ValueError(f"days must be >= 1, not {days}")
-    opened = open_store(store)
+    opened = open_store(store, last_days=days)
     first, last = span(opened)
     data = compute(opened, start=max(first, last - timedelta(days=days)), end=last)
     _write(render(data, generated_at=generated_at), out)

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any, Final
 
@@ -41,9 +41,10 @@ from engine.report.sections import (
     service_level_formula,
 )
 from engine.settings import BuildSettings, SlFormula
-from engine.tables import callvolume
+from engine.tables import callvolume, seasonal
 
 __all__ = [
+    "HISTORY_DAYS",
     "MAX_POINTS",
     "TABLES",
     "ReportData",
@@ -58,6 +59,9 @@ __all__ = [
 TABLES: Final = ("callvolume", "callback_intervals", "retry_outcomes")
 #: The volume chart rolls up (hourly, then daily) until it has at most this many points per line.
 MAX_POINTS: Final = 800
+#: Days before the store's end a nightly report reads at least: the seasonal forecast of the
+#: window's last week averages the 4 weeks before it (:func:`engine.report.planning.plan_days`).
+HISTORY_DAYS: Final = seasonal.SEASON_DAYS * 5
 _SUMS: Final = tuple(c for c in callvolume.ADDITIVE if c not in callvolume.MAXIMA)
 
 
@@ -70,6 +74,11 @@ class Store:
     summaries: dict[str, dict[str, Any]] = field(default_factory=dict)
     reconcile: Any = None
     reconcile_error: str | None = None
+    #: the partitions (UTC dates) the tables were read from (``None``: every one)
+    days: list[date] | None = None
+    #: with ``days``: their first instant when the volume table holds earlier partitions too
+    #: (every interval from it on lies after the store's first: zero where nothing is stored)
+    history_from: datetime | None = None
 
     def setting(self, key: str) -> Any:
         """A build setting from the summaries (contacts first), or ``None``."""
@@ -97,10 +106,14 @@ class ReportData:
     intake: pl.DataFrame  #: what the builds read: measure, contacts, callbacks
 
 
-def open_store(path: Path) -> Store:
+def open_store(path: Path, *, last_days: int | None = None) -> Store:
     """Find the tables, summaries and ``reconcile.json`` of a build's output directory.
 
     ``path`` is the build's ``--out`` directory (holding ``store/``) or its ``store/`` itself.
+    With ``last_days``, only the partitions of the store's last ``last_days`` days (at least
+    :data:`HISTORY_DAYS`, what the forecast of the last week reads) plus two are read, once,
+    into memory: a nightly report reads the same few thousand rows many times, and its cost
+    must not grow with history.
 
     Raises:
         StoreError: no interval table is there.
@@ -112,12 +125,24 @@ def open_store(path: Path) -> Store:
         engine.errors.StoreError: /nonexistent: no store/ with callvolume, ...
     """
     tables_dir, root = (path / "store", path) if (path / "store").is_dir() else (path, path.parent)
-    tables = {
-        name: delta.scan(tables_dir / name) for name in TABLES if delta.is_table(tables_dir / name)
-    }
-    if not tables:
+    names = [name for name in TABLES if delta.is_table(tables_dir / name)]
+    if not names:
         msg = f"{path}: no store/ with callvolume, callback_intervals or retry_outcomes tables"
         raise StoreError(msg + " (run `wfm-intervals build`, `callbacks` or `demo` first)")
+    keep, history_from = None, None
+    if last_days is not None:
+        held = {name: delta.partition_days(tables_dir / name) for name in names}
+        if every := sorted({d for days in held.values() for d in days}):
+            first = every[-1] - timedelta(days=max(last_days, HISTORY_DAYS) + 2)
+            keep = [d for d in every if d >= first]
+            if any(d < first for d in held.get("callvolume", [])):
+                history_from = datetime.combine(first, time.min, UTC)
+    tables = {
+        name: delta.scan(tables_dir / name)
+        if keep is None
+        else delta.scan(tables_dir / name, days=keep).collect().lazy()
+        for name in names
+    }
     summaries = {
         kind: json.loads(p.read_text())
         for kind, p in (
@@ -133,7 +158,7 @@ def open_store(path: Path) -> Store:
             reconcile = json.loads(found.read_text())
         except (OSError, ValueError) as exc:
             error = f"{found}: {exc}"
-    return Store(root, tables, summaries, reconcile, error)
+    return Store(root, tables, summaries, reconcile, error, keep, history_from)
 
 
 def span(store: Store) -> Window:

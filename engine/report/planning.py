@@ -17,7 +17,7 @@ Example:
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 from zoneinfo import ZoneInfo
@@ -36,11 +36,14 @@ PLAN_COLUMNS: Final = ("day", "channel", "offered", "forecast", "load_hours", "a
 _SUMS: Final = tuple(c for c in callvolume.ADDITIVE if c not in callvolume.MAXIMA)
 
 
-def staffing_table(root: Path) -> pl.LazyFrame | None:
-    """The ``staffing`` table of a build's output directory (or its ``store/``), if any."""
+def staffing_table(root: Path, *, days: list[date] | None = None) -> pl.LazyFrame | None:
+    """The ``staffing`` table of a build's output directory (or its ``store/``), if any; with
+    ``days``, those partitions only, read into memory once."""
     for path in (root / "store" / "staffing", root / "staffing"):
         if delta.is_table(path):
-            return delta.scan(path)
+            if days is None:
+                return delta.scan(path)
+            return delta.scan(path, days=days).collect().lazy()
     return None
 
 
@@ -84,15 +87,24 @@ def channel_totals(
     return out.sort("channel").collect().to_dicts()
 
 
-def _history(volume: pl.LazyFrame, end: Window, tz: str, interval: int) -> pl.LazyFrame:
-    """Offered per channel and local wall-clock interval up to ``end[1]``, zero-filled."""
+def _history(
+    volume: pl.LazyFrame, end: Window, tz: str, interval: int, held_from: datetime | None
+) -> pl.LazyFrame:
+    """Offered per channel and local wall-clock interval up to ``end[1]``, zero-filled (from
+    ``held_from``, when given, or else the first busy interval)."""
     local = pl.col("interval_start_utc").dt.convert_time_zone(tz).dt.replace_time_zone(None)
     busy = (
         volume.filter(pl.col("interval_start_utc") < end[1])
         .group_by(pl.col("channel").cast(pl.String).alias("unique_id"), local.alias("ds"))
         .agg(pl.col("offered").sum().cast(pl.Float64).alias("y"))
     )
-    bounds = busy.select(pl.col("ds").min().alias("lo"), pl.col("ds").max().alias("hi"))
+    lo = pl.col("ds").min()
+    if held_from is not None:  # back from the first busy interval, on its grid, to held_from
+        start = pl.lit(held_from.astimezone(ZoneInfo(tz)).replace(tzinfo=None), pl.Datetime("us"))
+        step_us = interval * 60_000_000
+        steps = ((lo.dt.cast_time_unit("us") - start).dt.total_microseconds() // step_us).clip(0)
+        lo = lo - pl.duration(microseconds=steps * step_us)
+    bounds = busy.select(lo.alias("lo"), pl.col("ds").max().alias("hi"))
     step = f"{interval}m"
     grid = bounds.select(pl.datetime_ranges("lo", "hi", step, time_unit="us").alias("ds")).explode(
         "ds"
@@ -105,12 +117,20 @@ def _history(volume: pl.LazyFrame, end: Window, tz: str, interval: int) -> pl.La
 
 
 def plan_days(
-    volume: pl.LazyFrame, staffing: pl.LazyFrame | None, *, window: Window, tz: str, interval: int
+    volume: pl.LazyFrame,
+    staffing: pl.LazyFrame | None,
+    *,
+    window: Window,
+    tz: str,
+    interval: int,
+    history_from: datetime | None = None,
 ) -> pl.DataFrame:
     """Per local day x channel of the window's last (up to) 7 whole days: :data:`PLAN_COLUMNS`.
 
     ``forecast`` is null where the store holds no earlier week; the staffing columns are null
-    without a ``staffing`` table.
+    without a ``staffing`` table. ``history_from``: when ``volume`` is the recent part of a
+    store that holds earlier rows, where that part starts (from there on, an interval with no
+    row is a zero, as it is in the whole store).
     """
     start_utc = max(window[0], window[1] - timedelta(days=seasonal.SEASON_DAYS))
     local_start = start_utc.astimezone(ZoneInfo(tz)).replace(tzinfo=None)
@@ -121,7 +141,7 @@ def plan_days(
     if days < 1:
         return pl.DataFrame(schema=dict.fromkeys(PLAN_COLUMNS, pl.Null))
     last = first + timedelta(days=days)
-    history = _history(volume, window, tz, interval)
+    history = _history(volume, window, tz, interval, history_from)
     fc = seasonal.forecast(history, start=first, days=days, interval_minutes=interval)
     day = pl.col("ds").dt.date().alias("day")
     actual = (

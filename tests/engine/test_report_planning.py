@@ -7,6 +7,7 @@ import random
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import polars as pl
 import pytest
@@ -16,7 +17,7 @@ from engine.output import delta
 from engine.pipeline import build as pipeline
 from engine.report import planning
 from engine.report.build import render
-from engine.report.data import compute, open_store
+from engine.report.data import compute, open_store, span
 from engine.report.page import service_table
 from engine.report.quality import reconcile_html
 from engine.settings import BuildSettings
@@ -75,6 +76,64 @@ def test_forecast_and_required_agents_per_day_match_plain_sums() -> None:
         agents = [v for (c, at), v in per_interval.items() if c == ch and at.date() == day]
         assert r["agent_hours"] == pytest.approx(sum(agents) / 4)
         assert r["peak_agents"] == max(agents)
+
+
+@pytest.mark.parametrize(
+    ("tz", "interval"),
+    [("UTC", 15), ("America/New_York", 15), ("Asia/Kathmandu", 30), ("Asia/Kathmandu", 15)],
+)
+def test_the_recent_part_of_a_store_plans_as_the_whole_store(tz: str, interval: int) -> None:
+    """A nightly report reads the store's recent partitions only: with where they start
+    (``history_from``), the forecast sees the zeros the whole store holds there, even across an
+    idle stretch (here days 2-12, reaching into the forecast's 4 weeks) and a DST change."""
+    days, rng = 45, random.Random(interval)
+    local_t0 = T0.replace(tzinfo=ZoneInfo(tz)).astimezone(UTC)  # the grid is the zone's
+    rows = [
+        (local_t0 + timedelta(minutes=interval * i), ch, rng.randint(1, 9), 0, 0)
+        for i in range(days * 1440 // interval)
+        if not 2 <= i * interval // 1440 <= 12
+        for ch in ("voice", "chat")
+        if rng.random() < 0.5
+    ]
+    names = ["interval_start_utc", "channel", "offered", "answered", "handle_ms"]
+    volume = pl.DataFrame(rows, schema=names, orient="row").with_columns(
+        pl.col("interval_start_utc").dt.replace_time_zone("UTC").dt.cast_time_unit("us"),
+        pl.lit("q").alias("queue_id"),
+    )
+    window = (local_t0, local_t0 + timedelta(days=days))
+    whole = planning.plan_days(volume.lazy(), None, window=window, tz=tz, interval=interval)
+    assert whole["forecast"].null_count() == 0
+    for cut in (3, 5, 8):
+        held_from = T0 + timedelta(days=cut)  # a UTC midnight, as the partitions start
+        recent = volume.filter(pl.col("interval_start_utc") >= held_from)
+        got = planning.plan_days(
+            recent.lazy(), None, window=window, tz=tz, interval=interval, history_from=held_from
+        )
+        assert got.equals(whole), (tz, interval, cut)
+        if cut < 8:  # without it the idle days before the first recent row are "not held"
+            missed = planning.plan_days(recent.lazy(), None, window=window, tz=tz,
+                                        interval=interval)  # fmt: skip
+            assert not missed.equals(whole)
+
+
+def test_a_nightly_report_reads_the_recent_partitions_and_draws_the_same_page(
+    tmp_path: Path,
+) -> None:
+    settings = BuildSettings(tz="America/New_York")  # 45 days across the November DST change
+    contacts = generate_contacts(start=T0 - timedelta(days=30), days=45, scale=0.02)
+    pipeline.build_contacts(contacts.lazy(), settings=settings, out_dir=tmp_path)
+    need = staffing.build(delta.scan(tmp_path / "store" / "callvolume"), settings=settings)
+    delta.commit(tmp_path / "store" / "staffing", need.collect(), by="interval_start_utc",
+                 days=None, tag="t")  # fmt: skip
+    whole = open_store(tmp_path)
+    first, last = span(whole)
+    start = max(first, last - timedelta(days=7))
+    recent = open_store(tmp_path, last_days=7)
+    assert recent.days is not None
+    assert recent.days[0] > first.date()  # older partitions were not read
+    assert recent.history_from is not None
+    want = render(compute(whole, start=start, end=last), generated_at=T0)
+    assert render(compute(recent, start=start, end=last), generated_at=T0) == want
 
 
 def test_a_window_without_a_whole_day_or_history_shows_dashes() -> None:
