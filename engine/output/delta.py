@@ -55,8 +55,10 @@ __all__ = [
     "days_of",
     "is_table",
     "migrate",
+    "partition_days",
     "problems",
     "remove_orphans",
+    "row_count",
     "scan",
     "vacuum",
     "version",
@@ -144,6 +146,22 @@ def partition_days(path: Path) -> list[date]:
     if not adds.height:
         return []
     return sorted(adds.get_column(f"partition.{PARTITION}").unique().to_list())
+
+
+def row_count(path: Path) -> int:
+    """The rows of the table's current version, as its log recorded them per file (no data
+    file is opened; a file the log holds no count for is counted from its footer).
+
+    Raises:
+        StoreError: no table at ``path``, or its log cannot be read.
+    """
+    adds = pl.DataFrame(_open(path).get_add_actions(flatten=True))
+    if not adds.height:
+        return 0
+    counted = adds.filter(pl.col("num_records").is_not_null())
+    unknown = [str(path / rel) for rel in adds.filter(pl.col("num_records").is_null())["path"]]
+    extra = pl.scan_parquet(unknown).select(pl.len()).collect().item() if unknown else 0
+    return int(counted["num_records"].sum()) + int(extra)
 
 
 def days_of(by: str | pl.Expr) -> pl.Expr:

@@ -13,6 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from engine.demo.contacts import generate_contacts
+from engine.output import delta
 from engine.output.files import (
     callvolume_document,
     write_csv,
@@ -115,6 +116,23 @@ def test_store_is_partitioned_by_utc_date_and_replaced_whole(tmp_path: Path) -> 
     assert back["v"].to_list() == [1]
     assert pl.read_delta(str(target), version=1)["v"].to_list() == [1, 2]  # the first, still there
     assert [p.name for p in tmp_path.joinpath("store").iterdir()] == ["t"]  # no temp leftovers
+
+
+def test_row_count_and_partitions_come_from_the_log_as_a_read_gives_them(tmp_path: Path) -> None:
+    at = [START + timedelta(hours=h) for h in (0, 1, 30, 75)]
+    frame = pl.DataFrame({"interval_start_utc": at, "v": [1, 2, 3, 4]}).with_columns(
+        pl.col("interval_start_utc").dt.cast_time_unit("us")
+    )
+    target = tmp_path / "t"
+    delta.commit(target, frame, by="interval_start_utc", tag="a")
+    first = START.date()
+    assert delta.partition_days(target) == [first, first + timedelta(days=1), first + timedelta(3)]
+    assert delta.row_count(target) == 4 == delta.scan(target).collect().height
+    delta.commit(target, frame.head(0), by="interval_start_utc", days=[first, first + timedelta(1)])
+    assert delta.row_count(target) == 1 == delta.scan(target).collect().height  # two emptied
+    assert delta.partition_days(target) == [first + timedelta(days=3)]
+    got = delta.scan(target, days=[first + timedelta(days=3)]).collect()
+    assert got["v"].to_list() == [4]
 
 
 def test_csv_and_ndjson_round_trip(table: pl.DataFrame, tmp_path: Path) -> None:
