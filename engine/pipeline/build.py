@@ -326,19 +326,21 @@ def build_contacts(
         quarantine = pl.concat([set_aside.cast(quarantine.schema), quarantine])
         rows_in = rows_in.select(pl.col(rows_in.columns[0]) + set_aside.height)
     grid = data_window(clean, settings) if window is None else settings.grid(window)
+    # Parquet alone is the store, which keeps busy rows: then no zero row is built
+    dense = engine == "ray" or any(f != "parquet" for f in formats)
     if engine == "ray":
         from engine.distributed import ray_engine  # noqa: PLC0415 - an optional extra
 
         table = ray_engine.volume_table(clean, grid=grid, settings=settings, address=ray_address)
     else:
-        table = volume_table(clean, window=grid, settings=settings)
+        table = volume_table(clean, window=grid, settings=settings, dense=dense)
 
     files = [export.write_store(clean, out_dir / "store" / "contacts", by="offered_at")]
     files += _write_table("callvolume", table, out_dir, formats, org_id=org_id, unit=duration_unit)
     files.append(export.write_csv(quarantine, out_dir / "quarantine" / "contacts.csv"))
     report = build_report(
         table, rows_in=int(rows_in.item()), contacts=clean.height, quarantine=quarantine,
-        window=grid, settings=settings,
+        window=grid, settings=settings, busy_only=not dense,
     )  # fmt: skip
     report.files = [str(f) for f in files]
     report.seconds = round(time.perf_counter() - began, 3)
@@ -349,10 +351,12 @@ def build_contacts(
 
 
 def volume_table(
-    contacts: pl.DataFrame, *, window: Window | Grid, settings: BuildSettings
+    contacts: pl.DataFrame, *, window: Window | Grid, settings: BuildSettings, dense: bool = True
 ) -> pl.DataFrame:
-    """The volume table of ``window`` (with its derived ratios) from validated contacts."""
-    lazy = callvolume.build(contacts.lazy(), window=window, settings=settings)
+    """The volume table of ``window`` (with its derived ratios) from validated contacts; with
+    ``dense=False`` its busy rows only (:func:`engine.tables.callvolume.busy_rows`)."""
+    make = callvolume.build if dense else callvolume.busy_rows
+    lazy = make(contacts.lazy(), window=window, settings=settings)
     return callvolume.derive(lazy, settings=settings).collect(engine="streaming")
 
 
@@ -364,10 +368,17 @@ def build_report(
     quarantine: pl.DataFrame,
     window: Window | Grid,
     settings: BuildSettings,
+    busy_only: bool = False,
 ) -> BuildReport:
     """What a build of ``table`` did: rows in, kept, quarantined and collapsed, and the table's
-    shape (``files`` and ``seconds`` are the caller's to fill in)."""
-    window = settings.grid(window).window
+    shape (``files`` and ``seconds`` are the caller's to fill in). ``busy_only``: ``table`` is
+    the busy rows of the window's table; the shape is the whole (zero-filled) table's."""
+    grid = settings.grid(window)
+    window = grid.window
+    pairs = table.select("queue_id", "channel").n_unique()
+    intervals = table["interval_start_utc"].n_unique()
+    if busy_only:
+        intervals = grid.frame.height if table.height else 0
     return BuildReport(
         rows_in=rows_in,
         contacts=contacts,
@@ -376,9 +387,9 @@ def build_report(
         window=(iso_utc(window[0]), iso_utc(window[1])),
         interval_minutes=settings.interval_minutes,
         tz=settings.tz,
-        intervals=table["interval_start_utc"].n_unique(),
-        queue_channels=table.select("queue_id", "channel").n_unique(),
-        table_rows=table.height,
+        intervals=intervals,
+        queue_channels=pairs,
+        table_rows=pairs * intervals if busy_only else table.height,
     )
 
 

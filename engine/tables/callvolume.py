@@ -21,6 +21,7 @@ from typing import Final
 import polars as pl
 
 from engine.interval import (
+    GRID,
     Grid,
     Window,
     aggregate_by_interval,
@@ -39,6 +40,7 @@ __all__ = [
     "MAXIMA",
     "SCHEMA",
     "build",
+    "busy_rows",
     "configured_threshold_ms",
     "derive",
     "latest_queue_name",
@@ -155,6 +157,30 @@ def build(
         :data:`SCHEMA`'s columns, sorted by queue, channel and interval.
     """
     grid = settings.grid(window).frame
+    return _zero_fill(_aggregated(contacts, grid, settings), grid)
+
+
+def busy_rows(
+    contacts: pl.LazyFrame, *, window: Window | Grid, settings: BuildSettings
+) -> pl.LazyFrame:
+    """The rows of :func:`build`'s table that hold something (every interval x queue and
+    channel with a contact counted in it: what the store keeps), in its order, without
+    building the zero rows; :func:`engine.tables.dense.fill` gives the whole table back.
+    """
+    grid = settings.grid(window).frame
+    columns = [c for c in GRID if c != "interval_start_utc"]
+    return (
+        _aggregated(contacts, grid, settings)
+        .join(grid.lazy().select("interval_start_utc", *columns), on="interval_start_utc")
+        .select(SCHEMA.keys())
+        .sort("queue_id", "channel", "queue_name", "interval_start_utc", nulls_last=False)
+    )
+
+
+def _aggregated(
+    contacts: pl.LazyFrame, grid: pl.DataFrame, settings: BuildSettings
+) -> pl.LazyFrame:
+    """One row per interval x (queue, channel) with contacts counted in it, named."""
     at = _attributed_at(settings)
     inbound = contacts.filter(pl.col("direction") == "inbound", in_grid(at, grid))
     by = ("queue_id", "queue_name", "channel")
@@ -164,10 +190,7 @@ def build(
         measures=[*_measures(settings), latest], combine=[*_combine(), latest],
     )  # fmt: skip
     # A renamed queue has rows under several names: give them the latest and merge them.
-    named = (
-        agg.with_columns(latest_queue_name()).group_by("interval_start_utc", *by).agg(_combine())
-    )
-    return _zero_fill(named, grid)
+    return agg.with_columns(latest_queue_name()).group_by("interval_start_utc", *by).agg(_combine())
 
 
 def rollup(table: pl.LazyFrame, *, window: Window, minutes: int, tz: str) -> pl.LazyFrame:

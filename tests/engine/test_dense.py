@@ -37,11 +37,13 @@ def volume_cases(
 def test_the_volume_table_is_its_busy_rows_filled_again(case) -> None:  # type: ignore[no-untyped-def]
     rows, settings, window = case
     grid = settings.grid(window)
-    built = callvolume.build(
-        pl.DataFrame(rows, schema=CONTACTS).lazy(), window=grid, settings=settings
-    ).collect()
+    contacts = pl.DataFrame(rows, schema=CONTACTS).lazy()
+    built = callvolume.build(contacts, window=grid, settings=settings).collect()
     stored = built.filter(busy("callvolume"))
     assert stored.height == built.filter(pl.col("offered") > 0).height  # busy: something offered
+    # the builder's busy rows (no zero row built) are those rows, in that order
+    assert_frame_equal(callvolume.busy_rows(contacts, window=grid, settings=settings).collect(),
+                       stored)  # fmt: skip
     assert_frame_equal(fill(stored.lazy(), "callvolume", grid.frame).collect(), built)
     assert_frame_equal(fill(built.lazy(), "callvolume", grid.frame).collect(), built)
 
@@ -107,3 +109,33 @@ def test_a_built_store_keeps_busy_rows_and_reads_back_dense(tmp_path) -> None:  
         assert busy_only["requests"].sum() == full["requests"].sum()
         csv = pl.read_csv(tmp_path / "exports" / f"{name}.csv", infer_schema_length=None)
         assert full.height == csv.height
+
+
+def test_a_parquet_only_build_stores_the_same_rows_and_reports_the_same_shape(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """``build --format parquet`` builds no zero row (the store keeps busy rows); its store and
+    its summary's numbers are those of a build that writes every format."""
+    from engine.demo.contacts import generate_contacts
+    from engine.pipeline import build as pipeline
+
+    settings = BuildSettings(tz="Asia/Kolkata")
+    day = datetime(2026, 11, 1, tzinfo=UTC)
+    window = (day, day.replace(day=3))
+    contacts = generate_contacts(seed=5, start=day, days=2, scale=0.2, time_zone=settings.tz)
+    reports = {}
+    for formats in (("parquet",), pipeline.FORMATS):
+        out = tmp_path / "-".join(formats)
+        reports[formats] = pipeline.build_contacts(
+            contacts.lazy(), settings=settings, out_dir=out, window=window, formats=formats
+        )
+    only, every = (tmp_path / "parquet", tmp_path / "-".join(pipeline.FORMATS))
+    for name in ("contacts", "callvolume"):
+        assert_frame_equal(
+            pl.read_delta(str(only / "store" / name)),
+            pl.read_delta(str(every / "store" / name)),
+            check_row_order=False,
+        )
+    a, b = (reports[f] for f in reports)
+    assert (a.intervals, a.queue_channels, a.table_rows) == (b.intervals, b.queue_channels,
+                                                             b.table_rows)  # fmt: skip
+    assert a.table_rows > pl.read_delta(str(only / "store" / "callvolume")).height
+    assert not (only / "exports").exists()
