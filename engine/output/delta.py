@@ -52,9 +52,9 @@ __all__ = [
     "PARTITION",
     "STORE_COMPRESSION",
     "commit",
+    "current_files",
     "days_of",
     "is_table",
-    "migrate",
     "partition_days",
     "problems",
     "remove_orphans",
@@ -116,17 +116,13 @@ def scan(
     if not is_table(path):
         raise StoreError(f"{path}: no store table here")
     table = _open(path)  # a damaged log fails here, with the path, not later inside a collect
-    try:
-        adds = pl.DataFrame(table.get_add_actions(flatten=True))
-        columns = {k: v for k, v in pl.Schema(table.schema()).items() if k != PARTITION}
-    except (DeltaError, OSError, pl.exceptions.PolarsError) as exc:
-        raise StoreError(f"{path}: not a readable store table ({_first_line(exc)})") from None
-    if days is not None and adds.height:
-        adds = adds.filter(pl.col(f"partition.{PARTITION}").is_in(sorted(set(days))))
+    adds = _adds(path, table)
+    columns = {k: v for k, v in pl.Schema(table.schema()).items() if k != PARTITION}
+    if days is not None:
+        adds = adds.filter(pl.col(PARTITION).is_in(sorted(set(days))))
     # The current version's files, read directly: this store writes no deletion vectors and no
     # column mapping (pl.scan_delta would also load pyarrow, ~0.1 s of a nightly run).
-    files = [str(path / rel) for rel in adds.get_column("path").to_list()] if adds.height else []
-    if files:
+    if files := [str(path / rel) for rel in adds.get_column("path").to_list()]:
         frame = pl.scan_parquet(files, missing_columns="insert", extra_columns="ignore")
         frame = frame.select(list(columns)).cast(columns)  # type: ignore[arg-type]
     else:
@@ -136,32 +132,41 @@ def scan(
     return frame.select(list(schema)).cast(dict(schema))  # type: ignore[arg-type]
 
 
-def partition_days(path: Path) -> list[date]:
-    """The partitions (UTC dates) that hold files in the table's current version, in order.
+def _adds(path: Path, table: DeltaTable | None = None) -> pl.DataFrame:
+    """The current version's files: ``path`` (relative), ``size_bytes``, ``num_records``
+    (null where the log holds no count) and the partition ``date``.
 
     Raises:
         StoreError: no table at ``path``, or its log cannot be read.
     """
-    adds = pl.DataFrame(_open(path).get_add_actions(flatten=True))
+    try:
+        adds = pl.DataFrame((table or _open(path)).get_add_actions(flatten=True))
+    except (DeltaError, OSError) as exc:
+        raise StoreError(f"{path}: unreadable log ({_first_line(exc)})") from None
     if not adds.height:
-        return []
-    return sorted(adds.get_column(f"partition.{PARTITION}").unique().to_list())
+        return pl.DataFrame(schema={"path": pl.String, "size_bytes": pl.Int64,
+                                    "num_records": pl.Int64, PARTITION: pl.Date})  # fmt: skip
+    part = pl.col(f"partition.{PARTITION}").alias(PARTITION)
+    return adds.select("path", "size_bytes", "num_records", part)
+
+
+def current_files(path: Path) -> set[str]:
+    """The data files of the table's current version, relative to ``path``."""
+    return set(_adds(path)["path"].to_list())
+
+
+def partition_days(path: Path) -> list[date]:
+    """The partitions (UTC dates) holding files in the table's current version, in order."""
+    return sorted(_adds(path).get_column(PARTITION).unique().to_list())
 
 
 def row_count(path: Path) -> int:
     """The rows of the table's current version, as its log recorded them per file (no data
-    file is opened; a file the log holds no count for is counted from its footer).
-
-    Raises:
-        StoreError: no table at ``path``, or its log cannot be read.
-    """
-    adds = pl.DataFrame(_open(path).get_add_actions(flatten=True))
-    if not adds.height:
-        return 0
-    counted = adds.filter(pl.col("num_records").is_not_null())
+    file is opened; a file the log holds no count for is counted from its footer)."""
+    adds = _adds(path)
     unknown = [str(path / rel) for rel in adds.filter(pl.col("num_records").is_null())["path"]]
     extra = pl.scan_parquet(unknown).select(pl.len()).collect().item() if unknown else 0
-    return int(counted["num_records"].sum()) + int(extra)
+    return int(adds["num_records"].sum()) + int(extra)
 
 
 def days_of(by: str | pl.Expr) -> pl.Expr:
@@ -330,11 +335,9 @@ def problems(path: Path, *, deep: bool = True) -> list[str]:
     if not is_table(path):
         return [f"{path}: missing (no transaction log)"]
     try:
-        adds = pl.DataFrame(_open(path).get_add_actions(flatten=True))
+        adds = _adds(path)
     except StoreError as exc:
         return [str(exc)]
-    except (DeltaError, OSError) as exc:
-        return [f"{path}: unreadable log ({_first_line(exc)})"]
     found = []
     for rel, size, rows in adds.select("path", "size_bytes", "num_records").iter_rows():
         file = path / rel
@@ -362,7 +365,7 @@ def remove_orphans(path: Path) -> int:
     if not is_table(path):
         return 0
     table = _open(path)
-    current = {str(p) for p in pl.DataFrame(table.get_add_actions(flatten=True))["path"]}
+    current = set(_adds(path, table)["path"].to_list())
     tags = {h.get(_RUN_KEY) for h in table.history()}
     removed = 0
     for file in path.glob(f"{PARTITION}=*/part-*.parquet"):
@@ -391,38 +394,3 @@ def vacuum(path: Path, *, keep_hours: int = 168) -> int:
     except (DeltaError, OSError) as exc:
         raise StoreError(f"{path}: vacuum failed ({_first_line(exc)})") from None
     return len(removed)
-
-
-def migrate(path: Path, *, by: str | pl.Expr) -> bool:
-    """Make a table of the Parquet-directory store (before the Delta Lake store) a Delta
-    table, in place; ``True`` when there was one to migrate.
-
-    Its rows are committed as the table's first version, then the old files are deleted (a
-    crash before the commit leaves the old table, to migrate again; after it, only files that
-    no version names, deleted again next time).
-
-    Raises:
-        StoreError: the old files cannot be read, or the commit fails.
-    """
-    path = Path(path)
-    old = sorted(f for f in path.rglob("*.parquet") if _LOG not in f.parts) if path.is_dir() else []
-    if is_table(path):
-        current = set(pl.DataFrame(_open(path).get_add_actions(flatten=True))["path"].to_list())
-        old = [f for f in old if not f.name.startswith("part-")]
-        stale = [f for f in old if f.relative_to(path).as_posix() not in current]
-        for file in stale:  # what a migration killed after its commit left behind
-            file.unlink()
-        return False
-    if not old:
-        return False
-    try:
-        rows = pl.read_parquet(old, hive_partitioning=False).drop(PARTITION, strict=False)
-    except (pl.exceptions.PolarsError, OSError) as exc:
-        msg = f"{path}: cannot read the old store to migrate it ({_first_line(exc)})"
-        raise StoreError(msg) from None
-    commit(path, rows, by=by, tag="migrated")
-    for file in old:
-        file.unlink()
-    for extra in path.glob("_chain_order.json"):
-        extra.unlink()
-    return True

@@ -51,6 +51,7 @@ from engine import clock, killpoint
 from engine.errors import StoreLockedError
 from engine.output import delta
 from engine.output.files import write_json
+from engine.output.migrate import migrate
 from engine.output.store import request_instant
 
 __all__ = [
@@ -199,7 +200,7 @@ def housekeeping(out: Path, landing: Path, state: Path) -> list[str]:
         if not sweep and delta.is_table(path):
             continue  # migrated already; what a killed migration left is the sweep's
         partition = by if by is not None else request_instant()
-        if delta.migrate(path, by=partition):
+        if migrate(path, by=partition):
             done.append(f"{path}: migrated to the Delta Lake store")
     if sweep:
         write_json({"swept": _stamp(now)}, record)
