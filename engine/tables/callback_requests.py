@@ -133,13 +133,17 @@ REQUEST_COLUMNS: Final = (
 
 
 def in_chain_order(attempts: pl.LazyFrame) -> pl.LazyFrame:
-    """``attempts`` sorted by :data:`CHAIN_ORDER` (nulls first, as Polars sorts): the store's order.
-
-    Each chain's attempts are then one run of rows, first attempt first and final attempt last,
+    """``attempts`` in the store's order: each chain's attempts one run of rows in
+    :data:`ORDER` (nulls first, as Polars sorts), first attempt first and final attempt last,
     which :func:`requests_from_runs` reduces without a hash table or a join. The callback store
     is written in this order.
+
+    The chains come in the order of a 64-bit hash of their key, then of the key itself
+    (:data:`CHAIN_ORDER`): nothing needs them in any order among themselves, two chains whose
+    hashes collide are still kept apart by their keys, and a sort led by an integer costs a
+    seventh of one led by two text columns (10M attempts: 7.6 against 52 CPU-s).
     """
-    return attempts.sort(CHAIN_ORDER)
+    return attempts.sort([pl.struct(CHAIN_ORDER[:2]).hash(), *CHAIN_ORDER])
 
 
 def _after(columns: Sequence[str]) -> pl.Expr:
