@@ -223,6 +223,7 @@ def build_callbacks(
     if set_aside is not None and set_aside.height:
         quarantine = pl.concat([set_aside.cast(quarantine.schema), quarantine])
         rows_in = rows_in.select(pl.col(rows_in.columns[0]) + set_aside.height)
+    clean = clean.rechunk()  # one chunk: the store's per-partition filters are ~6x faster on it
     out, grid = callback_outputs(clean, window=window, settings=settings)
 
     files = [callback_store.write_attempts(clean, out_dir / "store" / "callback_attempts")]
