@@ -33,6 +33,7 @@ from engine.schema import CALLBACK_ATTEMPTS
 from engine.tables.callback_requests import (
     REQUEST_COLUMNS,
     RETRY_BUCKETS,
+    combine,
     customers,
     in_retry_bucket,
     measures,
@@ -45,7 +46,10 @@ __all__ = [
     "Step",
     "document",
     "document_intervals",
+    "document_parts",
+    "merge_parts",
     "parse_time",
+    "render",
 ]
 
 Step = Literal["15m", "1h", "1d"]
@@ -187,6 +191,68 @@ def _data(row: dict[str, Any]) -> dict[str, Any]:
     return {"outcomes": outcomes, "performance": performance, "totalCallbacks": row["requests"]}
 
 
+def document_parts(
+    reqs: pl.LazyFrame,
+    *,
+    begin: datetime,
+    end: datetime,
+    call_target_id: str | None = None,
+    first_party_called: str | None = None,
+    source_type: str | None = None,
+    type: str | None = None,
+) -> tuple[pl.LazyFrame, pl.LazyFrame]:
+    """What the document of the requests in ``[begin, end)`` that pass the filters is made of:
+    one row of additive aggregates, and per customer key its number of requests
+    (``customer_key``, ``requests``).
+
+    Both add up over disjoint sets of requests (:func:`merge_parts`), so a document can be
+    computed in parts (one per UTC day on a cluster, :mod:`engine.distributed`) and rendered
+    once (:func:`render`): the unique and repeat customers are then counted once, over the
+    merged keys, never summed. Arguments and errors as for :func:`document`.
+    """
+    where = _selection(
+        begin,
+        end,
+        call_target_id=call_target_id,
+        first_party_called=first_party_called,
+        source_type=source_type,
+        type=type,
+    )
+    selected = reqs.filter(where).select(_DOCUMENT_COLUMNS)
+    return selected.select(_additive()), requests_per_customer(selected)
+
+
+def merge_parts(additive: pl.LazyFrame, per_key: pl.LazyFrame) -> tuple[pl.LazyFrame, pl.LazyFrame]:
+    """The :func:`document_parts` of several disjoint sets of requests (their rows stacked) as
+    those of their union: sums and counts add, maxima take the max (a part with no value has a
+    maximum of 0, and validated durations are never negative), each key's requests add up.
+
+    Example:
+        >>> from engine.demo.callbacks import generate_attempts
+        >>> from engine.tables.callback_requests import requests
+        >>> reqs = requests(generate_attempts(days=2, scale=0.1).lazy())
+        >>> day = {"begin": parse_time("2026-10-01"), "end": parse_time("2026-10-02")}
+        >>> next_day = {"begin": day["end"], "end": parse_time("2026-10-03")}
+        >>> parts = [document_parts(reqs, **w) for w in (day, next_day)]
+        >>> merged = merge_parts(*(pl.concat(p) for p in zip(*parts, strict=True)))
+        >>> render(*merged) == document(reqs, begin=day["begin"], end=next_day["end"])
+        True
+    """
+    columns = additive.collect_schema().names()
+    key = pl.col("customer_key")
+    return additive.select(combine(tuple(columns))), per_key.group_by(key).agg(
+        pl.col("requests").sum()
+    )
+
+
+def render(additive: pl.LazyFrame, per_key: pl.LazyFrame) -> dict[str, Any]:
+    """The seed-000 document from its parts (:func:`document_parts`, or :func:`merge_parts` of
+    several): the unique and repeat customers counted over ``per_key``. One collect of two
+    one-row aggregates."""
+    totals, people = pl.collect_all([additive, customers(per_key)], engine="streaming")
+    return {"data": _data(totals.row(0, named=True) | people.row(0, named=True))}
+
+
 def document(
     reqs: pl.LazyFrame,
     *,
@@ -200,7 +266,8 @@ def document(
     """The seed-000 metrics document for the requests whose instant is in ``[begin, end)``.
 
     Unique and repeat customers are counted over the window's requests as a whole (exact, never
-    summed from intervals). One collect of two one-row aggregates.
+    summed from intervals). One collect of two one-row aggregates
+    (:func:`render` of :func:`document_parts`).
 
     Args:
         reqs: requests (:func:`engine.tables.callback_requests.requests`) of canonical attempts
@@ -226,20 +293,13 @@ def document(
         >>> document(requests(shuffled), **w) == document(requests(attempts.lazy()), **w)
         True
     """
-    where = _selection(
-        begin,
-        end,
-        call_target_id=call_target_id,
-        first_party_called=first_party_called,
-        source_type=source_type,
-        type=type,
-    )
-    selected = reqs.filter(where).select(_DOCUMENT_COLUMNS)
-    additive, people = pl.collect_all(
-        [selected.select(_additive()), customers(requests_per_customer(selected))],
-        engine="streaming",
-    )
-    return {"data": _data(additive.row(0, named=True) | people.row(0, named=True))}
+    filters = {
+        "call_target_id": call_target_id,
+        "first_party_called": first_party_called,
+        "source_type": source_type,
+        "type": type,
+    }
+    return render(*document_parts(reqs, begin=begin, end=end, **filters))
 
 
 def _iso(value: datetime) -> str:
