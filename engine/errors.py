@@ -10,6 +10,7 @@
     │   └── StoreLockedError      another run or sync holds the store's lock (names the holder)
     ├── ExportError               a table cannot be rendered with an export profile
     ├── SyncFailedError           a source could not be synced (one line: source, stream, URL)
+    ├── ClusterError              the Ray engine cannot run: Ray missing, the cluster unreachable
     └── ConnectorError            everything the connector layer raises on purpose
         ├── RetriableError ...    (429, 5xx, transport, invalid body: retried by the shared layer)
         ├── FatalError ...        (configuration, auth, shape, paging guards, state)
@@ -33,6 +34,7 @@ Example:
 from __future__ import annotations
 
 __all__ = [
+    "ClusterError",
     "ExportError",
     "InputError",
     "InputFileError",
@@ -81,6 +83,11 @@ class ExportError(WfmError, ValueError):
 
 class SyncFailedError(WfmError, RuntimeError):
     """A stream could not be synced; the message is one line naming the stream and the URL."""
+
+
+class ClusterError(WfmError, ValueError):
+    """The ray engine cannot run: Ray is not installed, or its cluster cannot be joined (the
+    message names the address)."""
 
 
 def printable(exc: BaseException, limit: int = 300) -> str:

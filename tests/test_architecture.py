@@ -70,6 +70,8 @@ COLLECTS_OUTSIDE_PIPELINE = {
     "engine.serve.documents": "serve reads the committed store's tables once per version",
     "engine.tables.callback_metrics": "renders the seed-000 JSON document: one collect, one row",
     "engine.distributed.ray_engine": "Ray tasks collect their day's table; the driver the merge",
+    "engine.distributed.callbacks": "Ray tasks collect their day's tables; the driver the merge",
+    "engine.distributed.cluster": "hands a task's frames back as Arrow IPC bytes, and reads them",
 }
 
 MAX_MODULES = 13

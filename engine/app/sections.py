@@ -1,4 +1,5 @@
-"""Settings of ``wfm-intervals run`` (``[run]``) and of the reconciliation (``[reconcile]``).
+"""Settings of ``wfm-intervals run`` (``[run]``), the reconciliation (``[reconcile]``) and the
+engine the tables are built on (``[engine]``).
 
 Plain, validated, immutable values; :mod:`engine.app.config` layers them from TOML, ``WFM_``
 variables and ``.env`` like every other section. :func:`parse_tolerance` reads the command
@@ -7,6 +8,8 @@ line's ``FIELD=X`` form.
 Example:
     >>> RunSettings().max_quarantine_fraction, ReconcileSettings().tolerance
     (0.05, {})
+    >>> EngineSettings(kind="ray", address="ray://head:10001").address
+    'ray://head:10001'
     >>> parse_tolerance("*_ms=500")
     ('*_ms', 500.0)
 """
@@ -14,10 +17,15 @@ Example:
 from __future__ import annotations
 
 import math
+import re
+from typing import Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-__all__ = ["ReconcileSettings", "RunSettings", "parse_tolerance"]
+__all__ = ["EngineSettings", "ReconcileSettings", "RunSettings", "parse_tolerance"]
+
+#: A Ray address: ``auto``, ``ray://HOST:PORT`` (Ray Client) or ``HOST:PORT`` (a head node).
+_RAY_ADDRESS: Final = re.compile(r"auto|(ray://)?[A-Za-z0-9._\-]+:[0-9]{1,5}")
 
 
 class RunSettings(BaseModel):
@@ -40,6 +48,30 @@ class RunSettings(BaseModel):
     lookback_minutes: float | None = Field(default=None, ge=0)
     report: bool = True
     report_days: int = Field(default=35, ge=1)
+
+
+class EngineSettings(BaseModel):
+    """``[engine]``: where the interval tables are built (the same tables either way).
+
+    Attributes:
+        kind: ``local``: in this process; ``ray``: by Ray Data tasks over UTC days on a Ray
+            cluster (the optional extra ``wfm-intervals[ray]``; docs/scale-out.md).
+        address: the Ray cluster of ``kind = "ray"``: ``auto`` (the one running on this
+            machine), ``ray://HOST:PORT`` (a remote one, through Ray Client) or ``HOST:PORT``
+            (a head node); unset: start a local cluster with one worker per CPU.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["local", "ray"] = "local"
+    address: str | None = None
+
+    @field_validator("address")
+    @classmethod
+    def _ray_address(cls, value: str | None) -> str | None:
+        if value is not None and not _RAY_ADDRESS.fullmatch(value):
+            raise ValueError("not a Ray address: give auto, ray://HOST:PORT or HOST:PORT")
+        return value
 
 
 class ReconcileSettings(BaseModel):

@@ -16,6 +16,8 @@ from engine.cli.common import (
     MAX_QUARANTINE_OPTION,
     build_settings,
     check_window,
+    engine_options,
+    engine_settings,
     exit_on_quarantine,
     fail,
     instant,
@@ -164,7 +166,7 @@ def run_build(
         fail("give both --start and --end, or neither")
     formats: tuple[Format, ...] = opts.pop("formats") or FORMATS
     set_aside = opts.pop("set_aside", None)
-    engine, ray_address = opts.pop("engine", "local"), opts.pop("ray_address", None)
+    engine = engine_settings(opts.pop("engine", None), opts.pop("ray_address", None))
     org_id: str = opts.pop("org_id")
     unit: DurationUnit = opts.pop("duration_unit")
     if opts.get("interval_minutes"):
@@ -185,7 +187,6 @@ def run_build(
             duration_unit=unit,
             set_aside=set_aside,
             engine=engine,
-            ray_address=ray_address,
         )
     except InputSchemaError as exc:
         fail(f"{source or 'input'}: {exc}")
@@ -215,17 +216,7 @@ def run_build(
 )
 @build_options
 @MAX_QUARANTINE_OPTION
-@click.option(
-    "--engine",
-    type=click.Choice(["local", "ray"]),
-    default="local",
-    show_default=True,
-    help="ray: build the volume table on a Ray cluster (the same table; docs/scale-out.md).",
-)
-@click.option(
-    "--ray-address",
-    help="A running Ray cluster ('auto', 'ray://host:10001'); default: start a local one.",
-)
+@engine_options
 def build(contacts_path: Path, out: Path, max_quarantine_fraction: float, **opts: Any) -> None:
     """Build the interval tables from a canonical contacts file."""
     try:

@@ -27,6 +27,8 @@ from engine.cli.common import (
     MAX_QUARANTINE_OPTION,
     build_settings,
     check_window,
+    engine_options,
+    engine_settings,
     exit_on_quarantine,
     fail,
     instant,
@@ -70,7 +72,8 @@ def _print_report(report: CallbackReport, *, title: str) -> None:
 def run_callbacks(frame: pl.LazyFrame, out: Path, *, title: str, **opts: Any) -> CallbackReport:
     """Build the callback tables with command-line options; print the report.
 
-    Options: ``start``, ``end`` (text), ``interval_minutes`` (text), ``tz``, ``formats``.
+    Options: ``start``, ``end`` (text), ``interval_minutes`` (text), ``tz``, ``formats``,
+    ``engine`` and ``ray_address``.
     """
     start, end = instant(opts.get("start"), "start"), instant(opts.get("end"), "end")
     if (start is None) != (end is None):
@@ -78,6 +81,7 @@ def run_callbacks(frame: pl.LazyFrame, out: Path, *, title: str, **opts: Any) ->
     minutes = opts.get("interval_minutes")
     settings = build_settings(interval_minutes=int(minutes) if minutes else None, tz=opts.get("tz"))
     check_window(settings, start, end, configurable=False)
+    engine = engine_settings(opts.get("engine"), opts.get("ray_address"))
     try:
         report = build_callbacks(
             frame,
@@ -86,6 +90,7 @@ def run_callbacks(frame: pl.LazyFrame, out: Path, *, title: str, **opts: Any) ->
             window=(start, end) if start and end else None,
             formats=tuple(opts.get("formats") or CALLBACK_FORMATS),
             set_aside=opts.get("set_aside"),
+            engine=engine,
         )
     except InputSchemaError as exc:
         fail(f"{opts.get('source', 'input')}: {exc}")
@@ -130,6 +135,7 @@ def run_callbacks(frame: pl.LazyFrame, out: Path, *, title: str, **opts: Any) ->
     help="Table outputs to write; repeatable [all].",
 )
 @MAX_QUARANTINE_OPTION
+@engine_options
 def callbacks(attempts_path: Path, out: Path, max_quarantine_fraction: float, **opts: Any) -> None:
     """Build the callback interval and retry outcome tables from callback attempts."""
     try:

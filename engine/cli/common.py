@@ -29,11 +29,14 @@ from rich.table import Table
 from connectors.errors import ConnectorError
 from engine.app import logs
 from engine.app.config import AppSettings, describe_errors, load_settings
+from engine.app.sections import EngineSettings
 from engine.settings import BuildSettings
 
 __all__ = [
     "CONFIG_OPTION",
     "build_settings",
+    "engine_options",
+    "engine_settings",
     "fail",
     "instant",
     "key_values",
@@ -92,6 +95,39 @@ MAX_QUARANTINE_OPTION = click.option(
     show_default=True,
     help="Exit 1 (data problems) when more of the rows read than this are quarantined.",
 )
+
+
+def engine_options(f: Any) -> Any:
+    """``--engine`` and ``--ray-address`` (of ``build``, ``callbacks`` and ``run``)."""
+    f = click.option(
+        "--ray-address",
+        metavar="ADDRESS",
+        help="The cluster of --engine ray: 'auto' (running on this machine), "
+        "'ray://HOST:10001' (a remote one) [run: [engine] address; unset: start a local one].",
+    )(f)
+    return click.option(
+        "--engine",
+        type=click.Choice(["local", "ray"]),
+        help="Where the tables are built: here (local), or by Ray tasks over UTC days on a Ray "
+        "cluster: the same tables (docs/scale-out.md) [run: [engine] kind; else local].",
+    )(f)
+
+
+def engine_settings(
+    kind: str | None, address: str | None, base: EngineSettings | None = None
+) -> EngineSettings:
+    """The engine a command builds on: ``base`` (``run``: the configuration's ``[engine]``;
+    ``build`` and ``callbacks`` read no configuration: local) with ``--engine`` and
+    ``--ray-address`` over it. Exit 2 on an address that is not one, or an address for the
+    local engine."""
+    base = base or EngineSettings()
+    chosen = kind or base.kind
+    if address is not None and chosen != "ray":
+        fail("--ray-address: the engine is local; add --engine ray")
+    try:
+        return EngineSettings.model_validate({"kind": chosen, "address": address or base.address})
+    except ValidationError as exc:
+        fail(f"--ray-address {address!r}: {describe_errors(exc)[0].partition(': ')[2]}")
 
 
 def exit_on_quarantine(quarantined: int, rows_in: int, limit: float) -> None:

@@ -25,32 +25,29 @@ Example:
 
 from __future__ import annotations
 
-import os
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import polars as pl
 
+from engine.distributed.cluster import DAY, by_interval_day, connect, map_days
 from engine.interval import Grid
 from engine.settings import BuildSettings
 from engine.tables import callvolume, dense
 
 __all__ = ["volume_table"]
 
-_DAY = "_day"
 
-
-def _day_table(batch: Any, *, frame: pl.DataFrame, settings_json: dict[str, Any]) -> Any:
-    """One UTC day's busy rows of the volume table (a Ray task: Arrow in, Arrow out)."""
-    contacts = pl.from_arrow(batch)
-    assert isinstance(contacts, pl.DataFrame)
+def _day_table(
+    contacts: pl.DataFrame, *, frame: pl.DataFrame, settings_json: dict[str, Any]
+) -> pl.DataFrame:
+    """One UTC day's busy rows of the volume table (a Ray task)."""
     settings = BuildSettings.model_validate(settings_json)
-    day = contacts[_DAY][0]
+    day = contacts[DAY][0]
     grid = frame.filter(pl.col("interval_start_utc").dt.date() == day)
     lo, hi = grid["interval_start_utc"][0], grid["interval_end_utc"][-1]
-    built = callvolume.build(contacts.drop(_DAY).lazy(), window=(lo, hi), settings=settings)
-    return built.filter(dense.busy("callvolume")).collect().to_arrow()
+    built = callvolume.build(contacts.drop(DAY).lazy(), window=(lo, hi), settings=settings)
+    return built.filter(dense.busy("callvolume")).collect()
 
 
 def _attributed(settings: BuildSettings) -> pl.Expr:
@@ -68,57 +65,26 @@ def _names(inbound: pl.DataFrame) -> pl.DataFrame:
     return named.unique("queue_id").select("queue_id", "queue_name")
 
 
-def _init(address: str | None) -> None:
-    try:
-        import ray  # noqa: PLC0415 - an optional extra, loaded only for --engine ray
-    except ImportError:
-        msg = "--engine ray: Ray is not installed (pip install 'wfm-intervals[ray]')"
-        raise ValueError(msg) from None
-
-    if ray.is_initialized():
-        return
-    root = str(Path(__file__).resolve().parents[2])
-    paths = [root, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
-    runtime = {"env_vars": {"PYTHONPATH": os.pathsep.join(dict.fromkeys(paths))}}
-    ray.init(address=address, runtime_env=runtime, include_dashboard=False, log_to_driver=False)
-
-
 def volume_table(
     contacts: pl.DataFrame, *, grid: Grid, settings: BuildSettings, address: str | None = None
 ) -> pl.DataFrame:
     """The volume table of ``grid`` (with its derived ratios) from validated contacts, built by
-    Ray tasks over UTC days; equal to :func:`engine.pipeline.build.volume_table`'s."""
-    _init(address)
-    import ray  # noqa: PLC0415 - an optional extra
-    import ray.data  # noqa: PLC0415
+    Ray tasks over UTC days; equal to :func:`engine.pipeline.build.volume_table`'s.
 
+    Raises:
+        ClusterError: Ray is not installed, or the cluster at ``address`` cannot be joined.
+    """
+    connect(address)
     frame = grid.frame
-    at = _attributed(settings)
-    lo, hi = frame["interval_start_utc"][0], frame["interval_end_utc"][-1]
-    inbound = contacts.filter(pl.col("direction") == "inbound", at >= lo, at < hi)
-    starts = frame.select("interval_start_utc", "interval_end_utc")
+    inbound = contacts.filter(pl.col("direction") == "inbound")
     # each contact's day is the UTC day of its interval's start (intervals never cross a day)
-    placed = (
-        inbound.with_columns(_at=at)
-        .sort("_at")
-        .join_asof(starts, left_on="_at", right_on="interval_start_utc", strategy="backward")
-    )
-    placed = placed.with_columns(pl.col("interval_start_utc").dt.date().alias(_DAY))
-    days = placed.drop("_at", "interval_start_utc", "interval_end_utc")
+    days = by_interval_day(inbound, _attributed(settings), frame)
     if days.height == 0:
         empty = callvolume.build(contacts.head(0).lazy(), window=grid, settings=settings)
         return callvolume.derive(empty, settings=settings).collect()
-    settings_json = settings.model_dump(mode="json")
-    tables = (
-        ray.data.from_arrow(days.to_arrow())
-        .groupby(_DAY, num_partitions=max(1, days[_DAY].n_unique()))
-        .map_groups(
-            partial(_day_table, frame=frame, settings_json=settings_json), batch_format="pyarrow"
-        )
-    )
-    parts = [pl.from_arrow(t) for t in ray.get(tables.to_arrow_refs())]
-    frames = [p.cast(callvolume.SCHEMA) for p in parts if isinstance(p, pl.DataFrame)]  # type: ignore[arg-type]
+    task = partial(_day_table, frame=frame, settings_json=settings.model_dump(mode="json"))
+    frames = [p.cast(callvolume.SCHEMA) for p in map_days(days, task)]  # type: ignore[arg-type]
     busy = pl.concat([f for f in frames if f.height], how="vertical")
-    renamed = busy.drop("queue_name").join(_names(inbound), on="queue_id", how="left")
+    renamed = busy.drop("queue_name").join(_names(days), on="queue_id", how="left")
     filled = dense.fill(renamed.lazy(), "callvolume", frame)
     return callvolume.derive(filled, settings=settings).collect()

@@ -26,6 +26,7 @@ from typing import Any, Literal
 
 import polars as pl
 
+from engine.app.sections import EngineSettings
 from engine.errors import InputFileError
 from engine.interval import Grid, Window
 from engine.output import delta
@@ -300,8 +301,7 @@ def build_contacts(
     org_id: str = "wfm-intervals",
     duration_unit: export.DurationUnit = "ms",
     set_aside: pl.DataFrame | None = None,
-    engine: Literal["local", "ray"] = "local",
-    ray_address: str | None = None,
+    engine: EngineSettings | None = None,
 ) -> BuildReport:
     """Validate contacts, build the volume table and write the store and exports.
 
@@ -314,8 +314,7 @@ def build_contacts(
         org_id: ``orgId`` of the Contact Volume document.
         duration_unit: durations of the Contact Volume document.
         set_aside: quarantine rows of the input found before (:func:`read_input`).
-        engine: ``ray`` builds the volume table on a Ray cluster (``ray_address``; none: a
-            local one): the same table (:mod:`engine.distributed.ray_engine`).
+        engine: where the volume table is built (:func:`volume_table`; default: here).
     """
     began = time.perf_counter()
     clean_lf, quarantine_lf = validate_contacts(contacts, max_duration_ms=settings.max_duration_ms)
@@ -326,14 +325,11 @@ def build_contacts(
         quarantine = pl.concat([set_aside.cast(quarantine.schema), quarantine])
         rows_in = rows_in.select(pl.col(rows_in.columns[0]) + set_aside.height)
     grid = data_window(clean, settings) if window is None else settings.grid(window)
-    # Parquet alone is the store, which keeps busy rows: then no zero row is built
-    dense = engine == "ray" or any(f != "parquet" for f in formats)
-    if engine == "ray":
-        from engine.distributed import ray_engine  # noqa: PLC0415 - an optional extra
-
-        table = ray_engine.volume_table(clean, grid=grid, settings=settings, address=ray_address)
-    else:
-        table = volume_table(clean, window=grid, settings=settings, dense=dense)
+    # Parquet alone is the store, which keeps busy rows: then no zero row is built (the ray
+    # engine builds the whole grid)
+    ray = engine is not None and engine.kind == "ray"
+    dense = ray or any(f != "parquet" for f in formats)
+    table = volume_table(clean, window=grid, settings=settings, dense=dense, engine=engine)
 
     files = [export.write_store(clean, out_dir / "store" / "contacts", by="offered_at")]
     files += _write_table("callvolume", table, out_dir, formats, org_id=org_id, unit=duration_unit)
@@ -351,10 +347,28 @@ def build_contacts(
 
 
 def volume_table(
-    contacts: pl.DataFrame, *, window: Window | Grid, settings: BuildSettings, dense: bool = True
+    contacts: pl.DataFrame,
+    *,
+    window: Window | Grid,
+    settings: BuildSettings,
+    dense: bool = True,
+    engine: EngineSettings | None = None,
 ) -> pl.DataFrame:
     """The volume table of ``window`` (with its derived ratios) from validated contacts; with
-    ``dense=False`` its busy rows only (:func:`engine.tables.callvolume.busy_rows`)."""
+    ``dense=False`` its busy rows only (:func:`engine.tables.callvolume.busy_rows`). Built here,
+    or on the Ray cluster of ``engine`` (``kind = "ray"``: the same table, always the whole
+    grid, :func:`engine.distributed.ray_engine.volume_table`).
+
+    Raises:
+        ClusterError: the ray engine without Ray, or its cluster cannot be joined.
+    """
+    if engine is not None and engine.kind == "ray":
+        from engine.distributed import ray_engine  # noqa: PLC0415 - an optional extra
+
+        grid = settings.grid(window)
+        return ray_engine.volume_table(
+            contacts, grid=grid, settings=settings, address=engine.address
+        )
     make = callvolume.build if dense else callvolume.busy_rows
     lazy = make(contacts.lazy(), window=window, settings=settings)
     return callvolume.derive(lazy, settings=settings).collect(engine="streaming")

@@ -21,6 +21,7 @@ Example:
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -28,6 +29,7 @@ from typing import Any, Literal
 
 import polars as pl
 
+from engine.app.sections import EngineSettings
 from engine.interval import Grid, Window
 from engine.output import files as export
 from engine.output import store as callback_store
@@ -48,6 +50,7 @@ __all__ = [
     "CallbackReport",
     "build_callbacks",
     "callback_outputs",
+    "callback_results",
     "callback_tables",
     "callback_window",
 ]
@@ -149,28 +152,68 @@ class CallbackOutputs:
         )
 
 
-def callback_outputs(
-    attempts: pl.DataFrame, *, window: Window | Grid | None, settings: BuildSettings
-) -> tuple[CallbackOutputs, Grid]:
-    """Both callback tables, the gaps, the request count and the metrics document of ``window``
-    (``None``: :func:`callback_window` of the requests), and that window's grid.
+def callback_results(
+    attempts: pl.DataFrame,
+    grids: Sequence[Grid],
+    *,
+    document: Window,
+    settings: BuildSettings,
+    engine: EngineSettings | None = None,
+) -> tuple[list[tuple[pl.DataFrame, pl.DataFrame]], pl.DataFrame, int, dict[str, Any]]:
+    """Both callback tables of each of ``grids``, the gaps, the request count and the metrics
+    document of ``document``, built here or on the Ray cluster of ``engine``
+    (``kind = "ray"``: :func:`engine.distributed.callbacks.callback_tables`, the same values).
 
-    ``attempts`` are validated attempts in the store's order (``in_chain_order``): their
+    ``attempts`` are validated attempts in the store's order (``in_chain_order``): here, their
     requests are then reduced from runs, proven by :func:`engine.output.store.requests_of`,
     once (held in memory: the tables, the count and the document all read them).
+
+    Returns:
+        One (``callback_intervals``, ``retry_outcomes``) pair per grid, the gaps, the number of
+        requests (chains) and the document.
+
+    Raises:
+        ClusterError: the ray engine without Ray, or its cluster cannot be joined.
     """
-    reqs = callback_store.requests_of(attempts).collect().lazy()
-    grid = callback_window(reqs, settings) if window is None else settings.grid(window)
-    table, retries, gaps, n_requests = pl.collect_all(
-        [
-            *callback_tables(reqs, window=grid, settings=settings),
-            callback_gaps(attempts.lazy()),
-            reqs.select(pl.len()),  # one per chain
-        ]
+    reqs = callback_store.requests_of(attempts)
+    if engine is not None and engine.kind == "ray":
+        from engine.distributed import callbacks as on_ray  # noqa: PLC0415 - an optional extra
+
+        pairs, doc = on_ray.callback_tables(
+            attempts, grids, document=document, settings=settings, address=engine.address
+        )
+        gaps, n = pl.collect_all([callback_gaps(attempts.lazy()), reqs.select(pl.len())])
+        return pairs, gaps, int(n.item()), doc
+    reqs = reqs.collect().lazy()  # once, for every reader
+    plans = [p for g in grids for p in callback_tables(reqs, window=g, settings=settings)]
+    *frames, gaps, n = pl.collect_all(
+        [*plans, callback_gaps(attempts.lazy()), reqs.select(pl.len())]  # one per chain
     )
-    document = callback_metrics.document(reqs, begin=grid.start, end=grid.end)
-    out = CallbackOutputs(attempts, table, retries, gaps, document, int(n_requests.item()))
-    return out, grid
+    pairs = list(zip(frames[::2], frames[1::2], strict=True))
+    doc = callback_metrics.document(reqs, begin=document[0], end=document[1])
+    return pairs, gaps, int(n.item()), doc
+
+
+def callback_outputs(
+    attempts: pl.DataFrame,
+    *,
+    window: Window | Grid | None,
+    settings: BuildSettings,
+    engine: EngineSettings | None = None,
+) -> tuple[CallbackOutputs, Grid]:
+    """Both callback tables, the gaps, the request count and the metrics document of ``window``
+    (``None``: :func:`callback_window` of the requests), and that window's grid
+    (:func:`callback_results` of that one grid; ``attempts`` as there).
+    """
+    if window is None:
+        grid = callback_window(callback_store.requests_of(attempts), settings)
+    else:
+        grid = settings.grid(window)
+    pairs, gaps, n, document = callback_results(
+        attempts, [grid], document=grid.window, settings=settings, engine=engine
+    )
+    ((table, retries),) = pairs
+    return CallbackOutputs(attempts, table, retries, gaps, document, n), grid
 
 
 def _write(
@@ -195,6 +238,7 @@ def build_callbacks(
     window: Window | None = None,
     formats: tuple[CallbackFormat, ...] = CALLBACK_FORMATS,
     set_aside: pl.DataFrame | None = None,
+    engine: EngineSettings | None = None,
 ) -> CallbackReport:
     """Validate attempts, build ``callback_intervals`` and ``retry_outcomes``, write everything.
 
@@ -206,6 +250,8 @@ def build_callbacks(
         formats: which table outputs to write besides the attempts store, the metrics document,
             gaps, quarantine and summary.
         set_aside: quarantine rows of the input found before (``read_input``).
+        engine: where the tables and the document are built (:func:`callback_results`;
+            default: here).
     """
     began = time.perf_counter()
     clean_lf, quarantine_lf = validate_callback_attempts(
@@ -224,7 +270,7 @@ def build_callbacks(
         quarantine = pl.concat([set_aside.cast(quarantine.schema), quarantine])
         rows_in = rows_in.select(pl.col(rows_in.columns[0]) + set_aside.height)
     clean = clean.rechunk()  # one chunk: the store's per-partition filters are ~6x faster on it
-    out, grid = callback_outputs(clean, window=window, settings=settings)
+    out, grid = callback_outputs(clean, window=window, settings=settings, engine=engine)
 
     files = [callback_store.write_attempts(clean, out_dir / "store" / "callback_attempts")]
     files += _write("callback_intervals", out.table, out_dir, formats)

@@ -1,16 +1,22 @@
-"""``--engine ray``: the volume table built by Ray tasks over UTC days equals the single-machine
-table, row for row, on a local two-worker cluster (issue 14; engine/distributed/ray_engine.py).
+"""``--engine ray``: the volume table, both callback tables and the callback metrics document
+built by Ray tasks over UTC days equal the single-machine ones, value for value, on a local
+two-worker cluster (issue 14; engine/distributed/): as functions (Hypothesis properties over
+random contacts and callback chains, DST days, chains crossing midnight, repeat customers over
+days), and as commands (``build`` and ``callbacks`` write the same store).
 
 The cluster starts once for the module (two CPUs, so two worker processes run the day tasks)
-and shuts down after it. Ray is the optional ``ray`` extra (and in the dev extra, so CI runs
-this); without it the module is skipped with that reason.
+and shuts down after it; the commands run in this process, so they join it. A spy on the day
+tasks proves the ray engine ran them. Ray is the optional ``ray`` extra (and in the dev extra,
+so CI runs this); without it the module is skipped with that reason.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pytest
@@ -19,11 +25,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
+from engine.app.sections import EngineSettings
 from engine.cli.main import cli
+from engine.demo.callbacks import generate_attempts
 from engine.demo.contacts import generate_contacts
 from engine.pipeline.build import volume_table
-from engine.schema import CONTACTS
+from engine.pipeline.callbacks import callback_results
+from engine.schema import CALLBACK_ATTEMPTS, CONTACTS
 from engine.settings import BuildSettings
+from engine.tables.callback_requests import in_chain_order
+from engine.validate.callback_attempts import validate_callback_attempts
 from engine.validate.contacts import validate_contacts
 from tests.strategies import contact_rows
 
@@ -31,7 +42,11 @@ ray = pytest.importorskip("ray", reason="the optional 'ray' extra is not install
 #: Ray Data's own use of its deprecated settings warns inside Ray; nothing of ours.
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
+from engine.distributed import callbacks as ray_callbacks  # noqa: E402
+from engine.distributed import ray_engine  # noqa: E402
 from engine.distributed.ray_engine import volume_table as on_ray  # noqa: E402
+
+RAY = EngineSettings(kind="ray")
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +58,21 @@ def cluster() -> Iterator[None]:
         ray.shutdown()
 
 
-def _clean(rows: pl.DataFrame) -> pl.DataFrame:
+@pytest.fixture
+def day_tasks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Spies on the day tasks: one entry per Ray Data job (``volume``, ``callbacks``)."""
+    jobs: list[str] = []
+    for name, module in (("volume", ray_engine), ("callbacks", ray_callbacks)):
+
+        def spy(rows: pl.DataFrame, task: Any, _real: Any = module.map_days, _n: str = name) -> Any:
+            jobs.append(_n)
+            return _real(rows, task)
+
+        monkeypatch.setattr(module, "map_days", spy)
+    return jobs
+
+
+def _valid(rows: pl.DataFrame) -> pl.DataFrame:
     clean, _ = validate_contacts(rows.lazy())
     return clean.collect()
 
@@ -51,7 +80,7 @@ def _clean(rows: pl.DataFrame) -> pl.DataFrame:
 def test_three_days_across_a_fall_back_equal_the_single_machine_table(cluster: None) -> None:
     s = BuildSettings(tz="America/New_York")
     start = datetime(2026, 10, 31, tzinfo=UTC)  # New York falls back on Nov 1
-    contacts = _clean(generate_contacts(seed=3, start=start, days=3, scale=0.2, time_zone=s.tz))
+    contacts = _valid(generate_contacts(seed=3, start=start, days=3, scale=0.2, time_zone=s.tz))
     grid = s.grid((start, start + timedelta(days=3)))
     mine = on_ray(contacts, grid=grid, settings=s)
     assert mine.height > 0
@@ -67,7 +96,7 @@ def test_random_contacts_over_two_days_equal_the_single_machine_table(
     s = BuildSettings(tz=tz, attribution=attribution)  # type: ignore[arg-type]
     start = datetime(2026, 11, 1, tzinfo=UTC)
     rows = data.draw(contact_rows(start, start + timedelta(days=2), max_size=30))
-    contacts = _clean(pl.DataFrame(rows, schema=CONTACTS))
+    contacts = _valid(pl.DataFrame(rows, schema=CONTACTS))
     grid = s.grid((start, start + timedelta(days=2)))
     assert_frame_equal(
         on_ray(contacts, grid=grid, settings=s), volume_table(contacts, window=grid, settings=s)
@@ -85,3 +114,148 @@ def test_build_engine_ray_writes_the_same_store(cluster: None, tmp_path: Path) -
     read = [pl.read_delta(str(tmp_path / d / "store" / "callvolume")) for d in ("local", "ray")]
     assert read[0].height > 0
     assert_frame_equal(read[0], read[1], check_row_order=False)
+
+
+# --- callbacks --------------------------------------------------------------------------------
+
+#: Three UTC days across New York's fall-back (Sunday 2026-11-01).
+CB_START = datetime(2026, 10, 31, tzinfo=UTC)
+_NEAR_MIDNIGHT = [0, 1, 14, 15, 1380, 1425, 1439]  # minutes into a UTC day
+
+
+@st.composite
+def chains(draw: st.DrawFn) -> list[dict[str, Any]]:
+    """Callback chains over :data:`CB_START`'s three days: first attempts often near a UTC
+    midnight (and on the 23:15 UTC hour boundary of Kathmandu), retries up to four hours later
+    (across midnight), gaps in the retry numbers, names that change from day to day, customers
+    with requests on several days, one ``original_id`` in two sources."""
+    rows: list[dict[str, Any]] = []
+    for i in range(draw(st.integers(1, 14))):
+        day = draw(st.integers(0, 2))
+        minute = draw(st.one_of(st.sampled_from(_NEAR_MIDNIGHT), st.integers(0, 1439)))
+        at = CB_START + timedelta(days=day, minutes=minute)
+        source, key = draw(st.sampled_from(["m", "n"])), draw(st.sampled_from([None, "k1", "k2"]))
+        numbers = sorted(draw(st.sets(st.integers(1, 7), max_size=3)))
+        for retry in [0, *numbers]:
+            at += timedelta(minutes=draw(st.integers(0, 240)) if retry else 0)
+            rows.append({
+                "source": source, "attempt_id": f"{source}-{i}-{retry}",
+                "original_id": f"o{i % 9}", "retry_attempt": retry,
+                "call_target_id": draw(st.sampled_from(["t1", "t2", None])),
+                "call_target_name": draw(st.sampled_from(["A", "B", None])),
+                "type": draw(st.sampled_from(["asap", "scheduled"])),
+                "first_party_called": draw(st.sampled_from(["agent", "customer", None])),
+                "source_type": draw(st.sampled_from(["voice", "digital"])),
+                "created_at": at,
+                "outcome": draw(st.sampled_from(["successful", "failure", "canceled"])),
+                "callback_ms": draw(st.sampled_from([None, 0, 5_000])),
+                "estimated_callback_ms": draw(st.sampled_from([None, 240_000])),
+                "customer_wait_ms": draw(st.sampled_from([None, 30_000, 30_001, 60_001])),
+                "talk_ms": draw(st.sampled_from([None, 300_000])),
+                "punctuality_ms": draw(st.sampled_from([None, -60_000, 45_000])),
+                "customer_key": key,
+            })  # fmt: skip
+    return rows
+
+
+def _attempts(rows: list[dict[str, Any]] | pl.DataFrame) -> pl.DataFrame:
+    """Validated attempts in chain order, as the pipeline holds them."""
+    frame = rows if isinstance(rows, pl.DataFrame) else pl.DataFrame(rows, schema=CALLBACK_ATTEMPTS)
+    clean, _ = validate_callback_attempts(frame.lazy())
+    return in_chain_order(clean).collect()
+
+
+def _assert_same(local: Any, ray_: Any) -> None:
+    """Two :func:`callback_results` equal value for value."""
+    (pairs, gaps, n, doc), (ray_pairs, ray_gaps, ray_n, ray_doc) = local, ray_
+    assert len(pairs) == len(ray_pairs)
+    for (intervals, retries), (ray_intervals, ray_retries) in zip(pairs, ray_pairs, strict=True):
+        assert_frame_equal(ray_intervals, intervals)
+        assert_frame_equal(ray_retries, retries)
+    assert_frame_equal(ray_gaps, gaps)
+    assert (ray_n, ray_doc) == (n, doc)
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(chains(), st.sampled_from([("UTC", 15), ("America/New_York", 15), ("Asia/Kathmandu", 60)]),
+       st.booleans())  # fmt: skip
+def test_random_chains_give_the_single_machine_callback_tables_and_document(
+    cluster: None, rows: list[dict[str, Any]], zone: tuple[str, int], two_grids: bool
+) -> None:
+    s = BuildSettings(tz=zone[0], interval_minutes=zone[1])
+    day = timedelta(days=1)
+    if two_grids:  # a run's shape: grids with a day between them, the recent window across
+        grids = [
+            s.grid((CB_START, CB_START + day)),
+            s.grid((CB_START + 2 * day, CB_START + 3 * day)),
+        ]
+        document = (CB_START + day / 2, CB_START + 2.5 * day)
+    else:  # the callbacks command's: one grid, its document
+        grids = [s.grid((CB_START, CB_START + 3 * day))]
+        document = grids[0].window
+    attempts = _attempts(rows)
+    local = callback_results(attempts, grids, document=document, settings=s)
+    _assert_same(
+        local, callback_results(attempts, grids, document=document, settings=s, engine=RAY)
+    )
+
+
+def test_a_chain_across_midnight_and_a_customer_on_two_days(
+    cluster: None, day_tasks: list[str]
+) -> None:
+    """The request counts in its first attempt's interval with both attempts; the customer with
+    a request on each day is one repeat customer (summing the days would give none); the call
+    target's name is the one on its latest request, the next day's."""
+
+    def attempt(original: str, retry: int, at: datetime, key: str, name: str) -> dict[str, Any]:
+        return {"source": "m", "attempt_id": f"{original}-{retry}", "original_id": original,
+                "retry_attempt": retry, "call_target_id": "t1", "call_target_name": name,
+                "type": "asap", "created_at": at, "outcome": "successful",
+                "customer_wait_ms": 20_000, "customer_key": key}  # fmt: skip
+
+    late = datetime(2026, 11, 1, 23, 50, tzinfo=UTC)
+    rows = [
+        attempt("c1", 0, late, "k1", "Old"),
+        attempt("c1", 1, late + timedelta(minutes=30), "k1", "Old"),  # the next UTC day
+        attempt("c2", 0, late + timedelta(hours=10), "k1", "New"),
+        attempt("c3", 0, late + timedelta(hours=11), "k2", "New"),
+    ]
+    attempts = _attempts(pl.DataFrame(rows, schema=CALLBACK_ATTEMPTS))
+    s = BuildSettings()
+    grids = [s.grid((late.replace(hour=0, minute=0), late + timedelta(days=1)))]
+    mine = callback_results(attempts, grids, document=grids[0].window, settings=s, engine=RAY)
+    assert day_tasks == ["callbacks"]
+    _assert_same(callback_results(attempts, grids, document=grids[0].window, settings=s), mine)
+    (table, _), *_ = mine[0]
+    first = table.filter(pl.col("interval_start_utc") == datetime(2026, 11, 1, 23, 45, tzinfo=UTC))
+    assert first.select("requests", "attempts", "retries").row(0) == (1, 2, 1)
+    assert set(table["call_target_name"]) == {"New"}
+    people = mine[3]["data"]["performance"]
+    assert (people["totalUniqueCustomers"], people["totalRepeatCustomers"]) == (2, 1)
+
+
+def _summary(path: Path) -> dict[str, Any]:
+    found: dict[str, Any] = json.loads(path.read_text())
+    return {k: v for k, v in found.items() if k not in ("files", "seconds")}
+
+
+def test_callbacks_engine_ray_writes_the_same_store(
+    cluster: None, tmp_path: Path, day_tasks: list[str]
+) -> None:
+    attempts = generate_attempts(seed=4, start=CB_START, days=3, scale=0.1)
+    attempts.write_parquet(tmp_path / "a.parquet")
+    args = ["callbacks", "--attempts", str(tmp_path / "a.parquet"), "--tz", "America/New_York"]
+    local = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "local")])
+    assert day_tasks == []
+    remote = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "ray"), "--engine", "ray"])
+    assert local.exit_code == remote.exit_code == 0, remote.output
+    assert day_tasks == ["callbacks"]
+    for name in ("callback_attempts", "callback_intervals", "retry_outcomes"):
+        read = [pl.read_delta(str(tmp_path / d / "store" / name)) for d in ("local", "ray")]
+        assert read[0].height > 0
+        assert_frame_equal(read[0], read[1], check_row_order=False)
+    for export in ("callback_metrics.json", "callback_intervals.csv", "callback_gaps.ndjson"):
+        texts = [(tmp_path / d / "exports" / export).read_text() for d in ("local", "ray")]
+        assert texts[0] == texts[1]
+    summaries = [_summary(tmp_path / d / "callbacks_summary.json") for d in ("local", "ray")]
+    assert summaries[0] == summaries[1]

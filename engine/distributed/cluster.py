@@ -1,0 +1,162 @@
+"""What the distributed tables share: joining a Ray cluster, placing rows in the UTC day of their
+interval, one Ray Data task per day, and frames handed back as Arrow IPC.
+
+A table of intervals is a map over UTC days: every interval belongs to the day of its start
+(intervals never cross a UTC day, and one that does, as 60-minute ones do in Kathmandu, belongs
+to the day it starts on with every row it holds). :func:`by_interval_day` stamps each row with
+that day (``_day``), :func:`map_days` hands each day's rows to one task
+(``groupby("_day").map_groups`` with Arrow batches) and returns what the tasks return. A task
+that returns several frames packs them (:func:`pack`) and the driver unpacks them
+(:func:`unpack`).
+
+Example:
+    ``frames = map_days(by_interval_day(rows, pl.col("offered_at"), grid.frame), task)``
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+from collections.abc import Callable, Mapping
+from functools import partial
+from pathlib import Path
+from typing import Any, Final
+
+import polars as pl
+
+from engine.errors import ClusterError
+
+__all__ = ["DAY", "by_interval_day", "connect", "map_days", "pack", "unpack"]
+
+#: The column :func:`by_interval_day` adds: the UTC date of the start of the row's interval.
+DAY: Final = "_day"
+
+#: A day's task: the day's rows (with :data:`DAY`) in, one frame out.
+Task = Callable[[pl.DataFrame], pl.DataFrame]
+
+
+def connect(address: str | None) -> None:
+    """Join the Ray cluster at ``address`` (``auto``: the one running on this machine;
+    ``ray://host:10001``: a remote one through Ray Client; ``None``: start a local one with one
+    worker per CPU), unless this process has joined one already (the first join wins).
+
+    The workers get the driver's ``PYTHONPATH`` and this package's root, so a source checkout
+    runs as the installed package does.
+
+    Raises:
+        ClusterError: Ray is not installed, or the cluster cannot be joined.
+    """
+    try:
+        import ray  # noqa: PLC0415 - an optional extra, loaded only for the ray engine
+    except ImportError:
+        msg = "engine ray: Ray is not installed (pip install 'wfm-intervals[ray]')"
+        raise ClusterError(msg) from None
+
+    if ray.is_initialized():
+        return
+    root = str(Path(__file__).resolve().parents[2])
+    paths = [root, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    runtime = {"env_vars": {"PYTHONPATH": os.pathsep.join(dict.fromkeys(paths))}}
+    try:
+        ray.init(
+            address=address,
+            runtime_env=runtime,
+            include_dashboard=False,
+            log_to_driver=False,
+            logging_level=logging.WARNING,
+        )
+    except Exception as exc:
+        where = address or "a local cluster"
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        msg = f"Ray cluster {where}: cannot be joined ({first})"
+        raise ClusterError(msg) from None
+
+
+def by_interval_day(frame: pl.DataFrame, at: pl.Expr, intervals: pl.DataFrame) -> pl.DataFrame:
+    """The rows of ``frame`` whose instant ``at`` lies in one of ``intervals``, each with
+    :data:`DAY`, the UTC date of its interval's start; the other rows are left out.
+
+    ``at`` is evaluated on ``frame`` as it is (before any reordering); ``intervals`` has
+    ``interval_start_utc`` and ``interval_end_utc``, sorted and not overlapping (one grid, or
+    the intervals of several grids of one length and zone). The rows come out sorted by ``at``
+    (a stable sort: rows with one instant keep their order).
+    """
+    bounds = (
+        intervals.select("interval_start_utc", "interval_end_utc")
+        .unique()
+        .sort("interval_start_utc")
+    )
+    placed = (
+        frame.with_columns(at.alias("_at"))
+        .sort("_at", maintain_order=True)
+        .join_asof(bounds, left_on="_at", right_on="interval_start_utc", strategy="backward")
+        .filter(pl.col("_at") < pl.col("interval_end_utc"))
+    )
+    day = pl.col("interval_start_utc").dt.date().alias(DAY)
+    return placed.with_columns(day).drop("_at", "interval_start_utc", "interval_end_utc")
+
+
+def _run(batch: Any, *, task: Task, schema: pl.Schema) -> Any:
+    """One day's task on a worker: Arrow in (typed as the driver's rows), Arrow out."""
+    rows = pl.from_arrow(batch)
+    assert isinstance(rows, pl.DataFrame)
+    return task(rows.cast(schema)).to_arrow()
+
+
+def map_days(rows: pl.DataFrame, task: Task) -> list[pl.DataFrame]:
+    """``task`` over each day's rows of ``rows`` (stamped by :func:`by_interval_day`), one Ray
+    Data task per day, and the frames the tasks return (in no particular order).
+
+    ``task`` must be picklable (a module-level function, or a ``functools.partial`` of one);
+    every row of one day reaches the same task, in no particular order. Call :func:`connect`
+    first.
+    """
+    import ray  # noqa: PLC0415 - an optional extra
+    import ray.data  # noqa: PLC0415
+    from ray.data.context import ShuffleStrategy  # noqa: PLC0415
+
+    if rows.height == 0:
+        return []
+    source = ray.data.from_arrow(rows.to_arrow())
+    # This dataset's own context: a task-based sort shuffle starts no actor pool per job (the
+    # default hash shuffle costs seconds before the first row moves); nothing global changes.
+    source.context.shuffle_strategy = ShuffleStrategy.SORT_SHUFFLE_PULL_BASED
+    results = source.groupby(DAY, num_partitions=rows[DAY].n_unique()).map_groups(
+        partial(_run, task=task, schema=rows.schema), batch_format="pyarrow"
+    )
+    logger, level = logging.getLogger("ray.data"), logging.getLogger("ray.data").level
+    logger.setLevel(logging.WARNING)  # Ray Data's progress lines: not on our stderr
+    try:
+        refs = results.to_arrow_refs()
+    finally:
+        logger.setLevel(level)
+    frames = [pl.from_arrow(t) for t in ray.get(refs)]
+    return [f for f in frames if isinstance(f, pl.DataFrame)]
+
+
+def pack(frames: Mapping[tuple[str, int], pl.DataFrame]) -> pl.DataFrame:
+    """Several frames as one (a task returns one frame): a row per frame, its key (``kind``,
+    ``part``) and its Arrow IPC bytes (``ipc``)."""
+    blobs = []
+    for frame in frames.values():
+        buffer = io.BytesIO()
+        frame.write_ipc(buffer)
+        blobs.append(buffer.getvalue())
+    return pl.DataFrame(
+        {
+            "kind": [k for k, _ in frames],
+            "part": [p for _, p in frames],
+            "ipc": blobs,
+        },
+        schema={"kind": pl.String, "part": pl.Int64, "ipc": pl.Binary},
+    )
+
+
+def unpack(packed: list[pl.DataFrame]) -> dict[tuple[str, int], list[pl.DataFrame]]:
+    """The frames of :func:`pack`'s rows, by key (every task's frame of that key)."""
+    found: dict[tuple[str, int], list[pl.DataFrame]] = {}
+    for frame in packed:
+        for kind, part, blob in frame.iter_rows():
+            found.setdefault((kind, part), []).append(pl.read_ipc(io.BytesIO(blob)))
+    return found
