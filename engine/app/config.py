@@ -14,8 +14,8 @@ Sources, highest priority first (pydantic-settings merges them key by key):
 6. the built-in defaults (``engine/data/defaults.toml``, shipped with the package).
 
 Sections: ``[build]`` (:class:`engine.settings.BuildSettings`), ``[output]``, ``[store]``,
-``[run]`` and ``[reconcile]`` (:mod:`engine.app.sections`) and ``[sources.<name>]`` for each
-registered connector (its settings model, e.g.
+``[run]``, ``[reconcile]`` and ``[engine]`` (:mod:`engine.app.sections`) and
+``[sources.<name>]`` for each registered connector (its settings model, e.g.
 :class:`connectors.vendors.ujet.client.UjetSettings`). Credentials are ``SecretStr``:
 :meth:`AppSettings.masked`
 shows them as ``**********``. :func:`describe_errors` renders a ``ValidationError`` as one line per
@@ -51,7 +51,7 @@ from pydantic_settings import (
 from connectors.errors import ConfigError, missing_allowed
 from connectors.registry import SOURCES
 from connectors.source import SourceSettings
-from engine.app.sections import ReconcileSettings, RunSettings
+from engine.app.sections import EngineSettings, ReconcileSettings, RunSettings
 from engine.output.vendor import builtin_profiles
 from engine.pipeline.build import FORMATS, Format
 from engine.serve.settings import ServeSettings
@@ -153,6 +153,7 @@ class AppSettings(BaseSettings):
     store: StoreSettings = StoreSettings()
     run: RunSettings = RunSettings()
     reconcile: ReconcileSettings = ReconcileSettings()
+    engine: EngineSettings = EngineSettings()
     serve: ServeSettings = ServeSettings()
     sources: SourcesSettings = Field(default_factory=SourcesSettings)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import tomllib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -224,3 +225,48 @@ def test_every_example_tenant_file_loads(name: str, monkeypatch: pytest.MonkeyPa
     settings = load_settings(EXAMPLES / f"{name}.toml", env_file=None)
     assert settings.enabled_sources() == [name]
     assert "set-in-the-environment" not in settings.model_dump_json()  # secrets stay masked
+
+
+def test_the_engine_section_defaults_to_local_and_takes_a_ray_address() -> None:
+    assert load_settings(env_file=None).masked()["engine"] == {"kind": "local", "address": None}
+    for address in ("auto", "ray://head.example:10001", "10.0.0.5:6379"):
+        chosen = load_settings(env_file=None, engine={"kind": "ray", "address": address})
+        assert (chosen.engine.kind, chosen.engine.address) == ("ray", address)
+
+
+@pytest.mark.parametrize(
+    ("engine", "line"),
+    [
+        ({"kind": "dask"}, "engine.kind: Input should be 'local' or 'ray'"),
+        ({"kind": "ray", "address": "head"}, "engine.address: not a Ray address: give auto, "),
+        ({"kind": "ray", "adress": "auto"}, "engine.adress: Extra inputs are not permitted"),
+    ],
+)
+def test_a_bad_engine_setting_is_one_line_and_exit_2(
+    tmp_path: Path, engine: dict[str, str], line: str
+) -> None:
+    config = tmp_path / "wfm.toml"
+    config.write_text(to_toml({"engine": engine}))
+    result = invoke(["run", "--config", str(config)])
+    assert result.exit_code == 2
+    (only,) = result.output.strip().splitlines()
+    assert only.startswith(f"wfm-intervals: error: invalid setting {line}"), only
+
+
+def test_the_ray_engine_without_ray_installed_is_one_line_and_exit_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    contacts = tmp_path / "contacts.csv"
+    contacts.write_text(
+        "source,contact_id,segment_no,channel,direction,queue_id,queue_name,offered_at,"
+        "outcome,wait_ms,updated_at\n"
+        "ujet,c1,1,voice,inbound,q1,Sales,2026-10-01T09:00:00Z,abandoned,4000,"
+        "2026-10-01T09:01:00Z\n"
+    )
+    monkeypatch.setitem(sys.modules, "ray", None)  # what `import ray` meets without the extra
+    args = ["build", "--contacts", str(contacts), "--out", str(tmp_path / "out"), "--engine", "ray"]
+    result = invoke(args)
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [
+        "wfm-intervals: error: engine ray: Ray is not installed (pip install 'wfm-intervals[ray]')"
+    ]
