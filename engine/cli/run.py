@@ -35,13 +35,22 @@ from engine.app.config import AppSettings
 from engine.cli.common import (
     CONFIG_OPTION,
     check_window,
+    engine_options,
+    engine_settings,
     fail,
     instant,
     log_lines,
     print_table,
     settings_or_fail,
 )
-from engine.errors import ExportError, StoreError, StoreLockedError, SyncFailedError, printable
+from engine.errors import (
+    ClusterError,
+    ExportError,
+    StoreError,
+    StoreLockedError,
+    SyncFailedError,
+    printable,
+)
 from engine.pipeline.run import STEPS, RunSummary, run
 from engine.pipeline.sources import Emit
 from engine.pipeline.state import record_run
@@ -215,6 +224,7 @@ def _record(settings: AppSettings, started: datetime, entry: dict[str, Any]) -> 
     metavar="SECONDS",
     help="Wait this long for another run or sync to release the store [0: fail at once].",
 )
+@engine_options
 def run_command(
     *,
     config_path: tuple[Path, ...],
@@ -225,9 +235,13 @@ def run_command(
     full_refresh: bool,
     dry_run: bool,
     wait: float,
+    engine: str | None,
+    ray_address: str | None,
 ) -> None:
     """Sync, rebuild, build, export, reconcile and report: the whole job, once."""
     settings = settings_or_fail(config_path)
+    chosen = engine_settings(engine, ray_address, settings.engine)  # the command line's over it
+    settings = settings.model_copy(update={"engine": chosen})
     begin, until = instant(start, "start"), instant(end, "end")
     if (begin is None) != (until is None):
         fail("give both --start and --end, or neither")
@@ -248,7 +262,7 @@ def run_command(
                 dry_run=dry_run,
                 wait=wait,
             )
-        except (ConnectorError, SyncFailedError, ExportError, StoreError) as exc:
+        except (ConnectorError, SyncFailedError, ExportError, StoreError, ClusterError) as exc:
             error, locked = str(exc), isinstance(exc, StoreLockedError)
         except OSError as exc:
             error = f"{exc.strerror or exc}: {exc.filename or settings.output.dir}"

@@ -405,7 +405,7 @@ def _commit(  # noqa: PLR0917
     those closed at the run's start, ``now``)."""
     out = settings.output.dir
     tag = uuid.uuid4().hex[:12]  # the run's id, in the names of the files it commits
-    built = build_tables(out, build=settings.build, plan=plan, canonical=canon, tag=tag)
+    built = build_tables(out, settings, plan=plan, canonical=canon, tag=tag)
     files = _count(summary, built, canon, settings.run.max_quarantine_fraction)
     done("build")
     files += export_tables(out, settings.output, built.tables, now=now)

@@ -21,7 +21,7 @@ Nothing written is read back: the committed partitions' rows are also returned
 (:attr:`Built.tables`) for the exports.
 
 Example:
-    ``built = build_tables(out, build=BuildSettings(), plan=plan, canonical=canon, tag=run_id)``
+    ``built = build_tables(out, AppSettings(), plan=plan, canonical=canon, tag=run_id)``
 """
 
 from __future__ import annotations
@@ -34,26 +34,26 @@ from typing import Final
 
 import polars as pl
 
+from engine.app.config import AppSettings
+from engine.app.sections import EngineSettings
 from engine.interval import Grid, interval_grid
 from engine.output import delta
 from engine.output import files as export
 from engine.output import store as callback_store
 from engine.pipeline import build as pipeline
 from engine.pipeline.build import BuildReport
-from engine.pipeline.callbacks import CallbackOutputs, CallbackReport, callback_tables
+from engine.pipeline.callbacks import CallbackOutputs, CallbackReport, callback_results
 from engine.pipeline.window import Canonical, RunPlan
 from engine.schema import QUARANTINE
 from engine.settings import BuildSettings
 from engine.tables import (
     callback_intervals,
-    callback_metrics,
     callvolume,
     dense,
     retry_outcomes,
     staffing,
 )
 from engine.tables.dense import TableShape, busy
-from engine.validate.callback_attempts import callback_gaps
 
 __all__ = ["TABLES", "Built", "build_tables", "merge_window", "read_store"]
 
@@ -124,12 +124,19 @@ def merge_window(
 
 
 def _volume(
-    contacts: pl.DataFrame, quarantine: pl.DataFrame, plan: RunPlan, settings: BuildSettings
+    contacts: pl.DataFrame,
+    quarantine: pl.DataFrame,
+    plan: RunPlan,
+    settings: BuildSettings,
+    engine: EngineSettings,
 ) -> tuple[list[pl.DataFrame], BuildReport]:
     """The volume table of each of the plan's grids from validated contacts, and the build's
     report (the pipeline edge collapsed duplicates before, so nothing is collapsed here)."""
     began = time.perf_counter()
-    tables = [pipeline.volume_table(contacts, window=g, settings=settings) for g in plan.volume]
+    tables = [
+        pipeline.volume_table(contacts, window=g, settings=settings, engine=engine)
+        for g in plan.volume
+    ]
     report = pipeline.build_report(
         pl.concat(tables), rows_in=contacts.height + quarantine.height, contacts=contacts.height,
         quarantine=quarantine, window=plan.recent, settings=settings,
@@ -139,23 +146,23 @@ def _volume(
 
 
 def _callbacks(
-    attempts: pl.DataFrame, quarantine: pl.DataFrame, plan: RunPlan, settings: BuildSettings
+    attempts: pl.DataFrame,
+    quarantine: pl.DataFrame,
+    plan: RunPlan,
+    settings: BuildSettings,
+    engine: EngineSettings,
 ) -> tuple[CallbackOutputs, list[tuple[pl.DataFrame, pl.DataFrame]], CallbackReport]:
     """Both callback tables of each of the plan's grids from validated attempts in chain order,
     the metrics document of the recent window, the gaps, and the build's report (the pipeline
     edge set the non-callbacks aside before, so none are counted here)."""
     began = time.perf_counter()
-    reqs = callback_store.requests_of(attempts).collect().lazy()  # once, for every reader
-    plans = [p for g in plan.callbacks for p in callback_tables(reqs, window=g, settings=settings)]
-    *frames, gaps, n = pl.collect_all(
-        [*plans, callback_gaps(attempts.lazy()), reqs.select(pl.len())]
-    )
-    pairs = list(zip(frames[::2], frames[1::2], strict=True))
     recent = plan.recent
-    document = callback_metrics.document(reqs, begin=recent[0], end=recent[1])
+    pairs, gaps, n, document = callback_results(
+        attempts, plan.callbacks, document=recent, settings=settings, engine=engine
+    )
     table = pl.concat([t for t, _ in pairs]) if pairs else empty_table("callback_intervals")
     retries = pl.concat([r for _, r in pairs]) if pairs else empty_table("retry_outcomes")
-    out = CallbackOutputs(attempts, table, retries, gaps, document, int(n.item()))
+    out = CallbackOutputs(attempts, table, retries, gaps, document, n)
     report = out.report(
         rows_in=attempts.height + quarantine.height, not_callbacks=0, quarantine=quarantine,
         window=recent, settings=settings,
@@ -241,8 +248,8 @@ def empty_table(name: str) -> pl.DataFrame:
 
 def build_tables(
     out: Path,
+    settings: AppSettings,
     *,
-    build: BuildSettings,
     plan: RunPlan,
     canonical: Canonical,
     tag: str,
@@ -251,12 +258,13 @@ def build_tables(
 
     Args:
         out: the output directory.
-        build: what to build.
+        settings: what to build (``[build]``) and where (``[engine]``: here, or a Ray cluster).
         plan: the run's plan (grids per interval table, partition days per canonical table).
         canonical: validated canonical rows and everything set aside for them (attempts in
             chain order); a table no source feeds is left as it is.
         tag: the run's id, in the names of the files it commits.
     """
+    build, engine = settings.build, settings.engine
     empty = pl.DataFrame(schema=QUARANTINE)
     set_aside = {
         "contacts": _quarantine(canonical.contacts[1] if canonical.contacts else empty),
@@ -266,7 +274,7 @@ def build_tables(
     store, exports, quarantine = out / "store", out / "exports", out / "quarantine"
     commit = plan.commit_days
     if (contacts := canonical.contact_rows) is not None:
-        fresh, built.contacts = _volume(contacts, set_aside["contacts"], plan, build)
+        fresh, built.contacts = _volume(contacts, set_aside["contacts"], plan, build, engine)
         days = commit.get("contacts")
         rows = contacts
         if days is not None:
@@ -288,7 +296,7 @@ def build_tables(
         files.append(export.write_csv(set_aside["contacts"], quarantine / "contacts.csv"))
     if (attempts := canonical.attempt_rows) is not None:
         outputs, pairs, built.callbacks = _callbacks(
-            attempts, set_aside["callback_attempts"], plan, build
+            attempts, set_aside["callback_attempts"], plan, build, engine
         )
         days = commit.get("callback_attempts")
         rows = attempts

@@ -253,6 +253,29 @@ def test_a_bad_engine_setting_is_one_line_and_exit_2(
     assert only.startswith(f"wfm-intervals: error: invalid setting {line}"), only
 
 
+@pytest.mark.parametrize(
+    ("configured", "args", "line"),
+    [
+        (
+            "local",
+            ["--ray-address", "auto"],
+            "--ray-address: the engine is local; add --engine ray",
+        ),
+        ("ray", ["--engine", "local", "--ray-address", "auto"], "--ray-address: the engine is lo"),
+        ("ray", ["--ray-address", "head"], "--ray-address 'head': not a Ray address: give auto, "),
+    ],
+)
+def test_the_command_line_engine_is_checked_over_the_configuration(
+    tmp_path: Path, configured: str, args: list[str], line: str
+) -> None:
+    config = tmp_path / "wfm.toml"
+    config.write_text(to_toml({"engine": {"kind": configured}}))
+    result = invoke(["run", "--config", str(config), *args])
+    assert result.exit_code == 2
+    (only,) = result.output.strip().splitlines()
+    assert only.startswith(f"wfm-intervals: error: {line}"), only
+
+
 def test_the_ray_engine_without_ray_installed_is_one_line_and_exit_2(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -2,7 +2,7 @@
 built by Ray tasks over UTC days equal the single-machine ones, value for value, on a local
 two-worker cluster (issue 14; engine/distributed/): as functions (Hypothesis properties over
 random contacts and callback chains, DST days, chains crossing midnight, repeat customers over
-days), and as commands (``build`` and ``callbacks`` write the same store).
+days), and as commands (``build``, ``callbacks`` and ``run`` write the same store).
 
 The cluster starts once for the module (two CPUs, so two worker processes run the day tasks)
 and shuts down after it; the commands run in this process, so they join it. A spy on the day
@@ -31,11 +31,14 @@ from engine.demo.callbacks import generate_attempts
 from engine.demo.contacts import generate_contacts
 from engine.pipeline.build import volume_table
 from engine.pipeline.callbacks import callback_results
+from engine.pipeline.tables import TABLES
 from engine.schema import CALLBACK_ATTEMPTS, CONTACTS
 from engine.settings import BuildSettings
 from engine.tables.callback_requests import in_chain_order
 from engine.validate.callback_attempts import validate_callback_attempts
 from engine.validate.contacts import validate_contacts
+from tests.engine.run_support import SECRETS, Stack, invoke, table, write_config
+from tests.engine.run_support import clean_environment as _clean
 from tests.strategies import contact_rows
 
 ray = pytest.importorskip("ray", reason="the optional 'ray' extra is not installed")
@@ -259,3 +262,33 @@ def test_callbacks_engine_ray_writes_the_same_store(
         assert texts[0] == texts[1]
     summaries = [_summary(tmp_path / d / "callbacks_summary.json") for d in ("local", "ray")]
     assert summaries[0] == summaries[1]
+
+
+@pytest.mark.usefixtures("cluster", "now")
+def test_run_engine_ray_writes_the_same_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stack: Stack, day_tasks: list[str]
+) -> None:
+    """A nightly run with ``[engine] kind = "ray"`` (or ``--engine ray`` over a local one)
+    commits the same tables, document and exports as a local run of the same sources."""
+    _clean(monkeypatch, tmp_path)
+    lean = {"sources__dixa": {"enabled": False}, "sources__kore": {"enabled": False},
+            "run": {"report": False}}  # fmt: skip
+    for root in ("local", "ray"):
+        (tmp_path / root).mkdir()
+    local = write_config(tmp_path / "local", stack, **lean, engine={"kind": "ray"})
+    remote = write_config(tmp_path / "ray", stack, **lean, engine={"kind": "ray"})
+    assert invoke(["run", "--quiet", "--engine", "local"], local).exit_code == 0
+    assert day_tasks == []  # the command line over the configuration
+    result = invoke(["run", "--quiet"], remote)
+    assert result.exit_code == 0, result.output
+    assert sorted(day_tasks) == ["callbacks", "volume"]
+    outs = [tmp_path / d / "out" for d in ("local", "ray")]
+    for name in (*TABLES, "staffing", "contacts", "callback_attempts"):
+        got, want = table(outs[1], name), table(outs[0], name)
+        assert want.height > 0, name
+        assert_frame_equal(got, want, check_row_order=False)
+    for export in ("callback_metrics.json", "callvolume.csv", "callback_intervals.csv"):
+        assert (outs[1] / "exports" / export).read_text() == (
+            outs[0] / "exports" / export
+        ).read_text()
+    assert not [v for v in SECRETS.values() if v in result.output]
