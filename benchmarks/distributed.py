@@ -1,22 +1,35 @@
-"""Benchmark of ``--engine ray``: the volume table on a local Ray cluster, against one machine.
+"""Benchmark of ``--engine ray``: the volume table and the callback tables on a local Ray cluster,
+against one machine.
 
-From the cardinality benchmark's contacts file (1,000 queue x channel pairs, 30 days, New York;
-its first ``--rows`` rows, validated once, untimed), each configuration builds the volume table
-of the whole window in a fresh worker process: the single-machine builder
-(:func:`engine.pipeline.build.volume_table`), and :func:`engine.distributed.ray_engine.volume_table`
-on a local cluster of 1 and of 2 CPUs (one Ray worker per CPU). Each result is compared with the
-single machine's, value for value, before its time is reported. The cluster's start is timed
-apart (``ray.init``): it is paid once per process, not per table.
+Inputs are the cardinality benchmark's files (30 days, New York, 15-minute intervals): the first
+``--rows`` rows of its contacts (``build``: 1,000 queue x channel pairs) and of its callback
+attempts (``callbacks``), validated once (untimed; attempts put in chain order, as the pipeline
+holds them). Each configuration runs in a fresh worker process and times one function:
+
+- ``build``: :func:`engine.pipeline.build.volume_table` (the volume table of the whole window,
+  with its derived ratios);
+- ``callbacks``: :func:`engine.pipeline.callbacks.callback_results` (both callback tables of the
+  window, the gaps, the request count and the metrics document);
+
+with the local engine (``single machine``) and with the ray engine on a local cluster of 1 and
+of 2 CPUs (one Ray worker per CPU; the driver is the worker process). Each Ray result is
+compared with the single machine's, value for value (every table and the document), before its
+time is reported. The cluster's start is timed apart (``ray.init``): it is paid once per
+process, not per table. A configuration that fails (out of memory, a timeout) is recorded with
+its error instead of a time. Each worker notes the driver's peak memory (``VmHWM``; the Ray
+workers' own memory is not in it) and the load average before and after its timed runs.
 
 Usage::
 
-    python -m benchmarks.distributed --rows 1000000 --repeat 2
+    python -m benchmarks.distributed --table build callbacks --rows 1000000 --repeat 2
+    python -m benchmarks.distributed --table build --rows 10000000 --repeat 1
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -24,87 +37,151 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import format_table, machine_facts, write_json
+from benchmarks.common import format_table, loadavg, machine_facts, peak_rss_mib, write_json
 
 HERE = Path(__file__).resolve().parent
 CONFIGS = ("single machine", "ray, 1 CPU", "ray, 2 CPUs")
+TABLES = ("build", "callbacks")
 
 
-def _worker(config: str, rows: int, repeat: int, out: Path) -> None:
+def _inputs(table: str, rows: int, data_dir: Path) -> Any:
+    """The validated rows of ``table``'s file (attempts in chain order)."""
     import polars as pl
-    from polars.testing import assert_frame_equal
 
     from benchmarks.cardinality import data_path
-    from benchmarks.cardinality_data import TZ, WINDOW
-    from engine.pipeline.build import volume_table
-    from engine.settings import BuildSettings
+    from engine.tables.callback_requests import in_chain_order
+    from engine.validate.callback_attempts import validate_callback_attempts
     from engine.validate.contacts import validate_contacts
 
-    path = data_path(HERE / "data", "build", "many-queues", 10_000_000, 0)
-    raw = pl.scan_parquet(path).head(rows)
-    contacts = validate_contacts(raw)[0].collect()
+    raw = pl.scan_parquet(data_path(data_dir, table, "many-queues", 10_000_000, 0)).head(rows)
+    if table == "build":
+        return validate_contacts(raw)[0].collect()
+    return in_chain_order(validate_callback_attempts(raw)[0]).collect()
+
+
+def _assert_same(table: str, got: Any, want: Any) -> None:
+    """Value for value: the volume table, or both callback tables, gaps, count and document."""
+    from polars.testing import assert_frame_equal
+
+    if table == "build":
+        assert_frame_equal(got, want)
+        return
+    (pairs, gaps, n, doc), (want_pairs, want_gaps, want_n, want_doc) = got, want
+    for mine, theirs in zip([*pairs[0], gaps], [*want_pairs[0], want_gaps], strict=True):
+        assert_frame_equal(mine, theirs)
+    assert (n, doc) == (want_n, want_doc)
+
+
+def _worker(args: argparse.Namespace) -> None:
+    from benchmarks.cardinality_data import TZ, WINDOW
+    from engine.app.sections import EngineSettings
+    from engine.pipeline.build import volume_table
+    from engine.pipeline.callbacks import callback_results
+    from engine.settings import BuildSettings
+
+    config, (table,), repeat = args.worker, args.table, args.repeat
+    frame = _inputs(table, args.rows, args.data_dir)
     settings = BuildSettings(tz=TZ)
     grid = settings.grid(WINDOW)
-    reference = volume_table(contacts, window=grid, settings=settings)
-    result: dict[str, Any] = {
-        "config": config,
-        "contacts": contacts.height,
-        "rows": reference.height,
-    }
-    build = lambda: volume_table(contacts, window=grid, settings=settings)  # noqa: E731
+
+    def build(engine: EngineSettings | None = None) -> Any:
+        if table == "build":
+            return volume_table(frame, window=grid, settings=settings, engine=engine)
+        return callback_results(
+            frame, [grid], document=grid.window, settings=settings, engine=engine
+        )
+
+    result: dict[str, Any] = {"config": config, "table": table, "rows": frame.height}
+    engine = None
     if config != "single machine":
         import ray
 
-        from engine.distributed.ray_engine import volume_table as on_ray
-
         began = time.perf_counter()
         ray.init(num_cpus=1 if "1 CPU" in config else 2, include_dashboard=False,
-                 log_to_driver=False)  # fmt: skip
+                 log_to_driver=False, logging_level="WARNING")  # fmt: skip
         result["cluster_start_s"] = round(time.perf_counter() - began, 2)
-        build = lambda: on_ray(contacts, grid=grid, settings=settings)  # noqa: E731
-        assert_frame_equal(build(), reference)  # value for value, before any time
+        engine = EngineSettings(kind="ray")
+        _assert_same(table, build(engine), build())  # value for value, before any time
+        result["equal"] = True
+    result["load_before"] = loadavg()
     walls = []
     for _ in range(repeat):
         began = time.perf_counter()
-        build()
+        built = build(engine)
         walls.append(round(time.perf_counter() - began, 2))
     result["wall_s"] = walls
-    out.write_text(json.dumps(result))
+    result["load_after"] = loadavg()
+    result["table_rows"] = (built if table == "build" else built[0][0][0]).height
+    result["driver_peak_mib"] = round(peak_rss_mib())
+    args.worker_out.write_text(json.dumps(result))
+
+
+def _measure(args: argparse.Namespace, config: str, table: str) -> dict[str, Any]:
+    """One configuration in a fresh process: its result, or what failed."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "r.json"
+        cmd = [sys.executable, "-m", "benchmarks.distributed", "--worker", config,
+               "--table", table, "--worker-out", str(out), "--rows", str(args.rows),
+               "--repeat", str(args.repeat), "--data-dir", str(args.data_dir)]  # fmt: skip
+        began = time.perf_counter()
+        try:
+            done = subprocess.run(cmd, capture_output=True, timeout=args.timeout, check=False)
+        except subprocess.TimeoutExpired:
+            error = f"timed out after {args.timeout} s"
+        else:
+            if done.returncode == 0:
+                found: dict[str, Any] = json.loads(out.read_text())
+                return found
+            tail = done.stderr.decode(errors="replace").strip().splitlines()[-3:]
+            error = f"exit {done.returncode}: {' | '.join(tail)}"
+        after = round(time.perf_counter() - began, 1)
+        return {"config": config, "table": table, "rows": args.rows, "error": error,
+                "after_s": after, "load_after": loadavg()}  # fmt: skip
+
+
+def _row(m: dict[str, Any], single: dict[str, float]) -> list[str]:
+    load = "/".join(f"{x:.1f}" for x in m.get("load_before", m.get("load_after", [])))
+    if "error" in m:
+        return [m["table"], m["config"], f"{m['rows']:,}", "-", "failed", "-", "-", "-", load]
+    best = min(m["wall_s"])
+    base = single.get(m["table"])
+    return [m["table"], m["config"], f"{m['rows']:,}", f"{m['table_rows']:,}", f"{best:.2f}",
+            f"{best / base:.1f}x" if base else "-", str(m.get("cluster_start_s", "-")),
+            str(m["driver_peak_mib"]), load]  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--table", nargs="+", choices=TABLES, default=list(TABLES))
     p.add_argument("--rows", type=int, default=1_000_000)
     p.add_argument("--repeat", type=int, default=2)
+    p.add_argument("--timeout", type=int, default=3600, help="seconds per configuration")
+    p.add_argument("--data-dir", type=Path, default=HERE / "data")
     p.add_argument("--json", type=Path, default=HERE / "results" / "distributed.json")
     p.add_argument("--worker", choices=CONFIGS, help=argparse.SUPPRESS)
     p.add_argument("--worker-out", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
-        _worker(args.worker, args.rows, args.repeat, args.worker_out)
+        _worker(args)
         return
     measured = []
-    for config in CONFIGS:
-        with tempfile.TemporaryDirectory() as tmp:
-            out = Path(tmp) / "r.json"
-            cmd = [sys.executable, "-m", "benchmarks.distributed", "--worker", config,
-                   "--worker-out", str(out), "--rows", str(args.rows),
-                   "--repeat", str(args.repeat)]  # fmt: skip
-            subprocess.run(cmd, check=True, capture_output=True)
-            measured.append(json.loads(out.read_text()))
-            print(f"  {config}: {measured[-1]['wall_s']}", flush=True)
-    single = min(measured[0]["wall_s"])
-    rows = [
-        [m["config"], f"{m['contacts']:,}", f"{m['rows']:,}", f"{min(m['wall_s']):.2f}",
-         f"{min(m['wall_s']) / single:.1f}x", str(m.get("cluster_start_s", "-"))]
-        for m in measured
-    ]  # fmt: skip
+    for table in args.table:
+        for config in CONFIGS:
+            measured.append(_measure(args, config, table))
+            shown = measured[-1].get("wall_s", measured[-1].get("error"))
+            print(f"  {table}, {config}: {shown} (load {os.getloadavg()[0]:.1f})", flush=True)
+    single = {m["table"]: min(m["wall_s"]) for m in measured
+              if m["config"] == "single machine" and "wall_s" in m}  # fmt: skip
     table = format_table(
-        ["engine", "contacts", "table rows", "best wall s", "vs single", "cluster start s"],
-        rows, "lrrrrr",
+        ["table", "engine", "rows in", "table rows", "best wall s", "vs single",
+         "cluster start s", "driver peak MiB", "load 1/5/15"],
+        [_row(m, single) for m in measured], "llrrrrrrr",
     )  # fmt: skip
     print(table)
-    given = vars(args) | {"json": str(args.json), "worker_out": None}
+    for m in measured:
+        if "error" in m:
+            print(f"  failed: {m['table']}, {m['config']}: {m['error']}")
+    given = vars(args) | {"json": str(args.json), "worker_out": None, "data_dir": None}
     doc = {"benchmark": "distributed", "machine": machine_facts(), "args": given,
            "table": table, "measured": measured}  # fmt: skip
     write_json(args.json, doc)
