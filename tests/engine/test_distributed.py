@@ -257,7 +257,8 @@ def test_callbacks_engine_ray_writes_the_same_store(
         read = [pl.read_delta(str(tmp_path / d / "store" / name)) for d in ("local", "ray")]
         assert read[0].height > 0
         assert_frame_equal(read[0], read[1], check_row_order=False)
-    for export in ("callback_metrics.json", "callback_intervals.csv", "callback_gaps.ndjson"):
+    exports = ("callback_metrics.json", "callback_intervals.csv", "retry_outcomes.csv")
+    for export in (*exports, "callback_gaps.ndjson"):
         texts = [(tmp_path / d / "exports" / export).read_text() for d in ("local", "ray")]
         assert texts[0] == texts[1]
     summaries = [_summary(tmp_path / d / "callbacks_summary.json") for d in ("local", "ray")]
