@@ -159,6 +159,7 @@ def callback_results(
     document: Window,
     settings: BuildSettings,
     engine: EngineSettings | None = None,
+    reqs: pl.LazyFrame | None = None,
 ) -> tuple[list[tuple[pl.DataFrame, pl.DataFrame]], pl.DataFrame, int, dict[str, Any]]:
     """Both callback tables of each of ``grids``, the gaps, the request count and the metrics
     document of ``document``, built here or on the Ray cluster of ``engine``
@@ -166,7 +167,8 @@ def callback_results(
 
     ``attempts`` are validated attempts in the store's order (``in_chain_order``): here, their
     requests are then reduced from runs, proven by :func:`engine.output.store.requests_of`,
-    once (held in memory: the tables, the count and the document all read them).
+    once (held in memory: the tables, the count and the document all read them); ``reqs``:
+    those requests, when the caller holds them already.
 
     Returns:
         One (``callback_intervals``, ``retry_outcomes``) pair per grid, the gaps, the number of
@@ -175,7 +177,7 @@ def callback_results(
     Raises:
         ClusterError: the ray engine without Ray, or its cluster cannot be joined.
     """
-    reqs = callback_store.requests_of(attempts)
+    reqs = callback_store.requests_of(attempts) if reqs is None else reqs
     if engine is not None and engine.kind == "ray":
         from engine.distributed import callbacks as on_ray  # noqa: PLC0415 - an optional extra
 
@@ -205,12 +207,14 @@ def callback_outputs(
     (``None``: :func:`callback_window` of the requests), and that window's grid
     (:func:`callback_results` of that one grid; ``attempts`` as there).
     """
-    if window is None:
-        grid = callback_window(callback_store.requests_of(attempts), settings)
+    reqs = None
+    if window is None:  # the requests' span: they are reduced once, for the window and the rest
+        reqs = callback_store.requests_of(attempts).collect().lazy()
+        grid = callback_window(reqs, settings)
     else:
         grid = settings.grid(window)
     pairs, gaps, n, document = callback_results(
-        attempts, [grid], document=grid.window, settings=settings, engine=engine
+        attempts, [grid], document=grid.window, settings=settings, engine=engine, reqs=reqs
     )
     ((table, retries),) = pairs
     return CallbackOutputs(attempts, table, retries, gaps, document, n), grid
