@@ -40,6 +40,7 @@ from engine.settings import BuildSettings
 from engine.tables import callback_requests as callback_request
 from engine.tables.callback_requests import (
     ADDITIVE,
+    busy_table,
     call_target_names,
     combine,
     finish_table,
@@ -54,6 +55,7 @@ __all__ = [
     "REQUEST_COLUMNS",
     "SCHEMA",
     "build",
+    "busy_rows",
     "rollup",
 ]
 
@@ -80,7 +82,7 @@ SCHEMA: Final[dict[str, pl.DataType]] = {
 }
 
 
-def _zero_fill(agg: pl.LazyFrame, grid: pl.DataFrame, names: pl.LazyFrame) -> pl.LazyFrame:
+def _zero_fill(agg: pl.LazyFrame, names: pl.LazyFrame, grid: pl.DataFrame) -> pl.LazyFrame:
     filled = zero_fill(agg, grid, agg.select(GROUP).unique(), fill=ADDITIVE)
     return finish_table(filled, names, columns=list(SCHEMA))
 
@@ -109,12 +111,25 @@ def build(reqs: pl.LazyFrame, *, window: Window | Grid, settings: BuildSettings)
         0
     """
     grid = settings.grid(window).frame
+    return _zero_fill(*_aggregated(reqs, grid), grid)
+
+
+def busy_rows(
+    reqs: pl.LazyFrame, *, window: Window | Grid, settings: BuildSettings
+) -> pl.LazyFrame:
+    """The rows of :func:`build`'s table that hold a request (what the store keeps), in its
+    order, without building the zero rows (:func:`engine.tables.dense.fill` gives them)."""
+    grid = settings.grid(window).frame
+    agg, names = _aggregated(reqs, grid)
+    return busy_table(agg, grid, names, group=GROUP, columns=list(SCHEMA))
+
+
+def _aggregated(reqs: pl.LazyFrame, grid: pl.DataFrame) -> tuple[pl.LazyFrame, pl.LazyFrame]:
     reqs = reqs.filter(in_grid(pl.col("instant"), grid)).select(REQUEST_COLUMNS)
-    names = call_target_names(reqs)
     agg = aggregate_by_interval(
         reqs, grid, at=pl.col("instant"), by=GROUP, measures=measures(), combine=combine()
     )
-    return _zero_fill(agg, grid, names)
+    return agg, call_target_names(reqs)
 
 
 def rollup(table: pl.LazyFrame, *, window: Window, minutes: int, tz: str) -> pl.LazyFrame:
@@ -134,4 +149,4 @@ def rollup(table: pl.LazyFrame, *, window: Window, minutes: int, tz: str) -> pl.
     """
     grid = interval_grid(*window, minutes=minutes, tz=tz)
     rolled, names = rolled_up(table, grid, group=GROUP, columns=ADDITIVE)
-    return _zero_fill(rolled, grid, names)
+    return _zero_fill(rolled, names, grid)

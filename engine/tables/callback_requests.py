@@ -44,6 +44,7 @@ __all__ = [
     "REQUEST_COLUMNS",
     "RETRY_BUCKETS",
     "SUMS",
+    "busy_table",
     "call_target_names",
     "chain_order_breaks",
     "chain_start",
@@ -340,6 +341,22 @@ def finish_table(
     return filled.join(
         names, on="call_target_id", how="left", nulls_equal=True, maintain_order="left"
     ).select(columns)
+
+
+def busy_table(
+    agg: pl.LazyFrame,
+    grid: pl.DataFrame,
+    names: pl.LazyFrame,
+    *,
+    group: Sequence[str],
+    columns: Sequence[str],
+) -> pl.LazyFrame:
+    """An interval table's aggregated rows (one per interval and ``group``, each counting at
+    least one request) with the grid's columns and the call targets' names, in the zero-filled
+    table's order (group, nulls first, then interval) and stored column order."""
+    rows = agg.join(grid.lazy(), on="interval_start_utc", how="inner")
+    named = finish_table(rows, names, columns=columns)
+    return named.sort([*group, "interval_start_utc"], nulls_last=False, maintain_order=True)
 
 
 def rolled_up(

@@ -36,6 +36,7 @@ from engine.settings import BuildSettings
 from engine.tables.callback_requests import (
     OUTCOMES,
     RETRY_BUCKETS,
+    busy_table,
     call_target_names,
     combine,
     finish_table,
@@ -50,6 +51,7 @@ __all__ = [
     "REQUEST_COLUMNS",
     "SCHEMA",
     "build",
+    "busy_rows",
     "rollup",
 ]
 
@@ -109,18 +111,31 @@ def build(reqs: pl.LazyFrame, *, window: Window | Grid, settings: BuildSettings)
         True
     """
     grid = settings.grid(window).frame
+    agg, names, reqs = _aggregated(reqs, grid)
+    return _zero_fill(agg, grid, reqs.select("call_target_id").unique(), names)
+
+
+def busy_rows(
+    reqs: pl.LazyFrame, *, window: Window | Grid, settings: BuildSettings
+) -> pl.LazyFrame:
+    """The rows of :func:`build`'s table that count a retried request (what the store keeps),
+    in its order, without building the zero rows (:func:`engine.tables.dense.fill` gives them,
+    with the call targets of the window's ``callback_intervals`` rows)."""
+    grid = settings.grid(window).frame
+    agg, names, _ = _aggregated(reqs, grid)
+    return busy_table(agg, grid, names, group=GROUP, columns=list(SCHEMA))
+
+
+def _aggregated(
+    reqs: pl.LazyFrame, grid: pl.DataFrame
+) -> tuple[pl.LazyFrame, pl.LazyFrame, pl.LazyFrame]:
     reqs = reqs.filter(in_grid(pl.col("instant"), grid)).select(REQUEST_COLUMNS)
-    names = call_target_names(reqs)
     retried = reqs.filter(pl.col("retries") > 0).with_columns(retry_bucket())
     agg = aggregate_by_interval(
-        retried,
-        grid,
-        at=pl.col("instant"),
-        by=GROUP,
-        measures=_measures(),
+        retried, grid, at=pl.col("instant"), by=GROUP, measures=_measures(),
         combine=combine(COUNTS),
-    )
-    return _zero_fill(agg, grid, reqs.select("call_target_id").unique(), names)
+    )  # fmt: skip
+    return agg, call_target_names(reqs), reqs
 
 
 def rollup(table: pl.LazyFrame, *, window: Window, minutes: int, tz: str) -> pl.LazyFrame:

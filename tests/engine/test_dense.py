@@ -66,6 +66,10 @@ def test_the_callback_tables_are_their_busy_rows_filled_again(case, minutes: int
         fill(ro_stored.lazy(), "retry_outcomes", grid.frame, seen=seen).collect(), ro
     )
     assert_frame_equal(fill(ro.lazy(), "retry_outcomes", grid.frame, seen=seen).collect(), ro)
+    # the builders' busy rows (no zero row built) are those rows, in that order
+    for module, stored in ((callback_intervals, ci_stored), (retry_outcomes, ro_stored)):
+        assert_frame_equal(module.busy_rows(reqs, window=grid, settings=settings).collect(),
+                           stored)  # fmt: skip
 
 
 def test_an_empty_window_fills_to_an_empty_table() -> None:
