@@ -36,7 +36,7 @@ from engine.output import store as callback_store
 from engine.pipeline.build import iso_utc, quarantine_counts
 from engine.settings import BuildSettings
 from engine.tables import callback_intervals, callback_metrics, retry_outcomes
-from engine.tables.callback_requests import in_chain_order
+from engine.tables.callback_requests import RETRY_BUCKETS, in_chain_order
 from engine.tables.dense import busy
 from engine.validate.callback_attempts import (
     callback_gaps,
@@ -101,11 +101,17 @@ def callback_window(reqs: pl.LazyFrame, settings: BuildSettings) -> Grid:
 
 
 def callback_tables(
-    reqs: pl.LazyFrame, *, window: Window | Grid, settings: BuildSettings
+    reqs: pl.LazyFrame, *, window: Window | Grid, settings: BuildSettings, dense: bool = True
 ) -> tuple[pl.LazyFrame, pl.LazyFrame]:
-    """``callback_intervals`` and ``retry_outcomes`` for ``window`` from one requests frame;
-    collect them together (``pl.collect_all``) so that what ``reqs`` caches is computed once."""
+    """``callback_intervals`` and ``retry_outcomes`` for ``window`` from one requests frame
+    (``dense=False``: their busy rows only, what the store keeps); collect them together
+    (``pl.collect_all``) so that what ``reqs`` caches is computed once."""
     grid = settings.grid(window)
+    if not dense:
+        return (
+            callback_intervals.busy_rows(reqs, window=grid, settings=settings),
+            retry_outcomes.busy_rows(reqs, window=grid, settings=settings),
+        )
     return (
         callback_intervals.build(reqs, window=grid, settings=settings),
         retry_outcomes.build(reqs, window=grid, settings=settings),
@@ -122,6 +128,7 @@ class CallbackOutputs:
     gaps: pl.DataFrame
     document: dict[str, Any]  #: the seed-000 metrics document of the window
     requests: int
+    dense: bool = True  #: the tables zero-filled (else their busy rows only)
 
     def report(
         self,
@@ -132,8 +139,21 @@ class CallbackOutputs:
         window: Window | Grid,
         settings: BuildSettings,
     ) -> CallbackReport:
-        """What the build did (``files`` and ``seconds`` are the caller's to fill in)."""
-        kept, window = self.attempts.height, settings.grid(window).window
+        """What the build did (``files`` and ``seconds`` are the caller's to fill in); the
+        tables' shape is the zero-filled tables' either way."""
+        grid = settings.grid(window)
+        kept, window = self.attempts.height, grid.window
+        groups = self.table.select(callback_intervals.GROUP).n_unique()
+        intervals, table_rows, retry_rows = (
+            self.table["interval_start_utc"].n_unique(),
+            self.table.height,
+            self.retries.height,
+        )
+        if not self.dense:  # every group and call target (x retry bucket) at every interval
+            intervals = grid.frame.height if self.table.height else 0
+            targets = self.table["call_target_id"].n_unique()
+            table_rows = groups * intervals
+            retry_rows = targets * len(RETRY_BUCKETS.categories) * intervals
         return CallbackReport(
             rows_in=rows_in,
             attempts=kept,
@@ -145,10 +165,10 @@ class CallbackOutputs:
             window=(iso_utc(window[0]), iso_utc(window[1])),
             interval_minutes=settings.interval_minutes,
             tz=settings.tz,
-            intervals=self.table["interval_start_utc"].n_unique(),
-            combinations=self.table.select(callback_intervals.GROUP).n_unique(),
-            table_rows=self.table.height,
-            retry_rows=self.retries.height,
+            intervals=intervals,
+            combinations=groups,
+            table_rows=table_rows,
+            retry_rows=retry_rows,
         )
 
 
@@ -160,6 +180,7 @@ def callback_results(
     settings: BuildSettings,
     engine: EngineSettings | None = None,
     reqs: pl.LazyFrame | None = None,
+    dense: bool = True,
 ) -> tuple[list[tuple[pl.DataFrame, pl.DataFrame]], pl.DataFrame, int, dict[str, Any]]:
     """Both callback tables of each of ``grids``, the gaps, the request count and the metrics
     document of ``document``, built here or on the Ray cluster of ``engine``
@@ -168,7 +189,8 @@ def callback_results(
     ``attempts`` are validated attempts in the store's order (``in_chain_order``): here, their
     requests are then reduced from runs, proven by :func:`engine.output.store.requests_of`,
     once (held in memory: the tables, the count and the document all read them); ``reqs``:
-    those requests, when the caller holds them already.
+    those requests, when the caller holds them already. ``dense=False``: the tables' busy
+    rows only, built without their zero rows (here; a cluster returns them zero-filled).
 
     Returns:
         One (``callback_intervals``, ``retry_outcomes``) pair per grid, the gaps, the number of
@@ -187,7 +209,9 @@ def callback_results(
         gaps, n = pl.collect_all([callback_gaps(attempts.lazy()), reqs.select(pl.len())])
         return pairs, gaps, int(n.item()), doc
     reqs = reqs.collect().lazy()  # once, for every reader
-    plans = [p for g in grids for p in callback_tables(reqs, window=g, settings=settings)]
+    plans = [
+        p for g in grids for p in callback_tables(reqs, window=g, settings=settings, dense=dense)
+    ]
     *frames, gaps, n = pl.collect_all(
         [*plans, callback_gaps(attempts.lazy()), reqs.select(pl.len())]  # one per chain
     )
@@ -202,6 +226,7 @@ def callback_outputs(
     window: Window | Grid | None,
     settings: BuildSettings,
     engine: EngineSettings | None = None,
+    dense: bool = True,
 ) -> tuple[CallbackOutputs, Grid]:
     """Both callback tables, the gaps, the request count and the metrics document of ``window``
     (``None``: :func:`callback_window` of the requests), and that window's grid
@@ -214,10 +239,12 @@ def callback_outputs(
     else:
         grid = settings.grid(window)
     pairs, gaps, n, document = callback_results(
-        attempts, [grid], document=grid.window, settings=settings, engine=engine, reqs=reqs
-    )
+        attempts, [grid], document=grid.window, settings=settings, engine=engine, reqs=reqs,
+        dense=dense,
+    )  # fmt: skip
     ((table, retries),) = pairs
-    return CallbackOutputs(attempts, table, retries, gaps, document, n), grid
+    dense = dense or (engine is not None and engine.kind == "ray")
+    return CallbackOutputs(attempts, table, retries, gaps, document, n, dense), grid
 
 
 def _write(
@@ -274,7 +301,10 @@ def build_callbacks(
         quarantine = pl.concat([set_aside.cast(quarantine.schema), quarantine])
         rows_in = rows_in.select(pl.col(rows_in.columns[0]) + set_aside.height)
     clean = clean.rechunk()  # one chunk: the store's per-partition filters are ~6x faster on it
-    out, grid = callback_outputs(clean, window=window, settings=settings, engine=engine)
+    dense = any(f != "parquet" for f in formats)  # Parquet alone is the store: busy rows
+    out, grid = callback_outputs(
+        clean, window=window, settings=settings, engine=engine, dense=dense
+    )
 
     files = [callback_store.write_attempts(clean, out_dir / "store" / "callback_attempts")]
     files += _write("callback_intervals", out.table, out_dir, formats)

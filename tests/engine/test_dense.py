@@ -143,3 +143,34 @@ def test_a_parquet_only_build_stores_the_same_rows_and_reports_the_same_shape(tm
                                                              b.table_rows)  # fmt: skip
     assert a.table_rows > pl.read_delta(str(only / "store" / "callvolume")).height
     assert not (only / "exports").exists()
+
+
+def test_parquet_only_callbacks_store_the_same_rows_and_report_the_same_shape(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """``callbacks --format parquet`` builds no zero row; its store, document and summary
+    numbers are those of a build that writes every format."""
+    from engine.demo.callbacks import generate_attempts
+    from engine.pipeline.callbacks import CALLBACK_FORMATS, build_callbacks
+
+    settings = BuildSettings(tz="America/New_York")
+    day = datetime(2026, 10, 31, tzinfo=UTC)  # the window crosses New York's fall-back
+    window = (day, day.replace(month=11, day=3))
+    attempts = generate_attempts(seed=9, start=day, days=3, scale=0.3)
+    reports = {}
+    for formats in (("parquet",), CALLBACK_FORMATS):
+        out = tmp_path / "-".join(formats)
+        reports[formats] = build_callbacks(
+            attempts.lazy(), settings=settings, out_dir=out, window=window, formats=formats
+        )
+    only, every = (tmp_path / "-".join(f) for f in reports)
+    for name in ("callback_attempts", "callback_intervals", "retry_outcomes"):
+        assert_frame_equal(
+            pl.read_delta(str(only / "store" / name)),
+            pl.read_delta(str(every / "store" / name)),
+            check_row_order=False,
+        )
+    a, b = (reports[f] for f in reports)
+    shape = ("intervals", "combinations", "table_rows", "retry_rows", "requests", "gaps")
+    assert [getattr(a, k) for k in shape] == [getattr(b, k) for k in shape]
+    assert a.retry_rows > pl.read_delta(str(only / "store" / "retry_outcomes")).height > 0
+    document = "exports/callback_metrics.json"
+    assert (only / document).read_text() == (every / document).read_text()
