@@ -16,7 +16,9 @@ Sources, highest priority first (pydantic-settings merges them key by key):
 Sections: ``[build]`` (:class:`engine.settings.BuildSettings`), ``[output]``, ``[store]``,
 ``[run]``, ``[reconcile]`` and ``[engine]`` (:mod:`engine.app.sections`) and
 ``[sources.<name>]`` for each registered connector (its settings model, e.g.
-:class:`connectors.vendors.ujet.client.UjetSettings`). Credentials are ``SecretStr``:
+:class:`connectors.vendors.ujet.client.UjetSettings`); ``[tenants.<name>]`` tables hold what
+differs per tenant (a BPO's clients: :mod:`engine.app.tenants`; :meth:`AppSettings.tenant`,
+``load_settings(tenant=...)``). Credentials are ``SecretStr``:
 :meth:`AppSettings.masked`
 shows them as ``**********``. :func:`describe_errors` renders a ``ValidationError`` as one line per
 problem, naming the setting and never its value.
@@ -30,7 +32,6 @@ Example:
 from __future__ import annotations
 
 import os
-import re
 import tomllib
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -51,6 +52,7 @@ from pydantic_settings import (
 from connectors.errors import ConfigError, missing_allowed
 from connectors.registry import SOURCES
 from connectors.source import SourceSettings
+from engine.app import tenants as tenancy
 from engine.app.sections import EngineSettings, ReconcileSettings, RunSettings
 from engine.output.vendor import builtin_profiles
 from engine.pipeline.build import FORMATS, Format
@@ -71,7 +73,6 @@ __all__ = [
     "env_files",
     "load_settings",
     "secrets_dir_of",
-    "to_toml",
 ]
 
 #: The built-in settings shipped inside the package (``engine/data/``): the defaults every
@@ -81,7 +82,8 @@ DEFAULTS_FILE = DATA_DIR / "defaults.toml"
 DEMO_FILE = DATA_DIR / "demo.toml"
 _FILES: ContextVar[tuple[Path, ...]] = ContextVar("wfm_config_files", default=(DEFAULTS_FILE,))
 _SECRETS: ContextVar[Path | None] = ContextVar("wfm_secrets_dir", default=None)
-_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+#: Set while a tenant's merged settings are validated: the values given are all there is.
+_PLAIN: ContextVar[bool] = ContextVar("wfm_plain_settings", default=False)
 
 
 class OutputSettings(BaseModel):
@@ -156,6 +158,10 @@ class AppSettings(BaseSettings):
     engine: EngineSettings = EngineSettings()
     serve: ServeSettings = ServeSettings()
     sources: SourcesSettings = Field(default_factory=SourcesSettings)
+    #: ``[tenants.<name>]``: each tenant's settings as the layers gave them (plain data, secrets
+    #: too: never dumped or shown as they are; :meth:`tenant` validates one, :meth:`masked`
+    #: shows them masked).
+    tenants: dict[str, dict[str, Any]] = Field(default_factory=dict, exclude=True, repr=False)
 
     @classmethod
     def settings_customise_sources(
@@ -166,7 +172,10 @@ class AppSettings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        """Init > environment > ``.env`` > secrets dir > ``--config`` file > defaults.toml."""
+        """Init > environment > ``.env`` > secrets dir > ``--config`` file > defaults.toml
+        (init only while a tenant's merged settings are validated)."""
+        if _PLAIN.get():
+            return (init_settings,)
         secrets_dir = _SECRETS.get()
         secrets: tuple[PydanticBaseSettingsSource, ...] = ()
         if secrets_dir is not None:
@@ -197,9 +206,49 @@ class AppSettings(BaseSettings):
         """Names of the sources with ``enabled = true``, in registry order."""
         return [name for name in SOURCES if self.source(name).enabled]
 
+    def tenant_names(self) -> list[str]:
+        """The configured tenants, sorted (empty: a configuration without tenants)."""
+        return sorted(self.tenants)
+
+    def tenant(self, name: str, *, allow_missing: bool = False) -> AppSettings:
+        """Tenant ``name``'s effective settings: these settings with its ``[tenants.<name>]``
+        table merged over them key by key, its landing store, state and output directory in
+        ``tenants/<name>`` folders of these unless it sets its own (:mod:`engine.app.tenants`).
+        The result has no tenants. ``allow_missing``: an enabled source may lack what it needs
+        to run (``config show``).
+
+        Raises:
+            ConfigError: no tenant of that name (the message lists the known ones).
+            ValidationError: a setting of the tenant is invalid; each error's location starts
+                with ``tenants.<name>``.
+        """
+        if name not in self.tenants:
+            if not self.tenants:
+                msg = f"tenant {name!r}: no tenants are configured ([tenants.<name>] tables)"
+                raise ConfigError(msg)
+            raise ConfigError(f"tenant {name!r}: unknown (known: {', '.join(self.tenant_names())})")
+        overlay = tenancy.checked(name, self.tenants[name], type(self).model_fields, "settings")
+        data = tenancy.tenant_data(name, self.model_dump(), overlay)
+        token = _PLAIN.set(True)
+        try:
+            with missing_allowed(allow_missing):
+                return type(self)(**data)
+        except ValidationError as exc:
+            raise tenancy.located(exc, ("tenants", name)) from None
+        finally:
+            _PLAIN.reset(token)
+
     def masked(self) -> dict[str, Any]:
-        """The effective settings as plain data, secrets shown as ``**********`` (or null)."""
+        """The effective settings as plain data, secrets shown as ``**********`` (or null);
+        with tenants, ``tenants`` holds each one's effective values at the keys its table
+        sets, and its folders."""
         data: dict[str, Any] = self.model_dump(mode="json")
+        shown: dict[str, Any] = {}
+        for name in self.tenant_names():
+            effective = self.tenant(name, allow_missing=True).masked()
+            shown[name] = tenancy.restrict(effective, tenancy.shown_keys(self.tenants[name]))
+        if shown:
+            data["tenants"] = shown
         return data
 
 
@@ -290,9 +339,15 @@ def load_settings(
     secrets_dir: Path | None = None,
     environ: Mapping[str, str] | None = None,
     allow_missing: bool = False,
+    tenant: str | None = None,
     **overrides: Any,
 ) -> AppSettings:
     """Load the effective settings (see the module docstring for the order).
+
+    With ``[tenants.<name>]`` tables, what is returned without ``tenant`` is the base every
+    tenant is merged over (its sources may lack what a run needs: each tenant gives that);
+    every tenant is checked here (its settings valid but for what a source lacks, its folders
+    its own), so a broken tenant stops every command, not only its own.
 
     Args:
         config: TOML files layered over the built-in defaults, in order (a later file wins, key
@@ -303,69 +358,35 @@ def load_settings(
             directory beside the last config file that has one.
         environ: Where ``WFM_CONFIG`` and ``WFM_SECRETS_DIR`` are read (default ``os.environ``).
         allow_missing: an enabled source may lack what it needs to run (``config show``).
+        tenant: return this tenant's effective settings (:meth:`AppSettings.tenant`).
         **overrides: Top-level sections as dicts (the highest priority).
 
     Raises:
         ConfigError: The config file, the secrets directory or the package's built-in defaults
-            are missing, or a file is not TOML.
+            are missing, a file is not TOML, a tenant is misnamed, unknown, named only by a
+            variable (tenants are declared in config files), or shares a folder with another.
         ValidationError: A setting is invalid (render it with :func:`describe_errors`).
     """
     env = os.environ if environ is None else environ
     files = config_files(config, env)
     secrets_dir = secrets_dir_of(files, secrets_dir, env)
+    sections = list(AppSettings.model_fields)
+    names = list(tenancy.declared(overrides, "settings", sections))
     for file in files:
         try:
             data = tomllib.loads(file.read_text(encoding="utf-8"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"config file {file}: not valid TOML ({exc})") from None
-        if unknown := sorted(set(data) - set(AppSettings.model_fields)):
-            known = ", ".join(AppSettings.model_fields)
+        if unknown := sorted(set(data) - set(sections)):
+            known = ", ".join(sections)
             raise ConfigError(
                 f"config file {file}: unknown section [{unknown[0]}] (known: {known})"
             )
-    with _using(tuple(files), secrets_dir), missing_allowed(allow_missing):
+        names += tenancy.declared(data, f"config file {file}", sections)
+    with _using(tuple(files), secrets_dir), missing_allowed(allow_missing or bool(names)):
         dotenv = env_files(files, env_file)
-        return AppSettings(_env_file=dotenv or None, **overrides)  # type: ignore[call-arg]
-
-
-def _toml_key(key: str) -> str:
-    return key if _BARE_KEY.fullmatch(key) else _toml_value(key)
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, Mapping):
-        pairs = (f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items() if v is not None)
-        return "{" + ", ".join(pairs) + "}"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    escaped = str(value).replace("\\", "\\\\").replace('"', '\\"')
-    return f'"{escaped}"'
-
-
-def to_toml(data: Mapping[str, Any], prefix: str = "") -> str:
-    """Render nested settings data as TOML (``None`` values become comments).
-
-    Example:
-        >>> print(to_toml({"store": {"state": "data/state", "x": None}}))
-        [store]
-        state = "data/state"
-        # x = (not set)
-    """
-    lines: list[str] = []
-    scalars = {k: v for k, v in data.items() if not isinstance(v, Mapping)}
-    tables = {k: v for k, v in data.items() if isinstance(v, Mapping)}
-    if prefix and scalars:
-        lines.append(f"[{prefix}]")
-    for key, value in scalars.items():
-        name = _toml_key(key)
-        lines.append(f"# {name} = (not set)" if value is None else f"{name} = {_toml_value(value)}")
-    for key, value in tables.items():
-        section = f"{prefix}.{_toml_key(key)}" if prefix else _toml_key(key)
-        body = to_toml(value, section)
-        if body:
-            lines.extend(["", body] if lines else [body])
-    return "\n".join(lines)
+        settings = AppSettings(_env_file=dotenv or None, **overrides)  # type: ignore[call-arg]
+    tenancy.check_declared(settings.tenants, names)
+    each = {name: settings.tenant(name, allow_missing=True) for name in settings.tenant_names()}
+    tenancy.check_disjoint({name: tenancy.folders(one.model_dump()) for name, one in each.items()})
+    return settings if tenant is None else settings.tenant(tenant, allow_missing=allow_missing)

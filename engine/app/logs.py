@@ -11,9 +11,10 @@ structured output needs; ``structlog`` would add a second API for the same recor
   ``event`` and the record's fields (``source``, ``stream``, ``step``, …), or ``message``.
 
 A record's fields are given as ``extra={"fields": {...}}`` (the run's events are logged so); the
-run id is one per command invocation, on every line. Secrets never reach a record: the code logs
-names, counts and URLs without credentials, and the tests check the lines; as a second guard,
-the configuration's secrets are masked in every line (:func:`mask`).
+run id is one per command invocation, on every line; inside :func:`tenant_scope` every line
+also names the tenant (``tenant=acme``; ``"tenant"`` in JSON). Secrets never reach a record:
+the code logs names, counts and URLs without credentials, and the tests check the lines; as a
+second guard, the configuration's secrets are masked in every line (:func:`mask`).
 
 Example:
     >>> record = logging.LogRecord("x", logging.INFO, "f", 1, "hello", None, None)
@@ -28,7 +29,9 @@ import json
 import logging
 import sys
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
@@ -42,6 +45,7 @@ __all__ = [
     "level",
     "mask",
     "run_id",
+    "tenant_scope",
     "uninstall",
 ]
 
@@ -52,6 +56,7 @@ _RUN_ID = uuid.uuid4().hex[:12]
 _HANDLER_NAME = "wfm-intervals"
 _LEVEL = [logging.INFO]  # the configured --log-level
 _SECRETS: set[str] = set()  # values never shown (mask)
+_TENANT: ContextVar[str | None] = ContextVar("wfm_log_tenant", default=None)
 _MIN_SECRET = 4  # shorter values would mask ordinary words
 #: Our loggers' roots: their records are shown from --log-level up; other libraries' from WARNING.
 OURS: Final = ("engine", "connectors", "wfm_intervals")
@@ -60,6 +65,21 @@ OURS: Final = ("engine", "connectors", "wfm_intervals")
 def run_id() -> str:
     """This invocation's id (on every log line)."""
     return _RUN_ID
+
+
+@contextmanager
+def tenant_scope(name: str | None) -> Iterator[None]:
+    """Every line logged inside names tenant ``name`` (``None``: no tenant, as outside)."""
+    token = _TENANT.set(name)
+    try:
+        yield
+    finally:
+        _TENANT.reset(token)
+
+
+def _tenant(record: logging.LogRecord) -> dict[str, str]:
+    name = getattr(record, "tenant", None)
+    return {"tenant": name} if isinstance(name, str) else {}
 
 
 def _stamp(record: logging.LogRecord) -> str:
@@ -81,6 +101,7 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname,
             "logger": record.name,
             "run": getattr(record, "run", ""),
+            **_tenant(record),
         }
         fields = _fields(record)
         line |= fields if fields else {"message": record.getMessage()}
@@ -102,6 +123,7 @@ class TextFormatter(logging.Formatter):
             f"{_stamp(record)} level={record.levelname} logger={record.name} "
             f"run={getattr(record, 'run', '')}"
         )
+        head += "".join(f" tenant={v}" for v in _tenant(record).values())
         fields = _fields(record)
         body = " ".join(f"{k}={_value(v)}" for k, v in fields.items()) or record.getMessage()
         return _masked(f"{head} {body}")
@@ -119,6 +141,7 @@ class _Stderr(logging.StreamHandler):  # type: ignore[type-arg]
 class _RunFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.run = _RUN_ID
+        record.tenant = _TENANT.get()
         return True
 
 

@@ -1,4 +1,5 @@
-"""Where each effective setting came from: the layer that set it (``config show --origin``).
+"""Where each effective setting came from: the layer that set it (``config show --origin``),
+and the settings rendered as TOML (:func:`to_toml`, what ``config show`` prints).
 
 The layers, lowest priority first, as :func:`engine.app.config.load_settings` merges them: the
 built-in defaults, each ``--config`` file in order, the secrets directory, the ``.env`` files
@@ -15,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -24,9 +26,10 @@ from dotenv import dotenv_values
 
 from engine.app.config import DEFAULTS_FILE
 
-__all__ = ["flatten", "flatten_layers", "layers_of", "origin_of"]
+__all__ = ["flatten", "flatten_layers", "layers_of", "origin_of", "to_toml"]
 
 _PREFIX = "WFM_"
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
 
 def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -83,3 +86,46 @@ def origin_of(path: str, layers: Sequence[tuple[str, list[str]]]) -> str:
         if any(path == k or path.startswith(f"{k}.") for k in keys):
             found = label
     return found
+
+
+def _toml_key(key: str) -> str:
+    return key if _BARE_KEY.fullmatch(key) else _toml_value(key)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, Mapping):
+        pairs = (f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items() if v is not None)
+        return "{" + ", ".join(pairs) + "}"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    escaped = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{escaped}"'
+
+
+def to_toml(data: Mapping[str, Any], prefix: str = "") -> str:
+    """Render nested settings data as TOML (``None`` values become comments).
+
+    Example:
+        >>> print(to_toml({"store": {"state": "data/state", "x": None}}))
+        [store]
+        state = "data/state"
+        # x = (not set)
+    """
+    lines: list[str] = []
+    scalars = {k: v for k, v in data.items() if not isinstance(v, Mapping)}
+    tables = {k: v for k, v in data.items() if isinstance(v, Mapping)}
+    if prefix and scalars:
+        lines.append(f"[{prefix}]")
+    for key, value in scalars.items():
+        name = _toml_key(key)
+        lines.append(f"# {name} = (not set)" if value is None else f"{name} = {_toml_value(value)}")
+    for key, value in tables.items():
+        section = f"{prefix}.{_toml_key(key)}" if prefix else _toml_key(key)
+        body = to_toml(value, section)
+        if body:
+            lines.extend(["", body] if lines else [body])
+    return "\n".join(lines)

@@ -25,6 +25,7 @@ import polars as pl
 from engine.cli.common import (
     CONFIG_OPTION,
     MAX_QUARANTINE_OPTION,
+    TENANT_OPTION,
     build_settings,
     check_window,
     engine_options,
@@ -215,6 +216,7 @@ def _requests(attempts_path: Path | None, store: Path) -> pl.LazyFrame:
     "[output.dir of --config].",
 )
 @CONFIG_OPTION
+@TENANT_OPTION
 @click.option(
     "--step",
     type=click.Choice(list(callback_metrics.STEPS)),
@@ -228,6 +230,7 @@ def callback_metrics_command(
     attempts_path: Path | None,
     store: Path | None,
     config_path: tuple[Path, ...],
+    tenant: str | None,
     step: callback_metrics.Step | None,
     tz: str,
     type_: str | None,
@@ -237,7 +240,7 @@ def callback_metrics_command(
 ) -> None:
     """Print the callback metrics document (Mindful's seed-000 shape) as JSON."""
     b, e = _time(begin, "begin"), _time(end, "end")
-    where = store_dir(store, config_path) if attempts_path is None else Path()
+    where = store_dir(store, config_path, tenant) if attempts_path is None else Path()
     reqs = _requests(attempts_path, where)
     filters: dict[str, Any] = {
         "call_target_id": call_target_id,

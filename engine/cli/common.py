@@ -1,6 +1,8 @@
-"""Shared pieces of the ``run`` and ``reconcile`` commands: settings, tables, log lines.
+"""Shared pieces of the commands: settings, tenants, tables, log lines.
 
-- :func:`settings_or_fail` loads the configuration or exits 2 with one line per bad setting;
+- :func:`settings_or_fail` loads the configuration (a tenant's, with ``--tenant``) or exits 2
+  with one line per bad setting; :func:`each_tenant` gives ``run`` and ``sync`` the tenants
+  they work through, and :func:`tenant_error` / :func:`tenant_results` say how each ended;
 - :func:`print_table` prints a table with rich on a terminal and as aligned plain text otherwise;
 - :func:`key_values` renders structured log fields as ``key=value`` (values with spaces quoted),
   and :func:`log_lines` sends a logger's records to stderr in that form (no colours, no bars).
@@ -12,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from collections.abc import Iterator, Mapping, Sequence
@@ -30,11 +33,16 @@ from connectors.errors import ConnectorError
 from engine.app import logs
 from engine.app.config import AppSettings, describe_errors, load_settings
 from engine.app.sections import EngineSettings
+from engine.app.tenants import check_name
 from engine.settings import BuildSettings
 
 __all__ = [
     "CONFIG_OPTION",
+    "EACH_TENANT_OPTION",
+    "TENANT_OPTION",
     "build_settings",
+    "config_or_fail",
+    "each_tenant",
     "engine_options",
     "engine_settings",
     "fail",
@@ -43,6 +51,8 @@ __all__ = [
     "log_lines",
     "print_table",
     "settings_or_fail",
+    "tenant_error",
+    "tenant_results",
 ]
 
 CONFIG_OPTION = click.option(
@@ -52,6 +62,24 @@ CONFIG_OPTION = click.option(
     multiple=True,
     help="TOML file layered over the built-in defaults; repeat to layer several in order "
     "(a tenant's file over a site's) [$WFM_CONFIG, paths separated by ':'].",
+)
+
+
+#: ``--tenant`` of the commands that read or write one tenant's data.
+TENANT_OPTION = click.option(
+    "--tenant",
+    metavar="NAME",
+    envvar="WFM_TENANT",
+    help="The tenant ([tenants.<name>] of the configuration) whose settings and data to use; "
+    "required when tenants are configured [$WFM_TENANT].",
+)
+#: ``--tenant`` of ``run`` and ``sync``, which do every tenant without it.
+EACH_TENANT_OPTION = click.option(
+    "--tenant",
+    metavar="NAME",
+    envvar="WFM_TENANT",
+    help="Only this tenant ([tenants.<name>] of the configuration) [$WFM_TENANT; default: "
+    "every tenant in turn, each under its own lock; the exit code is the worst].",
 )
 
 
@@ -76,10 +104,10 @@ def secret_values(settings: AppSettings) -> list[str]:
     return found
 
 
-def store_dir(store: Path | None, config_path: Sequence[Path]) -> Path:
+def store_dir(store: Path | None, config_path: Sequence[Path], tenant: str | None = None) -> Path:
     """The built output directory a command reads: ``--store``, else ``[output] dir`` of the
-    configuration (``--config`` files, ``$WFM_CONFIG``, ``WFM_OUTPUT__DIR``)."""
-    return store if store is not None else settings_or_fail(config_path).output.dir
+    configuration (``--config`` files, ``$WFM_CONFIG``, ``WFM_OUTPUT__DIR``; ``--tenant``'s)."""
+    return store if store is not None else settings_or_fail(config_path, tenant=tenant).output.dir
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -187,13 +215,107 @@ def build_settings(**kw: Any) -> BuildSettings:
 
 
 def settings_or_fail(
+    config_path: Sequence[Path] | Path | None,
+    *,
+    allow_missing: bool = False,
+    tenant: str | None = None,
+) -> AppSettings:
+    """The effective settings (``tenant``'s, with tenants configured), or exit 2: one
+    ``invalid setting <path>: <message>`` per line; one line naming the known tenants when
+    ``tenant`` is unknown, or missing while tenants are configured. With ``allow_missing``, an
+    enabled source may lack what it needs to run."""
+    base = config_or_fail(config_path, allow_missing=allow_missing)
+    return _tenant_or_fail(base, tenant, allow_missing=allow_missing)
+
+
+def each_tenant(
+    config_path: Sequence[Path], tenant: str | None
+) -> list[tuple[str | None, AppSettings | list[str]]]:
+    """What ``run`` and ``sync`` work through, in order: ``(None, settings)`` without tenants;
+    ``--tenant``'s settings; else every tenant's, sorted by name. A tenant whose settings are
+    invalid (a secret missing) comes with its problem lines instead, so the others still run.
+    Exit 2 as :func:`settings_or_fail` does for everything else."""
+    base = config_or_fail(config_path)
+    if tenant is not None or not base.tenants:
+        return [(tenant, _tenant_or_fail(base, tenant))]
+    found: list[tuple[str | None, AppSettings | list[str]]] = []
+    for name in base.tenant_names():
+        try:
+            found.append((name, base.tenant(name)))
+        except ValidationError as exc:
+            found.append((name, [f"invalid setting {line}" for line in describe_errors(exc)]))
+    return found
+
+
+def tenant_error(tenant: str | None, message: str) -> dict[str, Any]:
+    """Print ``message`` as an error line (naming ``tenant``) and return the tenant's result
+    for :func:`tenant_results`: exit code 2."""
+    where = f"tenant {tenant}: " if tenant is not None else ""
+    click.echo(f"wfm-intervals: error: {where}{message}", err=True)
+    return {"ok": False, "exit_code": 2, "error": message}
+
+
+def tenant_results(
+    results: Sequence[tuple[str | None, dict[str, Any]]], *, every: bool, as_json: bool
+) -> int:
+    """Print what ``--json`` asks for and return the worst exit code. ``results``: each
+    tenant's name and result (``exit_code``, 0 when absent; ``error`` when it failed);
+    ``every``: the command did every tenant, and prints one document ``{ok, exit_code,
+    tenants: [...]}``; otherwise the one result (with ``tenant``: its name), unless it failed
+    (its error line is enough)."""
+    worst = max((r.get("exit_code", 0) for _, r in results), default=0)
+    shown = [({"tenant": name} if name else {}) | r for name, r in results]
+    if as_json and every:
+        click.echo(json.dumps({"ok": worst == 0, "exit_code": worst, "tenants": shown}, indent=2))
+    elif as_json and shown and "error" not in shown[0]:
+        click.echo(json.dumps(shown[0], indent=2))
+    return worst
+
+
+def _tenant_or_fail(
+    base: AppSettings, tenant: str | None, *, allow_missing: bool = False
+) -> AppSettings:
+    if tenant is None:
+        if base.tenants:
+            fail(f"tenants are configured ({', '.join(base.tenant_names())}): give --tenant NAME")
+        return base
+    shown = tenant if _safe(tenant) else repr(tenant)
+    if not base.tenants:
+        fail(f"--tenant {shown}: no tenants are configured (add a [tenants.<name>] table)")
+    if tenant not in base.tenants:
+        fail(f"--tenant {shown}: unknown tenant (known: {', '.join(base.tenant_names())})")
+    try:
+        return base.tenant(tenant, allow_missing=allow_missing)
+    except ValidationError as exc:
+        _invalid(describe_errors(exc))
+
+
+def _safe(name: str) -> bool:
+    try:
+        check_name(name)
+    except ConnectorError:
+        return False
+    return True
+
+
+def _invalid(lines: Sequence[str]) -> NoReturn:
+    for line in lines[:-1]:
+        click.echo(f"wfm-intervals: error: invalid setting {line}", err=True)
+    fail(f"invalid setting {lines[-1]}")
+
+
+def config_or_fail(
     config_path: Sequence[Path] | Path | None, *, allow_missing: bool = False
 ) -> AppSettings:
-    """The effective settings, or exit 2 (one ``invalid setting <path>: <message>`` per line).
-    With ``allow_missing``, an enabled source may lack what it needs to run."""
+    """The configuration as loaded (with tenants: the base they merge over, and its tenants:
+    ``config show``), every secret of it and of its tenants masked in the log lines; or exit
+    2 (:func:`settings_or_fail`'s lines)."""
     try:
         settings = load_settings(config_path or None, allow_missing=allow_missing)
-        logs.mask(secret_values(settings))  # a second guard: no line shows a secret
+        found = secret_values(settings)
+        for name in settings.tenant_names():
+            found += secret_values(settings.tenant(name, allow_missing=True))
+        logs.mask(found)  # a second guard: no line shows a secret
         return settings
     except ConnectorError as exc:
         fail(str(exc))
@@ -202,10 +324,7 @@ def settings_or_fail(
         variable = f"WFM_{field.upper()}"
         fail(f"invalid setting {field}: {variable} is not valid JSON (an object, e.g. '{{}}')")
     except ValidationError as exc:
-        lines = describe_errors(exc)
-        for line in lines[:-1]:
-            click.echo(f"wfm-intervals: error: invalid setting {line}", err=True)
-        fail(f"invalid setting {lines[-1]}")
+        _invalid(describe_errors(exc))
 
 
 def _cell(value: Any) -> str:

@@ -21,7 +21,7 @@ import click
 import polars as pl
 
 from engine import clock
-from engine.cli.common import CONFIG_OPTION, fail, store_dir
+from engine.cli.common import CONFIG_OPTION, TENANT_OPTION, fail, store_dir
 from engine.errors import ExportError, InputFileError, StoreError
 from engine.output import files as outputs
 from engine.output.files import DOCUMENT_INPUT
@@ -35,8 +35,9 @@ __all__ = ["export", "volume_table"]
 
 
 def _store(command: Callable[..., Any]) -> Callable[..., Any]:
-    """``--store`` (default: ``[output] dir`` of the configuration) and ``--config``."""
-    command = CONFIG_OPTION(command)
+    """``--store`` (default: ``[output] dir`` of the configuration), ``--config`` and
+    ``--tenant``."""
+    command = CONFIG_OPTION(TENANT_OPTION(command))
     return click.option(
         "--store",
         type=click.Path(path_type=Path, file_okay=False),
@@ -105,6 +106,7 @@ def vendor(  # noqa: PLR0917 - the command's options
     profile_name: str,
     store: Path | None,
     config_path: tuple[Path, ...],
+    tenant: str | None,
     out: Path,
     profile_file: Path | None,
     settle_minutes: int,
@@ -123,7 +125,7 @@ def vendor(  # noqa: PLR0917 - the command's options
         profile = profiles[profile_name]
     now = clock.now()
     try:
-        table = _volume(store_dir(store, config_path))
+        table = _volume(store_dir(store, config_path, tenant))
         files = render(table, profile, closed=closed_by(now, settle_minutes), run_at=now)
     except ExportError as exc:
         fail(str(exc))
@@ -145,6 +147,7 @@ def vendor(  # noqa: PLR0917 - the command's options
 def forecast(  # noqa: PLR0917 - the command's options
     store: Path | None,
     config_path: tuple[Path, ...],
+    tenant: str | None,
     out: Path,
     metrics: tuple[str, ...],
     settle_minutes: int,
@@ -155,7 +158,7 @@ def forecast(  # noqa: PLR0917 - the command's options
     stamps: Literal["utc", "local"] = "local" if time == "local" else "utc"
     try:
         frame = long_format(
-            _volume(store_dir(store, config_path)).lazy().filter(ended),
+            _volume(store_dir(store, config_path, tenant)).lazy().filter(ended),
             metrics=metrics,
             time=stamps,
         ).collect()
@@ -180,6 +183,7 @@ def forecast(  # noqa: PLR0917 - the command's options
 def contact_volume(  # noqa: PLR0917 - the command's options
     store: Path | None,
     config_path: tuple[Path, ...],
+    tenant: str | None,
     skip: int,
     limit: int,
     org_id: str,
@@ -187,7 +191,7 @@ def contact_volume(  # noqa: PLR0917 - the command's options
 ) -> None:
     """Print one page of the Contact Volume document (Kore.ai shape) as JSON."""
     doc = outputs.callvolume_document(
-        _volume(store_dir(store, config_path)), org_id=org_id, skip=skip, limit=limit,
+        _volume(store_dir(store, config_path, tenant)), org_id=org_id, skip=skip, limit=limit,
         unit="s" if duration_unit == "s" else "ms",
     )  # fmt: skip
     click.echo(json.dumps(doc, indent=1))

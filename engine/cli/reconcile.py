@@ -23,7 +23,15 @@ import click
 
 from connectors.errors import ConnectorError
 from engine.app.sections import parse_tolerance
-from engine.cli.common import CONFIG_OPTION, fail, instant, log_lines, print_table, settings_or_fail
+from engine.cli.common import (
+    CONFIG_OPTION,
+    TENANT_OPTION,
+    fail,
+    instant,
+    log_lines,
+    print_table,
+    settings_or_fail,
+)
 from engine.errors import InputFileError
 from engine.pipeline.checks import Reconciliation, load_inputs, reconcile, write_reconciliation
 
@@ -84,6 +92,7 @@ def _tolerances(specs: tuple[str, ...]) -> dict[str, float]:
 @click.option("--start", required=True, help="Window start, ISO 8601 instant (a date: midnight).")
 @click.option("--end", required=True, help="Window end (exclusive), ISO 8601 instant.")
 @CONFIG_OPTION
+@TENANT_OPTION
 @click.option(
     "--tolerance",
     "tolerance_specs",
@@ -110,6 +119,7 @@ def reconcile_command(
     start: str,
     end: str,
     config_path: tuple[Path, ...],
+    tenant: str | None,
     tolerance_specs: tuple[str, ...],
     store: Path | None,
     out: Path | None,
@@ -117,7 +127,7 @@ def reconcile_command(
     verbose: bool,
 ) -> None:
     """Compare our numbers with Mindful's and Kore.ai's own for a window."""
-    settings = settings_or_fail(config_path)
+    settings = settings_or_fail(config_path, tenant=tenant)
     begin, until = instant(start, "start"), instant(end, "end")
     assert begin is not None
     assert until is not None

@@ -16,7 +16,7 @@ from pathlib import Path
 import click
 import polars as pl
 
-from engine.cli.common import CONFIG_OPTION, fail, instant, store_dir
+from engine.cli.common import CONFIG_OPTION, TENANT_OPTION, fail, instant, store_dir
 from engine.errors import StoreError
 from engine.report.build import write_report
 from engine.settings import SL_FORMULAS, SlFormula
@@ -32,6 +32,7 @@ __all__ = ["report"]
     "[output.dir of --config].",
 )
 @CONFIG_OPTION
+@TENANT_OPTION
 @click.option(
     "--out",
     default=Path("report.html"),
@@ -60,6 +61,7 @@ def report(
     *,
     store: Path | None,
     config_path: tuple[Path, ...],
+    tenant: str | None,
     out: Path,
     start: str | None,
     end: str | None,
@@ -68,7 +70,7 @@ def report(
     sl_target: float | None,
 ) -> None:
     """Write a self-contained HTML report (charts, tables, data quality) of a built store."""
-    given, store = store is not None, store_dir(store, config_path)
+    given, store = store is not None, store_dir(store, config_path, tenant)
     try:
         data = write_report(
             store,

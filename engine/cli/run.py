@@ -13,7 +13,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 from collections.abc import Iterator
@@ -34,14 +33,17 @@ from engine.app import logs
 from engine.app.config import AppSettings
 from engine.cli.common import (
     CONFIG_OPTION,
+    EACH_TENANT_OPTION,
     check_window,
+    each_tenant,
     engine_options,
     engine_settings,
     fail,
     instant,
     log_lines,
     print_table,
-    settings_or_fail,
+    tenant_error,
+    tenant_results,
 )
 from engine.errors import (
     ClusterError,
@@ -159,13 +161,10 @@ def show_summary(summary: RunSummary) -> None:
     click.echo(f"problems: {'; '.join(summary.problems) or 'none'}")
 
 
-def show_plan(summary: RunSummary, streams: list[str], *, as_json: bool) -> None:
+def show_plan(summary: RunSummary, streams: list[str]) -> None:
     """What ``run --dry-run`` prints: the window, the sources, and the days each table would
-    have rebuilt (from what has landed so far: a real run syncs first, and may find more)."""
-    plan = {"window": summary.window, "sources": streams, **summary.plan}
-    if as_json:
-        click.echo(json.dumps(plan, indent=2))
-        return
+    have rebuilt (from what has landed so far: a real run syncs first, and may find more);
+    ``--json`` prints the same as one document (``window``, ``sources`` and the plan)."""
     w = summary.window
     kind = "full rebuild" if w["full_rebuild"] else "incremental"
     click.echo(f"dry run: nothing synced, nothing written ({kind})")
@@ -207,6 +206,7 @@ def _record(settings: AppSettings, started: datetime, entry: dict[str, Any]) -> 
 
 @click.command("run")
 @CONFIG_OPTION
+@EACH_TENANT_OPTION
 @click.option("--start", help="Window start, ISO 8601 instant (default: from the last run).")
 @click.option("--end", help="Window end (exclusive), ISO 8601 instant (default: now).")
 @click.option("--json", "as_json", is_flag=True, help="Print the run summary as JSON.")
@@ -228,6 +228,7 @@ def _record(settings: AppSettings, started: datetime, entry: dict[str, Any]) -> 
 def run_command(
     *,
     config_path: tuple[Path, ...],
+    tenant: str | None,
     start: str | None,
     end: str | None,
     as_json: bool,
@@ -238,30 +239,63 @@ def run_command(
     engine: str | None,
     ray_address: str | None,
 ) -> None:
-    """Sync, rebuild, build, export, reconcile and report: the whole job, once."""
-    settings = settings_or_fail(config_path)
-    chosen = engine_settings(engine, ray_address, settings.engine)  # the command line's over it
-    settings = settings.model_copy(update={"engine": chosen})
+    """Sync, rebuild, build, export, reconcile and report: the whole job, once.
+
+    With tenants configured and no --tenant: every tenant in turn, each under its own lock,
+    one summary each (--json: one document, its "tenants" the summaries); the exit code is
+    the worst of theirs.
+    """
+    todo = each_tenant(config_path, tenant)
     begin, until = instant(start, "start"), instant(end, "end")
     if (begin is None) != (until is None):
         fail("give both --start and --end, or neither")
     if begin is not None and until is not None and until <= begin:
         fail(f"--end {end!r} is not after --start {start!r}")
-    check_window(settings.build, begin, until)
+    ready: list[tuple[str | None, AppSettings | list[str]]] = []
+    for name, found in todo:  # usage errors first, before any tenant runs
+        if isinstance(found, AppSettings):
+            chosen = engine_settings(engine, ray_address, found.engine)  # the command line's
+            check_window(found.build, begin, until)
+            ready.append((name, found.model_copy(update={"engine": chosen})))
+        else:
+            ready.append((name, found))
+    every = tenant is None and todo[0][0] is not None  # tenants configured, none named
+    options = {"start": begin, "end": until, "full_refresh": full_refresh, "dry_run": dry_run}
+    results = []
+    for name, found in ready:
+        if every and not as_json:
+            click.echo(f"tenant {name}")
+        if isinstance(found, list):
+            for line in found[:-1]:
+                tenant_error(name, line)
+            results.append((name, tenant_error(name, found[-1])))
+            continue
+        with logs.tenant_scope(name):
+            one = _run_one(found, name, options, wait=wait, quiet=quiet, as_json=as_json)
+        results.append((name, one))
+    worst = tenant_results(results, every=every, as_json=as_json)
+    if worst:
+        sys.exit(worst)
+
+
+def _run_one(
+    settings: AppSettings,
+    tenant: str | None,
+    options: dict[str, Any],
+    *,
+    wait: float,
+    quiet: bool,
+    as_json: bool,
+) -> dict[str, Any]:
+    """One tenant's run (or the one run without tenants): its summary printed (``--json``:
+    returned, for :func:`tenant_results`), its problems and errors on stderr naming the tenant;
+    the result's ``exit_code`` is the run's."""
     started = clock.now()
     terminal = sys.stderr.isatty() and logs.current_format() == "text"  # bars: a person reads
     with _display(terminal=terminal, quiet=quiet) as on_event:
         error, locked = None, False
         try:
-            summary = run(
-                settings,
-                start=begin,
-                end=until,
-                on_event=on_event,
-                full_refresh=full_refresh,
-                dry_run=dry_run,
-                wait=wait,
-            )
+            summary = run(settings, on_event=on_event, wait=wait, **options)
         except (ConnectorError, SyncFailedError, ExportError, StoreError, ClusterError) as exc:
             error, locked = str(exc), isinstance(exc, StoreLockedError)
         except OSError as exc:
@@ -269,18 +303,18 @@ def run_command(
         except pl.exceptions.PolarsError as exc:  # e.g. a damaged Parquet file in the store
             error = f"output.dir {settings.output.dir}: {printable(exc)}"
         if error is not None:
-            if not dry_run and not locked:  # a run refused by the lock: its holder records
-                _record(settings, started, {"exit_code": 2, "error": error})
-            fail(error)
-    if dry_run:
-        show_plan(summary, settings.enabled_sources(), as_json=as_json)
-        return
+            if not options["dry_run"] and not locked:  # a run refused by the lock: its holder
+                _record(settings, started, {"exit_code": 2, "error": error})  # records
+            return tenant_error(tenant, error)
+    if options["dry_run"]:
+        plan = {"window": summary.window, "sources": settings.enabled_sources(), **summary.plan}
+        if not as_json:
+            show_plan(summary, settings.enabled_sources())
+        return plan
     _record(settings, started, _history_entry(summary))
-    if as_json:
-        click.echo(json.dumps(summary.to_json(), indent=2))
-    else:
+    if not as_json:
         show_summary(summary)
+    where = f"tenant {tenant}: " if tenant is not None else ""
     for problem in summary.problems:
-        click.echo(f"wfm-intervals: problem: {problem}", err=True)
-    if summary.exit_code:
-        sys.exit(summary.exit_code)
+        click.echo(f"wfm-intervals: problem: {where}{problem}", err=True)
+    return summary.to_json()

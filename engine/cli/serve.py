@@ -19,7 +19,7 @@ import click
 from jwt.warnings import InsecureKeyLengthWarning
 
 from engine.app.config import AppSettings
-from engine.cli.common import CONFIG_OPTION, fail, settings_or_fail
+from engine.cli.common import CONFIG_OPTION, TENANT_OPTION, fail, settings_or_fail
 from engine.serve.app import create_app
 from engine.serve.documents import StoreDocuments
 from engine.serve.guard import Guard
@@ -58,14 +58,21 @@ def check(settings: AppSettings, host: str, *, insecure: bool) -> None:
               help="Built output directory to serve [serve.store, else output.dir].")  # fmt: skip
 @click.option("--insecure", is_flag=True, help="Allow a non-loopback address without TLS.")
 @CONFIG_OPTION
+@TENANT_OPTION
 def serve(
-    host: str, port: int, store: Path | None, insecure: bool, config_path: tuple[Path, ...]
+    *,
+    host: str,
+    port: int,
+    store: Path | None,
+    insecure: bool,
+    config_path: tuple[Path, ...],
+    tenant: str | None,
 ) -> None:
     """Serve the Kore.ai and Mindful APIs over the committed store (Ctrl-C stops)."""
     import uvicorn  # noqa: PLC0415 - only this command needs the server
 
     warnings.filterwarnings("ignore", category=InsecureKeyLengthWarning)  # noted once, below
-    settings = settings_or_fail(config_path)
+    settings = settings_or_fail(config_path, tenant=tenant)
     check(settings, host, insecure=insecure)
     root = store or settings.serve.store or settings.output.dir
     docs = StoreDocuments(root, org_id=settings.output.org_id, unit=settings.output.duration_unit)

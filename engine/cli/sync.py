@@ -32,10 +32,22 @@ from connectors.sync import Progress as SyncProgress
 from connectors.sync import SyncReport, sync_source
 from engine import clock
 from engine.app import logs
-from engine.app.config import AppSettings, config_files, env_files, secrets_dir_of, to_toml
-from engine.app.origin import flatten, layers_of, origin_of
+from engine.app.config import AppSettings, config_files, env_files, secrets_dir_of
+from engine.app.origin import flatten, layers_of, origin_of, to_toml
 from engine.app.sources import connector
-from engine.cli.common import CONFIG_OPTION, fail, print_table, settings_or_fail
+from engine.app.tenants import ISOLATED
+from engine.cli.common import (
+    CONFIG_OPTION,
+    EACH_TENANT_OPTION,
+    TENANT_OPTION,
+    config_or_fail,
+    each_tenant,
+    fail,
+    print_table,
+    settings_or_fail,
+    tenant_error,
+    tenant_results,
+)
 from engine.errors import StoreLockedError
 from engine.pipeline.lock import store_lock
 from engine.pipeline.state import load_run_state, run_history, run_state_path
@@ -120,21 +132,58 @@ def _summary(reports: Sequence[SyncReport]) -> tuple[list[str], list[list[Any]]]
 @click.command("sync")
 @click.argument("sources", nargs=-1)
 @CONFIG_OPTION
+@EACH_TENANT_OPTION
 @click.option("--stream", "streams", multiple=True, help="Only these streams (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Print the reports as JSON.")
 @click.option("-v", "--verbose", is_flag=True, help="Log each stream's progress.")
 def sync(
+    *,
     sources: tuple[str, ...],
     config_path: tuple[Path, ...],
+    tenant: str | None,
     streams: tuple[str, ...],
     as_json: bool,
     verbose: bool,
 ) -> None:
-    """Pull SOURCES (default: every enabled source) into the landing store."""
-    settings = settings_or_fail(config_path)
+    """Pull SOURCES (default: every enabled source) into the landing store.
+
+    With tenants configured and no --tenant: every tenant in turn, each under its own lock
+    (--json: one document, its "tenants" the reports); the exit code is the worst.
+    """
+    todo = each_tenant(config_path, tenant)
+    every = tenant is None and todo[0][0] is not None  # tenants configured, none named
+    results = []
+    for name, found in todo:
+        if every and not as_json:
+            click.echo(f"tenant {name}")
+        if isinstance(found, list):
+            for line in found[:-1]:
+                tenant_error(name, line)
+            results.append((name, tenant_error(name, found[-1])))
+            continue
+        with logs.tenant_scope(name):
+            result = _sync_tenant(found, name, sources, streams, as_json=as_json, verbose=verbose)
+        results.append((name, result))
+    worst = tenant_results(results, every=every, as_json=as_json)
+    if worst:
+        sys.exit(worst)
+
+
+def _sync_tenant(
+    settings: AppSettings,
+    tenant: str | None,
+    sources: Sequence[str],
+    streams: Sequence[str],
+    *,
+    as_json: bool,
+    verbose: bool,
+) -> dict[str, Any]:
+    """One tenant's sync (or the one without tenants): its summary table printed (``--json``:
+    its document returned), every failed stream a line on stderr naming the tenant."""
     names = list(sources) or settings.enabled_sources()
     if not names:
-        fail("no source is enabled: set sources.<name>.enabled = true (or name one)")
+        msg = "no source is enabled: set sources.<name>.enabled = true (or name one)"
+        return tenant_error(tenant, msg)
     started = clock.now()
     terminal = sys.stderr.isatty() and logs.current_format() == "text"  # bars: a person reads
     console = Console(stderr=True) if terminal else None
@@ -154,27 +203,23 @@ def sync(
         try:
             reports = run_sync(settings, names, streams=streams, progress=on_page)
         except (ConnectorError, StoreLockedError) as exc:
-            fail(str(exc))
+            return tenant_error(tenant, str(exc))
     failed = [r for r in reports if not r.ok]
-    if as_json:  # the keys of `run --json` for the same things
-        doc = {
-            "ok": not failed,
-            "exit_code": 2 if failed else 0,
-            "started_at": format_utc(started, timespec="seconds"),
-            "finished_at": format_utc(clock.now(), timespec="seconds"),
-            "pulled": [r.to_dict() for r in reports],
-            "problems": [f"{r.source}/{r.stream}: {r.error}" for r in failed],
-        }
-        click.echo(json.dumps(doc, indent=2))
-    else:
+    if not as_json:
         print_table(*_summary(reports), title="sync summary")
         for r in reports:
             for line in r.repaired:
                 click.echo(f"repaired {r.source}/{r.stream}: {line}")
-    for r in failed[:-1]:
-        click.echo(f"wfm-intervals: error: {r.source}/{r.stream}: {r.error}", err=True)
-    if failed:
-        fail(f"{failed[-1].source}/{failed[-1].stream}: {failed[-1].error}")
+    for r in failed:
+        tenant_error(tenant, f"{r.source}/{r.stream}: {r.error}")
+    return {  # the keys of `run --json` for the same things
+        "ok": not failed,
+        "exit_code": 2 if failed else 0,
+        "started_at": format_utc(started, timespec="seconds"),
+        "finished_at": format_utc(clock.now(), timespec="seconds"),
+        "pulled": [r.to_dict() for r in reports],
+        "problems": [f"{r.source}/{r.stream}: {r.error}" for r in failed],
+    }
 
 
 @click.group("config")
@@ -184,41 +229,72 @@ def config_group() -> None:
 
 @config_group.command("show")
 @CONFIG_OPTION
+@TENANT_OPTION
 @click.option("--json", "as_json", is_flag=True, help="JSON instead of TOML.")
 @click.option("--origin", is_flag=True, help="Name the layer that set each value.")
 @click.option("--check", is_flag=True, help="Exit 2 when an enabled source lacks a setting.")
-def config_show(config_path: tuple[Path, ...], as_json: bool, origin: bool, check: bool) -> None:
+def config_show(
+    config_path: tuple[Path, ...], tenant: str | None, as_json: bool, origin: bool, check: bool
+) -> None:
     """Print the effective configuration with every secret masked.
 
     Works with settings missing (an enabled source without its password): it prints the rest
     and lists what is missing on stderr, with the variable that would give it (exit 2 with
-    --check: a preflight for a scheduled run).
+    --check: a preflight for a scheduled run). With tenants configured: --tenant shows that
+    tenant's merged settings; without it, the base settings and what each tenant sets (and
+    its folders), and what every tenant misses.
     """
-    settings = settings_or_fail(config_path, allow_missing=True)
+    base = config_or_fail(config_path, allow_missing=True)
+    settings = base
+    if tenant is not None:
+        settings = settings_or_fail(config_path, allow_missing=True, tenant=tenant)
     masked = settings.masked()
     if origin:
-        show_origins(masked, config_path, as_json=as_json)
+        show_origins(masked, config_path, tenant, as_json=as_json)
     else:
         click.echo(json.dumps(masked, indent=2) if as_json else to_toml(masked))
-    missing = [(n, k) for n in settings.enabled_sources() for k in settings.source(n).missing()]
-    for name, key in missing:
-        variable = f"WFM_SOURCES__{name.upper()}__{key.upper()}"
-        click.echo(f"missing: sources.{name}.{key} (required when enabled; {variable})", err=True)
+    targets = [(tenant, settings)]
+    if tenant is None and base.tenants:
+        targets = [(n, base.tenant(n, allow_missing=True)) for n in base.tenant_names()]
+    missing = [
+        (t, n, k) for t, s in targets for n in s.enabled_sources() for k in s.source(n).missing()
+    ]
+    for t, name, key in missing:
+        where = f"tenants.{t}." if t else ""
+        variable = f"WFM_{where.replace('.', '__')}SOURCES__{name}__{key}".upper()
+        click.echo(
+            f"missing: {where}sources.{name}.{key} (required when enabled; {variable})", err=True
+        )
     if check and missing:
         fail(f"{len(missing)} required setting(s) missing (listed above)")
 
 
-def show_origins(masked: dict[str, Any], config_path: tuple[Path, ...], *, as_json: bool) -> None:
-    """Every setting with its value (secrets masked) and the layer that set it."""
+def show_origins(
+    masked: dict[str, Any], config_path: tuple[Path, ...], tenant: str | None, *, as_json: bool
+) -> None:
+    """Every setting with its value (secrets masked) and the layer that set it; a tenant's:
+    the layer that set it for the tenant, else the one that set the base value (a folder the
+    tenant does not set: ``tenants/<name> folder of`` the base's)."""
     files = config_files(config_path or None)
     layers = layers_of(files, env_files(files, ".env"), secrets_dir_of(files))
+
+    def origin(key: str) -> str:
+        if tenant is None:
+            return origin_of(key, layers)
+        own = origin_of(f"tenants.{tenant}.{key}", layers)
+        if own != "model default":
+            return own
+        isolated = key in {f"{section}.{name}" for section, name in ISOLATED}
+        below = origin_of(key, layers)
+        return f"tenants/{tenant} folder of {key} ({below})" if isolated else below
+
     flat = flatten(masked)
     if as_json:
-        doc = {k: {"value": v, "origin": origin_of(k, layers)} for k, v in flat.items()}
+        doc = {k: {"value": v, "origin": origin(k)} for k, v in flat.items()}
         click.echo(json.dumps(doc, indent=2))
         return
     for key, value in flat.items():
-        click.echo(f"{key} = {json.dumps(value)}  # {origin_of(key, layers)}")
+        click.echo(f"{key} = {json.dumps(value)}  # {origin(key)}")
 
 
 @click.group("state")
@@ -228,10 +304,11 @@ def state_group() -> None:
 
 @state_group.command("show")
 @CONFIG_OPTION
+@TENANT_OPTION
 @click.option("--json", "as_json", is_flag=True, help="JSON: streams, the run window, last runs.")
-def state_show(config_path: tuple[Path, ...], as_json: bool) -> None:
+def state_show(config_path: tuple[Path, ...], tenant: str | None, as_json: bool) -> None:
     """Print every stream's committed cursor, the last run's window and the last runs."""
-    root = settings_or_fail(config_path).store.state
+    root = settings_or_fail(config_path, tenant=tenant).store.state
     store = StateStore(root)
     try:
         states = store.show()
@@ -273,15 +350,20 @@ def state_show(config_path: tuple[Path, ...], as_json: bool) -> None:
 @click.argument("source", required=False)
 @click.argument("stream", required=False)
 @CONFIG_OPTION
+@TENANT_OPTION
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 def state_reset(
-    source: str | None, stream: str | None, config_path: tuple[Path, ...], yes: bool
+    source: str | None,
+    stream: str | None,
+    config_path: tuple[Path, ...],
+    tenant: str | None,
+    yes: bool,
 ) -> None:
     """Forget the cursor of SOURCE/STREAM (all when omitted): the next sync starts over.
 
     Landed data stays; the re-read is de-duplicated.
     """
-    root = settings_or_fail(config_path).store.state
+    root = settings_or_fail(config_path, tenant=tenant).store.state
     store = StateStore(root)
     what = "/".join(p for p in (source, stream) if p) or "every stream"
     if not yes and not click.confirm(f"reset the sync state of {what}?"):

@@ -17,7 +17,7 @@ from pathlib import Path
 import click
 
 from connectors.errors import ConnectorError
-from engine.cli.common import CONFIG_OPTION, fail, settings_or_fail
+from engine.cli.common import CONFIG_OPTION, TENANT_OPTION, fail, settings_or_fail
 from engine.errors import StoreError
 from engine.pipeline.verify import verify
 
@@ -26,10 +26,11 @@ __all__ = ["verify_command"]
 
 @click.command("verify")
 @CONFIG_OPTION
+@TENANT_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
-def verify_command(*, config_path: tuple[Path, ...], as_json: bool) -> None:
+def verify_command(*, config_path: tuple[Path, ...], tenant: str | None, as_json: bool) -> None:
     """Check the landing store, the state and the store against each other (writes nothing)."""
-    settings = settings_or_fail(config_path)
+    settings = settings_or_fail(config_path, tenant=tenant)
     if not settings.enabled_sources():
         fail("no source is enabled: set sources.<name>.enabled = true")
     try:

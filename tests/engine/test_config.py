@@ -17,7 +17,8 @@ from pydantic import SecretStr, ValidationError
 
 from connectors.errors import ConfigError
 from connectors.state import StateStore
-from engine.app.config import DEFAULTS_FILE, AppSettings, describe_errors, load_settings, to_toml
+from engine.app.config import DEFAULTS_FILE, AppSettings, describe_errors, load_settings
+from engine.app.origin import to_toml
 from engine.cli.main import cli
 from tests.connectors import ujet_support as sup
 

@@ -1,0 +1,251 @@
+"""Tenants: several configurations of the same vendors in one file (a BPO's clients).
+
+A config file names tenants as ``[tenants.<name>]`` tables holding any of the settings sections
+(``[tenants.acme.sources.ujet] base_url = …``); their secrets come from the same layers as every
+other setting, by variable name (``WFM_TENANTS__ACME__SOURCES__UJET__PASSWORD``: environment,
+``.env``, secrets directory). A tenant's effective settings are the base settings (everything
+outside ``[tenants]``, every layer applied) with the tenant's table (every layer applied) merged
+over them key by key: a table merges, any other value (a list too) replaces.
+
+Isolation: unless the tenant sets its own, its landing store, state and output directory are
+the ``tenants/<name>/`` folder of the base ``[store] landing``, ``[store] state`` and ``[output]
+dir`` (and of ``[serve] store`` when the base sets one), so its run, lock, tables, exports and
+report never touch another tenant's. :func:`check_disjoint` refuses two tenants whose folders
+are the same or one inside the other. Not ``tenant=<name>/``: Polars' Delta reader takes every
+``key=value`` folder of a table's path for a Hive partition column, and ``pl.scan_delta`` of a
+table under ``tenant=acme/`` fails ("path contains column not present in the given Hive
+schema"); DuckDB's ``read_parquet`` adds a ``tenant`` column.
+
+The functions here work on plain data (what the layers merged), never on files or models;
+:meth:`engine.app.config.AppSettings.tenant` validates the result.
+
+Example:
+    >>> merge({"sources": {"ujet": {"per_page": 100, "enabled": False}}},
+    ...       {"sources": {"ujet": {"enabled": True}}})
+    {'sources': {'ujet': {'per_page': 100, 'enabled': True}}}
+    >>> tenant_folder(Path("data/landing"), "acme").as_posix()
+    'data/landing/tenants/acme'
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, Final
+
+from pydantic import ValidationError
+
+from connectors.errors import ConfigError
+
+__all__ = [
+    "ISOLATED",
+    "NAME_RULE",
+    "check_declared",
+    "check_disjoint",
+    "check_name",
+    "checked",
+    "declared",
+    "folders",
+    "located",
+    "merge",
+    "restrict",
+    "shown_keys",
+    "tenant_data",
+    "tenant_folder",
+]
+
+#: A tenant name: a safe path segment and a safe part of a variable name (``__`` separates
+#: those, and variable names are case-insensitive).
+_NAME: Final = re.compile(r"[a-z0-9]+(?:_[a-z0-9]+)*")
+_MAX_NAME: Final = 40
+NAME_RULE: Final = "lowercase letters and digits, single underscores between, at most 40 long"
+#: The settings that are a tenant's own folder unless it sets them: (section, key).
+ISOLATED: Final = (("store", "landing"), ("store", "state"), ("output", "dir"))
+_DERIVED_IF_SET: Final = (("serve", "store"),)
+
+
+def check_name(name: str) -> str:
+    """``name`` if it is a tenant name (:data:`NAME_RULE`).
+
+    Raises:
+        ConfigError: it is not (the message names the rule).
+    """
+    if len(name) > _MAX_NAME or not _NAME.fullmatch(name):
+        raise ConfigError(f"tenants.{name}: not a tenant name ({NAME_RULE})")
+    return name
+
+
+def declared(data: Mapping[str, Any], where: str, sections: Iterable[str]) -> list[str]:
+    """The tenants a config file's data declares (``[tenants.<name>]`` tables), checked.
+
+    Args:
+        data: the file's parsed TOML.
+        where: how errors name the file (``config file site.toml``).
+        sections: the sections a tenant may hold (the top-level settings sections).
+
+    Raises:
+        ConfigError: ``tenants`` is not a table of tables, a name breaks :data:`NAME_RULE`, or a
+            tenant holds a section that does not exist (``[tenants.acme.bogus]``, or
+            ``[tenants.acme.tenants]``).
+    """
+    found = data.get("tenants", {})
+    if not isinstance(found, Mapping):
+        raise ConfigError(f"{where}: tenants must be a table of [tenants.<name>] tables")
+    for name, table in found.items():
+        checked(check_name(name), table, sections, where)
+    return list(found)
+
+
+def checked(name: str, table: Any, sections: Iterable[str], where: str) -> Mapping[str, Any]:
+    """Tenant ``name``'s ``table`` if it is a table of settings sections (``sections``, less
+    ``tenants``: a tenant holds no tenants).
+
+    Raises:
+        ConfigError: it is not (the message starts with ``where``).
+    """
+    known = [s for s in sections if s != "tenants"]
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"{where}: tenants.{name} must be a table ([tenants.{name}])")
+    if unknown := sorted(set(table) - set(known)):
+        raise ConfigError(
+            f"{where}: unknown section [tenants.{name}.{unknown[0]}] (known: {', '.join(known)})"
+        )
+    return table
+
+
+def check_declared(found: Mapping[str, Any], names: Iterable[str]) -> None:
+    """Refuse a tenant the merged layers hold (``found``) that no config file declares
+    (``names``): tenants are declared in files; a variable alone (a typo, a tenant removed)
+    would otherwise make a tenant of base settings.
+
+    Raises:
+        ConfigError: one line naming the tenant and the variable form.
+    """
+    declared_names = sorted(set(names))
+    if stray := sorted(set(found) - set(declared_names)):
+        raise ConfigError(
+            f"tenants.{stray[0]}: set by a variable, .env or secrets file "
+            f"(WFM_TENANTS__{stray[0].upper()}__...) but declared in no config file (add "
+            f"[tenants.{stray[0]}]; declared: {', '.join(declared_names) or 'none'})"
+        )
+
+
+def merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """``over`` merged over ``base``, key by key: where both hold a table the tables merge,
+    otherwise ``over``'s value wins (a list replaces a list). Neither argument is changed."""
+    out = dict(base)
+    for key, value in over.items():
+        below = out.get(key)
+        if isinstance(value, Mapping) and isinstance(below, Mapping):
+            out[key] = merge(below, value)
+        else:
+            out[key] = value
+    return out
+
+
+def tenant_folder(base: Path, name: str) -> Path:
+    """Tenant ``name``'s folder of ``base``: ``<base>/tenants/<name>``."""
+    return Path(base) / "tenants" / name
+
+
+def tenant_data(name: str, base: Mapping[str, Any], overlay: Mapping[str, Any]) -> dict[str, Any]:
+    """Tenant ``name``'s settings data: ``overlay`` merged over ``base`` (:func:`merge`), with
+    each of :data:`ISOLATED` the tenant does not set moved into its ``tenants/<name>`` folder
+    of the base's (``[serve] store`` too, when the base sets it).
+
+    Example:
+        >>> data = tenant_data("acme", {"store": {"landing": Path("l"), "state": Path("s")},
+        ...                             "output": {"dir": Path("o")}},
+        ...                    {"store": {"state": "/srv/acme/state"}})
+        >>> [str(data["store"]["landing"]), data["store"]["state"], str(data["output"]["dir"])]
+        ['l/tenants/acme', '/srv/acme/state', 'o/tenants/acme']
+    """
+    merged = merge(base, overlay)
+    for section, key in (*ISOLATED, *_DERIVED_IF_SET):
+        own = overlay.get(section, {})
+        given = base.get(section, {}).get(key)
+        if (isinstance(own, Mapping) and key in own) or given is None:
+            continue
+        merged[section] = {**merged[section], key: tenant_folder(Path(given), name)}
+    return merged
+
+
+def folders(data: Mapping[str, Any]) -> list[tuple[str, Path]]:
+    """The (setting, folder) pairs of :data:`ISOLATED` in a tenant's settings data."""
+    return [(f"{section}.{key}", Path(data[section][key])) for section, key in ISOLATED]
+
+
+def check_disjoint(owned: Mapping[str, Iterable[tuple[str, Path]]]) -> None:
+    """Refuse two tenants sharing a folder: ``owned`` maps each tenant to its (setting,
+    folder) pairs (:data:`ISOLATED`); no folder of one may be a folder of another, or inside
+    it (paths compared absolute, not resolved: nothing is read).
+
+    Raises:
+        ConfigError: one line naming both tenants, both settings and the folders.
+
+    Example:
+        >>> try:
+        ...     check_disjoint({"a": [("store.state", Path("/s"))],
+        ...                     "b": [("store.state", Path("/s/b"))]})
+        ... except ConfigError as exc:
+        ...     print(str(exc).partition(":")[0])
+        tenants.b.store.state (/s/b) is inside tenants.a.store.state (/s)
+    """
+    owner: dict[tuple[str, ...], tuple[str, str]] = {}
+    for name, pairs in owned.items():
+        for setting, folder in pairs:
+            parts = Path(folder).absolute().parts
+            other = owner.setdefault(parts, (name, setting))
+            if other[0] != name:
+                raise ConfigError(_clash((name, setting), parts, other, parts, "is"))
+    for parts, mine in owner.items():
+        for depth in range(1, len(parts)):
+            outer = owner.get(parts[:depth])
+            if outer is not None and outer[0] != mine[0]:
+                raise ConfigError(_clash(mine, parts, outer, parts[:depth], "is inside"))
+
+
+def _clash(
+    one: tuple[str, str], at: tuple[str, ...], two: tuple[str, str], of: tuple[str, ...], how: str
+) -> str:
+    return (
+        f"tenants.{one[0]}.{one[1]} ({Path(*at)}) {how} tenants.{two[0]}.{two[1]} ({Path(*of)}):"
+        " give each tenant its own folder (or leave it unset: tenants/<name>)"
+    )
+
+
+def shown_keys(overlay: Mapping[str, Any]) -> dict[str, Any]:
+    """What ``config show`` shows of a tenant: the keys its table sets, and its folders."""
+    isolated: dict[str, Any] = {}
+    for section, key in ISOLATED:
+        isolated.setdefault(section, {})[key] = None
+    return merge(isolated, overlay)
+
+
+def located(exc: ValidationError, prefix: tuple[str, ...]) -> ValidationError:
+    """``exc`` with ``prefix`` (``("tenants", "acme")``) in front of each error's location."""
+    errors: list[Any] = [
+        {"type": e["type"], "loc": (*prefix, *e["loc"]), "input": e["input"]}
+        | ({"ctx": e["ctx"]} if "ctx" in e else {})
+        for e in exc.errors()
+    ]
+    return ValidationError.from_exception_data(exc.title, errors)
+
+
+def restrict(full: Mapping[str, Any], shape: Mapping[str, Any]) -> dict[str, Any]:
+    """The part of ``full`` at the keys ``shape`` has (recursively where both hold tables):
+    a tenant's effective values at the keys its table sets.
+
+    Example:
+        >>> restrict({"a": {"b": 1, "c": 2}, "d": 3}, {"a": {"c": None}})
+        {'a': {'c': 2}}
+    """
+    out: dict[str, Any] = {}
+    for key, value in shape.items():
+        if key not in full:
+            continue
+        below = full[key]
+        both = isinstance(value, Mapping) and isinstance(below, Mapping)
+        out[key] = restrict(below, value) if both else below
+    return out
