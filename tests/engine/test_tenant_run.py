@@ -236,6 +236,17 @@ def test_tenant_runs_one_and_each_tenant_runs_incrementally(
     }
     assert len(history["acme"]["runs"]) == 3
     assert len(history["beta"]["runs"]) == 2
+    planned = _invoke(["run", "--dry-run", "--json"], config)
+    assert planned.exit_code == 0, planned.output
+    plans = json.loads(planned.stdout)["tenants"]
+    assert [(p["tenant"], p["sources"], p["window"]["full_rebuild"]) for p in plans] == [
+        ("acme", ["ujet"], False),
+        ("beta", ["ujet"], False),
+    ]
+    for name in TENANTS:  # each tenant's landing, state and store agree with each other
+        checked = _invoke(["verify", "--json", "--tenant", name], config)
+        assert checked.exit_code == 0, checked.output
+        assert json.loads(checked.stdout)["ok"] is True
 
 
 def test_a_failing_tenant_does_not_stop_the_others_and_the_worst_exit_code_wins(
