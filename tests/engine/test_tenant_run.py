@@ -294,3 +294,27 @@ def test_a_failing_tenant_does_not_stop_the_others_and_the_worst_exit_code_wins(
     assert unknown.stderr.splitlines() == [
         "wfm-intervals: error: --tenant gamma: unknown tenant (known: acme, beta)"
     ]
+
+
+def test_an_existing_install_moved_into_a_tenant_folder_runs_on_incrementally(
+    tmp_path: Path, ujet: dict[str, UjetEmulator]
+) -> None:
+    """docs/operations.md: a single-tenant install becomes a BPO's tenant by moving its three
+    folders into the tenant's; its next run finds everything where it left it."""
+    single, env = _single(tmp_path, ujet["acme"], "acme")
+    assert _invoke(["run", "--quiet"], single, env).exit_code == 0
+    before = _stored(tmp_path / "out")
+    for folder in ("landing", "state", "out"):
+        (tmp_path / folder).rename(tmp_path / f"{folder}.old")
+        (tmp_path / folder / "tenants").mkdir(parents=True)
+        (tmp_path / f"{folder}.old").rename(tmp_path / folder / "tenants" / "acme")
+    config = _bpo(tmp_path, ujet)  # the same base folders, and tenants
+    ran = _invoke(["run", "--json", "--quiet", "--tenant", "acme"], config)
+    assert ran.exit_code == 0, ran.output
+    summary = json.loads(ran.stdout)
+    assert summary["window"]["full_rebuild"] is False
+    assert [p["new"] for p in summary["pulled"]] == [0, 0]
+    assert summary["repaired"] == []
+    after = _stored(tmp_path / "out" / "tenants" / "acme")
+    for name, frame in before.items():
+        assert_frame_equal(after[name], frame, check_row_order=False)

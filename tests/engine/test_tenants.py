@@ -113,6 +113,29 @@ def test_a_tenant_is_the_base_with_its_table_merged_over_it_key_by_key(
     assert base.sources.ujet.base_url is None  # and may lack what each tenant gives
 
 
+def test_the_example_bpo_file_loads_with_each_tenants_secrets(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    example = Path(__file__).resolve().parents[2] / "config" / "examples" / "bpo.toml"
+    for tenant in ("ACME", "GLOBEX_EU"):
+        for key in ("PASSWORD", "PII_HASH_SECRET"):
+            monkeypatch.setenv(f"WFM_TENANTS__{tenant}__SOURCES__UJET__{key}", f"{tenant}-{key}")
+    base = load_settings(example, env_file=None)
+    assert base.tenant_names() == ["acme", "globex_eu"]
+    acme, globex = base.tenant("acme"), base.tenant("globex_eu")
+    assert acme.enabled_sources() == globex.enabled_sources() == ["ujet"]
+    assert (acme.build.tz, globex.build.tz) == ("America/New_York", "Europe/London")
+    assert acme.output.dir == Path("/var/lib/wfm-intervals/out/tenants/acme")
+    assert globex.output.dir == Path("/srv/globex/wfm-out")
+    assert globex.store.state == Path("/var/lib/wfm-intervals/state/tenants/globex_eu")
+    assert (acme.output.vendor_profiles, globex.output.vendor_profiles) == (
+        ("genesys",),
+        ("calabrio",),
+    )
+    assert globex.sources.ujet.password is not None
+    assert globex.sources.ujet.password.get_secret_value() == "GLOBEX_EU-PASSWORD"
+
+
 def test_merge_replaces_values_and_lists_and_merges_tables() -> None:
     base = {"a": {"b": 1, "c": [1, 2], "d": {"e": 1}}, "f": 2}
     over = {"a": {"c": [3], "d": {"g": 2}}, "h": {"i": 3}}
