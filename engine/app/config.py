@@ -36,11 +36,20 @@ import tomllib
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
+from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    create_model,
+    field_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     NestedSecretsSettingsSource,
@@ -86,6 +95,13 @@ _SECRETS: ContextVar[Path | None] = ContextVar("wfm_secrets_dir", default=None)
 _PLAIN: ContextVar[bool] = ContextVar("wfm_plain_settings", default=False)
 
 
+@cache
+def _profile_names() -> frozenset[str]:
+    """The built-in export profiles' names (files shipped with the package: read once, not once
+    per tenant's settings)."""
+    return frozenset(builtin_profiles())
+
+
 class OutputSettings(BaseModel):
     """``[output]``: where and in which formats the tables are written."""
 
@@ -104,7 +120,7 @@ class OutputSettings(BaseModel):
     @field_validator("vendor_profiles")
     @classmethod
     def _known_profiles(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        known = builtin_profiles()
+        known = _profile_names()
         if bad := [v for v in value if v not in known]:
             raise ValueError(f"unknown profile {bad[0]!r} (built in: {', '.join(sorted(known))})")
         return value
@@ -162,6 +178,7 @@ class AppSettings(BaseSettings):
     #: too: never dumped or shown as they are; :meth:`tenant` validates one, :meth:`masked`
     #: shows them masked).
     tenants: dict[str, dict[str, Any]] = Field(default_factory=dict, exclude=True, repr=False)
+    _resolved: dict[tuple[str, bool], AppSettings] = PrivateAttr(default_factory=dict)
 
     @classmethod
     def settings_customise_sources(
@@ -214,8 +231,8 @@ class AppSettings(BaseSettings):
         """Tenant ``name``'s effective settings: these settings with its ``[tenants.<name>]``
         table merged over them key by key, its landing store, state and output directory in
         ``tenants/<name>`` folders of these unless it sets its own (:mod:`engine.app.tenants`).
-        The result has no tenants. ``allow_missing``: an enabled source may lack what it needs
-        to run (``config show``).
+        The result has no tenants, and is made once (these settings are immutable).
+        ``allow_missing``: an enabled source may lack what it needs to run (``config show``).
 
         Raises:
             ConfigError: no tenant of that name (the message lists the known ones).
@@ -227,12 +244,15 @@ class AppSettings(BaseSettings):
                 msg = f"tenant {name!r}: no tenants are configured ([tenants.<name>] tables)"
                 raise ConfigError(msg)
             raise ConfigError(f"tenant {name!r}: unknown (known: {', '.join(self.tenant_names())})")
+        if (found := self._resolved.get((name, allow_missing))) is not None:
+            return found
         overlay = tenancy.checked(name, self.tenants[name], type(self).model_fields, "settings")
         data = tenancy.tenant_data(name, self.model_dump(), overlay)
         token = _PLAIN.set(True)
         try:
             with missing_allowed(allow_missing):
-                return type(self)(**data)
+                made = self._resolved[name, allow_missing] = type(self)(**data)
+                return made
         except ValidationError as exc:
             raise tenancy.located(exc, ("tenants", name)) from None
         finally:

@@ -108,6 +108,7 @@ def test_a_tenant_is_the_base_with_its_table_merged_over_it_key_by_key(
     assert beta.store.state == tmp_path / "state" / "tenants" / "beta_eu"
     assert beta.output.dir == tmp_path / "beta-out"
     assert acme.tenants == beta.tenants == {}  # a tenant's settings hold no tenants
+    assert base.tenant("acme") is acme  # made once: a thousand tenants load in about a second
     assert load_settings(_bpo(tmp_path), env_file=None, tenant="acme") == acme
     assert base.store.landing == tmp_path / "landing"  # the base is left as it is
     assert base.sources.ujet.base_url is None  # and may lack what each tenant gives
