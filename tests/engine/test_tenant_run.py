@@ -205,6 +205,7 @@ def test_tenant_runs_one_and_each_tenant_runs_incrementally(
         "tenant acme",
         "tenant beta",
     ]
+    assert not [s for s in ENV.values() if s in both.output]  # nor in a log line
     steps = [line for line in both.stderr.splitlines() if "event=step step=build" in line]
     assert len(steps) == 2
     assert " tenant=acme " in steps[0]
@@ -286,6 +287,7 @@ def test_a_failing_tenant_does_not_stop_the_others_and_the_worst_exit_code_wins(
     streams = [line for line in synced.stderr.splitlines() if "event=sync.stream" in line]
     assert len(streams) == 2  # acme's calls and chats, each line naming the tenant
     assert all(" tenant=acme " in line for line in streams)
+    assert not [s for s in ENV.values() if s in synced.output]
     one = _invoke(["sync", "--tenant", "acme"], config, lacking)
     assert one.exit_code == 0, one.output
     assert "sync summary" in one.stdout
