@@ -278,15 +278,16 @@ def show_origins(
     files = config_files(config_path or None)
     layers = layers_of(files, env_files(files, ".env"), secrets_dir_of(files))
 
-    def origin(key: str) -> str:
-        if tenant is None:
-            return origin_of(key, layers)
-        own = origin_of(f"tenants.{tenant}.{key}", layers)
+    def origin(key: str, of: str | None = tenant) -> str:
+        if of is None:
+            _, name, rest = key.split(".", 2) if key.startswith("tenants.") else ("", "", "")
+            return origin(rest, name) if rest else origin_of(key, layers)
+        own = origin_of(f"tenants.{of}.{key}", layers)
         if own != "model default":
             return own
         isolated = key in {f"{section}.{name}" for section, name in ISOLATED}
         below = origin_of(key, layers)
-        return f"tenants/{tenant} folder of {key} ({below})" if isolated else below
+        return f"tenants/{of} folder of {key} ({below})" if isolated else below
 
     flat = flatten(masked)
     if as_json:

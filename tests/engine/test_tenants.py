@@ -398,6 +398,13 @@ def test_config_show_of_a_tenant_merges_masks_and_names_each_origin(
         f'store.state = "{tmp_path}/state/tenants/acme"  # tenants/acme folder of store.state '
         f"({bpo})"
     ) in origins
+    base = _invoke(["config", "show", "--origin", *config]).stdout  # the base, and each tenant
+    assert f"sources.ujet.enabled = true  # {bpo}" in base
+    assert f'tenants.acme.sources.ujet.username = "acme-key"  # {bpo}' in base
+    assert (
+        f'tenants.acme.store.landing = "{tmp_path}/landing/tenants/acme"  # tenants/acme folder '
+        f"of store.landing ({bpo})"
+    ) in base
     every = _invoke(["config", "show", "--check", *config])  # the base, and every tenant's lack
     assert every.exit_code == 2
     assert "[tenants.acme.sources.ujet]" in every.stdout
