@@ -39,7 +39,7 @@ from contextvars import ContextVar
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Self
 
 from pydantic import (
     BaseModel,
@@ -257,6 +257,12 @@ class AppSettings(BaseSettings):
             raise tenancy.located(exc, ("tenants", name)) from None
         finally:
             _PLAIN.reset(token)
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        """A copy (``update``: with these fields replaced) whose tenants are made afresh."""
+        copied = super().model_copy(update=update, deep=deep)
+        copied._resolved = {}
+        return copied
 
     def masked(self) -> dict[str, Any]:
         """The effective settings as plain data, secrets shown as ``**********`` (or null);

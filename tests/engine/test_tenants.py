@@ -109,6 +109,8 @@ def test_a_tenant_is_the_base_with_its_table_merged_over_it_key_by_key(
     assert beta.output.dir == tmp_path / "beta-out"
     assert acme.tenants == beta.tenants == {}  # a tenant's settings hold no tenants
     assert base.tenant("acme") is acme  # made once: a thousand tenants load in about a second
+    moved = base.model_copy(update={"output": base.output.model_copy(update={"dir": Path("x")})})
+    assert moved.tenant("acme").output.dir == Path("x") / "tenants" / "acme"  # not the cached
     assert load_settings(_bpo(tmp_path), env_file=None, tenant="acme") == acme
     assert base.store.landing == tmp_path / "landing"  # the base is left as it is
     assert base.sources.ujet.base_url is None  # and may lack what each tenant gives
