@@ -47,6 +47,7 @@ __all__ = [
     "checked",
     "declared",
     "folders",
+    "is_name",
     "located",
     "merge",
     "restrict",
@@ -65,13 +66,18 @@ ISOLATED: Final = (("store", "landing"), ("store", "state"), ("output", "dir"))
 _DERIVED_IF_SET: Final = (("serve", "store"),)
 
 
+def is_name(name: str) -> bool:
+    """Whether ``name`` is a tenant name (:data:`NAME_RULE`)."""
+    return len(name) <= _MAX_NAME and _NAME.fullmatch(name) is not None
+
+
 def check_name(name: str) -> str:
     """``name`` if it is a tenant name (:data:`NAME_RULE`).
 
     Raises:
         ConfigError: it is not (the message names the rule).
     """
-    if len(name) > _MAX_NAME or not _NAME.fullmatch(name):
+    if not is_name(name):
         raise ConfigError(f"tenants.{name}: not a tenant name ({NAME_RULE})")
     return name
 

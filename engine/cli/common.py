@@ -2,7 +2,7 @@
 
 - :func:`settings_or_fail` loads the configuration (a tenant's, with ``--tenant``) or exits 2
   with one line per bad setting; :func:`each_tenant` gives ``run`` and ``sync`` the tenants
-  they work through, and :func:`tenant_error` / :func:`tenant_results` say how each ended;
+  they do, :func:`work_through` does them, and :func:`tenant_error` says one failed;
 - :func:`print_table` prints a table with rich on a terminal and as aligned plain text otherwise;
 - :func:`key_values` renders structured log fields as ``key=value`` (values with spaces quoted),
   and :func:`log_lines` sends a logger's records to stderr in that form (no colours, no bars).
@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,7 +33,7 @@ from connectors.errors import ConnectorError
 from engine.app import logs
 from engine.app.config import AppSettings, describe_errors, load_settings
 from engine.app.sections import EngineSettings
-from engine.app.tenants import check_name
+from engine.app.tenants import is_name
 from engine.settings import BuildSettings
 
 __all__ = [
@@ -52,7 +52,7 @@ __all__ = [
     "print_table",
     "settings_or_fail",
     "tenant_error",
-    "tenant_results",
+    "work_through",
 ]
 
 CONFIG_OPTION = click.option(
@@ -249,20 +249,36 @@ def each_tenant(
 
 def tenant_error(tenant: str | None, message: str) -> dict[str, Any]:
     """Print ``message`` as an error line (naming ``tenant``) and return the tenant's result
-    for :func:`tenant_results`: exit code 2."""
+    for :func:`work_through`: exit code 2."""
     where = f"tenant {tenant}: " if tenant is not None else ""
     click.echo(f"wfm-intervals: error: {where}{message}", err=True)
     return {"ok": False, "exit_code": 2, "error": message}
 
 
-def tenant_results(
-    results: Sequence[tuple[str | None, dict[str, Any]]], *, every: bool, as_json: bool
+def work_through(
+    todo: Sequence[tuple[str | None, AppSettings | list[str]]],
+    one: Callable[[AppSettings, str | None], dict[str, Any]],
+    *,
+    every: bool,
+    as_json: bool,
 ) -> int:
-    """Print what ``--json`` asks for and return the worst exit code. ``results``: each
-    tenant's name and result (``exit_code``, 0 when absent; ``error`` when it failed);
-    ``every``: the command did every tenant, and prints one document ``{ok, exit_code,
-    tenants: [...]}``; otherwise the one result (with ``tenant``: its name), unless it failed
-    (its error line is enough)."""
+    """Do ``one`` for each of :func:`each_tenant`'s entries (its log lines naming the tenant),
+    and return the worst exit code of their results (``exit_code``, 0 when absent). A tenant
+    with invalid settings is its error lines and exit 2. ``every``: the command does every
+    tenant: a ``tenant <name>`` line before each one's output, and ``--json`` prints one
+    document ``{ok, exit_code, tenants: [...]}``; otherwise ``--json`` prints the one result
+    (with ``tenant``: its name), unless it failed (its error line is enough)."""
+    results: list[tuple[str | None, dict[str, Any]]] = []
+    for name, found in todo:
+        if every and not as_json:
+            click.echo(f"tenant {name}")
+        if isinstance(found, list):
+            for line in found[:-1]:
+                tenant_error(name, line)
+            results.append((name, tenant_error(name, found[-1])))
+            continue
+        with logs.tenant_scope(name):
+            results.append((name, one(found, name)))
     worst = max((r.get("exit_code", 0) for _, r in results), default=0)
     shown = [({"tenant": name} if name else {}) | r for name, r in results]
     if as_json and every:
@@ -279,7 +295,7 @@ def _tenant_or_fail(
         if base.tenants:
             fail(f"tenants are configured ({', '.join(base.tenant_names())}): give --tenant NAME")
         return base
-    shown = tenant if _safe(tenant) else repr(tenant)
+    shown = tenant if is_name(tenant) else repr(tenant)
     if not base.tenants:
         fail(f"--tenant {shown}: no tenants are configured (add a [tenants.<name>] table)")
     if tenant not in base.tenants:
@@ -288,14 +304,6 @@ def _tenant_or_fail(
         return base.tenant(tenant, allow_missing=allow_missing)
     except ValidationError as exc:
         _invalid(describe_errors(exc))
-
-
-def _safe(name: str) -> bool:
-    try:
-        check_name(name)
-    except ConnectorError:
-        return False
-    return True
 
 
 def _invalid(lines: Sequence[str]) -> NoReturn:

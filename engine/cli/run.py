@@ -43,7 +43,7 @@ from engine.cli.common import (
     log_lines,
     print_table,
     tenant_error,
-    tenant_results,
+    work_through,
 )
 from engine.errors import (
     ClusterError,
@@ -261,20 +261,11 @@ def run_command(
             ready.append((name, found))
     every = tenant is None and todo[0][0] is not None  # tenants configured, none named
     options = {"start": begin, "end": until, "full_refresh": full_refresh, "dry_run": dry_run}
-    results = []
-    for name, found in ready:
-        if every and not as_json:
-            click.echo(f"tenant {name}")
-        if isinstance(found, list):
-            for line in found[:-1]:
-                tenant_error(name, line)
-            results.append((name, tenant_error(name, found[-1])))
-            continue
-        with logs.tenant_scope(name):
-            one = _run_one(found, name, options, wait=wait, quiet=quiet, as_json=as_json)
-        results.append((name, one))
-    worst = tenant_results(results, every=every, as_json=as_json)
-    if worst:
+
+    def one(settings: AppSettings, name: str | None) -> dict[str, Any]:
+        return _run_one(settings, name, options, wait=wait, quiet=quiet, as_json=as_json)
+
+    if worst := work_through(ready, one, every=every, as_json=as_json):
         sys.exit(worst)
 
 
@@ -288,7 +279,7 @@ def _run_one(
     as_json: bool,
 ) -> dict[str, Any]:
     """One tenant's run (or the one run without tenants): its summary printed (``--json``:
-    returned, for :func:`tenant_results`), its problems and errors on stderr naming the tenant;
+    returned, for :func:`work_through`), its problems and errors on stderr naming the tenant;
     the result's ``exit_code`` is the run's."""
     started = clock.now()
     terminal = sys.stderr.isatty() and logs.current_format() == "text"  # bars: a person reads

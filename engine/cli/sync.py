@@ -46,7 +46,7 @@ from engine.cli.common import (
     print_table,
     settings_or_fail,
     tenant_error,
-    tenant_results,
+    work_through,
 )
 from engine.errors import StoreLockedError
 from engine.pipeline.lock import store_lock
@@ -152,20 +152,11 @@ def sync(
     """
     todo = each_tenant(config_path, tenant)
     every = tenant is None and todo[0][0] is not None  # tenants configured, none named
-    results = []
-    for name, found in todo:
-        if every and not as_json:
-            click.echo(f"tenant {name}")
-        if isinstance(found, list):
-            for line in found[:-1]:
-                tenant_error(name, line)
-            results.append((name, tenant_error(name, found[-1])))
-            continue
-        with logs.tenant_scope(name):
-            result = _sync_tenant(found, name, sources, streams, as_json=as_json, verbose=verbose)
-        results.append((name, result))
-    worst = tenant_results(results, every=every, as_json=as_json)
-    if worst:
+
+    def one(settings: AppSettings, name: str | None) -> dict[str, Any]:
+        return _sync_tenant(settings, name, sources, streams, as_json=as_json, verbose=verbose)
+
+    if worst := work_through(todo, one, every=every, as_json=as_json):
         sys.exit(worst)
 
 
