@@ -71,7 +71,7 @@ PARTITION: Final = "date"
 STORE_COMPRESSION: Literal["lz4"] = "lz4"
 _LOG = "_delta_log"
 #: Tables loaded for reading, by path: the log's file names they were loaded at, and the table.
-_LOADED: dict[str, tuple[tuple[str, ...], DeltaTable]] = {}
+_LOADED: dict[str, tuple[tuple[object, ...], DeltaTable]] = {}
 _KEEP_LOADED: Final = 16
 _RUN_KEY = "wfm_intervals.commit"
 
@@ -81,19 +81,29 @@ def is_table(path: Path) -> bool:
     return (Path(path) / _LOG).is_dir()
 
 
+def _log_state(path: Path) -> tuple[object, ...]:
+    """The log's state: each entry's name, size, inode and mtime, and the newest commit's
+    bytes (with its writer's unique tag): a commit, checkpoint, cleanup or restored copy
+    changes it, even when a restored store's next commit reuses a version number."""
+    log = Path(path) / _LOG
+    names = sorted(os.listdir(log))
+    stats = [(log / n).stat() for n in names]
+    found = [(n, s.st_size, s.st_ino, s.st_mtime_ns) for n, s in zip(names, stats, strict=True)]
+    commits = [n for n in names if n.endswith(".json")]
+    return (*found, (log / commits[-1]).read_bytes() if commits else b"")
+
+
 def _open(path: Path) -> DeltaTable:
-    """The table at ``path`` to read from. A loaded table is reused while its log holds the
-    same files (a commit, checkpoint or log cleanup adds or removes one: the log is append-only
-    and its entries are never rewritten), so the ~20 reads of a nightly run load each table's
-    state once (~10 ms a load at a year of daily partitions). Writers open their own."""
+    """The table at ``path`` to read from, reused while its log's state holds (the ~20 reads
+    of a nightly run load each table once: ~10 ms a load at a year). Writers open their own."""
     try:
-        state = (str(Path(path).resolve()), tuple(sorted(os.listdir(Path(path) / _LOG))))
-        if (found := _LOADED.get(state[0])) is not None and found[0] == state[1]:
+        key, state = str(Path(path).resolve()), _log_state(path)
+        if (found := _LOADED.get(key)) is not None and found[0] == state:
             return found[1]
         table = DeltaTable(str(path))
     except (TableNotFoundError, DeltaError, OSError) as exc:
         raise StoreError(f"{path}: not a readable store table ({_first_line(exc)})") from None
-    _LOADED[state[0]] = (state[1], table)
+    _LOADED[key] = (state, table)
     while len(_LOADED) > _KEEP_LOADED:  # the oldest loaded first (a dict keeps insertion order)
         del _LOADED[next(iter(_LOADED))]
     return table

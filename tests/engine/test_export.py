@@ -154,3 +154,26 @@ def test_write_json_streams_the_indented_text(tmp_path: Path) -> None:
     assert '"b": "\\u00e9"' in text
     assert json.loads(text) == doc
     assert [p.name for p in path.parent.iterdir()] == ["doc.json"]
+
+
+def test_a_store_restored_from_a_copy_is_read_as_it_is_now(tmp_path: Path) -> None:
+    """A table read once is reused while its log is unchanged; a store restored from a copy
+    whose next commit takes the same version number as the replaced store's is read afresh."""
+    import shutil
+
+    at = START + timedelta(hours=1)
+    frame = pl.DataFrame({"interval_start_utc": [at], "v": [1]}).with_columns(
+        pl.col("interval_start_utc").dt.cast_time_unit("us")
+    )
+    target, backup = tmp_path / "t", tmp_path / "backup"
+    delta.commit(target, frame, by="interval_start_utc", tag="a")
+    shutil.copytree(target, backup)
+    replaced = delta.commit(target, frame.with_columns(v=pl.lit(2)), by="interval_start_utc",
+                            tag="b")  # fmt: skip
+    assert delta.scan(target).collect()["v"].to_list() == [2]
+    shutil.rmtree(target)
+    shutil.copytree(backup, target)  # the operator restores yesterday's copy (no read since)
+    delta.commit(target, frame.with_columns(v=pl.lit(3)), by="interval_start_utc", tag="c")
+    assert delta.version(target) == replaced  # the number the replaced store's commit had
+    assert delta.scan(target).collect()["v"].to_list() == [3]
+    assert delta.row_count(target) == 1
