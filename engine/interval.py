@@ -42,6 +42,7 @@ __all__ = [
     "grain_ms",
     "in_grid",
     "interval_grid",
+    "on_grid",
     "snap_window",
     "to_intervals",
     "zero_fill",
@@ -267,6 +268,15 @@ def aggregate_by_interval(
         .rename({"_grain": "_at"})
     )
     return to_intervals(agg, grid, at="_at", by=by, combine=combine)
+
+
+def on_grid(agg: pl.LazyFrame, grid: pl.DataFrame, *, order: Sequence[str]) -> pl.LazyFrame:
+    """Aggregated rows (one per ``interval_start_utc`` and group) with the other :data:`GRID`
+    columns of their interval, in :func:`zero_fill`'s order: ``order`` (nulls first), then
+    interval. The busy rows of a table, without building its zero rows."""
+    return agg.join(grid.lazy(), on="interval_start_utc", how="inner").sort(
+        [*order, "interval_start_utc"], nulls_last=False, maintain_order=True
+    )
 
 
 def zero_fill(

@@ -31,7 +31,7 @@ from typing import Final
 
 import polars as pl
 
-from engine.interval import to_intervals
+from engine.interval import on_grid, to_intervals
 from engine.schema import CALLBACK_OUTCOMES
 
 __all__ = [
@@ -354,9 +354,7 @@ def busy_table(
     """An interval table's aggregated rows (one per interval and ``group``, each counting at
     least one request) with the grid's columns and the call targets' names, in the zero-filled
     table's order (group, nulls first, then interval) and stored column order."""
-    rows = agg.join(grid.lazy(), on="interval_start_utc", how="inner")
-    named = finish_table(rows, names, columns=columns)
-    return named.sort([*group, "interval_start_utc"], nulls_last=False, maintain_order=True)
+    return finish_table(on_grid(agg, grid, order=group), names, columns=columns)
 
 
 def rolled_up(

@@ -21,12 +21,12 @@ from typing import Final
 import polars as pl
 
 from engine.interval import (
-    GRID,
     Grid,
     Window,
     aggregate_by_interval,
     in_grid,
     interval_grid,
+    on_grid,
     to_intervals,
     zero_fill,
 )
@@ -135,9 +135,13 @@ def latest_queue_name() -> pl.Expr:
     return pick.over("queue_id").fill_null(pl.col("queue_id")).alias("queue_name")
 
 
+#: A queue and channel (a queue has one name in a built table): the zero-fill's group, in order.
+_PAIR: Final = ("queue_id", "channel", "queue_name")
+
+
 def _zero_fill(agg: pl.LazyFrame, grid: pl.DataFrame) -> pl.LazyFrame:
     """Zero-filled, sorted by queue, channel and interval (a queue has one name here)."""
-    pairs = agg.select("queue_id", "channel", "queue_name").unique()
+    pairs = agg.select(_PAIR).unique()
     return zero_fill(agg, grid, pairs, fill=ADDITIVE).select(SCHEMA.keys())
 
 
@@ -168,13 +172,8 @@ def busy_rows(
     building the zero rows; :func:`engine.tables.dense.fill` gives the whole table back.
     """
     grid = settings.grid(window).frame
-    columns = [c for c in GRID if c != "interval_start_utc"]
-    return (
-        _aggregated(contacts, grid, settings)
-        .join(grid.lazy().select("interval_start_utc", *columns), on="interval_start_utc")
-        .select(SCHEMA.keys())
-        .sort("queue_id", "channel", "queue_name", "interval_start_utc", nulls_last=False)
-    )
+    busy = on_grid(_aggregated(contacts, grid, settings), grid, order=_PAIR)
+    return busy.select(SCHEMA.keys())
 
 
 def _aggregated(
