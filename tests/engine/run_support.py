@@ -77,6 +77,14 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.chdir(tmp_path)
 
 
+def away_from_configs(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """:func:`clean_environment`, working in an empty folder of its own, as cron runs from
+    ``/``: nothing beside the configs is in the working directory."""
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    clean_environment(monkeypatch, elsewhere)
+
+
 def closed_port_url(path: str = "") -> str:
     """A loopback URL nothing listens on."""
     with socket.socket() as s:

@@ -6,7 +6,6 @@ and ``--config`` on the commands that read a built store."""
 from __future__ import annotations
 
 import json
-import os
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -19,16 +18,13 @@ from engine.demo.contacts import generate_contacts
 from engine.pipeline import build as pipeline
 from engine.pipeline.state import HISTORY_KEPT, record_run, run_history
 from engine.settings import BuildSettings
+from tests.engine.run_support import away_from_configs
 
 
 @pytest.fixture(autouse=True)
 def _clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No WFM_ variable and no .env of the developer's; the working directory is elsewhere."""
-    for name in [n for n in os.environ if n.startswith("WFM_")]:
-        monkeypatch.delenv(name)
-    elsewhere = tmp_path / "cwd"
-    elsewhere.mkdir()
-    monkeypatch.chdir(elsewhere)  # as cron runs from /: nothing beside the configs is here
+    away_from_configs(monkeypatch, tmp_path)
 
 
 def _files(tmp_path: Path) -> tuple[Path, Path]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import tomllib
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from engine.app.config import describe_errors, load_settings
 from engine.app.origin import to_toml
 from engine.app.tenants import merge, tenant_data
 from engine.cli.main import cli
+from tests.engine.run_support import away_from_configs
 
 #: A BPO's file: one vendor enabled in the base, two tenants giving their own accounts.
 BPO = """
@@ -65,11 +65,7 @@ BETA = {
 @pytest.fixture(autouse=True)
 def _clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No WFM_ variable and no .env of the developer's; the working directory is elsewhere."""
-    for name in [n for n in os.environ if n.startswith("WFM_")]:
-        monkeypatch.delenv(name)
-    elsewhere = tmp_path / "cwd"
-    elsewhere.mkdir()
-    monkeypatch.chdir(elsewhere)
+    away_from_configs(monkeypatch, tmp_path)
 
 
 def _bpo(tmp_path: Path, extra: str = "") -> Path:
