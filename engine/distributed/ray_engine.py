@@ -33,7 +33,8 @@ import polars as pl
 from engine.distributed.cluster import DAY, by_interval_day, connect, map_days
 from engine.interval import Grid
 from engine.settings import BuildSettings
-from engine.tables import callvolume, dense
+from engine.tables import callvolume
+from engine.tables.dense import fill
 
 __all__ = ["volume_table"]
 
@@ -46,8 +47,8 @@ def _day_table(
     day = contacts[DAY][0]
     grid = frame.filter(pl.col("interval_start_utc").dt.date() == day)
     lo, hi = grid["interval_start_utc"][0], grid["interval_end_utc"][-1]
-    built = callvolume.build(contacts.drop(DAY).lazy(), window=(lo, hi), settings=settings)
-    return built.filter(dense.busy("callvolume")).collect()
+    busy = callvolume.busy_rows(contacts.drop(DAY).lazy(), window=(lo, hi), settings=settings)
+    return busy.collect()
 
 
 def _attributed(settings: BuildSettings) -> pl.Expr:
@@ -66,10 +67,16 @@ def _names(inbound: pl.DataFrame) -> pl.DataFrame:
 
 
 def volume_table(
-    contacts: pl.DataFrame, *, grid: Grid, settings: BuildSettings, address: str | None = None
+    contacts: pl.DataFrame,
+    *,
+    grid: Grid,
+    settings: BuildSettings,
+    address: str | None = None,
+    dense: bool = True,
 ) -> pl.DataFrame:
     """The volume table of ``grid`` (with its derived ratios) from validated contacts, built by
-    Ray tasks over UTC days; equal to :func:`engine.pipeline.build.volume_table`'s.
+    Ray tasks over UTC days; equal to :func:`engine.pipeline.build.volume_table`'s (``dense=False``:
+    its busy rows only, in the builder's order, without the driver's zero-fill).
 
     Raises:
         ClusterError: Ray is not installed, or the cluster at ``address`` cannot be joined.
@@ -80,11 +87,16 @@ def volume_table(
     # each contact's day is the UTC day of its interval's start (intervals never cross a day)
     days = by_interval_day(inbound, _attributed(settings), frame)
     if days.height == 0:
-        empty = callvolume.build(contacts.head(0).lazy(), window=grid, settings=settings)
+        make = callvolume.build if dense else callvolume.busy_rows
+        empty = make(contacts.head(0).lazy(), window=grid, settings=settings)
         return callvolume.derive(empty, settings=settings).collect()
     task = partial(_day_table, frame=frame, settings_json=settings.model_dump(mode="json"))
     frames = [p.cast(callvolume.SCHEMA) for p in map_days(days, task)]  # type: ignore[arg-type]
     busy = pl.concat([f for f in frames if f.height], how="vertical")
     renamed = busy.drop("queue_name").join(_names(days), on="queue_id", how="left")
-    filled = dense.fill(renamed.lazy(), "callvolume", frame)
-    return callvolume.derive(filled, settings=settings).collect()
+    if dense:
+        rows = fill(renamed.lazy(), "callvolume", frame)
+    else:  # the builder's order: queue, channel, name (nulls first), then interval
+        order = ["queue_id", "channel", "queue_name", "interval_start_utc"]
+        rows = renamed.lazy().select(list(callvolume.SCHEMA)).sort(order, nulls_last=False)
+    return callvolume.derive(rows, settings=settings).collect()

@@ -325,10 +325,8 @@ def build_contacts(
         quarantine = pl.concat([set_aside.cast(quarantine.schema), quarantine])
         rows_in = rows_in.select(pl.col(rows_in.columns[0]) + set_aside.height)
     grid = data_window(clean, settings) if window is None else settings.grid(window)
-    # Parquet alone is the store, which keeps busy rows: then no zero row is built (the ray
-    # engine builds the whole grid)
-    ray = engine is not None and engine.kind == "ray"
-    dense = ray or any(f != "parquet" for f in formats)
+    # Parquet alone is the store, which keeps busy rows: then no zero row is built
+    dense = any(f != "parquet" for f in formats)
     table = volume_table(clean, window=grid, settings=settings, dense=dense, engine=engine)
 
     files = [export.write_store(clean, out_dir / "store" / "contacts", by="offered_at")]
@@ -356,8 +354,8 @@ def volume_table(
 ) -> pl.DataFrame:
     """The volume table of ``window`` (with its derived ratios) from validated contacts; with
     ``dense=False`` its busy rows only (:func:`engine.tables.callvolume.busy_rows`). Built here,
-    or on the Ray cluster of ``engine`` (``kind = "ray"``: the same table, always the whole
-    grid, :func:`engine.distributed.ray_engine.volume_table`).
+    or on the Ray cluster of ``engine`` (``kind = "ray"``: the same table,
+    :func:`engine.distributed.ray_engine.volume_table`).
 
     Raises:
         ClusterError: the ray engine without Ray, or its cluster cannot be joined.
@@ -367,7 +365,7 @@ def volume_table(
 
         grid = settings.grid(window)
         return ray_engine.volume_table(
-            contacts, grid=grid, settings=settings, address=engine.address
+            contacts, grid=grid, settings=settings, address=engine.address, dense=dense
         )
     make = callvolume.build if dense else callvolume.busy_rows
     lazy = make(contacts.lazy(), window=window, settings=settings)

@@ -88,6 +88,9 @@ def test_three_days_across_a_fall_back_equal_the_single_machine_table(cluster: N
     mine = on_ray(contacts, grid=grid, settings=s)
     assert mine.height > 0
     assert_frame_equal(mine, volume_table(contacts, window=grid, settings=s))
+    busy = on_ray(contacts, grid=grid, settings=s, dense=False)  # no zero row: the store's rows
+    assert 0 < busy.height < mine.height
+    assert_frame_equal(busy, volume_table(contacts, window=grid, settings=s, dense=False))
 
 
 @settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -117,6 +120,9 @@ def test_build_engine_ray_writes_the_same_store(cluster: None, tmp_path: Path) -
     read = [pl.read_delta(str(tmp_path / d / "store" / "callvolume")) for d in ("local", "ray")]
     assert read[0].height > 0
     assert_frame_equal(read[0], read[1], check_row_order=False)
+    shape = ("intervals", "queue_channels", "table_rows", "contacts")
+    summaries = [json.loads((tmp_path / d / "summary.json").read_text()) for d in ("local", "ray")]
+    assert [summaries[0][k] for k in shape] == [summaries[1][k] for k in shape]
 
 
 # --- callbacks --------------------------------------------------------------------------------
