@@ -34,7 +34,7 @@ from engine.output import files as export
 from engine.schema import QUARANTINE
 from engine.settings import BuildSettings
 from engine.tables import callvolume
-from engine.tables.dense import busy
+from engine.tables.dense import busy, filled_size
 from engine.validate.contacts import validate_contacts
 
 __all__ = [
@@ -388,9 +388,9 @@ def build_report(
     grid = settings.grid(window)
     window = grid.window
     pairs = table.select("queue_id", "channel").n_unique()
-    intervals = table["interval_start_utc"].n_unique()
+    intervals, table_rows = table["interval_start_utc"].n_unique(), table.height
     if busy_only:
-        intervals = grid.frame.height if table.height else 0
+        intervals, table_rows = filled_size(table, "callvolume", grid.frame)
     return BuildReport(
         rows_in=rows_in,
         contacts=contacts,
@@ -401,7 +401,7 @@ def build_report(
         tz=settings.tz,
         intervals=intervals,
         queue_channels=pairs,
-        table_rows=pairs * intervals if busy_only else table.height,
+        table_rows=table_rows,
     )
 
 

@@ -36,8 +36,8 @@ from engine.output import store as callback_store
 from engine.pipeline.build import iso_utc, quarantine_counts
 from engine.settings import BuildSettings
 from engine.tables import callback_intervals, callback_metrics, retry_outcomes
-from engine.tables.callback_requests import RETRY_BUCKETS, in_chain_order
-from engine.tables.dense import busy
+from engine.tables.callback_requests import in_chain_order
+from engine.tables.dense import busy, filled_size
 from engine.validate.callback_attempts import (
     callback_gaps,
     not_callbacks,
@@ -149,11 +149,9 @@ class CallbackOutputs:
             self.table.height,
             self.retries.height,
         )
-        if not self.dense:  # every group and call target (x retry bucket) at every interval
-            intervals = grid.frame.height if self.table.height else 0
-            targets = self.table["call_target_id"].n_unique()
-            table_rows = groups * intervals
-            retry_rows = targets * len(RETRY_BUCKETS.categories) * intervals
+        if not self.dense:  # the zero-filled tables' sizes, counted from their busy rows
+            intervals, table_rows = filled_size(self.table, "callback_intervals", grid.frame)
+            _, retry_rows = filled_size(self.retries, "retry_outcomes", grid.frame, seen=self.table)
         return CallbackReport(
             rows_in=rows_in,
             attempts=kept,

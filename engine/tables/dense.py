@@ -45,7 +45,7 @@ from engine.interval import zero_fill
 from engine.tables import callback_intervals, callvolume, retry_outcomes
 from engine.tables.callback_requests import RETRY_BUCKETS
 
-__all__ = ["SHAPES", "TableShape", "busy", "fill"]
+__all__ = ["SHAPES", "TableShape", "busy", "fill", "filled_size"]
 
 
 @dataclass(frozen=True)
@@ -135,3 +135,18 @@ def fill(
         .select(list(shape.schema))
         .cast(shape.schema)  # type: ignore[arg-type]
     )
+
+
+def filled_size(
+    rows: pl.DataFrame, name: str, grid: pl.DataFrame, *, seen: pl.DataFrame | None = None
+) -> tuple[int, int]:
+    """``(intervals, rows)`` of :func:`fill`'s table from the busy ``rows`` of a window (each
+    group, for ``retry_outcomes`` each call target of ``seen`` x retry bucket, at every
+    interval of ``grid``), counted without building it; ``(0, 0)`` when there is no group."""
+    if name == "retry_outcomes":
+        targets = (seen if seen is not None else rows)["call_target_id"].n_unique()
+        groups = targets * len(RETRY_BUCKETS.categories)
+    else:
+        groups = rows.select(SHAPES[name].group).n_unique()
+    intervals = grid.height if groups else 0
+    return intervals, groups * intervals

@@ -19,7 +19,7 @@ from engine.schema import CALLBACK_ATTEMPTS, CONTACTS
 from engine.settings import BuildSettings
 from engine.tables import callback_intervals, callvolume, retry_outcomes
 from engine.tables.callback_requests import requests
-from engine.tables.dense import busy, fill
+from engine.tables.dense import busy, fill, filled_size
 from tests.engine.test_callback_properties import cases as callback_cases
 from tests.strategies import build_settings, contact_rows, day_window
 
@@ -41,6 +41,8 @@ def test_the_volume_table_is_its_busy_rows_filled_again(case) -> None:  # type: 
     built = callvolume.build(contacts, window=grid, settings=settings).collect()
     stored = built.filter(busy("callvolume"))
     assert stored.height == built.filter(pl.col("offered") > 0).height  # busy: something offered
+    size = (built["interval_start_utc"].n_unique(), built.height)
+    assert filled_size(stored, "callvolume", grid.frame) == size  # counted, not built
     # the builder's busy rows (no zero row built) are those rows, in that order
     assert_frame_equal(callvolume.busy_rows(contacts, window=grid, settings=settings).collect(),
                        stored)  # fmt: skip
@@ -59,6 +61,10 @@ def test_the_callback_tables_are_their_busy_rows_filled_again(case, minutes: int
     ci_stored = ci.filter(busy("callback_intervals"))
     ro_stored = ro.filter(busy("retry_outcomes"))
     assert ci_stored.height == ci.filter(pl.col("requests") > 0).height
+    ci_size = (ci["interval_start_utc"].n_unique(), ci.height)
+    assert filled_size(ci_stored, "callback_intervals", grid.frame) == ci_size
+    ro_size = (ro["interval_start_utc"].n_unique(), ro.height)
+    assert filled_size(ro_stored, "retry_outcomes", grid.frame, seen=ci_stored) == ro_size
     assert_frame_equal(fill(ci_stored.lazy(), "callback_intervals", grid.frame).collect(), ci)
     # retry rows of a target that never retried are all zero: its targets come from ci
     seen = ci_stored.lazy()
