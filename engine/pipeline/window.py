@@ -45,7 +45,7 @@ from engine.interval import Grid, Window
 from engine.output.delta import PARTITION, days_of
 from engine.output.store import request_dates
 from engine.pipeline.kore import KoreImport
-from engine.pipeline.snapshot import refresh
+from engine.pipeline.snapshot import Digests, day_digests, refresh
 from engine.settings import BuildSettings
 from engine.tables.callback_requests import in_chain_order
 
@@ -59,9 +59,6 @@ __all__ = [
     "plan_run",
 ]
 
-#: Digests of one table: ISO date -> ``"<rows>:<sum of row hashes>"``.
-Digests = dict[str, str]
-
 
 @dataclass(frozen=True)
 class Canonical:
@@ -72,6 +69,8 @@ class Canonical:
     contacts: tuple[pl.DataFrame, pl.DataFrame] | None
     attempts: tuple[pl.DataFrame, pl.DataFrame] | None
     kore: KoreImport | None
+    #: per table, the digests of its rows' partition days when the snapshot kept them
+    digests: Mapping[str, Digests] = field(default_factory=dict)
 
     @classmethod
     def of(
@@ -79,11 +78,12 @@ class Canonical:
         contacts: tuple[pl.DataFrame, pl.DataFrame] | None,
         attempts: tuple[pl.DataFrame, pl.DataFrame] | None,
         kore: KoreImport | None,
+        digests: Mapping[str, Digests] | None = None,
     ) -> Canonical:
         """Put the attempts in chain order (the store's order) once, here."""
         if attempts is not None:
             attempts = (in_chain_order(attempts[0].lazy()).collect(), attempts[1])
-        return cls(contacts, attempts, kore)
+        return cls(contacts, attempts, kore, dict(digests or {}))
 
     @classmethod
     def refreshed(
@@ -98,13 +98,15 @@ class Canonical:
     ) -> Canonical:
         """Both canonical tables from the landing store through their snapshots
         (:func:`engine.pipeline.snapshot.refresh`), each reported as a ``rebuild.table`` event."""
-        frames = []
+        frames, digests = [], {}
         for table in ("contacts", "callback_attempts"):
             found = refresh(settings, names, table, whole=whole, write=write)
             if found is not None:
                 emit("rebuild.table", {"table": table, **found.describe()})
+                if found.digests is not None:
+                    digests[table] = found.digests
             frames.append(None if found is None else found.frames)
-        return cls.of(frames[0], frames[1], kore)
+        return cls.of(frames[0], frames[1], kore, digests)
 
     @property
     def contact_rows(self) -> pl.DataFrame | None:
@@ -117,34 +119,29 @@ class Canonical:
         return self.attempts[0] if self.attempts else None
 
 
-def partition_days(canonical: Canonical) -> dict[str, pl.Series]:
+def partition_days(canonical: Canonical, *, skip: Iterable[str] = ()) -> dict[str, pl.Series]:
     """Each canonical row's store partition: ``contacts`` by offer date, ``callback_attempts``
-    by request date (tables no source feeds are absent)."""
+    by request date (tables no source feeds, or in ``skip``, are absent)."""
     days: dict[str, pl.Series] = {}
-    if (contacts := canonical.contact_rows) is not None:
+    skip = set(skip)
+    if (contacts := canonical.contact_rows) is not None and "contacts" not in skip:
         days["contacts"] = contacts.select(days_of("offered_at"))[PARTITION]
-    if (attempts := canonical.attempt_rows) is not None:
+    if (attempts := canonical.attempt_rows) is not None and "callback_attempts" not in skip:
         days["callback_attempts"] = request_dates(attempts)
     return days
 
 
 def fingerprints(canonical: Canonical) -> dict[str, Digests]:
-    """One digest per table and partition day: its row count and the sum of its rows' 64-bit
-    hashes (order-free; any change of any value of any row changes it, but for a 2**-64 chance).
-    Polars' hash is stable within a version: after an upgrade every day may look changed once,
-    which costs a full rebuild, never a missed change."""
+    """One digest per table and partition day (:func:`engine.pipeline.snapshot.day_digests`):
+    those the snapshot kept (:attr:`Canonical.digests`), the others hashed here. Polars' hash
+    is stable within a version: after an upgrade every day may look changed once, which costs
+    a full rebuild, never a missed change."""
     tables = {"contacts": canonical.contact_rows, "callback_attempts": canonical.attempt_rows}
-    found: dict[str, Digests] = {}
-    for name, day in partition_days(canonical).items():
+    found = {n: canonical.digests[n] for n, rows in tables.items() if n in canonical.digests}
+    for name, day in partition_days(canonical, skip=set(found)).items():
         frame = tables[name]
         assert frame is not None
-        # 64-bit row hashes summed with wrap-around (Polars sums UInt64 modulo 2**64): a change
-        # of any value goes unseen only if it moves the sum by a multiple of 2**64.
-        hashed = frame.select(day, pl.struct(pl.all()).hash(seed=0).alias("h"))
-        digests = hashed.group_by(PARTITION).agg(pl.len(), pl.col("h").sum())
-        found[name] = {
-            d.isoformat(): f"{n}:{h}" for d, n, h in digests.iter_rows() if isinstance(d, date)
-        }
+        found[name] = day_digests(frame, day)
     return found
 
 

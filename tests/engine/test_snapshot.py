@@ -31,8 +31,8 @@ from connectors.landing.manifest import landed_files
 from connectors.normalise import land_rejected, rebuild
 from connectors.source import Normalised, Source, SourceSettings, Stream
 from engine.errors import StoreError
-from engine.pipeline import snapshot
-from engine.pipeline.snapshot import refresh_sources, snapshot_dir
+from engine.pipeline.snapshot import redo, refresh_sources, snapshot_dir
+from engine.pipeline.snapshot.parts import day_digests
 from engine.pipeline.sources import validated
 from engine.schema import CONTACTS_KEY, QUARANTINE
 
@@ -117,7 +117,15 @@ record = st.fixed_dictionaries(
         "updated_at": st.sampled_from(
             ["2026-10-01T10:00:00Z", "2026-10-01T10:01:00Z", "2026-10-01T10:02:00Z"]
         ),
-        "at": st.sampled_from(["2026-10-01T09:00:00Z", "2026-10-01T09:15:00Z", "not a time"]),
+        "at": st.sampled_from(
+            [
+                "2026-09-30T23:55:00Z",  # the month before, and another partition day
+                "2026-10-01T09:00:00Z",
+                "2026-10-01T09:15:00Z",
+                "2026-11-02T09:15:00Z",  # the month after
+                "not a time",
+            ]
+        ),
         "outcome": st.sampled_from(["answered", "abandoned"]),
         "mapbad": st.booleans().map(lambda b: b or None),
     }
@@ -162,13 +170,16 @@ def test_the_snapshot_equals_the_rebuild_from_the_whole_landing(
     for n, (op, arg) in enumerate(steps):
         _apply(root, n, op, arg, source)
         # Never "too much changed, redo all": these landings are small.
-        with patch.object(snapshot, "_WHOLE", 1.01):
+        with patch.object(redo, "_WHOLE", 1.01):
             got = _snapshot(root, source)
         modes.append(got.mode)
         want_rows, want_bad = _oracle(root / "landing", source)
         rows, bad = _sorted(*got.frames)
         assert_frame_equal(rows, want_rows)
         assert_frame_equal(bad, want_bad)
+        # the digests kept per month shard, spliced run by run, equal those of the rebuild
+        days = want_rows["offered_at"].dt.date()
+        assert got.digests == day_digests(want_rows, days)
     assert modes[0] == "whole"
     assert "whole" not in modes[1:]
 
@@ -198,6 +209,29 @@ def test_a_new_page_redoes_only_its_records(landed: Path) -> None:
     assert got.rows.filter(pl.col("contact_id") == "c3")["outcome"].to_list() == ["abandoned"]
 
 
+def test_a_run_rewrites_only_the_months_its_records_touch(landed: Path) -> None:
+    november = [
+        {"id": 40, "cid": "c40", "seg": 1, "updated_at": "2026-11-03T10:00:00Z"}
+        | {"at": "2026-11-03T09:00:00Z", "outcome": "answered"}
+    ]
+    _apply(landed, 8, "land", november)
+    _snapshot(landed)
+    meta = snapshot_dir(landed / "state", "contacts") / "meta.json"
+    before = json.loads(meta.read_text())["shards"]
+    assert set(before) == {"2026-10", "2026-11"}
+    moved = [november[0] | {"updated_at": "2026-11-03T11:00:00Z", "outcome": "abandoned"}]
+    _apply(landed, 9, "land", moved)
+    got = _snapshot(landed)
+    after = json.loads(meta.read_text())["shards"]
+    assert after["2026-10"] == before["2026-10"]  # not written again: same file, same digests
+    assert after["2026-11"]["file"] != before["2026-11"]["file"]
+    assert got.digests is not None
+    assert set(got.digests) == {"2026-10-01", "2026-11-03"}
+    files = {p.name for p in meta.parent.iterdir()}
+    assert {after["2026-10"]["file"], after["2026-11"]["file"]} <= files
+    assert before["2026-11"]["file"] not in files  # the replaced shard is gone
+
+
 def test_a_record_sharing_a_contact_with_a_new_one_is_redone_with_it(landed: Path) -> None:
     """Record 25 arrives with record 4's contact: both are redone (a duplicate identity is a
     conflict only the pair shows)."""
@@ -224,7 +258,7 @@ def test_a_missing_torn_or_foreign_snapshot_is_redone_whole(landed: Path, damage
         shutil.rmtree(folder)
     elif damage == "torn":
         meta = json.loads((folder / "meta.json").read_text())
-        part = folder / meta["parts"]["rows"]
+        part = folder / next(iter(meta["shards"].values()))["file"]
         part.write_bytes(part.read_bytes()[:50])
     else:
         settings = {"interval_minutes": 30}

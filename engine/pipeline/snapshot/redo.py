@@ -1,24 +1,4 @@
-"""The canonical snapshot: a run's validated rows, kept between runs and refreshed from what landed.
-
-Rebuilding a canonical table from the whole landing store every night costs time in proportion
-to all history (4.3 s of a 17 s run with a year of it). The rows depend on nothing but the
-landed files, so a run keeps them, with the list of files they came from, under
-``<store.state>/snapshot/<table>/``, and the next run redoes only these records:
-
-* **touched**: every record id of a file new since (a sync's pages, a compaction's merged file,
-  a repair's refetch) or gone (compacted away, lost), from an index of each file's record ids;
-* **closed over identities**: the canonical rules compare rows across records (two records
-  giving one contact are a duplicate or a conflict), so a record sharing an identity
-  (``source`` and ``contact_id`` or ``attempt_id``, old rows and new) with a touched one is
-  redone with it, until nothing more is added.
-
-Their latest landed versions are read again (only the files holding them), mapped and validated
-as a full rebuild does (:func:`engine.pipeline.sources.validated`) and spliced in. Records set
-aside at landing are read whole every time (a few small files). The result equals
-:func:`engine.pipeline.sources.canonical` in a fixed order (``tests/engine/test_snapshot.py``).
-A snapshot missing, torn, or made under other settings, code or streams is redone whole, as on
-``--full-refresh``: it is a cache of the landing store, committed by its ``meta.json`` (written
-last, atomically), so a run killed while writing it leaves the previous one in force.
+"""How a run refreshes a canonical snapshot from what landed (the package says what and why).
 
 Example:
     ``rows, quarantine = refresh(settings, ["ujet"], "contacts").frames``.
@@ -27,9 +7,7 @@ Example:
 from __future__ import annotations
 
 import hashlib
-import io
 import json
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,19 +19,16 @@ from connectors.landing import latest_records, scan_files
 from connectors.landing.manifest import landed_path, landed_sizes, record_ids
 from connectors.normalise import RAW_SCHEMA, Rebuilt, normalise_stream, payloads, set_aside
 from connectors.source import Source
-from connectors.state import atomic_write_bytes, fsync_dir
-from engine import killpoint
 from engine.app.config import AppSettings
 from engine.app.sources import connector
 from engine.errors import StoreError, printable
+from engine.pipeline.snapshot.parts import FORMAT, Digests, Shard, Snapshot, load, save, sharded
 from engine.pipeline.sources import validated
 from engine.schema import CALLBACK_ATTEMPTS, CONTACTS, QUARANTINE
 from engine.validate.contacts import MAX_DURATION_MS
 
-__all__ = ["FORMAT", "Refreshed", "refresh", "refresh_sources", "snapshot_dir"]
+__all__ = ["Refreshed", "refresh", "refresh_sources", "snapshot_dir"]
 
-#: The snapshot layout's version (another one is rebuilt whole).
-FORMAT = 1
 #: Columns identifying a row across records, per table (coarser than the canonical key on
 #: purpose: more records redone is only slower, fewer would be wrong).
 _IDENTITY = {"contacts": ("source", "contact_id"), "callback_attempts": ("source", "attempt_id")}
@@ -82,6 +57,8 @@ class Refreshed:
     mode: str  #: "whole" (no usable snapshot), "unchanged", or "incremental"
     redone: int  #: records mapped and validated again
     records: int  #: records landed in all
+    #: the digest of each store partition day of ``rows`` (``None``: not kept for the table)
+    digests: Digests | None = None
 
     def describe(self) -> dict[str, Any]:
         """How the table was refreshed, for the run's events."""
@@ -91,16 +68,6 @@ class Refreshed:
     def frames(self) -> tuple[pl.DataFrame, pl.DataFrame]:
         """``(rows, quarantine)``, as :func:`engine.pipeline.sources.canonical` gives them."""
         return self.rows, self.quarantine
-
-
-@dataclass
-class _Snapshot:
-    files: dict[str, int]  #: "<source>/<stream>/<file>" -> size
-    index: pl.DataFrame  #: __src, stream, file, record_id: the record ids of each landed file
-    idents: pl.DataFrame  #: _IDENTS: each record's row identities
-    rows: pl.DataFrame  #: validated rows
-    quarantine: pl.DataFrame  #: QUARANTINE: the mappings' and the validation's
-    redone: int = 0  #: records mapped and validated again to make it
 
 
 def _key(feeds: Sequence[Source], table: str, settings: object) -> str:
@@ -220,15 +187,6 @@ def _validate(
     return clean_rows, bad_rows, ident_rows
 
 
-def _ordered(
-    table: str, rows: pl.DataFrame, quarantine: pl.DataFrame
-) -> tuple[pl.DataFrame, pl.DataFrame]:
-    return (
-        rows.sort(_ROW_ORDER[table], nulls_last=True, maintain_order=True),
-        quarantine.sort(list(QUARANTINE), nulls_last=True, maintain_order=True),
-    )
-
-
 def _rejected(root: Path, feeds: Sequence[Source], index: pl.DataFrame) -> pl.DataFrame:
     """Records set aside at landing and not landed since (as a full rebuild gives them)."""
     parts = [
@@ -239,46 +197,8 @@ def _rejected(root: Path, feeds: Sequence[Source], index: pl.DataFrame) -> pl.Da
     return pl.concat(pl.collect_all(parts)) if parts else pl.DataFrame(schema=QUARANTINE)
 
 
-def _load(folder: Path, key: str) -> _Snapshot | None:
-    """The committed snapshot, or ``None`` (none, another key, or unreadable: redo whole)."""
-    try:
-        meta = json.loads((folder / "meta.json").read_text())
-        if meta.get("key") != key:
-            return None
-        parts = {n: pl.read_parquet(folder / f) for n, f in meta["parts"].items()}
-        return _Snapshot(
-            {str(k): int(v) for k, v in meta["files"].items()},
-            parts["index"],
-            parts["idents"],
-            parts["rows"],
-            parts["quarantine"],
-        )
-    except (OSError, ValueError, KeyError, TypeError, pl.exceptions.PolarsError):
-        return None
-
-
-def _save(folder: Path, key: str, snap: _Snapshot) -> None:
-    """Write the parts, then commit them with ``meta.json`` (atomic); drop older parts."""
-    folder.mkdir(parents=True, exist_ok=True)
-    tag = uuid.uuid4().hex[:12]
-    parts: dict[str, str] = {}
-    for name in ("index", "idents", "rows", "quarantine"):
-        buffer = io.BytesIO()
-        getattr(snap, name).write_parquet(buffer, compression="zstd", compression_level=1)
-        parts[name] = f"{name}-{tag}.parquet"
-        atomic_write_bytes(folder / parts[name], buffer.getvalue())
-    killpoint.reached("snapshot.parts_written")
-    meta = {"format": FORMAT, "key": key, "parts": parts, "files": snap.files}
-    atomic_write_bytes(folder / "meta.json", json.dumps(meta, sort_keys=True).encode())
-    keep = {*parts.values(), "meta.json"}
-    for old in folder.iterdir():
-        if old.name not in keep and not old.name.startswith("."):
-            old.unlink(missing_ok=True)
-    fsync_dir(folder)
-
-
 def _closure(
-    snap: _Snapshot, touched: pl.DataFrame, new_idents: pl.DataFrame | None
+    snap: Snapshot, touched: pl.DataFrame, new_idents: pl.DataFrame | None
 ) -> pl.DataFrame:
     """``touched`` (``__src``, ``__ref``) and every record of the snapshot that shares an
     identity with them (their snapshot rows', and ``new_idents``), transitively."""
@@ -366,29 +286,30 @@ def _refresh(job: _Job, state: Path, settings: object, *, whole: bool, write: bo
     root, feeds, table = job.root, job.feeds, job.table
     folder, key = snapshot_dir(state, table), _key(feeds, table, settings)
     files = _files(root, feeds)
-    snap = None if whole else _load(folder, key)
+    snap = None if whole else load(folder, key)
     mode = "whole"
     if snap is not None and snap.files == files:
         mode = "unchanged"
     elif snap is not None:
         snap = _update(job, snap, files)
         mode = "incremental"
-    records = None
     if snap is None:  # no usable snapshot, or too much changed: redo every record
         index = _index(root, sorted(files))
         rows, bad, idents = _validate(job, index, None)
         records = index.select(_SRC, "stream", "record_id").unique().height
-        snap, mode = _Snapshot(files, index, idents, rows, bad, redone=records), "whole"
+        shards, _ = sharded(table, rows, _ROW_ORDER[table])
+        snap = Snapshot(files, index, idents, shards, bad, records=records, redone=records)
+        mode = "whole"
     if write and mode != "unchanged":
-        _save(folder, key, snap)
+        save(folder, key, snap, table)
     rejected = _rejected(root, feeds, snap.index)
-    rows, quarantine = _ordered(table, snap.rows, pl.concat([snap.quarantine, rejected]))
-    if records is None:
-        records = snap.index.select(_SRC, "stream", "record_id").unique().height
-    return Refreshed(rows, quarantine, mode, snap.redone, records)
+    quarantine = pl.concat([snap.quarantine, rejected])
+    quarantine = quarantine.sort(list(QUARANTINE), nulls_last=True, maintain_order=True)
+    rows = snap.rows(table)
+    return Refreshed(rows, quarantine, mode, snap.redone, snap.records, snap.digests(table))
 
 
-def _update(job: _Job, snap: _Snapshot, files: dict[str, int]) -> _Snapshot | None:
+def _update(job: _Job, snap: Snapshot, files: dict[str, int]) -> Snapshot | None:
     """``snap`` brought to the landed ``files``: the records their changes touch redone
     (``None``: so many that redoing everything is cheaper)."""
     added = sorted(k for k in files if snap.files.get(k) != files[k])
@@ -409,12 +330,33 @@ def _update(job: _Job, snap: _Snapshot, files: dict[str, int]) -> _Snapshot | No
         old = snap.idents.join(records, on=[_SRC, _REF], how="semi")[_IDENT]
         redone_idents = pl.concat([old, idents[_IDENT]]).unique().implode()
         named = records.rename({_SRC: "source", _REF: "record_id"})
-        return _Snapshot(
+        shards, saved = _spliced(job.table, snap, redone_idents, rows)
+        return Snapshot(
             files,
             index,
             pl.concat([snap.idents.join(records, on=[_SRC, _REF], how="anti"), idents]),
-            pl.concat([snap.rows.filter(~_identity(job.table).is_in(redone_idents)), rows]),
+            shards,
             pl.concat([snap.quarantine.join(named, on=["source", "record_id"], how="anti"), bad]),
+            records=everything.height,
             redone=records.height,
+            saved=saved,
         )
     return None
+
+
+def _spliced(
+    table: str, snap: Snapshot, redone: pl.Series, rows: pl.DataFrame
+) -> tuple[dict[str, pl.DataFrame], dict[str, Shard]]:
+    """The snapshot's shards without the rows of the ``redone`` identities and with the new
+    ``rows``, and its committed shards that neither touched (the others are written again)."""
+    shards, saved = {}, dict(snap.saved)
+    gone = _identity(table).is_in(redone)
+    for name, frame in snap.shards.items():
+        drop = frame.select(gone).to_series()
+        if drop.any():
+            saved.pop(name, None)
+        kept = frame.filter(~drop) if drop.any() else frame
+        if kept.height:
+            shards[name] = kept
+    shards, reached = sharded(table, rows, _ROW_ORDER[table], into=shards)
+    return shards, {k: s for k, s in saved.items() if k in shards and k not in reached}

@@ -1,0 +1,188 @@
+"""A canonical snapshot on disk: bookkeeping whole, rows in month shards, one file commits it.
+
+Under ``<store.state>/snapshot/<table>/``:
+
+* ``index-<tag>.parquet`` (the record ids of each landed file), ``idents-<tag>.parquet`` (each
+  record's row identities) and ``quarantine-<tag>.parquet``, written whole by every run that
+  changes the snapshot (a few bytes a record);
+* ``rows-<month>-<tag>.parquet``: the validated rows whose day (:data:`SHARD_BY`: a contact's
+  offer, an attempt's creation, UTC) falls in that month, in row order. A run rewrites only the
+  months whose rows changed, so the cost of keeping the rows follows what landed, not all
+  history. Each shard of contacts also keeps the digest of each of its store partition days
+  (:func:`day_digests`), so the run's plan hashes only the rows of the months that changed;
+* ``meta.json``, written last and atomically: the snapshot's key, the landed files it was made
+  from and the files of its parts. It is the commit: parts it does not name are left-overs of a
+  killed run, removed by the next save.
+
+A snapshot missing, torn, or of another key or layout loads as ``None`` (redone whole).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import uuid
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+import polars as pl
+
+from connectors.state import atomic_write_bytes, fsync_dir
+from engine import killpoint
+from engine.output.delta import PARTITION, days_of
+from engine.schema import CALLBACK_ATTEMPTS, CONTACTS
+
+__all__ = ["FORMAT", "SHARD_BY", "Snapshot", "day_digests", "load", "save", "sharded"]
+
+#: The snapshot layout's version (another one is rebuilt whole).
+FORMAT = 2
+#: The column whose UTC month shards a table's rows.
+SHARD_BY = {"contacts": "offered_at", "callback_attempts": "created_at"}
+#: Tables whose store partition is a row's own day (their digests are kept per shard).
+_DIGESTED = {"contacts": "offered_at"}
+_SCHEMAS = {"contacts": CONTACTS, "callback_attempts": CALLBACK_ATTEMPTS}
+_SHARD = "__shard"
+_NO_DAY = "none"  #: the shard of rows without a day (sorts after every month)
+_WHOLE_PARTS = ("index", "idents", "quarantine")
+
+#: ISO date -> ``"<rows>:<sum of row hashes>"``.
+Digests = dict[str, str]
+
+
+@dataclass
+class Shard:
+    """A shard as committed: its file and its digests per partition day."""
+
+    file: str
+    digests: Digests
+
+
+@dataclass
+class Snapshot:
+    """A snapshot in memory; ``shards`` holds the rows, ``saved`` the shards as on disk (a
+    shard missing from ``saved`` changed and is written by the next :func:`save`)."""
+
+    files: dict[str, int]  #: "<source>/<stream>/<file>" -> size
+    index: pl.DataFrame  #: __src, stream, file, record_id: the record ids of each landed file
+    idents: pl.DataFrame  #: each record's row identities
+    shards: dict[str, pl.DataFrame]  #: month -> validated rows, in row order
+    quarantine: pl.DataFrame  #: the mappings' and the validation's
+    records: int = 0  #: distinct records landed
+    redone: int = 0  #: records mapped and validated again to make it
+    saved: dict[str, Shard] = field(default_factory=dict)
+
+    def rows(self, table: str) -> pl.DataFrame:
+        """Every row of ``table``: the shards in month order (rows without a day last)."""
+        frames = [self.shards[k] for k in sorted(self.shards)]
+        return pl.concat(frames) if frames else pl.DataFrame(schema=_SCHEMAS[table])
+
+    def digests(self, table: str) -> Digests | None:
+        """The digest of each store partition day (``None``: not kept for ``table``); call
+        after :func:`save`, or on a snapshot loaded unchanged."""
+        if table not in _DIGESTED:
+            return None
+        found: Digests = {}
+        for name in self.shards:
+            shard = self.saved.get(name)
+            found.update(shard.digests if shard else _digests(self.shards[name], table))
+        return found
+
+
+def _shard_of(table: str) -> pl.Expr:
+    month = pl.col(SHARD_BY[table]).dt.strftime("%Y-%m")
+    return month.fill_null(_NO_DAY).alias(_SHARD)
+
+
+def sharded(
+    table: str, rows: pl.DataFrame, order: list[str], into: dict[str, pl.DataFrame] | None = None
+) -> tuple[dict[str, pl.DataFrame], set[str]]:
+    """``rows`` added to the month shards ``into`` (none: new shards), and the shards they
+    reached, each sorted in ``order`` again (the others are not touched)."""
+    out, reached = dict(into or {}), set[str]()
+    if not rows.height:
+        return out, reached
+    keyed = rows.with_columns(_shard_of(table))
+    for (key,), found in keyed.partition_by(_SHARD, as_dict=True).items():
+        name, part = str(key), found.drop(_SHARD)
+        whole = pl.concat([out[name], part], how="vertical_relaxed") if name in out else part
+        out[name] = whole.sort(order, nulls_last=True, maintain_order=True)
+        reached.add(name)
+    return out, reached
+
+
+def day_digests(rows: pl.DataFrame, days: pl.Series) -> Digests:
+    """One digest per day of ``days`` (each row's store partition): its row count and the sum
+    of its rows' 64-bit hashes, wrapping (Polars sums UInt64 modulo 2**64). Order-free; a change
+    of any value of any row changes it, but for a 2**-64 chance. This is the run's change
+    detection (:func:`engine.pipeline.window.fingerprints`)."""
+    hashed = rows.select(days.alias(PARTITION), pl.struct(pl.all()).hash(seed=0).alias("h"))
+    found = hashed.group_by(PARTITION).agg(pl.len(), pl.col("h").sum())
+    return {d.isoformat(): f"{n}:{h}" for d, n, h in found.iter_rows() if isinstance(d, date)}
+
+
+def _digests(rows: pl.DataFrame, table: str) -> Digests:
+    return day_digests(rows, rows.select(days_of(_DIGESTED[table]))[PARTITION])
+
+
+def load(folder: Path, key: str) -> Snapshot | None:
+    """The committed snapshot, or ``None`` (none, another key or layout, or unreadable)."""
+    try:
+        meta = json.loads((folder / "meta.json").read_text())
+        if meta.get("key") != key or meta.get("format") != FORMAT:
+            return None
+        parts = {n: pl.read_parquet(folder / meta["parts"][n]) for n in _WHOLE_PARTS}
+        saved = {
+            str(k): Shard(str(v["file"]), {str(d): str(x) for d, x in v["digests"].items()})
+            for k, v in meta["shards"].items()
+        }
+        return Snapshot(
+            {str(k): int(v) for k, v in meta["files"].items()},
+            parts["index"],
+            parts["idents"],
+            {k: pl.read_parquet(folder / s.file) for k, s in saved.items()},
+            parts["quarantine"],
+            records=int(meta["records"]),
+            saved=saved,
+        )
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, pl.exceptions.PolarsError):
+        return None
+
+
+def _write(folder: Path, name: str, frame: pl.DataFrame) -> None:
+    buffer = io.BytesIO()
+    frame.write_parquet(buffer, compression="zstd", compression_level=1)
+    atomic_write_bytes(folder / name, buffer.getvalue())
+
+
+def save(folder: Path, key: str, snap: Snapshot, table: str) -> None:
+    """Write the whole parts and the changed shards, then commit them with ``meta.json``
+    (atomic); drop the files it does not name."""
+    folder.mkdir(parents=True, exist_ok=True)
+    tag = uuid.uuid4().hex[:12]
+    parts: dict[str, str] = {}
+    for name in _WHOLE_PARTS:
+        parts[name] = f"{name}-{tag}.parquet"
+        _write(folder, parts[name], getattr(snap, name))
+    saved = {k: s for k, s in snap.saved.items() if k in snap.shards}
+    for name, rows in snap.shards.items():
+        if name not in saved:
+            digests = _digests(rows, table) if table in _DIGESTED else {}
+            saved[name] = Shard(f"rows-{name}-{tag}.parquet", digests)
+            _write(folder, saved[name].file, rows)
+    killpoint.reached("snapshot.parts_written")
+    meta = {
+        "format": FORMAT,
+        "key": key,
+        "parts": parts,
+        "shards": {k: {"file": s.file, "digests": s.digests} for k, s in sorted(saved.items())},
+        "files": snap.files,
+        "records": snap.records,
+    }
+    atomic_write_bytes(folder / "meta.json", json.dumps(meta, sort_keys=True).encode())
+    snap.saved = saved
+    keep = {*parts.values(), *(s.file for s in saved.values()), "meta.json"}
+    for old in folder.iterdir():
+        if old.name not in keep and not old.name.startswith("."):
+            old.unlink(missing_ok=True)
+    fsync_dir(folder)
