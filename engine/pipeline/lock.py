@@ -20,9 +20,12 @@ migrates tables of the Parquet-directory store (before the Delta Lake store) in 
 The lock file also says how the previous holder ended: a holder whose ``with`` block finished
 without an exception writes ``ended`` before it lets go, and the next holder records
 ``previous_ended: "cleanly"``. Only then can nothing of a killed writer be lying around, so
-:func:`housekeeping` skips the sweep (a walk of every store, ~0.15 s a night at 90 days)
-unless the previous holder did not end cleanly or a day has passed since the last sweep (what
-a writer outside the lock, e.g. a killed ``build --store``, may have left).
+:func:`housekeeping` skips the sweep (a walk of every store and every table's history: ~0.45 s
+at a year of history, growing with it) unless the previous holder did not end cleanly or a
+week (:data:`SWEEP_EVERY`) has passed since the last sweep: what a writer outside the lock,
+e.g. a killed ``build --store``, may have left, and the files of table versions replaced over a
+week ago. Neither is ever read (readers go by the tables' logs), so waiting a week costs disk,
+never a result.
 
 Example:
     >>> import tempfile
@@ -66,8 +69,8 @@ __all__ = [
 ]
 
 LOCK_FILE: Final = "wfm-intervals.lock"
-#: The longest time between two sweeps of leftovers after clean ends.
-SWEEP_EVERY: Final = timedelta(days=1)
+#: The longest time between two sweeps of leftovers after clean ends (vacuum keeps a week too).
+SWEEP_EVERY: Final = timedelta(days=7)
 _SWEPT: Final = "housekeeping.json"
 #: The store's tables, and the column each is partitioned by (``None``: by request date).
 STORE_TABLES: Final[dict[str, str | None]] = {
@@ -185,7 +188,8 @@ def housekeeping(out: Path, landing: Path, state: Path) -> list[str]:
     migrate every table of ``out/store`` still in the Parquet-directory layout; what was done.
 
     Call it under :func:`store_lock`. The sweep is skipped when the lock's previous holder
-    ended cleanly and the last sweep (``<state>/housekeeping.json``) is less than a day old;
+    ended cleanly and the last sweep (``<state>/housekeeping.json``) is less than
+    :data:`SWEEP_EVERY` old;
     tables of the old layout are migrated either way.
 
     Raises:

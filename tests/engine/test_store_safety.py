@@ -293,9 +293,9 @@ def test_leftovers_of_a_killed_run_are_cleaned(tmp_path: Path, stack: Stack) -> 
     assert not tmp.exists()
 
 
-def test_after_a_clean_end_the_sweep_waits_a_day(tmp_path: Path, stack: Stack) -> None:
+def test_after_a_clean_end_the_sweep_waits_a_week(tmp_path: Path, stack: Stack) -> None:
     """A run after one that ended cleanly skips the sweep (nothing of a killed writer can be
-    there); stray files a writer outside the lock left are swept once a day."""
+    there); stray files a writer outside the lock left are swept once a week."""
     config = _config(tmp_path, stack)
     _run(config)
     lock = json.loads((tmp_path / "state" / "wfm-intervals.lock").read_text())
@@ -306,8 +306,12 @@ def test_after_a_clean_end_the_sweep_waits_a_day(tmp_path: Path, stack: Stack) -
     assert tmp.exists()
     record = tmp_path / "state" / "housekeeping.json"
     swept = datetime.fromisoformat(json.loads(record.read_text())["swept"])
-    day_before = swept - timedelta(days=1, minutes=1)
-    record.write_text(json.dumps({"swept": day_before.strftime("%Y-%m-%dT%H:%M:%SZ")}))
+    days_before = swept - timedelta(days=6, hours=23)
+    record.write_text(json.dumps({"swept": days_before.strftime("%Y-%m-%dT%H:%M:%SZ")}))
+    assert _run(config)["cleaned"] == []  # under a week since: still waiting
+    assert orphan.exists()
+    week_before = swept - timedelta(days=7, minutes=1)
+    record.write_text(json.dumps({"swept": week_before.strftime("%Y-%m-%dT%H:%M:%SZ")}))
     cleaned = _run(config)["cleaned"]
     assert isinstance(cleaned, list)
     assert str(tmp) in cleaned
