@@ -15,9 +15,7 @@ order: each new file is written and fsynced (with its folder), then the log entr
 them visible is committed (the log's atomic put-if-absent), then the log entry is fsynced. A crash
 before the commit leaves unreferenced files that no version names (:func:`remove_orphans` takes
 them away); a crash after it leaves the new version. Partitions not named are never rewritten.
-
-:func:`problems` checks a table against its log: every file the current version names is there,
-with the size and row count the log recorded for it.
+:func:`problems` checks a table against its log (each file there, of the size and row count).
 
 Example:
     >>> import tempfile
@@ -66,11 +64,11 @@ __all__ = [
 
 #: The partition column of every store table: the UTC date of its ``by`` instant.
 PARTITION: Final = "date"
-#: Codec of the store's files: lz4 decodes faster than zstd for about 1.5x the disk, and reading
-#: is the largest single cost of a build (the figures: benchmarks/README.md, "Where the time goes").
+#: Codec of the store's files: lz4 decodes faster than zstd for ~1.5x the disk (reading is a
+#: build's largest cost: benchmarks/README.md, "Where the time goes").
 STORE_COMPRESSION: Literal["lz4"] = "lz4"
 _LOG = "_delta_log"
-#: Tables loaded for reading, by path: the log's file names they were loaded at, and the table.
+#: Tables loaded for reading, by path: the log's state they were loaded at, and the table.
 _LOADED: dict[str, tuple[tuple[object, ...], DeltaTable]] = {}
 _KEEP_LOADED: Final = 16
 _RUN_KEY = "wfm_intervals.commit"
@@ -94,13 +92,18 @@ def _log_state(path: Path) -> tuple[object, ...]:
 
 
 def _open(path: Path) -> DeltaTable:
-    """The table at ``path`` to read from, reused while its log's state holds (the ~20 reads
-    of a nightly run load each table once: ~10 ms a load at a year). Writers open their own."""
+    """The table at ``path`` to read from, reused while its log's state holds; a log that only
+    grew since (every entry seen is still there, unchanged: a commit, a checkpoint) is read
+    forward from the loaded version (~10-20 ms a load at a year). Writers open their own."""
+    key = str(Path(path).resolve())
     try:
-        key, state = str(Path(path).resolve()), _log_state(path)
-        if (found := _LOADED.get(key)) is not None and found[0] == state:
-            return found[1]
-        table = DeltaTable(str(path))
+        state, found = _log_state(path), _LOADED.pop(key, None)  # back in last: the newest
+        if found is None or not set(found[0][:-1]) <= set(state[:-1]):
+            table = DeltaTable(str(path))
+        else:
+            table = found[1]
+            if found[0] != state:
+                table.update_incremental()
     except (TableNotFoundError, DeltaError, OSError) as exc:
         raise StoreError(f"{path}: not a readable store table ({_first_line(exc)})") from None
     _LOADED[key] = (state, table)
@@ -110,8 +113,7 @@ def _open(path: Path) -> DeltaTable:
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def version(path: Path) -> int:
@@ -185,8 +187,7 @@ def partition_days(path: Path) -> list[date]:
 
 
 def row_count(path: Path) -> int:
-    """The rows of the table's current version, as its log recorded them per file (no data
-    file is opened; a file the log holds no count for is counted from its footer)."""
+    """The current version's rows, from the log's count per file (no count: the file's footer)."""
     adds = _adds(path)
     unknown = [str(path / rel) for rel in adds.filter(pl.col("num_records").is_null())["path"]]
     extra = pl.scan_parquet(unknown).select(pl.len()).collect().item() if unknown else 0
@@ -195,8 +196,7 @@ def row_count(path: Path) -> int:
 
 def days_of(by: str | pl.Expr) -> pl.Expr:
     """The partition value of each row: the UTC date of ``by`` (a column or an instant)."""
-    instant = pl.col(by) if isinstance(by, str) else by
-    return instant.dt.date().alias(PARTITION)
+    return (pl.col(by) if isinstance(by, str) else by).dt.date().alias(PARTITION)
 
 
 def _fsync(path: Path) -> None:

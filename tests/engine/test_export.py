@@ -156,6 +156,36 @@ def test_write_json_streams_the_indented_text(tmp_path: Path) -> None:
     assert [p.name for p in path.parent.iterdir()] == ["doc.json"]
 
 
+def test_a_table_read_again_after_commits_is_read_forward(tmp_path: Path) -> None:
+    """A table read once and committed to since is brought forward from the version it was
+    loaded at (not loaded afresh), and reads what the newest commit holds."""
+    from unittest.mock import patch
+
+    at = START + timedelta(hours=1)
+    frame = pl.DataFrame({"interval_start_utc": [at], "v": [1]}).with_columns(
+        pl.col("interval_start_utc").dt.cast_time_unit("us")
+    )
+    target = tmp_path / "t"
+    delta.commit(target, frame, by="interval_start_utc", tag="a")
+    assert delta.scan(target).collect()["v"].to_list() == [1]
+    loads = []
+    real = delta.DeltaTable
+
+    def counted(*args: object, **kwargs: object) -> object:
+        loads.append(args)
+        return real(*args, **kwargs)
+
+    later = frame.with_columns(pl.col("interval_start_utc") + timedelta(days=1), v=pl.lit(2))
+    first, second = at.date(), at.date() + timedelta(days=1)
+    delta.commit(target, later, by="interval_start_utc", days=[second], tag="b")
+    three = frame.with_columns(v=pl.lit(3))
+    delta.commit(target, three, by="interval_start_utc", days=[first], tag="c")
+    with patch.object(delta, "DeltaTable", counted):
+        assert sorted(delta.scan(target).collect()["v"].to_list()) == [2, 3]
+        assert delta.row_count(target) == 2
+    assert loads == []  # read forward, not loaded again
+
+
 def test_a_store_restored_from_a_copy_is_read_as_it_is_now(tmp_path: Path) -> None:
     """A table read once is reused while its log is unchanged; a store restored from a copy
     whose next commit takes the same version number as the replaced store's is read afresh."""
