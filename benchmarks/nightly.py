@@ -8,6 +8,9 @@ the command a tenant schedules is timed as a child process::
     WFM_CLOCK_AT=2026-11-05T02:00:00Z wfm-intervals run --config wfm.toml   # one day new
     WFM_CLOCK_AT=2026-11-05T02:10:00Z wfm-intervals run --config wfm.toml   # nothing new
 
+and the one-day run again from the same stores on the night of the weekly sweep of leftovers
+(``sweep-night``: the housekeeping record removed, :func:`engine.pipeline.lock.housekeeping`).
+
 Every instant is fixed (the history ends 2026-11-04, a Wednesday, the new day; the job runs at
 02:00 UTC): the run's "now" is
 ``WFM_CLOCK_AT``. Each timed run goes through :func:`benchmarks.common.run_worker`: a small
@@ -210,7 +213,7 @@ def _case(history: int, args: argparse.Namespace) -> dict[str, Any]:
         previous = at
     setup_s = time.perf_counter() - began
     at = data.HISTORY_END + data.DAY + RUN_AT
-    timed: dict[str, list[dict[str, Any]]] = {"one-day": [], "nothing-new": []}
+    timed: dict[str, list[dict[str, Any]]] = {"one-day": [], "nothing-new": [], "sweep-night": []}
     checks: dict[str, dict[str, Any]] = {}
     with data.serve(
         traffic.contacts_served(previous, at), traffic.attempts_served(previous, at), keys
@@ -218,17 +221,17 @@ def _case(history: int, args: argparse.Namespace) -> dict[str, Any]:
         served.add(emulators.ujet, emulators.mindful)
         data.write_config(root, emulators, start=traffic.start)
         snapshot = root / "snapshot"
-        if args.repeat > 1:
-            _snapshot(root, snapshot, restore=False)
+        _snapshot(root, snapshot, restore=False)
         for r in range(args.repeat):
-            if r:
-                _snapshot(root, snapshot, restore=True)
             for case, when in (("one-day", at), ("nothing-new", at + AGAIN_AFTER)):
-                run = _run(root, when, f"{case}-{r + 1}", args)
-                check = data.verify_store(root / "out", served, new_day=data.HISTORY_END)
-                run["problems"] = _problems(run, check, one_day=case == "one-day")
-                timed[case].append(run)
-                checks[case] = check
+                if case == "one-day" and r:
+                    _snapshot(root, snapshot, restore=True)
+                timed[case].append(_timed(root, when, case, r, served, args, checks))
+        # the same one-day run on the night of the weekly sweep of leftovers (housekeeping)
+        for r in range(args.repeat):
+            _snapshot(root, snapshot, restore=True)
+            (root / "state" / "housekeeping.json").unlink(missing_ok=True)
+            timed["sweep-night"].append(_timed(root, at, "sweep-night", r, served, args, checks))
     if not args.keep:
         shutil.rmtree(root, ignore_errors=True)
     return {
@@ -239,6 +242,25 @@ def _case(history: int, args: argparse.Namespace) -> dict[str, Any]:
         "setup": setup,
         "cases": {case: _summarise(runs_, checks[case]) for case, runs_ in timed.items()},
     }
+
+
+def _timed(  # noqa: PLR0917
+    root: Path,
+    when: datetime,
+    case: str,
+    r: int,
+    served: Any,
+    args: argparse.Namespace,
+    checks: dict[str, dict[str, Any]],
+) -> dict[str, Any]:
+    """One timed run of ``case`` and the check of the store it leaves."""
+    from benchmarks import nightly_data as data
+
+    run = _run(root, when, f"{case}-{r + 1}", args)
+    check = data.verify_store(root / "out", served, new_day=data.HISTORY_END)
+    run["problems"] = _problems(run, check, one_day=case != "nothing-new")
+    checks[case] = check
+    return run
 
 
 def _summarise(runs: list[dict[str, Any]], check: dict[str, Any]) -> dict[str, Any]:

@@ -29,7 +29,9 @@ def test_the_quick_nightly_benchmark_runs_and_verifies_its_runs(tmp_path: Path) 
     assert case["history_days"] == 2
     assert [run["exit_code"] for run in case["setup"]] == [0, 0]
     one_day, nothing_new = case["cases"]["one-day"], case["cases"]["nothing-new"]
-    for timed in (one_day, nothing_new):
+    sweep = case["cases"]["sweep-night"]  # the one-day run again, on the weekly sweep's night
+    assert sweep["runs"][0]["full_rebuild"] is False
+    for timed in (one_day, nothing_new, sweep):
         assert (timed["verified"], timed["problems"], timed["exit_codes"]) == (True, [], [0])
         assert timed["peak_rss_mib"] > 0
         assert timed["check"]["days_checked"] == 3
