@@ -51,6 +51,7 @@ __all__ = [
     "STORE_COMPRESSION",
     "commit",
     "current_files",
+    "data_files",
     "days_of",
     "is_table",
     "partition_days",
@@ -142,7 +143,7 @@ def scan(
     if not is_table(path):
         raise StoreError(f"{path}: no store table here")
     table = _open(path)  # a damaged log fails here, with the path, not later inside a collect
-    adds = _adds(path, table)
+    adds = data_files(path, table)
     columns = {k: v for k, v in pl.Schema(table.schema()).items() if k != PARTITION}
     if days is not None:
         adds = adds.filter(pl.col(PARTITION).is_in(sorted(set(days))))
@@ -158,9 +159,9 @@ def scan(
     return frame.select(list(schema)).cast(dict(schema))  # type: ignore[arg-type]
 
 
-def _adds(path: Path, table: DeltaTable | None = None) -> pl.DataFrame:
-    """The current version's files: ``path`` (relative), ``size_bytes``, ``num_records``
-    (null where the log holds no count) and the partition ``date``.
+def data_files(path: Path, table: DeltaTable | None = None) -> pl.DataFrame:
+    """The current version's files, from the log: ``path`` (relative), ``size_bytes``,
+    ``num_records`` (null where the log holds no count) and the partition ``date``.
 
     Raises:
         StoreError: no table at ``path``, or its log cannot be read.
@@ -178,17 +179,17 @@ def _adds(path: Path, table: DeltaTable | None = None) -> pl.DataFrame:
 
 def current_files(path: Path) -> set[str]:
     """The data files of the table's current version, relative to ``path``."""
-    return set(_adds(path)["path"].to_list())
+    return set(data_files(path)["path"].to_list())
 
 
 def partition_days(path: Path) -> list[date]:
     """The partitions (UTC dates) holding files in the table's current version, in order."""
-    return sorted(_adds(path).get_column(PARTITION).unique().to_list())
+    return sorted(data_files(path).get_column(PARTITION).unique().to_list())
 
 
 def row_count(path: Path) -> int:
     """The current version's rows, from the log's count per file (no count: the file's footer)."""
-    adds = _adds(path)
+    adds = data_files(path)
     unknown = [str(path / rel) for rel in adds.filter(pl.col("num_records").is_null())["path"]]
     extra = pl.scan_parquet(unknown).select(pl.len()).collect().item() if unknown else 0
     return int(adds["num_records"].sum()) + int(extra)
@@ -221,14 +222,13 @@ def _changed(
         theirs = stored.select(ours.columns).cast(ours.schema)
     except pl.exceptions.PolarsError:
         return days
-    columns = ours.columns
     changed = []
     for day in days:
         a = ours.filter(pl.col(PARTITION) == day)
         b = theirs.filter(pl.col(PARTITION) == day)
         try:
-            same = a.height == b.height and a.sort(columns, nulls_last=True).equals(
-                b.sort(columns, nulls_last=True)
+            same = a.height == b.height and a.sort(ours.columns, nulls_last=True).equals(
+                b.sort(ours.columns, nulls_last=True)
             )
         except pl.exceptions.PolarsError:  # a column that cannot be sorted: assume changed
             same = False
@@ -359,7 +359,7 @@ def problems(path: Path, *, deep: bool = True) -> list[str]:
     if not is_table(path):
         return [f"{path}: missing (no transaction log)"]
     try:
-        adds = _adds(path)
+        adds = data_files(path)
     except StoreError as exc:
         return [str(exc)]
     found = []
@@ -389,7 +389,7 @@ def remove_orphans(path: Path) -> int:
     if not is_table(path):
         return 0
     table = _open(path)
-    current = set(_adds(path, table)["path"].to_list())
+    current = set(data_files(path, table)["path"].to_list())
     tags = {h.get(_RUN_KEY) for h in table.history()}
     removed = 0
     for file in path.glob(f"{PARTITION}=*/part-*.parquet"):
