@@ -1,13 +1,18 @@
 """What the distributed tables share: joining a Ray cluster, placing rows in the UTC day of their
-interval, one Ray Data task per day, and frames handed back as Arrow IPC.
+interval, one Ray Data task per day, reads of the store's partitions by the tasks themselves,
+and frames handed back as Arrow IPC.
 
 A table of intervals is a map over UTC days: every interval belongs to the day of its start
 (intervals never cross a UTC day, and one that does, as 60-minute ones do in Kathmandu, belongs
 to the day it starts on with every row it holds). :func:`by_interval_day` stamps each row with
 that day (``_day``), :func:`map_days` hands each day's rows to one task
-(``groupby("_day").map_groups`` with Arrow batches) and returns what the tasks return. A task
-that returns several frames packs them (:func:`pack`) and the driver unpacks them
-(:func:`unpack`).
+(``groupby("_day").map_groups`` with Arrow batches) and returns what the tasks return. When the
+rows are a table of the store already, the driver hands out file paths only:
+:func:`store_partitions` lists the current version's files of each date partition (from the
+Delta log), and :func:`map_partitions` has one Ray task read each partition with Polars
+(:func:`read_files`) and stamp its rows with their day, then groups them by day as
+:func:`map_days` does. A task that returns several frames packs them (:func:`pack`) and the
+driver unpacks them (:func:`unpack`).
 
 Example:
     ``frames = map_days(by_interval_day(rows, pl.col("offered_at"), grid.frame), task)``
@@ -26,14 +31,27 @@ from typing import Any, Final
 import polars as pl
 
 from engine.errors import ClusterError
+from engine.output import delta
 
-__all__ = ["DAY", "by_interval_day", "connect", "map_days", "pack", "unpack"]
+__all__ = [
+    "DAY",
+    "by_interval_day",
+    "connect",
+    "map_days",
+    "map_partitions",
+    "pack",
+    "read_files",
+    "store_partitions",
+    "unpack",
+]
 
 #: The column :func:`by_interval_day` adds: the UTC date of the start of the row's interval.
 DAY: Final = "_day"
 
 #: A day's task: the day's rows (with :data:`DAY`) in, one frame out.
 Task = Callable[[pl.DataFrame], pl.DataFrame]
+#: A partition's read: the full paths of its files in, its rows with :data:`DAY` out.
+Reader = Callable[[list[str]], pl.DataFrame]
 
 
 def connect(address: str | None) -> None:
@@ -104,26 +122,17 @@ def _run(batch: Any, *, task: Task, schema: pl.Schema) -> Any:
     return task(rows.cast(schema)).to_arrow()
 
 
-def map_days(rows: pl.DataFrame, task: Task) -> list[pl.DataFrame]:
-    """``task`` over each day's rows of ``rows`` (stamped by :func:`by_interval_day`), one Ray
-    Data task per day, and the frames the tasks return (in no particular order).
-
-    ``task`` must be picklable (a module-level function, or a ``functools.partial`` of one);
-    every row of one day reaches the same task, in no particular order. Call :func:`connect`
-    first.
-    """
+def _grouped(source: Any, groups: int, task: Task, schema: pl.Schema) -> list[pl.DataFrame]:
+    """``task`` over each day's rows of the Ray dataset ``source`` (with :data:`DAY`, typed as
+    ``schema`` once cast), ``groups`` shuffle partitions; the frames the tasks return."""
     import ray  # noqa: PLC0415 - an optional extra
-    import ray.data  # noqa: PLC0415
     from ray.data.context import ShuffleStrategy  # noqa: PLC0415
 
-    if rows.height == 0:
-        return []
-    source = ray.data.from_arrow(rows.to_arrow())
     # This dataset's own context: a task-based sort shuffle starts no actor pool per job (the
     # default hash shuffle costs seconds before the first row moves); nothing global changes.
     source.context.shuffle_strategy = ShuffleStrategy.SORT_SHUFFLE_PULL_BASED
-    results = source.groupby(DAY, num_partitions=rows[DAY].n_unique()).map_groups(
-        partial(_run, task=task, schema=rows.schema), batch_format="pyarrow"
+    results = source.groupby(DAY, num_partitions=groups).map_groups(
+        partial(_run, task=task, schema=schema), batch_format="pyarrow"
     )
     logger, level = logging.getLogger("ray.data"), logging.getLogger("ray.data").level
     logger.setLevel(logging.WARNING)  # Ray Data's progress lines: not on our stderr
@@ -132,7 +141,71 @@ def map_days(rows: pl.DataFrame, task: Task) -> list[pl.DataFrame]:
     finally:
         logger.setLevel(level)
     frames = [pl.from_arrow(t) for t in ray.get(refs)]
-    return [f for f in frames if isinstance(f, pl.DataFrame)]
+    return [f for f in frames if isinstance(f, pl.DataFrame) and f.height]
+
+
+def map_days(rows: pl.DataFrame, task: Task) -> list[pl.DataFrame]:
+    """``task`` over each day's rows of ``rows`` (stamped by :func:`by_interval_day`), one Ray
+    Data task per day, and the frames the tasks return (in no particular order).
+
+    ``task`` must be picklable (a module-level function, or a ``functools.partial`` of one);
+    every row of one day reaches the same task, in no particular order. Call :func:`connect`
+    first.
+    """
+    import ray.data  # noqa: PLC0415 - an optional extra
+
+    if rows.height == 0:
+        return []
+    source = ray.data.from_arrow(rows.to_arrow())
+    return _grouped(source, rows[DAY].n_unique(), task, rows.schema)
+
+
+def store_partitions(path: Path, keep: pl.Expr) -> list[list[str]]:
+    """The data files of the store table at ``path`` (its current version, as its log names
+    them), one list of full paths per date partition for which ``keep`` holds (an expression
+    over :data:`engine.output.delta.PARTITION`), in date order: what the read tasks open.
+
+    Raises:
+        StoreError: no table at ``path``, or its log cannot be read.
+    """
+    files = delta.data_files(path).filter(keep).sort(delta.PARTITION, maintain_order=True)
+    grouped = files.group_by(delta.PARTITION, maintain_order=True).agg(pl.col("path"))
+    return [[str(path / rel) for rel in rels] for rels in grouped["path"].to_list()]
+
+
+def read_files(files: list[str], schema: Mapping[str, pl.DataType]) -> pl.LazyFrame:
+    """Data files of a store table as ``schema``'s columns and types (the store writes enums
+    as text), rows in the files' order: :func:`engine.output.delta.scan`'s read, by path."""
+    frame = pl.scan_parquet(
+        files, missing_columns="insert", extra_columns="ignore", hive_partitioning=False
+    )
+    return frame.select(list(schema)).cast(dict(schema))  # type: ignore[arg-type]
+
+
+def _read(batch: Any, *, read: Reader) -> Any:
+    """One partition's read on a worker: the paths of its files in (one row), its rows out as
+    Arrow, enums as text (so that every block of the shuffle has one schema)."""
+    (files,) = batch.column("files").to_pylist()
+    rows = read(list(files))
+    return rows.with_columns(pl.col(pl.Enum, pl.Categorical).cast(pl.String)).to_arrow()
+
+
+def map_partitions(
+    partitions: list[list[str]], read: Reader, schema: pl.Schema, task: Task
+) -> list[pl.DataFrame]:
+    """``task`` over each day's rows, read by the Ray tasks themselves: one task per partition
+    runs ``read`` over its files (:func:`store_partitions`: the driver sends paths, never rows)
+    and returns its rows stamped with :data:`DAY` (of any day; ``schema``'s columns and types),
+    then every day's rows reach one task, as in :func:`map_days`. The frames the tasks return.
+    """
+    import ray.data  # noqa: PLC0415 - an optional extra
+
+    if not partitions:
+        return []
+    items = [{"files": files} for files in partitions]
+    source = ray.data.from_items(items, override_num_blocks=len(partitions))
+    rows = source.map_batches(partial(_read, read=read), batch_size=1, batch_format="pyarrow")
+    return _grouped(rows, len(partitions), task, schema)
 
 
 def pack(frames: Mapping[tuple[str, int], pl.DataFrame]) -> pl.DataFrame:

@@ -13,6 +13,14 @@ The driver then does the two global steps the builder does over the whole window
 - the zero-fill: :func:`engine.tables.dense.fill` over the whole grid (every queue and channel
   seen in the window, every interval of it), then the derived ratios.
 
+When the contacts are committed to the store already (``store/contacts``, partitioned by the UTC
+date of the offer: the nightly run commits them before it builds), the driver passes the table's
+path instead of the rows: it lists the files of the partitions the grid can draw from (from the
+Delta log) and each partition's Ray task reads its own files with Polars, keeps the inbound
+contacts and places each in its interval's day (:func:`engine.distributed.cluster.map_partitions`);
+each day's task then builds as above, and also returns each queue's latest names, which the
+driver reduces by the same rule. The driver never holds a contact.
+
 The result equals the single-machine table row for row (tests/engine/test_distributed.py: a
 Hypothesis property on a local two-worker cluster). There is no second implementation of any
 metric. Without an address, Ray starts a local cluster (``address="auto"`` joins a running one,
@@ -25,13 +33,27 @@ Example:
 
 from __future__ import annotations
 
+from datetime import timedelta
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import polars as pl
 
-from engine.distributed.cluster import DAY, by_interval_day, connect, map_days
+from engine.distributed.cluster import (
+    DAY,
+    by_interval_day,
+    connect,
+    map_days,
+    map_partitions,
+    pack,
+    read_files,
+    store_partitions,
+    unpack,
+)
 from engine.interval import Grid
+from engine.output.delta import PARTITION
+from engine.schema import CONTACTS
 from engine.settings import BuildSettings
 from engine.tables import callvolume
 from engine.tables.dense import fill
@@ -42,13 +64,17 @@ __all__ = ["volume_table"]
 def _day_table(
     contacts: pl.DataFrame, *, frame: pl.DataFrame, settings_json: dict[str, Any]
 ) -> pl.DataFrame:
-    """One UTC day's busy rows of the volume table (a Ray task)."""
+    """One UTC day's busy rows of the volume table, and each (queue, name)'s latest update in
+    it (a Ray task; packed: :func:`engine.distributed.cluster.pack`)."""
     settings = BuildSettings.model_validate(settings_json)
     day = contacts[DAY][0]
     grid = frame.filter(pl.col("interval_start_utc").dt.date() == day)
     lo, hi = grid["interval_start_utc"][0], grid["interval_end_utc"][-1]
-    busy = callvolume.busy_rows(contacts.drop(DAY).lazy(), window=(lo, hi), settings=settings)
-    return busy.collect()
+    rows = contacts.drop(DAY).lazy()
+    busy = callvolume.busy_rows(rows, window=(lo, hi), settings=settings)
+    named = rows.group_by("queue_id", "queue_name").agg(pl.col("updated_at").max())
+    frames = pl.collect_all([busy, named])
+    return pack({("busy", 0): frames[0], ("names", 0): frames[1]})
 
 
 def _attributed(settings: BuildSettings) -> pl.Expr:
@@ -56,6 +82,28 @@ def _attributed(settings: BuildSettings) -> pl.Expr:
     if settings.attribution == "end":
         return pl.coalesce(pl.col("ended_at"), pl.col("offered_at"))
     return pl.col("offered_at")
+
+
+def _read_partition(
+    files: list[str], *, frame: pl.DataFrame, settings_json: dict[str, Any]
+) -> pl.DataFrame:
+    """One partition of ``store/contacts`` (a Ray task reads its files): its inbound contacts,
+    each in the UTC day of its interval in ``frame`` (the others left out)."""
+    settings = BuildSettings.model_validate(settings_json)
+    inbound = read_files(files, CONTACTS).filter(pl.col("direction") == "inbound").collect()
+    return by_interval_day(inbound, _attributed(settings), frame)
+
+
+def _partitions(store: Path, frame: pl.DataFrame, settings: BuildSettings) -> list[list[str]]:
+    """The files of the partitions (offer dates) that can hold a contact of ``frame``'s
+    intervals: the grid's dates; with attribution at the end, every earlier one too (a contact
+    ends after its offer, and no bound on that is assumed)."""
+    first = frame["interval_start_utc"][0].date()
+    last = (frame["interval_end_utc"][-1] - timedelta(microseconds=1)).date()
+    keep = pl.col(PARTITION) <= last
+    if settings.attribution != "end":
+        keep &= pl.col(PARTITION) >= first
+    return store_partitions(store, keep)
 
 
 def _names(inbound: pl.DataFrame) -> pl.DataFrame:
@@ -67,7 +115,7 @@ def _names(inbound: pl.DataFrame) -> pl.DataFrame:
 
 
 def volume_table(
-    contacts: pl.DataFrame,
+    contacts: pl.DataFrame | Path,
     *,
     grid: Grid,
     settings: BuildSettings,
@@ -78,22 +126,33 @@ def volume_table(
     Ray tasks over UTC days; equal to :func:`engine.pipeline.build.volume_table`'s (``dense=False``:
     its busy rows only, in the builder's order, without the driver's zero-fill).
 
+    ``contacts``: the rows, or the path of the store table that holds them (``store/contacts``,
+    committed: its partitions are read by the Ray tasks, not by this process).
+
     Raises:
         ClusterError: Ray is not installed, or the cluster at ``address`` cannot be joined.
+        StoreError: ``contacts`` is a path with no readable store table.
     """
     connect(address)
     frame = grid.frame
-    inbound = contacts.filter(pl.col("direction") == "inbound")
-    # each contact's day is the UTC day of its interval's start (intervals never cross a day)
-    days = by_interval_day(inbound, _attributed(settings), frame)
-    if days.height == 0:
-        make = callvolume.build if dense else callvolume.busy_rows
-        empty = make(contacts.head(0).lazy(), window=grid, settings=settings)
-        return callvolume.derive(empty, settings=settings).collect()
     task = partial(_day_table, frame=frame, settings_json=settings.model_dump(mode="json"))
-    frames = [p.cast(callvolume.SCHEMA) for p in map_days(days, task)]  # type: ignore[arg-type]
-    busy = pl.concat([f for f in frames if f.height], how="vertical")
-    renamed = busy.drop("queue_name").join(_names(days), on="queue_id", how="left")
+    if isinstance(contacts, Path):
+        read = partial(_read_partition, frame=frame, settings_json=settings.model_dump(mode="json"))
+        schema = pl.Schema({**CONTACTS, DAY: pl.Date()})
+        packed = map_partitions(_partitions(contacts, frame, settings), read, schema, task)
+    else:
+        inbound = contacts.filter(pl.col("direction") == "inbound")
+        # each contact's day is the UTC day of its interval's start (intervals never cross a day)
+        packed = map_days(by_interval_day(inbound, _attributed(settings), frame), task)
+    found = unpack(packed)
+    if not any(f.height for f in found.get(("busy", 0), [])):
+        make = callvolume.build if dense else callvolume.busy_rows
+        empty = make(pl.LazyFrame(schema=CONTACTS), window=grid, settings=settings)
+        return callvolume.derive(empty, settings=settings).collect()
+    parts = [p.cast(callvolume.SCHEMA) for p in found["busy", 0]]  # type: ignore[arg-type]
+    busy = pl.concat(parts, how="vertical")
+    names = _names(pl.concat(found["names", 0], how="vertical"))
+    renamed = busy.drop("queue_name").join(names, on="queue_id", how="left")
     if dense:
         rows = fill(renamed.lazy(), "callvolume", frame)
     else:  # the builder's order: queue, channel, name (nulls first), then interval

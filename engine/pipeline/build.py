@@ -327,9 +327,10 @@ def build_contacts(
     grid = data_window(clean, settings) if window is None else settings.grid(window)
     # Parquet alone is the store, which keeps busy rows: then no zero row is built
     dense = any(f != "parquet" for f in formats)
-    table = volume_table(clean, window=grid, settings=settings, dense=dense, engine=engine)
-
     files = [export.write_store(clean, out_dir / "store" / "contacts", by="offered_at")]
+    table = volume_table(
+        clean, window=grid, settings=settings, dense=dense, engine=engine, stored=files[0]
+    )
     files += _write_table("callvolume", table, out_dir, formats, org_id=org_id, unit=duration_unit)
     files.append(export.write_csv(quarantine, out_dir / "quarantine" / "contacts.csv"))
     report = build_report(
@@ -351,11 +352,13 @@ def volume_table(
     settings: BuildSettings,
     dense: bool = True,
     engine: EngineSettings | None = None,
+    stored: Path | None = None,
 ) -> pl.DataFrame:
     """The volume table of ``window`` (with its derived ratios) from validated contacts; with
     ``dense=False`` its busy rows only (:func:`engine.tables.callvolume.busy_rows`). Built here,
     or on the Ray cluster of ``engine`` (``kind = "ray"``: the same table,
-    :func:`engine.distributed.ray_engine.volume_table`).
+    :func:`engine.distributed.ray_engine.volume_table`; ``stored``: the store table holding
+    exactly ``contacts``, committed, whose partitions the Ray tasks read themselves).
 
     Raises:
         ClusterError: the ray engine without Ray, or its cluster cannot be joined.
@@ -364,8 +367,9 @@ def volume_table(
         from engine.distributed import ray_engine  # noqa: PLC0415 - an optional extra
 
         grid = settings.grid(window)
+        rows = contacts if stored is None else stored
         return ray_engine.volume_table(
-            contacts, grid=grid, settings=settings, address=engine.address, dense=dense
+            rows, grid=grid, settings=settings, address=engine.address, dense=dense
         )
     make = callvolume.build if dense else callvolume.busy_rows
     lazy = make(contacts.lazy(), window=window, settings=settings)

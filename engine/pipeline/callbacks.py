@@ -179,6 +179,7 @@ def callback_results(
     engine: EngineSettings | None = None,
     reqs: pl.LazyFrame | None = None,
     dense: bool = True,
+    stored: Path | None = None,
 ) -> tuple[list[tuple[pl.DataFrame, pl.DataFrame]], pl.DataFrame, int, dict[str, Any]]:
     """Both callback tables of each of ``grids``, the gaps, the request count and the metrics
     document of ``document``, built here or on the Ray cluster of ``engine``
@@ -188,7 +189,8 @@ def callback_results(
     requests are then reduced from runs, proven by :func:`engine.output.store.requests_of`,
     once (held in memory: the tables, the count and the document all read them); ``reqs``:
     those requests, when the caller holds them already. ``dense=False``: the tables' busy
-    rows only, built without their zero rows (here; a cluster returns them zero-filled).
+    rows only, built without their zero rows. ``stored``: the store table holding exactly
+    ``attempts``, committed, whose partitions a cluster's tasks read themselves.
 
     Returns:
         One (``callback_intervals``, ``retry_outcomes``) pair per grid, the gaps, the number of
@@ -202,8 +204,9 @@ def callback_results(
         from engine.distributed import callbacks as on_ray  # noqa: PLC0415 - an optional extra
 
         pairs, doc = on_ray.callback_tables(
-            attempts, grids, document=document, settings=settings, address=engine.address
-        )
+            attempts if stored is None else stored, grids, document=document,
+            settings=settings, address=engine.address, dense=dense,
+        )  # fmt: skip
         gaps, n = pl.collect_all([callback_gaps(attempts.lazy()), reqs.select(pl.len())])
         return pairs, gaps, int(n.item()), doc
     reqs = reqs.collect().lazy()  # once, for every reader
@@ -225,6 +228,7 @@ def callback_outputs(
     settings: BuildSettings,
     engine: EngineSettings | None = None,
     dense: bool = True,
+    stored: Path | None = None,
 ) -> tuple[CallbackOutputs, Grid]:
     """Both callback tables, the gaps, the request count and the metrics document of ``window``
     (``None``: :func:`callback_window` of the requests), and that window's grid
@@ -238,10 +242,9 @@ def callback_outputs(
         grid = settings.grid(window)
     pairs, gaps, n, document = callback_results(
         attempts, [grid], document=grid.window, settings=settings, engine=engine, reqs=reqs,
-        dense=dense,
+        dense=dense, stored=stored,
     )  # fmt: skip
     ((table, retries),) = pairs
-    dense = dense or (engine is not None and engine.kind == "ray")
     return CallbackOutputs(attempts, table, retries, gaps, document, n, dense), grid
 
 
@@ -300,11 +303,10 @@ def build_callbacks(
         rows_in = rows_in.select(pl.col(rows_in.columns[0]) + set_aside.height)
     clean = clean.rechunk()  # one chunk: the store's per-partition filters are ~6x faster on it
     dense = any(f != "parquet" for f in formats)  # Parquet alone is the store: busy rows
-    out, grid = callback_outputs(
-        clean, window=window, settings=settings, engine=engine, dense=dense
-    )
-
     files = [callback_store.write_attempts(clean, out_dir / "store" / "callback_attempts")]
+    out, grid = callback_outputs(
+        clean, window=window, settings=settings, engine=engine, dense=dense, stored=files[0]
+    )
     files += _write("callback_intervals", out.table, out_dir, formats)
     files += _write("retry_outcomes", out.retries, out_dir, formats)
     files.append(export.write_json(out.document, out_dir / "exports" / "callback_metrics.json"))

@@ -129,12 +129,15 @@ def _volume(
     plan: RunPlan,
     settings: BuildSettings,
     engine: EngineSettings,
+    *,
+    stored: Path,
 ) -> tuple[list[pl.DataFrame], BuildReport]:
-    """The volume table of each of the plan's grids from validated contacts, and the build's
-    report (the pipeline edge collapsed duplicates before, so nothing is collapsed here)."""
+    """The volume table of each of the plan's grids from validated contacts (committed to
+    ``stored``: a cluster's tasks read its partitions), and the build's report (the pipeline
+    edge collapsed duplicates before, so nothing is collapsed here)."""
     began = time.perf_counter()
     tables = [
-        pipeline.volume_table(contacts, window=g, settings=settings, engine=engine)
+        pipeline.volume_table(contacts, window=g, settings=settings, engine=engine, stored=stored)
         for g in plan.volume
     ]
     report = pipeline.build_report(
@@ -151,15 +154,19 @@ def _callbacks(
     plan: RunPlan,
     settings: BuildSettings,
     engine: EngineSettings,
+    *,
+    stored: Path,
 ) -> tuple[CallbackOutputs, list[tuple[pl.DataFrame, pl.DataFrame]], CallbackReport]:
-    """Both callback tables of each of the plan's grids from validated attempts in chain order,
-    the metrics document of the recent window, the gaps, and the build's report (the pipeline
-    edge set the non-callbacks aside before, so none are counted here)."""
+    """Both callback tables of each of the plan's grids from validated attempts in chain order
+    (committed to ``stored``: a cluster's tasks read its partitions), the metrics document of
+    the recent window, the gaps, and the build's report (the pipeline edge set the
+    non-callbacks aside before, so none are counted here)."""
     began = time.perf_counter()
     recent = plan.recent
     pairs, gaps, n, document = callback_results(
-        attempts, plan.callbacks, document=recent, settings=settings, engine=engine
-    )
+        attempts, plan.callbacks, document=recent, settings=settings, engine=engine,
+        stored=stored,
+    )  # fmt: skip
     table = pl.concat([t for t, _ in pairs]) if pairs else empty_table("callback_intervals")
     retries = pl.concat([r for _, r in pairs]) if pairs else empty_table("retry_outcomes")
     out = CallbackOutputs(attempts, table, retries, gaps, document, n)
@@ -274,13 +281,17 @@ def build_tables(
     store, exports, quarantine = out / "store", out / "exports", out / "quarantine"
     commit = plan.commit_days
     if (contacts := canonical.contact_rows) is not None:
-        fresh, built.contacts = _volume(contacts, set_aside["contacts"], plan, build, engine)
+        # committed first: the tables are built from what the store holds (on a cluster, its
+        # tasks read those partitions themselves); no table is committed before them either way
         days = commit.get("contacts")
         rows = contacts
         if days is not None:
             rows = contacts.filter(delta.days_of("offered_at").is_in(days))
         delta.commit(store / "contacts", rows, by="offered_at", days=days, tag=tag, if_changed=True)
         files.append(store / "contacts")
+        fresh, built.contacts = _volume(
+            contacts, set_aside["contacts"], plan, build, engine, stored=store / "contacts"
+        )
         kept = _commit_interval_table(
             out, "callvolume", fresh, plan.volume, full=plan.full, tag=tag
         )
@@ -295,9 +306,6 @@ def build_tables(
         built.tables["staffing"] = need
         files.append(export.write_csv(set_aside["contacts"], quarantine / "contacts.csv"))
     if (attempts := canonical.attempt_rows) is not None:
-        outputs, pairs, built.callbacks = _callbacks(
-            attempts, set_aside["callback_attempts"], plan, build, engine
-        )
         days = commit.get("callback_attempts")
         rows = attempts
         if days is not None:
@@ -306,6 +314,10 @@ def build_tables(
             rows, store / "callback_attempts", days=days, tag=tag, if_changed=True
         )
         files.append(store / "callback_attempts")
+        outputs, pairs, built.callbacks = _callbacks(
+            attempts, set_aside["callback_attempts"], plan, build, engine,
+            stored=store / "callback_attempts",
+        )  # fmt: skip
         stored = [
             _commit_interval_table(
                 out, name, [p[i] for p in pairs], plan.callbacks, full=plan.full, tag=tag

@@ -13,6 +13,7 @@ so CI runs this); without it the module is skipped with that reason.
 from __future__ import annotations
 
 import json
+import tempfile
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,6 +30,8 @@ from engine.app.sections import EngineSettings
 from engine.cli.main import cli
 from engine.demo.callbacks import generate_attempts
 from engine.demo.contacts import generate_contacts
+from engine.output import delta
+from engine.output.store import write_attempts
 from engine.pipeline.build import volume_table
 from engine.pipeline.callbacks import callback_results
 from engine.pipeline.tables import TABLES
@@ -46,6 +49,7 @@ ray = pytest.importorskip("ray", reason="the optional 'ray' extra is not install
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 from engine.distributed import callbacks as ray_callbacks  # noqa: E402
+from engine.distributed import cluster as ray_cluster  # noqa: E402
 from engine.distributed import ray_engine  # noqa: E402
 from engine.distributed.ray_engine import volume_table as on_ray  # noqa: E402
 
@@ -63,7 +67,9 @@ def cluster() -> Iterator[None]:
 
 @pytest.fixture
 def day_tasks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Spies on the day tasks: one entry per Ray Data job (``volume``, ``callbacks``)."""
+    """Spies on the day tasks: one entry per Ray Data job (``volume``, ``callbacks``: the
+    driver handed the rows; ``... from the store``: it handed file paths only, one list per
+    partition, and the tasks read them)."""
     jobs: list[str] = []
     for name, module in (("volume", ray_engine), ("callbacks", ray_callbacks)):
 
@@ -71,8 +77,23 @@ def day_tasks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
             jobs.append(_n)
             return _real(rows, task)
 
+        def reads(
+            parts: list[list[str]], *args: Any, _real: Any = module.map_partitions, _n: str = name
+        ) -> Any:
+            assert parts, "no partition to read"
+            assert all(isinstance(f, str) and f.endswith(".parquet") for p in parts for f in p)
+            jobs.append(f"{_n} from the store")
+            return _real(parts, *args)
+
         monkeypatch.setattr(module, "map_days", spy)
+        monkeypatch.setattr(module, "map_partitions", reads)
     return jobs
+
+
+def _stored_contacts(contacts: pl.DataFrame, where: Path) -> Path:
+    """``contacts`` committed as the store does (``store/contacts``, by offer date)."""
+    delta.commit(where / "contacts", contacts, by="offered_at")
+    return where / "contacts"
 
 
 def _valid(rows: pl.DataFrame) -> pl.DataFrame:
@@ -93,23 +114,82 @@ def test_three_days_across_a_fall_back_equal_the_single_machine_table(cluster: N
     assert_frame_equal(busy, volume_table(contacts, window=grid, settings=s, dense=False))
 
 
-@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.data(), st.sampled_from(["UTC", "Asia/Kolkata", "America/New_York"]),
-       st.sampled_from(["arrival", "end"]))  # fmt: skip
+@settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data(), st.sampled_from([("UTC", 15), ("Asia/Kolkata", 15), ("America/New_York", 15),
+                                   ("Asia/Kathmandu", 60)]),
+       st.sampled_from(["arrival", "end"]), st.booleans())  # fmt: skip
 def test_random_contacts_over_two_days_equal_the_single_machine_table(
-    cluster: None, data: st.DataObject, tz: str, attribution: str
+    cluster: None, data: st.DataObject, zone: tuple[str, int], attribution: str, dense: bool
 ) -> None:
-    s = BuildSettings(tz=tz, attribution=attribution)  # type: ignore[arg-type]
+    """From the rows the driver hands over, and from the store's partitions the tasks read
+    (Kathmandu's 60-minute intervals cross UTC midnight: a contact of one partition counts in
+    the previous day's task; at the end, a contact counts where it ends)."""
+    s = BuildSettings(tz=zone[0], interval_minutes=zone[1], attribution=attribution)  # type: ignore[arg-type]
     start = datetime(2026, 11, 1, tzinfo=UTC)
     rows = data.draw(contact_rows(start, start + timedelta(days=2), max_size=30))
     contacts = _valid(pl.DataFrame(rows, schema=CONTACTS))
     grid = s.grid((start, start + timedelta(days=2)))
-    assert_frame_equal(
-        on_ray(contacts, grid=grid, settings=s), volume_table(contacts, window=grid, settings=s)
-    )
+    want = volume_table(contacts, window=grid, settings=s)
+    assert_frame_equal(on_ray(contacts, grid=grid, settings=s), want)
+    with tempfile.TemporaryDirectory() as where:
+        store = _stored_contacts(contacts, Path(where))
+        mine = on_ray(store, grid=grid, settings=s, dense=dense)
+    assert_frame_equal(mine, volume_table(contacts, window=grid, settings=s, dense=dense))
 
 
-def test_build_engine_ray_writes_the_same_store(cluster: None, tmp_path: Path) -> None:
+def test_the_tasks_read_only_the_partitions_the_grid_draws_from(
+    cluster: None, tmp_path: Path, day_tasks: list[str]
+) -> None:
+    """Kathmandu, 60-minute intervals (23:15-00:15 UTC belongs to the day it starts on, so the
+    grid of Nov 2 runs from 23:15 UTC on Nov 1 to 00:15 on Nov 3): a contact offered at 00:10
+    UTC is in the next partition but in the previous day's task; partitions outside the grid's
+    dates are not read at arrival; at the end, every earlier one is (a contact offered before
+    the grid and ending in it counts in it), never a later one."""
+    s = BuildSettings(tz="Asia/Kathmandu", interval_minutes=60)
+    day = datetime(2026, 11, 2, tzinfo=UTC)
+
+    def contact(cid: str, at: datetime, end: datetime | None = None) -> dict[str, Any]:
+        return {"source": "ujet", "contact_id": cid, "segment_no": 1, "channel": "voice",
+                "direction": "inbound", "queue_id": "q1", "queue_name": f"Q {cid}",
+                "offered_at": at, "ended_at": end or at + timedelta(seconds=4),
+                "outcome": "abandoned", "wait_ms": 4_000, "updated_at": at}  # fmt: skip
+
+    rows = [
+        contact("early", day - timedelta(days=3)),  # Oct 30: read at the end only
+        contact("long", day - timedelta(hours=2), day + timedelta(hours=3)),  # ends in the grid
+        contact("late", day + timedelta(hours=23, minutes=20)),
+        contact("after", day + timedelta(days=1, minutes=10)),  # Nov 3, in Nov 2's last interval
+        contact("away", day + timedelta(days=8)),  # never read
+    ]
+    contacts = _valid(pl.DataFrame(rows, schema=CONTACTS))
+    assert contacts.height == len(rows)
+    store = _stored_contacts(contacts, tmp_path)
+    grid = s.grid((day, day + timedelta(days=1)))
+    read: list[int] = []
+    real = ray_cluster.store_partitions
+
+    def partitions(*args: Any) -> list[list[str]]:
+        found: list[list[str]] = real(*args)
+        read.append(len(found))
+        return found
+
+    monkeypatch = pytest.MonkeyPatch()
+    monkeypatch.setattr(ray_engine, "store_partitions", partitions)
+    try:
+        for attribution in ("arrival", "end"):
+            at = s.model_copy(update={"attribution": attribution})
+            mine = on_ray(store, grid=grid, settings=at)
+            assert_frame_equal(mine, volume_table(contacts, window=grid, settings=at))
+            assert mine["offered"].sum() == (2 if attribution == "arrival" else 3)
+    finally:
+        monkeypatch.undo()
+    assert day_tasks == ["volume from the store"] * 2
+    assert read == [3, 4]  # Nov 1-3; at the end, Oct 30 too
+
+
+def test_build_engine_ray_writes_the_same_store(
+    cluster: None, tmp_path: Path, day_tasks: list[str]
+) -> None:
     start = datetime(2026, 11, 1, tzinfo=UTC)
     contacts = generate_contacts(seed=5, start=start, days=2, scale=0.1)
     contacts.write_parquet(tmp_path / "c.parquet")
@@ -117,6 +197,7 @@ def test_build_engine_ray_writes_the_same_store(cluster: None, tmp_path: Path) -
     local = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "local")])
     remote = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "ray"), "--engine", "ray"])
     assert local.exit_code == remote.exit_code == 0, remote.output
+    assert day_tasks == ["volume from the store"]  # the contacts it wrote, read by the tasks
     read = [pl.read_delta(str(tmp_path / d / "store" / "callvolume")) for d in ("local", "ray")]
     assert read[0].height > 0
     assert_frame_equal(read[0], read[1], check_row_order=False)
@@ -187,10 +268,14 @@ def _assert_same(local: Any, ray_: Any) -> None:
 
 @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(chains(), st.sampled_from([("UTC", 15), ("America/New_York", 15), ("Asia/Kathmandu", 60)]),
-       st.booleans())  # fmt: skip
+       st.booleans(), st.booleans())  # fmt: skip
 def test_random_chains_give_the_single_machine_callback_tables_and_document(
-    cluster: None, rows: list[dict[str, Any]], zone: tuple[str, int], two_grids: bool
+    cluster: None, rows: list[dict[str, Any]], zone: tuple[str, int], two_grids: bool, dense: bool
 ) -> None:
+    """From the attempts the driver hands over, and from the store's partitions the tasks read
+    (by request date: a chain's retries after midnight stay in its partition; in Kathmandu a
+    request at 00:10 UTC is in the next partition and the previous day's task); zero-filled,
+    or busy rows only (``dense``)."""
     s = BuildSettings(tz=zone[0], interval_minutes=zone[1])
     day = timedelta(days=1)
     if two_grids:  # a run's shape: grids with a day between them, the recent window across
@@ -207,10 +292,15 @@ def test_random_chains_give_the_single_machine_callback_tables_and_document(
     _assert_same(
         local, callback_results(attempts, grids, document=document, settings=s, engine=RAY)
     )
+    given = {"document": document, "settings": s, "dense": dense}
+    with tempfile.TemporaryDirectory() as where:
+        store = write_attempts(attempts, Path(where) / "callback_attempts")
+        mine = callback_results(attempts, grids, engine=RAY, stored=store, **given)  # type: ignore[arg-type]
+    _assert_same(callback_results(attempts, grids, **given), mine)  # type: ignore[arg-type]
 
 
 def test_a_chain_across_midnight_and_a_customer_on_two_days(
-    cluster: None, day_tasks: list[str]
+    cluster: None, day_tasks: list[str], tmp_path: Path
 ) -> None:
     """The request counts in its first attempt's interval with both attempts; the customer with
     a request on each day is one repeat customer (summing the days would give none); the call
@@ -234,6 +324,15 @@ def test_a_chain_across_midnight_and_a_customer_on_two_days(
     grids = [s.grid((late.replace(hour=0, minute=0), late + timedelta(days=1)))]
     mine = callback_results(attempts, grids, document=grids[0].window, settings=s, engine=RAY)
     assert day_tasks == ["callbacks"]
+    store = write_attempts(attempts, tmp_path / "callback_attempts")  # c1 stays in Nov 1's
+    assert delta.partition_days(store) == [late.date(), late.date() + timedelta(days=1)]
+    _assert_same(
+        mine,
+        callback_results(
+            attempts, grids, document=grids[0].window, settings=s, engine=RAY, stored=store
+        ),
+    )
+    assert day_tasks == ["callbacks", "callbacks from the store"]
     _assert_same(callback_results(attempts, grids, document=grids[0].window, settings=s), mine)
     (table, _), *_ = mine[0]
     first = table.filter(pl.col("interval_start_utc") == datetime(2026, 11, 1, 23, 45, tzinfo=UTC))
@@ -248,23 +347,26 @@ def _summary(path: Path) -> dict[str, Any]:
     return {k: v for k, v in found.items() if k not in ("files", "seconds")}
 
 
+@pytest.mark.parametrize("formats", [[], ["--format", "parquet"]], ids=["all", "parquet"])
 def test_callbacks_engine_ray_writes_the_same_store(
-    cluster: None, tmp_path: Path, day_tasks: list[str]
+    cluster: None, tmp_path: Path, day_tasks: list[str], formats: list[str]
 ) -> None:
+    """Every output, or (``--format parquet``: busy rows only, on the cluster too) the store."""
     attempts = generate_attempts(seed=4, start=CB_START, days=3, scale=0.1)
     attempts.write_parquet(tmp_path / "a.parquet")
     args = ["callbacks", "--attempts", str(tmp_path / "a.parquet"), "--tz", "America/New_York"]
+    args += formats
     local = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "local")])
     assert day_tasks == []
     remote = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "ray"), "--engine", "ray"])
     assert local.exit_code == remote.exit_code == 0, remote.output
-    assert day_tasks == ["callbacks"]
+    assert day_tasks == ["callbacks from the store"]  # the attempts it wrote, read by the tasks
     for name in ("callback_attempts", "callback_intervals", "retry_outcomes"):
         read = [pl.read_delta(str(tmp_path / d / "store" / name)) for d in ("local", "ray")]
         assert read[0].height > 0
         assert_frame_equal(read[0], read[1], check_row_order=False)
     exports = ("callback_metrics.json", "callback_intervals.csv", "retry_outcomes.csv")
-    for export in (*exports, "callback_gaps.ndjson"):
+    for export in (*exports[: 3 if not formats else 1], "callback_gaps.ndjson"):
         texts = [(tmp_path / d / "exports" / export).read_text() for d in ("local", "ray")]
         assert texts[0] == texts[1]
     summaries = [_summary(tmp_path / d / "callbacks_summary.json") for d in ("local", "ray")]
@@ -288,7 +390,8 @@ def test_run_engine_ray_writes_the_same_store(
     assert day_tasks == []  # the command line over the configuration
     result = invoke(["run", "--quiet"], remote)
     assert result.exit_code == 0, result.output
-    assert sorted(day_tasks) == ["callbacks", "volume"]
+    # the run commits the canonical tables first; the tasks read their partitions
+    assert sorted(day_tasks) == ["callbacks from the store", "volume from the store"]
     outs = [tmp_path / d / "out" for d in ("local", "ray")]
     for name in (*TABLES, "staffing", "contacts", "callback_attempts"):
         got, want = table(outs[1], name), table(outs[0], name)
