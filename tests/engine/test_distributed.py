@@ -181,10 +181,19 @@ def test_the_tasks_read_only_the_partitions_the_grid_draws_from(
             mine = on_ray(store, grid=grid, settings=at)
             assert_frame_equal(mine, volume_table(contacts, window=grid, settings=at))
             assert mine["offered"].sum() == (2 if attribution == "arrival" else 3)
+        # partitions read, but not a row of them in the grid: no day task, the empty table
+        at, empty = (
+            s.model_copy(update={"attribution": "end"}),
+            s.grid((day.replace(day=6), day.replace(day=7))),
+        )
+        assert_frame_equal(
+            on_ray(store, grid=empty, settings=at, dense=False),
+            volume_table(contacts, window=empty, settings=at, dense=False),
+        )
     finally:
         monkeypatch.undo()
-    assert day_tasks == ["volume from the store"] * 2
-    assert read == [3, 4]  # Nov 1-3; at the end, Oct 30 too
+    assert day_tasks == ["volume from the store"] * 3
+    assert read == [3, 4, 4]  # Nov 1-3; at the end, Oct 30 too
 
 
 def test_build_engine_ray_writes_the_same_store(
