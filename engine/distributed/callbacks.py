@@ -33,8 +33,8 @@ passes the table's path instead of the rows: it lists the files of the partition
 the document can draw from (from the Delta log), and each partition's Ray task reads its own
 files with Polars, proves them in chain order (or sorts them into it) and stamps each attempt
 with its request's day (:func:`engine.distributed.cluster.map_partitions`); a request and all its
-attempts lie in one partition (the store's rule), so nothing of a chain is missing. The driver
-never holds an attempt.
+attempts lie in one partition (the store's rule), so nothing of a chain is missing. No attempt
+passes through this process then (its caller may hold them: it wrote them).
 
 Example:
     ``pairs, doc = callback_tables(attempts, [grid], document=grid.window, settings=settings)``

@@ -5,7 +5,7 @@ midnight, as 30-minute ones do in Kathmandu, belongs to the day it starts on, wi
 it holds), so the volume table is a map over (UTC day) partitions followed by an exact merge.
 :func:`volume_table` hands each day's validated contacts to Ray Data as Arrow
 (``groupby("_day").map_groups`` with ``batch_format="pyarrow"``); each task runs the one builder,
-:func:`engine.tables.callvolume.build`, over that day's intervals and returns its **busy rows**.
+:func:`engine.tables.callvolume.busy_rows`, over that day's intervals and returns them.
 The driver then does the two global steps the builder does over the whole window:
 
 - the queue name: each queue's name on its most recently updated contact (ties: the greatest
@@ -19,7 +19,8 @@ path instead of the rows: it lists the files of the partitions the grid can draw
 Delta log) and each partition's Ray task reads its own files with Polars, keeps the inbound
 contacts and places each in its interval's day (:func:`engine.distributed.cluster.map_partitions`);
 each day's task then builds as above, and also returns each queue's latest names, which the
-driver reduces by the same rule. The driver never holds a contact.
+driver reduces by the same rule. No contact passes through this process then (its caller may
+hold them: it wrote them).
 
 The result equals the single-machine table row for row (tests/engine/test_distributed.py: a
 Hypothesis property on a local two-worker cluster). There is no second implementation of any
