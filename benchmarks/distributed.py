@@ -12,7 +12,11 @@ holds them). Each configuration runs in a fresh worker process and times one fun
   window, the gaps, the request count and the metrics document);
 
 with the local engine (``single machine``) and with the ray engine on a local cluster of 1 and
-of 2 CPUs (one Ray worker per CPU; the driver is the worker process). Each Ray result is
+of 2 CPUs (one Ray worker per CPU; the driver is the worker process), the driver handing the
+rows to Ray (``ray, N CPUs``) or, the rows committed to a store table first as a run commits
+them (``store/contacts`` by offer date, ``store/callback_attempts`` by request date; untimed),
+handing it the partitions' file paths only, each Ray task reading its partition
+(``ray, N CPUs, tasks read the store``). Each Ray result is
 compared with the single machine's, value for value (every table and the document), before its
 time is reported. The cluster's start is timed apart (``ray.init``): it is paid once per
 process, not per table. A configuration that fails (out of memory, a timeout) is recorded with
@@ -23,6 +27,7 @@ Usage::
 
     python -m benchmarks.distributed --table build callbacks --rows 1000000 --repeat 2
     python -m benchmarks.distributed --table build --rows 10000000 --repeat 1
+    python -m benchmarks.distributed --config "ray, 2 CPUs, tasks read the store" --rows 1000000
 """
 
 from __future__ import annotations
@@ -40,7 +45,13 @@ from typing import Any
 from benchmarks.common import format_table, loadavg, machine_facts, peak_rss_mib, write_json
 
 HERE = Path(__file__).resolve().parent
-CONFIGS = ("single machine", "ray, 1 CPU", "ray, 2 CPUs")
+CONFIGS = (
+    "single machine",
+    "ray, 1 CPU",
+    "ray, 2 CPUs",
+    "ray, 1 CPU, tasks read the store",
+    "ray, 2 CPUs, tasks read the store",
+)
 TABLES = ("build", "callbacks")
 
 
@@ -72,6 +83,17 @@ def _assert_same(table: str, got: Any, want: Any) -> None:
     assert (n, doc) == (want_n, want_doc)
 
 
+def _stored(table: str, frame: Any, where: Path) -> Path:
+    """``frame`` committed as a run commits it (untimed): the store table the tasks read."""
+    from engine.output import delta
+    from engine.output.store import write_attempts
+
+    if table == "build":
+        delta.commit(where / "contacts", frame, by="offered_at")
+        return where / "contacts"
+    return write_attempts(frame, where / "callback_attempts")
+
+
 def _worker(args: argparse.Namespace) -> None:
     from benchmarks.cardinality_data import TZ, WINDOW
     from engine.app.sections import EngineSettings
@@ -83,12 +105,14 @@ def _worker(args: argparse.Namespace) -> None:
     frame = _inputs(table, args.rows, args.data_dir)
     settings = BuildSettings(tz=TZ)
     grid = settings.grid(WINDOW)
+    stored = _stored(table, frame, args.worker_out.parent) if "store" in config else None
 
     def build(engine: EngineSettings | None = None) -> Any:
+        given = {} if engine is None else {"stored": stored}
         if table == "build":
-            return volume_table(frame, window=grid, settings=settings, engine=engine)
+            return volume_table(frame, window=grid, settings=settings, engine=engine, **given)
         return callback_results(
-            frame, [grid], document=grid.window, settings=settings, engine=engine
+            frame, [grid], document=grid.window, settings=settings, engine=engine, **given
         )
 
     result: dict[str, Any] = {"config": config, "table": table, "rows": frame.height}
@@ -153,6 +177,7 @@ def _row(m: dict[str, Any], single: dict[str, float]) -> list[str]:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--table", nargs="+", choices=TABLES, default=list(TABLES))
+    p.add_argument("--config", nargs="+", choices=CONFIGS, default=list(CONFIGS))
     p.add_argument("--rows", type=int, default=1_000_000)
     p.add_argument("--repeat", type=int, default=2)
     p.add_argument("--timeout", type=int, default=3600, help="seconds per configuration")
@@ -166,7 +191,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     measured = []
     for table in args.table:
-        for config in CONFIGS:
+        for config in args.config:
             measured.append(_measure(args, config, table))
             shown = measured[-1].get("wall_s", measured[-1].get("error"))
             print(f"  {table}, {config}: {shown} (load {os.getloadavg()[0]:.1f})", flush=True)
