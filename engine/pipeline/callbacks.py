@@ -229,12 +229,12 @@ def callback_outputs(
     engine: EngineSettings | None = None,
     dense: bool = True,
     stored: Path | None = None,
+    reqs: pl.LazyFrame | None = None,
 ) -> tuple[CallbackOutputs, Grid]:
     """Both callback tables, the gaps, the request count and the metrics document of ``window``
     (``None``: :func:`callback_window` of the requests), and that window's grid
-    (:func:`callback_results` of that one grid; ``attempts`` as there).
+    (:func:`callback_results` of that one grid; ``attempts``, ``reqs`` and ``stored`` as there).
     """
-    reqs = None
     if window is None:  # the requests' span: they are reduced once, for the window and the rest
         reqs = callback_store.requests_of(attempts).collect().lazy()
         grid = callback_window(reqs, settings)
@@ -303,10 +303,17 @@ def build_callbacks(
         rows_in = rows_in.select(pl.col(rows_in.columns[0]) + set_aside.height)
     clean = clean.rechunk()  # one chunk: the store's per-partition filters are ~6x faster on it
     dense = any(f != "parquet" for f in formats)  # Parquet alone is the store: busy rows
+    span: Window | Grid | None = window
+    reqs = None
+    if window is None:  # the requests' span, before anything is written (none: an error)
+        reqs = callback_store.requests_of(clean).collect().lazy()  # once, for all readers
+        span = callback_window(reqs, settings)
+    # written first: the ray engine's tasks read the attempts from the store
     files = [callback_store.write_attempts(clean, out_dir / "store" / "callback_attempts")]
     out, grid = callback_outputs(
-        clean, window=window, settings=settings, engine=engine, dense=dense, stored=files[0]
-    )
+        clean, window=span, settings=settings, engine=engine, dense=dense, stored=files[0],
+        reqs=reqs,
+    )  # fmt: skip
     files += _write("callback_intervals", out.table, out_dir, formats)
     files += _write("retry_outcomes", out.retries, out_dir, formats)
     files.append(export.write_json(out.document, out_dir / "exports" / "callback_metrics.json"))

@@ -169,3 +169,4 @@ def test_callbacks_without_callbacks_needs_a_window(tmp_path: Path) -> None:
     code, _, stderr = invoke("callbacks", "--attempts", str(path), "--out", str(tmp_path / "o"))
     assert code == 2
     assert "--start" in stderr
+    assert not (tmp_path / "o" / "store").exists()  # the window is found before any write
