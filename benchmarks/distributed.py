@@ -11,6 +11,9 @@ holds them). Each configuration runs in a fresh worker process and times one fun
 - ``callbacks``: :func:`engine.pipeline.callbacks.callback_results` (both callback tables of the
   window, the gaps, the request count and the metrics document);
 
+zero-filled, or with ``--busy`` their busy rows only (``dense=False``: what ``--format parquet``
+builds, the store alone);
+
 with the local engine (``single machine``) and with the ray engine on a local cluster of 1 and
 of 2 CPUs (one Ray worker per CPU; the driver is the worker process), the driver handing the
 rows to Ray (``ray, N CPUs``) or, the rows committed to a store table first as a run commits
@@ -28,6 +31,7 @@ Usage::
     python -m benchmarks.distributed --table build callbacks --rows 1000000 --repeat 2
     python -m benchmarks.distributed --table build --rows 10000000 --repeat 1
     python -m benchmarks.distributed --config "ray, 2 CPUs, tasks read the store" --rows 1000000
+    python -m benchmarks.distributed --table callbacks --busy  # busy rows only, no zero-fill
 """
 
 from __future__ import annotations
@@ -108,7 +112,7 @@ def _worker(args: argparse.Namespace) -> None:
     stored = _stored(table, frame, args.worker_out.parent) if "store" in config else None
 
     def build(engine: EngineSettings | None = None) -> Any:
-        given = {} if engine is None else {"stored": stored}
+        given = {"dense": not args.busy} | ({} if engine is None else {"stored": stored})
         if table == "build":
             return volume_table(frame, window=grid, settings=settings, engine=engine, **given)
         return callback_results(
@@ -146,7 +150,8 @@ def _measure(args: argparse.Namespace, config: str, table: str) -> dict[str, Any
         out = Path(tmp) / "r.json"
         cmd = [sys.executable, "-m", "benchmarks.distributed", "--worker", config,
                "--table", table, "--worker-out", str(out), "--rows", str(args.rows),
-               "--repeat", str(args.repeat), "--data-dir", str(args.data_dir)]  # fmt: skip
+               "--repeat", str(args.repeat), "--data-dir", str(args.data_dir),
+               *(["--busy"] if args.busy else [])]  # fmt: skip
         began = time.perf_counter()
         try:
             done = subprocess.run(cmd, capture_output=True, timeout=args.timeout, check=False)
@@ -178,6 +183,7 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--table", nargs="+", choices=TABLES, default=list(TABLES))
     p.add_argument("--config", nargs="+", choices=CONFIGS, default=list(CONFIGS))
+    p.add_argument("--busy", action="store_true", help="busy rows only (--format parquet)")
     p.add_argument("--rows", type=int, default=1_000_000)
     p.add_argument("--repeat", type=int, default=2)
     p.add_argument("--timeout", type=int, default=3600, help="seconds per configuration")
