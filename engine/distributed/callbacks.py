@@ -206,7 +206,8 @@ def callback_tables(
     if isinstance(attempts, Path):
         read = partial(_read_partition, cover=cover)
         schema = pl.Schema({**CALLBACK_ATTEMPTS, DAY: pl.Date()})
-        packed = map_partitions(_partitions(attempts, cover), read, schema, task)
+        spans = cover["interval_start_utc"].dt.date().n_unique()
+        packed = map_partitions(_partitions(attempts, cover), read, schema, task, days=spans)
     else:
         days = by_interval_day(_in_chain_order(attempts), request_instant(), cover)
         packed = map_days(days, task)

@@ -191,12 +191,13 @@ def _read(batch: Any, *, read: Reader) -> Any:
 
 
 def map_partitions(
-    partitions: list[list[str]], read: Reader, schema: pl.Schema, task: Task
+    partitions: list[list[str]], read: Reader, schema: pl.Schema, task: Task, *, days: int
 ) -> list[pl.DataFrame]:
     """``task`` over each day's rows, read by the Ray tasks themselves: one task per partition
     runs ``read`` over its files (:func:`store_partitions`: the driver sends paths, never rows)
-    and returns its rows stamped with :data:`DAY` (of any day; ``schema``'s columns and types),
-    then every day's rows reach one task, as in :func:`map_days`. The frames the tasks return.
+    and returns its rows stamped with :data:`DAY` (one of at most ``days`` days; ``schema``'s
+    columns and types), then every day's rows reach one task, as in :func:`map_days`. The
+    frames the tasks return.
     """
     import ray.data  # noqa: PLC0415 - an optional extra
 
@@ -205,7 +206,9 @@ def map_partitions(
     items = [{"files": files} for files in partitions]
     source = ray.data.from_items(items, override_num_blocks=len(partitions))
     rows = source.map_batches(partial(_read, read=read), batch_size=1, batch_format="pyarrow")
-    return _grouped(rows, len(partitions), task, schema)
+    # the shuffle's partitions: about one per day the rows fall on (never more than the grid's
+    # days; at arrival, a partition's rows fall on its day or the one before)
+    return _grouped(rows, max(1, min(days, len(partitions) + 1)), task, schema)
 
 
 def pack(frames: Mapping[tuple[str, int], pl.DataFrame]) -> pl.DataFrame:

@@ -140,7 +140,10 @@ def volume_table(
     if isinstance(contacts, Path):
         read = partial(_read_partition, frame=frame, settings_json=settings.model_dump(mode="json"))
         schema = pl.Schema({**CONTACTS, DAY: pl.Date()})
-        packed = map_partitions(_partitions(contacts, frame, settings), read, schema, task)
+        spans = frame["interval_start_utc"].dt.date().n_unique()
+        packed = map_partitions(
+            _partitions(contacts, frame, settings), read, schema, task, days=spans
+        )
     else:
         inbound = contacts.filter(pl.col("direction") == "inbound")
         # each contact's day is the UTC day of its interval's start (intervals never cross a day)

@@ -78,11 +78,15 @@ def day_tasks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
             return _real(rows, task)
 
         def reads(
-            parts: list[list[str]], *args: Any, _real: Any = module.map_partitions, _n: str = name
+            parts: list[list[str]],
+            *args: Any,
+            _real: Any = module.map_partitions,
+            _n: str = name,
+            **kwargs: Any,
         ) -> Any:
             assert all(isinstance(f, str) and f.endswith(".parquet") for p in parts for f in p)
             jobs.append(f"{_n} from the store")
-            return _real(parts, *args)
+            return _real(parts, *args, **kwargs)
 
         monkeypatch.setattr(module, "map_days", spy)
         monkeypatch.setattr(module, "map_partitions", reads)
