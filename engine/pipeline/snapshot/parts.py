@@ -131,16 +131,18 @@ def load(folder: Path, key: str) -> Snapshot | None:
         meta = json.loads((folder / "meta.json").read_text())
         if meta.get("key") != key or meta.get("format") != FORMAT:
             return None
-        parts = {n: pl.read_parquet(folder / meta["parts"][n]) for n in _WHOLE_PARTS}
         saved = {
             str(k): Shard(str(v["file"]), {str(d): str(x) for d, x in v["digests"].items()})
             for k, v in meta["shards"].items()
         }
+        names = [meta["parts"][n] for n in _WHOLE_PARTS] + [s.file for s in saved.values()]
+        read = pl.collect_all([pl.scan_parquet(folder / n) for n in names])  # files in parallel
+        parts = dict(zip(_WHOLE_PARTS, read, strict=False))
         return Snapshot(
             {str(k): int(v) for k, v in meta["files"].items()},
             parts["index"],
             parts["idents"],
-            {k: pl.read_parquet(folder / s.file) for k, s in saved.items()},
+            dict(zip(saved, read[len(_WHOLE_PARTS) :], strict=True)),
             parts["quarantine"],
             records=int(meta["records"]),
             saved=saved,
