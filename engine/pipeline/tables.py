@@ -136,16 +136,34 @@ def _volume(
     ``stored``: a cluster's tasks read its partitions), and the build's report (the pipeline
     edge collapsed duplicates before, so nothing is collapsed here)."""
     began = time.perf_counter()
-    tables = [
-        pipeline.volume_table(contacts, window=g, settings=settings, engine=engine, stored=stored)
+    tables = [  # busy rows: the store keeps no zero row, the exports fill their own days
+        pipeline.volume_table(
+            contacts, window=g, settings=settings, engine=engine, stored=stored, dense=False
+        )
         for g in plan.volume
     ]
     report = pipeline.build_report(
         pl.concat(tables), rows_in=contacts.height + quarantine.height, contacts=contacts.height,
         quarantine=quarantine, window=plan.recent, settings=settings,
     )  # fmt: skip
+    report.intervals, report.table_rows = _filled("callvolume", tables, plan.volume)
     report.seconds = round(time.perf_counter() - began, 3)
     return tables, report
+
+
+def _filled(
+    name: str,
+    tables: list[pl.DataFrame],
+    grids: list[Grid],
+    seen: list[pl.DataFrame] | None = None,
+) -> tuple[int, int]:
+    """``(intervals, rows)`` of the zero-filled tables of ``grids`` whose busy rows are
+    ``tables`` (what a summary reports), counted grid by grid without building them."""
+    sizes = [
+        dense.filled_size(t, name, g.frame, seen=None if seen is None else seen[i])
+        for i, (t, g) in enumerate(zip(tables, grids, strict=True))
+    ]
+    return sum(i for i, _ in sizes), sum(n for _, n in sizes)
 
 
 def _callbacks(
@@ -165,15 +183,20 @@ def _callbacks(
     recent = plan.recent
     pairs, gaps, n, document = callback_results(
         attempts, plan.callbacks, document=recent, settings=settings, engine=engine,
-        stored=stored,
+        stored=stored, dense=False,
     )  # fmt: skip
     table = pl.concat([t for t, _ in pairs]) if pairs else empty_table("callback_intervals")
     retries = pl.concat([r for _, r in pairs]) if pairs else empty_table("retry_outcomes")
-    out = CallbackOutputs(attempts, table, retries, gaps, document, n)
+    out = CallbackOutputs(attempts, table, retries, gaps, document, n, dense=False)
     report = out.report(
         rows_in=attempts.height + quarantine.height, not_callbacks=0, quarantine=quarantine,
         window=recent, settings=settings,
     )  # fmt: skip
+    busy = [t for t, _ in pairs]  # the shape of every grid's tables, not the recent one's
+    report.intervals, report.table_rows = _filled("callback_intervals", busy, plan.callbacks)
+    _, report.retry_rows = _filled(
+        "retry_outcomes", [r for _, r in pairs], plan.callbacks, seen=busy
+    )
     report.seconds = round(time.perf_counter() - began, 3)
     return out, pairs, report
 
