@@ -1,22 +1,20 @@
 """The raw landing store: records as received (minus PII) in Parquet, and reading them back.
 
 Layout: ``<root>/raw/source=<s>/stream=<t>/date=<fetch date, UTC>/part-<uuid>.parquet``, one
-file per landed page (append-only; :func:`compact` merges a partition's small files). Columns
-(:data:`LANDING_SCHEMA`): ``record_id``, ``updated_at`` (vendor's last change, or null),
-``fetched_at``, ``batch_id`` (the sync run), ``page_no``, and ``payload``: the record's JSON
-after :class:`PiiScrubber` dropped the PII paths and replaced phone numbers by :func:`pii_hash`.
+file per landed page until :func:`merge_files` merges them (a long sync merges its pages in
+batches as they land, :func:`compact` the days before). Columns (:data:`LANDING_SCHEMA`):
+``record_id``, ``updated_at`` (vendor's last change, or null), ``fetched_at``, ``batch_id`` (the
+sync run), ``page_no``, and ``payload``: the record's JSON after :class:`PiiScrubber` dropped the
+PII paths and replaced phone numbers by :func:`pii_hash`.
 
 A stream that lands *decoded* (``record_dtype`` given to :func:`land_page`, :func:`scan_landed`
 and :func:`compact`) also stores each payload decoded to that dtype, in the column ``record``
 (:data:`RECORD`), in files named ``part-<uuid>.record-<dtype digest>.parquet``
-(:func:`decoded_suffix`): the JSON is parsed once, when the page lands (where a 1 request/s sync
-has time to spare), and a rebuild reads typed Parquet columns instead of parsing ~2.5 KB of JSON
-per record again (the decode was most of a rebuild's cost, see ``benchmarks/README.md``).
-``payload`` stays the lossless record (unknown keys and all): quarantine rows show it, and a
-stream that changes its dtype can still rebuild from it. Files landed before (without
-``record``) are read by decoding their payload, the same decode, and :func:`compact` rewrites
-them decoded. So are files decoded to another dtype (the stream's dtype changed since): the
-digest in the name tells, without opening the file.
+(:func:`decoded_suffix`): the JSON is parsed once, when the page lands, and a rebuild reads typed
+Parquet columns instead of parsing ~2.5 KB of JSON per record again. ``payload`` stays the
+lossless record (quarantine rows show it; a stream that changes its dtype rebuilds from it).
+Files landed without ``record``, or decoded to another dtype (the digest in the name tells), are
+read by decoding their payload, and :func:`compact` rewrites them decoded.
 
 :func:`land_page` writes a temp file, fsyncs and renames it, then appends the file's entry to the
 stream's manifest (:mod:`connectors.landing.manifest`: which files must be there, their row
@@ -63,6 +61,7 @@ from connectors.errors import RecordError
 from connectors.landing.manifest import (
     Span,
     append_entry,
+    batches,
     describe,
     entry_of,
     footer,
@@ -79,6 +78,7 @@ from engine.schema import UTC_TS
 
 __all__ = [
     "LANDING_SCHEMA",
+    "MERGE_ROWS",
     "RECORD",
     "LandedBatch",
     "PiiScrubber",
@@ -89,6 +89,7 @@ __all__ = [
     "decoded_suffix",
     "land_page",
     "latest_records",
+    "merge_files",
     "pii_hash",
     "scan_files",
     "scan_landed",
@@ -103,6 +104,8 @@ LANDING_SCHEMA: dict[str, pl.DataType] = {
     "page_no": pl.Int32(),
     "payload": pl.String(),
 }
+#: The most landed rows :func:`compact` merges into one file (~50 MB of UJET records in memory).
+MERGE_ROWS = 10_000
 #: The column of a decoded landing file that holds the payload decoded to the stream's dtype.
 RECORD = "record"
 _json_dump = functools.partial(json.dumps, ensure_ascii=False, separators=(",", ":"), default=str)
@@ -330,18 +333,15 @@ def compact(
     before: date | None = None,
     min_files: int = 2,
     record_dtype: pl.DataType | None = None,
+    max_rows: int = MERGE_ROWS,
 ) -> int:
-    """Merge each date partition (before ``before``, if given) into one file; count removals.
+    """Merge each date partition's files (before ``before``, if given); count removals.
 
-    Keeps the latest version of each record per partition (older ones can never win in
-    :func:`scan_landed`, whose result is unchanged). Crash-safe, in this order: the merged file
-    (its span the union of its inputs', in its footer) is durable; the manifest is replaced
-    atomically, the inputs' entries by the merged file's; the inputs are deleted. Killed after
-    the first step, the merged file is unlisted and its inputs listed; after the second, inputs
-    not yet deleted are unlisted: either way every record is still in a readable file, and
-    :func:`connectors.landing.check.repair_landing` lists the unlisted ones again (their spans
-    from their footers). Do not run it while the same stream is being scanned. With
-    ``record_dtype`` the merged file is a decoded one (files landed before are decoded now).
+    Files are merged (:func:`merge_files`) in name order in groups of at most ``max_rows``
+    landed rows (their manifest's counts): a day of a normal size becomes one file, a day a
+    first sync filled with 300K records files of ~``max_rows`` each, so a merge holds a bounded
+    number of records in memory. A group of fewer than ``min_files`` files is left alone unless
+    it holds files not decoded to ``record_dtype`` (then rewritten decoded).
 
     Example:
         >>> import tempfile
@@ -359,23 +359,51 @@ def compact(
         ):
             continue
         listed = read_manifest(root, source, stream).entries
-        inputs = [f.relative_to(folder).as_posix() for f in files]
-        spans = [
-            listed[name].span if name in listed else describe(file, stream_folder=folder).span
-            for name, file in zip(inputs, files, strict=True)
-        ]
-        tmp, path = part / f".compact-{uuid.uuid4().hex}.tmp", part / _file_name(record_dtype)
-        merged = latest_records(scan_files(files, record_dtype)).sort("record_id")
-        covers = functools.reduce(Span.union, spans)
-        merged.sink_parquet(tmp, compression="zstd", metadata=footer(covers))
-        durable_replace(tmp, path)
-        killpoint.reached("landing.compact_written")
-        entry = entry_of(path.relative_to(folder).as_posix(), path, rows_of(path), covers)
-        kept = [e for name, e in listed.items() if name not in inputs]
-        write_manifest(root, source, stream, [*kept, entry])
-        for file in files:
-            file.unlink()
-        fsync_dir(part)
-        killpoint.reached("landing.compact_removed")
-        removed += len(files)
+        for group in batches(files, listed, folder, max_rows):
+            if len(group) >= min_files or any(not f.name.endswith(suffix or "") for f in group):
+                removed += merge_files(root, source, stream, group, record_dtype=record_dtype)
     return removed
+
+
+def merge_files(
+    root: Path,
+    source: str,
+    stream: str,
+    files: Sequence[Path],
+    *,
+    record_dtype: pl.DataType | None = None,
+) -> int:
+    """Merge landing ``files`` of one date partition of ``source/stream`` into one; count them.
+
+    The latest version of each record among them is kept (:func:`scan_landed` is unchanged).
+    Crash-safe, in this order: the merged file (its span the union of the inputs', also in its
+    footer) is durable; the manifest is replaced atomically; the inputs are deleted. Killed in
+    between, every record is still in a readable file, and unlisted files are listed again by
+    :func:`connectors.landing.check.repair_landing`. Not while the stream is being scanned.
+    With ``record_dtype`` the merged file is a decoded one.
+    """
+    if not files:
+        return 0
+    folder, part = stream_dir(root, source, stream), files[0].parent
+    if any(f.parent != part for f in files):
+        raise ValueError("merge_files: the files are not all in one date partition")
+    listed = read_manifest(root, source, stream).entries
+    inputs = [f.relative_to(folder).as_posix() for f in files]
+    spans = [
+        listed[name].span if name in listed else describe(file, stream_folder=folder).span
+        for name, file in zip(inputs, files, strict=True)
+    ]
+    tmp, path = part / f".compact-{uuid.uuid4().hex}.tmp", part / _file_name(record_dtype)
+    merged = latest_records(scan_files(list(files), record_dtype)).sort("record_id")
+    covers = functools.reduce(Span.union, spans)
+    merged.sink_parquet(tmp, compression="zstd", metadata=footer(covers))
+    durable_replace(tmp, path)
+    killpoint.reached("landing.compact_written")
+    entry = entry_of(path.relative_to(folder).as_posix(), path, rows_of(path), covers)
+    kept = [e for name, e in listed.items() if name not in inputs]
+    write_manifest(root, source, stream, [*kept, entry])
+    for file in files:
+        file.unlink()
+    fsync_dir(part)
+    killpoint.reached("landing.compact_removed")
+    return len(files)

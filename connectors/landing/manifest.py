@@ -38,7 +38,7 @@ import hashlib
 import io
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -62,6 +62,7 @@ __all__ = [
     "Manifest",
     "Span",
     "append_entry",
+    "batches",
     "describe",
     "entry_of",
     "footer",
@@ -372,3 +373,34 @@ def rows_of(path: Path) -> int:
         return int(pl.scan_parquet(path).select(pl.len()).collect().item())
     except (OSError, pl.exceptions.PolarsError) as exc:
         raise ValueError(f"not readable Parquet ({_first_line(exc)})") from None
+
+
+def batches(
+    files: list[Path], listed: Mapping[str, Entry], folder: Path, max_rows: int
+) -> list[list[Path]]:
+    """``files`` (of one partition of the stream at ``folder``), in their order, cut into runs
+    of at most ``max_rows`` rows (counts from the ``listed`` entries, else the files' own). A
+    file holding half of ``max_rows`` or more (a batch merged already) is a run of its own.
+
+    Example:
+        >>> folder = Path("stream=calls")
+        >>> names = [f"date=2026-10-01/{n}.parquet" for n in "abcd"]
+        >>> listed = {n: Entry(n, r, 1, "0" * 64, Span()) for n, r in zip(names, (3, 9, 2, 4))}
+        >>> runs = batches([folder / n for n in names], listed, folder, 10)
+        >>> [[p.stem for p in run] for run in runs]
+        [['b'], ['a', 'c', 'd']]
+    """
+    runs: list[list[Path]] = [[]]
+    held = 0
+    for file in files:
+        entry = listed.get(file.relative_to(folder).as_posix())
+        rows = entry.rows if entry is not None else rows_of(file)
+        if 2 * rows >= max_rows:
+            runs.insert(-1, [file])
+            continue
+        if runs[-1] and held + rows > max_rows:
+            runs.append([])
+            held = 0
+        runs[-1].append(file)
+        held += rows
+    return [run for run in runs if run]
