@@ -8,7 +8,9 @@ For each stream, in declaration order::
          guards: loop, max pages, body size, the paging invariants of every page)
       -> per page: StateStore.commit(the page before's cursor) -> prepare + shape check
          (misfits are quarantined) -> land_page (the file and its manifest entry with the
-         page's cursor range, durable); the last page's cursor is committed at the end
+         page's cursor range, durable) -> merged with the sync's pages before it once they
+         make a batch (:mod:`connectors.landing.batch`); the last page's cursor is committed
+         at the end
 
 State is committed only after the page it covers is durable, so a crash or a kill at any point
 re-reads at most the pages after the last commit (plus the lookback), and the landing store's
@@ -52,6 +54,7 @@ from connectors.errors import (
     UnexpectedStatusError,
 )
 from connectors.landing import PiiScrubber, RecordKey, RejectedRecord, Span, land_page
+from connectors.landing.batch import Batching, PageBatch
 from connectors.landing.check import repair_landing
 from connectors.normalise import land_rejected
 from connectors.paging import CursorTailPaginator, Page, Paginator, iterate_pages
@@ -184,6 +187,7 @@ class _Run:
     started: datetime
     now: Callable[[], datetime]
     start: datetime
+    batch: PageBatch
     committed: datetime | None = None
     latest: datetime | None = None
     base: int = 0
@@ -219,6 +223,7 @@ class _Run:
             span=self.span(page),
         )
         killpoint.reached("sync.page_landed")
+        self.batch.add(landed.path, landed.rows)  # a long sync's pages merged in batches
         rejected += landed.rejected
         if rejected:
             land_rejected(self.landing_root, source, stream, rejected, batch_id=self.batch_id)
@@ -278,12 +283,14 @@ def sync_stream(
     progress: Callable[[Progress], None] | None = None,
     now: Callable[[], datetime] = clock.now,
     repaired: list[str] | None = None,
+    batching: Batching | None = None,
 ) -> SyncReport:
     """Sync one stream (see the module docstring); a connector error ends it in ``report.error``.
 
     Everything landed before the error stays committed; the next sync resumes from there.
     ``repaired``: what the landing store's repair did already (``None``: it is done here, first;
     it raises :class:`StateError` and :class:`LandingError` as :func:`sync_source` does).
+    ``batching``: when the pages landed are merged (:mod:`connectors.landing.batch`).
     """
     if not isinstance(limiter, SequentialLimiter):
         limiter = SequentialLimiter(limiter)
@@ -311,6 +318,9 @@ def sync_stream(
         started=started,
         now=now,
         start=start,
+        batch=PageBatch(
+            landing_root, source.name, stream.name, batching or Batching(), stream.landed_dtype
+        ),
         committed=None if (held := state.get(source.name, stream.name)) is None else held.cursor,
     )
     request, paginator = first_request(stream, start, settings, started)
@@ -365,6 +375,7 @@ def sync_source(
     transport: httpx.BaseTransport | None = None,
     sleep: Callable[[float], None] = clock_sleep,
     progress: Callable[[Progress], None] | None = None,
+    batching: Batching | None = None,
 ) -> list[SyncReport]:
     """Sync the streams of ``source`` (all, or those named), one report per stream.
 
@@ -400,6 +411,7 @@ def sync_source(
                 sleep=sleep,
                 progress=progress,
                 repaired=repaired,
+                batching=batching,
             )
             for stream, repaired in zip(chosen, repairs, strict=True)
         ]
