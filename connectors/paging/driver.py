@@ -47,7 +47,8 @@ class _Guard:
 
     paginator: Paginator
     identity: Callable[[Any], Hashable | None] | None
-    #: The records read in the run (a tail: under the current cursor, see :meth:`_tail`).
+    #: The records read in the run (not for a tail, which holds those read under its current
+    #: cursor only, see :meth:`_tail`: a first sync's 300K keys are ~40 MB).
     seen: set[Hashable] = field(default_factory=set)
     repeats: int = 0
     noted: set[str] = field(default_factory=set)
@@ -124,7 +125,8 @@ class _Guard:
             if self.repeats >= 2:
                 detail = f"page {page.page_no}: a second page in a row of records read already"
                 raise RepeatedPageError("repeated_page", detail, url=page.response.url)
-        self.seen.update(k for k in keys if k is not None)
+        if seen is self.seen:  # a tail checks against its cursor's records: kept in anchor
+            self.seen.update(k for k in keys if k is not None)
 
 
 def iterate_pages(
