@@ -342,6 +342,7 @@ def sync_stream(
                 if progress is not None:
                     hint = run.total_hint(page)
                     progress(Progress(source.name, stream.name, report.pages, report.records, hint))
+            run.batch.finish()
         except PageInvariantError:
             run.pending = None  # the page before may have moved past records this one exposed
             raise

@@ -6,7 +6,8 @@ run's rebuild scans every one of them, and the next day's :func:`~connectors.lan
 would merge them all at once, holding the whole day in memory. :class:`PageBatch` instead
 merges the pages a sync has landed (:func:`~connectors.landing.merge_files`) each time they
 reach :attr:`Batching.rows` records or :attr:`Batching.files` files, so no file and no merge
-holds more than a batch. A sync of a normal night (a few pages) merges nothing: its pages are
+holds more than a batch; once it has merged one, it merges what is left at its end too
+(:meth:`PageBatch.finish`). A sync of a normal night (a few pages) merges nothing: its pages are
 left to the next day's compaction, as before.
 
 Only the sync's own pages are merged (never a file that was there before it: what the run
@@ -69,6 +70,14 @@ class PageBatch:
         self.rows += rows
         if self.rows < self.batching.rows and len(self.pending) < self.batching.files:
             return 0
+        return self._merge()
+
+    def finish(self) -> int:
+        """At the end of the sync: the pages left over merged too when it merged a batch
+        already (a long sync leaves its day merged; a short one, its pages to the compaction)."""
+        return self._merge() if self.merged else 0
+
+    def _merge(self) -> int:
         pages, self.pending, self.rows = self.pending, [], 0
         if len(pages) < 2:  # one page as large as a batch: already a file of its own
             return 0
