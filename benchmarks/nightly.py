@@ -18,6 +18,10 @@ worker process (stdlib only) starts the command and reports its wall time, CPU t
 resident memory (``ru_maxrss`` from ``os.wait4``, exact because the worker is small; see
 ``benchmarks/common.py``), exit code and step times (its ``event=step`` log lines).
 
+The first setup run pulls the most at once; its records, records/s and peak memory per record
+are reported as ``first_run`` (issue 13, item 4; ``--chunk-days`` above ``--days`` makes it
+the whole history).
+
 A time is reported only for a run that exited 0 and whose store is right
 (:func:`benchmarks.nightly_data.verify_store`: the stored volume table's ``offered`` per day
 equals what the emulators served, the new day included, and each callback attempt is stored
@@ -145,6 +149,7 @@ def _run(root: Path, at: datetime, label: str, args: argparse.Namespace) -> dict
     report["run_seconds"] = summary.get("seconds")
     report["full_rebuild"] = summary.get("window", {}).get("full_rebuild")
     report["new"] = {f"{p['source']}/{p['stream']}": p["new"] for p in summary.get("pulled", [])}
+    report["records"] = sum(p["records"] for p in summary.get("pulled", []))
     report["summary_ok"] = summary.get("ok")
     print(
         f"  {label:<12} at {_iso(at)}: exit {report['exit_code']}, {report['wall_s']:.2f} s, "
@@ -240,6 +245,7 @@ def _case(history: int, args: argparse.Namespace) -> dict[str, Any]:
         "callback_attempts": traffic.attempts.height,
         "setup_s": round(setup_s, 1),
         "setup": setup,
+        "first_run": _first_run(setup[0]),
         "cases": {case: _summarise(runs_, checks[case]) for case, runs_ in timed.items()},
     }
 
@@ -261,6 +267,20 @@ def _timed(  # noqa: PLR0917
     run["problems"] = _problems(run, check, one_day=case != "nothing-new")
     checks[case] = check
     return run
+
+
+def _first_run(run: dict[str, Any]) -> dict[str, Any]:
+    """The first setup run (the whole history pulled at once): records pulled, peak memory per
+    record, records per second (issue 13, item 4: at most 1 KB a record at ~290K records)."""
+    records = run.get("records") or 0
+    return {
+        "records": records,
+        "wall_s": run["wall_s"],
+        "peak_rss_mib": run["peak_rss_mib"],
+        "kb_per_record": round(run["peak_rss_mib"] * 1024 / records, 2) if records else None,
+        "records_per_s": round(records / run["wall_s"]) if run["wall_s"] else None,
+        "steps": run["steps"],
+    }
 
 
 def _summarise(runs: list[dict[str, Any]], check: dict[str, Any]) -> dict[str, Any]:
@@ -313,6 +333,14 @@ def render(doc: dict[str, Any]) -> str:
     text = [format_table(heads, rows, "lrrrrrl"), ""]
     text.append("seconds per step (first run of each case; startup = wall - run()):")
     text.append(format_table(["case", "history days", *names, "startup"], steps, "lrrrrrrrr"))
+    for m in doc["measured"]:
+        first = m.get("first_run") or {}
+        if first.get("records"):
+            text.append(
+                f"first run ({m['history_days']} days): {first['records']:,} records pulled in "
+                f"{first['wall_s']:.1f} s ({first['records_per_s']:,}/s), peak "
+                f"{first['peak_rss_mib']:,.0f} MiB = {first['kb_per_record']:.2f} KB a record"
+            )
     text += ["", f"targets: {json.dumps(doc['targets'])}"]
     return "\n".join(text)
 

@@ -28,6 +28,10 @@ def test_the_quick_nightly_benchmark_runs_and_verifies_its_runs(tmp_path: Path) 
     [case] = doc["measured"]
     assert case["history_days"] == 2
     assert [run["exit_code"] for run in case["setup"]] == [0, 0]
+    first = case["first_run"]
+    assert first["records"] == case["setup"][0]["records"] > 0
+    assert first["kb_per_record"] > 0
+    assert "first run (2 days):" in done.stdout
     one_day, nothing_new = case["cases"]["one-day"], case["cases"]["nothing-new"]
     sweep = case["cases"]["sweep-night"]  # the one-day run again, on the weekly sweep's night
     assert sweep["runs"][0]["full_rebuild"] is False
