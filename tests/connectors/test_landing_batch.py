@@ -14,6 +14,7 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
+from connectors.emulator import UjetEmulator
 from connectors.landing import compact, merge_files, scan_landed
 from connectors.landing.batch import Batching, PageBatch
 from connectors.landing.check import check_landing
@@ -31,7 +32,7 @@ class Stop(Exception):  # noqa: N818 - a simulated crash, not an error of the co
     """Raised where a test stops a sync, as a kill would."""
 
 
-def sync(emu: ujet_support.UjetEmulator, root: Path, batching: Batching) -> list[SyncReport]:
+def sync(emu: UjetEmulator, root: Path, batching: Batching) -> list[SyncReport]:
     return sync_source(
         UJET,
         ujet_support.settings_for(emu),
