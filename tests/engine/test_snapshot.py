@@ -180,6 +180,8 @@ def test_the_snapshot_equals_the_rebuild_from_the_whole_landing(
         # the digests kept per month shard, spliced run by run, equal those of the rebuild
         days = want_rows["offered_at"].dt.date()
         assert got.digests == day_digests(want_rows, days)
+        # the count of distinct landed records, kept run by run, equals a whole count
+        assert got.records == _snapshot(root, source, whole=True, write=False).records
     assert modes[0] == "whole"
     assert "whole" not in modes[1:]
 

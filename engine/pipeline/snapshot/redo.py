@@ -116,6 +116,39 @@ def _records(index: pl.DataFrame, feeds: Sequence[Source]) -> pl.DataFrame:
     return pl.concat(pl.collect_all(parts)) if parts else pl.DataFrame(schema=_RECORDS)
 
 
+def _holding(index: pl.DataFrame, records: pl.DataFrame, feeds: Sequence[Source]) -> pl.DataFrame:
+    """:func:`_records` of the index rows whose ``__ref`` is one of ``records``': each
+    stream's ids are read back from those refs (``Stream.ref`` is a prefix, the id, a suffix;
+    ``?`` for a null id), so only the rows holding them are formatted, not every record."""
+    parts = []
+    for feed in feeds:
+        refs = records.lazy().filter(pl.col(_SRC) == feed.name).select(_REF)
+        for stream in feed.streams:
+            head, _, tail = stream.record_ref.partition("{id}")
+            ref = pl.col(_REF)
+            fits = ref.str.starts_with(head) & ref.str.ends_with(tail)
+            fits &= ref.str.len_chars() >= len(head) + len(tail)
+            middle = ref.str.slice(len(head), ref.str.len_chars() - len(head) - len(tail))
+            ids = refs.filter(fits).select(middle).collect().to_series()
+            parts.append(
+                _of(index.lazy(), feed.name, stream.name)
+                .filter(pl.col("record_id").fill_null("?").is_in(ids.implode()))
+                .select(_SRC, "stream", "record_id", stream.ref(pl.col("record_id")).alias(_REF))
+                .unique()
+            )
+    return pl.concat(pl.collect_all(parts)) if parts else pl.DataFrame(schema=_RECORDS)
+
+
+def _absent(part: pl.DataFrame, among: pl.DataFrame) -> int:
+    """How many distinct records of ``part`` (index rows) ``among`` does not hold."""
+    keys = [_SRC, "stream", "record_id"]
+    mine = part.select(keys).unique()
+    ids = mine["record_id"].drop_nulls().implode()
+    near = among.filter(pl.col("record_id").is_in(ids) | pl.col("record_id").is_null())
+    held = near.select(keys).unique()
+    return mine.join(held, on=keys, how="anti", nulls_equal=True).height
+
+
 @dataclass(frozen=True)
 class _Job:
     root: Path  #: the landing store
@@ -314,14 +347,13 @@ def _update(job: _Job, snap: Snapshot, files: dict[str, int]) -> Snapshot | None
     (``None``: so many that redoing everything is cheaper)."""
     added = sorted(k for k in files if snap.files.get(k) != files[k])
     gone = sorted(k for k in snap.files if files.get(k) != snap.files[k])
-    index = pl.concat([snap.index.filter(~pl.col("file").is_in(gone)), _index(job.root, added)])
-    everything = _records(index, job.feeds)
-    changed = pl.concat(
-        [snap.index.filter(pl.col("file").is_in(gone)), index.filter(pl.col("file").is_in(added))]
-    )
-    records = _closure(snap, _records(changed, job.feeds), None)
-    while records.height <= _WHOLE * max(everything.height, records.height):
-        todo = everything.join(records, on=[_SRC, _REF], how="semi")
+    lost, fresh = snap.index.filter(pl.col("file").is_in(gone)), _index(job.root, added)
+    kept = snap.index.filter(~pl.col("file").is_in(gone))
+    index = pl.concat([kept, fresh])
+    landed = snap.records + _absent(fresh, kept) - _absent(lost, kept)  # distinct records
+    records = _closure(snap, _records(pl.concat([lost, fresh]), job.feeds), None)
+    while records.height <= _WHOLE * max(landed, records.height):
+        todo = _holding(index, records, job.feeds)
         rows, bad, idents = _validate(job, index, todo)
         grown = _closure(snap, records, idents)
         if grown.height > records.height:  # the new rows share identities with more records
@@ -337,7 +369,7 @@ def _update(job: _Job, snap: Snapshot, files: dict[str, int]) -> Snapshot | None
             pl.concat([snap.idents.join(records, on=[_SRC, _REF], how="anti"), idents]),
             shards,
             pl.concat([snap.quarantine.join(named, on=["source", "record_id"], how="anti"), bad]),
-            records=everything.height,
+            records=landed,
             redone=records.height,
             saved=saved,
         )
