@@ -72,7 +72,9 @@ class Built:
     window_rows: dict[str, int] = field(
         default_factory=dict
     )  #: table -> rows stored for the window
-    #: the interval tables of the committed partitions, zero-filled for the exports
+    #: the interval tables of the committed partitions: ``callvolume`` and ``staffing``
+    #: zero-filled (the vendor files, the Kore.ai document and the forecast need the grid),
+    #: the callback tables as stored (busy rows: what their exports write)
     tables: dict[str, pl.DataFrame] = field(default_factory=dict)
     files: list[Path] = field(default_factory=list)
 
@@ -231,17 +233,10 @@ def _commit_interval_table(
     return kept
 
 
-def _dense(
-    name: str,
-    rows: pl.DataFrame,
-    grids: list[Grid],
-    settings: BuildSettings,
-    *,
-    seen: pl.DataFrame | None = None,
-) -> pl.DataFrame:
-    """``rows`` (a table's committed partitions) zero-filled for the exports (SPEC §4): each
-    run of consecutive partition days is one window, up to the plan's last grid end, and every
-    group seen in it gets every interval of it (the volume table with its derived ratios)."""
+def _dense(rows: pl.DataFrame, grids: list[Grid], settings: BuildSettings) -> pl.DataFrame:
+    """The volume table's committed partitions ``rows`` zero-filled for the exports (SPEC §4):
+    each run of consecutive partition days is one window, up to the plan's last grid end, and
+    every queue and channel seen in it gets every interval of it, with the derived ratios."""
     if not grids or rows.height == 0:
         return rows
     end = max(g.end for g in grids)
@@ -252,17 +247,14 @@ def _dense(
             blocks[-1].append(day)
         else:
             blocks.append([day])
-    found = seen.lazy() if seen is not None else None
     parts = []
     for block in blocks:
         lo = datetime.combine(block[0], datetime.min.time(), UTC)
         hi = min(end, datetime.combine(block[-1] + timedelta(days=1), datetime.min.time(), UTC))
         grid = interval_grid(lo, hi, minutes=grids[0].minutes, tz=grids[0].tz)
         grid = grid.filter(pl.col("interval_start_utc").dt.date().is_in(block))
-        filled = dense.fill(rows.lazy(), name, grid, seen=found)
-        parts.append(
-            callvolume.derive(filled, settings=settings) if name == "callvolume" else filled
-        )
+        filled = dense.fill(rows.lazy(), "callvolume", grid)
+        parts.append(callvolume.derive(filled, settings=settings))
     return pl.concat(pl.collect_all(parts))
 
 
@@ -318,7 +310,7 @@ def build_tables(
         kept = _commit_interval_table(
             out, "callvolume", fresh, plan.volume, full=plan.full, tag=tag
         )
-        volume = built.tables["callvolume"] = _dense("callvolume", kept, plan.volume, build)
+        volume = built.tables["callvolume"] = _dense(kept, plan.volume, build)
         # staffing is row by row of the volume table: the same partitions, rebuilt whole
         plan_days = None if plan.full else _grid_days(plan.volume)
         need = staffing.build(volume.lazy(), settings=build).collect()
@@ -347,12 +339,8 @@ def build_tables(
             )
             for i, name in enumerate(("callback_intervals", "retry_outcomes"))
         ]
-        built.tables["callback_intervals"] = _dense(
-            "callback_intervals", stored[0], plan.callbacks, build
-        )
-        built.tables["retry_outcomes"] = _dense(
-            "retry_outcomes", stored[1], plan.callbacks, build, seen=stored[0]
-        )
+        # as stored: their exports (CSV, NDJSON) are their busy rows; no zero row is built
+        built.tables["callback_intervals"], built.tables["retry_outcomes"] = stored
         files.append(export.write_json(outputs.document, exports / "callback_metrics.json"))
         files.append(export.write_ndjson(outputs.gaps, exports / "callback_gaps.ndjson"))
         files.append(
