@@ -30,26 +30,34 @@ Example:
 
 from __future__ import annotations
 
-import json
 import os
 import uuid
 from collections.abc import Iterable
 from datetime import date
 from pathlib import Path
-from typing import Final, Literal
+from typing import Any, Final
 
 import polars as pl
 from deltalake import CommitProperties, DeltaTable
 from deltalake.exceptions import DeltaError, TableNotFoundError
-from deltalake.transaction import AddAction, RemoveAction
+from deltalake.transaction import AddAction
 
 from engine import killpoint
 from engine.errors import StoreError
+from engine.output.datafiles import (
+    PARTITION,
+    STORE_COMPRESSION,
+    days_of,
+    fsync,
+    storable,
+    write_partitions,
+)
 
 __all__ = [
     "PARTITION",
     "STORE_COMPRESSION",
     "commit",
+    "commit_files",
     "current_files",
     "data_files",
     "days_of",
@@ -63,11 +71,6 @@ __all__ = [
     "version",
 ]
 
-#: The partition column of every store table: the UTC date of its ``by`` instant.
-PARTITION: Final = "date"
-#: Codec of the store's files: lz4 decodes faster than zstd for ~1.5x the disk (reading is a
-#: build's largest cost: benchmarks/README.md, "Where the time goes").
-STORE_COMPRESSION: Literal["lz4"] = "lz4"
 _LOG = "_delta_log"
 #: Tables loaded for reading, by path: the log's state they were loaded at, and the table.
 _LOADED: dict[str, tuple[tuple[object, ...], DeltaTable]] = {}
@@ -195,27 +198,14 @@ def row_count(path: Path) -> int:
     return int(adds["num_records"].sum()) + int(extra)
 
 
-def days_of(by: str | pl.Expr) -> pl.Expr:
-    """The partition value of each row: the UTC date of ``by`` (a column or an instant)."""
-    return (pl.col(by) if isinstance(by, str) else by).dt.date().alias(PARTITION)
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _changed(
     path: Path, dated: pl.DataFrame, days: list[date], known: pl.DataFrame | None, by: pl.Expr
 ) -> list[date]:
     """The partitions of ``days`` whose stored rows differ from ``dated``'s (any row order);
     ``known``: those partitions' rows, already read by the caller (:func:`scan`), else read."""
-    stored = _storable(scan(path, days=days).collect() if known is None else known)
+    stored = storable(scan(path, days=days).collect() if known is None else known)
     stored = stored.with_columns(days_of(by))
-    ours = _storable(dated)
+    ours = storable(dated)
     if set(stored.columns) != set(ours.columns):
         return days
     try:
@@ -235,37 +225,6 @@ def _changed(
         if not same:
             changed.append(day)
     return changed
-
-
-def _storable(frame: pl.DataFrame) -> pl.DataFrame:
-    """Enums as text: the table format has no enum type (:func:`scan` casts them back)."""
-    return frame.with_columns(pl.col(pl.Enum, pl.Categorical).cast(pl.String))
-
-
-def _write_files(path: Path, frame: pl.DataFrame, tag: str) -> list[AddAction | RemoveAction]:
-    """Write one file per partition of ``frame`` (rows in ``frame``'s order) and say what to add.
-
-    Each partition is filtered out of ``frame`` as it is written, so one partition's copy is
-    held at a time (a group-by would first copy the whole frame into one chunk).
-    """
-    actions: list[AddAction | RemoveAction] = []
-    folders = set()
-    for day in frame.get_column(PARTITION).unique().sort():
-        assert isinstance(day, date)
-        part = _storable(frame.filter(pl.col(PARTITION) == day).drop(PARTITION))
-        folder = path / f"{PARTITION}={day.isoformat()}"
-        folder.mkdir(parents=True, exist_ok=True)
-        name = f"part-{tag}-{uuid.uuid4().hex[:12]}.parquet"
-        part.write_parquet(folder / name, compression=STORE_COMPRESSION)
-        _fsync(folder / name)
-        folders.add(folder)
-        size = (folder / name).stat().st_size
-        stats = json.dumps({"numRecords": part.height})
-        relative = f"{folder.name}/{name}"
-        actions.append(AddAction(relative, size, {PARTITION: day.isoformat()}, 0, True, stats))
-    for folder in (*folders, path):
-        _fsync(folder)
-    return actions
 
 
 def commit(
@@ -312,7 +271,7 @@ def commit(
     try:
         created = is_table(path)
         if not created:
-            schema = _storable(dated.head(0)).to_arrow().schema
+            schema = storable(dated.head(0)).to_arrow().schema
             DeltaTable.create(str(path), schema=schema, partition_by=[PARTITION], mode="ignore")
         table = DeltaTable(str(path))
         if if_changed and chosen and created:
@@ -322,12 +281,45 @@ def commit(
             if not chosen:
                 return table.version()
         # the Arrow schema only now: a commit that changes nothing never loads pyarrow (~0.15 s)
-        schema = _storable(dated.head(0)).to_arrow().schema
+        schema = storable(dated.head(0)).to_arrow().schema
         if chosen == []:
             return table.version()  # created, nothing to replace
-        actions = _write_files(path, dated, tag)
+        actions = write_partitions(path, dated, tag)
         killpoint.reached("delta.files_written")
         filters = None if chosen is None else [(PARTITION, "in", [d.isoformat() for d in chosen])]
+    except (DeltaError, OSError) as exc:
+        raise StoreError(f"{path}: commit failed ({_first_line(exc)})") from None
+    return _transact(path, table, actions, schema=schema, filters=filters, tag=tag)
+
+
+def commit_files(path: Path, actions: list[AddAction], *, schema: pl.Schema, tag: str) -> int:
+    """Replace the whole table at ``path`` with the files ``actions`` describe, written and
+    fsynced before by the writer ``tag`` (:func:`engine.output.datafiles.added`), in one
+    durable transaction; the new version. ``schema``: the rows' columns (the table is created
+    with them on first use).
+
+    Raises:
+        StoreError: the table cannot be read or committed (the message names the path).
+    """
+    empty = pl.DataFrame(schema=schema).with_columns(days_of(pl.lit(None, pl.Datetime)))
+    arrow = storable(empty).to_arrow().schema  # the partition column last, as commit's
+    path.mkdir(parents=True, exist_ok=True)
+    try:
+        if not is_table(path):
+            DeltaTable.create(str(path), schema=arrow, partition_by=[PARTITION], mode="ignore")
+        table = DeltaTable(str(path))
+    except (DeltaError, OSError) as exc:
+        raise StoreError(f"{path}: commit failed ({_first_line(exc)})") from None
+    killpoint.reached("delta.files_written")
+    return _transact(path, table, list(actions), schema=arrow, filters=None, tag=tag)
+
+
+def _transact(
+    path: Path, table: DeltaTable, actions: list[Any], *, schema: Any, filters: Any, tag: str
+) -> int:
+    """Commit ``actions`` (files written and fsynced) over the partitions ``filters`` (every
+    partition: ``None``), then fsync the log; the new version."""
+    try:
         table.create_write_transaction(
             actions,
             mode="overwrite",
@@ -343,8 +335,8 @@ def commit(
     new = DeltaTable(str(path)).version()
     entry = log / f"{new:020d}.json"
     if entry.exists():
-        _fsync(entry)
-    _fsync(log)
+        fsync(entry)
+    fsync(log)
     return new
 
 

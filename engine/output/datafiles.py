@@ -1,0 +1,157 @@
+"""The data files of a store table: written (from rows held, or streamed from a lazy plan), made
+durable and described for the transaction that makes them visible (:mod:`engine.output.delta`).
+
+Every file goes to ``date=YYYY-MM-DD/part-<tag>-<id>.parquet`` under the table, ``date`` the UTC
+date of the row's ``by`` instant, ``tag`` the writer's (:func:`engine.output.delta.remove_orphans`
+tells a committed writer's files from a killed one's by it). Nothing here commits: files no
+version names are invisible to readers until :func:`engine.output.delta.commit_files` (or
+:func:`engine.output.delta.commit`) names them.
+
+:func:`sink_partitions` writes rows as a lazy plan streams them, so a table larger than memory
+is written without ever being held: one pass of the plan, with any other outputs collected
+beside it (``pl.collect_all``); :func:`added` then describes what the writer ``tag`` wrote.
+
+Example:
+    >>> import tempfile
+    >>> from datetime import UTC, datetime
+    >>> path = Path(tempfile.mkdtemp()) / "t"
+    >>> rows = pl.LazyFrame({"at": [datetime(2026, 10, 1, 9, tzinfo=UTC)], "n": [1]})
+    >>> sink_partitions(rows, path, by="at", tag="t1").collect()
+    shape: (0, 0)
+    ┌┐
+    ╞╡
+    └┘
+    >>> [(a.path.split("/")[0], a.partition_values) for a in added(path, "t1")]
+    [('date=2026-10-01', {'date': '2026-10-01'})]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from datetime import date
+from pathlib import Path
+from typing import Any, Final, Literal, TypeVar
+
+import polars as pl
+from deltalake.transaction import AddAction
+
+__all__ = [
+    "PARTITION",
+    "STORE_COMPRESSION",
+    "added",
+    "days_of",
+    "discard",
+    "fsync",
+    "sink_partitions",
+    "storable",
+    "write_partitions",
+]
+
+#: The partition column of every store table: the UTC date of its ``by`` instant.
+PARTITION: Final = "date"
+#: Codec of the store's files: lz4 decodes faster than zstd for about 1.5x the disk, and reading
+#: is the largest single cost of a build (the figures: benchmarks/README.md, "Where the time goes").
+STORE_COMPRESSION: Literal["lz4"] = "lz4"
+
+Frame = TypeVar("Frame", pl.DataFrame, pl.LazyFrame)
+
+
+def days_of(by: str | pl.Expr) -> pl.Expr:
+    """The partition value of each row: the UTC date of ``by`` (a column or an instant)."""
+    instant = pl.col(by) if isinstance(by, str) else by
+    return instant.dt.date().alias(PARTITION)
+
+
+def storable(frame: Frame) -> Frame:
+    """Enums as text: the table format has no enum type (the readers cast them back)."""
+    return frame.with_columns(pl.col(pl.Enum, pl.Categorical).cast(pl.String))
+
+
+def fsync(path: Path) -> None:
+    """Flush a file's (or a folder's) contents to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _name(tag: str) -> str:
+    return f"part-{tag}-{uuid.uuid4().hex[:12]}.parquet"
+
+
+def _action(path: Path, file: Path, rows: int) -> AddAction:
+    day = file.parent.name.removeprefix(f"{PARTITION}=")
+    stats = json.dumps({"numRecords": rows})
+    relative = f"{file.parent.name}/{file.name}"
+    return AddAction(relative, file.stat().st_size, {PARTITION: day}, 0, True, stats)
+
+
+def write_partitions(path: Path, frame: pl.DataFrame, tag: str) -> list[AddAction]:
+    """Write one durable file per partition of ``frame`` (a ``date`` column; rows in
+    ``frame``'s order) and describe them.
+
+    Each partition is filtered out of ``frame`` as it is written, so one partition's copy is
+    held at a time (a group-by would first copy the whole frame into one chunk).
+    """
+    actions: list[AddAction] = []
+    folders = set()
+    for day in frame.get_column(PARTITION).unique().sort():
+        assert isinstance(day, date)
+        part = storable(frame.filter(pl.col(PARTITION) == day).drop(PARTITION))
+        folder = path / f"{PARTITION}={day.isoformat()}"
+        folder.mkdir(parents=True, exist_ok=True)
+        file = folder / _name(tag)
+        part.write_parquet(file, compression=STORE_COMPRESSION)
+        fsync(file)
+        folders.add(folder)
+        actions.append(_action(path, file, part.height))
+    for folder in (*folders, path):
+        fsync(folder)
+    return actions
+
+
+def sink_partitions(
+    frame: pl.LazyFrame, path: Path, *, by: str | pl.Expr, tag: str
+) -> pl.LazyFrame:
+    """The lazy sink writing ``frame``'s rows to the partitions of the UTC date of ``by`` as
+    they stream (one file or more per partition, named for ``tag``): collect it, alone or with
+    other outputs of the same plan; then :func:`added` makes the files durable and describes
+    them. The rows of a partition are not kept in ``frame``'s order."""
+
+    def file_path(args: Any) -> str:
+        day = args.partition_keys.item(0, 0)
+        return f"{PARTITION}={day.isoformat()}/{_name(tag)}"
+
+    target = pl.PartitionBy(path, key=days_of(by), include_key=False, file_path_provider=file_path)
+    return storable(frame).sink_parquet(
+        target, compression=STORE_COMPRESSION, mkdir=True, maintain_order=False, lazy=True
+    )
+
+
+def _written(path: Path, tag: str) -> list[Path]:
+    return sorted(path.glob(f"{PARTITION}=*/part-{tag}-*.parquet"))
+
+
+def added(path: Path, tag: str) -> list[AddAction]:
+    """The files the writer ``tag`` left under ``path`` (:func:`sink_partitions`), fsynced with
+    their folders, described for a commit (row counts from each file's footer)."""
+    path.mkdir(parents=True, exist_ok=True)
+    files = _written(path, tag)
+    actions = []
+    for file in files:
+        fsync(file)
+        rows = pl.scan_parquet(file).select(pl.len()).collect().item()
+        actions.append(_action(path, file, int(rows)))
+    for folder in (*{f.parent for f in files}, path):
+        fsync(folder)
+    return actions
+
+
+def discard(path: Path, tag: str) -> None:
+    """Delete the files the writer ``tag`` left under ``path`` (a build that failed before its
+    commit: no version names them)."""
+    for file in _written(path, tag):
+        file.unlink(missing_ok=True)
