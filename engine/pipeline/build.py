@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import codecs
 import time
+import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -31,11 +32,12 @@ from engine.errors import InputFileError
 from engine.interval import Grid, Window
 from engine.output import delta
 from engine.output import files as export
-from engine.schema import QUARANTINE
+from engine.output.contacts import scan_files, sink_contacts
+from engine.output.datafiles import discard
+from engine.schema import CONTACTS, QUARANTINE
 from engine.settings import BuildSettings
 from engine.tables import callvolume
 from engine.tables.dense import busy, filled_size
-from engine.validate.contacts import validate_contacts
 
 __all__ = [
     "FORMATS",
@@ -62,8 +64,7 @@ def read_table(path: Path) -> pl.LazyFrame:
     quarantine row instead of a failed read.
     """
     if not path.exists():
-        msg = f"no such file: {path}"
-        raise InputFileError(msg)
+        raise InputFileError(f"no such file: {path}")
     suffix = path.suffix.lower()
     if delta.is_table(path):  # a table of the store (or any Delta table)
         found = delta.problems(path)
@@ -102,11 +103,8 @@ def _scan_directory(path: Path) -> pl.LazyFrame:
         schemas = [pl.read_parquet_schema(f) for f in files]  # footers only
     except (pl.exceptions.PolarsError, OSError) as exc:
         raise InputFileError(f"{path}: {str(exc).strip().splitlines()[0]}") from None
-    types: dict[str, set[pl.DataType]] = {}
-    for schema in schemas:
-        for name, dtype in schema.items():
-            types.setdefault(name, set()).add(dtype)
-    mixed = {name for name, found in types.items() if len(found) > 1}
+    names = {name for schema in schemas for name in schema}
+    mixed = {n for n in names if len({s[n] for s in schemas if n in s}) > 1}  # types differ
     if not mixed:
         return pl.scan_parquet(files, hive_partitioning=False)
     parts = [
@@ -238,11 +236,10 @@ def read_input(path: Path, table: str) -> tuple[pl.LazyFrame, pl.DataFrame]:
     return frame, set_aside.cast(QUARANTINE)  # type: ignore[arg-type]
 
 
-def data_window(contacts: pl.DataFrame, settings: BuildSettings) -> Grid:
+def data_window(contacts: pl.DataFrame | pl.LazyFrame, settings: BuildSettings) -> Grid:
     """The smallest whole-interval grid holding every segment's attribution instant."""
-    at = "offered_at" if settings.attribution == "arrival" else "ended_at"
-    instants = contacts.select(pl.coalesce(at, "offered_at"))
-    lo, hi = instants.min().item(), instants.max().item()
+    at = pl.coalesce("ended_at" if settings.attribution == "end" else "offered_at", "offered_at")
+    lo, hi = contacts.lazy().select(at.min(), at.max().alias("hi")).collect().row(0)
     if lo is None:
         msg = "no valid contacts to take a window from: give --start and --end"
         raise ValueError(msg)
@@ -316,25 +313,31 @@ def build_contacts(
         set_aside: quarantine rows of the input found before (:func:`read_input`).
         engine: where the volume table is built (:func:`volume_table`; default: here).
     """
-    began = time.perf_counter()
-    clean_lf, quarantine_lf = validate_contacts(contacts, max_duration_ms=settings.max_duration_ms)
-    rows_in, clean, quarantine = pl.collect_all(
-        [contacts.select(pl.len()), clean_lf, quarantine_lf], engine="streaming"
-    )
-    if set_aside is not None and set_aside.height:
-        quarantine = pl.concat([set_aside.cast(quarantine.schema), quarantine])
-        rows_in = rows_in.select(pl.col(rows_in.columns[0]) + set_aside.height)
-    grid = data_window(clean, settings) if window is None else settings.grid(window)
-    # Parquet alone is the store, which keeps busy rows: then no zero row is built
-    dense = any(f != "parquet" for f in formats)
-    files = [export.write_store(clean, out_dir / "store" / "contacts", by="offered_at")]
-    table = volume_table(
-        clean, window=grid, settings=settings, dense=dense, engine=engine, stored=files[0]
-    )
+    began, tag = time.perf_counter(), uuid.uuid4().hex[:12]
+    path, ray = out_dir / "store" / "contacts", engine is not None and engine.kind == "ray"
+    try:  # the contacts sunk to the store's files as they stream: never held
+        sunk = sink_contacts(contacts, path, tag=tag, max_duration_ms=settings.max_duration_ms)
+        clean, quarantine = scan_files(path, sunk.files), sunk.quarantine
+        if set_aside is not None and set_aside.height:
+            quarantine = pl.concat([set_aside.cast(quarantine.schema), quarantine])
+        grid = data_window(clean, settings) if window is None else settings.grid(window)
+        # Parquet alone is the store, which keeps busy rows: then no zero row is built
+        dense = any(f != "parquet" for f in formats)
+        if not ray:  # built from the files, then committed: a failure leaves the store as it was
+            table = volume_table(clean, window=grid, settings=settings, dense=dense)
+        delta.commit_files(path, sunk.files, schema=pl.Schema(CONTACTS), tag=tag)
+    except BaseException:
+        discard(path, tag)  # files no version names: the store is as it was
+        raise
+    if ray:  # committed first: the cluster's tasks read the store's partitions themselves
+        table = volume_table(
+            clean, window=grid, settings=settings, dense=dense, engine=engine, stored=path
+        )
+    rows_in, files = sunk.rows_in + (0 if set_aside is None else set_aside.height), [path]
     files += _write_table("callvolume", table, out_dir, formats, org_id=org_id, unit=duration_unit)
     files.append(export.write_csv(quarantine, out_dir / "quarantine" / "contacts.csv"))
     report = build_report(
-        table, rows_in=int(rows_in.item()), contacts=clean.height, quarantine=quarantine,
+        table, rows_in=rows_in, contacts=sunk.contacts, quarantine=quarantine,
         window=grid, settings=settings, busy_only=not dense,
     )  # fmt: skip
     report.files = [str(f) for f in files]
@@ -346,7 +349,7 @@ def build_contacts(
 
 
 def volume_table(
-    contacts: pl.DataFrame,
+    contacts: pl.DataFrame | pl.LazyFrame,
     *,
     window: Window | Grid,
     settings: BuildSettings,
@@ -356,9 +359,8 @@ def volume_table(
 ) -> pl.DataFrame:
     """The volume table of ``window`` (with its derived ratios) from validated contacts; with
     ``dense=False`` its busy rows only (:func:`engine.tables.callvolume.busy_rows`). Built here,
-    or on the Ray cluster of ``engine`` (``kind = "ray"``: the same table,
-    :func:`engine.distributed.ray_engine.volume_table`; ``stored``: the store table holding
-    exactly ``contacts``, committed, whose partitions the Ray tasks read themselves).
+    or on the Ray cluster of ``engine`` (:func:`engine.distributed.ray_engine.volume_table`;
+    ``stored``: the committed store table of ``contacts``, whose partitions its tasks read).
 
     Raises:
         ClusterError: the ray engine without Ray, or its cluster cannot be joined.
@@ -366,8 +368,7 @@ def volume_table(
     if engine is not None and engine.kind == "ray":
         from engine.distributed import ray_engine  # noqa: PLC0415 - an optional extra
 
-        grid = settings.grid(window)
-        rows = contacts if stored is None else stored
+        grid, rows = settings.grid(window), contacts.lazy().collect() if stored is None else stored
         return ray_engine.volume_table(
             rows, grid=grid, settings=settings, address=engine.address, dense=dense
         )
@@ -390,8 +391,7 @@ def build_report(
     shape (``files`` and ``seconds`` are the caller's to fill in). ``busy_only``: ``table`` is
     the busy rows of the window's table; the shape is the whole (zero-filled) table's."""
     grid = settings.grid(window)
-    window = grid.window
-    pairs = table.select("queue_id", "channel").n_unique()
+    window, pairs = grid.window, table.select("queue_id", "channel").n_unique()
     intervals, table_rows = table["interval_start_utc"].n_unique(), table.height
     if busy_only:
         intervals, table_rows = filled_size(table, "callvolume", grid.frame)

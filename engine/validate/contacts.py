@@ -55,6 +55,9 @@ __all__ = [
     "REASONS",
     "InputSchemaError",
     "conform_contacts",
+    "repeated_identities",
+    "resolve_contacts",
+    "split_contacts",
     "validate_contacts",
 ]
 
@@ -95,6 +98,7 @@ _RAW = "__raw"
 _REASON = "__reason"
 _DETAIL = "__detail"
 _SHARED = "__shared"
+_IDENTITY = "__identity"
 _ORDER = "__order"
 _RECORD = "__record"
 _PARSED = "__parsed_"
@@ -279,6 +283,68 @@ def _quarantine_rows(frame: pl.LazyFrame, record: str | None = None) -> pl.LazyF
     ).cast(QUARANTINE)  # type: ignore[arg-type]
 
 
+def _latest(rows: pl.LazyFrame, columns: list[str]) -> tuple[pl.LazyFrame, pl.LazyFrame]:
+    """``(kept, conflicts)`` of valid rows (``columns``) whose identities may repeat: exact
+    copies collapsed, the latest ``updated_at`` of an identity kept, and two different latest
+    versions both set aside as ``conflicting_duplicate`` rows (with ``__reason``, ``__detail``
+    and ``__raw``: both parsed cleanly, so their canonical form is their payload)."""
+    key = list(CONTACTS_KEY)
+    # ``unique`` over the canonical columns: a record name is not part of a row's content
+    versions = rows.unique(list(CONTACTS))
+    stamp = pl.col("updated_at").fill_null(_OLDEST)
+    latest = versions.filter(stamp == stamp.max().over(key))
+    clashes = pl.len().over(key) > 1
+    conflicts = latest.filter(clashes).with_columns(
+        pl.lit("conflicting_duplicate").alias(_REASON),
+        pl.lit("updated_at").alias(_DETAIL),
+        pl.struct(list(CONTACTS)).alias(_RAW),
+    )
+    return latest.filter(~clashes).select(columns), conflicts
+
+
+def repeated_identities(frame: pl.LazyFrame) -> pl.LazyFrame:
+    """The 64-bit hashes (column ``__identity``) of the identities that occur more than once
+    among ``frame``'s rows, conformed (a row of an invalid value counts too, as in
+    :func:`validate_contacts`): one sort of 8 bytes a row instead of a count per identity. Two
+    identities sharing a hash only send their rows through the de-duplication rules, which keep
+    a row alone in its identity as it is."""
+    h = pl.col(_IDENTITY)
+    hashes = conform_contacts(frame).select(_identity_hash()).sort(_IDENTITY)
+    return hashes.filter((h == h.shift(1)) | (h == h.shift(-1))).unique()
+
+
+def _identity_hash() -> pl.Expr:
+    return pl.struct(list(CONTACTS_KEY)).hash().alias(_IDENTITY)
+
+
+def split_contacts(
+    frame: pl.LazyFrame, repeated: pl.Series, *, max_duration_ms: int = MAX_DURATION_MS
+) -> tuple[pl.LazyFrame, pl.LazyFrame]:
+    """:func:`validate_contacts` in two parts, for a build that streams: ``(single, others)``.
+
+    ``single``: the valid rows whose identity's hash is not in ``repeated``
+    (:func:`repeated_identities`), canonical contacts as they are (a plan that streams: no row
+    waits for another). ``others``: every other row, conformed with ``__reason``, ``__detail``
+    and ``__raw`` (few: the invalid rows and the repeated identities'), for
+    :func:`resolve_contacts`.
+    """
+    marked = conform_contacts(frame, max_duration_ms=max_duration_ms).with_columns(
+        _identity_hash().is_in(repeated.implode()).alias(_SHARED)
+    )
+    valid, shared = pl.col(_REASON).is_null(), pl.col(_SHARED)
+    return marked.filter(valid & ~shared).select(list(CONTACTS)), marked.filter(
+        ~valid | shared
+    ).drop(_SHARED)
+
+
+def resolve_contacts(others: pl.LazyFrame) -> tuple[pl.LazyFrame, pl.LazyFrame]:
+    """``(clean, quarantine)`` of the rows :func:`split_contacts` set aside: with its
+    ``single`` rows, exactly :func:`validate_contacts`' two outputs."""
+    valid = pl.col(_REASON).is_null()
+    kept, conflicts = _latest(others.filter(valid).select(list(CONTACTS)), list(CONTACTS))
+    return kept, pl.concat([_quarantine_rows(others.filter(~valid)), _quarantine_rows(conflicts)])
+
+
 def validate_contacts(
     frame: pl.LazyFrame, *, record: str | None = None, max_duration_ms: int = MAX_DURATION_MS
 ) -> tuple[pl.LazyFrame, pl.LazyFrame]:
@@ -325,18 +391,8 @@ def validate_contacts(
     valid = pl.col(_REASON).is_null()
     failed = marked.filter(~valid)
     single = marked.filter(valid & ~pl.col(_SHARED)).select(columns)
-    versions = marked.filter(valid & pl.col(_SHARED)).select(columns).unique(list(CONTACTS))
-    # (``unique`` over the canonical columns: a record name is not part of a row's content)
-    stamp = pl.col("updated_at").fill_null(_OLDEST)
-    latest = versions.filter(stamp == stamp.max().over(key))
-    clashes = pl.len().over(key) > 1
-    # Both rows of a conflict parsed cleanly, so their canonical form is their payload.
-    conflicts = latest.filter(clashes).with_columns(
-        pl.lit("conflicting_duplicate").alias(_REASON),
-        pl.lit("updated_at").alias(_DETAIL),
-        pl.struct(list(CONTACTS)).alias(_RAW),
-    )
-    clean = pl.concat([single, latest.filter(~clashes).select(columns)])
+    kept, conflicts = _latest(marked.filter(valid & pl.col(_SHARED)).select(columns), columns)
+    clean = pl.concat([single, kept])
     if record is None:
         return clean, pl.concat([_quarantine_rows(failed), _quarantine_rows(conflicts)])
     rows = pl.concat([_quarantine_rows(failed, record), _quarantine_rows(conflicts, record)])
