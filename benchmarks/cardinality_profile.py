@@ -5,9 +5,11 @@ Runs the steps of ``engine.pipeline.build.build_contacts`` and
 cardinality benchmark's input file and window (:mod:`benchmarks.cardinality_data`), Parquet
 outputs only (``--format parquet``). Per step: wall seconds, CPU seconds (all threads) and the
 peak resident memory *of that step* (``VmHWM``, reset before each step by writing 5 to
-``/proc/self/clear_refs``; Linux). The aggregation is split where the table modules allow it
-from outside: the group-by (everything up to the aggregated frame, collected) and the
-zero-fill, names and sort on it. ``decode alone`` (a plain scan of the file, collected and
+``/proc/self/clear_refs``; Linux). ``build``: the three streaming passes of
+``engine.output.contacts.sink_contacts`` apart, then the volume table read back from the
+files written. ``callbacks``: the aggregation is split where the table modules allow it from
+outside: the group-by (everything up to the aggregated frame, collected) and the zero-fill,
+names and sort on it. ``decode alone`` (a plain scan of the file, collected and
 dropped) is measured first and is not a pipeline step: validation includes the read.
 
 Usage::
@@ -60,47 +62,53 @@ class Steps:
 
 
 def _build(path: Path, out: Path, step: Steps) -> None:
-    from engine.interval import aggregate_by_interval, in_grid
+    """The steps of ``build --format parquet`` (``engine.output.contacts.sink_contacts``, then
+    ``build_contacts``), one by one."""
+    from engine.output import datafiles, delta
     from engine.output import files as export
-    from engine.pipeline.build import read_input
+    from engine.output.contacts import MORSEL_ROWS, scan_files
+    from engine.pipeline.build import read_input, volume_table
+    from engine.schema import CONTACTS
     from engine.settings import BuildSettings
-    from engine.tables import callvolume
-    from engine.validate.contacts import validate_contacts
+    from engine.tables.dense import busy
+    from engine.validate.contacts import repeated_identities, resolve_contacts, split_contacts
 
     settings = BuildSettings(tz=data.TZ)
     frame, _ = read_input(path, "contacts")
-    clean_lf, quarantine_lf = validate_contacts(frame)
-    _, clean, quarantine = step(
-        "validate + de-duplicate (read included)",
-        lambda: pl.collect_all([frame.select(pl.len()), clean_lf, quarantine_lf]),
+    store = out / "contacts"
+    with pl.Config(streaming_chunk_size=MORSEL_ROWS):
+        repeated = step(
+            "repeated identities (hashes of the key, sorted; read included)",
+            lambda: repeated_identities(frame).collect(engine="streaming").to_series(),
+        )
+        single, others = split_contacts(frame, repeated)
+        left = step(
+            "invalid and repeated rows (validate, collect; read included)",
+            lambda: others.collect(engine="streaming"),
+        )
+        sink = datafiles.sink_partitions(single, store, by="offered_at", tag="p")
+        step("the other valid rows sunk to the store's files (read included)",
+             lambda: sink.collect(engine="streaming"))  # fmt: skip
+
+    def resolved() -> pl.DataFrame:
+        kept, quarantine = pl.collect_all(resolve_contacts(left.lazy()))
+        datafiles.write_partitions(store, kept.with_columns(datafiles.days_of("offered_at")), "p")
+        return quarantine
+
+    quarantine = step("de-duplicate them, write the latest versions", resolved)
+    files = step("describe the files (fsync, footers)", lambda: datafiles.added(store, "p"))
+    grid = settings.grid(data.WINDOW)
+    table = step(
+        "volume table, busy rows (read back from the files, group-by)",
+        lambda: volume_table(scan_files(store, files), window=grid, settings=settings, dense=False),
     )
-    grid = step("grid", lambda: settings.grid(data.WINDOW))
-    g = grid.frame
-    at = callvolume._attributed_at(settings)  # the steps of callvolume.build, split
-    by = ("queue_id", "queue_name", "channel")
-    latest = pl.col("updated_at").max()
-
-    def group_by() -> pl.DataFrame:
-        inbound = clean.lazy().filter(pl.col("direction") == "inbound", in_grid(at, g))
-        agg = aggregate_by_interval(
-            inbound, g, at=at, by=by,
-            measures=[*callvolume._measures(settings), latest],
-            combine=[*callvolume._combine(), latest],
-        )  # fmt: skip
-        named = agg.with_columns(callvolume.latest_queue_name())
-        return named.group_by("interval_start_utc", *by).agg(callvolume._combine()).collect()
-
-    named = step("group-by (to the aggregated frame)", group_by)
-
-    def filled() -> pl.DataFrame:
-        lazy = callvolume._zero_fill(named.lazy(), g)
-        return callvolume.derive(lazy, settings=settings).collect(engine="streaming")
-
-    table = step("zero-fill, sort, ratios", filled)
-    step("write contacts (store)", lambda: export.write_store(clean, out / "c", by="offered_at"))
+    schema = pl.Schema(CONTACTS)
+    step("commit contacts", lambda: delta.commit_files(store, files, schema=schema, tag="p"))
     step(
         "write callvolume (store)",
-        lambda: export.write_store(table, out / "v", by="interval_start_utc"),
+        lambda: export.write_store(
+            table.filter(busy("callvolume")), out / "v", by="interval_start_utc"
+        ),
     )
     step("write quarantine CSV", lambda: export.write_csv(quarantine, out / "q.csv"))
 
