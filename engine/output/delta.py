@@ -98,7 +98,7 @@ def _log_state(path: Path) -> tuple[object, ...]:
 def _open(path: Path) -> DeltaTable:
     """The table at ``path`` to read from, reused while its log's state holds; a log that only
     grew since (every entry seen is still there, unchanged: a commit, a checkpoint) is read
-    forward from the loaded version (~10-20 ms a load at a year). Writers open their own."""
+    forward from the loaded version (~10-20 ms a load at a year). Commits use it too."""
     key = str(Path(path).resolve())
     try:
         state, found = _log_state(path), _LOADED.pop(key, None)  # back in last: the newest
@@ -273,7 +273,7 @@ def commit(
         if not created:
             schema = storable(dated.head(0)).to_arrow().schema
             DeltaTable.create(str(path), schema=schema, partition_by=[PARTITION], mode="ignore")
-        table = DeltaTable(str(path))
+        table = _open(path)  # brought forward from the last read: one writer (the store's lock)
         if if_changed and chosen and created:
             instant = pl.col(by) if isinstance(by, str) else by
             chosen = _changed(path, dated, chosen, stored, instant)
@@ -307,7 +307,7 @@ def commit_files(path: Path, actions: list[AddAction], *, schema: pl.Schema, tag
     try:
         if not is_table(path):
             DeltaTable.create(str(path), schema=arrow, partition_by=[PARTITION], mode="ignore")
-        table = DeltaTable(str(path))
+        table = _open(path)
     except (DeltaError, OSError) as exc:
         raise StoreError(f"{path}: commit failed ({_first_line(exc)})") from None
     killpoint.reached("delta.files_written")
@@ -332,7 +332,7 @@ def _transact(
         raise StoreError(f"{path}: commit failed ({_first_line(exc)})") from None
     killpoint.reached("delta.committed")
     log = path / _LOG
-    new = DeltaTable(str(path)).version()
+    new = _open(path).version()
     entry = log / f"{new:020d}.json"
     if entry.exists():
         fsync(entry)
