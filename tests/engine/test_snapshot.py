@@ -292,3 +292,12 @@ def test_an_unreadable_landed_file_is_one_line_naming_the_store(landed: Path) ->
     assert "\n" not in line
     assert line.startswith(f"store.landing {landed / 'landing'}: the landed records of contacts")
     assert "state reset" in line
+
+
+def test_a_ref_reads_back_to_the_id_of_its_own_stream_only() -> None:
+    """The redo finds records from their quarantine refs: a ref of another stream (or too short
+    to hold the prefix and the suffix) names no id of this one; ``?`` is a null id's."""
+    calls = replace(STREAM, record_ref="call-{id}-x")
+    refs = pl.Series(["call-7-x", "chat-7-x", "call--x", "call-x", "call-?-x", "call-7"])
+    got = pl.select(redo._id_of(calls, pl.lit(refs))).to_series().to_list()
+    assert got == ["7", None, "", None, "?", None]

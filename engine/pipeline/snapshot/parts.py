@@ -137,7 +137,7 @@ def load(folder: Path, key: str) -> Snapshot | None:
         }
         names = [meta["parts"][n] for n in _WHOLE_PARTS] + [s.file for s in saved.values()]
         read = pl.collect_all([pl.scan_parquet(folder / n) for n in names])  # files in parallel
-        parts = dict(zip(_WHOLE_PARTS, read, strict=False))
+        parts = dict(zip(_WHOLE_PARTS, read[: len(_WHOLE_PARTS)], strict=True))
         return Snapshot(
             {str(k): int(v) for k, v in meta["files"].items()},
             parts["index"],

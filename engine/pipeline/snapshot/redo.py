@@ -18,7 +18,7 @@ import polars as pl
 from connectors.landing import latest_records, scan_files
 from connectors.landing.manifest import landed_path, landed_sizes, record_ids
 from connectors.normalise import RAW_SCHEMA, Rebuilt, normalise_stream, payloads, set_aside
-from connectors.source import Source
+from connectors.source import Source, Stream
 from engine.app.config import AppSettings
 from engine.app.sources import connector
 from engine.errors import StoreError, printable
@@ -103,40 +103,35 @@ def _identity(table: str) -> pl.Expr:
     return pl.struct([pl.col(c).cast(pl.String) for c in _IDENTITY[table]]).hash(seed=0)
 
 
-def _records(index: pl.DataFrame, feeds: Sequence[Source]) -> pl.DataFrame:
+def _records(
+    index: pl.DataFrame, feeds: Sequence[Source], named: pl.DataFrame | None = None
+) -> pl.DataFrame:
     """``(__src, stream, record_id, __ref)`` of the index's records (``__ref``: the
-    quarantine id, see ``Stream.ref``)."""
-    parts = [
-        _of(index.lazy(), feed.name, stream.name)
-        .select(_SRC, "stream", "record_id", stream.ref(pl.col("record_id")).alias(_REF))
-        .unique()
-        for feed in feeds
-        for stream in feed.streams
-    ]
-    return pl.concat(pl.collect_all(parts)) if parts else pl.DataFrame(schema=_RECORDS)
-
-
-def _holding(index: pl.DataFrame, records: pl.DataFrame, feeds: Sequence[Source]) -> pl.DataFrame:
-    """:func:`_records` of the index rows whose ``__ref`` is one of ``records``': each
-    stream's ids are read back from those refs (``Stream.ref`` is a prefix, the id, a suffix;
-    ``?`` for a null id), so only the rows holding them are formatted, not every record."""
+    quarantine id, see ``Stream.ref``); with ``named`` (``__src``, ``__ref``), only the records
+    it names: each stream's ids are read back from those refs (:func:`_id_of`), so only the
+    index rows holding them are formatted, not every landed record."""
     parts = []
     for feed in feeds:
-        refs = records.lazy().filter(pl.col(_SRC) == feed.name).select(_REF)
         for stream in feed.streams:
-            head, _, tail = stream.record_ref.partition("{id}")
-            ref = pl.col(_REF)
-            fits = ref.str.starts_with(head) & ref.str.ends_with(tail)
-            fits &= ref.str.len_chars() >= len(head) + len(tail)
-            middle = ref.str.slice(len(head), ref.str.len_chars() - len(head) - len(tail))
-            ids = refs.filter(fits).select(middle).collect().to_series()
-            parts.append(
-                _of(index.lazy(), feed.name, stream.name)
-                .filter(pl.col("record_id").fill_null("?").is_in(ids.implode()))
-                .select(_SRC, "stream", "record_id", stream.ref(pl.col("record_id")).alias(_REF))
-                .unique()
-            )
+            mine = _of(index.lazy(), feed.name, stream.name)
+            if named is not None:
+                ids = named.lazy().filter(pl.col(_SRC) == feed.name)
+                ids = ids.select(_id_of(stream, pl.col(_REF)).alias("__id")).drop_nulls()
+                key = pl.col("record_id").fill_null("?")  # Stream.ref's id of a null key
+                mine = mine.join(ids, left_on=key, right_on="__id", how="semi")
+            ref = stream.ref(pl.col("record_id")).alias(_REF)
+            parts.append(mine.select(_SRC, "stream", "record_id", ref).unique())
     return pl.concat(pl.collect_all(parts)) if parts else pl.DataFrame(schema=_RECORDS)
+
+
+def _id_of(stream: Stream, ref: pl.Expr) -> pl.Expr:
+    """``Stream.ref`` read back: the id in a ref of ``stream`` (its prefix, the id, its suffix),
+    null for a ref of another shape."""
+    head, _, tail = stream.record_ref.partition("{id}")
+    length = ref.str.len_chars()
+    fits = ref.str.starts_with(head) & ref.str.ends_with(tail)
+    fits &= length >= len(head) + len(tail)
+    return pl.when(fits).then(ref.str.slice(len(head), length - len(head) - len(tail)))
 
 
 def _absent(part: pl.DataFrame, among: pl.DataFrame) -> int:
@@ -353,7 +348,7 @@ def _update(job: _Job, snap: Snapshot, files: dict[str, int]) -> Snapshot | None
     landed = snap.records + _absent(fresh, kept) - _absent(lost, kept)  # distinct records
     records = _closure(snap, _records(pl.concat([lost, fresh]), job.feeds), None)
     while records.height <= _WHOLE * max(landed, records.height):
-        todo = _holding(index, records, job.feeds)
+        todo = _records(index, job.feeds, named=records)
         rows, bad, idents = _validate(job, index, todo)
         grown = _closure(snap, records, idents)
         if grown.height > records.height:  # the new rows share identities with more records
