@@ -310,10 +310,11 @@ def build_tables(
         kept = _commit_interval_table(
             out, "callvolume", fresh, plan.volume, full=plan.full, tag=tag
         )
-        volume = built.tables["callvolume"] = _dense(kept, plan.volume, build)
-        # staffing is row by row of the volume table: the same partitions, rebuilt whole
+        built.tables["callvolume"] = _dense(kept, plan.volume, build)
+        # staffing is row by row of the volume table: the same partitions, rebuilt whole, from
+        # the busy rows (an interval with nothing offered needs no agent and is not stored)
         plan_days = None if plan.full else _grid_days(plan.volume)
-        need = staffing.build(volume.lazy(), settings=build).collect()
+        need = staffing.build_frame(kept, settings=build)
         delta.commit(
             store / "staffing", need.filter(busy("staffing")), by="interval_start_utc",
             days=plan_days, tag=tag, if_changed=True,

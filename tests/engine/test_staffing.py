@@ -10,6 +10,7 @@ import polars as pl
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from polars.testing import assert_frame_equal
 
 from engine.settings import BuildSettings, ThresholdOverride
 from engine.tables import seasonal, staffing
@@ -136,6 +137,33 @@ def test_idle_rows_default_aht_and_thresholds_per_queue() -> None:
     assert got["threshold_ms"].to_list() == [20_000, 3_600_000, 10_000, 60_000, 60_000]
     assert got["sl_target"].to_list() == [0.8, 0.9, 0.8, 0.8, 0.8]
     assert got["queue_id"].to_list() == ["q", "q", "vip", "q", "q"]
+
+
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.sampled_from(["q", "vip"]),
+            st.sampled_from(["voice", "chat"]),
+            st.integers(0, 400),
+            st.integers(0, 400),
+            st.integers(0, 90_000_000),
+        ),
+        max_size=12,
+    ),
+    chunk=st.integers(1, 5),
+)
+def test_the_staffing_of_a_frame_chunk_by_chunk_is_the_whole_one(
+    rows: list[tuple[str, str, int, int, int]], chunk: int
+) -> None:
+    settings = BuildSettings(staffing_default_aht_ms=240_000)
+    frame = _volume(rows).collect()
+    whole = staffing.build(frame.lazy(), settings=settings).collect()
+    got = staffing.build_frame(frame, settings=settings, chunk_rows=chunk)
+    # the same rows in the same order, integers and nulls exact; floats to the last bits
+    # (Polars' float kernels can round an element differently by the length of its array)
+    assert_frame_equal(got, whole, rel_tol=1e-12, abs_tol=0.0)
+    assert got["agents_required"].to_list() == whole["agents_required"].to_list()
+    assert got.schema == pl.Schema(staffing.SCHEMA)
 
 
 def test_a_target_out_of_range_is_refused() -> None:
