@@ -283,8 +283,8 @@ def _write_table(
     if "ndjson" in formats:
         written.append(export.write_ndjson(table, out_dir / "exports" / f"{name}.ndjson"))
     if "kore" in formats and name == "callvolume":
-        doc = export.callvolume_document(table, **kore)
-        written.append(export.write_json(doc, out_dir / "exports" / "callvolume_document.json"))
+        path = out_dir / "exports" / "callvolume_document.json"
+        written.append(export.write_document(table, path, **kore))
     return written
 
 

@@ -87,8 +87,9 @@ def export_tables(
     if volume is None:
         return files
     if "kore" in output.formats:
-        doc = export.callvolume_document(volume, org_id=output.org_id, unit=output.duration_unit)
-        files.append(export.write_json(doc, exports / "callvolume_document.json"))
+        path = exports / "callvolume_document.json"
+        unit = output.duration_unit
+        files.append(export.write_document(volume, path, org_id=output.org_id, unit=unit))
     at = now or clock.now()
     closed = closed_by(at, output.settle_minutes)
     for name in output.vendor_profiles:

@@ -17,6 +17,7 @@ from engine.output import delta
 from engine.output.files import (
     callvolume_document,
     write_csv,
+    write_document,
     write_json,
     write_ndjson,
     write_store,
@@ -58,6 +59,30 @@ def test_document_has_the_seed_fields_then_ours(table: pl.DataFrame) -> None:
     row = doc["CallVolumeUpdate"][0]
     assert sorted(row) == sorted(fields + OURS)
     assert list(row)[-len(OURS) :] == OURS
+
+
+@pytest.mark.parametrize("unit", ["ms", "s"])
+def test_the_written_document_parses_to_the_document(
+    table: pl.DataFrame, tmp_path: Path, unit: str
+) -> None:
+    # streamed in chunks of 7 rows (and one row a chunk), with a queue name JSON must escape
+    odd = table.with_columns(
+        pl.when(pl.col("queue_id") == table["queue_id"][0])
+        .then(pl.lit('Sales "EU"\nline two \\ é'))
+        .otherwise(pl.col("queue_name"))
+        .alias("queue_name")
+    )
+    want = callvolume_document(odd, org_id="o-1", unit=unit)  # type: ignore[arg-type]
+    assert any(r["serviceLevel"] is None for r in want["CallVolumeUpdate"])  # nulls written
+    for chunk in (7, 1):
+        path = write_document(
+            odd, tmp_path / f"{chunk}.json", org_id="o-1", unit=unit, chunk_rows=chunk
+        )  # type: ignore[arg-type]
+        assert json.loads(path.read_text(encoding="utf-8")) == want
+    empty = write_document(odd.clear(), tmp_path / "empty.json", org_id="o-1")
+    assert json.loads(empty.read_text(encoding="utf-8")) == callvolume_document(
+        odd.clear(), org_id="o-1"
+    )
 
 
 def test_document_values_follow_the_table(table: pl.DataFrame) -> None:
