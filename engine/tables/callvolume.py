@@ -23,14 +23,14 @@ import polars as pl
 from engine.interval import (
     Grid,
     Window,
-    aggregate_by_interval,
+    grain_ms,
     in_grid,
     interval_grid,
     on_grid,
     to_intervals,
     zero_fill,
 )
-from engine.schema import CALLVOLUME, CALLVOLUME_MAXIMA, CALLVOLUME_SUMS
+from engine.schema import CALLVOLUME, CALLVOLUME_MAXIMA, CALLVOLUME_SUMS, UTC_TS
 from engine.settings import BuildSettings
 
 __all__ = [
@@ -160,8 +160,8 @@ def build(
         One row per interval x (queue, channel) seen in the window, zero-filled, with
         :data:`SCHEMA`'s columns, sorted by queue, channel and interval.
     """
-    grid = settings.grid(window).frame
-    return _zero_fill(_aggregated(contacts, grid, settings), grid)
+    grid = settings.grid(window)
+    return _from_grains(_grains_in(contacts, grid, settings), window=grid, settings=settings)
 
 
 def busy_rows(
@@ -171,25 +171,54 @@ def busy_rows(
     channel with a contact counted in it: what the store keeps), in its order, without
     building the zero rows; :func:`engine.tables.dense.fill` gives the whole table back.
     """
-    grid = settings.grid(window).frame
-    busy = on_grid(_aggregated(contacts, grid, settings), grid, order=_PAIR)
-    return busy.select(SCHEMA.keys())
+    grid = settings.grid(window)
+    grains_ = _grains_in(contacts, grid, settings)
+    return _from_grains(grains_, window=grid, settings=settings, dense=False)
 
 
-def _aggregated(
-    contacts: pl.LazyFrame, grid: pl.DataFrame, settings: BuildSettings
+#: The group keys of a grain besides its instant.
+_BY: Final = ("queue_id", "queue_name", "channel")
+
+
+def _grains(contacts: pl.LazyFrame, *, grain_ms: int, settings: BuildSettings) -> pl.LazyFrame:
+    """The measures of ``contacts``' inbound rows per ``grain_ms`` step of their attribution
+    instant (``_at``, the step's start: integer arithmetic on the large frame) and queue, name
+    and channel, with the latest ``updated_at``."""
+    step = grain_ms * 1000
+    at = _attributed_at(settings).cast(pl.Int64) // step
+    inbound = contacts.filter(pl.col("direction") == "inbound")
+    measures = [*_measures(settings), pl.col("updated_at").max()]
+    agg = inbound.group_by(*_BY, at.alias("_at")).agg(measures)
+    return agg.with_columns((pl.col("_at") * step).cast(UTC_TS))
+
+
+def _from_grains(
+    grains: pl.LazyFrame, *, window: Window | Grid, settings: BuildSettings, dense: bool = True
 ) -> pl.LazyFrame:
-    """One row per interval x (queue, channel) with contacts counted in it, named."""
-    at = _attributed_at(settings)
-    inbound = contacts.filter(pl.col("direction") == "inbound", in_grid(at, grid))
-    by = ("queue_id", "queue_name", "channel")
-    latest = pl.col("updated_at").max()
-    agg = aggregate_by_interval(
-        inbound, grid, at=at, by=by,
-        measures=[*_measures(settings), latest], combine=[*_combine(), latest],
-    )  # fmt: skip
-    # A renamed queue has rows under several names: give them the latest and merge them.
-    return agg.with_columns(latest_queue_name()).group_by("interval_start_utc", *by).agg(_combine())
+    """:func:`build`'s table (``dense=False``: :func:`busy_rows`') from :func:`_grains` at the
+    grain of the window's grid (grains outside it are left out)."""
+    grid = settings.grid(window).frame
+    # A renamed queue has rows under several names: all get its latest, then merge.
+    named = _in_intervals(grains, grid).with_columns(latest_queue_name())
+    agg = named.group_by("interval_start_utc", *_BY).agg(_combine())
+    if dense:
+        return _zero_fill(agg, grid)
+    return on_grid(agg, grid, order=_PAIR).select(SCHEMA.keys())
+
+
+def _in_intervals(grains: pl.LazyFrame, grid: pl.DataFrame) -> pl.LazyFrame:
+    """``grains`` with the start of their interval (``interval_start_utc``), those outside
+    ``grid`` left out: joined on the grid's own grains (few), no sort of the rows."""
+    start, end = pl.col("interval_start_utc"), pl.col("interval_end_utc")
+    step = f"{grain_ms(grid)}ms"
+    own = grid.select(start, pl.datetime_ranges(start, end, step, closed="left").alias("_at"))
+    return grains.join(own.explode("_at").lazy(), on="_at", how="inner").drop("_at")
+
+
+def _grains_in(contacts: pl.LazyFrame, grid: Grid, settings: BuildSettings) -> pl.LazyFrame:
+    """:func:`_grains` of the contacts attributed inside ``grid``, at its grain."""
+    inside = contacts.filter(in_grid(_attributed_at(settings), grid.frame))
+    return _grains(inside, grain_ms=grain_ms(grid.frame), settings=settings)
 
 
 def rollup(table: pl.LazyFrame, *, window: Window, minutes: int, tz: str) -> pl.LazyFrame:
