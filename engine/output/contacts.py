@@ -1,20 +1,23 @@
 """The store's contacts table written as the input streams: validated, de-duplicated and sunk to
 its date partitions without the canonical rows ever being held in memory.
 
-:func:`sink_contacts` gives :func:`engine.validate.contacts.validate_contacts`' rows in three
-streaming passes over the input, none of which holds it:
+:func:`sink_contacts` gives :func:`engine.validate.contacts.validate_contacts`' rows in two
+streaming passes over the input, neither of which holds it:
 
-1. the hashes of the identities that occur more than once (8 bytes a row, sorted);
-2. the few rows that cannot be written as they come, collected: the invalid ones and the
-   repeated identities' versions. They are resolved in memory
-   (:func:`engine.validate.contacts.resolve_contacts`), the latest versions written as one more
-   file per partition;
-3. every other valid row, written straight to the table's files
-   (:func:`engine.output.datafiles.sink_partitions`).
+1. the hashes of the identities that occur more than once (8 bytes a row, sorted; the key
+   columns alone are read and parsed);
+2. every row validated and written as it comes by one partitioned sink
+   (:func:`engine.output.datafiles.sink_partitions`, rows marked by
+   :func:`engine.validate.contacts.mark_contacts`): a valid row of an identity seen once to
+   the table's files of its date; a repeated identity's version, and an invalid row, to
+   folders set apart (``date=repeated``, ``date=invalid``, files of another writer tag).
 
-Passes 2 and 3 run side by side, each reading the input itself (common subplans not merged):
-one read feeding both outputs buffers rows for the slower one (the sink), measured at
-+0.8-1.3 GB at 10M rows; two reads cost ~2 CPU-s and keep the peak at ~1 GB.
+The repeated identities' versions (~4 % of the rows here) are then read back and resolved in
+memory (:func:`~engine.validate.contacts.validate_contacts` on them alone: the same rules), the
+latest versions written as one more file per partition. Only when an invalid row was set
+apart is the input read a third time, for the quarantine rows (their raw values as given):
+a clean input is read twice. One plan with two outputs (a sink and a collect) would read it
+once, but Polars then buffers rows for the slower output, the sink (+0.8-1.3 GB at 10M rows).
 
 Nothing is committed: the files are visible to :func:`scan_files` (the volume table is built
 from them) and become the table's next version with
@@ -43,12 +46,17 @@ import polars as pl
 from deltalake.transaction import AddAction
 
 from engine.output import datafiles
-from engine.schema import CONTACTS
+from engine.schema import CONTACTS, QUARANTINE
 from engine.validate.contacts import (
+    INVALID,
     MAX_DURATION_MS,
+    PART,
+    REPEATED,
+    mark_contacts,
     repeated_identities,
     resolve_contacts,
     split_contacts,
+    validate_contacts,
 )
 
 __all__ = ["MORSEL_ROWS", "Sunk", "scan_files", "sink_contacts"]
@@ -85,22 +93,30 @@ def sink_contacts(
     """
     with pl.Config(streaming_chunk_size=MORSEL_ROWS):
         repeated = repeated_identities(contacts).collect(engine="streaming").to_series()
-        single, others = split_contacts(contacts, repeated, max_duration_ms=max_duration_ms)
-        sink = datafiles.sink_partitions(single, path, by="offered_at", tag=tag)
-        apart = pl.QueryOptFlags(comm_subplan_elim=False)  # two reads: see the module docstring
-        _, left, rows_in = pl.collect_all(
-            [sink, others, contacts.select(pl.len())], engine="streaming", optimizations=apart
+        marked = mark_contacts(contacts, repeated, max_duration_ms=max_duration_ms)
+        sink = datafiles.sink_partitions(marked, path, by="offered_at", tag=tag, apart=PART)
+        apart = pl.QueryOptFlags(comm_subplan_elim=False)  # the count reads on its own
+        _, rows_in = pl.collect_all(
+            [sink, contacts.select(pl.len())], engine="streaming", optimizations=apart
         )
-    kept, quarantine = pl.collect_all(resolve_contacts(left.lazy()))
+        bad = pl.DataFrame(schema=QUARANTINE)
+        if datafiles.set_apart(path, tag, INVALID):  # a pass of its own, only for them
+            _, invalid = split_contacts(contacts, repeated.clear(), max_duration_ms=max_duration_ms)
+            bad = resolve_contacts(invalid.collect(engine="streaming").lazy())[1].collect()
+    rows = scan_files(path, datafiles.set_apart(path, tag, REPEATED))
+    kept, conflicts = pl.collect_all(validate_contacts(rows, max_duration_ms=max_duration_ms))
     if kept.height:
         dated = kept.with_columns(datafiles.days_of("offered_at"))
         datafiles.write_partitions(path, dated, tag)
+    datafiles.drop_apart(path, tag)
+    quarantine = pl.concat([bad, conflicts])
     return Sunk(int(rows_in.item()), quarantine, datafiles.added(path, tag))
 
 
-def scan_files(path: Path, files: list[AddAction]) -> pl.LazyFrame:
+def scan_files(path: Path, files: list[AddAction] | list[Path]) -> pl.LazyFrame:
     """The canonical contacts in ``files`` (under ``path``), lazily, in the canonical types."""
     if not files:
         return pl.LazyFrame(schema=CONTACTS)
-    frame = pl.scan_parquet([str(path / a.path) for a in files], hive_partitioning=False)
+    names = [str(path / (f if isinstance(f, Path) else f.path)) for f in files]
+    frame = pl.scan_parquet(names, hive_partitioning=False)
     return frame.select(list(CONTACTS)).cast(CONTACTS)  # type: ignore[arg-type]

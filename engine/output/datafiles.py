@@ -41,9 +41,12 @@ __all__ = [
     "PARTITION",
     "STORE_COMPRESSION",
     "added",
+    "aside",
     "days_of",
     "discard",
+    "drop_apart",
     "fsync",
+    "set_apart",
     "sink_partitions",
     "storable",
     "write_partitions",
@@ -51,6 +54,7 @@ __all__ = [
 
 #: The partition column of every store table: the UTC date of its ``by`` instant.
 PARTITION: Final = "date"
+_APART: Final = "__apart"
 #: Codec of the store's files: lz4 decodes faster than zstd for about 1.5x the disk, and reading
 #: is the largest single cost of a build (the figures: benchmarks/README.md, "Where the time goes").
 STORE_COMPRESSION: Literal["lz4"] = "lz4"
@@ -114,21 +118,40 @@ def write_partitions(path: Path, frame: pl.DataFrame, tag: str) -> list[AddActio
 
 
 def sink_partitions(
-    frame: pl.LazyFrame, path: Path, *, by: str | pl.Expr, tag: str
+    frame: pl.LazyFrame, path: Path, *, by: str | pl.Expr, tag: str, apart: str | None = None
 ) -> pl.LazyFrame:
     """The lazy sink writing ``frame``'s rows to the partitions of the UTC date of ``by`` as
     they stream (one file or more per partition, named for ``tag``): collect it, alone or with
     other outputs of the same plan; then :func:`added` makes the files durable and describes
-    them. The rows of a partition are not kept in ``frame``'s order."""
+    them. The rows of a partition are not kept in ``frame``'s order.
+
+    ``apart``: a text column of ``frame`` (not written) naming, where it is not null, a folder
+    ``date=<name>`` its row goes to instead, in files named for :func:`aside` ``(tag)``: not the
+    table's rows, and deleted as a killed writer's would be (no version names that tag)."""
 
     def file_path(args: Any) -> str:
-        day = args.partition_keys.item(0, 0)
+        day, folder = args.partition_keys.row(0)
+        if folder is not None:
+            return f"{PARTITION}={folder}/{_name(aside(tag))}"
         return f"{PARTITION}={day.isoformat()}/{_name(tag)}"
 
-    target = pl.PartitionBy(path, key=days_of(by), include_key=False, file_path_provider=file_path)
+    # a key that is a column of ``frame`` keeps its name: left out of the files with the others
+    folder = pl.lit(None, pl.String).alias(_APART) if apart is None else pl.col(apart)
+    key = [pl.when(folder.is_null()).then(days_of(by)).alias(PARTITION), folder]
+    target = pl.PartitionBy(path, key=key, include_key=False, file_path_provider=file_path)
     return storable(frame).sink_parquet(
         target, compression=STORE_COMPRESSION, mkdir=True, maintain_order=False, lazy=True
     )
+
+
+def aside(tag: str) -> str:
+    """The writer tag of the rows the writer ``tag`` set apart (:func:`sink_partitions`)."""
+    return f"{tag}x"
+
+
+def set_apart(path: Path, tag: str, folder: str) -> list[Path]:
+    """The files of the rows the writer ``tag`` set apart to ``folder``."""
+    return sorted((path / f"{PARTITION}={folder}").glob(f"part-{aside(tag)}-*.parquet"))
 
 
 def _written(path: Path, tag: str) -> list[Path]:
@@ -155,3 +178,14 @@ def discard(path: Path, tag: str) -> None:
     commit: no version names them)."""
     for file in _written(path, tag):
         file.unlink(missing_ok=True)
+    drop_apart(path, tag)
+
+
+def drop_apart(path: Path, tag: str) -> None:
+    """Delete the files of the rows the writer ``tag`` set apart, and their emptied folders."""
+    files = _written(path, aside(tag))
+    for file in files:
+        file.unlink(missing_ok=True)
+    for folder in {f.parent for f in files}:
+        if not any(folder.iterdir()):
+            folder.rmdir()

@@ -50,11 +50,15 @@ from engine.errors import InputSchemaError
 from engine.schema import CONTACTS, CONTACTS_KEY, CONTACTS_REQUIRED, QUARANTINE, UTC_TS
 
 __all__ = [
+    "INVALID",
     "MAX_COUNT",
     "MAX_DURATION_MS",
+    "PART",
     "REASONS",
+    "REPEATED",
     "InputSchemaError",
     "conform_contacts",
+    "mark_contacts",
     "repeated_identities",
     "resolve_contacts",
     "split_contacts",
@@ -315,6 +319,25 @@ def repeated_identities(frame: pl.LazyFrame) -> pl.LazyFrame:
 
 def _identity_hash() -> pl.Expr:
     return pl.struct(list(CONTACTS_KEY)).hash().alias(_IDENTITY)
+
+
+#: The column of :func:`mark_contacts` and its two labels.
+PART, REPEATED, INVALID = "__part", "repeated", "invalid"
+
+
+def mark_contacts(
+    frame: pl.LazyFrame, repeated: pl.Series, *, max_duration_ms: int = MAX_DURATION_MS
+) -> pl.LazyFrame:
+    """:func:`split_contacts` as one stream: every row of ``frame`` as canonical contacts, with
+    :data:`PART` null for its ``single`` rows, :data:`REPEATED` for the valid rows of an
+    identity in ``repeated`` and :data:`INVALID` for the invalid rows (their values as far as
+    they parse: only a sign that ``frame`` has rows to quarantine, which :func:`split_contacts`
+    then gives)."""
+    marked = conform_contacts(frame, max_duration_ms=max_duration_ms)
+    shared = _identity_hash().is_in(repeated.implode())
+    invalid = pl.col(_REASON).is_not_null()
+    part = pl.when(invalid).then(pl.lit(INVALID)).when(shared).then(pl.lit(REPEATED))
+    return marked.select(*CONTACTS, part.alias(PART))
 
 
 def split_contacts(

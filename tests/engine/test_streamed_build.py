@@ -7,11 +7,13 @@ in the store before the commit, and a build that fails first leaves no file behi
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
 import pytest
+from polars.io.plugins import register_io_source
 
 from engine.demo.contacts import generate_contacts, make_dirty
 from engine.output import datafiles, delta
@@ -117,3 +119,79 @@ def test_sunk_files_are_described_for_the_commit(tmp_path: Path) -> None:
     assert sorted(delta.scan(tmp_path).collect()["n"].to_list()) == list(range(6))
     assert delta.problems(tmp_path) == []
     assert delta.row_count(tmp_path) == 6
+
+
+def _counted(frame: pl.DataFrame) -> tuple[pl.LazyFrame, list[int]]:
+    """``frame`` as a lazy source that counts how many times it is read."""
+    reads: list[int] = []
+
+    def source(
+        columns: list[str] | None, predicate: pl.Expr | None, n_rows: int | None, _: int | None
+    ) -> Iterator[pl.DataFrame]:
+        reads.append(1)
+        out = frame if columns is None else frame.select(columns)
+        out = out if predicate is None else out.filter(predicate)
+        yield out if n_rows is None else out.head(n_rows)
+
+    return register_io_source(source, schema=frame.schema), reads
+
+
+@pytest.fixture(scope="module")
+def resent() -> pl.DataFrame:
+    """Valid rows only, with re-sent updates, exact copies and two conflicting versions."""
+    rows = generate_contacts(start=START, days=2, scale=0.3)
+    updates = rows.head(40).with_columns(
+        pl.col("acw_ms") + 30_000, pl.col("updated_at") + timedelta(hours=1)
+    )
+    conflict = rows.slice(100, 1).with_columns(pl.col("acw_ms") + 1)
+    return pl.concat([rows, updates, rows.slice(50, 10), conflict, rows.slice(100, 1)])
+
+
+def test_a_clean_input_is_read_twice_and_kept_exactly(resent: pl.DataFrame, tmp_path: Path) -> None:
+    """No invalid row: the hashes' pass and the sink's (and the row count) read the input, no
+    third pass; the store and the quarantine (the conflicts alone) are validation's."""
+    path = tmp_path / "contacts"
+    frame, reads = _counted(resent)
+    sunk = sink_contacts(frame, path, tag="t1")
+    assert len(reads) == 3  # the identities' hashes, the sink, the row count
+    clean, quarantine = pl.collect_all(validate_contacts(resent.lazy()))
+    stored = scan_files(path, sunk.files).collect()
+    assert _sorted(stored, KEY).equals(_sorted(clean, KEY))
+    assert set(quarantine["reason"]) == {"conflicting_duplicate"}
+    columns = ["record_id", "reason", "detail", "raw"]
+    assert _sorted(sunk.quarantine, columns).equals(_sorted(quarantine, columns))
+    assert sunk.rows_in == resent.height
+    assert sorted(p.name for p in path.iterdir()) == sorted(f"date={d}" for d in _days(clean))
+
+
+def test_an_invalid_row_costs_one_more_read_and_nothing_is_left_apart(
+    dirty: pl.DataFrame, tmp_path: Path
+) -> None:
+    path = tmp_path / "contacts"
+    frame, reads = _counted(dirty)
+    sunk = sink_contacts(frame, path, tag="t1")
+    assert len(reads) == 4  # and the invalid rows' own pass, for their raw values
+    clean, _ = pl.collect_all(validate_contacts(dirty.lazy()))
+    assert sorted(p.name for p in path.iterdir()) == sorted(f"date={d}" for d in _days(clean))
+    assert [f for f in path.rglob("*.parquet") if "-t1x-" in f.name] == []
+    assert sunk.quarantine.height > 0
+
+
+def _days(frame: pl.DataFrame) -> set[str]:
+    return {d.isoformat() for d in frame["offered_at"].dt.date().unique()}
+
+
+def test_rows_set_apart_go_to_folders_of_their_own_tag(tmp_path: Path) -> None:
+    """A killed writer's set-apart files look like orphans of another writer: no version names
+    them, and the next run's :func:`delta.remove_orphans` deletes them."""
+    at = datetime(2026, 10, 1, 9, tzinfo=UTC)
+    rows = pl.LazyFrame({"at": [at] * 3, "n": [1, 2, 3], "apart": [None, "aside", "aside"]})
+    datafiles.sink_partitions(rows, tmp_path, by="at", tag="w1", apart="apart").collect()
+    kept = datafiles.added(tmp_path, "w1")
+    assert [a.partition_values for a in kept] == [{"date": "2026-10-01"}]
+    apart = datafiles.set_apart(tmp_path, "w1", "aside")
+    assert pl.read_parquet(apart).columns == ["at", "n"]
+    assert sorted(pl.read_parquet(apart)["n"]) == [2, 3]
+    datafiles.discard(tmp_path, "w1")
+    assert list(tmp_path.rglob("*.parquet")) == []
+    assert not (tmp_path / "date=aside").exists()
