@@ -5,7 +5,7 @@ Runs the steps of ``engine.pipeline.build.build_contacts`` and
 cardinality benchmark's input file and window (:mod:`benchmarks.cardinality_data`), Parquet
 outputs only (``--format parquet``). Per step: wall seconds, CPU seconds (all threads) and the
 peak resident memory *of that step* (``VmHWM``, reset before each step by writing 5 to
-``/proc/self/clear_refs``; Linux). ``build``: the three streaming passes of
+``/proc/self/clear_refs``; Linux). ``build``: the streaming passes of
 ``engine.output.contacts.sink_contacts`` apart, then the volume table read back from the
 files written. ``callbacks``: the aggregation is split where the table modules allow it from
 outside: the group-by (everything up to the aggregated frame, collected) and the zero-fill,
@@ -71,7 +71,16 @@ def _build(path: Path, out: Path, step: Steps) -> None:
     from engine.schema import CONTACTS
     from engine.settings import BuildSettings
     from engine.tables.dense import busy
-    from engine.validate.contacts import repeated_identities, resolve_contacts, split_contacts
+    from engine.validate.contacts import (
+        INVALID,
+        PART,
+        REPEATED,
+        mark_contacts,
+        repeated_identities,
+        resolve_contacts,
+        split_contacts,
+        validate_contacts,
+    )
 
     settings = BuildSettings(tz=data.TZ)
     frame, _ = read_input(path, "contacts")
@@ -81,21 +90,27 @@ def _build(path: Path, out: Path, step: Steps) -> None:
             "repeated identities (hashes of the key, sorted; read included)",
             lambda: repeated_identities(frame).collect(engine="streaming").to_series(),
         )
-        single, others = split_contacts(frame, repeated)
-        left = step(
-            "invalid and repeated rows (validate, collect; read included)",
-            lambda: others.collect(engine="streaming"),
-        )
-        sink = datafiles.sink_partitions(single, store, by="offered_at", tag="p")
-        step("the other valid rows sunk to the store's files (read included)",
+        marked = mark_contacts(frame, repeated)
+        sink = datafiles.sink_partitions(marked, store, by="offered_at", tag="p", apart=PART)
+        step("every row validated and sunk, some set apart (read included)",
              lambda: sink.collect(engine="streaming"))  # fmt: skip
 
+        def invalid() -> pl.DataFrame | None:
+            if not datafiles.set_apart(store, "p", INVALID):
+                return None
+            _, rows = split_contacts(frame, repeated.clear())
+            return resolve_contacts(rows.collect(engine="streaming").lazy())[1].collect()
+
+        step("invalid rows' own pass (only when the sink set some apart)", invalid)
+
     def resolved() -> pl.DataFrame:
-        kept, quarantine = pl.collect_all(resolve_contacts(left.lazy()))
+        rows = scan_files(store, datafiles.set_apart(store, "p", REPEATED))
+        kept, quarantine = pl.collect_all(validate_contacts(rows))
         datafiles.write_partitions(store, kept.with_columns(datafiles.days_of("offered_at")), "p")
+        datafiles.drop_apart(store, "p")
         return quarantine
 
-    quarantine = step("de-duplicate them, write the latest versions", resolved)
+    quarantine = step("de-duplicate the versions set apart, write the latest", resolved)
     files = step("describe the files (fsync, footers)", lambda: datafiles.added(store, "p"))
     grid = settings.grid(data.WINDOW)
     table = step(
