@@ -35,8 +35,7 @@ with the reason of its first failing row in segment order, and none of its rows 
 Example:
     >>> import polars as pl
     >>> from engine.demo.contacts import generate_contacts
-    >>> clean, bad = validate_contacts(generate_contacts(days=1).lazy())
-    >>> bad.collect().height
+    >>> clean, bad = validate_contacts(generate_contacts(days=1).lazy()); bad.collect().height
     0
 """
 
@@ -50,12 +49,9 @@ from engine.errors import InputSchemaError
 from engine.schema import CONTACTS, CONTACTS_KEY, CONTACTS_REQUIRED, QUARANTINE, UTC_TS
 
 __all__ = [
-    "INVALID",
     "MAX_COUNT",
     "MAX_DURATION_MS",
-    "PART",
     "REASONS",
-    "REPEATED",
     "InputSchemaError",
     "conform_contacts",
     "mark_contacts",
@@ -321,23 +317,16 @@ def _identity_hash() -> pl.Expr:
     return pl.struct(list(CONTACTS_KEY)).hash().alias(_IDENTITY)
 
 
-#: The column of :func:`mark_contacts` and its two labels.
-PART, REPEATED, INVALID = "__part", "repeated", "invalid"
+PART, REPEATED, INVALID = "__part", "repeated", "invalid"  #: mark_contacts' column, labels
 
 
 def mark_contacts(
     frame: pl.LazyFrame, repeated: pl.Series, *, max_duration_ms: int = MAX_DURATION_MS
 ) -> pl.LazyFrame:
-    """:func:`split_contacts` as one stream: every row of ``frame`` as canonical contacts, with
-    :data:`PART` null for its ``single`` rows, :data:`REPEATED` for the valid rows of an
-    identity in ``repeated`` and :data:`INVALID` for the invalid rows (their values as far as
-    they parse: only a sign that ``frame`` has rows to quarantine, which :func:`split_contacts`
-    then gives)."""
-    marked = conform_contacts(frame, max_duration_ms=max_duration_ms)
-    shared = _identity_hash().is_in(repeated.implode())
-    invalid = pl.col(_REASON).is_not_null()
-    part = pl.when(invalid).then(pl.lit(INVALID)).when(shared).then(pl.lit(REPEATED))
-    return marked.select(*CONTACTS, part.alias(PART))
+    """:func:`split_contacts` as one stream: :data:`PART` null (single), repeated or invalid."""
+    invalid, shared = pl.col(_REASON).is_not_null(), _identity_hash().is_in(repeated.implode())
+    part = pl.when(invalid).then(pl.lit(INVALID)).when(shared).then(pl.lit(REPEATED)).alias(PART)
+    return conform_contacts(frame, max_duration_ms=max_duration_ms).select(*CONTACTS, part)
 
 
 def split_contacts(
