@@ -55,7 +55,15 @@ from engine.tables import (
 )
 from engine.tables.dense import TableShape, busy
 
-__all__ = ["TABLES", "Built", "build_tables", "merge_window", "read_store"]
+__all__ = [
+    "STAFFING_ROWS",
+    "TABLES",
+    "Built",
+    "build_tables",
+    "merge_window",
+    "read_store",
+    "staffing_rows",
+]
 
 
 #: The interval tables a run merges, by name: how each is keyed (engine.tables.dense).
@@ -258,6 +266,27 @@ def _dense(rows: pl.DataFrame, grids: list[Grid], settings: BuildSettings) -> pl
     return pl.concat(pl.collect_all(parts))
 
 
+#: Rows of a volume table whose staffing :func:`staffing_rows` computes at once: each row's
+#: candidate agent counts (~40 or more) are exploded, ~4 KB of intermediates a row.
+STAFFING_ROWS = 8_192
+
+
+def staffing_rows(
+    table: pl.DataFrame, *, settings: BuildSettings, chunk_rows: int = STAFFING_ROWS
+) -> pl.DataFrame:
+    """:func:`engine.tables.staffing.build` of a volume table, ``chunk_rows`` rows at a time
+    (a row's staffing depends on that row alone), so the exploded candidates of a whole history
+    are never held at once: the same rows in the same order (floats but for their last bits:
+    Polars' float kernels can round an element differently by the length of its array)."""
+    if chunk_rows < 1:
+        raise ValueError(f"chunk_rows must be >= 1, got {chunk_rows}")
+    parts = [  # one chunk after another: a chunk's intermediates are freed before the next
+        staffing.build(part.lazy(), settings=settings).collect()
+        for part in table.iter_slices(chunk_rows)
+    ]
+    return pl.concat(parts) if parts else staffing.build(table.lazy(), settings=settings).collect()
+
+
 def empty_table(name: str) -> pl.DataFrame:
     """An empty table ``name`` (no grid: nothing to commit)."""
     schemas = {
@@ -314,7 +343,7 @@ def build_tables(
         # staffing is row by row of the volume table: the same partitions, rebuilt whole, from
         # the busy rows (an interval with nothing offered needs no agent and is not stored)
         plan_days = None if plan.full else _grid_days(plan.volume)
-        need = staffing.build_frame(kept, settings=build)
+        need = staffing_rows(kept, settings=build)
         delta.commit(
             store / "staffing", need.filter(busy("staffing")), by="interval_start_utc",
             days=plan_days, tag=tag, if_changed=True,

@@ -36,7 +36,7 @@ import polars as pl
 from engine.settings import BuildSettings
 from engine.tables.callvolume import configured_threshold_ms
 
-__all__ = ["CHUNK_ROWS", "KEYS", "SCHEMA", "build", "build_frame"]
+__all__ = ["KEYS", "SCHEMA", "build"]
 
 KEYS: Final = ("interval_start_utc", "queue_id", "channel")
 SCHEMA: Final[dict[str, pl.DataType]] = {
@@ -54,9 +54,6 @@ SCHEMA: Final[dict[str, pl.DataType]] = {
     "occupancy": pl.Float64(),
 }
 _SPREAD: Final = 8.0  #: candidates span A ± this many sqrt(A) (and a margin)
-#: Rows of a volume table whose staffing :func:`build_frame` computes at once: each row's
-#: candidates (~40 or more) are exploded, ~4 KB of intermediates a row at the peak.
-CHUNK_ROWS: Final = 8_192
 
 
 def _by_channel(
@@ -152,29 +149,3 @@ def build(table: pl.LazyFrame, *, settings: BuildSettings) -> pl.LazyFrame:
         .cast(SCHEMA)  # type: ignore[arg-type]
     )
 
-
-def build_frame(
-    table: pl.DataFrame, *, settings: BuildSettings, chunk_rows: int = CHUNK_ROWS
-) -> pl.DataFrame:
-    """:func:`build` of a volume table in memory, ``chunk_rows`` rows at a time (the staffing
-    of a row depends on that row alone), so the exploded candidates of a whole history are
-    never held at once: the same rows in the same order (floats but for their last bits: Polars'
-    float kernels can round an element differently by the length of its array).
-
-    Example:
-        >>> from datetime import datetime, UTC
-        >>> from engine.settings import BuildSettings
-        >>> t = pl.DataFrame({"interval_start_utc": [datetime(2026, 10, 1, tzinfo=UTC)] * 3,
-        ...                   "queue_id": ["q1", "q2", "q3"], "channel": ["voice"] * 3,
-        ...                   "offered": [100, 0, 10], "answered": [100, 0, 10],
-        ...                   "handle_ms": [100 * 180_000, 0, 10 * 180_000]})
-        >>> s = BuildSettings(interval_minutes=30)
-        >>> build_frame(t, settings=s, chunk_rows=2)["agents_required"].to_list()
-        [14, 0, 3]
-    """
-    if chunk_rows < 1:
-        raise ValueError(f"chunk_rows must be >= 1, got {chunk_rows}")
-    parts = [  # one chunk after another: a chunk's intermediates are freed before the next
-        build(part.lazy(), settings=settings).collect() for part in table.iter_slices(chunk_rows)
-    ]
-    return pl.concat(parts) if parts else build(table.lazy(), settings=settings).collect()

@@ -12,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
+from engine.pipeline.tables import staffing_rows
 from engine.settings import BuildSettings, ThresholdOverride
 from engine.tables import seasonal, staffing
 
@@ -158,7 +159,7 @@ def test_the_staffing_of_a_frame_chunk_by_chunk_is_the_whole_one(
     settings = BuildSettings(staffing_default_aht_ms=240_000)
     frame = _volume(rows).collect()
     whole = staffing.build(frame.lazy(), settings=settings).collect()
-    got = staffing.build_frame(frame, settings=settings, chunk_rows=chunk)
+    got = staffing_rows(frame, settings=settings, chunk_rows=chunk)
     # the same rows in the same order, integers and nulls exact; floats to the last bits
     # (Polars' float kernels can round an element differently by the length of its array)
     assert_frame_equal(got, whole, rel_tol=1e-12, abs_tol=0.0)
