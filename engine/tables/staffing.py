@@ -148,4 +148,3 @@ def build(table: pl.LazyFrame, *, settings: BuildSettings) -> pl.LazyFrame:
         .select(list(SCHEMA))
         .cast(SCHEMA)  # type: ignore[arg-type]
     )
-
