@@ -74,6 +74,7 @@ COLLECTS_OUTSIDE_PIPELINE = {
     "engine.distributed.ray_engine": "Ray tasks collect their day's table; the driver the merge",
     "engine.distributed.callbacks": "Ray tasks collect their day's tables; the driver the merge",
     "engine.distributed.cluster": "hands a task's frames back as Arrow IPC bytes, and reads them",
+    "engine.distributed.helper": "its helper process writes standard error to a log file",
 }
 
 MAX_MODULES = 13

@@ -61,6 +61,7 @@ from engine.distributed.cluster import (
     store_partitions,
     unpack,
 )
+from engine.distributed.helper import away, call
 from engine.interval import Grid, Window
 from engine.output.delta import PARTITION
 from engine.output.store import request_instant, requests_of
@@ -195,6 +196,11 @@ def callback_tables(
     """
     empty = requests(pl.LazyFrame(schema=CALLBACK_ATTEMPTS))
     callback_metrics.document_parts(empty, begin=document[0], end=document[1])  # its errors now
+    if away(address):  # a cluster apart from this process: its driver in a helper process
+        return call(
+            address, callback_tables, attempts, grids, document=document, settings=settings,
+            address=address, dense=dense,
+        )  # fmt: skip
     connect(address)
     cover = pl.concat([*(g.frame for g in grids), settings.grid(document).frame])
     task = partial(

@@ -162,7 +162,7 @@ def map_days(rows: pl.DataFrame, task: Task) -> list[pl.DataFrame]:
 
 def store_partitions(path: Path, keep: pl.Expr) -> list[list[str]]:
     """The data files of the store table at ``path`` (its current version, as its log names
-    them), one list of full paths per date partition for which ``keep`` holds (an expression
+    them), one list of absolute paths per date partition for which ``keep`` holds (an expression
     over :data:`engine.output.delta.PARTITION`), in date order: what the read tasks open.
 
     Raises:
@@ -170,7 +170,8 @@ def store_partitions(path: Path, keep: pl.Expr) -> list[list[str]]:
     """
     files = delta.data_files(path).filter(keep).sort(delta.PARTITION, maintain_order=True)
     grouped = files.group_by(delta.PARTITION, maintain_order=True).agg(pl.col("path"))
-    return [[str(path / rel) for rel in rels] for rels in grouped["path"].to_list()]
+    where = path.resolve()  # a worker's working folder is not this process's
+    return [[str(where / rel) for rel in rels] for rels in grouped["path"].to_list()]
 
 
 def read_files(files: list[str], schema: Mapping[str, pl.DataType]) -> pl.LazyFrame:

@@ -52,6 +52,7 @@ from engine.distributed.cluster import (
     store_partitions,
     unpack,
 )
+from engine.distributed.helper import away, call
 from engine.interval import Grid
 from engine.output.delta import PARTITION
 from engine.schema import CONTACTS
@@ -134,6 +135,11 @@ def volume_table(
         ClusterError: Ray is not installed, or the cluster at ``address`` cannot be joined.
         StoreError: ``contacts`` is a path with no readable store table.
     """
+    if away(address):  # a cluster apart from this process: its driver in a helper process
+        return call(
+            address, volume_table, contacts, grid=grid, settings=settings, address=address,
+            dense=dense,
+        )  # fmt: skip
     connect(address)
     frame = grid.frame
     task = partial(_day_table, frame=frame, settings_json=settings.model_dump(mode="json"))
