@@ -160,15 +160,18 @@ def map_days(rows: pl.DataFrame, task: Task) -> list[pl.DataFrame]:
     return _grouped(source, rows[DAY].n_unique(), task, rows.schema)
 
 
-def store_partitions(path: Path, keep: pl.Expr) -> list[list[str]]:
+def store_partitions(path: Path, keep: pl.Expr, *, maxima: tuple[str, ...] = ()) -> list[list[str]]:
     """The data files of the store table at ``path`` (its current version, as its log names
-    them), one list of absolute paths per date partition for which ``keep`` holds (an expression
-    over :data:`engine.output.delta.PARTITION`), in date order: what the read tasks open.
+    them) for which ``keep`` holds, one list of absolute paths per date partition, in date
+    order: what the read tasks open. ``keep`` is an expression over the columns of
+    :func:`engine.output.delta.data_files` (with ``maxima``: the log's greatest value of
+    those columns in each file).
 
     Raises:
         StoreError: no table at ``path``, or its log cannot be read.
     """
-    files = delta.data_files(path).filter(keep).sort(delta.PARTITION, maintain_order=True)
+    files = delta.data_files(path, maxima=maxima).filter(keep)
+    files = files.sort(delta.PARTITION, maintain_order=True)
     grouped = files.group_by(delta.PARTITION, maintain_order=True).agg(pl.col("path"))
     where = path.resolve()  # a worker's working folder is not this process's
     return [[str(where / rel) for rel in rels] for rels in grouped["path"].to_list()]

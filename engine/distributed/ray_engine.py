@@ -98,14 +98,20 @@ def _read_partition(
 
 def _partitions(store: Path, frame: pl.DataFrame, settings: BuildSettings) -> list[list[str]]:
     """The files of the partitions (offer dates) that can hold a contact of ``frame``'s
-    intervals: the grid's dates; with attribution at the end, every earlier one too (a contact
-    ends after its offer, and no bound on that is assumed)."""
-    first = frame["interval_start_utc"][0].date()
+    intervals: the grid's dates; with attribution at the end, the files of earlier dates too
+    whose greatest ``ended_at`` (the log's, to the millisecond below) may reach the grid's
+    start, and every earlier file the log has no such figure for (a contact counts where it
+    ends, at its offer when it has no end, and no bound on its length is assumed)."""
+    start = frame["interval_start_utc"][0]
     last = (frame["interval_end_utc"][-1] - timedelta(microseconds=1)).date()
-    keep = pl.col(PARTITION) <= last
+    keep = (pl.col(PARTITION) <= last) & (pl.col(PARTITION) >= start.date())
     if settings.attribution != "end":
-        keep &= pl.col(PARTITION) >= first
-    return store_partitions(store, keep)
+        return store_partitions(store, keep)
+    ended = pl.col("max.ended_at")
+    reaches = ended.is_null() | (ended + timedelta(milliseconds=1) > start)
+    return store_partitions(
+        store, keep | ((pl.col(PARTITION) <= last) & reaches), maxima=("ended_at",)
+    )
 
 
 def _names(inbound: pl.DataFrame) -> pl.DataFrame:

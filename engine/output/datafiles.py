@@ -58,6 +58,8 @@ _APART: Final = "__apart"
 #: Codec of the store's files: lz4 decodes faster than zstd for about 1.5x the disk, and reading
 #: is the largest single cost of a build (the figures: benchmarks/README.md, "Where the time goes").
 STORE_COMPRESSION: Literal["lz4"] = "lz4"
+#: An instant in the log's file statistics (the table format's: milliseconds, UTC).
+_MS: Final = "%Y-%m-%dT%H:%M:%S%.3fZ"
 
 Frame = TypeVar("Frame", pl.DataFrame, pl.LazyFrame)
 
@@ -86,9 +88,26 @@ def _name(tag: str) -> str:
     return f"part-{tag}-{uuid.uuid4().hex[:12]}.parquet"
 
 
-def _action(path: Path, file: Path, rows: int) -> AddAction:
+def _stats(frame: pl.DataFrame | pl.LazyFrame) -> str:
+    """A file's statistics for the log: its rows, and each UTC instant column's least and
+    greatest value to the millisecond below (as the table format's own writer records them;
+    readers may skip files by them: :func:`engine.output.delta.data_files`' ``maxima``)."""
+    at = pl.selectors.datetime(time_zone="UTC")
+    row = frame.lazy().select(
+        pl.len().alias("numRecords"),
+        at.min().dt.strftime(_MS).name.prefix("minValues."),
+        at.max().dt.strftime(_MS).name.prefix("maxValues."),
+    )
+    found: dict[str, Any] = {"minValues": {}, "maxValues": {}}
+    for key, value in row.collect().row(0, named=True).items():
+        kind, _, column = key.partition(".")
+        if value is not None:
+            found[kind] = value if not column else {**found[kind], column: value}
+    return json.dumps({k: v for k, v in found.items() if v != {}})
+
+
+def _action(path: Path, file: Path, stats: str) -> AddAction:
     day = file.parent.name.removeprefix(f"{PARTITION}=")
-    stats = json.dumps({"numRecords": rows})
     relative = f"{file.parent.name}/{file.name}"
     return AddAction(relative, file.stat().st_size, {PARTITION: day}, 0, True, stats)
 
@@ -111,7 +130,7 @@ def write_partitions(path: Path, frame: pl.DataFrame, tag: str) -> list[AddActio
         part.write_parquet(file, compression=STORE_COMPRESSION)
         fsync(file)
         folders.add(folder)
-        actions.append(_action(path, file, part.height))
+        actions.append(_action(path, file, _stats(part)))
     for folder in (*folders, path):
         fsync(folder)
     return actions
@@ -160,14 +179,13 @@ def _written(path: Path, tag: str) -> list[Path]:
 
 def added(path: Path, tag: str) -> list[AddAction]:
     """The files the writer ``tag`` left under ``path`` (:func:`sink_partitions`), fsynced with
-    their folders, described for a commit (row counts from each file's footer)."""
+    their folders, described for a commit (each file's rows and bounds, read back)."""
     path.mkdir(parents=True, exist_ok=True)
     files = _written(path, tag)
     actions = []
     for file in files:
         fsync(file)
-        rows = pl.scan_parquet(file).select(pl.len()).collect().item()
-        actions.append(_action(path, file, int(rows)))
+        actions.append(_action(path, file, _stats(pl.scan_parquet(file))))
     for folder in (*{f.parent for f in files}, path):
         fsync(folder)
     return actions

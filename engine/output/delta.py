@@ -162,9 +162,13 @@ def scan(
     return frame.select(list(schema)).cast(dict(schema))  # type: ignore[arg-type]
 
 
-def data_files(path: Path, table: DeltaTable | None = None) -> pl.DataFrame:
+def data_files(
+    path: Path, table: DeltaTable | None = None, *, maxima: tuple[str, ...] = ()
+) -> pl.DataFrame:
     """The current version's files, from the log: ``path`` (relative), ``size_bytes``,
-    ``num_records`` (null where the log holds no count) and the partition ``date``.
+    ``num_records`` (null where the log holds no count) and the partition ``date``; and
+    ``max.<column>`` of each of ``maxima`` (UTC instants: the file's greatest, to the
+    millisecond below; null where the log holds none).
 
     Raises:
         StoreError: no table at ``path``, or its log cannot be read.
@@ -173,11 +177,14 @@ def data_files(path: Path, table: DeltaTable | None = None) -> pl.DataFrame:
         adds = pl.DataFrame((table or _open(path)).get_add_actions(flatten=True))
     except (DeltaError, OSError) as exc:
         raise StoreError(f"{path}: unreadable log ({_first_line(exc)})") from None
+    most = {f"max.{c}": pl.Datetime("us", "UTC") for c in maxima}
     if not adds.height:
         return pl.DataFrame(schema={"path": pl.String, "size_bytes": pl.Int64,
-                                    "num_records": pl.Int64, PARTITION: pl.Date})  # fmt: skip
+                                    "num_records": pl.Int64, PARTITION: pl.Date,
+                                    **most})  # fmt: skip
     part = pl.col(f"partition.{PARTITION}").alias(PARTITION)
-    return adds.select("path", "size_bytes", "num_records", part)
+    stats = [(pl.col(n) if n in adds else pl.lit(None)).cast(t).alias(n) for n, t in most.items()]
+    return adds.select("path", "size_bytes", "num_records", part, *stats)
 
 
 def current_files(path: Path) -> set[str]:

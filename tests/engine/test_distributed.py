@@ -22,6 +22,7 @@ from typing import Any
 import polars as pl
 import pytest
 from click.testing import CliRunner
+from deltalake.transaction import AddAction
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
@@ -30,7 +31,7 @@ from engine.app.sections import EngineSettings
 from engine.cli.main import cli
 from engine.demo.callbacks import generate_attempts
 from engine.demo.contacts import generate_contacts
-from engine.output import delta
+from engine.output import datafiles, delta
 from engine.output.store import write_attempts
 from engine.pipeline.build import volume_table
 from engine.pipeline.callbacks import callback_results
@@ -146,8 +147,9 @@ def test_the_tasks_read_only_the_partitions_the_grid_draws_from(
     """Kathmandu, 60-minute intervals (23:15-00:15 UTC belongs to the day it starts on, so the
     grid of Nov 2 runs from 23:15 UTC on Nov 1 to 00:15 on Nov 3): a contact offered at 00:10
     UTC is in the next partition but in the previous day's task; partitions outside the grid's
-    dates are not read at arrival; at the end, every earlier one is (a contact offered before
-    the grid and ending in it counts in it), never a later one."""
+    dates are not read at arrival; at the end, an earlier one is read when the log's greatest
+    ``ended_at`` of its file reaches the grid (a contact offered two days before the grid and
+    ending in it counts in it), not when it ends before (Oct 30), and never a later one."""
     s = BuildSettings(tz="Asia/Kathmandu", interval_minutes=60)
     day = datetime(2026, 11, 2, tzinfo=UTC)
 
@@ -160,6 +162,7 @@ def test_the_tasks_read_only_the_partitions_the_grid_draws_from(
     rows = [
         contact("early", day - timedelta(days=3)),  # Oct 30: read at the end only
         contact("long", day - timedelta(hours=2), day + timedelta(hours=3)),  # ends in the grid
+        contact("longer", day - timedelta(days=2), day + timedelta(hours=1)),  # Oct 31, likewise
         contact("late", day + timedelta(hours=23, minutes=20)),
         contact("after", day + timedelta(days=1, minutes=10)),  # Nov 3, in Nov 2's last interval
         contact("away", day + timedelta(days=8)),  # never read
@@ -177,12 +180,12 @@ def test_the_tasks_read_only_the_partitions_the_grid_draws_from(
     delta.commit(store, nov2, by="offered_at", days=[day.date()])
     assert len(list((store / f"date={day.date()}").glob("*.parquet"))) == 2
     grid = s.grid((day, day + timedelta(days=1)))
-    read: list[int] = []
+    read: list[list[str]] = []
     real = ray_cluster.store_partitions
 
-    def partitions(*args: Any) -> list[list[str]]:
-        found: list[list[str]] = real(*args)
-        read.append(len(found))
+    def partitions(*args: Any, **kwargs: Any) -> list[list[str]]:
+        found: list[list[str]] = real(*args, **kwargs)
+        read.append([Path(files[0]).parent.name.removeprefix("date=2026-") for files in found])
         return found
 
     monkeypatch = pytest.MonkeyPatch()
@@ -192,7 +195,7 @@ def test_the_tasks_read_only_the_partitions_the_grid_draws_from(
             at = s.model_copy(update={"attribution": attribution})
             mine = on_ray(store, grid=grid, settings=at)
             assert_frame_equal(mine, volume_table(contacts, window=grid, settings=at))
-            assert mine["offered"].sum() == (2 if attribution == "arrival" else 3)
+            assert mine["offered"].sum() == (2 if attribution == "arrival" else 4)
         # partitions read, but not a row of them in the grid: no day task, the empty table
         at, empty = (
             s.model_copy(update={"attribution": "end"}),
@@ -205,7 +208,35 @@ def test_the_tasks_read_only_the_partitions_the_grid_draws_from(
     finally:
         monkeypatch.undo()
     assert day_tasks == ["volume from the store"] * 3
-    assert read == [3, 4, 4]  # Nov 1-3; at the end, Oct 30 too
+    # Nov 1-3; at the end, Oct 31 too (Oct 30's contact ends before the grid); none reaches Nov 6
+    assert read == [["11-01", "11-02", "11-03"], ["10-31", "11-01", "11-02", "11-03"], []]
+
+
+def test_a_file_the_log_gives_no_greatest_end_for_is_read_at_the_end(tmp_path: Path) -> None:
+    """A store written before the log held bounds (its files' statistics: a count only): at
+    the end, every earlier partition is read, as nothing says where its contacts end; with
+    the bounds the writer records, the one that ends before the grid is not."""
+    s = BuildSettings(attribution="end")
+    day = datetime(2026, 11, 2, tzinfo=UTC)
+    rows = [{"source": "ujet", "contact_id": "c", "segment_no": 1, "channel": "voice",
+             "direction": "inbound", "queue_id": "q1", "offered_at": day - timedelta(days=3),
+             "ended_at": day - timedelta(days=3), "outcome": "abandoned",
+             "updated_at": day}]  # fmt: skip
+    contacts = _valid(pl.DataFrame(rows, schema=CONTACTS))
+    grid = s.grid((day, day + timedelta(days=1))).frame
+    bounded = _stored_contacts(contacts, tmp_path / "bounded")
+    assert ray_engine._partitions(bounded, grid, s) == []
+    dated = contacts.with_columns(datafiles.days_of("offered_at"))
+    actions = [
+        AddAction(a.path, a.size, a.partition_values, a.modification_time, a.data_change,
+                  json.dumps({"numRecords": 1}))
+        for a in datafiles.write_partitions(tmp_path / "old", dated, "old")
+    ]  # fmt: skip
+    delta.commit_files(tmp_path / "old", actions, schema=pl.Schema(CONTACTS), tag="old")
+    assert delta.data_files(tmp_path / "old", maxima=("ended_at",))["max.ended_at"].to_list() == [
+        None
+    ]
+    assert len(ray_engine._partitions(tmp_path / "old", grid, s)) == 1
 
 
 def test_build_engine_ray_writes_the_same_store(
