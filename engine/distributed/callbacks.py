@@ -34,7 +34,9 @@ the document can draw from (from the Delta log), and each partition's Ray task r
 files with Polars, proves them in chain order (or sorts them into it) and stamps each attempt
 with its request's day (:func:`engine.distributed.cluster.map_partitions`); a request and all its
 attempts lie in one partition (the store's rule), so nothing of a chain is missing. No attempt
-passes through this process then (its caller may hold them: it wrote them).
+passes through this process then (its caller may hold them: it wrote them). With an address,
+the cluster job (``_on_cluster``: from joining to the tasks' frames) runs in a helper process
+(:mod:`engine.distributed.helper`), the merge here.
 
 Example:
     ``pairs, doc = callback_tables(attempts, [grid], document=grid.window, settings=settings)``
@@ -160,6 +162,40 @@ def _merged(
     return table, retries
 
 
+def _on_cluster(
+    attempts: pl.DataFrame | Path,
+    grids: Sequence[Grid],
+    *,
+    document: Window,
+    settings: BuildSettings,
+    address: str | None,
+) -> dict[tuple[str, int], list[pl.DataFrame]]:
+    """What the day tasks return, by key: the job on the cluster (with an address, from the
+    helper process: :mod:`engine.distributed.helper`)."""
+    if away(address):  # a cluster apart from this process: its driver in a helper process
+        return call(
+            address, _on_cluster, attempts, grids, document=document, settings=settings,
+            address=address,
+        )  # fmt: skip
+    connect(address)
+    cover = pl.concat([*(g.frame for g in grids), settings.grid(document).frame])
+    task = partial(
+        _day_parts,
+        grids=[g.frame for g in grids],
+        document=document,
+        settings_json=settings.model_dump(mode="json"),
+    )
+    if isinstance(attempts, Path):
+        read = partial(_read_partition, cover=cover)
+        schema = pl.Schema({**CALLBACK_ATTEMPTS, DAY: pl.Date()})
+        spans = cover["interval_start_utc"].dt.date().n_unique()
+        packed = map_partitions(_partitions(attempts, cover), read, schema, task, days=spans)
+    else:
+        days = by_interval_day(_in_chain_order(attempts), request_instant(), cover)
+        packed = map_days(days, task)
+    return unpack(packed)
+
+
 def callback_tables(
     attempts: pl.DataFrame | Path,
     grids: Sequence[Grid],
@@ -196,28 +232,7 @@ def callback_tables(
     """
     empty = requests(pl.LazyFrame(schema=CALLBACK_ATTEMPTS))
     callback_metrics.document_parts(empty, begin=document[0], end=document[1])  # its errors now
-    if away(address):  # a cluster apart from this process: its driver in a helper process
-        return call(
-            address, callback_tables, attempts, grids, document=document, settings=settings,
-            address=address, dense=dense,
-        )  # fmt: skip
-    connect(address)
-    cover = pl.concat([*(g.frame for g in grids), settings.grid(document).frame])
-    task = partial(
-        _day_parts,
-        grids=[g.frame for g in grids],
-        document=document,
-        settings_json=settings.model_dump(mode="json"),
-    )
-    if isinstance(attempts, Path):
-        read = partial(_read_partition, cover=cover)
-        schema = pl.Schema({**CALLBACK_ATTEMPTS, DAY: pl.Date()})
-        spans = cover["interval_start_utc"].dt.date().n_unique()
-        packed = map_partitions(_partitions(attempts, cover), read, schema, task, days=spans)
-    else:
-        days = by_interval_day(_in_chain_order(attempts), request_instant(), cover)
-        packed = map_days(days, task)
-    found = unpack(packed)
+    found = _on_cluster(attempts, grids, document=document, settings=settings, address=address)
     plans = [p for i, g in enumerate(grids) for p in _merged(found, i, g, filled=dense)]
     frames = pl.collect_all(plans)
     pairs = list(zip(frames[::2], frames[1::2], strict=True))

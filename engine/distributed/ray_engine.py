@@ -26,7 +26,10 @@ The result equals the single-machine table row for row (tests/engine/test_distri
 Hypothesis property on a local two-worker cluster). There is no second implementation of any
 metric. Without an address, Ray starts a local cluster (``address="auto"`` joins a running one,
 ``ray://host:10001`` a remote one); the workers import this package, so it must be installed
-there (or the working directory shipped with ``runtime_env``).
+there (or the working directory shipped with ``runtime_env``). With an address, the cluster
+job (``_on_cluster``: from joining to the tasks' frames) runs in a helper process
+(:mod:`engine.distributed.helper`: a cluster lost mid-job is a ``ClusterError``), and the
+merge and the zero-fill here.
 
 Example:
     ``table = volume_table(contacts, grid=settings.grid(window), settings=settings)``
@@ -122,6 +125,30 @@ def _names(inbound: pl.DataFrame) -> pl.DataFrame:
     return named.unique("queue_id").select("queue_id", "queue_name")
 
 
+def _on_cluster(
+    contacts: pl.DataFrame | Path, *, grid: Grid, settings: BuildSettings, address: str | None
+) -> dict[tuple[str, int], list[pl.DataFrame]]:
+    """What the day tasks return, by key: the job on the cluster (with an address, from the
+    helper process: :mod:`engine.distributed.helper`)."""
+    if away(address):  # a cluster apart from this process: its driver in a helper process
+        return call(address, _on_cluster, contacts, grid=grid, settings=settings, address=address)
+    connect(address)
+    frame = grid.frame
+    task = partial(_day_table, frame=frame, settings_json=settings.model_dump(mode="json"))
+    if isinstance(contacts, Path):
+        read = partial(_read_partition, frame=frame, settings_json=settings.model_dump(mode="json"))
+        schema = pl.Schema({**CONTACTS, DAY: pl.Date()})
+        spans = frame["interval_start_utc"].dt.date().n_unique()
+        packed = map_partitions(
+            _partitions(contacts, frame, settings), read, schema, task, days=spans
+        )
+    else:
+        inbound = contacts.filter(pl.col("direction") == "inbound")
+        # each contact's day is the UTC day of its interval's start (intervals never cross a day)
+        packed = map_days(by_interval_day(inbound, _attributed(settings), frame), task)
+    return unpack(packed)
+
+
 def volume_table(
     contacts: pl.DataFrame | Path,
     *,
@@ -141,26 +168,7 @@ def volume_table(
         ClusterError: Ray is not installed, or the cluster at ``address`` cannot be joined.
         StoreError: ``contacts`` is a path with no readable store table.
     """
-    if away(address):  # a cluster apart from this process: its driver in a helper process
-        return call(
-            address, volume_table, contacts, grid=grid, settings=settings, address=address,
-            dense=dense,
-        )  # fmt: skip
-    connect(address)
-    frame = grid.frame
-    task = partial(_day_table, frame=frame, settings_json=settings.model_dump(mode="json"))
-    if isinstance(contacts, Path):
-        read = partial(_read_partition, frame=frame, settings_json=settings.model_dump(mode="json"))
-        schema = pl.Schema({**CONTACTS, DAY: pl.Date()})
-        spans = frame["interval_start_utc"].dt.date().n_unique()
-        packed = map_partitions(
-            _partitions(contacts, frame, settings), read, schema, task, days=spans
-        )
-    else:
-        inbound = contacts.filter(pl.col("direction") == "inbound")
-        # each contact's day is the UTC day of its interval's start (intervals never cross a day)
-        packed = map_days(by_interval_day(inbound, _attributed(settings), frame), task)
-    found = unpack(packed)
+    found = _on_cluster(contacts, grid=grid, settings=settings, address=address)
     if not any(f.height for f in found.get(("busy", 0), [])):
         make = callvolume.build if dense else callvolume.busy_rows
         empty = make(pl.LazyFrame(schema=CONTACTS), window=grid, settings=settings)
@@ -170,7 +178,7 @@ def volume_table(
     names = _names(pl.concat(found["names", 0], how="vertical"))
     renamed = busy.drop("queue_name").join(names, on="queue_id", how="left")
     if dense:
-        rows = fill(renamed.lazy(), "callvolume", frame)
+        rows = fill(renamed.lazy(), "callvolume", grid.frame)
     else:  # the builder's order: queue, channel, name (nulls first), then interval
         order = ["queue_id", "channel", "queue_name", "interval_start_utc"]
         rows = renamed.lazy().select(list(callvolume.SCHEMA)).sort(order, nulls_last=False)
