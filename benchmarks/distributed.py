@@ -19,7 +19,12 @@ of 2 CPUs (one Ray worker per CPU; the driver is the worker process), the driver
 rows to Ray (``ray, N CPUs``) or, the rows committed to a store table first as a run commits
 them (``store/contacts`` by offer date, ``store/callback_attempts`` by request date; untimed),
 handing it the partitions' file paths only, each Ray task reading its partition
-(``ray, N CPUs, tasks read the store``). Each Ray result is
+(``ray, N CPUs, tasks read the store``); or on a cluster of two Ray nodes of one CPU each on
+loopback (``ray.cluster_utils``), joined by its address as a real cluster is, so the driver
+runs in the engine's helper process (``ray, 2 nodes by address, ...``: its memory is not in
+the driver's peak). With ``--end-last-day`` the table is the volume table of the data's last
+UTC day with attribution at the end (the tasks read the earlier partitions whose contacts may
+end in it: the result notes how many partitions were read of how many). Each Ray result is
 compared with the single machine's, value for value (every table and the document), before its
 time is reported. The cluster's start is timed apart (``ray.init``): it is paid once per
 process, not per table. A configuration that fails (out of memory, a timeout) is recorded with
@@ -32,6 +37,8 @@ Usage::
     python -m benchmarks.distributed --table build --rows 10000000 --repeat 1
     python -m benchmarks.distributed --config "ray, 2 CPUs, tasks read the store" --rows 1000000
     python -m benchmarks.distributed --table callbacks --busy  # busy rows only, no zero-fill
+    python -m benchmarks.distributed --table build --end-last-day \
+        --config "ray, 2 CPUs, tasks read the store"
 """
 
 from __future__ import annotations
@@ -43,6 +50,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +63,7 @@ CONFIGS = (
     "ray, 2 CPUs",
     "ray, 1 CPU, tasks read the store",
     "ray, 2 CPUs, tasks read the store",
+    "ray, 2 nodes by address, tasks read the store",
 )
 TABLES = ("build", "callbacks")
 
@@ -107,8 +116,8 @@ def _worker(args: argparse.Namespace) -> None:
 
     config, (table,), repeat = args.worker, args.table, args.repeat
     frame = _inputs(table, args.rows, args.data_dir)
-    settings = BuildSettings(tz=TZ)
-    grid = settings.grid(WINDOW)
+    settings = BuildSettings(tz=TZ, attribution="end" if args.end_last_day else "arrival")
+    grid = settings.grid(WINDOW if not args.end_last_day else _last_day(frame))
     stored = _stored(table, frame, args.worker_out.parent) if "store" in config else None
 
     def build(engine: EngineSettings | None = None) -> Any:
@@ -120,8 +129,13 @@ def _worker(args: argparse.Namespace) -> None:
         )
 
     result: dict[str, Any] = {"config": config, "table": table, "rows": frame.height}
-    engine = None
-    if config != "single machine":
+    engine, nodes = None, None
+    if "nodes" in config:
+        began = time.perf_counter()
+        nodes = _two_nodes()
+        result["cluster_start_s"] = round(time.perf_counter() - began, 2)
+        engine = EngineSettings(kind="ray", address=nodes.address)
+    elif config != "single machine":
         import ray
 
         began = time.perf_counter()
@@ -129,6 +143,13 @@ def _worker(args: argparse.Namespace) -> None:
                  log_to_driver=False, logging_level="WARNING")  # fmt: skip
         result["cluster_start_s"] = round(time.perf_counter() - began, 2)
         engine = EngineSettings(kind="ray")
+    if stored is not None and args.end_last_day:
+        from engine.distributed.ray_engine import _partitions
+        from engine.output import delta
+
+        result["partitions_read"] = len(_partitions(stored, grid.frame, settings))
+        result["partitions"] = len(delta.partition_days(stored))
+    if engine is not None:
         _assert_same(table, build(engine), build())  # value for value, before any time
         result["equal"] = True
     result["load_before"] = loadavg()
@@ -141,7 +162,31 @@ def _worker(args: argparse.Namespace) -> None:
     result["load_after"] = loadavg()
     result["table_rows"] = (built if table == "build" else built[0][0][0]).height
     result["driver_peak_mib"] = round(peak_rss_mib())
+    if nodes is not None:
+        from engine.distributed import helper
+
+        helper.close()
+        nodes.shutdown()
     args.worker_out.write_text(json.dumps(result))
+
+
+def _last_day(frame: Any) -> tuple[datetime, datetime]:
+    """The last UTC day the contacts are offered on."""
+    day = frame["offered_at"].max().replace(hour=0, minute=0, second=0, microsecond=0)
+    return day, day + timedelta(days=1)
+
+
+def _two_nodes() -> Any:
+    """Two Ray nodes of one CPU each on loopback (Ray keeps loopback addresses so only with
+    its loopback setting, which the helper process inherits)."""
+    from ray.cluster_utils import Cluster
+
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    loopback = {"node_ip_address": "127.0.0.1", "num_cpus": 1}
+    cluster = Cluster(initialize_head=True, head_node_args={**loopback, "include_dashboard": False})
+    cluster.add_node(**loopback)
+    cluster.wait_for_nodes()
+    return cluster
 
 
 def _measure(args: argparse.Namespace, config: str, table: str) -> dict[str, Any]:
@@ -151,7 +196,8 @@ def _measure(args: argparse.Namespace, config: str, table: str) -> dict[str, Any
         cmd = [sys.executable, "-m", "benchmarks.distributed", "--worker", config,
                "--table", table, "--worker-out", str(out), "--rows", str(args.rows),
                "--repeat", str(args.repeat), "--data-dir", str(args.data_dir),
-               *(["--busy"] if args.busy else [])]  # fmt: skip
+               *(["--busy"] if args.busy else []),
+               *(["--end-last-day"] if args.end_last_day else [])]  # fmt: skip
         began = time.perf_counter()
         try:
             done = subprocess.run(cmd, capture_output=True, timeout=args.timeout, check=False)
@@ -184,6 +230,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--table", nargs="+", choices=TABLES, default=list(TABLES))
     p.add_argument("--config", nargs="+", choices=CONFIGS, default=list(CONFIGS))
     p.add_argument("--busy", action="store_true", help="busy rows only (--format parquet)")
+    p.add_argument("--end-last-day", action="store_true", help="the last day, attribution at end")
     p.add_argument("--rows", type=int, default=1_000_000)
     p.add_argument("--repeat", type=int, default=2)
     p.add_argument("--timeout", type=int, default=3600, help="seconds per configuration")
