@@ -172,7 +172,9 @@ def _on_cluster(
 ) -> dict[tuple[str, int], list[pl.DataFrame]]:
     """What the day tasks return, by key: the job on the cluster (with an address, from the
     helper process: :mod:`engine.distributed.helper`)."""
-    if away(address):  # a cluster apart from this process: its driver in a helper process
+    if away(address):  # a cluster apart from this process: its driver in a helper process,
+        # which has a working folder of its own
+        attempts = attempts.resolve() if isinstance(attempts, Path) else attempts
         return call(
             address, _on_cluster, attempts, grids, document=document, settings=settings,
             address=address,

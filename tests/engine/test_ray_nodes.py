@@ -145,22 +145,26 @@ def _on_the_cluster(nodes: Nodes, *, both: bool = True) -> None:
     assert set(readers) == nodes.ids if both else set(readers) <= nodes.ids
 
 
-def test_build_and_callbacks_by_address_run_on_both_nodes(joined: Nodes, tmp_path: Path) -> None:
-    """Relative paths on the command line (``--out out``): the workers, whose working folder is
-    not this one, are handed absolute paths."""
+def test_build_and_callbacks_by_address_run_on_both_nodes(
+    joined: Nodes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Relative paths on the command line (``--out ray``): the workers, whose working folder is
+    not this one, are handed absolute paths; so is the helper process, whose working folder
+    stays the one it started in (``callbacks`` runs from another folder than ``build``)."""
     generate_contacts(seed=5, start=START, days=4, scale=0.05).write_parquet("c.parquet")
     generate_attempts(seed=4, start=START, days=4, scale=0.05).write_parquet("a.parquet")
     ray_ = ["--engine", "ray", "--ray-address", joined.address]
-    for command, given, tables in (
-        ("build", ["--contacts", "c.parquet", "--format", "parquet"], ["callvolume", "contacts"]),
-        (
-            "callbacks",
-            ["--attempts", "a.parquet", "--tz", "America/New_York"],
-            ["callback_attempts", "callback_intervals", "retry_outcomes"],
-        ),
-    ):
-        local = CliRunner().invoke(cli, [command, *given, "--out", "local"])
-        remote = CliRunner().invoke(cli, [command, *given, "--out", "ray", *ray_])
+    for command, given, tables, where in (
+        ("build", ["--contacts", "c.parquet", "--format", "parquet"], ["callvolume", "contacts"],
+         tmp_path),
+        ("callbacks", ["--attempts", "../a.parquet", "--tz", "America/New_York"],
+         ["callback_attempts", "callback_intervals", "retry_outcomes"], tmp_path / "elsewhere"),
+    ):  # fmt: skip
+        where.mkdir(exist_ok=True)
+        monkeypatch.chdir(where)
+        out = "" if where == tmp_path else "../"
+        local = CliRunner().invoke(cli, [command, *given, "--out", f"{out}local"])
+        remote = CliRunner().invoke(cli, [command, *given, "--out", f"{out}ray", *ray_])
         assert local.exit_code == remote.exit_code == 0, remote.output
         _on_the_cluster(joined)
         for name in tables:
