@@ -34,6 +34,7 @@ from click.testing import CliRunner
 from polars.testing import assert_frame_equal
 
 from engine.cli.main import cli
+from engine.clock import sleep
 from engine.demo.callbacks import generate_attempts
 from engine.demo.contacts import generate_contacts
 from engine.demo.stack import Stack
@@ -53,7 +54,8 @@ START = datetime(2026, 10, 31, tzinfo=UTC)
 #: The workers' spy: each partition read leaves ``read-<node id>-<n>`` in its folder; while a
 #: file ``hold`` is there, the read waits (so that a test can stop the cluster mid-job).
 SPY = """
-import os, time, uuid
+import os, threading, time, uuid
+_pause = threading.Event()  # never set: a wait of its timeout
 try:
     from engine.distributed import cluster as _cluster
 except ImportError:
@@ -66,7 +68,7 @@ if _cluster is not None:
         node = ray.get_runtime_context().get_node_id()
         open(os.path.join(HERE, f"read-{node}-{uuid.uuid4().hex}"), "w").close()
         while os.path.exists(os.path.join(HERE, "hold")):
-            time.sleep(0.05)
+            _pause.wait(0.05)
         return _real(batch, read=read)
 
     _cluster._read = _read
@@ -222,7 +224,7 @@ def test_a_cluster_that_goes_away_mid_job_is_exit_2_and_one_line(
             deadline = time.monotonic() + 300  # a loaded machine starts workers slowly
             while not list(joined.spy.glob("read-*")) and run.poll() is None:
                 assert time.monotonic() < deadline, "no read task started"
-                time.sleep(0.1)
+                sleep(0.1)
             joined.cluster.shutdown()
             out, err = run.communicate(timeout=300)
         finally:
