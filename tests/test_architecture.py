@@ -58,6 +58,7 @@ COLLECTS_OUTSIDE_PIPELINE = {
     "engine.output.delta": "the store's transactional commit and its integrity check",
     "engine.output.datafiles": "writes a store table's data files (delta commits them)",
     "engine.output.contacts": "validates contacts into the store's files as they stream",
+    "engine.output.attempts": "validates callback attempts into the store's files day by day",
     "engine.output.store": "the callback store's writer and its order-checking reader",
     "engine.output.vendor": "reads the vendor profiles (TOML) its exports are defined by",
     "engine.report.build": "the report reads a committed store and writes one HTML file",

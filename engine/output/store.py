@@ -47,11 +47,13 @@ from engine.schema import CALLBACK_ATTEMPTS
 from engine.tables.callback_requests import (
     chain_order_breaks,
     chain_start,
+    in_chain_order,
     requests,
     requests_from_runs,
 )
 
 __all__ = [
+    "chain_ordered",
     "is_chain_ordered",
     "request_dates",
     "request_instant",
@@ -142,3 +144,11 @@ def requests_of(attempts: pl.DataFrame) -> pl.LazyFrame:
     plan. The same rows either way."""
     lazy = attempts.lazy()
     return requests_from_runs(lazy) if _in_runs(lazy) else requests(lazy)
+
+
+def chain_ordered(attempts: pl.LazyFrame) -> tuple[pl.DataFrame, pl.LazyFrame]:
+    """``attempts`` sorted into chain order (:func:`engine.tables.callback_requests.in_chain_order`,
+    collected: what :func:`write_attempts` takes) and their requests, reduced from the runs of
+    those very rows: the sort is the proof of the order, so no streaming check is needed."""
+    ordered = in_chain_order(attempts).collect()
+    return ordered, requests_from_runs(ordered.lazy())

@@ -21,9 +21,11 @@ Example:
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -31,18 +33,16 @@ import polars as pl
 
 from engine.app.sections import EngineSettings
 from engine.interval import Grid, Window
+from engine.output import delta
 from engine.output import files as export
 from engine.output import store as callback_store
+from engine.output.attempts import abandon, sink_attempts
 from engine.pipeline.build import iso_utc, quarantine_counts
+from engine.schema import CALLBACK_ATTEMPTS
 from engine.settings import BuildSettings
-from engine.tables import callback_intervals, callback_metrics, retry_outcomes
-from engine.tables.callback_requests import in_chain_order
-from engine.tables.dense import busy, filled_size
-from engine.validate.callback_attempts import (
-    callback_gaps,
-    not_callbacks,
-    validate_callback_attempts,
-)
+from engine.tables import callback_intervals, callback_metrics, callback_parts, retry_outcomes
+from engine.tables.dense import busy, fill, filled_size
+from engine.validate.callback_attempts import callback_gaps
 
 __all__ = [
     "CALLBACK_FORMATS",
@@ -138,11 +138,14 @@ class CallbackOutputs:
         quarantine: pl.DataFrame,
         window: Window | Grid,
         settings: BuildSettings,
+        kept: int | None = None,
     ) -> CallbackReport:
         """What the build did (``files`` and ``seconds`` are the caller's to fill in); the
-        tables' shape is the zero-filled tables' either way."""
+        tables' shape is the zero-filled tables' either way. ``kept``: the clean attempts, when
+        ``attempts`` does not hold them (a build that streamed them to the store)."""
         grid = settings.grid(window)
-        kept, window = self.attempts.height, grid.window
+        window = grid.window
+        kept = self.attempts.height if kept is None else kept
         groups = self.table.select(callback_intervals.GROUP).n_unique()
         intervals, table_rows, retry_rows = (
             self.table["interval_start_utc"].n_unique(),
@@ -262,6 +265,46 @@ def _write(
     return written
 
 
+@dataclass(frozen=True)
+class _Day:
+    """What one day of a streamed build gives (:func:`_day`)."""
+
+    requests: int
+    span: tuple[datetime, datetime] | None  #: its requests' first and last instant
+    gaps: pl.DataFrame
+    parts: list[pl.DataFrame]  #: :func:`engine.tables.callback_parts.part_plans`, collected
+
+
+def _day(
+    ordered: pl.DataFrame, reqs: pl.LazyFrame, *, grid: Grid | None, settings: BuildSettings,
+    tables: bool,
+) -> _Day:  # fmt: skip
+    """One day's requests (held once), gaps and, with ``tables``, the tables' and document's
+    parts over ``grid`` (``None``: the day's own span, within the build's)."""
+    held = reqs.collect()
+    span = None
+    if held.height:
+        lo, hi = held["instant"].min(), held["instant"].max()
+        assert isinstance(lo, datetime)
+        assert isinstance(hi, datetime)
+        span = lo, hi
+    plans = [callback_gaps(ordered.lazy())]
+    if tables and span is not None:
+        own = grid or settings.grid((span[0], span[1] + timedelta(microseconds=1)))
+        plans += callback_parts.part_plans(held.lazy(), grid=own, settings=settings)
+    gaps, *parts = pl.collect_all(plans)
+    return _Day(held.height, span, gaps, parts)
+
+
+def _span(days: list[_Day], settings: BuildSettings) -> Grid:
+    spans = [d.span for d in days if d.span is not None]
+    if not spans:
+        msg = "no valid callback attempts to take a window from: give --start and --end"
+        raise ValueError(msg)
+    hi = max(s[1] for s in spans) + timedelta(microseconds=1)
+    return settings.grid((min(s[0] for s in spans), hi))
+
+
 def build_callbacks(
     attempts: pl.LazyFrame,
     *,
@@ -273,6 +316,11 @@ def build_callbacks(
     engine: EngineSettings | None = None,
 ) -> CallbackReport:
     """Validate attempts, build ``callback_intervals`` and ``retry_outcomes``, write everything.
+
+    The attempts stream to the store day by day (:func:`engine.output.attempts.sink_attempts`),
+    each day's requests giving the parts of the tables and the document
+    (:mod:`engine.tables.callback_parts`), merged at the end; the attempts are committed before
+    the tables are written (the ray engine's tasks read them from the store).
 
     Args:
         attempts: attempts in the canonical shape (text columns and vendor spellings allowed).
@@ -286,45 +334,66 @@ def build_callbacks(
             default: here).
     """
     began = time.perf_counter()
-    clean_lf, quarantine_lf = validate_callback_attempts(
-        attempts, max_duration_ms=settings.max_duration_ms
-    )
-    rows_in, clean, quarantine, skipped = pl.collect_all(
-        [
-            attempts.select(pl.len()),
-            # The store's order: each chain's attempts in one run (engine.output.store).
-            in_chain_order(clean_lf),
-            quarantine_lf,
-            not_callbacks(attempts).select(pl.len()),
-        ]
-    )
+    grid = None if window is None else settings.grid(window)
+    local = engine is None or engine.kind != "ray"
+    path, tag = out_dir / "store" / "callback_attempts", uuid.uuid4().hex[:12]
+    each = partial(_day, grid=grid, settings=settings, tables=local)
+    made = [p for p in (path.parent, path) if not p.exists()]
+    try:
+        sunk = sink_attempts(
+            attempts, path, tag=tag, each=each, max_duration_ms=settings.max_duration_ms
+        )
+        grid = grid or _span(sunk.units, settings)
+        delta.commit_files(path, sunk.files, schema=pl.Schema(CALLBACK_ATTEMPTS), tag=tag)
+    except BaseException:
+        abandon(path, tag, made)
+        raise
+    quarantine, rows_in = sunk.quarantine, sunk.rows_in
     if set_aside is not None and set_aside.height:
         quarantine = pl.concat([set_aside.cast(quarantine.schema), quarantine])
-        rows_in = rows_in.select(pl.col(rows_in.columns[0]) + set_aside.height)
-    clean = clean.rechunk()  # one chunk: the store's per-partition filters are ~6x faster on it
+        rows_in += set_aside.height
     dense = any(f != "parquet" for f in formats)  # Parquet alone is the store: busy rows
-    span: Window | Grid | None = window
-    reqs = None
-    if window is None:  # the requests' span, before anything is written (none: an error)
-        reqs = callback_store.requests_of(clean).collect().lazy()  # once, for all readers
-        span = callback_window(reqs, settings)
-    # written first: the ray engine's tasks read the attempts from the store
-    files = [callback_store.write_attempts(clean, out_dir / "store" / "callback_attempts")]
-    out, grid = callback_outputs(
-        clean, window=span, settings=settings, engine=engine, dense=dense, stored=files[0],
-        reqs=reqs,
-    )  # fmt: skip
+    if local:
+        busy_table, busy_retries, document = callback_parts.merged(
+            [d.parts for d in sunk.units], grid=grid, settings=settings
+        )
+        table, retries = pl.collect_all([busy_table, busy_retries])
+        if dense:
+            table, retries = pl.collect_all(
+                [
+                    fill(table.lazy(), "callback_intervals", grid.frame),
+                    fill(retries.lazy(), "retry_outcomes", grid.frame, seen=table.lazy()),
+                ]
+            )
+    else:
+        from engine.distributed import callbacks as on_ray  # noqa: PLC0415 - an optional extra
+
+        assert engine is not None
+        ((table, retries),), document = on_ray.callback_tables(
+            path, [grid], document=grid.window, settings=settings, address=engine.address,
+            dense=dense,
+        )  # fmt: skip
+    gaps = (
+        pl.concat([d.gaps for d in sunk.units])
+        if sunk.units
+        else callback_gaps(pl.LazyFrame(schema=CALLBACK_ATTEMPTS)).collect()
+    )
+    gaps = gaps.sort("source", "original_id")
+    n = sum(d.requests for d in sunk.units)
+    out = CallbackOutputs(pl.DataFrame(), table, retries, gaps, document, n, dense)
+    files = [path]
     files += _write("callback_intervals", out.table, out_dir, formats)
     files += _write("retry_outcomes", out.retries, out_dir, formats)
     files.append(export.write_json(out.document, out_dir / "exports" / "callback_metrics.json"))
     files.append(export.write_ndjson(out.gaps, out_dir / "exports" / "callback_gaps.ndjson"))
     files.append(export.write_csv(quarantine, out_dir / "quarantine" / "callback_attempts.csv"))
     report = out.report(
-        rows_in=int(rows_in.item()),
-        not_callbacks=int(skipped.item()),
+        rows_in=rows_in,
+        not_callbacks=sunk.not_callbacks,
         quarantine=quarantine,
         window=grid,
         settings=settings,
+        kept=sunk.attempts,
     )
     report.files = [str(f) for f in files]
     report.seconds = round(time.perf_counter() - began, 3)

@@ -53,6 +53,7 @@ __all__ = [
     "finish_table",
     "in_chain_order",
     "in_retry_bucket",
+    "latest_names",
     "measures",
     "requests",
     "requests_from_runs",
@@ -328,6 +329,16 @@ def call_target_names(reqs: pl.LazyFrame) -> pl.LazyFrame:
         .agg(name.sort_by(["instant", "call_target_name"], nulls_last=False).last())
         .with_columns(name.fill_null(pl.col("call_target_id")))
     )
+
+
+def latest_names(reqs: pl.LazyFrame) -> pl.LazyFrame:
+    """Per call target, the ``instant`` and ``call_target_name`` of its latest request in the
+    order :func:`call_target_names` takes (a null name is not filled): of the rows of several
+    disjoint sets of requests stacked, :func:`call_target_names` is that of their union."""
+    order = pl.col("instant"), pl.col("call_target_name")
+    by = ["instant", "call_target_name"]
+    latest = (c.sort_by(by, nulls_last=False).last() for c in order)
+    return reqs.group_by("call_target_id").agg(latest)
 
 
 def finish_table(

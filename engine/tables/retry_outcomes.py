@@ -51,7 +51,9 @@ __all__ = [
     "REQUEST_COLUMNS",
     "SCHEMA",
     "build",
+    "busy_parts",
     "busy_rows",
+    "merge_parts",
     "rollup",
 ]
 
@@ -124,6 +126,25 @@ def busy_rows(
     grid = settings.grid(window).frame
     agg, names, _ = _aggregated(reqs, grid)
     return busy_table(agg, grid, names, group=GROUP, columns=list(SCHEMA))
+
+
+def busy_parts(
+    reqs: pl.LazyFrame, *, window: Window | Grid, settings: BuildSettings
+) -> pl.LazyFrame:
+    """The aggregates of some of the window's requests (:data:`KEYS` and :data:`COUNTS`, no
+    names): :func:`merge_parts` of the parts of disjoint sets of requests is :func:`busy_rows`
+    of their union."""
+    return _aggregated(reqs, settings.grid(window).frame)[0]
+
+
+def merge_parts(
+    parts: pl.LazyFrame, names: pl.LazyFrame, *, window: Window | Grid, settings: BuildSettings
+) -> pl.LazyFrame:
+    """:func:`busy_rows` from the stacked :func:`busy_parts` of disjoint sets of requests and
+    the names of their union (:func:`engine.tables.callback_requests.call_target_names`)."""
+    merged = parts.group_by(KEYS).agg(combine(COUNTS))
+    grid = settings.grid(window).frame
+    return busy_table(merged, grid, names, group=GROUP, columns=list(SCHEMA))
 
 
 def _aggregated(

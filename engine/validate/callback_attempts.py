@@ -55,11 +55,17 @@ from engine.validate.contacts import MAX_DURATION_MS, _parse_integer, _parse_tim
 from engine.validate.spelling import NOT_CALLBACK_TYPES, SPELLINGS, per_distinct, spelling_key
 
 __all__ = [
+    "CHAIN_HASH",
+    "DAY",
+    "IDENTITY_HASH",
     "KEY",
     "REASONS",
     "REQUIRED",
+    "attempt_keys",
     "callback_gaps",
+    "chain_hash",
     "conform_attempts",
+    "identity_hash",
     "not_callbacks",
     "validate_callback_attempts",
 ]
@@ -92,6 +98,8 @@ _ENUMS: Final = {  # column: (spellings, reason, null is an error)
 }
 _NON_NEGATIVE: Final = ("callback_ms", "estimated_callback_ms", "customer_wait_ms", "talk_ms")
 _ROW, _REASON, _DETAIL, _SHARED = "__row", "__reason", "__detail", "__shared"
+#: The columns of :func:`attempt_keys`' plans.
+IDENTITY_HASH, CHAIN_HASH, DAY = "__identity", "__chain", "__day"
 
 
 def _is_not_callback() -> pl.Expr:
@@ -239,7 +247,11 @@ def _quarantine_rows(
 
 
 def validate_callback_attempts(
-    frame: pl.LazyFrame, *, record: str | None = None, max_duration_ms: int = MAX_DURATION_MS
+    frame: pl.LazyFrame,
+    *,
+    record: str | None = None,
+    max_duration_ms: int = MAX_DURATION_MS,
+    alone: bool = False,
 ) -> tuple[pl.LazyFrame, pl.LazyFrame]:
     """Split the callback rows of ``frame`` into canonical attempts and quarantine rows.
 
@@ -252,6 +264,8 @@ def validate_callback_attempts(
             it; ``None``: from ``attempt_id``.
         max_duration_ms: the plausibility bound of a duration
             (:attr:`engine.settings.BuildSettings.max_duration_ms`; default a week).
+        alone: the caller knows every row to be alone in its identity (no other row of the
+            input shares its hash, :func:`attempt_keys`): no row is compared with another.
 
     Returns:
         ``(clean, quarantine)``: ``clean`` has exactly the
@@ -272,6 +286,11 @@ def validate_callback_attempts(
     # compared whole only where their identity repeats (re-sent records): the others are unique
     # as they are. Counting all rows, not only valid ones, sends a few extra rows that way; the
     # rules then keep them exactly as if they had passed straight through.
+    if alone:
+        conformed = conform_attempts(frame, max_duration_ms=max_duration_ms).cache()
+        bad = conformed.filter(pl.col(_REASON).is_not_null()).select(_ROW, _REASON, _DETAIL)
+        clean = conformed.filter(pl.col(_REASON).is_null()).select(list(CALLBACK_ATTEMPTS))
+        return clean, _quarantine_rows(frame, bad, record)
     clashes = pl.len().over(KEY) > 1
     marked = (
         conform_attempts(frame, max_duration_ms=max_duration_ms)
@@ -294,6 +313,55 @@ def validate_callback_attempts(
     once = passed.filter(~pl.col(_SHARED)).select(list(CALLBACK_ATTEMPTS))
     clean = pl.concat([once, distinct.filter(~clashes)])
     return clean, _quarantine_rows(frame, bad, record)
+
+
+def _key_hash(columns: tuple[str, ...], alias: str) -> pl.Expr:
+    """A 64-bit hash of ``columns`` as text: the same on the input's rows and on the conformed
+    ones (which hold them as text)."""
+    return pl.struct(pl.col(c).cast(pl.String) for c in columns).hash().alias(alias)
+
+
+def identity_hash() -> pl.Expr:
+    """The 64-bit hash of a row's identity (:data:`KEY`), input or conformed."""
+    return _key_hash(KEY, IDENTITY_HASH)
+
+
+def chain_hash() -> pl.Expr:
+    """The 64-bit hash of a row's chain (``source``, ``original_id``), input or conformed."""
+    return _key_hash(("source", "original_id"), CHAIN_HASH)
+
+
+def attempt_keys(frame: pl.LazyFrame) -> tuple[pl.LazyFrame, pl.LazyFrame]:
+    """Two plans over every row of ``frame`` (any type, valid or not), for a build that streams:
+
+    - the hashes (:data:`IDENTITY_HASH`) of the identities that occur more than once: only
+      their rows need the de-duplication rules (a shared hash only sends a row alone in its
+      identity through them, which keep it as it is);
+    - the chains whose rows' ``created_at`` fall on more than one UTC date, by hash
+      (:data:`CHAIN_HASH`), with the earliest (:data:`DAY`): a chain's day is that one, else
+      the date of any of its rows, the same for all of them (chains sharing a hash share it).
+
+    Raises:
+        InputSchemaError: a required column is missing or ``created_at`` is naive.
+    """
+    schema = _check_columns(frame)
+    h = pl.col(IDENTITY_HASH)
+    repeated = (
+        frame.select(identity_hash())
+        .sort(IDENTITY_HASH)
+        .filter((h == h.shift(1)) | (h == h.shift(-1)))
+        .unique()
+    )
+    created, _ = _parse_timestamp("created_at", schema["created_at"])
+    day = pl.col(DAY)
+    straddling = (
+        frame.select(chain_hash(), created.dt.date().alias(DAY))
+        .group_by(CHAIN_HASH)
+        .agg(day.min(), day.max().alias("__last"))
+        .filter(day != pl.col("__last"))
+        .select(CHAIN_HASH, DAY)
+    )
+    return repeated, straddling
 
 
 def callback_gaps(clean: pl.LazyFrame) -> pl.LazyFrame:
