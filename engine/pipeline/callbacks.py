@@ -20,6 +20,7 @@ Example:
 
 from __future__ import annotations
 
+import tempfile
 import time
 import uuid
 from collections.abc import Sequence
@@ -277,23 +278,34 @@ class _Day:
 
 def _day(
     ordered: pl.DataFrame, reqs: pl.LazyFrame, *, grid: Grid | None, settings: BuildSettings,
-    tables: bool,
+    keys: Path | None,
 ) -> _Day:  # fmt: skip
-    """One day's requests (held once), gaps and, with ``tables``, the tables' and document's
-    parts over ``grid`` (``None``: the day's own span, within the build's)."""
+    """One day's requests (held once), gaps and, with ``keys``, the tables' and document's
+    parts over ``grid`` (``None``: the day's own span, within the build's), the document's
+    customer keys written to ``keys`` by set (:func:`engine.tables.callback_parts.key_set`)."""
     held = reqs.collect()
-    span = None
-    if held.height:
-        lo, hi = held["instant"].min(), held["instant"].max()
-        assert isinstance(lo, datetime)
-        assert isinstance(hi, datetime)
-        span = lo, hi
+    lo, hi = held.select(pl.col("instant").min().alias("lo"), pl.col("instant").max()).row(0)
+    span = (lo, hi) if held.height else None
     plans = [callback_gaps(ordered.lazy())]
-    if tables and span is not None:
+    if keys is not None and span is not None:
         own = grid or settings.grid((span[0], span[1] + timedelta(microseconds=1)))
         plans += callback_parts.part_plans(held.lazy(), grid=own, settings=settings)
     gaps, *parts = pl.collect_all(plans)
+    if parts and keys is not None:  # held by set, one set at a time, when all are merged
+        sets = parts[-1].with_columns(callback_parts.key_set()).partition_by("key_set")
+        for rows in sets:
+            (folder := keys / str(rows["key_set"][0])).mkdir(exist_ok=True)
+            rows.drop("key_set").write_ipc(folder / f"{uuid.uuid4().hex}.arrow")
+        parts[-1] = parts[-1].head(0)
     return _Day(held.height, span, gaps, parts)
+
+
+def _keys(folder: Path) -> pl.LazyFrame:
+    """Every customer key's requests from the sets written to ``folder`` (:func:`_day`), each
+    set merged alone."""
+    sets = [sorted(s.glob("*.arrow")) for s in sorted(folder.iterdir())]
+    merged = [callback_parts.key_set_requests(pl.scan_ipc(f)).collect() for f in sets if f]
+    return pl.concat(merged).lazy() if merged else pl.LazyFrame(schema={"requests": pl.UInt32})
 
 
 def _span(days: list[_Day], settings: BuildSettings) -> Grid:
@@ -337,13 +349,17 @@ def build_callbacks(
     grid = None if window is None else settings.grid(window)
     local = engine is None or engine.kind != "ray"
     path, tag = out_dir / "store" / "callback_attempts", uuid.uuid4().hex[:12]
-    each = partial(_day, grid=grid, settings=settings, tables=local)
-    made = [p for p in (path.parent, path) if not p.exists()]
+    made = [p for p in (out_dir, path.parent, path) if not p.exists()]
+    path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        sunk = sink_attempts(
-            attempts, path, tag=tag, each=each, max_duration_ms=settings.max_duration_ms
-        )
-        grid = grid or _span(sunk.units, settings)
+        with tempfile.TemporaryDirectory(prefix=".keys-", dir=path.parent) as folder:
+            keys = Path(folder) if local else None
+            each = partial(_day, grid=grid, settings=settings, keys=keys)
+            sunk = sink_attempts(
+                attempts, path, tag=tag, each=each, max_duration_ms=settings.max_duration_ms
+            )
+            grid = grid or _span(sunk.units, settings)
+            customers = _keys(keys) if keys is not None else None
         delta.commit_files(path, sunk.files, schema=pl.Schema(CALLBACK_ATTEMPTS), tag=tag)
     except BaseException:
         abandon(path, tag, made)
@@ -355,7 +371,7 @@ def build_callbacks(
     dense = any(f != "parquet" for f in formats)  # Parquet alone is the store: busy rows
     if local:
         busy_table, busy_retries, document = callback_parts.merged(
-            [d.parts for d in sunk.units], grid=grid, settings=settings
+            [d.parts for d in sunk.units if d.parts], grid=grid, settings=settings, keys=customers
         )
         table, retries = pl.collect_all([busy_table, busy_retries])
         if dense:

@@ -32,7 +32,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Final
 
 import polars as pl
 
@@ -41,7 +41,23 @@ from engine.settings import BuildSettings
 from engine.tables import callback_intervals, callback_metrics, retry_outcomes
 from engine.tables.callback_requests import call_target_names, latest_names
 
-__all__ = ["merged", "part_plans"]
+__all__ = ["KEY_SETS", "key_set", "key_set_requests", "merged", "part_plans"]
+
+#: The customer keys of the parts may be counted in this many disjoint sets (by a hash of the
+#: key, :func:`key_set`), each merged alone (:func:`key_set_requests`): exact, since a key is
+#: in one set, and only one set's keys are held at a time.
+KEY_SETS: Final = 16
+
+
+def key_set() -> pl.Expr:
+    """The set (``0`` … ``KEY_SETS - 1``) of a row's ``customer_key``."""
+    return (pl.col("customer_key").hash() % KEY_SETS).alias("key_set")
+
+
+def key_set_requests(per_key: pl.LazyFrame) -> pl.LazyFrame:
+    """Each key's requests (column ``requests``, the key dropped) from the stacked document
+    parts' keys of one set: what :func:`engine.tables.callback_metrics.customers` counts."""
+    return per_key.group_by("customer_key").agg(pl.col("requests").sum()).select("requests")
 
 
 def part_plans(reqs: pl.LazyFrame, *, grid: Grid, settings: BuildSettings) -> list[pl.LazyFrame]:
@@ -64,11 +80,13 @@ def merged(
     *,
     grid: Grid,
     settings: BuildSettings,
+    keys: pl.LazyFrame | None = None,
 ) -> tuple[pl.LazyFrame, pl.LazyFrame, dict[str, Any]]:
     """``callback_intervals``' and ``retry_outcomes``' busy rows over ``grid`` (lazy, in the
     builders' order) and the metrics document, from every part's collected
     :func:`part_plans` (each part's grid within ``grid``, its intervals the same). No part:
-    the tables and document of no request."""
+    the tables and document of no request. ``keys``: every customer key's requests, merged
+    already (:func:`key_set_requests` of every set, stacked), when the parts' were set aside."""
     if not parts:
         from engine.schema import CALLBACK_ATTEMPTS  # noqa: PLC0415 - only when nothing was read
         from engine.tables.callback_requests import requests  # noqa: PLC0415
@@ -78,8 +96,9 @@ def merged(
     stacked = [pl.concat([f.lazy() for f in p]) for p in zip(*parts, strict=True)]
     table, retries, latest, additive, per_key = stacked
     names = call_target_names(latest)
+    additive, per_key = callback_metrics.merge_parts(additive, per_key)
     return (
         callback_intervals.merge_parts(table, names, window=grid, settings=settings),
         retry_outcomes.merge_parts(retries, names, window=grid, settings=settings),
-        callback_metrics.render(*callback_metrics.merge_parts(additive, per_key)),
+        callback_metrics.render(additive, per_key if keys is None else keys),
     )
