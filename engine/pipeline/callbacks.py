@@ -94,7 +94,11 @@ def callback_window(reqs: pl.LazyFrame, settings: BuildSettings) -> Grid:
         ValueError: there are no requests.
     """
     instants = reqs.select(pl.col("instant")).collect()["instant"]
-    lo, hi = instants.min(), instants.max()
+    return _holding(instants.min(), instants.max(), settings)
+
+
+def _holding(lo: object, hi: object, settings: BuildSettings) -> Grid:
+    """The smallest whole-interval grid holding the instants ``lo`` to ``hi`` (none: an error)."""
     if not isinstance(lo, datetime) or not isinstance(hi, datetime):
         msg = "no valid callback attempts to take a window from: give --start and --end"
         raise ValueError(msg)
@@ -288,7 +292,7 @@ def _day(
     span = (lo, hi) if held.height else None
     plans = [callback_gaps(ordered.lazy())]
     if keys is not None and span is not None:
-        own = grid or settings.grid((span[0], span[1] + timedelta(microseconds=1)))
+        own = grid or _holding(*span, settings)
         plans += callback_parts.part_plans(held.lazy(), grid=own, settings=settings)
     gaps, *parts = pl.collect_all(plans)
     if parts and keys is not None:  # held by set, one set at a time, when all are merged
@@ -310,11 +314,8 @@ def _keys(folder: Path) -> pl.LazyFrame:
 
 def _span(days: list[_Day], settings: BuildSettings) -> Grid:
     spans = [d.span for d in days if d.span is not None]
-    if not spans:
-        msg = "no valid callback attempts to take a window from: give --start and --end"
-        raise ValueError(msg)
-    hi = max(s[1] for s in spans) + timedelta(microseconds=1)
-    return settings.grid((min(s[0] for s in spans), hi))
+    lo, hi = (min(s[0] for s in spans), max(s[1] for s in spans)) if spans else (None, None)
+    return _holding(lo, hi, settings)
 
 
 def build_callbacks(
