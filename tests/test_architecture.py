@@ -60,6 +60,7 @@ COLLECTS_OUTSIDE_PIPELINE = {
     "engine.output.contacts": "validates contacts into the store's files as they stream",
     "engine.output.attempts": "validates callback attempts into the store's files day by day",
     "engine.output.store": "the callback store's writer and its order-checking reader",
+    "engine.output.location": "uploads a store's staged files to the object store it stands for",
     "engine.output.vendor": "reads the vendor profiles (TOML) its exports are defined by",
     "engine.report.build": "the report reads a committed store and writes one HTML file",
     "engine.report.data": "the report's numbers, read from a committed store",

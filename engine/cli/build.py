@@ -6,6 +6,8 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +24,8 @@ from engine.cli.common import (
     fail,
     instant,
 )
-from engine.errors import InputSchemaError, printable
+from engine.errors import InputSchemaError, StoreError, printable
+from engine.output import location
 from engine.output.files import DurationUnit
 from engine.pipeline import build as pipeline
 from engine.pipeline.build import FORMATS, BuildReport, Format
@@ -34,7 +37,7 @@ from engine.settings import (
     ThresholdOverride,
 )
 
-__all__ = ["build", "build_options", "run_build"]
+__all__ = ["OUT_HELP", "build", "build_options", "output_dir", "run_build"]
 
 
 def _thresholds(specs: tuple[str, ...]) -> tuple[dict[str, int], tuple[ThresholdOverride, ...]]:
@@ -195,9 +198,29 @@ def run_build(
     except pl.exceptions.PolarsError as exc:  # the input cannot be read (a torn Parquet file)
         fail(f"{source or 'input'}: {printable(exc)}")
     except OSError as exc:
-        fail(f"{exc.strerror or exc}: {exc.filename or out}")
+        fail(f"{exc.strerror or exc}: {location.shown(exc.filename or out)}")
     _print_report(report, title=title)
     return report
+
+
+#: ``--out`` of ``build`` and ``callbacks``: where it may be.
+OUT_HELP = " A local folder, or s3://BUCKET/PREFIX (docs/scale-out.md)."
+
+
+@contextmanager
+def output_dir(out: str) -> Iterator[Path]:
+    """The folder a command writes ``--out`` to: ``out`` itself, or for an object-store prefix
+    (``s3://BUCKET/PREFIX``) a local staging folder standing for it, checked first, whose
+    other outputs are uploaded when the block ends (:mod:`engine.output.location`)."""
+    if not location.is_url(out):
+        yield Path(out)
+        return
+    try:
+        with location.staged(out) as staging:
+            yield staging
+            location.publish(staging)
+    except StoreError as exc:
+        fail(str(exc))
 
 
 @click.command()
@@ -211,13 +234,13 @@ def run_build(
 @click.option(
     "--out",
     required=True,
-    type=click.Path(path_type=Path, file_okay=False),
-    help="Output directory (store/, exports/, quarantine/, summary.json).",
+    type=click.Path(file_okay=False),
+    help="Output directory (store/, exports/, quarantine/, summary.json)." + OUT_HELP,
 )
 @build_options
 @MAX_QUARANTINE_OPTION
 @engine_options
-def build(contacts_path: Path, out: Path, max_quarantine_fraction: float, **opts: Any) -> None:
+def build(contacts_path: Path, out: str, max_quarantine_fraction: float, **opts: Any) -> None:
     """Build the interval tables from a canonical contacts file."""
     try:
         frame, set_aside = pipeline.read_input(contacts_path, "contacts")
@@ -225,5 +248,6 @@ def build(contacts_path: Path, out: Path, max_quarantine_fraction: float, **opts
         fail(f"--contacts: {exc}")
     opts["set_aside"] = set_aside
     title = f"built from {contacts_path}"
-    report = run_build(frame, out, opts, title=title, source=f"--contacts {contacts_path}")
+    with output_dir(out) as where:
+        report = run_build(frame, where, opts, title=title, source=f"--contacts {contacts_path}")
     exit_on_quarantine(report.quarantined_total, report.rows_in, max_quarantine_fraction)

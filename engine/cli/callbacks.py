@@ -22,6 +22,7 @@ from typing import Any
 import click
 import polars as pl
 
+from engine.cli.build import OUT_HELP, output_dir
 from engine.cli.common import (
     CONFIG_OPTION,
     MAX_QUARANTINE_OPTION,
@@ -36,7 +37,7 @@ from engine.cli.common import (
     store_dir,
 )
 from engine.errors import InputSchemaError, StoreError, printable
-from engine.output import delta
+from engine.output import delta, location
 from engine.output.store import requests_of, scan_requests
 from engine.pipeline import build as pipeline
 from engine.pipeline.callbacks import CALLBACK_FORMATS, CallbackReport, build_callbacks
@@ -100,7 +101,7 @@ def run_callbacks(frame: pl.LazyFrame, out: Path, *, title: str, **opts: Any) ->
     except pl.exceptions.PolarsError as exc:  # the input cannot be read (a torn Parquet file)
         fail(f"{opts.get('source', 'input')}: {printable(exc)}")
     except OSError as exc:
-        fail(f"{exc.strerror or exc}: {exc.filename or out}")
+        fail(f"{exc.strerror or exc}: {location.shown(exc.filename or out)}")
     _print_report(report, title=title)
     return report
 
@@ -116,8 +117,8 @@ def run_callbacks(frame: pl.LazyFrame, out: Path, *, title: str, **opts: Any) ->
 @click.option(
     "--out",
     required=True,
-    type=click.Path(path_type=Path, file_okay=False),
-    help="Output directory (store/, exports/, quarantine/, callbacks_summary.json).",
+    type=click.Path(file_okay=False),
+    help="Output directory (store/, exports/, quarantine/, callbacks_summary.json)." + OUT_HELP,
 )
 @click.option("--start", help="Window start, ISO 8601 instant (default: first request).")
 @click.option("--end", help="Window end (exclusive), ISO 8601 instant (default: last request).")
@@ -137,7 +138,7 @@ def run_callbacks(frame: pl.LazyFrame, out: Path, *, title: str, **opts: Any) ->
 )
 @MAX_QUARANTINE_OPTION
 @engine_options
-def callbacks(attempts_path: Path, out: Path, max_quarantine_fraction: float, **opts: Any) -> None:
+def callbacks(attempts_path: Path, out: str, max_quarantine_fraction: float, **opts: Any) -> None:
     """Build the callback interval and retry outcome tables from callback attempts."""
     try:
         frame, set_aside = pipeline.read_input(attempts_path, "callback_attempts")
@@ -145,7 +146,10 @@ def callbacks(attempts_path: Path, out: Path, max_quarantine_fraction: float, **
         fail(f"--attempts: {exc}")
     title = f"callbacks built from {attempts_path}"
     source = f"--attempts {attempts_path}"
-    report = run_callbacks(frame, out, title=title, set_aside=set_aside, source=source, **opts)
+    with output_dir(out) as where:
+        report = run_callbacks(
+            frame, where, title=title, set_aside=set_aside, source=source, **opts
+        )
     limit = max_quarantine_fraction
     exit_on_quarantine(report.quarantined_total, report.rows_in - report.not_callbacks, limit)
 

@@ -320,6 +320,8 @@ def config_or_fail(
     2 (:func:`settings_or_fail`'s lines)."""
     try:
         settings = load_settings(config_path or None, allow_missing=allow_missing)
+        if any(str(p).startswith("s3:/") for p in (settings.output.dir, settings.store.landing)):
+            fail("[output] dir, [store] landing: object storage (s3://) is not supported here")
         found = secret_values(settings)
         for name in settings.tenant_names():
             found += secret_values(settings.tenant(name, allow_missing=True))

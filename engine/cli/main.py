@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import importlib
+import sys
 import traceback
 from typing import NamedTuple
 
@@ -139,6 +140,18 @@ def cli(log_format: str, log_level: str) -> None:
     logs.configure("json" if log_format == "json" else "text", log_level)
 
 
+def _object_storage(args: list[str]) -> str | None:
+    """An option naming an object-store location (``s3://``) where only a local path works:
+    any but ``--out`` of ``build`` and ``callbacks`` (docs/scale-out.md says why)."""
+    for i, arg in enumerate(args):
+        option, _, value = arg.partition("=") if arg.startswith("--") else ("", "", arg)
+        option = option or (args[i - 1] if i else "")
+        allowed = option == "--out" and bool({"build", "callbacks"} & set(args[:i]))
+        if value.startswith("s3:/") and not allowed:
+            return f"{option} {value}".strip()
+    return None
+
+
 def main(args: list[str] | None = None) -> None:
     """Console entry point (``args``: the command line, default ``sys.argv[1:]``).
 
@@ -147,6 +160,9 @@ def main(args: list[str] | None = None) -> None:
     exception (a bug) prints its traceback, then one line, and exits 2, never Python's 1, which
     here means data problems.
     """
+    if found := _object_storage(sys.argv[1:] if args is None else args):
+        click.echo(f"wfm-intervals: error: {found}: object storage is not supported here", err=True)
+        raise SystemExit(2)
     try:
         cli(args, prog_name="wfm-intervals", standalone_mode=False)
     except (KeyboardInterrupt, click.exceptions.Abort):

@@ -31,7 +31,7 @@ from typing import Any, Final
 import polars as pl
 
 from engine.errors import ClusterError
-from engine.output import delta
+from engine.output import delta, location
 
 __all__ = [
     "DAY",
@@ -162,7 +162,8 @@ def map_days(rows: pl.DataFrame, task: Task) -> list[pl.DataFrame]:
 
 def store_partitions(path: Path, keep: pl.Expr, *, maxima: tuple[str, ...] = ()) -> list[list[str]]:
     """The data files of the store table at ``path`` (its current version, as its log names
-    them) for which ``keep`` holds, one list of absolute paths per date partition, in date
+    them) for which ``keep`` holds, one list of absolute paths (or ``s3://`` URLs: a table on
+    object storage, :mod:`engine.output.location`) per date partition, in date
     order: what the read tasks open. ``keep`` is an expression over the columns of
     :func:`engine.output.delta.data_files` (with ``maxima``: the log's greatest value of
     those columns in each file).
@@ -173,8 +174,9 @@ def store_partitions(path: Path, keep: pl.Expr, *, maxima: tuple[str, ...] = ())
     files = delta.data_files(path, maxima=maxima).filter(keep)
     files = files.sort(delta.PARTITION, maintain_order=True)
     grouped = files.group_by(delta.PARTITION, maintain_order=True).agg(pl.col("path"))
-    where = path.resolve()  # a worker's working folder is not this process's
-    return [[str(where / rel) for rel in rels] for rels in grouped["path"].to_list()]
+    # absolute (a worker's working folder is not this process's), or the object store's URLs
+    where = location.uri(path)
+    return [[f"{where}/{rel}" for rel in rels] for rels in grouped["path"].to_list()]
 
 
 def read_files(files: list[str], schema: Mapping[str, pl.DataType]) -> pl.LazyFrame:

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, TypeGuard, TypeVar
 
 from engine.errors import ClusterError, WfmError, printable
+from engine.output import location
 
 __all__ = ["away", "call", "close"]
 
@@ -96,9 +97,11 @@ def _root(exc: BaseException) -> BaseException:
     return exc
 
 
-def _job(address: str, job: Callable[..., T], args: Any, kwargs: Any) -> T:
+def _job(address: str, job: Callable[..., T], args: Any, kwargs: Any, staged: dict[Path, str]) -> T:
     """``job`` in the helper: our errors as they are; any other (a task's error, which Ray
-    wraps in classes made on the fly that do not pickle) as one line."""
+    wraps in classes made on the fly that do not pickle) as one line. ``staged``: the
+    command's staging folders of stores on object storage (:mod:`engine.output.location`)."""
+    location.bind_all(staged)
     try:
         return job(*args, **kwargs)
     except WfmError:
@@ -119,7 +122,7 @@ def call(address: str, job: Callable[..., T], /, *args: Any, **kwargs: Any) -> T
     """
     pool = _helper(address)
     try:
-        return pool.submit(_job, address, job, args, kwargs).result()
+        return pool.submit(_job, address, job, args, kwargs, location.bound()).result()
     except BrokenProcessPool:
         _, log = _helpers.pop(address)
         pool.shutdown(wait=False, cancel_futures=True)

@@ -30,20 +30,20 @@ Example:
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterable
 from datetime import date
 from pathlib import Path
-from typing import Any, Final
+from typing import Any
 
 import polars as pl
 from deltalake import CommitProperties, DeltaTable
-from deltalake.exceptions import DeltaError, TableNotFoundError
+from deltalake.exceptions import DeltaError
 from deltalake.transaction import AddAction
 
 from engine import killpoint
 from engine.errors import StoreError
+from engine.output import location
 from engine.output.datafiles import (
     PARTITION,
     STORE_COMPRESSION,
@@ -72,52 +72,18 @@ __all__ = [
 ]
 
 _LOG = "_delta_log"
-#: Tables loaded for reading, by path: the log's state they were loaded at, and the table.
-_LOADED: dict[str, tuple[tuple[object, ...], DeltaTable]] = {}
-_KEEP_LOADED: Final = 16
 _RUN_KEY = "wfm_intervals.commit"
 
 
 def is_table(path: Path) -> bool:
-    """``path`` holds a Delta table (a transaction log)."""
-    return (Path(path) / _LOG).is_dir()
+    """``path`` holds a Delta table (a transaction log), here or on the object store it stands
+    for (:mod:`engine.output.location`)."""
+    url = location.remote(path)
+    return (Path(path) / _LOG).is_dir() if url is None else location.has_table(url)
 
 
-def _log_state(path: Path) -> tuple[object, ...]:
-    """The log's state: each entry's name, size, inode and mtime, and the newest commit's
-    bytes (with its writer's unique tag): a commit, checkpoint, cleanup or restored copy
-    changes it, even when a restored store's next commit reuses a version number."""
-    log = Path(path) / _LOG
-    names = sorted(os.listdir(log))
-    stats = [(log / n).stat() for n in names]
-    found = [(n, s.st_size, s.st_ino, s.st_mtime_ns) for n, s in zip(names, stats, strict=True)]
-    commits = [n for n in names if n.endswith(".json")]
-    return (*found, (log / commits[-1]).read_bytes() if commits else b"")
-
-
-def _open(path: Path) -> DeltaTable:
-    """The table at ``path`` to read from, reused while its log's state holds; a log that only
-    grew since (every entry seen is still there, unchanged: a commit, a checkpoint) is read
-    forward from the loaded version (~10-20 ms a load at a year). Commits use it too."""
-    key = str(Path(path).resolve())
-    try:
-        state, found = _log_state(path), _LOADED.pop(key, None)  # back in last: the newest
-        if found is None or not set(found[0][:-1]) <= set(state[:-1]):
-            table = DeltaTable(str(path))
-        else:
-            table = found[1]
-            if found[0] != state:
-                table.update_incremental()
-    except (TableNotFoundError, DeltaError, OSError) as exc:
-        raise StoreError(f"{path}: not a readable store table ({_first_line(exc)})") from None
-    _LOADED[key] = (state, table)
-    while len(_LOADED) > _KEEP_LOADED:  # the oldest loaded first (a dict keeps insertion order)
-        del _LOADED[next(iter(_LOADED))]
-    return table
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+_open = location.open_table
+_first_line = location.one_line
 
 
 def version(path: Path) -> int:
@@ -152,7 +118,7 @@ def scan(
         adds = adds.filter(pl.col(PARTITION).is_in(sorted(set(days))))
     # The current version's files, read directly: this store writes no deletion vectors and no
     # column mapping (pl.scan_delta would also load pyarrow, ~0.1 s of a nightly run).
-    if files := [str(path / rel) for rel in adds.get_column("path").to_list()]:
+    if files := [f"{location.uri(path)}/{rel}" for rel in adds.get_column("path").to_list()]:
         frame = pl.scan_parquet(files, missing_columns="insert", extra_columns="ignore")
         frame = frame.select(list(columns)).cast(columns)  # type: ignore[arg-type]
     else:
@@ -176,7 +142,7 @@ def data_files(
     try:
         adds = pl.DataFrame((table or _open(path)).get_add_actions(flatten=True))
     except (DeltaError, OSError) as exc:
-        raise StoreError(f"{path}: unreadable log ({_first_line(exc)})") from None
+        raise StoreError(f"{location.shown(path)}: unreadable log ({_first_line(exc)})") from None
     most = {f"max.{c}": pl.Datetime("us", "UTC") for c in maxima}
     if not adds.height:
         return pl.DataFrame(schema={"path": pl.String, "size_bytes": pl.Int64,
@@ -200,7 +166,8 @@ def partition_days(path: Path) -> list[date]:
 def row_count(path: Path) -> int:
     """The current version's rows, from the log's count per file (no count: the file's footer)."""
     adds = data_files(path)
-    unknown = [str(path / rel) for rel in adds.filter(pl.col("num_records").is_null())["path"]]
+    where = location.uri(path)
+    unknown = [f"{where}/{rel}" for rel in adds.filter(pl.col("num_records").is_null())["path"]]
     extra = pl.scan_parquet(unknown).select(pl.len()).collect().item() if unknown else 0
     return int(adds["num_records"].sum()) + int(extra)
 
@@ -279,7 +246,9 @@ def commit(
         created = is_table(path)
         if not created:
             schema = storable(dated.head(0)).to_arrow().schema
-            DeltaTable.create(str(path), schema=schema, partition_by=[PARTITION], mode="ignore")
+            DeltaTable.create(
+                location.uri(path), schema=schema, partition_by=[PARTITION], mode="ignore"
+            )
         table = _open(path)  # brought forward from the last read: one writer (the store's lock)
         if if_changed and chosen and created:
             instant = pl.col(by) if isinstance(by, str) else by
@@ -295,7 +264,7 @@ def commit(
         killpoint.reached("delta.files_written")
         filters = None if chosen is None else [(PARTITION, "in", [d.isoformat() for d in chosen])]
     except (DeltaError, OSError) as exc:
-        raise StoreError(f"{path}: commit failed ({_first_line(exc)})") from None
+        raise StoreError(f"{location.shown(path)}: commit failed ({_first_line(exc)})") from None
     return _transact(path, table, actions, schema=schema, filters=filters, tag=tag)
 
 
@@ -313,10 +282,12 @@ def commit_files(path: Path, actions: list[AddAction], *, schema: pl.Schema, tag
     path.mkdir(parents=True, exist_ok=True)
     try:
         if not is_table(path):
-            DeltaTable.create(str(path), schema=arrow, partition_by=[PARTITION], mode="ignore")
+            DeltaTable.create(
+                location.uri(path), schema=arrow, partition_by=[PARTITION], mode="ignore"
+            )
         table = _open(path)
     except (DeltaError, OSError) as exc:
-        raise StoreError(f"{path}: commit failed ({_first_line(exc)})") from None
+        raise StoreError(f"{location.shown(path)}: commit failed ({_first_line(exc)})") from None
     killpoint.reached("delta.files_written")
     return _transact(path, table, list(actions), schema=arrow, filters=None, tag=tag)
 
@@ -325,7 +296,10 @@ def _transact(
     path: Path, table: DeltaTable, actions: list[Any], *, schema: Any, filters: Any, tag: str
 ) -> int:
     """Commit ``actions`` (files written and fsynced) over the partitions ``filters`` (every
-    partition: ``None``), then fsync the log; the new version."""
+    partition: ``None``), then fsync the log; the new version. On object storage the files are
+    uploaded first, and the log's put-if-absent is the commit (nothing to fsync)."""
+    url = location.remote(path)
+    location.upload(path, [a.path for a in actions])
     try:
         table.create_write_transaction(
             actions,
@@ -336,8 +310,10 @@ def _transact(
             commit_properties=CommitProperties(custom_metadata={_RUN_KEY: tag}),
         )
     except (DeltaError, OSError) as exc:
-        raise StoreError(f"{path}: commit failed ({_first_line(exc)})") from None
+        raise StoreError(f"{location.shown(path)}: commit failed ({_first_line(exc)})") from None
     killpoint.reached("delta.committed")
+    if url is not None:
+        return _open(path).version()
     log = path / _LOG
     new = _open(path).version()
     entry = log / f"{new:020d}.json"

@@ -30,7 +30,7 @@ import polars as pl
 from engine.app.sections import EngineSettings
 from engine.errors import InputFileError
 from engine.interval import Grid, Window
-from engine.output import delta
+from engine.output import delta, location
 from engine.output import files as export
 from engine.output.contacts import scan_files, sink_contacts
 from engine.output.datafiles import discard
@@ -340,11 +340,11 @@ def build_contacts(
         table, rows_in=rows_in, contacts=sunk.contacts, quarantine=quarantine,
         window=grid, settings=settings, busy_only=not dense,
     )  # fmt: skip
-    report.files = [str(f) for f in files]
+    report.files = [location.shown(f) for f in files]
     report.seconds = round(time.perf_counter() - began, 3)
     summary = out_dir / "summary.json"
     export.write_json(asdict(report), summary)
-    report.files.append(str(summary))
+    report.files.append(location.shown(summary))
     return report
 
 

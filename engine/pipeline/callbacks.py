@@ -34,7 +34,7 @@ import polars as pl
 
 from engine.app.sections import EngineSettings
 from engine.interval import Grid, Window
-from engine.output import delta
+from engine.output import delta, location
 from engine.output import files as export
 from engine.output import store as callback_store
 from engine.output.attempts import abandon, sink_attempts
@@ -412,9 +412,9 @@ def build_callbacks(
         settings=settings,
         kept=sunk.attempts,
     )
-    report.files = [str(f) for f in files]
+    report.files = [location.shown(f) for f in files]
     report.seconds = round(time.perf_counter() - began, 3)
     summary = out_dir / "callbacks_summary.json"
     export.write_json(asdict(report), summary)
-    report.files.append(str(summary))
+    report.files.append(location.shown(summary))
     return report
