@@ -31,6 +31,7 @@ from polars.testing import assert_frame_equal
 from engine.cli.main import cli, main
 from engine.demo.callbacks import generate_attempts
 from engine.demo.contacts import generate_contacts
+from engine.distributed import helper  # no Ray needed for the helper itself
 from engine.output import location
 
 pytest.importorskip("moto.server", reason="moto[server] (dev extra) not installed")
@@ -248,3 +249,18 @@ def test_one_line_leaves_out_the_secrets_and_colour(monkeypatch: pytest.MonkeyPa
     chained = f"Generic S3 error\n \x1b[31m↳\x1b[0m Error performing PUT with {SECRET}\n ↳ 403"
     assert location.one_line(chained) == "Generic S3 error -> Error performing PUT with *** -> 403"
     assert location.one_line(ValueError("first\nsecond")) == "first"
+
+
+def test_the_helper_process_binds_the_commands_staging_folders(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With ``--ray-address`` the job runs in a helper process (engine/distributed/helper.py):
+    there the staging folder stands for the same bucket prefix, so its driver lists ``s3://``
+    URLs too."""
+    monkeypatch.setattr(location, "_BOUND", {})
+    location.bind(tmp_path, f"s3://{BUCKET}/p")
+    try:
+        found = helper.call("127.0.0.1:1", location.remote, tmp_path / "store" / "callvolume")
+    finally:
+        helper.close()
+    assert found == f"s3://{BUCKET}/p/store/callvolume"
