@@ -17,7 +17,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,6 +27,7 @@ import pytest
 from click.testing import CliRunner
 from polars.testing import assert_frame_equal
 
+from engine import clock
 from engine.cli.main import cli, main
 from engine.demo.callbacks import generate_attempts
 from engine.demo.contacts import generate_contacts
@@ -80,7 +80,7 @@ def s3() -> Iterator[Any]:
             with socket.socket() as probe:
                 if probe.connect_ex(("127.0.0.1", port)) == 0:
                     break
-            time.sleep(0.1)
+            clock.sleep(0.1)
         with pytest.MonkeyPatch.context() as env:
             for name, value in {
                 "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
