@@ -25,10 +25,9 @@ import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from deltalake import DeltaTable
-from deltalake._internal import DeltaFileSystemHandler  # the object store deltalake writes to
 from deltalake.exceptions import DeltaError, TableNotFoundError
 
 from engine.errors import StoreError
@@ -59,6 +58,16 @@ _BOUND: dict[Path, str] = {}
 #: Tables loaded for reading, by path: the log's state they were loaded at, and the table.
 _LOADED: dict[str, tuple[tuple[object, ...], DeltaTable]] = {}
 _KEEP_LOADED: Final = 16
+
+
+def _handler(url: str) -> Any:
+    """``deltalake``'s own client of the object store at ``url`` (the one its writer uses; the
+    public ``deltalake.fs`` wraps the same class for pyarrow, which the default install does not
+    load). Imported here, for a store on object storage only: a local store never depends on it.
+    """
+    from deltalake._internal import DeltaFileSystemHandler  # noqa: PLC0415
+
+    return DeltaFileSystemHandler(url)
 
 
 def is_url(text: str | Path) -> bool:
@@ -133,7 +142,7 @@ def staged(url: str) -> Iterator[Path]:
     """
     url = _check(url)
     try:
-        DeltaFileSystemHandler(url).get_file_info_selector("", allow_not_found=True)
+        _handler(url).get_file_info_selector("", allow_not_found=True)
     except Exception as exc:  # the client's own error kinds: connection, status, credentials
         raise StoreError(f"{url}: the object store cannot be used ({one_line(exc)})") from None
     folder = Path(tempfile.mkdtemp(prefix="wfm-staging-"))
@@ -157,13 +166,13 @@ def upload(path: Path, files: list[str]) -> None:
     if url is None or not files:
         return
     try:
-        store = DeltaFileSystemHandler(url)
+        store = _handler(url)
         for rel in files:
             with (Path(path) / rel).open("rb") as source:
                 sink = store.open_output_stream(rel)
                 while block := source.read(_CHUNK):
                     sink.write(block)
-                sink.close()  # type: ignore[attr-defined]  # the upload completes here
+                sink.close()  # the upload completes here
             (Path(path) / rel).unlink()
     except (DeltaError, OSError) as exc:
         raise StoreError(f"{url}: upload failed ({one_line(exc)})") from None
@@ -234,7 +243,7 @@ def has_table(url: str) -> bool:
         StoreError: the object store cannot be read there.
     """
     try:
-        listed = DeltaFileSystemHandler(url).get_file_info_selector(_LOG, allow_not_found=True)
+        listed = _handler(url).get_file_info_selector(_LOG, allow_not_found=True)
     except Exception as exc:  # the client's own error kinds
         raise StoreError(f"{url}: the object store cannot be read ({one_line(exc)})") from None
     return bool(listed)
