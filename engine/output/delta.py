@@ -327,10 +327,8 @@ def problems(path: Path, *, deep: bool = True) -> list[str]:
     """What is wrong with the table at ``path``: one line per finding (empty: nothing).
 
     A missing table, an unreadable log, a file of the current version that is missing, or
-    whose size or (``deep``: read from its footer) Parquet row count differs from what the log
-    recorded for it. Without ``deep`` no data file is opened: the check a nightly run makes
-    before it writes, in time that does not grow with the files' contents.
-    """
+    whose size or (``deep``: read from its footer) Parquet row count differs from the log's.
+    Without ``deep`` no data file is opened (a nightly run's check, one stat a file)."""
     if not is_table(path):
         return [f"{path}: missing (no transaction log)"]
     try:
@@ -340,18 +338,21 @@ def problems(path: Path, *, deep: bool = True) -> list[str]:
     found = []
     for rel, size, rows in adds.select("path", "size_bytes", "num_records").iter_rows():
         file = path / rel
-        if not file.is_file():
+        try:
+            held = os.stat(file).st_size
+        except OSError:
             found.append(f"{file}: missing")
-        elif file.stat().st_size != size:
-            found.append(f"{file}: {file.stat().st_size} bytes, the log says {size}")
+            continue
+        if held != size:
+            found.append(f"{file}: {held} bytes, the log says {size}")
         elif deep and rows is not None:
             try:
-                held = pl.scan_parquet(file).select(pl.len()).collect().item()
+                count = pl.scan_parquet(file).select(pl.len()).collect().item()
             except (pl.exceptions.PolarsError, OSError) as exc:
                 found.append(f"{file}: unreadable ({_first_line(exc)})")
                 continue
-            if held != rows:
-                found.append(f"{file}: {held} rows, the log says {rows}")
+            if count != rows:
+                found.append(f"{file}: {count} rows, the log says {rows}")
     return found
 
 

@@ -151,9 +151,15 @@ def load(folder: Path, key: str) -> Snapshot | None:
         return None
 
 
-def _write(folder: Path, name: str, frame: pl.DataFrame) -> None:
+def _write(folder: Path, name: str, frame: pl.DataFrame, *, whole: bool = False) -> None:
+    """One part, atomically. Nothing reads a part's statistics (a part is read whole), so none
+    are written; the whole parts, rewritten by every run that changes the snapshot, are
+    compressed with Snappy (at a year, ~30 % less time than zstd for ~1 MB more on disk)."""
     buffer = io.BytesIO()
-    frame.write_parquet(buffer, compression="zstd", compression_level=1)
+    if whole:
+        frame.write_parquet(buffer, compression="snappy", statistics=False)
+    else:
+        frame.write_parquet(buffer, compression="zstd", compression_level=1, statistics=False)
     atomic_write_bytes(folder / name, buffer.getvalue())
 
 
@@ -165,7 +171,7 @@ def save(folder: Path, key: str, snap: Snapshot, table: str) -> None:
     parts: dict[str, str] = {}
     for name in _WHOLE_PARTS:
         parts[name] = f"{name}-{tag}.parquet"
-        _write(folder, parts[name], getattr(snap, name))
+        _write(folder, parts[name], getattr(snap, name), whole=True)
     saved = {k: s for k, s in snap.saved.items() if k in snap.shards}
     for name, rows in snap.shards.items():
         if name not in saved:

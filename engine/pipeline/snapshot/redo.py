@@ -17,7 +17,14 @@ import polars as pl
 
 from connectors.landing import latest_records, scan_files
 from connectors.landing.manifest import landed_path, landed_sizes, record_ids
-from connectors.normalise import RAW_SCHEMA, Rebuilt, normalise_stream, payloads, set_aside
+from connectors.normalise import (
+    RAW_SCHEMA,
+    Rebuilt,
+    normalise_stream,
+    payloads,
+    scan_rejected,
+    set_aside,
+)
 from connectors.source import Source, Stream
 from engine.app.config import AppSettings
 from engine.app.sources import connector
@@ -216,13 +223,27 @@ def _validate(
 
 
 def _rejected(root: Path, feeds: Sequence[Source], index: pl.DataFrame) -> pl.DataFrame:
-    """Records set aside at landing and not landed since (as a full rebuild gives them)."""
-    parts = [
-        set_aside(feed, stream, root, _of(index.lazy(), feed.name, stream.name))
-        for feed in feeds
-        for stream in feed.streams
-    ]
+    """Records set aside at landing and not landed since (as a full rebuild gives them).
+    Only the index rows of those ids are looked at (most nights there are none: then the index,
+    a row per landed record, is not read at all)."""
+    parts = []
+    for feed in feeds:
+        for stream in feed.streams:
+            ids = scan_rejected(root, feed.name, stream.name).select("record_id").collect()
+            if ids.height:
+                near = pl.col("record_id").is_in(ids["record_id"].drop_nulls().implode())
+                landed = _of(index.lazy(), feed.name, stream.name).filter(near)
+                parts.append(set_aside(feed, stream, root, landed))
     return pl.concat(pl.collect_all(parts)) if parts else pl.DataFrame(schema=QUARANTINE)
+
+
+def _held(frame: pl.DataFrame, records: pl.DataFrame) -> pl.Series:
+    """Whether each row of ``frame`` is one of ``records`` (``__src``, ``__ref``), in row order:
+    matched among the few rows whose ref is one of theirs, not joined over a row a record."""
+    near = frame.select(pl.col(_REF).is_in(records[_REF].implode()).alias("near"))["near"]
+    rows = frame.with_row_index("__row").filter(near)
+    found = rows.join(records, on=[_SRC, _REF], how="semi")["__row"]
+    return pl.int_range(frame.height, dtype=pl.UInt32, eager=True).is_in(found.implode())
 
 
 def _closure(
@@ -232,10 +253,11 @@ def _closure(
     identity with them (their snapshot rows', and ``new_idents``), transitively."""
     records = touched.select(_SRC, _REF).unique()
     while True:
-        mine = snap.idents.join(records, on=[_SRC, _REF], how="semi").select(_IDENT)
+        mine = snap.idents.filter(_held(snap.idents, records)).select(_IDENT)
         if new_idents is not None:
             mine = pl.concat([mine, new_idents.select(_IDENT)])
-        sharing = snap.idents.join(mine.unique(), on=_IDENT, how="semi").select(_SRC, _REF)
+        shared = pl.col(_IDENT).is_in(mine[_IDENT].unique().implode())
+        sharing = snap.idents.filter(shared).select(_SRC, _REF)
         grown = pl.concat([records, sharing]).unique()
         if grown.height == records.height:
             return records
@@ -354,14 +376,15 @@ def _update(job: _Job, snap: Snapshot, files: dict[str, int]) -> Snapshot | None
         if grown.height > records.height:  # the new rows share identities with more records
             records = grown
             continue
-        old = snap.idents.join(records, on=[_SRC, _REF], how="semi")[_IDENT]
+        redone_rows = _held(snap.idents, records)
+        old = snap.idents.filter(redone_rows)[_IDENT]
         redone_idents = pl.concat([old, idents[_IDENT]]).unique().implode()
         named = records.rename({_SRC: "source", _REF: "record_id"})
         shards, saved = _spliced(job.table, snap, redone_idents, rows)
         return Snapshot(
             files,
             index,
-            pl.concat([snap.idents.join(records, on=[_SRC, _REF], how="anti"), idents]),
+            pl.concat([snap.idents.filter(~redone_rows), idents]),
             shards,
             pl.concat([snap.quarantine.join(named, on=["source", "record_id"], how="anti"), bad]),
             records=landed,
