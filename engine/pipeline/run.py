@@ -63,7 +63,7 @@ from engine.pipeline.kore import KoreImport, import_kore
 from engine.pipeline.lock import damage, housekeeping, store_lock
 from engine.pipeline.sources import Emit, sync_all, tables_fed
 from engine.pipeline.state import RunState, load_run_state, run_state_path, save_run_state
-from engine.pipeline.tables import Built, build_tables
+from engine.pipeline.tables import Built, build_tables, requested
 from engine.pipeline.window import Canonical, RunPlan, plan_run
 from engine.report.build import write_run_report
 from engine.schema import CALLBACK_ATTEMPTS, CONTACTS
@@ -71,6 +71,7 @@ from engine.tables.callback_requests import requests
 
 __all__ = ["STEPS", "RunSummary", "run"]
 
+_NO_ATTEMPTS = pl.DataFrame(schema=CALLBACK_ATTEMPTS)
 #: The steps of a run, in order (``step`` events name them).
 STEPS = ("sync", "rebuild", "build", "export", "reconcile", "report")
 
@@ -182,8 +183,8 @@ def _reconcile(
     attempts = canon.attempt_rows
     inputs = Inputs(
         (contacts if contacts is not None else pl.DataFrame(schema=CONTACTS)).lazy(),
-        requests(
-            (attempts if attempts is not None else pl.DataFrame(schema=CALLBACK_ATTEMPTS)).lazy()
+        requests(  # the chains the document's window reaches (it is within the recent window)
+            (requested(attempts, [window]) if attempts is not None else _NO_ATTEMPTS).lazy()
         ),
         kore,
     )

@@ -27,6 +27,7 @@ Example:
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -36,7 +37,7 @@ import polars as pl
 
 from engine.app.config import AppSettings
 from engine.app.sections import EngineSettings
-from engine.interval import Grid, interval_grid
+from engine.interval import Grid, Window, interval_grid
 from engine.output import delta
 from engine.output import files as export
 from engine.output import store as callback_store
@@ -53,7 +54,9 @@ from engine.tables import (
     retry_outcomes,
     staffing,
 )
+from engine.tables.callback_requests import CHAIN_ORDER
 from engine.tables.dense import TableShape, busy
+from engine.validate.callback_attempts import callback_gaps
 
 __all__ = [
     "STAFFING_ROWS",
@@ -62,6 +65,7 @@ __all__ = [
     "build_tables",
     "merge_window",
     "read_store",
+    "requested",
     "staffing_rows",
 ]
 
@@ -191,10 +195,15 @@ def _callbacks(
     non-callbacks aside before, so none are counted here)."""
     began = time.perf_counter()
     recent = plan.recent
+    reached = [*((g.start, g.end) for g in plan.callbacks), recent]
+    near = attempts if plan.full or engine.kind == "ray" else requested(attempts, reached)
     pairs, gaps, n, document = callback_results(
-        attempts, plan.callbacks, document=recent, settings=settings, engine=engine,
+        near, plan.callbacks, document=recent, settings=settings, engine=engine,
         stored=stored, dense=False,
     )  # fmt: skip
+    if near is not attempts:  # the gaps and the request count are of every chain
+        gaps = callback_gaps(attempts.lazy()).collect()
+        n = attempts.select(pl.struct(CHAIN_ORDER[:2]).n_unique()).item()  # one a chain
     table = pl.concat([t for t, _ in pairs]) if pairs else empty_table("callback_intervals")
     retries = pl.concat([r for _, r in pairs]) if pairs else empty_table("retry_outcomes")
     out = CallbackOutputs(attempts, table, retries, gaps, document, n, dense=False)
@@ -209,6 +218,17 @@ def _callbacks(
     )
     report.seconds = round(time.perf_counter() - began, 3)
     return out, pairs, report
+
+
+def requested(attempts: pl.DataFrame, windows: Iterable[Window]) -> pl.DataFrame:
+    """The chains of ``attempts`` (in chain order) requested on a day ``windows`` reach, or a day
+    either side (a zone can move a grid's ends over midnight UTC): the callback tables and
+    documents count a request by its instant only; the rest of the history is not reduced."""
+    days = set[date]()
+    for lo, hi in windows:
+        first, last = lo.date() - timedelta(days=1), hi.date() + timedelta(days=1)
+        days |= {first + timedelta(days=i) for i in range((last - first).days + 1)}
+    return attempts.filter(callback_store.request_dates(attempts).is_in(sorted(days)))
 
 
 def _grid_days(grids: list[Grid]) -> set[date]:
