@@ -30,6 +30,7 @@ Example:
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterable
 from datetime import date
