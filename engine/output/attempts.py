@@ -12,7 +12,9 @@ rows in chain order), with the input read twice:
    records); every other row is alone in its identity, so validating the batch gives exactly
    what validating the whole input gives for it. The clean rows are spilled to a scratch folder
    by their chain's day (a chain never spans two), in Arrow IPC; the set-aside rows are
-   validated together once all batches are read (every row of their identities is there);
+   validated together once all batches are read (every row of their identities is there).
+   Two batches are worked on side by side (:data:`BATCHES_AT_ONCE`), and the rows kept from
+   each (set aside, quarantined) are copied out of its buffers (:func:`compact`);
 3. day by day, the spilled rows of the day and the set-aside clean rows of its chains are sorted
    into chain order and written to the partitions of their request dates
    (:func:`engine.output.datafiles.write_partitions`: a chain is whole in one file), and the
@@ -38,8 +40,9 @@ from __future__ import annotations
 
 import contextlib
 import tempfile
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Generic, TypeVar
@@ -60,12 +63,15 @@ from engine.validate.callback_attempts import (
 )
 from engine.validate.contacts import MAX_DURATION_MS
 
-__all__ = ["BATCH_ROWS", "SunkAttempts", "abandon", "sink_attempts"]
+__all__ = ["BATCH_ROWS", "SunkAttempts", "abandon", "compact", "sink_attempts"]
 
 T = TypeVar("T")
 
 #: Input rows validated at a time (the batch's conformed copy is what is held).
 BATCH_ROWS: Final = 250_000
+#: Batches validated and spilled side by side (a Polars operation on one batch keeps the two
+#: cores of a small machine only partly busy).
+BATCHES_AT_ONCE: Final = 2
 #: Days sorted, written and reduced side by side (each holds its rows twice: as read, sorted).
 DAYS_AT_ONCE: Final = 2
 
@@ -82,6 +88,38 @@ class SunkAttempts(Generic[T]):
     files: list[AddAction]
     attempts: int
     units: list[T]
+
+
+def compact(frame: pl.DataFrame) -> pl.DataFrame:
+    """``frame`` with its text in buffers of its own. A Polars text column cut from a larger one
+    (a filter, a slice, a group-by's keys) keeps viewing the larger one's buffers, which then
+    stay allocated as long as it lives: rows held for long are copied out of them first."""
+    return frame.with_columns(pl.col(pl.String) + "")
+
+
+@dataclass(frozen=True)
+class _Batch:
+    """What one batch gave: its rows, known non-callbacks, rows set aside and bad rows."""
+
+    rows: int
+    not_callbacks: int
+    aside: pl.DataFrame
+    bad: pl.DataFrame
+
+
+def _in_turn(
+    work: Callable[[int, pl.DataFrame], _Batch], batches: Iterable[tuple[int, pl.DataFrame]]
+) -> Iterator[_Batch]:
+    """``work`` of every batch, :data:`BATCHES_AT_ONCE` side by side, the results in the
+    batches' order (the next batch is read while those in hand are worked on)."""
+    with ThreadPoolExecutor(max_workers=BATCHES_AT_ONCE) as pool:
+        pending: deque[Future[_Batch]] = deque()
+        for n, batch in batches:
+            pending.append(pool.submit(work, n, batch))
+            if len(pending) >= BATCHES_AT_ONCE:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
 def _with_days(clean: pl.DataFrame, straddling: pl.DataFrame) -> pl.DataFrame:
@@ -152,15 +190,19 @@ def sink_attempts(
     try:
         with tempfile.TemporaryDirectory(prefix=".spill-", dir=path.parent) as folder:
             scratch = Path(folder)
-            batches = attempts.collect_batches(chunk_size=BATCH_ROWS, maintain_order=False)
-            for n, batch in enumerate(batches):
-                rows_in += batch.height
-                skipped += not_callbacks(batch.lazy()).select(pl.len()).collect().item()
+
+            def alone(n: int, batch: pl.DataFrame) -> _Batch:
                 mark = batch.select(identity_hash().is_in(shared)).to_series()
-                aside.append(batch.filter(mark))
                 clean, bad = _validate(batch.filter(~mark), record, max_duration_ms, alone=True)
-                quarantine.append(bad)
                 _spill(_with_days(clean, straddling), scratch, n)
+                skip = not_callbacks(batch.lazy()).select(pl.len()).collect().item()
+                return _Batch(batch.height, skip, compact(batch.filter(mark)), compact(bad))
+
+            batches = attempts.collect_batches(chunk_size=BATCH_ROWS, maintain_order=False)
+            for got in _in_turn(alone, enumerate(batches)):
+                rows_in, skipped = rows_in + got.rows, skipped + got.not_callbacks
+                aside.append(got.aside)
+                quarantine.append(got.bad)
             rest = pl.concat(aside) if aside else attempts.head(0).collect()
             clean, bad = _validate(rest, record, max_duration_ms)
             quarantine.append(bad)

@@ -20,12 +20,12 @@ Example:
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any, Literal
@@ -38,10 +38,12 @@ from engine.output import delta, location
 from engine.output import files as export
 from engine.output import store as callback_store
 from engine.output.attempts import abandon, sink_attempts
+from engine.pipeline import callback_days
 from engine.pipeline.build import iso_utc, quarantine_counts
+from engine.pipeline.callback_days import holding
 from engine.schema import CALLBACK_ATTEMPTS
 from engine.settings import BuildSettings
-from engine.tables import callback_intervals, callback_metrics, callback_parts, retry_outcomes
+from engine.tables import callback_intervals, callback_metrics, retry_outcomes
 from engine.tables.dense import busy, fill, filled_size
 from engine.validate.callback_attempts import callback_gaps
 
@@ -94,15 +96,7 @@ def callback_window(reqs: pl.LazyFrame, settings: BuildSettings) -> Grid:
         ValueError: there are no requests.
     """
     instants = reqs.select(pl.col("instant")).collect()["instant"]
-    return _holding(instants.min(), instants.max(), settings)
-
-
-def _holding(lo: object, hi: object, settings: BuildSettings) -> Grid:
-    """The smallest whole-interval grid holding the instants ``lo`` to ``hi`` (none: an error)."""
-    if not isinstance(lo, datetime) or not isinstance(hi, datetime):
-        msg = "no valid callback attempts to take a window from: give --start and --end"
-        raise ValueError(msg)
-    return settings.grid((lo, hi + timedelta(microseconds=1)))
+    return holding(instants.min(), instants.max(), settings)
 
 
 def callback_tables(
@@ -270,52 +264,40 @@ def _write(
     return written
 
 
-@dataclass(frozen=True)
-class _Day:
-    """What one day of a streamed build gives (:func:`_day`)."""
-
-    requests: int
-    span: tuple[datetime, datetime] | None  #: its requests' first and last instant
-    gaps: pl.DataFrame
-    parts: list[pl.DataFrame]  #: :func:`engine.tables.callback_parts.part_plans`, collected
-
-
-def _day(
-    ordered: pl.DataFrame, reqs: pl.LazyFrame, *, grid: Grid | None, settings: BuildSettings,
-    keys: Path | None,
-) -> _Day:  # fmt: skip
-    """One day's requests (held once), gaps and, with ``keys``, the tables' and document's
-    parts over ``grid`` (``None``: the day's own span, within the build's), the document's
-    customer keys written to ``keys`` by set (:func:`engine.tables.callback_parts.key_set`)."""
-    held = reqs.collect()
-    lo, hi = held.select(pl.col("instant").min().alias("lo"), pl.col("instant").max()).row(0)
-    span = (lo, hi) if held.height else None
-    plans = [callback_gaps(ordered.lazy())]
-    if keys is not None and span is not None:
-        own = grid or _holding(*span, settings)
-        plans += callback_parts.part_plans(held.lazy(), grid=own, settings=settings)
-    gaps, *parts = pl.collect_all(plans)
-    if parts and keys is not None:  # held by set, one set at a time, when all are merged
-        sets = parts[-1].with_columns(callback_parts.key_set()).partition_by("key_set")
-        for rows in sets:
-            (folder := keys / str(rows["key_set"][0])).mkdir(exist_ok=True)
-            rows.drop("key_set").write_ipc(folder / f"{uuid.uuid4().hex}.arrow")
-        parts[-1] = parts[-1].head(0)
-    return _Day(held.height, span, gaps, parts)
-
-
-def _keys(folder: Path) -> pl.LazyFrame:
-    """Every customer key's requests from the sets written to ``folder`` (:func:`_day`), each
-    set merged alone."""
-    sets = [sorted(s.glob("*.arrow")) for s in sorted(folder.iterdir())]
-    merged = [callback_parts.key_set_requests(pl.scan_ipc(f)).collect() for f in sets if f]
-    return pl.concat(merged).lazy() if merged else pl.LazyFrame(schema={"requests": pl.UInt32})
-
-
-def _span(days: list[_Day], settings: BuildSettings) -> Grid:
+def _span(days: list[callback_days.Day], settings: BuildSettings) -> Grid:
     spans = [d.span for d in days if d.span is not None]
     lo, hi = (min(s[0] for s in spans), max(s[1] for s in spans)) if spans else (None, None)
-    return _holding(lo, hi, settings)
+    return holding(lo, hi, settings)
+
+
+def _tables(
+    days: list[callback_days.Day], scratch: Path, out_dir: Path, attempts: Path, *, grid: Grid,
+    settings: BuildSettings, engine: EngineSettings | None, dense: bool,
+) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, Any], list[Path]]:  # fmt: skip
+    """Both tables (``dense``: zero-filled), the document, and the store tables written already
+    (a local build storing Parquet only: :func:`engine.pipeline.callback_days.write_store`, the
+    tables' groups in place of the intervals table and no retries rows, for the report)."""
+    if engine is not None and engine.kind == "ray":
+        from engine.distributed import callbacks as on_ray  # noqa: PLC0415 - an optional extra
+
+        ((table, retries),), document = on_ray.callback_tables(
+            attempts, [grid], document=grid.window, settings=settings, address=engine.address,
+            dense=dense,
+        )  # fmt: skip
+        return table, retries, document, []
+    names, document = callback_days.names_and_document(days, scratch, grid=grid, settings=settings)
+    made = callback_days.slices(scratch, names, grid=grid, settings=settings)
+    if not dense:
+        groups, stored = callback_days.write_store(made, out_dir)
+        return groups, groups.head(0), document, stored
+    busy_table, busy_retries = (pl.concat(f) for f in zip(*made, strict=True))
+    table, retries = pl.collect_all(
+        [
+            fill(busy_table.lazy(), "callback_intervals", grid.frame),
+            fill(busy_retries.lazy(), "retry_outcomes", grid.frame, seen=busy_table.lazy()),
+        ]
+    )
+    return table, retries, document, []
 
 
 def build_callbacks(
@@ -332,8 +314,9 @@ def build_callbacks(
 
     The attempts stream to the store day by day (:func:`engine.output.attempts.sink_attempts`),
     each day's requests giving the parts of the tables and the document
-    (:mod:`engine.tables.callback_parts`), merged at the end; the attempts are committed before
-    the tables are written (the ray engine's tasks read them from the store).
+    (:mod:`engine.tables.callback_parts`), spilled to a scratch folder and merged at the end one
+    date of intervals at a time (:mod:`engine.pipeline.callback_days`); the attempts are
+    committed before the tables are written (the ray engine's tasks read them from the store).
 
     Args:
         attempts: attempts in the canonical shape (text columns and vendor spellings allowed).
@@ -352,44 +335,32 @@ def build_callbacks(
     path, tag = out_dir / "store" / "callback_attempts", uuid.uuid4().hex[:12]
     made = [p for p in (out_dir, path.parent, path) if not p.exists()]
     path.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=".parts-", dir=path.parent))
     try:
-        with tempfile.TemporaryDirectory(prefix=".keys-", dir=path.parent) as folder:
-            keys = Path(folder) if local else None
-            each = partial(_day, grid=grid, settings=settings, keys=keys)
+        try:
+            each = partial(
+                callback_days.day, grid=grid, settings=settings, scratch=scratch if local else None
+            )
             sunk = sink_attempts(
                 attempts, path, tag=tag, each=each, max_duration_ms=settings.max_duration_ms
             )
             grid = grid or _span(sunk.units, settings)
-            customers = _keys(keys) if keys is not None else None
-        delta.commit_files(path, sunk.files, schema=pl.Schema(CALLBACK_ATTEMPTS), tag=tag)
-    except BaseException:
-        abandon(path, tag, made)
-        raise
+            delta.commit_files(path, sunk.files, schema=pl.Schema(CALLBACK_ATTEMPTS), tag=tag)
+        except BaseException:
+            shutil.rmtree(scratch, ignore_errors=True)
+            abandon(path, tag, made)
+            raise
+        dense = any(f != "parquet" for f in formats)  # Parquet alone is the store: busy rows
+        table, retries, document, stored = _tables(
+            sunk.units, scratch, out_dir, path, grid=grid, settings=settings, engine=engine,
+            dense=dense,
+        )  # fmt: skip
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     quarantine, rows_in = sunk.quarantine, sunk.rows_in
     if set_aside is not None and set_aside.height:
         quarantine = pl.concat([set_aside.cast(quarantine.schema), quarantine])
         rows_in += set_aside.height
-    dense = any(f != "parquet" for f in formats)  # Parquet alone is the store: busy rows
-    if local:
-        busy_table, busy_retries, document = callback_parts.merged(
-            [d.parts for d in sunk.units if d.parts], grid=grid, settings=settings, keys=customers
-        )
-        table, retries = pl.collect_all([busy_table, busy_retries])
-        if dense:
-            table, retries = pl.collect_all(
-                [
-                    fill(table.lazy(), "callback_intervals", grid.frame),
-                    fill(retries.lazy(), "retry_outcomes", grid.frame, seen=table.lazy()),
-                ]
-            )
-    else:
-        from engine.distributed import callbacks as on_ray  # noqa: PLC0415 - an optional extra
-
-        assert engine is not None
-        ((table, retries),), document = on_ray.callback_tables(
-            path, [grid], document=grid.window, settings=settings, address=engine.address,
-            dense=dense,
-        )  # fmt: skip
     gaps = (
         pl.concat([d.gaps for d in sunk.units])
         if sunk.units
@@ -398,9 +369,10 @@ def build_callbacks(
     gaps = gaps.sort("source", "original_id")
     n = sum(d.requests for d in sunk.units)
     out = CallbackOutputs(pl.DataFrame(), table, retries, gaps, document, n, dense)
-    files = [path]
-    files += _write("callback_intervals", out.table, out_dir, formats)
-    files += _write("retry_outcomes", out.retries, out_dir, formats)
+    files = [path, *stored]
+    if not stored:
+        files += _write("callback_intervals", out.table, out_dir, formats)
+        files += _write("retry_outcomes", out.retries, out_dir, formats)
     files.append(export.write_json(out.document, out_dir / "exports" / "callback_metrics.json"))
     files.append(export.write_ndjson(out.gaps, out_dir / "exports" / "callback_gaps.ndjson"))
     files.append(export.write_csv(quarantine, out_dir / "quarantine" / "callback_attempts.csv"))

@@ -41,7 +41,16 @@ from engine.settings import BuildSettings
 from engine.tables import callback_intervals, callback_metrics, retry_outcomes
 from engine.tables.callback_requests import call_target_names, latest_names
 
-__all__ = ["KEY_SETS", "key_set", "key_set_requests", "merged", "part_plans"]
+__all__ = [
+    "KEY_SETS",
+    "empty_parts",
+    "key_set",
+    "key_set_requests",
+    "merged",
+    "merged_tables",
+    "names_and_document",
+    "part_plans",
+]
 
 #: The customer keys of the parts may be counted in this many disjoint sets (by a hash of the
 #: key, :func:`key_set`), each merged alone (:func:`key_set_requests`): exact, since a key is
@@ -88,17 +97,49 @@ def merged(
     the tables and document of no request. ``keys``: every customer key's requests, merged
     already (:func:`key_set_requests` of every set, stacked), when the parts' were set aside."""
     if not parts:
-        from engine.schema import CALLBACK_ATTEMPTS  # noqa: PLC0415 - only when nothing was read
-        from engine.tables.callback_requests import requests  # noqa: PLC0415
-
-        empty = requests(pl.LazyFrame(schema=CALLBACK_ATTEMPTS))
-        parts = [part_plans(empty, grid=grid, settings=settings)]
+        parts = [empty_parts(grid, settings)]
     stacked = [pl.concat([f.lazy() for f in p]) for p in zip(*parts, strict=True)]
     table, retries, latest, additive, per_key = stacked
-    names = call_target_names(latest)
+    names, document = names_and_document(latest, additive, per_key, keys=keys)
+    return (*merged_tables(table, retries, names, grid=grid, settings=settings), document)
+
+
+def empty_parts(grid: Grid, settings: BuildSettings) -> list[pl.LazyFrame]:
+    """The parts of no request."""
+    from engine.schema import CALLBACK_ATTEMPTS  # noqa: PLC0415 - only when nothing was read
+    from engine.tables.callback_requests import requests  # noqa: PLC0415
+
+    return part_plans(
+        requests(pl.LazyFrame(schema=CALLBACK_ATTEMPTS)), grid=grid, settings=settings
+    )
+
+
+def names_and_document(
+    latest: pl.LazyFrame,
+    additive: pl.LazyFrame,
+    per_key: pl.LazyFrame,
+    *,
+    keys: pl.LazyFrame | None = None,
+) -> tuple[pl.LazyFrame, dict[str, Any]]:
+    """The call targets' names and the metrics document from every part's latest requests,
+    additive row and customer keys, stacked (``keys``: as in :func:`merged`)."""
     additive, per_key = callback_metrics.merge_parts(additive, per_key)
+    return call_target_names(latest), callback_metrics.render(
+        additive, per_key if keys is None else keys
+    )
+
+
+def merged_tables(
+    table: pl.LazyFrame,
+    retries: pl.LazyFrame,
+    names: pl.LazyFrame,
+    *,
+    grid: Grid,
+    settings: BuildSettings,
+) -> tuple[pl.LazyFrame, pl.LazyFrame]:
+    """Both tables' busy rows from their parts stacked (all of them, or all of those of some
+    intervals: the rows of those intervals) and the call targets' names."""
     return (
         callback_intervals.merge_parts(table, names, window=grid, settings=settings),
         retry_outcomes.merge_parts(retries, names, window=grid, settings=settings),
-        callback_metrics.render(additive, per_key if keys is None else keys),
     )
