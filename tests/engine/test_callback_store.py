@@ -18,6 +18,7 @@ from polars.testing import assert_frame_equal
 from engine.demo.callbacks import generate_attempts
 from engine.errors import StoreError
 from engine.output import files as export
+from engine.output import store as callback_store
 from engine.output.store import (
     is_chain_ordered,
     requests_of,
@@ -168,3 +169,13 @@ def test_requests_of_a_frame_in_memory_in_any_order(rows: list[dict[str, Any]]) 
     assert_frame_equal(in_order(requests_of(frame)), want)
     assert_frame_equal(in_order(requests_of(chain_ordered(frame))), want)
     assert_frame_equal(in_order(requests_of(frame.reverse())), want)
+
+
+@given(attempts())
+def test_the_integer_sort_gives_the_full_chain_order_or_falls_back_to_it(
+    rows: list[dict[str, Any]],
+) -> None:
+    frame = pl.DataFrame(rows, schema=CALLBACK_ATTEMPTS)  # ties within chains are frequent
+    ordered, reqs = callback_store.chain_ordered(frame.reverse().lazy())
+    assert_frame_equal(ordered, chain_ordered(frame))
+    assert_frame_equal(in_order(reqs), in_order(requests(frame.lazy())))
