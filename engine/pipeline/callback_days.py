@@ -127,9 +127,9 @@ def names_and_document(
     """The call targets' names and the metrics document of ``grid`` from every day's parts."""
     empty = callback_parts.empty_parts(grid, settings)
     small = [d.parts for d in days if d.parts]
-    latest, additive = (pl.concat([f.lazy() for f in p]) for p in zip(*small, strict=True))
-    if not small:
-        latest, additive = empty[2], empty[3]
+    latest, additive = empty[2], empty[3]
+    if small:
+        latest, additive = (pl.concat([f.lazy() for f in p]) for p in zip(*small, strict=True))
     names, document = callback_parts.names_and_document(
         latest, additive, empty[4], keys=customer_keys(scratch / "keys")
     )
