@@ -39,7 +39,6 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import tempfile
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -188,8 +187,7 @@ def sink_attempts(
     made = [p for p in (path.parent, path) if not p.exists()]  # removed again if left empty
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        with tempfile.TemporaryDirectory(prefix=".spill-", dir=path.parent) as folder:
-            scratch = Path(folder)
+        with datafiles.scratch(path.parent, ".spill-") as scratch:
 
             def alone(n: int, batch: pl.DataFrame) -> _Batch:
                 mark = batch.select(identity_hash().is_in(shared)).to_series()

@@ -29,7 +29,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
+import socket
+import tempfile
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 from typing import Any, Final, Literal, TypeVar
@@ -46,6 +52,8 @@ __all__ = [
     "discard",
     "drop_apart",
     "fsync",
+    "new_scratch",
+    "scratch",
     "set_apart",
     "sink_partitions",
     "storable",
@@ -207,3 +215,39 @@ def drop_apart(path: Path, tag: str) -> None:
     for folder in {f.parent for f in files}:
         if not any(folder.iterdir()):
             folder.rmdir()
+
+
+def _alive(pid: int) -> bool:
+    """A process ``pid`` runs on this host (one of another user's counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def new_scratch(parent: Path, prefix: str) -> Path:
+    """A new scratch folder in ``parent``, ``<prefix><pid>@<host>@<random>``, for the caller to
+    remove when done. The folders of ``prefix`` that processes of this host left (a killed
+    command's: their pid no longer runs) are removed first, so a killed build's spilled rows do
+    not stay beside the store for good; another host's, or a running process's, are left."""
+    parent.mkdir(parents=True, exist_ok=True)
+    host = socket.gethostname()
+    shape = re.compile(rf"{re.escape(prefix)}(\d+)@(.+)@[^@]+")
+    for found in parent.glob(f"{prefix}*"):
+        m = shape.fullmatch(found.name)
+        if m and m[2] == host and int(m[1]) != os.getpid() and not _alive(int(m[1])):
+            shutil.rmtree(found, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}@{host}@", dir=parent))
+
+
+@contextmanager
+def scratch(parent: Path, prefix: str) -> Iterator[Path]:
+    """:func:`new_scratch` for the ``with`` block, removed after it whatever happens."""
+    folder = new_scratch(parent, prefix)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

@@ -21,7 +21,6 @@ Example:
 from __future__ import annotations
 
 import shutil
-import tempfile
 import time
 import uuid
 from collections.abc import Sequence
@@ -34,7 +33,7 @@ import polars as pl
 
 from engine.app.sections import EngineSettings
 from engine.interval import Grid, Window
-from engine.output import delta, location
+from engine.output import datafiles, delta, location
 from engine.output import files as export
 from engine.output import store as callback_store
 from engine.output.attempts import abandon, sink_attempts
@@ -335,7 +334,7 @@ def build_callbacks(
     path, tag = out_dir / "store" / "callback_attempts", uuid.uuid4().hex[:12]
     made = [p for p in (out_dir, path.parent, path) if not p.exists()]
     path.parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=".parts-", dir=path.parent))
+    scratch = datafiles.new_scratch(path.parent, ".parts-")
     try:
         try:
             each = partial(

@@ -11,6 +11,10 @@ file behind.
 from __future__ import annotations
 
 import json
+import os
+import signal
+import socket
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -19,6 +23,7 @@ import pytest
 
 from engine.demo.callbacks import generate_attempts
 from engine.demo.callbacks_dirty import make_dirty_attempts
+from engine.killpoint import VARIABLE
 from engine.output import attempts as streamed
 from engine.output import delta, store
 from engine.pipeline.callbacks import build_callbacks, callback_outputs
@@ -33,6 +38,7 @@ from engine.validate.callback_attempts import (
     identity_hash,
     validate_callback_attempts,
 )
+from tests.calendar import run_process
 
 KEY = ["source", "attempt_id"]
 COLUMNS = ["record_id", "reason", "detail", "raw"]
@@ -239,3 +245,42 @@ def test_parquet_alone_writes_each_date_as_the_whole_tables_would(
         by_date = want.sort(pl.col("interval_start_utc").dt.date(), maintain_order=True)
         assert stored.equals(by_date)
         assert delta.row_count(folder) == want.height
+
+
+def test_a_killed_build_leaves_no_scratch_for_good(dirty: pl.DataFrame, tmp_path: Path) -> None:
+    """``callbacks`` killed while its parts and spilled rows are on disk (``SIGKILL``: no
+    ``finally``) leaves its scratch folder beside the store; the next build removes it, and
+    every other such folder this host's dead processes left, but not a running process's or
+    another host's (on a shared disk: not ours to judge)."""
+    source = tmp_path / "attempts.parquet"
+    dirty.write_parquet(source)
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "engine.cli.main", "callbacks", "--attempts", str(source),
+               "--out", str(out), "--format", "parquet",
+               "--max-quarantine-fraction", "1"]  # fmt: skip  # the dirty rows: no exit 1
+    env = {**os.environ, VARIABLE: "delta.files_written"}
+    killed = run_process(command, timeout=300, env=env)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    store, host = out / "store", socket.gethostname()
+    left = [p.name for p in store.glob(".parts-*")]
+    assert len(left) == 1, left
+    assert f"@{host}@" in left[0]  # the killed build's, named by it
+    gone = run_process([sys.executable, "-c", "import os; print(os.getpid())"], timeout=60)
+    dead = int(gone.stdout)
+    planted = {
+        f".spill-{dead}@{host}@a1": False,  # a dead process of this host: removed
+        f".spill-{os.getpid()}@{host}@b2": True,  # running: kept
+        f".spill-{dead}@elsewhere.example@c3": True,  # another host's: kept
+        ".spill-legacy": True,  # not of this shape: kept
+    }
+    for name in planted:
+        (store / name).mkdir()
+        (store / name / "0.arrow").write_bytes(b"x")
+    again = run_process(command, timeout=300, env=dict(os.environ))
+    assert again.returncode == 0, again.stderr
+    assert list(store.glob(".parts-*")) == []
+    assert {p.name: p.is_dir() for p in store.glob(".spill-*")} == {
+        name: True for name, kept in planted.items() if kept
+    }
+    clean = pl.collect_all(validate_callback_attempts(dirty.lazy()))[0]
+    assert delta.row_count(store / "callback_attempts") == clean.height
