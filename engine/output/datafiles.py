@@ -238,7 +238,7 @@ def new_scratch(parent: Path, prefix: str) -> Path:
     shape = re.compile(rf"{re.escape(prefix)}(\d+)@(.+)@[^@]+")
     for found in parent.glob(f"{prefix}*"):
         m = shape.fullmatch(found.name)
-        if m and m[2] == host and int(m[1]) != os.getpid() and not _alive(int(m[1])):
+        if m and m[2] == host and not _alive(int(m[1])):  # this process is alive too
             shutil.rmtree(found, ignore_errors=True)
     return Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}@{host}@", dir=parent))
 
