@@ -10,6 +10,10 @@ the command a tenant schedules is timed as a child process::
 
 and the one-day run again from the same stores on the night of the weekly sweep of leftovers
 (``sweep-night``: the housekeeping record removed, :func:`engine.pipeline.lock.housekeeping`).
+Every case's history is built first; then the cases' timed runs alternate (round ``r`` times
+each case's one-day and nothing-new runs in turn, in reverse order every other round; each
+run's ``order`` says where it fell), so that a drift of the machine's speed over minutes lands
+on every case alike instead of on the one timed last.
 
 Every instant is fixed (the history ends 2026-11-04, a Wednesday, the new day; the job runs at
 02:00 UTC): the run's "now" is
@@ -32,11 +36,13 @@ Usage::
     python -m benchmarks.nightly                          # --days 7,90,365
     python -m benchmarks.nightly --days 7,90 --repeat 3
     python -m benchmarks.nightly --quick                  # tiny sizes, seconds (the smoke test)
+    python -m benchmarks.nightly --quick --days 1,2 --repeat 2   # the alternation, tiny
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import re
@@ -45,6 +51,8 @@ import statistics
 import subprocess
 import sys
 import time
+from contextlib import ExitStack
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -66,6 +74,7 @@ HERE = Path(__file__).resolve().parent
 RUN_AT, AGAIN_AFTER = timedelta(hours=2), timedelta(minutes=10)
 _STEP = re.compile(r"event=step step=(\w+) seconds=([0-9.]+)")
 _STORES = ("landing", "state", "out")
+_ORDER = itertools.count(1)
 
 
 # --- the worker: one run of the command, in a small process of its own ----------------------
@@ -181,8 +190,25 @@ def _snapshot(root: Path, to: Path, *, restore: bool) -> None:
         shutil.copytree(source, target, symlinks=True)
 
 
-def _case(history: int, args: argparse.Namespace) -> dict[str, Any]:
-    """Build ``history`` days (untimed), then time the one-day and the nothing-new runs."""
+@dataclass
+class _Case:
+    """One history built and ready to be timed: its stores, traffic and timed runs so far."""
+
+    history: int
+    root: Path
+    traffic: Any
+    keys: dict[str, str]
+    served: Any
+    previous: datetime
+    setup: list[dict[str, Any]]
+    setup_s: float
+    timed: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    checks: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def _build(history: int, args: argparse.Namespace) -> _Case:
+    """Build ``history`` days of stores by untimed runs (every ``--chunk-days``, then the day
+    before the last)."""
     from benchmarks import nightly_data as data
 
     root = args.work_dir / f"history-{history}"
@@ -203,8 +229,7 @@ def _case(history: int, args: argparse.Namespace) -> dict[str, Any]:
     )
     setup: list[dict[str, Any]] = []
     previous: datetime | None = None
-    runs = data.schedule(history, chunk_days=args.chunk_days, run_at=RUN_AT)
-    for n, at in enumerate(runs, 1):
+    for n, at in enumerate(data.schedule(history, chunk_days=args.chunk_days, run_at=RUN_AT), 1):
         contacts, attempts = (
             traffic.contacts_served(previous, at),
             traffic.attempts_served(previous, at),
@@ -216,56 +241,70 @@ def _case(history: int, args: argparse.Namespace) -> dict[str, Any]:
         if setup[-1]["exit_code"]:
             sys.exit(f"FAIL: the setup run {n} of {history} days exited {setup[-1]['exit_code']}")
         previous = at
-    setup_s = time.perf_counter() - began
-    at = data.HISTORY_END + data.DAY + RUN_AT
+    assert previous is not None  # schedule() gives at least one run
     timed: dict[str, list[dict[str, Any]]] = {"one-day": [], "nothing-new": [], "sweep-night": []}
-    checks: dict[str, dict[str, Any]] = {}
-    with data.serve(
-        traffic.contacts_served(previous, at), traffic.attempts_served(previous, at), keys
-    ) as emulators:
-        served.add(emulators.ujet, emulators.mindful)
-        data.write_config(root, emulators, start=traffic.start)
-        snapshot = root / "snapshot"
-        _snapshot(root, snapshot, restore=False)
+    return _Case(history, root, traffic, keys, served, previous, setup,
+                 time.perf_counter() - began, timed)  # fmt: skip
+
+
+def _measure_cases(cases: list[_Case], args: argparse.Namespace) -> None:
+    """Time every case, their runs alternated: round ``r`` times the one-day and the
+    nothing-new run of each case in turn (the order reversed every other round), then the
+    sweep nights the same way. The vendors' new day is served by each case's own emulators,
+    all up together. A virtual machine's speed drifts over minutes; alternating puts the same
+    drift on every case instead of on whichever ran last."""
+    from benchmarks import nightly_data as data
+
+    at = data.HISTORY_END + data.DAY + RUN_AT
+    with ExitStack() as stack:
+        for case in cases:
+            emulators = stack.enter_context(
+                data.serve(
+                    case.traffic.contacts_served(case.previous, at),
+                    case.traffic.attempts_served(case.previous, at),
+                    case.keys,
+                )
+            )
+            case.served.add(emulators.ujet, emulators.mindful)
+            data.write_config(case.root, emulators, start=case.traffic.start)
+            _snapshot(case.root, case.root / "snapshot", restore=False)
         for r in range(args.repeat):
-            for case, when in (("one-day", at), ("nothing-new", at + AGAIN_AFTER)):
-                if case == "one-day" and r:
-                    _snapshot(root, snapshot, restore=True)
-                timed[case].append(_timed(root, when, case, r, served, args, checks))
+            for case in cases if r % 2 == 0 else cases[::-1]:
+                if r:
+                    _snapshot(case.root, case.root / "snapshot", restore=True)
+                for name, when in (("one-day", at), ("nothing-new", at + AGAIN_AFTER)):
+                    case.timed[name].append(_timed(case, when, name, r, args))
         # the same one-day run on the night of the weekly sweep of leftovers (housekeeping)
         for r in range(args.repeat):
-            _snapshot(root, snapshot, restore=True)
-            (root / "state" / "housekeeping.json").unlink(missing_ok=True)
-            timed["sweep-night"].append(_timed(root, at, "sweep-night", r, served, args, checks))
-    if not args.keep:
-        shutil.rmtree(root, ignore_errors=True)
+            for case in cases if r % 2 == 0 else cases[::-1]:
+                _snapshot(case.root, case.root / "snapshot", restore=True)
+                (case.root / "state" / "housekeeping.json").unlink(missing_ok=True)
+                case.timed["sweep-night"].append(_timed(case, at, "sweep-night", r, args))
+
+
+def _result(case: _Case) -> dict[str, Any]:
     return {
-        "history_days": history,
-        "contact_rows": traffic.contacts.height,
-        "callback_attempts": traffic.attempts.height,
-        "setup_s": round(setup_s, 1),
-        "setup": setup,
-        "first_run": _first_run(setup[0]),
-        "cases": {case: _summarise(runs_, checks[case]) for case, runs_ in timed.items()},
+        "history_days": case.history,
+        "contact_rows": case.traffic.contacts.height,
+        "callback_attempts": case.traffic.attempts.height,
+        "setup_s": round(case.setup_s, 1),
+        "setup": case.setup,
+        "first_run": _first_run(case.setup[0]),
+        "cases": {name: _summarise(runs, case.checks[name]) for name, runs in case.timed.items()},
     }
 
 
-def _timed(  # noqa: PLR0917
-    root: Path,
-    when: datetime,
-    case: str,
-    r: int,
-    served: Any,
-    args: argparse.Namespace,
-    checks: dict[str, dict[str, Any]],
+def _timed(
+    case: _Case, when: datetime, name: str, r: int, args: argparse.Namespace
 ) -> dict[str, Any]:
-    """One timed run of ``case`` and the check of the store it leaves."""
+    """One timed run of ``name`` and the check of the store it leaves."""
     from benchmarks import nightly_data as data
 
-    run = _run(root, when, f"{case}-{r + 1}", args)
-    check = data.verify_store(root / "out", served, new_day=data.HISTORY_END)
-    run["problems"] = _problems(run, check, one_day=case != "nothing-new")
-    checks[case] = check
+    run = _run(case.root, when, f"{name}-{r + 1}", args)
+    run["order"] = next(_ORDER)  # the place of this run among every case's timed runs
+    check = data.verify_store(case.root / "out", case.served, new_day=data.HISTORY_END)
+    run["problems"] = _problems(run, check, one_day=name != "nothing-new")
+    case.checks[name] = check
     return run
 
 
@@ -354,7 +393,7 @@ def _days(text: str) -> list[int]:
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog=f"python -m {MODULE}", description=__doc__.split("\n")[0])
-    p.add_argument("--days", type=_days, default=[7, 90, 365], help="histories, e.g. 7,90,365")
+    p.add_argument("--days", type=_days, default=None, help="histories [7,90,365; --quick: 2]")
     p.add_argument("--contacts-per-day", type=int, default=1000, help="UJET contact rows per day")
     p.add_argument(
         "--callbacks-per-day",
@@ -365,7 +404,11 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--chunk-days", type=int, default=30, help="days served per untimed setup run")
     p.add_argument("--repeat", type=int, default=1, help="timed runs per case (the median is kept)")
     p.add_argument("--seed", type=int, default=7)
-    p.add_argument("--quick", action="store_true", help="tiny sizes: 2 days, 50 contacts a day")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="tiny sizes: 50 contacts a day (and --days 2 unless given)",
+    )
     p.add_argument("--work-dir", type=Path, default=HERE / "data" / "nightly")
     p.add_argument("--keep", action="store_true", help="keep each case's stores and logs")
     p.add_argument("--json", type=Path, default=HERE / "results" / "nightly.json")
@@ -379,7 +422,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--label", help=hidden)
     args = p.parse_args(argv)
     if args.quick:
-        args.days, args.contacts_per_day, args.chunk_days = [2], 50, 30
+        args.contacts_per_day, args.chunk_days = 50, 30
+    if args.days is None:
+        args.days = [2] if args.quick else [7, 90, 365]
     if args.callbacks_per_day is None:
         args.callbacks_per_day = max(1, args.contacts_per_day // 10)
     return args
@@ -391,7 +436,12 @@ def main(argv: list[str] | None = None) -> None:
         _worker(args)
         return
     machine = machine_facts(("polars", "deltalake", "pyarrow", "numpy"))
-    measured = [_case(days, args) for days in args.days]
+    cases = [_build(days, args) for days in args.days]
+    _measure_cases(cases, args)
+    if not args.keep:
+        for case in cases:
+            shutil.rmtree(case.root, ignore_errors=True)
+    measured = [_result(case) for case in cases]
     machine["loadavg_1_5_15_at_end"] = loadavg()
     hidden = ("worker", "root", "clock", "label", "work_dir", "json")  # no machine paths kept
     settings = {k: v for k, v in vars(args).items() if not k.startswith(hidden)}

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -45,3 +46,30 @@ def test_the_quick_nightly_benchmark_runs_and_verifies_its_runs(tmp_path: Path) 
     assert sum(one_day["runs"][0]["new"].values()) > 0
     assert set(nothing_new["runs"][0]["new"].values()) == {0}
     assert not (tmp_path / "work" / "history-2").exists()  # removed without --keep
+
+
+@pytest.mark.slow
+def test_the_cases_timed_runs_alternate(tmp_path: Path) -> None:
+    """Every history is built before any run is timed, and the cases take turns: round 1 in
+    the order given, round 2 reversed (the machine's drift lands on both cases alike)."""
+    result = tmp_path / "nightly.json"
+    args = ["--quick", "--days", "1,2", "--repeat", "2", "--work-dir", str(tmp_path / "w")]
+    done = run_process(
+        [sys.executable, "-m", "benchmarks.nightly", *args, "--json", str(result)],
+        timeout=600,
+        cwd=ROOT,
+        text=True,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    one, two = json.loads(result.read_text())["measured"]
+    assert (one["history_days"], two["history_days"]) == (1, 2)
+
+    def order(case: dict[str, Any], name: str) -> list[int]:
+        return [run["order"] for run in case["cases"][name]["runs"]]
+
+    # round 1: 1 day (one-day, nothing-new), then 2 days; round 2: 2 days first, then 1 day
+    assert (order(one, "one-day"), order(one, "nothing-new")) == ([1, 7], [2, 8])
+    assert (order(two, "one-day"), order(two, "nothing-new")) == ([3, 5], [4, 6])
+    assert (order(one, "sweep-night"), order(two, "sweep-night")) == ([9, 12], [10, 11])
+    for case in (one, two):
+        assert all(timed["verified"] for timed in case["cases"].values())
