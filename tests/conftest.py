@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import importlib
 import os
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -24,6 +27,16 @@ settings.register_profile(
     "nightly", max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+if "libfaketime" in os.environ.get("LD_PRELOAD", ""):  # the date runs (README, "Development")
+    # libfaketime 0.9.10 fails ``time.sleep``, which code we do not own calls (Ray, the stdlib's
+    # timed waits): this process and every Python process it starts wait the way ours do.
+    _SHIM = Path(__file__).resolve().parent / "faketime"
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        [str(_SHIM), *filter(None, [os.environ.get("PYTHONPATH")])]
+    )
+    sys.path.insert(0, str(_SHIM))
+    importlib.import_module("faketime_sleep")  # it replaces time.sleep when imported
 
 
 @pytest.fixture(scope="session", autouse=True)

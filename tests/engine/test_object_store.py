@@ -33,6 +33,7 @@ from engine.demo.callbacks import generate_attempts
 from engine.demo.contacts import generate_contacts
 from engine.distributed import helper  # no Ray needed for the helper itself
 from engine.output import location
+from tests.calendar import wait_for_exit
 
 pytest.importorskip("moto.server", reason="moto[server] (dev extra) not installed")
 boto3 = pytest.importorskip("boto3", reason="moto[server] (dev extra) not installed")
@@ -95,7 +96,7 @@ def s3() -> Iterator[Any]:
             yield client
     finally:
         server.terminate()
-        server.wait(timeout=30)
+        wait_for_exit(server, 30)
 
 
 @pytest.fixture(scope="module")

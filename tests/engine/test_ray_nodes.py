@@ -55,6 +55,10 @@ START = datetime(2026, 10, 31, tzinfo=UTC)
 #: file ``hold`` is there, the read waits (so that a test can stop the cluster mid-job).
 SPY = """
 import os, threading, time, uuid
+try:
+    import faketime_sleep  # a date run's (tests/faketime): this file shadows its sitecustomize
+except ImportError:
+    pass
 _pause = threading.Event()  # never set: a wait of its timeout
 try:
     from engine.distributed import cluster as _cluster
