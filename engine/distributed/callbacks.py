@@ -38,6 +38,13 @@ passes through this process then (its caller may hold them: it wrote them). With
 the cluster job (``_on_cluster``: from joining to the tasks' frames) runs in a helper process
 (:mod:`engine.distributed.helper`), the merge here.
 
+The ``callbacks`` command's job (:func:`command_tables`) reads every partition, and each read
+task also counts its requests and finds its chains' gaps (a chain lies in one partition); for
+the store alone its day tasks' busy rows stay on the cluster and Ray tasks write them as the
+store tables' data files, named by each call target's latest name over the window, which the
+driver reduces from each day's (:func:`engine.distributed.cluster.write_days`); the driver
+commits the files.
+
 Example:
     ``pairs, doc = callback_tables(attempts, [grid], document=grid.window, settings=settings)``
 """

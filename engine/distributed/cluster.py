@@ -12,7 +12,9 @@ rows are a table of the store already, the driver hands out file paths only:
 Delta log), and :func:`map_partitions` has one Ray task read each partition with Polars
 (:func:`read_files`) and stamp its rows with their day, then groups them by day as
 :func:`map_days` does. A task that returns several frames packs them (:func:`pack`) and the
-driver unpacks them (:func:`unpack`).
+driver unpacks them (:func:`unpack`). For a table the tasks write themselves, the day tasks'
+frames stay in Ray's object store and :func:`write_days` has Ray tasks write their busy rows
+as the table's data files, the driver getting the small parts and the files' records only.
 
 Example:
     ``frames = map_days(by_interval_day(rows, pl.col("offered_at"), grid.frame), task)``

@@ -22,6 +22,12 @@ each day's task then builds as above, and also returns each queue's latest names
 driver reduces by the same rule. No contact passes through this process then (its caller may
 hold them: it wrote them).
 
+For the store alone (``dense=False`` with ``into``: :func:`write_volume_table`) the day tasks'
+busy rows never come here: they stay in Ray's object store, the driver gets each day's queue
+names and groups, reduces the names, and Ray tasks rename, order and derive the busy rows and
+write them as the store table's data files (:func:`engine.distributed.cluster.write_days`);
+the driver commits the files' records in one transaction.
+
 The result equals the single-machine table row for row (tests/engine/test_distributed.py: a
 Hypothesis property on a local two-worker cluster). There is no second implementation of any
 metric. Without an address, Ray starts a local cluster (``address="auto"`` joins a running one,
