@@ -22,14 +22,23 @@ handing it the partitions' file paths only, each Ray task reading its partition
 (``ray, N CPUs, tasks read the store``); or on a cluster of two Ray nodes of one CPU each on
 loopback (``ray.cluster_utils``), joined by its address as a real cluster is, so the driver
 runs in the engine's helper process (``ray, 2 nodes by address, ...``: its memory is not in
-the driver's peak). With ``--end-last-day`` the table is the volume table of the data's last
-UTC day with attribution at the end (the tasks read the earlier partitions whose contacts may
-end in it: the result notes how many partitions were read of how many). Each Ray result is
-compared with the single machine's, value for value (every table and the document), before its
-time is reported. The cluster's start is timed apart (``ray.init``): it is paid once per
-process, not per table. A configuration that fails (out of memory, a timeout) is recorded with
-its error instead of a time. Each worker notes the driver's peak memory (``VmHWM``; the Ray
-workers' own memory is not in it) and the load average before and after its timed runs.
+the driver's peak). The two ``... writes the store`` configurations build busy rows only (as
+``--busy``) from the store's partitions and write the store's tables (untimed before: the
+single machine's busy rows, compared with the tables read back): the driver collecting the busy
+rows and committing them (what ``build``/``callbacks --format parquet`` did before the tasks
+wrote them), or the Ray tasks writing the data files and the driver committing their records
+(:func:`engine.distributed.ray_engine.write_volume_table`,
+:func:`engine.distributed.callbacks.command_tables`, which also has the tasks count the
+requests and find the gaps). With ``--end-last-day`` the table is the volume table of the
+data's last UTC day with attribution at the end (the tasks read the earlier partitions whose
+contacts may end in it: the result notes how many partitions were read of how many). Each Ray
+result is compared with the single machine's, value for value (every table and the document),
+before its time is reported (``--unchecked``, the writes configurations only: not, so that the
+single machine's reference is not in the driver's peak). The cluster's start is timed apart
+(``ray.init``): it is paid once per process, not per table. A configuration that fails (out
+of memory, a timeout) is recorded with its error instead of a time. Each worker notes the
+driver's peak memory (``VmHWM``; the Ray workers' own memory is not in it) and the load
+average before and after its timed runs.
 
 Usage::
 
@@ -37,6 +46,8 @@ Usage::
     python -m benchmarks.distributed --table build --rows 10000000 --repeat 1
     python -m benchmarks.distributed --config "ray, 2 CPUs, tasks read the store" --rows 1000000
     python -m benchmarks.distributed --table callbacks --busy  # busy rows only, no zero-fill
+    python -m benchmarks.distributed --config "ray, 2 CPUs, driver writes the store" \
+        "ray, 2 CPUs, tasks write the store" --rows 1000000 --repeat 1
     python -m benchmarks.distributed --table build --end-last-day \
         --config "ray, 2 CPUs, tasks read the store"
 """
@@ -64,6 +75,8 @@ CONFIGS = (
     "ray, 1 CPU, tasks read the store",
     "ray, 2 CPUs, tasks read the store",
     "ray, 2 nodes by address, tasks read the store",
+    "ray, 2 CPUs, driver writes the store",
+    "ray, 2 CPUs, tasks write the store",
 )
 TABLES = ("build", "callbacks")
 
@@ -107,11 +120,82 @@ def _stored(table: str, frame: Any, where: Path) -> Path:
     return write_attempts(frame, where / "callback_attempts")
 
 
-def _worker(args: argparse.Namespace) -> None:
-    from benchmarks.cardinality_data import TZ, WINDOW
+def _written(table: str, out: Path, want: Any, got: Any) -> int:
+    """The store tables written under ``out`` equal the single machine's busy rows ``want``
+    (any row order), and (callbacks) the gaps, count and document ``got`` its; the tables'
+    rows (``callvolume``, or ``callback_intervals``)."""
+    import polars as pl
+    from polars.testing import assert_frame_equal
+
+    names = ("callvolume",) if table == "build" else ("callback_intervals", "retry_outcomes")
+    frames = (want,) if table == "build" else want[0][0]
+    for name, frame in zip(names, frames, strict=True):
+        read = pl.read_delta(str(out / name)).drop("date").cast(frame.schema)
+        assert_frame_equal(read, frame, check_row_order=False)
+    if table == "callbacks":
+        gaps, n, doc = got if isinstance(got, list) else (got.gaps, got.requests, got.document)
+        order = ["source", "original_id"]
+        assert_frame_equal(gaps.sort(order), want[1].sort(order))
+        assert (n, doc) == (want[2], want[3])
+    return int(frames[0].height)
+
+
+def _writes(table: str, engine: Any, frame: Any, stored: Path, out: Path, **given: Any) -> Any:
+    """The store's tables written from the tasks' busy rows: by the driver (``engine`` the ray
+    engine's settings; what the commands did before) or by the tasks (``engine`` ``None``)."""
+    from engine.distributed.callbacks import command_tables
+    from engine.output import files
+    from engine.pipeline.build import volume_table
+    from engine.pipeline.callbacks import callback_results
+
+    grid, settings = given["grid"], given["settings"]
+    if engine is None and table == "build":
+        return volume_table(frame, window=grid, settings=settings, dense=False, stored=stored,
+                            engine=given["ray"], into=out / "callvolume")  # fmt: skip
+    if engine is None:
+        return command_tables(stored, grid, settings=settings, address=None, store=out)
+    if table == "build":
+        rows = volume_table(frame, window=grid, settings=settings, dense=False, stored=stored,
+                            engine=engine)  # fmt: skip
+        return files.write_store(rows, out / "callvolume", by="interval_start_utc")
+    pairs, *rest = callback_results(frame, [grid], document=grid.window, settings=settings,
+                                    engine=engine, dense=False, stored=stored)  # fmt: skip
+    for name, rows in zip(("callback_intervals", "retry_outcomes"), pairs[0], strict=True):
+        files.write_store(rows, out / name, by="interval_start_utc")
+    return rest
+
+
+def _builder(args: argparse.Namespace, frame: Any, grid: Any, settings: Any, stored: Any) -> Any:
+    """The timed function of the worker's configuration: ``build(engine)`` (``None``: the
+    single machine's table, busy rows only when the configuration writes the store)."""
     from engine.app.sections import EngineSettings
     from engine.pipeline.build import volume_table
     from engine.pipeline.callbacks import callback_results
+
+    config, (table,) = args.worker, args.table
+    writes = config.endswith(("writes the store", "write the store"))
+    out, ray_ = args.worker_out.parent / "tables", EngineSettings(kind="ray")
+    how = {"grid": grid, "settings": settings, "ray": ray_}
+    by_driver = ray_ if "driver" in config else None
+
+    def build(engine: EngineSettings | None = None) -> Any:
+        if writes and engine is not None:
+            return _writes(table, by_driver, frame, stored, out, **how)
+        given = {"dense": not (args.busy or writes)} | (
+            {} if engine is None else {"stored": stored}
+        )
+        if table == "build":
+            return volume_table(frame, window=grid, settings=settings, engine=engine, **given)
+        return callback_results(
+            frame, [grid], document=grid.window, settings=settings, engine=engine, **given
+        )
+
+    return build
+
+
+def _worker(args: argparse.Namespace) -> None:
+    from benchmarks.cardinality_data import TZ, WINDOW
+    from engine.app.sections import EngineSettings
     from engine.settings import BuildSettings
 
     config, (table,), repeat = args.worker, args.table, args.repeat
@@ -119,14 +203,10 @@ def _worker(args: argparse.Namespace) -> None:
     settings = BuildSettings(tz=TZ, attribution="end" if args.end_last_day else "arrival")
     grid = settings.grid(WINDOW if not args.end_last_day else _last_day(frame))
     stored = _stored(table, frame, args.worker_out.parent) if "store" in config else None
-
-    def build(engine: EngineSettings | None = None) -> Any:
-        given = {"dense": not args.busy} | ({} if engine is None else {"stored": stored})
-        if table == "build":
-            return volume_table(frame, window=grid, settings=settings, engine=engine, **given)
-        return callback_results(
-            frame, [grid], document=grid.window, settings=settings, engine=engine, **given
-        )
+    build, writes = (
+        _builder(args, frame, grid, settings, stored),
+        config.endswith(("writes the store", "write the store")),
+    )
 
     result: dict[str, Any] = {"config": config, "table": table, "rows": frame.height}
     engine, nodes = None, None
@@ -139,8 +219,10 @@ def _worker(args: argparse.Namespace) -> None:
         import ray
 
         began = time.perf_counter()
-        ray.init(num_cpus=1 if "1 CPU" in config else 2, include_dashboard=False,
-                 log_to_driver=False, logging_level="WARNING")  # fmt: skip
+        # a cluster of its own (``local``), never one another process started on this machine
+        ray.init(address="local", num_cpus=1 if "1 CPU" in config else 2,
+                 include_dashboard=False, log_to_driver=False,
+                 logging_level="WARNING")  # fmt: skip
         result["cluster_start_s"] = round(time.perf_counter() - began, 2)
         engine = EngineSettings(kind="ray")
     if stored is not None and args.end_last_day:
@@ -149,7 +231,12 @@ def _worker(args: argparse.Namespace) -> None:
 
         result["partitions_read"] = len(_partitions(stored, grid.frame, settings))
         result["partitions"] = len(delta.partition_days(stored))
-    if engine is not None:
+    if engine is not None and writes:  # value for value, before any time (unless --unchecked)
+        out = args.worker_out.parent / "tables"
+        checked = not args.unchecked
+        result["table_rows"] = _written(table, out, build(), build(engine)) if checked else 0
+        result["equal"] = checked
+    elif engine is not None:
         _assert_same(table, build(engine), build())  # value for value, before any time
         result["equal"] = True
     result["load_before"] = loadavg()
@@ -160,7 +247,8 @@ def _worker(args: argparse.Namespace) -> None:
         walls.append(round(time.perf_counter() - began, 2))
     result["wall_s"] = walls
     result["load_after"] = loadavg()
-    result["table_rows"] = (built if table == "build" else built[0][0][0]).height
+    if not writes:
+        result["table_rows"] = (built if table == "build" else built[0][0][0]).height
     result["driver_peak_mib"] = round(peak_rss_mib())
     if nodes is not None:
         from engine.distributed import helper
@@ -197,7 +285,8 @@ def _measure(args: argparse.Namespace, config: str, table: str) -> dict[str, Any
                "--table", table, "--worker-out", str(out), "--rows", str(args.rows),
                "--repeat", str(args.repeat), "--data-dir", str(args.data_dir),
                *(["--busy"] if args.busy else []),
-               *(["--end-last-day"] if args.end_last_day else [])]  # fmt: skip
+               *(["--end-last-day"] if args.end_last_day else []),
+               *(["--unchecked"] if args.unchecked else [])]  # fmt: skip
         began = time.perf_counter()
         try:
             done = subprocess.run(cmd, capture_output=True, timeout=args.timeout, check=False)
@@ -231,6 +320,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--config", nargs="+", choices=CONFIGS, default=list(CONFIGS))
     p.add_argument("--busy", action="store_true", help="busy rows only (--format parquet)")
     p.add_argument("--end-last-day", action="store_true", help="the last day, attribution at end")
+    p.add_argument("--unchecked", action="store_true",
+                   help="the writes configurations without the single machine's reference "
+                        "(its peak is not in the driver's then; no equality check)")  # fmt: skip
     p.add_argument("--rows", type=int, default=1_000_000)
     p.add_argument("--repeat", type=int, default=2)
     p.add_argument("--timeout", type=int, default=3600, help="seconds per configuration")

@@ -12,7 +12,9 @@ rows are a table of the store already, the driver hands out file paths only:
 Delta log), and :func:`map_partitions` has one Ray task read each partition with Polars
 (:func:`read_files`) and stamp its rows with their day, then groups them by day as
 :func:`map_days` does. A task that returns several frames packs them (:func:`pack`) and the
-driver unpacks them (:func:`unpack`).
+driver unpacks them (:func:`unpack`). For a table the tasks write themselves, the day tasks'
+frames stay in Ray's object store and :func:`write_days` has Ray tasks write their busy rows
+as the table's data files, the driver getting the small parts and the files' records only.
 
 Example:
     ``frames = map_days(by_interval_day(rows, pl.col("offered_at"), grid.frame), task)``
@@ -24,6 +26,7 @@ import io
 import logging
 import os
 from collections.abc import Callable, Mapping
+from datetime import date
 from functools import partial
 from pathlib import Path
 from typing import Any, Final
@@ -31,7 +34,7 @@ from typing import Any, Final
 import polars as pl
 
 from engine.errors import ClusterError
-from engine.output import delta, location
+from engine.output import datafiles, delta, location
 
 __all__ = [
     "DAY",
@@ -43,15 +46,24 @@ __all__ = [
     "read_files",
     "store_partitions",
     "unpack",
+    "write_days",
 ]
 
 #: The column :func:`by_interval_day` adds: the UTC date of the start of the row's interval.
 DAY: Final = "_day"
 
+#: The day of a partition read's side results (:func:`map_partitions`): no interval's.
+SIDE: Final = date(1, 1, 1)
+_SIDE: Final = "_side"
+
 #: A day's task: the day's rows (with :data:`DAY`) in, one frame out.
 Task = Callable[[pl.DataFrame], pl.DataFrame]
-#: A partition's read: the full paths of its files in, its rows with :data:`DAY` out.
-Reader = Callable[[list[str]], pl.DataFrame]
+#: A partition's read: the full paths of its files in, its rows with :data:`DAY` out, and
+#: possibly its side results (a :func:`pack`ed frame).
+Reader = Callable[[list[str]], pl.DataFrame | tuple[pl.DataFrame, pl.DataFrame]]
+#: What a day's busy rows become in the files (:func:`write_days`): the tasks' frames by key
+#: in, each table's finished rows by name out.
+Finish = Callable[[dict[tuple[str, int], list[pl.DataFrame]]], dict[str, pl.DataFrame]]
 
 
 def connect(address: str | None) -> None:
@@ -116,9 +128,14 @@ def by_interval_day(frame: pl.DataFrame, at: pl.Expr, intervals: pl.DataFrame) -
 
 
 def _run(batch: Any, *, task: Task, schema: pl.Schema) -> Any:
-    """One day's task on a worker: Arrow in (typed as the driver's rows), Arrow out."""
+    """One day's task on a worker: Arrow in (typed as the driver's rows), Arrow out; the reads'
+    side results (the day :data:`SIDE`) go through as they are."""
     rows = pl.from_arrow(batch)
     assert isinstance(rows, pl.DataFrame)
+    if _SIDE in rows.columns:
+        if rows.height and rows[DAY][0] == SIDE:
+            return pl.concat([pl.read_ipc(io.BytesIO(b)) for b in rows[_SIDE]]).to_arrow()
+        rows = rows.drop(_SIDE)
     return task(rows.cast(schema)).to_arrow()
 
 
@@ -126,7 +143,15 @@ def _grouped(source: Any, groups: int, task: Task, schema: pl.Schema) -> list[pl
     """``task`` over each day's rows of the Ray dataset ``source`` (with :data:`DAY`, typed as
     ``schema`` once cast), ``groups`` shuffle partitions; the frames the tasks return."""
     import ray  # noqa: PLC0415 - an optional extra
-    from ray.data.context import ShuffleStrategy  # noqa: PLC0415
+
+    frames = [pl.from_arrow(t) for t in ray.get(_grouped_refs(source, groups, task, schema))]
+    return [f for f in frames if isinstance(f, pl.DataFrame) and f.height]
+
+
+def _grouped_refs(source: Any, groups: int, task: Task, schema: pl.Schema) -> list[Any]:
+    """As :func:`_grouped`, the references of the tasks' frames (Arrow, in Ray's object store:
+    none of them fetched here)."""
+    from ray.data.context import ShuffleStrategy  # noqa: PLC0415 - an optional extra
 
     # This dataset's own context: a task-based sort shuffle starts no actor pool per job (the
     # default hash shuffle costs seconds before the first row moves); nothing global changes.
@@ -137,11 +162,10 @@ def _grouped(source: Any, groups: int, task: Task, schema: pl.Schema) -> list[pl
     logger, level = logging.getLogger("ray.data"), logging.getLogger("ray.data").level
     logger.setLevel(logging.WARNING)  # Ray Data's progress lines: not on our stderr
     try:
-        refs = results.to_arrow_refs()
+        refs: list[Any] = results.to_arrow_refs()
     finally:
         logger.setLevel(level)
-    frames = [pl.from_arrow(t) for t in ray.get(refs)]
-    return [f for f in frames if isinstance(f, pl.DataFrame) and f.height]
+    return refs
 
 
 def map_days(rows: pl.DataFrame, task: Task) -> list[pl.DataFrame]:
@@ -190,20 +214,36 @@ def read_files(files: list[str], schema: Mapping[str, pl.DataType]) -> pl.LazyFr
 
 def _read(batch: Any, *, read: Reader) -> Any:
     """One partition's read on a worker: the paths of its files in (one row), its rows out as
-    Arrow, enums as text (so that every block of the shuffle has one schema)."""
+    Arrow, enums as text (so that every block of the shuffle has one schema); a read's side
+    results as one more row, of the day :data:`SIDE` (its packed frame's IPC bytes)."""
     (files,) = batch.column("files").to_pylist()
-    rows = read(list(files))
-    return rows.with_columns(pl.col(pl.Enum, pl.Categorical).cast(pl.String)).to_arrow()
+    got = read(list(files))
+    rows, side = got if isinstance(got, tuple) else (got, None)
+    rows = rows.with_columns(pl.col(pl.Enum, pl.Categorical).cast(pl.String))
+    if side is not None:
+        buffer = io.BytesIO()
+        side.write_ipc(buffer)
+        extra = pl.DataFrame({DAY: [SIDE], _SIDE: [buffer.getvalue()]})
+        rows = pl.concat([rows, extra], how="diagonal")
+    return rows.to_arrow()
 
 
 def map_partitions(
-    partitions: list[list[str]], read: Reader, schema: pl.Schema, task: Task, *, days: int
-) -> list[pl.DataFrame]:
+    partitions: list[list[str]],
+    read: Reader,
+    schema: pl.Schema,
+    task: Task,
+    *,
+    days: int,
+    held: bool = True,
+) -> list[Any]:
     """``task`` over each day's rows, read by the Ray tasks themselves: one task per partition
     runs ``read`` over its files (:func:`store_partitions`: the driver sends paths, never rows)
     and returns its rows stamped with :data:`DAY` (one of at most ``days`` days; ``schema``'s
     columns and types), then every day's rows reach one task, as in :func:`map_days`. The
-    frames the tasks return.
+    frames the tasks return, and the reads' side results (a ``read`` that returns a pair: its
+    packed frame, as the tasks' are); not ``held``: the references of those frames in Ray's
+    object store (Arrow; :func:`write_days` writes them).
     """
     import ray.data  # noqa: PLC0415 - an optional extra
 
@@ -214,7 +254,71 @@ def map_partitions(
     rows = source.map_batches(partial(_read, read=read), batch_size=1, batch_format="pyarrow")
     # the shuffle's partitions: about one per day the rows fall on (never more than the grid's
     # days; at arrival, a partition's rows fall on its day or the one before)
-    return _grouped(rows, max(1, min(days, len(partitions) + 1)), task, schema)
+    groups = max(1, min(days, len(partitions) + 1))
+    if not held:
+        return _grouped_refs(rows, groups, task, schema)
+    return _grouped(rows, groups, task, schema)
+
+
+def _small(block: Any, *, busy: tuple[str, ...]) -> Any:
+    """A day task's packed frame without its busy rows (a Ray task: the small parts only)."""
+    packed = pl.from_arrow(block)
+    assert isinstance(packed, pl.DataFrame)
+    return packed.filter(~pl.col("kind").is_in(busy)).to_arrow()
+
+
+def _write(block: Any, *, finish: Finish, where: Mapping[str, str], tag: str) -> Any:
+    """A day task's busy rows written as the tables' data files (a Ray task): each table's
+    finished rows, one file per UTC date of their interval; the files' records."""
+    packed = pl.from_arrow(block)
+    assert isinstance(packed, pl.DataFrame)
+    records = []
+    for name, rows in finish(unpack([packed])).items():
+        dated = rows.with_columns(datafiles.days_of("interval_start_utc"))
+        for part in dated.partition_by(delta.PARTITION, maintain_order=True):
+            day = part[delta.PARTITION][0]
+            file = datafiles.write_file(where[name], part.drop(delta.PARTITION), day, tag)
+            records.append({"table": name, **file})
+    return pl.DataFrame(records, schema=_RECORD).to_arrow()
+
+
+_RECORD: Final = pl.Schema(
+    {"table": pl.String, "path": pl.String, "size": pl.Int64, "day": pl.Date, "stats": pl.String}
+)
+
+
+def write_days(
+    refs: list[Any],
+    *,
+    busy: tuple[str, ...],
+    finish: Callable[[dict[tuple[str, int], list[pl.DataFrame]]], Finish],
+    where: Mapping[str, str],
+    tag: str,
+) -> tuple[dict[tuple[str, int], list[pl.DataFrame]], dict[str, list[dict[str, Any]]]]:
+    """The day tasks' frames (``refs``: :func:`map_partitions`, not ``held``) written by Ray
+    tasks as data files of the tables at ``where`` (name: folder or object-store URL), named
+    for the writer ``tag``, nothing committed; the busy rows (the kinds ``busy``) never reach
+    this process. First every other part comes here (small: names, groups, the document's
+    parts) and ``finish`` makes of them what the writing tasks do to the busy rows (each
+    table's rows by name: a picklable function); then each day's block is written where it
+    is. The small parts by key, and each table's files (:func:`engine.output.datafiles.
+    write_file`'s records; a table no file was written for: none).
+    """
+    import ray  # noqa: PLC0415 - an optional extra
+
+    small: Any = ray.remote(_small)  # type: ignore[arg-type]
+    parts = [pl.from_arrow(t) for t in ray.get([small.remote(r, busy=busy) for r in refs])]
+    found = unpack([p for p in parts if isinstance(p, pl.DataFrame)])
+    write: Any = ray.remote(_write)  # type: ignore[arg-type]
+    job = finish(found)
+    done = ray.get([write.remote(r, finish=job, where=dict(where), tag=tag) for r in refs])
+    files: dict[str, list[dict[str, Any]]] = {name: [] for name in where}
+    for records in done:
+        frame = pl.from_arrow(records)
+        assert isinstance(frame, pl.DataFrame)
+        for record in frame.iter_rows(named=True):
+            files[record.pop("table")].append(record)
+    return found, files
 
 
 def pack(frames: Mapping[tuple[str, int], pl.DataFrame]) -> pl.DataFrame:

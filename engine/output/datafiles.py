@@ -27,6 +27,7 @@ Example:
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -43,9 +44,12 @@ from typing import Any, Final, Literal, TypeVar
 import polars as pl
 from deltalake.transaction import AddAction
 
+from engine.output import location
+
 __all__ = [
     "PARTITION",
     "STORE_COMPRESSION",
+    "actions_of",
     "added",
     "aside",
     "days_of",
@@ -57,6 +61,7 @@ __all__ = [
     "set_apart",
     "sink_partitions",
     "storable",
+    "write_file",
     "write_partitions",
 ]
 
@@ -142,6 +147,41 @@ def write_partitions(path: Path, frame: pl.DataFrame, tag: str) -> list[AddActio
     for folder in (*folders, path):
         fsync(folder)
     return actions
+
+
+def write_file(where: str, rows: pl.DataFrame, day: date, tag: str) -> dict[str, Any]:
+    """Write ``rows`` as one new data file of partition ``day`` of the table at ``where`` (its
+    folder's absolute path, or its object-store URL: :func:`engine.output.location.uri`),
+    named for the writer ``tag`` as :func:`write_partitions` names it, durable (a local file
+    fsynced with its folders; an object appears whole); what its add action records
+    (:func:`actions_of`). A Ray task's write, where the table lives: nothing is committed.
+
+    Raises:
+        StoreError: an upload to the object store failed.
+    """
+    part = storable(rows)
+    relative = f"{PARTITION}={day.isoformat()}/{_name(tag)}"
+    buffer = io.BytesIO()
+    part.write_parquet(buffer, compression=STORE_COMPRESSION)
+    data = buffer.getvalue()
+    if location.is_url(where):
+        location.put(where, relative, data)
+    else:
+        file = Path(where) / relative
+        file.parent.mkdir(parents=True, exist_ok=True)
+        with file.open("wb") as out:
+            out.write(data)
+        for done in (file, file.parent, file.parent.parent):
+            fsync(done)
+    return {"path": relative, "size": len(data), "day": day, "stats": _stats(part)}
+
+
+def actions_of(files: list[dict[str, Any]]) -> list[AddAction]:
+    """The add actions of files :func:`write_file` wrote (its records, in any process)."""
+    return [
+        AddAction(f["path"], f["size"], {PARTITION: f["day"].isoformat()}, 0, True, f["stats"])
+        for f in files
+    ]
 
 
 def sink_partitions(

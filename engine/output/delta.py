@@ -269,11 +269,14 @@ def commit(
     return _transact(path, table, actions, schema=schema, filters=filters, tag=tag)
 
 
-def commit_files(path: Path, actions: list[AddAction], *, schema: pl.Schema, tag: str) -> int:
+def commit_files(
+    path: Path, actions: list[AddAction], *, schema: pl.Schema, tag: str, placed: bool = False
+) -> int:
     """Replace the whole table at ``path`` with the files ``actions`` describe, written and
     fsynced before by the writer ``tag`` (:func:`engine.output.datafiles.added`), in one
     durable transaction; the new version. ``schema``: the rows' columns (the table is created
-    with them on first use).
+    with them on first use). ``placed``: the files are where the table lives already (written
+    there by Ray tasks: :func:`engine.output.datafiles.write_file`), none staged to upload.
 
     Raises:
         StoreError: the table cannot be read or committed (the message names the path).
@@ -290,17 +293,26 @@ def commit_files(path: Path, actions: list[AddAction], *, schema: pl.Schema, tag
     except (DeltaError, OSError) as exc:
         raise StoreError(f"{location.shown(path)}: commit failed ({_first_line(exc)})") from None
     killpoint.reached("delta.files_written")
-    return _transact(path, table, list(actions), schema=arrow, filters=None, tag=tag)
+    return _transact(path, table, list(actions), schema=arrow, filters=None, tag=tag, placed=placed)
 
 
 def _transact(
-    path: Path, table: DeltaTable, actions: list[Any], *, schema: Any, filters: Any, tag: str
+    path: Path,
+    table: DeltaTable,
+    actions: list[Any],
+    *,
+    schema: Any,
+    filters: Any,
+    tag: str,
+    placed: bool = False,
 ) -> int:
     """Commit ``actions`` (files written and fsynced) over the partitions ``filters`` (every
     partition: ``None``), then fsync the log; the new version. On object storage the files are
-    uploaded first, and the log's put-if-absent is the commit (nothing to fsync)."""
+    uploaded first (unless ``placed`` there already), and the log's put-if-absent is the commit
+    (nothing to fsync)."""
     url = location.remote(path)
-    location.upload(path, [a.path for a in actions])
+    if not placed:
+        location.upload(path, [a.path for a in actions])
     try:
         table.create_write_transaction(
             actions,

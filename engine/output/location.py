@@ -41,6 +41,7 @@ __all__ = [
     "one_line",
     "open_table",
     "publish",
+    "put",
     "remote",
     "shown",
     "staged",
@@ -176,6 +177,21 @@ def upload(path: Path, files: list[str]) -> None:
             (Path(path) / rel).unlink()
     except (DeltaError, OSError) as exc:
         raise StoreError(f"{url}: upload failed ({one_line(exc)})") from None
+
+
+def put(url: str, rel: str, data: bytes) -> None:
+    """Write ``data`` as the object ``rel`` under ``url`` (one object: it appears whole or not
+    at all): a Ray task's data file, written where the table lives.
+
+    Raises:
+        StoreError: the upload failed (the message names the URL).
+    """
+    try:
+        sink = _handler(url).open_output_stream(rel)
+        sink.write(data)
+        sink.close()  # the upload completes here
+    except (DeltaError, OSError) as exc:
+        raise StoreError(f"{url}/{rel}: upload failed ({one_line(exc)})") from None
 
 
 def publish(staging: Path) -> list[str]:

@@ -273,11 +273,9 @@ def _write_table(
     name: str, table: pl.DataFrame, out_dir: Path, formats: tuple[Format, ...], **kore: Any
 ) -> list[Path]:
     written: list[Path] = []
-    if "parquet" in formats:
-        busy_rows = table.filter(busy(name))  # the store keeps busy rows (engine.tables.dense)
-        written.append(
-            export.write_store(busy_rows, out_dir / "store" / name, by="interval_start_utc")
-        )
+    if "parquet" in formats:  # the store keeps busy rows (engine.tables.dense)
+        store = out_dir / "store" / name
+        written.append(export.write_store(table.filter(busy(name)), store, by="interval_start_utc"))
     if "csv" in formats:
         written.append(export.write_csv(table, out_dir / "exports" / f"{name}.csv"))
     if "ndjson" in formats:
@@ -329,12 +327,13 @@ def build_contacts(
     except BaseException:
         discard(path, tag)  # files no version names: the store is as it was
         raise
+    into = None if dense or not ray else out_dir / "store" / "callvolume"  # the tasks write it
     if ray:  # committed first: the cluster's tasks read the store's partitions themselves
-        table = volume_table(
-            clean, window=grid, settings=settings, dense=dense, engine=engine, stored=path
-        )
+        table = volume_table(clean, window=grid, settings=settings, dense=dense, engine=engine,
+                             stored=path, into=into)  # fmt: skip
     rows_in, files = sunk.rows_in + (0 if set_aside is None else set_aside.height), [path]
-    files += _write_table("callvolume", table, out_dir, formats, org_id=org_id, unit=duration_unit)
+    kore = {"org_id": org_id, "unit": duration_unit}
+    files += [into] if into else _write_table("callvolume", table, out_dir, formats, **kore)
     files.append(export.write_csv(quarantine, out_dir / "quarantine" / "contacts.csv"))
     report = build_report(
         table, rows_in=rows_in, contacts=sunk.contacts, quarantine=quarantine,
@@ -356,11 +355,12 @@ def volume_table(
     dense: bool = True,
     engine: EngineSettings | None = None,
     stored: Path | None = None,
+    into: Path | None = None,
 ) -> pl.DataFrame:
     """The volume table of ``window`` (with its derived ratios) from validated contacts; with
     ``dense=False`` its busy rows only (:func:`engine.tables.callvolume.busy_rows`). Built here,
-    or on the Ray cluster of ``engine`` (:func:`engine.distributed.ray_engine.volume_table`;
-    ``stored``: the committed store table of ``contacts``, whose partitions its tasks read).
+    or on the Ray cluster of ``engine`` (:func:`engine.distributed.ray_engine.volume_table`:
+    ``into`` as there, ``stored`` its ``contacts``: the committed store table of ``contacts``).
 
     Raises:
         ClusterError: the ray engine without Ray, or its cluster cannot be joined.
@@ -370,7 +370,7 @@ def volume_table(
 
         grid, rows = settings.grid(window), contacts.lazy().collect() if stored is None else stored
         return ray_engine.volume_table(
-            rows, grid=grid, settings=settings, address=engine.address, dense=dense
+            rows, grid=grid, settings=settings, address=engine.address, dense=dense, into=into
         )
     make = callvolume.build if dense else callvolume.busy_rows
     lazy = make(contacts.lazy(), window=window, settings=settings)

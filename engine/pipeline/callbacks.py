@@ -269,26 +269,28 @@ def _span(days: list[callback_days.Day], settings: BuildSettings) -> Grid:
     return holding(lo, hi, settings)
 
 
+_Counted = tuple[int, pl.DataFrame] | None  #: the request count and the gaps, if known
+
+
 def _tables(
     days: list[callback_days.Day], scratch: Path, out_dir: Path, attempts: Path, *, grid: Grid,
     settings: BuildSettings, engine: EngineSettings | None, dense: bool,
-) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, Any], list[Path]]:  # fmt: skip
-    """Both tables (``dense``: zero-filled), the document, and the store tables written already
-    (a local build storing Parquet only: :func:`engine.pipeline.callback_days.write_store`, the
-    tables' groups in place of the intervals table and no retries rows, for the report)."""
+) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, Any], list[Path], _Counted]:  # fmt: skip
+    """Both tables (``dense``: zero-filled), the document, the store tables written already
+    (a build storing Parquet only: :func:`engine.pipeline.callback_days.write_store`, or the
+    Ray tasks; the tables' groups in place of the intervals table and no retries rows, for the
+    report), and (the ray engine: its tasks found them) the request count and the gaps."""
     if engine is not None and engine.kind == "ray":
         from engine.distributed import callbacks as on_ray  # noqa: PLC0415 - an optional extra
 
-        ((table, retries),), document = on_ray.callback_tables(
-            attempts, [grid], document=grid.window, settings=settings, address=engine.address,
-            dense=dense,
-        )  # fmt: skip
-        return table, retries, document, []
+        got = on_ray.command_tables(attempts, grid, settings=settings, address=engine.address,
+                                    store=None if dense else out_dir / "store")  # fmt: skip
+        return got.table, got.retries, got.document, got.stored, (got.requests, got.gaps)
     names, document = callback_days.names_and_document(days, scratch, grid=grid, settings=settings)
     made = callback_days.slices(scratch, names, grid=grid, settings=settings)
     if not dense:
         groups, stored = callback_days.write_store(made, out_dir)
-        return groups, groups.head(0), document, stored
+        return groups, groups.head(0), document, stored, None
     busy_table, busy_retries = (pl.concat(f) for f in zip(*made, strict=True))
     table, retries = pl.collect_all(
         [
@@ -296,7 +298,15 @@ def _tables(
             fill(busy_retries.lazy(), "retry_outcomes", grid.frame, seen=busy_table.lazy()),
         ]
     )
-    return table, retries, document, []
+    return table, retries, document, [], None
+
+
+def _spanned(ordered: pl.DataFrame, reqs: pl.LazyFrame) -> callback_days.Day:
+    """A streamed day of a build on the ray engine: its requests' span only (the tasks count
+    the requests and find the gaps, from the store)."""
+    at = callback_store.request_instant()
+    lo, hi = ordered.select(at.min(), at.max().alias("hi")).row(0)
+    return callback_days.Day(0, None if lo is None else (lo, hi), pl.DataFrame(), [])
 
 
 def build_callbacks(
@@ -337,9 +347,8 @@ def build_callbacks(
     scratch = datafiles.new_scratch(path.parent, ".parts-")
     try:
         try:
-            each = partial(
-                callback_days.day, grid=grid, settings=settings, scratch=scratch if local else None
-            )
+            day = partial(callback_days.day, grid=grid, settings=settings, scratch=scratch)
+            each = day if local else _spanned
             sunk = sink_attempts(
                 attempts, path, tag=tag, each=each, max_duration_ms=settings.max_duration_ms
             )
@@ -350,7 +359,7 @@ def build_callbacks(
             abandon(path, tag, made)
             raise
         dense = any(f != "parquet" for f in formats)  # Parquet alone is the store: busy rows
-        table, retries, document, stored = _tables(
+        table, retries, document, stored, counted = _tables(
             sunk.units, scratch, out_dir, path, grid=grid, settings=settings, engine=engine,
             dense=dense,
         )  # fmt: skip
@@ -360,13 +369,13 @@ def build_callbacks(
     if set_aside is not None and set_aside.height:
         quarantine = pl.concat([set_aside.cast(quarantine.schema), quarantine])
         rows_in += set_aside.height
-    gaps = (
+    n, gaps = counted or (
+        sum(d.requests for d in sunk.units),
         pl.concat([d.gaps for d in sunk.units])
         if sunk.units
-        else callback_gaps(pl.LazyFrame(schema=CALLBACK_ATTEMPTS)).collect()
+        else callback_gaps(pl.LazyFrame(schema=CALLBACK_ATTEMPTS)).collect(),
     )
     gaps = gaps.sort("source", "original_id")
-    n = sum(d.requests for d in sunk.units)
     out = CallbackOutputs(pl.DataFrame(), table, retries, gaps, document, n, dense)
     files = [path, *stored]
     if not stored:

@@ -38,6 +38,7 @@ from engine.pipeline.callbacks import callback_results
 from engine.pipeline.tables import TABLES
 from engine.schema import CALLBACK_ATTEMPTS, CONTACTS
 from engine.settings import BuildSettings
+from engine.tables import callback_intervals
 from engine.tables.callback_requests import in_chain_order
 from engine.validate.callback_attempts import validate_callback_attempts
 from engine.validate.contacts import validate_contacts
@@ -92,6 +93,22 @@ def day_tasks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         monkeypatch.setattr(module, "map_days", spy)
         monkeypatch.setattr(module, "map_partitions", reads)
     return jobs
+
+
+@pytest.fixture
+def driver_kinds(monkeypatch: pytest.MonkeyPatch) -> set[str]:
+    """The kinds of the tasks' frames that reach this process (the driver): a spy on
+    :func:`engine.distributed.cluster.unpack` wherever the driver calls it."""
+    kinds: set[str] = set()
+    real = ray_cluster.unpack
+
+    def spy(packed: list[pl.DataFrame]) -> Any:
+        kinds.update(k for p in packed for k in p["kind"].to_list())
+        return real(packed)
+
+    for module in (ray_cluster, ray_engine, ray_callbacks):
+        monkeypatch.setattr(module, "unpack", spy)
+    return kinds
 
 
 def _stored_contacts(contacts: pl.DataFrame, where: Path) -> Path:
@@ -240,7 +257,7 @@ def test_a_file_the_log_gives_no_greatest_end_for_is_read_at_the_end(tmp_path: P
 
 
 def test_build_engine_ray_writes_the_same_store(
-    cluster: None, tmp_path: Path, day_tasks: list[str]
+    cluster: None, tmp_path: Path, day_tasks: list[str], driver_kinds: set[str]
 ) -> None:
     start = datetime(2026, 11, 1, tzinfo=UTC)
     contacts = generate_contacts(seed=5, start=start, days=2, scale=0.1)
@@ -250,12 +267,84 @@ def test_build_engine_ray_writes_the_same_store(
     remote = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "ray"), "--engine", "ray"])
     assert local.exit_code == remote.exit_code == 0, remote.output
     assert day_tasks == ["volume from the store"]  # the contacts it wrote, read by the tasks
+    assert "busy" not in driver_kinds  # the tasks wrote the table (the store alone)
     read = [pl.read_delta(str(tmp_path / d / "store" / "callvolume")) for d in ("local", "ray")]
     assert read[0].height > 0
     assert_frame_equal(read[0], read[1], check_row_order=False)
     shape = ("intervals", "queue_channels", "table_rows", "contacts")
     summaries = [json.loads((tmp_path / d / "summary.json").read_text()) for d in ("local", "ray")]
     assert [summaries[0][k] for k in shape] == [summaries[1][k] for k in shape]
+
+
+def _log(path: Path) -> pl.DataFrame:
+    """What the log records of each file of a table: its partition, rows and greatest start."""
+    files = delta.data_files(path, maxima=("interval_start_utc",))
+    return files.drop("path", "size_bytes").sort(delta.PARTITION)
+
+
+def test_the_tasks_write_the_volume_table_the_driver_commits_it(
+    cluster: None, tmp_path: Path, driver_kinds: set[str]
+) -> None:
+    """With attribution at the end across New York's fall-back: the store table the tasks
+    write equals the local build's, row for row and in what the log records of each file;
+    no busy row reaches the driver; the table replaces the previous version whole."""
+    s = BuildSettings(tz="America/New_York", attribution="end")
+    start = datetime(2026, 10, 31, tzinfo=UTC)
+    contacts = _valid(generate_contacts(seed=8, start=start, days=3, scale=0.1, time_zone=s.tz))
+    store = _stored_contacts(contacts, tmp_path)
+    first = s.grid((start, start + timedelta(days=1)))
+    grid = s.grid((start, start + timedelta(days=3)))
+    into = tmp_path / "callvolume"
+    ray_engine.write_volume_table(store, into, grid=first, settings=s, address=None)
+    assert delta.partition_days(into) == [start.date()]
+    groups = ray_engine.write_volume_table(store, into, grid=grid, settings=s, address=None)
+    assert "busy" not in driver_kinds
+    assert {"names", "groups"} <= driver_kinds
+    want = volume_table(contacts, window=grid, settings=s, dense=False)
+    local = tmp_path / "local"
+    delta.commit(local, want, by="interval_start_utc")
+    assert_frame_equal(pl.read_delta(str(into)), pl.read_delta(str(local)), check_row_order=False)
+    assert_frame_equal(_log(into), _log(local))
+    assert (
+        groups.select("queue_id", "channel").n_unique()
+        == want.select("queue_id", "channel").n_unique()
+    )
+    assert delta.version(into) == 2  # created, then two commits: one version each
+    assert delta.remove_orphans(into) == 0
+
+
+def test_a_job_that_fails_before_its_commit_changes_nothing(
+    cluster: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The tasks have written their files when the commit fails: the table is the previous
+    version, and the files are gone; files a killed driver left (written, never committed)
+    are no version's, and orphan removal sweeps them."""
+    s = BuildSettings()
+    start = datetime(2026, 11, 1, tzinfo=UTC)
+    contacts = _valid(generate_contacts(seed=9, start=start, days=2, scale=0.1))
+    store, into = _stored_contacts(contacts, tmp_path), tmp_path / "callvolume"
+    grid = s.grid((start, start + timedelta(days=2)))
+    ray_engine.write_volume_table(store, into, grid=s.grid((start, start + timedelta(days=1))),
+                                  settings=s, address=None)  # fmt: skip
+    before, files = pl.read_delta(str(into)), sorted(into.rglob("*.parquet"))
+
+    def fails(*args: Any, **kwargs: Any) -> int:
+        assert len(list(into.rglob("*.parquet"))) > len(files)  # the tasks wrote theirs
+        raise OSError("commit refused")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(delta, "commit_files", fails)
+        with pytest.raises(OSError, match="commit refused"):
+            ray_engine.write_volume_table(store, into, grid=grid, settings=s, address=None)
+    assert_frame_equal(pl.read_delta(str(into)), before)
+    assert sorted(into.rglob("*.parquet")) == files
+    _, written = ray_engine._on_cluster(
+        store, grid=grid, settings=s, address=None, write=(str(into), "killed000000")
+    )
+    assert len(written["callvolume"]) == 2  # one file per UTC day, in no version
+    assert not {f["path"] for f in written["callvolume"]} & delta.current_files(into)
+    assert delta.remove_orphans(into) == 2
+    assert sorted(into.rglob("*.parquet")) == files
 
 
 # --- callbacks --------------------------------------------------------------------------------
@@ -351,6 +440,44 @@ def test_random_chains_give_the_single_machine_callback_tables_and_document(
     _assert_same(callback_results(attempts, grids, **given), mine)  # type: ignore[arg-type]
 
 
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(chains(), st.sampled_from([("UTC", 15), ("America/New_York", 15), ("Asia/Kathmandu", 60)]),
+       st.booleans())  # fmt: skip
+def test_the_callbacks_command_job_writes_the_tables_and_counts_in_the_tasks(
+    cluster: None, rows: list[dict[str, Any]], zone: tuple[str, int], narrow: bool
+) -> None:
+    """:func:`command_tables`: the tables the tasks write (busy rows) and the zero-filled
+    ones equal the single machine's; the requests and gaps the read tasks find, over every
+    partition of the store (a window of one day: the other days' too), equal the ones found
+    from all the attempts."""
+    s = BuildSettings(tz=zone[0], interval_minutes=zone[1])
+    days = 1 if narrow else 3
+    grid = s.grid((CB_START + timedelta(days=1), CB_START + timedelta(days=1 + days)))
+    attempts = _attempts(rows)
+    given = {"document": grid.window, "settings": s}
+    (busy,), gaps, n, doc = callback_results(attempts, [grid], dense=False, **given)  # type: ignore[arg-type]
+    (dense,), *_ = callback_results(attempts, [grid], **given)  # type: ignore[arg-type]
+    with tempfile.TemporaryDirectory() as where:
+        stored = write_attempts(attempts, Path(where) / "callback_attempts")
+        filled = ray_callbacks.command_tables(stored, grid, settings=s, address=None)
+        out = Path(where) / "store"
+        mine = ray_callbacks.command_tables(stored, grid, settings=s, address=None, store=out)
+        assert mine.stored == [out / "callback_intervals", out / "retry_outcomes"]
+        for i, path in enumerate(mine.stored):
+            if delta.partition_days(path) or busy[i].height:
+                got = pl.read_delta(str(path)).drop(delta.PARTITION).cast(busy[i].schema)  # type: ignore[arg-type]
+                assert_frame_equal(got, busy[i], check_row_order=False)
+    for got in (filled, mine):
+        assert (got.requests, got.document) == (n, doc)
+        assert_frame_equal(got.gaps, gaps.sort("source", "original_id"))
+    assert_frame_equal(filled.table, dense[0])
+    assert_frame_equal(filled.retries, dense[1])
+    assert (
+        mine.table.select(callback_intervals.GROUP).n_unique()
+        == busy[0].select(callback_intervals.GROUP).n_unique()
+    )
+
+
 def test_a_chain_across_midnight_and_a_customer_on_two_days(
     cluster: None, day_tasks: list[str], tmp_path: Path
 ) -> None:
@@ -399,11 +526,20 @@ def _summary(path: Path) -> dict[str, Any]:
     return {k: v for k, v in found.items() if k not in ("files", "seconds")}
 
 
-@pytest.mark.parametrize("formats", [[], ["--format", "parquet"]], ids=["all", "parquet"])
+_WINDOW = ["--start", "2026-11-01T00:00:00Z", "--end", "2026-11-02T00:00:00Z"]
+
+
+@pytest.mark.parametrize(
+    "formats",
+    [[], ["--format", "parquet"], ["--format", "parquet", *_WINDOW]],
+    ids=["all", "parquet", "parquet-one-day"],
+)
 def test_callbacks_engine_ray_writes_the_same_store(
-    cluster: None, tmp_path: Path, day_tasks: list[str], formats: list[str]
+    cluster: None, tmp_path: Path, day_tasks: list[str], formats: list[str], driver_kinds: set[str]
 ) -> None:
-    """Every output, or (``--format parquet``: busy rows only, on the cluster too) the store."""
+    """Every output, or (``--format parquet``: busy rows only, written by the Ray tasks) the
+    store; the summary's requests and gaps (counted by the read tasks, over every partition,
+    also those outside a window of one day) and the gaps' export the same."""
     attempts = generate_attempts(seed=4, start=CB_START, days=3, scale=0.1)
     attempts.write_parquet(tmp_path / "a.parquet")
     args = ["callbacks", "--attempts", str(tmp_path / "a.parquet"), "--tz", "America/New_York"]
@@ -413,6 +549,9 @@ def test_callbacks_engine_ray_writes_the_same_store(
     remote = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "ray"), "--engine", "ray"])
     assert local.exit_code == remote.exit_code == 0, remote.output
     assert day_tasks == ["callbacks from the store"]  # the attempts it wrote, read by the tasks
+    if formats:  # the tables' busy rows never reached the driver: the tasks wrote them
+        assert {"requests", "gaps", "targets"} <= driver_kinds
+        assert not driver_kinds & {"callback_intervals", "retry_outcomes"}
     for name in ("callback_attempts", "callback_intervals", "retry_outcomes"):
         read = [pl.read_delta(str(tmp_path / d / "store" / name)) for d in ("local", "ray")]
         assert read[0].height > 0

@@ -166,7 +166,8 @@ def test_the_ray_tasks_read_the_partitions_from_s3(
 ) -> None:
     """Both commands on a local two-worker cluster: the driver hands the tasks the files'
     ``s3://`` URLs from the log (no local copy is left to read), and the tables equal the
-    local engine's on a local folder."""
+    local engine's on a local folder; with ``--format parquet`` the tasks also write the
+    tables' files to the bucket (the driver commits them)."""
     ray = pytest.importorskip("ray", reason="the optional 'ray' extra is not installed")
     from engine.distributed import callbacks as on_ray  # the optional extra
     from engine.distributed import ray_engine
@@ -192,6 +193,16 @@ def test_the_ray_tasks_read_the_partitions_from_s3(
             )
             assert local.exit_code == remote.exit_code == 0, remote.output
             _same_outputs(command, out, url, s3)
+            # the store alone: the tasks put the tables' files in the bucket themselves
+            alone = [*_args(command, inputs), "--format", "parquet", "--out"]
+            local = CliRunner().invoke(cli, [*alone, str(out / "alone")])
+            remote = CliRunner().invoke(cli, [*alone, f"{url}-alone", "--engine", "ray"])
+            assert local.exit_code == remote.exit_code == 0, remote.output
+            for name in TABLES[command]:
+                here = pl.read_delta(str(out / "alone" / "store" / name))
+                there = pl.read_delta(f"{url}-alone/store/{name}")
+                assert here.height > 0
+                assert_frame_equal(here, there, check_row_order=False)
     finally:
         ray.shutdown()
     assert handed

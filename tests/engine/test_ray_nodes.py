@@ -156,7 +156,8 @@ def test_build_and_callbacks_by_address_run_on_both_nodes(
 ) -> None:
     """Relative paths on the command line (``--out ray``): the workers, whose working folder is
     not this one, are handed absolute paths; so is the helper process, whose working folder
-    stays the one it started in (``callbacks`` runs from another folder than ``build``)."""
+    stays the one it started in (``callbacks`` runs from another folder than ``build``). With
+    ``--format parquet`` the tasks write the tables' files themselves."""
     generate_contacts(seed=5, start=START, days=4, scale=0.05).write_parquet("c.parquet")
     generate_attempts(seed=4, start=START, days=4, scale=0.05).write_parquet("a.parquet")
     ray_ = ["--engine", "ray", "--ray-address", joined.address]
@@ -181,6 +182,18 @@ def test_build_and_callbacks_by_address_run_on_both_nodes(
     for export in exports:
         texts = [(tmp_path / d / "exports" / export).read_text() for d in ("local", "ray")]
         assert texts[0] == texts[1]
+    # the store alone: the tasks on both nodes write the tables, the command commits them
+    given = ["callbacks", "--attempts", "../a.parquet", "--format", "parquet"]
+    local = CliRunner().invoke(cli, [*given, "--out", "../local-store"])
+    remote = CliRunner().invoke(cli, [*given, "--out", "../ray-store", *ray_])
+    assert local.exit_code == remote.exit_code == 0, remote.output
+    _on_the_cluster(joined)
+    for name in ("callback_intervals", "retry_outcomes"):
+        read = [
+            pl.read_delta(str(tmp_path / d / "store" / name)) for d in ("local-store", "ray-store")
+        ]
+        assert read[0].height > 0
+        assert_frame_equal(read[0], read[1], check_row_order=False)
 
 
 @pytest.mark.usefixtures("now")
