@@ -90,7 +90,9 @@ def connect(address: str | None) -> None:
     runtime = {"env_vars": {"PYTHONPATH": os.pathsep.join(dict.fromkeys(paths))}}
     try:
         ray.init(
-            address=address,
+            # no address: a cluster of our own ("local"); Ray's default (None) would join one
+            # that RAY_ADDRESS or another job's `ray start` on this machine names, unasked
+            address=address or "local",
             runtime_env=runtime,
             include_dashboard=False,
             log_to_driver=False,

@@ -40,6 +40,7 @@ from engine.demo.contacts import generate_contacts
 from engine.demo.stack import Stack
 from engine.errors import ClusterError
 from engine.pipeline.tables import TABLES
+from tests.calendar import run_process
 from tests.engine.run_support import clean_environment as _clean
 from tests.engine.run_support import invoke, table, write_config
 
@@ -293,3 +294,24 @@ def test_the_helper_gives_one_line_for_a_failed_job_and_a_lost_driver() -> None:
         assert helper.call(where, _echo, 8) == 8
     finally:
         helper.close()
+
+
+def test_no_address_starts_a_cluster_of_its_own_whatever_ray_address_says(tmp_path: Path) -> None:
+    """Without an address the engine starts its own local cluster: Ray's default would join the
+    cluster ``RAY_ADDRESS`` (or another job's ``ray start`` here) names. A dead address there
+    must not matter."""
+    script = (
+        "import ray\n"
+        "from engine.distributed.cluster import connect\n"
+        "connect(None)\n"
+        "print('cpus', int(ray.cluster_resources()['CPU']))\n"
+        "ray.shutdown()\n"
+    )
+    paths = [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
+    env = {**os.environ, "RAY_ADDRESS": f"127.0.0.1:{_free_port()}"}
+    env["PYTHONPATH"] = os.pathsep.join(paths)
+    done = run_process(
+        [sys.executable, "-c", script], timeout=300, cwd=tmp_path, env=env, text=True
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.splitlines()[-1].startswith("cpus ")
