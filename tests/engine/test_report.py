@@ -374,7 +374,10 @@ def visit(page: Path, work: Path, fragment: str = "") -> Visit:
         f"--screenshot={shot}", "--window-size=1400,3000", "--dump-dom",
         page.resolve().as_uri() + (f"#{fragment}" if fragment else ""),
     ]  # fmt: skip
-    result = run_process(args, timeout=120, text=True)
+    # A date run (README, "Development") preloads libfaketime, under which chromium hangs; the
+    # browser needs no faked date (the page's scripts read no clock), so it starts without it.
+    env = {k: v for k, v in os.environ.items() if not (k == "LD_PRELOAD" and "faketime" in v)}
+    result = run_process(args, timeout=120, text=True, env=env)
     assert result.returncode == 0, result.stderr[-2000:]
     return Visit(result.stdout, result.stderr, _page_requests(net), shot)
 
