@@ -179,7 +179,7 @@ def _reconcile(
     if not {"mindful", "kore"} & set(names):
         return []
     kore = canon.kore.rows.lazy() if canon.kore else None
-    contacts = canon.contact_rows
+    contacts = canon.contacts_near([window])  # Kore.ai counts a contact by its offer
     attempts = canon.attempt_rows
     inputs = Inputs(
         (contacts if contacts is not None else pl.DataFrame(schema=CONTACTS)).lazy(),

@@ -44,7 +44,7 @@ from engine.output import store as callback_store
 from engine.pipeline import build as pipeline
 from engine.pipeline.build import BuildReport
 from engine.pipeline.callbacks import CallbackOutputs, CallbackReport, callback_results
-from engine.pipeline.window import Canonical, RunPlan
+from engine.pipeline.window import Canonical, RunPlan, plan_contacts
 from engine.schema import QUARANTINE
 from engine.settings import BuildSettings
 from engine.tables import (
@@ -81,9 +81,7 @@ class Built:
     contacts: BuildReport | None = None
     callbacks: CallbackReport | None = None
     rows: dict[str, int] = field(default_factory=dict)  #: table -> rows in the store
-    window_rows: dict[str, int] = field(
-        default_factory=dict
-    )  #: table -> rows stored for the window
+    window_rows: dict[str, int] = field(default_factory=dict)  #: table -> rows of the window
     #: the interval tables of the committed partitions: ``callvolume`` and ``staffing``
     #: zero-filled (the vendor files, the Kore.ai document and the forecast need the grid),
     #: the callback tables as stored (busy rows: what their exports write)
@@ -137,18 +135,19 @@ def merge_window(
     return pl.concat([outside, fresh]).sort(order, nulls_last=True)
 
 
-def _volume(
+def _volume(  # noqa: PLR0917
     contacts: pl.DataFrame,
     quarantine: pl.DataFrame,
     plan: RunPlan,
     settings: BuildSettings,
     engine: EngineSettings,
+    count: int,
     *,
     stored: Path,
 ) -> tuple[list[pl.DataFrame], BuildReport]:
-    """The volume table of each of the plan's grids from validated contacts (committed to
-    ``stored``: a cluster's tasks read its partitions), and the build's report (the pipeline
-    edge collapsed duplicates before, so nothing is collapsed here)."""
+    """The volume table of each of the plan's grids from validated contacts (those it counts;
+    ``count`` in all; committed to ``stored``: a cluster's tasks read its partitions), and the
+    build's report (the pipeline edge collapsed duplicates before: nothing collapsed here)."""
     began = time.perf_counter()
     tables = [  # busy rows: the store keeps no zero row, the exports fill their own days
         pipeline.volume_table(
@@ -157,7 +156,7 @@ def _volume(
         for g in plan.volume
     ]
     report = pipeline.build_report(
-        pl.concat(tables), rows_in=contacts.height + quarantine.height, contacts=contacts.height,
+        pl.concat(tables), rows_in=count + quarantine.height, contacts=count,
         quarantine=quarantine, window=plan.recent, settings=settings,
     )  # fmt: skip
     report.intervals, report.table_rows = _filled("callvolume", tables, plan.volume)
@@ -338,13 +337,13 @@ def build_tables(
     build, engine = settings.build, settings.engine
     empty = pl.DataFrame(schema=QUARANTINE)
     set_aside = {
-        "contacts": _quarantine(canonical.contacts[1] if canonical.contacts else empty),
+        "contacts": _quarantine(canonical.contact_quarantine),
         "callback_attempts": _quarantine(canonical.attempts[1] if canonical.attempts else empty),
     }
     built, files = Built(), []
     store, exports, quarantine = out / "store", out / "exports", out / "quarantine"
     commit = plan.commit_days
-    if (contacts := canonical.contact_rows) is not None:
+    if (contacts := plan_contacts(canonical, plan, build)) is not None:
         # committed first: the tables are built from what the store holds (on a cluster, its
         # tasks read those partitions themselves); no table is committed before them either way
         days = commit.get("contacts")
@@ -354,8 +353,9 @@ def build_tables(
         delta.commit(store / "contacts", rows, by="offered_at", days=days, tag=tag, if_changed=True)
         files.append(store / "contacts")
         fresh, built.contacts = _volume(
-            contacts, set_aside["contacts"], plan, build, engine, stored=store / "contacts"
-        )
+            contacts, set_aside["contacts"], plan, build, engine, canonical.contact_count or 0,
+            stored=store / "contacts",
+        )  # fmt: skip
         kept = _commit_interval_table(
             out, "callvolume", fresh, plan.volume, full=plan.full, tag=tag
         )

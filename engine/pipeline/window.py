@@ -36,6 +36,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from functools import cached_property
 from typing import Any
 
 import polars as pl
@@ -45,7 +46,7 @@ from engine.interval import Grid, Window
 from engine.output.delta import PARTITION, days_of
 from engine.output.store import request_dates
 from engine.pipeline.kore import KoreImport
-from engine.pipeline.snapshot import Digests, day_digests, refresh
+from engine.pipeline.snapshot import Digests, Refreshed, day_digests, refresh
 from engine.settings import BuildSettings
 from engine.tables.callback_requests import in_chain_order
 
@@ -56,6 +57,7 @@ __all__ = [
     "changed_days",
     "fingerprints",
     "grids_of",
+    "plan_contacts",
     "plan_run",
 ]
 
@@ -64,9 +66,11 @@ __all__ = [
 class Canonical:
     """What the rebuild step produced: ``(rows, quarantine)`` per canonical table (``None``
     when no enabled source feeds it) and the Kore.ai import. ``attempts`` rows are in chain
-    order (:func:`engine.tables.callback_requests.in_chain_order`)."""
+    order (:func:`engine.tables.callback_requests.in_chain_order`). The contacts may be kept
+    as their snapshot (:class:`engine.pipeline.snapshot.Refreshed`): then a consumer reads the
+    months it needs (:meth:`contacts_near`), not all history."""
 
-    contacts: tuple[pl.DataFrame, pl.DataFrame] | None
+    found: Refreshed | tuple[pl.DataFrame, pl.DataFrame] | None
     attempts: tuple[pl.DataFrame, pl.DataFrame] | None
     kore: KoreImport | None
     #: per table, the digests of its rows' partition days when the snapshot kept them
@@ -75,7 +79,7 @@ class Canonical:
     @classmethod
     def of(
         cls,
-        contacts: tuple[pl.DataFrame, pl.DataFrame] | None,
+        contacts: Refreshed | tuple[pl.DataFrame, pl.DataFrame] | None,
         attempts: tuple[pl.DataFrame, pl.DataFrame] | None,
         kore: KoreImport | None,
         digests: Mapping[str, Digests] | None = None,
@@ -97,21 +101,53 @@ class Canonical:
         write: bool,
     ) -> Canonical:
         """Both canonical tables from the landing store through their snapshots
-        (:func:`engine.pipeline.snapshot.refresh`), each reported as a ``rebuild.table`` event."""
-        frames, digests = [], {}
+        (:func:`engine.pipeline.snapshot.refresh`), each reported as a ``rebuild.table`` event;
+        the contacts are kept as their snapshot (read by month when asked for)."""
+        found, digests = {}, {}
         for table in ("contacts", "callback_attempts"):
-            found = refresh(settings, names, table, whole=whole, write=write)
-            if found is not None:
-                emit("rebuild.table", {"table": table, **found.describe()})
-                if found.digests is not None:
-                    digests[table] = found.digests
-            frames.append(None if found is None else found.frames)
-        return cls.of(frames[0], frames[1], kore, digests)
+            got = refresh(settings, names, table, whole=whole, write=write)
+            if got is not None:
+                emit("rebuild.table", {"table": table, **got.describe()})
+                if got.digests is not None:
+                    digests[table] = got.digests
+                found[table] = got
+        attempts = found.get("callback_attempts")
+        return cls.of(found.get("contacts"), attempts.frames if attempts else None, kore, digests)
 
     @property
+    def contacts(self) -> tuple[pl.DataFrame, pl.DataFrame] | None:
+        """``(rows, quarantine)`` of the contacts (every row read)."""
+        rows, quarantine = self.contact_rows, self.contact_quarantine
+        return None if rows is None or quarantine is None else (rows, quarantine)
+
+    @cached_property
     def contact_rows(self) -> pl.DataFrame | None:
-        """The canonical contacts (``None`` when no source feeds them)."""
-        return self.contacts[0] if self.contacts else None
+        """The canonical contacts (``None`` when no source feeds them): every row."""
+        if isinstance(self.found, Refreshed):
+            return self.found.rows
+        return self.found[0] if self.found else None
+
+    @property
+    def contact_quarantine(self) -> pl.DataFrame | None:
+        """What was set aside for the contacts (``None`` when no source feeds them)."""
+        if isinstance(self.found, Refreshed):
+            return self.found.quarantine
+        return self.found[1] if self.found else None
+
+    @property
+    def contact_count(self) -> int | None:
+        """How many canonical contacts there are (none read for it)."""
+        if isinstance(self.found, Refreshed):
+            return self.found.height
+        return self.found[0].height if self.found else None
+
+    def contacts_near(self, windows: Iterable[Window]) -> pl.DataFrame | None:
+        """A superset of the contacts offered in ``windows``, in the order of
+        :attr:`contact_rows`: the months they fall in (and a day either side), read alone when
+        the contacts are kept as their snapshot (``None``: no source feeds them)."""
+        if isinstance(self.found, Refreshed) and "contact_rows" not in self.__dict__:
+            return self.found.near(list(windows))
+        return self.contact_rows
 
     @property
     def attempt_rows(self) -> pl.DataFrame | None:
@@ -124,9 +160,9 @@ def partition_days(canonical: Canonical, *, skip: Iterable[str] = ()) -> dict[st
     by request date (tables no source feeds, or in ``skip``, are absent)."""
     days: dict[str, pl.Series] = {}
     skip = set(skip)
-    if (contacts := canonical.contact_rows) is not None and "contacts" not in skip:
+    if "contacts" not in skip and (contacts := canonical.contact_rows) is not None:
         days["contacts"] = contacts.select(days_of("offered_at"))[PARTITION]
-    if (attempts := canonical.attempt_rows) is not None and "callback_attempts" not in skip:
+    if "callback_attempts" not in skip and (attempts := canonical.attempt_rows) is not None:
         days["callback_attempts"] = request_dates(attempts)
     return days
 
@@ -136,10 +172,9 @@ def fingerprints(canonical: Canonical) -> dict[str, Digests]:
     those the snapshot kept (:attr:`Canonical.digests`), the others hashed here. Polars' hash
     is stable within a version: after an upgrade every day may look changed once, which costs
     a full rebuild, never a missed change."""
-    tables = {"contacts": canonical.contact_rows, "callback_attempts": canonical.attempt_rows}
-    found = {n: canonical.digests[n] for n, rows in tables.items() if n in canonical.digests}
+    found = dict(canonical.digests)  # kept only for a table some source feeds
     for name, day in partition_days(canonical, skip=set(found)).items():
-        frame = tables[name]
+        frame = canonical.contact_rows if name == "contacts" else canonical.attempt_rows
         assert frame is not None
         found[name] = day_digests(frame, day)
     return found
@@ -159,6 +194,9 @@ def attribution_days(contacts: pl.DataFrame, settings: BuildSettings) -> set[dat
     instant = pl.coalesce(at, "offered_at")
     found = contacts.select(instant.dt.date().unique().drop_nulls())
     return set(found.to_series().to_list())
+
+
+_DAY = timedelta(days=1)
 
 
 def _midnight(day: date) -> datetime:
@@ -265,10 +303,10 @@ def plan_run(
     full = recent_start is None or previous is None
     start, end = given
     if start is None or end is None:
-        earliest = _earliest(canonical)
-        first = first_start if earliest is None else min(first_start, earliest)
-        start = first if full or recent_start is None else recent_start
-        end = now
+        start, end = recent_start, now
+        if full or start is None:  # the earliest row is read for a full rebuild only
+            earliest = _earliest(canonical)
+            start = first_start if earliest is None else min(first_start, earliest)
     start = min(start, end - timedelta(microseconds=1))  # at least now's interval
     recent = settings.grid((start, end)).window
     plan = RunPlan(full, recent, digests=new)
@@ -281,7 +319,7 @@ def plan_run(
         changed = changed_days(digests, (previous or {}).get(name))
         plan.changed[name], plan.commit_days[name] = len(changed), changed
         if name == "contacts":
-            rows = canonical.contact_rows
+            rows = canonical.contacts_near((_midnight(d), _midnight(d) + _DAY) for d in changed)
             assert rows is not None
             volume |= changed  # where the old versions counted too (a day emptied, a move)
             volume |= attribution_days(rows.filter(days_of("offered_at").is_in(changed)), settings)
@@ -292,3 +330,17 @@ def plan_run(
     plan.volume = grids_of(volume, settings, recent[1])
     plan.callbacks = grids_of(chains, settings, recent[1])
     return plan
+
+
+def plan_contacts(
+    canonical: Canonical, plan: RunPlan, settings: BuildSettings
+) -> pl.DataFrame | None:
+    """The contacts ``plan`` needs (``None``: no source feeds them): those offered in its
+    volume grids and contacts partition days (:meth:`Canonical.contacts_near`) when the grids
+    count contacts by their offer; every one on a full rebuild, or counted by their end (an
+    end is not bounded by the offer: a given ``wait_ms`` stands for the timestamps)."""
+    if plan.full or settings.attribution == "end":
+        return canonical.contact_rows
+    days = plan.commit_days.get("contacts") or set()
+    spans = [(g.start, g.end) for g in plan.volume]
+    return canonical.contacts_near([*spans, *((_midnight(d), _midnight(d) + _DAY) for d in days)])

@@ -226,6 +226,8 @@ def test_a_run_rewrites_only_the_months_its_records_touch(landed: Path) -> None:
     got = _snapshot(landed)
     after = json.loads(meta.read_text())["shards"]
     assert after["2026-10"] == before["2026-10"]  # not written again: same file, same digests
+    assert got.snap.shards["2026-10"] is None  # nor read: its records are not touched
+    assert got.height == 31 and got.near([(T0, T0)]).height == 30  # October's month alone
     assert after["2026-11"]["file"] != before["2026-11"]["file"]
     assert got.digests is not None
     assert set(got.digests) == {"2026-10-01", "2026-11-03"}

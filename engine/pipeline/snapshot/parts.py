@@ -3,16 +3,19 @@
 Under ``<store.state>/snapshot/<table>/``:
 
 * ``index-<tag>.parquet`` (the record ids of each landed file), ``idents-<tag>.parquet`` (each
-  record's row identities) and ``quarantine-<tag>.parquet``, written whole by every run that
-  changes the snapshot (a few bytes a record);
+  record's row identities), ``homes-<tag>.parquet`` (the shards each identity's rows are in)
+  and ``quarantine-<tag>.parquet``, written whole by every run that changes the snapshot (a few
+  bytes a record);
 * ``rows-<month>-<tag>.parquet``: the validated rows whose day (:data:`SHARD_BY`: a contact's
   offer, an attempt's creation, UTC) falls in that month, in row order. A run rewrites only the
   months whose rows changed, so the cost of keeping the rows follows what landed, not all
   history. Each shard of contacts also keeps the digest of each of its store partition days
-  (:func:`day_digests`), so the run's plan hashes only the rows of the months that changed;
+  (:func:`day_digests`), so the run's plan hashes only the rows of the months that changed. A
+  shard is read only when a run needs its rows (its records are redone, or a consumer asks for
+  its months: :meth:`Snapshot.rows`);
 * ``meta.json``, written last and atomically: the snapshot's key, the landed files it was made
-  from and the files of its parts. It is the commit: parts it does not name are left-overs of a
-  killed run, removed by the next save.
+  from and the files (sizes, row counts) of its parts. It is the commit: parts it does not name
+  are left-overs of a killed run, removed by the next save.
 
 A snapshot missing, torn, or of another key or layout loads as ``None`` (redone whole).
 """
@@ -22,8 +25,9 @@ from __future__ import annotations
 import io
 import json
 import uuid
-from dataclasses import dataclass, field
-from datetime import date
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
@@ -33,10 +37,21 @@ from engine import killpoint
 from engine.output.delta import PARTITION, days_of
 from engine.schema import CALLBACK_ATTEMPTS, CONTACTS
 
-__all__ = ["FORMAT", "SHARD_BY", "Snapshot", "day_digests", "load", "save", "sharded"]
+__all__ = [
+    "FORMAT",
+    "HOMES",
+    "SHARD_BY",
+    "Snapshot",
+    "day_digests",
+    "homes_of",
+    "load",
+    "months_near",
+    "save",
+    "sharded",
+]
 
 #: The snapshot layout's version (another one is rebuilt whole).
-FORMAT = 2
+FORMAT = 3
 #: The column whose UTC month shards a table's rows.
 SHARD_BY = {"contacts": "offered_at", "callback_attempts": "created_at"}
 #: Tables whose store partition is a row's own day (their digests are kept per shard).
@@ -44,7 +59,10 @@ _DIGESTED = {"contacts": "offered_at"}
 _SCHEMAS = {"contacts": CONTACTS, "callback_attempts": CALLBACK_ATTEMPTS}
 _SHARD = "__shard"
 _NO_DAY = "none"  #: the shard of rows without a day (sorts after every month)
-_WHOLE_PARTS = ("index", "idents", "quarantine")
+_WHOLE_PARTS = ("index", "idents", "homes", "quarantine")
+_DAY = timedelta(days=1)
+#: The schema of :attr:`Snapshot.homes`.
+HOMES = {"__ident": pl.UInt64(), _SHARD: pl.String()}
 
 #: ISO date -> ``"<rows>:<sum of row hashes>"``.
 Digests = dict[str, str]
@@ -52,30 +70,51 @@ Digests = dict[str, str]
 
 @dataclass
 class Shard:
-    """A shard as committed: its file and its digests per partition day."""
+    """A shard as committed: its file (and size), its row count, its digests per partition day."""
 
     file: str
     digests: Digests
+    rows: int = 0
+    size: int = 0
 
 
 @dataclass
 class Snapshot:
-    """A snapshot in memory; ``shards`` holds the rows, ``saved`` the shards as on disk (a
-    shard missing from ``saved`` changed and is written by the next :func:`save`)."""
+    """A snapshot in memory. ``shards`` names every month it holds: the rows of those read or
+    changed, ``None`` for one committed and not read (:meth:`read` reads it); ``saved`` holds
+    the shards as on disk (a shard missing from it changed and is written by :func:`save`)."""
 
     files: dict[str, int]  #: "<source>/<stream>/<file>" -> size
     index: pl.DataFrame  #: __src, stream, file, record_id: the record ids of each landed file
     idents: pl.DataFrame  #: each record's row identities
-    shards: dict[str, pl.DataFrame]  #: month -> validated rows, in row order
+    shards: dict[str, pl.DataFrame | None]  #: month -> validated rows, in row order
     quarantine: pl.DataFrame  #: the mappings' and the validation's
+    #: ``__ident``, ``__shard``: the shards the rows of each identity are in
+    homes: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=HOMES))
     records: int = 0  #: distinct records landed
     redone: int = 0  #: records mapped and validated again to make it
     saved: dict[str, Shard] = field(default_factory=dict)
+    folder: Path | None = None  #: where the shards not read yet are
 
-    def rows(self, table: str) -> pl.DataFrame:
-        """Every row of ``table``: the shards in month order (rows without a day last)."""
-        frames = [self.shards[k] for k in sorted(self.shards)]
+    def read(self, names: Iterable[str]) -> dict[str, pl.DataFrame]:
+        """The rows of the named shards it holds, read from disk (in parallel) if not yet."""
+        todo = sorted(n for n in set(names) if n in self.shards and self.shards[n] is None)
+        if todo:
+            assert self.folder is not None
+            scans = [pl.scan_parquet(self.folder / self.saved[n].file) for n in todo]
+            self.shards.update(zip(todo, pl.collect_all(scans), strict=True))
+        return {n: f for n in sorted(set(names)) if (f := self.shards.get(n)) is not None}
+
+    def rows(self, table: str, months: Iterable[str] | None = None) -> pl.DataFrame:
+        """The rows of ``table`` in the shards of ``months`` (``None``: every shard), in month
+        order (rows without a day last): every row of those months, in the order of all rows."""
+        frames = list(self.read(self.shards if months is None else months).values())
         return pl.concat(frames) if frames else pl.DataFrame(schema=_SCHEMAS[table])
+
+    @property
+    def height(self) -> int:
+        """How many rows it holds (the shards not read: their committed count)."""
+        return sum(self.saved[n].rows if f is None else f.height for n, f in self.shards.items())
 
     def digests(self, table: str) -> Digests | None:
         """The digest of each store partition day (``None``: not kept for ``table``); call
@@ -83,10 +122,25 @@ class Snapshot:
         if table not in _DIGESTED:
             return None
         found: Digests = {}
-        for name in self.shards:
-            shard = self.saved.get(name)
-            found.update(shard.digests if shard else _digests(self.shards[name], table))
+        for name, frame in self.shards.items():
+            if (shard := self.saved.get(name)) is not None:
+                found.update(shard.digests)
+            else:
+                assert frame is not None
+                found.update(_digests(frame, table))
         return found
+
+
+def months_near(windows: Iterable[tuple[datetime, datetime]]) -> set[str]:
+    """The shards (UTC months) of every day from a day before each window's start to a day
+    after its end, and the shard of rows without a day."""
+    found = {_NO_DAY}
+    for lo, hi in windows:
+        day, last = (lo - _DAY).date(), (hi + _DAY).date()
+        while day <= last:
+            found.add(day.strftime("%Y-%m"))
+            day = (day.replace(day=1) + timedelta(days=32)).replace(day=1)
+    return found
 
 
 def _shard_of(table: str) -> pl.Expr:
@@ -95,20 +149,31 @@ def _shard_of(table: str) -> pl.Expr:
 
 
 def sharded(
-    table: str, rows: pl.DataFrame, order: list[str], into: dict[str, pl.DataFrame] | None = None
-) -> tuple[dict[str, pl.DataFrame], set[str]]:
-    """``rows`` added to the month shards ``into`` (none: new shards), and the shards they
-    reached, each sorted in ``order`` again (the others are not touched)."""
+    table: str,
+    rows: pl.DataFrame,
+    order: list[str],
+    into: dict[str, pl.DataFrame | None] | None = None,
+) -> tuple[dict[str, pl.DataFrame | None], set[str]]:
+    """``rows`` added to the month shards ``into`` (none: new shards; a shard they reach must
+    have been read), and the shards they reached, each sorted in ``order`` again (the others
+    are not touched)."""
     out, reached = dict(into or {}), set[str]()
     if not rows.height:
         return out, reached
     keyed = rows.with_columns(_shard_of(table))
     for (key,), found in keyed.partition_by(_SHARD, as_dict=True).items():
         name, part = str(key), found.drop(_SHARD)
-        whole = pl.concat([out[name], part], how="vertical_relaxed") if name in out else part
+        had = out.get(name)
+        assert name not in out or had is not None, f"shard {name} not read"
+        whole = part if had is None else pl.concat([had, part], how="vertical_relaxed")
         out[name] = whole.sort(order, nulls_last=True, maintain_order=True)
         reached.add(name)
     return out, reached
+
+
+def homes_of(table: str, rows: pl.DataFrame, identity: pl.Expr) -> pl.DataFrame:
+    """Each identity of ``rows`` (``identity``: its hash) with the shards its rows are in."""
+    return rows.select(identity.alias("__ident"), _shard_of(table)).unique()
 
 
 def day_digests(rows: pl.DataFrame, days: pl.Series) -> Digests:
@@ -126,32 +191,34 @@ def _digests(rows: pl.DataFrame, table: str) -> Digests:
 
 
 def load(folder: Path, key: str) -> Snapshot | None:
-    """The committed snapshot, or ``None`` (none, another key or layout, or unreadable)."""
+    """The committed snapshot, or ``None`` (none, another key or layout, unreadable, or a
+    shard's file missing or of another size). Its shards are read when asked for."""
     try:
         meta = json.loads((folder / "meta.json").read_text())
         if meta.get("key") != key or meta.get("format") != FORMAT:
             return None
-        saved = {
-            str(k): Shard(str(v["file"]), {str(d): str(x) for d, x in v["digests"].items()})
-            for k, v in meta["shards"].items()
-        }
-        names = [meta["parts"][n] for n in _WHOLE_PARTS] + [s.file for s in saved.values()]
+        saved = {str(k): Shard(**v) for k, v in meta["shards"].items()}
+        if any((folder / s.file).stat().st_size != s.size for s in saved.values()):
+            return None
+        names = [meta["parts"][n] for n in _WHOLE_PARTS]
         read = pl.collect_all([pl.scan_parquet(folder / n) for n in names])  # files in parallel
-        parts = dict(zip(_WHOLE_PARTS, read[: len(_WHOLE_PARTS)], strict=True))
+        parts = dict(zip(_WHOLE_PARTS, read, strict=True))
         return Snapshot(
             {str(k): int(v) for k, v in meta["files"].items()},
             parts["index"],
             parts["idents"],
-            dict(zip(saved, read[len(_WHOLE_PARTS) :], strict=True)),
+            dict.fromkeys(saved),
             parts["quarantine"],
+            homes=parts["homes"],
             records=int(meta["records"]),
             saved=saved,
+            folder=folder,
         )
     except (OSError, ValueError, KeyError, TypeError, AttributeError, pl.exceptions.PolarsError):
         return None
 
 
-def _write(folder: Path, name: str, frame: pl.DataFrame, *, whole: bool = False) -> None:
+def _write(folder: Path, name: str, frame: pl.DataFrame, *, whole: bool = False) -> int:
     """One part, atomically. Nothing reads a part's statistics (a part is read whole), so none
     are written; the whole parts, rewritten by every run that changes the snapshot, are
     compressed with Snappy (at a year, ~30 % less time than zstd for ~1 MB more on disk)."""
@@ -161,6 +228,7 @@ def _write(folder: Path, name: str, frame: pl.DataFrame, *, whole: bool = False)
     else:
         frame.write_parquet(buffer, compression="zstd", compression_level=1, statistics=False)
     atomic_write_bytes(folder / name, buffer.getvalue())
+    return buffer.getbuffer().nbytes
 
 
 def save(folder: Path, key: str, snap: Snapshot, table: str) -> None:
@@ -175,20 +243,21 @@ def save(folder: Path, key: str, snap: Snapshot, table: str) -> None:
     saved = {k: s for k, s in snap.saved.items() if k in snap.shards}
     for name, rows in snap.shards.items():
         if name not in saved:
+            assert rows is not None
             digests = _digests(rows, table) if table in _DIGESTED else {}
-            saved[name] = Shard(f"rows-{name}-{tag}.parquet", digests)
-            _write(folder, saved[name].file, rows)
+            file = f"rows-{name}-{tag}.parquet"
+            saved[name] = Shard(file, digests, rows.height, _write(folder, file, rows))
     killpoint.reached("snapshot.parts_written")
     meta = {
         "format": FORMAT,
         "key": key,
         "parts": parts,
-        "shards": {k: {"file": s.file, "digests": s.digests} for k, s in sorted(saved.items())},
+        "shards": {k: asdict(s) for k, s in sorted(saved.items())},
         "files": snap.files,
         "records": snap.records,
     }
     atomic_write_bytes(folder / "meta.json", json.dumps(meta, sort_keys=True).encode())
-    snap.saved = saved
+    snap.saved, snap.folder = saved, folder
     keep = {*parts.values(), *(s.file for s in saved.values()), "meta.json"}
     for old in folder.iterdir():
         if old.name not in keep and not old.name.startswith("."):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,18 @@ from connectors.source import Source, Stream
 from engine.app.config import AppSettings
 from engine.app.sources import connector
 from engine.errors import StoreError, printable
-from engine.pipeline.snapshot.parts import FORMAT, Digests, Shard, Snapshot, load, save, sharded
+from engine.interval import Window
+from engine.pipeline.snapshot.parts import (
+    FORMAT,
+    Digests,
+    Shard,
+    Snapshot,
+    homes_of,
+    load,
+    months_near,
+    save,
+    sharded,
+)
 from engine.pipeline.sources import validated
 from engine.schema import CALLBACK_ATTEMPTS, CONTACTS, QUARANTINE
 from engine.validate.contacts import MAX_DURATION_MS
@@ -57,15 +68,33 @@ def snapshot_dir(state_root: Path, table: str) -> Path:
 
 @dataclass(frozen=True)
 class Refreshed:
-    """What :func:`refresh` did: the table's ``rows`` and ``quarantine``, and how."""
+    """What :func:`refresh` did: the table's rows (:attr:`rows`, or those of some months:
+    :meth:`near`) and ``quarantine``, and how."""
 
-    rows: pl.DataFrame
+    snap: Snapshot
+    table: str
     quarantine: pl.DataFrame
     mode: str  #: "whole" (no usable snapshot), "unchanged", or "incremental"
     redone: int  #: records mapped and validated again
     records: int  #: records landed in all
     #: the digest of each store partition day of ``rows`` (``None``: not kept for the table)
     digests: Digests | None = None
+
+    @property
+    def rows(self) -> pl.DataFrame:
+        """Every row of the table (the shards not read yet are read)."""
+        return self.snap.rows(self.table)
+
+    @property
+    def height(self) -> int:
+        """How many rows the table has (no shard read)."""
+        return self.snap.height
+
+    def near(self, windows: Iterable[Window]) -> pl.DataFrame:
+        """The rows of the months from a day before each of ``windows`` to a day after it
+        (:func:`engine.pipeline.snapshot.parts.months_near`): a superset of the rows whose shard
+        day falls in them, in the order of :attr:`rows`."""
+        return self.snap.rows(self.table, months_near(windows))
 
     def describe(self) -> dict[str, Any]:
         """How the table was refreshed, for the run's events."""
@@ -348,15 +377,16 @@ def _refresh(job: _Job, state: Path, settings: object, *, whole: bool, write: bo
         rows, bad, idents = _validate(job, index, None)
         records = index.select(_SRC, "stream", "record_id").unique().height
         shards, _ = sharded(table, rows, _ROW_ORDER[table])
-        snap = Snapshot(files, index, idents, shards, bad, records=records, redone=records)
+        homes = homes_of(table, rows, _identity(table))
+        snap = Snapshot(files, index, idents, shards, bad, homes, records, redone=records)
         mode = "whole"
     if write and mode != "unchanged":
         save(folder, key, snap, table)
     rejected = _rejected(root, feeds, snap.index)
     quarantine = pl.concat([snap.quarantine, rejected])
     quarantine = quarantine.sort(list(QUARANTINE), nulls_last=True, maintain_order=True)
-    rows = snap.rows(table)
-    return Refreshed(rows, quarantine, mode, snap.redone, snap.records, snap.digests(table))
+    digests = snap.digests(table)
+    return Refreshed(snap, table, quarantine, mode, snap.redone, snap.records, digests)
 
 
 def _update(job: _Job, snap: Snapshot, files: dict[str, int]) -> Snapshot | None:
@@ -381,32 +411,43 @@ def _update(job: _Job, snap: Snapshot, files: dict[str, int]) -> Snapshot | None
         redone_idents = pl.concat([old, idents[_IDENT]]).unique().implode()
         named = records.rename({_SRC: "source", _REF: "record_id"})
         shards, saved = _spliced(job.table, snap, redone_idents, rows)
+        homes = snap.homes.filter(~pl.col(_IDENT).is_in(redone_idents))
         return Snapshot(
             files,
             index,
             pl.concat([snap.idents.filter(~redone_rows), idents]),
             shards,
             pl.concat([snap.quarantine.join(named, on=["source", "record_id"], how="anti"), bad]),
-            records=landed,
+            pl.concat([homes, homes_of(job.table, rows, _identity(job.table))]),
+            landed,
             redone=records.height,
             saved=saved,
+            folder=snap.folder,
         )
     return None
 
 
 def _spliced(
     table: str, snap: Snapshot, redone: pl.Series, rows: pl.DataFrame
-) -> tuple[dict[str, pl.DataFrame], dict[str, Shard]]:
+) -> tuple[dict[str, pl.DataFrame | None], dict[str, Shard]]:
     """The snapshot's shards without the rows of the ``redone`` identities and with the new
-    ``rows``, and its committed shards that neither touched (the others are written again)."""
-    shards, saved = {}, dict(snap.saved)
+    ``rows``, and its committed shards that neither touched (the others are written again).
+    Only the shards those identities' rows are in (:attr:`Snapshot.homes`) and those the new
+    rows reach are read; the others stay as committed, not read."""
+    reach = homes_of(table, rows, _identity(table))["__shard"]
+    held = snap.homes.filter(pl.col(_IDENT).is_in(redone))["__shard"]
+    touched = snap.read(set(held.to_list()) | set(reach.to_list()))
+    shards: dict[str, pl.DataFrame | None] = dict(snap.shards)
+    saved = dict(snap.saved)
     gone = _identity(table).is_in(redone)
-    for name, frame in snap.shards.items():
+    for name, frame in touched.items():
         drop = frame.select(gone).to_series()
         if drop.any():
             saved.pop(name, None)
-        kept = frame.filter(~drop) if drop.any() else frame
-        if kept.height:
-            shards[name] = kept
+            kept = frame.filter(~drop)
+            if kept.height:
+                shards[name] = kept
+            else:
+                del shards[name]
     shards, reached = sharded(table, rows, _ROW_ORDER[table], into=shards)
     return shards, {k: s for k, s in saved.items() if k in shards and k not in reached}
