@@ -220,6 +220,7 @@ def test_a_run_rewrites_only_the_months_its_records_touch(landed: Path) -> None:
     _snapshot(landed)
     meta = snapshot_dir(landed / "state", "contacts") / "meta.json"
     before = json.loads(meta.read_text())["shards"]
+    before_parts = json.loads(meta.read_text())["parts"]
     assert set(before) == {"2026-10", "2026-11"}
     moved = [november[0] | {"updated_at": "2026-11-03T11:00:00Z", "outcome": "abandoned"}]
     _apply(landed, 9, "land", moved)
@@ -227,6 +228,9 @@ def test_a_run_rewrites_only_the_months_its_records_touch(landed: Path) -> None:
     after = json.loads(meta.read_text())["shards"]
     assert after["2026-10"] == before["2026-10"]  # not written again: same file, same digests
     assert got.snap.shards["2026-10"] is None  # nor read: its records are not touched
+    parts = (before_parts, json.loads(meta.read_text())["parts"])
+    assert parts[0]["homes"]["2026-10"] == parts[1]["homes"]["2026-10"]  # nor its bookkeeping
+    assert parts[0]["idents"]["2026-10"] == parts[1]["idents"]["2026-10"]
     assert got.height == 31 and got.near([(T0, T0)]).height == 30  # October's month alone
     assert after["2026-11"]["file"] != before["2026-11"]["file"]
     assert got.digests is not None

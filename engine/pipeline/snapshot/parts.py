@@ -1,11 +1,12 @@
-"""A canonical snapshot on disk: bookkeeping whole, rows in month shards, one file commits it.
+"""A canonical snapshot on disk: bookkeeping and rows in monthly pieces, one file commits it.
 
 Under ``<store.state>/snapshot/<table>/``:
 
-* ``index-<tag>.parquet`` (the record ids of each landed file), ``idents-<tag>.parquet`` (each
-  record's row identities), ``homes-<tag>.parquet`` (the shards each identity's rows are in)
-  and ``quarantine-<tag>.parquet``, written whole by every run that changes the snapshot (a few
-  bytes a record);
+* ``index-<piece>-<tag>.parquet`` (the record ids of each landed file, by the month of the
+  file's fetch date), ``idents-<piece>-<tag>.parquet`` (each record's row identities, by the
+  first shard of its identity's rows), ``homes-<piece>-<tag>.parquet`` (the shards each
+  identity's rows are in, by shard) and ``quarantine-all-<tag>.parquet``: a few bytes a record,
+  of which a run rewrites the pieces its changes reach (:attr:`Snapshot.dirty`);
 * ``rows-<month>-<tag>.parquet``: the validated rows whose day (:data:`SHARD_BY`: a contact's
   offer, an attempt's creation, UTC) falls in that month, in row order. A run rewrites only the
   months whose rows changed, so the cost of keeping the rows follows what landed, not all
@@ -35,9 +36,10 @@ import polars as pl
 from connectors.state import atomic_write_bytes, fsync_dir
 from engine import killpoint
 from engine.output.delta import PARTITION, days_of
-from engine.schema import CALLBACK_ATTEMPTS, CONTACTS
+from engine.schema import CALLBACK_ATTEMPTS, CONTACTS, QUARANTINE
 
 __all__ = [
+    "FILE_PIECE",
     "FORMAT",
     "HOMES",
     "SHARD_BY",
@@ -46,6 +48,8 @@ __all__ = [
     "homes_of",
     "load",
     "months_near",
+    "parted",
+    "pieces_of",
     "save",
     "sharded",
 ]
@@ -60,6 +64,20 @@ _SCHEMAS = {"contacts": CONTACTS, "callback_attempts": CALLBACK_ATTEMPTS}
 _SHARD = "__shard"
 _NO_DAY = "none"  #: the shard of rows without a day (sorts after every month)
 _WHOLE_PARTS = ("index", "idents", "homes", "quarantine")
+_PIECE = "__part"
+#: The column that splits each bookkeeping part into the pieces written apart.
+_PIECE_OF = {"index": _PIECE, "idents": _PIECE, "homes": _SHARD, "quarantine": None}
+_STRING = pl.String()
+_PART_SCHEMAS = {
+    "index": pl.Schema(dict.fromkeys(("__src", "stream", "file", "record_id", _PIECE), _STRING)),
+    "idents": pl.Schema(
+        {"__src": _STRING, "__ref": _STRING, "__ident": pl.UInt64(), _PIECE: _STRING}
+    ),
+    "homes": pl.Schema({"__ident": pl.UInt64(), _SHARD: _STRING}),
+    "quarantine": pl.Schema(QUARANTINE),
+}
+#: A landed file's piece of the index: the month of its fetch date (``.../date=YYYY-MM-DD/...``).
+FILE_PIECE = pl.col("file").str.extract(r"date=(\d{4}-\d{2})-", 1).fill_null("other").alias(_PIECE)
 _DAY = timedelta(days=1)
 #: The schema of :attr:`Snapshot.homes`.
 HOMES = {"__ident": pl.UInt64(), _SHARD: pl.String()}
@@ -95,6 +113,10 @@ class Snapshot:
     redone: int = 0  #: records mapped and validated again to make it
     saved: dict[str, Shard] = field(default_factory=dict)
     folder: Path | None = None  #: where the shards not read yet are
+    #: per bookkeeping part, the file of each of its pieces as committed
+    pieces: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: per bookkeeping part, the pieces changed since committed (``None``: every piece)
+    dirty: dict[str, set[str]] | None = None
 
     def read(self, names: Iterable[str]) -> dict[str, pl.DataFrame]:
         """The rows of the named shards it holds, read from disk (in parallel) if not yet."""
@@ -200,19 +222,26 @@ def load(folder: Path, key: str) -> Snapshot | None:
         saved = {str(k): Shard(**v) for k, v in meta["shards"].items()}
         if any((folder / s.file).stat().st_size != s.size for s in saved.values()):
             return None
-        names = [meta["parts"][n] for n in _WHOLE_PARTS]
-        read = pl.collect_all([pl.scan_parquet(folder / n) for n in names])  # files in parallel
-        parts = dict(zip(_WHOLE_PARTS, read, strict=True))
+        pieces = {n: {str(k): str(v) for k, v in meta["parts"][n].items()} for n in _WHOLE_PARTS}
+        names = [(n, f) for n in _WHOLE_PARTS for f in pieces[n].values()]
+        read = pl.collect_all([pl.scan_parquet(folder / f) for _, f in names])  # in parallel
+        parts = {n: [r for (m, _), r in zip(names, read, strict=True) if m == n] for n in pieces}
+        whole = {
+            n: pl.concat(p) if p else pl.DataFrame(schema=_PART_SCHEMAS[n])
+            for n, p in parts.items()
+        }
         return Snapshot(
             {str(k): int(v) for k, v in meta["files"].items()},
-            parts["index"],
-            parts["idents"],
+            whole["index"],
+            whole["idents"],
             dict.fromkeys(saved),
-            parts["quarantine"],
-            homes=parts["homes"],
+            whole["quarantine"],
+            homes=whole["homes"],
             records=int(meta["records"]),
             saved=saved,
             folder=folder,
+            pieces=pieces,
+            dirty={},
         )
     except (OSError, ValueError, KeyError, TypeError, AttributeError, pl.exceptions.PolarsError):
         return None
@@ -231,15 +260,45 @@ def _write(folder: Path, name: str, frame: pl.DataFrame, *, whole: bool = False)
     return buffer.getbuffer().nbytes
 
 
+def _pieces(folder: Path, name: str, snap: Snapshot, tag: str) -> dict[str, str]:
+    """Write the changed pieces of the bookkeeping part ``name``: its piece files after."""
+    frame, column = getattr(snap, name), _PIECE_OF[name]
+    if column is None:  # small: one piece, written whole
+        _write(folder, f"{name}-all-{tag}.parquet", frame, whole=True)
+        return {"all": f"{name}-all-{tag}.parquet"}
+    dirty = None if snap.dirty is None else snap.dirty.get(name, set())
+    found = {} if dirty is None else dict(snap.pieces.get(name, {}))
+    if dirty is None:
+        changed = {str(k): f for (k,), f in frame.partition_by(column, as_dict=True).items()}
+    else:
+        changed = {p: frame.filter(pl.col(column) == p) for p in dirty}
+    for piece, rows in changed.items():
+        found.pop(piece, None)
+        if rows.height:
+            found[piece] = f"{name}-{piece}-{tag}.parquet"
+            _write(folder, found[piece], rows, whole=True)
+    return found
+
+
+def pieces_of(frame: pl.DataFrame, column: str = _PIECE) -> set[str]:
+    """The pieces ``frame``'s rows are in (by ``column``)."""
+    return set(frame[column].unique().to_list())
+
+
+def parted(idents: pl.DataFrame, homes: pl.DataFrame) -> pl.DataFrame:
+    """``idents`` with their piece: the first shard of their identity's rows in ``homes``
+    (none: the shard of rows without a day)."""
+    first = homes.group_by("__ident").agg(pl.col(_SHARD).min().alias(_PIECE))
+    found = idents.drop(_PIECE, strict=False).join(first, on="__ident", how="left")
+    return found.with_columns(pl.col(_PIECE).fill_null(_NO_DAY))
+
+
 def save(folder: Path, key: str, snap: Snapshot, table: str) -> None:
     """Write the whole parts and the changed shards, then commit them with ``meta.json``
     (atomic); drop the files it does not name."""
     folder.mkdir(parents=True, exist_ok=True)
     tag = uuid.uuid4().hex[:12]
-    parts: dict[str, str] = {}
-    for name in _WHOLE_PARTS:
-        parts[name] = f"{name}-{tag}.parquet"
-        _write(folder, parts[name], getattr(snap, name), whole=True)
+    parts = {name: _pieces(folder, name, snap, tag) for name in _WHOLE_PARTS}
     saved = {k: s for k, s in snap.saved.items() if k in snap.shards}
     for name, rows in snap.shards.items():
         if name not in saved:
@@ -257,8 +316,9 @@ def save(folder: Path, key: str, snap: Snapshot, table: str) -> None:
         "records": snap.records,
     }
     atomic_write_bytes(folder / "meta.json", json.dumps(meta, sort_keys=True).encode())
-    snap.saved, snap.folder = saved, folder
-    keep = {*parts.values(), *(s.file for s in saved.values()), "meta.json"}
+    snap.saved, snap.folder, snap.pieces, snap.dirty = saved, folder, parts, {}
+    keep = {*(f for p in parts.values() for f in p.values()), *(s.file for s in saved.values())}
+    keep.add("meta.json")
     for old in folder.iterdir():
         if old.name not in keep and not old.name.startswith("."):
             old.unlink(missing_ok=True)

@@ -31,15 +31,27 @@ from engine.app.sources import connector
 from engine.errors import StoreError, printable
 from engine.interval import Window
 from engine.pipeline.snapshot.parts import (
+    FILE_PIECE,
     FORMAT,
     Digests,
-    Shard,
     Snapshot,
     homes_of,
     load,
     months_near,
+    parted,
+    pieces_of,
     save,
     sharded,
+)
+from engine.pipeline.snapshot.splice import (
+    IDENT,
+    REF,
+    ROW_ORDER,
+    SRC,
+    closure,
+    held,
+    identity,
+    spliced,
 )
 from engine.pipeline.sources import validated
 from engine.schema import CALLBACK_ATTEMPTS, CONTACTS, QUARANTINE
@@ -47,14 +59,7 @@ from engine.validate.contacts import MAX_DURATION_MS
 
 __all__ = ["Refreshed", "refresh", "refresh_sources", "snapshot_dir"]
 
-#: Columns identifying a row across records, per table (coarser than the canonical key on
-#: purpose: more records redone is only slower, fewer would be wrong).
-_IDENTITY = {"contacts": ("source", "contact_id"), "callback_attempts": ("source", "attempt_id")}
-_ROW_ORDER = {
-    "contacts": ["source", "contact_id", "segment_no"],
-    "callback_attempts": ["source", "attempt_id"],
-}
-_SRC, _REF, _IDENT = "__src", "__ref", "__ident"
+_SRC, _REF, _IDENT = SRC, REF, IDENT
 _RECORDS = {_SRC: pl.String(), "stream": pl.String(), "record_id": pl.String(), _REF: pl.String()}
 _IDENTS = {_SRC: pl.String(), _REF: pl.String(), _IDENT: pl.UInt64()}
 #: Above this share of all records touched, redoing everything is as cheap.
@@ -131,12 +136,7 @@ def _files(root: Path, feeds: Sequence[Source]) -> dict[str, int]:
 
 
 def _index(root: Path, keys: Sequence[str]) -> pl.DataFrame:
-    return record_ids(root, keys).rename({"source": _SRC})
-
-
-def _identity(table: str) -> pl.Expr:
-    """A row's identity hash (:data:`_IDENTITY`)."""
-    return pl.struct([pl.col(c).cast(pl.String) for c in _IDENTITY[table]]).hash(seed=0)
+    return record_ids(root, keys).rename({"source": _SRC}).with_columns(FILE_PIECE)
 
 
 def _records(
@@ -241,7 +241,7 @@ def _validate(
     rebuilt = Rebuilt(rows.drop(_SRC), quarantine, raw)
     clean, bad = validated(rebuilt, job.table, max_duration_ms=job.bound)
     ref = pl.col("record_id").cast(pl.String).alias(_REF)
-    idents = rows.select(_SRC, ref, _identity(job.table).alias(_IDENT))
+    idents = rows.select(_SRC, ref, identity(job.table).alias(_IDENT))
     clean_rows, bad_rows, ident_rows = pl.collect_all([clean, bad, idents])
     if later and bad_rows.height:  # the payloads left out, of the records quarantined
         keys = bad_rows.lazy().select("source", "record_id").unique()
@@ -264,33 +264,6 @@ def _rejected(root: Path, feeds: Sequence[Source], index: pl.DataFrame) -> pl.Da
                 landed = _of(index.lazy(), feed.name, stream.name).filter(near)
                 parts.append(set_aside(feed, stream, root, landed))
     return pl.concat(pl.collect_all(parts)) if parts else pl.DataFrame(schema=QUARANTINE)
-
-
-def _held(frame: pl.DataFrame, records: pl.DataFrame) -> pl.Series:
-    """Whether each row of ``frame`` is one of ``records`` (``__src``, ``__ref``), in row order:
-    matched among the few rows whose ref is one of theirs, not joined over a row a record."""
-    near = frame.select(pl.col(_REF).is_in(records[_REF].implode()).alias("near"))["near"]
-    rows = frame.with_row_index("__row").filter(near)
-    found = rows.join(records, on=[_SRC, _REF], how="semi")["__row"]
-    return pl.int_range(frame.height, dtype=pl.UInt32, eager=True).is_in(found.implode())
-
-
-def _closure(
-    snap: Snapshot, touched: pl.DataFrame, new_idents: pl.DataFrame | None
-) -> pl.DataFrame:
-    """``touched`` (``__src``, ``__ref``) and every record of the snapshot that shares an
-    identity with them (their snapshot rows', and ``new_idents``), transitively."""
-    records = touched.select(_SRC, _REF).unique()
-    while True:
-        mine = snap.idents.filter(_held(snap.idents, records)).select(_IDENT)
-        if new_idents is not None:
-            mine = pl.concat([mine, new_idents.select(_IDENT)])
-        shared = pl.col(_IDENT).is_in(mine[_IDENT].unique().implode())
-        sharing = snap.idents.filter(shared).select(_SRC, _REF)
-        grown = pl.concat([records, sharing]).unique()
-        if grown.height == records.height:
-            return records
-        records = grown
 
 
 def refresh(
@@ -376,8 +349,9 @@ def _refresh(job: _Job, state: Path, settings: object, *, whole: bool, write: bo
         index = _index(root, sorted(files))
         rows, bad, idents = _validate(job, index, None)
         records = index.select(_SRC, "stream", "record_id").unique().height
-        shards, _ = sharded(table, rows, _ROW_ORDER[table])
-        homes = homes_of(table, rows, _identity(table))
+        shards, _ = sharded(table, rows, ROW_ORDER[table])
+        homes = homes_of(table, rows, identity(table))
+        idents = parted(idents, homes)
         snap = Snapshot(files, index, idents, shards, bad, homes, records, redone=records)
         mode = "whole"
     if write and mode != "unchanged":
@@ -398,56 +372,40 @@ def _update(job: _Job, snap: Snapshot, files: dict[str, int]) -> Snapshot | None
     kept = snap.index.filter(~pl.col("file").is_in(gone))
     index = pl.concat([kept, fresh])
     landed = snap.records + _absent(fresh, kept) - _absent(lost, kept)  # distinct records
-    records = _closure(snap, _records(pl.concat([lost, fresh]), job.feeds), None)
+    records = closure(snap, _records(pl.concat([lost, fresh]), job.feeds), None)
     while records.height <= _WHOLE * max(landed, records.height):
         todo = _records(index, job.feeds, named=records)
         rows, bad, idents = _validate(job, index, todo)
-        grown = _closure(snap, records, idents)
+        grown = closure(snap, records, idents)
         if grown.height > records.height:  # the new rows share identities with more records
             records = grown
             continue
-        redone_rows = _held(snap.idents, records)
+        redone_rows = held(snap.idents, records)
         old = snap.idents.filter(redone_rows)[_IDENT]
         redone_idents = pl.concat([old, idents[_IDENT]]).unique().implode()
         named = records.rename({_SRC: "source", _REF: "record_id"})
-        shards, saved = _spliced(job.table, snap, redone_idents, rows)
-        homes = snap.homes.filter(~pl.col(_IDENT).is_in(redone_idents))
+        shards, saved = spliced(job.table, snap, redone_idents, rows)
+        moved = pl.col(_IDENT).is_in(redone_idents)
+        homes = homes_of(job.table, rows, identity(job.table))
+        idents = parted(idents, homes)
+        changed = pl.DataFrame({"file": [*added, *gone]}, schema={"file": pl.String()})
+        dirty = {  # the pieces of each bookkeeping part that changed
+            "index": pieces_of(changed.select(FILE_PIECE)),
+            "idents": pieces_of(snap.idents.filter(redone_rows)) | pieces_of(idents),
+            "homes": pieces_of(snap.homes.filter(moved), "__shard") | pieces_of(homes, "__shard"),
+        }
         return Snapshot(
             files,
             index,
             pl.concat([snap.idents.filter(~redone_rows), idents]),
             shards,
             pl.concat([snap.quarantine.join(named, on=["source", "record_id"], how="anti"), bad]),
-            pl.concat([homes, homes_of(job.table, rows, _identity(job.table))]),
+            pl.concat([snap.homes.filter(~moved), homes]),
             landed,
             redone=records.height,
             saved=saved,
             folder=snap.folder,
+            pieces=snap.pieces,
+            dirty=dirty,
         )
     return None
-
-
-def _spliced(
-    table: str, snap: Snapshot, redone: pl.Series, rows: pl.DataFrame
-) -> tuple[dict[str, pl.DataFrame | None], dict[str, Shard]]:
-    """The snapshot's shards without the rows of the ``redone`` identities and with the new
-    ``rows``, and its committed shards that neither touched (the others are written again).
-    Only the shards those identities' rows are in (:attr:`Snapshot.homes`) and those the new
-    rows reach are read; the others stay as committed, not read."""
-    reach = homes_of(table, rows, _identity(table))["__shard"]
-    held = snap.homes.filter(pl.col(_IDENT).is_in(redone))["__shard"]
-    touched = snap.read(set(held.to_list()) | set(reach.to_list()))
-    shards: dict[str, pl.DataFrame | None] = dict(snap.shards)
-    saved = dict(snap.saved)
-    gone = _identity(table).is_in(redone)
-    for name, frame in touched.items():
-        drop = frame.select(gone).to_series()
-        if drop.any():
-            saved.pop(name, None)
-            kept = frame.filter(~drop)
-            if kept.height:
-                shards[name] = kept
-            else:
-                del shards[name]
-    shards, reached = sharded(table, rows, _ROW_ORDER[table], into=shards)
-    return shards, {k: s for k, s in saved.items() if k in shards and k not in reached}
