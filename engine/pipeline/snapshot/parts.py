@@ -46,6 +46,7 @@ __all__ = [
     "Snapshot",
     "day_digests",
     "homes_of",
+    "landed_index",
     "load",
     "months_near",
     "parted",
@@ -323,3 +324,27 @@ def save(folder: Path, key: str, snap: Snapshot, table: str) -> None:
         if old.name not in keep and not old.name.startswith("."):
             old.unlink(missing_ok=True)
     fsync_dir(folder)
+
+
+def landed_index(
+    folder: Path, source: str, stream: str, ids: pl.Series
+) -> tuple[dict[str, int], set[str]] | None:
+    """What the committed snapshot in ``folder`` (of any key) knows of the landed files of
+    ``source``/``stream``: those it was made from (key -> size) and, among them, those holding
+    any of ``ids``; ``None`` when there is no snapshot of this layout to ask."""
+    try:
+        meta = json.loads((folder / "meta.json").read_text())
+        if meta.get("format") != FORMAT:
+            return None
+        prefix = f"{source}/{stream}/"
+        files = {str(k): int(v) for k, v in meta["files"].items() if str(k).startswith(prefix)}
+        mine = (pl.col("__src") == source) & (pl.col("stream") == stream)
+        wanted = mine & pl.col("record_id").is_in(ids.cast(pl.String).implode())
+        scans = [
+            pl.scan_parquet(folder / f).filter(wanted).select("file")
+            for f in meta["parts"]["index"].values()
+        ]
+        found = pl.collect_all(scans) if scans else []
+        return files, {str(f) for frame in found for f in frame["file"].unique().to_list()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, pl.exceptions.PolarsError):
+        return None
