@@ -27,7 +27,6 @@ Example:
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -37,14 +36,14 @@ import polars as pl
 
 from engine.app.config import AppSettings
 from engine.app.sections import EngineSettings
-from engine.interval import Grid, Window, interval_grid
+from engine.interval import Grid, interval_grid
 from engine.output import delta
 from engine.output import files as export
 from engine.output import store as callback_store
 from engine.pipeline import build as pipeline
 from engine.pipeline.build import BuildReport
 from engine.pipeline.callbacks import CallbackOutputs, CallbackReport, callback_results
-from engine.pipeline.window import Canonical, RunPlan, plan_contacts
+from engine.pipeline.window import Canonical, RunPlan, plan_attempts, plan_contacts, requested
 from engine.schema import QUARANTINE
 from engine.settings import BuildSettings
 from engine.tables import (
@@ -54,9 +53,7 @@ from engine.tables import (
     retry_outcomes,
     staffing,
 )
-from engine.tables.callback_requests import CHAIN_ORDER
 from engine.tables.dense import TableShape, busy
-from engine.validate.callback_attempts import callback_gaps
 
 __all__ = [
     "STAFFING_ROWS",
@@ -179,19 +176,20 @@ def _filled(
     return sum(i for i, _ in sizes), sum(n for _, n in sizes)
 
 
-def _callbacks(
+def _callbacks(  # noqa: PLR0917
     attempts: pl.DataFrame,
     quarantine: pl.DataFrame,
     plan: RunPlan,
     settings: BuildSettings,
     engine: EngineSettings,
+    canonical: Canonical,
     *,
     stored: Path,
 ) -> tuple[CallbackOutputs, list[tuple[pl.DataFrame, pl.DataFrame]], CallbackReport]:
     """Both callback tables of each of the plan's grids from validated attempts in chain order
-    (committed to ``stored``: a cluster's tasks read its partitions), the metrics document of
-    the recent window, the gaps, and the build's report (the pipeline edge set the
-    non-callbacks aside before, so none are counted here)."""
+    (those it counts; committed to ``stored``: a cluster's tasks read its partitions), the
+    metrics document of the recent window, the gaps and the build's report of every chain
+    (``canonical``'s: the pipeline edge set the non-callbacks aside, none are counted here)."""
     began = time.perf_counter()
     recent = plan.recent
     reached = [*((g.start, g.end) for g in plan.callbacks), recent]
@@ -201,14 +199,14 @@ def _callbacks(
         stored=stored, dense=False,
     )  # fmt: skip
     if near is not attempts:  # the gaps and the request count are of every chain
-        gaps = callback_gaps(attempts.lazy()).collect()
-        n = attempts.select(pl.struct(CHAIN_ORDER[:2]).n_unique()).item()  # one a chain
+        n, gaps = canonical.chains() or (n, gaps)
+    count = canonical.attempt_count or 0
     table = pl.concat([t for t, _ in pairs]) if pairs else empty_table("callback_intervals")
     retries = pl.concat([r for _, r in pairs]) if pairs else empty_table("retry_outcomes")
     out = CallbackOutputs(attempts, table, retries, gaps, document, n, dense=False)
     report = out.report(
-        rows_in=attempts.height + quarantine.height, not_callbacks=0, quarantine=quarantine,
-        window=recent, settings=settings,
+        rows_in=count + quarantine.height, not_callbacks=0, quarantine=quarantine,
+        window=recent, settings=settings, kept=count,
     )  # fmt: skip
     busy = [t for t, _ in pairs]  # the shape of every grid's tables, not the recent one's
     report.intervals, report.table_rows = _filled("callback_intervals", busy, plan.callbacks)
@@ -217,17 +215,6 @@ def _callbacks(
     )
     report.seconds = round(time.perf_counter() - began, 3)
     return out, pairs, report
-
-
-def requested(attempts: pl.DataFrame, windows: Iterable[Window]) -> pl.DataFrame:
-    """The chains of ``attempts`` (in chain order) requested on a day ``windows`` reach, or a day
-    either side (a zone can move a grid's ends over midnight UTC): the callback tables and
-    documents count a request by its instant only; the rest of the history is not reduced."""
-    days = set[date]()
-    for lo, hi in windows:
-        first, last = lo.date() - timedelta(days=1), hi.date() + timedelta(days=1)
-        days |= {first + timedelta(days=i) for i in range((last - first).days + 1)}
-    return attempts.filter(callback_store.request_dates(attempts).is_in(sorted(days)))
 
 
 def _grid_days(grids: list[Grid]) -> set[date]:
@@ -335,10 +322,9 @@ def build_tables(
         tag: the run's id, in the names of the files it commits.
     """
     build, engine = settings.build, settings.engine
-    empty = pl.DataFrame(schema=QUARANTINE)
     set_aside = {
         "contacts": _quarantine(canonical.contact_quarantine),
-        "callback_attempts": _quarantine(canonical.attempts[1] if canonical.attempts else empty),
+        "callback_attempts": _quarantine(canonical.attempt_quarantine),
     }
     built, files = Built(), []
     store, exports, quarantine = out / "store", out / "exports", out / "quarantine"
@@ -370,7 +356,7 @@ def build_tables(
         )  # fmt: skip
         built.tables["staffing"] = need
         files.append(export.write_csv(set_aside["contacts"], quarantine / "contacts.csv"))
-    if (attempts := canonical.attempt_rows) is not None:
+    if (attempts := plan_attempts(canonical, plan, every=engine.kind == "ray")) is not None:
         days = commit.get("callback_attempts")
         rows = attempts
         if days is not None:
@@ -380,7 +366,7 @@ def build_tables(
         )
         files.append(store / "callback_attempts")
         outputs, pairs, built.callbacks = _callbacks(
-            attempts, set_aside["callback_attempts"], plan, build, engine,
+            attempts, set_aside["callback_attempts"], plan, build, engine, canonical,
             stored=store / "callback_attempts",
         )  # fmt: skip
         stored = [

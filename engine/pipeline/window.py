@@ -33,22 +33,18 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from functools import cached_property
-from typing import Any
 
 import polars as pl
 
-from engine.app.config import AppSettings
 from engine.interval import Grid, Window
 from engine.output.delta import PARTITION, days_of
 from engine.output.store import request_dates
-from engine.pipeline.kore import KoreImport
-from engine.pipeline.snapshot import Digests, Refreshed, day_digests, refresh
+from engine.pipeline.snapshot import Digests, day_digests
+from engine.pipeline.snapshot.canonical import Canonical
 from engine.settings import BuildSettings
-from engine.tables.callback_requests import in_chain_order
 
 __all__ = [
     "Canonical",
@@ -57,102 +53,11 @@ __all__ = [
     "changed_days",
     "fingerprints",
     "grids_of",
+    "plan_attempts",
     "plan_contacts",
     "plan_run",
+    "requested",
 ]
-
-
-@dataclass(frozen=True)
-class Canonical:
-    """What the rebuild step produced: ``(rows, quarantine)`` per canonical table (``None``
-    when no enabled source feeds it) and the Kore.ai import. ``attempts`` rows are in chain
-    order (:func:`engine.tables.callback_requests.in_chain_order`). The contacts may be kept
-    as their snapshot (:class:`engine.pipeline.snapshot.Refreshed`): then a consumer reads the
-    months it needs (:meth:`contacts_near`), not all history."""
-
-    found: Refreshed | tuple[pl.DataFrame, pl.DataFrame] | None
-    attempts: tuple[pl.DataFrame, pl.DataFrame] | None
-    kore: KoreImport | None
-    #: per table, the digests of its rows' partition days when the snapshot kept them
-    digests: Mapping[str, Digests] = field(default_factory=dict)
-
-    @classmethod
-    def of(
-        cls,
-        contacts: Refreshed | tuple[pl.DataFrame, pl.DataFrame] | None,
-        attempts: tuple[pl.DataFrame, pl.DataFrame] | None,
-        kore: KoreImport | None,
-        digests: Mapping[str, Digests] | None = None,
-    ) -> Canonical:
-        """Put the attempts in chain order (the store's order) once, here."""
-        if attempts is not None:
-            attempts = (in_chain_order(attempts[0].lazy()).collect(), attempts[1])
-        return cls(contacts, attempts, kore, dict(digests or {}))
-
-    @classmethod
-    def refreshed(
-        cls,
-        settings: AppSettings,
-        names: Sequence[str],
-        kore: KoreImport | None,
-        emit: Callable[[str, dict[str, Any]], None],
-        *,
-        whole: bool,
-        write: bool,
-    ) -> Canonical:
-        """Both canonical tables from the landing store through their snapshots
-        (:func:`engine.pipeline.snapshot.refresh`), each reported as a ``rebuild.table`` event;
-        the contacts are kept as their snapshot (read by month when asked for)."""
-        found, digests = {}, {}
-        for table in ("contacts", "callback_attempts"):
-            got = refresh(settings, names, table, whole=whole, write=write)
-            if got is not None:
-                emit("rebuild.table", {"table": table, **got.describe()})
-                if got.digests is not None:
-                    digests[table] = got.digests
-                found[table] = got
-        attempts = found.get("callback_attempts")
-        return cls.of(found.get("contacts"), attempts.frames if attempts else None, kore, digests)
-
-    @property
-    def contacts(self) -> tuple[pl.DataFrame, pl.DataFrame] | None:
-        """``(rows, quarantine)`` of the contacts (every row read)."""
-        rows, quarantine = self.contact_rows, self.contact_quarantine
-        return None if rows is None or quarantine is None else (rows, quarantine)
-
-    @cached_property
-    def contact_rows(self) -> pl.DataFrame | None:
-        """The canonical contacts (``None`` when no source feeds them): every row."""
-        if isinstance(self.found, Refreshed):
-            return self.found.rows
-        return self.found[0] if self.found else None
-
-    @property
-    def contact_quarantine(self) -> pl.DataFrame | None:
-        """What was set aside for the contacts (``None`` when no source feeds them)."""
-        if isinstance(self.found, Refreshed):
-            return self.found.quarantine
-        return self.found[1] if self.found else None
-
-    @property
-    def contact_count(self) -> int | None:
-        """How many canonical contacts there are (none read for it)."""
-        if isinstance(self.found, Refreshed):
-            return self.found.height
-        return self.found[0].height if self.found else None
-
-    def contacts_near(self, windows: Iterable[Window]) -> pl.DataFrame | None:
-        """A superset of the contacts offered in ``windows``, in the order of
-        :attr:`contact_rows`: the months they fall in (and a day either side), read alone when
-        the contacts are kept as their snapshot (``None``: no source feeds them)."""
-        if isinstance(self.found, Refreshed) and "contact_rows" not in self.__dict__:
-            return self.found.near(list(windows))
-        return self.contact_rows
-
-    @property
-    def attempt_rows(self) -> pl.DataFrame | None:
-        """The canonical callback attempts, in chain order (``None``: no callback source)."""
-        return self.attempts[0] if self.attempts else None
 
 
 def partition_days(canonical: Canonical, *, skip: Iterable[str] = ()) -> dict[str, pl.Series]:
@@ -344,3 +249,26 @@ def plan_contacts(
     days = plan.commit_days.get("contacts") or set()
     spans = [(g.start, g.end) for g in plan.volume]
     return canonical.contacts_near([*spans, *((_midnight(d), _midnight(d) + _DAY) for d in days)])
+
+
+def plan_attempts(canonical: Canonical, plan: RunPlan, *, every: bool) -> pl.DataFrame | None:
+    """The attempts ``plan`` needs, in chain order (``None``: no callback source): those of
+    the chains requested in its callback grids, its recent window and its attempts partition
+    days (:meth:`Canonical.attempts_near`); every one on a full rebuild or with ``every`` (a
+    cluster's tasks)."""
+    if plan.full or every:
+        return canonical.attempt_rows
+    days = plan.commit_days.get("callback_attempts") or set()
+    spans = [plan.recent, *((g.start, g.end) for g in plan.callbacks)]
+    return canonical.attempts_near([*spans, *((_midnight(d), _midnight(d) + _DAY) for d in days)])
+
+
+def requested(attempts: pl.DataFrame, windows: Iterable[Window]) -> pl.DataFrame:
+    """The chains of ``attempts`` (in chain order) requested on a day ``windows`` reach, or a day
+    either side (a zone can move a grid's ends over midnight UTC): the callback tables and
+    documents count a request by its instant only; the rest of the history is not reduced."""
+    days = set[date]()
+    for lo, hi in windows:
+        first, last = lo.date() - timedelta(days=1), hi.date() + timedelta(days=1)
+        days |= {first + timedelta(days=i) for i in range((last - first).days + 1)}
+    return attempts.filter(request_dates(attempts).is_in(sorted(days)))

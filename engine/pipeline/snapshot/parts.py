@@ -30,13 +30,17 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
 from connectors.state import atomic_write_bytes, fsync_dir
 from engine import killpoint
 from engine.output.delta import PARTITION, days_of
+from engine.output.store import request_dates
 from engine.schema import CALLBACK_ATTEMPTS, CONTACTS, QUARANTINE
+from engine.tables.callback_requests import CHAIN_ORDER, ORDER, in_chain_order
+from engine.validate.callback_attempts import callback_gaps
 
 __all__ = [
     "FILE_PIECE",
@@ -56,11 +60,11 @@ __all__ = [
 ]
 
 #: The snapshot layout's version (another one is rebuilt whole).
-FORMAT = 3
+FORMAT = 4
 #: The column whose UTC month shards a table's rows.
 SHARD_BY = {"contacts": "offered_at", "callback_attempts": "created_at"}
 #: Tables whose store partition is a row's own day (their digests are kept per shard).
-_DIGESTED = {"contacts": "offered_at"}
+_DIGESTED = {"contacts": "offered_at", "callback_attempts": "created_at"}
 _SCHEMAS = {"contacts": CONTACTS, "callback_attempts": CALLBACK_ATTEMPTS}
 _SHARD = "__shard"
 _NO_DAY = "none"  #: the shard of rows without a day (sorts after every month)
@@ -80,6 +84,7 @@ _PART_SCHEMAS = {
 #: A landed file's piece of the index: the month of its fetch date (``.../date=YYYY-MM-DD/...``).
 FILE_PIECE = pl.col("file").str.extract(r"date=(\d{4}-\d{2})-", 1).fill_null("other").alias(_PIECE)
 _DAY = timedelta(days=1)
+_GAPS = callback_gaps(pl.LazyFrame(schema=CALLBACK_ATTEMPTS)).collect_schema()
 #: The schema of :attr:`Snapshot.homes`.
 HOMES = {"__ident": pl.UInt64(), _SHARD: pl.String()}
 
@@ -89,12 +94,15 @@ Digests = dict[str, str]
 
 @dataclass
 class Shard:
-    """A shard as committed: its file (and size), its row count, its digests per partition day."""
+    """A shard as committed: its file (and size), its row count, its digests per partition
+    day, and of callback attempts its chains and their gaps (a chain is in one shard)."""
 
     file: str
     digests: Digests
     rows: int = 0
     size: int = 0
+    chains: int = 0
+    gaps: list[list[Any]] = field(default_factory=list)  #: ``[source, original_id, missing]``
 
 
 @dataclass
@@ -145,12 +153,25 @@ class Snapshot:
         if table not in _DIGESTED:
             return None
         found: Digests = {}
+        for shard in self._facts(table):
+            found.update(shard.digests)
+        return found
+
+    def chains(self, table: str) -> tuple[int, pl.DataFrame]:
+        """Of callback attempts: how many chains, and their gaps
+        (:func:`engine.validate.callback_attempts.callback_gaps`, in its order)."""
+        facts = self._facts(table)
+        gaps = pl.DataFrame([g for f in facts for g in f.gaps], schema=_GAPS, orient="row")
+        return sum(f.chains for f in facts), gaps.sort("source", "original_id")
+
+    def _facts(self, table: str) -> list[Shard]:
+        """What each shard keeps besides its rows: as committed, or of its rows."""
+        found = []
         for name, frame in self.shards.items():
-            if (shard := self.saved.get(name)) is not None:
-                found.update(shard.digests)
-            else:
+            if (shard := self.saved.get(name)) is None:
                 assert frame is not None
-                found.update(_digests(frame, table))
+                shard = _shard(frame, table, "")
+            found.append(shard)
         return found
 
 
@@ -167,8 +188,12 @@ def months_near(windows: Iterable[tuple[datetime, datetime]]) -> set[str]:
 
 
 def _shard_of(table: str) -> pl.Expr:
-    month = pl.col(SHARD_BY[table]).dt.strftime("%Y-%m")
-    return month.fill_null(_NO_DAY).alias(_SHARD)
+    """A row's shard: the UTC month of its :data:`SHARD_BY` instant (an attempt's: its chain's
+    first attempt's, in chain order: the chain's request, which the store partitions it by)."""
+    at = pl.col(SHARD_BY[table])
+    if table == "callback_attempts":
+        at = at.sort_by(list(ORDER)).first().over(CHAIN_ORDER[:2])
+    return at.dt.strftime("%Y-%m").fill_null(_NO_DAY).alias(_SHARD)
 
 
 def sharded(
@@ -194,9 +219,10 @@ def sharded(
     return out, reached
 
 
-def homes_of(table: str, rows: pl.DataFrame, identity: pl.Expr) -> pl.DataFrame:
-    """Each identity of ``rows`` (``identity``: its hash) with the shards its rows are in."""
-    return rows.select(identity.alias("__ident"), _shard_of(table)).unique()
+def homes_of(table: str, rows: pl.DataFrame, identities: list[pl.Expr]) -> pl.DataFrame:
+    """Each identity of ``rows`` (``identities``: their hashes) with the shards its rows are in."""
+    found = [rows.select(i.alias("__ident"), _shard_of(table)) for i in identities]
+    return pl.concat(found).unique() if found else pl.DataFrame(schema=HOMES)
 
 
 def day_digests(rows: pl.DataFrame, days: pl.Series) -> Digests:
@@ -209,8 +235,17 @@ def day_digests(rows: pl.DataFrame, days: pl.Series) -> Digests:
     return {d.isoformat(): f"{n}:{h}" for d, n, h in found.iter_rows() if isinstance(d, date)}
 
 
-def _digests(rows: pl.DataFrame, table: str) -> Digests:
-    return day_digests(rows, rows.select(days_of(_DIGESTED[table]))[PARTITION])
+def _shard(rows: pl.DataFrame, table: str, file: str, size: int = 0) -> Shard:
+    """A shard of ``rows`` in ``file``: the digests of its partition days (an attempt's: its
+    request's), and of callback attempts its chains and gaps."""
+    if table == "contacts":
+        days = rows.select(days_of(_DIGESTED[table]))[PARTITION]
+        return Shard(file, day_digests(rows, days), rows.height, size)
+    ordered = in_chain_order(rows.lazy()).collect()
+    digests = day_digests(ordered, request_dates(ordered))
+    chains = ordered.select(pl.struct(CHAIN_ORDER[:2]).n_unique()).item()
+    gaps = [list(g) for g in callback_gaps(ordered.lazy()).collect().iter_rows()]
+    return Shard(file, digests, rows.height, size, chains, gaps)
 
 
 def load(folder: Path, key: str) -> Snapshot | None:
@@ -304,9 +339,8 @@ def save(folder: Path, key: str, snap: Snapshot, table: str) -> None:
     for name, rows in snap.shards.items():
         if name not in saved:
             assert rows is not None
-            digests = _digests(rows, table) if table in _DIGESTED else {}
             file = f"rows-{name}-{tag}.parquet"
-            saved[name] = Shard(file, digests, rows.height, _write(folder, file, rows))
+            saved[name] = _shard(rows, table, file, _write(folder, file, rows))
     killpoint.reached("snapshot.parts_written")
     meta = {
         "format": FORMAT,

@@ -50,7 +50,7 @@ from engine.pipeline.snapshot.splice import (
     SRC,
     closure,
     held,
-    identity,
+    identities,
     spliced,
 )
 from engine.pipeline.sources import validated
@@ -100,6 +100,11 @@ class Refreshed:
         (:func:`engine.pipeline.snapshot.parts.months_near`): a superset of the rows whose shard
         day falls in them, in the order of :attr:`rows`."""
         return self.snap.rows(self.table, months_near(windows))
+
+    @property
+    def chains(self) -> tuple[int, pl.DataFrame]:
+        """Of callback attempts: how many chains, and their gaps (no shard read)."""
+        return self.snap.chains(self.table)
 
     def describe(self) -> dict[str, Any]:
         """How the table was refreshed, for the run's events."""
@@ -241,7 +246,7 @@ def _validate(
     rebuilt = Rebuilt(rows.drop(_SRC), quarantine, raw)
     clean, bad = validated(rebuilt, job.table, max_duration_ms=job.bound)
     ref = pl.col("record_id").cast(pl.String).alias(_REF)
-    idents = rows.select(_SRC, ref, identity(job.table).alias(_IDENT))
+    idents = pl.concat([rows.select(_SRC, ref, i.alias(_IDENT)) for i in identities(job.table)])
     clean_rows, bad_rows, ident_rows = pl.collect_all([clean, bad, idents])
     if later and bad_rows.height:  # the payloads left out, of the records quarantined
         keys = bad_rows.lazy().select("source", "record_id").unique()
@@ -350,7 +355,7 @@ def _refresh(job: _Job, state: Path, settings: object, *, whole: bool, write: bo
         rows, bad, idents = _validate(job, index, None)
         records = index.select(_SRC, "stream", "record_id").unique().height
         shards, _ = sharded(table, rows, ROW_ORDER[table])
-        homes = homes_of(table, rows, identity(table))
+        homes = homes_of(table, rows, identities(table))
         idents = parted(idents, homes)
         snap = Snapshot(files, index, idents, shards, bad, homes, records, redone=records)
         mode = "whole"
@@ -386,7 +391,7 @@ def _update(job: _Job, snap: Snapshot, files: dict[str, int]) -> Snapshot | None
         named = records.rename({_SRC: "source", _REF: "record_id"})
         shards, saved = spliced(job.table, snap, redone_idents, rows)
         moved = pl.col(_IDENT).is_in(redone_idents)
-        homes = homes_of(job.table, rows, identity(job.table))
+        homes = homes_of(job.table, rows, identities(job.table))
         idents = parted(idents, homes)
         changed = pl.DataFrame({"file": [*added, *gone]}, schema={"file": pl.String()})
         dirty = {  # the pieces of each bookkeeping part that changed

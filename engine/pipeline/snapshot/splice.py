@@ -8,11 +8,16 @@ import polars as pl
 
 from engine.pipeline.snapshot.parts import Shard, Snapshot, homes_of, sharded
 
-__all__ = ["IDENT", "REF", "ROW_ORDER", "SRC", "closure", "held", "identity", "spliced"]
+__all__ = ["IDENT", "REF", "ROW_ORDER", "SRC", "closure", "held", "identities", "spliced"]
 
 #: Columns identifying a row across records, per table (coarser than the canonical key on
-#: purpose: more records redone is only slower, fewer would be wrong).
-_IDENTITY = {"contacts": ("source", "contact_id"), "callback_attempts": ("source", "attempt_id")}
+#: purpose: more records redone is only slower, fewer would be wrong). An attempt has two: its
+#: own and its chain's, so that a chain's attempts are redone together (a chain's request, its
+#: first attempt's creation, is the month shard of all its attempts).
+_IDENTITY = {
+    "contacts": (("source", "contact_id"),),
+    "callback_attempts": (("source", "attempt_id"), ("source", "original_id", "chain")),
+}
 ROW_ORDER = {
     "contacts": ["source", "contact_id", "segment_no"],
     "callback_attempts": ["source", "attempt_id"],
@@ -20,9 +25,15 @@ ROW_ORDER = {
 SRC, REF, IDENT = "__src", "__ref", "__ident"
 
 
-def identity(table: str) -> pl.Expr:
-    """A row's identity hash (:data:`_IDENTITY`)."""
-    return pl.struct([pl.col(c).cast(pl.String) for c in _IDENTITY[table]]).hash(seed=0)
+def identities(table: str) -> list[pl.Expr]:
+    """A row's identity hashes (:data:`_IDENTITY`; ``"chain"``: a constant that keeps a chain's
+    identity apart from an attempt's of the same id)."""
+    return [
+        pl.struct(
+            [pl.col(c).cast(pl.String) if c != "chain" else pl.lit(c).alias(c) for c in key]
+        ).hash(seed=0)
+        for key in _IDENTITY[table]
+    ]
 
 
 def held(frame: pl.DataFrame, records: pl.DataFrame) -> pl.Series:
@@ -57,12 +68,12 @@ def spliced(
     ``rows``, and its committed shards that neither touched (the others are written again).
     Only the shards those identities' rows are in (:attr:`Snapshot.homes`) and those the new
     rows reach are read; the others stay as committed, not read."""
-    reach = homes_of(table, rows, identity(table))["__shard"]
+    reach = homes_of(table, rows, identities(table))["__shard"]
     held = snap.homes.filter(pl.col(IDENT).is_in(redone))["__shard"]
     touched = snap.read(set(held.to_list()) | set(reach.to_list()))
     shards: dict[str, pl.DataFrame | None] = dict(snap.shards)
     saved = dict(snap.saved)
-    gone = identity(table).is_in(redone)
+    gone = pl.any_horizontal([i.is_in(redone) for i in identities(table)])
     for name, frame in touched.items():
         drop = frame.select(gone).to_series()
         if drop.any():
