@@ -63,8 +63,8 @@ from engine.pipeline.kore import KoreImport, import_kore
 from engine.pipeline.lock import damage, housekeeping, store_lock
 from engine.pipeline.sources import Emit, sync_all, tables_fed
 from engine.pipeline.state import RunState, load_run_state, run_state_path, save_run_state
-from engine.pipeline.tables import Built, build_tables, requested
-from engine.pipeline.window import Canonical, RunPlan, plan_run
+from engine.pipeline.tables import Built, build_tables
+from engine.pipeline.window import Canonical, RunPlan, plan_run, requested
 from engine.report.build import write_run_report
 from engine.schema import CALLBACK_ATTEMPTS, CONTACTS
 from engine.tables.callback_requests import requests
@@ -179,8 +179,8 @@ def _reconcile(
     if not {"mindful", "kore"} & set(names):
         return []
     kore = canon.kore.rows.lazy() if canon.kore else None
-    contacts = canon.contact_rows
-    attempts = canon.attempt_rows
+    contacts = canon.contacts_near([window])  # Kore.ai counts a contact by its offer
+    attempts = canon.attempts_near([window])
     inputs = Inputs(
         (contacts if contacts is not None else pl.DataFrame(schema=CONTACTS)).lazy(),
         requests(  # the chains the document's window reaches (it is within the recent window)

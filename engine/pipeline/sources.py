@@ -32,7 +32,7 @@ from typing import Any
 import polars as pl
 
 from connectors.landing import compact, latest_records, scan_files
-from connectors.landing.manifest import landed_files
+from connectors.landing.manifest import landed_files, stream_dir
 from connectors.normalise import Rebuilt, rebuild
 from connectors.source import Source, SourceSettings
 from connectors.sync import Progress, sync_source
@@ -87,7 +87,8 @@ class Pull:
 
 def _new_versions(settings: AppSettings, source: str, stream: str, before: set[Path]) -> int:
     """Record versions landed since the stream's files were ``before``: records of the files
-    added whose latest version the earlier files did not hold (only those records are read).
+    added whose latest version the earlier files did not hold (only those records are read,
+    and of the earlier files only those that may hold them: :func:`_holding`).
 
     A version is its payload's hash, taken as the files are read (a streaming scan): the
     payloads themselves are never held, ~2.5 KB a UJET record (a first run's 300K of them
@@ -111,11 +112,34 @@ def _new_versions(settings: AppSettings, source: str, stream: str, before: set[P
             found = latest_records(versions(paths).lazy())
             return found.select("record_id", pl.col("payload").alias("version"))
 
-        old = [f for f in files if f in before]
-        fresh = latest(files).join(latest(old), on=["record_id", "version"], how="anti")
+        old = _holding(settings, source, stream, [f for f in files if f in before], ids)
+        fresh = latest([*old, *added]).join(latest(old), on=["record_id", "version"], how="anti")
         return fresh.collect().height
     except (pl.exceptions.PolarsError, OSError) as exc:
         raise _unreadable(settings, f"{source}/{stream}", exc) from None
+
+
+def _holding(
+    settings: AppSettings, source: str, stream: str, old: list[Path], ids: pl.Series
+) -> list[Path]:
+    """The files of ``old`` that may hold any of ``ids``: those the canonical snapshot's index
+    says hold one, and those it does not know as they are (landed since it was made, or of
+    another size); all of them when there is no snapshot to ask. A year of landing is not
+    read to count one day's new versions."""
+    from engine.pipeline.snapshot import parts, snapshot_dir  # noqa: PLC0415 - an import cycle
+
+    folder = snapshot_dir(settings.store.state, connector(source).table)
+    known = parts.landed_index(folder, source, stream, ids)
+    if known is None:
+        return old
+    sizes, holding = known
+    home = stream_dir(settings.store.landing, source, stream)
+    keys = [f"{source}/{stream}/{f.relative_to(home).as_posix()}" for f in old]
+    return [
+        f
+        for f, key in zip(old, keys, strict=True)
+        if key in holding or sizes.get(key) != f.stat().st_size
+    ]
 
 
 def _unreadable(settings: AppSettings, what: str, exc: BaseException) -> StoreError:

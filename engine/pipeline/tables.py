@@ -27,7 +27,6 @@ Example:
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -37,14 +36,14 @@ import polars as pl
 
 from engine.app.config import AppSettings
 from engine.app.sections import EngineSettings
-from engine.interval import Grid, Window, interval_grid
+from engine.interval import Grid, interval_grid
 from engine.output import delta
 from engine.output import files as export
 from engine.output import store as callback_store
 from engine.pipeline import build as pipeline
 from engine.pipeline.build import BuildReport
 from engine.pipeline.callbacks import CallbackOutputs, CallbackReport, callback_results
-from engine.pipeline.window import Canonical, RunPlan
+from engine.pipeline.window import Canonical, RunPlan, plan_attempts, plan_contacts, requested
 from engine.schema import QUARANTINE
 from engine.settings import BuildSettings
 from engine.tables import (
@@ -54,9 +53,7 @@ from engine.tables import (
     retry_outcomes,
     staffing,
 )
-from engine.tables.callback_requests import CHAIN_ORDER
 from engine.tables.dense import TableShape, busy
-from engine.validate.callback_attempts import callback_gaps
 
 __all__ = [
     "STAFFING_ROWS",
@@ -81,9 +78,7 @@ class Built:
     contacts: BuildReport | None = None
     callbacks: CallbackReport | None = None
     rows: dict[str, int] = field(default_factory=dict)  #: table -> rows in the store
-    window_rows: dict[str, int] = field(
-        default_factory=dict
-    )  #: table -> rows stored for the window
+    window_rows: dict[str, int] = field(default_factory=dict)  #: table -> rows of the window
     #: the interval tables of the committed partitions: ``callvolume`` and ``staffing``
     #: zero-filled (the vendor files, the Kore.ai document and the forecast need the grid),
     #: the callback tables as stored (busy rows: what their exports write)
@@ -137,18 +132,19 @@ def merge_window(
     return pl.concat([outside, fresh]).sort(order, nulls_last=True)
 
 
-def _volume(
+def _volume(  # noqa: PLR0917
     contacts: pl.DataFrame,
     quarantine: pl.DataFrame,
     plan: RunPlan,
     settings: BuildSettings,
     engine: EngineSettings,
+    count: int,
     *,
     stored: Path,
 ) -> tuple[list[pl.DataFrame], BuildReport]:
-    """The volume table of each of the plan's grids from validated contacts (committed to
-    ``stored``: a cluster's tasks read its partitions), and the build's report (the pipeline
-    edge collapsed duplicates before, so nothing is collapsed here)."""
+    """The volume table of each of the plan's grids from validated contacts (those it counts;
+    ``count`` in all; committed to ``stored``: a cluster's tasks read its partitions), and the
+    build's report (the pipeline edge collapsed duplicates before: nothing collapsed here)."""
     began = time.perf_counter()
     tables = [  # busy rows: the store keeps no zero row, the exports fill their own days
         pipeline.volume_table(
@@ -157,7 +153,7 @@ def _volume(
         for g in plan.volume
     ]
     report = pipeline.build_report(
-        pl.concat(tables), rows_in=contacts.height + quarantine.height, contacts=contacts.height,
+        pl.concat(tables), rows_in=count + quarantine.height, contacts=count,
         quarantine=quarantine, window=plan.recent, settings=settings,
     )  # fmt: skip
     report.intervals, report.table_rows = _filled("callvolume", tables, plan.volume)
@@ -180,19 +176,20 @@ def _filled(
     return sum(i for i, _ in sizes), sum(n for _, n in sizes)
 
 
-def _callbacks(
+def _callbacks(  # noqa: PLR0917
     attempts: pl.DataFrame,
     quarantine: pl.DataFrame,
     plan: RunPlan,
     settings: BuildSettings,
     engine: EngineSettings,
+    canonical: Canonical,
     *,
     stored: Path,
 ) -> tuple[CallbackOutputs, list[tuple[pl.DataFrame, pl.DataFrame]], CallbackReport]:
     """Both callback tables of each of the plan's grids from validated attempts in chain order
-    (committed to ``stored``: a cluster's tasks read its partitions), the metrics document of
-    the recent window, the gaps, and the build's report (the pipeline edge set the
-    non-callbacks aside before, so none are counted here)."""
+    (those it counts; committed to ``stored``: a cluster's tasks read its partitions), the
+    metrics document of the recent window, the gaps and the build's report of every chain
+    (``canonical``'s: the pipeline edge set the non-callbacks aside, none are counted here)."""
     began = time.perf_counter()
     recent = plan.recent
     reached = [*((g.start, g.end) for g in plan.callbacks), recent]
@@ -202,14 +199,14 @@ def _callbacks(
         stored=stored, dense=False,
     )  # fmt: skip
     if near is not attempts:  # the gaps and the request count are of every chain
-        gaps = callback_gaps(attempts.lazy()).collect()
-        n = attempts.select(pl.struct(CHAIN_ORDER[:2]).n_unique()).item()  # one a chain
+        n, gaps = canonical.chains() or (n, gaps)
+    count = canonical.attempt_count or 0
     table = pl.concat([t for t, _ in pairs]) if pairs else empty_table("callback_intervals")
     retries = pl.concat([r for _, r in pairs]) if pairs else empty_table("retry_outcomes")
     out = CallbackOutputs(attempts, table, retries, gaps, document, n, dense=False)
     report = out.report(
-        rows_in=attempts.height + quarantine.height, not_callbacks=0, quarantine=quarantine,
-        window=recent, settings=settings,
+        rows_in=count + quarantine.height, not_callbacks=0, quarantine=quarantine,
+        window=recent, settings=settings, kept=count,
     )  # fmt: skip
     busy = [t for t, _ in pairs]  # the shape of every grid's tables, not the recent one's
     report.intervals, report.table_rows = _filled("callback_intervals", busy, plan.callbacks)
@@ -218,17 +215,6 @@ def _callbacks(
     )
     report.seconds = round(time.perf_counter() - began, 3)
     return out, pairs, report
-
-
-def requested(attempts: pl.DataFrame, windows: Iterable[Window]) -> pl.DataFrame:
-    """The chains of ``attempts`` (in chain order) requested on a day ``windows`` reach, or a day
-    either side (a zone can move a grid's ends over midnight UTC): the callback tables and
-    documents count a request by its instant only; the rest of the history is not reduced."""
-    days = set[date]()
-    for lo, hi in windows:
-        first, last = lo.date() - timedelta(days=1), hi.date() + timedelta(days=1)
-        days |= {first + timedelta(days=i) for i in range((last - first).days + 1)}
-    return attempts.filter(callback_store.request_dates(attempts).is_in(sorted(days)))
 
 
 def _grid_days(grids: list[Grid]) -> set[date]:
@@ -336,15 +322,14 @@ def build_tables(
         tag: the run's id, in the names of the files it commits.
     """
     build, engine = settings.build, settings.engine
-    empty = pl.DataFrame(schema=QUARANTINE)
     set_aside = {
-        "contacts": _quarantine(canonical.contacts[1] if canonical.contacts else empty),
-        "callback_attempts": _quarantine(canonical.attempts[1] if canonical.attempts else empty),
+        "contacts": _quarantine(canonical.contact_quarantine),
+        "callback_attempts": _quarantine(canonical.attempt_quarantine),
     }
     built, files = Built(), []
     store, exports, quarantine = out / "store", out / "exports", out / "quarantine"
     commit = plan.commit_days
-    if (contacts := canonical.contact_rows) is not None:
+    if (contacts := plan_contacts(canonical, plan, build)) is not None:
         # committed first: the tables are built from what the store holds (on a cluster, its
         # tasks read those partitions themselves); no table is committed before them either way
         days = commit.get("contacts")
@@ -354,8 +339,9 @@ def build_tables(
         delta.commit(store / "contacts", rows, by="offered_at", days=days, tag=tag, if_changed=True)
         files.append(store / "contacts")
         fresh, built.contacts = _volume(
-            contacts, set_aside["contacts"], plan, build, engine, stored=store / "contacts"
-        )
+            contacts, set_aside["contacts"], plan, build, engine, canonical.contact_count or 0,
+            stored=store / "contacts",
+        )  # fmt: skip
         kept = _commit_interval_table(
             out, "callvolume", fresh, plan.volume, full=plan.full, tag=tag
         )
@@ -370,7 +356,7 @@ def build_tables(
         )  # fmt: skip
         built.tables["staffing"] = need
         files.append(export.write_csv(set_aside["contacts"], quarantine / "contacts.csv"))
-    if (attempts := canonical.attempt_rows) is not None:
+    if (attempts := plan_attempts(canonical, plan, every=engine.kind == "ray")) is not None:
         days = commit.get("callback_attempts")
         rows = attempts
         if days is not None:
@@ -380,7 +366,7 @@ def build_tables(
         )
         files.append(store / "callback_attempts")
         outputs, pairs, built.callbacks = _callbacks(
-            attempts, set_aside["callback_attempts"], plan, build, engine,
+            attempts, set_aside["callback_attempts"], plan, build, engine, canonical,
             stored=store / "callback_attempts",
         )  # fmt: skip
         stored = [

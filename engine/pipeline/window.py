@@ -33,21 +33,18 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
 
 import polars as pl
 
-from engine.app.config import AppSettings
 from engine.interval import Grid, Window
 from engine.output.delta import PARTITION, days_of
 from engine.output.store import request_dates
-from engine.pipeline.kore import KoreImport
-from engine.pipeline.snapshot import Digests, day_digests, refresh
+from engine.pipeline.snapshot import Digests, day_digests
+from engine.pipeline.snapshot.canonical import Canonical
 from engine.settings import BuildSettings
-from engine.tables.callback_requests import in_chain_order
 
 __all__ = [
     "Canonical",
@@ -56,67 +53,11 @@ __all__ = [
     "changed_days",
     "fingerprints",
     "grids_of",
+    "plan_attempts",
+    "plan_contacts",
     "plan_run",
+    "requested",
 ]
-
-
-@dataclass(frozen=True)
-class Canonical:
-    """What the rebuild step produced: ``(rows, quarantine)`` per canonical table (``None``
-    when no enabled source feeds it) and the Kore.ai import. ``attempts`` rows are in chain
-    order (:func:`engine.tables.callback_requests.in_chain_order`)."""
-
-    contacts: tuple[pl.DataFrame, pl.DataFrame] | None
-    attempts: tuple[pl.DataFrame, pl.DataFrame] | None
-    kore: KoreImport | None
-    #: per table, the digests of its rows' partition days when the snapshot kept them
-    digests: Mapping[str, Digests] = field(default_factory=dict)
-
-    @classmethod
-    def of(
-        cls,
-        contacts: tuple[pl.DataFrame, pl.DataFrame] | None,
-        attempts: tuple[pl.DataFrame, pl.DataFrame] | None,
-        kore: KoreImport | None,
-        digests: Mapping[str, Digests] | None = None,
-    ) -> Canonical:
-        """Put the attempts in chain order (the store's order) once, here."""
-        if attempts is not None:
-            attempts = (in_chain_order(attempts[0].lazy()).collect(), attempts[1])
-        return cls(contacts, attempts, kore, dict(digests or {}))
-
-    @classmethod
-    def refreshed(
-        cls,
-        settings: AppSettings,
-        names: Sequence[str],
-        kore: KoreImport | None,
-        emit: Callable[[str, dict[str, Any]], None],
-        *,
-        whole: bool,
-        write: bool,
-    ) -> Canonical:
-        """Both canonical tables from the landing store through their snapshots
-        (:func:`engine.pipeline.snapshot.refresh`), each reported as a ``rebuild.table`` event."""
-        frames, digests = [], {}
-        for table in ("contacts", "callback_attempts"):
-            found = refresh(settings, names, table, whole=whole, write=write)
-            if found is not None:
-                emit("rebuild.table", {"table": table, **found.describe()})
-                if found.digests is not None:
-                    digests[table] = found.digests
-            frames.append(None if found is None else found.frames)
-        return cls.of(frames[0], frames[1], kore, digests)
-
-    @property
-    def contact_rows(self) -> pl.DataFrame | None:
-        """The canonical contacts (``None`` when no source feeds them)."""
-        return self.contacts[0] if self.contacts else None
-
-    @property
-    def attempt_rows(self) -> pl.DataFrame | None:
-        """The canonical callback attempts, in chain order (``None``: no callback source)."""
-        return self.attempts[0] if self.attempts else None
 
 
 def partition_days(canonical: Canonical, *, skip: Iterable[str] = ()) -> dict[str, pl.Series]:
@@ -124,9 +65,9 @@ def partition_days(canonical: Canonical, *, skip: Iterable[str] = ()) -> dict[st
     by request date (tables no source feeds, or in ``skip``, are absent)."""
     days: dict[str, pl.Series] = {}
     skip = set(skip)
-    if (contacts := canonical.contact_rows) is not None and "contacts" not in skip:
+    if "contacts" not in skip and (contacts := canonical.contact_rows) is not None:
         days["contacts"] = contacts.select(days_of("offered_at"))[PARTITION]
-    if (attempts := canonical.attempt_rows) is not None and "callback_attempts" not in skip:
+    if "callback_attempts" not in skip and (attempts := canonical.attempt_rows) is not None:
         days["callback_attempts"] = request_dates(attempts)
     return days
 
@@ -136,10 +77,9 @@ def fingerprints(canonical: Canonical) -> dict[str, Digests]:
     those the snapshot kept (:attr:`Canonical.digests`), the others hashed here. Polars' hash
     is stable within a version: after an upgrade every day may look changed once, which costs
     a full rebuild, never a missed change."""
-    tables = {"contacts": canonical.contact_rows, "callback_attempts": canonical.attempt_rows}
-    found = {n: canonical.digests[n] for n, rows in tables.items() if n in canonical.digests}
+    found = dict(canonical.digests)  # kept only for a table some source feeds
     for name, day in partition_days(canonical, skip=set(found)).items():
-        frame = tables[name]
+        frame = canonical.contact_rows if name == "contacts" else canonical.attempt_rows
         assert frame is not None
         found[name] = day_digests(frame, day)
     return found
@@ -159,6 +99,9 @@ def attribution_days(contacts: pl.DataFrame, settings: BuildSettings) -> set[dat
     instant = pl.coalesce(at, "offered_at")
     found = contacts.select(instant.dt.date().unique().drop_nulls())
     return set(found.to_series().to_list())
+
+
+_DAY = timedelta(days=1)
 
 
 def _midnight(day: date) -> datetime:
@@ -265,10 +208,10 @@ def plan_run(
     full = recent_start is None or previous is None
     start, end = given
     if start is None or end is None:
-        earliest = _earliest(canonical)
-        first = first_start if earliest is None else min(first_start, earliest)
-        start = first if full or recent_start is None else recent_start
-        end = now
+        start, end = recent_start, now
+        if full or start is None:  # the earliest row is read for a full rebuild only
+            earliest = _earliest(canonical)
+            start = first_start if earliest is None else min(first_start, earliest)
     start = min(start, end - timedelta(microseconds=1))  # at least now's interval
     recent = settings.grid((start, end)).window
     plan = RunPlan(full, recent, digests=new)
@@ -281,7 +224,7 @@ def plan_run(
         changed = changed_days(digests, (previous or {}).get(name))
         plan.changed[name], plan.commit_days[name] = len(changed), changed
         if name == "contacts":
-            rows = canonical.contact_rows
+            rows = canonical.contacts_near((_midnight(d), _midnight(d) + _DAY) for d in changed)
             assert rows is not None
             volume |= changed  # where the old versions counted too (a day emptied, a move)
             volume |= attribution_days(rows.filter(days_of("offered_at").is_in(changed)), settings)
@@ -292,3 +235,40 @@ def plan_run(
     plan.volume = grids_of(volume, settings, recent[1])
     plan.callbacks = grids_of(chains, settings, recent[1])
     return plan
+
+
+def plan_contacts(
+    canonical: Canonical, plan: RunPlan, settings: BuildSettings
+) -> pl.DataFrame | None:
+    """The contacts ``plan`` needs (``None``: no source feeds them): those offered in its
+    volume grids and contacts partition days (:meth:`Canonical.contacts_near`) when the grids
+    count contacts by their offer; every one on a full rebuild, or counted by their end (an
+    end is not bounded by the offer: a given ``wait_ms`` stands for the timestamps)."""
+    if plan.full or settings.attribution == "end":
+        return canonical.contact_rows
+    days = plan.commit_days.get("contacts") or set()
+    spans = [(g.start, g.end) for g in plan.volume]
+    return canonical.contacts_near([*spans, *((_midnight(d), _midnight(d) + _DAY) for d in days)])
+
+
+def plan_attempts(canonical: Canonical, plan: RunPlan, *, every: bool) -> pl.DataFrame | None:
+    """The attempts ``plan`` needs, in chain order (``None``: no callback source): those of
+    the chains requested in its callback grids, its recent window and its attempts partition
+    days (:meth:`Canonical.attempts_near`); every one on a full rebuild or with ``every`` (a
+    cluster's tasks)."""
+    if plan.full or every:
+        return canonical.attempt_rows
+    days = plan.commit_days.get("callback_attempts") or set()
+    spans = [plan.recent, *((g.start, g.end) for g in plan.callbacks)]
+    return canonical.attempts_near([*spans, *((_midnight(d), _midnight(d) + _DAY) for d in days)])
+
+
+def requested(attempts: pl.DataFrame, windows: Iterable[Window]) -> pl.DataFrame:
+    """The chains of ``attempts`` (in chain order) requested on a day ``windows`` reach, or a day
+    either side (a zone can move a grid's ends over midnight UTC): the callback tables and
+    documents count a request by its instant only; the rest of the history is not reduced."""
+    days = set[date]()
+    for lo, hi in windows:
+        first, last = lo.date() - timedelta(days=1), hi.date() + timedelta(days=1)
+        days |= {first + timedelta(days=i) for i in range((last - first).days + 1)}
+    return attempts.filter(request_dates(attempts).is_in(sorted(days)))

@@ -31,10 +31,13 @@ from connectors.landing.manifest import landed_files
 from connectors.normalise import land_rejected, rebuild
 from connectors.source import Normalised, Source, SourceSettings, Stream
 from engine.errors import StoreError
+from engine.output.store import request_dates
 from engine.pipeline.snapshot import redo, refresh_sources, snapshot_dir
 from engine.pipeline.snapshot.parts import day_digests
 from engine.pipeline.sources import validated
 from engine.schema import CONTACTS_KEY, QUARANTINE
+from engine.tables.callback_requests import in_chain_order
+from engine.validate.callback_attempts import callback_gaps
 
 T0 = datetime(2026, 10, 1, 12, 0, tzinfo=UTC)
 PAYLOAD = pl.Struct(
@@ -220,12 +223,19 @@ def test_a_run_rewrites_only_the_months_its_records_touch(landed: Path) -> None:
     _snapshot(landed)
     meta = snapshot_dir(landed / "state", "contacts") / "meta.json"
     before = json.loads(meta.read_text())["shards"]
+    before_parts = json.loads(meta.read_text())["parts"]
     assert set(before) == {"2026-10", "2026-11"}
     moved = [november[0] | {"updated_at": "2026-11-03T11:00:00Z", "outcome": "abandoned"}]
     _apply(landed, 9, "land", moved)
     got = _snapshot(landed)
     after = json.loads(meta.read_text())["shards"]
     assert after["2026-10"] == before["2026-10"]  # not written again: same file, same digests
+    assert got.snap.shards["2026-10"] is None  # nor read: its records are not touched
+    parts = (before_parts, json.loads(meta.read_text())["parts"])
+    assert parts[0]["homes"]["2026-10"] == parts[1]["homes"]["2026-10"]  # nor its bookkeeping
+    assert parts[0]["idents"]["2026-10"] == parts[1]["idents"]["2026-10"]
+    assert got.height == 31
+    assert got.near([(T0, T0)]).height == 30  # October's month alone
     assert after["2026-11"]["file"] != before["2026-11"]["file"]
     assert got.digests is not None
     assert set(got.digests) == {"2026-10-01", "2026-11-03"}
@@ -301,3 +311,57 @@ def test_a_ref_reads_back_to_the_id_of_its_own_stream_only() -> None:
     refs = pl.Series(["call-7-x", "chat-7-x", "call--x", "call-x", "call-?-x", "call-7"])
     got = pl.select(redo._id_of(calls, pl.lit(refs))).to_series().to_list()
     assert got == ["7", None, "", None, "?", None]
+
+
+def _normalise_attempts(landed: pl.LazyFrame) -> Normalised:
+    """Each record is one callback attempt of chain ``cid``, retry number ``seg``: records
+    share chains, and a chain's first attempt (its request) can land after its retries."""
+    r = pl.col("payload").str.json_decode(PAYLOAD)
+    rows = landed.with_columns(r.alias("r")).select(
+        pl.lit("tst").alias("source"),
+        pl.format("a{}", pl.col("r").struct.field("id")).alias("attempt_id"),
+        pl.col("r").struct.field("cid").alias("original_id"),
+        pl.col("r").struct.field("seg").alias("retry_attempt"),
+        pl.lit("ASAP").alias("type"),
+        pl.col("r").struct.field("at").alias("created_at"),
+        pl.lit("Success").alias("outcome"),
+        "updated_at",
+        "record_id",
+    )
+    return Normalised(rows, pl.LazyFrame(schema=QUARANTINE))
+
+
+ATTEMPTS = Source(
+    "tst",
+    SourceSettings,
+    lambda _s, _t: httpx.Client(),
+    streams=(replace(STREAM, normalise=_normalise_attempts),),
+    table="callback_attempts",
+)
+
+
+@given(steps=st.lists(step, min_size=1, max_size=8))
+def test_the_attempts_snapshot_equals_the_rebuild_chain_by_chain(
+    tmp_path_factory: pytest.TempPathFactory, steps: list[tuple[str, Any]]
+) -> None:
+    """Kept by the month of each chain's request: the rows, the request days' digests, the
+    chains and their gaps equal those of the whole landing's attempts, run after run."""
+    root, modes = tmp_path_factory.mktemp("attempts"), []
+    for n, (op, arg) in enumerate(steps):
+        _apply(root, n, op, arg)
+        with patch.object(redo, "_WHOLE", 1.01):
+            got = refresh_sources([ATTEMPTS], "callback_attempts", landing=root / "landing",
+                                  state=root / "state")  # fmt: skip
+        rows, bad = pl.collect_all(list(validated(rebuild(ATTEMPTS, root / "landing"),
+                                                  "callback_attempts")))  # fmt: skip
+        key = ["source", "attempt_id"]
+        assert_frame_equal(got.rows.sort(key), rows.sort(key))
+        assert_frame_equal(got.quarantine.sort(list(QUARANTINE), nulls_last=True),
+                           bad.sort(list(QUARANTINE), nulls_last=True))  # fmt: skip
+        ordered = in_chain_order(rows.lazy()).collect()
+        assert got.digests == day_digests(ordered, request_dates(ordered))
+        chains, gaps = got.chains
+        assert chains == ordered.select(pl.struct("source", "original_id").n_unique()).item()
+        assert_frame_equal(gaps, callback_gaps(ordered.lazy()).collect())
+        modes.append(got.mode)
+    assert "whole" not in modes[1:]

@@ -19,9 +19,11 @@ aside at landing are read whole every time (a few small files). The result equal
 A snapshot missing, torn, or made under other settings, code or streams is redone whole, as on
 ``--full-refresh``: it is a cache of the landing store, committed by its ``meta.json`` (written
 last, atomically), so a run killed while writing it leaves the previous one in force. Its rows
-are kept in month shards (:mod:`engine.pipeline.snapshot.parts`): a run rewrites the months its
-records touch, and hands the run's plan the digest of each contacts partition day, hashed when
-its month was last written.
+are kept in month shards (:mod:`engine.pipeline.snapshot.parts`; an attempt in its chain's
+request month): a run reads and rewrites the months its records touch, and hands the run's plan
+the digest of each partition day (and of attempts the chains and their gaps), kept when its
+month was last written; the rest of the run reads the months it needs
+(:mod:`engine.pipeline.snapshot.canonical`).
 
 Example:
     ``rows, quarantine = refresh(settings, ["ujet"], "contacts").frames``.

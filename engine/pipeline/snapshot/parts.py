@@ -1,18 +1,22 @@
-"""A canonical snapshot on disk: bookkeeping whole, rows in month shards, one file commits it.
+"""A canonical snapshot on disk: bookkeeping and rows in monthly pieces, one file commits it.
 
 Under ``<store.state>/snapshot/<table>/``:
 
-* ``index-<tag>.parquet`` (the record ids of each landed file), ``idents-<tag>.parquet`` (each
-  record's row identities) and ``quarantine-<tag>.parquet``, written whole by every run that
-  changes the snapshot (a few bytes a record);
+* ``index-<piece>-<tag>.parquet`` (the record ids of each landed file, by the month of the
+  file's fetch date), ``idents-<piece>-<tag>.parquet`` (each record's row identities, by the
+  first shard of its identity's rows), ``homes-<piece>-<tag>.parquet`` (the shards each
+  identity's rows are in, by shard) and ``quarantine-all-<tag>.parquet``: a few bytes a record,
+  of which a run rewrites the pieces its changes reach (:attr:`Snapshot.dirty`);
 * ``rows-<month>-<tag>.parquet``: the validated rows whose day (:data:`SHARD_BY`: a contact's
   offer, an attempt's creation, UTC) falls in that month, in row order. A run rewrites only the
   months whose rows changed, so the cost of keeping the rows follows what landed, not all
   history. Each shard of contacts also keeps the digest of each of its store partition days
-  (:func:`day_digests`), so the run's plan hashes only the rows of the months that changed;
+  (:func:`day_digests`), so the run's plan hashes only the rows of the months that changed. A
+  shard is read only when a run needs its rows (its records are redone, or a consumer asks for
+  its months: :meth:`Snapshot.rows`);
 * ``meta.json``, written last and atomically: the snapshot's key, the landed files it was made
-  from and the files of its parts. It is the commit: parts it does not name are left-overs of a
-  killed run, removed by the next save.
+  from and the files (sizes, row counts) of its parts. It is the commit: parts it does not name
+  are left-overs of a killed run, removed by the next save.
 
 A snapshot missing, torn, or of another key or layout loads as ``None`` (redone whole).
 """
@@ -22,29 +26,67 @@ from __future__ import annotations
 import io
 import json
 import uuid
-from dataclasses import dataclass, field
-from datetime import date
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
 from connectors.state import atomic_write_bytes, fsync_dir
 from engine import killpoint
 from engine.output.delta import PARTITION, days_of
-from engine.schema import CALLBACK_ATTEMPTS, CONTACTS
+from engine.output.store import request_dates
+from engine.schema import CALLBACK_ATTEMPTS, CONTACTS, QUARANTINE
+from engine.tables.callback_requests import CHAIN_ORDER, ORDER, in_chain_order
+from engine.validate.callback_attempts import callback_gaps
 
-__all__ = ["FORMAT", "SHARD_BY", "Snapshot", "day_digests", "load", "save", "sharded"]
+__all__ = [
+    "FILE_PIECE",
+    "FORMAT",
+    "HOMES",
+    "SHARD_BY",
+    "Snapshot",
+    "day_digests",
+    "homes_of",
+    "landed_index",
+    "load",
+    "months_near",
+    "parted",
+    "pieces_of",
+    "save",
+    "sharded",
+]
 
 #: The snapshot layout's version (another one is rebuilt whole).
-FORMAT = 2
+FORMAT = 4
 #: The column whose UTC month shards a table's rows.
 SHARD_BY = {"contacts": "offered_at", "callback_attempts": "created_at"}
 #: Tables whose store partition is a row's own day (their digests are kept per shard).
-_DIGESTED = {"contacts": "offered_at"}
+_DIGESTED = {"contacts": "offered_at", "callback_attempts": "created_at"}
 _SCHEMAS = {"contacts": CONTACTS, "callback_attempts": CALLBACK_ATTEMPTS}
 _SHARD = "__shard"
 _NO_DAY = "none"  #: the shard of rows without a day (sorts after every month)
-_WHOLE_PARTS = ("index", "idents", "quarantine")
+_WHOLE_PARTS = ("index", "idents", "homes", "quarantine")
+_PIECE = "__part"
+#: The column that splits each bookkeeping part into the pieces written apart.
+_PIECE_OF = {"index": _PIECE, "idents": _PIECE, "homes": _SHARD, "quarantine": None}
+_STRING = pl.String()
+_PART_SCHEMAS = {
+    "index": pl.Schema(dict.fromkeys(("__src", "stream", "file", "record_id", _PIECE), _STRING)),
+    "idents": pl.Schema(
+        {"__src": _STRING, "__ref": _STRING, "__ident": pl.UInt64(), _PIECE: _STRING}
+    ),
+    "homes": pl.Schema({"__ident": pl.UInt64(), _SHARD: _STRING}),
+    "quarantine": pl.Schema(QUARANTINE),
+}
+#: A landed file's piece of the index: the month of its fetch date (``.../date=YYYY-MM-DD/...``).
+FILE_PIECE = pl.col("file").str.extract(r"date=(\d{4}-\d{2})-", 1).fill_null("other").alias(_PIECE)
+_DAY = timedelta(days=1)
+_GAPS = callback_gaps(pl.LazyFrame(schema=CALLBACK_ATTEMPTS)).collect_schema()
+#: The schema of :attr:`Snapshot.homes`.
+HOMES = {"__ident": pl.UInt64(), _SHARD: pl.String()}
 
 #: ISO date -> ``"<rows>:<sum of row hashes>"``.
 Digests = dict[str, str]
@@ -52,30 +94,58 @@ Digests = dict[str, str]
 
 @dataclass
 class Shard:
-    """A shard as committed: its file and its digests per partition day."""
+    """A shard as committed: its file (and size), its row count, its digests per partition
+    day, and of callback attempts its chains and their gaps (a chain is in one shard)."""
 
     file: str
     digests: Digests
+    rows: int = 0
+    size: int = 0
+    chains: int = 0
+    gaps: list[list[Any]] = field(default_factory=list)  #: ``[source, original_id, missing]``
 
 
 @dataclass
 class Snapshot:
-    """A snapshot in memory; ``shards`` holds the rows, ``saved`` the shards as on disk (a
-    shard missing from ``saved`` changed and is written by the next :func:`save`)."""
+    """A snapshot in memory. ``shards`` names every month it holds: the rows of those read or
+    changed, ``None`` for one committed and not read (:meth:`read` reads it); ``saved`` holds
+    the shards as on disk (a shard missing from it changed and is written by :func:`save`)."""
 
     files: dict[str, int]  #: "<source>/<stream>/<file>" -> size
     index: pl.DataFrame  #: __src, stream, file, record_id: the record ids of each landed file
     idents: pl.DataFrame  #: each record's row identities
-    shards: dict[str, pl.DataFrame]  #: month -> validated rows, in row order
+    shards: dict[str, pl.DataFrame | None]  #: month -> validated rows, in row order
     quarantine: pl.DataFrame  #: the mappings' and the validation's
+    #: ``__ident``, ``__shard``: the shards the rows of each identity are in
+    homes: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=HOMES))
     records: int = 0  #: distinct records landed
     redone: int = 0  #: records mapped and validated again to make it
     saved: dict[str, Shard] = field(default_factory=dict)
+    folder: Path | None = None  #: where the shards not read yet are
+    #: per bookkeeping part, the file of each of its pieces as committed
+    pieces: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: per bookkeeping part, the pieces changed since committed (``None``: every piece)
+    dirty: dict[str, set[str]] | None = None
 
-    def rows(self, table: str) -> pl.DataFrame:
-        """Every row of ``table``: the shards in month order (rows without a day last)."""
-        frames = [self.shards[k] for k in sorted(self.shards)]
+    def read(self, names: Iterable[str]) -> dict[str, pl.DataFrame]:
+        """The rows of the named shards it holds, read from disk (in parallel) if not yet."""
+        todo = sorted(n for n in set(names) if n in self.shards and self.shards[n] is None)
+        if todo:
+            assert self.folder is not None
+            scans = [pl.scan_parquet(self.folder / self.saved[n].file) for n in todo]
+            self.shards.update(zip(todo, pl.collect_all(scans), strict=True))
+        return {n: f for n in sorted(set(names)) if (f := self.shards.get(n)) is not None}
+
+    def rows(self, table: str, months: Iterable[str] | None = None) -> pl.DataFrame:
+        """The rows of ``table`` in the shards of ``months`` (``None``: every shard), in month
+        order (rows without a day last): every row of those months, in the order of all rows."""
+        frames = list(self.read(self.shards if months is None else months).values())
         return pl.concat(frames) if frames else pl.DataFrame(schema=_SCHEMAS[table])
+
+    @property
+    def height(self) -> int:
+        """How many rows it holds (the shards not read: their committed count)."""
+        return sum(self.saved[n].rows if f is None else f.height for n, f in self.shards.items())
 
     def digests(self, table: str) -> Digests | None:
         """The digest of each store partition day (``None``: not kept for ``table``); call
@@ -83,32 +153,76 @@ class Snapshot:
         if table not in _DIGESTED:
             return None
         found: Digests = {}
-        for name in self.shards:
-            shard = self.saved.get(name)
-            found.update(shard.digests if shard else _digests(self.shards[name], table))
+        for shard in self._facts(table):
+            found.update(shard.digests)
+        return found
+
+    def chains(self, table: str) -> tuple[int, pl.DataFrame]:
+        """Of callback attempts: how many chains, and their gaps
+        (:func:`engine.validate.callback_attempts.callback_gaps`, in its order)."""
+        facts = self._facts(table)
+        gaps = pl.DataFrame([g for f in facts for g in f.gaps], schema=_GAPS, orient="row")
+        return sum(f.chains for f in facts), gaps.sort("source", "original_id")
+
+    def _facts(self, table: str) -> list[Shard]:
+        """What each shard keeps besides its rows: as committed, or of its rows."""
+        found = []
+        for name, frame in self.shards.items():
+            if (shard := self.saved.get(name)) is None:
+                assert frame is not None
+                shard = _shard(frame, table, "")
+            found.append(shard)
         return found
 
 
+def months_near(windows: Iterable[tuple[datetime, datetime]]) -> set[str]:
+    """The shards (UTC months) of every day from a day before each window's start to a day
+    after its end, and the shard of rows without a day."""
+    found = {_NO_DAY}
+    for lo, hi in windows:
+        day, last = (lo - _DAY).date(), (hi + _DAY).date()
+        while day <= last:
+            found.add(day.strftime("%Y-%m"))
+            day = (day.replace(day=1) + timedelta(days=32)).replace(day=1)
+    return found
+
+
 def _shard_of(table: str) -> pl.Expr:
-    month = pl.col(SHARD_BY[table]).dt.strftime("%Y-%m")
-    return month.fill_null(_NO_DAY).alias(_SHARD)
+    """A row's shard: the UTC month of its :data:`SHARD_BY` instant (an attempt's: its chain's
+    first attempt's, in chain order: the chain's request, which the store partitions it by)."""
+    at = pl.col(SHARD_BY[table])
+    if table == "callback_attempts":
+        at = at.sort_by(list(ORDER)).first().over(CHAIN_ORDER[:2])
+    return at.dt.strftime("%Y-%m").fill_null(_NO_DAY).alias(_SHARD)
 
 
 def sharded(
-    table: str, rows: pl.DataFrame, order: list[str], into: dict[str, pl.DataFrame] | None = None
-) -> tuple[dict[str, pl.DataFrame], set[str]]:
-    """``rows`` added to the month shards ``into`` (none: new shards), and the shards they
-    reached, each sorted in ``order`` again (the others are not touched)."""
+    table: str,
+    rows: pl.DataFrame,
+    order: list[str],
+    into: dict[str, pl.DataFrame | None] | None = None,
+) -> tuple[dict[str, pl.DataFrame | None], set[str]]:
+    """``rows`` added to the month shards ``into`` (none: new shards; a shard they reach must
+    have been read), and the shards they reached, each sorted in ``order`` again (the others
+    are not touched)."""
     out, reached = dict(into or {}), set[str]()
     if not rows.height:
         return out, reached
     keyed = rows.with_columns(_shard_of(table))
     for (key,), found in keyed.partition_by(_SHARD, as_dict=True).items():
         name, part = str(key), found.drop(_SHARD)
-        whole = pl.concat([out[name], part], how="vertical_relaxed") if name in out else part
+        had = out.get(name)
+        assert name not in out or had is not None, f"shard {name} not read"
+        whole = part if had is None else pl.concat([had, part], how="vertical_relaxed")
         out[name] = whole.sort(order, nulls_last=True, maintain_order=True)
         reached.add(name)
     return out, reached
+
+
+def homes_of(table: str, rows: pl.DataFrame, identities: list[pl.Expr]) -> pl.DataFrame:
+    """Each identity of ``rows`` (``identities``: their hashes) with the shards its rows are in."""
+    found = [rows.select(i.alias("__ident"), _shard_of(table)) for i in identities]
+    return pl.concat(found).unique() if found else pl.DataFrame(schema=HOMES)
 
 
 def day_digests(rows: pl.DataFrame, days: pl.Series) -> Digests:
@@ -121,37 +235,55 @@ def day_digests(rows: pl.DataFrame, days: pl.Series) -> Digests:
     return {d.isoformat(): f"{n}:{h}" for d, n, h in found.iter_rows() if isinstance(d, date)}
 
 
-def _digests(rows: pl.DataFrame, table: str) -> Digests:
-    return day_digests(rows, rows.select(days_of(_DIGESTED[table]))[PARTITION])
+def _shard(rows: pl.DataFrame, table: str, file: str, size: int = 0) -> Shard:
+    """A shard of ``rows`` in ``file``: the digests of its partition days (an attempt's: its
+    request's), and of callback attempts its chains and gaps."""
+    if table == "contacts":
+        days = rows.select(days_of(_DIGESTED[table]))[PARTITION]
+        return Shard(file, day_digests(rows, days), rows.height, size)
+    ordered = in_chain_order(rows.lazy()).collect()
+    digests = day_digests(ordered, request_dates(ordered))
+    chains = ordered.select(pl.struct(CHAIN_ORDER[:2]).n_unique()).item()
+    gaps = [list(g) for g in callback_gaps(ordered.lazy()).collect().iter_rows()]
+    return Shard(file, digests, rows.height, size, chains, gaps)
 
 
 def load(folder: Path, key: str) -> Snapshot | None:
-    """The committed snapshot, or ``None`` (none, another key or layout, or unreadable)."""
+    """The committed snapshot, or ``None`` (none, another key or layout, unreadable, or a
+    shard's file missing or of another size). Its shards are read when asked for."""
     try:
         meta = json.loads((folder / "meta.json").read_text())
         if meta.get("key") != key or meta.get("format") != FORMAT:
             return None
-        saved = {
-            str(k): Shard(str(v["file"]), {str(d): str(x) for d, x in v["digests"].items()})
-            for k, v in meta["shards"].items()
+        saved = {str(k): Shard(**v) for k, v in meta["shards"].items()}
+        if any((folder / s.file).stat().st_size != s.size for s in saved.values()):
+            return None
+        pieces = {n: {str(k): str(v) for k, v in meta["parts"][n].items()} for n in _WHOLE_PARTS}
+        names = [(n, f) for n in _WHOLE_PARTS for f in pieces[n].values()]
+        read = pl.collect_all([pl.scan_parquet(folder / f) for _, f in names])  # in parallel
+        parts = {n: [r for (m, _), r in zip(names, read, strict=True) if m == n] for n in pieces}
+        whole = {
+            n: pl.concat(p) if p else pl.DataFrame(schema=_PART_SCHEMAS[n])
+            for n, p in parts.items()
         }
-        names = [meta["parts"][n] for n in _WHOLE_PARTS] + [s.file for s in saved.values()]
-        read = pl.collect_all([pl.scan_parquet(folder / n) for n in names])  # files in parallel
-        parts = dict(zip(_WHOLE_PARTS, read[: len(_WHOLE_PARTS)], strict=True))
         return Snapshot(
             {str(k): int(v) for k, v in meta["files"].items()},
-            parts["index"],
-            parts["idents"],
-            dict(zip(saved, read[len(_WHOLE_PARTS) :], strict=True)),
-            parts["quarantine"],
+            whole["index"],
+            whole["idents"],
+            dict.fromkeys(saved),
+            whole["quarantine"],
+            homes=whole["homes"],
             records=int(meta["records"]),
             saved=saved,
+            folder=folder,
+            pieces=pieces,
+            dirty={},
         )
     except (OSError, ValueError, KeyError, TypeError, AttributeError, pl.exceptions.PolarsError):
         return None
 
 
-def _write(folder: Path, name: str, frame: pl.DataFrame, *, whole: bool = False) -> None:
+def _write(folder: Path, name: str, frame: pl.DataFrame, *, whole: bool = False) -> int:
     """One part, atomically. Nothing reads a part's statistics (a part is read whole), so none
     are written; the whole parts, rewritten by every run that changes the snapshot, are
     compressed with Snappy (at a year, ~30 % less time than zstd for ~1 MB more on disk)."""
@@ -161,6 +293,40 @@ def _write(folder: Path, name: str, frame: pl.DataFrame, *, whole: bool = False)
     else:
         frame.write_parquet(buffer, compression="zstd", compression_level=1, statistics=False)
     atomic_write_bytes(folder / name, buffer.getvalue())
+    return buffer.getbuffer().nbytes
+
+
+def _pieces(folder: Path, name: str, snap: Snapshot, tag: str) -> dict[str, str]:
+    """Write the changed pieces of the bookkeeping part ``name``: its piece files after."""
+    frame, column = getattr(snap, name), _PIECE_OF[name]
+    if column is None:  # small: one piece, written whole
+        _write(folder, f"{name}-all-{tag}.parquet", frame, whole=True)
+        return {"all": f"{name}-all-{tag}.parquet"}
+    dirty = None if snap.dirty is None else snap.dirty.get(name, set())
+    found = {} if dirty is None else dict(snap.pieces.get(name, {}))
+    if dirty is None:
+        changed = {str(k): f for (k,), f in frame.partition_by(column, as_dict=True).items()}
+    else:
+        changed = {p: frame.filter(pl.col(column) == p) for p in dirty}
+    for piece, rows in changed.items():
+        found.pop(piece, None)
+        if rows.height:
+            found[piece] = f"{name}-{piece}-{tag}.parquet"
+            _write(folder, found[piece], rows, whole=True)
+    return found
+
+
+def pieces_of(frame: pl.DataFrame, column: str = _PIECE) -> set[str]:
+    """The pieces ``frame``'s rows are in (by ``column``)."""
+    return set(frame[column].unique().to_list())
+
+
+def parted(idents: pl.DataFrame, homes: pl.DataFrame) -> pl.DataFrame:
+    """``idents`` with their piece: the first shard of their identity's rows in ``homes``
+    (none: the shard of rows without a day)."""
+    first = homes.group_by("__ident").agg(pl.col(_SHARD).min().alias(_PIECE))
+    found = idents.drop(_PIECE, strict=False).join(first, on="__ident", how="left")
+    return found.with_columns(pl.col(_PIECE).fill_null(_NO_DAY))
 
 
 def save(folder: Path, key: str, snap: Snapshot, table: str) -> None:
@@ -168,29 +334,51 @@ def save(folder: Path, key: str, snap: Snapshot, table: str) -> None:
     (atomic); drop the files it does not name."""
     folder.mkdir(parents=True, exist_ok=True)
     tag = uuid.uuid4().hex[:12]
-    parts: dict[str, str] = {}
-    for name in _WHOLE_PARTS:
-        parts[name] = f"{name}-{tag}.parquet"
-        _write(folder, parts[name], getattr(snap, name), whole=True)
+    parts = {name: _pieces(folder, name, snap, tag) for name in _WHOLE_PARTS}
     saved = {k: s for k, s in snap.saved.items() if k in snap.shards}
     for name, rows in snap.shards.items():
         if name not in saved:
-            digests = _digests(rows, table) if table in _DIGESTED else {}
-            saved[name] = Shard(f"rows-{name}-{tag}.parquet", digests)
-            _write(folder, saved[name].file, rows)
+            assert rows is not None
+            file = f"rows-{name}-{tag}.parquet"
+            saved[name] = _shard(rows, table, file, _write(folder, file, rows))
     killpoint.reached("snapshot.parts_written")
     meta = {
         "format": FORMAT,
         "key": key,
         "parts": parts,
-        "shards": {k: {"file": s.file, "digests": s.digests} for k, s in sorted(saved.items())},
+        "shards": {k: asdict(s) for k, s in sorted(saved.items())},
         "files": snap.files,
         "records": snap.records,
     }
     atomic_write_bytes(folder / "meta.json", json.dumps(meta, sort_keys=True).encode())
-    snap.saved = saved
-    keep = {*parts.values(), *(s.file for s in saved.values()), "meta.json"}
+    snap.saved, snap.folder, snap.pieces, snap.dirty = saved, folder, parts, {}
+    keep = {*(f for p in parts.values() for f in p.values()), *(s.file for s in saved.values())}
+    keep.add("meta.json")
     for old in folder.iterdir():
         if old.name not in keep and not old.name.startswith("."):
             old.unlink(missing_ok=True)
     fsync_dir(folder)
+
+
+def landed_index(
+    folder: Path, source: str, stream: str, ids: pl.Series
+) -> tuple[dict[str, int], set[str]] | None:
+    """What the committed snapshot in ``folder`` (of any key) knows of the landed files of
+    ``source``/``stream``: those it was made from (key -> size) and, among them, those holding
+    any of ``ids``; ``None`` when there is no snapshot of this layout to ask."""
+    try:
+        meta = json.loads((folder / "meta.json").read_text())
+        if meta.get("format") != FORMAT:
+            return None
+        prefix = f"{source}/{stream}/"
+        files = {str(k): int(v) for k, v in meta["files"].items() if str(k).startswith(prefix)}
+        mine = (pl.col("__src") == source) & (pl.col("stream") == stream)
+        wanted = mine & pl.col("record_id").is_in(ids.cast(pl.String).implode())
+        scans = [
+            pl.scan_parquet(folder / f).filter(wanted).select("file")
+            for f in meta["parts"]["index"].values()
+        ]
+        found = pl.collect_all(scans) if scans else []
+        return files, {str(f) for frame in found for f in frame["file"].unique().to_list()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, pl.exceptions.PolarsError):
+        return None

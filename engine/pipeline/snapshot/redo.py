@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,21 +29,37 @@ from connectors.source import Source, Stream
 from engine.app.config import AppSettings
 from engine.app.sources import connector
 from engine.errors import StoreError, printable
-from engine.pipeline.snapshot.parts import FORMAT, Digests, Shard, Snapshot, load, save, sharded
+from engine.interval import Window
+from engine.pipeline.snapshot.parts import (
+    FILE_PIECE,
+    FORMAT,
+    Digests,
+    Snapshot,
+    homes_of,
+    load,
+    months_near,
+    parted,
+    pieces_of,
+    save,
+    sharded,
+)
+from engine.pipeline.snapshot.splice import (
+    IDENT,
+    REF,
+    ROW_ORDER,
+    SRC,
+    closure,
+    held,
+    identities,
+    spliced,
+)
 from engine.pipeline.sources import validated
 from engine.schema import CALLBACK_ATTEMPTS, CONTACTS, QUARANTINE
 from engine.validate.contacts import MAX_DURATION_MS
 
 __all__ = ["Refreshed", "refresh", "refresh_sources", "snapshot_dir"]
 
-#: Columns identifying a row across records, per table (coarser than the canonical key on
-#: purpose: more records redone is only slower, fewer would be wrong).
-_IDENTITY = {"contacts": ("source", "contact_id"), "callback_attempts": ("source", "attempt_id")}
-_ROW_ORDER = {
-    "contacts": ["source", "contact_id", "segment_no"],
-    "callback_attempts": ["source", "attempt_id"],
-}
-_SRC, _REF, _IDENT = "__src", "__ref", "__ident"
+_SRC, _REF, _IDENT = SRC, REF, IDENT
 _RECORDS = {_SRC: pl.String(), "stream": pl.String(), "record_id": pl.String(), _REF: pl.String()}
 _IDENTS = {_SRC: pl.String(), _REF: pl.String(), _IDENT: pl.UInt64()}
 #: Above this share of all records touched, redoing everything is as cheap.
@@ -57,15 +73,38 @@ def snapshot_dir(state_root: Path, table: str) -> Path:
 
 @dataclass(frozen=True)
 class Refreshed:
-    """What :func:`refresh` did: the table's ``rows`` and ``quarantine``, and how."""
+    """What :func:`refresh` did: the table's rows (:attr:`rows`, or those of some months:
+    :meth:`near`) and ``quarantine``, and how."""
 
-    rows: pl.DataFrame
+    snap: Snapshot
+    table: str
     quarantine: pl.DataFrame
     mode: str  #: "whole" (no usable snapshot), "unchanged", or "incremental"
     redone: int  #: records mapped and validated again
     records: int  #: records landed in all
     #: the digest of each store partition day of ``rows`` (``None``: not kept for the table)
     digests: Digests | None = None
+
+    @property
+    def rows(self) -> pl.DataFrame:
+        """Every row of the table (the shards not read yet are read)."""
+        return self.snap.rows(self.table)
+
+    @property
+    def height(self) -> int:
+        """How many rows the table has (no shard read)."""
+        return self.snap.height
+
+    def near(self, windows: Iterable[Window]) -> pl.DataFrame:
+        """The rows of the months from a day before each of ``windows`` to a day after it
+        (:func:`engine.pipeline.snapshot.parts.months_near`): a superset of the rows whose shard
+        day falls in them, in the order of :attr:`rows`."""
+        return self.snap.rows(self.table, months_near(windows))
+
+    @property
+    def chains(self) -> tuple[int, pl.DataFrame]:
+        """Of callback attempts: how many chains, and their gaps (no shard read)."""
+        return self.snap.chains(self.table)
 
     def describe(self) -> dict[str, Any]:
         """How the table was refreshed, for the run's events."""
@@ -102,12 +141,7 @@ def _files(root: Path, feeds: Sequence[Source]) -> dict[str, int]:
 
 
 def _index(root: Path, keys: Sequence[str]) -> pl.DataFrame:
-    return record_ids(root, keys).rename({"source": _SRC})
-
-
-def _identity(table: str) -> pl.Expr:
-    """A row's identity hash (:data:`_IDENTITY`)."""
-    return pl.struct([pl.col(c).cast(pl.String) for c in _IDENTITY[table]]).hash(seed=0)
+    return record_ids(root, keys).rename({"source": _SRC}).with_columns(FILE_PIECE)
 
 
 def _records(
@@ -212,7 +246,7 @@ def _validate(
     rebuilt = Rebuilt(rows.drop(_SRC), quarantine, raw)
     clean, bad = validated(rebuilt, job.table, max_duration_ms=job.bound)
     ref = pl.col("record_id").cast(pl.String).alias(_REF)
-    idents = rows.select(_SRC, ref, _identity(job.table).alias(_IDENT))
+    idents = pl.concat([rows.select(_SRC, ref, i.alias(_IDENT)) for i in identities(job.table)])
     clean_rows, bad_rows, ident_rows = pl.collect_all([clean, bad, idents])
     if later and bad_rows.height:  # the payloads left out, of the records quarantined
         keys = bad_rows.lazy().select("source", "record_id").unique()
@@ -235,33 +269,6 @@ def _rejected(root: Path, feeds: Sequence[Source], index: pl.DataFrame) -> pl.Da
                 landed = _of(index.lazy(), feed.name, stream.name).filter(near)
                 parts.append(set_aside(feed, stream, root, landed))
     return pl.concat(pl.collect_all(parts)) if parts else pl.DataFrame(schema=QUARANTINE)
-
-
-def _held(frame: pl.DataFrame, records: pl.DataFrame) -> pl.Series:
-    """Whether each row of ``frame`` is one of ``records`` (``__src``, ``__ref``), in row order:
-    matched among the few rows whose ref is one of theirs, not joined over a row a record."""
-    near = frame.select(pl.col(_REF).is_in(records[_REF].implode()).alias("near"))["near"]
-    rows = frame.with_row_index("__row").filter(near)
-    found = rows.join(records, on=[_SRC, _REF], how="semi")["__row"]
-    return pl.int_range(frame.height, dtype=pl.UInt32, eager=True).is_in(found.implode())
-
-
-def _closure(
-    snap: Snapshot, touched: pl.DataFrame, new_idents: pl.DataFrame | None
-) -> pl.DataFrame:
-    """``touched`` (``__src``, ``__ref``) and every record of the snapshot that shares an
-    identity with them (their snapshot rows', and ``new_idents``), transitively."""
-    records = touched.select(_SRC, _REF).unique()
-    while True:
-        mine = snap.idents.filter(_held(snap.idents, records)).select(_IDENT)
-        if new_idents is not None:
-            mine = pl.concat([mine, new_idents.select(_IDENT)])
-        shared = pl.col(_IDENT).is_in(mine[_IDENT].unique().implode())
-        sharing = snap.idents.filter(shared).select(_SRC, _REF)
-        grown = pl.concat([records, sharing]).unique()
-        if grown.height == records.height:
-            return records
-        records = grown
 
 
 def refresh(
@@ -347,16 +354,18 @@ def _refresh(job: _Job, state: Path, settings: object, *, whole: bool, write: bo
         index = _index(root, sorted(files))
         rows, bad, idents = _validate(job, index, None)
         records = index.select(_SRC, "stream", "record_id").unique().height
-        shards, _ = sharded(table, rows, _ROW_ORDER[table])
-        snap = Snapshot(files, index, idents, shards, bad, records=records, redone=records)
+        shards, _ = sharded(table, rows, ROW_ORDER[table])
+        homes = homes_of(table, rows, identities(table))
+        idents = parted(idents, homes)
+        snap = Snapshot(files, index, idents, shards, bad, homes, records, redone=records)
         mode = "whole"
     if write and mode != "unchanged":
         save(folder, key, snap, table)
     rejected = _rejected(root, feeds, snap.index)
     quarantine = pl.concat([snap.quarantine, rejected])
     quarantine = quarantine.sort(list(QUARANTINE), nulls_last=True, maintain_order=True)
-    rows = snap.rows(table)
-    return Refreshed(rows, quarantine, mode, snap.redone, snap.records, snap.digests(table))
+    digests = snap.digests(table)
+    return Refreshed(snap, table, quarantine, mode, snap.redone, snap.records, digests)
 
 
 def _update(job: _Job, snap: Snapshot, files: dict[str, int]) -> Snapshot | None:
@@ -368,45 +377,40 @@ def _update(job: _Job, snap: Snapshot, files: dict[str, int]) -> Snapshot | None
     kept = snap.index.filter(~pl.col("file").is_in(gone))
     index = pl.concat([kept, fresh])
     landed = snap.records + _absent(fresh, kept) - _absent(lost, kept)  # distinct records
-    records = _closure(snap, _records(pl.concat([lost, fresh]), job.feeds), None)
+    records = closure(snap, _records(pl.concat([lost, fresh]), job.feeds), None)
     while records.height <= _WHOLE * max(landed, records.height):
         todo = _records(index, job.feeds, named=records)
         rows, bad, idents = _validate(job, index, todo)
-        grown = _closure(snap, records, idents)
+        grown = closure(snap, records, idents)
         if grown.height > records.height:  # the new rows share identities with more records
             records = grown
             continue
-        redone_rows = _held(snap.idents, records)
+        redone_rows = held(snap.idents, records)
         old = snap.idents.filter(redone_rows)[_IDENT]
         redone_idents = pl.concat([old, idents[_IDENT]]).unique().implode()
         named = records.rename({_SRC: "source", _REF: "record_id"})
-        shards, saved = _spliced(job.table, snap, redone_idents, rows)
+        shards, saved = spliced(job.table, snap, redone_idents, rows)
+        moved = pl.col(_IDENT).is_in(redone_idents)
+        homes = homes_of(job.table, rows, identities(job.table))
+        idents = parted(idents, homes)
+        changed = pl.DataFrame({"file": [*added, *gone]}, schema={"file": pl.String()})
+        dirty = {  # the pieces of each bookkeeping part that changed
+            "index": pieces_of(changed.select(FILE_PIECE)),
+            "idents": pieces_of(snap.idents.filter(redone_rows)) | pieces_of(idents),
+            "homes": pieces_of(snap.homes.filter(moved), "__shard") | pieces_of(homes, "__shard"),
+        }
         return Snapshot(
             files,
             index,
             pl.concat([snap.idents.filter(~redone_rows), idents]),
             shards,
             pl.concat([snap.quarantine.join(named, on=["source", "record_id"], how="anti"), bad]),
-            records=landed,
+            pl.concat([snap.homes.filter(~moved), homes]),
+            landed,
             redone=records.height,
             saved=saved,
+            folder=snap.folder,
+            pieces=snap.pieces,
+            dirty=dirty,
         )
     return None
-
-
-def _spliced(
-    table: str, snap: Snapshot, redone: pl.Series, rows: pl.DataFrame
-) -> tuple[dict[str, pl.DataFrame], dict[str, Shard]]:
-    """The snapshot's shards without the rows of the ``redone`` identities and with the new
-    ``rows``, and its committed shards that neither touched (the others are written again)."""
-    shards, saved = {}, dict(snap.saved)
-    gone = _identity(table).is_in(redone)
-    for name, frame in snap.shards.items():
-        drop = frame.select(gone).to_series()
-        if drop.any():
-            saved.pop(name, None)
-        kept = frame.filter(~drop) if drop.any() else frame
-        if kept.height:
-            shards[name] = kept
-    shards, reached = sharded(table, rows, _ROW_ORDER[table], into=shards)
-    return shards, {k: s for k, s in saved.items() if k in shards and k not in reached}
