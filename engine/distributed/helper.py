@@ -11,6 +11,14 @@ driver writes them only from what the job returns. The helper's standard error (
 log lines) goes to a temporary file, read only for that last line. Without an address the
 cluster is one this process starts, and the job runs here (the tests' spies see it).
 
+A cluster whose every node with a CPU is gone (the workers stopped, the head has none) does not
+end a Ray job: its tasks wait for a CPU for ever, and a nightly run would hold the store's lock
+with them. While a job runs, the helper asks the cluster for its CPUs every few seconds; none
+for :data:`STALL_VARIABLE` seconds (default :data:`STALL_S`; ``0``: wait for ever, e.g. for an
+autoscaler slower than that) and the helper ends, which this process reports as
+:class:`~engine.errors.ClusterError`: exit 2, one line, nothing of the job written. A helper
+whose command was killed (no ``atexit`` ran) ends by itself within a second or so.
+
 Example:
     ``if away(address): return call(address, volume_table, path, grid=grid, ...)``
 """
@@ -22,16 +30,26 @@ import multiprocessing
 import os
 import re
 import tempfile
+import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any, TypeGuard, TypeVar
 
+from engine import clock
 from engine.errors import ClusterError, WfmError, printable
 from engine.output import location
 
-__all__ = ["away", "call", "close"]
+__all__ = ["STALL_S", "STALL_VARIABLE", "away", "call", "close"]
+
+#: How long a job may wait with no CPU in its cluster before it is given up (seconds), and the
+#: environment variable that sets it (``0``: never given up).
+STALL_S, STALL_VARIABLE = 600.0, "WFM_RAY_STALL_SECONDS"
+#: What the helper writes on its standard error before it ends for want of a CPU.
+_STALLED = "wfm-ray-stalled:"
+_running = threading.Event()  # set while a job runs in this helper process
 
 T = TypeVar("T")
 
@@ -47,13 +65,68 @@ def away(address: str | None) -> TypeGuard[str]:
     return address is not None and not _inside
 
 
-def _enter(log: str) -> None:
-    """A helper process starts: its standard error to ``log``."""
+def _enter(log: str, stall_s: float, parent: int) -> None:
+    """A helper process starts: its standard error to ``log``, and its watches (of the command
+    ``parent``; of the cluster's CPUs, ``stall_s``)."""
     global _inside  # noqa: PLW0603 - the one flag of this process
     _inside = True
     fd = os.open(log, os.O_WRONLY | os.O_APPEND)
     os.dup2(fd, 2)
     os.close(fd)
+    threading.Thread(target=_orphaned, args=(parent,), name="wfm-orphan", daemon=True).start()
+    if stall_s > 0:
+        threading.Thread(target=_watch, args=(stall_s,), name="wfm-ray-watch", daemon=True).start()
+
+
+def _cpus() -> float | None:
+    """The CPUs of the cluster this process has joined (``None``: not joined, or no answer)."""
+    import ray  # noqa: PLC0415 - an optional extra, in a helper process only
+
+    try:
+        found = ray.cluster_resources() if ray.is_initialized() else None  # type: ignore[no-untyped-call]
+        return None if found is None else float(found.get("CPU", 0.0))
+    except Exception:  # a cluster going away answers with anything: asked again
+        return None
+
+
+def _orphaned(parent: int) -> None:
+    """End this helper process once the command that started it is gone (killed: no ``atexit``
+    ran), instead of keeping its cluster's job and connection for ever."""
+    while os.getppid() == parent:
+        clock.sleep(1.0)
+    os._exit(4)
+
+
+def _watch(limit: float) -> None:
+    """End this helper process when a running job's cluster has had no CPU for ``limit``
+    seconds (its tasks would wait for ever), saying so on standard error for the caller."""
+    since: float | None = None
+    while True:
+        clock.sleep(min(5.0, limit / 4))
+        cpus = _cpus() if _running.is_set() else None
+        if cpus is None or cpus > 0:
+            since = None
+            continue
+        since = time.monotonic() if since is None else since
+        if time.monotonic() - since >= limit:
+            os.write(2, f"{_STALLED} {limit:g}\n".encode())
+            os._exit(3)
+
+
+def _stall_limit() -> float:
+    """:data:`STALL_VARIABLE`'s seconds, or :data:`STALL_S`.
+
+    Raises:
+        ClusterError: it is not a number of seconds (at least 0).
+    """
+    given = os.environ.get(STALL_VARIABLE, "").strip()
+    try:
+        limit = float(given) if given else STALL_S
+    except ValueError:
+        limit = -1.0
+    if not limit >= 0:  # also NaN
+        raise ClusterError(f"{STALL_VARIABLE}={given!r}: give seconds (0: wait for ever)")
+    return limit
 
 
 def close() -> None:
@@ -67,10 +140,13 @@ def close() -> None:
 
 def _helper(address: str) -> ProcessPoolExecutor:
     if address not in _helpers:
+        stall_s = _stall_limit()
         fd, log = tempfile.mkstemp(prefix="wfm-ray-driver-", suffix=".log")
         os.close(fd)
         spawn = multiprocessing.get_context("spawn")  # no fork of a threaded process
-        pool = ProcessPoolExecutor(1, mp_context=spawn, initializer=_enter, initargs=(log,))
+        pool = ProcessPoolExecutor(
+            1, mp_context=spawn, initializer=_enter, initargs=(log, stall_s, os.getpid())
+        )
         if not _helpers:
             atexit.register(close)
         _helpers[address] = (pool, Path(log))
@@ -78,11 +154,14 @@ def _helper(address: str) -> ProcessPoolExecutor:
 
 
 def _last_said(log: Path) -> str:
-    """The last native line Ray logged in the helper (its message only), or ``""``."""
+    """The last native line Ray logged in the helper (its message only), or ``""``; the
+    helper's own word when it ended for want of a CPU."""
     try:
         lines = log.read_text(errors="replace").splitlines()
     except OSError:
         return ""
+    if stalled := [line for line in lines if line.startswith(_STALLED)]:
+        return stalled[-1]
     found = [m["message"].strip() for line in lines if (m := _NATIVE.match(line.strip()))]
     found = [f for f in found if not f.startswith(":info_message:")]  # Ray's progress notes
     return found[-1][:200] if found else ""
@@ -102,6 +181,7 @@ def _job(address: str, job: Callable[..., T], args: Any, kwargs: Any, staged: di
     wraps in classes made on the fly that do not pickle) as one line. ``staged``: the
     command's staging folders of stores on object storage (:mod:`engine.output.location`)."""
     location.bind_all(staged)
+    _running.set()
     try:
         return job(*args, **kwargs)
     except WfmError:
@@ -110,6 +190,8 @@ def _job(address: str, job: Callable[..., T], args: Any, kwargs: Any, staged: di
         root = _root(exc)
         msg = f"Ray cluster {address}: the job failed ({type(root).__name__}: {printable(root)})"
         raise ClusterError(msg) from None
+    finally:
+        _running.clear()
 
 
 def call(address: str, job: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
@@ -128,6 +210,13 @@ def call(address: str, job: Callable[..., T], /, *args: Any, **kwargs: Any) -> T
         pool.shutdown(wait=False, cancel_futures=True)
         said = _last_said(log)
         log.unlink(missing_ok=True)
+        if said.startswith(_STALLED):
+            seconds = said.removeprefix(_STALLED).strip()
+            msg = (
+                f"Ray cluster {address}: no node with a CPU for {seconds} s (its workers are "
+                f"gone?); the job was given up, nothing of it written ({STALL_VARIABLE})"
+            )
+            raise ClusterError(msg) from None
         why = f": {said}" if said else ""
         msg = f"Ray cluster {address}: lost mid-job (its driver process ended{why})"
         raise ClusterError(msg) from None

@@ -40,7 +40,7 @@ from engine.demo.contacts import generate_contacts
 from engine.demo.stack import Stack
 from engine.errors import ClusterError
 from engine.pipeline.tables import TABLES
-from tests.calendar import run_process
+from tests.calendar import run_process, wait_for_exit
 from tests.engine.run_support import clean_environment as _clean
 from tests.engine.run_support import invoke, table, write_config
 
@@ -315,3 +315,114 @@ def test_no_address_starts_a_cluster_of_its_own_whatever_ray_address_says(tmp_pa
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.splitlines()[-1].startswith("cpus ")
+
+
+def test_a_job_left_with_no_cpu_is_given_up_exit_2_and_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cluster of its own whose head has no CPU: its one worker node is removed while a read
+    task waits, so the job's tasks could wait for ever. With ``WFM_RAY_STALL_SECONDS=4`` the
+    command gives up: exit 2, one line saying so, no table written."""
+    from ray.cluster_utils import Cluster
+
+    temp = Path(tempfile.mkdtemp(prefix="ray"))
+    spy = temp / "spy"
+    spy.mkdir()
+    (spy / "sitecustomize.py").write_text(f"HERE = {str(spy)!r}\n{SPY}")
+    head = {
+        "node_ip_address": "127.0.0.1",
+        "num_cpus": 0,
+        "include_dashboard": False,
+        "temp_dir": str(temp / "ray"),
+        "dashboard_port": _free_port(),
+        "dashboard_agent_listen_port": _free_port(),
+    }
+    cluster = Cluster(initialize_head=True, head_node_args=head)
+    try:
+        worker = cluster.add_node(  # its agent's port too: another cluster may hold Ray's default
+            node_ip_address="127.0.0.1", num_cpus=1, dashboard_agent_listen_port=_free_port()
+        )
+        cluster.wait_for_nodes()
+        _clean(monkeypatch, tmp_path)
+        path = os.pathsep.join([str(spy), str(ROOT), os.environ.get("PYTHONPATH", "")])
+        env = {**os.environ, "PYTHONPATH": path.rstrip(os.pathsep), "WFM_RAY_STALL_SECONDS": "4"}
+        env["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # loopback: the node's own IP, as `joined`
+        generate_contacts(seed=5, start=START, days=2, scale=0.02).write_parquet("c.parquet")
+        (spy / "hold").touch()
+        command = [sys.executable, "-m", "engine.cli.main", "build", "--contacts", "c.parquet"]
+        command += ["--out", "ray", "--format", "parquet"]
+        address = cluster.address
+        command += ["--engine", "ray", "--ray-address", address]
+        with subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+        ) as run:
+            try:
+                deadline = time.monotonic() + 300  # a loaded machine starts workers slowly
+                while not list(spy.glob("read-*")) and run.poll() is None:
+                    assert time.monotonic() < deadline, "no read task started"
+                    sleep(0.1)
+                cluster.remove_node(worker)
+                out, err = run.communicate(timeout=300)
+            finally:
+                (spy / "hold").unlink(missing_ok=True)
+                if run.poll() is None:
+                    run.kill()
+    finally:
+        cluster.shutdown()  # type: ignore[no-untyped-call]
+        shutil.rmtree(temp, ignore_errors=True)
+    assert run.returncode == 2, (out, err)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith(
+        f"wfm-intervals: error: Ray cluster {address}: no node with a CPU for 4 s"
+    )
+    assert not (tmp_path / "ray" / "store" / "callvolume").exists()  # no table was written
+
+
+def test_a_stall_limit_that_is_not_seconds_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    try:
+        for bad in ("soon", "-1", "nan"):
+            monkeypatch.setenv(helper.STALL_VARIABLE, bad)
+            with pytest.raises(ClusterError, match=f"{helper.STALL_VARIABLE}="):
+                helper.call("127.0.0.1:1", _echo, 1)
+        monkeypatch.setenv(helper.STALL_VARIABLE, "0")  # never given up: no watch; the job runs
+        assert helper.call("127.0.0.1:1", _echo, 7) == 7
+    finally:
+        helper.close()
+
+
+def _gone(pid: int) -> bool:
+    """Whether process ``pid`` has ended (a zombie waiting for its reaper counts as ended)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return True
+    return "\nState:\tZ" in status
+
+
+def test_a_helper_whose_command_is_killed_ends_by_itself(tmp_path: Path) -> None:
+    """The command is killed outright (no ``atexit`` runs): its helper process does not stay
+    behind holding its cluster's job, it ends by itself."""
+    script = (
+        "import os, sys, threading\n"
+        "from engine.distributed import helper\n"
+        "print(helper.call('127.0.0.1:9', os.getpid), flush=True)\n"  # the helper's pid
+        "threading.Event().wait(600)\n"
+    )
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    }
+    with subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, cwd=tmp_path, env=env
+    ) as command:
+        assert command.stdout is not None
+        pid = int(command.stdout.readline())
+        assert pid != command.pid
+        assert not _gone(pid)
+        command.kill()
+        wait_for_exit(command, 30)
+    deadline = time.monotonic() + 60
+    while not _gone(pid):
+        assert time.monotonic() < deadline, f"helper {pid} outlived its command"
+        sleep(0.1)
