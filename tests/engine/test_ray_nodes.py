@@ -104,31 +104,41 @@ class Nodes:
         return [f.name.split("-")[1] for f in found]
 
 
-@pytest.fixture(scope="module")
-def nodes() -> Iterator[Nodes]:
+def _start(*, head_cpus: int) -> tuple[Any, Any, Path]:
+    """A cluster on loopback: a head of ``head_cpus`` CPUs and one worker node of one CPU, every
+    port of theirs free (another cluster may hold Ray's defaults); the cluster, its worker node
+    and its temporary folder (``spy/`` in it: the workers' spy)."""
     from ray.cluster_utils import Cluster
 
-    assert not ray.is_initialized()  # no test of this process joins a cluster itself
     temp = Path(tempfile.mkdtemp(prefix="ray"))  # short: Ray's socket paths have a limit
     spy = temp / "spy"
     spy.mkdir()
     (spy / "sitecustomize.py").write_text(f"HERE = {str(spy)!r}\n{SPY}")
-    loopback: dict[str, Any] = {"node_ip_address": "127.0.0.1", "num_cpus": 1}
     head = {
-        **loopback,
+        "node_ip_address": "127.0.0.1",
+        "num_cpus": head_cpus,
         "include_dashboard": False,
         "temp_dir": str(temp / "ray"),
         "dashboard_port": _free_port(),
         "dashboard_agent_listen_port": _free_port(),
     }
     cluster = Cluster(initialize_head=True, head_node_args=head)
+    worker = cluster.add_node(
+        node_ip_address="127.0.0.1", num_cpus=1, dashboard_agent_listen_port=_free_port()
+    )
+    cluster.wait_for_nodes()
+    return cluster, worker, temp
+
+
+@pytest.fixture(scope="module")
+def nodes() -> Iterator[Nodes]:
+    assert not ray.is_initialized()  # no test of this process joins a cluster itself
+    cluster, _, temp = _start(head_cpus=1)
     try:
-        cluster.add_node(**loopback)
-        cluster.wait_for_nodes()
-        yield Nodes(cluster, spy)
+        yield Nodes(cluster, temp / "spy")
     finally:
         helper.close()  # the commands' helper processes (their drivers) leave first
-        cluster.shutdown()  # type: ignore[no-untyped-call]
+        cluster.shutdown()
         shutil.rmtree(temp, ignore_errors=True)
 
 
@@ -323,26 +333,9 @@ def test_a_job_left_with_no_cpu_is_given_up_exit_2_and_one_line(
     """A cluster of its own whose head has no CPU: its one worker node is removed while a read
     task waits, so the job's tasks could wait for ever. With ``WFM_RAY_STALL_SECONDS=4`` the
     command gives up: exit 2, one line saying so, no table written."""
-    from ray.cluster_utils import Cluster
-
-    temp = Path(tempfile.mkdtemp(prefix="ray"))
+    cluster, worker, temp = _start(head_cpus=0)
     spy = temp / "spy"
-    spy.mkdir()
-    (spy / "sitecustomize.py").write_text(f"HERE = {str(spy)!r}\n{SPY}")
-    head = {
-        "node_ip_address": "127.0.0.1",
-        "num_cpus": 0,
-        "include_dashboard": False,
-        "temp_dir": str(temp / "ray"),
-        "dashboard_port": _free_port(),
-        "dashboard_agent_listen_port": _free_port(),
-    }
-    cluster = Cluster(initialize_head=True, head_node_args=head)
     try:
-        worker = cluster.add_node(  # its agent's port too: another cluster may hold Ray's default
-            node_ip_address="127.0.0.1", num_cpus=1, dashboard_agent_listen_port=_free_port()
-        )
-        cluster.wait_for_nodes()
         _clean(monkeypatch, tmp_path)
         path = os.pathsep.join([str(spy), str(ROOT), os.environ.get("PYTHONPATH", "")])
         env = {**os.environ, "PYTHONPATH": path.rstrip(os.pathsep), "WFM_RAY_STALL_SECONDS": "4"}
@@ -368,7 +361,7 @@ def test_a_job_left_with_no_cpu_is_given_up_exit_2_and_one_line(
                 if run.poll() is None:
                     run.kill()
     finally:
-        cluster.shutdown()  # type: ignore[no-untyped-call]
+        cluster.shutdown()
         shutil.rmtree(temp, ignore_errors=True)
     assert run.returncode == 2, (out, err)
     lines = err.strip().splitlines()
