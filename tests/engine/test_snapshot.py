@@ -33,6 +33,7 @@ from connectors.source import Normalised, Source, SourceSettings, Stream
 from engine.errors import StoreError
 from engine.output.store import request_dates
 from engine.pipeline.snapshot import redo, refresh_sources, snapshot_dir
+from engine.pipeline.snapshot.landed import id_of
 from engine.pipeline.snapshot.parts import day_digests
 from engine.pipeline.sources import validated
 from engine.schema import CONTACTS_KEY, QUARANTINE
@@ -309,7 +310,7 @@ def test_a_ref_reads_back_to_the_id_of_its_own_stream_only() -> None:
     to hold the prefix and the suffix) names no id of this one; ``?`` is a null id's."""
     calls = replace(STREAM, record_ref="call-{id}-x")
     refs = pl.Series(["call-7-x", "chat-7-x", "call--x", "call-x", "call-?-x", "call-7"])
-    got = pl.select(redo._id_of(calls, pl.lit(refs))).to_series().to_list()
+    got = pl.select(id_of(calls, pl.lit(refs))).to_series().to_list()
     assert got == ["7", None, "", None, "?", None]
 
 

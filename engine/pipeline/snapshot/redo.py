@@ -16,7 +16,7 @@ from typing import Any
 import polars as pl
 
 from connectors.landing import latest_records, scan_files
-from connectors.landing.manifest import landed_path, landed_sizes, record_ids
+from connectors.landing.manifest import landed_path
 from connectors.normalise import (
     RAW_SCHEMA,
     Rebuilt,
@@ -25,11 +25,18 @@ from connectors.normalise import (
     scan_rejected,
     set_aside,
 )
-from connectors.source import Source, Stream
+from connectors.source import Source
 from engine.app.config import AppSettings
 from engine.app.sources import connector
 from engine.errors import StoreError, printable
 from engine.interval import Window
+from engine.pipeline.snapshot.landed import (
+    absent,
+    file_index,
+    landed_files,
+    of_stream,
+    records_of,
+)
 from engine.pipeline.snapshot.parts import (
     FILE_PIECE,
     FORMAT,
@@ -60,8 +67,6 @@ from engine.validate.contacts import MAX_DURATION_MS
 __all__ = ["Refreshed", "refresh", "refresh_sources", "snapshot_dir"]
 
 _SRC, _REF, _IDENT = SRC, REF, IDENT
-_RECORDS = {_SRC: pl.String(), "stream": pl.String(), "record_id": pl.String(), _REF: pl.String()}
-_IDENTS = {_SRC: pl.String(), _REF: pl.String(), _IDENT: pl.UInt64()}
 #: Above this share of all records touched, redoing everything is as cheap.
 _WHOLE = 0.5
 
@@ -131,60 +136,6 @@ def _key(feeds: Sequence[Source], table: str, settings: object) -> str:
     return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _of(frame: pl.LazyFrame, source: str, stream: str) -> pl.LazyFrame:
-    return frame.filter((pl.col(_SRC) == source) & (pl.col("stream") == stream))
-
-
-def _files(root: Path, feeds: Sequence[Source]) -> dict[str, int]:
-    sizes = (landed_sizes(root, f.name, s.name) for f in feeds for s in f.streams)
-    return {k: n for found in sizes for k, n in found.items()}
-
-
-def _index(root: Path, keys: Sequence[str]) -> pl.DataFrame:
-    return record_ids(root, keys).rename({"source": _SRC}).with_columns(FILE_PIECE)
-
-
-def _records(
-    index: pl.DataFrame, feeds: Sequence[Source], named: pl.DataFrame | None = None
-) -> pl.DataFrame:
-    """``(__src, stream, record_id, __ref)`` of the index's records (``__ref``: the
-    quarantine id, see ``Stream.ref``); with ``named`` (``__src``, ``__ref``), only the records
-    it names: each stream's ids are read back from those refs (:func:`_id_of`), so only the
-    index rows holding them are formatted, not every landed record."""
-    parts = []
-    for feed in feeds:
-        for stream in feed.streams:
-            mine = _of(index.lazy(), feed.name, stream.name)
-            if named is not None:
-                ids = named.lazy().filter(pl.col(_SRC) == feed.name)
-                ids = ids.select(_id_of(stream, pl.col(_REF)).alias("__id")).drop_nulls()
-                key = pl.col("record_id").fill_null("?")  # Stream.ref's id of a null key
-                mine = mine.join(ids, left_on=key, right_on="__id", how="semi")
-            ref = stream.ref(pl.col("record_id")).alias(_REF)
-            parts.append(mine.select(_SRC, "stream", "record_id", ref).unique())
-    return pl.concat(pl.collect_all(parts)) if parts else pl.DataFrame(schema=_RECORDS)
-
-
-def _id_of(stream: Stream, ref: pl.Expr) -> pl.Expr:
-    """``Stream.ref`` read back: the id in a ref of ``stream`` (its prefix, the id, its suffix),
-    null for a ref of another shape."""
-    head, _, tail = stream.record_ref.partition("{id}")
-    length = ref.str.len_chars()
-    fits = ref.str.starts_with(head) & ref.str.ends_with(tail)
-    fits &= length >= len(head) + len(tail)
-    return pl.when(fits).then(ref.str.slice(len(head), length - len(head) - len(tail)))
-
-
-def _absent(part: pl.DataFrame, among: pl.DataFrame) -> int:
-    """How many distinct records of ``part`` (index rows) ``among`` does not hold."""
-    keys = [_SRC, "stream", "record_id"]
-    mine = part.select(keys).unique()
-    ids = mine["record_id"].drop_nulls().implode()
-    near = among.filter(pl.col("record_id").is_in(ids) | pl.col("record_id").is_null())
-    held = near.select(keys).unique()
-    return mine.join(held, on=keys, how="anti", nulls_equal=True).height
-
-
 @dataclass(frozen=True)
 class _Job:
     root: Path  #: the landing store
@@ -206,9 +157,9 @@ def _map(
         for stream in feed.streams:
             wanted = pl.lit(True)
             if todo is not None:
-                ids = _of(todo.lazy(), feed.name, stream.name).select("record_id").collect()
+                ids = of_stream(todo.lazy(), feed.name, stream.name).select("record_id").collect()
                 wanted = pl.col("record_id").is_in(ids["record_id"].implode())
-            mine = _of(index.lazy(), feed.name, stream.name).filter(wanted).collect()
+            mine = of_stream(index.lazy(), feed.name, stream.name).filter(wanted).collect()
             if mine.is_empty():
                 continue
             files = [landed_path(job.root, k) for k in sorted(set(mine["file"]))]
@@ -266,7 +217,7 @@ def _rejected(root: Path, feeds: Sequence[Source], index: pl.DataFrame) -> pl.Da
             ids = scan_rejected(root, feed.name, stream.name).select("record_id").collect()
             if ids.height:
                 near = pl.col("record_id").is_in(ids["record_id"].drop_nulls().implode())
-                landed = _of(index.lazy(), feed.name, stream.name).filter(near)
+                landed = of_stream(index.lazy(), feed.name, stream.name).filter(near)
                 parts.append(set_aside(feed, stream, root, landed))
     return pl.concat(pl.collect_all(parts)) if parts else pl.DataFrame(schema=QUARANTINE)
 
@@ -342,7 +293,7 @@ def refresh_sources(
 def _refresh(job: _Job, state: Path, settings: object, *, whole: bool, write: bool) -> Refreshed:
     root, feeds, table = job.root, job.feeds, job.table
     folder, key = snapshot_dir(state, table), _key(feeds, table, settings)
-    files = _files(root, feeds)
+    files = landed_files(root, feeds)
     snap = None if whole else load(folder, key)
     mode = "whole"
     if snap is not None and snap.files == files:
@@ -351,7 +302,7 @@ def _refresh(job: _Job, state: Path, settings: object, *, whole: bool, write: bo
         snap = _update(job, snap, files)
         mode = "incremental"
     if snap is None:  # no usable snapshot, or too much changed: redo every record
-        index = _index(root, sorted(files))
+        index = file_index(root, sorted(files))
         rows, bad, idents = _validate(job, index, None)
         records = index.select(_SRC, "stream", "record_id").unique().height
         shards, _ = sharded(table, rows, ROW_ORDER[table])
@@ -373,13 +324,13 @@ def _update(job: _Job, snap: Snapshot, files: dict[str, int]) -> Snapshot | None
     (``None``: so many that redoing everything is cheaper)."""
     added = sorted(k for k in files if snap.files.get(k) != files[k])
     gone = sorted(k for k in snap.files if files.get(k) != snap.files[k])
-    lost, fresh = snap.index.filter(pl.col("file").is_in(gone)), _index(job.root, added)
+    lost, fresh = snap.index.filter(pl.col("file").is_in(gone)), file_index(job.root, added)
     kept = snap.index.filter(~pl.col("file").is_in(gone))
     index = pl.concat([kept, fresh])
-    landed = snap.records + _absent(fresh, kept) - _absent(lost, kept)  # distinct records
-    records = closure(snap, _records(pl.concat([lost, fresh]), job.feeds), None)
+    landed = snap.records + absent(fresh, kept) - absent(lost, kept)  # distinct records
+    records = closure(snap, records_of(pl.concat([lost, fresh]), job.feeds), None)
     while records.height <= _WHOLE * max(landed, records.height):
-        todo = _records(index, job.feeds, named=records)
+        todo = records_of(index, job.feeds, named=records)
         rows, bad, idents = _validate(job, index, todo)
         grown = closure(snap, records, idents)
         if grown.height > records.height:  # the new rows share identities with more records

@@ -1,0 +1,80 @@
+"""The landed files a snapshot is made from, and the index of the record ids each one holds.
+
+:func:`file_index` reads each landed file's record ids (a row per record and file);
+:func:`records_of` turns index rows into the records to redo, named by their quarantine refs
+(``Stream.ref``), and :func:`id_of` reads a ref back to its id.
+
+Example:
+    ``index = file_index(root, sorted(landed_files(root, feeds)))``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import polars as pl
+
+from connectors.landing.manifest import landed_sizes, record_ids
+from connectors.source import Source, Stream
+from engine.pipeline.snapshot.parts import FILE_PIECE
+from engine.pipeline.snapshot.splice import REF, SRC
+
+__all__ = ["absent", "file_index", "id_of", "landed_files", "of_stream", "records_of"]
+
+_SRC, _REF = SRC, REF
+_RECORDS = {_SRC: pl.String(), "stream": pl.String(), "record_id": pl.String(), _REF: pl.String()}
+
+
+def of_stream(frame: pl.LazyFrame, source: str, stream: str) -> pl.LazyFrame:
+    return frame.filter((pl.col(_SRC) == source) & (pl.col("stream") == stream))
+
+
+def landed_files(root: Path, feeds: Sequence[Source]) -> dict[str, int]:
+    sizes = (landed_sizes(root, f.name, s.name) for f in feeds for s in f.streams)
+    return {k: n for found in sizes for k, n in found.items()}
+
+
+def file_index(root: Path, keys: Sequence[str]) -> pl.DataFrame:
+    return record_ids(root, keys).rename({"source": _SRC}).with_columns(FILE_PIECE)
+
+
+def records_of(
+    index: pl.DataFrame, feeds: Sequence[Source], named: pl.DataFrame | None = None
+) -> pl.DataFrame:
+    """``(__src, stream, record_id, __ref)`` of the index's records (``__ref``: the
+    quarantine id, see ``Stream.ref``); with ``named`` (``__src``, ``__ref``), only the records
+    it names: each stream's ids are read back from those refs (:func:`id_of`), so only the
+    index rows holding them are formatted, not every landed record."""
+    parts = []
+    for feed in feeds:
+        for stream in feed.streams:
+            mine = of_stream(index.lazy(), feed.name, stream.name)
+            if named is not None:
+                ids = named.lazy().filter(pl.col(_SRC) == feed.name)
+                ids = ids.select(id_of(stream, pl.col(_REF)).alias("__id")).drop_nulls()
+                key = pl.col("record_id").fill_null("?")  # Stream.ref's id of a null key
+                mine = mine.join(ids, left_on=key, right_on="__id", how="semi")
+            ref = stream.ref(pl.col("record_id")).alias(_REF)
+            parts.append(mine.select(_SRC, "stream", "record_id", ref).unique())
+    return pl.concat(pl.collect_all(parts)) if parts else pl.DataFrame(schema=_RECORDS)
+
+
+def id_of(stream: Stream, ref: pl.Expr) -> pl.Expr:
+    """``Stream.ref`` read back: the id in a ref of ``stream`` (its prefix, the id, its suffix),
+    null for a ref of another shape."""
+    head, _, tail = stream.record_ref.partition("{id}")
+    length = ref.str.len_chars()
+    fits = ref.str.starts_with(head) & ref.str.ends_with(tail)
+    fits &= length >= len(head) + len(tail)
+    return pl.when(fits).then(ref.str.slice(len(head), length - len(head) - len(tail)))
+
+
+def absent(part: pl.DataFrame, among: pl.DataFrame) -> int:
+    """How many distinct records of ``part`` (index rows) ``among`` does not hold."""
+    keys = [_SRC, "stream", "record_id"]
+    mine = part.select(keys).unique()
+    ids = mine["record_id"].drop_nulls().implode()
+    near = among.filter(pl.col("record_id").is_in(ids) | pl.col("record_id").is_null())
+    held = near.select(keys).unique()
+    return mine.join(held, on=keys, how="anti", nulls_equal=True).height
