@@ -27,7 +27,7 @@ import io
 import json
 import uuid
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -163,6 +163,20 @@ class Snapshot:
         facts = self._facts(table)
         gaps = pl.DataFrame([g for f in facts for g in f.gaps], schema=_GAPS, orient="row")
         return sum(f.chains for f in facts), gaps.sort("source", "original_id")
+
+    def released(self) -> Snapshot:
+        """This snapshot holding no rows and no bookkeeping in memory: a shard is read again
+        when asked for (:meth:`read`), and a run needs only rows, digests and chains once its
+        snapshot is refreshed. Only of a snapshot as committed (every shard saved)."""
+        assert self.folder is not None
+        assert set(self.shards) <= set(self.saved)
+        return replace(
+            self,
+            index=self.index.clear(),
+            idents=self.idents.clear(),
+            homes=self.homes.clear(),
+            shards=dict.fromkeys(self.shards),
+        )
 
     def _facts(self, table: str) -> list[Shard]:
         """What each shard keeps besides its rows: as committed, or of its rows."""

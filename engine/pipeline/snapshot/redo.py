@@ -312,6 +312,8 @@ def _refresh(job: _Job, state: Path, settings: object, *, whole: bool, write: bo
     quarantine = pl.concat([snap.quarantine, rejected])
     quarantine = quarantine.sort(list(QUARANTINE), nulls_last=True, maintain_order=True)
     digests = snap.digests(table)
+    if write or mode == "unchanged":  # committed: the run reads back the months it needs
+        snap = snap.released()
     return Refreshed(snap, table, quarantine, mode, snap.redone, snap.records, digests)
 
 
