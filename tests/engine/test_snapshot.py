@@ -371,22 +371,25 @@ def test_the_attempts_snapshot_equals_the_rebuild_chain_by_chain(
 @given(
     steps=st.lists(step, min_size=2, max_size=8),
     group=st.integers(1, 8),
+    most=st.integers(1, 4),
     decoded=st.booleans(),
 )
 def test_a_whole_redo_in_groups_of_files_equals_the_rebuild(
     tmp_path_factory: pytest.TempPathFactory,
     steps: list[tuple[str, Any]],
     group: int,
+    most: int,
     decoded: bool,
 ) -> None:
     """A whole redo (a first run, ``--full-refresh``) takes the landed files a few records at a
-    time, each group after the first closed over identities with those before: the rows, the
+    time (in at most ``most`` groups), each group after the first closed over identities with
+    those before: the rows, the
     quarantine, the digests and the record count equal the rebuild's, and the snapshot it saves
     is the one the next run starts from."""
     root, source = tmp_path_factory.mktemp("groups"), DECODED if decoded else SOURCE
     for n, (op, arg) in enumerate(steps):
         _apply(root, n, op, arg, source)
-    with patch.object(redo, "GROUP_RECORDS", group):
+    with patch.object(redo, "GROUP_RECORDS", group), patch.object(redo, "MAX_GROUPS", most):
         got = _snapshot(root, source, whole=True)
     want_rows, want_bad = _oracle(root / "landing", source)
     rows, bad = _sorted(*got.frames)
