@@ -71,7 +71,7 @@ _SRC, _REF, _IDENT = SRC, REF, IDENT
 _WHOLE = 0.5
 #: A whole redo maps and validates about this many records at a time (:func:`_whole`): the
 #: mapping of UJET calls holds ~5x its rows while it runs (260K calls at once: ~300 MiB)...
-GROUP_RECORDS = 25_000
+GROUP_RECORDS = 10_000
 #: ...in at most this many groups (each update scans the identities so far: a larger landing
 #: takes larger groups rather than a cost growing with the square of its records).
 MAX_GROUPS = 64
@@ -338,6 +338,7 @@ def _whole(job: _Job, files: dict[str, int]) -> Snapshot:
         groups[-1][name] = files[name]
         taken += counts.get(name, 0)
     mine = index.filter(pl.col("file").is_in(list(groups[0])))
+    del index  # each update reads its group's record ids (the snapshot's index grows by them)
     rows, bad, idents = _validate(job, mine, None)
     records = mine.select(_SRC, "stream", "record_id").unique().height
     shards, _ = sharded(job.table, rows, ROW_ORDER[job.table])
