@@ -22,7 +22,9 @@ Example:
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -124,6 +126,17 @@ def run_history(state_root: Path) -> list[dict[str, Any]]:
 
 
 def record_run(state_root: Path, entry: dict[str, Any]) -> None:
-    """Append one run to the history, keeping the last :data:`HISTORY_KEPT` (atomic write)."""
-    runs = [*run_history(state_root), entry][-HISTORY_KEPT:]
-    atomic_write_bytes(history_path(state_root), json.dumps(runs, indent=1).encode())
+    """Append one run to the history, keeping the last :data:`HISTORY_KEPT` (atomic write).
+
+    A run records itself after it has let go of the store's lock, so two runs (of one store,
+    or tenants of one state folder) may finish together: the read and the write of the history
+    are made under a lock of their own (``runs.json.lock``), so that neither entry is lost."""
+    path = history_path(state_root)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path.with_name(path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # held for one small read and write
+        runs = [*run_history(state_root), entry][-HISTORY_KEPT:]
+        atomic_write_bytes(path, json.dumps(runs, indent=1).encode())
+    finally:
+        os.close(fd)  # releases the lock

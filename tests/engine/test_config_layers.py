@@ -6,6 +6,8 @@ and ``--config`` on the commands that read a built store."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -144,3 +146,38 @@ def test_store_readers_take_the_store_from_the_config(tmp_path: Path) -> None:
     missing = CliRunner().invoke(cli, ["export", "contact-volume"])  # [output] dir = out: absent
     assert missing.exit_code == 2
     assert "no volume table" in missing.stderr
+
+
+_APPEND = """
+import sys
+from pathlib import Path
+from engine.pipeline import state as history
+history.HISTORY_KEPT = 1_000  # every entry of the test kept
+state, who = Path(sys.argv[1]), sys.argv[2]
+sys.stdin.readline()  # both start together
+for n in range(int(sys.argv[3])):
+    history.record_run(state, {"started_at": f"{who}{n}", "exit_code": 0})
+"""
+
+
+def test_two_runs_recording_at_once_lose_no_entry(tmp_path: Path) -> None:
+    """Runs record themselves after the store's lock is released (two tenants of one state
+    folder, or a run finishing as the next one starts): each read and write of the history is
+    made under its own lock, so no entry is lost to the other writer."""
+    state, each = tmp_path / "state", 100
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _APPEND, str(state), who, str(each)],
+            stdin=subprocess.PIPE,
+            text=True,
+            cwd=Path(__file__).resolve().parents[2],  # the repository: `engine` importable
+        )
+        for who in "ab"
+    ]
+    for proc in procs:
+        assert proc.stdin is not None
+        proc.stdin.write("go\n")
+        proc.stdin.close()
+    assert [proc.wait(timeout=120) for proc in procs] == [0, 0]
+    got = sorted(r["started_at"] for r in run_history(state))
+    assert got == sorted(f"{who}{n}" for who in "ab" for n in range(each))
