@@ -17,7 +17,8 @@ as a full rebuild does (:func:`engine.pipeline.sources.validated`) and spliced i
 aside at landing are read whole every time (a few small files). The result equals
 :func:`engine.pipeline.sources.canonical` in a fixed order (``tests/engine/test_snapshot.py``).
 A snapshot missing, torn, or made under other settings, code or streams is redone whole, as on
-``--full-refresh``: it is a cache of the landing store, committed by its ``meta.json`` (written
+``--full-refresh`` (a group of landed files at a time, each closed over identities like a
+night's landing): it is a cache of the landing store, committed by its ``meta.json`` (written
 last, atomically), so a run killed while writing it leaves the previous one in force. Its rows
 are kept in month shards (:mod:`engine.pipeline.snapshot.parts`; an attempt in its chain's
 request month): a run reads and rewrites the months its records touch, and hands the run's plan
