@@ -25,6 +25,7 @@ import connectors.landing
 import connectors.pii
 from connectors.errors import ConfigError
 from connectors.landing import (
+    DECODE_MIN_RECORDS,
     LANDING_SCHEMA,
     RECORD,
     PiiScrubber,
@@ -508,7 +509,7 @@ def expected_records(frame: pl.DataFrame) -> dict[str, Any]:
 
 
 def test_a_page_lands_decoded_too_when_asked(tmp_path: Path) -> None:
-    records = [shaped(i, i, extra_key={"x": i}) for i in range(7)]
+    records = [shaped(i, i, extra_key={"x": i}) for i in range(DECODE_MIN_RECORDS + 7)]
     batch = land(tmp_path, records, record_dtype=DTYPE)
     assert batch.path is not None
     assert batch.path.name.endswith(decoded_suffix(DTYPE))
@@ -527,7 +528,36 @@ def test_a_page_lands_decoded_too_when_asked(tmp_path: Path) -> None:
     assert plain.sort("record_id").equals(frame.drop(RECORD).sort("record_id"))
 
 
-def test_a_store_landed_before_reads_decoded_and_compacts_to_decoded(tmp_path: Path) -> None:
+def test_a_small_page_lands_json_only_and_reads_and_compacts_decoded(tmp_path: Path) -> None:
+    """Below ``DECODE_MIN_RECORDS`` a page of a decoded stream lands JSON only (Mindful's
+    hourly pages of ~5 records: decoding would cost more than landing them); read with the
+    stream's dtype it gives the same ``record`` as a decoded page, and compaction decodes it."""
+    small = [shaped(i, i) for i in range(DECODE_MIN_RECORDS - 1)]
+    batch = land(tmp_path, small, record_dtype=DTYPE)
+    assert batch.path is not None
+    assert not batch.path.name.endswith(decoded_suffix(DTYPE))
+    assert pl.read_parquet(batch.path).schema == pl.Schema(LANDING_SCHEMA)
+    other = tmp_path / "other"
+    decoded = land(other, [*small, shaped(99)], record_dtype=DTYPE)  # one more: decoded
+    assert decoded.path is not None
+    assert decoded.path.name.endswith(decoded_suffix(DTYPE))
+    read = scan_landed(tmp_path, "ujet", "calls", record_dtype=DTYPE).collect()
+    assert dict(read.select("record_id", RECORD).iter_rows()) == expected_records(read)
+    want = pl.read_parquet(decoded.path).filter(pl.col("record_id") != "99")
+    assert (
+        read.select("record_id", RECORD)
+        .sort("record_id")
+        .equals(want.select("record_id", RECORD).sort("record_id"))
+    )
+    assert compact(tmp_path, "ujet", "calls", record_dtype=DTYPE) == 1  # a lone JSON-only file
+    (after,) = (tmp_path / "raw").rglob("*.parquet")
+    assert after.name.endswith(decoded_suffix(DTYPE))
+
+
+def test_a_store_landed_before_reads_decoded_and_compacts_to_decoded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(connectors.landing, "DECODE_MIN_RECORDS", 1)  # pages of 6 land decoded here
     days = [T0 + timedelta(days=d) for d in range(3)]
     for n, at in enumerate(days):  # JSON-only pages first, then decoded ones, ids overlapping
         land(tmp_path, [shaped(i, n) for i in range(n, n + 6)], at=at, page_no=1)

@@ -331,6 +331,7 @@ ATTEMPTS: Final = Stream(
     pii_drop=PII_DROP,
     pii_hash=PII_HASH,
     record_dtype=RECORD_DTYPE,
+    land_decoded=True,
     plan=plan,
     page_cursor=page_cursor,
     prepare=prepare,

@@ -44,6 +44,7 @@ from typing import Final
 
 import polars as pl
 
+from connectors.landing import RECORD
 from engine.schema import SOURCE_RECORD
 
 __all__ = ["PHONE_SOURCE", "RECORD_DTYPE", "SOURCE", "canonical"]
@@ -115,7 +116,8 @@ def canonical(landed: pl.LazyFrame) -> pl.LazyFrame:
         >>> canonical(landed).select("attempt_id", "talk_ms", "source_type").collect().row(0)
         ('a', 61000.0, 'phone')
     """
-    record = pl.col("payload").str.json_decode(RECORD_DTYPE).struct
+    decoded = RECORD in landed.collect_schema().names()  # landed decoded, or JSON only
+    record = (pl.col(RECORD) if decoded else pl.col("payload").str.json_decode(RECORD_DTYPE)).struct
     source = record.field("source")
     return landed.select(
         pl.lit(SOURCE).alias("source"),
