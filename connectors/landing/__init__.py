@@ -107,7 +107,7 @@ LANDING_SCHEMA: dict[str, pl.DataType] = {
     "page_no": pl.Int32(),
     "payload": pl.String(),
 }
-#: The most landed rows :func:`compact` merges into one file (~50 MB of UJET records in memory).
+#: The most landed rows :func:`compact` merges into one file (~2 MB of UJET records on disk).
 MERGE_ROWS = 10_000
 #: The rows of a row group of a merged landing file: a merge streams one at a time.
 MERGE_GROUP = 1_000
