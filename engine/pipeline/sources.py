@@ -92,9 +92,9 @@ def _new_versions(settings: AppSettings, source: str, stream: str, before: set[P
 
     A version is its payload's hash, taken as the files are read (a streaming scan): the
     payloads themselves are never held, ~2.5 KB a UJET record (a first run's 300K of them
-    held ~640 MB to be counted). A record landed once since and held by no earlier file is one
-    new version without reading its payload (a first run's 210K UJET calls streamed through
-    the hash held ~100 MiB more): only the others' payloads are hashed."""
+    held ~640 MB to be counted). When no earlier file may hold them (a first run), a record
+    landed once is one new version without reading its payload (a first run's 210K UJET calls
+    streamed through the hash held ~100 MiB more): only the others' payloads are hashed."""
     root = settings.store.landing
     files = landed_files(root, source, stream)
     added = [f for f in files if f not in before]
@@ -104,12 +104,8 @@ def _new_versions(settings: AppSettings, source: str, stream: str, before: set[P
         landed = scan_files(added, None).group_by("record_id").len().collect()
         ids = landed["record_id"]
         old = _holding(settings, source, stream, [f for f in files if f in before], ids)
-        held = ids.clear()
-        if old:
-            known = scan_files(old, None).select("record_id")
-            held = known.filter(pl.col("record_id").is_in(ids.implode())).collect()["record_id"]
-        once = (pl.col("len") == 1) & ~pl.col("record_id").is_in(held.implode())
-        plain = landed.filter(once)["record_id"]
+        # No earlier file holds them (a first run): a record landed once is one new version.
+        plain = ids.clear() if old else landed.filter(pl.col("len") == 1)["record_id"]
         ids = ids.filter(~ids.is_in(plain.implode()))
         if ids.is_empty():
             return plain.len()
