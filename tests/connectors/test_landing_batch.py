@@ -20,6 +20,7 @@ from connectors.landing import (
     PiiScrubber,
     RecordKey,
     compact,
+    decoded_suffix,
     land_page,
     latest_records,
     merge_files,
@@ -174,7 +175,7 @@ def test_a_merge_keeps_row_for_row_what_the_scan_keeps(tmp_path: Path) -> None:
     for page in range(8):
         records = [
             {"id": i, "updated_at": stamps[(i + page // 3) % 3], "v": (i * page) % 4}
-            for i in range(page, page + 12)
+            for i in range(page * 5, page * 5 + (60 if page % 3 else 12))  # 60: lands decoded
         ]
         done = land_page(
             tmp_path, "ujet", "calls", records, key=RecordKey("id", "updated_at"),
@@ -183,6 +184,7 @@ def test_a_merge_keeps_row_for_row_what_the_scan_keeps(tmp_path: Path) -> None:
             record_dtype=shape if page % 3 else None,
         )  # fmt: skip
         paths.append(done.path)
+    assert 0 < sum(p.name.endswith(decoded_suffix(shape)) for p in paths) < len(paths)
     order = ["record_id", "payload", "fetched_at", "batch_id", "page_no"]
     want = latest_records(scan_files(paths, shape)).collect().sort(order)
     assert want.height < sum(rows_of(p) for p in paths)  # some rows are not kept
