@@ -92,14 +92,23 @@ def _new_versions(settings: AppSettings, source: str, stream: str, before: set[P
 
     A version is its payload's hash, taken as the files are read (a streaming scan): the
     payloads themselves are never held, ~2.5 KB a UJET record (a first run's 300K of them
-    held ~640 MB to be counted)."""
+    held ~640 MB to be counted). When no earlier file may hold them (a first run), a record
+    landed once is one new version without reading its payload (a first run's 210K UJET calls
+    streamed through the hash held ~100 MiB more): only the others' payloads are hashed."""
     root = settings.store.landing
     files = landed_files(root, source, stream)
     added = [f for f in files if f not in before]
     if not added:
         return 0
     try:
-        ids = scan_files(added, None).select("record_id").collect()["record_id"].unique()
+        landed = scan_files(added, None).group_by("record_id").len().collect()
+        ids = landed["record_id"]
+        old = _holding(settings, source, stream, [f for f in files if f in before], ids)
+        # No earlier file holds them (a first run): a record landed once is one new version.
+        plain = ids.clear() if old else landed.filter(pl.col("len") == 1)["record_id"]
+        ids = ids.filter(~ids.is_in(plain.implode()))
+        if ids.is_empty():
+            return plain.len()
 
         def versions(paths: list[Path]) -> pl.DataFrame:
             rows = scan_files(paths, None).filter(pl.col("record_id").is_in(ids.implode()))
@@ -112,9 +121,8 @@ def _new_versions(settings: AppSettings, source: str, stream: str, before: set[P
             found = latest_records(versions(paths).lazy())
             return found.select("record_id", pl.col("payload").alias("version"))
 
-        old = _holding(settings, source, stream, [f for f in files if f in before], ids)
         fresh = latest([*old, *added]).join(latest(old), on=["record_id", "version"], how="anti")
-        return fresh.collect().height
+        return plain.len() + fresh.collect().height
     except (pl.exceptions.PolarsError, OSError) as exc:
         raise _unreadable(settings, f"{source}/{stream}", exc) from None
 

@@ -8,6 +8,7 @@ several of them.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
@@ -15,10 +16,20 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from connectors.emulator import UjetEmulator
-from connectors.landing import compact, merge_files, scan_landed
+from connectors.landing import (
+    PiiScrubber,
+    RecordKey,
+    compact,
+    decoded_suffix,
+    land_page,
+    latest_records,
+    merge_files,
+    scan_files,
+    scan_landed,
+)
 from connectors.landing.batch import Batching, PageBatch
 from connectors.landing.check import check_landing
-from connectors.landing.manifest import landed_files, read_manifest
+from connectors.landing.manifest import landed_files, read_manifest, rows_of
 from connectors.sync import SyncReport, sync_source
 from connectors.vendors.ujet.client import UJET
 from engine import killpoint
@@ -151,3 +162,32 @@ def test_a_batch_merges_only_its_own_partition(tmp_path: Path, contacts: pl.Data
     assert not files[2].exists()
     with pytest.raises(ValueError, match="one date partition"):
         merge_files(landing, "ujet", "calls", [moved, files[3]], record_dtype=DTYPE)
+
+
+def test_a_merge_keeps_row_for_row_what_the_scan_keeps(tmp_path: Path) -> None:
+    """Pages that repeat ids (a newer version, an identical re-read, two contents under one
+    stamp, no stamp at all), some landed decoded and some not: the merged file holds exactly
+    the rows :func:`latest_records` keeps of them, every column."""
+    shape = pl.Struct({"id": pl.Int64, "updated_at": pl.String, "v": pl.Int64})
+    at = datetime(2026, 10, 1, tzinfo=UTC)
+    stamps = ["2026-10-01T00:00:00Z", "2026-10-01T01:00:00Z", None]
+    paths = []
+    for page in range(8):
+        records = [
+            {"id": i, "updated_at": stamps[(i + page // 3) % 3], "v": (i * page) % 4}
+            for i in range(page * 5, page * 5 + (60 if page % 3 else 12))  # 60: lands decoded
+        ]
+        done = land_page(
+            tmp_path, "ujet", "calls", records, key=RecordKey("id", "updated_at"),
+            scrubber=PiiScrubber(), fetched_at=at + timedelta(minutes=page % 5),
+            batch_id=f"run-{page % 2}", page_no=page % 3,
+            record_dtype=shape if page % 3 else None,
+        )  # fmt: skip
+        paths.append(done.path)
+    assert 0 < sum(p.name.endswith(decoded_suffix(shape)) for p in paths) < len(paths)
+    order = ["record_id", "payload", "fetched_at", "batch_id", "page_no"]
+    want = latest_records(scan_files(paths, shape)).collect().sort(order)
+    assert want.height < sum(rows_of(p) for p in paths)  # some rows are not kept
+    assert merge_files(tmp_path, "ujet", "calls", paths, record_dtype=shape) == len(paths)
+    (merged,) = landed_files(tmp_path, "ujet", "calls")
+    assert_frame_equal(pl.read_parquet(merged).sort(order), want)
