@@ -43,7 +43,7 @@ from engine.tables.forecast import long_format
 __all__ = ["PART_ROWS", "export_tables", "fill_parts", "volume_parts"]
 
 #: Rows of the zero-filled volume table built at once (:func:`volume_parts`).
-PART_ROWS = 32_768
+PART_ROWS = 8_192
 _ORDER = ("queue_id", "channel", "interval_start_utc")  # the builders' order of a window
 
 
