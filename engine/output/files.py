@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -29,6 +30,7 @@ from engine.tables.callvolume import DERIVED, SCHEMA
 __all__ = [
     "DOCUMENT_INPUT",
     "STORE_COMPRESSION",
+    "TEXT_ROWS",
     "DurationUnit",
     "callvolume_document",
     "document_rows",
@@ -90,14 +92,33 @@ def _text_safe(frame: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def write_csv(frame: pl.DataFrame, path: Path) -> Path:
-    """CSV with a header; instants in ISO 8601 UTC."""
-    return _atomic_write(path, lambda p: _text_safe(frame).write_csv(p))
+#: Rows written at once by :func:`write_csv` and :func:`write_ndjson` (their text is rendered
+#: a slice at a time: a whole table's text is never held).
+TEXT_ROWS = 16_384
 
 
-def write_ndjson(frame: pl.DataFrame, path: Path) -> Path:
-    """One JSON object per line; instants in ISO 8601 UTC."""
-    return _atomic_write(path, lambda p: _text_safe(frame).write_ndjson(p))
+def write_csv(frame: pl.DataFrame, path: Path, *, chunk_rows: int = TEXT_ROWS) -> Path:
+    """CSV with a header; instants in ISO 8601 UTC; written ``chunk_rows`` rows at a time."""
+
+    def write(p: Path) -> None:
+        with p.open("wb") as f:
+            _text_safe(frame.head(0)).write_csv(f)
+            for part in frame.iter_slices(chunk_rows):
+                _text_safe(part).write_csv(f, include_header=False)
+
+    return _atomic_write(path, write)
+
+
+def write_ndjson(frame: pl.DataFrame, path: Path, *, chunk_rows: int = TEXT_ROWS) -> Path:
+    """One JSON object per line; instants in ISO 8601 UTC; written ``chunk_rows`` rows at a
+    time."""
+
+    def write(p: Path) -> None:
+        with p.open("wb") as f:
+            for part in frame.iter_slices(chunk_rows):
+                _text_safe(part).write_ndjson(f)
+
+    return _atomic_write(path, write)
 
 
 def _pair_digests(table: pl.DataFrame, org_id: str) -> pl.DataFrame:
@@ -195,7 +216,7 @@ def callvolume_document(
 
 
 def write_document(
-    table: pl.DataFrame,
+    table: pl.DataFrame | Iterable[pl.DataFrame],
     path: Path,
     *,
     org_id: str,
@@ -205,17 +226,25 @@ def write_document(
     """:func:`callvolume_document` of ``table`` (every row, one page) written atomically as JSON,
     streamed: its rows rendered by Polars ``chunk_rows`` at a time, never held whole as Python
     objects (a first run's document holds the whole history). The text parses to the same
-    document as :func:`callvolume_document`'s; its layout is one row a line."""
-    rows = document_rows(table, org_id=org_id, unit=unit)
+    document as :func:`callvolume_document`'s; its layout is one row a line.
+
+    ``table`` may also be given in parts, each of later intervals than the one before (e.g.
+    :func:`engine.pipeline.export.volume_parts`): the same text, no part held after it is
+    written."""
+    parts = [table] if isinstance(table, pl.DataFrame) else table
 
     def write(p: Path) -> None:
+        total, sep = 0, "\n"
         with p.open("w", encoding="utf-8") as f:
             f.write('{"hasMore": false, "CallVolumeUpdate": [')
-            sep = "\n"
-            for part in rows.iter_slices(chunk_rows):  # an object a line; newlines in text escaped
-                f.write(sep + part.write_ndjson().rstrip("\n").replace("\n", ",\n"))
-                sep = ",\n"
-            f.write(f'\n], "totalCount": {rows.height}}}\n')
+            for whole in parts:
+                rows = document_rows(whole, org_id=org_id, unit=unit)
+                total += rows.height
+                for part in rows.iter_slices(chunk_rows):  # an object a line; newlines escaped
+                    if part.height:
+                        f.write(sep + part.write_ndjson().rstrip("\n").replace("\n", ",\n"))
+                        sep = ",\n"
+            f.write(f'\n], "totalCount": {total}}}\n')
 
     return _atomic_write(path, write)
 

@@ -24,7 +24,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,10 +33,12 @@ from typing import Any, Final, Literal
 import polars as pl
 
 from connectors.normalise import rebuild
+from connectors.state import StateStore
 from connectors.vendors.kore.client import KORE, KoreSettings
 from connectors.vendors.mindful.client import MindfulSettings, fetch_metrics
 from engine import clock
 from engine.app.config import AppSettings
+from engine.app.sources import connector
 from engine.errors import InputFileError
 from engine.interval import Window, snap_window
 from engine.output import delta
@@ -45,6 +47,7 @@ from engine.output.store import scan_requests
 from engine.pipeline.build import read_table
 from engine.pipeline.kore import reconcile_kore
 from engine.pipeline.sources import canonical_frames
+from engine.pipeline.window import Canonical, requested
 from engine.schema import CALLBACK_ATTEMPTS, CONTACTS
 from engine.tables import callvolume
 from engine.tables.callback_metrics import document
@@ -58,6 +61,8 @@ __all__ = [
     "Reconciliation",
     "load_inputs",
     "reconcile",
+    "run_inputs",
+    "synced_window",
     "tolerances",
     "write_reconciliation",
 ]
@@ -167,6 +172,32 @@ def load_inputs(settings: AppSettings, *, store: Path | None = None) -> Inputs:
             reqs = requests(attempts[0] if attempts else _NO_ATTEMPTS.lazy())
     kore = rebuild(KORE, landing, settings.source("kore")).rows if "kore" in enabled else None
     return Inputs(contacts, reqs, kore)
+
+
+def run_inputs(names: Sequence[str], canon: Canonical, window: Window) -> Inputs | None:
+    """What a run's reconciliation over ``window`` reads of its canonical rows ``canon`` (the
+    sources ``names`` enabled; ``None``: nothing to reconcile), held apart so that the run can
+    let go of the canonical rows before its exports: the contacts when Kore.ai is enabled (it
+    counts a contact by its offer), the requests of the chains the window reaches (Mindful)."""
+    if not {"mindful", "kore"} & set(names):
+        return None
+    kore = canon.kore.rows.lazy() if canon.kore else None
+    contacts = canon.contacts_near([window]) if "kore" in names else None
+    attempts = canon.attempts_near([window]) if "mindful" in names else None
+    reached = requested(attempts, [window]) if attempts is not None else _NO_ATTEMPTS
+    return Inputs(
+        (contacts if contacts is not None else _NO_CONTACTS).lazy(),
+        requests(reached.lazy()).collect().lazy(),  # a row a chain, once
+        kore,
+    )
+
+
+def synced_window(settings: AppSettings, name: str, window: Window) -> Window:
+    """``window`` ended where source ``name``'s sync has completed (its committed cursor)."""
+    stream = connector(name).configured(settings.source(name)).streams[0].name
+    state = StateStore(settings.store.state).get(name, stream)
+    end = window[1] if state is None else min(window[1], state.cursor)
+    return window[0], end
 
 
 def tolerances(settings: AppSettings, given: Mapping[str, float] | None = None) -> dict[str, float]:

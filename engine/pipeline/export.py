@@ -10,18 +10,21 @@ What ``[output]`` asks for, under ``<output.dir>/exports/``:
 * ``forecast``: ``forecast.parquet``, the long ``unique_id, ds, y`` format of
   ``forecast_metrics``, closed intervals only, ``ds`` in UTC or local (``forecast_time``).
 
-``tables`` are zero-filled (every queue seen in the window, every interval): the vendor files,
-the document and the forecasting format need the full grid; the CSV and NDJSON dumps do not.
+``tables`` are as the store holds them (busy rows). The volume table is zero-filled over the
+partition days of its ``grids`` (:func:`volume_parts`: every queue seen in a run of consecutive
+days, every interval of it, with the derived ratios), a part of the intervals at a time: the
+document is written part by part and the CSV and NDJSON dumps keep the busy rows, so the whole
+filled history is held only for the vendor files and the forecasting format, which need it.
 
 Example:
-    ``files = export_tables(Path("out"), settings.output, built.tables)``
+    ``files = export_tables(Path("out"), settings.output, built.tables, grids=plan.volume)``
 """
 
 from __future__ import annotations
 
 import shutil
-from collections.abc import Mapping
-from datetime import datetime
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
@@ -29,12 +32,100 @@ import polars as pl
 from engine import clock
 from engine.app.config import OutputSettings
 from engine.errors import ExportError
+from engine.interval import Grid, interval_grid
 from engine.output import files as export
 from engine.output.vendor import builtin_profiles, closed_by, render
-from engine.tables.dense import busy
+from engine.settings import BuildSettings
+from engine.tables import callvolume
+from engine.tables.dense import busy, fill_groups, fill_with
 from engine.tables.forecast import long_format
 
-__all__ = ["export_tables"]
+__all__ = ["PART_ROWS", "export_tables", "fill_parts", "volume_parts"]
+
+#: Rows of the zero-filled volume table built at once (:func:`volume_parts`).
+PART_ROWS = 8_192
+_ORDER = ("queue_id", "channel", "interval_start_utc")  # the builders' order of a window
+
+
+def _blocks(grids: Sequence[Grid]) -> list[pl.DataFrame]:
+    """The intervals of each run of consecutive partition days (UTC dates) of ``grids``, up to
+    the last grid's end: the windows the volume table is zero-filled over (SPEC §4)."""
+    end = max(g.end for g in grids)
+    days = sorted({d for g in grids for d in g.frame["interval_start_utc"].dt.date().unique()})
+    runs: list[list[date]] = [[days[0]]]
+    for day in days[1:]:
+        if day - runs[-1][-1] == timedelta(days=1):
+            runs[-1].append(day)
+        else:
+            runs.append([day])
+    blocks = []
+    for run in runs:
+        lo = datetime.combine(run[0], datetime.min.time(), UTC)
+        hi = min(end, datetime.combine(run[-1] + timedelta(days=1), datetime.min.time(), UTC))
+        grid = interval_grid(lo, hi, minutes=grids[0].minutes, tz=grids[0].tz)
+        blocks.append(grid.filter(pl.col("interval_start_utc").dt.date().is_in(run)))
+    return blocks
+
+
+def fill_parts(
+    rows: pl.DataFrame, name: str, grid: pl.DataFrame, *, part_rows: int = PART_ROWS
+) -> Iterator[pl.DataFrame]:
+    """:func:`engine.tables.dense.fill` of ``rows`` over ``grid``, a part at a time: each part is
+    the filled rows of some consecutive intervals of ``grid`` (about ``part_rows`` rows), every
+    group seen in the whole of ``grid`` with its name there, sorted by group, then interval; so
+    the whole filled table is never held. The parts in turn, each sorted by group and interval,
+    are :func:`~engine.tables.dense.fill`'s table (a property in the tests).
+
+    Example:
+        >>> from datetime import datetime, UTC
+        >>> from engine.interval import interval_grid
+        >>> at = datetime(2026, 10, 1, tzinfo=UTC)
+        >>> grid = interval_grid(at, at.replace(hour=1), minutes=15, tz="UTC")
+        >>> counts = dict.fromkeys(callvolume.ADDITIVE, pl.lit(1))
+        >>> rows = grid.head(1).with_columns(queue_id=pl.lit("q"), queue_name=pl.lit("Q"),
+        ...                                  channel=pl.lit("voice"), **counts)
+        >>> [p.height for p in fill_parts(rows, "callvolume", grid, part_rows=3)]
+        [3, 1]
+    """
+    if part_rows < 1:
+        raise ValueError(f"part_rows must be >= 1, got {part_rows}")
+    at = pl.col("interval_start_utc")
+    inside, combos, names = fill_groups(rows.lazy(), name, grid)
+    held, groups, labels = pl.collect_all([inside.sort(at), combos, names])  # once for all
+    step = max(1, part_rows // max(1, groups.height))
+    starts = held.get_column("interval_start_utc")
+    for part in grid.iter_slices(step):
+        bounds = pl.concat([part["interval_start_utc"].head(1), part["interval_end_utc"].tail(1)])
+        first, last = starts.search_sorted(bounds, side="left").to_list()
+        rows_in = held.slice(first, last - first).lazy()  # the part's rows, not copied
+        yield fill_with(rows_in, name, part, groups.lazy(), labels.lazy()).collect()
+
+
+def volume_parts(
+    rows: pl.DataFrame,
+    grids: Sequence[Grid],
+    settings: BuildSettings,
+    *,
+    part_rows: int = PART_ROWS,
+) -> Iterator[tuple[int, pl.DataFrame]]:
+    """The volume table's committed busy ``rows`` zero-filled over ``grids``' partition days,
+    with the derived ratios, in parts of about ``part_rows`` rows: ``(window, part)``, the
+    windows (runs of consecutive days) and their intervals in order. Each window's parts, sorted
+    by queue, channel and interval, are its zero-filled table
+    (:func:`fill_parts`)."""
+    for i, block in enumerate(_blocks(grids)):
+        for part in fill_parts(rows, "callvolume", block, part_rows=part_rows):
+            yield i, callvolume.derive(part.lazy(), settings=settings).collect()
+
+
+def _in_order(parts: list[tuple[int, pl.DataFrame]], like: pl.DataFrame) -> pl.DataFrame:
+    """The parts of each window in the builders' order (group, then interval), window by
+    window."""
+    windows: dict[int, list[pl.DataFrame]] = {}
+    for i, part in parts:
+        windows.setdefault(i, []).append(part)
+    ordered = [pl.concat(w).sort(_ORDER, nulls_last=False) for w in windows.values()]
+    return pl.concat(ordered) if ordered else like
 
 
 def _vendor(
@@ -60,9 +151,12 @@ def export_tables(
     output: OutputSettings,
     tables: Mapping[str, pl.DataFrame],
     *,
+    grids: Sequence[Grid] = (),
+    build: BuildSettings | None = None,
     now: datetime | None = None,
 ) -> list[Path]:
-    """Write the exports ``output`` asks for from ``tables`` (name -> merged table).
+    """Write the exports ``output`` asks for from ``tables`` (name -> committed busy rows;
+    ``callvolume`` zero-filled over ``grids`` with ``build``'s ratios, see the module).
 
     The vendor files and the forecasting format hold the intervals closed at ``now`` (default:
     the clock's now): ended at least ``output.settle_minutes`` before it.
@@ -75,21 +169,33 @@ def export_tables(
         >>> export_tables(Path(tempfile.mkdtemp()), OutputSettings(), {})
         []
     """
-    files: list[Path] = []
     exports = out / "exports"
+    kept = tables.get("callvolume")
+    whole = bool(output.vendor_profiles or output.forecast)
+    volume = kept
+    if kept is not None and grids and kept.height:
+        parts: list[tuple[int, pl.DataFrame]] = []  # busy (or, when ``whole``, every) rows
+
+        def filled() -> Iterator[pl.DataFrame]:
+            for i, part in volume_parts(kept, grids, build or BuildSettings()):
+                parts.append((i, part if whole else part.filter(busy("callvolume"))))
+                yield part
+
+        files = _document(exports, output, filled())
+        volume = _in_order(parts, kept)
+        del parts
+    else:
+        files = [] if volume is None else _document(exports, output, iter([volume]))
     for name, table in tables.items():
-        rows = table.filter(busy(name))  # the table as the store holds it: busy rows
+        rows = volume if name == "callvolume" else table
+        assert rows is not None
+        rows = rows.filter(busy(name))  # the table as the store holds it: busy rows
         if "csv" in output.formats:
             files.append(export.write_csv(rows, exports / f"{name}.csv"))
         if "ndjson" in output.formats:
             files.append(export.write_ndjson(rows, exports / f"{name}.ndjson"))
-    volume = tables.get("callvolume")
     if volume is None:
         return files
-    if "kore" in output.formats:
-        path = exports / "callvolume_document.json"
-        unit = output.duration_unit
-        files.append(export.write_document(volume, path, org_id=output.org_id, unit=unit))
     at = now or clock.now()
     closed = closed_by(at, output.settle_minutes)
     for name in output.vendor_profiles:
@@ -104,3 +210,14 @@ def export_tables(
         frame.write_parquet(path)
         files.append(path)
     return files
+
+
+def _document(exports: Path, output: OutputSettings, parts: Iterator[pl.DataFrame]) -> list[Path]:
+    """The Contact Volume document of the volume table's ``parts`` (when ``kore`` is asked
+    for; the parts are drawn either way)."""
+    if "kore" not in output.formats:
+        for _ in parts:
+            pass
+        return []
+    path, unit = exports / "callvolume_document.json", output.duration_unit
+    return [export.write_document(parts, path, org_id=output.org_id, unit=unit)]

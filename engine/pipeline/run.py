@@ -47,31 +47,34 @@ from typing import Any
 import polars as pl
 
 from connectors.errors import ConfigError, StateError
-from connectors.state import StateStore, format_utc
+from connectors.state import format_utc
 from connectors.vendors.kore.client import KoreSettings
 from engine import killpoint
 from engine.app.config import AppSettings
-from engine.app.sources import connector
 from engine.clock import now as clock_now
 from engine.errors import StoreError
 from engine.interval import Window
 from engine.output import delta
 from engine.output import files as export
-from engine.pipeline.checks import Inputs, reconcile, write_reconciliation
+from engine.pipeline.checks import (
+    Inputs,
+    reconcile,
+    run_inputs,
+    synced_window,
+    write_reconciliation,
+)
 from engine.pipeline.export import export_tables
 from engine.pipeline.kore import KoreImport, import_kore
 from engine.pipeline.lock import damage, housekeeping, store_lock
 from engine.pipeline.sources import Emit, sync_all, tables_fed
 from engine.pipeline.state import RunState, load_run_state, run_state_path, save_run_state
 from engine.pipeline.tables import Built, build_tables
-from engine.pipeline.window import Canonical, RunPlan, plan_run, requested
+from engine.pipeline.window import Canonical, RunPlan, plan_run
 from engine.report.build import write_run_report
-from engine.schema import CALLBACK_ATTEMPTS, CONTACTS
-from engine.tables.callback_requests import requests
+from engine.schema import CONTACTS
 
 __all__ = ["STEPS", "RunSummary", "run"]
 
-_NO_ATTEMPTS = pl.DataFrame(schema=CALLBACK_ATTEMPTS)
 #: The steps of a run, in order (``step`` events name them).
 STEPS = ("sync", "rebuild", "build", "export", "reconcile", "report")
 
@@ -122,14 +125,6 @@ def _check_dirs(settings: AppSettings) -> None:
             raise ConfigError(f"{name}: {path} is not a directory")
 
 
-def _cut(settings: AppSettings, name: str, window: Window) -> Window:
-    """``window`` ended where the source's sync has completed (its committed cursor)."""
-    stream = connector(name).configured(settings.source(name)).streams[0].name
-    state = StateStore(settings.store.state).get(name, stream)
-    end = window[1] if state is None else min(window[1], state.cursor)
-    return window[0], end
-
-
 def _quarantine(summary: RunSummary, built: Built, kore: KoreImport | None, limit: float) -> None:
     reasons: Counter[str] = Counter()
     reports = {"contacts": built.contacts, "callback_attempts": built.callbacks}
@@ -174,28 +169,18 @@ def _count(summary: RunSummary, built: Built, canon: Canonical, limit: float) ->
 
 
 def _reconcile(
-    settings: AppSettings, names: list[str], canon: Canonical, window: Window, summary: RunSummary
+    settings: AppSettings, names: list[str], inputs: Inputs | None, window: Window, s: RunSummary
 ) -> list[Path]:
-    if not {"mindful", "kore"} & set(names):
+    if inputs is None:
         return []
-    kore = canon.kore.rows.lazy() if canon.kore else None
-    contacts = canon.contacts_near([window])  # Kore.ai counts a contact by its offer
-    attempts = canon.attempts_near([window])
-    inputs = Inputs(
-        (contacts if contacts is not None else pl.DataFrame(schema=CONTACTS)).lazy(),
-        requests(  # the chains the document's window reaches (it is within the recent window)
-            (requested(attempts, [window]) if attempts is not None else _NO_ATTEMPTS).lazy()
-        ),
-        kore,
-    )
     cuts: dict[str, Window] = {
-        n: _cut(settings, n, window) for n in ("mindful", "kore") if n in names
+        n: synced_window(settings, n, window) for n in ("mindful", "kore") if n in names
     }
     rec = reconcile(settings, inputs, window=window, windows=cuts, out_dir=settings.output.dir)
-    summary.reconcile = {"ok": rec.ok, "checks": rec.to_json()["checks"]}
+    s.reconcile = {"ok": rec.ok, "checks": rec.to_json()["checks"]}
     if not rec.ok:
         beyond = sum(c.out_of_tolerance for c in rec.checks)
-        summary.problems.append(f"reconciliation: {beyond} differences out of tolerance")
+        s.problems.append(f"reconciliation: {beyond} differences out of tolerance")
     return [write_reconciliation(rec, settings.output.dir)]
 
 
@@ -358,12 +343,14 @@ def _run(
         kore = import_kore(kore_settings, landing_root=settings.store.landing, out_dir=out)
         if not kore.quarantine.height:  # import_kore writes the file only when there are rows
             (out / "quarantine" / "callvolume_kore.csv").unlink(missing_ok=True)
-    canon = Canonical.refreshed(
-        settings, names, kore, emit, whole=full_refresh or bool(repaired), write=not dry_run
-    )
+    held = [  # _commit lets go of the canonical rows once the tables are built
+        Canonical.refreshed(
+            settings, names, kore, emit, whole=full_refresh or bool(repaired), write=not dry_run
+        )
+    ]
     done("rebuild")
     killpoint.reached("run.rebuilt")
-    plan = _plan(settings, names=names, canon=canon, previous=previous, given=given, now=now)
+    plan = _plan(settings, names=names, canon=held[0], previous=previous, given=given, now=now)
     summary = _summary(settings, plan, now)
     summary.pulled, summary.cleaned = [p.to_dict() for p in pulls], cleaned
     summary.repaired = [
@@ -374,7 +361,7 @@ def _run(
         summary.finished_at = format_utc(now_of(), timespec="seconds")
         summary.seconds = round(time.perf_counter() - began, 3)
         return summary
-    files = _commit(settings, names, canon, plan, summary, done, now)
+    files = _commit(settings, names, held, plan, summary, done, now)
     finished = now_of()
     summary.finished_at = format_utc(finished, timespec="seconds")
     summary.seconds = round(time.perf_counter() - began, 3)
@@ -396,23 +383,30 @@ def _save(path: Path, state: RunState) -> None:
 def _commit(  # noqa: PLR0917
     settings: AppSettings,
     names: list[str],
-    canon: Canonical,
+    held: list[Canonical],
     plan: RunPlan,
     summary: RunSummary,
     done: Callable[[str], None],
     now: datetime,
 ) -> list[Path]:
     """Build, export, reconcile, report: every file written (the exports' closed intervals are
-    those closed at the run's start, ``now``)."""
-    out = settings.output.dir
+    those closed at the run's start, ``now``). ``held``: the canonical rows, let go once built
+    (the exports read the built tables, the reconciliation what it needs of the rows)."""
+    out, canon = settings.output.dir, held.pop()
     tag = uuid.uuid4().hex[:12]  # the run's id, in the names of the files it commits
     built = build_tables(out, settings, plan=plan, canonical=canon, tag=tag)
     files = _count(summary, built, canon, settings.run.max_quarantine_fraction)
+    inputs = run_inputs(names, canon, plan.recent)
+    del canon  # the snapshot's rows and bookkeeping: nothing reads them any more
     done("build")
-    files += export_tables(out, settings.output, built.tables, now=now)
+    files += export_tables(
+        out, settings.output, built.tables, grids=plan.volume, build=settings.build, now=now
+    )
+    built.tables.clear()  # the exports were their last reader
     killpoint.reached("run.exported")
     done("export")
-    files += _reconcile(settings, names, canon, plan.recent, summary)
+    files += _reconcile(settings, names, inputs, plan.recent, summary)
+    del inputs
     done("reconcile")
     files += _report(settings, summary)
     done("report")

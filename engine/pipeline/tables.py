@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date
 from pathlib import Path
 from typing import Final
 
@@ -36,7 +36,7 @@ import polars as pl
 
 from engine.app.config import AppSettings
 from engine.app.sections import EngineSettings
-from engine.interval import Grid, interval_grid
+from engine.interval import Grid
 from engine.output import delta
 from engine.output import files as export
 from engine.output import store as callback_store
@@ -79,9 +79,9 @@ class Built:
     callbacks: CallbackReport | None = None
     rows: dict[str, int] = field(default_factory=dict)  #: table -> rows in the store
     window_rows: dict[str, int] = field(default_factory=dict)  #: table -> rows of the window
-    #: the interval tables of the committed partitions: ``callvolume`` and ``staffing``
-    #: zero-filled (the vendor files, the Kore.ai document and the forecast need the grid),
-    #: the callback tables as stored (busy rows: what their exports write)
+    #: the interval tables of the committed partitions as stored (busy rows): the exports
+    #: zero-fill ``callvolume`` over the plan's grids where they need the grid
+    #: (:func:`engine.pipeline.export.export_tables`)
     tables: dict[str, pl.DataFrame] = field(default_factory=dict)
     files: list[Path] = field(default_factory=list)
 
@@ -247,31 +247,6 @@ def _commit_interval_table(
     return kept
 
 
-def _dense(rows: pl.DataFrame, grids: list[Grid], settings: BuildSettings) -> pl.DataFrame:
-    """The volume table's committed partitions ``rows`` zero-filled for the exports (SPEC §4):
-    each run of consecutive partition days is one window, up to the plan's last grid end, and
-    every queue and channel seen in it gets every interval of it, with the derived ratios."""
-    if not grids or rows.height == 0:
-        return rows
-    end = max(g.end for g in grids)
-    days = sorted(_grid_days(grids))
-    blocks = [[days[0]]]
-    for day in days[1:]:
-        if day - blocks[-1][-1] == timedelta(days=1):
-            blocks[-1].append(day)
-        else:
-            blocks.append([day])
-    parts = []
-    for block in blocks:
-        lo = datetime.combine(block[0], datetime.min.time(), UTC)
-        hi = min(end, datetime.combine(block[-1] + timedelta(days=1), datetime.min.time(), UTC))
-        grid = interval_grid(lo, hi, minutes=grids[0].minutes, tz=grids[0].tz)
-        grid = grid.filter(pl.col("interval_start_utc").dt.date().is_in(block))
-        filled = dense.fill(rows.lazy(), "callvolume", grid)
-        parts.append(callvolume.derive(filled, settings=settings))
-    return pl.concat(pl.collect_all(parts))
-
-
 #: Rows of a volume table whose staffing :func:`staffing_rows` computes at once: each row's
 #: candidate agent counts (~40 or more) are exploded, ~4 KB of intermediates a row.
 STAFFING_ROWS = 8_192
@@ -345,7 +320,7 @@ def build_tables(
         kept = _commit_interval_table(
             out, "callvolume", fresh, plan.volume, full=plan.full, tag=tag
         )
-        built.tables["callvolume"] = _dense(kept, plan.volume, build)
+        built.tables["callvolume"] = kept  # the exports fill it, a part at a time
         # staffing is row by row of the volume table: the same partitions, rebuilt whole, from
         # the busy rows (an interval with nothing offered needs no agent and is not stored)
         plan_days = None if plan.full else _grid_days(plan.volume)

@@ -45,7 +45,7 @@ from engine.interval import zero_fill
 from engine.tables import callback_intervals, callvolume, retry_outcomes
 from engine.tables.callback_requests import RETRY_BUCKETS
 
-__all__ = ["SHAPES", "TableShape", "busy", "fill", "filled_size"]
+__all__ = ["SHAPES", "TableShape", "busy", "fill", "fill_groups", "fill_with", "filled_size"]
 
 
 @dataclass(frozen=True)
@@ -110,13 +110,23 @@ def fill(
     Returns:
         The table's stored columns, sorted by group, then interval (as the builders sort).
     """
+    inside, combos, names = fill_groups(rows, name, grid, seen)
+    return fill_with(inside, name, grid, combos, names)
+
+
+def fill_groups(
+    rows: pl.LazyFrame, name: str, grid: pl.DataFrame, seen: pl.LazyFrame | None = None
+) -> tuple[pl.LazyFrame, pl.LazyFrame, pl.LazyFrame]:
+    """What :func:`fill` fills ``grid`` with: ``(the rows inside grid, typed; the groups to
+    fill; each group's name there)``, for :func:`fill_with` (a caller may collect them once and
+    fill the grid a part at a time: every part then has the whole grid's groups and names)."""
     shape = SHAPES[name]
     at = pl.col("interval_start_utc")
     lo, hi = grid["interval_start_utc"][0], grid["interval_end_utc"][-1]
     present = set(rows.collect_schema().names())
     typed = [pl.col(c).cast(t) for c, t in shape.schema.items() if c in present]
     inside = rows.filter((at >= lo) & (at < hi)).with_columns(typed)  # the store writes text
-    key, (label, labelled) = ["interval_start_utc", *shape.group], shape.label
+    label, labelled = shape.label
     known = [inside]
     if seen is not None:
         typed_labels = [pl.col(c).cast(shape.schema[c]) for c in (label, labelled)]
@@ -128,10 +138,19 @@ def fill(
         combos = names.select(labelled).join(buckets, how="cross")
     else:
         combos = inside.select(shape.group).unique()
-    values = inside.select(*key, *shape.additive)
+    return inside, combos, names
+
+
+def fill_with(
+    inside: pl.LazyFrame, name: str, grid: pl.DataFrame, combos: pl.LazyFrame, names: pl.LazyFrame
+) -> pl.LazyFrame:
+    """The zero-filled table ``name`` over ``grid`` from the ``inside`` rows, ``combos`` and
+    ``names`` of :func:`fill_groups` (of ``grid`` or a larger grid ``grid`` is part of)."""
+    shape = SHAPES[name]
+    values = inside.select("interval_start_utc", *shape.group, *shape.additive)
     filled = zero_fill(values, grid, combos, fill=shape.additive)
     return (
-        filled.join(names, on=labelled, how="left", nulls_equal=True, maintain_order="left")
+        filled.join(names, on=shape.label[1], how="left", nulls_equal=True, maintain_order="left")
         .select(list(shape.schema))
         .cast(shape.schema)  # type: ignore[arg-type]
     )
