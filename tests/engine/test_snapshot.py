@@ -341,6 +341,22 @@ ATTEMPTS = Source(
 )
 
 
+def _assert_the_attempts_rebuild(got: Any, root: Path) -> None:
+    """The rows, quarantine, request days' digests, chains and gaps of the refreshed ``got``
+    equal those of the attempts validated from the whole landing at ``root``."""
+    rows, bad = pl.collect_all(list(validated(rebuild(ATTEMPTS, root / "landing"),
+                                              "callback_attempts")))  # fmt: skip
+    key = ["source", "attempt_id"]
+    assert_frame_equal(got.rows.sort(key), rows.sort(key))
+    assert_frame_equal(got.quarantine.sort(list(QUARANTINE), nulls_last=True),
+                       bad.sort(list(QUARANTINE), nulls_last=True))  # fmt: skip
+    ordered = in_chain_order(rows.lazy()).collect()
+    assert got.digests == day_digests(ordered, request_dates(ordered))
+    chains, gaps = got.chains
+    assert chains == ordered.select(pl.struct("source", "original_id").n_unique()).item()
+    assert_frame_equal(gaps, callback_gaps(ordered.lazy()).collect())
+
+
 @given(steps=st.lists(step, min_size=1, max_size=8))
 def test_the_attempts_snapshot_equals_the_rebuild_chain_by_chain(
     tmp_path_factory: pytest.TempPathFactory, steps: list[tuple[str, Any]]
@@ -353,17 +369,7 @@ def test_the_attempts_snapshot_equals_the_rebuild_chain_by_chain(
         with patch.object(redo, "_WHOLE", 1.01):
             got = refresh_sources([ATTEMPTS], "callback_attempts", landing=root / "landing",
                                   state=root / "state")  # fmt: skip
-        rows, bad = pl.collect_all(list(validated(rebuild(ATTEMPTS, root / "landing"),
-                                                  "callback_attempts")))  # fmt: skip
-        key = ["source", "attempt_id"]
-        assert_frame_equal(got.rows.sort(key), rows.sort(key))
-        assert_frame_equal(got.quarantine.sort(list(QUARANTINE), nulls_last=True),
-                           bad.sort(list(QUARANTINE), nulls_last=True))  # fmt: skip
-        ordered = in_chain_order(rows.lazy()).collect()
-        assert got.digests == day_digests(ordered, request_dates(ordered))
-        chains, gaps = got.chains
-        assert chains == ordered.select(pl.struct("source", "original_id").n_unique()).item()
-        assert_frame_equal(gaps, callback_gaps(ordered.lazy()).collect())
+        _assert_the_attempts_rebuild(got, root)
         modes.append(got.mode)
     assert "whole" not in modes[1:]
 
@@ -416,14 +422,4 @@ def test_a_whole_redo_of_attempts_in_groups_equals_the_rebuild(
     with patch.object(redo, "GROUP_RECORDS", group):
         got = refresh_sources([ATTEMPTS], "callback_attempts", landing=root / "landing",
                               state=root / "state", whole=True)  # fmt: skip
-    rows, bad = pl.collect_all(list(validated(rebuild(ATTEMPTS, root / "landing"),
-                                              "callback_attempts")))  # fmt: skip
-    key = ["source", "attempt_id"]
-    assert_frame_equal(got.rows.sort(key), rows.sort(key))
-    assert_frame_equal(got.quarantine.sort(list(QUARANTINE), nulls_last=True),
-                       bad.sort(list(QUARANTINE), nulls_last=True))  # fmt: skip
-    ordered = in_chain_order(rows.lazy()).collect()
-    assert got.digests == day_digests(ordered, request_dates(ordered))
-    chains, gaps = got.chains
-    assert chains == ordered.select(pl.struct("source", "original_id").n_unique()).item()
-    assert_frame_equal(gaps, callback_gaps(ordered.lazy()).collect())
+    _assert_the_attempts_rebuild(got, root)
