@@ -173,7 +173,8 @@ def export_tables(
     kept = tables.get("callvolume")
     whole = bool(output.vendor_profiles or output.forecast)
     volume = kept
-    if kept is not None and grids and kept.height:
+    wanted = whole or bool({"kore", "csv", "ndjson"} & set(output.formats))  # else: unread
+    if kept is not None and grids and kept.height and wanted:
         parts: list[tuple[int, pl.DataFrame]] = []  # busy (or, when ``whole``, every) rows
 
         def filled() -> Iterator[pl.DataFrame]:
