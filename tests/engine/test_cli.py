@@ -181,3 +181,36 @@ def test_help_imports_no_heavy_library() -> None:
     ).stdout
     assert "callback-metrics  Print the callback metrics document" in out
     assert out.strip().splitlines()[-1] == "[]"
+
+
+def test_allocator_gets_an_arena_for_two_cpus_and_the_operators_settings_after() -> None:
+    from engine.cli.main import ALLOCATOR_VARIABLE, allocator_settings
+
+    for cpus, arenas in ((None, 1), (1, 1), (2, 1), (3, 2), (64, 32)):
+        environ: dict[str, str] = {}
+        allocator_settings(environ, cpus)
+        assert environ == {ALLOCATOR_VARIABLE: f"narenas:{arenas}"}
+    allocator_settings(environ := {ALLOCATOR_VARIABLE: "narenas:8,dirty_decay_ms:0"}, 2)
+    assert environ[ALLOCATOR_VARIABLE] == "narenas:1,narenas:8,dirty_decay_ms:0"  # theirs win
+
+
+def test_a_command_starts_polars_allocator_with_its_arenas() -> None:
+    """In a fresh interpreter, as the console script runs: the allocator's own statistics
+    (printed at exit when asked for) show the setting reached it, and the operator's win."""
+    import os
+    import subprocess
+    import sys
+
+    code = "from engine.cli.main import main\nmain(['build', '--help'])\n"
+    for given, arenas in (("", -(-len(os.sched_getaffinity(0)) // 2)), ("narenas:3", 3)):
+        env = {
+            **os.environ,
+            "_RJEM_MALLOC_CONF": ",".join(filter(None, [given, "stats_print:true"])),
+        }
+        done = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=False
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        if "opt.narenas" not in done.stderr:
+            pytest.skip("this Polars build's allocator is not jemalloc")
+        assert f"opt.narenas: {arenas}\n" in done.stderr
