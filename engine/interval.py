@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from functools import reduce
 
 import polars as pl
@@ -188,6 +188,11 @@ class Grid:
     def holds(self, at: pl.Expr) -> pl.Expr:
         """``at`` falls in one of the grid's intervals."""
         return (at >= self.start) & (at < self.end)
+
+    @property
+    def days(self) -> set[date]:
+        """The UTC dates its intervals start on: the store partitions it touches."""
+        return set(self.frame["interval_start_utc"].dt.date().unique().to_list())
 
 
 def grain_ms(grid: pl.DataFrame) -> int:

@@ -51,7 +51,7 @@ def _blocks(grids: Sequence[Grid]) -> list[pl.DataFrame]:
     """The intervals of each run of consecutive partition days (UTC dates) of ``grids``, up to
     the last grid's end: the windows the volume table is zero-filled over (SPEC §4)."""
     end = max(g.end for g in grids)
-    days = sorted({d for g in grids for d in g.frame["interval_start_utc"].dt.date().unique()})
+    days = sorted(set().union(*(g.days for g in grids)))
     runs: list[list[date]] = [[days[0]]]
     for day in days[1:]:
         if day - runs[-1][-1] == timedelta(days=1):

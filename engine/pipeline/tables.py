@@ -219,7 +219,7 @@ def _callbacks(  # noqa: PLR0917
 
 def _grid_days(grids: list[Grid]) -> set[date]:
     """The partitions (UTC dates) of every interval of ``grids``."""
-    return {d for g in grids for d in g.frame["interval_start_utc"].dt.date().unique().to_list()}
+    return set().union(*(g.days for g in grids))
 
 
 def _commit_interval_table(
