@@ -58,8 +58,11 @@ def decode_pages(
     offsets = range(0, frame.height, page_rows)
     workers = max(1, min(pl.thread_pool_size(), len(offsets), _MAX_THREADS))
     read = partial(_read_page, raw=raw, rows=page_rows, schema=schema)
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        pages = list(pool.map(read, offsets))
+    if workers == 1:  # one page (a landing's): a pool's thread would cost ~half the read
+        pages = [read(offset) for offset in offsets]
+    else:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            pages = list(pool.map(read, offsets))
     fallback = pl.col(column).str.json_decode(dtype).alias(_BODY)
     parts = [  # what read_json refused: exactly the old decode (and its errors)
         frame.slice(offset, page_rows).select(fallback).unnest(_BODY) if page is None else page
@@ -104,15 +107,7 @@ def _compiled(dtype: pl.DataType) -> _Check:
     if isinstance(dtype, pl.Struct):
         fields = tuple((f.name, _compiled(f.dtype)) for f in dtype.fields)
 
-        def struct(value: object) -> bool:
-            if value is None:
-                return True
-            if not isinstance(value, dict):
-                return False
-            get = value.get
-            return all(check(get(name)) for name, check in fields)
-
-        return struct
+        return _struct(fields)
     if isinstance(dtype, pl.List):
         inner = _compiled(dtype.inner)
 
@@ -127,6 +122,44 @@ def _compiled(dtype: pl.DataType) -> _Check:
     if dtype == pl.Boolean:
         return _boolean
     return _scalar
+
+
+def _struct(fields: tuple[tuple[str, _Check], ...]) -> _Check:
+    """A struct's test: a loop, not ``all()`` over a generator (its frame per field cost half
+    of a wide record's check), and no loop at all for the small structs lists are made of."""
+    if len(fields) == 1:
+        ((name, check),) = fields
+
+        def one(value: object) -> bool:
+            if value is None:
+                return True
+            return isinstance(value, dict) and check(value.get(name))
+
+        return one
+    if len(fields) == 2:
+        (name1, check1), (name2, check2) = fields
+
+        def two(value: object) -> bool:
+            if value is None:
+                return True
+            if not isinstance(value, dict):
+                return False
+            return check1(value.get(name1)) and check2(value.get(name2))
+
+        return two
+
+    def struct(value: object) -> bool:
+        if value is None:
+            return True
+        if not isinstance(value, dict):
+            return False
+        get = value.get
+        for name, check in fields:
+            if not check(get(name)):
+                return False
+        return True
+
+    return struct
 
 
 def _scalar(value: object) -> bool:

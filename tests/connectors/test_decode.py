@@ -65,6 +65,7 @@ _DTYPE = pl.Struct(
         "b": pl.Boolean,
         "s": pl.String,
         "q": pl.List(pl.Struct({"i": pl.Int32, "t": pl.String})),
+        "o": pl.Struct({"i": pl.Int32}),  # structs of one, two and more fields compile apart
     }
 )
 _SCALARS = st.one_of(
@@ -79,7 +80,7 @@ _JSON = st.recursive(
     lambda inner: (
         st.lists(inner, max_size=3)
         | st.dictionaries(
-            st.sampled_from(["n", "f", "b", "s", "q", "i", "t", "x"]), inner, max_size=4
+            st.sampled_from(["n", "f", "b", "s", "q", "o", "i", "t", "x"]), inner, max_size=4
         )
     ),
     max_leaves=12,
@@ -103,6 +104,9 @@ def test_fits_agrees_with_shape_error(value: object) -> None:
         ({"s": {"a": 1}}, False),  # a string field takes scalars only
         ({"q": {"i": 1}}, False),  # a list must be an array
         ({"q": [None, {"i": None}]}, True),  # null fits anything
+        ({"o": {"i": 1.5}}, False),
+        ({"o": [{"i": 1}]}, False),
+        ({"o": {"i": 1, "t": {}}}, True),
         (None, True),
         ([], False),
     ],
