@@ -208,7 +208,8 @@ _JSON = st.recursive(
     lambda inner: _OBJECT(inner) | st.lists(_OBJECT(inner) | inner, min_size=1, max_size=3),
     max_leaves=16,
 )
-_SEGMENT = st.sampled_from(["a", "b", "phone", "*", "a[k=v]", "b[k=1]", "*[k=w]"])
+# "k" as a key too: a selected item's rest of the path may change the attribute it was picked by
+_SEGMENT = st.sampled_from(["a", "b", "k", "phone", "*", "a[k=v]", "b[k=1]", "*[k=w]", "a[k=w]"])
 _PATH = st.lists(_SEGMENT, min_size=1, max_size=3).map(".".join)
 
 
@@ -217,6 +218,11 @@ _PATH = st.lists(_SEGMENT, min_size=1, max_size=3).map(".".join)
     record={"a": [{"k": "v", "phone": "+1 555 0100", "b": 1}, {"k": "w", "b": 2}], "b": {"a": 1}},
     drop=["a[k=w]", "*.a", "a.b"],
     hashed=["a[k=v].phone"],
+)
+@example(  # a rule renames what the next selector on the same attribute looks for
+    record={"a": [{"k": "v", "b": 1}, {"k": "w", "b": 2}]},
+    drop=["a[k=v].k", "a[k=None]", "a[k=w].b"],
+    hashed=["a[k=v].k"],
 )
 @given(
     record=st.dictionaries(_KEYS, _JSON, min_size=2, max_size=4),
