@@ -136,6 +136,10 @@ class Snapshot:
             self.shards.update(zip(todo, pl.collect_all(scans), strict=True))
         return {n: f for n in sorted(set(names)) if (f := self.shards.get(n)) is not None}
 
+    def forget(self) -> None:
+        """Let go of the committed shards read back (:meth:`read` reads them again)."""
+        self.shards.update((n, None) for n in self.shards if n in self.saved)
+
     def rows(self, table: str, months: Iterable[str] | None = None) -> pl.DataFrame:
         """The rows of ``table`` in the shards of ``months`` (``None``: every shard), in month
         order (rows without a day last): every row of those months, in the order of all rows."""
@@ -318,11 +322,9 @@ def _pieces(folder: Path, name: str, snap: Snapshot, tag: str) -> dict[str, str]
         return {"all": f"{name}-all-{tag}.parquet"}
     dirty = None if snap.dirty is None else snap.dirty.get(name, set())
     found = {} if dirty is None else dict(snap.pieces.get(name, {}))
-    if dirty is None:
-        changed = {str(k): f for (k,), f in frame.partition_by(column, as_dict=True).items()}
-    else:
-        changed = {p: frame.filter(pl.col(column) == p) for p in dirty}
-    for piece, rows in changed.items():
+    changed = pieces_of(frame, column) if dirty is None else dirty
+    for piece in sorted(changed):  # one piece's rows at a time, not a copy of the whole part
+        rows = frame.filter(pl.col(column) == piece)
         found.pop(piece, None)
         if rows.height:
             found[piece] = f"{name}-{piece}-{tag}.parquet"

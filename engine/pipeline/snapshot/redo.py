@@ -59,6 +59,7 @@ from engine.pipeline.snapshot.splice import (
     held,
     identities,
     spliced,
+    without,
 )
 from engine.pipeline.sources import validated
 from engine.schema import CALLBACK_ATTEMPTS, CONTACTS, QUARANTINE
@@ -360,8 +361,8 @@ def _update(
     :func:`_whole`)."""
     added = sorted(k for k in files if snap.files.get(k) != files[k])
     gone = sorted(k for k in snap.files if files.get(k) != snap.files[k])
-    lost, fresh = snap.index.filter(pl.col("file").is_in(gone)), file_index(job.root, added)
-    kept = snap.index.filter(~pl.col("file").is_in(gone))
+    fresh, gone_rows = file_index(job.root, added), snap.index["file"].is_in(gone)
+    lost, kept = snap.index.filter(gone_rows), without(snap.index, gone_rows)
     index = pl.concat([kept, fresh])
     landed = snap.records + absent(fresh, kept) - absent(lost, kept)  # distinct records
     records = closure(snap, records_of(pl.concat([lost, fresh]), job.feeds), None)
@@ -377,7 +378,7 @@ def _update(
         redone_idents = pl.concat([old, idents[_IDENT]]).unique().implode()
         named = records.rename({_SRC: "source", _REF: "record_id"})
         shards, saved = spliced(job.table, snap, redone_idents, rows)
-        moved = pl.col(_IDENT).is_in(redone_idents)
+        moved = snap.homes.select(pl.col(_IDENT).is_in(redone_idents)).to_series()
         homes = homes_of(job.table, rows, identities(job.table))
         idents = parted(idents, homes)
         changed = pl.DataFrame({"file": [*added, *gone]}, schema={"file": pl.String()})
@@ -389,10 +390,10 @@ def _update(
         return Snapshot(
             files,
             index,
-            pl.concat([snap.idents.filter(~redone_rows), idents]),
+            pl.concat([without(snap.idents, redone_rows), idents]),
             shards,
             pl.concat([snap.quarantine.join(named, on=["source", "record_id"], how="anti"), bad]),
-            pl.concat([snap.homes.filter(~moved), homes]),
+            pl.concat([without(snap.homes, moved), homes]),
             landed,
             redone=records.height,
             saved=saved,

@@ -8,7 +8,17 @@ import polars as pl
 
 from engine.pipeline.snapshot.parts import Shard, Snapshot, homes_of, sharded
 
-__all__ = ["IDENT", "REF", "ROW_ORDER", "SRC", "closure", "held", "identities", "spliced"]
+__all__ = [
+    "IDENT",
+    "REF",
+    "ROW_ORDER",
+    "SRC",
+    "closure",
+    "held",
+    "identities",
+    "spliced",
+    "without",
+]
 
 #: Columns identifying a row across records, per table (coarser than the canonical key on
 #: purpose: more records redone is only slower, fewer would be wrong). An attempt has two: its
@@ -43,6 +53,18 @@ def held(frame: pl.DataFrame, records: pl.DataFrame) -> pl.Series:
     rows = frame.with_row_index("__row").filter(near)
     found = rows.join(records, on=[SRC, REF], how="semi")["__row"]
     return pl.int_range(frame.height, dtype=pl.UInt32, eager=True).is_in(found.implode())
+
+
+def without(frame: pl.DataFrame, drop: pl.Series) -> pl.DataFrame:
+    """``frame`` without the rows ``drop`` marks; ``frame`` itself when it marks none (the
+    groups of a whole redo remove nothing: then no copy of the snapshot's parts a group).
+
+    Example:
+        >>> f = pl.DataFrame({"a": [1, 2]})
+        >>> without(f, pl.Series([False, False])) is f, without(f, pl.Series([True, False])).rows()
+        (True, [(2,)])
+    """
+    return frame.filter(~drop) if drop.any() else frame
 
 
 def closure(snap: Snapshot, touched: pl.DataFrame, new_idents: pl.DataFrame | None) -> pl.DataFrame:
