@@ -321,6 +321,8 @@ def build_tables(
             out, "callvolume", fresh, plan.volume, full=plan.full, tag=tag
         )
         built.tables["callvolume"] = kept  # the exports fill it, a part at a time
+        del contacts, rows, fresh  # read no more: the staffing and the callbacks hold less
+        canonical.let_go_of_contact_rows()
         # staffing is row by row of the volume table: the same partitions, rebuilt whole, from
         # the busy rows (an interval with nothing offered needs no agent and is not stored)
         plan_days = None if plan.full else _grid_days(plan.volume)

@@ -33,6 +33,7 @@ from connectors.source import Normalised, Source, SourceSettings, Stream
 from engine.errors import StoreError
 from engine.output.store import request_dates
 from engine.pipeline.snapshot import redo, refresh_sources, snapshot_dir
+from engine.pipeline.snapshot.canonical import Canonical
 from engine.pipeline.snapshot.landed import id_of
 from engine.pipeline.snapshot.parts import day_digests
 from engine.pipeline.sources import validated
@@ -243,6 +244,27 @@ def test_a_run_rewrites_only_the_months_its_records_touch(landed: Path) -> None:
     files = {p.name for p in meta.parent.iterdir()}
     assert {after["2026-10"]["file"], after["2026-11"]["file"]} <= files
     assert before["2026-11"]["file"] not in files  # the replaced shard is gone
+
+
+@pytest.mark.parametrize("write", [True, False])
+def test_rows_let_go_after_the_volume_build_read_back_the_same(landed: Path, write: bool) -> None:
+    """A run lets go of the contacts it read whole once their volume is built; a later reader
+    reads the same rows back from the committed shards (a dry run's rows, never committed,
+    stay held)."""
+    _snapshot(landed)
+    _apply(landed, 9, "land", [{"id": 1, "cid": "c1", "seg": 1, "updated_at": "2026-10-02"}])
+    canon = Canonical.of(_snapshot(landed, write=write), None, None)
+    whole = canon.contact_rows
+    assert whole is not None
+    canon.let_go_of_contact_rows()
+    found = canon.contacts_found
+    assert isinstance(found, redo.Refreshed)
+    held = [n for n, f in found.snap.shards.items() if f is not None]
+    assert held == ([] if write else ["2026-10"])
+    again, near = canon.contact_rows, canon.contacts_near([(T0, T0)])
+    assert again is not None and near is not None
+    assert_frame_equal(again, whole)
+    assert_frame_equal(near, whole)
 
 
 def test_a_record_sharing_a_contact_with_a_new_one_is_redone_with_it(landed: Path) -> None:

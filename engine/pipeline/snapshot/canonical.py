@@ -111,6 +111,15 @@ class Canonical:
             return self.contacts_found.near(list(windows))
         return self.contact_rows
 
+    def let_go_of_contact_rows(self) -> None:
+        """Forget the contacts read whole (:attr:`contact_rows`) when they are kept as their
+        snapshot: a later reader reads back the months it needs (:meth:`contacts_near`), so a
+        run holds no whole history past the volume build. Given rows are kept (nothing to read
+        them back from)."""
+        if isinstance(self.contacts_found, Refreshed):
+            self.__dict__.pop("contact_rows", None)
+            self.contacts_found.snap.forget()
+
     @property
     def attempts(self) -> tuple[pl.DataFrame, pl.DataFrame] | None:
         """``(rows, quarantine)`` of the callback attempts, rows in chain order (all read)."""
