@@ -323,12 +323,12 @@ def _pieces(folder: Path, name: str, snap: Snapshot, tag: str) -> dict[str, str]
     dirty = None if snap.dirty is None else snap.dirty.get(name, set())
     found = {} if dirty is None else dict(snap.pieces.get(name, {}))
     changed = pieces_of(frame, column) if dirty is None else dirty
-    for piece in sorted(changed):  # one piece's rows at a time, not a copy of the whole part
-        rows = frame.filter(pl.col(column) == piece)
-        found.pop(piece, None)
+    for piece in sorted(changed, key=str):  # a piece's rows at a time, not a copy of the part
+        rows, key = frame.filter(pl.col(column).eq_missing(piece)), str(piece)
+        found.pop(key, None)
         if rows.height:
-            found[piece] = f"{name}-{piece}-{tag}.parquet"
-            _write(folder, found[piece], rows, whole=True)
+            found[key] = f"{name}-{key}-{tag}.parquet"
+            _write(folder, found[key], rows, whole=True)
     return found
 
 
