@@ -262,7 +262,8 @@ def test_rows_let_go_after_the_volume_build_read_back_the_same(landed: Path, wri
     held = [n for n, f in found.snap.shards.items() if f is not None]
     assert held == ([] if write else ["2026-10"])
     again, near = canon.contact_rows, canon.contacts_near([(T0, T0)])
-    assert again is not None and near is not None
+    assert again is not None
+    assert near is not None
     assert_frame_equal(again, whole)
     assert_frame_equal(near, whole)
 
