@@ -211,6 +211,5 @@ class PiiScrubber:
 
     def __call__(self, record: Mapping[str, Any]) -> dict[str, Any]:
         """The record without PII."""
-        node = record if isinstance(record, dict) else dict(record)
-        out = self._walk(node)
-        return dict(out) if out is record or type(out) is not dict else out
+        out = self._walk(record if isinstance(record, dict) else dict(record))
+        return dict(out) if out is record else out  # a walk copies the dicts it changes
