@@ -22,7 +22,7 @@ from unittest.mock import patch
 import httpx
 import polars as pl
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
@@ -364,6 +364,13 @@ ATTEMPTS = Source(
 )
 
 
+def _assert_each_month_in_row_order(got: Any, key: list[str]) -> None:
+    """Each month shard of the saved snapshot holds its rows sorted by ``key`` (the order a
+    run reads them in: month by month, each in row order), however the redo was grouped."""
+    for month, rows in got.snap.read(got.snap.shards).items():
+        assert rows.equals(rows.sort(key, nulls_last=True, maintain_order=True)), month
+
+
 def _assert_the_attempts_rebuild(got: Any, root: Path) -> None:
     """The rows, quarantine, request days' digests, chains and gaps of the refreshed ``got``
     equal those of the attempts validated from the whole landing at ``root``."""
@@ -397,12 +404,23 @@ def test_the_attempts_snapshot_equals_the_rebuild_chain_by_chain(
     assert "whole" not in modes[1:]
 
 
+def _one(rid: int, cid: str) -> dict[str, Any]:
+    """A record of contact ``cid`` answered in October (its ``at``) whose id is ``rid``."""
+    at, updated = "2026-10-01T09:00:00Z", "2026-10-01T10:00:00Z"
+    return {"id": rid, "cid": cid, "seg": 1, "updated_at": updated, "at": at,
+            "outcome": "answered", "mapbad": None}  # fmt: skip
+
+
 @given(
     steps=st.lists(step, min_size=2, max_size=8),
     group=st.integers(1, 8),
     most=st.integers(1, 4),
     decoded=st.booleans(),
 )
+@example(  # one month's contacts landed in reverse order, a group each: sorted once, at the end
+    steps=[("land", [_one(3, "c3")]), ("land", [_one(2, "c2")]), ("land", [_one(1, "c1")])],
+    group=1, most=4, decoded=False,
+)  # fmt: skip
 def test_a_whole_redo_in_groups_of_files_equals_the_rebuild(
     tmp_path_factory: pytest.TempPathFactory,
     steps: list[tuple[str, Any]],
@@ -431,6 +449,7 @@ def test_a_whole_redo_in_groups_of_files_equals_the_rebuild(
     assert again.mode == "unchanged"
     assert_frame_equal(_sorted(*again.frames)[0], want_rows)
     assert again.digests == got.digests
+    _assert_each_month_in_row_order(got, ["source", "contact_id", "segment_no"])
 
 
 @given(steps=st.lists(step, min_size=2, max_size=8),
@@ -446,3 +465,4 @@ def test_a_whole_redo_of_attempts_in_groups_equals_the_rebuild(
         got = refresh_sources([ATTEMPTS], "callback_attempts", landing=root / "landing",
                               state=root / "state", whole=True)  # fmt: skip
     _assert_the_attempts_rebuild(got, root)
+    _assert_each_month_in_row_order(got, ["source", "attempt_id"])
