@@ -134,10 +134,10 @@ def _holding(
     says hold one, and those it does not know as they are (landed since it was made, or of
     another size); all of them when there is no snapshot to ask. A year of landing is not
     read to count one day's new versions."""
-    from engine.pipeline.snapshot import parts, snapshot_dir  # noqa: PLC0415 - an import cycle
+    from engine.pipeline.snapshot import landed, snapshot_dir  # noqa: PLC0415 - an import cycle
 
     folder = snapshot_dir(settings.store.state, connector(source).table)
-    known = parts.landed_index(folder, source, stream, ids)
+    known = landed.landed_index(folder, source, stream, ids)
     if known is None:
         return old
     sizes, holding = known

@@ -26,7 +26,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
-from connectors.landing import RECORD, PiiScrubber, RecordKey, compact, land_page
+from connectors.landing import RECORD, PiiScrubber, RecordKey, RejectedRecord, compact, land_page
 from connectors.landing.manifest import landed_files
 from connectors.normalise import land_rejected, rebuild
 from connectors.source import Normalised, Source, SourceSettings, Stream
@@ -362,6 +362,24 @@ ATTEMPTS = Source(
     streams=(replace(STREAM, normalise=_normalise_attempts),),
     table="callback_attempts",
 )
+
+
+def test_a_run_with_nothing_new_reads_the_index_as_committed_for_records_set_aside(
+    tmp_path: Path,
+) -> None:
+    """A snapshot made from exactly the landed files is loaded without its index, identities
+    and homes (nothing to redo); a record set aside at landing is still quarantined only while
+    no version of it has landed, which the index, read as committed, tells."""
+    misfits = [RejectedRecord("shape", "misfit", f'{{"id":{i},"cid":"c{i}"}}') for i in (5, 6)]
+    land_rejected(tmp_path / "landing", "tst", "recs", misfits, batch_id="b0")
+    _apply(tmp_path, 1, "land", [_one(5, "c5")])  # 5 landed since; 6 never
+    first, again = _snapshot(tmp_path), _snapshot(tmp_path)
+    assert (first.mode, again.mode) == ("whole", "unchanged")
+    want_bad = _oracle(tmp_path / "landing")[1]
+    assert want_bad.select("record_id", "reason").rows() == [("rec-6", "shape")]
+    for got in (first, again):
+        assert_frame_equal(_sorted(*got.frames)[1], want_bad)
+    assert again.snap.index.is_empty()  # not read: released, and never loaded
 
 
 def _assert_each_month_in_row_order(got: Any, key: list[str]) -> None:

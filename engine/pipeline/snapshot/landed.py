@@ -2,7 +2,8 @@
 
 :func:`file_index` reads each landed file's record ids (a row per record and file);
 :func:`records_of` turns index rows into the records to redo, named by their quarantine refs
-(``Stream.ref``), and :func:`id_of` reads a ref back to its id.
+(``Stream.ref``), and :func:`id_of` reads a ref back to its id. :func:`landed_index` asks a
+committed snapshot which of a stream's landed files hold some ids (the sync's repair).
 
 Example:
     ``index = file_index(root, sorted(landed_files(root, feeds)))``.
@@ -10,6 +11,7 @@ Example:
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,10 +19,18 @@ import polars as pl
 
 from connectors.landing.manifest import landed_sizes, record_ids
 from connectors.source import Source, Stream
-from engine.pipeline.snapshot.parts import FILE_PIECE
+from engine.pipeline.snapshot.parts import FILE_PIECE, FORMAT
 from engine.pipeline.snapshot.splice import REF, SRC
 
-__all__ = ["absent", "file_index", "id_of", "landed_files", "of_stream", "records_of"]
+__all__ = [
+    "absent",
+    "file_index",
+    "id_of",
+    "landed_files",
+    "landed_index",
+    "of_stream",
+    "records_of",
+]
 
 _SRC, _REF = SRC, REF
 _RECORDS = {_SRC: pl.String(), "stream": pl.String(), "record_id": pl.String(), _REF: pl.String()}
@@ -78,3 +88,27 @@ def absent(part: pl.DataFrame, among: pl.DataFrame) -> int:
     near = among.filter(pl.col("record_id").is_in(ids) | pl.col("record_id").is_null())
     held = near.select(keys).unique()
     return mine.join(held, on=keys, how="anti", nulls_equal=True).height
+
+
+def landed_index(
+    folder: Path, source: str, stream: str, ids: pl.Series
+) -> tuple[dict[str, int], set[str]] | None:
+    """What the committed snapshot in ``folder`` (of any key) knows of the landed files of
+    ``source``/``stream``: those it was made from (key -> size) and, among them, those holding
+    any of ``ids``; ``None`` when there is no snapshot of this layout to ask."""
+    try:
+        meta = json.loads((folder / "meta.json").read_text())
+        if meta.get("format") != FORMAT:
+            return None
+        prefix = f"{source}/{stream}/"
+        files = {str(k): int(v) for k, v in meta["files"].items() if str(k).startswith(prefix)}
+        mine = (pl.col("__src") == source) & (pl.col("stream") == stream)
+        wanted = mine & pl.col("record_id").is_in(ids.cast(pl.String).implode())
+        scans = [
+            pl.scan_parquet(folder / f).filter(wanted).select("file")
+            for f in meta["parts"]["index"].values()
+        ]
+        found = pl.collect_all(scans) if scans else []
+        return files, {str(f) for frame in found for f in frame["file"].unique().to_list()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, pl.exceptions.PolarsError):
+        return None

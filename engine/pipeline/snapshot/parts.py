@@ -51,12 +51,12 @@ __all__ = [
     "day_digests",
     "homes_of",
     "in_order",
-    "landed_index",
     "load",
     "months_near",
     "parted",
     "pieces_of",
     "save",
+    "scan_part",
     "sharded",
 ]
 
@@ -278,9 +278,11 @@ def _shard(rows: pl.DataFrame, table: str, file: str, size: int = 0) -> Shard:
     return Shard(file, digests, rows.height, size, chains, gaps)
 
 
-def load(folder: Path, key: str) -> Snapshot | None:
+def load(folder: Path, key: str, files: dict[str, int] | None = None) -> Snapshot | None:
     """The committed snapshot, or ``None`` (none, another key or layout, unreadable, or a
-    shard's file missing or of another size). Its shards are read when asked for."""
+    shard's file missing or of another size). Its shards are read when asked for. Made from
+    exactly the landed ``files``, it needs no index, identities or homes (nothing to redo):
+    those are not read (empty; :func:`scan_part` reads one as committed)."""
     try:
         meta = json.loads((folder / "meta.json").read_text())
         if meta.get("key") != key or meta.get("format") != FORMAT:
@@ -289,7 +291,9 @@ def load(folder: Path, key: str) -> Snapshot | None:
         if any((folder / s.file).stat().st_size != s.size for s in saved.values()):
             return None
         pieces = {n: {str(k): str(v) for k, v in meta["parts"][n].items()} for n in _WHOLE_PARTS}
-        names = [(n, f) for n in _WHOLE_PARTS for f in pieces[n].values()]
+        same = files is not None and {str(k): int(v) for k, v in meta["files"].items()} == files
+        wanted = ("quarantine",) if same else _WHOLE_PARTS
+        names = [(n, f) for n in wanted for f in pieces[n].values()]
         read = pl.collect_all([pl.scan_parquet(folder / f) for _, f in names])  # in parallel
         parts = {n: [r for (m, _), r in zip(names, read, strict=True) if m == n] for n in pieces}
         whole = {
@@ -313,19 +317,23 @@ def load(folder: Path, key: str) -> Snapshot | None:
         return None
 
 
+def scan_part(snap: Snapshot, name: str) -> pl.LazyFrame:
+    """The bookkeeping part ``name`` of the committed ``snap`` as committed, read lazily."""
+    assert snap.folder is not None
+    found = [pl.scan_parquet(snap.folder / f) for f in snap.pieces[name].values()]
+    return pl.concat(found) if found else pl.LazyFrame(schema=_PART_SCHEMAS[name])
+
+
 def _write(folder: Path, name: str, frame: pl.DataFrame, *, whole: bool = False) -> int:
     """One part, atomically. Nothing reads a part's statistics (a part is read whole), so none
     are written; the whole parts, rewritten by every run that changes the snapshot, are
     compressed with Snappy (at a year, ~30 % less time than zstd for ~1 MB more on disk).
     Row groups of :data:`_ROW_GROUP` rows: the writer holds one encoded (a million-row index
     written as one group held ~23 MiB more while written, in groups of 65,536 ~12)."""
-    buffer, group = io.BytesIO(), _ROW_GROUP
-    if whole:
-        frame.write_parquet(buffer, compression="snappy", statistics=False, row_group_size=group)
-    else:
-        frame.write_parquet(
-            buffer, compression="zstd", compression_level=1, statistics=False, row_group_size=group
-        )
+    buffer = io.BytesIO()
+    frame.write_parquet(buffer, compression="snappy" if whole else "zstd",
+                        compression_level=None if whole else 1, statistics=False,
+                        row_group_size=_ROW_GROUP)  # fmt: skip
     atomic_write_bytes(folder / name, buffer.getvalue())
     return buffer.getbuffer().nbytes
 
@@ -390,27 +398,3 @@ def save(folder: Path, key: str, snap: Snapshot, table: str) -> None:
         if old.name not in keep and not old.name.startswith("."):
             old.unlink(missing_ok=True)
     fsync_dir(folder)
-
-
-def landed_index(
-    folder: Path, source: str, stream: str, ids: pl.Series
-) -> tuple[dict[str, int], set[str]] | None:
-    """What the committed snapshot in ``folder`` (of any key) knows of the landed files of
-    ``source``/``stream``: those it was made from (key -> size) and, among them, those holding
-    any of ``ids``; ``None`` when there is no snapshot of this layout to ask."""
-    try:
-        meta = json.loads((folder / "meta.json").read_text())
-        if meta.get("format") != FORMAT:
-            return None
-        prefix = f"{source}/{stream}/"
-        files = {str(k): int(v) for k, v in meta["files"].items() if str(k).startswith(prefix)}
-        mine = (pl.col("__src") == source) & (pl.col("stream") == stream)
-        wanted = mine & pl.col("record_id").is_in(ids.cast(pl.String).implode())
-        scans = [
-            pl.scan_parquet(folder / f).filter(wanted).select("file")
-            for f in meta["parts"]["index"].values()
-        ]
-        found = pl.collect_all(scans) if scans else []
-        return files, {str(f) for frame in found for f in frame["file"].unique().to_list()}
-    except (OSError, ValueError, KeyError, TypeError, AttributeError, pl.exceptions.PolarsError):
-        return None

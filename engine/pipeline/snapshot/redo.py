@@ -49,6 +49,7 @@ from engine.pipeline.snapshot.parts import (
     parted,
     pieces_of,
     save,
+    scan_part,
     sharded,
 )
 from engine.pipeline.snapshot.splice import (
@@ -215,7 +216,7 @@ def _validate(
     return clean_rows, bad_rows, ident_rows
 
 
-def _rejected(root: Path, feeds: Sequence[Source], index: pl.DataFrame) -> pl.DataFrame:
+def _rejected(root: Path, feeds: Sequence[Source], index: pl.LazyFrame) -> pl.DataFrame:
     """Records set aside at landing and not landed since (as a full rebuild gives them).
     Only the index rows of those ids are looked at (most nights there are none: then the index,
     a row per landed record, is not read at all)."""
@@ -225,7 +226,7 @@ def _rejected(root: Path, feeds: Sequence[Source], index: pl.DataFrame) -> pl.Da
             ids = scan_rejected(root, feed.name, stream.name).select("record_id").collect()
             if ids.height:
                 near = pl.col("record_id").is_in(ids["record_id"].drop_nulls().implode())
-                landed = of_stream(index.lazy(), feed.name, stream.name).filter(near)
+                landed = of_stream(index, feed.name, stream.name).filter(near)
                 parts.append(set_aside(feed, stream, root, landed))
     return pl.concat(pl.collect_all(parts)) if parts else pl.DataFrame(schema=QUARANTINE)
 
@@ -302,7 +303,7 @@ def _refresh(job: _Job, state: Path, settings: object, *, whole: bool, write: bo
     root, feeds, table = job.root, job.feeds, job.table
     folder, key = snapshot_dir(state, table), _key(feeds, table, settings)
     files = landed_files(root, feeds)
-    snap = None if whole else load(folder, key)
+    snap = None if whole else load(folder, key, files)
     mode = "whole"
     if snap is not None and snap.files == files:
         mode = "unchanged"
@@ -313,7 +314,8 @@ def _refresh(job: _Job, state: Path, settings: object, *, whole: bool, write: bo
         snap, mode = _whole(job, files), "whole"
     if write and mode != "unchanged":
         save(folder, key, snap, table)
-    rejected = _rejected(root, feeds, snap.index)
+    index = scan_part(snap, "index") if mode == "unchanged" else snap.index.lazy()
+    rejected = _rejected(root, feeds, index)
     quarantine = pl.concat([snap.quarantine, rejected])
     quarantine = quarantine.sort(list(QUARANTINE), nulls_last=True, maintain_order=True)
     digests = snap.digests(table)
