@@ -282,7 +282,7 @@ def load(folder: Path, key: str, files: dict[str, int] | None = None) -> Snapsho
     """The committed snapshot, or ``None`` (none, another key or layout, unreadable, or a
     shard's file missing or of another size). Its shards are read when asked for. Made from
     exactly the landed ``files``, it needs no index, identities or homes (nothing to redo):
-    those are not read (empty; :func:`scan_part` reads one as committed)."""
+    those are not read, only their files' footers (empty; :func:`scan_part` reads one)."""
     try:
         meta = json.loads((folder / "meta.json").read_text())
         if meta.get("key") != key or meta.get("format") != FORMAT:
@@ -293,6 +293,9 @@ def load(folder: Path, key: str, files: dict[str, int] | None = None) -> Snapsho
         pieces = {n: {str(k): str(v) for k, v in meta["parts"][n].items()} for n in _WHOLE_PARTS}
         same = files is not None and {str(k): int(v) for k, v in meta["files"].items()} == files
         wanted = ("quarantine",) if same else _WHOLE_PARTS
+        for name in set(_WHOLE_PARTS) - set(wanted):  # a lost or torn one: unusable, as when read
+            for file in pieces[name].values():
+                pl.read_parquet_schema(folder / file)
         names = [(n, f) for n in wanted for f in pieces[n].values()]
         read = pl.collect_all([pl.scan_parquet(folder / f) for _, f in names])  # in parallel
         parts = {n: [r for (m, _), r in zip(names, read, strict=True) if m == n] for n in pieces}
