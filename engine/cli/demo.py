@@ -35,6 +35,10 @@ __all__ = ["demo"]
 
 @contextmanager
 def _environment(values: Mapping[str, str]) -> Iterator[None]:
+    """``values`` in the process environment, the variables as they were after. Entered before
+    any thread starts: glibc's ``setenv`` may move the environment's array when it adds a
+    name, under a thread that reads it (``getenv`` in native code: Polars' workers, a
+    preloaded library); a value replaced or a name removed later moves nothing."""
     saved = {k: os.environ.get(k) for k in values}
     os.environ.update(values)
     try:
@@ -83,14 +87,14 @@ def demo(out: Path, days: int, seed: int, scale: float) -> None:  # fmt: skip
     )
     with (
         tempfile.TemporaryDirectory(prefix="wfm-demo-") as tmp,
+        _environment(secrets),  # before the emulators' threads start (see there)
         emulators(secrets, start=start, days=days, seed=seed, scale=scale, time_zone=tz) as stack,
     ):
         config = write_config(
             Path(tmp), stack, start=start, build=demo["build"],
             output={**demo["output"], "dir": str(out.resolve())},
         )  # fmt: skip
-        with _environment(secrets):
-            settings = load_settings(config, env_file=None)
+        settings = load_settings(config, env_file=None)
         try:
             summary = run(settings, start=start, end=end)
         except Exception as exc:

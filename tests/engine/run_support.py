@@ -41,9 +41,22 @@ SECRETS = {
 
 @contextmanager
 def emulators() -> Iterator[Stack]:
-    """The four emulators serving the tests' YESTERDAY (fast limits: the tests never wait)."""
-    with demo_stack.emulators(SECRETS, start=T0) as stack:
-        yield stack
+    """The four emulators serving the tests' YESTERDAY (fast limits: the tests never wait),
+    with :data:`SECRETS` in the environment from before their threads start until after they
+    stop: :func:`invoke` then replaces values in place and never adds a name while a thread may
+    read the environment (glibc's ``setenv`` may move its array when it adds one; a date run's
+    preloaded clock reads it from every thread that waits, and a run crashed on it)."""
+    saved = {k: os.environ.get(k) for k in SECRETS}
+    os.environ.update(SECRETS)
+    try:
+        with demo_stack.emulators(SECRETS, start=T0) as stack:
+            yield stack
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def write_config(root: Path, stack: Stack, **sections: dict[str, Any]) -> Path:
