@@ -46,17 +46,11 @@ def emulators() -> Iterator[Stack]:
     stop: :func:`invoke` then replaces values in place and never adds a name while a thread may
     read the environment (glibc's ``setenv`` may move its array when it adds one; a date run's
     preloaded clock reads it from every thread that waits, and a run crashed on it)."""
-    saved = {k: os.environ.get(k) for k in SECRETS}
-    os.environ.update(SECRETS)
-    try:
+    with pytest.MonkeyPatch.context() as environment:
+        for name, value in SECRETS.items():
+            environment.setenv(name, value)
         with demo_stack.emulators(SECRETS, start=T0) as stack:
             yield stack
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 def write_config(root: Path, stack: Stack, **sections: dict[str, Any]) -> Path:
