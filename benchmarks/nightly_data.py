@@ -108,7 +108,7 @@ def generate(*, history: int, contacts_per_day: int, callbacks_per_day: int, see
     )
     number = pl.col("contact_id").str.strip_prefix("c").cast(pl.Int64) + 1
     kind = pl.when(pl.col("channel") == "voice").then(pl.lit("call")).otherwise(pl.lit("chat"))
-    contacts = contacts.with_columns(pl.format("{}-{}", kind, number).alias("contact_id"))
+    contacts = contacts.with_columns(pl.concat_str(kind, pl.lit("-"), number).alias("contact_id"))
     scale = callbacks_per_day / sum(t.daily_requests for t in DEFAULT_TARGETS)
     attempts = generate_attempts(seed=seed, start=start, days=days, scale=scale)
     return Traffic(start=start, contacts=contacts, attempts=attempts)

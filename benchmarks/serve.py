@@ -57,7 +57,7 @@ def make_store(root: Path) -> int:
         START, START + timedelta(days=DAYS), "15m", closed="left", time_zone="UTC", eager=True
     )
     pairs = pl.DataFrame({"pair": range(PAIRS)}).with_columns(
-        queue_id=pl.format("q{}", pl.col("pair") // 2),
+        queue_id=pl.concat_str(pl.lit("q"), pl.col("pair") // 2),
         channel=pl.when(pl.col("pair") % 2 == 0).then(pl.lit("voice")).otherwise(pl.lit("chat")),
     )
     grid = starts.to_frame("interval_start_utc").join(pairs, how="cross")

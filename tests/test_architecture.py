@@ -339,3 +339,38 @@ def test_rooms_stay_small() -> None:
         if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_LINES
     }
     assert long == {}
+
+
+def _string_format_calls(path: Path) -> list[int]:
+    """Lines of ``pl.format(...)`` (and ``polars.format(...)``) calls in the file at ``path``."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    return [
+        node.lineno
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr == "format"
+        and isinstance(node.func.value, ast.Name)
+        and node.func.value.id in {"pl", "polars"}
+    ]
+
+
+def test_no_polars_string_format() -> None:
+    """``pl.format`` is not used: ``pl.concat_str`` is. Polars 2.1's ``str.format`` kernel walks
+    a column's chunks assuming none is empty, and the streaming engine hands it one after a
+    filter (seen: a decoded landing, ``map_batches`` then ``is_in``): the process panics
+    (``assertion failed: i < self.len()``) in the middle of a rebuild. The tests' mappings run
+    in the same plans, so they are held to it too."""
+    found = {
+        str(path.relative_to(ROOT)): lines
+        for folder in (*PACKAGES, "tests", "benchmarks")
+        for path in sorted((ROOT / folder).rglob("*.py"))
+        if (lines := _string_format_calls(path))
+    }
+    assert found == {}
+
+
+def test_the_string_format_finder_finds_a_call(tmp_path: Path) -> None:
+    source = tmp_path / "m.py"
+    source.write_text('import polars as pl\nx = pl.format("a{}", "b")\ny = "{}".format(1)\n')
+    assert _string_format_calls(source) == [2]

@@ -113,7 +113,7 @@ def make_dirty_attempts(
         pairs = reason == "conflicting_duplicate"
         size = max(1, per_reason // 2) if pairs and per_reason else per_reason
         picked = rng.choice(n, size=size, replace=n < size) if n else np.arange(0)
-        suffix = pl.format("~x{}", pl.int_range(pl.len(), dtype=pl.Int64) + fresh)
+        suffix = pl.concat_str(pl.lit("~x"), pl.int_range(pl.len(), dtype=pl.Int64) + fresh)
         rows = frame[picked].with_columns(
             pl.concat_str("attempt_id", suffix).alias("attempt_id"),
             pl.concat_str("attempt_id", suffix).alias("original_id"),

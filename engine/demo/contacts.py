@@ -266,7 +266,7 @@ def _frame(
 
     made = {
         "source": pl.lit(source, dtype=pl.String()),
-        "contact_id": pl.format("c{}", "cid"),
+        "contact_id": pl.concat_str(pl.lit("c"), "cid"),
         "offered_at": instant("offered"),
         "answered_at": pl.when("has_answer").then(instant("answered")),
         "ended_at": pl.when("has_end").then(instant("ended")),

@@ -107,7 +107,7 @@ def make_dirty(
         pairs = reason == "conflicting_duplicate"
         size = max(1, per_reason // 2) if pairs else per_reason
         picked = sample(candidates.get(reason, np.arange(n)), size if per_reason else 0)
-        suffix = pl.format("~x{}", pl.int_range(pl.len(), dtype=pl.Int64) + fresh)
+        suffix = pl.concat_str(pl.lit("~x"), pl.int_range(pl.len(), dtype=pl.Int64) + fresh)
         rows = frame[picked].with_columns(pl.concat_str("contact_id", suffix).alias("contact_id"))
         fresh += picked.size
         bad = _corrupt(rows, reason)

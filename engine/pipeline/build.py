@@ -168,7 +168,7 @@ def _unparsable(lines: pl.DataFrame, table: str, detail: str) -> pl.DataFrame:
     return lines.select(
         pl.lit(None, pl.String).alias("source"),
         pl.lit(table).alias("table"),
-        pl.format("line {}", "n").alias("record_id"),
+        pl.concat_str(pl.lit("line "), "n").alias("record_id"),
         pl.lit("unparsable_line").alias("reason"),
         pl.lit(detail).alias("detail"),
         pl.col("line").alias("raw"),

@@ -202,7 +202,9 @@ def _volume_minutes(window: Window, interval: int) -> int:
 
 
 def _labelled(frame: pl.LazyFrame) -> pl.LazyFrame:
-    label = pl.format("{} ({})", pl.col("queue_name"), pl.col("channel").cast(pl.String))
+    label = pl.concat_str(
+        "queue_name", pl.lit(" ("), pl.col("channel").cast(pl.String), pl.lit(")")
+    )
     return frame.with_columns(label.alias("queue"))
 
 

@@ -76,7 +76,7 @@ def _normalise(landed: pl.LazyFrame) -> Normalised:
     quarantine = frame.filter(flagged).select(
         pl.lit("tst").alias("source"),
         pl.lit("contacts").alias("table"),
-        pl.format("rec-{}", "record_id").alias("record_id"),
+        pl.concat_str(pl.lit("rec-"), "record_id").alias("record_id"),
         pl.lit("unmappable").alias("reason"),
         pl.lit("mapbad").alias("detail"),
         pl.col("payload").alias("raw"),
@@ -351,7 +351,7 @@ def _normalise_attempts(landed: pl.LazyFrame) -> Normalised:
     r = pl.col("payload").str.json_decode(PAYLOAD)
     rows = landed.with_columns(r.alias("r")).select(
         pl.lit("tst").alias("source"),
-        pl.format("a{}", pl.col("r").struct.field("id")).alias("attempt_id"),
+        pl.concat_str(pl.lit("a"), pl.col("r").struct.field("id")).alias("attempt_id"),
         pl.col("r").struct.field("cid").alias("original_id"),
         pl.col("r").struct.field("seg").alias("retry_attempt"),
         pl.lit("ASAP").alias("type"),

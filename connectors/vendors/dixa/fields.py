@@ -137,7 +137,7 @@ def _slow(landed: pl.LazyFrame) -> pl.LazyFrame:
             f("field").struct.field("_type").alias("type"),
             f("field").struct.field("label").alias("label"),
             pl.col("payload")
-            .str.json_path_match(pl.format("$.fields[{}].field.value", "__i"))
+            .str.json_path_match(pl.concat_str(pl.lit("$.fields["), "__i", pl.lit("].field.value")))
             .alias("text"),
         )
         .with_columns(
