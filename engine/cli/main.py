@@ -195,7 +195,7 @@ def main(args: list[str] | None = None) -> None:
     Exit 130 when interrupted (Ctrl-C), as shells expect; a usage error (an unknown option, a
     bad value, a missing file) is one line naming the option, and exit 2. An unexpected
     exception (a bug) prints its traceback, then one line, and exits 2, never Python's 1, which
-    here means data problems.
+    here means data problems (a panic in Polars' Rust code included).
     """
     if found := _object_storage(sys.argv[1:] if args is None else args):
         click.echo(f"wfm-intervals: error: {found}: object storage is not supported here", err=True)
@@ -221,7 +221,10 @@ def main(args: list[str] | None = None) -> None:
     except WfmError as exc:  # raised on purpose, and no command turned it into its line
         click.echo(f"wfm-intervals: error: {printable(exc)}", err=True)
         raise SystemExit(2) from None
-    except Exception as exc:  # a bug: never Python's exit 1, which here means data problems
+    except SystemExit:  # a command's own exit code
+        raise
+    except BaseException as exc:  # a bug: never Python's exit 1 (data problems)
+        # (a panic in Polars' Rust code reaches Python as a BaseException, not an Exception)
         click.echo("".join(traceback.format_exception(exc)).rstrip(), err=True)
         name = type(exc).__name__
         click.echo(

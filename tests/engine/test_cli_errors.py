@@ -17,6 +17,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 from click.testing import CliRunner
+from polars.exceptions import PanicException
 
 from engine.cli.main import COMMANDS, main
 from engine.demo.callbacks import generate_attempts
@@ -223,15 +224,20 @@ def test_a_non_utf8_line_is_quarantined_with_its_bytes_escaped(files: Path) -> N
     assert pl.read_delta(str(out / "store" / "contacts")).height == 3
 
 
+@pytest.mark.parametrize("error", [RuntimeError, PanicException])
 def test_a_bug_prints_its_traceback_then_one_line_and_exits_2(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    error: type[BaseException],
 ) -> None:
     """An exception no command expects (a bug) is not Python's exit 1, which here means data
-    problems: the traceback (for the report), then one line naming it, and exit 2."""
+    problems: the traceback (for the report), then one line naming it, and exit 2. A panic in
+    Polars' Rust code is one too, though Python raises it as a ``BaseException``."""
     import engine.cli.report
 
     def broken(*_: object, **__: object) -> None:
-        raise RuntimeError("boom")
+        raise error("boom")
 
     monkeypatch.setattr(engine.cli.report, "write_report", broken)
     with pytest.raises(SystemExit) as done:
@@ -240,6 +246,6 @@ def test_a_bug_prints_its_traceback_then_one_line_and_exits_2(
     err = capsys.readouterr().err.strip().splitlines()
     assert err[0].startswith("Traceback")
     assert err[-1] == (
-        "wfm-intervals: internal error (RuntimeError: boom): a bug; please report it with the "
+        f"wfm-intervals: internal error ({error.__name__}: boom): a bug; please report it with the "
         "traceback above"
     )
