@@ -187,6 +187,7 @@ def test_the_snapshot_equals_the_rebuild_from_the_whole_landing(
         assert got.digests == day_digests(want_rows, days)
         # the count of distinct landed records, kept run by run, equals a whole count
         assert got.records == _snapshot(root, source, whole=True, write=False).records
+        _assert_each_month_in_row_order(got, CONTACT_ORDER)
     assert modes[0] == "whole"
     assert "whole" not in modes[1:]
 
@@ -266,6 +267,16 @@ def test_rows_let_go_after_the_volume_build_read_back_the_same(landed: Path, wri
     assert near is not None
     assert_frame_equal(again, whole)
     assert_frame_equal(near, whole)
+
+
+def test_a_contact_landed_later_takes_its_place_in_its_month(landed: Path) -> None:
+    """A night's contact whose id sorts before the month's others is not appended at the end:
+    the month is kept in row order (the order a run reads it in)."""
+    _snapshot(landed)
+    _apply(landed, 9, "land", [_one(99, "b1")])  # "b1" sorts before c0..c29
+    got = _snapshot(landed)
+    assert got.mode == "incremental"
+    _assert_each_month_in_row_order(got, CONTACT_ORDER)
 
 
 def test_a_record_sharing_a_contact_with_a_new_one_is_redone_with_it(landed: Path) -> None:
@@ -389,6 +400,10 @@ def test_a_run_with_nothing_new_reads_the_index_as_committed_for_records_set_asi
         assert_frame_equal(_sorted(*got.frames)[1], want_bad)
 
 
+#: A month shard's row order, as the contract states it (``docs/architecture.md``).
+CONTACT_ORDER, ATTEMPT_ORDER = ["source", "contact_id", "segment_no"], ["source", "attempt_id"]
+
+
 def _assert_each_month_in_row_order(got: Any, key: list[str]) -> None:
     """Each month shard of the saved snapshot holds its rows sorted by ``key`` (the order a
     run reads them in: month by month, each in row order), however the redo was grouped."""
@@ -425,6 +440,7 @@ def test_the_attempts_snapshot_equals_the_rebuild_chain_by_chain(
             got = refresh_sources([ATTEMPTS], "callback_attempts", landing=root / "landing",
                                   state=root / "state")  # fmt: skip
         _assert_the_attempts_rebuild(got, root)
+        _assert_each_month_in_row_order(got, ATTEMPT_ORDER)
         modes.append(got.mode)
     assert "whole" not in modes[1:]
 
@@ -474,7 +490,7 @@ def test_a_whole_redo_in_groups_of_files_equals_the_rebuild(
     assert again.mode == "unchanged"
     assert_frame_equal(_sorted(*again.frames)[0], want_rows)
     assert again.digests == got.digests
-    _assert_each_month_in_row_order(got, ["source", "contact_id", "segment_no"])
+    _assert_each_month_in_row_order(got, CONTACT_ORDER)
 
 
 @given(steps=st.lists(step, min_size=2, max_size=8),
@@ -490,4 +506,4 @@ def test_a_whole_redo_of_attempts_in_groups_equals_the_rebuild(
         got = refresh_sources([ATTEMPTS], "callback_attempts", landing=root / "landing",
                               state=root / "state", whole=True)  # fmt: skip
     _assert_the_attempts_rebuild(got, root)
-    _assert_each_month_in_row_order(got, ["source", "attempt_id"])
+    _assert_each_month_in_row_order(got, ATTEMPT_ORDER)

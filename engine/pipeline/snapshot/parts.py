@@ -217,17 +217,12 @@ def _shard_of(table: str) -> pl.Expr:
 
 
 def sharded(
-    table: str,
-    rows: pl.DataFrame,
-    order: list[str],
-    into: dict[str, pl.DataFrame | None] | None = None,
-    *,
-    ordered: bool = True,
+    table: str, rows: pl.DataFrame, into: dict[str, pl.DataFrame | None] | None = None
 ) -> tuple[dict[str, pl.DataFrame | None], set[str]]:
-    """``rows`` added to the month shards ``into`` (none: new shards; a shard they reach must
-    have been read), and the shards they reached, each sorted in ``order`` again (the others
-    are not touched); not ``ordered``: appended only, for :func:`in_order` to sort once (a
-    stable sort of the rows appended in turn gives what sorting after each append gives)."""
+    """``rows`` appended to the month shards ``into`` (none: new shards; a shard they reach
+    must have been read), and the shards they reached; :func:`in_order` sorts them (once for
+    many appends: a stable sort of the rows appended in turn gives what sorting after each
+    append gives)."""
     out, reached = dict(into or {}), set[str]()
     if not rows.height:
         return out, reached
@@ -237,15 +232,18 @@ def sharded(
         had = out.get(name)
         assert name not in out or had is not None, f"shard {name} not read"
         whole = part if had is None else pl.concat([had, part], how="vertical_relaxed")
-        out[name] = whole.sort(order, nulls_last=True, maintain_order=True) if ordered else whole
+        out[name] = whole
         reached.add(name)
     return out, reached
 
 
-def in_order(shards: dict[str, pl.DataFrame | None], order: list[str]) -> None:
-    """Sort the ``shards`` held in memory in ``order``, in place, a shard at a time."""
-    for name, frame in shards.items():
-        if frame is not None:
+def in_order(
+    shards: dict[str, pl.DataFrame | None], order: list[str], names: Iterable[str] | None = None
+) -> None:
+    """Sort the ``shards`` held in memory (those ``names``, or all) in ``order``, in place, a
+    shard at a time."""
+    for name in list(shards) if names is None else names:
+        if (frame := shards.get(name)) is not None:
             shards[name] = frame.sort(order, nulls_last=True, maintain_order=True)
 
 

@@ -345,7 +345,7 @@ def _whole(job: _Job, files: dict[str, int]) -> Snapshot:
     del index  # each update reads its group's record ids (the snapshot's index grows by them)
     rows, bad, idents = _validate(job, mine, None)
     records = mine.select(_SRC, "stream", "record_id").unique().height
-    shards, _ = sharded(job.table, rows, ROW_ORDER[job.table], ordered=False)
+    shards, _ = sharded(job.table, rows)
     homes = homes_of(job.table, rows, identities(job.table))
     idents = parted(idents, homes)
     snap = Snapshot(groups[0], mine, idents, shards, bad, homes, records, redone=records)
@@ -381,7 +381,9 @@ def _update(
         old = snap.idents.filter(redone_rows)[_IDENT]
         redone_idents = pl.concat([old, idents[_IDENT]]).unique().implode()
         named = records.rename({_SRC: "source", _REF: "record_id"})
-        shards, saved = spliced(job.table, snap, redone_idents, rows, ordered=not grouped)
+        shards, saved = spliced(job.table, snap, redone_idents, rows)
+        if not grouped:  # a whole redo sorts once, at its end
+            in_order(shards, ROW_ORDER[job.table], set(shards) - set(saved))
         moved = snap.homes.select(pl.col(_IDENT).is_in(redone_idents)).to_series()
         homes = homes_of(job.table, rows, identities(job.table))
         idents = parted(idents, homes)

@@ -84,13 +84,13 @@ def closure(snap: Snapshot, touched: pl.DataFrame, new_idents: pl.DataFrame | No
 
 
 def spliced(
-    table: str, snap: Snapshot, redone: pl.Series, rows: pl.DataFrame, *, ordered: bool = True
+    table: str, snap: Snapshot, redone: pl.Series, rows: pl.DataFrame
 ) -> tuple[dict[str, pl.DataFrame | None], dict[str, Shard]]:
     """The snapshot's shards without the rows of the ``redone`` identities and with the new
     ``rows``, and its committed shards that neither touched (the others are written again).
     Only the shards those identities' rows are in (:attr:`Snapshot.homes`) and those the new
-    rows reach are read; the others stay as committed, not read. Not ``ordered``: the shards
-    the rows reach are left for :func:`~engine.pipeline.snapshot.parts.in_order` to sort."""
+    rows reach are read; the others stay as committed, not read. The shards the rows reach
+    have them appended, for :func:`~engine.pipeline.snapshot.parts.in_order` to sort."""
     reach = homes_of(table, rows, identities(table))["__shard"]
     held = snap.homes.filter(pl.col(IDENT).is_in(redone))["__shard"]
     touched = snap.read(set(held.to_list()) | set(reach.to_list()))
@@ -106,5 +106,5 @@ def spliced(
                 shards[name] = kept
             else:
                 del shards[name]
-    shards, reached = sharded(table, rows, ROW_ORDER[table], into=shards, ordered=ordered)
+    shards, reached = sharded(table, rows, into=shards)
     return shards, {k: s for k, s in saved.items() if k in shards and k not in reached}
