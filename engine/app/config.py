@@ -62,7 +62,8 @@ from connectors.errors import ConfigError, missing_allowed
 from connectors.registry import SOURCES
 from connectors.source import SourceSettings
 from engine.app import tenants as tenancy
-from engine.app.sections import EngineSettings, ReconcileSettings, RunSettings
+from engine.app.environment import environment_source, given, reading
+from engine.app.sections import EngineSettings, ReconcileSettings, RunSettings, StoreSettings
 from engine.output.vendor import builtin_profiles
 from engine.pipeline.build import FORMATS, Format
 from engine.serve.settings import ServeSettings
@@ -133,15 +134,6 @@ class OutputSettings(BaseModel):
         return value
 
 
-class StoreSettings(BaseModel):
-    """``[store]``: the raw landing store and the incremental sync state."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    landing: Path = Path("data/landing")
-    state: Path = Path("data/state")
-
-
 _source_fields: dict[str, Any] = {
     name: (source.settings_model, Field(default_factory=source.settings_model))
     for name, source in SOURCES.items()
@@ -206,6 +198,7 @@ class AppSettings(BaseSettings):
                 ),
             )
         toml = TomlConfigSettingsSource(settings_cls, toml_file=list(_FILES.get()), deep_merge=True)
+        env_settings = environment_source(settings_cls, env_settings)
         return (init_settings, env_settings, dotenv_settings, *secrets, toml)
 
     def source(self, name: str) -> SourceSettings:
@@ -299,10 +292,13 @@ def describe_errors(exc: ValidationError) -> list[str]:
 
 
 @contextmanager
-def _using(files: tuple[Path, ...], secrets_dir: Path | None) -> Iterator[None]:
+def _using(
+    files: tuple[Path, ...], secrets_dir: Path | None, environ: Mapping[str, str] | None
+) -> Iterator[None]:
     tokens = (_FILES.set(files), _SECRETS.set(secrets_dir))
     try:
-        yield
+        with reading(environ):
+            yield
     finally:
         _FILES.reset(tokens[0])
         _SECRETS.reset(tokens[1])
@@ -382,7 +378,8 @@ def load_settings(
             file is read too, below it.
         secrets_dir: The secrets directory; default ``$WFM_SECRETS_DIR``, else a ``secrets``
             directory beside the last config file that has one.
-        environ: Where ``WFM_CONFIG`` and ``WFM_SECRETS_DIR`` are read (default ``os.environ``).
+        environ: The environment every ``WFM_`` variable is read from (default: the one of
+            the enclosing :func:`~engine.app.environment.reading`, else ``os.environ``).
         allow_missing: an enabled source may lack what it needs to run (``config show``).
         tenant: return this tenant's effective settings (:meth:`AppSettings.tenant`).
         **overrides: Top-level sections as dicts (the highest priority).
@@ -393,6 +390,7 @@ def load_settings(
             variable (tenants are declared in config files), or shares a folder with another.
         ValidationError: A setting is invalid (render it with :func:`describe_errors`).
     """
+    environ = given() if environ is None else environ  # a caller's (environment.reading)
     env = os.environ if environ is None else environ
     files = config_files(config, env)
     secrets_dir = secrets_dir_of(files, secrets_dir, env)
@@ -409,7 +407,7 @@ def load_settings(
                 f"config file {file}: unknown section [{unknown[0]}] (known: {known})"
             )
         names += tenancy.declared(data, f"config file {file}", sections)
-    with _using(tuple(files), secrets_dir), missing_allowed(allow_missing or bool(names)):
+    with _using(tuple(files), secrets_dir, environ), missing_allowed(allow_missing or bool(names)):
         dotenv = env_files(files, env_file)
         settings = AppSettings(_env_file=dotenv or None, **overrides)  # type: ignore[call-arg]
     tenancy.check_declared(settings.tenants, names)

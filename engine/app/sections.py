@@ -1,5 +1,5 @@
-"""Settings of ``wfm-intervals run`` (``[run]``), the reconciliation (``[reconcile]``) and the
-engine the tables are built on (``[engine]``).
+"""Settings of ``wfm-intervals run`` (``[run]``), the reconciliation (``[reconcile]``), the
+engine the tables are built on (``[engine]``) and the landing store and sync state (``[store]``).
 
 Plain, validated, immutable values; :mod:`engine.app.config` layers them from TOML, ``WFM_``
 variables and ``.env`` like every other section. :func:`parse_tolerance` reads the command
@@ -18,11 +18,18 @@ from __future__ import annotations
 
 import math
 import re
+from pathlib import Path
 from typing import Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-__all__ = ["EngineSettings", "ReconcileSettings", "RunSettings", "parse_tolerance"]
+__all__ = [
+    "EngineSettings",
+    "ReconcileSettings",
+    "RunSettings",
+    "StoreSettings",
+    "parse_tolerance",
+]
 
 #: A Ray address: ``auto``, ``ray://HOST:PORT`` (Ray Client) or ``HOST:PORT`` (a head node).
 _RAY_ADDRESS: Final = re.compile(r"auto|(ray://)?[A-Za-z0-9._\-]+:[0-9]{1,5}")
@@ -112,3 +119,12 @@ def parse_tolerance(spec: str) -> tuple[str, float]:
     if not sep or not field.strip() or not math.isfinite(value) or value < 0:
         raise ValueError(f"{spec!r}: expected FIELD=NUMBER (a number >= 0, e.g. offered=1)")
     return field.strip(), value
+
+
+class StoreSettings(BaseModel):
+    """``[store]``: the raw landing store and the incremental sync state."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    landing: Path = Path("data/landing")
+    state: Path = Path("data/state")

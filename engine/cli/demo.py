@@ -3,11 +3,11 @@
 It starts the four vendor emulators on free 127.0.0.1 ports (:mod:`engine.demo.stack`) serving
 a month of seeded synthetic traffic that ends at the last UTC midnight, writes a throwaway
 configuration pointing at them (the built-in ``demo.toml`` for the zone and the outputs; random
-credentials, passed through the environment as a real
-deployment would), and runs :func:`engine.pipeline.run.run`: sync the four sources through the real
-connectors, build every table, export (all vendor profiles and the forecasting format),
-reconcile with Mindful's and Kore.ai's own aggregates, and write the HTML report. The landing
-store and state live in a temporary directory; the tables go to ``--out``.
+credentials, given as ``WFM_`` variables as a real deployment would, over the process's
+environment without changing it), and runs :func:`engine.pipeline.run.run`: sync the four
+sources through the real connectors, build every table, export (all vendor profiles and the
+forecasting format), reconcile with Mindful's and Kore.ai's own aggregates, and write the HTML
+report. The landing store and state live in a temporary directory; the tables go to ``--out``.
 """
 
 from __future__ import annotations
@@ -16,8 +16,6 @@ import os
 import sys
 import tempfile
 import tomllib
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
@@ -31,24 +29,6 @@ from engine.demo.stack import emulators, random_secrets, write_config
 from engine.pipeline.run import run
 
 __all__ = ["demo"]
-
-
-@contextmanager
-def _environment(values: Mapping[str, str]) -> Iterator[None]:
-    """``values`` in the process environment, the variables as they were after. Entered before
-    any thread starts: glibc's ``setenv`` may move the environment's array when it adds a
-    name, under a thread that reads it (``getenv`` in native code: Polars' workers, a
-    preloaded library); a value replaced or a name removed later moves nothing."""
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 @click.command()
@@ -87,14 +67,15 @@ def demo(out: Path, days: int, seed: int, scale: float) -> None:  # fmt: skip
     )
     with (
         tempfile.TemporaryDirectory(prefix="wfm-demo-") as tmp,
-        _environment(secrets),  # before the emulators' threads start (see there)
         emulators(secrets, start=start, days=days, seed=seed, scale=scale, time_zone=tz) as stack,
     ):
         config = write_config(
             Path(tmp), stack, start=start, build=demo["build"],
             output={**demo["output"], "dir": str(out.resolve())},
         )  # fmt: skip
-        settings = load_settings(config, env_file=None)
+        # the secrets as variables over the process's, read from a mapping: setting them in
+        # the process is not safe beside the emulators' threads (engine.app.environment)
+        settings = load_settings(config, env_file=None, environ={**os.environ, **secrets})
         try:
             summary = run(settings, start=start, end=end)
         except Exception as exc:

@@ -19,7 +19,7 @@ import importlib
 import os
 import sys
 import traceback
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
 from typing import NamedTuple
 
 import click
@@ -139,11 +139,18 @@ class _Commands(click.Group):
     envvar="WFM_LOG_LEVEL",
     help="The lowest level logged [$WFM_LOG_LEVEL].",
 )
-def cli(log_format: str, log_level: str) -> None:
+@click.pass_context
+def cli(ctx: click.Context, log_format: str, log_level: str) -> None:
     """wfm-intervals: contact-centre records to exact 15-minute interval tables."""
     from engine.app import logs  # noqa: PLC0415 - standard library only; loaded with a command
 
     logs.configure("json" if log_format == "json" else "text", log_level)
+    if isinstance(ctx.obj, Mapping) and ctx.obj.get("environ") is not None:
+        # a caller in this process gave the command its environment (the settings' WFM_
+        # variables): read from it, the process's left as it is (engine.app.environment)
+        from engine.app.environment import reading  # noqa: PLC0415 - only when given
+
+        ctx.with_resource(reading(ctx.obj["environ"]))
 
 
 def _object_storage(args: list[str]) -> str | None:

@@ -21,6 +21,7 @@ from engine.app.config import DEFAULTS_FILE, AppSettings, describe_errors, load_
 from engine.app.origin import to_toml
 from engine.cli.main import cli
 from tests.connectors import ujet_support as sup
+from tests.environment import invoke as beside
 
 #: The example tenant files shipped in the repository's config/ folder.
 EXAMPLES = Path(__file__).resolve().parents[2] / "config" / "examples"
@@ -78,6 +79,31 @@ def test_config_file_from_the_environment(tmp_path: Path, monkeypatch: pytest.Mo
     (tmp_path / "c.toml").write_text("[store]\nstate = 'elsewhere/state'\n")
     monkeypatch.setenv("WFM_CONFIG", str(tmp_path / "c.toml"))
     assert load_settings(env_file=None).store.state == Path("elsewhere/state")
+
+
+def test_settings_read_every_variable_from_the_environment_given(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``load_settings(environ=...)`` and a command given ``obj={"environ": ...}`` read every
+    ``WFM_`` variable from that mapping (a settings variable, ``WFM_CONFIG``), none from the
+    process, and change nothing in it."""
+    config = tmp_path / "given.toml"
+    config.write_text('[output]\nduration_unit = "s"\n')
+    monkeypatch.setenv("WFM_STORE__LANDING", "/from/the/process")
+    given = {"WFM_STORE__STATE": "/from/the/mapping", "WFM_CONFIG": str(config)}
+    settings = load_settings(env_file=None, environ=given)
+    assert settings.store.state == Path("/from/the/mapping")
+    assert settings.store.landing == Path("data/landing")  # the process's value is not read
+    assert settings.output.duration_unit == "s"
+    before = dict(os.environ)
+    shown = CliRunner().invoke(cli, ["config", "show", "--json"], obj={"environ": given})
+    assert shown.exit_code == 0, shown.output
+    assert json.loads(shown.stdout)["store"] == {
+        "landing": "data/landing",
+        "state": "/from/the/mapping",
+    }
+    assert dict(os.environ) == before
+    assert load_settings(env_file=None).store.landing == Path("/from/the/process")
 
 
 @pytest.mark.parametrize(
@@ -202,10 +228,10 @@ def test_sync_command_against_the_emulator(tmp_path: Path) -> None:
             "WFM_STORE__LANDING": str(tmp_path / "landing"),
             "WFM_STORE__STATE": str(tmp_path / "state"),
         }
-        table = invoke(["sync"], env)
-        as_json = invoke(["sync", "ujet", "--json", "--stream", "chats"], env)
+        table = beside(cli, ["sync"], env)  # the emulator's thread runs: tests.environment
+        as_json = beside(cli, ["sync", "ujet", "--json", "--stream", "chats"], env)
         truth = emu.expected_contacts()
-        refused = invoke(["sync", "ujet"], env | {"WFM_SOURCES__UJET__PASSWORD": "wrong-7"})
+        refused = beside(cli, ["sync", "ujet"], env | {"WFM_SOURCES__UJET__PASSWORD": "wrong-7"})
     assert table.exit_code == 0, table.output
     assert "ujet/calls" in table.output
     assert "ujet/chats" in table.output
