@@ -17,7 +17,6 @@ from typing import Any
 
 import polars as pl
 import pytest
-from click.testing import CliRunner
 from polars.testing import assert_frame_equal
 from pydantic import SecretStr, ValidationError
 
@@ -36,6 +35,7 @@ from engine.pipeline.sources import canonical_source, validated
 from engine.schema import CONTACTS
 from tests.connectors import dixa_support as support
 from tests.connectors.dixa_support import KEY, NOW, T0, TOKEN, emulator, make_settings
+from tests.environment import invoke
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -393,12 +393,12 @@ def test_cli_sync_exits_2_on_an_unknown_record_id(
             "WFM_STORE__STATE": str(tmp_path / "state"),
         }
         monkeypatch.chdir(tmp_path)
-        result = CliRunner().invoke(cli, ["sync", "dixa"], env=env)
+        result = invoke(cli, ["sync", "dixa"], env)
         assert result.exit_code == 2, result.output
         assert "sources.dixa.record_ids: unknown record id 'nope'" in result.output
         assert TOKEN not in result.output
         env["WFM_SOURCES__DIXA__RECORD_IDS"] = '["conversations"]'
-        ok = CliRunner().invoke(cli, ["sync", "dixa", "--json"], env=env)
+        ok = invoke(cli, ["sync", "dixa", "--json"], env)
         assert ok.exit_code == 0, ok.output
         assert json.loads(ok.stdout)["pulled"][0]["landed"] > 0
 

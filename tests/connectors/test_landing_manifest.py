@@ -22,7 +22,7 @@ from typing import Any
 
 import polars as pl
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import Result
 from polars.testing import assert_frame_equal
 from pydantic import SecretStr
 
@@ -50,6 +50,7 @@ from engine.cli.main import cli
 from engine.clock import CLOCK_AT_VARIABLE
 from tests.connectors import mindful_support, ujet_support
 from tests.connectors.kill_support import KillResumeCase
+from tests.environment import invoke
 
 
 class Stop(Exception):  # noqa: N818 - a simulated crash, not an error of the code under test
@@ -79,7 +80,7 @@ def environment(name: str, kase: KillResumeCase, root: Path) -> dict[str, str]:
 
 
 def command(env: dict[str, str], *args: str) -> Result:
-    return CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
+    return invoke(cli, args, env, catch_exceptions=False)  # the emulator's thread runs
 
 
 def synced(env: dict[str, str], name: str) -> list[dict[str, Any]]:

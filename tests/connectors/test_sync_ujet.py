@@ -17,7 +17,6 @@ from pathlib import Path
 import httpx
 import polars as pl
 import pytest
-from click.testing import CliRunner
 from polars.testing import assert_frame_equal
 
 from connectors.emulator import Fault, Faults, UjetEmulator
@@ -31,6 +30,7 @@ from engine.pipeline import build as pipeline
 from engine.pipeline.sources import canonical_source
 from engine.settings import BuildSettings
 from tests.connectors import ujet_support as sup
+from tests.environment import invoke
 
 
 @pytest.fixture(scope="module")
@@ -351,7 +351,7 @@ def test_the_cli_exits_2_naming_source_stream_and_invariant(
             "WFM_STORE__STATE": str(tmp_path / "state"),
         }
         monkeypatch.chdir(tmp_path)
-        result = CliRunner().invoke(cli, ["sync", "ujet", "--stream", "calls"], env=env)
+        result = invoke(cli, ["sync", "ujet", "--stream", "calls"], env)
     assert result.exit_code == 2, result.output
     errors = [line for line in result.output.splitlines() if "error:" in line]
     assert len(errors) == 1

@@ -18,7 +18,7 @@ from typing import Any
 
 import polars as pl
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import Result
 from polars.testing import assert_frame_equal
 
 from connectors.emulator import UjetEmulator
@@ -28,6 +28,7 @@ from engine.demo.stack import write_toml
 from engine.output import delta
 from tests.engine.run_support import T0, table
 from tests.engine.run_support import clean_environment as _clean
+from tests.environment import invoke
 
 TENANTS = ("acme", "beta")
 #: Each tenant's secrets, by the variables that give them (and the emulator's password).
@@ -115,10 +116,8 @@ def _single(root: Path, emulator: UjetEmulator, name: str) -> tuple[Path, dict[s
 
 
 def _invoke(args: list[str], config: Path, env: dict[str, str] | None = None) -> Result:
-    return CliRunner().invoke(
-        cli, [*args, "--config", str(config)], env=ENV if env is None else env,
-        catch_exceptions=False,
-    )  # fmt: skip
+    given = ENV if env is None else env  # the emulators' threads run: the process's untouched
+    return invoke(cli, [*args, "--config", str(config)], given, catch_exceptions=False)
 
 
 def _stored(out: Path) -> dict[str, pl.DataFrame]:
