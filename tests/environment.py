@@ -17,10 +17,17 @@ from typing import Any
 import click
 from click.testing import CliRunner, Result
 
+from engine import killpoint
+from engine.clock import CLOCK_AT_VARIABLE
+from engine.distributed.helper import STALL_VARIABLE
+
 __all__ = ["invoke"]
 
-#: Read by click itself (its options' ``envvar``), from the process environment only.
-_CLICK_VARIABLES = ("WFM_LOG_FORMAT", "WFM_LOG_LEVEL")
+#: Read from the process environment only: by click (its options' ``envvar``), the clock, the
+#: crash tests' hook, the Ray helper. Given here they would be ignored, so they are refused.
+PROCESS_ONLY = frozenset(
+    {"WFM_LOG_FORMAT", "WFM_LOG_LEVEL", CLOCK_AT_VARIABLE, killpoint.VARIABLE, STALL_VARIABLE}
+)
 
 
 def invoke(
@@ -28,6 +35,6 @@ def invoke(
 ) -> Result:
     """``CliRunner().invoke(command, args, env=env, **kwargs)`` as the command sees it: its
     settings read from the process environment with ``env`` over it; the process's unchanged."""
-    assert not set(env) & set(_CLICK_VARIABLES), f"give {_CLICK_VARIABLES} as options"
+    assert not set(env) & PROCESS_ONLY, f"read from the process only: {set(env) & PROCESS_ONLY}"
     environ = {**os.environ, **env}
     return CliRunner().invoke(command, list(args), obj={"environ": environ}, **kwargs)
