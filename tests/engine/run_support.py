@@ -18,13 +18,14 @@ from typing import Any
 
 import polars as pl
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import Result
 
 from engine.cli.main import cli
 from engine.clock import CLOCK_AT_VARIABLE
 from engine.demo import stack as demo_stack
 from engine.demo.stack import Stack
 from tests.calendar import YESTERDAY
+from tests.environment import invoke as beside
 
 T0 = YESTERDAY
 DAY = (T0, T0 + timedelta(days=1))
@@ -41,16 +42,11 @@ SECRETS = {
 
 @contextmanager
 def emulators() -> Iterator[Stack]:
-    """The four emulators serving the tests' YESTERDAY (fast limits: the tests never wait),
-    with :data:`SECRETS` in the environment from before their threads start until after they
-    stop: :func:`invoke` then replaces values in place and never adds a name while a thread may
-    read the environment (glibc's ``setenv`` may move its array when it adds one; a date run's
-    preloaded clock reads it from every thread that waits, and a run crashed on it)."""
-    with pytest.MonkeyPatch.context() as environment:
-        for name, value in SECRETS.items():
-            environment.setenv(name, value)
-        with demo_stack.emulators(SECRETS, start=T0) as stack:
-            yield stack
+    """The four emulators serving the tests' YESTERDAY (fast limits: the tests never wait). The
+    secrets are in no process environment of this process: :func:`invoke` hands them to the
+    command (:mod:`tests.environment`), a child process gets them in its own."""
+    with demo_stack.emulators(SECRETS, start=T0) as stack:
+        yield stack
 
 
 def write_config(root: Path, stack: Stack, **sections: dict[str, Any]) -> Path:
@@ -74,7 +70,7 @@ def lean_config(root: Path, stack: Stack) -> Path:
 def invoke(args: list[str], config: Path | None = None) -> Result:
     """``wfm-intervals ARGS --config CONFIG`` with the secrets in the environment only."""
     extra = ["--config", str(config)] if config is not None else []
-    return CliRunner().invoke(cli, [*args, *extra], env=SECRETS, catch_exceptions=False)
+    return beside(cli, [*args, *extra], SECRETS, catch_exceptions=False)  # emulators run
 
 
 def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -8,12 +8,13 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import Result
 
 from engine.cli.main import cli
 from engine.demo.stack import Stack
 from tests.engine.run_support import SECRETS, lean_config
 from tests.engine.run_support import clean_environment as _clean
+from tests.environment import invoke as beside
 
 BOX = set("─│┌┐└┘├┤┬┴┼━┃┏┓┗┛╭╮╯╰")
 
@@ -24,7 +25,7 @@ def _environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 
 def _invoke(args: list[str]) -> Result:
-    return CliRunner().invoke(cli, args, env=SECRETS, catch_exceptions=False)
+    return beside(cli, args, SECRETS, catch_exceptions=False)  # the emulators' threads run
 
 
 def test_json_log_lines_carry_the_fields_and_the_level_switch_filters(

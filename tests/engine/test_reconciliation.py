@@ -5,6 +5,7 @@ in ``reconcile.json`` and in the HTML report; tolerances, skipped sources and a 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -168,13 +169,9 @@ def test_ours_from_a_built_store_and_an_unreachable_vendor(
     assert f"({url}/oauth2/token)" in one_error_line(gone)
 
 
-def test_the_api_cuts_windows_per_source(
-    synced: tuple[Stack, Path], monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_the_api_cuts_windows_per_source(synced: tuple[Stack, Path]) -> None:
     _, config = synced
-    for name, value in SECRETS.items():
-        monkeypatch.setenv(name, value)
-    settings = load_settings(config)
+    settings = load_settings(config, environ=os.environ | SECRETS)
     inputs = load_inputs(settings)
     assert isinstance(inputs, Inputs)
     cut = {"kore": (T0, T0), "mindful": (T0, T0 + timedelta(hours=6))}
@@ -183,13 +180,9 @@ def test_the_api_cuts_windows_per_source(
     assert rec.checks[0].window_end == (T0 + timedelta(hours=6)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def test_kore_rows_with_nothing_of_ours_are_differences(
-    synced: tuple[Stack, Path], monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_kore_rows_with_nothing_of_ours_are_differences(synced: tuple[Stack, Path]) -> None:
     _, config = synced
-    for name, value in SECRETS.items():
-        monkeypatch.setenv(name, value)
-    settings = load_settings(config)
+    settings = load_settings(config, environ=os.environ | SECRETS)
     inputs = load_inputs(settings)
     nothing = Inputs(inputs.contacts.clear(), inputs.requests, inputs.kore_rows)
     rec = reconcile(settings, nothing, window=DAY)
