@@ -22,8 +22,10 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -154,6 +156,34 @@ def joined(nodes: Nodes, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Nod
     return nodes
 
 
+@contextmanager
+def _spread(nodes: Nodes) -> Iterator[None]:
+    """A job on ``nodes`` whose reads wait (the spy's ``hold``) until each node has begun one,
+    so that both nodes read a partition whatever the machine's load. Without it, a short job
+    can run every read on the head, one after another, before the worker node's worker is up
+    (seen once in a whole-suite run). Given up after a deadline: then the check says which
+    nodes read."""
+    hold, done = nodes.spy / "hold", threading.Event()
+
+    def release() -> None:
+        deadline = time.monotonic() + 120  # a loaded machine starts workers slowly
+        while not done.is_set() and time.monotonic() < deadline:
+            if {f.name.split("-")[1] for f in nodes.spy.glob("read-*")} >= nodes.ids:
+                break
+            done.wait(0.05)
+        hold.unlink(missing_ok=True)
+
+    hold.touch()
+    releaser = threading.Thread(target=release, daemon=True)
+    releaser.start()
+    try:
+        yield
+    finally:
+        done.set()
+        releaser.join()
+        hold.unlink(missing_ok=True)
+
+
 def _on_the_cluster(nodes: Nodes, *, both: bool = True) -> None:
     """The partitions were read on the cluster's nodes (``both``: on each of them; Ray
     spreads a job's tasks over the nodes, so a job of several partitions uses both)."""
@@ -182,7 +212,8 @@ def test_build_and_callbacks_by_address_run_on_both_nodes(
         monkeypatch.chdir(where)
         out = "" if where == tmp_path else "../"
         local = CliRunner().invoke(cli, [command, *given, "--out", f"{out}local"])
-        remote = CliRunner().invoke(cli, [command, *given, "--out", f"{out}ray", *ray_])
+        with _spread(joined):
+            remote = CliRunner().invoke(cli, [command, *given, "--out", f"{out}ray", *ray_])
         assert local.exit_code == remote.exit_code == 0, remote.output
         _on_the_cluster(joined)
         for name in tables:
@@ -196,7 +227,8 @@ def test_build_and_callbacks_by_address_run_on_both_nodes(
     # the store alone: the tasks on both nodes write the tables, the command commits them
     given = ["callbacks", "--attempts", "../a.parquet", "--format", "parquet"]
     local = CliRunner().invoke(cli, [*given, "--out", "../local-store"])
-    remote = CliRunner().invoke(cli, [*given, "--out", "../ray-store", *ray_])
+    with _spread(joined):
+        remote = CliRunner().invoke(cli, [*given, "--out", "../ray-store", *ray_])
     assert local.exit_code == remote.exit_code == 0, remote.output
     _on_the_cluster(joined)
     for name in ("callback_intervals", "retry_outcomes"):
