@@ -55,5 +55,5 @@ def environment_source(
 ) -> PydanticBaseSettingsSource:
     """The environment source of settings made now: ``process`` (the process environment's),
     or one reading the mapping of the enclosing :func:`reading`."""
-    environ = _ENVIRON.get()
+    environ = given()
     return process if environ is None else _MappedEnvironment(settings_cls, environ)

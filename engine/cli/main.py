@@ -196,8 +196,10 @@ def _cpus() -> int | None:
     return os.cpu_count()  # pragma: no cover - platforms without affinity (macOS)
 
 
-def main(args: list[str] | None = None) -> None:
-    """Console entry point (``args``: the command line, default ``sys.argv[1:]``).
+def main(args: list[str] | None = None, environ: Mapping[str, str] | None = None) -> None:
+    """Console entry point (``args``: the command line, default ``sys.argv[1:]``; ``environ``:
+    the environment the settings' ``WFM_`` variables are read from, default the process's: a
+    caller in this process gives its own without changing the process's).
 
     Exit 130 when interrupted (Ctrl-C), as shells expect; a usage error (an unknown option, a
     bad value, a missing file) is one line naming the option, and exit 2. An unexpected
@@ -210,7 +212,8 @@ def main(args: list[str] | None = None) -> None:
     if "polars" not in sys.modules:  # read once, when Polars is imported: later, too late
         allocator_settings(os.environ, _cpus())
     try:
-        cli(args, prog_name="wfm-intervals", standalone_mode=False)
+        given = None if environ is None else {"environ": environ}
+        cli(args, prog_name="wfm-intervals", standalone_mode=False, obj=given)
     except (KeyboardInterrupt, click.exceptions.Abort):
         click.echo("wfm-intervals: interrupted", err=True)
         raise SystemExit(130) from None

@@ -19,7 +19,7 @@ from connectors.errors import ConfigError
 from connectors.state import StateStore
 from engine.app.config import DEFAULTS_FILE, AppSettings, describe_errors, load_settings
 from engine.app.origin import to_toml
-from engine.cli.main import cli
+from engine.cli.main import cli, main
 from tests.connectors import ujet_support as sup
 from tests.environment import invoke as beside
 
@@ -82,7 +82,7 @@ def test_config_file_from_the_environment(tmp_path: Path, monkeypatch: pytest.Mo
 
 
 def test_settings_read_every_variable_from_the_environment_given(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """``load_settings(environ=...)`` and a command given ``obj={"environ": ...}`` read every
     ``WFM_`` variable from that mapping (a settings variable, ``WFM_CONFIG``), none from the
@@ -102,6 +102,9 @@ def test_settings_read_every_variable_from_the_environment_given(
         "landing": "data/landing",
         "state": "/from/the/mapping",
     }
+    assert dict(os.environ) == before
+    main(["config", "show", "--json"], environ=given)  # the entry point, as a scheduler calls it
+    assert json.loads(capsys.readouterr().out)["store"]["state"] == "/from/the/mapping"
     assert dict(os.environ) == before
     assert load_settings(env_file=None).store.landing == Path("/from/the/process")
 
