@@ -39,6 +39,7 @@ from typing import Any
 
 from benchmarks.common import (
     format_table,
+    installed_command,
     loadavg,
     machine_facts,
     run_worker,
@@ -57,14 +58,6 @@ _MIB = 1024 * 1024
 def data_path(data_dir: Path, command: str, case: str, size: int, seed: int) -> Path:
     kind = "contacts" if command == "build" else "attempts"
     return data_dir / f"cardinality-{kind}-{case}-{size}-seed{seed}-lz4.parquet"
-
-
-def _cli() -> str:
-    here = Path(sys.executable).with_name("wfm-intervals")
-    found = str(here) if here.is_file() else shutil.which("wfm-intervals")
-    if found is None:
-        sys.exit("FAIL: no wfm-intervals command next to this Python or on PATH")
-    return found
 
 
 # --- workers (each runs in a fresh process) -------------------------------------------------
@@ -148,7 +141,7 @@ def _one(engine: str, plan: dict[str, Any], args: argparse.Namespace) -> dict[st
         cmd = [sys.executable, "-m", "benchmarks.cardinality_duckdb", str(plan["script"])]
     else:
         flag = "--contacts" if plan["command"] == "build" else "--attempts"
-        cmd = [_cli(), plan["command"], flag, str(plan["path"]), "--out", str(out)]
+        cmd = [installed_command(), plan["command"], flag, str(plan["path"]), "--out", str(out)]
         cmd += ["--format", "parquet", *plan["window_args"]]
     log = out.with_name(f"{out.name}.log")
     flags = ["--worker", "run", "--cmd", json.dumps(cmd), "--log", str(log)]

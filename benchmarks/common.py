@@ -15,10 +15,12 @@ Example:
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -35,7 +37,9 @@ __all__ = [
     "Timings",
     "WorkerRun",
     "best_of",
+    "child_environment",
     "format_table",
+    "installed_command",
     "loadavg",
     "machine_facts",
     "merge_runs",
@@ -351,6 +355,61 @@ def add_worker_arguments(
     p.add_argument("--data-path", type=Path, help=hidden)
     p.add_argument("--size", type=int, help=hidden)
     p.add_argument("--result", type=Path, help=hidden)
+
+
+def child_environment(env: dict[str, str] | None = None) -> dict[str, str]:
+    """``env`` (default: this process's) with each entry of ``PYTHONPATH`` made absolute, so that
+    a command started in another folder imports what this process imports: from a checkout,
+    ``PYTHONPATH=. python -m benchmarks.nightly`` starts each run in its case's folder, where
+    ``.`` is that folder, and the command would import whatever engine the environment has
+    installed instead of the checkout's.
+
+    Example:
+        >>> child_environment({"PYTHONPATH": "."})["PYTHONPATH"] == str(Path.cwd())
+        True
+    """
+    env = dict(os.environ if env is None else env)
+    if env.get("PYTHONPATH"):
+        entries = env["PYTHONPATH"].split(os.pathsep)
+        env["PYTHONPATH"] = os.pathsep.join(str(Path(e).resolve()) if e else e for e in entries)
+    return env
+
+
+def _interpreter(script: Path) -> str:
+    """The Python that runs the console script ``script`` (its ``#!`` line; else this one)."""
+    with script.open("rb") as f:
+        first = f.readline().decode(errors="replace").strip()
+    return first[2:].strip() if first.startswith("#!") and "python" in first else sys.executable
+
+
+def installed_command(name: str = "wfm-intervals") -> str:
+    """The installed command ``name`` next to this interpreter (else on ``PATH``), checked to
+    import the very engine this benchmark imports (under :func:`child_environment`, from another
+    folder): a benchmark that verified one engine's results and timed another's would report
+    figures of neither. Exits with ``FAIL`` when there is no such command or it runs another
+    engine."""
+    here = Path(sys.executable).with_name(name)
+    found = str(here) if here.is_file() else shutil.which(name)
+    if found is None:
+        sys.exit(f"FAIL: no {name} command next to this Python or on PATH")
+    probe = "import engine; print(engine.__file__)"
+    with tempfile.TemporaryDirectory(prefix="bench-") as elsewhere:
+        done = subprocess.run(
+            [_interpreter(Path(found)), "-c", probe],
+            cwd=elsewhere,
+            env=child_environment(),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    theirs = Path(done.stdout.strip()).resolve() if done.returncode == 0 else None
+    spec = importlib.util.find_spec("engine")  # found, not run: this process stays small
+    ours = Path(spec.origin if spec and spec.origin else "?").resolve()
+    if theirs != ours:
+        said = done.stderr.strip().splitlines() or [f"exit {done.returncode}"]
+        what = theirs or f"nowhere ({said[-1]})"
+        sys.exit(f"FAIL: {found} imports the engine from {what}, this benchmark from {ours}")
+    return found
 
 
 def check_peer(module: str, args: argparse.Namespace) -> None:

@@ -59,7 +59,9 @@ from typing import Any
 
 from benchmarks.common import (
     _maxrss_mib,
+    child_environment,
     format_table,
+    installed_command,
     loadavg,
     machine_facts,
     run_worker,
@@ -81,12 +83,8 @@ _ORDER = itertools.count(1)
 
 
 def _command() -> list[str]:
-    """The installed ``wfm-intervals`` next to this interpreter (or on ``PATH``)."""
-    here = Path(sys.executable).with_name("wfm-intervals")
-    found = str(here) if here.is_file() else shutil.which("wfm-intervals")
-    if found is None:
-        sys.exit("FAIL: no wfm-intervals command next to this Python or on PATH")
-    return [found]
+    """The installed ``wfm-intervals``, checked to run this checkout's engine."""
+    return [installed_command()]
 
 
 def _measure(root: Path, at: str, label: str, timeout_s: float, cap_mib: float) -> dict[str, Any]:
@@ -96,7 +94,7 @@ def _measure(root: Path, at: str, label: str, timeout_s: float, cap_mib: float) 
     ``root/.env``, the configuration in ``wfm.toml``) plus ``WFM_CLOCK_AT``. Output goes to
     ``root/logs/<label>.out|.err``. Killed past ``timeout_s`` or above ``cap_mib`` resident.
     """
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WFM_")}
+    env = child_environment({k: v for k, v in os.environ.items() if not k.startswith("WFM_")})
     env[clock.CLOCK_AT_VARIABLE] = at
     # An installed package has its bytecode compiled (pip does it at install time); a shell with
     # PYTHONDONTWRITEBYTECODE set would have every run compile the engine again (~0.2 s), a cost
@@ -436,6 +434,7 @@ def main(argv: list[str] | None = None) -> None:
         _worker(args)
         return
     machine = machine_facts(("polars", "deltalake", "pyarrow", "numpy"))
+    _command()  # the command runs this engine: checked before an hour of history is built
     cases = [_build(days, args) for days in args.days]
     _measure_cases(cases, args)
     if not args.keep:

@@ -5,12 +5,14 @@ No duration is asserted (the benchmark's numbers are for ``benchmarks/README.md`
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from benchmarks.common import child_environment, installed_command
 from tests.calendar import run_process
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,3 +75,30 @@ def test_the_cases_timed_runs_alternate(tmp_path: Path) -> None:
     assert (order(one, "sweep-night"), order(two, "sweep-night")) == ([9, 12], [10, 11])
     for case in (one, two):
         assert all(timed["verified"] for timed in case["cases"].values())
+
+
+def test_a_run_started_in_its_case_folder_imports_the_checkout_s_engine(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``PYTHONPATH=. python -m benchmarks.nightly``: each run starts in its case's folder,
+    where ``.`` names that folder; the runs are given the path made absolute."""
+    monkeypatch.chdir(ROOT)
+    env = child_environment({"PYTHONPATH": f".{os.pathsep}{tmp_path}", "X": "1"})
+    assert env == {"PYTHONPATH": f"{ROOT}{os.pathsep}{tmp_path}", "X": "1"}
+    assert "PYTHONPATH" not in child_environment({"X": "1"})
+
+
+def test_a_command_that_imports_another_engine_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A benchmark verifies with the engine it imports; it refuses to time a command that
+    imports another one (here: an ``engine`` package ahead of it on the path)."""
+    assert Path(installed_command()).name == "wfm-intervals"
+    (tmp_path / "engine").mkdir()
+    (tmp_path / "engine" / "__init__.py").write_text("")
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    with pytest.raises(SystemExit, match=r"imports the engine from .*/engine/__init__\.py, this"):
+        installed_command()
+    (tmp_path / "engine" / "__init__.py").write_text("raise ImportError('broken')")
+    with pytest.raises(SystemExit, match=r"nowhere \(ImportError: broken\)"):
+        installed_command()
