@@ -54,6 +54,7 @@ from engine.app.config import AppSettings
 from engine.clock import now as clock_now
 from engine.errors import StoreError
 from engine.interval import Window
+from engine.memory import trim_heap
 from engine.output import delta
 from engine.output import files as export
 from engine.pipeline.checks import (
@@ -93,9 +94,8 @@ class RunSummary:
     late_changes: int = 0  #: changed partition days outside the recent window
     repaired: list[str] = field(default_factory=list)  #: what was missing or damaged, rebuilt
     cleaned: list[str] = field(default_factory=list)  #: leftovers of killed runs removed
-    plan: dict[str, Any] = field(
-        default_factory=dict
-    )  #: what was rebuilt (``--dry-run``: would be)
+    #: what was rebuilt (``--dry-run``: would be)
+    plan: dict[str, Any] = field(default_factory=dict)
     intervals_written: int = 0
     tables: dict[str, dict[str, int]] = field(default_factory=dict)
     reconcile: dict[str, Any] | None = None
@@ -300,6 +300,18 @@ def run(
         return _run(settings, names, (start, end), on_event, clock, **switches)
 
 
+def _stepper(emit: Emit) -> Callable[[str], None]:
+    """``done(step)``: emits the step's seconds, then :func:`engine.memory.trim_heap`."""
+    began = [time.perf_counter()]
+
+    def done(name: str) -> None:
+        emit("step", {"step": name, "seconds": round(time.perf_counter() - began[0], 3)})
+        trim_heap()
+        began[0] = time.perf_counter()
+
+    return done
+
+
 def _run(
     settings: AppSettings,
     names: list[str],
@@ -328,12 +340,7 @@ def _run(
         repaired = damage(store, tables_fed(names))
     if full_refresh or repaired:
         previous = None
-    step = [time.perf_counter()]
-
-    def done(name: str) -> None:
-        emit("step", {"step": name, "seconds": round(time.perf_counter() - step[0], 3)})
-        step[0] = time.perf_counter()
-
+    done = _stepper(emit)
     pulls = [] if dry_run else sync_all(settings, names, emit)
     done("sync")
     kore = None
