@@ -20,6 +20,7 @@ import json
 import os
 import platform
 import resource
+import shlex
 import shutil
 import subprocess
 import sys
@@ -375,11 +376,13 @@ def child_environment(env: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def _interpreter(script: Path) -> str:
-    """The Python that runs the console script ``script`` (its ``#!`` line; else this one)."""
+def _interpreter(script: Path) -> list[str]:
+    """The Python that runs the console script ``script`` (its ``#!`` line, which may be
+    ``/usr/bin/env python3``; else this one)."""
     with script.open("rb") as f:
         first = f.readline().decode(errors="replace").strip()
-    return first[2:].strip() if first.startswith("#!") and "python" in first else sys.executable
+    shebang = first.startswith("#!") and "python" in first
+    return shlex.split(first[2:]) if shebang else [sys.executable]
 
 
 def installed_command(name: str = "wfm-intervals") -> str:
@@ -395,7 +398,7 @@ def installed_command(name: str = "wfm-intervals") -> str:
     probe = "import engine; print(engine.__file__)"
     with tempfile.TemporaryDirectory(prefix="bench-") as elsewhere:
         done = subprocess.run(
-            [_interpreter(Path(found)), "-c", probe],
+            [*_interpreter(Path(found)), "-c", probe],
             cwd=elsewhere,
             env=child_environment(),
             capture_output=True,

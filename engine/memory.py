@@ -29,7 +29,7 @@ def _malloc_trim() -> Callable[[int], int] | None:
     """glibc's ``malloc_trim`` (``None``: the C library this process runs on has none)."""
     try:
         trim = ctypes.CDLL(ctypes.util.find_library("c")).malloc_trim
-    except (OSError, AttributeError, TypeError):
+    except (OSError, AttributeError):
         return None
     trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
     return trim

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from benchmarks.common import child_environment, installed_command
+from benchmarks.common import _interpreter, child_environment, installed_command
 from tests.calendar import run_process
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -102,3 +102,19 @@ def test_a_command_that_imports_another_engine_is_refused(
     (tmp_path / "engine" / "__init__.py").write_text("raise ImportError('broken')")
     with pytest.raises(SystemExit, match=r"nowhere \(ImportError: broken\)"):
         installed_command()
+
+
+@pytest.mark.parametrize(
+    ("first_line", "expected"),
+    [
+        ("#!/opt/py/bin/python3.11", ["/opt/py/bin/python3.11"]),
+        ("#!/usr/bin/env python3", ["/usr/bin/env", "python3"]),
+        ("#!/bin/sh", [sys.executable]),  # pip's launcher for long paths: the Python is below
+    ],
+)
+def test_the_probe_runs_the_python_of_the_command_s_first_line(
+    tmp_path: Path, first_line: str, expected: list[str]
+) -> None:
+    script = tmp_path / "wfm-intervals"
+    script.write_text(f"{first_line}\nimport sys\n")
+    assert _interpreter(script) == expected

@@ -301,12 +301,12 @@ def run(
 
 
 def _stepper(emit: Emit) -> Callable[[str], None]:
-    """``done(step)``: emits the step's seconds, then :func:`engine.memory.trim_heap`."""
+    """``done(step)``: :func:`engine.memory.trim_heap` (in the step's time), then its event."""
     began = [time.perf_counter()]
 
     def done(name: str) -> None:
-        emit("step", {"step": name, "seconds": round(time.perf_counter() - began[0], 3)})
         trim_heap()
+        emit("step", {"step": name, "seconds": round(time.perf_counter() - began[0], 3)})
         began[0] = time.perf_counter()
 
     return done
