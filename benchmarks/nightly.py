@@ -82,13 +82,11 @@ _ORDER = itertools.count(1)
 # --- the worker: one run of the command, in a small process of its own ----------------------
 
 
-def _command() -> list[str]:
-    """The installed ``wfm-intervals``, checked to run this checkout's engine."""
-    return [installed_command()]
-
-
-def _measure(root: Path, at: str, label: str, timeout_s: float, cap_mib: float) -> dict[str, Any]:
-    """Run ``wfm-intervals run --config root/wfm.toml`` in ``root`` on the clock ``at``.
+def _measure(
+    command: str, root: Path, at: str, label: str, *, timeout_s: float, cap_mib: float
+) -> dict[str, Any]:
+    """Run ``command run --config root/wfm.toml`` (``command``: the installed ``wfm-intervals``
+    the parent checked) in ``root`` on the clock ``at``.
 
     The environment is this process's without any ``WFM_`` variable (the secrets are in
     ``root/.env``, the configuration in ``wfm.toml``) plus ``WFM_CLOCK_AT``. Output goes to
@@ -102,7 +100,7 @@ def _measure(root: Path, at: str, label: str, timeout_s: float, cap_mib: float) 
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     logs = root / "logs"
     logs.mkdir(exist_ok=True)
-    cmd = [*_command(), "run", "--config", str(root / "wfm.toml")]
+    cmd = [command, "run", "--config", str(root / "wfm.toml")]
     err_path = logs / f"{label}.err"
     with (logs / f"{label}.out").open("wb") as out, err_path.open("wb") as err:
         began = time.perf_counter()
@@ -130,7 +128,8 @@ def _measure(root: Path, at: str, label: str, timeout_s: float, cap_mib: float) 
 
 
 def _worker(args: argparse.Namespace) -> None:
-    report = _measure(args.root, args.clock_at, args.label, args.timeout, args.max_rss_mib)
+    limits = {"timeout_s": args.timeout, "cap_mib": args.max_rss_mib}
+    report = _measure(args.command, args.root, args.clock_at, args.label, **limits)
     Path(args.worker_out).write_text(json.dumps(report))
 
 
@@ -144,6 +143,7 @@ def _iso(at: datetime) -> str:
 def _run(root: Path, at: datetime, label: str, args: argparse.Namespace) -> dict[str, Any]:
     """One run of the command, measured by a worker; adds what ``run_summary.json`` says."""
     flags = ["--worker", "measure", "--root", str(root), "--clock-at", _iso(at), "--label", label]
+    flags += ["--command", args.command]
     flags += ["--timeout", str(args.timeout), "--max-rss-mib", str(args.max_rss_mib)]
     report = run_worker(MODULE, flags, timeout_s=args.timeout + 60).report
     summary_path = root / "out" / "run_summary.json"
@@ -418,6 +418,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--root", type=Path, help=hidden)
     p.add_argument("--clock-at", help=hidden)
     p.add_argument("--label", help=hidden)
+    p.add_argument("--command", help=hidden)
     args = p.parse_args(argv)
     if args.quick:
         args.contacts_per_day, args.chunk_days = 50, 30
@@ -434,7 +435,7 @@ def main(argv: list[str] | None = None) -> None:
         _worker(args)
         return
     machine = machine_facts(("polars", "deltalake", "pyarrow", "numpy"))
-    _command()  # the command runs this engine: checked before an hour of history is built
+    args.command = installed_command()  # checked once, before an hour of history is built
     cases = [_build(days, args) for days in args.days]
     _measure_cases(cases, args)
     if not args.keep:
@@ -442,7 +443,7 @@ def main(argv: list[str] | None = None) -> None:
             shutil.rmtree(case.root, ignore_errors=True)
     measured = [_result(case) for case in cases]
     machine["loadavg_1_5_15_at_end"] = loadavg()
-    hidden = ("worker", "root", "clock", "label", "work_dir", "json")  # no machine paths kept
+    hidden = ("worker", "root", "clock", "label", "command", "work_dir", "json")  # machine paths
     settings = {k: v for k, v in vars(args).items() if not k.startswith(hidden)}
     doc = {
         "benchmark": "nightly",
