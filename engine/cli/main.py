@@ -15,18 +15,31 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
+import signal
 import sys
+import threading
 import traceback
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Iterator, Mapping, MutableMapping
+from types import FrameType
 from typing import NamedTuple
 
 import click
 
 from engine.errors import WfmError, printable
 
-__all__ = ["ALLOCATOR_VARIABLE", "COMMANDS", "Command", "allocator_settings", "cli", "main"]
+__all__ = [
+    "ALLOCATOR_VARIABLE",
+    "COMMANDS",
+    "Command",
+    "Terminated",
+    "allocator_settings",
+    "cli",
+    "main",
+    "terminate_as_interrupt",
+]
 
 #: Where Polars' allocator (jemalloc) takes its settings from, once, when Polars is imported
 #: (Polars puts its own first; a later setting of the same name wins).
@@ -196,12 +209,47 @@ def _cpus() -> int | None:
     return os.cpu_count()  # pragma: no cover - platforms without affinity (macOS)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived: a service manager stopping the job (systemd at ``TimeoutStartSec``, a
+    scheduler's timeout, Kubernetes, ``kill``). A :class:`KeyboardInterrupt`, so that every
+    clean-up a Ctrl-C runs (temporary files removed, nothing half-committed) runs for it too."""
+
+
+def _terminated(signum: int, frame: FrameType | None) -> None:
+    raise Terminated(signum)
+
+
+@contextlib.contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM raises :class:`Terminated` in the main thread, as SIGINT raises
+    :class:`KeyboardInterrupt`; the previous handler is put back after it. Python's default
+    would end the process at once, with no line for the operator and no clean-up. Off the main
+    thread (where no handler can be set) the block runs as it is.
+
+    Example:
+        >>> with terminate_as_interrupt():
+        ...     signal.getsignal(signal.SIGTERM) is _terminated
+        True
+        >>> signal.getsignal(signal.SIGTERM) is _terminated
+        False
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _terminated)
+    try:
+        yield
+    finally:  # None: a handler set outside Python, which cannot be put back from here
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+
+
 def main(args: list[str] | None = None, environ: Mapping[str, str] | None = None) -> None:
     """Console entry point (``args``: the command line, default ``sys.argv[1:]``; ``environ``:
     the environment the settings' ``WFM_`` variables are read from, default the process's: a
     caller in this process gives its own without changing the process's).
 
-    Exit 130 when interrupted (Ctrl-C), as shells expect; a usage error (an unknown option, a
+    Exit 130 when interrupted (Ctrl-C, or SIGTERM: :func:`terminate_as_interrupt`), as shells
+    expect; a usage error (an unknown option, a
     bad value, a missing file) is one line naming the option, and exit 2. An unexpected
     exception (a bug) prints its traceback, then one line, and exits 2, never Python's 1, which
     here means data problems (a panic in Polars' Rust code included).
@@ -213,9 +261,15 @@ def main(args: list[str] | None = None, environ: Mapping[str, str] | None = None
         allocator_settings(os.environ, _cpus())
     try:
         given = None if environ is None else {"environ": environ}
-        cli(args, prog_name="wfm-intervals", standalone_mode=False, obj=given)
-    except (KeyboardInterrupt, click.exceptions.Abort):
-        click.echo("wfm-intervals: interrupted", err=True)
+        with terminate_as_interrupt():
+            cli(args, prog_name="wfm-intervals", standalone_mode=False, obj=given)
+    except (KeyboardInterrupt, click.exceptions.Abort) as exc:  # click wraps one in the other
+        by = (
+            " by SIGTERM"
+            if isinstance(exc, Terminated) or isinstance(exc.__cause__, Terminated)
+            else ""
+        )
+        click.echo(f"wfm-intervals: interrupted{by}", err=True)
         raise SystemExit(130) from None
     except click.exceptions.UsageError as exc:
         where = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""

@@ -68,7 +68,11 @@ def serve(
     config_path: tuple[Path, ...],
     tenant: str | None,
 ) -> None:
-    """Serve the Kore.ai and Mindful APIs over the committed store (Ctrl-C stops)."""
+    """Serve the Kore.ai and Mindful APIs over the committed store (Ctrl-C stops).
+
+    Ctrl-C or SIGTERM (a service manager's stop) ends it gracefully: the requests in flight
+    are answered, then exit 0.
+    """
     import uvicorn  # noqa: PLC0415 - only this command needs the server
 
     warnings.filterwarnings("ignore", category=InsecureKeyLengthWarning)  # noted once, below
@@ -80,6 +84,8 @@ def serve(
     # one line per request through the one log handler (--log-format, engine.app.logs)
     logging.getLogger("wfm_intervals.serve").setLevel(logging.INFO)
     s = settings.serve
+    # a stop signal: uvicorn answers the requests in flight, raises the signal again (SIGTERM:
+    # engine.cli.main.Terminated, a KeyboardInterrupt) and returns on it: exit 0
     uvicorn.run(
         app,
         host=host,

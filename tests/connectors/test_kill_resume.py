@@ -1,4 +1,5 @@
-"""A ``wfm-intervals sync <source>`` process killed (SIGKILL) at a random point, then run again.
+"""A ``wfm-intervals sync <source>`` process killed (SIGKILL) or stopped (SIGTERM, a service
+manager's stop) at a random point, then run again.
 
 For every registered source: its emulator runs in the test process (from the source's
 ``kill_resume_case``, see ``tests/connectors/kill_support.py``); the sync runs as a real subprocess
@@ -57,14 +58,18 @@ def environment(name: str, case: KillResumeCase, root: Path) -> dict[str, str]:
 
 
 def kill_after(
-    case: KillResumeCase, proc: subprocess.Popen[bytes], requests: int, jitter: float
+    case: KillResumeCase,
+    proc: subprocess.Popen[bytes],
+    requests: int,
+    jitter: float,
+    signum: int = signal.SIGKILL,
 ) -> None:
     deadline = time.monotonic() + 60
     while case.emulator.stats.requests < requests and proc.poll() is None:
         assert time.monotonic() < deadline, "the sync never reached the request to be killed at"
         clock_sleep(0.002)
     clock_sleep(jitter)
-    proc.send_signal(signal.SIGKILL)
+    proc.send_signal(signum)
     wait_for_exit(proc, 30)
 
 
@@ -94,3 +99,29 @@ def test_killed_sync_resumes_to_the_exact_result(name: str, seed: int, tmp_path:
     assert all(case.cursors[k] in (None, cursor) for k, cursor in state.items())
     leftovers = list(tmp_path.rglob("*.tmp"))  # a torn write may leave a temp file...
     assert all(p.name.startswith(".") for p in leftovers)  # ...never a half-written part file
+
+
+@pytest.mark.parametrize("name", sorted(SOURCES))
+def test_stopped_sync_exits_130_and_resumes_to_the_exact_result(name: str, tmp_path: Path) -> None:
+    """SIGTERM mid-sync: the sync stops with one line and exit 130 (the clean-ups of an
+    interruption run); the next sync leaves exactly the emulator's truth."""
+    rng = random.Random(f"{name}:term")
+    cli = [sys.executable, "-c", "from engine.cli.main import main; main()", "sync", name, "--json"]
+    with case_factory(name)(SEEDS[0]) as case:
+        env = environment(name, case, tmp_path)
+        with (tmp_path / "first.err").open("wb") as log:
+            first = subprocess.Popen(
+                cli, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=log
+            )
+            at = rng.randint(*case.kill_between)
+            kill_after(case, first, at, rng.uniform(0.0, 0.03), signal.SIGTERM)
+        err = (tmp_path / "first.err").read_text()
+        assert first.returncode == 130, err
+        assert err.strip().splitlines()[-1] == "wfm-intervals: interrupted by SIGTERM", err
+        partial = case.rebuilt(tmp_path / "landing")
+        second = run_process(cli, env=env, cwd=tmp_path, timeout=120)
+        assert second.returncode == 0, second.stderr.decode()
+        truth, rebuilt = case.truth(), case.rebuilt(tmp_path / "landing")
+    assert partial.height < truth.height  # the signal did interrupt the sync
+    assert_frame_equal(rebuilt, truth)  # nothing missing, nothing doubled
+    assert not rebuilt.select(case.key).is_duplicated().any()

@@ -124,6 +124,36 @@ def test_ctrl_c_exits_130_with_one_line(tmp_path: Path) -> None:
     assert err.strip() == "wfm-intervals: interrupted"
 
 
+def test_sigterm_exits_130_with_one_line_and_runs_the_clean_up() -> None:
+    """A service manager's stop (SIGTERM) is an interruption: the command's ``finally`` runs
+    (here it prints), one line names the signal, exit 130 (not death by signal, no line)."""
+    code = (
+        "import sys, threading\n"
+        "import click\n"
+        "from engine.cli import main\n"
+        "@click.command('wait')\n"
+        "def wait():\n"
+        "    print('ready', flush=True)\n"
+        "    try:\n"
+        "        threading.Event().wait(60)\n"
+        "    finally:\n"
+        "        print('cleaned up', flush=True)\n"
+        "main.COMMANDS['wait'] = main.Command('__main__', 'wait', 'Wait.')\n"
+        "sys.argv = ['wfm-intervals', 'wait']\n"
+        "main.main()\n"
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert child.stdout is not None
+    assert child.stdout.readline().strip() == "ready"
+    child.send_signal(signal.SIGTERM)
+    assert wait_for_exit(child, 30) == 130
+    out, err = child.communicate()
+    assert out.strip() == "cleaned up"
+    assert err.strip() == "wfm-intervals: interrupted by SIGTERM"
+
+
 def wait_for_exit_quietly(child: subprocess.Popen[str]) -> bool:
     try:
         wait_for_exit(child, 0.5)

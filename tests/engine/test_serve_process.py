@@ -90,7 +90,11 @@ def _serving(config: Path, cwd: Path, *, scheme: str = "http", **client: Any) ->
         yield origin
     finally:
         process.terminate()
-        process.communicate(timeout=30)
+        _, err = process.communicate(timeout=30)
+    # reached when the block passed: SIGTERM (a service manager's stop) is a graceful stop
+    assert process.returncode == 0, err
+    assert "Traceback" not in err, err
+    assert "interrupted" not in err, err
 
 
 @pytest.fixture(scope="module")
