@@ -4,8 +4,10 @@ Crash safety is proven at code points, not by timing: every write, rename and co
 run calls :func:`reached` with its point's name (:data:`POINTS` lists them). When the
 environment variable ``WFM_KILL_AT`` names that point (``<point>`` or ``<point>@<n>``: the n-th
 time it is reached), the process sends itself ``SIGKILL`` there: no ``finally``, no flush, no
-atexit, exactly as a power cut or an OOM kill would leave the files. Unset (always, outside the
-crash tests), :func:`reached` is one dictionary lookup.
+atexit, exactly as a power cut or an OOM kill would leave the files. With ``WFM_KILL_SIGNAL``
+naming another signal (``SIGTERM``: a service manager's stop), it sends that one instead, and the
+interruption's own clean-ups run from that point. Unset (always, outside the crash tests),
+:func:`reached` is one dictionary lookup.
 
 Example:
     >>> reached("delta.files_written")  # WFM_KILL_AT unset: nothing happens
@@ -18,10 +20,13 @@ import signal
 from collections import Counter
 from typing import Final
 
-__all__ = ["POINTS", "VARIABLE", "reached"]
+__all__ = ["POINTS", "SIGNAL_VARIABLE", "VARIABLE", "reached"]
 
 #: The environment variable that arms a crash point.
 VARIABLE: Final = "WFM_KILL_AT"
+
+#: The signal sent at the armed point (its name, e.g. ``SIGTERM``); ``SIGKILL`` when unset.
+SIGNAL_VARIABLE: Final = "WFM_KILL_SIGNAL"
 
 #: Every crash point, in the order a run reaches them.
 POINTS: Final = (
@@ -54,4 +59,4 @@ def reached(point: str) -> None:
         return
     _hits[point] += 1
     if _hits[point] == int(nth or 1):
-        os.kill(os.getpid(), signal.SIGKILL)
+        os.kill(os.getpid(), signal.Signals[os.environ.get(SIGNAL_VARIABLE) or "SIGKILL"])

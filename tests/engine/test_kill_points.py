@@ -1,5 +1,6 @@
 """Crash safety at code points: ``wfm-intervals run`` killed at each write, rename and commit step
-(:mod:`engine.killpoint`), then run again, gives exactly the tables of an uninterrupted run.
+(:mod:`engine.killpoint`), then run again, gives exactly the tables of an uninterrupted run; so
+does one stopped by SIGTERM at a point of each kind, where the interruption's clean-ups run.
 
 Each case starts the real command as a child process with ``WFM_KILL_AT`` naming one crash point
 (``<point>@<n>``: the n-th time the run reaches it), checks that the child really died there
@@ -23,7 +24,7 @@ from polars.testing import assert_frame_equal
 
 from engine.clock import CLOCK_AT_VARIABLE, StartedClock, use_clock
 from engine.demo.stack import Stack
-from engine.killpoint import POINTS, VARIABLE
+from engine.killpoint import POINTS, SIGNAL_VARIABLE, VARIABLE
 from tests.calendar import TEST_NOW, run_process
 from tests.engine.run_support import (
     SECRETS,
@@ -75,12 +76,29 @@ NEXT_RUN = [
     "run.state_saving",
 ]
 CASES = [("first", p) for p in FIRST_RUN] + [("next", p) for p in NEXT_RUN]
+#: SIGTERM at a point of each kind: a landing, a cursor, a snapshot, a compaction, a store
+#: commit's files and its log, an atomic file write, the run state.
+STOPPED = [
+    ("first", "lock.taken"),
+    ("first", "sync.page_landed@4"),
+    ("first", "sync.cursor_committed@2"),
+    ("first", "snapshot.parts_written@1"),
+    ("first", "delta.files_written@2"),
+    ("first", "delta.committed@3"),
+    ("first", "files.written@1"),
+    ("first", "run.state_saved"),
+    ("next", "landing.compact_written@1"),
+    ("next", "landing.compact_removed@1"),
+    ("next", "delta.files_written@3"),
+    ("next", "run.state_saving"),
+]
 
 
 def test_the_cases_cover_every_crash_point_and_at_least_twenty_sites() -> None:
     used = {p.partition("@")[0] for _, p in CASES}
     assert used == set(POINTS)
     assert len(CASES) >= 20
+    assert set(STOPPED) <= set(CASES)
 
 
 @pytest.fixture
@@ -95,13 +113,22 @@ def _run_in_process(config: Path) -> None:
     assert result.exit_code == 0, result.output
 
 
-def _killed_run(config: Path, point: str, at: str) -> None:
-    env = os.environ | SECRETS | {VARIABLE: point, CLOCK_AT_VARIABLE: at}
+def _killed_run(config: Path, point: str, at: str, signum: signal.Signals = signal.SIGKILL) -> None:
+    env = (
+        os.environ
+        | SECRETS
+        | {VARIABLE: point, SIGNAL_VARIABLE: signum.name, CLOCK_AT_VARIABLE: at}
+    )
     cli = [sys.executable, "-m", "engine.cli.main", "run", "--quiet", "--config", str(config)]
     child = run_process(cli, env=env, cwd=config.parent, timeout=180)
-    assert child.returncode == -signal.SIGKILL, (
-        f"{point} was not reached: exit {child.returncode}\n{child.stderr.decode()[-2000:]}"
-    )
+    err = child.stderr.decode()
+    if signum == signal.SIGKILL:
+        assert child.returncode == -signal.SIGKILL, (
+            f"{point} was not reached: exit {child.returncode}\n{err[-2000:]}"
+        )
+    else:  # stopped: the interruption's clean-ups ran, one line, exit 130
+        assert child.returncode == 130, f"exit {child.returncode}\n{err[-2000:]}"
+        assert err.strip().splitlines()[-1] == "wfm-intervals: interrupted by SIGTERM", err
 
 
 def _tables(out: Path) -> dict[str, pl.DataFrame]:
@@ -112,6 +139,19 @@ def _tables(out: Path) -> dict[str, pl.DataFrame]:
 def test_a_run_killed_at_a_crash_point_loses_nothing(
     tmp_path: Path, stack: Stack, phase: str, point: str
 ) -> None:
+    _interrupted_then_run_again(tmp_path, stack, phase, point, signal.SIGKILL)
+
+
+@pytest.mark.parametrize(("phase", "point"), STOPPED, ids=[f"{a}-{b}" for a, b in STOPPED])
+def test_a_run_stopped_by_sigterm_at_a_crash_point_loses_nothing(
+    tmp_path: Path, stack: Stack, phase: str, point: str
+) -> None:
+    _interrupted_then_run_again(tmp_path, stack, phase, point, signal.SIGTERM)
+
+
+def _interrupted_then_run_again(
+    tmp_path: Path, stack: Stack, phase: str, point: str, signum: signal.Signals
+) -> None:
     killed = write_config(tmp_path / "killed", stack)
     at = TEST_NOW
     if phase == "next":
@@ -121,7 +161,7 @@ def test_a_run_killed_at_a_crash_point_loses_nothing(
             served.with_columns(pl.concat_str(pl.lit("new-"), "contact_id").alias("contact_id"))
         )
         at = NEXT_DAY
-    _killed_run(killed, point, at.isoformat())
+    _killed_run(killed, point, at.isoformat(), signum)
     with use_clock(StartedClock(at)):
         _run_in_process(killed)  # the next run, after the kill
         clean = write_config(tmp_path / "clean", stack)
