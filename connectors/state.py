@@ -41,6 +41,7 @@ from typing import Any, TypeGuard
 
 from connectors.errors import ConfigError, StateError
 from engine import clock
+from engine.errors import naming
 
 __all__ = [
     "StateStore",
@@ -135,9 +136,10 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     durable_mkdir(path.parent)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        durable_replace(Path(tmp), path)
+        with naming(path):  # a full disk names the file, so its volume
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+            durable_replace(Path(tmp), path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

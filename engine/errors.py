@@ -33,6 +33,11 @@ Example:
 
 from __future__ import annotations
 
+import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 __all__ = [
     "ClusterError",
     "ExportError",
@@ -43,6 +48,7 @@ __all__ = [
     "StoreLockedError",
     "SyncFailedError",
     "WfmError",
+    "naming",
     "printable",
 ]
 
@@ -102,3 +108,36 @@ def printable(exc: BaseException, limit: int = 300) -> str:
     safe = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
     safe = safe.encode("ascii", "backslashreplace").decode("ascii")
     return safe if len(safe) <= limit else safe[: limit - 3] + "..."
+
+
+#: How Rust's I/O errors end (Polars, deltalake): ``File too large (os error 27)``.
+_OS_ERROR = re.compile(r"\(os error (\d+)\)")
+
+
+@contextmanager
+def naming(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Within the block (a write of ``path``), an error of the operating system that names no
+    file (a full disk, a quota, a file too large, a permission) is raised again as an
+    :class:`OSError` of its ``errno`` naming ``path``. A write's own error names no file: the
+    C library's (``os.write``) and those of Polars and deltalake, whose Rust errors reach
+    Python as their own types (``ComputeError``, ``DeltaError``) around ``(os error N)``. So an
+    operator paged for a full disk is told which file, and so which volume, not the output
+    folder by default. Any other error passes unchanged.
+
+    Example:
+        >>> with naming("landing/part-1.parquet"):
+        ...     raise OSError(28, "No space left on device")
+        Traceback (most recent call last):
+        OSError: [Errno 28] No space left on device: 'landing/part-1.parquet'
+    """
+    try:
+        yield
+    except Exception as exc:
+        if isinstance(exc, OSError) and exc.filename is not None:
+            raise
+        code = exc.errno if isinstance(exc, OSError) else None
+        if not code and (found := _OS_ERROR.search(str(exc))):
+            code = int(found.group(1))
+        if not code:
+            raise
+        raise OSError(code, os.strerror(code), os.fspath(path)) from exc

@@ -76,6 +76,7 @@ from connectors.landing.records import LandedBatch, RecordKey, RejectedRecord
 from connectors.pii import PiiScrubber, pii_hash
 from connectors.state import atomic_write_bytes, durable_replace, fsync_dir
 from engine import killpoint
+from engine.errors import naming
 from engine.schema import UTC_TS
 
 __all__ = [
@@ -388,10 +389,11 @@ def merge_files(
     ]
     tmp, path = part / f".compact-{uuid.uuid4().hex}.tmp", part / _file_name(record_dtype)
     covers = functools.reduce(Span.union, spans)
-    _merged(list(files), record_dtype).sink_parquet(
-        tmp, compression="zstd", metadata=footer(covers), row_group_size=MERGE_GROUP
-    )
-    durable_replace(tmp, path)
+    with naming(path):
+        _merged(list(files), record_dtype).sink_parquet(
+            tmp, compression="zstd", metadata=footer(covers), row_group_size=MERGE_GROUP
+        )
+        durable_replace(tmp, path)
     killpoint.reached("landing.compact_written")
     entry = entry_of(path.relative_to(folder).as_posix(), path, rows_of(path), covers)
     kept = [e for name, e in listed.items() if name not in inputs]

@@ -54,6 +54,7 @@ from connectors.state import (
     fsync_dir,
     parse_utc,
 )
+from engine.errors import naming
 
 __all__ = [
     "FOOTER_KEY",
@@ -286,7 +287,7 @@ def append_entry(root: Path, source: str, stream: str, entry: Entry) -> None:
     path = manifest_path(root, source, stream)
     durable_mkdir(path.parent)
     created = not path.exists()
-    with path.open("a+b") as handle:
+    with naming(path), path.open("a+b") as handle:
         size = handle.seek(0, io.SEEK_END)
         if size:
             handle.seek(size - 1)

@@ -249,7 +249,8 @@ def main(args: list[str] | None = None, environ: Mapping[str, str] | None = None
     caller in this process gives its own without changing the process's).
 
     Exit 130 when interrupted (Ctrl-C, or SIGTERM: :func:`terminate_as_interrupt`), as shells
-    expect; a usage error (an unknown option, a
+    expect; an I/O error (a full disk: :func:`engine.errors.naming` names the file) is one line
+    and exit 2; a usage error (an unknown option, a
     bad value, a missing file) is one line naming the option, and exit 2. An unexpected
     exception (a bug) prints its traceback, then one line, and exits 2, never Python's 1, which
     here means data problems (a panic in Polars' Rust code included).
@@ -284,6 +285,11 @@ def main(args: list[str] | None = None, environ: Mapping[str, str] | None = None
         raise SystemExit(exc.exit_code) from None
     except WfmError as exc:  # raised on purpose, and no command turned it into its line
         click.echo(f"wfm-intervals: error: {printable(exc)}", err=True)
+        raise SystemExit(2) from None
+    except OSError as exc:  # an I/O error no command turned into its line: a full disk, a quota
+        reason = printable(exc) if exc.strerror is None else exc.strerror
+        where = "" if exc.filename is None else f": {exc.filename}"
+        click.echo(f"wfm-intervals: error: {printable(OSError(reason + where), 500)}", err=True)
         raise SystemExit(2) from None
     except SystemExit:  # a command's own exit code
         raise

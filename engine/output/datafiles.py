@@ -44,6 +44,7 @@ from typing import Any, Final, Literal, TypeVar
 import polars as pl
 from deltalake.transaction import AddAction
 
+from engine.errors import naming
 from engine.output import location
 
 __all__ = [
@@ -140,8 +141,9 @@ def write_partitions(path: Path, frame: pl.DataFrame, tag: str) -> list[AddActio
         folder = path / f"{PARTITION}={day.isoformat()}"
         folder.mkdir(parents=True, exist_ok=True)
         file = folder / _name(tag)
-        part.write_parquet(file, compression=STORE_COMPRESSION)
-        fsync(file)
+        with naming(file):
+            part.write_parquet(file, compression=STORE_COMPRESSION)
+            fsync(file)
         folders.add(folder)
         actions.append(_action(path, file, _stats(part)))
     for folder in (*folders, path):
@@ -169,7 +171,7 @@ def write_file(where: str, rows: pl.DataFrame, day: date, tag: str) -> dict[str,
     else:
         file = Path(where) / relative
         file.parent.mkdir(parents=True, exist_ok=True)
-        with file.open("wb") as out:
+        with naming(file), file.open("wb") as out:
             out.write(data)
         for done in (file, file.parent, file.parent.parent):
             fsync(done)

@@ -24,6 +24,7 @@ from typing import Any, Literal
 import polars as pl
 
 from engine import killpoint
+from engine.errors import naming
 from engine.output.delta import STORE_COMPRESSION, commit
 from engine.tables.callvolume import DERIVED, SCHEMA
 
@@ -65,7 +66,8 @@ def write_store(frame: pl.DataFrame, directory: Path, *, by: str | pl.Expr) -> P
 def _atomic_write(path: Path, write: Any) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex}")
-    write(tmp)
+    with naming(path):  # a full disk names the file, so its volume
+        write(tmp)
     killpoint.reached("files.written")
     tmp.replace(path)
     killpoint.reached("files.replaced")

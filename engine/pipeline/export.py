@@ -31,7 +31,7 @@ import polars as pl
 
 from engine import clock
 from engine.app.config import OutputSettings
-from engine.errors import ExportError
+from engine.errors import ExportError, naming
 from engine.interval import Grid, interval_grid
 from engine.output import files as export
 from engine.output.vendor import builtin_profiles, closed_by, render
@@ -141,7 +141,8 @@ def _vendor(
     folder.mkdir(parents=True)
     written = []
     for file_name, text in files:
-        (folder / file_name).write_text(text, encoding="utf-8")
+        with naming(folder / file_name):
+            (folder / file_name).write_text(text, encoding="utf-8")
         written.append(folder / file_name)
     return written
 
@@ -208,7 +209,8 @@ def export_tables(
         ).collect()
         path = exports / "forecast.parquet"
         path.parent.mkdir(parents=True, exist_ok=True)
-        frame.write_parquet(path)
+        with naming(path):
+            frame.write_parquet(path)
         files.append(path)
     return files
 

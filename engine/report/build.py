@@ -32,6 +32,7 @@ from typing import Any, Final
 import polars as pl
 
 from engine import clock
+from engine.errors import naming
 from engine.report import charts, interactive, planning
 from engine.report.data import MAX_POINTS, ReportData, compute, open_store, span
 from engine.report.page import (
@@ -382,5 +383,6 @@ def write_run_report(
 def _write(page: str, out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(out)
+    with naming(out):
+        tmp.write_text(page, encoding="utf-8")
+        tmp.replace(out)
