@@ -33,12 +33,14 @@ Example:
 
 from __future__ import annotations
 
+import errno
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 
 __all__ = [
+    "REFUSED_WRITE",
     "ClusterError",
     "ExportError",
     "InputError",
@@ -113,16 +115,21 @@ def printable(exc: BaseException, limit: int = 300) -> str:
 #: How Rust's I/O errors end (Polars, deltalake): ``File too large (os error 27)``.
 _OS_ERROR = re.compile(r"\(os error (\d+)\)")
 
+#: The errors only a write gets: the disk full, a quota, a file too large, a read-only mount.
+REFUSED_WRITE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS})
+
 
 @contextmanager
-def naming(path: str | os.PathLike[str]) -> Iterator[None]:
+def naming(path: str | os.PathLike[str], only: Collection[int] | None = None) -> Iterator[None]:
     """Within the block (a write of ``path``), an error of the operating system that names no
     file (a full disk, a quota, a file too large, a permission) is raised again as an
     :class:`OSError` of its ``errno`` naming ``path``. A write's own error names no file: the
     C library's (``os.write``) and those of Polars and deltalake, whose Rust errors reach
     Python as their own types (``ComputeError``, ``DeltaError``) around ``(os error N)``. So an
     operator paged for a full disk is told which file, and so which volume, not the output
-    folder by default. Any other error passes unchanged.
+    folder by default. Any other error passes unchanged; so does one whose ``errno`` is not in
+    ``only``, when given: a block that also reads (a streamed plan that reads its input as it
+    writes) names ``path`` for :data:`REFUSED_WRITE` only, errors no read can get.
 
     Example:
         >>> with naming("landing/part-1.parquet"):
@@ -138,6 +145,6 @@ def naming(path: str | os.PathLike[str]) -> Iterator[None]:
         code = exc.errno if isinstance(exc, OSError) else None
         if not code and (found := _OS_ERROR.search(str(exc))):
             code = int(found.group(1))
-        if not code:
+        if not code or (only is not None and code not in only):
             raise
         raise OSError(code, os.strerror(code), os.fspath(path)) from exc

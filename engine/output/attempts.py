@@ -49,6 +49,7 @@ from typing import Final, Generic, TypeVar
 import polars as pl
 from deltalake.transaction import AddAction
 
+from engine.errors import naming
 from engine.output import datafiles
 from engine.output.store import chain_ordered, request_instant
 from engine.validate.callback_attempts import (
@@ -139,7 +140,8 @@ def _spill(clean: pl.DataFrame, scratch: Path, n: int) -> None:
     for (day,), rows in clean.partition_by(DAY, as_dict=True).items():
         folder = scratch / str(day)
         folder.mkdir(exist_ok=True)
-        rows.drop(DAY).write_ipc(folder / f"{n}.arrow")
+        with naming(folder / f"{n}.arrow"):
+            rows.drop(DAY).write_ipc(folder / f"{n}.arrow")
 
 
 def _validate(

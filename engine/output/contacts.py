@@ -45,6 +45,7 @@ from typing import Final
 import polars as pl
 from deltalake.transaction import AddAction
 
+from engine.errors import REFUSED_WRITE, naming
 from engine.output import datafiles
 from engine.schema import CONTACTS, QUARANTINE
 from engine.validate.contacts import (
@@ -96,9 +97,10 @@ def sink_contacts(
         marked = mark_contacts(contacts, repeated, max_duration_ms=max_duration_ms)
         sink = datafiles.sink_partitions(marked, path, by="offered_at", tag=tag, apart=PART)
         apart = pl.QueryOptFlags(comm_subplan_elim=False)  # the count reads on its own
-        _, rows_in = pl.collect_all(
-            [sink, contacts.select(pl.len())], engine="streaming", optimizations=apart
-        )
+        with naming(path, REFUSED_WRITE):  # the plan reads the input too: its errors stay
+            _, rows_in = pl.collect_all(
+                [sink, contacts.select(pl.len())], engine="streaming", optimizations=apart
+            )
         bad = pl.DataFrame(schema=QUARANTINE)
         if datafiles.set_apart(path, tag, INVALID):  # a pass of its own, only for them
             _, invalid = split_contacts(contacts, repeated.clear(), max_duration_ms=max_duration_ms)

@@ -20,6 +20,8 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from engine.clock import CLOCK_AT_VARIABLE, StartedClock, use_clock
+from engine.demo.callbacks import generate_attempts
+from engine.demo.contacts import generate_contacts
 from engine.demo.stack import Stack
 from tests.calendar import TEST_NOW, run_process
 from tests.engine.run_support import SECRETS, clean_environment, emulators, invoke, table
@@ -127,3 +129,27 @@ def test_each_writer_names_the_file_the_disk_refused(tmp_path: Path) -> None:
     store = tmp_path / "store_write"
     assert Path(filename).parent == store / "date=2026-11-08", filename
     assert found["not_io"] == ["ValueError", None, None]
+
+
+@pytest.mark.parametrize("command", ["build", "callbacks"])
+def test_a_build_the_disk_refuses_names_the_store_not_its_input(
+    tmp_path: Path, command: str
+) -> None:
+    """The streamed builds read their input as they write the store: a refused write names the
+    store, never the input file (which a reader of "--contacts c.parquet: ..." would think
+    damaged)."""
+    given = tmp_path / "input.parquet"
+    if command == "build":
+        generate_contacts(days=1).write_parquet(given)
+        args = ["build", "--contacts", str(given)]
+    else:
+        generate_attempts(days=1).write_parquet(given)
+        args = ["callbacks", "--attempts", str(given)]
+    cli = [sys.executable, "-m", "engine.cli.main", *args, "--out", str(tmp_path / "out")]
+    child = run_process(cli, cwd=tmp_path, timeout=180, preexec_fn=_limited)
+    err = child.stderr.decode().strip()
+    assert child.returncode == 2, err
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith(f"wfm-intervals: error: File too large: {tmp_path / 'out' / 'store'}"), (
+        err
+    )
