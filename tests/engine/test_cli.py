@@ -216,3 +216,35 @@ def test_a_command_starts_polars_allocator_with_its_arenas() -> None:
         if "opt.narenas" not in done.stderr:
             pytest.skip("this Polars build's allocator is not jemalloc")
         assert f"opt.narenas: {arenas}\n" in done.stderr
+
+
+def test_a_zone_is_known_where_the_system_has_no_zone_database(contacts, tmp_path: Path) -> None:
+    """A slim container or Windows has no IANA database for ``zoneinfo``: the ``tzdata``
+    package is the one read then, so ``--tz America/New_York`` still builds, the same table
+    as with the system's zones."""
+    import os
+    import subprocess
+    import sys
+
+    path = tmp_path / "c.parquet"
+    contacts.write_parquet(path)
+    empty = tmp_path / "no-zones"
+    empty.mkdir()
+    code = "from engine.cli.main import main; main()"
+    args = ["build", "--contacts", str(path), "--tz", "America/New_York",
+            "--start", "2026-10-01T04:00:00Z", "--end", "2026-10-02T04:00:00Z"]  # fmt: skip
+    tables = []
+    for zones in (str(empty), None):  # no system database; then the system's, if any
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONTZPATH"}
+        if zones is not None:
+            env["PYTHONTZPATH"] = zones
+        out = tmp_path / f"out-{len(tables)}"
+        done = subprocess.run(
+            [sys.executable, "-c", code, *args, "--out", str(out)],
+            capture_output=True, text=True, env=env, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        tables.append(pl.read_delta(str(out / "store" / "callvolume")))
+    assert tables[0].height > 0
+    assert tables[0].get_column("utc_offset_min").unique().to_list() == [-240]  # EDT
+    assert tables[0].equals(tables[1])
