@@ -76,7 +76,7 @@ from connectors.landing.records import LandedBatch, RecordKey, RejectedRecord
 from connectors.pii import PiiScrubber, pii_hash
 from connectors.state import atomic_write_bytes, durable_replace, fsync_dir
 from engine import killpoint
-from engine.errors import naming
+from engine.errors import REFUSED_WRITE, naming
 from engine.schema import UTC_TS
 
 __all__ = [
@@ -389,7 +389,7 @@ def merge_files(
     ]
     tmp, path = part / f".compact-{uuid.uuid4().hex}.tmp", part / _file_name(record_dtype)
     covers = functools.reduce(Span.union, spans)
-    with naming(path):
+    with naming(path, REFUSED_WRITE):  # the plan reads the inputs too: their errors stay
         _merged(list(files), record_dtype).sink_parquet(
             tmp, compression="zstd", metadata=footer(covers), row_group_size=MERGE_GROUP
         )

@@ -250,10 +250,10 @@ def main(args: list[str] | None = None, environ: Mapping[str, str] | None = None
 
     Exit 130 when interrupted (Ctrl-C, or SIGTERM: :func:`terminate_as_interrupt`), as shells
     expect; an I/O error (a full disk: :func:`engine.errors.naming` names the file) is one line
-    and exit 2; a usage error (an unknown option, a
-    bad value, a missing file) is one line naming the option, and exit 2. An unexpected
-    exception (a bug) prints its traceback, then one line, and exits 2, never Python's 1, which
-    here means data problems (a panic in Polars' Rust code included).
+    and exit 2; a usage error (an unknown option, a bad value, a missing file) is one line
+    naming the option, and exit 2. An unexpected exception (a bug) prints its traceback, then
+    one line, and exits 2, never Python's 1, which here means data problems (a panic in Polars'
+    Rust code included).
     """
     if found := _object_storage(sys.argv[1:] if args is None else args):
         click.echo(f"wfm-intervals: error: {found}: object storage is not supported here", err=True)
