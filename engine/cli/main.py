@@ -224,7 +224,8 @@ def terminate_as_interrupt() -> Iterator[None]:
     """Within the block, SIGTERM raises :class:`Terminated` in the main thread, as SIGINT raises
     :class:`KeyboardInterrupt`; the previous handler is put back after it. Python's default
     would end the process at once, with no line for the operator and no clean-up. Off the main
-    thread (where no handler can be set) the block runs as it is.
+    thread (where no handler can be set), or when SIGTERM is ignored (the parent said so), the
+    block runs as it is.
 
     Example:
         >>> with terminate_as_interrupt():
@@ -233,7 +234,10 @@ def terminate_as_interrupt() -> Iterator[None]:
         >>> signal.getsignal(signal.SIGTERM) is _terminated
         False
     """
-    if threading.current_thread() is not threading.main_thread():
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
+    ):
         yield
         return
     previous = signal.signal(signal.SIGTERM, _terminated)

@@ -154,6 +154,23 @@ def test_sigterm_exits_130_with_one_line_and_runs_the_clean_up() -> None:
     assert err.strip() == "wfm-intervals: interrupted by SIGTERM"
 
 
+def test_sigterm_ignored_by_the_parent_stays_ignored() -> None:
+    """A parent that started the command with SIGTERM ignored meant it: the handler is not
+    set over that, and the previous handlers come back after the command."""
+    from engine.cli.main import terminate_as_interrupt
+
+    before = signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        with terminate_as_interrupt():
+            assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        with terminate_as_interrupt():
+            assert signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, signal.SIG_IGN)
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
 def wait_for_exit_quietly(child: subprocess.Popen[str]) -> bool:
     try:
         wait_for_exit(child, 0.5)
