@@ -25,6 +25,8 @@ from __future__ import annotations
 import io
 import logging
 import os
+import signal
+import threading
 from collections.abc import Callable, Mapping
 from datetime import date
 from functools import partial
@@ -72,7 +74,8 @@ def connect(address: str | None) -> None:
     worker per CPU), unless this process has joined one already (the first join wins).
 
     The workers get the driver's ``PYTHONPATH`` and this package's root, so a source checkout
-    runs as the installed package does.
+    runs as the installed package does. A SIGTERM handler the process had (the command line's:
+    an interruption, exit 130) is put back over the one Ray's driver sets (exit 15).
 
     Raises:
         ClusterError: Ray is not installed, or the cluster cannot be joined.
@@ -88,6 +91,7 @@ def connect(address: str | None) -> None:
     root = str(Path(__file__).resolve().parents[2])
     paths = [root, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
     runtime = {"env_vars": {"PYTHONPATH": os.pathsep.join(dict.fromkeys(paths))}}
+    kept = signal.getsignal(signal.SIGTERM)
     try:
         ray.init(
             # no address: a cluster of our own ("local"); Ray's default (None) would join one
@@ -103,6 +107,9 @@ def connect(address: str | None) -> None:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         msg = f"Ray cluster {where}: cannot be joined ({first})"
         raise ClusterError(msg) from None
+    finally:
+        if callable(kept) and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, kept)
 
 
 def by_interval_day(frame: pl.DataFrame, at: pl.Expr, intervals: pl.DataFrame) -> pl.DataFrame:

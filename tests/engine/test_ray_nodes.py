@@ -451,3 +451,23 @@ def test_a_helper_whose_command_is_killed_ends_by_itself(tmp_path: Path) -> None
     while not _gone(pid):
         assert time.monotonic() < deadline, f"helper {pid} outlived its command"
         sleep(0.1)
+
+
+def test_sigterm_after_a_cluster_of_its_own_started_is_exit_130_and_one_line(
+    tmp_path: Path,
+) -> None:
+    """Ray's driver sets a SIGTERM handler of its own when it starts (exit 15; here the process
+    aborted in Ray's shutdown, exit 134, no line). The command's is put back: a service
+    manager's stop once the tasks have written is the interruption it is everywhere else."""
+    contacts = generate_contacts(seed=5, start=START, days=1, scale=0.1)
+    contacts.write_parquet(tmp_path / "c.parquet")
+    paths = [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
+    env |= {"WFM_KILL_AT": "delta.files_written@2", "WFM_KILL_SIGNAL": "SIGTERM"}  # the table's
+    args = ["build", "--contacts", "c.parquet", "--out", "out", "--engine", "ray"]
+    done = run_process(
+        [sys.executable, "-m", "engine.cli.main", *args, "--format", "parquet"],
+        timeout=300, cwd=tmp_path, env=env, text=True,
+    )  # fmt: skip
+    assert done.returncode == 130, done.stderr[-2000:]
+    assert done.stderr.strip().splitlines()[-1] == "wfm-intervals: interrupted by SIGTERM"
