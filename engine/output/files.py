@@ -25,6 +25,7 @@ import polars as pl
 
 from engine import killpoint
 from engine.errors import naming
+from engine.output.datafiles import fsync
 from engine.output.delta import STORE_COMPRESSION, commit
 from engine.tables.callvolume import DERIVED, SCHEMA
 
@@ -64,12 +65,25 @@ def write_store(frame: pl.DataFrame, directory: Path, *, by: str | pl.Expr) -> P
 
 
 def _atomic_write(path: Path, write: Any) -> Path:
+    """``write(tmp)`` to a temporary file beside ``path``, then that file fsynced and renamed
+    over ``path``, and the folders whose entries changed fsynced: a reader, and the machine
+    after a power cut, see the old file or the new one whole, never a torn or empty one, once
+    a run's state (saved after its files) says they were written. A failed write removes its
+    temporary file."""
+    made = [p for p in (path.parent, *path.parent.parents) if not p.exists()]
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex}")
-    with naming(path):  # a full disk names the file, so its volume
-        write(tmp)
-    killpoint.reached("files.written")
-    tmp.replace(path)
+    try:
+        with naming(path):  # a full disk names the file, so its volume
+            write(tmp)
+            fsync(tmp)
+        killpoint.reached("files.written")
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    for folder in (path.parent, *(p.parent for p in made)):
+        fsync(folder)
     killpoint.reached("files.replaced")
     return path
 

@@ -6,6 +6,7 @@ import json
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pytest
@@ -232,3 +233,52 @@ def test_a_store_restored_from_a_copy_is_read_as_it_is_now(tmp_path: Path) -> No
     assert delta.version(target) == replaced  # the number the replaced store's commit had
     assert delta.scan(target).collect()["v"].to_list() == [3]
     assert delta.row_count(target) == 1
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="reads /proc/self/fd")
+def test_a_file_write_is_durable_before_its_rename_and_its_folders_after(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a power cut after the run's state is saved must not undo: the new file's bytes
+    are flushed before it takes the name, and the entries of the file and of the folders it
+    created after. (Watched at the system calls: ``os.fsync`` and ``os.replace``.)"""
+    import os
+
+    events: list[tuple[str, str]] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    def replace(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+        events.append(("replace", os.fspath(dst)))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    path = tmp_path / "new" / "exports" / "t.csv"
+    write_csv(pl.DataFrame({"a": [1, 2]}), path)
+    assert path.read_text() == "a\n1\n2\n"
+    temporary = [i for i, (kind, p) in enumerate(events) if kind == "fsync" and ".t.csv.tmp-" in p]
+    renamed = events.index(("replace", str(path)))
+    assert temporary
+    assert temporary[-1] < renamed
+    after = [p for kind, p in events[renamed:] if kind == "fsync"]
+    assert set(after) >= {str(path.parent), str(path.parent.parent), str(tmp_path)}
+
+
+def test_a_failed_file_write_leaves_the_old_file_and_no_temporary_one(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    write_csv(pl.DataFrame({"a": [1]}), path)
+
+    class Full(pl.DataFrame):
+        def iter_slices(self, n_rows: int = 10_000) -> Any:
+            yield from super().iter_slices(1)
+            raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError, match="No space left on device") as raised:
+        write_csv(Full({"a": [7, 8]}), path)
+    assert raised.value.filename == str(path)
+    assert path.read_text() == "a\n1\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.csv"]
