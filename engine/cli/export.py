@@ -129,9 +129,8 @@ def vendor(  # noqa: PLR0917 - the command's options
         files = render(table, profile, closed=closed_by(now, settle_minutes), run_at=now)
     except ExportError as exc:
         fail(str(exc))
-    out.mkdir(parents=True, exist_ok=True)
     for name, text in files:
-        (out / name).write_text(text)
+        outputs.write_text(text, out / name)
     click.echo(f"wrote {len(files)} {profile.name} file(s) to {out}")
 
 

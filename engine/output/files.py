@@ -42,6 +42,7 @@ __all__ = [
     "write_json",
     "write_ndjson",
     "write_store",
+    "write_text",
 ]
 
 DurationUnit = Literal["ms", "s"]
@@ -86,6 +87,11 @@ def _atomic_write(path: Path, write: Any) -> Path:
         fsync(folder)
     killpoint.reached("files.replaced")
     return path
+
+
+def write_text(text: str, path: Path) -> Path:
+    """``text`` as UTF-8, written atomically and durably (a vendor file, the report's page)."""
+    return _atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))
 
 
 def write_json(document: Any, path: Path) -> Path:

@@ -137,13 +137,14 @@ def _vendor(
     except ExportError as exc:
         raise ExportError(f"output.vendor_profiles: {name}: {exc}") from None
     folder = out / "exports" / "vendor" / name
-    shutil.rmtree(folder, ignore_errors=True)  # no file of an earlier run's split stays behind
-    folder.mkdir(parents=True)
-    written = []
-    for file_name, text in files:
-        with naming(folder / file_name):
-            (folder / file_name).write_text(text, encoding="utf-8")
-        written.append(folder / file_name)
+    # each file replaced whole (a vendor's import polling the folder never reads a torn one),
+    # then what an earlier run's split made and this one did not is removed
+    written = [export.write_text(text, folder / file_name) for file_name, text in files]
+    for stale in set(folder.iterdir() if folder.is_dir() else ()) - set(written):
+        if stale.is_dir():
+            shutil.rmtree(stale)
+        else:
+            stale.unlink()
     return written
 
 

@@ -32,7 +32,7 @@ from typing import Any, Final
 import polars as pl
 
 from engine import clock
-from engine.errors import naming
+from engine.output.files import write_text
 from engine.report import charts, interactive, planning
 from engine.report.data import MAX_POINTS, ReportData, compute, open_store, span
 from engine.report.page import (
@@ -352,7 +352,7 @@ def write_report(
         engine.report.data.StoreError: no tables in ``store``, a bad window or zone.
     """
     data = compute(open_store(store), start=start, end=end, tz=tz, sl_formula=sl_formula)
-    _write(render(data, sl_target=sl_target, generated_at=generated_at), out)
+    write_text(render(data, sl_target=sl_target, generated_at=generated_at), out)
     return data
 
 
@@ -376,13 +376,5 @@ def write_run_report(
     opened = open_store(store, last_days=days)
     first, last = span(opened)
     data = compute(opened, start=max(first, last - timedelta(days=days)), end=last)
-    _write(render(data, generated_at=generated_at), out)
+    write_text(render(data, generated_at=generated_at), out)
     return data
-
-
-def _write(page: str, out: Path) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    with naming(out):
-        tmp.write_text(page, encoding="utf-8")
-        tmp.replace(out)

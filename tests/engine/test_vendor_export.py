@@ -153,3 +153,33 @@ def test_eleveo_writes_its_documented_timestamp_and_calabrio_unique_names() -> N
         "calabrio_queue_statistics_20261002T003000Z.csv",
         "calabrio_queue_statistics_20261002T003100Z.csv",
     ]
+
+
+def test_a_run_s_vendor_folder_holds_its_files_whole_and_nothing_of_an_earlier_split(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each file takes its name by a rename, whole (a vendor's import polling the folder never
+    reads one half written); what an earlier run's split made and this run does not is
+    removed afterwards."""
+    from engine.app.config import OutputSettings
+    from engine.pipeline.export import export_tables
+
+    renamed: list[Path] = []
+    real = os.replace
+
+    def replace(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+        renamed.append(Path(dst))
+        real(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+
+    folder = tmp_path / "exports" / "vendor" / "genesys"
+    (folder / "an earlier split").mkdir(parents=True)
+    (folder / "sales_voice_2026-09-30.csv").write_text("stale")
+    output = OutputSettings(formats=(), vendor_profiles=("genesys",))
+    written = export_tables(tmp_path, output, {"callvolume": table()}, now=RUN_AT)
+    genesys, closed = builtin_profiles()["genesys"], closed_by(RUN_AT, 15)
+    want = render(table(), genesys, closed=closed, run_at=RUN_AT)
+    assert sorted(written) == sorted(folder / name for name, _ in want)
+    assert set(written) <= set(renamed)
+    assert {p.name: p.read_text() for p in folder.iterdir()} == dict(want)
