@@ -164,8 +164,7 @@ def forecast(  # noqa: PLR0917 - the command's options
     except ValueError as exc:
         fail(f"--metric: {exc}")
     if out.suffix == ".parquet":
-        out.parent.mkdir(parents=True, exist_ok=True)
-        frame.write_parquet(out)
+        outputs.write_parquet(frame, out)
     elif out.suffix == ".csv":
         outputs.write_csv(frame, out)
     else:

@@ -41,6 +41,7 @@ __all__ = [
     "write_document",
     "write_json",
     "write_ndjson",
+    "write_parquet",
     "write_store",
     "write_text",
 ]
@@ -87,6 +88,11 @@ def _atomic_write(path: Path, write: Any) -> Path:
         fsync(folder)
     killpoint.reached("files.replaced")
     return path
+
+
+def write_parquet(frame: pl.DataFrame, path: Path) -> Path:
+    """``frame`` as one Parquet file, written atomically and durably (the forecasting format)."""
+    return _atomic_write(path, frame.write_parquet)
 
 
 def write_text(text: str, path: Path) -> Path:

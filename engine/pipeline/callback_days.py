@@ -24,6 +24,7 @@ from typing import Any
 
 import polars as pl
 
+from engine.errors import naming
 from engine.interval import Grid
 from engine.output import datafiles, delta
 from engine.output.attempts import abandon, compact
@@ -81,7 +82,8 @@ def day(
             (folder := scratch / "keys" / str(rows["key_set"][0])).mkdir(
                 parents=True, exist_ok=True
             )
-            rows.drop("key_set").write_ipc(folder / f"{uuid.uuid4().hex}.arrow")
+            with naming(spill := folder / f"{uuid.uuid4().hex}.arrow"):
+                rows.drop("key_set").write_ipc(spill)
         parts = [compact(latest), additive]
     return Day(held.height, span, compact(gaps), parts)
 
@@ -110,7 +112,8 @@ def _spill_tables(folder: Path, parts: Sequence[pl.DataFrame]) -> None:
         (sub := folder / date.isoformat()).mkdir(parents=True, exist_ok=True)
         on = pl.col("interval_start_utc").dt.date() == date
         for i, rows in enumerate(parts):
-            rows.filter(on).write_ipc(sub / f"{i}-{name}.arrow")
+            with naming(spill := sub / f"{i}-{name}.arrow"):
+                rows.filter(on).write_ipc(spill)
 
 
 def customer_keys(folder: Path) -> pl.LazyFrame:

@@ -31,7 +31,7 @@ import polars as pl
 
 from engine import clock
 from engine.app.config import OutputSettings
-from engine.errors import ExportError, naming
+from engine.errors import ExportError
 from engine.interval import Grid, interval_grid
 from engine.output import files as export
 from engine.output.vendor import builtin_profiles, closed_by, render
@@ -208,11 +208,7 @@ def export_tables(
         frame = long_format(
             ended, metrics=output.forecast_metrics, time=output.forecast_time
         ).collect()
-        path = exports / "forecast.parquet"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with naming(path):
-            frame.write_parquet(path)
-        files.append(path)
+        files.append(export.write_parquet(frame, exports / "forecast.parquet"))
     return files
 
 
