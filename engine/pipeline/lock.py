@@ -44,15 +44,17 @@ import re
 import shutil
 import socket
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
 from engine import clock, killpoint
-from engine.errors import StoreLockedError
+from engine.errors import StoreError, StoreLockedError
 from engine.output import delta
+from engine.output.datafiles import fsync
 from engine.output.files import write_json
 from engine.output.migrate import migrate
 from engine.output.store import request_instant
@@ -65,6 +67,7 @@ __all__ = [
     "damage",
     "holder",
     "housekeeping",
+    "set_aside_unreadable",
     "store_lock",
 ]
 
@@ -173,7 +176,7 @@ def clean_leftovers(*roots: Path, tables: Path | None = None) -> list[str]:
                 path.unlink(missing_ok=True)
             removed.append(str(path))
     if tables is not None and tables.is_dir():
-        found = [t for t in sorted(tables.iterdir()) if delta.is_table(t)]
+        found = [t for t in sorted(tables.iterdir()) if delta.is_table(t) and not _log_error(t)]
         counts = {t: delta.remove_orphans(t) for t in found}
         removed += [f"{t}: {n} uncommitted file(s)" for t, n in counts.items() if n]
         old = {t: delta.vacuum(t) for t in found}
@@ -183,9 +186,11 @@ def clean_leftovers(*roots: Path, tables: Path | None = None) -> list[str]:
     return removed
 
 
-def housekeeping(out: Path, landing: Path, state: Path) -> list[str]:
-    """Clean the leftovers under the output directory, the landing store and the state, and
-    migrate every table of ``out/store`` still in the Parquet-directory layout; what was done.
+def housekeeping(out: Path, landing: Path, state: Path, rebuilt: Sequence[str] = ()) -> list[str]:
+    """Clean the leftovers under the output directory, the landing store and the state,
+    migrate every table of ``out/store`` still in the Parquet-directory layout, and set aside
+    those of ``rebuilt`` (the tables the run can build again) whose log cannot be read
+    (:func:`set_aside_unreadable`); what was done.
 
     Call it under :func:`store_lock`. The sweep is skipped when the lock's previous holder
     ended cleanly and the last sweep (``<state>/housekeeping.json``) is less than
@@ -208,7 +213,7 @@ def housekeeping(out: Path, landing: Path, state: Path) -> list[str]:
             done.append(f"{path}: migrated to the Delta Lake store")
     if sweep:
         write_json({"swept": _stamp(now)}, record)
-    return done
+    return done + set_aside_unreadable(tables, rebuilt)  # after the sweep: the copy stays a while
 
 
 def _swept(record: Path) -> datetime:
@@ -225,3 +230,29 @@ def damage(tables: Path, names: list[str]) -> list[str]:
     (files missing or of another size than their commit recorded; ``wfm-intervals verify``
     also reads their row counts)."""
     return [problem for name in names for problem in delta.problems(tables / name, deep=False)]
+
+
+def set_aside_unreadable(tables: Path, names: Sequence[str]) -> list[str]:
+    """Move each table of ``names`` under ``tables`` whose transaction log cannot be read (torn
+    by a crash of the machine, damaged on disk) aside, as ``.<name>.old-<hex>``, which a later
+    sweep of leftovers deletes: the whole rebuild this calls for writes it again from the
+    landing store, where opening it would stop every run, ``--full-refresh`` included (the
+    run finds it missing: :func:`damage`). One line each."""
+    moved = []
+    for name in names:
+        path = tables / name
+        if delta.is_table(path) and (error := _log_error(path)) is not None:
+            aside = path.with_name(f".{name}.old-{uuid.uuid4().hex}")
+            path.rename(aside)
+            fsync(tables)
+            moved.append(f"{error}: set aside as {aside.name}, to be built again")
+    return moved
+
+
+def _log_error(path: Path) -> str | None:
+    """Why the log of the table at ``path`` cannot be read (``None``: it can)."""
+    try:
+        delta.data_files(path)
+    except StoreError as exc:
+        return str(exc)
+    return None

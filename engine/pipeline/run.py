@@ -331,13 +331,13 @@ def _run(
     except StateError as exc:
         fix = "run `wfm-intervals run --full-refresh` to rebuild the store from the landing store"
         raise StateError(f"{exc} ({fix})") from None
-    store = out / "store"
-    cleaned = [] if dry_run else housekeeping(out, settings.store.landing, settings.store.state)
+    store, fed, where = out / "store", tables_fed(names), settings.store
+    cleaned = [] if dry_run else housekeeping(out, where.landing, where.state, rebuilt=fed)
     repaired: list[str] = []
     if previous is not None and previous.build != build_json:
         previous = None  # new build settings: rebuild everything
     if previous is not None and not full_refresh:
-        repaired = damage(store, tables_fed(names))
+        repaired = damage(store, fed)
     if full_refresh or repaired:
         previous = None
     done = _stepper(emit)

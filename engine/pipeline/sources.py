@@ -321,12 +321,12 @@ def tables_fed(names: Sequence[str]) -> list[str]:
 
     Example:
         >>> tables_fed(["ujet"])
-        ['contacts', 'callvolume']
+        ['contacts', 'callvolume', 'staffing']
     """
     tables = {connector(n).table for n in names}
     found = []
     if "contacts" in tables:
-        found += ["contacts", "callvolume"]
+        found += ["contacts", "callvolume", "staffing"]
     if "callback_attempts" in tables:
         found += ["callback_attempts", "callback_intervals", "retry_outcomes"]
     return found

@@ -153,6 +153,36 @@ def test_lost_history_is_rebuilt_from_the_landing_store(
     _same(_tables(out), before)
 
 
+@pytest.mark.parametrize(
+    ("name", "args"),
+    [("callvolume", ()), ("staffing", ()), ("contacts", ("--full-refresh",))],
+)
+def test_a_table_whose_log_is_torn_is_set_aside_and_built_again(
+    tmp_path: Path, stack: Stack, name: str, args: tuple[str, ...]
+) -> None:
+    """A store table whose last log entry is torn (a crash of the machine, a bad disk) cannot
+    be opened: every run stopped on it with exit 2, ``--full-refresh`` included, though
+    ``verify`` named that as the fix. The run sets it aside (kept until a later sweep) and
+    builds it again from the landing store, as a lost table is."""
+    config = _config(tmp_path, stack)
+    _run(config)
+    out = tmp_path / "out"
+    before = _tables(out) | {"staffing": table(out, "staffing")}
+    entry = sorted((out / "store" / name / "_delta_log").glob("*.json"))[-1]
+    entry.write_bytes(entry.read_bytes()[: entry.stat().st_size // 2])
+    summary = _run(config, *args)
+    cleaned = summary["cleaned"]
+    assert isinstance(cleaned, list)
+    assert [line for line in cleaned if "set aside as" in line] == [
+        line for line in cleaned if line.startswith(f"{out / 'store' / name}: not a readable")
+    ]
+    assert len([line for line in cleaned if "set aside as" in line]) == 1
+    assert len(list((out / "store").glob(f".{name}.old-*"))) == 1  # the damaged copy, kept
+    assert summary["window"]["full_rebuild"] is True  # type: ignore[index]
+    _same(_tables(out) | {"staffing": table(out, "staffing")}, before)
+    assert invoke(["verify"], config).exit_code == 0
+
+
 def test_a_damaged_run_state_is_one_line_naming_the_fix(tmp_path: Path, stack: Stack) -> None:
     config = _config(tmp_path, stack)
     _run(config)
