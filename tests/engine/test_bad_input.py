@@ -133,8 +133,8 @@ def test_sigterm_exits_130_with_one_line_and_runs_the_clean_up() -> None:
         "from engine.cli import main\n"
         "@click.command('wait')\n"
         "def wait():\n"
-        "    print('ready', flush=True)\n"
-        "    try:\n"
+        "    try:\n"  # ready is said inside: the signal can only come once in the block
+        "        print('ready', flush=True)\n"
         "        threading.Event().wait(60)\n"
         "    finally:\n"
         "        print('cleaned up', flush=True)\n"
