@@ -95,24 +95,37 @@ def test_a_declined_reset_changes_nothing_and_exits_130(tmp_path: Path) -> None:
     assert "cancelled: nothing was reset" in result.stderr
 
 
-def test_ctrl_c_exits_130_with_one_line(tmp_path: Path) -> None:
-    code = (
-        "import sys, threading\n"
-        "import click\n"
-        "from engine.cli import main\n"
-        "@click.command('wait')\n"
-        "def wait():\n"
-        "    print('ready', flush=True)\n"
-        "    threading.Event().wait(60)\n"
-        "main.COMMANDS['wait'] = main.Command('__main__', 'wait', 'Wait.')\n"
-        "sys.argv = ['wfm-intervals', 'wait']\n"
-        "main.main()\n"
-    )
+#: A command that waits a minute: ``ready`` said inside its ``try`` (a signal can only come
+#: once in the block), ``cleaned up`` by its ``finally``.
+_WAITING = (
+    "import sys, threading\n"
+    "import click\n"
+    "from engine.cli import main\n"
+    "@click.command('wait')\n"
+    "def wait():\n"
+    "    try:\n"
+    "        print('ready', flush=True)\n"
+    "        threading.Event().wait(60)\n"
+    "    finally:\n"
+    "        print('cleaned up', flush=True)\n"
+    "main.COMMANDS['wait'] = main.Command('__main__', 'wait', 'Wait.')\n"
+    "sys.argv = ['wfm-intervals', 'wait']\n"
+    "main.main()\n"
+)
+
+
+def _waiting() -> subprocess.Popen[str]:
+    """The waiting command in a child process, once it is ready."""
     child = subprocess.Popen(
-        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [sys.executable, "-c", _WAITING], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     assert child.stdout is not None
     assert child.stdout.readline().strip() == "ready"
+    return child
+
+
+def test_ctrl_c_exits_130_with_one_line(tmp_path: Path) -> None:
+    child = _waiting()
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline and child.poll() is None:
         os.kill(child.pid, signal.SIGINT)
@@ -127,26 +140,7 @@ def test_ctrl_c_exits_130_with_one_line(tmp_path: Path) -> None:
 def test_sigterm_exits_130_with_one_line_and_runs_the_clean_up() -> None:
     """A service manager's stop (SIGTERM) is an interruption: the command's ``finally`` runs
     (here it prints), one line names the signal, exit 130 (not death by signal, no line)."""
-    code = (
-        "import sys, threading\n"
-        "import click\n"
-        "from engine.cli import main\n"
-        "@click.command('wait')\n"
-        "def wait():\n"
-        "    try:\n"  # ready is said inside: the signal can only come once in the block
-        "        print('ready', flush=True)\n"
-        "        threading.Event().wait(60)\n"
-        "    finally:\n"
-        "        print('cleaned up', flush=True)\n"
-        "main.COMMANDS['wait'] = main.Command('__main__', 'wait', 'Wait.')\n"
-        "sys.argv = ['wfm-intervals', 'wait']\n"
-        "main.main()\n"
-    )
-    child = subprocess.Popen(
-        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    assert child.stdout is not None
-    assert child.stdout.readline().strip() == "ready"
+    child = _waiting()
     child.send_signal(signal.SIGTERM)
     assert wait_for_exit(child, 30) == 130
     out, err = child.communicate()
