@@ -36,7 +36,8 @@ import polars as pl
 
 from connectors.landing import RejectedRecord, scan_landed
 from connectors.source import Source, SourceSettings, Stream
-from connectors.state import atomic_write_bytes, check_name
+from connectors.state import check_name
+from engine.durable import atomic_write_bytes
 from engine.schema import QUARANTINE, SOURCE_RECORD
 
 __all__ = [

@@ -1,4 +1,4 @@
-"""Incremental sync state per (source, stream), written atomically, and the durable-file helpers.
+"""Incremental sync state per (source, stream), written atomically.
 
 A stream's state is its cursor (the highest ``updated_at`` seen, or the end of the last completed
 hour) and the lookback it was committed with. The next sync starts at ``cursor - lookback`` (the
@@ -10,9 +10,10 @@ Write order is the crash-safety contract: the sync lands a batch (durable when
 :func:`connectors.landing.land_page` returns), and only then calls :meth:`StateStore.commit`.
 A crash before the commit leaves the old cursor, so the next run re-reads and de-duplicates; a
 crash during the commit leaves the old or the new file, never a torn one, because
-:func:`atomic_write_bytes` writes a temporary file, fsyncs it, ``os.replace``-s it over the old
-one and fsyncs the directory. Commits never move a cursor backwards; :meth:`StateStore.rewind`
-(a lost landing file's range, :mod:`connectors.landing.check`) and :meth:`StateStore.reset` do.
+:func:`engine.durable.atomic_write_bytes` writes a temporary file, fsyncs it, ``os.replace``-s
+it over the old one and fsyncs the directory. Commits never move a cursor backwards;
+:meth:`StateStore.rewind` (a lost landing file's range, :mod:`connectors.landing.check`) and
+:meth:`StateStore.reset` do.
 A reset leaves a marker, ``<root>/<source>/<stream>.reset``, until the stream's next commit: a
 state file missing *with* it was reset on purpose (the next sync starts over); one missing
 without it, while the stream's landing files say a cursor had been committed, was lost.
@@ -30,9 +31,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -41,17 +40,13 @@ from typing import Any, TypeGuard
 
 from connectors.errors import ConfigError, StateError
 from engine import clock
-from engine.errors import naming
+from engine.durable import atomic_write_bytes, fsync_dir
 
 __all__ = [
     "StateStore",
     "StreamState",
-    "atomic_write_bytes",
     "check_name",
-    "durable_mkdir",
-    "durable_replace",
     "format_utc",
-    "fsync_dir",
     "parse_utc",
 ]
 
@@ -100,63 +95,6 @@ def format_utc(value: datetime, *, timespec: str = "milliseconds") -> str:
     if value.tzinfo is None:
         raise ValueError("naive datetime: instants must be timezone-aware")
     return value.astimezone(UTC).replace(tzinfo=None).isoformat(timespec=timespec) + "Z"
-
-
-def fsync_dir(path: Path) -> None:
-    """Make a directory's entries (created, renamed, deleted files) durable."""
-    if os.name == "nt":  # pragma: no cover - directories cannot be opened for fsync on Windows
-        return
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def durable_mkdir(path: Path) -> None:
-    """Create ``path`` and missing parents, fsyncing each new entry's parent directory.
-
-    Example:
-        >>> durable_mkdir(Path(tempfile.mkdtemp()) / "raw" / "source=ujet")
-    """
-    missing = [p for p in (path, *path.parents) if not p.exists()]
-    for directory in reversed(missing):
-        directory.mkdir(exist_ok=True)
-        fsync_dir(directory.parent)
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically and durably (temp file, fsync, replace, fsync dir).
-
-    Readers see the old content or the new, never a mix; after return it survives a crash.
-
-    Example:
-        >>> atomic_write_bytes(Path(tempfile.mkdtemp()) / "x.json", b"{}")
-    """
-    durable_mkdir(path.parent)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with naming(path):  # a full disk names the file, so its volume
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-            durable_replace(Path(tmp), path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def durable_replace(tmp: Path, path: Path) -> None:
-    """fsync ``tmp``, rename it over ``path`` (atomic), and fsync the directory.
-
-    Example:
-        >>> d = Path(tempfile.mkdtemp())
-        >>> _ = (d / "x.tmp").write_bytes(b"1")
-        >>> durable_replace(d / "x.tmp", d / "x")
-    """
-    with tmp.open("rb") as handle:
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
 
 
 @dataclass(frozen=True)
@@ -260,6 +198,7 @@ class StateStore:
 
         Example:
             >>> from datetime import UTC, timedelta
+            >>> import tempfile
             >>> store, t = StateStore(Path(tempfile.mkdtemp())), datetime(2026, 10, 1, tzinfo=UTC)
             >>> _ = store.commit("ujet", "calls", t, lookback=timedelta(0))
             >>> store.rewind("ujet", "calls", t - timedelta(hours=2), lookback=timedelta(0)).cursor

@@ -8,7 +8,8 @@ Every rule reads the modules under ``engine/`` and ``connectors/`` with :mod:`as
   ``tables/``, ``output/``) imports neither ``connectors`` nor the orchestration rooms
   (``pipeline/``, ``cli/``, ``app/``, ``report/``, ``demo/``);
 - ``connectors`` imports from the engine only its contract: ``engine.schema``, ``engine.errors``,
-  ``engine.clock`` and ``engine.killpoint`` (the crash tests' hook);
+  ``engine.clock``, ``engine.killpoint`` (the crash tests' hook) and ``engine.durable`` (the
+  durable writes both sides share);
 - ``engine.app`` is the only engine room that knows the connector registry;
 - the pure rooms (``validate/``, ``tables/`` and the core modules) do no I/O and never collect;
   collecting and writing happen in ``pipeline/`` and in the few places listed in
@@ -49,11 +50,18 @@ ORCHESTRATION = (
     "engine.serve",
     "engine.distributed",
 )
-CONNECTORS_MAY_IMPORT = ("engine.schema", "engine.errors", "engine.clock", "engine.killpoint")
+CONNECTORS_MAY_IMPORT = (
+    "engine.schema",
+    "engine.errors",
+    "engine.clock",
+    "engine.killpoint",
+    "engine.durable",
+)
 PURE = ("engine.schema", "engine.settings", "engine.interval", "engine.validate", "engine.tables")
 
 #: Modules outside ``engine/pipeline/`` that collect or write, and why they may.
 COLLECTS_OUTSIDE_PIPELINE = {
+    "engine.durable": "fsync and the atomic replace every durable write shares",
     "engine.output.files": "the durable write primitives the pipeline calls",
     "engine.output.delta": "the store's transactional commit and its integrity check",
     "engine.output.datafiles": "writes a store table's data files (delta commits them)",

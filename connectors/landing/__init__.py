@@ -74,8 +74,8 @@ from connectors.landing.manifest import (
 )
 from connectors.landing.records import LandedBatch, RecordKey, RejectedRecord
 from connectors.pii import PiiScrubber, pii_hash
-from connectors.state import atomic_write_bytes, durable_replace, fsync_dir
 from engine import killpoint
+from engine.durable import atomic_write_bytes, durable_replace, fsync_dir
 from engine.errors import REFUSED_WRITE, naming
 from engine.schema import UTC_TS
 

@@ -65,7 +65,8 @@ from connectors.landing.manifest import (
     stream_dir,
     write_manifest,
 )
-from connectors.state import StateStore, format_utc, fsync_dir
+from connectors.state import StateStore, format_utc
+from engine.durable import fsync_dir
 
 __all__ = ["Finding", "Problem", "check_landing", "fix_command", "repair_landing"]
 

@@ -46,14 +46,8 @@ from typing import Any
 
 import polars as pl
 
-from connectors.state import (
-    atomic_write_bytes,
-    check_name,
-    durable_mkdir,
-    format_utc,
-    fsync_dir,
-    parse_utc,
-)
+from connectors.state import check_name, format_utc, parse_utc
+from engine.durable import atomic_write_bytes, durable_mkdir, fsync_dir
 from engine.errors import naming
 
 __all__ = [

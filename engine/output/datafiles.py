@@ -44,6 +44,7 @@ from typing import Any, Final, Literal, TypeVar
 import polars as pl
 from deltalake.transaction import AddAction
 
+from engine.durable import fsync, fsync_dir
 from engine.errors import naming
 from engine.output import location
 
@@ -56,7 +57,6 @@ __all__ = [
     "days_of",
     "discard",
     "drop_apart",
-    "fsync",
     "new_scratch",
     "scratch",
     "set_apart",
@@ -87,15 +87,6 @@ def days_of(by: str | pl.Expr) -> pl.Expr:
 def storable(frame: Frame) -> Frame:
     """Enums as text: the table format has no enum type (the readers cast them back)."""
     return frame.with_columns(pl.col(pl.Enum, pl.Categorical).cast(pl.String))
-
-
-def fsync(path: Path) -> None:
-    """Flush a file's (or a folder's) contents to disk."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _name(tag: str) -> str:
@@ -147,7 +138,7 @@ def write_partitions(path: Path, frame: pl.DataFrame, tag: str) -> list[AddActio
         folders.add(folder)
         actions.append(_action(path, file, _stats(part)))
     for folder in (*folders, path):
-        fsync(folder)
+        fsync_dir(folder)
     return actions
 
 
@@ -173,8 +164,9 @@ def write_file(where: str, rows: pl.DataFrame, day: date, tag: str) -> dict[str,
         file.parent.mkdir(parents=True, exist_ok=True)
         with naming(file), file.open("wb") as out:
             out.write(data)
-        for done in (file, file.parent, file.parent.parent):
-            fsync(done)
+        fsync(file)
+        for folder in (file.parent, file.parent.parent):
+            fsync_dir(folder)
     return {"path": relative, "size": len(data), "day": day, "stats": _stats(part)}
 
 
@@ -237,7 +229,7 @@ def added(path: Path, tag: str) -> list[AddAction]:
         fsync(file)
         actions.append(_action(path, file, _stats(pl.scan_parquet(file))))
     for folder in (*{f.parent for f in files}, path):
-        fsync(folder)
+        fsync_dir(folder)
     return actions
 
 

@@ -44,13 +44,13 @@ from deltalake.exceptions import DeltaError
 from deltalake.transaction import AddAction
 
 from engine import killpoint
+from engine.durable import fsync, fsync_dir
 from engine.errors import StoreError
 from engine.output import location
 from engine.output.datafiles import (
     PARTITION,
     STORE_COMPRESSION,
     days_of,
-    fsync,
     storable,
     write_partitions,
 )
@@ -340,7 +340,7 @@ def _transact(
     entry = log / f"{new:020d}.json"
     if entry.exists():
         fsync(entry)
-    fsync(log)
+    fsync_dir(log)
     return new
 
 

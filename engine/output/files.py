@@ -24,8 +24,8 @@ from typing import Any, Literal
 import polars as pl
 
 from engine import killpoint
+from engine.durable import durable_mkdir, durable_replace
 from engine.errors import naming
-from engine.output.datafiles import fsync
 from engine.output.delta import STORE_COMPRESSION, commit
 from engine.tables.callvolume import DERIVED, SCHEMA
 
@@ -72,20 +72,17 @@ def _atomic_write(path: Path, write: Any) -> Path:
     after a power cut, see the old file or the new one whole, never a torn or empty one, once
     a run's state (saved after its files) says they were written. A failed write removes its
     temporary file."""
-    made = [p for p in (path.parent, *path.parent.parents) if not p.exists()]
-    path.parent.mkdir(parents=True, exist_ok=True)
+    durable_mkdir(path.parent)
     tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex}")
     try:
         with naming(path):  # a full disk names the file, so its volume
             write(tmp)
-            fsync(tmp)
         killpoint.reached("files.written")
-        tmp.replace(path)
+        with naming(path):
+            durable_replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    for folder in (path.parent, *(p.parent for p in made)):
-        fsync(folder)
     killpoint.reached("files.replaced")
     return path
 

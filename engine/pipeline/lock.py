@@ -52,9 +52,9 @@ from pathlib import Path
 from typing import Any, Final
 
 from engine import clock, killpoint
+from engine.durable import fsync_dir
 from engine.errors import StoreError, StoreLockedError
 from engine.output import delta
-from engine.output.datafiles import fsync
 from engine.output.files import write_json
 from engine.output.migrate import migrate
 from engine.output.store import request_instant
@@ -244,7 +244,7 @@ def set_aside_unreadable(tables: Path, names: Sequence[str]) -> list[str]:
         if delta.is_table(path) and (error := _log_error(path)) is not None:
             aside = path.with_name(f".{name}.old-{uuid.uuid4().hex}")
             path.rename(aside)
-            fsync(tables)
+            fsync_dir(tables)
             moved.append(f"{error}: set aside as {aside.name}, to be built again")
     return moved
 

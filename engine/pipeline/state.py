@@ -31,7 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from connectors.errors import StateError
-from connectors.state import atomic_write_bytes, format_utc, parse_utc
+from connectors.state import format_utc, parse_utc
+from engine.durable import atomic_write_bytes
 
 __all__ = ["RunState", "load_run_state", "run_state_path", "save_run_state"]
 

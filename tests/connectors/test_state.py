@@ -21,14 +21,8 @@ from connectors.http import basic_auth, make_client
 from connectors.landing import PiiScrubber, RecordKey, land_page
 from connectors.paging import PageNumberPaginator, iterate_pages
 from connectors.retry import ApiRequest
-from connectors.state import (
-    StateStore,
-    atomic_write_bytes,
-    check_name,
-    durable_mkdir,
-    format_utc,
-    parse_utc,
-)
+from connectors.state import StateStore, check_name, format_utc, parse_utc
+from engine.durable import atomic_write_bytes, durable_mkdir
 
 T0 = datetime(2026, 10, 1, 12, 0, tzinfo=UTC)
 HOUR = timedelta(hours=1)

@@ -84,7 +84,7 @@ _WRITERS = """
 import io, json, sys
 from pathlib import Path
 import polars as pl
-from connectors.state import atomic_write_bytes
+from engine.durable import atomic_write_bytes
 from engine.errors import naming
 from engine.output.datafiles import write_partitions, days_of
 

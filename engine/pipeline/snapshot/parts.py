@@ -34,8 +34,8 @@ from typing import Any
 
 import polars as pl
 
-from connectors.state import atomic_write_bytes, fsync_dir
 from engine import killpoint
+from engine.durable import atomic_write_bytes, fsync_dir
 from engine.output.delta import PARTITION, days_of
 from engine.output.store import request_dates
 from engine.schema import CALLBACK_ATTEMPTS, CONTACTS, QUARANTINE
