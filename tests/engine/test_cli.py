@@ -194,9 +194,42 @@ def test_allocator_gets_an_arena_for_two_cpus_and_the_operators_settings_after()
     assert environ[ALLOCATOR_VARIABLE] == "narenas:1,narenas:8,dirty_decay_ms:0"  # theirs win
 
 
-def test_a_command_starts_polars_allocator_with_its_arenas() -> None:
+def test_the_nightly_job_hands_freed_pages_back_at_once_and_the_batch_commands_do_not() -> None:
+    from engine.cli.main import ALLOCATOR_VARIABLE, allocator_settings, command_of
+
+    prompt = "dirty_decay_ms:0,muzzy_decay_ms:0"
+    for args, setting in (
+        (["run", "--config", "site.toml"], f"narenas:1,{prompt}"),
+        (["--log-format", "json", "--log-level", "debug", "run"], f"narenas:1,{prompt}"),
+        (["demo", "--days", "2"], f"narenas:1,{prompt}"),
+        (["build", "--contacts", "run", "--out", "demo"], "narenas:1"),  # values are not commands
+        (["callbacks", "--attempts", "a.parquet"], "narenas:1"),
+        (["--help"], "narenas:1"),
+        ([], "narenas:1"),
+    ):
+        environ: dict[str, str] = {}
+        allocator_settings(environ, 2, command_of(args))
+        assert environ == {ALLOCATOR_VARIABLE: setting}, args
+    environ = {ALLOCATOR_VARIABLE: "dirty_decay_ms:100"}
+    allocator_settings(environ, 2, "run")
+    assert environ[ALLOCATOR_VARIABLE] == f"narenas:1,{prompt},dirty_decay_ms:100"  # theirs win
+    # started from a process that imported Polars (an Airflow task, a test): Polars' own
+    # settings were written into the environment; they are not the operator's (who writes
+    # them in another order: docs/operations.md, "Memory")
+    for inherited, theirs in (
+        ("dirty_decay_ms:500,muzzy_decay_ms:1000", ""),
+        ("dirty_decay_ms:500,muzzy_decay_ms:1000,narenas:3", ",narenas:3"),
+        ("dirty_decay_ms:500,muzzy_decay_ms:1000,thp:always,metadata_thp:always", ""),
+        ("muzzy_decay_ms:1000,dirty_decay_ms:500", ",muzzy_decay_ms:1000,dirty_decay_ms:500"),
+    ):
+        allocator_settings(environ := {ALLOCATOR_VARIABLE: inherited}, 2, "run")
+        assert environ[ALLOCATOR_VARIABLE] == f"narenas:1,{prompt}{theirs}", inherited
+
+
+def test_a_command_starts_polars_allocator_with_its_settings() -> None:
     """In a fresh interpreter, as the console script runs: the allocator's own statistics
-    (printed at exit when asked for) show the setting reached it, and the operator's win."""
+    (printed at exit when asked for) show the settings reached it (arenas for every command,
+    freed pages back at once for ``run``), and the operator's win."""
     import os
     import subprocess
     import sys
@@ -205,9 +238,19 @@ def test_a_command_starts_polars_allocator_with_its_arenas() -> None:
 
     ours: dict[str, str] = {}  # what this machine's CPUs give (the test above holds the rule)
     allocator_settings(ours, len(os.sched_getaffinity(0)))
-    code = "from engine.cli.main import main\nmain(['build', '--help'])\n"
     default = ours[ALLOCATOR_VARIABLE].removeprefix("narenas:")
-    for given, arenas in (("", default), ("narenas:3,", "3")):
+    for command, given, arenas, decay in (
+        ("build", "", default, None),
+        ("build", "narenas:3,", "3", None),
+        ("run", "", default, "0"),
+        ("run", "dirty_decay_ms:250,", default, "250"),
+        ("run", "dirty_decay_ms:500,muzzy_decay_ms:1000,", default, "0"),  # a Polars parent's
+    ):
+        code = (
+            "from engine.cli.main import main\n"
+            f"try:\n    main([{command!r}, '--help'])\n"
+            "finally:\n    import polars  # the allocator starts (and reads its settings) here\n"
+        )
         env = {**os.environ, ALLOCATOR_VARIABLE: f"{given}stats_print:true"}
         done = subprocess.run(
             [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=False
@@ -215,7 +258,12 @@ def test_a_command_starts_polars_allocator_with_its_arenas() -> None:
         assert done.returncode == 0, done.stderr[-2000:]
         if "opt.narenas" not in done.stderr:
             pytest.skip("this Polars build's allocator is not jemalloc")
-        assert f"opt.narenas: {arenas}\n" in done.stderr
+        assert f"opt.narenas: {arenas}\n" in done.stderr, (command, given)
+        if decay is None:  # Polars' own: a freed page kept a while for reuse
+            assert "opt.dirty_decay_ms: 0 " not in done.stderr, (command, given)
+        else:
+            assert f"opt.dirty_decay_ms: {decay} " in done.stderr, (command, given)
+            assert "opt.muzzy_decay_ms: 0 " in done.stderr, (command, given)
 
 
 def test_a_zone_is_known_where_the_system_has_no_zone_database(contacts, tmp_path: Path) -> None:
