@@ -33,6 +33,7 @@ from engine.errors import WfmError, printable
 __all__ = [
     "ALLOCATOR_VARIABLE",
     "COMMANDS",
+    "POLARS_DEFAULTS",
     "PROMPT_RETURN",
     "RETURN_AT_ONCE",
     "Command",

@@ -226,6 +226,23 @@ def test_the_nightly_job_hands_freed_pages_back_at_once_and_the_batch_commands_d
         assert environ[ALLOCATOR_VARIABLE] == f"narenas:1,{prompt}{theirs}", inherited
 
 
+def test_what_polars_writes_into_the_environment_is_what_the_program_drops() -> None:
+    """Polars' own settings are recognised by their text: a Polars that writes others fails
+    here, not silently in every Airflow task's run."""
+    import os
+    import subprocess
+    import sys
+
+    from engine.cli.main import ALLOCATOR_VARIABLE, POLARS_DEFAULTS
+
+    env = {k: v for k, v in os.environ.items() if k not in {ALLOCATOR_VARIABLE, "POLARS_THP"}}
+    code = f"import os, polars\nprint(os.environ[{ALLOCATOR_VARIABLE!r}])"
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+    )
+    assert done.stdout.strip() == POLARS_DEFAULTS
+
+
 def test_a_command_starts_polars_allocator_with_its_settings() -> None:
     """In a fresh interpreter, as the console script runs: the allocator's own statistics
     (printed at exit when asked for) show the settings reached it (arenas for every command,
