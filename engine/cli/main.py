@@ -173,10 +173,11 @@ def cli(ctx: click.Context, log_format: str, log_level: str) -> None:
 def _object_storage(args: list[str]) -> str | None:
     """An option naming an object-store location (``s3://``) where only a local path works:
     any but ``--out`` of ``build`` and ``callbacks`` (docs/scale-out.md says why)."""
+    writes_out = command_of(args) in {"build", "callbacks"}
     for i, arg in enumerate(args):
         option, _, value = arg.partition("=") if arg.startswith("--") else ("", "", arg)
         option = option or (args[i - 1] if i else "")
-        allowed = option == "--out" and bool({"build", "callbacks"} & set(args[:i]))
+        allowed = option == "--out" and writes_out
         if value.startswith("s3:/") and not allowed:
             return f"{option} {value}".strip()
     return None
