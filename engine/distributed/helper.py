@@ -207,7 +207,10 @@ def call(address: str, job: Callable[..., T], /, *args: Any, **kwargs: Any) -> T
         return pool.submit(_job, address, job, args, kwargs, location.bound()).result()
     except BrokenProcessPool:
         _, log = _helpers.pop(address)
-        pool.shutdown(wait=False, cancel_futures=True)
+        # Wait for the pool's own thread to finish closing its pipes: left running, it races
+        # the interpreter's exit (which writes to a pipe that thread is closing) and a traceback
+        # follows the command's one line.
+        pool.shutdown(wait=True, cancel_futures=True)
         said = _last_said(log)
         log.unlink(missing_ok=True)
         if said.startswith(_STALLED):

@@ -320,11 +320,15 @@ def _dies() -> None:
 
 def test_the_helper_gives_one_line_for_a_failed_job_and_a_lost_driver() -> None:
     """A job's error that does not pickle is one line (its root cause); a helper process that
-    ends mid-job is one line with the last native line it logged; the next job starts a new
-    helper process."""
+    ends mid-job is one line with the last native line it logged, and by then the threads of its
+    lost pool have ended (one still closing its pipes races the interpreter's exit, which then
+    prints a traceback after the command's line); the next job starts a new helper process."""
     where = "127.0.0.1:9"
+    before = set(threading.enumerate())
     try:
         assert helper.call(where, _echo, 7) == 7
+        pools = set(threading.enumerate()) - before  # the threads of this helper's pool
+        assert pools
         with pytest.raises(ClusterError) as failed:
             helper.call(where, _fails)
         assert str(failed.value) == f"Ray cluster {where}: the job failed (KeyError: 'read failed')"
@@ -333,6 +337,7 @@ def test_the_helper_gives_one_line_for_a_failed_job_and_a_lost_driver() -> None:
         assert str(lost.value) == (
             f"Ray cluster {where}: lost mid-job (its driver process ended: The store is gone.)"
         )
+        assert [thread.name for thread in pools if thread.is_alive()] == []
         assert helper.call(where, _echo, 8) == 8
     finally:
         helper.close()
