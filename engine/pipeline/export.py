@@ -13,8 +13,9 @@ What ``[output]`` asks for, under ``<output.dir>/exports/``:
 ``tables`` are as the store holds them (busy rows). The volume table is zero-filled over the
 partition days of its ``grids`` (:func:`volume_parts`: every queue seen in a run of consecutive
 days, every interval of it, with the derived ratios), a part of the intervals at a time: the
-document is written part by part and the CSV and NDJSON dumps keep the busy rows, so the whole
-filled history is held only for the vendor files and the forecasting format, which need it.
+document is written part by part, and the whole filled history is held only for the vendor
+files and the forecasting format, which need it. The CSV and NDJSON dumps hold the busy rows of
+that table, found among the stored rows (:func:`busy_volume`), not gathered from the parts.
 
 Example:
     ``files = export_tables(Path("out"), settings.output, built.tables, grids=plan.volume)``
@@ -37,10 +38,10 @@ from engine.output import files as export
 from engine.output.vendor import builtin_profiles, closed_by, render
 from engine.settings import BuildSettings
 from engine.tables import callvolume
-from engine.tables.dense import busy, fill_groups, fill_with
+from engine.tables.dense import busy, busy_filled, fill_groups, fill_with
 from engine.tables.forecast import long_format
 
-__all__ = ["PART_ROWS", "export_tables", "fill_parts", "volume_parts"]
+__all__ = ["PART_ROWS", "busy_volume", "export_tables", "fill_parts", "volume_parts"]
 
 #: Rows of the zero-filled volume table built at once (:func:`volume_parts`).
 PART_ROWS = 8_192
@@ -118,6 +119,24 @@ def volume_parts(
             yield i, callvolume.derive(part.lazy(), settings=settings).collect()
 
 
+def busy_volume(rows: pl.DataFrame, grids: Sequence[Grid], settings: BuildSettings) -> pl.DataFrame:
+    """The busy rows of :func:`volume_parts`' table, window by window in its order (the parts
+    of each window sorted by queue, channel and interval), with the derived ratios: found among
+    the stored ``rows`` (:func:`engine.tables.dense.busy_filled`), not in the filled grid."""
+    windows = [
+        callvolume.derive(busy_filled(rows.lazy(), "callvolume", block), settings=settings)
+        for block in _blocks(grids)
+    ]
+    return pl.concat(windows).collect()
+
+
+def _busy_only(rows: pl.DataFrame, name: str) -> pl.DataFrame:
+    """``rows`` without their rows that are not busy (the same frame when every one is: a
+    table of busy rows is not copied)."""
+    kept = rows.select(busy(name)).to_series()
+    return rows if kept.all() else rows.filter(kept)
+
+
 def _in_order(parts: list[tuple[int, pl.DataFrame]], like: pl.DataFrame) -> pl.DataFrame:
     """The parts of each window in the builders' order (group, then interval), window by
     window."""
@@ -177,22 +196,27 @@ def export_tables(
     volume = kept
     wanted = whole or bool({"kore", "csv", "ndjson"} & set(output.formats))  # else: unread
     if kept is not None and grids and kept.height and wanted:
-        parts: list[tuple[int, pl.DataFrame]] = []  # busy (or, when ``whole``, every) rows
+        settings = build or BuildSettings()
+        if whole:  # the vendor files and the forecast read every filled row: kept from the parts
+            parts: list[tuple[int, pl.DataFrame]] = []
 
-        def filled() -> Iterator[pl.DataFrame]:
-            for i, part in volume_parts(kept, grids, build or BuildSettings()):
-                parts.append((i, part if whole else part.filter(busy("callvolume"))))
-                yield part
+            def filled() -> Iterator[pl.DataFrame]:
+                for i, part in volume_parts(kept, grids, settings):
+                    parts.append((i, part))
+                    yield part
 
-        files = _document(exports, output, filled())
-        volume = _in_order(parts, kept)
-        del parts
+            files = _document(exports, output, filled())
+            volume = _in_order(parts, kept)
+            del parts
+        else:  # the text dumps' busy rows, found in the stored rows (no zero row held for them)
+            files = _document(exports, output, (p for _, p in volume_parts(kept, grids, settings)))
+            volume = busy_volume(kept, grids, settings)
     else:
         files = [] if volume is None else _document(exports, output, iter([volume]))
     for name, table in tables.items():
         rows = volume if name == "callvolume" else table
         assert rows is not None
-        rows = rows.filter(busy(name))  # the table as the store holds it: busy rows
+        rows = _busy_only(rows, name)  # the table as the store holds it: busy rows
         if "csv" in output.formats:
             files.append(export.write_csv(rows, exports / f"{name}.csv"))
         if "ndjson" in output.formats:

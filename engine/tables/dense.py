@@ -45,7 +45,16 @@ from engine.interval import zero_fill
 from engine.tables import callback_intervals, callvolume, retry_outcomes
 from engine.tables.callback_requests import RETRY_BUCKETS
 
-__all__ = ["SHAPES", "TableShape", "busy", "fill", "fill_groups", "fill_with", "filled_size"]
+__all__ = [
+    "SHAPES",
+    "TableShape",
+    "busy",
+    "busy_filled",
+    "fill",
+    "fill_groups",
+    "fill_with",
+    "filled_size",
+]
 
 
 @dataclass(frozen=True)
@@ -153,6 +162,40 @@ def fill_with(
         filled.join(names, on=shape.label[1], how="left", nulls_equal=True, maintain_order="left")
         .select(list(shape.schema))
         .cast(shape.schema)  # type: ignore[arg-type]
+    )
+
+
+def busy_filled(
+    rows: pl.LazyFrame, name: str, grid: pl.DataFrame, *, seen: pl.LazyFrame | None = None
+) -> pl.LazyFrame:
+    """The busy rows of :func:`fill`'s table (``fill(...).filter(busy(name))``, the same rows in
+    the same order) without building its zero rows: each stored row of a group :func:`fill`
+    fills on an interval of ``grid``, the interval's columns from ``grid``, its group's name
+    there (the latest in ``grid``).
+    What an export of busy rows shows of a window, in the size of those rows, not of the grid.
+
+    Example:
+        >>> from datetime import datetime, UTC
+        >>> from engine.interval import interval_grid
+        >>> at = datetime(2026, 10, 1, tzinfo=UTC)
+        >>> grid = interval_grid(at, at.replace(hour=1), minutes=15, tz="UTC")
+        >>> counts = dict.fromkeys(callvolume.ADDITIVE, pl.lit(1))
+        >>> rows = grid.slice(1, 2).with_columns(queue_id=pl.lit("q"), channel=pl.lit("voice"),
+        ...     queue_name=pl.Series(["Old", "New"]), **counts)
+        >>> busy_filled(rows.lazy(), "callvolume", grid).collect()["queue_name"].to_list()
+        ['New', 'New']
+    """
+    shape = SHAPES[name]
+    inside, combos, names = fill_groups(rows, name, grid, seen)
+    values = inside.select("interval_start_utc", *shape.group, *shape.additive)
+    filled = values.join(combos, on=list(shape.group), how="semi", nulls_equal=True)
+    on_grid = grid.lazy().join(filled, on="interval_start_utc", how="inner")
+    return (
+        on_grid.join(names, on=shape.label[1], how="left", nulls_equal=True)
+        .select(list(shape.schema))
+        .cast(shape.schema)  # type: ignore[arg-type]
+        .filter(busy(name))
+        .sort([*shape.group, "interval_start_utc"], nulls_last=False)
     )
 
 
