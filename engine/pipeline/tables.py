@@ -17,8 +17,10 @@ the pure builders (:mod:`engine.tables`), and commits each table once, one trans
 * ``exports/callback_metrics.json`` and ``exports/callback_gaps.ndjson`` for the recent window;
 * ``summary.json`` and ``callbacks_summary.json`` count those rows.
 
-Nothing written is read back: the committed partitions' rows are also returned
-(:attr:`Built.tables`) for the exports.
+The committed partitions' rows are also returned (:attr:`Built.tables`) for the exports. One
+table is read back: when every partition of ``store/contacts`` was just committed (a first run,
+a full rebuild), the volume is built from that table, scanned as it streams, the contacts held
+let go of first, so that a whole history is not held twice.
 
 Example:
     ``built = build_tables(out, AppSettings(), plan=plan, canonical=canon, tag=run_id)``
@@ -44,7 +46,7 @@ from engine.pipeline import build as pipeline
 from engine.pipeline.build import BuildReport
 from engine.pipeline.callbacks import CallbackOutputs, CallbackReport, callback_results
 from engine.pipeline.window import Canonical, RunPlan, plan_attempts, plan_contacts, requested
-from engine.schema import QUARANTINE
+from engine.schema import CONTACTS, QUARANTINE
 from engine.settings import BuildSettings
 from engine.tables import (
     callback_intervals,
@@ -133,7 +135,7 @@ def merge_window(
 
 
 def _volume(  # noqa: PLR0917
-    contacts: pl.DataFrame,
+    contacts: pl.DataFrame | pl.LazyFrame,
     quarantine: pl.DataFrame,
     plan: RunPlan,
     settings: BuildSettings,
@@ -159,6 +161,21 @@ def _volume(  # noqa: PLR0917
     report.intervals, report.table_rows = _filled("callvolume", tables, plan.volume)
     report.seconds = round(time.perf_counter() - began, 3)
     return tables, report
+
+
+def _volume_source(
+    held: list[pl.DataFrame], stored: Path, canonical: Canonical, *, whole: bool
+) -> pl.DataFrame | pl.LazyFrame:
+    """What the volume is built from: the contacts ``held`` (taken from the list), or, when
+    ``whole`` (every partition of ``stored`` was just committed from them, built here), the
+    committed table, scanned: the rows are let go of first, so that a first run's history is
+    not held while its volume is built (the build does not depend on the rows' order)."""
+    contacts = held.pop()
+    if not whole:
+        return contacts
+    del contacts
+    canonical.let_go_of_contact_rows()
+    return delta.scan(stored, CONTACTS)
 
 
 def _filled(
@@ -313,15 +330,18 @@ def build_tables(
             rows = contacts.filter(delta.days_of("offered_at").is_in(days))
         delta.commit(store / "contacts", rows, by="offered_at", days=days, tag=tag, if_changed=True)
         files.append(store / "contacts")
+        held, whole = [contacts], days is None and engine.kind != "ray"
+        del contacts, rows
+        source = _volume_source(held, store / "contacts", canonical, whole=whole)
         fresh, built.contacts = _volume(
-            contacts, set_aside["contacts"], plan, build, engine, canonical.contact_count or 0,
+            source, set_aside["contacts"], plan, build, engine, canonical.contact_count or 0,
             stored=store / "contacts",
         )  # fmt: skip
         kept = _commit_interval_table(
             out, "callvolume", fresh, plan.volume, full=plan.full, tag=tag
         )
         built.tables["callvolume"] = kept  # the exports fill it, a part at a time
-        del contacts, rows, fresh  # read no more: the staffing and the callbacks hold less
+        del fresh, source  # read no more: the staffing and the callbacks hold less
         canonical.let_go_of_contact_rows()
         # staffing is row by row of the volume table: the same partitions, rebuilt whole, from
         # the busy rows (an interval with nothing offered needs no agent and is not stored)

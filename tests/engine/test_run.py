@@ -17,6 +17,7 @@ from engine import clock
 from engine.app.sources import connector
 from engine.interval import snap_window
 from engine.output import delta
+from engine.pipeline import build as pipeline
 from engine.pipeline.tables import TABLES
 from engine.settings import BuildSettings
 from engine.tables import callvolume
@@ -305,3 +306,26 @@ def test_earlier_landing_partitions_are_compacted_and_nothing_changes(
         assert_frame_equal(landed.select("record_id", "payload"), held[key])
     for name, frame in before.items():
         assert_frame_equal(table(out, name), frame, check_row_order=False)
+
+
+def test_a_first_run_builds_its_volume_from_the_contacts_it_committed(
+    tmp_path: Path, stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A first run (every partition committed) lets go of the contacts it holds and builds its
+    volume from the table it has just committed, read as it streams (a history is not held
+    twice); a later night builds from the rows it read."""
+    given: list[type] = []
+    real = pipeline.volume_table
+
+    def spy(contacts: pl.DataFrame | pl.LazyFrame, **kwargs: object) -> pl.DataFrame:
+        given.append(type(contacts))
+        return real(contacts, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pipeline, "volume_table", spy)
+    config = write_config(tmp_path, stack, run={"report": False})
+    assert invoke(["run", "--quiet"], config).exit_code == 0
+    assert given == [pl.LazyFrame]
+    given.clear()
+    stack.ujet.update_records([stack.ujet.expected_contacts()["contact_id"][0]], talk_ms=1)
+    assert invoke(["run", "--quiet"], config).exit_code == 0
+    assert given == [pl.DataFrame]
