@@ -38,7 +38,7 @@ from engine.output import files as export
 from engine.output.vendor import builtin_profiles, closed_by, render
 from engine.settings import BuildSettings
 from engine.tables import callvolume
-from engine.tables.dense import busy, busy_filled, fill_groups, fill_with
+from engine.tables.dense import busy, busy_filled, fill_groups, fill_with, typed
 from engine.tables.forecast import long_format
 
 __all__ = ["PART_ROWS", "busy_volume", "export_tables", "fill_parts", "volume_parts"]
@@ -46,6 +46,7 @@ __all__ = ["PART_ROWS", "busy_volume", "export_tables", "fill_parts", "volume_pa
 #: Rows of the zero-filled volume table built at once (:func:`volume_parts`).
 PART_ROWS = 8_192
 _ORDER = ("queue_id", "channel", "interval_start_utc")  # the builders' order of a window
+_ROW = "__row"  # a row's position in the rows given
 
 
 def _blocks(grids: Sequence[Grid]) -> list[pl.DataFrame]:
@@ -91,14 +92,16 @@ def fill_parts(
     if part_rows < 1:
         raise ValueError(f"part_rows must be >= 1, got {part_rows}")
     at = pl.col("interval_start_utc")
-    inside, combos, names = fill_groups(rows.lazy(), name, grid)
-    held, groups, labels = pl.collect_all([inside.sort(at), combos, names])  # once for all
+    inside, combos, names = fill_groups(rows.lazy().with_row_index(_ROW), name, grid)
+    # once for all: the groups, their names, and the rows inside in interval order, as their
+    # positions in ``rows`` (a part's rows are gathered from there, no sorted copy is held)
+    order, groups, labels = pl.collect_all([inside.select(_ROW, at).sort(at), combos, names])
     step = max(1, part_rows // max(1, groups.height))
-    starts = held.get_column("interval_start_utc")
+    starts, positions = order.get_column("interval_start_utc"), order.get_column(_ROW)
     for part in grid.iter_slices(step):
         bounds = pl.concat([part["interval_start_utc"].head(1), part["interval_end_utc"].tail(1)])
         first, last = starts.search_sorted(bounds, side="left").to_list()
-        rows_in = held.slice(first, last - first).lazy()  # the part's rows, not copied
+        rows_in = typed(rows[positions.slice(first, last - first)].lazy(), name)
         yield fill_with(rows_in, name, part, groups.lazy(), labels.lazy()).collect()
 
 

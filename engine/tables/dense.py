@@ -54,6 +54,7 @@ __all__ = [
     "fill_groups",
     "fill_with",
     "filled_size",
+    "typed",
 ]
 
 
@@ -123,6 +124,15 @@ def fill(
     return fill_with(inside, name, grid, combos, names)
 
 
+def typed(rows: pl.LazyFrame, name: str) -> pl.LazyFrame:
+    """``rows`` of table ``name`` with its columns cast to their types (the store writes
+    text); other columns as they are."""
+    present = set(rows.collect_schema().names())
+    return rows.with_columns(
+        pl.col(c).cast(t) for c, t in SHAPES[name].schema.items() if c in present
+    )
+
+
 def fill_groups(
     rows: pl.LazyFrame, name: str, grid: pl.DataFrame, seen: pl.LazyFrame | None = None
 ) -> tuple[pl.LazyFrame, pl.LazyFrame, pl.LazyFrame]:
@@ -132,9 +142,7 @@ def fill_groups(
     shape = SHAPES[name]
     at = pl.col("interval_start_utc")
     lo, hi = grid["interval_start_utc"][0], grid["interval_end_utc"][-1]
-    present = set(rows.collect_schema().names())
-    typed = [pl.col(c).cast(t) for c, t in shape.schema.items() if c in present]
-    inside = rows.filter((at >= lo) & (at < hi)).with_columns(typed)  # the store writes text
+    inside = typed(rows.filter((at >= lo) & (at < hi)), name)
     label, labelled = shape.label
     known = [inside]
     if seen is not None:
