@@ -182,16 +182,16 @@ def busy_filled(
     there (the latest in ``grid``).
     What an export of busy rows shows of a window, in the size of those rows, not of the grid.
 
-    Example:
+    Example (the busy row of an hour whose queue is renamed at its second half):
         >>> from datetime import datetime, UTC
         >>> from engine.interval import interval_grid
-        >>> at = datetime(2026, 10, 1, tzinfo=UTC)
-        >>> grid = interval_grid(at, at.replace(hour=1), minutes=15, tz="UTC")
-        >>> counts = dict.fromkeys(callvolume.ADDITIVE, pl.lit(1))
-        >>> rows = grid.slice(1, 2).with_columns(queue_id=pl.lit("q"), channel=pl.lit("voice"),
-        ...     queue_name=pl.Series(["Old", "New"]), **counts)
-        >>> busy_filled(rows.lazy(), "callvolume", grid).collect()["queue_name"].to_list()
-        ['New', 'New']
+        >>> day = datetime(2026, 10, 1, tzinfo=UTC)
+        >>> hour = interval_grid(day, day.replace(hour=1), minutes=30, tz="UTC")
+        >>> counts = dict.fromkeys(callvolume.ADDITIVE, pl.Series([1, 0]))  # busy, then idle
+        >>> rows = hour.with_columns(queue_id=pl.lit("q"), channel=pl.lit("chat"), **counts,
+        ...     queue_name=pl.Series(["Old", "New"]))
+        >>> busy_filled(rows.lazy(), "callvolume", hour).collect()["queue_name"].to_list()
+        ['New']
     """
     shape = SHAPES[name]
     inside, combos, names = fill_groups(rows, name, grid, seen)
