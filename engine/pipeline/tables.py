@@ -167,9 +167,10 @@ def _volume_source(
     held: list[pl.DataFrame], stored: Path, canonical: Canonical, *, whole: bool
 ) -> pl.DataFrame | pl.LazyFrame:
     """What the volume is built from: the contacts ``held`` (taken from the list), or, when
-    ``whole`` (every partition of ``stored`` was just committed from them, built here), the
-    committed table, scanned: the rows are let go of first, so that a first run's history is
-    not held while its volume is built (the build does not depend on the rows' order)."""
+    ``whole`` (every partition of ``stored`` was just committed from them), the committed
+    table, scanned: the rows are let go of first, so that a first run's history is not held
+    while its volume is built (the build does not depend on the rows' order; a Ray cluster's
+    tasks read ``stored`` themselves either way)."""
     contacts = held.pop()
     if not whole:
         return contacts
@@ -330,9 +331,9 @@ def build_tables(
             rows = contacts.filter(delta.days_of("offered_at").is_in(days))
         delta.commit(store / "contacts", rows, by="offered_at", days=days, tag=tag, if_changed=True)
         files.append(store / "contacts")
-        held, whole = [contacts], days is None and engine.kind != "ray"
+        held = [contacts]
         del contacts, rows
-        source = _volume_source(held, store / "contacts", canonical, whole=whole)
+        source = _volume_source(held, store / "contacts", canonical, whole=days is None)
         fresh, built.contacts = _volume(
             source, set_aside["contacts"], plan, build, engine, canonical.contact_count or 0,
             stored=store / "contacts",
