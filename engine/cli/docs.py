@@ -23,7 +23,8 @@ _EXIT_CODES = """\
 Exit codes, the same for every command: `0` ok; `1` data problems (rows quarantined over the
 limit, a reconciliation beyond tolerance, a run with problems: the outputs were written); `2`
 usage, configuration, source, store or I/O error, and an internal error (a bug); `130`
-interrupted (Ctrl-C, or SIGTERM: a service manager's stop; `serve` stops on either with `0`).
+interrupted (Ctrl-C; SIGTERM: a service manager's stop; SIGHUP: the terminal gone; `serve`
+stops on Ctrl-C or SIGTERM with `0`).
 Errors are one line on stderr naming the option, setting, file or URL."""
 
 

@@ -36,6 +36,7 @@ __all__ = [
     "POLARS_DEFAULTS",
     "PROMPT_RETURN",
     "RETURN_AT_ONCE",
+    "STOP_SIGNALS",
     "Command",
     "Terminated",
     "allocator_settings",
@@ -266,10 +267,24 @@ def _cpus() -> int | None:
     return os.cpu_count()  # pragma: no cover - platforms without affinity (macOS)
 
 
+#: The signals that stop a command as an interruption: a service manager's stop (SIGTERM) and
+#: a hang-up (SIGHUP: the terminal or the SSH session the command ran from went away).
+STOP_SIGNALS: Final = tuple(
+    getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
+
+
 class Terminated(KeyboardInterrupt):
-    """SIGTERM arrived: a service manager stopping the job (systemd at ``TimeoutStartSec``, a
-    scheduler's timeout, Kubernetes, ``kill``). A :class:`KeyboardInterrupt`, so that every
-    clean-up a Ctrl-C runs (temporary files removed, nothing half-committed) runs for it too."""
+    """SIGTERM or SIGHUP arrived: a service manager stopping the job (systemd at
+    ``TimeoutStartSec``, a scheduler's timeout, Kubernetes, ``kill``), or the terminal the
+    command ran from gone (a dropped SSH session). A :class:`KeyboardInterrupt`, so that every
+    clean-up a Ctrl-C runs (temporary files removed, nothing half-committed, the lock given
+    back) runs for it too. ``args[0]`` is the signal's number."""
+
+    @property
+    def name(self) -> str:
+        """The signal's name (``SIGTERM``)."""
+        return signal.Signals(self.args[0]).name
 
 
 def _terminated(signum: int, frame: FrameType | None) -> None:
@@ -278,11 +293,11 @@ def _terminated(signum: int, frame: FrameType | None) -> None:
 
 @contextlib.contextmanager
 def terminate_as_interrupt() -> Iterator[None]:
-    """Within the block, SIGTERM raises :class:`Terminated` in the main thread, as SIGINT raises
-    :class:`KeyboardInterrupt`; the previous handler is put back after it. Python's default
-    would end the process at once, with no line for the operator and no clean-up. Off the main
-    thread (where no handler can be set), or when SIGTERM is ignored (the parent said so), the
-    block runs as it is.
+    """Within the block, each of :data:`STOP_SIGNALS` raises :class:`Terminated` in the main
+    thread, as SIGINT raises :class:`KeyboardInterrupt`; the previous handlers are put back
+    after it. Python's default would end the process at once, with no line for the operator
+    and no clean-up. Off the main thread (where no handler can be set), the block runs as it
+    is; a signal the parent ignored (``nohup`` ignores SIGHUP) stays ignored.
 
     Example:
         >>> with terminate_as_interrupt():
@@ -291,17 +306,43 @@ def terminate_as_interrupt() -> Iterator[None]:
         >>> signal.getsignal(signal.SIGTERM) is _terminated
         False
     """
-    if (
-        threading.current_thread() is not threading.main_thread()
-        or signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
-    ):
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGTERM, _terminated)
+    previous = {
+        number: signal.signal(number, _terminated)
+        for number in STOP_SIGNALS
+        if signal.getsignal(number) is not signal.SIG_IGN
+    }
     try:
         yield
     finally:  # None: a handler set outside Python, which cannot be put back from here
-        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+        for number, handler in previous.items():
+            signal.signal(number, signal.SIG_DFL if handler is None else handler)
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """``exc``, then what it was raised from or while handling, and so on."""
+    seen: set[int] = set()
+    at: BaseException | None = exc
+    while at is not None and id(at) not in seen:
+        seen.add(id(at))
+        yield at
+        at = at.__cause__ or at.__context__
+
+
+def _interrupted(exc: BaseException) -> int:
+    """Say that the command was interrupted (by which signal, if not Ctrl-C); 130."""
+    stop = next((e for e in _causes(exc) if isinstance(e, Terminated)), None)
+    _say("wfm-intervals: interrupted" + ("" if stop is None else f" by {stop.name}"))
+    return 130
+
+
+def _say(line: str) -> None:
+    """``line`` on stderr; after a hang-up the terminal may be gone (EIO), which must not turn
+    the exit code into a traceback's."""
+    with contextlib.suppress(OSError, ValueError):
+        click.echo(line, err=True)
 
 
 def main(args: list[str] | None = None, environ: Mapping[str, str] | None = None) -> None:
@@ -309,16 +350,17 @@ def main(args: list[str] | None = None, environ: Mapping[str, str] | None = None
     the environment the settings' ``WFM_`` variables are read from, default the process's: a
     caller in this process gives its own without changing the process's).
 
-    Exit 130 when interrupted (Ctrl-C, or SIGTERM: :func:`terminate_as_interrupt`), as shells
-    expect; an I/O error (a full disk: :func:`engine.errors.naming` names the file) is one line
-    and exit 2; a usage error (an unknown option, a bad value, a missing file) is one line
-    naming the option, and exit 2. An unexpected exception (a bug) prints its traceback, then
-    one line, and exits 2, never Python's 1, which here means data problems (a panic in Polars'
-    Rust code included).
+    Exit 130 when interrupted (Ctrl-C, SIGTERM or SIGHUP: :func:`terminate_as_interrupt`), as
+    shells expect, also when stderr is gone (a hang-up's terminal); an I/O error (a full disk:
+    :func:`engine.errors.naming` names the file) is one line and exit 2; a usage error (an
+    unknown option, a bad value, a missing file) is one line naming the option, and exit 2. An
+    unexpected exception (a bug) prints its traceback, then one line, and exits 2, never
+    Python's 1, which here means data problems (a panic in Polars' Rust code included). A line
+    that cannot be written (stderr gone) leaves the exit code as it is.
     """
     argv = sys.argv[1:] if args is None else args
     if found := _object_storage(argv):
-        click.echo(f"wfm-intervals: error: {found}: object storage is not supported here", err=True)
+        _say(f"wfm-intervals: error: {found}: object storage is not supported here")
         raise SystemExit(2)
     if "polars" not in sys.modules:  # read once, when Polars is imported: later, too late
         allocator_settings(os.environ, _cpus(), command_of(argv))
@@ -327,42 +369,38 @@ def main(args: list[str] | None = None, environ: Mapping[str, str] | None = None
         with terminate_as_interrupt():
             cli(args, prog_name="wfm-intervals", standalone_mode=False, obj=given)
     except (KeyboardInterrupt, click.exceptions.Abort) as exc:  # click wraps one in the other
-        by = (
-            " by SIGTERM"
-            if isinstance(exc, Terminated) or isinstance(exc.__cause__, Terminated)
-            else ""
-        )
-        click.echo(f"wfm-intervals: interrupted{by}", err=True)
-        raise SystemExit(130) from None
+        raise SystemExit(_interrupted(exc)) from None
     except click.exceptions.UsageError as exc:
         where = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
         text = exc.format_message().replace("\n", " ")
         message = printable(ValueError(text), limit=500).rstrip(".")
-        click.echo(f"wfm-intervals: error: {message}{where}", err=True)
+        _say(f"wfm-intervals: error: {message}{where}")
         raise SystemExit(exc.exit_code) from None
     except click.exceptions.ClickException as exc:
-        click.echo(f"wfm-intervals: error: {printable(ValueError(exc.format_message()))}", err=True)
+        _say(f"wfm-intervals: error: {printable(ValueError(exc.format_message()))}")
         raise SystemExit(exc.exit_code) from None
     except click.exceptions.Exit as exc:
         raise SystemExit(exc.exit_code) from None
     except WfmError as exc:  # raised on purpose, and no command turned it into its line
-        click.echo(f"wfm-intervals: error: {printable(exc)}", err=True)
+        _say(f"wfm-intervals: error: {printable(exc)}")
         raise SystemExit(2) from None
     except OSError as exc:  # an I/O error no command turned into its line: a full disk, a quota
+        if any(isinstance(e, KeyboardInterrupt) for e in _causes(exc)):
+            # raised while an interruption was handled (click's blank line on a stderr gone)
+            raise SystemExit(_interrupted(exc)) from None
         reason = printable(exc) if exc.strerror is None else exc.strerror
         where = "" if exc.filename is None else f": {exc.filename}"
-        click.echo(f"wfm-intervals: error: {printable(OSError(reason + where), 500)}", err=True)
+        _say(f"wfm-intervals: error: {printable(OSError(reason + where), 500)}")
         raise SystemExit(2) from None
     except SystemExit:  # a command's own exit code
         raise
     except BaseException as exc:  # a bug: never Python's exit 1 (data problems)
         # (a panic in Polars' Rust code reaches Python as a BaseException, not an Exception)
-        click.echo("".join(traceback.format_exception(exc)).rstrip(), err=True)
+        _say("".join(traceback.format_exception(exc)).rstrip())
         name = type(exc).__name__
-        click.echo(
+        _say(
             f"wfm-intervals: internal error ({name}: {printable(exc)}): a bug; please report "
             "it with the traceback above",
-            err=True,
         )
         raise SystemExit(2) from None
 

@@ -114,10 +114,20 @@ _WAITING = (
 )
 
 
-def _waiting() -> subprocess.Popen[str]:
-    """The waiting command in a child process, once it is ready."""
+def _waiting(*, ignore: signal.Signals | None = None) -> subprocess.Popen[str]:
+    """The waiting command in a child process, once it is ready (``ignore``: a signal its
+    parent started it with ignored, as ``nohup`` ignores SIGHUP)."""
+
+    def ignored() -> None:
+        if ignore is not None:
+            signal.signal(ignore, signal.SIG_IGN)
+
     child = subprocess.Popen(
-        [sys.executable, "-c", _WAITING], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [sys.executable, "-c", _WAITING],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=ignored,  # noqa: PLW1509 - sets one signal disposition, nothing else
     )
     assert child.stdout is not None
     assert child.stdout.readline().strip() == "ready"
@@ -137,32 +147,62 @@ def test_ctrl_c_exits_130_with_one_line(tmp_path: Path) -> None:
     assert err.strip() == "wfm-intervals: interrupted"
 
 
-def test_sigterm_exits_130_with_one_line_and_runs_the_clean_up() -> None:
-    """A service manager's stop (SIGTERM) is an interruption: the command's ``finally`` runs
-    (here it prints), one line names the signal, exit 130 (not death by signal, no line)."""
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_a_stop_signal_exits_130_with_one_line_and_runs_the_clean_up(stop: signal.Signals) -> None:
+    """A service manager's stop (SIGTERM) or a hang-up (SIGHUP: the SSH session the command
+    was started from dropped) is an interruption: the command's ``finally`` runs (here it
+    prints), one line names the signal, exit 130 (not death by signal, no line)."""
     child = _waiting()
-    child.send_signal(signal.SIGTERM)
+    child.send_signal(stop)
     assert wait_for_exit(child, 30) == 130
     out, err = child.communicate()
     assert out.strip() == "cleaned up"
-    assert err.strip() == "wfm-intervals: interrupted by SIGTERM"
+    assert err.strip() == f"wfm-intervals: interrupted by {stop.name}"
 
 
-def test_sigterm_ignored_by_the_parent_stays_ignored() -> None:
-    """A parent that started the command with SIGTERM ignored meant it: the handler is not
-    set over that, and the previous handlers come back after the command."""
+def test_a_hang_up_whose_terminal_is_gone_is_still_130_and_cleans_up() -> None:
+    """After a hang-up stderr may be gone: the lines that cannot be written (click's blank
+    line, ours) do not turn the interruption into a traceback and Python's exit 1 (which here
+    means data problems)."""
+    child = _waiting()
+    assert child.stderr is not None
+    assert child.stdout is not None
+    child.stderr.close()
+    child.send_signal(signal.SIGHUP)
+    assert wait_for_exit(child, 30) == 130
+    with child.stdout:
+        assert child.stdout.read().strip() == "cleaned up"
+
+
+def test_a_hang_up_ignored_by_the_parent_stays_ignored() -> None:
+    """``nohup wfm-intervals run`` meant it: a SIGHUP then does not stop the command; a
+    SIGTERM still does."""
+    child = _waiting(ignore=signal.SIGHUP)
+    child.send_signal(signal.SIGHUP)
+    with pytest.raises(subprocess.TimeoutExpired):
+        wait_for_exit(child, 1)
+    child.send_signal(signal.SIGTERM)
+    assert wait_for_exit(child, 30) == 130
+    out, err = child.communicate()
+    assert (out.strip(), err.strip()) == ("cleaned up", "wfm-intervals: interrupted by SIGTERM")
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_a_stop_signal_ignored_by_the_parent_stays_ignored(stop: signal.Signals) -> None:
+    """A parent that started the command with a stop signal ignored meant it: the handler is
+    not set over that, and the previous handlers come back after the command."""
     from engine.cli.main import terminate_as_interrupt
 
-    before = signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    before = signal.signal(stop, signal.SIG_IGN)
     try:
         with terminate_as_interrupt():
-            assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            assert signal.getsignal(stop) is signal.SIG_IGN
+        signal.signal(stop, signal.SIG_DFL)
         with terminate_as_interrupt():
-            assert signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, signal.SIG_IGN)
-        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+            assert signal.getsignal(stop) not in (signal.SIG_DFL, signal.SIG_IGN)
+        assert signal.getsignal(stop) is signal.SIG_DFL
     finally:
-        signal.signal(signal.SIGTERM, before)
+        signal.signal(stop, before)
 
 
 def wait_for_exit_quietly(child: subprocess.Popen[str]) -> bool:

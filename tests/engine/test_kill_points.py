@@ -128,7 +128,7 @@ def _killed_run(config: Path, point: str, at: str, signum: signal.Signals = sign
         )
     else:  # stopped: the interruption's clean-ups ran, one line, exit 130
         assert child.returncode == 130, f"exit {child.returncode}\n{err[-2000:]}"
-        assert err.strip().splitlines()[-1] == "wfm-intervals: interrupted by SIGTERM", err
+        assert err.strip().splitlines()[-1] == f"wfm-intervals: interrupted by {signum.name}", err
 
 
 def _tables(out: Path) -> dict[str, pl.DataFrame]:
@@ -147,6 +147,18 @@ def test_a_run_stopped_by_sigterm_at_a_crash_point_loses_nothing(
     tmp_path: Path, stack: Stack, phase: str, point: str
 ) -> None:
     _interrupted_then_run_again(tmp_path, stack, phase, point, signal.SIGTERM)
+
+
+#: A hang-up (the SSH session a run was started from dropped) where a run holds the lock, lands
+#: a page, and has written a table's files but not committed them.
+HUNG_UP = [STOPPED[0], STOPPED[1], STOPPED[4]]
+
+
+@pytest.mark.parametrize(("phase", "point"), HUNG_UP, ids=[f"{a}-{b}" for a, b in HUNG_UP])
+def test_a_run_hung_up_at_a_crash_point_loses_nothing(
+    tmp_path: Path, stack: Stack, phase: str, point: str
+) -> None:
+    _interrupted_then_run_again(tmp_path, stack, phase, point, signal.SIGHUP)
 
 
 def _interrupted_then_run_again(
