@@ -10,10 +10,15 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import logging
+import signal
+import threading
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from jwt.warnings import InsecureKeyLengthWarning
@@ -23,6 +28,9 @@ from engine.cli.common import CONFIG_OPTION, TENANT_OPTION, fail, settings_or_fa
 from engine.serve.app import create_app
 from engine.serve.documents import StoreDocuments
 from engine.serve.guard import Guard
+
+if TYPE_CHECKING:
+    import uvicorn
 
 __all__ = ["serve"]
 
@@ -70,8 +78,8 @@ def serve(
 ) -> None:
     """Serve the Kore.ai and Mindful APIs over the committed store (Ctrl-C stops).
 
-    Ctrl-C or SIGTERM (a service manager's stop) ends it gracefully: the requests in flight
-    are answered, then exit 0.
+    Ctrl-C, SIGTERM (a service manager's stop) or SIGHUP (the terminal gone) ends it
+    gracefully: the requests in flight are answered, then exit 0.
     """
     import uvicorn  # noqa: PLC0415 - only this command needs the server
 
@@ -86,13 +94,38 @@ def serve(
     s = settings.serve
     # a stop signal: uvicorn answers the requests in flight, raises the signal again (SIGTERM:
     # engine.cli.main.Terminated, a KeyboardInterrupt) and returns on it: exit 0
-    uvicorn.run(
-        app,
-        host=host,
-        port=port,
-        access_log=False,  # its line carries the query; ours has method, path, status only
-        ssl_certfile=str(s.certfile) if s.certfile else None,
-        ssl_keyfile=str(s.keyfile) if s.keyfile else None,
-        server_header=False,
-        log_level="warning",
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            access_log=False,  # its line carries the query; ours has method, path, status only
+            ssl_certfile=str(s.certfile) if s.certfile else None,
+            ssl_keyfile=str(s.keyfile) if s.keyfile else None,
+            server_header=False,
+            log_level="warning",
+        )
     )
+    with contextlib.suppress(KeyboardInterrupt), _hang_up_stops(server):
+        server.run()
+
+
+@contextlib.contextmanager
+def _hang_up_stops(server: uvicorn.Server) -> Iterator[None]:
+    """Within the block, SIGHUP (the terminal the server was started from gone) stops
+    ``server`` as uvicorn stops it on SIGTERM: the requests in flight are answered first.
+    uvicorn handles SIGINT and SIGTERM only; a SIGHUP the parent ignored (``nohup``) stays
+    ignored."""
+    hang_up = getattr(signal, "SIGHUP", None)
+    if (
+        hang_up is None
+        or threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(hang_up) is signal.SIG_IGN
+    ):
+        yield
+        return
+    kept = signal.signal(hang_up, server.handle_exit)
+    try:
+        yield
+    finally:
+        signal.signal(hang_up, signal.SIG_DFL if kept is None else kept)

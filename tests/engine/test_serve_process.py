@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import ssl
 import subprocess
@@ -63,8 +64,16 @@ def _free_port() -> int:
 
 
 @contextmanager
-def _serving(config: Path, cwd: Path, *, scheme: str = "http", **client: Any) -> Iterator[str]:
-    """``wfm-intervals serve --config config`` on a free loopback port until the block ends."""
+def _serving(
+    config: Path,
+    cwd: Path,
+    *,
+    scheme: str = "http",
+    stop: signal.Signals = signal.SIGTERM,
+    **client: Any,
+) -> Iterator[str]:
+    """``wfm-intervals serve --config config`` on a free loopback port until the block ends,
+    then stopped by ``stop``."""
     port = _free_port()
     env = _environment(
         WFM_SERVE__KORE_APPS=json.dumps({APP_ID: APP_SECRET}),
@@ -89,9 +98,10 @@ def _serving(config: Path, cwd: Path, *, scheme: str = "http", **client: Any) ->
             raise AssertionError("serve did not answer /healthz")
         yield origin
     finally:
-        process.terminate()
+        process.send_signal(stop)
         _, err = process.communicate(timeout=30)
-    # reached when the block passed: SIGTERM (a service manager's stop) is a graceful stop
+    # reached when the block passed: SIGTERM (a service manager's stop) or SIGHUP (the terminal
+    # gone) is a graceful stop
     assert process.returncode == 0, err
     assert "Traceback" not in err, err
     assert "interrupted" not in err, err
@@ -188,6 +198,13 @@ def test_sync_kore_and_reconcile_against_serve_find_zero_differences(
         assert {d["source"] for d in found["differences"]} == {"kore", "mindful"}
     written = "".join(p.read_text() for p in tmp_path.rglob("*.json"))
     assert not [s for s in (APP_SECRET, CLIENT_SECRET) if s in written]
+
+
+def test_a_hang_up_stops_serve_gracefully(demo: Path, tmp_path: Path) -> None:
+    """SIGHUP (the terminal ``serve`` was started from gone) stops it as SIGTERM does: exit 0,
+    no traceback (uvicorn handles SIGINT and SIGTERM only)."""
+    with _serving(_serve_config(tmp_path, demo), tmp_path, stop=signal.SIGHUP) as origin:
+        assert httpx.get(f"{origin}/healthz", timeout=5).status_code == 200
 
 
 def test_serve_answers_over_https_and_refuses_plain_http_on_the_same_port(
