@@ -113,7 +113,7 @@ def _land(name: str, bodies: dict[str, list[bytes]], root: Path) -> int:
 
     from connectors.http import parse_json
     from connectors.landing import PiiScrubber, RecordKey, land_page
-    from connectors.sync import _screen
+    from connectors.normalise import screen
 
     source, settings = _source(name)
     now, landed = START, 0
@@ -124,7 +124,7 @@ def _land(name: str, bodies: dict[str, list[bytes]], root: Path) -> int:
         for page_no, body in enumerate(pages, 1):
             parsed = parse_json(httpx.Response(200, content=body))
             records = parsed if stream.records_path is None else parsed[stream.records_path]
-            kept, _ = _screen(stream, records, scrub)
+            kept, _ = screen(stream, records, scrub)
             batch = land_page(
                 root,
                 source.name,

@@ -9,8 +9,8 @@ as quarantine rows do (``record_id``, :data:`engine.schema.SOURCE_RECORD`) and c
 landed record's payload (:attr:`Rebuilt.raw`): the pipeline validates the rows once, and
 quarantines a bad record whole, with its payload.
 
-Records set aside at landing are written by :func:`land_rejected` next to the raw store, one
-durable Parquet file per page that had any::
+Records set aside at landing (:func:`screen`: a shape that does not fit) are written by
+:func:`land_rejected` next to the raw store, one durable Parquet file per page that had any::
 
     <root>/quarantine/source=<s>/stream=<t>/part-<uuid>.parquet
         record_id, reason, detail, raw (scrubbed JSON), batch_id
@@ -26,16 +26,18 @@ Example:
 from __future__ import annotations
 
 import io
+import json
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import polars as pl
 
-from connectors.landing import RejectedRecord, scan_landed
-from connectors.source import Source, SourceSettings, Stream
+from connectors.decode import fits
+from connectors.landing import PiiScrubber, RejectedRecord, scan_landed
+from connectors.source import Source, SourceSettings, Stream, shape_error
 from connectors.state import check_name
 from engine.durable import atomic_write_bytes
 from engine.schema import QUARANTINE, SOURCE_RECORD
@@ -49,6 +51,7 @@ __all__ = [
     "payloads",
     "rebuild",
     "scan_rejected",
+    "screen",
     "set_aside",
 ]
 
@@ -66,6 +69,35 @@ RAW_SCHEMA: dict[str, pl.DataType] = {
     "raw": pl.String(),
 }
 _ID = re.compile(r'^\{"id":("?)([^",}]+)\1[,}]')
+
+
+def _misfit(dtype: Any) -> Callable[[Any], str | None]:
+    """Where a record does not fit ``dtype`` (``None``: it fits, or there is no dtype): the
+    compiled :func:`~connectors.decode.fits` for all, ``shape_error`` only to name a misfit."""
+    if dtype is None:
+        return lambda _: None
+    check = fits(dtype)
+    return lambda record: None if check(record) else shape_error(record, dtype)
+
+
+def screen(
+    stream: Stream, records: Sequence[Any], scrubber: PiiScrubber
+) -> tuple[list[Any], list[RejectedRecord]]:
+    """A page's records prepared (``stream.prepare``), and those that do not fit the stream's
+    declared shape set aside, scrubbed, as ``wrong_type`` (written by :func:`land_rejected`)."""
+    kept: list[Any] = []
+    rejected: list[RejectedRecord] = []
+    misfit = _misfit(stream.record_dtype)
+    for raw in records:
+        record = stream.prepare(raw) if stream.prepare and isinstance(raw, Mapping) else raw
+        where = misfit(record)
+        if where is None:
+            kept.append(record)
+            continue
+        clean = scrubber(record) if isinstance(record, Mapping) else record
+        raw_json = json.dumps(clean, ensure_ascii=False, separators=(",", ":"), default=str)
+        rejected.append(RejectedRecord("wrong_type", where, raw_json))
+    return kept, rejected
 
 
 def _rejected_dir(root: Path, source: str, stream: str) -> Path:

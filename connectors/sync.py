@@ -32,12 +32,11 @@ Example:
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -45,7 +44,6 @@ from typing import Any
 
 import httpx
 
-from connectors.decode import fits
 from connectors.errors import (
     ConnectorError,
     PageInvariantError,
@@ -53,14 +51,14 @@ from connectors.errors import (
     RetriableError,
     UnexpectedStatusError,
 )
-from connectors.landing import PiiScrubber, RecordKey, RejectedRecord, Span, land_page
+from connectors.landing import PiiScrubber, RecordKey, Span, land_page
 from connectors.landing.batch import Batching, PageBatch
 from connectors.landing.check import repair_landing
-from connectors.normalise import land_rejected
+from connectors.normalise import land_rejected, screen
 from connectors.paging import CursorTailPaginator, Page, Paginator, iterate_pages
 from connectors.ratelimit import RateLimiter
 from connectors.retry import ApiRequest, SequentialLimiter
-from connectors.source import Source, SourceSettings, Stream, shape_error
+from connectors.source import Source, SourceSettings, Stream
 from connectors.state import StateStore, format_utc, parse_utc
 from engine import clock, killpoint
 from engine.clock import sleep as clock_sleep
@@ -144,34 +142,6 @@ def first_request(
     return ApiRequest("GET", stream.path, params=params), paginator
 
 
-def _misfit(dtype: Any) -> Callable[[Any], str | None]:
-    """Where a record does not fit ``dtype`` (``None``: it fits, or there is no dtype): the
-    compiled :func:`~connectors.decode.fits` for all, ``shape_error`` only to name a misfit."""
-    if dtype is None:
-        return lambda _: None
-    check = fits(dtype)
-    return lambda record: None if check(record) else shape_error(record, dtype)
-
-
-def _screen(
-    stream: Stream, records: Sequence[Any], scrubber: PiiScrubber
-) -> tuple[list[Any], list[RejectedRecord]]:
-    """Prepare records; set aside (scrubbed) those that do not fit the declared shape."""
-    kept: list[Any] = []
-    rejected: list[RejectedRecord] = []
-    misfit = _misfit(stream.record_dtype)
-    for raw in records:
-        record = stream.prepare(raw) if stream.prepare and isinstance(raw, Mapping) else raw
-        where = misfit(record)
-        if where is None:
-            kept.append(record)
-            continue
-        clean = scrubber(record) if isinstance(record, Mapping) else record
-        raw_json = json.dumps(clean, ensure_ascii=False, separators=(",", ":"), default=str)
-        rejected.append(RejectedRecord("wrong_type", where, raw_json))
-    return kept, rejected
-
-
 @dataclass
 class _Run:
     """The per-stream pieces of one sync."""
@@ -192,6 +162,7 @@ class _Run:
     latest: datetime | None = None
     base: int = 0
     pending: datetime | None = None  # the cursor of the last page landed, not yet committed
+    ahead: bool = False  # a record landed was stamped after the sync started (said once)
 
     def span(self, page: Page) -> Span:
         """The page's cursor range: where a sync reads it again (its window's start, the cursor
@@ -207,7 +178,7 @@ class _Run:
         durably and quarantine its misfits; its cursor is committed with the next page."""
         self.commit()
         source, stream, report = self.source.name, self.stream.name, self.report
-        records, rejected = _screen(self.stream, page.records, self.scrubber)
+        records, rejected = screen(self.stream, page.records, self.scrubber)
         landed = land_page(
             self.landing_root,
             source,
@@ -232,6 +203,8 @@ class _Run:
         cursor = self.latest
         if self.stream.page_cursor is not None:
             cursor = self.stream.page_cursor(page, self.latest, self.started)
+        elif cursor is not None and cursor > self.started:
+            cursor = self._held(cursor)
         if str(page.request.params.get("page", "1")) == "1":
             self.base = report.records  # a fresh cursor request: Total counts from here
         report.pages += 1
@@ -239,6 +212,29 @@ class _Run:
         report.landed += landed.rows
         report.rejected = dict(Counter(report.rejected) + Counter(r.reason for r in rejected))
         self.pending = cursor
+
+    def _held(self, latest: datetime) -> datetime:
+        """The cursor when a record landed says it changed after this sync started: the sync's
+        start. The vendor's clock or data is off (or ours); a cursor taken from that record
+        would have every later sync ask for changes after it, and miss every change until
+        then. The records past the start are fetched again by the next sync (and
+        de-duplicated), that one too, until its stamp has passed."""
+        if not self.ahead:
+            self.ahead = True
+            fields = {"event": "sync.cursor_ahead", "source": self.source.name,
+                      "stream": self.stream.name, "latest": format_utc(latest),
+                      "started": format_utc(self.started)}  # fmt: skip
+            _log.warning(
+                "sync %s/%s: a record's %s (%s) is after this sync started (%s): the cursor "
+                "is held at the start; check the source's clock",
+                self.source.name,
+                self.stream.name,
+                self.stream.cursor_field,
+                fields["latest"],
+                fields["started"],
+                extra={"fields": fields},
+            )
+        return self.started
 
     def commit(self) -> None:
         """Commit the cursor of the last page landed, if it is not committed yet."""

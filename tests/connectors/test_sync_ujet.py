@@ -175,6 +175,34 @@ def test_lookback_picks_up_a_late_update_within_the_window(
     )
 
 
+def test_a_record_stamped_after_the_sync_started_does_not_move_the_cursor_past_it(
+    contacts: pl.DataFrame, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A vendor whose clock (or data) is off sends a record updated a year from now. Its stamp
+    must not become the cursor: every later sync would ask for changes after it and miss all
+    of them, with exit 0. The cursor is held at the sync's start, a warning names the stamp,
+    and a change made after the first sync is fetched by the next one."""
+    with sup.emulator(contacts) as emu:
+        ids = emu.expected_contacts().filter(pl.col("channel") == "voice")["contact_id"]
+        ahead = emu.clock() + timedelta(days=365)
+        emu.update_records([ids[0]], talk_ms=1_000, updated_at=ahead)
+        with caplog.at_level(logging.WARNING, logger="connectors.sync"):
+            first = sync(emu, tmp_path)
+        assert all(r.ok for r in first)
+        cursor = StateStore(tmp_path / "state").get("ujet", "calls")
+        assert cursor is not None
+        assert cursor.cursor < ahead
+        assert cursor.cursor <= emu.clock()
+        warned = [r.getMessage() for r in caplog.records if "after this sync started" in r.message]
+        assert len(warned) == 1
+        assert "ujet/calls" in warned[0]
+        emu.update_records([ids[1]], talk_ms=2_222)  # after the first sync, before the stamp
+        second = sync(emu, tmp_path)
+        assert all(r.ok for r in second)
+        expected = emu.expected_contacts()
+    assert_frame_equal(sup.synced(tmp_path / "landing"), expected)
+
+
 def test_the_client_never_exceeds_the_rate_limit(contacts: pl.DataFrame, tmp_path: Path) -> None:
     with sup.emulator(contacts, rate_limit_per_s=20.0) as emu:
         settings = sup.settings_for(emu, rate_limit_per_s=20.0, per_page=5)
