@@ -12,8 +12,10 @@ callback attempt published hours after its request, re-aggregates exactly the da
 :func:`plan_run` turns that into the run's plan:
 
 * a *full* rebuild (the first run, new build settings, ``--full-refresh``, or a damaged store)
-  covers every day from the earliest of the sources' first sync start and the earliest landed
-  row up to now;
+  covers every day from the sources' first sync start (from that day's UTC midnight when rows
+  landed earlier) up to now, and the days before it that rows count at: a row stamped years
+  earlier (an old record changed lately, a vendor's bad date) adds its day, not every day
+  between, which a zero-filled export would hold as millions of empty rows;
 * otherwise the changed days of each table, plus the *recent* window
   ``[previous window end - lookback, now)`` (``[run] lookback_minutes``, default the largest of
   the enabled sources'), which also zero-fills the intervals up to now; an explicit
@@ -173,6 +175,19 @@ def _earliest(canonical: Canonical) -> datetime | None:
     return min((f for f in found if isinstance(f, datetime)), default=None)
 
 
+def _days_before(
+    canonical: Canonical, cut: date, settings: BuildSettings
+) -> tuple[set[date], set[date]]:
+    """The UTC dates before ``cut`` that rows count at: contacts' (offer, and end with end
+    attribution) and callback requests'."""
+    contacts, attempts = canonical.contact_rows, canonical.attempt_rows
+    volume = set() if contacts is None else attribution_days(contacts, settings)
+    if contacts is not None:
+        volume |= set(contacts.select(pl.col("offered_at").dt.date().unique()).to_series())
+    chains = set() if attempts is None else set(request_dates(attempts).unique())
+    return {d for d in volume if d and d < cut}, {d for d in chains if d and d < cut}
+
+
 def _days(window: Window) -> set[date]:
     first, last = window[0].date(), (window[1] - timedelta(microseconds=1)).date()
     return {first + timedelta(days=i) for i in range((last - first).days + 1)}
@@ -194,8 +209,8 @@ def plan_run(
     Args:
         canonical: what the rebuild step produced.
         settings: the build settings.
-        first_start: where the sources' first sync starts (a full rebuild starts there, or at
-            the earliest landed row if that is earlier).
+        first_start: where the sources' first sync starts (a full rebuild's window starts
+            there, or at that day's midnight; earlier rows add their days).
         recent_start: the recent window's start (``None``: a full rebuild).
         given: the explicit ``(start, end)``, or ``(None, None)``.
         previous: the digests the store was built from (``None``: a full rebuild).
@@ -207,16 +222,22 @@ def plan_run(
     new = fingerprints(canonical)
     full = recent_start is None or previous is None
     start, end = given
+    early: tuple[set[date], set[date]] | None = None  # a full rebuild's days of rows long before
     if start is None or end is None:
         start, end = recent_start, now
         if full or start is None:  # the earliest row is read for a full rebuild only
-            earliest = _earliest(canonical)
-            start = first_start if earliest is None else min(first_start, earliest)
+            earliest, cut = _earliest(canonical), _midnight(first_start.astimezone(UTC).date())
+            start = first_start if earliest is None else min(first_start, max(earliest, cut))
+            if earliest is not None and earliest < cut:
+                early = _days_before(canonical, cut.date(), settings)
     start = min(start, end - timedelta(microseconds=1))  # at least now's interval
     recent = settings.grid((start, end)).window
     plan = RunPlan(full, recent, digests=new)
     if full:
         plan.volume, plan.callbacks = [settings.grid(recent)], [settings.grid(recent)]
+        if early is not None:  # the days of those rows, not every day since the first of them
+            plan.volume = grids_of(early[0] | _days(recent), settings, recent[1])
+            plan.callbacks = grids_of(early[1] | _days(recent), settings, recent[1])
         plan.commit_days = dict.fromkeys(new)
         return plan
     volume, chains = _days(recent), _days(recent)

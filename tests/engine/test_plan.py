@@ -5,9 +5,13 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 
 import polars as pl
+from hypothesis import given
+from hypothesis import strategies as st
 
+from engine.demo.callbacks import generate_attempts
 from engine.demo.contacts import generate_contacts
-from engine.pipeline.window import Canonical, fingerprints, plan_run
+from engine.interval import Grid
+from engine.pipeline.window import Canonical, RunPlan, fingerprints, plan_run
 from engine.settings import BuildSettings
 
 START = datetime(2026, 10, 1, tzinfo=UTC)
@@ -63,3 +67,74 @@ def test_a_day_whose_contacts_all_went_is_rebuilt() -> None:
     after = before.filter(pl.col("offered_at").dt.date() != gone)
     assert gone in plan_after(before, after)
     assert START.date() not in plan_after(before, after)  # untouched days stay as they are
+
+
+def _shifted(frame: pl.DataFrame, by: timedelta, n: int = 1) -> pl.DataFrame:
+    """The first ``n`` rows of ``frame`` with every instant moved by ``by``."""
+    instants = [c for c, t in frame.schema.items() if isinstance(t, pl.Datetime)]
+    return frame.head(n).with_columns(pl.col(c) + by for c in instants)
+
+
+def _full(
+    contacts: pl.DataFrame, attempts: pl.DataFrame | None = None
+) -> tuple[RunPlan, list[set[date]], list[set[date]]]:
+    plan = plan_run(
+        Canonical.of(
+            (contacts, contacts.clear()),
+            None if attempts is None else (attempts, attempts.clear()),
+            None,
+        ),
+        settings=BuildSettings(),
+        first_start=START,
+        recent_start=None,
+        given=(None, None),
+        previous=None,
+        now=NOW,
+    )
+    return plan, _covered(plan.volume), _covered(plan.callbacks)
+
+
+def _covered(grids: list[Grid]) -> list[set[date]]:
+    return [set(g.frame["interval_start_utc"].dt.date().to_list()) for g in grids]
+
+
+def _span(first: date, last: date) -> set[date]:
+    return {first + timedelta(days=i) for i in range((last - first).days + 1)}
+
+
+def test_a_full_rebuild_adds_the_day_of_a_row_years_before_the_first_start_not_every_day() -> None:
+    """A call stamped eleven years before the sources' first start (an old record changed
+    lately, or a vendor's bad date) is counted on its day; the run does not zero-fill the
+    4,000 days between (at 1,000 queues, ~400 million empty rows in the exports)."""
+    recent = contacts()
+    old = _shifted(recent, timedelta(days=-4000))
+    old_day = old["offered_at"][0].date()
+    plan, volume, _ = _full(pl.concat([old, recent]))
+    assert set().union(*volume) == {old_day} | _span(START.date(), NOW.date())
+    assert plan.recent[0] == START  # what the reconciliations and the run state cover
+
+
+def test_attempts_years_before_the_first_start_add_their_request_day() -> None:
+    recent = contacts()
+    attempts = generate_attempts(start=START, days=5, scale=0.02)
+    old = _shifted(attempts, timedelta(days=-900), n=3)
+    old_days = set(old["created_at"].dt.date().to_list())
+    _, volume, callbacks = _full(recent, pl.concat([old, attempts]))
+    assert set().union(*callbacks) == old_days | _span(START.date(), NOW.date())
+    assert set().union(*volume) == _span(START.date(), NOW.date())
+
+
+@given(st.lists(st.integers(min_value=1, max_value=60), min_size=1, max_size=6, unique=True))
+def test_a_full_rebuild_covers_every_row_day_and_no_grids_share_a_day(back: list[int]) -> None:
+    """Rows 1-60 days before the first start: the grids cover each one's day and every day
+    from the first start to now, no two grids share a day (a partition), and a day covered
+    is a needed day or a bridged one-day gap between two."""
+    base = contacts()
+    rows = pl.concat([_shifted(base.slice(i), timedelta(days=-d)) for i, d in enumerate(back)])
+    needed = set(rows["offered_at"].dt.date().to_list()) | _span(START.date(), NOW.date())
+    _, volume, _ = _full(pl.concat([rows, base]))
+    covered = set().union(*volume)
+    assert needed <= covered
+    assert sum(len(days) for days in volume) == len(covered)
+    one = timedelta(days=1)
+    assert all({d - one, d + one} & needed for d in covered - needed)

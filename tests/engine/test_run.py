@@ -176,6 +176,34 @@ def test_a_late_change_is_aggregated_again(tmp_path: Path, stack: Stack, now: da
     assert row["talk_ms"].item() >= late["talk_ms"] + 60_000
 
 
+def test_a_call_years_before_the_start_is_counted_on_its_day_not_every_day_since(
+    tmp_path: Path, stack: Stack, now: datetime
+) -> None:
+    """A UJET call offered ten years before the sources' start, changed today (so the tail sync
+    pulls it): the first run counts it in its interval, and the zero-filled exports hold its
+    day and the days from the start, not the 3,650 days between (that run took ~30 times as
+    long, at 2.9 GiB instead of ~250 MiB, on one day of test traffic)."""
+    first = stack.ujet.expected_contacts().filter(pl.col("segment_no") == 1).head(1)
+    instants = [c for c, t in first.schema.items() if isinstance(t, pl.Datetime)]
+    old = first.with_columns(pl.col(c) - timedelta(days=3650) for c in instants).with_columns(
+        pl.concat_str(pl.lit("old-"), "contact_id").alias("contact_id")
+    )
+    stack.ujet.add_contacts(old)  # stamped updated now
+    config = write_config(tmp_path, stack, run={"report": False})
+    result = invoke(["run", "--json", "--quiet"], config)
+    assert result.exit_code == 0, result.output
+    offered, out = old["offered_at"].item(), tmp_path / "out"
+    row = table(out, "callvolume").filter(
+        (pl.col("interval_start_utc") <= offered) & (pl.col("interval_end_utc") > offered)
+    )
+    assert (row["queue_id"].item(), row["offered"].item()) == (old["queue_id"].item(), 1)
+    days = {offered.date()} | {T0.date() + timedelta(days=i) for i in range(3)}
+    assert now.date() < T0.date() + timedelta(days=3)
+    forecast = pl.read_parquet(out / "exports" / "forecast.parquet")
+    assert set(forecast["ds"].dt.date().unique()) <= days
+    assert offered.date() in set(forecast["ds"].dt.date())
+
+
 def test_too_much_quarantine_exits_1(tmp_path: Path, stack: Stack, now: datetime) -> None:
     hour = T0 + timedelta(hours=5)
     template = stack.mindful.records()[0] | {"createdAt": f"{hour:%Y-%m-%dT%H}:01:00.000Z"}
