@@ -38,7 +38,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +73,9 @@ __all__ = [
 ]
 
 _log = logging.getLogger(__name__)
+
+#: How far ahead of the clock a record's stamp is said to be off (clocks differ by seconds).
+AHEAD = timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
@@ -162,7 +165,7 @@ class _Run:
     latest: datetime | None = None
     base: int = 0
     pending: datetime | None = None  # the cursor of the last page landed, not yet committed
-    ahead: bool = False  # a record landed was stamped after the sync started (said once)
+    ahead: bool = False  # a record landed was stamped ahead of the clock (said once)
 
     def span(self, page: Page) -> Span:
         """The page's cursor range: where a sync reads it again (its window's start, the cursor
@@ -214,24 +217,25 @@ class _Run:
         self.pending = cursor
 
     def _held(self, latest: datetime) -> datetime:
-        """The cursor when a record landed says it changed after this sync started: the sync's
-        start. The vendor's clock or data is off (or ours); a cursor taken from that record
-        would have every later sync ask for changes after it, and miss every change until
-        then. The records past the start are fetched again by the next sync (and
-        de-duplicated), that one too, until its stamp has passed."""
-        if not self.ahead:
+        """The cursor when a record landed changed after this sync started: the sync's start.
+        A record changed while the sync ran is fetched again by the next one (de-duplicated);
+        one stamped ahead of the clock (the vendor's clock or data is off, or ours) would,
+        as the cursor, have every later sync ask for changes after it and miss all of them.
+        That one is also said, once, when it is over :data:`AHEAD` ahead of now."""
+        now = self.now()
+        if latest > now + AHEAD and not self.ahead:
             self.ahead = True
             fields = {"event": "sync.cursor_ahead", "source": self.source.name,
                       "stream": self.stream.name, "latest": format_utc(latest),
-                      "started": format_utc(self.started)}  # fmt: skip
+                      "now": format_utc(now)}  # fmt: skip
             _log.warning(
-                "sync %s/%s: a record's %s (%s) is after this sync started (%s): the cursor "
-                "is held at the start; check the source's clock",
+                "sync %s/%s: a record's %s (%s) is ahead of the clock (%s): the cursor is "
+                "held at the sync's start; check the source's clock",
                 self.source.name,
                 self.stream.name,
                 self.stream.cursor_field,
                 fields["latest"],
-                fields["started"],
+                fields["now"],
                 extra={"fields": fields},
             )
         return self.started
