@@ -67,7 +67,8 @@ def _build(path: Path, out: Path, step: Steps) -> None:
     from engine.output import datafiles, delta
     from engine.output import files as export
     from engine.output.contacts import MORSEL_ROWS, scan_files
-    from engine.pipeline.build import read_input, volume_table
+    from engine.output.inputs import read_input
+    from engine.pipeline.build import volume_table
     from engine.schema import CONTACTS
     from engine.settings import BuildSettings
     from engine.tables.dense import busy
@@ -131,7 +132,7 @@ def _build(path: Path, out: Path, step: Steps) -> None:
 def _callbacks(path: Path, out: Path, step: Steps) -> None:
     from engine.output import files as export
     from engine.output import store
-    from engine.pipeline.build import read_input
+    from engine.output.inputs import read_input
     from engine.settings import BuildSettings
     from engine.tables import callback_intervals, callback_metrics, retry_outcomes
     from engine.tables.callback_requests import in_chain_order

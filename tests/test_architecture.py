@@ -66,6 +66,7 @@ COLLECTS_OUTSIDE_PIPELINE = {
     "engine.output.delta": "the store's transactional commit and its integrity check",
     "engine.output.datafiles": "writes a store table's data files (delta commits them)",
     "engine.output.contacts": "validates contacts into the store's files as they stream",
+    "engine.output.inputs": "reads an NDJSON input's lines to set aside those it cannot read",
     "engine.output.attempts": "validates callback attempts into the store's files day by day",
     "engine.output.store": "the callback store's writer and its order-checking reader",
     "engine.output.location": "uploads a store's staged files to the object store it stands for",

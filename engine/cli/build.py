@@ -27,6 +27,7 @@ from engine.cli.common import (
 from engine.errors import InputSchemaError, StoreError, printable
 from engine.output import location
 from engine.output.files import DurationUnit
+from engine.output.inputs import InputFileError, read_input
 from engine.pipeline import build as pipeline
 from engine.pipeline.build import FORMATS, BuildReport, Format
 from engine.settings import (
@@ -243,8 +244,8 @@ def output_dir(out: str) -> Iterator[Path]:
 def build(contacts_path: Path, out: str, max_quarantine_fraction: float, **opts: Any) -> None:
     """Build the interval tables from a canonical contacts file."""
     try:
-        frame, set_aside = pipeline.read_input(contacts_path, "contacts")
-    except pipeline.InputFileError as exc:
+        frame, set_aside = read_input(contacts_path, "contacts")
+    except InputFileError as exc:
         fail(f"--contacts: {exc}")
     opts["set_aside"] = set_aside
     title = f"built from {contacts_path}"

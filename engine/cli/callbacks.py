@@ -38,8 +38,8 @@ from engine.cli.common import (
 )
 from engine.errors import InputSchemaError, StoreError, printable
 from engine.output import delta, location
+from engine.output.inputs import InputFileError, read_input
 from engine.output.store import requests_of, scan_requests
-from engine.pipeline import build as pipeline
 from engine.pipeline.callbacks import CALLBACK_FORMATS, CallbackReport, build_callbacks
 from engine.tables import callback_metrics
 from engine.validate.callback_attempts import validate_callback_attempts
@@ -141,8 +141,8 @@ def run_callbacks(frame: pl.LazyFrame, out: Path, *, title: str, **opts: Any) ->
 def callbacks(attempts_path: Path, out: str, max_quarantine_fraction: float, **opts: Any) -> None:
     """Build the callback interval and retry outcome tables from callback attempts."""
     try:
-        frame, set_aside = pipeline.read_input(attempts_path, "callback_attempts")
-    except pipeline.InputFileError as exc:
+        frame, set_aside = read_input(attempts_path, "callback_attempts")
+    except InputFileError as exc:
         fail(f"--attempts: {exc}")
     title = f"callbacks built from {attempts_path}"
     source = f"--attempts {attempts_path}"
@@ -183,10 +183,10 @@ def _requests(attempts_path: Path | None, store: Path) -> pl.LazyFrame:
     if attempts_path is None:
         return _stored_requests(store)
     try:
-        frame, set_aside = pipeline.read_input(attempts_path, "callback_attempts")
+        frame, set_aside = read_input(attempts_path, "callback_attempts")
         clean, quarantine = validate_callback_attempts(frame)
         clean_df, bad = pl.collect_all([clean, quarantine.select(pl.len())])
-    except pipeline.InputFileError as exc:
+    except InputFileError as exc:
         fail(f"--attempts: {exc}")
     except InputSchemaError as exc:
         fail(f"--attempts {attempts_path}: {exc}")

@@ -25,9 +25,9 @@ from engine.cli.common import CONFIG_OPTION, TENANT_OPTION, fail, store_dir
 from engine.errors import ExportError, InputFileError, StoreError
 from engine.output import files as outputs
 from engine.output.files import DOCUMENT_INPUT
+from engine.output.inputs import read_table
 from engine.output.read import built_with, filled_volume
 from engine.output.vendor import Profile, builtin_profiles, closed_by, render
-from engine.pipeline.build import read_table
 from engine.tables.callvolume import DERIVED, derive
 from engine.tables.forecast import DEFAULT_METRICS, long_format
 

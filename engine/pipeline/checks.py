@@ -43,8 +43,8 @@ from engine.errors import InputFileError
 from engine.interval import Window, snap_window
 from engine.output import delta
 from engine.output import files as export
+from engine.output.inputs import read_table
 from engine.output.store import scan_requests
-from engine.pipeline.build import read_table
 from engine.pipeline.kore import reconcile_kore
 from engine.pipeline.sources import canonical_frames
 from engine.pipeline.window import Canonical, requested

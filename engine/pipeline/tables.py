@@ -42,6 +42,7 @@ from engine.interval import Grid
 from engine.output import delta
 from engine.output import files as export
 from engine.output import store as callback_store
+from engine.output.inputs import read_table
 from engine.pipeline import build as pipeline
 from engine.pipeline.build import BuildReport
 from engine.pipeline.callbacks import CallbackOutputs, CallbackReport, callback_results
@@ -98,7 +99,7 @@ def read_store(out_dir: Path, name: str) -> pl.DataFrame | None:
     directory = out_dir / "store" / name
     if not delta.is_table(directory):
         return None
-    return pipeline.read_table(directory).collect()
+    return read_table(directory).collect()
 
 
 def _conform(frame: pl.DataFrame, schema: pl.Schema) -> pl.DataFrame:

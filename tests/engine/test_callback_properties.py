@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from engine.interval import snap_window
-from engine.pipeline.build import read_table
+from engine.output.inputs import read_table
 from engine.schema import CALLBACK_ATTEMPTS
 from engine.settings import BuildSettings
 from engine.tables import callback_intervals, callback_metrics, retry_outcomes
