@@ -39,6 +39,7 @@ from engine.tables.dense import busy, filled_size
 
 __all__ = [
     "FORMATS",
+    "MOST_FILLED",
     "BuildReport",
     "build_contacts",
     "build_report",
@@ -52,12 +53,32 @@ Format = Literal["parquet", "csv", "ndjson", "kore"]
 FORMATS: tuple[Format, ...] = ("parquet", "csv", "ndjson", "kore")
 
 
-def data_window(contacts: pl.DataFrame | pl.LazyFrame, settings: BuildSettings) -> Grid:
-    """The smallest whole-interval grid holding every segment's attribution instant."""
+#: The most rows a zero-filled table may hold over a window taken from the data (~3 years of
+#: 15-minute intervals for 1,000 queue x channel pairs; a window given is not limited).
+MOST_FILLED = 100_000_000
+
+
+def data_window(
+    contacts: pl.DataFrame | pl.LazyFrame, settings: BuildSettings, *, most: int | None = None
+) -> Grid:
+    """The smallest whole-interval grid holding every segment's attribution instant.
+
+    Raises:
+        ValueError: no contacts; or, with ``most``, the table zero-filled over that grid and
+            the contacts' queue x channel pairs would hold more rows (a stray instant decades
+            off, such as a null written as 1900-01-01, fills every interval between).
+    """
     at = pl.coalesce("ended_at" if settings.attribution == "end" else "offered_at", "offered_at")
-    lo, hi = contacts.lazy().select(at.min(), at.max().alias("hi")).collect().row(0)
+    pairs = pl.struct("queue_id", "channel").n_unique().alias("pairs")
+    lo, hi, n = contacts.lazy().select(at.min(), at.max().alias("hi"), pairs).collect().row(0)
     if lo is None:
         msg = "no valid contacts to take a window from: give --start and --end"
+        raise ValueError(msg)
+    step = timedelta(minutes=settings.interval_minutes)
+    if most is not None and (rows := n * ((hi - lo) // step + 1)) > most:
+        msg = (f"the contacts span {iso_utc(lo)} .. {iso_utc(hi)}: zero-filled over their {n:,} "
+               f"queue x channel pairs, ~{rows:,} rows (over {most:,}); give --start and --end, "
+               "or look for a placeholder date in the first or last contacts")  # fmt: skip
         raise ValueError(msg)
     return settings.grid((lo, hi + timedelta(microseconds=1)))
 
@@ -135,9 +156,10 @@ def build_contacts(
         clean, quarantine = scan_files(path, sunk.files), sunk.quarantine
         if set_aside is not None and set_aside.height:
             quarantine = pl.concat([set_aside.cast(quarantine.schema), quarantine])
-        grid = data_window(clean, settings) if window is None else settings.grid(window)
         # Parquet alone is the store, which keeps busy rows: then no zero row is built
         dense = any(f != "parquet" for f in formats)
+        most = MOST_FILLED if dense else None
+        grid = settings.grid(window) if window else data_window(clean, settings, most=most)
         if not ray:  # built from the files, then committed: a failure leaves the store as it was
             table = volume_table(clean, window=grid, settings=settings, dense=dense)
         delta.commit_files(path, sunk.files, schema=pl.Schema(CONTACTS), tag=tag)

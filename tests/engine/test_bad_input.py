@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
@@ -234,6 +235,33 @@ def test_build_and_callbacks_exit_1_when_too_much_is_quarantined(tmp_path: Path)
     bad = invoke(cb)
     assert bad.exit_code == 1, bad.output
     assert f"{generated.height:,} of {generated.height:,} rows quarantined" in bad.stderr
+
+
+def test_a_placeholder_date_refuses_a_window_of_billions_of_zero_rows(tmp_path: Path) -> None:
+    """A null written as 1900-01-01 by the system that exported the file, in a file of 30
+    queues: the window taken from the data would zero-fill 126 years of 15-minute intervals
+    for each queue, ~133 million rows (at 1,000 queues, billions: the process is killed for
+    memory, with no line). One line asks for the window instead, naming the span; a window
+    given, or the store alone (busy rows only, no zero row), builds."""
+    rows = [f"u,c{q},1,voice,q{q},2026-10-01T09:{q:02d}:00Z,abandoned\n" for q in range(30)]
+    path = tmp_path / "c.csv"
+    path.write_text(HEADER + "u,c-old,1,voice,q0,1900-01-01T00:00:00Z,abandoned\n" + "".join(rows))
+    refused = invoke(["build", "--contacts", str(path), "--out", str(tmp_path / "o")])
+    assert refused.exit_code == 2
+    line = one_line(refused)
+    assert "the contacts span 1900-01-01T00:00:00Z .. 2026-10-01T09:29:00Z" in line
+    intervals = (datetime(2026, 10, 1, 9, 29, tzinfo=UTC) - datetime(1900, 1, 1, tzinfo=UTC)) // (
+        timedelta(minutes=15)
+    ) + 1
+    assert f"their 30 queue x channel pairs, ~{30 * intervals:,} rows" in line
+    assert "give --start and --end" in line
+    window = ["--start", "2026-10-01T00:00:00Z", "--end", "2026-10-02T00:00:00Z"]
+    given = invoke(["build", "--contacts", str(path), "--out", str(tmp_path / "w"), *window])
+    assert given.exit_code == 0, given.output
+    store = ["build", "--contacts", str(path), "--out", str(tmp_path / "s"), "--format", "parquet"]
+    stored = invoke(store)
+    assert stored.exit_code == 0, stored.output
+    assert pl.read_delta(str(tmp_path / "s" / "store" / "callvolume"))["offered"].sum() == 31
 
 
 def test_one_bad_ndjson_line_is_quarantined_as_that_line(tmp_path: Path) -> None:
