@@ -35,11 +35,10 @@ from engine.output.datafiles import discard
 from engine.schema import CONTACTS
 from engine.settings import BuildSettings
 from engine.tables import callvolume
-from engine.tables.dense import busy, filled_size
+from engine.tables.dense import busy, check_filled, filled_size
 
 __all__ = [
     "FORMATS",
-    "MOST_FILLED",
     "BuildReport",
     "build_contacts",
     "build_report",
@@ -53,33 +52,25 @@ Format = Literal["parquet", "csv", "ndjson", "kore"]
 FORMATS: tuple[Format, ...] = ("parquet", "csv", "ndjson", "kore")
 
 
-#: The most rows a zero-filled table may hold over a window taken from the data (~3 years of
-#: 15-minute intervals for 1,000 queue x channel pairs; a window given is not limited).
-MOST_FILLED = 100_000_000
-
-
 def data_window(
-    contacts: pl.DataFrame | pl.LazyFrame, settings: BuildSettings, *, most: int | None = None
+    contacts: pl.DataFrame | pl.LazyFrame, settings: BuildSettings, *, filled: bool = False
 ) -> Grid:
     """The smallest whole-interval grid holding every segment's attribution instant.
 
     Raises:
-        ValueError: no contacts; or, with ``most``, the table zero-filled over that grid and
-            the contacts' queue x channel pairs would hold more rows (a stray instant decades
-            off, such as a null written as 1900-01-01, fills every interval between).
+        ValueError: no contacts; or, when the table is ``filled`` (zero rows built), it would
+            hold too many rows over the contacts' queue x channel pairs (:func:`check_filled`).
     """
     at = pl.coalesce("ended_at" if settings.attribution == "end" else "offered_at", "offered_at")
     pairs = pl.struct("queue_id", "channel").n_unique().alias("pairs")
-    lo, hi, n = contacts.lazy().select(at.min(), at.max().alias("hi"), pairs).collect().row(0)
+    found = contacts.lazy().select(at.min(), at.max().alias("hi"), pairs, pl.len()).collect()
+    lo, hi, n, rows = found.row(0)
     if lo is None:
         msg = "no valid contacts to take a window from: give --start and --end"
         raise ValueError(msg)
-    step = timedelta(minutes=settings.interval_minutes)
-    if most is not None and (rows := n * ((hi - lo) // step + 1)) > most:
-        msg = (f"the contacts span {iso_utc(lo)} .. {iso_utc(hi)}: zero-filled over their {n:,} "
-               f"queue x channel pairs, ~{rows:,} rows (over {most:,}); give --start and --end, "
-               "or look for a placeholder date in the first or last contacts")  # fmt: skip
-        raise ValueError(msg)
+    if filled:
+        what = ("contacts", "queue x channel pairs")
+        check_filled(lo, hi, n, rows, minutes=settings.interval_minutes, what=what)
     return settings.grid((lo, hi + timedelta(microseconds=1)))
 
 
@@ -158,8 +149,7 @@ def build_contacts(
             quarantine = pl.concat([set_aside.cast(quarantine.schema), quarantine])
         # Parquet alone is the store, which keeps busy rows: then no zero row is built
         dense = any(f != "parquet" for f in formats)
-        most = MOST_FILLED if dense else None
-        grid = settings.grid(window) if window else data_window(clean, settings, most=most)
+        grid = settings.grid(window) if window else data_window(clean, settings, filled=dense)
         if not ray:  # built from the files, then committed: a failure leaves the store as it was
             table = volume_table(clean, window=grid, settings=settings, dense=dense)
         delta.commit_files(path, sunk.files, schema=pl.Schema(CONTACTS), tag=tag)

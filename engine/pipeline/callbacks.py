@@ -23,13 +23,14 @@ from __future__ import annotations
 import shutil
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
 import polars as pl
+from deltalake.transaction import AddAction
 
 from engine.app.sections import EngineSettings
 from engine.interval import Grid, Window
@@ -43,7 +44,8 @@ from engine.pipeline.callback_days import holding
 from engine.schema import CALLBACK_ATTEMPTS
 from engine.settings import BuildSettings
 from engine.tables import callback_intervals, callback_metrics, retry_outcomes
-from engine.tables.dense import busy, fill, filled_size
+from engine.tables.callback_requests import RETRY_BUCKETS
+from engine.tables.dense import busy, check_filled, fill, filled_size
 from engine.validate.callback_attempts import callback_gaps
 
 __all__ = [
@@ -263,10 +265,27 @@ def _write(
     return written
 
 
-def _span(days: list[callback_days.Day], settings: BuildSettings) -> Grid:
+def _span(
+    days: list[callback_days.Day], settings: BuildSettings, *, filled: Callable[[], int] | None,
+    rows: int,
+) -> Grid:  # fmt: skip
+    """The grid of the days' requests; ``filled``: the tables are zero-filled over it, for
+    that many call targets at least, of ``rows`` attempts (refused when too many rows would
+    be empty: ``check_filled``; each target fills ``callback_intervals`` and a row per retry
+    bucket of ``retry_outcomes``)."""
     spans = [d.span for d in days if d.span is not None]
     lo, hi = (min(s[0] for s in spans), max(s[1] for s in spans)) if spans else (None, None)
+    if filled is not None and lo is not None and hi is not None:
+        groups, what = filled() * (1 + len(RETRY_BUCKETS.categories)), ("attempts", "groups")
+        check_filled(lo, hi, groups, rows, minutes=settings.interval_minutes, what=what)
     return holding(lo, hi, settings)
+
+
+def _targets(path: Path, files: list[AddAction]) -> int:
+    """The call targets of the attempts in the data ``files`` of the table at ``path``."""
+    names = [str(path / f.path) for f in files]
+    scan = pl.scan_parquet(names, hive_partitioning=False) if names else pl.LazyFrame()
+    return 0 if not names else scan.select(pl.col("call_target_id").n_unique()).collect().item()
 
 
 _Counted = tuple[int, pl.DataFrame] | None  #: the request count and the gaps, if known
@@ -352,13 +371,14 @@ def build_callbacks(
             sunk = sink_attempts(
                 attempts, path, tag=tag, each=each, max_duration_ms=settings.max_duration_ms
             )
-            grid = grid or _span(sunk.units, settings)
+            dense = any(f != "parquet" for f in formats)  # Parquet alone is the store: busy rows
+            targets = partial(_targets, path, sunk.files) if dense else None
+            grid = grid or _span(sunk.units, settings, filled=targets, rows=sunk.attempts)
             delta.commit_files(path, sunk.files, schema=pl.Schema(CALLBACK_ATTEMPTS), tag=tag)
         except BaseException:
             shutil.rmtree(scratch, ignore_errors=True)
             abandon(path, tag, made)
             raise
-        dense = any(f != "parquet" for f in formats)  # Parquet alone is the store: busy rows
         table, retries, document, stored, counted = _tables(
             sunk.units, scratch, out_dir, path, grid=grid, settings=settings, engine=engine,
             dense=dense,

@@ -37,6 +37,7 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Final
 
 import polars as pl
@@ -46,10 +47,12 @@ from engine.tables import callback_intervals, callvolume, retry_outcomes
 from engine.tables.callback_requests import RETRY_BUCKETS
 
 __all__ = [
+    "MOST_FILLED",
     "SHAPES",
     "TableShape",
     "busy",
     "busy_filled",
+    "check_filled",
     "fill",
     "fill_groups",
     "fill_with",
@@ -220,3 +223,40 @@ def filled_size(
         groups = rows.select(SHAPES[name].group).n_unique()
     intervals = grid.height if groups else 0
     return intervals, groups * intervals
+
+
+#: A window taken from the data is refused when its zero-filled tables would hold more than
+#: this many rows and over :data:`MOST_ZEROS_PER_ROW` times as many rows as the data has.
+MOST_FILLED: Final = 10_000_000
+#: A real centre's busy intervals hold a few contacts each, its quiet ones none: a filled
+#: table has a few rows per contact, a few tens where queues sleep at night.
+MOST_ZEROS_PER_ROW: Final = 100
+
+
+def check_filled(
+    lo: datetime, hi: datetime, groups: int, rows: int, *, minutes: int, what: tuple[str, str]
+) -> None:
+    """Refuse a window taken from the data, ``lo`` to ``hi`` (``rows`` rows), when its tables
+    zero-filled for ``groups`` groups would hold over :data:`MOST_FILLED` rows, nearly all
+    empty (over :data:`MOST_ZEROS_PER_ROW` per row of data): a stray instant decades off (a
+    null exported as 1900-01-01) fills every interval between for every group, ~500 bytes a
+    row, and the process is killed for memory with no line. ``what``: the rows and the groups
+    named in the message (``("contacts", "queue x channel pairs")``).
+
+    Raises:
+        ValueError: one line naming the span and asking for a window.
+
+    Example:
+        >>> from datetime import UTC
+        >>> check_filled(datetime(1900, 1, 1, tzinfo=UTC), datetime(2026, 10, 1, tzinfo=UTC),
+        ...              7, 1_239, minutes=15, what=("contacts", "queue x channel pairs"))
+        Traceback (most recent call last):
+        ValueError: the 1,239 contacts span 1900-01-01T00:00:00Z .. 2026-10-01T00:00:00Z: zero-filled over their 7 queue x channel pairs, ~31,109,575 rows; give --start and --end, or look for a placeholder date in the first or last contacts
+    """  # noqa: E501
+    filled = groups * ((hi - lo) // timedelta(minutes=minutes) + 1)
+    if filled > max(MOST_FILLED, MOST_ZEROS_PER_ROW * rows):
+        span = " .. ".join(t.isoformat().replace("+00:00", "Z") for t in (lo, hi))
+        msg = (f"the {rows:,} {what[0]} span {span}: zero-filled over their {groups:,} "
+               f"{what[1]}, ~{filled:,} rows; give --start and --end, or look for a "
+               f"placeholder date in the first or last {what[0]}")  # fmt: skip
+        raise ValueError(msg)

@@ -249,11 +249,11 @@ def test_a_placeholder_date_refuses_a_window_of_billions_of_zero_rows(tmp_path: 
     refused = invoke(["build", "--contacts", str(path), "--out", str(tmp_path / "o")])
     assert refused.exit_code == 2
     line = one_line(refused)
-    assert "the contacts span 1900-01-01T00:00:00Z .. 2026-10-01T09:29:00Z" in line
+    assert "the 31 contacts span 1900-01-01T00:00:00Z .. 2026-10-01T09:29:00Z" in line
     intervals = (datetime(2026, 10, 1, 9, 29, tzinfo=UTC) - datetime(1900, 1, 1, tzinfo=UTC)) // (
         timedelta(minutes=15)
     ) + 1
-    assert f"their 30 queue x channel pairs, ~{30 * intervals:,} rows" in line
+    assert f"their 30 queue x channel pairs, ~{30 * intervals:,} rows;" in line
     assert "give --start and --end" in line
     window = ["--start", "2026-10-01T00:00:00Z", "--end", "2026-10-02T00:00:00Z"]
     given = invoke(["build", "--contacts", str(path), "--out", str(tmp_path / "w"), *window])
@@ -262,6 +262,32 @@ def test_a_placeholder_date_refuses_a_window_of_billions_of_zero_rows(tmp_path: 
     stored = invoke(store)
     assert stored.exit_code == 0, stored.output
     assert pl.read_delta(str(tmp_path / "s" / "store" / "callvolume"))["offered"].sum() == 31
+
+
+def test_callbacks_refuse_a_window_of_zero_rows_from_one_placeholder_date(tmp_path: Path) -> None:
+    """One callback attempt of ~400 moved to 1900-01-01: the window taken from the requests
+    would zero-fill both tables for 126 years (~150 million rows: the process was killed
+    for memory after 2.5 minutes, at 24 GB). One line instead; a window given, or the store
+    alone, builds."""
+    generated = generate_attempts(days=2, scale=0.1)
+    first = generated.head(1)
+    shift = datetime(1900, 1, 1, tzinfo=UTC) - first["created_at"].item()
+    instants = [c for c, t in first.schema.items() if isinstance(t, pl.Datetime)]
+    old = first.with_columns(pl.col(c) + shift for c in instants).with_columns(
+        pl.lit("old-1").alias("attempt_id"), pl.lit("old-1").alias("original_id")
+    )
+    path = tmp_path / "a.parquet"
+    pl.concat([old, generated]).write_parquet(path)
+    args = ["callbacks", "--attempts", str(path)]
+    refused = invoke([*args, "--out", str(tmp_path / "o")])
+    assert refused.exit_code == 2
+    line = one_line(refused)
+    assert f"the {generated.height + 1:,} attempts span 1900-01-01T00:00:00Z .. " in line
+    assert "give --start and --end" in line
+    window = ["--start", "2026-09-30T00:00:00Z", "--end", "2026-10-03T00:00:00Z"]
+    assert invoke([*args, "--out", str(tmp_path / "w"), *window]).exit_code == 0
+    store = invoke([*args, "--out", str(tmp_path / "s"), "--format", "parquet"])
+    assert store.exit_code == 0, store.output
 
 
 def test_one_bad_ndjson_line_is_quarantined_as_that_line(tmp_path: Path) -> None:

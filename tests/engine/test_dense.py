@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import polars as pl
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
@@ -19,7 +20,7 @@ from engine.schema import CALLBACK_ATTEMPTS, CONTACTS
 from engine.settings import BuildSettings
 from engine.tables import callback_intervals, callvolume, retry_outcomes
 from engine.tables.callback_requests import requests
-from engine.tables.dense import SHAPES, busy, busy_filled, fill, filled_size
+from engine.tables.dense import SHAPES, busy, busy_filled, check_filled, fill, filled_size
 from tests.engine.test_callback_properties import cases as callback_cases
 from tests.strategies import build_settings, contact_rows, day_window
 
@@ -227,3 +228,26 @@ def test_the_busy_rows_of_a_filled_part_are_found_without_filling(case) -> None:
     filled = fill(rows.lazy(), name, part, seen=seen).collect()
     found = busy_filled(rows.lazy(), name, part, seen=seen).collect()
     assert_frame_equal(found, filled.filter(busy(name)))
+
+
+@pytest.mark.parametrize(
+    ("years", "groups", "rows", "refused"),
+    [
+        (126, 683, 1_240, True),  # a 1900-01-01 placeholder: ~3 billion rows
+        (56, 7, 1_239, True),  # a 1970 epoch among 7 pairs: ~13.7 million rows, 11,000 a row
+        (1, 1_000, 10_000_000, False),  # a busy year at 1,000 pairs: 35 million rows, 3.5 a row
+        (10, 1, 73_000, False),  # one queue, 20 contacts a day for 10 years: 350,000 rows
+        (0.25, 100, 1_000, False),  # sparse, but under 10 million rows however sparse
+    ],
+)
+def test_a_window_from_the_data_is_refused_only_when_its_fill_is_huge_and_nearly_empty(
+    years: float, groups: int, rows: int, refused: bool
+) -> None:
+    lo = datetime(2026, 10, 1, tzinfo=UTC) - timedelta(days=365 * years)
+    hi = datetime(2026, 10, 1, tzinfo=UTC)
+    what = ("contacts", "queue x channel pairs")
+    if refused:
+        with pytest.raises(ValueError, match="give --start and --end"):
+            check_filled(lo, hi, groups, rows, minutes=15, what=what)
+    else:
+        check_filled(lo, hi, groups, rows, minutes=15, what=what)
