@@ -287,8 +287,14 @@ class Terminated(KeyboardInterrupt):
         return signal.Signals(self.args[0]).name
 
 
+#: The signals that interrupted the running command (SIGINT too): raised in Python code that
+#: Polars' Rust code called, an interruption reaches main() as a panic of that code.
+_RECEIVED: list[int] = []
+
+
 def _terminated(signum: int, frame: FrameType | None) -> None:
-    raise Terminated(signum)
+    _RECEIVED.append(signum)
+    raise KeyboardInterrupt if signum == signal.SIGINT else Terminated(signum)
 
 
 @contextlib.contextmanager
@@ -297,7 +303,8 @@ def terminate_as_interrupt() -> Iterator[None]:
     thread, as SIGINT raises :class:`KeyboardInterrupt`; the previous handlers are put back
     after it. Python's default would end the process at once, with no line for the operator
     and no clean-up. Off the main thread (where no handler can be set), the block runs as it
-    is; a signal the parent ignored (``nohup`` ignores SIGHUP) stays ignored.
+    is; a signal the parent ignored (``nohup`` ignores SIGHUP) stays ignored. They and SIGINT
+    are noted as they arrive (:data:`_RECEIVED`).
 
     Example:
         >>> with terminate_as_interrupt():
@@ -306,6 +313,7 @@ def terminate_as_interrupt() -> Iterator[None]:
         >>> signal.getsignal(signal.SIGTERM) is _terminated
         False
     """
+    _RECEIVED.clear()
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -314,6 +322,8 @@ def terminate_as_interrupt() -> Iterator[None]:
         for number in STOP_SIGNALS
         if signal.getsignal(number) is not signal.SIG_IGN
     }
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # Python's own: noted
+        previous[signal.SIGINT] = signal.signal(signal.SIGINT, _terminated)
     try:
         yield
     finally:  # None: a handler set outside Python, which cannot be put back from here
@@ -331,16 +341,15 @@ def _causes(exc: BaseException) -> Iterator[BaseException]:
         at = at.__cause__ or at.__context__
 
 
-def _interrupted(exc: BaseException) -> int:
+def _interrupted() -> int:
     """Say that the command was interrupted (by which signal, if not Ctrl-C); 130."""
-    stop = next((e for e in _causes(exc) if isinstance(e, Terminated)), None)
-    _say("wfm-intervals: interrupted" + ("" if stop is None else f" by {stop.name}"))
+    by = "" if _RECEIVED[:1] in ([], [signal.SIGINT]) else f" by {Terminated(_RECEIVED[0]).name}"
+    _say(f"wfm-intervals: interrupted{by}")
     return 130
 
 
 def _say(line: str) -> None:
-    """``line`` on stderr; after a hang-up the terminal may be gone (EIO), which must not turn
-    the exit code into a traceback's."""
+    """``line`` on stderr, if it can be written (after a hang-up: EIO, the exit code stays)."""
     with contextlib.suppress(OSError, ValueError):
         click.echo(line, err=True)
 
@@ -368,8 +377,8 @@ def main(args: list[str] | None = None, environ: Mapping[str, str] | None = None
         given = None if environ is None else {"environ": environ}
         with terminate_as_interrupt():
             cli(args, prog_name="wfm-intervals", standalone_mode=False, obj=given)
-    except (KeyboardInterrupt, click.exceptions.Abort) as exc:  # click wraps one in the other
-        raise SystemExit(_interrupted(exc)) from None
+    except (KeyboardInterrupt, click.exceptions.Abort):  # click wraps one in the other
+        raise SystemExit(_interrupted()) from None
     except click.exceptions.UsageError as exc:
         where = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
         text = exc.format_message().replace("\n", " ")
@@ -387,7 +396,7 @@ def main(args: list[str] | None = None, environ: Mapping[str, str] | None = None
     except OSError as exc:  # an I/O error no command turned into its line: a full disk, a quota
         if any(isinstance(e, KeyboardInterrupt) for e in _causes(exc)):
             # raised while an interruption was handled (click's blank line on a stderr gone)
-            raise SystemExit(_interrupted(exc)) from None
+            raise SystemExit(_interrupted()) from None
         reason = printable(exc) if exc.strerror is None else exc.strerror
         where = "" if exc.filename is None else f": {exc.filename}"
         _say(f"wfm-intervals: error: {printable(OSError(reason + where), 500)}")
@@ -395,6 +404,8 @@ def main(args: list[str] | None = None, environ: Mapping[str, str] | None = None
     except SystemExit:  # a command's own exit code
         raise
     except BaseException as exc:  # a bug: never Python's exit 1 (data problems)
+        if _RECEIVED:  # an interruption that surfaced as a panic of the Rust code around it
+            raise SystemExit(_interrupted()) from None
         # (a panic in Polars' Rust code reaches Python as a BaseException, not an Exception)
         _say("".join(traceback.format_exception(exc)).rstrip())
         name = type(exc).__name__
