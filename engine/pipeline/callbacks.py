@@ -269,23 +269,23 @@ def _span(
     days: list[callback_days.Day], settings: BuildSettings, *, filled: Callable[[], int] | None,
     rows: int,
 ) -> Grid:  # fmt: skip
-    """The grid of the days' requests; ``filled``: the tables are zero-filled over it, for
-    that many call targets at least, of ``rows`` attempts (refused when too many rows would
-    be empty: ``check_filled``; each target fills ``callback_intervals`` and a row per retry
-    bucket of ``retry_outcomes``)."""
+    """The grid of the days' requests; ``filled``: zero-filled for that many call targets (a
+    row of each table, one per retry bucket in the second), of ``rows`` attempts (check_filled)."""
     spans = [d.span for d in days if d.span is not None]
     lo, hi = (min(s[0] for s in spans), max(s[1] for s in spans)) if spans else (None, None)
     if filled is not None and lo is not None and hi is not None:
-        groups, what = filled() * (1 + len(RETRY_BUCKETS.categories)), ("attempts", "groups")
+        groups = filled() * (1 + len(RETRY_BUCKETS.categories))
+        what = ("attempts", "call-target rows (both tables)")
         check_filled(lo, hi, groups, rows, minutes=settings.interval_minutes, what=what)
     return holding(lo, hi, settings)
 
 
 def _targets(path: Path, files: list[AddAction]) -> int:
     """The call targets of the attempts in the data ``files`` of the table at ``path``."""
-    names = [str(path / f.path) for f in files]
-    scan = pl.scan_parquet(names, hive_partitioning=False) if names else pl.LazyFrame()
-    return 0 if not names else scan.select(pl.col("call_target_id").n_unique()).collect().item()
+    if not files:
+        return 0
+    scan = pl.scan_parquet([str(path / f.path) for f in files], hive_partitioning=False)
+    return int(scan.select(pl.col("call_target_id").n_unique()).collect().item())
 
 
 _Counted = tuple[int, pl.DataFrame] | None  #: the request count and the gaps, if known
