@@ -377,43 +377,43 @@ def main(args: list[str] | None = None, environ: Mapping[str, str] | None = None
         given = None if environ is None else {"environ": environ}
         with terminate_as_interrupt():
             cli(args, prog_name="wfm-intervals", standalone_mode=False, obj=given)
-    except (KeyboardInterrupt, click.exceptions.Abort):  # click wraps one in the other
-        raise SystemExit(_interrupted()) from None
-    except click.exceptions.UsageError as exc:
+    except SystemExit:  # a command's own exit code
+        raise
+    except click.exceptions.Exit as exc:
+        raise SystemExit(exc.exit_code) from None
+    except BaseException as exc:
+        raise SystemExit(_failed(exc)) from None
+
+
+def _failed(exc: BaseException) -> int:
+    """Say why the command failed with ``exc``, in one line; its exit code (see :func:`main`)."""
+    interrupted = (KeyboardInterrupt, click.exceptions.Abort)  # click wraps one in the other
+    if _RECEIVED or any(isinstance(e, interrupted) for e in _causes(exc)):
+        return _interrupted()  # or what followed one: a Rust panic around it, EIO on stderr
+    if isinstance(exc, click.exceptions.UsageError):
         where = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
         text = exc.format_message().replace("\n", " ")
         message = printable(ValueError(text), limit=500).rstrip(".")
         _say(f"wfm-intervals: error: {message}{where}")
-        raise SystemExit(exc.exit_code) from None
-    except click.exceptions.ClickException as exc:
+        return exc.exit_code
+    if isinstance(exc, click.exceptions.ClickException):
         _say(f"wfm-intervals: error: {printable(ValueError(exc.format_message()))}")
-        raise SystemExit(exc.exit_code) from None
-    except click.exceptions.Exit as exc:
-        raise SystemExit(exc.exit_code) from None
-    except WfmError as exc:  # raised on purpose, and no command turned it into its line
+        return exc.exit_code
+    if isinstance(exc, WfmError):  # raised on purpose, and no command turned it into its line
         _say(f"wfm-intervals: error: {printable(exc)}")
-        raise SystemExit(2) from None
-    except OSError as exc:  # an I/O error no command turned into its line: a full disk, a quota
-        if any(isinstance(e, KeyboardInterrupt) for e in _causes(exc)):
-            # raised while an interruption was handled (click's blank line on a stderr gone)
-            raise SystemExit(_interrupted()) from None
+        return 2
+    if isinstance(exc, OSError):  # an I/O error no command said: a full disk, a quota
         reason = printable(exc) if exc.strerror is None else exc.strerror
         where = "" if exc.filename is None else f": {exc.filename}"
         _say(f"wfm-intervals: error: {printable(OSError(reason + where), 500)}")
-        raise SystemExit(2) from None
-    except SystemExit:  # a command's own exit code
-        raise
-    except BaseException as exc:  # a bug: never Python's exit 1 (data problems)
-        if _RECEIVED:  # an interruption that surfaced as a panic of the Rust code around it
-            raise SystemExit(_interrupted()) from None
-        # (a panic in Polars' Rust code reaches Python as a BaseException, not an Exception)
-        _say("".join(traceback.format_exception(exc)).rstrip())
-        name = type(exc).__name__
-        _say(
-            f"wfm-intervals: internal error ({name}: {printable(exc)}): a bug; please report "
-            "it with the traceback above",
-        )
-        raise SystemExit(2) from None
+        return 2
+    # a bug: never Python's exit 1 (data problems); a panic in Polars' Rust code reaches Python
+    # as a BaseException, not an Exception
+    _say("".join(traceback.format_exception(exc)).rstrip())
+    name = type(exc).__name__
+    _say(f"wfm-intervals: internal error ({name}: {printable(exc)}): a bug; please report it "
+         "with the traceback above")  # fmt: skip
+    return 2
 
 
 if __name__ == "__main__":  # ``python -m engine.cli.main`` (the crash tests start it so)
