@@ -25,6 +25,7 @@ import functools
 import json
 import math
 import os
+import re
 import socket
 import ssl
 import threading
@@ -375,6 +376,17 @@ def _read_capped(response: httpx.Response, max_bytes: int) -> None:
 #: substring search (a regex for it costs more than the parse).
 _DIGITS = bytes.maketrans(b"123456789", b"000000000")
 _LONG = b"0" * 19
+_ESCAPED_SURROGATE, _SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]"), re.compile("[\ud800-\udfff]")
+
+
+def _whole(value: Any) -> Any:
+    """``value`` with each lone UTF-16 surrogate of its text, which JSON allows (``\\ud83d``
+    alone: an emoji cut in half) and UTF-8 cannot hold, replaced by U+FFFD."""
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {_whole(k): _whole(v) for k, v in value.items()}
+    return [_whole(v) for v in value] if isinstance(value, list) else value
 
 
 def parse_json(response: httpx.Response) -> Any:
@@ -396,10 +408,11 @@ def parse_json(response: httpx.Response) -> Any:
         except orjson.JSONDecodeError:
             pass
     try:
-        return json.loads(body)
+        parsed = json.loads(body)
     except ValueError as exc:
         msg = f"HTTP {response.status_code}: body is not valid JSON ({len(response.content)} bytes)"
         raise InvalidBodyError(msg, url=response.request.url) from exc
+    return _whole(parsed) if _ESCAPED_SURROGATE.search(body) else parsed  # orjson refuses them
 
 
 def _origin(url: httpx.URL) -> tuple[str, str, int]:

@@ -367,6 +367,28 @@ def test_bad_records_are_quarantined_with_their_raw_payload(tmp_path: Path) -> N
         assert sum(report.rejected.values()) == 2
 
 
+def test_half_an_emoji_in_a_record_lands_it_with_the_replacement_character(
+    tmp_path: Path,
+) -> None:
+    """A conversation whose queue text ends in a lone surrogate escape (an emoji cut in half)
+    stopped every sync at its page with a traceback: no UTF-8 store can hold it. It now lands
+    with U+FFFD in its place and is counted like the others."""
+    with emulator(NORMAL) as emu:
+        good = emu.records("conversations")
+        at, fields = good[0]["primaryTimestampField"], []
+        for f in good[0]["fields"]:
+            value = {"csid": {"value": 907, "_type": "LongField"},
+                     "queue_id": {"value": "Sales \ud83d", "_type": "StringField"}}  # fmt: skip
+            fields.append({"name": f["name"], "field": value.get(f["name"], f["field"])})
+        emu.add_raw_records("conversations", [{"primaryTimestampField": at, "fields": fields}])
+        (report,) = sync(emu, tmp_path)
+        assert report.ok, report.error
+        rows, bad = synced(emu, tmp_path), quarantined(emu, tmp_path)
+    assert rows.filter(pl.col("contact_id") == "907")["queue_id"].to_list() == ["Sales \ufffd"]
+    assert_frame_equal(rows.filter(pl.col("contact_id") != "907"), NORMAL)
+    assert bad.height == 0
+
+
 def test_unknown_record_id_fails_fast_naming_the_setting(tmp_path: Path) -> None:
     with emulator() as emu:
         with pytest.raises(

@@ -6,6 +6,7 @@ import base64
 import doctest
 import gzip
 import itertools
+import json
 import logging
 from collections.abc import Iterator
 from urllib.parse import parse_qs
@@ -130,6 +131,27 @@ def test_parse_json_reports_the_url_without_secrets() -> None:
         Exception, match=r"not valid JSON \(5 bytes\) \(https://api\.test/x\?token=REDACTED\)"
     ):
         parse_json(httpx.Response(200, content=b"[1, 2", request=request))
+
+
+@pytest.mark.parametrize(
+    ("body", "parsed"),
+    [
+        # an emoji cut in half (its high surrogate alone): JSON allows it, UTF-8 cannot hold it
+        (rb'{"queue": "Sales \ud83d", "n": 1}', {"queue": "Sales \ufffd", "n": 1}),
+        (rb'["\udc00 low first", {"\ud800": ["\ud800\ud800"]}]',
+         ["\ufffd low first", {"\ufffd": ["\ufffd\ufffd"]}]),
+        # in the same body: a whole pair stays the emoji, an escaped backslash stays text
+        (rb'["\ud83d", "\ud83d\ude00", "\\ud83d"]', ["\ufffd", "\U0001f600", "\\ud83d"]),
+    ],
+)  # fmt: skip
+def test_a_lone_surrogate_escape_is_read_as_the_replacement_character(
+    body: bytes, parsed: object
+) -> None:
+    """A vendor's text with half an emoji (a chat cut at a length limit) would stop every
+    sync of the stream at the same page: no UTF-8 store can hold it. It reads as U+FFFD."""
+    got = parse_json(httpx.Response(200, content=body))
+    assert got == parsed
+    json.dumps(got, ensure_ascii=False).encode()  # now text that UTF-8 holds
 
 
 # -- the body size cap -----------------------------------------------------------------------------
