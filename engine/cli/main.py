@@ -281,11 +281,6 @@ class Terminated(KeyboardInterrupt):
     clean-up a Ctrl-C runs (temporary files removed, nothing half-committed, the lock given
     back) runs for it too. ``args[0]`` is the signal's number."""
 
-    @property
-    def name(self) -> str:
-        """The signal's name (``SIGTERM``)."""
-        return signal.Signals(self.args[0]).name
-
 
 #: The signals that interrupted the running command (SIGINT too): raised in Python code that
 #: Polars' Rust code called, an interruption reaches main() as a panic of that code.
@@ -343,7 +338,8 @@ def _causes(exc: BaseException) -> Iterator[BaseException]:
 
 def _interrupted() -> int:
     """Say that the command was interrupted (by which signal, if not Ctrl-C); 130."""
-    by = "" if _RECEIVED[:1] in ([], [signal.SIGINT]) else f" by {Terminated(_RECEIVED[0]).name}"
+    first = _RECEIVED[0] if _RECEIVED else signal.SIGINT
+    by = "" if first == signal.SIGINT else f" by {signal.Signals(first).name}"
     _say(f"wfm-intervals: interrupted{by}")
     return 130
 

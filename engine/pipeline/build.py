@@ -62,15 +62,17 @@ def data_window(
             hold too many rows over the contacts' queue x channel pairs (:func:`check_filled`).
     """
     at = pl.coalesce("ended_at" if settings.attribution == "end" else "offered_at", "offered_at")
-    pairs = [pl.struct("queue_id", "channel").n_unique().alias("pairs"), pl.len()]
-    found = contacts.lazy().select(at.min(), at.max().alias("hi"), *pairs[: 2 * filled])
-    lo, hi, *counts = found.collect().row(0)
+    pairs = pl.struct("queue_id", "channel").n_unique().alias("pairs")
+    sizes = [pairs, pl.len()] if filled else []  # what check_filled needs, only then
+    lo, hi, *counted = (
+        contacts.lazy().select(at.min(), at.max().alias("hi"), *sizes).collect().row(0)
+    )
     if lo is None:
         msg = "no valid contacts to take a window from: give --start and --end"
         raise ValueError(msg)
     if filled:
         what = ("contacts", "queue x channel pairs")
-        check_filled(lo, hi, *counts, minutes=settings.interval_minutes, what=what)
+        check_filled(lo, hi, *counted, minutes=settings.interval_minutes, what=what)
     return settings.grid((lo, hi + timedelta(microseconds=1)))
 
 

@@ -181,9 +181,10 @@ def _days_before(
     """The UTC dates before ``cut`` that rows count at: contacts' (offer, and end with end
     attribution) and callback requests'."""
     contacts, attempts = canonical.contact_rows, canonical.attempt_rows
-    volume = set() if contacts is None else attribution_days(contacts, settings)
-    if contacts is not None:
-        volume |= set(contacts.select(pl.col("offered_at").dt.date().unique()).to_series())
+    volume = set[date]()
+    if contacts is not None:  # those offered before the cut: a later offer counts after it
+        early = contacts.filter(pl.col("offered_at").dt.date() < cut)
+        volume = attribution_days(early, settings) | set(early["offered_at"].dt.date())
     chains = set() if attempts is None else set(request_dates(attempts).unique())
     return {d for d in volume if d and d < cut}, {d for d in chains if d and d < cut}
 

@@ -99,6 +99,7 @@ def test_the_cases_cover_every_crash_point_and_at_least_twenty_sites() -> None:
     assert used == set(POINTS)
     assert len(CASES) >= 20
     assert set(STOPPED) <= set(CASES)
+    assert set(HUNG_UP) <= set(STOPPED)
 
 
 @pytest.fixture
@@ -150,8 +151,12 @@ def test_a_run_stopped_by_sigterm_at_a_crash_point_loses_nothing(
 
 
 #: A hang-up (the SSH session a run was started from dropped) where a run holds the lock, lands
-#: a page, and has written a table's files but not committed them.
-HUNG_UP = [STOPPED[0], STOPPED[1], STOPPED[4]]
+#: a page, and has written a table's files but not committed them (points of STOPPED, checked).
+HUNG_UP = [
+    ("first", "lock.taken"),
+    ("first", "sync.page_landed@4"),
+    ("first", "delta.files_written@2"),
+]
 
 
 @pytest.mark.parametrize(("phase", "point"), HUNG_UP, ids=[f"{a}-{b}" for a, b in HUNG_UP])
