@@ -23,7 +23,8 @@ Example:
     >>> from datetime import UTC, datetime, timedelta
     >>> store, hour = StateStore(Path(tempfile.mkdtemp())), timedelta(hours=1)
     >>> _ = store.commit("ujet", "calls", datetime(2026, 10, 1, tzinfo=UTC), lookback=hour)
-    >>> store.resume_from("ujet", "calls", lookback=hour, initial=datetime(2026, 1, 1, tzinfo=UTC))
+    >>> at = datetime(2026, 10, 2, tzinfo=UTC)
+    >>> store.resume_from("ujet", "calls", lookback=hour, initial=at - timedelta(days=30), now=at)
     datetime.datetime(2026, 9, 30, 23, 0, tzinfo=datetime.timezone.utc)
 """
 
@@ -43,6 +44,7 @@ from engine import clock
 from engine.durable import atomic_write_bytes, fsync_dir
 
 __all__ = [
+    "AHEAD",
     "StateStore",
     "StreamState",
     "check_name",
@@ -139,6 +141,11 @@ def _finite(value: object) -> TypeGuard[float]:
     return isinstance(value, int | float) and math.isfinite(value)
 
 
+#: How far ahead of the clock a cursor (or a record's stamp) may be before it is said to be off:
+#: two clocks differ by seconds, not minutes.
+AHEAD = timedelta(minutes=5)
+
+
 class StateStore:
     """Reads and commits :class:`StreamState` files under ``root``.
 
@@ -175,11 +182,29 @@ class StateStore:
         return state
 
     def resume_from(
-        self, source: str, stream: str, *, lookback: timedelta, initial: datetime
+        self, source: str, stream: str, *, lookback: timedelta, initial: datetime, now: datetime
     ) -> datetime:
-        """Where the next sync starts: ``cursor - lookback``, or ``initial`` with no state."""
+        """Where the next sync starts: ``cursor - lookback``, or ``initial`` with no state.
+
+        Raises:
+            StateError: the cursor is over :data:`AHEAD` ahead of ``now``. The clock ran back
+                (or was ahead when the cursor was committed, or the state came from another
+                machine): a sync from it would ask for changes after an instant that has not
+                come yet and miss every change until then, with nothing to show for it.
+        """
         state = self.get(source, stream)
-        return initial if state is None else state.cursor - lookback
+        if state is None:
+            return initial
+        if state.cursor > now + AHEAD:
+            raise StateError(
+                f"state of {source}/{stream}: its cursor {format_utc(state.cursor)} (committed "
+                f"at {format_utc(state.committed_at)} by this machine's clock) is ahead of the "
+                f"clock ({format_utc(now)}): the clock ran back or was ahead, and a sync from it "
+                "would miss every change until then; set the clock right, then move the cursor "
+                f"back: `wfm-intervals state reset {source} {stream} --since INSTANT` (when the "
+                "clock was last right), or without --since to read everything again"
+            )
+        return state.cursor - lookback
 
     def commit(
         self, source: str, stream: str, cursor: datetime, *, lookback: timedelta

@@ -38,7 +38,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +59,7 @@ from connectors.paging import CursorTailPaginator, Page, Paginator, iterate_page
 from connectors.ratelimit import RateLimiter
 from connectors.retry import ApiRequest, SequentialLimiter
 from connectors.source import Source, SourceSettings, Stream
-from connectors.state import StateStore, format_utc, parse_utc
+from connectors.state import AHEAD, StateStore, format_utc, parse_utc
 from engine import clock, killpoint
 from engine.clock import sleep as clock_sleep
 
@@ -73,9 +73,6 @@ __all__ = [
 ]
 
 _log = logging.getLogger(__name__)
-
-#: How far ahead of the clock a record's stamp is said to be off (clocks differ by seconds).
-AHEAD = timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
@@ -298,7 +295,9 @@ def sync_stream(
     if repaired is None:
         repaired = _repair(source, stream, settings, root=landing_root, state=state)
     lookback, initial = settings.lookback, settings.initial_cursor(started)
-    start = state.resume_from(source.name, stream.name, lookback=lookback, initial=initial)
+    start = state.resume_from(
+        source.name, stream.name, lookback=lookback, initial=initial, now=started
+    )
     report = SyncReport(source.name, stream.name, format_utc(start), repaired=repaired)
 
     def on_retry(attempt: int, delay: float, error: RetriableError) -> None:

@@ -19,6 +19,7 @@ import logging
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from connectors.errors import ConfigError, ConnectorError, StateError
-from connectors.state import StateStore, format_utc
+from connectors.state import AHEAD, StateStore, format_utc
 from connectors.sync import Progress as SyncProgress
 from connectors.sync import SyncReport, sync_source
 from engine import clock
@@ -43,6 +44,7 @@ from engine.cli.common import (
     config_or_fail,
     each_tenant,
     fail,
+    instant,
     print_table,
     settings_or_fail,
     tenant_error,
@@ -343,12 +345,20 @@ def state_show(config_path: tuple[Path, ...], tenant: str | None, as_json: bool)
 @click.argument("stream", required=False)
 @CONFIG_OPTION
 @TENANT_OPTION
+@click.option(
+    "--since",
+    metavar="INSTANT",
+    help="Move the cursors back to this ISO 8601 instant instead of forgetting them: the next "
+    "sync reads the changes since it (less the lookback) again.",
+)
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 def state_reset(
+    *,
     source: str | None,
     stream: str | None,
     config_path: tuple[Path, ...],
     tenant: str | None,
+    since: str | None,
     yes: bool,
 ) -> None:
     """Forget the cursor of SOURCE/STREAM (all when omitted): the next sync starts over.
@@ -356,12 +366,18 @@ def state_reset(
     Landed data stays; the re-read is de-duplicated.
     """
     root = settings_or_fail(config_path, tenant=tenant).store.state
-    store = StateStore(root)
+    store, back_to = StateStore(root), instant(since, "since")
+    if back_to is not None and back_to > clock.now() + AHEAD:
+        fail(f"--since {since!r} is ahead of the clock ({format_utc(clock.now())})")
     what = "/".join(p for p in (source, stream) if p) or "every stream"
-    if not yes and not click.confirm(f"reset the sync state of {what}?"):
+    question = f"reset the sync state of {what}" + (f" to {since}" if since else "")
+    if not yes and not click.confirm(f"{question}?"):
         fail("cancelled: nothing was reset", code=130)
     try:
         with store_lock(root):  # never under a running sync or run
+            if back_to is not None:
+                _rewind(store, source, stream, back_to)
+                return
             removed = store.reset(source, stream)
     except (ConnectorError, StoreLockedError) as exc:
         fail(str(exc))
@@ -375,3 +391,19 @@ def state_reset(
         )
     elif not removed:
         click.echo(f"nothing to reset for {what}")
+
+
+def _rewind(store: StateStore, source: str | None, stream: str | None, to: datetime) -> None:
+    """Move the matching cursors back to ``to`` (never forward); a stream with no cursor is
+    left as it is: its next sync starts from its configured start, which reads more."""
+    states = [s for s in store.show() if source in (None, s.source) and stream in (None, s.stream)]
+    for s in states:
+        moved = store.rewind(s.source, s.stream, to, lookback=s.lookback)
+        was, now = format_utc(s.cursor), format_utc(moved.cursor)
+        if moved.cursor < s.cursor:
+            click.echo(f"reset {s.source}/{s.stream} to {now} (was {was})")
+        else:
+            click.echo(f"kept {s.source}/{s.stream} at {was} (before {format_utc(to)})")
+    if not states:
+        what = "/".join(p for p in (source, stream) if p) or "every stream"
+        click.echo(f"no cursor to move back for {what}: a stream without one starts over")

@@ -46,5 +46,6 @@ def verify_command(*, config_path: tuple[Path, ...], tenant: str | None, as_json
             click.echo(f"{f.status:<8} {f.check}: {f.detail}{fix}")
     if problems:
         first = problems[0]
-        click.echo(f"wfm-intervals: error: {first.detail} (fix: {first.fix})", err=True)
+        fix = f" (fix: {first.fix})" if first.fix else ""
+        click.echo(f"wfm-intervals: error: {first.detail}{fix}", err=True)
         sys.exit(2)

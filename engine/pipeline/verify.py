@@ -6,7 +6,8 @@ but a run has work to do) or ``problem`` (something is missing or damaged; its `
 command that repairs it):
 
 * **state**: ``run.json`` and every enabled stream's cursor file read back; a store whose run state
-  is gone is rebuilt whole by the next run;
+  is gone is rebuilt whole by the next run; a cursor ahead of the clock, which a sync refuses
+  to start from (:meth:`connectors.state.StateStore.resume_from`), is a problem;
 * **store**: every table the enabled sources feed is a table whose current version has every file
   it names, with the size and row count its log recorded (:func:`engine.output.delta.problems`);
 * **store vs state**: the stored canonical tables hash, partition day by partition day, to the
@@ -31,6 +32,7 @@ from typing import Any, Literal
 from connectors.errors import ConnectorError
 from connectors.landing.check import check_landing
 from connectors.state import StateStore
+from engine import clock
 from engine.app.config import AppSettings
 from engine.app.sources import connector
 from engine.errors import StoreError
@@ -80,10 +82,12 @@ def _state(settings: AppSettings, names: list[str]) -> tuple[list[Finding], Any]
         found.append(
             Finding("state", "ok", f"{path}: last run {state.finished_at:%Y-%m-%dT%H:%MZ}")
         )
-    store = StateStore(settings.store.state)
+    store, now = StateStore(settings.store.state), clock.now()
     for name in names:
+        lookback = settings.source(name).lookback
         for stream in connector(name).configured(settings.source(name)).streams:
-            try:
+            try:  # a cursor ahead of the clock is refused where a sync would start from it
+                store.resume_from(name, stream.name, lookback=lookback, initial=now, now=now)
                 cursor = store.get(name, stream.name)
             except ConnectorError as exc:
                 found.append(Finding(f"state {name}/{stream.name}", "problem", str(exc)))

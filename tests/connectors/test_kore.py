@@ -18,6 +18,7 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from connectors.emulator import Fault, Faults, KoreEmulator
+from connectors.errors import StateError
 from connectors.normalise import rebuild
 from connectors.source import TimeoutSettings
 from connectors.state import StateStore, format_utc
@@ -189,6 +190,25 @@ def test_idempotent_resync(emu: KoreEmulator, tmp_path: Path) -> None:
     assert again.started_from == format_utc(cursor.cursor - timedelta(hours=3))  # the lookback
     assert again.cursor == format_utc(cursor.cursor)  # nothing new: the cursor stays
     assert_frame_equal(imported(tmp_path), first)
+
+
+def test_a_sync_by_a_clock_a_year_fast_is_refused_once_the_clock_is_right(
+    emu: KoreEmulator, tmp_path: Path
+) -> None:
+    """A window-tailed stream commits the end of the windows it read: the sync's clock. A sync
+    run while the clock was a year fast commits a cursor a year ahead; once the clock is set
+    right, resuming from it would read windows that have not come yet (nothing, every night).
+    That sync is refused; moved back to when the clock was last right, it reads again."""
+    assert sync(emu, tmp_path).ok
+    good = StateStore(tmp_path / "state").get("kore", "callvolume")
+    assert good is not None
+    assert sync(emu, tmp_path, now=NOW + timedelta(days=365)).ok
+    with pytest.raises(StateError, match=r"kore/callvolume: its cursor 2027-.* ahead of the clock"):
+        sync(emu, tmp_path, now=NOW + timedelta(hours=1))
+    StateStore(tmp_path / "state").rewind("kore", "callvolume", good.cursor, lookback=good.lookback)
+    again = sync(emu, tmp_path, now=NOW + timedelta(hours=1))
+    assert again.ok
+    assert again.started_from == format_utc(good.cursor - timedelta(hours=3))
 
 
 def test_the_lookback_picks_up_late_changes_and_stops_at_its_bound(

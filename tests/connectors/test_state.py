@@ -56,12 +56,37 @@ def test_commit_then_get(tmp_path: Path) -> None:
 def test_resume_from_applies_the_configured_lookback(tmp_path: Path) -> None:
     states = store(tmp_path)
     initial = datetime(2026, 1, 1, tzinfo=UTC)
-    assert states.resume_from("mindful", "callbacks", lookback=HOUR, initial=initial) == initial
+    now = T0 + HOUR
+    assert (
+        states.resume_from("mindful", "callbacks", lookback=HOUR, initial=initial, now=now)
+        == initial
+    )
     states.commit("mindful", "callbacks", T0, lookback=HOUR)
     assert (
-        states.resume_from("mindful", "callbacks", lookback=3 * HOUR, initial=initial)
+        states.resume_from("mindful", "callbacks", lookback=3 * HOUR, initial=initial, now=now)
         == T0 - 3 * HOUR
     )
+
+
+def test_a_cursor_ahead_of_the_clock_is_refused_not_resumed_from(tmp_path: Path) -> None:
+    """The clock ran back (or was ahead when the cursor was committed): resuming from the
+    cursor would ask the vendor for changes after an instant that has not come yet, get none,
+    and end well every night until the clock passes it. It is refused with the way out; a
+    cursor a few minutes ahead (two clocks apart by seconds, a record changed while the sync
+    ran) is resumed from."""
+    states, initial = store(tmp_path), datetime(2026, 1, 1, tzinfo=UTC)
+    states.commit("ujet", "calls", T0 + timedelta(days=365), lookback=HOUR)
+    with pytest.raises(StateError) as raised:
+        states.resume_from("ujet", "calls", lookback=HOUR, initial=initial, now=T0)
+    message = str(raised.value)
+    assert "ujet/calls" in message
+    assert "2027-10-01T12:00:00.000Z" in message
+    assert "ahead of the clock (2026-10-01T12:00:00.000Z)" in message
+    assert "wfm-intervals state reset ujet calls --since" in message
+    close = T0 + timedelta(minutes=5)
+    states.rewind("ujet", "calls", close, lookback=HOUR)
+    resumed = states.resume_from("ujet", "calls", lookback=HOUR, initial=initial, now=T0)
+    assert resumed == close - HOUR
 
 
 def test_cursor_never_moves_backwards(tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ from polars.testing import assert_frame_equal
 
 from connectors.emulator import Fault, Faults, UjetEmulator
 from connectors.emulator.server import Request, Response
+from connectors.errors import StateError
 from connectors.landing import scan_landed
 from connectors.normalise import scan_rejected
 from connectors.state import StateStore, parse_utc
@@ -218,6 +219,32 @@ def test_a_record_seconds_ahead_holds_the_cursor_without_a_warning(
         assert cursor is not None
         assert cursor.cursor <= emu.clock()
         assert not [r for r in caplog.records if "ahead of the clock" in r.message]
+        expected = emu.expected_contacts()
+    assert_frame_equal(sup.synced(tmp_path / "landing"), expected)
+
+
+def test_a_cursor_ahead_of_the_clock_stops_the_sync_until_it_is_moved_back(
+    contacts: pl.DataFrame, tmp_path: Path
+) -> None:
+    """The clock was a year fast when a sync committed its cursor, and was set right since (or
+    the machine was restored from an image). Resuming from that cursor would ask for changes
+    after an instant that has not come yet: none, exit 0, every night until then. The sync
+    refuses before any request, naming the cursor, the clock and the way out; once the cursor
+    is moved back, a change made meanwhile is fetched."""
+    with sup.emulator(contacts) as emu:
+        assert all(r.ok for r in sync(emu, tmp_path))
+        states = StateStore(tmp_path / "state")
+        synced = states.get("ujet", "calls")
+        assert synced is not None
+        states.commit("ujet", "calls", emu.clock() + timedelta(days=365), lookback=synced.lookback)
+        ids = emu.expected_contacts().filter(pl.col("channel") == "voice")["contact_id"]
+        emu.update_records([ids[0]], talk_ms=2_222)
+        asked = len(emu.request_log)
+        with pytest.raises(StateError, match=r"ujet/calls: its cursor .* ahead of the clock"):
+            sync(emu, tmp_path)
+        assert len(emu.request_log) == asked
+        states.rewind("ujet", "calls", synced.cursor, lookback=synced.lookback)
+        assert all(r.ok for r in sync(emu, tmp_path))
         expected = emu.expected_contacts()
     assert_frame_equal(sup.synced(tmp_path / "landing"), expected)
 

@@ -20,6 +20,7 @@ from connectors.state import StateStore
 from engine.app.config import DEFAULTS_FILE, AppSettings, describe_errors, load_settings
 from engine.app.origin import to_toml
 from engine.cli.main import cli, main
+from engine.clock import FixedClock, use_clock
 from tests.connectors import ujet_support as sup
 from tests.environment import invoke as beside
 
@@ -214,6 +215,34 @@ def test_state_show_and_reset(tmp_path: Path) -> None:
     assert "reset ujet/calls (it had no readable state)" in again.output
     assert store.was_reset("ujet", "calls")
     assert "nothing to reset for every stream" in invoke(["state", "reset", "--yes"], env).output
+
+
+def test_state_reset_since_moves_cursors_back_and_never_forward(tmp_path: Path) -> None:
+    """``--since`` is the way out of a cursor ahead of the clock, and of "re-read the changes
+    since the vendor fixed its data": it moves cursors back, keeps those already before it,
+    leaves a stream without a cursor alone and refuses an instant ahead of the clock."""
+    env = {"WFM_STORE__STATE": str(tmp_path / "state")}
+    store, hour = StateStore(tmp_path / "state"), timedelta(hours=1)
+    at = datetime(2026, 10, 1, tzinfo=UTC)
+    store.commit("ujet", "calls", at + timedelta(days=365), lookback=hour)
+    store.commit("ujet", "chats", at - timedelta(days=2), lookback=hour)
+    with use_clock(FixedClock(at)):
+        moved = invoke(["state", "reset", "ujet", "--since", "2026-09-30", "--yes"], env)
+        assert moved.exit_code == 0, moved.output
+        assert moved.output.splitlines() == [
+            "reset ujet/calls to 2026-09-30T00:00:00.000Z (was 2027-10-01T00:00:00.000Z)",
+            "kept ujet/chats at 2026-09-29T00:00:00.000Z (before 2026-09-30T00:00:00.000Z)",
+        ]
+        assert [s.cursor for s in store.show()] == [at - timedelta(days=1), at - timedelta(days=2)]
+        ahead = invoke(["state", "reset", "--since", "2026-10-02T00:00:00Z", "--yes"], env)
+        assert ahead.exit_code == 2
+        assert "--since '2026-10-02T00:00:00Z' is ahead of the clock" in ahead.output
+        bad = invoke(["state", "reset", "--since", "last week", "--yes"], env)
+        assert bad.exit_code == 2
+        assert "is not an ISO 8601 instant" in bad.output
+        none = invoke(["state", "reset", "dixa", "--since", "2026-09-30", "--yes"], env)
+        assert "no cursor to move back for dixa" in none.output
+    assert [s.cursor for s in store.show()] == [at - timedelta(days=1), at - timedelta(days=2)]
 
 
 def test_sync_command_against_the_emulator(tmp_path: Path) -> None:

@@ -21,6 +21,8 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
+from connectors.state import StateStore
+from engine import clock
 from engine.clock import StartedClock, use_clock
 from engine.demo.stack import Stack
 from engine.output import delta
@@ -406,6 +408,18 @@ def test_verify_checks_landing_state_and_store_against_each_other(
     ]
     assert [f["status"] for f in found if str(landed) in f["detail"]] == ["problem"]
     assert all(f["fix"].startswith("wfm-intervals run") for f in found if f["status"] != "ok")
+    # A cursor ahead of the clock (the clock ran back since it was committed): a problem, as
+    # the next sync refuses it; the error line is the state's, with its way out, once.
+    states = StateStore(tmp_path / "state")
+    held = states.get("ujet", "calls")
+    assert held is not None
+    states.commit("ujet", "calls", clock.now() + timedelta(days=300), lookback=held.lookback)
+    ahead = invoke(["verify"], config)
+    assert ahead.exit_code == 2
+    line = one_error_line(ahead)
+    assert line.startswith("wfm-intervals: error: state of ujet/calls: its cursor ")
+    assert line.endswith("or without --since to read everything again")
+    assert "problem  state ujet/calls: state of ujet/calls: its cursor" in ahead.stdout
 
 
 def test_a_callback_chain_published_hours_late_reaches_the_callback_tables(
