@@ -148,6 +148,8 @@ def show_summary(summary: RunSummary) -> None:
         f"intervals written {summary.intervals_written:,}  "
         f"late changes re-aggregated {summary.late_changes:,}"
     )
+    if any(summary.after_window.values()):
+        click.echo(f"after the window {_after(summary)}")
     if summary.reconcile is not None:
         for c in summary.reconcile["checks"]:
             detail = c["note"] or f"{c['differences']} differences, {c['out_of_tolerance']} beyond"
@@ -159,6 +161,16 @@ def show_summary(summary: RunSummary) -> None:
     click.echo(f"report {summary.report or 'not written ([run] report = false)'}")
     click.echo(f"files {len(summary.files):,} (listed in run_summary.json)")
     click.echo(f"problems: {'; '.join(summary.problems) or 'none'}")
+
+
+def _after(summary: RunSummary) -> str:
+    """The rows stored after the window's end, said as the note that goes with them."""
+    names = {"contacts": "contacts", "callback_attempts": "callback attempts"}
+    found = ", ".join(f"{names[t]} {n:,}" for t, n in summary.after_window.items() if n)
+    return (
+        f"rows at or after the window's end ({summary.window['end']}), stored for a later run "
+        f"to count: {found}; far ahead of the clock, a source's clock or time zone is off"
+    )
 
 
 def show_plan(summary: RunSummary, streams: list[str]) -> None:
@@ -306,6 +318,8 @@ def _run_one(
     if not as_json:
         show_summary(summary)
     where = f"tenant {tenant}: " if tenant is not None else ""
+    if any(summary.after_window.values()):
+        click.echo(f"wfm-intervals: note: {where}{_after(summary)}", err=True)
     for problem in summary.problems:
         click.echo(f"wfm-intervals: problem: {where}{problem}", err=True)
     return summary.to_json()

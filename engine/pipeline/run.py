@@ -21,13 +21,15 @@ reported through ``on_event``:
 6. **report**: ``report.html`` over the store's last ``[run] report_days`` days.
 
 The run state (:mod:`engine.pipeline.state`) is saved last: the run is committed when it is. A
-run killed at any point before leaves tables that hold the previous run's rows or the new rows
-of whole partitions, never a mix within one, and the next run rebuilds every day whose digest
-the state does not hold yet: nothing is lost and nothing counted twice. The summary
-(:class:`RunSummary`) also goes to ``run_summary.json``. Exit code 1 (data problems) when a
-table's quarantined share is above ``[run] max_quarantine_fraction`` or a reconciliation is out
-of tolerance. ``full_refresh`` rebuilds every table from the landing store; ``dry_run`` syncs
-nothing, writes nothing, and says what a run would rebuild.
+run killed at any point before leaves tables that hold the previous run's rows or the new rows of
+whole partitions, never a mix within one, and the next run rebuilds every day whose digest the
+state does not hold yet: nothing is lost and nothing counted twice. The summary
+(:class:`RunSummary`, also ``run_summary.json``) counts, among the rest, the rows stored after the
+window's end (counted by a later run; far ahead of the clock, a source's clock or zone is off).
+Exit code 1 (data problems) when a table's quarantined share is above
+``[run] max_quarantine_fraction`` or a reconciliation is out of tolerance. ``full_refresh``
+rebuilds every table from the landing store; ``dry_run`` syncs nothing, writes nothing, and says
+what a run would rebuild.
 
 Example:
     ``summary = run(load_settings(Path("config/tenant.toml")))`` then ``summary.exit_code``.
@@ -92,6 +94,7 @@ class RunSummary:
     segments: int = 0
     attempts: int = 0
     late_changes: int = 0  #: changed partition days outside the recent window
+    after_window: dict[str, int] = field(default_factory=dict)  #: table -> rows after its end
     repaired: list[str] = field(default_factory=list)  #: what was missing or damaged, rebuilt
     cleaned: list[str] = field(default_factory=list)  #: leftovers of killed runs removed
     #: what was rebuilt (``--dry-run``: would be)
@@ -116,11 +119,8 @@ class RunSummary:
 
 
 def _check_dirs(settings: AppSettings) -> None:
-    for name, path in (
-        ("store.landing", settings.store.landing),
-        ("store.state", settings.store.state),
-        ("output.dir", settings.output.dir),
-    ):
+    at = {"store.landing": settings.store.landing, "store.state": settings.store.state}
+    for name, path in {**at, "output.dir": settings.output.dir}.items():
         if path.exists() and not path.is_dir():
             raise ConfigError(f"{name}: {path} is not a directory")
 
@@ -159,6 +159,7 @@ def _count(summary: RunSummary, built: Built, canon: Canonical, limit: float) ->
     summary.segments = built.contacts.contacts if built.contacts else 0
     summary.attempts = built.callbacks.attempts if built.callbacks else 0
     summary.intervals_written = built.window_rows.get("callvolume", 0)
+    summary.after_window = {t: n for t, n in built.after.items() if n is not None}
     summary.tables = {
         n: {"rows": built.rows[n], "window_rows": built.window_rows[n]} for n in built.rows
     }
@@ -360,10 +361,8 @@ def _run(
     plan = _plan(settings, names=names, canon=held[0], previous=previous, given=given, now=now)
     summary = _summary(settings, plan, now)
     summary.pulled, summary.cleaned = [p.to_dict() for p in pulls], cleaned
-    summary.repaired = [
-        *repaired,
-        *(f"{p.source}/{p.stream}: {r}" for p in pulls for r in p.repaired),
-    ]
+    fixed = (f"{p.source}/{p.stream}: {r}" for p in pulls for r in p.repaired)
+    summary.repaired = [*repaired, *fixed]
     if dry_run:
         summary.finished_at = format_utc(now_of(), timespec="seconds")
         summary.seconds = round(time.perf_counter() - began, 3)

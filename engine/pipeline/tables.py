@@ -46,7 +46,14 @@ from engine.output.inputs import read_table
 from engine.pipeline import build as pipeline
 from engine.pipeline.build import BuildReport
 from engine.pipeline.callbacks import CallbackOutputs, CallbackReport, callback_results
-from engine.pipeline.window import Canonical, RunPlan, plan_attempts, plan_contacts, requested
+from engine.pipeline.window import (
+    Canonical,
+    RunPlan,
+    after_until,
+    plan_attempts,
+    plan_contacts,
+    requested,
+)
 from engine.schema import CONTACTS, QUARANTINE
 from engine.settings import BuildSettings
 from engine.tables import (
@@ -87,6 +94,8 @@ class Built:
     #: (:func:`engine.pipeline.export.export_tables`)
     tables: dict[str, pl.DataFrame] = field(default_factory=dict)
     files: list[Path] = field(default_factory=list)
+    #: table -> rows stored but after the plan's grids (:func:`~engine.pipeline.window.after_until`)
+    after: dict[str, int | None] = field(default_factory=dict)
 
 
 def read_store(out_dir: Path, name: str) -> pl.DataFrame | None:
@@ -324,12 +333,13 @@ def build_tables(
     store, exports, quarantine = out / "store", out / "exports", out / "quarantine"
     commit = plan.commit_days
     if (contacts := plan_contacts(canonical, plan, build)) is not None:
+        built.after["contacts"] = after_until(plan, "contacts", contacts, build)
         # committed first: the tables are built from what the store holds (on a cluster, its
         # tasks read those partitions themselves); no table is committed before them either way
         days = commit.get("contacts")
-        rows = contacts
-        if days is not None:
-            rows = contacts.filter(delta.days_of("offered_at").is_in(days))
+        rows = (
+            contacts if days is None else contacts.filter(delta.days_of("offered_at").is_in(days))
+        )
         delta.commit(store / "contacts", rows, by="offered_at", days=days, tag=tag, if_changed=True)
         files.append(store / "contacts")
         held = [contacts]
@@ -356,6 +366,7 @@ def build_tables(
         built.tables["staffing"] = need
         files.append(export.write_csv(set_aside["contacts"], quarantine / "contacts.csv"))
     if (attempts := plan_attempts(canonical, plan, every=engine.kind == "ray")) is not None:
+        built.after["callback_attempts"] = after_until(plan, "callback_attempts", attempts, build)
         days = commit.get("callback_attempts")
         rows = attempts
         if days is not None:

@@ -19,7 +19,8 @@ callback attempt published hours after its request, re-aggregates exactly the da
 * otherwise the changed days of each table, plus the *recent* window
   ``[previous window end - lookback, now)`` (``[run] lookback_minutes``, default the largest of
   the enabled sources'), which also zero-fills the intervals up to now; an explicit
-  ``start``/``end`` replaces the recent window (changed days are rebuilt all the same);
+  ``start``/``end`` replaces the recent window (changed days are rebuilt all the same, after
+  the given end too: their digests are kept as built, so no later run would see them change);
 * days are grouped into runs of consecutive days (a gap of one day is bridged, so that two grids
   never share a partition), and each run becomes one :class:`~engine.interval.Grid` of the
   build's intervals and zone; the last ends at now's interval.
@@ -43,14 +44,15 @@ import polars as pl
 
 from engine.interval import Grid, Window
 from engine.output.delta import PARTITION, days_of
-from engine.output.store import request_dates
-from engine.pipeline.snapshot import Digests, day_digests
+from engine.output.store import request_dates, request_instant
+from engine.pipeline.snapshot import Digests, day_digests, digest_rows
 from engine.pipeline.snapshot.canonical import Canonical
 from engine.settings import BuildSettings
 
 __all__ = [
     "Canonical",
     "RunPlan",
+    "after_until",
     "attribution_days",
     "changed_days",
     "fingerprints",
@@ -137,6 +139,9 @@ class RunPlan:
 
     full: bool
     recent: Window
+    #: where its last grid ends (now's interval, or a given end after it): a row after it is
+    #: stored, and counted by a later run
+    until: datetime
     volume: list[Grid] = field(default_factory=list)
     callbacks: list[Grid] = field(default_factory=list)
     commit_days: dict[str, set[date] | None] = field(default_factory=dict)
@@ -233,7 +238,9 @@ def plan_run(
                 early = _days_before(canonical, cut.date(), settings)
     start = min(start, end - timedelta(microseconds=1))  # at least now's interval
     recent = settings.grid((start, end)).window
-    plan = RunPlan(full, recent, digests=new)
+    # a changed day after a given end is rebuilt all the same: its digest is kept as built
+    until = max(recent[1], settings.grid((now - timedelta(microseconds=1), now)).end)
+    plan = RunPlan(full, recent, recent[1] if full else until, digests=new)
     if full:
         plan.volume, plan.callbacks = [settings.grid(recent)], [settings.grid(recent)]
         if early is not None:  # the days of those rows, not every day since the first of them
@@ -254,9 +261,30 @@ def plan_run(
                 volume |= attribution_days(stored(changed), settings)
         else:
             chains |= changed
-    plan.volume = grids_of(volume, settings, recent[1])
-    plan.callbacks = grids_of(chains, settings, recent[1])
+    plan.volume = grids_of(volume, settings, plan.until)
+    plan.callbacks = grids_of(chains, settings, plan.until)
     return plan
+
+
+def after_until(
+    plan: RunPlan, table: str, rows: pl.DataFrame, settings: BuildSettings
+) -> int | None:
+    """How many rows of ``table`` count at or after :attr:`RunPlan.until` (contacts by their
+    offer, or their end with end attribution; attempts by their request): stored, and counted
+    by a later run. Far ahead of the clock, they are a sign of a source's clock or time zone
+    off. ``rows``: what the run read of the table (:func:`plan_contacts`, :func:`plan_attempts`:
+    every row up to the day after ``until`` when the recent window reaches it; ``None`` when
+    it does not, a given end before now); the days after that are counted from the digests."""
+    if plan.recent[1] < plan.until:
+        return None
+    at = pl.col("offered_at") if table == "contacts" else request_instant()
+    day = at.dt.date()
+    if table == "contacts" and settings.attribution == "end":
+        at = pl.coalesce("ended_at", "offered_at")
+    edge = plan.until.astimezone(UTC).date() + _DAY
+    near = rows.select(((at >= plan.until) & (day <= edge)).sum()).item()
+    digests = plan.digests.get(table, {}).items()
+    return int(near) + sum(digest_rows(d) for k, d in digests if date.fromisoformat(k) > edge)
 
 
 def plan_contacts(

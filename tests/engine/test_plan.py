@@ -11,7 +11,14 @@ from hypothesis import strategies as st
 from engine.demo.callbacks import generate_attempts
 from engine.demo.contacts import generate_contacts
 from engine.interval import Grid
-from engine.pipeline.window import Canonical, RunPlan, fingerprints, plan_run
+from engine.pipeline.window import (
+    Canonical,
+    RunPlan,
+    after_until,
+    fingerprints,
+    plan_contacts,
+    plan_run,
+)
 from engine.settings import BuildSettings
 
 START = datetime(2026, 10, 1, tzinfo=UTC)
@@ -138,3 +145,71 @@ def test_a_full_rebuild_covers_every_row_day_and_no_grids_share_a_day(back: list
     assert sum(len(days) for days in volume) == len(covered)
     one = timedelta(days=1)
     assert all({d - one, d + one} & needed for d in covered - needed)
+
+
+def test_a_changed_day_after_an_explicit_end_is_rebuilt_not_only_committed() -> None:
+    """``run --start/--end`` gives the recent window; the days whose content changed are
+    rebuilt all the same, wherever they fall. A changed day after the given end was committed
+    (its digest kept as built) but left out of the grids: no later run saw it as changed, and
+    its intervals kept the old numbers for good unless a recent window came back over it."""
+    before = contacts()
+    later = START.date() + timedelta(days=3)
+    changed = before.with_columns(
+        pl.when(pl.col("offered_at").dt.date() == later)
+        .then(pl.col("talk_ms") + 1_000)
+        .otherwise(pl.col("talk_ms"))
+        .alias("talk_ms")
+    )
+    plan = plan_run(
+        canonical(changed),
+        settings=BuildSettings(),
+        first_start=START,
+        recent_start=NOW - timedelta(hours=1),
+        given=(START, START + timedelta(days=1)),
+        previous=fingerprints(canonical(before)),
+        now=NOW,
+    )
+    assert plan.commit_days["contacts"] == {later}
+    covered = set().union(*_covered(plan.volume))
+    assert {START.date(), later} <= covered
+
+
+@given(
+    st.lists(st.integers(min_value=-3 * 24 * 60, max_value=80 * 24 * 60), min_size=1, max_size=8),
+    st.sampled_from(["arrival", "end"]),
+    st.booleans(),
+    st.integers(min_value=0, max_value=24 * 60 - 1),
+)
+def test_rows_after_the_plan_are_counted_exactly(
+    minutes: list[int], attribution: str, full: bool, clock_minute: int
+) -> None:
+    """``after_until`` against a plain count of every row: contacts moved to a random minute
+    from 3 days before now to 80 days after (the day after ``until`` and beyond are counted
+    from the digests, the rest from the rows), by offer or by end, on a full rebuild or not."""
+    now = START + timedelta(days=5, minutes=clock_minute)
+    base = contacts()
+    moved = pl.concat(
+        [
+            _shifted(base.slice(i), now + timedelta(minutes=m) - base["offered_at"][i])
+            for i, m in enumerate(minutes)
+        ]
+    ).with_columns(pl.concat_str(pl.lit("moved-"), "contact_id").alias("contact_id"))
+    settings = BuildSettings(attribution=attribution)  # type: ignore[arg-type]
+    after = canonical(pl.concat([base, moved]))
+    plan = plan_run(
+        after,
+        settings=settings,
+        first_start=START,
+        recent_start=None if full else now - timedelta(hours=1),
+        given=(None, None),
+        previous=None if full else fingerprints(canonical(base)),
+        now=now,
+    )
+    rows = plan_contacts(after, plan, settings)
+    assert rows is not None
+    at = "offered_at" if attribution == "arrival" else "ended_at"
+    expected = sum(
+        1 for row in rows.iter_rows(named=True) if (row[at] or row["offered_at"]) >= plan.until
+    )
+    assert after_until(plan, "contacts", rows, settings) == expected
+    assert plan.until == settings.grid((now - timedelta(microseconds=1), now)).end

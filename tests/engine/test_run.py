@@ -15,6 +15,7 @@ from polars.testing import assert_frame_equal
 from connectors.landing import LANDING_SCHEMA, scan_landed
 from engine import clock
 from engine.app.sources import connector
+from engine.clock import StartedClock, use_clock
 from engine.interval import snap_window
 from engine.output import delta
 from engine.pipeline import build as pipeline
@@ -176,6 +177,35 @@ def test_a_late_change_is_aggregated_again(tmp_path: Path, stack: Stack, now: da
     assert row["talk_ms"].item() >= late["talk_ms"] + 60_000
 
 
+def test_a_change_after_an_explicit_end_is_built_by_that_run(
+    tmp_path: Path, stack: Stack, now: datetime
+) -> None:
+    """``run --start/--end`` over the early morning, after a late change later that day: the
+    run commits the changed day's contacts and keeps its digest as built, so it must build the
+    day too. It built its given window only; the next runs saw nothing changed, their recent
+    window began after the day, and the interval kept its old talk time for good, exit 0."""
+    config = write_config(tmp_path, stack, run={"lookback_minutes": 60, "report": False})
+    assert invoke(["run", "--quiet"], config).exit_code == 0
+    truth = stack.ujet.expected_contacts()
+    single = truth.filter(pl.len().over("contact_id") == 1)
+    answered = single.filter((pl.col("outcome") == "answered") & (pl.col("channel") == "voice"))
+    late = answered.filter(pl.col("offered_at") >= T0 + timedelta(hours=8)).row(0, named=True)
+    stack.ujet.update_records([late["contact_id"]], talk_ms=late["talk_ms"] + 60_000)
+    stack.sync_kore()
+    early = ["--start", f"{T0:%Y-%m-%d}T00:00:00Z", "--end", f"{T0:%Y-%m-%d}T06:00:00Z"]
+    assert invoke(["run", "--quiet", *early], config).exit_code == 0
+    assert invoke(["run", "--quiet"], config).exit_code == 0
+    window = snap_window(T0, now, minutes=15, tz="UTC")
+    settings = BuildSettings()
+    expected = callvolume.derive(
+        callvolume.build(stack.served_contacts().lazy(), window=window, settings=settings),
+        settings=settings,
+    ).collect()
+    stored = table(tmp_path / "out", "callvolume")
+    stored = stored.select(expected.columns).cast(expected.schema)  # type: ignore[arg-type]
+    assert_frame_equal(stored, expected.filter(busy("callvolume")), check_row_order=False)
+
+
 def test_a_call_years_before_the_start_is_counted_on_its_day_not_every_day_since(
     tmp_path: Path, stack: Stack, now: datetime
 ) -> None:
@@ -202,6 +232,53 @@ def test_a_call_years_before_the_start_is_counted_on_its_day_not_every_day_since
     forecast = pl.read_parquet(out / "exports" / "forecast.parquet")
     assert set(forecast["ds"].dt.date().unique()) <= days
     assert offered.date() in set(forecast["ds"].dt.date())
+
+
+def test_contacts_after_the_window_are_said_and_counted_when_it_reaches_them(
+    tmp_path: Path, stack: Stack, now: datetime
+) -> None:
+    """Two calls stamped ahead of the clock (local times sent as UTC; a date typed wrong): one
+    5 hours ahead, one 40 days ahead (another month of the snapshot, counted from the day
+    digests). The run stores them, counts neither (their intervals have not come), and says
+    so: in the summary and on stderr, exit 0. Six hours on, the next run counts the first."""
+    first = stack.ujet.expected_contacts().filter(pl.col("segment_no") == 1).head(2)
+    instants = [c for c, t in first.schema.items() if isinstance(t, pl.Datetime)]
+    instants.remove("updated_at")
+    ahead = [now - first["offered_at"][0] + timedelta(hours=5), timedelta(days=40)]
+    moved = pl.concat(
+        first.slice(i, 1).with_columns(pl.col(c) + by for c in instants)
+        for i, by in enumerate(ahead)
+    ).with_columns(pl.concat_str(pl.lit("ahead-"), "contact_id").alias("contact_id"))
+    stack.ujet.add_contacts(moved)
+    config = write_config(tmp_path, stack, run={"report": False})
+    result = invoke(["run", "--json", "--quiet"], config)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["after_window"] == {"contacts": 2, "callback_attempts": 0}
+    end = json.loads(result.stdout)["window"]["end"]
+    assert result.stderr.splitlines() == [
+        f"wfm-intervals: note: rows at or after the window's end ({end}), stored for a later "
+        "run to count: contacts 2; far ahead of the clock, a source's clock or time zone is off"
+    ]
+    soon = moved.row(0, named=True)
+
+    def counted() -> int:
+        rows = table(tmp_path / "out", "callvolume").filter(
+            (pl.col("interval_start_utc") <= soon["offered_at"])
+            & (pl.col("interval_end_utc") > soon["offered_at"])
+            & (pl.col("queue_id") == soon["queue_id"])
+            & (pl.col("channel") == soon["channel"])
+        )
+        return int(rows["offered"].sum())
+
+    assert counted() == 0
+    with use_clock(StartedClock(now + timedelta(hours=6))):
+        stack.sync_kore()
+        later = invoke(["run", "--json", "--quiet"], config)
+        text = invoke(["run"], config)
+    assert later.exit_code == 0, later.output
+    assert json.loads(later.stdout)["after_window"] == {"contacts": 1, "callback_attempts": 0}
+    assert counted() == 1
+    assert "\nafter the window rows at or after the window's end (" in text.stdout
 
 
 def test_too_much_quarantine_exits_1(tmp_path: Path, stack: Stack, now: datetime) -> None:

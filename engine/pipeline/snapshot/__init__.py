@@ -30,7 +30,7 @@ Example:
     ``rows, quarantine = refresh(settings, ["ujet"], "contacts").frames``.
 """
 
-from engine.pipeline.snapshot.parts import FORMAT, Digests, day_digests
+from engine.pipeline.snapshot.parts import FORMAT, Digests, day_digests, digest_rows
 from engine.pipeline.snapshot.redo import Refreshed, refresh, refresh_sources, snapshot_dir
 
 __all__ = [
@@ -38,6 +38,7 @@ __all__ = [
     "Digests",
     "Refreshed",
     "day_digests",
+    "digest_rows",
     "refresh",
     "refresh_sources",
     "snapshot_dir",

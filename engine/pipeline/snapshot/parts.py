@@ -49,6 +49,7 @@ __all__ = [
     "SHARD_BY",
     "Snapshot",
     "day_digests",
+    "digest_rows",
     "homes_of",
     "in_order",
     "load",
@@ -261,6 +262,11 @@ def day_digests(rows: pl.DataFrame, days: pl.Series) -> Digests:
     hashed = rows.select(days.alias(PARTITION), pl.struct(pl.all()).hash(seed=0).alias("h"))
     found = hashed.group_by(PARTITION).agg(pl.len(), pl.col("h").sum())
     return {d.isoformat(): f"{n}:{h}" for d, n, h in found.iter_rows() if isinstance(d, date)}
+
+
+def digest_rows(digest: str) -> int:
+    """The row count a day's digest (:func:`day_digests`) holds."""
+    return int(digest.partition(":")[0])
 
 
 def _shard(rows: pl.DataFrame, table: str, file: str, size: int = 0) -> Shard:
