@@ -345,6 +345,8 @@ def test_bad_records_are_quarantined_with_their_raw_payload(tmp_path: Path) -> N
                 variant(903, talk_time={"value": -5.0, "_type": "DoubleField"}),
                 variant(904, queue_time={"value": "soon", "_type": "DoubleField"}),
                 variant(905, queue_outcome={"value": "EXPLODED", "_type": "StringField"}),
+                # past any integer millisecond: it was read as absent, a talk time of 0
+                variant(907, talk_time={"value": 1e300, "_type": "DoubleField"}),
                 {"primaryTimestampField": at, "fields": [{"name": "offer_number", "field": {}}]},
                 {"primaryTimestampField": at, "fields": {"csid": 906}},
             ],
@@ -359,10 +361,11 @@ def test_bad_records_are_quarantined_with_their_raw_payload(tmp_path: Path) -> N
             ("903:1", "negative_duration"),
             ("904:1", "wrong_type"),
             ("905:1", "unknown_outcome"),
+            ("907:1", "implausible_duration"),
             ("?", "missing_record_id"),  # set aside at landing: no csid
             ("?", "wrong_type"),  # set aside at landing: fields is not a list
         ]
-        assert bad.height == 7
+        assert bad.height == 8
         assert all("Freja" not in raw and "@example.com" not in raw for raw in bad["raw"])
         assert sum(report.rejected.values()) == 2
 

@@ -374,9 +374,12 @@ def test_bad_records_are_quarantined_whole_with_their_payload(
     unknown = call(24, [queue(3001, "teleported", 0, 1, 5)])
     finished = call(25, [queue(3001, None, 0, None, 5)], status="finished")
     backwards = call(26, [queue(3001, "abandoned", 30, 1, 5)])
+    # seconds no integer millisecond holds (the rebuild failed, every night, naming no record)
+    huge = call(27, [queue(3001, "abandoned", 0, 1, 10**30)])
+    huge_back = call(28, [queue(3001, "abandoned", 0, 1, -1e300)])
     rows, quarantine = run(
         tmp_path,
-        [good, no_handle, negative, bad_time, unknown, finished, backwards],
+        [good, no_handle, negative, bad_time, unknown, finished, backwards, huge, huge_back],
         decoded=decoded,
     )
     assert rows["contact_id"].to_list() == ["call-20"]
@@ -388,6 +391,8 @@ def test_bad_records_are_quarantined_whole_with_their_payload(
         ("call-24", "unknown_outcome", "outcome"),
         ("call-25", "unknown_outcome", "outcome"),
         ("call-26", "end_before_offer", "ended_at"),
+        ("call-27", "implausible_duration", "wait_ms"),
+        ("call-28", "negative_duration", "wait_ms"),
     ]
     raw = json.loads(quarantine["raw"][0])
     assert raw["id"] == 21

@@ -233,8 +233,13 @@ def _outcome() -> pl.Expr:
     )
 
 
+#: The milliseconds a duration is held to before the cast: any value past it is far beyond the
+#: validation's plausible durations (quarantined there with its payload), none overflows Int64.
+_MS_BOUND = float(2**62)
+
+
 def _ms(seconds: pl.Expr) -> pl.Expr:
-    return (seconds * 1000).round().cast(pl.Int64)
+    return (seconds * 1000).round().clip(-_MS_BOUND, _MS_BOUND).cast(pl.Int64)
 
 
 def _carrier() -> pl.Expr:
