@@ -211,8 +211,10 @@ def aside(tag: str) -> str:
 
 
 def set_apart(path: Path, tag: str, folder: str) -> list[Path]:
-    """The files of the rows the writer ``tag`` set apart to ``folder``."""
-    return sorted((path / f"{PARTITION}={folder}").glob(f"part-{aside(tag)}-*.parquet"))
+    """The files of the rows the writer ``tag`` set apart to ``folder``, relative to ``path``
+    (as a commit's files are: a relative ``path`` must not be joined to them twice)."""
+    found = (path / f"{PARTITION}={folder}").glob(f"part-{aside(tag)}-*.parquet")
+    return sorted(f.relative_to(path) for f in found)
 
 
 def _written(path: Path, tag: str) -> list[Path]:

@@ -73,6 +73,25 @@ def test_options_change_the_table(contacts, tmp_path: Path) -> None:
     assert set(table["interval_start_utc"].dt.minute()) == {15}
 
 
+def test_a_relative_out_builds_re_sent_rows_as_an_absolute_one_does(
+    contacts, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows sent twice (an identity repeated: the build sets them apart, then keeps one) into
+    ``--out`` given as a relative path, the way a person types it: the set-apart files were
+    named under the folder twice over (``out/store/contacts/out/store/contacts/...``) and the
+    build failed, exit 2, naming a file that never was."""
+    resent = pl.concat([contacts, contacts.head(3)])
+    resent.write_parquet(tmp_path / "c.parquet")
+    monkeypatch.chdir(tmp_path)
+    code, _, stderr = invoke("build", "--contacts", "c.parquet", "--out", "rel")
+    assert code == 0, stderr
+    assert invoke("build", "--contacts", "c.parquet", "--out", str(tmp_path / "abs"))[0] == 0
+    summary = json.loads((tmp_path / "rel" / "summary.json").read_text())
+    assert summary["contacts"] == contacts.height
+    table = pl.read_delta(str(tmp_path / "rel" / "store" / "callvolume"))
+    assert table.equals(pl.read_delta(str(tmp_path / "abs" / "store" / "callvolume")))
+
+
 def test_dirty_rows_are_quarantined_not_fatal(contacts, tmp_path: Path) -> None:
     dirty, injected = make_dirty(contacts, seed=1, fraction=0.05)
     path = tmp_path / "dirty.csv"
