@@ -7,7 +7,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +24,13 @@ from engine.cli.common import (
     fail,
     instant,
 )
-from engine.errors import InputSchemaError, StoreError, printable
+from engine.errors import InputSchemaError, StoreError, StoreLockedError, printable
 from engine.output import location
 from engine.output.files import DurationUnit
 from engine.output.inputs import InputFileError, read_input
 from engine.pipeline import build as pipeline
 from engine.pipeline.build import FORMATS, BuildReport, Format
+from engine.pipeline.lock import LOCK_FILE, store_lock
 from engine.settings import (
     MAX_DURATION_LIMIT_HOURS,
     MAX_THRESHOLD_MS,
@@ -214,7 +215,18 @@ def output_dir(out: str) -> Iterator[Path]:
     (``s3://BUCKET/PREFIX``) a local staging folder standing for it, checked first, whose
     other outputs are uploaded when the block ends (:mod:`engine.output.location`)."""
     if not location.is_url(out):
-        yield Path(out)
+        folder = Path(out)
+        new = not folder.exists()
+        with ExitStack() as held:
+            try:  # one writer of a folder's store (engine.pipeline.lock)
+                held.enter_context(store_lock(folder))
+            except StoreLockedError as exc:
+                fail(str(exc))
+            except OSError as exc:
+                fail(f"--out {out}: {exc.strerror or exc}")
+            if new:  # a command that wrote nothing leaves no folder (removed under the lock)
+                held.callback(_remove_if_bare, folder)
+            yield folder
         return
     try:
         with location.staged(out) as staging:
@@ -222,6 +234,13 @@ def output_dir(out: str) -> Iterator[Path]:
             location.publish(staging)
     except StoreError as exc:
         fail(str(exc))
+
+
+def _remove_if_bare(folder: Path) -> None:
+    """Remove ``folder`` when it holds the lock's file only (the command wrote nothing)."""
+    if folder.is_dir() and [p.name for p in folder.iterdir()] == [LOCK_FILE]:
+        (folder / LOCK_FILE).unlink(missing_ok=True)
+        folder.rmdir()
 
 
 @click.command()

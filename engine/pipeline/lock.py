@@ -8,7 +8,13 @@ also says who holds it (pid, host, since when: no secret), which is what a secon
 names:
 
     wfm-intervals: error: the store is in use by pid 4242 on host-a since 2026-11-09T02:00:03Z
-    (another `wfm-intervals run` or `sync`); wait for it, or give --wait SECONDS
+    (another `wfm-intervals run`, `sync`, `build` or `callbacks` writing it); wait for it to
+    end (`run` and `sync` can: --wait SECONDS)
+
+``build`` and ``callbacks`` take the same lock on their ``--out`` folder: two of them into one
+folder would both commit a first version of its tables, each keeping its rows (the second's
+overwrite is read against the empty table the first had not yet filled), counting every contact
+twice.
 
 :func:`clean_leftovers` removes what a killed run can leave behind: temporary files and folders
 of atomic writes, landing compactions never finished, and data files of store commits that never
@@ -130,8 +136,9 @@ def store_lock(state_root: Path, *, wait: float = 0.0) -> Iterator[None]:
                 if time.monotonic() >= deadline:
                     found = _describe(holder(root))
                     msg = (
-                        f"the store is in use by {found} (another `wfm-intervals run` or "
-                        "`sync`); wait for it, or give --wait SECONDS"
+                        f"the store is in use by {found} (another `wfm-intervals run`, `sync`, "
+                        "`build` or `callbacks` writing it); wait for it to end (`run` and "
+                        "`sync` can: --wait SECONDS)"
                     )
                     raise StoreLockedError(msg) from None
                 clock.sleep(min(0.2, max(deadline - time.monotonic(), 0.01)))

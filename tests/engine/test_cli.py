@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from click.testing import CliRunner
 
 from engine.cli.main import cli
 from engine.demo.contacts import generate_contacts, make_dirty
+from engine.pipeline.lock import store_lock
 
 START = datetime(2026, 10, 1, tzinfo=UTC)
 
@@ -90,6 +92,34 @@ def test_a_relative_out_builds_re_sent_rows_as_an_absolute_one_does(
     assert summary["contacts"] == contacts.height
     table = pl.read_delta(str(tmp_path / "rel" / "store" / "callvolume"))
     assert table.equals(pl.read_delta(str(tmp_path / "abs" / "store" / "callvolume")))
+
+
+def test_a_folder_another_build_is_writing_is_refused_not_written_twice(
+    contacts, tmp_path: Path
+) -> None:
+    """Two builds into one new folder at once both exited 0 with every contact counted twice
+    (each committed a first version of the tables, keeping its own rows). The second writer
+    now finds the folder's lock held and exits 2 naming the holder, writing nothing; the lock
+    is given back at the end, whatever the end."""
+    contacts.write_parquet(tmp_path / "c.parquet")
+    out = tmp_path / "o"
+    for command, given in (("build", "--contacts"), ("callbacks", "--attempts")):
+        with store_lock(out):
+            code, stdout, stderr = invoke(
+                command, given, str(tmp_path / "c.parquet"), "--out", str(out)
+            )
+        assert code == 2, stdout
+        assert stderr.startswith(f"wfm-intervals: error: the store is in use by pid {os.getpid()}")
+        assert "(another `wfm-intervals run`, `sync`, `build` or `callbacks` writing it)" in stderr
+    assert not (out / "store").exists()
+    assert invoke("build", "--contacts", str(tmp_path / "c.parquet"), "--out", str(out))[0] == 0
+    assert invoke("build", "--contacts", str(tmp_path / "nope.parquet"), "--out", str(out))[0] == 2
+    assert invoke("build", "--contacts", str(tmp_path / "c.parquet"), "--out", str(out))[0] == 0
+    code, _, stderr = invoke(
+        "build", "--contacts", str(tmp_path / "c.parquet"), "--out", str(out / "summary.json" / "x")
+    )
+    assert code == 2
+    assert stderr.startswith("wfm-intervals: error: --out ")
 
 
 def test_dirty_rows_are_quarantined_not_fatal(contacts, tmp_path: Path) -> None:
