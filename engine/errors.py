@@ -5,7 +5,8 @@
     WfmError                      exit 2 unless a subclass says otherwise
     ├── InputError                an input cannot be read as the table it should be
     │   ├── InputFileError        missing, unreadable or of a kind we cannot read (also OSError)
-    │   └── InputSchemaError      readable, but a required column or type is wrong (also ValueError)
+    │   ├── InputSchemaError      readable, but a required column or type is wrong (also ValueError)
+    │   └── NothingValidError     exit 1: every row quarantined, no window given to build
     ├── StoreError                a store or output directory is missing or not what it should be
     │   └── StoreLockedError      another run or sync holds the store's lock (names the holder)
     ├── ExportError               a table cannot be rendered with an export profile
@@ -46,6 +47,7 @@ __all__ = [
     "InputError",
     "InputFileError",
     "InputSchemaError",
+    "NothingValidError",
     "StoreError",
     "StoreLockedError",
     "SyncFailedError",
@@ -59,7 +61,8 @@ class WfmError(Exception):
     """Base of every error wfm-intervals raises on purpose.
 
     ``exit_code`` is the process exit status a command ends with when this error stops it:
-    2 for usage, configuration, source and I/O errors (every branch today).
+    2 for usage, configuration, source and I/O errors (every branch but
+    :class:`NothingValidError`, a data problem: 1).
     """
 
     exit_code: int = 2
@@ -75,6 +78,13 @@ class InputFileError(InputError, OSError):
 
 class InputSchemaError(InputError, ValueError):
     """The input cannot be read as its table at all (a required column is missing, naive times)."""
+
+
+class NothingValidError(InputError, ValueError):
+    """Every row read was quarantined and no window was given: there is nothing to take a
+    window from. A data problem (exit 1); the quarantine is written, the message names it."""
+
+    exit_code = 1
 
 
 class StoreError(WfmError, ValueError):

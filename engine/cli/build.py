@@ -24,7 +24,13 @@ from engine.cli.common import (
     fail,
     instant,
 )
-from engine.errors import InputSchemaError, StoreError, StoreLockedError, printable
+from engine.errors import (
+    InputSchemaError,
+    NothingValidError,
+    StoreError,
+    StoreLockedError,
+    printable,
+)
 from engine.output import location
 from engine.output.files import DurationUnit
 from engine.output.inputs import InputFileError, read_input
@@ -195,6 +201,8 @@ def run_build(
         )
     except InputSchemaError as exc:
         fail(f"{source or 'input'}: {exc}")
+    except NothingValidError as exc:
+        fail(f"{source or 'input'}: {exc}", code=exc.exit_code)
     except ValueError as exc:
         fail(str(exc))
     except pl.exceptions.PolarsError as exc:  # the input cannot be read (a torn Parquet file)

@@ -36,7 +36,7 @@ from engine.cli.common import (
     instant,
     store_dir,
 )
-from engine.errors import InputSchemaError, StoreError, printable
+from engine.errors import InputSchemaError, NothingValidError, StoreError, printable
 from engine.output import delta, location
 from engine.output.inputs import InputFileError, read_input
 from engine.output.store import requests_of, scan_requests
@@ -96,6 +96,8 @@ def run_callbacks(frame: pl.LazyFrame, out: Path, *, title: str, **opts: Any) ->
         )
     except InputSchemaError as exc:
         fail(f"{opts.get('source', 'input')}: {exc}")
+    except NothingValidError as exc:
+        fail(f"{opts.get('source', 'input')}: {exc}", code=exc.exit_code)
     except ValueError as exc:
         fail(str(exc))
     except pl.exceptions.PolarsError as exc:  # the input cannot be read (a torn Parquet file)

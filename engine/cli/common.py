@@ -111,7 +111,8 @@ def store_dir(store: Path | None, config_path: Sequence[Path], tenant: str | Non
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
-    click.echo(f"wfm-intervals: error: {message}", err=True)
+    """``message`` on stderr, then exit ``code``: 1 (data problems) says ``problem``."""
+    click.echo(f"wfm-intervals: {'problem' if code == 1 else 'error'}: {message}", err=True)
     sys.exit(code)
 
 

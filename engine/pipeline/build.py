@@ -22,11 +22,12 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 import polars as pl
 
 from engine.app.sections import EngineSettings
+from engine.errors import NothingValidError
 from engine.interval import Grid, Window
 from engine.output import delta, location
 from engine.output import files as export
@@ -44,6 +45,7 @@ __all__ = [
     "build_report",
     "data_window",
     "iso_utc",
+    "nothing_valid",
     "quarantine_counts",
     "volume_table",
 ]
@@ -74,6 +76,18 @@ def data_window(
         what = ("contacts", "queue x channel pairs")
         check_filled(lo, hi, *counted, minutes=settings.interval_minutes, what=what)
     return settings.grid((lo, hi + timedelta(microseconds=1)))
+
+
+def nothing_valid(quarantine: pl.DataFrame, path: Path, what: str) -> NoReturn:
+    """Write ``quarantine`` (every row read) to ``path``, then raise :class:`NothingValidError`
+    naming its reasons: with no window given, there is nothing to take one from."""
+    export.write_csv(quarantine, path)
+    reasons = ", ".join(f"{r} {n:,}" for r, n in quarantine_counts(quarantine).items())
+    msg = (
+        f"no valid {what}: every row read was quarantined ({reasons}; written to "
+        f"{location.shown(path)}), so there is no window to build"
+    )
+    raise NothingValidError(msg)
 
 
 @dataclass
@@ -149,6 +163,8 @@ def build_contacts(
         clean, quarantine = scan_files(path, sunk.files), sunk.quarantine
         if set_aside is not None and set_aside.height:
             quarantine = pl.concat([set_aside.cast(quarantine.schema), quarantine])
+        if window is None and not sunk.contacts and quarantine.height:
+            nothing_valid(quarantine, out_dir / "quarantine" / "contacts.csv", "contacts")
         # Parquet alone is the store, which keeps busy rows: then no zero row is built
         dense = any(f != "parquet" for f in formats)
         grid = settings.grid(window) if window else data_window(clean, settings, filled=dense)

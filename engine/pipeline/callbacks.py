@@ -39,7 +39,7 @@ from engine.output import files as export
 from engine.output import store as callback_store
 from engine.output.attempts import abandon, sink_attempts
 from engine.pipeline import callback_days
-from engine.pipeline.build import iso_utc, quarantine_counts
+from engine.pipeline.build import iso_utc, nothing_valid, quarantine_counts
 from engine.pipeline.callback_days import holding
 from engine.schema import CALLBACK_ATTEMPTS
 from engine.settings import BuildSettings
@@ -354,8 +354,7 @@ def build_callbacks(
         formats: which table outputs to write besides the attempts store, the metrics document,
             gaps, quarantine and summary.
         set_aside: quarantine rows of the input found before (``read_input``).
-        engine: where the tables and the document are built (:func:`callback_results`;
-            default: here).
+        engine: where the tables and the document are built (:func:`callback_results`).
     """
     began = time.perf_counter()
     grid = None if window is None else settings.grid(window)
@@ -371,6 +370,10 @@ def build_callbacks(
             sunk = sink_attempts(
                 attempts, path, tag=tag, each=each, max_duration_ms=settings.max_duration_ms
             )
+            bad = pl.concat([s.cast(sunk.quarantine.schema) for s in (set_aside, sunk.quarantine)
+                             if s is not None])  # fmt: skip
+            if grid is None and not sunk.attempts and bad.height:
+                nothing_valid(bad, out_dir / "quarantine" / "callback_attempts.csv", "attempts")
             dense = any(f != "parquet" for f in formats)  # Parquet alone is the store: busy rows
             targets = partial(_targets, path, sunk.files) if dense else None
             grid = grid or _span(sunk.units, settings, filled=targets, rows=sunk.attempts)
@@ -385,10 +388,7 @@ def build_callbacks(
         )  # fmt: skip
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    quarantine, rows_in = sunk.quarantine, sunk.rows_in
-    if set_aside is not None and set_aside.height:
-        quarantine = pl.concat([set_aside.cast(quarantine.schema), quarantine])
-        rows_in += set_aside.height
+    quarantine, rows_in = bad, sunk.rows_in + (0 if set_aside is None else set_aside.height)
     n, gaps = counted or (
         sum(d.requests for d in sunk.units),
         pl.concat([d.gaps for d in sunk.units])

@@ -122,6 +122,30 @@ def test_a_folder_another_build_is_writing_is_refused_not_written_twice(
     assert stderr.startswith("wfm-intervals: error: --out ")
 
 
+def test_contacts_whose_every_row_is_quarantined_say_so_and_exit_1(
+    contacts, tmp_path: Path
+) -> None:
+    """Every row unreadable (times without their offset) and no window given: exit 2 said
+    "give --start and --end", and no quarantine file showed why. It is a data problem: exit 1,
+    the reasons in the line, every row in the quarantine file; given a window, as before."""
+    path = tmp_path / "naive.csv"
+    naive = contacts.head(4).with_columns(
+        pl.col(pl.Datetime("us", "UTC")).dt.strftime("%Y-%m-%d %H:%M:%S")
+    )
+    naive.write_csv(path)
+    out = tmp_path / "o"
+    code, _, stderr = invoke("build", "--contacts", str(path), "--out", str(out))
+    assert code == 1
+    assert stderr.splitlines() == [
+        f"wfm-intervals: problem: --contacts {path}: no valid contacts: every row read was "
+        f"quarantined (unparsable_timestamp 4; written to {out / 'quarantine' / 'contacts.csv'}), "
+        "so there is no window to build"
+    ]
+    assert pl.read_csv(out / "quarantine" / "contacts.csv").height == 4
+    window = ("--start", "2026-10-01T00:00:00Z", "--end", "2026-10-02T00:00:00Z")
+    assert invoke("build", "--contacts", str(path), "--out", str(out), *window)[0] == 1
+
+
 def test_dirty_rows_are_quarantined_not_fatal(contacts, tmp_path: Path) -> None:
     dirty, injected = make_dirty(contacts, seed=1, fraction=0.05)
     path = tmp_path / "dirty.csv"

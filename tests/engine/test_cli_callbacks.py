@@ -170,3 +170,26 @@ def test_callbacks_without_callbacks_needs_a_window(tmp_path: Path) -> None:
     assert code == 2
     assert "--start" in stderr
     assert not (tmp_path / "o" / "store").exists()  # the window is found before any write
+
+
+def test_callbacks_whose_every_attempt_is_quarantined_say_so_and_exit_1(
+    attempts: pl.DataFrame, tmp_path: Path
+) -> None:
+    """Every attempt unreadable (times without their offset) and no window given: exit 2
+    said "give --start and --end", and no quarantine file showed why. It is a data problem:
+    exit 1, the reasons in the line, every row in the quarantine file."""
+    path = tmp_path / "naive.csv"
+    text = attempts.head(5).with_columns(
+        pl.col(pl.Datetime("us", "UTC")).dt.strftime("%Y-%m-%d %H:%M:%S")
+    )
+    text.write_csv(path)
+    out = tmp_path / "o"
+    code, _, stderr = invoke("callbacks", "--attempts", str(path), "--out", str(out))
+    assert code == 1
+    written = out / "quarantine" / "callback_attempts.csv"
+    assert stderr.splitlines() == [
+        f"wfm-intervals: problem: --attempts {path}: no valid attempts: every row read was "
+        f"quarantined (unparsable_timestamp 5; written to {written}), so there is no window to "
+        "build"
+    ]
+    assert pl.read_csv(out / "quarantine" / "callback_attempts.csv").height == 5

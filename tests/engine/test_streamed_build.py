@@ -189,7 +189,7 @@ def test_rows_set_apart_go_to_folders_of_their_own_tag(tmp_path: Path) -> None:
     datafiles.sink_partitions(rows, tmp_path, by="at", tag="w1", apart="apart").collect()
     kept = datafiles.added(tmp_path, "w1")
     assert [a.partition_values for a in kept] == [{"date": "2026-10-01"}]
-    apart = datafiles.set_apart(tmp_path, "w1", "aside")
+    apart = [tmp_path / f for f in datafiles.set_apart(tmp_path, "w1", "aside")]  # relative
     assert pl.read_parquet(apart).columns == ["at", "n"]
     assert sorted(pl.read_parquet(apart)["n"]) == [2, 3]
     datafiles.discard(tmp_path, "w1")

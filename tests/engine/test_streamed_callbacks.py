@@ -23,6 +23,7 @@ import pytest
 
 from engine.demo.callbacks import generate_attempts
 from engine.demo.callbacks_dirty import make_dirty_attempts
+from engine.errors import NothingValidError
 from engine.killpoint import VARIABLE
 from engine.output import attempts as streamed
 from engine.output import delta, store
@@ -166,13 +167,16 @@ def test_a_window_keeps_the_store_and_filters_the_tables(
     assert delta.row_count(tmp_path / "store" / "callback_attempts") == clean.height
 
 
-def test_a_failed_build_leaves_no_file(tmp_path: Path) -> None:
-    """No valid attempt and no window: the build fails after reading, and leaves nothing."""
+def test_a_failed_build_leaves_its_quarantine_and_no_store_file(tmp_path: Path) -> None:
+    """No valid attempt and no window: the build fails after reading (a data problem, every
+    row quarantined), and leaves the quarantine that says why, no store file or folder."""
     rows = generate_attempts(days=1, scale=0.05).head(3)
     bad = rows.with_columns(pl.lit(-1).alias("retry_attempt")).lazy()
-    with pytest.raises(ValueError, match="--start"):
+    with pytest.raises(NothingValidError, match=r"\(negative_retry_attempt 3; written to "):
         build_callbacks(bad, settings=BuildSettings(), out_dir=tmp_path, formats=("parquet",))
-    assert list(tmp_path.rglob("*")) == []
+    found = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*"))
+    assert found == ["quarantine", "quarantine/callback_attempts.csv"]
+    assert pl.read_csv(tmp_path / "quarantine" / "callback_attempts.csv").height == 3
 
 
 def test_a_failure_midway_takes_the_written_files_away(dirty: pl.DataFrame, tmp_path: Path) -> None:
