@@ -7,6 +7,7 @@
     │   ├── InputFileError        missing, unreadable or of a kind we cannot read (also OSError)
     │   ├── InputSchemaError      readable, but a required column or type is wrong (also ValueError)
     │   └── NothingValidError     exit 1: every row quarantined, no window given to build
+    ├── OutputClosedError         stdout closed before the output was written (a broken pipe)
     ├── StoreError                a store or output directory is missing or not what it should be
     │   └── StoreLockedError      another run or sync holds the store's lock (names the holder)
     ├── ExportError               a table cannot be rendered with an export profile
@@ -48,6 +49,7 @@ __all__ = [
     "InputFileError",
     "InputSchemaError",
     "NothingValidError",
+    "OutputClosedError",
     "StoreError",
     "StoreLockedError",
     "SyncFailedError",
@@ -85,6 +87,11 @@ class NothingValidError(InputError, ValueError):
     window from. A data problem (exit 1); the quarantine is written, the message names it."""
 
     exit_code = 1
+
+
+class OutputClosedError(WfmError):
+    """Standard output was closed before the command's output was written (a broken pipe: the
+    reader went away, ``… | head``); what the command wrote to files stands."""
 
 
 class StoreError(WfmError, ValueError):

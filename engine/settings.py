@@ -11,9 +11,11 @@ Example:
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from engine.interval import Grid, Window
@@ -26,6 +28,7 @@ __all__ = [
     "BuildSettings",
     "SlFormula",
     "ThresholdOverride",
+    "known_zone",
 ]
 
 Attribution = Literal["arrival", "end"]
@@ -78,6 +81,24 @@ class ThresholdOverride(BaseModel):
     threshold_ms: int = Field(ge=0, le=MAX_THRESHOLD_MS)
 
 
+def known_zone(name: str) -> str:
+    """``name`` if Python and Polars both know it as a time zone, else :class:`ValueError`.
+    Python's database holds names Polars' has not (``localtime``, ``posixrules``, ``right/…``):
+    accepted there, they failed later, the error blaming the data.
+
+    Example:
+        >>> known_zone("Asia/Kathmandu")
+        'Asia/Kathmandu'
+    """
+    try:
+        ZoneInfo(name)
+        pl.select(pl.lit(datetime(2000, 1, 1, tzinfo=UTC)).dt.convert_time_zone(name))
+    except (ZoneInfoNotFoundError, ValueError, pl.exceptions.PolarsError) as exc:
+        msg = f"unknown IANA time zone {name!r}"
+        raise ValueError(msg) from exc
+    return name
+
+
 class BuildSettings(BaseModel):
     """Everything that changes what the interval tables contain."""
 
@@ -107,12 +128,7 @@ class BuildSettings(BaseModel):
     @field_validator("tz")
     @classmethod
     def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            msg = f"unknown IANA time zone {value!r}"
-            raise ValueError(msg) from exc
-        return value
+        return known_zone(value)
 
     @field_validator("sl_default_ms")
     @classmethod

@@ -80,6 +80,7 @@ COLLECTS_OUTSIDE_PIPELINE = {
     "engine.demo.stack": "the demo writes the emulators' seeded data once",
     "engine.cli.callbacks": "callback-metrics prints one document read from the store",
     "engine.cli.export": "export commands read a committed store and write one file each",
+    "engine.cli.main": "a broken pipe: standard output pointed at the null device, as Python says",
     "engine.serve.documents": "serve reads the committed store's tables once per version",
     "engine.tables.callback_metrics": "renders the seed-000 JSON document: one collect, one row",
     "engine.distributed.ray_engine": "Ray tasks collect their day's table; the driver the merge",

@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import errno
 import importlib
 import os
 import signal
@@ -28,7 +29,7 @@ from typing import Final, NamedTuple
 
 import click
 
-from engine.errors import WfmError, printable
+from engine.errors import OutputClosedError, WfmError, printable
 
 __all__ = [
     "ALLOCATOR_VARIABLE",
@@ -133,6 +134,16 @@ class _Commands(click.Group):
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         return load(cmd_name) if cmd_name in COMMANDS else None
 
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except OSError as exc:  # click ends a broken pipe with exit 1 (here: data problems)
+            if exc.errno != errno.EPIPE:
+                raise
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no flush fails
+            msg = "stdout was closed before the output was written (broken pipe)"
+            raise OutputClosedError(msg) from None
+
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = [(name, COMMANDS[name].help) for name in self.list_commands(ctx)]
         with formatter.section("Commands"):
@@ -164,8 +175,7 @@ def cli(ctx: click.Context, log_format: str, log_level: str) -> None:
 
     logs.configure("json" if log_format == "json" else "text", log_level)
     if isinstance(ctx.obj, Mapping) and ctx.obj.get("environ") is not None:
-        # a caller in this process gave the command its environment (the settings' WFM_
-        # variables): read from it, the process's left as it is (engine.app.environment)
+        # a caller's environment for the command's WFM_ variables (engine.app.environment)
         from engine.app.environment import reading  # noqa: PLC0415 - only when given
 
         ctx.with_resource(reading(ctx.obj["environ"]))
@@ -258,13 +268,6 @@ def command_of(args: list[str]) -> str | None:
         'run'
     """
     return next((arg for arg in args if arg in COMMANDS), None)
-
-
-def _cpus() -> int | None:
-    """The CPUs this process may run on (Polars sizes its workers the same way)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count()  # pragma: no cover - platforms without affinity (macOS)
 
 
 #: The signals that stop a command as an interruption: a service manager's stop (SIGTERM) and
@@ -368,7 +371,8 @@ def main(args: list[str] | None = None, environ: Mapping[str, str] | None = None
         _say(f"wfm-intervals: error: {found}: object storage is not supported here")
         raise SystemExit(2)
     if "polars" not in sys.modules:  # read once, when Polars is imported: later, too late
-        allocator_settings(os.environ, _cpus(), command_of(argv))
+        mine = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None  # as Polars
+        allocator_settings(os.environ, len(mine) if mine else os.cpu_count(), command_of(argv))
     try:
         given = None if environ is None else {"environ": environ}
         with terminate_as_interrupt():
@@ -396,8 +400,8 @@ def _failed(exc: BaseException) -> int:
         _say(f"wfm-intervals: error: {printable(ValueError(exc.format_message()))}")
         return exc.exit_code
     if isinstance(exc, WfmError):  # raised on purpose, and no command turned it into its line
-        _say(f"wfm-intervals: error: {printable(exc)}")
-        return 2
+        _say(f"wfm-intervals: {'problem' if exc.exit_code == 1 else 'error'}: {printable(exc)}")
+        return exc.exit_code
     if isinstance(exc, OSError):  # an I/O error no command said: a full disk, a quota
         reason = printable(exc) if exc.strerror is None else exc.strerror
         where = "" if exc.filename is None else f": {exc.filename}"

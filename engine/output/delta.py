@@ -10,12 +10,11 @@ never a mix, and Polars, DuckDB, pandas and Spark read it as it is::
     duckdb.sql("SELECT * FROM delta_scan('out/store/callvolume')")  # DuckDB (delta extension)
     deltalake.DeltaTable("out/store/callvolume").to_pandas()      # pandas
 
-:func:`commit` replaces whole date partitions (or the whole table) in one transaction, in this
-order: each new file is written and fsynced (with its folder), then the log entry that makes
-them visible is committed (the log's atomic put-if-absent), then the log entry is fsynced. A crash
-before the commit leaves unreferenced files that no version names (:func:`remove_orphans` takes
-them away); a crash after it leaves the new version. Partitions not named are never rewritten.
-:func:`problems` checks a table against its log (each file there, of the size and row count).
+:func:`commit` replaces whole date partitions (or the whole table) in one transaction: each new
+file written and fsynced (with its folder), then the log entry that makes them visible committed
+(the log's atomic put-if-absent) and fsynced. A crash before the commit leaves files no version
+names (:func:`remove_orphans` takes them away); after it, the new version. Partitions not named
+are never rewritten. :func:`problems` checks a table against its log (each file, size, rows).
 
 Example:
     >>> import tempfile
@@ -31,6 +30,7 @@ Example:
 from __future__ import annotations
 
 import os
+import re
 import uuid
 from collections.abc import Iterable
 from datetime import date
@@ -76,13 +76,16 @@ __all__ = [
 
 _LOG = "_delta_log"
 _RUN_KEY = "wfm_intervals.commit"
+_VERSION_FILE = re.compile(r"\d{20}\.(json|checkpoint(\.\d+\.\d+)?\.parquet)")  # in a log
 
 
 def is_table(path: Path) -> bool:
-    """``path`` holds a Delta table (a transaction log), here or on the object store it stands
-    for (:mod:`engine.output.location`)."""
-    url = location.remote(path)
-    return (Path(path) / _LOG).is_dir() if url is None else location.has_table(url)
+    """``path`` holds a Delta table (a log with a version: one without is a first commit that
+    never happened, which the next creates), here or on the object store it stands for."""
+    if (url := location.remote(path)) is not None:
+        return location.has_table(url)
+    log = Path(path) / _LOG
+    return log.is_dir() and any(_VERSION_FILE.fullmatch(p.name) for p in log.iterdir())
 
 
 _open = location.open_table

@@ -46,8 +46,8 @@ def migrate(path: Path, *, by: str | pl.Expr) -> bool:
         for file in stale:  # what a migration killed after its commit left behind
             file.unlink()
         return False
-    if not old:
-        return False
+    if not old or (path / log).is_dir():  # a log without a version: a first commit that
+        return False  # never happened, whose files are no old store's (the next one creates it)
     try:
         rows = pl.read_parquet(old, hive_partitioning=False).drop(delta.PARTITION, strict=False)
     except (pl.exceptions.PolarsError, OSError) as exc:

@@ -24,12 +24,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import polars as pl
 
 from engine.interval import GRID, interval_grid, to_intervals
 from engine.schema import CALLBACK_ATTEMPTS
+from engine.settings import known_zone
 from engine.tables.callback_requests import (
     REQUEST_COLUMNS,
     RETRY_BUCKETS,
@@ -337,11 +337,7 @@ def document_intervals(
     if step not in STEPS:
         msg = f"step {step!r} is not one of {', '.join(STEPS)}"
         raise ValueError(msg)
-    try:
-        ZoneInfo(tz)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        msg = f"unknown IANA time zone {tz!r}"
-        raise ValueError(msg) from exc
+    known_zone(tz)
     where = _selection(
         begin,
         end,

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -13,6 +16,8 @@ from click.testing import CliRunner
 
 from engine.cli.main import cli
 from engine.demo.contacts import generate_contacts, make_dirty
+from engine.output import delta
+from engine.output.migrate import migrate
 from engine.pipeline.lock import store_lock
 
 START = datetime(2026, 10, 1, tzinfo=UTC)
@@ -146,6 +151,55 @@ def test_contacts_whose_every_row_is_quarantined_say_so_and_exit_1(
     assert invoke("build", "--contacts", str(path), "--out", str(out), *window)[0] == 1
 
 
+def test_a_first_commit_that_never_happened_does_not_block_the_next_build(
+    contacts, tmp_path: Path
+) -> None:
+    """A disk full (or a kill) while a table was first created leaves its log folder with no
+    version in it. Every later build failed on it ("not a readable store table ... No files in
+    log segment", exit 2, no fix named): no version, no table; the next build creates it."""
+    contacts.write_parquet(tmp_path / "c.parquet")
+    out = tmp_path / "o"
+    for name in ("contacts", "callvolume"):
+        (out / "store" / name / "_delta_log").mkdir(parents=True)
+        (out / "store" / name / "_delta_log" / ".tmp-00000000000000000000.json").write_text("{")
+    orphan = (
+        out / "store" / "contacts" / "date=2026-10-01" / "part-0123456789ab-0123456789ab.parquet"
+    )
+    contacts.head(2).write_parquet(orphan, mkdir=True)  # written, never committed
+    assert not migrate(out / "store" / "contacts", by="offered_at")  # no old store's files
+    assert not delta.is_table(out / "store" / "contacts")
+    code, _, stderr = invoke("build", "--contacts", str(tmp_path / "c.parquet"), "--out", str(out))
+    assert code == 0, stderr
+    assert pl.read_delta(str(out / "store" / "contacts")).height == contacts.height
+
+
+def test_a_reader_that_went_away_is_an_io_error_not_a_data_problem(
+    contacts, tmp_path: Path
+) -> None:
+    """``wfm-intervals build … | head -1``: the reader closes the pipe, the next line written
+    fails. Click ended that with exit 1 and no word, which here means data problems. It is an
+    I/O error: exit 2, one line on stderr; the tables were written all the same."""
+    contacts.write_parquet(tmp_path / "c.parquet")
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before the first line
+    args = ["build", "--contacts", str(tmp_path / "c.parquet"), "--out", str(tmp_path / "o")]
+    child = subprocess.Popen(
+        [sys.executable, "-m", "engine.cli.main", *args], stdout=write, stderr=subprocess.PIPE
+    )
+    os.close(write)
+    timer = threading.Timer(120, child.kill)  # not communicate(timeout=): faketime's clock
+    timer.start()
+    try:
+        _, err = child.communicate()
+    finally:
+        timer.cancel()
+    assert child.returncode == 2
+    assert err.decode().splitlines() == [
+        "wfm-intervals: error: stdout was closed before the output was written (broken pipe)"
+    ]
+    assert pl.read_delta(str(tmp_path / "o" / "store" / "callvolume")).height
+
+
 def test_dirty_rows_are_quarantined_not_fatal(contacts, tmp_path: Path) -> None:
     dirty, injected = make_dirty(contacts, seed=1, fraction=0.05)
     path = tmp_path / "dirty.csv"
@@ -163,6 +217,8 @@ def test_dirty_rows_are_quarantined_not_fatal(contacts, tmp_path: Path) -> None:
     [
         (["--contacts", "nope.parquet"], "no such file"),
         (["--tz", "Mars/Olympus"], "tz"),
+        # Python knows it, Polars not: it failed later, blaming --contacts
+        (["--tz", "right/UTC"], "unknown IANA time zone 'right/UTC'"),
         (["--start", "2026-10-01"], "both --start and --end"),
         (["--start", "yesterday", "--end", "2026-10-02T00:00:00Z"], "ISO 8601"),
         (["--start", "2026-10-01T00:00:00", "--end", "2026-10-02T00:00:00Z"], "UTC offset"),
