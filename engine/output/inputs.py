@@ -15,7 +15,7 @@ import polars as pl
 
 from engine.errors import InputFileError
 from engine.output import delta
-from engine.schema import QUARANTINE
+from engine.schema import CALLBACK_ATTEMPTS, CONTACTS, QUARANTINE
 
 __all__ = ["InputFileError", "read_input", "read_table"]
 
@@ -59,14 +59,28 @@ def _as_text(column: str, dtype: pl.DataType) -> pl.Expr:
 def _scan_directory(path: Path) -> pl.LazyFrame:
     """The Parquet files under ``path`` as one frame. When files disagree on a column's type,
     that column is read as text from every file and parsed at the validation boundary, as a
-    CSV's would be (instead of failing the whole directory)."""
-    files = sorted(path.rglob("*.parquet"))
+    CSV's would be (instead of failing the whole directory).
+
+    A file or folder whose name starts with ``.`` or ``_`` is skipped, as Parquet, Spark and
+    Delta writers mean it (``.part-0.parquet`` being written, ``_temporary/``, ``_delta_log/``).
+
+    Raises:
+        InputFileError: no Parquet file; one that cannot be read (named).
+    """
+    files = sorted(
+        f
+        for f in path.rglob("*.parquet")
+        if f.is_file() and not any(p.startswith((".", "_")) for p in f.relative_to(path).parts)
+    )
     if not files:
-        raise InputFileError(f"{path}: no Parquet files in the directory")
-    try:
-        schemas = [pl.read_parquet_schema(f) for f in files]  # footers only
-    except (pl.exceptions.PolarsError, OSError) as exc:
-        raise InputFileError(f"{path}: {str(exc).strip().splitlines()[0]}") from None
+        msg = f"{path}: no Parquet files in the directory (names starting . or _ are skipped)"
+        raise InputFileError(msg)
+    schemas = []
+    for file in files:  # footers only
+        try:
+            schemas.append(pl.read_parquet_schema(file))
+        except (pl.exceptions.PolarsError, OSError) as exc:
+            raise InputFileError(f"{file}: {str(exc).strip().splitlines()[0]}") from None
     names = {name for schema in schemas for name in schema}
     mixed = {n for n in names if len({s[n] for s in schemas if n in s}) > 1}  # types differ
     if not mixed:
@@ -80,22 +94,28 @@ def _scan_directory(path: Path) -> pl.LazyFrame:
     return pl.concat(parts, how="diagonal")
 
 
-def _is_utf8(path: Path, chunk: int = 1 << 24) -> bool:
-    """Whether the whole file decodes as UTF-8 (read in chunks: memory stays flat)."""
+def _survey(path: Path, chunk: int = 1 << 24) -> tuple[bool, bool]:
+    """Whether the whole file decodes as UTF-8, and whether it has a blank line (a line
+    break right after another), read in chunks: memory stays flat."""
     decoder = codecs.getincrementaldecoder("utf-8")()
+    blank, tail = False, b""
     with path.open("rb") as fh:
         try:
             while block := fh.read(chunk):
                 decoder.decode(block)
+                seen = tail + block
+                blank = blank or b"\n\n" in seen or b"\n\r\n" in seen
+                tail = seen[-2:]
             decoder.decode(b"", final=True)
         except UnicodeDecodeError:
-            return False
-    return True
+            return False, blank
+    return True, blank
 
 
 def _without_bad_lines(path: Path, *, csv: bool) -> tuple[bytes, pl.DataFrame]:
     """The file with each line that is not UTF-8 blanked (NDJSON) or left out (CSV), and those
-    lines (``n``, ``line`` with each bad byte written as ``\\xNN``).
+    lines (``n``, ``line`` with each bad byte written as ``\\xNN``). A blank CSV line outside a
+    quoted field is left out too (it is no record).
 
     Raises:
         InputFileError: a CSV whose bad line is its header or lies inside a quoted field (it
@@ -120,11 +140,19 @@ def _without_bad_lines(path: Path, *, csv: bool) -> tuple[bytes, pl.DataFrame]:
             continue
         if csv and raw.count(b'"') % 2:
             quoted = not quoted
+        if csv and not quoted and not raw.strip(b"\r\n"):
+            continue  # a blank line: no record
         kept.append(raw)
     return b"".join(kept), pl.DataFrame({"n": numbers, "line": texts}, schema=_LINES)
 
 
 _LINES = {"n": pl.UInt32, "line": pl.String}
+_ROW = "__row"
+#: The canonical columns of each table :func:`read_input` is asked for.
+_CANONICAL: dict[str, dict[str, pl.DataType]] = {
+    "contacts": CONTACTS,
+    "callback_attempts": CALLBACK_ATTEMPTS,
+}
 
 
 def _unparsable(lines: pl.DataFrame, table: str, detail: str) -> pl.DataFrame:
@@ -139,13 +167,80 @@ def _unparsable(lines: pl.DataFrame, table: str, detail: str) -> pl.DataFrame:
     )
 
 
+def _without_blank_records(path: Path) -> pl.LazyFrame:
+    """The CSV file ``path``, lazily, without the records that are wholly blank lines (Polars
+    reads each as a row of nulls). A line is a record's start unless an odd number of quotes
+    came before it (it lies inside a quoted field, where a blank line is part of a value); a
+    row is left out only if it is such a blank line *and* all null, so a miscounted quote can
+    never drop a row that holds anything."""
+    line = pl.col("line")
+    quotes = line.str.count_matches('"', literal=True)
+    blank = line.str.strip_chars_end("\r") == ""
+    # a record starts on a line outside quotes, from the header on (blank lines before the
+    # header are no record to Polars either); the header is record -1
+    starts = ((quotes.cum_sum() - quotes) % 2 == 0) & ((~blank).cum_sum() > 0)
+    record = starts.cast(pl.Int64).cum_sum() - 2
+    blanks = pl.scan_lines(path).select(record.filter(starts & blank).alias(_ROW)).collect()
+    rows = pl.scan_csv(path, infer_schema=False, row_index_name=_ROW)
+    empty = pl.all_horizontal(pl.all().exclude(_ROW).is_null())
+    listed = pl.col(_ROW).cast(pl.Int64).is_in(blanks[_ROW].implode())
+    return rows.filter(~(listed & empty)).drop(_ROW)
+
+
+def _read_objects(lines: pl.DataFrame, table: str, path: Path) -> pl.LazyFrame:
+    """The JSON objects of ``lines`` (column ``line``) as one frame, each key a column of the
+    type its values share.
+
+    Where some key's values share no type (a number in most lines but an object, a list or
+    ``true`` in one), or a canonical column holds objects or lists, the table's canonical
+    columns are read as text instead, each value as its JSON (the other keys are left out:
+    validation reads only the canonical ones), and an integer column is typed back as the
+    numbers it holds when every value is one: a value that does not fit its column is then
+    quarantined by validation (``wrong_type``, with the row) as a CSV's would be, and the other
+    rows are built.
+
+    Raises:
+        InputFileError: the lines cannot be read and ``table`` has no canonical columns.
+    """
+    text = pl.col("line")
+    data = lines.select(text.str.join("\n")).item().encode()
+    canonical = _CANONICAL.get(table, {})
+    try:
+        typed = pl.read_ndjson(data, infer_schema_length=None)
+    except pl.exceptions.PolarsError as exc:
+        if not canonical:
+            raise InputFileError(f"{path}: {str(exc).strip().splitlines()[0]}") from None
+    else:  # a canonical column of objects or lists in every line is read as text too
+        if not any(typed.schema[n].is_nested() for n in canonical if n in typed.schema):
+            return typed.lazy()
+    # A key is there if some line names it, at the start of an object or after a comma.
+    found = lines.select(
+        text.str.contains(rf'[{{,]\s*"{name}"\s*:').any().alias(name) for name in canonical
+    ).row(0, named=True)
+    present = [name for name in canonical if found[name]]
+    frame = pl.read_ndjson(data, schema=dict.fromkeys(present, pl.String()))
+    numbers = [n for n in present if canonical[n].is_integer()]
+    for dtype in (pl.Int64(), pl.Int128(), pl.Float64()):  # the narrowest type that holds all
+        fits = frame.select(
+            (pl.col(n).is_null() | pl.col(n).cast(dtype, strict=False).is_not_null()).all()
+            for n in numbers
+        ).row(0, named=True)
+        held = [n for n in numbers if fits[n]]
+        frame = frame.with_columns(pl.col(n).cast(dtype) for n in held)
+        numbers = [n for n in numbers if n not in held]
+    return frame.lazy()
+
+
 def read_input(path: Path, table: str) -> tuple[pl.LazyFrame, pl.DataFrame]:
     """:func:`read_table`, and the lines of a CSV or NDJSON file that cannot be read, set aside.
 
     One bad line of an NDJSON file (not UTF-8, or not a JSON object) or of a CSV file (not
     UTF-8) is quarantined as that line (reason ``unparsable_line``, ``record_id`` ``line <n>``,
     ``raw`` the line, each byte that is not UTF-8 written as ``\\xNN``) and the others are read;
-    Parquet is read whole by :func:`read_table`. Blank NDJSON lines are skipped.
+    Parquet is read whole by :func:`read_table`. Blank lines are skipped (of a CSV file, those
+    outside a quoted field): they are no record. An NDJSON key whose values share no type is
+    read as :func:`_read_objects` says (``table`` names the canonical columns:
+    ``"contacts"`` or ``"callback_attempts"``).
 
     Example:
         >>> import tempfile
@@ -164,10 +259,10 @@ def read_input(path: Path, table: str) -> tuple[pl.LazyFrame, pl.DataFrame]:
     nothing = pl.DataFrame(schema=QUARANTINE)
     if path.is_dir() or suffix not in {".ndjson", ".jsonl", ".csv"}:
         return frame, nothing
-    utf8 = _is_utf8(path)
+    utf8, blank = _survey(path)
     if suffix == ".csv":
         if utf8:
-            return frame, nothing
+            return (_without_blank_records(path) if blank else frame), nothing
         data, bad_bytes = _without_bad_lines(path, csv=True)
         set_aside = _unparsable(bad_bytes, table, f"{path.name}: not UTF-8")
         return pl.scan_csv(data, infer_schema=False), set_aside.cast(QUARANTINE)  # type: ignore[arg-type]
@@ -186,11 +281,7 @@ def read_input(path: Path, table: str) -> tuple[pl.LazyFrame, pl.DataFrame]:
         & text.str.json_path_match("$").is_not_null()
     )
     good, bad = lines.filter(is_object), lines.filter(~is_object)
-    if good.height:
-        joined = good.select(text.str.join("\n")).item()
-        frame = pl.read_ndjson(joined.encode(), infer_schema_length=None).lazy()
-    else:
-        frame = pl.LazyFrame()
+    frame = _read_objects(good, table, path) if good.height else pl.LazyFrame()
     set_aside = pl.concat(
         [
             _unparsable(bad_bytes, table, f"{path.name}: not UTF-8"),

@@ -12,11 +12,13 @@ Every other row that breaks a rule is quarantined with the *first* reason that a
 =========================  ================================================================
 reason                     when
 =========================  ================================================================
-``missing_id``             ``source``, ``attempt_id`` or ``original_id`` is null
+``missing_id``             ``source``, ``attempt_id`` or ``original_id`` is null, empty or
+                           only whitespace
 ``missing_timestamp``      ``created_at`` is null
 ``unparsable_timestamp``   a timestamp is text that is not ISO 8601 with an offset or ``Z``
-``wrong_type``             a number is not whole (``retry_attempt`` null too), a flag is not
-                           ``true``/``false``/``1``/``0``
+``wrong_type``             a number is not whole (``retry_attempt`` null or beyond ``Int32``
+                           too; a duration beyond ``Int64`` is reported by its sign, below), a
+                           flag is not ``true``/``false``/``1``/``0``
 ``negative_retry_attempt`` ``retry_attempt`` < 0
 ``negative_duration``      ``callback_ms``, ``estimated_callback_ms``, ``customer_wait_ms`` or
                            ``talk_ms`` < 0 (``punctuality_ms`` is signed)
@@ -51,7 +53,8 @@ import polars as pl
 
 from engine.errors import InputSchemaError
 from engine.schema import CALLBACK_ATTEMPTS, QUARANTINE
-from engine.validate.contacts import MAX_DURATION_MS, _parse_integer, _parse_timestamp
+from engine.validate.contacts import MAX_DURATION_MS, _parse_timestamp
+from engine.validate.numbers import blank, parse_integer
 from engine.validate.spelling import NOT_CALLBACK_TYPES, SPELLINGS, per_distinct, spelling_key
 
 __all__ = [
@@ -187,7 +190,9 @@ def conform_attempts(
             value, bad = _parse_timestamp(name, dtype)
             checks.append(("unparsable_timestamp", name, bad))
         elif target.is_integer():
-            value, bad = _parse_integer(name, dtype, target)
+            # beyond its range: a duration saturates, for its range rules to flag
+            ranged = name in (*_NON_NEGATIVE, "punctuality_ms")
+            value, bad = parse_integer(name, dtype, target, saturate=ranged)
             checks.append(("wrong_type", name, bad))
         elif target == pl.Boolean():
             value, bad = _parse_boolean(name, dtype)
@@ -198,7 +203,8 @@ def conform_attempts(
         else:
             value = pl.col(name).cast(pl.String)
         exprs.append(value.alias(name))
-    checks += [("missing_id", c, pl.col(c).is_null()) for c in ("source", *KEY[1:], "original_id")]
+    ids = ("source", *KEY[1:], "original_id")
+    checks += [("missing_id", c, blank(c, schema[c])) for c in ids]
     checks += [("missing_timestamp", "created_at", pl.col("created_at").is_null())]
     checks += [("wrong_type", "retry_attempt", pl.col("retry_attempt").is_null())]
     flagged = (

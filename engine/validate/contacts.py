@@ -7,10 +7,13 @@ frame with the *first* reason that applies, in this order:
 =========================  ================================================================
 reason                     when
 =========================  ================================================================
-``missing_id``             ``source``, ``contact_id``, ``segment_no`` or ``queue_id`` is null
+``missing_id``             ``source``, ``contact_id``, ``segment_no`` or ``queue_id`` is null,
+                           empty or only whitespace
 ``missing_timestamp``      ``offered_at`` is null
 ``unparsable_timestamp``   a timestamp is text that is not ISO 8601 with a UTC offset or ``Z``
-``wrong_type``             a number column holds something that is not a whole number
+``wrong_type``             a number column holds something that is not a whole number (or,
+                           ``segment_no``, one beyond ``Int32``; a duration or count beyond
+                           ``Int64`` is reported by its sign, below)
 ``unknown_channel``        ``channel`` is not one of the canonical channels
 ``unknown_direction``      ``direction`` is not ``inbound``/``outbound``
 ``unknown_outcome``        ``outcome`` is not ``answered``/``abandoned``/``flow_out``/``open``
@@ -47,6 +50,7 @@ import polars as pl
 
 from engine.errors import InputSchemaError
 from engine.schema import CONTACTS, CONTACTS_KEY, CONTACTS_REQUIRED, QUARANTINE, UTC_TS
+from engine.validate.numbers import blank, parse_integer
 
 __all__ = [
     "MAX_COUNT",
@@ -166,19 +170,6 @@ def _parse_texts(frame: pl.LazyFrame, schema: pl.Schema) -> pl.LazyFrame:
     return frame.with_columns(first).with_columns(second)
 
 
-def _parse_integer(name: str, dtype: pl.DataType, target: pl.DataType) -> tuple[pl.Expr, pl.Expr]:
-    col = pl.col(name)
-    if dtype == pl.Null:  # absent (or all-null) column: the caller's default applies
-        return pl.lit(None, target), pl.lit(value=False)
-    if dtype.is_integer():
-        return col.cast(target), pl.lit(value=False)
-    if dtype.is_float():
-        whole = col.is_null() | (col.is_finite() & (col == col.floor()))
-        return pl.when(whole).then(col).cast(target, strict=False), ~whole
-    parsed = col.cast(pl.String).str.strip_chars().cast(target, strict=False)
-    return parsed, col.is_not_null() & parsed.is_null()
-
-
 def conform_contacts(
     frame: pl.LazyFrame, *, keep: tuple[str, ...] = (), max_duration_ms: int = MAX_DURATION_MS
 ) -> pl.LazyFrame:
@@ -204,7 +195,8 @@ def conform_contacts(
             value, bad = _conform_timestamp(name, dtype)
             checks.append(("unparsable_timestamp", name, bad))
         elif name in _INTEGERS:
-            value, bad = _parse_integer(name, dtype, target)
+            # beyond its range: a duration or count saturates, for its range rules to flag
+            value, bad = parse_integer(name, dtype, target, saturate=name != "segment_no")
             checks.append(("wrong_type", name, bad))
             if name in _ZERO_DEFAULT:
                 value = value.fill_null(0)
@@ -222,7 +214,7 @@ def conform_contacts(
 
     # Nullness of the value as given: an unparsable value is not a missing one.
     checks.append(("missing_timestamp", "offered_at", pl.col("offered_at").is_null()))
-    checks += [("missing_id", c, pl.col(c).is_null()) for c in (*CONTACTS_KEY, "queue_id")]
+    checks += [("missing_id", c, blank(c, schema[c])) for c in (*CONTACTS_KEY, "queue_id")]
     conformed = _parse_texts(frame, schema).select(
         *exprs, *keep, *(f.alias(f"__f{i}") for i, (_, _, f) in enumerate(checks))
     )
