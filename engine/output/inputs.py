@@ -9,6 +9,7 @@ Example:
 from __future__ import annotations
 
 import codecs
+import re
 from pathlib import Path
 
 import polars as pl
@@ -36,6 +37,7 @@ def read_table(path: Path) -> pl.LazyFrame:
             raise InputFileError(f"{found[0]}: the table is damaged")
         return delta.scan(path)
     if path.is_dir():
+        _not_a_table_without_its_log(path)
         return _scan_directory(path)
     if path.stat().st_size == 0:
         raise InputFileError(f"{path}: the file is empty (not even a header)")
@@ -47,6 +49,29 @@ def read_table(path: Path) -> pl.LazyFrame:
         return pl.scan_ndjson(path, infer_schema_length=None)
     msg = f"{path}: unknown file kind {suffix!r} (expected .parquet, .csv, .ndjson or .jsonl)"
     raise InputFileError(msg)
+
+
+#: A data file our store's writer names (engine.output.datafiles), in its date partition.
+_STORE_FILE = re.compile(r"date=\d{4}-\d{2}-\d{2}/part-[0-9a-z]+-[0-9a-f]{12}\.parquet")
+
+
+def _not_a_table_without_its_log(path: Path) -> None:
+    """Refuse a store table read as a plain Parquet directory: its files hold the rows of
+    every version (replaced ones too), and only the log says which are current.
+
+    Raises:
+        InputFileError: ``path`` has a log with no version (a first commit that never
+            happened: no rows), or holds the store writer's files and no log (lost).
+    """
+    if (path / "_delta_log").is_dir():
+        msg = f"{path}: a store table never committed (its log holds no version): build it again"
+        raise InputFileError(msg)
+    if any(_STORE_FILE.fullmatch(f.relative_to(path).as_posix()) for f in path.glob("*/*")):
+        msg = (
+            f"{path}: a store table without its log (_delta_log): its files hold every version's "
+            "rows, replaced ones too; restore _delta_log from a backup, or build it again"
+        )
+        raise InputFileError(msg)
 
 
 def _as_text(column: str, dtype: pl.DataType) -> pl.Expr:

@@ -200,6 +200,29 @@ def test_a_reader_that_went_away_is_an_io_error_not_a_data_problem(
     assert pl.read_delta(str(tmp_path / "o" / "store" / "callvolume")).height
 
 
+def test_a_store_table_without_its_log_is_refused_not_read_as_plain_files(
+    contacts, tmp_path: Path
+) -> None:
+    """Built twice, the volume table's folder holds both versions' files; only its log says
+    which are current. With the log gone (a backup that skipped ``_*`` folders), the exports
+    read it as a plain Parquet directory and counted every contact twice, exit 0."""
+    contacts.write_parquet(tmp_path / "c.parquet")
+    out = tmp_path / "o"
+    for _ in range(2):
+        assert invoke("build", "--contacts", str(tmp_path / "c.parquet"), "--out", str(out))[0] == 0
+    log = out / "store" / "callvolume" / "_delta_log"
+    log.rename(tmp_path / "kept_log")
+    code, stdout, stderr = invoke("export", "contact-volume", "--store", str(out))
+    assert code == 2, stdout
+    assert "a store table without its log (_delta_log)" in stderr
+    log.mkdir()  # a log with no version: a first commit that never happened
+    code, _, stderr = invoke(
+        "export", "forecast", "--store", str(out), "--out", str(tmp_path / "f.parquet")
+    )
+    assert code == 2
+    assert "a store table never committed (its log holds no version)" in stderr
+
+
 def test_dirty_rows_are_quarantined_not_fatal(contacts, tmp_path: Path) -> None:
     dirty, injected = make_dirty(contacts, seed=1, fraction=0.05)
     path = tmp_path / "dirty.csv"
