@@ -38,6 +38,11 @@ from __future__ import annotations
 import errno
 import os
 import re
+
+try:
+    import resource
+except ImportError:  # pragma: no cover - Windows
+    resource = None  # type: ignore[assignment]
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 
@@ -162,6 +167,29 @@ def naming(path: str | os.PathLike[str], only: Collection[int] | None = None) ->
         code = exc.errno if isinstance(exc, OSError) else None
         if not code and (found := _OS_ERROR.search(str(exc))):
             code = int(found.group(1))
+        code = code or _refusal(path)
         if not code or (only is not None and code not in only):
             raise
         raise OSError(code, os.strerror(code), os.fspath(path)) from exc
+
+
+#: Room on a volume below which a write that failed without its reason was refused for space.
+_NEARLY_FULL = 1 << 20
+
+
+def _refusal(path: str | os.PathLike[str]) -> int | None:
+    """Why the system refused a write of ``path`` whose error lost its ``errno`` (Polars' Parquet
+    writer, failing in the footer, says "Invalid thrift: transport error"): the file at the
+    process's file size limit (``EFBIG``), or its volume (nearest existing folder) all but full
+    (``ENOSPC``); ``None`` when neither shows."""
+    at = os.fspath(path)
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0] if resource else -1
+    if limit >= 0 and os.path.isfile(at) and os.path.getsize(at) >= limit:
+        return errno.EFBIG
+    while at and not os.path.isdir(at) and os.path.dirname(at) != at:
+        at = os.path.dirname(at)
+    try:
+        room = os.statvfs(at or ".")
+    except (OSError, AttributeError):  # no statvfs (Windows)
+        return None
+    return errno.ENOSPC if room.f_bavail * room.f_frsize < _NEARLY_FULL else None

@@ -103,8 +103,15 @@ def store_write(p):  # the store's data files
 def not_io(p):  # any other error passes unchanged
     with naming(p):
         raise ValueError("not an I/O error")
+def lost_errno(p):  # Polars' Parquet footer write refused: its error has no errno left
+    with naming(p):
+        try:
+            p.write_bytes(b"x" * 100_000)  # the file stops at the limit
+        except OSError:
+            pass
+        raise pl.exceptions.ComputeError("parquet: File out of specification: Invalid thrift")
 found = {}
-for write in (python_write, parquet_write, csv_write, store_write, not_io):
+for write in (python_write, parquet_write, csv_write, store_write, not_io, lost_errno):
     path = root / write.__name__
     try:
         write(path)
@@ -122,7 +129,7 @@ def test_each_writer_names_the_file_the_disk_refused(tmp_path: Path) -> None:
     )
     assert child.returncode == 0, child.stderr.decode()
     found = json.loads(child.stdout)
-    for name in ("python_write", "parquet_write", "csv_write"):
+    for name in ("python_write", "parquet_write", "csv_write", "lost_errno"):
         assert found[name] == ["OSError", 27, str(tmp_path / name)], name
     kind, errno, filename = found["store_write"]
     assert (kind, errno) == ("OSError", 27)
