@@ -9,8 +9,8 @@ no redirects. Auth flows read ``SecretStr`` credentials at request time and neve
 :func:`send_request` sends under the URL policy
 (:func:`~connectors.errors.require_secure_url`) (never off the base URL's origin), classifies
 every failure and reads a successful body only up to a size cap (:data:`DEFAULT_MAX_BYTES`);
-:func:`parse_json` parses the body. Limiting, retries and requests as data are in
-:mod:`connectors.retry`.
+:func:`parse_json` (:mod:`connectors.jsonbody`) parses the body. Limiting, retries and requests
+as data are in :mod:`connectors.retry`.
 
 Example:
     >>> client = make_client("https://x.test/api/v1", setting="ujet.base_url")
@@ -22,10 +22,8 @@ from __future__ import annotations
 
 import base64
 import functools
-import json
 import math
 import os
-import re
 import socket
 import ssl
 import threading
@@ -33,22 +31,21 @@ import time
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any, Literal, Protocol
+from typing import Literal, Protocol
 
 import httpx
-import orjson
 from pydantic import SecretStr
 
 from connectors.errors import (
     AuthError,
     InsecureURLError,
-    InvalidBodyError,
     ResponseTooLargeError,
     TransportError,
     UnexpectedStatusError,
     error_for_status,
     require_secure_url,
 )
+from connectors.jsonbody import parse_json
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
@@ -370,49 +367,6 @@ def _read_capped(response: httpx.Response, max_bytes: int) -> None:
     except httpx.RequestError as exc:
         raise TransportError(f"{type(exc).__name__}: {exc}", url=url) from exc
     response._content = b"".join(chunks)  # as Response.read() does, with the cap on the way in
-
-
-#: Digits mapped to ``0``: a run of 19 (an integer that may not fit 64 bits) is then a plain
-#: substring search (a regex for it costs more than the parse).
-_DIGITS = bytes.maketrans(b"123456789", b"000000000")
-_LONG = b"0" * 19
-_ESCAPED_SURROGATE, _SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]"), re.compile("[\ud800-\udfff]")
-
-
-def _whole(value: Any) -> Any:
-    """``value`` with each lone UTF-16 surrogate of its text, which JSON allows (``\\ud83d``
-    alone: an emoji cut in half) and UTF-8 cannot hold, replaced by U+FFFD."""
-    if isinstance(value, str):
-        return _SURROGATE.sub("\ufffd", value)
-    if isinstance(value, dict):
-        return {_whole(k): _whole(v) for k, v in value.items()}
-    return [_whole(v) for v in value] if isinstance(value, list) else value
-
-
-def parse_json(response: httpx.Response) -> Any:
-    """The parsed JSON body of a response from :func:`send_request` (``None`` for 204).
-
-    Raises:
-        InvalidBodyError: Truncated or otherwise invalid JSON (retriable).
-
-    Example:
-        >>> parse_json(httpx.Response(200, json={"a": 1}))
-        {'a': 1}
-    """
-    if response.status_code == 204:
-        return None
-    body = response.content
-    if _LONG not in body.translate(_DIGITS):  # orjson reads integers beyond 64 bits as floats
-        try:  # ~1.5x cheaper than json; json accepts what it refuses (NaN, Infinity)
-            return orjson.loads(body)
-        except orjson.JSONDecodeError:
-            pass
-    try:
-        parsed = json.loads(body)
-    except ValueError as exc:
-        msg = f"HTTP {response.status_code}: body is not valid JSON ({len(response.content)} bytes)"
-        raise InvalidBodyError(msg, url=response.request.url) from exc
-    return _whole(parsed) if _ESCAPED_SURROGATE.search(body) else parsed  # orjson refuses them
 
 
 def _origin(url: httpx.URL) -> tuple[str, str, int]:

@@ -71,11 +71,15 @@ def check_name(value: object, *, what: str) -> str:
 def parse_utc(value: object) -> datetime | None:
     """Parse an ISO 8601 instant (``Z`` or an offset; naive means UTC) to an aware UTC datetime.
 
-    Returns ``None`` for anything that is not such a string (or a datetime).
+    Returns ``None`` for anything that is not such a string (or a datetime), and for an instant
+    that has no UTC date (``0001-01-01T00:00:00+01:00`` is in year 0 in UTC): a vendor's stamp
+    is untrusted text, and an overflow would escape every caller as a traceback.
 
     Example:
         >>> parse_utc("2018-05-30T20:46:31.333Z")
         datetime.datetime(2018, 5, 30, 20, 46, 31, 333000, tzinfo=datetime.timezone.utc)
+        >>> parse_utc("9999-12-31T23:59:59-01:00") is None
+        True
     """
     if isinstance(value, str):
         try:
@@ -84,7 +88,10 @@ def parse_utc(value: object) -> datetime | None:
             return None
     if not isinstance(value, datetime):
         return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    try:
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except OverflowError:
+        return None
 
 
 def format_utc(value: datetime, *, timespec: str = "milliseconds") -> str:

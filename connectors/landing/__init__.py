@@ -149,17 +149,20 @@ def land_page(
     """Scrub and land one page durably, with its manifest entry; records without a key come
     back as ``rejected``.
 
-    A record repeated within the page is landed once (its latest ``updated_at``, then last).
-    With ``record_dtype`` a page of :data:`DECODE_MIN_RECORDS` or more lands decoded too (see
-    the module docstring): the caller has
-    checked that every record fits it (:func:`connectors.source.shape_error`). ``span`` is the
-    cursor range the page covers (the sync's: :class:`~connectors.landing.manifest.Span`); its
-    unknown ``end`` is the page's latest ``updated_at``, and without it the start is unknown (a
-    loss of the file cannot be fetched again by itself). See the module docstring for an example.
+    A record repeated within the page is landed once (its latest ``updated_at``, then last),
+    unless copies under the same latest ``updated_at`` differ: each is landed, a conflict the
+    pipeline edge quarantines as ``conflicting_duplicate``, as when they come in two syncs
+    (the later copy of a page is no likelier to be right). With ``record_dtype`` a page of
+    :data:`DECODE_MIN_RECORDS` or more lands decoded too (see the module docstring): the
+    caller has checked that every record fits it (:func:`connectors.source.shape_error`).
+    ``span`` is the cursor range the page covers (the sync's:
+    :class:`~connectors.landing.manifest.Span`); its unknown ``end`` is the page's latest
+    ``updated_at``, and without it the start is unknown (a loss of the file cannot be fetched
+    again by itself). See the module docstring for an example.
     """
     if fetched_at.tzinfo is None:
         raise ValueError("naive datetime: fetched_at must be timezone-aware")
-    rows: dict[str, tuple[datetime | None, str]] = {}
+    rows: dict[str, tuple[datetime | None, list[str]]] = {}  # each id's stamp, its copies
     rejected: list[RejectedRecord] = []
     for raw in records:
         clean = scrubber(raw) if isinstance(raw, dict) else raw
@@ -170,16 +173,19 @@ def land_page(
         except RecordError as exc:
             rejected.append(RejectedRecord(exc.reason, str(exc), _dump(clean)))
             continue
-        old = rows.get(rid)
-        if old is None or old[0] is None or (updated is not None and updated >= old[0]):
-            rows[rid] = (updated, _dump(clean))
+        old, payload = rows.get(rid), _dump(clean)
+        if old is None or old[0] is None or (updated is not None and updated > old[0]):
+            rows[rid] = (updated, [payload])
+        elif updated is not None and updated == old[0] and payload not in old[1]:
+            old[1].append(payload)  # a conflict: kept for the pipeline edge to quarantine
     stamps = [u for u, _ in rows.values() if u is not None]
+    landed = [(rid, u, p) for rid, (u, copies) in rows.items() for p in copies]
     path = None
-    if rows:
-        n, day = len(rows), fetched_at.astimezone(UTC).date().isoformat()
-        columns = {"record_id": list(rows), "updated_at": [u for u, _ in rows.values()]}
+    if landed:
+        n, day = len(landed), fetched_at.astimezone(UTC).date().isoformat()
+        columns = {"record_id": [r for r, _, _ in landed], "updated_at": [u for _, u, _ in landed]}
         columns |= {"fetched_at": [fetched_at] * n, "batch_id": [batch_id] * n}
-        columns |= {"page_no": [page_no] * n, "payload": [p for _, p in rows.values()]}
+        columns |= {"page_no": [page_no] * n, "payload": [p for _, _, p in landed]}
         frame = pl.DataFrame(columns, schema=LANDING_SCHEMA)
         if n < DECODE_MIN_RECORDS:
             record_dtype = None  # decoded by the merge or the compaction that takes it
@@ -195,7 +201,7 @@ def land_page(
         atomic_write_bytes(path, data)
         entry = entry_of(path.relative_to(folder).as_posix(), data, n, covers)
         append_entry(root, source, stream, entry)
-    return LandedBatch(path, len(rows), tuple(rejected), max(stamps, default=None), batch_id)
+    return LandedBatch(path, len(landed), tuple(rejected), max(stamps, default=None), batch_id)
 
 
 def with_record(frame: pl.DataFrame, dtype: pl.DataType) -> pl.DataFrame:

@@ -29,7 +29,8 @@ which can fill pages when more records than ``per`` share it. The invariants, by
   ``Total`` or ``Link`` (``empty_page_claims_more``);
 * skip/limit: ``hasMore`` on a page with no rows (``has_more_without_rows``); without
   ``hasMore``, an empty page short of ``totalCount`` (``empty_page_claims_more``); a
-  ``totalCount`` that disagrees with ``hasMore`` is reported (``hasMore`` decides);
+  ``totalCount`` that disagrees with ``hasMore`` is reported, and ``hasMore: false`` short of
+  ``totalCount`` asked past all the same (an empty next page ends it);
 * page key: an empty page with a next key (``empty_page_claims_more``);
 * time windows: the inner paginator's invariants in each window.
 

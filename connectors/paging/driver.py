@@ -103,8 +103,7 @@ class _Guard:
     def _tail_end(self, tail: CursorTailPaginator, page: Page, total: int | None) -> None:
         """At the tail's end, the distinct records read under its cursor make up ``Total`` (the
         pages of one cursor overlap only when others were skipped, e.g. a tie sorted anew)."""
-        per = as_int(page.request.params.get(tail.per_param))
-        if self.anchor is None or total is None or per is None or len(page.records) >= per:
+        if self.anchor is None or total is None or not tail.ends(page):
             return
         if (skipped := total - len(self.anchor[2])) > 0:
             detail = (

@@ -177,7 +177,13 @@ class SkipLimitPaginator:
     location: Literal["body", "params"] = "body"
 
     def next_request(self, page: Page) -> ApiRequest | None:
-        """Advance ``skip`` by the records received, while the server says there are more."""
+        """Advance ``skip`` by the records received, while the server says there are more.
+
+        ``hasMore: false`` short of ``totalCount`` is asked past all the same: one of the two
+        lies, and only the next page tells which. Its rows (``hasMore`` lied) go on; an empty
+        page (``totalCount`` lied) ends it. Stopping would lose the rows after for good: the
+        sync's cursor moves past them.
+        """
         request, records, body = page.request, page.records, page.response.body
         sent = (request.body or {}) if self.location == "body" else request.params
         skip, limit = as_int(sent.get(self.skip_key)) or 0, as_int(sent.get(self.limit_key))
@@ -185,14 +191,16 @@ class SkipLimitPaginator:
         has_more, total = body.get(self.has_more_key), as_int(body.get(self.total_key))
         n = len(records)
         ended = skip + n >= total if total is not None else limit is not None and n < limit
-        if n == 0 or has_more is False or (has_more is not True and ended):
+        more = has_more is True or (not ended and (has_more is None or total is not None))
+        if n == 0 or not more:
             return None
         nxt = {self.skip_key: skip + n}
         return request.with_body(**nxt) if self.location == "body" else request.with_params(**nxt)
 
     def check(self, page: Page) -> str | None:
         """No ``hasMore`` on an empty page, nor (without it) an empty page short of the total;
-        a total that disagrees with ``hasMore`` is only reported: ``hasMore`` decides."""
+        a total that disagrees with ``hasMore`` is only reported (:meth:`next_request` says
+        which is followed)."""
         request, n, body = page.request, len(page.records), page.response.body
         sent = (request.body or {}) if self.location == "body" else request.params
         skip = as_int(sent.get(self.skip_key)) or 0
@@ -204,9 +212,14 @@ class SkipLimitPaginator:
             detail = f"no rows at {self.skip_key}={skip}, but {self.total_key}: {total}"
             raise violation("empty_page_claims_more", page, detail)
         if total is not None and isinstance(has_more, bool) and has_more != (skip + n < total):
+            then = (  # the same for the empty page that may follow: one note for both
+                f"following {self.has_more_key}"
+                if has_more
+                else "the page after is asked for: its rows go on, none end it"
+            )
             return (
                 f"{self.total_key} {total} disagrees with {self.has_more_key}={has_more} "
-                f"after {skip + n} rows (following {self.has_more_key})"
+                f"after {skip + n} rows ({then})"
             )
         return None
 
@@ -288,8 +301,13 @@ class CursorTailPaginator:
     A full page moves the cursor to the latest ``field`` on it minus ``overlap`` (so a boundary
     instant shared with the next page is read again, never skipped) and restarts at page 1; when
     that does not advance the cursor (a page of one instant), it asks for the next page instead.
-    A short or empty page is the end. :meth:`check` holds each page to the order asked for
-    (``Total`` is checked across cursor moves by :func:`iterate_pages`).
+    A short or empty page is the end (:meth:`ends`). Full is by the page size the server says it
+    used (:meth:`page_size`), not the ``per`` asked: UJET caps ``per`` (at 100), and a server
+    that caps it lower still says so in ``Per-Page`` and its ``Link``; a page short of ``per``
+    but not of that, or with a ``Link`` rel="next", has more after it. Taken as the end, the sync
+    would stop after one page with exit 0, the cursor a page further each night. :meth:`check`
+    holds each page to the order asked for (``Total`` is checked across cursor moves by
+    :func:`iterate_pages`).
     """
 
     cursor_param: str = "updated_at[from]"
@@ -298,13 +316,44 @@ class CursorTailPaginator:
     per_param: str = "per"
     overlap: timedelta = timedelta(milliseconds=1)
     total_header: str = "Total"
+    per_page_header: str = "Per-Page"
+
+    def page_size(self, page: Page) -> int | None:
+        """The page size the server used: its ``Per-Page``, else the ``per`` of its ``Link``
+        (rel="next", else "last"), else the ``per`` asked (``None``: none of them).
+
+        Example:
+            >>> asked = ApiRequest("GET", "calls", params={"per": 25})
+            >>> at, headers = datetime(2026, 10, 1, tzinfo=UTC), httpx.Headers({"Per-Page": "20"})
+            >>> said = ApiResponse(200, headers, [], "https://u.test/calls", at)
+            >>> CursorTailPaginator().page_size(Page(asked, said, [], 1))
+            20
+        """
+        headers = page.response.headers
+        links = parse_link_header(headers.get("Link"))
+        linked = links.get("next") or links.get("last")
+        per = as_int(headers.get(self.per_page_header))
+        per = per or (as_int(httpx.URL(linked).params.get(self.per_param)) if linked else None)
+        return per or as_int(page.request.params.get(self.per_param))
+
+    def ends(self, page: Page) -> bool:
+        """Whether ``page`` is the last: empty, or short of :meth:`page_size` without a
+        ``Link`` rel="next" (with one, the server says there is more)."""
+        if not page.records:
+            return True
+        per = self.page_size(page)
+        short = per is not None and len(page.records) < per
+        return short and not parse_link_header(page.response.headers.get("Link")).get("next")
 
     def stamp(self, record: Any) -> datetime | None:
         """A record's cursor field as an aware instant (``None``: absent or not an instant)."""
         return parse_utc(record.get(self.field)) if isinstance(record, dict) else None
 
     def check(self, page: Page) -> str | None:
-        """Non-decreasing in ``field``, none before the requested cursor, ``Total`` agrees."""
+        """Non-decreasing in ``field``, none before the requested cursor, ``Total`` agrees, no
+        ``Link`` rel="next" on an empty page (no record to move the cursor by)."""
+        if not page.records and parse_link_header(page.response.headers.get("Link")).get("next"):
+            raise violation("empty_page_claims_more", page, 'no records, but a Link rel="next"')
         asked = parse_utc(page.request.params.get(self.cursor_param))
         previous: datetime | None = None
         for at in filter(None, map(self.stamp, page.records)):
@@ -315,15 +364,13 @@ class CursorTailPaginator:
                 detail = f"{self.field} goes back from {format_utc(previous)} to {format_utc(at)}"
                 raise violation("cursor_order", page, f"{detail} (ascending was asked)")
             previous = at
-        per = as_int(page.request.params.get(self.per_param))
-        _check_total(page, self.page_param, per, self.total_header)
+        _check_total(page, self.page_param, self.page_size(page), self.total_header)
         return None
 
     def next_request(self, page: Page) -> ApiRequest | None:
-        """The next tail request, or ``None`` at the end."""
+        """The next tail request, or ``None`` at the end (:meth:`ends`)."""
         request, records = page.request, page.records
-        per = as_int(request.params.get(self.per_param))
-        if not records or (per is not None and len(records) < per):
+        if self.ends(page):
             return None
         latest = max(filter(None, map(self.stamp, records)), default=None)
         current = parse_utc(request.params.get(self.cursor_param))

@@ -16,11 +16,13 @@ import pytest
 from pydantic import SecretStr
 
 import connectors.http
+import connectors.jsonbody
 from connectors.errors import (
     AuthError,
     ConfigError,
     InsecureURLError,
     RateLimitedError,
+    ResponseShapeError,
     ResponseTooLargeError,
     RetriableError,
     RetriesExhaustedError,
@@ -131,6 +133,44 @@ def test_parse_json_reports_the_url_without_secrets() -> None:
         Exception, match=r"not valid JSON \(5 bytes\) \(https://api\.test/x\?token=REDACTED\)"
     ):
         parse_json(httpx.Response(200, content=b"[1, 2", request=request))
+
+
+def nested(depth: int, inner: bytes = b"") -> bytes:
+    """A body ``depth`` levels deep: arrays around one object, ``inner`` its members."""
+    return b"[" * (depth - 1) + b"{" + inner + b"}" + b"]" * (depth - 1)
+
+
+#: What makes parse_json read with :mod:`json` rather than orjson (a body otherwise plain).
+SLOW = {
+    "plain": b"",
+    "integer beyond 64 bits": b'"n":123456789012345678901234',
+    "NaN": b'"n":NaN',
+    "half an emoji": b'"t":"\\ud83d"',
+}
+
+
+@pytest.mark.parametrize("inner", list(SLOW.values()), ids=list(SLOW))
+def test_a_body_as_deep_as_max_depth_is_read(inner: bytes) -> None:
+    depth = connectors.jsonbody.MAX_DEPTH
+    value = parse_json(httpx.Response(200, content=nested(depth, inner)))
+    for _ in range(depth - 1):
+        (value,) = value
+    assert isinstance(value, dict)
+
+
+@pytest.mark.parametrize("depth", [255, 1_000, 1_025, 5_000, 100_000])
+@pytest.mark.parametrize("inner", list(SLOW.values()), ids=list(SLOW))
+def test_a_body_nested_deeper_is_a_fatal_error_not_a_traceback(depth: int, inner: bytes) -> None:
+    """JSON sets no depth limit. Past orjson's (1,024 levels), ``json.loads`` raised
+    RecursionError, a traceback out of the sync; below it, what reads a record after (the PII
+    scrubber, the landing's JSON writer) could. The same body would come again: not retried."""
+    request = httpx.Request("GET", "https://api.test/calls?token=abc")
+    response = httpx.Response(200, content=nested(depth, inner), request=request)
+    with pytest.raises(ResponseShapeError) as info:
+        parse_json(response)
+    assert not isinstance(info.value, RetriableError)
+    assert str(info.value).startswith("HTTP 200: body nested deeper than 254 levels (")
+    assert str(info.value).endswith("(https://api.test/calls?token=REDACTED)")
 
 
 @pytest.mark.parametrize(
@@ -495,7 +535,8 @@ def test_no_secret_reaches_the_logs(caplog: pytest.LogCaptureFixture) -> None:
         assert encoded not in text
 
 
-def test_docstring_examples_run() -> None:
-    result = doctest.testmod(connectors.http)
+@pytest.mark.parametrize("module", [connectors.http, connectors.jsonbody])
+def test_docstring_examples_run(module: object) -> None:
+    result = doctest.testmod(module)  # type: ignore[arg-type]
     assert result.attempted > 0
     assert result.failed == 0

@@ -18,6 +18,7 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from connectors.emulator import Fault, Faults, KoreEmulator
+from connectors.emulator.server import Request, Response
 from connectors.errors import StateError
 from connectors.normalise import rebuild
 from connectors.source import TimeoutSettings
@@ -167,17 +168,52 @@ def test_rows_changing_while_paging_converge_on_the_next_run(
 
 
 @pytest.mark.parametrize("offset", [50, -50])
-def test_paging_stops_on_has_more_false_even_when_total_count_lies(
+def test_a_total_count_that_lies_costs_at_most_an_empty_page_a_window(
     tmp_path: Path, offset: int
 ) -> None:
+    """Under ``hasMore: true`` a short total is not followed; over ``hasMore: false`` a long one
+    is asked past once: the page after is empty, and ends the window."""
     with KoreEmulator(CONTACTS, rate_limit=None) as honest:
         assert sync(honest, tmp_path / "honest").ok
         pages = honest.stats.admitted
     with KoreEmulator(CONTACTS, rate_limit=None, total_count_offset=offset) as liar:
+        past: list[int] = []  # the empty pages asked for after a hasMore: false
+
+        def watch(n: int, request: Request, response: Response) -> Response:
+            body = response.payload if isinstance(response.payload, dict) else {}
+            if json.loads(request.body)["skip"] and body.get("CallVolumeUpdate") == []:
+                past.append(n)
+            return response
+
+        liar.add_rewrite(watch)
         report = sync(liar, tmp_path / "liar")
         assert report.ok, report.error
-        assert liar.stats.admitted == report.pages == pages
+        assert liar.stats.admitted == report.pages == pages + len(past)
+        assert bool(past) == (offset > 0)
         assert_frame_equal(as_served(imported(tmp_path / "liar"), liar), expected(liar))
+
+
+def test_a_has_more_false_short_of_the_total_count_is_asked_past(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The server says ``hasMore: false`` after every page while ``totalCount`` (right) says
+    more. The sync stopped after each window's first page with exit 0, and the cursor moved
+    past the windows: their other rows were lost for good. The page after is asked for; its
+    rows go on, and the disagreement is still reported."""
+
+    def lie(n: int, request: Request, response: Response) -> Response:
+        body = response.payload
+        if isinstance(body, dict) and body.get("hasMore") is True:
+            return Response(200, {**body, "hasMore": False}, response.headers)
+        return response
+
+    with KoreEmulator(CONTACTS, rate_limit=None) as emu:
+        emu.add_rewrite(lie)
+        report = sync(emu, tmp_path)
+        assert report.ok, report.error
+        assert_frame_equal(as_served(imported(tmp_path), emu), expected(emu))
+    assert "totalCount" in caplog.text
+    assert "disagrees with hasMore=False" in caplog.text
 
 
 def test_idempotent_resync(emu: KoreEmulator, tmp_path: Path) -> None:

@@ -348,9 +348,29 @@ def test_an_empty_page_writes_nothing(tmp_path: Path) -> None:
 
 
 def test_a_record_repeated_within_a_page_lands_once(tmp_path: Path) -> None:
-    batch = land(tmp_path, [call(1, 5, v="newer"), call(1, 1, v="older"), call(1, 5, v="last")])
+    batch = land(tmp_path, [call(1, 5, v="newer"), call(1, 1, v="older"), call(1, 5, v="newer")])
     assert batch.rows == 1
-    assert landed(tmp_path)["1"]["v"] == "last"
+    assert landed(tmp_path)["1"]["v"] == "newer"
+
+
+def versions(root: Path) -> list[tuple[str, str]]:
+    frame = scan_landed(root, "ujet", "calls").collect()
+    return sorted(frame.select("record_id", "payload").iter_rows())
+
+
+def test_copies_that_differ_under_one_stamp_in_a_page_are_a_conflict_as_across_syncs(
+    tmp_path: Path,
+) -> None:
+    """Two contents under one ``updated_at`` in two syncs are both kept, for the pipeline edge
+    to quarantine as ``conflicting_duplicate``; in one page the later copy won silently."""
+    page = [call(1, 5, v="a"), call(2, 1), call(1, 5, v="b"), call(1, 1, v="old")]
+    batch = land(tmp_path / "page", [*page, call(1, 5, v="a")])
+    land(tmp_path / "syncs", [call(1, 5, v="a"), call(2, 1)])
+    land(tmp_path / "syncs", [call(1, 5, v="b")], batch="run-2", at=T0 + timedelta(hours=1))
+    assert batch.rows == 3  # the two contents of 1 (the identical copy once), and 2
+    both = [json.dumps(call(1, 5, v=v), separators=(",", ":")) for v in ("a", "b")]
+    assert versions(tmp_path / "page") == versions(tmp_path / "syncs")
+    assert [p for rid, p in versions(tmp_path / "page") if rid == "1"] == both
 
 
 def test_naive_fetched_at_is_refused(tmp_path: Path) -> None:

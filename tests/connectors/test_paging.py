@@ -249,19 +249,44 @@ def test_skip_limit_terminates_and_reads_everything_once(
     assert all(p.request.body["orgId"] == "o-1" for p in pages)
 
 
-def test_skip_limit_trusts_has_more_over_total() -> None:
+def test_skip_limit_follows_has_more_but_asks_past_a_false_one_short_of_the_total() -> None:
+    """``hasMore: false`` with ``totalCount`` saying more: one of them lies, and stopping
+    lost the rows after for good (the cursor moves past the window). The next page is asked
+    for: its rows go on, an empty one ends it."""
     request = ApiRequest("POST", "cv", body={"skip": 0, "limit": 2})
-    nxt = SkipLimitPaginator().next_request(
-        page(request, [1, 2], body={"hasMore": True, "totalCount": 2})
-    )
+    paginator = SkipLimitPaginator()
+    nxt = paginator.next_request(page(request, [1, 2], body={"hasMore": True, "totalCount": 2}))
     assert nxt is not None
     assert nxt.body == {"skip": 2, "limit": 2}
-    assert (
-        SkipLimitPaginator().next_request(
-            page(request, [1, 2], body={"hasMore": False, "totalCount": 99})
-        )
-        is None
-    )
+    nxt = paginator.next_request(page(request, [1, 2], body={"hasMore": False, "totalCount": 99}))
+    assert nxt is not None
+    assert nxt.body == {"skip": 2, "limit": 2}
+    after = ApiRequest("POST", "cv", body={"skip": 2, "limit": 2})
+    empty = {"hasMore": False, "totalCount": 99}
+    assert paginator.next_request(page(after, [], body=empty)) is None
+    ended = {"hasMore": False, "totalCount": 2}
+    assert paginator.next_request(page(request, [1, 2], body=ended)) is None
+    assert paginator.next_request(page(request, [1, 2], body={"hasMore": False})) is None
+
+
+@pytest.mark.parametrize("lie", ["hasMore", "totalCount"])
+def test_skip_limit_reads_every_row_whichever_of_has_more_and_total_lies(lie: str) -> None:
+    rows, limit = list(range(7)), 2
+
+    def serve(request: ApiRequest) -> Page:
+        skip = request.body["skip"]
+        served = rows[skip : skip + limit]
+        body = {"hasMore": skip + len(served) < len(rows), "totalCount": len(rows)}
+        if lie == "hasMore":
+            body["hasMore"] = False
+        else:
+            body["totalCount"] = len(rows) + 50
+        return page(request, served, body=body)
+
+    first = ApiRequest("POST", "cv", body={"skip": 0, "limit": limit})
+    pages = walk(SkipLimitPaginator(), first, serve)
+    assert [r for p in pages for r in p.records] == rows
+    assert len(pages) == (4 if lie == "hasMore" else 5)  # and an empty one, if the total lied
 
 
 def test_skip_limit_in_query_params() -> None:
@@ -430,7 +455,11 @@ def test_windows_cover_start_to_end_without_gaps(
 # -- updated_at tail (UJET) ------------------------------------------------------------------------
 
 
-def tail_server(stamps: list[datetime], per: int, inclusive: bool) -> Callable[[ApiRequest], Page]:
+def tail_server(
+    stamps: list[datetime], per: int, inclusive: bool, cap: int | None = None, says: str = ""
+) -> Callable[[ApiRequest], Page]:
+    """A tail over ``stamps``, ``per`` a page, or ``cap`` when it is lower; ``says`` how, in
+    ``Per-Page`` (``"Per-Page"``), a ``Link`` rel="next" (``"Link"``), or not at all."""
     rows = sorted(
         (
             {"id": i, "updated_at": format_utc(s, timespec="microseconds")}
@@ -453,7 +482,11 @@ def tail_server(stamps: list[datetime], per: int, inclusive: bool) -> Callable[[
                 else datetime.fromisoformat(r["updated_at"]) > cut
             )
         ]
-        return page(request, kept[(number - 1) * per : number * per])
+        size = min(per, cap or per)
+        headers = {"Per-Page": str(size)} if says == "Per-Page" else {}
+        if says == "Link" and number * size < len(kept):
+            headers["Link"] = f'<https://x.test/calls?page={number + 1}&per={size}>; rel="next"'
+        return page(request, kept[(number - 1) * size : number * size], headers=headers)
 
     return serve
 
@@ -511,6 +544,45 @@ def test_tail_terminates_and_misses_nothing(
     assert {r["id"] for p in pages for r in p.records} == set(range(len(stamps)))
     keys = [json.dumps(sorted(p.request.params.items())) for p in pages]
     assert len(keys) == len(set(keys))  # never the same request twice: the loop guard stays quiet
+
+
+@settings(deadline=None)
+@given(
+    offsets=st.lists(st.integers(0, 2_000), min_size=1, max_size=80),
+    per=st.integers(2, 15),
+    cap=st.integers(1, 14),
+    says=st.sampled_from(["Per-Page", "Link"]),
+)
+def test_tail_over_a_server_that_caps_per_misses_nothing(
+    offsets: list[int], per: int, cap: int, says: str
+) -> None:
+    """A server that sends fewer than ``per`` a page, and says so in ``Per-Page`` or a ``Link``
+    rel="next": its short pages are not the end (they were: the rest was missed, exit 0)."""
+    stamps = [T0 + o * timedelta(milliseconds=1) for o in offsets]
+    first = ApiRequest(url="calls", params={"per": per, "page": 1})
+    pages = walk(CursorTailPaginator(), first, tail_server(stamps, per, True, cap, says))
+    assert {r["id"] for p in pages for r in p.records} == set(range(len(stamps)))
+
+
+def test_tail_page_size_is_the_servers() -> None:
+    tail, request = CursorTailPaginator(), ApiRequest(url="calls", params={"per": 25})
+    link = '<https://x.test/calls?page=2&per=20>; rel="next"'
+    assert tail.page_size(page(request, [], headers={"Per-Page": "20"})) == 20
+    assert tail.page_size(page(request, [], headers={"Link": link})) == 20
+    assert tail.page_size(page(request, [], headers={"Per-Page": "0", "Link": "junk"})) == 25
+    assert tail.page_size(page(ApiRequest(url="calls"), [])) is None
+    one = [{"updated_at": "2026-10-01T00:00:00Z"}]
+    assert not tail.ends(page(request, one, headers={"Link": link.replace("per=20", "per=25")}))
+    assert tail.ends(page(request, one, headers={"Per-Page": "20"}))  # short of it, no next
+
+
+def test_an_empty_tail_page_with_a_link_to_more_is_a_violation() -> None:
+    """An empty page has no record to move the cursor by: a ``Link`` rel="next" on it
+    contradicts it (it ended the stream silently)."""
+    link = '<https://x.test/calls?page=2&per=25>; rel="next"'
+    request = ApiRequest(url="calls", params={"per": 25, "page": 1})
+    with pytest.raises(PageInvariantError, match=r'empty_page_claims_more.*Link rel="next"'):
+        CursorTailPaginator().check(page(request, [], headers={"Link": link}))
 
 
 # -- the driver ------------------------------------------------------------------------------------
@@ -841,13 +913,15 @@ def test_a_total_count_that_disagrees_with_has_more_is_reported_once_not_fatal(
 ) -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         skip = json.loads(request.content)["skip"]
-        return httpx.Response(200, json={"rows": [skip], "hasMore": skip < 3, "totalCount": 50})
+        rows = [skip] if skip <= 3 else []
+        return httpx.Response(200, json={"rows": rows, "hasMore": skip < 3, "totalCount": 50})
 
     first = ApiRequest("POST", "callvolume", body={"skip": 0, "limit": 1})
     pages = iterate_pages(client_for(handler), first, SkipLimitPaginator(), records_path="rows")
-    assert [r for p in pages for r in p.records] == [0, 1, 2, 3]
-    notes = [r for r in caplog.records if "disagrees with hasMore" in r.getMessage()]
+    assert [p.records for p in pages] == [[0], [1], [2], [3], []]  # the empty page ends it
+    notes = [r.getMessage() for r in caplog.records if "disagrees with hasMore" in r.getMessage()]
     assert len(notes) == 1
+    assert "totalCount 50 disagrees with hasMore=False after 4 rows (the page after" in notes[0]
 
 
 @pytest.mark.parametrize("module", [connectors.paging.paginator, connectors.paging.driver])

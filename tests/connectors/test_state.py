@@ -223,6 +223,11 @@ def test_atomic_write_and_durable_mkdir(tmp_path: Path) -> None:
         (None, None),
         (1527713191, None),
         (T0, T0),
+        # valid ISO 8601, but no UTC date: year 0 and year 10000 (an OverflowError escaped)
+        ("0001-01-01T00:00:00+01:00", None),
+        ("9999-12-31T23:59:59-01:00", None),
+        (datetime(1, 1, 1, tzinfo=timezone(HOUR)), None),
+        ("0001-01-01T00:00:00Z", datetime(1, 1, 1, tzinfo=UTC)),
     ],
 )
 def test_parse_utc(value: object, expected: datetime | None) -> None:

@@ -5,8 +5,9 @@ body ``orgId``, ``fromTimeStamp``, ``toTimeStamp``, ``skip``, ``limit``. The str
 UTC windows of ``window_minutes`` (default one day, :class:`~connectors.paging.TimeWindowPaginator`)
 from ``cursor - lookback`` (widened to whole windows) to now, and pages each window by
 ``skip``/``limit`` in the body until ``hasMore`` is false
-(:class:`~connectors.paging.SkipLimitPaginator`; ``totalCount`` is only a fallback when
-``hasMore`` is absent). Rows carry no last-modified time, so the cursor is a time:
+(:class:`~connectors.paging.SkipLimitPaginator`; ``totalCount`` is a fallback when ``hasMore``
+is absent, and a ``hasMore: false`` short of it is asked past: the next page's rows go on, an
+empty one ends the window). Rows carry no last-modified time, so the cursor is a time:
 after each landed page the start of its window (everything before it is complete), after a
 window's last page its end, or for the window still running the latest interval end it served,
 never past the run's start. Each run re-reads ``lookback_minutes``
