@@ -86,8 +86,11 @@ class _Guard:
         if self.anchor is not None and asked is not None:
             cursor, before, earlier = self.anchor
             if before is not None and total is not None and (cursor is None or cursor < asked):
-                stamps = (at for at in earlier.values() if at is not None)
-                between = sum(cursor is None or cursor <= at < asked for at in stamps)
+                # a record whose stamp cannot be read may lie anywhere: taken as in between (it
+                # is quarantined downstream), lest one bad stamp stop the stream every night
+                between = sum(
+                    at is None or cursor is None or cursor <= at < asked for at in earlier.values()
+                )
                 if (skipped := before - total - between) > 0:
                     since = "the start" if cursor is None else format_utc(cursor)
                     detail = (

@@ -207,3 +207,30 @@ def test_a_short_page_the_server_says_nothing_about_is_the_end(
     with sup.emulator(contacts) as emu:
         calls, _ = sync(emu, tmp_path, capped(emu, 20, ()))
     assert (calls.ok, calls.pages, calls.records) == (True, 1, 20)
+
+
+# -- one record's stamp unreadable ---------------------------------------------------------------
+
+
+def test_one_record_whose_stamp_cannot_be_read_is_quarantined_not_the_stream_stopped(
+    contacts: pl.DataFrame, reference: pl.DataFrame, tmp_path: Path
+) -> None:
+    """A call whose ``updated_at`` is ``garbage``. The tail cannot place it between two cursors,
+    and counted it as skipped when ``Total`` fell past it: ``total_gap``, the stream stopped,
+    exit 2, on every sync (the vendor sends it again each night). It lands, its stamp unknown,
+    and the rebuild quarantines it (``unparsable_timestamp``); every other call is synced.
+    With every stamp readable the check stays exact."""
+    broken: list[str] = []
+
+    def garble(rows: list[dict[str, Any]]) -> None:
+        rows[0]["updated_at"] = "garbage"
+        broken.append(f"call-{rows[0]['id']}")
+
+    with sup.emulator(contacts) as emu:
+        reports = sync(emu, tmp_path, first_calls_page(garble))  # pages of 25: cursors move
+    assert all(r.ok for r in reports), [r.error for r in reports]
+    _, quarantine = canonical_source(UJET, tmp_path / "landing")
+    reasons = quarantine.collect().select("record_id", "reason").unique().rows()
+    assert reasons == [(broken[0], "unparsable_timestamp")]
+    kept = reference.filter(pl.col("contact_id") != broken[0])
+    assert_frame_equal(sup.synced(tmp_path / "landing"), kept)
