@@ -53,6 +53,18 @@ def _texts(root: Path) -> str:
     return "\n".join(p.read_text() for p in root.rglob("*") if p.suffix in kinds)
 
 
+def _volume_is_served(out: Path, stack: Stack, now: datetime) -> pl.DataFrame:
+    """The stored volume table, checked against one built from what the emulators serve."""
+    window, settings = snap_window(T0, now, minutes=15, tz="UTC"), BuildSettings()
+    expected = callvolume.derive(
+        callvolume.build(stack.served_contacts().lazy(), window=window, settings=settings),
+        settings=settings,
+    ).collect()
+    stored = table(out, "callvolume").select(expected.columns).cast(expected.schema)  # type: ignore[arg-type]
+    assert_frame_equal(stored, expected.filter(busy("callvolume")), check_row_order=False)
+    return stored
+
+
 def test_a_run_matches_its_tables_and_a_second_run_changes_nothing(
     tmp_path: Path, stack: Stack, now: datetime
 ) -> None:
@@ -160,14 +172,7 @@ def test_a_late_change_is_aggregated_again(tmp_path: Path, stack: Stack, now: da
     assert summary["window"]["start"] <= late["offered_at"].strftime("%Y-%m-%dT%H:%M:%SZ")
     assert summary["reconcile"]["ok"] is True
     out = tmp_path / "out"
-    window = snap_window(T0, now, minutes=15, tz="UTC")
-    settings = BuildSettings()
-    expected = callvolume.derive(
-        callvolume.build(stack.served_contacts().lazy(), window=window, settings=settings),
-        settings=settings,
-    ).collect()
-    stored = table(out, "callvolume").select(expected.columns).cast(expected.schema)  # type: ignore[arg-type]
-    assert_frame_equal(stored, expected.filter(busy("callvolume")), check_row_order=False)
+    stored = _volume_is_served(out, stack, now)
     row = stored.filter(
         (pl.col("queue_id") == late["queue_id"])
         & (pl.col("interval_start_utc") <= late["offered_at"])
@@ -195,15 +200,7 @@ def test_a_change_after_an_explicit_end_is_built_by_that_run(
     early = ["--start", f"{T0:%Y-%m-%d}T00:00:00Z", "--end", f"{T0:%Y-%m-%d}T06:00:00Z"]
     assert invoke(["run", "--quiet", *early], config).exit_code == 0
     assert invoke(["run", "--quiet"], config).exit_code == 0
-    window = snap_window(T0, now, minutes=15, tz="UTC")
-    settings = BuildSettings()
-    expected = callvolume.derive(
-        callvolume.build(stack.served_contacts().lazy(), window=window, settings=settings),
-        settings=settings,
-    ).collect()
-    stored = table(tmp_path / "out", "callvolume")
-    stored = stored.select(expected.columns).cast(expected.schema)  # type: ignore[arg-type]
-    assert_frame_equal(stored, expected.filter(busy("callvolume")), check_row_order=False)
+    _volume_is_served(tmp_path / "out", stack, now)
 
 
 def test_a_call_years_before_the_start_is_counted_on_its_day_not_every_day_since(
