@@ -25,11 +25,12 @@ and its entry are durable, and only then may the sync commit its state.
 :mod:`connectors.landing.check` compares the manifest with the files present and, at the start of
 a sync, has a lost or damaged file's range fetched again.
 
-:func:`scan_landed` keeps each ``record_id``'s latest version (latest ``updated_at``, nulls
-lowest, then ``fetched_at``, ``batch_id``, ``page_no``), so re-landing a page after a crash, a
-lookback or a repair never double counts. Different contents sent under the same latest
-``updated_at`` are all kept: a conflict, which the pipeline edge quarantines as
-``conflicting_duplicate`` (when their canonical rows differ) rather than let the later fetch win.
+:func:`scan_landed` keeps each ``record_id``'s latest version (latest ``updated_at``, one
+without it as new as its ``fetched_at``; then ``fetched_at``, ``batch_id``, ``page_no``), so
+re-landing a page after a crash, a lookback or a repair never double counts. Different
+contents sent under the same latest ``updated_at`` are all kept: a conflict, which the pipeline
+edge quarantines as ``conflicting_duplicate`` (when their canonical rows differ) rather than let
+the later fetch win.
 
 Example:
     >>> import tempfile
@@ -276,14 +277,17 @@ def latest_records(frame: pl.LazyFrame) -> pl.LazyFrame:
         >>> latest_records(pl.LazyFrame(schema=LANDING_SCHEMA)).collect().height
         0
     """
-    order = ["updated_at", "fetched_at", "batch_id", "page_no"]
+    # A version without a stamp (the vendor stopped sending it, or sent one we cannot read) is
+    # as new as its fetch: taken as older than any stamp, it lost to the last stamped version
+    # for good, and every later change of the record was ignored.
+    stamp = pl.col("updated_at")
+    order = [pl.coalesce(stamp, "fetched_at"), "fetched_at", "batch_id", "page_no"]
     row = pl.col("__row")  # one winning row per id (a window, not a per-column sort: 28x faster)
     latest = row == row.sort_by(order).last().over("record_id")
     # Versions the vendor stamped with the same, latest updated_at but sent with other content
     # are all kept: the validation at the pipeline edge quarantines them as a conflict (SPEC §7)
     # instead of the later fetch winning silently. Identical re-reads stay one row.
-    stamp = pl.col("updated_at")
-    tied = stamp.is_not_null() & (stamp == stamp.max().over("record_id"))
+    tied = stamp.is_not_null() & (stamp == stamp.sort_by(order).last().over("record_id"))
     counted = frame.with_columns(pl.len().over("record_id").alias("__n")).cache()
     once = counted.filter(pl.col("__n") == 1).drop("__n")
     again = counted.filter(pl.col("__n") > 1).drop("__n").with_row_index("__row")

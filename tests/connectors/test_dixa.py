@@ -224,6 +224,42 @@ def test_resync_is_idempotent_and_the_lookback_picks_up_late_changes(tmp_path: P
         assert after.height == before.height
 
 
+def test_a_change_sent_without_its_updated_at_is_not_lost_to_the_last_stamped_version(
+    tmp_path: Path,
+) -> None:
+    """Dixa stops sending the mapped ``updated_at`` field (dropped from the records, as a
+    tenant's field catalogue can change), and a conversation changes. Its new version lands
+    without a stamp; taken as older than any stamp, it lost to the version synced before, and
+    this and every later change were ignored for good, exit 0. As new as its fetch, it wins."""
+
+    def without_stamp(n: int, request: Request, response: Response) -> Response:
+        body = response.payload
+        if request.method != "POST" or not isinstance(body, dict) or "data" not in body:
+            return response
+        records = [
+            r | {"fields": [f for f in r.get("fields", []) if f.get("name") != "updated_at"]}
+            for r in body["data"]
+        ]
+        return Response(response.status, body | {"data": records}, response.headers)
+
+    with emulator() as emu:
+        assert all(r.ok for r in sync(emu, tmp_path))
+        truth = emu.expected_contacts()
+        single = truth.group_by("contact_id").len().filter(pl.col("len") == 1)["contact_id"]
+        recent = (pl.col("offered_at") > NOW - timedelta(hours=20)) & (
+            pl.col("outcome") == "answered"
+        )
+        changed = truth.filter(recent & pl.col("contact_id").is_in(single.implode()))
+        cid = changed["contact_id"][0]
+        emu.update_records([cid], outcome="abandoned", answered_at=None, talk_ms=0)
+        emu.add_rewrite(without_stamp)
+        (late,) = sync(emu, tmp_path, lookback_minutes=24 * 60)
+        assert late.ok, late.error
+        after = synced(emu, tmp_path).filter(pl.col("contact_id") == cid)
+    assert after["outcome"].to_list() == ["abandoned"]
+    assert after["updated_at"].to_list() == [None]  # the stamp it came without
+
+
 def test_the_vendor_rate_limit_is_never_hit(tmp_path: Path) -> None:
     with emulator(NORMAL, rate_limit_per_s=10, rate_limit_burst=4) as emu:
         limits = {"rate_limit_per_s": 10.0, "rate_limit_burst": 4, "rate_limit_margin_s": 0.1}

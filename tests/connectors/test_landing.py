@@ -397,7 +397,9 @@ def test_latest_updated_at_wins_then_latest_fetch(tmp_path: Path) -> None:
         rid: sorted(json.loads(p)["v"] for p in group["payload"])
         for (rid,), group in frame.group_by("record_id")
     }
-    assert versions["1"] == ["a"]  # the newest version, though fetched first; null never wins
+    # fetched last without a stamp (the vendor stopped sending it): as new as its fetch, so
+    # it wins; "null never wins" kept the last stamped version, and ignored every later change
+    assert versions["1"] == ["c"]
     assert versions["2"] == ["a", "b"]  # same stamp, other content: both, a conflict
     assert versions["3"] == ["b"]  # no updated_at at all: the later fetch
 
@@ -634,6 +636,10 @@ def test_latest_records_on_a_frame() -> None:
         schema=LANDING_SCHEMA,
     )
     result = latest_records(frame).sort("record_id", "payload").collect()
+    # a2 came without a stamp an hour after a1 and a3 were fetched: as new as its fetch, it wins
+    assert result["payload"].to_list() == ["a2", "b1"]
+    stamped = frame.filter(pl.col("payload") != "a2")
+    result = latest_records(stamped).sort("record_id", "payload").collect()
     # a1 and a3 carry the same latest updated_at with other content: a conflict, both kept
     assert result["payload"].to_list() == ["a1", "a3", "b1"]
 
@@ -684,8 +690,8 @@ def test_docstring_examples_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     rows=st.lists(
         st.tuples(
             st.integers(0, 6),  # record id: a few, so that many repeat
-            st.one_of(st.none(), st.integers(0, 3)),  # updated_at (null is the oldest)
-            st.integers(0, 3),  # fetched_at
+            st.one_of(st.none(), st.integers(0, 3)),  # updated_at (null: as new as its fetch)
+            st.integers(0, 3),  # fetched_at (hours, as updated_at: the two are compared)
             st.sampled_from(["x", "y"]),  # batch_id
             st.integers(0, 2),  # page_no
         ),
@@ -695,14 +701,15 @@ def test_docstring_examples_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
 def test_latest_records_equals_the_rule_row_by_row(
     rows: list[tuple[int, int | None, int, str, int]],
 ) -> None:
-    """The scan keeps, per id, every distinct content under its latest non-null ``updated_at``
-    (one row when they agree), else the single latest fetch: checked against the rule applied
-    in plain Python."""
+    """The scan keeps, per id, the latest version by ``updated_at``, a version without one
+    as new as its fetch (ties: the later fetch, batch, page); when that version has a stamp,
+    every distinct content under it (one row when they agree): checked against the rule
+    applied in plain Python."""
     frame = pl.LazyFrame(
         {
             "record_id": [str(r[0]) for r in rows],
             "updated_at": [None if r[1] is None else T0 + timedelta(hours=r[1]) for r in rows],
-            "fetched_at": [T0 + timedelta(minutes=r[2]) for r in rows],
+            "fetched_at": [T0 + timedelta(hours=r[2]) for r in rows],
             "batch_id": [r[3] for r in rows],
             "page_no": [r[4] for r in rows],
             "payload": [f"p{n}" for n in range(len(rows))],
@@ -712,11 +719,15 @@ def test_latest_records_equals_the_rule_row_by_row(
     got = latest_records(frame).collect()
     for rid in {str(r[0]) for r in rows}:
         mine = [(r, f"p{n}") for n, r in enumerate(rows) if str(r[0]) == rid]
-        stamps = [r[1] for r, _ in mine if r[1] is not None]
         kept = set(got.filter(pl.col("record_id") == rid)["payload"].to_list())
-        if stamps:  # the payloads (all distinct here) under the latest stamp
-            assert kept == {p for r, p in mine if r[1] == max(stamps)}, rid
-        else:  # no stamp: one row, a latest fetch (exact ties on the order may pick either)
-            best = max((r[2], r[3], r[4]) for r, _ in mine)
-            assert len(kept) == 1, rid
-            assert kept <= {p for r, p in mine if (r[2], r[3], r[4]) == best}, rid
+
+        def rank(r: tuple[int, int | None, int, str, int]) -> tuple[int, int, str, int]:
+            return (r[2] if r[1] is None else r[1], r[2], r[3], r[4])
+
+        best = max(rank(r) for r, _ in mine)
+        allowed = [  # what each winner keeps (exact ties on the order may pick either)
+            {p for s, p in mine if s[1] == r[1]} if r[1] is not None else {p}
+            for r, p in mine
+            if rank(r) == best
+        ]
+        assert kept in allowed, rid

@@ -61,8 +61,10 @@ __all__ = [
     "sharded",
 ]
 
-#: The snapshot layout's version (another one is rebuilt whole).
-FORMAT = 4
+#: The snapshot layout's version, and of the rules its rows were made by (another one is rebuilt
+#: whole). 5: a landed version without ``updated_at`` is as new as its fetch
+#: (:func:`connectors.landing.latest_records`).
+FORMAT = 5
 #: The column whose UTC month shards a table's rows.
 SHARD_BY = {"contacts": "offered_at", "callback_attempts": "created_at"}
 #: Tables whose store partition is a row's own day (their digests are kept per shard).
