@@ -15,10 +15,11 @@ never landed, and yields each page before asking for the next. It raises
 :class:`~connectors.errors.PaginationLoopError` when any earlier request of the run comes again
 (the same token, page or URL twice), :class:`~connectors.errors.MaxPagesError` past
 ``max_pages``, and, given an ``identity`` of records, :class:`~connectors.errors.RepeatedPageError`
-for the second page in a row whose records were all seen already in the run; for a cursor
-tail, seen under the same cursor, as each move of the cursor re-reads its boundary instant,
-which can fill pages when more records than ``per`` share it. The invariants, by kind
-(``invariant`` name):
+for a page whose records were all read already on an earlier page of its time window (of the
+run, without windows), or the second page in a row whose records were all seen in the run; for
+a cursor tail, the second in a row seen under the same cursor, as each move of the cursor
+re-reads its boundary instant, which can fill pages when more records than ``per`` share it.
+The invariants, by kind (``invariant`` name):
 
 * cursor tail: each page non-decreasing in the cursor field (``cursor_order``) and at or after
   the requested cursor (``cursor_start``); when the cursor moves from ``C`` to ``C'``, ``Total``

@@ -54,6 +54,8 @@ class _Guard:
     noted: set[str] = field(default_factory=set)
     #: The tail's current cursor, its first page's ``Total`` and the records read under it.
     anchor: tuple[datetime | None, int | None, dict[Hashable, datetime | None]] | None = None
+    #: Not a tail: the time window being paged (``None``: none) and the records read in it.
+    chain: tuple[Any, set[Hashable]] | None = None
 
     def admit(self, page: Page) -> None:
         """Raise :class:`PageInvariantError` if ``page`` breaks an invariant, else remember it."""
@@ -120,6 +122,8 @@ class _Guard:
             self.repeats = 0
             return
         keys = [self.identity(r) for r in page.records]
+        if seen is self.seen:
+            self._in_chain(page, keys)
         if any(k is None for k in keys) or not seen.issuperset(keys):
             self.repeats = 0
         else:
@@ -129,6 +133,20 @@ class _Guard:
                 raise RepeatedPageError("repeated_page", detail, url=page.response.url)
         if seen is self.seen:  # a tail checks against its cursor's records: kept in anchor
             self.seen.update(k for k in keys if k is not None)
+
+    def _in_chain(self, page: Page, keys: list[Hashable | None]) -> None:
+        """A page after the first of one chain (a time window's pages, or the run's when it
+        has no windows) whose records were all read in that chain already is a repeat: a page
+        key, number or offset that came back to a page read (records read in an earlier
+        window may come again in the next one's first page: a record that moved)."""
+        window = page.request.window
+        if self.chain is None or self.chain[0] != window:
+            self.chain = (window, set())
+        read = self.chain[1]
+        if read and None not in keys and read.issuperset(keys):
+            detail = f"page {page.page_no}: every record of it was read on a page before it"
+            raise RepeatedPageError("repeated_page", detail, url=page.response.url)
+        read.update(k for k in keys if k is not None)
 
 
 def iterate_pages(

@@ -545,7 +545,8 @@ def test_a_repeated_page_key_stops_the_stream_with_an_error(tmp_path: Path) -> N
     with _RepeatingKey(NORMAL, token=TOKEN, rate_limit_per_s=None) as emu:
         (report,) = sync(emu, tmp_path)
         assert not report.ok
-        assert "repeated a request" in str(report.error)
+        # the key's page repeats page one's records: stopped there, before the loop guard
+        assert "repeated_page violated: page 2" in str(report.error)
         assert emu.stats.requests == 3  # the catalogue, page one, the key once: never again
 
 

@@ -10,6 +10,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from connectors.emulator import DixaEmulator, KoreEmulator, MindfulEmulator
 from connectors.emulator.server import Request, Response
 from connectors.state import StateStore
@@ -83,8 +85,35 @@ def test_dixa_the_same_page_under_new_keys(tmp_path: Path) -> None:
         emu.add_rewrite(stuck)
         report = dixa_sync(emu, tmp_path)
         requests = emu.stats.admitted
-    assert (report.error or "").startswith("paging invariant repeated_page violated: page 3: ")
-    assert requests == 4  # the catalogue, then three pages
+    assert (report.error or "").startswith("paging invariant repeated_page violated: page 2: ")
+    assert requests == 3  # the catalogue, then two pages: the second only repeats the first
+
+
+@pytest.mark.parametrize("next_key", ["kept", "dropped"])
+def test_dixa_a_page_that_repeats_the_one_before_once(tmp_path: Path, next_key: str) -> None:
+    """The window's second page comes back with the first page's records, once: with the real
+    next key after it (its own records never sent), or with none (the rest of the window never
+    sent). One such page passed (the guard waited for a second in a row): exit 0, the cursor
+    past the window, 10 or 19 conversations missing. It stops the stream before it lands."""
+    pages: list[Response] = []
+
+    def again(n: int, request: Request, response: Response) -> Response:
+        if request.method != "POST" or not body(response).get("data"):
+            return response
+        pages.append(response)
+        if len(pages) != 2:
+            return response
+        repeated = {**body(response), "data": body(pages[0])["data"]}
+        if next_key == "dropped":
+            repeated["meta"] = {}
+        return Response(200, repeated, response.headers)
+
+    with dixa.emulator() as emu:
+        emu.add_rewrite(again)
+        report = dixa_sync(emu, tmp_path)
+    assert (report.error or "").startswith("paging invariant repeated_page violated: page 2: ")
+    state = StateStore(tmp_path / "state").get("dixa", "conversations")
+    assert state is None  # nothing committed past the window being paged
 
 
 def test_mindful_every_hour_the_same_records(tmp_path: Path) -> None:
