@@ -33,7 +33,9 @@ The invariants, by kind (``invariant`` name):
   ``totalCount`` that disagrees with ``hasMore`` is reported, and ``hasMore: false`` short of
   ``totalCount`` asked past all the same (an empty next page ends it);
 * page key: an empty page with a next key (``empty_page_claims_more``);
-* time windows: the inner paginator's invariants in each window.
+* time windows: the inner paginator's invariants in each window; given where a record's
+  instant is (Dixa's ``primaryTimestampField``), every record inside its window
+  (``record_outside_window``).
 
 Records sit at a dotted JSON path (``None``: the body is the list): a missing key or a non-list
 is a :class:`~connectors.errors.ResponseShapeError` (loud beats silently empty); ``null`` is an

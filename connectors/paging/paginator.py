@@ -267,6 +267,9 @@ class TimeWindowPaginator:
     step: timedelta
     render: Callable[[TimeWindow], ApiRequest]
     inner: Paginator | None = None
+    #: Where a record's instant is, when the vendor selects records by it: a record outside
+    #: its page's window (``[start, end]``) is then a violation (``record_outside_window``).
+    stamp: Callable[[Any], datetime | None] | None = None
 
     def first_request(self, start: datetime) -> ApiRequest:
         """The request for the window containing ``start``."""
@@ -285,7 +288,19 @@ class TimeWindowPaginator:
         return None if window.end >= self.end else self._at(window.end)
 
     def check(self, page: Page) -> str | None:
-        """The inner paginator's invariants (one request per window has none of its own)."""
+        """The inner paginator's invariants, and with ``stamp`` every record in the window
+        asked for: a vendor that answers for another period (its filter's bug) would have
+        its records landed and the window committed as synced, its own records never sent."""
+        window = page.request.window
+        if self.stamp is not None and window is not None:
+            for record in page.records:
+                at = self.stamp(record)
+                if at is not None and not window.start <= at <= window.end:
+                    detail = (
+                        f"a record at {format_utc(at)} in the window "
+                        f"[{format_utc(window.start)}, {format_utc(window.end)})"
+                    )
+                    raise violation("record_outside_window", page, detail)
         check = getattr(self.inner, "check", None)
         return None if check is None else check(page)
 

@@ -116,6 +116,33 @@ def test_dixa_a_page_that_repeats_the_one_before_once(tmp_path: Path, next_key: 
     assert state is None  # nothing committed past the window being paged
 
 
+def test_dixa_records_of_another_period_stop_the_stream(tmp_path: Path) -> None:
+    """The vendor answers a window with records stamped a year before it (its period
+    filter's bug). They landed, the window was committed as synced and its own conversations
+    were never sent: all of the day missing, exit 0. A record outside the window asked
+    for is a paging violation: nothing of that window lands, the cursor stays before it."""
+
+    def elsewhere(n: int, request: Request, response: Response) -> Response:
+        records = body(response).get("data") if request.method == "POST" else None
+        if not records:
+            return response
+        moved = [
+            r | {"primaryTimestampField": r["primaryTimestampField"] | {"timestamp": earlier}}
+            for r in records
+            if (at := r["primaryTimestampField"]["timestamp"])
+            and (earlier := f"{int(at[:4]) - 1}{at[4:]}")
+        ]
+        return Response(200, {**body(response), "data": moved}, response.headers)
+
+    with dixa.emulator() as emu:
+        emu.add_rewrite(elsewhere)
+        report = dixa_sync(emu, tmp_path)
+    assert (report.error or "").startswith(
+        "paging invariant record_outside_window violated: page 1: a record at "
+    )
+    assert StateStore(tmp_path / "state").get("dixa", "conversations") is None
+
+
 def test_mindful_every_hour_the_same_records(tmp_path: Path) -> None:
     served: list[Response] = []
 

@@ -48,7 +48,7 @@ from connectors.paging import Page, PageKeyPaginator, Paginator, TimeWindowPagin
 from connectors.ratelimit import RateLimiter
 from connectors.retry import ApiRequest, RetryPolicy, TimeWindow
 from connectors.source import Source, SourceSettings, Stream
-from connectors.state import format_utc
+from connectors.state import format_utc, parse_utc
 from connectors.vendors.dixa.fields import RECORD_DTYPE
 from connectors.vendors.dixa.mapping import (
     CHANNEL_MAP,
@@ -190,8 +190,16 @@ def _plan(
     start: datetime, settings: DixaSettings, now: datetime, *, record_id: str
 ) -> tuple[ApiRequest, Paginator]:
     render = partial(window_request, record_id=record_id, settings=settings)
-    paginator = TimeWindowPaginator(end=now, step=settings.window, render=render, inner=_NEXT)
+    paginator = TimeWindowPaginator(
+        end=now, step=settings.window, render=render, inner=_NEXT, stamp=_primary
+    )
     return paginator.first_request(min(start, now)), paginator
+
+
+def _primary(record: Any) -> datetime | None:
+    """The record's ``primaryTimestampField`` instant: what the period filter selects by."""
+    field = record.get("primaryTimestampField") if isinstance(record, dict) else None
+    return parse_utc(field.get("timestamp")) if isinstance(field, dict) else None
 
 
 def _page_cursor(page: Page, latest: datetime | None, started: datetime) -> datetime | None:
