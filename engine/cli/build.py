@@ -36,7 +36,7 @@ from engine.output.files import DurationUnit
 from engine.output.inputs import InputFileError, read_input
 from engine.pipeline import build as pipeline
 from engine.pipeline.build import FORMATS, BuildReport, Format
-from engine.pipeline.lock import LOCK_FILE, store_lock
+from engine.pipeline.lock import LOCK_FILE, set_aside_unreadable, store_lock
 from engine.settings import (
     MAX_DURATION_LIMIT_HOURS,
     MAX_THRESHOLD_MS,
@@ -218,10 +218,14 @@ OUT_HELP = " A local folder, or s3://BUCKET/PREFIX (docs/scale-out.md)."
 
 
 @contextmanager
-def output_dir(out: str) -> Iterator[Path]:
+def output_dir(out: str, tables: tuple[str, ...] = ()) -> Iterator[Path]:
     """The folder a command writes ``--out`` to: ``out`` itself, or for an object-store prefix
     (``s3://BUCKET/PREFIX``) a local staging folder standing for it, checked first, whose
-    other outputs are uploaded when the block ends (:mod:`engine.output.location`)."""
+    other outputs are uploaded when the block ends (:mod:`engine.output.location`). A local
+    folder's store ``tables`` (those the command writes whole) whose log cannot be read (torn
+    by a crash, or a disk) are set aside first, said on stderr: the command writes them anew,
+    where opening them failed it every time (:func:`~engine.pipeline.lock.set_aside_unreadable`).
+    """
     if not location.is_url(out):
         folder = Path(out)
         new = not folder.exists()
@@ -234,6 +238,8 @@ def output_dir(out: str) -> Iterator[Path]:
                 fail(f"--out {out}: {exc.strerror or exc}")
             if new:  # a command that wrote nothing leaves no folder (removed under the lock)
                 held.callback(_remove_if_bare, folder)
+            for line in set_aside_unreadable(folder / "store", tables):
+                click.echo(f"wfm-intervals: note: {line}", err=True)
             yield folder
         return
     try:
@@ -276,6 +282,6 @@ def build(contacts_path: Path, out: str, max_quarantine_fraction: float, **opts:
         fail(f"--contacts: {exc}")
     opts["set_aside"] = set_aside
     title = f"built from {contacts_path}"
-    with output_dir(out) as where:
+    with output_dir(out, ("contacts", "callvolume")) as where:
         report = run_build(frame, where, opts, title=title, source=f"--contacts {contacts_path}")
     exit_on_quarantine(report.quarantined_total, report.rows_in, max_quarantine_fraction)

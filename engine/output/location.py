@@ -215,6 +215,9 @@ def _log_state(path: Path) -> tuple[object, ...]:
     stats = [(log / n).stat() for n in names]
     found = [(n, s.st_size, s.st_ino, s.st_mtime_ns) for n, s in zip(names, stats, strict=True)]
     commits = [n for n in names if n.endswith(".json")]
+    if empty := [n for n, size, *_ in found if n in commits and not size]:  # deltalake reads
+        msg = f"{shown(path)}: not a readable store table (its log's {empty[0]} is empty: a torn"
+        raise StoreError(f"{msg} commit); the table's version would be another one, silently")
     return (*found, (log / commits[-1]).read_bytes() if commits else b"")
 
 

@@ -28,20 +28,42 @@ __all__ = ["built_with", "filled_volume", "read_table"]
 
 def built_with(out_dir: Path) -> BuildSettings:
     """The zone and interval length the store under ``out_dir`` was built with (its
-    ``summary.json``, else its ``callbacks_summary.json``; UTC and 15 minutes when neither says).
+    ``summary.json``, else its ``callbacks_summary.json``; UTC and 15 minutes when there is no
+    store and neither file).
+
+    Raises:
+        StoreError: a summary that cannot be read or says no zone, or a store with neither:
+            its rows would be read on another grid (a torn ``summary.json`` re-gridded a
+            Lord Howe hourly table to 15-minute UTC rows, and vendor files took it, exit 0).
 
     Example:
         >>> built_with(Path("/nonexistent")).tz
         'UTC'
     """
     for name in ("summary.json", "callbacks_summary.json"):
+        path = out_dir / name
         try:
-            found = json.loads((out_dir / name).read_text())
-        except (OSError, ValueError):
+            found = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
             continue
-        if isinstance(found, dict) and "tz" in found:
+        except (OSError, ValueError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not valid JSON"
+            raise StoreError(f"{path}: {why}: {_UNKNOWN_GRID}") from None
+        try:
             return BuildSettings(tz=found["tz"], interval_minutes=found.get("interval_minutes", 15))
+        except (TypeError, KeyError, ValueError):  # not an object, no tz, or not a build's
+            raise StoreError(f"{path}: no zone and interval length: {_UNKNOWN_GRID}") from None
+    if any(delta.is_table(out_dir / "store" / name) for name in SHAPES):
+        msg = f"{out_dir}: neither summary.json nor callbacks_summary.json: {_UNKNOWN_GRID}"
+        raise StoreError(msg)
     return BuildSettings()
+
+
+#: Why a store whose build settings cannot be read is not read.
+_UNKNOWN_GRID = (
+    "the zone and interval length its store was built with are unknown; restore the file, or "
+    "build the store again"
+)
 
 
 def read_table(

@@ -13,6 +13,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 from click.testing import CliRunner
+from polars.testing import assert_frame_equal
 
 from engine.cli.main import cli
 from engine.demo.contacts import generate_contacts, make_dirty
@@ -221,6 +222,63 @@ def test_a_store_table_without_its_log_is_refused_not_read_as_plain_files(
     )
     assert code == 2
     assert "a store table never committed (its log holds no version)" in stderr
+
+
+@pytest.mark.parametrize("damage", ["torn", "gone", "no zone"])
+def test_a_store_whose_build_settings_cannot_be_read_is_not_read_on_another_grid(
+    contacts, tmp_path: Path, damage: str
+) -> None:
+    """A store built hourly in Australia/Lord_Howe, its ``summary.json`` torn, gone, or
+    without a zone. The exports took UTC and 15 minutes instead: fake 15-minute zero rows,
+    vendor files of hourly counts as quarter-hours, exit 0. They refuse, naming the file."""
+    contacts.write_parquet(tmp_path / "c.parquet")
+    out = tmp_path / "o"
+    hourly = ("--tz", "Australia/Lord_Howe", "--interval", "60", "--format", "parquet")
+    assert (
+        invoke("build", "--contacts", str(tmp_path / "c.parquet"), "--out", str(out), *hourly)[0]
+        == 0
+    )
+    summary = out / "summary.json"
+    if damage == "torn":
+        summary.write_bytes(summary.read_bytes()[:40])
+    elif damage == "gone":
+        summary.unlink()
+    else:
+        summary.write_text(json.dumps({"contacts": 1}))
+    code, stdout, stderr = invoke("export", "contact-volume", "--store", str(out))
+    assert code == 2, stdout
+    assert "the zone and interval length its store was built with are unknown" in stderr
+    assert ("neither summary.json" if damage == "gone" else str(summary)) in stderr
+
+
+@pytest.mark.parametrize("damage", ["emptied", "torn"])
+def test_a_torn_last_commit_is_refused_by_readers_and_set_aside_by_the_next_build(
+    contacts, tmp_path: Path, damage: str
+) -> None:
+    """The volume table's last commit file emptied (a crash of the machine) or cut short.
+    Emptied, the exports read another version silently (an empty table, exit 0); cut short,
+    every later build failed on it ("not a readable store table", exit 2) with no way back
+    but deleting it by hand. Readers refuse it, naming the file; the next build sets the
+    table aside, says so, and writes it anew."""
+    contacts.write_parquet(tmp_path / "c.parquet")
+    out, build = tmp_path / "o", ("build", "--contacts", str(tmp_path / "c.parquet"))
+    for _ in range(2):
+        assert invoke(*build, "--out", str(out), "--format", "parquet")[0] == 0
+    first = pl.read_delta(str(out / "store" / "callvolume"))
+    last = sorted((out / "store" / "callvolume" / "_delta_log").glob("*.json"))[-1]
+    last.write_bytes(b"" if damage == "emptied" else last.read_bytes()[:30])
+    code, stdout, stderr = invoke("export", "contact-volume", "--store", str(out))
+    assert code == 2, stdout
+    assert "not a readable store table" in stderr
+    if damage == "emptied":
+        assert f"its log's {last.name} is empty: a torn commit" in stderr
+    code, _, stderr = invoke(*build, "--out", str(out), "--format", "parquet")
+    assert code == 0, stderr
+    assert stderr.startswith(f"wfm-intervals: note: {out / 'store' / 'callvolume'}: ")
+    assert "set aside as .callvolume.old-" in stderr
+    assert_frame_equal(
+        pl.read_delta(str(out / "store" / "callvolume")), first, check_row_order=False
+    )
 
 
 def test_dirty_rows_are_quarantined_not_fatal(contacts, tmp_path: Path) -> None:
