@@ -31,7 +31,7 @@ from typing import Any, Final
 
 import polars as pl
 
-from engine.errors import StoreError
+from engine.errors import StoreError, printable
 from engine.interval import Window
 from engine.output import delta
 from engine.report.sections import (
@@ -116,7 +116,7 @@ def open_store(path: Path, *, last_days: int | None = None) -> Store:
     must not grow with history.
 
     Raises:
-        StoreError: no interval table is there.
+        StoreError: no interval table is there, or a summary there cannot be read.
 
     Example:
         >>> open_store(Path("/nonexistent"))
@@ -143,14 +143,13 @@ def open_store(path: Path, *, last_days: int | None = None) -> Store:
         else delta.scan(tables_dir / name, days=keep).collect().lazy()
         for name in names
     }
-    summaries = {
-        kind: json.loads(p.read_text())
-        for kind, p in (
-            ("contacts", root / "summary.json"),
-            ("callbacks", root / "callbacks_summary.json"),
-        )
-        if p.is_file()
-    }
+    summaries = {}
+    for kind, name in (("contacts", "summary.json"), ("callbacks", "callbacks_summary.json")):
+        if (path := root / name).is_file():
+            try:
+                summaries[kind] = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:  # torn: its zone and interval are unknown
+                raise StoreError(f"{path}: cannot be read ({printable(exc)})") from None
     reconcile, error = None, None
     candidates = [p / "reconcile.json" for p in (root, tables_dir)]
     if found := next((p for p in candidates if p.is_file()), None):

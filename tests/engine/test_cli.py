@@ -249,6 +249,11 @@ def test_a_store_whose_build_settings_cannot_be_read_is_not_read_on_another_grid
     assert code == 2, stdout
     assert "the zone and interval length its store was built with are unknown" in stderr
     assert ("neither summary.json" if damage == "gone" else str(summary)) in stderr
+    if damage == "torn":  # the report read it bare: a JSONDecodeError traceback
+        code, _, stderr = invoke("report", "--store", str(out), "--out", str(tmp_path / "r.html"))
+        assert code == 2
+        assert stderr.startswith(f"wfm-intervals: error: {summary}: cannot be read (")
+        assert len(stderr.splitlines()) == 1
 
 
 @pytest.mark.parametrize("damage", ["emptied", "torn"])
