@@ -129,6 +129,9 @@ def open_store(path: Path, *, last_days: int | None = None) -> Store:
     if not names:
         msg = f"{path}: no store/ with callvolume, callback_intervals or retry_outcomes tables"
         raise StoreError(msg + " (run `wfm-intervals build`, `callbacks` or `demo` first)")
+    for name in names:  # a file lost or cut short: named (one stat a file), not Parquet's words
+        if damaged := delta.problems(tables_dir / name, deep=False):
+            raise StoreError(f"{damaged[0]}: the table is damaged")
     keep, history_from = None, None
     if last_days is not None:
         held = {name: delta.partition_days(tables_dir / name) for name in names}
@@ -143,7 +146,7 @@ def open_store(path: Path, *, last_days: int | None = None) -> Store:
         else delta.scan(tables_dir / name, days=keep).collect().lazy()
         for name in names
     }
-    summaries = {}
+    summaries: dict[str, Any] = {}
     for kind, name in (("contacts", "summary.json"), ("callbacks", "callbacks_summary.json")):
         if (path := root / name).is_file():
             try:

@@ -286,6 +286,19 @@ def test_a_torn_last_commit_is_refused_by_readers_and_set_aside_by_the_next_buil
     )
 
 
+def test_the_report_names_a_data_file_cut_short(contacts, tmp_path: Path) -> None:
+    """A volume data file cut short: the report failed with Parquet's "The file must end with
+    PAR1", naming no file; the exports named it. It names it too."""
+    contacts.write_parquet(tmp_path / "c.parquet")
+    out = tmp_path / "o"
+    assert invoke("build", "--contacts", str(tmp_path / "c.parquet"), "--out", str(out))[0] == 0
+    cut = sorted((out / "store" / "callvolume").rglob("part-*.parquet"))[0]
+    cut.write_bytes(cut.read_bytes()[:100])
+    code, _, stderr = invoke("report", "--store", str(out), "--out", str(tmp_path / "r.html"))
+    assert code == 2
+    assert stderr.startswith(f"wfm-intervals: error: {cut}: 100 bytes, the log says ")
+
+
 def test_dirty_rows_are_quarantined_not_fatal(contacts, tmp_path: Path) -> None:
     dirty, injected = make_dirty(contacts, seed=1, fraction=0.05)
     path = tmp_path / "dirty.csv"
