@@ -16,8 +16,12 @@ Routes:
 
 Every answer to a refused credential is a bare 401; over ``rate_limit_per_minute`` a client gets
 429 with ``Retry-After`` (a client is its credential; refused credentials and the token endpoint
-count against the caller's address); a body over ``max_body_bytes`` gets 413. The log has one
-line per request: method, path (never the query or a header), status and milliseconds.
+count against the caller's address); a body over ``max_body_bytes`` gets 413. A parameter given
+twice (a query or form parameter, a key of the JSON body) is a 400 naming it: which one was
+meant is unknown. Skipping past the last row is an empty last page. Any error a route did not
+expect is a 500 in the vendor's error shape, never a traceback. The log has one line per request,
+whatever its end: method, path (never the query or a header), status and milliseconds, and for
+an unexpected error its type and where it was raised (never its message: it may quote the input).
 
 Example:
     ``app = create_app(StoreDocuments(Path("out"), org_id="wfm-intervals"), Guard(settings))``
@@ -27,10 +31,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import json
 import logging
 import time
+import traceback
+from collections import Counter
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -55,16 +63,38 @@ _FILTERS = {
     "type": ("type", ("asap", "scheduled")),
 }
 log = logging.getLogger("wfm_intervals.serve")
+_ROOT = Path(__file__).resolve().parents[2]  #: the checkout: where an unexpected error is named
 
 
 class _BadError(ValueError):
     pass
 
 
+def _internal_error(path: str) -> JSONResponse:
+    """The 500 of an error no route expected, in the shape of the vendor ``path`` belongs to."""
+    if path.startswith(KORE_PATH.partition("{")[0]):
+        return _kore_error(500, "Internal Server Error")
+    return JSONResponse({"error": "Internal Server Error"}, 500)
+
+
+def _raised_at(exc: BaseException) -> str:
+    """``OverflowError at engine/serve/app.py:120``: the type and the innermost frame of the
+    project's own code that raised it (never the message: it may quote the request)."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    ours = [f for f in frames if Path(f.filename).resolve().is_relative_to(_ROOT)]
+    if not (ours or frames):
+        return type(exc).__name__
+    frame = (ours or frames)[-1]
+    where = Path(frame.filename).resolve()
+    shown = where.relative_to(_ROOT) if where.is_relative_to(_ROOT) else Path(where.name)
+    return f"{type(exc).__name__} at {shown.as_posix()}:{frame.lineno}"
+
+
 class BodyLimit:
     """ASGI middleware: 413 for a body over ``limit`` bytes (declared, or streamed in chunks with
     no ``Content-Length``: the body is read here, at most ``limit`` bytes, before the route
-    runs), and the request log line."""
+    runs), and the request log line: one for every request, a route's unexpected error included
+    (answered 500 here when nothing was sent, and not raised on: no traceback)."""
 
     def __init__(self, app: ASGIApp, limit: int) -> None:
         self.app, self.limit = app, limit
@@ -95,17 +125,29 @@ class BodyLimit:
                 status[0] = message["status"]
             await send(message)
 
-        messages = await self._body(scope, receive)
-        if messages is None:
-            await JSONResponse({"error": "Payload Too Large"}, 413)(scope, receive, noted)
-        else:
+        failed = ""
+        try:
+            messages = await self._body(scope, receive)
+            if messages is None:
+                await JSONResponse({"error": "Payload Too Large"}, 413)(scope, receive, noted)
+            else:
 
-            async def replay() -> Message:
-                return messages.pop(0) if messages else await receive()
+                async def replay() -> Message:
+                    return messages.pop(0) if messages else await receive()
 
-            await self.app(scope, replay, noted)
-        ms = (time.perf_counter() - started) * 1000
-        log.info("%s %s %s %.1fms", scope["method"], scope["path"], status[0], ms)
+                await self.app(scope, replay, noted)
+        except Exception as exc:  # any: answered and logged below, never a traceback
+            failed = _raised_at(exc)
+            if not status[0]:
+                with contextlib.suppress(Exception):  # the client may be gone
+                    await _internal_error(scope["path"])(scope, receive, noted)
+        finally:
+            ms = (time.perf_counter() - started) * 1000
+            line = (scope["method"], scope["path"], status[0] or (500 if failed else 0), ms)
+            if failed:
+                log.error("%s %s %s %.1fms: unexpected %s", *line, failed)
+            else:
+                log.info("%s %s %s %.1fms", *line)
 
 
 def _kore_error(status: int, msg: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -145,7 +187,10 @@ def _instant(body: dict[str, Any], name: str) -> datetime | None:
         raise _BadError(f"{name} must be an ISO 8601 instant") from None
     if value.tzinfo is None:
         raise _BadError(f"{name} must carry a UTC offset (…Z)")
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00:00+01:00 is before the year 1 in UTC
+        raise _BadError(f"{name} is out of range: years 1 to 9999 in UTC") from None
 
 
 def _count(body: dict[str, Any], name: str, default: int, low: int) -> int:
@@ -167,11 +212,39 @@ def _credentials(form: dict[str, str], header: str | None) -> tuple[str, str]:
     return form.get("client_id", ""), form.get("client_secret", "")
 
 
+class _Object(dict[str, Any]):
+    """A JSON object, and the first of its keys that it gave more than once ("": none)."""
+
+    repeated = ""
+
+
+def _object(pairs: list[tuple[str, Any]]) -> _Object:
+    found = _Object(pairs)
+    found.repeated = next((k for k, n in Counter(k for k, _ in pairs).items() if n > 1), "")
+    return found
+
+
+def _once(pairs: list[tuple[str, str]], hint: dict[str, str]) -> dict[str, str]:
+    """``pairs`` as a dict; a name given twice is a :class:`_BadError` naming it (and ``hint``'s
+    advice for that name): which value was meant is unknown."""
+    found: dict[str, str] = {}
+    for name, value in pairs:
+        if name in found:
+            raise _BadError(f"{name} is given more than once{hint.get(name, '')}")
+        found[name] = value
+    return found
+
+
 def _kore_query(raw: bytes, org_id: str) -> tuple[datetime | None, datetime, int, int]:
     """``fromTimeStamp``, ``toTimeStamp``, ``skip``, ``limit`` of a Contact Volume body."""
-    body = json.loads(raw or b"null")
+    try:
+        body = json.loads(raw or b"null", object_pairs_hook=_object)
+    except RecursionError:  # JSON sets no depth; the parser has one
+        raise _BadError("the body is nested too deeply") from None
     if not isinstance(body, dict):
         raise _BadError("the body must be a JSON object")
+    if isinstance(body, _Object) and body.repeated:
+        raise _BadError(f"{body.repeated} is given more than once")
     if body.get("orgId") != org_id:
         raise _BadError("orgId is missing or unknown")
     until = _instant(body, "toTimeStamp")
@@ -182,8 +255,12 @@ def _kore_query(raw: bytes, org_id: str) -> tuple[datetime | None, datetime, int
     return since, until, skip, min(_count(body, "limit", 100, 1), MAX_LIMIT)
 
 
-def _metrics_query(params: dict[str, str]) -> tuple[datetime, datetime, dict[str, str | None]]:
-    """``timeBegin``, ``timeEnd`` and the filters (as the document's keywords) of a query."""
+def _metrics_query(
+    pairs: list[tuple[str, str]],
+) -> tuple[datetime, datetime, dict[str, str | None]]:
+    """``timeBegin``, ``timeEnd`` and the filters (as the document's keywords) of a query's
+    parameters (seed 000 gives several call targets as one ``id,id`` value, never repeats one)."""
+    params = _once(pairs, {"callTargetId": " (several call targets: callTargetId=id,id)"})
     if "timeBegin" not in params or "timeEnd" not in params:
         raise _BadError("timeBegin and timeEnd are required")
     begin, end = parse_time(params["timeBegin"]), parse_time(params["timeEnd"])
@@ -231,6 +308,12 @@ def create_app(docs: StoreDocuments, guard: Guard) -> ASGIApp:
     app = FastAPI(title="wfm-intervals serve", version="1", redoc_url=None)
     settings = guard.settings
 
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        """A route's unexpected error: a 500 in the vendor's shape (:class:`BodyLimit` logs it
+        in the request's one line; the error is raised on to it, not to the server)."""
+        return _internal_error(request.url.path)
+
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
         """Liveness: the process answers."""
@@ -267,7 +350,7 @@ def create_app(docs: StoreDocuments, guard: Guard) -> ASGIApp:
         if (retry := guard.admit(client)) is not None:
             return _too_many(retry, kore=False)
         try:
-            begin, end, filters = _metrics_query(dict(request.query_params))
+            begin, end, filters = _metrics_query(request.query_params.multi_items())
             doc = docs.callback_metrics(begin=begin, end=end, **filters)
         except StoreError as exc:
             log.warning("metrics: %s", exc)
@@ -282,7 +365,11 @@ def create_app(docs: StoreDocuments, guard: Guard) -> ASGIApp:
         peer = request.client.host if request.client else "?"
         if (retry := guard.admit(f"peer:{peer}")) is not None:
             return _too_many(retry, kore=False)
-        form = {k: v[-1] for k, v in parse_qs((await request.body()).decode("latin-1")).items()}
+        fields = parse_qs((await request.body()).decode("latin-1"))
+        if twice := next((k for k, v in fields.items() if len(v) > 1), None):  # RFC 6749 3.2
+            why = f"{twice} is given more than once"
+            return JSONResponse({"error": "invalid_request", "error_description": why}, 400)
+        form = {k: v[0] for k, v in fields.items()}
         if form.get("grant_type") != "client_credentials":
             return _mindful_error(400, "unsupported_grant_type")
         issued = guard.issue(*_credentials(form, request.headers.get("authorization")))

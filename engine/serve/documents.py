@@ -91,14 +91,15 @@ class StoreDocuments:
     def callvolume(
         self, *, since: datetime | None, until: datetime, skip: int, limit: int
     ) -> dict[str, Any]:
-        """The Contact Volume page of the rows with ``since <= interval start < until``.
+        """The Contact Volume page of the rows with ``since <= interval start < until``; a
+        ``skip`` past the last row (any size: ``2**63`` too) is an empty last page.
 
         Raises:
             StoreError: no volume table, or a damaged one.
         """
         with self._lock:
             rows = self._rows(since, until)
-        return outputs.page_document(rows, skip=skip, limit=limit)
+        return outputs.page_document(rows, skip=min(skip, rows.height), limit=limit)
 
     def _stored_requests(self) -> pl.DataFrame:
         root = self.store

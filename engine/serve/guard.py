@@ -2,7 +2,9 @@
 
 * :meth:`Guard.kore_client`: the ``auth`` header is an HS256 JWT (PyJWT, ``alg`` pinned, so
   ``none`` and key-confusion tokens are refused) signed with the secret of the app its ``appId``
-  claim names; an ``exp`` claim, when present, must be in the future (by :mod:`engine.clock`).
+  claim names; an ``exp`` claim, when present, must be in the future and an ``nbf`` claim in
+  the past (by :mod:`engine.clock`), both finite numbers (``10**400`` or ``Infinity`` is
+  refused: no instant).
 * :meth:`Guard.bearer_client`: ``Authorization: Bearer <token>`` is a configured static token
   (compared in constant time with every one of them) or an unexpired token of
   :meth:`Guard.issue` (OAuth2 client credentials, secrets compared in constant time).
@@ -44,7 +46,8 @@ _NO_TIME: Options = {"verify_exp": False, "verify_iat": False, "verify_nbf": Fal
 
 
 def _current(claims: dict[str, object]) -> bool:
-    """``exp`` (when present) is a number in the future, ``nbf`` (when present) in the past."""
+    """``exp`` (when present) is a number in the future, ``nbf`` (when present) in the past;
+    a time that is no finite float (``10**400``, ``Infinity``, ``NaN``) is no time at all."""
     at = clock.now().timestamp()
     times: dict[str, float] = {}
     for name in ("exp", "nbf"):
@@ -53,7 +56,12 @@ def _current(claims: dict[str, object]) -> bool:
             continue
         if isinstance(value, bool) or not isinstance(value, int | float):
             return False
-        times[name] = float(value)
+        try:
+            times[name] = float(value)
+        except OverflowError:  # an int past the largest float
+            return False
+        if not math.isfinite(times[name]):
+            return False
     return at < times.get("exp", math.inf) and times.get("nbf", -math.inf) <= at
 
 

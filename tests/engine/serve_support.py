@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -45,9 +46,13 @@ def attempts() -> pl.DataFrame:
 
 
 def write_store(root: Path) -> Path:
-    """A committed store at ``root`` with ``store/callvolume`` and ``store/callback_attempts``."""
+    """A committed store at ``root`` with ``store/callvolume``, ``store/callback_attempts`` and
+    the ``summary.json`` that says the grid they were built on (as a build writes it)."""
     outputs.write_store(ours(), root / "store" / "callvolume", by="interval_start_utc")
     write_attempts(attempts(), root / "store" / "callback_attempts")
+    grid = BuildSettings()
+    summary = {"tz": grid.tz, "interval_minutes": grid.interval_minutes}
+    (root / "summary.json").write_text(json.dumps(summary), encoding="utf-8")
     return root
 
 
