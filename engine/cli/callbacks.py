@@ -246,6 +246,11 @@ def callback_metrics_command(
 ) -> None:
     """Print the callback metrics document (Mindful's seed-000 shape) as JSON."""
     b, e = _time(begin, "begin"), _time(end, "end")
+    if step is not None:  # before anything is read: a typo'd year asks for gigabytes
+        try:
+            callback_metrics.check_intervals(b, e, step)
+        except ValueError as exc:
+            fail(f"--begin/--end with --step {step}: {exc}")
     where = store_dir(store, config_path, tenant) if attempts_path is None else Path()
     reqs = _requests(attempts_path, where)
     filters: dict[str, Any] = {

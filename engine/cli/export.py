@@ -11,7 +11,6 @@ Example:
 from __future__ import annotations
 
 import json
-import tomllib
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -22,16 +21,21 @@ import polars as pl
 
 from engine import clock
 from engine.cli.common import CONFIG_OPTION, TENANT_OPTION, fail, store_dir
-from engine.errors import ExportError, InputFileError, StoreError
+from engine.errors import ExportError, InputFileError, StoreError, printable
 from engine.output import files as outputs
 from engine.output.files import DOCUMENT_INPUT
 from engine.output.inputs import read_table
 from engine.output.read import built_with, filled_volume
-from engine.output.vendor import Profile, builtin_profiles, closed_by, render
+from engine.output.vendor import builtin_profiles, closed_by, load_profile, render
 from engine.tables.callvolume import DERIVED, derive
 from engine.tables.forecast import DEFAULT_METRICS, long_format
 
-__all__ = ["export", "volume_table"]
+__all__ = ["MAX_LIMIT", "MAX_SKIP", "export", "volume_table"]
+
+#: The largest ``--skip``: beyond any table's rows, and within what paging can count.
+MAX_SKIP = 2**53
+#: The largest ``--limit``: a Contact Volume page holds at most 1000 rows, as ``serve`` pages.
+MAX_LIMIT = 1000
 
 
 def _store(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -113,11 +117,12 @@ def vendor(  # noqa: PLR0917 - the command's options
 ) -> None:
     """Write the files of a WFM vendor PROFILE (genesys, calabrio, eleveo, or --profile-file):
     the intervals closed now (ended at least --settle-minutes ago)."""
+    source = "" if profile_file is None else f"--profile-file {profile_file}: "
     if profile_file is not None:
         try:
-            profile = Profile.model_validate(tomllib.loads(profile_file.read_text()))
-        except ValueError as exc:
-            fail(f"--profile-file {profile_file}: {str(exc).splitlines()[0]}")
+            profile = load_profile(profile_file)
+        except ExportError as exc:
+            fail(f"{source}{exc}")
     else:
         profiles = builtin_profiles()
         if profile_name not in profiles:
@@ -128,9 +133,17 @@ def vendor(  # noqa: PLR0917 - the command's options
         table = _volume(store_dir(store, config_path, tenant))
         files = render(table, profile, closed=closed_by(now, settle_minutes), run_at=now)
     except ExportError as exc:
-        fail(str(exc))
+        fail(f"{source}{exc}")
+    written: set[Path] = set()
     for name, text in files:
-        outputs.write_text(text, out / name)
+        path = out / name
+        if path.parent != out or path in written:  # render gives each file a name of its own
+            fail(f"{source}profile {profile.name!r}: {name!r} is not a new file name in --out")
+        written.add(path)
+        try:
+            outputs.write_text(text, path)
+        except OSError as exc:
+            fail(f"--out {out}: {exc.strerror or printable(exc)}: {name}")
     click.echo(f"wrote {len(files)} {profile.name} file(s) to {out}")
 
 
@@ -174,8 +187,8 @@ def forecast(  # noqa: PLR0917 - the command's options
 
 @export.command("contact-volume")
 @_store
-@click.option("--skip", default=0, show_default=True, type=click.IntRange(min=0))
-@click.option("--limit", default=100, show_default=True, type=click.IntRange(min=1))
+@click.option("--skip", default=0, show_default=True, type=click.IntRange(0, MAX_SKIP))
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(1, MAX_LIMIT))
 @click.option("--org-id", default="wfm-intervals", show_default=True)
 @click.option("--duration-unit", type=click.Choice(["ms", "s"]), default="ms", show_default=True)
 def contact_volume(  # noqa: PLR0917 - the command's options

@@ -7,8 +7,13 @@ by size) and whether every day is zero-filled from 00:00 to 24:00 UTC. Adding a 
 a TOML file. Besides the volume table's columns a profile can use ``queue_key``
 (``queue_id:channel``, unique per row of an interval); a file name can hold ``{part}`` (the part
 of a split file), a ``split_by`` column, and ``{run}``, the run's UTC date and time
-(``20261106T233500Z``), for products that need every file name to be unique. Only closed
-intervals are written when :func:`render` is given the instant they must have ended by.
+(``20261106T233500Z``), for products that need every file name to be unique. A profile is checked
+before anything is written: its file name is a plain file name (no folder, never ``..``) that
+holds every placeholder that tells its files apart (each ``split_by`` column; ``{part}`` when
+``max_file_bytes`` splits), so no file of a render ever overwrites another; its columns are
+checked against the table when it is rendered (:func:`render`; :func:`load_profile` reads one of
+your own). Only closed intervals are written when :func:`render` is given the instant they must
+have ended by.
 
 Example:
     >>> p = builtin_profiles()["genesys"]
@@ -18,6 +23,7 @@ Example:
 
 from __future__ import annotations
 
+import string
 import tomllib
 from datetime import UTC, datetime, time, timedelta
 from importlib import resources
@@ -25,10 +31,10 @@ from pathlib import Path
 from typing import Literal
 
 import polars as pl
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from engine import clock
-from engine.errors import ExportError
+from engine.errors import ExportError, printable
 from engine.interval import interval_grid
 from engine.tables.callvolume import ADDITIVE
 
@@ -39,11 +45,18 @@ __all__ = [
     "Profile",
     "builtin_profiles",
     "closed_by",
+    "load_profile",
     "render",
 ]
 
 #: The built-in profiles, shipped inside the package.
 PROFILE_DIR = Path(str(resources.files("engine") / "data" / "exports"))
+#: The placeholders of a file name besides the ``split_by`` columns.
+_NAMED = ("part", "run")
+#: Names that are not the name of a file in the output folder.
+_NOT_NAMES = frozenset({"", ".", ".."})
+#: The longest file name most file systems take, in bytes.
+_MAX_NAME_BYTES = 255
 
 
 class Column(BaseModel):
@@ -82,7 +95,95 @@ class Profile(BaseModel):
     file_name: str
     max_file_bytes: int = Field(default=0, ge=0)
     full_days: bool = False
-    columns: tuple[Column, ...]
+    columns: tuple[Column, ...] = Field(min_length=1)
+
+    @field_validator("delimiter")
+    @classmethod
+    def _not_quote_or_line_break(cls, value: str) -> str:
+        if value in '"\r\n':
+            msg = f"{value!r} cannot be a delimiter (it is a quote or a line break)"
+            raise ValueError(msg)
+        return value
+
+    @model_validator(mode="after")
+    def _distinct_plain_file_names(self) -> Profile:
+        """Every file a render writes gets a name of its own, in the output folder."""
+        fields = _placeholders(self.file_name)
+        named = f"file_name {self.file_name!r}"
+        unknown = sorted(fields - {*_NAMED, *self.split_by})
+        missing = [c for c in self.split_by if c not in fields]
+        if len(set(self.split_by)) != len(self.split_by):
+            msg = f"split_by {list(self.split_by)} names a column twice"
+        elif unknown:
+            msg = f"{named}: {{{unknown[0]}}} is neither {{part}}, {{run}} nor a split_by column"
+        elif missing:
+            msg = (
+                f"{named} must hold {{{missing[0]}}}: the files are split by it (split_by), and "
+                "without it they would get one name and overwrite each other"
+            )
+        elif self.max_file_bytes and "part" not in fields:
+            msg = (
+                f"{named} must hold {{part}}: max_file_bytes splits the files into parts, and "
+                "without it they would get one name and overwrite each other"
+            )
+        elif not fields and self.file_name in _NOT_NAMES:
+            msg = f"{named} is not the name of a file"
+        else:
+            return self
+        raise ValueError(msg)
+
+
+def _placeholders(template: str) -> set[str]:
+    """The placeholders of a file name template: ``{name}`` fields only.
+
+    Raises:
+        ValueError: a ``{`` or ``}`` out of place, a field that is not a plain name (``{0}``,
+            ``{run.x}``, ``{run!r}``, ``{part:5}``), or a path separator or control character.
+    """
+    named = f"file_name {template!r}"
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        msg = f"{named}: {exc} (write {{{{ and }}}} for a brace)"
+        raise ValueError(msg) from None
+    fields = set()
+    for literal, field, spec, conversion in parsed:
+        if "/" in literal or "\\" in literal or not literal.isprintable():
+            msg = f"{named} is not a plain file name: no folders (/ or \\), no control characters"
+            raise ValueError(msg)
+        if field is None:
+            continue
+        if not field.isidentifier() or spec or conversion:
+            msg = (
+                f"{named}: a placeholder is a plain name in braces ({{part}}, {{run}} or a "
+                "split_by column), with no index, attribute, conversion or format"
+            )
+            raise ValueError(msg)
+        fields.add(field)
+    return fields
+
+
+def _problem(exc: ValidationError) -> str:
+    """The first problem of a profile, one line: ``<key>: <message>``."""
+    first = exc.errors(include_url=False, include_input=False)[0]
+    where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in first["loc"])
+    message = str(first["msg"]).removeprefix("Value error, ")
+    return f"{where.lstrip('.')}: {message}" if where else message
+
+
+def load_profile(path: Path) -> Profile:
+    """A profile of your own, from a TOML file (``export vendor --profile-file``).
+
+    Raises:
+        ExportError: the file cannot be read, is not TOML, or is not a profile: one line, naming
+            the profile's key.
+    """
+    try:
+        return Profile.model_validate(tomllib.loads(path.read_text(encoding="utf-8")))
+    except ValidationError as exc:
+        raise ExportError(_problem(exc)) from None
+    except (OSError, ValueError) as exc:  # unreadable, not UTF-8, not TOML
+        raise ExportError(printable(exc)) from None
 
 
 def builtin_profiles(directory: Path = PROFILE_DIR) -> dict[str, Profile]:
@@ -128,11 +229,19 @@ def _full_days(table: pl.DataFrame, profile: Profile, closed_by: datetime | None
     return full.with_columns(pl.col(c).fill_null(0) for c in ADDITIVE if c in full.columns)
 
 
+def _quoted(text: str, delimiter: str) -> str:
+    """A header or constant as a CSV field: quoted when it holds the delimiter, a quote or a
+    line break."""
+    if any(c in text for c in (delimiter, '"', "\n", "\r")):
+        return '"' + text.replace('"', '""') + '"'
+    return text
+
+
 def _cell(col: Column, profile: Profile, delimiter: str) -> pl.Expr:
     if col.interval_length:
         return pl.lit(str(profile.interval_minutes))
     if col.const is not None:
-        return pl.lit(col.const)
+        return pl.lit(_quoted(col.const, delimiter))
     assert col.column is not None
     value = pl.col(col.column)
     if col.unit == "s":
@@ -142,15 +251,71 @@ def _cell(col: Column, profile: Profile, delimiter: str) -> pl.Expr:
     text = value.cast(pl.String)
     if col.map:
         text = text.replace(col.map)
-    needs_quotes = text.str.contains(f'[{delimiter}"\n]')
+    needs_quotes = pl.any_horizontal(
+        text.str.contains(c, literal=True) for c in (delimiter, '"', "\n", "\r")
+    )
     quoted = pl.lit('"') + text.str.replace_all('"', '""', literal=True) + pl.lit('"')
     return pl.when(needs_quotes).then(quoted).otherwise(text).fill_null("")
+
+
+def _check_columns(rows: pl.DataFrame, profile: Profile) -> None:
+    """Every column a profile reads is in ``rows``, of a type its options can render.
+
+    Raises:
+        ExportError: the first that is not, naming the profile's key.
+    """
+    schema = rows.schema
+    known = f"a column of the volume table ({', '.join(schema)})"
+    for name in profile.split_by:
+        if name not in schema:
+            msg = f"profile {profile.name!r}: split_by {name!r} is not {known}"
+            raise ExportError(msg)
+    for i, col in enumerate(profile.columns):
+        where = f"profile {profile.name!r}: columns[{i}] ({col.header!r})"
+        if col.column is None:
+            continue
+        dtype = schema.get(col.column)
+        if dtype is None:
+            msg = f"{where}: column {col.column!r} is not {known}"
+        elif col.format is not None and not isinstance(dtype, pl.Datetime | pl.Date | pl.Time):
+            msg = f"{where}: format needs a date or time column; {col.column!r} is {dtype}"
+        elif col.unit == "s" and not dtype.is_numeric():
+            msg = f'{where}: unit = "s" needs a number of ms; {col.column!r} is {dtype}'
+        else:
+            try:  # what else the options ask (a strftime format, say) on one row
+                rows.head(1).select(_cell(col, profile, profile.delimiter))
+            except pl.exceptions.PolarsError as exc:
+                msg = f"{where}: {printable(exc)}"
+            else:
+                continue
+        raise ExportError(msg)
 
 
 def _file_stem(template: str, values: dict[str, object]) -> str:
     safe = {k: "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in str(v))
             for k, v in values.items()}  # fmt: skip
     return template.format(**safe)
+
+
+def _new_name(
+    name: str, values: dict[str, object], seen: dict[str, dict[str, object]], profile: Profile
+) -> None:
+    """Refuse a file name that is not a plain one or that a file of this render already has
+    (letter case aside: some file systems ignore it)."""
+    if name in _NOT_NAMES or "/" in name or "\\" in name:
+        msg = f"profile {profile.name!r}: {name!r} is not a file name"
+    elif len(name.encode()) > _MAX_NAME_BYTES:
+        msg = f"profile {profile.name!r}: file name {name!r} is over {_MAX_NAME_BYTES} bytes"
+    elif name.casefold() in seen:
+        both = " and ".join(
+            ", ".join(f"{k} {value!r}" for k, value in split.items()) or "another"
+            for split in (seen[name.casefold()], values)
+        )
+        msg = f"profile {profile.name!r}: {both} make one file name, {name!r}"
+    else:
+        seen[name.casefold()] = values
+        return
+    raise ExportError(msg)
 
 
 def closed_by(now: datetime, settle_minutes: int) -> datetime:
@@ -182,7 +347,10 @@ def render(
             UTC; default: now, from :mod:`engine.clock`).
 
     Raises:
-        ExportError: the table's intervals do not fit the profile.
+        ExportError: the table's intervals do not fit the profile; a column it reads is not in
+            the table or not of a type its options render; two files would get one name (two
+            ``split_by`` values that differ only in characters a file name replaces, or in
+            letter case), or a name is not a plain file name.
     """
     if closed is not None:
         table = table.filter(pl.col("interval_end_utc") <= closed)
@@ -195,16 +363,21 @@ def render(
         pl.concat_str(pl.col("queue_id"), pl.col("channel").cast(pl.String), separator=":").alias(
             "queue_key"
         )
-    ).sort(*profile.split_by, "interval_start_utc", "queue_id", "channel")
-    d = profile.delimiter
-    lines = rows.select(
-        *profile.split_by,
-        pl.concat_str([_cell(c, profile, d) for c in profile.columns], separator=d).alias("_l"),
     )
-    header = d.join(c.header for c in profile.columns) + "\n" if profile.header else ""
+    _check_columns(rows, profile)
+    d = profile.delimiter
+    try:
+        lines = rows.sort(*profile.split_by, "interval_start_utc", "queue_id", "channel").select(
+            *profile.split_by,
+            pl.concat_str([_cell(c, profile, d) for c in profile.columns], separator=d).alias("_l"),
+        )
+    except pl.exceptions.PolarsError as exc:
+        raise ExportError(f"profile {profile.name!r}: {printable(exc)}") from None
+    header = d.join(_quoted(c.header, d) for c in profile.columns) + "\n" if profile.header else ""
     groups = lines.partition_by(*profile.split_by, as_dict=True) if profile.split_by else {
         (): lines}  # fmt: skip
     files: list[tuple[str, str]] = []
+    seen: dict[str, dict[str, object]] = {}
     for key, group in groups.items():
         values = dict(zip(profile.split_by, key, strict=True))
         if profile.max_file_bytes:
@@ -222,5 +395,6 @@ def render(
         for number, chunk in enumerate(parts):
             stem = {**values, "part": f"{number + 1:03d}", "run": stamp}
             name = _file_stem(profile.file_name, stem)
+            _new_name(name, values, seen, profile)
             files.append((name, header + "\n".join(chunk["_l"]) + "\n"))
     return files

@@ -6,7 +6,8 @@ document ``GET /v2/callback/historical/metrics`` returns: the same keys, spellin
 ``totalRepeatCustomers``/``totalUniqueCustomers`` inside ``performance``). Averages are
 ``sum_ms / (count * 1000)`` and maxima ``max_ms / 1000`` (seconds), computed in Python from exact
 integer aggregates; an empty set gives ``0``. :func:`document_intervals` gives the same content
-per step interval of a reporting zone. The frames are collected here, once per document.
+per step interval of a reporting zone, at most :data:`MAX_INTERVALS` of them
+(:func:`check_intervals`). The frames are collected here, once per document.
 
 Both take requests (:func:`engine.tables.callback_requests.requests`), not attempts: a request
 is what the document counts, and one requests frame can serve the document and both tables.
@@ -22,7 +23,7 @@ Example:
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal
 
 import polars as pl
@@ -42,8 +43,10 @@ from engine.tables.callback_requests import (
 from engine.validate.spelling import normalised
 
 __all__ = [
+    "MAX_INTERVALS",
     "STEPS",
     "Step",
+    "check_intervals",
     "document",
     "document_intervals",
     "document_parts",
@@ -54,6 +57,12 @@ __all__ = [
 
 Step = Literal["15m", "1h", "1d"]
 STEPS: Final[dict[str, int]] = {"15m": 15, "1h": 60, "1d": 1440}
+#: The most step intervals :func:`document_intervals` lists (a typo'd year would otherwise ask
+#: for gigabytes of documents): 104 days of 15 minutes, 416 days of hours, 27 years of days.
+MAX_INTERVALS: Final = 10_000
+#: The instants a step interval may lie between (its grid reaches days beyond the window, and
+#: Python's dates end at the years 1 and 9999).
+_CALENDAR: Final = (datetime(1, 1, 8, tzinfo=UTC), datetime(9999, 12, 24, tzinfo=UTC))
 #: The request columns a document reads (every one but the chain key).
 _DOCUMENT_COLUMNS: Final = tuple(c for c in REQUEST_COLUMNS if c not in ("source", "original_id"))
 _TIME_FORMATS: Final = ("%Y-%m-%d", "%Y-%m-%dT%H:%M:%SZ")
@@ -302,6 +311,31 @@ def document(
     return render(*document_parts(reqs, begin=begin, end=end, **filters))
 
 
+def check_intervals(begin: datetime, end: datetime, step: Step) -> None:
+    """Refuse a window of more than :data:`MAX_INTERVALS` intervals of ``step``, or one too
+    close to the ends of the calendar, before any interval is made.
+
+    Raises:
+        ValueError: the window is too long for ``step`` (the message says how long it may be),
+            or not within the years 1 to 9999 with a week to spare.
+
+    Example:
+        >>> check_intervals(parse_time("2026-01-01"), parse_time("2027-01-01"), "15m")
+        Traceback (most recent call last):
+        ValueError: 35,040 intervals of 15m, more than the 10,000 allowed (104 days of 15m): ...
+    """
+    length = timedelta(minutes=STEPS[step])
+    count = (end - begin) / length
+    if count > MAX_INTERVALS:
+        days = MAX_INTERVALS * length / timedelta(days=1)
+        most = f"more than the {MAX_INTERVALS:,} allowed ({days:,.0f} days of {step})"
+        msg = f"{count:,.0f} intervals of {step}, {most}: give a shorter window or a longer step"
+        raise ValueError(msg)
+    if begin < _CALENDAR[0] or end > _CALENDAR[1]:
+        msg = f"intervals are listed from {_CALENDAR[0].date()} to {_CALENDAR[1].date()} only"
+        raise ValueError(msg)
+
+
 def _iso(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -324,7 +358,8 @@ def document_intervals(
     "intervalEnd", "partialInterval", "data"}``: the interval's own bounds (UTC,
     ``YYYY-MM-DDTHH:MM:SSZ``), whether the window cuts it (its data then covers only the part
     inside the window), and the data of :func:`document` for that part. Unique and repeat
-    customers are exact per interval. ``reqs`` as for :func:`document`.
+    customers are exact per interval. ``reqs`` as for :func:`document`; a window of more than
+    :data:`MAX_INTERVALS` intervals is refused (:func:`check_intervals`).
 
     Example:
         >>> from engine.schema import CALLBACK_ATTEMPTS
@@ -346,6 +381,7 @@ def document_intervals(
         source_type=source_type,
         type=type,
     )
+    check_intervals(begin, end, step)
     grid = interval_grid(begin, end, minutes=STEPS[step], tz=tz)
     reqs = reqs.filter(where)
     per_interval = to_intervals(reqs, grid, at="instant", by=(), combine=_additive())

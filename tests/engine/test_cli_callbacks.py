@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -135,8 +135,14 @@ def test_step_lists_interval_documents(built: Path, seed_keys: set[str]) -> None
         ((*WINDOW, "--step", "1h", "--tz", "Mars/Olympus_Mons"), "Mars/Olympus_Mons"),
         ((*WINDOW, "--store", "/nonexistent/wfm"), "no callback_attempts"),
         ((*WINDOW, "--attempts", "/nonexistent/a.csv"), "no such file"),
+        (("--begin", "0001-01-01", "--end", "9999-12-31", "--step", "15m"),
+         "350,597,568 intervals of 15m, more than the 10,000 allowed (104 days of 15m)"),
+        (("--begin", "2026-01-01", "--end", "2026-05-01", "--step", "15m"),
+         "--begin/--end with --step 15m: 11,520 intervals of 15m, more than the 10,000 allowed"),
+        (("--begin", "9999-12-30", "--end", "9999-12-31", "--step", "1d"), "to 9999-12-24 only"),
+        (("--begin", "0001-01-01", "--end", "0001-01-02", "--step", "1h"), "from 0001-01-08"),
     ],
-)
+)  # fmt: skip
 def test_errors_are_one_line_and_exit_2(built: Path, args: tuple[str, ...], message: str) -> None:
     store = () if "--store" in args or "--attempts" in args else ("--store", str(built))
     code, stdout, stderr = invoke("callback-metrics", *args, *store)
@@ -193,3 +199,18 @@ def test_callbacks_whose_every_attempt_is_quarantined_say_so_and_exit_1(
         "build"
     ]
     assert pl.read_csv(out / "quarantine" / "callback_attempts.csv").height == 5
+
+
+def test_interval_documents_stop_at_the_limit() -> None:
+    """Ten years of 15-minute documents over a three-day store took 6.6 GB and 51 s; a window
+    of more than MAX_INTERVALS step intervals is refused before any is made (a window at the
+    limit is not)."""
+    from engine.tables.callback_metrics import document_intervals
+    from engine.tables.callback_requests import requests
+
+    reqs = requests(pl.LazyFrame(schema=CALLBACK_ATTEMPTS))
+    begin = datetime(2000, 1, 1, tzinfo=UTC)
+    last = datetime(2027, 5, 19, tzinfo=UTC)  # 10,000 days on
+    assert len(document_intervals(reqs, begin=begin, end=last, step="1d")) == 10_000
+    with pytest.raises(ValueError, match="10,001 intervals of 1d, more than the 10,000 allowed"):
+        document_intervals(reqs, begin=begin, end=last + timedelta(days=1), step="1d")

@@ -3,6 +3,7 @@ coreforecast), and the export commands."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -70,6 +71,8 @@ def test_export_commands(table: pl.DataFrame, tmp_path: Path) -> None:
     from engine.output.files import write_store
 
     write_store(table, store / "store" / "callvolume", by="interval_start_utc")
+    # the grid it was built on, as a build says it (without it the store is not read)
+    (store / "summary.json").write_text(json.dumps({"tz": "UTC", "interval_minutes": 15}))
     run = CliRunner().invoke
     r = run(cli, ["export", "forecast", "--store", str(store), "--out", str(tmp_path / "f.csv")])
     assert r.exit_code == 0, r.stderr

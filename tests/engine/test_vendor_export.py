@@ -183,3 +183,111 @@ def test_a_run_s_vendor_folder_holds_its_files_whole_and_nothing_of_an_earlier_s
     assert sorted(written) == sorted(folder / name for name, _ in want)
     assert set(written) <= set(renamed)
     assert {p.name: p.read_text() for p in folder.iterdir()} == dict(want)
+
+
+def profile_of(**kw: Any) -> Profile:
+    """A profile of one's own: ``kw`` over a one-column profile named ``p``."""
+    base = {"name": "p", "file_name": "p.csv", "columns": [{"header": "o", "column": "offered"}]}
+    return Profile.model_validate({**base, **kw})
+
+
+@pytest.mark.parametrize(
+    ("kw", "message"),
+    [
+        ({"max_file_bytes": 2000}, r"file_name 'p.csv' must hold \{part\}"),
+        ({"split_by": ["queue_id"]}, r"must hold \{queue_id\}"),
+        ({"split_by": ["queue_id", "channel"], "file_name": "p_{queue_id}.csv"}, r"\{channel\}"),
+        ({"file_name": ""}, "file_name '' is not the name of a file"),
+        ({"file_name": ".."}, "is not the name of a file"),
+        ({"file_name": "../../escaped_{run}.csv"}, "not a plain file name"),
+        ({"file_name": "sub/p_{run}.csv"}, "not a plain file name"),
+        ({"file_name": "p\\{run}.csv"}, "not a plain file name"),
+        ({"file_name": "p\n.csv"}, "not a plain file name"),
+        ({"file_name": "p_{nope}.csv"}, r"\{nope\} is neither"),
+        ({"file_name": "p_{0}.csv"}, "a placeholder is a plain name"),
+        ({"file_name": "p_{}.csv"}, "a placeholder is a plain name"),
+        ({"file_name": "p_{run.__class__}.csv"}, "a placeholder is a plain name"),
+        ({"file_name": "p_{run!r}.csv"}, "a placeholder is a plain name"),
+        ({"file_name": "p_{part:>9}.csv", "max_file_bytes": 99}, "a placeholder is a plain"),
+        ({"file_name": "p_{.csv"}, "file_name 'p_{.csv': expected '}'"),
+        ({"file_name": "p_}.csv"}, "file_name 'p_}.csv': Single '}'"),
+        ({"split_by": ["channel", "channel"], "file_name": "{channel}"}, "names a column twice"),
+        ({"columns": []}, "at least 1 item"),
+        ({"delimiter": '"'}, "cannot be a delimiter"),
+        ({"delimiter": "\n"}, "cannot be a delimiter"),
+    ],
+)
+def test_a_profile_whose_files_could_overwrite_each_other_or_escape_is_refused(
+    kw: dict[str, Any], message: str
+) -> None:
+    """Every file a render writes has a name of its own, a plain one: parts of a size split
+    without ``{part}`` (or files split by a column missing from the name) all got one name,
+    each overwriting the last; an empty name wrote a file at the folder's path, ``..`` outside
+    it."""
+    with pytest.raises(ValueError, match=message):
+        profile_of(**kw)
+
+
+def test_the_placeholders_that_tell_files_apart_are_enough() -> None:
+    split = profile_of(split_by=["queue_id"], file_name="p_{queue_id}_{part}_{run}.csv",
+                       max_file_bytes=8)  # fmt: skip
+    files = render(table(), split, run_at=RUN_AT)
+    assert len({n for n, _ in files}) == len(files) > 2
+    assert "p_sales_002_20261002T003000Z.csv" in dict(files)
+    assert profile_of(file_name="{{run}}.csv").file_name == "{{run}}.csv"  # braces, written
+    with pytest.raises(ValueError, match="must hold"):
+        profile_of(file_name="{{part}}.csv", max_file_bytes=2000)  # a brace is no placeholder
+
+
+@pytest.mark.parametrize(
+    ("kw", "message"),
+    [
+        ({"columns": [{"header": "x", "column": "nope"}]},
+         r"columns\[0\] \('x'\): column 'nope' is not a column of the volume table \(.*offered"),
+        ({"split_by": ["nope"], "file_name": "p_{nope}.csv"}, "split_by 'nope' is not a column"),
+        ({"columns": [{"header": "x", "column": "offered", "format": "%Y"}]},
+         r"columns\[0\] \('x'\): format needs a date or time column; 'offered' is Int64"),
+        ({"columns": [{"header": "o", "column": "offered"},
+                      {"header": "q", "column": "queue_name", "unit": "s"}]},
+         r"""columns\[1\] \('q'\): unit = "s" needs a number of ms; 'queue_name' is String"""),
+        ({"columns": [{"header": "t", "column": "interval_start_utc", "format": "%Q"}]},
+         r"columns\[0\] \('t'\): cannot format"),
+    ],
+)  # fmt: skip
+def test_a_profile_column_the_table_cannot_give_is_one_export_error(
+    kw: dict[str, Any], message: str
+) -> None:
+    """An unknown column, a date format on a number, seconds of a text: Polars' errors
+    (ColumnNotFoundError, InvalidOperationError, ComputeError) escaped as tracebacks."""
+    with pytest.raises(ExportError, match=f"^profile 'p': {message}") as caught:
+        render(table(), profile_of(**kw))
+    assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("names", [("Sales EU", "Sales_EU"), ("Sales", "SALES")])
+def test_two_queues_whose_names_make_one_file_name_are_refused(names: tuple[str, str]) -> None:
+    """Genesys names a file after the queue, with the characters a file name cannot hold
+    replaced: two queues whose names differ only there (or only in letter case, which some file
+    systems ignore) wrote one file, the second over the first."""
+    rows = [contact(1, "eu1", "voice", 1, "answered", queue_name=names[0]),
+            contact(2, "eu2", "voice", 2, "answered", queue_name=names[1])]  # fmt: skip
+    s = BuildSettings()
+    frame = pl.DataFrame(rows, schema=CONTACTS).lazy()
+    built = callvolume.build(frame, window=(T0, T0 + timedelta(hours=1)), settings=s)
+    volume = callvolume.derive(built, settings=s).collect()
+    first, second = sorted(names)
+    with pytest.raises(ExportError, match=f"queue_name {first!r}, channel 'voice' and "
+                       f"queue_name {second!r}, channel 'voice' make one file name"):  # fmt: skip
+        render(volume, builtin_profiles()["genesys"])
+
+
+def test_headers_constants_and_any_delimiter_are_quoted_as_csv() -> None:
+    """A header or constant holding the delimiter or a quote was written bare (a row of too many
+    fields); a delimiter the old pattern read as regex syntax (``^``) quoted every value."""
+    profile = profile_of(header=True, delimiter="^", columns=[
+        {"header": "queue^id", "column": "queue_id"}, {"header": "n", "column": "offered"},
+        {"header": 'say "hi"', "const": 'a^"b"'}])  # fmt: skip
+    ((_, text),) = render(table(), profile)
+    lines = text.splitlines()
+    assert lines[0] == '"queue^id"^n^"say ""hi"""'
+    assert lines[1] == 'help, desk^0^"a^""b"""'
