@@ -31,6 +31,10 @@ APP_ID = "cs-serve-test"
 TOKEN = "static-token-for-tests-0123456789"  # noqa: S105 - a test credential
 CLIENT_ID, CLIENT_SECRET = "wfm-client", "client-secret-for-tests-0123456789"
 ORG_ID = "wfm-intervals"
+#: The Kore.ai Contact Volume route (account ``acc``), the Mindful metrics route, and a body.
+KORE_URL = "/agentassist/api/public/analytics/account/acc/callvolume"
+METRICS = "/v2/callback/historical/metrics"
+BODY = {"orgId": ORG_ID, "toTimeStamp": "2026-10-02T00:00:00Z", "limit": 2}
 WINDOW = (DAY, NOW.replace(hour=0, minute=0) + timedelta(days=1))
 
 

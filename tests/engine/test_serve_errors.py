@@ -21,19 +21,18 @@ from engine.serve.app import BodyLimit
 from engine.serve.documents import StoreDocuments
 from tests.engine.serve_support import (
     APP_ID,
+    BODY,
     CLIENT_ID,
     CLIENT_SECRET,
     KORE_SECRET,
-    ORG_ID,
+    KORE_URL,
+    METRICS,
     TOKEN,
     attempts,
     running,
     write_store,
 )
 
-KORE_URL = "/agentassist/api/public/analytics/account/acc/callvolume"
-METRICS = "/v2/callback/historical/metrics"
-BODY = {"orgId": ORG_ID, "toTimeStamp": "2026-10-02T00:00:00Z", "limit": 2}
 DAY = "timeBegin=2026-10-01&timeEnd=2026-10-02"
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
 LEAK = "leaked-detail-0123456789"  #: what an unexpected error's message says: never shown

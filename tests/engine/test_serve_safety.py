@@ -18,10 +18,12 @@ from engine.cli.main import cli
 from engine.serve.guard import Guard
 from tests.engine.serve_support import (
     APP_ID,
+    BODY,
     CLIENT_ID,
     CLIENT_SECRET,
     KORE_SECRET,
-    ORG_ID,
+    KORE_URL,
+    METRICS,
     TOKEN,
     attempts,
     running,
@@ -29,9 +31,6 @@ from tests.engine.serve_support import (
     write_store,
 )
 
-KORE_URL = "/agentassist/api/public/analytics/account/acc/callvolume"
-METRICS = "/v2/callback/historical/metrics"
-BODY = {"orgId": ORG_ID, "toTimeStamp": "2026-10-02T00:00:00Z", "limit": 2}
 DAY = {"timeBegin": "2026-10-01", "timeEnd": "2026-10-02"}
 
 
