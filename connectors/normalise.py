@@ -43,6 +43,7 @@ from engine.durable import atomic_write_bytes
 from engine.schema import QUARANTINE, SOURCE_RECORD
 
 __all__ = [
+    "MS_BOUND",
     "RAW_SCHEMA",
     "REJECTED_SCHEMA",
     "Rebuilt",
@@ -53,6 +54,7 @@ __all__ = [
     "scan_rejected",
     "screen",
     "set_aside",
+    "whole_ms",
 ]
 
 REJECTED_SCHEMA: dict[str, pl.DataType] = {
@@ -68,6 +70,22 @@ RAW_SCHEMA: dict[str, pl.DataType] = {
     "record_id": pl.String(),
     "raw": pl.String(),
 }
+#: Milliseconds are held to +/- this before their cast to Int64: past any plausible duration (the
+#: validation quarantines the record, payload and all), inside Int64, so a vendor's ``1e30``
+#: neither fails a rebuild nor becomes an absent (0) duration.
+MS_BOUND = float(2**62)
+
+
+def whole_ms(value: pl.Expr) -> pl.Expr:
+    """Milliseconds ``value`` (a float) as Int64: rounded, held to :data:`MS_BOUND`.
+
+    Example:
+        >>> pl.select(a=whole_ms(pl.lit(1e30)), b=whole_ms(pl.lit(1234.6))).row(0)
+        (4611686018427387904, 1235)
+    """
+    return value.round().clip(-MS_BOUND, MS_BOUND).cast(pl.Int64, strict=False)
+
+
 _ID = re.compile(r'^\{"id":("?)([^",}]+)\1[,}]')
 
 

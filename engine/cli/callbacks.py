@@ -148,7 +148,7 @@ def callbacks(attempts_path: Path, out: str, max_quarantine_fraction: float, **o
         fail(f"--attempts: {exc}")
     title = f"callbacks built from {attempts_path}"
     source = f"--attempts {attempts_path}"
-    with output_dir(out) as where:
+    with output_dir(out, ("callback_attempts", "callback_intervals", "retry_outcomes")) as where:
         report = run_callbacks(
             frame, where, title=title, set_aside=set_aside, source=source, **opts
         )

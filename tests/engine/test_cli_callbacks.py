@@ -214,3 +214,22 @@ def test_interval_documents_stop_at_the_limit() -> None:
     assert len(document_intervals(reqs, begin=begin, end=last, step="1d")) == 10_000
     with pytest.raises(ValueError, match="10,001 intervals of 1d, more than the 10,000 allowed"):
         document_intervals(reqs, begin=begin, end=last + timedelta(days=1), step="1d")
+
+
+def test_a_torn_callback_table_is_set_aside_and_built_again(
+    attempts_csv: Path, tmp_path: Path
+) -> None:
+    """The last commit of ``callback_intervals`` cut short (a crash of the machine): every
+    later ``callbacks`` failed on it, exit 2, until it was deleted by hand. The next one sets
+    it aside, says so on stderr, and writes it anew (as ``build`` does its own tables)."""
+    out = tmp_path / "o"
+    for _ in range(2):
+        assert invoke("callbacks", "--attempts", str(attempts_csv), "--out", str(out))[0] == 0
+    first = pl.read_delta(str(out / "store" / "callback_intervals"))
+    last = sorted((out / "store" / "callback_intervals" / "_delta_log").glob("*.json"))[-1]
+    last.write_bytes(last.read_bytes()[:30])
+    code, _, stderr = invoke("callbacks", "--attempts", str(attempts_csv), "--out", str(out))
+    assert code == 0, stderr
+    assert stderr.startswith(f"wfm-intervals: note: {out / 'store' / 'callback_intervals'}: ")
+    again = pl.read_delta(str(out / "store" / "callback_intervals"))
+    assert again.sort(again.columns).equals(first.sort(first.columns))

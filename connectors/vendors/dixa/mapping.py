@@ -44,6 +44,7 @@ from typing import Any, Final, Literal
 
 import polars as pl
 
+from connectors.normalise import whole_ms
 from connectors.source import Normalised
 from connectors.vendors.dixa.fields import decode_fields
 from engine.schema import CONTACTS, SOURCE_RECORD, empty_quarantine
@@ -108,9 +109,6 @@ OUTCOME_MAP: Final[Mapping[str, str]] = {
     "TIMEOUT": "flow_out",
 }
 DURATION_COLUMNS: Final = ("wait_ms", "talk_ms", "hold_ms", "acw_ms", "sl_threshold_ms")
-#: The milliseconds a duration is held to: past any plausible duration (the validation
-#: quarantines it, payload and all), inside Int64.
-_MS_BOUND = float(2**62)
 #: Canonical columns the mapping must fill (``source`` is constant, ``segment_no`` defaults).
 REQUIRED_COLUMNS: Final = ("contact_id", "channel", "queue_id", "offered_at", "outcome")
 
@@ -170,8 +168,7 @@ def _column(
         number = pl.coalesce(
             pl.col("double"), pl.col("long").cast(pl.Float64), text.cast(pl.Float64, strict=False)
         )
-        ms = (number * (1000 if unit == "s" else 1)).round().clip(-_MS_BOUND, _MS_BOUND)
-        ms = ms.cast(pl.Int64, strict=False)  # held first: no overflow read as an absent 0
+        ms = whole_ms(number * (1000 if unit == "s" else 1))  # no overflow read as an absent 0
         return pl.when(number.is_finite()).then(ms.cast(pl.String)).otherwise(text)
     if column in maps:
         upper = text.str.to_uppercase()

@@ -33,6 +33,7 @@ from typing import Literal
 import polars as pl
 
 from connectors.landing import RECORD, with_record
+from connectors.normalise import whole_ms
 from connectors.source import Normalised
 from engine.schema import QUARANTINE
 
@@ -233,13 +234,8 @@ def _outcome() -> pl.Expr:
     )
 
 
-#: The milliseconds a duration is held to before the cast: any value past it is far beyond the
-#: validation's plausible durations (quarantined there with its payload), none overflows Int64.
-_MS_BOUND = float(2**62)
-
-
 def _ms(seconds: pl.Expr) -> pl.Expr:
-    return (seconds * 1000).round().clip(-_MS_BOUND, _MS_BOUND).cast(pl.Int64)
+    return whole_ms(seconds * 1000)
 
 
 def _carrier() -> pl.Expr:
