@@ -272,9 +272,9 @@ def after_until(
     """How many rows of ``table`` count at or after :attr:`RunPlan.until` (contacts by their
     offer, or their end with end attribution; attempts by their request): stored, and counted
     by a later run. Far ahead of the clock, they are a sign of a source's clock or time zone
-    off. ``rows``: what the run read of the table (:func:`plan_contacts`, :func:`plan_attempts`:
-    every row up to the day after ``until`` when the recent window reaches it; ``None`` when
-    it does not, a given end before now); the days after that are counted from the digests."""
+    off. ``rows``: what the run read of the table (:func:`plan_contacts`, :func:`plan_attempts`),
+    every row up to the day after ``until``; the days after it are counted from the digests.
+    ``None`` for a run given an end before now (its recent window does not reach ``until``)."""
     if plan.recent[1] < plan.until:
         return None
     at = pl.col("offered_at") if table == "contacts" else request_instant()
