@@ -18,7 +18,7 @@ from engine.errors import InputFileError
 from engine.output import delta
 from engine.schema import CALLBACK_ATTEMPTS, CONTACTS, QUARANTINE
 
-__all__ = ["InputFileError", "read_input", "read_table"]
+__all__ = ["InputFileError", "not_a_table_without_its_log", "read_input", "read_table"]
 
 
 def read_table(path: Path) -> pl.LazyFrame:
@@ -37,7 +37,7 @@ def read_table(path: Path) -> pl.LazyFrame:
             raise InputFileError(f"{found[0]}: the table is damaged")
         return delta.scan(path)
     if path.is_dir():
-        _not_a_table_without_its_log(path)
+        not_a_table_without_its_log(path)
         return _scan_directory(path)
     if path.stat().st_size == 0:
         raise InputFileError(f"{path}: the file is empty (not even a header)")
@@ -55,7 +55,7 @@ def read_table(path: Path) -> pl.LazyFrame:
 _STORE_FILE = re.compile(r"date=\d{4}-\d{2}-\d{2}/part-[0-9a-z]+-[0-9a-f]{12}\.parquet")
 
 
-def _not_a_table_without_its_log(path: Path) -> None:
+def not_a_table_without_its_log(path: Path) -> None:
     """Refuse a store table read as a plain Parquet directory: its files hold the rows of
     every version (replaced ones too), and only the log says which are current.
 

@@ -31,9 +31,10 @@ from typing import Any, Final
 
 import polars as pl
 
-from engine.errors import StoreError, printable
+from engine.errors import InputFileError, StoreError, printable
 from engine.interval import Window
 from engine.output import delta
+from engine.output.inputs import not_a_table_without_its_log
 from engine.report.sections import (
     CallbackNumbers,
     callback_numbers,
@@ -106,6 +107,23 @@ class ReportData:
     intake: pl.DataFrame  #: what the builds read: measure, contacts, callbacks
 
 
+def _check(tables_dir: Path, names: list[str]) -> None:
+    """Each table of ``names`` against its log (a file lost or cut short: named, one stat a
+    file, not Parquet's words), and each other table folder for a lost log (no missing table).
+
+    Raises:
+        StoreError: the first found.
+    """
+    for name in TABLES:
+        try:
+            if name not in names and (tables_dir / name).is_dir():
+                not_a_table_without_its_log(tables_dir / name)
+        except InputFileError as exc:
+            raise StoreError(str(exc)) from None
+        if name in names and (damaged := delta.problems(tables_dir / name, deep=False)):
+            raise StoreError(f"{damaged[0]}: the table is damaged")
+
+
 def open_store(path: Path, *, last_days: int | None = None) -> Store:
     """Find the tables, summaries and ``reconcile.json`` of a build's output directory.
 
@@ -126,12 +144,10 @@ def open_store(path: Path, *, last_days: int | None = None) -> Store:
     """
     tables_dir, root = (path / "store", path) if (path / "store").is_dir() else (path, path.parent)
     names = [name for name in TABLES if delta.is_table(tables_dir / name)]
+    _check(tables_dir, names)
     if not names:
         msg = f"{path}: no store/ with callvolume, callback_intervals or retry_outcomes tables"
         raise StoreError(msg + " (run `wfm-intervals build`, `callbacks` or `demo` first)")
-    for name in names:  # a file lost or cut short: named (one stat a file), not Parquet's words
-        if damaged := delta.problems(tables_dir / name, deep=False):
-            raise StoreError(f"{damaged[0]}: the table is damaged")
     keep, history_from = None, None
     if last_days is not None:
         held = {name: delta.partition_days(tables_dir / name) for name in names}

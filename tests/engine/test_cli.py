@@ -216,6 +216,9 @@ def test_a_store_table_without_its_log_is_refused_not_read_as_plain_files(
     code, stdout, stderr = invoke("export", "contact-volume", "--store", str(out))
     assert code == 2, stdout
     assert "a store table without its log (_delta_log)" in stderr
+    code, _, stderr = invoke("report", "--store", str(out), "--out", str(tmp_path / "r.html"))
+    assert code == 2  # it said "no store/ ... run build first"
+    assert "a store table without its log (_delta_log)" in stderr
     log.mkdir()  # a log with no version: a first commit that never happened
     code, _, stderr = invoke(
         "export", "forecast", "--store", str(out), "--out", str(tmp_path / "f.parquet")
