@@ -51,6 +51,7 @@ from engine.output import location
 __all__ = [
     "PARTITION",
     "STORE_COMPRESSION",
+    "WRITTEN",
     "actions_of",
     "added",
     "aside",
@@ -91,6 +92,12 @@ def storable(frame: Frame) -> Frame:
 
 def _name(tag: str) -> str:
     return f"part-{tag}-{uuid.uuid4().hex[:12]}.parquet"
+
+
+#: A data file :func:`_name` names, in its date partition, relative to its table.
+WRITTEN: Final = re.compile(
+    rf"{PARTITION}=\d{{4}}-\d{{2}}-\d{{2}}/part-[0-9a-z]+-[0-9a-f]{{12}}\.parquet"
+)
 
 
 def _stats(frame: pl.DataFrame | pl.LazyFrame) -> str:

@@ -9,13 +9,13 @@ Example:
 from __future__ import annotations
 
 import codecs
-import re
 from pathlib import Path
 
 import polars as pl
 
 from engine.errors import InputFileError
 from engine.output import delta
+from engine.output.datafiles import WRITTEN
 from engine.schema import CALLBACK_ATTEMPTS, CONTACTS, QUARANTINE
 
 __all__ = ["InputFileError", "not_a_table_without_its_log", "read_input", "read_table"]
@@ -51,10 +51,6 @@ def read_table(path: Path) -> pl.LazyFrame:
     raise InputFileError(msg)
 
 
-#: A data file our store's writer names (engine.output.datafiles), in its date partition.
-_STORE_FILE = re.compile(r"date=\d{4}-\d{2}-\d{2}/part-[0-9a-z]+-[0-9a-f]{12}\.parquet")
-
-
 def not_a_table_without_its_log(path: Path) -> None:
     """Refuse a store table read as a plain Parquet directory: its files hold the rows of
     every version (replaced ones too), and only the log says which are current.
@@ -66,7 +62,7 @@ def not_a_table_without_its_log(path: Path) -> None:
     if (path / "_delta_log").is_dir():
         msg = f"{path}: a store table never committed (its log holds no version): build it again"
         raise InputFileError(msg)
-    if any(_STORE_FILE.fullmatch(f.relative_to(path).as_posix()) for f in path.glob("*/*")):
+    if any(WRITTEN.fullmatch(f.relative_to(path).as_posix()) for f in path.glob("*/*")):
         msg = (
             f"{path}: a store table without its log (_delta_log): its files hold every version's "
             "rows, replaced ones too; restore _delta_log from a backup, or build it again"

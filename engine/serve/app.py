@@ -40,7 +40,7 @@ from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qsl
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
@@ -365,11 +365,10 @@ def create_app(docs: StoreDocuments, guard: Guard) -> ASGIApp:
         peer = request.client.host if request.client else "?"
         if (retry := guard.admit(f"peer:{peer}")) is not None:
             return _too_many(retry, kore=False)
-        fields = parse_qs((await request.body()).decode("latin-1"))
-        if twice := next((k for k, v in fields.items() if len(v) > 1), None):  # RFC 6749 3.2
-            why = f"{twice} is given more than once"
-            return JSONResponse({"error": "invalid_request", "error_description": why}, 400)
-        form = {k: v[0] for k, v in fields.items()}
+        try:  # a field given twice is invalid_request (RFC 6749 3.2), as a repeated parameter
+            form = _once(parse_qsl((await request.body()).decode("latin-1")), {})
+        except _BadError as exc:
+            return JSONResponse({"error": "invalid_request", "error_description": str(exc)}, 400)
         if form.get("grant_type") != "client_credentials":
             return _mindful_error(400, "unsupported_grant_type")
         issued = guard.issue(*_credentials(form, request.headers.get("authorization")))
