@@ -17,6 +17,7 @@ from engine.errors import InputFileError
 from engine.output import delta
 from engine.output.datafiles import WRITTEN
 from engine.schema import CALLBACK_ATTEMPTS, CONTACTS, QUARANTINE
+from engine.validate.numbers import NESTED, nested_as_text
 
 __all__ = ["InputFileError", "not_a_table_without_its_log", "read_input", "read_table"]
 
@@ -226,6 +227,7 @@ def _read_objects(lines: pl.DataFrame, table: str, path: Path) -> pl.LazyFrame:
     text = pl.col("line")
     data = lines.select(text.str.join("\n")).item().encode()
     canonical = _CANONICAL.get(table, {})
+    marks = _nested_marks(data, lines, list(canonical))
     try:
         typed = pl.read_ndjson(data, infer_schema_length=None)
     except pl.exceptions.PolarsError as exc:
@@ -233,7 +235,7 @@ def _read_objects(lines: pl.DataFrame, table: str, path: Path) -> pl.LazyFrame:
             raise InputFileError(f"{path}: {str(exc).strip().splitlines()[0]}") from None
     else:  # a canonical column of objects or lists in every line is read as text too
         if not any(typed.schema[n].is_nested() for n in canonical if n in typed.schema):
-            return typed.lazy()
+            return typed.hstack(marks).lazy()
     # A key is there if some line names it, at the start of an object or after a comma.
     found = lines.select(
         text.str.contains(rf'[{{,]\s*"{name}"\s*:').any().alias(name) for name in canonical
@@ -242,6 +244,8 @@ def _read_objects(lines: pl.DataFrame, table: str, path: Path) -> pl.LazyFrame:
     frame = pl.read_ndjson(data, schema=dict.fromkeys(present, pl.String()))
     numbers = [n for n in present if canonical[n].is_integer()]
     for dtype in (pl.Int64(), pl.Int128(), pl.Float64()):  # the narrowest type that holds all
+        if not numbers:  # (a select of no column has no row)
+            break
         fits = frame.select(
             (pl.col(n).is_null() | pl.col(n).cast(dtype, strict=False).is_not_null()).all()
             for n in numbers
@@ -249,7 +253,27 @@ def _read_objects(lines: pl.DataFrame, table: str, path: Path) -> pl.LazyFrame:
         held = [n for n in numbers if fits[n]]
         frame = frame.with_columns(pl.col(n).cast(dtype) for n in held)
         numbers = [n for n in numbers if n not in held]
-    return frame.lazy()
+    return frame.hstack(marks).lazy()
+
+
+def _nested_marks(data: bytes, lines: pl.DataFrame, names: list[str]) -> list[pl.Series]:
+    """The :data:`~engine.validate.numbers.NESTED` column of the NDJSON ``data`` (its lines
+    ``lines``): per line, the columns of ``names`` whose value is an object or a list, which
+    Polars would read into a text column as their JSON (``wrong_type`` in validation). Empty
+    (no column) when no line gives one of ``names`` such a value."""
+    if not names:
+        return []
+    keys = "|".join(names)  # a top-level key opening a value with '[' or '{', or a nested one
+    opens = pl.col("line").str.contains(rf'[{{,]\s*"({keys})"\s*:\s*[\[{{]')
+    if not lines.select(opens.any()).item():
+        return []
+    found = [  # a line's value that is not a list (or not an object) reads as null
+        pl.read_ndjson(data, schema=dict.fromkeys(names, kind), ignore_errors=True)
+        for kind in (pl.List(pl.Null()), pl.Struct({}))
+    ]
+    deep = pl.DataFrame([found[0][n].is_not_null() | found[1][n].is_not_null() for n in names])
+    marks = pl.concat_list([pl.when(pl.col(n)).then(pl.lit(n)) for n in names])
+    return [deep.select(marks.list.drop_nulls().alias(NESTED)).to_series()]
 
 
 def read_input(path: Path, table: str) -> tuple[pl.LazyFrame, pl.DataFrame]:
@@ -279,7 +303,10 @@ def read_input(path: Path, table: str) -> tuple[pl.LazyFrame, pl.DataFrame]:
     frame = read_table(path)  # the checks: exists, not empty, a kind we read
     nothing = pl.DataFrame(schema=QUARANTINE)
     if path.is_dir() or suffix not in {".ndjson", ".jsonl", ".csv"}:
-        return frame, nothing
+        try:  # lists and structs as their JSON text
+            return nested_as_text(frame, _CANONICAL.get(table, {})), nothing
+        except pl.exceptions.PolarsError:  # unreadable: named where the rows are read
+            return frame, nothing
     utf8, blank = _survey(path)
     if suffix == ".csv":
         if utf8:

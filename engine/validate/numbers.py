@@ -13,6 +13,11 @@ its sign, as they report an in-range huge value; for any other column (``segment
 
 :func:`blank` flags an identifier that is null, empty or only whitespace (``missing_id``).
 
+A value that is an object or a list where the table holds a number, a text or an instant (a
+Parquet column of lists or structs, an NDJSON ``"queue_id": ["a"]``) is ``wrong_type`` in every
+column, an identifier too: :func:`nested_as_text` writes such columns as their JSON text and
+marks the rows in :data:`NESTED`, which :func:`nested` reads for the validators.
+
 Example:
     >>> frame = pl.DataFrame({"talk_ms": [1.0, 1.5, 1e20, -1e20]})
     >>> value, bad = parse_integer("talk_ms", frame.schema["talk_ms"], pl.Int64(), saturate=True)
@@ -22,9 +27,15 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import polars as pl
 
-__all__ = ["blank", "parse_integer"]
+__all__ = ["NESTED", "blank", "nested", "nested_as_text", "parse_integer"]
+
+#: The column (a list of column names) naming, per row, the canonical columns whose value was an
+#: object or a list; the validators drop it.
+NESTED = "__nested"
 
 _LARGEST: dict[type[pl.DataType], int] = {
     pl.Int8: 2**7 - 1,
@@ -77,3 +88,44 @@ def blank(name: str, dtype: pl.DataType) -> pl.Expr:
     if isinstance(dtype, pl.String | pl.Categorical | pl.Enum):
         return col.is_null() | (col.cast(pl.String).str.strip_chars() == "")
     return col.is_null()
+
+
+def nested_as_text(frame: pl.LazyFrame, names: Iterable[str]) -> pl.LazyFrame:
+    """``frame`` with each of the columns ``names`` that holds lists, arrays or structs written
+    as its values' JSON text (a null stays null), their non-null rows marked in :data:`NESTED`
+    (added to the marks already there). Other columns, and a frame without such a column, are
+    returned as they are.
+
+    Example:
+        >>> frame = pl.LazyFrame({"queue_id": [["a"], None], "contact_id": ["c1", "c2"]})
+        >>> out = nested_as_text(frame, ["queue_id", "contact_id"]).collect()
+        >>> out.rows()
+        [('["a"]', 'c1', ['queue_id']), (None, 'c2', [])]
+    """
+    schema = frame.collect_schema()
+    deep = [n for n in names if n in schema and schema[n].is_nested()]
+    if not deep:
+        return frame
+    marks = [pl.when(pl.col(n).is_not_null()).then(pl.lit(n)) for n in deep]
+    before = [pl.col(NESTED)] if NESTED in schema else []
+    text = {  # the value's JSON, as an NDJSON reader reads it into a text column
+        n: pl.when(pl.col(n).is_not_null()).then(
+            pl.struct(pl.col(n).alias("v"))
+            .struct.json_encode()
+            .str.strip_prefix('{"v":')
+            .str.strip_suffix("}")
+        )
+        for n in deep
+    }
+    return frame.with_columns(
+        pl.concat_list([*before, *marks]).list.drop_nulls().alias(NESTED),
+        *(value.alias(n) for n, value in text.items()),
+    )
+
+
+def nested(name: str, schema: pl.Schema) -> pl.Expr:
+    """Whether the row's ``name`` held an object or a list (``wrong_type``): marked in
+    :data:`NESTED` by :func:`nested_as_text` or the NDJSON reader."""
+    if NESTED not in schema:
+        return pl.lit(value=False)
+    return pl.col(NESTED).list.contains(pl.lit(name)).fill_null(value=False)

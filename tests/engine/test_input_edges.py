@@ -1,5 +1,6 @@
 """Input edges that once went wrong: numbers beyond a column's range, NDJSON values of another
-type in one row, blank CSV lines, blank ids, hidden files in a Parquet directory. Each bad value
+type in one row, blank CSV lines, blank ids, hidden files in a Parquet directory, objects and
+lists where a text or an id belongs. Each bad value
 is one quarantine row (or one line naming the file), never a traceback, a failed file or a
 silent change."""
 
@@ -316,3 +317,71 @@ def test_a_parquet_file_that_cannot_be_read_is_named(tmp_path: Path) -> None:
     result = invoke("build", "--contacts", folder, "--out", tmp_path / "o")
     assert result.exit_code == 2
     assert "b.parquet" in result.stderr
+
+
+# --- 6. an object or a list where a text, an id or a flag belongs ------------------------------
+
+
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [("contact_id", ["a"]), ("queue_id", {"q": 1}), ("queue_name", ["Sales"]),
+     ("source", []), ("channel", ["voice"])],
+)  # fmt: skip
+def test_an_ndjson_object_or_list_in_a_text_column_is_wrong_type(
+    tmp_path: Path, column: str, value: Any
+) -> None:
+    # once kept as the text '["a"]': a contact (or a queue) of its own, exit 0
+    look_alike = contact(3, queue_id='["q1"]', extra={"queue_id": ["x"]})  # text, and not top level
+    rows = [contact(1, **{column: value}), contact(2), look_alike]
+    _, summary = build(ndjson(tmp_path / "c.ndjson", rows), tmp_path / "o")
+    assert (summary["contacts"], summary["quarantined"]) == (2, {"wrong_type": 1})
+    assert quarantine(tmp_path / "o")["detail"].to_list() == [column]
+
+
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [("attempt_id", ["a"]), ("call_target_name", {"x": 1}), ("type", ["asap"]),
+     ("has_retry", [True])],  # the last one read the file as text and once failed (a bug)
+)  # fmt: skip
+def test_a_callback_ndjson_object_or_list_is_wrong_type(
+    tmp_path: Path, column: str, value: Any
+) -> None:
+    path = ndjson(tmp_path / "a.ndjson", [attempt(1, **{column: value}), attempt(2)])
+    _, summary = build(path, tmp_path / "o", "callbacks")
+    assert (summary["attempts"], summary["quarantined"]) == (1, {"wrong_type": 1})
+    assert quarantine(tmp_path / "o", "callback_attempts")["detail"].to_list() == [column]
+
+
+def test_an_ndjson_id_that_is_a_list_in_every_line_is_quarantined(tmp_path: Path) -> None:
+    path = ndjson(tmp_path / "c.ndjson", [contact(1, queue_id=["q"]), contact(2, queue_id=[])])
+    result = invoke("build", "--contacts", path, "--out", tmp_path / "o")
+    assert result.exit_code == 1  # every row quarantined: no window (once exit 2, "bug")
+    assert "wrong_type 2" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("column", "dtype"),
+    [("queue_id", pl.List(pl.String)), ("queue_name", pl.Struct({"name": pl.String})),
+     ("talk_ms", pl.List(pl.Int64))],
+)  # fmt: skip
+def test_a_parquet_column_of_lists_or_structs_is_wrong_type_row_by_row(
+    tmp_path: Path, column: str, dtype: pl.DataType
+) -> None:
+    # once: exit 2 'cannot cast List type' naming no column, or a struct's text as a queue name
+    rows = pl.DataFrame([contact(1), contact(2), contact(3)])
+    wrap = pl.struct(name=pl.col(column)) if column == "queue_name" else pl.concat_list(column)
+    rows = rows.with_columns(pl.when(pl.col("contact_id") != "c3").then(wrap).alias(column))
+    assert rows.schema[column] == dtype  # c3's is null
+    rows.write_parquet(tmp_path / "c.parquet")
+    frame, _ = read_input(tmp_path / "c.parquet", "contacts")
+    clean, bad = pl.collect_all(validate_contacts(frame))
+    third = [("c3:1", "missing_id", "queue_id")] if column == "queue_id" else []
+    assert bad.select("record_id", "reason", "detail").rows() == [
+        ("c1:1", "wrong_type", column), ("c2:1", "wrong_type", column), *third,
+    ]  # fmt: skip
+    assert clean["contact_id"].to_list() == ([] if third else ["c3"])
+    given = rows.row(0, named=True)[column]  # ['q1'], {'name': 'Sales'} or [250000]
+    assert json.loads(json.loads(bad["raw"][0])[column]) == given  # the value, as its JSON
+    if not third:
+        _, summary = build(tmp_path / "c.parquet", tmp_path / "o")
+        assert (summary["contacts"], summary["quarantined"]) == (1, {"wrong_type": 2})
