@@ -17,7 +17,7 @@ from engine.errors import InputFileError
 from engine.output import delta
 from engine.output.datafiles import WRITTEN
 from engine.schema import CALLBACK_ATTEMPTS, CONTACTS, QUARANTINE
-from engine.validate.numbers import NESTED, nested_as_text
+from engine.validate.numbers import MISFIT, misfits_as_text
 
 __all__ = ["InputFileError", "not_a_table_without_its_log", "read_input", "read_table"]
 
@@ -257,7 +257,7 @@ def _read_objects(lines: pl.DataFrame, table: str, path: Path) -> pl.LazyFrame:
 
 
 def _nested_marks(data: bytes, lines: pl.DataFrame, names: list[str]) -> list[pl.Series]:
-    """The :data:`~engine.validate.numbers.NESTED` column of the NDJSON ``data`` (its lines
+    """The :data:`~engine.validate.numbers.MISFIT` column of the NDJSON ``data`` (its lines
     ``lines``): per line, the columns of ``names`` whose value is an object or a list, which
     Polars would read into a text column as their JSON (``wrong_type`` in validation). Empty
     (no column) when no line gives one of ``names`` such a value."""
@@ -273,7 +273,7 @@ def _nested_marks(data: bytes, lines: pl.DataFrame, names: list[str]) -> list[pl
     ]
     deep = pl.DataFrame([found[0][n].is_not_null() | found[1][n].is_not_null() for n in names])
     marks = pl.concat_list([pl.when(pl.col(n)).then(pl.lit(n)) for n in names])
-    return [deep.select(marks.list.drop_nulls().alias(NESTED)).to_series()]
+    return [deep.select(marks.list.drop_nulls().alias(MISFIT)).to_series()]
 
 
 def read_input(path: Path, table: str) -> tuple[pl.LazyFrame, pl.DataFrame]:
@@ -304,7 +304,7 @@ def read_input(path: Path, table: str) -> tuple[pl.LazyFrame, pl.DataFrame]:
     nothing = pl.DataFrame(schema=QUARANTINE)
     if path.is_dir() or suffix not in {".ndjson", ".jsonl", ".csv"}:
         try:  # lists and structs as their JSON text
-            return nested_as_text(frame, _CANONICAL.get(table, {})), nothing
+            return misfits_as_text(frame, _CANONICAL.get(table, {})), nothing
         except pl.exceptions.PolarsError:  # unreadable: named where the rows are read
             return frame, nothing
     utf8, blank = _survey(path)

@@ -55,7 +55,7 @@ import polars as pl
 from engine.errors import InputSchemaError
 from engine.schema import CALLBACK_ATTEMPTS, QUARANTINE
 from engine.validate.contacts import MAX_DURATION_MS, _parse_timestamp
-from engine.validate.numbers import NESTED, blank, nested, nested_as_text, parse_integer
+from engine.validate.numbers import MISFIT, blank, misfit, misfits_as_text, parse_integer
 from engine.validate.spelling import NOT_CALLBACK_TYPES, SPELLINGS, per_distinct, spelling_key
 
 __all__ = [
@@ -208,8 +208,8 @@ def conform_attempts(
     checks += [("missing_id", c, blank(c, schema[c])) for c in ids]
     checks += [("missing_timestamp", "created_at", pl.col("created_at").is_null())]
     checks += [("wrong_type", "retry_attempt", pl.col("retry_attempt").is_null())]
-    if NESTED in schema:
-        checks += [("wrong_type", c, nested(c, schema)) for c in CALLBACK_ATTEMPTS if c in schema]
+    if MISFIT in schema:
+        checks += [("wrong_type", c, misfit(c, schema)) for c in CALLBACK_ATTEMPTS if c in schema]
     flagged = (
         frame.with_row_index(_ROW)
         .filter(~_is_not_callback())
@@ -289,7 +289,7 @@ def validate_callback_attempts(
         >>> clean.collect().height, bad.collect()["reason"].to_list()
         (1, ['negative_retry_attempt'])
     """
-    frame = nested_as_text(frame, CALLBACK_ATTEMPTS)
+    frame = misfits_as_text(frame, CALLBACK_ATTEMPTS)
     # One conformed frame, marked with whether its identity occurs more than once and cached,
     # so that every output below parses each row once (without the mark Polars pushes their
     # different filters through the cache and conforms the input once per branch). Rows are

@@ -14,7 +14,7 @@ reason                     when
 ``wrong_type``             a number column holds something that is not a whole number (or,
                            ``segment_no``, one beyond ``Int32``; a duration or count beyond
                            ``Int64`` is reported by its sign, below); any column holds an
-                           object or a list (:func:`~engine.validate.numbers.nested`)
+                           object or a list (:func:`~engine.validate.numbers.misfit`)
 ``unknown_channel``        ``channel`` is not one of the canonical channels
 ``unknown_direction``      ``direction`` is not ``inbound``/``outbound``
 ``unknown_outcome``        ``outcome`` is not ``answered``/``abandoned``/``flow_out``/``open``
@@ -51,7 +51,7 @@ import polars as pl
 
 from engine.errors import InputSchemaError
 from engine.schema import CONTACTS, CONTACTS_KEY, CONTACTS_REQUIRED, QUARANTINE, UTC_TS
-from engine.validate.numbers import NESTED, blank, nested, nested_as_text, parse_integer
+from engine.validate.numbers import MISFIT, blank, misfit, misfits_as_text, parse_integer
 
 __all__ = [
     "MAX_COUNT",
@@ -181,7 +181,7 @@ def conform_contacts(
     Raises:
         InputSchemaError: a required column is missing or a timestamp column is naive.
     """
-    frame = nested_as_text(frame, CONTACTS)
+    frame = misfits_as_text(frame, CONTACTS)
     schema = frame.collect_schema()
     missing = [c for c in CONTACTS_REQUIRED if c not in schema]
     if missing:
@@ -215,7 +215,7 @@ def conform_contacts(
         exprs.append(value.alias(name))
 
     # Nullness of the value as given: an unparsable value is not a missing one.
-    checks += [("wrong_type", c, nested(c, schema)) for c in known if NESTED in schema]
+    checks += [("wrong_type", c, misfit(c, schema)) for c in known if MISFIT in schema]
     checks.append(("missing_timestamp", "offered_at", pl.col("offered_at").is_null()))
     checks += [("missing_id", c, blank(c, schema[c])) for c in (*CONTACTS_KEY, "queue_id")]
     conformed = _parse_texts(frame, schema).select(

@@ -14,9 +14,11 @@ its sign, as they report an in-range huge value; for any other column (``segment
 :func:`blank` flags an identifier that is null, empty or only whitespace (``missing_id``).
 
 A value that is an object or a list where the table holds a number, a text or an instant (a
-Parquet column of lists or structs, an NDJSON ``"queue_id": ["a"]``) is ``wrong_type`` in every
-column, an identifier too: :func:`nested_as_text` writes such columns as their JSON text and
-marks the rows in :data:`NESTED`, which :func:`nested` reads for the validators.
+Parquet column of lists or structs, an NDJSON ``"queue_id": ["a"]``) is ``wrong_type`` in
+every column, an identifier too: :func:`misfits_as_text` writes such columns as text and
+marks those rows in :data:`MISFIT`, which :func:`misfit` reads for the validators. A Parquet
+duration in a ``*_ms`` column is read as its whole milliseconds, and a decimal as a float is
+(whole values only).
 
 Example:
     >>> frame = pl.DataFrame({"talk_ms": [1.0, 1.5, 1e20, -1e20]})
@@ -31,11 +33,11 @@ from collections.abc import Iterable
 
 import polars as pl
 
-__all__ = ["NESTED", "blank", "nested", "nested_as_text", "parse_integer"]
+__all__ = ["MISFIT", "blank", "misfit", "misfits_as_text", "parse_integer"]
 
 #: The column (a list of column names) naming, per row, the canonical columns whose value was an
 #: object or a list; the validators drop it.
-NESTED = "__nested"
+MISFIT = "__misfit"
 
 _LARGEST: dict[type[pl.DataType], int] = {
     pl.Int8: 2**7 - 1,
@@ -63,8 +65,9 @@ def parse_integer(
     if dtype.is_integer():
         value = col.cast(target, strict=False)
         bad, beyond, positive = pl.lit(value=False), col.is_not_null() & value.is_null(), col > 0
-    elif dtype.is_float():
-        whole = col.is_null() | (col.is_finite() & (col == col.floor()))
+    elif dtype.is_float() or isinstance(dtype, pl.Decimal):  # NUMERIC(18, 2) from SQL too
+        finite = col.is_finite() if dtype.is_float() else pl.lit(value=True)
+        whole = col.is_null() | (finite & (col == col.floor()))
         value = pl.when(whole).then(col).cast(target, strict=False)
         bad, beyond, positive = ~whole, col.is_not_null() & whole & value.is_null(), col > 0
     else:
@@ -90,42 +93,58 @@ def blank(name: str, dtype: pl.DataType) -> pl.Expr:
     return col.is_null()
 
 
-def nested_as_text(frame: pl.LazyFrame, names: Iterable[str]) -> pl.LazyFrame:
-    """``frame`` with each of the columns ``names`` that holds lists, arrays or structs written
-    as its values' JSON text (a null stays null), their non-null rows marked in :data:`NESTED`
-    (added to the marks already there). Other columns, and a frame without such a column, are
-    returned as they are.
+def misfits_as_text(frame: pl.LazyFrame, names: Iterable[str]) -> pl.LazyFrame:
+    """``frame`` with each of the columns ``names`` of a type no canonical column is read from
+    written as text, the rows whose value cannot be one marked in :data:`MISFIT` (added to the
+    marks already there):
+
+    - lists, arrays, structs: each value as its JSON, every non-null row marked;
+    - a duration: in a column named ``*_ms``, its whole milliseconds (a value with a fraction of
+      a millisecond marked); in another column, every non-null row marked.
+
+    A null stays null. Other columns, and a frame without such a column, are returned as they
+    are.
 
     Example:
-        >>> frame = pl.LazyFrame({"queue_id": [["a"], None], "contact_id": ["c1", "c2"]})
-        >>> out = nested_as_text(frame, ["queue_id", "contact_id"]).collect()
-        >>> out.rows()
-        [('["a"]', 'c1', ['queue_id']), (None, 'c2', [])]
+        >>> from datetime import timedelta
+        >>> frame = pl.LazyFrame({"queue_id": [["a"], None], "talk_ms": [
+        ...     timedelta(seconds=2), timedelta(microseconds=1500)]})
+        >>> misfits_as_text(frame, ["queue_id", "talk_ms"]).collect().rows()
+        [('["a"]', '2000', ['queue_id']), (None, '1500us', ['talk_ms'])]
     """
     schema = frame.collect_schema()
-    deep = [n for n in names if n in schema and schema[n].is_nested()]
-    if not deep:
+    text: dict[str, tuple[pl.Expr, pl.Expr]] = {}  # column: (its text, the row is a misfit)
+    for name in names:
+        col, dtype = pl.col(name), schema.get(name)
+        if dtype is None:
+            continue
+        if dtype.is_nested():  # the value's JSON, as an NDJSON reader reads it into text
+            encoded = pl.struct(col.alias("v")).struct.json_encode()
+            json = encoded.str.strip_prefix('{"v":').str.strip_suffix("}")
+            text[name] = (pl.when(col.is_not_null()).then(json), col.is_not_null())
+        elif isinstance(dtype, pl.Duration):
+            us = col.dt.total_microseconds()
+            whole = us % 1000 == 0
+            if dtype.time_unit == "ns":
+                whole &= col.dt.total_nanoseconds() % 1000 == 0
+            ms = pl.when(whole).then(col.dt.total_milliseconds().cast(pl.String))
+            shown = pl.coalesce(ms, us.cast(pl.String) + pl.lit("us"))
+            bad = col.is_not_null() & ~(whole & pl.lit(name.endswith("_ms")))
+            text[name] = (pl.when(col.is_not_null()).then(shown), bad)
+    if not text:
         return frame
-    marks = [pl.when(pl.col(n).is_not_null()).then(pl.lit(n)) for n in deep]
-    before = [pl.col(NESTED)] if NESTED in schema else []
-    text = {  # the value's JSON, as an NDJSON reader reads it into a text column
-        n: pl.when(pl.col(n).is_not_null()).then(
-            pl.struct(pl.col(n).alias("v"))
-            .struct.json_encode()
-            .str.strip_prefix('{"v":')
-            .str.strip_suffix("}")
-        )
-        for n in deep
-    }
+    marks = [pl.when(bad).then(pl.lit(n)) for n, (_, bad) in text.items()]
+    before = [pl.col(MISFIT)] if MISFIT in schema else []
     return frame.with_columns(
-        pl.concat_list([*before, *marks]).list.drop_nulls().alias(NESTED),
-        *(value.alias(n) for n, value in text.items()),
+        pl.concat_list([*before, *marks]).list.drop_nulls().alias(MISFIT),
+        *(value.alias(n) for n, (value, _) in text.items()),
     )
 
 
-def nested(name: str, schema: pl.Schema) -> pl.Expr:
-    """Whether the row's ``name`` held an object or a list (``wrong_type``): marked in
-    :data:`NESTED` by :func:`nested_as_text` or the NDJSON reader."""
-    if NESTED not in schema:
+def misfit(name: str, schema: pl.Schema) -> pl.Expr:
+    """Whether the row's ``name`` held a value of a type that column is not read from (an
+    object, a list, a duration outside a ``*_ms`` column: ``wrong_type``), as marked in
+    :data:`MISFIT` by :func:`misfits_as_text` or the NDJSON reader."""
+    if MISFIT not in schema:
         return pl.lit(value=False)
-    return pl.col(NESTED).list.contains(pl.lit(name)).fill_null(value=False)
+    return pl.col(MISFIT).list.contains(pl.lit(name)).fill_null(value=False)

@@ -7,6 +7,8 @@ silent change."""
 from __future__ import annotations
 
 import json
+from datetime import timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -385,3 +387,26 @@ def test_a_parquet_column_of_lists_or_structs_is_wrong_type_row_by_row(
     if not third:
         _, summary = build(tmp_path / "c.parquet", tmp_path / "o")
         assert (summary["contacts"], summary["quarantined"]) == (1, {"wrong_type": 2})
+
+
+def test_a_parquet_decimal_or_duration_is_read_as_whole_milliseconds(tmp_path: Path) -> None:
+    # once: a NUMERIC(20, 2) column (SQL exports) quarantined every row; a duration failed the file
+    rows = pl.DataFrame([contact(1), contact(2), contact(3)]).with_columns(
+        pl.Series("talk_ms", [Decimal("250000.00"), Decimal("1.50"), None], pl.Decimal(20, 2)),
+        pl.Series("hold_ms", [timedelta(seconds=3), timedelta(seconds=1), timedelta(0)]),
+        pl.Series(
+            "acw_ms", [timedelta(seconds=4), timedelta(seconds=2), timedelta(microseconds=5)]
+        ),
+    )
+    rows.write_parquet(tmp_path / "c.parquet")
+    frame, _ = read_input(tmp_path / "c.parquet", "contacts")
+    clean, bad = pl.collect_all(validate_contacts(frame))
+    assert clean.select("contact_id", "talk_ms", "hold_ms", "acw_ms").rows() == [
+        ("c1", 250_000, 3_000, 4_000)
+    ]
+    assert bad.select("record_id", "reason", "detail").rows() == [
+        ("c2:1", "wrong_type", "talk_ms"), ("c3:1", "wrong_type", "acw_ms"),
+    ]  # fmt: skip
+    whole = rows.with_columns(pl.lit(timedelta(minutes=1)).alias("messages"))
+    _, bad = pl.collect_all(validate_contacts(whole.lazy()))  # a duration is no count
+    assert bad.filter(pl.col("record_id") == "c1:1")["detail"].to_list() == ["messages"]
