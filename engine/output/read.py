@@ -73,8 +73,9 @@ def read_table(
     ``run`` or ``demo`` output directory), lazily, intervals starting in ``window`` if given.
 
     With ``dense`` (``callvolume``, ``callback_intervals``, ``retry_outcomes``; ``window``
-    required), the zero-filled grid of the window: the builder's own table for that window;
-    the volume table's ratios are as stored on busy rows and null on the zeros.
+    required), the zero-filled grid of the window: the builder's own table for that window (a
+    window starting or ending inside an interval is widened to whole intervals, as the builder
+    widens it); the volume table's ratios are as stored on busy rows and null on the zeros.
 
     Raises:
         StoreError: no such table in the store.
@@ -83,15 +84,20 @@ def read_table(
     path = out_dir / "store" / name
     if not delta.is_table(path):
         raise StoreError(f"{out_dir}: no store/{name} table (run `wfm-intervals build` first)")
-    frame = delta.scan(path)
-    if window is not None and name in SHAPES:
-        at = pl.col("interval_start_utc")
-        frame = frame.filter(at >= window[0], at < window[1])
+    frame, at = delta.scan(path), pl.col("interval_start_utc")
     if not dense:
-        return frame
+        return (
+            frame
+            if window is None or name not in SHAPES
+            else frame.filter(at >= window[0], at < window[1])
+        )
     if window is None or name not in SHAPES:
         raise ValueError(f"dense=True needs a window and one of {', '.join(SHAPES)}")
+    # the window widened to whole intervals, as the builder widens it: the rows of an interval
+    # the window starts or ends inside are that interval's rows, not zeros
     grid = built_with(out_dir).grid(window).frame
+    first, end = grid["interval_start_utc"].min(), grid["interval_end_utc"].max()
+    frame = frame.filter(at >= first, at < end)
     seen = None
     if name == "retry_outcomes" and delta.is_table(out_dir / "store" / "callback_intervals"):
         seen = delta.scan(out_dir / "store" / "callback_intervals")

@@ -122,6 +122,34 @@ def test_a_built_store_keeps_busy_rows_and_reads_back_dense(tmp_path) -> None:  
         assert full.height == csv.height
 
 
+def test_a_dense_read_of_a_window_inside_intervals_widens_it_as_the_builder(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A window starting and ending inside intervals reads the rows of those intervals, as the
+    builder counts them over the same window (once: the first interval read as zeros)."""
+    import engine
+    from engine.demo.callbacks import generate_attempts
+    from engine.demo.contacts import generate_contacts
+    from engine.pipeline import build as pipeline
+    from engine.pipeline.callbacks import build_callbacks
+
+    settings = BuildSettings(tz="America/New_York", interval_minutes=30)
+    day = datetime(2026, 11, 1, tzinfo=UTC)  # a fall-back day in New York
+    contacts = generate_contacts(seed=4, start=day, days=1, scale=0.3, time_zone=settings.tz)
+    pipeline.build_contacts(contacts.lazy(), settings=settings, out_dir=tmp_path)
+    attempts = generate_attempts(seed=4, start=day, days=1, scale=0.3)
+    build_callbacks(attempts.lazy(), settings=settings, out_dir=tmp_path)
+    inside = (day.replace(hour=13, minute=7), day.replace(hour=17, minute=52))
+    grid = settings.grid(inside)
+    got = engine.read_table(tmp_path, "callvolume", window=inside, dense=True).collect()
+    want = pipeline.volume_table(contacts, window=grid, settings=settings)
+    assert want.filter(pl.col("interval_start_utc") == grid.start)["offered"].sum() > 0
+    assert_frame_equal(got.select(want.columns), want)
+    reqs = engine.read_table(tmp_path, "callback_intervals", window=inside, dense=True)
+    stored = engine.read_table(tmp_path, "callback_intervals").collect()
+    at = pl.col("interval_start_utc")
+    in_grid = stored.filter(at >= grid.start, at < grid.end)
+    assert reqs.collect()["requests"].sum() == in_grid["requests"].sum() > 0
+
+
 def test_a_parquet_only_build_stores_the_same_rows_and_reports_the_same_shape(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """``build --format parquet`` builds no zero row (the store keeps busy rows); its store and
     its summary's numbers are those of a build that writes every format."""
