@@ -53,6 +53,7 @@ SCHEMA: Final[dict[str, pl.DataType]] = {
     "wait_probability": pl.Float64(),
     "occupancy": pl.Float64(),
 }
+_LENGTH: Final = "__interval_ms"
 _SPREAD: Final = 8.0  #: candidates span A ± this many sqrt(A) (and a margin)
 
 
@@ -109,7 +110,10 @@ def build(table: pl.LazyFrame, *, settings: BuildSettings) -> pl.LazyFrame:
 
     Args:
         table: rows with ``interval_start_utc``, ``queue_id``, ``channel``, ``offered``,
-            ``answered`` and ``handle_ms`` (a volume table, sparse or zero-filled).
+            ``answered`` and ``handle_ms`` (a volume table, sparse or zero-filled); with
+            ``interval_end_utc`` (as a volume table has), each interval's load is over its own
+            length (an interval spanning a DST jump is as long as the wall clock makes it),
+            else over ``settings.interval_minutes``.
         settings: interval length, thresholds, ``sl_target``, ``staffing_default_aht_ms``.
 
     Returns:
@@ -117,7 +121,10 @@ def build(table: pl.LazyFrame, *, settings: BuildSettings) -> pl.LazyFrame:
         and ``service_level >= sl_target``; one agent fewer would not reach the target (or
         could not carry the load).
     """
-    interval_ms = settings.interval_minutes * 60_000
+    interval_ms = pl.lit(settings.interval_minutes * 60_000)
+    if "interval_end_utc" in table.collect_schema():  # 90 or 30 minutes across a DST jump
+        length = pl.col("interval_end_utc") - pl.col("interval_start_utc")
+        interval_ms = length.dt.total_milliseconds()
     answered = pl.col("answered")
     aht = (
         pl.when((answered > 0) & (pl.col("handle_ms") > 0))
@@ -129,11 +136,12 @@ def build(table: pl.LazyFrame, *, settings: BuildSettings) -> pl.LazyFrame:
         pl.col("offered").cast(pl.Int64),
         aht.alias("aht_ms"),
         configured_threshold_ms(settings).alias("threshold_ms"),
+        interval_ms.alias(_LENGTH),
         _by_channel(settings.sl_target, settings.sl_target["voice"], pl.Float64()).alias(
             "sl_target"
         ),
     ).with_columns(
-        (pl.col("offered") * pl.col("aht_ms") / interval_ms).alias("load_erlangs"),
+        (pl.col("offered") * pl.col("aht_ms") / pl.col(_LENGTH)).alias("load_erlangs"),
         pl.int_range(pl.len(), dtype=pl.UInt32).alias("row"),
     )
     return (

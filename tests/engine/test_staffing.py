@@ -208,3 +208,26 @@ def test_the_forecast_reads_no_history_after_its_start() -> None:
     assert a["y_hat"].null_count() == 0
     with pytest.raises(ValueError, match="forecast days must be 1 to 7"):
         seasonal.forecast(history, start=start, days=8, interval_minutes=15)
+
+
+def test_the_load_of_an_interval_across_a_dst_jump_is_over_its_own_length() -> None:
+    """Lord Howe's fall-back night at 60 minutes: the interval spanning the jump lasts 90
+    minutes, so 20 contacts of 180 s load it 2/3 of an Erlang, not 1 (once: the nominal 60)."""
+    from engine.interval import interval_grid
+
+    settings = BuildSettings(interval_minutes=60, tz="Australia/Lord_Howe")
+    night = datetime(2026, 4, 4, 12, tzinfo=UTC)
+    grid = interval_grid(night, night + timedelta(hours=6), minutes=60, tz=settings.tz)
+    lengths = grid["interval_end_utc"] - grid["interval_start_utc"]
+    assert sorted(set(lengths.dt.total_minutes())) == [60, 90]  # the jump is in the window
+    table = grid.with_columns(queue_id=pl.lit("q"), channel=pl.lit("voice"), offered=pl.lit(20),
+                              answered=pl.lit(20), handle_ms=pl.lit(20 * 180_000))  # fmt: skip
+    got = staffing.build(table.lazy(), settings=settings).collect()
+    minutes = lengths.dt.total_minutes().to_list()
+    assert got["load_erlangs"].to_list() == [20 * 180 / (60 * m) for m in minutes]
+    assert got["load_erlangs"].min() == pytest.approx(2 / 3)
+    # without interval ends (a table of starts only), the configured length
+    starts = table.drop("interval_end_utc").lazy()
+    assert staffing.build(starts, settings=settings).collect()[
+        "load_erlangs"
+    ].unique().to_list() == [1.0]
