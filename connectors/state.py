@@ -115,10 +115,13 @@ class StreamState:
     cursor: datetime
     lookback: timedelta
     committed_at: datetime
+    #: records of the stream were landed under this state (so a landing store holding none of
+    #: them was lost, not never written: :mod:`connectors.landing.check`)
+    landed: bool = False
 
     def to_json(self) -> dict[str, Any]:
-        """The JSON document stored on disk (names, instants, seconds: nothing else)."""
-        return {
+        """The JSON document stored on disk (names, instants, seconds, a flag: nothing else)."""
+        data: dict[str, Any] = {
             "version": _VERSION,
             "source": self.source,
             "stream": self.stream,
@@ -126,6 +129,9 @@ class StreamState:
             "lookback_s": self.lookback.total_seconds(),
             "committed_at": format_utc(self.committed_at, timespec="microseconds"),
         }
+        if self.landed:  # absent in a state written before the flag: not known
+            data["landed"] = True
+        return data
 
     @classmethod
     def from_json(cls, data: Any, *, path: Path) -> StreamState:
@@ -141,7 +147,8 @@ class StreamState:
             stream = check_name(data.get("stream"), what="stream")
         except ConfigError as exc:
             raise StateError(f"state file {path}: {exc}") from None
-        return cls(source, stream, cursor, timedelta(seconds=lookback), committed)
+        landed = data.get("landed") is True
+        return cls(source, stream, cursor, timedelta(seconds=lookback), committed, landed)
 
 
 def _finite(value: object) -> TypeGuard[float]:
@@ -214,13 +221,20 @@ class StateStore:
         return state.cursor - lookback
 
     def commit(
-        self, source: str, stream: str, cursor: datetime, *, lookback: timedelta
+        self,
+        source: str,
+        stream: str,
+        cursor: datetime,
+        *,
+        lookback: timedelta,
+        landed: bool = False,
     ) -> StreamState:
         """Durably record ``cursor``; call only after the data it covers was landed.
 
-        The stored cursor never moves backwards (the later of the old and the new is kept).
+        The stored cursor never moves backwards (the later of the old and the new is kept);
+        ``landed`` (records of the stream are in the landing store) is kept once set.
         """
-        return self._write(source, stream, cursor, lookback, later=True)
+        return self._write(source, stream, cursor, lookback, later=True, landed=landed)
 
     def rewind(
         self, source: str, stream: str, cursor: datetime, *, lookback: timedelta
@@ -239,14 +253,23 @@ class StateStore:
         return self._write(source, stream, cursor, lookback, later=False)
 
     def _write(
-        self, source: str, stream: str, cursor: datetime, lookback: timedelta, *, later: bool
+        self,
+        source: str,
+        stream: str,
+        cursor: datetime,
+        lookback: timedelta,
+        *,
+        later: bool,
+        landed: bool = False,
     ) -> StreamState:
         if cursor.tzinfo is None:
             raise ValueError("naive datetime: cursors must be timezone-aware")
         old = self.get(source, stream)
         if old is not None:
             cursor = max(old.cursor, cursor) if later else min(old.cursor, cursor)
-        state = StreamState(source, stream, cursor.astimezone(UTC), lookback, self._now())
+            landed |= old.landed
+        at = cursor.astimezone(UTC)
+        state = StreamState(source, stream, at, lookback, self._now(), landed)
         data = json.dumps(state.to_json(), indent=2, sort_keys=True).encode() + b"\n"
         atomic_write_bytes(self.path(source, stream), data)
         marker = self.reset_marker(source, stream)

@@ -51,7 +51,7 @@ from connectors.errors import (
     RetriableError,
     UnexpectedStatusError,
 )
-from connectors.landing import PiiScrubber, RecordKey, Span, land_page
+from connectors.landing import PiiScrubber, RecordKey, Span, land_page, landed_files
 from connectors.landing.batch import Batching, PageBatch
 from connectors.landing.check import repair_landing
 from connectors.normalise import land_rejected, screen
@@ -163,6 +163,7 @@ class _Run:
     base: int = 0
     pending: datetime | None = None  # the cursor of the last page landed, not yet committed
     ahead: bool = False  # a record landed was stamped ahead of the clock (said once)
+    landed: bool = False  # records of the stream are in the landing store (kept in its state)
 
     def span(self, page: Page) -> Span:
         """The page's cursor range: where a sync reads it again (its window's start, the cursor
@@ -242,8 +243,9 @@ class _Run:
         cursor, self.pending = self.pending, None
         if cursor is not None:
             held = self.state.commit(
-                self.source.name, self.stream.name, cursor, lookback=self.settings.lookback
-            )
+                self.source.name, self.stream.name, cursor, lookback=self.settings.lookback,
+                landed=self.landed or self.report.landed > 0,
+            )  # fmt: skip
             self.committed = held.cursor
             killpoint.reached("sync.cursor_committed")
 
@@ -321,6 +323,7 @@ def sync_stream(
             landing_root, source.name, stream.name, batching or Batching(), stream.landed_dtype
         ),
         committed=None if (held := state.get(source.name, stream.name)) is None else held.cursor,
+        landed=bool(landed_files(landing_root, source.name, stream.name)),
     )
     request, paginator = first_request(stream, start, settings, started)
     try:

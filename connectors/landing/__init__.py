@@ -93,6 +93,7 @@ __all__ = [
     "compact",
     "decoded_suffix",
     "land_page",
+    "landed_files",
     "latest_records",
     "merge_files",
     "pii_hash",

@@ -21,11 +21,17 @@ fetches anything:
 ``state_unreadable`` the state file does not validate
 ``state_missing``    no state file, but a listed file was fetched after a cursor was committed
                      (and the stream was not reset)
+``landing_missing``  the state says records of the stream were landed, and the landing store
+                     holds no file of it and no manifest (lost, moved, not mounted, or a
+                     relative ``[store] landing`` read from another working directory)
 ===================  ==============================================================================
 
 What cannot be fetched again stops the sync with one line naming the path and the command that
-fixes it (exit 2): a lost file whose span's start is unknown (landed before the manifest, by a
-stream whose cursor is not its ``updated_at``) while the stream has a cursor
+fixes it (exit 2): a stream's whole landing store gone (``landing_missing``: fetching it again
+from the start is the operator's choice, the source may no longer serve all of it; a run would
+otherwise rebuild the store's rows of it from nothing), a lost file whose span's start is
+unknown (landed before the manifest, by a stream whose cursor is not its ``updated_at``) while
+the stream has a cursor
 (:class:`~connectors.errors.LandingError`), and a state file that is missing or unreadable while
 landed files depend on it (:class:`~connectors.errors.StateError`). The fix,
 ``wfm-intervals state reset <source> <stream> --yes``, has the stream fetched again from its
@@ -71,7 +77,13 @@ from engine.durable import fsync_dir
 __all__ = ["Finding", "Problem", "check_landing", "fix_command", "repair_landing"]
 
 Problem = Literal[
-    "missing", "damaged", "unlisted", "manifest_damaged", "state_unreadable", "state_missing"
+    "missing",
+    "damaged",
+    "unlisted",
+    "manifest_damaged",
+    "state_unreadable",
+    "state_missing",
+    "landing_missing",
 ]
 #: The suffix a damaged landing file is renamed with (it no longer ends in ``.parquet``).
 DAMAGED = ".damaged"
@@ -195,6 +207,12 @@ def check_landing(
     if current is None and not unreadable and committed and not store.was_reset(source, stream):
         detail = "missing, while landed files were fetched after a cursor was committed"
         found.insert(0, Finding("state_missing", state_path, detail))
+    if current is not None and current.landed and not manifest.entries and not present:
+        detail = (
+            f"holds no file of {source}/{stream}, while its state (cursor "
+            f"{format_utc(current.cursor)}) says its records were landed"
+        )
+        found.insert(0, Finding("landing_missing", folder, detail))
     return found
 
 
@@ -219,10 +237,18 @@ def repair_landing(
 
     Raises:
         StateError: the state file is unreadable, or missing while landed files depend on it.
-        LandingError: a lost file's span is unknown while the stream has a cursor.
+        LandingError: the stream's landing store is gone while its state says records were
+            landed; a lost file's span is unknown while the stream has a cursor.
     """
     name, fix = f"{source}/{stream}", fix_command(source, stream)
     found = check_landing(root, state.root, source, stream, deep=deep, by_updated_at=by_updated_at)
+    if emptied := [f for f in found if f.problem == "landing_missing"]:
+        raise LandingError(
+            f"landing store {emptied[0].path.resolve()} {emptied[0].detail}: lost, moved or not "
+            "mounted (a relative [store] landing is read from the working directory); restore "
+            f"it there or point [store] landing at it; else {fix}, and what the source no "
+            "longer serves is lost"
+        )
     if bad := [f for f in found if f.problem in ("state_unreadable", "state_missing")]:
         held, first = len(landed_files(root, source, stream)), bad[0]
         what = first.detail  # the StateError's own line names the file

@@ -52,6 +52,7 @@ from engine.cli.common import (
 )
 from engine.errors import StoreLockedError
 from engine.pipeline.lock import store_lock
+from engine.pipeline.sources import keep_landed
 from engine.pipeline.state import load_run_state, run_history, run_state_path
 
 __all__ = ["config_group", "run_sync", "state_group", "sync"]
@@ -109,6 +110,7 @@ def _sync_one(
     if not source_settings.enabled:
         msg = f"sources.{name}.enabled: the source is not enabled"
         raise ConfigError(msg)
+    keep_landed(settings, name)
     return sync_source(
         source,
         source_settings,
@@ -363,7 +365,8 @@ def state_reset(
 ) -> None:
     """Forget the cursor of SOURCE/STREAM (all when omitted): the next sync starts over.
 
-    Landed data stays; the re-read is de-duplicated.
+    Landed data stays; the re-read is de-duplicated. Asks first, unless --yes: no answer (a
+    standard input at its end, as under cron) is exit 2, "n" resets nothing and is exit 0.
     """
     root = settings_or_fail(config_path, tenant=tenant).store.state
     store, back_to = StateStore(root), instant(since, "since")
@@ -371,8 +374,16 @@ def state_reset(
         fail(f"--since {since!r} is ahead of the clock ({format_utc(clock.now())})")
     what = "/".join(p for p in (source, stream) if p) or "every stream"
     question = f"reset the sync state of {what}" + (f" to {since}" if since else "")
-    if not yes and not click.confirm(f"{question}?"):
-        fail("cancelled: nothing was reset", code=130)
+    try:
+        confirmed = yes or click.confirm(f"{question}?")
+    except click.exceptions.Abort as exc:  # Ctrl-C (130), or a standard input at its end
+        if not isinstance(exc.__context__, EOFError):
+            raise
+        click.echo()  # the question's line ends
+        fail("state reset: no answer on standard input (cron, ssh): pass --yes to reset")
+    if not confirmed:  # what was asked for: nothing
+        click.echo("cancelled: nothing was reset")
+        return
     try:
         with store_lock(root):  # never under a running sync or run
             if back_to is not None:

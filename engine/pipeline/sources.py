@@ -31,6 +31,7 @@ from typing import Any
 
 import polars as pl
 
+from connectors.errors import LandingError
 from connectors.landing import compact, latest_records, scan_files
 from connectors.landing.manifest import landed_files, stream_dir
 from connectors.normalise import Rebuilt, rebuild
@@ -40,6 +41,7 @@ from engine import clock
 from engine.app.config import AppSettings
 from engine.app.sources import connector
 from engine.errors import StoreError, SyncFailedError, printable
+from engine.output import delta
 from engine.schema import QUARANTINE, SOURCE_RECORD
 from engine.validate.callback_attempts import validate_callback_attempts
 from engine.validate.contacts import MAX_DURATION_MS, validate_contacts
@@ -159,16 +161,51 @@ def _unreadable(settings: AppSettings, what: str, exc: BaseException) -> StoreEr
     )
 
 
+def keep_landed(settings: AppSettings, name: str) -> None:
+    """Refuse to sync source ``name`` into a landing store holding no file of any of its
+    streams while the store's table it feeds holds rows from it: the landing store was lost,
+    moved or not mounted (or a relative ``[store] landing`` is read from another working
+    directory), and the next rebuild would replace those rows with what this sync fetches.
+    Reading every stream's state as well, :func:`connectors.landing.check.repair_landing`
+    refuses the same where the state says records were landed; this covers a state lost too.
+
+    Raises:
+        LandingError: as above (exit 2), naming both paths and the ways out.
+    """
+    root, streams = settings.store.landing, connector(name).configured(settings.source(name))
+    if any(landed_files(root, name, s.name) for s in streams.streams):
+        return
+    path = settings.output.dir / "store" / streams.table
+    if not delta.is_table(path):
+        return
+    rows = delta.scan(path)
+    if "source" in rows.collect_schema():
+        rows = rows.filter(pl.col("source") == name)
+    held = rows.select(pl.len()).collect().item()
+    if held:
+        raise LandingError(
+            f"{name}: the landing store {root.resolve()} holds none of its records, while "
+            f"{path.resolve()} holds {held:,} rows from it: lost, moved or not mounted (a "
+            "relative [store] landing is read from the working directory); restore it there "
+            "or point [store] landing at it. To start the source over from what it serves "
+            f"now, move {path.name} aside (the next run rebuilds it) and run "
+            f"`wfm-intervals state reset {name} --yes`"
+        )
+
+
 def sync_all(settings: AppSettings, names: Sequence[str], emit: Emit | None = None) -> list[Pull]:
     """Sync the named sources in order; one :class:`Pull` per stream.
 
     Raises:
         SyncFailedError: a stream failed (nothing after it is synced).
-        ConnectorError: settings a client cannot be built from, or a failed preflight.
+        ConnectorError: settings a client cannot be built from, or a failed preflight; a
+            landing store lost (:func:`keep_landed`).
     """
     say = emit or (lambda _event, _fields: None)
     pulls: list[Pull] = []
     today = clock.now().date()  # partitions before it are complete (fetch dates, UTC)
+    for name in names:  # every source, before any is fetched
+        keep_landed(settings, name)
     for name in names:
         source, source_settings = connector(name), settings.source(name)
         configured = source.configured(source_settings)

@@ -29,8 +29,8 @@ from dataclasses import asdict, dataclass
 from datetime import date
 from typing import Any, Literal
 
-from connectors.errors import ConnectorError
-from connectors.landing.check import check_landing
+from connectors.errors import ConnectorError, LandingError
+from connectors.landing.check import check_landing, fix_command
 from connectors.state import StateStore
 from engine import clock
 from engine.app.config import AppSettings
@@ -38,7 +38,7 @@ from engine.app.sources import connector
 from engine.errors import StoreError
 from engine.output import delta
 from engine.output.store import scan_attempts
-from engine.pipeline.sources import canonical, tables_fed
+from engine.pipeline.sources import canonical, keep_landed, tables_fed
 from engine.pipeline.state import load_run_state, run_state_path
 from engine.pipeline.window import Canonical, changed_days, fingerprints
 from engine.schema import CONTACTS
@@ -121,7 +121,13 @@ def _landing(settings: AppSettings, names: list[str]) -> list[Finding]:
             more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
             detail = f"{first.problem}: {first.path}: {first.detail}{more}"
             fix = "wfm-intervals run (its sync fetches the lost records again)"
+            if first.problem == "landing_missing":
+                fix = f"restore the landing store, or {fix_command(name, stream.name)}"
             found.append(Finding(what, "problem", detail, fix))
+        try:  # the state lost with it: the store's rows of the source tell
+            keep_landed(settings, name)
+        except LandingError as exc:
+            found.append(Finding(f"landing {name}", "problem", str(exc)))
     return found
 
 

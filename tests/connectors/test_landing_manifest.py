@@ -293,6 +293,33 @@ def test_a_lost_state_file_is_one_line_naming_the_fix(damage: str, tmp_path: Pat
     assert not StateStore(tmp_path / "state").was_reset("ujet", "calls")  # committed since
 
 
+@pytest.mark.parametrize("name", ["ujet", "mindful"])
+def test_a_lost_landing_store_stops_the_sync_naming_it(name: str, tmp_path: Path) -> None:
+    """The whole landing store gone while the state says records were landed (a volume not
+    mounted): once, the sync went on from the cursor and a rebuild lost every earlier record.
+    Now: one line naming the folder, nothing fetched; a reset fetches everything again."""
+    with case(name) as kase:
+        env = environment(name, kase, tmp_path)
+        synced(env, name)
+        before = landed(tmp_path / "landing", name)
+        state = StateStore(tmp_path / "state")
+        stream = sorted(before)[0]
+        held = state.get(name, stream)
+        assert held is not None
+        assert held.landed  # the state says so
+        (tmp_path / "landing").rename(tmp_path / "landing.away")
+        requests = kase.emulator.stats.requests
+        line = one_error_line(command(env, "sync", name))
+        assert kase.emulator.stats.requests == requests  # nothing fetched
+        assert f"{tmp_path / 'landing'}/raw/source={name}" in line
+        assert f"`wfm-intervals state reset {name} " in line
+        assert command(env, "state", "reset", name, "--yes").exit_code == 0
+        synced(env, name)
+        rebuilt, truth = kase.rebuilt(tmp_path / "landing"), kase.truth()
+    assert_same(landed(tmp_path / "landing", name), before)
+    assert_frame_equal(rebuilt, truth)
+
+
 # -- compaction ------------------------------------------------------------------------------------
 
 

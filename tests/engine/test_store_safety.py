@@ -155,6 +155,42 @@ def test_lost_history_is_rebuilt_from_the_landing_store(
     _same(_tables(out), before)
 
 
+@pytest.mark.parametrize("lost", ["landing", "one source", "landing and state"])
+def test_a_lost_landing_store_stops_the_run_and_keeps_the_store(
+    tmp_path: Path, stack: Stack, lost: str
+) -> None:
+    """The landing store gone (a volume not mounted, a relative path read from another working
+    directory; with the state, or one source's folder): once, the run synced what was new,
+    rebuilt the tables from it and exited 0 (contacts 249 -> 24); now it stops before fetching
+    anything, exit 2, one line naming the landing store, and nothing stored changes. Put back,
+    the next run goes on as if nothing happened."""
+    config = _config(tmp_path, stack)
+    _run(config)
+    out, landing, state = tmp_path / "out", tmp_path / "landing", tmp_path / "state"
+    before = _tables(out)
+    gone = {"landing": [landing], "landing and state": [landing, state]}.get(
+        lost, [landing / "raw" / "source=mindful"]
+    )
+    for path in gone:
+        path.rename(path.with_name(path.name + ".away"))
+    requests = stack.ujet.stats.requests + stack.mindful.stats.requests
+    result = invoke(["run", "--quiet"], config)
+    assert result.exit_code == 2, result.output
+    line = one_error_line(result)
+    assert str(landing) in line
+    assert "holds no" in line or "holds none" in line
+    assert stack.ujet.stats.requests + stack.mindful.stats.requests == requests  # nothing fetched
+    _same(_tables(out), before)
+    verified = invoke(["verify"], config)
+    assert verified.exit_code == 2
+    assert "landing" in verified.stdout
+    for path in gone:
+        shutil.rmtree(path, ignore_errors=True)  # the state folder the run's lock made anew
+        path.with_name(path.name + ".away").rename(path)
+    _run(config)
+    _same(_tables(out), before)
+
+
 @pytest.mark.parametrize(
     ("name", "args"),
     [("callvolume", ()), ("staffing", ()), ("contacts", ("--full-refresh",))],
