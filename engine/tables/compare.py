@@ -15,10 +15,12 @@ Rules, the same for both:
   every field, or a mapping from field names (or ``fnmatch`` patterns such as ``"*_ms"``) to
   numbers: the exact name wins, then the first matching pattern; unlisted fields get 0.
 * A null value means "not supplied" (Kore.ai has no short abandons): it is not compared.
-* A row missing on one side counts as zeros for the fields the other side supplies anywhere, so
-  an interval the vendor leaves out because it is empty matches our zero-filled row; each
-  difference says which side has the row (``presence``). ``missing_rows="all"`` also reports every
-  one-sided row as a ``_row`` difference, empty or not.
+* A row missing on one side counts as zeros for the fields the other side supplies anywhere
+  (every field, when it has no row at all), so an interval the vendor leaves out because it is
+  empty matches our zero-filled row, and a vendor that sends nothing differs from every row of
+  ours that is not empty; each difference says which side has the row (``presence``).
+  ``missing_rows="all"`` also reports every one-sided row as a ``_row`` difference, empty or
+  not.
 
 Example:
     >>> from datetime import datetime, UTC
@@ -117,8 +119,18 @@ def compare_callvolume(
     )
     long_ours = _long(ours, wanted, dtype, "ours")
     long_theirs = _long(theirs, wanted, dtype, "theirs")
+    # A field is not supplied by a side whose rows all leave it null; a side with no row at all
+    # supplies every field as zeros (a vendor that sends nothing is compared, not skipped).
+    fields_frame = pl.LazyFrame({"field": wanted}, schema={"field": pl.String})
     supplied = {
-        side: frame.drop_nulls(side).select("field").unique()
+        side: pl.concat(
+            [
+                frame.drop_nulls(side).select("field"),
+                fields_frame.join(frame.select(pl.len().alias("_n")), how="cross")
+                .filter(pl.col("_n") == 0)
+                .select("field"),
+            ]
+        ).unique()
         for frame, side in ((long_ours, "ours"), (long_theirs, "theirs"))
     }
     both = long_ours.join(long_theirs, on=[*keys, "field"], how="full", coalesce=True).join(

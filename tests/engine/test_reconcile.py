@@ -100,6 +100,22 @@ def test_missing_rows_on_either_side(table: pl.DataFrame) -> None:
     assert rows.select("ours", "theirs", "within_tolerance").unique().rows() == [(1, 0, False)]
 
 
+def test_a_side_with_no_row_differs_from_every_row_that_is_not_empty(table: pl.DataFrame) -> None:
+    """A vendor that sends nothing (or whose every row was quarantined) once reconciled as 'ok':
+    no field was 'supplied somewhere', so nothing was compared. An empty side is all zeros."""
+    nothing = table.clear()
+    out = compare_callvolume(table.lazy(), nothing.lazy(), tolerance=0).collect()
+    busy = table.filter(pl.col("offered") > 0)
+    assert out.height > 0
+    assert set(out["presence"]) == {"ours_only"}
+    offered = out.filter(pl.col("field") == "offered")
+    assert offered.height == busy.height
+    assert offered["ours"].sum() == busy["offered"].sum()
+    assert (offered["theirs"] == 0).all()
+    reverse = compare_callvolume(nothing.lazy(), table.lazy(), tolerance=0).collect()
+    assert reverse["diff"].sort().to_list() == (-out["diff"]).sort().to_list()
+
+
 def test_fields_a_side_does_not_supply_are_not_compared(table: pl.DataFrame) -> None:
     unsupplied = ("short_abandoned", "flow_out", "open", "answered_within_sl")
     theirs = table.with_columns(pl.lit(None, pl.Int64).alias(c) for c in unsupplied)
