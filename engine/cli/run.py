@@ -56,6 +56,7 @@ from engine.errors import (
 from engine.pipeline.run import STEPS, RunSummary, run
 from engine.pipeline.sources import Emit
 from engine.pipeline.state import record_run
+from engine.pipeline.verify import unfed_tables
 
 __all__ = ["run_command", "show_summary"]
 
@@ -320,6 +321,8 @@ def _run_one(
     where = f"tenant {tenant}: " if tenant is not None else ""
     if any(summary.after_window.values()):
         click.echo(f"wfm-intervals: note: {where}{_after(summary)}", err=True)
+    for line in unfed_tables(settings):  # a source turned off: its tables stay as they were
+        click.echo(f"wfm-intervals: note: {where}{line}", err=True)
     for problem in summary.problems:
         click.echo(f"wfm-intervals: problem: {where}{problem}", err=True)
     return summary.to_json()

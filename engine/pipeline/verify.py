@@ -34,7 +34,7 @@ from connectors.landing.check import check_landing, fix_command
 from connectors.state import StateStore
 from engine import clock
 from engine.app.config import AppSettings
-from engine.app.sources import connector
+from engine.app.sources import SOURCES, connector
 from engine.errors import StoreError
 from engine.output import delta
 from engine.output.store import scan_attempts
@@ -147,6 +147,23 @@ def _stored_digests(settings: AppSettings, names: list[str]) -> dict[str, dict[s
     return fingerprints(stored)
 
 
+def unfed_tables(settings: AppSettings) -> list[str]:
+    """The store's tables that no enabled source feeds (its sources turned off since they were
+    built): no run touches them any more, and every reader (exports, ``report``, ``serve``)
+    would take them as current. One line each, naming the sources that fed them."""
+    fed, root, lines = set(tables_fed(settings.enabled_sources())), settings.output.dir, []
+    for name in tables_fed(list(SOURCES)):
+        path = root / "store" / name
+        if name in fed or not delta.is_table(path):
+            continue
+        feeders = [s for s in SOURCES if name in tables_fed([s])]
+        lines.append(
+            f"{path}: fed by no enabled source (it was built from {', '.join(feeders)}), left as "
+            "last built; enable the source again, or move the table aside if it is gone for good"
+        )
+    return lines
+
+
 def verify(settings: AppSettings) -> list[Finding]:
     """Every check (see the module docstring); writes nothing.
 
@@ -156,6 +173,7 @@ def verify(settings: AppSettings) -> list[Finding]:
     names = settings.enabled_sources()
     found, state = _state(settings, names)
     found += _landing(settings, names)
+    found += [Finding("store", "behind", line) for line in unfed_tables(settings)]
     root = settings.output.dir / "store"
     damaged = False
     for name in tables_fed(names):

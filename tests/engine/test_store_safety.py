@@ -191,6 +191,29 @@ def test_a_lost_landing_store_stops_the_run_and_keeps_the_store(
     _same(_tables(out), before)
 
 
+def test_tables_of_a_source_turned_off_are_kept_and_said(tmp_path: Path, stack: Stack) -> None:
+    """Mindful turned off after a run: its tables are no source's any more and stay as built;
+    once nothing said so (exit 0, stderr empty, ``verify`` silent) while every reader kept
+    serving them as current. Now the run and ``verify`` say it, one line a table."""
+    config = _config(tmp_path, stack)
+    _run(config)
+    out = tmp_path / "out"
+    before = _tables(out)
+    write_config(tmp_path, stack, sources__dixa={"enabled": False},
+                 sources__kore={"enabled": False}, sources__mindful={"enabled": False},
+                 run={"lookback_minutes": 60, "report": False})  # fmt: skip
+    result = invoke(["run", "--quiet"], config)
+    assert result.exit_code == 0, result.output
+    notes = [line for line in result.stderr.splitlines() if "fed by no enabled source" in line]
+    stale = ("callback_attempts", "callback_intervals", "retry_outcomes")
+    assert [line.split(": ")[2] for line in notes] == [str(out / "store" / t) for t in stale]
+    assert all("built from mindful" in line for line in notes)
+    _same({t: table(out, t) for t in stale}, {t: before[t] for t in stale})  # kept
+    verified = invoke(["verify"], config)
+    assert verified.exit_code == 0
+    assert verified.stdout.count("fed by no enabled source") == 3
+
+
 @pytest.mark.parametrize(
     ("name", "args"),
     [("callvolume", ()), ("staffing", ()), ("contacts", ("--full-refresh",))],
