@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
@@ -80,6 +80,7 @@ __all__ = [
     "StateError",
     "TransportError",
     "UnexpectedStatusError",
+    "advice",
     "error_for_status",
     "is_missing_allowed",
     "missing_allowed",
@@ -310,6 +311,25 @@ def error_for_status(
     if status == 408 or 500 <= status < 600:
         return ServerError(f"HTTP {status}", url=url, retry_after=retry_after)
     return UnexpectedStatusError(status, url=url)
+
+
+def advice(exc: ConnectorError, *, source: str, stream: str, credentials: Sequence[str]) -> str:
+    """What to do about ``exc``, a failure of ``source/stream``, to append to its line ('' when
+    nothing is known): a 404, the stream setting; a refused credential, the settings holding
+    ``credentials`` (the names of the source's secret settings that are set; never a value).
+
+    Example:
+        >>> advice(AuthError("HTTP 401: credentials refused"), source="ujet", stream="calls",
+        ...        credentials=["password"])
+        '; check sources.ujet.password (WFM_SOURCES__UJET__PASSWORD)'
+    """
+    if isinstance(exc, UnexpectedStatusError) and exc.status == 404:
+        return f"; if this tenant has no {stream}, leave the stream out: sources.{source}.streams"
+    if isinstance(exc, AuthError) and credentials:
+        where = (f"sources.{source}.{c} (WFM_SOURCES__{source.upper()}__{c.upper()})"
+                 for c in credentials)  # fmt: skip
+        return f"; check {', '.join(where)}"
+    return ""
 
 
 def require_secure_url(url: str | httpx.URL, *, setting: str) -> httpx.URL:

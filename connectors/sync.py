@@ -43,13 +43,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from pydantic import SecretStr
 
 from connectors.errors import (
     ConnectorError,
     PageInvariantError,
     RateLimitedError,
     RetriableError,
-    UnexpectedStatusError,
+    advice,
 )
 from connectors.landing import PiiScrubber, RecordKey, Span, land_page, landed_files
 from connectors.landing.batch import Batching, PageBatch
@@ -351,12 +352,9 @@ def sync_stream(
         finally:
             run.commit()
     except ConnectorError as exc:
-        report.error = str(exc)
-        if isinstance(exc, UnexpectedStatusError) and exc.status == 404:
-            report.error += (
-                f"; if this tenant has no {stream.name}, leave the stream out: "
-                f"sources.{source.name}.streams"
-            )
+        secrets = [n for n, v in settings if isinstance(v, SecretStr) and n != "pii_hash_secret"]
+        report.error = str(exc) + advice(exc, source=source.name, stream=stream.name,
+                                         credentials=secrets)  # fmt: skip
         failed = {"event": "sync.failed", "source": source.name, "stream": stream.name,
                   "error": str(exc)}  # fmt: skip
         _log.error("sync %s/%s failed: %s", source.name, stream.name, exc, extra={"fields": failed})

@@ -301,6 +301,8 @@ def test_refused_credentials_fail_with_one_line_and_no_secret(
     assert "401" in error
     assert "\n" not in error
     assert "wrong-pass-9Kq" not in error
+    # what to check, by name (once: the URL only)
+    assert error.endswith("; check sources.ujet.password (WFM_SOURCES__UJET__PASSWORD)")
     assert StateStore(tmp_path / "state").show() == []
 
 
