@@ -21,7 +21,9 @@ differs per tenant (a BPO's clients: :mod:`engine.app.tenants`; :meth:`AppSettin
 ``load_settings(tenant=...)``). Credentials are ``SecretStr``:
 :meth:`AppSettings.masked`
 shows them as ``**********``. :func:`describe_errors` renders a ``ValidationError`` as one line per
-problem, naming the setting and never its value.
+problem, naming the setting and never its value. The files are read as :mod:`engine.app.layers`
+says (UTF-8, a byte order mark dropped); a setting that is one of a few numbers takes its digits
+from a text layer, and the durations and counts have bounds (:mod:`engine.app.limits`).
 
 Example:
     >>> settings = load_settings(env_file=None)
@@ -32,7 +34,6 @@ Example:
 from __future__ import annotations
 
 import os
-import tomllib
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -45,24 +46,28 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    ModelWrapValidatorHandler,
     PrivateAttr,
     ValidationError,
     create_model,
     field_validator,
+    model_validator,
 )
 from pydantic_settings import (
     BaseSettings,
     NestedSecretsSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
-    TomlConfigSettingsSource,
+    SettingsError,
 )
 
 from connectors.errors import ConfigError, missing_allowed
 from connectors.registry import SOURCES
 from connectors.source import SourceSettings
+from engine.app import layers, limits
 from engine.app import tenants as tenancy
 from engine.app.environment import environment_source, given, reading
+from engine.app.layers import env_files, secrets_dir_of
 from engine.app.sections import EngineSettings, ReconcileSettings, RunSettings, StoreSettings
 from engine.output.vendor import builtin_profiles
 from engine.pipeline.build import FORMATS, Format
@@ -153,7 +158,7 @@ class AppSettings(BaseSettings):
         env_prefix="WFM_",
         env_nested_delimiter="__",
         env_file=".env",
-        env_file_encoding="utf-8",
+        env_file_encoding=layers.DOTENV_ENCODING,
         extra="ignore",  # .env may hold other WFM_ names (WFM_CONFIG); TOML is checked below
         frozen=True,
     )
@@ -197,9 +202,20 @@ class AppSettings(BaseSettings):
                     secrets_prefix="WFM_",
                 ),
             )
-        toml = TomlConfigSettingsSource(settings_cls, toml_file=list(_FILES.get()), deep_merge=True)
+        toml = layers.TomlFiles(settings_cls, toml_file=list(_FILES.get()), deep_merge=True)
         env_settings = environment_source(settings_cls, env_settings)
         return (init_settings, env_settings, dotenv_settings, *secrets, toml)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _bounded(cls, data: Any, handler: ModelWrapValidatorHandler[Self]) -> Self:
+        """The digits a text layer gives a ``Literal`` of numbers read as the number, and the
+        bounds of :data:`engine.app.limits.BOUNDS` checked (a setting out of them is an error at
+        its location)."""
+        made = handler(limits.literal_digits(cls, data))
+        if errors := limits.out_of_bounds(made.model_dump()):
+            raise ValidationError.from_exception_data(cls.__name__, errors)
+        return made
 
     def source(self, name: str) -> SourceSettings:
         """The settings of source ``name`` (``[sources.<name>]``).
@@ -325,35 +341,6 @@ def config_files(
     return [DEFAULTS_FILE, *(Path(p) for p in given)]
 
 
-def env_files(files: Sequence[Path], env_file: Path | str | None) -> tuple[Path, ...]:
-    """The dotenv files, lowest priority first: a ``.env`` beside each config file (cron runs
-    from ``/``), then ``env_file`` as given (default: ``.env`` in the working directory)."""
-    if env_file is None:
-        return ()
-    beside = [f.parent / Path(env_file).name for f in files[1:]]
-    ordered = dict.fromkeys([*beside, Path(env_file)])  # once each, in order
-    return tuple(p for p in ordered if p.is_file())
-
-
-def secrets_dir_of(
-    files: Sequence[Path], given: Path | None = None, environ: Mapping[str, str] | None = None
-) -> Path | None:
-    """The secrets directory: ``given``, else ``$WFM_SECRETS_DIR``, else a ``secrets`` folder
-    beside the last config file that has one (``None``: no secrets directory).
-
-    Raises:
-        ConfigError: the directory named does not exist.
-    """
-    env = os.environ if environ is None else environ
-    found = given or (Path(env["WFM_SECRETS_DIR"]) if env.get("WFM_SECRETS_DIR") else None)
-    if found is None:
-        beside = [f.parent / "secrets" for f in files[1:] if (f.parent / "secrets").is_dir()]
-        found = beside[-1] if beside else None
-    if found is not None and not Path(found).is_dir():
-        raise ConfigError(f"secrets dir {found}: no such directory")
-    return found
-
-
 def load_settings(
     config: Path | Sequence[Path] | None = None,
     *,
@@ -386,9 +373,11 @@ def load_settings(
 
     Raises:
         ConfigError: The config file, the secrets directory or the package's built-in defaults
-            are missing, a file is not TOML, a tenant is misnamed, unknown, named only by a
-            variable (tenants are declared in config files), or shares a folder with another.
-        ValidationError: A setting is invalid (render it with :func:`describe_errors`).
+            are missing, a file is not TOML, a ``.env`` or secrets file is not UTF-8, a ``WFM_``
+            variable that must hold JSON does not, a tenant is misnamed, unknown, named only by
+            a variable (tenants are declared in config files), or shares a folder with another.
+        ValidationError: A setting is invalid or out of its bounds (render it with
+            :func:`describe_errors`).
     """
     environ = given() if environ is None else environ  # a caller's (environment.reading)
     env = os.environ if environ is None else environ
@@ -397,10 +386,7 @@ def load_settings(
     sections = list(AppSettings.model_fields)
     names = list(tenancy.declared(overrides, "settings", sections))
     for file in files:
-        try:
-            data = tomllib.loads(file.read_text(encoding="utf-8"))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"config file {file}: not valid TOML ({exc})") from None
+        data = layers.read_toml(file)
         if unknown := sorted(set(data) - set(sections)):
             known = ", ".join(sections)
             raise ConfigError(
@@ -409,7 +395,12 @@ def load_settings(
         names += tenancy.declared(data, f"config file {file}", sections)
     with _using(tuple(files), secrets_dir, environ), missing_allowed(allow_missing or bool(names)):
         dotenv = env_files(files, env_file)
-        settings = AppSettings(_env_file=dotenv or None, **overrides)  # type: ignore[call-arg]
+        try:
+            settings = AppSettings(_env_file=dotenv or None, **overrides)  # type: ignore[call-arg]
+        except UnicodeDecodeError:  # a .env file or a file of the secrets dir
+            raise layers.not_text(dotenv, secrets_dir) from None
+        except SettingsError as exc:  # a WFM_ variable that must hold JSON
+            raise layers.not_json(exc, AppSettings, env, dotenv, secrets_dir) from None
     tenancy.check_declared(settings.tenants, names)
     each = {name: settings.tenant(name, allow_missing=True) for name in settings.tenant_names()}
     tenancy.check_disjoint({name: tenancy.folders(one.model_dump()) for name, one in each.items()})

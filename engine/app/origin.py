@@ -17,14 +17,12 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from dotenv import dotenv_values
-
 from engine.app.config import DEFAULTS_FILE
+from engine.app.layers import read_dotenv, read_toml
 
 __all__ = ["flatten", "flatten_layers", "layers_of", "origin_of", "to_toml"]
 
@@ -64,11 +62,11 @@ def layers_of(
     layers: list[tuple[str, list[str]]] = []
     for file in files:
         label = "built-in defaults" if file == DEFAULTS_FILE else str(file)
-        layers.append((label, list(flatten(tomllib.loads(file.read_text(encoding="utf-8"))))))
+        layers.append((label, list(flatten(read_toml(file)))))
     if secrets_dir is not None:
         names = [p.name for p in sorted(Path(secrets_dir).iterdir()) if p.is_file()]
         layers.append((f"secrets dir {secrets_dir}", _variables(names)))
-    layers.extend((str(file), _variables(dotenv_values(file))) for file in dotenv)
+    layers.extend((str(file), _variables(read_dotenv(file))) for file in dotenv)
     named = sorted(n for n in env if n.upper().startswith(_PREFIX))
     layers.extend((f"environment {name}", _variables([name])) for name in named)
     return layers

@@ -23,6 +23,8 @@ from typing import Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from engine.app.limits import MAX_DAYS, MAX_LOOKBACK_MINUTES
+
 __all__ = [
     "EngineSettings",
     "ReconcileSettings",
@@ -42,19 +44,20 @@ class RunSettings(BaseModel):
         max_quarantine_fraction: a table whose quarantined share of the rows read is above this
             makes the run exit 1 (0 = any quarantined row does).
         lookback_minutes: each run rebuilds the tables from ``previous window end - lookback``;
-            ``None``: the largest ``lookback_minutes`` of the enabled sources.
+            ``None``: the largest ``lookback_minutes`` of the enabled sources (at most 10
+            years).
         report: write ``report.html`` into the output directory after every run.
         report_days: the run's report covers the store's last ``report_days`` days (ending at
             its last interval end), so its cost does not grow with the history kept;
-            ``wfm-intervals report`` still shows the whole store by default.
+            ``wfm-intervals report`` still shows the whole store by default (at most 10 years).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     max_quarantine_fraction: float = Field(default=0.05, ge=0, le=1)
-    lookback_minutes: float | None = Field(default=None, ge=0)
+    lookback_minutes: float | None = Field(default=None, ge=0, le=MAX_LOOKBACK_MINUTES)
     report: bool = True
-    report_days: int = Field(default=35, ge=1)
+    report_days: int = Field(default=35, ge=1, le=MAX_DAYS)
 
 
 class EngineSettings(BaseModel):

@@ -179,7 +179,7 @@ CASES: dict[str, Case] = {
         "run --config {d}/closed.toml -q --start 2026-10-01 --end 2026-10-02", 2, "127.0.0.1:1"
     ),
     # interrupted
-    "reset declined": Case("state reset", 130, "nothing was reset", stdin="n\n"),
+    "reset no answer": Case("state reset", 2, "pass --yes", stdin=""),  # cron: once 130
 }
 
 
