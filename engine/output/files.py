@@ -14,12 +14,13 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import IO, Any, Literal
 
 import polars as pl
 
@@ -34,13 +35,16 @@ __all__ = [
     "STORE_COMPRESSION",
     "TEXT_ROWS",
     "DurationUnit",
+    "PartFiles",
     "callvolume_document",
     "document_rows",
     "page_document",
     "write_csv",
+    "write_csv_parts",
     "write_document",
     "write_json",
     "write_ndjson",
+    "write_ndjson_parts",
     "write_parquet",
     "write_store",
     "write_text",
@@ -117,33 +121,168 @@ def _text_safe(frame: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-#: Rows written at once by :func:`write_csv` and :func:`write_ndjson` (their text is rendered
-#: a slice at a time: a whole table's text is never held).
+#: Rows written at once by the CSV and NDJSON writers (their text is rendered a slice at a
+#: time: a whole table's text is never held).
 TEXT_ROWS = 16_384
+
+_Add = Callable[[pl.DataFrame], None]  #: writes one part to its file
+Schema = Mapping[str, pl.DataType]  #: a table's columns and their types
+
+
+class PartFiles:
+    """Files written a part at a time, together: one pass over the parts feeds every file
+    (:meth:`csv`, :meth:`ndjson`, :meth:`document` each give the function that writes a part),
+    and no part is held after it is written. Each file is replaced atomically and durably, as
+    the other writes here replace theirs: the parts go to a temporary sibling; when the block ends,
+    each file is completed, fsynced and renamed into place in turn. A failure (in the block, or
+    a write) removes the temporary files not renamed yet; an error of a write names its file.
+
+    Example:
+        >>> import tempfile
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> with PartFiles() as files:
+        ...     adds = files.csv(folder / "t.csv", {"a": pl.Int64()}), files.ndjson(folder / "t.nd")
+        ...     for part in (pl.DataFrame({"a": [1]}), pl.DataFrame({"a": [2]})):
+        ...         for add in adds:
+        ...             add(part)
+        >>> (folder / "t.csv").read_text(), [p.name for p in files.paths]
+        ('a\\n1\\n2\\n', ['t.csv', 't.nd'])
+    """
+
+    def __init__(self) -> None:
+        #: (the file, its temporary sibling, the open handle, what completes it)
+        self._open: list[tuple[Path, Path, IO[Any], Callable[[IO[Any]], None]]] = []
+        self.paths: list[Path] = []  #: the files written, once the block has ended
+
+    def __enter__(self) -> PartFiles:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        if kind is not None:
+            self._discard()
+            return
+        try:
+            for path, _tmp, handle, end in self._open:
+                with naming(path):
+                    end(handle)
+                    handle.close()
+            for path, tmp, _handle, _end in self._open:
+                killpoint.reached("files.written")
+                with naming(path):
+                    durable_replace(tmp, path)
+                killpoint.reached("files.replaced")
+                self.paths.append(path)
+        except BaseException:
+            self._discard()
+            raise
+
+    def _discard(self) -> None:
+        for _path, tmp, handle, _end in self._open:
+            with contextlib.suppress(OSError):
+                handle.close()
+            tmp.unlink(missing_ok=True)
+
+    def _start(
+        self, path: Path, *, text: bool = False, end: Callable[[IO[Any]], None] | None = None
+    ) -> IO[Any]:
+        """The open temporary sibling of ``path`` (``end`` writes its last text)."""
+        durable_mkdir(path.parent)
+        tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex}")
+        with naming(path):  # a full disk names the file, so its volume
+            handle: IO[Any] = tmp.open("w", encoding="utf-8") if text else tmp.open("wb")
+        self._open.append((path, tmp, handle, end or (lambda _: None)))
+        return handle
+
+    def csv(self, path: Path, schema: Schema, *, chunk_rows: int = TEXT_ROWS) -> _Add:
+        """``path`` as CSV: the header of ``schema``'s columns, then each part's rows (of those
+        columns, in that order), instants in ISO 8601 UTC, ``chunk_rows`` rows rendered at a
+        time: the bytes of :func:`write_csv` of the parts concatenated."""
+        f, names = self._start(path), list(schema)
+        with naming(path):
+            _text_safe(pl.DataFrame(schema=schema)).write_csv(f)
+
+        def add(part: pl.DataFrame) -> None:
+            if part.columns != names:
+                raise ValueError(f"{path.name}: columns {part.columns}, expected {names}")
+            with naming(path):
+                for piece in part.iter_slices(chunk_rows):
+                    _text_safe(piece).write_csv(f, include_header=False)
+
+        return add
+
+    def ndjson(self, path: Path, *, chunk_rows: int = TEXT_ROWS) -> _Add:
+        """``path`` as NDJSON: one JSON object a line, each part's rows in turn, instants in ISO
+        8601 UTC, ``chunk_rows`` rows rendered at a time."""
+        f = self._start(path)
+
+        def add(part: pl.DataFrame) -> None:
+            with naming(path):
+                for piece in part.iter_slices(chunk_rows):
+                    _text_safe(piece).write_ndjson(f)
+
+        return add
+
+    def document(
+        self, path: Path, *, org_id: str, unit: DurationUnit = "ms", chunk_rows: int = 5_000
+    ) -> _Add:
+        """``path`` as the Contact Volume document (:func:`write_document`) of the parts, each
+        of later intervals than the one before."""
+        total, sep = 0, "\n"
+
+        def end(handle: IO[Any]) -> None:
+            handle.write(f'\n], "totalCount": {total}}}\n')
+
+        f = self._start(path, text=True, end=end)
+        with naming(path):
+            f.write('{"hasMore": false, "CallVolumeUpdate": [')
+
+        def add(part: pl.DataFrame) -> None:
+            nonlocal total, sep
+            rows = document_rows(part, org_id=org_id, unit=unit)
+            total += rows.height
+            with naming(path):
+                for piece in rows.iter_slices(chunk_rows):  # an object a line; newlines escaped
+                    if piece.height:
+                        f.write(sep + piece.write_ndjson().rstrip("\n").replace("\n", ",\n"))
+                        sep = ",\n"
+
+        return add
+
+
+def _write_parts(
+    parts: Iterable[pl.DataFrame], path: Path, start: Callable[[PartFiles], _Add]
+) -> Path:
+    """``path`` written from ``parts`` by the writer ``start`` opens, alone."""
+    with PartFiles() as files:
+        add = start(files)
+        for part in parts:
+            add(part)
+    return path
+
+
+def write_csv_parts(
+    parts: Iterable[pl.DataFrame], path: Path, *, schema: Schema, chunk_rows: int = TEXT_ROWS
+) -> Path:
+    """One CSV file of ``parts`` (each of ``schema``'s columns; the header from ``schema``),
+    written atomically and durably a part at a time, no part held after it is written."""
+    return _write_parts(parts, path, lambda files: files.csv(path, schema, chunk_rows=chunk_rows))
+
+
+def write_ndjson_parts(
+    parts: Iterable[pl.DataFrame], path: Path, *, chunk_rows: int = TEXT_ROWS
+) -> Path:
+    """One NDJSON file of ``parts``, written atomically and durably a part at a time."""
+    return _write_parts(parts, path, lambda files: files.ndjson(path, chunk_rows=chunk_rows))
 
 
 def write_csv(frame: pl.DataFrame, path: Path, *, chunk_rows: int = TEXT_ROWS) -> Path:
     """CSV with a header; instants in ISO 8601 UTC; written ``chunk_rows`` rows at a time."""
-
-    def write(p: Path) -> None:
-        with p.open("wb") as f:
-            _text_safe(frame.head(0)).write_csv(f)
-            for part in frame.iter_slices(chunk_rows):
-                _text_safe(part).write_csv(f, include_header=False)
-
-    return _atomic_write(path, write)
+    return write_csv_parts([frame], path, schema=frame.schema, chunk_rows=chunk_rows)
 
 
 def write_ndjson(frame: pl.DataFrame, path: Path, *, chunk_rows: int = TEXT_ROWS) -> Path:
-    """One JSON object per line; instants in ISO 8601 UTC; written ``chunk_rows`` rows at a
-    time."""
-
-    def write(p: Path) -> None:
-        with p.open("wb") as f:
-            for part in frame.iter_slices(chunk_rows):
-                _text_safe(part).write_ndjson(f)
-
-    return _atomic_write(path, write)
+    """One JSON object per line; instants in ISO 8601 UTC; ``chunk_rows`` rows at a time."""
+    return write_ndjson_parts([frame], path, chunk_rows=chunk_rows)
 
 
 def _pair_digests(table: pl.DataFrame, org_id: str) -> pl.DataFrame:
@@ -255,23 +394,13 @@ def write_document(
 
     ``table`` may also be given in parts, each of later intervals than the one before (e.g.
     :func:`engine.pipeline.export.volume_parts`): the same text, no part held after it is
-    written."""
+    written (:meth:`PartFiles.document`)."""
     parts = [table] if isinstance(table, pl.DataFrame) else table
 
-    def write(p: Path) -> None:
-        total, sep = 0, "\n"
-        with p.open("w", encoding="utf-8") as f:
-            f.write('{"hasMore": false, "CallVolumeUpdate": [')
-            for whole in parts:
-                rows = document_rows(whole, org_id=org_id, unit=unit)
-                total += rows.height
-                for part in rows.iter_slices(chunk_rows):  # an object a line; newlines escaped
-                    if part.height:
-                        f.write(sep + part.write_ndjson().rstrip("\n").replace("\n", ",\n"))
-                        sep = ",\n"
-            f.write(f'\n], "totalCount": {total}}}\n')
+    def start(files: PartFiles) -> _Add:
+        return files.document(path, org_id=org_id, unit=unit, chunk_rows=chunk_rows)
 
-    return _atomic_write(path, write)
+    return _write_parts(parts, path, start)
 
 
 def page_document(rows: pl.DataFrame, *, skip: int = 0, limit: int | None = None) -> dict[str, Any]:

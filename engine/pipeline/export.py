@@ -2,29 +2,38 @@
 
 What ``[output]`` asks for, under ``<output.dir>/exports/``:
 
-* ``formats``: ``csv`` and ``ndjson`` of every interval table as the store holds it (busy rows:
-  :mod:`engine.tables.dense`), ``kore`` the Contact Volume document (seed 003) of the volume
-  table, zero-filled (``parquet`` is the store, always written);
+* ``formats``: ``csv`` and ``ndjson`` dumps of every interval table, zero-filled over the days
+  the run rewrote (below), ``kore`` the Contact Volume document (seed 003) of the volume table,
+  zero-filled the same way (``parquet`` is the store, always written; it keeps busy rows:
+  :mod:`engine.tables.dense`);
 * ``vendor_profiles``: the files of each WFM vendor profile, in ``vendor/<profile>/``, of the
   closed intervals only (ended ``settle_minutes`` before the run);
 * ``forecast``: ``forecast.parquet``, the long ``unique_id, ds, y`` format of
   ``forecast_metrics``, closed intervals only, ``ds`` in UTC or local (``forecast_time``).
 
-``tables`` are as the store holds them (busy rows). The volume table is zero-filled over the
-partition days of its ``grids`` (:func:`volume_parts`: every queue seen in a run of consecutive
-days, every interval of it, with the derived ratios), a part of the intervals at a time: the
-document is written part by part, and the whole filled history is held only for the vendor
-files and the forecasting format, which need it. The CSV and NDJSON dumps hold the busy rows of
-that table, found among the stored rows (:func:`busy_volume`), not gathered from the parts.
+``tables`` are the committed rows (busy rows) of the partitions the run rewrote. Each is
+zero-filled over the partition days of its grids, window by window (each run of consecutive
+days, up to the last grid's end: every group seen in the window, every interval of it, exactly
+the builder's zero-filled table of that window): ``callvolume`` (with the derived ratios) and
+``staffing`` (of the filled volume rows) over ``grids``, ``callback_intervals`` and
+``retry_outcomes`` over ``callback_grids``. The filling is done a part of the intervals at a
+time (:func:`fill_parts`), and each part is written to every file that holds it before the next
+is made (:class:`engine.output.files.PartFiles`): the volume parts feed the document, the volume
+dumps and the staffing dumps in one pass. So no whole filled table is held for the files, only
+for the vendor files and the forecasting format, which need the volume's. The dumps' rows are
+in interval order: by interval, then group (``queue_id, channel`` or the call target's
+key), as the document (the builders' own dumps are by group, then interval). A table given
+without grids is written as given.
 
 Example:
-    ``files = export_tables(Path("out"), settings.output, built.tables, grids=plan.volume)``
+    ``files = export_tables(Path("out"), settings.output, built.tables, grids=plan.volume,
+    callback_grids=plan.callbacks)``
 """
 
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -36,17 +45,19 @@ from engine.errors import ExportError
 from engine.interval import Grid, interval_grid
 from engine.output import files as export
 from engine.output.vendor import builtin_profiles, closed_by, render
+from engine.pipeline.tables import staffing_rows
 from engine.settings import BuildSettings
-from engine.tables import callvolume
-from engine.tables.dense import busy, busy_filled, fill_groups, fill_with, typed
+from engine.tables import callvolume, staffing
+from engine.tables.dense import SHAPES, fill_groups, fill_with, typed
 from engine.tables.forecast import long_format
 
-__all__ = ["PART_ROWS", "busy_volume", "export_tables", "fill_parts", "volume_parts"]
+__all__ = ["PART_ROWS", "export_tables", "fill_parts", "volume_parts"]
 
-#: Rows of the zero-filled volume table built at once (:func:`volume_parts`).
+#: Rows of a zero-filled table built at once (:func:`fill_parts`).
 PART_ROWS = 8_192
 _ORDER = ("queue_id", "channel", "interval_start_utc")  # the builders' order of a window
 _ROW = "__row"  # a row's position in the rows given
+_CALLBACKS = ("callback_intervals", "retry_outcomes")  # filled over the callback grids
 
 
 def _blocks(grids: Sequence[Grid]) -> list[pl.DataFrame]:
@@ -70,13 +81,19 @@ def _blocks(grids: Sequence[Grid]) -> list[pl.DataFrame]:
 
 
 def fill_parts(
-    rows: pl.DataFrame, name: str, grid: pl.DataFrame, *, part_rows: int = PART_ROWS
+    rows: pl.DataFrame,
+    name: str,
+    grid: pl.DataFrame,
+    *,
+    seen: pl.DataFrame | None = None,
+    part_rows: int = PART_ROWS,
 ) -> Iterator[pl.DataFrame]:
     """:func:`engine.tables.dense.fill` of ``rows`` over ``grid``, a part at a time: each part is
     the filled rows of some consecutive intervals of ``grid`` (about ``part_rows`` rows), every
     group seen in the whole of ``grid`` with its name there, sorted by group, then interval; so
     the whole filled table is never held. The parts in turn, each sorted by group and interval,
-    are :func:`~engine.tables.dense.fill`'s table (a property in the tests).
+    are :func:`~engine.tables.dense.fill`'s table (a property in the tests). ``seen``: the call
+    targets seen in the window, for ``retry_outcomes`` (as :func:`~engine.tables.dense.fill`).
 
     Example:
         >>> from datetime import datetime, UTC
@@ -92,7 +109,8 @@ def fill_parts(
     if part_rows < 1:
         raise ValueError(f"part_rows must be >= 1, got {part_rows}")
     at = pl.col("interval_start_utc")
-    inside, combos, names = fill_groups(rows.lazy().with_row_index(_ROW), name, grid)
+    known = None if seen is None else seen.lazy()
+    inside, combos, names = fill_groups(rows.lazy().with_row_index(_ROW), name, grid, known)
     # once for all: the groups, their names, and the rows inside in interval order, as their
     # positions in ``rows`` (a part's rows are gathered from there, no sorted copy is held)
     order, groups, labels = pl.collect_all([inside.select(_ROW, at).sort(at), combos, names])
@@ -122,22 +140,10 @@ def volume_parts(
             yield i, callvolume.derive(part.lazy(), settings=settings).collect()
 
 
-def busy_volume(rows: pl.DataFrame, grids: Sequence[Grid], settings: BuildSettings) -> pl.DataFrame:
-    """The busy rows of :func:`volume_parts`' table, window by window in its order (the parts
-    of each window sorted by queue, channel and interval), with the derived ratios: found among
-    the stored ``rows`` (:func:`engine.tables.dense.busy_filled`), not in the filled grid."""
-    windows = [
-        callvolume.derive(busy_filled(rows.lazy(), "callvolume", block), settings=settings)
-        for block in _blocks(grids)
-    ]
-    return pl.concat(windows).collect()
-
-
-def _busy_only(rows: pl.DataFrame, name: str) -> pl.DataFrame:
-    """``rows`` without their rows that are not busy (the same frame when every one is: a
-    table of busy rows is not copied)."""
-    kept = rows.select(busy(name)).to_series()
-    return rows if kept.all() else rows.filter(kept)
+def _by_interval(part: pl.DataFrame, name: str) -> pl.DataFrame:
+    """A part of :func:`fill_parts` in the dumps' order: by interval, then group."""
+    group = SHAPES["callvolume" if name == "staffing" else name].group
+    return part.sort(["interval_start_utc", *group], nulls_last=False)
 
 
 def _in_order(parts: list[tuple[int, pl.DataFrame]], like: pl.DataFrame) -> pl.DataFrame:
@@ -176,11 +182,14 @@ def export_tables(
     tables: Mapping[str, pl.DataFrame],
     *,
     grids: Sequence[Grid] = (),
+    callback_grids: Sequence[Grid] = (),
     build: BuildSettings | None = None,
     now: datetime | None = None,
 ) -> list[Path]:
-    """Write the exports ``output`` asks for from ``tables`` (name -> committed busy rows;
-    ``callvolume`` zero-filled over ``grids`` with ``build``'s ratios, see the module).
+    """Write the exports ``output`` asks for from ``tables`` (name -> committed busy rows),
+    zero-filled: ``callvolume`` and ``staffing`` over ``grids`` with ``build``'s ratios and
+    staffing, the callback tables over ``callback_grids`` (see the module). The dumps of each
+    table are written a part at a time, its rows by interval, then group.
 
     The vendor files and the forecasting format hold the intervals closed at ``now`` (default:
     the clock's now): ended at least ``output.settle_minutes`` before it.
@@ -193,37 +202,24 @@ def export_tables(
         >>> export_tables(Path(tempfile.mkdtemp()), OutputSettings(), {})
         []
     """
-    exports = out / "exports"
-    kept = tables.get("callvolume")
-    whole = bool(output.vendor_profiles or output.forecast)
-    volume = kept
-    wanted = whole or bool({"kore", "csv", "ndjson"} & set(output.formats))  # else: unread
-    if kept is not None and grids and kept.height and wanted:
-        settings = build or BuildSettings()
-        if whole:  # the vendor files and the forecast read every filled row: kept from the parts
-            parts: list[tuple[int, pl.DataFrame]] = []
-
-            def filled() -> Iterator[pl.DataFrame]:
-                for i, part in volume_parts(kept, grids, settings):
-                    parts.append((i, part))
-                    yield part
-
-            files = _document(exports, output, filled())
-            volume = _in_order(parts, kept)
-            del parts
-        else:  # the text dumps' busy rows, found in the stored rows (no zero row held for them)
-            files = _document(exports, output, (p for _, p in volume_parts(kept, grids, settings)))
-            volume = busy_volume(kept, grids, settings)
-    else:
-        files = [] if volume is None else _document(exports, output, iter([volume]))
-    for name, table in tables.items():
-        rows = volume if name == "callvolume" else table
-        assert rows is not None
-        rows = _busy_only(rows, name)  # the table as the store holds it: busy rows
-        if "csv" in output.formats:
-            files.append(export.write_csv(rows, exports / f"{name}.csv"))
-        if "ndjson" in output.formats:
-            files.append(export.write_ndjson(rows, exports / f"{name}.ndjson"))
+    exports, settings = out / "exports", build or BuildSettings()
+    whole = bool(output.vendor_profiles or output.forecast)  # they read the filled volume
+    files: list[Path] = []
+    volume = tables.get("callvolume")
+    if volume is not None and grids:  # the document, the volume and staffing dumps: one pass
+        files, volume = _volume_files(exports, output, tables, grids, settings, keep=whole)
+    else:  # as given
+        if volume is not None and "kore" in output.formats:
+            path, unit = exports / "callvolume_document.json", output.duration_unit
+            files.append(export.write_document(volume, path, org_id=output.org_id, unit=unit))
+        for name in ("callvolume", "staffing"):
+            if (given := tables.get(name)) is not None:
+                files += _dumps(exports, output, name, iter([given]), given.schema)
+    for name in _CALLBACKS:
+        if (rows := tables.get(name)) is not None:
+            seen = tables.get("callback_intervals") if name == "retry_outcomes" else None
+            parts = _filled(rows, name, callback_grids, seen=seen)
+            files += _dumps(exports, output, name, parts, SHAPES[name].schema)
     if volume is None:
         return files
     at = now or clock.now()
@@ -239,12 +235,88 @@ def export_tables(
     return files
 
 
-def _document(exports: Path, output: OutputSettings, parts: Iterator[pl.DataFrame]) -> list[Path]:
-    """The Contact Volume document of the volume table's ``parts`` (when ``kore`` is asked
-    for; the parts are drawn either way)."""
-    if "kore" not in output.formats:
-        for _ in parts:
-            pass
-        return []
-    path, unit = exports / "callvolume_document.json", output.duration_unit
-    return [export.write_document(parts, path, org_id=output.org_id, unit=unit)]
+def _filled(
+    rows: pl.DataFrame, name: str, grids: Sequence[Grid], *, seen: pl.DataFrame | None = None
+) -> Iterator[pl.DataFrame]:
+    """Table ``name``'s committed ``rows`` zero-filled over ``grids``' windows a part at a time,
+    in the dumps' order (``rows`` as given without grids)."""
+    if not grids:
+        yield rows
+        return
+    for block in _blocks(grids):
+        for part in fill_parts(rows, name, block, seen=seen):
+            yield _by_interval(part, name)
+
+
+def _writers(
+    files: export.PartFiles,
+    exports: Path,
+    output: OutputSettings,
+    name: str,
+    schema: Mapping[str, pl.DataType],
+) -> list[Callable[[pl.DataFrame], None]]:
+    """What writes a part of table ``name`` to each of the dumps ``output`` asks for."""
+    writers = []
+    if "csv" in output.formats:
+        writers.append(files.csv(exports / f"{name}.csv", schema))
+    if "ndjson" in output.formats:
+        writers.append(files.ndjson(exports / f"{name}.ndjson"))
+    return writers
+
+
+def _dumps(
+    exports: Path,
+    output: OutputSettings,
+    name: str,
+    parts: Iterator[pl.DataFrame],
+    schema: Mapping[str, pl.DataType],
+) -> list[Path]:
+    """The CSV and NDJSON dumps of table ``name`` that ``output`` asks for, from its ``parts``
+    (of ``schema``; drawn once, and only when a dump is asked for)."""
+    with export.PartFiles() as files:
+        if writers := _writers(files, exports, output, name, schema):
+            for part in parts:
+                for write in writers:
+                    write(part)
+    return files.paths
+
+
+def _volume_files(
+    exports: Path,
+    output: OutputSettings,
+    tables: Mapping[str, pl.DataFrame],
+    grids: Sequence[Grid],
+    settings: BuildSettings,
+    *,
+    keep: bool,
+) -> tuple[list[Path], pl.DataFrame | None]:
+    """The volume table's document and dumps and the staffing dumps (``staffing`` of each
+    filled volume part, when ``tables`` has that table), in one pass over the volume's parts
+    (:func:`volume_parts`); when ``keep``, also the filled volume table, whole (window by
+    window in the builders' order)."""
+    rows, held = tables["callvolume"], []
+    empty = pl.LazyFrame(schema=callvolume.SCHEMA)
+    schema = callvolume.derive(empty, settings=settings).collect_schema()
+    with export.PartFiles() as files:
+        document = None
+        if "kore" in output.formats:
+            path, unit = exports / "callvolume_document.json", output.duration_unit
+            document = files.document(path, org_id=output.org_id, unit=unit)
+        volume = _writers(files, exports, output, "callvolume", schema)
+        need = []
+        if "staffing" in tables:
+            need = _writers(files, exports, output, "staffing", staffing.SCHEMA)
+        if document or volume or need or keep:  # else nothing reads the parts
+            for i, part in volume_parts(rows, grids, settings):
+                if document is not None:
+                    document(part)
+                ordered = _by_interval(part, "callvolume")
+                for write in volume:
+                    write(ordered)
+                if need:  # row by row of the volume rows, in their order
+                    table = staffing_rows(ordered, settings=settings)
+                    for write in need:
+                        write(table)
+                if keep:
+                    held.append((i, part))
+    return files.paths, _in_order(held, rows) if keep else None

@@ -406,8 +406,9 @@ def _commit(  # noqa: PLR0917
     del canon  # the snapshot's rows and bookkeeping: nothing reads them any more
     done("build")
     files += export_tables(
-        out, settings.output, built.tables, grids=plan.volume, build=settings.build, now=now
-    )
+        out, settings.output, built.tables, grids=plan.volume, callback_grids=plan.callbacks,
+        build=settings.build, now=now,
+    )  # fmt: skip
     built.tables.clear()  # the exports were their last reader
     killpoint.reached("run.exported")
     done("export")
