@@ -307,10 +307,11 @@ def _ratio_duration(col: str, unit: DurationUnit) -> pl.Expr:
 def document_rows(table: pl.DataFrame, *, org_id: str, unit: DurationUnit = "ms") -> pl.DataFrame:
     """The volume table (with derived columns) renamed and shaped as seed 003's rows.
 
-    Rows are ordered by interval, queue and channel, so skip/limit paging is stable.
-    """
+    Rows are ordered by interval, queue and channel (voice, chat, email, callback, messaging,
+    whatever the column's type), so skip/limit paging is stable and the same everywhere."""
     iid = "st-" + str(uuid.uuid5(uuid.NAMESPACE_URL, f"wfm-intervals:{org_id}"))
-    ordered = table.sort("interval_start_utc", "queue_id", "channel").join(
+    channel = pl.col("channel").cast(pl.String).cast(SCHEMA["channel"], strict=False)
+    ordered = table.sort("interval_start_utc", "queue_id", channel).join(
         _pair_digests(table, org_id).with_columns(pl.col("channel").cast(table["channel"].dtype)),
         on=["queue_id", "channel"],
         how="left",

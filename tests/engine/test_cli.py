@@ -227,6 +227,25 @@ def test_a_store_table_without_its_log_is_refused_not_read_as_plain_files(
     assert "a store table never committed (its log holds no version)" in stderr
 
 
+def test_the_contact_volume_document_has_one_row_order_however_it_is_read(
+    contacts, tmp_path: Path
+) -> None:
+    """``build``'s document ordered an interval's channels voice, chat, email (the builder's
+    types), ``export contact-volume`` and ``serve`` chat, email, voice (the store's text): a
+    client paging one and the other by skip/limit got other rows on a page. One order now."""
+    one_queue = contacts.with_columns(queue_id=pl.lit("q"), queue_name=pl.lit("All"))
+    one_queue.write_parquet(tmp_path / "c.parquet")  # its channels side by side in an interval
+    out = tmp_path / "o"
+    assert invoke("build", "--contacts", str(tmp_path / "c.parquet"), "--out", str(out))[0] == 0
+    built = json.loads((out / "exports" / "callvolume_document.json").read_text())
+    code, stdout, _ = invoke("export", "contact-volume", "--store", str(out), "--limit", "1000")
+    assert code == 0
+    paged = json.loads(stdout)
+    ids = [r["_id"] for r in built["CallVolumeUpdate"][:1000]]
+    assert len({r["_id"][:14] for r in built["CallVolumeUpdate"]}) > 1  # pairs: the channels
+    assert [r["_id"] for r in paged["CallVolumeUpdate"]] == ids
+
+
 @pytest.mark.parametrize("damage", ["torn", "gone", "no zone"])
 def test_a_store_whose_build_settings_cannot_be_read_is_not_read_on_another_grid(
     contacts, tmp_path: Path, damage: str
