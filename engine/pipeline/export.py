@@ -58,6 +58,16 @@ PART_ROWS = 8_192
 _ORDER = ("queue_id", "channel", "interval_start_utc")  # the builders' order of a window
 _ROW = "__row"  # a row's position in the rows given
 _CALLBACKS = ("callback_intervals", "retry_outcomes")  # filled over the callback grids
+#: What the staffing dumps hold beside the stored columns, taken from its volume rows: every
+#: interval table's dump shows the interval's end, local start and offset, and the queue's name.
+_ALONG = ("interval_end_utc", "interval_start_local", "utc_offset_min", "queue_name")
+_STAFFING: dict[str, pl.DataType] = {
+    "interval_start_utc": staffing.SCHEMA["interval_start_utc"],
+    **{c: callvolume.SCHEMA[c] for c in _ALONG if c != "queue_name"},
+    "queue_id": staffing.SCHEMA["queue_id"],
+    "queue_name": callvolume.SCHEMA["queue_name"],
+    **{c: t for c, t in staffing.SCHEMA.items() if c not in ("interval_start_utc", "queue_id")},
+}
 
 
 def _blocks(grids: Sequence[Grid]) -> list[pl.DataFrame]:
@@ -305,7 +315,7 @@ def _volume_files(
         volume = _writers(files, exports, output, "callvolume", schema)
         need = []
         if "staffing" in tables:
-            need = _writers(files, exports, output, "staffing", staffing.SCHEMA)
+            need = _writers(files, exports, output, "staffing", _STAFFING)
         if document or volume or need or keep:  # else nothing reads the parts
             for i, part in volume_parts(rows, grids, settings):
                 if document is not None:
@@ -315,6 +325,7 @@ def _volume_files(
                     write(ordered)
                 if need:  # row by row of the volume rows, in their order
                     table = staffing_rows(ordered, settings=settings)
+                    table = table.hstack(ordered.select(_ALONG)).select(list(_STAFFING))
                     for write in need:
                         write(table)
                 if keep:

@@ -50,6 +50,19 @@ def _in_dump_order(frame: pl.DataFrame, name: str) -> pl.DataFrame:
     return frame.sort(["interval_start_utc", *group], nulls_last=False)
 
 
+def _staffing(volume: pl.DataFrame, settings: BuildSettings) -> pl.DataFrame:
+    """The staffing dump of a filled volume table: the staffing rows, with the interval's end,
+    local start and offset and the queue's name of their volume row (an analyst outside UTC
+    reads the dump in local time, as every other interval table's)."""
+    keys = ["interval_start_utc", "queue_id", "channel"]
+    along = volume.select(*keys, "interval_end_utc", "interval_start_local", "utc_offset_min",
+                          "queue_name").with_columns(pl.col("channel").cast(pl.String))  # fmt: skip
+    rows = staffing_rows(volume, settings=settings).join(along, on=keys, how="left")
+    first = ["interval_start_utc", "interval_end_utc", "interval_start_local", "utc_offset_min",
+             "queue_id", "queue_name", "channel"]  # fmt: skip
+    return rows.select(*first, pl.exclude(first))
+
+
 def _wrong_dumps(out: Path, filled: dict[str, pl.DataFrame], scratch: Path) -> list[str]:
     """The run's dumps (CSV, NDJSON) that do not hold their table of ``filled``, row for row
     and value for value: the bytes the writers give for it in the dumps' order (staffing: its
@@ -141,7 +154,7 @@ def test_a_runs_dumps_over_two_windows_are_the_builders_zero_filled_tables(
     both = [pl.collect_all(callback_tables(reqs, window=g, settings=build)) for g in plan.callbacks]
     filled = {
         "callvolume": volume,
-        "staffing": staffing_rows(volume, settings=build),
+        "staffing": _staffing(volume, build),
         "callback_intervals": pl.concat(b[0] for b in both),
         "retry_outcomes": pl.concat(b[1] for b in both),
     }
@@ -179,7 +192,7 @@ def test_a_runs_dumps_are_zero_filled_as_read_dense_from_its_store(
             window = (datetime.fromisoformat(lo), datetime.fromisoformat(hi))
             parts.append(read_table(out, name, window=window, dense=True).collect())
         filled[name] = pl.concat(parts)
-    filled["staffing"] = staffing_rows(filled["callvolume"], settings=BuildSettings())
+    filled["staffing"] = _staffing(filled["callvolume"], BuildSettings())
     assert _wrong_dumps(out, filled, tmp_path / "want") == []
     document = json.loads((out / "exports" / "callvolume_document.json").read_text())
     assert document["totalCount"] == filled["callvolume"].height
