@@ -39,7 +39,7 @@ from engine.errors import StoreError
 from engine.output import delta
 from engine.output.store import scan_attempts
 from engine.pipeline.sources import canonical, keep_landed, tables_fed
-from engine.pipeline.state import load_run_state, run_state_path
+from engine.pipeline.state import load_run_state, run_history, run_state_path
 from engine.pipeline.window import Canonical, changed_days, fingerprints
 from engine.schema import CONTACTS
 
@@ -76,7 +76,15 @@ def _state(settings: AppSettings, names: list[str]) -> tuple[list[Finding], Any]
         state = load_run_state(path)
     except ConnectorError as exc:
         return [Finding("state", "problem", str(exc), _REFRESH)], None
-    if state is None:
+    ran = [r for r in run_history(settings.store.state) if r.get("exit_code") in (0, 1)]
+    if state is None and ran:  # lost (or deleted): not the same as no run yet
+        detail = (
+            f"{path}: missing, while {len(ran)} run(s) finished before (the last "
+            f"{ran[-1].get('finished_at', '?')}): the next run rebuilds every table from the "
+            "landing store"
+        )
+        found.append(Finding("state", "behind", detail, "wfm-intervals run"))
+    elif state is None:
         found.append(Finding("state", "behind", f"{path}: no run yet", "wfm-intervals run"))
     else:
         found.append(

@@ -244,6 +244,16 @@ def test_a_table_whose_log_is_torn_is_set_aside_and_built_again(
     assert invoke(["verify"], config).exit_code == 0
 
 
+def test_verify_tells_a_lost_run_state_from_no_run_yet(tmp_path: Path, stack: Stack) -> None:
+    config = _config(tmp_path, stack)
+    _run(config)
+    (tmp_path / "state" / "run.json").unlink()
+    verified = invoke(["verify"], config)
+    assert verified.exit_code == 0  # the next run rebuilds from the landing store: repaired
+    assert "no run yet" not in verified.stdout  # once: as if nothing had ever run
+    assert "missing, while 1 run(s) finished before" in verified.stdout
+
+
 def test_a_damaged_run_state_is_one_line_naming_the_fix(tmp_path: Path, stack: Stack) -> None:
     config = _config(tmp_path, stack)
     _run(config)
