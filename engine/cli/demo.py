@@ -8,14 +8,21 @@ environment without changing it), and runs :func:`engine.pipeline.run.run`: sync
 sources through the real connectors, build every table, export (all vendor profiles and the
 forecasting format), reconcile with Mindful's and Kore.ai's own aggregates, and write the HTML
 report. The landing store and state live in a temporary directory; the tables go to ``--out``.
+
+So every demo starts from new tables: a second demo into the same ``--out`` replaces the first
+one's store (its landing store went with its temporary directory, and a run refuses to rebuild
+a store from a landing store that holds none of its records). The demo marks the folders it
+writes (:data:`MARK`) and refuses one holding a store it did not write.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import tempfile
 import tomllib
+import uuid
 from datetime import timedelta
 from pathlib import Path
 
@@ -26,9 +33,29 @@ from engine.app.config import DEMO_FILE, load_settings
 from engine.cli.common import fail
 from engine.cli.run import show_summary
 from engine.demo.stack import emulators, random_secrets, write_config
+from engine.durable import durable_mkdir, fsync_dir
 from engine.pipeline.run import run
 
-__all__ = ["demo"]
+__all__ = ["MARK", "demo"]
+
+#: The file that says a folder is a demo's output (its tables are replaced by the next demo).
+MARK = ".wfm-demo"
+
+
+def _fresh(out: Path) -> None:
+    """Make ``out`` a demo's folder with no store: an earlier demo's store moved aside, then
+    deleted (a kill in between leaves a hidden folder, no half store); a store the demo did not
+    write is refused (exit 2)."""
+    store = out / "store"
+    if store.exists() and not (out / MARK).exists():
+        fail(f"--out {out}: holds a store the demo did not write; give the demo its own folder")
+    durable_mkdir(out)
+    (out / MARK).touch()
+    if store.exists():
+        aside = out / f".store.old-{uuid.uuid4().hex}"
+        store.rename(aside)
+        fsync_dir(out)
+        shutil.rmtree(aside)
 
 
 @click.command()
@@ -65,6 +92,7 @@ def demo(out: Path, days: int, seed: int, scale: float) -> None:  # fmt: skip
         f"demo: {days} days of synthetic traffic ({start:%Y-%m-%d} .. {end:%Y-%m-%d}), seed "
         f"{seed}, served by UJET, Dixa, Mindful and Kore.ai emulators on 127.0.0.1"
     )
+    _fresh(out)
     with (
         tempfile.TemporaryDirectory(prefix="wfm-demo-") as tmp,
         emulators(secrets, start=start, days=days, seed=seed, scale=scale, time_zone=tz) as stack,

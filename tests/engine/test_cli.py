@@ -394,6 +394,26 @@ def test_demo_runs_the_whole_job_on_the_emulators(tmp_path: Path) -> None:
     assert "reconcile kore: ok" in stdout
 
 
+def test_a_second_demo_into_its_folder_starts_from_new_tables(contacts, tmp_path: Path) -> None:
+    """``make demo`` twice: the second demo's landing store is new (temporary), and the run
+    refused to rebuild the first demo's store from it (exit 2). The demo owns its folder and
+    replaces its tables; a folder holding another store is refused, nothing touched."""
+    out = tmp_path / "d"
+    for _ in range(2):
+        code, _, stderr = invoke("demo", "--out", str(out), "--days", "1", "--scale", "0.01")
+        assert code == 0, stderr
+    assert json.loads((out / "run_summary.json").read_text())["ok"]
+    assert not list(out.glob(".store.old-*"))  # the first demo's store, gone
+    contacts.write_parquet(tmp_path / "c.parquet")
+    built = tmp_path / "b"
+    assert invoke("build", "--contacts", str(tmp_path / "c.parquet"), "--out", str(built))[0] == 0
+    before = sorted(p.name for p in (built / "store").rglob("*"))
+    code, _, stderr = invoke("demo", "--out", str(built), "--days", "1")
+    assert code == 2
+    assert "holds a store the demo did not write" in stderr
+    assert sorted(p.name for p in (built / "store").rglob("*")) == before
+
+
 def test_the_program_lists_every_command_and_each_loads() -> None:
     """In a fresh interpreter, as the console script runs: import order must not matter."""
     import subprocess
