@@ -321,14 +321,13 @@ def advice(exc: ConnectorError, *, source: str, stream: str, credentials: Sequen
     Example:
         >>> advice(AuthError("HTTP 401: credentials refused"), source="ujet", stream="calls",
         ...        credentials=["password"])
-        '; check sources.ujet.password (WFM_SOURCES__UJET__PASSWORD)'
+        '; check sources.ujet.password (`wfm-intervals config show --origin` says where it is set)'
     """
     if isinstance(exc, UnexpectedStatusError) and exc.status == 404:
         return f"; if this tenant has no {stream}, leave the stream out: sources.{source}.streams"
-    if isinstance(exc, AuthError) and credentials:
-        where = (f"sources.{source}.{c} (WFM_SOURCES__{source.upper()}__{c.upper()})"
-                 for c in credentials)  # fmt: skip
-        return f"; check {', '.join(where)}"
+    if isinstance(exc, AuthError) and credentials:  # a tenant's: [tenants.<name>] sets it
+        where = ", ".join(f"sources.{source}.{c}" for c in credentials)
+        return f"; check {where} (`wfm-intervals config show --origin` says where it is set)"
     return ""
 
 

@@ -115,9 +115,10 @@ class StreamState:
     cursor: datetime
     lookback: timedelta
     committed_at: datetime
-    #: records of the stream were landed under this state (so a landing store holding none of
-    #: them was lost, not never written: :mod:`connectors.landing.check`)
-    landed: bool = False
+    #: records of the stream are in the landing store under this state (so a landing store
+    #: holding none of them was lost, not never written: :mod:`connectors.landing.check`);
+    #: ``None``: not known (a state written before the flag)
+    landed: bool | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The JSON document stored on disk (names, instants, seconds, a flag: nothing else)."""
@@ -129,8 +130,8 @@ class StreamState:
             "lookback_s": self.lookback.total_seconds(),
             "committed_at": format_utc(self.committed_at, timespec="microseconds"),
         }
-        if self.landed:  # absent in a state written before the flag: not known
-            data["landed"] = True
+        if self.landed is not None:  # absent in a state written before the flag: not known
+            data["landed"] = self.landed
         return data
 
     @classmethod
@@ -147,7 +148,7 @@ class StreamState:
             stream = check_name(data.get("stream"), what="stream")
         except ConfigError as exc:
             raise StateError(f"state file {path}: {exc}") from None
-        landed = data.get("landed") is True
+        landed = flag if isinstance(flag := data.get("landed"), bool) else None
         return cls(source, stream, cursor, timedelta(seconds=lookback), committed, landed)
 
 
@@ -237,10 +238,18 @@ class StateStore:
         return self._write(source, stream, cursor, lookback, later=True, landed=landed)
 
     def rewind(
-        self, source: str, stream: str, cursor: datetime, *, lookback: timedelta
+        self,
+        source: str,
+        stream: str,
+        cursor: datetime,
+        *,
+        lookback: timedelta,
+        landed: bool | None = None,
     ) -> StreamState:
         """Durably move the cursor back to ``cursor``, so that the next sync reads from
-        ``cursor - lookback`` again (the earlier of the old and the new is kept).
+        ``cursor - lookback`` again (the earlier of the old and the new is kept). ``landed``
+        (given): whether records of the stream are still in the landing store (a repair that
+        lost every one of them says ``False``); else as it was.
 
         Example:
             >>> from datetime import UTC, timedelta
@@ -250,7 +259,7 @@ class StateStore:
             >>> store.rewind("ujet", "calls", t - timedelta(hours=2), lookback=timedelta(0)).cursor
             datetime.datetime(2026, 9, 30, 22, 0, tzinfo=datetime.timezone.utc)
         """
-        return self._write(source, stream, cursor, lookback, later=False)
+        return self._write(source, stream, cursor, lookback, later=False, landed=landed)
 
     def _write(
         self,
@@ -260,14 +269,17 @@ class StateStore:
         lookback: timedelta,
         *,
         later: bool,
-        landed: bool = False,
+        landed: bool | None = False,
     ) -> StreamState:
         if cursor.tzinfo is None:
             raise ValueError("naive datetime: cursors must be timezone-aware")
         old = self.get(source, stream)
         if old is not None:
             cursor = max(old.cursor, cursor) if later else min(old.cursor, cursor)
-            landed |= old.landed
+            if later:  # a commit: landed once, landed for good (until a repair says not)
+                landed = bool(landed) or bool(old.landed)
+            elif landed is None:
+                landed = old.landed
         at = cursor.astimezone(UTC)
         state = StreamState(source, stream, at, lookback, self._now(), landed)
         data = json.dumps(state.to_json(), indent=2, sort_keys=True).encode() + b"\n"

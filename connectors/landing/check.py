@@ -74,7 +74,14 @@ from connectors.landing.manifest import (
 from connectors.state import StateStore, format_utc
 from engine.durable import fsync_dir
 
-__all__ = ["Finding", "Problem", "check_landing", "fix_command", "repair_landing"]
+__all__ = [
+    "Finding",
+    "Problem",
+    "check_landing",
+    "fix_command",
+    "lost_landing",
+    "repair_landing",
+]
 
 Problem = Literal[
     "missing",
@@ -216,6 +223,16 @@ def check_landing(
     return found
 
 
+def lost_landing(finding: Finding, source: str, stream: str) -> str:
+    """The line of a ``landing_missing`` finding of ``source/stream``: what, and the ways out."""
+    return (
+        f"landing store {finding.path.resolve()} {finding.detail}: lost, moved or not mounted (a "
+        "relative [store] landing is read from the working directory); restore it there or point "
+        f"[store] landing at it; else {fix_command(source, stream)} (with --tenant NAME for a "
+        "tenant's), and what the source no longer serves is lost"
+    )
+
+
 def repair_landing(
     root: Path,
     state: StateStore,
@@ -243,12 +260,7 @@ def repair_landing(
     name, fix = f"{source}/{stream}", fix_command(source, stream)
     found = check_landing(root, state.root, source, stream, deep=deep, by_updated_at=by_updated_at)
     if emptied := [f for f in found if f.problem == "landing_missing"]:
-        raise LandingError(
-            f"landing store {emptied[0].path.resolve()} {emptied[0].detail}: lost, moved or not "
-            "mounted (a relative [store] landing is read from the working directory); restore "
-            f"it there or point [store] landing at it; else {fix}, and what the source no "
-            "longer serves is lost"
-        )
+        raise LandingError(lost_landing(emptied[0], source, stream))
     if bad := [f for f in found if f.problem in ("state_unreadable", "state_missing")]:
         held, first = len(landed_files(root, source, stream)), bad[0]
         what = first.detail  # the StateError's own line names the file
@@ -264,17 +276,23 @@ def repair_landing(
             f"records start is not known (landed before the manifest, or never listed); {fix}"
         )
         raise LandingError(msg)
-    starts = [f.span.start for f in lost if f.span is not None and f.span.start is not None]
-    how = "fetched again by this sync (the cursor had not passed them)"
-    if starts:
-        target = min(starts)
-        if target < (initial if current is None else current.cursor):
-            state.rewind(source, stream, target, lookback=lookback)
-            how = f"cursor rewound to {format_utc(target)}, fetched again by this sync"
-    over = f"not fetched again: the stream starts over from {format_utc(initial)}"
-    done = [_set_aside(f, name, over if f in unknown else how) for f in lost]
     manifest = read_manifest(root, source, stream)
     adopted = [f.entry for f in found if f.problem == "unlisted" and f.entry is not None]
+    gone = {f.entry.file for f in lost if f.entry is not None}
+    kept = [e for k, e in manifest.entries.items() if k not in gone]
+    # every file of the stream lost: its state no longer says any is landed, or a sync that
+    # fails after this repair would leave a landing store that looks lost (landing_missing)
+    landed = None if kept or adopted or not lost else False
+    starts = [f.span.start for f in lost if f.span is not None and f.span.start is not None]
+    how = "fetched again by this sync (the cursor had not passed them)"
+    target = min(starts) if starts else None
+    if target is not None and target < (initial if current is None else current.cursor):
+        state.rewind(source, stream, target, lookback=lookback, landed=landed)
+        how = f"cursor rewound to {format_utc(target)}, fetched again by this sync"
+    elif landed is False and current is not None:  # the cursor stays; the flag does not
+        state.rewind(source, stream, current.cursor, lookback=lookback, landed=False)
+    over = f"not fetched again: the stream starts over from {format_utc(initial)}"
+    done = [_set_aside(f, name, over if f in unknown else how) for f in lost]
     done += [
         f"{name}: landing file {f.path} was {f.detail}: listed ({_span(f)})"
         for f in found
@@ -283,8 +301,6 @@ def repair_landing(
     if manifest.damaged is not None:
         done.append(f"{name}: manifest {manifest.damaged}: rewritten from the files present")
     if lost or adopted or manifest.damaged is not None:
-        gone = {f.entry.file for f in lost if f.entry is not None}
-        kept = [e for k, e in manifest.entries.items() if k not in gone]
         write_manifest(root, source, stream, [*kept, *adopted])
     return done
 

@@ -33,9 +33,11 @@ import polars as pl
 
 from connectors.errors import LandingError
 from connectors.landing import compact, latest_records, scan_files
-from connectors.landing.manifest import landed_files, stream_dir
+from connectors.landing.check import check_landing, lost_landing
+from connectors.landing.manifest import landed_files, read_manifest, stream_dir
 from connectors.normalise import Rebuilt, rebuild
 from connectors.source import Source, SourceSettings
+from connectors.state import StateStore
 from connectors.sync import Progress, sync_source
 from engine import clock
 from engine.app.config import AppSettings
@@ -162,20 +164,32 @@ def _unreadable(settings: AppSettings, what: str, exc: BaseException) -> StoreEr
 
 
 def keep_landed(settings: AppSettings, name: str) -> None:
-    """Refuse to sync source ``name`` into a landing store holding no file of any of its
-    streams while the store's table it feeds holds rows from it: the landing store was lost,
-    moved or not mounted (or a relative ``[store] landing`` is read from another working
-    directory), and the next rebuild would replace those rows with what this sync fetches.
-    Reading every stream's state as well, :func:`connectors.landing.check.repair_landing`
-    refuses the same where the state says records were landed; this covers a state lost too.
+    """Refuse to sync source ``name`` into a landing store that holds nothing of it (no file,
+    no manifest entry, in any of its streams) while the store's table it feeds holds rows from
+    it and no stream state says what was landed (the state lost with the landing store: moved,
+    not mounted, a relative ``[store] landing`` read from another working directory; or rows
+    ``build`` wrote): the next rebuild would replace those rows with what this sync fetches.
+    Where a stream's state knows (its ``landed`` flag),
+    :func:`connectors.landing.check.repair_landing` decides, stream by stream; lost files the
+    manifest lists are fetched again there.
 
     Raises:
         LandingError: as above (exit 2), naming both paths and the ways out.
     """
-    root, streams = settings.store.landing, connector(name).configured(settings.source(name))
-    if any(landed_files(root, name, s.name) for s in streams.streams):
-        return
-    path = settings.output.dir / "store" / streams.table
+    root, configured = settings.store.landing, connector(name).configured(settings.source(name))
+    streams = [s.name for s in configured.streams]
+    empty = [s for s in streams if not landed_files(root, name, s)]
+    for stream in [s for s in empty if not read_manifest(root, name, s).entries]:
+        # before any source is fetched (the sync's own check would stop at this stream)
+        found = check_landing(root, settings.store.state, name, stream)
+        if lost := [f for f in found if f.problem == "landing_missing"]:
+            raise LandingError(lost_landing(lost[0], name, stream))
+    states = StateStore(settings.store.state)
+    if len(empty) < len(streams) or any(read_manifest(root, name, s).entries for s in empty):
+        return  # files of the source are there, or listed (lost ones are fetched again)
+    if any((st := states.get(name, s)) is not None and st.landed is not None for s in streams):
+        return  # the streams' states know what was landed: nothing was, or it is there
+    path = settings.output.dir / "store" / configured.table
     if not delta.is_table(path):
         return
     rows = delta.scan(path)
@@ -184,12 +198,12 @@ def keep_landed(settings: AppSettings, name: str) -> None:
     held = rows.select(pl.len()).collect().item()
     if held:
         raise LandingError(
-            f"{name}: the landing store {root.resolve()} holds none of its records, while "
-            f"{path.resolve()} holds {held:,} rows from it: lost, moved or not mounted (a "
-            "relative [store] landing is read from the working directory); restore it there "
-            "or point [store] landing at it. To start the source over from what it serves "
-            f"now, move {path.name} aside (the next run rebuilds it) and run "
-            f"`wfm-intervals state reset {name} --yes`"
+            f"{name}: the landing store {root.resolve()} and the state hold nothing of it, "
+            f"while {path.resolve()} holds {held:,} rows from it (a landing store lost, moved "
+            "or not mounted, a relative [store] landing read from another working directory, "
+            "or rows `build` wrote): a run would replace them with what the source serves now. "
+            "Point [store] landing and state at the right folders; or, to start the source "
+            f"over, move {path.name} aside (the next run rebuilds it)"
         )
 
 

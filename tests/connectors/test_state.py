@@ -303,3 +303,22 @@ def test_docstring_examples_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     result = doctest.testmod(connectors.state)
     assert result.attempted > 0
     assert result.failed == 0
+
+
+def test_the_landed_flag_is_kept_until_a_repair_says_otherwise(tmp_path: Path) -> None:
+    """What a stream's state says of its landing store: unknown in a state written before the
+    flag, known from the first commit after it, kept once set by commits, cleared by a rewind
+    that says every landed file was lost (so that an empty landing store is not a lost one)."""
+    store, t, hour = StateStore(tmp_path), datetime(2026, 10, 1, tzinfo=UTC), timedelta(hours=1)
+    path = store.path("ujet", "calls")
+    store.commit("ujet", "calls", t, lookback=hour)
+    data = json.loads(path.read_text())
+    data.pop("landed")
+    path.write_text(json.dumps(data))  # as written before the flag
+    assert store.get("ujet", "calls").landed is None  # type: ignore[union-attr]
+    assert store.commit("ujet", "calls", t, lookback=hour).landed is False
+    assert store.commit("ujet", "calls", t + hour, lookback=hour, landed=True).landed is True
+    assert store.commit("ujet", "calls", t + 2 * hour, lookback=hour).landed is True
+    assert store.rewind("ujet", "calls", t, lookback=hour).landed is True
+    assert store.rewind("ujet", "calls", t, lookback=hour, landed=False).landed is False
+    assert store.get("ujet", "calls").landed is False  # type: ignore[union-attr]

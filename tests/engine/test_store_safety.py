@@ -35,6 +35,7 @@ from tests.engine.run_support import (
     SECRETS,
     T0,
     clean_environment,
+    closed_port_url,
     emulators,
     invoke,
     lean_config,
@@ -178,7 +179,7 @@ def test_a_lost_landing_store_stops_the_run_and_keeps_the_store(
     assert result.exit_code == 2, result.output
     line = one_error_line(result)
     assert str(landing) in line
-    assert "holds no" in line or "holds none" in line
+    assert "holds no file of" in line or "hold nothing of it" in line
     assert stack.ujet.stats.requests + stack.mindful.stats.requests == requests  # nothing fetched
     _same(_tables(out), before)
     verified = invoke(["verify"], config)
@@ -189,6 +190,51 @@ def test_a_lost_landing_store_stops_the_run_and_keeps_the_store(
         path.with_name(path.name + ".away").rename(path)
     _run(config)
     _same(_tables(out), before)
+
+
+@pytest.mark.parametrize("vendor_down_first", [False, True])
+def test_landing_files_lost_but_listed_are_fetched_again_not_refused(
+    tmp_path: Path, stack: Stack, vendor_down_first: bool
+) -> None:
+    """Every landing file of UJET lost, its manifests kept: the sync fetches them again (the
+    lost-landing check is not for this). With UJET down on the first night after the loss, the
+    repair has emptied the manifests and rewound the cursors; once, the next night then took
+    the empty stream for a lost landing store, every night. Both end as a clean run's tables."""
+    config = _config(tmp_path, stack)
+    _run(config)
+    out = tmp_path / "out"
+    before = _tables(out)
+    for file in (tmp_path / "landing" / "raw" / "source=ujet").rglob("*.parquet"):
+        file.unlink()
+    if vendor_down_first:
+        down = write_config(tmp_path, stack, sources__dixa={"enabled": False},
+                            sources__kore={"enabled": False},
+                            sources__ujet={"base_url": closed_port_url("/manager/api/v1"),
+                                           "max_retries": 1},
+                            run={"lookback_minutes": 60, "report": False})  # fmt: skip
+        assert invoke(["run", "--quiet"], down).exit_code == 2
+        config = _config(tmp_path, stack)
+    _run(config)
+    _same(_tables(out), before)
+
+
+def test_a_store_built_from_a_file_is_not_replaced_by_a_first_sync(
+    tmp_path: Path, stack: Stack
+) -> None:
+    """History loaded with ``build`` into the run's output folder, then a first ``run``: it
+    rebuilt the store from what the sources serve and dropped the loaded rows, exit 0. Now it
+    stops and says so."""
+    config = _config(tmp_path, stack)
+    loaded = tmp_path / "history.parquet"
+    stack.served_contacts().write_parquet(loaded)
+    assert (
+        invoke(["build", "--contacts", str(loaded), "--out", str(tmp_path / "out")]).exit_code == 0
+    )
+    before = table(tmp_path / "out", "contacts")
+    result = invoke(["run", "--quiet"], config)
+    assert result.exit_code == 2
+    assert "rows `build` wrote" in one_error_line(result)
+    assert_frame_equal(table(tmp_path / "out", "contacts"), before)
 
 
 def test_tables_of_a_source_turned_off_are_kept_and_said(tmp_path: Path, stack: Stack) -> None:
