@@ -29,6 +29,7 @@ Example:
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -185,7 +186,8 @@ def folders(data: Mapping[str, Any]) -> list[tuple[str, Path]]:
 def check_disjoint(owned: Mapping[str, Iterable[tuple[str, Path]]]) -> None:
     """Refuse two tenants sharing a folder: ``owned`` maps each tenant to its (setting,
     folder) pairs (:data:`ISOLATED`); no folder of one may be a folder of another, or inside
-    it (paths compared absolute, not resolved: nothing is read).
+    it. Paths are compared as the system resolves them (``..`` and symbolic links followed,
+    as far as they exist): ``shared`` and ``x/../shared`` are one folder.
 
     Raises:
         ConfigError: one line naming both tenants, both settings and the folders.
@@ -201,7 +203,7 @@ def check_disjoint(owned: Mapping[str, Iterable[tuple[str, Path]]]) -> None:
     owner: dict[tuple[str, ...], tuple[str, str]] = {}
     for name, pairs in owned.items():
         for setting, folder in pairs:
-            parts = Path(folder).absolute().parts
+            parts = Path(os.path.realpath(Path(folder).absolute())).parts
             other = owner.setdefault(parts, (name, setting))
             if other[0] != name:
                 raise ConfigError(_clash((name, setting), parts, other, parts, "is"))

@@ -434,3 +434,22 @@ def test_log_lines_inside_a_tenant_scope_name_the_tenant(
     assert " tenant=acme inside" in lines[0]
     assert "tenant=" not in lines[1]
     assert json.loads(lines[2])["tenant"] == "beta_eu"
+
+
+@pytest.mark.parametrize("spelled", ["dots", "symlink"])
+def test_tenants_sharing_a_folder_under_another_spelling_are_refused(
+    tmp_path: Path, spelled: str
+) -> None:
+    """``shared`` and ``x/../shared`` (or a link to it) are one folder: once accepted, and one
+    tenant synced with the other's cursors into its landing store and store, exit 0."""
+    (tmp_path / "x").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "shared", target_is_directory=True)
+    other = tmp_path / ("x/../shared" if spelled == "dots" else "link")
+    extra = (
+        f'\n[tenants.acme.output]\ndir = "{tmp_path}/shared"\n'
+        f'\n[tenants.gamma.output]\ndir = "{other}"\n'
+    )
+    with pytest.raises(
+        ConfigError, match=r"tenants\.\w+\.output\.dir .* is tenants\.\w+\.output\.dir"
+    ):
+        load_settings(_bpo(tmp_path, extra), env_file=None, allow_missing=True)
