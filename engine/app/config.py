@@ -102,10 +102,14 @@ _PLAIN: ContextVar[bool] = ContextVar("wfm_plain_settings", default=False)
 
 
 @cache
+def _profile_minutes() -> dict[str, int]:
+    """The built-in export profiles' interval lengths by name (files shipped with the package:
+    read once, not once per tenant's settings)."""
+    return {name: p.interval_minutes for name, p in builtin_profiles().items()}
+
+
 def _profile_names() -> frozenset[str]:
-    """The built-in export profiles' names (files shipped with the package: read once, not once
-    per tenant's settings)."""
-    return frozenset(builtin_profiles())
+    return frozenset(_profile_minutes())
 
 
 class OutputSettings(BaseModel):
@@ -210,10 +214,12 @@ class AppSettings(BaseSettings):
     @classmethod
     def _bounded(cls, data: Any, handler: ModelWrapValidatorHandler[Self]) -> Self:
         """The digits a text layer gives a ``Literal`` of numbers read as the number, and the
-        bounds of :data:`engine.app.limits.BOUNDS` checked (a setting out of them is an error at
-        its location)."""
+        bounds of :data:`engine.app.limits.BOUNDS` and the vendor profiles' interval lengths
+        checked (a setting out of them is an error at its location)."""
         made = handler(limits.literal_digits(cls, data))
-        if errors := limits.out_of_bounds(made.model_dump()):
+        dumped = made.model_dump()
+        errors = [*limits.out_of_bounds(dumped), *limits.unfit_profiles(dumped, _profile_minutes())]
+        if errors:
             raise ValidationError.from_exception_data(cls.__name__, errors)
         return made
 

@@ -34,6 +34,7 @@ __all__ = [
     "MAX_LOOKBACK_MINUTES",
     "literal_digits",
     "out_of_bounds",
+    "unfit_profiles",
 ]
 
 #: The furthest back anything reaches: 10 years, in days and in minutes.
@@ -108,6 +109,30 @@ def out_of_bounds(data: Mapping[str, Any]) -> list[InitErrorDetails]:
             # a value error, as a model's validator raises (a tenant's is located again by type)
             ctx = {"error": ValueError(message)}
             errors.append(InitErrorDetails(type="value_error", loc=path, input=value, ctx=ctx))
+    return errors
+
+
+def unfit_profiles(data: Mapping[str, Any], minutes: Mapping[str, int]) -> list[InitErrorDetails]:
+    """The ``output.vendor_profiles`` of ``data`` (settings, as dumped) whose interval length
+    (``minutes``: a profile's, by name) is not ``build.interval_minutes``: every run would
+    commit its tables, then fail at that export (exit 2 after the commit), every night.
+
+    Example:
+        >>> data = {"build": {"interval_minutes": 30}, "output": {"vendor_profiles": ["g"]}}
+        >>> unfit_profiles(data, {"g": 15})[0]["loc"]
+        ('output', 'vendor_profiles')
+    """
+    have = data["build"]["interval_minutes"]
+    errors: list[InitErrorDetails] = []
+    for name in data["output"]["vendor_profiles"]:
+        if name in minutes and minutes[name] != have:
+            message = (
+                f"profile {name!r} needs {minutes[name]}-minute intervals, and "
+                f"build.interval_minutes is {have}"
+            )
+            ctx = {"error": ValueError(message)}
+            loc = ("output", "vendor_profiles")
+            errors.append(InitErrorDetails(type="value_error", loc=loc, input=name, ctx=ctx))
     return errors
 
 

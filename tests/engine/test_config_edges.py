@@ -286,3 +286,26 @@ def test_state_reset_answered_no_resets_nothing_and_exits_0(tmp_path: Path) -> N
     answered = invoke(["state", "reset"], env, stdin="y\n")
     assert answered.exit_code == 0
     assert store.show() == []
+
+
+@pytest.mark.parametrize(
+    ("toml", "args", "where"),
+    [
+        ("[build]\ninterval_minutes = 30\n", [], "output.vendor_profiles"),
+        ("[tenants.beta.build]\ninterval_minutes = 30\n", ["--tenant", "beta"],
+         "tenants.beta.output.vendor_profiles"),
+    ],
+)  # fmt: skip
+def test_a_vendor_profile_that_does_not_fit_the_interval_is_refused_at_load(
+    tmp_path: Path, toml: str, args: list[str], where: str
+) -> None:
+    """Genesys needs 15-minute intervals: with 30, the check passed and every run committed
+    its tables, then failed at the export, exit 2 after the commit, every night."""
+    config = tmp_path / "c.toml"
+    config.write_text('[output]\nvendor_profiles = ["genesys"]\n' + toml)
+    result = invoke(["config", "show", "--check", "--config", str(config), *args])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (
+        f"wfm-intervals: error: invalid setting {where}: profile 'genesys' needs 15-minute "
+        "intervals, and build.interval_minutes is 30"
+    )
