@@ -20,7 +20,7 @@ import click
 import polars as pl
 
 from engine import clock
-from engine.cli.common import CONFIG_OPTION, TENANT_OPTION, fail, store_dir
+from engine.cli.common import CONFIG_OPTION, TENANT_OPTION, fail, settings_or_fail, store_dir
 from engine.errors import ExportError, InputFileError, StoreError, printable
 from engine.output import files as outputs
 from engine.output.files import DOCUMENT_INPUT
@@ -189,20 +189,25 @@ def forecast(  # noqa: PLR0917 - the command's options
 @_store
 @click.option("--skip", default=0, show_default=True, type=click.IntRange(0, MAX_SKIP))
 @click.option("--limit", default=100, show_default=True, type=click.IntRange(1, MAX_LIMIT))
-@click.option("--org-id", default="wfm-intervals", show_default=True)
-@click.option("--duration-unit", type=click.Choice(["ms", "s"]), default="ms", show_default=True)
+@click.option("--org-id", help="orgId stamped on it [output.org_id; wfm-intervals].")
+@click.option("--duration-unit", type=click.Choice(["ms", "s"]), help="[output.duration_unit; ms]")
 def contact_volume(  # noqa: PLR0917 - the command's options
     store: Path | None,
     config_path: tuple[Path, ...],
     tenant: str | None,
     skip: int,
     limit: int,
-    org_id: str,
-    duration_unit: str,
+    org_id: str | None,
+    duration_unit: str | None,
 ) -> None:
     """Print one page of the Contact Volume document (Kore.ai shape) as JSON."""
+    # the configuration's (a tenant's) document, as its runs and `serve` write it
+    given = store is None or config_path or tenant
+    output = settings_or_fail(config_path, tenant=tenant).output if given else None
+    org_id = org_id or (output.org_id if output else "wfm-intervals")
+    unit = duration_unit or (output.duration_unit if output else "ms")
     doc = outputs.callvolume_document(
         _volume(store_dir(store, config_path, tenant)), org_id=org_id, skip=skip, limit=limit,
-        unit="s" if duration_unit == "s" else "ms",
+        unit="s" if unit == "s" else "ms",
     )  # fmt: skip
     click.echo(json.dumps(doc, indent=1))

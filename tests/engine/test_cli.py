@@ -583,3 +583,27 @@ def test_a_zone_is_known_where_the_system_has_no_zone_database(contacts, tmp_pat
     assert tables[0].height > 0
     assert tables[0].get_column("utc_offset_min").unique().to_list() == [-240]  # EDT
     assert tables[0].equals(tables[1])
+
+
+def test_export_contact_volume_stamps_the_configurations_org_id_and_unit(
+    contacts, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``export contact-volume --config`` (``--tenant``) took ``wfm-intervals`` and ms whatever
+    ``[output]`` said, unlike the runs' document and ``serve``: now the configuration's."""
+    for name in [n for n in os.environ if n.startswith("WFM_")]:
+        monkeypatch.delenv(name)
+    contacts.write_parquet(tmp_path / "c.parquet")
+    out = tmp_path / "o"
+    stamped = ("--org-id", "o-acme", "--duration-unit", "s")
+    assert (
+        invoke("build", "--contacts", str(tmp_path / "c.parquet"), "--out", str(out), *stamped)[0]
+        == 0
+    )
+    built = json.loads((out / "exports" / "callvolume_document.json").read_text())
+    config = tmp_path / "c.toml"
+    config.write_text(f'[output]\ndir = "{out}"\norg_id = "o-acme"\nduration_unit = "s"\n')
+    code, stdout, _ = invoke("export", "contact-volume", "--config", str(config), "--limit", "5")
+    assert code == 0
+    assert json.loads(stdout)["CallVolumeUpdate"] == built["CallVolumeUpdate"][:5]
+    code, stdout, _ = invoke("export", "contact-volume", "--store", str(out), "--limit", "1")
+    assert json.loads(stdout)["CallVolumeUpdate"][0]["orgId"] == "wfm-intervals"  # no config
