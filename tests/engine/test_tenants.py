@@ -440,13 +440,13 @@ def test_log_lines_inside_a_tenant_scope_name_the_tenant(
 def test_tenants_sharing_a_folder_under_another_spelling_are_refused(
     tmp_path: Path, spelled: str
 ) -> None:
-    """``shared`` and ``x/../shared`` (or a link to it) are one folder: once accepted, and one
+    """``common`` and ``x/../common`` (or a link to it) are one folder: once accepted, and one
     tenant synced with the other's cursors into its landing store and store, exit 0."""
     (tmp_path / "x").mkdir()
-    (tmp_path / "link").symlink_to(tmp_path / "shared", target_is_directory=True)
-    other = tmp_path / ("x/../shared" if spelled == "dots" else "link")
+    (tmp_path / "link").symlink_to(tmp_path / "common", target_is_directory=True)
+    other = tmp_path / ("x/../common" if spelled == "dots" else "link")
     extra = (
-        f'\n[tenants.acme.output]\ndir = "{tmp_path}/shared"\n'
+        f'\n[tenants.acme.output]\ndir = "{tmp_path}/common"\n'
         f'\n[tenants.gamma.output]\ndir = "{other}"\n'
     )
     with pytest.raises(
