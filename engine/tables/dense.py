@@ -51,7 +51,6 @@ __all__ = [
     "SHAPES",
     "TableShape",
     "busy",
-    "busy_filled",
     "check_filled",
     "fill",
     "fill_groups",
@@ -173,40 +172,6 @@ def fill_with(
         filled.join(names, on=shape.label[1], how="left", nulls_equal=True, maintain_order="left")
         .select(list(shape.schema))
         .cast(shape.schema)  # type: ignore[arg-type]
-    )
-
-
-def busy_filled(
-    rows: pl.LazyFrame, name: str, grid: pl.DataFrame, *, seen: pl.LazyFrame | None = None
-) -> pl.LazyFrame:
-    """The busy rows of :func:`fill`'s table (``fill(...).filter(busy(name))``, the same rows in
-    the same order) without building its zero rows: each stored row of a group :func:`fill`
-    fills on an interval of ``grid``, the interval's columns from ``grid``, its group's name
-    there (the latest in ``grid``).
-    What an export of busy rows shows of a window, in the size of those rows, not of the grid.
-
-    Example (the busy row of an hour whose queue is renamed at its second half):
-        >>> from datetime import datetime, UTC
-        >>> from engine.interval import interval_grid
-        >>> day = datetime(2026, 10, 1, tzinfo=UTC)
-        >>> hour = interval_grid(day, day.replace(hour=1), minutes=30, tz="UTC")
-        >>> counts = dict.fromkeys(callvolume.ADDITIVE, pl.Series([1, 0]))  # busy, then idle
-        >>> rows = hour.with_columns(queue_id=pl.lit("q"), channel=pl.lit("chat"), **counts,
-        ...     queue_name=pl.Series(["Old", "New"]))
-        >>> busy_filled(rows.lazy(), "callvolume", hour).collect()["queue_name"].to_list()
-        ['New']
-    """
-    shape = SHAPES[name]
-    inside, combos, names = fill_groups(rows, name, grid, seen)
-    values = inside.select("interval_start_utc", *shape.group, *shape.additive)
-    filled = values.join(combos, on=list(shape.group), how="semi", nulls_equal=True)
-    on_grid = grid.lazy().join(filled, on="interval_start_utc", how="inner")
-    return (
-        on_grid.join(names, on=shape.label[1], how="left", nulls_equal=True)
-        .select(list(shape.schema))
-        .cast(shape.schema)  # type: ignore[arg-type]
-        .filter(busy(name))
-        .sort([*shape.group, "interval_start_utc"], nulls_last=False)
     )
 
 

@@ -15,12 +15,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
-from engine.interval import interval_grid, snap_window
+from engine.interval import snap_window
 from engine.schema import CALLBACK_ATTEMPTS, CONTACTS
 from engine.settings import BuildSettings
 from engine.tables import callback_intervals, callvolume, retry_outcomes
 from engine.tables.callback_requests import requests
-from engine.tables.dense import SHAPES, busy, busy_filled, check_filled, fill, filled_size
+from engine.tables.dense import busy, check_filled, fill, filled_size
 from tests.engine.test_callback_properties import cases as callback_cases
 from tests.strategies import build_settings, contact_rows, day_window
 
@@ -209,53 +209,6 @@ def test_parquet_only_callbacks_store_the_same_rows_and_report_the_same_shape(tm
     assert a.retry_rows > pl.read_delta(str(only / "store" / "retry_outcomes")).height > 0
     document = "exports/callback_metrics.json"
     assert (only / document).read_text() == (every / document).read_text()
-
-
-@st.composite
-def stored_rows(draw: st.DrawFn) -> tuple[str, pl.DataFrame, pl.DataFrame]:
-    """A table's stored rows (some all zero) on the intervals of two days in a DST zone, their
-    groups' names changing from interval to interval, and a part of those days to export:
-    ``(table, rows, the part's grid)``."""
-    name = draw(st.sampled_from(sorted(SHAPES)))
-    shape = SHAPES[name]
-    start = datetime(2026, 11, 1, tzinfo=UTC)  # New York leaves summer time that day
-    grid = interval_grid(start, start + timedelta(days=2), minutes=60, tz="America/New_York")
-
-    def value(dtype: pl.DataType) -> st.SearchStrategy[object]:
-        if isinstance(dtype, pl.Enum):
-            return st.sampled_from([*dtype.categories.to_list()[:2], None])
-        return st.sampled_from(["a", "b", None])
-
-    keys = st.tuples(
-        st.integers(0, grid.height - 1), *(value(shape.schema[c]) for c in shape.group)
-    )
-    picked = draw(st.lists(keys, min_size=2, max_size=30, unique=True))
-    label, named = shape.label
-    at_id = shape.group.index(named) + 1  # where the named id sits in a picked key
-    # one name a group an interval (as a build gives), which may change from one to the next
-    names = {(k[0], k[at_id]): draw(st.sampled_from(["N1", "N2", None])) for k in picked}
-    rows = [
-        {
-            **grid.row(at, named=True),
-            **dict(zip(shape.group, group, strict=True)),
-            label: names[at, group[at_id - 1]],
-            **{c: draw(st.integers(0, 2)) for c in shape.additive},
-        }
-        for at, *group in picked
-    ]
-    lo = draw(st.integers(0, grid.height - 1))
-    part = draw(st.sampled_from([grid, grid.slice(lo, draw(st.integers(1, grid.height - lo)))]))
-    return name, pl.DataFrame(rows, schema=shape.schema), part
-
-
-@given(stored_rows())
-def test_the_busy_rows_of_a_filled_part_are_found_without_filling(case) -> None:  # type: ignore[no-untyped-def]
-    # the exports of busy rows take them from the stored rows, not from the filled grid
-    name, rows, part = case
-    seen = rows.lazy() if name == "retry_outcomes" else None
-    filled = fill(rows.lazy(), name, part, seen=seen).collect()
-    found = busy_filled(rows.lazy(), name, part, seen=seen).collect()
-    assert_frame_equal(found, filled.filter(busy(name)))
 
 
 @pytest.mark.parametrize(
