@@ -25,7 +25,6 @@ from typing import Any, NoReturn
 
 import click
 from pydantic import BaseModel, SecretStr, ValidationError
-from pydantic_settings import SettingsError
 from rich.console import Console
 from rich.table import Table
 
@@ -330,10 +329,6 @@ def config_or_fail(
         return settings
     except ConnectorError as exc:
         fail(str(exc))
-    except SettingsError as exc:  # e.g. a WFM_ variable holding a section that is not JSON
-        field = str(exc).split('"')[1] if str(exc).count('"') >= 2 else "?"
-        variable = f"WFM_{field.upper()}"
-        fail(f"invalid setting {field}: {variable} is not valid JSON (an object, e.g. '{{}}')")
     except ValidationError as exc:
         _invalid(describe_errors(exc))
 
