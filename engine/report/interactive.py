@@ -28,6 +28,7 @@ from typing import Any, Final
 import polars as pl
 from plotly.offline import get_plotlyjs
 
+from engine.interval import Grid
 from engine.report.charts import local_points
 from engine.report.data import ReportData
 from engine.tables.callback_requests import OUTCOMES
@@ -64,14 +65,10 @@ def _intraday(d: ReportData, staffing: pl.LazyFrame | None) -> dict[str, Any] | 
     busy = ranked["queue_id"].to_list()
     names = dict(zip(busy, ranked["queue_name"].fill_null("").to_list(), strict=True))
     at = pl.col("interval_start_utc")
-    step = timedelta(minutes=d.interval_minutes)
-    grid = pl.LazyFrame(
-        {
-            "interval_start_utc": pl.datetime_range(
-                lo, d.window[1] - step, step, eager=True, time_unit="us", time_zone="UTC"
-            )
-        }
-    )
+    # the intervals as the builder cuts them: a DST jump of half an hour makes one 90 or 30
+    # minutes long, which fixed steps from the first interval would miss from there on
+    grid = Grid.over(lo, d.window[1], minutes=d.interval_minutes, tz=d.tz).frame.lazy()
+    grid = grid.select("interval_start_utc").filter(at >= lo, at < d.window[1])
     keys = pl.LazyFrame({"queue_id": busy})
     offered = (
         volume.filter(at >= lo, at < d.window[1], pl.col("queue_id").is_in(busy))

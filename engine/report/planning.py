@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo
 
 import polars as pl
 
-from engine.interval import Window
+from engine.interval import Grid, Window
 from engine.output import delta
 from engine.settings import BuildSettings, SlFormula
 from engine.tables import callvolume, seasonal
@@ -158,21 +158,30 @@ def plan_days(
         on=["unique_id", "day"],
         how="left",
     ).rename({"unique_id": "channel"})
-    hours = interval / 60
     if staffing is not None:
-        local = pl.col("interval_start_utc").dt.convert_time_zone(tz).dt.replace_time_zone(None)
+        at = pl.col("interval_start_utc")
+        local = at.dt.convert_time_zone(tz).dt.replace_time_zone(None)
+        # each interval on its own (the two 01:00s of a fall-back night are two), as long as
+        # the wall clock makes it (90 or 30 minutes across a half-hour jump)
+        grid = Grid.over(*window, minutes=interval, tz=tz).frame
+        length = pl.col("interval_end_utc") - at
         per_interval = (
             staffing.with_columns(local.alias("ds"))
             .filter(pl.col("ds") >= first, pl.col("ds") < last)
-            .group_by(pl.col("channel").cast(pl.String), "ds")
+            .group_by(pl.col("channel").cast(pl.String), "interval_start_utc", "ds")
             .agg(pl.col("load_erlangs").sum(), pl.col("agents_required").sum())
+            .join(grid.lazy().select(at, "interval_end_utc"), on="interval_start_utc", how="left")
+            .with_columns((length.dt.total_seconds() / 3600).fill_null(interval / 60).alias("h"))
         )
         need = per_interval.group_by("channel", day).agg(
-            (pl.col("load_erlangs").sum() * hours).alias("load_hours"),
-            (pl.col("agents_required").sum() * hours).alias("agent_hours"),
+            (pl.col("load_erlangs") * pl.col("h")).sum().alias("load_hours"),
+            (pl.col("agents_required") * pl.col("h")).sum().alias("agent_hours"),
             pl.col("agents_required").max().alias("peak_agents"),
         )
-        frame = frame.join(need, on=["channel", "day"], how="left")
+        needs = ("load_hours", "agent_hours", "peak_agents")  # a day nothing was offered: 0
+        frame = frame.join(need, on=["channel", "day"], how="left").with_columns(
+            pl.col(c).fill_null(0) for c in needs
+        )
     else:
         frame = frame.with_columns(
             pl.lit(None, pl.Float64).alias("load_hours"),

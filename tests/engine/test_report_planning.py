@@ -209,3 +209,62 @@ def test_service_cells_are_coloured_against_their_channels_target(tmp_path: Path
     cells += data.queues.filter(chat)["service_level"].count()
     assert cells > 0
     assert html.count('<td class="good">') == cells
+
+
+@pytest.mark.parametrize(
+    ("tz", "interval", "day"),
+    [("America/New_York", 15, datetime(2026, 11, 1, 4, tzinfo=UTC)),  # 25 hours, 01:00 twice
+     ("Australia/Lord_Howe", 60, datetime(2026, 10, 3, 13, 30, tzinfo=UTC))],  # 23.5 hours
+)  # fmt: skip
+def test_agents_of_a_dst_day_are_summed_per_interval_over_its_own_length(
+    tz: str, interval: int, day: datetime
+) -> None:
+    """The fall-back night's two 01:00 intervals were one (their agents added: a peak of 8
+    where 5 is right), and every interval counted its nominal length (Lord Howe's 23.5-hour
+    day gave 23.0 agent-hours of one agent)."""
+    from engine.interval import interval_grid
+
+    zone = ZoneInfo(tz)
+    last = day.astimezone(zone).date()
+    end = datetime.combine(last + timedelta(days=1), datetime.min.time(), zone).astimezone(UTC)
+    grid = interval_grid(day - timedelta(days=7), end, minutes=interval, tz=tz)
+    rng = random.Random(5)
+    agents = [rng.randint(1, 6) for _ in range(grid.height)]
+    need = grid.select("interval_start_utc").with_columns(
+        queue_id=pl.lit("q"), channel=pl.lit("voice"), offered=pl.lit(1, pl.Int64),
+        agents_required=pl.Series(agents), load_erlangs=pl.Series(agents, dtype=pl.Float64) / 2,
+    )  # fmt: skip
+    volume = need.select("interval_start_utc", "queue_id", "channel", "offered")
+    window = (grid["interval_start_utc"][0], grid["interval_end_utc"][-1])
+    got = planning.plan_days(volume.lazy(), need.lazy(), window=window, tz=tz, interval=interval)
+    hours: dict[object, float] = defaultdict(float)
+    peak: dict[object, int] = defaultdict(int)
+    for start, end, n in zip(grid["interval_start_utc"], grid["interval_end_utc"], agents,
+                             strict=True):  # fmt: skip
+        local = start.astimezone(zone).date()
+        hours[local] += n * (end - start).total_seconds() / 3600
+        peak[local] = max(peak[local], n)
+    row = got.filter(pl.col("day") == last).row(0, named=True)
+    assert row["agent_hours"] == pytest.approx(hours[last])
+    assert row["peak_agents"] == peak[last]
+    assert row["load_hours"] == pytest.approx(hours[last] / 2)
+
+
+def test_the_intraday_chart_follows_the_intervals_across_a_half_hour_jump(tmp_path: Path) -> None:
+    """Lord Howe at 60 minutes across its spring-forward (02:00 -> 02:30): the chart's grid
+    went on in fixed hours from the first interval, so after the 30-minute interval no point
+    fell on an interval: 53 of 143 offered drawn, the rest shown as zeros at :30."""
+    from engine.report.interactive import figures
+
+    settings = BuildSettings(tz="Australia/Lord_Howe", interval_minutes=60)
+    start = datetime(2026, 10, 3, 13, 30, tzinfo=UTC)  # local midnight, the night of the jump
+    stamps = [start + timedelta(minutes=30 * k) for k in range(143)]
+    contacts = pl.DataFrame(
+        {"source": "u", "contact_id": [f"c{k}" for k in range(143)], "segment_no": 1,
+         "channel": "voice", "queue_id": "q", "offered_at": stamps, "outcome": "abandoned"},
+    )  # fmt: skip
+    pipeline.build_contacts(contacts.lazy(), settings=settings, out_dir=tmp_path)
+    data = compute(open_store(tmp_path))
+    chart = figures(data, staffing=None, plan=pl.DataFrame())["chart-intraday"]
+    drawn = sum(y for trace in chart["data"] for y in trace["y"] if y is not None)
+    assert drawn == 143
