@@ -198,6 +198,12 @@ def _window(store: Store, start: datetime | None, end: datetime | None) -> Windo
         )
     )
     lo, hi = start or spans["interval_start_utc"].min(), end or spans["interval_end_utc"].max()
+    # the store keeps busy rows: the windows its builds recorded reach the quiet hours at their
+    # ends too (a centre closed at night would have its first and last days cut, and a quiet
+    # last day of the staffing plan dropped)
+    for built in _built_windows(store):
+        lo = min(lo, built[0]) if start is None and isinstance(lo, datetime) else lo
+        hi = max(hi, built[1]) if end is None and isinstance(hi, datetime) else hi
     if not isinstance(lo, datetime) or not isinstance(hi, datetime):
         msg = f"{store.root}: the store's tables have no intervals; give --start and --end"
         raise StoreError(msg)
@@ -205,6 +211,23 @@ def _window(store: Store, start: datetime | None, end: datetime | None) -> Windo
         msg = f"the window end {hi.isoformat()} is not after its start {lo.isoformat()}"
         raise StoreError(msg)
     return lo, hi
+
+
+def _built_windows(store: Store) -> list[Window]:
+    """The windows the store's summaries say were built (``window``: two ISO 8601 instants)."""
+    found = []
+    for summary in store.summaries.values():
+        window = summary.get("window")
+        if not isinstance(window, list) or len(window) != 2:
+            continue
+        if all(isinstance(w, str) for w in window):
+            try:
+                lo, hi = (datetime.fromisoformat(w) for w in window)
+            except ValueError:
+                continue
+            if lo.tzinfo is not None and hi.tzinfo is not None and lo < hi:
+                found.append((lo, hi))
+    return found
 
 
 def _in(table: pl.LazyFrame, window: Window) -> pl.LazyFrame:

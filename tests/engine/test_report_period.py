@@ -113,3 +113,21 @@ def test_report_days_is_a_positive_setting(tmp_path: Path, store: Path) -> None:
         RunSettings(report_days=0)
     with pytest.raises(ValueError, match="days must be >= 1"):
         write_run_report(store, tmp_path / "r.html", days=0)
+
+
+def test_the_default_window_is_the_built_one_not_the_busy_rows_span(tmp_path: Path) -> None:
+    """A centre open 12:00-20:00 built over whole days: the store keeps busy rows, and the
+    report's default window was their span, so its first and last days read as cut by the
+    window and the last one left the staffing plan. Its builds' windows count too."""
+    from engine.report.data import compute, open_store
+
+    settings = BuildSettings(tz="America/New_York")
+    built = (datetime(2026, 10, 31, 4, tzinfo=UTC), datetime(2026, 11, 4, 5, tzinfo=UTC))
+    stamps = [datetime(2026, 10, 31, 16, tzinfo=UTC) + timedelta(days=d, hours=h)
+              for d in range(4) for h in range(8)]  # fmt: skip
+    contacts = pl.DataFrame(
+        {"source": "u", "contact_id": [f"c{k}" for k in range(len(stamps))], "segment_no": 1,
+         "channel": "voice", "queue_id": "q", "offered_at": stamps, "outcome": "abandoned"},
+    )  # fmt: skip
+    pipeline.build_contacts(contacts.lazy(), settings=settings, out_dir=tmp_path, window=built)
+    assert compute(open_store(tmp_path)).window == built
