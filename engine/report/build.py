@@ -103,12 +103,15 @@ def _volume(d: ReportData, figs: dict[str, Any]) -> str:
         "answered and the red line those abandoned, per time bucket in the report's zone. "
         "Long windows are rolled up (exactly: sums of intervals) so that each line has at most "
         f"{MAX_POINTS} points. The table gives the window total per queue, with ratios computed "
-        "from those totals."
+        "from those totals; its total row leaves out service level, ASA and AHT when the "
+        "queues are of several channels (see each channel's tile above)."
     )
     if missing := _no_contacts(d):
         return _section("volume", title, how, missing)
     rows = [_queue_row(r["queue"], r) for r in d.queues.iter_rows(named=True)]
     total = _queue_row("All queues", d.totals)
+    if d.volume["channel"].n_unique() > 1:  # never blended across channels, as the tiles
+        total[5:] = [DASH] * 3  # (email's hour-long waits would swamp voice's seconds)
     grid = table(_QUEUE_HEAD, rows, total=total, table_id="queue-totals")
     return _section("volume", title, how, _plot("chart-volume", figs) + grid)
 

@@ -300,6 +300,21 @@ def test_cli_writes_the_report_and_fails_in_one_line(store: Path, tmp_path: Path
         assert result.stderr.count("\n") == 1
 
 
+def test_the_total_row_blends_no_service_level_across_channels(store: Path, page: Path) -> None:
+    """The queues' total row showed one service level and ASA over voice, chat and e-mail
+    (15:52 where voice answers in seconds), as the channel tiles never do: dashes now, and
+    the counts still the sums."""
+    html = page.read_text()
+    grid = html[html.index('id="queue-totals"') :]
+    grid = grid[: grid.index("</table>")]
+    last = re.findall(r"<t[dh][^>]*>(.*?)</t[dh]>", grid.split("<tr")[-1])
+    assert last[0] == "All queues"
+    assert last[5:] == ["\u2013"] * 3  # dashes
+    stored = pl.read_delta(str(store / "store" / "callvolume"))
+    assert stored["channel"].n_unique() > 1
+    assert last[1].replace(",", "") == str(stored["offered"].sum())
+
+
 def test_open_store_accepts_the_store_directory_itself(store: Path) -> None:
     opened = open_store(store / "store")
     assert opened.root == store
