@@ -24,6 +24,7 @@ import click
 from jwt.warnings import InsecureKeyLengthWarning
 
 from engine.app.config import AppSettings
+from engine.app.logs import tenant_scope
 from engine.cli.common import CONFIG_OPTION, TENANT_OPTION, fail, settings_or_fail
 from engine.serve.app import create_app
 from engine.serve.documents import StoreDocuments
@@ -106,7 +107,8 @@ def serve(
             log_level="warning",
         )
     )
-    with contextlib.suppress(KeyboardInterrupt), _hang_up_stops(server):
+    # every line of its requests names the tenant, as a run's do (the loop's tasks inherit it)
+    with contextlib.suppress(KeyboardInterrupt), _hang_up_stops(server), tenant_scope(tenant):
         server.run()
 
 

@@ -70,10 +70,12 @@ def _serving(
     *,
     scheme: str = "http",
     stop: signal.Signals = signal.SIGTERM,
+    more: tuple[str, ...] = (),
+    logged: list[str] | None = None,
     **client: Any,
 ) -> Iterator[str]:
-    """``wfm-intervals serve --config config`` on a free loopback port until the block ends,
-    then stopped by ``stop``."""
+    """``wfm-intervals serve --config config [more]`` on a free loopback port until the block
+    ends, then stopped by ``stop`` (its standard error appended to ``logged``)."""
     port = _free_port()
     env = _environment(
         WFM_SERVE__KORE_APPS=json.dumps({APP_ID: APP_SECRET}),
@@ -81,7 +83,7 @@ def _serving(
     )
     args = [sys.executable, "-m", "engine.cli.main", "serve", "--port", str(port)]
     process = subprocess.Popen(
-        [*args, "--config", str(config)],
+        [*args, "--config", str(config), *more],
         cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     origin = f"{scheme}://127.0.0.1:{port}"
@@ -100,6 +102,8 @@ def _serving(
     finally:
         process.send_signal(stop)
         _, err = process.communicate(timeout=30)
+        if logged is not None:
+            logged.append(err)
     # reached when the block passed: SIGTERM (a service manager's stop) or SIGHUP (the terminal
     # gone) is a graceful stop
     assert process.returncode == 0, err
@@ -241,3 +245,16 @@ def test_serve_answers_over_https_and_refuses_plain_http_on_the_same_port(
         plain = origin.replace("https://", "http://")
         with pytest.raises(httpx.HTTPError):  # TLS only: a plain request gets no HTTP answer
             httpx.get(f"{plain}/healthz", timeout=5).raise_for_status()
+
+
+def test_a_tenants_server_names_the_tenant_on_each_request_line(demo: Path, tmp_path: Path) -> None:
+    """``serve --tenant acme`` logged its requests without ``tenant=acme``, as a run's lines have
+    it (the docs: every line of a tenant's work names it)."""
+    config = tmp_path / "tenants.toml"
+    config.write_text(f'[tenants.acme.serve]\nstore = "{demo}"\n')
+    logged: list[str] = []
+    with _serving(config, tmp_path, more=("--tenant", "acme"), logged=logged) as origin:
+        assert httpx.get(f"{origin}/healthz", timeout=5).status_code == 200
+    lines = [line for line in logged[0].splitlines() if "GET /healthz" in line]
+    assert lines
+    assert all(" tenant=acme " in line for line in lines)
