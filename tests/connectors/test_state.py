@@ -50,6 +50,7 @@ def test_commit_then_get(tmp_path: Path) -> None:
         "cursor": "2026-10-01T12:00:00.000000Z",
         "lookback_s": 3600.0,
         "committed_at": "2026-10-01T12:05:00.000000Z",
+        "landed": False,  # nothing of the stream landed yet (a lost landing store is told apart)
     }
 
 
