@@ -178,15 +178,18 @@ def keep_landed(settings: AppSettings, name: str) -> None:
     """
     root, configured = settings.store.landing, connector(name).configured(settings.source(name))
     streams = [s.name for s in configured.streams]
-    empty = [s for s in streams if not landed_files(root, name, s)]
-    for stream in [s for s in empty if not read_manifest(root, name, s).entries]:
-        # before any source is fetched (the sync's own check would stop at this stream)
+    bare = [  # no file and no manifest entry (files lost but listed are fetched again)
+        s
+        for s in streams
+        if not landed_files(root, name, s) and not read_manifest(root, name, s).entries
+    ]
+    for stream in bare:  # before any source is fetched (the sync's own check stops at it)
         found = check_landing(root, settings.store.state, name, stream)
         if lost := [f for f in found if f.problem == "landing_missing"]:
             raise LandingError(lost_landing(lost[0], name, stream))
+    if len(bare) < len(streams):
+        return  # files of the source are there, or listed
     states = StateStore(settings.store.state)
-    if len(empty) < len(streams) or any(read_manifest(root, name, s).entries for s in empty):
-        return  # files of the source are there, or listed (lost ones are fetched again)
     if any((st := states.get(name, s)) is not None and st.landed is not None for s in streams):
         return  # the streams' states know what was landed: nothing was, or it is there
     path = settings.output.dir / "store" / configured.table
