@@ -36,7 +36,7 @@ from connectors.landing import compact, latest_records, scan_files
 from connectors.landing.check import check_landing, lost_landing
 from connectors.landing.manifest import landed_files, read_manifest, stream_dir
 from connectors.normalise import Rebuilt, rebuild
-from connectors.source import Source, SourceSettings
+from connectors.source import Source, SourceSettings, Stream
 from connectors.state import StateStore
 from connectors.sync import Progress, sync_source
 from engine import clock
@@ -164,50 +164,67 @@ def _unreadable(settings: AppSettings, what: str, exc: BaseException) -> StoreEr
 
 
 def keep_landed(settings: AppSettings, name: str) -> None:
-    """Refuse to sync source ``name`` into a landing store that holds nothing of it (no file,
-    no manifest entry, in any of its streams) while the store's table it feeds holds rows from
-    it and no stream state says what was landed (the state lost with the landing store: moved,
-    not mounted, a relative ``[store] landing`` read from another working directory; or rows
-    ``build`` wrote): the next rebuild would replace those rows with what this sync fetches.
-    Where a stream's state knows (its ``landed`` flag),
-    :func:`connectors.landing.check.repair_landing` decides, stream by stream; lost files the
-    manifest lists are fetched again there.
+    """Refuse to sync a stream of source ``name`` into a landing store that holds nothing of it
+    (no file, no manifest entry) while no state of the stream says what was landed (the state
+    lost with the landing: moved, not mounted, a relative ``[store] landing`` read from another
+    working directory; or rows ``build`` wrote) and the store's table it feeds holds rows from
+    it: the next rebuild would replace those rows with what this sync fetches. A stream's rows
+    are told apart by their record refs when the source has several (UJET's ``call-7`` and
+    ``chat-9`` contacts: :func:`_rows_of`), so one stream lost with its state is refused while
+    its source's others are intact. Where a stream's state knows (its ``landed`` flag),
+    :func:`connectors.landing.check.repair_landing` decides; lost files the manifest lists are
+    fetched again there.
 
     Raises:
         LandingError: as above (exit 2), naming both paths and the ways out.
     """
     root, configured = settings.store.landing, connector(name).configured(settings.source(name))
-    streams = [s.name for s in configured.streams]
+    streams = configured.streams
     bare = [  # no file and no manifest entry (files lost but listed are fetched again)
         s
         for s in streams
-        if not landed_files(root, name, s) and not read_manifest(root, name, s).entries
+        if not landed_files(root, name, s.name) and not read_manifest(root, name, s.name).entries
     ]
     for stream in bare:  # before any source is fetched (the sync's own check stops at it)
-        found = check_landing(root, settings.store.state, name, stream)
+        found = check_landing(root, settings.store.state, name, stream.name)
         if lost := [f for f in found if f.problem == "landing_missing"]:
-            raise LandingError(lost_landing(lost[0], name, stream))
-    if len(bare) < len(streams):
-        return  # files of the source are there, or listed
+            raise LandingError(lost_landing(lost[0], name, stream.name))
     states = StateStore(settings.store.state)
-    if any((st := states.get(name, s)) is not None and st.landed is not None for s in streams):
-        return  # the streams' states know what was landed: nothing was, or it is there
+    unknown = [s for s in bare if (st := states.get(name, s.name)) is None or st.landed is None]
     path = settings.output.dir / "store" / configured.table
-    if not delta.is_table(path):
+    if not unknown or not delta.is_table(path):
         return
-    rows = delta.scan(path)
-    if "source" in rows.collect_schema():
-        rows = rows.filter(pl.col("source") == name)
-    held = rows.select(pl.len()).collect().item()
-    if held:
-        raise LandingError(
-            f"{name}: the landing store {root.resolve()} and the state hold nothing of it, "
-            f"while {path.resolve()} holds {held:,} rows from it (a landing store lost, moved "
-            "or not mounted, a relative [store] landing read from another working directory, "
-            "or rows `build` wrote): a run would replace them with what the source serves now. "
-            "Point [store] landing and state at the right folders; or, to start the source "
-            f"over, move {path.name} aside (the next run rebuilds it)"
-        )
+    for stream in unknown:
+        what = name if len(streams) == 1 else f"{name}/{stream.name}"
+        held = _rows_of(delta.scan(path), name, stream, several=len(streams) > 1)
+        if held:
+            raise LandingError(
+                f"{what}: the landing store {root.resolve()} and the state hold nothing of it, "
+                f"while {path.resolve()} holds {held:,} rows from it (a landing store lost, "
+                "moved or not mounted, a relative [store] landing read from another working "
+                "directory, or rows `build` wrote): a run would replace them with what the "
+                "source serves now. Point [store] landing and state at the right folders; or, "
+                f"to start the source over, move {path.name} aside (the next run rebuilds it)"
+            )
+
+
+#: The column of a canonical table that holds a row's record ref (``Stream.ref``).
+_REF_COLUMN = {"contacts": "contact_id", "callback_attempts": "attempt_id"}
+
+
+def _rows_of(rows: pl.LazyFrame, source: str, stream: Stream, *, several: bool) -> int:
+    """How many of a stored table's ``rows`` came from ``source`` (all of them when the table
+    has no ``source`` column); with ``several`` streams, from ``stream``: those whose id is
+    one of its record refs (a UJET call's contacts are ``call-<id>``, its chat's ``chat-<id>``)."""
+    from engine.pipeline.snapshot.landed import id_of  # noqa: PLC0415 - an import cycle
+
+    names = rows.collect_schema().names()
+    if "source" in names:
+        rows = rows.filter(pl.col("source") == source)
+    column = next((c for c in _REF_COLUMN.values() if c in names), None)
+    if several and column is not None:
+        rows = rows.filter(id_of(stream, pl.col(column)).is_not_null())
+    return int(rows.select(pl.len()).collect().item())
 
 
 def sync_all(settings: AppSettings, names: Sequence[str], emit: Emit | None = None) -> list[Pull]:

@@ -156,22 +156,30 @@ def test_lost_history_is_rebuilt_from_the_landing_store(
     _same(_tables(out), before)
 
 
-@pytest.mark.parametrize("lost", ["landing", "one source", "landing and state"])
+@pytest.mark.parametrize("lost", ["landing", "one source", "landing and state", "one stream"])
 def test_a_lost_landing_store_stops_the_run_and_keeps_the_store(
     tmp_path: Path, stack: Stack, lost: str
 ) -> None:
     """The landing store gone (a volume not mounted, a relative path read from another working
-    directory; with the state, or one source's folder): once, the run synced what was new,
-    rebuilt the tables from it and exited 0 (contacts 249 -> 24); now it stops before fetching
-    anything, exit 2, one line naming the landing store, and nothing stored changes. Put back,
-    the next run goes on as if nothing happened."""
+    directory; with the state, or one source's folder; one stream's folder with its state, its
+    source's other stream intact): once, the run synced what was new, rebuilt the tables from
+    it and exited 0 (contacts 249 -> 24; UJET's chats fetched again from the configured start
+    without a word); now it stops before fetching anything, exit 2, one line naming the
+    landing store, and nothing stored changes. Put back, the next run goes on as if nothing
+    happened."""
     config = _config(tmp_path, stack)
     _run(config)
     out, landing, state = tmp_path / "out", tmp_path / "landing", tmp_path / "state"
     before = _tables(out)
-    gone = {"landing": [landing], "landing and state": [landing, state]}.get(
-        lost, [landing / "raw" / "source=mindful"]
-    )
+    gone = {
+        "landing": [landing],
+        "landing and state": [landing, state],
+        "one source": [landing / "raw" / "source=mindful"],
+        "one stream": [
+            landing / "raw" / "source=ujet" / "stream=chats",
+            state / "ujet" / "chats.json",
+        ],
+    }[lost]
     for path in gone:
         path.rename(path.with_name(path.name + ".away"))
     requests = stack.ujet.stats.requests + stack.mindful.stats.requests
