@@ -45,13 +45,14 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
 import httpx
+from pydantic import SecretStr
 
 from engine import clock
 from engine.errors import WfmError
@@ -84,6 +85,7 @@ __all__ = [
     "error_for_status",
     "is_missing_allowed",
     "missing_allowed",
+    "name_source",
     "parse_retry_after",
     "redact_url",
     "require_secure_url",
@@ -313,22 +315,46 @@ def error_for_status(
     return UnexpectedStatusError(status, url=url)
 
 
-def advice(exc: ConnectorError, *, source: str, stream: str, credentials: Sequence[str]) -> str:
+#: Settings that name who signs in: a refused credential may be theirs as much as the secret's.
+_USER_NAMES = ("username", "client_id")
+
+
+def advice(
+    exc: ConnectorError, *, source: str, stream: str, settings: Iterable[tuple[str, object]]
+) -> str:
     """What to do about ``exc``, a failure of ``source/stream``, to append to its line ('' when
-    nothing is known): a 404, the stream setting; a refused credential, the settings holding
-    ``credentials`` (the names of the source's secret settings that are set; never a value).
+    nothing is known): a 404, the stream setting; a refused credential, the credential settings
+    among ``settings`` (a source settings model's fields): the secrets set but the PII hashing
+    key, and the user name beside them when it is set (only names, never a value).
 
     Example:
         >>> advice(AuthError("HTTP 401: credentials refused"), source="ujet", stream="calls",
-        ...        credentials=["password"])
-        '; check sources.ujet.password (`wfm-intervals config show --origin` says where it is set)'
+        ...        settings=[("username", "acme"), ("password", SecretStr("x")), ("per", 9)])[:52]
+        '; check sources.ujet.username, sources.ujet.password'
     """
-    if isinstance(exc, UnexpectedStatusError) and exc.status == 404:
+    if stream and isinstance(exc, UnexpectedStatusError) and exc.status == 404:
         return f"; if this tenant has no {stream}, leave the stream out: sources.{source}.streams"
-    if isinstance(exc, AuthError) and credentials:  # a tenant's: [tenants.<name>] sets it
-        where = ", ".join(f"sources.{source}.{c}" for c in credentials)
+    secret = [n for n, v in settings if isinstance(v, SecretStr) and n != "pii_hash_secret"]
+    if isinstance(exc, AuthError) and secret:
+        named = [n for n, v in settings if n in _USER_NAMES and v] + secret
+        where = ", ".join(f"sources.{source}.{c}" for c in named)  # [tenants.<name>] may set it
         return f"; check {where} (`wfm-intervals config show --origin` says where it is set)"
     return ""
+
+
+def name_source(exc: ConnectorError, source: str, settings: Iterable[tuple[str, object]]) -> None:
+    """Put ``source`` (and :func:`advice`) in the line of ``exc``, an error of its preflight (a
+    check before any stream, such as Dixa's records catalogue), as a stream's error has its
+    stream; a settings error keeps its line, which names the setting.
+
+    Example:
+        >>> exc = RetriesExhaustedError("gave up after 3 attempts: HTTP 503")
+        >>> name_source(exc, "dixa", [])
+        >>> str(exc)
+        'dixa: gave up after 3 attempts: HTTP 503'
+    """
+    if not isinstance(exc, ConfigError):
+        exc.args = (f"{source}: {exc}{advice(exc, source=source, stream='', settings=settings)}",)
 
 
 def require_secure_url(url: str | httpx.URL, *, setting: str) -> httpx.URL:

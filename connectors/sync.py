@@ -43,7 +43,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from pydantic import SecretStr
 
 from connectors.errors import (
     ConnectorError,
@@ -51,6 +50,7 @@ from connectors.errors import (
     RateLimitedError,
     RetriableError,
     advice,
+    name_source,
 )
 from connectors.landing import PiiScrubber, RecordKey, Span, land_page, landed_files
 from connectors.landing.batch import Batching, PageBatch
@@ -120,9 +120,8 @@ class SyncReport:
 def first_request(
     stream: Stream, start: datetime, settings: SourceSettings, now: datetime
 ) -> tuple[ApiRequest, Paginator]:
-    """The first request of a stream's sync from ``start``, and its paginator.
-
-    The stream's own ``plan`` when it declares one, else the built-in ``cursor_tail`` plan.
+    """The first request of a stream's sync from ``start``, and its paginator: the stream's own
+    ``plan`` when it declares one, else the built-in ``cursor_tail`` plan.
 
     Example:
         >>> from datetime import UTC
@@ -352,9 +351,8 @@ def sync_stream(
         finally:
             run.commit()
     except ConnectorError as exc:
-        secrets = [n for n, v in settings if isinstance(v, SecretStr) and n != "pii_hash_secret"]
         report.error = str(exc) + advice(exc, source=source.name, stream=stream.name,
-                                         credentials=secrets)  # fmt: skip
+                                         settings=settings)  # fmt: skip
         failed = {"event": "sync.failed", "source": source.name, "stream": stream.name,
                   "error": str(exc)}  # fmt: skip
         _log.error("sync %s/%s failed: %s", source.name, stream.name, exc, extra={"fields": failed})
@@ -398,8 +396,12 @@ def sync_source(
     )
     repairs = [_repair(source, s, settings, root=landing_root, state=state) for s in chosen]
     with source.client(settings, transport) as client:
-        if source.preflight is not None:
-            source.preflight(settings, client, limiter, settings.retry_policy(sleep=sleep))
+        try:
+            if source.preflight is not None:
+                source.preflight(settings, client, limiter, settings.retry_policy(sleep=sleep))
+        except ConnectorError as exc:
+            name_source(exc, source.name, settings)
+            raise
         return [
             sync_stream(
                 source,

@@ -438,6 +438,19 @@ def test_unknown_record_id_fails_fast_naming_the_setting(tmp_path: Path) -> None
         assert not (tmp_path / "state").exists()
 
 
+def test_a_failed_catalogue_read_names_the_source(tmp_path: Path) -> None:
+    """The records catalogue, read before any stream, given up on (503s): its line named no
+    source (``gave up after 3 attempts: HTTP 503 (url)``), where every stream's error names
+    its stream."""
+    with emulator() as emu:
+        emu.faults = Faults(rates={Fault.UNAVAILABLE: 1.0})
+        with pytest.raises(ConnectorError) as raised:
+            sync(emu, tmp_path, max_retries=2)
+    line = str(raised.value)
+    assert line.startswith("dixa: gave up after 3 attempts: HTTP 503 ("), line
+    assert line.endswith("/v1/analytics/records?pageLimit=100)")
+
+
 def test_cli_sync_exits_2_on_an_unknown_record_id(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -556,8 +569,10 @@ def test_refused_credentials_fail_fast_in_one_line_without_the_token(tmp_path: P
         with pytest.raises(AuthError) as info:
             sync_source(DIXA, settings, landing_root=tmp_path / "l", state_root=tmp_path / "s")
         assert emu.stats.unauthorized_401 == 1
-    message = str(info.value)
-    assert message.startswith("HTTP 401")
+    message = str(info.value)  # the source named, and the setting to check
+    assert message.startswith("dixa: HTTP 401")
+    assert message.endswith("; check sources.dixa.api_token (`wfm-intervals config show --origin`"
+                            " says where it is set)")  # fmt: skip
     assert "\n" not in message
     assert TOKEN not in message
 

@@ -302,8 +302,8 @@ def test_refused_credentials_fail_with_one_line_and_no_secret(
     assert "\n" not in error
     assert "wrong-pass-9Kq" not in error
     # what to check, by name (once: the URL only)
-    assert error.endswith("; check sources.ujet.password (`wfm-intervals config show --origin`"
-                          " says where it is set)")  # fmt: skip
+    assert error.endswith("; check sources.ujet.username, sources.ujet.password (`wfm-intervals"
+                          " config show --origin` says where it is set)")  # fmt: skip
     assert StateStore(tmp_path / "state").show() == []
 
 
