@@ -30,6 +30,7 @@ import json
 import re
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -39,6 +40,7 @@ from connectors.decode import fits
 from connectors.landing import PiiScrubber, RejectedRecord, scan_landed
 from connectors.source import Source, SourceSettings, Stream, shape_error
 from connectors.state import check_name
+from engine import clock
 from engine.durable import atomic_write_bytes
 from engine.schema import QUARANTINE, SOURCE_RECORD
 
@@ -46,6 +48,7 @@ __all__ = [
     "MS_BOUND",
     "RAW_SCHEMA",
     "REJECTED_SCHEMA",
+    "VERSION",
     "Rebuilt",
     "land_rejected",
     "normalise_stream",
@@ -63,6 +66,8 @@ REJECTED_SCHEMA: dict[str, pl.DataType] = {
     "detail": pl.String(),
     "raw": pl.String(),
     "batch_id": pl.String(),
+    "updated_at": pl.Datetime("us", "UTC"),  # the record's last change (null: unknown)
+    "fetched_at": pl.Datetime("us", "UTC"),  # null in files written before it was kept
 }
 #: What :attr:`Rebuilt.raw` holds: each landed record's (PII-free) payload, by quarantine id.
 RAW_SCHEMA: dict[str, pl.DataType] = {
@@ -114,7 +119,8 @@ def screen(
             continue
         clean = scrubber(record) if isinstance(record, Mapping) else record
         raw_json = json.dumps(clean, ensure_ascii=False, separators=(",", ":"), default=str)
-        rejected.append(RejectedRecord("wrong_type", where, raw_json))
+        rid, updated = stream.identity(record) or (None, None)
+        rejected.append(RejectedRecord("wrong_type", where, raw_json, rid, updated))
     return kept, rejected
 
 
@@ -124,9 +130,16 @@ def _rejected_dir(root: Path, source: str, stream: str) -> Path:
 
 
 def land_rejected(
-    root: Path, source: str, stream: str, rejected: Sequence[RejectedRecord], *, batch_id: str
+    root: Path,
+    source: str,
+    stream: str,
+    rejected: Sequence[RejectedRecord],
+    *,
+    batch_id: str,
+    fetched_at: datetime | None = None,
 ) -> Path | None:
-    """Durably write records set aside at landing (their ``raw`` is already PII-free).
+    """Durably write records set aside at landing (their ``raw`` is already PII-free), with
+    the version each was (its id and last change, and ``fetched_at``, default now).
 
     Example:
         >>> import tempfile
@@ -136,7 +149,7 @@ def land_rejected(
     """
     if not rejected:
         return None
-    ids = [m[2] if (m := _ID.match(r.raw)) else None for r in rejected]
+    ids = [r.record_id or (m[2] if (m := _ID.match(r.raw)) else None) for r in rejected]
     frame = pl.DataFrame(
         {
             "record_id": ids,
@@ -144,6 +157,8 @@ def land_rejected(
             "detail": [r.message for r in rejected],
             "raw": [r.raw for r in rejected],
             "batch_id": [batch_id] * len(rejected),
+            "updated_at": [r.updated_at for r in rejected],
+            "fetched_at": [fetched_at or clock.now()] * len(rejected),
         },
         schema=REJECTED_SCHEMA,
     )
@@ -154,8 +169,17 @@ def land_rejected(
     return path
 
 
+#: How versions of one record are ordered, as :func:`connectors.landing.latest_records` orders
+#: the landed ones (a version without a stamp is as new as its fetch).
+_NEWEST = [pl.coalesce("updated_at", "fetched_at"), "fetched_at", "batch_id"]
+#: The columns of a landed version that :func:`set_aside` compares.
+VERSION = ("record_id", "updated_at", "fetched_at")
+
+
 def scan_rejected(root: Path, source: str, stream: str) -> pl.LazyFrame:
-    """Records set aside at landing, one row per distinct (record id, reason, raw payload).
+    """Records set aside at landing: of a record with an id, its newest version set aside (a
+    record sent misfit night after night is one record); of those without, one row per
+    distinct (reason, raw payload).
 
     Example:
         >>> import tempfile
@@ -165,8 +189,13 @@ def scan_rejected(root: Path, source: str, stream: str) -> pl.LazyFrame:
     files = sorted(_rejected_dir(root, source, stream).glob("*.parquet"))
     if not files:
         return pl.LazyFrame(schema=REJECTED_SCHEMA)
-    frame = pl.scan_parquet(files, schema=REJECTED_SCHEMA, hive_partitioning=False)
-    return frame.unique(["record_id", "reason", "raw"], keep="first", maintain_order=True)
+    frame = pl.scan_parquet(
+        files, schema=REJECTED_SCHEMA, hive_partitioning=False, missing_columns="insert"
+    ).with_row_index("__row")
+    newest = pl.col("__row") == pl.col("__row").sort_by([*_NEWEST, "__row"]).last()
+    named = frame.filter(pl.col("record_id").is_not_null() & newest.over("record_id"))
+    bare = frame.filter(pl.col("record_id").is_null()).unique(["reason", "raw"], keep="first")
+    return pl.concat([named, bare]).sort("__row").drop("__row")
 
 
 class Rebuilt(NamedTuple):
@@ -187,7 +216,10 @@ class Rebuilt(NamedTuple):
 
 def set_aside(source: Source, stream: Stream, root: Path, landed: pl.LazyFrame) -> pl.LazyFrame:
     """Quarantine rows (:data:`engine.schema.QUARANTINE`) of the records of ``stream`` set aside
-    at landing whose id is not among the ``record_id`` of ``landed`` (landed since).
+    at landing (:func:`scan_rejected`) that ``landed`` holds no version of at least as new (its
+    ``record_id``, ``updated_at`` and ``fetched_at``; without the last two, or for a record set
+    aside before its version was kept, any version landed will do). A record whose newest
+    version was set aside is listed so, while the version landed before it stays counted.
 
     Example:
         >>> import tempfile
@@ -196,10 +228,24 @@ def set_aside(source: Source, stream: Stream, root: Path, landed: pl.LazyFrame) 
         >>> set_aside(UJET, UJET.streams[0], Path(tempfile.mkdtemp()), ids).collect().height
         0
     """
-    rejected = scan_rejected(root, source.name, stream.name).join(
-        landed.select("record_id"), on="record_id", how="anti", nulls_equal=False
+    names = landed.collect_schema().names()
+    stamps = [
+        pl.col(c) if c in names else pl.lit(None, REJECTED_SCHEMA[c]).alias(c)
+        for c in ("updated_at", "fetched_at")
+    ]
+    versions = landed.select("record_id", *stamps)
+    when = pl.coalesce("updated_at", "fetched_at")
+    rejected = scan_rejected(root, source.name, stream.name).with_columns(when.alias("__when"))
+    found = rejected.join(
+        versions.with_columns(when.alias("__when")), on="record_id", how="inner", suffix="_l"
     )
-    return rejected.select(
+    older = (pl.col("__when_l") > pl.col("__when")) | (
+        (pl.col("__when_l") == pl.col("__when")) & (pl.col("fetched_at_l") >= pl.col("fetched_at"))
+    )
+    beaten = older.fill_null(True)  # an old reject (no stamps) gives way to any landed version
+    superseded = found.filter(beaten).select("record_id").unique()
+    kept = rejected.join(superseded, on="record_id", how="anti", nulls_equal=False)
+    return kept.select(
         pl.lit(source.name).alias("source"),
         pl.lit(source.table).alias("table"),
         stream.ref(pl.col("record_id")).alias("record_id"),
@@ -247,14 +293,15 @@ def normalise_stream(source: Source, stream: Stream, landed: pl.LazyFrame) -> Re
 def rebuild(source: Source, root: Path, settings: SourceSettings | None = None) -> Rebuilt:
     """Canonical rows, quarantine and payloads of ``source`` from the landing store at ``root``.
 
-    A record set aside at landing is reported unless a later version of it was landed. With
+    A record set aside at landing is reported unless a version of it at least as new was
+    landed (:func:`set_aside`). With
     ``settings``, the source's streams are those configured (:meth:`Source.configured`).
     """
     source = source.configured(settings)
     parts: list[Rebuilt] = []
     for stream in source.streams:
         landed = scan_landed(root, source.name, stream.name, record_dtype=stream.landed_dtype)
-        rejected = set_aside(source, stream, root, landed.select("record_id"))
+        rejected = set_aside(source, stream, root, landed.select(*VERSION))
         out = normalise_stream(source, stream, landed)
         parts.append(out._replace(quarantine=pl.concat([out.quarantine, rejected])))
     return Rebuilt(

@@ -178,7 +178,7 @@ class _Run:
         """Commit the page before (this one passed the paging invariants), then land this one
         durably and quarantine its misfits; its cursor is committed with the next page."""
         self.commit()
-        source, stream, report = self.source.name, self.stream.name, self.report
+        source, stream, report, at = self.source.name, self.stream.name, self.report, self.now()
         records, rejected = screen(self.stream, page.records, self.scrubber)
         landed = land_page(
             self.landing_root,
@@ -188,7 +188,7 @@ class _Run:
             key=self.stream.record_key
             or RecordKey(self.stream.primary_key, self.stream.cursor_field),
             scrubber=self.scrubber,
-            fetched_at=self.now(),
+            fetched_at=at,
             batch_id=self.batch_id,
             page_no=page.page_no,
             record_dtype=self.stream.landed_dtype,
@@ -198,7 +198,8 @@ class _Run:
         self.batch.add(landed.path, landed.rows)  # a long sync's pages merged in batches
         rejected += landed.rejected
         if rejected:
-            land_rejected(self.landing_root, source, stream, rejected, batch_id=self.batch_id)
+            land_rejected(self.landing_root, source, stream, rejected, batch_id=self.batch_id,
+                          fetched_at=at)  # fmt: skip
         if landed.max_updated_at is not None:
             self.latest = max(self.latest or landed.max_updated_at, landed.max_updated_at)
         cursor = self.latest
@@ -389,10 +390,9 @@ def sync_source(
     """
     source = source.configured(settings)
     chosen = [source.stream(name) for name in streams] if streams else list(source.streams)
-    anchored = settings.rate_limit_anchor == "response"
-    state, limiter = (
-        StateStore(state_root),
-        SequentialLimiter(settings.limiter(), anchored=anchored),
+    state = StateStore(state_root)
+    limiter = SequentialLimiter(
+        settings.limiter(), anchored=settings.rate_limit_anchor == "response"
     )
     repairs = [_repair(source, s, settings, root=landing_root, state=state) for s in chosen]
     with source.client(settings, transport) as client:

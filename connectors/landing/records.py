@@ -40,11 +40,14 @@ class RecordKey:
 
 @dataclass(frozen=True)
 class RejectedRecord:
-    """A record that could not be landed: reason code, message, scrubbed JSON, for quarantine."""
+    """A record that could not be landed: reason code, message, scrubbed JSON, for quarantine;
+    its id and last change when they could be read (which version of the record it was)."""
 
     reason: str
     message: str
     raw: str
+    record_id: str | None = None
+    updated_at: datetime | None = None
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -21,6 +22,7 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
+from connectors.emulator.server import Request, Response
 from connectors.state import StateStore
 from engine import clock
 from engine.clock import StartedClock, use_clock
@@ -693,3 +695,34 @@ def test_a_commit_of_the_same_rows_changes_nothing_and_a_change_only_its_partiti
     assert sorted(p.name for p in second_day.iterdir()) == kept
     assert sorted(delta.scan(path).collect()["n"].to_list()) == [2, 3, 10]
     assert delta.commit(path, changed, by="at", days=days) == first + 2  # without: always
+
+
+def test_a_newer_version_that_does_not_fit_is_quarantined_not_dropped(
+    tmp_path: Path, stack: Stack
+) -> None:
+    """A call stored by one run, changed by UJET, its new version served with a rating that is
+    not a number: the second run set the new version aside at landing and then dropped it
+    from the quarantine because an (older) version of the call had landed: exit 0, nothing
+    quarantined, nothing said. Now it is quarantined; the version before it stays counted."""
+    config = _config(tmp_path, stack)
+    _run(config)
+    out = tmp_path / "out"
+    target = stack.ujet.records("calls")[0]
+    cid = f"call-{target['id']}"
+    before = table(out, "contacts").filter(pl.col("contact_id") == cid)
+    assert before.height
+    stack.ujet.update_records([cid], talk_ms=1, updated_at=clock.now() - timedelta(minutes=2))
+
+    def misfit(n: int, request: Request, response: Response) -> Response:
+        if not isinstance(response.payload, list):
+            return response
+        rows = [r | {"rating": "five"} if r.get("id") == target["id"] else r
+                for r in response.payload]  # fmt: skip
+        return replace(response, payload=rows, body=None)
+
+    stack.ujet.add_rewrite(misfit)
+    summary = _run(config)
+    assert summary["quarantined"] == {"wrong_type": 1}
+    quarantine = pl.read_csv(out / "quarantine" / "contacts.csv", infer_schema=False)
+    assert quarantine.select("record_id", "reason").rows() == [(cid, "wrong_type")]
+    assert_frame_equal(table(out, "contacts").filter(pl.col("contact_id") == cid), before)

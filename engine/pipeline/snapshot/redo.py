@@ -19,6 +19,7 @@ from connectors.landing import latest_records, scan_files
 from connectors.landing.manifest import landed_path
 from connectors.normalise import (
     RAW_SCHEMA,
+    VERSION,
     Rebuilt,
     normalise_stream,
     payloads,
@@ -217,16 +218,18 @@ def _validate(
 
 
 def _rejected(root: Path, feeds: Sequence[Source], index: pl.LazyFrame) -> pl.DataFrame:
-    """Records set aside at landing and not landed since (as a full rebuild gives them).
-    Only the index rows of those ids are looked at (most nights there are none: then the index,
-    a row per landed record, is not read at all)."""
+    """Records set aside at landing with no version as new landed (as a full rebuild gives
+    them). Only the index rows of those ids, and the landed versions of those files, are looked
+    at (most nights there are none: then the index, a row per landed record, is not read)."""
     parts = []
     for feed in feeds:
         for stream in feed.streams:
             ids = scan_rejected(root, feed.name, stream.name).select("record_id").collect()
             if ids.height:
                 near = pl.col("record_id").is_in(ids["record_id"].drop_nulls().implode())
-                landed = of_stream(index, feed.name, stream.name).filter(near)
+                held = of_stream(index, feed.name, stream.name).filter(near).collect()
+                files = [landed_path(root, k) for k in sorted(set(held["file"]))]
+                landed = scan_files(files, None).filter(near).select(*VERSION)
                 parts.append(set_aside(feed, stream, root, landed))
     return pl.concat(pl.collect_all(parts)) if parts else pl.DataFrame(schema=QUARANTINE)
 
