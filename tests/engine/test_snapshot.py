@@ -157,7 +157,8 @@ def _apply(root: Path, n: int, op: str, arg: Any, source: Source = SOURCE) -> No
             batch_id=f"b{n}",
             record_dtype=dtype,
         )
-        land_rejected(landing, "tst", "recs", batch.rejected, batch_id=f"b{n}")
+        land_rejected(landing, "tst", "recs", batch.rejected, batch_id=f"b{n}",
+                      fetched_at=T0 + timedelta(minutes=n))  # fmt: skip
     elif op == "compact":
         compact(landing, "tst", "recs", min_files=2, record_dtype=dtype)
     elif files := landed_files(landing, "tst", "recs"):
@@ -389,8 +390,12 @@ def test_a_run_with_nothing_new_reads_the_index_as_committed_for_records_set_asi
     """A snapshot made from exactly the landed files is loaded without its index, identities
     and homes (nothing to redo); a record set aside at landing is still quarantined only while
     no version of it has landed, which the index, read as committed, tells."""
-    misfits = [RejectedRecord("shape", "misfit", f'{{"id":{i},"cid":"c{i}"}}') for i in (5, 6)]
-    land_rejected(tmp_path / "landing", "tst", "recs", misfits, batch_id="b0")
+    stamp = datetime(2026, 10, 1, 9, tzinfo=UTC)  # older than the version of 5 landed since
+    misfits = [
+        RejectedRecord("shape", "misfit", f'{{"id":{i},"cid":"c{i}"}}', str(i), stamp)
+        for i in (5, 6)
+    ]
+    land_rejected(tmp_path / "landing", "tst", "recs", misfits, batch_id="b0", fetched_at=T0)
     _apply(tmp_path, 1, "land", [_one(5, "c5")])  # 5 landed since; 6 never
     first, again = _snapshot(tmp_path), _snapshot(tmp_path)
     assert (first.mode, again.mode) == ("whole", "unchanged")
