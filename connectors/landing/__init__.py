@@ -152,9 +152,9 @@ def land_page(
     back as ``rejected``.
 
     A record repeated within the page is landed once (its latest ``updated_at``, then last),
-    unless copies under the same latest ``updated_at`` differ: each is landed, a conflict the
-    pipeline edge quarantines as ``conflicting_duplicate``, as when they come in two syncs
-    (the later copy of a page is no likelier to be right). With ``record_dtype`` a page of
+    unless copies under the same latest ``updated_at`` (or with none) differ: each is landed, a
+    conflict the pipeline edge quarantines as ``conflicting_duplicate`` (the later copy of a
+    page is no likelier to be right). With ``record_dtype`` a page of
     :data:`DECODE_MIN_RECORDS` or more lands decoded too (see the module docstring): the
     caller has checked that every record fits it (:func:`connectors.source.shape_error`).
     ``span`` is the cursor range the page covers (the sync's:
@@ -176,9 +176,9 @@ def land_page(
             rejected.append(RejectedRecord(exc.reason, str(exc), _dump(clean)))
             continue
         old, payload = rows.get(rid), _dump(clean)
-        if old is None or old[0] is None or (updated is not None and updated > old[0]):
+        if old is None or (updated is not None and (old[0] is None or updated > old[0])):
             rows[rid] = (updated, [payload])
-        elif updated is not None and updated == old[0] and payload not in old[1]:
+        elif updated == old[0] and payload not in old[1]:  # the same stamp, or both none
             old[1].append(payload)  # a conflict: kept for the pipeline edge to quarantine
     stamps = [u for u, _ in rows.values() if u is not None]
     landed = [(rid, u, p) for rid, (u, copies) in rows.items() for p in copies]
@@ -286,9 +286,13 @@ def latest_records(frame: pl.LazyFrame) -> pl.LazyFrame:
     row = pl.col("__row")  # one winning row per id (a window, not a per-column sort: 28x faster)
     latest = row == row.sort_by(order).last().over("record_id")
     # Versions the vendor stamped with the same, latest updated_at but sent with other content
-    # are all kept: the validation at the pipeline edge quarantines them as a conflict (SPEC §7)
-    # instead of the later fetch winning silently. Identical re-reads stay one row.
-    tied = stamp.is_not_null() & (stamp == stamp.sort_by(order).last().over("record_id"))
+    # (unstamped: those of the winner's page, one fetch) are all kept: the validation at the
+    # pipeline edge quarantines them as a conflict (SPEC §7) instead of the later fetch winning
+    # silently. Identical re-reads stay one row.
+    won = {c: pl.col(c).sort_by(order).last().over("record_id") for c in LANDING_SCHEMA}
+    page = pl.all_horizontal([pl.col(c) == won[c] for c in ("fetched_at", "batch_id", "page_no")])
+    tied = pl.when(stamp.is_null()).then(won["updated_at"].is_null() & page)
+    tied = tied.otherwise(stamp == won["updated_at"])
     counted = frame.with_columns(pl.len().over("record_id").alias("__n")).cache()
     once = counted.filter(pl.col("__n") == 1).drop("__n")
     again = counted.filter(pl.col("__n") > 1).drop("__n").with_row_index("__row")

@@ -373,6 +373,32 @@ def test_copies_that_differ_under_one_stamp_in_a_page_are_a_conflict_as_across_s
     assert [p for rid, p in versions(tmp_path / "page") if rid == "1"] == both
 
 
+def test_unstamped_copies_that_differ_in_a_page_are_a_conflict(tmp_path: Path) -> None:
+    """A source that stamps no ``updated_at`` (Mindful, Kore.ai) sending one id twice in one
+    page with other contents (Successful and Unavailable): the later copy won silently, exit
+    0. Both are landed now, and read back (and compacted) as both, for the pipeline edge to
+    quarantine as ``conflicting_duplicate``; a later fetch of the record is still its newer
+    version, and an identical copy is one row."""
+    page = [{"id": "a", "v": "ok"}, {"id": "b"}, {"id": "a", "v": "no"}, {"id": "a", "v": "ok"}]
+    batch = land(tmp_path, page)
+    assert batch.rows == 3
+    got = contents(tmp_path)
+    assert got == {"a": ["no", "ok"], "b": [""]}
+    compact(tmp_path, "ujet", "calls", min_files=1)
+    got = contents(tmp_path)
+    assert got == {"a": ["no", "ok"], "b": [""]}
+    land(tmp_path, [{"id": "a", "v": "later"}], batch="run-2", at=T0 + timedelta(hours=1))
+    got = contents(tmp_path)
+    assert got == {"a": ["later"], "b": [""]}
+
+
+def contents(root: Path) -> dict[str, list[str]]:
+    """Each landed id's contents (its ``v``, "" without one), sorted."""
+    frame = scan_landed(root, "ujet", "calls").collect()
+    grouped = frame.group_by("record_id").agg("payload").iter_rows()
+    return {rid: sorted(json.loads(p).get("v", "") for p in ps) for rid, ps in grouped}
+
+
 def test_naive_fetched_at_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="naive"):
         land(tmp_path, [call(1)], at=datetime(2026, 10, 1))  # noqa: DTZ001 - on purpose
