@@ -19,6 +19,7 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from engine.interval import Grid, Window
+from engine.schema import CHANNELS
 
 __all__ = [
     "MAX_DURATION_LIMIT_HOURS",
@@ -28,6 +29,7 @@ __all__ = [
     "BuildSettings",
     "SlFormula",
     "ThresholdOverride",
+    "known_channel",
     "known_zone",
 ]
 
@@ -71,14 +73,36 @@ _DEFAULT_SL_TARGETS = {"voice": 0.8, "callback": 0.8, "chat": 0.8, "messaging": 
 MAX_SL_TARGET = 0.999  #: the highest target accepted (Erlang C needs a finite answer)
 
 
+def known_channel(name: str) -> str:
+    """``name`` if it is a canonical channel (:data:`engine.schema.CHANNELS`, lower case), else
+    :class:`ValueError` listing them: a threshold for a typo'd channel would match no contact.
+
+    Example:
+        >>> known_channel("Voice")
+        Traceback (most recent call last):
+        ...
+        ValueError: unknown channel 'Voice' (channels: voice, chat, email, callback, messaging)
+    """
+    if name not in CHANNELS.categories:
+        msg = f"unknown channel {name!r} (channels: {', '.join(CHANNELS.categories)})"
+        raise ValueError(msg)
+    return name
+
+
 class ThresholdOverride(BaseModel):
-    """A service-level threshold for one queue (optionally one channel of it)."""
+    """A service-level threshold for one queue (optionally one channel of it, a canonical one:
+    another is refused, as it would match no contact)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     queue_id: str
     channel: str | None = None
     threshold_ms: int = Field(ge=0, le=MAX_THRESHOLD_MS)
+
+    @field_validator("channel")
+    @classmethod
+    def _known_channel(cls, value: str | None) -> str | None:
+        return value if value is None else known_channel(value)
 
 
 def known_zone(name: str) -> str:
@@ -133,6 +157,8 @@ class BuildSettings(BaseModel):
     @field_validator("sl_default_ms")
     @classmethod
     def _non_negative(cls, value: dict[str, int]) -> dict[str, int]:
+        for channel in value:  # a key that is no channel would set nothing
+            known_channel(channel)
         bad = {k: v for k, v in value.items() if not 0 <= v <= MAX_THRESHOLD_MS}
         if bad:
             msg = f"service-level thresholds must be 0 to {MAX_THRESHOLD_MS} ms (a week), got {bad}"
@@ -142,6 +168,8 @@ class BuildSettings(BaseModel):
     @field_validator("sl_target")
     @classmethod
     def _target_range(cls, value: dict[str, float]) -> dict[str, float]:
+        for channel in value:  # a key that is no channel would set nothing
+            known_channel(channel)
         bad = {k: v for k, v in value.items() if not 0 < v <= MAX_SL_TARGET}
         if bad:
             msg = f"service-level targets must be above 0 and at most {MAX_SL_TARGET}, got {bad}"

@@ -37,11 +37,11 @@ from engine.output.inputs import InputFileError, read_input
 from engine.pipeline import build as pipeline
 from engine.pipeline.build import FORMATS, BuildReport, Format
 from engine.pipeline.lock import LOCK_FILE, set_aside_unreadable, store_lock
+from engine.schema import CHANNELS
 from engine.settings import (
     MAX_DURATION_LIMIT_HOURS,
     MAX_THRESHOLD_MS,
     SL_FORMULAS,
-    BuildSettings,
     ThresholdOverride,
 )
 
@@ -49,24 +49,35 @@ __all__ = ["OUT_HELP", "build", "build_options", "output_dir", "run_build"]
 
 
 def _thresholds(specs: tuple[str, ...]) -> tuple[dict[str, int], tuple[ThresholdOverride, ...]]:
-    """``voice=20000`` (channel default), ``QUEUE=15000`` or ``QUEUE/chat=30000`` (overrides)."""
+    """``voice=20000`` (channel default), ``QUEUE=15000`` or ``QUEUE/chat=30000`` (overrides).
+
+    A channel is one of :data:`engine.schema.CHANNELS` as it is spelt (``QUEUE/vioce`` is
+    refused, as it would match no contact); the channel of ``QUEUE/CHANNEL`` follows the last
+    ``/``. A bare target is a queue id, unless it is a channel but for case or spaces
+    (``Voice``): that is refused as a typo (a queue of that name is set by ``sl_overrides``)."""
     defaults: dict[str, int] = {}
     overrides: list[ThresholdOverride] = []
-    channels = set(BuildSettings().sl_default_ms)
+    channels = tuple(CHANNELS.categories)
     for spec in specs:
         target, sep, raw = spec.partition("=")
         value = raw.strip().lower()
         ms = value.removesuffix("ms")
         if value.endswith("s") and not value.endswith("ms"):
             ms = str(int(value.removesuffix("s")) * 1000) if value[:-1].isdigit() else "x"
-        if not sep or not ms.isdigit():
+        queue, slash, channel = target.rpartition("/") if "/" in target else (target, "", "")
+        if not sep or not ms.isdigit() or not queue or (slash and not channel):
             fail(f"--sl-threshold {spec!r}: expected TARGET=MILLISECONDS (e.g. voice=20000)")
         if int(ms) > MAX_THRESHOLD_MS:
             fail(f"--sl-threshold {spec!r}: at most {MAX_THRESHOLD_MS} ms (a week)")
+        typo = target not in channels and target.strip().lower() in channels
+        if typo or (slash and channel not in channels):
+            fail(
+                f"--sl-threshold {spec!r}: unknown channel {(channel or target)!r} (channels: "
+                f"{', '.join(channels)}; a queue so named is set in [build] sl_overrides)"
+            )
         if target in channels:
             defaults[target] = int(ms)
         else:
-            queue, _, channel = target.partition("/")
             overrides.append(
                 ThresholdOverride(queue_id=queue, channel=channel or None, threshold_ms=int(ms))
             )

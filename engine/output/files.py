@@ -295,13 +295,13 @@ def _pair_digests(table: pl.DataFrame, org_id: str) -> pl.DataFrame:
 
 
 def _duration(col: str, unit: DurationUnit) -> pl.Expr:
-    c = pl.col(col)
-    return c if unit == "ms" else (c + 500) // 1000
+    return pl.col(col) if unit == "ms" else (pl.col(col) + 500) // 1000
 
 
-def _ratio_duration(col: str, unit: DurationUnit) -> pl.Expr:
-    c = pl.col(col)
-    return c if unit == "ms" else c / 1000
+def _ratio_duration(col: str, total: str, unit: DurationUnit) -> pl.Expr:
+    """``col`` (ms), or ``total / (answered * 1000)`` rounded once (exact below 2**53 ms)."""
+    a = pl.col("answered").cast(pl.Int64)
+    return pl.col(col) if unit == "ms" else pl.when(a > 0).then(pl.col(total) / (a * 1000))
 
 
 def document_rows(table: pl.DataFrame, *, org_id: str, unit: DurationUnit = "ms") -> pl.DataFrame:
@@ -349,8 +349,8 @@ def document_rows(table: pl.DataFrame, *, org_id: str, unit: DurationUnit = "ms"
         pl.col("flow_out").alias("flowOutContacts"),
         pl.col("answered_within_sl").alias("answeredWithinServiceLevel"),
         pl.col("service_level").alias("serviceLevel"),
-        _ratio_duration("aht_ms", unit).alias("averageHandleTime"),
-        _ratio_duration("asa_ms", unit).alias("averageSpeedOfAnswer"),
+        _ratio_duration("aht_ms", "handle_ms", unit).alias("averageHandleTime"),
+        _ratio_duration("asa_ms", "wait_answered_ms", unit).alias("averageSpeedOfAnswer"),
     )
 
 
