@@ -5,12 +5,12 @@ loopback (``127.0.0.0/8``, ``::1``, ``localhost``), connect/read/write/pool time
 no redirects. Auth flows read ``SecretStr`` credentials at request time and never log them:
 :func:`basic_auth` (UJET), :class:`HeaderAuth` (Kore.ai's ``auth: <JWT>``, a static bearer),
 :class:`BearerAuth` over a :class:`TokenProvider` such as :class:`OAuth2ClientCredentials`
-(Mindful: refreshed ``margin`` seconds before expiry, and once more after a 401).
-:func:`send_request` sends under the URL policy
-(:func:`~connectors.errors.require_secure_url`) (never off the base URL's origin), classifies
-every failure and reads a successful body only up to a size cap (:data:`DEFAULT_MAX_BYTES`);
-:func:`parse_json` (:mod:`connectors.jsonbody`) parses the body. Limiting, retries and requests
-as data are in :mod:`connectors.retry`.
+(Mindful: refreshed ``margin`` seconds before expiry, and once more after a 401); a credential
+that is not a valid header value (a line break, NUL, whitespace at either end) is refused unsent,
+by an ``AuthError`` naming the header, not the value. :func:`send_request` sends under the URL
+policy (:func:`~connectors.errors.require_secure_url`) (never off its origin), classifies every
+failure, reads a successful body up to a cap (:data:`DEFAULT_MAX_BYTES`); :func:`parse_json`
+(:mod:`connectors.jsonbody`) parses it. Limits, retries, requests as data: :mod:`connectors.retry`.
 
 Example:
     >>> client = make_client("https://x.test/api/v1", setting="ujet.base_url")
@@ -24,6 +24,7 @@ import base64
 import functools
 import math
 import os
+import re
 import socket
 import ssl
 import threading
@@ -38,7 +39,9 @@ from pydantic import SecretStr
 
 from connectors.errors import (
     AuthError,
+    FatalError,
     InsecureURLError,
+    ResponseShapeError,
     ResponseTooLargeError,
     TransportError,
     UnexpectedStatusError,
@@ -71,6 +74,30 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree wi
 #: The default cap on one response body (decoded), in bytes: 20 MiB.
 DEFAULT_MAX_BYTES = 20 * 2**20
 
+#: What a header value may not hold (h11 refuses it, quoting the value), and the reason given.
+_UNSENDABLE = (
+    (re.compile(r"[\r\n]"), "it contains a line break"),
+    (re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]"), "it contains a control character"),
+    (re.compile(r"\A[ \t]|[ \t]\Z"), "it begins or ends with whitespace"),
+    (re.compile(r"[\ud800-\udfff]"), "it is not valid text"),  # undecodable bytes of an env var
+)
+
+
+def _unsendable(value: str) -> str | None:
+    """Why ``value`` cannot be sent as an HTTP header value, or ``None``; never the value.
+
+    Example:
+        >>> _unsendable("tok\\n"), _unsendable(" tok"), _unsendable("Bearer tok")
+        ('it contains a line break', 'it begins or ends with whitespace', None)
+    """
+    return next((why for pattern, why in _UNSENDABLE if pattern.search(value)), None)
+
+
+def _refuse_credential(header: str, secret: str, prefix: str) -> None:
+    """Raise ``AuthError`` naming ``header`` if ``secret`` or ``prefix + secret`` is unsendable."""
+    if why := _unsendable(secret) or _unsendable(prefix + secret):
+        raise AuthError(f"{header} header: the credential is not a valid HTTP header value ({why})")
+
 
 @dataclass(frozen=True)
 class Timeouts:
@@ -94,8 +121,9 @@ class HeaderAuth(httpx.Auth):
         self._header, self._prefix, self._value = header, f"{scheme} " if scheme else "", value
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        """Set the configured header."""
-        request.headers[self._header] = self._prefix + self._value.get_secret_value()
+        """Set the configured header (an ``AuthError`` if it cannot be sent)."""
+        _refuse_credential(self._header, secret := self._value.get_secret_value(), self._prefix)
+        request.headers[self._header] = self._prefix + secret
         yield request
 
 
@@ -124,13 +152,18 @@ class BearerAuth(httpx.Auth):
         self._provider = provider
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        """Send with the current token; after a 401, invalidate it and resend once."""
-        request.headers["Authorization"] = f"Bearer {self._provider.token().get_secret_value()}"
+        """Send with the current token; after a 401, invalidate it and resend once. A token that
+        is not a valid header value is an :class:`~connectors.errors.AuthError`, nothing sent."""
+        request.headers["Authorization"] = self._bearer()
         response = yield request
         if response.status_code == 401:
             self._provider.invalidate()
-            request.headers["Authorization"] = f"Bearer {self._provider.token().get_secret_value()}"
+            request.headers["Authorization"] = self._bearer()
             yield request
+
+    def _bearer(self) -> str:
+        _refuse_credential("Authorization", token := self._provider.token().get_secret_value(), "")
+        return f"Bearer {token}"
 
 
 class OAuth2ClientCredentials:
@@ -138,8 +171,9 @@ class OAuth2ClientCredentials:
 
     Thread-safe. The exchange is classified like any call (5xx, 429 and transport errors are
     retriable); a refusal (400/401/403/other 4xx) or a reply without a token is an
-    :class:`~connectors.errors.AuthError`. ``client_auth`` sends the client credentials as HTTP
-    Basic (RFC 6749's preference) or in the form body.
+    :class:`~connectors.errors.AuthError`, a token that is not a valid header value (never quoted) a
+    :class:`~connectors.errors.ResponseShapeError`. ``client_auth`` sends the client credentials as
+    HTTP Basic (RFC 6749's preference) or in the form body.
 
     Example:
         >>> auth = BearerAuth(OAuth2ClientCredentials("https://id.test/t", "app", SecretStr("s")))
@@ -203,6 +237,9 @@ class OAuth2ClientCredentials:
         token = body.get("access_token") if isinstance(body, dict) else None
         if not isinstance(token, str) or not token:
             raise AuthError("token exchange returned no access_token", url=self._url)
+        if why := _unsendable(token):
+            why = f"token exchange: the access_token returned is not a valid header value ({why})"
+            raise ResponseShapeError(why, url=self._url)  # the vendor's fault, not the secret's
         try:
             lifetime = float(body.get("expires_in", 3600))
         except (TypeError, ValueError):
@@ -307,9 +344,12 @@ def send_request(
     is streamed: an error status is raised without reading its body, and a successful body is
     read chunk by chunk (decoded) until it ends or passes ``max_bytes``, so no more than the cap
     (plus one network chunk) is ever held; a ``Content-Length`` over the cap fails before reading.
+    No message quotes a request header: one that cannot be sent fails naming it, not retried.
 
     Raises:
         TransportError: Timeouts, refused or dropped connections, protocol errors.
+        FatalError: A header that cannot be sent (``AuthError`` if an auth flow's), or a request
+            the HTTP library refuses (``LocalProtocolError``: its text may quote a header).
         ResponseTooLargeError: The body is larger than ``max_bytes`` (fatal: not retried).
         ConnectorError: What :func:`~connectors.errors.error_for_status` makes of a non-2xx.
 
@@ -322,6 +362,10 @@ def send_request(
     target = require_secure_url(request.url, setting="request URL")
     if client.base_url.host and _origin(target) != _origin(client.base_url):
         raise InsecureURLError("request URL leaves the base URL's origin", url=target)
+    for name, value in request.headers.raw:
+        if why := _unsendable(value.decode("latin-1")):
+            msg = f"{name.decode('latin-1')} header: not a valid HTTP header value ({why})"
+            raise FatalError(msg, url=request.url)
     try:
         if auth is None:
             response = client.send(request, stream=True)
@@ -336,6 +380,9 @@ def send_request(
                 f"cannot resolve host {host!r}", dns=True, url=request.url
             ) from exc
         raise ConnectFailedError(f"ConnectError: {exc}", url=request.url) from exc
+    except httpx.LocalProtocolError:  # its text may quote a header value: withheld, chain too
+        msg = "the HTTP library refused to send the request (LocalProtocolError, detail withheld)"
+        raise FatalError(msg, url=request.url) from None
     except httpx.RequestError as exc:
         raise TransportError(f"{type(exc).__name__}: {exc}", url=request.url) from exc
     try:
