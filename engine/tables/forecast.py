@@ -29,7 +29,7 @@ from typing import Literal
 
 import polars as pl
 
-from engine.tables.callvolume import ADDITIVE
+from engine.tables.callvolume import ADDITIVE, MAXIMA
 
 __all__ = ["DEFAULT_METRICS", "long_format"]
 
@@ -51,7 +51,8 @@ def long_format(
             or on the reporting zone's wall clock (``"local"``, its ``interval_start_local``: a
             centre's daily curve stays put across DST changes). Local stamps skip the
             spring-forward hour, and the fall-back hour's two intervals of each stamp are
-            summed into one row (every metric is additive, so the sum is exact).
+            merged into one row as a roll-up merges them (a count or duration summed, a
+            ``*_max_ms`` its maximum), so it is exact.
 
     Raises:
         ValueError: a metric is not an additive column of the volume table.
@@ -70,7 +71,12 @@ def long_format(
         ).alias("unique_id"),
         pl.col(stamp).dt.replace_time_zone(None).alias("ds"),
         pl.col("y").cast(pl.Float64),
+        pl.col("metric").is_in(list(MAXIMA)).alias("__max"),
     )  # fmt: skip
     if time == "local":
-        series = series.group_by("unique_id", "ds").agg(pl.col("y").sum())
+        y = pl.col("y")
+        merged = pl.when(pl.col("__max").first()).then(y.max()).otherwise(y.sum())
+        series = series.group_by("unique_id", "ds").agg(merged.alias("y"))
+    else:
+        series = series.drop("__max")
     return series.sort("unique_id", "ds")

@@ -22,6 +22,7 @@ from engine.demo.contacts import generate_contacts
 from engine.settings import BuildSettings
 from engine.tables import callvolume
 from engine.tables.forecast import long_format
+from engine.validate.contacts import validate_contacts
 
 START = datetime(2026, 10, 5, tzinfo=UTC)  # a Monday
 DAYS = 21
@@ -129,3 +130,28 @@ def test_local_time_keeps_the_daily_curve_across_a_dst_change() -> None:
     repeated = utc.filter(pl.col("ds").is_in(at))["y"].sum()
     local_sum = local.filter(pl.col("ds") == fall_back.replace(hour=1, minute=15))["y"].sum()
     assert local_sum == repeated > 0
+
+
+def test_local_time_merges_the_repeated_hour_as_a_roll_up_does() -> None:
+    """The fall-back hour's two intervals of one stamp, merged into one local row: a maximum
+    column was summed (wait_answered_max_ms 77 and 38,709 written as 38,786). Each column is
+    now merged as a roll-up merges it (sums summed, maxima their maximum)."""
+    s = BuildSettings(tz="America/New_York")
+    at = [datetime(2026, 11, 1, 5, 16, tzinfo=UTC), datetime(2026, 11, 1, 6, 16, tzinfo=UTC)]
+    rows = [
+        {"source": "t", "contact_id": f"c{i}", "segment_no": 1, "channel": "voice",
+         "direction": "inbound", "queue_id": "q1", "offered_at": t,
+         "answered_at": t + timedelta(milliseconds=wait), "outcome": "answered",
+         "wait_ms": wait, "talk_ms": 1000, "updated_at": t}
+        for i, (t, wait) in enumerate(zip(at, (77, 38_709), strict=True))
+    ]  # fmt: skip
+    contacts = pl.DataFrame(rows)
+    clean, _ = validate_contacts(contacts.lazy())
+    window = (at[0] - timedelta(minutes=16), at[1] + timedelta(minutes=14))
+    table = callvolume.build(clean, window=window, settings=s)
+    metrics = ("offered", "wait_answered_ms", "wait_answered_max_ms")
+    local = long_format(table, metrics=metrics, time="local").collect()
+    stamp = datetime(2026, 11, 1, 1, 15)  # noqa: DTZ001 - a naive wall-clock stamp, as ds is
+    got = dict(local.filter(pl.col("ds") == stamp).select("unique_id", "y").iter_rows())
+    assert got == {"q1|voice|offered": 2.0, "q1|voice|wait_answered_ms": 38_786.0,
+                   "q1|voice|wait_answered_max_ms": 38_709.0}  # fmt: skip
