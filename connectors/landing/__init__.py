@@ -291,8 +291,8 @@ def latest_records(frame: pl.LazyFrame) -> pl.LazyFrame:
     # silently. Identical re-reads stay one row.
     won = {c: pl.col(c).sort_by(order).last().over("record_id") for c in LANDING_SCHEMA}
     page = pl.all_horizontal([pl.col(c) == won[c] for c in ("fetched_at", "batch_id", "page_no")])
-    tied = pl.when(stamp.is_null()).then(won["updated_at"].is_null() & page)
-    tied = tied.otherwise(stamp == won["updated_at"])
+    unstamped = stamp.is_null() & won["updated_at"].is_null() & page
+    tied = unstamped | (stamp.is_not_null() & (stamp == won["updated_at"]))
     counted = frame.with_columns(pl.len().over("record_id").alias("__n")).cache()
     once = counted.filter(pl.col("__n") == 1).drop("__n")
     again = counted.filter(pl.col("__n") > 1).drop("__n").with_row_index("__row")
