@@ -729,8 +729,8 @@ def test_latest_records_equals_the_rule_row_by_row(
 ) -> None:
     """The scan keeps, per id, the latest version by ``updated_at``, a version without one
     as new as its fetch (ties: the later fetch, batch, page); when that version has a stamp,
-    every distinct content under it (one row when they agree): checked against the rule
-    applied in plain Python."""
+    every distinct content under it (one row when they agree), and when it has none, every
+    distinct unstamped content of its page: checked against the rule applied in plain Python."""
     frame = pl.LazyFrame(
         {
             "record_id": [str(r[0]) for r in rows],
@@ -751,9 +751,15 @@ def test_latest_records_equals_the_rule_row_by_row(
             return (r[2] if r[1] is None else r[1], r[2], r[3], r[4])
 
         best = max(rank(r) for r, _ in mine)
+
+        def page(r: tuple[int, int | None, int, str, int]) -> tuple[int, str, int]:
+            return (r[2], r[3], r[4])
+
         allowed = [  # what each winner keeps (exact ties on the order may pick either)
-            {p for s, p in mine if s[1] == r[1]} if r[1] is not None else {p}
-            for r, p in mine
+            {p for s, p in mine if s[1] == r[1]}
+            if r[1] is not None
+            else {p for s, p in mine if s[1] is None and page(s) == page(r)}
+            for r, _ in mine
             if rank(r) == best
         ]
         assert kept in allowed, rid
