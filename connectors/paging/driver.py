@@ -1,8 +1,9 @@
 """The driver of the paginators: :func:`iterate_pages`, with the guards of a whole run.
 
 It checks every page (its paginator's ``check``, then the invariants that span pages: repeated
-pages, a tail's ``Total`` across cursor moves) before it yields it, so a page that breaks a
-rule is never landed, and yields each page before asking for the next.
+pages, a tail's ``Total`` across cursor moves, a skip/limit window's distinct rows against its
+``totalCount``) before it yields it, so a page that breaks a rule is never landed, and yields
+each page before asking for the next.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from connectors.paging.paginator import (
     CursorTailPaginator,
     Page,
     Paginator,
+    SkipLimitPaginator,
+    TimeWindowPaginator,
     as_int,
     extract_records,
     violation,
@@ -43,7 +46,8 @@ def _fingerprint(request: ApiRequest) -> str:
 
 @dataclass
 class _Guard:
-    """The invariants of one run that span pages: repeats, and ``Total`` across tail cursors."""
+    """The invariants of one run that span pages: repeats, ``Total`` across tail cursors, and
+    the distinct rows of a skip/limit window against its ``totalCount``."""
 
     paginator: Paginator
     identity: Callable[[Any], Hashable | None] | None
@@ -56,6 +60,9 @@ class _Guard:
     anchor: tuple[datetime | None, int | None, dict[Hashable, datetime | None]] | None = None
     #: Not a tail: the time window being paged (``None``: none) and the records read in it.
     chain: tuple[Any, set[Hashable]] | None = None
+    #: Skip/limit: the window being paged, its ``totalCount`` (``None``: absent, or not the
+    #: same on every page so far), the rows read in it and their distinct identities.
+    span: tuple[Any, int | None, int, set[Hashable]] | None = None
 
     def admit(self, page: Page) -> None:
         """Raise :class:`PageInvariantError` if ``page`` breaks an invariant, else remember it."""
@@ -68,6 +75,7 @@ class _Guard:
         if isinstance(self.paginator, CursorTailPaginator):
             seen = self._tail(self.paginator, page)
         self._repeat(page, seen)
+        self._span(page)
 
     def _key(self, record: Any) -> Hashable:
         """The record's identity, else its content (a record without an id still counts)."""
@@ -114,6 +122,33 @@ class _Guard:
             detail = (
                 f"the tail ends with {len(self.anchor[2])} distinct records read from this "
                 f"cursor, but {tail.total_header} says {total}: {skipped} skipped"
+            )
+            raise violation("total_gap", page, detail)
+
+    def _span(self, page: Page) -> None:
+        """At the last page of a skip/limit window (the run's, without windows) whose
+        ``totalCount`` was the same on every page, the distinct rows read number at least the
+        smaller of that total and the rows read: a row served at two offsets (an unstable order)
+        took the place of one never served, which committing the window would lose
+        (``total_gap``). A total that changed (rows added while paging: a shifted row read twice
+        is harmless) is not held to; one that lies low or high (followed as
+        :meth:`SkipLimitPaginator.next_request` says) still needs the rows read distinct."""
+        pages: Paginator | None = self.paginator
+        pages = pages.inner if isinstance(pages, TimeWindowPaginator) else pages
+        if not isinstance(pages, SkipLimitPaginator):
+            return
+        total, window = pages.said(page)[3], page.request.window
+        if self.span is None or self.span[0] != window:
+            self.span = (window, total, 0, set())
+        _, before, read, keys = self.span
+        keys.update(map(self._key, page.records))
+        self.span = (window, total if before == total else None, read + len(page.records), keys)
+        if self.span[1] is None or pages.next_request(page) is not None:
+            return
+        if (skipped := min(self.span[1], self.span[2]) - len(keys)) > 0:
+            detail = (
+                f"the window ends with {len(keys)} distinct rows of {self.span[2]} read, but "
+                f"{pages.total_key} says {self.span[1]} throughout: {skipped} skipped"
             )
             raise violation("total_gap", page, detail)
 

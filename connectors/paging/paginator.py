@@ -77,6 +77,12 @@ def _path(body: Any, path: str) -> Any:
     return body
 
 
+def _json_type(value: object) -> str:
+    """What a JSON value is, for an error line (never the value: it may be long or secret)."""
+    kinds = {bool: "boolean", int: "number", float: "number", str: "string", list: "array"}
+    return f"a JSON {kinds.get(type(value), 'object')}"
+
+
 def violation(invariant: str, page: Page, detail: str) -> PageInvariantError:
     """The error of ``page`` breaking ``invariant``: one line with the page number and URL."""
     return PageInvariantError(invariant, f"page {page.page_no}: {detail}", url=page.response.url)
@@ -184,12 +190,8 @@ class SkipLimitPaginator:
         page (``totalCount`` lied) ends it. Stopping would lose the rows after for good: the
         sync's cursor moves past them.
         """
-        request, records, body = page.request, page.records, page.response.body
-        sent = (request.body or {}) if self.location == "body" else request.params
-        skip, limit = as_int(sent.get(self.skip_key)) or 0, as_int(sent.get(self.limit_key))
-        body = body if isinstance(body, dict) else {}
-        has_more, total = body.get(self.has_more_key), as_int(body.get(self.total_key))
-        n = len(records)
+        skip, limit, has_more, total = self.said(page)
+        request, n = page.request, len(page.records)
         ended = skip + n >= total if total is not None else limit is not None and n < limit
         more = has_more is True or (not ended and (has_more is None or total is not None))
         if n == 0 or not more:
@@ -197,15 +199,24 @@ class SkipLimitPaginator:
         nxt = {self.skip_key: skip + n}
         return request.with_body(**nxt) if self.location == "body" else request.with_params(**nxt)
 
+    def said(self, page: Page) -> tuple[int, int | None, bool | None, int | None]:
+        """``skip``, ``limit`` sent, ``hasMore``, ``totalCount`` answered (``None``: absent). A
+        ``hasMore`` not boolean nor null (``"true"``, ``1``) is a ``ResponseShapeError``: read as
+        false, it ended the window at its first page, the window committed with rows unread."""
+        sent = (page.request.body or {}) if self.location == "body" else page.request.params
+        body = page.response.body if isinstance(page.response.body, dict) else {}
+        if (has_more := body.get(self.has_more_key)) is not None and type(has_more) is not bool:
+            detail = f"{self.has_more_key} is {_json_type(has_more)}, not true or false"
+            raise ShapeError(f"page {page.page_no}: {detail}", url=page.response.url)
+        skip, limit = as_int(sent.get(self.skip_key)) or 0, as_int(sent.get(self.limit_key))
+        return skip, limit, has_more, as_int(body.get(self.total_key))
+
     def check(self, page: Page) -> str | None:
-        """No ``hasMore`` on an empty page, nor (without it) an empty page short of the total;
-        a total that disagrees with ``hasMore`` is only reported (:meth:`next_request` says
-        which is followed)."""
-        request, n, body = page.request, len(page.records), page.response.body
-        sent = (request.body or {}) if self.location == "body" else request.params
-        skip = as_int(sent.get(self.skip_key)) or 0
-        body = body if isinstance(body, dict) else {}
-        has_more, total = body.get(self.has_more_key), as_int(body.get(self.total_key))
+        """A boolean ``hasMore`` (:meth:`said`), none on an empty page, nor (without it) an empty
+        page short of the total; a total that disagrees with ``hasMore`` is only reported
+        (:meth:`next_request` says which is followed)."""
+        skip, _, has_more, total = self.said(page)
+        n = len(page.records)
         if n == 0 and has_more is True:
             raise violation("has_more_without_rows", page, f"no rows, but {self.has_more_key}")
         if n == 0 and has_more is None and total is not None and total > skip:
@@ -231,19 +242,30 @@ class PageKeyPaginator:
     param: str = "pageKey"
     next_paths: tuple[str, ...] = ("meta.next", "next", "pageKey")
 
+    def key(self, page: Page) -> str | None:
+        """The first non-blank string at ``next_paths`` (``None``: none). Anything else but null
+        there (a number, an object) is a :class:`~connectors.errors.ResponseShapeError`: skipped,
+        it ended the window with the rest unread, and the window was committed as synced."""
+        for path in self.next_paths:
+            key = _path(page.response.body, path)
+            if isinstance(key, str) and key.strip():
+                return key.strip()
+            if key is not None and not isinstance(key, str):
+                detail = f"the next page key at {path!r} is {_json_type(key)}, not a string"
+                raise ShapeError(f"page {page.page_no}: {detail}", url=page.response.url)
+        return None
+
     def next_request(self, page: Page) -> ApiRequest | None:
-        """Send the key back; stop when it is absent, null or empty."""
-        request, keys = page.request, (_path(page.response.body, p) for p in self.next_paths)
-        key = next((k.strip() for k in keys if isinstance(k, str) and k.strip()), None)
-        if key is None:
+        """Send the key back (:meth:`key`); stop when it is absent, null or empty."""
+        if (key := self.key(page)) is None:
             return None
         if key.startswith(("http://", "https://", "/")) or "?" in key:
             key = httpx.URL(key).params.get(self.param) or key  # a next URL: take its key only
-        return request.with_params(**{self.param: key})
+        return page.request.with_params(**{self.param: key})
 
     def check(self, page: Page) -> str | None:
-        """An empty page must be the last (no next key)."""
-        if not page.records and self.next_request(page) is not None:
+        """A well-formed key (:meth:`key`); an empty page must be the last (no next key)."""
+        if self.key(page) is not None and not page.records:
             raise violation("empty_page_claims_more", page, "no records, but a next page key")
         return None
 

@@ -1,0 +1,160 @@
+"""Malformed paging answers stop the stream with a named error, never a silent early end.
+
+Each case runs a sync against a real emulator on loopback whose answers go wrong from its
+second window on, then a second sync with the server behaving. The first sync must end with a
+named error in its report, its committed cursor no later than the start of the window it broke
+in (no row the server holds behind the cursor unseen); the second must land everything.
+
+* Dixa: a next page key that is a JSON number or object (it ended the window, exit 0, with the
+  rest of its pages never read);
+* Kore.ai: ``hasMore`` sent as ``"true"`` or ``1`` without ``totalCount`` (read as false: each
+  window ended after its first page);
+* Kore.ai: an unstable order that serves a row of the window's first page again on its second,
+  in place of a row never served, while ``totalCount`` and ``hasMore`` stay right.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from polars.testing import assert_frame_equal
+
+from connectors.emulator import KoreEmulator
+from connectors.emulator.server import Request, Response
+from connectors.state import StateStore, parse_utc
+from connectors.sync import SyncReport, sync_source
+from connectors.vendors.dixa.client import DIXA
+from tests.connectors import kore_support as kore
+from tests.connectors.dixa_support import emulator, make_settings, synced
+
+Rewrite = Callable[[int, Request, Response], Response]
+
+
+class FromSecondWindow:
+    """Passes answers through ``change`` from the second window asked for on (while ``on``),
+    and remembers the start of the first window it changed an answer in."""
+
+    def __init__(self, start_of: Callable[[dict[str, Any]], str], change: Rewrite) -> None:
+        self.start_of, self.change = start_of, change
+        self.on, self.first_window = True, ""
+        self.broken_at: datetime | None = None
+
+    def __call__(self, n: int, request: Request, response: Response) -> Response:
+        if not self.on or request.method != "POST" or not isinstance(response.payload, dict):
+            return response
+        start = self.start_of(json.loads(request.body))
+        self.first_window = self.first_window or start
+        if start == self.first_window:
+            return response
+        changed = self.change(n, request, response)
+        if changed is not response and self.broken_at is None:
+            self.broken_at = parse_utc(start)
+        return changed
+
+
+def assert_stopped_behind(
+    report: SyncReport,
+    state_root: Path,
+    source: str,
+    stream: str,
+    broken_at: datetime | None,
+    *needles: str,
+) -> None:
+    """The report names the error on one line; the cursor is not past the broken window."""
+    assert not report.ok
+    assert report.error is not None
+    assert "\n" not in report.error
+    for needle in needles:
+        assert needle in report.error, report.error
+    assert broken_at is not None, "the server never misbehaved"
+    state = StateStore(state_root).get(source, stream)
+    assert state is not None, "the first window was never committed"
+    assert state.cursor <= broken_at
+
+
+@pytest.mark.parametrize("kind", ["number", "object"])
+def test_dixa_a_page_key_that_is_not_a_string_stops_the_stream(tmp_path: Path, kind: str) -> None:
+    def key(n: int, request: Request, response: Response) -> Response:
+        body: dict[str, Any] = response.payload  # type: ignore[assignment]
+        if not isinstance((body.get("meta") or {}).get("next"), str):
+            return response
+        bad = 1000 + n if kind == "number" else {"pageKey": str(n)}
+        return Response(200, {"data": body["data"], "meta": {"next": bad}}, response.headers)
+
+    rewrite = FromSecondWindow(lambda body: body["periodFilter"]["start"], key)
+    with emulator() as emu:
+        emu.add_rewrite(rewrite)
+        (report,) = sync_source(
+            DIXA,
+            make_settings(emu, per_page=5),
+            landing_root=tmp_path / "landing",
+            state_root=tmp_path / "state",
+            sleep=lambda _: None,
+        )
+        needle = f"the next page key at 'meta.next' is a JSON {kind}, not a string"
+        assert_stopped_behind(
+            report, tmp_path / "state", "dixa", "conversations", rewrite.broken_at, needle
+        )
+        rewrite.on = False
+        (again,) = sync_source(
+            DIXA,
+            make_settings(emu, per_page=5),
+            landing_root=tmp_path / "landing",
+            state_root=tmp_path / "state",
+            sleep=lambda _: None,
+        )
+        assert again.ok, again.error
+        assert_frame_equal(synced(emu, tmp_path / "landing"), emu.expected_contacts())
+
+
+def kore_window(body: dict[str, Any]) -> str:
+    return str(body["fromTimeStamp"])
+
+
+def kore_round(tmp_path: Path, rewrite: FromSecondWindow, *needles: str) -> None:
+    """A sync that breaks in the second window, then one with the server behaving."""
+    with KoreEmulator(kore.CONTACTS, rate_limit=None) as emu:
+        emu.add_rewrite(rewrite)
+        report = kore.sync(emu, tmp_path)
+        state = tmp_path / "state"
+        assert_stopped_behind(report, state, "kore", "callvolume", rewrite.broken_at, *needles)
+        rewrite.on = False
+        again = kore.sync(emu, tmp_path)
+        assert again.ok, again.error
+        assert_frame_equal(kore.as_served(kore.imported(tmp_path), emu), kore.expected(emu))
+
+
+@pytest.mark.parametrize(("kind", "yes", "no"), [("string", "true", "false"), ("number", 1, 0)])
+def test_kore_a_has_more_that_is_not_a_boolean_stops_the_stream(
+    tmp_path: Path, kind: str, yes: object, no: object
+) -> None:
+    def has_more(n: int, request: Request, response: Response) -> Response:
+        body: dict[str, Any] = response.payload  # type: ignore[assignment]
+        more = yes if body["hasMore"] else no  # and no totalCount to fall back on
+        rows = body["CallVolumeUpdate"]
+        return Response(200, {"hasMore": more, "CallVolumeUpdate": rows}, response.headers)
+
+    rewrite = FromSecondWindow(kore_window, has_more)
+    kore_round(tmp_path, rewrite, f"hasMore is a JSON {kind}, not true or false")
+
+
+def test_kore_a_row_served_twice_in_place_of_another_stops_the_stream(tmp_path: Path) -> None:
+    first: dict[str, Any] = {}
+
+    def unstable(n: int, request: Request, response: Response) -> Response:
+        body: dict[str, Any] = response.payload  # type: ignore[assignment]
+        sent, rows = json.loads(request.body), list(body["CallVolumeUpdate"])
+        if sent["skip"] == 0 and rows:
+            first.setdefault("row", rows[0])
+        if sent["skip"] != sent["limit"] or "row" not in first or "lost" in first:
+            return response
+        first["lost"], rows[0] = rows[0]["_id"], first["row"]
+        return Response(200, body | {"CallVolumeUpdate": rows}, response.headers)
+
+    rewrite = FromSecondWindow(kore_window, unstable)
+    kore_round(tmp_path, rewrite, "paging invariant total_gap violated", "1 skipped")
