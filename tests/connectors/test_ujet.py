@@ -377,11 +377,14 @@ def test_bad_records_are_quarantined_whole_with_their_payload(
     # seconds no integer millisecond holds (the rebuild failed, every night, naming no record)
     huge = call(27, [queue(3001, "abandoned", 0, 1, 10**30)])
     huge_back = call(28, [queue(3001, "abandoned", 0, 1, -1e300)])
+    # a call type the seed does not list: once counted as inbound, whatever it was
+    teleport = call(29, [queue(3001, "abandoned", 0, 1, 5)], call_type="Voice Teleport")
     rows, quarantine = run(
         tmp_path,
-        [good, no_handle, negative, bad_time, unknown, finished, backwards, huge, huge_back],
+        [good, no_handle, negative, bad_time, unknown, finished, backwards, huge, huge_back,
+         teleport],
         decoded=decoded,
-    )
+    )  # fmt: skip
     assert rows["contact_id"].to_list() == ["call-20"]
     assert quarantine.schema == pl.Schema(QUARANTINE)
     assert quarantine.select("record_id", "reason", "detail").rows() == [
@@ -393,12 +396,29 @@ def test_bad_records_are_quarantined_whole_with_their_payload(
         ("call-26", "end_before_offer", "ended_at"),
         ("call-27", "implausible_duration", "wait_ms"),
         ("call-28", "negative_duration", "wait_ms"),
+        ("call-29", "unknown_direction", "call_type"),
     ]
     raw = json.loads(quarantine["raw"][0])
     assert raw["id"] == 21
     assert "end_user" not in raw
     assert set(quarantine["source"]) == {"ujet"}
     assert set(quarantine["table"]) == {"contacts"}
+
+
+@pytest.mark.parametrize(
+    ("call_type", "direction"),
+    [("Voice Outbound", "outbound"), ("OutboundCall", "outbound"), ("IvrCall", "inbound"),
+     ("Voice Scheduled (Web)", "inbound"), (None, "inbound")],
+)  # fmt: skip
+def test_call_types_of_the_seed_give_the_direction(
+    tmp_path: Path, call_type: str | None, direction: str
+) -> None:
+    """The seed's display names and the class names of its ``call_type[]`` filter (the probe's
+    ``OutboundCall`` was taken for inbound); a call without one is inbound."""
+    rows, quarantine = run(tmp_path, [call(30, [queue(3001, "abandoned", 0, 1, 5)],
+                                           call_type=call_type)])  # fmt: skip
+    assert quarantine.height == 0
+    assert rows["direction"].to_list() == [direction]
 
 
 def test_shape_check_finds_what_the_decoder_cannot_take() -> None:

@@ -111,6 +111,16 @@ FLOW_OUT_STATUSES = (
     "failed",
 )
 _REASON, _DETAIL = "__reason", "__detail"
+#: A call's ``call_type``, as the seed lists it (display names, and the class names its query
+#: filter takes): the outbound ones, then the rest. Any other is quarantined
+#: (``unknown_direction``), never taken for inbound.
+OUTBOUND_CALL_TYPES = ("Voice Outbound", "OutboundCall")
+CALL_TYPES = (
+    *OUTBOUND_CALL_TYPES,
+    *("Voice Inbound (IVR)", "Voice Inbound (App)", "Voice Callback (Web)"),
+    *("Voice Scheduled (App)", "Voice Scheduled (Web)", "IncomingCallApp", "ScheduledCallApp"),
+    *("AgentScheduledCall", "IvrCall", "IncomingCallWeb", "ScheduledCallWeb", "ActionOnlyCall"),
+)
 
 
 def _contact_id(unit: str) -> pl.Expr:
@@ -255,7 +265,7 @@ def _canonical(unit: str) -> list[pl.Expr]:
     rating = pl.col("rating")
     surveyed = _carrier() & rating.is_between(1, 5)
     channel, direction = (
-        ("voice", pl.col("call_type") == "Voice Outbound")
+        ("voice", pl.col("call_type").is_in(OUTBOUND_CALL_TYPES))
         if unit == "call"
         else ("chat", pl.lit(value=False))
     )
@@ -297,13 +307,19 @@ def _canonical(unit: str) -> list[pl.Expr]:
     ]
 
 
-def _flags() -> list[pl.Expr]:
+def _flags(unit: str) -> list[pl.Expr]:
     """Mapping problems the canonical validator cannot see (first one wins)."""
+    call_type = pl.col("call_type")
     checks = [
         (
             pl.col("__answered") & pl.col("__handle").is_null(),
             "inconsistent_record",
             "handle_durations",
+        ),
+        (
+            pl.lit(unit == "call") & call_type.is_not_null() & ~call_type.is_in(CALL_TYPES),
+            "unknown_direction",
+            "call_type",
         ),
         (~pl.col("rating").is_between(0, 5), "wrong_type", "rating"),
         (pl.col("message_count") < 0, "negative_duration", "message_count"),
@@ -323,7 +339,7 @@ def segments_and_quarantine(
     unit = endpoint[:-1]
     records = _records(landed, unit).cache()
     segments = _segments(records, unit)
-    loose = segments.select(*_canonical(unit), *_flags()).cache()
+    loose = segments.select(*_canonical(unit), *_flags(unit)).cache()
     bad = (
         loose.filter(pl.col(_REASON).is_not_null())
         .select("contact_id", "segment_no", _REASON, _DETAIL)
