@@ -90,8 +90,10 @@ STORE_TABLES: Final[dict[str, str | None]] = {
     "retry_outcomes": "interval_start_utc",
     "callvolume_kore": "interval_start_utc",
 }
-#: Names of what an interrupted write leaves: ``.<name>.tmp-<hex>``, ``.<name>.old-<hex>``,
+#: Names of what an interrupted write leaves: ``.<name>.tmp-<hex>`` (the temporary file of an
+#: atomic write: :func:`engine.durable.temporary_sibling`), ``.<name>.old-<hex>``,
 #: ``.run-staging-<hex>`` (earlier versions) and ``.compact-<hex>.tmp`` (landing compaction).
+#: Each ``<hex>`` is a random UUID's 32 lowercase digits, a name no one else's file takes.
 _LEFTOVER = re.compile(
     r"^(\..+\.(tmp|old)-[0-9a-f]{32}|\.run-staging-.+|\.compact-[0-9a-f]{32}\.tmp)$"
 )
@@ -169,15 +171,19 @@ def _say(fd: int, content: dict[str, Any]) -> None:
 
 def clean_leftovers(*roots: Path, tables: Path | None = None) -> list[str]:
     """Delete what killed runs left under ``roots`` and the orphans of the store's tables in
-    ``tables`` (``<output.dir>/store``); what was removed, one line each."""
+    ``tables`` (``<output.dir>/store``); what was removed, one line each (a file or folder: its
+    path). Under ``roots`` only names of :data:`_LEFTOVER` go (a symlink of such a name: the
+    link, never its target); any other file stays. Call it under :func:`store_lock` (as
+    :func:`housekeeping` is): a temporary file is a leftover only once its writer is gone, and
+    the lock's holder is the one writer of the landing store and the state."""
     removed: list[str] = []
     for root in roots:
         if not Path(root).is_dir():
             continue
         for path in sorted(Path(root).rglob(".*"), reverse=True):
-            if not _LEFTOVER.match(path.name) or not path.exists():
+            if not _LEFTOVER.match(path.name) or not os.path.lexists(path):
                 continue
-            if path.is_dir():
+            if path.is_dir() and not path.is_symlink():
                 shutil.rmtree(path, ignore_errors=True)
             else:
                 path.unlink(missing_ok=True)

@@ -16,7 +16,9 @@ Under ``<store.state>/snapshot/<table>/``:
   its months: :meth:`Snapshot.rows`);
 * ``meta.json``, written last and atomically: the snapshot's key, the landed files it was made
   from and the files (sizes, row counts) of its parts. It is the commit: parts it does not name
-  are left-overs of a killed run, removed by the next save.
+  are left-overs of a killed run, removed by the next save; the temporary file of a write killed
+  before its rename (``.<name>.tmp-<hex>``) by the next run's sweep, under the store's lock
+  (:func:`engine.pipeline.lock.clean_leftovers`).
 
 A snapshot missing, torn, or of another key or layout loads as ``None`` (redone whole).
 """
@@ -380,7 +382,7 @@ def parted(idents: pl.DataFrame, homes: pl.DataFrame) -> pl.DataFrame:
 
 def save(folder: Path, key: str, snap: Snapshot, table: str) -> None:
     """Write the whole parts and the changed shards, then commit them with ``meta.json``
-    (atomic); drop the files it does not name."""
+    (atomic); drop the files it does not name (not dotfiles: temporary files are the sweep's)."""
     folder.mkdir(parents=True, exist_ok=True)
     tag = uuid.uuid4().hex[:12]
     parts = {name: _pieces(folder, name, snap, tag) for name in _WHOLE_PARTS}
