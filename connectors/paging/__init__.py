@@ -31,8 +31,12 @@ The invariants, by kind (``invariant`` name):
 * skip/limit: ``hasMore`` on a page with no rows (``has_more_without_rows``); without
   ``hasMore``, an empty page short of ``totalCount`` (``empty_page_claims_more``); a
   ``totalCount`` that disagrees with ``hasMore`` is reported, and ``hasMore: false`` short of
-  ``totalCount`` asked past all the same (an empty next page ends it);
-* page key: an empty page with a next key (``empty_page_claims_more``);
+  ``totalCount`` asked past all the same (an empty next page ends it); a ``hasMore`` that is
+  not a boolean is a ``ResponseShapeError``; at a window's last page, when ``totalCount`` was
+  the same on every page, fewer distinct rows than it (or than the rows read) (``total_gap``:
+  a row served at two offsets in place of another);
+* page key: an empty page with a next key (``empty_page_claims_more``); a key that is present
+  but not a string is a ``ResponseShapeError`` (never "no next page");
 * time windows: the inner paginator's invariants in each window; given where a record's
   instant is (Dixa's ``primaryTimestampField``), every record inside its window
   (``record_outside_window``).
