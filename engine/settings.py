@@ -140,7 +140,7 @@ class BuildSettings(BaseModel):
     sl_target: dict[str, float] = Field(default_factory=lambda: dict(_DEFAULT_SL_TARGETS))
     #: The AHT ``staffing`` assumes in an interval where nothing was answered.
     staffing_default_aht_ms: int = Field(default=300_000, ge=1_000, le=MAX_THRESHOLD_MS)
-    short_abandon_ms: int = Field(default=5_000, ge=0)
+    short_abandon_ms: int = Field(default=5_000, ge=0, le=MAX_THRESHOLD_MS)
     #: A duration above this many hours (a wait, talk, hold or wrap-up; a callback's times) is
     #: quarantined ``implausible_duration``: a week by default, at most
     #: :data:`MAX_DURATION_LIMIT_HOURS` so that no sum can overflow.

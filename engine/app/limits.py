@@ -46,7 +46,6 @@ _DAY_S: Final = 86_400
 #: model's own bound holds. Settings of models defined outside ``engine.app`` (the ``[run]`` and
 #: ``[output]`` models state theirs).
 BOUNDS: Final[dict[str, tuple[float | None, float | None, str | None]]] = {
-    "build.short_abandon_ms": (None, 7 * _DAY_S * 1000, "a week"),
     "serve.token_lifetime_s": (None, 30 * _DAY_S, "30 days"),
     "serve.max_body_bytes": (None, 16 * 2**20, "16 MiB"),
     "sources.*.lookback_minutes": (None, MAX_LOOKBACK_MINUTES, "10 years"),

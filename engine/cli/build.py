@@ -142,7 +142,7 @@ _BUILD_OPTIONS = [
     ),
     click.option(
         "--short-abandon-ms",
-        type=click.IntRange(min=0),
+        type=click.IntRange(0, MAX_THRESHOLD_MS),
         help="Abandons with a shorter wait are short abandons [5000].",
     ),
     click.option(

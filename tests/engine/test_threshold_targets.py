@@ -196,3 +196,14 @@ def test_seconds_averages_are_the_exact_fractions(
     rows = seconds_document(table, sums)
     assert [r["averageHandleTime"] for r in rows] == [exact(h, a) for h, _, a in sums]
     assert [r["averageSpeedOfAnswer"] for r in rows] == [exact(w, a) for _, w, a in sums]
+
+
+def test_a_short_abandon_threshold_beyond_a_week_is_refused(tmp_path: Path) -> None:
+    """``--short-abandon-ms 99999999999999999999`` was accepted (the settings file capped it at a
+    week, the option and the Python API did not): every abandon a short one."""
+    code, _, stderr = invoke("build", "--contacts", str(tmp_path / "none.csv"), "--out",
+                             str(tmp_path / "out"), "--short-abandon-ms", "604800001")  # fmt: skip
+    assert code == 2
+    assert "--short-abandon-ms" in stderr
+    with pytest.raises(ValidationError, match="short_abandon_ms"):
+        BuildSettings(short_abandon_ms=10**20)
