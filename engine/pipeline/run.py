@@ -97,8 +97,7 @@ class RunSummary:
     after_window: dict[str, int] = field(default_factory=dict)  #: table -> rows after its end
     repaired: list[str] = field(default_factory=list)  #: what was missing or damaged, rebuilt
     cleaned: list[str] = field(default_factory=list)  #: leftovers of killed runs removed
-    #: what was rebuilt (``--dry-run``: would be)
-    plan: dict[str, Any] = field(default_factory=dict)
+    plan: dict[str, Any] = field(default_factory=dict)  #: what was rebuilt (dry run: would be)
     intervals_written: int = 0
     tables: dict[str, dict[str, int]] = field(default_factory=dict)
     reconcile: dict[str, Any] | None = None
@@ -114,8 +113,9 @@ class RunSummary:
         return 1 if self.problems else 0
 
     def to_json(self) -> dict[str, Any]:
-        """As a JSON-able dict (with ``ok`` and ``exit_code``)."""
-        return {"ok": not self.problems, "exit_code": self.exit_code, **asdict(self)}
+        """As a JSON-able dict (``ok``, ``exit_code``; ``after_window`` only if counted)."""
+        found = {k: v for k, v in asdict(self).items() if v or k != "after_window"}
+        return {"ok": not self.problems, "exit_code": self.exit_code, **found}
 
 
 def _check_dirs(settings: AppSettings) -> None:

@@ -277,6 +277,12 @@ def test_contacts_after_the_window_are_said_and_counted_when_it_reaches_them(
     assert json.loads(later.stdout)["after_window"] == {"contacts": 1, "callback_attempts": 0}
     assert counted() == 1
     assert "\nafter the window rows at or after the window's end (" in text.stdout
+    # a window given, ending before now: not counted, so absent (an empty {} read as "none")
+    given = ["--start", (now - timedelta(days=1)).date().isoformat(), "--end", end[:10]]
+    with use_clock(StartedClock(now + timedelta(hours=6))):
+        past = invoke(["run", "--json", "--quiet", *given], config)
+    assert past.exit_code == 0, past.output
+    assert "after_window" not in json.loads(past.stdout)
 
 
 def test_too_much_quarantine_exits_1(tmp_path: Path, stack: Stack, now: datetime) -> None:
