@@ -2,7 +2,10 @@
 committed store (:mod:`engine.serve.app`), on uvicorn.
 
 Refuses (exit 2) to listen on a non-loopback address without a certificate (``[serve]
-certfile``/``keyfile``) unless ``--insecure`` is given, and to start with no credential at all.
+certfile``/``keyfile``) unless ``--insecure`` is given, and to start with no credential at all;
+an address it cannot listen on (the port in use, an address of no interface, a name that does
+not resolve) is exit 2 with one line naming it. ``X-Forwarded-For`` and its kin are not trusted:
+a client is its connecting address (a reverse proxy in front limits its own clients).
 
 Example:
     $ WFM_SERVE__TOKENS='["s3cret-token"]' wfm-intervals serve --port 8080 --store out
@@ -13,7 +16,9 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import logging
+import os
 import signal
+import socket
 import threading
 import warnings
 from collections.abc import Iterator
@@ -60,6 +65,29 @@ def check(settings: AppSettings, host: str, *, insecure: bool) -> None:
             fail(f"serve.{name} {path}: no such file")
 
 
+def listen(host: str, port: int) -> list[socket.socket]:
+    """Bound sockets for every address of ``host`` on ``port`` (as the event loop would bind
+    them, so uvicorn serves on them); exit 2 with one line naming ``host:port`` when one cannot
+    be bound (uvicorn's own failure is exit 3 with its log line)."""
+    bound: list[socket.socket] = []
+    try:
+        found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        for family, kind, proto, _, address in dict.fromkeys(found):
+            sock = socket.socket(family, kind, proto)
+            bound.append(sock)
+            if os.name == "posix":  # a restart is not refused by TIME_WAIT (as asyncio binds)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+    except OSError as exc:
+        for sock in bound:
+            sock.close()
+        shown = f"[{host}]" if ":" in host else host
+        fail(f"cannot listen on {shown}:{port}: {exc.strerror or exc}")
+    return bound
+
+
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
@@ -101,15 +129,17 @@ def serve(
             host=host,
             port=port,
             access_log=False,  # its line carries the query; ours has method, path, status only
+            proxy_headers=False,  # a client is its connecting address: X-Forwarded-For is a guess
             ssl_certfile=str(s.certfile) if s.certfile else None,
             ssl_keyfile=str(s.keyfile) if s.keyfile else None,
             server_header=False,
             log_level="warning",
         )
     )
+    sockets = listen(host, port)
     # every line of its requests names the tenant, as a run's do (the loop's tasks inherit it)
     with contextlib.suppress(KeyboardInterrupt), _hang_up_stops(server), tenant_scope(tenant):
-        server.run()
+        server.run(sockets=sockets)
 
 
 @contextlib.contextmanager

@@ -20,8 +20,10 @@ count against the caller's address); a body over ``max_body_bytes`` gets 413. A 
 twice (a query or form parameter, a key of the JSON body) is a 400 naming it: which one was
 meant is unknown. Skipping past the last row is an empty last page. Any error a route did not
 expect is a 500 in the vendor's error shape, never a traceback. The log has one line per request,
-whatever its end: method, path (never the query or a header), status and milliseconds, and for
-an unexpected error its type and where it was raised (never its message: it may quote the input).
+whatever its end: method, path (never the query or a header; %-encoded: no control character),
+status and milliseconds, and for an unexpected error its type and where it was raised (never its
+message: it may quote the input); a client gone mid-body is noted (INFO), not an error. Store
+work runs in the thread pool, never on the event loop.
 
 Example:
     ``app = create_app(StoreDocuments(Path("out"), org_id="wfm-intervals"), Guard(settings))``
@@ -40,10 +42,12 @@ from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, quote, unquote_plus
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from engine.errors import StoreError
@@ -62,6 +66,12 @@ _FILTERS = {
     "sourceType": ("source_type", ("voice", "digital")),
     "type": ("type", ("asap", "scheduled")),
 }
+#: RFC 3986 ``pchar`` and ``/``: a logged path keeps these, every other character is %-encoded
+#: (a decoded ``%0A``, ``%0D`` or space, anything unprintable: it cannot break or forge a line)
+_PATH_SAFE = "/-._~!$&'()*+,;=:@"
+#: the challenges of a 401 (RFC 6749 5.2: the token endpoint; RFC 6750 3: a Bearer resource)
+_BASIC = {"WWW-Authenticate": 'Basic realm="wfm-intervals"'}
+_BEARER = {"WWW-Authenticate": 'Bearer realm="wfm-intervals"'}
 log = logging.getLogger("wfm_intervals.serve")
 _ROOT = Path(__file__).resolve().parents[2]  #: the checkout: where an unexpected error is named
 
@@ -94,7 +104,8 @@ class BodyLimit:
     """ASGI middleware: 413 for a body over ``limit`` bytes (declared, or streamed in chunks with
     no ``Content-Length``: the body is read here, at most ``limit`` bytes, before the route
     runs), and the request log line: one for every request, a route's unexpected error included
-    (answered 500 here when nothing was sent, and not raised on: no traceback)."""
+    (answered 500 here when nothing was sent, and not raised on: no traceback). A client gone
+    before its whole body arrived is not passed to the app: its line says so (INFO)."""
 
     def __init__(self, app: ASGIApp, limit: int) -> None:
         self.app, self.limit = app, limit
@@ -125,17 +136,21 @@ class BodyLimit:
                 status[0] = message["status"]
             await send(message)
 
-        failed = ""
+        failed, gone = "", False
         try:
             messages = await self._body(scope, receive)
             if messages is None:
                 await JSONResponse({"error": "Payload Too Large"}, 413)(scope, receive, noted)
+            elif messages[-1]["type"] == "http.disconnect":
+                gone = True
             else:
 
                 async def replay() -> Message:
                     return messages.pop(0) if messages else await receive()
 
                 await self.app(scope, replay, noted)
+        except ClientDisconnect:  # the client went away: nothing to answer, nothing failed
+            gone = True
         except Exception as exc:  # any: answered and logged below, never a traceback
             failed = _raised_at(exc)
             if not status[0]:
@@ -143,9 +158,12 @@ class BodyLimit:
                     await _internal_error(scope["path"])(scope, receive, noted)
         finally:
             ms = (time.perf_counter() - started) * 1000
-            line = (scope["method"], scope["path"], status[0] or (500 if failed else 0), ms)
+            path = quote(scope["path"], safe=_PATH_SAFE)
+            line = (scope["method"], path, status[0] or (500 if failed else 0), ms)
             if failed:
                 log.error("%s %s %s %.1fms: unexpected %s", *line, failed)
+            elif gone:
+                log.info("%s %s %s %.1fms: the client disconnected", *line)
             else:
                 log.info("%s %s %s %.1fms", *line)
 
@@ -167,12 +185,15 @@ def _too_many(retry: int, kore: bool) -> JSONResponse:
 
 
 def _refused(guard: Guard, request: Request, kore: bool) -> JSONResponse:
-    """A bare 401, or 429 once the caller's address has used its budget on refused credentials
-    (a guesser is limited like a client)."""
+    """A bare 401 (Mindful's with ``WWW-Authenticate: Bearer``), or 429 once the caller's
+    address has used its budget on refused credentials (a guesser is limited like a client). The
+    address is the connecting one: ``serve`` trusts no ``X-Forwarded-For``."""
     peer = request.client.host if request.client else "?"
     if (retry := guard.admit(f"peer:{peer}")) is not None:
         return _too_many(retry, kore=kore)
-    return _kore_error(401, "Unauthorized") if kore else _mindful_error(401, "unauthorized")
+    if kore:
+        return _kore_error(401, "Unauthorized")
+    return JSONResponse({"error": "unauthorized"}, 401, _BEARER)
 
 
 def _instant(body: dict[str, Any], name: str) -> datetime | None:
@@ -200,16 +221,23 @@ def _count(body: dict[str, Any], name: str, default: int, low: int) -> int:
     return raw
 
 
-def _credentials(form: dict[str, str], header: str | None) -> tuple[str, str]:
+def _credentials(form: dict[str, str], header: str | None) -> list[tuple[str, str]]:
+    """The ``(client_id, client_secret)`` readings of a token request, tried in turn: HTTP Basic
+    (RFC 6749 2.3.1: form-urlencoded before base64; the raw pair too, as clients that skip that
+    send it: the same secret either way) or the form's fields. Basic with a secret (or another
+    client id) in the form is a :class:`_BadError`: one method per request (RFC 6749 2.3)."""
     scheme, _, value = (header or "").partition(" ")
-    if scheme.lower() == "basic":
-        try:
-            decoded = base64.b64decode(value.strip(), validate=True).decode()
-        except (binascii.Error, UnicodeDecodeError):
-            return "", ""
-        user, _, password = decoded.partition(":")
-        return user, password
-    return form.get("client_id", ""), form.get("client_secret", "")
+    if scheme.lower() != "basic":
+        return [(form["client_id"], form.get("client_secret", ""))] if "client_id" in form else []
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return [("", "")]  # a malformed Basic header: a refused credential
+    user, _, password = decoded.partition(":")
+    if "client_secret" in form or form.get("client_id", user) not in (user, unquote_plus(user)):
+        raise _BadError("client credentials in both the Authorization header and the body")
+    pairs = [(unquote_plus(user), unquote_plus(password)), (user, password)]
+    return pairs[:1] if pairs[0] == pairs[1] else pairs
 
 
 class _Object(dict[str, Any]):
@@ -334,8 +362,10 @@ def create_app(docs: StoreDocuments, guard: Guard) -> ASGIApp:
         except (_BadError, ValueError) as exc:
             msg = str(exc) if isinstance(exc, _BadError) else "the body is not JSON"
             return _kore_error(400, msg)
-        try:
-            page = docs.callvolume(since=since, until=until, skip=skip, limit=limit)
+        try:  # in the thread pool: a page takes the store's lock and Polars work
+            page = await run_in_threadpool(
+                docs.callvolume, since=since, until=until, skip=skip, limit=limit
+            )
         except StoreError as exc:
             log.warning("callvolume: %s", exc)
             return _kore_error(503, "Service Unavailable")
@@ -367,13 +397,16 @@ def create_app(docs: StoreDocuments, guard: Guard) -> ASGIApp:
             return _too_many(retry, kore=False)
         try:  # a field given twice is invalid_request (RFC 6749 3.2), as a repeated parameter
             form = _once(parse_qsl((await request.body()).decode("latin-1")), {})
+            if "grant_type" not in form:
+                raise _BadError("grant_type is required")
+            pairs = _credentials(form, request.headers.get("authorization"))
         except _BadError as exc:
             return JSONResponse({"error": "invalid_request", "error_description": str(exc)}, 400)
-        if form.get("grant_type") != "client_credentials":
+        if form["grant_type"] != "client_credentials":
             return _mindful_error(400, "unsupported_grant_type")
-        issued = guard.issue(*_credentials(form, request.headers.get("authorization")))
-        if issued is None:
-            return _mindful_error(401, "invalid_client")
+        issued = next(filter(None, (guard.issue(*pair) for pair in pairs)), None)
+        if issued is None:  # RFC 6749 5.2: 401 with the challenge of the scheme (Basic) it takes
+            return JSONResponse({"error": "invalid_client"}, 401, _BASIC)
         lifetime = settings.token_lifetime_s
         return JSONResponse(
             {"access_token": issued, "token_type": "Bearer", "expires_in": lifetime},
