@@ -23,6 +23,8 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
+import json
 import string
 import tomllib
 from datetime import UTC, datetime, time, timedelta
@@ -297,6 +299,22 @@ def _file_stem(template: str, values: dict[str, object]) -> str:
     return template.format(**safe)
 
 
+def _told_apart(name: str, values: dict[str, object]) -> str:
+    """``name`` with a digest of the split's own ``values`` before its extension: two queues
+    whose names differ only in characters a file name cannot hold (``Sales EU``, ``Sales/EU``),
+    or in letter case, get a file each, the later in sorted order this one, every night alike.
+
+    Example:
+        >>> _told_apart("genesys_Sales_EU_voice.csv", {"queue_name": "Sales/EU"})
+        'genesys_Sales_EU_voice-97713b9d.csv'
+    """
+    digest = hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()[
+        :8
+    ]
+    stem, dot, extension = name.rpartition(".")
+    return f"{stem}-{digest}{dot}{extension}" if dot else f"{name}-{digest}"
+
+
 def _new_name(
     name: str, values: dict[str, object], seen: dict[str, dict[str, object]], profile: Profile
 ) -> None:
@@ -395,6 +413,8 @@ def render(
         for number, chunk in enumerate(parts):
             stem = {**values, "part": f"{number + 1:03d}", "run": stamp}
             name = _file_stem(profile.file_name, stem)
+            if name.casefold() in seen and values and seen[name.casefold()] != values:
+                name = _told_apart(name, values)  # another split's values made the same name
             _new_name(name, values, seen, profile)
             files.append((name, header + "\n".join(chunk["_l"]) + "\n"))
     return files
