@@ -139,8 +139,8 @@ def store_lock(state_root: Path, *, wait: float = 0.0) -> Iterator[None]:
                     found = _describe(holder(root))
                     msg = (
                         f"the store is in use by {found} (another `wfm-intervals run`, `sync`, "
-                        "`build` or `callbacks` writing it); wait for it to end (`run` and "
-                        "`sync` can: --wait SECONDS)"
+                        "`build` or `callbacks` writing it); wait for it to end (`run` can: "
+                        "--wait SECONDS)"
                     )
                     raise StoreLockedError(msg) from None
                 clock.sleep(min(0.2, max(deadline - time.monotonic(), 0.01)))

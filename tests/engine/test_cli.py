@@ -117,6 +117,7 @@ def test_a_folder_another_build_is_writing_is_refused_not_written_twice(
         assert code == 2, stdout
         assert stderr.startswith(f"wfm-intervals: error: the store is in use by pid {os.getpid()}")
         assert "(another `wfm-intervals run`, `sync`, `build` or `callbacks` writing it)" in stderr
+        assert stderr.rstrip().endswith("(`run` can: --wait SECONDS)")  # `sync` has no --wait
     assert not (out / "store").exists()
     assert invoke("build", "--contacts", str(tmp_path / "c.parquet"), "--out", str(out))[0] == 0
     assert invoke("build", "--contacts", str(tmp_path / "nope.parquet"), "--out", str(out))[0] == 2
