@@ -348,6 +348,25 @@ def test_an_unreadable_landed_file_is_one_line_naming_the_store(landed: Path) ->
     assert "state reset" in line
 
 
+def test_a_snapshot_the_disk_refuses_names_the_state_not_the_landing(
+    landed: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk while the snapshot is saved was reported as landed records that cannot be
+    read, with the advice to move a file away and fetch everything again from the vendor."""
+    full = landed / "state" / "snapshot" / "contacts" / "rows-1.parquet"
+
+    def refused(*_: object, **__: object) -> None:
+        raise OSError(28, "No space left on device", str(full))
+
+    monkeypatch.setattr(redo, "save", refused)
+    with pytest.raises(StoreError) as caught:
+        _snapshot(landed)
+    line = str(caught.value)
+    assert line.startswith(f"store.state {landed / 'state'}: [Errno 28] No space left on device")
+    assert str(full) in line
+    assert "state reset" not in line
+
+
 def test_a_ref_reads_back_to_the_id_of_its_own_stream_only() -> None:
     """The redo finds records from their quarantine refs: a ref of another stream (or too short
     to hold the prefix and the suffix) names no id of this one; ``?`` is a null id's."""

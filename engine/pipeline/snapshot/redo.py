@@ -294,7 +294,9 @@ def refresh_sources(
         job = _Job(landing, feeds, table, max_duration_ms)
         return _refresh(job, state, [settings, max_duration_ms], whole=whole, write=write)
     except (pl.exceptions.PolarsError, OSError) as exc:
-        what = ", ".join(f.name for f in feeds)
+        what, name = ", ".join(f.name for f in feeds), getattr(exc, "filename", None)
+        if name is not None and not Path(name).is_relative_to(landing):  # a full disk, say
+            raise StoreError(f"store.state {state}: {printable(exc)}") from None
         raise StoreError(
             f"store.landing {landing}: the landed records of {table} ({what}) cannot be read "
             f"({printable(exc)}); move the damaged file away, then "
