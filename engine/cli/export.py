@@ -25,7 +25,7 @@ from engine.errors import ExportError, InputFileError, StoreError, printable
 from engine.output import files as outputs
 from engine.output.files import DOCUMENT_INPUT
 from engine.output.inputs import read_table
-from engine.output.read import built_with, filled_volume
+from engine.output.read import built_with, contacts_windows, filled_volume
 from engine.output.vendor import builtin_profiles, closed_by, load_profile, render
 from engine.tables.callvolume import DERIVED, derive
 from engine.tables.forecast import DEFAULT_METRICS, long_format
@@ -63,6 +63,12 @@ def volume_table(store: Path) -> pl.DataFrame:
     was built with (the store keeps busy rows), with its derived columns (re-derived if absent):
     what every export of the volume table (and ``serve``) renders.
 
+    The span is the busy rows' first start and last end widened by the windows the contacts
+    builds recorded (:func:`engine.output.read.contacts_windows`): a quiet first or last hour
+    of a built window is zeros, as in the build's own exports, not left out. The callbacks
+    builds' windows are not counted: a day built for callbacks only would show zero contacts
+    it never read.
+
     Raises:
         StoreError: no volume table, or a damaged one (the message names the store).
     """
@@ -79,10 +85,12 @@ def volume_table(store: Path) -> pl.DataFrame:
         table = derive(table.lazy(), settings=settings).collect()
     if table.height == 0:
         return table
-    span = (table["interval_start_utc"].min(), table["interval_end_utc"].max())
-    assert isinstance(span[0], datetime)
-    assert isinstance(span[1], datetime)
-    filled = filled_volume(table.lazy(), settings.grid((span[0], span[1])).frame)
+    lo, hi = table["interval_start_utc"].min(), table["interval_end_utc"].max()
+    assert isinstance(lo, datetime)
+    assert isinstance(hi, datetime)
+    for built in contacts_windows(store):
+        lo, hi = min(lo, built[0]), max(hi, built[1])
+    filled = filled_volume(table.lazy(), settings.grid((lo, hi)).frame)
     return filled.select(table.columns).cast(table.schema).collect()  # the store's types
 
 

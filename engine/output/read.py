@@ -12,7 +12,10 @@ Example:
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
@@ -23,7 +26,42 @@ from engine.settings import BuildSettings
 from engine.tables import callvolume
 from engine.tables.dense import SHAPES, fill
 
-__all__ = ["built_with", "filled_volume", "read_table"]
+__all__ = ["built_windows", "built_with", "contacts_windows", "filled_volume", "read_table"]
+
+
+def built_windows(summaries: Iterable[Mapping[str, Any]]) -> list[Window]:
+    """The windows ``summaries`` (a build's ``summary.json`` or ``callbacks_summary.json``
+    documents) say were built: each ``window``, two aware ISO 8601 instants in order; anything
+    else is passed over.
+
+    Example:
+        >>> built_windows([{"window": ["2026-10-01T00:00:00+00:00", "2026-10-02T00:00:00+00:00"]},
+        ...                {"window": "?"}])[0][1].isoformat()
+        '2026-10-02T00:00:00+00:00'
+    """
+    found = []
+    for summary in summaries:
+        window = summary.get("window")
+        if not isinstance(window, list) or len(window) != 2:
+            continue
+        if all(isinstance(w, str) for w in window):
+            try:
+                lo, hi = (datetime.fromisoformat(w) for w in window)
+            except ValueError:
+                continue
+            if lo.tzinfo is not None and hi.tzinfo is not None and lo < hi:
+                found.append((lo, hi))
+    return found
+
+
+def contacts_windows(out_dir: Path) -> list[Window]:
+    """The windows the contacts builds into ``out_dir`` recorded (its ``summary.json``; none
+    when there is none or it cannot be read: :func:`built_with` says so where it matters)."""
+    try:
+        found = json.loads((out_dir / "summary.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    return built_windows([found]) if isinstance(found, dict) else []
 
 
 def built_with(out_dir: Path) -> BuildSettings:

@@ -35,6 +35,7 @@ from engine.errors import InputFileError, StoreError, printable
 from engine.interval import Window
 from engine.output import delta
 from engine.output.inputs import not_a_table_without_its_log
+from engine.output.read import built_windows
 from engine.report.sections import (
     CallbackNumbers,
     callback_numbers,
@@ -214,20 +215,8 @@ def _window(store: Store, start: datetime | None, end: datetime | None) -> Windo
 
 
 def _built_windows(store: Store) -> list[Window]:
-    """The windows the store's summaries say were built (``window``: two ISO 8601 instants)."""
-    found = []
-    for summary in store.summaries.values():
-        window = summary.get("window")
-        if not isinstance(window, list) or len(window) != 2:
-            continue
-        if all(isinstance(w, str) for w in window):
-            try:
-                lo, hi = (datetime.fromisoformat(w) for w in window)
-            except ValueError:
-                continue
-            if lo.tzinfo is not None and hi.tzinfo is not None and lo < hi:
-                found.append((lo, hi))
-    return found
+    """The windows the store's summaries say were built (:func:`built_windows`)."""
+    return built_windows(store.summaries.values())
 
 
 def _in(table: pl.LazyFrame, window: Window) -> pl.LazyFrame:
@@ -260,8 +249,8 @@ def _volume_numbers(
     grid = pl.DataFrame({"weekday": range(1, 8)}, schema={"weekday": pl.Int8}).join(
         hours, how="cross"
     )
-    rolled = callvolume.rollup(base, window=window, minutes=minutes, tz=tz)
-    daily = callvolume.rollup(base, window=window, minutes=1440, tz=tz)
+    rolled = callvolume.rollup(base, window=window, minutes=minutes, tz=tz, partial=True)
+    daily = callvolume.rollup(base, window=window, minutes=1440, tz=tz, partial=True)
     window_rows = callvolume.rollup_window(base)
     volume, heat, days, queues, totals = pl.collect_all(
         [

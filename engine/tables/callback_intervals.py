@@ -32,7 +32,6 @@ from engine.interval import (
     Window,
     aggregate_by_interval,
     in_grid,
-    interval_grid,
     zero_fill,
 )
 from engine.schema import CALLBACK_FIRST_PARTIES, CALLBACK_SOURCE_TYPES, CALLBACK_TYPES
@@ -47,6 +46,7 @@ from engine.tables.callback_requests import (
     measures,
     rolled_up,
 )
+from engine.tables.callvolume import rollup_grid
 
 __all__ = [
     "ADDITIVE",
@@ -154,10 +154,19 @@ def _aggregated(reqs: pl.LazyFrame, grid: pl.DataFrame) -> tuple[pl.LazyFrame, p
     return agg, call_target_names(reqs)
 
 
-def rollup(table: pl.LazyFrame, *, window: Window, minutes: int, tz: str) -> pl.LazyFrame:
+def rollup(
+    table: pl.LazyFrame, *, window: Window, minutes: int, tz: str, partial: bool = False
+) -> pl.LazyFrame:
     """Roll the table up to coarser intervals (30, 60, or 1440 for local days), exactly.
 
-    Each fine interval lies in exactly one coarse interval; sums add and maxima take the max.
+    ``table`` is a table of ``window`` (rows outside the coarse intervals are left out); each
+    fine interval lies in exactly one coarse interval; sums add and maxima take the max, so the
+    result equals :func:`build` over ``window`` at ``minutes``. The coarse intervals are
+    :func:`engine.tables.callvolume.rollup_grid`'s: ``window`` must be whole coarse intervals
+    (``partial=True``: the cut edge intervals too, holding only the window's part).
+
+    Raises:
+        StoreError: ``window`` cuts a coarse interval and not ``partial``.
 
     Example:
         >>> from datetime import datetime, UTC
@@ -169,6 +178,7 @@ def rollup(table: pl.LazyFrame, *, window: Window, minutes: int, tz: str) -> pl.
         >>> rollup(t15, window=w, minutes=60, tz="UTC").collect().height % 24
         0
     """
-    grid = interval_grid(*window, minutes=minutes, tz=tz)
-    rolled, names = rolled_up(table, grid, group=GROUP, columns=ADDITIVE)
+    grid = rollup_grid(window, minutes=minutes, tz=tz, partial=partial)
+    inside = table.filter(in_grid(pl.col("interval_start_utc"), grid))
+    rolled, names = rolled_up(inside, grid, group=GROUP, columns=ADDITIVE)
     return _zero_fill(rolled, names, grid)

@@ -16,10 +16,12 @@ Example:
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Final
 
 import polars as pl
 
+from engine.errors import StoreError
 from engine.interval import (
     Grid,
     Window,
@@ -45,6 +47,7 @@ __all__ = [
     "derive",
     "latest_queue_name",
     "rollup",
+    "rollup_grid",
     "rollup_window",
 ]
 
@@ -221,11 +224,56 @@ def _grains_in(contacts: pl.LazyFrame, grid: Grid, settings: BuildSettings) -> p
     return _grains(inside, grain_ms=grain_ms(grid.frame), settings=settings)
 
 
-def rollup(table: pl.LazyFrame, *, window: Window, minutes: int, tz: str) -> pl.LazyFrame:
+def rollup_grid(window: Window, *, minutes: int, tz: str, partial: bool = False) -> pl.DataFrame:
+    """The coarse intervals a roll-up over ``window`` returns (:func:`rollup`, and the callback
+    tables' ``rollup``): every interval of ``minutes`` (30, 60, or 1440 for local days, 23 or 25
+    hours long on a DST change) in ``tz`` that overlaps ``window``
+    (:func:`engine.interval.interval_grid`).
+
+    A roll-up equals a direct build at the coarser length, value for value (SPEC §5), only over
+    coarse intervals its table covers whole: an interval the window cuts would hold the
+    contacts of its part in the window under the bounds of the whole interval. So ``window``
+    must start and end on boundaries of the coarse intervals (:func:`engine.snap_window` with
+    ``minutes`` and ``tz`` gives such a window; build the finer table over it), unless
+    ``partial``: then the cut first and last intervals are returned too, holding only the
+    window's part, and the caller marks them (the report's days cut by its window).
+
+    Raises:
+        StoreError: ``window`` cuts a coarse interval and not ``partial`` (the message names
+            the coarse intervals it touches); ``window`` reversed or naive (a ``ValueError``).
+    """
+    grid = interval_grid(*window, minutes=minutes, tz=tz)
+    first, last = grid["interval_start_utc"][0], grid["interval_end_utc"][-1]
+    if not partial and (first != window[0] or last != window[1]):
+        msg = (
+            f"roll-up window {_z(window[0])} .. {_z(window[1])} is not whole {minutes}-minute "
+            f"intervals in {tz} (those it touches run {_z(first)} .. {_z(last)}): an interval it "
+            "cuts would hold part of its contacts under the whole interval's bounds; roll up a "
+            "table built over whole coarse intervals (engine.snap_window), or pass partial=True "
+            "and mark the cut ones"
+        )
+        raise StoreError(msg)
+    return grid
+
+
+def _z(at: datetime) -> str:
+    return at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def rollup(
+    table: pl.LazyFrame, *, window: Window, minutes: int, tz: str, partial: bool = False
+) -> pl.LazyFrame:
     """Roll a volume table up to coarser intervals (30, 60, or 1440 for local days).
 
-    The coarser grid's boundaries are a subset of the finer one's, so each fine interval lies in
-    exactly one coarse interval; sums add and maxima take the max, which is exact.
+    ``table`` is a table of ``window`` (built over it, or its rows in it; rows outside the
+    coarse intervals are left out), on a finer grid whose boundaries include the coarser
+    one's, so each fine interval lies in exactly one coarse interval; sums add and maxima take
+    the max, so the result equals :func:`build` over ``window`` at ``minutes``, exactly. The
+    coarse intervals are :func:`rollup_grid`'s: ``window`` must be whole coarse intervals
+    (``partial=True``: the cut edge intervals too, holding only the window's part).
+
+    Raises:
+        StoreError: ``window`` cuts a coarse interval and not ``partial`` (:func:`rollup_grid`).
 
     Example:
         >>> from datetime import datetime, UTC
@@ -237,8 +285,9 @@ def rollup(table: pl.LazyFrame, *, window: Window, minutes: int, tz: str) -> pl.
         >>> rollup(t15, window=w, minutes=60, tz="UTC").collect().height % 24
         0
     """
-    grid = interval_grid(*window, minutes=minutes, tz=tz)
-    agg = table.select(*KEYS, "queue_name", *ADDITIVE).rename({"interval_start_utc": "_at"})
+    grid = rollup_grid(window, minutes=minutes, tz=tz, partial=partial)
+    inside = table.filter(in_grid(pl.col("interval_start_utc"), grid))
+    agg = inside.select(*KEYS, "queue_name", *ADDITIVE).rename({"interval_start_utc": "_at"})
     by = ("queue_id", "queue_name", "channel")  # a built table has one name per queue
     return _zero_fill(to_intervals(agg, grid, at="_at", by=by, combine=_combine()), grid)
 

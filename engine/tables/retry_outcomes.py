@@ -29,7 +29,6 @@ from engine.interval import (
     Window,
     aggregate_by_interval,
     in_grid,
-    interval_grid,
     zero_fill,
 )
 from engine.settings import BuildSettings
@@ -43,6 +42,7 @@ from engine.tables.callback_requests import (
     retry_bucket,
     rolled_up,
 )
+from engine.tables.callvolume import rollup_grid
 
 __all__ = [
     "COUNTS",
@@ -159,8 +159,18 @@ def _aggregated(
     return agg, call_target_names(reqs), reqs
 
 
-def rollup(table: pl.LazyFrame, *, window: Window, minutes: int, tz: str) -> pl.LazyFrame:
+def rollup(
+    table: pl.LazyFrame, *, window: Window, minutes: int, tz: str, partial: bool = False
+) -> pl.LazyFrame:
     """Roll the table up to coarser intervals (30, 60, or 1440 for local days), exactly.
+
+    ``table`` is a table of ``window`` (rows outside the coarse intervals are left out), so the
+    result equals :func:`build` over ``window`` at ``minutes``. The coarse intervals are
+    :func:`engine.tables.callvolume.rollup_grid`'s: ``window`` must be whole coarse intervals
+    (``partial=True``: the cut edge intervals too, holding only the window's part).
+
+    Raises:
+        StoreError: ``window`` cuts a coarse interval and not ``partial``.
 
     Example:
         >>> from datetime import datetime, UTC
@@ -172,6 +182,7 @@ def rollup(table: pl.LazyFrame, *, window: Window, minutes: int, tz: str) -> pl.
         >>> rollup(t15, window=w, minutes=1440, tz="UTC").collect().height % 6
         0
     """
-    grid = interval_grid(*window, minutes=minutes, tz=tz)
-    rolled, names = rolled_up(table, grid, group=GROUP, columns=COUNTS)
-    return _zero_fill(rolled, grid, table.select("call_target_id").unique(), names)
+    grid = rollup_grid(window, minutes=minutes, tz=tz, partial=partial)
+    inside = table.filter(in_grid(pl.col("interval_start_utc"), grid))
+    rolled, names = rolled_up(inside, grid, group=GROUP, columns=COUNTS)
+    return _zero_fill(rolled, grid, inside.select("call_target_id").unique(), names)

@@ -8,6 +8,7 @@ from typing import Any
 import polars as pl
 import pytest
 
+from engine import snap_window
 from engine.demo.callbacks import generate_attempts
 from engine.schema import CALLBACK_ATTEMPTS
 from engine.settings import BuildSettings
@@ -107,10 +108,10 @@ def test_tables_of_the_hand_example() -> None:
 def test_rollup_equals_a_direct_build(tz: str) -> None:
     start = datetime(2026, 10, 31, tzinfo=UTC)
     reqs = requests(generate_attempts(seed=8, start=start, days=3, scale=0.3).lazy())
-    w = (start, start + timedelta(days=3))
     for module in (callback_intervals, retry_outcomes):
-        fine = module.build(reqs, window=w, settings=BuildSettings(tz=tz))
-        for minutes in (30, 60):
+        for minutes in (30, 60):  # over whole coarse intervals (Kathmandu: +05:45)
+            w = snap_window(start, start + timedelta(days=3), minutes=minutes, tz=tz)
+            fine = module.build(reqs, window=w, settings=BuildSettings(tz=tz))
             direct = module.build(
                 reqs,
                 window=w,
