@@ -16,6 +16,7 @@ import polars as pl
 
 from engine.cli.common import (
     MAX_QUARANTINE_OPTION,
+    GivenPath,
     build_settings,
     check_window,
     engine_options,
@@ -273,13 +274,13 @@ def _remove_if_bare(folder: Path) -> None:
     "--contacts",
     "contacts_path",
     required=True,
-    type=click.Path(path_type=Path),
+    type=GivenPath(path_type=Path),
     help="Canonical contacts: .parquet, .csv, .ndjson/.jsonl, or a Parquet directory.",
 )
 @click.option(
     "--out",
     required=True,
-    type=click.Path(file_okay=False),
+    type=GivenPath(file_okay=False),
     help="Output directory (store/, exports/, quarantine/, summary.json)." + OUT_HELP,
 )
 @build_options

@@ -27,6 +27,7 @@ from engine.cli.common import (
     CONFIG_OPTION,
     MAX_QUARANTINE_OPTION,
     TENANT_OPTION,
+    GivenPath,
     build_settings,
     check_window,
     engine_options,
@@ -113,13 +114,13 @@ def run_callbacks(frame: pl.LazyFrame, out: Path, *, title: str, **opts: Any) ->
     "--attempts",
     "attempts_path",
     required=True,
-    type=click.Path(path_type=Path),
+    type=GivenPath(path_type=Path),
     help="Callback attempts: .parquet, .csv, .ndjson/.jsonl, or a Parquet directory.",
 )
 @click.option(
     "--out",
     required=True,
-    type=click.Path(file_okay=False),
+    type=GivenPath(file_okay=False),
     help="Output directory (store/, exports/, quarantine/, callbacks_summary.json)." + OUT_HELP,
 )
 @click.option("--start", help="Window start, ISO 8601 instant (default: first request).")
@@ -212,12 +213,12 @@ def _requests(attempts_path: Path | None, store: Path) -> pl.LazyFrame:
 @click.option(
     "--attempts",
     "attempts_path",
-    type=click.Path(path_type=Path),
+    type=GivenPath(path_type=Path),
     help="Callback attempts file (validated first) instead of a built store.",
 )
 @click.option(
     "--store",
-    type=click.Path(path_type=Path, file_okay=False),
+    type=GivenPath(path_type=Path, file_okay=False),
     help="Output directory of a callbacks build (or demo) holding store/callback_attempts "
     "[output.dir of --config].",
 )

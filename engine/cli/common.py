@@ -1,21 +1,16 @@
-"""Shared pieces of the commands: settings, tenants, tables, log lines.
+"""Shared pieces of the commands: settings, tenants, option types, tables, log lines.
 
 - :func:`settings_or_fail` loads the configuration (a tenant's, with ``--tenant``) or exits 2
   with one line per bad setting; :func:`each_tenant` gives ``run`` and ``sync`` the tenants
   they do, :func:`work_through` does them, and :func:`tenant_error` says one failed;
-- :func:`print_table` prints a table with rich on a terminal and as aligned plain text otherwise;
-- :func:`key_values` renders structured log fields as ``key=value`` (values with spaces quoted),
-  and :func:`log_lines` sends a logger's records to stderr in that form (no colours, no bars).
-
-Example:
-    >>> key_values({"event": "sync", "stream": "ujet/calls", "note": "two words"})
-    'event=sync stream=ujet/calls note="two words"'
+- :func:`print_table` prints a table with rich on a terminal and as aligned plain text otherwise.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -35,29 +30,35 @@ from engine.app.sections import EngineSettings
 from engine.app.tenants import is_name
 from engine.settings import BuildSettings
 
-__all__ = [
-    "CONFIG_OPTION",
-    "EACH_TENANT_OPTION",
-    "TENANT_OPTION",
-    "build_settings",
-    "config_or_fail",
-    "each_tenant",
-    "engine_options",
-    "engine_settings",
-    "fail",
-    "instant",
-    "key_values",
-    "log_lines",
-    "print_table",
-    "settings_or_fail",
-    "tenant_error",
-    "work_through",
-]
+__all__ = ["CONFIG_OPTION", "EACH_TENANT_OPTION", "TENANT_OPTION", "FiniteFloat", "GivenPath",
+           "build_settings", "config_or_fail", "each_tenant", "engine_options", "engine_settings",
+           "fail", "instant", "log_lines", "log_to", "print_table", "settings_or_fail",
+           "tenant_error", "work_through"]  # fmt: skip
+
+
+class FiniteFloat(click.FloatRange):
+    """Every float option's type: ``FloatRange`` refusing ``nan`` (past any bound) and ``inf``."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
+
+class GivenPath(click.Path):
+    """Every path option's type: ``click.Path`` that refuses ``""`` (the working directory)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if value == "":
+            self.fail("an empty path (give one: '.' is the working directory)", param, ctx)
+        return super().convert(value, param, ctx)
+
 
 CONFIG_OPTION = click.option(
     "--config",
     "config_path",
-    type=click.Path(path_type=Path, dir_okay=False),
+    type=GivenPath(path_type=Path, dir_okay=False),
     multiple=True,
     help="TOML file layered over the built-in defaults; repeat to layer several in order "
     "(a tenant's file over a site's) [$WFM_CONFIG, paths separated by ':'].",
@@ -92,11 +93,8 @@ def secret_values(settings: AppSettings) -> list[str]:
         elif isinstance(value, BaseModel):
             for name in type(value).model_fields:
                 walk(getattr(value, name))
-        elif isinstance(value, Mapping):
-            for item in value.values():
-                walk(item)
-        elif isinstance(value, list | tuple):
-            for item in value:
+        elif isinstance(value, Mapping | list | tuple):
+            for item in value.values() if isinstance(value, Mapping) else value:
                 walk(item)
 
     walk(settings)
@@ -118,7 +116,7 @@ def fail(message: str, code: int = 2) -> NoReturn:
 #: ``--max-quarantine-fraction`` of ``build`` and ``callbacks`` (``run`` has ``[run]``'s).
 MAX_QUARANTINE_OPTION = click.option(
     "--max-quarantine-fraction",
-    type=click.FloatRange(0.0, 1.0),
+    type=FiniteFloat(0.0, 1.0),
     default=0.05,
     show_default=True,
     help="Exit 1 (data problems) when more of the rows read than this are quarantined.",
@@ -163,12 +161,11 @@ def exit_on_quarantine(quarantined: int, rows_in: int, limit: float) -> None:
     outputs are written all the same)."""
     share = quarantined / rows_in if rows_in else 0.0
     if share > limit:
-        click.echo(
-            f"wfm-intervals: problem: {quarantined:,} of {rows_in:,} rows quarantined "
-            f"({share:.1%} > --max-quarantine-fraction {limit:.1%}); see quarantine/",
-            err=True,
+        fail(
+            f"{quarantined:,} of {rows_in:,} rows quarantined ({share:.1%} > "
+            f"--max-quarantine-fraction {limit:.1%}); see quarantine/",
+            code=1,
         )
-        sys.exit(1)
 
 
 def check_window(
@@ -385,17 +382,6 @@ def print_table(
         click.echo(line(row))
 
 
-def key_values(fields: Mapping[str, Any]) -> str:
-    """``key=value`` pairs; values with spaces, quotes or ``=`` are quoted."""
-    out = []
-    for key, value in fields.items():
-        text = _cell(value).replace(",", "") if isinstance(value, int | float) else _cell(value)
-        if any(ch in text for ch in ' "='):
-            text = '"' + text.replace('"', '\\"') + '"'
-        out.append(f"{key}={text}")
-    return " ".join(out)
-
-
 @contextmanager
 def log_lines(*names: str, level: int = logging.INFO, quiet: bool = False) -> Iterator[None]:
     """Let the named loggers' records at ``level`` and above (lower if ``--log-level`` asks)
@@ -410,3 +396,25 @@ def log_lines(*names: str, level: int = logging.INFO, quiet: bool = False) -> It
     finally:
         for lg, lvl in zip(loggers, saved, strict=True):
             lg.setLevel(lvl)
+
+
+@contextmanager
+def log_to(console: Console | None, *, verbose: bool) -> Iterator[None]:
+    """Send the connectors' log to stderr (through rich's console on a terminal): ``sync``'s."""
+    logger = logging.getLogger("connectors")
+    handler: logging.Handler | None = None
+    if console is not None:  # a person at a terminal: the lines above the progress bars
+        from rich.logging import RichHandler  # noqa: PLC0415 - terminals only
+
+        handler = RichHandler(console=console, show_path=False)
+        logger.addHandler(handler)
+        logger.propagate = False
+    previous = logger.level
+    logger.setLevel(min(logging.INFO if verbose else logging.WARNING, logs.level()))
+    try:
+        yield
+    finally:
+        if handler is not None:
+            logger.removeHandler(handler)
+            logger.propagate = True
+        logger.setLevel(previous)

@@ -30,7 +30,7 @@ import click
 
 from engine import clock
 from engine.app.config import DEMO_FILE, load_settings
-from engine.cli.common import fail
+from engine.cli.common import FiniteFloat, GivenPath, fail
 from engine.cli.run import show_summary
 from engine.demo.stack import emulators, random_secrets, write_config
 from engine.durable import durable_mkdir, fsync_dir
@@ -63,7 +63,7 @@ def _fresh(out: Path) -> None:
     "--out",
     default=Path("demo-out"),
     show_default=True,
-    type=click.Path(path_type=Path, file_okay=False),
+    type=GivenPath(path_type=Path, file_okay=False),
     help="Output directory.",
 )
 @click.option(
@@ -73,12 +73,12 @@ def _fresh(out: Path) -> None:
     type=click.IntRange(1, 92),
     help="Days of synthetic traffic, ending at the last UTC midnight.",
 )
-@click.option("--seed", default=7, show_default=True, type=int, help="Random seed.")
+@click.option("--seed", default=7, show_default=True, type=click.IntRange(0), help="Random seed.")
 @click.option(
     "--scale",
     default=0.05,
     show_default=True,
-    type=click.FloatRange(0.001, 5.0),
+    type=FiniteFloat(0.001, 5.0),
     help="Traffic volume (0.05: about 450 voice and chat contacts a weekday).",
 )
 def demo(out: Path, days: int, seed: int, scale: float) -> None:  # fmt: skip

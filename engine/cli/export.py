@@ -20,7 +20,14 @@ import click
 import polars as pl
 
 from engine import clock
-from engine.cli.common import CONFIG_OPTION, TENANT_OPTION, fail, settings_or_fail, store_dir
+from engine.cli.common import (
+    CONFIG_OPTION,
+    TENANT_OPTION,
+    GivenPath,
+    fail,
+    settings_or_fail,
+    store_dir,
+)
 from engine.errors import ExportError, InputFileError, StoreError, printable
 from engine.output import files as outputs
 from engine.output.files import DOCUMENT_INPUT
@@ -44,7 +51,7 @@ def _store(command: Callable[..., Any]) -> Callable[..., Any]:
     command = CONFIG_OPTION(TENANT_OPTION(command))
     return click.option(
         "--store",
-        type=click.Path(path_type=Path, file_okay=False),
+        type=GivenPath(path_type=Path, file_okay=False),
         help="A built output directory (holding store/callvolume) [output.dir of --config].",
     )(command)
 
@@ -109,9 +116,9 @@ def export() -> None:
 @export.command("vendor")
 @click.argument("profile_name", metavar="PROFILE")
 @_store
-@click.option("--out", required=True, type=click.Path(path_type=Path, file_okay=False),
+@click.option("--out", required=True, type=GivenPath(path_type=Path, file_okay=False),
               help="Directory for the vendor files.")  # fmt: skip
-@click.option("--profile-file", type=click.Path(path_type=Path, dir_okay=False, exists=True),
+@click.option("--profile-file", type=GivenPath(path_type=Path, dir_okay=False, exists=True),
               help="A TOML profile of your own instead of a built-in one.")  # fmt: skip
 @_SETTLE
 def vendor(  # noqa: PLR0917 - the command's options
@@ -157,7 +164,7 @@ def vendor(  # noqa: PLR0917 - the command's options
 
 @export.command("forecast")
 @_store
-@click.option("--out", required=True, type=click.Path(path_type=Path, dir_okay=False),
+@click.option("--out", required=True, type=GivenPath(path_type=Path, dir_okay=False),
               help="Output file: .parquet or .csv.")  # fmt: skip
 @click.option("--metric", "metrics", multiple=True, default=DEFAULT_METRICS, show_default=True,
               help="Additive column to turn into series; repeatable.")  # fmt: skip

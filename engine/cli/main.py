@@ -31,21 +31,9 @@ import click
 
 from engine.errors import OutputClosedError, WfmError, printable
 
-__all__ = [
-    "ALLOCATOR_VARIABLE",
-    "COMMANDS",
-    "POLARS_DEFAULTS",
-    "PROMPT_RETURN",
-    "RETURN_AT_ONCE",
-    "STOP_SIGNALS",
-    "Command",
-    "Terminated",
-    "allocator_settings",
-    "cli",
-    "command_of",
-    "main",
-    "terminate_as_interrupt",
-]
+__all__ = ["ALLOCATOR_VARIABLE", "COMMANDS", "POLARS_DEFAULTS", "PROMPT_RETURN", "RETURN_AT_ONCE",
+           "STOP_SIGNALS", "Command", "Terminated", "allocator_settings", "cli", "command_of",
+           "main", "terminate_as_interrupt"]  # fmt: skip
 
 #: Where Polars' allocator (jemalloc) takes its settings from, once, when Polars is imported
 #: (Polars puts its own first; a later setting of the same name wins).
@@ -361,10 +349,11 @@ def main(args: list[str] | None = None, environ: Mapping[str, str] | None = None
     Exit 130 when interrupted (Ctrl-C, SIGTERM or SIGHUP: :func:`terminate_as_interrupt`), as
     shells expect, also when stderr is gone (a hang-up's terminal); an I/O error (a full disk:
     :func:`engine.errors.naming` names the file) is one line and exit 2; a usage error (an
-    unknown option, a bad value, a missing file) is one line naming the option, and exit 2. An
-    unexpected exception (a bug) prints its traceback, then one line, and exits 2, never
-    Python's 1, which here means data problems (a panic in Polars' Rust code included). A line
-    that cannot be written (stderr gone) leaves the exit code as it is.
+    unknown option, a bad value, a missing file) is one line naming the option, and exit 2 (a
+    group given no command: its whole help on stderr, as click prints it). An unexpected
+    exception (a bug) prints its traceback, then one line, and exits 2, never Python's 1, which
+    here means data problems (a panic in Polars' Rust code included). A line that cannot be
+    written (stderr gone) leaves the exit code as it is.
     """
     argv = sys.argv[1:] if args is None else args
     if found := _object_storage(argv):
@@ -394,7 +383,9 @@ def _failed(exc: BaseException) -> int:
         where = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
         text = exc.format_message().replace("\n", " ")
         message = printable(ValueError(text), limit=500).rstrip(".")
-        _say(f"wfm-intervals: error: {message}{where}")
+        # a group without its command: its whole help, on stderr, exit 2 (click's own since 8.2)
+        bare = isinstance(exc, click.exceptions.NoArgsIsHelpError)
+        _say(exc.format_message() if bare else f"wfm-intervals: error: {message}{where}")
         return exc.exit_code
     if isinstance(exc, click.exceptions.ClickException):
         _say(f"wfm-intervals: error: {printable(ValueError(exc.format_message()))}")

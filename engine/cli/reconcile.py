@@ -26,6 +26,7 @@ from engine.app.sections import parse_tolerance
 from engine.cli.common import (
     CONFIG_OPTION,
     TENANT_OPTION,
+    GivenPath,
     fail,
     instant,
     log_lines,
@@ -103,13 +104,13 @@ def _tolerances(specs: tuple[str, ...]) -> dict[str, float]:
 )
 @click.option(
     "--store",
-    type=click.Path(path_type=Path, file_okay=False),
+    type=GivenPath(path_type=Path, file_okay=False),
     help="A built output directory: our contacts and attempts from its store/ "
     "(default: rebuilt from the landing store).",
 )
 @click.option(
     "--out",
-    type=click.Path(path_type=Path, file_okay=False),
+    type=GivenPath(path_type=Path, file_okay=False),
     help="Where reconcile.json and reconcile/ go [output.dir].",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print reconcile.json instead of tables.")

@@ -16,7 +16,15 @@ from pathlib import Path
 import click
 import polars as pl
 
-from engine.cli.common import CONFIG_OPTION, TENANT_OPTION, fail, instant, store_dir
+from engine.cli.common import (
+    CONFIG_OPTION,
+    TENANT_OPTION,
+    FiniteFloat,
+    GivenPath,
+    fail,
+    instant,
+    store_dir,
+)
 from engine.errors import StoreError
 from engine.report.build import write_report
 from engine.settings import SL_FORMULAS, SlFormula
@@ -27,7 +35,7 @@ __all__ = ["report"]
 @click.command()
 @click.option(
     "--store",
-    type=click.Path(path_type=Path, file_okay=False),
+    type=GivenPath(path_type=Path, file_okay=False),
     help="Output directory of a build, callbacks or demo run (holding store/) "
     "[output.dir of --config].",
 )
@@ -37,7 +45,7 @@ __all__ = ["report"]
     "--out",
     default=Path("report.html"),
     show_default=True,
-    type=click.Path(path_type=Path, dir_okay=False),
+    type=GivenPath(path_type=Path, dir_okay=False),
     help="The HTML file to write.",
 )
 @click.option(
@@ -53,7 +61,7 @@ __all__ = ["report"]
 @click.option(
     "--sl-target",
     default=None,
-    type=click.FloatRange(0, 1),
+    type=FiniteFloat(0, 1),
     help="One service-level target for every channel's colours and chart line, as a fraction "
     "(default: each channel's own [build.sl_target], as the staffing table holds it).",
 )

@@ -34,6 +34,7 @@ from engine.app.config import AppSettings
 from engine.cli.common import (
     CONFIG_OPTION,
     EACH_TENANT_OPTION,
+    FiniteFloat,
     check_window,
     each_tenant,
     engine_options,
@@ -232,7 +233,7 @@ def _record(settings: AppSettings, started: datetime, entry: dict[str, Any]) -> 
 )
 @click.option(
     "--wait",
-    type=click.FloatRange(min=0),
+    type=FiniteFloat(min=0),
     default=0.0,
     metavar="SECONDS",
     help="Wait this long for another run or sync to release the store [0: fail at once].",

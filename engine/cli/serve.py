@@ -30,7 +30,7 @@ from jwt.warnings import InsecureKeyLengthWarning
 
 from engine.app.config import AppSettings
 from engine.app.logs import tenant_scope
-from engine.cli.common import CONFIG_OPTION, TENANT_OPTION, fail, settings_or_fail
+from engine.cli.common import CONFIG_OPTION, TENANT_OPTION, GivenPath, fail, settings_or_fail
 from engine.serve.app import create_app
 from engine.serve.documents import StoreDocuments
 from engine.serve.guard import Guard
@@ -91,7 +91,7 @@ def listen(host: str, port: int) -> list[socket.socket]:
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
-@click.option("--store", type=click.Path(path_type=Path, file_okay=False),
+@click.option("--store", type=GivenPath(path_type=Path, file_okay=False),
               help="Built output directory to serve [serve.store, else output.dir].")  # fmt: skip
 @click.option("--insecure", is_flag=True, help="Allow a non-loopback address without TLS.")
 @CONFIG_OPTION

@@ -14,11 +14,10 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import json
-import logging
 import sys
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -35,7 +34,7 @@ from engine import clock
 from engine.app import logs
 from engine.app.config import AppSettings, config_files, env_files, secrets_dir_of
 from engine.app.origin import flatten, layers_of, origin_of, to_toml
-from engine.app.sources import connector
+from engine.app.sources import SOURCES, connector
 from engine.app.tenants import ISOLATED
 from engine.cli.common import (
     CONFIG_OPTION,
@@ -45,6 +44,7 @@ from engine.cli.common import (
     each_tenant,
     fail,
     instant,
+    log_to,
     print_table,
     settings_or_fail,
     tenant_error,
@@ -58,28 +58,6 @@ from engine.pipeline.state import load_run_state, run_history, run_state_path
 __all__ = ["config_group", "run_sync", "state_group", "sync"]
 
 
-@contextmanager
-def _log_to(console: Console | None, *, verbose: bool) -> Iterator[None]:
-    """Send the connectors' log to stderr (through rich's console on a terminal)."""
-    logger = logging.getLogger("connectors")
-    handler: logging.Handler | None = None
-    if console is not None:  # a person at a terminal: the lines above the progress bars
-        from rich.logging import RichHandler  # noqa: PLC0415 - terminals only
-
-        handler = RichHandler(console=console, show_path=False)
-        logger.addHandler(handler)
-        logger.propagate = False
-    previous = logger.level
-    logger.setLevel(min(logging.INFO if verbose else logging.WARNING, logs.level()))
-    try:
-        yield
-    finally:
-        if handler is not None:
-            logger.removeHandler(handler)
-            logger.propagate = True
-        logger.setLevel(previous)
-
-
 def run_sync(
     settings: AppSettings,
     names: Sequence[str],
@@ -87,38 +65,32 @@ def run_sync(
     streams: Sequence[str] = (),
     progress: Callable[[SyncProgress], None] | None = None,
 ) -> list[SyncReport]:
-    """Sync the named sources with ``settings``; one report per stream.
+    """Sync the named sources with ``settings``; one report per stream. Each name counts once
+    (in the order given), and every one is checked before anything is fetched: an unknown name
+    syncs nothing.
 
     Raises:
-        ConnectorError: An unknown or disabled source, or settings a client cannot be built from.
+        ConnectorError: An unknown or disabled source, a stream a named source does not have,
+            settings a client cannot be built from, a landing store lost with its state.
         StoreLockedError: a run or another sync holds the store.
     """
+    chosen, wanted = list(dict.fromkeys(names)), list(dict.fromkeys(streams))
+    for name in chosen:
+        source, source_settings = connector(name), settings.source(name)
+        if not source_settings.enabled:
+            raise ConfigError(f"sources.{name}.enabled: the source is not enabled")
+        for stream in wanted:  # ConfigError: the source's streams named
+            source.configured(source_settings).stream(stream)
     reports: list[SyncReport] = []
     with store_lock(settings.store.state):  # one writer of the landing store and the state
-        for name in names:
-            reports += _sync_one(settings, name, streams, progress)
+        for name in chosen:  # before any source is fetched
+            keep_landed(settings, name)
+        for name in chosen:
+            reports += sync_source(
+                connector(name), settings.source(name), landing_root=settings.store.landing,
+                state_root=settings.store.state, streams=wanted or None, progress=progress,
+            )  # fmt: skip
     return reports
-
-
-def _sync_one(
-    settings: AppSettings,
-    name: str,
-    streams: Sequence[str],
-    progress: Callable[[SyncProgress], None] | None,
-) -> list[SyncReport]:
-    source, source_settings = connector(name), settings.source(name)
-    if not source_settings.enabled:
-        msg = f"sources.{name}.enabled: the source is not enabled"
-        raise ConfigError(msg)
-    keep_landed(settings, name)
-    return sync_source(
-        source,
-        source_settings,
-        landing_root=settings.store.landing,
-        state_root=settings.store.state,
-        streams=streams or None,
-        progress=progress,
-    )
 
 
 def _summary(reports: Sequence[SyncReport]) -> tuple[list[str], list[list[Any]]]:
@@ -184,7 +156,7 @@ def _sync_tenant(
     console = Console(stderr=True) if terminal else None
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
     with (
-        _log_to(console, verbose=verbose),
+        log_to(console, verbose=verbose),
         Progress(*columns, TimeElapsedColumn(), console=console, disable=not terminal) as bar,
     ):
         tasks: dict[str, Any] = {}
@@ -368,11 +340,11 @@ def state_reset(
     Landed data stays; the re-read is de-duplicated. Asks first, unless --yes: no answer (a
     standard input at its end, as under cron) is exit 2, "n" resets nothing and is exit 0.
     """
-    root = settings_or_fail(config_path, tenant=tenant).store.state
+    settings = settings_or_fail(config_path, tenant=tenant)
+    root, what = settings.store.state, _known_or_fail(settings, source, stream)
     store, back_to = StateStore(root), instant(since, "since")
     if back_to is not None and back_to > clock.now() + AHEAD:
         fail(f"--since {since!r} is ahead of the clock ({format_utc(clock.now())})")
-    what = "/".join(p for p in (source, stream) if p) or "every stream"
     question = f"reset the sync state of {what}" + (f" to {since}" if since else "")
     try:
         confirmed = yes or click.confirm(f"{question}?")
@@ -402,6 +374,25 @@ def state_reset(
         )
     elif not removed:
         click.echo(f"nothing to reset for {what}")
+
+
+def _known_or_fail(settings: AppSettings, source: str | None, stream: str | None) -> str:
+    """What ``state reset`` names (``source/stream``, or ``every stream``), or exit 2 with one
+    line (a typo would mark a stream no sync reads, the cursor left): a registered source or one
+    with state files (turned off or gone), and one of its streams (declared, configured, or with
+    a state file)."""
+    known = {name: {s.name for s in of.streams} for name, of in SOURCES.items()}
+    for name, of in SOURCES.items():
+        with contextlib.suppress(ConnectorError):  # a streams setting it lacks: refused in use
+            known[name] |= {s.name for s in of.configured(settings.source(name)).streams}
+    for path in settings.store.state.glob("*/*.json"):
+        known.setdefault(path.parent.name, set()).add(path.stem)
+    if source is not None and source not in known:
+        fail(f"state reset: unknown source {source!r} (known: {', '.join(sorted(known))})")
+    streams = sorted(known.get(source or "", ()))
+    if stream is not None and stream not in streams:
+        fail(f"state reset: {source} has no stream {stream!r} (streams: {', '.join(streams)})")
+    return "/".join(p for p in (source, stream) if p) or "every stream"
 
 
 def _rewind(store: StateStore, source: str | None, stream: str | None, to: datetime) -> None:

@@ -30,6 +30,7 @@ from datetime import date
 from typing import Any, Literal
 
 from connectors.errors import ConnectorError, LandingError
+from connectors.landing.check import Finding as LandingFinding
 from connectors.landing.check import check_landing, fix_command
 from connectors.state import StateStore
 from engine import clock
@@ -94,11 +95,16 @@ def _state(settings: AppSettings, names: list[str]) -> tuple[list[Finding], Any]
     for name in names:
         lookback = settings.source(name).lookback
         for stream in connector(name).configured(settings.source(name)).streams:
-            try:  # a cursor ahead of the clock is refused where a sync would start from it
-                store.resume_from(name, stream.name, lookback=lookback, initial=now, now=now)
+            what = f"state {name}/{stream.name}"
+            try:  # unreadable: a sync refuses it, a reset forgets it
                 cursor = store.get(name, stream.name)
             except ConnectorError as exc:
-                found.append(Finding(f"state {name}/{stream.name}", "problem", str(exc)))
+                found.append(Finding(what, "problem", str(exc), fix_command(name, stream.name)))
+                continue
+            try:  # a cursor ahead of the clock is refused where a sync would start from it
+                store.resume_from(name, stream.name, lookback=lookback, initial=now, now=now)
+            except ConnectorError as exc:  # its line names the ways out
+                found.append(Finding(what, "problem", str(exc)))
                 continue
             detail = (
                 "not synced yet" if cursor is None else f"cursor {cursor.cursor:%Y-%m-%dT%H:%MZ}"
@@ -128,15 +134,33 @@ def _landing(settings: AppSettings, names: list[str]) -> list[Finding]:
             first = problems[0]
             more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
             detail = f"{first.problem}: {first.path}: {first.detail}{more}"
-            fix = "wfm-intervals run (its sync fetches the lost records again)"
-            if first.problem == "landing_missing":
-                fix = f"restore the landing store, or {fix_command(name, stream.name)}"
+            held = StateStore(settings.store.state).path(name, stream.name).exists()
+            fix = _landing_fix(problems, name, stream.name, cursor=held)
             found.append(Finding(what, "problem", detail, fix))
         try:  # the state lost with it: the store's rows of the source tell
             keep_landed(settings, name)
         except LandingError as exc:
             found.append(Finding(f"landing {name}", "problem", str(exc)))
     return found
+
+
+def _landing_fix(problems: list[LandingFinding], source: str, stream: str, *, cursor: bool) -> str:
+    """The command that repairs ``problems`` of ``source/stream``, as the next sync decides
+    (:func:`connectors.landing.check.repair_landing`): a landing store lost, a state file
+    unreadable or lost while landed files depend on it, or a lost file whose span is unknown
+    while the stream has a cursor stop it, and only a reset of the stream gets past them; the
+    rest (files lost or torn, not listed, a damaged manifest) the next run's sync repairs.
+    ``cursor``: the stream has a state file."""
+    kinds = {p.problem for p in problems}
+    if "landing_missing" in kinds:
+        return f"restore the landing store, or {fix_command(source, stream)}"
+    unknown = any(
+        p.problem in ("missing", "damaged") and (p.span is None or p.span.start is None)
+        for p in problems
+    )
+    if kinds & {"state_unreadable", "state_missing"} or (unknown and cursor):
+        return fix_command(source, stream)
+    return "wfm-intervals run (its sync fetches the lost records again)"
 
 
 def _stored_digests(settings: AppSettings, names: list[str]) -> dict[str, dict[str, str]]:
