@@ -21,12 +21,31 @@ import polars as pl
 
 from engine.errors import StoreError
 from engine.interval import Window
-from engine.output import delta
+from engine.output import delta, location
 from engine.settings import BuildSettings
 from engine.tables import callvolume
 from engine.tables.dense import SHAPES, fill
 
-__all__ = ["built_windows", "built_with", "contacts_windows", "filled_volume", "read_table"]
+__all__ = [
+    "built_windows",
+    "built_with",
+    "contacts_windows",
+    "filled_volume",
+    "read_table",
+    "table_identity",
+]
+
+
+def table_identity(path: Path) -> str:
+    """``<table id>@<version>`` of the store table at ``path``: a table made anew (restored from
+    a backup, deleted and built again into the same folder) has another id, whatever its
+    version, so a reader that keeps what it read by this key never serves a replaced table.
+
+    Raises:
+        StoreError: no table at ``path``, or its log cannot be read.
+    """
+    table = location.open_table(path)
+    return f"{table.metadata().id}@{table.version()}"
 
 
 def built_windows(summaries: Iterable[Mapping[str, Any]]) -> list[Window]:

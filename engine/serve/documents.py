@@ -31,6 +31,7 @@ from engine.cli.export import volume_table
 from engine.errors import StoreError
 from engine.output import delta
 from engine.output import files as outputs
+from engine.output.read import table_identity
 from engine.tables import callback_metrics
 
 __all__ = ["StoreDocuments"]
@@ -53,21 +54,23 @@ class StoreDocuments:
         self.store, self.org_id, self.unit = store, org_id, unit
         self._recheck_s, self._monotonic = recheck_s, monotonic
         self._lock = threading.Lock()
-        self._checked: dict[str, tuple[float, int]] = {}
-        self._volume: tuple[int, pl.DataFrame] | None = None
-        self._requests: tuple[int, pl.DataFrame] | None = None
+        self._checked: dict[str, tuple[float, str]] = {}
+        self._volume: tuple[str, pl.DataFrame] | None = None
+        self._requests: tuple[str, pl.DataFrame] | None = None
         self._windows: OrderedDict[tuple[Any, ...], pl.DataFrame] = OrderedDict()
 
-    def _version(self, table: str, candidates: tuple[Path, ...]) -> int:
-        """The committed version of ``table`` (re-read at most every ``recheck_s``); -1: none."""
+    def _version(self, table: str, candidates: tuple[Path, ...]) -> str:
+        """The committed version of ``table``, with the table's identity (re-read at most every
+        ``recheck_s``; "": none): a store deleted and built again ends at the version it had (a
+        first build's), and was served from the cache as the old one (:func:`table_identity`)."""
         now = self._monotonic()
         seen = self._checked.get(table)
         if seen is not None and now - seen[0] < self._recheck_s:
             return seen[1]
-        found = -1
+        found = ""
         for path in candidates:
             if delta.is_table(path):
-                found = delta.version(path)
+                found = table_identity(path)
                 break
         self._checked[table] = (now, found)
         return found
@@ -105,7 +108,7 @@ class StoreDocuments:
         root = self.store
         paths = (root / "store" / "callback_attempts", root / "callback_attempts")
         version = self._version("callback_attempts", paths)
-        if version < 0:
+        if not version:
             raise StoreError(f"{root}: no callback_attempts table")
         if self._requests is None or self._requests[0] != version:
             self._requests = (version, stored_requests(root).collect())

@@ -4,6 +4,7 @@ its documents are the commands' own."""
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from connectors.vendors.mindful.client import MindfulSettings, fetch_metrics
 from engine.cli.main import cli
 from engine.output import delta
 from engine.output import files as outputs
-from engine.output.store import requests_of
+from engine.output.store import requests_of, write_attempts
 from engine.tables import callback_metrics
 from engine.tables.compare import compare_callvolume, compare_documents
 from tests.connectors.kore_support import DAY, NOW, imported
@@ -137,6 +138,28 @@ def test_metrics_take_both_time_forms_and_a_list_of_targets(origin: str) -> None
         call_target_id=",".join(targets),
     )  # fmt: skip
     assert a.json() == json.loads(json.dumps(mine))
+
+
+def test_a_store_deleted_and_built_again_is_served_anew(tmp_path: Path) -> None:
+    """A store removed and built again into the same folder (a second ``demo``, a rebuild)
+    ends at the version the first had: it was served from the cache as the old store (642
+    callbacks where the new one has 267; Contact Volume likewise), 200 OK, until a restart."""
+    root = write_store(tmp_path / "out")
+    table = root / "store" / "callvolume"
+    body = {"orgId": ORG_ID, "toTimeStamp": "2030-01-01T00:00:00Z", "limit": 1}
+    head = {"Authorization": "Bearer " + TOKEN}
+    day = {"timeBegin": "2026-10-01", "timeEnd": "2026-10-02"}
+    with running(root, recheck_s=0.0) as url:
+        volume = httpx.post(url + KORE_URL, json=body, headers=auth()).json()["totalCount"]
+        calls = httpx.get(url + METRICS, params=day, headers=head).json()
+        version = delta.version(table)
+        shutil.rmtree(root / "store")
+        outputs.write_store(ours().head(7), table, by="interval_start_utc")
+        write_attempts(attempts().head(40), root / "store" / "callback_attempts")
+        assert delta.version(table) == version  # the same version: only the table is new
+        assert volume != 7
+        assert httpx.post(url + KORE_URL, json=body, headers=auth()).json()["totalCount"] == 7
+        assert httpx.get(url + METRICS, params=day, headers=head).json() != calls
 
 
 def test_only_committed_versions_are_served_and_a_new_commit_is_picked_up(tmp_path: Path) -> None:
