@@ -191,6 +191,8 @@ def run_build(
     set_aside = opts.pop("set_aside", None)
     engine = engine_settings(opts.pop("engine", None), opts.pop("ray_address", None))
     org_id: str = opts.pop("org_id")
+    if not org_id.strip():  # as [output] org_id: a document's orgId names its organisation
+        fail("--org-id: an empty orgId (give the organisation's id)")
     unit: DurationUnit = opts.pop("duration_unit")
     if opts.get("interval_minutes"):
         opts["interval_minutes"] = int(opts["interval_minutes"])

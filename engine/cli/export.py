@@ -219,6 +219,8 @@ def contact_volume(  # noqa: PLR0917 - the command's options
     # the configuration's (a tenant's) document, as its runs and `serve` write it
     given = store is None or config_path or tenant
     output = settings_or_fail(config_path, tenant=tenant).output if given else None
+    if org_id is not None and not org_id.strip():  # once silently the default
+        fail("--org-id: an empty orgId (give the organisation's id)")
     org_id = org_id or (output.org_id if output else "wfm-intervals")
     unit = duration_unit or (output.duration_unit if output else "ms")
     doc = outputs.callvolume_document(

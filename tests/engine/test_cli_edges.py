@@ -243,6 +243,28 @@ def test_a_value_that_is_no_value_is_one_line_naming_the_option(
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.parametrize(
+    "args",
+    ["build --contacts {d}/good.csv --out {d}/o --org-id ",
+     "export contact-volume --store {d}/o --org-id "],
+)  # fmt: skip
+def test_an_empty_org_id_is_refused_as_the_settings_file_refuses_it(
+    tmp_path: Path, args: str
+) -> None:
+    """``build --org-id ""`` wrote ``"orgId": ""``; ``export contact-volume --org-id ""`` used
+    the default without a word; ``[output] org_id = ""`` was refused. Now all refuse it."""
+    (tmp_path / "good.csv").write_text(HEADER + ROW)
+    assert (
+        run(f"build --contacts {tmp_path}/good.csv --out {tmp_path}/o".split(" "), tmp_path)[0] == 0
+    )
+    code, _, err = run(args.format(d=tmp_path).split(" "), tmp_path)
+    assert code == 2
+    assert (
+        one_line(err)
+        == "wfm-intervals: error: --org-id: an empty orgId (give the organisation's id)"
+    )
+
+
 def _options(command: click.Command, path: str) -> Iterator[tuple[str, click.Parameter]]:
     if isinstance(command, click.Group):
         for name, sub in command.commands.items():
