@@ -42,6 +42,7 @@ from engine.output import delta, location
 from engine.output.inputs import InputFileError, read_input
 from engine.output.store import requests_of, scan_requests
 from engine.pipeline.callbacks import CALLBACK_FORMATS, CallbackReport, build_callbacks
+from engine.settings import known_zone
 from engine.tables import callback_metrics
 from engine.validate.callback_attempts import validate_callback_attempts
 
@@ -247,6 +248,10 @@ def callback_metrics_command(
 ) -> None:
     """Print the callback metrics document (Mindful's seed-000 shape) as JSON."""
     b, e = _time(begin, "begin"), _time(end, "end")
+    try:  # a zone is checked, --step or not (a typo passed when the document had no steps)
+        known_zone(tz)
+    except ValueError as exc:
+        fail(f"--tz: {exc}")
     if step is not None:  # before anything is read: a typo'd year asks for gigabytes
         try:
             callback_metrics.check_intervals(b, e, step)

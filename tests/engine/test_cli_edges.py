@@ -265,6 +265,14 @@ def test_an_empty_org_id_is_refused_as_the_settings_file_refuses_it(
     )
 
 
+def test_callback_metrics_checks_its_zone_without_a_step(tmp_path: Path) -> None:
+    """``--tz Nowhere/X`` passed, exit 0, when no ``--step`` used it."""
+    args = "callback-metrics --begin 2026-10-01 --end 2026-10-02 --tz Nowhere/X --store"
+    code, _, err = run([*args.split(" "), str(tmp_path)], tmp_path)
+    assert code == 2
+    assert one_line(err) == "wfm-intervals: error: --tz: unknown IANA time zone 'Nowhere/X'"
+
+
 def _options(command: click.Command, path: str) -> Iterator[tuple[str, click.Parameter]]:
     if isinstance(command, click.Group):
         for name, sub in command.commands.items():
