@@ -51,7 +51,7 @@ import shutil
 import socket
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -63,7 +63,9 @@ from engine.errors import StoreError, StoreLockedError
 from engine.output import delta
 from engine.output.files import write_json
 from engine.output.migrate import migrate
+from engine.output.read import table_identity
 from engine.output.store import request_instant
+from engine.pipeline.state import behind
 
 __all__ = [
     "LOCK_FILE",
@@ -73,6 +75,7 @@ __all__ = [
     "damage",
     "holder",
     "housekeeping",
+    "not_as_left",
     "set_aside_unreadable",
     "store_lock",
 ]
@@ -238,11 +241,38 @@ def _swept(record: Path) -> datetime:
         return datetime.min.replace(tzinfo=UTC)
 
 
-def damage(tables: Path, names: list[str]) -> list[str]:
+def damage(tables: Path, names: list[str], left: Mapping[str, str] | None = None) -> list[str]:
     """What is missing or damaged among the tables ``names`` under ``tables``: one line each
     (files missing or of another size than their commit recorded; ``wfm-intervals verify``
-    also reads their row counts)."""
-    return [problem for name in names for problem in delta.problems(tables / name, deep=False)]
+    also reads their row counts), and with ``left``, the tables not as the last run left them
+    (:func:`not_as_left`), which no file check can see."""
+    found = [problem for name in names for problem in delta.problems(tables / name, deep=False)]
+    return found + not_as_left(tables, names, left or {})
+
+
+def not_as_left(tables: Path, names: list[str], left: Mapping[str, str]) -> list[str]:
+    """The tables of ``names`` under ``tables`` that are not as the last run left them, by its
+    recorded identities ``left`` (:attr:`~engine.pipeline.state.RunState.tables`;
+    :func:`~engine.pipeline.state.behind`): restored from an older copy, their newest log
+    entries lost. One line each; a table not recorded or not there is not one of them."""
+    found = []
+    for name in names:
+        path, was = tables / name, left.get(name)
+        if was is None or not delta.is_table(path):
+            continue
+        try:
+            now = table_identity(path)
+        except StoreError as exc:
+            found.append(str(exc))
+            continue
+        if behind(was, now):
+            (old, _, then), (new, _, version) = was.rpartition("@"), now.rpartition("@")
+            what = f"version {version}" + (" of another table" if new != old else "")
+            found.append(
+                f"{path}: {what}, where the last run left version {then} (restored from an "
+                "older copy, or its newest log entries lost)"
+            )
+    return found
 
 
 def set_aside_unreadable(tables: Path, names: Sequence[str]) -> list[str]:

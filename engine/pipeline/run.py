@@ -3,9 +3,9 @@
 Everything happens under the store's lock (:func:`engine.pipeline.lock.store_lock`: a second
 writer fails at once naming the holder, or waits ``wait`` seconds). First the leftovers of killed
 runs are removed and tables of the Parquet-directory store are migrated to the Delta Lake store
-(:mod:`engine.output.delta`); a table the last run committed that is now missing or damaged is
-reported in ``repaired`` and everything is rebuilt from the landing store. Then, each step
-reported through ``on_event``:
+(:mod:`engine.output.delta`); a table the last run committed that is now missing, damaged or
+behind (restored from an older copy) is reported in ``repaired`` and everything is rebuilt from
+the landing store. Then, each step reported through ``on_event``:
 
 1. **sync** every enabled source into the landing store (:func:`engine.pipeline.sources.sync_all`;
    the first failed stream stops the run);
@@ -20,16 +20,15 @@ reported through ``on_event``:
    (:mod:`engine.pipeline.checks`), each cut to what its sync has completed;
 6. **report**: ``report.html`` over the store's last ``[run] report_days`` days.
 
-The run state (:mod:`engine.pipeline.state`) is saved last: the run is committed when it is. A
-run killed at any point before leaves tables that hold the previous run's rows or the new rows of
-whole partitions, never a mix within one, and the next run rebuilds every day whose digest the
-state does not hold yet: nothing is lost and nothing counted twice. The summary
+The run state (:mod:`engine.pipeline.state`) is saved last: the run is committed when it is
+(a full rebuild marks it unfinished first). A run killed before leaves tables that hold the
+previous run's rows or the new rows of whole partitions, and the next run rebuilds every day
+whose digest the state does not hold yet: nothing is lost and nothing counted twice. The summary
 (:class:`RunSummary`, also ``run_summary.json``) counts, among the rest, the rows stored after the
 window's end (counted by a later run; far ahead of the clock, a source's clock or zone is off).
-Exit code 1 (data problems) when a table's quarantined share is above
-``[run] max_quarantine_fraction`` or a reconciliation is out of tolerance. ``full_refresh``
-rebuilds every table from the landing store; ``dry_run`` syncs nothing, writes nothing, and says
-what a run would rebuild.
+Exit 1 (data problems): a table's quarantined share above ``[run] max_quarantine_fraction``, or
+a reconciliation out of tolerance. ``full_refresh`` rebuilds every table from the landing store;
+``dry_run`` syncs and writes nothing, and says what a run would rebuild.
 
 Example:
     ``summary = run(load_settings(Path("config/tenant.toml")))`` then ``summary.exit_code``.
@@ -70,7 +69,13 @@ from engine.pipeline.export import export_tables
 from engine.pipeline.kore import KoreImport, import_kore
 from engine.pipeline.lock import damage, housekeeping, store_lock
 from engine.pipeline.sources import Emit, sync_all, tables_fed
-from engine.pipeline.state import RunState, load_run_state, run_state_path, save_run_state
+from engine.pipeline.state import (
+    RunState,
+    begin_full_rebuild,
+    commit_run_state,
+    load_run_state,
+    run_state_path,
+)
 from engine.pipeline.tables import Built, build_tables
 from engine.pipeline.window import Canonical, RunPlan, plan_run
 from engine.report.build import write_run_report
@@ -338,7 +343,7 @@ def _run(
     if previous is not None and previous.build != build_json:
         previous = None  # new build settings: rebuild everything
     if previous is not None and not full_refresh:
-        repaired = damage(store, fed)
+        repaired = damage(store, fed, previous.tables)
     if full_refresh or repaired:
         previous = None
     done = _stepper(emit)
@@ -367,6 +372,7 @@ def _run(
         summary.finished_at = format_utc(now_of(), timespec="seconds")
         summary.seconds = round(time.perf_counter() - began, 3)
         return summary
+    begin_full_rebuild(state_path, now, plan.recent, previous)  # killed from here on: again
     files = _commit(settings, names, held, plan, summary, done, now)
     finished = now_of()
     summary.finished_at = format_utc(finished, timespec="seconds")
@@ -374,16 +380,10 @@ def _run(
     summary.files = sorted({str(f) for f in [*files, out / "run_summary.json"]})
     export.write_json(summary.to_json(), out / "run_summary.json")
     window_end = max(plan.recent[1], previous.window_end) if previous else plan.recent[1]
-    _save(state_path, RunState(now, finished, plan.recent[0], window_end, build_json, plan.digests))
+    state = RunState(now, finished, plan.recent[0], window_end, build_json, plan.digests)
+    commit_run_state(state_path, state, tables={t: store / t for t in fed})
     emit("run.done", {"exit_code": summary.exit_code, "seconds": summary.seconds})
     return summary
-
-
-def _save(path: Path, state: RunState) -> None:
-    """Commit the run: the run state says its tables are built (durable, atomic)."""
-    killpoint.reached("run.state_saving")
-    save_run_state(path, state)
-    killpoint.reached("run.state_saved")
 
 
 def _commit(  # noqa: PLR0917

@@ -5,10 +5,14 @@ keep theirs in ``<store.state>/<source>/<stream>.json``), written atomically and
 (:func:`connectors.state.atomic_write_bytes`) after a run has committed its tables: the run is
 committed when this file is. It holds instants, the build settings the tables were made with,
 and the digest of each canonical table's partition days the tables were built from
-(:func:`engine.pipeline.window.fingerprints`), nothing else: no secret can end up in it. The
-next run rebuilds the recent window from ``window_end - lookback`` and every day whose digest
-changed, and rebuilds everything when the build settings changed. A version 1 file (before the
-digests) is read with none: the next run rebuilds everything once.
+(:func:`engine.pipeline.window.fingerprints`), and each store table's identity and version as
+the run left it (:func:`engine.output.read.table_identity`), nothing else: no secret can end up
+in it. The next run rebuilds the recent window from ``window_end - lookback`` and every day
+whose digest changed, and rebuilds everything when the build settings changed, or a table is
+not as the run left it (restored from a backup, its newest log entry lost: :func:`behind`). A
+full rebuild marks the file first (:data:`UNFINISHED`), so that a kill halfway through (tables
+committed under new settings, then the settings put back) is a full rebuild again. A version 1
+file (before the digests) is read with none: the next run rebuilds everything once.
 
 Example:
     >>> import tempfile
@@ -25,19 +29,35 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from connectors.errors import StateError
 from connectors.state import format_utc, parse_utc
+from engine import killpoint
 from engine.durable import atomic_write_bytes
+from engine.output import delta
+from engine.output.read import table_identity
 
-__all__ = ["RunState", "load_run_state", "run_state_path", "save_run_state"]
+__all__ = [
+    "UNFINISHED",
+    "RunState",
+    "begin_full_rebuild",
+    "behind",
+    "commit_run_state",
+    "load_run_state",
+    "run_state_path",
+    "save_run_state",
+]
 
 _VERSION = 2
 _INSTANTS = ("started_at", "finished_at", "window_start", "window_end")
+#: The ``build`` of a run state whose full rebuild has begun and not ended: no settings are
+#: this, so the next run rebuilds everything again (its tables may be half of each).
+UNFINISHED: dict[str, Any] = {"unfinished": "a full rebuild began and did not end"}
 
 
 @dataclass(frozen=True)
@@ -52,6 +72,8 @@ class RunState:
         build: the build settings the tables were made with (``BuildSettings`` as JSON).
         digests: per canonical table, ISO date -> the digest of that partition day the tables
             were built from (``None``: unknown, e.g. a version 1 file).
+        tables: store table -> its identity as the run left it (``<id>@<version>``; ``None``:
+            not recorded, a file of an earlier version).
     """
 
     started_at: datetime
@@ -60,6 +82,7 @@ class RunState:
     window_end: datetime
     build: dict[str, Any]
     digests: dict[str, dict[str, str]] | None = None
+    tables: dict[str, str] | None = None
 
 
 def run_state_path(state_root: Path) -> Path:
@@ -88,7 +111,10 @@ def load_run_state(path: Path) -> RunState | None:
         raise StateError(f"run state {path}: missing or invalid fields")
     if data["version"] == _VERSION and not _valid_digests(digests):
         raise StateError(f"run state {path}: missing or invalid digests")
-    return RunState(build=build, digests=digests, **instants)  # type: ignore[arg-type]
+    tables = data.get("tables")
+    if not isinstance(tables, dict) or not all(isinstance(v, str) for v in tables.values()):
+        tables = None  # not recorded (an earlier version's file): nothing to compare
+    return RunState(build=build, digests=digests, tables=tables, **instants)  # type: ignore[arg-type]
 
 
 def _valid_digests(value: Any) -> bool:
@@ -104,7 +130,43 @@ def save_run_state(path: Path, state: RunState) -> None:
     data |= {name: format_utc(getattr(state, name)) for name in _INSTANTS}
     data["build"] = state.build
     data["digests"] = state.digests or {}
+    if state.tables is not None:
+        data["tables"] = state.tables
     atomic_write_bytes(path, json.dumps(data, indent=1, sort_keys=True).encode())
+
+
+def behind(recorded: str, found: str) -> bool:
+    """Whether a table found as ``found`` (``<id>@<version>``) is not as a run left it,
+    ``recorded``: another table (made anew: restored from an older copy, rebuilt), or an older
+    version of it (its newest log entries lost or restored). A newer version is a run killed
+    after its commits, before its state was saved: the next run redoes what it needs.
+
+    Example:
+        >>> behind("a@4", "a@3"), behind("a@4", "b@9"), behind("a@4", "a@5")
+        (True, True, False)
+    """
+    (was, _, then), (now, _, version) = recorded.rpartition("@"), found.rpartition("@")
+    return was != now or int(version) < int(then)
+
+
+def commit_run_state(path: Path, state: RunState, *, tables: Mapping[str, Path]) -> None:
+    """Commit a run: its state, with the identity of each of ``tables`` (name -> path) that is
+    there as the run leaves it, says its tables are built (:func:`save_run_state`)."""
+    left = {name: table_identity(p) for name, p in tables.items() if delta.is_table(p)}
+    killpoint.reached("run.state_saving")
+    save_run_state(path, replace(state, tables=left))
+    killpoint.reached("run.state_saved")
+
+
+def begin_full_rebuild(
+    path: Path, now: datetime, window: tuple[datetime, datetime], previous: RunState | None
+) -> None:
+    """Unless ``previous`` (the state an incremental run goes on from), mark the run state at
+    ``path``, if there is one, :data:`UNFINISHED` before a full rebuild commits its first
+    table: killed halfway (tables half under new settings, half under the old, the settings
+    then put back), the next run rebuilds everything too."""
+    if previous is None and path.is_file():
+        save_run_state(path, RunState(now, now, *window, UNFINISHED, {}))
 
 
 #: Runs kept in the history (the oldest are dropped).

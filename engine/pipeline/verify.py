@@ -29,6 +29,8 @@ from dataclasses import asdict, dataclass
 from datetime import date
 from typing import Any, Literal
 
+import polars as pl
+
 from connectors.errors import ConnectorError, LandingError
 from connectors.landing.check import Finding as LandingFinding
 from connectors.landing.check import check_landing, fix_command
@@ -36,9 +38,10 @@ from connectors.state import StateStore
 from engine import clock
 from engine.app.config import AppSettings
 from engine.app.sources import SOURCES, connector
-from engine.errors import StoreError
+from engine.errors import StoreError, printable
 from engine.output import delta
 from engine.output.store import scan_attempts
+from engine.pipeline.lock import not_as_left
 from engine.pipeline.sources import canonical, keep_landed, tables_fed
 from engine.pipeline.state import load_run_state, run_history, run_state_path
 from engine.pipeline.window import Canonical, changed_days, fingerprints
@@ -196,6 +199,25 @@ def unfed_tables(settings: AppSettings) -> list[str]:
     return lines
 
 
+def _tables(settings: AppSettings, names: list[str], state: Any) -> list[Finding]:
+    """Each store table the sources feed against its log (every file, size and row count) and,
+    as the last run left it, against its recorded identity (``state.tables``)."""
+    root, found = settings.output.dir / "store", []
+    for name in tables_fed(names):
+        path = root / name
+        if not delta.is_table(path) and state is None:
+            continue  # no run yet: nothing to check
+        problems = delta.problems(path)
+        if state is not None and state.tables is not None and not problems:
+            problems = not_as_left(root, [name], state.tables)  # restored from an older copy
+        if problems:
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            found.append(Finding(f"store {name}", "problem", problems[0] + more, _REFRESH))
+        else:
+            found.append(Finding(f"store {name}", "ok", f"version {delta.version(path)}"))
+    return found
+
+
 def verify(settings: AppSettings) -> list[Finding]:
     """Every check (see the module docstring); writes nothing.
 
@@ -206,25 +228,14 @@ def verify(settings: AppSettings) -> list[Finding]:
     found, state = _state(settings, names)
     found += _landing(settings, names)
     found += [Finding("store", "behind", line) for line in unfed_tables(settings)]
-    root = settings.output.dir / "store"
-    damaged = False
-    for name in tables_fed(names):
-        path = root / name
-        if not delta.is_table(path) and state is None:
-            continue  # no run yet: nothing to check
-        problems = delta.problems(path)
-        damaged |= bool(problems)
-        if problems:
-            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-            found.append(Finding(f"store {name}", "problem", problems[0] + more, _REFRESH))
-        else:
-            found.append(Finding(f"store {name}", "ok", f"version {delta.version(path)}"))
-    if state is None or damaged or state.digests is None:
+    tables = _tables(settings, names, state)
+    found += tables
+    if state is None or any(f.status == "problem" for f in tables) or state.digests is None:
         return found
     try:
         stored = _stored_digests(settings, names)
-    except (StoreError, OSError) as exc:
-        return [*found, Finding("store vs state", "problem", str(exc), _REFRESH)]
+    except (StoreError, OSError, pl.exceptions.PolarsError) as exc:  # a file damaged inside
+        return [*found, Finding("store vs state", "problem", printable(exc), _REFRESH)]
     for name, digests in stored.items():
         off = changed_days(digests, state.digests.get(name, {}))
         if off:
