@@ -21,7 +21,7 @@ from engine import killpoint
 from engine.clock import CLOCK_AT_VARIABLE
 from engine.distributed.helper import STALL_VARIABLE
 
-__all__ = ["invoke"]
+__all__ = ["invoke", "run_main"]
 
 #: Read from the process environment only: by click (its options' ``envvar``), the clock, the
 #: crash tests' hook, the Ray helper. Given here they would be ignored, so they are refused.
@@ -38,3 +38,30 @@ def invoke(
     assert not set(env) & PROCESS_ONLY, f"read from the process only: {set(env) & PROCESS_ONLY}"
     environ = {**os.environ, **env}
     return CliRunner().invoke(command, list(args), obj={"environ": environ}, **kwargs)
+
+
+def run_main(
+    args: Sequence[str],
+    env: Mapping[str, str] | None = None,
+    stdin: str | None = None,
+    *,
+    cwd: str | os.PathLike[str] | None = None,
+) -> tuple[int, str, str]:
+    """``wfm-intervals ARGS`` in-process as the installed command runs it (``main``: its exit
+    codes and one-line errors), in ``cwd`` if given (the test's own working directory is put
+    back): ``(exit code, stdout, stderr)``. ``env`` is set in the process for the call: not
+    while an emulator's threads run (:func:`invoke` is for that)."""
+    from engine.cli.main import main
+
+    back = os.getcwd()
+    with CliRunner().isolation(input=stdin, env=dict(env or {})) as (out, err, _):
+        try:
+            if cwd is not None:
+                os.chdir(cwd)
+            main(list(args))
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        finally:
+            os.chdir(back)
+        return code, out.getvalue().decode(), err.getvalue().decode()

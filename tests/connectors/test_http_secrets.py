@@ -179,13 +179,23 @@ def test_a_dixa_token_with_a_line_break_fails_fast_without_showing_it(
         with pytest.raises(AuthError) as info:
             sync_source(DIXA, settings, landing_root=tmp_path / "l", state_root=tmp_path / "s")
         assert emu.stats.requests == 0  # refused before it was sent, and never retried
-    message = str(info.value)
-    assert message.startswith("dixa: Authorization header: the credential is not a valid HTTP")
-    assert "; check sources.dixa.api_token (" in message
-    assert "\n" not in message
-    for text in (message, caplog.text, _written(tmp_path)):
-        assert token not in text
+    _one_line_without(
+        str(info.value), token, [caplog.text, _written(tmp_path)],
+        starts="dixa: Authorization header: the credential is not a valid HTTP",
+        names="; check sources.dixa.api_token (",
+    )  # fmt: skip
     assert "retrying" not in caplog.text
+
+
+def _one_line_without(line: str, secret: str, elsewhere: list[str], *, starts: str,
+                      names: str) -> None:  # fmt: skip
+    """``line`` is one line starting ``starts`` and naming ``names``; ``secret`` is in none of
+    it and ``elsewhere`` (the log, the files written)."""
+    assert line.startswith(starts), line
+    assert names in line
+    assert "\n" not in line
+    for text in (line, *elsewhere):
+        assert secret not in text
 
 
 def _mindful_sync(emu: MindfulEmulator, root: Path, **overrides: object) -> SyncReport:
@@ -207,12 +217,11 @@ def test_a_mindful_static_token_with_a_newline_fails_fast_without_showing_it(
         assert emu.stats.requests == 0
     assert not report.ok
     assert (report.retries, report.pages) == (0, 0)
-    error = str(report.error)
-    assert error.startswith("Authorization header: the credential is not a valid HTTP header")
-    assert "sources.mindful.static_token" in error
-    assert "\n" not in error
-    for text in (error, caplog.text, _written(tmp_path)):
-        assert static not in text
+    _one_line_without(
+        str(report.error), static, [caplog.text, _written(tmp_path)],
+        starts="Authorization header: the credential is not a valid HTTP header",
+        names="sources.mindful.static_token",
+    )  # fmt: skip
 
 
 @pytest.mark.parametrize("ending", BAD_ENDINGS.values(), ids=BAD_ENDINGS.keys())

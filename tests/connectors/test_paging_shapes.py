@@ -89,25 +89,24 @@ def test_dixa_a_page_key_that_is_not_a_string_stops_the_stream(tmp_path: Path, k
     rewrite = FromSecondWindow(lambda body: body["periodFilter"]["start"], key)
     with emulator() as emu:
         emu.add_rewrite(rewrite)
-        (report,) = sync_source(
-            DIXA,
-            make_settings(emu, per_page=5),
-            landing_root=tmp_path / "landing",
-            state_root=tmp_path / "state",
-            sleep=lambda _: None,
-        )
+
+        def once() -> SyncReport:
+            (report,) = sync_source(
+                DIXA,
+                make_settings(emu, per_page=5),
+                landing_root=tmp_path / "landing",
+                state_root=tmp_path / "state",
+                sleep=lambda _: None,
+            )
+            return report
+
+        report = once()
         needle = f"the next page key at 'meta.next' is a JSON {kind}, not a string"
         assert_stopped_behind(
             report, tmp_path / "state", "dixa", "conversations", rewrite.broken_at, needle
         )
         rewrite.on = False
-        (again,) = sync_source(
-            DIXA,
-            make_settings(emu, per_page=5),
-            landing_root=tmp_path / "landing",
-            state_root=tmp_path / "state",
-            sleep=lambda _: None,
-        )
+        again = once()
         assert again.ok, again.error
         assert_frame_equal(synced(emu, tmp_path / "landing"), emu.expected_contacts())
 

@@ -16,25 +16,24 @@ and a group given no command.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import click
 import pytest
-from click.testing import CliRunner
 
 from connectors.landing.check import Finding as LandingFinding
 from connectors.landing.manifest import Span
 from connectors.state import StateStore
 from engine.cli.common import FiniteFloat, GivenPath
-from engine.cli.main import COMMANDS, load, main
+from engine.cli.main import COMMANDS, load
 from engine.clock import StartedClock, use_clock
 from engine.demo.stack import Stack
 from engine.pipeline.verify import _landing_fix
 from tests.calendar import TEST_NOW
 from tests.engine.run_support import clean_environment, emulators, invoke, lean_config
+from tests.environment import run_main
 
 HEADER = "source,contact_id,segment_no,channel,queue_id,offered_at,outcome\n"
 ROW = "u,c1,1,voice,q,2026-10-01T09:01:00Z,abandoned\n"
@@ -43,15 +42,8 @@ ROW = "u,c1,1,voice,q,2026-10-01T09:01:00Z,abandoned\n"
 
 
 def run(args: list[str], cwd: Path) -> tuple[int, str, str]:
-    """``wfm-intervals ARGS`` in-process, as the installed command: (exit code, stdout, stderr)."""
-    with CliRunner().isolation() as (out, err, _):
-        os.chdir(cwd)
-        try:
-            main(args)
-            code = 0
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-        return code, out.getvalue().decode(), err.getvalue().decode()
+    """``wfm-intervals ARGS`` in-process, as the installed command, in ``cwd``."""
+    return run_main(args, cwd=cwd)
 
 
 def one_line(err: str) -> str:

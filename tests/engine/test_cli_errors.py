@@ -16,11 +16,11 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from click.testing import CliRunner
 from polars.exceptions import PanicException
 
 from engine.cli.main import COMMANDS, main
 from engine.demo.callbacks import generate_attempts
+from tests.environment import run_main
 
 HEADER = "source,contact_id,segment_no,channel,queue_id,offered_at,outcome\n"
 ROW = "u,c{n},1,voice,q,2026-10-01T09:{n:02d}:00Z,abandoned\n"
@@ -34,13 +34,7 @@ CLOSED = (
 
 def run(args: list[str], env: dict[str, str] | None = None, stdin: str | None = None):
     """``wfm-intervals ARGS`` in-process: (exit code, stdout, stderr)."""
-    with CliRunner().isolation(input=stdin, env=env) as (out, err, _):
-        try:
-            main(args)
-            code = 0
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-        return code, out.getvalue().decode(), err.getvalue().decode()
+    return run_main(args, env, stdin)
 
 
 @pytest.fixture(scope="module")
