@@ -281,16 +281,16 @@ def latest_records(frame: pl.LazyFrame) -> pl.LazyFrame:
     # A version without a stamp (the vendor stopped sending it, or sent one we cannot read) is
     # as new as its fetch: taken as older than any stamp, it lost to the last stamped version
     # for good, and every later change of the record was ignored.
-    stamp = pl.col("updated_at")
-    order = [pl.coalesce(stamp, "fetched_at"), "fetched_at", "batch_id", "page_no"]
+    stamp, of_page = pl.col("updated_at"), ("fetched_at", "batch_id", "page_no")
+    order = [pl.coalesce(stamp, "fetched_at"), *of_page]
     row = pl.col("__row")  # one winning row per id (a window, not a per-column sort: 28x faster)
     latest = row == row.sort_by(order).last().over("record_id")
     # Versions the vendor stamped with the same, latest updated_at but sent with other content
     # (unstamped: those of the winner's page, one fetch) are all kept: the validation at the
     # pipeline edge quarantines them as a conflict (SPEC §7) instead of the later fetch winning
     # silently. Identical re-reads stay one row.
-    won = {c: pl.col(c).sort_by(order).last().over("record_id") for c in LANDING_SCHEMA}
-    page = pl.all_horizontal([pl.col(c) == won[c] for c in ("fetched_at", "batch_id", "page_no")])
+    won = {c: pl.col(c).sort_by(order).last().over("record_id") for c in ("updated_at", *of_page)}
+    page = pl.all_horizontal([pl.col(c) == won[c] for c in of_page])
     unstamped = stamp.is_null() & won["updated_at"].is_null() & page
     tied = unstamped | (stamp.is_not_null() & (stamp == won["updated_at"]))
     counted = frame.with_columns(pl.len().over("record_id").alias("__n")).cache()
