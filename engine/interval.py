@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from functools import reduce
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import polars as pl
 
@@ -101,6 +102,10 @@ def interval_grid(start: datetime, end: datetime, *, minutes: int, tz: str) -> p
     Returns:
         A small frame with the :data:`GRID` columns, sorted by ``interval_start_utc``.
 
+    Raises:
+        ValueError: a naive instant, ``end`` not after ``start``, ``minutes`` no whole divisor
+            of a day, or ``tz`` no zone Python knows (one line naming it, not Polars' error).
+
     Example:
         >>> from datetime import datetime, UTC
         >>> interval_grid(datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 2, tzinfo=UTC),
@@ -111,6 +116,18 @@ def interval_grid(start: datetime, end: datetime, *, minutes: int, tz: str) -> p
     if end <= start:
         msg = f"window end {end.isoformat()} is not after its start {start.isoformat()}"
         raise ValueError(msg)
+    if (
+        isinstance(minutes, bool)
+        or not isinstance(minutes, int)
+        or not 0 < minutes <= 1440
+        or 1440 % minutes
+    ):
+        msg = f"interval of {minutes!r} minutes: a whole divisor of a day (15, 30, 60; 1440: days)"
+        raise ValueError(msg)
+    try:  # Polars' own error names no argument (and suggests another zone)
+        ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError, TypeError):
+        raise ValueError(f"unknown IANA time zone {tz!r}") from None
     b = _boundaries(start, end, minutes, tz)
     frame = pl.DataFrame({"interval_start_utc": b}).with_columns(
         interval_end_utc=pl.col("interval_start_utc").shift(-1)
@@ -173,7 +190,8 @@ class Grid:
         """The grid of every interval that overlaps ``[start, end)``.
 
         Raises:
-            ValueError: a naive instant, or ``end`` not after ``start``.
+            ValueError: a naive instant, ``end`` not after ``start``, an interval length that is
+            no whole divisor of a day, or an unknown zone.
         """
         frame = interval_grid(start, end, minutes=minutes, tz=tz)
         first: datetime = frame["interval_start_utc"][0]

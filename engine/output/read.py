@@ -83,10 +83,17 @@ def contacts_windows(out_dir: Path) -> list[Window]:
     return built_windows([found]) if isinstance(found, dict) else []
 
 
-def built_with(out_dir: Path) -> BuildSettings:
+#: The tables a ``callbacks`` build writes: read on its grid (``callbacks_summary.json``) first.
+_CALLBACK_TABLES = ("callback_attempts", "callback_intervals", "retry_outcomes")
+#: The instant a canonical table's rows start at (the interval tables': ``interval_start_utc``).
+_STARTS = {"contacts": "offered_at", "callback_attempts": "created_at"}
+
+
+def built_with(out_dir: Path, table: str | None = None) -> BuildSettings:
     """The zone and interval length the store under ``out_dir`` was built with (its
-    ``summary.json``, else its ``callbacks_summary.json``; UTC and 15 minutes when there is no
-    store and neither file).
+    ``summary.json``, else its ``callbacks_summary.json``; for a ``table`` a ``callbacks``
+    build writes, the other way round: a store may hold a 60-minute volume beside 15-minute
+    callback tables; UTC and 15 minutes when there is no store and neither file).
 
     Raises:
         StoreError: a summary that cannot be read or says no zone, or a store with neither:
@@ -97,7 +104,8 @@ def built_with(out_dir: Path) -> BuildSettings:
         >>> built_with(Path("/nonexistent")).tz
         'UTC'
     """
-    for name in ("summary.json", "callbacks_summary.json"):
+    names = ("summary.json", "callbacks_summary.json")
+    for name in names[::-1] if table in _CALLBACK_TABLES else names:
         path = out_dir / name
         try:
             found = json.loads(path.read_text(encoding="utf-8"))
@@ -127,7 +135,8 @@ def read_table(
     out_dir: Path, name: str, *, window: Window | None = None, dense: bool = False
 ) -> pl.LazyFrame:
     """The table ``name`` of the store built into ``out_dir`` (a ``build``, ``callbacks``,
-    ``run`` or ``demo`` output directory), lazily, intervals starting in ``window`` if given.
+    ``run`` or ``demo`` output directory), lazily; with ``window``, the rows starting in it (an
+    interval's start; a contact's ``offered_at``, a callback attempt's ``created_at``).
 
     With ``dense`` (``callvolume``, ``callback_intervals``, ``retry_outcomes``; ``window``
     required), the zero-filled grid of the window: the builder's own table for that window (a
@@ -136,23 +145,24 @@ def read_table(
 
     Raises:
         StoreError: no such table in the store.
-        ValueError: ``dense`` without a ``window``, or for a table that is not zero-filled.
+        ValueError: ``dense`` without a ``window``, or for a table that is not zero-filled; a
+            naive or reversed ``window``.
     """
     path = out_dir / "store" / name
     if not delta.is_table(path):
         raise StoreError(f"{out_dir}: no store/{name} table (run `wfm-intervals build` first)")
-    frame, at = delta.scan(path), pl.col("interval_start_utc")
+    frame, at = delta.scan(path), pl.col(_STARTS.get(name, "interval_start_utc"))
     if not dense:
-        return (
-            frame
-            if window is None or name not in SHAPES
-            else frame.filter(at >= window[0], at < window[1])
-        )
+        if window is None:
+            return frame
+        if any(w.tzinfo is None for w in window) or window[1] <= window[0]:
+            raise ValueError(f"window {window[0]} .. {window[1]}: two aware instants in order")
+        return frame.filter(at >= window[0], at < window[1])
     if window is None or name not in SHAPES:
         raise ValueError(f"dense=True needs a window and one of {', '.join(SHAPES)}")
     # the window widened to whole intervals, as the builder widens it: the rows of an interval
     # the window starts or ends inside are that interval's rows, not zeros
-    grid = built_with(out_dir).grid(window).frame
+    grid = built_with(out_dir, name).grid(window).frame
     first, end = grid["interval_start_utc"].min(), grid["interval_end_utc"].max()
     frame = frame.filter(at >= first, at < end)
     seen = None
@@ -161,7 +171,7 @@ def read_table(
     if name != "callvolume":
         return fill(frame, name, grid, seen=seen)
     if not set(callvolume.DERIVED) <= set(frame.collect_schema().names()):
-        return callvolume.derive(fill(frame, name, grid), settings=built_with(out_dir))
+        return callvolume.derive(fill(frame, name, grid), settings=built_with(out_dir, name))
     return filled_volume(frame, grid)
 
 

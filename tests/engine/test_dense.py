@@ -150,6 +150,53 @@ def test_a_dense_read_of_a_window_inside_intervals_widens_it_as_the_builder(tmp_
     assert reqs.collect()["requests"].sum() == in_grid["requests"].sum() > 0
 
 
+def test_callback_tables_read_dense_on_their_own_build_s_grid(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Contacts built hourly and callbacks every 15 minutes into one folder: the callback
+    tables read dense on the contacts' hourly grid, 120 of 167 requests dropped. Each table
+    reads on the grid of the build that wrote it; and a window filters every table's rows by
+    their start (staffing and the canonical tables were read whole)."""
+    import engine
+    from engine.demo.callbacks import generate_attempts
+    from engine.demo.contacts import generate_contacts
+    from engine.pipeline import build as pipeline
+    from engine.pipeline.callbacks import build_callbacks
+
+    day = datetime(2026, 11, 1, tzinfo=UTC)
+    window = (day, day + timedelta(days=2))
+    contacts = generate_contacts(seed=5, start=day, days=2, scale=0.2)
+    hourly = BuildSettings(interval_minutes=60)
+    pipeline.build_contacts(contacts.lazy(), settings=hourly, out_dir=tmp_path, window=window)
+    attempts = generate_attempts(seed=5, start=day, days=2, scale=0.3)
+    build_callbacks(attempts.lazy(), settings=BuildSettings(), out_dir=tmp_path, window=window)
+    first = (day, day + timedelta(days=1))
+    for name in ("callback_intervals", "retry_outcomes"):
+        stored = engine.read_table(tmp_path, name, window=first).collect()
+        full = engine.read_table(tmp_path, name, window=first, dense=True).collect()
+        assert stored["requests"].sum() == full["requests"].sum() > 0, name
+        length = full["interval_end_utc"] - full["interval_start_utc"]
+        assert length.dt.total_minutes().unique().to_list() == [15], name  # the callbacks' grid
+        assert full["interval_start_utc"].n_unique() == 96, name
+    at = {"contacts": "offered_at", "callback_attempts": "created_at"}
+    for name in ("contacts", "callback_attempts", "callvolume"):
+        whole = engine.read_table(tmp_path, name).collect()
+        starts = pl.col(at.get(name, "interval_start_utc"))
+        want = whole.filter(starts >= first[0], starts < first[1])
+        assert 0 < want.height < whole.height, name
+        assert engine.read_table(tmp_path, name, window=first).collect().height == want.height
+    with pytest.raises(ValueError, match="two aware instants in order"):
+        engine.read_table(tmp_path, "contacts", window=(first[1], first[0]))
+
+
+@pytest.mark.parametrize(("minutes", "tz"), [(0, "UTC"), (7, "UTC"), (2880, "UTC"),
+                                             (15, "Asia/Almatyy")])  # fmt: skip
+def test_a_grid_of_no_interval_or_no_zone_is_a_value_error(minutes: int, tz: str) -> None:
+    """Polars' ComputeError ("interval must be positive", "did you mean Asia/Almaty") escaped
+    ``snap_window``; a 7-minute or two-day interval was taken."""
+    day = datetime(2026, 11, 1, tzinfo=UTC)
+    with pytest.raises(ValueError, match=r"minutes: a whole divisor|unknown IANA time zone"):
+        snap_window(day, day + timedelta(days=1), minutes=minutes, tz=tz)
+
+
 def test_a_parquet_only_build_stores_the_same_rows_and_reports_the_same_shape(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """``build --format parquet`` builds no zero row (the store keeps busy rows); its store and
     its summary's numbers are those of a build that writes every format."""
