@@ -53,7 +53,7 @@ from engine.cli.common import (
 from engine.errors import StoreLockedError
 from engine.pipeline.lock import store_lock
 from engine.pipeline.sources import keep_landed
-from engine.pipeline.state import load_run_state, run_history, run_state_path
+from engine.pipeline.state import UNFINISHED, load_run_state, run_history, run_state_path
 
 __all__ = ["config_group", "run_sync", "state_group", "sync"]
 
@@ -291,10 +291,11 @@ def state_show(config_path: tuple[Path, ...], tenant: str | None, as_json: bool)
              "committed_at": format_utc(s.committed_at)}
             for s in states
         ]  # fmt: skip
-        window = None
+        window: dict[str, Any] | None = None
         if last is not None:
             window = {k: format_utc(getattr(last, k), timespec="seconds") for k in
                       ("started_at", "finished_at", "window_start", "window_end")}  # fmt: skip
+            window["unfinished"] = last.build == UNFINISHED  # a full rebuild killed halfway
         click.echo(json.dumps({"streams": streams, "run": window, "runs": history}, indent=2))
         return
     if not states:
@@ -306,7 +307,10 @@ def state_show(config_path: tuple[Path, ...], tenant: str | None, as_json: bool)
             f"{s.source}/{s.stream}  cursor {format_utc(s.cursor)}  lookback {lookback}"
             f"  committed {committed}"
         )
-    if last is not None:
+    if last is not None and last.build == UNFINISHED:  # killed: not a run that built them
+        click.echo(f"last run  {format_utc(last.started_at)}  a full rebuild began and did "
+                   "not end: the next run rebuilds everything")  # fmt: skip
+    elif last is not None:
         span = f"{format_utc(last.window_start)} .. {format_utc(last.window_end)}"
         click.echo(f"last run  {format_utc(last.started_at)}  tables built for {span}")
     for r in history[-5:]:

@@ -29,6 +29,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -55,6 +56,7 @@ __all__ = [
 
 _VERSION = 2
 _INSTANTS = ("started_at", "finished_at", "window_start", "window_end")
+_IDENTITY = re.compile(r".+@\d+")  #: a table's identity as recorded: ``<id>@<version>``
 #: The ``build`` of a run state whose full rebuild has begun and not ended: no settings are
 #: this, so the next run rebuilds everything again (its tables may be half of each).
 UNFINISHED: dict[str, Any] = {"unfinished": "a full rebuild began and did not end"}
@@ -112,8 +114,10 @@ def load_run_state(path: Path) -> RunState | None:
     if data["version"] == _VERSION and not _valid_digests(digests):
         raise StateError(f"run state {path}: missing or invalid digests")
     tables = data.get("tables")
-    if not isinstance(tables, dict) or not all(isinstance(v, str) for v in tables.values()):
-        tables = None  # not recorded (an earlier version's file): nothing to compare
+    if not isinstance(tables, dict) or not all(
+        isinstance(v, str) and _IDENTITY.fullmatch(v) for v in tables.values()
+    ):
+        tables = None  # not recorded (an earlier version's file), or not readable: no compare
     return RunState(build=build, digests=digests, tables=tables, **instants)  # type: ignore[arg-type]
 
 

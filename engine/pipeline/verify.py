@@ -43,7 +43,7 @@ from engine.output import delta
 from engine.output.store import scan_attempts
 from engine.pipeline.lock import not_as_left
 from engine.pipeline.sources import canonical, keep_landed, tables_fed
-from engine.pipeline.state import load_run_state, run_history, run_state_path
+from engine.pipeline.state import UNFINISHED, load_run_state, run_history, run_state_path
 from engine.pipeline.window import Canonical, changed_days, fingerprints
 from engine.schema import CONTACTS
 
@@ -90,6 +90,12 @@ def _state(settings: AppSettings, names: list[str]) -> tuple[list[Finding], Any]
         found.append(Finding("state", "behind", detail, "wfm-intervals run"))
     elif state is None:
         found.append(Finding("state", "behind", f"{path}: no run yet", "wfm-intervals run"))
+    elif state.build == UNFINISHED:  # killed halfway: nothing to compare the store with
+        detail = (
+            f"{path}: a full rebuild began {state.started_at:%Y-%m-%dT%H:%MZ} and did not end: "
+            "the next run rebuilds every table from the landing store"
+        )
+        found.append(Finding("state", "behind", detail, "wfm-intervals run"))
     else:
         found.append(
             Finding("state", "ok", f"{path}: last run {state.finished_at:%Y-%m-%dT%H:%MZ}")
@@ -230,7 +236,9 @@ def verify(settings: AppSettings) -> list[Finding]:
     found += [Finding("store", "behind", line) for line in unfed_tables(settings)]
     tables = _tables(settings, names, state)
     found += tables
-    if state is None or any(f.status == "problem" for f in tables) or state.digests is None:
+    if state is None or state.build == UNFINISHED or state.digests is None:
+        return found  # nothing the store can be compared with
+    if any(f.status == "problem" for f in tables):
         return found
     try:
         stored = _stored_digests(settings, names)

@@ -766,6 +766,12 @@ def test_a_table_put_back_from_an_older_copy_is_rebuilt_not_kept(
     assert any("where the last run left version" in line for line in summary["repaired"])  # type: ignore[union-attr]
     assert summary["window"]["full_rebuild"] is True  # type: ignore[index]
     _same(_tables(out), before)
+    state = tmp_path / "state" / "run.json"  # an entry cut (or edited by hand): not compared
+    recorded = json.loads(state.read_text())
+    recorded["tables"][table_name] = recorded["tables"][table_name].rpartition("@")[0] + "@"
+    state.write_text(json.dumps(recorded))
+    assert invoke(["verify"], config).exit_code == 0
+    assert _run(config)["repaired"] == []
 
 
 def test_a_full_rebuild_killed_halfway_is_a_full_rebuild_again(
@@ -786,6 +792,9 @@ def test_a_full_rebuild_killed_halfway_is_a_full_rebuild_again(
     child = run_process(cli, env=env, cwd=tmp_path, timeout=180)
     assert child.returncode == -9, child.stderr.decode()[-2000:]
     config = _lean(tmp_path, stack)  # the settings put back
+    said = invoke(["verify"], config).stdout + invoke(["state", "show"], config).stdout
+    assert said.count("a full rebuild began") == 2, said  # not a run that built the tables
+    assert "partition day(s) differ" not in said
     summary = _run(config)
     assert summary["window"]["full_rebuild"] is True  # type: ignore[index]
     _same(_tables(out), before)
