@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -80,6 +81,7 @@ __all__ = [
     "check_landing",
     "fix_command",
     "lost_landing",
+    "refuse_unsyncable",
     "repair_landing",
 ]
 
@@ -233,6 +235,27 @@ def lost_landing(finding: Finding, source: str, stream: str) -> str:
     )
 
 
+def refuse_unsyncable(found: Sequence[Finding], root: Path, source: str, stream: str) -> None:
+    """Raise for the findings of ``source/stream`` (:func:`check_landing`) that no sync can go
+    on from: its landing store gone while its state says records were landed, its state file
+    unreadable or lost beside landed files. The run and ``sync`` ask it of every stream before
+    any is fetched, and the sync again (:func:`repair_landing`).
+
+    Raises:
+        LandingError: the landing store is gone (:func:`lost_landing`).
+        StateError: the state file is unreadable, or missing while landed files depend on it.
+    """
+    if emptied := [f for f in found if f.problem == "landing_missing"]:
+        raise LandingError(lost_landing(emptied[0], source, stream))
+    if bad := [f for f in found if f.problem in ("state_unreadable", "state_missing")]:
+        held, first = len(landed_files(root, source, stream)), bad[0]
+        what = first.detail  # the StateError's own line names the file
+        if first.problem == "state_missing":
+            what = f"state file {first.path}: {first.detail}"
+        fix = fix_command(source, stream)
+        raise StateError(f"{what} ({held} landed files of {source}/{stream}); {fix}")
+
+
 def repair_landing(
     root: Path,
     state: StateStore,
@@ -259,14 +282,7 @@ def repair_landing(
     """
     name, fix = f"{source}/{stream}", fix_command(source, stream)
     found = check_landing(root, state.root, source, stream, deep=deep, by_updated_at=by_updated_at)
-    if emptied := [f for f in found if f.problem == "landing_missing"]:
-        raise LandingError(lost_landing(emptied[0], source, stream))
-    if bad := [f for f in found if f.problem in ("state_unreadable", "state_missing")]:
-        held, first = len(landed_files(root, source, stream)), bad[0]
-        what = first.detail  # the StateError's own line names the file
-        if first.problem == "state_missing":
-            what = f"state file {first.path}: {first.detail}"
-        raise StateError(f"{what} ({held} landed files of {name}); {fix}")
+    refuse_unsyncable(found, root, source, stream)
     current = state.get(source, stream)
     lost = [f for f in found if f.problem in ("missing", "damaged")]
     unknown = [f for f in lost if f.span is None or f.span.start is None]

@@ -33,7 +33,7 @@ import polars as pl
 
 from connectors.errors import LandingError
 from connectors.landing import compact, latest_records, scan_files
-from connectors.landing.check import check_landing, lost_landing
+from connectors.landing.check import check_landing, refuse_unsyncable
 from connectors.landing.manifest import landed_files, read_manifest, stream_dir
 from connectors.normalise import Rebuilt, rebuild
 from connectors.source import Source, SourceSettings, Stream
@@ -177,6 +177,9 @@ def keep_landed(settings: AppSettings, name: str) -> None:
 
     Raises:
         LandingError: as above (exit 2), naming both paths and the ways out.
+        StateError: a stream's state file unreadable, or lost beside landed files (every
+            stream of every source is checked before any is fetched: one source's torn state
+            once stopped ``sync`` after it had committed the sources before it).
     """
     root, configured = settings.store.landing, connector(name).configured(settings.source(name))
     streams = configured.streams
@@ -185,10 +188,9 @@ def keep_landed(settings: AppSettings, name: str) -> None:
         for s in streams
         if not landed_files(root, name, s.name) and not read_manifest(root, name, s.name).entries
     ]
-    for stream in bare:  # before any source is fetched (the sync's own check stops at it)
+    for stream in streams:  # before any source is fetched (the sync's own check stops at it)
         found = check_landing(root, settings.store.state, name, stream.name)
-        if lost := [f for f in found if f.problem == "landing_missing"]:
-            raise LandingError(lost_landing(lost[0], name, stream.name))
+        refuse_unsyncable(found, root, name, stream.name)
     states = StateStore(settings.store.state)
     unknown = [s for s in bare if (st := states.get(name, s.name)) is None or st.landed is None]
     path = settings.output.dir / "store" / configured.table

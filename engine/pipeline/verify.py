@@ -31,7 +31,7 @@ from typing import Any, Literal
 
 import polars as pl
 
-from connectors.errors import ConnectorError, LandingError
+from connectors.errors import ConnectorError, LandingError, StateError
 from connectors.landing.check import Finding as LandingFinding
 from connectors.landing.check import check_landing, fix_command
 from connectors.state import StateStore
@@ -148,6 +148,8 @@ def _landing(settings: AppSettings, names: list[str]) -> list[Finding]:
             found.append(Finding(what, "problem", detail, fix))
         try:  # the state lost with it: the store's rows of the source tell
             keep_landed(settings, name)
+        except StateError:
+            pass  # a state file unreadable or lost: found above, stream by stream
         except LandingError as exc:
             found.append(Finding(f"landing {name}", "problem", str(exc)))
     return found

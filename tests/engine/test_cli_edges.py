@@ -101,6 +101,27 @@ def test_sync_pulls_a_name_given_twice_once(tmp_path: Path, stack: Stack) -> Non
     assert [(p["source"], p["stream"]) for p in pulled] == [("ujet", "calls")]
 
 
+def test_a_later_source_s_torn_state_stops_sync_and_run_before_anything_is_fetched(
+    tmp_path: Path, stack: Stack
+) -> None:
+    """``sync ujet mindful`` with Mindful's state file torn: UJET was synced and committed,
+    then the sync stopped at Mindful (exit 2, no summary). Every stream of every source is
+    checked first now: nothing is fetched, nothing committed; ``run`` likewise."""
+    config = lean_config(tmp_path, stack)
+    assert invoke(["run", "--quiet"], config).exit_code == 0
+    torn = tmp_path / "state" / "mindful" / "attempts.json"
+    torn.write_bytes(torn.read_bytes()[:30])
+    cursors = (tmp_path / "state" / "ujet" / "calls.json").read_bytes()
+    requests = stack.ujet.stats.requests
+    for command in (["sync", "ujet", "mindful"], ["run", "--quiet"]):
+        refused = invoke(command, config)
+        assert refused.exit_code == 2, refused.output
+        assert "mindful/attempts" in one_line(refused.stderr)
+        assert "state reset mindful attempts" in one_line(refused.stderr)
+    assert stack.ujet.stats.requests == requests  # nothing fetched
+    assert (tmp_path / "state" / "ujet" / "calls.json").read_bytes() == cursors
+
+
 # state reset -------------------------------------------------------------------------------
 
 
