@@ -107,6 +107,7 @@ class Reconciliation:
     checks: list[Check]
     differences: list[dict[str, Any]] = field(default_factory=list)
     generated_at: datetime = field(default_factory=clock.now)
+    files: list[Path] = field(default_factory=list)  #: written besides ``reconcile.json``
 
     @property
     def ok(self) -> bool:
@@ -309,6 +310,8 @@ def reconcile(
             found = [{"source": "mindful", **d} for d in found]
         else:
             check, found = _kore(settings, inputs, (begin, end), tol, out_dir)
+            if out_dir is not None:
+                result.files.append(out_dir / "reconcile" / f"{KORE.table}.csv")
         if check.note == "":
             check.differences = len(found)
             check.out_of_tolerance = sum(not d["within_tolerance"] for d in found)

@@ -187,7 +187,7 @@ def _reconcile(
     if not rec.ok:
         beyond = sum(c.out_of_tolerance for c in rec.checks)
         s.problems.append(f"reconciliation: {beyond} differences out of tolerance")
-    return [write_reconciliation(rec, settings.output.dir)]
+    return [write_reconciliation(rec, settings.output.dir), *rec.files]
 
 
 def _report(settings: AppSettings, summary: RunSummary) -> list[Path]:

@@ -119,6 +119,7 @@ def test_a_run_matches_its_tables_and_a_second_run_changes_nothing(
     assert json.loads((out / "reconcile.json").read_text())["ok"] is True
     assert '<div id="reconcile">' in (out / "report.html").read_text()
     assert all(Path(f).exists() for f in summary["files"])
+    assert str(out / "reconcile" / "callvolume_kore.csv") in summary["files"]  # all it wrote
     for export in ("callvolume_document.json", "forecast.parquet", "callvolume.csv"):
         assert (out / "exports" / export).is_file()
     assert any((out / "exports" / "vendor" / "genesys").iterdir())
