@@ -265,13 +265,8 @@ def not_as_left(tables: Path, names: list[str], left: Mapping[str, str]) -> list
         except StoreError as exc:
             found.append(str(exc))
             continue
-        if behind(was, now):
-            (old, _, then), (new, _, version) = was.rpartition("@"), now.rpartition("@")
-            what = f"version {version}" + (" of another table" if new != old else "")
-            found.append(
-                f"{path}: {what}, where the last run left version {then} (restored from an "
-                "older copy, or its newest log entries lost)"
-            )
+        if (how := behind(was, now)) is not None:
+            found.append(f"{path}: {how} (restored from an older copy, or its newest log lost)")
     return found
 
 

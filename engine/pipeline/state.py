@@ -139,18 +139,24 @@ def save_run_state(path: Path, state: RunState) -> None:
     atomic_write_bytes(path, json.dumps(data, indent=1, sort_keys=True).encode())
 
 
-def behind(recorded: str, found: str) -> bool:
-    """Whether a table found as ``found`` (``<id>@<version>``) is not as a run left it,
-    ``recorded``: another table (made anew: restored from an older copy, rebuilt), or an older
-    version of it (its newest log entries lost or restored). A newer version is a run killed
-    after its commits, before its state was saved: the next run redoes what it needs.
+def behind(recorded: str, found: str) -> str | None:
+    """How a table found as ``found`` (``<id>@<version>``) is not as a run left it,
+    ``recorded`` (``None``: it is): another table (made anew: restored from an older copy,
+    rebuilt), or an older version of it (its newest log entries lost or restored). A newer
+    version is a run killed after its commits, before its state was saved: the next run redoes
+    what it needs.
 
     Example:
-        >>> behind("a@4", "a@3"), behind("a@4", "b@9"), behind("a@4", "a@5")
-        (True, True, False)
+        >>> behind("a@4", "a@3")
+        'version 3, where the last run left version 4'
+        >>> behind("a@4", "b@9")[:28], behind("a@4", "a@5")
+        ('version 9 of another table, ', None)
     """
     (was, _, then), (now, _, version) = recorded.rpartition("@"), found.rpartition("@")
-    return was != now or int(version) < int(then)
+    if was == now and int(version) >= int(then):
+        return None
+    other = " of another table" if was != now else ""
+    return f"version {version}{other}, where the last run left version {then}"
 
 
 def commit_run_state(path: Path, state: RunState, *, tables: Mapping[str, Path]) -> None:
