@@ -13,11 +13,11 @@ from typing import Any
 
 import click
 import polars as pl
+from pydantic import ValidationError
 
 from engine.cli.common import (
     MAX_QUARANTINE_OPTION,
     GivenPath,
-    build_settings,
     check_window,
     engine_options,
     engine_settings,
@@ -43,10 +43,37 @@ from engine.settings import (
     MAX_DURATION_LIMIT_HOURS,
     MAX_THRESHOLD_MS,
     SL_FORMULAS,
+    BuildSettings,
     ThresholdOverride,
 )
 
-__all__ = ["OUT_HELP", "build", "build_options", "output_dir", "run_build"]
+__all__ = ["OUT_HELP", "build", "build_options", "build_settings", "output_dir", "run_build"]
+
+#: The option of ``build`` and ``callbacks`` that gives each field of :class:`BuildSettings`.
+_OPTION_OF = {
+    "interval_minutes": "--interval",
+    "tz": "--tz",
+    "attribution": "--attribution",
+    "sl_formula": "--sl-formula",
+    "sl_comparator": "--sl-comparator",
+    "sl_default_ms": "--sl-threshold",
+    "sl_overrides": "--sl-threshold",
+    "use_vendor_threshold": "--use-vendor-threshold",
+    "short_abandon_ms": "--short-abandon-ms",
+    "max_duration_hours": "--max-duration-hours",
+}
+
+
+def build_settings(**options: Any) -> BuildSettings:
+    """The :class:`BuildSettings` of ``build``'s and ``callbacks``' options (``None``: not
+    given, the default), or exit 2 with one line naming the option as typed:
+    ``--tz: unknown IANA time zone 'Mars/X'``."""
+    try:
+        return BuildSettings(**{k: v for k, v in options.items() if v is not None})
+    except ValidationError as exc:
+        error = exc.errors(include_url=False, include_input=False)[0]
+        field = str(error["loc"][0]) if error["loc"] else ""
+        fail(f"{_OPTION_OF.get(field, field)}: {str(error['msg']).removeprefix('Value error, ')}")
 
 
 def _thresholds(specs: tuple[str, ...]) -> tuple[dict[str, int], tuple[ThresholdOverride, ...]]:

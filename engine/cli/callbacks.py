@@ -22,13 +22,12 @@ from typing import Any
 import click
 import polars as pl
 
-from engine.cli.build import OUT_HELP, output_dir
+from engine.cli.build import OUT_HELP, build_settings, output_dir
 from engine.cli.common import (
     CONFIG_OPTION,
     MAX_QUARANTINE_OPTION,
     TENANT_OPTION,
     GivenPath,
-    build_settings,
     check_window,
     engine_options,
     engine_settings,

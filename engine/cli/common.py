@@ -31,7 +31,7 @@ from engine.app.tenants import is_name
 from engine.settings import BuildSettings
 
 __all__ = ["CONFIG_OPTION", "EACH_TENANT_OPTION", "TENANT_OPTION", "FiniteFloat", "GivenPath",
-           "build_settings", "config_or_fail", "each_tenant", "engine_options", "engine_settings",
+           "config_or_fail", "each_tenant", "engine_options", "engine_settings",
            "fail", "instant", "log_lines", "log_to", "print_table", "settings_or_fail",
            "tenant_error", "work_through"]  # fmt: skip
 
@@ -200,15 +200,6 @@ def instant(value: str | None, name: str) -> datetime | None:
     if parsed.tzinfo is None:
         fail(f"--{name} {value!r} has no UTC offset; add Z or +HH:MM")
     return parsed.astimezone(UTC)
-
-
-def build_settings(**kw: Any) -> BuildSettings:
-    try:
-        return BuildSettings(**{k: v for k, v in kw.items() if v is not None})
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"]) or "settings"
-        fail(f"invalid setting {where}: {err['msg']}")
 
 
 def settings_or_fail(

@@ -10,6 +10,8 @@ and a group given no command.
 - every float option refuses ``nan`` and ``inf``, every path option an empty path, ``--seed``
   a negative number: one line naming the option, exit 2, never a traceback or the working
   directory written into;
+- an option of ``build``/``callbacks`` the build settings refuse (``--tz Mars/X``) is named as
+  typed, never as the settings model's field;
 - ``wfm-intervals``, ``state``, ``export`` and ``config`` alone print their help, as click does.
 """
 
@@ -26,9 +28,11 @@ import pytest
 from connectors.landing.check import Finding as LandingFinding
 from connectors.landing.manifest import Span
 from connectors.state import StateStore
+from engine.cli.build import build_settings
 from engine.cli.common import FiniteFloat, GivenPath
 from engine.cli.main import COMMANDS, load
 from engine.clock import StartedClock, use_clock
+from engine.demo.callbacks import generate_attempts
 from engine.demo.stack import Stack
 from engine.pipeline.verify import _landing_fix
 from tests.calendar import TEST_NOW
@@ -284,6 +288,52 @@ def test_callback_metrics_checks_its_zone_without_a_step(tmp_path: Path) -> None
     code, _, err = run([*args.split(" "), str(tmp_path)], tmp_path)
     assert code == 2
     assert one_line(err) == "wfm-intervals: error: --tz: unknown IANA time zone 'Nowhere/X'"
+
+
+@pytest.mark.parametrize("command", ["build", "callbacks"])
+def test_a_bad_zone_of_build_or_callbacks_names_the_option_as_typed(
+    command: str, tmp_path: Path
+) -> None:
+    """``--tz Mars/X`` is named ``--tz``, as typed (it said ``invalid setting tz: Value
+    error, ...``, the field of the settings model)."""
+    if command == "build":
+        (tmp_path / "c.csv").write_text(HEADER + ROW)
+        given = ["--contacts", str(tmp_path / "c.csv")]
+    else:
+        generate_attempts(days=1, scale=0.1).write_parquet(tmp_path / "a.parquet")
+        given = ["--attempts", str(tmp_path / "a.parquet")]
+    args = [command, *given, "--out", str(tmp_path / "o"), "--tz", "Mars/X"]
+    code, _, err = run(args, tmp_path)
+    assert code == 2
+    assert one_line(err) == "wfm-intervals: error: --tz: unknown IANA time zone 'Mars/X'"
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "option"),
+    [
+        ("interval_minutes", 7, "--interval"),
+        ("tz", "Mars/X", "--tz"),
+        ("attribution", "start", "--attribution"),
+        ("sl_formula", "nope", "--sl-formula"),
+        ("sl_comparator", "=", "--sl-comparator"),
+        ("sl_default_ms", {"vioce": 1}, "--sl-threshold"),
+        ("sl_overrides", ({"queue_id": "q", "threshold_ms": -1},), "--sl-threshold"),
+        ("use_vendor_threshold", "sometimes", "--use-vendor-threshold"),
+        ("short_abandon_ms", -1, "--short-abandon-ms"),
+        ("max_duration_hours", 0, "--max-duration-hours"),
+    ],
+)
+def test_every_option_into_the_build_settings_is_named_as_typed(
+    field: str, value: object, option: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Whatever option of ``build``/``callbacks`` the settings model refuses, the one line
+    names that option, never the model's field."""
+    with pytest.raises(SystemExit) as exited:
+        build_settings(**{field: value})
+    assert exited.value.code == 2
+    line = one_line(capsys.readouterr().err)
+    assert line.startswith(f"wfm-intervals: error: {option}: "), line
+    assert "Value error" not in line
 
 
 def _options(command: click.Command, path: str) -> Iterator[tuple[str, click.Parameter]]:
