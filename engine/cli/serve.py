@@ -4,8 +4,9 @@ committed store (:mod:`engine.serve.app`), on uvicorn.
 Refuses (exit 2) to listen on a non-loopback address without a certificate (``[serve]
 certfile``/``keyfile``) unless ``--insecure`` is given, and to start with no credential at all;
 an address it cannot listen on (the port in use, an address of no interface, a name that does
-not resolve) is exit 2 with one line naming it. ``X-Forwarded-For`` and its kin are not trusted:
-a client is its connecting address (a reverse proxy in front limits its own clients).
+not resolve) is exit 2 with one line naming it. ``X-Forwarded-For`` and its kin are trusted only
+from ``[serve] trusted_proxies`` (the app's own middleware, :func:`engine.serve.guard.
+behind_proxies`): from any other address a client is its connecting address.
 
 Example:
     $ WFM_SERVE__TOKENS='["s3cret-token"]' wfm-intervals serve --port 8080 --store out
@@ -129,7 +130,7 @@ def serve(
             host=host,
             port=port,
             access_log=False,  # its line carries the query; ours has method, path, status only
-            proxy_headers=False,  # a client is its connecting address: X-Forwarded-For is a guess
+            proxy_headers=False,  # uvicorn's default trusts 127.0.0.1; [serve] trusted_proxies
             ssl_certfile=str(s.certfile) if s.certfile else None,
             ssl_keyfile=str(s.keyfile) if s.keyfile else None,
             server_header=False,

@@ -16,14 +16,15 @@ Routes:
 
 Every answer to a refused credential is a bare 401; over ``rate_limit_per_minute`` a client gets
 429 with ``Retry-After`` (a client is its credential; refused credentials and the token endpoint
-count against the caller's address); a body over ``max_body_bytes`` gets 413. A parameter given
-twice (a query or form parameter, a key of the JSON body) is a 400 naming it: which one was
-meant is unknown. Skipping past the last row is an empty last page. Any error a route did not
-expect is a 500 in the vendor's error shape, never a traceback. The log has one line per request,
-whatever its end: method, path (never the query or a header; %-encoded: no control character),
-status and milliseconds, and for an unexpected error its type and where it was raised (never its
-message: it may quote the input); a client gone mid-body is noted (INFO), not an error. Store
-work runs in the thread pool, never on the event loop.
+count against the caller's address: the connecting one, or from a ``[serve] trusted_proxies``
+proxy the client its ``X-Forwarded-For`` names); a body over ``max_body_bytes`` gets 413. A
+parameter given twice (a query or form parameter, a key of the JSON body) is a 400 naming it
+(which one was meant is unknown). Skipping past the last row is an empty last page. Any error a
+route did not expect is a 500 in the vendor's error shape, never a traceback. The log has one
+line per request, whatever its end: method, path (never the query or a header; %-encoded: no
+control character), status and milliseconds, and for an unexpected error its type and where it
+was raised (never its message: it may quote the input); a client gone mid-body is noted (INFO),
+not an error. Store work runs in the thread pool, never on the event loop.
 
 Example:
     ``app = create_app(StoreDocuments(Path("out"), org_id="wfm-intervals"), Guard(settings))``
@@ -52,7 +53,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from engine.errors import StoreError
 from engine.serve.documents import StoreDocuments
-from engine.serve.guard import Guard
+from engine.serve.guard import Guard, behind_proxies
 from engine.tables.callback_metrics import parse_time
 
 __all__ = ["KORE_PATH", "METRICS_PATH", "TOKEN_PATH", "create_app"]
@@ -186,8 +187,8 @@ def _too_many(retry: int, kore: bool) -> JSONResponse:
 
 def _refused(guard: Guard, request: Request, kore: bool) -> JSONResponse:
     """A bare 401 (Mindful's with ``WWW-Authenticate: Bearer``), or 429 once the caller's
-    address has used its budget on refused credentials (a guesser is limited like a client). The
-    address is the connecting one: ``serve`` trusts no ``X-Forwarded-For``."""
+    address (the connecting one, or the client a trusted proxy names) has used its budget on
+    refused credentials (a guesser is limited like a client)."""
     peer = request.client.host if request.client else "?"
     if (retry := guard.admit(f"peer:{peer}")) is not None:
         return _too_many(retry, kore=kore)
@@ -413,4 +414,4 @@ def create_app(docs: StoreDocuments, guard: Guard) -> ASGIApp:
             headers={"Cache-Control": "no-store"},
         )
 
-    return BodyLimit(app, settings.max_body_bytes)
+    return BodyLimit(behind_proxies(app, settings), settings.max_body_bytes)

@@ -10,6 +10,8 @@
   :meth:`Guard.issue` (OAuth2 client credentials, secrets compared in constant time).
 * :meth:`Guard.admit`: a sliding one-minute window per client; ``None`` admits, else the seconds
   to wait (the ``Retry-After``).
+* :func:`behind_proxies`: who a caller without a credential is: its connecting address, or
+  from a ``[serve] trusted_proxies`` proxy the client its ``X-Forwarded-For`` names.
 
 A refused credential gives ``None`` and nothing else: the caller answers a bare 401.
 
@@ -31,14 +33,17 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import Any, cast
 
 import jwt
 from jwt.types import Options
+from starlette.types import ASGIApp
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from engine import clock
 from engine.serve.settings import ServeSettings
 
-__all__ = ["Guard"]
+__all__ = ["Guard", "behind_proxies"]
 
 _WINDOW_S = 60.0
 #: Times are checked on the process clock (:mod:`engine.clock`), not PyJWT's wall clock.
@@ -135,3 +140,15 @@ class Guard:
                 return max(1, math.ceil(hits[0] + _WINDOW_S - now))
             hits.append(now)
             return None
+
+
+def behind_proxies(app: ASGIApp, settings: ServeSettings) -> ASGIApp:
+    """``app`` as it is with no ``trusted_proxies`` (no header is trusted: a client is its
+    connecting address); else behind uvicorn's ``ProxyHeadersMiddleware`` trusting those
+    addresses and networks: a request from one of them has as its client the address its
+    ``X-Forwarded-For`` names (the nearest one, from the right, that is no trusted proxy) and
+    as its scheme ``X-Forwarded-Proto``'s. A request from any other address keeps its own."""
+    if not settings.trusted_proxies:
+        return app
+    trusted = [str(network) for network in settings.trusted_proxies]
+    return cast("ASGIApp", ProxyHeadersMiddleware(cast("Any", app), trusted))  # uvicorn's types

@@ -13,11 +13,29 @@ Example:
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    IPvAnyNetwork,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 
 __all__ = ["ServeSettings"]
+
+
+def _network(item: object) -> bool:
+    """``item`` is an address or a network as text (``ipaddress``'s strict reading)."""
+    try:
+        return isinstance(item, str) and bool(ipaddress.ip_network(item))
+    except ValueError:
+        return False
 
 
 class ServeSettings(BaseModel):
@@ -33,6 +51,12 @@ class ServeSettings(BaseModel):
         rate_limit_per_minute: requests per client (credential, else address) per minute.
         max_body_bytes: larger request bodies are refused with 413.
         certfile, keyfile: PEM certificate and key: HTTPS when both are set.
+        trusted_proxies: addresses or networks (``10.0.0.5``, ``10.0.0.0/8``, ``fd00::/8``) of
+            reverse proxies whose ``X-Forwarded-For`` (and ``X-Forwarded-Proto``) is honoured:
+            a request from one of them counts against the address the header names (the
+            nearest one that is not itself a trusted proxy). Empty (the default): no header is
+            trusted, a client is its connecting address. A network with host bits set
+            (``10.0.0.1/8``) or a host name is refused at load.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -47,6 +71,23 @@ class ServeSettings(BaseModel):
     max_body_bytes: int = Field(default=16_384, ge=256)
     certfile: Path | None = None
     keyfile: Path | None = None
+    trusted_proxies: tuple[IPvAnyNetwork, ...] = ()
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _networks(cls, value: Any) -> Any:
+        """Each item an address or network as text (``ipaddress``'s strict reading), said
+        with an example of each; not a list: said as such."""
+        if not isinstance(value, list | tuple):
+            raise ValueError('a list of addresses or networks, e.g. ["10.0.0.5", "10.1.0.0/16"]')
+        for item in value:
+            if not _network(item):
+                msg = (
+                    f"{item!r} is not an IP address or network: give e.g. 10.0.0.5 or "
+                    "10.0.0.0/8 (a network's host bits zero; no host names)"
+                )
+                raise ValueError(msg)
+        return value
 
     @model_validator(mode="after")
     def _pair(self) -> ServeSettings:

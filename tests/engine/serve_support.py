@@ -75,7 +75,9 @@ def running(root: Path, settings: ServeSettings | None = None, **docs: Any) -> I
     app = create_app(
         StoreDocuments(root, org_id=ORG_ID, **docs), Guard(settings or serve_settings())
     )
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", access_log=False)
+    config = uvicorn.Config(  # as the command: no proxy header trusted but by the app's own
+        app, host="127.0.0.1", port=0, log_level="warning", access_log=False, proxy_headers=False
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -1,6 +1,7 @@
 """``serve`` hardened: an address it cannot listen on is a one-line exit 2; a request path
 cannot forge a log line; a client gone mid-body is no error; a slow page holds up no other
-request; ``X-Forwarded-For`` buys a guesser no budget; the token endpoint and the metrics route
+request; ``X-Forwarded-For`` buys a guesser no budget, but behind a ``[serve] trusted_proxies``
+proxy each client has its own; the token endpoint and the metrics route
 follow OAuth2's conventions (RFC 6749 2.3, 2.3.1, 5.2; RFC 6750 3).
 
 The command's own behaviour (its socket, its uvicorn configuration, its log format) is checked
@@ -9,6 +10,7 @@ on a real ``wfm-intervals serve`` process on 127.0.0.1; the app's on uvicorn in 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -47,6 +49,7 @@ from tests.engine.serve_support import (
 
 DAY = {"timeBegin": "2026-10-01", "timeEnd": "2026-10-02"}
 LIMIT = 3  #: the served process's rate limit per minute
+TRUSTED = 'trusted_proxies = ["127.0.0.1"]'  #: a reverse proxy on the test's own address
 ODD_SECRET = "s+cr/t x=1"  #: changed by form-urlencoding (RFC 6749 2.3.1) # noqa: S105
 FORGED = "2026-12-07T15:20:00.000Z level=ERROR logger=wfm_intervals.serve POST /oauth2/token 500"
 
@@ -100,9 +103,23 @@ class Served:
 
 @pytest.fixture(scope="module")
 def served(store: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    root = tmp_path_factory.mktemp("served")
+    with _serving(store, tmp_path_factory.mktemp("served")) as found:
+        yield found
+
+
+@pytest.fixture(scope="module")
+def proxied(store: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """``served`` behind a reverse proxy on 127.0.0.1 (``[serve] trusted_proxies``)."""
+    with _serving(store, tmp_path_factory.mktemp("proxied"), TRUSTED) as found:
+        yield found
+
+
+@contextlib.contextmanager
+def _serving(store: Path, root: Path, more: str = "") -> Iterator[Served]:
+    """A ``serve`` process of ``store`` (``more``: further lines of ``[serve]``), stopped
+    (SIGTERM, exit 0, no traceback) when the block ends."""
     config = root / "serve.toml"
-    config.write_text(f'[serve]\nstore = "{store}"\nrate_limit_per_minute = {LIMIT}\n')
+    config.write_text(f'[serve]\nstore = "{store}"\nrate_limit_per_minute = {LIMIT}\n{more}\n')
     port, log = _free_port(), root / "serve.err"
     args = ["--log-format", "text", "serve", "--port", str(port), "--config", str(config)]
     with log.open("w") as err:
@@ -193,6 +210,36 @@ def test_x_forwarded_for_buys_a_guesser_no_budget(served: Served) -> None:
         for n in range(LIMIT + 2)
     ]
     assert codes == [401] * LIMIT + [429, 429]
+
+
+def _guess(served: Served, client: str) -> int:
+    headers = {"Authorization": "Bearer guess", "X-Forwarded-For": client}
+    return httpx.get(served.origin + METRICS, params=DAY, headers=headers).status_code
+
+
+def test_behind_a_trusted_proxy_each_client_has_its_own_budget(proxied: Served) -> None:
+    """Behind a reverse proxy every client was the proxy's address: one guesser used up the
+    budget of refused credentials and every other client behind the proxy got 429."""
+    assert [_guess(proxied, "10.0.0.1") for _ in range(LIMIT + 1)] == [401] * LIMIT + [429]
+    assert _guess(proxied, "10.0.0.2") == 401  # another client: its own budget
+    # the client is the nearest address that is no trusted proxy (the rightmost one here)
+    assert _guess(proxied, "10.0.0.3, 10.0.0.1") == 429
+    assert _guess(proxied, "10.0.0.1, 10.0.0.4") == 401
+
+
+def test_a_trusted_proxy_that_is_no_address_is_exit_2_naming_the_setting(
+    tmp_path: Path,
+) -> None:
+    config = tmp_path / "serve.toml"
+    config.write_text('[serve]\ntrusted_proxies = ["10.0.0.1/8"]\n')
+    env = {"WFM_SERVE__TOKENS": json.dumps([TOKEN])}
+    r = CliRunner().invoke(cli, ["serve", "--config", str(config)], env=env)
+    assert r.exit_code == 2, r.output
+    assert r.output.splitlines() == [
+        "wfm-intervals: error: invalid setting serve.trusted_proxies: '10.0.0.1/8' is not an IP "
+        "address or network: give e.g. 10.0.0.5 or 10.0.0.0/8 (a network's host bits zero; no "
+        "host names)"
+    ]
 
 
 def test_a_slow_page_holds_up_no_other_request(
