@@ -32,9 +32,11 @@ The invariants, by kind (``invariant`` name):
   ``hasMore``, an empty page short of ``totalCount`` (``empty_page_claims_more``); a
   ``totalCount`` that disagrees with ``hasMore`` is reported, and ``hasMore: false`` short of
   ``totalCount`` asked past all the same (an empty next page ends it); a ``hasMore`` that is
-  not a boolean is a ``ResponseShapeError``; at a window's last page, when ``totalCount`` was
-  the same on every page, fewer distinct rows than it (or than the rows read) (``total_gap``:
-  a row served at two offsets in place of another);
+  not a boolean, or a ``totalCount`` that is not a count of rows (a whole number >= 0, or its
+  digits as a string), is a ``ResponseShapeError``; at a window's last page, when every page
+  said a ``totalCount``, fewer distinct rows than its first total, or than the rows read less
+  the total's growth (last minus first) (``total_gap``: a row served at two offsets in place of
+  another, or a falling total that ended the window short);
 * page key: an empty page with a next key (``empty_page_claims_more``); a key that is present
   but not a string is a ``ResponseShapeError`` (never "no next page");
 * time windows: the inner paginator's invariants in each window; given where a record's

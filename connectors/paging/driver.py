@@ -60,8 +60,8 @@ class _Guard:
     anchor: tuple[datetime | None, int | None, dict[Hashable, datetime | None]] | None = None
     #: Not a tail: the time window being paged (``None``: none) and the records read in it.
     chain: tuple[Any, set[Hashable]] | None = None
-    #: Skip/limit: the window being paged, its ``totalCount`` (``None``: absent, or not the
-    #: same on every page so far), the rows read in it and their distinct identities.
+    #: Skip/limit: the window being paged, its first page's ``totalCount`` (``None``: absent
+    #: on a page so far), the rows read in it and their distinct identities.
     span: tuple[Any, int | None, int, set[Hashable]] | None = None
 
     def admit(self, page: Page) -> None:
@@ -126,12 +126,13 @@ class _Guard:
             raise violation("total_gap", page, detail)
 
     def _span(self, page: Page) -> None:
-        """At the last page of a skip/limit window (the run's, without windows) whose
-        ``totalCount`` was the same on every page, the distinct rows read number at least the
-        smaller of that total and the rows read: a row served at two offsets (an unstable order)
-        took the place of one never served, which committing the window would lose
-        (``total_gap``). A total that changed (rows added while paging: a shifted row read twice
-        is harmless) is not held to; one that lies low or high (followed as
+        """At the last page of a skip/limit window (the run's, without windows) whose every page
+        said a ``totalCount``, the distinct rows read number at least the smaller of its first
+        total and the rows read less its growth (its last total minus its first): a row served
+        at two offsets (an unstable order) took the place of one never served, and a total that
+        fell ended a window without ``hasMore`` short of its rows; committing the window would
+        lose them (``total_gap``). Growth excuses as many rows read twice (a row added before
+        the offset shifts the later ones by one); a total that lies low or high (followed as
         :meth:`SkipLimitPaginator.next_request` says) still needs the rows read distinct."""
         pages: Paginator | None = self.paginator
         pages = pages.inner if isinstance(pages, TimeWindowPaginator) else pages
@@ -140,15 +141,17 @@ class _Guard:
         total, window = pages.said(page)[3], page.request.window
         if self.span is None or self.span[0] != window:
             self.span = (window, total, 0, set())
-        _, before, read, keys = self.span
+        _, first, read, keys = self.span
         keys.update(map(self._key, page.records))
-        self.span = (window, total if before == total else None, read + len(page.records), keys)
-        if self.span[1] is None or pages.next_request(page) is not None:
+        read += len(page.records)
+        self.span = (window, None if total is None else first, read, keys)
+        if first is None or total is None or pages.next_request(page) is not None:
             return
-        if (skipped := min(self.span[1], self.span[2]) - len(keys)) > 0:
+        if (skipped := min(first, read - (total - first)) - len(keys)) > 0:
+            said = f"{first} throughout" if total == first else f"{first}, then {total}"
             detail = (
-                f"the window ends with {len(keys)} distinct rows of {self.span[2]} read, but "
-                f"{pages.total_key} says {self.span[1]} throughout: {skipped} skipped"
+                f"the window ends with {len(keys)} distinct rows of {read} read, but "
+                f"{pages.total_key} said {said}: {skipped} skipped"
             )
             raise violation("total_gap", page, detail)
 

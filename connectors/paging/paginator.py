@@ -13,7 +13,6 @@ empty page.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -23,6 +22,8 @@ import httpx
 
 from connectors.errors import PageInvariantError, PaginationError
 from connectors.errors import ResponseShapeError as ShapeError
+from connectors.paging.values import as_int, dotted, parse_link_header
+from connectors.paging.values import json_type as _json_type
 from connectors.retry import ApiRequest, ApiResponse, TimeWindow
 from connectors.state import format_utc, parse_utc
 
@@ -40,8 +41,6 @@ __all__ = [
     "violation",
 ]
 
-_LINK = re.compile(r"""<([^>]*)>[^<]*?;\s*rel\s*=\s*(?:"([^"]*)"|([^\s;,"]+))""", re.I)
-
 
 @dataclass(frozen=True)
 class Page:
@@ -57,30 +56,6 @@ class Paginator(Protocol):
     """Derives the next request from the last page (the request sent, response, records)."""
 
     def next_request(self, page: Page) -> ApiRequest | None: ...  # pragma: no cover - protocol
-
-
-def as_int(value: object) -> int | None:
-    """A whole number from a JSON number or a header's digits, else ``None``.
-
-    Example:
-        >>> as_int("42"), as_int(True), as_int("4.2")
-        (42, None, None)
-    """
-    if isinstance(value, str):
-        return int(value) if value.strip().isdecimal() else None
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _path(body: Any, path: str) -> Any:
-    for key in path.split(".") if path else ():
-        body = body.get(key) if isinstance(body, dict) else None
-    return body
-
-
-def _json_type(value: object) -> str:
-    """What a JSON value is, for an error line (never the value: it may be long or secret)."""
-    kinds = {bool: "boolean", int: "number", float: "number", str: "string", list: "array"}
-    return f"a JSON {kinds.get(type(value), 'object')}"
 
 
 def violation(invariant: str, page: Page, detail: str) -> PageInvariantError:
@@ -100,20 +75,6 @@ def _check_total(page: Page, page_param: str, per: int | None, total_header: str
     if (n < per and total != before + n) or total < before + n:
         detail = f"records {before + 1}-{before + n} arrived, but {total_header} says {total}"
         raise violation("total_mismatch", page, detail)
-
-
-def parse_link_header(value: str | None) -> dict[str, str]:
-    """Map each ``rel`` of an RFC 8288 ``Link`` header to its URL.
-
-    Example:
-        >>> parse_link_header('<https://x.test/c?page=2>; rel="next", <…?page=9>; rel="last"')
-        {'next': 'https://x.test/c?page=2', 'last': '…?page=9'}
-    """
-    links: dict[str, str] = {}
-    for match in _LINK.finditer(value or ""):
-        for rel in (match.group(2) or match.group(3)).lower().split():
-            links.setdefault(rel, match.group(1).strip())
-    return links
 
 
 def extract_records(body: Any, path: str | None) -> list[Any]:
@@ -202,14 +163,24 @@ class SkipLimitPaginator:
     def said(self, page: Page) -> tuple[int, int | None, bool | None, int | None]:
         """``skip``, ``limit`` sent, ``hasMore``, ``totalCount`` answered (``None``: absent). A
         ``hasMore`` not boolean nor null (``"true"``, ``1``) is a ``ResponseShapeError``: read as
-        false, it ended the window at its first page, the window committed with rows unread."""
+        false, it ended the window at its first page, the window committed with rows unread. So
+        is a ``totalCount`` not null nor a count (a whole number >= 0, or its digits as a string):
+        a negative one ended a window without ``hasMore`` at its first page; a fraction or a
+        boolean, read as absent, turned off the checks that need it (``total_gap``)."""
         sent = (page.request.body or {}) if self.location == "body" else page.request.params
         body = page.response.body if isinstance(page.response.body, dict) else {}
-        if (has_more := body.get(self.has_more_key)) is not None and type(has_more) is not bool:
+        has_more, said_total = body.get(self.has_more_key), body.get(self.total_key)
+        total, where = as_int(said_total), f"page {page.page_no}"
+        if has_more is not None and type(has_more) is not bool:
             detail = f"{self.has_more_key} is {_json_type(has_more)}, not true or false"
-            raise ShapeError(f"page {page.page_no}: {detail}", url=page.response.url)
+            raise ShapeError(f"{where}: {detail}", url=page.response.url)
+        if said_total is not None and (total is None or total < 0):
+            kind = "negative" if total is not None else _json_type(said_total)
+            kind = "a JSON number with a decimal point" if type(said_total) is float else kind
+            detail = f"{self.total_key} is {kind}: a count of rows is a whole number >= 0"
+            raise ShapeError(f"{where}: {detail}", url=page.response.url)
         skip, limit = as_int(sent.get(self.skip_key)) or 0, as_int(sent.get(self.limit_key))
-        return skip, limit, has_more, as_int(body.get(self.total_key))
+        return skip, limit, has_more, total
 
     def check(self, page: Page) -> str | None:
         """A boolean ``hasMore`` (:meth:`said`), none on an empty page, nor (without it) an empty
@@ -247,7 +218,7 @@ class PageKeyPaginator:
         there (a number, an object) is a :class:`~connectors.errors.ResponseShapeError`: skipped,
         it ended the window with the rest unread, and the window was committed as synced."""
         for path in self.next_paths:
-            key = _path(page.response.body, path)
+            key = dotted(page.response.body, path)
             if isinstance(key, str) and key.strip():
                 return key.strip()
             if key is not None and not isinstance(key, str):

@@ -10,7 +10,10 @@ in (no row the server holds behind the cursor unseen); the second must land ever
 * Kore.ai: ``hasMore`` sent as ``"true"`` or ``1`` without ``totalCount`` (read as false: each
   window ended after its first page);
 * Kore.ai: an unstable order that serves a row of the window's first page again on its second,
-  in place of a row never served, while ``totalCount`` and ``hasMore`` stay right.
+  in place of a row never served, while ``totalCount`` and ``hasMore`` stay right, or while
+  ``totalCount`` falls;
+* Kore.ai: a ``totalCount`` that is not a count (negative, a fraction, a boolean, a word), or
+  that falls from page to page, without ``hasMore``.
 """
 
 from __future__ import annotations
@@ -154,6 +157,69 @@ def test_kore_a_row_served_twice_in_place_of_another_stops_the_stream(tmp_path: 
             return response
         first["lost"], rows[0] = rows[0]["_id"], first["row"]
         return Response(200, body | {"CallVolumeUpdate": rows}, response.headers)
+
+    rewrite = FromSecondWindow(kore_window, unstable)
+    kore_round(tmp_path, rewrite, "paging invariant total_gap violated", "1 skipped")
+
+
+def without_has_more(total: Callable[[int, dict[str, Any]], object]) -> Rewrite:
+    """Answers without ``hasMore``, their ``totalCount`` replaced by ``total(it, sent)``."""
+
+    def change(n: int, request: Request, response: Response) -> Response:
+        body: dict[str, Any] = response.payload  # type: ignore[assignment]
+        said = total(body["totalCount"], json.loads(request.body))
+        rows = body["CallVolumeUpdate"]
+        return Response(200, {"CallVolumeUpdate": rows, "totalCount": said}, response.headers)
+
+    return change
+
+
+@pytest.mark.parametrize(
+    ("bad", "kind"),
+    [
+        (-1, "negative"),  # ended each window at its first page: its other rows lost, exit 0
+        (200.5, "a JSON number with a decimal point"),
+        (True, "a JSON boolean"),
+        ("many", "a JSON string"),
+    ],
+)
+def test_kore_a_total_count_that_is_not_a_count_stops_the_stream(
+    tmp_path: Path, bad: object, kind: str
+) -> None:
+    """Read as absent (a fraction, a boolean) it turned off the checks that need it; read as
+    a number (negative) it ended a window without ``hasMore`` at its first page."""
+    rewrite = FromSecondWindow(kore_window, without_has_more(lambda _, __: bad))
+    kore_round(tmp_path, rewrite, f"totalCount is {kind}: a count of rows is a whole number")
+
+
+def test_kore_a_total_count_that_falls_while_paging_stops_the_stream(tmp_path: Path) -> None:
+    """Without ``hasMore``, a ``totalCount`` that falls by 12 rows a page ended the window short
+    of its rows (they were never read, the window committed, exit 0)."""
+
+    def falling(total: int, sent: dict[str, Any]) -> int:
+        return int(total - 12 * sent["skip"] // sent["limit"])
+
+    rewrite = FromSecondWindow(kore_window, without_has_more(falling))
+    kore_round(tmp_path, rewrite, "paging invariant total_gap violated", "then")
+
+
+def test_kore_a_row_served_twice_under_a_changing_total_stops_the_stream(tmp_path: Path) -> None:
+    """A ``totalCount`` that changed from page to page turned off the distinct-row check: a row
+    served at two offsets in place of another was lost with exit 0. A total that fell excuses
+    no row read twice (only one that grew does: rows added before the offset)."""
+    first: dict[str, Any] = {}
+
+    def unstable(n: int, request: Request, response: Response) -> Response:
+        body: dict[str, Any] = response.payload  # type: ignore[assignment]
+        sent, rows = json.loads(request.body), list(body["CallVolumeUpdate"])
+        if sent["skip"] == 0 and rows:
+            first.setdefault("row", rows[0])
+        if sent["skip"] == sent["limit"] and "row" in first and "lost" not in first:
+            first["lost"], rows[0] = rows[0]["_id"], first["row"]
+        total = body["totalCount"] - sent["skip"] // sent["limit"]  # one less each page
+        return Response(
+            200, body | {"CallVolumeUpdate": rows, "totalCount": total}, response.headers
+        )
 
     rewrite = FromSecondWindow(kore_window, unstable)
     kore_round(tmp_path, rewrite, "paging invariant total_gap violated", "1 skipped")

@@ -114,7 +114,7 @@ class KoreEmulator(VolumeStore, EmulatorServer):
         port: port on 127.0.0.1 (0: a free one).
         unit: duration unit of the served fields, ``ms`` (default) or ``s``.
         interval_minutes: interval length.
-        total_count_offset: added to ``totalCount`` (a lying server).
+        total_count_offset: added to ``totalCount`` (a lying server; a count: never below 0).
         clock: "now" for the JWT ``exp`` check (default: the wall clock).
     """
 
@@ -230,6 +230,6 @@ class KoreEmulator(VolumeStore, EmulatorServer):
             {
                 "hasMore": skip + len(page) < len(selected),
                 "CallVolumeUpdate": page,
-                "totalCount": len(selected) + self.total_count_offset,
+                "totalCount": max(0, len(selected) + self.total_count_offset),
             },
         )

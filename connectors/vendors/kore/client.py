@@ -7,10 +7,11 @@ from ``cursor - lookback`` (widened to whole windows) to now, and pages each win
 ``skip``/``limit`` in the body until ``hasMore`` is false
 (:class:`~connectors.paging.SkipLimitPaginator`; ``totalCount`` is a fallback when ``hasMore``
 is absent, and a ``hasMore: false`` short of it is asked past: the next page's rows go on, an
-empty one ends the window). Rows carry no last-modified time, so the cursor is a time:
-after each landed page the start of its window (everything before it is complete), after a
-window's last page its end, or for the window still running the latest interval end it served,
-never past the run's start. Each run re-reads ``lookback_minutes``
+empty one ends the window; one that is not a count of rows stops the stream, and each window's
+distinct rows are held to it, :mod:`connectors.paging`). Rows carry no last-modified time, so
+the cursor is a time: after each landed page the start of its window (everything before it is
+complete), after a window's last page its end, or for the window still running the latest
+interval end it served, never past the run's start. Each run re-reads ``lookback_minutes``
 (default 3 h) behind the cursor, so intervals still filling up (open contacts, handling not yet
 finished) are read again; the landing store keeps each row's latest fetch by ``_id``, and the
 import keeps one row per interval x queue x channel. Skip/limit over rows that change while
