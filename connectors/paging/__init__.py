@@ -28,6 +28,9 @@ The invariants, by kind (``invariant`` name):
 * cursor tail and page number: ``Total`` agrees with what arrived (``total_mismatch``: the last
   page ends where ``Total`` says, no page goes past it); an empty page with more to come by
   ``Total`` or ``Link`` (``empty_page_claims_more``);
+* page number: at a window's last page (the run's, without windows), when every page said a
+  ``Total``, the distinct records read make it up, as for skip/limit below (``total_gap``: a
+  record served at two pages in place of another, each page's count right);
 * skip/limit: ``hasMore`` on a page with no rows (``has_more_without_rows``); without
   ``hasMore``, an empty page short of ``totalCount`` (``empty_page_claims_more``); a
   ``totalCount`` that disagrees with ``hasMore`` is reported, and ``hasMore: false`` short of

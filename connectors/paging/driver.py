@@ -1,9 +1,9 @@
 """The driver of the paginators: :func:`iterate_pages`, with the guards of a whole run.
 
 It checks every page (its paginator's ``check``, then the invariants that span pages: repeated
-pages, a tail's ``Total`` across cursor moves, a skip/limit window's distinct rows against its
-``totalCount``) before it yields it, so a page that breaks a rule is never landed, and yields
-each page before asking for the next.
+pages, a tail's ``Total`` across cursor moves, a skip/limit or page-number window's distinct
+records against its ``totalCount`` or ``Total``) before it yields it, so a page that breaks a
+rule is never landed, and yields each page before asking for the next.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from connectors.http import DEFAULT_MAX_BYTES
 from connectors.paging.paginator import (
     CursorTailPaginator,
     Page,
+    PageNumberPaginator,
     Paginator,
     SkipLimitPaginator,
     TimeWindowPaginator,
@@ -47,7 +48,7 @@ def _fingerprint(request: ApiRequest) -> str:
 @dataclass
 class _Guard:
     """The invariants of one run that span pages: repeats, ``Total`` across tail cursors, and
-    the distinct rows of a skip/limit window against its ``totalCount``."""
+    the distinct records of a skip/limit or page-number window against its total."""
 
     paginator: Paginator
     identity: Callable[[Any], Hashable | None] | None
@@ -60,8 +61,8 @@ class _Guard:
     anchor: tuple[datetime | None, int | None, dict[Hashable, datetime | None]] | None = None
     #: Not a tail: the time window being paged (``None``: none) and the records read in it.
     chain: tuple[Any, set[Hashable]] | None = None
-    #: Skip/limit: the window being paged, its first page's ``totalCount`` (``None``: absent
-    #: on a page so far), the rows read in it and their distinct identities.
+    #: Skip/limit and page number: the window being paged, its first page's total (``None``:
+    #: absent on a page so far), the records read in it and their distinct identities.
     span: tuple[Any, int | None, int, set[Hashable]] | None = None
 
     def admit(self, page: Page) -> None:
@@ -126,19 +127,24 @@ class _Guard:
             raise violation("total_gap", page, detail)
 
     def _span(self, page: Page) -> None:
-        """At the last page of a skip/limit window (the run's, without windows) whose every page
-        said a ``totalCount``, the distinct rows read number at least the smaller of its first
-        total and the rows read less its growth (its last total minus its first): a row served
-        at two offsets (an unstable order) took the place of one never served, and a total that
-        fell ended a window without ``hasMore`` short of its rows; committing the window would
-        lose them (``total_gap``). Growth excuses as many rows read twice (a row added before
-        the offset shifts the later ones by one); a total that lies low or high (followed as
-        :meth:`SkipLimitPaginator.next_request` says) still needs the rows read distinct."""
+        """At the last page of a skip/limit or page-number window (the run's, without windows)
+        whose every page said a total (``totalCount``, ``Total``), the distinct records read
+        number at least the smaller of its first total and the records read less its growth
+        (its last total minus its first): a record served at two offsets or pages (an unstable
+        order) took the place of one never served, and a total that fell ended a window short
+        of its records; committing the window would lose them (``total_gap``). Growth excuses
+        as many records read twice (one added before the offset shifts the later ones by one);
+        a total that lies low or high (followed as the paginator says) still needs the records
+        read distinct."""
         pages: Paginator | None = self.paginator
         pages = pages.inner if isinstance(pages, TimeWindowPaginator) else pages
-        if not isinstance(pages, SkipLimitPaginator):
+        if isinstance(pages, SkipLimitPaginator):
+            total, name = pages.said(page)[3], pages.total_key
+        elif isinstance(pages, PageNumberPaginator):
+            total, name = as_int(page.response.headers.get(pages.total_header)), pages.total_header
+        else:
             return
-        total, window = pages.said(page)[3], page.request.window
+        window = page.request.window
         if self.span is None or self.span[0] != window:
             self.span = (window, total, 0, set())
         _, first, read, keys = self.span
@@ -150,8 +156,8 @@ class _Guard:
         if (skipped := min(first, read - (total - first)) - len(keys)) > 0:
             said = f"{first} throughout" if total == first else f"{first}, then {total}"
             detail = (
-                f"the window ends with {len(keys)} distinct rows of {read} read, but "
-                f"{pages.total_key} said {said}: {skipped} skipped"
+                f"the window ends with {len(keys)} distinct records of {read} read, but "
+                f"{name} said {said}: {skipped} skipped"
             )
             raise violation("total_gap", page, detail)
 

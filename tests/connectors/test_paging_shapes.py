@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from datetime import datetime
+from dataclasses import replace
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +30,16 @@ from polars.testing import assert_frame_equal
 
 from connectors.emulator import KoreEmulator
 from connectors.emulator.server import Request, Response
-from connectors.state import StateStore, parse_utc
-from connectors.sync import SyncReport, sync_source
+from connectors.landing import scan_landed
+from connectors.paging import Page, PageNumberPaginator, Paginator, TimeWindowPaginator
+from connectors.retry import ApiRequest, TimeWindow
+from connectors.source import Source, Stream
+from connectors.state import StateStore, format_utc, parse_utc
+from connectors.sync import SyncReport, sync_source, sync_stream
 from connectors.vendors.dixa.client import DIXA
+from connectors.vendors.ujet.client import UJET
 from tests.connectors import kore_support as kore
+from tests.connectors import ujet_support as ujet
 from tests.connectors.dixa_support import emulator, make_settings, synced
 
 Rewrite = Callable[[int, Request, Response], Response]
@@ -223,3 +230,81 @@ def test_kore_a_row_served_twice_under_a_changing_total_stops_the_stream(tmp_pat
 
     rewrite = FromSecondWindow(kore_window, unstable)
     kore_round(tmp_path, rewrite, "paging invariant total_gap violated", "1 skipped")
+
+
+def ujet_by_page_number(per: int) -> tuple[Source, Stream]:
+    """UJET's calls paged by ``page``/``per`` in 6-hour windows of ``updated_at`` (no stream of
+    ours pages so today): the cursor is a window's start until its last page, then its end."""
+    pages = PageNumberPaginator()
+
+    def plan(start: datetime, settings: Any, now: datetime) -> tuple[ApiRequest, Paginator]:
+        def render(w: TimeWindow) -> ApiRequest:
+            to = format_utc(w.end - timedelta(milliseconds=1))  # UJET's bounds are inclusive
+            params = {"updated_at[from]": format_utc(w.start), "updated_at[to]": to}
+            params |= {"sort_column": "id", "sort_direction": "ASC", "page": "1", "per": str(per)}
+            return ApiRequest("GET", "calls", params=params)
+
+        walker = TimeWindowPaginator(end=now, step=timedelta(hours=6), render=render, inner=pages)
+        return walker.first_request(start), walker
+
+    def page_cursor(page: Page, latest: datetime | None, started: datetime) -> datetime | None:
+        window = page.request.window
+        assert window is not None
+        return window.start if pages.next_request(page) is not None else window.end
+
+    stream = replace(UJET.streams[0], paging="page_number", plan=plan, page_cursor=page_cursor)
+    return replace(UJET, streams=(stream,)), stream
+
+
+def test_ujet_a_record_served_at_two_pages_in_place_of_another_stops_the_stream(
+    tmp_path: Path,
+) -> None:
+    """Page 2 of a window serves page 1's first record again in place of one never served:
+    ``Total`` and every page's count stay right, so the window ended with a record lost and
+    was committed (exit 0). The distinct records of a page-number window must make up its
+    ``Total``; the window is not committed, and the next sync reads it all."""
+    first: dict[str, Any] = {}
+    on: dict[str, datetime | None] = {"broken_at": None}
+
+    def unstable(n: int, request: Request, response: Response) -> Response:
+        rows, page = response.payload, request.query.get("page", ["1"])[0]
+        start = request.query.get("updated_at[from]", [""])[0]
+        if "off" in on or not isinstance(rows, list) or not rows or start == format_utc(ujet.START):
+            return response
+        if page == "1":
+            first[start] = rows[0]
+        if page != "2" or start not in first or on["broken_at"] is not None:
+            return response
+        on["broken_at"] = parse_utc(start)
+        return Response(200, [first[start], *rows[1:]], response.headers)
+
+    source, stream = ujet_by_page_number(per=10)
+    with ujet.emulator(ujet.small_contacts()) as emu:
+        emu.add_rewrite(unstable)
+
+        def once() -> SyncReport:
+            settings = ujet.settings_for(emu, start=ujet.START)
+            with source.client(settings, None) as client:
+                return sync_stream(
+                    source,
+                    stream,
+                    settings,
+                    client=client,
+                    landing_root=tmp_path / "landing",
+                    state=StateStore(tmp_path / "state"),
+                    limiter=settings.limiter(),
+                    sleep=lambda _: None,
+                    now=lambda: ujet.START + timedelta(days=2),
+                )
+
+        report = once()
+        needles = ("paging invariant total_gap violated", "Total said", "1 skipped")
+        assert_stopped_behind(
+            report, tmp_path / "state", "ujet", "calls", on["broken_at"], *needles
+        )
+        on["off"] = None
+        again = once()
+        assert again.ok, again.error
+        landed = scan_landed(tmp_path / "landing", "ujet", "calls").collect()
+        served = {f"{r['id']}" for r in emu.records("calls")}
+        assert set(landed["record_id"].to_list()) == served
