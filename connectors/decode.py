@@ -29,8 +29,9 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
 import polars as pl
+from polars.datatypes import DataTypeClass
 
-__all__ = ["PAGE_ROWS", "decode_pages", "fits"]
+__all__ = ["PAGE_ROWS", "decode_pages", "fits", "shape_error"]
 
 #: Records per JSON array handed to ``pl.read_json`` (100-200 measured best).
 PAGE_ROWS = 128
@@ -88,11 +89,10 @@ _INT64 = 2**63
 
 
 def fits(dtype: pl.DataType) -> _Check:
-    """A test that parsed JSON fits ``dtype``: true exactly where
-    :func:`connectors.source.shape_error` finds no misfit (the same rules), compiled once per
-    dtype into nested closures, so a record costs a walk of its known keys and no dispatch on
-    the dtype (about 3x cheaper per record than ``shape_error``, which then only names the
-    place of a misfit).
+    """A test that parsed JSON fits ``dtype``: true exactly where :func:`shape_error` finds no
+    misfit (the same rules), compiled once per dtype into nested closures, so a record costs a
+    walk of its known keys and no dispatch on the dtype (about 3x cheaper per record than
+    ``shape_error``, which then only names the place of a misfit).
 
     Example:
         >>> check = fits(pl.Struct({"q": pl.List(pl.Struct({"s": pl.Int64}))}))
@@ -186,3 +186,50 @@ def _integer(value: object) -> bool:
     if kind is not float or not math.isfinite(value):  # type: ignore[arg-type]
         return False
     return value.is_integer() and -_INT64 <= value < _INT64  # type: ignore[attr-defined, operator]
+
+
+def shape_error(value: object, dtype: pl.DataType | DataTypeClass, path: str = "$") -> str | None:
+    """The path of the first place ``value`` (parsed JSON) does not fit ``dtype``, else ``None``.
+
+    Structs must be objects, lists arrays, numbers numbers (not booleans; whole numbers for
+    integer types), booleans booleans; a string field takes any scalar; null fits anything and
+    unknown keys are ignored. What fits decodes with ``str.json_decode(dtype)`` without error or
+    silent truncation.
+
+    Example:
+        >>> dtype = pl.Struct({"q": pl.List(pl.Struct({"s": pl.Int64}))})
+        >>> shape_error({"q": [{"s": 1}, {"s": "2"}], "new": {}}, dtype)
+        '$.q[1].s'
+    """
+    if value is None:
+        return None
+    if isinstance(dtype, pl.Struct):
+        if not isinstance(value, dict):
+            return path
+        inner = (
+            shape_error(value[f.name], f.dtype, f"{path}.{f.name}")
+            for f in dtype.fields
+            if f.name in value
+        )
+        return next((where for where in inner if where is not None), None)
+    if isinstance(dtype, pl.List):
+        if not isinstance(value, list):
+            return path
+        items = (shape_error(v, dtype.inner, f"{path}[{i}]") for i, v in enumerate(value))
+        return next((where for where in items if where is not None), None)
+    return None if _scalar_fits(value, dtype) else path
+
+
+def _scalar_fits(value: object, dtype: pl.DataType | DataTypeClass) -> bool:
+    if isinstance(value, dict | list):
+        return False
+    if dtype.is_numeric():
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return False
+        if isinstance(value, float) and not math.isfinite(value):
+            return False
+        whole = isinstance(value, int) or value.is_integer()
+        return not dtype.is_integer() or (whole and -_INT64 <= value < _INT64)
+    if dtype == pl.Boolean:
+        return isinstance(value, bool)
+    return True

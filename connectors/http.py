@@ -64,6 +64,7 @@ __all__ = [
     "parse_json",
     "send_request",
     "tls_context",
+    "unsendable",
 ]
 
 try:
@@ -83,11 +84,11 @@ _UNSENDABLE = (
 )
 
 
-def _unsendable(value: str) -> str | None:
+def unsendable(value: str) -> str | None:
     """Why ``value`` cannot be sent as an HTTP header value, or ``None``; never the value.
 
     Example:
-        >>> _unsendable("tok\\n"), _unsendable(" tok"), _unsendable("Bearer tok")
+        >>> unsendable("tok\\n"), unsendable(" tok"), unsendable("Bearer tok")
         ('it contains a line break', 'it begins or ends with whitespace', None)
     """
     return next((why for pattern, why in _UNSENDABLE if pattern.search(value)), None)
@@ -95,7 +96,7 @@ def _unsendable(value: str) -> str | None:
 
 def _refuse_credential(header: str, secret: str, prefix: str) -> None:
     """Raise ``AuthError`` naming ``header`` if ``secret`` or ``prefix + secret`` is unsendable."""
-    if why := _unsendable(secret) or _unsendable(prefix + secret):
+    if why := unsendable(secret) or unsendable(prefix + secret):
         raise AuthError(f"{header} header: the credential is not a valid HTTP header value ({why})")
 
 
@@ -128,11 +129,7 @@ class HeaderAuth(httpx.Auth):
 
 
 def basic_auth(username: str, password: SecretStr) -> HeaderAuth:
-    """HTTP Basic auth (UJET): ``Authorization: Basic base64(username:password)``.
-
-    Example:
-        >>> auth = basic_auth("api-user", SecretStr("pw"))
-    """
+    """HTTP Basic auth (UJET): ``Authorization: Basic base64(username:password)``."""
     pair = f"{username}:{password.get_secret_value()}".encode()
     return HeaderAuth("Authorization", SecretStr(base64.b64encode(pair).decode()), scheme="Basic")
 
@@ -237,7 +234,7 @@ class OAuth2ClientCredentials:
         token = body.get("access_token") if isinstance(body, dict) else None
         if not isinstance(token, str) or not token:
             raise AuthError("token exchange returned no access_token", url=self._url)
-        if why := _unsendable(token):
+        if why := unsendable(token):
             why = f"token exchange: the access_token returned is not a valid header value ({why})"
             raise ResponseShapeError(why, url=self._url)  # the vendor's fault, not the secret's
         try:
@@ -363,7 +360,7 @@ def send_request(
     if client.base_url.host and _origin(target) != _origin(client.base_url):
         raise InsecureURLError("request URL leaves the base URL's origin", url=target)
     for name, value in request.headers.raw:
-        if why := _unsendable(value.decode("latin-1")):
+        if why := unsendable(value.decode("latin-1")):
             msg = f"{name.decode('latin-1')} header: not a valid HTTP header value ({why})"
             raise FatalError(msg, url=request.url)
     try:

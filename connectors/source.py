@@ -20,21 +20,22 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, NamedTuple, Self
+from typing import Any, ClassVar, Literal, NamedTuple, Self
 
 import httpx
 import polars as pl
-from polars.datatypes import DataTypeClass
 from pydantic import (
     AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
     SecretStr,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
+from connectors.decode import shape_error
 from connectors.errors import (
     ConfigError,
     RecordError,
@@ -42,7 +43,7 @@ from connectors.errors import (
     is_missing_allowed,
     require_secure_url,
 )
-from connectors.http import DEFAULT_MAX_BYTES, Timeouts
+from connectors.http import DEFAULT_MAX_BYTES, Timeouts, unsendable
 from connectors.landing import RecordKey
 from connectors.paging import Page, Paginator
 from connectors.ratelimit import RateLimiter
@@ -63,7 +64,6 @@ __all__ = [
 ]
 
 PagingKind = Literal["cursor_tail", "page_number", "skip_limit", "page_key", "time_window"]
-_INT64 = 2**63
 
 
 class Normalised(NamedTuple):
@@ -243,6 +243,19 @@ class SourceSettings(BaseModel):
     #: The largest response body read, in bytes (decoded); a larger one stops the stream.
     max_page_bytes: int = Field(default=DEFAULT_MAX_BYTES, ge=1)
     pii_hash_secret: SecretStr | None = None
+    #: The settings holding credentials (vendors name theirs): one with a line break, a control
+    #: character or undecodable bytes (an env var pasted with its trailing newline) is refused
+    #: at load, naming the setting, never the value (whitespace at its ends, when sent).
+    credential_fields: ClassVar[tuple[str, ...]] = ()
+
+    @field_validator("*")
+    @classmethod
+    def _usable(cls, value: Any, info: ValidationInfo) -> Any:
+        text = value.get_secret_value() if isinstance(value, SecretStr) else value
+        usable = info.field_name not in cls.credential_fields or not isinstance(text, str)
+        if not usable and (why := unsendable(text.strip(" \t"))):
+            raise ValueError(f"not a usable credential: {why}")
+        return value
 
     @field_validator("rate_limit_per_s")
     @classmethod
@@ -371,50 +384,3 @@ class Source:
                 return stream
         known = ", ".join(s.name for s in self.streams)
         raise ConfigError(f"source {self.name!r} has no stream {name!r} (streams: {known})")
-
-
-def shape_error(value: object, dtype: pl.DataType | DataTypeClass, path: str = "$") -> str | None:
-    """The path of the first place ``value`` (parsed JSON) does not fit ``dtype``, else ``None``.
-
-    Structs must be objects, lists arrays, numbers numbers (not booleans; whole numbers for
-    integer types), booleans booleans; a string field takes any scalar; null fits anything and
-    unknown keys are ignored. What fits decodes with ``str.json_decode(dtype)`` without error or
-    silent truncation.
-
-    Example:
-        >>> dtype = pl.Struct({"q": pl.List(pl.Struct({"s": pl.Int64}))})
-        >>> shape_error({"q": [{"s": 1}, {"s": "2"}], "new": {}}, dtype)
-        '$.q[1].s'
-    """
-    if value is None:
-        return None
-    if isinstance(dtype, pl.Struct):
-        if not isinstance(value, dict):
-            return path
-        inner = (
-            shape_error(value[f.name], f.dtype, f"{path}.{f.name}")
-            for f in dtype.fields
-            if f.name in value
-        )
-        return next((where for where in inner if where is not None), None)
-    if isinstance(dtype, pl.List):
-        if not isinstance(value, list):
-            return path
-        items = (shape_error(v, dtype.inner, f"{path}[{i}]") for i, v in enumerate(value))
-        return next((where for where in items if where is not None), None)
-    return None if _scalar_fits(value, dtype) else path
-
-
-def _scalar_fits(value: object, dtype: pl.DataType | DataTypeClass) -> bool:
-    if isinstance(value, dict | list):
-        return False
-    if dtype.is_numeric():
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            return False
-        if isinstance(value, float) and not math.isfinite(value):
-            return False
-        whole = isinstance(value, int) or value.is_integer()
-        return not dtype.is_integer() or (whole and -_INT64 <= value < _INT64)
-    if dtype == pl.Boolean:
-        return isinstance(value, bool)
-    return True

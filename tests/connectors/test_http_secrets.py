@@ -175,7 +175,9 @@ def test_a_dixa_token_with_a_line_break_fails_fast_without_showing_it(
     caplog.set_level(logging.DEBUG)
     token = dixa_support.TOKEN
     with dixa_support.emulator() as emu:
-        settings = dixa_support.make_settings(emu, api_token=SecretStr(token + ending))
+        # past the settings' own check (a line break is refused at load): the send-time one
+        bad = {"api_token": SecretStr(token + ending)}
+        settings = dixa_support.make_settings(emu).model_copy(update=bad)
         with pytest.raises(AuthError) as info:
             sync_source(DIXA, settings, landing_root=tmp_path / "l", state_root=tmp_path / "s")
         assert emu.stats.requests == 0  # refused before it was sent, and never retried
@@ -198,8 +200,15 @@ def _one_line_without(line: str, secret: str, elsewhere: list[str], *, starts: s
         assert secret not in text
 
 
-def _mindful_sync(emu: MindfulEmulator, root: Path, **overrides: object) -> SyncReport:
+def _mindful_sync(
+    emu: MindfulEmulator,
+    root: Path,
+    unchecked: dict[str, object] | None = None,
+    **overrides: object,
+) -> SyncReport:
+    """A sync; ``unchecked`` settings are set past the settings' validation."""
     settings = mindful_support.settings_for(emu, max_retries=3, **overrides)
+    settings = settings.model_copy(update=unchecked or {})
     (report,) = sync_source(
         MINDFUL, settings, landing_root=root / "landing", state_root=root / "state", sleep=id
     )
@@ -213,7 +222,8 @@ def test_a_mindful_static_token_with_a_newline_fails_fast_without_showing_it(
     static = "mindful-static-Zq81-never-logged"
     bad = SecretStr(static + "\n")
     with MindfulEmulator(mindful_support.small_attempts(), static_token=static) as emu:
-        report = _mindful_sync(emu, tmp_path, auth="static", static_token=bad)
+        good = {"auth": "static", "static_token": SecretStr(static)}
+        report = _mindful_sync(emu, tmp_path, {"static_token": bad}, **good)
         assert emu.stats.requests == 0
     assert not report.ok
     assert (report.retries, report.pages) == (0, 0)
@@ -256,7 +266,8 @@ def test_a_mindful_token_issued_with_a_line_break_is_named_and_not_sent(
 def test_a_run_with_a_newline_in_the_dixa_token_keeps_it_out_of_the_state_folder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """The reported case: ``WFM_SOURCES__DIXA__API_TOKEN`` ending in a newline, ``run --json``."""
+    """The reported case: ``WFM_SOURCES__DIXA__API_TOKEN`` ending in a newline, ``run --json``:
+    refused at load, naming the setting, nothing sent, the token nowhere."""
     run_support.clean_environment(monkeypatch, tmp_path)
     caplog.set_level(logging.DEBUG)
     token = run_support.SECRETS["WFM_SOURCES__DIXA__API_TOKEN"]
@@ -268,8 +279,6 @@ def test_a_run_with_a_newline_in_the_dixa_token_keeps_it_out_of_the_state_folder
         assert stack.dixa.stats.requests == 0
     assert result.exit_code == 2, result.output
     line = run_support.one_error_line(result)
-    assert "dixa: Authorization header: the credential is not a valid HTTP header value" in line
-    assert "sources.dixa.api_token" in line
-    assert (tmp_path / "state" / "runs.json").is_file()  # the run is recorded, not the token
+    assert "invalid setting sources.dixa.api_token: not a usable credential: it contains a" in line
     for text in (result.output, caplog.text, _written(tmp_path)):
         assert token not in text

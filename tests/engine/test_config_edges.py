@@ -309,3 +309,40 @@ def test_a_vendor_profile_that_does_not_fit_the_interval_is_refused_at_load(
         f"wfm-intervals: error: invalid setting {where}: profile 'genesys' needs 15-minute "
         "intervals, and build.interval_minutes is 30"
     )
+
+
+CREDENTIALS = [
+    ("sources.ujet.username", "api-user\n", "it contains a line break"),
+    ("sources.ujet.password", SECRET + "\n", "it contains a line break"),
+    ("sources.dixa.api_token", SECRET + "\r\n", "it contains a line break"),
+    ("sources.kore.app_id", "app\x7f", "it contains a control character"),
+    ("sources.kore.client_secret", SECRET + "\r", "it contains a line break"),
+    ("sources.mindful.client_id", "client\x1b", "it contains a control character"),
+    ("sources.mindful.client_secret", SECRET + "\n", "it contains a line break"),
+    ("sources.mindful.static_token", "\n" + SECRET, "it contains a line break"),
+]
+
+
+@pytest.mark.parametrize(("path", "value", "why"), CREDENTIALS)
+def test_a_credential_that_cannot_be_sent_is_refused_by_the_preflight(
+    path: str, value: str, why: str
+) -> None:
+    """A token pasted into a variable with its trailing newline passed ``config show --check``
+    (exit 0) and failed at the first request of the night (Basic auth, the JWT's secret and the
+    token exchange encode it: a 401 that blamed the credential, not the newline)."""
+    environ = {_variable(path): value}
+    checked = invoke(["config", "show", "--check"], environ)
+    assert checked.exit_code == 2
+    line = f"wfm-intervals: error: invalid setting {path}: not a usable credential: {why}"
+    assert checked.stderr.strip() == line
+    assert SECRET not in checked.output + checked.stderr
+    with pytest.raises(ValidationError):
+        load_settings(env_file=None, environ=environ, allow_missing=True)
+
+
+def test_whitespace_inside_a_credential_is_kept() -> None:
+    """Only what no credential holds is refused at load: a space or a tab inside one (or at its
+    ends, refused when sent as a header, not when encoded as Basic auth's password is) is kept."""
+    environ = {"WFM_SOURCES__UJET__PASSWORD": " pass word\t", "WFM_SOURCES__DIXA__API_TOKEN": "a b"}
+    settings = load_settings(env_file=None, environ=environ, allow_missing=True)
+    assert settings.source("ujet").password.get_secret_value() == " pass word\t"

@@ -89,6 +89,7 @@ class DixaSettings(SourceSettings):
     """
 
     api_token: SecretStr | None = None
+    credential_fields = ("api_token",)
     rate_limit_per_s: float = Field(default=10.0, gt=0)
     rate_limit_burst: int | None = Field(default=4, ge=1)
     rate_limit_margin_s: float = Field(default=0.05, ge=0)

@@ -89,6 +89,7 @@ class KoreSettings(SourceSettings):
     org_id: str = ""
     app_id: str = ""
     client_secret: SecretStr | None = None
+    credential_fields = ("app_id", "client_secret")
     token_lifetime_s: int = Field(default=300, ge=10, le=3600)
     duration_unit: Literal["ms", "s"] = "ms"
     channel_map: dict[str, str] = Field(default_factory=dict)

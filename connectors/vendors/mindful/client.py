@@ -118,6 +118,7 @@ class MindfulSettings(SourceSettings):
     client_id: str = ""
     client_secret: SecretStr | None = None
     static_token: SecretStr | None = None
+    credential_fields = ("client_id", "client_secret", "static_token")
     token_refresh_margin_s: float = Field(default=60.0, ge=0)
     rate_limit_per_s: float = Field(default=20.0, gt=0)
     metrics_rate_limit_per_s: float = Field(default=5.0, gt=0)

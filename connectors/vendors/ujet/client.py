@@ -100,6 +100,7 @@ class UjetSettings(SourceSettings):
 
     username: str = ""
     password: SecretStr | None = None
+    credential_fields = ("username", "password")
     per_page: int = Field(default=100, ge=1, le=100)
 
     def required_when_enabled(self) -> Mapping[str, object]:
