@@ -316,7 +316,7 @@ def error_for_status(
 
 
 #: Settings that name who signs in: a refused credential may be theirs as much as the secret's.
-_USER_NAMES = ("username", "client_id")
+_USER_NAMES = ("username", "client_id", "app_id")
 
 
 def advice(
@@ -325,7 +325,9 @@ def advice(
     """What to do about ``exc``, a failure of ``source/stream``, to append to its line ('' when
     nothing is known): a 404, the stream setting; a refused credential, the credential settings
     among ``settings`` (a source settings model's fields): the secrets set but the PII hashing
-    key, and the user name beside them when it is set (only names, never a value).
+    key, and the user name beside them when it is set (``username``, ``client_id``, Kore.ai's
+    ``app_id``: a JWT with the wrong ``appId`` is refused as one with the wrong key; only names,
+    never a value).
 
     Example:
         >>> advice(AuthError("HTTP 401: credentials refused"), source="ujet", stream="calls",

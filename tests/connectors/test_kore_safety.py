@@ -82,6 +82,22 @@ def test_wrong_secret_fails_with_one_line_and_leaks_nothing(
     assert emu.stats.unauthorized_401 == 2  # the first try and the re-signed one, no more
 
 
+@pytest.mark.parametrize(
+    "wrong", [{"app_id": "cs-not-this-app"}, {"client_secret": SecretStr("s3cr3t-guess")}]
+)
+def test_a_refused_jwt_names_both_halves_of_the_credential(
+    emu: KoreEmulator, tmp_path: Path, wrong: dict[str, object]
+) -> None:
+    """Kore.ai answers 401 without a ``WWW-Authenticate`` challenge whether the JWT's ``appId``
+    or its signing key is wrong. The line named only ``client_secret``: an operator with the
+    wrong ``app_id`` checked the right secret. Re-signed once, never retried."""
+    report = sync(emu, tmp_path, **wrong)
+    assert report.error is not None
+    assert report.error.startswith("HTTP 401: credentials refused (")
+    assert "; check sources.kore.app_id, sources.kore.client_secret (" in report.error
+    assert (emu.stats.unauthorized_401, report.retries) == (2, 0)
+
+
 def test_no_secret_in_any_file_or_log(
     emu: KoreEmulator, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
