@@ -46,7 +46,7 @@ from engine.tables.callback_requests import (
     measures,
     rolled_up,
 )
-from engine.tables.callvolume import rollup_grid
+from engine.tables.callvolume import nested, rollup_grid
 
 __all__ = [
     "ADDITIVE",
@@ -166,7 +166,9 @@ def rollup(
     (``partial=True``: the cut edge intervals too, holding only the window's part).
 
     Raises:
-        StoreError: ``window`` cuts a coarse interval and not ``partial``.
+        StoreError: ``window`` cuts a coarse interval and not ``partial``; when collected, the
+            table's grid does not nest in the coarse one
+            (:func:`engine.tables.callvolume.nested`).
 
     Example:
         >>> from datetime import datetime, UTC
@@ -179,6 +181,6 @@ def rollup(
         0
     """
     grid = rollup_grid(window, minutes=minutes, tz=tz, partial=partial)
-    inside = table.filter(in_grid(pl.col("interval_start_utc"), grid))
+    inside = nested(table, grid, minutes=minutes, tz=tz)
     rolled, names = rolled_up(inside, grid, group=GROUP, columns=ADDITIVE)
     return _zero_fill(rolled, names, grid)

@@ -46,6 +46,7 @@ __all__ = [
     "configured_threshold_ms",
     "derive",
     "latest_queue_name",
+    "nested",
     "rollup",
     "rollup_grid",
     "rollup_window",
@@ -260,6 +261,46 @@ def _z(at: datetime) -> str:
     return at.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
+def nested(table: pl.LazyFrame, grid: pl.DataFrame, *, minutes: int, tz: str) -> pl.LazyFrame:
+    """``table``'s rows that start in ``grid`` (a roll-up's coarse intervals,
+    :func:`rollup_grid`), each of whose interval must lie inside one interval of ``grid``.
+
+    A roll-up assigns a fine row to the coarse interval its start falls in; that is exact only
+    when the table's grid nests in the coarse one: ``minutes`` a whole multiple of the table's
+    interval and every coarse boundary one of the table's (a 60-minute UTC table does not
+    nest in Asia/Kolkata hours, which start at hh:30 UTC, nor in 15-minute intervals). A row
+    whose interval ends after its coarse interval's end would be counted in that interval
+    whole, so collecting the result raises instead.
+
+    Raises:
+        StoreError: when collected, a row's interval is not inside one coarse interval (the
+            message names both); refused whether or not the window cuts (``partial``).
+    """
+    start, end = pl.col("interval_start_utc"), pl.col("interval_end_utc")
+    bounds = grid.lazy().select(start.alias("_lo"), end.alias("_hi"))
+    inside = table.filter(in_grid(start, grid)).sort("interval_start_utc")
+    placed = inside.join_asof(bounds, left_on="interval_start_utc", right_on="_lo")
+    spans = pl.struct(start, end, pl.col("_lo"), pl.col("_hi"))
+
+    def refuse(rows: pl.Series) -> pl.Series:
+        bad = rows.filter(rows.struct.field("interval_end_utc") > rows.struct.field("_hi"))
+        if bad.len():
+            fine, coarse = bad[0], f"{minutes}-minute intervals in {tz}"
+            msg = (
+                f"roll-up to {coarse}: the table's interval {_z(fine['interval_start_utc'])} "
+                f".. {_z(fine['interval_end_utc'])} is not inside one of them (it starts in "
+                f"{_z(fine['_lo'])} .. {_z(fine['_hi'])}): its grid does not nest in theirs; "
+                "roll up to a whole multiple of the table's interval whose boundaries are its "
+                "boundaries (a zone whose offset differs by a part of the interval needs a table "
+                "built in that zone or at a finer interval)"
+            )
+            raise StoreError(msg)
+        return pl.Series(rows.len() * [True], dtype=pl.Boolean)
+
+    checked = spans.map_batches(refuse, return_dtype=pl.Boolean)
+    return placed.filter(checked).drop("_lo", "_hi")
+
+
 def rollup(
     table: pl.LazyFrame, *, window: Window, minutes: int, tz: str, partial: bool = False
 ) -> pl.LazyFrame:
@@ -273,7 +314,8 @@ def rollup(
     (``partial=True``: the cut edge intervals too, holding only the window's part).
 
     Raises:
-        StoreError: ``window`` cuts a coarse interval and not ``partial`` (:func:`rollup_grid`).
+        StoreError: ``window`` cuts a coarse interval and not ``partial`` (:func:`rollup_grid`);
+            when collected, the table's grid does not nest in the coarse one (:func:`nested`).
 
     Example:
         >>> from datetime import datetime, UTC
@@ -286,7 +328,7 @@ def rollup(
         0
     """
     grid = rollup_grid(window, minutes=minutes, tz=tz, partial=partial)
-    inside = table.filter(in_grid(pl.col("interval_start_utc"), grid))
+    inside = nested(table, grid, minutes=minutes, tz=tz)
     agg = inside.select(*KEYS, "queue_name", *ADDITIVE).rename({"interval_start_utc": "_at"})
     by = ("queue_id", "queue_name", "channel")  # a built table has one name per queue
     return _zero_fill(to_intervals(agg, grid, at="_at", by=by, combine=_combine()), grid)

@@ -42,7 +42,7 @@ from engine.tables.callback_requests import (
     retry_bucket,
     rolled_up,
 )
-from engine.tables.callvolume import rollup_grid
+from engine.tables.callvolume import nested, rollup_grid
 
 __all__ = [
     "COUNTS",
@@ -170,7 +170,9 @@ def rollup(
     (``partial=True``: the cut edge intervals too, holding only the window's part).
 
     Raises:
-        StoreError: ``window`` cuts a coarse interval and not ``partial``.
+        StoreError: ``window`` cuts a coarse interval and not ``partial``; when collected, the
+            table's grid does not nest in the coarse one
+            (:func:`engine.tables.callvolume.nested`).
 
     Example:
         >>> from datetime import datetime, UTC
@@ -183,6 +185,6 @@ def rollup(
         0
     """
     grid = rollup_grid(window, minutes=minutes, tz=tz, partial=partial)
-    inside = table.filter(in_grid(pl.col("interval_start_utc"), grid))
+    inside = nested(table, grid, minutes=minutes, tz=tz)
     rolled, names = rolled_up(inside, grid, group=GROUP, columns=COUNTS)
     return _zero_fill(rolled, grid, inside.select("call_target_id").unique(), names)
