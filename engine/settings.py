@@ -186,15 +186,19 @@ class BuildSettings(BaseModel):
         """
         return self.max_duration_hours * 3_600_000
 
-    def grid(self, window: Window | Grid) -> Grid:
+    def grid(self, window: Window | Grid, *, checked: bool = True) -> Grid:
         """The one :class:`~engine.interval.Grid` of ``window`` in these intervals and zone.
 
         A grid is passed through as it is (built once, shared by every table of a build); a
-        ``(start, end)`` pair is widened to whole intervals.
+        ``(start, end)`` pair is widened to whole intervals, and refused when it is longer than
+        ``max_window_days`` (:meth:`check_window`): every builder given a window gets its grid
+        here, so the Python API holds windows to the same limit as the command line.
+        ``checked=False`` is for a span taken from the data or from a grid already built (the
+        data's span is held to :func:`engine.tables.dense.check_filled` instead).
 
         Raises:
-            ValueError: a grid of another interval length or zone, a naive instant, or an
-                empty window.
+            ValueError: a grid of another interval length or zone, a naive instant, an empty
+                window, or a window longer than ``max_window_days`` (``checked``).
 
         Example:
             >>> from datetime import UTC, datetime
@@ -205,6 +209,12 @@ class BuildSettings(BaseModel):
             (True, 2)
         """
         if not isinstance(window, Grid):
+            if checked and all(w.tzinfo is not None for w in window):  # naive: Grid.over's
+                try:
+                    self.check_window(window)
+                except ValueError as exc:
+                    fix = "give a shorter window, or settings with a larger max_window_days"
+                    raise ValueError(f"{exc}; {fix}") from None
             return Grid.over(*window, minutes=self.interval_minutes, tz=self.tz)
         if (window.minutes, window.tz) != (self.interval_minutes, self.tz):
             msg = (

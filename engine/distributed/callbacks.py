@@ -247,7 +247,7 @@ def _on_cluster(
             address=address, every=every, write=write,
         )  # fmt: skip
     connect(address)
-    cover = pl.concat([*(g.frame for g in grids), settings.grid(document).frame])
+    cover = pl.concat([*(g.frame for g in grids), settings.grid(document, checked=False).frame])
     task = partial(
         _day_parts,
         grids=[g.frame for g in grids],

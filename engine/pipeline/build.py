@@ -75,7 +75,7 @@ def data_window(
     if filled:
         what = ("contacts", "queue x channel pairs")
         check_filled(lo, hi, *counted, minutes=settings.interval_minutes, what=what)
-    return settings.grid((lo, hi + timedelta(microseconds=1)))
+    return settings.grid((lo, hi + timedelta(microseconds=1)), checked=False)
 
 
 def nothing_valid(quarantine: pl.DataFrame, path: Path, what: str) -> NoReturn:
@@ -237,7 +237,7 @@ def build_report(
     """What a build of ``table`` did: rows in, kept, quarantined and collapsed, and the table's
     shape (``files`` and ``seconds`` are the caller's to fill in). ``busy_only``: ``table`` is
     the busy rows of the window's table; the shape is the whole (zero-filled) table's."""
-    grid = settings.grid(window)
+    grid = settings.grid(window, checked=False)  # the grid of a build, made before
     window, pairs = grid.window, table.select("queue_id", "channel").n_unique()
     intervals, table_rows = table["interval_start_utc"].n_unique(), table.height
     if busy_only:

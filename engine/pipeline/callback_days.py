@@ -45,7 +45,7 @@ def holding(lo: object, hi: object, settings: BuildSettings) -> Grid:
     if not isinstance(lo, datetime) or not isinstance(hi, datetime):
         msg = "no valid callback attempts to take a window from: give --start and --end"
         raise ValueError(msg)
-    return settings.grid((lo, hi + timedelta(microseconds=1)))
+    return settings.grid((lo, hi + timedelta(microseconds=1)), checked=False)
 
 
 @dataclass(frozen=True)

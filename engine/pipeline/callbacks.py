@@ -143,7 +143,7 @@ class CallbackOutputs:
         """What the build did (``files`` and ``seconds`` are the caller's to fill in); the
         tables' shape is the zero-filled tables' either way. ``kept``: the clean attempts, when
         ``attempts`` does not hold them (a build that streamed them to the store)."""
-        grid = settings.grid(window)
+        grid = settings.grid(window, checked=False)  # the grid of a build, made before
         window = grid.window
         kept = self.attempts.height if kept is None else kept
         groups = self.table.select(callback_intervals.GROUP).n_unique()

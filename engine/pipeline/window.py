@@ -128,7 +128,7 @@ def grids_of(days: Iterable[date], settings: BuildSettings, now: datetime) -> li
     grids = []
     for run in runs:
         start, end = _midnight(run[0]), _midnight(run[-1] + timedelta(days=1))
-        grids.append(settings.grid((start, min(end, end_of_now))))
+        grids.append(settings.grid((start, min(end, end_of_now)), checked=False))
     return grids
 
 
@@ -237,12 +237,13 @@ def plan_run(
             if earliest is not None and earliest < cut:
                 early = _days_before(canonical, cut.date(), settings)
     start = min(start, end - timedelta(microseconds=1))  # at least now's interval
-    recent = settings.grid((start, end)).window
+    recent = settings.grid((start, end), checked=False).window
     # a changed day after a given end is rebuilt all the same: its digest is kept as built
     until = max(recent[1], settings.grid((now - timedelta(microseconds=1), now)).end)
     plan = RunPlan(full, recent, recent[1] if full else until, digests=new)
     if full:
-        plan.volume, plan.callbacks = [settings.grid(recent)], [settings.grid(recent)]
+        plan.volume = [settings.grid(recent, checked=False)]
+        plan.callbacks = [settings.grid(recent, checked=False)]
         if early is not None:  # the days of those rows, not every day since the first of them
             plan.volume = grids_of(early[0] | _days(recent), settings, recent[1])
             plan.callbacks = grids_of(early[1] | _days(recent), settings, recent[1])
