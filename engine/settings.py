@@ -1,5 +1,9 @@
 """Settings of the table builders (SPEC §4, §5): plain, validated, immutable values.
 
+Immutable all the way down: the per-channel thresholds and targets are :class:`FrozenDict`
+(a ``dict`` that refuses changes), so a settings object a grid or a cached build was made with
+keeps its meaning; settings with other values are new ``BuildSettings``.
+
 The builders take a :class:`BuildSettings`; where it comes from (TOML, environment, the command
 line) is the business of :mod:`engine.app.config`.
 
@@ -12,7 +16,7 @@ Example:
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal, NoReturn
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import polars as pl
@@ -27,6 +31,7 @@ __all__ = [
     "SL_FORMULAS",
     "Attribution",
     "BuildSettings",
+    "FrozenDict",
     "SlFormula",
     "ThresholdOverride",
     "known_channel",
@@ -71,6 +76,33 @@ _DEFAULT_THRESHOLDS_MS = {
 #: Service-level targets the staffing table plans for (fraction within the threshold).
 _DEFAULT_SL_TARGETS = {"voice": 0.8, "callback": 0.8, "chat": 0.8, "messaging": 0.8, "email": 0.9}
 MAX_SL_TARGET = 0.999  #: the highest target accepted (Erlang C needs a finite answer)
+
+
+class FrozenDict(dict[str, Any]):
+    """A ``dict`` that refuses every change (a settings value): it reads, compares, copies,
+    pickles and serialises as a ``dict`` does.
+
+    Example:
+        >>> d = FrozenDict({"voice": 20000})
+        >>> d["voice"], d == {"voice": 20000}
+        (20000, True)
+        >>> d["voice"] = 1
+        Traceback (most recent call last):
+        ...
+        TypeError: settings are immutable: make new BuildSettings with the changed values
+    """
+
+    __slots__ = ()
+
+    def _refuse(self, *_args: object, **_kwargs: object) -> NoReturn:
+        msg = "settings are immutable: make new BuildSettings with the changed values"
+        raise TypeError(msg)
+
+    __setitem__ = __delitem__ = __ior__ = _refuse
+    clear = pop = popitem = setdefault = update = _refuse
+
+    def __reduce__(self) -> tuple[type[FrozenDict], tuple[dict[str, Any]]]:
+        return type(self), (dict(self),)  # made whole, not filled item by item
 
 
 def known_channel(name: str) -> str:
@@ -133,11 +165,13 @@ class BuildSettings(BaseModel):
     attribution: Attribution = "arrival"
     sl_formula: SlFormula = "exclude_short_abandons"
     sl_comparator: Literal["<=", "<"] = "<="
-    sl_default_ms: dict[str, int] = Field(default_factory=lambda: dict(_DEFAULT_THRESHOLDS_MS))
+    sl_default_ms: dict[str, int] = Field(
+        default_factory=lambda: FrozenDict(_DEFAULT_THRESHOLDS_MS)
+    )
     sl_overrides: tuple[ThresholdOverride, ...] = ()
     use_vendor_threshold: bool = False
     #: Per channel, the fraction within the threshold the ``staffing`` table plans for.
-    sl_target: dict[str, float] = Field(default_factory=lambda: dict(_DEFAULT_SL_TARGETS))
+    sl_target: dict[str, float] = Field(default_factory=lambda: FrozenDict(_DEFAULT_SL_TARGETS))
     #: The AHT ``staffing`` assumes in an interval where nothing was answered.
     staffing_default_aht_ms: int = Field(default=300_000, ge=1_000, le=MAX_THRESHOLD_MS)
     short_abandon_ms: int = Field(default=5_000, ge=0, le=MAX_THRESHOLD_MS)
@@ -163,7 +197,7 @@ class BuildSettings(BaseModel):
         if bad:
             msg = f"service-level thresholds must be 0 to {MAX_THRESHOLD_MS} ms (a week), got {bad}"
             raise ValueError(msg)
-        return {**_DEFAULT_THRESHOLDS_MS, **value}
+        return FrozenDict({**_DEFAULT_THRESHOLDS_MS, **value})
 
     @field_validator("sl_target")
     @classmethod
@@ -174,7 +208,7 @@ class BuildSettings(BaseModel):
         if bad:
             msg = f"service-level targets must be above 0 and at most {MAX_SL_TARGET}, got {bad}"
             raise ValueError(msg)
-        return {**_DEFAULT_SL_TARGETS, **value}
+        return FrozenDict({**_DEFAULT_SL_TARGETS, **value})
 
     @property
     def max_duration_ms(self) -> int:
