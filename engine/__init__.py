@@ -11,7 +11,7 @@ value): you collect, you write. docs/api.md walks through it on a few hand-made 
   quarantine rows, SPEC §7);
 - intervals: :func:`interval_grid`, :func:`snap_window`;
 - a built store: :func:`read_table` (a table as stored, busy rows only, or ``dense=True``: the
-  zero-filled grid of a window);
+  zero-filled grid of a window inside what the store's builds covered);
 - tables, as modules: :mod:`callvolume` (``build``, ``derive`` for the ratios, ``rollup`` to
   coarser intervals, ``rollup_window`` for window totals), :mod:`callback_requests`
   (``requests``: attempts reduced to one row per callback request), :mod:`callback_intervals`

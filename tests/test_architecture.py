@@ -71,6 +71,7 @@ COLLECTS_OUTSIDE_PIPELINE = {
     "engine.output.store": "the callback store's writer and its order-checking reader",
     "engine.output.location": "uploads a store's staged files to the object store it stands for",
     "engine.output.vendor": "reads the vendor profiles (TOML) its exports are defined by",
+    "engine.output.read": "a dense read checks its window against the stored rows' span",
     "engine.report.build": "the report reads a committed store and writes one HTML file",
     "engine.report.data": "the report's numbers, read from a committed store",
     "engine.report.sections": "the report's tables, read from a committed store",

@@ -3,7 +3,8 @@
 The store keeps the busy rows of each interval table (:mod:`engine.tables.dense`). A notebook
 user reads them lazily with :func:`read_table`; ``dense=True`` gives the zero-filled grid of a
 window (every group seen in the window, every interval of it), in the zone and interval length
-the store was built with (:func:`built_with`).
+the store was built with (:func:`built_with`), over what the store's builds covered only
+(:func:`covered_span`, the span its exports zero-fill).
 
 Example:
     ``engine.read_table(Path("demo-out"), "callvolume", window=(start, end), dense=True)``
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ __all__ = [
     "built_windows",
     "built_with",
     "contacts_windows",
+    "covered_span",
     "filled_volume",
     "read_table",
     "table_identity",
@@ -73,14 +75,50 @@ def built_windows(summaries: Iterable[Mapping[str, Any]]) -> list[Window]:
     return found
 
 
+def _document(path: Path) -> dict[str, Any]:
+    """The JSON object in ``path`` (``{}`` when there is none or it cannot be read)."""
+    try:
+        found = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
 def contacts_windows(out_dir: Path) -> list[Window]:
     """The windows the contacts builds into ``out_dir`` recorded (its ``summary.json``; none
     when there is none or it cannot be read: :func:`built_with` says so where it matters)."""
-    try:
-        found = json.loads((out_dir / "summary.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return []
-    return built_windows([found]) if isinstance(found, dict) else []
+    return built_windows([_document(out_dir / "summary.json")])
+
+
+def _recorded_windows(out_dir: Path, table: str) -> list[Window]:
+    """The windows the builds of ``table`` into ``out_dir`` recorded: the last build's
+    (``summary.json``, or ``callbacks_summary.json`` for a callback table) and the grids the
+    last ``run`` rebuilt (``run_summary.json``'s ``plan``)."""
+    callbacks = table in _CALLBACK_TABLES
+    summary = _document(out_dir / ("callbacks_summary.json" if callbacks else "summary.json"))
+    plan = _document(out_dir / "run_summary.json").get("plan")
+    grids = (
+        plan.get("callback_tables" if callbacks else "callvolume")
+        if isinstance(plan, dict)
+        else None
+    )
+    runs = [{"window": g} for g in grids] if isinstance(grids, list) else []
+    return built_windows([summary, *runs])
+
+
+def covered_span(out_dir: Path, table: str, rows: pl.LazyFrame) -> Window | None:
+    """The span the builds of the interval table ``table`` into ``out_dir`` covered, as the
+    exports count it (:func:`engine.cli.export.volume_table`; the last run's rebuilt grids
+    counted too): from the first stored row's interval or recorded window
+    (:func:`_recorded_windows`) to the last's end (``None``: no row and no recorded window).
+    The store keeps busy rows only, so an interval in it with no row counted nothing; one
+    outside it was never built, and its counts are unknown, not zero."""
+    start, end = pl.col("interval_start_utc"), pl.col("interval_end_utc")
+    lo, hi = rows.select(start.min(), end.max()).collect().row(0)
+    spans = [*_recorded_windows(out_dir, table), *([(lo, hi)] if lo is not None else [])]
+    if not spans:
+        return None
+    return min(s[0] for s in spans), max(s[1] for s in spans)
 
 
 #: The tables a ``callbacks`` build writes: read on its grid (``callbacks_summary.json``) first.
@@ -142,11 +180,14 @@ def read_table(
     required), the zero-filled grid of the window: the builder's own table for that window (a
     window starting or ending inside an interval is widened to whole intervals, as the builder
     widens it); the volume table's ratios are as stored on busy rows and null on the zeros.
+    Zeros are made only inside the span the store's builds covered (:func:`covered_span`): a
+    window reaching outside it is refused, not filled with counts nobody took.
 
     Raises:
-        StoreError: no such table in the store.
+        StoreError: no such table in the store; ``dense`` over a window reaching outside what
+            its builds covered (the message names that span).
         ValueError: ``dense`` without a ``window``, or for a table that is not zero-filled; a
-            naive or reversed ``window``.
+            naive or reversed ``window``, or a ``dense`` one longer than ``max_window_days``.
     """
     path = out_dir / "store" / name
     if not delta.is_table(path):
@@ -162,8 +203,17 @@ def read_table(
         raise ValueError(f"dense=True needs a window and one of {', '.join(SHAPES)}")
     # the window widened to whole intervals, as the builder widens it: the rows of an interval
     # the window starts or ends inside are that interval's rows, not zeros
-    grid = built_with(out_dir, name).grid(window).frame
-    first, end = grid["interval_start_utc"].min(), grid["interval_end_utc"].max()
+    whole = built_with(out_dir, name).grid(window)
+    grid, (first, end) = whole.frame, whole.window
+    span = covered_span(out_dir, name, frame)
+    if span is None or first < span[0] or end > span[1]:
+        built = "nothing" if span is None else " .. ".join(_z(t) for t in span)
+        msg = (
+            f"{out_dir}: the window {_z(first)} .. {_z(end)} reaches outside what the builds "
+            f"of {name} covered ({built}): no zeros are made where nothing was counted; read "
+            "a window inside it, or build the rest first"
+        )
+        raise StoreError(msg)
     frame = frame.filter(at >= first, at < end)
     seen = None
     if name == "retry_outcomes" and delta.is_table(out_dir / "store" / "callback_intervals"):
@@ -173,6 +223,10 @@ def read_table(
     if not set(callvolume.DERIVED) <= set(frame.collect_schema().names()):
         return callvolume.derive(fill(frame, name, grid), settings=built_with(out_dir, name))
     return filled_volume(frame, grid)
+
+
+def _z(at: datetime) -> str:
+    return at.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def filled_volume(rows: pl.LazyFrame, grid: pl.DataFrame) -> pl.LazyFrame:
