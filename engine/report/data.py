@@ -318,7 +318,9 @@ def compute(
         sl_formula: service-level formula (default: the one the store was built with).
 
     Raises:
-        StoreError: the window is empty or reversed, or ``tz`` is not a zone.
+        StoreError: the window is empty or reversed, or ``tz`` is not a zone, or one whose
+            hours or days the store's intervals do not nest in (a 60-minute UTC store in
+            Asia/Kolkata: its hours start at hh:30 UTC; the message names ``--tz``).
     """
     zone = tz or store.setting("tz") or "UTC"
     try:
@@ -334,11 +336,14 @@ def compute(
     if interval is None and table is not None:
         lengths = table.select((pl.col("interval_end_utc") - pl.col("interval_start_utc")).mode())
         interval = int(lengths.collect().to_series()[0].total_seconds() // 60)
-    volume = (
-        _volume_numbers(table, window, zone, int(interval or 15), settings)
-        if table is not None
-        else _empty_volume()
-    )
+    try:
+        volume = (
+            _volume_numbers(table, window, zone, int(interval or 15), settings)
+            if table is not None
+            else _empty_volume()
+        )
+    except StoreError as exc:  # the store's intervals do not nest in the zone's hours or days
+        raise StoreError(f"--tz {zone}: {exc}") from None
     cb, ro = store.tables.get("callback_intervals"), store.tables.get("retry_outcomes")
     callbacks = (
         callback_numbers(_in(cb, window), _in(ro, window) if ro is not None else None)

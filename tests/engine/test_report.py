@@ -300,6 +300,24 @@ def test_cli_writes_the_report_and_fails_in_one_line(store: Path, tmp_path: Path
         assert result.stderr.count("\n") == 1
 
 
+def test_a_zone_the_stores_hours_do_not_nest_in_is_refused_naming_tz(tmp_path: Path) -> None:
+    """A 60-minute UTC store reported in Asia/Kolkata (hours at hh:30 UTC) drew each UTC hour
+    in one Kolkata hour and exited 0; now exit 2, one line naming ``--tz``. Kathmandu's
+    hours do not nest either; a whole-hour zone (New York) still reports."""
+    window = (START, START + timedelta(days=1))
+    contacts = generate_contacts(seed=3, start=START, days=1, time_zone="UTC")
+    settings = BuildSettings(tz="UTC", interval_minutes=60)
+    pipeline.build_contacts(contacts.lazy(), settings=settings, out_dir=tmp_path, window=window)
+    out = tmp_path / "report.html"
+    for zone, code in (("Asia/Kolkata", 2), ("Asia/Kathmandu", 2), ("America/New_York", 0)):
+        args = ["report", "--store", str(tmp_path), "--out", str(out), "--tz", zone]
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == code, (zone, result.stderr)
+        if code:
+            assert result.stderr.startswith(f"wfm-intervals: error: --tz {zone}: roll-up"), zone
+            assert result.stderr.count("\n") == 1
+
+
 def test_the_total_row_blends_no_service_level_across_channels(store: Path, page: Path) -> None:
     """The queues' total row showed one service level and ASA over voice, chat and e-mail
     (15:52 where voice answers in seconds), as the channel tiles never do: dashes now, and
