@@ -16,6 +16,9 @@ callback attempt published hours after its request, re-aggregates exactly the da
   landed earlier) up to now, and the days before it that rows count at: a row stamped years
   earlier (an old record changed lately, a vendor's bad date) adds its day, not every day
   between, which a zero-filled export would hold as millions of empty rows;
+  an explicit ``start``/``end`` only widens it (every day's digest is kept as built: a
+  narrower window would drop the days outside it from the interval tables for good, a rebuild
+  left unfinished by a kill included);
 * otherwise the changed days of each table, plus the *recent* window
   ``[previous window end - lookback, now)`` (``[run] lookback_minutes``, default the largest of
   the enabled sources'), which also zero-fills the intervals up to now; an explicit
@@ -227,15 +230,15 @@ def plan_run(
     """
     new = fingerprints(canonical)
     full = recent_start is None or previous is None
-    start, end = given
     early: tuple[set[date], set[date]] | None = None  # a full rebuild's days of rows long before
-    if start is None or end is None:
-        start, end = recent_start, now
-        if full or start is None:  # the earliest row is read for a full rebuild only
-            earliest, cut = _earliest(canonical), _midnight(first_start.astimezone(UTC).date())
-            start = first_start if earliest is None else min(first_start, max(earliest, cut))
-            if earliest is not None and earliest < cut:
-                early = _days_before(canonical, cut.date(), settings)
+    start, end = given if given[0] and given[1] else (recent_start, now)
+    if full or start is None or end is None:  # the earliest row is read for a full rebuild only
+        earliest, cut = _earliest(canonical), _midnight(first_start.astimezone(UTC).date())
+        first = first_start if earliest is None else min(first_start, max(earliest, cut))
+        # every day's digest is kept as built: a given window only widens a full rebuild
+        start, end = min(first, given[0] or first), max(given[1] or now, now)
+        if earliest is not None and earliest < cut:
+            early = _days_before(canonical, cut.date(), settings)
     start = min(start, end - timedelta(microseconds=1))  # at least now's interval
     recent = settings.grid((start, end), checked=False).window
     # a changed day after a given end is rebuilt all the same: its digest is kept as built

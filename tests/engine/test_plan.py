@@ -174,6 +174,31 @@ def test_a_changed_day_after_an_explicit_end_is_rebuilt_not_only_committed() -> 
     assert {START.date(), later} <= covered
 
 
+def test_a_full_rebuild_given_a_narrower_window_still_rebuilds_every_day() -> None:
+    """A full rebuild (owed by new settings, a rebuild a kill left unfinished, a damaged table,
+    or asked for) given ``--start/--end`` over a few hours: its grids were those hours only and
+    the whole volume table was replaced by them (every other built day gone, exit 0), while
+    every day's digest was kept as built. The window now only widens a full rebuild."""
+    rows = contacts()
+    narrow = (START + timedelta(days=2, hours=10), START + timedelta(days=2, hours=12))
+    plans = [
+        plan_run(
+            canonical(rows),
+            settings=BuildSettings(),
+            first_start=START,
+            recent_start=None,
+            given=window,
+            previous=None,
+            now=NOW,
+        )
+        for window in [(None, None), narrow]
+    ]
+    assert plans[1].full
+    assert _covered(plans[1].volume) == _covered(plans[0].volume)
+    assert _covered(plans[1].callbacks) == _covered(plans[0].callbacks)
+    assert plans[1].recent == plans[0].recent
+
+
 @given(
     st.lists(st.integers(min_value=-3 * 24 * 60, max_value=80 * 24 * 60), min_size=1, max_size=8),
     st.sampled_from(["arrival", "end"]),
