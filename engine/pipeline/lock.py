@@ -241,12 +241,23 @@ def _swept(record: Path) -> datetime:
         return datetime.min.replace(tzinfo=UTC)
 
 
-def damage(tables: Path, names: list[str], left: Mapping[str, str] | None = None) -> list[str]:
+def damage(
+    tables: Path, names: list[str], left: Mapping[str, str] | None = None, since: Path | None = None
+) -> list[str]:
     """What is missing or damaged among the tables ``names`` under ``tables``: one line each
-    (files missing or of another size than their commit recorded; ``wfm-intervals verify``
-    also reads their row counts), and with ``left``, the tables not as the last run left them
-    (:func:`not_as_left`), which no file check can see."""
-    found = [problem for name in names for problem in delta.problems(tables / name, deep=False)]
+    (files missing or of another size than their commit recorded, and the files changed on disk
+    after the file ``since`` was written, the run state the last run committed last, read whole:
+    bytes overwritten in place; ``wfm-intervals verify`` reads every file), and with ``left``,
+    the tables not as the last run left them (:func:`not_as_left`), which no file check sees."""
+    try:
+        after = None if since is None else os.stat(since).st_mtime_ns
+    except OSError:
+        after = 0  # no run state to go by: every file is read
+    found = [
+        problem
+        for name in names
+        for problem in delta.problems(tables / name, deep=False, changed_after=after)
+    ]
     return found + not_as_left(tables, names, left or {})
 
 

@@ -343,7 +343,7 @@ def _run(
     if previous is not None and previous.build != build_json:
         previous = None  # new build settings: rebuild everything
     if previous is not None and not full_refresh:
-        repaired = damage(store, fed, previous.tables)
+        repaired = damage(store, fed, previous.tables, state_path)
     if full_refresh or repaired:
         previous = None
     done = _stepper(emit)

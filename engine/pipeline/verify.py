@@ -9,7 +9,8 @@ command that repairs it):
   is gone is rebuilt whole by the next run; a cursor ahead of the clock, which a sync refuses
   to start from (:meth:`connectors.state.StateStore.resume_from`), is a problem;
 * **store**: every table the enabled sources feed is a table whose current version has every file
-  it names, with the size and row count its log recorded (:func:`engine.output.delta.problems`);
+  it names, with the size and row count its log recorded, readable whole (a file damaged in
+  place keeps its size: :func:`engine.output.delta.problems`);
 * **store vs state**: the stored canonical tables hash, partition day by partition day, to the
   digests the last run recorded (:func:`engine.pipeline.window.fingerprints`): a partition lost,
   added or changed outside a run shows here even when every file is sound;
@@ -208,7 +209,7 @@ def unfed_tables(settings: AppSettings) -> list[str]:
 
 
 def _tables(settings: AppSettings, names: list[str], state: Any) -> list[Finding]:
-    """Each store table the sources feed against its log (every file, size and row count) and,
+    """Each store table the sources feed against its log (every file: size, rows, readable) and,
     as the last run left it, against its recorded identity (``state.tables``)."""
     root, found = settings.output.dir / "store", []
     for name in tables_fed(names):

@@ -15,6 +15,7 @@ from polars.testing import assert_frame_equal
 
 from engine.clock import StartedClock, use_clock
 from engine.demo.stack import Stack
+from engine.output.inputs import InputFileError, read_table
 from tests.calendar import TEST_NOW, run_process
 from tests.engine.run_support import (
     SECRETS,
@@ -22,6 +23,7 @@ from tests.engine.run_support import (
     clean_environment,
     emulators,
     invoke,
+    one_error_line,
     table,
     write_config,
 )
@@ -84,3 +86,40 @@ def test_a_narrower_window_after_an_unfinished_rebuild_keeps_every_built_day(
     _same(_tables(out), before)
     assert _run(config)["window"]["full_rebuild"] is False  # type: ignore[index]
     _same(_tables(out), before)
+
+
+@pytest.mark.parametrize("name", ["contacts", "callvolume"])
+def test_a_table_file_damaged_in_place_is_named_and_rebuilt(
+    tmp_path: Path, stack: Stack, name: str
+) -> None:
+    """Bytes overwritten inside a stored Parquet file (its size kept): the run checked sizes
+    only and exited 0 with the file still current (read by every reader: an error naming
+    nothing, or wrong rows), and ``verify`` named no file (contacts) or said ok (callvolume).
+    Now ``verify`` and the readers name the file, and the run, which reads the files changed
+    on disk since the last run committed, lists it in ``repaired`` and rebuilds the store."""
+    config = _lean(tmp_path, stack)
+    _run(config)
+    out = tmp_path / "out"
+    before = _tables(out)
+    victim = sorted((out / "store" / name).rglob("part-*.parquet"))[-1]
+    shown = str(victim.relative_to(out))
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2 : len(data) // 2 + 64] = b"\xde\xad\xbe\xef" * 16
+    victim.write_bytes(bytes(data))
+    verified = invoke(["verify"], config)
+    assert verified.exit_code == 2, verified.output
+    line = one_error_line(verified)
+    assert shown in line
+    assert "unreadable" in line
+    assert line.endswith("(fix: wfm-intervals run --full-refresh)")
+    with pytest.raises(InputFileError, match=shown):
+        read_table(out / "store" / name)
+    summary = _run(config)
+    repaired = summary["repaired"]
+    assert isinstance(repaired, list)
+    assert len(repaired) == 1
+    assert shown in repaired[0]
+    assert summary["window"]["full_rebuild"] is True  # type: ignore[index]
+    _same(_tables(out), before)
+    assert invoke(["verify"], config).exit_code == 0
+    assert _run(config)["repaired"] == []
