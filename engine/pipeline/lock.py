@@ -96,9 +96,13 @@ STORE_TABLES: Final[dict[str, str | None]] = {
 #: Names of what an interrupted write leaves: ``.<name>.tmp-<hex>`` (the temporary file of an
 #: atomic write: :func:`engine.durable.temporary_sibling`), ``.<name>.old-<hex>``,
 #: ``.run-staging-<hex>`` (earlier versions) and ``.compact-<hex>.tmp`` (landing compaction).
-#: Each ``<hex>`` is a random UUID's 32 lowercase digits, a name no one else's file takes.
+#: Each ``<hex>`` is a random UUID's 32 lowercase digits, a name no one else's file takes. Also
+#: ``.<name>.<8 of a-z, 0-9, _>.tmp``, exactly what ``tempfile.mkstemp(prefix=".<name>.",
+#: suffix=".tmp")`` named an atomic write's temporary file in earlier versions: left by a kill
+#: then, it would stay for ever.
 _LEFTOVER = re.compile(
-    r"^(\..+\.(tmp|old)-[0-9a-f]{32}|\.run-staging-.+|\.compact-[0-9a-f]{32}\.tmp)$"
+    r"^(\..+\.(tmp|old)-[0-9a-f]{32}|\.run-staging-.+|\.compact-[0-9a-f]{32}\.tmp"
+    r"|\..+\.[a-z0-9_]{8}\.tmp)$"
 )
 
 

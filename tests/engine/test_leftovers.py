@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -77,7 +78,7 @@ def _users_files(folder: Path, like: str) -> list[Path]:
         f".{like}.tmp-{hexes.upper()}",  # not lowercase
         f"{like}.tmp-{hexes}",  # no leading dot
         f".{like}.tmp-{hexes}.bak",  # more after the digits
-        f".{like}.ugwk42kj.tmp",  # a tempfile.mkstemp name: anyone's
+        f".{like}.ugwk42k.tmp",  # an earlier version's name (tempfile.mkstemp's), one short
         f".tmp-{hexes}",  # no target's name
         f".{like}.notes",
     ]
@@ -145,3 +146,32 @@ def test_an_atomic_write_leaves_only_its_file_owner_only(tmp_path: Path) -> None
     assert target.read_bytes() == b"[]"
     assert target.stat().st_mode & 0o777 == 0o600
     assert sorted(p.name for p in target.parent.iterdir()) == ["calls.json"]
+
+
+def test_the_sweep_removes_the_temporary_files_of_earlier_versions(tmp_path: Path) -> None:
+    """Earlier versions named an atomic write's temporary file by ``tempfile.mkstemp``
+    (``.<name>.<8 random>.tmp``): left by a kill then, no sweep knew the name and it stayed in
+    the landing store, the state and the snapshot for ever. It goes now, listed in ``cleaned``;
+    names that only look like it stay."""
+    folders = [
+        tmp_path / "landing" / "raw" / "source=ujet" / "stream=calls" / "date=2026-10-01",
+        tmp_path / "state" / "ujet",
+        tmp_path / "state" / "snapshot" / "contacts",
+    ]
+    old = []
+    for folder, name in zip(folders, ["part-b.parquet", "calls.json", "meta.json"], strict=True):
+        folder.mkdir(parents=True)
+        fd, made = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp")  # as then
+        os.close(fd)
+        old.append(made)
+    users = [folder / n for folder in folders for n in (
+        ".calls.json.ugwk42kj.tmp.bak", ".calls.json.ugwk42kjx.tmp", ".calls.json.UGWK42KJ.tmp",
+        ".calls.json.ugwk-2kj.tmp", "calls.json.ugwk42kj.tmp", ".ugwk42kj.tmp",
+    )]  # fmt: skip
+    for path in users:
+        path.write_text("the user's")
+    with store_lock(tmp_path / "state"):  # a first holder: its previous did not end cleanly
+        cleaned = housekeeping(tmp_path / "out", tmp_path / "landing", tmp_path / "state")
+    assert sorted(cleaned) == sorted(old)
+    assert not any(os.path.lexists(p) for p in old)
+    assert [p.read_text() for p in users] == ["the user's"] * len(users)
