@@ -55,24 +55,9 @@ from engine.output.datafiles import (
     write_partitions,
 )
 
-__all__ = [
-    "PARTITION",
-    "STORE_COMPRESSION",
-    "arrow_schema",
-    "commit",
-    "commit_files",
-    "current_files",
-    "data_files",
-    "days_of",
-    "is_table",
-    "partition_days",
-    "problems",
-    "remove_orphans",
-    "row_count",
-    "scan",
-    "vacuum",
-    "version",
-]
+__all__ = ["PARTITION", "STORE_COMPRESSION", "arrow_schema", "commit", "commit_files",
+           "current_files", "data_files", "days_of", "is_table", "partition_days", "problems",
+           "remove_orphans", "row_count", "scan", "vacuum", "version"]  # fmt: skip
 
 _LOG = "_delta_log"
 _RUN_KEY = "wfm_intervals.commit"
@@ -347,13 +332,14 @@ def _transact(
     return new
 
 
-def problems(path: Path, *, deep: bool = True, changed_after: int | None = None) -> list[str]:
-    """What is wrong with the table at ``path``: one line per finding (empty: nothing): no
-    table, an unreadable log, a current file missing, of another size than the log's, or
-    (``deep``) not readable whole (every page decoded: a sound footer can sit over damaged
-    pages) or of another row count. Without ``deep`` a file is read only when it changed on disk
-    after ``changed_after`` (a ``st_ctime_ns``: bytes overwritten in place keep a file's size,
-    never its change time); the others cost one stat each (a nightly run's check)."""
+def problems(
+    path: Path, *, deep: bool = True, whole: bool = False, changed_after: int = -1
+) -> list[str]:
+    """What is wrong with the table at ``path``, one line a finding: no table, an unreadable log,
+    a current file missing, of another size or (``deep``: its footer's) row count than the log's,
+    or not readable whole: read whole when ``whole`` (``verify``: a sound footer can sit over
+    damaged pages) or changed on disk after ``changed_after`` (a ``st_ctime_ns``: bytes
+    overwritten in place keep a file's size, not its change time); else one stat a file."""
     if not is_table(path):
         return [f"{path}: missing (no transaction log)"]
     try:
@@ -367,11 +353,13 @@ def problems(path: Path, *, deep: bool = True, changed_after: int | None = None)
         except OSError:
             found.append(f"{file}: missing")
             continue
+        read = whole or 0 <= changed_after < held.st_ctime_ns
         if held.st_size != size:
             found.append(f"{file}: {held.st_size} bytes, the log says {size}")
-        elif deep or (changed_after is not None and held.st_ctime_ns > changed_after):
+        elif read or (deep and rows is not None):
             try:
-                count = pl.read_parquet(file).height
+                scan = pl.scan_parquet(file)
+                count = scan.collect().height if read else scan.select(pl.len()).collect().item()
             except (pl.exceptions.PolarsError, pl.exceptions.PanicException, OSError) as exc:
                 found.append(f"{file}: unreadable, damaged on disk ({_first_line(exc)})")
                 continue

@@ -33,7 +33,7 @@ def read_table(path: Path) -> pl.LazyFrame:
         raise InputFileError(f"no such file: {path}")
     suffix = path.suffix.lower()
     if delta.is_table(path):  # a table of the store (or any Delta table)
-        found = delta.problems(path)
+        found = delta.problems(path, whole=True)  # a table given as input: read it all
         if found:
             raise InputFileError(f"{found[0]}: the table is damaged")
         return delta.scan(path)

@@ -254,7 +254,7 @@ def damage(
     bytes overwritten in place; ``wfm-intervals verify`` reads every file), and with ``left``,
     the tables not as the last run left them (:func:`not_as_left`), which no file check sees."""
     try:
-        after = None if since is None else os.stat(since).st_mtime_ns
+        after = -1 if since is None else os.stat(since).st_mtime_ns
     except OSError:
         after = 0  # no run state to go by: every file is read
     found = [

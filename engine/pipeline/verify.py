@@ -216,7 +216,7 @@ def _tables(settings: AppSettings, names: list[str], state: Any) -> list[Finding
         path = root / name
         if not delta.is_table(path) and state is None:
             continue  # no run yet: nothing to check
-        problems = delta.problems(path)
+        problems = delta.problems(path, whole=True)
         if state is not None and state.tables is not None and not problems:
             problems = not_as_left(root, [name], state.tables)  # restored from an older copy
         if problems:
