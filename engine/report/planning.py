@@ -90,8 +90,10 @@ def channel_totals(
 def _history(
     volume: pl.LazyFrame, end: Window, tz: str, interval: int, held_from: datetime | None
 ) -> pl.LazyFrame:
-    """Offered per channel and local wall-clock interval up to ``end[1]``, zero-filled (from
-    ``held_from``, when given, or else the first busy interval)."""
+    """Offered per channel and local wall-clock stamp up to ``end[1]``, zero-filled on the
+    local grid (from ``held_from``, when given, or else the first busy interval): the stamps
+    the clock skips are not on it, and a repeated stamp's two intervals are one row (summed),
+    as in the local forecasting format :func:`engine.tables.seasonal.forecast` reads."""
     local = pl.col("interval_start_utc").dt.convert_time_zone(tz).dt.replace_time_zone(None)
     busy = (
         volume.filter(pl.col("interval_start_utc") < end[1])
@@ -106,8 +108,10 @@ def _history(
         lo = lo - pl.duration(microseconds=steps * step_us)
     bounds = busy.select(lo.alias("lo"), pl.col("ds").max().alias("hi"))
     step = f"{interval}m"
-    grid = bounds.select(pl.datetime_ranges("lo", "hi", step, time_unit="us").alias("ds")).explode(
-        "ds"
+    grid = (
+        bounds.select(pl.datetime_ranges("lo", "hi", step, time_unit="us").alias("ds"))
+        .explode("ds")
+        .filter(seasonal.occurrences(pl.col("ds"), tz) > 0)
     )
     ids = busy.select("unique_id").unique()
     full = ids.join(grid, how="cross")
@@ -142,7 +146,7 @@ def plan_days(
         return pl.DataFrame(schema=dict.fromkeys(PLAN_COLUMNS, pl.Null))
     last = first + timedelta(days=days)
     history = _history(volume, window, tz, interval, history_from)
-    fc = seasonal.forecast(history, start=first, days=days, interval_minutes=interval)
+    fc = seasonal.forecast(history, start=first, days=days, interval_minutes=interval, tz=tz)
     day = pl.col("ds").dt.date().alias("day")
     actual = (
         history.filter(pl.col("ds") >= first, pl.col("ds") < last)
