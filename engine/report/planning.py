@@ -120,6 +120,22 @@ def _history(
     )
 
 
+def _local(at: datetime, tz: str) -> datetime:
+    """``at`` on ``tz``'s wall clock, naive."""
+    return at.astimezone(ZoneInfo(tz)).replace(tzinfo=None)
+
+
+def _last_week(window: Window, tz: str) -> tuple[datetime, int]:
+    """The first local midnight (naive) and number of the window's last (up to) 7 whole local
+    days: local midnight to local midnight in ``tz``, however many hours a DST day has."""
+    local_start, local_end = _local(window[0], tz), _local(window[1], tz)
+    midnight = local_start.replace(hour=0, minute=0, second=0, microsecond=0)
+    first = midnight if midnight == local_start else midnight + timedelta(days=1)
+    last = local_end.replace(hour=0, minute=0, second=0, microsecond=0)
+    first = max(first, last - timedelta(days=seasonal.SEASON_DAYS))
+    return first, (last - first).days
+
+
 def plan_days(
     volume: pl.LazyFrame,
     staffing: pl.LazyFrame | None,
@@ -129,19 +145,15 @@ def plan_days(
     interval: int,
     history_from: datetime | None = None,
 ) -> pl.DataFrame:
-    """Per local day x channel of the window's last (up to) 7 whole days: :data:`PLAN_COLUMNS`.
+    """Per local day x channel of the window's last (up to) 7 whole local days (local midnight
+    to local midnight in ``tz``: a fall-back day's 25 hours are one day): :data:`PLAN_COLUMNS`.
 
     ``forecast`` is null where the store holds no earlier week; the staffing columns are null
     without a ``staffing`` table. ``history_from``: when ``volume`` is the recent part of a
     store that holds earlier rows, where that part starts (from there on, an interval with no
     row is a zero, as it is in the whole store).
     """
-    start_utc = max(window[0], window[1] - timedelta(days=seasonal.SEASON_DAYS))
-    local_start = start_utc.astimezone(ZoneInfo(tz)).replace(tzinfo=None)
-    midnight = local_start.replace(hour=0, minute=0, second=0, microsecond=0)
-    first = midnight if midnight == local_start else midnight + timedelta(days=1)
-    local_end = window[1].astimezone(ZoneInfo(tz)).replace(tzinfo=None)
-    days = (local_end.replace(hour=0, minute=0, second=0, microsecond=0) - first).days
+    first, days = _last_week(window, tz)
     if days < 1:
         return pl.DataFrame(schema=dict.fromkeys(PLAN_COLUMNS, pl.Null))
     last = first + timedelta(days=days)

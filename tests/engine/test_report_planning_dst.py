@@ -47,6 +47,7 @@ def _constant(first: date, last: date, tz: str) -> pl.LazyFrame:
     [
         (date(2026, 3, 15), 920.0),  # the spring-forward week: 03-08 has 92 quarter-hours
         (date(2026, 3, 22), None),  # the week after: 03-08's missing hour is no zero
+        (date(2026, 11, 8), 1000.0),  # the fall-back week: 7 days, 11-01 of 100 quarter-hours
         (date(2026, 11, 15), None),  # the week after: 11-01's 01:xx not counted twice
     ],
 )
