@@ -33,6 +33,7 @@ import polars as pl
 
 from engine import clock
 from engine.output.files import write_text
+from engine.output.read import built_windows
 from engine.report import charts, interactive, planning
 from engine.report.data import MAX_POINTS, ReportData, compute, open_store, span
 from engine.report.page import (
@@ -298,6 +299,7 @@ def render(
             tz=data.tz,
             interval=data.interval_minutes or 15,
             history_from=data.store.history_from,
+            held_to=max((w[1] for w in built_windows(data.store.summaries.values())), default=None),
         )
     title = f"wfm-intervals report {data.window[0]:%Y-%m-%d} to {data.window[1]:%Y-%m-%d}"
     figs = _overview(data, targets) | interactive.figures(data, staffing=need, plan=plan)

@@ -9,7 +9,8 @@ planned with (from the ``staffing`` table; the defaults where there is none).
 offered, the seasonal naive forecast of them (:mod:`engine.tables.seasonal`, from the store's
 history before that week, on local wall-clock intervals), the offered load and the agent-hours
 and peak agents the ``staffing`` table requires. Stored tables may hold busy rows only: the
-history is zero-filled on the interval grid before it is forecast.
+history is zero-filled on the local interval grid up to the window's end before it is
+forecast, so a closed day is a day of zeros, not a missing one.
 
 Example:
     ``plan = plan_days(store_dir, window=data.window, tz="Europe/Berlin", interval=15)``
@@ -88,15 +89,23 @@ def channel_totals(
 
 
 def _history(
-    volume: pl.LazyFrame, end: Window, tz: str, interval: int, held_from: datetime | None
+    volume: pl.LazyFrame,
+    window: Window,
+    tz: str,
+    interval: int,
+    held: tuple[datetime | None, datetime | None],
 ) -> pl.LazyFrame:
-    """Offered per channel and local wall-clock stamp up to ``end[1]``, zero-filled on the
-    local grid (from ``held_from``, when given, or else the first busy interval): the stamps
-    the clock skips are not on it, and a repeated stamp's two intervals are one row (summed),
-    as in the local forecasting format :func:`engine.tables.seasonal.forecast` reads."""
+    """Offered per channel and local wall-clock stamp before the window's end, zero-filled on
+    the local grid from ``held[0]`` (else the first busy interval) to the window's end (or
+    ``held[1]`` before it, but never before the last busy interval): the stamps the clock
+    skips are not on it, and a repeated stamp's two intervals are one row (summed), as in the
+    local forecasting format :func:`engine.tables.seasonal.forecast` reads."""
+    held_from, held_to = held
+    end = window[1] if held_to is None else min(window[1], held_to)
     local = pl.col("interval_start_utc").dt.convert_time_zone(tz).dt.replace_time_zone(None)
+    local = local.dt.cast_time_unit("us")
     busy = (
-        volume.filter(pl.col("interval_start_utc") < end[1])
+        volume.filter(pl.col("interval_start_utc") < window[1])
         .group_by(pl.col("channel").cast(pl.String).alias("unique_id"), local.alias("ds"))
         .agg(pl.col("offered").sum().cast(pl.Float64).alias("y"))
     )
@@ -104,15 +113,21 @@ def _history(
     if held_from is not None:  # back from the first busy interval, on its grid, to held_from
         start = pl.lit(held_from.astimezone(ZoneInfo(tz)).replace(tzinfo=None), pl.Datetime("us"))
         step_us = interval * 60_000_000
-        steps = ((lo.dt.cast_time_unit("us") - start).dt.total_microseconds() // step_us).clip(0)
+        steps = ((lo - start).dt.total_microseconds() // step_us).clip(0)
         lo = lo - pl.duration(microseconds=steps * step_us)
-    bounds = busy.select(lo.alias("lo"), pl.col("ds").max().alias("hi"))
+    # the last stamp: the wall clock just before ``end`` (past a repeated hour's first pass too)
+    hi = pl.max_horizontal(
+        pl.lit(_local(end - timedelta(microseconds=1), tz), pl.Datetime("us")),
+        pl.col("ds").max(),
+    )
+    bounds = busy.select(lo.alias("lo"), hi.alias("hi"))
     step = f"{interval}m"
     grid = (
         bounds.select(pl.datetime_ranges("lo", "hi", step, time_unit="us").alias("ds"))
         .explode("ds")
         .filter(seasonal.occurrences(pl.col("ds"), tz) > 0)
     )
+    grid = pl.concat([grid, busy.select("ds")]).unique()  # a busy stamp is never dropped
     ids = busy.select("unique_id").unique()
     full = ids.join(grid, how="cross")
     return full.join(busy, on=["unique_id", "ds"], how="left").with_columns(
@@ -144,20 +159,24 @@ def plan_days(
     tz: str,
     interval: int,
     history_from: datetime | None = None,
+    held_to: datetime | None = None,
 ) -> pl.DataFrame:
     """Per local day x channel of the window's last (up to) 7 whole local days (local midnight
     to local midnight in ``tz``: a fall-back day's 25 hours are one day): :data:`PLAN_COLUMNS`.
 
+    ``offered`` is 0 on a day with no contacts up to the window's end (a closed day is listed);
     ``forecast`` is null where the store holds no earlier week; the staffing columns are null
     without a ``staffing`` table. ``history_from``: when ``volume`` is the recent part of a
     store that holds earlier rows, where that part starts (from there on, an interval with no
-    row is a zero, as it is in the whole store).
+    row is a zero, as it is in the whole store). ``held_to``: where the intervals the store
+    built end, when the window reaches past them (no zeros, and so no days, are made up after
+    it).
     """
     first, days = _last_week(window, tz)
     if days < 1:
         return pl.DataFrame(schema=dict.fromkeys(PLAN_COLUMNS, pl.Null))
     last = first + timedelta(days=days)
-    history = _history(volume, window, tz, interval, history_from)
+    history = _history(volume, window, tz, interval, (history_from, held_to))
     fc = seasonal.forecast(history, start=first, days=days, interval_minutes=interval, tz=tz)
     day = pl.col("ds").dt.date().alias("day")
     actual = (
