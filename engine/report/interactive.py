@@ -20,10 +20,11 @@ Example:
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import UTC, timedelta
 from functools import cache
 from html import escape
 from typing import Any, Final
+from zoneinfo import ZoneInfo
 
 import polars as pl
 from plotly.offline import get_plotlyjs
@@ -55,7 +56,10 @@ def _intraday(d: ReportData, staffing: pl.LazyFrame | None) -> dict[str, Any] | 
     volume = d.store.tables.get("callvolume")
     if volume is None or d.queues.height == 0 or not d.interval_minutes:
         return None
-    lo = max(d.window[0], d.window[1] - timedelta(days=_DAYS))
+    # the last 7 days on the local clock (a fall-back week is 7 days and an hour): zoneinfo's
+    # arithmetic keeps the wall time and takes the offset of the day it lands on
+    local_lo = d.window[1].astimezone(ZoneInfo(d.tz)) - timedelta(days=_DAYS)
+    lo = max(d.window[0], local_lo.astimezone(UTC))
     ranked = (
         d.queues.group_by("queue_id")
         .agg(pl.col("offered").sum(), pl.col("queue_name").first())

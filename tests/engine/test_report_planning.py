@@ -268,3 +268,31 @@ def test_the_intraday_chart_follows_the_intervals_across_a_half_hour_jump(tmp_pa
     chart = figures(data, staffing=None, plan=pl.DataFrame())["chart-intraday"]
     drawn = sum(y for trace in chart["data"] for y in trace["y"] if y is not None)
     assert drawn == 143
+
+
+def test_the_intraday_chart_shows_the_last_seven_local_days_across_a_fall_back(
+    tmp_path: Path,
+) -> None:
+    """A window ending at New York's midnight after the fall-back week: the chart went back
+    7 x 24 hours in UTC, so its first day (the 25-hour Sunday) started at 01:00 and lost its
+    first hour's contacts; it starts at local midnight now, and every contact of the seven
+    local days is drawn."""
+    from engine.report.interactive import figures
+
+    settings = BuildSettings(tz="America/New_York", interval_minutes=15)
+    sunday = datetime(2026, 11, 1, 4, tzinfo=UTC)  # local midnight, EDT, the fall-back day
+    end = datetime(2026, 11, 8, 5, tzinfo=UTC)  # the next Sunday's local midnight, EST
+    hours = int((end - sunday).total_seconds() // 3600)  # 169: a week and an hour
+    stamps = [sunday + timedelta(hours=h, minutes=7) for h in range(hours)]
+    contacts = pl.DataFrame(
+        {"source": "u", "contact_id": [f"c{k}" for k in range(hours)], "segment_no": 1,
+         "channel": "voice", "queue_id": "q", "offered_at": stamps, "outcome": "abandoned"},
+    )  # fmt: skip
+    window = (sunday - timedelta(days=7), end)
+    pipeline.build_contacts(contacts.lazy(), settings=settings, out_dir=tmp_path, window=window)
+    data = compute(open_store(tmp_path), start=window[0], end=end)
+    chart = figures(data, staffing=None, plan=pl.DataFrame())["chart-intraday"]
+    assert chart["days"][0] == "2026-11-01"
+    assert len(chart["days"]) == 7
+    drawn = sum(y for trace in chart["data"] for y in trace["y"] if y is not None)
+    assert drawn == hours
