@@ -191,3 +191,18 @@ def test_kore_rows_with_nothing_of_ours_are_differences(synced: tuple[Stack, Pat
     assert kore.differences == len([d for d in rec.differences if d["source"] == "kore"]) > 0
     assert {d["presence"] for d in rec.differences if d["source"] == "kore"} == {"theirs_only"}
     assert {d["ours"] for d in rec.differences if d["source"] == "kore"} == {0}
+
+
+def test_a_history_longer_than_max_window_days_reconciles(synced: tuple[Stack, Path]) -> None:
+    """A run's full rebuild reconciles Kore.ai over its whole history: past ``[build]
+    max_window_days`` (a typed window's limit) the check stopped the run with an internal
+    error after the tables were committed, its state never written, every night again."""
+    _, config = synced
+    settings = load_settings(config, environ=os.environ | SECRETS)
+    inputs = load_inputs(settings)
+    assert isinstance(inputs, Inputs)
+    long = (DAY[1] - timedelta(days=settings.build.max_window_days + 50), DAY[1])
+    rec = reconcile(settings, inputs, window=long, windows={"mindful": (T0, T0)})
+    kore = rec.checks[1]
+    assert (kore.source, kore.status) == ("kore", "ok")
+    assert kore.window_start == long[0].strftime("%Y-%m-%dT%H:%M:%SZ")
