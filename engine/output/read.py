@@ -187,7 +187,7 @@ def read_table(
         StoreError: no such table in the store; ``dense`` over a window reaching outside what
             its builds covered (the message names that span).
         ValueError: ``dense`` without a ``window``, or for a table that is not zero-filled; a
-            naive or reversed ``window``, or a ``dense`` one longer than ``max_window_days``.
+            naive or reversed ``window``.
     """
     path = out_dir / "store" / name
     if not delta.is_table(path):
@@ -203,7 +203,7 @@ def read_table(
         raise ValueError(f"dense=True needs a window and one of {', '.join(SHAPES)}")
     # the window widened to whole intervals, as the builder widens it: the rows of an interval
     # the window starts or ends inside are that interval's rows, not zeros
-    whole = built_with(out_dir, name).grid(window)
+    whole = built_with(out_dir, name).grid(window, checked=False)  # held to what was built
     grid, (first, end) = whole.frame, whole.window
     span = covered_span(out_dir, name, frame)
     if span is None or first < span[0] or end > span[1]:

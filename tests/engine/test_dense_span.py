@@ -12,6 +12,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import polars as pl
 import pytest
 
 import engine
@@ -74,3 +75,22 @@ def test_each_table_reads_within_its_own_build_s_windows(morning: Path) -> None:
             engine.read_table(morning, name, window=_hours(8, 15), dense=True)
     with pytest.raises(StoreError, match=f"covered \\({BUILT}\\)"):
         engine.read_table(morning, "callvolume", window=_hours(8, 14), dense=True)
+
+
+def test_a_dense_read_of_a_build_longer_than_max_window_days_is_not_refused(
+    tmp_path: Path,
+) -> None:
+    """A build given no window took its data's 450 days; a dense read of that span was
+    refused by the typed-window limit (``max_window_days``, 400), with a fix it cannot take
+    (``read_table`` takes no settings). It is held to what the store's builds covered."""
+    first, last = DAY - timedelta(days=449), DAY + timedelta(hours=12)
+    contacts = generate_contacts(seed=4, start=DAY, days=1, scale=0.02)
+    early = contacts.head(1).with_columns(offered_at=pl.lit(first + timedelta(hours=10)))
+    both = pl.concat([early.with_columns(contact_id=pl.lit("early")), contacts])
+    build_contacts(both.lazy(), settings=engine.BuildSettings(), out_dir=tmp_path)
+    window = (first + timedelta(hours=10), last)  # inside the data's span, its first row on
+    full = engine.read_table(tmp_path, "callvolume", window=window, dense=True).collect()
+    at = pl.col("interval_start_utc")
+    stored = engine.read_table(tmp_path, "callvolume").filter(at >= window[0], at < last)
+    assert full["offered"].sum() == stored.collect()["offered"].sum() > 0
+    assert full["interval_start_utc"].n_unique() > 400 * 96
