@@ -101,7 +101,7 @@ def forecast(
         raise ValueError(f"unknown IANA time zone {tz!r}") from None
     step = timedelta(minutes=interval_minutes)
     end = start + timedelta(days=days)
-    maximum = pl.col("unique_id").str.ends_with("_max_ms")
+    maximum = pl.col("unique_id").cast(pl.String).str.ends_with("_max_ms")  # any id type
     ds = pl.col("ds").dt.cast_time_unit("us")
     past = (
         history.filter(pl.col("ds") < start)

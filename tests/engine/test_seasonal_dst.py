@@ -170,3 +170,20 @@ def test_per_day_sums_of_the_oracle_follow_the_spec() -> None:
         for s in _stamps(d, 1, 15):
             counts[d] += len(_instants(s, "America/New_York"))
     assert counts == {date(2026, 3, 8): 92, date(2026, 11, 1): 100}
+
+
+@pytest.mark.parametrize("dtype", [pl.String, pl.Categorical, pl.Int64])
+def test_any_type_of_series_id_is_forecast(dtype: pl.DataType) -> None:
+    """Integer and categorical ``unique_id`` are common in the forecasting format: reading
+    them as text (for the ``_max_ms`` rule) raised ``InvalidOperationError``."""
+    t0 = datetime(2026, 9, 7, tzinfo=UTC).replace(tzinfo=None)  # naive wall-clock stamps
+    stamps = [t0 + timedelta(minutes=15 * k) for k in range(7 * 96)]
+    history = pl.DataFrame(
+        {"unique_id": ["7"] * len(stamps), "ds": stamps, "y": [2.0] * len(stamps)}
+    )
+    history = history.with_columns(pl.col("unique_id").cast(dtype))
+    got = seasonal.forecast(
+        history.lazy(), start=t0 + timedelta(days=7), days=1, interval_minutes=15
+    ).collect()
+    assert got.height == 96
+    assert got["y_hat"].to_list() == [2.0] * 96
