@@ -320,7 +320,7 @@ def compute(
     Raises:
         StoreError: the window is empty or reversed, or ``tz`` is not a zone, or one whose
             hours or days the store's intervals do not nest in (a 60-minute UTC store in
-            Asia/Kolkata: its hours start at hh:30 UTC; the message names ``--tz``).
+            Asia/Kolkata: its hours start at hh:30 UTC; the message names ``--tz`` or the zone).
     """
     zone = tz or store.setting("tz") or "UTC"
     try:
@@ -343,7 +343,9 @@ def compute(
             else _empty_volume()
         )
     except StoreError as exc:  # the store's intervals do not nest in the zone's hours or days
-        raise StoreError(f"--tz {zone}: {exc}") from None
+        given = f"--tz {zone}" if tz else f"the store's zone {zone}"
+        given = given if tz or store.setting("tz") else "UTC (the store records no zone: give --tz)"
+        raise StoreError(f"{given}: {exc}") from None
     cb, ro = store.tables.get("callback_intervals"), store.tables.get("retry_outcomes")
     callbacks = (
         callback_numbers(_in(cb, window), _in(ro, window) if ro is not None else None)

@@ -318,6 +318,25 @@ def test_a_zone_the_stores_hours_do_not_nest_in_is_refused_naming_tz(tmp_path: P
             assert result.stderr.count("\n") == 1
 
 
+def test_a_store_recording_no_zone_is_not_said_to_be_given_tz(tmp_path: Path) -> None:
+    """A 60-minute Kolkata store whose ``summary.json`` is gone (the store copied alone) is
+    read in UTC, where its hours do not nest: the refusal named ``--tz UTC``, which nobody
+    typed; it says the zone was assumed and what to give."""
+    window = (START, START + timedelta(days=1))
+    contacts = generate_contacts(seed=3, start=START, days=1, time_zone="Asia/Kolkata")
+    settings = BuildSettings(tz="Asia/Kolkata", interval_minutes=60)
+    pipeline.build_contacts(contacts.lazy(), settings=settings, out_dir=tmp_path, window=window)
+    (tmp_path / "summary.json").unlink()
+    args = ["report", "--store", str(tmp_path), "--out", str(tmp_path / "r.html")]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2, result.stderr
+    assert result.stderr.startswith(
+        "wfm-intervals: error: UTC (the store records no zone: give --tz): roll-up"
+    )
+    given = CliRunner().invoke(cli, [*args, "--tz", "Asia/Kolkata"])
+    assert given.exit_code == 0, given.stderr
+
+
 def test_the_total_row_blends_no_service_level_across_channels(store: Path, page: Path) -> None:
     """The queues' total row showed one service level and ASA over voice, chat and e-mail
     (15:52 where voice answers in seconds), as the channel tiles never do: dashes now, and
