@@ -219,7 +219,7 @@ class SourceSettings(BaseModel):
         (((5, 1.0), (5, 1.0)), datetime.timedelta(seconds=1800))
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
     enabled: bool = False
     #: The streams to sync, by name (``None``: every stream of the source), e.g. ``["calls"]``

@@ -165,6 +165,7 @@ class AppSettings(BaseSettings):
         env_file_encoding=layers.DOTENV_ENCODING,
         extra="ignore",  # .env may hold other WFM_ names (WFM_CONFIG); TOML is checked below
         frozen=True,
+        hide_input_in_errors=True,  # a refused value may be a secret: never in an error's text
     )
 
     build: BuildSettings = BuildSettings()

@@ -346,3 +346,30 @@ def test_whitespace_inside_a_credential_is_kept() -> None:
     environ = {"WFM_SOURCES__UJET__PASSWORD": " pass word\t", "WFM_SOURCES__DIXA__API_TOKEN": "a b"}
     settings = load_settings(env_file=None, environ=environ, allow_missing=True)
     assert settings.source("ujet").password.get_secret_value() == " pass word\t"
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("WFM_SOURCES__KORE__CLIENT_SECRET", "TopSecretValue123\n"),  # refused by its field
+        ("WFM_SOURCES__KORE__CLIENT_SECRET", "TopSecretValue123\x00"),
+        ("WFM_SERVE__TOKENS", '["TopSecretValue123", 7]'),  # refused inside a list
+    ],
+)
+def test_a_refused_secret_is_not_quoted_by_the_python_api(name: str, value: str) -> None:
+    """``load_settings`` (the scheduler's way in, docs/operations.md) raised a
+    ``ValidationError`` whose text quoted the refused value, ``input_value='TopSecret…'``: a
+    scheduler logging the traceback wrote the secret to its logs."""
+    environ = {
+        "WFM_SOURCES__KORE__ENABLED": "true",
+        "WFM_SOURCES__KORE__BASE_URL": "https://kore.example.com",
+        "WFM_SOURCES__KORE__ACCOUNT_ID": "acc",
+        "WFM_SOURCES__KORE__ORG_ID": "org",
+        "WFM_SOURCES__KORE__APP_ID": "app",
+        "WFM_SOURCES__KORE__CLIENT_SECRET": "fine-secret",
+        name: value,
+    }
+    with pytest.raises(ValidationError) as raised:
+        load_settings(env_file=None, environ=environ)
+    assert "TopSecret" not in str(raised.value)
+    assert "TopSecret" not in repr(raised.value.errors(include_input=False))
