@@ -263,7 +263,9 @@ class AppSettings(BaseSettings):
         if (found := self._resolved.get((name, allow_missing))) is not None:
             return found
         overlay = tenancy.checked(name, self.tenants[name], type(self).model_fields, "settings")
-        data = tenancy.tenant_data(name, self.model_dump(), overlay)
+        base = self.model_dump()  # with what dumps leave out (no table setting) but a tenant keeps
+        base["build"]["max_window_days"] = self.build.max_window_days
+        data = tenancy.tenant_data(name, base, overlay)
         token = _PLAIN.set(True)
         try:
             with missing_allowed(allow_missing):

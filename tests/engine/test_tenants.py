@@ -453,3 +453,21 @@ def test_tenants_sharing_a_folder_under_another_spelling_are_refused(
         ConfigError, match=r"tenants\.\w+\.output\.dir .* is tenants\.\w+\.output\.dir"
     ):
         load_settings(_bpo(tmp_path, extra), env_file=None, allow_missing=True)
+
+
+def test_a_tenant_inherits_the_bases_max_window_days(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``[build] max_window_days`` is left out of dumps (it is no table setting: the run state
+    records none), so a tenant, made from the base's dump, fell back to 400 and refused the
+    windows the base allowed, advising to raise the setting already raised."""
+    for name, value in (ACME | BETA).items():
+        monkeypatch.setenv(name, value)
+    extra = "\n[build]\nmax_window_days = 1000\n\n[tenants.beta_eu.build.sl_default_ms]\n"
+    extra += "voice = 30000\n"
+    base = load_settings(_bpo(tmp_path, extra), env_file=None)
+    assert base.build.max_window_days == 1000
+    assert base.tenant("acme").build.max_window_days == 1000
+    assert base.tenant("beta_eu").build.max_window_days == 1000
+    own = _bpo(tmp_path, extra + "\n[tenants.acme.build]\nmax_window_days = 500\n")
+    assert load_settings(own, env_file=None).tenant("acme").build.max_window_days == 500
