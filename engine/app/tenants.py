@@ -9,12 +9,15 @@ over them key by key: a table merges, any other value (a list too) replaces.
 
 Isolation: unless the tenant sets its own, its landing store, state and output directory are
 the ``tenants/<name>/`` folder of the base ``[store] landing``, ``[store] state`` and ``[output]
-dir`` (and of ``[serve] store`` when the base sets one), so its run, lock, tables, exports and
-report never touch another tenant's. :func:`check_disjoint` refuses two tenants whose folders
-are the same or one inside the other. Not ``tenant=<name>/``: Polars' Delta reader takes every
-``key=value`` folder of a table's path for a Hive partition column, and ``pl.scan_delta`` of a
-table under ``tenant=acme/`` fails ("path contains column not present in the given Hive
-schema"); DuckDB's ``read_parquet`` adds a ``tenant`` column.
+dir``, so its run, lock, tables, exports and report never touch another tenant's. When the base
+sets ``[serve] store`` and the tenant does not, the tenant's serve store is its own ``[output]
+dir`` if it sets one (its tables are there), else the ``tenants/<name>/`` folder of the base's.
+:func:`check_disjoint` refuses two tenants whose folders (the serve store too: ``serve --tenant``
+must answer with that tenant's tables) are the same or one inside the other. Not
+``tenant=<name>/``: Polars' Delta reader takes every ``key=value`` folder of a table's path
+for a Hive partition column, and ``pl.scan_delta`` of a table under ``tenant=acme/`` fails
+("path contains column not present in the given Hive schema"); DuckDB's ``read_parquet`` adds
+a ``tenant`` column.
 
 The functions here work on plain data (what the layers merged), never on files or models;
 :meth:`engine.app.config.AppSettings.tenant` validates the result.
@@ -64,7 +67,9 @@ _MAX_NAME: Final = 40
 NAME_RULE: Final = "lowercase letters and digits, single underscores between, at most 40 long"
 #: The settings that are a tenant's own folder unless it sets them: (section, key).
 ISOLATED: Final = (("store", "landing"), ("store", "state"), ("output", "dir"))
-_DERIVED_IF_SET: Final = (("serve", "store"),)
+#: The serve store: the tenant's own ``[output] dir`` if it sets one, else as :data:`ISOLATED`
+#: (when the base sets it; unset, ``serve`` reads the output directory anyway).
+_SERVED: Final = ("serve", "store")
 
 
 def is_name(name: str) -> bool:
@@ -159,7 +164,9 @@ def tenant_folder(base: Path, name: str) -> Path:
 def tenant_data(name: str, base: Mapping[str, Any], overlay: Mapping[str, Any]) -> dict[str, Any]:
     """Tenant ``name``'s settings data: ``overlay`` merged over ``base`` (:func:`merge`), with
     each of :data:`ISOLATED` the tenant does not set moved into its ``tenants/<name>`` folder
-    of the base's (``[serve] store`` too, when the base sets it).
+    of the base's; ``[serve] store``, when the base sets it and the tenant does not, is the
+    tenant's own ``[output] dir`` if it sets one, else its ``tenants/<name>`` folder of the
+    base's (so ``serve --tenant`` reads the tables that tenant's run writes).
 
     Example:
         >>> data = tenant_data("acme", {"store": {"landing": Path("l"), "state": Path("s")},
@@ -169,23 +176,33 @@ def tenant_data(name: str, base: Mapping[str, Any], overlay: Mapping[str, Any]) 
         ['l/tenants/acme', '/srv/acme/state', 'o/tenants/acme']
     """
     merged = merge(base, overlay)
-    for section, key in (*ISOLATED, *_DERIVED_IF_SET):
-        own = overlay.get(section, {})
+    for section, key in (*ISOLATED, _SERVED):
         given = base.get(section, {}).get(key)
-        if (isinstance(own, Mapping) and key in own) or given is None:
+        if _sets(overlay, section, key) or given is None:
             continue
-        merged[section] = {**merged[section], key: tenant_folder(Path(given), name)}
+        folder = tenant_folder(Path(given), name)
+        if (section, key) == _SERVED and _sets(overlay, "output", "dir"):
+            folder = merged["output"]["dir"]  # its own output dir: where its tables are
+        merged[section] = {**merged[section], key: folder}
     return merged
 
 
+def _sets(overlay: Mapping[str, Any], section: str, key: str) -> bool:
+    own = overlay.get(section, {})
+    return isinstance(own, Mapping) and key in own
+
+
 def folders(data: Mapping[str, Any]) -> list[tuple[str, Path]]:
-    """The (setting, folder) pairs of :data:`ISOLATED` in a tenant's settings data."""
-    return [(f"{section}.{key}", Path(data[section][key])) for section, key in ISOLATED]
+    """The (setting, folder) pairs of :data:`ISOLATED` in a tenant's settings data, and its
+    ``serve.store`` when set (unset, ``serve`` reads ``output.dir``, already a pair)."""
+    pairs = [(f"{section}.{key}", Path(data[section][key])) for section, key in ISOLATED]
+    served = data.get(_SERVED[0], {}).get(_SERVED[1])
+    return pairs + ([] if served is None else [(".".join(_SERVED), Path(served))])
 
 
 def check_disjoint(owned: Mapping[str, Iterable[tuple[str, Path]]]) -> None:
     """Refuse two tenants sharing a folder: ``owned`` maps each tenant to its (setting,
-    folder) pairs (:data:`ISOLATED`); no folder of one may be a folder of another, or inside
+    folder) pairs (:func:`folders`); no folder of one may be a folder of another, or inside
     it. Paths are compared as the system resolves them (``..`` and symbolic links followed,
     as far as they exist): ``shared`` and ``x/../shared`` are one folder.
 

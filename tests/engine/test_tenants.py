@@ -152,8 +152,12 @@ def test_merge_replaces_values_and_lists_and_merges_tables() -> None:
     )  # fmt: skip
     assert data["store"] == {"landing": Path("l/tenants/t1"), "state": Path("s/tenants/t1")}
     assert data["output"] == {"dir": "/x"}
-    assert data["serve"] == {"store": Path("served/tenants/t1")}
+    assert data["serve"] == {"store": "/x"}  # its own output dir: where its tables are
+    data = tenant_data("t1", {"output": {"dir": Path("o")}, "serve": {"store": Path("s")}}, {})
+    assert data["serve"] == {"store": Path("s/tenants/t1")}
     assert tenant_data("t1", {"serve": {"store": None}}, {})["serve"] == {"store": None}
+    own = {"output": {"dir": "/x"}, "serve": {"store": "/y"}}
+    assert tenant_data("t1", {"serve": {"store": Path("s")}}, own)["serve"] == {"store": "/y"}
 
 
 @pytest.mark.parametrize("layer", ["environment", "dotenv", "secrets"])

@@ -1,0 +1,115 @@
+"""A tenant's folders end to end, against the UJET emulators on loopback: the store ``serve
+--tenant`` reads is that tenant's (never another's, never an empty folder beside its tables)."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+import jwt
+import pytest
+
+from connectors.emulator import UjetEmulator
+from tests.engine.run_support import T0, one_error_line
+from tests.engine.run_support import clean_environment as _clean
+from tests.engine.test_serve_process import APP_ID, APP_SECRET, _serving
+from tests.engine.test_tenant_run import ENV, _bpo, _invoke, ujet
+
+__all__ = ["ujet"]  # the emulators' fixture, used by name
+
+
+@pytest.fixture(autouse=True)
+def _environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    _clean(monkeypatch, tmp_path)
+
+
+def _with(config: Path, extra: str) -> Path:
+    config.write_text(config.read_text() + "\n" + extra)
+    return config
+
+
+def _offered(origin: str) -> int:
+    """The Contact Volume total of the test day, as ``serve`` answers it."""
+    body = {
+        "orgId": "wfm-intervals",
+        "fromTimeStamp": T0.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "toTimeStamp": (T0 + timedelta(days=2)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "skip": 0,
+        "limit": 1000,
+    }
+    answer = httpx.post(
+        f"{origin}/agentassist/api/public/analytics/account/acc-1/callvolume",
+        json=body,
+        headers={"auth": jwt.encode({"appId": APP_ID}, APP_SECRET, algorithm="HS256")},
+        timeout=30,
+    )
+    assert answer.status_code == 200, answer.text
+    return sum(row["offeredContacts"] for row in answer.json()["CallVolumeUpdate"])
+
+
+def _exported(config: Path, tenant: str) -> int:
+    done = _invoke(["export", "contact-volume", "--tenant", tenant, "--limit", "1000"], config)
+    assert done.exit_code == 0, done.output
+    return sum(row["offeredContacts"] for row in json.loads(done.stdout)["CallVolumeUpdate"])
+
+
+def test_serve_of_a_tenant_with_its_own_output_dir_reads_that_dir(
+    tmp_path: Path, ujet: dict[str, UjetEmulator]
+) -> None:
+    """The base's ``[serve] store`` is its ``[output] dir`` (docs/serve.md's example) and acme
+    sets its own ``[output] dir``: ``serve --tenant acme`` read ``out/tenants/acme``, a folder
+    acme's runs never write (503 "no such table", or a stale store left there)."""
+    root = tmp_path / "bpo"
+    config = _with(
+        _bpo(root, ujet),
+        f'[serve]\nstore = "{root / "out"}"\n\n'
+        f'[tenants.acme.output]\ndir = "{root / "acme-out"}"\n',
+    )
+    (root / ".env").write_text("".join(f"{k}={v}\n" for k, v in ENV.items()))
+    ran = _invoke(["run", "--quiet"], config)
+    assert ran.exit_code == 0, ran.output
+    assert (root / "acme-out" / "store" / "callvolume").is_dir()
+    assert not (root / "out" / "tenants" / "acme").exists()
+    expected = {name: _exported(config, name) for name in ("acme", "beta")}
+    assert expected["acme"] != expected["beta"]
+    for name in ("acme", "beta"):
+        with _serving(config, tmp_path, more=("--tenant", name)) as origin:
+            assert _offered(origin) == expected[name]
+
+
+def test_a_tenants_serve_store_that_is_another_tenants_output_dir_is_refused(
+    tmp_path: Path, ujet: dict[str, UjetEmulator]
+) -> None:
+    """The base sets ``[serve] store = W/serve``; acme's ``[output] dir`` is
+    ``W/serve/tenants/beta``, beta's serve store: once checked ok, run exit 0, and ``serve
+    --tenant beta`` answered with acme's numbers."""
+    root = tmp_path / "bpo"
+    config = _with(
+        _bpo(root, ujet),
+        f'[serve]\nstore = "{root / "serve"}"\n\n'
+        f'[tenants.acme.output]\ndir = "{root / "serve" / "tenants" / "beta"}"\n',
+    )
+    for args in (["config", "show", "--check"], ["run", "--quiet"]):
+        done = _invoke(args, config)
+        assert done.exit_code == 2, done.output
+        line = one_error_line(done)
+        assert "tenants.beta.serve.store (" in line
+        assert "is tenants.acme.output.dir (" in line
+        assert "give each tenant its own folder" in line
+    assert not (root / "serve").exists()
+    assert not (root / "landing").exists()
+
+
+def test_a_tenants_serve_store_containing_another_tenants_folder_is_refused(
+    tmp_path: Path, ujet: dict[str, UjetEmulator]
+) -> None:
+    """A tenant's own ``[serve] store`` holding another tenant's state is refused too."""
+    root = tmp_path / "bpo"
+    config = _with(_bpo(root, ujet), f'[tenants.acme.serve]\nstore = "{root / "state"}"\n')
+    done = _invoke(["config", "show", "--check"], config)
+    assert done.exit_code == 2, done.output
+    line = one_error_line(done)
+    assert "tenants.beta.store.state (" in line
+    assert "is inside tenants.acme.serve.store (" in line
