@@ -73,6 +73,7 @@ from connectors.landing.manifest import (
     stream_dir,
     write_manifest,
 )
+from connectors.landing.partitions import partitions
 from connectors.landing.records import LandedBatch, RecordKey, RejectedRecord
 from connectors.pii import PiiScrubber, pii_hash
 from engine import killpoint
@@ -325,7 +326,8 @@ def compact(
     record_dtype: pl.DataType | None = None,
     max_rows: int = MERGE_ROWS,
 ) -> int:
-    """Merge each date partition's files (before ``before``, if given); count removals.
+    """Merge each date partition's files (before ``before``, if given); count removals. A
+    ``date=`` folder that is no day raises :class:`LandingError` (``partitions``).
 
     Files are merged (:func:`merge_files`) in name order in groups of at most ``max_rows``
     landed rows (their manifest's counts): a day of a normal size becomes one file, a day a
@@ -341,12 +343,10 @@ def compact(
     removed = 0
     suffix = None if record_dtype is None else decoded_suffix(record_dtype)
     folder = stream_dir(root, source, stream)
-    for part in sorted(folder.glob("date=*")):
+    for day, part in partitions(root, source, stream):
         files = sorted(part.glob("*.parquet"))
         undecoded = suffix is not None and any(not f.name.endswith(suffix) for f in files)
-        if (len(files) < min_files and not undecoded) or (
-            before and date.fromisoformat(part.name[5:]) >= before
-        ):
+        if (len(files) < min_files and not undecoded) or (before and day >= before):
             continue
         listed = read_manifest(root, source, stream).entries
         for group in batches(files, listed, folder, max_rows):

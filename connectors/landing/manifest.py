@@ -46,7 +46,8 @@ from typing import Any
 
 import polars as pl
 
-from connectors.state import check_name, format_utc, parse_utc
+from connectors.landing.partitions import landed_files, stream_dir
+from connectors.state import format_utc, parse_utc
 from engine.durable import atomic_write_bytes, durable_mkdir, fsync_dir
 from engine.errors import naming
 
@@ -79,20 +80,9 @@ FOOTER_KEY = "wfm.landing.span"
 _VERSION = 1
 
 
-def stream_dir(root: Path, source: str, stream: str) -> Path:
-    """The folder of one stream's landing files: ``<root>/raw/source=<s>/stream=<t>``."""
-    source, stream = check_name(source, what="source"), check_name(stream, what="stream")
-    return Path(root) / "raw" / f"source={source}" / f"stream={stream}"
-
-
 def manifest_path(root: Path, source: str, stream: str) -> Path:
     """Where the manifest of ``source/stream`` is."""
     return stream_dir(root, source, stream) / MANIFEST
-
-
-def landed_files(root: Path, source: str, stream: str) -> list[Path]:
-    """The landing files of a stream present on disk, sorted (what :func:`scan_landed` reads)."""
-    return sorted(stream_dir(root, source, stream).glob("date=*/*.parquet"))
 
 
 def landed_sizes(root: Path, source: str, stream: str) -> dict[str, int]:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from datetime import timedelta
 from pathlib import Path
 
@@ -113,3 +114,44 @@ def test_a_tenants_serve_store_containing_another_tenants_folder_is_refused(
     line = one_error_line(done)
     assert "tenants.beta.store.state (" in line
     assert "is inside tenants.acme.serve.store (" in line
+
+
+def _landed(root: Path, tenant: str) -> Path:
+    return root / "landing" / "tenants" / tenant / "raw" / "source=ujet" / "stream=calls"
+
+
+def test_a_folder_set_aside_in_a_landing_store_is_one_line_and_the_others_run(
+    tmp_path: Path, ujet: dict[str, UjetEmulator]
+) -> None:
+    """A partition copied aside (``date=YYYY-MM-DD.bak``) in acme's landing store: the run
+    crashed (a traceback, "internal error") before beta ran and printed no summary; ``sync``
+    listed the copy's files in the manifest and ``verify`` said ok."""
+    root = tmp_path / "bpo"
+    config = _bpo(root, ujet)
+    assert _invoke(["run", "--quiet"], config).exit_code == 0
+    calls = _landed(root, "acme")
+    day = sorted(calls.glob("date=*"))[0]
+    shutil.copytree(day, calls / f"{day.name}.bak")
+    manifest = (calls / "manifest.jsonl").read_bytes()
+    ran = _invoke(["run", "--quiet", "--json"], config)
+    assert ran.exit_code == 2, ran.output
+    acme, beta = json.loads(ran.stdout)["tenants"]
+    assert (acme["tenant"], acme["exit_code"], beta["tenant"], beta["exit_code"]) == (
+        "acme", 2, "beta", 0,
+    )  # fmt: skip
+    assert "Traceback" not in ran.stderr
+    errors = [line for line in ran.stderr.splitlines() if line.startswith("wfm-intervals:")]
+    assert errors == [
+        f"wfm-intervals: error: tenant acme: landing folder {calls / day.name}.bak is not a day "
+        f"partition of the landing store (date=YYYY-MM-DD): move it out of [store] landing "
+        f"({root / 'landing' / 'tenants' / 'acme'})"
+    ]
+    for args in (["sync", "--tenant", "acme"], ["verify", "--tenant", "acme"]):
+        done = _invoke(args, config)
+        assert done.exit_code == 2, done.output
+        said = [line for line in done.stderr.splitlines() if line.startswith("wfm-intervals:")]
+        assert len(said) == 1, done.stderr
+        assert ".bak is not a day partition" in said[0]
+    assert (calls / "manifest.jsonl").read_bytes() == manifest  # nothing of the copy listed
+    shutil.rmtree(calls / f"{day.name}.bak")  # the fix the line gives
+    assert _invoke(["run", "--quiet", "--tenant", "acme"], config).exit_code == 0
