@@ -43,6 +43,7 @@ __all__ = [
     "configure",
     "current_format",
     "level",
+    "log_lines",
     "mask",
     "run_id",
     "tenant_scope",
@@ -195,6 +196,22 @@ def _masked(line: str) -> str:
 def level() -> int:
     """The configured lowest level shown (``--log-level``; INFO by default)."""
     return _LEVEL[0]
+
+
+@contextmanager
+def log_lines(*names: str, level: int = logging.INFO, quiet: bool = False) -> Iterator[None]:
+    """Let the named loggers' records at ``level`` and above (lower if ``--log-level`` asks)
+    through to the one log handler; ``quiet``: none at all."""
+    shown = logging.CRITICAL + 1 if quiet else min(level, _LEVEL[0])
+    loggers = [logging.getLogger(n) for n in names]
+    saved = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(shown)
+    try:
+        yield
+    finally:
+        for lg, lvl in zip(loggers, saved, strict=True):
+            lg.setLevel(lvl)
 
 
 def current_format() -> LogFormat:

@@ -12,6 +12,7 @@ import json
 import logging
 import math
 import sys
+import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -26,8 +27,10 @@ from rich.table import Table
 from connectors.errors import ConnectorError
 from engine.app import logs
 from engine.app.config import AppSettings, describe_errors, load_settings
+from engine.app.logs import log_lines
 from engine.app.sections import EngineSettings
 from engine.app.tenants import is_name
+from engine.errors import OutputClosedError, WfmError, printable
 from engine.settings import BuildSettings
 
 __all__ = ["CONFIG_OPTION", "EACH_TENANT_OPTION", "TENANT_OPTION", "FiniteFloat", "GivenPath",
@@ -253,7 +256,8 @@ def work_through(
     """Do ``one`` for each of :func:`each_tenant`'s entries (its log lines naming the tenant),
     and return the worst exit code of their results (``exit_code``, 0 when absent). A tenant
     with invalid settings is its error lines and exit 2. ``every``: the command does every
-    tenant: a ``tenant <name>`` line before each one's output, and ``--json`` prints one
+    tenant: a ``tenant <name>`` line before each one's output, an error ``one`` raises is that
+    tenant's line (:func:`_unexpected`) and the next tenant runs, and ``--json`` prints one
     document ``{ok, exit_code, tenants: [...]}``; otherwise ``--json`` prints the one result
     (with ``tenant``: its name), unless it failed (its error line is enough)."""
     results: list[tuple[str | None, dict[str, Any]]] = []
@@ -266,7 +270,12 @@ def work_through(
             results.append((name, tenant_error(name, found[-1])))
             continue
         with logs.tenant_scope(name):
-            results.append((name, one(found, name)))
+            try:
+                results.append((name, one(found, name)))
+            except Exception as exc:  # no command said it: the other tenants still run
+                if not every or isinstance(exc, OutputClosedError):
+                    raise
+                results.append((name, _unexpected(name, exc)))
     worst = max((r.get("exit_code", 0) for _, r in results), default=0)
     shown = [({"tenant": name} if name else {}) | r for name, r in results]
     if as_json and every:
@@ -274,6 +283,18 @@ def work_through(
     elif as_json and shown and "error" not in shown[0]:
         click.echo(json.dumps(shown[0], indent=2))
     return worst
+
+
+def _unexpected(tenant: str | None, exc: Exception) -> dict[str, Any]:
+    """``tenant``'s result for an error its command did not turn into a line: the error's line
+    (a :class:`WfmError` or :class:`OSError`: its exit code, else 2); any other is a bug, its
+    traceback first, as the command line says one (``internal error``)."""
+    if isinstance(exc, WfmError | OSError):
+        return tenant_error(tenant, printable(exc)) | {"exit_code": getattr(exc, "exit_code", 2)}
+    click.echo("".join(traceback.format_exception(exc)).rstrip(), err=True)
+    name = type(exc).__name__
+    bug = f"internal error ({name}: {printable(exc)}): a bug; please report it with the traceback"
+    return tenant_error(tenant, f"{bug} above")
 
 
 def _tenant_or_fail(
@@ -371,22 +392,6 @@ def print_table(
     click.echo(line(headers))
     for row in cells:
         click.echo(line(row))
-
-
-@contextmanager
-def log_lines(*names: str, level: int = logging.INFO, quiet: bool = False) -> Iterator[None]:
-    """Let the named loggers' records at ``level`` and above (lower if ``--log-level`` asks)
-    through to the one log handler (:mod:`engine.app.logs`); ``quiet``: none at all."""
-    shown = logging.CRITICAL + 1 if quiet else min(level, logs.level())
-    loggers = [logging.getLogger(n) for n in names]
-    saved = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(shown)
-    try:
-        yield
-    finally:
-        for lg, lvl in zip(loggers, saved, strict=True):
-            lg.setLevel(lvl)
 
 
 @contextmanager

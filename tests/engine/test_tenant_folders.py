@@ -7,12 +7,15 @@ import json
 import shutil
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import jwt
 import pytest
 
 from connectors.emulator import UjetEmulator
+from engine.app.config import AppSettings
+from engine.cli import run as cli_run
 from tests.engine.run_support import T0, one_error_line
 from tests.engine.run_support import clean_environment as _clean
 from tests.engine.test_serve_process import APP_ID, APP_SECRET, _serving
@@ -155,3 +158,35 @@ def test_a_folder_set_aside_in_a_landing_store_is_one_line_and_the_others_run(
     assert (calls / "manifest.jsonl").read_bytes() == manifest  # nothing of the copy listed
     shutil.rmtree(calls / f"{day.name}.bak")  # the fix the line gives
     assert _invoke(["run", "--quiet", "--tenant", "acme"], config).exit_code == 0
+
+
+def test_an_unexpected_error_in_one_tenant_does_not_stop_the_others(
+    tmp_path: Path, ujet: dict[str, UjetEmulator], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An error no command turns into a line (a bug) in acme's run: its traceback and an
+    ``internal error`` line for acme, exit 2, and beta still runs, its summary in the document
+    (it stopped the whole command, beta never attempted and no document printed)."""
+    root = tmp_path / "bpo"
+    config = _bpo(root, ujet)
+    real = cli_run.run
+
+    def broken(settings: AppSettings, **kw: Any) -> Any:
+        if "acme" in settings.output.dir.parts:
+            raise RuntimeError("a bug in acme's run")
+        return real(settings, **kw)
+
+    monkeypatch.setattr(cli_run, "run", broken)
+    ran = _invoke(["run", "--quiet", "--json"], config)
+    assert ran.exit_code == 2, ran.output
+    acme, beta = json.loads(ran.stdout)["tenants"]
+    assert (acme["tenant"], acme["exit_code"], beta["tenant"], beta["exit_code"]) == (
+        "acme", 2, "beta", 0,
+    )  # fmt: skip
+    assert "Traceback" in ran.stderr
+    assert ran.stderr.splitlines()[-1] == (
+        "wfm-intervals: error: tenant acme: internal error (RuntimeError: a bug in acme's run): "
+        "a bug; please report it with the traceback above"
+    )
+    assert (root / "out" / "tenants" / "beta" / "store" / "callvolume").is_dir()
+    with pytest.raises(RuntimeError):  # one tenant: the command line's handler, as before
+        _invoke(["run", "--quiet", "--tenant", "acme"], config)
