@@ -230,8 +230,8 @@ def lost_landing(finding: Finding, source: str, stream: str) -> str:
     return (
         f"landing store {finding.path.resolve()} {finding.detail}: lost, moved or not mounted (a "
         "relative [store] landing is read from the working directory); restore it there or point "
-        f"[store] landing at it; else {fix_command(source, stream)} (with --tenant NAME for a "
-        "tenant's), and what the source no longer serves is lost"
+        f"[store] landing at it; else {fix_command(source, stream)}, and what the source no "
+        "longer serves is lost"
     )
 
 

@@ -51,6 +51,7 @@ __all__ = [
     "checked",
     "declared",
     "folders",
+    "for_tenant",
     "is_name",
     "located",
     "merge",
@@ -238,6 +239,32 @@ def _clash(
         f"tenants.{one[0]}.{one[1]} ({Path(*at)}) {how} tenants.{two[0]}.{two[1]} ({Path(*of)}):"
         " give each tenant its own folder (or leave it unset: tenants/<name>)"
     )
+
+
+#: A command of a fix hint that takes ``--tenant``, and a setting path of a source.
+_COMMAND: Final = re.compile(
+    r"\bwfm-intervals (?:run|sync|verify|reconcile|report|serve|config show|state [a-z]+|"
+    r"export [a-z-]+)\b(?! --tenant)"
+)
+_SOURCE_SETTING: Final = re.compile(r"(?<![\w./\[-])sources\.(?=[a-z<])")
+
+
+def for_tenant(name: str | None, line: str) -> str:
+    """``line`` (a message about tenant ``name``'s work) with its fix hints made the tenant's:
+    each ``wfm-intervals <command>`` given ``--tenant <name>`` (as printed, it would do every
+    tenant, or refuse), each ``sources.…`` setting path given ``tenants.<name>.`` (where the
+    tenant's own value goes). ``name`` None (no tenants): ``line`` unchanged.
+
+    Example:
+        >>> for_tenant("acme", "`wfm-intervals state reset ujet calls --yes`")
+        '`wfm-intervals state reset --tenant acme ujet calls --yes`'
+        >>> for_tenant("acme", "fix: wfm-intervals run --full-refresh; check sources.ujet.key")
+        'fix: wfm-intervals run --tenant acme --full-refresh; check tenants.acme.sources.ujet.key'
+    """
+    if name is None:
+        return line
+    line = _COMMAND.sub(lambda m: f"{m[0]} --tenant {name}", line)
+    return _SOURCE_SETTING.sub(f"tenants.{name}.sources.", line)
 
 
 def shown_keys(overlay: Mapping[str, Any]) -> dict[str, Any]:

@@ -29,7 +29,7 @@ from engine.app import logs
 from engine.app.config import AppSettings, describe_errors, load_settings
 from engine.app.logs import log_lines
 from engine.app.sections import EngineSettings
-from engine.app.tenants import is_name
+from engine.app.tenants import for_tenant, is_name
 from engine.errors import OutputClosedError, WfmError, printable
 from engine.settings import BuildSettings
 
@@ -239,9 +239,10 @@ def each_tenant(
 
 
 def tenant_error(tenant: str | None, message: str) -> dict[str, Any]:
-    """Print ``message`` as an error line (naming ``tenant``) and return the tenant's result
-    for :func:`work_through`: exit code 2."""
-    where = f"tenant {tenant}: " if tenant is not None else ""
+    """Print ``message`` as an error line (naming ``tenant``, its fix hints made the tenant's:
+    :func:`~engine.app.tenants.for_tenant`) and return the tenant's result for
+    :func:`work_through`: exit code 2."""
+    where, message = f"tenant {tenant}: " if tenant is not None else "", for_tenant(tenant, message)
     click.echo(f"wfm-intervals: error: {where}{message}", err=True)
     return {"ok": False, "exit_code": 2, "error": message}
 

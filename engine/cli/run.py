@@ -31,6 +31,7 @@ from connectors.state import format_utc
 from engine import clock
 from engine.app import logs
 from engine.app.config import AppSettings
+from engine.app.tenants import for_tenant
 from engine.cli.common import (
     CONFIG_OPTION,
     EACH_TENANT_OPTION,
@@ -321,9 +322,9 @@ def _run_one(
         show_summary(summary)
     where = f"tenant {tenant}: " if tenant is not None else ""
     if any(summary.after_window.values()):
-        click.echo(f"wfm-intervals: note: {where}{_after(summary)}", err=True)
+        click.echo(f"wfm-intervals: note: {where}{for_tenant(tenant, _after(summary))}", err=True)
     for line in unfed_tables(settings):  # a source turned off: its tables stay as they were
-        click.echo(f"wfm-intervals: note: {where}{line}", err=True)
+        click.echo(f"wfm-intervals: note: {where}{for_tenant(tenant, line)}", err=True)
     for problem in summary.problems:
-        click.echo(f"wfm-intervals: problem: {where}{problem}", err=True)
+        click.echo(f"wfm-intervals: problem: {where}{for_tenant(tenant, problem)}", err=True)
     return summary.to_json()

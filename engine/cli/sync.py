@@ -349,7 +349,8 @@ def state_reset(
     store, back_to = StateStore(root), instant(since, "since")
     if back_to is not None and back_to > clock.now() + AHEAD:
         fail(f"--since {since!r} is ahead of the clock ({format_utc(clock.now())})")
-    question = f"reset the sync state of {what}" + (f" to {since}" if since else "")
+    of = f" of tenant {tenant}" if tenant is not None else ""
+    question = f"reset the sync state of {what}{of}" + (f" to {since}" if since else "")
     try:
         confirmed = yes or click.confirm(f"{question}?")
     except click.exceptions.Abort as exc:  # Ctrl-C (130), or a standard input at its end

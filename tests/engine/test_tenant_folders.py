@@ -16,10 +16,12 @@ import pytest
 from connectors.emulator import UjetEmulator
 from engine.app.config import AppSettings
 from engine.cli import run as cli_run
+from engine.cli.main import cli
 from tests.engine.run_support import T0, one_error_line
 from tests.engine.run_support import clean_environment as _clean
 from tests.engine.test_serve_process import APP_ID, APP_SECRET, _serving
 from tests.engine.test_tenant_run import ENV, _bpo, _invoke, ujet
+from tests.environment import invoke
 
 __all__ = ["ujet"]  # the emulators' fixture, used by name
 
@@ -190,3 +192,44 @@ def test_an_unexpected_error_in_one_tenant_does_not_stop_the_others(
     assert (root / "out" / "tenants" / "beta" / "store" / "callvolume").is_dir()
     with pytest.raises(RuntimeError):  # one tenant: the command line's handler, as before
         _invoke(["run", "--quiet", "--tenant", "acme"], config)
+
+
+def test_a_tenants_fix_hints_name_the_tenant_and_work_as_printed(
+    tmp_path: Path, ujet: dict[str, UjetEmulator]
+) -> None:
+    """The hints of a tenant's problems named no tenant: ``state reset ujet calls --yes`` as
+    printed was refused ("give --tenant NAME"), verify's ``run --full-refresh`` rebuilt every
+    tenant, a 401 named ``sources.ujet.…`` (the base's settings), and ``state reset`` asked
+    about "every stream" of no tenant."""
+    root = tmp_path / "bpo"
+    config = _bpo(root, ujet)
+    assert _invoke(["run", "--quiet"], config).exit_code == 0
+    (root / "state" / "tenants" / "acme" / "ujet" / "calls.json").write_text('{"x')
+    ran = _invoke(["run", "--quiet", "--tenant", "acme"], config)
+    assert ran.exit_code == 2, ran.output
+    hint = "`wfm-intervals state reset --tenant acme ujet calls --yes`"
+    assert hint in one_error_line(ran)
+    checked = _invoke(["verify", "--tenant", "acme"], config)
+    assert checked.exit_code == 2
+    assert "(fix: " + hint in checked.stdout
+    as_printed = hint.strip("`").split()[1:]
+    assert _invoke([*as_printed], config).exit_code == 0  # the hint, as printed, works
+    assert _invoke(["run", "--quiet", "--tenant", "acme"], config).exit_code == 0
+
+    shutil.rmtree(root / "out" / "tenants" / "beta" / "store" / "contacts")
+    checked = _invoke(["verify", "--tenant", "beta"], config)
+    assert checked.exit_code == 2
+    assert "fix: wfm-intervals run --tenant beta --full-refresh" in checked.stderr
+    assert "wfm-intervals run --full-refresh" not in checked.output
+
+    wrong = ENV | {"WFM_TENANTS__BETA__SOURCES__UJET__PASSWORD": "wrong-pw-Ww19"}
+    refused = _invoke(["run", "--quiet", "--tenant", "beta"], config, wrong)
+    assert refused.exit_code == 2
+    line = one_error_line(refused)
+    assert "HTTP 401" in line
+    assert "; check tenants.beta.sources.ujet.username, tenants.beta.sources.ujet.password" in line
+    assert "`wfm-intervals config show --tenant beta --origin`" in line
+    asked = invoke(
+        cli, ["state", "reset", "--tenant", "acme", "--config", str(config)], ENV, input="n\n"
+    )
+    assert asked.stdout.startswith("reset the sync state of every stream of tenant acme? ")
