@@ -411,6 +411,9 @@ def load_settings(
         except SettingsError as exc:  # a WFM_ variable that must hold JSON
             raise layers.not_json(exc, AppSettings, env, dotenv, secrets_dir) from None
     tenancy.check_declared(settings.tenants, names)
-    each = {name: settings.tenant(name, allow_missing=True) for name in settings.tenant_names()}
+    try:
+        each = {name: settings.tenant(name, allow_missing=True) for name in settings.tenant_names()}
+    except ValidationError as exc:  # a tenant's variable not JSON: named as the base's would be
+        raise layers.tenant_not_json(exc, AppSettings, env, dotenv, secrets_dir) or exc from None
     tenancy.check_disjoint({name: tenancy.folders(one.model_dump()) for name, one in each.items()})
     return settings if tenant is None else settings.tenant(tenant, allow_missing=allow_missing)

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Final, Union, get_args, get_origin
 
 from dotenv import dotenv_values
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from pydantic_settings import SettingsError, TomlConfigSettingsSource
 
 from connectors.errors import ConfigError
@@ -42,6 +42,7 @@ __all__ = [
     "read_dotenv",
     "read_toml",
     "secrets_dir_of",
+    "tenant_not_json",
     "where_json_is_wrong",
 ]
 
@@ -169,15 +170,22 @@ def _field(model: type[BaseModel], keys: Sequence[str]) -> Any:
 
 
 def where_json_is_wrong(
-    model: type[BaseModel], section: str, variables: Mapping[str, str | None], where: str = ""
+    model: type[BaseModel],
+    section: str,
+    variables: Mapping[str, str | None],
+    where: str = "",
+    *,
+    tenant: str | None = None,
 ) -> str | None:
     """The error line of the first of ``variables`` under ``section`` (``WFM_SERVE``,
     ``WFM_SERVE__TOKENS``...) that must hold JSON and does not (``where``: after its name, the
-    layer it is in); ``None``: none of them."""
+    layer it is in); ``None``: none of them. ``tenant``: its variables instead
+    (``WFM_TENANTS__ACME__SERVE__TOKENS``, setting ``tenants.acme.serve.tokens``)."""
+    prefix = _PREFIX if tenant is None else f"{_PREFIX}TENANTS__{tenant.upper()}__"
     for name, value in variables.items():
-        if not name.upper().startswith(_PREFIX) or not value:
+        if not name.upper().startswith(prefix) or not value:
             continue
-        keys = name[len(_PREFIX) :].lower().split("__")
+        keys = name[len(prefix) :].lower().split("__")
         if keys[0] != section.lower():
             continue
         shape = _shape(_field(model, keys))
@@ -186,8 +194,36 @@ def where_json_is_wrong(
         try:
             json.loads(value)
         except ValueError:
-            setting = ".".join(keys)
+            setting = ".".join(keys if tenant is None else ["tenants", tenant, *keys])
             return f"invalid setting {setting}: {name}{where} is not valid JSON ({shape})"
+    return None
+
+
+def tenant_not_json(
+    exc: ValidationError,
+    model: type[BaseModel],
+    environ: Mapping[str, str],
+    dotenv: Sequence[Path],
+    secrets_dir: Path | None,
+) -> ConfigError | None:
+    """The line of a tenant's ``WFM_TENANTS__<NAME>__…`` variable that must hold JSON and does
+    not, behind ``exc`` (a tenant's settings refused, the variable's text taken as the value:
+    tenants are plain data until validated), as :func:`where_json_is_wrong` says the base's;
+    ``None``: no such variable (``exc`` is the error)."""
+    layers: list[tuple[Mapping[str, str | None], str]] = [(environ, "")]
+    layers += [(read_dotenv(file), f" in {file}") for file in reversed(dotenv)]
+    if secrets_dir is not None and Path(secrets_dir).is_dir():
+        files = [p for p in sorted(Path(secrets_dir).iterdir()) if p.is_file()]
+        given = {p.name: p.read_text(encoding="utf-8").strip() for p in files}
+        layers.append((given, f" in secrets dir {secrets_dir}"))
+    for error in exc.errors():
+        at = [str(part) for part in error["loc"]]
+        if len(at) < 3 or at[0] != "tenants" or not isinstance(error["input"], str):
+            continue
+        for variables, where in layers:
+            line = where_json_is_wrong(model, at[2], variables, where, tenant=at[1])
+            if line is not None:
+                return ConfigError(line)
     return None
 
 

@@ -182,6 +182,37 @@ def test_a_variable_that_is_not_json_is_named_with_the_shape_it_takes(
     assert SECRET not in str(caught.value)
 
 
+@pytest.mark.parametrize("case", JSON_CASES)
+def test_a_tenants_variable_that_is_not_json_is_named_as_the_bases_is(
+    tmp_path: Path, case: str
+) -> None:
+    """``WFM_TENANTS__ACME__SERVE__TOKENS=[tok-1`` was only "invalid setting
+    tenants.acme.serve.tokens: Input should be a valid tuple": no variable, no shape."""
+    base, setting, shape = JSON_CASES[case]
+    name = base.replace("WFM_", "WFM_TENANTS__ACME__", 1)
+    line = f"invalid setting tenants.acme.{setting}: {name} is not valid JSON ({shape})"
+    config = tmp_path / "bpo.toml"
+    config.write_text('[tenants.acme.output]\norg_id = "acme"\n')
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config, env_file=None, environ={name: SECRET})
+    assert str(caught.value) == line
+    result = invoke(["config", "show", "--config", str(config)], {name: SECRET})
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [f"wfm-intervals: error: {line}"]
+    (tmp_path / ".env").write_text(f"{name}={SECRET}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config)
+    assert str(caught.value) == line.replace(f"{name} is", f"{name} in .env is")
+    (tmp_path / ".env").unlink()
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / name).write_text(SECRET)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config, env_file=None, secrets_dir=secrets)
+    assert str(caught.value) == line.replace(f"{name} is", f"{name} in secrets dir {secrets} is")
+    assert SECRET not in str(caught.value)
+
+
 #: A value no deployment would give, each a crash or a spin once a run used it.
 OUT_OF_BOUNDS = {
     "run.lookback_minutes": "1e15",
