@@ -76,7 +76,7 @@ _WHOLE = 0.5
 #: A whole redo maps and validates about this many records at a time (:func:`_whole`): the
 #: mapping of UJET calls holds ~5x its rows while it runs (260K calls at once: ~300 MiB)...
 GROUP_RECORDS = 10_000
-#: ...in at most this many groups (each update scans the identities so far: a larger landing
+#: ...in at most about this many groups (each update scans the identities so far: a larger landing
 #: takes larger groups rather than a cost growing with the square of its records).
 MAX_GROUPS = 64
 
@@ -330,18 +330,19 @@ def _refresh(job: _Job, state: Path, settings: object, *, whole: bool, write: bo
 
 
 def _whole(job: _Job, files: dict[str, int]) -> Snapshot:
-    """Every landed record redone, the files taken in groups of about :data:`GROUP_RECORDS`
-    records (in name order; at most :data:`MAX_GROUPS`): the first group as a whole, each
-    next one as an update closed over identities, as a night's landing is (:func:`_update`),
-    so that the mapping's intermediates are one group's, not every record's. The result is the
-    same whatever the grouping (``tests/engine/test_snapshot.py``)."""
+    """Every landed record redone, the files taken in groups (in name order) of at most
+    :data:`GROUP_RECORDS` records, or of ``2 / MAX_GROUPS`` of them when more (a larger file
+    alone; two groups in a row hold more: at most ``MAX_GROUPS + 1`` groups): the first group
+    as a whole, each next one as an update closed over identities, as a night's landing is
+    (:func:`_update`), so that the mapping's intermediates are one group's, not every record's.
+    The result is the same whatever the grouping (``tests/engine/test_snapshot.py``)."""
     index = file_index(job.root, sorted(files))
     counts = dict(index.group_by("file").len().iter_rows())
-    size = max(GROUP_RECORDS, -(-index.height // MAX_GROUPS))
+    size = max(GROUP_RECORDS, -(-2 * index.height // MAX_GROUPS))
     groups: list[dict[str, int]] = [{}]
     taken = 0  # index rows of the last group
     for name in sorted(files):  # a loop over files, not records
-        if groups[-1] and taken >= size:
+        if groups[-1] and taken + counts.get(name, 0) > size:  # it would pass ``size``
             groups.append({})
             taken = 0
         groups[-1][name] = files[name]
