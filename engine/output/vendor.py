@@ -3,8 +3,9 @@
 A profile names its columns in order, each taken from a column of the volume table (optionally
 formatted, mapped, or converted from ms to whole seconds, rounded half up), a constant, or the
 interval length; plus the delimiter, whether there is a header, how files are split (by columns,
-by size) and whether every day is zero-filled from 00:00 to 24:00 UTC. Adding a product is adding
-a TOML file. Besides the volume table's columns a profile can use ``queue_key``
+by size) and whether every day is zero-filled from 00:00 to 24:00 UTC (only the days the table
+holds whole: it is zero-filled over what was built, and no zeros are made beyond it). Adding a
+product is adding a TOML file. Besides the volume table's columns a profile can use ``queue_key``
 (``queue_id:channel``, unique per row of an interval); a file name can hold ``{part}`` (the part
 of a split file), a ``split_by`` column, and ``{run}``, the run's UTC date and time
 (``20261106T233500Z``), for products that need every file name to be unique. A profile is checked
@@ -23,8 +24,6 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
-import json
 import string
 import tomllib
 from datetime import UTC, datetime, time, timedelta
@@ -38,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from engine import clock
 from engine.errors import ExportError, printable
 from engine.interval import interval_grid
+from engine.output.vendor_names import NOT_NAMES, file_stem, new_name, told_apart
 from engine.tables.callvolume import ADDITIVE
 
 __all__ = [
@@ -55,10 +55,6 @@ __all__ = [
 PROFILE_DIR = Path(str(resources.files("engine") / "data" / "exports"))
 #: The placeholders of a file name besides the ``split_by`` columns.
 _NAMED = ("part", "run")
-#: Names that are not the name of a file in the output folder.
-_NOT_NAMES = frozenset({"", ".", ".."})
-#: The longest file name most file systems take, in bytes.
-_MAX_NAME_BYTES = 255
 
 
 class Column(BaseModel):
@@ -128,7 +124,7 @@ class Profile(BaseModel):
                 f"{named} must hold {{part}}: max_file_bytes splits the files into parts, and "
                 "without it they would get one name and overwrite each other"
             )
-        elif not fields and self.file_name in _NOT_NAMES:
+        elif not fields and self.file_name in NOT_NAMES:
             msg = f"{named} is not the name of a file"
         else:
             return self
@@ -214,15 +210,33 @@ def _check_intervals(table: pl.DataFrame, profile: Profile) -> None:
 
 
 def _full_days(table: pl.DataFrame, profile: Profile, closed_by: datetime | None) -> pl.DataFrame:
-    """Zero rows for every interval of every UTC day the table touches, per queue and channel,
-    up to the last interval closed by ``closed_by`` (never an interval still to come)."""
+    """Every interval of each whole UTC day the table holds, per queue and channel (zeros where a
+    pair has no row): a day is whole when the table (zero-filled over what was built) holds each
+    of its intervals from 00:00 up to 24:00 or the last closed by ``closed_by``. A day the builds
+    covered in part is left out, never filled with zeros nobody counted (the importer would
+    replace real history with them).
+
+    Raises:
+        ExportError: no whole day (the message names the table's span).
+    """
+    at, day = pl.col("interval_start_utc"), pl.col("interval_start_utc").dt.date().alias("_d")
     first: datetime = table["interval_start_utc"].min()  # type: ignore[assignment]
-    last: datetime = table["interval_start_utc"].max()  # type: ignore[assignment]
+    last: datetime = table["interval_end_utc"].max()  # type: ignore[assignment]
     start = datetime.combine(first.date(), time(), tzinfo=UTC)
     end = datetime.combine(last.date(), time(), tzinfo=UTC) + timedelta(days=1)
     grid = interval_grid(start, end, minutes=profile.interval_minutes, tz="UTC")
     if closed_by is not None:
         grid = grid.filter(pl.col("interval_end_utc") <= closed_by)
+    held = table.select(at.unique()).group_by(day).len()
+    whole = grid.group_by(day).len().join(held, on=["_d", "len"]).drop("len")
+    grid = grid.with_columns(day).join(whole, on="_d", how="semi").drop("_d")
+    if grid.height == 0:
+        span = " .. ".join(t.isoformat().replace("+00:00", "Z") for t in (first, last))
+        msg = (
+            f"profile {profile.name!r} writes whole UTC days (00:00-24:00, up to the last closed "
+            f"interval), and the builds cover none: {span}; build whole UTC days (e.g. --tz UTC)"
+        )
+        raise ExportError(msg)
     pairs = table.select("queue_id", "channel", "queue_name").unique(["queue_id", "channel"])
     full = pairs.join(grid, how="cross").join(
         table.drop("queue_name", *grid.columns[1:]), on=["queue_id", "channel",
@@ -293,49 +307,6 @@ def _check_columns(rows: pl.DataFrame, profile: Profile) -> None:
         raise ExportError(msg)
 
 
-def _file_stem(template: str, values: dict[str, object]) -> str:
-    safe = {k: "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in str(v))
-            for k, v in values.items()}  # fmt: skip
-    return template.format(**safe)
-
-
-def _told_apart(name: str, values: dict[str, object]) -> str:
-    """``name`` with a digest of the split's own ``values`` before its extension: two queues
-    whose names differ only in characters a file name cannot hold (``Sales EU``, ``Sales/EU``),
-    or in letter case, get a file each, the later in sorted order this one, every night alike.
-
-    Example:
-        >>> _told_apart("genesys_Sales_EU_voice.csv", {"queue_name": "Sales/EU"})
-        'genesys_Sales_EU_voice-97713b9d.csv'
-    """
-    digest = hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()[
-        :8
-    ]
-    stem, dot, extension = name.rpartition(".")
-    return f"{stem}-{digest}{dot}{extension}" if dot else f"{name}-{digest}"
-
-
-def _new_name(
-    name: str, values: dict[str, object], seen: dict[str, dict[str, object]], profile: Profile
-) -> None:
-    """Refuse a file name that is not a plain one or that a file of this render already has
-    (letter case aside: some file systems ignore it)."""
-    if name in _NOT_NAMES or "/" in name or "\\" in name:
-        msg = f"profile {profile.name!r}: {name!r} is not a file name"
-    elif len(name.encode()) > _MAX_NAME_BYTES:
-        msg = f"profile {profile.name!r}: file name {name!r} is over {_MAX_NAME_BYTES} bytes"
-    elif name.casefold() in seen:
-        both = " and ".join(
-            ", ".join(f"{k} {value!r}" for k, value in split.items()) or "another"
-            for split in (seen[name.casefold()], values)
-        )
-        msg = f"profile {profile.name!r}: {both} make one file name, {name!r}"
-    else:
-        seen[name.casefold()] = values
-        return
-    raise ExportError(msg)
-
-
 def closed_by(now: datetime, settle_minutes: int) -> datetime:
     """The instant by which an interval must have ended to be exported: ``now`` less the settle
     time (an interval is closed when its end plus the settle time has passed).
@@ -368,7 +339,8 @@ def render(
         ExportError: the table's intervals do not fit the profile; a column it reads is not in
             the table or not of a type its options render; two files would get one name (two
             ``split_by`` values that differ only in characters a file name replaces, or in
-            letter case), or a name is not a plain file name.
+            letter case), or a name is not a plain file name; a ``full_days`` profile over a
+            table that holds no whole UTC day (:func:`_full_days`).
     """
     if closed is not None:
         table = table.filter(pl.col("interval_end_utc") <= closed)
@@ -412,9 +384,9 @@ def render(
             parts = [group]
         for number, chunk in enumerate(parts):
             stem = {**values, "part": f"{number + 1:03d}", "run": stamp}
-            name = _file_stem(profile.file_name, stem)
+            name = file_stem(profile.file_name, stem)
             if name.casefold() in seen and values and seen[name.casefold()] != values:
-                name = _told_apart(name, values)  # another split's values made the same name
-            _new_name(name, values, seen, profile)
+                name = told_apart(name, values)  # another split's values made the same name
+            new_name(name, values, seen, profile.name)
             files.append((name, header + "\n".join(chunk["_l"]) + "\n"))
     return files

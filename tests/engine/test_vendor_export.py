@@ -6,9 +6,12 @@ import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from engine.errors import ExportError
 from engine.output.vendor import Profile, builtin_profiles, closed_by, render
@@ -35,7 +38,9 @@ def contact(i: int, queue: str, channel: str, minutes: int, outcome: str, **kw: 
     }  # fmt: skip
 
 
-def table(tz: str = "UTC", minutes: int = 15) -> pl.DataFrame:
+def table(tz: str = "UTC", minutes: int = 15, *, whole_day: bool = False) -> pl.DataFrame:
+    """The volume table of the contacts above, built for 09:00-10:00 UTC (``whole_day``: for
+    their whole UTC day, as Eleveo's whole days need)."""
     rows = [
         contact(1, "sales", "voice", 1, "answered"),
         contact(2, "sales", "voice", 2, "abandoned"),
@@ -44,6 +49,8 @@ def table(tz: str = "UTC", minutes: int = 15) -> pl.DataFrame:
     ]
     s = BuildSettings(tz=tz, interval_minutes=minutes)  # type: ignore[arg-type]
     window = (T0, T0 + timedelta(hours=1))
+    if whole_day:
+        window = (T0.replace(hour=0), T0.replace(hour=0) + timedelta(days=1))
     frame = pl.DataFrame(rows, schema=CONTACTS).lazy()
     return callvolume.derive(
         callvolume.build(frame, window=window, settings=s), settings=s
@@ -53,7 +60,8 @@ def table(tz: str = "UTC", minutes: int = 15) -> pl.DataFrame:
 @pytest.mark.parametrize("name", ["genesys", "calabrio", "eleveo"])
 def test_profile_matches_golden_files(name: str) -> None:
     closed = closed_by(RUN_AT, 15)
-    files = render(table(), builtin_profiles()[name], closed=closed, run_at=RUN_AT)
+    built = table(whole_day=name == "eleveo")
+    files = render(built, builtin_profiles()[name], closed=closed, run_at=RUN_AT)
     folder = GOLDEN / name
     if os.environ.get("WFM_UPDATE_GOLDEN"):  # regenerate deliberately, then review the diff
         folder.mkdir(parents=True, exist_ok=True)
@@ -85,10 +93,10 @@ def test_calabrio_has_21_fields_no_header_and_zeros() -> None:
 
 def test_eleveo_fills_whole_utc_days_and_splits_at_the_size_limit() -> None:
     profile = builtin_profiles()["eleveo"]
-    ((_, text),) = render(table(), profile)
+    ((_, text),) = render(table(whole_day=True), profile)
     assert len(text.splitlines()) == 1 + 96 * 2  # header + a full day for both queues
     small = profile.model_copy(update={"max_file_bytes": 2000})
-    parts = render(table(), small)
+    parts = render(table(whole_day=True), small)
     assert len(parts) > 1
     assert all(len(t.encode()) <= 2000 for _, t in parts)
     assert all(t.startswith("IntervalStartUTC,") for _, t in parts)
@@ -143,7 +151,8 @@ def test_a_run_at_23_35_exports_neither_the_running_nor_a_future_interval() -> N
 
 
 def test_eleveo_writes_its_documented_timestamp_and_calabrio_unique_names() -> None:
-    ((_, text),) = render(table(), builtin_profiles()["eleveo"], closed=closed_by(RUN_AT, 15))
+    eleveo = builtin_profiles()["eleveo"]
+    ((_, text),) = render(table(whole_day=True), eleveo, closed=closed_by(RUN_AT, 15))
     assert text.splitlines()[1].startswith("2026-10-01T00:00:00Z,")  # 2019-01-18T22:15:00Z form
     calabrio = builtin_profiles()["calabrio"]
     names = [
@@ -297,3 +306,63 @@ def test_headers_constants_and_any_delimiter_are_quoted_as_csv() -> None:
     lines = text.splitlines()
     assert lines[0] == '"queue^id"^n^"say ""hi"""'
     assert lines[1] == 'help, desk^0^"a^""b"""'
+
+
+def built_volume(window: tuple[datetime, datetime], tz: str) -> pl.DataFrame:
+    """The zero-filled volume table of one contact every 20 minutes from 2026-10-31 to 11-03 UTC
+    (queue ``q``), built for ``window`` in ``tz``: what a store built for that window exports."""
+    at = datetime(2026, 10, 31, tzinfo=UTC)
+    rows = [contact(i, "q", "voice", 0, "abandoned", offered_at=at + timedelta(minutes=20 * i))
+            for i in range(3 * 72)]  # fmt: skip
+    s = BuildSettings(tz=tz)
+    built = callvolume.build(pl.DataFrame(rows, schema=CONTACTS).lazy(), window=window, settings=s)
+    return callvolume.derive(built, settings=s).collect()
+
+
+def test_eleveo_writes_no_zeros_outside_the_built_window() -> None:
+    """A New York local day (04:00Z to 05:00Z the next day) holds no whole UTC day: Eleveo's file
+    would have zero-filled 00:00-03:45Z and 05:00-23:45Z, intervals nobody built where the
+    contacts had traffic, and the importer would have replaced real history with them."""
+    ny = ZoneInfo("America/New_York")
+    local_day = (datetime(2026, 11, 1, tzinfo=ny), datetime(2026, 11, 2, tzinfo=ny))
+    eleveo = builtin_profiles()["eleveo"]
+    with pytest.raises(ExportError, match=r"2026-11-01T04:00:00Z \.\. 2026-11-02T05:00:00Z"):
+        render(built_volume(local_day, "America/New_York"), eleveo, run_at=RUN_AT)
+
+
+@given(
+    lo=st.integers(0, 3 * 96 - 1),
+    length=st.integers(1, 3 * 96),
+    closed=st.none() | st.integers(0, 3 * 96),
+)
+@settings(max_examples=25, deadline=None)
+def test_eleveo_writes_the_whole_utc_days_the_builds_covered_with_their_counts(
+    lo: int, length: int, closed: int | None
+) -> None:
+    """Oracle: a day is written when the built window holds it from 00:00 to 24:00 or to the
+    last closed interval, whichever is first; each row's counts are the table's."""
+    at, q = datetime(2026, 10, 31, tzinfo=UTC), timedelta(minutes=15)
+    window = (at + lo * q, at + min(lo + length, 3 * 96) * q)
+    until = None if closed is None else at + closed * q
+    volume = built_volume(window, "UTC")
+    day = timedelta(days=1)
+    ends = {at + d * day: min(at + (d + 1) * day, until or at + (d + 1) * day) for d in range(3)}
+    whole = [d for d, end in ends.items() if window[0] <= d and end <= window[1] and d < end]
+    eleveo = builtin_profiles()["eleveo"].model_copy(update={"max_file_bytes": 0})
+    if volume.height == 0 or (until is not None and until < window[0] + q):  # nothing to write
+        assert render(volume, eleveo, closed=until, run_at=RUN_AT) == []
+        return
+    if not whole:
+        with pytest.raises(ExportError, match="writes whole UTC days"):
+            render(volume, eleveo, closed=until, run_at=RUN_AT)
+        return
+    ((_, text),) = render(volume, eleveo, closed=until, run_at=RUN_AT)
+    got = {line.split(",")[0]: int(line.split(",")[2]) for line in text.splitlines()[1:]}
+    counts = {r["interval_start_utc"]: r["offered"] for r in volume.iter_rows(named=True)}
+    want = {}
+    for day in whole:
+        for i in range(96):
+            start = day + i * q
+            if until is None or start + q <= until:
+                want[start.strftime("%Y-%m-%dT%H:%M:%SZ")] = counts[start]
+    assert got == want
