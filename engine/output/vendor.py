@@ -356,20 +356,23 @@ def render(
     )
     _check_columns(rows, profile)
     d = profile.delimiter
+    # split by queue too where the files are by queue name: two queues of one name a file each
+    by_name = "queue_name" in profile.split_by and "queue_id" not in profile.split_by
+    keys = [*profile.split_by, *(["queue_id"] if by_name else [])]
     try:
-        lines = rows.sort(*profile.split_by, "interval_start_utc", "queue_id", "channel").select(
-            *profile.split_by,
+        lines = rows.sort(*keys, "interval_start_utc", "queue_id", "channel").select(
+            *keys,
             pl.concat_str([_cell(c, profile, d) for c in profile.columns], separator=d).alias("_l"),
         )
     except pl.exceptions.PolarsError as exc:
         raise ExportError(f"profile {profile.name!r}: {printable(exc)}") from None
     header = d.join(_quoted(c.header, d) for c in profile.columns) + "\n" if profile.header else ""
-    groups = lines.partition_by(*profile.split_by, as_dict=True) if profile.split_by else {
-        (): lines}  # fmt: skip
+    groups = lines.partition_by(*keys, as_dict=True) if keys else {(): lines}
     files: list[tuple[str, str]] = []
     seen: dict[str, dict[str, object]] = {}
     for key, group in groups.items():
-        values = dict(zip(profile.split_by, key, strict=True))
+        values = dict(zip(profile.split_by, key, strict=False))  # the file name's own
+        queue = dict(zip(keys, key, strict=True))
         if profile.max_file_bytes:
             budget = profile.max_file_bytes - len(header.encode())
             sizes = group["_l"].str.len_bytes() + 1
@@ -387,6 +390,8 @@ def render(
             name = file_stem(profile.file_name, stem)
             if name.casefold() in seen and values and seen[name.casefold()] != values:
                 name = told_apart(name, values)  # another split's values made the same name
+            elif name.casefold() in seen and queue != values:
+                name = told_apart(name, queue)  # another queue of the same name
             new_name(name, values, seen, profile.name)
             files.append((name, header + "\n".join(chunk["_l"]) + "\n"))
     return files

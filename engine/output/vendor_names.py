@@ -28,7 +28,8 @@ def file_stem(template: str, values: dict[str, object]) -> str:
 def told_apart(name: str, values: dict[str, object]) -> str:
     """``name`` with a digest of the split's own ``values`` before its extension: two queues
     whose names differ only in characters a file name cannot hold (``Sales EU``, ``Sales/EU``),
-    or in letter case, get a file each, the later in sorted order this one, every night alike.
+    or in letter case, get a file each, the later in sorted order this one, every night alike;
+    so do two queues of one name (``values`` then hold the queue's id).
 
     Example:
         >>> told_apart("genesys_Sales_EU_voice.csv", {"queue_name": "Sales/EU"})

@@ -366,3 +366,28 @@ def test_eleveo_writes_the_whole_utc_days_the_builds_covered_with_their_counts(
             if until is None or start + q <= until:
                 want[start.strftime("%Y-%m-%dT%H:%M:%SZ")] = counts[start]
     assert got == want
+
+
+def test_two_queues_of_one_name_get_a_file_each_never_one_with_every_interval_twice() -> None:
+    """Genesys files are by queue and media type: queues ``qa`` and ``qb``, both named
+    ``Support``, once made one file holding each interval twice. Each now has its own file,
+    ``qb`` (the later) with a digest of its own values, each interval once, its own counts."""
+    rows = [
+        contact(i, q, "voice", m, "answered", queue_name="Support")
+        for i, (q, m) in enumerate([("qa", 1), ("qa", 2), ("qb", 3), ("qb", 20), ("qb", 40)])
+    ]
+    s = BuildSettings()
+    frame = pl.DataFrame(rows, schema=CONTACTS).lazy()
+    built = callvolume.build(frame, window=(T0, T0 + timedelta(hours=1)), settings=s)
+    files = render(callvolume.derive(built, settings=s).collect(), builtin_profiles()["genesys"])
+    names = [n for n, _ in files]
+    assert names[0] == "genesys_Support_voice.csv"
+    assert len(names) == 2
+    assert names[1].startswith("genesys_Support_voice-")
+    offered = []
+    for _, text in files:
+        lines = [line.split(",") for line in text.splitlines()[1:]]
+        starts = [line[0] for line in lines]
+        assert len(starts) == len(set(starts)) == 4  # every interval once
+        offered.append([int(line[5]) for line in lines])
+    assert offered == [[2, 0, 0, 0], [1, 1, 1, 0]]  # qa's, then qb's
