@@ -159,6 +159,12 @@ def vendor(  # noqa: PLR0917 - the command's options
             outputs.write_text(text, path)
         except OSError as exc:
             fail(f"--out {out}: {exc.strerror or printable(exc)}: {name}")
+    from engine.pipeline.export import remove_stale  # noqa: PLC0415 - run's own clean-up
+
+    try:  # what an earlier export of this profile left in --out (its files only), as `run`
+        remove_stale(out, profile, written)
+    except OSError as exc:
+        fail(f"--out {out}: {exc.strerror or printable(exc)}: {exc.filename}")
     click.echo(f"wrote {len(files)} {profile.name} file(s) to {out}")
 
 

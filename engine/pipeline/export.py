@@ -33,7 +33,7 @@ Example:
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -44,14 +44,15 @@ from engine.app.config import OutputSettings
 from engine.errors import ExportError
 from engine.interval import Grid, interval_grid
 from engine.output import files as export
-from engine.output.vendor import builtin_profiles, closed_by, render
+from engine.output.vendor import Profile, builtin_profiles, closed_by, render
+from engine.output.vendor_names import named_by
 from engine.pipeline.tables import staffing_rows
 from engine.settings import BuildSettings
 from engine.tables import callvolume, staffing
 from engine.tables.dense import SHAPES, fill_groups, fill_with, typed
 from engine.tables.forecast import long_format
 
-__all__ = ["PART_ROWS", "export_tables", "fill_parts", "volume_parts"]
+__all__ = ["PART_ROWS", "export_tables", "fill_parts", "remove_stale", "volume_parts"]
 
 #: Rows of a zero-filled table built at once (:func:`fill_parts`).
 PART_ROWS = 8_192
@@ -178,12 +179,34 @@ def _vendor(
     # each file replaced whole (a vendor's import polling the folder never reads a torn one),
     # then what an earlier run's split made and this one did not is removed
     written = [export.write_text(text, folder / file_name) for file_name, text in files]
-    for stale in set(folder.iterdir() if folder.is_dir() else ()) - set(written):
-        if stale.is_dir():
-            shutil.rmtree(stale)
-        else:
-            stale.unlink()
+    remove_stale(folder, profile, written, every=True)
     return written
+
+
+def remove_stale(
+    folder: Path, profile: Profile, written: Iterable[Path], *, every: bool = False
+) -> list[Path]:
+    """Remove from ``folder`` what an earlier export of ``profile`` left there and this one did
+    not write (``written``): the files named as the profile names its files
+    (:func:`engine.output.vendor_names.named_by`: a part beyond this export's last, a queue no
+    longer seen), never another file; with ``every`` (a run's own ``vendor/<profile>`` folder),
+    anything else in it too. Returns what was removed.
+
+    Raises:
+        OSError: a file could not be removed.
+    """
+    keep, removed = set(written), []
+    for path in sorted(folder.iterdir()) if folder.is_dir() else ():
+        if path in keep or not (
+            every or (path.is_file() and named_by(path.name, profile.file_name))
+        ):
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+        removed.append(path)
+    return removed
 
 
 def export_tables(

@@ -125,3 +125,29 @@ def test_paging_numbers_out_of_range_are_a_usage_error(store: Path) -> None:
     )
     assert code == 0, stderr
     assert '"CallVolumeUpdate": []' in stdout
+
+
+def test_export_vendor_removes_an_earlier_export_s_files_of_the_profile_and_nothing_else(
+    store: Path, tmp_path: Path
+) -> None:
+    """A later export into the same --out with fewer parts left the earlier third part there,
+    its keys twice in the folder; now what an earlier export of the profile wrote and this one
+    did not is removed, as `run` removes it. Files the profile does not name stay."""
+    out = tmp_path / "out"
+    out.mkdir()
+    stale = [
+        "eleveo_intervals_002.csv",
+        "eleveo_intervals_003.csv",
+        "eleveo_intervals_009-0a1b2c3d.csv",
+    ]
+    other = ["notes.txt", "eleveo_intervals_final.csv", "genesys_Sales_voice.csv", "eleveo.csv"]
+    for name in stale + other:
+        (out / name).write_text("earlier\n")
+    (out / "eleveo_intervals_004.csv").mkdir()  # a folder: not a file of the profile's
+    code, stdout, stderr = invoke(
+        "export", "vendor", "eleveo", "--store", str(store), "--out", str(out)
+    )
+    assert (code, stdout) == (0, f"wrote 1 eleveo file(s) to {out}\n"), stderr
+    left = sorted(p.name for p in out.iterdir())
+    assert left == sorted(["eleveo_intervals_001.csv", "eleveo_intervals_004.csv", *other])
+    assert all((out / name).read_text() == "earlier\n" for name in other)
