@@ -8,6 +8,7 @@ Dixa serve.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ from typing import Any
 import polars as pl
 import pytest
 from click.testing import Result
+from polars.testing import assert_frame_equal
 
 from engine.cli.main import cli
 from engine.clock import CLOCK_AT_VARIABLE
@@ -100,6 +102,20 @@ def table(out: Path, name: str) -> pl.DataFrame:
     """A stored table, sorted by every key-like column (without the partition column)."""
     frame = pl.read_delta(str(out / "store" / name)).drop("date", strict=False)
     return frame.sort(frame.columns[:8], nulls_last=True)
+
+
+def same_tables(got: dict[str, pl.DataFrame], want: dict[str, pl.DataFrame]) -> None:
+    """Each table of ``want`` equal to ``got``'s, rows in any order."""
+    for name, frame in want.items():
+        assert_frame_equal(got[name], frame, check_row_order=False)
+
+
+def run_json(config: Path, *args: str) -> dict[str, object]:
+    """The ``--json`` summary of ``wfm-intervals run`` with ``config``, which must exit 0."""
+    result = invoke(["run", "--json", "--quiet", *args], config)
+    assert result.exit_code == 0, result.output
+    summary: dict[str, object] = json.loads(result.stdout)
+    return summary
 
 
 def csv_rows(path: Path) -> int:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import Iterator
@@ -11,7 +10,6 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from polars.testing import assert_frame_equal
 
 from engine.clock import StartedClock, use_clock
 from engine.demo.stack import Stack
@@ -24,6 +22,8 @@ from tests.engine.run_support import (
     emulators,
     invoke,
     one_error_line,
+    run_json,
+    same_tables,
     table,
     write_config,
 )
@@ -49,18 +49,6 @@ def _tables(out: Path) -> dict[str, pl.DataFrame]:
     return {name: table(out, name) for name in (*TABLES, "staffing")}
 
 
-def _same(got: dict[str, pl.DataFrame], want: dict[str, pl.DataFrame]) -> None:
-    for name, frame in want.items():
-        assert_frame_equal(got[name], frame, check_row_order=False)
-
-
-def _run(config: Path, *args: str) -> dict[str, object]:
-    result = invoke(["run", "--json", "--quiet", *args], config)
-    assert result.exit_code == 0, result.output
-    summary: dict[str, object] = json.loads(result.stdout)
-    return summary
-
-
 def test_a_narrower_window_after_an_unfinished_rebuild_keeps_every_built_day(
     tmp_path: Path, stack: Stack
 ) -> None:
@@ -69,7 +57,7 @@ def test_a_narrower_window_after_an_unfinished_rebuild_keeps_every_built_day(
     and staffing tables kept those two hours only (66 rows -> 17), exit 0. The full rebuild
     the store owes is made whole whatever window is given."""
     config = _lean(tmp_path, stack)
-    _run(config)
+    run_json(config)
     out = tmp_path / "out"
     before = _tables(out)
     changed = _lean(tmp_path, stack, short_abandon_ms=600_000, sl_formula="answered_only")
@@ -81,11 +69,11 @@ def test_a_narrower_window_after_an_unfinished_rebuild_keeps_every_built_day(
     config = _lean(tmp_path, stack)  # the settings put back
     narrow = ["--start", (T0 + timedelta(hours=10)).isoformat(),
               "--end", (T0 + timedelta(hours=12)).isoformat()]  # fmt: skip
-    summary = _run(config, *narrow)
+    summary = run_json(config, *narrow)
     assert summary["window"]["full_rebuild"] is True  # type: ignore[index]
-    _same(_tables(out), before)
-    assert _run(config)["window"]["full_rebuild"] is False  # type: ignore[index]
-    _same(_tables(out), before)
+    same_tables(_tables(out), before)
+    assert run_json(config)["window"]["full_rebuild"] is False  # type: ignore[index]
+    same_tables(_tables(out), before)
 
 
 @pytest.mark.parametrize("name", ["contacts", "callvolume"])
@@ -98,7 +86,7 @@ def test_a_table_file_damaged_in_place_is_named_and_rebuilt(
     Now ``verify`` and the readers name the file, and the run, which reads the files changed
     on disk since the last run committed, lists it in ``repaired`` and rebuilds the store."""
     config = _lean(tmp_path, stack)
-    _run(config)
+    run_json(config)
     out = tmp_path / "out"
     before = _tables(out)
     victim = sorted((out / "store" / name).rglob("part-*.parquet"))[-1]
@@ -114,12 +102,12 @@ def test_a_table_file_damaged_in_place_is_named_and_rebuilt(
     assert line.endswith("(fix: wfm-intervals run --full-refresh)")
     with pytest.raises(InputFileError, match=shown):
         read_table(out / "store" / name)
-    summary = _run(config)
+    summary = run_json(config)
     repaired = summary["repaired"]
     assert isinstance(repaired, list)
     assert len(repaired) == 1
     assert shown in repaired[0]
     assert summary["window"]["full_rebuild"] is True  # type: ignore[index]
-    _same(_tables(out), before)
+    same_tables(_tables(out), before)
     assert invoke(["verify"], config).exit_code == 0
-    assert _run(config)["repaired"] == []
+    assert run_json(config)["repaired"] == []

@@ -42,6 +42,8 @@ from tests.engine.run_support import (
     invoke,
     lean_config,
     one_error_line,
+    run_json,
+    same_tables,
     table,
     write_config,
 )
@@ -66,18 +68,6 @@ def _tables(out: Path) -> dict[str, pl.DataFrame]:
     return {name: table(out, name) for name in TABLES}
 
 
-def _same(got: dict[str, pl.DataFrame], want: dict[str, pl.DataFrame]) -> None:
-    for name, frame in want.items():
-        assert_frame_equal(got[name], frame, check_row_order=False)
-
-
-def _run(config: Path, *args: str) -> dict[str, object]:
-    result = invoke(["run", "--json", "--quiet", *args], config)
-    assert result.exit_code == 0, result.output
-    summary: dict[str, object] = json.loads(result.stdout)
-    return summary
-
-
 def test_records_landing_late_with_old_vendor_stamps_are_aggregated(
     tmp_path: Path, stack: Stack
 ) -> None:
@@ -85,7 +75,7 @@ def test_records_landing_late_with_old_vendor_stamps_are_aggregated(
     started: the old rule (updated after the last run started) missed them; now the days they
     land in are rebuilt because what landed for them changed."""
     config = _config(tmp_path, stack)
-    _run(config)
+    run_json(config)
     served = stack.ujet.expected_contacts()
     stamp = served["updated_at"].max()
     assert isinstance(stamp, type(T0))
@@ -95,16 +85,16 @@ def test_records_landing_late_with_old_vendor_stamps_are_aggregated(
         pl.lit(stamp + timedelta(minutes=1)).alias("updated_at"),  # before the last run started
     )
     stack.ujet.add_contacts(extra, touch=False)
-    second = _run(config)
+    second = run_json(config)
     assert second["late_changes"] >= 1
     out = tmp_path / "out"
     incremental = _tables(out)
     assert incremental["contacts"].height == stack.ujet.expected_contacts().height
     clean = tmp_path / "clean"
     clean.mkdir()
-    _run(write_config(clean, stack, sources__dixa={"enabled": False},
+    run_json(write_config(clean, stack, sources__dixa={"enabled": False},
                       sources__kore={"enabled": False}, run={"report": False}))  # fmt: skip
-    _same(incremental, _tables(clean / "out"))
+    same_tables(incremental, _tables(clean / "out"))
     window = (T0, T0 + timedelta(days=1))
     want = callvolume.build(
         stack.ujet.expected_contacts().lazy(), window=window, settings=BuildSettings()
@@ -118,15 +108,15 @@ def test_a_second_run_with_nothing_new_commits_nothing_outside_the_recent_window
     tmp_path: Path, stack: Stack
 ) -> None:
     config = _config(tmp_path, stack)
-    _run(config)
+    run_json(config)
     out = tmp_path / "out"
     before = _tables(out)
-    second = _run(config)
+    second = run_json(config)
     assert second["late_changes"] == 0
     plan = second["plan"]
     assert isinstance(plan, dict)
     assert plan["partitions"] == {"contacts": [], "callback_attempts": []}
-    _same(_tables(out), before)
+    same_tables(_tables(out), before)
 
 
 @pytest.mark.parametrize("damage", ["partition", "table", "file", "state", "whole store"])
@@ -134,7 +124,7 @@ def test_lost_history_is_rebuilt_from_the_landing_store(
     tmp_path: Path, stack: Stack, damage: str
 ) -> None:
     config = _config(tmp_path, stack)
-    _run(config)
+    run_json(config)
     out, state = tmp_path / "out", tmp_path / "state"
     before = _tables(out)
     volume = out / "store" / "callvolume"
@@ -149,13 +139,13 @@ def test_lost_history_is_rebuilt_from_the_landing_store(
         (state / "run.json").unlink()
     else:
         shutil.rmtree(out / "store")
-    summary = _run(config)
+    summary = run_json(config)
     repaired = summary["repaired"]
     assert isinstance(repaired, list)
     if damage in ("partition", "table", "file"):
         assert repaired, "the damage was found"
     assert summary["window"]["full_rebuild"] is True  # type: ignore[index]
-    _same(_tables(out), before)
+    same_tables(_tables(out), before)
 
 
 @pytest.mark.parametrize("lost", ["landing", "one source", "landing and state", "one stream"])
@@ -170,7 +160,7 @@ def test_a_lost_landing_store_stops_the_run_and_keeps_the_store(
     landing store, and nothing stored changes. Put back, the next run goes on as if nothing
     happened."""
     config = _config(tmp_path, stack)
-    _run(config)
+    run_json(config)
     out, landing, state = tmp_path / "out", tmp_path / "landing", tmp_path / "state"
     before = _tables(out)
     gone = {
@@ -191,15 +181,15 @@ def test_a_lost_landing_store_stops_the_run_and_keeps_the_store(
     assert str(landing) in line
     assert "holds no file of" in line or "hold nothing of it" in line
     assert stack.ujet.stats.requests + stack.mindful.stats.requests == requests  # nothing fetched
-    _same(_tables(out), before)
+    same_tables(_tables(out), before)
     verified = invoke(["verify"], config)
     assert verified.exit_code == 2
     assert "landing" in verified.stdout
     for path in gone:
         shutil.rmtree(path, ignore_errors=True)  # the state folder the run's lock made anew
         path.with_name(path.name + ".away").rename(path)
-    _run(config)
-    _same(_tables(out), before)
+    run_json(config)
+    same_tables(_tables(out), before)
 
 
 @pytest.mark.parametrize("vendor_down_first", [False, True])
@@ -211,7 +201,7 @@ def test_landing_files_lost_but_listed_are_fetched_again_not_refused(
     repair has emptied the manifests and rewound the cursors; once, the next night then took
     the empty stream for a lost landing store, every night. Both end as a clean run's tables."""
     config = _config(tmp_path, stack)
-    _run(config)
+    run_json(config)
     out = tmp_path / "out"
     before = _tables(out)
     for file in (tmp_path / "landing" / "raw" / "source=ujet").rglob("*.parquet"):
@@ -224,8 +214,8 @@ def test_landing_files_lost_but_listed_are_fetched_again_not_refused(
                             run={"lookback_minutes": 60, "report": False})  # fmt: skip
         assert invoke(["run", "--quiet"], down).exit_code == 2
         config = _config(tmp_path, stack)
-    _run(config)
-    _same(_tables(out), before)
+    run_json(config)
+    same_tables(_tables(out), before)
 
 
 def test_a_store_built_from_a_file_is_not_replaced_by_a_first_sync(
@@ -252,7 +242,7 @@ def test_tables_of_a_source_turned_off_are_kept_and_said(tmp_path: Path, stack: 
     once nothing said so (exit 0, stderr empty, ``verify`` silent) while every reader kept
     serving them as current. Now the run and ``verify`` say it, one line a table."""
     config = _config(tmp_path, stack)
-    _run(config)
+    run_json(config)
     out = tmp_path / "out"
     before = _tables(out)
     write_config(tmp_path, stack, sources__dixa={"enabled": False},
@@ -264,7 +254,7 @@ def test_tables_of_a_source_turned_off_are_kept_and_said(tmp_path: Path, stack: 
     stale = ("callback_attempts", "callback_intervals", "retry_outcomes")
     assert [line.split(": ")[2] for line in notes] == [str(out / "store" / t) for t in stale]
     assert all("built from mindful" in line for line in notes)
-    _same({t: table(out, t) for t in stale}, {t: before[t] for t in stale})  # kept
+    same_tables({t: table(out, t) for t in stale}, {t: before[t] for t in stale})  # kept
     verified = invoke(["verify"], config)
     assert verified.exit_code == 0
     assert verified.stdout.count("fed by no enabled source") == 3
@@ -282,12 +272,12 @@ def test_a_table_whose_log_is_torn_is_set_aside_and_built_again(
     ``verify`` named that as the fix. The run sets it aside (kept until a later sweep) and
     builds it again from the landing store, as a lost table is."""
     config = _config(tmp_path, stack)
-    _run(config)
+    run_json(config)
     out = tmp_path / "out"
     before = _tables(out) | {"staffing": table(out, "staffing")}
     entry = sorted((out / "store" / name / "_delta_log").glob("*.json"))[-1]
     entry.write_bytes(entry.read_bytes()[: entry.stat().st_size // 2])
-    summary = _run(config, *args)
+    summary = run_json(config, *args)
     cleaned = summary["cleaned"]
     assert isinstance(cleaned, list)
     assert [line for line in cleaned if "set aside as" in line] == [
@@ -296,13 +286,13 @@ def test_a_table_whose_log_is_torn_is_set_aside_and_built_again(
     assert len([line for line in cleaned if "set aside as" in line]) == 1
     assert len(list((out / "store").glob(f".{name}.old-*"))) == 1  # the damaged copy, kept
     assert summary["window"]["full_rebuild"] is True  # type: ignore[index]
-    _same(_tables(out) | {"staffing": table(out, "staffing")}, before)
+    same_tables(_tables(out) | {"staffing": table(out, "staffing")}, before)
     assert invoke(["verify"], config).exit_code == 0
 
 
 def test_verify_tells_a_lost_run_state_from_no_run_yet(tmp_path: Path, stack: Stack) -> None:
     config = _config(tmp_path, stack)
-    _run(config)
+    run_json(config)
     (tmp_path / "state" / "run.json").unlink()
     verified = invoke(["verify"], config)
     assert verified.exit_code == 0  # the next run rebuilds from the landing store: repaired
@@ -312,7 +302,7 @@ def test_verify_tells_a_lost_run_state_from_no_run_yet(tmp_path: Path, stack: St
 
 def test_a_damaged_run_state_is_one_line_naming_the_fix(tmp_path: Path, stack: Stack) -> None:
     config = _config(tmp_path, stack)
-    _run(config)
+    run_json(config)
     (tmp_path / "state" / "run.json").write_text("{torn")
     result = invoke(["run", "--quiet"], config)
     assert result.exit_code == 2
@@ -359,8 +349,8 @@ def test_two_runs_at_once_take_turns(tmp_path: Path, stack: Stack) -> None:
     assert kinds == [False, True]  # one built the store, the other came after it
     clean = tmp_path / "clean"
     clean.mkdir()
-    _run(_config(clean, stack))
-    _same(_tables(tmp_path / "out"), _tables(clean / "out"))
+    run_json(_config(clean, stack))
+    same_tables(_tables(tmp_path / "out"), _tables(clean / "out"))
 
 
 def test_a_killed_lock_holder_is_taken_over(tmp_path: Path, stack: Stack) -> None:
@@ -371,7 +361,7 @@ def test_a_killed_lock_holder_is_taken_over(tmp_path: Path, stack: Stack) -> Non
 
 def test_the_old_parquet_store_is_migrated_once(tmp_path: Path, stack: Stack) -> None:
     config = _config(tmp_path, stack)
-    _run(config)
+    run_json(config)
     out = tmp_path / "out"
     before = _tables(out)
     for name in TABLES:  # rewrite each table in the layout of the Parquet-directory store
@@ -384,13 +374,13 @@ def test_the_old_parquet_store_is_migrated_once(tmp_path: Path, stack: Stack) ->
     old["version"] = 1
     del old["digests"]
     state.write_text(json.dumps(old))
-    summary = _run(config)
+    summary = run_json(config)
     cleaned = summary["cleaned"]
     assert isinstance(cleaned, list)
     assert sum("migrated" in c for c in cleaned) == len(TABLES)
-    _same(_tables(out), before)
+    same_tables(_tables(out), before)
     assert not [p for p in (out / "store").rglob("*.parquet") if not p.name.startswith("part-")]
-    again = _run(config)
+    again = run_json(config)
     assert not [c for c in again["cleaned"] if "migrated" in c]  # type: ignore[union-attr]
 
 
@@ -398,7 +388,7 @@ def test_a_dry_run_writes_nothing_and_says_what_a_run_would_touch(
     tmp_path: Path, stack: Stack
 ) -> None:
     config = _config(tmp_path, stack)
-    _run(config)
+    run_json(config)
     before = sorted((p.relative_to(tmp_path), p.stat().st_mtime_ns) for p in tmp_path.rglob("*"))
     result = invoke(["run", "--dry-run", "--json"], config)
     assert result.exit_code == 0, result.output
@@ -438,10 +428,10 @@ def _kill_a_lock_holder(state: Path) -> None:
 
 def test_leftovers_of_a_killed_run_are_cleaned(tmp_path: Path, stack: Stack) -> None:
     config = _config(tmp_path, stack)
-    _run(config)
+    run_json(config)
     orphan, tmp = _leftovers(tmp_path / "out")
     _kill_a_lock_holder(tmp_path / "state")  # the writer that left them died holding the lock
-    summary = _run(config)
+    summary = run_json(config)
     cleaned = summary["cleaned"]
     assert isinstance(cleaned, list)
     assert str(tmp) in cleaned
@@ -454,22 +444,22 @@ def test_after_a_clean_end_the_sweep_waits_a_week(tmp_path: Path, stack: Stack) 
     """A run after one that ended cleanly skips the sweep (nothing of a killed writer can be
     there); stray files a writer outside the lock left are swept once a week."""
     config = _config(tmp_path, stack)
-    _run(config)
+    run_json(config)
     lock = json.loads((tmp_path / "state" / "wfm-intervals.lock").read_text())
     assert "ended" in lock
     orphan, tmp = _leftovers(tmp_path / "out")
-    assert _run(config)["cleaned"] == []
+    assert run_json(config)["cleaned"] == []
     assert orphan.exists()
     assert tmp.exists()
     record = tmp_path / "state" / "housekeeping.json"
     swept = datetime.fromisoformat(json.loads(record.read_text())["swept"])
     days_before = swept - timedelta(days=6, hours=23)
     record.write_text(json.dumps({"swept": days_before.strftime("%Y-%m-%dT%H:%M:%SZ")}))
-    assert _run(config)["cleaned"] == []  # under a week since: still waiting
+    assert run_json(config)["cleaned"] == []  # under a week since: still waiting
     assert orphan.exists()
     week_before = swept - timedelta(days=7, minutes=1)
     record.write_text(json.dumps({"swept": week_before.strftime("%Y-%m-%dT%H:%M:%SZ")}))
-    cleaned = _run(config)["cleaned"]
+    cleaned = run_json(config)["cleaned"]
     assert isinstance(cleaned, list)
     assert str(tmp) in cleaned
     assert not orphan.exists()
@@ -483,7 +473,7 @@ def test_verify_checks_landing_state_and_store_against_each_other(
     fresh = invoke(["verify"], config)
     assert fresh.exit_code == 0, fresh.output  # no run yet: nothing is wrong
     assert "behind   state" in fresh.stdout
-    _run(config)
+    run_json(config)
     good = invoke(["verify", "--json"], config)
     assert good.exit_code == 0, good.output
     findings = json.loads(good.stdout)["findings"]
@@ -555,7 +545,7 @@ def test_a_callback_chain_published_hours_late_reaches_the_callback_tables(
     callback tables of its request's day are rebuilt (the old window followed ``created_at``
     and missed it)."""
     config = _config(tmp_path, stack)
-    _run(config)
+    run_json(config)
     single = next(
         r for r in stack.mindful.records() if not r["hasRetry"] and r["retryAttempt"] == 0
     )
@@ -568,7 +558,7 @@ def test_a_callback_chain_published_hours_late_reaches_the_callback_tables(
             record[key] = moved.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
     hour = TEST_NOW.replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
     stack.mindful.add_raw_records([record], hour=hour)
-    second = _run(config)
+    second = run_json(config)
     assert second["late_changes"] >= 1
     plan = second["plan"]
     assert isinstance(plan, dict)
@@ -582,7 +572,7 @@ def test_a_callback_chain_published_hours_late_reaches_the_callback_tables(
     # The emulator's metrics endpoint does not count records served raw: Mindful's own numbers
     # lack this chain, so the clean run's reconciliation (over the whole day) says so.
     assert json.loads(full.stdout)["problems"] == ["reconciliation: 6 differences out of tolerance"]
-    _same(got, _tables(clean / "out"))
+    same_tables(got, _tables(clean / "out"))
 
 
 def test_a_torn_landing_file_is_fetched_again_and_the_run_says_so(
@@ -592,7 +582,7 @@ def test_a_torn_landing_file_is_fetched_again_and_the_run_says_so(
     before anything reads it; the run exits 0 with the tables of a clean run and names the
     repair in its summary."""
     config = _config(tmp_path, stack)
-    _run(config)
+    run_json(config)
     landed = sorted((tmp_path / "landing" / "raw" / "source=ujet").rglob("*.parquet"))[0]
     landed.write_bytes(landed.read_bytes()[:100] + b"\x00\xff")
     shown = invoke(["run", "--quiet"], config)
@@ -605,7 +595,7 @@ def test_a_torn_landing_file_is_fetched_again_and_the_run_says_so(
     assert not any("\x00" in str(line) or "\xff" in str(line) for line in repaired)
     clean = tmp_path / "clean"
     invoke(["run", "--quiet"], _config(clean, stack))
-    _same(_tables(tmp_path / "out"), _tables(clean / "out"))
+    same_tables(_tables(tmp_path / "out"), _tables(clean / "out"))
 
 
 def test_an_unreadable_landing_file_found_by_the_rebuild_is_one_line_with_the_way_back(
@@ -614,7 +604,7 @@ def test_an_unreadable_landing_file_found_by_the_rebuild_is_one_line_with_the_wa
     """A landed file torn where no sync repairs it first (here a dry run, which syncs nothing)
     stops the rebuild with one line naming the store and the way back."""
     config = _config(tmp_path, stack)
-    _run(config)
+    run_json(config)
     landed = sorted((tmp_path / "landing" / "raw" / "source=ujet").rglob("*.parquet"))[0]
     landed.write_bytes(landed.read_bytes()[:100] + b"\x00\xff")
     result = invoke(["run", "--quiet", "--dry-run"], config)
@@ -632,7 +622,7 @@ def test_a_conflicting_duplicate_is_quarantined_not_won_by_the_later_fetch(
     """The vendor sends a record again under the same ``updated_at`` with other content: both
     versions go to the quarantine as ``conflicting_duplicate`` (the later fetch used to win)."""
     config = _config(tmp_path, stack)
-    _run(config)
+    run_json(config)
     calls = stack.ujet.expected_contacts().filter(pl.col("channel") == "voice")
     last = calls.sort("updated_at").row(-1, named=True)  # at the cursor: the sync reads it again
     assert last["outcome"] == "answered"
@@ -663,7 +653,7 @@ def test_a_tenant_without_chats_leaves_the_stream_out(tmp_path: Path, stack: Sta
         sources__kore={"enabled": False},
         run={"report": False},
     )
-    summary = _run(only_calls)
+    summary = run_json(only_calls)
     pulled = summary["pulled"]
     assert isinstance(pulled, list)
     assert [f"{p['source']}/{p['stream']}" for p in pulled] == ["ujet/calls", "mindful/attempts"]
@@ -705,7 +695,7 @@ def test_a_newer_version_that_does_not_fit_is_quarantined_not_dropped(
     from the quarantine because an (older) version of the call had landed: exit 0, nothing
     quarantined, nothing said. Now it is quarantined; the version before it stays counted."""
     config = _config(tmp_path, stack)
-    _run(config)
+    run_json(config)
     out = tmp_path / "out"
     target = stack.ujet.records("calls")[0]
     cid = f"call-{target['id']}"
@@ -721,7 +711,7 @@ def test_a_newer_version_that_does_not_fit_is_quarantined_not_dropped(
         return replace(response, payload=rows, body=None)
 
     stack.ujet.add_rewrite(misfit)
-    summary = _run(config)
+    summary = run_json(config)
     assert summary["quarantined"] == {"wrong_type": 1}
     quarantine = pl.read_csv(out / "quarantine" / "contacts.csv", infer_schema=False)
     assert quarantine.select("record_id", "reason").rows() == [(cid, "wrong_type")]
@@ -746,13 +736,13 @@ def test_a_table_put_back_from_an_older_copy_is_rebuilt_not_kept(
     with its rows missing for good (callvolume 280 where 382), and ``verify`` said ok. Now the
     run finds it not as the last run left it, rebuilds, and lists it in ``repaired``."""
     config = _config(tmp_path, stack)
-    _run(config)
+    run_json(config)
     out = tmp_path / "out"
     path = out / "store" / table_name
     shutil.copytree(path, tmp_path / "older")
     late = stack.ujet.expected_contacts().filter(pl.col("outcome") == "answered").row(0, named=True)
     stack.ujet.update_records([late["contact_id"]], talk_ms=late["talk_ms"] + 60_000)
-    _run(config)
+    run_json(config)
     before = _tables(out)
     if how == "restored":
         shutil.rmtree(path)
@@ -762,16 +752,16 @@ def test_a_table_put_back_from_an_older_copy_is_rebuilt_not_kept(
     verified = invoke(["verify"], config)
     assert verified.exit_code == 2, verified.output
     assert "where the last run left version" in verified.stdout
-    summary = _run(config)
+    summary = run_json(config)
     assert any("where the last run left version" in line for line in summary["repaired"])  # type: ignore[union-attr]
     assert summary["window"]["full_rebuild"] is True  # type: ignore[index]
-    _same(_tables(out), before)
+    same_tables(_tables(out), before)
     state = tmp_path / "state" / "run.json"  # an entry cut (or edited by hand): not compared
     recorded = json.loads(state.read_text())
     recorded["tables"][table_name] = recorded["tables"][table_name].rpartition("@")[0] + "@"
     state.write_text(json.dumps(recorded))
     assert invoke(["verify"], config).exit_code == 0
-    assert _run(config)["repaired"] == []
+    assert run_json(config)["repaired"] == []
 
 
 def test_a_full_rebuild_killed_halfway_is_a_full_rebuild_again(
@@ -782,7 +772,7 @@ def test_a_full_rebuild_killed_halfway_is_a_full_rebuild_again(
     it did not rebuild keeping the other settings' numbers, exit 0. The run state is marked
     unfinished before a full rebuild commits anything: the next run is a full one too."""
     config = _lean(tmp_path, stack)
-    _run(config)
+    run_json(config)
     out = tmp_path / "out"
     before = _tables(out)
     changed = _lean(tmp_path, stack, short_abandon_ms=600_000, sl_formula="answered_only")
@@ -795,6 +785,6 @@ def test_a_full_rebuild_killed_halfway_is_a_full_rebuild_again(
     said = invoke(["verify"], config).stdout + invoke(["state", "show"], config).stdout
     assert said.count("a full rebuild began") == 2, said  # not a run that built the tables
     assert "partition day(s) differ" not in said
-    summary = _run(config)
+    summary = run_json(config)
     assert summary["window"]["full_rebuild"] is True  # type: ignore[index]
-    _same(_tables(out), before)
+    same_tables(_tables(out), before)
