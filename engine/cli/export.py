@@ -187,13 +187,16 @@ def forecast(  # noqa: PLR0917 - the command's options
     time: str,
 ) -> None:
     """Write the long unique_id, ds, y format for forecasting libraries (closed intervals)."""
-    ended = pl.col("interval_end_utc") <= closed_by(clock.now(), settle_minutes)
+    closed = closed_by(clock.now(), settle_minutes)
     stamps: Literal["utc", "local"] = "local" if time == "local" else "utc"
+    built = store_dir(store, config_path, tenant)
     try:
         frame = long_format(
-            _volume(store_dir(store, config_path, tenant)).lazy().filter(ended),
+            _volume(built).lazy(),
             metrics=metrics,
             time=stamps,
+            closed=closed,
+            tz=built_with(built).tz,
         ).collect()
     except ValueError as exc:
         fail(f"--metric: {exc}")

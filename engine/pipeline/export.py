@@ -260,10 +260,10 @@ def export_tables(
     for name in output.vendor_profiles:
         files += _vendor(out, name, volume, closed, at)
     if output.forecast:
-        ended = volume.lazy().filter(pl.col("interval_end_utc") <= closed)
         frame = long_format(
-            ended, metrics=output.forecast_metrics, time=output.forecast_time
-        ).collect()
+            volume.lazy(), metrics=output.forecast_metrics, time=output.forecast_time,
+            closed=closed, tz=settings.tz,
+        ).collect()  # fmt: skip
         files.append(export.write_parquet(frame, exports / "forecast.parquet"))
     return files
 

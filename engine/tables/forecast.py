@@ -25,6 +25,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Literal
 
 import polars as pl
@@ -41,6 +42,8 @@ def long_format(
     *,
     metrics: Sequence[str] = DEFAULT_METRICS,
     time: Literal["utc", "local"] = "utc",
+    closed: datetime | None = None,
+    tz: str | None = None,
 ) -> pl.LazyFrame:
     """The volume table as one long frame of series, sorted by ``unique_id`` and ``ds``.
 
@@ -53,6 +56,16 @@ def long_format(
             spring-forward hour, and the fall-back hour's two intervals of each stamp are
             merged into one row as a roll-up merges them (a count or duration summed, a
             ``*_max_ms`` its maximum), so it is exact.
+        closed: publish only what had closed by this instant (aware), as the exports do
+            (:func:`engine.output.vendor.closed_by`): a UTC row whose interval ended by then;
+            a local stamp when every interval it stands for ended by then.
+        tz: the zone ``table`` was built in (``[build] tz``), for local stamps: each is then
+            published only when every interval it stands for is in ``table``.
+
+    A local stamp is published only when it is complete: a fall-back stamp is never written
+    with its first interval alone while the second is still running (with ``closed``) or
+    outside the table (with ``tz``), only to change later; it is left out until both are in.
+    The exports give both.
 
     Raises:
         ValueError: a metric is not an additive column of the volume table.
@@ -62,6 +75,7 @@ def long_format(
         msg = f"not additive volume columns: {unknown} (choose from {list(ADDITIVE)})"
         raise ValueError(msg)
     stamp = "interval_start_utc" if time == "utc" else "interval_start_local"
+    table = table.filter(_published(time, closed, tz))
     series = table.unpivot(
         index=["queue_id", "channel", stamp], on=list(metrics), variable_name="metric",
         value_name="y",
@@ -80,3 +94,23 @@ def long_format(
     else:
         series = series.drop("__max")
     return series.sort("unique_id", "ds")
+
+
+def _published(time: Literal["utc", "local"], closed: datetime | None, tz: str | None) -> pl.Expr:
+    """Which rows of a volume table :func:`long_format` publishes (see there): with UTC stamps
+    the intervals ended by ``closed``; with local ones the rows of each stamp whose every
+    interval ended by ``closed`` and, with ``tz``, whose earliest and latest instants on that
+    wall clock (a fall-back stamp's two) are its first and last interval in the table."""
+    end = pl.col("interval_end_utc")
+    if time == "utc":
+        return pl.lit(value=True) if closed is None else end <= closed
+    local, start = pl.col("interval_start_local"), pl.col("interval_start_utc")
+    keep = pl.lit(value=True) if closed is None else end.max().over(local) <= closed
+    if tz is not None:
+        wall = local.dt.replace_time_zone(None)
+        first, last = (
+            wall.dt.replace_time_zone(tz, ambiguous=which).dt.convert_time_zone("UTC")
+            for which in ("earliest", "latest")
+        )
+        keep &= (start.min().over(local) == first) & (start.max().over(local) == last)
+    return keep

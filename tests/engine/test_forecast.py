@@ -155,3 +155,64 @@ def test_local_time_merges_the_repeated_hour_as_a_roll_up_does() -> None:
     got = dict(local.filter(pl.col("ds") == stamp).select("unique_id", "y").iter_rows())
     assert got == {"q1|voice|offered": 2.0, "q1|voice|wait_answered_ms": 38_786.0,
                    "q1|voice|wait_answered_max_ms": 38_709.0}  # fmt: skip
+
+
+def _fall_back_store(tmp_path: Path) -> tuple[Path, pl.DataFrame]:
+    """New York's fall-back day built (contacts in every interval), written as a store."""
+    from engine.output.files import write_store
+
+    s = BuildSettings(tz="America/New_York")
+    window = (datetime(2026, 11, 1, 4, tzinfo=UTC), datetime(2026, 11, 1, 8, tzinfo=UTC))
+    rows = generate_contacts(seed=9, start=window[0], days=1, scale=2.0, time_zone=s.tz)
+    table = callvolume.build(rows.lazy(), window=window, settings=s).collect()
+    store = tmp_path / "out"
+    write_store(table, store / "store" / "callvolume", by="interval_start_utc")
+    (store / "summary.json").write_text(json.dumps({"tz": s.tz, "interval_minutes": 15}))
+    return store, table
+
+
+def test_a_fall_back_stamp_is_published_only_when_both_its_intervals_closed(
+    tmp_path: Path,
+) -> None:
+    """At 06:20 UTC (settle 0) New York's 01:15 local has happened once (05:15 UTC, EDT) and is
+    running again (06:15 UTC, EST): it was written with the first interval alone (y halved) and
+    rewritten the next day. A merged stamp waits until both its intervals closed; so does one
+    whose second interval is not in the table (01:45 EDT of a table ending at 06:45 UTC)."""
+    from engine.app.config import OutputSettings
+    from engine.clock import FixedClock, use_clock
+    from engine.pipeline.export import export_tables
+
+    store, table = _fall_back_store(tmp_path)
+
+    def both(stamp: datetime) -> float:  # the offered of the 01:xx stamp's EDT and EST intervals
+        first = stamp.replace(hour=5, tzinfo=UTC)
+        starts = [first, first + timedelta(hours=1)]
+        return float(table.filter(pl.col("interval_start_utc").is_in(starts))["offered"].sum())
+
+    at = datetime(2026, 11, 1, 6, 20, tzinfo=UTC)
+    args = ["export", "forecast", "--store", str(store), "--time", "local", "--settle-minutes",
+            "0", "--metric", "offered"]  # fmt: skip
+    with use_clock(FixedClock(at)):
+        r = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "f.csv")])
+    assert r.exit_code == 0, r.stderr
+    cli_frame = pl.read_csv(tmp_path / "f.csv", try_parse_dates=True)
+    output = OutputSettings(formats=(), forecast=True, forecast_time="local",
+                            forecast_metrics=("offered",), settle_minutes=0)  # fmt: skip
+    build = BuildSettings(tz="America/New_York")
+    export_tables(tmp_path / "run", output, {"callvolume": table}, build=build, now=at)
+    run_frame = pl.read_parquet(tmp_path / "run" / "exports" / "forecast.parquet")
+    one = datetime(2026, 11, 1, 1)  # noqa: DTZ001 - a naive wall-clock stamp, as ds is
+    for frame in (cli_frame, run_frame):
+        stamps = frame["ds"].unique().sort().to_list()
+        assert stamps[-1] == one  # 05:00Z and 06:00Z closed; 01:15 waits for 06:15-06:30Z
+        assert frame.filter(pl.col("ds") == one)["y"].sum() == both(one)
+    full = long_format(table.lazy(), metrics=("offered",), time="local").collect()
+    for minute in (0, 15, 30, 45):  # later, every stamp of the hour sums both its intervals
+        stamp = one.replace(minute=minute)
+        assert full.filter(pl.col("ds") == stamp)["y"].sum() == both(stamp) > 0
+    later = long_format(
+        table.lazy().filter(pl.col("interval_end_utc") <= datetime(2026, 11, 1, 6, 45, tzinfo=UTC)),
+        metrics=("offered",), time="local", tz=build.tz,
+    ).collect()  # fmt: skip
+    assert one.replace(minute=45) not in later["ds"].to_list()  # its 06:45Z interval is not in
+    assert one.replace(minute=30) in later["ds"].to_list()
