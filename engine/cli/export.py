@@ -10,6 +10,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable
 from datetime import datetime
@@ -20,6 +21,7 @@ import click
 import polars as pl
 
 from engine import clock
+from engine.app.config import OutputSettings
 from engine.cli.common import (
     CONFIG_OPTION,
     TENANT_OPTION,
@@ -56,13 +58,33 @@ def _store(command: Callable[..., Any]) -> Callable[..., Any]:
     )(command)
 
 
-_SETTLE = click.option(
-    "--settle-minutes",
-    default=15,
-    show_default=True,
-    type=click.IntRange(0, 1440),
-    help="Closed intervals only: those that ended at least this long ago.",
-)
+def _output(
+    store: Path | None, config_path: tuple[Path, ...], tenant: str | None
+) -> OutputSettings:
+    """The ``[output]`` settings an export command defaults to: the configuration's (a
+    tenant's) when it is read (``--config``, ``--tenant``, or no ``--store``: its
+    ``output.dir``), else the built-in defaults; exit 2 on an invalid configuration."""
+    given = store is None or config_path or tenant
+    return settings_or_fail(config_path, tenant=tenant).output if given else OutputSettings()
+
+
+def _SETTLE(command: Callable[..., Any]) -> Callable[..., Any]:  # noqa: N802 - an option
+    """``--settle-minutes``, defaulting to ``[output] settle_minutes`` (:func:`_output`): the
+    command is called with the minutes given on the command line, else the configured ones."""
+
+    @functools.wraps(command)
+    def settled(*args: Any, settle_minutes: int | None, **kwargs: Any) -> Any:
+        if settle_minutes is None:
+            where = (kwargs["store"], kwargs["config_path"], kwargs["tenant"])
+            settle_minutes = _output(*where).settle_minutes
+        return command(*args, settle_minutes=settle_minutes, **kwargs)
+
+    return click.option(
+        "--settle-minutes",
+        type=click.IntRange(0, 1440),
+        help="Closed intervals only: those that ended at least this long ago "
+        "[output.settle_minutes; 15].",
+    )(settled)
 
 
 def volume_table(store: Path) -> pl.DataFrame:
@@ -172,11 +194,13 @@ def vendor(  # noqa: PLR0917 - the command's options
 @_store
 @click.option("--out", required=True, type=GivenPath(path_type=Path, dir_okay=False),
               help="Output file: .parquet or .csv.")  # fmt: skip
-@click.option("--metric", "metrics", multiple=True, default=DEFAULT_METRICS, show_default=True,
-              help="Additive column to turn into series; repeatable.")  # fmt: skip
+@click.option("--metric", "metrics", multiple=True,
+              help="Additive column to turn into series; repeatable "
+              f"[output.forecast_metrics; {' '.join(DEFAULT_METRICS)}].")  # fmt: skip
 @_SETTLE
-@click.option("--time", type=click.Choice(["utc", "local"]), default="utc", show_default=True,
-              help="ds in UTC, or on the wall clock of the zone it was built in.")  # fmt: skip
+@click.option("--time", type=click.Choice(["utc", "local"]),
+              help="ds in UTC, or on the wall clock of the zone it was built in "
+              "[output.forecast_time; utc].")  # fmt: skip
 def forecast(  # noqa: PLR0917 - the command's options
     store: Path | None,
     config_path: tuple[Path, ...],
@@ -184,11 +208,16 @@ def forecast(  # noqa: PLR0917 - the command's options
     out: Path,
     metrics: tuple[str, ...],
     settle_minutes: int,
-    time: str,
+    time: str | None,
 ) -> None:
-    """Write the long unique_id, ds, y format for forecasting libraries (closed intervals)."""
+    """Write the long unique_id, ds, y format for forecasting libraries (closed intervals);
+    an option not given is the configuration's [output] setting when one is read."""
     closed = closed_by(clock.now(), settle_minutes)
-    stamps: Literal["utc", "local"] = "local" if time == "local" else "utc"
+    output = _output(store, config_path, tenant)
+    metrics = metrics or output.forecast_metrics
+    stamps: Literal["utc", "local"] = (
+        "local" if (time or output.forecast_time) == "local" else "utc"
+    )
     built = store_dir(store, config_path, tenant)
     try:
         frame = long_format(

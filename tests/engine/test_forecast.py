@@ -216,3 +216,30 @@ def test_a_fall_back_stamp_is_published_only_when_both_its_intervals_closed(
     ).collect()  # fmt: skip
     assert one.replace(minute=45) not in later["ds"].to_list()  # its 06:45Z interval is not in
     assert one.replace(minute=30) in later["ds"].to_list()
+
+
+def test_the_export_commands_default_to_the_configured_output_settings(tmp_path: Path) -> None:
+    """`export vendor` / `export forecast --config` took 15 settle minutes, UTC stamps and four
+    metrics whatever `[output]` said; now the configured ones, unless given on the command line."""
+    from engine.clock import FixedClock, use_clock
+
+    store, _ = _fall_back_store(tmp_path)  # 04:00-08:00 UTC
+    config = tmp_path / "wfm.toml"
+    config.write_text(f'[output]\ndir = "{store.as_posix()}"\nsettle_minutes = 120\n'
+                      'forecast_time = "local"\nforecast_metrics = ["offered"]\n')  # fmt: skip
+    run, f, v = CliRunner().invoke, str(tmp_path / "f.csv"), str(tmp_path / "v")
+    with use_clock(FixedClock(datetime(2026, 11, 1, 9, tzinfo=UTC))):  # closed by 07:00 UTC
+        r = run(cli, ["export", "vendor", "eleveo", "--config", str(config), "--out", v])
+        assert r.exit_code == 0, r.stderr
+        eleveo = pl.read_csv(next((tmp_path / "v").glob("eleveo_*.csv")))
+        assert eleveo["IntervalStartUTC"].max() == "2026-11-01T06:45:00Z"
+        assert run(cli, ["export", "forecast", "--config", str(config), "--out", f]).exit_code == 0
+        frame = pl.read_csv(f, try_parse_dates=True)
+        assert frame["unique_id"].str.ends_with("|offered").all()
+        assert frame["ds"].max() == datetime(2026, 11, 1, 1, 45)  # noqa: DTZ001 - local 06:45Z
+        given = ["--settle-minutes", "0", "--time", "utc", "--metric", "answered"]
+        r = run(cli, ["export", "forecast", "--config", str(config), "--out", f, *given])
+        assert r.exit_code == 0, r.stderr
+        frame = pl.read_csv(f, try_parse_dates=True)
+        assert frame["unique_id"].str.ends_with("|answered").all()
+        assert frame["ds"].max() == datetime(2026, 11, 1, 7, 45)  # noqa: DTZ001 - naive UTC
