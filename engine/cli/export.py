@@ -135,13 +135,29 @@ def export() -> None:
     """Export the volume table in other shapes."""
 
 
+def _profile(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The optional ``PROFILE`` argument of ``export vendor``: the command is called with a
+    built-in profile's name or with ``--profile-file`` (``profile_name`` None), exactly one;
+    neither or both exit 2 in one line (a name given beside a file was once ignored)."""
+
+    @functools.wraps(command)
+    def one_profile(*args: Any, profile_name: str | None, **kwargs: Any) -> Any:
+        if (profile_name is None) == (kwargs["profile_file"] is None):
+            if profile_name is not None:
+                fail(f"PROFILE {profile_name!r} and --profile-file: give one or the other")
+            fail(f"give a PROFILE ({', '.join(sorted(builtin_profiles()))}) or --profile-file")
+        return command(*args, profile_name=profile_name, **kwargs)
+
+    return click.argument("profile_name", metavar="[PROFILE]", required=False)(one_profile)
+
+
 @export.command("vendor")
-@click.argument("profile_name", metavar="PROFILE")
+@_profile
 @_store
 @click.option("--out", required=True, type=GivenPath(path_type=Path, file_okay=False),
               help="Directory for the vendor files.")  # fmt: skip
 @click.option("--profile-file", type=GivenPath(path_type=Path, dir_okay=False, exists=True),
-              help="A TOML profile of your own instead of a built-in one.")  # fmt: skip
+              help="A TOML profile of your own instead of a built-in PROFILE.")  # fmt: skip
 @_SETTLE
 def vendor(  # noqa: PLR0917 - the command's options
     profile_name: str,

@@ -109,7 +109,7 @@ CASES: dict[str, Case] = {
     "demo days": Case("demo --days 0", 2, "--days"),
     "report without --store": Case("report", 2, "--store"),
     "profile file missing": Case(
-        "export vendor mine --profile-file {d}/missing.toml", 2, "--profile-file"
+        "export vendor --profile-file {d}/missing.toml", 2, "--profile-file"
     ),
     # build: inputs and options
     "contacts missing": Case(f"{CONTACTS} {{d}}/missing.csv", 2, "missing.csv"),

@@ -46,7 +46,7 @@ def vendor(store: Path, out: Path, profile: str) -> tuple[int, str, str]:
     out.parent.mkdir(parents=True, exist_ok=True)
     path = out.parent / "profile.toml"
     path.write_text(f'name = "p"\n{profile}')
-    return invoke("export", "vendor", "x", "--profile-file", str(path), "--store", str(store),
+    return invoke("export", "vendor", "--profile-file", str(path), "--store", str(store),
                   "--out", str(out))  # fmt: skip
 
 

@@ -243,3 +243,22 @@ def test_the_export_commands_default_to_the_configured_output_settings(tmp_path:
         frame = pl.read_csv(f, try_parse_dates=True)
         assert frame["unique_id"].str.ends_with("|answered").all()
         assert frame["ds"].max() == datetime(2026, 11, 1, 7, 45)  # noqa: DTZ001 - naive UTC
+
+
+def test_export_vendor_takes_a_profile_or_a_profile_file_exactly_one(tmp_path: Path) -> None:
+    """`--profile-file` needed a PROFILE beside it, which it then ignored (`genesys
+    --profile-file p1.toml` wrote p1's files). The file alone is enough; both, or neither, are
+    one line, exit 2."""
+    store, _ = _fall_back_store(tmp_path)
+    own = Path(__file__).parents[2] / "engine" / "data" / "exports" / "eleveo.toml"
+    args = ["export", "vendor", "--store", str(store), "--out", str(tmp_path / "v")]
+    run = CliRunner().invoke
+    r = run(cli, [*args, "--profile-file", str(own)])
+    assert r.exit_code == 0, r.stderr
+    assert list((tmp_path / "v").glob("eleveo_*.csv"))
+    for wrong in (["genesys", "--profile-file", str(own)], []):
+        r = run(cli, [*args, *wrong])
+        assert r.exit_code == 2
+        assert len(r.stderr.splitlines()) == 1
+        assert "--profile-file" in r.stderr
+    assert "one or the other" in run(cli, [*args, "genesys", "--profile-file", str(own)]).stderr
