@@ -3,12 +3,12 @@ the other Nixtla tools read.
 
 One series per queue, channel and metric: ``unique_id`` is ``queue_id|channel|metric``, ``ds``
 is the interval start *without* a zone (forecasting libraries want naive stamps): in UTC by
-default (strictly increasing and regular), or on the reporting zone's wall clock with
-``time="local"`` (``[output] forecast_time``), where a centre's daily curve does not move at a DST
-change; and ``y`` the metric as a float. Only additive metrics are offered: they are
-zero-filled, so every series is complete. Forecast the workload (``offered``, ``answered``,
-``handle_ms``) and derive AHT as ``handle_ms / answered`` from the forecasts, rather than
-forecasting a ratio.
+default (strictly increasing; regular where the zone's DST jumps are whole intervals), or on
+the reporting zone's wall clock with ``time="local"`` (``[output] forecast_time``), where a
+centre's daily curve does not move at a DST change; and ``y`` the metric as a float. Only
+additive metrics are offered: they are zero-filled, so every series is complete. Forecast
+the workload (``offered``, ``answered``, ``handle_ms``) and derive AHT as
+``handle_ms / answered`` from the forecasts, rather than forecasting a ratio.
 
 Example:
     >>> from datetime import datetime, UTC, timedelta
@@ -50,8 +50,9 @@ def long_format(
     Args:
         table: a volume table (:data:`engine.tables.callvolume.SCHEMA` columns).
         metrics: additive columns to turn into series.
-        time: ``ds`` as the interval start in UTC (``"utc"``, strictly increasing and regular),
-            or on the reporting zone's wall clock (``"local"``, its ``interval_start_local``: a
+        time: ``ds`` as the interval start in UTC (``"utc"``, strictly increasing; regular
+            where the zone's DST jumps are whole intervals, not Lord Howe's 30 minutes), or on
+            the reporting zone's wall clock (``"local"``, its ``interval_start_local``: a
             centre's daily curve stays put across DST changes). Local stamps skip the
             spring-forward hour, and the fall-back hour's two intervals of each stamp are
             merged into one row as a roll-up merges them (a count or duration summed, a
