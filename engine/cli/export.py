@@ -160,7 +160,7 @@ def _profile(command: Callable[..., Any]) -> Callable[..., Any]:
               help="A TOML profile of your own instead of a built-in PROFILE.")  # fmt: skip
 @_SETTLE
 def vendor(  # noqa: PLR0917 - the command's options
-    profile_name: str,
+    profile_name: str | None,
     store: Path | None,
     config_path: tuple[Path, ...],
     tenant: str | None,

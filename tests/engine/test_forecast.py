@@ -229,10 +229,12 @@ def test_the_export_commands_default_to_the_configured_output_settings(tmp_path:
                       'forecast_time = "local"\nforecast_metrics = ["offered"]\n')  # fmt: skip
     run, f, v = CliRunner().invoke, str(tmp_path / "f.csv"), str(tmp_path / "v")
     with use_clock(FixedClock(datetime(2026, 11, 1, 9, tzinfo=UTC))):  # closed by 07:00 UTC
-        r = run(cli, ["export", "vendor", "eleveo", "--config", str(config), "--out", v])
+        r = run(cli, ["export", "vendor", "genesys", "--config", str(config), "--out", v])
         assert r.exit_code == 0, r.stderr
-        eleveo = pl.read_csv(next((tmp_path / "v").glob("eleveo_*.csv")))
-        assert eleveo["IntervalStartUTC"].max() == "2026-11-01T06:45:00Z"
+        genesys = pl.concat(
+            pl.read_csv(path, infer_schema=False) for path in (tmp_path / "v").glob("genesys_*")
+        )
+        assert genesys["Interval Start UTC Date"].max() == "2026-11-01T06:45:00.000Z"
         assert run(cli, ["export", "forecast", "--config", str(config), "--out", f]).exit_code == 0
         frame = pl.read_csv(f, try_parse_dates=True)
         assert frame["unique_id"].str.ends_with("|offered").all()
@@ -250,15 +252,15 @@ def test_export_vendor_takes_a_profile_or_a_profile_file_exactly_one(tmp_path: P
     --profile-file p1.toml` wrote p1's files). The file alone is enough; both, or neither, are
     one line, exit 2."""
     store, _ = _fall_back_store(tmp_path)
-    own = Path(__file__).parents[2] / "engine" / "data" / "exports" / "eleveo.toml"
+    own = Path(__file__).parents[2] / "engine" / "data" / "exports" / "genesys.toml"
     args = ["export", "vendor", "--store", str(store), "--out", str(tmp_path / "v")]
     run = CliRunner().invoke
     r = run(cli, [*args, "--profile-file", str(own)])
     assert r.exit_code == 0, r.stderr
-    assert list((tmp_path / "v").glob("eleveo_*.csv"))
-    for wrong in (["genesys", "--profile-file", str(own)], []):
+    assert list((tmp_path / "v").glob("genesys_*.csv"))
+    for wrong in (["eleveo", "--profile-file", str(own)], []):
         r = run(cli, [*args, *wrong])
         assert r.exit_code == 2
         assert len(r.stderr.splitlines()) == 1
         assert "--profile-file" in r.stderr
-    assert "one or the other" in run(cli, [*args, "genesys", "--profile-file", str(own)]).stderr
+    assert "one or the other" in run(cli, [*args, "eleveo", "--profile-file", str(own)]).stderr
