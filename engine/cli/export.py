@@ -13,7 +13,6 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -34,7 +33,7 @@ from engine.errors import ExportError, InputFileError, StoreError, printable
 from engine.output import files as outputs
 from engine.output.files import DOCUMENT_INPUT
 from engine.output.inputs import read_table
-from engine.output.read import built_with, contacts_windows, filled_volume
+from engine.output.read import built_with, covered_span, filled_volume
 from engine.output.vendor import builtin_profiles, closed_by, load_profile, render
 from engine.tables.callvolume import DERIVED, derive
 from engine.tables.forecast import DEFAULT_METRICS, long_format
@@ -93,10 +92,10 @@ def volume_table(store: Path) -> pl.DataFrame:
     what every export of the volume table (and ``serve``) renders.
 
     The span is the busy rows' first start and last end widened by the windows the contacts
-    builds recorded (:func:`engine.output.read.contacts_windows`): a quiet first or last hour
-    of a built window is zeros, as in the build's own exports, not left out. The callbacks
-    builds' windows are not counted: a day built for callbacks only would show zero contacts
-    it never read.
+    builds recorded and the grids the last run rebuilt (:func:`engine.output.read.covered_span`):
+    a quiet first or last hour of a built window is zeros, as in the build's own exports, not
+    left out. The callbacks builds' windows are not counted: a day built for callbacks only
+    would show zero contacts it never read.
 
     Raises:
         StoreError: no volume table, or a damaged one (the message names the store).
@@ -114,12 +113,9 @@ def volume_table(store: Path) -> pl.DataFrame:
         table = derive(table.lazy(), settings=settings).collect()
     if table.height == 0:
         return table
-    lo, hi = table["interval_start_utc"].min(), table["interval_end_utc"].max()
-    assert isinstance(lo, datetime)
-    assert isinstance(hi, datetime)
-    for built in contacts_windows(store):
-        lo, hi = min(lo, built[0]), max(hi, built[1])
-    filled = filled_volume(table.lazy(), settings.grid((lo, hi), checked=False).frame)
+    span = covered_span(store, "callvolume", table.lazy())
+    assert span is not None  # the table has rows
+    filled = filled_volume(table.lazy(), settings.grid(span, checked=False).frame)
     return filled.select(table.columns).cast(table.schema).collect()  # the store's types
 
 

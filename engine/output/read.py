@@ -30,7 +30,6 @@ from engine.tables.dense import SHAPES, fill
 __all__ = [
     "built_windows",
     "built_with",
-    "contacts_windows",
     "covered_span",
     "filled_volume",
     "read_table",
@@ -82,12 +81,6 @@ def _document(path: Path) -> dict[str, Any]:
     except (OSError, ValueError):
         return {}
     return found if isinstance(found, dict) else {}
-
-
-def contacts_windows(out_dir: Path) -> list[Window]:
-    """The windows the contacts builds into ``out_dir`` recorded (its ``summary.json``; none
-    when there is none or it cannot be read: :func:`built_with` says so where it matters)."""
-    return built_windows([_document(out_dir / "summary.json")])
 
 
 def _recorded_windows(out_dir: Path, table: str) -> list[Window]:

@@ -1,14 +1,11 @@
 """The file names of the vendor files (:mod:`engine.output.vendor`): a profile's template filled
 with a split's values, told apart by a digest when two splits make one name, and refused when
-it is not a plain file name or a file of the render already has it; and whether a file in a
-folder is named as a profile names its files (what an earlier export of it may have left)."""
+it is not a plain file name or a file of the render already has it."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-import re
-import string
 
 from engine.errors import ExportError
 
@@ -16,7 +13,6 @@ __all__ = [
     "MAX_NAME_BYTES",
     "NOT_NAMES",
     "file_stem",
-    "named_by",
     "new_name",
     "told_apart",
 ]
@@ -75,28 +71,3 @@ def new_name(
         seen[name.casefold()] = values
         return
     raise ExportError(msg)
-
-
-#: What each placeholder of a file name becomes: ``{part}``, ``{run}``, or a split's value.
-_FIELDS = {"part": r"[0-9]{3,}", "run": r"[0-9]{8}T[0-9]{6}Z"}
-_VALUE = r"[-\w.]*"  # letters and digits (any script), -, _ and .
-_DIGEST = re.compile(r"(.*)-[0-9a-f]{8}((?:\.[^.]*)?)")
-
-
-def named_by(name: str, template: str) -> bool:
-    """Whether ``name`` is one a file-name ``template`` (a profile's ``file_name``, checked) makes:
-    its text, each placeholder's value as :func:`file_stem` writes it, and maybe the digest of
-    :func:`told_apart`. Nothing else is taken for a file of the profile's.
-
-    Example:
-        >>> [named_by(n, "genesys_{queue_name}_{channel}.csv") for n in
-        ...  ("genesys_Sales_voice.csv", "genesys_Sales_voice-97713b9d.csv", "notes.csv")]
-        [True, True, False]
-    """
-    pattern = "".join(
-        re.escape(literal) + ("" if field is None else f"(?:{_FIELDS.get(field, _VALUE)})")
-        for literal, field, _, _ in string.Formatter().parse(template)
-    )
-    digest = _DIGEST.fullmatch(name)
-    plain = [name, *([digest[1] + digest[2]] if digest else [])]
-    return any(re.fullmatch(pattern, n) for n in plain)

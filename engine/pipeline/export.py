@@ -32,6 +32,7 @@ Example:
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
@@ -45,7 +46,6 @@ from engine.errors import ExportError
 from engine.interval import Grid, interval_grid
 from engine.output import files as export
 from engine.output.vendor import Profile, builtin_profiles, closed_by, render
-from engine.output.vendor_names import named_by
 from engine.pipeline.tables import staffing_rows
 from engine.settings import BuildSettings
 from engine.tables import callvolume, staffing
@@ -72,8 +72,10 @@ _STAFFING: dict[str, pl.DataType] = {
 
 
 def _blocks(grids: Sequence[Grid]) -> list[pl.DataFrame]:
-    """The intervals of each run of consecutive partition days (UTC dates) of ``grids``, up to
-    the last grid's end: the windows the volume table is zero-filled over (SPEC §4)."""
+    """The intervals of each run of consecutive partition days (UTC dates) of ``grids``, from
+    the first grid's start on its first day (a first run from a mid-day start: no zeros before
+    it, which a vendor's import would take for counts) to the last grid's end: the windows the
+    volume table is zero-filled over (SPEC §4)."""
     end = max(g.end for g in grids)
     days = sorted(set().union(*(g.days for g in grids)))
     runs: list[list[date]] = [[days[0]]]
@@ -85,6 +87,7 @@ def _blocks(grids: Sequence[Grid]) -> list[pl.DataFrame]:
     blocks = []
     for run in runs:
         lo = datetime.combine(run[0], datetime.min.time(), UTC)
+        lo = max(lo, min(g.start for g in grids if run[0] in g.days))
         hi = min(end, datetime.combine(run[-1] + timedelta(days=1), datetime.min.time(), UTC))
         grid = interval_grid(lo, hi, minutes=grids[0].minutes, tz=grids[0].tz)
         blocks.append(grid.filter(pl.col("interval_start_utc").dt.date().is_in(run)))
@@ -187,24 +190,37 @@ def remove_stale(
     folder: Path, profile: Profile, written: Iterable[Path], *, every: bool = False
 ) -> list[Path]:
     """Remove from ``folder`` what an earlier export of ``profile`` left there and this one did
-    not write (``written``): the files named as the profile names its files
-    (:func:`engine.output.vendor_names.named_by`: a part beyond this export's last, a queue no
-    longer seen), never another file; with ``every`` (a run's own ``vendor/<profile>`` folder),
-    anything else in it too. Returns what was removed.
+    not write (``written``: a part beyond this export's last, a queue no longer seen): with
+    ``every`` (a run's own ``vendor/<profile>`` folder), anything else in it; else only the
+    files the last export recorded writing there (``.<profile>.exported.json``, rewritten with
+    this export's files): never a file the exports did not write, whatever its name. A profile
+    whose file names carry ``{run}`` removes nothing: each export is a delivery of its own,
+    which the vendor's import may not have collected yet. Returns what was removed.
 
     Raises:
-        OSError: a file could not be removed.
+        OSError: a file could not be removed, or the record not written.
     """
     keep, removed = set(written), []
-    for path in sorted(folder.iterdir()) if folder.is_dir() else ():
-        if path in keep or not (
-            every or (path.is_file() and named_by(path.name, profile.file_name))
-        ):
-            continue
+    if every:
+        stale = [p for p in sorted(folder.iterdir()) if p not in keep] if folder.is_dir() else []
+    elif "{run}" in profile.file_name:
+        return []
+    else:
+        record = folder / f".{profile.name}.exported.json"
+        try:
+            names = json.loads(record.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            names = []  # no record (a first export, or torn): nothing is taken for its
+        listed = [n for n in names if isinstance(n, str)] if isinstance(names, list) else []
+        stale = [folder / n for n in listed if Path(n).name == n and folder / n not in keep]
+        export.write_text(json.dumps(sorted(p.name for p in keep)), record)
+    for path in stale:
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path)
-        else:
+        elif path.exists() or path.is_symlink():
             path.unlink()
+        else:
+            continue
         removed.append(path)
     return removed
 

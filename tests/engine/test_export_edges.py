@@ -94,7 +94,7 @@ def test_a_profile_file_s_files_are_all_on_disk_or_one_line_says_why(store: Path
     profile += "max_file_bytes = 500\n" + COLUMN
     code, stdout, stderr = vendor(store, out, profile)
     assert code == 0, stderr
-    written = sorted(p.name for p in out.iterdir())
+    written = sorted(p.name for p in out.iterdir() if p.name != ".p.exported.json")
     assert stdout == f"wrote {len(written)} p file(s) to {out}\n"
     assert len(written) > 2
     assert "p_voice_002.csv" in written
@@ -127,27 +127,32 @@ def test_paging_numbers_out_of_range_are_a_usage_error(store: Path) -> None:
     assert '"CallVolumeUpdate": []' in stdout
 
 
-def test_export_vendor_removes_an_earlier_export_s_files_of_the_profile_and_nothing_else(
+def test_export_vendor_removes_what_its_earlier_export_wrote_and_nothing_else(
     store: Path, tmp_path: Path
 ) -> None:
-    """A later export into the same --out with fewer parts left the earlier third part there,
-    its keys twice in the folder; now what an earlier export of the profile wrote and this one
-    did not is removed, as `run` removes it. Files the profile does not name stay."""
-    out = tmp_path / "out"
+    """A later export into the same --out with fewer parts left the earlier parts there, their
+    keys twice in the folder; now what the earlier export of the profile recorded writing and
+    this one did not is removed, as `run` removes it. Files it did not write stay, however they
+    are named (a user's `mine_0001.csv`, an import log); a profile naming each export's files
+    apart (`{run}`: Calabrio) removes nothing, its deliveries maybe not collected yet."""
+    out, profile = tmp_path / "out", tmp_path / "mine.toml"
     out.mkdir()
-    stale = [
-        "eleveo_intervals_002.csv",
-        "eleveo_intervals_003.csv",
-        "eleveo_intervals_009-0a1b2c3d.csv",
-    ]
-    other = ["notes.txt", "eleveo_intervals_final.csv", "genesys_Sales_voice.csv", "eleveo.csv"]
-    for name in stale + other:
-        (out / name).write_text("earlier\n")
-    (out / "eleveo_intervals_004.csv").mkdir()  # a folder: not a file of the profile's
-    code, stdout, stderr = invoke(
-        "export", "vendor", "eleveo", "--store", str(store), "--out", str(out)
-    )
-    assert (code, stdout) == (0, f"wrote 1 eleveo file(s) to {out}\n"), stderr
-    left = sorted(p.name for p in out.iterdir())
-    assert left == sorted(["eleveo_intervals_001.csv", "eleveo_intervals_004.csv", *other])
-    assert all((out / name).read_text() == "earlier\n" for name in other)
+    head = 'name = "mine"\ninterval_minutes = 15\nfile_name = "mine_{part}.csv"\n'
+    profile.write_text(head + "max_file_bytes = 100\n" + COLUMN)
+    mine = ["export", "vendor", "--store", str(store), "--out", str(out)]
+    assert invoke(*mine, "--profile-file", str(profile))[0] == 0
+    parts = sorted(p.name for p in out.glob("mine_*.csv"))
+    assert len(parts) > 2
+    users = ["mine_0001.csv", "mine_import_log.csv", "notes.txt"]
+    for name in users:
+        (out / name).write_text("theirs\n")
+    profile.write_text(head + COLUMN)  # one file now
+    code, stdout, stderr = invoke(*mine, "--profile-file", str(profile))
+    assert (code, stdout) == (0, f"wrote 1 mine file(s) to {out}\n"), stderr
+    left = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
+    assert left == sorted(["mine_001.csv", *users])
+    assert all((out / name).read_text() == "theirs\n" for name in users)
+    earlier = out / "calabrio_queue_statistics_20261108T003000Z.csv"
+    earlier.write_text("not collected yet\n")
+    assert invoke("export", "vendor", "calabrio", "--store", str(store), "--out", str(out))[0] == 0
+    assert earlier.read_text() == "not collected yet\n"

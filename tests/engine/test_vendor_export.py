@@ -391,3 +391,55 @@ def test_two_queues_of_one_name_get_a_file_each_never_one_with_every_interval_tw
         assert len(starts) == len(set(starts)) == 4  # every interval once
         offered.append([int(line[5]) for line in lines])
     assert offered == [[2, 0, 0, 0], [1, 1, 1, 0]]  # qa's, then qb's
+
+
+def test_a_first_run_from_a_mid_day_start_exports_no_zeros_before_it(tmp_path: Path) -> None:
+    """A first run's grid starting at 09:00 (its sources' start) was zero-filled from that
+    day's UTC midnight in the run's exports: Genesys rows of 0 from 00:00, and an Eleveo
+    file holding the whole day (00:00-09:00 zeros a vendor's import takes for counts). They
+    start at the grid's start now; Eleveo leaves the day built in part out."""
+    from engine.app.config import OutputSettings
+    from engine.pipeline.export import export_tables
+
+    settings = BuildSettings()
+    grid = settings.grid((T0, T0.replace(hour=0) + timedelta(days=2)))  # 09:00 to 2 days on
+    busy = table().filter(pl.col("offered") > 0)
+    output = OutputSettings(formats=("csv",), vendor_profiles=("genesys", "eleveo"))
+    at = T0.replace(hour=0) + timedelta(days=2, minutes=30)
+    export_tables(tmp_path, output, {"callvolume": busy}, grids=[grid], build=settings, now=at)
+    dump = pl.read_csv(tmp_path / "exports" / "callvolume.csv", try_parse_dates=True)
+    assert dump["interval_start_utc"].min() == T0
+    folder = tmp_path / "exports" / "vendor"
+    genesys = pl.concat(pl.read_csv(p, infer_schema=False) for p in folder.glob("genesys/*.csv"))
+    assert genesys["Interval Start UTC Date"].min() == f"{T0:%Y-%m-%dT%H:%M:%S}.000Z"
+    eleveo = pl.concat(pl.read_csv(p, infer_schema=False) for p in folder.glob("eleveo/*.csv"))
+    assert eleveo["IntervalStartUTC"].min() == f"{T0 + timedelta(days=1):%Y-%m-%d}T00:00:00Z"
+    assert eleveo.height == 96 * busy.select("queue_id", "channel").n_unique()
+
+
+def test_export_vendor_counts_the_days_the_last_run_rebuilt_as_built(tmp_path: Path) -> None:
+    """A store whose last build's `summary.json` window is one hour of a day the last run
+    rebuilt whole (a backfill): `export vendor eleveo` took only the build's window and the
+    busy rows as built, so the day looked built in part and was left out, exit 0. The grids
+    the run recorded count too (as `read_table(dense=True)` counts them)."""
+    import json
+
+    from click.testing import CliRunner
+
+    from engine.cli.main import cli
+    from engine.output.files import write_store
+
+    busy = table().filter(pl.col("offered") > 0)  # built 09:00-10:00
+    write_store(busy, tmp_path / "store" / "callvolume", by="interval_start_utc")
+    day = [f"{T0:%Y-%m-%d}T00:00:00Z", f"{T0 + timedelta(days=1):%Y-%m-%d}T00:00:00Z"]
+    (tmp_path / "summary.json").write_text(json.dumps({
+        "window": [f"{T0:%Y-%m-%dT%H:%M:%S}Z", f"{T0 + timedelta(hours=1):%Y-%m-%dT%H:%M:%S}Z"],
+        "tz": "UTC", "interval_minutes": 15,
+    }))  # fmt: skip
+    (tmp_path / "run_summary.json").write_text(json.dumps({"plan": {"callvolume": [day]}}))
+    out = tmp_path / "out"
+    args = ["export", "vendor", "eleveo", "--store", str(tmp_path), "--out", str(out)]
+    result = CliRunner().invoke(cli, args, env={"WFM_CLOCK_AT": RUN_AT.isoformat()})
+    assert result.exit_code == 0, result.stderr
+    rows = pl.concat(pl.read_csv(p, infer_schema=False) for p in out.glob("eleveo_*.csv"))
+    assert rows.height == 96 * busy.select("queue_id", "channel").n_unique()
