@@ -152,17 +152,23 @@ def test_kore_a_has_more_that_is_not_a_boolean_stops_the_stream(
     kore_round(tmp_path, rewrite, f"hasMore is a JSON {kind}, not true or false")
 
 
+def first_row_again(first: dict[str, Any], sent: dict[str, Any], rows: list[Any]) -> list[Any]:
+    """``rows`` of a window's page, the second page's first row replaced (once) by the first
+    page's first row, kept in ``first``: a row served at two offsets in place of another."""
+    rows = list(rows)
+    if sent["skip"] == 0 and rows:
+        first.setdefault("row", rows[0])
+    if sent["skip"] == sent["limit"] and "row" in first and "lost" not in first:
+        first["lost"], rows[0] = rows[0]["_id"], first["row"]
+    return rows
+
+
 def test_kore_a_row_served_twice_in_place_of_another_stops_the_stream(tmp_path: Path) -> None:
     first: dict[str, Any] = {}
 
     def unstable(n: int, request: Request, response: Response) -> Response:
         body: dict[str, Any] = response.payload  # type: ignore[assignment]
-        sent, rows = json.loads(request.body), list(body["CallVolumeUpdate"])
-        if sent["skip"] == 0 and rows:
-            first.setdefault("row", rows[0])
-        if sent["skip"] != sent["limit"] or "row" not in first or "lost" in first:
-            return response
-        first["lost"], rows[0] = rows[0]["_id"], first["row"]
+        rows = first_row_again(first, json.loads(request.body), body["CallVolumeUpdate"])
         return Response(200, body | {"CallVolumeUpdate": rows}, response.headers)
 
     rewrite = FromSecondWindow(kore_window, unstable)
@@ -218,11 +224,8 @@ def test_kore_a_row_served_twice_under_a_changing_total_stops_the_stream(tmp_pat
 
     def unstable(n: int, request: Request, response: Response) -> Response:
         body: dict[str, Any] = response.payload  # type: ignore[assignment]
-        sent, rows = json.loads(request.body), list(body["CallVolumeUpdate"])
-        if sent["skip"] == 0 and rows:
-            first.setdefault("row", rows[0])
-        if sent["skip"] == sent["limit"] and "row" in first and "lost" not in first:
-            first["lost"], rows[0] = rows[0]["_id"], first["row"]
+        sent = json.loads(request.body)
+        rows = first_row_again(first, sent, body["CallVolumeUpdate"])
         total = body["totalCount"] - sent["skip"] // sent["limit"]  # one less each page
         return Response(
             200, body | {"CallVolumeUpdate": rows, "totalCount": total}, response.headers
