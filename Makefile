@@ -22,7 +22,7 @@ test: $(STAMP)
 	$(BIN)/ruff check engine connectors tests benchmarks
 	$(BIN)/ruff format --check engine connectors tests benchmarks
 	$(BIN)/mypy
-	HYPOTHESIS_PROFILE=$${HYPOTHESIS_PROFILE:-ci} $(BIN)/pytest -q
+	HYPOTHESIS_PROFILE=$${HYPOTHESIS_PROFILE:-ci} $(BIN)/pytest -q -n auto --maxprocesses 4 --dist worksteal
 
 lint: $(STAMP)
 	$(BIN)/ruff check engine connectors tests benchmarks
