@@ -38,6 +38,7 @@ from __future__ import annotations
 import errno
 import os
 import re
+import sys
 
 try:
     import resource
@@ -59,6 +60,7 @@ __all__ = [
     "StoreLockedError",
     "SyncFailedError",
     "WfmError",
+    "a_bug",
     "naming",
     "printable",
 ]
@@ -118,6 +120,16 @@ class SyncFailedError(WfmError, RuntimeError):
 class ClusterError(WfmError, ValueError):
     """The ray engine cannot run: Ray is not installed, or its cluster cannot be joined (the
     message names the address)."""
+
+
+def a_bug(exc: BaseException) -> bool:
+    """Whether ``exc`` stopping a command is an error to report (any :class:`Exception`, or a
+    panic in Polars' Rust code, which reaches Python as a ``BaseException``), not an interrupt or
+    an exit (``KeyboardInterrupt``, ``SystemExit``, ``GeneratorExit``), which must go on up."""
+    if isinstance(exc, Exception):
+        return True
+    polars = sys.modules.get("polars.exceptions")  # no panic without Polars imported
+    return polars is not None and isinstance(exc, polars.PanicException)
 
 
 def printable(exc: BaseException, limit: int = 300) -> str:

@@ -30,7 +30,7 @@ from engine.app.config import AppSettings, describe_errors, load_settings
 from engine.app.logs import log_lines
 from engine.app.sections import EngineSettings
 from engine.app.tenants import for_tenant, is_name
-from engine.errors import OutputClosedError, WfmError, printable
+from engine.errors import OutputClosedError, WfmError, a_bug, printable
 from engine.settings import BuildSettings
 
 __all__ = ["CONFIG_OPTION", "EACH_TENANT_OPTION", "TENANT_OPTION", "FiniteFloat", "GivenPath",
@@ -273,8 +273,8 @@ def work_through(
         with logs.tenant_scope(name):
             try:
                 results.append((name, one(found, name)))
-            except Exception as exc:  # no command said it: the other tenants still run
-                if not every or isinstance(exc, OutputClosedError):
+            except BaseException as exc:  # no command said it: the other tenants still run
+                if not every or isinstance(exc, OutputClosedError) or not a_bug(exc):
                     raise
                 results.append((name, _unexpected(name, exc)))
     worst = max((r.get("exit_code", 0) for _, r in results), default=0)
@@ -286,7 +286,7 @@ def work_through(
     return worst
 
 
-def _unexpected(tenant: str | None, exc: Exception) -> dict[str, Any]:
+def _unexpected(tenant: str | None, exc: BaseException) -> dict[str, Any]:
     """``tenant``'s result for an error its command did not turn into a line: the error's line
     (a :class:`WfmError` or :class:`OSError`: its exit code, else 2); any other is a bug, its
     traceback first, as the command line says one (``internal error``)."""
