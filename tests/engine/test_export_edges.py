@@ -22,6 +22,11 @@ from engine.tables.callvolume import build, derive
 START = datetime(2026, 10, 1, tzinfo=UTC)
 #: One column, then whatever a case adds.
 COLUMN = '[[columns]]\nheader = "o"\ncolumn = "offered"\n'
+#: Which line it is (its interval, queue and channel), then the one column: a profile that renders.
+KEYED = (
+    '[[columns]]\nheader = "at"\ncolumn = "interval_start_utc"\nformat = "%d%H%M"\n'
+    '[[columns]]\nheader = "k"\ncolumn = "queue_key"\n' + COLUMN
+)
 
 
 def invoke(*args: str) -> tuple[int, str, str]:
@@ -91,7 +96,7 @@ def test_a_profile_file_s_files_are_all_on_disk_or_one_line_says_why(store: Path
     folder in its place) ended in a traceback."""
     out = tmp_path / "out"
     profile = 'file_name = "p_{channel}_{part}.csv"\nsplit_by = ["channel"]\n'
-    profile += "max_file_bytes = 500\n" + COLUMN
+    profile += "max_file_bytes = 5000\n" + KEYED
     code, stdout, stderr = vendor(store, out, profile)
     assert code == 0, stderr
     written = sorted(p.name for p in out.iterdir() if p.name != ".p.exported.json")
@@ -138,7 +143,7 @@ def test_export_vendor_removes_what_its_earlier_export_wrote_and_nothing_else(
     out, profile = tmp_path / "out", tmp_path / "mine.toml"
     out.mkdir()
     head = 'name = "mine"\ninterval_minutes = 15\nfile_name = "mine_{part}.csv"\n'
-    profile.write_text(head + "max_file_bytes = 100\n" + COLUMN)
+    profile.write_text(head + "max_file_bytes = 1000\n" + KEYED)
     mine = ["export", "vendor", "--store", str(store), "--out", str(out)]
     assert invoke(*mine, "--profile-file", str(profile))[0] == 0
     parts = sorted(p.name for p in out.glob("mine_*.csv"))
@@ -146,7 +151,7 @@ def test_export_vendor_removes_what_its_earlier_export_wrote_and_nothing_else(
     users = ["mine_0001.csv", "mine_import_log.csv", "notes.txt"]
     for name in users:
         (out / name).write_text("theirs\n")
-    profile.write_text(head + COLUMN)  # one file now
+    profile.write_text(head + KEYED)  # one file now
     code, stdout, stderr = invoke(*mine, "--profile-file", str(profile))
     assert (code, stdout) == (0, f"wrote 1 mine file(s) to {out}\n"), stderr
     left = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))

@@ -113,10 +113,11 @@ def test_intervals_that_do_not_fit_the_profile_are_refused() -> None:
 def test_a_user_profile_is_just_data(tmp_path: Path) -> None:
     profile = Profile.model_validate({
         "name": "mine", "file_name": "x.txt", "delimiter": "|", "header": False,
-        "columns": [{"header": "q", "column": "queue_id"}, {"header": "n", "column": "offered"}],
+        "columns": [AT, {"header": "q", "column": "queue_id"},
+                    {"header": "n", "column": "offered"}],
     })  # fmt: skip
     ((_, text),) = render(table(), profile)
-    assert text.splitlines()[0] == "help, desk|0"
+    assert text.splitlines()[0] == "2026-10-01 09:00|help, desk|0"
 
 
 def late_table() -> pl.DataFrame:
@@ -194,10 +195,15 @@ def test_a_run_s_vendor_folder_holds_its_files_whole_and_nothing_of_an_earlier_s
     assert {p.name: p.read_text() for p in folder.iterdir()} == dict(want)
 
 
+#: A column of the interval's start, as a profile of one's own writes it.
+AT = {"header": "at", "column": "interval_start_utc", "format": "%Y-%m-%d %H:%M"}
+
+
 def profile_of(**kw: Any) -> Profile:
-    """A profile of one's own: ``kw`` over a one-column profile named ``p``."""
-    base = {"name": "p", "file_name": "p.csv", "columns": [{"header": "o", "column": "offered"}]}
-    return Profile.model_validate({**base, **kw})
+    """A profile of one's own: ``kw`` over a profile named ``p`` of the interval, the queue and
+    channel (``queue_key``) and ``offered``."""
+    columns = [AT, {"header": "k", "column": "queue_key"}, {"header": "o", "column": "offered"}]
+    return Profile.model_validate({"name": "p", "file_name": "p.csv", "columns": columns} | kw)
 
 
 @pytest.mark.parametrize(
@@ -239,7 +245,7 @@ def test_a_profile_whose_files_could_overwrite_each_other_or_escape_is_refused(
 
 def test_the_placeholders_that_tell_files_apart_are_enough() -> None:
     split = profile_of(split_by=["queue_id"], file_name="p_{queue_id}_{part}_{run}.csv",
-                       max_file_bytes=8)  # fmt: skip
+                       max_file_bytes=120)  # fmt: skip
     files = render(table(), split, run_at=RUN_AT)
     assert len({n for n, _ in files}) == len(files) > 2
     assert "p_sales_002_20261002T003000Z.csv" in dict(files)
@@ -301,11 +307,11 @@ def test_headers_constants_and_any_delimiter_are_quoted_as_csv() -> None:
     fields); a delimiter the old pattern read as regex syntax (``^``) quoted every value."""
     profile = profile_of(header=True, delimiter="^", columns=[
         {"header": "queue^id", "column": "queue_id"}, {"header": "n", "column": "offered"},
-        {"header": 'say "hi"', "const": 'a^"b"'}])  # fmt: skip
+        {"header": 'say "hi"', "const": 'a^"b"'}, AT])  # fmt: skip
     ((_, text),) = render(table(), profile)
     lines = text.splitlines()
-    assert lines[0] == '"queue^id"^n^"say ""hi"""'
-    assert lines[1] == 'help, desk^0^"a^""b"""'
+    assert lines[0] == '"queue^id"^n^"say ""hi"""^at'
+    assert lines[1] == 'help, desk^0^"a^""b"""^2026-10-01 09:00'
 
 
 def built_volume(window: tuple[datetime, datetime], tz: str) -> pl.DataFrame:
@@ -391,6 +397,55 @@ def test_two_queues_of_one_name_get_a_file_each_never_one_with_every_interval_tw
         assert len(starts) == len(set(starts)) == 4  # every interval once
         offered.append([int(line[5]) for line in lines])
     assert offered == [[2, 0, 0, 0], [1, 1, 1, 0]]  # qa's, then qb's
+
+
+def two_of_one_name() -> pl.DataFrame:
+    """Queues ``qa`` and ``qb``, both named ``Support``, over 09:00-10:00 UTC."""
+    rows = [contact(i, q, "voice", m, "answered", queue_name="Support")
+            for i, (q, m) in enumerate([("qa", 1), ("qb", 3)])]  # fmt: skip
+    s = BuildSettings()
+    frame = pl.DataFrame(rows, schema=CONTACTS).lazy()
+    built = callvolume.build(frame, window=(T0, T0 + timedelta(hours=1)), settings=s)
+    return callvolume.derive(built, settings=s).collect()
+
+
+NAME = {"header": "q", "column": "queue_name"}
+OFFERED = {"header": "o", "column": "offered"}
+
+
+@pytest.mark.parametrize(
+    ("volume", "columns", "example"),
+    [  # the queue by name only, two queues of one name: each interval's line twice
+        (two_of_one_name, [AT, NAME, OFFERED], "2026-10-01 09:00,Support"),
+        # the time of day only, three days: each 09:00 line thrice
+        (lambda: built_volume((datetime(2026, 10, 31, tzinfo=UTC),
+                               datetime(2026, 11, 3, tzinfo=UTC)), "UTC"),
+         [{"header": "t", "column": "interval_start_utc", "format": "%H:%M"}, NAME, OFFERED],
+         "00:00,Q Team"),
+        # no interval at all
+        (table, [{"header": "k", "column": "queue_key"}, OFFERED], '"help, desk:chat"'),
+        # channels mapped to one word
+        (lambda: table().with_columns(pl.lit("sales").alias("queue_id")),
+         [AT, {"header": "i", "column": "queue_id"},
+          {"header": "m", "column": "channel", "map": {"voice": "x", "chat": "x"}}, OFFERED],
+         "2026-10-01 09:00,sales,x"),
+    ],
+)  # fmt: skip
+def test_a_profile_whose_lines_cannot_be_told_apart_is_refused(
+    volume: Any, columns: list[dict[str, Any]], example: str
+) -> None:
+    """A profile of one's own wrote lines an importer cannot tell apart (two queues of one name
+    written by name; the time of day without the date; no interval; two channels mapped to one
+    word): it keeps either line, or sums them, with no error. Refused, naming an example; the
+    same profile with what tells them apart renders."""
+    profile = profile_of(columns=columns)
+    with pytest.raises(ExportError, match="lines of one file share their interval") as raised:
+        render(volume(), profile)
+    assert f"e.g. {example!r}" in str(raised.value)
+    keyed = profile_of(columns=[AT, {"header": "k", "column": "queue_key"}, *columns])
+    lines = [line for _, text in render(volume(), keyed) for line in text.splitlines()[1:]]
+    keys = [line.split(",")[:2] for line in lines]
+    assert len(keys) == len({tuple(k) for k in keys}) > 1
 
 
 def test_a_first_run_from_a_mid_day_start_exports_no_zeros_before_it(tmp_path: Path) -> None:
