@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final, Literal
 
@@ -75,6 +75,7 @@ _COMPARES: Final = {
     "kore": "interval volume, interval x queue x channel",
 }
 _NO_CONTACTS: Final = pl.DataFrame(schema=CONTACTS)
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _NO_ATTEMPTS: Final = pl.DataFrame(schema=CALLBACK_ATTEMPTS)
 #: The keys of every difference in ``reconcile.json`` (after ``source``).
 _DIFF_KEYS: Final = (*callvolume.KEYS, *DIFFERENCE_COLUMNS)
@@ -193,12 +194,22 @@ def run_inputs(names: Sequence[str], canon: Canonical, window: Window) -> Inputs
     )
 
 
-def synced_window(settings: AppSettings, name: str, window: Window) -> Window:
-    """``window`` ended where source ``name``'s sync has completed (its committed cursor)."""
+def synced_window(
+    settings: AppSettings, name: str, window: Window, names: Sequence[str] = ()
+) -> Window:
+    """``window`` cut to what source ``name`` and the sources of ``names`` that feed the table
+    its check sets against it (Kore.ai's: ``contacts``; Mindful's: ``callback_attempts``) all
+    cover: from the latest of their first starts (``start``, else ``initial_days`` before now:
+    a source set to start later has nothing before it), so that a first night of sources set to
+    start apart compares only what every one of them synced; ended where ``name``'s sync has
+    completed (its committed cursor). A record source's cursor is its last record's change, not
+    how far it has read: a quiet stream's would end the check hours early."""
+    table = "contacts" if name == "kore" else "callback_attempts"
+    feeds = [name, *(n for n in names if n != name and connector(n).table == table)]
+    begin = max(window[0], *(settings.source(n).initial_cursor() for n in feeds))
     stream = connector(name).configured(settings.source(name)).streams[0].name
     state = StateStore(settings.store.state).get(name, stream)
-    end = window[1] if state is None else min(window[1], state.cursor)
-    return window[0], end
+    return begin, window[1] if state is None else min(window[1], state.cursor)
 
 
 def tolerances(settings: AppSettings, given: Mapping[str, float] | None = None) -> dict[str, float]:
@@ -248,7 +259,9 @@ def _kore(
     kore = settings.source("kore")
     assert isinstance(kore, KoreSettings)
     minutes = kore.interval_minutes
-    window = snap_window(*window, minutes=minutes, tz="UTC")
+    step = timedelta(minutes=minutes)  # an interval begun before the start: not all synced
+    window = snap_window(window[0] + (-(window[0] - _EPOCH) % step), window[1], minutes=minutes,
+                         tz="UTC")  # fmt: skip
     check = Check("kore", f"{_COMPARES['kore']} ({minutes} min, UTC)")
     check.window_start, check.window_end = _iso(window[0]), _iso(window[1])
     if kore.duration_unit == "s" and "*_ms" not in tol:

@@ -180,7 +180,7 @@ def _reconcile(
     if inputs is None:
         return []
     cuts: dict[str, Window] = {
-        n: synced_window(settings, n, window) for n in ("mindful", "kore") if n in names
+        n: synced_window(settings, n, window, names) for n in ("mindful", "kore") if n in names
     }
     rec = reconcile(settings, inputs, window=window, windows=cuts, out_dir=settings.output.dir)
     s.reconcile = {"ok": rec.ok, "checks": rec.to_json()["checks"]}

@@ -1,0 +1,38 @@
+"""A first night of sources set to start at different times: the reconciliation compares only
+what every source it sets side by side has synced."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from tests.engine.run_support import T0, Stack, invoke, write_config
+from tests.engine.run_support import clean_environment as _clean
+
+
+@pytest.fixture(autouse=True)
+def _environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    _clean(monkeypatch, tmp_path)
+
+
+@pytest.mark.parametrize("late", ["ujet", "dixa", "kore"])
+def test_a_source_set_to_start_later_is_compared_from_its_start_only(
+    tmp_path: Path, stack: Stack, now: datetime, late: str
+) -> None:
+    """UJET (or Dixa, or Kore.ai) set to start at 09:07 and the others at midnight: the first
+    night ended exit 1, "reconciliation: 58 differences out of tolerance" (the morning's calls
+    that one side never synced), and the next night too (20). Now Kore.ai's check starts at
+    the first whole interval every contact source and Kore.ai synced, 09:15, and finds none."""
+    config = write_config(tmp_path, stack, **{f"sources__{late}": {"start": T0 + timedelta(
+        hours=9, minutes=7)}})  # fmt: skip
+    for night in ("first", "second"):
+        ran = invoke(["run", "--json", "--quiet"], config)
+        summary = json.loads(ran.stdout)
+        assert (ran.exit_code, summary["problems"]) == (0, []), night
+        (kore,) = [c for c in summary["reconcile"]["checks"] if c["source"] == "kore"]
+        assert kore["window_start"] == "2026-11-08T09:15:00Z"
+        assert (kore["status"], kore["differences"]) == ("ok", 0)
+        assert kore["compared"] > 100  # the afternoon's intervals, compared
