@@ -29,7 +29,7 @@ import tomllib
 from datetime import UTC, datetime, time, timedelta
 from importlib import resources
 from pathlib import Path
-from typing import Final, Literal
+from typing import Literal
 
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -37,8 +37,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from engine import clock
 from engine.errors import ExportError, printable
 from engine.interval import interval_grid
-from engine.output.vendor_names import NOT_NAMES, file_stem, new_name, told_apart
-from engine.schema import GRID
+from engine.output.vendor_names import (
+    IDENTITY,
+    NOT_NAMES,
+    file_stem,
+    lines_apart,
+    new_name,
+    told_apart,
+)
 from engine.tables.callvolume import ADDITIVE
 
 __all__ = [
@@ -54,8 +60,6 @@ __all__ = [
 
 #: The built-in profiles, shipped inside the package.
 PROFILE_DIR = Path(str(resources.files("engine") / "data" / "exports"))
-#: The volume table's columns that say which line it is: its interval, queue and channel.
-_IDENTITY: Final = frozenset({*GRID, "queue_id", "queue_name", "queue_key", "channel"})
 #: The placeholders of a file name besides the ``split_by`` columns.
 _NAMED = ("part", "run")
 
@@ -310,26 +314,6 @@ def _check_columns(rows: pl.DataFrame, profile: Profile) -> None:
         raise ExportError(msg)
 
 
-def _told_apart(lines: pl.DataFrame, profile: Profile, headers: list[str]) -> None:
-    """Every line of a file is told apart from the others by the columns that say which interval,
-    queue and channel it is (as written: a format and a map apply), so an importer never takes
-    two for one and keeps either.
-
-    Raises:
-        ExportError: two lines of one file alike in those columns, naming them and one example.
-    """
-    twice = lines.filter(lines.is_duplicated())
-    if twice.height:
-        named = f"columns {', '.join(map(repr, headers))}" if headers else "no column naming one"
-        example = twice["_id"][0][1:]
-        msg = (
-            f"profile {profile.name!r}: {twice.height} lines of one file share their interval, "
-            f"queue and channel as written ({named}; e.g. {example!r}); write what tells them "
-            "apart: the interval's date and time, and queue_key or queue_id"
-        )
-        raise ExportError(msg)
-
-
 def closed_by(now: datetime, settle_minutes: int) -> datetime:
     """The instant by which an interval must have ended to be exported: ``now`` less the settle
     time (an interval is closed when its end plus the settle time has passed).
@@ -382,7 +366,7 @@ def render(
     # split by queue too where the files are by queue name: two queues of one name a file each
     by_name = "queue_name" in profile.split_by and "queue_id" not in profile.split_by
     keys = [*profile.split_by, *(["queue_id"] if by_name else [])]
-    naming = [c for c in profile.columns if c.column in _IDENTITY]
+    naming = [c for c in profile.columns if c.column in IDENTITY]
     try:
         lines = rows.sort(*keys, "interval_start_utc", "queue_id", "channel").select(
             *keys,
@@ -393,7 +377,7 @@ def render(
         )
     except pl.exceptions.PolarsError as exc:
         raise ExportError(f"profile {profile.name!r}: {printable(exc)}") from None
-    _told_apart(lines.select(*keys, "_id"), profile, [c.header for c in naming])
+    lines_apart(lines.select(*keys, "_id"), profile.name, [c.header for c in naming])
     lines = lines.drop("_id")
     header = d.join(_quoted(c.header, d) for c in profile.columns) + "\n" if profile.header else ""
     groups = lines.partition_by(*keys, as_dict=True) if keys else {(): lines}

@@ -1,24 +1,33 @@
 """The file names of the vendor files (:mod:`engine.output.vendor`): a profile's template filled
 with a split's values, told apart by a digest when two splits make one name, and refused when
-it is not a plain file name or a file of the render already has it."""
+it is not a plain file name or a file of the render already has it; and the lines of a file,
+refused when two cannot be told apart (:func:`lines_apart`)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+from typing import Final
+
+import polars as pl
 
 from engine.errors import ExportError
+from engine.schema import GRID
 
 __all__ = [
+    "IDENTITY",
     "MAX_NAME_BYTES",
     "NOT_NAMES",
     "file_stem",
+    "lines_apart",
     "new_name",
     "told_apart",
 ]
 
 #: Names that are not the name of a file in the output folder.
 NOT_NAMES = frozenset({"", ".", ".."})
+#: The volume table's columns that say which line it is: its interval, queue and channel.
+IDENTITY: Final = frozenset({*GRID, "queue_id", "queue_name", "queue_key", "channel"})
 #: The longest file name most file systems take, in bytes.
 MAX_NAME_BYTES = 255
 
@@ -71,3 +80,24 @@ def new_name(
         seen[name.casefold()] = values
         return
     raise ExportError(msg)
+
+
+def lines_apart(lines: pl.DataFrame, profile: str, headers: list[str]) -> None:
+    """Every line of a file is told apart from the others by the columns that say which interval,
+    queue and channel it is (``lines``: the file's split keys and ``_id``, those columns as
+    written, a format and a map applied, each after the delimiter), so an importer never takes
+    two for one and keeps either.
+
+    Raises:
+        ExportError: two lines of one file alike in those columns, naming them and one example.
+    """
+    twice = lines.filter(lines.is_duplicated())
+    if twice.height:
+        named = f"columns {', '.join(map(repr, headers))}" if headers else "no column naming one"
+        example = twice["_id"][0][1:]
+        msg = (
+            f"profile {profile!r}: {twice.height} lines of one file share their interval, "
+            f"queue and channel as written ({named}; e.g. {example!r}); write what tells them "
+            "apart: the interval's date and time, and queue_key or queue_id"
+        )
+        raise ExportError(msg)
