@@ -6,7 +6,10 @@ the half-open spans between consecutive boundaries, labelled by their start. So 
 day in New York has 92 quarter-hours and a fall-back day 100 (the repeated hour's quarter-hours
 appear twice, with different ``interval_start_utc``). Where a DST jump is not a multiple of the
 interval length (Australia/Lord_Howe moves by 30 minutes), the interval that spans the jump is
-longer or shorter than nominal: that is what the wall clock shows.
+longer or shorter than nominal: that is what the wall clock shows. A local day (1440 minutes)
+starts at its first instant: where the clock skips midnight (America/Santiago 2026-09-06 goes
+from 00:00 to 01:00) the day starts at the jump, 23 hours long and labelled 01:00; a midnight it
+shows twice (America/Havana 2026-11-01) starts one day of 25 hours.
 
 Bucketing does not convert every row's time zone: all boundaries in a window are multiples of one
 *grain* (the greatest common divisor of their epoch milliseconds: 15 minutes for every zone in use
@@ -73,13 +76,25 @@ def _boundaries(start: datetime, end: datetime, minutes: int, tz: str) -> pl.Ser
     hi = (end + pad + timedelta(minutes=minutes)).replace(tzinfo=None)
     every = "1d" if minutes == _DAY_MINUTES else f"{minutes}m"
     naive = pl.datetime_range(lo, hi, every, time_unit="us", eager=True).dt.truncate(every)
-    # Local wall-clock candidates; each exists zero (gap), one or two (fold) times.
-    frame = pl.DataFrame({"local": naive}).select(
-        pl.concat_list(
-            pl.col("local").dt.replace_time_zone(tz, ambiguous=amb, non_existent="null")
+    local = pl.col("local")
+    if minutes == _DAY_MINUTES:
+        # A day starts at its first instant: a midnight the clock shows twice at its first
+        # showing; one it skips at the jump, which the minute before plus a minute reaches
+        # (every zone's midnight gaps start at midnight).
+        minute = timedelta(minutes=1)
+        before = (local - minute).dt.replace_time_zone(tz, ambiguous="latest", non_existent="null")
+        starts = [
+            pl.coalesce(
+                local.dt.replace_time_zone(tz, ambiguous="earliest", non_existent="null"),
+                before + minute,
+            )
+        ]
+    else:  # wall-clock candidates; each exists zero (gap), one or two (fold) times
+        starts = [
+            local.dt.replace_time_zone(tz, ambiguous=amb, non_existent="null")
             for amb in ("earliest", "latest")
-        ).alias("b")
-    )
+        ]
+    frame = pl.DataFrame({"local": naive}).select(pl.concat_list(starts).alias("b"))
     return (
         frame.explode("b")
         .drop_nulls()
@@ -96,7 +111,8 @@ def interval_grid(start: datetime, end: datetime, *, minutes: int, tz: str) -> p
     Args:
         start: window start (aware).
         end: window end (aware, exclusive).
-        minutes: 15, 30, 60, or 1440 for local days.
+        minutes: 15, 30, 60, or 1440 for local days (each from its first instant, see the
+            module docstring: 23 or 25 hours on a DST change).
         tz: IANA zone the intervals align to.
 
     Returns:

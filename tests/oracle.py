@@ -44,14 +44,21 @@ DEFAULT_SL_MS = {"voice": 20_000, "callback": 20_000, "chat": 60_000, "messaging
 
 def boundaries(start: datetime, end: datetime, minutes: int, tz: str) -> list[datetime]:
     """Every UTC instant near [start, end) whose local wall clock is a multiple of ``minutes``
-    after local midnight (SPEC §4: intervals align to the local wall clock)."""
+    after local midnight (SPEC §4: intervals align to the local wall clock). For days (1440):
+    every instant that is the first whose local date is a later day than any before it (a day
+    starts at its first instant, whether or not the clock shows its midnight)."""
     zone = ZoneInfo(tz)
     t = start.replace(second=0, microsecond=0) - timedelta(hours=30)
     stop = end + timedelta(hours=30)
     out = []
+    latest = (t - timedelta(minutes=1)).astimezone(zone).date()
     while t < stop:
         local = t.astimezone(zone)
-        if (local.hour * 60 + local.minute) % minutes == 0:
+        if minutes == 1440:
+            if local.date() > latest:
+                out.append(t)
+                latest = local.date()
+        elif (local.hour * 60 + local.minute) % minutes == 0:
             out.append(t)
         t += timedelta(minutes=1)
     return out

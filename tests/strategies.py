@@ -19,6 +19,8 @@ INTERESTING_DAYS: tuple[tuple[str, tuple[int, int, int]], ...] = (
     ("Australia/Lord_Howe", (2026, 10, 4)),
     ("Asia/Kolkata", (2026, 6, 1)),
     ("Asia/Kathmandu", (2026, 6, 1)),
+    ("America/Santiago", (2026, 9, 6)),  # the clock skips midnight: 00:00 -> 01:00
+    ("America/Havana", (2026, 11, 1)),  # the clock shows midnight twice: 01:00 -> 00:00
 )
 
 QUEUES = ("q-sales", "q-support", "q-billing")

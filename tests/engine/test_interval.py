@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -88,3 +88,73 @@ def test_window_must_be_aware_and_ordered() -> None:
     s = datetime(2026, 1, 1, tzinfo=UTC)
     with pytest.raises(ValueError, match="not after"):
         interval_grid(s, s, minutes=15, tz="UTC")
+
+
+#: Zones whose clocks skip or repeat local midnight on some days of 2024-2027 (and an ordinary
+#: DST zone, whose midnights all exist once).
+MIDNIGHT_ZONES = (
+    "America/Santiago",
+    "America/Havana",
+    "America/Asuncion",
+    "Asia/Beirut",
+    "Africa/Cairo",
+    "Atlantic/Azores",
+    "America/New_York",
+)
+
+
+def midnight_changes(tz: str, years: range) -> list[date]:
+    """The days of ``years`` whose local midnight ``tz``'s clock skips or shows twice."""
+    zone, day, out = ZoneInfo(tz), date(years.start, 1, 1), []
+    while day.year < years.stop:
+        midnight = datetime.combine(day, time())
+        early, late = (midnight.replace(tzinfo=zone, fold=f).astimezone(UTC) for f in (0, 1))
+        if early != late:
+            out.append(day)
+        day += timedelta(days=1)
+    return out
+
+
+MIDNIGHT_DAYS = [(tz, d) for tz in MIDNIGHT_ZONES for d in midnight_changes(tz, range(2024, 2028))]
+
+
+def test_the_zones_chosen_do_change_at_midnight() -> None:
+    assert ("America/Santiago", date(2026, 9, 6)) in MIDNIGHT_DAYS  # 00:00 -> 01:00
+    assert ("America/Havana", date(2026, 3, 8)) in MIDNIGHT_DAYS  # 00:00 -> 01:00
+    assert ("America/Havana", date(2026, 11, 1)) in MIDNIGHT_DAYS  # 01:00 -> 00:00
+    assert ("America/Asuncion", date(2024, 10, 6)) in MIDNIGHT_DAYS
+    assert not [d for tz, d in MIDNIGHT_DAYS if tz == "America/New_York"]
+
+
+@pytest.mark.parametrize(("tz", "day"), MIDNIGHT_DAYS, ids=str)
+def test_a_local_day_starts_at_its_first_instant(tz: str, day: date) -> None:
+    s = datetime.combine(day, time(12), tzinfo=UTC) - timedelta(days=1)
+    e = s + timedelta(days=2)
+    got = interval_grid(s, e, minutes=1440, tz=tz)
+    assert got.to_dicts() == oracle.intervals(s, e, 1440, tz)
+    hours = (got["interval_end_utc"] - got["interval_start_utc"]).dt.total_hours()
+    assert set(hours) <= {23, 24, 25}
+    dates = got["interval_start_local"].dt.date()
+    assert dates.is_unique().all()
+    assert day in dates
+    assert snap_window(s, e, minutes=1440, tz=tz) == (
+        got["interval_start_utc"][0],
+        got["interval_end_utc"][-1],
+    )
+
+
+@given(
+    st.sampled_from(MIDNIGHT_DAYS),
+    st.integers(-36 * 60, 36 * 60),
+    st.integers(1, 3 * 24 * 60),
+    st.sampled_from([15, 60, 1440]),
+)
+def test_grid_near_a_midnight_change_equals_oracle(
+    change: tuple[str, date], shift: int, minutes_long: int, minutes: int
+) -> None:
+    tz, day = change
+    s = datetime.combine(day, time(), tzinfo=UTC) + timedelta(minutes=shift)
+    e = s + timedelta(minutes=minutes_long)
+    assert interval_grid(s, e, minutes=minutes, tz=tz).to_dicts() == oracle.intervals(
+        s, e, minutes, tz
+    )

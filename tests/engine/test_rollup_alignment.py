@@ -24,8 +24,10 @@ from engine.errors import StoreError
 from engine.interval import Window, snap_window
 from engine.schema import CONTACTS
 from engine.settings import BuildSettings
-from engine.tables import callback_intervals, callvolume, retry_outcomes
+from engine.tables import callback_intervals, callback_metrics, callvolume, retry_outcomes
 from engine.tables.callback_requests import requests
+from engine.validate.contacts import validate_contacts
+from tests import oracle
 from tests.strategies import INTERESTING_DAYS, contact_rows
 
 COARSE = (30, 60, 1440)
@@ -123,12 +125,13 @@ def test_the_unaligned_kathmandu_hour_is_refused_not_labelled_whole() -> None:
 
 
 #: (zone, first local day) of three-day windows: a 25-hour and a 23-hour day, Lord Howe's
-#: 30-minute change, a 45-minute offset.
+#: 30-minute change, a 45-minute offset, a day whose midnight the clock skips.
 CALLBACK_DAYS = [
     ("America/New_York", (2026, 10, 31)),
     ("America/New_York", (2026, 3, 7)),
     ("Australia/Lord_Howe", (2026, 10, 3)),
     ("Asia/Kathmandu", (2026, 10, 1)),
+    ("America/Santiago", (2026, 9, 5)),  # 09-06: the clock skips midnight
 ]
 
 
@@ -171,3 +174,33 @@ def test_rows_outside_the_window_are_not_lumped_into_its_last_interval() -> None
     rolled = callback_intervals.rollup(fine, window=first, minutes=1440, tz="UTC").collect()
     direct = callback_intervals.build(reqs, window=first, settings=_settings(1440, "UTC"))
     assert rolled.equals(direct.collect())
+
+
+@pytest.mark.parametrize(("tz", "day"), [("America/Santiago", 6), ("America/Havana", 8)])
+def test_a_day_whose_midnight_the_clock_skips_is_a_day_of_its_own(tz: str, day: int) -> None:
+    # Santiago 2026-09-06 and Havana 2026-03-08 go from 00:00 to 01:00: a 23-hour day
+    month = 9 if tz == "America/Santiago" else 3
+    first = datetime(2026, month, day - 1, 12, tzinfo=UTC)
+    window = snap_window(first, first + timedelta(days=2), minutes=1440, tz=tz)
+    at = [first + timedelta(hours=3), first + timedelta(days=1, hours=3)]
+    contacts = pl.LazyFrame({"source": "s", "contact_id": ["a", "b"], "segment_no": 1,
+                             "channel": "voice", "queue_id": "q", "offered_at": at,
+                             "outcome": "open"})  # fmt: skip
+    fine = callvolume.build(validate_contacts(contacts)[0], window=window,
+                            settings=BuildSettings(tz=tz))  # fmt: skip
+    days = callvolume.rollup(fine, window=window, minutes=1440, tz=tz).collect()
+    want = oracle.intervals(*window, 1440, tz)  # a day starts at its first instant
+    assert days.select(want[0].keys()).to_dicts() == want
+    assert days["offered"].to_list() == [1, 1, 0]
+    skipped = days.row(1, named=True)
+    assert skipped["interval_start_local"] == datetime(2026, month, day, 1)  # noqa: DTZ001 (a wall-clock label)
+    assert skipped["interval_end_utc"] - skipped["interval_start_utc"] == timedelta(hours=23)
+    reqs = requests(generate_attempts(seed=1, start=window[0], days=1, scale=0.0).lazy())
+    listed = callback_metrics.document_intervals(reqs, begin=window[0], end=window[1],
+                                                 step="1d", tz=tz)  # fmt: skip
+    bounds = [(e["intervalBegin"], e["intervalEnd"]) for e in listed]
+    assert bounds == [(_z(d["interval_start_utc"]), _z(d["interval_end_utc"])) for d in want]
+
+
+def _z(at: datetime) -> str:
+    return at.strftime("%Y-%m-%dT%H:%M:%SZ")
