@@ -46,6 +46,7 @@ __all__ = [
     "grain_ms",
     "in_grid",
     "interval_grid",
+    "known_zone",
     "on_grid",
     "snap_window",
     "to_intervals",
@@ -65,6 +66,24 @@ def _as_utc(value: datetime) -> datetime:
         msg = f"naive datetime {value.isoformat()}: instants must carry a time zone"
         raise ValueError(msg)
     return value.astimezone(UTC)
+
+
+def known_zone(name: str) -> str:
+    """``name`` if Python and Polars both know it as a time zone, else :class:`ValueError`.
+    Python's database holds names Polars' has not (``localtime``, ``posixrules``, ``right/…``):
+    accepted there, they failed later, the error blaming the data.
+
+    Example:
+        >>> known_zone("Asia/Kathmandu")
+        'Asia/Kathmandu'
+    """
+    try:
+        ZoneInfo(name)
+        pl.select(pl.lit(datetime(2000, 1, 1, tzinfo=UTC)).dt.convert_time_zone(name))
+    except (ZoneInfoNotFoundError, ValueError, TypeError, pl.exceptions.PolarsError) as exc:
+        msg = f"unknown IANA time zone {name!r}"
+        raise ValueError(msg) from exc
+    return name
 
 
 def _boundaries(start: datetime, end: datetime, minutes: int, tz: str) -> pl.Series:
@@ -140,10 +159,7 @@ def interval_grid(start: datetime, end: datetime, *, minutes: int, tz: str) -> p
     ):
         msg = f"interval of {minutes!r} minutes: a whole divisor of a day (15, 30, 60; 1440: days)"
         raise ValueError(msg)
-    try:  # Polars' own error names no argument (and suggests another zone)
-        ZoneInfo(tz)
-    except (ZoneInfoNotFoundError, ValueError, TypeError):
-        raise ValueError(f"unknown IANA time zone {tz!r}") from None
+    known_zone(tz)  # Polars' own error names no argument (and suggests another zone)
     b = _boundaries(start, end, minutes, tz)
     frame = pl.DataFrame({"interval_start_utc": b}).with_columns(
         interval_end_utc=pl.col("interval_start_utc").shift(-1)

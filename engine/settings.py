@@ -15,14 +15,11 @@ Example:
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any, Literal, NoReturn
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from engine.interval import Grid, Window
+from engine.interval import Grid, Window, known_zone
 from engine.schema import CHANNELS
 
 __all__ = [
@@ -135,24 +132,6 @@ class ThresholdOverride(BaseModel):
     @classmethod
     def _known_channel(cls, value: str | None) -> str | None:
         return value if value is None else known_channel(value)
-
-
-def known_zone(name: str) -> str:
-    """``name`` if Python and Polars both know it as a time zone, else :class:`ValueError`.
-    Python's database holds names Polars' has not (``localtime``, ``posixrules``, ``right/…``):
-    accepted there, they failed later, the error blaming the data.
-
-    Example:
-        >>> known_zone("Asia/Kathmandu")
-        'Asia/Kathmandu'
-    """
-    try:
-        ZoneInfo(name)
-        pl.select(pl.lit(datetime(2000, 1, 1, tzinfo=UTC)).dt.convert_time_zone(name))
-    except (ZoneInfoNotFoundError, ValueError, pl.exceptions.PolarsError) as exc:
-        msg = f"unknown IANA time zone {name!r}"
-        raise ValueError(msg) from exc
-    return name
 
 
 class BuildSettings(BaseModel):

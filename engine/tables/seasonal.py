@@ -36,9 +36,10 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from typing import Final
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import polars as pl
+
+from engine.interval import known_zone
 
 __all__ = ["SEASON_DAYS", "forecast", "occurrences"]
 
@@ -95,10 +96,7 @@ def forecast(
     if seasons < 1:
         msg = f"seasons must be at least 1, got {seasons}"
         raise ValueError(msg)
-    try:
-        ZoneInfo(tz)
-    except (ZoneInfoNotFoundError, ValueError, TypeError):
-        raise ValueError(f"unknown IANA time zone {tz!r}") from None
+    known_zone(tz)
     step = timedelta(minutes=interval_minutes)
     end = start + timedelta(days=days)
     maximum = pl.col("unique_id").cast(pl.String).str.ends_with("_max_ms")  # any id type

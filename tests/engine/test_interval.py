@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import polars as pl
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from engine.interval import grain_ms, interval_grid, snap_window
+from engine.tables import callvolume, seasonal
 from tests import oracle
 
 
@@ -158,3 +160,32 @@ def test_grid_near_a_midnight_change_equals_oracle(
     assert interval_grid(s, e, minutes=minutes, tz=tz).to_dicts() == oracle.intervals(
         s, e, minutes, tz
     )
+
+
+def _python_knows(name: str) -> bool:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
+
+@pytest.mark.parametrize("tz", ["localtime", "right/UTC"])
+def test_a_zone_only_python_knows_is_refused_naming_it(tz: str) -> None:
+    if not _python_knows(tz):
+        pytest.skip(f"this system's zone database has no {tz}")
+    s, e = datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 2, tzinfo=UTC)
+    table = pl.LazyFrame(schema=callvolume.SCHEMA)
+    history = pl.LazyFrame(
+        schema={"unique_id": pl.String, "ds": pl.Datetime("us"), "y": pl.Float64}
+    )
+    calls = [
+        lambda: interval_grid(s, e, minutes=60, tz=tz),
+        lambda: snap_window(s, e, minutes=1440, tz=tz),
+        lambda: callvolume.rollup(table, window=(s, e), minutes=60, tz=tz),
+        lambda: seasonal.forecast(history, start=s.replace(tzinfo=None), days=1,
+                                  interval_minutes=60, tz=tz),
+    ]  # fmt: skip
+    for call in calls:
+        with pytest.raises(ValueError, match=f"^unknown IANA time zone '{tz}'$"):
+            call()
