@@ -191,7 +191,8 @@ def read_table(
             return frame
         if any(w.tzinfo is None for w in window) or window[1] <= window[0]:
             raise ValueError(f"window {window[0]} .. {window[1]}: two aware instants in order")
-        return frame.filter(at >= window[0], at < window[1])
+        lo, hi = (w.astimezone(UTC) for w in window)  # the stored instants are UTC
+        return frame.filter(at >= lo, at < hi)
     if window is None or name not in SHAPES:
         raise ValueError(f"dense=True needs a window and one of {', '.join(SHAPES)}")
     # the window widened to whole intervals, as the builder widens it: the rows of an interval

@@ -25,7 +25,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Literal
 
 import polars as pl
@@ -57,9 +57,9 @@ def long_format(
             spring-forward hour, and the fall-back hour's two intervals of each stamp are
             merged into one row as a roll-up merges them (a count or duration summed, a
             ``*_max_ms`` its maximum), so it is exact.
-        closed: publish only what had closed by this instant (aware), as the exports do
-            (:func:`engine.output.vendor.closed_by`): a UTC row whose interval ended by then;
-            a local stamp when every interval it stands for ended by then.
+        closed: publish only what had closed by this instant (aware, in any zone), as the
+            exports do (:func:`engine.output.vendor.closed_by`): a UTC row whose interval ended
+            by then; a local stamp when every interval it stands for ended by then.
         tz: the zone ``table`` was built in (``[build] tz``), for local stamps: each is then
             published only when every interval it stands for is in ``table``.
 
@@ -69,12 +69,17 @@ def long_format(
     The exports give both.
 
     Raises:
-        ValueError: a metric is not an additive column of the volume table.
+        ValueError: a metric is not an additive column of the volume table; a naive ``closed``.
     """
     unknown = [m for m in metrics if m not in ADDITIVE]
     if unknown:
         msg = f"not additive volume columns: {unknown} (choose from {list(ADDITIVE)})"
         raise ValueError(msg)
+    if closed is not None:
+        if closed.tzinfo is None:
+            msg = f"closed {closed.isoformat()} is naive: give an aware instant"
+            raise ValueError(msg)
+        closed = closed.astimezone(UTC)  # the table's instants are UTC
     stamp = "interval_start_utc" if time == "utc" else "interval_start_local"
     table = table.filter(_published(time, closed, tz))
     series = table.unpivot(
