@@ -31,6 +31,7 @@ __all__ = [
     "FrozenDict",
     "SlFormula",
     "ThresholdOverride",
+    "duration_bound_ms",
     "known_channel",
     "known_zone",
 ]
@@ -100,6 +101,24 @@ class FrozenDict(dict[str, Any]):
 
     def __reduce__(self) -> tuple[type[FrozenDict], tuple[dict[str, Any]]]:
         return type(self), (dict(self),)  # made whole, not filled item by item
+
+
+def duration_bound_ms(value: int) -> int:
+    """``value`` if it can bound a duration in validation (``max_duration_ms``): a whole number
+    of milliseconds from 1 to :data:`MAX_DURATION_LIMIT_HOURS` hours, so that no table's sum
+    can overflow; else :class:`ValueError`.
+
+    Example:
+        >>> duration_bound_ms(2**62)
+        Traceback (most recent call last):
+        ValueError: max_duration_ms 4611686018427387904: from 1 to 691,200,000 ms (8 days) ...
+    """
+    limit = MAX_DURATION_LIMIT_HOURS * 3_600_000
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= limit:
+        days = MAX_DURATION_LIMIT_HOURS // 24
+        msg = f"max_duration_ms {value!r}: from 1 to {limit:,} ms ({days} days) at most, "
+        raise ValueError(msg + "above which a table's sums could overflow")
+    return value
 
 
 def known_channel(name: str) -> str:

@@ -54,6 +54,7 @@ import polars as pl
 
 from engine.errors import InputSchemaError
 from engine.schema import CALLBACK_ATTEMPTS, QUARANTINE
+from engine.settings import duration_bound_ms
 from engine.validate.contacts import MAX_DURATION_MS, _parse_timestamp
 from engine.validate.numbers import MISFIT, blank, misfit, misfits_as_text, parse_integer
 from engine.validate.spelling import NOT_CALLBACK_TYPES, SPELLINGS, per_distinct, spelling_key
@@ -272,7 +273,8 @@ def validate_callback_attempts(
             :data:`engine.schema.SOURCE_RECORD`): quarantine rows take their ``record_id`` from
             it; ``None``: from ``attempt_id``.
         max_duration_ms: the plausibility bound of a duration
-            (:attr:`engine.settings.BuildSettings.max_duration_ms`; default a week).
+            (:attr:`engine.settings.BuildSettings.max_duration_ms`; default a week, at most 8
+            days: a larger one is a ``ValueError``).
         alone: the caller knows every row to be alone in its identity (no other row of the
             input shares its hash, :func:`attempt_keys`): no row is compared with another.
 
@@ -289,6 +291,7 @@ def validate_callback_attempts(
         >>> clean.collect().height, bad.collect()["reason"].to_list()
         (1, ['negative_retry_attempt'])
     """
+    duration_bound_ms(max_duration_ms)
     frame = misfits_as_text(frame, CALLBACK_ATTEMPTS)
     # One conformed frame, marked with whether its identity occurs more than once and cached,
     # so that every output below parses each row once (without the mark Polars pushes their

@@ -51,6 +51,7 @@ import polars as pl
 
 from engine.errors import InputSchemaError
 from engine.schema import CONTACTS, CONTACTS_KEY, CONTACTS_REQUIRED, QUARANTINE, UTC_TS
+from engine.settings import duration_bound_ms
 from engine.validate.numbers import MISFIT, blank, misfit, misfits_as_text, parse_integer
 
 __all__ = [
@@ -373,7 +374,8 @@ def validate_contacts(
             ``<contact_id>:<segment_no>``. A record with a failing row is quarantined whole and
             once (the first failing row in segment order gives the reason).
         max_duration_ms: the plausibility bound of a duration
-            (:attr:`engine.settings.BuildSettings.max_duration_ms`; default a week).
+            (:attr:`engine.settings.BuildSettings.max_duration_ms`; default a week, at most 8
+            days: a larger one is a ``ValueError``).
 
     Returns:
         ``(clean, quarantine)``: ``clean`` has exactly the :data:`~engine.schema.CONTACTS`
@@ -388,6 +390,7 @@ def validate_contacts(
         >>> clean.collect().height, bad.select("record_id", "reason").collect().rows()
         (0, [('r', 'unparsable_timestamp')])
     """
+    duration_bound_ms(max_duration_ms)
     key, keep = list(CONTACTS_KEY), (record,) if record else ()
     columns = [*CONTACTS, *keep]
     marked = (

@@ -12,7 +12,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.errors import InputSchemaError
-from engine.schema import CONTACTS, QUARANTINE
+from engine.schema import CALLBACK_ATTEMPTS, CONTACTS, QUARANTINE
+from engine.settings import BuildSettings
+from engine.tables import callvolume
+from engine.validate.callback_attempts import validate_callback_attempts
 from engine.validate.contacts import REASONS, validate_contacts
 
 T0 = datetime(2026, 10, 1, 9, tzinfo=UTC)
@@ -249,3 +252,25 @@ def test_masked_second_timestamp_format_equals_parsing_every_value_twice(
     ].is_null()  # the same text in both columns: one fails if the other does
     expected = frame["offered_at"].is_not_null() & bad
     assert (got["__reason"] == "unparsable_timestamp").fill_null(value=False).equals(expected)
+
+
+EIGHT_DAYS_MS = 8 * 24 * 3_600_000  # docs/metrics.md: at most 8 days, so no sum overflows
+
+
+@pytest.mark.parametrize("bound", [2**63 - 1, 2**62, EIGHT_DAYS_MS + 1, 0, -1])
+def test_a_duration_bound_above_8_days_is_refused_by_both_validators(bound: int) -> None:
+    frame = pl.DataFrame([good()], schema=dict.fromkeys(good(), pl.String)).lazy()
+    with pytest.raises(ValueError, match=rf"^max_duration_ms {bound}: from 1 to 691,200,000 ms"):
+        validate_contacts(frame, max_duration_ms=bound)
+    with pytest.raises(ValueError, match=rf"^max_duration_ms {bound}: from 1 to 691,200,000 ms"):
+        validate_callback_attempts(pl.LazyFrame(schema=CALLBACK_ATTEMPTS), max_duration_ms=bound)
+
+
+def test_at_the_8_day_bound_no_talk_time_sum_overflows() -> None:
+    rows = [good(contact_id=f"c{i}", talk_ms=str(t)) for i, t in enumerate([2**62, 2**62, 7])]
+    frame = pl.DataFrame(rows, schema=dict.fromkeys(rows[0], pl.String)).lazy()
+    clean, bad = validate_contacts(frame, max_duration_ms=EIGHT_DAYS_MS)
+    assert bad.collect()["reason"].to_list() == ["implausible_duration"] * 2
+    window = (T0.replace(hour=0), T0.replace(hour=0) + timedelta(days=1))
+    table = callvolume.build(clean, window=window, settings=BuildSettings()).collect()
+    assert table["talk_ms"].sum() == 7
