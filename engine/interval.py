@@ -39,10 +39,12 @@ from engine.schema import GRID as GRID_SCHEMA
 from engine.schema import UTC_TS
 
 __all__ = [
+    "CALENDAR",
     "GRID",
     "Grid",
     "Window",
     "aggregate_by_interval",
+    "check_calendar",
     "grain_ms",
     "in_grid",
     "interval_grid",
@@ -59,6 +61,17 @@ GRID = GRID_SCHEMA
 Window = tuple[datetime, datetime]
 
 _DAY_MINUTES = 1440
+
+#: The instants intervals may lie between (a grid reaches days beyond its window, and Python's
+#: dates end at the years 1 and 9999).
+CALENDAR = (datetime(1, 1, 8, tzinfo=UTC), datetime(9999, 12, 24, tzinfo=UTC))
+
+
+def check_calendar(start: datetime, end: datetime) -> None:
+    """Refuse, with :class:`ValueError`, a window reaching outside :data:`CALENDAR` (aware)."""
+    if start < CALENDAR[0] or end > CALENDAR[1]:
+        msg = f"intervals are listed from {CALENDAR[0].date()} to {CALENDAR[1].date()} only"
+        raise ValueError(msg)
 
 
 def _as_utc(value: datetime) -> datetime:
@@ -138,8 +151,9 @@ def interval_grid(start: datetime, end: datetime, *, minutes: int, tz: str) -> p
         A small frame with the :data:`GRID` columns, sorted by ``interval_start_utc``.
 
     Raises:
-        ValueError: a naive instant, ``end`` not after ``start``, ``minutes`` no whole divisor
-            of a day, or ``tz`` no zone Python knows (one line naming it, not Polars' error).
+        ValueError: a naive instant, ``end`` not after ``start``, a window outside
+            :data:`CALENDAR`, ``minutes`` no whole divisor of a day, or ``tz`` no zone Python
+            and Polars both know (one line naming it, not Polars' error).
 
     Example:
         >>> from datetime import datetime, UTC
@@ -151,6 +165,7 @@ def interval_grid(start: datetime, end: datetime, *, minutes: int, tz: str) -> p
     if end <= start:
         msg = f"window end {end.isoformat()} is not after its start {start.isoformat()}"
         raise ValueError(msg)
+    check_calendar(start, end)
     if (
         isinstance(minutes, bool)
         or not isinstance(minutes, int)

@@ -28,7 +28,7 @@ from typing import Any, Final, Literal
 
 import polars as pl
 
-from engine.interval import GRID, interval_grid, to_intervals
+from engine.interval import GRID, check_calendar, interval_grid, to_intervals
 from engine.schema import CALLBACK_ATTEMPTS
 from engine.settings import known_zone
 from engine.tables.callback_requests import (
@@ -60,9 +60,6 @@ STEPS: Final[dict[str, int]] = {"15m": 15, "1h": 60, "1d": 1440}
 #: The most step intervals :func:`document_intervals` lists (a typo'd year would otherwise ask
 #: for gigabytes of documents): 104 days of 15 minutes, 416 days of hours, 27 years of days.
 MAX_INTERVALS: Final = 10_000
-#: The instants a step interval may lie between (its grid reaches days beyond the window, and
-#: Python's dates end at the years 1 and 9999).
-_CALENDAR: Final = (datetime(1, 1, 8, tzinfo=UTC), datetime(9999, 12, 24, tzinfo=UTC))
 #: The request columns a document reads (every one but the chain key).
 _DOCUMENT_COLUMNS: Final = tuple(c for c in REQUEST_COLUMNS if c not in ("source", "original_id"))
 _TIME_FORMATS: Final = ("%Y-%m-%d", "%Y-%m-%dT%H:%M:%SZ")
@@ -331,9 +328,7 @@ def check_intervals(begin: datetime, end: datetime, step: Step) -> None:
         most = f"more than the {MAX_INTERVALS:,} allowed ({days:,.0f} days of {step})"
         msg = f"{count:,.0f} intervals of {step}, {most}: give a shorter window or a longer step"
         raise ValueError(msg)
-    if begin < _CALENDAR[0] or end > _CALENDAR[1]:
-        msg = f"intervals are listed from {_CALENDAR[0].date()} to {_CALENDAR[1].date()} only"
-        raise ValueError(msg)
+    check_calendar(begin, end)
 
 
 def _iso(value: datetime) -> str:

@@ -11,6 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from engine.interval import grain_ms, interval_grid, snap_window
+from engine.schema import CONTACTS
+from engine.settings import BuildSettings
 from engine.tables import callvolume, seasonal
 from tests import oracle
 
@@ -189,3 +191,39 @@ def test_a_zone_only_python_knows_is_refused_naming_it(tz: str) -> None:
     for call in calls:
         with pytest.raises(ValueError, match=f"^unknown IANA time zone '{tz}'$"):
             call()
+
+
+EDGES = [
+    (datetime(1, 1, 1, tzinfo=UTC), datetime(1, 1, 3, tzinfo=UTC)),
+    (datetime(1, 1, 7, 23, tzinfo=UTC), datetime(1, 1, 9, tzinfo=UTC)),
+    (datetime(9999, 12, 23, tzinfo=UTC), datetime(9999, 12, 24, 1, tzinfo=UTC)),
+    (datetime(9999, 12, 29, tzinfo=UTC), datetime(9999, 12, 31, tzinfo=UTC)),
+]
+
+
+@pytest.mark.parametrize(("s", "e"), EDGES)
+@pytest.mark.parametrize("tz", ["Etc/GMT-14", "Etc/GMT+12"])  # the widest offsets
+def test_a_window_at_the_ends_of_the_calendar_is_a_value_error(
+    s: datetime, e: datetime, tz: str
+) -> None:
+    contacts = pl.LazyFrame(schema=CONTACTS)
+    calls = [
+        lambda: interval_grid(s, e, minutes=15, tz=tz),
+        lambda: snap_window(s, e, minutes=1440, tz=tz),
+        lambda: callvolume.build(contacts, window=(s, e), settings=BuildSettings(tz=tz)),
+    ]
+    for call in calls:
+        with pytest.raises(
+            ValueError, match=r"^intervals are listed from 0001-01-08 to 9999-12-24"
+        ):
+            call()
+
+
+@pytest.mark.parametrize("tz", ["Etc/GMT-14", "Etc/GMT+12"])
+def test_a_window_just_inside_the_calendar_is_gridded(tz: str) -> None:
+    for s, e in [
+        (datetime(1, 1, 8, tzinfo=UTC), datetime(1, 1, 9, tzinfo=UTC)),
+        (datetime(9999, 12, 23, tzinfo=UTC), datetime(9999, 12, 24, tzinfo=UTC)),
+    ]:
+        assert interval_grid(s, e, minutes=1440, tz=tz).height in (1, 2)
+        assert interval_grid(s, e, minutes=15, tz=tz).to_dicts() == oracle.intervals(s, e, 15, tz)
