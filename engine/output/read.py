@@ -13,6 +13,7 @@ Example:
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -163,11 +164,12 @@ _UNKNOWN_GRID = (
 
 
 def read_table(
-    out_dir: Path, name: str, *, window: Window | None = None, dense: bool = False
+    out_dir: str | os.PathLike[str], name: str, *, window: Window | None = None, dense: bool = False
 ) -> pl.LazyFrame:
     """The table ``name`` of the store built into ``out_dir`` (a ``build``, ``callbacks``,
-    ``run`` or ``demo`` output directory), lazily; with ``window``, the rows starting in it (an
-    interval's start; a contact's ``offered_at``, a callback attempt's ``created_at``).
+    ``run`` or ``demo`` output directory; a path or a string), lazily; with ``window``, the
+    rows starting in it (an interval's start; a contact's ``offered_at``, a callback attempt's
+    ``created_at``).
 
     With ``dense`` (``callvolume``, ``callback_intervals``, ``retry_outcomes``; ``window``
     required), the zero-filled grid of the window: the builder's own table for that window (a
@@ -182,6 +184,7 @@ def read_table(
         ValueError: ``dense`` without a ``window``, or for a table that is not zero-filled; a
             naive or reversed ``window``.
     """
+    out_dir = Path(out_dir)
     path = out_dir / "store" / name
     if not delta.is_table(path):
         raise StoreError(f"{out_dir}: no store/{name} table (run `wfm-intervals build` first)")

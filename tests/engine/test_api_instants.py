@@ -81,3 +81,10 @@ def test_a_naive_cut_off_is_refused_at_the_call(contacts: pl.DataFrame) -> None:
     naive = datetime(2026, 12, 5, 12)  # noqa: DTZ001 (the mistake under test)
     with pytest.raises(ValueError, match=r"^closed 2026-12-05T12:00:00 is naive: give an aware"):
         engine.forecast.long_format(table, closed=naive)
+
+
+def test_a_store_is_read_from_a_string_path_as_from_a_path(store: Path) -> None:
+    want = engine.read_table(store, "callvolume").collect()
+    got = engine.read_table(str(store), "callvolume", window=WINDOW).collect()
+    assert 0 < got.height == want.height
+    assert got.equals(want)
