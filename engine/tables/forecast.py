@@ -30,6 +30,7 @@ from typing import Literal
 
 import polars as pl
 
+from engine.interval import known_zone
 from engine.tables.callvolume import ADDITIVE, MAXIMA
 
 __all__ = ["DEFAULT_METRICS", "long_format"]
@@ -69,7 +70,8 @@ def long_format(
     The exports give both.
 
     Raises:
-        ValueError: a metric is not an additive column of the volume table; a naive ``closed``.
+        ValueError: a metric is not an additive column of the volume table; a naive ``closed``;
+            a ``tz`` Python or Polars does not know.
     """
     unknown = [m for m in metrics if m not in ADDITIVE]
     if unknown:
@@ -80,6 +82,8 @@ def long_format(
             msg = f"closed {closed.isoformat()} is naive: give an aware instant"
             raise ValueError(msg)
         closed = closed.astimezone(UTC)  # the table's instants are UTC
+    if tz is not None:
+        known_zone(tz)
     stamp = "interval_start_utc" if time == "utc" else "interval_start_local"
     table = table.filter(_published(time, closed, tz))
     series = table.unpivot(

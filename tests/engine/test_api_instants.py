@@ -74,13 +74,15 @@ def test_a_cut_off_in_any_zone_publishes_what_had_closed_by_that_instant(
         assert local.collect().height > 0
 
 
-def test_a_naive_cut_off_is_refused_at_the_call(contacts: pl.DataFrame) -> None:
+def test_a_naive_cut_off_or_an_unknown_zone_is_refused_at_the_call(contacts: pl.DataFrame) -> None:
     table = engine.callvolume.build(
         engine.validate_contacts(contacts.lazy())[0], window=WINDOW, settings=SETTINGS
     )
     naive = datetime(2026, 12, 5, 12)  # noqa: DTZ001 (the mistake under test)
     with pytest.raises(ValueError, match=r"^closed 2026-12-05T12:00:00 is naive: give an aware"):
         engine.forecast.long_format(table, closed=naive)
+    with pytest.raises(ValueError, match=r"^unknown IANA time zone 'localtime'$"):  # Polars' error
+        engine.forecast.long_format(table, time="local", tz="localtime")  # once, at collect
 
 
 def test_a_store_is_read_from_a_string_path_as_from_a_path(store: Path) -> None:
