@@ -49,6 +49,7 @@ from connectors.errors import (
     require_secure_url,
 )
 from connectors.jsonbody import parse_json
+from connectors.proxy import proxy_options
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
@@ -225,6 +226,7 @@ class OAuth2ClientCredentials:
             headers=headers,
             transport=self._transport,
             verify=tls_context(),
+            **proxy_options(self._url, self._transport),
         ) as client:
             request = client.build_request("POST", self._url, data=form)
             try:
@@ -317,13 +319,14 @@ def make_client(
         60.0
     """
     return httpx.Client(
-        base_url=require_secure_url(base_url, setting=setting),
+        base_url=(url := require_secure_url(base_url, setting=setting)),
         auth=auth,
         timeout=(timeouts or Timeouts()).to_httpx(),
         headers={"User-Agent": user_agent, "Accept": "application/json", **(headers or {})},
         transport=transport,
         follow_redirects=False,
         verify=tls_context(),
+        **proxy_options(url, transport),
     )
 
 

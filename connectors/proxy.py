@@ -1,0 +1,71 @@
+"""The proxy a connector's client may use: an environment proxy for HTTPS to a real host only.
+
+httpx's default (``trust_env``) sends every request through the environment's proxy, plain-http
+ones included: with ``HTTP_PROXY`` set, a loopback vendor's ``Authorization`` header and a token
+exchange's form secret went to the proxy in clear text. Every client of the connectors is built
+with :func:`proxy_options`: ``trust_env=False`` and the proxy :func:`env_proxy` chooses for its
+one origin (a client never leaves it, :func:`~connectors.http.send_request`):
+
+- plain ``http`` (loopback only, by the URL policy) and any loopback host: no proxy, ever;
+- ``https`` to another host: ``https_proxy`` / ``HTTPS_PROXY``, else ``all_proxy`` /
+  ``ALL_PROXY`` (as the standard library reads them), unless ``no_proxy`` / ``NO_PROXY``
+  names the host or a domain it is in (:func:`_bypassed`). The request goes through a
+  ``CONNECT`` tunnel, so the proxy sees the host and port but never the credentials, which
+  travel inside TLS. ``HTTP_PROXY`` is never used.
+
+Only an ``http://`` or ``https://`` proxy is supported; another scheme (``socks5://``) is refused
+by one line that does not quote the proxy's URL (it may hold the proxy's own password).
+
+Example:
+    >>> env_proxy(httpx.URL("http://127.0.0.1:8080/v1")) is None
+    True
+"""
+
+from __future__ import annotations
+
+import urllib.request
+from typing import Any
+
+import httpx
+
+from connectors.errors import ConfigError, _is_loopback
+
+__all__ = ["env_proxy", "proxy_options"]
+
+
+def env_proxy(url: httpx.URL) -> str | None:
+    """The environment's proxy for requests to ``url``'s origin, or ``None`` (go direct).
+
+    Raises:
+        ConfigError: The proxy named for HTTPS is not an ``http(s)://`` URL.
+    """
+    if url.scheme != "https" or _is_loopback(url.host):
+        return None
+    proxies = urllib.request.getproxies_environment()
+    proxy = proxies.get("https") or proxies.get("all")
+    if not proxy or _bypassed(url, proxies.get("no", "")):
+        return None
+    proxy = proxy if "://" in proxy else f"http://{proxy}"  # "host:port", as curl reads it
+    if proxy.split("://", 1)[0].lower() not in ("http", "https"):
+        raise ConfigError("HTTPS_PROXY / ALL_PROXY: only an http:// or https:// proxy is supported")
+    return proxy
+
+
+def _bypassed(url: httpx.URL, no_proxy: str) -> bool:
+    """Whether ``no_proxy`` names ``url``'s host: ``*``, the host, or a domain it is in
+    (``vendor.test`` and ``.vendor.test`` both cover ``api.vendor.test``), with or without the
+    port."""
+    host, port = url.host.lower(), url.port or 443
+    for entry in (e.strip().lower() for e in no_proxy.split(",")):
+        name, _, entry_port = entry.lstrip(".").partition(":")
+        if entry == "*" or (
+            name and (host == name or host.endswith(f".{name}")) and entry_port in ("", str(port))
+        ):
+            return True
+    return False
+
+
+def proxy_options(url: httpx.URL, transport: httpx.BaseTransport | None) -> dict[str, Any]:
+    """The ``httpx.Client`` arguments for a client of ``url``'s origin: the environment ignored
+    but for :func:`env_proxy`; none with a custom ``transport`` (a proxy would bypass it)."""
+    return {"trust_env": False, "proxy": None if transport else env_proxy(url)}
