@@ -3,6 +3,10 @@
 :class:`PiiScrubber` takes dotted key paths (``*`` for any key, ``key[attr=value]`` for the
 items of a list whose ``attr`` equals ``value``) and applies them all in one walk of a record;
 :func:`pii_hash` is the keyed hash (HMAC-SHA256) that stands in for a phone number (SPEC §8).
+The paths' keys match in any case (``End_User`` as ``end_user``), and a key named as PII
+wherever it is (:data:`PII_NAMES`: ``email``, ``phone_number``, ``firstName``, ...) is dropped
+at any depth, except where a hash path keeps it hashed. Free text (a note, a subject, a
+transcript) is kept as it is: a name or number written inside a value cannot be told apart.
 
 Example:
     >>> scrub = PiiScrubber(drop=("email", "agent.name"))
@@ -24,7 +28,20 @@ from pydantic import SecretStr
 
 from connectors.errors import ConfigError
 
-__all__ = ["PiiScrubber", "pii_hash"]
+__all__ = ["PII_NAMES", "PiiScrubber", "pii_hash"]
+
+#: Keys dropped at any depth, compared lower-cased without ``_`` and ``-`` (``first_name``,
+#: ``firstName``, ``First-Name``): what seed 002 marks "may be considered PII" under a name that
+#: means nothing else, and SPEC §8's emails, phone numbers, ANIs and end users. Names that mean
+#: other things elsewhere (``name``, ``id``, ``identifier``, ``url``, ``user_id``) are dropped by
+#: the vendors' paths only.
+PII_NAMES: frozenset[str] = frozenset(
+    (
+        *("email", "emailaddress", "phone", "phonenumber", "mobile", "mobilenumber"),
+        *("firstname", "middlename", "lastname", "fullname", "ani", "ipaddress"),
+        *("enduser", "enduserid", "outcontactid", "avatarurl"),
+    )
+)
 
 _SEGMENT = re.compile(r"(\*|[^.\[\]=]+)(?:\[([^.\[\]=]+)=([^\[\]]*)\])?")
 _Segment = tuple[str, str | None, str | None]
@@ -66,8 +83,8 @@ class _Compiler:
     descent. What no rule touches is shared, never copied.
     """
 
-    def __init__(self, hasher: _Hasher) -> None:
-        self.hasher = hasher
+    def __init__(self, hasher: _Hasher, *, fold: bool = False) -> None:
+        self.hasher, self.fold = hasher, fold  # fold: rules lower-cased, keys matched in any case
         self.walks: dict[tuple[_Rule, ...], _Walk] = {}
 
     def walk(self, rules: tuple[_Rule, ...]) -> _Walk:
@@ -81,6 +98,7 @@ class _Compiler:
         names = dict.fromkeys(r[0][0][0] for r in rules if r[0][0][0] != "*")
         named = {n: self._key(tuple(r for r in rules if r[0][0][0] in ("*", n))) for n in names}
         other = self._key(star) if star else None
+        fold = self.fold
 
         def walk(node: Any) -> Any:
             if isinstance(node, list):
@@ -88,11 +106,17 @@ class _Compiler:
             if not isinstance(node, dict):
                 return node
             out = node
-            keys = list(node) if other else [n for n in named if n in node]
+            if other:
+                keys = list(node)
+            elif fold:
+                keys = [k for k in node if isinstance(k, str) and k.lower() in named]
+            else:
+                keys = [n for n in named if n in node]
             for name in keys:
                 if out is node:
                     out = dict(node)
-                value = named.get(name, other)(out[name])  # type: ignore[misc]
+                rule = named.get(name.lower() if fold and isinstance(name, str) else name, other)
+                value = rule(out[name])  # type: ignore[misc]
                 if value is _DROPPED:
                     del out[name]
                 else:
@@ -174,6 +198,76 @@ class _Compiler:
         return select
 
 
+_HASHED = re.compile(r"[0-9a-f]{64}")
+#: How many clean key names a scrubber remembers (a vendor's records use a few hundred).
+_CLEAN_MAX = 4096
+
+
+@dataclass(frozen=True)
+class _Finder:
+    """Whether a record the paths' walk has scrubbed may still hold PII: a key of
+    :data:`PII_NAMES` at any depth with a value other than ``null`` or a hash (what a hash
+    path leaves), or a key of a path in another case than its own (``End_User``).
+
+    One walk of every dict of the record, but each dict's keys are checked by one set
+    operation in C against the key names already found clean; only a name not seen before is
+    looked at in Python (a vendor's records use a few hundred names).
+    """
+
+    keys: frozenset[str]  # the paths' keys, as given
+    folded: frozenset[str]  # the same, lower-cased
+    clean: set[str] = field(default_factory=set)
+
+    def __call__(self, record: dict[Any, Any]) -> bool:
+        clean, todo = self.clean, [record]
+        while todo:
+            node = todo.pop()
+            if not clean.issuperset(node) and self._unclean(node):
+                return True
+            for value in node.values():
+                kind = type(value)
+                if kind is dict:
+                    todo.append(value)
+                elif kind is list:
+                    todo += [item for item in value if type(item) is dict]
+        return False
+
+    def _unclean(self, node: dict[Any, Any]) -> bool:
+        for key, value in node.items():
+            if key in self.clean or not isinstance(key, str):
+                continue
+            if _bare(key) in PII_NAMES:
+                if value is not None and not (isinstance(value, str) and _HASHED.fullmatch(value)):
+                    return True
+            elif key.lower() in self.folded and key not in self.keys:
+                return True
+            elif len(self.clean) < _CLEAN_MAX:
+                self.clean.add(key)
+        return False
+
+
+def _bare(name: str) -> str:
+    return name.lower().replace("_", "").replace("-", "")
+
+
+def _deep(node: Any, kept: tuple[tuple[str, ...], ...]) -> Any:
+    """``node`` without the keys of :data:`PII_NAMES`, at any depth, but for what is left of the
+    hash paths (``kept``: their keys lower-cased), whose values are hashes by now."""
+    if isinstance(node, list):
+        return [_deep(item, kept) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out = {}
+    for key, value in node.items():
+        name = key.lower() if isinstance(key, str) else key
+        inner = tuple(path[1:] for path in kept if path[0] in ("*", name))
+        if () in inner:  # a hash path's value: hashed
+            out[key] = value
+        elif inner or not isinstance(key, str) or _bare(key) not in PII_NAMES:
+            out[key] = _deep(value, inner)  # (on the way to a hash path: kept, and walked)
+    return out
+
+
 @dataclass(frozen=True)
 class PiiScrubber:
     """Removes PII key paths from a record and replaces phone numbers by a keyed hash.
@@ -182,7 +276,10 @@ class PiiScrubber:
     whose ``attr`` equals ``value`` (Dixa's ``fields[name=contact_point]``); lists on the way are
     walked item by item. ``hash_paths`` values are reduced to their digits and replaced by
     :func:`pii_hash` (null stays null); a path in both lists is dropped. Never mutates its input.
-    All paths are applied in one walk of the record (the hashes first, then the drops).
+    All paths are applied in one walk of the record (the hashes first, then the drops). What
+    that walk leaves is then checked (:class:`_Finder`) for a key of :data:`PII_NAMES` or a
+    path's key in another case (``End_User``); only then is the record scrubbed again, the
+    paths matched in any case and those keys dropped at any depth.
 
     Example:
         >>> scrub = PiiScrubber(drop=("agent.email",), hash_paths=("phone",), secret=SecretStr("k"))
@@ -195,6 +292,9 @@ class PiiScrubber:
     secret: SecretStr | None = None
     _rules: tuple[_Rule, ...] = field(init=False, repr=False)
     _walk: _Walk = field(init=False, repr=False, compare=False)
+    _folded: _Walk = field(init=False, repr=False, compare=False)
+    _found: _Finder = field(init=False, repr=False, compare=False)
+    _kept: tuple[tuple[str, ...], ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.hash_paths and not (self.secret and self.secret.get_secret_value()):
@@ -203,6 +303,12 @@ class PiiScrubber:
         rules += [(_parse_path(p), False) for p in self.drop]
         object.__setattr__(self, "_rules", tuple(rules))
         object.__setattr__(self, "_walk", _Compiler(self._hash).walk(tuple(rules)))
+        folded = tuple((tuple((k.lower(), a, v) for k, a, v in p), h) for p, h in rules)
+        object.__setattr__(self, "_folded", _Compiler(self._hash, fold=True).walk(folded))
+        keys = frozenset(k for path, _ in rules for k, _, _ in path if k != "*")
+        object.__setattr__(self, "_found", _Finder(keys, frozenset(k.lower() for k in keys)))
+        kept = tuple(tuple(k for k, _, _ in p) for p, hashed in folded if hashed)
+        object.__setattr__(self, "_kept", kept)
 
     def _hash(self, value: Any) -> str | None:
         if isinstance(value, bool) or not isinstance(value, str | int) or not self.secret:
@@ -211,5 +317,8 @@ class PiiScrubber:
 
     def __call__(self, record: Mapping[str, Any]) -> dict[str, Any]:
         """The record without PII."""
-        out = self._walk(record if isinstance(record, dict) else dict(record))
+        record = record if isinstance(record, dict) else dict(record)
+        out = self._walk(record)
+        if self._found(out):
+            out = _deep(self._folded(record), self._kept)
         return dict(out) if out is record else out  # a walk copies the dicts it changes
