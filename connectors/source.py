@@ -206,6 +206,15 @@ def secure_url_setting(value: str | None) -> str | None:
     return value
 
 
+def _utf8(text: str) -> bool:
+    """Whether ``text`` has UTF-8 bytes (not a surrogate: an env var's undecodable byte)."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _given(value: object) -> bool:
     return bool(value.get_secret_value() if isinstance(value, SecretStr) else value)
 
@@ -255,6 +264,8 @@ class SourceSettings(BaseModel):
         usable = info.field_name not in cls.credential_fields or not isinstance(text, str)
         if not usable and (why := unsendable(text.strip(" \t"))):
             raise ValueError(f"not a usable credential: {why}")
+        if info.field_name == "pii_hash_secret" and isinstance(text, str) and not _utf8(text):
+            raise ValueError("not a usable secret: it is not valid text")  # the HMAC's key bytes
         return value
 
     @field_validator("rate_limit_per_s")
