@@ -89,6 +89,18 @@ class ServeSettings(BaseModel):
                 raise ValueError(msg)
         return value
 
+    @field_validator("kore_apps", "tokens", "oauth_clients")
+    @classmethod
+    def _text(cls, value: Any) -> Any:
+        """Every secret valid text: one read from a variable holding a byte that is not UTF-8
+        (a lone surrogate) cannot be compared or sign a token (every request a 500)."""
+        for secret in value.values() if isinstance(value, dict) else value:
+            try:
+                secret.get_secret_value().encode()
+            except UnicodeEncodeError:
+                raise ValueError("not a usable secret: it is not valid text") from None
+        return value
+
     @model_validator(mode="after")
     def _pair(self) -> ServeSettings:
         if (self.certfile is None) != (self.keyfile is None):
