@@ -92,10 +92,10 @@ __all__ = [
 ]
 
 #: Query parameter names (lower-cased, ``-`` and ``_`` removed) whose values are masked.
-_SECRET_PARAM = re.compile(
-    r"(access|refresh|id)?token|(api)?key|(client)?secret|pass(word)?|pwd|sig(nature)?|code"
-    r"|auth(orization)?|jwt|session"
-)
+#: A query parameter whose value is masked: a name (lower-cased, ``-`` and ``_`` removed) that
+#: contains one of these (``apitoken``, ``x-api-key``, ``X-Amz-Signature``; a ``pageKey`` too:
+#: masking a cursor costs less than showing a key), or is ``code`` (an OAuth grant's).
+_SECRET_PARAM = re.compile(r"key|token|secret|sig|pass|pwd|auth|credential|jwt|session|\Acode\Z")
 _SECONDS = re.compile(r"\s*(\d{1,12}(?:\.\d{1,6})?)\s*")
 
 
@@ -114,7 +114,7 @@ def redact_url(url: str | httpx.URL) -> str:
         parsed = parsed.copy_with(username=None, password=None, fragment=None)
     if parsed.query:
         pairs: list[tuple[str, str | int | float | bool | None]] = [
-            (k, "REDACTED" if _SECRET_PARAM.fullmatch(re.sub(r"[-_]", "", k.lower())) else v)
+            (k, "REDACTED" if _SECRET_PARAM.search(re.sub(r"[-_]", "", k.lower())) else v)
             for k, v in parsed.params.multi_items()
         ]
         parsed = parsed.copy_with(params=httpx.QueryParams(pairs))

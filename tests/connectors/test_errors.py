@@ -76,8 +76,8 @@ def test_branches_are_disjoint() -> None:
         ("https://bob:s3cret@x.test/a", "https://x.test/a"),
         ("https://x.test/a?page=2&api_key=abc", "https://x.test/a?page=2&api_key=REDACTED"),
         (
-            "https://x.test/a?Client_Secret=abc&pageKey=k",
-            "https://x.test/a?Client_Secret=REDACTED&pageKey=k",
+            "https://x.test/a?Client_Secret=abc&pageKey=k&page=3",
+            "https://x.test/a?Client_Secret=REDACTED&pageKey=REDACTED&page=3",
         ),
         (
             "https://x.test/a?access-token=abc&token=t",
@@ -90,6 +90,24 @@ def test_branches_are_disjoint() -> None:
 )
 def test_redact_url(url: str, expected: str) -> None:
     assert redact_url(url) == expected
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        *("apitoken", "access_key", "x-api-key", "subscription-key", "Ocp-Apim-Subscription-Key"),
+        *("X-Amz-Signature", "sig", "sv_signature", "password", "passwd", "client_credential"),
+        *("Authorization", "oauth_verifier", "id_token", "clientSecret", "sessionid", "code"),
+    ],
+)
+def test_every_parameter_named_as_a_secret_is_masked(name: str) -> None:
+    url = f"https://x.test/a?page=2&{name}=Vq83-secret&from=2026-10-01"
+    assert redact_url(url) == f"https://x.test/a?page=2&{name}=REDACTED&from=2026-10-01"
+
+
+@pytest.mark.parametrize("name", ["page", "per_page", "from", "to", "status", "country_code"])
+def test_other_parameters_are_shown(name: str) -> None:
+    assert redact_url(f"https://x.test/a?{name}=v1") == f"https://x.test/a?{name}=v1"
 
 
 def test_messages_carry_the_redacted_url_only() -> None:
