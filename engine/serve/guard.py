@@ -9,7 +9,9 @@
   (compared in constant time with every one of them) or an unexpired token of
   :meth:`Guard.issue` (OAuth2 client credentials, secrets compared in constant time).
 * :meth:`Guard.admit`: a sliding one-minute window per client; ``None`` admits, else the seconds
-  to wait (the ``Retry-After``).
+  to wait (the ``Retry-After``). Once a window, the clients without a request in the last one
+  are forgotten, so a stream of new addresses (any ``X-Forwarded-For`` from a trusted proxy)
+  holds memory for one window, not for the life of the process.
 * :func:`behind_proxies`: who a caller without a credential is: its connecting address, or
   from a ``[serve] trusted_proxies`` proxy the client its ``X-Forwarded-For`` names.
 
@@ -81,6 +83,7 @@ class Guard:
         self._lock = threading.Lock()
         self._issued: dict[str, tuple[str, float]] = {}
         self._hits: dict[str, deque[float]] = {}
+        self._prune_at = monotonic() + _WINDOW_S
 
     def kore_client(self, header: str | None) -> str | None:
         """``app:<appId>`` of a valid ``auth`` JWT, else ``None``."""
@@ -133,6 +136,9 @@ class Guard:
         """Count one request of ``client``: ``None`` if within the limit, else Retry-After (s)."""
         now = self._monotonic()
         with self._lock:
+            if now >= self._prune_at:  # once a window: each client's entry costs O(1) amortised
+                self._hits = {c: h for c, h in self._hits.items() if h and h[-1] > now - _WINDOW_S}
+                self._prune_at = now + _WINDOW_S
             hits = self._hits.setdefault(client, deque())
             while hits and hits[0] <= now - _WINDOW_S:
                 hits.popleft()
