@@ -12,7 +12,7 @@ Routes:
   ``firstPartyCalled``, ``sourceType``, ``type``; ``Authorization: Bearer``. Errors
   ``{"error", "message"}``.
 * ``POST /oauth2/token``: client credentials (form body or HTTP Basic) -> a Bearer token.
-* ``GET /healthz``; ``GET /openapi.json`` and ``/docs``.
+* ``GET /healthz``; ``GET /openapi.json`` (no ``/docs``: its page loads scripts from a CDN).
 
 Every answer to a refused credential is a bare 401; over ``rate_limit_per_minute`` a client gets
 429 with ``Retry-After`` (a client is its credential; refused credentials and the token endpoint
@@ -334,7 +334,8 @@ _KORE_BODY = {
 
 def create_app(docs: StoreDocuments, guard: Guard) -> ASGIApp:
     """The ASGI app serving ``docs`` behind ``guard`` (see the module docstring)."""
-    app = FastAPI(title="wfm-intervals serve", version="1", redoc_url=None)
+    # no /docs nor /redoc: FastAPI's pages load their scripts from a CDN onto this origin
+    app = FastAPI(title="wfm-intervals serve", version="1", docs_url=None, redoc_url=None)
     settings = guard.settings
 
     @app.exception_handler(Exception)
