@@ -43,8 +43,9 @@ The invariants, by kind (``invariant`` name):
 * page key: an empty page with a next key (``empty_page_claims_more``); a key that is present
   but not a string is a ``ResponseShapeError`` (never "no next page");
 * time windows: the inner paginator's invariants in each window; given where a record's
-  instant is (Dixa's ``primaryTimestampField``), every record inside its window
-  (``record_outside_window``).
+  instant is (Dixa's ``primaryTimestampField``), every record inside its window, or given its
+  span (Kore.ai's interval, a Mindful record's ``createdAt`` to ``endedAt``), every span
+  meeting its window (``record_outside_window``).
 
 Records sit at a dotted JSON path (``None``: the body is the list): a missing key or a non-list
 is a :class:`~connectors.errors.ResponseShapeError` (loud beats silently empty); ``null`` is an

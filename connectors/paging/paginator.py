@@ -262,7 +262,9 @@ class TimeWindowPaginator:
     inner: Paginator | None = None
     #: Where a record's instant is, when the vendor selects records by it: a record outside
     #: its page's window (``[start, end]``) is then a violation (``record_outside_window``).
-    stamp: Callable[[Any], datetime | None] | None = None
+    #: A span ``(earliest, latest)`` (a record selected by one of several instants, or an
+    #: interval) is outside when it does not meet the window at all.
+    stamp: Callable[[Any], datetime | tuple[datetime, datetime] | None] | None = None
 
     def first_request(self, start: datetime) -> ApiRequest:
         """The request for the window containing ``start``."""
@@ -287,10 +289,14 @@ class TimeWindowPaginator:
         window = page.request.window
         if self.stamp is not None and window is not None:
             for record in page.records:
-                at = self.stamp(record)
-                if at is not None and not window.start <= at <= window.end:
+                if (at := self.stamp(record)) is None:
+                    continue
+                first, last = at if isinstance(at, tuple) else (at, at)
+                if last < window.start or first > window.end:
+                    what = f"at {format_utc(first)}"
+                    what += "" if first == last else f" to {format_utc(last)}"
                     detail = (
-                        f"a record at {format_utc(at)} in the window "
+                        f"a record {what} in the window "
                         f"[{format_utc(window.start)}, {format_utc(window.end)})"
                     )
                     raise violation("record_outside_window", page, detail)

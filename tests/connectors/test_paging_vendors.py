@@ -14,7 +14,8 @@ import pytest
 
 from connectors.emulator import DixaEmulator, KoreEmulator, MindfulEmulator
 from connectors.emulator.server import Request, Response
-from connectors.state import StateStore
+from connectors.landing import scan_landed
+from connectors.state import StateStore, format_utc
 from connectors.sync import SyncReport, sync_source
 from connectors.vendors.dixa.client import DIXA
 from connectors.vendors.mindful.client import MINDFUL
@@ -145,12 +146,14 @@ def test_dixa_records_of_another_period_stop_the_stream(tmp_path: Path) -> None:
 
 def test_mindful_every_hour_the_same_records(tmp_path: Path) -> None:
     served: list[Response] = []
+    late = format_utc(mindful.END + timedelta(days=1))  # lives through every hour: none outside
 
     def stuck(n: int, request: Request, response: Response) -> Response:
         if "/data/historical/" not in request.path:
             return response
-        if not served and body(response)["data"]:
-            served.append(response)  # the first hour with records, served for every later hour
+        if not served and (records := body(response)["data"]):
+            # the first hour with records, served for every later hour
+            served.append(Response(200, {"data": [r | {"endedAt": late} for r in records]}))
         return served[0] if served else response
 
     with MindfulEmulator(mindful.small_attempts(), rate_limit_per_s=None) as emu:
@@ -167,3 +170,78 @@ def test_mindful_every_hour_the_same_records(tmp_path: Path) -> None:
     state = StateStore(tmp_path / "state").get("mindful", "attempts")
     assert state is not None
     assert state.cursor <= mindful.START + timedelta(hours=report.pages - 1)
+
+
+def a_year_before(stamp: Any) -> Any:
+    """An ISO instant moved one year back (anything else as it is)."""
+    return f"{int(stamp[:4]) - 1}{stamp[4:]}" if isinstance(stamp, str) else stamp
+
+
+def test_kore_rows_of_another_period_stop_the_stream(tmp_path: Path) -> None:
+    """Kore.ai answers each window with rows of a year before it (its filter's bug): they
+    landed and the window was committed (372 rows of another year, exit 0), its own rows never
+    read. A row whose interval does not meet the window asked for stops the stream."""
+    ends = ("intervalStartTimeStamp", "intervalEndTimeStamp")
+
+    def elsewhere(n: int, request: Request, response: Response) -> Response:
+        if request.method != "POST" or not (rows := body(response).get("CallVolumeUpdate")):
+            return response
+        moved = [r | {k: a_year_before(r[k]) for k in ends} for r in rows]
+        return Response(200, {**body(response), "CallVolumeUpdate": moved})
+
+    with KoreEmulator(kore.CONTACTS, rate_limit=None) as emu:
+        emu.add_rewrite(elsewhere)
+        report = kore.sync(emu, tmp_path)
+    assert (report.error or "").startswith(
+        "paging invariant record_outside_window violated: page 1: a record at 2025-10-01T"
+    )
+    assert report.landed == 0
+    state = StateStore(tmp_path / "state").get("kore", "callvolume")
+    assert state is None or state.cursor <= kore.DAY  # the window is read again next sync
+
+
+def mindful_sync(emu: MindfulEmulator, root: Path) -> SyncReport:
+    (report,) = sync_source(
+        MINDFUL,
+        mindful.settings_for(emu),
+        landing_root=root / "landing",
+        state_root=root / "state",
+        sleep=lambda _: None,
+    )
+    return report
+
+
+def test_mindful_records_of_another_hour_stop_the_stream(tmp_path: Path) -> None:
+    """Every hour file answered with records of a year before (402 landed, the cursor moved
+    on): a record whose whole life lies outside the hour asked for stops the stream."""
+    stamps = ("createdAt", "estimatedFor", "processedAt", "endedAt")
+
+    def elsewhere(n: int, request: Request, response: Response) -> Response:
+        if "/data/historical/" not in request.path or not (records := body(response)["data"]):
+            return response
+        return Response(
+            200, {"data": [r | {k: a_year_before(r[k]) for k in stamps} for r in records]}
+        )
+
+    with MindfulEmulator(mindful.small_attempts(), rate_limit_per_s=None) as emu:
+        emu.add_rewrite(elsewhere)
+        report = mindful_sync(emu, tmp_path)
+    assert (report.error or "").startswith("paging invariant record_outside_window violated: ")
+    assert report.landed == 0
+    state = StateStore(tmp_path / "state").get("mindful", "attempts")
+    assert state is None or state.cursor <= mindful.START + timedelta(hours=report.pages)
+
+
+def test_mindful_a_record_created_before_its_hour_still_lands(tmp_path: Path) -> None:
+    """An hour file may hold a record created days before it and ended in it (a scheduled
+    callback): its life meets the hour, so it lands and the sync goes on."""
+    hour = mindful.START + timedelta(hours=5)
+    with MindfulEmulator(mindful.small_attempts(), rate_limit_per_s=None) as emu:
+        old = emu.records()[0] | {"id": "old-1", "originalId": "old-1", "processedAt": None}
+        old |= {"createdAt": format_utc(hour - timedelta(days=2)), "estimatedFor": None}
+        old |= {"endedAt": format_utc(hour + timedelta(minutes=10))}
+        emu.add_raw_records([old], hour=hour)
+        report = mindful_sync(emu, tmp_path)
+    assert report.ok, report.error
+    landed = scan_landed(tmp_path / "landing", "mindful", "attempts").collect()
+    assert "old-1" in landed["record_id"].to_list()

@@ -8,7 +8,9 @@ from ``cursor - lookback`` (widened to whole windows) to now, and pages each win
 (:class:`~connectors.paging.SkipLimitPaginator`; ``totalCount`` is a fallback when ``hasMore``
 is absent, and a ``hasMore: false`` short of it is asked past: the next page's rows go on, an
 empty one ends the window; one that is not a count of rows stops the stream, and each window's
-distinct rows are held to it, :mod:`connectors.paging`). Rows carry no last-modified time, so
+distinct rows are held to it, :mod:`connectors.paging`). A row whose interval does not meet the
+window asked for (a period filter's bug) stops the stream (``record_outside_window``): landed, it
+would commit the window as synced with its own rows never read. Rows carry no last-modified time, so
 the cursor is a time: after each landed page the start of its window (everything before it is
 complete), after a window's last page its end, or for the window still running the latest
 interval end it served, never past the run's start. Each run re-reads ``lookback_minutes``
@@ -200,8 +202,25 @@ def plan(start: datetime, settings: Any, now: datetime) -> tuple[ApiRequest, Pag
         return ApiRequest("POST", path, body=body)
 
     step = timedelta(minutes=s.window_minutes)
-    walker = TimeWindowPaginator(end=max(now, start), step=step, render=render, inner=_PAGES)
+    walker = TimeWindowPaginator(
+        end=max(now, start), step=step, render=render, inner=_PAGES, stamp=_interval
+    )
     return walker.first_request(start), walker
+
+
+def _interval(row: Any) -> tuple[datetime, datetime] | None:
+    """A row's interval ``(intervalStartTimeStamp, intervalEndTimeStamp)``: what the window
+    selects by. A row whose interval does not meet the window asked for is another period's
+    (``record_outside_window``); one without a readable start is left to the quarantine.
+
+    Example:
+        >>> _interval({"intervalStartTimeStamp": "2026-10-01T00:00:00Z"})[1].minute
+        0
+    """
+    if not isinstance(row, dict) or (start := parse_utc(row.get("intervalStartTimeStamp"))) is None:
+        return None
+    end = parse_utc(row.get("intervalEndTimeStamp")) or start
+    return min(start, end), max(start, end)
 
 
 def page_cursor(page: Page, latest: datetime | None, started: datetime) -> datetime | None:

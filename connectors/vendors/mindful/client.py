@@ -8,7 +8,10 @@ so the connector names the hour ``[h, h + 1 h)`` by the date of ``h`` and ``HH =
 last-modified field and Mindful finalises them after the hour (outcomes, ``hasRetry``), so every
 run re-reads ``lookback_minutes`` (default 3 h, widened to whole hours) behind the committed
 cursor and the landing store keeps each ``id``'s latest fetch. The cursor is the end of the last
-hour read that had already ended when the run started.
+hour read that had already ended when the run started. A record whose every instant
+(``createdAt`` … ``endedAt``) lies outside the hour asked for is another hour's (a filter's bug):
+the stream stops (``record_outside_window``) rather than commit the hour as read. Only the whole
+life is held to the hour, so a record created earlier and processed or ended in it still lands.
 
 Auth: OAuth2 client credentials (``client_id``/``client_secret`` against ``token_url``, Basic
 client auth as Mindful documents; the token is refreshed ``token_refresh_margin_s`` before it
@@ -38,6 +41,7 @@ from connectors.paging import Page, Paginator, TimeWindowPaginator
 from connectors.ratelimit import RateLimiter
 from connectors.retry import ApiRequest, TimeWindow, send_json
 from connectors.source import Normalised, Source, SourceSettings, Stream, secure_url_setting
+from connectors.state import parse_utc
 from connectors.vendors.mindful.mapping import RECORD_DTYPE, canonical
 from engine.clock import sleep as clock_sleep
 from engine.schema import empty_quarantine
@@ -50,6 +54,7 @@ __all__ = [
     "MindfulSettings",
     "fetch_metrics",
     "hour_request",
+    "lifetime",
     "normalise",
     "page_cursor",
     "plan",
@@ -59,6 +64,8 @@ __all__ = [
 METRICS_PATH: Final = "v2/callback/historical/metrics"
 DATA_PATH: Final = "v2/data/historical"
 _HOUR: Final = timedelta(hours=1)
+#: A record's instants, from its creation to its end (:func:`lifetime`).
+_LIFE: Final = ("createdAt", "estimatedFor", "processedAt", "endedAt")
 #: Dropped before landing: the caller's line and whatever the caller typed at registration.
 PII_DROP: Final = ("ani", "metadata")
 #: Replaced by an HMAC-SHA256 of its digits: the callback number (``customer_key``).
@@ -196,8 +203,23 @@ def plan(start: datetime, settings: object, now: datetime) -> tuple[ApiRequest, 
     """
     end = getattr(settings, "end", None)
     end = now if end is None else min(now, end)
-    paginator = TimeWindowPaginator(end=end, step=_HOUR, render=hour_request)
+    paginator = TimeWindowPaginator(end=end, step=_HOUR, render=hour_request, stamp=lifetime)
     return paginator.first_request(start), paginator
+
+
+def lifetime(record: Any) -> tuple[datetime, datetime] | None:
+    """The span of a record's instants (``createdAt``, ``estimatedFor``, ``processedAt``,
+    ``endedAt``): an hour file may hold a record created before the hour and processed or
+    ended in it, never one whose whole life lies outside it (``record_outside_window``).
+
+    Example:
+        >>> record = {"createdAt": "2023-06-08T12:12:53Z", "endedAt": "2023-06-08T14:00:00Z"}
+        >>> [at.hour for at in lifetime(record)]
+        [12, 14]
+    """
+    stamps = [parse_utc(record.get(k)) for k in _LIFE] if isinstance(record, dict) else []
+    known = [at for at in stamps if at is not None]
+    return (min(known), max(known)) if known else None
 
 
 def page_cursor(page: Page, latest: datetime | None, started: datetime) -> datetime | None:
