@@ -37,12 +37,12 @@ from typing import Literal, Protocol
 import httpx
 from pydantic import SecretStr
 
+from connectors.body import read_capped
 from connectors.errors import (
     AuthError,
     FatalError,
     InsecureURLError,
     ResponseShapeError,
-    ResponseTooLargeError,
     TransportError,
     UnexpectedStatusError,
     error_for_status,
@@ -342,8 +342,9 @@ def send_request(
     The URL must pass :func:`~connectors.errors.require_secure_url` and, when the client has a
     base URL, keep its origin, so credentials never follow a URL to another host. The response
     is streamed: an error status is raised without reading its body, and a successful body is
-    read chunk by chunk (decoded) until it ends or passes ``max_bytes``, so no more than the cap
-    (plus one network chunk) is ever held; a ``Content-Length`` over the cap fails before reading.
+    read and decoded step by step until it ends or passes ``max_bytes``, so no more than the cap
+    (plus one step of :mod:`connectors.body`) is ever held, whatever its ``Content-Encoding``; a
+    ``Content-Length`` over the cap fails before reading.
     No message quotes a request header: one that cannot be sent fails naming it, not retried.
 
     Raises:
@@ -351,6 +352,7 @@ def send_request(
         FatalError: A header that cannot be sent (``AuthError`` if an auth flow's), or a request
             the HTTP library refuses (``LocalProtocolError``: its text may quote a header).
         ResponseTooLargeError: The body is larger than ``max_bytes`` (fatal: not retried).
+        ResponseShapeError: A ``Content-Encoding`` not read here, or more than two codings.
         ConnectorError: What :func:`~connectors.errors.error_for_status` makes of a non-2xx.
 
     Example:
@@ -389,31 +391,10 @@ def send_request(
         error = error_for_status(response.status_code, response.headers, url=request.url)
         if error is not None:
             raise error
-        _read_capped(response, max_bytes)
+        read_capped(response, max_bytes)
     finally:
         response.close()
     return response
-
-
-def _read_capped(response: httpx.Response, max_bytes: int) -> None:
-    """Read a streamed response's body into it, stopping as soon as it passes ``max_bytes``."""
-    url = response.request.url
-    declared = response.headers.get("Content-Length", "")
-    if declared.isdecimal() and int(declared) > max_bytes:
-        raise ResponseTooLargeError(max_bytes, url=url)
-    chunks: list[bytes] = []
-    size = 0
-    try:
-        for chunk in response.iter_bytes():
-            size += len(chunk)
-            if size > max_bytes:
-                raise ResponseTooLargeError(max_bytes, url=url)
-            chunks.append(chunk)
-    except httpx.TimeoutException as exc:
-        raise TransportError(f"timed out ({type(exc).__name__})", url=url) from exc
-    except httpx.RequestError as exc:
-        raise TransportError(f"{type(exc).__name__}: {exc}", url=url) from exc
-    response._content = b"".join(chunks)  # as Response.read() does, with the cap on the way in
 
 
 def _origin(url: httpx.URL) -> tuple[str, str, int]:

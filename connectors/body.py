@@ -1,0 +1,151 @@
+"""A successful response's body read under a cap, its ``Content-Encoding`` decoded here, bounded.
+
+httpx decodes a body one network chunk at a time, and a chunk's output is not bounded: a
+1,827-byte body sent ``Content-Encoding: gzip, gzip`` decodes to 1 GiB in one step, held in
+memory before any cap could be checked. :func:`read_capped` reads the raw bytes and decodes
+them itself, each coding (``gzip``, ``x-gzip``, ``deflate``; ``identity`` is none) producing at
+most :data:`STEP` bytes at a time, so the decoded body stops at the cap (plus one step) and no
+stage holds more than a step. More than :data:`MAX_CODINGS` codings, or one this client does
+not decode (it never asks for any other), is a :class:`~connectors.errors.ResponseShapeError`
+before the body is read; bytes that do not decode are a ``TransportError`` (retried, as a
+garbled transfer).
+
+Example:
+    >>> import gzip
+    >>> decoder = Decoder("gzip, gzip", 100, url="https://x.test/a")
+    >>> decoder.feed(gzip.compress(gzip.compress(b"[1, 2]")))
+    >>> decoder.close()
+    >>> b"".join(decoder.chunks)
+    b'[1, 2]'
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterator
+
+import httpx
+
+from connectors.errors import ResponseShapeError, ResponseTooLargeError, TransportError
+
+__all__ = ["MAX_CODINGS", "STEP", "Decoder", "read_capped"]
+
+#: The most bytes one decoding step produces (and so the most a stage holds at once).
+STEP = 64 * 1024
+#: The most codings one body may carry (``gzip, gzip`` is legal HTTP, if never seen).
+MAX_CODINGS = 2
+_WBITS = {"gzip": zlib.MAX_WBITS | 16, "x-gzip": zlib.MAX_WBITS | 16, "deflate": zlib.MAX_WBITS}
+
+
+class _Stage:
+    """One coding undone: a zlib stream (a gzip body may hold several members)."""
+
+    def __init__(self, coding: str) -> None:
+        self.coding, self.produced, self._started = coding, 0, False
+        self._z = zlib.decompressobj(_WBITS[coding])
+
+    def steps(self, data: bytes) -> Iterator[bytes]:
+        """Decode ``data``: the output in pieces of at most :data:`STEP` bytes, lazily."""
+        while data:
+            try:
+                out = self._z.decompress(data, STEP)
+            except zlib.error:
+                if self.coding != "deflate" or self._started:
+                    raise
+                self._z, self._started = zlib.decompressobj(-zlib.MAX_WBITS), True  # raw deflate
+                continue
+            self._started = True
+            data = self._z.unconsumed_tail
+            if self._z.eof:
+                data = self._z.unused_data + data
+                if data and self.coding == "deflate":
+                    raise zlib.error("data after the end of the deflate stream")
+                if data:  # the next gzip member
+                    self._z = zlib.decompressobj(_WBITS[self.coding])
+            self.produced += len(out)
+            if out:
+                yield out
+
+    def flush(self) -> bytes:
+        """What the stream still holds at the end (its input is drained: a match's last bytes)."""
+        return self._z.flush()
+
+
+class Decoder:
+    """The codings of a ``Content-Encoding`` undone in turn, the output capped at ``limit``.
+
+    Raises:
+        ResponseShapeError: more than :data:`MAX_CODINGS` codings, or one not decoded here.
+        ResponseTooLargeError: the decoded body (or a stage's output) passes ``limit``.
+        zlib.error: bytes that do not decode.
+    """
+
+    def __init__(self, content_encoding: str, limit: int, *, url: httpx.URL | str) -> None:
+        codings = [c.strip().lower() for c in content_encoding.split(",")]
+        codings = [c for c in codings if c not in ("", "identity")]
+        if len(codings) > MAX_CODINGS:
+            msg = f"Content-Encoding has {len(codings)} codings (at most {MAX_CODINGS} are read)"
+            raise ResponseShapeError(msg, url=url)
+        if unknown := [c for c in codings if c not in _WBITS]:
+            msg = f"Content-Encoding {unknown[0][:40]!r} is not one this client asks for or reads"
+            raise ResponseShapeError(msg, url=url)
+        self._stages = [_Stage(c) for c in reversed(codings)]  # the last applied is undone first
+        self._limit, self._url = limit, url
+        self.chunks: list[bytes] = []
+        self.size = 0
+
+    def feed(self, data: bytes) -> None:
+        """Decode ``data`` (raw bytes of the body) into :attr:`chunks`."""
+        self._push(0, data)
+
+    def close(self) -> None:
+        """Drain what the stages still hold at the end of the body."""
+        for i, stage in enumerate(self._stages):
+            if tail := stage.flush():
+                self._push(i + 1, tail)
+
+    def _push(self, i: int, data: bytes) -> None:
+        if i == len(self._stages):
+            self.size += len(data)
+            if self.size > self._limit:
+                raise ResponseTooLargeError(self._limit, url=self._url)
+            self.chunks.append(data)
+            return
+        stage = self._stages[i]
+        for out in stage.steps(data):
+            # an inner coding's input is no bigger than what it decodes to, give or take
+            # its framing: an intermediate stream twice the cap (plus a step) is not a body's
+            if stage.produced > 2 * self._limit + STEP:
+                raise ResponseTooLargeError(self._limit, url=self._url)
+            self._push(i + 1, out)
+
+
+def read_capped(response: httpx.Response, max_bytes: int) -> None:
+    """Read a streamed response's body into it, decoded, stopping as soon as it passes
+    ``max_bytes`` (a declared ``Content-Length`` over it fails before reading).
+
+    Raises:
+        ResponseTooLargeError: the body (decoded) passes ``max_bytes``.
+        ResponseShapeError: a ``Content-Encoding`` this client does not read (:class:`Decoder`).
+        TransportError: a timeout, a dropped connection, bytes that do not decode.
+    """
+    url = response.request.url
+    declared = response.headers.get("Content-Length", "")
+    if declared.isdecimal() and int(declared) > max_bytes:
+        raise ResponseTooLargeError(max_bytes, url=url)
+    if hasattr(response, "_content"):  # built in memory (a mock transport's), read already
+        if len(response.content) > max_bytes:
+            raise ResponseTooLargeError(max_bytes, url=url)
+        return
+    decoder = Decoder(response.headers.get("Content-Encoding", ""), max_bytes, url=url)
+    try:
+        for chunk in response.iter_raw():
+            decoder.feed(chunk)
+        decoder.close()
+    except zlib.error as exc:
+        raise TransportError(f"DecodingError: {exc}", url=url) from None
+    except httpx.TimeoutException as exc:
+        raise TransportError(f"timed out ({type(exc).__name__})", url=url) from exc
+    except httpx.RequestError as exc:
+        raise TransportError(f"{type(exc).__name__}: {exc}", url=url) from exc
+    response._content = b"".join(decoder.chunks)  # as Response.read() does, capped on the way
