@@ -1,4 +1,4 @@
-"""A successful response's body read under a cap, its ``Content-Encoding`` decoded here, bounded.
+"""A successful response's body read under a cap and a deadline, its codings decoded here.
 
 httpx decodes a body one network chunk at a time, and a chunk's output is not bounded: a
 1,827-byte body sent ``Content-Encoding: gzip, gzip`` decodes to 1 GiB in one step, held in
@@ -8,7 +8,8 @@ most :data:`STEP` bytes at a time, so the decoded body stops at the cap (plus on
 stage holds more than a step. More than :data:`MAX_CODINGS` codings, or one this client does
 not decode (it never asks for any other), is a :class:`~connectors.errors.ResponseShapeError`
 before the body is read; bytes that do not decode are a ``TransportError`` (retried, as a
-garbled transfer).
+garbled transfer). With a :class:`Deadline`, it is checked between the body's chunks (each
+bounded by the read timeout), so a body trickled a byte at a time ends as a timeout.
 
 Example:
     >>> import gzip
@@ -21,14 +22,16 @@ Example:
 
 from __future__ import annotations
 
+import time
 import zlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import httpx
 
 from connectors.errors import ResponseShapeError, ResponseTooLargeError, TransportError
 
-__all__ = ["MAX_CODINGS", "STEP", "Decoder", "read_capped"]
+__all__ = ["MAX_CODINGS", "STEP", "Deadline", "Decoder", "read_capped"]
 
 #: The most bytes one decoding step produces (and so the most a stage holds at once).
 STEP = 64 * 1024
@@ -120,14 +123,31 @@ class Decoder:
             self._push(i + 1, out)
 
 
-def read_capped(response: httpx.Response, max_bytes: int) -> None:
+@dataclass(frozen=True)
+class Deadline:
+    """When a request must be over (``time.monotonic``), and the ``timeouts.total`` it came from."""
+
+    at: float
+    total: float
+
+    def check(self, url: httpx.URL | str) -> None:
+        """A :class:`~connectors.errors.TransportError` (retriable) once the deadline passed."""
+        if time.monotonic() > self.at:
+            msg = f"timed out (the request took over timeouts.total={self.total:g} s)"
+            raise TransportError(msg, url=url)
+
+
+def read_capped(
+    response: httpx.Response, max_bytes: int, *, deadline: Deadline | None = None
+) -> None:
     """Read a streamed response's body into it, decoded, stopping as soon as it passes
     ``max_bytes`` (a declared ``Content-Length`` over it fails before reading).
 
     Raises:
         ResponseTooLargeError: the body (decoded) passes ``max_bytes``.
         ResponseShapeError: a ``Content-Encoding`` this client does not read (:class:`Decoder`).
-        TransportError: a timeout, a dropped connection, bytes that do not decode.
+        TransportError: a timeout (``deadline`` passed between two chunks too), a dropped
+            connection, bytes that do not decode.
     """
     url = response.request.url
     declared = response.headers.get("Content-Length", "")
@@ -140,6 +160,8 @@ def read_capped(response: httpx.Response, max_bytes: int) -> None:
     decoder = Decoder(response.headers.get("Content-Encoding", ""), max_bytes, url=url)
     try:
         for chunk in response.iter_raw():
+            if deadline is not None:
+                deadline.check(url)
             decoder.feed(chunk)
         decoder.close()
     except zlib.error as exc:

@@ -29,6 +29,7 @@ import socket
 import ssl
 import threading
 import time
+import weakref
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
@@ -37,7 +38,7 @@ from typing import Literal, Protocol
 import httpx
 from pydantic import SecretStr
 
-from connectors.body import read_capped
+from connectors.body import Deadline, read_capped
 from connectors.errors import (
     AuthError,
     FatalError,
@@ -76,6 +77,9 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree wi
 #: The default cap on one response body (decoded), in bytes: 20 MiB.
 DEFAULT_MAX_BYTES = 20 * 2**20
 
+#: Each client's ``timeouts.total`` (:func:`send_request` reads it; httpx has no such timeout).
+_TOTALS: weakref.WeakKeyDictionary[httpx.Client, float] = weakref.WeakKeyDictionary()
+
 #: What a header value may not hold (h11 refuses it, quoting the value), and the reason given.
 _UNSENDABLE = (
     (re.compile(r"[\r\n]"), "it contains a line break"),
@@ -103,12 +107,14 @@ def _refuse_credential(header: str, secret: str, prefix: str) -> None:
 
 @dataclass(frozen=True)
 class Timeouts:
-    """Seconds allowed to connect, read a chunk, write a chunk, and wait for a pooled connection."""
+    """Seconds allowed to connect, read a chunk, write a chunk, wait for a pooled connection,
+    and for a whole request (``total``: a body trickled a byte per read timeout never ends)."""
 
     connect: float = 10.0
     read: float = 60.0
     write: float = 30.0
     pool: float = 10.0
+    total: float = 300.0
 
     def to_httpx(self) -> httpx.Timeout:
         """The equivalent ``httpx.Timeout``."""
@@ -228,6 +234,7 @@ class OAuth2ClientCredentials:
             verify=tls_context(),
             **proxy_options(self._url, self._transport),
         ) as client:
+            _TOTALS[client] = self._timeouts.total
             request = client.build_request("POST", self._url, data=form)
             try:
                 body = parse_json(send_request(client, request, auth=auth))
@@ -318,16 +325,19 @@ def make_client(
         >>> client.timeout.read
         60.0
     """
-    return httpx.Client(
+    timeouts = timeouts or Timeouts()
+    client = httpx.Client(
         base_url=(url := require_secure_url(base_url, setting=setting)),
         auth=auth,
-        timeout=(timeouts or Timeouts()).to_httpx(),
+        timeout=timeouts.to_httpx(),
         headers={"User-Agent": user_agent, "Accept": "application/json", **(headers or {})},
         transport=transport,
         follow_redirects=False,
         verify=tls_context(),
         **proxy_options(url, transport),
     )
+    _TOTALS[client] = timeouts.total
+    return client
 
 
 def send_request(
@@ -346,9 +356,12 @@ def send_request(
     (plus one step of :mod:`connectors.body`) is ever held, whatever its ``Content-Encoding``; a
     ``Content-Length`` over the cap fails before reading.
     No message quotes a request header: one that cannot be sent fails naming it, not retried.
+    The whole request, from sending to the body's last byte, is held to the client's
+    ``timeouts.total`` (checked between the body's chunks, each bounded by the read timeout).
 
     Raises:
-        TransportError: Timeouts, refused or dropped connections, protocol errors.
+        TransportError: Timeouts (``timeouts.total`` too), refused or dropped connections,
+            protocol errors.
         FatalError: A header that cannot be sent (``AuthError`` if an auth flow's), or a request
             the HTTP library refuses (``LocalProtocolError``: its text may quote a header).
         ResponseTooLargeError: The body is larger than ``max_bytes`` (fatal: not retried).
@@ -361,6 +374,8 @@ def send_request(
         >>> send_request(client, client.build_request("GET", "a"))
         <Response [204 No Content]>
     """
+    total = _TOTALS.get(client, Timeouts.total)
+    deadline = time.monotonic() + total
     target = require_secure_url(request.url, setting="request URL")
     if client.base_url.host and _origin(target) != _origin(client.base_url):
         raise InsecureURLError("request URL leaves the base URL's origin", url=target)
@@ -391,7 +406,7 @@ def send_request(
         error = error_for_status(response.status_code, response.headers, url=request.url)
         if error is not None:
             raise error
-        read_capped(response, max_bytes)
+        read_capped(response, max_bytes, deadline=Deadline(deadline, total))
     finally:
         response.close()
     return response

@@ -183,10 +183,12 @@ class TimeoutSettings(BaseModel):
     read: float = Field(default=60.0, gt=0)
     write: float = Field(default=30.0, gt=0)
     pool: float = Field(default=10.0, gt=0)
+    #: A whole request, from sending it to its body's last byte (retried as a timeout).
+    total: float = Field(default=300.0, gt=0)
 
     def to_timeouts(self) -> Timeouts:
         """The shared layer's :class:`~connectors.http.Timeouts`."""
-        return Timeouts(self.connect, self.read, self.write, self.pool)
+        return Timeouts(self.connect, self.read, self.write, self.pool, self.total)
 
 
 def secure_url_setting(value: str | None) -> str | None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import socket
+import threading
 import zlib
 from pathlib import Path
 from typing import Any
@@ -117,3 +119,73 @@ def test_a_body_in_two_codings_under_the_cap_is_read(tmp_path: Path) -> None:
 def test_codings_not_read_here_are_refused_unread(coding: str, why: str) -> None:
     with pytest.raises(ResponseShapeError, match=f"^Content-Encoding {re.escape(why)}"):
         Decoder(coding, MIB, url="https://x.test/a")
+
+
+class Trickle:
+    """A loopback server that sends a 200's headers (``Content-Length: 10002``), then its body
+    a byte every ``gap`` seconds, each well within any read timeout: it never ends by itself."""
+
+    def __init__(self, gap: float = 0.02) -> None:
+        self.gap, self.connections = gap, 0
+        self._stop = threading.Event()
+        self._sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}/manager/api/v1"
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    def __enter__(self) -> Trickle:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        socket.create_connection(self._sock.getsockname()).close()  # wakes the accept
+        self._thread.join()
+        self._sock.close()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return
+            if self._stop.is_set():
+                conn.close()
+                return
+            self.connections += 1
+            threading.Thread(target=self._trickle, args=(conn,), daemon=True).start()
+
+    def _trickle(self, conn: socket.socket) -> None:
+        head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 10002\r\n\r\n"
+        with conn:
+            try:
+                conn.recv(65536)
+                conn.sendall(head + b"[]")
+                for _ in range(10_000):
+                    if self._stop.wait(self.gap):
+                        return
+                    conn.sendall(b" ")
+            except OSError:  # the client gave up and closed the connection
+                return
+
+
+def test_a_trickled_body_times_out_at_the_total_and_is_retried(tmp_path: Path) -> None:
+    """Headers, then a byte a second: every read within the read timeout, so the request never
+    timed out (45 s in, still reading; at a byte every 59 s, years) while the store was locked.
+    ``timeouts.total`` bounds the whole request: a timeout, retried, then one line."""
+    with Trickle() as server, ujet.emulator(ujet.small_contacts(scale=0.01)) as emu:
+        timeouts = {"connect": 2.0, "read": 2.0, "write": 2.0, "pool": 2.0, "total": 0.3}
+        settings = ujet.settings_for(emu, streams=["calls"], max_retries=2, timeouts=timeouts)
+        settings = settings.model_copy(update={"base_url": server.url})
+        (report,) = sync_source(
+            UJET,
+            settings,
+            landing_root=tmp_path / "landing",
+            state_root=tmp_path / "state",
+            sleep=lambda _: None,
+        )
+        connections = server.connections
+    assert (report.error or "").startswith(
+        "gave up after 3 attempts: timed out (the request took over timeouts.total=0.3 s)"
+    )
+    assert report.retries == 2
+    assert connections == 3
