@@ -150,7 +150,9 @@ def read_capped(
             connection, bytes that do not decode.
     """
     url = response.request.url
-    declared = response.headers.get("Content-Length", "")
+    declared = response.headers.get("Content-Length", "").strip()
+    if declared.isdecimal() and len(declared) > 19:  # int() of 4,300 digits is a ValueError
+        raise ResponseShapeError(f"Content-Length of {len(declared)} digits", url=url)
     if declared.isdecimal() and int(declared) > max_bytes:
         raise ResponseTooLargeError(max_bytes, url=url)
     if hasattr(response, "_content"):  # built in memory (a mock transport's), read already

@@ -47,6 +47,10 @@ The invariants, by kind (``invariant`` name):
   span (Kore.ai's interval, a Mindful record's ``createdAt`` to ``endedAt``), every span
   meeting its window (``record_outside_window``).
 
+A count read from a header or as digits (``Total``, ``Per-Page``, a ``Link``'s ``per``, a
+``totalCount`` string) of more than 19 digits is a ``ResponseShapeError``
+(:func:`~connectors.paging.values.as_int`).
+
 Records sit at a dotted JSON path (``None``: the body is the list): a missing key or a non-list
 is a :class:`~connectors.errors.ResponseShapeError` (loud beats silently empty); ``null`` is an
 empty page.
@@ -64,8 +68,10 @@ from connectors.paging.paginator import (
     extract_records,
     parse_link_header,
 )
+from connectors.paging.values import MAX_DIGITS
 
 __all__ = [
+    "MAX_DIGITS",
     "CursorTailPaginator",
     "Page",
     "PageKeyPaginator",

@@ -10,9 +10,10 @@ import zlib
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
-from connectors.body import Decoder
+from connectors.body import Decoder, read_capped
 from connectors.emulator.server import Request, Response
 from connectors.errors import ResponseShapeError
 from connectors.sync import sync_source
@@ -189,3 +190,12 @@ def test_a_trickled_body_times_out_at_the_total_and_is_retried(tmp_path: Path) -
     )
     assert report.retries == 2
     assert connections == 3
+
+
+def test_a_content_length_of_too_many_digits_is_one_line() -> None:
+    """``int()`` of the header's 5,000 digits raised ``ValueError`` (a traceback)."""
+    stream = httpx.ByteStream(b"[]")
+    response = httpx.Response(200, headers={"Content-Length": "9" * 5000}, stream=stream)
+    response.request = httpx.Request("GET", "https://x.test/a")
+    with pytest.raises(ResponseShapeError, match=r"^Content-Length of 5000 digits \(https://"):
+        read_capped(response, MIB)

@@ -311,3 +311,46 @@ def test_ujet_a_record_served_at_two_pages_in_place_of_another_stops_the_stream(
         landed = scan_landed(tmp_path / "landing", "ujet", "calls").collect()
         served = {f"{r['id']}" for r in emu.records("calls")}
         assert set(landed["record_id"].to_list()) == served
+
+
+def test_kore_a_total_count_of_5000_digits_stops_the_stream(tmp_path: Path) -> None:
+    """Its digits as a string: ``int()`` refused them (over 4,300 digits), a traceback."""
+    rewrite = FromSecondWindow(kore_window, without_has_more(lambda _, __: "9" * 5000))
+    kore_round(tmp_path, rewrite, "a number of 5000 digits where a count belongs")
+
+
+@pytest.mark.parametrize(
+    ("header", "value"),
+    [
+        ("Total", "9" * 5000),
+        ("Per-Page", "9" * 5000),
+        ("Link", "<https://x.test/calls?page=2&per=" + "9" * 5000 + '>; rel="next"'),
+        ("Total", "9" * 20),  # no count of records either
+    ],
+)
+def test_ujet_a_count_header_of_too_many_digits_stops_that_stream_only(
+    tmp_path: Path, header: str, value: str
+) -> None:
+    """A ``Total``, ``Per-Page`` or ``Link`` ``per`` of 5,000 digits was Python's ``ValueError:
+    Exceeds the limit (4300 digits)``: a traceback, and the source's other streams never
+    synced. It is that stream's one line now; the chats still sync."""
+
+    def huge(n: int, request: Request, response: Response) -> Response:
+        if not request.path.endswith("/calls") or response.status != 200:
+            return response
+        kept = {k: v for k, v in response.headers.items() if header != "Link" or k != "Per-Page"}
+        return replace(response, headers=kept | {header: value})  # Per-Page is read before Link
+
+    with ujet.emulator(ujet.small_contacts(scale=0.02)) as emu:
+        emu.add_rewrite(huge)
+        calls, chats = sync_source(
+            UJET,
+            ujet.settings_for(emu),
+            landing_root=tmp_path / "landing",
+            state_root=tmp_path / "state",
+            sleep=lambda _: None,
+        )
+    digits = len(value) if header != "Link" else 5000
+    assert calls.error == f"a number of {digits} digits where a count belongs"
+    assert chats.ok, chats.error
+    assert chats.landed > 0
