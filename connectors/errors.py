@@ -320,10 +320,17 @@ _USER_NAMES = ("username", "client_id", "app_id")
 
 
 def advice(
-    exc: ConnectorError, *, source: str, stream: str, settings: Iterable[tuple[str, object]]
+    exc: ConnectorError,
+    *,
+    source: str,
+    stream: str,
+    settings: Iterable[tuple[str, object]],
+    pages: int = 0,
 ) -> str:
-    """What to do about ``exc``, a failure of ``source/stream``, to append to its line ('' when
-    nothing is known): a 404, the stream setting; a refused credential, the credential settings
+    """What to do about ``exc``, a failure of ``source/stream`` after ``pages`` pages, to append
+    to its line ('' when nothing is known): a 404 of its first request, the stream setting (a
+    404 after pages were read: how many, the stream is there); a refused credential, the
+    credential settings
     among ``settings`` (a source settings model's fields): the secrets set but the PII hashing
     key, and the user name beside them when it is set (``username``, ``client_id``, Kore.ai's
     ``app_id``: a JWT with the wrong ``appId`` is refused as one with the wrong key; only names,
@@ -334,6 +341,8 @@ def advice(
         ...        settings=[("username", "acme"), ("password", SecretStr("x")), ("per", 9)])[:52]
         '; check sources.ujet.username, sources.ujet.password'
     """
+    if stream and isinstance(exc, UnexpectedStatusError) and exc.status == 404 and pages:
+        return f"; the page after {pages} page{'s' * (pages != 1)} of {stream} was not found"
     if stream and isinstance(exc, UnexpectedStatusError) and exc.status == 404:
         return f"; if this tenant has no {stream}, leave the stream out: sources.{source}.streams"
     secret = [n for n, v in settings if isinstance(v, SecretStr) and n != "pii_hash_secret"]

@@ -353,7 +353,7 @@ def sync_stream(
             run.commit()
     except ConnectorError as exc:
         report.error = str(exc) + advice(exc, source=source.name, stream=stream.name,
-                                         settings=settings)  # fmt: skip
+                                         settings=settings, pages=report.pages)  # fmt: skip
         failed = {"event": "sync.failed", "source": source.name, "stream": stream.name,
                   "error": str(exc)}  # fmt: skip
         _log.error("sync %s/%s failed: %s", source.name, stream.name, exc, extra={"fields": failed})

@@ -234,3 +234,35 @@ def test_one_record_whose_stamp_cannot_be_read_is_quarantined_not_the_stream_sto
     assert reasons == [(broken[0], "unparsable_timestamp")]
     kept = reference.filter(pl.col("contact_id") != broken[0])
     assert_frame_equal(sup.synced(tmp_path / "landing"), kept)
+
+
+@pytest.mark.parametrize(("refused", "pages"), [(1, 0), (3, 2)])
+def test_a_404_says_leave_the_stream_out_only_for_its_first_request(
+    tmp_path: Path, refused: int, pages: int
+) -> None:
+    """A 404 after two pages had landed still said "if this tenant has no calls, leave the
+    stream out": the stream is there, a page of it was not found."""
+    seen: list[int] = []
+
+    def gone(n: int, request: Request, response: Response) -> Response:
+        if request.path.endswith("/calls"):
+            seen.append(n)
+            if len(seen) == refused:
+                return Response(404, {"error": "not found"})
+        return response
+
+    with sup.emulator(sup.small_contacts(scale=0.02)) as emu:
+        emu.add_rewrite(gone)
+        calls, chats = sync_source(
+            UJET,
+            sup.settings_for(emu),
+            landing_root=tmp_path / "landing",
+            state_root=tmp_path / "state",
+            sleep=lambda _: None,
+        )
+    assert calls.pages == pages
+    assert (calls.error or "").startswith("unexpected HTTP status 404 (")
+    first = "; if this tenant has no calls, leave the stream out: sources.ujet.streams"
+    later = "; the page after 2 pages of calls was not found"
+    assert (calls.error or "").endswith(later if pages else first)
+    assert chats.ok
