@@ -10,7 +10,8 @@ that is not a valid header value (a line break, NUL, whitespace at either end) i
 by an ``AuthError`` naming the header, not the value. :func:`send_request` sends under the URL
 policy (:func:`~connectors.errors.require_secure_url`) (never off its origin), classifies every
 failure, reads a successful body up to a cap (:data:`DEFAULT_MAX_BYTES`); :func:`parse_json`
-(:mod:`connectors.jsonbody`) parses it. Limits, retries, requests as data: :mod:`connectors.retry`.
+(:mod:`connectors.wire.jsonbody`) parses it. Limits, retries, requests as data:
+:mod:`connectors.retry`.
 
 Example:
     >>> client = make_client("https://x.test/api/v1", setting="ujet.base_url")
@@ -38,7 +39,6 @@ from typing import Literal, Protocol
 import httpx
 from pydantic import SecretStr
 
-from connectors.body import Deadline, read_capped
 from connectors.errors import (
     AuthError,
     FatalError,
@@ -49,8 +49,9 @@ from connectors.errors import (
     error_for_status,
     require_secure_url,
 )
-from connectors.jsonbody import parse_json
-from connectors.proxy import proxy_options
+from connectors.wire.body import Deadline, read_capped
+from connectors.wire.jsonbody import parse_json
+from connectors.wire.proxy import proxy_options
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
@@ -325,9 +326,9 @@ def make_client(
         >>> client.timeout.read
         60.0
     """
-    timeouts = timeouts or Timeouts()
+    timeouts, url = timeouts or Timeouts(), require_secure_url(base_url, setting=setting)
     client = httpx.Client(
-        base_url=(url := require_secure_url(base_url, setting=setting)),
+        base_url=url,
         auth=auth,
         timeout=timeouts.to_httpx(),
         headers={"User-Agent": user_agent, "Accept": "application/json", **(headers or {})},
@@ -353,8 +354,8 @@ def send_request(
     base URL, keep its origin, so credentials never follow a URL to another host. The response
     is streamed: an error status is raised without reading its body, and a successful body is
     read and decoded step by step until it ends or passes ``max_bytes``, so no more than the cap
-    (plus one step of :mod:`connectors.body`) is ever held, whatever its ``Content-Encoding``; a
-    ``Content-Length`` over the cap fails before reading.
+    (plus one step of :mod:`connectors.wire.body`) is ever held, whatever its
+    ``Content-Encoding``; a ``Content-Length`` over the cap fails before reading.
     No message quotes a request header: one that cannot be sent fails naming it, not retried.
     The whole request, from sending to the body's last byte, is held to the client's
     ``timeouts.total`` (checked between the body's chunks, each bounded by the read timeout).

@@ -16,7 +16,7 @@ import pytest
 from pydantic import SecretStr
 
 import connectors.http
-import connectors.jsonbody
+import connectors.wire.jsonbody
 from connectors.errors import (
     AuthError,
     ConfigError,
@@ -151,7 +151,7 @@ SLOW = {
 
 @pytest.mark.parametrize("inner", list(SLOW.values()), ids=list(SLOW))
 def test_a_body_as_deep_as_max_depth_is_read(inner: bytes) -> None:
-    depth = connectors.jsonbody.MAX_DEPTH
+    depth = connectors.wire.jsonbody.MAX_DEPTH
     value = parse_json(httpx.Response(200, content=nested(depth, inner)))
     for _ in range(depth - 1):
         (value,) = value
@@ -535,7 +535,7 @@ def test_no_secret_reaches_the_logs(caplog: pytest.LogCaptureFixture) -> None:
         assert encoded not in text
 
 
-@pytest.mark.parametrize("module", [connectors.http, connectors.jsonbody])
+@pytest.mark.parametrize("module", [connectors.http, connectors.wire.jsonbody])
 def test_docstring_examples_run(module: object) -> None:
     result = doctest.testmod(module)  # type: ignore[arg-type]
     assert result.attempted > 0

@@ -13,11 +13,11 @@ from typing import Any
 import httpx
 import pytest
 
-from connectors.body import Decoder, read_capped
 from connectors.emulator.server import Request, Response
 from connectors.errors import ResponseShapeError
 from connectors.sync import sync_source
 from connectors.vendors.ujet.client import UJET
+from connectors.wire.body import Decoder, read_capped
 from tests.connectors import ujet_support as ujet
 
 MIB = 2**20

@@ -23,10 +23,10 @@ from pydantic import SecretStr
 from connectors.emulator import MindfulEmulator
 from connectors.errors import ConfigError, TransportError
 from connectors.http import HeaderAuth, make_client, send_request
-from connectors.proxy import env_proxy
 from connectors.sync import sync_source
 from connectors.vendors.mindful.client import MINDFUL
 from connectors.vendors.ujet.client import UJET
+from connectors.wire.proxy import env_proxy
 from tests.connectors import mindful_support, ujet_support
 
 PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy")

@@ -1,0 +1,4 @@
+"""Below the client, at the bytes: a response body read under its cap and deadline and its
+``Content-Encoding`` undone a bounded step at a time (:mod:`connectors.wire.body`), parsed as
+JSON with its depth and numbers checked (:mod:`connectors.wire.jsonbody`), and the proxy a
+client may use (:mod:`connectors.wire.proxy`). :mod:`connectors.http` is their one user."""
