@@ -49,7 +49,7 @@ from connectors.errors import (
     error_for_status,
     require_secure_url,
 )
-from connectors.wire.body import Deadline, read_capped
+from connectors.wire.body import ACCEPT_ENCODING, Deadline, read_capped
 from connectors.wire.jsonbody import parse_json
 from connectors.wire.proxy import proxy_options
 
@@ -79,6 +79,8 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree wi
 DEFAULT_MAX_BYTES = 20 * 2**20
 
 #: Each client's ``timeouts.total`` (:func:`send_request` reads it; httpx has no such timeout).
+#: JSON, in only the codings the body reader decodes.
+_ASKED = {"Accept": "application/json", "Accept-Encoding": ACCEPT_ENCODING}
 _TOTALS: weakref.WeakKeyDictionary[httpx.Client, float] = weakref.WeakKeyDictionary()
 
 #: What a header value may not hold (h11 refuses it, quoting the value), and the reason given.
@@ -227,7 +229,7 @@ class OAuth2ClientCredentials:
         if self._client_auth == "body":
             form |= {"client_id": self._id, "client_secret": self._secret.get_secret_value()}
             auth = None
-        headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
+        headers = {"User-Agent": USER_AGENT, **_ASKED}
         with httpx.Client(
             timeout=self._timeouts.to_httpx(),
             headers=headers,
@@ -331,7 +333,7 @@ def make_client(
         base_url=url,
         auth=auth,
         timeout=timeouts.to_httpx(),
-        headers={"User-Agent": user_agent, "Accept": "application/json", **(headers or {})},
+        headers={"User-Agent": user_agent, **_ASKED, **(headers or {})},
         transport=transport,
         follow_redirects=False,
         verify=tls_context(),

@@ -31,13 +31,17 @@ import httpx
 
 from connectors.errors import ResponseShapeError, ResponseTooLargeError, TransportError
 
-__all__ = ["MAX_CODINGS", "STEP", "Deadline", "Decoder", "read_capped"]
+__all__ = ["ACCEPT_ENCODING", "MAX_CODINGS", "STEP", "Deadline", "Decoder", "read_capped"]
 
 #: The most bytes one decoding step produces (and so the most a stage holds at once).
 STEP = 64 * 1024
 #: The most codings one body may carry (``gzip, gzip`` is legal HTTP, if never seen).
 MAX_CODINGS = 2
 _WBITS = {"gzip": zlib.MAX_WBITS | 16, "x-gzip": zlib.MAX_WBITS | 16, "deflate": zlib.MAX_WBITS}
+#: What every client asks for: the codings decoded here, and no other (httpx's default adds
+#: ``br`` and ``zstd`` where their packages happen to be installed, which :class:`Decoder`
+#: refuses).
+ACCEPT_ENCODING = "gzip, deflate"
 
 
 class _Stage:

@@ -113,6 +113,33 @@ def test_a_body_in_two_codings_under_the_cap_is_read(tmp_path: Path) -> None:
     assert report.landed > 0
 
 
+def test_a_sync_asks_only_for_the_codings_it_reads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """httpx asks for ``br`` and ``zstd`` too where their packages happen to be installed, and a
+    server answering in one would stop every sync (the reader refuses them): each request of a
+    sync asks for ``gzip, deflate`` only, whatever httpx's default."""
+    monkeypatch.setattr(httpx._client, "ACCEPT_ENCODING", "gzip, deflate, br, zstd")
+    asked: list[str] = []
+
+    def record(n: int, request: Request, response: Response) -> Response:
+        asked.append(request.headers.get("accept-encoding", request.headers.get("Accept-Encoding")))
+        return response
+
+    with ujet.emulator(ujet.small_contacts(scale=0.01)) as emu:
+        emu.add_rewrite(record)
+        (report,) = sync_source(
+            UJET,
+            ujet.settings_for(emu, streams=["calls"]),
+            landing_root=tmp_path / "landing",
+            state_root=tmp_path / "state",
+            sleep=lambda _: None,
+        )
+    assert report.ok, report.error
+    assert len(asked) > 1
+    assert set(asked) == {"gzip, deflate"}
+
+
 @pytest.mark.parametrize(
     ("coding", "why"),
     [("gzip, gzip, gzip", "has 3 codings (at most 2 are read)"), ("br", "'br' is not one")],
