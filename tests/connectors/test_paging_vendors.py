@@ -232,14 +232,18 @@ def test_mindful_records_of_another_hour_stop_the_stream(tmp_path: Path) -> None
     assert state is None or state.cursor <= mindful.START + timedelta(hours=report.pages)
 
 
-def test_mindful_a_record_created_before_its_hour_still_lands(tmp_path: Path) -> None:
+@pytest.mark.parametrize("ended", [timedelta(minutes=10), timedelta(hours=-5)])
+def test_mindful_a_record_created_before_its_hour_still_lands(
+    tmp_path: Path, ended: timedelta
+) -> None:
     """An hour file may hold a record created days before it and ended in it (a scheduled
-    callback): its life meets the hour, so it lands and the sync goes on."""
+    callback), or one ended five hours before it and made available then ("the historical data
+    available" in the hour, seed 001): it lands and the sync goes on."""
     hour = mindful.START + timedelta(hours=5)
     with MindfulEmulator(mindful.small_attempts(), rate_limit_per_s=None) as emu:
         old = emu.records()[0] | {"id": "old-1", "originalId": "old-1", "processedAt": None}
         old |= {"createdAt": format_utc(hour - timedelta(days=2)), "estimatedFor": None}
-        old |= {"endedAt": format_utc(hour + timedelta(minutes=10))}
+        old |= {"endedAt": format_utc(hour + ended)}
         emu.add_raw_records([old], hour=hour)
         report = mindful_sync(emu, tmp_path)
     assert report.ok, report.error

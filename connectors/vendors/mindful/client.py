@@ -9,9 +9,10 @@ last-modified field and Mindful finalises them after the hour (outcomes, ``hasRe
 run re-reads ``lookback_minutes`` (default 3 h, widened to whole hours) behind the committed
 cursor and the landing store keeps each ``id``'s latest fetch. The cursor is the end of the last
 hour read that had already ended when the run started. A record whose every instant
-(``createdAt`` … ``endedAt``) lies outside the hour asked for is another hour's (a filter's bug):
-the stream stops (``record_outside_window``) rather than commit the hour as read. Only the whole
-life is held to the hour, so a record created earlier and processed or ended in it still lands.
+(``createdAt`` … ``endedAt``) lies outside the hour asked for, more than six hours before it or
+at all after it, is another period's (a filter's bug): the stream stops
+(``record_outside_window``) rather than commit the hour as read. Only the whole life is held to
+the hour, with room for data made available after the call (:func:`lifetime`).
 
 Auth: OAuth2 client credentials (``client_id``/``client_secret`` against ``token_url``, Basic
 client auth as Mindful documents; the token is refreshed ``token_refresh_margin_s`` before it
@@ -47,6 +48,7 @@ from engine.clock import sleep as clock_sleep
 from engine.schema import empty_quarantine
 
 __all__ = [
+    "AVAILABLE_WITHIN",
     "METRICS_PATH",
     "MINDFUL",
     "PII_DROP",
@@ -66,6 +68,8 @@ DATA_PATH: Final = "v2/data/historical"
 _HOUR: Final = timedelta(hours=1)
 #: A record's instants, from its creation to its end (:func:`lifetime`).
 _LIFE: Final = ("createdAt", "estimatedFor", "processedAt", "endedAt")
+#: How long after its last instant a record may still be served as an hour's data.
+AVAILABLE_WITHIN: Final = timedelta(hours=6)
 #: Dropped before landing: the caller's line and whatever the caller typed at registration.
 PII_DROP: Final = ("ani", "metadata")
 #: Replaced by an HMAC-SHA256 of its digits: the callback number (``customer_key``).
@@ -208,18 +212,21 @@ def plan(start: datetime, settings: object, now: datetime) -> tuple[ApiRequest, 
 
 
 def lifetime(record: Any) -> tuple[datetime, datetime] | None:
-    """The span of a record's instants (``createdAt``, ``estimatedFor``, ``processedAt``,
-    ``endedAt``): an hour file may hold a record created before the hour and processed or
-    ended in it, never one whose whole life lies outside it (``record_outside_window``).
+    """The hours a record may be served in: from its first instant (``createdAt``,
+    ``estimatedFor``, ``processedAt``, ``endedAt``) to :data:`AVAILABLE_WITHIN` after its last.
+    An hour file holds "the data available" in that hour (seed 001), so a record created before
+    the hour and processed or ended in it, or made available a while after it ended, lands;
+    one of another period (a filter's bug: a day, a year away) stops the stream
+    (``record_outside_window``).
 
     Example:
         >>> record = {"createdAt": "2023-06-08T12:12:53Z", "endedAt": "2023-06-08T14:00:00Z"}
-        >>> [at.hour for at in lifetime(record)]
-        [12, 14]
+        >>> [f"{at:%d %H}" for at in lifetime(record)]
+        ['08 12', '08 20']
     """
     stamps = [parse_utc(record.get(k)) for k in _LIFE] if isinstance(record, dict) else []
     known = [at for at in stamps if at is not None]
-    return (min(known), max(known)) if known else None
+    return (min(known), max(known) + AVAILABLE_WITHIN) if known else None
 
 
 def page_cursor(page: Page, latest: datetime | None, started: datetime) -> datetime | None:
