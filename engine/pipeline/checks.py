@@ -203,10 +203,17 @@ def synced_window(
     a source set to start later has nothing before it), so that a first night of sources set to
     start apart compares only what every one of them synced; ended where ``name``'s sync has
     completed (its committed cursor). A record source's cursor is its last record's change, not
-    how far it has read: a quiet stream's would end the check hours early."""
+    how far it has read: a quiet stream's would end the check hours early. Kore.ai's start is
+    rounded up to its interval (one begun before a source's start is not all synced): a start
+    in the window's last interval leaves nothing to compare, and the check says so."""
     table = "contacts" if name == "kore" else "callback_attempts"
     feeds = [name, *(n for n in names if n != name and connector(n).table == table)]
     begin = max(window[0], *(settings.source(n).initial_cursor() for n in feeds))
+    if name == "kore" and begin > window[0]:
+        source = settings.source(name)
+        assert isinstance(source, KoreSettings)
+        step = timedelta(minutes=source.interval_minutes)
+        begin += -(begin - _EPOCH) % step
     stream = connector(name).configured(settings.source(name)).streams[0].name
     state = StateStore(settings.store.state).get(name, stream)
     return begin, window[1] if state is None else min(window[1], state.cursor)
@@ -259,9 +266,7 @@ def _kore(
     kore = settings.source("kore")
     assert isinstance(kore, KoreSettings)
     minutes = kore.interval_minutes
-    step = timedelta(minutes=minutes)  # an interval begun before the start: not all synced
-    window = snap_window(window[0] + (-(window[0] - _EPOCH) % step), window[1], minutes=minutes,
-                         tz="UTC")  # fmt: skip
+    window = snap_window(*window, minutes=minutes, tz="UTC")
     check = Check("kore", f"{_COMPARES['kore']} ({minutes} min, UTC)")
     check.window_start, check.window_end = _iso(window[0]), _iso(window[1])
     if kore.duration_unit == "s" and "*_ms" not in tol:

@@ -36,3 +36,19 @@ def test_a_source_set_to_start_later_is_compared_from_its_start_only(
         assert kore["window_start"] == "2026-11-08T09:15:00Z"
         assert (kore["status"], kore["differences"]) == ("ok", 0)
         assert kore["compared"] > 100  # the afternoon's intervals, compared
+
+
+def test_a_source_starting_in_the_last_interval_leaves_nothing_to_compare(
+    tmp_path: Path, stack: Stack, now: datetime
+) -> None:
+    """Kore.ai set to start at 23:50, its synced window ending at midnight: the start rounded up
+    to the interval met the end and the run died in the reconciliation (``ValueError: window end
+    ... is not after its start``) after its build and export, its summary and run state never
+    written. Now the check says there is no complete Kore.ai data in the window; exit 0."""
+    config = write_config(tmp_path, stack, sources__kore={"start": T0 + timedelta(
+        hours=23, minutes=50)})  # fmt: skip
+    ran = invoke(["run", "--json", "--quiet"], config)
+    summary = json.loads(ran.stdout)
+    assert (ran.exit_code, summary["problems"]) == (0, [])
+    (kore,) = [c for c in summary["reconcile"]["checks"] if c["source"] == "kore"]
+    assert (kore["status"], kore["note"]) == ("skipped", "no complete kore data in the window")
