@@ -44,8 +44,9 @@ The invariants, by kind (``invariant`` name):
   but not a string is a ``ResponseShapeError`` (never "no next page");
 * time windows: the inner paginator's invariants in each window; given where a record's
   instant is (Dixa's ``primaryTimestampField``), every record inside its window, or given its
-  span (Kore.ai's interval, a Mindful record's ``createdAt`` to ``endedAt``), every span
-  meeting its window (``record_outside_window``).
+  span (Kore.ai's interval), every span meeting its window (``record_outside_window``); with
+  ``page_meets_window`` (Mindful: ``createdAt`` to ``endedAt``, seven days ``late`` allowed)
+  only a page none of whose records meets the window, or a record starting after it, stops.
 
 A count read from a header or as digits (``Total``, ``Per-Page``, a ``Link``'s ``per``, a
 ``totalCount`` string) of more than 19 digits is a ``ResponseShapeError``

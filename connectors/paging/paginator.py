@@ -241,6 +241,9 @@ class PageKeyPaginator:
         return None
 
 
+_Stamp = Callable[[Any], datetime | tuple[datetime, datetime] | None]
+
+
 @dataclass(frozen=True)
 class TimeWindowPaginator:
     """Aligned windows of ``step`` from a start up to ``end``; ``render`` builds each request.
@@ -264,7 +267,17 @@ class TimeWindowPaginator:
     #: its page's window (``[start, end]``) is then a violation (``record_outside_window``).
     #: A span ``(earliest, latest)`` (a record selected by one of several instants, or an
     #: interval) is outside when it does not meet the window at all.
-    stamp: Callable[[Any], datetime | tuple[datetime, datetime] | None] | None = None
+    stamp: _Stamp | None = None
+    #: How long after its last instant a record may still be served: it meets a window that
+    #: starts up to ``late`` after its span ends (data made available after the fact).
+    late: timedelta = timedelta(0)
+    #: Hold the page, not each record, to the window: it stops only when none of its stamped
+    #: records meets the window, or when one starts after the window's end (plus ``skew``),
+    #: which no data available in the window can; the other records land (late, but real).
+    page_meets_window: bool = False
+    #: With ``page_meets_window``: how far after the window's end a record may start (the
+    #: vendor's clock against ours) before it is taken for another period's.
+    skew: timedelta = timedelta(0)
 
     def first_request(self, start: datetime) -> ApiRequest:
         """The request for the window containing ``start``."""
@@ -283,29 +296,39 @@ class TimeWindowPaginator:
         return None if window.end >= self.end else self._at(window.end)
 
     def check(self, page: Page) -> str | None:
-        """The inner paginator's invariants, and with ``stamp`` every record in the window
-        asked for: a vendor that answers for another period (its filter's bug) would have
-        its records landed and the window committed as synced, its own records never sent."""
-        window = page.request.window
-        if self.stamp is not None and window is not None:
-            for record in page.records:
-                if (at := self.stamp(record)) is None:
-                    continue
-                first, last = at if isinstance(at, tuple) else (at, at)
-                if last < window.start or first > window.end:
-                    what = f"at {format_utc(first)}"
-                    what += "" if first == last else f" to {format_utc(last)}"
-                    detail = (
-                        f"a record {what} in the window "
-                        f"[{format_utc(window.start)}, {format_utc(window.end)})"
-                    )
-                    raise violation("record_outside_window", page, detail)
+        """The inner paginator's invariants, and with ``stamp`` the records in the window asked
+        for (each of them, or with ``page_meets_window`` at least one and none after it): a
+        vendor that answers for another period (its filter's bug) would have its records
+        landed and the window committed as synced, its own records never sent."""
+        if self.stamp is not None and page.request.window is not None:
+            self._check_stamps(page, page.request.window, self.stamp)
         check = getattr(self.inner, "check", None)
         return None if check is None else check(page)
+
+    def _check_stamps(self, page: Page, window: TimeWindow, stamp: _Stamp) -> None:
+        asked = f"the window [{format_utc(window.start)}, {format_utc(window.end)})"
+        stamps = [at for at in map(stamp, page.records) if at is not None]
+        spans = [at if isinstance(at, tuple) else (at, at) for at in stamps]
+        for first, last in spans:
+            after = first > window.end + self.skew
+            if after or not (self.page_meets_window or self._meets(first, last, window)):
+                detail = f"a record {_span(first, last)}, {'after' if after else 'outside'}"
+                raise violation("record_outside_window", page, f"{detail} {asked}")
+        if self.page_meets_window and spans and not any(self._meets(*s, window) for s in spans):
+            detail = f"none of the {len(spans)} records met {asked}"
+            raise violation("record_outside_window", page, f"{detail}: one {_span(*min(spans))}")
+
+    def _meets(self, first: datetime, last: datetime, window: TimeWindow) -> bool:
+        return last + self.late >= window.start and first <= window.end
 
     def _at(self, start: datetime) -> ApiRequest:
         window = TimeWindow(start, start + self.step)
         return replace(self.render(window), window=window)
+
+
+def _span(first: datetime, last: datetime) -> str:
+    """``at FIRST`` or ``at FIRST to LAST``: a record's own instants, as it was served."""
+    return f"at {format_utc(first)}" + ("" if first == last else f" to {format_utc(last)}")
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ UJET (cursor tail) is covered in ``test_sync_ujet.py`` and ``test_paging_invaria
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,8 @@ from connectors.vendors.mindful.client import MINDFUL
 from tests.connectors import dixa_support as dixa
 from tests.connectors import kore_support as kore
 from tests.connectors import mindful_support as mindful
+
+HOUR = timedelta(hours=1)
 
 
 def body(response: Response) -> dict[str, Any]:
@@ -200,10 +203,10 @@ def test_kore_rows_of_another_period_stop_the_stream(tmp_path: Path) -> None:
     assert state is None or state.cursor <= kore.DAY  # the window is read again next sync
 
 
-def mindful_sync(emu: MindfulEmulator, root: Path) -> SyncReport:
+def mindful_sync(emu: MindfulEmulator, root: Path, **overrides: object) -> SyncReport:
     (report,) = sync_source(
         MINDFUL,
-        mindful.settings_for(emu),
+        mindful.settings_for(emu, **overrides),
         landing_root=root / "landing",
         state_root=root / "state",
         sleep=lambda _: None,
@@ -226,7 +229,12 @@ def test_mindful_records_of_another_hour_stop_the_stream(tmp_path: Path) -> None
     with MindfulEmulator(mindful.small_attempts(), rate_limit_per_s=None) as emu:
         emu.add_rewrite(elsewhere)
         report = mindful_sync(emu, tmp_path)
-    assert (report.error or "").startswith("paging invariant record_outside_window violated: ")
+    assert re.fullmatch(
+        r"paging invariant record_outside_window violated: page \d+: none of the \d+ records "
+        r"met the window \[2026-10-01T\S+, 2026-10-01T\S+\): one at 2025-10-01T\S+ to "
+        r"2025-10-01T\S+ \(http\S+\)",
+        report.error or "",
+    ), report.error
     assert report.landed == 0
     state = StateStore(tmp_path / "state").get("mindful", "attempts")
     assert state is None or state.cursor <= mindful.START + timedelta(hours=report.pages)
@@ -249,3 +257,52 @@ def test_mindful_a_record_created_before_its_hour_still_lands(
     assert report.ok, report.error
     landed = scan_landed(tmp_path / "landing", "mindful", "attempts").collect()
     assert "old-1" in landed["record_id"].to_list()
+
+
+@pytest.mark.parametrize("before", [timedelta(hours=7), timedelta(days=3)])
+def test_mindful_a_record_served_long_after_it_ended_lands(
+    tmp_path: Path, before: timedelta
+) -> None:
+    """An hour holds the data *available* in it, however late (seed 001): a record that ended
+    seven hours (three days) before the hour it is served in, among that hour's own records,
+    is landed. It stopped the stream, the cursor stayed, and every later sync stopped on the
+    same hour; both syncs are ok now (the second reads the hour again)."""
+    hour = mindful.START + timedelta(hours=21)
+    with MindfulEmulator(mindful.small_attempts(), rate_limit_per_s=None) as emu:
+        own = emu.hour(hour)
+        assert own  # the hour has records of its own
+        ended = hour - before
+        late = emu.records()[0] | {"id": "late-1", "originalId": "late-1", "processedAt": None}
+        late |= {"createdAt": format_utc(ended - timedelta(minutes=9)), "estimatedFor": None}
+        late |= {"endedAt": format_utc(ended)}
+        emu.add_raw_records([late], hour=hour)
+        first = mindful_sync(emu, tmp_path)
+        second = mindful_sync(emu, tmp_path, lookback_minutes=12 * 60)  # reads the hour again
+    assert first.ok, first.error
+    assert second.ok, second.error
+    assert second.pages >= 9  # hours 21 .. 29 read again
+    landed = scan_landed(tmp_path / "landing", "mindful", "attempts").collect()
+    assert {"late-1", *(r["id"] for r in own)} <= set(landed["record_id"].to_list())
+
+
+def test_mindful_a_record_created_after_its_hour_stops_the_stream(tmp_path: Path) -> None:
+    """No record can be available before it exists: one created an hour after the hour it is
+    served in (among the hour's own records) is another period's, and stops the stream with
+    its real instants in the message."""
+    hour = mindful.START + timedelta(hours=5)
+    created = hour + 2 * HOUR
+    with MindfulEmulator(mindful.small_attempts(), rate_limit_per_s=None) as emu:
+        early = emu.records()[0] | {"id": "early-1", "originalId": "early-1"}
+        early |= {"createdAt": format_utc(created), "estimatedFor": None, "processedAt": None}
+        early |= {"endedAt": format_utc(created + timedelta(minutes=3))}
+        emu.add_raw_records([early], hour=hour)
+        report = mindful_sync(emu, tmp_path)
+    assert (report.error or "").startswith(
+        "paging invariant record_outside_window violated: page 6: a record at "
+        f"{format_utc(created)} to {format_utc(created + timedelta(minutes=3))}, after the "
+        f"window [{format_utc(hour)}, {format_utc(hour + HOUR)})"
+    )
+    landed = scan_landed(tmp_path / "landing", "mindful", "attempts").collect()
+    assert "early-1" not in landed["record_id"].to_list()
+    state = StateStore(tmp_path / "state").get("mindful", "attempts")
+    assert state is None or state.cursor <= hour

@@ -8,11 +8,12 @@ so the connector names the hour ``[h, h + 1 h)`` by the date of ``h`` and ``HH =
 last-modified field and Mindful finalises them after the hour (outcomes, ``hasRetry``), so every
 run re-reads ``lookback_minutes`` (default 3 h, widened to whole hours) behind the committed
 cursor and the landing store keeps each ``id``'s latest fetch. The cursor is the end of the last
-hour read that had already ended when the run started. A record whose every instant
-(``createdAt`` … ``endedAt``) lies outside the hour asked for, more than six hours before it or
-at all after it, is another period's (a filter's bug): the stream stops
-(``record_outside_window``) rather than commit the hour as read. Only the whole life is held to
-the hour, with room for data made available after the call (:func:`lifetime`).
+hour read that had already ended when the run started. An hour holds the data
+*available* in it (seed 001), with no bound on how late, so a record served long after it ended
+lands. What is held to the hour is the page (:func:`plan`): an hour none of whose records meets
+it (``createdAt`` … ``endedAt``, up to seven days before it), or a record created after it (five
+minutes allowed for clocks), is another period's (a filter's bug): the stream stops
+(``record_outside_window``) rather than commit the hour as read.
 
 Auth: OAuth2 client credentials (``client_id``/``client_secret`` against ``token_url``, Basic
 client auth as Mindful documents; the token is refreshed ``token_refresh_margin_s`` before it
@@ -49,6 +50,7 @@ from engine.schema import empty_quarantine
 
 __all__ = [
     "AVAILABLE_WITHIN",
+    "CLOCK_SKEW",
     "METRICS_PATH",
     "MINDFUL",
     "PII_DROP",
@@ -68,8 +70,11 @@ DATA_PATH: Final = "v2/data/historical"
 _HOUR: Final = timedelta(hours=1)
 #: A record's instants, from its creation to its end (:func:`lifetime`).
 _LIFE: Final = ("createdAt", "estimatedFor", "processedAt", "endedAt")
-#: How long after its last instant a record may still be served as an hour's data.
-AVAILABLE_WITHIN: Final = timedelta(hours=6)
+#: How long after its last instant a record still counts as the hour's own (a page none of whose
+#: records does is another period's); later records land all the same.
+AVAILABLE_WITHIN: Final = timedelta(days=7)
+#: How far after the hour's end a record may be created (Mindful's clock against ours).
+CLOCK_SKEW: Final = timedelta(minutes=5)
 #: Dropped before landing: the caller's line and whatever the caller typed at registration.
 PII_DROP: Final = ("ani", "metadata")
 #: Replaced by an HMAC-SHA256 of its digits: the callback number (``customer_key``).
@@ -207,26 +212,39 @@ def plan(start: datetime, settings: object, now: datetime) -> tuple[ApiRequest, 
     """
     end = getattr(settings, "end", None)
     end = now if end is None else min(now, end)
-    paginator = TimeWindowPaginator(end=end, step=_HOUR, render=hour_request, stamp=lifetime)
+    paginator = TimeWindowPaginator(
+        end=end,
+        step=_HOUR,
+        render=hour_request,
+        stamp=lifetime,
+        late=AVAILABLE_WITHIN,
+        page_meets_window=True,
+        skew=CLOCK_SKEW,
+    )
     return paginator.first_request(start), paginator
 
 
 def lifetime(record: Any) -> tuple[datetime, datetime] | None:
-    """The hours a record may be served in: from its first instant (``createdAt``,
-    ``estimatedFor``, ``processedAt``, ``endedAt``) to :data:`AVAILABLE_WITHIN` after its last.
-    An hour file holds "the data available" in that hour (seed 001), so a record created before
-    the hour and processed or ended in it, or made available a while after it ended, lands;
-    one of another period (a filter's bug: a day, a year away) stops the stream
+    """A record's life: its first and last instants (``createdAt``, ``estimatedFor``,
+    ``processedAt``, ``endedAt``). An hour file holds "the data available" in that hour (seed
+    001): a record created before the hour and ended in it, or made available long after it
+    ended, lands; an hour none of whose records meets it (with :data:`AVAILABLE_WITHIN`), or a
+    record created after it, is another period's (a filter's bug) and stops the stream
     (``record_outside_window``).
+
+    A record without a readable ``createdAt`` has none: the quarantine takes it
+    (``unparsable_timestamp``), never the hour's check.
 
     Example:
         >>> record = {"createdAt": "2023-06-08T12:12:53Z", "endedAt": "2023-06-08T14:00:00Z"}
         >>> [f"{at:%d %H}" for at in lifetime(record)]
-        ['08 12', '08 20']
+        ['08 12', '08 14']
+        >>> lifetime(record | {"createdAt": "yesterday"}) is None
+        True
     """
     stamps = [parse_utc(record.get(k)) for k in _LIFE] if isinstance(record, dict) else []
     known = [at for at in stamps if at is not None]
-    return (min(known), max(known) + AVAILABLE_WITHIN) if known else None
+    return (min(known), max(known)) if known and stamps[0] is not None else None
 
 
 def page_cursor(page: Page, latest: datetime | None, started: datetime) -> datetime | None:
