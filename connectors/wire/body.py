@@ -48,12 +48,16 @@ class _Stage:
     """One coding undone: a zlib stream (a gzip body may hold several members)."""
 
     def __init__(self, coding: str) -> None:
-        self.coding, self.produced, self._started = coding, 0, False
+        self.coding, self.produced, self._started, self._ended = coding, 0, False, False
         self._z = zlib.decompressobj(_WBITS[coding])
 
     def steps(self, data: bytes) -> Iterator[bytes]:
         """Decode ``data``: the output in pieces of at most :data:`STEP` bytes, lazily."""
         while data:
+            if self._ended:  # NULs after a gzip member are padding (gzip's own reader skips them)
+                if not (data := data.lstrip(b"\0")):
+                    return
+                self._ended = False
             try:
                 out = self._z.decompress(data, STEP)
             except zlib.error:
@@ -67,8 +71,8 @@ class _Stage:
                 data = self._z.unused_data + data
                 if data and self.coding == "deflate":
                     raise zlib.error("data after the end of the deflate stream")
-                if data:  # the next gzip member
-                    self._z = zlib.decompressobj(_WBITS[self.coding])
+                if self.coding != "deflate":  # padding, or the next gzip member
+                    self._z, self._ended = zlib.decompressobj(_WBITS[self.coding]), True
             self.produced += len(out)
             if out:
                 yield out
