@@ -83,6 +83,7 @@ __all__ = [
     "UnexpectedStatusError",
     "advice",
     "error_for_status",
+    "is_loopback",
     "is_missing_allowed",
     "missing_allowed",
     "name_source",
@@ -387,12 +388,13 @@ def require_secure_url(url: str | httpx.URL, *, setting: str) -> httpx.URL:
         raise ConfigError(f"{setting}: must be an absolute http(s) URL", url=parsed)
     if parsed.userinfo:
         raise InsecureURLError(f"{setting}: credentials must not be in the URL", url=parsed)
-    if parsed.scheme == "http" and not _is_loopback(parsed.host):
+    if parsed.scheme == "http" and not is_loopback(parsed.host):
         raise InsecureURLError(f"{setting}: HTTPS is required for non-loopback hosts", url=parsed)
     return parsed
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is ``localhost`` or a loopback address (``127.0.0.0/8``, ``::1``)."""
     try:
         return host.lower() == "localhost" or ipaddress.ip_address(host).is_loopback
     except ValueError:

@@ -23,12 +23,13 @@ Example:
 
 from __future__ import annotations
 
+import ipaddress
 import urllib.request
 from typing import Any
 
 import httpx
 
-from connectors.errors import ConfigError, _is_loopback
+from connectors.errors import ConfigError, is_loopback
 
 __all__ = ["env_proxy", "proxy_options"]
 
@@ -39,7 +40,7 @@ def env_proxy(url: httpx.URL) -> str | None:
     Raises:
         ConfigError: The proxy named for HTTPS is not an ``http(s)://`` URL.
     """
-    if url.scheme != "https" or _is_loopback(url.host):
+    if url.scheme != "https" or is_loopback(url.host):
         return None
     proxies = urllib.request.getproxies_environment()
     proxy = proxies.get("https") or proxies.get("all")
@@ -53,16 +54,40 @@ def env_proxy(url: httpx.URL) -> str | None:
 
 def _bypassed(url: httpx.URL, no_proxy: str) -> bool:
     """Whether ``no_proxy`` names ``url``'s host: ``*``, the host, or a domain it is in
-    (``vendor.test`` and ``.vendor.test`` both cover ``api.vendor.test``), with or without the
-    port."""
-    host, port = url.host.lower(), url.port or 443
+    (``vendor.test`` and ``.vendor.test`` both cover ``api.vendor.test``), an IP address
+    (IPv6 bare or in brackets: ``2001:db8::10``, ``[2001:db8::10]``) or a network of them
+    (``10.0.0.0/8``, ``2001:db8::/32``, as curl and httpx read it), with or without the port
+    (``host:443``, ``[2001:db8::10]:443``)."""
+    host, port = url.host.lower(), str(url.port or 443)
     for entry in (e.strip().lower() for e in no_proxy.split(",")):
-        name, _, entry_port = entry.lstrip(".").partition(":")
-        if entry == "*" or (
-            name and (host == name or host.endswith(f".{name}")) and entry_port in ("", str(port))
-        ):
+        name, entry_port = _entry(entry)
+        if entry == "*" or (name and entry_port in ("", port) and _covers(name, host)):
             return True
     return False
+
+
+def _entry(entry: str) -> tuple[str, str]:
+    """A ``NO_PROXY`` entry's host (or network) and port (``""``: any)."""
+    if entry.startswith("["):  # [v6] or [v6]:port
+        name, _, rest = entry[1:].partition("]")
+        return name, rest[1:] if rest.startswith(":") else ""
+    if entry.count(":") > 1:  # a bare IPv6 address or network: its colons are not a port's
+        return entry, ""
+    name, _, port = entry.partition(":")
+    return name, port
+
+
+def _covers(name: str, host: str) -> bool:
+    """Whether the entry ``name`` (a host, a domain, an address or a network) covers ``host``."""
+    try:
+        network = ipaddress.ip_network(name, strict=False)
+    except ValueError:
+        name = name.lstrip(".")
+        return bool(name) and (host == name or host.endswith(f".{name}"))
+    try:
+        return ipaddress.ip_address(host) in network
+    except ValueError:  # a host name is not in an address's network
+        return False
 
 
 def proxy_options(url: httpx.URL, transport: httpx.BaseTransport | None) -> dict[str, Any]:

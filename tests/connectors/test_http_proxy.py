@@ -138,6 +138,37 @@ def test_the_environment_chooses_a_proxy_for_https_to_real_hosts_only(
     assert env_proxy(httpx.URL("https://vendor.test/v1")) is None
 
 
+@pytest.mark.parametrize(
+    ("no_proxy", "url", "direct"),
+    [
+        ("2001:db8::10", "https://[2001:db8::10]/v1", True),
+        ("[2001:db8::10]", "https://[2001:db8::10]/v1", True),
+        ("[2001:db8::10]:443", "https://[2001:db8::10]/v1", True),
+        ("[2001:DB8:0::10]:8443", "https://[2001:db8::10]:8443/v1", True),
+        ("[2001:db8::10]:8443", "https://[2001:db8::10]/v1", False),
+        ("2001:db8::10", "https://[2001:db8::11]/v1", False),
+        ("2001:db8::/32", "https://[2001:db8::10]/v1", True),
+        ("10.0.0.0/8", "https://10.2.3.4/v1", True),
+        ("10.0.0.0/8", "https://11.2.3.4/v1", False),
+        ("10.0.0.0/8", "https://[2001:db8::10]/v1", False),
+        ("10.0.0.0/8", "https://ten.vendor.test/v1", False),
+        ("192.0.2.7:443", "https://192.0.2.7/v1", True),
+        ("192.0.2.7", "https://192.0.2.70/v1", False),
+        ("vendor.test, 2001:db8::10", "https://[2001:db8::10]/v1", True),
+    ],
+)
+def test_no_proxy_names_addresses_and_networks(
+    monkeypatch: pytest.MonkeyPatch, no_proxy: str, url: str, direct: bool
+) -> None:
+    """An IPv6 entry was split at its first colon and never matched (httpx's own reading of
+    ``NO_PROXY``, which this replaced, went direct); networks are read as curl and httpx do."""
+    for name in (*PROXY_VARIABLES, "ALL_PROXY", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTPS_PROXY", "http://corp.proxy:3128")
+    monkeypatch.setenv("NO_PROXY", no_proxy)
+    assert env_proxy(httpx.URL(url)) == (None if direct else "http://corp.proxy:3128")
+
+
 def test_a_socks_proxy_is_refused_without_quoting_it(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in (*PROXY_VARIABLES, "NO_PROXY", "no_proxy", "all_proxy"):
         monkeypatch.delenv(name, raising=False)
