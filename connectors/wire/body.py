@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import httpx
@@ -163,13 +163,9 @@ def read_capped(
         raise ResponseShapeError(f"Content-Length of {len(declared)} digits", url=url)
     if declared.isdecimal() and int(declared) > max_bytes:
         raise ResponseTooLargeError(max_bytes, url=url)
-    if hasattr(response, "_content"):  # built in memory (a mock transport's), read already
-        if len(response.content) > max_bytes:
-            raise ResponseTooLargeError(max_bytes, url=url)
-        return
     decoder = Decoder(response.headers.get("Content-Encoding", ""), max_bytes, url=url)
     try:
-        for chunk in response.iter_raw():
+        for chunk in _raw(response):
             if deadline is not None:
                 deadline.check(url)
             decoder.feed(chunk)
@@ -181,3 +177,14 @@ def read_capped(
     except httpx.RequestError as exc:
         raise TransportError(f"{type(exc).__name__}: {exc}", url=url) from exc
     response._content = b"".join(decoder.chunks)  # as Response.read() does, capped on the way
+
+
+def _raw(response: httpx.Response) -> Iterable[bytes]:
+    """The body's bytes as sent. A response made in memory (``content=``, a mock transport's)
+    was read when made, its body decoded by httpx; its stream still holds the bytes as sent,
+    which are read again here (the same decoding, cap and deadline as any other)."""
+    if not response.is_stream_consumed:
+        return response.iter_raw()
+    if not isinstance(response.stream, httpx.SyncByteStream):  # pragma: no cover - async
+        raise TypeError("read_capped reads a synchronous response")
+    return response.stream

@@ -7,6 +7,7 @@ import json
 import re
 import socket
 import threading
+import time
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,7 +22,7 @@ from connectors.emulator.server import Request, Response
 from connectors.errors import ResponseShapeError, ResponseTooLargeError, TransportError
 from connectors.sync import sync_source
 from connectors.vendors.ujet.client import UJET
-from connectors.wire.body import Decoder, read_capped
+from connectors.wire.body import Deadline, Decoder, read_capped
 from tests.connectors import ujet_support as ujet
 
 MIB = 2**20
@@ -327,3 +328,31 @@ def test_a_decoded_body_at_the_cap_is_read_one_byte_over_is_not(coding: str) -> 
     assert read_served(pack(PLAIN), coding, max_bytes=len(PLAIN)) == PLAIN
     with pytest.raises(ResponseTooLargeError, match=f"max_page_bytes={len(PLAIN) - 1}"):
         read_served(pack(PLAIN), coding, max_bytes=len(PLAIN) - 1)
+
+
+def mocked(content: bytes, coding: str) -> httpx.Response:
+    """A response made in memory by a mock transport (httpx read and decoded it when made),
+    as :func:`~connectors.http.send_request` gets it: streamed."""
+    headers = {"Content-Encoding": coding}
+    transport = httpx.MockTransport(lambda _: httpx.Response(200, headers=headers, content=content))
+    with httpx.Client(transport=transport) as client, client.stream("GET", "https://x.test/a") as r:
+        return r
+
+
+def test_a_response_made_in_memory_is_decoded_from_its_bytes_as_sent() -> None:
+    response = mocked(gzip.compress(PLAIN), "gzip")
+    read_capped(response, MIB)
+    assert response.content == PLAIN
+    with pytest.raises(ResponseTooLargeError):
+        read_capped(mocked(gzip.compress(PLAIN), "gzip"), len(PLAIN) - 1)
+
+
+def test_a_response_made_in_memory_is_held_to_the_codings_and_the_deadline() -> None:
+    """A mock transport's response skipped the reader (a branch on httpx's private
+    ``_content``): no coding refused, no deadline checked. It takes the one path now."""
+    triple = gzip.compress(gzip.compress(gzip.compress(PLAIN)))
+    with pytest.raises(ResponseShapeError, match="has 3 codings"):
+        read_capped(mocked(triple, "gzip, gzip, gzip"), MIB)
+    passed = Deadline(at=time.monotonic() - 1.0, total=1.0)
+    with pytest.raises(TransportError, match=r"timeouts.total=1 s"):
+        read_capped(mocked(PLAIN, "identity"), MIB, deadline=passed)
