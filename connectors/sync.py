@@ -56,7 +56,7 @@ from connectors.landing import PiiScrubber, RecordKey, Span, land_page, landed_f
 from connectors.landing.batch import Batching, PageBatch
 from connectors.landing.check import repair_landing
 from connectors.normalise import land_rejected, screen
-from connectors.paging import MAX_DIGITS, CursorTailPaginator, Page, Paginator, iterate_pages
+from connectors.paging import CursorTailPaginator, Page, Paginator, as_int, iterate_pages
 from connectors.ratelimit import RateLimiter
 from connectors.retry import ApiRequest, SequentialLimiter
 from connectors.source import Source, SourceSettings, Stream
@@ -252,8 +252,8 @@ class _Run:
 
     def total_hint(self, page: Page) -> int | None:
         """What the vendor's ``Total`` header says the stream holds, if it sent one."""
-        total = page.response.headers.get("Total", "").strip()  # progress only: never fatal
-        return self.base + int(total) if total.isdecimal() and len(total) <= MAX_DIGITS else None
+        total = as_int(page.response.headers.get("Total"), strict=False)  # progress: never fatal
+        return None if total is None else self.base + total
 
 
 def _repair(

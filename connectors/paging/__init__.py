@@ -50,7 +50,7 @@ The invariants, by kind (``invariant`` name):
 
 A count read from a header or as digits (``Total``, ``Per-Page``, a ``Link``'s ``per``, a
 ``totalCount`` string) of more than 19 digits is a ``ResponseShapeError``
-(:func:`~connectors.paging.values.as_int`).
+(:func:`~connectors.wire.digits.as_int`).
 
 Records sit at a dotted JSON path (``None``: the body is the list): a missing key or a non-list
 is a :class:`~connectors.errors.ResponseShapeError` (loud beats silently empty); ``null`` is an
@@ -69,10 +69,9 @@ from connectors.paging.paginator import (
     extract_records,
     parse_link_header,
 )
-from connectors.paging.values import MAX_DIGITS
+from connectors.paging.values import as_int
 
 __all__ = [
-    "MAX_DIGITS",
     "CursorTailPaginator",
     "Page",
     "PageKeyPaginator",
@@ -80,6 +79,7 @@ __all__ = [
     "Paginator",
     "SkipLimitPaginator",
     "TimeWindowPaginator",
+    "as_int",
     "extract_records",
     "iterate_pages",
     "parse_link_header",

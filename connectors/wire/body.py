@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import httpx
 
 from connectors.errors import ResponseShapeError, ResponseTooLargeError, TransportError
+from connectors.wire.digits import as_int
 
 __all__ = ["ACCEPT_ENCODING", "MAX_CODINGS", "STEP", "Deadline", "Decoder", "read_capped"]
 
@@ -158,10 +159,8 @@ def read_capped(
             connection, bytes that do not decode.
     """
     url = response.request.url
-    declared = response.headers.get("Content-Length", "").strip()
-    if declared.isdecimal() and len(declared) > 19:  # int() of 4,300 digits is a ValueError
-        raise ResponseShapeError(f"Content-Length of {len(declared)} digits", url=url)
-    if declared.isdecimal() and int(declared) > max_bytes:
+    declared = as_int(response.headers.get("Content-Length"), what="Content-Length", url=url)
+    if declared is not None and declared > max_bytes:
         raise ResponseTooLargeError(max_bytes, url=url)
     decoder = Decoder(response.headers.get("Content-Encoding", ""), max_bytes, url=url)
     try:
