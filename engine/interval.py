@@ -31,6 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from functools import reduce
+from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import polars as pl
@@ -99,6 +100,26 @@ def known_zone(name: str) -> str:
     return name
 
 
+def _day_start(local: pl.Expr, tz: str) -> pl.Expr:
+    """The first instant of the local day whose midnight is ``local`` (naive), or null.
+
+    A midnight the clock shows twice starts the day at its first showing. One it skips starts
+    it at the jump: the minute before plus a minute, when that minute exists (most midnight
+    gaps start at midnight); else (America/Toronto 1919-03-31 went from 23:30 to 00:30) the
+    first whole minute that exists, found by the first quarter hour that does (to 04:00) and the
+    minutes up to it. Vectorised: a few candidates a day, coalesced (only days are this few).
+    """
+
+    def at(naive: pl.Expr, ambiguous: Literal["earliest", "latest"] = "earliest") -> pl.Expr:
+        return naive.dt.replace_time_zone(tz, ambiguous=ambiguous, non_existent="null")
+
+    minute, quarter = timedelta(minutes=1), timedelta(minutes=15)
+    quarters = [local + k * quarter for k in range(1, 17)]
+    first = pl.coalesce([pl.when(at(q).is_not_null()).then(q) for q in quarters])
+    after_gap = pl.coalesce([at(first - k * minute) for k in range(14, -1, -1)])
+    return pl.coalesce(at(local), at(local - minute, "latest") + minute, after_gap)
+
+
 def _boundaries(start: datetime, end: datetime, minutes: int, tz: str) -> pl.Series:
     """Every boundary from at or before ``start`` to at or after ``end``, in UTC, sorted."""
     # UTC wall times +-2 days cover every zone's local times (offsets are within +-14 h); one
@@ -110,17 +131,7 @@ def _boundaries(start: datetime, end: datetime, minutes: int, tz: str) -> pl.Ser
     naive = pl.datetime_range(lo, hi, every, time_unit="us", eager=True).dt.truncate(every)
     local = pl.col("local")
     if minutes == _DAY_MINUTES:
-        # A day starts at its first instant: a midnight the clock shows twice at its first
-        # showing; one it skips at the jump, which the minute before plus a minute reaches
-        # (every zone's midnight gaps start at midnight).
-        minute = timedelta(minutes=1)
-        before = (local - minute).dt.replace_time_zone(tz, ambiguous="latest", non_existent="null")
-        starts = [
-            pl.coalesce(
-                local.dt.replace_time_zone(tz, ambiguous="earliest", non_existent="null"),
-                before + minute,
-            )
-        ]
+        starts = [_day_start(local, tz)]
     else:  # wall-clock candidates; each exists zero (gap), one or two (fold) times
         starts = [
             local.dt.replace_time_zone(tz, ambiguous=amb, non_existent="null")

@@ -120,6 +120,9 @@ def midnight_changes(tz: str, years: range) -> list[date]:
 
 
 MIDNIGHT_DAYS = [(tz, d) for tz in MIDNIGHT_ZONES for d in midnight_changes(tz, range(2024, 2028))]
+#: A midnight skipped by a gap that starts before it: Toronto went from 23:30 to 00:30, so
+#: neither 00:00 nor 23:59 the day before exists (the day starts at 00:30).
+MIDNIGHT_DAYS.append(("America/Toronto", date(1919, 3, 31)))
 
 
 def test_the_zones_chosen_do_change_at_midnight() -> None:
@@ -128,6 +131,7 @@ def test_the_zones_chosen_do_change_at_midnight() -> None:
     assert ("America/Havana", date(2026, 11, 1)) in MIDNIGHT_DAYS  # 01:00 -> 00:00
     assert ("America/Asuncion", date(2024, 10, 6)) in MIDNIGHT_DAYS
     assert not [d for tz, d in MIDNIGHT_DAYS if tz == "America/New_York"]
+    assert midnight_changes("America/Toronto", range(1919, 1920))[0] == date(1919, 3, 31)
 
 
 @pytest.mark.parametrize(("tz", "day"), MIDNIGHT_DAYS, ids=str)
