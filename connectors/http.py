@@ -1,6 +1,6 @@
 """The one HTTP client of the connectors: URL policy, auth, timeouts, one classified send.
 
-:func:`make_client` builds every vendor's ``httpx.Client``: HTTPS required unless the host is
+:func:`make_client` builds every vendor's :class:`Client`: HTTPS required unless the host is
 loopback (``127.0.0.0/8``, ``::1``, ``localhost``), connect/read/write/pool timeouts, a User-Agent,
 no redirects. Auth flows read ``SecretStr`` credentials at request time and never log them:
 :func:`basic_auth` (UJET), :class:`HeaderAuth` (Kore.ai's ``auth: <JWT>``, a static bearer),
@@ -30,11 +30,10 @@ import socket
 import ssl
 import threading
 import time
-import weakref
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import httpx
 from pydantic import SecretStr
@@ -57,6 +56,7 @@ __all__ = [
     "DEFAULT_MAX_BYTES",
     "USER_AGENT",
     "BearerAuth",
+    "Client",
     "ConnectFailedError",
     "HeaderAuth",
     "OAuth2ClientCredentials",
@@ -78,10 +78,8 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree wi
 #: The default cap on one response body (decoded), in bytes: 20 MiB.
 DEFAULT_MAX_BYTES = 20 * 2**20
 
-#: Each client's ``timeouts.total`` (:func:`send_request` reads it; httpx has no such timeout).
 #: JSON, in only the codings the body reader decodes.
 _ASKED = {"Accept": "application/json", "Accept-Encoding": ACCEPT_ENCODING}
-_TOTALS: weakref.WeakKeyDictionary[httpx.Client, float] = weakref.WeakKeyDictionary()
 
 #: What a header value may not hold (h11 refuses it, quoting the value), and the reason given.
 _UNSENDABLE = (
@@ -122,6 +120,14 @@ class Timeouts:
     def to_httpx(self) -> httpx.Timeout:
         """The equivalent ``httpx.Timeout``."""
         return httpx.Timeout(connect=self.connect, read=self.read, write=self.write, pool=self.pool)
+
+
+class Client(httpx.Client):
+    """An ``httpx.Client`` that carries ``timeouts.total``, the whole request's deadline."""
+
+    def __init__(self, *, total: float, **options: Any) -> None:
+        super().__init__(**options)
+        self.total = total
 
 
 class HeaderAuth(httpx.Auth):
@@ -222,22 +228,21 @@ class OAuth2ClientCredentials:
             self._token = None
 
     def _exchange(self) -> tuple[SecretStr, float]:
-        form = {"grant_type": "client_credentials"} | (
-            {"scope": self._scope} if self._scope else {}
-        )
+        form = {"grant_type": "client_credentials"}
+        form |= {"scope": self._scope} if self._scope else {}
         auth: httpx.Auth | None = basic_auth(self._id, self._secret)
         if self._client_auth == "body":
             form |= {"client_id": self._id, "client_secret": self._secret.get_secret_value()}
             auth = None
         headers = {"User-Agent": USER_AGENT, **_ASKED}
-        with httpx.Client(
+        with Client(
+            total=self._timeouts.total,
             timeout=self._timeouts.to_httpx(),
             headers=headers,
             transport=self._transport,
             verify=tls_context(),
             **proxy_options(self._url, self._transport),
         ) as client:
-            _TOTALS[client] = self._timeouts.total
             request = client.build_request("POST", self._url, data=form)
             try:
                 body = parse_json(send_request(client, request, auth=auth))
@@ -311,8 +316,8 @@ def make_client(
     user_agent: str = USER_AGENT,
     headers: Mapping[str, str] | None = None,
     transport: httpx.BaseTransport | None = None,
-) -> httpx.Client:
-    """Build the ``httpx.Client`` for one connector (checks the URL policy first).
+) -> Client:
+    """Build the :class:`Client` for one connector (checks the URL policy first).
 
     Args:
         base_url: The vendor's base URL.
@@ -329,7 +334,8 @@ def make_client(
         60.0
     """
     timeouts, url = timeouts or Timeouts(), require_secure_url(base_url, setting=setting)
-    client = httpx.Client(
+    return Client(
+        total=timeouts.total,
         base_url=url,
         auth=auth,
         timeout=timeouts.to_httpx(),
@@ -339,8 +345,6 @@ def make_client(
         verify=tls_context(),
         **proxy_options(url, transport),
     )
-    _TOTALS[client] = timeouts.total
-    return client
 
 
 def send_request(
@@ -377,8 +381,9 @@ def send_request(
         >>> send_request(client, client.build_request("GET", "a"))
         <Response [204 No Content]>
     """
-    total = _TOTALS.get(client, Timeouts.total)
-    deadline = time.monotonic() + total
+    if not isinstance(client, Client):  # only it carries the total a whole request is held to
+        raise TypeError("send_request needs a connectors.http.Client (make_client builds one)")
+    deadline = time.monotonic() + client.total
     target = require_secure_url(request.url, setting="request URL")
     if client.base_url.host and _origin(target) != _origin(client.base_url):
         raise InsecureURLError("request URL leaves the base URL's origin", url=target)
@@ -387,18 +392,14 @@ def send_request(
             msg = f"{name.decode('latin-1')} header: not a valid HTTP header value ({why})"
             raise FatalError(msg, url=request.url)
     try:
-        if auth is None:
-            response = client.send(request, stream=True)
-        else:
-            response = client.send(request, stream=True, auth=auth)
+        default = httpx.USE_CLIENT_DEFAULT  # auth=None would drop the client's own
+        response = client.send(request, stream=True, auth=default if auth is None else auth)
     except httpx.TimeoutException as exc:
         raise TransportError(f"timed out ({type(exc).__name__})", url=request.url) from exc
     except httpx.ConnectError as exc:
         if _is_dns_failure(exc):
-            host = request.url.host
-            raise ConnectFailedError(
-                f"cannot resolve host {host!r}", dns=True, url=request.url
-            ) from exc
+            msg = f"cannot resolve host {request.url.host!r}"
+            raise ConnectFailedError(msg, dns=True, url=request.url) from exc
         raise ConnectFailedError(f"ConnectError: {exc}", url=request.url) from exc
     except httpx.LocalProtocolError:  # its text may quote a header value: withheld, chain too
         msg = "the HTTP library refused to send the request (LocalProtocolError, detail withheld)"
@@ -409,7 +410,7 @@ def send_request(
         error = error_for_status(response.status_code, response.headers, url=request.url)
         if error is not None:
             raise error
-        read_capped(response, max_bytes, deadline=Deadline(deadline, total))
+        read_capped(response, max_bytes, deadline=Deadline(deadline, client.total))
     finally:
         response.close()
     return response

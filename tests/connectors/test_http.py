@@ -27,12 +27,14 @@ from connectors.errors import (
     RetriableError,
     RetriesExhaustedError,
     ServerError,
+    TransportError,
     UnexpectedStatusError,
 )
 from connectors.http import (
     DEFAULT_MAX_BYTES,
     USER_AGENT,
     BearerAuth,
+    Client,
     HeaderAuth,
     OAuth2ClientCredentials,
     Timeouts,
@@ -119,7 +121,7 @@ def test_requests_never_leave_the_base_origin() -> None:
 
 def test_a_client_without_base_url_still_applies_the_https_rule() -> None:
     transport, seen = recording()
-    with httpx.Client(transport=transport) as client:
+    with Client(total=30.0, transport=transport) as client:
         with pytest.raises(InsecureURLError):
             send_request(client, client.build_request("GET", "http://api.example.com/x"))
         with pytest.raises(ConfigError):
@@ -540,3 +542,16 @@ def test_docstring_examples_run(module: object) -> None:
     result = doctest.testmod(module)  # type: ignore[arg-type]
     assert result.attempted > 0
     assert result.failed == 0
+
+
+def test_each_client_carries_its_own_total_and_a_plain_one_is_refused() -> None:
+    """The total deadline sat in a module-level map with a fallback to the default 300 s: a
+    client built any other way was silently held to 300 s. It is the client's own attribute
+    now, and a client without one is refused rather than given a default."""
+    ok = httpx.MockTransport(lambda _: httpx.Response(200, json=[1]))
+    assert make_client("https://api.test", timeouts=Timeouts(total=7.0)).total == 7.0
+    over = make_client("https://api.test", transport=ok, timeouts=Timeouts(total=-1.0))
+    with pytest.raises(TransportError, match=r"timeouts.total=-1 s"):  # its deadline has passed
+        send_request(over, over.build_request("GET", "x"))
+    with httpx.Client(transport=ok) as plain, pytest.raises(TypeError, match="make_client"):
+        send_request(plain, plain.build_request("GET", "https://api.test/x"))
