@@ -50,7 +50,7 @@ def test_pii_beyond_the_paths_never_lands_and_the_phone_stays_hashed(tmp_path: P
     emu = ujet_support.emulator(ujet_support.small_contacts())
     for endpoint in ("calls", "chats"):
         for record in emu.records(endpoint):  # served as the vendor could send them
-            emu._store_record(endpoint, record["id"], _planted(record))
+            emu.replace_raw_record(endpoint, _planted(record))
     phones = {r["id"]: prepare(r)["caller_phone_hmac"] for r in emu.records("calls")}
     assert any(phones.values())
     with emu:

@@ -210,6 +210,15 @@ class UjetEmulator(EmulatorServer):
                     )
                 )
 
+    def replace_raw_record(self, endpoint: str, record: Record) -> None:
+        """Serve ``record`` exactly as given in place of the stored ``calls`` or ``chats`` record
+        of its ``id`` (to test what a vendor could send: extra fields, PII where no path names
+        it); :meth:`expected_contacts` is unchanged. An ``id`` not served is a ``KeyError``."""
+        with self._store:
+            if record["id"] not in self._records[endpoint]:
+                raise KeyError(f"no {endpoint} record {record['id']!r} is served")
+            self._store_record(endpoint, record["id"], record)
+
     def _add(self, contacts: pl.DataFrame, *, touch: bool) -> list[str]:
         all_rows = conform(contacts).to_dicts()
         by_contact: dict[str, list[Record]] = {}
