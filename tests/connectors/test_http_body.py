@@ -20,8 +20,6 @@ import pytest
 
 from connectors.emulator.server import Request, Response
 from connectors.errors import ResponseShapeError, ResponseTooLargeError, TransportError
-from connectors.sync import sync_source
-from connectors.vendors.ujet.client import UJET
 from connectors.wire.body import Deadline, Decoder, read_capped
 from tests.connectors import ujet_support as ujet
 
@@ -81,13 +79,7 @@ def test_nested_gzip_stops_at_the_cap_not_after_inflating(
     with ujet.emulator(ujet.small_contacts(scale=0.01)) as emu:
         emu.add_rewrite(nested)
         settings = ujet.settings_for(emu, streams=["calls"], max_page_bytes=MIB)
-        (report,) = sync_source(
-            UJET,
-            settings,
-            landing_root=tmp_path / "landing",
-            state_root=tmp_path / "state",
-            sleep=lambda _: None,
-        )
+        (report,) = ujet.sync(tmp_path, settings)
     assert (report.error or "").startswith("response body over the cap of max_page_bytes=1048576")
     assert "\n" not in (report.error or "")
     assert report.retries == 0  # too large is not retried
@@ -107,13 +99,7 @@ def test_a_body_in_two_codings_under_the_cap_is_read(tmp_path: Path) -> None:
 
     with ujet.emulator(ujet.small_contacts(scale=0.01)) as emu:
         emu.add_rewrite(nested)
-        (report,) = sync_source(
-            UJET,
-            ujet.settings_for(emu, streams=["calls"]),
-            landing_root=tmp_path / "landing",
-            state_root=tmp_path / "state",
-            sleep=lambda _: None,
-        )
+        (report,) = ujet.sync(tmp_path, ujet.settings_for(emu, streams=["calls"]))
     assert report.ok, report.error
     assert report.landed > 0
 
@@ -133,13 +119,7 @@ def test_a_sync_asks_only_for_the_codings_it_reads(
 
     with ujet.emulator(ujet.small_contacts(scale=0.01)) as emu:
         emu.add_rewrite(record)
-        (report,) = sync_source(
-            UJET,
-            ujet.settings_for(emu, streams=["calls"]),
-            landing_root=tmp_path / "landing",
-            state_root=tmp_path / "state",
-            sleep=lambda _: None,
-        )
+        (report,) = ujet.sync(tmp_path, ujet.settings_for(emu, streams=["calls"]))
     assert report.ok, report.error
     assert len(asked) > 1
     assert set(asked) == {"gzip, deflate"}
@@ -209,13 +189,7 @@ def test_a_trickled_body_times_out_at_the_total_and_is_retried(tmp_path: Path) -
         timeouts = {"connect": 2.0, "read": 2.0, "write": 2.0, "pool": 2.0, "total": 0.3}
         settings = ujet.settings_for(emu, streams=["calls"], max_retries=2, timeouts=timeouts)
         settings = settings.model_copy(update={"base_url": server.url})
-        (report,) = sync_source(
-            UJET,
-            settings,
-            landing_root=tmp_path / "landing",
-            state_root=tmp_path / "state",
-            sleep=lambda _: None,
-        )
+        (report,) = ujet.sync(tmp_path, settings)
         connections = server.connections
     assert (report.error or "").startswith(
         "gave up after 3 attempts: timed out (the request took over timeouts.total=0.3 s)"

@@ -343,13 +343,7 @@ def test_ujet_a_count_header_of_too_many_digits_stops_that_stream_only(
 
     with ujet.emulator(ujet.small_contacts(scale=0.02)) as emu:
         emu.add_rewrite(huge)
-        calls, chats = sync_source(
-            UJET,
-            ujet.settings_for(emu),
-            landing_root=tmp_path / "landing",
-            state_root=tmp_path / "state",
-            sleep=lambda _: None,
-        )
+        calls, chats = ujet.sync(tmp_path, ujet.settings_for(emu))
     digits = len(value) if header != "Link" else 5000
     assert calls.error == f"a number of {digits} digits where a count belongs"
     assert chats.ok, chats.error

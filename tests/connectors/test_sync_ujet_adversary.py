@@ -20,7 +20,7 @@ from polars.testing import assert_frame_equal
 from connectors.emulator import UjetEmulator
 from connectors.emulator.server import Request, Response
 from connectors.landing import scan_landed
-from connectors.sync import SyncReport, sync_source
+from connectors.sync import SyncReport
 from connectors.vendors.ujet.client import UJET
 from engine.pipeline.sources import canonical_source
 from tests.connectors import ujet_support as sup
@@ -48,13 +48,7 @@ def reference(contacts: pl.DataFrame, tmp_path_factory: pytest.TempPathFactory) 
 def sync(emu: UjetEmulator, root: Path, rewrite: Rewrite | None = None) -> list[SyncReport]:
     if rewrite is not None:
         emu.add_rewrite(rewrite)
-    return sync_source(
-        UJET,
-        sup.settings_for(emu),
-        landing_root=root / "landing",
-        state_root=root / "state",
-        sleep=lambda _: None,
-    )
+    return sup.sync(root, sup.settings_for(emu))
 
 
 def records_of(response: Response) -> list[dict[str, Any]]:
@@ -253,13 +247,7 @@ def test_a_404_says_leave_the_stream_out_only_for_its_first_request(
 
     with sup.emulator(sup.small_contacts(scale=0.02)) as emu:
         emu.add_rewrite(gone)
-        calls, chats = sync_source(
-            UJET,
-            sup.settings_for(emu),
-            landing_root=tmp_path / "landing",
-            state_root=tmp_path / "state",
-            sleep=lambda _: None,
-        )
+        calls, chats = sup.sync(tmp_path, sup.settings_for(emu))
     assert calls.pages == pages
     assert (calls.error or "").startswith("unexpected HTTP status 404 (")
     first = "; if this tenant has no calls, leave the stream out: sources.ujet.streams"

@@ -14,6 +14,7 @@ import polars as pl
 from pydantic import SecretStr
 
 from connectors.emulator import UjetEmulator
+from connectors.sync import SyncReport, sync_source
 from connectors.vendors.ujet.client import UJET, UjetSettings
 from engine.demo.contacts import generate_contacts
 from engine.interval import snap_window
@@ -65,6 +66,17 @@ def settings_for(emu: UjetEmulator, **overrides: Any) -> UjetSettings:
         "timeouts": {"connect": 2.0, "read": 2.0, "write": 2.0, "pool": 2.0},
     }
     return UjetSettings(**(values | overrides))
+
+
+def sync(root: Path, settings: UjetSettings) -> list[SyncReport]:
+    """One sync of every configured stream with ``settings``, its stores under ``root``."""
+    return sync_source(
+        UJET,
+        settings,
+        landing_root=root / "landing",
+        state_root=root / "state",
+        sleep=lambda _: None,
+    )
 
 
 def synced(landing: Path) -> pl.DataFrame:
