@@ -111,3 +111,34 @@ def test_a_table_file_damaged_in_place_is_named_and_rebuilt(
     same_tables(_tables(out), before)
     assert invoke(["verify"], config).exit_code == 0
     assert run_json(config)["repaired"] == []
+
+
+def _with_dixa(root: Path, stack: Stack, **dixa: object) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    off = {"enabled": False}
+    run = {"lookback_minutes": 60, "report": False}
+    dixa = {"lookback_minutes": 60, "window_hours": 1, **dixa}  # no record landed again
+    return write_config(root, stack, sources__kore=off, sources__dixa=dixa, run=run)
+
+
+def test_a_source_setting_that_changes_rows_redoes_the_days_it_changed(
+    tmp_path: Path, stack: Stack
+) -> None:
+    """Dixa's ``duration_unit`` set to "ms" one night and put back the next: the snapshot's key
+    covered the build settings only, so the records landed before kept their rows of the wrong
+    unit (handle times 1000x too small, exit 0) for ever. The key now covers each source's
+    mapping settings: the snapshot is redone whole and the days it changed rebuilt."""
+    clean = _with_dixa(tmp_path / "clean", stack)
+    run_json(clean)
+    want = _tables(tmp_path / "clean" / "out")
+    config = _with_dixa(tmp_path / "t", stack, duration_unit="ms")
+    run_json(config)
+    wrong = _tables(tmp_path / "t" / "out")
+    assert not wrong["contacts"].equals(want["contacts"])
+    config = _with_dixa(tmp_path / "t", stack)  # put back
+    summary = run_json(config)
+    assert summary["window"]["full_rebuild"] is False  # type: ignore[index]
+    same_tables(_tables(tmp_path / "t" / "out"), want)
+    config = _with_dixa(tmp_path / "t", stack, duration_unit="ms")  # and once more
+    run_json(config)
+    same_tables(_tables(tmp_path / "t" / "out"), wrong)

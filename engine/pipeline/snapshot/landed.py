@@ -3,7 +3,8 @@
 :func:`file_index` reads each landed file's record ids (a row per record and file);
 :func:`records_of` turns index rows into the records to redo, named by their quarantine refs
 (``Stream.ref``), and :func:`id_of` reads a ref back to its id. :func:`landed_index` asks a
-committed snapshot which of a stream's landed files hold some ids (the sync's repair).
+committed snapshot which of a stream's landed files hold some ids (the sync's repair);
+:func:`rejected_rows` gives the quarantine rows of the records set aside at landing.
 
 Example:
     ``index = file_index(root, sorted(landed_files(root, feeds)))``.
@@ -17,10 +18,13 @@ from pathlib import Path
 
 import polars as pl
 
-from connectors.landing.manifest import landed_sizes, record_ids
+from connectors.landing import scan_files
+from connectors.landing.manifest import landed_path, landed_sizes, record_ids
+from connectors.normalise import VERSION, scan_rejected, set_aside
 from connectors.source import Source, Stream
 from engine.pipeline.snapshot.parts import FILE_PIECE, FORMAT
 from engine.pipeline.snapshot.splice import REF, SRC
+from engine.schema import QUARANTINE
 
 __all__ = [
     "absent",
@@ -30,6 +34,7 @@ __all__ = [
     "landed_index",
     "of_stream",
     "records_of",
+    "rejected_rows",
 ]
 
 _SRC, _REF = SRC, REF
@@ -112,3 +117,20 @@ def landed_index(
         return files, {str(f) for frame in found for f in frame["file"].unique().to_list()}
     except (OSError, ValueError, KeyError, TypeError, AttributeError, pl.exceptions.PolarsError):
         return None
+
+
+def rejected_rows(root: Path, feeds: Sequence[Source], index: pl.LazyFrame) -> pl.DataFrame:
+    """Records set aside at landing with no version as new landed (as a full rebuild gives
+    them). Only the index rows of those ids, and the landed versions of those files, are looked
+    at (most nights there are none: then the index, a row per landed record, is not read)."""
+    parts = []
+    for feed in feeds:
+        for stream in feed.streams:
+            ids = scan_rejected(root, feed.name, stream.name).select("record_id").collect()
+            if ids.height:
+                near = pl.col("record_id").is_in(ids["record_id"].drop_nulls().implode())
+                held = of_stream(index, feed.name, stream.name).filter(near).collect()
+                files = [landed_path(root, k) for k in sorted(set(held["file"]))]
+                landed = scan_files(files, None).filter(near).select(*VERSION)
+                parts.append(set_aside(feed, stream, root, landed))
+    return pl.concat(pl.collect_all(parts)) if parts else pl.DataFrame(schema=QUARANTINE)

@@ -10,6 +10,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -19,14 +20,11 @@ from connectors.landing import latest_records, scan_files
 from connectors.landing.manifest import landed_path
 from connectors.normalise import (
     RAW_SCHEMA,
-    VERSION,
     Rebuilt,
     normalise_stream,
     payloads,
-    scan_rejected,
-    set_aside,
 )
-from connectors.source import Source
+from connectors.source import Source, Stream
 from engine.app.config import AppSettings
 from engine.app.sources import connector
 from engine.errors import StoreError, printable
@@ -37,6 +35,7 @@ from engine.pipeline.snapshot.landed import (
     landed_files,
     of_stream,
     records_of,
+    rejected_rows,
 )
 from engine.pipeline.snapshot.parts import (
     FILE_PIECE,
@@ -131,10 +130,22 @@ class Refreshed:
         return self.rows, self.quarantine
 
 
+def _mapping(stream: Stream) -> dict[str, object]:
+    """The settings a stream's normalise function is bound to (Dixa's ``duration_unit``, field
+    mapping, channel and outcome maps): a change of one changes the canonical rows."""
+    bound = stream.normalise.keywords if isinstance(stream.normalise, partial) else {}
+    return {
+        k: v.model_dump(mode="json") if hasattr(v, "model_dump") else v for k, v in bound.items()
+    }
+
+
 def _key(feeds: Sequence[Source], table: str, settings: object) -> str:
-    """What the snapshot's rows depend on besides the landed files."""
+    """What the snapshot's rows depend on besides the landed files: a snapshot made under
+    other build settings, or other mapping settings of a source, is redone whole."""
     streams = [
-        [f.name, s.name, s.record_ref, str(s.landed_dtype)] for f in feeds for s in f.streams
+        [f.name, s.name, s.record_ref, str(s.landed_dtype), _mapping(s)]
+        for f in feeds
+        for s in f.streams
     ]
     what = {
         "format": FORMAT,
@@ -215,23 +226,6 @@ def _validate(
         bad_rows = bad_rows.join(found, on=["source", "record_id"], how="left", suffix="_p")
         bad_rows = bad_rows.with_columns(pl.coalesce("raw_p", "raw").alias("raw")).drop("raw_p")
     return clean_rows, bad_rows, ident_rows
-
-
-def _rejected(root: Path, feeds: Sequence[Source], index: pl.LazyFrame) -> pl.DataFrame:
-    """Records set aside at landing with no version as new landed (as a full rebuild gives
-    them). Only the index rows of those ids, and the landed versions of those files, are looked
-    at (most nights there are none: then the index, a row per landed record, is not read)."""
-    parts = []
-    for feed in feeds:
-        for stream in feed.streams:
-            ids = scan_rejected(root, feed.name, stream.name).select("record_id").collect()
-            if ids.height:
-                near = pl.col("record_id").is_in(ids["record_id"].drop_nulls().implode())
-                held = of_stream(index, feed.name, stream.name).filter(near).collect()
-                files = [landed_path(root, k) for k in sorted(set(held["file"]))]
-                landed = scan_files(files, None).filter(near).select(*VERSION)
-                parts.append(set_aside(feed, stream, root, landed))
-    return pl.concat(pl.collect_all(parts)) if parts else pl.DataFrame(schema=QUARANTINE)
 
 
 def refresh(
@@ -320,7 +314,7 @@ def _refresh(job: _Job, state: Path, settings: object, *, whole: bool, write: bo
     if write and mode != "unchanged":
         save(folder, key, snap, table)
     index = scan_part(snap, "index") if mode == "unchanged" else snap.index.lazy()
-    rejected = _rejected(root, feeds, index)
+    rejected = rejected_rows(root, feeds, index)
     quarantine = pl.concat([snap.quarantine, rejected])
     quarantine = quarantine.sort(list(QUARANTINE), nulls_last=True, maintain_order=True)
     digests = snap.digests(table)
