@@ -367,7 +367,7 @@ def _run(
     summary = _summary(settings, plan, now)
     summary.pulled, summary.cleaned = [p.to_dict() for p in pulls], cleaned
     fixed = (f"{p.source}/{p.stream}: {r}" for p in pulls for r in p.repaired)
-    summary.repaired = [*repaired, *fixed]
+    summary.repaired = [*repaired, *held[0].repaired, *fixed]
     if dry_run:
         summary.finished_at = format_utc(now_of(), timespec="seconds")
         summary.seconds = round(time.perf_counter() - began, 3)

@@ -14,6 +14,8 @@ command that repairs it):
 * **store vs state**: the stored canonical tables hash, partition day by partition day, to the
   digests the last run recorded (:func:`engine.pipeline.window.fingerprints`): a partition lost,
   added or changed outside a run shows here even when every file is sound;
+* **snapshot**: every file of each canonical snapshot against the digest it was written with (a
+  file damaged in place; the snapshot is derived data, redone from the landing store);
 * **landing**: every enabled stream's landing manifest against its files, reading every byte
   (:func:`connectors.landing.check.check_landing` with ``deep``): a file lost, torn, or not
   listed is a problem the next ``run`` repairs (its sync fetches the file's range again);
@@ -43,6 +45,8 @@ from engine.errors import StoreError, printable
 from engine.output import delta
 from engine.output.store import scan_attempts
 from engine.pipeline.lock import not_as_left
+from engine.pipeline.snapshot import snapshot_dir
+from engine.pipeline.snapshot.sums import damaged
 from engine.pipeline.sources import canonical, keep_landed, tables_fed
 from engine.pipeline.state import UNFINISHED, load_run_state, run_history, run_state_path
 from engine.pipeline.window import Canonical, changed_days, fingerprints
@@ -227,6 +231,22 @@ def _tables(settings: AppSettings, names: list[str], state: Any) -> list[Finding
     return found
 
 
+def _snapshots(settings: AppSettings, names: list[str]) -> list[Finding]:
+    """Each canonical table's snapshot, every file read back against the digest it was written
+    with (:func:`engine.pipeline.snapshot.sums.damaged`): a problem only. A plain run redoes
+    it when the file changed on disk since it was committed (the files a run checks), else
+    ``--full-refresh`` does."""
+    found = []
+    for table in ("contacts", "callback_attempts"):
+        folder = snapshot_dir(settings.store.state, table)
+        if table not in tables_fed(names) or not (bad := damaged(folder, deep=True)):
+            continue
+        fix = "wfm-intervals run" if damaged(folder) == bad else _REFRESH
+        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+        found.append(Finding(f"snapshot {table}", "problem", bad[0] + more, fix))
+    return found
+
+
 def verify(settings: AppSettings) -> list[Finding]:
     """Every check (see the module docstring); writes nothing.
 
@@ -238,7 +258,7 @@ def verify(settings: AppSettings) -> list[Finding]:
     found += _landing(settings, names)
     found += [Finding("store", "behind", line) for line in unfed_tables(settings)]
     tables = _tables(settings, names, state)
-    found += tables
+    found += tables + _snapshots(settings, names)
     if state is None or state.build == UNFINISHED or state.digests is None:
         return found  # nothing the store can be compared with
     if any(f.status == "problem" for f in tables):

@@ -35,7 +35,7 @@ from engine.output.store import request_dates
 from engine.pipeline.snapshot import redo, refresh_sources, snapshot_dir
 from engine.pipeline.snapshot.canonical import Canonical
 from engine.pipeline.snapshot.landed import id_of
-from engine.pipeline.snapshot.parts import day_digests
+from engine.pipeline.snapshot.sums import day_digests
 from engine.pipeline.sources import validated
 from engine.schema import CONTACTS_KEY, QUARANTINE
 from engine.tables.callback_requests import in_chain_order

@@ -30,8 +30,9 @@ Example:
     ``rows, quarantine = refresh(settings, ["ujet"], "contacts").frames``.
 """
 
-from engine.pipeline.snapshot.parts import FORMAT, Digests, day_digests, digest_rows
+from engine.pipeline.snapshot.parts import FORMAT
 from engine.pipeline.snapshot.redo import Refreshed, refresh, refresh_sources, snapshot_dir
+from engine.pipeline.snapshot.sums import Digests, day_digests, digest_rows
 
 __all__ = [
     "FORMAT",

@@ -21,8 +21,8 @@ import polars as pl
 from engine.app.config import AppSettings
 from engine.interval import Window
 from engine.pipeline.kore import KoreImport
-from engine.pipeline.snapshot.parts import Digests
 from engine.pipeline.snapshot.redo import Refreshed, refresh
+from engine.pipeline.snapshot.sums import Digests
 from engine.tables.callback_requests import CHAIN_ORDER, in_chain_order
 from engine.validate.callback_attempts import callback_gaps
 
@@ -81,6 +81,12 @@ class Canonical:
                     digests[table] = got.digests
                 found[table] = got
         return cls.of(found.get("contacts"), found.get("callback_attempts"), kore, digests)
+
+    @property
+    def repaired(self) -> list[str]:
+        """The snapshot files found damaged on disk (each snapshot redone whole), a line each."""
+        found = (self.contacts_found, self.attempts_found)
+        return [line for f in found if isinstance(f, Refreshed) for line in f.repaired]
 
     @property
     def contacts(self) -> tuple[pl.DataFrame, pl.DataFrame] | None:

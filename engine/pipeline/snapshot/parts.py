@@ -15,10 +15,10 @@ Under ``<store.state>/snapshot/<table>/``:
   shard is read only when a run needs its rows (its records are redone, or a consumer asks for
   its months: :meth:`Snapshot.rows`);
 * ``meta.json``, written last and atomically: the snapshot's key, the landed files it was made
-  from and the files (sizes, row counts) of its parts. It is the commit: parts it does not name
-  are left-overs of a killed run, removed by the next save; the temporary file of a write killed
-  before its rename (``.<name>.tmp-<hex>``) by the next run's sweep, under the store's lock
-  (:func:`engine.pipeline.lock.clean_leftovers`).
+  from and the files (sizes, row counts, digests of their bytes: :mod:`.sums`) of its parts. It
+  is the commit: parts it does not name are left-overs of a killed run, removed by the next
+  save; the temporary file of a write killed before its rename (``.<name>.tmp-<hex>``) by the
+  next run's sweep, under the store's lock (:func:`engine.pipeline.lock.clean_leftovers`).
 
 A snapshot missing, torn, or of another key or layout loads as ``None`` (redone whole).
 """
@@ -30,7 +30,7 @@ import json
 import uuid
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, replace
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,7 @@ from engine import killpoint
 from engine.durable import atomic_write_bytes, fsync_dir
 from engine.output.delta import PARTITION, days_of
 from engine.output.store import request_dates
+from engine.pipeline.snapshot.sums import Digests, day_digests, file_sum
 from engine.schema import CALLBACK_ATTEMPTS, CONTACTS, QUARANTINE
 from engine.tables.callback_requests import CHAIN_ORDER, ORDER, in_chain_order
 from engine.validate.callback_attempts import callback_gaps
@@ -50,8 +51,6 @@ __all__ = [
     "HOMES",
     "SHARD_BY",
     "Snapshot",
-    "day_digests",
-    "digest_rows",
     "homes_of",
     "in_order",
     "load",
@@ -65,8 +64,8 @@ __all__ = [
 
 #: The snapshot layout's version, and of the rules its rows were made by (another one is rebuilt
 #: whole). 5: a landed version without ``updated_at`` is as new as its fetch
-#: (:func:`connectors.landing.latest_records`).
-FORMAT = 5
+#: (:func:`connectors.landing.latest_records`). 6: ``meta.json`` keeps each file's digest.
+FORMAT = 6
 #: The column whose UTC month shards a table's rows.
 SHARD_BY = {"contacts": "offered_at", "callback_attempts": "created_at"}
 #: Tables whose store partition is a row's own day (their digests are kept per shard).
@@ -94,9 +93,6 @@ _ROW_GROUP = 16_384  #: rows a row group of a written part (see :func:`_write`)
 _GAPS = callback_gaps(pl.LazyFrame(schema=CALLBACK_ATTEMPTS)).collect_schema()
 #: The schema of :attr:`Snapshot.homes`.
 HOMES = {"__ident": pl.UInt64(), _SHARD: pl.String()}
-
-#: ISO date -> ``"<rows>:<sum of row hashes>"``.
-Digests = dict[str, str]
 
 
 @dataclass
@@ -133,6 +129,7 @@ class Snapshot:
     pieces: dict[str, dict[str, str]] = field(default_factory=dict)
     #: per bookkeeping part, the pieces changed since committed (``None``: every piece)
     dirty: dict[str, set[str]] | None = None
+    sums: dict[str, str] = field(default_factory=dict)  #: committed file -> its digest
 
     def read(self, names: Iterable[str]) -> dict[str, pl.DataFrame]:
         """The rows of the named shards it holds, read from disk (in parallel) if not yet."""
@@ -258,21 +255,6 @@ def homes_of(table: str, rows: pl.DataFrame, identities: list[pl.Expr]) -> pl.Da
     return pl.concat(found).unique() if found else pl.DataFrame(schema=HOMES)
 
 
-def day_digests(rows: pl.DataFrame, days: pl.Series) -> Digests:
-    """One digest per day of ``days`` (each row's store partition): its row count and the sum
-    of its rows' 64-bit hashes, wrapping (Polars sums UInt64 modulo 2**64). Order-free; a change
-    of any value of any row changes it, but for a 2**-64 chance. This is the run's change
-    detection (:func:`engine.pipeline.window.fingerprints`)."""
-    hashed = rows.select(days.alias(PARTITION), pl.struct(pl.all()).hash(seed=0).alias("h"))
-    found = hashed.group_by(PARTITION).agg(pl.len(), pl.col("h").sum())
-    return {d.isoformat(): f"{n}:{h}" for d, n, h in found.iter_rows() if isinstance(d, date)}
-
-
-def digest_rows(digest: str) -> int:
-    """The row count a day's digest (:func:`day_digests`) holds."""
-    return int(digest.partition(":")[0])
-
-
 def _shard(rows: pl.DataFrame, table: str, file: str, size: int = 0) -> Shard:
     """A shard of ``rows`` in ``file``: the digests of its partition days (an attempt's: its
     request's), and of callback attempts its chains and gaps."""
@@ -323,6 +305,7 @@ def load(folder: Path, key: str, files: dict[str, int] | None = None) -> Snapsho
             folder=folder,
             pieces=pieces,
             dirty={},
+            sums={str(k): str(v) for k, v in meta["sums"].items()},
         )
     except (OSError, ValueError, KeyError, TypeError, AttributeError, pl.exceptions.PolarsError):
         return None
@@ -335,7 +318,9 @@ def scan_part(snap: Snapshot, name: str) -> pl.LazyFrame:
     return pl.concat(found) if found else pl.LazyFrame(schema=_PART_SCHEMAS[name])
 
 
-def _write(folder: Path, name: str, frame: pl.DataFrame, *, whole: bool = False) -> int:
+def _write(
+    folder: Path, name: str, frame: pl.DataFrame, sums: dict[str, str], *, whole: bool = False
+) -> int:
     """One part, atomically. Nothing reads a part's statistics (a part is read whole), so none
     are written; the whole parts, rewritten by every run that changes the snapshot, are
     compressed with Snappy (at a year, ~30 % less time than zstd for ~1 MB more on disk).
@@ -346,15 +331,18 @@ def _write(folder: Path, name: str, frame: pl.DataFrame, *, whole: bool = False)
     frame.write_parquet(buffer, compression="snappy" if whole else "zstd",
                         compression_level=None if whole else 1, statistics=False,
                         row_group_size=_ROW_GROUP)  # fmt: skip
-    atomic_write_bytes(folder / name, buffer.getvalue())
-    return buffer.getbuffer().nbytes
+    atomic_write_bytes(folder / name, data := buffer.getvalue())
+    sums[name] = file_sum(data)
+    return len(data)
 
 
-def _pieces(folder: Path, name: str, snap: Snapshot, tag: str) -> dict[str, str]:
+def _pieces(
+    folder: Path, name: str, snap: Snapshot, tag: str, sums: dict[str, str]
+) -> dict[str, str]:
     """Write the changed pieces of the bookkeeping part ``name``: its piece files after."""
     frame, column = getattr(snap, name), _PIECE_OF[name]
     if column is None:  # small: one piece, written whole
-        _write(folder, f"{name}-all-{tag}.parquet", frame, whole=True)
+        _write(folder, f"{name}-all-{tag}.parquet", frame, sums, whole=True)
         return {"all": f"{name}-all-{tag}.parquet"}
     dirty = None if snap.dirty is None else snap.dirty.get(name, set())
     found = {} if dirty is None else dict(snap.pieces.get(name, {}))
@@ -364,7 +352,7 @@ def _pieces(folder: Path, name: str, snap: Snapshot, tag: str) -> dict[str, str]
         found.pop(key, None)
         if rows.height:
             found[key] = f"{name}-{key}-{tag}.parquet"
-            _write(folder, found[key], rows, whole=True)
+            _write(folder, found[key], rows, sums, whole=True)
     return found
 
 
@@ -386,14 +374,16 @@ def save(folder: Path, key: str, snap: Snapshot, table: str) -> None:
     (atomic); drop the files it does not name (not dotfiles: temporary files are the sweep's)."""
     folder.mkdir(parents=True, exist_ok=True)
     tag = uuid.uuid4().hex[:12]
-    parts = {name: _pieces(folder, name, snap, tag) for name in _WHOLE_PARTS}
+    sums = dict(snap.sums)
+    parts = {name: _pieces(folder, name, snap, tag, sums) for name in _WHOLE_PARTS}
     saved = {k: s for k, s in snap.saved.items() if k in snap.shards}
     for name, rows in snap.shards.items():
         if name not in saved:
             assert rows is not None
             file = f"rows-{name}-{tag}.parquet"
-            saved[name] = _shard(rows, table, file, _write(folder, file, rows))
+            saved[name] = _shard(rows, table, file, _write(folder, file, rows, sums))
     killpoint.reached("snapshot.parts_written")
+    keep = {*(f for p in parts.values() for f in p.values()), *(s.file for s in saved.values())}
     meta = {
         "format": FORMAT,
         "key": key,
@@ -401,10 +391,11 @@ def save(folder: Path, key: str, snap: Snapshot, table: str) -> None:
         "shards": {k: asdict(s) for k, s in sorted(saved.items())},
         "files": snap.files,
         "records": snap.records,
+        "sums": {f: sums[f] for f in sorted(keep)},
     }
     atomic_write_bytes(folder / "meta.json", json.dumps(meta, sort_keys=True).encode())
     snap.saved, snap.folder, snap.pieces, snap.dirty = saved, folder, parts, {}
-    keep = {*(f for p in parts.values() for f in p.values()), *(s.file for s in saved.values())}
+    snap.sums = meta["sums"]  # type: ignore[assignment]
     keep.add("meta.json")
     for old in folder.iterdir():
         if old.name not in keep and not old.name.startswith("."):

@@ -40,7 +40,6 @@ from engine.pipeline.snapshot.landed import (
 from engine.pipeline.snapshot.parts import (
     FILE_PIECE,
     FORMAT,
-    Digests,
     Snapshot,
     homes_of,
     in_order,
@@ -63,6 +62,7 @@ from engine.pipeline.snapshot.splice import (
     spliced,
     without,
 )
+from engine.pipeline.snapshot.sums import Digests, damaged
 from engine.pipeline.sources import validated
 from engine.schema import CALLBACK_ATTEMPTS, CONTACTS, QUARANTINE
 from engine.validate.contacts import MAX_DURATION_MS
@@ -98,6 +98,8 @@ class Refreshed:
     records: int  #: records landed in all
     #: the digest of each store partition day of ``rows`` (``None``: not kept for the table)
     digests: Digests | None = None
+    #: the snapshot's files found damaged on disk (it was redone whole), a line each
+    repaired: tuple[str, ...] = ()
 
     @property
     def rows(self) -> pl.DataFrame:
@@ -302,7 +304,8 @@ def _refresh(job: _Job, state: Path, settings: object, *, whole: bool, write: bo
     root, feeds, table = job.root, job.feeds, job.table
     folder, key = snapshot_dir(state, table), _key(feeds, table, settings)
     files = landed_files(root, feeds)
-    snap = None if whole else load(folder, key, files)
+    bad = () if whole else tuple(f"{b}; redone from the landing store" for b in damaged(folder))
+    snap = None if whole or bad else load(folder, key, files)
     mode = "whole"
     if snap is not None and snap.files == files:
         mode = "unchanged"
@@ -320,7 +323,7 @@ def _refresh(job: _Job, state: Path, settings: object, *, whole: bool, write: bo
     digests = snap.digests(table)
     if write or mode == "unchanged":  # committed: the run reads back the months it needs
         snap = snap.released()
-    return Refreshed(snap, table, quarantine, mode, snap.redone, snap.records, digests)
+    return Refreshed(snap, table, quarantine, mode, snap.redone, snap.records, digests, bad)
 
 
 def _whole(job: _Job, files: dict[str, int]) -> Snapshot:
@@ -406,5 +409,6 @@ def _update(
             folder=snap.folder,
             pieces=snap.pieces,
             dirty=dirty,
+            sums=snap.sums,
         )
     return None
