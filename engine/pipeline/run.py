@@ -71,7 +71,7 @@ from engine.pipeline.lock import damage, housekeeping, store_lock
 from engine.pipeline.sources import Emit, sync_all, tables_fed
 from engine.pipeline.state import (
     RunState,
-    begin_full_rebuild,
+    begin_commits,
     commit_run_state,
     load_run_state,
     run_state_path,
@@ -372,7 +372,7 @@ def _run(
         summary.finished_at = format_utc(now_of(), timespec="seconds")
         summary.seconds = round(time.perf_counter() - began, 3)
         return summary
-    begin_full_rebuild(state_path, now, plan.recent, previous)  # killed from here on: again
+    begin_commits(state_path, now, plan.recent, previous)  # killed from here on: known
     files = _commit(settings, names, held, plan, summary, done, now)
     finished = now_of()
     summary.finished_at = format_utc(finished, timespec="seconds")

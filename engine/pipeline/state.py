@@ -46,7 +46,7 @@ from engine.output.read import table_identity
 __all__ = [
     "UNFINISHED",
     "RunState",
-    "begin_full_rebuild",
+    "begin_commits",
     "behind",
     "commit_run_state",
     "load_run_state",
@@ -85,6 +85,9 @@ class RunState:
     build: dict[str, Any]
     digests: dict[str, dict[str, str]] | None = None
     tables: dict[str, str] | None = None
+    #: when an incremental run going on from this state began to commit (it did not finish:
+    #: the next run completes what it committed); ``None``: none did
+    began: datetime | None = None
 
 
 def run_state_path(state_root: Path) -> Path:
@@ -118,7 +121,8 @@ def load_run_state(path: Path) -> RunState | None:
         isinstance(v, str) and _IDENTITY.fullmatch(v) for v in tables.values()
     ):
         tables = None  # not recorded (an earlier version's file), or not readable: no compare
-    return RunState(build=build, digests=digests, tables=tables, **instants)  # type: ignore[arg-type]
+    began = parse_utc(data.get("began"))
+    return RunState(build=build, digests=digests, tables=tables, began=began, **instants)  # type: ignore[arg-type]
 
 
 def _valid_digests(value: Any) -> bool:
@@ -136,6 +140,8 @@ def save_run_state(path: Path, state: RunState) -> None:
     data["digests"] = state.digests or {}
     if state.tables is not None:
         data["tables"] = state.tables
+    if state.began is not None:
+        data["began"] = format_utc(state.began)
     atomic_write_bytes(path, json.dumps(data, indent=1, sort_keys=True).encode())
 
 
@@ -168,15 +174,19 @@ def commit_run_state(path: Path, state: RunState, *, tables: Mapping[str, Path])
     killpoint.reached("run.state_saved")
 
 
-def begin_full_rebuild(
+def begin_commits(
     path: Path, now: datetime, window: tuple[datetime, datetime], previous: RunState | None
 ) -> None:
-    """Unless ``previous`` (the state an incremental run goes on from), mark the run state at
-    ``path``, if there is one, :data:`UNFINISHED` before a full rebuild commits its first
-    table: killed halfway (tables half under new settings, half under the old, the settings
-    then put back), the next run rebuilds everything too."""
+    """Mark the run state at ``path``, if there is one, before a run commits its first table.
+    A full rebuild (no ``previous``) marks it :data:`UNFINISHED`: killed halfway (tables half
+    under new settings, half under the old, the settings then put back), the next run rebuilds
+    everything too. An incremental run keeps ``previous`` with :attr:`RunState.began`: stopped
+    after some commits, ``verify`` says a run did not finish (the next run completes it)
+    rather than that the store differs from what was built."""
     if previous is None and path.is_file():
         save_run_state(path, RunState(now, now, *window, UNFINISHED, {}))
+    elif previous is not None:
+        save_run_state(path, replace(previous, began=now))
 
 
 #: Runs kept in the history (the oldest are dropped).

@@ -13,7 +13,9 @@ command that repairs it):
   place keeps its size: :func:`engine.output.delta.problems`);
 * **store vs state**: the stored canonical tables hash, partition day by partition day, to the
   digests the last run recorded (:func:`engine.pipeline.window.fingerprints`): a partition lost,
-  added or changed outside a run shows here even when every file is sound;
+  added or changed outside a run shows here even when every file is sound; a difference a run
+  stopped after some of its commits left (its state marked, :func:`~engine.pipeline.state.
+  begin_commits`) is one the next plain run completes;
 * **snapshot**: every file of each canonical snapshot against the digest it was written with (a
   file damaged in place; the snapshot is derived data, redone from the landing store);
 * **landing**: every enabled stream's landing manifest against its files, reading every byte
@@ -99,6 +101,12 @@ def _state(settings: AppSettings, names: list[str]) -> tuple[list[Finding], Any]
         detail = (
             f"{path}: a full rebuild began {state.started_at:%Y-%m-%dT%H:%MZ} and did not end: "
             "the next run rebuilds every table from the landing store"
+        )
+        found.append(Finding("state", "behind", detail, "wfm-intervals run"))
+    elif state.began is not None:  # stopped after it began to commit: the next run completes it
+        detail = (
+            f"{path}: last run {state.finished_at:%Y-%m-%dT%H:%MZ}; a run began to commit "
+            f"{state.began:%Y-%m-%dT%H:%MZ} and did not finish: the next run completes it"
         )
         found.append(Finding("state", "behind", detail, "wfm-intervals run"))
     else:
@@ -271,7 +279,12 @@ def verify(settings: AppSettings) -> list[Finding]:
         off = changed_days(digests, state.digests.get(name, {}))
         if off:
             detail = f"{name}: {len(off)} partition day(s) differ from the last run: {_days(off)}"
-            found.append(Finding("store vs state", "problem", detail, _REFRESH))
+            fix = _REFRESH
+            if state.began is not None:  # what a run stopped after some of its commits leaves
+                detail += f"; a run began {state.began:%Y-%m-%dT%H:%MZ} and did not finish: "
+                detail += "`wfm-intervals run` completes it"
+                fix = "wfm-intervals run"
+            found.append(Finding("store vs state", "problem", detail, fix))
         else:
             found.append(Finding("store vs state", "ok", f"{name}: {len(digests)} day(s) agree"))
     landed = Canonical.of(

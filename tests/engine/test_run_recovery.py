@@ -192,3 +192,26 @@ def test_a_snapshot_file_damaged_in_place_is_named_and_redone(
     same_tables(_tables(out), before)
     assert invoke(["verify"], config).exit_code == 0
     assert run_json(config)["repaired"] == []
+
+
+def test_verify_after_an_incremental_run_killed_after_its_commits_says_run_completes_it(
+    tmp_path: Path, stack: Stack
+) -> None:
+    """An incremental run killed after it committed its tables, before its state: ``verify``
+    said a partition day differs from the last run and prescribed ``--full-refresh``, though a
+    plain run completes it. The run marks its state before it commits: ``verify`` now says a run
+    did not finish and that ``run`` completes it."""
+    config = _lean(tmp_path, stack)
+    run_json(config)
+    stack.ujet.update_records([stack.ujet.expected_contacts()["contact_id"][0]], talk_ms=1)
+    env = os.environ | SECRETS | {"WFM_KILL_AT": "run.exported",
+                                  "WFM_CLOCK_AT": TEST_NOW.isoformat()}  # fmt: skip
+    cli = [sys.executable, "-m", "engine.cli.main", "run", "--quiet", "--config", str(config)]
+    child = run_process(cli, env=env, cwd=tmp_path, timeout=180)
+    assert child.returncode == -9, child.stderr.decode()[-2000:]
+    verified = invoke(["verify"], config)
+    assert verified.exit_code == 2, verified.output
+    assert "did not finish: `wfm-intervals run` completes it" in verified.output
+    assert "--full-refresh" not in verified.output
+    run_json(config)
+    assert invoke(["verify"], config).exit_code == 0
