@@ -83,6 +83,7 @@ __all__ = [
     "lost_landing",
     "refuse_unsyncable",
     "repair_landing",
+    "unreadable_landing",
 ]
 
 Problem = Literal[
@@ -334,3 +335,38 @@ def _set_aside(finding: Finding, name: str, how: str) -> str:
         fsync_dir(aside.parent)
         what = f"is damaged ({finding.detail}), moved aside to {aside.name}"
     return f"{name}: landing file {finding.path} {what} ({_span(finding)}): {how}"
+
+
+def unreadable_landing(root: Path, streams: Sequence[tuple[str, str]], what: str, why: str) -> str:
+    """The line of landed records of ``what`` that cannot be read (``why``, the reader's
+    error): each landed file of ``streams`` (``(source, stream)``) is read alone to find the
+    damaged ones, named with their stream and the command that fetches them again (none found:
+    the line says how to find them).
+
+    Example:
+        >>> line = unreadable_landing(Path("/nowhere"), [("ujet", "calls")], "contacts", "oops")
+        >>> line[-42:]
+        'state reset SOURCE STREAM --yes` and `run`'
+    """
+    bad: list[tuple[str, str, Path, str]] = []
+    for source, stream in streams:
+        for path in landed_files(root, source, stream):
+            try:
+                pl.read_parquet(path)
+            except (pl.exceptions.PolarsError, pl.exceptions.PanicException, OSError) as exc:
+                bad.append((source, stream, path, str(exc).strip().splitlines()[0][:200]))
+    head = f"store.landing {root}: the landed records of {what} cannot be read"
+    if not bad:
+        return (
+            f"{head} ({why}); find the damaged file (`wfm-intervals verify`), move it away, "
+            "then `wfm-intervals state reset SOURCE STREAM --yes` and `run`"
+        )
+    named = "; ".join(f"{p} ({s}/{t}): {e}" for s, t, p, e in bad[:3])
+    more = f" (and {len(bad) - 3} more)" if len(bad) > 3 else ""
+    resets = " and ".join(
+        sorted({f"`wfm-intervals state reset {s} {t} --yes`" for s, t, *_ in bad})
+    )
+    return (
+        f"{head}: {named}{more}; move the damaged file(s) away, then {resets} and `run` to "
+        "fetch their records again"
+    )

@@ -33,7 +33,7 @@ import polars as pl
 
 from connectors.errors import LandingError
 from connectors.landing import compact, latest_records, scan_files
-from connectors.landing.check import check_landing, refuse_unsyncable
+from connectors.landing.check import check_landing, refuse_unsyncable, unreadable_landing
 from connectors.landing.manifest import landed_files, read_manifest, stream_dir
 from connectors.normalise import Rebuilt, rebuild
 from connectors.source import Source, SourceSettings, Stream
@@ -128,7 +128,7 @@ def _new_versions(settings: AppSettings, source: str, stream: str, before: set[P
         fresh = latest([*old, *added]).join(latest(old), on=["record_id", "version"], how="anti")
         return plain.len() + fresh.collect().height
     except (pl.exceptions.PolarsError, OSError) as exc:
-        raise _unreadable(settings, f"{source}/{stream}", exc) from None
+        raise _unreadable(settings, f"{source}/{stream}", exc, [(source, stream)]) from None
 
 
 def _holding(
@@ -154,13 +154,13 @@ def _holding(
     ]
 
 
-def _unreadable(settings: AppSettings, what: str, exc: BaseException) -> StoreError:
-    """A landed file that cannot be read: one line naming the store, and how to recover."""
-    return StoreError(
-        f"store.landing {settings.store.landing}: the landed records of {what} cannot be read "
-        f"({printable(exc)}); move the damaged file away, then "
-        "`wfm-intervals state reset SOURCE STREAM` and `run` to fetch its records again"
-    )
+def _unreadable(
+    settings: AppSettings, what: str, exc: BaseException, streams: Sequence[tuple[str, str]]
+) -> StoreError:
+    """Landed files that cannot be read: one line naming them (each file of ``streams`` read
+    alone), their streams and how to recover
+    (:func:`connectors.landing.check.unreadable_landing`)."""
+    return StoreError(unreadable_landing(settings.store.landing, streams, what, printable(exc)))
 
 
 def keep_landed(settings: AppSettings, name: str) -> None:
@@ -383,8 +383,11 @@ def canonical(
     try:
         rows, quarantine = pl.collect_all(list(frames))
     except (pl.exceptions.PolarsError, OSError) as exc:
-        feeds = ", ".join(n for n in names if connector(n).table == table)
-        raise _unreadable(settings, f"{table} ({feeds})", exc) from None
+        feeds = [n for n in names if connector(n).table == table]
+        streams = [
+            (n, s.name) for n in feeds for s in connector(n).configured(settings.source(n)).streams
+        ]
+        raise _unreadable(settings, f"{table} ({', '.join(feeds)})", exc, streams) from None
     return rows, quarantine
 
 

@@ -215,3 +215,24 @@ def test_verify_after_an_incremental_run_killed_after_its_commits_says_run_compl
     assert "--full-refresh" not in verified.output
     run_json(config)
     assert invoke(["verify"], config).exit_code == 0
+
+
+def test_a_landed_file_that_cannot_be_read_is_named_with_its_stream(
+    tmp_path: Path, stack: Stack
+) -> None:
+    """64 zero bytes inside a landed file (its size kept): ``run --full-refresh`` said the
+    landed records of the contacts cannot be read, naming no file and no stream. Each landed
+    file of the table's streams is read alone then: the line names the file, its stream and
+    the exact ``state reset`` command."""
+    config = _lean(tmp_path, stack)
+    run_json(config)
+    home = tmp_path / "landing" / "raw" / "source=ujet" / "stream=calls"
+    victim = max(home.rglob("*.parquet"), key=lambda p: p.stat().st_size)
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2 : len(data) // 2 + 64] = bytes(64)
+    victim.write_bytes(bytes(data))
+    result = invoke(["run", "--quiet", "--full-refresh"], config)
+    assert result.exit_code == 2, result.output
+    line = one_error_line(result)
+    assert f"{victim} (ujet/calls)" in line
+    assert "`wfm-intervals state reset ujet calls --yes`" in line

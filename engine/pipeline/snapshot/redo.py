@@ -17,6 +17,7 @@ from typing import Any
 import polars as pl
 
 from connectors.landing import latest_records, scan_files
+from connectors.landing.check import unreadable_landing
 from connectors.landing.manifest import landed_path
 from connectors.normalise import (
     RAW_SCHEMA,
@@ -293,11 +294,9 @@ def refresh_sources(
         what, name = ", ".join(f.name for f in feeds), getattr(exc, "filename", None)
         if name is not None and not Path(name).is_relative_to(landing):  # a full disk, say
             raise StoreError(f"store.state {state}: {printable(exc)}") from None
-        raise StoreError(
-            f"store.landing {landing}: the landed records of {table} ({what}) cannot be read "
-            f"({printable(exc)}); move the damaged file away, then "
-            "`wfm-intervals state reset SOURCE STREAM` and `run` to fetch its records again"
-        ) from None
+        streams = [(f.name, s.name) for f in feeds for s in f.streams]
+        line = unreadable_landing(landing, streams, f"{table} ({what})", printable(exc))
+        raise StoreError(line) from None
 
 
 def _refresh(job: _Job, state: Path, settings: object, *, whole: bool, write: bool) -> Refreshed:
