@@ -219,6 +219,38 @@ def _record(settings: AppSettings, started: datetime, entry: dict[str, Any]) -> 
         logging.getLogger(__name__).warning("run history not written: %s", exc)
 
 
+def _attempt(
+    settings: AppSettings,
+    options: dict[str, Any],
+    on_event: Emit | None,
+    wait: float,
+    started: datetime,
+) -> tuple[RunSummary | None, str | None, bool]:
+    """Run once: ``(summary, None, False)``, or ``(None, the error's line, whether the lock
+    refused it)`` for an error a run expects. An interrupt or an unexpected error is recorded
+    in the history (:func:`_ended`), then raised on (the command's exit code is main's)."""
+    try:
+        return run(settings, on_event=on_event, wait=wait, **options), None, False
+    except (ConnectorError, SyncFailedError, ExportError, StoreError, ClusterError) as exc:
+        return None, str(exc), isinstance(exc, StoreLockedError)
+    except OSError as exc:
+        return None, f"{exc.strerror or exc}: {exc.filename or settings.output.dir}", False
+    except pl.exceptions.PolarsError as exc:  # e.g. a damaged Parquet file in the store
+        return None, f"output.dir {settings.output.dir}: {printable(exc)}", False
+    except BaseException as exc:  # interrupted (130), or a bug (2): in the history, raised
+        if not options["dry_run"] and not isinstance(exc, SystemExit | GeneratorExit):
+            _record(settings, started, _ended(exc))
+        raise
+
+
+def _ended(exc: BaseException) -> dict[str, Any]:
+    """The history entry of a run that ended by ``exc``, neither an error it expects nor a
+    summary: interrupted (Ctrl-C, SIGTERM, SIGHUP: 130), or an unexpected error (2)."""
+    if isinstance(exc, KeyboardInterrupt | click.exceptions.Abort):
+        return {"exit_code": 130, "error": "interrupted"}
+    return {"exit_code": 2, "error": f"internal error: {type(exc).__name__}: {printable(exc)}"}
+
+
 @click.command("run")
 @CONFIG_OPTION
 @EACH_TENANT_OPTION
@@ -299,16 +331,9 @@ def _run_one(
     started = clock.now()
     terminal = sys.stderr.isatty() and logs.current_format() == "text"  # bars: a person reads
     with _display(terminal=terminal, quiet=quiet) as on_event:
-        error, locked = None, False
-        try:
-            summary = run(settings, on_event=on_event, wait=wait, **options)
-        except (ConnectorError, SyncFailedError, ExportError, StoreError, ClusterError) as exc:
-            error, locked = str(exc), isinstance(exc, StoreLockedError)
-        except OSError as exc:
-            error = f"{exc.strerror or exc}: {exc.filename or settings.output.dir}"
-        except pl.exceptions.PolarsError as exc:  # e.g. a damaged Parquet file in the store
-            error = f"output.dir {settings.output.dir}: {printable(exc)}"
-        if error is not None:
+        summary, error, locked = _attempt(settings, options, on_event, wait, started)
+        if summary is None:
+            assert error is not None
             if not options["dry_run"] and not locked:  # a run refused by the lock: its holder
                 _record(settings, started, {"exit_code": 2, "error": error})  # records
             return tenant_error(tenant, error)

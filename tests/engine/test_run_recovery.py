@@ -15,6 +15,7 @@ import pytest
 from engine.clock import StartedClock, use_clock
 from engine.demo.stack import Stack
 from engine.output.inputs import InputFileError, read_table
+from engine.pipeline.state import run_history
 from tests.calendar import TEST_NOW, run_process
 from tests.engine.run_support import (
     SECRETS,
@@ -236,3 +237,28 @@ def test_a_landed_file_that_cannot_be_read_is_named_with_its_stream(
     line = one_error_line(result)
     assert f"{victim} (ujet/calls)" in line
     assert "`wfm-intervals state reset ujet calls --yes`" in line
+
+
+@pytest.mark.parametrize(("raised", "code"), [(KeyboardInterrupt, 130), (RuntimeError, 2)])
+def test_a_run_interrupted_or_failing_unexpectedly_is_in_the_history(
+    tmp_path: Path, stack: Stack, monkeypatch: pytest.MonkeyPatch, raised: type, code: int
+) -> None:
+    """A run stopped by an interrupt, or by an error no code expects, was missing from the
+    history (``state show`` listed runs that completed or failed as expected only). It is
+    recorded with the exit code the command ends with, and the exception raised on."""
+    config = _lean(tmp_path, stack)
+    run_json(config)
+
+    def stopped(*_args: object, **_kwargs: object) -> None:
+        raise raised("stopped")
+
+    monkeypatch.setattr("engine.cli.run.run", stopped)
+    try:  # the test runner may turn an interrupt into click's abort
+        result = invoke(["run", "--quiet"], config)
+    except raised:
+        pass
+    else:
+        assert result.exit_code != 0
+    runs = run_history(tmp_path / "state")
+    assert [r["exit_code"] for r in runs] == [0, code]
+    assert runs[-1]["error"].startswith("interrupted" if code == 130 else "internal error")
