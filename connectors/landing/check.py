@@ -74,6 +74,7 @@ from connectors.landing.manifest import (
 )
 from connectors.state import StateStore, format_utc
 from engine.durable import fsync_dir
+from engine.errors import printable
 
 __all__ = [
     "Finding",
@@ -354,7 +355,7 @@ def unreadable_landing(root: Path, streams: Sequence[tuple[str, str]], what: str
             try:
                 pl.read_parquet(path)
             except (pl.exceptions.PolarsError, pl.exceptions.PanicException, OSError) as exc:
-                bad.append((source, stream, path, str(exc).strip().splitlines()[0][:200]))
+                bad.append((source, stream, path, printable(exc, 200)))  # never empty
     head = f"store.landing {root}: the landed records of {what} cannot be read"
     if not bad:
         return (
