@@ -92,6 +92,8 @@ class Stream:
         path: Request path relative to the source's base URL.
         primary_key: Top-level key of a record's id.
         normalise: Landed frame (:data:`connectors.landing.LANDING_SCHEMA`) -> :class:`Normalised`.
+            Settings that change its rows are bound as ``functools.partial`` keywords (Dixa's
+            ``duration_unit``): the canonical snapshot's key reads them, so a change redoes it.
         paging: The paginator kind (:mod:`connectors.paging`).
         cursor_field: Record field holding the vendor's last-modified instant.
         cursor_param: Query parameter that takes the lower bound of ``cursor_field``.

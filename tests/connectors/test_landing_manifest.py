@@ -50,6 +50,7 @@ from engine.cli.main import cli
 from engine.clock import CLOCK_AT_VARIABLE
 from tests.connectors import mindful_support, ujet_support
 from tests.connectors.kill_support import KillResumeCase
+from tests.connectors.sync_support import sync_into
 from tests.environment import invoke
 
 
@@ -415,13 +416,7 @@ def test_a_lost_file_of_unknown_range_is_one_line_naming_the_fix(tmp_path: Path)
         settings = mindful_support.settings_for(emu)
 
         def mindful() -> list[SyncReport]:
-            return sync_source(
-                MINDFUL,
-                settings,
-                landing_root=tmp_path / "landing",
-                state_root=tmp_path / "state",
-                sleep=lambda _: None,
-            )
+            return sync_into(tmp_path, MINDFUL, settings)
 
         mindful()
         landing = tmp_path / "landing"

@@ -23,6 +23,7 @@ from connectors.vendors.mindful.client import MINDFUL
 from tests.connectors import dixa_support as dixa
 from tests.connectors import kore_support as kore
 from tests.connectors import mindful_support as mindful
+from tests.connectors.sync_support import sync_into
 
 HOUR = timedelta(hours=1)
 
@@ -204,13 +205,7 @@ def test_kore_rows_of_another_period_stop_the_stream(tmp_path: Path) -> None:
 
 
 def mindful_sync(emu: MindfulEmulator, root: Path, **overrides: object) -> SyncReport:
-    (report,) = sync_source(
-        MINDFUL,
-        mindful.settings_for(emu, **overrides),
-        landing_root=root / "landing",
-        state_root=root / "state",
-        sleep=lambda _: None,
-    )
+    (report,) = sync_into(root, MINDFUL, mindful.settings_for(emu, **overrides))
     return report
 
 

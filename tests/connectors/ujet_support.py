@@ -14,7 +14,7 @@ import polars as pl
 from pydantic import SecretStr
 
 from connectors.emulator import UjetEmulator
-from connectors.sync import SyncReport, sync_source
+from connectors.sync import SyncReport
 from connectors.vendors.ujet.client import UJET, UjetSettings
 from engine.demo.contacts import generate_contacts
 from engine.interval import snap_window
@@ -22,6 +22,7 @@ from engine.pipeline.sources import canonical_source
 from engine.settings import BuildSettings
 from engine.tables import callvolume
 from tests.connectors.kill_support import KillResumeCase
+from tests.connectors.sync_support import sync_into
 
 START = datetime(2026, 10, 1, tzinfo=UTC)
 USER, PASSWORD = "tenant-key", "pw-Zx81-never-logged"
@@ -70,13 +71,7 @@ def settings_for(emu: UjetEmulator, **overrides: Any) -> UjetSettings:
 
 def sync(root: Path, settings: UjetSettings) -> list[SyncReport]:
     """One sync of every configured stream with ``settings``, its stores under ``root``."""
-    return sync_source(
-        UJET,
-        settings,
-        landing_root=root / "landing",
-        state_root=root / "state",
-        sleep=lambda _: None,
-    )
+    return sync_into(root, UJET, settings)
 
 
 def synced(landing: Path) -> pl.DataFrame:
