@@ -182,7 +182,8 @@ def test_the_ray_tasks_read_the_partitions_from_s3(
             return _real(parts, *args, **kwargs)
 
         monkeypatch.setattr(module, "map_partitions", spy)
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)  # workers see AWS_*
+    # a cluster of its own ("local": never one another test started), whose workers see AWS_*
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         for command in ("build", "callbacks"):
             url = f"s3://{BUCKET}/ray-{command}"

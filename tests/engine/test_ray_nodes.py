@@ -124,10 +124,21 @@ def _start(*, head_cpus: int) -> tuple[Any, Any, Path]:
         "dashboard_port": _free_port(),
         "dashboard_agent_listen_port": _free_port(),
     }
-    cluster = Cluster(initialize_head=True, head_node_args=head)
-    worker = cluster.add_node(
-        node_ip_address="127.0.0.1", num_cpus=1, dashboard_agent_listen_port=_free_port()
-    )
+    # Ray records the head's address in its default folder (``/tmp/ray``, which a fresh machine
+    # lacks: FileNotFoundError), where any ``ray.init()`` without an address would find and join
+    # it: in the cluster's own folder instead.
+    kept = os.environ.get("RAY_TMPDIR")
+    os.environ["RAY_TMPDIR"] = str(temp)
+    try:
+        cluster = Cluster(initialize_head=True, head_node_args=head)
+        worker = cluster.add_node(
+            node_ip_address="127.0.0.1", num_cpus=1, dashboard_agent_listen_port=_free_port()
+        )
+    finally:
+        if kept is None:
+            del os.environ["RAY_TMPDIR"]
+        else:
+            os.environ["RAY_TMPDIR"] = kept
     cluster.wait_for_nodes()
     return cluster, worker, temp
 
