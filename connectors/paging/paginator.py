@@ -22,7 +22,7 @@ import httpx
 
 from connectors.errors import PageInvariantError, PaginationError
 from connectors.errors import ResponseShapeError as ShapeError
-from connectors.paging.values import as_int, dotted, parse_link_header
+from connectors.paging.values import as_int, dotted, extract_records, parse_link_header
 from connectors.paging.values import json_type as _json_type
 from connectors.retry import ApiRequest, ApiResponse, TimeWindow
 from connectors.state import format_utc, parse_utc
@@ -75,23 +75,6 @@ def _check_total(page: Page, page_param: str, per: int | None, total_header: str
     if (n < per and total != before + n) or total < before + n:
         detail = f"records {before + 1}-{before + n} arrived, but {total_header} says {total}"
         raise violation("total_mismatch", page, detail)
-
-
-def extract_records(body: Any, path: str | None) -> list[Any]:
-    """The records of a page at a dotted path (``None`` or ``""``: the body is the list).
-
-    Example:
-        >>> extract_records({"data": [{"id": 1}]}, "data")
-        [{'id': 1}]
-    """
-    value = body
-    for key in path.split(".") if path else ():
-        if not isinstance(value, dict) or key not in value:
-            raise ShapeError(f"response has no records at {path!r}")
-        value = value[key]
-    if value is not None and not isinstance(value, list):
-        raise ShapeError(f"records at {path or 'top level'!r} are not a list")
-    return value or []
 
 
 @dataclass(frozen=True)
@@ -269,8 +252,10 @@ class TimeWindowPaginator:
     #: interval) is outside when it does not meet the window at all.
     stamp: _Stamp | None = None
     #: How long after its last instant a record may still be served: it meets a window that
-    #: starts up to ``late`` after its span ends (data made available after the fact).
+    #: starts up to ``late`` after its span ends (data made available after the fact); the
+    #: setting that sets it, named when a page of older data stops the stream.
     late: timedelta = timedelta(0)
+    late_setting: str = ""
     #: Hold the page, not each record, to the window: it stops only when none of its stamped
     #: records meets the window, or when one starts after the window's end (plus ``skew``),
     #: which no data available in the window can; the other records land (late, but real).
@@ -315,8 +300,11 @@ class TimeWindowPaginator:
                 detail = f"a record {_span(first, last)}, {'after' if after else 'outside'}"
                 raise violation("record_outside_window", page, f"{detail} {asked}")
         if self.page_meets_window and spans and not any(self._meets(*s, window) for s in spans):
-            detail = f"none of the {len(spans)} records met {asked}"
-            raise violation("record_outside_window", page, f"{detail}: one {_span(*min(spans))}")
+            detail = f"none of the {len(spans)} records met {asked}: one {_span(*min(spans))}"
+            if self.late_setting and max(last for _, last in spans) < window.start:
+                late = self.late / timedelta(days=1)
+                detail += f", {late:g} days late allowed ({self.late_setting})"
+            raise violation("record_outside_window", page, detail)
 
     def _meets(self, first: datetime, last: datetime, window: TimeWindow) -> bool:
         return last + self.late >= window.start and first <= window.end
@@ -335,16 +323,15 @@ def _span(first: datetime, last: datetime) -> str:
 class CursorTailPaginator:
     """Tail by a ``[from]`` cursor over records sorted by ``field`` ascending (UJET).
 
-    A full page moves the cursor to the latest ``field`` on it minus ``overlap`` (so a boundary
-    instant shared with the next page is read again, never skipped) and restarts at page 1; when
-    that does not advance the cursor (a page of one instant), it asks for the next page instead.
-    A short or empty page is the end (:meth:`ends`). Full is by the page size the server says it
-    used (:meth:`page_size`), not the ``per`` asked: UJET caps ``per`` (at 100), and a server
-    that caps it lower still says so in ``Per-Page`` and its ``Link``; a page short of ``per``
-    but not of that, or with a ``Link`` rel="next", has more after it. Taken as the end, the sync
-    would stop after one page with exit 0, the cursor a page further each night. :meth:`check`
-    holds each page to the order asked for (``Total`` is checked across cursor moves by
-    :func:`iterate_pages`).
+    A full page moves the cursor to the latest ``field`` on it minus ``overlap`` (a boundary instant
+    shared with the next page is read again, never skipped) and restarts at page 1; when that does
+    not advance the cursor (a page of one instant), it asks for the next page. A short or empty page
+    is the end (:meth:`ends`). Full is by the page size the server says it used (:meth:`page_size`:
+    ``Per-Page``, its ``Link``), not the ``per`` asked (UJET caps it at 100, a server may cap
+    lower): a page short of ``per`` but not of that, or with a ``Link`` rel="next", has more after
+    it; taken as the end, the sync would stop after one page with exit 0, the cursor a page further
+    each night. :meth:`check` holds each page to the order asked for (``Total`` is checked across
+    cursor moves by :func:`iterate_pages`).
     """
 
     cursor_param: str = "updated_at[from]"

@@ -2,7 +2,8 @@
 :mod:`connectors.wire.digits`), ``Link`` headers, dotted paths.
 
 Each is read defensively (a response is an adversary's), and :func:`json_type` names what a
-JSON value is for an error line without quoting it (it may be long or secret).
+JSON value is for an error line without quoting it (it may be long or secret);
+:func:`extract_records` finds a page's records (a missing key or a non-list is an error).
 """
 
 from __future__ import annotations
@@ -10,9 +11,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from connectors.errors import ResponseShapeError
 from connectors.wire.digits import as_int
 
-__all__ = ["as_int", "dotted", "json_type", "parse_link_header"]
+__all__ = ["as_int", "dotted", "extract_records", "json_type", "parse_link_header"]
 
 _LINK = re.compile(r"""<([^>]*)>[^<]*?;\s*rel\s*=\s*(?:"([^"]*)"|([^\s;,"]+))""", re.I)
 
@@ -22,6 +24,23 @@ def dotted(body: Any, path: str) -> Any:
     for key in path.split(".") if path else ():
         body = body.get(key) if isinstance(body, dict) else None
     return body
+
+
+def extract_records(body: Any, path: str | None) -> list[Any]:
+    """The records of a page at a dotted path (``None`` or ``""``: the body is the list).
+
+    Example:
+        >>> extract_records({"data": [{"id": 1}]}, "data")
+        [{'id': 1}]
+    """
+    value = body
+    for key in path.split(".") if path else ():
+        if not isinstance(value, dict) or key not in value:
+            raise ResponseShapeError(f"response has no records at {path!r}")
+        value = value[key]
+    if value is not None and not isinstance(value, list):
+        raise ResponseShapeError(f"records at {path or 'top level'!r} are not a list")
+    return value or []
 
 
 def json_type(value: object) -> str:

@@ -50,6 +50,7 @@ BOUNDS: Final[dict[str, tuple[float | None, float | None, str | None]]] = {
     "serve.max_body_bytes": (None, 16 * 2**20, "16 MiB"),
     "sources.*.lookback_minutes": (None, MAX_LOOKBACK_MINUTES, "10 years"),
     "sources.*.initial_days": (None, MAX_DAYS, "10 years"),
+    "sources.*.available_within_days": (None, MAX_DAYS, "10 years"),
     "sources.*.window_hours": (1 / 60, None, "a minute"),
     "sources.*.timeouts.*": (None, 3_600, "an hour"),
     "sources.*.retry_base_s": (None, _DAY_S, "a day"),

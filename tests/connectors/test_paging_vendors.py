@@ -227,7 +227,8 @@ def test_mindful_records_of_another_hour_stop_the_stream(tmp_path: Path) -> None
     assert re.fullmatch(
         r"paging invariant record_outside_window violated: page \d+: none of the \d+ records "
         r"met the window \[2026-10-01T\S+, 2026-10-01T\S+\): one at 2025-10-01T\S+ to "
-        r"2025-10-01T\S+ \(http\S+\)",
+        r"2025-10-01T\S+, 7 days late allowed \(sources\.mindful\.available_within_days\) "
+        r"\(http\S+\)",
         report.error or "",
     ), report.error
     assert report.landed == 0
@@ -278,6 +279,32 @@ def test_mindful_a_record_served_long_after_it_ended_lands(
     assert second.pages >= 9  # hours 21 .. 29 read again
     landed = scan_landed(tmp_path / "landing", "mindful", "attempts").collect()
     assert {"late-1", *(r["id"] for r in own)} <= set(landed["record_id"].to_list())
+
+
+def test_mindful_an_hour_of_older_data_only_names_the_setting_that_admits_it(
+    tmp_path: Path,
+) -> None:
+    """An hour whose only record ended ten days before it is taken for another period's (a
+    record may be served seven days late): the stream stops and says which setting allows more.
+    It stopped every night the same way with no setting to move it on; raised, the record
+    lands."""
+    hour = mindful.START + timedelta(hours=5)
+    with MindfulEmulator(mindful.small_attempts(), rate_limit_per_s=None) as emu:
+        assert not emu.hour(hour)  # nothing else is available in that hour
+        ended = hour - timedelta(days=10)
+        old = emu.records()[0] | {"id": "old-10d", "originalId": "old-10d", "processedAt": None}
+        old |= {"createdAt": format_utc(ended - timedelta(minutes=9)), "estimatedFor": None}
+        old |= {"endedAt": format_utc(ended)}
+        emu.add_raw_records([old], hour=hour)
+        stopped = mindful_sync(emu, tmp_path)
+        admitted = mindful_sync(emu, tmp_path, available_within_days=12)
+    assert (stopped.error or "").startswith("paging invariant record_outside_window"), stopped
+    assert ", 7 days late allowed (sources.mindful.available_within_days) (http" in (
+        stopped.error or ""
+    )
+    assert admitted.ok, admitted.error
+    landed = scan_landed(tmp_path / "landing", "mindful", "attempts").collect()
+    assert "old-10d" in landed["record_id"].to_list()
 
 
 def test_mindful_a_record_created_after_its_hour_stops_the_stream(tmp_path: Path) -> None:

@@ -139,6 +139,10 @@ class MindfulSettings(SourceSettings):
     rate_limit_per_s: float = Field(default=20.0, gt=0)
     metrics_rate_limit_per_s: float = Field(default=5.0, gt=0)
     lookback_minutes: float = Field(default=180.0, ge=0)
+    #: How long after it ended a record may still be served as an hour's only data (seed 001:
+    #: an hour holds what became available in it); an hour none of whose records is within it
+    #: stops the stream as another period's. Raise it when Mindful does serve such late data.
+    available_within_days: float = Field(default=AVAILABLE_WITHIN.days, gt=0)
     end: AwareDatetime | None = None
 
     @field_validator("token_url")
@@ -212,12 +216,14 @@ def plan(start: datetime, settings: object, now: datetime) -> tuple[ApiRequest, 
     """
     end = getattr(settings, "end", None)
     end = now if end is None else min(now, end)
+    days = getattr(settings, "available_within_days", None)
     paginator = TimeWindowPaginator(
         end=end,
         step=_HOUR,
         render=hour_request,
         stamp=lifetime,
-        late=AVAILABLE_WITHIN,
+        late=AVAILABLE_WITHIN if days is None else timedelta(days=days),
+        late_setting="sources.mindful.available_within_days",
         page_meets_window=True,
         skew=CLOCK_SKEW,
     )
@@ -228,7 +234,7 @@ def lifetime(record: Any) -> tuple[datetime, datetime] | None:
     """A record's life: its first and last instants (``createdAt``, ``estimatedFor``,
     ``processedAt``, ``endedAt``). An hour file holds "the data available" in that hour (seed
     001): a record created before the hour and ended in it, or made available long after it
-    ended, lands; an hour none of whose records meets it (with :data:`AVAILABLE_WITHIN`), or a
+    ended, lands; an hour none of whose records meets it (within ``available_within_days``), or a
     record created after it, is another period's (a filter's bug) and stops the stream
     (``record_outside_window``).
 
