@@ -307,7 +307,7 @@ class TimeWindowPaginator:
             raise violation("record_outside_window", page, detail)
 
     def _meets(self, first: datetime, last: datetime, window: TimeWindow) -> bool:
-        return last + self.late >= window.start and first <= window.end
+        return last >= window.start - self.late and first <= window.end  # no year-9999 overflow
 
     def _at(self, start: datetime) -> ApiRequest:
         window = TimeWindow(start, start + self.step)

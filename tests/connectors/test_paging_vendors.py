@@ -307,6 +307,23 @@ def test_mindful_an_hour_of_older_data_only_names_the_setting_that_admits_it(
     assert "old-10d" in landed["record_id"].to_list()
 
 
+def test_mindful_a_record_ending_at_the_end_of_time_is_no_internal_error(tmp_path: Path) -> None:
+    """A record whose ``endedAt`` is 9999-12-30: the hour's check added the seven days a record
+    may be late to it (``OverflowError``, an internal error, every night on the same hour, the
+    later sources of the run never synced). It meets its hour and lands (the canonical rules
+    judge its times)."""
+    hour = mindful.START + timedelta(hours=5)
+    with MindfulEmulator(mindful.small_attempts(), rate_limit_per_s=None) as emu:
+        odd = emu.records()[0] | {"id": "eot-1", "originalId": "eot-1", "processedAt": None}
+        odd |= {"createdAt": format_utc(hour + timedelta(minutes=3)), "estimatedFor": None}
+        odd |= {"endedAt": "9999-12-30T00:00:00Z"}
+        emu.add_raw_records([odd], hour=hour)
+        report = mindful_sync(emu, tmp_path)
+    assert report.ok, report.error
+    landed = scan_landed(tmp_path / "landing", "mindful", "attempts").collect()
+    assert "eot-1" in landed["record_id"].to_list()
+
+
 def test_mindful_a_record_created_after_its_hour_stops_the_stream(tmp_path: Path) -> None:
     """No record can be available before it exists: one created an hour after the hour it is
     served in (among the hour's own records) is another period's, and stops the stream with
