@@ -22,12 +22,9 @@ Example:
 from __future__ import annotations
 
 import base64
-import functools
 import math
-import os
 import re
 import socket
-import ssl
 import threading
 import time
 from collections.abc import Callable, Generator, Mapping
@@ -48,9 +45,10 @@ from connectors.errors import (
     error_for_status,
     require_secure_url,
 )
-from connectors.wire.body import ACCEPT_ENCODING, Deadline, read_capped
+from connectors.wire.body import ACCEPT_ENCODING, read_capped
+from connectors.wire.deadline import Deadline, held_to, watch
 from connectors.wire.jsonbody import parse_json
-from connectors.wire.proxy import proxy_options
+from connectors.wire.proxy import proxy_options, tls_context
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
@@ -128,6 +126,7 @@ class Client(httpx.Client):
     def __init__(self, *, total: float, **options: Any) -> None:
         super().__init__(**options)
         self.total = total
+        watch(self)
 
 
 class HeaderAuth(httpx.Auth):
@@ -291,22 +290,6 @@ def _is_dns_failure(exc: BaseException) -> bool:
     return False
 
 
-def tls_context() -> ssl.SSLContext:
-    """The process's certificate-verifying TLS context (httpx's default: certifi's CAs, or
-    ``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` when set), built once per pair of those variables.
-
-    Loading the CA bundle costs ~30 ms; a run builds a client per source and per token exchange,
-    and each would load it again. An ``ssl.SSLContext`` is safe to share between clients.
-    """
-    return _tls_context(os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
-
-
-@functools.lru_cache(maxsize=4)
-def _tls_context(cafile: str | None, capath: str | None) -> ssl.SSLContext:
-    del cafile, capath  # the cache key; httpx reads the same variables
-    return httpx.create_ssl_context()
-
-
 def make_client(
     base_url: str,
     *,
@@ -364,7 +347,7 @@ def send_request(
     ``Content-Encoding``; a ``Content-Length`` over the cap fails before reading.
     No message quotes a request header: one that cannot be sent fails naming it, not retried.
     The whole request, from sending to the body's last byte, is held to the client's
-    ``timeouts.total`` (checked between the body's chunks, each bounded by the read timeout).
+    ``timeouts.total`` (:mod:`connectors.wire.deadline`: every wait at the socket is cut to it).
 
     Raises:
         TransportError: Timeouts (``timeouts.total`` too), refused or dropped connections,
@@ -383,7 +366,7 @@ def send_request(
     """
     if not isinstance(client, Client):  # only it carries the total a whole request is held to
         raise TypeError("send_request needs a connectors.http.Client (make_client builds one)")
-    deadline = time.monotonic() + client.total
+    deadline = Deadline(time.monotonic() + client.total, client.total)
     target = require_secure_url(request.url, setting="request URL")
     if client.base_url.host and _origin(target) != _origin(client.base_url):
         raise InsecureURLError("request URL leaves the base URL's origin", url=target)
@@ -391,11 +374,22 @@ def send_request(
         if why := unsendable(value.decode("latin-1")):
             msg = f"{name.decode('latin-1')} header: not a valid HTTP header value ({why})"
             raise FatalError(msg, url=request.url)
+    with held_to(deadline):  # every connect, read and write ends by it (not only the body's)
+        return _send(client, request, auth, max_bytes, deadline)
+
+
+def _send(
+    client: Client,
+    request: httpx.Request,
+    auth: httpx.Auth | None,
+    max_bytes: int,
+    deadline: Deadline,
+) -> httpx.Response:
     try:
         default = httpx.USE_CLIENT_DEFAULT  # auth=None would drop the client's own
         response = client.send(request, stream=True, auth=default if auth is None else auth)
     except httpx.TimeoutException as exc:
-        raise TransportError(f"timed out ({type(exc).__name__})", url=request.url) from exc
+        raise deadline.timed_out(exc, request.url) from exc
     except httpx.ConnectError as exc:
         if _is_dns_failure(exc):
             msg = f"cannot resolve host {request.url.host!r}"
@@ -410,7 +404,7 @@ def send_request(
         error = error_for_status(response.status_code, response.headers, url=request.url)
         if error is not None:
             raise error
-        read_capped(response, max_bytes, deadline=Deadline(deadline, client.total))
+        read_capped(response, max_bytes, deadline=deadline)
     finally:
         response.close()
     return response

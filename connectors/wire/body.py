@@ -8,8 +8,9 @@ most :data:`STEP` bytes at a time, so the decoded body stops at the cap (plus on
 stage holds more than a step. More than :data:`MAX_CODINGS` codings, or one this client does
 not decode (it never asks for any other), is a :class:`~connectors.errors.ResponseShapeError`
 before the body is read; bytes that do not decode are a ``TransportError`` (retried, as a
-garbled transfer). With a :class:`Deadline`, it is checked between the body's chunks (each
-bounded by the read timeout), so a body trickled a byte at a time ends as a timeout.
+garbled transfer). With a :class:`~connectors.wire.deadline.Deadline`, it is checked between the
+body's chunks (each bounded by the read timeout, and by the deadline where the client is
+watched), so a body trickled a byte at a time ends as a timeout.
 
 Example:
     >>> import gzip
@@ -22,14 +23,13 @@ Example:
 
 from __future__ import annotations
 
-import time
 import zlib
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 
 import httpx
 
 from connectors.errors import ResponseShapeError, ResponseTooLargeError, TransportError
+from connectors.wire.deadline import Deadline
 from connectors.wire.digits import as_int
 
 __all__ = ["ACCEPT_ENCODING", "MAX_CODINGS", "STEP", "Deadline", "Decoder", "read_capped"]
@@ -132,20 +132,6 @@ class Decoder:
             self._push(i + 1, out)
 
 
-@dataclass(frozen=True)
-class Deadline:
-    """When a request must be over (``time.monotonic``), and the ``timeouts.total`` it came from."""
-
-    at: float
-    total: float
-
-    def check(self, url: httpx.URL | str) -> None:
-        """A :class:`~connectors.errors.TransportError` (retriable) once the deadline passed."""
-        if time.monotonic() > self.at:
-            msg = f"timed out (the request took over timeouts.total={self.total:g} s)"
-            raise TransportError(msg, url=url)
-
-
 def read_capped(
     response: httpx.Response, max_bytes: int, *, deadline: Deadline | None = None
 ) -> None:
@@ -172,6 +158,8 @@ def read_capped(
     except zlib.error as exc:
         raise TransportError(f"DecodingError: {exc}", url=url) from None
     except httpx.TimeoutException as exc:
+        if deadline is not None:
+            raise deadline.timed_out(exc, url) from exc
         raise TransportError(f"timed out ({type(exc).__name__})", url=url) from exc
     except httpx.RequestError as exc:
         raise TransportError(f"{type(exc).__name__}: {exc}", url=url) from exc

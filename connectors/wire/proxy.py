@@ -1,4 +1,5 @@
-"""The proxy a connector's client may use: an environment proxy for HTTPS to a real host only.
+"""The proxy a connector's client may use: an environment proxy for HTTPS to a real host only;
+and the TLS context it verifies certificates with (:func:`tls_context`, built once).
 
 httpx's default (``trust_env``) sends every request through the environment's proxy, plain-http
 ones included: with ``HTTP_PROXY`` set, a loopback vendor's ``Authorization`` header and a token
@@ -23,7 +24,10 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import ipaddress
+import os
+import ssl
 import urllib.request
 from typing import Any
 
@@ -31,7 +35,7 @@ import httpx
 
 from connectors.errors import ConfigError, is_loopback
 
-__all__ = ["env_proxy", "proxy_options"]
+__all__ = ["env_proxy", "proxy_options", "tls_context"]
 
 
 def env_proxy(url: httpx.URL) -> str | None:
@@ -94,3 +98,19 @@ def proxy_options(url: httpx.URL, transport: httpx.BaseTransport | None) -> dict
     """The ``httpx.Client`` arguments for a client of ``url``'s origin: the environment ignored
     but for :func:`env_proxy`; none with a custom ``transport`` (a proxy would bypass it)."""
     return {"trust_env": False, "proxy": None if transport else env_proxy(url)}
+
+
+def tls_context() -> ssl.SSLContext:
+    """The process's certificate-verifying TLS context (httpx's default: certifi's CAs, or
+    ``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` when set), built once per pair of those variables.
+
+    Loading the CA bundle costs ~30 ms; a run builds a client per source and per token exchange,
+    and each would load it again. An ``ssl.SSLContext`` is safe to share between clients.
+    """
+    return _tls_context(os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
+
+
+@functools.lru_cache(maxsize=4)
+def _tls_context(cafile: str | None, capath: str | None) -> ssl.SSLContext:
+    del cafile, capath  # the cache key; httpx reads the same variables
+    return httpx.create_ssl_context()

@@ -20,6 +20,8 @@ import pytest
 
 from connectors.emulator.server import Request, Response
 from connectors.errors import ResponseShapeError, ResponseTooLargeError, TransportError
+from connectors.http import make_client
+from connectors.wire import deadline
 from connectors.wire.body import Deadline, Decoder, read_capped
 from tests.connectors import ujet_support as ujet
 
@@ -136,10 +138,11 @@ def test_codings_not_read_here_are_refused_unread(coding: str, why: str) -> None
 
 class Trickle:
     """A loopback server that sends a 200's headers (``Content-Length: 10002``), then its body
-    a byte every ``gap`` seconds, each well within any read timeout: it never ends by itself."""
+    a byte every ``gap`` seconds, each well within any read timeout: it never ends by itself.
+    With ``head``, it is a header that never ends (its status line, then ``X-Slow: aaa…``)."""
 
-    def __init__(self, gap: float = 0.02) -> None:
-        self.gap, self.connections = gap, 0
+    def __init__(self, gap: float = 0.02, *, head: bool = False) -> None:
+        self.gap, self.connections, self.head = gap, 0, head
         self._stop = threading.Event()
         self._sock = socket.create_server(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}/manager/api/v1"
@@ -169,23 +172,30 @@ class Trickle:
 
     def _trickle(self, conn: socket.socket) -> None:
         head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 10002\r\n\r\n"
+        head += b"[]"
         with conn:
             try:
                 conn.recv(65536)
-                conn.sendall(head + b"[]")
+                conn.sendall(b"HTTP/1.1 200 OK\r\nX-Slow: " if self.head else head)
                 for _ in range(10_000):
                     if self._stop.wait(self.gap):
                         return
-                    conn.sendall(b" ")
+                    conn.sendall(b"a" if self.head else b" ")
             except OSError:  # the client gave up and closed the connection
                 return
 
 
-def test_a_trickled_body_times_out_at_the_total_and_is_retried(tmp_path: Path) -> None:
+@pytest.mark.parametrize("head", [False, True], ids=["body", "headers"])
+def test_a_trickled_response_times_out_at_the_total_and_is_retried(
+    tmp_path: Path, head: bool
+) -> None:
     """Headers, then a byte a second: every read within the read timeout, so the request never
     timed out (45 s in, still reading; at a byte every 59 s, years) while the store was locked.
-    ``timeouts.total`` bounds the whole request: a timeout, retried, then one line."""
-    with Trickle() as server, ujet.emulator(ujet.small_contacts(scale=0.01)) as emu:
+    ``timeouts.total`` bounds the whole request: a timeout, retried, then one line. Headers
+    that never end (a byte at a time, httpcore waits for 100 KiB of them) as well: the total was
+    only checked between the body's chunks, and such a request ran for as long as the server
+    sent."""
+    with Trickle(head=head) as server, ujet.emulator(ujet.small_contacts(scale=0.01)) as emu:
         timeouts = {"connect": 2.0, "read": 2.0, "write": 2.0, "pool": 2.0, "total": 0.3}
         settings = ujet.settings_for(emu, streams=["calls"], max_retries=2, timeouts=timeouts)
         settings = settings.model_copy(update={"base_url": server.url})
@@ -332,3 +342,17 @@ def test_a_response_made_in_memory_is_held_to_the_codings_and_the_deadline() -> 
     passed = Deadline(at=time.monotonic() - 1.0, total=1.0)
     with pytest.raises(TransportError, match=r"timeouts.total=1 s"):
         read_capped(mocked(PLAIN, "identity"), MIB, deadline=passed)
+
+
+def test_every_connection_a_client_opens_is_held_to_its_total(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The deadline sits in the network backend of the connection pools httpx builds (an
+    argument httpx does not pass on): the direct pool's and, with an HTTPS proxy, the proxy's.
+    An httpx that builds its pools otherwise fails here, not silently in the field."""
+    monkeypatch.setenv("HTTPS_PROXY", "http://corp.proxy.invalid:3128")
+    with make_client("https://vendor.invalid/api") as client:
+        transports = (client._transport, *client._mounts.values())
+    pools: list[Any] = [t._pool for t in transports]
+    assert len(pools) == 2
+    assert all(isinstance(p._network_backend, deadline._Backend) for p in pools)
