@@ -83,7 +83,8 @@ def _fresh(out: Path) -> None:
 )
 def demo(out: Path, days: int, seed: int, scale: float) -> None:  # fmt: skip
     """Run the whole job on built-in vendor emulators (loopback only, no configuration)."""
-    end = clock.now().replace(hour=0, minute=0, second=0, microsecond=0)
+    now = clock.now()
+    end = now.replace(hour=0, minute=0, second=0, microsecond=0)
     start = end - timedelta(days=days)
     secrets = random_secrets()
     demo = tomllib.loads(DEMO_FILE.read_text(encoding="utf-8"))
@@ -95,7 +96,9 @@ def demo(out: Path, days: int, seed: int, scale: float) -> None:  # fmt: skip
     _fresh(out)
     with (
         tempfile.TemporaryDirectory(prefix="wfm-demo-") as tmp,
-        emulators(secrets, start=start, days=days, seed=seed, scale=scale, time_zone=tz) as stack,
+        emulators(
+            secrets, start=start, days=days, seed=seed, scale=scale, time_zone=tz, until=now
+        ) as stack,
     ):
         config = write_config(
             Path(tmp), stack, start=start, build=demo["build"],
