@@ -261,8 +261,10 @@ def test_a_change_sent_without_its_updated_at_is_not_lost_to_the_last_stamped_ve
 
 
 def test_the_vendor_rate_limit_is_never_hit(tmp_path: Path) -> None:
+    """The client's limiter keeps under the vendor's. Its margin absorbs the jitter between a
+    request's start and its arrival: 0.1 s was hit once (one 429) on a machine at load 9.6."""
     with emulator(NORMAL, rate_limit_per_s=10, rate_limit_burst=4) as emu:
-        limits = {"rate_limit_per_s": 10.0, "rate_limit_burst": 4, "rate_limit_margin_s": 0.1}
+        limits = {"rate_limit_per_s": 10.0, "rate_limit_burst": 4, "rate_limit_margin_s": 0.3}
         (report,) = sync(emu, tmp_path, per_page=1, window_hours=6, **limits)
         assert report.ok, report.error
         assert emu.stats.requests >= 12
