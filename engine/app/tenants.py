@@ -45,6 +45,7 @@ from connectors.errors import ConfigError
 __all__ = [
     "ISOLATED",
     "NAME_RULE",
+    "WHOLE",
     "check_declared",
     "check_disjoint",
     "check_name",
@@ -71,6 +72,9 @@ ISOLATED: Final = (("store", "landing"), ("store", "state"), ("output", "dir"))
 #: The serve store: the tenant's own ``[output] dir`` if it sets one, else as :data:`ISOLATED`
 #: (when the base sets it; unset, ``serve`` reads the output directory anyway).
 _SERVED: Final = ("serve", "store")
+#: Maps of credentials (name -> secret) a tenant that sets replaces whole, as a list of tokens
+#: is: merged key by key, the base's apps and clients would open every such tenant's tables.
+WHOLE: Final = (("serve", "kore_apps"), ("serve", "oauth_clients"))
 
 
 def is_name(name: str) -> bool:
@@ -164,6 +168,7 @@ def tenant_folder(base: Path, name: str) -> Path:
 
 def tenant_data(name: str, base: Mapping[str, Any], overlay: Mapping[str, Any]) -> dict[str, Any]:
     """Tenant ``name``'s settings data: ``overlay`` merged over ``base`` (:func:`merge`), with
+    the credential maps of :data:`WHOLE` it sets taken whole (not merged with the base's), and
     each of :data:`ISOLATED` the tenant does not set moved into its ``tenants/<name>`` folder
     of the base's; ``[serve] store``, when the base sets it and the tenant does not, is the
     tenant's own ``[output] dir`` if it sets one, else its ``tenants/<name>`` folder of the
@@ -177,6 +182,9 @@ def tenant_data(name: str, base: Mapping[str, Any], overlay: Mapping[str, Any]) 
         ['l/tenants/acme', '/srv/acme/state', 'o/tenants/acme']
     """
     merged = merge(base, overlay)
+    for section, key in WHOLE:
+        if _sets(overlay, section, key):
+            merged[section] = {**merged[section], key: overlay[section][key]}
     for section, key in (*ISOLATED, _SERVED):
         given = base.get(section, {}).get(key)
         if _sets(overlay, section, key) or given is None:

@@ -204,6 +204,27 @@ def test_a_tenant_without_its_own_secret_inherits_the_base_one_and_its_own_wins(
     assert beta.sources.ujet.password.get_secret_value() == "shared-pw-Sh11"
 
 
+def test_a_tenant_setting_its_own_serve_credentials_keeps_none_of_the_bases(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``[serve] kore_apps`` and ``oauth_clients`` are maps: merged key by key, the base's app
+    and client stayed beside the tenant's own, so whoever held a base credential read every
+    tenant that had set its own (its tokens, a list, were replaced). A tenant's map replaces
+    the base's whole; a tenant that sets none serves the base's, as any inherited secret."""
+    for name, value in (ACME | BETA).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("WFM_SERVE__KORE_APPS", '{"base-app": "base-app-secret-of-32-bytes-000000"}')
+    monkeypatch.setenv("WFM_SERVE__OAUTH_CLIENTS", '{"base-client": "base-client-Bc31"}')
+    monkeypatch.setenv(
+        "WFM_TENANTS__ACME__SERVE__KORE_APPS", '{"acme-app": "acme-app-secret-of-32-bytes-000000"}'
+    )
+    monkeypatch.setenv("WFM_TENANTS__ACME__SERVE__OAUTH_CLIENTS", '{"acme-client": "acme-Ac31"}')
+    base = load_settings(_bpo(tmp_path), env_file=None)
+    acme, beta = base.tenant("acme").serve, base.tenant("beta_eu").serve
+    assert (sorted(acme.kore_apps), sorted(acme.oauth_clients)) == (["acme-app"], ["acme-client"])
+    assert (sorted(beta.kore_apps), sorted(beta.oauth_clients)) == (["base-app"], ["base-client"])
+
+
 def test_one_tenant_missing_a_secret_does_not_stop_the_others(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
