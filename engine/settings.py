@@ -26,6 +26,7 @@ __all__ = [
     "MAX_DURATION_LIMIT_HOURS",
     "MAX_THRESHOLD_MS",
     "SL_FORMULAS",
+    "SL_SETTINGS",
     "Attribution",
     "BuildSettings",
     "FrozenDict",
@@ -50,6 +51,19 @@ SL_FORMULAS: tuple[SlFormula, ...] = (
     "ignore_abandons_within_t",
     "abandons_within_t_positive",
     "answered_only",
+)
+
+#: The settings that decide a table's ``service_level`` and the thresholds and targets it is held
+#: to: what a build records in its summary (:meth:`BuildSettings.sl_record`), so that a report of
+#: the store says and uses what it was built with.
+SL_SETTINGS: tuple[str, ...] = (
+    "sl_formula",
+    "sl_comparator",
+    "sl_default_ms",
+    "sl_overrides",
+    "use_vendor_threshold",
+    "short_abandon_ms",
+    "sl_target",
 )
 
 #: The largest service-level threshold accepted: a week (a larger one is a typo, and would not
@@ -284,3 +298,16 @@ class BuildSettings(BaseModel):
                 if o.queue_id == queue_id and o.channel == wanted:
                     return o.threshold_ms
         return self.sl_default_ms.get(channel, _DEFAULT_THRESHOLDS_MS["voice"])
+
+    def sl_record(self) -> dict[str, Any]:
+        """The service-level settings (:data:`SL_SETTINGS`) as JSON values, what a build
+        records in its summary; ``BuildSettings(**record)`` reads them back.
+
+        Example:
+            >>> record = BuildSettings(sl_formula="answered_only").sl_record()
+            >>> record["sl_formula"], record["sl_default_ms"]["voice"], record["sl_overrides"]
+            ('answered_only', 20000, [])
+            >>> BuildSettings(**record).sl_formula
+            'answered_only'
+        """
+        return self.model_dump(include=set(SL_SETTINGS), mode="json")

@@ -104,6 +104,9 @@ class BuildReport:
     intervals: int
     queue_channels: int
     table_rows: int
+    #: the service-level settings the table was built with (:meth:`BuildSettings.sl_record`):
+    #: its ``service_level`` formula, thresholds and targets, for a report of the store
+    sl_settings: dict[str, Any] = field(default_factory=dict)
     files: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -253,6 +256,7 @@ def build_report(
         intervals=intervals,
         queue_channels=pairs,
         table_rows=table_rows,
+        sl_settings=settings.sl_record(),
     )
 
 

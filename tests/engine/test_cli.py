@@ -21,6 +21,7 @@ from engine.demo.contacts import generate_contacts, make_dirty
 from engine.output import delta
 from engine.output.migrate import migrate
 from engine.pipeline.lock import store_lock
+from engine.settings import BuildSettings
 
 START = datetime(2026, 10, 1, tzinfo=UTC)
 
@@ -77,6 +78,13 @@ def test_options_change_the_table(contacts, tmp_path: Path) -> None:
     assert code == 0, stderr
     summary = json.loads((tmp_path / "o" / "summary.json").read_text())
     assert (summary["interval_minutes"], summary["tz"]) == (60, "Asia/Kathmandu")
+    recorded = summary["sl_settings"]  # what a report of the store derives and labels with
+    assert (recorded["sl_formula"], recorded["sl_comparator"]) == ("answered_only", "<=")
+    assert recorded["sl_default_ms"] == {**BuildSettings().sl_default_ms, "voice": 30_000}
+    override = {"queue_id": "q-billing", "channel": "voice", "threshold_ms": 10_000}
+    assert recorded["sl_overrides"] == [override]
+    assert (recorded["use_vendor_threshold"], recorded["short_abandon_ms"]) == (True, 3000)
+    assert recorded["sl_target"] == BuildSettings().sl_target
     assert not (tmp_path / "o" / "exports").exists()
     table = pl.read_delta(str(tmp_path / "o" / "store" / "callvolume"))
     assert set(table["interval_start_utc"].dt.minute()) == {15}

@@ -90,7 +90,9 @@ def test_a_run_matches_its_tables_and_a_second_run_changes_nothing(
     assert volume["interval_start_utc"].min() >= T0
     assert volume["interval_end_utc"].max() <= window[1]
     dumped = pl.read_csv(out / "exports" / "callvolume.csv", infer_schema_length=None)
-    filled = json.loads((out / "summary.json").read_text())["table_rows"]  # zero-filled
+    built = json.loads((out / "summary.json").read_text())
+    assert built["sl_settings"] == BuildSettings().sl_record()  # as `build` records them
+    filled = built["table_rows"]  # zero-filled
     assert dumped.height == filled > volume.height  # the CSV dump: every interval, not as stored
     forecast = pl.read_parquet(out / "exports" / "forecast.parquet")  # needs the full grid
     offered = forecast.filter(pl.col("unique_id").str.ends_with("offered"))
