@@ -40,6 +40,7 @@ from engine.report.sections import (
     CallbackNumbers,
     callback_numbers,
     quality_frames,
+    recorded_settings,
     service_level_formula,
 )
 from engine.settings import BuildSettings, SlFormula
@@ -97,6 +98,9 @@ class ReportData:
     interval_minutes: int | None
     sl_formula: SlFormula
     sl_formula_note: str
+    #: what the ratios are derived with: the service-level settings the build recorded (the
+    #: defaults when it recorded none), with the report's zone and formula
+    settings: BuildSettings
     volume_minutes: int
     volume: pl.DataFrame  #: bucket start (UTC), channel, offered, answered, abandoned
     heatmap: pl.DataFrame  #: weekday 1-7 x hour 0-23, offered; and ``days`` per weekday
@@ -330,7 +334,11 @@ def compute(
         raise StoreError(msg) from exc
     window = _window(store, start, end)
     table = store.tables.get("callvolume")
-    formula, note = service_level_formula(table, sl_formula)
+    built = recorded_settings(store.setting("sl_settings"))
+    recorded = None if built is None else built.sl_formula
+    formula, note = service_level_formula(table, sl_formula, recorded)
+    if built is not None:  # its thresholds and targets too (the tiles')
+        settings = built.model_copy(update={"tz": settings.tz})
     settings = settings.model_copy(update={"sl_formula": formula})
     interval = store.setting("interval_minutes")
     if interval is None and table is not None:
@@ -360,6 +368,7 @@ def compute(
         interval_minutes=int(interval) if interval else None,
         sl_formula=formula,
         sl_formula_note=note,
+        settings=settings,
         callbacks=callbacks,
         quarantine=quarantine,
         intake=intake,

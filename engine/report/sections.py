@@ -4,8 +4,10 @@ Callback numbers are sums of the additive columns of ``callback_intervals`` and
 ``retry_outcomes`` over the report window; rates and averages are divided once, from those sums
 (docs/callbacks.md). Data-quality counts come from the quarantine CSVs a build writes (or, when a
 CSV is missing, from the run summaries) and cover the whole build, not only the report window.
-The service-level formula a store was built with is recognised from its stored ``service_level``
-column, which is derived, so the report's own ratios agree with it.
+The service-level settings a store was built with (its formula, thresholds and targets) are those
+its build recorded in ``summary.json`` (``sl_settings``); a store built before builds recorded
+them has its formula recognised from its stored ``service_level`` column, which is derived, so
+the report's own ratios agree with it.
 
 Example:
     >>> from datetime import datetime, UTC
@@ -29,7 +31,7 @@ from typing import Any, Final
 
 import polars as pl
 
-from engine.settings import SL_FORMULAS, BuildSettings, SlFormula
+from engine.settings import SL_FORMULAS, SL_SETTINGS, BuildSettings, SlFormula
 from engine.tables import callvolume
 from engine.tables.callback_requests import ADDITIVE, MAXIMA, OUTCOMES
 
@@ -39,6 +41,7 @@ __all__ = [
     "CallbackNumbers",
     "callback_numbers",
     "quality_frames",
+    "recorded_settings",
     "service_level_formula",
 ]
 
@@ -156,17 +159,41 @@ def _built_formula(table: pl.LazyFrame) -> SlFormula | None:
     return default if default in matching else next(iter(matching), None)
 
 
+def recorded_settings(record: Any) -> BuildSettings | None:
+    """The service-level settings a build recorded in its summary (``sl_settings``, from
+    :meth:`BuildSettings.sl_record`; keys it does not know are passed over), or ``None`` when it
+    recorded none (a store built before builds did) or what it holds is not such a record.
+
+    Example:
+        >>> recorded_settings({"sl_formula": "answered_only"}).sl_formula
+        'answered_only'
+        >>> recorded_settings(None) is None, recorded_settings({"sl_formula": "?"}) is None
+        (True, True)
+    """
+    if not isinstance(record, dict) or "sl_formula" not in record:
+        return None
+    try:
+        return BuildSettings(**{k: v for k, v in record.items() if k in SL_SETTINGS})
+    except ValueError:
+        return None
+
+
 def service_level_formula(
-    table: pl.LazyFrame | None, given: SlFormula | None
+    table: pl.LazyFrame | None, given: SlFormula | None, recorded: SlFormula | None = None
 ) -> tuple[SlFormula, str]:
-    """The service-level formula to report with, and why: given, as built, or the default.
+    """The service-level formula to report with, and why: given, as built (``recorded`` by the
+    build; else the one that reproduces the stored ``service_level`` column), or the default.
 
     Example:
         >>> service_level_formula(None, "answered_only")
         ('answered_only', 'given with --sl-formula')
+        >>> service_level_formula(None, None, "answered_only")
+        ('answered_only', 'as built (recorded by the build)')
     """
     if given is not None:
         return given, "given with --sl-formula"
+    if recorded is not None:
+        return recorded, "as built (recorded by the build)"
     built = _built_formula(table) if table is not None else None
     if built is None:
         return "exclude_short_abandons", "the default (the store does not tell which one it used)"

@@ -233,6 +233,44 @@ def test_a_contacts_only_store_with_another_formula_and_a_reconciliation(tmp_pat
     assert "not run" not in page
 
 
+def _voice(cid: str, offered: str, outcome: str, wait_ms: int) -> dict[str, Any]:
+    """One voice segment offered at ``offered`` (a UTC time of 2026-06-01), text-typed."""
+    return {
+        "source": "t", "contact_id": cid, "segment_no": 1, "channel": "voice",
+        "direction": "inbound", "queue_id": "q", "queue_name": "Q",
+        "offered_at": f"2026-06-01T{offered}:00Z", "answered_at": None, "ended_at": None,
+        "outcome": outcome, "wait_ms": wait_ms, "talk_ms": 60_000 * (outcome == "answered"),
+        "hold_ms": 0, "acw_ms": 0, "sl_threshold_ms": None, "messages": 0,
+        "csat_responses": 0, "csat_score": 0, "updated_at": "2026-06-02T00:00:00Z",
+    }  # fmt: skip
+
+
+def test_the_report_derives_with_the_formula_the_build_recorded(tmp_path: Path) -> None:
+    """Answered outside T (10:05), abandoned after the short-abandon limit (10:06), answered
+    within T (10:20): every stored row's service level is the same under the default formula
+    and ``answered_only`` (0/2 against 0/1, 1/1 against 1/1), the window's is not (1/3 against
+    1/2). The report used to guess the formula from the stored column, so it showed the
+    default's 33.3 % for a store built ``answered_only``; it takes the one the build recorded.
+    A store built before builds recorded it still has it recognised from the column, as said."""
+    rows = [_voice("a", "10:05", "answered", 30_000), _voice("b", "10:06", "abandoned", 10_000),
+            _voice("c", "10:20", "answered", 5_000)]  # fmt: skip
+    settings = BuildSettings(sl_formula="answered_only")
+    pipeline.build_contacts(pl.DataFrame(rows).lazy(), settings=settings, out_dir=tmp_path)
+    data = write_report(tmp_path, tmp_path / "r.html", generated_at=GENERATED)
+    assert (data.sl_formula, data.totals["service_level"]) == ("answered_only", 0.5)
+    assert data.sl_formula_note == "as built (recorded by the build)"
+    assert "answered_only (as built (recorded by the build))" in (tmp_path / "r.html").read_text()
+    assert compute(open_store(tmp_path), sl_formula="exclude_short_abandons").sl_formula_note == (
+        "given with --sl-formula"
+    )
+    summary = tmp_path / "summary.json"  # as a build before this one wrote it: no record
+    older = {k: v for k, v in json.loads(summary.read_text()).items() if k != "sl_settings"}
+    summary.write_text(json.dumps(older))
+    data = compute(open_store(tmp_path))
+    assert data.sl_formula_note == "as built (it reproduces the stored service_level column)"
+    assert data.sl_formula == "exclude_short_abandons"  # the ambiguity a record removes
+
+
 def test_the_page_is_deterministic_and_offline(store: Path, page: Path) -> None:
     html = page.read_text()
     assert html == render(compute(open_store(store)), generated_at=GENERATED)
