@@ -285,7 +285,9 @@ def render(
     """
     at = generated_at or clock.now()
     need = planning.staffing_table(data.store.root, days=data.store.days)
-    channels = planning.channel_totals(data.queues, need, sl_formula=data.sl_formula)
+    channels = planning.channel_totals(
+        data.queues, need, sl_formula=data.sl_formula, built=data.settings
+    )
     if sl_target is not None:  # one target for every channel, as asked
         channels = [c | {"sl_target": sl_target} for c in channels]
     targets = {str(c["channel"]): float(c["sl_target"] or 0.8) for c in channels}

@@ -3,7 +3,8 @@
 Service level and ASA mean different things on different channels (a 20 s voice threshold, a
 1 h email one), so the report never blends them: :func:`channel_totals` gives each channel its
 own totals, ratios derived from that channel's sums, and the threshold and target the build
-planned with (from the ``staffing`` table; the defaults where there is none).
+planned with (from the ``staffing`` table; where there is none, the channel's threshold and target
+the build recorded, else the defaults).
 
 :func:`plan_days` gives, per local day and channel of the window's last week, the contacts
 offered, the seasonal naive forecast of them (:mod:`engine.tables.seasonal`, from the store's
@@ -49,19 +50,25 @@ def staffing_table(root: Path, *, days: list[date] | None = None) -> pl.LazyFram
 
 
 def channel_totals(
-    queues: pl.DataFrame, staffing: pl.LazyFrame | None, *, sl_formula: SlFormula
+    queues: pl.DataFrame,
+    staffing: pl.LazyFrame | None,
+    *,
+    sl_formula: SlFormula,
+    built: BuildSettings | None = None,
 ) -> list[dict[str, Any]]:
     """One dict per channel: the window's sums, derived ratios, ``threshold_ms`` and
-    ``sl_target`` (the most common of the channel's rows in ``staffing``, else the defaults).
+    ``sl_target`` (the most common of the channel's rows in ``staffing``, else the channel's
+    own in ``built``).
 
     Args:
         queues: the report's per-queue window totals (additive columns and ``channel``).
         staffing: the staffing table, if the store has one.
         sl_formula: the report's service-level formula.
+        built: the service-level settings the store was built with (default: the defaults).
     """
     if queues.height == 0:
         return []
-    settings = BuildSettings(sl_formula=sl_formula)
+    settings = (built or BuildSettings()).model_copy(update={"sl_formula": sl_formula})
     sums = queues.group_by("channel").agg(
         *(pl.col(c).sum() for c in _SUMS), *(pl.col(c).max() for c in callvolume.MAXIMA)
     )

@@ -177,6 +177,29 @@ def test_tiles_give_each_channel_its_own_service_level_and_target(tmp_path: Path
     assert "Staffing and forecast vs actual" in page
 
 
+def test_a_build_stores_tiles_hold_the_threshold_and_target_it_was_built_with(
+    tmp_path: Path,
+) -> None:
+    """``build`` makes no staffing table (``run`` does), so the tiles fell back to the default
+    threshold and target: "within 0:20" for voice built with 30 s. They are those the build
+    recorded in its summary; a ``run`` store's staffing table still gives them."""
+    settings = BuildSettings(sl_default_ms={"voice": 30_000}, sl_target={"voice": 0.9})
+    contacts = generate_contacts(start=T0, days=1, scale=0.05).lazy()
+    pipeline.build_contacts(contacts, settings=settings, out_dir=tmp_path)
+    data = compute(open_store(tmp_path))
+    assert planning.staffing_table(tmp_path) is None
+    page = render(data, generated_at=T0)
+    assert "target 90% within 0:30" in page
+    assert "target 80% within 1:00" in page  # chat: the defaults, as built
+    tiles = planning.channel_totals(data.queues, None, sl_formula=data.sl_formula,
+                                    built=data.settings)  # fmt: skip
+    for tile in tiles:
+        channel = tile["channel"]
+        assert tile["threshold_ms"] == settings.threshold_ms("", channel)
+        assert tile["sl_target"] == settings.sl_target[channel]
+    assert {t["channel"] for t in tiles} >= {"voice", "chat"}
+
+
 def test_the_reconciliation_reads_as_a_verdict_and_plain_tables() -> None:
     diffs = [{"source": "kore", "interval_start_utc": "2026-11-02T10:00:00Z", "queue_id": "q1",
               "channel": "voice", "field": "offered", "ours": 10, "theirs": 9, "diff": 1,
