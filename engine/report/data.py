@@ -79,8 +79,9 @@ class Store:
     reconcile_error: str | None = None
     #: the partitions (UTC dates) the tables were read from (``None``: every one)
     days: list[date] | None = None
-    #: with ``days``: their first instant when the volume table holds earlier partitions too
-    #: (every interval from it on lies after the store's first: zero where nothing is stored)
+    #: where the volume's history is known to start: with ``days``, their first instant when the
+    #: volume table holds earlier partitions too; else the start of the window the contacts
+    #: build recorded, if any (every interval from it on is zero where nothing is stored)
     history_from: datetime | None = None
 
     def setting(self, key: str) -> Any:
@@ -174,6 +175,9 @@ def open_store(path: Path, *, last_days: int | None = None) -> Store:
                 summaries[kind] = json.loads(path.read_text(encoding="utf-8"))
             except (OSError, ValueError) as exc:  # torn: its zone and interval are unknown
                 raise StoreError(f"{path}: cannot be read ({printable(exc)})") from None
+    if history_from is None and "callvolume" in names:  # the window the volume was built over
+        built = built_windows([summaries.get("contacts", {})])
+        history_from = built[0][0] if built else None
     reconcile, error = None, None
     candidates = [p / "reconcile.json" for p in (root, tables_dir)]
     if found := next((p for p in candidates if p.is_file()), None):

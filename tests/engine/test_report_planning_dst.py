@@ -168,3 +168,54 @@ def test_the_report_lists_a_closed_last_day_but_no_day_the_store_did_not_build(
 
     assert staffing_days(None) == [f"2026-11-{d:02}" for d in range(9, 16)]
     assert staffing_days(t0 + timedelta(days=17)) == [f"2026-11-{d:02}" for d in range(12, 16)]
+
+
+def _staffing_rows(page: str) -> list[list[str]]:
+    """The cells of the page's staffing table, row by row."""
+    section = page[page.index('id="staffing-days"') :]
+    body = section[section.index("<tbody>") : section.index("</table>")]
+    return [re.findall(r"<td[^>]*>(.*?)</td>", row) for row in body.split("</tr>")[:-1]]
+
+
+def test_a_quiet_first_day_of_the_built_window_is_listed_with_no_contacts(
+    tmp_path: Path,
+) -> None:
+    """The store keeps busy rows only, and the section zero-filled its history from the first
+    busy interval, not from the start of the window the build recorded in its summary: a
+    Saturday with no contacts at the start of the window was left out of its whole local days
+    (the counterpart of a closed last day, above)."""
+    first = date(2026, 3, 7)  # a Saturday: no contacts until Sunday, the spring-forward day
+    window = (_utc(first, NY), _utc(first + timedelta(days=5), NY))
+    contacts = generate_contacts(start=_utc(first + timedelta(days=1), NY), days=4, scale=0.02,
+                                 time_zone=NY)  # fmt: skip
+    pipeline.build_contacts(contacts.lazy(), settings=BuildSettings(tz=NY), out_dir=tmp_path,
+                            window=window)  # fmt: skip
+    rows = _staffing_rows(render(compute(open_store(tmp_path)), generated_at=window[1]))
+    days = list(dict.fromkeys(r[0] for r in rows))
+    assert days == [f"{first + timedelta(days=k):%a %Y-%m-%d}" for k in range(5)]
+    assert {r[2] for r in rows if r[0] == "Sat 2026-03-07"} == {"0"}
+
+
+def test_a_quiet_first_week_of_the_built_window_is_history_of_zeros(tmp_path: Path) -> None:
+    """One contact a day from Tuesday 10-06 in a window built from Monday 10-05: Monday 11-02's
+    four earlier Mondays are a zero and three ones, a forecast of 0.75 (as ``export forecast``
+    and :func:`engine.tables.seasonal.forecast` give); the section forecast 1, the quiet Monday
+    being no history when the zeros started at the first busy interval."""
+    start = datetime(2026, 10, 5, tzinfo=UTC)
+    one_a_day = pl.DataFrame(
+        {
+            "source": "t", "contact_id": [f"c{k}" for k in range(1, 35)], "segment_no": 1,
+            "channel": "voice", "direction": "inbound", "queue_id": "q", "queue_name": "Q",
+            "offered_at": [start + timedelta(days=k, hours=12) for k in range(1, 35)],
+            "outcome": "abandoned", "wait_ms": 1_000, "talk_ms": 0, "hold_ms": 0, "acw_ms": 0,
+            "messages": 0, "csat_responses": 0, "csat_score": 0,
+            "updated_at": datetime(2026, 11, 20, tzinfo=UTC),
+        }
+    )  # fmt: skip
+    pipeline.build_contacts(one_a_day.lazy(), settings=BuildSettings(), out_dir=tmp_path,
+                            window=(start, start + timedelta(days=35)))  # fmt: skip
+    rows = _staffing_rows(render(compute(open_store(tmp_path)), generated_at=start))
+    assert [r[0] for r in rows] == [f"{date(2026, 11, 2) + timedelta(days=k):%a %Y-%m-%d}"
+                                    for k in range(7)]  # fmt: skip
+    assert rows[0][1:5] == ["voice", "1", "1", "33.3%"]  # 1 offered against 0.75 forecast
+    assert [r[4] for r in rows[1:]] == ["0.0%"] * 6
