@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from pydantic import ValidationError
+from pydantic_core import PydanticCustomError
 
 from connectors.errors import ConfigError
 
@@ -284,10 +285,27 @@ def shown_keys(overlay: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def located(exc: ValidationError, prefix: tuple[str, ...]) -> ValidationError:
-    """``exc`` with ``prefix`` (``("tenants", "acme")``) in front of each error's location."""
+    """``exc`` with ``prefix`` (``("tenants", "acme")``) in front of each error's location.
+
+    Each error is rebuilt as a custom error of its type and message: pydantic rebuilds only its
+    own standard types from data, and a setting of the wrong type for a path (``path_type``)
+    made this an internal error.
+
+    Example:
+        >>> from pathlib import Path
+        >>> from pydantic import BaseModel
+        >>> class Store(BaseModel):
+        ...     landing: Path
+        >>> try:
+        ...     Store(landing=5)
+        ... except ValidationError as exc:
+        ...     (error,) = located(exc, ("tenants", "a")).errors()
+        >>> error["loc"], error["type"]
+        (('tenants', 'a', 'landing'), 'path_type')
+    """
     errors: list[Any] = [
-        {"type": e["type"], "loc": (*prefix, *e["loc"]), "input": e["input"]}
-        | ({"ctx": e["ctx"]} if "ctx" in e else {})
+        {"type": PydanticCustomError(e["type"], e["msg"]), "loc": (*prefix, *e["loc"])}
+        | {"input": e["input"]}
         for e in exc.errors()
     ]
     return ValidationError.from_exception_data(exc.title, errors)

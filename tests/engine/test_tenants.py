@@ -270,6 +270,16 @@ def test_bad_tenants_fail_with_one_line(tmp_path: Path, extra: str, message: str
     assert "\n" not in str(info.value)
 
 
+def test_a_tenant_path_of_the_wrong_type_is_one_line(tmp_path: Path) -> None:
+    """``landing = 5`` in a tenant's table: pydantic's ``path_type`` error could not be rebuilt
+    under the tenant's name (a ``KeyError``: an internal error, exit 2 with a traceback)."""
+    with pytest.raises(ValidationError) as info:
+        load_settings(_bpo(tmp_path, "\n[tenants.gamma.store]\nlanding = 5\n"), env_file=None)
+    assert describe_errors(info.value) == [
+        "tenants.gamma.store.landing: Input is not a valid path for <class 'pathlib.Path'>"
+    ]
+
+
 def test_unknown_keys_and_bad_values_of_a_tenant_name_the_tenant(tmp_path: Path) -> None:
     extra = "[tenants.gamma.sources.ujet]\nper_pag = 5\nrate_limit_per_s = 0\n"
     with pytest.raises(ValidationError) as info:
