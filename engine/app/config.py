@@ -64,7 +64,7 @@ from pydantic_settings import (
 from connectors.errors import ConfigError, missing_allowed
 from connectors.registry import SOURCES
 from connectors.source import SourceSettings
-from engine.app import layers, limits
+from engine.app import layers, limits, sections
 from engine.app import tenants as tenancy
 from engine.app.environment import environment_source, given, reading
 from engine.app.layers import env_files, secrets_dir_of
@@ -117,7 +117,7 @@ class OutputSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    dir: Path = Path("out")
+    dir: sections.Folder = Path("out")
     formats: tuple[Format, ...] = FORMATS
     org_id: str = Field(default="wfm-intervals", min_length=1)
     duration_unit: Literal["ms", "s"] = "ms"

@@ -19,9 +19,9 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
-from typing import Final, Literal
+from typing import Annotated, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from engine.app.limits import MAX_DAYS, MAX_LOOKBACK_MINUTES
 
@@ -124,10 +124,22 @@ def parse_tolerance(spec: str) -> tuple[str, float]:
     return field.strip(), value
 
 
+def _given(value: object) -> object:
+    """A folder setting's value, refused when it is empty: Path("") is the working directory
+    (a blank ``WFM_STORE__LANDING=`` line in an EnvironmentFile ran in ``/``)."""
+    if isinstance(value, str) and not value.strip():
+        raise ValueError("empty: give a folder (or leave the setting out for its default)")
+    return value
+
+
+#: A folder setting: a path, never empty.
+Folder = Annotated[Path, BeforeValidator(_given)]
+
+
 class StoreSettings(BaseModel):
     """``[store]``: the raw landing store and the incremental sync state."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    landing: Path = Path("data/landing")
-    state: Path = Path("data/state")
+    landing: Folder = Path("data/landing")
+    state: Folder = Path("data/state")

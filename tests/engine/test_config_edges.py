@@ -110,6 +110,20 @@ def test_interval_minutes_from_the_environment_on_the_command_line() -> None:
     ]
 
 
+@pytest.mark.parametrize("variable", ["WFM_STORE__LANDING", "WFM_STORE__STATE", "WFM_OUTPUT__DIR"])
+def test_an_empty_folder_setting_is_refused_not_the_working_directory(variable: str) -> None:
+    """A blank line ``WFM_STORE__LANDING=`` in an EnvironmentFile (or ``dir = ""``) was the
+    working directory, ``.``: `config show --check` said ok and a run from cron wrote its
+    landing store, state or outputs into ``/``."""
+    result = invoke(["config", "show", "--check"], {variable: " "})
+    assert result.exit_code == 2
+    setting = variable.removeprefix("WFM_").lower().replace("__", ".")
+    assert result.stderr.splitlines() == [
+        f"wfm-intervals: error: invalid setting {setting}: empty: give a folder (or leave the "
+        "setting out for its default)"
+    ]
+
+
 def test_a_dotenv_file_that_is_not_utf8_is_one_line_naming_it(tmp_path: Path) -> None:
     (tmp_path / ".env").write_bytes(b"WFM_BUILD__TZ=UTC\nWFM_SOURCES__UJET__PASSWORD=p\xffw\n")
     with pytest.raises(ConfigError, match=r"env file \.env: not UTF-8 text \(line 2\)"):
