@@ -72,9 +72,21 @@ def not_a_table_without_its_log(path: Path) -> None:
 
 
 def _as_text(column: str, dtype: pl.DataType) -> pl.Expr:
-    """A column as the text a CSV would hold (instants in ISO 8601 with ``Z``)."""
+    """A column as the text a CSV would hold (instants in ISO 8601 with ``Z``; a whole float or
+    decimal as its digits, ``331213`` and not ``331213.0``, which the integer columns' parse
+    refuses: read alone, such a file's whole floats are taken).
+
+    Example:
+        >>> frame = pl.DataFrame({"w": [331213.0, 2.5, None]})
+        >>> frame.select(_as_text("w", pl.Float64()))["w"].to_list()
+        ['331213', '2.5', None]
+    """
     if isinstance(dtype, pl.Datetime) and dtype.time_zone is not None:
         return pl.col(column).dt.convert_time_zone("UTC").dt.strftime("%Y-%m-%dT%H:%M:%S%.fZ")
+    if dtype.is_float() or isinstance(dtype, pl.Decimal):
+        whole = pl.col(column).cast(pl.Int64, strict=False)
+        text = pl.when(whole.cast(dtype) == pl.col(column)).then(whole.cast(pl.String))
+        return text.otherwise(pl.col(column).cast(pl.String)).alias(column)
     return pl.col(column).cast(pl.String)
 
 

@@ -391,6 +391,30 @@ def test_a_directory_whose_files_disagree_on_a_type_is_read_as_text(tmp_path: Pa
     assert pl.read_delta(str(out / "store" / "contacts")).height == 2
 
 
+def test_whole_floats_in_a_directory_of_mixed_types_are_taken_as_alone(tmp_path: Path) -> None:
+    """A file whose ``wait_ms`` is whole floats beside one whose ``wait_ms`` is integers: the
+    column was read as text ``"331213.0"``, which the integer parse refuses, so every row of
+    the float file was quarantined (``wrong_type``, exit 1) though that file alone is taken
+    whole. A fractional one is still ``wrong_type``."""
+    rows = pl.read_csv((HEADER + ROW + ROW.replace("c1", "c2")).encode(), infer_schema=False)
+    rows = rows.with_columns(pl.col("segment_no").cast(pl.Int32), wait_ms=pl.lit(331213))
+    folder = tmp_path / "in"
+    folder.mkdir()
+    rows.head(1).write_parquet(folder / "a.parquet")
+    floats = rows.tail(1).with_columns(pl.col("wait_ms").cast(pl.Float64))
+    floats.write_parquet(folder / "b.parquet")
+    out = tmp_path / "o"
+    result = invoke(["build", "--contacts", str(folder), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert pl.read_delta(str(out / "store" / "contacts"))["wait_ms"].to_list() == [331213] * 2
+    floats.with_columns(wait_ms=pl.lit(2.5)).write_parquet(folder / "b.parquet")
+    args = ["build", "--contacts", str(folder), "--out", str(tmp_path / "f")]
+    result = invoke([*args, "--max-quarantine-fraction", "1"])
+    assert result.exit_code == 0, result.output
+    bad = pl.read_csv(tmp_path / "f" / "quarantine" / "contacts.csv")
+    assert bad.select("reason", "detail").rows() == [("wrong_type", "wait_ms")]
+
+
 def test_a_smaller_duration_bound_quarantines_what_the_default_accepts(tmp_path: Path) -> None:
     path = tmp_path / "c.csv"
     two_hours = str(2 * 3_600_000)
