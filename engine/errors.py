@@ -161,7 +161,8 @@ def naming(path: str | os.PathLike[str], only: Collection[int] | None = None) ->
     C library's (``os.write``) and those of Polars and deltalake, whose Rust errors reach
     Python as their own types (``ComputeError``, ``DeltaError``) around ``(os error N)``. So an
     operator paged for a full disk is told which file, and so which volume, not the output
-    folder by default. Any other error passes unchanged; so does one whose ``errno`` is not in
+    folder by default; one naming the write's temporary sibling names ``path``, the file the
+    user asked for. Any other error passes unchanged; so does one whose ``errno`` is not in
     ``only``, when given: a block that also reads (a streamed plan that reads its input as it
     writes) names ``path`` for :data:`REFUSED_WRITE` only, errors no read can get.
 
@@ -175,6 +176,8 @@ def naming(path: str | os.PathLike[str], only: Collection[int] | None = None) ->
         yield
     except Exception as exc:
         if isinstance(exc, OSError) and exc.filename is not None:
+            if _temporary_of(exc.filename, path):  # ``.r.html.tmp-…``: the file asked for
+                raise OSError(exc.errno, exc.strerror, os.fspath(path)) from exc
             raise
         code = exc.errno if isinstance(exc, OSError) else None
         if not code and (found := _OS_ERROR.search(str(exc))):
@@ -183,6 +186,15 @@ def naming(path: str | os.PathLike[str], only: Collection[int] | None = None) ->
         if not code or (only is not None and code not in only):
             raise
         raise OSError(code, os.strerror(code), os.fspath(path)) from exc
+
+
+def _temporary_of(name: str | bytes | int, path: str | os.PathLike[str]) -> bool:
+    """Whether ``name`` is the temporary sibling a durable write of ``path`` goes through."""
+    if not isinstance(name, str):
+        return False
+    folder, base = os.path.split(os.fspath(path))
+    there, own = os.path.split(name)
+    return there == folder and own.startswith(f".{base}.tmp-")
 
 
 #: Room on a volume below which a write that failed without its reason was refused for space.

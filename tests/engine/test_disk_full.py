@@ -9,6 +9,7 @@ and deltalake's Rust writers, none of which names the file.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import resource
@@ -23,6 +24,7 @@ from engine.clock import CLOCK_AT_VARIABLE, StartedClock, use_clock
 from engine.demo.callbacks import generate_attempts
 from engine.demo.contacts import generate_contacts
 from engine.demo.stack import Stack
+from engine.errors import naming
 from tests.calendar import TEST_NOW, run_process
 from tests.engine.run_support import SECRETS, clean_environment, emulators, invoke, table
 from tests.engine.run_support import lean_config as write_config
@@ -160,3 +162,19 @@ def test_a_build_the_disk_refuses_names_the_store_not_its_input(
     assert err.startswith(f"wfm-intervals: error: File too large: {tmp_path / 'out' / 'store'}"), (
         err
     )
+
+
+def test_a_refused_temporary_file_is_named_as_the_file_asked_for(tmp_path: Path) -> None:
+    """A read-only output folder: the error named the hidden temporary sibling the durable
+    write goes through (``.r.html.tmp-bb48…``), not the ``--out`` file the user gave."""
+    asked = tmp_path / "r.html"
+    refused = OSError(errno.EROFS, "Read-only file system", str(tmp_path / ".r.html.tmp-0123"))
+    with pytest.raises(OSError, match="Read-only") as info, naming(asked):
+        raise refused  # as a read-only mount refuses the temporary file's creation
+    assert (info.value.errno, info.value.filename) == (errno.EROFS, str(asked))
+
+
+def test_a_temporary_file_of_another_is_named_as_it_is(tmp_path: Path) -> None:
+    with pytest.raises(OSError, match="Read-only") as info, naming(tmp_path / "r.html"):
+        raise OSError(errno.EROFS, "Read-only file system", str(tmp_path / ".other.tmp-1"))
+    assert info.value.filename == str(tmp_path / ".other.tmp-1")
