@@ -33,7 +33,6 @@ Example:
 from __future__ import annotations
 
 import base64
-import binascii
 import contextlib
 import json
 import logging
@@ -232,7 +231,7 @@ def _credentials(form: dict[str, str], header: str | None) -> list[tuple[str, st
         return [(form["client_id"], form.get("client_secret", ""))] if "client_id" in form else []
     try:
         decoded = base64.b64decode(value.strip(), validate=True).decode()
-    except (binascii.Error, UnicodeDecodeError):
+    except ValueError:  # binascii.Error, UnicodeDecodeError, a non-ASCII str: b64decode's
         return [("", "")]  # a malformed Basic header: a refused credential
     user, _, password = decoded.partition(":")
     if "client_secret" in form or form.get("client_id", user) not in (user, unquote_plus(user)):

@@ -300,6 +300,7 @@ def test_basic_credentials_are_read_form_urlencoded_or_raw(oauth: str, secret: s
         ({"auth": (CLIENT_ID, "guess")}, True),
         ({"auth": (CLIENT_ID, quote_plus("s+cr/t x=2"))}, True),
         ({"headers": {"Authorization": "Basic %%%"}}, True),
+        ({"headers": {"Authorization": b"Basic \xe9\xe9\xe9\xe9"}}, True),  # was a 500
         ({"data": GRANT | {"client_id": CLIENT_ID, "client_secret": "guess"}}, False),
     ],
 )
