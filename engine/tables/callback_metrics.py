@@ -23,6 +23,7 @@ Example:
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal
 
@@ -62,7 +63,12 @@ STEPS: Final[dict[str, int]] = {"15m": 15, "1h": 60, "1d": 1440}
 MAX_INTERVALS: Final = 10_000
 #: The request columns a document reads (every one but the chain key).
 _DOCUMENT_COLUMNS: Final = tuple(c for c in REQUEST_COLUMNS if c not in ("source", "original_id"))
-_TIME_FORMATS: Final = ("%Y-%m-%d", "%Y-%m-%dT%H:%M:%SZ")
+#: the two forms of a time, ASCII digits of exact widths (strptime takes ``2026-1-5`` and any
+#: Unicode digit, full-width ones too), and the strptime format of each
+_TIME_FORMS: Final = ((re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII), "%Y-%m-%d"),
+                      (re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z", re.ASCII),
+                       "%Y-%m-%dT%H:%M:%SZ"))  # fmt: skip
+_SHOWN: Final = 40  #: the characters of a bad time a message quotes (a request's value)
 _FIVE: Final = (  # document key, outcome; in the seed's (alphabetical) order
     ("totalAbandoned", "abandoned"),
     ("totalCanceled", "canceled"),
@@ -74,21 +80,24 @@ _FIVE: Final = (  # document key, outcome; in the seed's (alphabetical) order
 
 def parse_time(text: str) -> datetime:
     """A ``timeBegin``/``timeEnd`` value: ``YYYY-MM-DD`` (UTC midnight) or
-    ``YYYY-MM-DDTHH:MM:SSZ``.
+    ``YYYY-MM-DDTHH:MM:SSZ``, ASCII digits of exactly those widths (spaces around it aside).
 
     Raises:
-        ValueError: any other form, with the expected forms in the message.
+        ValueError: any other form, with the expected forms in the message (and the value's
+            first 40 characters: it may be a request's, of any length).
 
     Example:
         >>> parse_time("2026-10-01T09:30:00Z").isoformat()
         '2026-10-01T09:30:00+00:00'
     """
-    for fmt in _TIME_FORMATS:
-        try:
-            return datetime.strptime(text.strip(), fmt).replace(tzinfo=UTC)
-        except ValueError:
-            continue
-    msg = f"{text!r} is not a time: expected YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ"
+    for form, fmt in _TIME_FORMS:
+        if form.fullmatch(text.strip()):
+            try:
+                return datetime.strptime(text.strip(), fmt).replace(tzinfo=UTC)
+            except ValueError:  # no such day or time (2026-02-30, 24:00:00)
+                break
+    shown = repr(text[:_SHOWN]) + ("…" if len(text) > _SHOWN else "")
+    msg = f"{shown} is not a time: expected YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ"
     raise ValueError(msg)
 
 

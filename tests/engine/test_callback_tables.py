@@ -153,6 +153,8 @@ def test_step_documents_add_up_to_the_window_document() -> None:
 def test_parse_time_forms() -> None:
     assert callback_metrics.parse_time("2026-10-01") == datetime(2026, 10, 1, tzinfo=UTC)
     assert callback_metrics.parse_time("2026-10-01T09:00:00Z") == T9
-    for bad in ("2026-10-01T09:00:00", "2026-10-01 09:00:00Z", "01/10/2026", ""):
+    bad_ones = ("2026-10-01T09:00:00", "2026-10-01 09:00:00Z", "01/10/2026", "", "2026-1-5",
+                "\uff12\uff10\uff12\uff16-10-01", "2026-10-01T9:00:00Z", "2026-02-30")  # fmt: skip
+    for bad in bad_ones:
         with pytest.raises(ValueError, match="YYYY-MM-DD"):
             callback_metrics.parse_time(bad)

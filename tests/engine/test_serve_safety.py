@@ -119,6 +119,9 @@ def test_kore_answers_400_for_a_body_that_is_not_json(origin: str) -> None:
     [
         ({"timeBegin": "2026-10-01"}, "required"),
         (DAY | {"timeBegin": "01/10/2026"}, "not a time"),
+        (DAY | {"timeBegin": "2026-10-1"}, "not a time"),  # strptime's reading: 200
+        (DAY | {"timeBegin": "\uff12\uff10\uff12\uff16-10-01"}, "not a time"),  # full-width
+        (DAY | {"timeEnd": "2026-10-02T9:00:00Z"}, "not a time"),
         (DAY | {"timeEnd": "2026-10-01"}, "after"),
         (DAY | {"type": "later"}, "type must be one of"),
         (DAY | {"sourceType": "fax"}, "sourceType"),
@@ -132,6 +135,15 @@ def test_metrics_answer_400_for_bad_parameters(
     assert r.status_code == 400
     assert r.json()["error"] == "Bad Request"
     assert says in r.json()["message"]
+
+
+def test_a_bad_time_is_quoted_in_its_first_40_characters_only(origin: str) -> None:
+    bad = "2026-10-01" + "9" * 5000
+    bearer = {"Authorization": f"Bearer {TOKEN}"}
+    r = httpx.get(origin + METRICS, params=DAY | {"timeBegin": bad}, headers=bearer)
+    assert r.status_code == 400
+    assert r.json()["message"].startswith(repr(bad[:40]) + "… is not a time")
+    assert len(r.text) < 200
 
 
 def test_a_body_over_the_limit_gets_413(origin: str) -> None:
