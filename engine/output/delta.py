@@ -24,7 +24,7 @@ Example:
     >>> _ = commit(path, pl.DataFrame({"at": [at], "n": [1]}), by="at")
     >>> _ = commit(path, pl.DataFrame({"at": [at], "n": [2]}), by="at", days=[at.date()])
     >>> scan(path).collect()["n"].to_list(), version(path), problems(path)
-    ([2], 2, [])
+    ([2], 1, [])
 """
 
 from __future__ import annotations
@@ -40,8 +40,9 @@ from typing import Any
 import polars as pl
 from arro3.core import Schema, Table
 from deltalake import CommitProperties, DeltaTable
+from deltalake import Schema as DeltaSchema
 from deltalake.exceptions import DeltaError
-from deltalake.transaction import AddAction
+from deltalake.transaction import AddAction, create_table_with_add_actions
 
 from engine import killpoint
 from engine.durable import fsync, fsync_dir
@@ -57,7 +58,7 @@ from engine.output.datafiles import (
 
 __all__ = ["PARTITION", "STORE_COMPRESSION", "arrow_schema", "commit", "commit_files",
            "current_files", "data_files", "days_of", "is_table", "partition_days", "problems",
-           "remove_orphans", "row_count", "scan", "vacuum", "version"]  # fmt: skip
+           "remove_orphans", "row_count", "scan", "unwritten", "vacuum", "version"]  # fmt: skip
 
 _LOG = "_delta_log"
 _RUN_KEY = "wfm_intervals.commit"
@@ -84,6 +85,13 @@ def version(path: Path) -> int:
         StoreError: no table at ``path``, or its log cannot be read.
     """
     return _open(path).version()
+
+
+def unwritten(path: Path) -> bool:
+    """The table's only version is an empty creation no writer committed (earlier releases
+    created a table, then committed its first rows after it): no run's version to read yet."""
+    table = _open(path)
+    return table.version() == 0 and _RUN_KEY not in table.history(1)[0]
 
 
 def scan(
@@ -220,8 +228,9 @@ def commit(
 
     Each row goes to the partition of the UTC date of ``by``; every row must fall in one of
     ``days`` (a partition named with no rows is emptied). The table is created on first use
-    with ``frame``'s schema. ``tag`` names the writer in the file names and the commit (a run
-    id: :func:`remove_orphans` tells a finished run's files from a killed one's by it).
+    with ``frame``'s schema and rows in one commit (version 0: no reader sees it without
+    them). ``tag`` names the writer in the file names and the commit (a run id:
+    :func:`remove_orphans` tells a finished run's files from a killed one's by it).
 
     Raises:
         ValueError: a row outside ``days``.
@@ -239,24 +248,17 @@ def commit(
             raise ValueError(msg)
     if chosen == [] and is_table(path):
         return version(path)  # no partition to replace
-    path.mkdir(parents=True, exist_ok=True)
+    _unborn(path)
     try:
-        created = is_table(path)
-        if not created:
-            schema = arrow_schema(dated)
-            DeltaTable.create(
-                location.uri(path), schema=schema, partition_by=[PARTITION], mode="ignore"
-            )
-        table = _open(path)  # brought forward from the last read: one writer (the store's lock)
-        if if_changed and chosen and created:
+        # brought forward from the last read: one writer (the store's lock); None: created below
+        table = _open(path) if is_table(path) else None
+        if if_changed and chosen and table is not None:
             instant = pl.col(by) if isinstance(by, str) else by
             chosen = _changed(path, dated, chosen, stored, instant)
             dated = dated.filter(pl.col(PARTITION).is_in(chosen))
             if not chosen:
                 return table.version()
         schema = arrow_schema(dated)
-        if chosen == []:
-            return table.version()  # created, nothing to replace
         actions = write_partitions(path, dated, tag)
         killpoint.reached("delta.files_written")
         filters = None if chosen is None else [(PARTITION, "in", [d.isoformat() for d in chosen])]
@@ -279,22 +281,26 @@ def commit_files(
     """
     empty = pl.DataFrame(schema=schema).with_columns(days_of(pl.lit(None, pl.Datetime)))
     arrow = arrow_schema(empty)  # the partition column last, as commit's
-    path.mkdir(parents=True, exist_ok=True)
+    _unborn(path)
     try:
-        if not is_table(path):
-            DeltaTable.create(
-                location.uri(path), schema=arrow, partition_by=[PARTITION], mode="ignore"
-            )
-        table = _open(path)
+        table = _open(path) if is_table(path) else None  # None: created with its files
     except (DeltaError, OSError) as exc:
         raise StoreError(f"{location.shown(path)}: commit failed ({_first_line(exc)})") from None
     killpoint.reached("delta.files_written")
     return _transact(path, table, list(actions), schema=arrow, filters=None, tag=tag, placed=placed)
 
 
+def _unborn(path: Path) -> None:
+    """Make the folder of the table at ``path`` and its log's (a local one's): a writer killed
+    before a first commit leaves a log with no version (:func:`is_table`: none yet)."""
+    if location.remote(path) is None:
+        (path / _LOG).mkdir(parents=True, exist_ok=True)
+    path.mkdir(parents=True, exist_ok=True)
+
+
 def _transact(
     path: Path,
-    table: DeltaTable,
+    table: DeltaTable | None,
     actions: list[Any],
     *,
     schema: Any,
@@ -305,19 +311,21 @@ def _transact(
     """Commit ``actions`` (files written and fsynced) over the partitions ``filters`` (every
     partition: ``None``), then fsync the log; the new version. On object storage the files are
     uploaded first (unless ``placed`` there already), and the log's put-if-absent is the commit
-    (nothing to fsync)."""
+    (nothing to fsync). No ``table`` yet: the table is created with those files, in one commit
+    (version 0): a reader never sees a created table without its first rows."""
     url = location.remote(path)
     if not placed:
         location.upload(path, [a.path for a in actions])
+    written = CommitProperties(custom_metadata={_RUN_KEY: tag})
     try:
-        table.create_write_transaction(
-            actions,
-            mode="overwrite",
-            schema=schema,
-            partition_by=[PARTITION],
-            partition_filters=filters,
-            commit_properties=CommitProperties(custom_metadata={_RUN_KEY: tag}),
-        )
+        if table is None:
+            create_table_with_add_actions(location.uri(path), DeltaSchema.from_arrow(schema),
+                                          actions, partition_by=[PARTITION],
+                                          commit_properties=written)  # fmt: skip
+        else:
+            table.create_write_transaction(actions, mode="overwrite", schema=schema,
+                                           partition_by=[PARTITION], partition_filters=filters,
+                                           commit_properties=written)  # fmt: skip
     except (DeltaError, OSError) as exc:
         raise StoreError(f"{location.shown(path)}: commit failed ({_first_line(exc)})") from None
     killpoint.reached("delta.committed")

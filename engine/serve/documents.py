@@ -62,7 +62,9 @@ class StoreDocuments:
     def _version(self, table: str, candidates: tuple[Path, ...]) -> str:
         """The committed version of ``table``, with the table's identity (re-read at most every
         ``recheck_s``; "": none): a store deleted and built again ends at the version it had (a
-        first build's), and was served from the cache as the old one (:func:`table_identity`)."""
+        first build's), and was served from the cache as the old one (:func:`table_identity`).
+        A table created empty, its first rows not yet committed (:func:`delta.unwritten`), is
+        none: its rows are not "no rows"."""
         now = self._monotonic()
         seen = self._checked.get(table)
         if seen is not None and now - seen[0] < self._recheck_s:
@@ -70,13 +72,15 @@ class StoreDocuments:
         found = ""
         for path in candidates:
             if delta.is_table(path):
-                found = table_identity(path)
+                found = "" if delta.unwritten(path) else table_identity(path)
                 break
         self._checked[table] = (now, found)
         return found
 
     def _rows(self, since: datetime | None, until: datetime) -> pl.DataFrame:
         version = self._version("callvolume", (self.store / "store" / "callvolume",))
+        if not version:  # never an empty page for a table not there (yet): 503
+            raise StoreError(f"{self.store}: no committed volume table")
         if self._volume is None or self._volume[0] != version:
             self._volume = (version, volume_table(self.store))
             self._windows.clear()

@@ -140,7 +140,7 @@ def test_store_is_partitioned_by_utc_date_and_replaced_whole(tmp_path: Path) -> 
     write_store(frame.head(1), target, by="interval_start_utc")  # a rebuild replaces, never merges
     back = pl.read_delta(str(target)).drop("date")  # the table's current version, as users read it
     assert back["v"].to_list() == [1]
-    assert pl.read_delta(str(target), version=1)["v"].to_list() == [1, 2]  # the first, still there
+    assert pl.read_delta(str(target), version=0)["v"].to_list() == [1, 2]  # the first, still there
     assert [p.name for p in tmp_path.joinpath("store").iterdir()] == ["t"]  # no temp leftovers
 
 

@@ -13,6 +13,7 @@ import jwt
 import polars as pl
 import pytest
 from click.testing import CliRunner
+from deltalake import DeltaTable
 from pydantic import SecretStr
 
 from connectors.source import TimeoutSettings
@@ -176,3 +177,26 @@ def test_only_committed_versions_are_served_and_a_new_commit_is_picked_up(tmp_pa
         assert delta.version(table) == version + 1
         assert httpx.post(url + KORE_URL, json=body, headers=auth()).json()["totalCount"] == 7
     assert pl.read_delta(str(table)).height == 7
+
+
+def test_a_table_created_without_its_rows_is_503_never_an_empty_page(tmp_path: Path) -> None:
+    """A first build created the volume table empty (version 0), then committed its rows
+    (version 1): served between the two, it was 200 with ``totalCount`` 0, a syncing client told
+    there is no data. The store now creates a table with its first rows in one commit, and a
+    table created empty by an earlier release is served as no table (503) until its rows."""
+    root = write_store(tmp_path / "out")
+    table = root / "store" / "callvolume"
+    assert delta.version(table) == 0  # created with its rows: no version without them
+    assert pl.read_delta(str(table), version=0).height == ours().height
+    shutil.rmtree(table)
+    arrow = delta.arrow_schema(ours().with_columns(delta.days_of("interval_start_utc")))
+    DeltaTable.create(str(table), schema=arrow, partition_by=[delta.PARTITION])  # as releases did
+    body = {"orgId": ORG_ID, "toTimeStamp": "2030-01-01T00:00:00Z", "limit": 1}
+    with running(root, recheck_s=0.0) as url:
+        empty = httpx.post(url + KORE_URL, json=body, headers=auth())
+        assert (empty.status_code, empty.json()) == (
+            503,
+            {"errors": [{"msg": "Service Unavailable", "code": 503}]},
+        )
+        outputs.write_store(ours().head(7), table, by="interval_start_utc")
+        assert httpx.post(url + KORE_URL, json=body, headers=auth()).json()["totalCount"] == 7
