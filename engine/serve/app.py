@@ -53,6 +53,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from engine.errors import StoreError
 from engine.serve.documents import StoreDocuments
 from engine.serve.guard import Guard, behind_proxies
+from engine.serve.openapi import KORE_BODY, MAX_LIMIT, METRICS_PARAMETERS
 from engine.tables.callback_metrics import parse_time
 
 __all__ = ["KORE_PATH", "METRICS_PATH", "TOKEN_PATH", "create_app"]
@@ -60,7 +61,6 @@ __all__ = ["KORE_PATH", "METRICS_PATH", "TOKEN_PATH", "create_app"]
 KORE_PATH = "/agentassist/api/public/analytics/account/{account_id}/callvolume"
 METRICS_PATH = "/v2/callback/historical/metrics"
 TOKEN_PATH = "/oauth2/token"  # noqa: S105 - a URL path
-MAX_LIMIT = 1000
 _FILTERS = {
     "firstPartyCalled": ("first_party_called", ("agent", "customer")),
     "sourceType": ("source_type", ("voice", "digital")),
@@ -303,34 +303,6 @@ def _metrics_query(
     return begin, end, filters
 
 
-_METRICS_PARAMETERS = {
-    "parameters": [
-        {"name": n, "in": "query", "required": n in {"timeBegin", "timeEnd"},
-         "schema": {"type": "string"}}
-        for n in ("timeBegin", "timeEnd", "callTargetId", "firstPartyCalled", "sourceType", "type")
-    ]
-}  # fmt: skip
-_KORE_BODY = {
-    "requestBody": {
-        "content": {
-            "application/json": {
-                "schema": {
-                    "type": "object",
-                    "required": ["orgId", "toTimeStamp"],
-                    "properties": {
-                        "orgId": {"type": "string"},
-                        "fromTimeStamp": {"type": "string", "format": "date-time"},
-                        "toTimeStamp": {"type": "string", "format": "date-time"},
-                        "skip": {"type": "integer", "minimum": 0, "default": 0},
-                        "limit": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
-                    },
-                }
-            }
-        }
-    }
-}
-
-
 def create_app(docs: StoreDocuments, guard: Guard) -> ASGIApp:
     """The ASGI app serving ``docs`` behind ``guard`` (see the module docstring)."""
     # no /docs nor /redoc: FastAPI's pages load their scripts from a CDN onto this origin
@@ -348,7 +320,7 @@ def create_app(docs: StoreDocuments, guard: Guard) -> ASGIApp:
         """Liveness: the process answers."""
         return {"status": "ok"}
 
-    @app.post(KORE_PATH, openapi_extra=_KORE_BODY)
+    @app.post(KORE_PATH, openapi_extra=KORE_BODY)
     async def callvolume(account_id: str, request: Request) -> Response:
         """Kore.ai Contact Volume (seed 003): one page of the volume table's rows."""
         client = guard.kore_client(request.headers.get("auth"))
@@ -372,7 +344,7 @@ def create_app(docs: StoreDocuments, guard: Guard) -> ASGIApp:
             return _kore_error(503, "Service Unavailable")
         return JSONResponse(page)
 
-    @app.get(METRICS_PATH, openapi_extra=_METRICS_PARAMETERS)
+    @app.get(METRICS_PATH, openapi_extra=METRICS_PARAMETERS)
     def metrics(request: Request) -> Response:
         """Mindful callback metrics (seed 000) of ``[timeBegin, timeEnd)``."""
         client = guard.bearer_client(request.headers.get("authorization"))
