@@ -24,7 +24,7 @@ Exit codes, the same for every command: `0` ok; `1` data problems (rows quaranti
 limit, a reconciliation beyond tolerance, a run with problems: the outputs were written); `2`
 usage, configuration, source, store or I/O error, and an internal error (a bug); `130`
 interrupted (Ctrl-C; SIGTERM: a service manager's stop; SIGHUP: the terminal gone; `serve`
-stops on Ctrl-C or SIGTERM with `0`).
+stops on Ctrl-C, SIGTERM or SIGHUP with `0`: a server asked to stop that stopped cleanly).
 Errors are one line on stderr naming the option, setting, file or URL."""
 
 

@@ -109,9 +109,13 @@ def serve(
     """Serve the Kore.ai and Mindful APIs over the committed store (Ctrl-C stops).
 
     Ctrl-C, SIGTERM (a service manager's stop) or SIGHUP (the terminal gone) ends it
-    gracefully: the requests in flight are answered, then exit 0.
+    gracefully: the requests in flight are answered (for 10 seconds at most), then exit 0.
+    A request's headers must arrive within 5 seconds, its body within 5 more; connections
+    beyond what the descriptor limit (ulimit -n) allows are answered 503.
     """
     import uvicorn  # noqa: PLC0415 - only this command needs the server
+
+    from engine.serve.server import config  # noqa: PLC0415 - likewise
 
     warnings.filterwarnings("ignore", category=InsecureKeyLengthWarning)  # noted once, below
     settings = settings_or_fail(config_path, tenant=tenant)
@@ -122,19 +126,16 @@ def serve(
     # one line per request through the one log handler (--log-format, engine.app.logs)
     logging.getLogger("wfm_intervals.serve").setLevel(logging.INFO)
     s = settings.serve
-    # a stop signal: uvicorn answers the requests in flight, raises the signal again (SIGTERM:
-    # engine.cli.main.Terminated, a KeyboardInterrupt) and returns on it: exit 0
+    # a stop signal: uvicorn answers the requests in flight (for 10 s at most), raises the signal
+    # again (SIGTERM: engine.cli.main.Terminated, a KeyboardInterrupt) and returns on it: exit 0
+    # (its deadlines, its connection limit and its log: engine.serve.server)
     server = uvicorn.Server(
-        uvicorn.Config(
+        config(
             app,
             host=host,
             port=port,
-            access_log=False,  # its line carries the query; ours has method, path, status only
-            proxy_headers=False,  # uvicorn's default trusts 127.0.0.1; [serve] trusted_proxies
             ssl_certfile=str(s.certfile) if s.certfile else None,
             ssl_keyfile=str(s.keyfile) if s.keyfile else None,
-            server_header=False,
-            log_level="warning",
         )
     )
     sockets = listen(host, port)

@@ -32,6 +32,7 @@ Example:
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import json
@@ -54,6 +55,7 @@ from engine.errors import StoreError
 from engine.serve.documents import StoreDocuments
 from engine.serve.guard import Guard, behind_proxies
 from engine.serve.openapi import KORE_BODY, MAX_LIMIT, METRICS_PARAMETERS
+from engine.serve.server import BODY_TIMEOUT_S
 from engine.tables.callback_metrics import parse_time
 
 __all__ = ["KORE_PATH", "METRICS_PATH", "TOKEN_PATH", "create_app"]
@@ -103,14 +105,26 @@ def _raised_at(exc: BaseException) -> str:
 class BodyLimit:
     """ASGI middleware: 413 for a body over ``limit`` bytes (declared, or streamed in chunks with
     no ``Content-Length``: the body is read here, at most ``limit`` bytes, before the route
-    runs), and the request log line: one for every request, a route's unexpected error included
-    (answered 500 here when nothing was sent, and not raised on: no traceback). A client gone
-    before its whole body arrived is not passed to the app: its line says so (INFO)."""
+    runs), 408 for one not whole within ``BODY_TIMEOUT_S``, and the request log line: one for
+    every request, a route's unexpected error included (answered 500 here when nothing was
+    sent, and not raised on: no traceback). A client gone before its whole body arrived is not
+    passed to the app: its line says so (INFO)."""
 
     def __init__(self, app: ASGIApp, limit: int) -> None:
         self.app, self.limit = app, limit
 
-    async def _body(self, scope: Scope, receive: Receive) -> list[Message] | None:
+    async def _body(self, scope: Scope, receive: Receive) -> list[Message] | JSONResponse:
+        """The request's body messages, or the answer refusing it: 413 over the limit, 408 when
+        it is not whole within ``BODY_TIMEOUT_S`` (trickled in, or held open: it held up a stop
+        too), with the connection closed (the rest of the body is not read)."""
+        try:
+            async with asyncio.timeout(BODY_TIMEOUT_S):
+                messages = await self._chunks(scope, receive)
+        except TimeoutError:
+            return JSONResponse({"error": "Request Timeout"}, 408, {"Connection": "close"})
+        return JSONResponse({"error": "Payload Too Large"}, 413) if messages is None else messages
+
+    async def _chunks(self, scope: Scope, receive: Receive) -> list[Message] | None:
         """The request's body messages, or ``None`` when it is over the limit."""
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
@@ -139,8 +153,8 @@ class BodyLimit:
         failed, gone = "", False
         try:
             messages = await self._body(scope, receive)
-            if messages is None:
-                await JSONResponse({"error": "Payload Too Large"}, 413)(scope, receive, noted)
+            if isinstance(messages, JSONResponse):
+                await messages(scope, receive, noted)
             elif messages[-1]["type"] == "http.disconnect":
                 gone = True
             else:

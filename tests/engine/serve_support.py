@@ -20,6 +20,7 @@ from engine.output.store import write_attempts
 from engine.serve.app import create_app
 from engine.serve.documents import StoreDocuments
 from engine.serve.guard import Guard
+from engine.serve.server import config
 from engine.serve.settings import ServeSettings
 from engine.settings import BuildSettings
 from engine.tables.callback_requests import in_chain_order
@@ -70,15 +71,15 @@ def serve_settings(**kw: Any) -> ServeSettings:
 
 
 @contextmanager
-def running(root: Path, settings: ServeSettings | None = None, **docs: Any) -> Iterator[str]:
-    """Serve ``root`` on a free loopback port; yields the origin ``http://127.0.0.1:<port>``."""
+def running(
+    root: Path, settings: ServeSettings | None = None, *, limit: int | None = None, **docs: Any
+) -> Iterator[str]:
+    """Serve ``root`` on a free loopback port, configured as the command serves (``limit``: the
+    most connections); yields the origin ``http://127.0.0.1:<port>``."""
     app = create_app(
         StoreDocuments(root, org_id=ORG_ID, **docs), Guard(settings or serve_settings())
     )
-    config = uvicorn.Config(  # as the command: no proxy header trusted but by the app's own
-        app, host="127.0.0.1", port=0, log_level="warning", access_log=False, proxy_headers=False
-    )
-    server = uvicorn.Server(config)
+    server = uvicorn.Server(config(app, host="127.0.0.1", port=0, limit=limit))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     while not server.started:
