@@ -29,6 +29,7 @@ from typing import Final, NamedTuple
 
 import click
 
+from engine.cli import stop_outside_a_command
 from engine.errors import OutputClosedError, WfmError, printable
 
 __all__ = ["ALLOCATOR_VARIABLE", "COMMANDS", "POLARS_DEFAULTS", "PROMPT_RETURN", "RETURN_AT_ONCE",
@@ -308,7 +309,8 @@ def terminate_as_interrupt() -> Iterator[None]:
         for number in STOP_SIGNALS
         if signal.getsignal(number) is not signal.SIG_IGN
     }
-    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # Python's own: noted
+    # Python's own, or the console script's until now (engine.cli): noted
+    if signal.getsignal(signal.SIGINT) in (signal.default_int_handler, stop_outside_a_command):
         previous[signal.SIGINT] = signal.signal(signal.SIGINT, _terminated)
     try:
         yield

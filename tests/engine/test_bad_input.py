@@ -101,6 +101,7 @@ def test_a_declined_reset_changes_nothing_and_exits_0(tmp_path: Path) -> None:
 #: once in the block), ``cleaned up`` by its ``finally``.
 _WAITING = (
     "import sys, threading\n"
+    "sys.argv = ['wfm-intervals', 'wait']\n"  # as the console script: its early handlers too
     "import click\n"
     "from engine.cli import main\n"
     "@click.command('wait')\n"
@@ -111,7 +112,6 @@ _WAITING = (
     "    finally:\n"
     "        print('cleaned up', flush=True)\n"
     "main.COMMANDS['wait'] = main.Command('__main__', 'wait', 'Wait.')\n"
-    "sys.argv = ['wfm-intervals', 'wait']\n"
     "main.main()\n"
 )
 
@@ -208,6 +208,32 @@ def test_a_signal_under_polars_rust_code_is_an_interruption_not_a_bug(name: str,
     assert done.stdout.strip() == "cleaned up"
     assert done.stderr.strip().splitlines()[-1] == line
     assert "internal error" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "line"),
+    [
+        ("TERM", "wfm-intervals: interrupted by SIGTERM"),
+        ("HUP", "wfm-intervals: interrupted by SIGHUP"),
+        ("INT", "wfm-intervals: interrupted"),
+    ],
+)
+def test_a_signal_while_the_console_script_starts_is_130_and_one_line(name: str, line: str) -> None:
+    """A signal in the first tenth of a second, while the command's modules are imported
+    (before main() sets its handlers), or while the interpreter exits after it: Ctrl-C was a
+    ``KeyboardInterrupt`` traceback from an import, SIGTERM a death by the signal with no line
+    (a scheduler saw 143)."""
+    code = (
+        "import os, signal, sys, threading\n"
+        "sys.argv = ['/opt/wfm/.venv/bin/wfm-intervals', 'run']\n"
+        "import engine.cli\n"
+        f"os.kill(os.getpid(), signal.SIG{name})\n"
+        "threading.Event().wait(30)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=60
+    )
+    assert (done.returncode, done.stderr) == (130, line + "\n")
 
 
 def test_a_hang_up_whose_terminal_is_gone_is_still_130_and_cleans_up() -> None:
