@@ -122,7 +122,9 @@ class BodyLimit:
                 messages = await self._chunks(scope, receive)
         except TimeoutError:
             return JSONResponse({"error": "Request Timeout"}, 408, {"Connection": "close"})
-        return JSONResponse({"error": "Payload Too Large"}, 413) if messages is None else messages
+        if messages is None:  # the body unread: closed, or a trickled rest held it open
+            return JSONResponse({"error": "Payload Too Large"}, 413, {"Connection": "close"})
+        return messages
 
     async def _chunks(self, scope: Scope, receive: Receive) -> list[Message] | None:
         """The request's body messages, or ``None`` when it is over the limit."""

@@ -21,8 +21,8 @@ slowloris beyond one process's descriptors), and a request's total time once its
 arrived (the page is rendered in the thread pool).
 
 Example:
-    >>> config(app=None, host="127.0.0.1", port=0, limit=100).limit_concurrency
-    100
+    >>> config(app=None, host="127.0.0.1", port=0, limit=100).limit_concurrency  # 100 held
+    101
 """
 
 from __future__ import annotations
@@ -99,7 +99,9 @@ class GuardedH11(H11Protocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        if self.limit_concurrency is not None and len(self.connections) > self.limit_concurrency:
+        # uvicorn's limit_concurrency is one over the connections held: at it, uvicorn answers
+        # every request of every connection 503 (and logs each); it is reached only here
+        if self.limit_concurrency is not None and len(self.connections) >= self.limit_concurrency:
             transport.write(_REFUSED)
             transport.close()
             return
@@ -150,7 +152,7 @@ def config(
         host=host,
         port=port,
         http=GuardedH11,
-        limit_concurrency=limit or connection_limit(),
+        limit_concurrency=(limit or connection_limit()) + 1,  # see GuardedH11.connection_made
         backlog=BACKLOG,
         timeout_keep_alive=KEEP_ALIVE_S,
         timeout_graceful_shutdown=SHUTDOWN_TIMEOUT_S,

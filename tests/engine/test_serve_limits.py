@@ -69,6 +69,16 @@ def test_a_head_not_sent_in_time_is_closed(store: Path, monkeypatch: pytest.Monk
         assert httpx.get(url + "/healthz").status_code == 200
 
 
+def test_a_body_over_the_limit_is_413_and_closed(store: Path) -> None:
+    """Its body unread: the connection was kept, no deadline left on it, and a client trickling
+    the rest held it (and one of the connections the limit allows) for as long as it sent."""
+    head = b"POST /oauth2/token HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000\r\n\r\nabc"
+    with running(store) as url, _connect(url, head) as sock:
+        answer = _answer(sock)  # answered, then closed
+    assert answer.startswith(b"HTTP/1.1 413 ")
+    assert b"connection: close" in answer.lower()
+
+
 def test_a_body_not_sent_in_time_is_408(store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(serve_app, "BODY_TIMEOUT_S", 0.5)
     with running(store) as url:
@@ -79,9 +89,14 @@ def test_a_body_not_sent_in_time_is_408(store: Path, monkeypatch: pytest.MonkeyP
 
 
 def test_connections_over_the_limit_are_503_at_once(store: Path) -> None:
+    """At the limit every connection held is served (uvicorn's own check, one lower, answered
+    every request of every connection 503 once the limit was reached); one more is 503."""
     with running(store, limit=2) as url:
         held = [_connect(url, PARTIAL_HEAD) for _ in range(2)]
         clock.sleep(0.2)  # both are the server's connections
+        for sock in held:
+            sock.sendall(b"\r\n")  # the head ends: a request on each connection held
+            assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
         with _connect(url, b"") as third:
             answer = _answer(third)
         assert answer.startswith(b"HTTP/1.1 503 ")
