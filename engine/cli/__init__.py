@@ -26,7 +26,9 @@ def stop_outside_a_command(signum: int, frame: FrameType | None) -> None:
         os._exit(130)
 
 
-if os.path.basename(sys.argv[0]) == "wfm-intervals":  # the console script, not an importer
+# the console script itself: not an importer, nor a child process it spawns (multiprocessing
+# gives a spawned child the parent's argv, but starts its interpreter with -c)
+if [os.path.basename(a) for a in sys.orig_argv[1:2]] == ["wfm-intervals"]:
     for _name in ("SIGINT", "SIGTERM", "SIGHUP"):
         _number = getattr(signal, _name, None)
         if _number is not None and signal.getsignal(_number) is not signal.SIG_IGN:

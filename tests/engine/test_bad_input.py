@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -101,7 +102,7 @@ def test_a_declined_reset_changes_nothing_and_exits_0(tmp_path: Path) -> None:
 #: once in the block), ``cleaned up`` by its ``finally``.
 _WAITING = (
     "import sys, threading\n"
-    "sys.argv = ['wfm-intervals', 'wait']\n"  # as the console script: its early handlers too
+    "sys.argv[1:] = ['wait']\n"
     "import click\n"
     "from engine.cli import main\n"
     "@click.command('wait')\n"
@@ -116,6 +117,13 @@ _WAITING = (
 )
 
 
+def _console_script(code: str) -> str:
+    """A file named as the console script (``wfm-intervals``) that runs ``code``."""
+    path = Path(tempfile.mkdtemp(prefix="wfm-script-")) / "wfm-intervals"
+    path.write_text(code)
+    return str(path)
+
+
 def _waiting(*, ignore: signal.Signals | None = None) -> subprocess.Popen[str]:
     """The waiting command in a child process, once it is ready (``ignore``: a signal its
     parent started it with ignored, as ``nohup`` ignores SIGHUP)."""
@@ -125,7 +133,7 @@ def _waiting(*, ignore: signal.Signals | None = None) -> subprocess.Popen[str]:
             signal.signal(ignore, signal.SIG_IGN)
 
     child = subprocess.Popen(
-        [sys.executable, "-c", _WAITING],
+        [sys.executable, _console_script(_WAITING)],  # its early handlers too
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -225,15 +233,29 @@ def test_a_signal_while_the_console_script_starts_is_130_and_one_line(name: str,
     (a scheduler saw 143)."""
     code = (
         "import os, signal, sys, threading\n"
-        "sys.argv = ['/opt/wfm/.venv/bin/wfm-intervals', 'run']\n"
         "import engine.cli\n"
         f"os.kill(os.getpid(), signal.SIG{name})\n"
         "threading.Event().wait(30)\n"
     )
+    script = _console_script(code)
     done = subprocess.run(
-        [sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=60
+        [sys.executable, script, "run"], check=False, capture_output=True, text=True, timeout=60
     )
     assert (done.returncode, done.stderr) == (130, line + "\n")
+    # a child it spawns (the Ray helper) is no console script: its own signals are its own
+    spawned = (
+        "import multiprocessing, signal\n"
+        "import engine.cli\n"
+        "def handler(_):\n"
+        "    import engine.cli\n"
+        "    return signal.getsignal(signal.SIGTERM) is engine.cli.stop_outside_a_command\n"
+        "if __name__ == '__main__':\n"
+        "    with multiprocessing.get_context('spawn').Pool(1) as pool:\n"
+        "        print(pool.apply(handler, (0,)))\n"
+    )
+    child = [sys.executable, _console_script(spawned)]
+    done = subprocess.run(child, check=True, capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "False"
 
 
 def test_a_hang_up_whose_terminal_is_gone_is_still_130_and_cleans_up() -> None:
