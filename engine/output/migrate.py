@@ -29,25 +29,31 @@ def migrate(path: Path, *, by: str | pl.Expr) -> bool:
     """Make a table of the Parquet-directory store a Delta table, in place; ``True`` when
     there was one to migrate.
 
-    Its rows are committed as the table's first version, then the old files are deleted (a
-    crash before the commit leaves the old table, to migrate again; after it, only files that
-    no version names, deleted again next time).
+    Its rows are committed as the table's first written version, then the old files are
+    deleted: a crash before that commit leaves the old files the table, to migrate again (the
+    log folder a first commit makes, with no version, or the empty version 0 an earlier release
+    created before its rows, is no migration done: taken for one, the old rows were ignored,
+    then deleted as stale); after it, only old files that no version names, deleted again next
+    time. The old store's files are those not named as the Delta writer names its own
+    (``part-…``: those of a killed first commit are orphans, swept as any).
 
     Raises:
         StoreError: the old files cannot be read, or the commit fails.
     """
     path = Path(path)
     log = "_delta_log"
-    old = sorted(f for f in path.rglob("*.parquet") if log not in f.parts) if path.is_dir() else []
-    if delta.is_table(path):
+    found = (
+        sorted(f for f in path.rglob("*.parquet") if log not in f.parts) if path.is_dir() else []
+    )
+    old = [f for f in found if not f.name.startswith("part-")]
+    if delta.is_table(path) and not delta.unwritten(path):
         current = delta.current_files(path)
-        old = [f for f in old if not f.name.startswith("part-")]
         stale = [f for f in old if f.relative_to(path).as_posix() not in current]
         for file in stale:  # what a migration killed after its commit left behind
             file.unlink()
         return False
-    if not old or (path / log).is_dir():  # a log without a version: a first commit that
-        return False  # never happened, whose files are no old store's (the next one creates it)
+    if not old:
+        return False
     try:
         rows = pl.read_parquet(old, hive_partitioning=False).drop(delta.PARTITION, strict=False)
     except (pl.exceptions.PolarsError, OSError) as exc:

@@ -28,6 +28,7 @@ from engine import clock
 from engine.clock import StartedClock, use_clock
 from engine.demo.stack import Stack
 from engine.output import delta
+from engine.output.migrate import migrate
 from engine.pipeline.lock import store_lock
 from engine.settings import BuildSettings
 from engine.tables import callvolume
@@ -382,6 +383,37 @@ def test_the_old_parquet_store_is_migrated_once(tmp_path: Path, stack: Stack) ->
     assert not [p for p in (out / "store").rglob("*.parquet") if not p.name.startswith("part-")]
     again = run_json(config)
     assert not [c for c in again["cleaned"] if "migrated" in c]  # type: ignore[union-attr]
+
+
+def _old_store(path: Path) -> pl.DataFrame:
+    """A table of the Parquet-directory store at ``path``; its rows."""
+    at = datetime(2026, 10, 1, 9, tzinfo=UTC)
+    rows = pl.DataFrame({"at": [at, at + timedelta(days=1)], "n": [1, 2]})
+    rows.with_columns(date=pl.col("at").dt.date()).write_parquet(path, partition_by="date")
+    return rows
+
+
+@pytest.mark.parametrize("left", ["killed first commit", "earlier release's empty creation"])
+def test_a_migration_that_never_committed_is_migrated_again(tmp_path: Path, left: str) -> None:
+    """Killed before its commit, a migration left the table's log folder (or, in an earlier
+    release, an empty version 0 made before the rows): the next run took the table for migrated,
+    ignored the old rows and then deleted them as stale files, exit 0."""
+    path = tmp_path / "t"
+    rows = _old_store(path)
+    if left == "killed first commit":
+        code = f"from engine.output.migrate import migrate; migrate({str(path)!r}, by='at')"
+        env = {**os.environ, "WFM_KILL_AT": "delta.files_written"}
+        killed = run_process([sys.executable, "-c", code], timeout=120, env=env)
+        assert killed.returncode == -9, killed.stderr
+    else:
+        from deltalake import DeltaTable, Schema
+
+        schema = Schema.from_arrow(delta.arrow_schema(rows.with_columns(delta.days_of("at"))))
+        DeltaTable.create(str(path), schema=schema, partition_by=[delta.PARTITION])
+    assert migrate(path, by="at")
+    assert_frame_equal(delta.scan(path).collect().sort("at").select(rows.columns), rows)
+    assert not migrate(path, by="at")  # done: once
+    assert_frame_equal(delta.scan(path).collect().sort("at").select(rows.columns), rows)
 
 
 def test_a_dry_run_writes_nothing_and_says_what_a_run_would_touch(
