@@ -33,7 +33,7 @@ from typing import Any, Final, Literal
 import polars as pl
 
 from connectors.normalise import rebuild
-from connectors.state import StateStore
+from connectors.state import StateStore, parse_utc
 from connectors.vendors.kore.client import KORE, KoreSettings
 from connectors.vendors.mindful.client import MindfulSettings, fetch_metrics
 from engine import clock
@@ -195,7 +195,11 @@ def run_inputs(names: Sequence[str], canon: Canonical, window: Window) -> Inputs
 
 
 def synced_window(
-    settings: AppSettings, name: str, window: Window, names: Sequence[str] = ()
+    settings: AppSettings,
+    name: str,
+    window: Window,
+    names: Sequence[str] = (),
+    pulled: Sequence[Mapping[str, Any]] = (),
 ) -> Window:
     """``window`` cut to what source ``name`` and the sources of ``names`` that feed the table
     its check sets against it (Kore.ai's: ``contacts``; Mindful's: ``callback_attempts``) all
@@ -205,10 +209,16 @@ def synced_window(
     completed (its committed cursor). A record source's cursor is its last record's change, not
     how far it has read: a quiet stream's would end the check hours early. Kore.ai's start is
     rounded up to its interval (one begun before a source's start is not all synced): a start
-    in the window's last interval leaves nothing to compare, and the check says so."""
+    in the window's last interval leaves nothing to compare, and the check says so. With the
+    run's ``pulled`` streams (``SyncReport.to_dict()``), Kore.ai's from where its sync began
+    reading (``started_from``) at the earliest: an older row is as Kore.ai sent it on an earlier
+    night, and compared with our intervals rebuilt since from a late change to a contact it was
+    a false difference (exit 1 where Kore.ai, read again, agrees)."""
     table = "contacts" if name == "kore" else "callback_attempts"
     feeds = [name, *(n for n in names if n != name and connector(n).table == table)]
     begin = max(window[0], *(settings.source(n).initial_cursor() for n in feeds))
+    read = [p.get("started_from") for p in pulled if p.get("source") == name == "kore"]
+    begin = max([begin, *(t for at in read if isinstance(at, str) and (t := parse_utc(at)))])
     if name == "kore" and begin > window[0]:
         source = settings.source(name)
         assert isinstance(source, KoreSettings)

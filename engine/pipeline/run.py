@@ -68,7 +68,7 @@ from engine.pipeline.checks import (
 from engine.pipeline.export import export_tables
 from engine.pipeline.kore import KoreImport, import_kore
 from engine.pipeline.lock import damage, housekeeping, store_lock
-from engine.pipeline.sources import Emit, sync_all, tables_fed
+from engine.pipeline.sources import Emit, run_lookback, sync_all, tables_fed
 from engine.pipeline.state import (
     RunState,
     begin_commits,
@@ -179,9 +179,8 @@ def _reconcile(
 ) -> list[Path]:
     if inputs is None:
         return []
-    cuts: dict[str, Window] = {
-        n: synced_window(settings, n, window, names) for n in ("mindful", "kore") if n in names
-    }
+    kept: list[str] = [n for n in ("mindful", "kore") if n in names]
+    cuts = {n: synced_window(settings, n, window, names, s.pulled) for n in kept}
     rec = reconcile(settings, inputs, window=window, windows=cuts, out_dir=settings.output.dir)
     s.reconcile = {"ok": rec.ok, "checks": rec.to_json()["checks"]}
     if not rec.ok:
@@ -214,10 +213,7 @@ def _plan(
 ) -> RunPlan:
     recent = None
     if previous is not None:
-        minutes = settings.run.lookback_minutes
-        if minutes is None:
-            minutes = max(settings.source(n).lookback_minutes for n in names)
-        recent = previous.window_end - timedelta(minutes=minutes)
+        recent = previous.window_end - timedelta(minutes=run_lookback(settings, names))
     contacts = settings.output.dir / "store" / "contacts"
 
     def stored(days: set[date]) -> pl.DataFrame:
@@ -347,7 +343,7 @@ def _run(
     if full_refresh or repaired:
         previous = None
     done = _stepper(emit)
-    pulls = [] if dry_run else sync_all(settings, names, emit)
+    pulls = [] if dry_run else sync_all(settings, names, emit, run_lookback(settings, names))
     done("sync")
     kore = None
     if "kore" in names and not dry_run:

@@ -54,6 +54,7 @@ __all__ = [
     "canonical",
     "canonical_frames",
     "canonical_source",
+    "run_lookback",
     "sync_all",
     "tables_fed",
     "validated",
@@ -229,8 +230,17 @@ def _rows_of(rows: pl.LazyFrame, source: str, stream: Stream, *, several: bool) 
     return int(rows.select(pl.len()).collect().item())
 
 
-def sync_all(settings: AppSettings, names: Sequence[str], emit: Emit | None = None) -> list[Pull]:
-    """Sync the named sources in order; one :class:`Pull` per stream.
+def run_lookback(settings: AppSettings, names: Sequence[str]) -> float:
+    """A run's lookback in minutes: ``[run] lookback_minutes``, else the largest of ``names``'."""
+    given, own = settings.run.lookback_minutes, (settings.source(n).lookback_minutes for n in names)
+    return max(own) if given is None else given
+
+
+def sync_all(settings: AppSettings, names: Sequence[str], emit: Emit | None = None,
+             reread: float = 0.0) -> list[Pull]:  # fmt: skip
+    """Sync the named sources in order; one :class:`Pull` per stream. Kore.ai re-reads at least
+    ``reread`` minutes (a run's lookback): a run compares only the rows it read again
+    (:func:`engine.pipeline.checks.synced_window`), over the intervals it rebuilds.
 
     Raises:
         SyncFailedError: a stream failed (nothing after it is synced).
@@ -244,6 +254,8 @@ def sync_all(settings: AppSettings, names: Sequence[str], emit: Emit | None = No
         keep_landed(settings, name)
     for name in names:
         source, source_settings = connector(name), settings.source(name)
+        if name == "kore" and reread > source_settings.lookback_minutes:
+            source_settings = source_settings.model_copy(update={"lookback_minutes": reread})
         configured = source.configured(source_settings)
         streams = [s.name for s in configured.streams]
         root = settings.store.landing
