@@ -55,11 +55,12 @@ from engine.errors import StoreError
 from engine.serve.documents import StoreDocuments
 from engine.serve.guard import Guard, behind_proxies
 from engine.serve.openapi import KORE_BODY, MAX_LIMIT, METRICS_PARAMETERS
-from engine.serve.server import BODY_TIMEOUT_S
 from engine.tables.callback_metrics import parse_time
 
-__all__ = ["KORE_PATH", "METRICS_PATH", "TOKEN_PATH", "create_app"]
+__all__ = ["BODY_TIMEOUT_S", "KORE_PATH", "METRICS_PATH", "TOKEN_PATH", "create_app"]
 
+#: a request's whole body, from its head (under the stop's wait: engine.serve.server)
+BODY_TIMEOUT_S = 5.0
 KORE_PATH = "/agentassist/api/public/analytics/account/{account_id}/callvolume"
 METRICS_PATH = "/v2/callback/historical/metrics"
 TOKEN_PATH = "/oauth2/token"  # noqa: S105 - a URL path

@@ -38,11 +38,12 @@ import h11
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from engine.serve.app import BODY_TIMEOUT_S  # the app's own deadline, stated here too
+
 __all__ = ["BACKLOG", "BODY_TIMEOUT_S", "HEAD_TIMEOUT_S", "KEEP_ALIVE_S", "SHUTDOWN_TIMEOUT_S",
            "GuardedH11", "config", "connection_limit"]  # fmt: skip
 
 HEAD_TIMEOUT_S = 5.0  #: a request's line and headers, from its connection or last answer
-BODY_TIMEOUT_S = 5.0  #: a request's whole body, from its head (under the stop's wait)
 KEEP_ALIVE_S = 5  #: an idle kept-alive connection (uvicorn's default)
 SHUTDOWN_TIMEOUT_S = 10  #: a stop's wait for the requests in flight
 #: connections waiting to be accepted, and so the most asyncio accepts in one turn of its loop
