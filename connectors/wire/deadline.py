@@ -64,8 +64,19 @@ _NOW: ContextVar[Deadline | None] = ContextVar("wfm_request_deadline", default=N
 
 @contextmanager
 def held_to(deadline: Deadline) -> Iterator[None]:
-    """Within it, the socket operations of a watched client end by ``deadline``."""
-    token = _NOW.set(deadline)
+    """Within it, the socket operations of a watched client end by ``deadline``, or by the
+    deadline already set if that is earlier (a token exchange an auth flow makes within a
+    request is held to the request's total too, not to a total of its own after it).
+
+    Example:
+        >>> import time
+        >>> with held_to(Deadline(time.monotonic() + 5.0, 5.0)):
+        ...     with held_to(Deadline(time.monotonic() + 60.0, 60.0)):
+        ...         _left(None) <= 5.0
+        True
+    """
+    outer = _NOW.get()
+    token = _NOW.set(deadline if outer is None or deadline.at < outer.at else outer)
     try:
         yield
     finally:
