@@ -21,7 +21,7 @@ from typing import Final
 
 import polars as pl
 
-from engine.errors import StoreError
+from engine.errors import InputSchemaError, StoreError
 from engine.interval import (
     Grid,
     Window,
@@ -219,9 +219,27 @@ def _in_intervals(grains: pl.LazyFrame, grid: pl.DataFrame) -> pl.LazyFrame:
     return grains.join(own.explode("_at").lazy(), on="_at", how="inner").drop("_at")
 
 
+#: The instants of a contact, UTC microseconds in canonical contacts (:data:`UTC_TS`).
+_INSTANTS: Final = ("offered_at", "answered_at", "ended_at", "updated_at")
+
+
+def _in_utc_us(contacts: pl.LazyFrame) -> pl.LazyFrame:
+    """``contacts`` with its aware instants as :data:`UTC_TS` (a notebook's frame from pandas
+    holds nanoseconds: read as microseconds, its intervals fell outside the grid and the table
+    was empty, silently); naive instants are refused, as validation refuses them."""
+    schema = contacts.collect_schema()
+    odd = [c for c in _INSTANTS if c in schema and schema[c] != UTC_TS]
+    for c in odd:
+        dtype = schema[c]
+        if not isinstance(dtype, pl.Datetime) or not dtype.time_zone:
+            msg = f"{c}: {dtype} is not an aware instant (validate_contacts reads it)"
+            raise InputSchemaError(msg)
+    return contacts.with_columns(pl.col(odd).dt.convert_time_zone("UTC").dt.cast_time_unit("us"))
+
+
 def _grains_in(contacts: pl.LazyFrame, grid: Grid, settings: BuildSettings) -> pl.LazyFrame:
     """:func:`_grains` of the contacts attributed inside ``grid``, at its grain."""
-    inside = contacts.filter(in_grid(_attributed_at(settings), grid.frame))
+    inside = _in_utc_us(contacts).filter(in_grid(_attributed_at(settings), grid.frame))
     return _grains(inside, grain_ms=grain_ms(grid.frame), settings=settings)
 
 

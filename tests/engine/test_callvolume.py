@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import polars as pl
@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from engine.errors import InputSchemaError
 from engine.interval import snap_window
 from engine.schema import CONTACTS
 from engine.settings import SL_FORMULAS, BuildSettings
@@ -171,3 +172,31 @@ def test_every_table_builder_returns_its_declared_schema() -> None:
     volume = build(contacts, window=window, settings=s)
     assert volume.collect_schema() == pl.Schema(SCHEMA)
     assert volume.collect().schema == pl.Schema(SCHEMA)
+
+
+_INSTANTS = ("offered_at", "answered_at", "ended_at", "updated_at")
+
+
+@given(cases(), st.sampled_from([("ns", "UTC"), ("us", "Europe/Paris"), ("ns", "Asia/Kolkata")]))
+def test_instants_in_another_unit_or_zone_give_the_oracles_table(case, form) -> None:
+    """A notebook's frame from pandas holds nanoseconds: read as microseconds, its intervals
+    fell outside the grid and the table was empty, silently; another zone was a raw Polars
+    SchemaError. The same instants in any unit or zone give the same table."""
+    rows, start, end, kw = case
+    unit, zone = form
+    frame = _frame(rows).with_columns(
+        pl.col(c).dt.cast_time_unit(unit).dt.convert_time_zone(zone) for c in _INSTANTS
+    )
+    table = build(frame, window=(start, end), settings=BuildSettings(**kw)).collect()
+    assert table.to_dicts() == oracle.callvolume(rows, start, end, kw)
+
+
+def test_naive_instants_are_refused_by_name() -> None:
+    frame = (
+        pl.DataFrame(schema=CONTACTS)
+        .lazy()
+        .with_columns(pl.col("offered_at").dt.replace_time_zone(None))
+    )
+    window = (datetime(2026, 10, 1, tzinfo=UTC), datetime(2026, 10, 2, tzinfo=UTC))
+    with pytest.raises(InputSchemaError, match=r"^offered_at: Datetime\(.*not an aware instant"):
+        build(frame, window=window, settings=BuildSettings())
