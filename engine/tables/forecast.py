@@ -70,13 +70,16 @@ def long_format(
     The exports give both.
 
     Raises:
-        ValueError: a metric is not an additive column of the volume table; a naive ``closed``;
-            a ``tz`` Python or Polars does not know.
+        ValueError: a metric is not an additive column of the volume table; ``time`` neither
+            ``"utc"`` nor ``"local"``; a naive ``closed``; a ``tz`` Python or Polars does not
+            know.
     """
     unknown = [m for m in metrics if m not in ADDITIVE]
     if unknown:
         msg = f"not additive volume columns: {unknown} (choose from {list(ADDITIVE)})"
         raise ValueError(msg)
+    if time not in ("utc", "local"):  # "UTC" was taken for "local": series shifted, silently
+        raise ValueError(f"time {time!r}: 'utc' or 'local'")
     if closed is not None:
         if closed.tzinfo is None:
             msg = f"closed {closed.isoformat()} is naive: give an aware instant"

@@ -67,6 +67,14 @@ def test_ratio_metrics_are_refused() -> None:
         long_format(pl.LazyFrame(), metrics=("aht_ms",))
 
 
+@pytest.mark.parametrize("time", ["UTC", "Utc", "bogus"])
+def test_a_time_neither_utc_nor_local_is_refused(time: str) -> None:
+    """``time="UTC"`` (beside ``tz="UTC"``) was taken for ``"local"``: the series came out at
+    the local wall clock, shifted by the zone's offset, with no sign of it."""
+    with pytest.raises(ValueError, match=f"^time '{time}': 'utc' or 'local'$"):
+        long_format(pl.LazyFrame(), time=time)  # type: ignore[arg-type]
+
+
 def test_export_commands(table: pl.DataFrame, tmp_path: Path) -> None:
     store = tmp_path / "out"
     from engine.output.files import write_store
