@@ -377,10 +377,13 @@ def attempt_keys(frame: pl.LazyFrame) -> tuple[pl.LazyFrame, pl.LazyFrame]:
     return repeated, straddling
 
 
-def callback_gaps(clean: pl.LazyFrame) -> pl.LazyFrame:
-    """Chains with missing retry numbers: ``source``, ``original_id``, ``missing`` (sorted).
+GAPS_SHOWN: Final = 1000  #: the most missing retry numbers listed for one chain
 
-    A chain's retry numbers should run from 0 to its highest ``retry_attempt``.
+
+def callback_gaps(clean: pl.LazyFrame) -> pl.LazyFrame:
+    """Chains with missing retry numbers (a chain's run from 0 to its highest ``retry_attempt``):
+    ``source``, ``original_id``, ``missing`` (sorted; the first :data:`GAPS_SHOWN`: a retry
+    2147483647 made a 2-billion-number list, or none at all).
 
     Example:
         >>> rows = pl.LazyFrame({"source": ["m", "m"], "original_id": ["a", "a"],
@@ -389,8 +392,7 @@ def callback_gaps(clean: pl.LazyFrame) -> pl.LazyFrame:
         [[1, 2]]
     """
     retry, chain = pl.col("retry_attempt"), ["source", "original_id"]
-    # Numbers 0..max are all there exactly when a chain has max + 1 distinct ones: the lists
-    # of numbers are made only for the (few) chains where that count falls short.
+    # 0..max are all there iff a chain has max + 1 distinct: lists only for chains short of it
     holed = (
         clean.group_by(chain)
         .agg(retry.n_unique().alias("_n"), retry.max().cast(pl.Int64).alias("_max"))
@@ -400,13 +402,17 @@ def callback_gaps(clean: pl.LazyFrame) -> pl.LazyFrame:
     return (
         clean.join(holed, on=chain, how="semi", nulls_equal=True)
         .group_by(chain)
-        .agg(retry.unique().alias("_have"), retry.max().alias("_max"))
+        .agg(retry.unique().cast(pl.Int64).alias("_have"), retry.max().cast(pl.Int64).alias("_max"))
         .select(
             "source",
             "original_id",
-            pl.int_ranges(0, pl.col("_max").cast(pl.Int32) + 1, dtype=pl.Int32)
+            pl.int_ranges(
+                0, pl.min_horizontal(pl.col("_max") + 1, pl.col("_have").list.len() + GAPS_SHOWN)
+            )
             .list.set_difference("_have")
             .list.sort()
+            .list.head(GAPS_SHOWN)
+            .cast(pl.List(pl.Int32))
             .alias("missing"),
         )
         .filter(pl.col("missing").list.len() > 0)

@@ -287,6 +287,16 @@ def test_gaps_list_the_missing_retry_numbers_per_chain() -> None:
     ]
 
 
+@pytest.mark.parametrize("highest", [2_147_483_647, 50_000_000])
+def test_a_chain_far_from_whole_lists_its_first_missing_numbers_only(highest: int) -> None:
+    """Retry 0 and retry 2147483647 (32 bits, accepted): the range's end wrapped round and the
+    chain was not reported at all; retry 50,000,000 built a list of 50 million numbers (one
+    record exhausted the memory). The first 1,000 are listed."""
+    gaps = callback_gaps(_chains(("m", "far", [0, 3, highest]))).collect()
+    assert gaps["original_id"].to_list() == ["far"]
+    assert gaps["missing"].to_list() == [[1, 2, *range(4, 1002)]]
+
+
 @given(
     chains=st.dictionaries(
         st.tuples(st.sampled_from(["m", "n"]), st.sampled_from(["a", "b", "c", "d", "e"])),
