@@ -25,7 +25,7 @@ import uuid
 from pathlib import Path
 from typing import Final
 
-from engine.errors import naming
+from engine.errors import naming, temporary_prefix
 
 __all__ = [
     "atomic_write_bytes",
@@ -90,7 +90,7 @@ def temporary_sibling(path: Path) -> Path:
         >>> temporary_sibling(Path("state/ujet/calls.json")).name.startswith(".calls.json.tmp-")
         True
     """
-    return path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex}")
+    return path.with_name(temporary_prefix(path.name) + uuid.uuid4().hex)
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

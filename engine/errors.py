@@ -188,13 +188,19 @@ def naming(path: str | os.PathLike[str], only: Collection[int] | None = None) ->
         raise OSError(code, os.strerror(code), os.fspath(path)) from exc
 
 
+def temporary_prefix(name: str) -> str:
+    """How the temporary sibling of a file ``name`` a durable write goes through begins
+    (:func:`engine.durable.temporary_sibling` adds a random suffix)."""
+    return f".{name}.tmp-"
+
+
 def _temporary_of(name: str | bytes | int, path: str | os.PathLike[str]) -> bool:
     """Whether ``name`` is the temporary sibling a durable write of ``path`` goes through."""
     if not isinstance(name, str):
         return False
     folder, base = os.path.split(os.fspath(path))
     there, own = os.path.split(name)
-    return there == folder and own.startswith(f".{base}.tmp-")
+    return there == folder and own.startswith(temporary_prefix(base))
 
 
 #: Room on a volume below which a write that failed without its reason was refused for space.

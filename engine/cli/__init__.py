@@ -16,12 +16,17 @@ import sys
 from types import FrameType
 
 
+def interrupted_line(signum: int) -> str:
+    """The one line of a command interrupted by ``signum`` (Ctrl-C's names no signal)."""
+    by = "" if signum == signal.SIGINT else f" by {signal.Signals(signum).name}"
+    return f"wfm-intervals: interrupted{by}"
+
+
 def stop_outside_a_command(signum: int, frame: FrameType | None) -> None:
     """The handler of a stop signal outside a command: its line, then exit 130 at once."""
     del frame
-    by = "" if signum == signal.SIGINT else f" by {signal.Signals(signum).name}"
     try:
-        os.write(2, f"wfm-intervals: interrupted{by}\n".encode())
+        os.write(2, f"{interrupted_line(signum)}\n".encode())
     finally:
         os._exit(130)
 

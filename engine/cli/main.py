@@ -29,7 +29,7 @@ from typing import Final, NamedTuple
 
 import click
 
-from engine.cli import stop_outside_a_command
+from engine.cli import interrupted_line, stop_outside_a_command
 from engine.errors import OutputClosedError, WfmError, printable
 
 __all__ = ["ALLOCATOR_VARIABLE", "COMMANDS", "POLARS_DEFAULTS", "PROMPT_RETURN", "RETURN_AT_ONCE",
@@ -331,9 +331,7 @@ def _causes(exc: BaseException) -> Iterator[BaseException]:
 
 def _interrupted() -> int:
     """Say that the command was interrupted (by which signal, if not Ctrl-C); 130."""
-    first = _RECEIVED[0] if _RECEIVED else signal.SIGINT
-    by = "" if first == signal.SIGINT else f" by {signal.Signals(first).name}"
-    _say(f"wfm-intervals: interrupted{by}")
+    _say(interrupted_line(_RECEIVED[0] if _RECEIVED else signal.SIGINT))
     return 130
 
 

@@ -25,7 +25,7 @@ from typing import IO, Any, Literal
 import polars as pl
 
 from engine import killpoint
-from engine.durable import durable_mkdir, durable_replace
+from engine.durable import durable_mkdir, durable_replace, temporary_sibling
 from engine.errors import naming
 from engine.output.delta import STORE_COMPRESSION, commit
 from engine.tables.callvolume import DERIVED, SCHEMA
@@ -77,7 +77,7 @@ def _atomic_write(path: Path, write: Any) -> Path:
     a run's state (saved after its files) says they were written. A failed write removes its
     temporary file."""
     durable_mkdir(path.parent)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex}")
+    tmp = temporary_sibling(path)
     try:
         with naming(path):  # a full disk names the file, so its volume
             write(tmp)
@@ -187,7 +187,7 @@ class PartFiles:
     ) -> IO[Any]:
         """The open temporary sibling of ``path`` (``end`` writes its last text)."""
         durable_mkdir(path.parent)
-        tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex}")
+        tmp = temporary_sibling(path)
         with naming(path):  # a full disk names the file, so its volume
             handle: IO[Any] = tmp.open("w", encoding="utf-8") if text else tmp.open("wb")
         self._open.append((path, tmp, handle, end or (lambda _: None)))

@@ -217,8 +217,9 @@ def synced_window(
     table = "contacts" if name == "kore" else "callback_attempts"
     feeds = [name, *(n for n in names if n != name and connector(n).table == table)]
     begin = max(window[0], *(settings.source(n).initial_cursor() for n in feeds))
-    read = [p.get("started_from") for p in pulled if p.get("source") == name == "kore"]
-    begin = max([begin, *(t for at in read if isinstance(at, str) and (t := parse_utc(at)))])
+    if name == "kore":  # its landed rows: from where its sync began reading them this run
+        read = [p.get("started_from") for p in pulled if p.get("source") == name]
+        begin = max([begin, *(t for at in read if isinstance(at, str) and (t := parse_utc(at)))])
     if name == "kore" and begin > window[0]:
         source = settings.source(name)
         assert isinstance(source, KoreSettings)
